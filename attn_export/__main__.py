@@ -1,0 +1,5 @@
+"""``python -m attn_export`` is the ``attn-export`` command."""
+
+from .cli import entry
+
+entry()

@@ -1,0 +1,167 @@
+"""The artefact directory: fixed file names, atomic writes, and the manifest that makes it trustworthy.
+
+Every file is written to a temporary name in the same directory, flushed, fsynced and renamed, so a
+process killed mid-write leaves the previous file intact. The manifest records each artefact's sha256 and
+its parent's; an artefact whose parent changed is stale, one whose own hash changed was tampered with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DataError, MissingPrerequisite
+
+__all__ = [
+    "DEFAULT_DIR",
+    "MANIFEST",
+    "METRICS",
+    "MODEL_JSON",
+    "ONNX_FP32",
+    "REFERENCE",
+    "WEIGHTS",
+    "atomic_path",
+    "check_lineage",
+    "read_json",
+    "read_manifest",
+    "record",
+    "require",
+    "sha256_file",
+    "write_bytes",
+    "write_json",
+]
+
+DEFAULT_DIR = Path("artifacts")
+MODEL_JSON = "model.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.json"
+ONNX_FP32 = "model.onnx"
+REFERENCE = "reference.npz"
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = 1
+
+# The command that makes each file, for "run X first" messages.
+MADE_BY = {
+    MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
+    WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
+    ONNX_FP32: "attn-export export",
+    REFERENCE: "attn-export export",
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(target: Path, obj: Any) -> None:
+    write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from None
+
+
+def require(directory: Path, name: str) -> Path:
+    """The path of ``name`` in ``directory``, or an error that says which command makes it."""
+    if not directory.is_dir():
+        raise MissingPrerequisite(
+            f"artefact directory {directory} does not exist; run {MADE_BY.get(name, 'attn-export train')} first"
+        )
+    path = directory / name
+    if not path.is_file():
+        made_by = MADE_BY.get(name, "the command that makes it")
+        raise MissingPrerequisite(f"{path} is missing; run {made_by} first")
+    return path
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {"schema": MANIFEST_SCHEMA, "artifacts": {}}
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
+        raise DataError(f"{path} is not an attn-export manifest (no 'artifacts' table)")
+    return manifest
+
+
+def record(
+    directory: Path,
+    name: str,
+    command: str,
+    parent: str | None = None,
+    versions: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Record ``directory/name`` in the manifest (written last, atomically) and return its entry."""
+    manifest = read_manifest(directory)
+    entry: dict[str, Any] = {
+        "sha256": sha256_file(directory / name),
+        "parent": parent,
+        "parent_sha256": sha256_file(directory / parent) if parent else None,
+        "created_by": f"attn-export {__version__} {command}",
+        "versions": versions or {},
+    }
+    entry.update(extra)
+    manifest["schema"] = MANIFEST_SCHEMA
+    manifest["artifacts"][name] = entry
+    write_json(directory / MANIFEST, manifest)
+    return entry
+
+
+def update_entries(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``change`` to the manifest's artifacts table and write it back atomically."""
+    manifest = read_manifest(directory)
+    change(manifest["artifacts"])
+    write_json(directory / MANIFEST, manifest)
+
+
+def check_lineage(directory: Path, name: str) -> list[str]:
+    """Problems with ``name``'s manifest entry: changed since recorded, stale against its parent."""
+    entry = read_manifest(directory)["artifacts"].get(name)
+    if entry is None:
+        return [f"{name} is not recorded in {MANIFEST}"]
+    problems = []
+    if sha256_file(directory / name) != entry["sha256"]:
+        problems.append(f"{name} was changed after it was recorded (sha256 differs from {MANIFEST})")
+    parent = entry.get("parent")
+    if parent:
+        if not (directory / parent).is_file():
+            problems.append(f"{name}'s parent {parent} is missing")
+        elif sha256_file(directory / parent) != entry.get("parent_sha256"):
+            problems.append(f"{name} is stale: its parent {parent} changed since it was made")
+    return problems

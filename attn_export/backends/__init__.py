@@ -1,0 +1,32 @@
+"""The backend registry: names to backend classes. Importing it imports no runtime library.
+
+``get(name)`` returns the class; ``status()`` says for every backend whether it can run here and why not.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+from ..errors import BadInput
+from .base import Backend
+from .onnxref import OnnxRefBackend
+from .onnxrt import OrtCpuBackend
+from .pyt import TorchCpuBackend
+
+__all__ = ["REGISTRY", "Backend", "get", "status"]
+
+REGISTRY: Dict[str, Type[Backend]] = {
+    b.name: b for b in (TorchCpuBackend, OrtCpuBackend, OnnxRefBackend)
+}
+
+
+def get(name: str) -> Type[Backend]:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise BadInput(f"unknown backend '{name}'; expected one of {', '.join(REGISTRY)}") from None
+
+
+def status() -> Dict[str, Optional[str]]:
+    """Every backend's name -> None if available here, else the reason it is not."""
+    return {name: cls.available() for name, cls in REGISTRY.items()}

@@ -1,0 +1,63 @@
+"""The backend protocol: construct cheaply, open as a context manager (load the session or engine, touch
+the GPU only here), ``infer(dict of arrays) -> dict of arrays``, close. Timing is not the backend's job.
+
+Python 3.8-compatible: the device runtime uses the ONNX Runtime and TensorRT backends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from ..errors import NotAvailable
+from ..iospec import IOSpec
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base class: subclasses set ``name``/``kind`` and implement ``available``, ``_open``, ``_run``."""
+
+    name = "backend"
+    kind = "onnx"  # what it runs: "onnx" (an .onnx file), "torch" (the model directory), "engine"
+    device = "cpu"
+
+    def __init__(self, artifact: Path, spec: IOSpec, threads: Optional[int] = None) -> None:
+        self.artifact = Path(artifact)
+        self.spec = spec
+        self.threads = threads
+        self._opened = False
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        """None when this backend can run here, else the reason it cannot."""
+        return None
+
+    def __enter__(self) -> Backend:
+        reason = self.available()
+        if reason is not None:
+            raise NotAvailable(f"backend {self.name} is not available: {reason}")
+        self._open()
+        self._opened = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._opened = False
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Check ``feeds`` against the I/O spec, run, and return every output by name."""
+        if not self._opened:
+            raise RuntimeError(f"{self.name}: infer() called outside 'with backend:'")
+        self.spec.check_feeds(feeds)
+        return self._run(feeds)
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        raise NotImplementedError

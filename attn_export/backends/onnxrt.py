@@ -1,0 +1,66 @@
+"""``ort-cpu``: ONNX Runtime's CPU execution provider. Python 3.8-compatible."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..errors import BadInput, NotAvailable
+from .base import Backend
+
+__all__ = ["OrtCpuBackend", "ort_providers"]
+
+
+def ort_providers() -> Optional[List[str]]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return list(onnxruntime.get_available_providers())
+
+
+class OrtCpuBackend(Backend):
+    name = "ort-cpu"
+    kind = "onnx"
+    provider = "CPUExecutionProvider"
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        providers = ort_providers()
+        if providers is None:
+            return "onnxruntime is not installed (pip install 'attn-export[cpu]')"
+        if cls.provider not in providers:
+            return f"ONNX Runtime has no {cls.provider} (available: {', '.join(providers)})"
+        return None
+
+    def session_options(self):  # type: ignore[no-untyped-def]
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        return options
+
+    def _open(self) -> None:
+        import onnxruntime
+
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.artifact), sess_options=self.session_options(), providers=[self.provider]
+            )
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
+            raise BadInput(f"ONNX Runtime cannot load {self.artifact}: {str(e).splitlines()[0]}") from None
+        if self.provider not in self.session.get_providers():
+            raise NotAvailable(f"{self.provider} requested; the session has {self.session.get_providers()}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, dict(feeds))
+        return dict(zip(self.output_names, outputs))
+
+    def close(self) -> None:
+        self.session = None
+        super().close()

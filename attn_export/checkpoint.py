@@ -1,0 +1,168 @@
+"""Saving and loading models: our own artefact directories (safetensors + model.json) and the classic
+AttentionLSTM snippet's plain state_dict (``attn-export load``).
+
+Nothing is ever unpickled: weights are safetensors, and a ``.pt``/``.pth`` file is opened with
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from . import __version__, artifacts
+from .config import ModelConfig, Recipe, recipe_from_dict, recipe_to_dict
+from .errors import DataError
+from .model import AttentionLSTM
+
+__all__ = ["classic_state_dict_to_model", "load_model", "read_state_dict", "save_model"]
+
+FORMAT = 1
+
+
+def save_model(
+    directory: Path,
+    model: AttentionLSTM,
+    recipe: Recipe,
+    labels: tuple[str, ...],
+    command: str,
+    source: str,
+    train_lengths: dict[str, int] | None = None,
+    parent_sha256: str | None = None,
+) -> None:
+    """Write model.safetensors then model.json, then record both in the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    artifacts.write_bytes(directory / artifacts.WEIGHTS, save(state, metadata={"format": str(FORMAT)}))
+    if model.config != recipe.model:
+        raise ValueError("save_model: the model's config differs from the recipe's [model] table")
+    resolved = recipe_to_dict(recipe)
+    info = {
+        "format": FORMAT,
+        "attn_export": __version__,
+        "model": resolved["model"],
+        "input_size": model.input_size,
+        "num_outputs": model.num_outputs,
+        "labels": list(labels),
+        "normalization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
+        "train_lengths": train_lengths,
+        "source": source,
+        "source_sha256": parent_sha256,
+        "recipe": resolved,
+    }
+    artifacts.write_json(directory / artifacts.MODEL_JSON, info)
+    versions = {"torch": torch.__version__}
+    artifacts.record(directory, artifacts.WEIGHTS, command, versions=versions, source=source,
+                     source_sha256=parent_sha256)
+    artifacts.record(directory, artifacts.MODEL_JSON, command, parent=artifacts.WEIGHTS, versions=versions)
+
+
+def read_model_info(directory: Path) -> dict[str, Any]:
+    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise DataError(f"{directory / artifacts.MODEL_JSON} is not an attn-export model.json (format {FORMAT})")
+    return info
+
+
+def load_model(directory: Path) -> tuple[AttentionLSTM, dict[str, Any]]:
+    """Rebuild the model saved in ``directory``; returns (model in eval mode, model.json contents)."""
+    info = read_model_info(directory)
+    weights = artifacts.require(directory, artifacts.WEIGHTS)
+    recipe = recipe_from_dict(info["recipe"])
+    model = AttentionLSTM(recipe.model, info["input_size"], info["num_outputs"],
+                          info["normalization"]["mean"], info["normalization"]["std"])
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own SafetensorError or OSError
+        raise DataError(f"{weights} is not a readable safetensors file: {e}") from None
+    _load_state(model, state, str(weights))
+    return model.eval(), info
+
+
+def _load_state(model: AttentionLSTM, state: dict[str, torch.Tensor], origin: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise DataError(f"{origin} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise DataError(
+                f"{origin}: {key} has shape {tuple(value.shape)}, the model expects {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise DataError(f"{path} is not a readable safetensors file: {e}") from None
+    data = path.read_bytes()
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise DataError(
+                f"{path} needs unpickling of arbitrary Python objects, which attn-export refuses; "
+                "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
+            ) from None
+        raise DataError(f"{path} is not a readable PyTorch checkpoint: {str(e).splitlines()[0]}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return obj
+
+
+_LAYER_KEY = re.compile(r"lstm\.weight_ih_l(\d+)$")
+
+
+def classic_state_dict_to_model(state: dict[str, torch.Tensor], base: ModelConfig) -> AttentionLSTM:
+    """Build our model from the classic snippet's state_dict, inferring its sizes from the weights.
+
+    The classic model is ``lstm = nn.LSTM(F, H, L, batch_first=True)``, ``fc = nn.Linear(H, 1)`` and
+    returns the context vector: our linear-attention, no-head, unidirectional model with identity
+    normalisation. ``base`` supplies what the weights cannot say (dropout).
+    """
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    layers = sorted(int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k)))
+    if not layers or "fc.weight" not in state:
+        raise DataError(
+            "checkpoint is not the classic AttentionLSTM: expected keys lstm.weight_ih_l0, ..., fc.weight, "
+            f"fc.bias; found {sorted(state)[:6]}"
+        )
+    if any(k.endswith("_reverse") for k in state):
+        raise DataError("checkpoint has a bidirectional LSTM; the classic snippet is unidirectional")
+    hidden = state["lstm.weight_hh_l0"].shape[1]
+    input_size = state["lstm.weight_ih_l0"].shape[1]
+    if tuple(state["fc.weight"].shape) != (1, hidden):
+        raise DataError(f"fc.weight has shape {tuple(state['fc.weight'].shape)}, expected (1, {hidden})")
+    config = ModelConfig(
+        hidden_size=hidden,
+        num_layers=len(layers),
+        dropout=base.dropout,
+        attention="linear",
+        head="none",
+    )
+    model = AttentionLSTM(config, input_size, hidden)
+    ours = {("score." + k[3:] if k.startswith("fc.") else k): v for k, v in state.items()}
+    ours["mean"] = model.mean
+    ours["std"] = model.std
+    _load_state(model, ours, "classic checkpoint")
+    return model.eval()
+
+
+def recipe_for_classic(recipe: Recipe, model: AttentionLSTM) -> Recipe:
+    """The recipe with its model table replaced by what the classic weights said."""
+    return replace(recipe, model=model.config)

@@ -1,0 +1,39 @@
+"""``attn-export run``: every stage this machine can do, driven by one recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import SetOpt, console, recipe
+
+NAME = "run"
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.toml"
+
+
+def command(
+    recipe_file: Annotated[Path | None, typer.Argument(help="Recipe TOML (default: recipes/quickstart.toml).",
+                                                       dir_okay=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Artefact directory.", file_okay=False)] = Path("artifacts"),
+    overrides: SetOpt = None,
+) -> None:
+    """Run the whole pipeline this machine can do: train, then export with its parity check."""
+    from .export import run_export
+    from .train import run_training
+
+    path = recipe_file
+    if path is None and DEFAULT_RECIPE.is_file():
+        path = DEFAULT_RECIPE
+    r = recipe(path, overrides)
+    out_console = console(stderr=True)
+    out_console.rule(f"attn-export run {path or '(built-in defaults)'} -> {out}")
+    metrics = run_training(r, out)
+    run_export(out, r.export.opset, r.export.exporter)
+    out_console.rule("summary")
+    out_console.print(
+        f"train: test accuracy {metrics['test']['accuracy']:.4f} in {metrics['wall_seconds']:.1f} s; "
+        f"export: {out / 'model.onnx'} passed its parity sweep"
+    )

@@ -1,0 +1,113 @@
+"""Describing artefacts: an ``.onnx`` file or a whole artefact directory.
+
+    attn-export inspect DIR/model.onnx [--json]
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .errors import BadInput
+
+__all__ = ["describe"]
+
+
+def _dims(value: Any) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    import numpy as np
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
+        raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
+    elem = onnx.helper.tensor_dtype_to_np_dtype
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    out: dict[str, Any] = {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "ir_version": proto.ir_version,
+        "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+        "inputs": [{"name": v.name, "dtype": str(elem(v.type.tensor_type.elem_type)), "dims": _dims(v)}
+                   for v in proto.graph.input],
+        "outputs": [{"name": v.name, "dtype": str(elem(v.type.tensor_type.elem_type)), "dims": _dims(v)}
+                    for v in proto.graph.output],
+        "dynamic_axes": {v.name: [d for d in _dims(v) if isinstance(d, str)]
+                         for v in list(proto.graph.input) + list(proto.graph.output)},
+        "nodes": len(proto.graph.node),
+        "operators": dict(sorted(Counter(n.op_type for n in proto.graph.node).items(), key=lambda kv: -kv[1])),
+        "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer)),
+        "metadata": metadata,
+    }
+    manifest = artifacts.read_manifest(path.parent)
+    if path.name in manifest["artifacts"]:
+        out["manifest"] = manifest["artifacts"][path.name]
+        out["lineage_problems"] = artifacts.check_lineage(path.parent, path.name)
+    return out
+
+
+def describe_directory(directory: Path) -> dict[str, Any]:
+    manifest = artifacts.read_manifest(directory)
+    files = sorted(p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = {}
+    for name in files:
+        entry = manifest["artifacts"].get(name)
+        entries[name] = {
+            "size_bytes": (directory / name).stat().st_size,
+            "recorded": entry is not None,
+            "parent": entry.get("parent") if entry else None,
+            "created_by": entry.get("created_by") if entry else None,
+            "problems": artifacts.check_lineage(directory, name) if entry else [],
+        }
+    out: dict[str, Any] = {"path": str(directory), "artifacts": entries}
+    if (directory / artifacts.MODEL_JSON).is_file():
+        info = artifacts.read_json(directory / artifacts.MODEL_JSON)
+        out["model"] = {k: info.get(k) for k in ("model", "input_size", "num_outputs", "labels", "source")}
+    if (directory / artifacts.METRICS).is_file():
+        out["metrics"] = artifacts.read_json(directory / artifacts.METRICS)
+    return out
+
+
+def describe(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        return describe_directory(path)
+    if not path.exists():
+        raise BadInput(f"{path} does not exist; expected an .onnx file or an artefact directory")
+    if path.suffix == ".onnx":
+        return describe_onnx(path)
+    raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
+
+
+def render(d: dict[str, Any]) -> str:
+    """A short human-readable text of ``describe``'s result."""
+    lines = [str(d["path"])]
+    if "operators" in d:
+        lines.append(f"  opset {d['opset']}, {d['nodes']} nodes, {d['parameters']:,} parameters, "
+                     f"{d['size_bytes']:,} bytes, producer {d['producer']}")
+        for io_kind in ("inputs", "outputs"):
+            for v in d[io_kind]:
+                lines.append(f"  {io_kind[:-1]:6} {v['name']:10} {v['dtype']:8} {v['dims']}")
+        lines.append("  operators: " + ", ".join(f"{k} {v}" for k, v in d["operators"].items()))
+        for key in ("exporter", "opset", "source_sha256", "labels"):
+            if key in d["metadata"]:
+                lines.append(f"  metadata {key}: {d['metadata'][key]}")
+        if "manifest" in d:
+            m = d["manifest"]
+            lines.append(f"  lineage: {m.get('parent')} -> {Path(d['path']).name} ({m.get('created_by')})")
+            lines += [f"  PROBLEM: {p}" for p in d["lineage_problems"]]
+    else:
+        for name, e in d["artifacts"].items():
+            state = "ok" if e["recorded"] and not e["problems"] else ("unrecorded" if not e["recorded"] else "; ".join(e["problems"]))
+            parent = f" <- {e['parent']}" if e["parent"] else ""
+            lines.append(f"  {name:28} {e['size_bytes']:>12,} B  {state}{parent}")
+        if "metrics" in d:
+            lines.append("  metrics: " + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
+    return "\n".join(lines)

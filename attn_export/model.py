@@ -1,0 +1,145 @@
+"""The AttentionLSTM family: (Conv1d front-end) -> LSTM -> a score per step -> masked softmax over time
+-> attention-weighted sum -> head.
+
+    model = AttentionLSTM(ModelConfig(bidirectional=True), input_size=12, num_outputs=9)
+    logits, attention = model(x, lengths)        # x (B, T, F) raw features, lengths (B,) int64
+
+Steps at or past a sequence's length are padding: they are zeroed on entry, get exactly zero attention
+weight, and (bidirectional) never reach the backward direction, so a sequence gives the same outputs
+alone as inside a padded batch. The normalisation statistics are buffers, so the exported graph takes
+raw features. No Python control flow depends on tensor values: the model exports with dynamic batch
+and sequence axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import ModelConfig
+
+__all__ = ["MASK_FILL", "AttentionLSTM", "reverse_padded"]
+
+# Score given to padded steps. Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf),
+# while -1e4 fits FP16 (max 65504) and exp(-1e4 - max) underflows to exactly 0 in FP16 and FP32.
+# Real scores are bounded far above it (LSTM outputs lie in (-1, 1), so |score| <= |w|_1 + |b|).
+MASK_FILL = -1.0e4
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of a batch-first (B, T, D) tensor within its own length; padding stays put."""
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    last = (lengths - 1).unsqueeze(1)  # (B, 1)
+    index = torch.where(steps <= last, last - steps, steps)  # (B, T)
+    return torch.gather(x, 1, index.unsqueeze(2).expand_as(x))
+
+
+class AttentionLSTM(nn.Module):
+    """LSTM with attention pooling over time; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        input_size: int,
+        num_outputs: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.input_size = input_size
+        self.num_outputs = num_outputs
+        # How a bidirectional LSTM keeps padding out of its backward direction. "packed" uses
+        # pack_padded_sequence, which the TorchScript exporter turns into the ONNX LSTM's sequence_lens;
+        # "reversed" reverses each sequence within its length around a forward-only pass, which
+        # torch.export (the dynamo exporter) can trace. Both compute the same function.
+        self.bidirectional_impl = "packed"
+        self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0] * input_size))
+        self.register_buffer("std", torch.tensor(std if std is not None else [1.0] * input_size))
+
+        convs: list[nn.Module] = []
+        channels = input_size
+        for out_channels, kernel in zip(config.conv_channels, config.conv_kernel_sizes):
+            # odd kernel + padding k // 2 keeps the length, so lengths and the mask stay valid
+            convs.append(nn.Conv1d(channels, out_channels, kernel, padding=kernel // 2))
+            channels = out_channels
+        self.convs = nn.ModuleList(convs)
+
+        self.lstm = nn.LSTM(
+            channels,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+        )
+        dim = config.hidden_size * (2 if config.bidirectional else 1)
+        self.context_size = dim
+        if config.attention == "linear":
+            self.score = nn.Linear(dim, 1)
+        else:
+            self.key = nn.Linear(dim, config.attention_dim, bias=False)
+            self.query_proj = nn.Linear(dim, config.attention_dim)
+            self.energy = nn.Linear(config.attention_dim, 1, bias=False)
+            if config.query == "learned":
+                self.query = nn.Parameter(torch.zeros(dim))
+        self.head: nn.Module = nn.Identity() if config.head == "none" else nn.Linear(dim, num_outputs)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        keep = mask.unsqueeze(2)  # (B, T, 1)
+        # zero the padding first: whatever it held cannot reach a valid step, in any precision
+        h = torch.where(keep, (x - self.mean) / self.std, torch.zeros_like(x))  # (B, T, F)
+        for conv in self.convs:
+            h = torch.relu(conv(h.transpose(1, 2))).transpose(1, 2)  # (B, T, C)
+            h = torch.where(keep, h, torch.zeros_like(h))  # a kernel straddling the end saw zeros only
+
+        out = self._recur(h, lengths)  # (B, T, D)
+
+        if self.config.attention == "linear":
+            scores = self.score(out).squeeze(2)  # (B, T)
+        else:
+            if self.config.query == "learned":
+                q = self.query.unsqueeze(0)  # (1, D)
+            else:
+                last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])  # (B, 1, D)
+                q = torch.gather(out, 1, last).squeeze(1)  # (B, D): last valid output
+            energy = torch.tanh(self.key(out) + self.query_proj(q).unsqueeze(1))  # (B, T, A)
+            scores = self.energy(energy).squeeze(2)  # (B, T)
+        scores = torch.where(mask, scores, torch.full_like(scores, MASK_FILL))
+        weights = torch.softmax(scores, dim=1)  # (B, T), exactly 0 on padding
+        context = torch.bmm(weights.unsqueeze(1), out).squeeze(1)  # (B, D)
+        return self.head(context), weights
+
+    def _recur(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The LSTM over (B, T, C) -> (B, T, D), with padding kept out of every direction."""
+        if not self.config.bidirectional:
+            # causal: steps after a sequence's end cannot change its valid outputs
+            out, _ = self.lstm(h)
+            return out
+        if self.bidirectional_impl == "packed":
+            packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+            return out
+        return self._recur_reversed(h, lengths)
+
+    def _recur_reversed(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Bidirectional LSTM as forward-only passes, the backward one on length-reversed sequences."""
+        hidden = self.config.hidden_size
+        zeros = h.new_zeros(1, h.shape[0], hidden)  # (1, B, H)
+        for layer in range(self.config.num_layers):
+            directions = []
+            for suffix in ("", "_reverse"):
+                params = [
+                    getattr(self.lstm, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
+                inp = h if suffix == "" else reverse_padded(h, lengths)
+                out = torch._VF.lstm(inp, (zeros, zeros), params, True, 1, 0.0, False, False, True)[0]
+                directions.append(out if suffix == "" else reverse_padded(out, lengths))
+            h = torch.cat(directions, dim=2)  # (B, T, 2H)
+        return h
