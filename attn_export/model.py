@@ -21,12 +21,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "AttentionLSTM", "reverse_padded"]
+__all__ = ["MASK_FILL", "AttentionLSTM", "masked_softmax", "reverse_padded"]
 
 # Score given to padded steps. Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf),
 # while -1e4 fits FP16 (max 65504) and exp(-1e4 - max) underflows to exactly 0 in FP16 and FP32.
 # Real scores are bounded far above it (LSTM outputs lie in (-1, 1), so |score| <= |w|_1 + |b|).
 MASK_FILL = -1.0e4
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over time (dim 1) of (B, T) scores, exactly 0 where ``mask`` is False; finite in FP16."""
+    return torch.softmax(torch.where(mask, scores, torch.full_like(scores, MASK_FILL)), dim=1)
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -109,8 +114,7 @@ class AttentionLSTM(nn.Module):
                 q = torch.gather(out, 1, last).squeeze(1)  # (B, D): last valid output
             energy = torch.tanh(self.key(out) + self.query_proj(q).unsqueeze(1))  # (B, T, A)
             scores = self.energy(energy).squeeze(2)  # (B, T)
-        scores = torch.where(mask, scores, torch.full_like(scores, MASK_FILL))
-        weights = torch.softmax(scores, dim=1)  # (B, T), exactly 0 on padding
+        weights = masked_softmax(scores, mask)  # (B, T), exactly 0 on padding
         context = torch.bmm(weights.unsqueeze(1), out).squeeze(1)  # (B, D)
         return self.head(context), weights
 

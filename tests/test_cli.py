@@ -1,0 +1,164 @@
+"""The CLI through real subprocess invocations: help without heavy imports, exit codes, one-line errors,
+and the train / load / run commands on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import RECIPES, TINY, cli
+
+HEAVY = ("torch", "onnxruntime", "tensorrt", "onnx")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["train", "--help"], ["export", "--help"], []])
+def test_help_and_version_import_no_heavy_module(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from attn_export.cli import main\n"
+        f"rc = main({args!r})\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy, 'RC', rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY [] RC 0" in out.stdout
+
+
+def test_version_through_python_dash_m() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "attn-export 0.1.0"
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["train", "--bogus"], 2, "No such option: --bogus"),
+        (["train", "DIR", "--set", "model.hiden_size=3"], 2, "did you mean 'model.hidden_size'"),
+        (["train", "DIR", "--set", "model.hidden_size=big"], 2, "expected an integer"),
+        (["train", "DIR", "--recipe", "missing.toml"], 2, "missing.toml"),
+        (["export", "DIR"], 2, "run attn-export train"),
+        (["export", "DIR", "--exporter", "magic"], 2, "exporter"),
+        (["inspect", "nowhere.onnx"], 2, "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_with_the_documented_exit_code(
+    tmp_path: Path, args: list[str], code: int, fragment: str
+) -> None:
+    args = [str(tmp_path / "d") if a == "DIR" else a for a in args]
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists(), "a failed command must not leave a half-made directory"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = cli("--debug", "export", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+
+
+def test_train_writes_the_documented_artefacts(tmp_path: Path) -> None:
+    result = cli("train", str(tmp_path), *TINY, "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= {"train", "val", "test", "epochs", "wall_seconds", "seed"}
+    assert set(metrics["test"]) == {"accuracy", "loss"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert info["labels"] == ["0", "1", "2"]
+    assert info["recipe"]["model"]["hidden_size"] == 16
+    assert len(info["normalization"]["mean"]) == 4
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+    assert manifest["model.json"]["parent"] == "model.safetensors"
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert cli("train", str(tmp_path / name), *TINY).returncode == 0
+    a = (tmp_path / "a" / "model.safetensors").read_bytes()
+    b = (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_accuracy_below_the_recipes_floor_exits_1(tmp_path: Path) -> None:
+    result = cli("train", str(tmp_path), *TINY, "--set", "train.epochs=1", "--set", "train.min_test_accuracy=1.0")
+    assert result.returncode == 1
+    assert "below the recipe's floor" in result.stderr
+
+
+def test_run_quickstart_leaves_model_and_metrics(tmp_path: Path) -> None:
+    result = cli("run", str(RECIPES / "quickstart.toml"), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("model.safetensors", "model.json", "metrics.json", "model.onnx", "reference.npz"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"]["accuracy"] > 0.9
+
+
+class Classic(nn.Module):
+    """The classic snippet, exactly as DESIGN.md defines it."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = torch.zeros(self.num_layers, x.size(0), self.hidden_size)
+        c0 = torch.zeros(self.num_layers, x.size(0), self.hidden_size)
+        out, _ = self.lstm(x, (h0, c0))  # (B, T, H)
+        weights = torch.softmax(self.fc(out), dim=1)  # (B, T, 1)
+        return torch.bmm(weights.transpose(1, 2), out).squeeze(1)  # (B, H)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_classic_snippet_loads_and_gives_identical_outputs(tmp_path: Path, layers: int) -> None:
+    torch.manual_seed(layers)
+    classic = Classic(5, 12, layers, dropout=0.1 if layers > 1 else 0.0).eval()
+    torch.save(classic.state_dict(), tmp_path / "classic.pt")
+    out_dir = tmp_path / "art"
+    result = cli("load", str(tmp_path / "classic.pt"), str(out_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"hidden_size 12, num_layers {layers}" in result.stderr
+
+    from attn_export.checkpoint import load_model
+
+    model, info = load_model(out_dir)
+    assert info["recipe"]["model"]["head"] == "none"
+    x = torch.randn(3, 9, 5)
+    with torch.no_grad():
+        ours, attention = model(x, torch.full((3,), 9))
+        expected = classic(x)
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-6)
+    assert attention.shape == (3, 9)
+
+    export = cli("export", str(out_dir))
+    assert export.returncode == 0, export.stderr
+
+
+def test_a_checkpoint_that_needs_unpickling_is_refused(tmp_path: Path) -> None:
+    torch.save(Classic(3, 4, 1), tmp_path / "whole-module.pt")  # pickles the class itself
+    result = cli("load", str(tmp_path / "whole-module.pt"), str(tmp_path / "art"))
+    assert result.returncode == 2
+    assert "refuses" in result.stderr and "state_dict" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "art").exists()
+
+
+def test_a_state_dict_of_another_model_is_refused(tmp_path: Path) -> None:
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
+    result = cli("load", str(tmp_path / "other.pt"), str(tmp_path / "art"))
+    assert result.returncode == 2
+    assert "not the classic AttentionLSTM" in result.stderr

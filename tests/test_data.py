@@ -1,0 +1,440 @@
+"""attn_export.data: .ts / .npz readers, labels, the synthetic task, splits, normalisation, padding."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from attn_export import data as D
+from attn_export.data import (
+    Normalization,
+    SequenceSet,
+    encode_labels,
+    load_splits,
+    locate_named,
+    pad,
+    read_npz,
+    read_ts,
+    synthetic,
+)
+from attn_export.errors import DataError, NotAvailable
+
+_SPEC = importlib.util.find_spec("sktime")
+needs_sktime = pytest.mark.skipif(
+    _SPEC is None, reason="sktime (the UEA/UCR .ts files) not installed: pip install --no-deps sktime==1.2.0"
+)
+
+
+def cfg(**kw: Any) -> SimpleNamespace:
+    """Stand-in for config.DataConfig (same fields)."""
+    base = dict(name="synthetic", train="", test="", test_fraction=0.25, val_fraction=0.2, missing="error",
+                seed=0, n_train=200, n_test=100, features=5, classes=4, min_len=4, max_len=20)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def write(tmp_path: Path, text: str, name: str = "f.ts", encoding: str = "utf-8") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding=encoding)
+    return p
+
+
+def one_line_error(exc: pytest.ExceptionInfo[DataError]) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------ real data
+
+
+@needs_sktime
+def test_japanese_vowels_official_files() -> None:
+    train_path, test_path = locate_named("japanese-vowels")
+    assert train_path.name == "JapaneseVowels_TRAIN.ts" and test_path.name == "JapaneseVowels_TEST.ts"
+    t0 = time.perf_counter()
+    tr, tr_raw, declared = read_ts(train_path)
+    te, te_raw, _ = read_ts(test_path)
+    assert time.perf_counter() - t0 < 2.0
+    assert (len(tr), len(te)) == (270, 370)
+    assert declared == [str(i) for i in range(1, 10)]
+    assert all(s.dtype == np.float32 and s.shape[1] == 12 for s in tr + te)
+    lengths = [s.shape[0] for s in tr + te]
+    assert (min(lengths), max(lengths)) == (7, 29)
+    # first value of the first series, channel 1 and 2, as written in the file
+    assert tr[0][0, 0] == np.float32(1.860936) and tr[0][0, 1] == np.float32(-0.207383)
+    y, labels = encode_labels(tr_raw, declared)
+    assert labels == tuple("123456789") and np.bincount(y).tolist() == [30] * 9
+
+
+@needs_sktime
+def test_basic_motions_official_files_keep_declared_order() -> None:
+    train_path, test_path = locate_named("basic-motions")
+    for path in (train_path, test_path):
+        seqs, raw, declared = read_ts(path)
+        assert len(seqs) == 40 and {s.shape for s in seqs} == {(100, 6)}
+        assert declared == ["Standing", "Running", "Walking", "Badminton"]
+        y, labels = encode_labels(raw, declared)
+        assert labels == ("Standing", "Running", "Walking", "Badminton")  # not alphabetical
+        assert np.bincount(y).tolist() == [10, 10, 10, 10]
+
+
+@needs_sktime
+def test_every_bundled_archive_file_reads() -> None:
+    assert _SPEC is not None and _SPEC.submodule_search_locations
+    root = list(_SPEC.submodule_search_locations)[0]
+    files = sorted(glob.glob(os.path.join(root, "datasets", "data", "*", "*.ts")))
+    assert len(files) >= 10
+    for f in files:  # includes '%' comments (UnitTest), a BOM inside a comment (PLAID), lower-case keys
+        seqs, raw, _ = read_ts(f)
+        assert len(seqs) == len(raw) > 0 and all(np.isfinite(s).all() for s in seqs)
+
+
+@needs_sktime
+def test_load_splits_named_dataset() -> None:
+    s = load_splits(cfg(name="japanese-vowels", val_fraction=0.2, seed=3))
+    assert s.labels == tuple("123456789")
+    assert (s.train.n, s.val.n, s.test.n) == (216, 54, 370)
+    assert s.val.class_counts().tolist() == [6] * 9  # stratified
+    assert s.source.startswith("JapaneseVowels (sktime ") and s.train.features == 12
+    again = load_splits(cfg(name="japanese-vowels", val_fraction=0.2, seed=3))
+    assert all(np.array_equal(a, b) for a, b in zip(s.val.sequences, again.val.sequences))
+    other = load_splits(cfg(name="japanese-vowels", val_fraction=0.2, seed=4))
+    assert not all(np.array_equal(a, b) for a, b in zip(s.val.sequences, other.val.sequences))
+
+
+def test_locate_named_without_sktime_is_not_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(D.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(NotAvailable) as e:
+        locate_named("japanese-vowels")
+    assert e.value.exit_code == 3 and "pip install --no-deps sktime==1.2.0" in str(e.value)
+    with pytest.raises(DataError, match="basic-motions"):
+        locate_named("nope")
+
+
+# ------------------------------------------------------------------------------------------ .ts reader
+
+HEADER = "@problemName T\n@dimensions 2\n@classLabel true a b\n@data\n"
+
+
+def test_ts_bom_lowercase_keys_ragged_no_equal_length(tmp_path: Path) -> None:
+    text = (
+        "# comment\n\n@problemname X\n@timestamps false\n@UNIVARIATE false\n@DIMENSIONS 2\n"
+        "@classlabel true 10 9\n@data\n1,2,3:4,5,6:9\n  7:8 :10\n# a comment among series\n1.5,-2e3:0,nan:9\n"
+    )
+    p = write(tmp_path, text, encoding="utf-8-sig")
+    assert p.read_bytes()[:3] == b"\xef\xbb\xbf"
+    seqs, raw, declared = read_ts(p, missing="zero")
+    assert declared == ["10", "9"] and raw == ["9", "10", "9"]
+    assert [s.shape for s in seqs] == [(3, 2), (1, 2), (2, 2)]
+    np.testing.assert_array_equal(seqs[0], [[1, 4], [2, 5], [3, 6]])
+    np.testing.assert_array_equal(seqs[2], [[1.5, 0], [-2000, 0]])
+    y, labels = encode_labels(raw, declared)
+    assert labels == ("10", "9") and y.tolist() == [1, 0, 1]  # declared order, not numeric order
+
+
+def test_ts_missing_policies(tmp_path: Path) -> None:
+    p = write(tmp_path, HEADER + "1,2,3:4,5,6:a\n?,2,?,NaN,5:?,?,?,?,?:b\n")
+    with pytest.raises(DataError) as e:
+        read_ts(p)
+    msg = one_line_error(e)
+    assert f"{p}:6:" in msg and "channel 1" in msg and 'missing = "ffill" or "zero"' in msg
+    ffill, _, _ = read_ts(p, missing="ffill")
+    np.testing.assert_array_equal(ffill[1][:, 0], [2, 2, 2, 2, 5])  # leading back-filled, gaps forward-filled
+    np.testing.assert_array_equal(ffill[1][:, 1], [0, 0, 0, 0, 0])  # channel entirely missing -> 0
+    np.testing.assert_array_equal(ffill[0], [[1, 4], [2, 5], [3, 6]])
+    zero, _, _ = read_ts(p, missing="zero")
+    np.testing.assert_array_equal(zero[1][:, 0], [0, 2, 0, 0, 5])
+    with pytest.raises(DataError, match="missing"):
+        read_ts(p, missing="drop")
+
+
+def test_ts_channel_count_mismatch_names_line(tmp_path: Path) -> None:
+    p = write(tmp_path, HEADER + "1,2:3,4:a\n1,2:3,4:5,6:b\n")
+    with pytest.raises(DataError) as e:
+        read_ts(p)
+    msg = one_line_error(e)
+    assert msg.startswith(f"{p}:6: 3 channels; expected 2")
+    # no @dimensions: the first series sets the count
+    q = write(tmp_path, "@classLabel true a b\n@data\n1:2:a\n\n1:b\n", "g.ts")
+    with pytest.raises(DataError, match=r"g\.ts:5: 1 channels; expected 2 \(as in line 3\)"):
+        read_ts(q)
+
+
+def test_ts_malformed_values_and_structure(tmp_path: Path) -> None:
+    cases = {
+        "1,2:3,x4:a": ":5: non-numeric value 'x4' in channel 2",
+        "1,,2:3,4,5:a": ":5: an empty value in channel 1",
+        "1,2,3:4,5:a": ":5: channel 2 has 2 values but channel 1 has 3",
+        "1,2:3,4:c": ":5: class label 'c' is not in @classLabel",
+        "1,inf:3,4:a": ":5: value 'inf' in channel 1 is not a finite float32",
+        "1,1e39:3,4:a": ":5: value '1e39' in channel 1 is not a finite float32",
+        "1,2:3,4:": ":5: empty label",
+    }
+    for i, (line, expected) in enumerate(cases.items()):
+        p = write(tmp_path, HEADER + line + "\n", f"c{i}.ts")
+        with pytest.raises(DataError) as e:
+            read_ts(p, missing="ffill")
+        assert str(p) + expected in one_line_error(e), line
+    for i, text in enumerate(["@classLabel true a\n1,2:a\n", "", "@dimensions 1\n@data\n\n", "@timeStamps true\n@data\n",
+                              "@dimensions two\n@data\n1:a\n", "\ufeff\n@data\n", "1,2,3\n"]):
+        p = write(tmp_path, text, f"s{i}.ts")
+        with pytest.raises(DataError) as e:
+            read_ts(p)
+        one_line_error(e)
+    with pytest.raises(DataError, match="no @data"):
+        read_ts(write(tmp_path, "@problemName x\n@classLabel true a\n", "nodata.ts"))
+    with pytest.raises(DataError, match="cannot read"):
+        read_ts(tmp_path / "absent.ts")
+    p = tmp_path / "latin1.ts"
+    p.write_bytes(b"@data\n1:\xe9\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_ts(p)
+
+
+def test_ts_label_field_cases(tmp_path: Path) -> None:
+    seqs, raw, declared = read_ts(write(tmp_path, "@classLabel false\n@data\n1,2:3,4\n5:6\n"))
+    assert raw == ["", ""] and declared is None and [s.shape for s in seqs] == [(2, 2), (1, 2)]
+    with pytest.raises(DataError, match="no class labels"):
+        load_splits(cfg(name="files", train=str(tmp_path / "f.ts")))
+    target = write(tmp_path, "@targetLabel true\n@data\n1,2,3:22.5\n4,5,6:1.5\n", "t.ts")
+    seqs, raw, declared = read_ts(target)
+    assert raw == ["22.5", "1.5"] and declared is None and seqs[0].shape == (3, 1)
+    with pytest.raises(DataError, match="regression targets"):
+        load_splits(cfg(name="files", train=str(target)))
+    # no label header: inferred from @dimensions
+    seqs, raw, _ = read_ts(write(tmp_path, "@dimensions 2\n@data\n1,2:3,4:x\n", "n.ts"))
+    assert raw == ["x"] and seqs[0].shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------------ .npz reader
+
+
+def test_npz_padded_and_concatenated_agree(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(t, 3)).astype(np.float32) for t in (4, 1, 7)]
+    x, lengths = pad(seqs, fill=np.nan)  # padding may hold anything, even NaN
+    np.savez(tmp_path / "padded.npz", x=x, lengths=lengths, y=np.array(["b", "a", "b"]))
+    np.savez(tmp_path / "concat.npz", x=np.concatenate(seqs).astype(np.float64), lengths=lengths.astype(np.int32),
+             y=np.array([2, 10, 2]))
+    a, ya = read_npz(tmp_path / "padded.npz")
+    b, yb = read_npz(tmp_path / "concat.npz")
+    assert ya == ["b", "a", "b"] and yb == ["2", "10", "2"]
+    for s, u, v in zip(seqs, a, b):
+        assert u.dtype == v.dtype == np.float32
+        np.testing.assert_array_equal(u, s)
+        np.testing.assert_array_equal(v, s)
+    np.savez(tmp_path / "nolen.npz", x=x[:, :1])  # padded form without lengths: every row is T long
+    c, yc = read_npz(tmp_path / "nolen.npz")
+    assert yc is None and [s.shape for s in c] == [(1, 3)] * 3
+
+
+def test_npz_refusals(tmp_path: Path) -> None:
+    x = np.zeros((2, 5, 3), np.float32)
+    bad = {
+        "obj": dict(x=np.array([np.zeros(2), np.zeros(3)], dtype=object), lengths=np.array([2, 3])),
+        "len0": dict(x=x, lengths=np.array([0, 5])),
+        "lenT": dict(x=x, lengths=np.array([5, 6])),
+        "lenN": dict(x=x, lengths=np.array([5])),
+        "sum": dict(x=np.zeros((9, 3)), lengths=np.array([5, 5])),
+        "nolen2d": dict(x=np.zeros((9, 3))),
+        "rank": dict(x=np.zeros(9), lengths=np.array([9])),
+        "nox": dict(lengths=np.array([1])),
+        "nan": dict(x=np.where(np.arange(30).reshape(2, 5, 3) == 4, np.nan, 0.0), lengths=np.array([5, 5])),
+        "big": dict(x=np.full((1, 2, 1), 1e300), lengths=np.array([2])),
+        "ylen": dict(x=x, lengths=np.array([5, 5]), y=np.array([1])),
+        "yfloat": dict(x=x, lengths=np.array([5, 5]), y=np.array([0.5, 1.0])),
+        "strx": dict(x=np.array([["a"]]), lengths=np.array([1])),
+    }
+    expected = {"obj": "pickling", "len0": "lengths[0] = 0", "lenT": "lengths[1] = 6; expected 1..5",
+                "lenN": "1 entries", "sum": "sum to 10", "nolen2d": "no lengths", "rank": "shape (9,)",
+                "nox": "no array 'x'", "nan": "sequence 0 has non-finite", "big": "non-finite",
+                "ylen": "y has shape", "yfloat": "y has dtype", "strx": "dtype <U1"}
+    for name, arrays in bad.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, allow_pickle=True, **arrays)
+        with pytest.raises(DataError) as e:
+            read_npz(path)
+        assert expected[name] in one_line_error(e), name
+    np.save(tmp_path / "single.npy", x)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    for f in ("single.npy", "junk.npz", "missing.npz"):
+        with pytest.raises(DataError) as e:
+            read_npz(tmp_path / f)
+        one_line_error(e)
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+
+def test_encode_labels() -> None:
+    y, labels = encode_labels(["10", "2", "9", "2", "1.5"], None)
+    assert labels == ("1.5", "2", "9", "10") and y.tolist() == [3, 1, 2, 1, 0] and y.dtype == np.int64
+    _, labels = encode_labels(["b", "10", "a", "9"], None)
+    assert labels == ("9", "10", "a", "b")  # numeric first, numerically; then strings
+    y, labels = encode_labels(["c", "a"], ["c", "b", "a"])
+    assert labels == ("c", "b", "a") and y.tolist() == [0, 2]
+    with pytest.raises(DataError, match="'d'.*expected one of: c, b, a"):
+        encode_labels(["c", "d"], ["c", "b", "a"])
+    with pytest.raises(DataError, match="repeat"):
+        encode_labels(["a"], ["a", "a"])
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+
+
+def test_synthetic_deterministic_bounded_balanced() -> None:
+    a = synthetic(103, 6, 4, 5, 17, seed=7)
+    b = synthetic(103, 6, 4, 5, 17, seed=7)
+    c = synthetic(103, 6, 4, 5, 17, seed=8)
+    d = synthetic(103, 6, 4, 5, 17, seed=7, stream=1)
+    assert all(np.array_equal(u, v) for u, v in zip(a.sequences, b.sequences)) and np.array_equal(a.y, b.y)
+    for other in (c, d):
+        assert not np.array_equal(pad(a.sequences, 17)[0], pad(other.sequences, 17)[0])
+    assert a.labels == ("0", "1", "2", "3") and a.features == 6
+    assert a.lengths.min() >= 5 and a.lengths.max() <= 17 and len(set(a.lengths.tolist())) > 5
+    counts = a.class_counts()
+    assert counts.sum() == 103 and counts.max() - counts.min() <= 1
+    assert all(s.dtype == np.float32 for s in a.sequences)
+
+
+def test_synthetic_label_lives_in_the_marked_steps() -> None:
+    """An oracle reading only the marked steps (channel 0 spike) is near perfect; a time-average is not."""
+    s = synthetic(400, 6, 5, 10, 40, seed=1)
+    protos = D._prototypes(6, 5)
+
+    def nearest(v: np.ndarray) -> int:
+        return int(np.argmin(np.linalg.norm(protos - v, axis=1)))
+
+    marked = [nearest(x[int(np.argmax(x[:, 0])), 1:]) for x in s.sequences]
+    averaged = [nearest(x[:, 1:].mean(axis=0) * len(x)) for x in s.sequences]  # the signal, diluted in noise
+    assert np.mean(np.array(marked) == s.y) > 0.95
+    assert np.mean(np.array(averaged) == s.y) < np.mean(np.array(marked) == s.y) - 0.1
+    with pytest.raises(DataError, match="features"):
+        synthetic(10, 1, 2, 1, 5, 0)
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+def test_load_splits_synthetic() -> None:
+    s = load_splits(cfg(val_fraction=0.39, n_train=200, n_test=60))
+    assert (s.train.n + s.val.n, s.test.n) == (200, 60)
+    assert s.val.class_counts().tolist() == [20, 20, 20, 20] and s.labels == ("0", "1", "2", "3")  # 50 * 0.39
+    train_rows = {x.tobytes() for x in s.train.sequences}
+    assert not train_rows & {x.tobytes() for x in s.val.sequences}
+    assert not train_rows & {x.tobytes() for x in s.test.sequences}  # test is a different stream
+    z = load_splits(cfg(val_fraction=0.0))
+    assert z.val.n == 0 and z.val.labels == z.labels and z.val.features == 5 and z.train.n == 200
+
+
+def test_load_splits_files(tmp_path: Path) -> None:
+    lines = [f"{i},{i + 1}:{-i},0:{lab}" for i, lab in enumerate(["10", "9", "2"] * 8)]
+    train = write(tmp_path, "@data\n" + "\n".join(lines) + "\n", "tr.ts")
+    s = load_splits(cfg(name="files", train=str(train), test_fraction=0.25, val_fraction=0.0))
+    assert s.labels == ("2", "9", "10") and (s.train.n, s.test.n) == (18, 6)
+    assert s.test.class_counts().tolist() == [2, 2, 2]
+    seqs = [np.full((3, 2), i, np.float32) for i in range(4)]
+    x, lengths = pad(seqs)
+    np.savez(tmp_path / "te.npz", x=x, lengths=lengths, y=np.array(["2", "9", "10", "2"]))
+    s = load_splits(cfg(name="files", train=str(train), test=str(tmp_path / "te.npz"), val_fraction=0.0))
+    assert s.test.y.tolist() == [0, 1, 2, 0] and s.train.n == 24
+    np.savez(tmp_path / "te2.npz", x=x, lengths=lengths, y=np.array(["2", "9", "11", "2"]))
+    with pytest.raises(DataError, match="test label '11'"):
+        load_splits(cfg(name="files", train=str(train), test=str(tmp_path / "te2.npz")))
+    one = write(tmp_path, "@data\n1:a\n2:a\n", "one.ts")
+    with pytest.raises(DataError, match="single class"):
+        load_splits(cfg(name="files", train=str(one)))
+    with pytest.raises(DataError, match="expected .ts or .npz"):
+        load_splits(cfg(name="files", train=str(tmp_path / "x.csv")))
+    with pytest.raises(DataError, match="synthetic, japanese-vowels, basic-motions, files"):
+        load_splits(cfg(name="mnist"))
+
+
+# ------------------------------------------------------------------------------------------ normalisation, padding
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_normalization_is_over_all_training_steps(lengths: list[int], f: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    seqs = [rng.normal(3.0, 2.0, size=(t, f)).astype(np.float32) for t in lengths]
+    for s in seqs:
+        s[:, 0] = 5.0  # a constant channel
+    n = Normalization.from_sequences(seqs)
+    steps = np.concatenate(seqs).astype(np.float64)
+    np.testing.assert_allclose(n.mean, steps.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(n.std, np.maximum(steps.std(axis=0), 1e-6), rtol=1e-5, atol=1e-6)
+    assert n.std[0] == np.float32(1e-6) and n.mean.dtype == n.std.dtype == np.float32
+    tiny = Normalization.from_sequences([np.array([[1.0], [1.0 + 2e-5]], np.float32)])
+    assert tiny.std[0] == pytest.approx(1e-5, rel=1e-2)  # a floor, not an offset
+    back = Normalization.from_dict(json.loads(json.dumps(n.to_dict())))
+    assert np.array_equal(back.mean, n.mean) and np.array_equal(back.std, n.std)
+
+
+def test_pad_garbage_and_subset() -> None:
+    seqs = [np.arange(t * 2, dtype=np.float32).reshape(t, 2) for t in (3, 1, 5)]
+    x, lengths = pad(seqs, length=8, garbage_rng=np.random.default_rng(0))
+    assert x.shape == (3, 8, 2) and x.dtype == np.float32 and lengths.tolist() == [3, 1, 5]
+    for i, s in enumerate(seqs):
+        np.testing.assert_array_equal(x[i, : len(s)], s)
+        padding = x[i, len(s):]
+        assert np.isfinite(padding).all() and np.abs(padding).max() <= 1e3 and np.abs(padding).mean() > 100
+    x0, _ = pad(seqs, fill=-1.0)
+    assert x0.shape == (3, 5, 2) and (x0[1, 1:] == -1).all()
+    with pytest.raises(DataError, match="shorter"):
+        pad(seqs, length=4)
+    ss = SequenceSet(tuple(seqs), np.array([0, 1, 0]), ("a", "b"))
+    sub = ss.subset([2, 0])
+    assert sub.lengths.tolist() == [5, 3] and sub.y.tolist() == [0, 0] and sub.labels == ("a", "b")
+    assert ss.subset(np.array([False, True, False])).n == 1 and ss.subset([]).features == 2
+    with pytest.raises(DataError):
+        SequenceSet(tuple(seqs), np.array([0, 1, 2]), ("a", "b"))
+
+
+# ------------------------------------------------------------------------------------------ fuzz
+
+_TS_ALPHABET = st.sampled_from(list("0123456789,:.-e?@#% \n\t\r") + ["NaN", "nan", "inf", "1e39", "\ufeff", "é",
+                                                                     "@data\n", "@classLabel true a b\n",
+                                                                     "@classLabel false\n", "@dimensions 2\n",
+                                                                     "@targetLabel true\n", ":a", ":b"])
+
+
+def _read_ts_survives(path: Path) -> None:
+    for policy in ("error", "ffill", "zero"):
+        try:
+            seqs, raw, _ = read_ts(path, missing=policy)
+        except DataError as e:
+            assert "\n" not in str(e)
+            continue
+        except Exception as e:  # noqa: BLE001 - anything else is a bug
+            pytest.fail(f"read_ts raised {type(e).__name__}: {e}")
+        assert len(seqs) == len(raw) >= 1
+        assert all(s.dtype == np.float32 and s.ndim == 2 and s.shape[0] >= 1 and np.isfinite(s).all() for s in seqs)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=200), st.lists(_TS_ALPHABET, max_size=60).map("".join)))
+def test_fuzz_read_ts_text(tmp_path: Path, text: str) -> None:
+    p = tmp_path / "fuzz.ts"
+    p.write_text(text, encoding="utf-8", errors="surrogatepass")
+    _read_ts_survives(p)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=120))
+def test_fuzz_read_ts_bytes(tmp_path: Path, blob: bytes) -> None:
+    p = tmp_path / "fuzz.ts"
+    p.write_bytes(b"@data\n" + blob)
+    _read_ts_survives(p)
