@@ -39,7 +39,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
     last = (lengths - 1).unsqueeze(1)  # (B, 1)
     index = torch.where(steps <= last, last - steps, steps)  # (B, T)
-    return torch.gather(x, 1, index.unsqueeze(2).expand_as(x))
+    return torch.gather(x, 1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
 
 
 class AttentionLSTM(nn.Module):
@@ -94,7 +94,8 @@ class AttentionLSTM(nn.Module):
         self.head: nn.Module = nn.Identity() if config.head == "none" else nn.Linear(dim, num_outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+        mask = steps < lengths.unsqueeze(1)  # (B, T)
         keep = mask.unsqueeze(2)  # (B, T, 1)
         # zero the padding first: whatever it held cannot reach a valid step, in any precision
         h = torch.where(keep, (x - self.mean) / self.std, torch.zeros_like(x))  # (B, T, F)
@@ -110,8 +111,10 @@ class AttentionLSTM(nn.Module):
             if self.config.query == "learned":
                 q = self.query.unsqueeze(0)  # (1, D)
             else:
-                last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])  # (B, 1, D)
-                q = torch.gather(out, 1, last).squeeze(1)  # (B, D): last valid output
+                # the last valid output, picked by a one-hot mask rather than a gather: exact, and
+                # onnx.reference's GatherElements cannot index an axis longer than 64
+                is_last = steps == (lengths - 1).unsqueeze(1)  # (B, T)
+                q = (out * is_last.unsqueeze(2).to(out.dtype)).sum(1)  # (B, D)
             energy = torch.tanh(self.key(out) + self.query_proj(q).unsqueeze(1))  # (B, T, A)
             scores = self.energy(energy).squeeze(2)  # (B, T)
         weights = masked_softmax(scores, mask)  # (B, T), exactly 0 on padding

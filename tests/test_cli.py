@@ -46,7 +46,7 @@ def test_version_through_python_dash_m() -> None:
         (["train", "DIR", "--set", "model.hidden_size=big"], 2, "expected an integer"),
         (["train", "DIR", "--recipe", "missing.toml"], 2, "missing.toml"),
         (["export", "DIR"], 2, "run attn-export train"),
-        (["export", "DIR", "--exporter", "magic"], 2, "exporter"),
+        (["export", "DIR", "--exporter", "magic"], 2, "magic"),
         (["inspect", "nowhere.onnx"], 2, "does not exist"),
     ],
 )

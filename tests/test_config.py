@@ -322,3 +322,8 @@ def test_junk_raises_only_config_error(d: Any) -> None:
         assert "\n" not in str(err)
     else:
         assert recipe_from_dict(recipe_to_dict(recipe)) == recipe
+
+
+def test_no_recipe_is_the_quickstart_recipe() -> None:
+    """`attn-export train` with no recipe trains the built-in quickstart: the two must not drift apart."""
+    assert load_recipe(None) == load_recipe(RECIPES / "quickstart.toml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,24 +13,36 @@ from .common import DirArg, JsonOpt, console, print_json
 NAME = "export"
 
 
+class Exporter(str, Enum):
+    torchscript = "torchscript"
+    dynamo = "dynamo"
+
+
 def command(
     directory: DirArg = Path("artifacts"),
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (17: widest TensorRT reach).")] = 17,
-    exporter: Annotated[str, typer.Option("--exporter", help="torchscript | dynamo")] = "torchscript",
+    opset: Annotated[int | None, typer.Option(
+        "--opset", help="ONNX opset (default: the recipe's export.opset, 17: widest TensorRT reach).")] = None,
+    exporter: Annotated[Exporter | None, typer.Option(
+        "--exporter", help="PyTorch exporter (default: the recipe's export.exporter).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export DIR's model to DIR/model.onnx, check it, and prove parity with PyTorch on a sweep."""
-    result = run_export(directory, opset, exporter, quiet=json_out)
+    from ..checkpoint import read_model_info
+    from ..config import recipe_from_dict
+
+    cfg = recipe_from_dict(read_model_info(directory)["recipe"]).export
+    result = run_export(directory, opset or cfg.opset, exporter.value if exporter else cfg.exporter,
+                        cfg.parity_max_seq, quiet=json_out)
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
                     "cases": [c.to_dict() for c in result.cases]})
 
 
-def run_export(directory: Path, opset: int, exporter: str, quiet: bool = False) -> Any:
+def run_export(directory: Path, opset: int, exporter: str, parity_max_seq: int, quiet: bool = False) -> Any:
     from ..export import export_onnx
 
-    result = export_onnx(directory, opset=opset, exporter=exporter)
+    result = export_onnx(directory, opset=opset, exporter=exporter, parity_max_seq=parity_max_seq)
     if not quiet:
         worst = max(c.max_abs for c in result.cases)
         console(stderr=True).print(

@@ -11,11 +11,8 @@ from .common import SetOpt, console, recipe
 
 NAME = "run"
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.toml"
-
-
 def command(
-    recipe_file: Annotated[Path | None, typer.Argument(help="Recipe TOML (default: recipes/quickstart.toml).",
+    recipe_file: Annotated[Path | None, typer.Argument(help="Recipe TOML (default: the built-in quickstart, recipes/quickstart.toml).",
                                                        dir_okay=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Artefact directory.", file_okay=False)] = Path("artifacts"),
     overrides: SetOpt = None,
@@ -24,14 +21,11 @@ def command(
     from .export import run_export
     from .train import run_training
 
-    path = recipe_file
-    if path is None and DEFAULT_RECIPE.is_file():
-        path = DEFAULT_RECIPE
-    r = recipe(path, overrides)
+    r = recipe(recipe_file, overrides)
     out_console = console(stderr=True)
-    out_console.rule(f"attn-export run {path or '(built-in defaults)'} -> {out}")
+    out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}")
     metrics = run_training(r, out)
-    run_export(out, r.export.opset, r.export.exporter)
+    run_export(out, r.export.opset, r.export.exporter, r.export.parity_max_seq)
     out_console.rule("summary")
     out_console.print(
         f"train: test accuracy {metrics['test']['accuracy']:.4f} in {metrics['wall_seconds']:.1f} s; "

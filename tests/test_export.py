@@ -1,0 +1,206 @@
+"""ONNX export: parity with PyTorch across the dynamic range for every model variant and both exporters,
+padding invariance in ONNX Runtime, the reference evaluator as an independent oracle, graph structure and
+metadata, and the backends' input checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attn_export import artifacts
+from attn_export.backends import REGISTRY, get, status
+from attn_export.checkpoint import save_model
+from attn_export.config import ModelConfig, Recipe
+from attn_export.errors import BadInput, NotAvailable
+from attn_export.export import export_onnx, read_reference
+from attn_export.iospec import IOSpec
+from attn_export.model import AttentionLSTM
+
+FEATURES = 5
+VARIANTS = {
+    "linear": ModelConfig(hidden_size=12),
+    "additive-last": ModelConfig(hidden_size=12, attention="additive", query="last", attention_dim=8),
+    "conv-additive-learned": ModelConfig(hidden_size=12, attention="additive", query="learned",
+                                         conv_channels=(6, 6), conv_kernel_sizes=(3, 5)),
+    "bidirectional-2layer": ModelConfig(hidden_size=12, num_layers=2, bidirectional=True, attention="additive"),
+    "conv-bidirectional": ModelConfig(hidden_size=12, bidirectional=True, conv_channels=(6,), conv_kernel_sizes=(3,)),
+}
+
+
+def make_dir(directory: Path, config: ModelConfig, seed: int = 0) -> Path:
+    """An artefact directory holding an untrained (random) model of ``config``: export does not care."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = AttentionLSTM(config, FEATURES, 3, rng.normal(0, 2, FEATURES).tolist(),
+                          rng.uniform(0.5, 3, FEATURES).tolist()).eval()
+    save_model(directory, model, replace(Recipe(), model=config), ("a", "b", "c"), command="test",
+               source="random", train_lengths={"min": 3, "median": 12, "max": 30})
+    return directory
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", pytest.param("dynamo", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_exports_with_parity_across_the_dynamic_range(tmp_path: Path, variant: str, exporter: str) -> None:
+    result = export_onnx(make_dir(tmp_path, VARIANTS[variant]), exporter=exporter, parity_max_seq=2048)
+    shapes = {(c.batch, c.seq) for c in result.cases}
+    assert {(1, 1), (3, 7), (8, 2048)} <= shapes
+    assert any(c.padded for c in result.cases)
+    assert all(c.passed and c.max_abs <= 1e-5 + 1e-4 for c in result.cases), [str(c) for c in result.cases]
+    proto = onnx.load(str(result.path))
+    onnx.checker.check_model(proto, full_check=True)
+    lstm_nodes = [n for n in proto.graph.node if n.op_type == "LSTM"]
+    layers = VARIANTS[variant].num_layers
+    assert len(lstm_nodes) == (layers * 2 if exporter == "dynamo" and VARIANTS[variant].bidirectional else layers)
+    assert all(a.i == 0 for n in lstm_nodes for a in n.attribute if a.name == "layout")
+    if VARIANTS[variant].bidirectional and exporter == "torchscript":
+        assert all(len(n.input) >= 5 and n.input[4] for n in lstm_nodes), "sequence_lens must be wired"
+
+
+def test_the_dynamo_exporter_keeps_bidirectional_models_correct_on_padded_batches(tmp_path: Path) -> None:
+    result = export_onnx(make_dir(tmp_path, VARIANTS["bidirectional-2layer"]), exporter="dynamo")
+    assert all(c.passed for c in result.cases if c.padded)
+
+
+@pytest.fixture(scope="module")
+def bidirectional_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = make_dir(tmp_path_factory.mktemp("bi"), VARIANTS["bidirectional-2layer"], seed=1)
+    export_onnx(directory, parity_max_seq=64)
+    return directory
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6), extra=st.integers(0, 5), seed=st.integers(0, 999))
+def test_onnx_outputs_are_the_same_alone_and_in_a_padded_batch(
+    bidirectional_dir: Path, lengths: list[int], extra: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    spec = IOSpec.for_model(FEATURES, 3)
+    seq = max(lengths) + extra
+    x = rng.uniform(-1e4, 1e4, (len(lengths), seq, FEATURES)).astype(np.float32)  # garbage padding
+    seqs = [rng.normal(0, 2, (n, FEATURES)).astype(np.float32) for n in lengths]
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = s
+    with get("ort-cpu")(bidirectional_dir / "model.onnx", spec) as ort:
+        batch = ort.infer({"x": x, "lengths": np.array(lengths, dtype=np.int64)})
+        for i, s in enumerate(seqs):
+            alone = ort.infer({"x": s[None], "lengths": np.array([len(s)], dtype=np.int64)})
+            np.testing.assert_allclose(batch["logits"][i], alone["logits"][0], atol=1e-5, rtol=1e-4)
+            np.testing.assert_allclose(batch["attention"][i, : len(s)], alone["attention"][0], atol=1e-6)
+            assert (batch["attention"][i, len(s):] == 0).all()
+
+
+@pytest.mark.parametrize("batch, seq", [(1, 1), (2, 3), (3, 17), (1, 64)])
+def test_the_reference_evaluator_agrees_with_onnx_runtime_on_unpadded_inputs(
+    bidirectional_dir: Path, batch: int, seq: int
+) -> None:
+    spec = IOSpec.for_model(FEATURES, 3)
+    feeds = {"x": np.random.default_rng(seq).normal(0, 2, (batch, seq, FEATURES)).astype(np.float32),
+             "lengths": np.full(batch, seq, dtype=np.int64)}
+    with get("ort-cpu")(bidirectional_dir / "model.onnx", spec) as ort, \
+            get("onnx-ref")(bidirectional_dir / "model.onnx", spec) as ref:
+        a, b = ort.infer(feeds), ref.infer(feeds)
+    for name in ("logits", "attention"):
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+def test_metadata_manifest_and_reference_are_written(bidirectional_dir: Path) -> None:
+    proto = onnx.load(str(bidirectional_dir / "model.onnx"))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["labels"]) == ["a", "b", "c"]
+    assert meta["exporter"] == "torchscript" and meta["opset"] == "17"
+    assert meta["source_sha256"] == artifacts.sha256_file(bidirectional_dir / "model.safetensors")
+    assert json.loads(meta["model_config"])["bidirectional"] is True
+    assert len(json.loads(meta["normalization"])["mean"]) == FEATURES
+    assert IOSpec.from_json(meta["io_spec"]) == IOSpec.for_model(FEATURES, 3)
+    entry = json.loads((bidirectional_dir / "manifest.json").read_text())["artifacts"]["model.onnx"]
+    assert entry["parent"] == "model.safetensors"
+    assert entry["sha256"] == artifacts.sha256_file(bidirectional_dir / "model.onnx")
+    assert artifacts.check_lineage(bidirectional_dir, "model.onnx") == []
+    cases, outputs, ref_meta = read_reference(bidirectional_dir / "reference.npz")
+    assert len(cases) == len(outputs) == ref_meta["cases"] >= 5
+    assert any(c.padded for c in cases)
+
+
+def test_a_changed_parent_makes_the_onnx_stale(tmp_path: Path) -> None:
+    directory = make_dir(tmp_path, VARIANTS["linear"])
+    export_onnx(directory, parity_max_seq=32)
+    make_dir(directory, VARIANTS["linear"], seed=5)  # retrain: new weights
+    assert any("stale" in p for p in artifacts.check_lineage(directory, "model.onnx"))
+
+
+def test_a_failed_export_leaves_the_directory_unchanged(tmp_path: Path) -> None:
+    directory = make_dir(tmp_path, VARIANTS["linear"])
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    with pytest.raises(BadInput):
+        export_onnx(directory, opset=9)
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", [n for n, reason in status().items() if reason is None])
+def test_backend_contract(bidirectional_dir: Path, name: str) -> None:
+    """Every available backend: same outputs, names and shapes on the same unpadded input."""
+    cls = get(name)
+    artifact = bidirectional_dir if cls.kind == "torch" else bidirectional_dir / "model.onnx"
+    spec = IOSpec.for_model(FEATURES, 3)
+    feeds = {"x": np.random.default_rng(0).normal(0, 2, (2, 9, FEATURES)).astype(np.float32),
+             "lengths": np.full(2, 9, dtype=np.int64)}
+    backend = cls(artifact, spec)  # construction is cheap and loads nothing
+    with pytest.raises(RuntimeError):
+        backend.infer(feeds)
+    with backend:
+        out = backend.infer(feeds)
+    assert set(out) == {"logits", "attention"}
+    assert out["logits"].shape == (2, 3) and out["attention"].shape == (2, 9)
+    with get("torch-cpu")(bidirectional_dir, spec) as reference:
+        expected = reference.infer(feeds)
+    np.testing.assert_allclose(out["logits"], expected["logits"], atol=1e-5, rtol=1e-4)
+
+
+GOOD = {"x": np.zeros((2, 4, FEATURES), np.float32), "lengths": np.array([4, 2], np.int64)}
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"x": np.zeros((4, FEATURES), np.float32)}, "rank 3"),
+        ({"x": np.zeros((2, 4, FEATURES + 1), np.float32)}, f"the model expects {FEATURES}"),
+        ({"x": np.zeros((2, 4, FEATURES), np.float64)}, "float32"),
+        ({"x": np.full((2, 4, FEATURES), np.nan, np.float32)}, "non-finite"),
+        ({"lengths": np.array([4, 0], np.int64)}, "1..4"),
+        ({"lengths": np.array([5, 2], np.int64)}, "1..4"),
+        ({"lengths": np.array([4, 2], np.int32)}, "int64"),
+        ({"lengths": np.array([4], np.int64)}, "one per sequence"),
+    ],
+)
+@pytest.mark.parametrize("name", ["ort-cpu", "torch-cpu"])
+def test_bad_inputs_get_the_documented_errors(bidirectional_dir: Path, name: str, change: dict, fragment: str) -> None:
+    cls = get(name)
+    artifact = bidirectional_dir if cls.kind == "torch" else bidirectional_dir / "model.onnx"
+    with cls(artifact, IOSpec.for_model(FEATURES, 3)) as backend:
+        with pytest.raises(BadInput, match=fragment.replace(".", r"\.")):
+            backend.infer({**GOOD, **change})
+
+
+def test_registry_names_and_unavailable_backends() -> None:
+    assert {"torch-cpu", "ort-cpu", "onnx-ref"} <= set(REGISTRY)
+    with pytest.raises(BadInput, match="unknown backend"):
+        get("magic")
+
+    class Absent(REGISTRY["ort-cpu"]):  # type: ignore[misc, valid-type]
+        name = "absent"
+
+        @classmethod
+        def available(cls) -> str | None:
+            return "not on this machine"
+
+    with pytest.raises(NotAvailable, match="not on this machine"):
+        with Absent(Path("x.onnx"), IOSpec.for_model(FEATURES, 3)):
+            pass
