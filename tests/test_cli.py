@@ -101,7 +101,8 @@ def test_accuracy_below_the_recipes_floor_exits_1(tmp_path: Path) -> None:
 def test_run_quickstart_leaves_model_and_metrics(tmp_path: Path) -> None:
     result = cli("run", str(RECIPES / "quickstart.toml"), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for name in ("model.safetensors", "model.json", "metrics.json", "model.onnx", "reference.npz"):
+    for name in ("model.safetensors", "model.json", "metrics.json", "model.onnx", "reference.npz",
+                 "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx", "quantize.json"):
         assert (tmp_path / name).is_file(), name
     assert json.loads((tmp_path / "metrics.json").read_text())["test"]["accuracy"] > 0.9
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 import numpy as np
@@ -9,7 +10,21 @@ import numpy as np
 from ..errors import BadInput, NotAvailable
 from .base import Backend
 
-__all__ = ["OrtCpuBackend", "ort_providers"]
+__all__ = ["FP16_OPT_LEVEL", "OrtCpuBackend", "is_fp16_graph", "ort_providers"]
+
+
+def FP16_OPT_LEVEL(ort):  # type: ignore[no-untyped-def]  # noqa: N802
+    """ONNX Runtime 1.31.1's CPU provider segfaults creating a session for the FP16 graph of a
+    unidirectional model at ORT_ENABLE_ALL (seen here); EXTENDED loads it and runs the same kernels."""
+    return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+
+def is_fp16_graph(path: Path) -> bool:
+    """Whether the model stores FP16 weights (the FP16 variant)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
 
 
 def ort_providers() -> Optional[List[str]]:
@@ -39,6 +54,8 @@ class OrtCpuBackend(Backend):
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if is_fp16_graph(self.artifact):
+            options.graph_optimization_level = FP16_OPT_LEVEL(onnxruntime)
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

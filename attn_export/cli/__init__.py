@@ -15,7 +15,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
 from ..errors import AttnExportError
-from . import export, inspect, load, run, train
+from . import export, inspect, load, quantize, run, train
 
 app = typer.Typer(
     name="attn-export",
@@ -40,7 +40,7 @@ def _root(
     """Export, quantise, build and verify attention-LSTM sequence models for edge devices."""
 
 
-for module in (train, load, export, inspect, run):
+for module in (train, load, export, quantize, inspect, run):
     app.command(name=module.NAME)(module.command)
 
 

@@ -28,9 +28,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readabl
 
 
 def console(stderr: bool = False) -> Console:
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # tables stay readable in logs and CI, where there is no terminal to take the width from
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
 
 
 def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = None) -> Recipe:

@@ -1,0 +1,442 @@
+"""Reduced-precision ONNX variants, proven on the CPU before any GPU sees them.
+
+    attn-export quantize [DIR] --fp16 | --int8 [--method dynamic|qdq] [--calib-samples N]
+
+- ``model.int8.onnx``: ONNX Runtime's dynamic INT8 (quantises the LSTM itself: DynamicQuantizeLSTM);
+  the CPU deployment choice. It uses ORT contrib ops, so TensorRT cannot build it.
+- ``model.int8-qdq.onnx``: static INT8 in explicit Q/DQ form, calibrated on real training sequences,
+  symmetric activations (zero points 0), per-channel weights: what TensorRT's explicit quantisation
+  consumes. Standard tools do not quantise ``LSTM``: INT8 reaches the MatMul/Gemm/Conv nodes only.
+- ``model.fp16.onnx``: FP16 compute with FP32 inputs and outputs, the graph a strongly typed TensorRT
+  build consumes. Kept in FP32 on purpose: the input normalisation (``Sub``/``Div`` on raw features,
+  which need not fit FP16's range or precision), the masked softmax (``Where``, ``Softmax``: the
+  attention distribution is what users inspect) and the ``ReduceSum`` that picks the additive query.
+  Its numerics are proven with ONNX's reference evaluator, which really computes in FP16 (ONNX Runtime's
+  CPU provider casts many FP16 operators to FP32; the share it ran in FP16 is reported).
+
+Each variant is checked (onnx.checker full check, dynamic axes at batch 1/8 and seq 1/2048), evaluated
+on the recipe's test split next to FP32, timed at batch 1, seq 128, and recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import artifacts
+from .compare import SweepCase
+from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
+from .export import read_reference
+from .backends.onnxrt import FP16_OPT_LEVEL, is_fp16_graph
+from .iospec import IOSpec
+
+__all__ = ["FILES", "VariantReport", "quantize"]
+
+FILES = {"fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx", "int8-qdq": "model.int8-qdq.onnx"}
+REPORT = "quantize.json"
+# Graph ops kept in FP32 by the FP16 conversion, and why: see the module docstring.
+FP16_KEEP_FP32 = ("Sub", "Div", "Where", "Softmax", "ReduceSum")
+QDQ_OPS = ("MatMul", "Gemm", "Conv")
+LATENCY_SHAPE = (1, 128)
+
+
+@dataclass
+class VariantReport:
+    precision: str
+    artifact: str
+    method: str
+    quantized: dict[str, int]
+    not_quantized: dict[str, int]
+    accuracy: float | None = None
+    accuracy_fp32: float | None = None
+    accuracy_torch: float | None = None
+    argmax_agreement: float | None = None
+    logits_max_abs: float | None = None
+    attention_max_abs: float | None = None
+    latency_ms: float | None = None
+    latency_fp32_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.latency_ms and self.latency_fp32_ms:
+            return self.latency_fp32_ms / self.latency_ms
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "speedup": self.speedup}
+
+
+def _ort():  # type: ignore[no-untyped-def]
+    try:
+        import onnxruntime
+    except ImportError:
+        raise NotAvailable("quantize needs onnxruntime: pip install 'attn-export[cpu]'") from None
+    return onnxruntime
+
+
+def _session(path: Path, threads: int = 1, optimized: Path | None = None) -> Any:
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if optimized is not None:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.optimized_model_filepath = str(optimized)
+    elif is_fp16_graph(path):
+        options.graph_optimization_level = FP16_OPT_LEVEL(ort)
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _median_latency_ms(session: Any, feeds: dict[str, np.ndarray], runs: int = 200) -> float:
+    for _ in range(20):
+        session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _calibration(directory: Path, info: dict[str, Any], samples: int) -> tuple[list[np.ndarray], str]:
+    """``samples`` real training sequences (seeded choice) and the sha256 of their bytes."""
+    from .config import recipe_from_dict
+    from .data import load_splits
+
+    recipe = recipe_from_dict(info["recipe"])
+    try:
+        train = load_splits(recipe.data).train
+    except (DataError, NotAvailable) as e:
+        raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
+    if train.features != info["input_size"]:
+        raise MissingPrerequisite(
+            f"the recipe's data has {train.features} features, the model {info['input_size']}: "
+            "INT8 Q/DQ calibration needs the model's real training data (set [data] in the recipe)"
+        )
+    order = np.random.default_rng(recipe.data.seed).permutation(train.n)[:samples]
+    chosen = [train.sequences[i] for i in order]
+    digest = hashlib.sha256()
+    for seq in chosen:
+        digest.update(np.ascontiguousarray(seq).tobytes())
+    return chosen, digest.hexdigest()
+
+
+def _make_fp16(source: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True,
+                                         op_block_list=list(FP16_KEEP_FP32))
+    # the converter appends its input casts after their consumers; the checker requires topological order
+    graph = OnnxModel(converted)
+    graph.topological_sort()
+    onnx.save(graph.model, str(target))
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ORT's quantiser logs a pre-processing suggestion on the root logger; the graph is already final."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _make_int8_dynamic(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root_logger():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def _make_int8_qdq(source: Path, target: Path, calibration: list[np.ndarray]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):  # one real sequence per batch: no padding in the ranges
+        def __init__(self) -> None:
+            self.feeds = iter({"x": s[None].astype(np.float32), "lengths": np.array([len(s)], np.int64)}
+                              for s in calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with _quiet_root_logger():
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=list(QDQ_OPS),
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+
+def _qdq_census(proto: Any) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    """(quantised op counts, unquantised compute op counts, problems) of a Q/DQ graph."""
+    from onnx import numpy_helper
+
+    produced_by = {o: n for n in proto.graph.node for o in n.output}
+    inits = {t.name: t for t in proto.graph.initializer}
+    quantized: Counter[str] = Counter()
+    plain: Counter[str] = Counter()
+    for node in proto.graph.node:
+        if node.op_type in QDQ_OPS + ("LSTM",):
+            fed = any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear"
+                      for i in node.input)
+            (quantized if fed else plain)[node.op_type] += 1
+    problems = []
+    pairs = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not pairs:
+        problems.append("the graph has no Q/DQ nodes")
+    for node in pairs:
+        if len(node.input) > 2 and node.input[2] in inits:
+            if np.any(numpy_helper.to_array(inits[node.input[2]]) != 0):
+                problems.append(f"{node.name} has a non-zero zero point (TensorRT needs symmetric INT8)")
+    for op in ("Gemm", "Conv"):
+        if plain[op]:
+            problems.append(f"{plain[op]} {op} node(s) were not quantised")
+    if not quantized["MatMul"] and not quantized["Gemm"]:
+        problems.append("neither the attention score nor the head was quantised")
+    quantized["QuantizeLinear"] = sum(1 for n in pairs if n.op_type == "QuantizeLinear")
+    quantized["DequantizeLinear"] = sum(1 for n in pairs if n.op_type == "DequantizeLinear")
+    return dict(quantized), dict(plain), problems
+
+
+def _dynamic_census(proto: Any) -> tuple[dict[str, int], dict[str, int]]:
+    ops = Counter(n.op_type for n in proto.graph.node)
+    quantized = {k: ops[k] for k in ("DynamicQuantizeLSTM", "MatMulInteger", "ConvInteger",
+                                     "DynamicQuantizeLinear") if ops[k]}
+    plain = {k: ops[k] for k in ("LSTM", "MatMul", "Gemm", "Conv") if ops[k]}
+    return quantized, plain
+
+
+def _float_types(proto: Any) -> dict[str, int]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types.update({t.name: t.data_type for t in inferred.graph.initializer})
+    return types
+
+
+def _fp16_nodes(proto: Any) -> set[str]:
+    """Names of compute nodes (not Cast) that take an FP16 input."""
+    from onnx import TensorProto
+
+    types = _float_types(proto)
+    return {n.name for n in proto.graph.node
+            if n.op_type not in ("Cast", "Shape") and any(types.get(i) == TensorProto.FLOAT16 for i in n.input)}
+
+
+def _fp16_census(path: Path, scratch: Path) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    import onnx
+
+    proto = onnx.load(str(path))
+    declared = _fp16_nodes(proto)
+    optimized = scratch / ".ort-fp16-check.onnx"
+    try:
+        _session(path, optimized=optimized)
+        ran = _fp16_nodes(onnx.load(str(optimized))) & declared
+    finally:
+        optimized.unlink(missing_ok=True)
+    fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
+    fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32)
+    note = (f"ONNX Runtime CPU ran {len(ran)} of the {len(declared)} FP16 nodes in FP16 "
+            f"({', '.join(sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})) or 'none'} "
+            "cast back to FP32); FP16 numerics are proven with the reference evaluator instead")
+    return dict(fp16_ops), dict(fp32_ops), [note]
+
+
+def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[dict[str, np.ndarray]],
+                precision: str) -> list[str]:
+    """Dynamic axes survive (batch 1 and 8, seq 1 and 2048) and outputs stay finite and near FP32."""
+    problems = []
+    session = _session(path)
+    names = [o.name for o in session.get_outputs()]
+    for case, ref in zip(cases, refs):
+        out = dict(zip(names, session.run(None, case.feeds)))
+        head = out[spec.head_output]
+        if head.shape != ref[spec.head_output].shape or out["attention"].shape != ref["attention"].shape:
+            problems.append(f"{case.label}: output shapes {head.shape}, {out['attention'].shape} differ from FP32")
+        elif not (np.isfinite(head).all() and np.isfinite(out["attention"]).all()):
+            problems.append(f"{case.label}: NaN or Inf in the {precision} outputs")
+    return problems
+
+
+def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[dict[str, np.ndarray]],
+                          atol: float, rtol: float) -> tuple[list[str], float]:
+    """True-FP16 numerics: the reference evaluator on small unpadded cases, against PyTorch FP32."""
+    from .backends.onnxref import OnnxRefBackend
+
+    problems, worst = [], 0.0
+    with OnnxRefBackend(path, spec) as ref_backend:
+        for case, ref in zip(cases, refs):
+            if case.padded or case.x.shape[1] > 64 or case.x.shape[0] > 4:
+                continue
+            out = ref_backend.infer(case.feeds)
+            diff = np.abs(out[spec.head_output].astype(np.float64) - ref[spec.head_output])
+            worst = max(worst, float(diff.max()))
+            if not (diff <= atol + rtol * np.abs(ref[spec.head_output])).all():
+                problems.append(f"onnx-ref FP16 {case.label}: {spec.head_output} max_abs {diff.max():.3g} "
+                                f"exceeds atol {atol} + rtol {rtol}")
+    return problems, worst
+
+
+def _long_padded_cases(spec: IOSpec, mean: list[float], std: list[float]) -> list[SweepCase]:
+    """seq 4096 and a batch whose tails are mostly padding: FP16 must stay finite there."""
+    rng = np.random.default_rng(7)
+    x = (np.asarray(mean) + np.asarray(std) * rng.standard_normal((2, 4096, spec.features))).astype(np.float32)
+    lengths = np.array([4096, 3], np.int64)
+    x[1, 3:] = rng.uniform(-1e3, 1e3, (4093, spec.features))
+    return [SweepCase(x, lengths, True)]
+
+
+def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:
+    from .data import pad
+
+    a, b = _session(path), _session(fp32)
+    names = [o.name for o in a.get_outputs()]
+    correct = correct32 = agree = 0
+    logits_err = attention_err = 0.0
+    order = np.argsort(test.lengths, kind="stable")
+    for start in range(0, test.n, 64):
+        index = order[start : start + 64]
+        x, lengths = pad([test.sequences[i] for i in index])
+        feeds = {"x": x, "lengths": lengths}
+        got = dict(zip(names, a.run(None, feeds)))
+        ref = dict(zip(names, b.run(None, feeds)))
+        head, head32 = got[spec.head_output], ref[spec.head_output]
+        correct += int((head.argmax(1) == test.y[index]).sum())
+        correct32 += int((head32.argmax(1) == test.y[index]).sum())
+        agree += int((head.argmax(1) == head32.argmax(1)).sum())
+        logits_err = max(logits_err, float(np.abs(head - head32).max()))
+        attention_err = max(attention_err, float(np.abs(got["attention"] - ref["attention"]).max()))
+    return {"accuracy": correct / test.n, "accuracy_fp32": correct32 / test.n, "argmax_agreement": agree / test.n,
+            "logits_max_abs": logits_err, "attention_max_abs": attention_err}
+
+
+def _test_split(info: dict[str, Any]) -> tuple[Any, str | None]:
+    from .config import recipe_from_dict
+    from .data import load_splits
+
+    if info["recipe"]["model"]["head"] != "classification" or not info["labels"]:
+        return None, "no labelled test split for this model (not a classifier)"
+    try:
+        test = load_splits(recipe_from_dict(info["recipe"]).data).test
+    except (DataError, NotAvailable) as e:
+        return None, f"test split unavailable: {e}"
+    if test.features != info["input_size"]:
+        return None, "the recipe's data does not match the model's features"
+    return test, None
+
+
+def quantize(
+    directory: Path,
+    precisions: list[str],
+    calib_samples: int | None = None,
+) -> list[VariantReport]:
+    """Make each requested variant (``fp16``, ``int8-dynamic``, ``int8-qdq``) of DIR/model.onnx."""
+    from .checkpoint import read_model_info
+    from .config import recipe_from_dict
+
+    for p in precisions:
+        if p not in FILES:
+            raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
+    source = artifacts.require(directory, artifacts.ONNX_FP32)
+    problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
+    if problems:
+        raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")
+    info = read_model_info(directory)
+    recipe = recipe_from_dict(info["recipe"])
+    spec = IOSpec.for_model(info["input_size"], info["num_outputs"], recipe.model.head)
+    cases, refs, _ = read_reference(artifacts.require(directory, artifacts.REFERENCE))
+    picked = [i for i, c in enumerate(cases) if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
+    axes, axes_refs = [cases[i] for i in picked], [refs[i] for i in picked]
+    test, test_reason = _test_split(info)
+    metrics_path = directory / artifacts.METRICS
+    torch_accuracy = artifacts.read_json(metrics_path)["test"]["accuracy"] if metrics_path.is_file() else None
+    rng = np.random.default_rng(0)
+    latency_feeds = {"x": rng.standard_normal((*LATENCY_SHAPE, spec.features)).astype(np.float32),
+                     "lengths": np.full(LATENCY_SHAPE[0], LATENCY_SHAPE[1], np.int64)}
+
+    reports = []
+    for precision in precisions:
+        name = FILES[precision]
+        extra: dict[str, Any] = {}
+        notes: list[str] = []
+        with artifacts.atomic_path(directory / name) as tmp:
+            if precision == "fp16":
+                _make_fp16(source, tmp)
+                quantized, plain, notes = _fp16_census(tmp, directory)
+                method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
+                problems, worst = _fp16_reference_check(tmp, spec, cases, refs, recipe.verify.fp16_atol,
+                                                        recipe.verify.fp16_rtol)
+                problems += _check_runs(tmp, spec, _long_padded_cases(spec, info["normalization"]["mean"],
+                                                                       info["normalization"]["std"]),
+                                        [{spec.head_output: np.zeros((2, spec.outputs[0].dims[1])),
+                                          "attention": np.zeros((2, 4096))}], precision)
+                notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
+                extra["kept_fp32"] = list(FP16_KEEP_FP32)
+            elif precision == "int8-dynamic":
+                _make_int8_dynamic(source, tmp)
+                import onnx
+
+                quantized, plain = _dynamic_census(onnx.load(str(tmp)))
+                method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"
+                problems = []
+            else:
+                samples = calib_samples or recipe.quantize.calib_samples
+                calibration, calib_sha = _calibration(directory, info, samples)
+                _make_int8_qdq(source, tmp, calibration)
+                import onnx
+
+                proto = onnx.load(str(tmp))
+                onnx.checker.check_model(proto, full_check=True)
+                quantized, plain, problems = _qdq_census(proto)
+                method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
+                extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
+                                        "source": "training split"}
+            if precision == "fp16":
+                import onnx
+
+                onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+            problems += _check_runs(tmp, spec, axes, axes_refs, precision)
+            if problems:
+                raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
+            report = VariantReport(precision, name, method, quantized, plain, notes=notes,
+                                   accuracy_torch=torch_accuracy)
+            if test is not None:
+                for key, value in _evaluate(tmp, source, spec, test).items():
+                    setattr(report, key, value)
+            else:
+                report.notes.append(str(test_reason))
+            report.latency_ms = _median_latency_ms(_session(tmp), latency_feeds)
+            report.latency_fp32_ms = _median_latency_ms(_session(source), latency_feeds)
+        import onnx
+
+        artifacts.record(directory, name, f"quantize {precision}", parent=artifacts.ONNX_FP32,
+                         versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__},
+                         precision=precision, method=method, quantized=quantized, not_quantized=plain,
+                         **extra)
+        reports.append(report)
+    _write_report(directory, reports)
+    return reports
+
+
+def _write_report(directory: Path, reports: list[VariantReport]) -> None:
+    path = directory / REPORT
+    existing = artifacts.read_json(path) if path.is_file() else {}
+    existing.update({r.precision: r.to_dict() for r in reports})
+    artifacts.write_json(path, existing)

@@ -1,0 +1,150 @@
+"""Precision variants: what each really quantised, that it runs with dynamic axes, true-FP16 numerics
+through the reference evaluator, accuracy next to FP32, and the manifest records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from attn_export import artifacts
+from attn_export.errors import MissingPrerequisite
+from attn_export.quantize import quantize
+from conftest import RECIPES, cli
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    directory = tmp_path_factory.mktemp("quant") / "art"
+    shutil.copytree(tiny_dir, directory)
+    result = cli("quantize", str(directory), "--fp16", "--int8", "--json")
+    assert result.returncode == 0, result.stderr
+    result = cli("quantize", str(directory), "--int8", "--method", "qdq", "--calib-samples", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    return directory, json.loads((directory / "quantize.json").read_text())
+
+
+def _feeds(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((batch, seq, 4)).astype(np.float32), "lengths": np.full(batch, seq, np.int64)}
+
+
+@pytest.mark.parametrize("name", ["model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx"])
+@pytest.mark.parametrize("batch, seq", [(1, 1), (8, 2048), (1, 2)])
+def test_dynamic_axes_survive_every_variant(variants: tuple[Path, dict], name: str, batch: int, seq: int) -> None:
+    directory, _ = variants
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # see FP16_OPT_LEVEL
+    session = ort.InferenceSession(str(directory / name), options, providers=["CPUExecutionProvider"])
+    logits, attention = session.run(None, _feeds(batch, seq))
+    assert logits.shape == (batch, 3) and attention.shape == (batch, seq)
+    assert np.isfinite(logits).all() and logits.dtype == np.float32
+
+
+def test_qdq_has_symmetric_q_dq_pairs_on_the_score_and_head(variants: tuple[Path, dict]) -> None:
+    directory, report = variants
+    proto = onnx.load(str(directory / "model.int8-qdq.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    qdq = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) >= 4
+    assert all(not inits[n.input[2]].any() for n in qdq if len(n.input) > 2 and n.input[2] in inits)
+    produced_by = {o: n.op_type for n in proto.graph.node for o in n.output}
+    for node in proto.graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            assert any(produced_by.get(i) == "DequantizeLinear" for i in node.input), node.name
+    assert report["int8-qdq"]["not_quantized"] == {"LSTM": 1}
+    entry = json.loads((directory / "manifest.json").read_text())["artifacts"]["model.int8-qdq.onnx"]
+    assert entry["calibration"]["samples"] == 32 and len(entry["calibration"]["sha256"]) == 64
+    assert entry["parent"] == "model.onnx"
+    assert entry["parent_sha256"] == artifacts.sha256_file(directory / "model.onnx")
+
+
+def test_dynamic_int8_quantises_the_lstm(variants: tuple[Path, dict]) -> None:
+    directory, report = variants
+    ops = {n.op_type for n in onnx.load(str(directory / "model.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    assert report["int8-dynamic"]["quantized"]["DynamicQuantizeLSTM"] == 1
+
+
+def test_fp16_graph_computes_in_fp16_with_fp32_io(variants: tuple[Path, dict]) -> None:
+    directory, report = variants
+    proto = onnx.load(str(directory / "model.fp16.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    io_types = {v.name: v.type.tensor_type.elem_type for v in list(proto.graph.input) + list(proto.graph.output)}
+    assert io_types == {"x": TensorProto.FLOAT, "lengths": TensorProto.INT64,
+                        "logits": TensorProto.FLOAT, "attention": TensorProto.FLOAT}
+    lstm_weights = [i for n in proto.graph.node if n.op_type == "LSTM" for i in n.input[1:3]]
+    inits = {t.name: t.data_type for t in proto.graph.initializer}
+    assert all(inits[w] == TensorProto.FLOAT16 for w in lstm_weights)
+    assert "LSTM" in report["fp16"]["quantized"]
+    assert any("ran" in note and "FP16" in note for note in report["fp16"]["notes"])
+
+
+def test_fp16_true_numerics_agree_with_fp32(variants: tuple[Path, dict]) -> None:
+    """The reference evaluator really computes in FP16; unpadded inputs only (it ignores sequence_lens)."""
+    directory, _ = variants
+    fp16 = ReferenceEvaluator(onnx.load(str(directory / "model.fp16.onnx")))
+    fp32 = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    for seed, (batch, seq) in enumerate([(1, 1), (4, 9), (2, 40)]):
+        feeds = _feeds(batch, seq, seed)
+        got, want = fp16.run(None, feeds), fp32.run(None, feeds)
+        np.testing.assert_allclose(got[0], want[0], atol=2e-2, rtol=2e-2)
+        np.testing.assert_allclose(got[1], want[1], atol=2e-2)
+
+
+def test_fp16_stays_finite_on_long_sequences_and_padded_tails(variants: tuple[Path, dict]) -> None:
+    directory, _ = variants
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # see FP16_OPT_LEVEL
+    session = ort.InferenceSession(str(directory / "model.fp16.onnx"), options, providers=["CPUExecutionProvider"])
+    feeds = _feeds(2, 4096)
+    feeds["lengths"] = np.array([4096, 2], np.int64)
+    feeds["x"][1, 2:] = 1e3
+    logits, attention = session.run(None, feeds)
+    assert np.isfinite(logits).all() and np.isfinite(attention).all()
+    assert (attention[1, 2:] == 0).all()
+
+
+def test_every_variant_is_evaluated_next_to_fp32(variants: tuple[Path, dict]) -> None:
+    _, report = variants
+    for precision in ("fp16", "int8-dynamic", "int8-qdq"):
+        r = report[precision]
+        assert r["accuracy_fp32"] is not None and r["latency_ms"] > 0 and r["latency_fp32_ms"] > 0
+        assert abs(r["accuracy"] - r["accuracy_fp32"]) <= 0.05, r
+        assert r["argmax_agreement"] >= 0.9
+
+
+def test_a_stale_onnx_is_refused(variants: tuple[Path, dict], tmp_path: Path) -> None:
+    directory = tmp_path / "art"
+    shutil.copytree(variants[0], directory)
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(MissingPrerequisite, match="stale.*attn-export export"):
+        quantize(directory, ["int8-dynamic"])
+
+
+def test_quantize_without_a_precision_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("quantize", str(tmp_path))
+    assert result.returncode == 2 and "--fp16" in result.stderr
+
+
+@pytest.mark.slow
+def test_japanese_vowels_variants_meet_the_accuracy_bars(tmp_path: Path) -> None:
+    assert cli("train", str(tmp_path), "--recipe", str(RECIPES / "japanese-vowels.toml")).returncode == 0
+    assert cli("export", str(tmp_path)).returncode == 0
+    assert cli("quantize", str(tmp_path), "--fp16", "--int8").returncode == 0
+    assert cli("quantize", str(tmp_path), "--int8", "--method", "qdq").returncode == 0
+    report = json.loads((tmp_path / "quantize.json").read_text())
+    assert abs(report["int8-dynamic"]["accuracy"] - report["int8-dynamic"]["accuracy_fp32"]) <= 0.01
+    assert abs(report["int8-qdq"]["accuracy"] - report["int8-qdq"]["accuracy_fp32"]) <= 0.01
+    assert report["fp16"]["argmax_agreement"] >= 0.995
