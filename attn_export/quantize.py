@@ -98,15 +98,18 @@ def _session(path: Path, threads: int = 1, optimized: Path | None = None) -> Any
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _median_latency_ms(session: Any, feeds: dict[str, np.ndarray], runs: int = 200) -> float:
+def _paired_latency_ms(a: Any, b: Any, feeds: dict[str, np.ndarray], runs: int = 300) -> tuple[float, float]:
+    """Median latency of two sessions, timed alternately so that machine drift hits both alike."""
     for _ in range(20):
-        session.run(None, feeds)
-    times = []
+        a.run(None, feeds)
+        b.run(None, feeds)
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+        for session, bucket in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            bucket.append(time.perf_counter() - start)
+    return float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3)
 
 
 def _calibration(directory: Path, info: dict[str, Any], samples: int) -> tuple[list[np.ndarray], str]:
@@ -303,7 +306,7 @@ def _long_padded_cases(spec: IOSpec, mean: list[float], std: list[float]) -> lis
     return [SweepCase(x, lengths, True)]
 
 
-def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:
+def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:  # noqa: C901
     from .data import pad
 
     a, b = _session(path), _session(fp32)
@@ -368,7 +371,7 @@ def quantize(
     metrics_path = directory / artifacts.METRICS
     torch_accuracy = artifacts.read_json(metrics_path)["test"]["accuracy"] if metrics_path.is_file() else None
     rng = np.random.default_rng(0)
-    latency_feeds = {"x": rng.standard_normal((*LATENCY_SHAPE, spec.features)).astype(np.float32),
+    latency_feeds: dict[str, np.ndarray] = {"x": rng.standard_normal((*LATENCY_SHAPE, spec.features)).astype(np.float32),
                      "lengths": np.full(LATENCY_SHAPE[0], LATENCY_SHAPE[1], np.int64)}
 
     reports = []
@@ -422,8 +425,8 @@ def quantize(
                     setattr(report, key, value)
             else:
                 report.notes.append(str(test_reason))
-            report.latency_ms = _median_latency_ms(_session(tmp), latency_feeds)
-            report.latency_fp32_ms = _median_latency_ms(_session(source), latency_feeds)
+            report.latency_ms, report.latency_fp32_ms = _paired_latency_ms(
+                _session(tmp), _session(source), latency_feeds)
         import onnx
 
         artifacts.record(directory, name, f"quantize {precision}", parent=artifacts.ONNX_FP32,
