@@ -163,3 +163,27 @@ def test_a_state_dict_of_another_model_is_refused(tmp_path: Path) -> None:
     result = cli("load", str(tmp_path / "other.pt"), str(tmp_path / "art"))
     assert result.returncode == 2
     assert "not the classic AttentionLSTM" in result.stderr
+
+
+def test_inspect_describes_the_onnx_and_the_directory(tiny_dir: Path) -> None:
+    result = cli("inspect", str(tiny_dir / "model.onnx"), "--json")
+    assert result.returncode == 0, result.stderr
+    d = json.loads(result.stdout)
+    assert d["dynamic_axes"] == {"x": ["batch", "seq"], "lengths": ["batch"], "logits": ["batch"],
+                                 "attention": ["batch", "seq"]}
+    assert d["operators"]["LSTM"] == 1 and d["parameters"] > 0 and d["opset"]["ai.onnx"] == 17
+    assert json.loads(d["metadata"]["labels"]) == ["0", "1", "2"]
+    assert d["manifest"]["parent"] == "model.safetensors" and d["lineage_problems"] == []
+    text = cli("inspect", str(tiny_dir))
+    assert text.returncode == 0
+    assert "model.onnx" in text.stdout and "<- model.safetensors" in text.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_japanese_vowels_reaches_the_accuracy_bar(tmp_path: Path, seed: int) -> None:
+    result = cli("train", str(tmp_path), "--recipe", str(RECIPES / "japanese-vowels.toml"), "--seed", str(seed),
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["test"]["accuracy"] >= 0.96 and metrics["wall_seconds"] < 60
