@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,13 +141,6 @@ def record(
     manifest["artifacts"][name] = entry
     write_json(directory / MANIFEST, manifest)
     return entry
-
-
-def update_entries(directory: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Apply ``change`` to the manifest's artifacts table and write it back atomically."""
-    manifest = read_manifest(directory)
-    change(manifest["artifacts"])
-    write_json(directory / MANIFEST, manifest)
 
 
 def check_lineage(directory: Path, name: str) -> list[str]:

@@ -10,7 +10,7 @@ export, the backends, verify and the runtime. numpy only; Python 3.8-compatible 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Dict, Mapping, Tuple, Union
 
 import numpy as np
@@ -76,11 +76,6 @@ class IOSpec:
     @property
     def head_output(self) -> str:
         return self.outputs[0].name
-
-    def with_lengths_dtype(self, dtype: str) -> IOSpec:
-        """The spec a backend without INT64 sees (TensorRT 8.x): ``lengths`` in ``dtype``."""
-        inputs = tuple(replace(t, dtype=dtype) if t.name == "lengths" else t for t in self.inputs)
-        return replace(self, inputs=inputs)
 
     def dynamic_axes(self) -> Dict[str, Dict[int, str]]:
         """torch.onnx's dynamic_axes, from the same declaration as everything else."""

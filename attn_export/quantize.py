@@ -262,17 +262,18 @@ def _fp16_census(path: Path, scratch: Path) -> tuple[dict[str, int], dict[str, i
     return dict(fp16_ops), dict(fp32_ops), [note]
 
 
-def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[dict[str, np.ndarray]],
-                precision: str) -> list[str]:
-    """Dynamic axes survive (batch 1 and 8, seq 1 and 2048) and outputs stay finite and near FP32."""
+def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], precision: str) -> list[str]:
+    """Dynamic axes survive (batch 1 and 8, seq 1 and 2048): outputs have the right shapes, finite."""
     problems = []
     session = _session(path)
     names = [o.name for o in session.get_outputs()]
-    for case, ref in zip(cases, refs):
+    for case in cases:
         out = dict(zip(names, session.run(None, case.feeds)))
         head = out[spec.head_output]
-        if head.shape != ref[spec.head_output].shape or out["attention"].shape != ref["attention"].shape:
-            problems.append(f"{case.label}: output shapes {head.shape}, {out['attention'].shape} differ from FP32")
+        batch, seq = case.x.shape[:2]
+        if head.shape != (batch, spec.outputs[0].dims[1]) or out["attention"].shape != (batch, seq):
+            problems.append(f"{case.label}: output shapes {head.shape}, {out['attention'].shape} "
+                            f"do not follow the input's batch {batch} and seq {seq}")
         elif not (np.isfinite(head).all() and np.isfinite(out["attention"]).all()):
             problems.append(f"{case.label}: NaN or Inf in the {precision} outputs")
     return problems
@@ -306,7 +307,7 @@ def _long_padded_cases(spec: IOSpec, mean: list[float], std: list[float]) -> lis
     return [SweepCase(x, lengths, True)]
 
 
-def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:  # noqa: C901
+def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:
     from .data import pad
 
     a, b = _session(path), _session(fp32)
@@ -351,6 +352,8 @@ def quantize(
     calib_samples: int | None = None,
 ) -> list[VariantReport]:
     """Make each requested variant (``fp16``, ``int8-dynamic``, ``int8-qdq``) of DIR/model.onnx."""
+    import onnx
+
     from .checkpoint import read_model_info
     from .config import recipe_from_dict
 
@@ -365,8 +368,7 @@ def quantize(
     recipe = recipe_from_dict(info["recipe"])
     spec = IOSpec.for_model(info["input_size"], info["num_outputs"], recipe.model.head)
     cases, refs, _ = read_reference(artifacts.require(directory, artifacts.REFERENCE))
-    picked = [i for i, c in enumerate(cases) if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
-    axes, axes_refs = [cases[i] for i in picked], [refs[i] for i in picked]
+    axes = [c for c in cases if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
     test, test_reason = _test_split(info)
     metrics_path = directory / artifacts.METRICS
     torch_accuracy = artifacts.read_json(metrics_path)["test"]["accuracy"] if metrics_path.is_file() else None
@@ -387,15 +389,11 @@ def quantize(
                 problems, worst = _fp16_reference_check(tmp, spec, cases, refs, recipe.verify.fp16_atol,
                                                         recipe.verify.fp16_rtol)
                 problems += _check_runs(tmp, spec, _long_padded_cases(spec, info["normalization"]["mean"],
-                                                                       info["normalization"]["std"]),
-                                        [{spec.head_output: np.zeros((2, spec.outputs[0].dims[1])),
-                                          "attention": np.zeros((2, 4096))}], precision)
+                                                                       info["normalization"]["std"]), precision)
                 notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
                 extra["kept_fp32"] = list(FP16_KEEP_FP32)
             elif precision == "int8-dynamic":
                 _make_int8_dynamic(source, tmp)
-                import onnx
-
                 quantized, plain = _dynamic_census(onnx.load(str(tmp)))
                 method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"
                 problems = []
@@ -403,19 +401,13 @@ def quantize(
                 samples = calib_samples or recipe.quantize.calib_samples
                 calibration, calib_sha = _calibration(directory, info, samples)
                 _make_int8_qdq(source, tmp, calibration)
-                import onnx
-
-                proto = onnx.load(str(tmp))
-                onnx.checker.check_model(proto, full_check=True)
-                quantized, plain, problems = _qdq_census(proto)
+                quantized, plain, problems = _qdq_census(onnx.load(str(tmp)))
                 method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
                 extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
                                         "source": "training split"}
-            if precision == "fp16":
-                import onnx
-
+            if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
                 onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
-            problems += _check_runs(tmp, spec, axes, axes_refs, precision)
+            problems += _check_runs(tmp, spec, axes, precision)
             if problems:
                 raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
             report = VariantReport(precision, name, method, quantized, plain, notes=notes,
@@ -427,8 +419,6 @@ def quantize(
                 report.notes.append(str(test_reason))
             report.latency_ms, report.latency_fp32_ms = _paired_latency_ms(
                 _session(tmp), _session(source), latency_feeds)
-        import onnx
-
         artifacts.record(directory, name, f"quantize {precision}", parent=artifacts.ONNX_FP32,
                          versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__},
                          precision=precision, method=method, quantized=quantized, not_quantized=plain,
