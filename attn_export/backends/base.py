@@ -7,7 +7,7 @@ Python 3.8-compatible: the device runtime uses the ONNX Runtime and TensorRT bac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,12 @@ class Backend:
     name = "backend"
     kind = "onnx"  # what it runs: "onnx" (an .onnx file), "torch" (the model directory), "engine"
     device = "cpu"
+    # the precisions whose artefacts it can run (verify pairs backends with artefacts by this)
+    precisions: Tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+    # verify's oracle-only backends run small unpadded cases only (onnx-ref)
+    unpadded_only = False
+    # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)
+    supports_cuda_graph = False
 
     def __init__(self, artifact: Path, spec: IOSpec, threads: Optional[int] = None) -> None:
         self.artifact = Path(artifact)
@@ -55,6 +61,26 @@ class Backend:
             raise RuntimeError(f"{self.name}: infer() called outside 'with backend:'")
         self.spec.check_feeds(feeds)
         return self._run(feeds)
+
+    def accepts(self, batch: int, seq: int) -> Optional[str]:
+        """None when inputs of this shape are inside what the artefact supports, else why not (an
+        engine's optimisation profile). Verify sweeps only accepted shapes; ``infer`` refuses others."""
+        return None
+
+    def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:
+        """A zero-argument call for ``bench``: it runs inference on ``feeds`` already placed where the
+        backend computes (GPU backends copy the inputs once, here) and returns when the result is ready
+        (device synchronised). It returns the device-measured milliseconds (CUDA events) or None, in which
+        case bench takes the host's wall clock. ``infer`` stays the end-to-end path, copies included."""
+        self.spec.check_feeds(feeds)
+        if cuda_graph:
+            raise NotImplementedError(f"{self.name} cannot capture CUDA graphs")
+
+        def run() -> Optional[float]:
+            self._run(feeds)
+            return None
+
+        return run
 
     def _open(self) -> None:
         raise NotImplementedError

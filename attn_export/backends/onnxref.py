@@ -19,6 +19,8 @@ __all__ = ["OnnxRefBackend"]
 class OnnxRefBackend(Backend):
     name = "onnx-ref"
     kind = "onnx"
+    precisions = ("fp16",)  # its job: true FP16 numerics, which ONNX Runtime CPU does not compute
+    unpadded_only = True
 
     def _open(self) -> None:
         import onnx

@@ -14,6 +14,7 @@ __all__ = ["TorchCpuBackend"]
 class TorchCpuBackend(Backend):
     name = "torch-cpu"
     kind = "torch"
+    precisions = ("fp32",)
 
     @classmethod
     def available(cls) -> Optional[str]:
