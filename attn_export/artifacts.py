@@ -100,7 +100,7 @@ def require(directory: Path, name: str) -> Path:
     """The path of ``name`` in ``directory``, or an error that says which command makes it."""
     if not directory.is_dir():
         raise MissingPrerequisite(
-            f"artefact directory {directory} does not exist; run {MADE_BY.get(name, 'attn-export train')} first"
+            f"artefact directory {directory} does not exist; run {MADE_BY[MODEL_JSON]} first"
         )
     path = directory / name
     if not path.is_file():

@@ -44,7 +44,8 @@ class CaseResult:
     problems: List[str] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        """As a JSON-ready dict: a value that could not be measured (inf: shapes differ, no output) is None."""
+        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(self).items()}
 
     def __bool__(self) -> bool:
         return self.passed

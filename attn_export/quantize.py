@@ -39,7 +39,7 @@ from .export import read_reference
 from .backends.onnxrt import FP16_OPT_LEVEL, is_fp16_graph
 from .iospec import IOSpec
 
-__all__ = ["FILES", "VariantReport", "quantize"]
+__all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
 FILES = {"fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx", "int8-qdq": "model.int8-qdq.onnx"}
 REPORT = "quantize.json"
@@ -331,7 +331,7 @@ def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, floa
             "logits_max_abs": logits_err, "attention_max_abs": attention_err}
 
 
-def _test_split(info: dict[str, Any]) -> tuple[Any, str | None]:
+def labelled_test_split(info: dict[str, Any]) -> tuple[Any, str | None]:
     from .config import recipe_from_dict
     from .data import load_splits
 
@@ -369,7 +369,7 @@ def quantize(
     spec = IOSpec.for_model(info["input_size"], info["num_outputs"], recipe.model.head)
     cases, refs, _ = read_reference(artifacts.require(directory, artifacts.REFERENCE))
     axes = [c for c in cases if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
-    test, test_reason = _test_split(info)
+    test, test_reason = labelled_test_split(info)
     metrics_path = directory / artifacts.METRICS
     torch_accuracy = artifacts.read_json(metrics_path)["test"]["accuracy"] if metrics_path.is_file() else None
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..errors import BadInput, NotAvailable
+from ..errors import BadInput, NotAvailable, WorkFailed
 from .base import Backend
 
 __all__ = ["FP16_OPT_LEVEL", "OrtCpuBackend", "is_fp16_graph", "ort_providers"]
@@ -20,8 +20,12 @@ def FP16_OPT_LEVEL(ort):  # type: ignore[no-untyped-def]  # noqa: N802
 
 
 def is_fp16_graph(path: Path) -> bool:
-    """Whether the model stores FP16 weights (the FP16 variant)."""
-    import onnx
+    """Whether the model stores FP16 weights (the FP16 variant). Without onnx (a device may have only
+    onnxruntime) the artefact's fixed name tells: ``model.fp16.onnx``."""
+    try:
+        import onnx
+    except ImportError:
+        return ".fp16." in Path(path).name
 
     proto = onnx.load(str(path), load_external_data=False)
     return any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
@@ -75,7 +79,12 @@ class OrtCpuBackend(Backend):
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, dict(feeds))
+        try:
+            outputs = self.session.run(self.output_names, dict(feeds))
+        except Exception as e:  # onnxruntime's Fail/InvalidArgument/RuntimeException are not exported stably
+            shape = "x".join(str(d) for d in feeds["x"].shape)
+            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x {shape}: "
+                             f"{str(e).splitlines()[0]}") from None
         return dict(zip(self.output_names, outputs))
 
     def close(self) -> None:

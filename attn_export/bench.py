@@ -1,0 +1,298 @@
+"""Latency and throughput of every backend × artefact, measured one way for all of them.
+
+    attn-export bench [DIR] [--backends auto|NAMES] [--batch 1,8,32] [--seq 16,128,512] [--json]
+
+Method, the same for every backend (trtexec's and Polygraphy's, reduced to what matters here):
+- every target is opened once; for each (batch, seq) shape each target gets its inputs placed where it
+  computes (``Backend.runner``: GPU backends copy and bind once) and is warmed up;
+- then the targets are timed **interleaved**, one call each per round, so machine drift (frequency
+  scaling, a noisy neighbour) hits all of them alike; rounds continue until the shape's time budget is
+  spent (at least ``min_iterations``, at most ``max_iterations``);
+- a call's time is the device's own (CUDA events) where the backend reports it, else the host's wall
+  clock around a call that returns only after the device finished (synchronised);
+- GPU backends are also timed end to end through ``infer`` (host arrays in and out): the difference is
+  the host-device copies, reported separately as trtexec does;
+- p50/p90/p99/mean/min per target and shape, throughput in sequences per second (batch / mean), the
+  thread count, and a least-squares line of latency against sequence length per target (an LSTM is
+  linear in length: r² near 1 says the graph did not fall off a cliff anywhere).
+
+Writes DIR/bench.json and two plots, DIR/bench_latency_vs_seq.png and DIR/bench_throughput_vs_batch.png.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, artifacts
+from .backends import Backend, get
+from .errors import BadInput, NotAvailable
+from .targets import Target, discover, load_spec, parse_backends
+
+__all__ = ["BENCH_JSON", "PLOTS", "bench", "percentiles", "time_interleaved"]
+
+BENCH_JSON = "bench.json"
+PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to time each shape; the defaults give stable p50s on a 2-core machine in ~2 s a shape."""
+
+    warmup: int = 10
+    seconds: float = 2.0
+    min_iterations: int = 20
+    max_iterations: int = 2000
+
+
+def percentiles(times_ms: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(times_ms, dtype=np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "min": float(a.min())}
+
+
+def _call_ms(run: Callable[[], float | None]) -> float:
+    start = time.perf_counter()
+    device_ms = run()
+    wall = (time.perf_counter() - start) * 1e3
+    return wall if device_ms is None else device_ms
+
+
+def time_interleaved(runs: Sequence[Callable[[], float | None]], budget: Budget = Budget()) -> list[list[float]]:
+    """Milliseconds per call for each of ``runs``, timed in alternation (one call each per round)."""
+    for run in runs:
+        for _ in range(budget.warmup):
+            run()
+    times: list[list[float]] = [[] for _ in runs]
+    started = time.perf_counter()
+    while True:
+        for run, bucket in zip(runs, times):
+            bucket.append(_call_ms(run))
+        done = len(times[0])
+        if done >= budget.max_iterations:
+            break
+        if done >= budget.min_iterations and time.perf_counter() - started >= budget.seconds:
+            break
+    return times
+
+
+def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((batch, seq, features)).astype(np.float32),
+            "lengths": np.full(batch, seq, dtype=np.int64)}
+
+
+def _fit(seqs: list[int], ms: list[float]) -> dict[str, float] | None:
+    """Least-squares latency = intercept + slope * seq, with r²."""
+    if len(set(seqs)) < 2:
+        return None
+    slope, intercept = np.polyfit(seqs, ms, 1)
+    predicted = intercept + slope * np.asarray(seqs)
+    total = float(((np.asarray(ms) - np.mean(ms)) ** 2).sum())
+    r2 = 1.0 - float(((np.asarray(ms) - predicted) ** 2).sum()) / total if total > 0 else 1.0
+    return {"ms_per_step": float(slope), "intercept_ms": float(intercept), "r2": r2}
+
+
+def _machine(threads: int | None) -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "threads": threads}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"attn-export": __version__}
+    for package in ("torch", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def bench(
+    directory: Path,
+    backends: str | list[str] | None = "auto",
+    batches: Sequence[int] = (1, 8, 32),
+    seqs: Sequence[int] = (16, 128, 512),
+    threads: int | None = 1,
+    budget: Budget = Budget(),
+    plots: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
+    if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
+        raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
+    spec = load_spec(directory)
+    targets = [_skip_oracle(t, explicit=parse_backends(backends) is not None) for t in discover(directory, backends)]
+    runnable = [t for t in targets if t.skip is None]
+    if not runnable:
+        raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+    opened: list[tuple[Target, Backend]] = []
+    results: list[dict[str, Any]] = []
+    try:
+        for target in runnable:
+            opened.append((target, target.open(directory, spec, threads).__enter__()))
+        for batch in batches:
+            for seq in seqs:
+                if progress:
+                    progress(f"batch {batch} seq {seq}")
+                results += _bench_shape(opened, spec.features, batch, seq, budget)
+    finally:
+        for _, backend in opened:
+            backend.close()
+    reference = _reference_label(runnable)
+    out: dict[str, Any] = {
+        "schema": 1,
+        "method": {"interleaved": True, "warmup": budget.warmup, "seconds_per_shape": budget.seconds,
+                   "min_iterations": budget.min_iterations, "inputs": "standard normal, unpadded, float32",
+                   "timing": "device events where the backend reports them (CUDA), else host wall clock "
+                             "around a synchronised call"},
+        "machine": _machine(threads),
+        "versions": _versions(),
+        "batches": list(batches),
+        "seqs": list(seqs),
+        "targets": [{"backend": t.backend, "artifact": t.artifact, "precision": t.precision, "skip": t.skip}
+                    for t in targets],
+        "results": results,
+        "scaling": _scaling(results, batches, seqs),
+        "ratios": _ratios(results, reference, batches, seqs),
+    }
+    if plots:
+        out["plots"] = write_plots(directory, out)
+    artifacts.write_json(directory / BENCH_JSON, out)
+    return out
+
+
+def _skip_oracle(target: Target, explicit: bool) -> Target:
+    """The reference interpreter is a correctness oracle, 100x slower: timed only when named."""
+    if explicit or target.skip is not None or not get(target.backend).unpadded_only:
+        return target
+    return Target(target.backend, target.artifact, target.precision,
+                  f"{target.backend} is a correctness oracle, not a deployment backend; name it in --backends to time it")
+
+
+def _reference_label(runnable: list[Target]) -> str:
+    for backend in ("torch-cpu", "ort-cpu"):
+        for t in runnable:
+            if t.backend == backend and t.precision == "fp32":
+                return t.label
+    return runnable[0].label
+
+
+def _bench_shape(opened: list[tuple[Target, Backend]], features: int, batch: int, seq: int,
+                 budget: Budget) -> list[dict[str, Any]]:
+    feeds = _feeds(batch, seq, features)
+    runs: list[Callable[[], float | None]] = []
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for target, backend in opened:
+        base = {"backend": target.backend, "artifact": target.artifact, "precision": target.precision,
+                "batch": batch, "seq": seq}
+        reason = backend.accepts(batch, seq)
+        if reason is not None:
+            skipped.append({**base, "skipped": reason})
+            continue
+        variants = [False, True] if backend.supports_cuda_graph else [False]
+        for graph in variants:
+            runs.append(backend.runner(feeds, cuda_graph=graph))
+            rows.append({**base, "cuda_graph": graph, "device": backend.device})
+        if backend.device != "cpu":  # end to end, host arrays in and out: the copies are the difference
+            runs.append(_end_to_end(backend, feeds))
+            rows.append({**base, "cuda_graph": False, "device": backend.device, "end_to_end": True})
+    times = time_interleaved(runs, budget) if runs else []
+    for row, t in zip(rows, times):
+        stats = percentiles(t)
+        row.update(latency_ms=stats, iterations=len(t), throughput_seq_per_s=batch / stats["mean"] * 1e3)
+    compute = {(r["backend"], r["artifact"]): r for r in rows if not r.get("end_to_end") and not r["cuda_graph"]}
+    for row in rows:
+        if row.get("end_to_end"):
+            base_row = compute[(row["backend"], row["artifact"])]
+            base_row["host_device_copies_ms"] = max(0.0, row["latency_ms"]["p50"] - base_row["latency_ms"]["p50"])
+    return rows + skipped
+
+
+def _end_to_end(backend: Backend, feeds: dict[str, np.ndarray]) -> Callable[[], float | None]:
+    def run() -> float | None:
+        backend.infer(feeds)
+        return None
+
+    return run
+
+
+def _key(row: dict[str, Any]) -> str:
+    suffix = " (CUDA graph)" if row.get("cuda_graph") else " (end to end)" if row.get("end_to_end") else ""
+    return f"{row['backend']} {row['artifact']}{suffix}"
+
+
+def _timed(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if "latency_ms" in r]
+
+
+def _scaling(results: list[dict[str, Any]], batches: Sequence[int], seqs: Sequence[int]) -> dict[str, Any]:
+    """Per target: the latency-vs-seq line at the smallest batch, throughput against batch at the middle seq."""
+    b0 = min(batches)
+    s_mid = sorted(seqs)[len(seqs) // 2]
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(_key(r) for r in _timed(results)):
+        rows = [r for r in _timed(results) if _key(r) == key]
+        by_seq = sorted((r["seq"], r["latency_ms"]["p50"]) for r in rows if r["batch"] == b0)
+        by_batch = sorted((r["batch"], r["throughput_seq_per_s"]) for r in rows if r["seq"] == s_mid)
+        out[key] = {"batch": b0, "p50_ms_by_seq": dict(by_seq), "seq_fit": _fit([s for s, _ in by_seq],
+                                                                                [m for _, m in by_seq]),
+                    "seq": s_mid, "throughput_by_batch": dict(by_batch)}
+    return out
+
+
+def _ratios(results: list[dict[str, Any]], reference: str, batches: Sequence[int],
+            seqs: Sequence[int]) -> dict[str, Any]:
+    """p50 speed-up of every target over the reference target at each shape (reference p50 / target p50)."""
+    out: dict[str, Any] = {"reference": reference, "by_shape": {}}
+    timed = _timed(results)
+    for b in batches:
+        for s in seqs:
+            ref = next((r for r in timed if _key(r) == reference and r["batch"] == b and r["seq"] == s), None)
+            if ref is None:
+                continue
+            out["by_shape"][f"b{b} s{s}"] = {_key(r): ref["latency_ms"]["p50"] / r["latency_ms"]["p50"]
+                                              for r in timed if r["batch"] == b and r["seq"] == s}
+    return out
+
+
+def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
+    """Latency against sequence length and throughput against batch, one line per target (PNG, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scaling = result["scaling"]
+    written = {}
+    for kind, file in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        for key, s in scaling.items():
+            series = s["p50_ms_by_seq"] if kind == "latency" else s["throughput_by_batch"]
+            if series:
+                xs = sorted(series)
+                ax.plot(xs, [series[x] for x in xs], marker="o", label=key)
+        if kind == "latency":
+            ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)",
+                   title=f"latency against sequence length, batch {min(result['batches'])}")
+        else:
+            ax.set(xlabel="batch", ylabel="throughput (sequences/s)", xscale="log", yscale="log",
+                   title=f"throughput against batch, seq {sorted(result['seqs'])[len(result['seqs']) // 2]}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        with artifacts.atomic_path(directory / file) as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        written[kind] = file
+    return written

@@ -1,0 +1,81 @@
+"""``attn-export bench``: latency and throughput of every backend × artefact, interleaved, one method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import BadInput
+from .common import DirArg, JsonOpt, console, print_json
+from .verify import BackendsOpt, ThreadsOpt
+
+NAME = "bench"
+
+
+def _ints(value: str, option: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise BadInput(f"{option} '{value}' is not a comma-separated list of integers (e.g. 1,8,32)") from None
+    if not out or min(out) < 1:
+        raise BadInput(f"{option} '{value}' needs positive integers (e.g. 1,8,32)")
+    return sorted(set(out))
+
+
+def command(
+    directory: DirArg = Path("artifacts"),
+    backends: BackendsOpt = "auto",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1,8,32",
+    seq: Annotated[str, typer.Option("--seq", help="Sequence lengths, comma-separated.")] = "16,128,512",
+    seconds: Annotated[float, typer.Option("--seconds", min=0.05, help="Timing budget per shape (all targets "
+                                                                       "together, interleaved).")] = 2.0,
+    threads: ThreadsOpt = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Time every backend and artefact on a batch × seq grid; write DIR/bench.json and PNG plots."""
+    result = run_bench(directory, backends, _ints(batch, "--batch"), _ints(seq, "--seq"), seconds,
+                       threads or None, quiet=json_out)
+    if json_out:
+        print_json(result)
+
+
+def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int], seconds: float,
+              threads: int | None, quiet: bool = False) -> dict[str, Any]:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ..bench import Budget, bench
+
+    out = console(stderr=True)
+    with Progress(console=out, transient=True, disable=quiet or not out.is_terminal) as bar:
+        task = bar.add_task("bench", total=len(batches) * len(seqs))
+        result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds),
+                       progress=lambda label: bar.update(task, advance=1, description=label))
+    if quiet:
+        return result
+    t = Table(title=f"bench {directory} (threads {threads or 'default'}; p50 ms, speed-up over "
+                    f"{result['ratios']['reference']})")
+    for col in ("target", "batch", "seq", "p50", "p90", "p99", "mean", "seq/s", "speed-up"):
+        t.add_column(col, justify="left" if col == "target" else "right")
+    for r in result["results"]:
+        if "latency_ms" not in r:
+            t.add_row(f"{r['backend']} {r['artifact']}", str(r["batch"]), str(r["seq"]), "-", "-", "-", "-", "-",
+                      r["skipped"][:60])
+            continue
+        key = f"{r['backend']} {r['artifact']}" + (" (CUDA graph)" if r.get("cuda_graph") else
+                                                   " (end to end)" if r.get("end_to_end") else "")
+        ratio = result["ratios"]["by_shape"].get(f"b{r['batch']} s{r['seq']}", {}).get(key)
+        lat = r["latency_ms"]
+        t.add_row(key, str(r["batch"]), str(r["seq"]), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}",
+                  f"{lat['p99']:.3f}", f"{lat['mean']:.3f}", f"{r['throughput_seq_per_s']:,.0f}",
+                  "-" if ratio is None else f"{ratio:.2f}x")
+    out.print(t)
+    for key, s in result["scaling"].items():
+        fit = s["seq_fit"]
+        if fit:
+            out.print(f"{key}: {fit['ms_per_step'] * 1e3:.2f} µs/step + {fit['intercept_ms']:.3f} ms "
+                      f"(r² {fit['r2']:.4f}) at batch {s['batch']}")
+    out.print(f"wrote {directory / 'bench.json'} and {', '.join(result.get('plots', {}).values())}")
+    return result

@@ -1,0 +1,87 @@
+"""``attn-export verify``: parity and latency of every backend × artefact against PyTorch FP32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import ParityError
+from .common import DirArg, JsonOpt, console, print_json
+
+NAME = "verify"
+
+BackendsOpt = Annotated[str, typer.Option(
+    "--backends", help="'auto' (every backend; unavailable ones are listed as skipped) or a comma-separated "
+                       "list (an unavailable one is an error, exit 3).")]
+ThreadsOpt = Annotated[int, typer.Option(
+    "--threads", min=0, help="CPU threads per backend (0: the library's default). Recorded in the results.")]
+
+
+def command(
+    directory: DirArg = Path("artifacts"),
+    backends: BackendsOpt = "auto",
+    json_out: JsonOpt = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write DIR/report.md with plots and heatmaps.")] = False,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Run the same inputs through every backend and artefact; compare with PyTorch FP32; write verify.json."""
+    result = run_verify(directory, backends, threads or None, quiet=json_out, report=report)
+    if json_out:
+        print_json(result)
+    raise_if_failed(result)
+
+
+def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool = False,
+               report: bool = False) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    from ..verify import verify
+
+    out = console(stderr=True)
+    with Progress(console=out, transient=True, disable=quiet or not out.is_terminal) as bar:
+        task = bar.add_task("verify", total=None)
+        result = verify(directory, backends, threads, progress=lambda label: bar.update(task, description=label))
+    if not quiet:
+        out.print(table(result, directory))
+    if report:
+        from ..report import write_report
+
+        path = write_report(directory)
+        if not quiet:
+            out.print(f"report: {path}")
+    return result
+
+
+def table(result: dict[str, Any], directory: Path) -> Any:
+    from rich.table import Table
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    verdict = "[green]PASSED[/]" if result["passed"] else "[red]FAILED[/]"
+    t = Table(title=f"verify {directory}: {verdict} against {result['reference']['backend']} FP32 "
+                    f"({result['reference']['source']}, test accuracy {fmt(result['reference']['accuracy'], '.4f')})")
+    for col in ("backend", "artefact", "precision", "status", "cases", "max abs", "min cosine", "accuracy",
+                "Δ acc", "agree", "p50 ms", "reason"):
+        t.add_column(col, justify="left" if col in ("backend", "artefact", "reason", "status") else "right",
+                     overflow="fold")
+    for r in result["results"]:
+        color = {"passed": "green", "failed": "red", "skipped": "yellow"}[r["status"]]
+        cases = r["cases"]
+        t.add_row(r["backend"], r["artifact"] or "-", r["precision"] or "-", f"[{color}]{r['status']}[/]",
+                  str(len(cases)), fmt(max((c["max_abs"] for c in cases if c["max_abs"] is not None), default=None), ".1e"),
+                  fmt(min((c["cosine"] for c in cases if c["cosine"] is not None), default=None), ".6f"), fmt(r["accuracy"], ".4f"),
+                  fmt(r["accuracy_delta"], "+.4f"), fmt(r["argmax_agreement"], ".4f"),
+                  fmt(r["latency_ms"]["p50"] if r["latency_ms"] else None, ".3f"), (r["reason"] or "")[:200])
+    return t
+
+
+def raise_if_failed(result: dict[str, Any]) -> None:
+    from ..verify import failures
+
+    failed = failures(result)
+    if failed:
+        shown = " | ".join(failed[:3]) + (f" | and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise ParityError(f"verification failed for {len(failed)} target(s): {shown} (details in verify.json)")

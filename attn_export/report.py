@@ -1,0 +1,154 @@
+"""``report.md``: the proof a user shows their team, rendered from verify.json and bench.json (data first).
+
+Sections: the verdict and the verify table, accuracy per precision, attention heatmaps of a few test
+sequences from every backend (``attention.png``: the rows of one sequence should look alike), and the
+bench plots with their ratios. Each section is written from the JSON alone, so the report can be rebuilt
+from the files without re-running anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .bench import BENCH_JSON
+from .verify import VERIFY_JSON
+
+__all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
+
+REPORT_MD = "report.md"
+ATTENTION_PNG = "attention.png"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _verify_table(result: dict[str, Any]) -> list[str]:
+    lines = ["| backend | artefact | precision | status | cases | worst max abs | worst cosine | accuracy | Δ accuracy "
+             "| argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
+    for r in result["results"]:
+        cases = r["cases"]
+        worst_abs = max((c["max_abs"] for c in cases if c["max_abs"] is not None), default=None)
+        worst_cos = min((c["cosine"] for c in cases if c["cosine"] is not None), default=None)
+        p50 = r["latency_ms"]["p50"] if r.get("latency_ms") else None
+        reason = (r.get("reason") or "").replace("|", "/")
+        lines.append(f"| {r['backend']} | {r['artifact'] or '–'} | {r['precision'] or '–'} | **{r['status']}** | "
+                     f"{len(cases)} | {_fmt(worst_abs, '.2e')} | {_fmt(worst_cos, '.6f')} | "
+                     f"{_fmt(r.get('accuracy'), '.4f')} | {_fmt(r.get('accuracy_delta'), '+.4f')} | "
+                     f"{_fmt(r.get('argmax_agreement'), '.4f')} | {_fmt(p50, '.3f')} | {reason[:160]} |")
+    return lines
+
+
+def _accuracy_by_precision(result: dict[str, Any]) -> list[str]:
+    lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"]
+    seen: dict[tuple[str, str], list[str]] = {}
+    for r in result["results"]:
+        if r.get("accuracy") is not None:
+            seen.setdefault((r["precision"], r["artifact"]), []).append(f"{r['backend']} {r['accuracy']:.4f}")
+    for (precision, artifact), values in seen.items():
+        lines.append(f"| {precision} | {artifact} | {', '.join(values)} |")
+    ref = result["reference"]
+    lines.append(f"\nReference: {ref['backend']} {ref['precision']} from `{ref['source']}`, test accuracy "
+                 f"{_fmt(ref.get('accuracy'), '.4f')} ({ref.get('test_split')}).")
+    return lines
+
+
+def attention_heatmaps(directory: Path, samples: dict[str, Any]) -> str | None:
+    """One panel per sample sequence: rows are targets, columns are time steps (trimmed to the length)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(samples["by_target"])
+    if not names:
+        return None
+    n = len(samples["indices"])
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.9 + 0.32 * len(names) * n + 0.6 * n), dpi=110, squeeze=False)
+    for k, ax in enumerate(axes[:, 0]):
+        grid = np.array([samples["by_target"][name][k] for name in names], dtype=np.float64)
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(names)), labels=names, fontsize=6)
+        ax.set_title(f"test sequence {samples['indices'][k]} (length {samples['lengths'][k]}, "
+                     f"class {samples['labels'][k]})", fontsize=8)
+        ax.set_xlabel("time step", fontsize=7)
+        fig.colorbar(image, ax=ax, fraction=0.02)
+    fig.tight_layout()
+    with artifacts.atomic_path(directory / ATTENTION_PNG) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return ATTENTION_PNG
+
+
+def _attention_agreement(samples: dict[str, Any]) -> list[str]:
+    import numpy as np
+
+    names = list(samples["by_target"])
+    if len(names) < 2:
+        return []
+    base = names[0]
+    lines = [f"Largest attention difference from `{base}` over the samples:", ""]
+    for name in names[1:]:
+        worst = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                    for a, b in zip(samples["by_target"][name], samples["by_target"][base]))
+        lines.append(f"- `{name}`: {worst:.2e}")
+    return lines
+
+
+def _bench_section(bench: dict[str, Any]) -> list[str]:
+    lines = [f"Threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
+             f"{bench['method']['timing']}; interleaved, {bench['method']['seconds_per_shape']} s per shape.", ""]
+    for file in (bench.get("plots") or {}).values():
+        lines.append(f"![{file}]({file})")
+    lines += ["", "| target | ms/step (batch 1) | intercept ms | r² | throughput by batch (seq/s) |",
+              "|---|---|---|---|---|"]
+    for key, s in bench["scaling"].items():
+        fit = s.get("seq_fit") or {}
+        tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in s["throughput_by_batch"].items())
+        lines.append(f"| {key} | {_fmt(fit.get('ms_per_step'), '.4f')} | {_fmt(fit.get('intercept_ms'), '.3f')} | "
+                     f"{_fmt(fit.get('r2'), '.4f')} | {tput} |")
+    ratios = bench["ratios"]
+    lines += ["", f"Speed-up over `{ratios['reference']}` (its p50 / the target's p50):", ""]
+    shapes = list(ratios["by_shape"])
+    if shapes:
+        keys = list(dict.fromkeys(k for v in ratios["by_shape"].values() for k in v))
+        lines += ["| target | " + " | ".join(shapes) + " |", "|---|" + "---|" * len(shapes)]
+        for key in keys:
+            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][s].get(key), '.2f') + "x"
+                                                      for s in shapes) + " |")
+    return lines
+
+
+def write_report(directory: Path) -> Path:
+    """Render DIR/report.md (and attention.png) from DIR/verify.json and, when present, DIR/bench.json."""
+    result = artifacts.read_json(artifacts.require(directory, VERIFY_JSON))
+    lines = [f"# attn-export report: {directory.name}", "",
+             f"**Verification {'PASSED' if result['passed'] else 'FAILED'}** against {result['reference']['backend']} "
+             f"{result['reference']['precision']} (`{result['reference']['source']}`); "
+             f"{result['sweep']['cases']} sweep cases ({result['sweep']['padded']} padded with garbage), "
+             f"shapes {', '.join(f'{b}x{s}' for b, s in result['sweep']['shapes'])}.", "",
+             "## Verify", ""]
+    lines += _verify_table(result)
+    lines += ["", "Tolerances (from the recipe's `[verify]` table):", ""]
+    for precision, rule in result["tolerances"].items():
+        judged = (f"atol {rule['atol']:g}, rtol {rule['rtol']:g}" if rule["atol"] is not None
+                  else "argmax agreement and accuracy drop only")
+        extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
+        extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
+        lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
+    lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result)
+    samples = result.get("attention_samples")
+    if samples:
+        image = attention_heatmaps(directory, samples)
+        lines += ["", "## Attention on test sequences, per backend", ""]
+        lines += [f"![attention]({image})", ""] if image else []
+        lines += _attention_agreement(samples)
+    bench_path = directory / BENCH_JSON
+    if bench_path.is_file():
+        lines += ["", "## Latency and throughput (`attn-export bench`)", ""] + _bench_section(artifacts.read_json(bench_path))
+    path = directory / REPORT_MD
+    artifacts.write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path

@@ -1,0 +1,408 @@
+"""Parity and latency of every backend × artefact against the PyTorch FP32 reference, in one run.
+
+    attn-export verify [DIR] [--backends auto|NAMES] [--json] [--report]
+
+The reference is the PyTorch model in FP32 on the CPU. Its outputs on the export sweep were recorded in
+``reference.npz`` (checked to descend from the current ``model.safetensors``), so a device without torch
+verifies against the same numbers; with torch installed the sweep grows by cases only torch can answer:
+several thousand steps, the training length range and each engine's profile corners. Every runnable
+target (``targets.discover``) runs the same inputs and is judged by its precision's rule, with the
+tolerances of the recipe's ``[verify]`` table:
+
+- ``fp32``: elementwise ``|got - ref| <= atol + rtol * |ref|`` on the head output and on ``attention``
+  (default atol 1e-5, rtol 1e-4: float32 reassociation in an LSTM over 2048 steps stays below that);
+- ``fp16``: the same rule with atol = rtol = 2e-2 (FP16 has 11 bits of mantissa, ~5e-4 relative per
+  operation; the LSTM compounds it over time), plus argmax agreement >= 0.995 on the test split;
+- ``int8-*``: not by element error (quantisation moves logits by design) but by argmax agreement with the
+  reference on the test split (>= 0.97) and the accuracy drop (<= 0.01); on the sweep only that outputs
+  have the right shapes, are finite, and that padded steps get exactly zero attention.
+
+Everything that fails is collected and reported together; the result is ``DIR/verify.json`` (DESIGN's
+shape), each artefact's manifest entry gets a ``verified`` verdict, and a failure raises ParityError
+(exit 1) after all of that is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import artifacts
+from .backends import Backend
+from .bench import Budget, percentiles, time_interleaved
+from .compare import CaseResult, SweepCase, compare_case
+from .config import VerifyConfig, recipe_from_dict
+from .errors import AttnExportError, MissingPrerequisite, NotAvailable
+from .export import read_reference
+from .iospec import IOSpec
+from .targets import Target, discover, load_spec
+
+__all__ = ["VERIFY_JSON", "Rule", "failures", "rule_for", "verify"]
+
+VERIFY_JSON = "verify.json"
+ATTENTION_SAMPLES = 4  # test sequences whose attention every backend reports, for the heatmaps
+TEST_BATCH = 32
+LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
+# the reference evaluator is a slow interpreter: small unpadded cases only
+ONNX_REF_MAX = (4, 64)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one precision is judged; built from the recipe's [verify] table."""
+
+    precision: str
+    atol: float | None  # None: no elementwise judgement (INT8)
+    rtol: float | None
+    attention_atol: float | None
+    min_argmax_agreement: float | None  # on the test split
+    max_accuracy_drop: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def rule_for(precision: str, cfg: VerifyConfig) -> Rule:
+    if precision == "fp32":
+        return Rule("fp32", cfg.fp32_atol, cfg.fp32_rtol, cfg.attention_atol_fp32, None, None)
+    if precision == "fp16":
+        return Rule("fp16", cfg.fp16_atol, cfg.fp16_rtol, cfg.fp16_atol, cfg.fp16_min_argmax_agreement, None)
+    return Rule(precision, None, None, None, cfg.int8_min_argmax_agreement, cfg.int8_max_accuracy_drop)
+
+
+@dataclass
+class Row:
+    """One target's verdict; ``to_dict`` is DESIGN's ``verify.json`` result entry (more keys welcome)."""
+
+    target: Target
+    status: str = "passed"  # passed | failed | skipped
+    reason: str | None = None
+    accuracy: float | None = None
+    accuracy_delta: float | None = None
+    argmax_agreement: float | None = None
+    test_logits_max_abs: float | None = None
+    latency_ms: dict[str, float] | None = None
+    latency_shape: list[int] | None = None
+    cases: list[CaseResult] = field(default_factory=list)
+    cases_outside: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    attention: dict[int, list[float]] = field(default_factory=dict)
+
+    def fail(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.status = "failed"
+        self.reason = "; ".join(self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {"backend": t.backend, "artifact": t.artifact, "precision": t.precision, "status": self.status,
+                "reason": self.reason, "accuracy": self.accuracy, "accuracy_delta": self.accuracy_delta,
+                "argmax_agreement": self.argmax_agreement, "test_logits_max_abs": self.test_logits_max_abs,
+                "latency_ms": self.latency_ms, "latency_shape": self.latency_shape,
+                "cases": [c.to_dict() for c in self.cases], "cases_outside_profile": self.cases_outside,
+                "problems": self.problems}
+
+
+@dataclass
+class TestSplit:
+    """The recipe's real test split, batched by length, with the reference's outputs on it."""
+
+    batches: list[tuple[np.ndarray, dict[str, np.ndarray]]]  # (indices into the split, feeds)
+    y: np.ndarray
+    lengths: np.ndarray
+    samples: list[int]
+    reference: dict[str, np.ndarray] | None  # head output and attention per sequence (in split order)
+    reference_accuracy: float | None
+    source: str
+
+
+def _info(directory: Path) -> dict[str, Any] | None:
+    path = directory / artifacts.MODEL_JSON
+    return artifacts.read_json(path) if path.is_file() else None
+
+
+def _torch_reference(directory: Path) -> bool:
+    from .backends.pyt import TorchCpuBackend
+
+    return TorchCpuBackend.available() is None and (directory / artifacts.WEIGHTS).is_file()
+
+
+def _extra_cases(info: dict[str, Any] | None, spec: IOSpec, engine_profiles: list[dict[str, Any]]) -> list[SweepCase]:
+    """Cases only a live PyTorch reference can answer: 4096 steps, the training range, profile corners."""
+    rng = np.random.default_rng(11)
+    norm = (info or {}).get("normalization") or {"mean": [0.0] * spec.features, "std": [1.0] * spec.features}
+    mu, sigma = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    shapes = {(1, 4096)}
+    stats = (info or {}).get("train_lengths") or {}
+    shapes |= {(1, int(stats[k])) for k in ("min", "max") if stats.get(k)}
+    for profile in engine_profiles:
+        for corner in ("min", "opt", "max"):
+            dims = profile.get("x", {}).get(corner)
+            if dims:
+                shapes.add((int(dims[0]), int(dims[1])))
+    cases = []
+    for batch, seq in sorted(shapes):
+        x = (mu + sigma * rng.standard_normal((batch, seq, spec.features))).astype(np.float32)
+        cases.append(SweepCase(x, np.full(batch, seq, np.int64), False))
+    return cases
+
+
+def _torch_outputs(directory: Path, spec: IOSpec, feeds_list: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    from .backends.pyt import TorchCpuBackend
+
+    with TorchCpuBackend(directory, spec) as backend:
+        return [backend.infer(f) for f in feeds_list]
+
+
+def _test_split(directory: Path, info: dict[str, Any] | None, spec: IOSpec, torch_ref: bool) -> tuple[TestSplit | None, str | None]:
+    from .data import pad
+    from .quantize import labelled_test_split
+
+    if info is None:
+        return None, "no model.json: the recipe's test split is unknown"
+    test, reason = labelled_test_split(info)
+    if test is None:
+        return None, reason
+    order = np.argsort(test.lengths, kind="stable")
+    batches = []
+    for start in range(0, test.n, TEST_BATCH):
+        index = order[start : start + TEST_BATCH]
+        x, lengths = pad([test.sequences[i] for i in index])
+        batches.append((index, {"x": x, "lengths": lengths}))
+    # a spread of lengths for the heatmaps: shortest, longest and two between
+    samples = sorted({int(order[int(q * (test.n - 1))]) for q in np.linspace(0, 1, ATTENTION_SAMPLES)})
+    reference = None
+    accuracy = None
+    source = "metrics.json (PyTorch FP32 at training time)"
+    if torch_ref:
+        outs = _torch_outputs(directory, spec, [f for _, f in batches])
+        reference = _scatter(test.n, batches, outs, spec.head_output)
+        accuracy = float((reference[spec.head_output].argmax(1) == test.y).mean())
+        source = "torch-cpu FP32 on the test split"
+    else:
+        metrics = directory / artifacts.METRICS
+        if metrics.is_file():
+            accuracy = artifacts.read_json(metrics)["test"]["accuracy"]
+    return TestSplit(batches, test.y, test.lengths, samples, reference, accuracy, source), None
+
+
+def _scatter(n: int, batches: list[tuple[np.ndarray, dict[str, np.ndarray]]], outs: list[dict[str, np.ndarray]],
+             head: str) -> dict[str, Any]:
+    """Per-sequence outputs in split order from length-sorted batches (attention as ragged rows)."""
+    classes = outs[0][head].shape[1]
+    logits = np.zeros((n, classes), np.float64)
+    attention: list[np.ndarray] = [np.zeros(0)] * n
+    for (index, feeds), out in zip(batches, outs):
+        logits[index] = out[head]
+        for row, i in enumerate(index):
+            attention[i] = out["attention"][row, : feeds["lengths"][row]]
+    return {head: logits, "attention": attention}
+
+
+def _engine_profiles(directory: Path, targets: list[Target]) -> list[dict[str, Any]]:
+    entries = artifacts.read_manifest(directory)["artifacts"]
+    return [entries[t.artifact].get("profile") or {} for t in targets
+            if t.skip is None and t.artifact and t.artifact.endswith(".engine") and t.artifact in entries]
+
+
+def _lineage_problems(directory: Path, target: Target) -> list[str]:
+    if target.artifact is None:
+        return []
+    if target.artifact not in artifacts.read_manifest(directory)["artifacts"]:
+        return [f"{target.artifact} is not recorded in {artifacts.MANIFEST}: its origin is unknown"]
+    return artifacts.check_lineage(directory, target.artifact)
+
+
+def _judge_cases(row: Row, backend: Backend, rule: Rule, cases: list[SweepCase], refs: list[dict[str, np.ndarray]],
+                 head: str) -> None:
+    for case, ref in zip(cases, refs):
+        batch, seq = case.x.shape[:2]
+        if backend.unpadded_only and (case.padded or batch > ONNX_REF_MAX[0] or seq > ONNX_REF_MAX[1]):
+            continue
+        outside = backend.accepts(batch, seq)
+        if outside is not None:
+            row.cases_outside.append(f"{case.label}: {outside}")
+            continue
+        try:
+            got = backend.infer(case.feeds)
+        except AttnExportError as e:  # the artefact cannot run this shape at all (a frozen axis, say)
+            result = CaseResult(batch, seq, case.padded, float("inf"), float("inf"), 0.0, 0.0, float("inf"),
+                                False, [str(e)])
+            row.cases.append(result)
+            row.fail(f"{case.label}: {e}")
+            continue
+        if rule.atol is None:  # INT8: structure only (shapes, finite, zero attention on padding)
+            result = compare_case(case, ref, got, head, atol=0.0, rtol=0.0, min_argmax_agreement=0.0)
+        else:
+            result = compare_case(case, ref, got, head, rule.atol, rule.rtol or 0.0, rule.attention_atol)
+        row.cases.append(result)
+        if not result:
+            row.fail(f"{case.label}: " + "; ".join(result.problems))
+
+
+def _judge_test_split(row: Row, backend: Backend, rule: Rule, split: TestSplit, head: str) -> None:
+    outs = []
+    for index, feeds in split.batches:
+        outside = backend.accepts(*feeds["x"].shape[:2])
+        if outside is not None:
+            row.fail(f"the test split does not fit: {outside}")
+            return
+        outs.append(backend.infer(feeds))
+    got = _scatter(len(split.y), split.batches, outs, head)
+    predicted = got[head].argmax(1)
+    row.accuracy = float((predicted == split.y).mean())
+    row.attention = {i: got["attention"][i].tolist() for i in split.samples}
+    if split.reference_accuracy is not None:
+        row.accuracy_delta = row.accuracy - split.reference_accuracy
+    if split.reference is None:
+        return
+    ref = split.reference[head]
+    row.argmax_agreement = float((predicted == ref.argmax(1)).mean())
+    diff = np.abs(got[head] - ref)
+    row.test_logits_max_abs = float(diff.max())
+    if rule.atol is not None and not (diff <= rule.atol + (rule.rtol or 0.0) * np.abs(ref)).all():
+        row.fail(f"test split: {head} max_abs {diff.max():.3g} exceeds atol {rule.atol:g} + rtol {rule.rtol:g}")
+    if rule.min_argmax_agreement is not None and row.argmax_agreement < rule.min_argmax_agreement:
+        row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")
+    if (rule.max_accuracy_drop is not None and row.accuracy_delta is not None
+            and row.accuracy_delta < -rule.max_accuracy_drop):
+        row.fail(f"test split: accuracy {row.accuracy:.4f} is {-row.accuracy_delta:.4f} below the reference "
+                 f"(allowed drop {rule.max_accuracy_drop})")
+
+
+def _latency(backend: Backend, features: int, seq: int) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((1, seq, features)).astype(np.float32), "lengths": np.array([seq], np.int64)}
+    return percentiles(time_interleaved([backend.runner(feeds)], LATENCY_BUDGET)[0])
+
+
+def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, cases: list[SweepCase],
+                refs: list[dict[str, np.ndarray]], split: TestSplit | None, latency_seq: int,
+                threads: int | None) -> Row:
+    row = Row(target)
+    for problem in _lineage_problems(directory, target):
+        row.fail(problem)
+    if row.status == "failed":
+        return row
+    try:
+        with target.open(directory, spec, threads) as backend:
+            _judge_cases(row, backend, rule, cases, refs, spec.head_output)
+            if split is not None and not backend.unpadded_only:
+                _judge_test_split(row, backend, rule, split, spec.head_output)
+            if not backend.unpadded_only and backend.accepts(1, latency_seq) is None:
+                row.latency_ms = _latency(backend, spec.features, latency_seq)
+                row.latency_shape = [1, latency_seq]
+    except AttnExportError as e:  # a backend that cannot load or run this artefact: a failure, reported
+        row.fail(str(e))
+    return row
+
+
+def verify(
+    directory: Path,
+    backends: str | list[str] | None = "auto",
+    threads: int | None = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Verify every runnable target in DIR; write verify.json and the manifest verdicts; return the result.
+
+    Raises nothing for a failed comparison: the caller reads ``result["passed"]`` (the CLI exits 1)."""
+    started = time.perf_counter()
+    spec = load_spec(directory)
+    info = _info(directory)
+    cfg = recipe_from_dict(info["recipe"]).verify if info else VerifyConfig()
+    reference_path = artifacts.require(directory, artifacts.REFERENCE)
+    stale = [p for p in artifacts.check_lineage(directory, artifacts.REFERENCE)
+             if (directory / artifacts.WEIGHTS).is_file() or "changed" in p]
+    if stale:
+        raise MissingPrerequisite(f"{'; '.join(stale)}; run attn-export export first")
+    targets = discover(directory, backends)
+    if not any(t.skip is None for t in targets):
+        raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+    torch_ref = _torch_reference(directory)
+    cases, refs, _ = read_reference(reference_path)
+    if torch_ref:
+        extra = _extra_cases(info, spec, _engine_profiles(directory, targets))
+        cases += extra
+        refs += _torch_outputs(directory, spec, [c.feeds for c in extra])
+    split, split_reason = _test_split(directory, info, spec, torch_ref)
+    stats = (info or {}).get("train_lengths") or {}
+    latency_seq = int(stats.get("median", 16))
+
+    rows = []
+    for target in targets:
+        if target.skip is not None:
+            rows.append(Row(target, status="skipped", reason=target.skip))
+            continue
+        if progress:
+            progress(target.label)
+        rows.append(_run_target(directory, target, spec, rule_for(str(target.precision), cfg), cases, refs,
+                                split, latency_seq, threads))
+    result = {
+        "passed": all(r.status != "failed" for r in rows),
+        "reference": {"backend": "torch-cpu", "precision": "fp32",
+                      "source": artifacts.WEIGHTS if torch_ref else artifacts.REFERENCE,
+                      "accuracy": split.reference_accuracy if split else None,
+                      "test_split": split.source if split else split_reason},
+        "results": [r.to_dict() for r in rows],
+        "tolerances": {p: rule_for(p, cfg).to_dict() for p in ("fp32", "fp16", "int8-dynamic", "int8-qdq")},
+        "sweep": {"cases": len(cases), "shapes": sorted({(int(c.x.shape[0]), int(c.x.shape[1])) for c in cases}),
+                  "padded": sum(c.padded for c in cases)},
+        "test_split": None if split is None else {"sequences": len(split.y), "batch": TEST_BATCH,
+                                                  "min_length": int(split.lengths.min()),
+                                                  "max_length": int(split.lengths.max())},
+        "attention_samples": None if split is None else _attention_samples(split, rows, spec.head_output),
+        "latency": {"batch": 1, "seq": latency_seq, "threads": threads},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    artifacts.write_json(directory / VERIFY_JSON, result)
+    _record_verdicts(directory, rows)
+    return result
+
+
+def _attention_samples(split: TestSplit, rows: list[Row], head: str) -> dict[str, Any]:
+    by_target = {f"{r.target.backend} {r.target.artifact}": [r.attention[i] for i in split.samples]
+                 for r in rows if r.attention}
+    if split.reference is not None:
+        by_target = {"reference (torch-cpu FP32)": [split.reference["attention"][i].tolist()
+                                                    for i in split.samples], **by_target}
+    return {"indices": split.samples, "lengths": [int(split.lengths[i]) for i in split.samples],
+            "labels": [int(split.y[i]) for i in split.samples], "by_target": by_target}
+
+
+def _record_verdicts(directory: Path, rows: list[Row]) -> None:
+    """Each verified artefact's manifest entry gets ``verified``: passed on every backend that ran it."""
+    verify_sha = artifacts.sha256_file(directory / VERIFY_JSON)
+    manifest = artifacts.read_manifest(directory)
+    entries = manifest["artifacts"]
+    by_artifact: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.status != "skipped" and row.target.artifact in entries:
+            by_artifact.setdefault(str(row.target.artifact), []).append(row)
+    for name, group in by_artifact.items():
+        accuracies = [r.accuracy for r in group if r.accuracy is not None]
+        entries[name]["verified"] = {
+            "passed": all(r.status == "passed" for r in group),
+            "verify_sha256": verify_sha,
+            "backends": [r.target.backend for r in group],
+            "failed_backends": [r.target.backend for r in group if r.status == "failed"],
+            "accuracy": accuracies[0] if accuracies else None,
+        }
+    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """One short line per failed target, for the error message: its first problem and how many failed."""
+    lines = []
+    for r in result["results"]:
+        if r["status"] != "failed":
+            continue
+        bad = sum(1 for c in r["cases"] if not c["passed"])
+        count = f" ({bad} of {len(r['cases'])} cases failed)" if bad else ""
+        more = f" and {len(r['problems']) - 1} more problem(s)" if len(r["problems"]) > 1 else ""
+        lines.append(f"{r['backend']} {r['artifact']}: {r['problems'][0]}{more}{count}")
+    return lines

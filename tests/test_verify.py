@@ -1,0 +1,293 @@
+"""verify, bench and the report, through the real CLI on real artefact directories.
+
+Breakage is real: a perturbed weight in an exported graph, a graph exported with frozen axes, a file
+changed behind the manifest's back, tolerances tightened in the recipe. Each must make verify exit 1 and
+name what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from attn_export import artifacts
+from attn_export.backends import REGISTRY, status
+from attn_export.config import VerifyConfig
+from attn_export.verify import rule_for
+
+from conftest import ROOT, cli
+
+RESULT_KEYS = {"backend", "artifact", "precision", "status", "reason", "accuracy", "accuracy_delta", "latency_ms",
+               "cases"}
+CASE_KEYS = {"batch", "seq", "padded", "max_abs", "max_rel", "cosine", "argmax_agreement", "attention_max_abs",
+             "passed"}
+
+
+@pytest.fixture(scope="module")
+def variants_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with FP16 and dynamic INT8 variants, verified once with --report."""
+    directory = tmp_path_factory.mktemp("verify") / "d"
+    shutil.copytree(tiny_dir, directory)
+    result = cli("quantize", str(directory), "--fp16", "--int8")
+    assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def verified(variants_dir: Path) -> tuple[Path, dict, subprocess.CompletedProcess[str]]:
+    result = cli("verify", str(variants_dir), "--json", "--report")
+    assert result.returncode == 0, result.stderr
+    return variants_dir, json.loads(result.stdout), result
+
+
+def copy(directory: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "d"
+    shutil.copytree(directory, target)
+    return target
+
+
+def test_verify_json_has_designs_shape_and_every_target(verified: tuple[Path, dict, object]) -> None:
+    directory, result, _ = verified
+    assert json.loads((directory / "verify.json").read_text()) == result
+    assert result["passed"] is True
+    assert result["reference"] == {**result["reference"], "backend": "torch-cpu", "precision": "fp32",
+                                   "source": "model.safetensors"}
+    for row in result["results"]:
+        assert RESULT_KEYS <= set(row)
+        assert row["status"] in ("passed", "failed", "skipped")
+        assert row["precision"] in (None, "fp32", "fp16", "int8-dynamic", "int8-qdq")
+        for case in row["cases"]:
+            assert CASE_KEYS <= set(case)
+    ran = {(r["backend"], r["artifact"], r["precision"]) for r in result["results"] if r["status"] == "passed"}
+    assert ran >= {("torch-cpu", "model.safetensors", "fp32"), ("ort-cpu", "model.onnx", "fp32"),
+                   ("ort-cpu", "model.fp16.onnx", "fp16"), ("ort-cpu", "model.int8.onnx", "int8-dynamic"),
+                   ("onnx-ref", "model.fp16.onnx", "fp16")}
+    for row in result["results"]:
+        if row["status"] == "passed" and row["backend"] != "onnx-ref":
+            assert set(row["latency_ms"]) >= {"p50", "p90", "p99", "mean"}
+            assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+            assert 0.0 <= row["accuracy"] <= 1.0 and row["accuracy_delta"] is not None
+
+
+def test_the_sweep_spans_the_dynamic_range_and_padding(verified: tuple[Path, dict, object]) -> None:
+    _, result, _ = verified
+    shapes = {tuple(s) for s in result["sweep"]["shapes"]}
+    seqs = {s for _, s in shapes}
+    assert 1 in seqs and max(seqs) >= 4096 and any(b > 1 for b, _ in shapes)
+    assert result["sweep"]["padded"] >= 2
+    ort = next(r for r in result["results"] if r["backend"] == "ort-cpu" and r["precision"] == "fp32")
+    assert len(ort["cases"]) == result["sweep"]["cases"] and all(c["passed"] for c in ort["cases"])
+    oracle = next(r for r in result["results"] if r["backend"] == "onnx-ref")
+    assert oracle["cases"] and not any(c["padded"] for c in oracle["cases"])
+
+
+def test_unavailable_backends_are_listed_as_skipped_with_their_reason(verified: tuple[Path, dict, object]) -> None:
+    _, result, _ = verified
+    for name, reason in status().items():
+        rows = [r for r in result["results"] if r["backend"] == name]
+        assert rows, f"{name} is missing from verify.json"
+        if reason is not None:
+            assert all(r["status"] == "skipped" and r["reason"] == reason for r in rows)
+
+
+def test_the_verdict_is_written_into_each_artefacts_manifest_entry(verified: tuple[Path, dict, object]) -> None:
+    directory, _, _ = verified
+    entries = artifacts.read_manifest(directory)["artifacts"]
+    verify_sha = artifacts.sha256_file(directory / "verify.json")
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.safetensors"):
+        verdict = entries[name]["verified"]
+        assert verdict["passed"] is True and verdict["verify_sha256"] == verify_sha
+    assert set(entries["model.fp16.onnx"]["verified"]["backends"]) == {"ort-cpu", "onnx-ref"}
+
+
+def test_the_report_renders_the_table_and_the_heatmaps(verified: tuple[Path, dict, object]) -> None:
+    directory, result, _ = verified
+    report = (directory / "report.md").read_text()
+    assert "Verification PASSED" in report and "| ort-cpu | model.int8.onnx | int8-dynamic | **passed**" in report
+    assert (directory / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = result["attention_samples"]
+    assert len(samples["by_target"]) >= 4
+    for rows in samples["by_target"].values():  # trimmed to each sequence's length
+        assert [len(r) for r in rows] == samples["lengths"]
+
+
+def perturb_one_weight(path: Path) -> None:
+    """Add 0.5 to one element of the LSTM's input weights W (inputs are normalised to about N(0, 1))."""
+    proto = onnx.load(str(path))
+    lstm = next(n for n in proto.graph.node if n.op_type == "LSTM")
+    weight = next(t for t in proto.graph.initializer if t.name == lstm.input[1])
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] += 0.5
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(proto, str(path))
+
+
+def rerecord(directory: Path, name: str) -> None:
+    """Record the file as if a command had made it: only the numbers can give it away now."""
+    artifacts.record(directory, name, "test", parent="model.safetensors")
+
+
+def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    perturb_one_weight(directory / "model.onnx")
+    rerecord(directory, "model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 1, result.stderr
+    assert "ort-cpu model.onnx: batch" in result.stderr and "exceeds atol" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("Error:") == 1
+    report = json.loads((directory / "verify.json").read_text())
+    row = next(r for r in report["results"] if r["artifact"] == "model.onnx")
+    assert row["status"] == "failed" and any(not c["passed"] for c in row["cases"])
+    entries = artifacts.read_manifest(directory)["artifacts"]
+    assert entries["model.onnx"]["verified"]["passed"] is False
+    # its variants descend from the old graph: stale, and said so
+    fp16 = next(r for r in report["results"] if r["artifact"] == "model.fp16.onnx")
+    assert fp16["status"] == "failed" and "stale: its parent model.onnx changed" in fp16["reason"]
+
+
+def test_a_graph_with_a_frozen_sequence_axis_fails_verify(variants_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from attn_export.checkpoint import load_model
+
+    directory = copy(variants_dir, tmp_path)
+    model, _ = load_model(directory)
+    x, lengths = torch.randn(2, 5, model.input_size), torch.tensor([5, 3])
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x, lengths), str(directory / "model.onnx"), dynamo=False, opset_version=17,
+                          input_names=["x", "lengths"], output_names=["logits", "attention"])  # no dynamic axes
+    rerecord(directory, "model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 1
+    assert "ort-cpu model.onnx: batch 1 seq 1: ort-cpu cannot run model.onnx on x 1x1x" in result.stderr
+    row = next(r for r in json.loads((directory / "verify.json").read_text())["results"]
+               if r["artifact"] == "model.onnx")
+    failed = [(c["batch"], c["seq"]) for c in row["cases"] if not c["passed"]]
+    assert (1, 1) in failed and (1, 4096) in failed
+
+
+def test_a_file_changed_behind_the_manifests_back_fails_without_running(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    proto = onnx.load(str(directory / "model.int8.onnx"))
+    onnx.helper.set_model_props(proto, {"note": "edited by hand"})
+    onnx.save(proto, str(directory / "model.int8.onnx"))
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 1
+    assert "model.int8.onnx was changed after it was recorded" in result.stderr
+
+
+def test_tolerances_come_from_the_recipe(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    info = json.loads((directory / "model.json").read_text())
+    info["recipe"]["verify"].update(fp32_atol=0.0, fp32_rtol=0.0)
+    (directory / "model.json").write_text(json.dumps(info))
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["tolerances"]["fp32"]["atol"] == 0.0
+    assert next(r for r in report["results"] if r["artifact"] == "model.onnx")["status"] == "failed"
+
+
+def test_int8_is_judged_by_decisions_not_element_error() -> None:
+    cfg = VerifyConfig()
+    int8, fp16, fp32 = rule_for("int8-dynamic", cfg), rule_for("fp16", cfg), rule_for("fp32", cfg)
+    assert int8.atol is None and int8.min_argmax_agreement == cfg.int8_min_argmax_agreement
+    assert int8.max_accuracy_drop == cfg.int8_max_accuracy_drop
+    assert fp16.atol == cfg.fp16_atol and fp16.min_argmax_agreement == cfg.fp16_min_argmax_agreement
+    assert fp32.atol == cfg.fp32_atol and fp32.rtol == cfg.fp32_rtol and fp32.max_accuracy_drop is None
+
+
+def test_verify_without_torch_uses_reference_npz(variants_dir: Path, tmp_path: Path) -> None:
+    """The device side: torch cannot be imported, the reference is the sweep recorded at export."""
+    directory = copy(variants_dir, tmp_path)
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('blocked', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from attn_export.cli import main\n"
+        f"sys.exit(main(['verify', {str(directory)!r}, '--json']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reference"]["source"] == "reference.npz"
+    torch_row = next(r for r in report["results"] if r["backend"] == "torch-cpu")
+    assert torch_row["status"] == "skipped" and "torch is not installed" in torch_row["reason"]
+    ort = next(r for r in report["results"] if r["backend"] == "ort-cpu" and r["precision"] == "fp32")
+    assert ort["status"] == "passed" and len(ort["cases"]) >= 9 and ort["accuracy"] is not None
+
+
+def test_an_unavailable_backend_named_explicitly_exits_3(variants_dir: Path) -> None:
+    missing = [name for name, reason in status().items() if reason is not None]
+    if not missing:
+        pytest.skip("every backend is available on this machine")
+    result = cli("verify", str(variants_dir), "--backends", missing[0])
+    assert result.returncode == 3 and result.stderr.startswith("Error: backend")
+    assert "cannot run here" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (["--backends", "ort-gpu"], 2, "unknown backend 'ort-gpu'"),
+    (["--backends", ","], 2, "--backends is empty"),
+])
+def test_bad_backend_lists_are_usage_errors(variants_dir: Path, args: list[str], code: int, fragment: str) -> None:
+    result = cli("verify", str(variants_dir), *args)
+    assert result.returncode == code and fragment in result.stderr
+
+
+def test_verify_before_export_says_what_to_run(tmp_path: Path) -> None:
+    result = cli("verify", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "does not exist; run attn-export train" in result.stderr
+
+
+def test_registry_knows_every_design_backend() -> None:
+    assert {"torch-cpu", "ort-cpu", "onnx-ref"} <= set(REGISTRY)
+
+
+def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    result = cli("bench", str(directory), "--batch", "1,4", "--seq", "8,32,64", "--seconds", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert json.loads((directory / "bench.json").read_text()) == bench
+    timed = [r for r in bench["results"] if "latency_ms" in r]
+    targets = {(r["backend"], r["artifact"]) for r in timed}
+    assert targets == {("torch-cpu", "model.safetensors"), ("ort-cpu", "model.onnx"),
+                       ("ort-cpu", "model.fp16.onnx"), ("ort-cpu", "model.int8.onnx")}
+    assert len(timed) == len(targets) * 6
+    for r in timed:
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert r["iterations"] >= 20
+        assert r["throughput_seq_per_s"] == pytest.approx(r["batch"] / lat["mean"] * 1e3)
+    oracle = next(t for t in bench["targets"] if t["backend"] == "onnx-ref")
+    assert "correctness oracle" in oracle["skip"]
+    assert bench["machine"]["threads"] == 1 and bench["method"]["interleaved"] is True
+    assert bench["ratios"]["reference"] == "torch-cpu model.safetensors"
+    assert bench["ratios"]["by_shape"]["b1 s8"]["torch-cpu model.safetensors"] == 1.0
+    fit = bench["scaling"]["ort-cpu model.onnx"]["seq_fit"]
+    assert fit["ms_per_step"] > 0 and set(bench["scaling"]["ort-cpu model.onnx"]["throughput_by_batch"]) == {"1", "4"}
+    for png in bench["plots"].values():
+        assert (directory / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--batch", "a,b"], "--batch 'a,b' is not a comma-separated list of integers"),
+    (["--seq", "0"], "--seq '0' needs positive integers"),
+])
+def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: str) -> None:
+    result = cli("bench", str(variants_dir), *args)
+    assert result.returncode == 2 and fragment in result.stderr
