@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
-from .errors import DataError, MissingPrerequisite
+from .errors import Busy, DataError, MissingPrerequisite
 
 __all__ = [
     "DEFAULT_DIR",
@@ -29,6 +29,8 @@ __all__ = [
     "WEIGHTS",
     "atomic_path",
     "check_lineage",
+    "locked",
+    "writes_directory",
     "read_json",
     "read_manifest",
     "record",
@@ -46,6 +48,8 @@ ONNX_FP32 = "model.onnx"
 REFERENCE = "reference.npz"
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
+LOCK = ".attn-export.lock"
+CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 
 # The command that makes each file, for "run X first" messages.
 MADE_BY = {
@@ -78,6 +82,86 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+_held: dict[Path, tuple[int, int]] = {}  # directory -> (lock file descriptor, nesting depth), this process
+
+
+@contextmanager
+def locked(directory: Path, command: str) -> Iterator[None]:
+    """Hold DIR's lock while a command writes into DIR; a second process gets Busy with who holds it.
+
+    An exclusive ``flock`` on ``DIR/.attn-export.lock`` (released by the kernel when a process dies, so a
+    killed run never leaves the directory locked), re-entrant within one process (``run`` nests the
+    stages). Taking it also removes temporary files that a killed writer left behind: nobody else can
+    be writing them while the lock is held."""
+    import fcntl
+
+    created = not directory.is_dir()
+    if created:
+        if command not in CREATES_DIRECTORY:  # the command itself will say what to run first
+            yield
+            return
+        directory.mkdir(parents=True)
+    key = directory.resolve()
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            _held[key] = (fd, _held[key][1] - 1)
+        return
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Busy(f"{directory} is being written by another attn-export process ({holder}); "
+                   "wait for it to finish or use another directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}: attn-export {command}".encode())
+    for stale in directory.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    _held[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _held[key]
+        os.ftruncate(fd, 0)
+        os.close(fd)
+        if created and [p.name for p in directory.iterdir()] == [LOCK]:  # failed before writing anything
+            (directory / LOCK).unlink()
+            directory.rmdir()
+
+
+if TYPE_CHECKING:  # typing.ParamSpec is 3.10+; the device runtime imports this module on 3.8
+    from typing import ParamSpec
+
+    P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def writes_directory(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function with a ``directory`` parameter (the artefact directory it writes): it runs
+    holding that directory's lock."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        import functools
+        import inspect
+
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            directory = Path(signature.bind(*args, **kwargs).arguments["directory"])
+            with locked(directory, command):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def write_bytes(target: Path, data: bytes) -> None:

@@ -117,6 +117,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@artifacts.writes_directory("bench")
 def bench(
     directory: Path,
     backends: str | list[str] | None = "auto",

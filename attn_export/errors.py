@@ -2,7 +2,8 @@
 
     AttnExportError            exit 1  (base; "the work failed" unless a subclass says otherwise)
     ├── WorkFailed             exit 1  training below the recipe's floor, a build that failed
-    │   └── ParityError        exit 1  a backend disagreed with the reference
+    │   ├── ParityError        exit 1  a backend disagreed with the reference
+    │   └── Busy               exit 1  another attn-export process is writing the same directory
     ├── BadInput               exit 2  bad usage or bad input
     │   ├── ConfigError        exit 2  a recipe or --set value that does not fit the schema
     │   ├── DataError          exit 2  a malformed or unsuitable data file
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "AttnExportError",
     "BadInput",
+    "Busy",
     "ConfigError",
     "DataError",
     "MissingPrerequisite",
@@ -40,6 +42,10 @@ class WorkFailed(AttnExportError):
 
 class ParityError(WorkFailed):
     """A backend's outputs disagree with the reference beyond tolerance (exit 1)."""
+
+
+class Busy(WorkFailed):
+    """Another attn-export process holds the artefact directory's lock (exit 1: try again later)."""
 
 
 class BadInput(AttnExportError):

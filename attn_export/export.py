@@ -163,6 +163,7 @@ def read_reference(path: Path) -> tuple[list[SweepCase], list[dict[str, np.ndarr
     return cases, outputs, meta
 
 
+@artifacts.writes_directory("export")
 def export_onnx(
     directory: Path,
     opset: int = 17,

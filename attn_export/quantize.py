@@ -346,6 +346,7 @@ def labelled_test_split(info: dict[str, Any]) -> tuple[Any, str | None]:
     return test, None
 
 
+@artifacts.writes_directory("quantize")
 def quantize(
     directory: Path,
     precisions: list[str],

@@ -122,6 +122,7 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
+@artifacts.writes_directory("report")
 def write_report(directory: Path) -> Path:
     """Render DIR/report.md (and attention.png) from DIR/verify.json and, when present, DIR/bench.json."""
     result = artifacts.read_json(artifacts.require(directory, VERIFY_JSON))

@@ -78,6 +78,7 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
 
+@artifacts.writes_directory("train")
 def train(
     recipe: Recipe,
     directory: Path,

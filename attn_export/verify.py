@@ -302,6 +302,7 @@ def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, cases
     return row
 
 
+@artifacts.writes_directory("verify")
 def verify(
     directory: Path,
     backends: str | list[str] | None = "auto",

@@ -29,6 +29,14 @@ def command(
                                                  help="bench's timing budget per shape.")] = BENCH_SECONDS,
 ) -> None:
     """Run the whole pipeline this machine can do: train, export, quantize, build, verify, bench, report."""
+    from ..artifacts import locked
+
+    r = recipe(recipe_file, overrides)
+    with locked(out, "run"):
+        _run(r, recipe_file, out, bench_seconds)
+
+
+def _run(r: Any, recipe_file: Path | None, out: Path, bench_seconds: float) -> None:
     from ..report import write_report
     from .bench import run_bench
     from .export import run_export
@@ -36,7 +44,6 @@ def command(
     from .train import run_training
     from .verify import run_verify
 
-    r = recipe(recipe_file, overrides)
     out_console = console(stderr=True)
     stages: list[tuple[str, float, str]] = []
 
