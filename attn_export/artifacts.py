@@ -29,6 +29,7 @@ __all__ = [
     "WEIGHTS",
     "atomic_path",
     "check_lineage",
+    "check_external_data",
     "locked",
     "writes_directory",
     "read_json",
@@ -139,27 +140,26 @@ def locked(directory: Path, command: str) -> Iterator[None]:
 if TYPE_CHECKING:  # typing.ParamSpec is 3.10+; the device runtime imports this module on 3.8
     from typing import ParamSpec
 
-    P = ParamSpec("P")
-R = TypeVar("R")
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
-def writes_directory(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def writes_directory(command: str) -> Callable[[F], F]:
     """Decorate a function with a ``directory`` parameter (the artefact directory it writes): it runs
     holding that directory's lock."""
 
-    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+    def decorate(fn: F) -> F:
         import functools
         import inspect
 
         signature = inspect.signature(fn)
 
         @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             directory = Path(signature.bind(*args, **kwargs).arguments["directory"])
             with locked(directory, command):
                 return fn(*args, **kwargs)
 
-        return wrapper
+        return cast(F, wrapper)
 
     return decorate
 
@@ -171,6 +171,38 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 def write_json(target: Path, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse an ONNX file whose external-data locations escape its directory (absolute, ``..``, links
+    out) or are missing: loading it would read any file the process can. Reads the graph only."""
+    import onnx
+
+    from .errors import BadInput
+
+    def tensors(graph: Any) -> Iterator[Any]:
+        yield from graph.initializer
+        for node in graph.node:
+            for attribute in node.attribute:
+                yield from ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    yield from tensors(sub)
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
+        raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
+    root = path.parent.resolve()
+    for tensor in tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (root / location).resolve()
+        if os.path.isabs(location) or ".." in Path(location).parts or root not in target.parents:
+            raise BadInput(f"{path} keeps tensor '{tensor.name}' in '{location}', outside its directory; "
+                           "refusing to load it (external data must sit beside the model)")
+        if not target.is_file():
+            raise BadInput(f"{path} keeps tensor '{tensor.name}' in '{location}', which does not exist")
 
 
 def read_json(path: Path) -> Any:

@@ -362,6 +362,7 @@ def quantize(
         if p not in FILES:
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
     source = artifacts.require(directory, artifacts.ONNX_FP32)
+    artifacts.check_external_data(source)
     problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
     if problems:
         raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")

@@ -10,6 +10,7 @@ from typing import Dict, Mapping
 
 import numpy as np
 
+from ..artifacts import check_external_data
 from ..errors import BadInput
 from .base import Backend
 
@@ -26,6 +27,7 @@ class OnnxRefBackend(Backend):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
+        check_external_data(self.artifact)
         self.evaluator = ReferenceEvaluator(onnx.load(str(self.artifact)))
         self.output_names = list(self.evaluator.output_names)
 

@@ -7,6 +7,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from ..artifacts import check_external_data
 from ..errors import BadInput, NotAvailable, WorkFailed
 from .base import Backend
 
@@ -68,6 +69,7 @@ class OrtCpuBackend(Backend):
     def _open(self) -> None:
         import onnxruntime
 
+        check_external_data(self.artifact)
         try:
             self.session = onnxruntime.InferenceSession(
                 str(self.artifact), sess_options=self.session_options(), providers=[self.provider]
