@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import __version__
 from .errors import Busy, DataError, MissingPrerequisite
@@ -137,10 +137,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
             directory.rmdir()
 
 
-if TYPE_CHECKING:  # typing.ParamSpec is 3.10+; the device runtime imports this module on 3.8
-    from typing import ParamSpec
-
-    F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound="Callable[..., Any]")  # a string: collections.abc.Callable[...] fails on 3.8
 
 
 def writes_directory(command: str) -> Callable[[F], F]:
