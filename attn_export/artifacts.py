@@ -202,10 +202,18 @@ def check_external_data(path: Path) -> None:
             raise BadInput(f"{path} keeps tensor '{tensor.name}' in '{location}', which does not exist")
 
 
+MAX_JSON_BYTES = 64 << 20  # manifest, model.json, verify.json: kilobytes in practice
+
+
 def read_json(path: Path) -> Any:
+    """Parse a JSON artefact; a damaged, non-UTF-8 or absurdly large file is a DataError naming it."""
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise DataError(f"{path} is {size:,} bytes; attn-export's JSON files are far smaller "
+                        f"(limit {MAX_JSON_BYTES:,}): refusing to read it")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not valid JSON: {e}") from None
 
 
@@ -261,6 +269,8 @@ def check_lineage(directory: Path, name: str) -> list[str]:
     entry = read_manifest(directory)["artifacts"].get(name)
     if entry is None:
         return [f"{name} is not recorded in {MANIFEST}"]
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        return [f"{name}'s entry in {MANIFEST} is damaged (no sha256)"]
     problems = []
     if sha256_file(directory / name) != entry["sha256"]:
         problems.append(f"{name} was changed after it was recorded (sha256 differs from {MANIFEST})")
