@@ -277,7 +277,8 @@ def _judge_test_split(row: Row, backend: Backend, rule: Rule, split: TestSplit, 
 
 def _latency(backend: Backend, features: int, seq: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    feeds = {"x": rng.standard_normal((1, seq, features)).astype(np.float32), "lengths": np.array([seq], np.int64)}
+    feeds: dict[str, np.ndarray] = {"x": rng.standard_normal((1, seq, features)).astype(np.float32),
+                                    "lengths": np.array([seq], np.int64)}
     return percentiles(time_interleaved([backend.runner(feeds)], LATENCY_BUDGET)[0])
 
 
