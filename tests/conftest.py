@@ -23,10 +23,10 @@ def _cuda() -> bool:
 
 def _tensorrt() -> bool:
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
     except ImportError:
         return False
-    return True
+    return hasattr(tensorrt, "__version__")  # tensorrt-stubs alone imports as an empty namespace package
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""The backend registry: names to backend classes. Importing it imports no runtime library.
+"""The backend registry: names to backend classes. Importing it imports no runtime library (torch,
+onnxruntime, tensorrt, cuda-python are imported when a backend is asked whether it is available or opened).
 
 ``get(name)`` returns the class; ``status()`` says for every backend whether it can run here and why not.
 """
@@ -9,14 +10,18 @@ from typing import Dict, Optional, Type
 
 from ..errors import BadInput
 from .base import Backend
+from .cuda import TorchCudaBackend
 from .onnxref import OnnxRefBackend
 from .onnxrt import OrtCpuBackend
+from .ortgpu import OrtCudaBackend, OrtTrtBackend
 from .pyt import TorchCpuBackend
+from .tensorrt import TensorRTBackend
 
 __all__ = ["REGISTRY", "Backend", "get", "status"]
 
 REGISTRY: Dict[str, Type[Backend]] = {
-    b.name: b for b in (TorchCpuBackend, OrtCpuBackend, OnnxRefBackend)
+    b.name: b for b in (TorchCpuBackend, TorchCudaBackend, OrtCpuBackend, OrtCudaBackend, OrtTrtBackend,
+                        TensorRTBackend, OnnxRefBackend)
 }
 
 

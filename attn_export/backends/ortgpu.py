@@ -1,0 +1,155 @@
+"""``ort-cuda`` and ``ort-trt``: ONNX Runtime's CUDA and TensorRT execution providers.
+
+Both need the ``onnxruntime-gpu`` package (it replaces ``onnxruntime``; the two install the same module and
+must never both be installed). A provider that is not there is NotAvailable (exit 3) naming the requested and
+the available providers: never a silent fallback to the CPU. Python 3.8-compatible.
+
+- ``ort-cuda``: cuDNN's LSTM; ``runner()`` binds inputs and outputs on the device once (I/O binding).
+  Runs FP32, FP16 and Q/DQ graphs, not the dynamic INT8 graph (its ops are CPU-only contrib ops).
+- ``ort-trt``: TensorRT inside ONNX Runtime, with an engine cache beside the artefacts
+  (``.ort-trt-cache/``), a timing cache, explicit profile shapes (the same derivation as ``build``) and
+  ``trt_fp16_enable`` for the FP16 graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import numpy as np
+
+from ..errors import BadInput, NotAvailable
+from ..trt.profile import Profile, derive_profile
+from .onnxrt import OrtCpuBackend, ort_providers
+
+__all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
+
+CACHE_DIR = ".ort-trt-cache"
+
+
+def ort_distribution() -> Optional[str]:
+    """Which package provides the ``onnxruntime`` module: onnxruntime, onnxruntime-gpu, ... (or None)."""
+    from importlib import metadata
+
+    found = []
+    for dist in ("onnxruntime-gpu", "onnxruntime", "onnxruntime-directml", "onnxruntime-openvino"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found) if found else None
+
+
+def _missing_provider(provider: str) -> Optional[str]:
+    providers = ort_providers()
+    if providers is None:
+        return "onnxruntime is not installed (pip install 'attn-export[gpu]', i.e. onnxruntime-gpu)"
+    if provider in providers:
+        return None
+    dist = ort_distribution() or "onnxruntime"
+    hint = ("the CPU package is installed: pip uninstall onnxruntime && pip install onnxruntime-gpu"
+            if "onnxruntime-gpu" not in dist else "onnxruntime-gpu cannot load its CUDA/TensorRT libraries")
+    return f"ONNX Runtime ({dist}) has no {provider}; available: {', '.join(providers)} ({hint})"
+
+
+class OrtCudaBackend(OrtCpuBackend):
+    name = "ort-cuda"
+    kind = "onnx"
+    device = "cuda"
+    provider = "CUDAExecutionProvider"
+    precisions = ("fp32", "fp16", "int8-qdq")
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        return _missing_provider(cls.provider)
+
+    def provider_options(self) -> Dict[str, Any]:
+        return {"device_id": 0}
+
+    def _open(self) -> None:
+        import onnxruntime
+
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.artifact), sess_options=self.session_options(),
+                providers=[(self.provider, self.provider_options())],
+            )
+        except Exception as e:  # onnxruntime's own exception types are not exported stably
+            raise BadInput(f"ONNX Runtime cannot load {self.artifact} on {self.provider}: "
+                           f"{str(e).splitlines()[0]}") from None
+        active = self.session.get_providers()
+        if self.provider not in active:
+            raise NotAvailable(f"{self.provider} was requested; the session has only {', '.join(active)}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:
+        """Inputs copied to the device and outputs bound there once (I/O binding); each call runs and
+        synchronises. Host wall clock (ONNX Runtime exposes no CUDA events)."""
+        import onnxruntime
+
+        self.spec.check_feeds(feeds)
+        if cuda_graph:
+            raise NotImplementedError(f"{self.name} does not capture CUDA graphs here")
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", 0)
+        session = self.session
+
+        def run() -> Optional[float]:
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            return None
+
+        return run
+
+
+class OrtTrtBackend(OrtCudaBackend):
+    name = "ort-trt"
+    provider = "TensorrtExecutionProvider"
+
+    def profile(self) -> Profile:
+        """The explicit profile: the manifest's [build] recipe table and training lengths, as ``build``
+        derives them (without them ONNX Runtime rebuilds its engine whenever a shape leaves the range seen)."""
+        from ..artifacts import read_json
+
+        directory = self.artifact.parent
+        info = read_json(directory / "model.json") if (directory / "model.json").is_file() else {}
+        table = (info.get("recipe") or {}).get("build") or {}
+        keys = ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq")
+        profile, _ = derive_profile(self.spec.features, info.get("train_lengths"),
+                                    **{k: int(table.get(k, 0)) for k in keys})
+        return profile
+
+    def accepts(self, batch: int, seq: int) -> Optional[str]:
+        try:
+            return self.profile().accepts(batch, seq)
+        except BadInput as e:
+            return str(e)
+
+    def provider_options(self) -> Dict[str, Any]:
+        cache = self.artifact.parent / CACHE_DIR
+        cache.mkdir(exist_ok=True)
+        options: Dict[str, Any] = {
+            "device_id": 0,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": self._is_fp16(),
+        }
+        options.update(self.profile().ort_trt_options())
+        return options
+
+    def _is_fp16(self) -> bool:
+        from .onnxrt import is_fp16_graph
+
+        return is_fp16_graph(Path(self.artifact))
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        batch, seq = feeds["x"].shape[:2]
+        reason = self.profile().accepts(int(batch), int(seq))
+        if reason is not None:
+            raise BadInput(f"ort-trt: {reason}")
+        return super()._run(feeds)

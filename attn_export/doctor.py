@@ -1,0 +1,113 @@
+"""``attn-export doctor``: what this machine can run, and why not.
+
+Every backend (available, or the reason it is not); the versions of torch, onnx, onnxruntime (and which
+package provides it: ``onnxruntime`` and ``onnxruntime-gpu`` install the same module), TensorRT and
+cuda-python; the GPUs with their compute capability (asked of the driver); ONNX Runtime's providers; and the
+path ``build`` would take for each precision on the installed TensorRT.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from typing import Any, Dict, List, Optional
+
+__all__ = ["diagnose", "render"]
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _torch() -> Dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {"version": None, "cuda": None, "cuda_available": False}
+    return {"version": torch.__version__, "cuda": torch.version.cuda, "cuda_available": bool(torch.cuda.is_available())}
+
+
+def _tensorrt() -> Dict[str, Any]:
+    from .trt.importer import tensorrt_missing
+    from .trt.precision import Capability, plan_summary
+
+    reason = tensorrt_missing()
+    out: Dict[str, Any] = {"version": None, "reason": reason, "stubs": _version("tensorrt-stubs"),
+                           "capability": None}
+    cap = None
+    if reason is None:
+        import tensorrt as trt
+
+        cap = Capability.probe(trt)
+        out["version"] = cap.version
+        out["capability"] = cap.to_dict()
+    out["build_paths"] = plan_summary(cap)
+    return out
+
+
+def diagnose() -> Dict[str, Any]:
+    """Everything ``doctor`` reports, as data."""
+    from .backends import REGISTRY
+    from .backends.onnxrt import ort_providers
+    from .backends.ortgpu import ort_distribution
+    from .trt.device import query_gpus
+    from .trt.importer import is_jetson
+
+    gpus = query_gpus()
+    backends: List[Dict[str, Any]] = []
+    for name, cls in REGISTRY.items():
+        reason = cls.available()
+        backends.append({"name": name, "kind": cls.kind, "device": cls.device, "precisions": list(cls.precisions),
+                         "available": reason is None, "reason": reason})
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jetson": is_jetson(),
+        "packages": {
+            "attn-export": _version("attn-export"),
+            "numpy": _version("numpy"),
+            "onnx": _version("onnx"),
+            "onnxruntime": ort_distribution(),
+            "cuda-python": _version("cuda-python") or _version("cuda-bindings"),
+        },
+        "torch": _torch(),
+        "tensorrt": _tensorrt(),
+        "gpus": gpus.to_dict(),
+        "onnxruntime_providers": ort_providers(),
+        "backends": backends,
+    }
+
+
+def render(report: Dict[str, Any]) -> List[str]:
+    """The report as plain lines for a terminal."""
+    lines = [f"Python {report['python']} on {report['platform']}" + (" (Jetson)" if report["jetson"] else "")]
+    torch = report["torch"]
+    packages = dict(report["packages"])
+    packages["torch"] = (f"{torch['version']} (CUDA {torch['cuda'] or 'none'})" if torch["version"] else None)
+    trt = report["tensorrt"]
+    packages["tensorrt"] = trt["version"] or (f"not installed (tensorrt-stubs {trt['stubs']} only)"
+                                              if trt["stubs"] else None)
+    lines.append("packages:")
+    for name, version in packages.items():
+        lines.append(f"  {name:<12} {version or 'not installed'}")
+    gpus = report["gpus"]
+    lines.append("GPUs:" + ("" if gpus["gpus"] else f" none ({gpus['reason']})"))
+    for g in gpus["gpus"]:
+        lines.append(f"  {g['index']}: {g['name']}, compute capability {g['compute_capability']}, "
+                     f"{g['memory_mib']} MiB (driver CUDA {gpus['driver_cuda']})")
+    providers = report["onnxruntime_providers"]
+    lines.append(f"ONNX Runtime providers: {', '.join(providers) if providers is not None else 'onnxruntime not installed'}")
+    lines.append("TensorRT build paths" + (f" (TensorRT {trt['version']}):" if trt["version"]
+                                           else f": none ({trt['reason']})"))
+    if trt["version"]:
+        for precision, path in trt["build_paths"].items():
+            lines.append(f"  {precision:<9} {path}")
+    lines.append("backends:")
+    for b in report["backends"]:
+        state = "available" if b["available"] else f"unavailable: {b['reason']}"
+        lines.append(f"  {b['name']:<10} {state}")
+    return lines

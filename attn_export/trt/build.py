@@ -1,0 +1,314 @@
+"""``attn-export build``: a TensorRT engine from the precision-specific ONNX, with the TensorRT Python API.
+
+    attn-export build [DIR] [--fp16 | --int8] [--min-seq/--opt-seq/--max-seq N] [--max-batch N]
+                      [--workspace MiB] [--timing-cache PATH] [--hardware-compat] [--version-compat]
+
+One code path across TensorRT 8.5, 10.x and 11.x, gated on what the installed module has (precision.py):
+the graph carries the precision (``model.fp16.onnx``, ``model.int8-qdq.onnx``), the network is strongly
+typed where TensorRT has the flag, and the FP16/INT8 builder flags are the fallback where it does not.
+The profile covers ``x`` and ``lengths`` (profile.py); the engine is written atomically under a name that
+carries precision, GPU and TensorRT version (naming.py) and recorded in the manifest with everything
+``compat.py`` checks before it is ever deserialised. Nothing is written unless the build succeeds.
+
+This is the only module that builds with TensorRT; it imports ``tensorrt`` inside functions, after
+``require_tensorrt`` said it is there, so the package imports without it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from .. import artifacts
+from ..errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
+from ..iospec import IOSpec
+from .device import Gpu, query_gpus
+from .naming import engine_name
+from .precision import BuildPlan, Capability, decide
+from .profile import Profile, derive_profile
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+__all__ = ["BuildOptions", "BuildResult", "ProgressCallback", "build_engine", "preflight"]
+
+# (phase name, steps done, steps in the phase, nesting depth); phases nest (TensorRT's parent_phase)
+ProgressCallback = Callable[[str, int, int, int], None]
+HARDWARE_LEVELS = {"ampere-plus": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: str = "fp32"  # fp32 | fp16 | int8-qdq
+    min_batch: int = 0  # 0: the recipe's [build] value, else the default (profile.py)
+    opt_batch: int = 0
+    max_batch: int = 0
+    min_seq: int = 0
+    opt_seq: int = 0
+    max_seq: int = 0
+    workspace_mib: int = 0  # 0: the recipe's build.workspace_mib
+    timing_cache: Optional[Path] = None
+    hardware_compat: Optional[str] = None  # None | ampere-plus | same-compute-capability
+    version_compat: bool = False
+    device: int = 0
+
+
+@dataclass
+class BuildResult:
+    engine: str
+    entry: Dict[str, Any]
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"engine": self.engine, "notes": self.notes, **self.entry}
+
+
+def preflight(device: int = 0) -> Gpu:
+    """The GPU to build on, or NotAvailable with one line naming everything missing and how to get it."""
+    from .importer import tensorrt_missing
+
+    gpus = query_gpus()
+    missing = []
+    if not gpus.gpus:
+        missing.append(str(gpus.reason))
+    elif device >= len(gpus.gpus):
+        missing.append(f"no CUDA device {device} (this machine has {len(gpus.gpus)})")
+    trt_reason = tensorrt_missing()
+    if trt_reason:
+        missing.append(trt_reason)
+    if missing:
+        raise NotAvailable("cannot build a TensorRT engine here: " + "; ".join(missing))
+    return gpus.gpus[device]
+
+
+def _model_info(directory: Path) -> Dict[str, Any]:
+    """model.json's fields that build needs, torch-free (checkpoint.py imports torch)."""
+    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
+    if not isinstance(info, dict) or "input_size" not in info:
+        raise BadInput(f"{directory / artifacts.MODEL_JSON} is not an attn-export model.json")
+    return info
+
+
+def _resolve(options: BuildOptions, info: Dict[str, Any]) -> BuildOptions:
+    """Flags over the recipe's [build] table; zeros left for profile.py to derive."""
+    from ..config import recipe_from_dict
+
+    recipe_build = recipe_from_dict(info["recipe"]).build if "recipe" in info else None
+    values: Dict[str, int] = {}
+    for key in ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq", "workspace_mib"):
+        given = getattr(options, key)
+        values[key] = given or (getattr(recipe_build, key) if recipe_build is not None else 0)
+    return replace(options, min_batch=values["min_batch"], opt_batch=values["opt_batch"],
+                   max_batch=values["max_batch"], min_seq=values["min_seq"], opt_seq=values["opt_seq"],
+                   max_seq=values["max_seq"], workspace_mib=values["workspace_mib"] or 1024)
+
+
+def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None]) -> Path:
+    """The ONNX this precision builds from; ``--fp16`` makes model.fp16.onnx when missing or stale."""
+    artifacts.require(directory, artifacts.ONNX_FP32)
+    problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
+    if problems:
+        raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")
+    path = directory / plan.source
+    if plan.precision == "fp32":
+        return path
+    reason = None
+    if not path.is_file():
+        reason = "missing"
+    else:
+        lineage = artifacts.check_lineage(directory, plan.source)
+        if lineage:
+            reason = "stale (" + "; ".join(lineage) + ")"
+    if reason is None:
+        return path
+    if plan.precision == "int8-qdq":
+        raise MissingPrerequisite(f"{path} is {reason}: run attn-export quantize --int8 --method qdq first "
+                                  "(it calibrates on the training data)")
+    say(f"{plan.source} is {reason}: making it (attn-export quantize --fp16)")
+    from ..quantize import quantize
+
+    quantize(directory, ["fp16"])
+    return path
+
+
+def _logger() -> Tuple[trt.ILogger, List[str]]:
+    """A TensorRT logger that keeps every warning and error, and the list it keeps them in (the class is
+    made here, after TensorRT was found, so that this module imports without it)."""
+    import tensorrt as trt
+
+    class Collecting(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: List[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                self.messages.append(f"[{str(severity).split('.')[-1]}] {' '.join(msg.split())}")
+
+    logger = Collecting()
+    return logger, logger.messages
+
+
+def _monitor(callback: ProgressCallback) -> trt.IProgressMonitor:
+    import tensorrt as trt
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: Dict[str, int] = {}
+            self.depth: Dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            self.steps[phase_name] = num_steps
+            self.depth[phase_name] = self.depth.get(parent_phase or "", -1) + 1
+            callback(phase_name, 0, num_steps, self.depth[phase_name])
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            callback(phase_name, step + 1, self.steps.get(phase_name, 0), self.depth.get(phase_name, 0))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            n = self.steps.pop(phase_name, 0)
+            callback(phase_name, n, n, self.depth.pop(phase_name, 0))
+
+    return Monitor()
+
+
+def _numpy_dtype(dtype: trt.DataType) -> str:
+    import tensorrt as trt
+
+    names = {trt.DataType.FLOAT: "float32", trt.DataType.HALF: "float16", trt.DataType.INT32: "int32"}
+    if hasattr(trt.DataType, "INT64"):
+        names[trt.DataType.INT64] = "int64"
+    return names.get(dtype, str(dtype))
+
+
+def _errors(parser: trt.OnnxParser) -> List[str]:
+    return [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
+
+
+def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
+                 progress: Optional[ProgressCallback] = None) -> BuildResult:
+    """Build DIR's ONNX into an engine; see the module docstring. Raises NotAvailable (exit 3) when this
+    machine has no GPU or no TensorRT, before anything is read or written."""
+    gpu = preflight(options.device)
+    import tensorrt as trt
+
+    cap = Capability.probe(trt)
+    plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat))
+    if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
+        raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
+                       f"{', '.join(HARDWARE_LEVELS)}")
+    info = _model_info(directory)
+    options = _resolve(options, info)
+    spec = IOSpec.for_model(info["input_size"], info["num_outputs"],
+                            info.get("recipe", {}).get("model", {}).get("head", "classification"))
+    profile, notes = derive_profile(spec.features, info.get("train_lengths"), options.min_batch,
+                                    options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
+                                    options.max_seq)
+    source = _source(directory, plan, say)
+    name = engine_name(plan.precision, gpu.name, cap.version, options.hardware_compat, options.version_compat)
+    say(f"building {name}: {plan.describe()}; profile {profile}; workspace {options.workspace_mib} MiB")
+
+    started = time.perf_counter()
+    plan_bytes, io_spec, host_code = _build(cap, plan, source, profile, options, progress)
+    seconds = time.perf_counter() - started
+
+    target = directory / name
+    with artifacts.atomic_path(target) as tmp:
+        tmp.write_bytes(plan_bytes)
+    build_options = {
+        "workspace_mib": options.workspace_mib, "timing_cache": str(options.timing_cache) if options.timing_cache
+        else None, "hardware_compat": options.hardware_compat, "version_compat": options.version_compat,
+        "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags), "tf32": plan.tf32,
+    }
+    entry = artifacts.record(
+        directory, name, f"build {plan.precision}", parent=plan.source,
+        versions={"tensorrt": cap.version}, tensorrt=cap.version, gpu=gpu.name,
+        compute_capability=gpu.compute_capability, precision=plan.precision, profile=profile.to_dict(),
+        io_spec=io_spec.to_dict(), build=build_options, build_seconds=round(seconds, 3),
+        hardware_compatibility=(options.hardware_compat or "none").replace("-", "_"),
+        version_compatible=options.version_compat, host_code=host_code,
+    )
+    return BuildResult(name, entry, notes)
+
+
+def _build(cap: Capability, plan: BuildPlan, source: Path, profile: Profile, options: BuildOptions,
+           progress: Optional[ProgressCallback]) -> Tuple[bytes, IOSpec, bool]:
+    """The serialized plan, the engine's I/O spec (dtypes as TensorRT made them) and whether it embeds
+    host code."""
+    import tensorrt as trt
+
+    logger, messages = _logger()
+    builder = trt.Builder(logger)
+    flags = 0
+    if plan.strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif plan.explicit_batch:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(source)):
+        raise WorkFailed(f"TensorRT {cap.version} cannot parse {source.name}: "
+                         + " | ".join(_errors(parser) + messages[-5:]))
+
+    inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    if sorted(inputs) != sorted(profile.shapes()):
+        raise WorkFailed(f"{source.name} has inputs {sorted(inputs)}; attn-export expects {sorted(profile.shapes())}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    for flag in plan.builder_flags:
+        if flag == "FP16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        elif flag == "INT8":
+            config.set_flag(trt.BuilderFlag.INT8)
+    if not plan.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    optimisation = builder.create_optimization_profile()
+    for input_name, (mn, opt, mx) in profile.shapes().items():
+        optimisation.set_shape(input_name, trt.Dims(list(mn)), trt.Dims(list(opt)), trt.Dims(list(mx)))
+    config.add_optimization_profile(optimisation)
+    host_code = False
+    if options.version_compat:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        host_code = True  # the plan embeds the lean runtime (EXCLUDE_LEAN_RUNTIME is not set)
+    if options.hardware_compat:
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel,
+                                                      HARDWARE_LEVELS[options.hardware_compat])
+    cache = None
+    if options.timing_cache is not None:
+        old = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+        cache = config.create_timing_cache(old)
+        config.set_timing_cache(cache, False)
+    monitor = None
+    if progress is not None and cap.progress_monitor:
+        monitor = _monitor(progress)  # kept referenced until the build returns, as TensorRT requires
+        config.progress_monitor = monitor
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        errors = [m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))] or messages[-10:]
+        raise WorkFailed(f"TensorRT {cap.version} failed to build {source.name}: "
+                         + (" | ".join(errors) or "no message from the builder"))
+    plan_bytes = bytes(memoryview(serialized))
+    if options.timing_cache is not None and cache is not None:
+        artifacts.write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+
+    declared = IOSpec.for_model(profile.features, 1)
+    io_inputs: List[Dict[str, Any]] = [
+        {"name": t.name, "dtype": _numpy_dtype(inputs[t.name].dtype), "dims": list(t.dims)} for t in declared.inputs
+    ]
+    io_outputs: List[Dict[str, Any]] = []
+    for tensor in outputs:
+        shape = [int(tensor.shape[i]) for i in range(len(tensor.shape))]
+        dims = [d if d >= 0 else ("batch" if i == 0 else "seq") for i, d in enumerate(shape)]
+        io_outputs.append({"name": tensor.name, "dtype": _numpy_dtype(tensor.dtype), "dims": dims})
+    lengths = next(t for t in io_inputs if t["name"] == "lengths")
+    if lengths["dtype"] not in ("int64", "int32") or (plan.lengths_dtype == "int32" and lengths["dtype"] != "int32"):
+        raise WorkFailed(f"the engine's lengths input is {lengths['dtype']}; expected {plan.lengths_dtype}")
+    del monitor
+    return plan_bytes, IOSpec.from_dict({"inputs": io_inputs, "outputs": io_outputs}), host_code

@@ -1,0 +1,136 @@
+"""Which path ``build --fp16 | --int8`` takes on the installed TensorRT, decided from what it has.
+
+TensorRT 11 removed the FP16/INT8 builder flags: every network is strongly typed and precision lives in
+the ONNX (``model.fp16.onnx``, ``model.int8-qdq.onnx``). TensorRT 9/10 have ``STRONGLY_TYPED`` as an
+opt-in and still have the flags; 8.5/8.6 (JetPack 5/6.0) have only the flags. So every precision builds
+from its own graph, strongly typed where the network flag exists, with the builder flag as the fallback
+where it does not; a precision neither can honour is an error, never a quiet downgrade.
+
+The decision reads a ``Capability``: the version and which attributes the module has (``hasattr``), not
+guesses from the version number. Pure Python; Python 3.8-compatible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Tuple
+
+from ..errors import BadInput, NotAvailable
+
+__all__ = ["PRECISIONS", "SOURCES", "BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
+
+PRECISIONS = ("fp32", "fp16", "int8-qdq")
+# the graph each precision builds from (the FP16/Q-DQ graphs are attn_export.quantize's FILES)
+SOURCES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-qdq": "model.int8-qdq.onnx"}
+# weak typing needs the flag that lets TensorRT pick the precision the graph asks for
+_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8-qdq": ("INT8",)}
+
+
+def parse_version(text: str) -> Tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(c for c in piece if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What the installed TensorRT module has, as the build path needs to know it."""
+
+    version: str
+    strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (9.x+; the only mode on 11)
+    explicit_batch: bool  # NetworkDefinitionCreationFlag.EXPLICIT_BATCH (needed on 8.x; gone in 11)
+    fp16_flag: bool  # BuilderFlag.FP16 (gone in 11)
+    int8_flag: bool  # BuilderFlag.INT8 (gone in 11)
+    int64: bool  # DataType.INT64 (10.0+; 8.x casts INT64 inputs to INT32)
+    progress_monitor: bool  # IProgressMonitor (10.0+)
+    hardware_compat: bool  # HardwareCompatibilityLevel (8.6+)
+    version_compat: bool  # BuilderFlag.VERSION_COMPATIBLE (8.6+)
+
+    @classmethod
+    def probe(cls, trt: Any) -> Capability:
+        """Read the capability off the imported ``tensorrt`` module."""
+        network_flags = trt.NetworkDefinitionCreationFlag
+        return cls(
+            version=str(trt.__version__),
+            strongly_typed=hasattr(network_flags, "STRONGLY_TYPED"),
+            explicit_batch=hasattr(network_flags, "EXPLICIT_BATCH"),
+            fp16_flag=hasattr(trt.BuilderFlag, "FP16"),
+            int8_flag=hasattr(trt.BuilderFlag, "INT8"),
+            int64=hasattr(trt.DataType, "INT64"),
+            progress_monitor=hasattr(trt, "IProgressMonitor"),
+            hardware_compat=hasattr(trt, "HardwareCompatibilityLevel"),
+            version_compat=hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"),
+        )
+
+    @property
+    def major_minor(self) -> str:
+        v = parse_version(self.version)
+        return ".".join(str(p) for p in v[:2])
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How one precision is built on one TensorRT."""
+
+    precision: str
+    source: str  # the ONNX file it builds from
+    strongly_typed: bool
+    explicit_batch: bool
+    builder_flags: Tuple[str, ...]  # BuilderFlag names to set (weak typing only)
+    lengths_dtype: str  # what the engine's ``lengths`` input is: int64, or int32 where TensorRT has no INT64
+    tf32: bool  # TensorRT allows TF32 by default; an fp32 engine clears it, or it would not be FP32
+
+    def describe(self) -> str:
+        how = ("strongly typed network (precision from the graph)" if self.strongly_typed
+               else "weakly typed network" + (" + builder flag " + "/".join(self.builder_flags)
+                                              if self.builder_flags else ""))
+        lengths = "" if self.lengths_dtype == "int64" else f"; lengths as {self.lengths_dtype}"
+        return f"{self.precision}: {self.source}, {how}{lengths}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["builder_flags"] = list(self.builder_flags)
+        return d
+
+
+def decide(precision: str, cap: Capability, version_compatible: bool = False,
+           hardware_compatible: bool = False) -> BuildPlan:
+    """The build path for ``precision`` on TensorRT ``cap``; NotAvailable when it cannot be honoured."""
+    if precision not in PRECISIONS:
+        raise BadInput(f"precision '{precision}' cannot be built into an engine; expected one of "
+                       f"{', '.join(PRECISIONS)} (int8-dynamic is ONNX Runtime's CPU format)")
+    where = f"TensorRT {cap.version}"
+    if version_compatible and not cap.version_compat:
+        raise NotAvailable(f"{where} cannot build version-compatible engines (needs TensorRT 8.6 or newer)")
+    if hardware_compatible and not cap.hardware_compat:
+        raise NotAvailable(f"{where} cannot build hardware-compatible engines (needs TensorRT 8.6 or newer)")
+    lengths = "int64" if cap.int64 else "int32"
+    if cap.strongly_typed:
+        return BuildPlan(precision, SOURCES[precision], True, False, (), lengths, precision != "fp32")
+    flags = _FLAGS[precision]
+    missing = [f for f in flags if not getattr(cap, f"{f.lower()}_flag")]
+    if missing:
+        raise NotAvailable(f"{where} can build {precision} neither strongly typed (no STRONGLY_TYPED network "
+                           f"flag) nor with the builder flag {'/'.join(missing)}: it cannot honour {precision}")
+    return BuildPlan(precision, SOURCES[precision], False, cap.explicit_batch, flags, lengths, precision != "fp32")
+
+
+def plan_summary(cap: Optional[Capability]) -> Dict[str, str]:
+    """Each precision's path on ``cap``, or why it has none (what ``doctor`` shows)."""
+    out = {}
+    for p in PRECISIONS:
+        if cap is None:
+            out[p] = "no TensorRT"
+            continue
+        try:
+            out[p] = decide(p, cap).describe()
+        except (NotAvailable, BadInput) as e:
+            out[p] = f"impossible: {e}"
+    return out

@@ -1,0 +1,316 @@
+"""``attn-export build`` without a GPU: every decision that needs no GPU (profile derivation, the
+version-gated precision path, engine names, the manifest checks an engine must pass before it is
+deserialised, error messages), and the clean refusal on a machine without GPU or TensorRT. No fake
+``tensorrt`` module: the capability is a plain value, as ``Capability.probe`` reads it off the real one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from attn_export import artifacts
+from attn_export.errors import BadInput, ConfigError, NotAvailable
+from attn_export.quantize import FILES
+from attn_export.trt.compat import Here, check_engine, foreign_problems
+from attn_export.trt.naming import engine_name, gpu_slug
+from attn_export.trt.precision import SOURCES, Capability, decide, parse_version, plan_summary
+from attn_export.trt.profile import Profile, Range, derive_profile
+from conftest import cli
+
+TRAIN = {"min": 5, "median": 17, "max": 24}
+
+
+def cap(version: str, **has: bool) -> Capability:
+    """A TensorRT as ``Capability.probe`` would describe it, by version family."""
+    major = parse_version(version)[0]
+    fields = dict(
+        version=version,
+        strongly_typed=major >= 9,
+        explicit_batch=major < 11,
+        fp16_flag=major < 11,
+        int8_flag=major < 11,
+        int64=major >= 10,
+        progress_monitor=major >= 10,
+        hardware_compat=parse_version(version) >= (8, 6),
+        version_compat=parse_version(version) >= (8, 6),
+    )
+    fields.update(has)
+    return Capability(**fields)  # type: ignore[arg-type]
+
+
+# --- profiles ------------------------------------------------------------------------------------------
+
+def test_profile_defaults_come_from_the_training_lengths() -> None:
+    profile, notes = derive_profile(12, TRAIN)
+    assert profile.batch == Range(1, 1, 32)
+    assert profile.seq == Range(1, 17, 128)  # opt: median; max: 4 x 24 = 96 -> 128
+    assert profile.seq.max >= 4 * TRAIN["max"]
+    assert any("median" in n for n in notes) and any("4 x the longest" in n for n in notes)
+    assert profile.shapes() == {"x": ((1, 1, 12), (1, 17, 12), (32, 128, 12)), "lengths": ((1,), (1,), (32,))}
+
+
+def test_profile_explicit_values_win_and_round_trip_through_the_manifest_form() -> None:
+    profile, notes = derive_profile(3, TRAIN, max_batch=8, min_seq=2, opt_seq=32, max_seq=64)
+    assert profile == Profile(Range(1, 1, 8), Range(2, 32, 64), 3)
+    assert notes == []
+    d = profile.to_dict()
+    assert d["x"] == {"min": [1, 2, 3], "opt": [1, 32, 3], "max": [8, 64, 3]}
+    assert d["lengths"] == {"min": [1], "opt": [1], "max": [8]}
+    assert Profile.from_dict(json.loads(json.dumps(d))) == profile
+
+
+def test_profile_opt_is_clamped_into_an_explicit_range_and_short_max_is_noted() -> None:
+    profile, notes = derive_profile(3, TRAIN, max_seq=10)
+    assert profile.seq == Range(1, 10, 10)
+    assert any("below the longest training sequence (24)" in n for n in notes)
+
+
+def test_profile_needs_training_lengths_or_explicit_values() -> None:
+    with pytest.raises(BadInput, match="--opt-seq and --max-seq"):
+        derive_profile(3, None)
+    profile, _ = derive_profile(3, None, opt_seq=8, max_seq=16)
+    assert profile.seq == Range(1, 8, 16)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"min_seq": 50, "max_seq": 40}, "seq profile min 50 / opt 40 / max 40"),
+    ({"opt_batch": 4, "max_batch": 2}, "batch profile min 1 / opt 4 / max 2"),
+    ({"max_seq": -1}, "build.max_seq = -1"),
+])
+def test_profile_out_of_order_is_a_config_error_naming_the_keys(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        derive_profile(3, TRAIN, **kwargs)
+
+
+def test_profile_accepts_names_the_limits() -> None:
+    profile = Profile(Range(1, 1, 8), Range(1, 16, 64), 3)
+    assert profile.accepts(8, 64) is None and profile.accepts(1, 1) is None
+    reason = profile.accepts(9, 65)
+    assert reason is not None
+    assert "batch 9 is outside 1..8" in reason and "seq 65 is outside 1..64" in reason
+    assert "--max-seq" in reason
+
+
+def test_profile_ort_trt_options() -> None:
+    options = Profile(Range(1, 1, 8), Range(1, 16, 64), 3).ort_trt_options()
+    assert options == {"trt_profile_min_shapes": "x:1x1x3,lengths:1", "trt_profile_opt_shapes": "x:1x16x3,lengths:1",
+                       "trt_profile_max_shapes": "x:8x64x3,lengths:8"}
+
+
+# --- precision path ------------------------------------------------------------------------------------
+
+def test_sources_are_the_quantize_files() -> None:
+    assert SOURCES == {"fp32": artifacts.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8-qdq", "fp32"])
+def test_tensorrt_11_is_strongly_typed_from_the_precision_graph(precision: str) -> None:
+    plan = decide(precision, cap("11.4.0"))
+    assert plan.strongly_typed and plan.builder_flags == () and not plan.explicit_batch
+    assert plan.source == SOURCES[precision]
+    assert plan.lengths_dtype == "int64"
+    assert plan.tf32 is (precision != "fp32")
+
+
+def test_tensorrt_10_prefers_strong_typing_over_the_deprecated_flags() -> None:
+    plan = decide("fp16", cap("10.3.0"))
+    assert plan.strongly_typed and plan.builder_flags == ()
+    assert "strongly typed" in plan.describe()
+
+
+@pytest.mark.parametrize("precision, flag", [("fp16", "FP16"), ("int8-qdq", "INT8")])
+def test_tensorrt_8_5_falls_back_to_the_builder_flag_and_int32_lengths(precision: str, flag: str) -> None:
+    plan = decide(precision, cap("8.5.2"))
+    assert not plan.strongly_typed and plan.explicit_batch
+    assert plan.builder_flags == (flag,)
+    assert plan.source == SOURCES[precision]  # the precision still comes from its own graph
+    assert plan.lengths_dtype == "int32"
+    assert "builder flag" in plan.describe() and "lengths as int32" in plan.describe()
+
+
+def test_a_precision_neither_way_can_honour_is_an_error_not_a_downgrade() -> None:
+    weird = cap("8.5.2", fp16_flag=False)
+    with pytest.raises(NotAvailable, match="cannot honour fp16"):
+        decide("fp16", weird)
+    assert decide("fp32", weird).builder_flags == ()
+    assert plan_summary(weird)["fp16"].startswith("impossible")
+
+
+def test_compatibility_needs_tensorrt_8_6() -> None:
+    with pytest.raises(NotAvailable, match="version-compatible"):
+        decide("fp32", cap("8.5.2", version_compat=False), version_compatible=True)
+    with pytest.raises(NotAvailable, match="hardware-compatible"):
+        decide("fp32", cap("8.5.2", hardware_compat=False), hardware_compatible=True)
+    assert decide("fp32", cap("10.3.0"), version_compatible=True, hardware_compatible=True).strongly_typed
+
+
+def test_int8_dynamic_is_not_an_engine_precision() -> None:
+    with pytest.raises(BadInput, match="int8-dynamic is ONNX Runtime's CPU format"):
+        decide("int8-dynamic", cap("10.3.0"))
+
+
+def test_plan_summary_without_tensorrt() -> None:
+    assert plan_summary(None) == {"fp32": "no TensorRT", "fp16": "no TensorRT", "int8-qdq": "no TensorRT"}
+
+
+def test_parse_version() -> None:
+    assert parse_version("10.3.0.26") == (10, 3, 0, 26)
+    assert parse_version("11.4.0.106") > parse_version("10.16.1")
+    assert parse_version("8.5.2.2") < (8, 6)
+
+
+# --- names ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gpu, slug", [
+    ("Orin", "orin"), ("NVIDIA GeForce RTX 4090", "rtx-4090"), ("NVIDIA H100 80GB HBM3", "h100-80gb-hbm3"),
+    ("Tesla T4", "t4"), ("../../etc/passwd", "etc-passwd"), ("NVIDIA", "gpu"),
+])
+def test_gpu_slug_is_file_name_safe(gpu: str, slug: str) -> None:
+    assert gpu_slug(gpu) == slug
+
+
+def test_engine_name_carries_precision_gpu_and_tensorrt_version() -> None:
+    assert engine_name("fp16", "Orin", "10.3.0") == "model.fp16.orin.trt10.3.engine"  # DESIGN's example
+    assert engine_name("int8-qdq", "NVIDIA GeForce RTX 4090", "11.4.0.106") == "model.int8-qdq.rtx-4090.trt11.4.engine"
+    assert (engine_name("fp32", "NVIDIA A100-SXM4-40GB", "10.16.1", "ampere-plus", True)
+            == "model.fp32.a100-sxm4-40gb.trt10.16.ampere-plus.vc.engine")
+    with pytest.raises(BadInput):
+        engine_name("int8-dynamic", "Orin", "10.3.0")
+    with pytest.raises(BadInput):
+        engine_name("fp16", "Orin", "ten")
+
+
+# --- manifest checks before deserialising --------------------------------------------------------------
+
+ORIN = Here("10.3.0", "Orin", "8.7")
+
+
+def _engine_dir(tmp_path: Path, **extra: object) -> tuple[Path, str, dict]:
+    (tmp_path / "model.fp16.onnx").write_bytes(b"graph")
+    name = "model.fp16.orin.trt10.3.engine"
+    (tmp_path / name).write_bytes(b"plan")
+    entry = artifacts.record(tmp_path, name, "build fp16", parent="model.fp16.onnx", tensorrt="10.3.0", gpu="Orin",
+                             compute_capability="8.7", precision="fp16",
+                             profile=Profile(Range(1, 1, 8), Range(1, 16, 64), 3).to_dict(), **extra)
+    return tmp_path, name, entry
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_recorded_engine_for_this_machine_passes(tmp_path: Path) -> None:
+    d, name, entry = _engine_dir(tmp_path)
+    assert check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name)) == entry
+
+
+def test_an_unrecorded_engine_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="not recorded in .*manifest.json"):
+        check_engine(tmp_path, "x.engine", {"artifacts": {}}, ORIN)
+
+
+def test_a_changed_engine_is_refused_before_deserialising(tmp_path: Path) -> None:
+    d, name, _ = _engine_dir(tmp_path)
+    (d / name).write_bytes(b"evil plan")
+    with pytest.raises(BadInput, match="changed after it was recorded"):
+        check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name))
+
+
+def test_a_stale_engine_is_refused(tmp_path: Path) -> None:
+    d, name, _ = _engine_dir(tmp_path)
+    (d / "model.fp16.onnx").write_bytes(b"new graph")
+    with pytest.raises(BadInput, match="stale: its source model.fp16.onnx changed.*attn-export build --fp16"):
+        check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name))
+
+
+@pytest.mark.parametrize("here, match", [
+    (Here("10.3.1", "Orin", "8.7"), "built with TensorRT 10.3.0 and this machine has TensorRT 10.3.1"),
+    (Here("10.3.0", "NVIDIA GeForce RTX 3090", "8.6"), "built for compute capability 8.7 \\(Orin\\) and this GPU"),
+    (Here("10.3.0", "Jetson AGX Orin", "8.7"), "built and tuned for Orin and this GPU is Jetson AGX Orin"),
+])
+def test_a_foreign_engine_is_refused_with_exit_3_and_says_why(tmp_path: Path, here: Here, match: str) -> None:
+    d, name, _ = _engine_dir(tmp_path)
+    with pytest.raises(NotAvailable, match=match) as e:
+        check_engine(d, name, artifacts.read_manifest(d), here, sha256=_sha(d / name))
+    assert e.value.exit_code == 3
+    assert "rebuild it on this machine with attn-export build --fp16" in str(e.value)
+
+
+def test_compatible_engines_follow_tensorrt_rules() -> None:
+    entry = {"tensorrt": "10.3.0", "gpu": "NVIDIA A100", "compute_capability": "8.0",
+             "hardware_compatibility": "ampere_plus", "version_compatible": True}
+    assert foreign_problems(entry, Here("11.4.0", "NVIDIA H100", "9.0")) == []
+    newer_to_older = foreign_problems(entry, Here("10.2.0", "NVIDIA H100", "9.0"))
+    assert len(newer_to_older) == 1 and "older TensorRT 10.2.0" in newer_to_older[0]
+    turing = foreign_problems(entry, Here("10.3.0", "Tesla T4", "7.5"))
+    assert len(turing) == 1 and "Ampere and newer" in turing[0]
+    same_cc = {**entry, "hardware_compatibility": "same_compute_capability", "version_compatible": False}
+    assert foreign_problems(same_cc, Here("10.3.0", "NVIDIA A30", "8.0")) == []
+
+
+def test_host_code_loads_only_on_opt_in(tmp_path: Path) -> None:
+    d, name, _ = _engine_dir(tmp_path, host_code=True, version_compatible=True)
+    manifest = artifacts.read_manifest(d)
+    with pytest.raises(BadInput, match="embeds host code.*ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE=1"):
+        check_engine(d, name, manifest, ORIN, sha256=_sha(d / name))
+    assert check_engine(d, name, manifest, ORIN, allow_host_code=True, sha256=_sha(d / name))["host_code"]
+
+
+def test_the_tensorrt_backend_reads_its_profile_from_the_manifest_without_a_gpu(tmp_path: Path) -> None:
+    from attn_export.backends import get
+    from attn_export.iospec import IOSpec
+
+    d, name, _ = _engine_dir(tmp_path)
+    backend = get("tensorrt")(d / name, IOSpec.for_model(3, 2))
+    assert backend.accepts(8, 64) is None
+    reason = backend.accepts(1, 65)
+    assert reason is not None and "seq 65 is outside 1..64" in reason
+    unrecorded = get("tensorrt")(d / "other.engine", IOSpec.for_model(3, 2)).accepts(1, 1)
+    assert unrecorded is not None and "not recorded" in unrecorded
+    with pytest.raises(NotAvailable, match="backend tensorrt is not available"):
+        backend.__enter__()
+
+
+# --- the command on this machine -----------------------------------------------------------------------
+
+def _snapshot(directory: Path) -> dict[str, str]:
+    return {p.name: _sha(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("flags", [["--fp16"], ["--int8"], []])
+def test_build_without_gpu_or_tensorrt_exits_3_with_one_line_and_writes_nothing(
+        tiny_dir: Path, flags: list[str]) -> None:
+    from attn_export.trt.build import preflight
+
+    try:
+        preflight()
+    except NotAvailable:
+        pass
+    else:
+        pytest.skip("this machine has a GPU and TensorRT")
+    before = _snapshot(tiny_dir)
+    result = cli("build", str(tiny_dir), *flags)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot build a TensorRT engine here: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "TensorRT is not installed" in lines[0] and "JetPack" in lines[0] and "pip install tensorrt" in lines[0]
+    assert _snapshot(tiny_dir) == before  # no model.fp16.onnx made, no manifest change, no engine
+
+
+def test_build_rejects_two_precisions() -> None:
+    result = cli("build", "--fp16", "--int8")
+    assert result.returncode == 2 and "exclude each other" in result.stderr
+
+
+def test_build_help_does_not_import_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom attn_export.cli import main\nrc = main(['build', '--help'])\n"
+            "print('HEAVY', [m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx') if m in sys.modules], rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr

@@ -1,0 +1,145 @@
+"""``attn-export doctor``: every backend with its availability and reason, versions, GPUs, providers and the
+TensorRT build path; on this GPU-less machine each GPU backend says why it cannot run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attn_export.backends import REGISTRY
+from conftest import cli
+
+GPU_BACKENDS = ("torch-cuda", "ort-cuda", "ort-trt", "tensorrt")
+
+
+def _report() -> dict:
+    result = cli("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_doctor_json_lists_every_backend_with_a_reason_when_unavailable() -> None:
+    report = _report()
+    names = [b["name"] for b in report["backends"]]
+    assert names == list(REGISTRY)
+    assert set(GPU_BACKENDS) <= set(names)
+    for b in report["backends"]:
+        assert b["available"] is (b["reason"] is None)
+        assert b["precisions"]
+    by_name = {b["name"]: b for b in report["backends"]}
+    assert by_name["tensorrt"]["kind"] == "engine" and by_name["torch-cuda"]["precisions"] == ["fp32"]
+    assert "int8-dynamic" not in by_name["ort-cuda"]["precisions"]
+
+
+def test_doctor_reports_versions_gpus_providers_and_build_paths() -> None:
+    report = _report()
+    assert report["packages"]["onnx"]
+    assert set(report["tensorrt"]["build_paths"]) == {"fp32", "fp16", "int8-qdq"}
+    assert "gpus" in report["gpus"] and ("reason" in report["gpus"])
+    try:
+        import onnxruntime
+    except ImportError:
+        assert report["onnxruntime_providers"] is None
+    else:
+        assert report["onnxruntime_providers"] == onnxruntime.get_available_providers()
+        assert report["packages"]["onnxruntime"].split()[0] in ("onnxruntime", "onnxruntime-gpu")
+    try:
+        import torch
+    except ImportError:
+        return
+    assert report["torch"]["version"] == torch.__version__
+
+
+def test_doctor_on_a_machine_without_gpu_says_why_for_each_gpu_backend() -> None:
+    report = _report()
+    if report["gpus"]["gpus"]:
+        pytest.skip("this machine has a GPU")
+    by_name = {b["name"]: b for b in report["backends"]}
+    for name in GPU_BACKENDS:
+        assert not by_name[name]["available"], name
+        assert by_name[name]["reason"], name
+    assert "no NVIDIA driver" in report["gpus"]["reason"] or "no CUDA device" in report["gpus"]["reason"]
+    assert "TensorRT" in by_name["tensorrt"]["reason"] or "driver" in by_name["tensorrt"]["reason"]
+    if report["onnxruntime_providers"] is not None and "CUDAExecutionProvider" not in report["onnxruntime_providers"]:
+        reason = by_name["ort-cuda"]["reason"]
+        assert "CUDAExecutionProvider" in reason and "available: " in reason and "onnxruntime-gpu" in reason
+
+
+def test_doctor_text_output() -> None:
+    result = cli("doctor")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for name in REGISTRY:
+        assert f"  {name}" in out
+    assert "TensorRT build paths" in out and "GPUs:" in out and "ONNX Runtime providers:" in out
+
+
+def test_the_stubs_are_not_mistaken_for_tensorrt() -> None:
+    """tensorrt-stubs makes ``import tensorrt`` succeed (an empty namespace package)."""
+    from attn_export.trt.importer import tensorrt_missing
+
+    try:
+        import tensorrt
+    except ImportError:
+        assert tensorrt_missing() is not None
+        return
+    if getattr(tensorrt, "__version__", None) is None:
+        reason = tensorrt_missing()
+        assert reason is not None and "type stubs" in reason
+
+
+def test_backend_modules_import_without_torch_tensorrt_or_cuda() -> None:
+    """The device side has neither torch nor (maybe) cuda-python: the registry and the TensorRT modules import
+    with those blocked, and asking availability says why instead of raising."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'tensorrt', 'cuda', 'onnxruntime'):\n"
+        "            raise ImportError(f'blocked {name}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from attn_export.backends import status\n"
+        "import attn_export.trt.build, attn_export.trt.memory, attn_export.doctor\n"
+        "s = status()\n"
+        "print({k: v is None for k, v in s.items()})\n"
+        "print(s['tensorrt'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "'torch-cuda': False" in out.stdout and "'tensorrt': False" in out.stdout
+    assert "TensorRT is not installed" in out.stdout
+
+
+def _python38() -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.8*" / "bin" / "python3.8")))
+    return found[-1] if found else shutil.which("python3.8")
+
+
+def test_gpu_and_trt_modules_are_python_3_8_compatible() -> None:
+    """JetPack 5's TensorRT 8.5 bindings live in the system Python 3.8: the modules parse as 3.8, and the
+    numpy-free ones import and decide there."""
+    py38 = _python38()
+    if py38 is None:
+        pytest.skip("no python3.8 here")
+    root = Path(__file__).resolve().parents[1]
+    package = root / "attn_export"
+    files = [str(p) for p in (package / "trt").glob("*.py")] + [
+        str(package / "backends" / n) for n in ("base.py", "cuda.py", "ortgpu.py", "tensorrt.py", "__init__.py")]
+    code = ("import ast, sys\n"
+            "for f in sys.argv[1:]:\n"
+            "    ast.parse(open(f).read(), f, feature_version=(3, 8))\n"
+            "    compile(open(f).read(), f, 'exec')\n"
+            "from attn_export.trt import compat, device, importer, naming, precision, profile\n"
+            "p, _ = profile.derive_profile(3, {'min': 1, 'median': 9, 'max': 20})\n"
+            "print(p.to_dict()['x']['max'], naming.engine_name('fp16', 'Orin', '8.5.2'), device.query_gpus().reason)\n")
+    out = subprocess.run([py38, "-c", code, *files], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert "[32, 128, 3] model.fp16.orin.trt8.5.engine" in out.stdout
