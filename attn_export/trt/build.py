@@ -189,6 +189,7 @@ def _errors(parser: trt.OnnxParser) -> List[str]:
     return [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
 
 
+@artifacts.writes_directory("build")
 def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
                  progress: Optional[ProgressCallback] = None) -> BuildResult:
     """Build DIR's ONNX into an engine; see the module docstring. Raises NotAvailable (exit 3) when this
