@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import artifacts
-from .backends import Backend
+from .backends import Backend, get
 from .bench import Budget, percentiles, time_interleaved
 from .compare import CaseResult, SweepCase, compare_case
 from .config import VerifyConfig, recipe_from_dict
@@ -67,7 +67,10 @@ class Rule:
         return dict(self.__dict__)
 
 
-def rule_for(precision: str, cfg: VerifyConfig) -> Rule:
+def rule_for(precision: str, cfg: VerifyConfig, device: str = "cpu") -> Rule:
+    """The rule for ``precision`` on a backend computing on ``device`` (GPU FP32 gets its own tolerance)."""
+    if precision == "fp32" and device != "cpu":
+        return Rule("fp32", cfg.fp32_gpu_atol, cfg.fp32_gpu_rtol, cfg.fp32_gpu_atol, None, None)
     if precision == "fp32":
         return Rule("fp32", cfg.fp32_atol, cfg.fp32_rtol, cfg.attention_atol_fp32, None, None)
     if precision == "fp16":
@@ -342,8 +345,8 @@ def verify(
             continue
         if progress:
             progress(target.label)
-        rows.append(_run_target(directory, target, spec, rule_for(str(target.precision), cfg), cases, refs,
-                                split, latency_seq, threads))
+        rule = rule_for(str(target.precision), cfg, get(target.backend).device)
+        rows.append(_run_target(directory, target, spec, rule, cases, refs, split, latency_seq, threads))
     result = {
         "passed": all(r.status != "failed" for r in rows),
         "reference": {"backend": "torch-cpu", "precision": "fp32",
@@ -351,7 +354,8 @@ def verify(
                       "accuracy": split.reference_accuracy if split else None,
                       "test_split": split.source if split else split_reason},
         "results": [r.to_dict() for r in rows],
-        "tolerances": {p: rule_for(p, cfg).to_dict() for p in ("fp32", "fp16", "int8-dynamic", "int8-qdq")},
+        "tolerances": {**{p: rule_for(p, cfg).to_dict() for p in ("fp32", "fp16", "int8-dynamic", "int8-qdq")},
+                       "fp32-gpu": rule_for("fp32", cfg, "cuda").to_dict()},
         "sweep": {"cases": len(cases), "shapes": sorted({(int(c.x.shape[0]), int(c.x.shape[1])) for c in cases}),
                   "padded": sum(c.padded for c in cases)},
         "test_split": None if split is None else {"sequences": len(split.y), "batch": TEST_BATCH,

@@ -205,6 +205,9 @@ def test_int8_is_judged_by_decisions_not_element_error() -> None:
     assert int8.max_accuracy_drop == cfg.int8_max_accuracy_drop
     assert fp16.atol == cfg.fp16_atol and fp16.min_argmax_agreement == cfg.fp16_min_argmax_agreement
     assert fp32.atol == cfg.fp32_atol and fp32.rtol == cfg.fp32_rtol and fp32.max_accuracy_drop is None
+    gpu = rule_for("fp32", cfg, "cuda")  # cuDNN and TensorRT sum in another order than the CPU
+    assert (gpu.atol, gpu.rtol) == (cfg.fp32_gpu_atol, cfg.fp32_gpu_rtol) and gpu.atol > fp32.atol
+    assert rule_for("fp16", cfg, "cuda") == fp16
 
 
 def test_verify_without_torch_uses_reference_npz(variants_dir: Path, tmp_path: Path) -> None:

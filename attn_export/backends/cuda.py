@@ -3,7 +3,7 @@ has to beat). Python 3.8-compatible; imports torch only when asked."""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class TorchCudaBackend(TorchCpuBackend):
     kind = "torch"
     device = "cuda"
     precisions = ("fp32",)
+    _tf32: Optional[Tuple[bool, bool]] = None  # (cudnn, matmul) TF32 switches to restore on close
 
     @classmethod
     def available(cls) -> Optional[str]:
@@ -31,11 +32,26 @@ class TorchCudaBackend(TorchCpuBackend):
         return None
 
     def _open(self) -> None:
+        """FP32 means FP32: cuDNN's RNNs and cuBLAS may use TF32 (a 10-bit mantissa) on Ampere and later,
+        which moved logits by 3.4e-3 on an H200 (seen with verify); it is switched off while the backend is
+        open and restored on close."""
         import torch
 
         super()._open()
+        self._tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         self._device = torch.device("cuda", 0)
         self.model = self.model.to(self._device)
+
+    def close(self) -> None:
+        saved = self._tf32
+        if saved is not None:
+            import torch
+
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+            self._tf32 = None
+        super().close()
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         import torch
