@@ -1,9 +1,81 @@
 """attn-export: export, quantise, build and verify attention-LSTM sequence models for edge devices.
 
-Importing the package is cheap: torch, onnxruntime and tensorrt are imported only by the modules that
-need them.
+The Python API mirrors the command line, one function per stage, all working on one artefact directory:
+
+    from pathlib import Path
+    import attn_export as ax
+
+    out = Path("artifacts")
+    recipe = ax.load_recipe("recipes/quickstart.toml", ["train.epochs=5"])
+    ax.train(recipe, out)                                  # model.safetensors, model.json, metrics.json
+    ax.export_onnx(out)                                    # model.onnx + reference.npz, parity-checked
+    ax.quantize(out, ["fp16", "int8-dynamic"])             # model.fp16.onnx, model.int8.onnx
+    ax.verify(out)                                         # verify.json; verdicts in manifest.json
+    with ax.Predictor.load(out, precision="int8-dynamic") as predictor:
+        predictions = predictor.predict(list_of_arrays)    # [Prediction(label, index, probabilities, attention)]
+
+``build_engine`` (TensorRT) needs a GPU and TensorRT. Importing the package is cheap: every name above is
+imported on first use, so ``import attn_export`` loads none of torch, onnxruntime, tensorrt, typer or rich.
+
+``train``, ``quantize`` and ``verify`` are both stage modules and the functions they define; the package
+attribute is always the function (``from attn_export.train import ...`` still reaches the module).
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import Any, List
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Prediction",
+    "Predictor",
+    "__version__",
+    "build_engine",
+    "export_onnx",
+    "load_recipe",
+    "quantize",
+    "train",
+    "verify",
+]
+
+# public name -> (module, attribute), imported on first use
+_LAZY = {
+    "train": (".train", "train"),
+    "export_onnx": (".export", "export_onnx"),
+    "quantize": (".quantize", "quantize"),
+    "build_engine": (".trt.build", "build_engine"),
+    "verify": (".verify", "verify"),
+    "Predictor": (".runtime", "Predictor"),
+    "Prediction": (".runtime", "Prediction"),
+    "load_recipe": (".config", "load_recipe"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module, __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule binds it as an attribute of its package; where a stage's function shares its
+    module's name (``train``, ``quantize``, ``verify``) the function keeps the name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -15,7 +15,7 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
 from ..errors import AttnExportError
-from . import bench, build, doctor, export, inspect, load, quantize, run, train, verify
+from . import bench, build, bundle, doctor, export, inspect, load, predict, quantize, run, train, unbundle, verify
 
 app = typer.Typer(
     name="attn-export",
@@ -40,7 +40,7 @@ def _root(
     """Export, quantise, build and verify attention-LSTM sequence models for edge devices."""
 
 
-for module in (train, load, export, quantize, build, verify, bench, inspect, doctor, run):
+for module in (train, load, export, quantize, build, verify, bench, predict, bundle, unbundle, inspect, doctor, run):
     app.command(name=module.NAME)(module.command)
 
 

@@ -1,0 +1,295 @@
+"""Bundles: one ``.tar.gz`` with what a device needs, and an unpacker that trusts nothing in it.
+
+    attn-export bundle [DIR] --out FILE.tar.gz [--for cpu|jetson]
+    attn-export unbundle FILE.tar.gz [DIR]
+
+A bundle holds, flat at its root: ``model.json``, ``manifest.json``, every ONNX variant recorded in the
+manifest, the TensorRT engines (``--for jetson`` only; on a Jetson the engine is usually built on the
+device), ``reference.npz`` and ``verify.json`` where present, ``README.md`` (for the device),
+``requirements.txt``, ``bundle.json`` (sha256 and size of every other member) and ``runtime/attn_export/``:
+the torch-free modules the runtime needs, so that a device with only numpy and ONNX Runtime or TensorRT
+(JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runtime python3 -m attn_export.runtime . INPUT``.
+Every artefact must pass its manifest check (unchanged, not stale) before it is packed.
+
+Unpacking refuses, before writing anything: absolute names, ``..`` components, links and every member
+that is not a regular file or directory, duplicate names, a member over ``max_member_bytes``, a total over
+``max_total_bytes`` and more than ``max_members`` members. It extracts into a temporary directory beside
+the target (``filter="data"`` where this Python's tarfile has it), checks every file against
+``bundle.json``, and renames the result into place, so that a refused archive leaves nothing behind.
+
+numpy-free, standard library only; Python 3.8-compatible (the device unpacks too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional, Union
+
+from . import __version__, artifacts
+from .errors import BadInput, DataError, MissingPrerequisite
+
+__all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack", "unpack"]
+
+BUNDLE_JSON = "bundle.json"
+TARGETS = ("cpu", "jetson")
+ONNX_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx")
+OPTIONAL_FILES = (artifacts.REFERENCE, "verify.json")
+# The runtime's import closure (no torch, typer, rich); trt/ goes along where it exists (engine checks).
+RUNTIME_MODULES = ("__init__.py", "errors.py", "iospec.py", "artifacts.py", "data.py", "inputs.py",
+                   "bundle.py", "runtime.py", "backends/*.py", "trt/*.py")
+MAX_MEMBER_BYTES = 2 << 30
+MAX_TOTAL_BYTES = 8 << 30
+MAX_MEMBERS = 10_000
+
+REQUIREMENTS = {
+    "cpu": "numpy\nonnxruntime\n",
+    "jetson": ("numpy\n"
+               "# TensorRT's Python bindings come with JetPack (the system python3), not from PyPI.\n"
+               "# Optional, for the ONNX files on the GPU: onnxruntime-gpu from NVIDIA's Jetson wheels.\n"),
+}
+
+README = """# attn-export bundle ({target})
+
+Made by attn-export {version} from `{source}` on {date}. `bundle.json` lists every file with its sha256;
+`manifest.json` records each artefact's lineage and the verdict `attn-export verify` gave it.
+
+## Files
+
+{files}
+
+## Install
+
+    python3 -m pip install -r requirements.txt
+{install_note}
+## Run
+
+No torch and no attn-export install are needed: the runtime's modules are in `runtime/`.
+
+    PYTHONPATH=runtime python3 -m attn_export.runtime . INPUT.npz [--precision fp32] [--backend auto] [--json]
+
+or from Python:
+
+    import sys; sys.path.insert(0, "runtime")
+    from attn_export.runtime import Predictor
+    predictor = Predictor.load(".", precision="fp32")
+    predictions = predictor.predict(list_of_float32_arrays)   # each [steps, {features}]
+
+INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The runtime refuses an
+artefact changed since it was recorded, a stale one, one that failed or never passed verification
+(`allow_unverified=True` / `--allow-unverified` to override) and an engine built for another GPU
+or TensorRT version.
+"""
+
+JETSON_NOTE = """
+On a Jetson, build the engine on the device, where it will run (an engine is tied to its GPU and
+TensorRT version): install attn-export without the `train` extra and run
+`attn-export build . --fp16` (or `--int8`, from `model.int8-qdq.onnx`); it records the engine in
+`manifest.json`, and `attn-export verify .` records its verdict.
+"""
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    target: str
+    files: Dict[str, int]  # member name -> bytes
+    size_bytes: int
+
+
+def _artifact_names(directory: Path, manifest: Dict[str, Any], target: str) -> List[str]:
+    recorded: Dict[str, Any] = manifest["artifacts"]
+    names = [n for n in ONNX_FILES if n in recorded and (directory / n).is_file()]
+    if target == "jetson":
+        names += sorted(n for n in recorded if n.endswith(".engine") and (directory / n).is_file())
+    return names
+
+
+def _runtime_files() -> Dict[str, Path]:
+    package = Path(__file__).resolve().parent
+    found: Dict[str, Path] = {}
+    for pattern in RUNTIME_MODULES:
+        for path in sorted(package.glob(pattern)):
+            found["runtime/attn_export/" + path.relative_to(package).as_posix()] = path
+    return found
+
+
+def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu") -> BundleResult:
+    """Pack DIR for a ``target`` device (``cpu`` or ``jetson``) into the ``.tar.gz`` file ``out``."""
+    directory, out = Path(directory), Path(out)
+    if target not in TARGETS:
+        raise BadInput(f"bundle target '{target}' is unknown; expected one of {', '.join(TARGETS)}")
+    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
+    artifacts.require(directory, artifacts.MANIFEST)
+    manifest = artifacts.read_manifest(directory)
+    names = _artifact_names(directory, manifest, target)
+    if not any(n.endswith(".onnx") for n in names):
+        raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
+    problems = [p for n in [artifacts.MODEL_JSON] + names for p in artifacts.check_lineage(directory, n)]
+    if problems:
+        raise MissingPrerequisite("not bundling an untrustworthy directory: " + "; ".join(problems)
+                                  + " (re-run the command that made it)")
+    names += [n for n in OPTIONAL_FILES if (directory / n).is_file()]
+    sources: Dict[str, Path] = {n: directory / n for n in [artifacts.MODEL_JSON, artifacts.MANIFEST] + names}
+    sources.update(_runtime_files())
+
+    listing = "\n".join(f"- `{n}`" for n in sources if not n.startswith("runtime/"))
+    readme = README.format(target=target, version=__version__, source=directory.resolve().name,
+                           date=time.strftime("%Y-%m-%d"), files=listing,
+                           install_note=JETSON_NOTE if target == "jetson" else "",
+                           features=info.get("input_size", "F"))
+    generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
+    files: Dict[str, Dict[str, object]] = {}
+    for name, path in sources.items():
+        files[name] = {"sha256": artifacts.sha256_file(path), "size": path.stat().st_size}
+    for name, data in generated.items():
+        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    record = {"schema": 1, "for": target, "created_by": f"attn-export {__version__} bundle --for {target}",
+              "files": files}
+    generated[BUNDLE_JSON] = (json.dumps(record, indent=2) + "\n").encode()
+
+    now = int(time.time())
+    sizes: Dict[str, int] = {}
+    with artifacts.atomic_path(out) as tmp:
+        with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for name, path in sources.items():
+                sizes[name] = path.stat().st_size
+                with open(path, "rb") as f:
+                    tar.addfile(_info(name, sizes[name], now), f)
+            for name, data in generated.items():
+                tar.addfile(_info(name, len(data), now), io.BytesIO(data))
+                sizes[name] = len(data)
+    return BundleResult(out, target, sizes, out.stat().st_size)
+
+
+def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _member_path(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
+    """The member's safe relative path, or DataError saying why it is refused."""
+    name = member.name
+    what = f"{archive}: member {name!r}"
+    if not name or "\x00" in name or "\\" in name:
+        raise DataError(f"{what} has an unusable name; refused")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"{what} is an absolute path; refused (nothing was extracted)")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DataError(f"{what} climbs out of the target with '..'; refused (nothing was extracted)")
+    if member.issym() or member.islnk():
+        raise DataError(f"{what} is a {'symbolic' if member.issym() else 'hard'} link "
+                        f"(to {member.linkname!r}); refused (nothing was extracted)")
+    if not (member.isreg() or member.isdir()):
+        raise DataError(f"{what} is not a regular file or directory; refused (nothing was extracted)")
+    if not parts:
+        raise DataError(f"{what} names the archive root; refused")
+    return PurePosixPath(*parts)
+
+
+def unpack(
+    archive: Union[str, Path],
+    target: Union[str, Path],
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_members: int = MAX_MEMBERS,
+) -> Path:
+    """Unpack a bundle into ``target`` (absent or empty); see the module docstring for what is refused."""
+    archive, target = Path(archive), Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise BadInput(f"{target} exists and is not an empty directory; unbundle into a new one")
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except FileNotFoundError:
+        raise DataError(f"{archive}: no such file") from None
+    except (tarfile.TarError, OSError) as e:
+        raise DataError(f"{archive}: not a readable .tar.gz bundle: {e}") from None
+    with tar:
+        checked: List[tarfile.TarInfo] = []
+        seen = set()
+        total = 0
+        try:
+            for member in tar:
+                if len(checked) >= max_members:
+                    raise DataError(f"{archive}: more than {max_members} members; refused")
+                path = _member_path(member, archive)
+                if path in seen:
+                    raise DataError(f"{archive}: member {member.name!r} appears twice; refused")
+                seen.add(path)
+                if member.size > max_member_bytes:
+                    raise DataError(f"{archive}: member {member.name!r} is {member.size:,} bytes, over the "
+                                    f"{max_member_bytes:,}-byte limit; refused")
+                total += member.size
+                if total > max_total_bytes:
+                    raise DataError(f"{archive}: members add up to over {max_total_bytes:,} bytes; refused")
+                member.name = path.as_posix()
+                checked.append(member)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"{archive}: corrupt archive: {e}") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
+        try:
+            _extract(tar, checked, staging, archive)
+            _check_listing(staging, archive)
+            if target.exists():
+                target.rmdir()  # empty, checked above
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
+
+
+def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path, archive: Path) -> None:
+    try:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(staging, members=members, filter="data")
+        else:  # Python without extraction filters: members are already vetted; reset their modes
+            tar.extractall(staging, members=members)
+            for root, dirs, files in os.walk(staging):
+                for d in dirs:
+                    os.chmod(os.path.join(root, d), stat.S_IRWXU | 0o055)
+                for f in files:
+                    os.chmod(os.path.join(root, f), 0o644)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{archive}: cannot extract: {e}") from None
+
+
+def _check_listing(staging: Path, archive: Path) -> None:
+    """Every file listed in bundle.json is present with its sha256 (a bundle without one is accepted)."""
+    listing_path = staging / BUNDLE_JSON
+    if not listing_path.is_file():
+        return
+    listing = artifacts.read_json(listing_path)
+    files = listing.get("files") if isinstance(listing, dict) else None
+    if not isinstance(files, dict):
+        raise DataError(f"{archive}: {BUNDLE_JSON} has no 'files' table")
+    for name, entry in files.items():
+        path = staging / name
+        if not path.is_file():
+            raise DataError(f"{archive}: {name} is listed in {BUNDLE_JSON} but missing")
+        if artifacts.sha256_file(path) != entry.get("sha256"):
+            raise DataError(f"{archive}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+
+
+def extract_temporary(archive: Union[str, Path], parent: Optional[Path] = None) -> Path:
+    """Unpack ``archive`` into a new temporary directory and return it; the caller removes its parent."""
+    base = Path(tempfile.mkdtemp(prefix="attn-export-bundle-", dir=parent))
+    try:
+        return unpack(archive, base / "bundle")
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise

@@ -1,0 +1,41 @@
+"""``attn-export bundle``: pack an artefact directory for a device into one ``.tar.gz``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DirArg, JsonOpt, console, print_json
+
+NAME = "bundle"
+
+
+class Target(str, Enum):
+    cpu = "cpu"
+    jetson = "jetson"
+
+
+def command(
+    directory: DirArg = Path("artifacts"),
+    out: Annotated[Path, typer.Option("--out", help="The bundle to write (FILE.tar.gz).", dir_okay=False)]
+    = Path("bundle.tar.gz"),
+    target: Annotated[Target, typer.Option(
+        "--for", help="cpu: the ONNX variants; jetson: also the TensorRT engines (usually built on the device).")]
+    = Target.cpu,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime."""
+    from ..bundle import pack
+
+    result = pack(directory, out, target.value)
+    if json_out:
+        print_json({"path": str(result.path), "for": result.target, "size_bytes": result.size_bytes,
+                    "files": result.files})
+        return
+    artefacts = [n for n in result.files if not n.startswith("runtime/")]
+    console(stderr=True).print(f"bundled {len(artefacts)} files and the runtime ({len(result.files) - len(artefacts)} "
+                               f"modules) for {result.target} -> {result.path} ({result.size_bytes:,} bytes): "
+                               + ", ".join(artefacts))

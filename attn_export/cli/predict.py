@@ -1,0 +1,88 @@
+"""``attn-export predict``: run the deployed model on ``.npz`` / ``.ts`` / ``.csv`` input (torch-free)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import JsonOpt, console, print_json
+
+NAME = "predict"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8_dynamic = "int8-dynamic"
+    int8_qdq = "int8-qdq"
+
+
+class OnLong(str, Enum):
+    error = "error"
+    truncate = "truncate"
+    split_ = "split"  # the member name may not shadow str.split
+
+
+def command(
+    input_path: Annotated[str, typer.Argument(
+        metavar="INPUT", help=".npz (x, lengths, optional y), .ts, or .csv: one sequence per file, a 'sequence' "
+                              "column grouping rows, a directory or a glob of .csv files.")],
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="Artefact directory or bundle (.tar.gz).")] = Path("artifacts"),
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto (best for this device) or ort-cpu, ort-cuda, ort-trt, tensorrt; a named "
+                          "backend that cannot run here is an error (exit 3).")] = "auto",
+    precision: Annotated[Precision, typer.Option("--precision", help="Which artefact to run.")] = Precision.fp32,
+    allow_unverified: Annotated[bool, typer.Option(
+        "--allow-unverified", help="Run an artefact that attn-export verify never checked.")] = False,
+    on_long: Annotated[OnLong, typer.Option(
+        "--on-long", help="A sequence longer than an engine's profile: error, truncate, or split into chunks.")]
+    = OnLong.error,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per batch (at most the "
+                                                                        "engine profile's max batch).")] = 32,
+    attention: Annotated[bool, typer.Option("--attention", help="Include attention weights in --json.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
+    from ..inputs import accuracy, read_input
+    from ..runtime import Predictor
+
+    data = read_input(input_path)
+    with Predictor.load(directory, backend=backend, precision=precision.value,
+                        allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
+        predictions = predictor.predict(data.sequences, on_long=on_long.value)
+        about = {"artifact": predictor.artifact.name, "backend": predictor.backend_name,
+                 "precision": predictor.precision, "notes": predictor.notes}
+    acc, correct = accuracy([p.label for p in predictions], data.labels) if data.labels is not None else (None, None)
+    if json_out:
+        rows = []
+        for k, (name, p) in enumerate(zip(data.ids, predictions)):
+            row: dict[str, Any] = {"id": name, "label": p.label, "index": p.index,
+                                   "probability": float(p.probabilities.max()),
+                                   "probabilities": [float(v) for v in p.probabilities]}
+            if data.labels is not None:
+                row["true"] = data.labels[k]
+            if attention:
+                row["attention"] = [float(v) for v in p.attention]
+            rows.append(row)
+        print_json({**about, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{input_path}: {about['artifact']} on {about['backend']}")
+    for col in ("#", "id", "steps", "label", "probability") + (("true", "") if data.labels is not None else ()):
+        table.add_column(col, justify="right" if col in ("#", "steps", "probability") else "left")
+    for k, (name, seq, p) in enumerate(zip(data.ids, data.sequences, predictions)):
+        cells = [str(k), name, str(seq.shape[0]), p.label, f"{float(p.probabilities.max()):.4f}"]
+        if data.labels is not None:
+            cells += [data.labels[k], "ok" if p.label == data.labels[k] else "WRONG"]
+        table.add_row(*cells)
+    out = console()
+    out.print(table)
+    for note in about["notes"]:
+        out.print(f"note: {note}")
+    if acc is not None:
+        out.print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})")

@@ -1,0 +1,152 @@
+"""Input files for ``predict``: ``.npz``, ``.ts`` and ``.csv``, read with numpy and the standard library.
+
+Python 3.8-compatible and torch-free: the device runs ``python -m attn_export.runtime`` on these.
+
+* ``.npz``: DESIGN's input: ``x`` padded ``[N, T, F]`` with ``lengths`` ``[N]``, or concatenated
+  ``[sum(T), F]`` with ``lengths``; optional ``y`` ``[N]`` (strings or integers). ``allow_pickle=False``.
+* ``.ts``: a UEA/UCR file (``data.read_ts``); its class labels, when every series has one, are the truth.
+* ``.csv`` (comma-separated, UTF-8, optional byte-order mark):
+
+  - with a header holding a ``sequence`` column: one sequence per distinct value of that column (its
+    rows in file order; sequences in order of first appearance); an optional ``label`` column gives the
+    true label (the same on every row of a sequence); every other column is a feature, in file order;
+  - otherwise: the whole file is one sequence, rows = steps, columns = features; the header row is
+    optional (a first row that does not parse as numbers is a header); a ``label`` column (needs the
+    header) gives the sequence's true label;
+  - a directory or a glob pattern (``data/*.csv``): every matching ``.csv``, sorted by name, each read
+    as above.
+
+  Empty cells, ``nan`` and ``inf`` are refused (the backends refuse non-finite input).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .data import read_npz, read_ts
+from .errors import DataError
+
+__all__ = ["InputSet", "accuracy", "read_csv", "read_input"]
+
+SEQUENCE_COLUMN = "sequence"
+LABEL_COLUMN = "label"
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """Sequences to predict: float32 ``[T_i, F]`` arrays, true labels (or None) and a name for each."""
+
+    sequences: List[np.ndarray]
+    labels: Optional[List[str]]
+    ids: List[str]
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def read_input(path: Union[str, Path]) -> InputSet:
+    """Read ``path`` by its suffix (``.npz``, ``.ts``, ``.csv``), or a directory / glob of CSV files."""
+    text = str(path)
+    p = Path(text)
+    if p.is_dir() or (_is_glob(text) and not p.exists()):
+        files = sorted(Path(f) for f in (glob.glob(str(p / "*.csv")) if p.is_dir() else glob.glob(text)))
+        files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
+        if not files:
+            raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
+        parts = [read_csv(f, many=True) for f in files]
+        labelled = all(part.labels is not None for part in parts)
+        return InputSet([s for part in parts for s in part.sequences],
+                        [lab for part in parts for lab in part.labels or []] if labelled else None,
+                        [i for part in parts for i in part.ids])
+    if not p.is_file():
+        raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        seqs, labels = read_npz(p)
+        return InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))])
+    if suffix == ".ts":
+        seqs, raw, _ = read_ts(p)
+        labelled = bool(raw) and all(raw)
+        return InputSet(list(seqs), list(raw) if labelled else None, [str(i) for i in range(len(seqs))])
+    if suffix == ".csv":
+        return read_csv(p)
+    raise DataError(f"{text}: unsupported file type {suffix or '(none)'!r}; expected .npz, .ts or .csv")
+
+
+def _number(cell: str) -> Optional[float]:
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v
+
+
+def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
+    """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name."""
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{p}: cannot read as CSV: {e}") from None
+    if not rows:
+        raise DataError(f"{p}: empty; expected one row per step and one column per feature")
+    header: Optional[List[str]] = None
+    if any(c.strip() and _number(c) is None for c in rows[0]):  # a word, not a missing value
+        header = [c.strip() for c in rows[0]]
+        rows = rows[1:]
+        if not rows:
+            raise DataError(f"{p}: a header and no data rows; expected one row per step")
+    width = len(header) if header is not None else len(rows[0])
+    lowered = [h.lower() for h in header] if header is not None else []
+    group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
+    label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
+    feature_cols = [i for i in range(width) if i not in (group_col, label_col)]
+    if not feature_cols:
+        raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence' and 'label'")
+
+    groups: Dict[str, List[List[float]]] = {}
+    group_labels: Dict[str, str] = {}
+    for lineno, row in enumerate(rows, start=2 if header is not None else 1):
+        if len(row) != width:
+            raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
+                            + (" (as in the header)" if header is not None else " (as in line 1)"))
+        key = row[group_col].strip() if group_col is not None else ""
+        values = []
+        for i in feature_cols:
+            v = _number(row[i])
+            if v is None or not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
+                name = header[i] if header is not None else f"column {i + 1}"
+                raise DataError(f"{p}:{lineno}: {name} = {row[i].strip()!r}; expected a finite number")
+            values.append(v)
+        groups.setdefault(key, []).append(values)
+        if label_col is not None:
+            label = row[label_col].strip()
+            if not label:
+                raise DataError(f"{p}:{lineno}: empty label; expected a label on every row (or no label column)")
+            if group_labels.setdefault(key, label) != label:
+                where = f"sequence {key!r}" if group_col is not None else "the file (one sequence)"
+                raise DataError(f"{p}:{lineno}: label {label!r} differs from {group_labels[key]!r} earlier in "
+                                f"{where}; expected one label per sequence")
+    keys = list(groups)
+    seqs = [np.asarray(groups[k], dtype=np.float32) for k in keys]
+    if group_col is None:
+        ids = [p.name]
+    else:
+        ids = [f"{p.name}:{k}" if many else k for k in keys]
+    labels = [group_labels[k] for k in keys] if label_col is not None else None
+    return InputSet(seqs, labels, ids)
+
+
+def accuracy(predicted: Sequence[str], truth: Sequence[str]) -> Tuple[float, int]:
+    """(share of ``predicted`` equal to ``truth``, number correct)."""
+    correct = sum(1 for a, b in zip(predicted, truth) if a == b)
+    return (correct / len(truth) if truth else float("nan")), correct

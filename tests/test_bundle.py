@@ -1,0 +1,212 @@
+"""Bundles: what goes in, a round trip through bundle / unbundle and the runtime, and archives that must be
+refused without writing anything outside the target."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_export import artifacts
+from attn_export.bundle import BUNDLE_JSON, extract_temporary, pack, unpack
+from attn_export.errors import BadInput, DataError, MissingPrerequisite
+from attn_export.runtime import Predictor
+
+from conftest import cli
+from test_runtime import BLOCKER, mark_verified, one_by_one, save_inputs, sequences
+
+
+@pytest.fixture
+def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_dir, directory)
+    mark_verified(directory, "model.onnx")
+    return directory
+
+
+def names(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        return tar.getnames()
+
+
+def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "model.fp32.Orin.trt10.3.0.engine").write_bytes(b"engine")
+    artifacts.record(model_dir, "model.fp32.Orin.trt10.3.0.engine", "build", parent="model.onnx", precision="fp32")
+    cpu = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
+    members = names(cpu.path)
+    for name in ("model.json", "manifest.json", "model.onnx", "reference.npz", "README.md", "requirements.txt",
+                 BUNDLE_JSON, "runtime/attn_export/runtime.py", "runtime/attn_export/backends/onnxrt.py",
+                 "runtime/attn_export/inputs.py", "runtime/attn_export/bundle.py"):
+        assert name in members, name
+    assert "model.safetensors" not in members and "metrics.json" not in members
+    assert not any(n.endswith(".engine") for n in members)
+    assert not any(Path(n).name in ("train.py", "model.py", "checkpoint.py") for n in members)
+    jetson = pack(model_dir, tmp_path / "jetson.tar.gz", "jetson")
+    assert "model.fp32.Orin.trt10.3.0.engine" in names(jetson.path)
+    with tarfile.open(jetson.path) as tar:
+        readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+        listing = json.loads(tar.extractfile(BUNDLE_JSON).read())  # type: ignore[union-attr]
+    assert "build the engine on the device" in readme and "python3 -m attn_export.runtime" in readme
+    assert listing["for"] == "jetson" and listing["files"]["model.onnx"]["sha256"] == \
+        artifacts.sha256_file(model_dir / "model.onnx")
+
+
+def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Path) -> None:
+    path = model_dir / "model.onnx"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(MissingPrerequisite, match="model.onnx was changed after it was recorded"):
+        pack(model_dir, tmp_path / "b.tar.gz")
+    assert not (tmp_path / "b.tar.gz").exists()
+    with pytest.raises(BadInput, match="bundle target 'phone' is unknown"):
+        pack(model_dir, tmp_path / "b.tar.gz", "phone")
+
+
+def test_round_trip_and_runtime_from_archive(model_dir: Path, tmp_path: Path) -> None:
+    archive = pack(model_dir, tmp_path / "b.tar.gz").path
+    target = unpack(archive, tmp_path / "device")
+    assert (target / "model.onnx").read_bytes() == (model_dir / "model.onnx").read_bytes()
+    seqs = sequences(model_dir, 12)
+    refs = one_by_one(model_dir, seqs)
+    for source in (target, archive):
+        with Predictor.load(source) as predictor:
+            preds = predictor.predict(seqs)
+            assert any("model.safetensors is not here" in n for n in predictor.notes)
+            extracted = predictor.directory
+        assert [p.index for p in preds] == [int(r["logits"][0].argmax()) for r in refs]
+    assert not extracted.exists()  # the archive's temporary extraction is removed on close
+    with pytest.raises(BadInput, match="not an empty directory"):
+        unpack(archive, target)
+
+
+def test_bundled_runtime_runs_alone_without_torch(model_dir: Path, tmp_path: Path) -> None:
+    """The bundle's own runtime/ (not the repository) with torch, typer, rich and onnx unimportable."""
+    device = unpack(pack(model_dir, tmp_path / "b.tar.gz").path, tmp_path / "device")
+    seqs = sequences(model_dir, 10)
+    save_inputs(device / "in.npz", seqs)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = "runtime"
+    code = BLOCKER + ("import runpy, sys\nsys.argv = ['x', '.', 'in.npz', '--json']\n"
+                      "import attn_export\nassert attn_export.__file__.startswith(%r), attn_export.__file__\n"
+                      "runpy.run_module('attn_export.runtime', run_name='__main__')" % str(device / "runtime"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=device, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    refs = one_by_one(model_dir, seqs)
+    assert [p["index"] for p in out["predictions"]] == [int(r["logits"][0].argmax()) for r in refs]
+
+
+def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "m.tar.gz"
+    result = cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "model.onnx" in result.stderr
+    result = cli("unbundle", str(archive), str(tmp_path / "dev"))
+    assert result.returncode == 0, result.stderr
+    seqs = sequences(model_dir, 5)
+    save_inputs(tmp_path / "in.npz", seqs)
+    for source in (tmp_path / "dev", archive):
+        result = cli("predict", str(tmp_path / "in.npz"), "--dir", str(source), "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["count"] == 5
+    again = cli("unbundle", str(archive), str(tmp_path / "dev"))
+    assert again.returncode == 2 and again.stderr.startswith("Error: ") and "not an empty directory" in again.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# hostile archives
+
+
+def hostile(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def regular(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
+    """A member that is not a regular file: a link, or (with ``kind``) a fifo or device."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+@pytest.mark.parametrize("members, message", [
+    ([regular("ok.txt"), regular("../escaped.txt")], "climbs out of the target with '..'"),
+    ([regular("a/../../escaped.txt")], "climbs out"),
+    ([regular("/tmp/absolute-escape.txt")], "is an absolute path"),
+    ([regular("ok.txt"), link("evil", "/etc/passwd")], "is a symbolic link"),
+    ([link("evil", "../outside")], "is a symbolic link"),
+    ([regular("ok.txt"), link("hard", "ok.txt", tarfile.LNKTYPE)], "is a hard link"),
+    ([link("fifo", "", tarfile.FIFOTYPE)], "not a regular file"),
+    ([link("disk", "", tarfile.BLKTYPE)], "not a regular file"),
+    ([regular("big.bin", b"y" * 5000)], "over the 4,096-byte limit"),
+    ([regular("same.txt"), regular("./same.txt")], "appears twice"),
+])
+def test_hostile_archive_is_refused_and_writes_nothing(tmp_path: Path, members: list, message: str) -> None:
+    archive = hostile(tmp_path / "evil.tar.gz", members)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match=message):
+        unpack(archive, work / "target", max_member_bytes=4096)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not Path("/tmp/absolute-escape.txt").exists()
+    with pytest.raises(DataError, match=message if "limit" not in message else "not a bundle"):
+        Predictor.load(archive)
+
+
+def test_total_size_and_member_count_limits(tmp_path: Path) -> None:
+    archive = hostile(tmp_path / "many.tar.gz", [regular(f"f{i}", b"z" * 100) for i in range(5)])
+    with pytest.raises(DataError, match="add up to over 300 bytes"):
+        unpack(archive, tmp_path / "t", max_total_bytes=300)
+    with pytest.raises(DataError, match="more than 3 members"):
+        unpack(archive, tmp_path / "t", max_members=3)
+    assert not (tmp_path / "t").exists()
+    assert unpack(archive, tmp_path / "t").is_dir()
+
+
+def test_changed_member_fails_the_listing(model_dir: Path, tmp_path: Path) -> None:
+    archive = pack(model_dir, tmp_path / "b.tar.gz").path
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    members = [(m, d.replace(b"labels", b"LABELS") if m.name == "model.json" else d) for m, d in members]
+    bad = hostile(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(DataError, match="model.json does not match its sha256 in bundle.json"):
+        unpack(bad, tmp_path / "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "bad.tar.gz", "model"]
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="not a readable .tar.gz bundle"):
+        unpack(junk, tmp_path / "t")
+    with pytest.raises(BadInput, match="neither an artefact directory nor a bundle"):
+        Predictor.load(junk)
+    with pytest.raises(DataError, match="no such file"):
+        extract_temporary(tmp_path / "missing.tar.gz")
+
+
+def test_unbundle_without_data_filter(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pythons without tarfile's extraction filters (3.8 before 3.8.17) take the other path."""
+    archive = pack(model_dir, tmp_path / "b.tar.gz").path
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    target = unpack(archive, tmp_path / "t")
+    assert (target / "model.onnx").stat().st_mode & 0o777 == 0o644
+    assert np.array_equal(np.frombuffer((target / "model.onnx").read_bytes(), np.uint8),
+                          np.frombuffer((model_dir / "model.onnx").read_bytes(), np.uint8))

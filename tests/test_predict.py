@@ -1,0 +1,176 @@
+"""``attn-export predict`` on .npz, .ts and .csv input, and the input readers behind it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attn_export import artifacts
+from attn_export.errors import DataError
+from attn_export.inputs import read_input
+
+from conftest import cli
+from test_runtime import mark_verified, one_by_one, sequences
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("predict") / "model"
+    shutil.copytree(tiny_dir, directory)
+    mark_verified(directory, "model.onnx")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data(model_dir: Path) -> tuple[list[np.ndarray], list[str]]:
+    """Sequences and the labels the model predicts for them, as truth (so accuracy is exactly 1)."""
+    seqs = sequences(model_dir, 8, seed=21)
+    labels = artifacts.read_json(model_dir / "model.json")["labels"]
+    return seqs, [labels[int(r["logits"][0].argmax())] for r in one_by_one(model_dir, seqs)]
+
+
+def write_ts(path: Path, seqs: list[np.ndarray], labels: list[str] | None) -> Path:
+    lines = ["@problemName t", f"@dimensions {seqs[0].shape[1]}", "@univariate false",
+             "@classLabel " + (f"true {' '.join(sorted(set(labels)))}" if labels else "false"), "@data"]
+    for i, s in enumerate(seqs):
+        channels = [",".join(repr(float(v)) for v in s[:, c]) for c in range(s.shape[1])]
+        lines.append(":".join(channels) + (f":{labels[i]}" if labels else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_csv(path: Path, rows: list[list[object]], header: list[str] | None = None) -> Path:
+    text = [",".join(header)] if header else []
+    text += [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def grouped_csv(path: Path, seqs: list[np.ndarray], labels: list[str] | None) -> Path:
+    features = seqs[0].shape[1]
+    header = ["sequence"] + [f"f{j}" for j in range(features)] + (["label"] if labels else [])
+    rows = [[f"s{i}", *map(repr, map(float, step)), *([labels[i]] if labels else [])]
+            for i, s in enumerate(seqs) for step in s]
+    return write_csv(path, rows, header)
+
+
+def predict_json(*args: str) -> dict:
+    result = cli("predict", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_npz_with_labels_prints_accuracy(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    seqs, labels = data
+    longest = max(len(s) for s in seqs)
+    x = np.zeros((len(seqs), longest, seqs[0].shape[1]), np.float32)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = s
+    np.savez(tmp_path / "in.npz", x=x, lengths=[len(s) for s in seqs], y=np.array(labels))
+    out = predict_json(str(tmp_path / "in.npz"), "--dir", str(model_dir), "--attention")
+    assert out["accuracy"] == 1.0 and out["correct"] == len(seqs) and out["backend"] == "ort-cpu"
+    assert [p["label"] for p in out["predictions"]] == labels
+    assert [len(p["attention"]) for p in out["predictions"]] == [len(s) for s in seqs]
+    table = cli("predict", str(tmp_path / "in.npz"), "--dir", str(model_dir))
+    assert table.returncode == 0, table.stderr
+    assert f"accuracy 1.0000 ({len(seqs)}/{len(seqs)})" in table.stdout
+    assert "probability" in table.stdout
+
+
+def test_ts_input(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    seqs, labels = data
+    out = predict_json(str(write_ts(tmp_path / "in.ts", seqs, labels)), "--dir", str(model_dir))
+    assert out["accuracy"] == 1.0
+    unlabelled = predict_json(str(write_ts(tmp_path / "u.ts", seqs, None)), "--dir", str(model_dir))
+    assert unlabelled["accuracy"] is None and [p["label"] for p in unlabelled["predictions"]] == labels
+
+
+def test_csv_grouped_single_and_directory(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    seqs, labels = data
+    out = predict_json(str(grouped_csv(tmp_path / "g.csv", seqs, labels)), "--dir", str(model_dir))
+    assert out["accuracy"] == 1.0 and [p["id"] for p in out["predictions"]] == [f"s{i}" for i in range(len(seqs))]
+    folder = tmp_path / "one-per-file"
+    folder.mkdir()
+    for i, s in enumerate(seqs):  # no header on even files, a header on odd ones
+        header = [f"f{j}" for j in range(s.shape[1])] if i % 2 else None
+        write_csv(folder / f"{i:02d}.csv", s.tolist(), header)
+    for source in (str(folder), str(folder / "*.csv")):
+        out = predict_json(source, "--dir", str(model_dir))
+        assert [p["label"] for p in out["predictions"]] == labels
+        assert out["accuracy"] is None
+
+
+def test_errors_are_one_line_with_exit_codes(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    seqs, _ = data
+    bad = write_csv(tmp_path / "bad.csv", [[1.0] * (seqs[0].shape[1] + 1)] * 3)
+    cases = [
+        (["predict", str(bad), "--dir", str(model_dir)], 2, "expected [steps >= 1,"),
+        (["predict", str(tmp_path / "missing.npz"), "--dir", str(model_dir)], 2, "no such file"),
+        (["predict", str(write_csv(tmp_path / "s.csv", seqs[0].tolist())), "--dir", str(model_dir),
+          "--backend", "tensorrt"], 3, "tensorrt"),
+        (["predict", str(tmp_path / "s.csv"), "--dir", str(model_dir), "--precision", "fp16"], 2,
+         "attn-export quantize --fp16"),
+    ]
+    for args, code, message in cases:
+        result = cli(*args)
+        assert result.returncode == code, (args, result.stderr)
+        assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unverified_needs_the_flag(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    seqs, _ = data
+    unverified = tmp_path / "unverified"
+    shutil.copytree(model_dir, unverified)
+    manifest = artifacts.read_manifest(unverified)
+    del manifest["artifacts"]["model.onnx"]["verified"]
+    artifacts.write_json(unverified / "manifest.json", manifest)
+    single = write_csv(tmp_path / "s.csv", seqs[0].tolist())
+    refused = cli("predict", str(single), "--dir", str(unverified))
+    assert refused.returncode == 2 and "never been verified" in refused.stderr and "--allow-unverified" in refused.stderr
+    out = predict_json(str(single), "--dir", str(unverified), "--allow-unverified")
+    assert any("never been verified" in n for n in out["notes"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the readers
+
+
+def test_csv_header_detection_and_labels(tmp_path: Path) -> None:
+    plain = read_input(write_csv(tmp_path / "a.csv", [[1, 2], [3, 4], [5, 6]]))
+    assert plain.labels is None and plain.ids == ["a.csv"]
+    np.testing.assert_array_equal(plain.sequences[0], [[1, 2], [3, 4], [5, 6]])
+    labelled = read_input(write_csv(tmp_path / "b.csv", [[1, 2, "cat"], [3, 4, "cat"]], ["x", "y", "label"]))
+    assert labelled.labels == ["cat"] and labelled.sequences[0].shape == (2, 2)
+    grouped = read_input(write_csv(tmp_path / "c.csv", [["b", 1, 1], ["a", 2, 2], ["b", 3, 3]],
+                                   ["Sequence", "f0", "f1"]))
+    assert grouped.ids == ["b", "a"] and [s.shape[0] for s in grouped.sequences] == [2, 1]
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    ([[1, ""], [2, 3]], None, "column 2 = ''; expected a finite number"),
+    ([[1, "nan"]], None, "expected a finite number"),
+    ([[1, "inf"]], ["a", "b"], "b = 'inf'; expected a finite number"),
+    ([[1, 2], [3]], None, "1 columns; expected 2"),
+    ([["s", 1, "x"], ["s", 2, "y"]], ["sequence", "f", "label"], "label 'y' differs from 'x'"),
+    ([["s", "a"]], ["sequence", "label"], "no feature columns"),
+    ([], ["f0", "f1"], "a header and no data rows"),
+])
+def test_csv_errors(tmp_path: Path, rows: list, header: list | None, message: str) -> None:
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        read_input(write_csv(tmp_path / "bad.csv", rows, header))
+
+
+def test_unknown_inputs(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(DataError, match="unsupported file type '.json'"):
+        read_input(tmp_path / "x.json")
+    with pytest.raises(DataError, match="no .csv files"):
+        read_input(tmp_path / "*.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .csv files in this directory"):
+        read_input(tmp_path / "empty")

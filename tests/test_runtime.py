@@ -1,0 +1,505 @@
+"""The device runtime: same numbers as ONNX Runtime, no torch, manifest checks that refuse what they must,
+profile bounds, threads, bundles, and Python 3.8."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from attn_export import artifacts, backends
+from attn_export.backends.base import Backend
+from attn_export.backends.onnxrt import OrtCpuBackend
+from attn_export.data import synthetic
+from attn_export.errors import BadInput, DataError, MissingPrerequisite, NotAvailable
+from attn_export.iospec import IOSpec
+from attn_export.quantize import FILES
+from attn_export.runtime import ONNX_FILES, Prediction, Predictor
+
+from conftest import ROOT, cli
+
+# What a device lacks: the subprocess tests make these unimportable.
+BLOCKER = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'typer', 'rich', 'onnx'):
+            raise ImportError('%s is blocked: the device has no %s' % (name, name))
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
+    """What attn-export verify writes into an artefact's manifest entry (without running it)."""
+    manifest = artifacts.read_manifest(directory)
+    manifest["artifacts"][name]["verified"] = {"passed": passed, "verify_sha256": "0" * 64,
+                                               "backends": ["ort-cpu"], "accuracy": 0.5}
+    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+
+
+@pytest.fixture
+def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model, its model.onnx marked verified."""
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_dir, directory)
+    mark_verified(directory, "model.onnx")
+    return directory
+
+
+def spec_of(directory: Path) -> IOSpec:
+    info = artifacts.read_json(directory / artifacts.MODEL_JSON)
+    return IOSpec.for_model(info["input_size"], info["num_outputs"])
+
+
+def sequences(directory: Path, n: int = 40, seed: int = 3) -> list[np.ndarray]:
+    info = artifacts.read_json(directory / artifacts.MODEL_JSON)
+    return list(synthetic(n, info["input_size"], info["num_outputs"], 1, 60, seed).sequences)
+
+
+def one_by_one(directory: Path, seqs: list[np.ndarray], name: str = "model.onnx") -> list[dict[str, np.ndarray]]:
+    """The pipeline's ONNX Runtime path: the ort-cpu backend, one unpadded sequence per call."""
+    with OrtCpuBackend(directory / name, spec_of(directory)) as backend:
+        return [backend.infer({"x": s[None], "lengths": np.array([len(s)], dtype=np.int64)}) for s in seqs]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def assert_same(preds: list[Prediction], refs: list[dict[str, np.ndarray]], seqs: list[np.ndarray]) -> None:
+    assert len(preds) == len(refs)
+    for p, ref, s in zip(preds, refs, seqs):
+        assert p.index == int(ref["logits"][0].argmax())
+        np.testing.assert_allclose(p.probabilities, softmax(ref["logits"][0].astype(np.float64)), atol=1e-6)
+        assert p.attention.shape == (len(s),)
+        np.testing.assert_allclose(p.attention, ref["attention"][0], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# predictions
+
+
+def test_precision_files_match_quantize() -> None:
+    assert ONNX_FILES == {"fp32": "model.onnx", **FILES}
+
+
+def test_predict_matches_ort_cpu_in_input_order(model_dir: Path) -> None:
+    seqs = sequences(model_dir)
+    with Predictor.load(model_dir) as predictor:
+        preds = predictor.predict(seqs, batch_size=7)  # several batches, sorted by length inside
+        assert predictor.backend_name == "ort-cpu" and predictor.artifact.name == "model.onnx"
+        labels = predictor.labels
+    assert_same(preds, one_by_one(model_dir, seqs), seqs)
+    assert all(p.label == labels[p.index] for p in preds)
+    assert all(abs(float(p.probabilities.sum()) - 1) < 1e-5 and abs(float(p.attention.sum()) - 1) < 1e-5
+               for p in preds)
+
+
+def test_padded_array_with_lengths_equals_list(model_dir: Path) -> None:
+    seqs = sequences(model_dir, 9)
+    longest = max(len(s) for s in seqs)
+    x = np.random.default_rng(0).uniform(-1e3, 1e3, (len(seqs), longest, seqs[0].shape[1])).astype(np.float32)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = s  # padding holds garbage: it must not leak
+    with Predictor.load(model_dir) as predictor:
+        padded = predictor.predict(x, lengths=[len(s) for s in seqs])
+        listed = predictor.predict(seqs)
+        assert predictor.predict([]) == []
+    for a, b in zip(padded, listed):
+        assert a.index == b.index
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+        np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([np.zeros((5, 99), np.float32)], "expected [steps >= 1,"),
+    ([np.zeros((0, 4), np.float32)], "expected [steps >= 1,"),
+    ([np.full((3, 4), np.nan, np.float32)], "non-finite value at step 0"),
+    (np.zeros((2, 3, 4), np.float32), "needs lengths"),
+])
+def test_bad_sequences_are_bad_input(model_dir: Path, bad: Any, message: str) -> None:
+    with Predictor.load(model_dir) as predictor:
+        if message.startswith("expected [steps") and predictor.spec.features == 99:
+            pytest.skip("the tiny model has 99 features")
+        with pytest.raises(BadInput, match=message.replace("[", r"\[")):
+            predictor.predict(bad)
+
+
+def test_threads_get_the_same_answers(model_dir: Path) -> None:
+    seqs = sequences(model_dir, 30)
+    with Predictor.load(model_dir) as predictor:
+        expected = [p.probabilities for p in predictor.predict(seqs)]
+        results: dict[int, list[np.ndarray]] = {}
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            try:
+                for _ in range(5):
+                    results[k] = [p.probabilities for p in predictor.predict(seqs[k:] + seqs[:k])]
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    for k, got in results.items():
+        for a, b in zip(got, expected[k:] + expected[:k]):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_closed_predictor_refuses(model_dir: Path) -> None:
+    predictor = Predictor.load(model_dir)
+    predictor.close()
+    with pytest.raises(BadInput, match="closed"):
+        predictor.predict(sequences(model_dir, 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# refusals
+
+
+def test_tampered_artifact_is_refused(model_dir: Path) -> None:
+    path = model_dir / "model.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one byte
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="model.onnx was changed after it was recorded"):
+        Predictor.load(model_dir)
+
+
+def test_tampered_labels_are_refused(model_dir: Path) -> None:
+    info = artifacts.read_json(model_dir / "model.json")
+    info["labels"] = list(reversed(info["labels"]))
+    (model_dir / "model.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match="model.json was changed after it was recorded"):
+        Predictor.load(model_dir)
+
+
+def test_stale_artifact_is_refused(model_dir: Path) -> None:
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # the parent changed after the export
+    with pytest.raises(MissingPrerequisite, match="model.onnx is stale: its parent model.safetensors changed"):
+        Predictor.load(model_dir)
+
+
+def test_missing_parent_is_a_note_not_a_refusal(model_dir: Path) -> None:
+    (model_dir / "model.safetensors").unlink()  # as in a bundle
+    with Predictor.load(model_dir) as predictor:
+        assert any("model.safetensors is not here" in n for n in predictor.notes)
+
+
+def test_unverified_and_failed_verification_are_refused(model_dir: Path) -> None:
+    manifest = artifacts.read_manifest(model_dir)
+    del manifest["artifacts"]["model.onnx"]["verified"]
+    artifacts.write_json(model_dir / "manifest.json", manifest)
+    with pytest.raises(MissingPrerequisite, match="never been verified; run attn-export verify .*allow_unverified"):
+        Predictor.load(model_dir)
+    with Predictor.load(model_dir, allow_unverified=True) as predictor:
+        assert any("never been verified" in n for n in predictor.notes)
+    mark_verified(model_dir, "model.onnx", passed=False)
+    for allow in (False, True):
+        with pytest.raises(MissingPrerequisite, match="failed verification"):
+            Predictor.load(model_dir, allow_unverified=allow)
+
+
+def test_real_verify_verdict_is_accepted(model_dir: Path) -> None:
+    manifest = artifacts.read_manifest(model_dir)
+    del manifest["artifacts"]["model.onnx"]["verified"]
+    artifacts.write_json(model_dir / "manifest.json", manifest)
+    result = cli("verify", str(model_dir), "--backends", "ort-cpu")
+    assert result.returncode == 0, result.stderr
+    with Predictor.load(model_dir) as predictor:
+        assert predictor.verified and predictor.verified["passed"] is True
+
+
+def test_missing_precision_names_the_command(model_dir: Path) -> None:
+    with pytest.raises(MissingPrerequisite, match="run attn-export quantize --fp16 first"):
+        Predictor.load(model_dir, precision="fp16")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"precision": "int4"}, BadInput, "precision 'int4' is unknown"),
+    ({"backend": "nope"}, BadInput, "unknown backend 'nope'"),
+    ({"backend": "torch-cpu"}, BadInput, "not a deployment backend"),
+    ({"backend": "onnx-ref", "precision": "fp16"}, BadInput, "not a deployment backend .*unpadded only"),
+    ({"backend": "ort-cuda"}, NotAvailable, "ort-cuda is not available"),
+    ({"backend": "tensorrt"}, NotAvailable, "tensorrt is not available"),
+])
+def test_backend_and_precision_choices(model_dir: Path, kwargs: dict[str, str], error: type, message: str) -> None:
+    name = kwargs.get("backend", "")
+    if error is NotAvailable and name in backends.REGISTRY and backends.REGISTRY[name].available() is None:
+        pytest.skip(f"{name} runs here")
+    with pytest.raises(error, match=message):
+        Predictor.load(model_dir, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# engines, without TensorRT: a stand-in backend records what reaches it
+
+
+class FakeEngine(Backend):
+    """Stands in for the tensorrt backend: runs the parent ONNX on ORT, bounded by a profile."""
+
+    name = "tensorrt"
+    kind = "engine"
+    device = "cuda"
+    opened: list[str] = []
+    shapes: list[tuple[int, int]] = []
+
+    def accepts(self, batch: int, seq: int) -> str | None:
+        return None if batch <= 4 and seq <= 32 else f"batch {batch} seq {seq} is outside the profile"
+
+    def _open(self) -> None:
+        FakeEngine.opened.append(self.artifact.name)
+        self.ort = OrtCpuBackend(self.artifact.parent / "model.onnx", self.spec).__enter__()
+
+    def _run(self, feeds: Any) -> Any:
+        FakeEngine.shapes.append(feeds["x"].shape[:2])
+        return self.ort.infer(feeds)
+
+
+ENGINE = "model.fp32.Orin.trt10.3.0.engine"
+
+
+def add_engine(directory: Path, gpu: str = "Orin", cc: str = "8.7", trt: str = "10.3.0") -> Path:
+    path = directory / ENGINE
+    path.write_bytes(b"not a real engine: refused before it is deserialised")
+    artifacts.record(directory, ENGINE, "build", parent="model.onnx", precision="fp32", tensorrt=trt, gpu=gpu,
+                     compute_capability=cc, version_compatible=False,
+                     profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}})
+    mark_verified(directory, ENGINE)
+    return path
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
+    from attn_export import runtime
+    from attn_export.trt.compat import Here
+
+    monkeypatch.setitem(backends.REGISTRY, "tensorrt", FakeEngine)
+    monkeypatch.setattr(runtime, "_here", lambda: Here("10.3.0", "Orin", "8.7"))
+    FakeEngine.opened, FakeEngine.shapes = [], []
+    return FakeEngine
+
+
+def test_foreign_engine_is_refused_before_deserialising(model_dir: Path, fake_trt: type, monkeypatch: Any) -> None:
+    from attn_export import runtime
+    from attn_export.trt.compat import Here
+
+    add_engine(model_dir)
+    monkeypatch.setattr(runtime, "_here", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
+    with pytest.raises(NotAvailable, match=r"foreign engine: .*compute capability 8.7 \(Orin\).*H100.*9.0") as e:
+        Predictor.load(model_dir, backend="tensorrt")
+    assert "attn-export build" in str(e.value)
+    monkeypatch.setattr(runtime, "_here", lambda: Here("8.5.2", "Orin", "8.7"))
+    with pytest.raises(NotAvailable, match="built with TensorRT 10.3.0 and this machine has TensorRT 8.5.2"):
+        Predictor.load(model_dir, backend="tensorrt")
+    assert fake_trt.opened == []
+    with Predictor.load(model_dir) as predictor:  # auto: skips the foreign engine, says so, runs the ONNX file
+        assert predictor.backend_name == "ort-cpu"
+        assert any(n.startswith("skipped") and "foreign engine" in n for n in predictor.notes)
+
+
+def test_tampered_engine_is_refused(model_dir: Path, fake_trt: type) -> None:
+    path = add_engine(model_dir)
+    path.write_bytes(path.read_bytes()[:-1] + b"?")
+    with pytest.raises(BadInput, match="changed after it was recorded"):
+        Predictor.load(model_dir, backend="tensorrt")
+    assert fake_trt.opened == []
+
+
+def test_engine_for_this_device_is_chosen_and_bounded_by_its_profile(model_dir: Path, fake_trt: type) -> None:
+    add_engine(model_dir)
+    seqs = [s[:30] for s in sequences(model_dir, 11)]
+    with Predictor.load(model_dir) as predictor:
+        assert (predictor.backend_name, predictor.artifact.name) == ("tensorrt", ENGINE)
+        assert (predictor.batch_size, predictor.max_seq) == (4, 32)
+        preds = predictor.predict(seqs, batch_size=100)
+        assert all(b <= 4 and s <= 32 for b, s in fake_trt.shapes)
+        assert_same(preds, one_by_one(model_dir, seqs), seqs)
+
+        long = np.concatenate([seqs[0]] * 3)[:70]
+        with pytest.raises(BadInput, match="has 70 steps; .*profile allows at most 32"):
+            predictor.predict([long])
+        (cut,) = predictor.predict([long], on_long="truncate")
+        (first,) = predictor.predict([long[:32]])
+        assert cut.index == first.index and cut.attention.shape == (70,)
+        assert not cut.attention[32:].any()
+        (split,) = predictor.predict([long], on_long="split")
+        assert split.attention.shape == (70,)
+        assert abs(float(split.attention.sum()) - 1) < 1e-5 and abs(float(split.probabilities.sum()) - 1) < 1e-5
+    assert fake_trt.opened == [ENGINE]
+
+
+def test_no_engine_for_precision(model_dir: Path, fake_trt: type) -> None:
+    with pytest.raises(MissingPrerequisite, match="no fp32 engine .*attn-export build"):
+        Predictor.load(model_dir, backend="tensorrt")
+
+
+# --------------------------------------------------------------------------------------------------
+# without torch: the device's environment
+
+
+def run_blocked(code: str, cwd: Path, pythonpath: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = pythonpath
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+PREDICT_JSON = """
+import json, sys
+import numpy as np
+from attn_export.runtime import Predictor
+data = np.load(sys.argv[1] if len(sys.argv) > 1 else 'in.npz')
+seqs = [data['x'][i, :n] for i, n in enumerate(data['lengths'])]
+with Predictor.load(DIRECTORY) as p:
+    preds = p.predict(seqs)
+    backend = p.backend_name
+print(json.dumps({'backend': backend, 'index': [q.index for q in preds],
+                  'probabilities': [q.probabilities.tolist() for q in preds],
+                  'attention': [q.attention.tolist() for q in preds],
+                  'blocked_loaded': [m for m in ('torch', 'typer', 'rich', 'onnx') if m in sys.modules],
+                  'file': __import__('attn_export').__file__}))
+"""
+
+
+def save_inputs(path: Path, seqs: list[np.ndarray]) -> None:
+    lengths = np.array([len(s) for s in seqs])
+    x = np.zeros((len(seqs), lengths.max(), seqs[0].shape[1]), np.float32)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = s
+    np.savez(path, x=x, lengths=lengths)
+
+
+def check_blocked_output(result: subprocess.CompletedProcess[str], directory: Path, seqs: list[np.ndarray]) -> dict:
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["blocked_loaded"] == [] and out["backend"] == "ort-cpu"
+    refs = one_by_one(directory, seqs)
+    preds = [Prediction("", i, np.array(p, np.float32), np.array(a, np.float32))
+             for i, p, a in zip(out["index"], out["probabilities"], out["attention"])]
+    assert_same(preds, refs, seqs)
+    return out
+
+
+def test_runtime_without_torch_typer_rich_onnx(model_dir: Path, tmp_path: Path) -> None:
+    seqs = sequences(model_dir, 25, seed=11)
+    save_inputs(tmp_path / "in.npz", seqs)
+    code = PREDICT_JSON.replace("DIRECTORY", repr(str(model_dir)))
+    out = check_blocked_output(run_blocked(code, tmp_path, str(ROOT)), model_dir, seqs)
+    assert Path(out["file"]).resolve().parent == ROOT / "attn_export"
+
+
+def test_python_module_entry_point(model_dir: Path, tmp_path: Path) -> None:
+    seqs = sequences(model_dir, 6)
+    save_inputs(tmp_path / "in.npz", seqs)
+    code = "import runpy; sys.argv = ['x', %r, 'in.npz', '--json']; runpy.run_module('attn_export.runtime', " \
+           "run_name='__main__')" % str(model_dir)
+    result = run_blocked(code, tmp_path, str(ROOT))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    refs = one_by_one(model_dir, seqs)
+    assert [p["index"] for p in out["predictions"]] == [int(r["logits"][0].argmax()) for r in refs]
+
+
+def python38() -> str | None:
+    candidate = Path.home() / ".pyenv" / "versions" / "3.8.18" / "bin" / "python"
+    if candidate.is_file():
+        return str(candidate)
+    return shutil.which("python3.8")
+
+
+@pytest.mark.slow
+def test_runtime_on_python38_with_only_numpy_and_onnxruntime(model_dir: Path, tmp_path: Path) -> None:
+    """JetPack 5's Python: a fresh 3.8 venv with numpy and onnxruntime (1.19.2: the last with cp38 wheels)."""
+    py38 = python38()
+    if py38 is None:
+        pytest.skip("python3.8 not found")
+    venv = tmp_path / "py38"
+    subprocess.run([py38, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "numpy", "onnxruntime<1.20"],
+                         capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install numpy + onnxruntime for 3.8: {pip.stderr.strip().splitlines()[-1:]}")
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True,
+                            check=True).stdout
+    installed = {p["name"].lower() for p in json.loads(listed)}
+    assert not installed & {"torch", "typer", "rich", "onnx"}
+    seqs = sequences(model_dir, 25, seed=12)
+    save_inputs(tmp_path / "in.npz", seqs)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = "import sys\nassert sys.version_info[:2] == (3, 8)\n" + PREDICT_JSON.replace("DIRECTORY",
+                                                                                     repr(str(model_dir)))
+    result = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=300)
+    check_blocked_output(result, model_dir, seqs)
+
+
+# --------------------------------------------------------------------------------------------------
+# JapaneseVowels: the runtime without torch against the pipeline's ONNX Runtime path and verify's accuracy
+
+
+@pytest.mark.slow
+def test_japanese_vowels_runtime_equals_pipeline_and_verify(tmp_path: Path) -> None:
+    from attn_export.data import locate_named, read_ts
+
+    try:
+        _, test_file = locate_named("japanese-vowels")
+    except NotAvailable as e:
+        pytest.skip(str(e))
+    directory = tmp_path / "jv"
+    for args in (("train", str(directory), "--recipe", str(ROOT / "recipes" / "japanese-vowels.toml")),
+                 ("export", str(directory)), ("verify", str(directory), "--backends", "ort-cpu")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    verify = json.loads((directory / "verify.json").read_text())
+    row = next(r for r in verify["results"] if r["backend"] == "ort-cpu" and r["artifact"] == "model.onnx")
+    seqs, raw, _ = read_ts(test_file)
+    save_inputs(tmp_path / "in.npz", seqs)
+    code = PREDICT_JSON.replace("DIRECTORY", repr(str(directory)))
+    out = check_blocked_output(run_blocked(code, tmp_path, str(ROOT)), directory, seqs)
+    labels = artifacts.read_json(directory / "model.json")["labels"]
+    accuracy = float(np.mean([labels[i] == y for i, y in zip(out["index"], raw)]))
+    assert accuracy == pytest.approx(row["accuracy"], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------
+# the package's Python API
+
+
+def test_package_api_is_lazy_and_names_the_functions() -> None:
+    code = (
+        "import sys, attn_export as ax\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'typer', 'rich', 'onnx') if m in sys.modules]\n"
+        "assert heavy == [], heavy\n"
+        "import attn_export.train, attn_export.quantize, attn_export.verify\n"  # submodules keep their names
+        "from attn_export.train import train\n"
+        "assert ax.train is train and callable(ax.quantize) and callable(ax.verify), (ax.train, ax.quantize)\n"
+        "from attn_export import Predictor, Prediction, export_onnx, load_recipe, build_engine\n"
+        "assert set(ax.__all__) >= {'train', 'export_onnx', 'quantize', 'build_engine', 'verify', 'Predictor',\n"
+        "                           'Prediction', 'load_recipe', '__version__'}\n"
+        "print('OK', ax.__version__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK 0.1.0"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import attn_export
+
+        attn_export.nope  # noqa: B018
