@@ -342,8 +342,12 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             text = f.read()
     except UnicodeDecodeError as e:
         raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected a .ts text file") from None
+    except FileNotFoundError:
+        raise DataError(f"{p}: cannot read: no such file; expected a .ts text file") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: cannot read: it is a directory; expected a .ts text file") from None
     except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
+        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected a .ts text file") from None
 
     declared: Optional[List[str]] = None
     class_label: Optional[bool] = None
@@ -490,50 +494,101 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
     raise DataError(f"{p}: y has dtype {y.dtype}; expected strings or integers")
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+    """One ``.npy`` member, its declared size checked against the bytes the archive holds before anything is
+    allocated (a header may declare any shape), never unpickled."""
+    fmt = np.lib.format
+    try:
+        with zf.open(info) as f:
+            if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                raise DataError(f"{p}: member {info.filename!r} is not a .npy array; expected arrays saved with numpy.savez")
+            version = (f.read(1) + f.read(1))
+            if len(version) != 2 or tuple(version) not in ((1, 0), (2, 0), (3, 0)):
+                raise DataError(f"{p}: array {key!r} has an unknown .npy format version; expected one numpy writes")
+            read_header = fmt.read_array_header_1_0 if version[0] == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)  # literal_eval of a dict; never unpickles
+            header_end = f.tell()
+            if any(int(d) < 0 for d in shape):
+                raise DataError(f"{p}: array {key!r} declares shape {tuple(shape)}; expected no negative dimension")
+            if dtype.hasobject:
+                raise DataError(
+                    f"{p}: array {key!r} holds Python objects, which need pickling and are refused; "
+                    "expected numeric arrays (and y as strings or integers)"
+                )
+            if dtype.itemsize == 0:
+                raise DataError(f"{p}: array {key!r} has dtype {dtype} with empty elements; expected numbers or strings")
+            count = 1
+            for d in shape:
+                count *= int(d)
+            need, have = count * dtype.itemsize, info.file_size - header_end
+            if need > have:
+                raise DataError(
+                    f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({need:,} bytes) but holds "
+                    f"{max(have, 0):,} bytes; expected a complete array (the file is truncated or corrupt)"
+                )
+            data = f.read(need)
+            if len(data) != need:
+                raise DataError(f"{p}: array {key!r} is truncated ({len(data):,} of {need:,} bytes)")
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy's header parser raise many types on bad bytes
+        raise DataError(f"{p}: cannot read array {key!r}: {_first_line(e)}; expected arrays saved with numpy.savez") from None
+    arr = np.frombuffer(data, dtype=dtype, count=count)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """The arrays ``keys`` of the ``.npz`` at ``p`` (those present) and the names of all its members."""
+    try:
+        fh = open(p, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such file; expected an .npz archive") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected an .npz archive") from None
+    with fh:
+        try:
+            head = fh.read(len(_NPY_MAGIC))
+            fh.seek(0)
+            if head == _NPY_MAGIC:
+                raise DataError(f"{p}: a single .npy array; expected an .npz archive with x (and lengths, y)")
+            zf = zipfile.ZipFile(fh)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError, ... on bad bytes
+            raise DataError(f"{p}: not an .npz archive ({_first_line(e)}); expected arrays saved with numpy.savez") from None
+        with zf:
+            members: Dict[str, zipfile.ZipInfo] = {}
+            for info in zf.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                members.setdefault(name, info)
+            out = {k: _npz_member(p, zf, members[k], k) for k in keys if k in members}
+            return out, list(members)
+
+
 def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[str]]]:
     """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
     is then T long) or concatenated ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast
     to float32. Only the valid steps must be finite (padding may hold anything). ``y`` ``[N]`` is
-    optional. Always loaded with ``allow_pickle=False``: a file needing pickles is refused.
+    optional. Never unpickled (an object array is refused), and each array's declared size is checked
+    against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
+    terabytes. Every problem is a one-line DataError naming the array and what was expected.
     """
     p = str(path)
-    try:
-        npz = np.load(p, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file") from None
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise DataError(f"{p}: not an .npz archive (it would need unpickling, which is refused); "
-                            "expected arrays saved with numpy.savez") from None
-        raise DataError(f"{p}: cannot read as .npz: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{p}: cannot read as .npz: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{p}: a single .npy array; expected an .npz archive with x (and lengths, y)")
-
-    def get(key: str) -> Optional[np.ndarray]:
-        if key not in npz.files:
-            return None
-        try:
-            return np.asarray(npz[key])
-        except ValueError as e:
-            if "pickle" in str(e).lower() or "object" in str(e).lower():
-                raise DataError(
-                    f"{p}: array {key!r} holds Python objects, which need pickling and are refused; "
-                    "expected numeric arrays (and y as strings or integers)"
-                ) from None
-            raise DataError(f"{p}: cannot read array {key!r}: {e}") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{p}: cannot read array {key!r}: {e}") from None
-
-    with npz:
-        x = get("x")
-        lengths = get("lengths")
-        y = get("y")
+    arrays, files = _npz_members(p, ("x", "lengths", "y"))
+    x, lengths, y = arrays.get("x"), arrays.get("lengths"), arrays.get("y")
     if x is None:
-        raise DataError(f"{p}: no array 'x' (it has: {', '.join(npz.files) or 'nothing'}); expected x, lengths and optional y")
+        have = ", ".join(repr(f)[1:-1] for f in files[:10]) + (", ..." if len(files) > 10 else "")
+        raise DataError(f"{p}: no array 'x' (it has: {have or 'nothing'}); expected x, lengths and optional y")
     if x.dtype.kind not in "fiu":
         raise DataError(f"{p}: x has dtype {x.dtype}; expected float32 (any real number type is cast)")
     if x.ndim not in (2, 3):
@@ -543,6 +598,12 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
     if lengths is not None:
         if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
             raise DataError(f"{p}: lengths has {lengths.dtype} shape {lengths.shape}; expected integers [N]")
+        # an unsigned length past int64 would wrap negative; no length can exceed the steps x holds anyway
+        too_long = lengths > x.shape[-2] if x.ndim >= 2 else np.zeros(lengths.shape, bool)
+        if too_long.any():
+            i = int(np.argmax(too_long))
+            where = f"x is padded to T={x.shape[1]}" if x.ndim == 3 else f"x holds {x.shape[0]} steps in all"
+            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{x.shape[-2]} ({where})")
         lengths = lengths.astype(np.int64)
     with np.errstate(over="ignore", invalid="ignore"):
         x32 = x.astype(np.float32)
@@ -564,7 +625,7 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
         if (lengths < 1).any():
             i = int(np.argmax(lengths < 1))
             raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected every length >= 1")
-        total = int(lengths.sum())
+        total = sum(int(v) for v in lengths)  # Python ints: no int64 wrap-around
         if total != x.shape[0]:
             raise DataError(f"{p}: lengths sum to {total} but x has {x.shape[0]} steps; expected them equal")
         ends = np.cumsum(lengths)

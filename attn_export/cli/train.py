@@ -27,13 +27,17 @@ def command(
 
 
 def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train with a rich progress bar on stderr; returns metrics.json's contents."""
+    """Train with a rich progress bar on stderr; returns metrics.json's contents.
+
+    The bar starts with the first finished epoch, so that a recipe or data error found before training
+    (a malformed file, a single-class data set) leaves stderr with just the one ``Error:`` line.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..train import EpochStats, train
 
     out = console(stderr=True)
-    with Progress(
+    progress = Progress(
         TextColumn("train"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -42,15 +46,23 @@ def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]
         console=out,
         disable=quiet,
         transient=False,
-    ) as progress:
-        task = progress.add_task("train", total=r.train.epochs, stats="")
+    )
+    task: list[Any] = []  # the bar's task, once the first epoch has finished
 
-        def on_epoch(s: EpochStats) -> None:
-            stats = f"loss {s.train_loss:.4f}  val loss {s.val_loss:.4f}  val acc {s.val_accuracy:.3f}"
-            progress.update(task, completed=s.epoch, stats=stats + ("  *" if s.best else ""))
+    def on_epoch(s: EpochStats) -> None:
+        if not task:
+            progress.start()
+            task.append(progress.add_task("train", total=r.train.epochs, stats=""))
+        stats = f"loss {s.train_loss:.4f}  val loss {s.val_loss:.4f}  val acc {s.val_accuracy:.3f}"
+        progress.update(task[0], completed=s.epoch, stats=stats + ("  *" if s.best else ""))
 
+    try:
         metrics = train(r, directory, on_epoch=on_epoch)
-        progress.update(task, total=metrics["epochs"])
+        if task:
+            progress.update(task[0], total=metrics["epochs"])
+    finally:
+        if task:
+            progress.stop()
     if not quiet:
         test = metrics["test"]
         out.print(

@@ -1,0 +1,259 @@
+"""Bad input, table-driven, through the real CLI: every row must end in DESIGN's exit code, exactly one
+``Error:`` line on stderr (no traceback), and leave every file it was given byte-for-byte unchanged.
+
+Each row runs on its own copy of the session's tiny trained-and-exported directory (``{d}``) with its input
+files in a sibling folder (``{t}``); both trees are hashed before and after the command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+from conftest import cli
+
+LOCK = ".attn-export.lock"  # the directory's lock file: a lock, not an artefact
+
+
+class Row(NamedTuple):
+    args: tuple[str, ...]
+    code: int
+    fragment: str
+    prep: Callable[[Path, Path], None] | None = None  # (artefact dir copy, input folder)
+    directory: str = "tiny"  # tiny: a copy of tiny_dir; prereq: model.json + weights + manifest only; empty
+
+
+# ------------------------------------------------------------------------------------------ input files
+
+GOOD_TS_HEAD = "@problemName t\n@timeStamps false\n@univariate false\n@dimensions 2\n@classLabel true a b\n@data\n"
+
+
+def _ts(name: str, body: str, head: str = GOOD_TS_HEAD) -> Callable[[Path, Path], None]:
+    def prep(d: Path, t: Path) -> None:
+        (t / name).write_text(head + body)
+    return prep
+
+
+def _balanced_ts(n: int = 12, label: str | None = None) -> str:
+    rows = []
+    for i in range(n):
+        lab = label or "ab"[i % 2]
+        rows.append(f"{i},{i + 1},{i + 2}:{-i},{i * 2},{i}:{lab}")
+    return "\n".join(rows) + "\n"
+
+
+def _npz(name: str, **arrays: Any) -> Callable[[Path, Path], None]:
+    def prep(d: Path, t: Path) -> None:
+        np.savez(t / name, allow_pickle=True, **arrays)
+    return prep
+
+
+def _write(name: str, data: bytes | str, into: str = "t") -> Callable[[Path, Path], None]:
+    def prep(d: Path, t: Path) -> None:
+        target = (d if into == "d" else t) / name
+        target.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return prep
+
+
+def _truncate(name: str) -> Callable[[Path, Path], None]:
+    def prep(d: Path, t: Path) -> None:
+        data = (d / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2])
+    return prep
+
+
+def _pickled_module(d: Path, t: Path) -> None:
+    import torch
+
+    torch.save(torch.nn.Linear(3, 2), t / "module.pt")
+
+
+def _other_shape_state_dict(d: Path, t: Path) -> None:
+    import torch
+
+    lstm = torch.nn.LSTM(3, 8, 1, batch_first=True)
+    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    state["fc.weight"] = torch.zeros(2, 5)  # the classic head is Linear(H, 1)
+    state["fc.bias"] = torch.zeros(2)
+    torch.save(state, t / "other.pt")
+
+
+def _model_json_wrong(d: Path, t: Path) -> None:
+    info = json.loads((d / "model.json").read_text())
+    info["recipe"]["model"]["hidden_size"] = "sixteen"
+    (d / "model.json").write_text(json.dumps(info))
+
+
+FILES = ["--set", 'data.name="files"', "--set"]  # + 'data.train="{t}/x.ts"'
+
+ROWS: dict[str, Row] = {
+    # --- usage: options and values (typer/click) -----------------------------------------------
+    "unknown-command": Row(("frobnicate",), 2, "No such command"),
+    "train-unknown-option": Row(("train", "{d}", "--bogus"), 2, "No such option: --bogus"),
+    "export-opset-99": Row(("export", "{d}", "--opset", "99"), 2, "opset 99"),
+    "export-opset-abc": Row(("export", "{d}", "--opset", "abc"), 2, "Invalid value for '--opset'"),
+    "export-exporter-foo": Row(("export", "{d}", "--exporter", "foo"), 2, "'foo'"),
+    "quantize-calib-0": Row(("quantize", "{d}", "--int8", "--method", "qdq", "--calib-samples", "0"), 2,
+                            "--calib-samples"),
+    "quantize-method-bad": Row(("quantize", "{d}", "--int8", "--method", "awq"), 2, "'awq'"),
+    "quantize-nothing-asked": Row(("quantize", "{d}"), 2, "--fp16 and/or --int8"),
+    "verify-backends-nope": Row(("verify", "{d}", "--backends", "nope"), 2, "unknown backend 'nope'"),
+    "verify-threads-negative": Row(("verify", "{d}", "--threads", "-1"), 2, "--threads"),
+    "bench-batch-x": Row(("bench", "{d}", "--batch", "x"), 2, "--batch 'x'"),
+    "bench-seq-0": Row(("bench", "{d}", "--seq", "0"), 2, "--seq '0'"),
+    "train-seed-negative": Row(("train", "{d}", "--seed", "-1"), 2, "train.seed = -1"),
+    # --- directories and prerequisites -----------------------------------------------------------
+    "export-missing-dir": Row(("export", "{t}/nowhere"), 2, "run attn-export train"),
+    "verify-missing-dir": Row(("verify", "{t}/nowhere"), 2, "nowhere"),
+    "export-empty-dir": Row(("export", "{d}"), 2, "run attn-export train", directory="empty"),
+    "bench-empty-dir": Row(("bench", "{d}"), 2, "model", directory="empty"),
+    "quantize-before-export": Row(("quantize", "{d}", "--fp16"), 2, "export", directory="prereq"),
+    "verify-before-export": Row(("verify", "{d}"), 2, "export", directory="prereq"),
+    # --- recipes and --set -----------------------------------------------------------------------
+    "recipe-missing": Row(("train", "{d}", "--recipe", "{t}/absent.toml"), 2, "does not exist"),
+    "recipe-malformed": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "not valid TOML",
+                            _write("r.toml", "[model\nhidden_size = 3\n")),
+    "recipe-not-utf8": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "cannot be read",
+                           _write("r.toml", b"[model]\nhidden_size = 3 # \xff\xfe\n")),
+    "recipe-unknown-key": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "did you mean 'model.hidden_size'",
+                              _write("r.toml", "[model]\nhiden_size = 3\n")),
+    "recipe-unknown-section": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "section 'modle'",
+                                  _write("r.toml", "[modle]\nhidden_size = 3\n")),
+    "recipe-wrong-type": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "expected an integer",
+                             _write("r.toml", '[train]\nepochs = "many"\n')),
+    "recipe-out-of-range": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "model.dropout = 1.5 is out of range",
+                               _write("r.toml", "[model]\ndropout = 1.5\n")),
+    "recipe-is-a-directory": Row(("train", "{d}", "--recipe", "{t}"), 2, "{t}"),
+    "run-recipe-malformed": Row(("run", "{t}/r.toml", "--out", "{d}"), 2, "not valid TOML",
+                                _write("r.toml", "= = =\n")),
+    "run-recipe-missing": Row(("run", "{t}/absent.toml", "--out", "{d}"), 2, "does not exist"),
+    "set-without-equals": Row(("train", "{d}", "--set", "model.hidden_size"), 2, "expected SECTION.KEY=VALUE"),
+    "set-unknown-section": Row(("train", "{d}", "--set", "nosuch.key=1"), 2, "section 'nosuch'"),
+    "set-wrong-type": Row(("train", "{d}", "--set", "model.bidirectional=maybe"), 2, "expected true or false"),
+    "set-files-without-train": Row(("train", "{d}", "--set", 'data.name="files"'), 2, "data.train"),
+    # --- training data files ---------------------------------------------------------------------
+    "ts-mismatched-channels": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "channels; expected 2",
+                                  _ts("x.ts", _balanced_ts() + "1,2,3:a\n")),
+    "ts-unequal-channel-lengths": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "channel 2 has 2 values",
+                                      _ts("x.ts", _balanced_ts() + "1,2,3:4,5:a\n")),
+    "ts-nan-missing-error": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "missing value",
+                                _ts("x.ts", _balanced_ts() + "1,NaN,3:4,5,6:b\n")),
+    "ts-empty-dataset": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "no series after @data",
+                            _ts("x.ts", "")),
+    "ts-single-class": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "single class",
+                           _ts("x.ts", _balanced_ts(label="a"))),
+    "ts-undeclared-label": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "not in @classLabel",
+                               _ts("x.ts", _balanced_ts() + "1,2:3,4:zebra\n")),
+    "ts-test-label-unknown": Row(("train", "{d}", *FILES, "data.train={t}/x.ts", "--set", "data.test={t}/y.ts"),
+                                 2, "does not occur in the training labels",
+                                 lambda d, t: (_ts("x.ts", _balanced_ts(), GOOD_TS_HEAD.replace(" a b", ""))(d, t),
+                                               _ts("y.ts", "1,2:3,4:c\n", GOOD_TS_HEAD.replace(" a b", ""))(d, t))),
+    "ts-not-utf8": Row(("train", "{d}", *FILES, "data.train={t}/x.ts"), 2, "not UTF-8",
+                       _write("x.ts", b"@data\n1,2:\xff\n")),
+    "data-missing-file": Row(("train", "{d}", *FILES, "data.train={t}/absent.ts"), 2, "absent.ts: cannot read: no such file"),
+    "data-wrong-suffix": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2, "expected .ts or .npz",
+                             _write("x.csv", "1,2,3\n")),
+    "npz-wrong-rank": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "x has shape (4,)",
+                          _npz("x.npz", x=np.zeros(4, np.float32), lengths=np.array([4]), y=np.array([0]))),
+    "npz-object-dtype": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "pickling",
+                            _npz("x.npz", x=np.array([np.zeros(2), np.zeros(3)], dtype=object),
+                                 lengths=np.array([2, 3]), y=np.array([0, 1]))),
+    "npz-lengths-beyond-seq": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "lengths[1] = 9",
+                                  _npz("x.npz", x=np.zeros((2, 5, 3), np.float32), lengths=np.array([5, 9]),
+                                       y=np.array([0, 1]))),
+    "npz-no-labels": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "has no y",
+                         _npz("x.npz", x=np.zeros((2, 5, 3), np.float32))),
+    "npz-garbage-bytes": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "not an .npz archive",
+                             _write("x.npz", b"PK\x03\x04 garbage")),
+    # --- load ------------------------------------------------------------------------------------
+    "load-pickled-module": Row(("load", "{t}/module.pt", "{d}"), 2, "refuses", _pickled_module),
+    "load-not-a-checkpoint": Row(("load", "{t}/notes.pt", "{d}"), 2, "not a readable PyTorch checkpoint",
+                                 _write("notes.pt", "just some text\n")),
+    "load-bad-safetensors": Row(("load", "{t}/w.safetensors", "{d}"), 2, "not a readable safetensors file",
+                                _write("w.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")),
+    "load-other-shape": Row(("load", "{t}/other.pt", "{d}"), 2, "fc.weight has shape (2, 5)", _other_shape_state_dict),
+    "load-missing": Row(("load", "{t}/absent.pt", "{d}"), 2, "does not exist"),
+    "load-empty-dir-source": Row(("load", "{t}", "{d}"), 2, "run attn-export train"),
+    # --- inspect ---------------------------------------------------------------------------------
+    "inspect-not-onnx": Row(("inspect", "{t}/junk.onnx"), 2, "not a readable ONNX model",
+                            _write("junk.onnx", b"\x00\x01 this is not protobuf \xff" * 8)),
+    "inspect-other-suffix": Row(("inspect", "{t}/notes.txt"), 2, "neither an .onnx file",
+                                _write("notes.txt", "hello")),
+    "inspect-missing": Row(("inspect", "{t}/absent.onnx"), 2, "does not exist"),
+    "inspect-truncated-onnx": Row(("inspect", "{d}/model.onnx"), 2, "model.onnx", _truncate("model.onnx")),
+    "inspect-corrupt-manifest": Row(("inspect", "{d}"), 2, "manifest.json", _write("manifest.json", "{not json",
+                                                                                   into="d")),
+    # --- corrupt artefacts -----------------------------------------------------------------------
+    "quantize-truncated-onnx": Row(("quantize", "{d}", "--fp16"), 2, "model.onnx", _truncate("model.onnx")),
+    "verify-corrupt-manifest": Row(("verify", "{d}"), 2, "manifest.json",
+                                   _write("manifest.json", "{not json", into="d")),
+    "export-corrupt-model-json": Row(("export", "{d}"), 2, "model.json", _write("model.json", "[1, 2", into="d")),
+    "export-model-json-wrong-type": Row(("export", "{d}"), 2, "model.hidden_size", _model_json_wrong),
+    "verify-corrupt-reference": Row(("verify", "{d}"), 2, "reference.npz", _truncate("reference.npz")),
+    "export-corrupt-weights": Row(("export", "{d}"), 2, "model.safetensors", _truncate("model.safetensors")),
+}
+
+# A changed artefact under verify is not bad input: it is a verification failure of that artefact, recorded
+# in verify.json and the manifest, exit 1 (tests/test_verify.py::test_a_file_changed_behind_the_manifests_back...).
+
+
+def _params() -> list[Any]:
+    return [pytest.param(row, id=name) for name, row in ROWS.items()]
+
+
+def _hashes(*roots: Path) -> dict[str, str]:
+    out = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for p in sorted(root.rglob("*")):
+            if p.name == LOCK:
+                continue
+            key = f"{root.name}/{p.relative_to(root)}"
+            out[key] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _setup(row: Row, tiny_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    d, t = tmp_path / "dir", tmp_path / "in"
+    t.mkdir()
+    if row.directory == "tiny":
+        shutil.copytree(tiny_dir, d)
+    elif row.directory == "prereq":
+        d.mkdir()
+        for name in ("model.json", "model.safetensors", "manifest.json"):
+            shutil.copy2(tiny_dir / name, d / name)
+        manifest = json.loads((d / "manifest.json").read_text())  # as it stood before export
+        manifest["artifacts"] = {k: v for k, v in manifest["artifacts"].items() if k in ("model.json",
+                                                                                        "model.safetensors")}
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    else:
+        d.mkdir()
+    if row.prep is not None:
+        row.prep(d, t)
+    return d, t
+
+
+@pytest.mark.parametrize("row", _params())
+def test_bad_input(row: Row, tiny_dir: Path, tmp_path: Path) -> None:
+    d, t = _setup(row, tiny_dir, tmp_path)
+    args = [a.replace("{d}", str(d)).replace("{t}", str(t)) for a in row.args]
+    before = _hashes(d, t)
+    result = cli(*args, cwd=tmp_path)
+    shown = f"exit {result.returncode}\nstderr:\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, shown
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), shown
+    assert result.returncode == row.code, shown
+    fragment = row.fragment.replace("{d}", str(d)).replace("{t}", str(t))
+    assert fragment in lines[0], shown
+    after = _hashes(d, t)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"files changed by a failed command: {changed}\n{shown}"
