@@ -282,7 +282,8 @@ def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_
     assert bench["ratios"]["reference"] == "torch-cpu model.safetensors"
     assert bench["ratios"]["by_shape"]["b1 s8"]["torch-cpu model.safetensors"] == 1.0
     fit = bench["scaling"]["ort-cpu model.onnx"]["seq_fit"]
-    assert fit["ms_per_step"] > 0 and set(bench["scaling"]["ort-cpu model.onnx"]["throughput_by_batch"]) == {"1", "4"}
+    assert set(fit) == {"ms_per_step", "intercept_ms", "r2"} and fit["r2"] <= 1.0  # fitted, not judged: timing
+    assert set(bench["scaling"]["ort-cpu model.onnx"]["throughput_by_batch"]) == {"1", "4"}
     for png in bench["plots"].values():
         assert (directory / png).read_bytes()[:4] == b"\x89PNG"
 
