@@ -21,15 +21,7 @@ from attn_export.errors import BadInput, DataError, MissingPrerequisite
 from attn_export.runtime import Predictor
 
 from conftest import cli
-from test_runtime import BLOCKER, mark_verified, one_by_one, save_inputs, sequences
-
-
-@pytest.fixture
-def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
-    directory = tmp_path / "model"
-    shutil.copytree(tiny_dir, directory)
-    mark_verified(directory, "model.onnx")
-    return directory
+from test_runtime import BLOCKER, mark_verified, model_dir, one_by_one, save_inputs, sequences  # noqa: F401 (a fixture)
 
 
 def names(archive: Path) -> list[str]:
