@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from attn_export import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -65,4 +68,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for args in (("train", str(directory), *TINY), ("export", str(directory))):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
+    return directory
+
+
+def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
+    """What attn-export verify writes into an artefact's manifest entry (without running it)."""
+    manifest = artifacts.read_manifest(directory)
+    manifest["artifacts"][name]["verified"] = {"passed": passed, "verify_sha256": "0" * 64,
+                                               "backends": ["ort-cpu"], "accuracy": 0.5}
+    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+
+
+@pytest.fixture
+def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model, its model.onnx marked verified."""
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_dir, directory)
+    mark_verified(directory, "model.onnx")
     return directory

@@ -20,7 +20,7 @@ from attn_export.errors import BadInput, DataError, MissingPrerequisite
 from attn_export.runtime import Predictor
 
 from conftest import cli
-from test_runtime import BLOCKER, mark_verified, model_dir, one_by_one, save_inputs, sequences  # noqa: F401 (a fixture)
+from test_runtime import BLOCKER, one_by_one, save_inputs, sequences
 
 
 def names(archive: Path) -> list[str]:

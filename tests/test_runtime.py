@@ -24,7 +24,7 @@ from attn_export.iospec import IOSpec
 from attn_export.quantize import FILES
 from attn_export.runtime import ONNX_FILES, Prediction, Predictor
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, mark_verified
 
 # What a device lacks: the subprocess tests make these unimportable.
 BLOCKER = """
@@ -36,23 +36,6 @@ class _Block:
         return None
 sys.meta_path.insert(0, _Block())
 """
-
-
-def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
-    """What attn-export verify writes into an artefact's manifest entry (without running it)."""
-    manifest = artifacts.read_manifest(directory)
-    manifest["artifacts"][name]["verified"] = {"passed": passed, "verify_sha256": "0" * 64,
-                                               "backends": ["ort-cpu"], "accuracy": 0.5}
-    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
-
-
-@pytest.fixture
-def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny model, its model.onnx marked verified."""
-    directory = tmp_path / "model"
-    shutil.copytree(tiny_dir, directory)
-    mark_verified(directory, "model.onnx")
-    return directory
 
 
 def spec_of(directory: Path) -> IOSpec:
