@@ -19,10 +19,12 @@ from attn_export import artifacts
 from attn_export.backends import REGISTRY, get, status
 from attn_export.checkpoint import save_model
 from attn_export.config import ModelConfig, Recipe
-from attn_export.errors import BadInput, NotAvailable
+from attn_export.errors import BadInput, NotAvailable, WorkFailed
 from attn_export.export import export_onnx, read_reference
 from attn_export.iospec import IOSpec
 from attn_export.model import AttentionLSTM
+
+from conftest import cli
 
 FEATURES = 5
 VARIANTS = {
@@ -49,12 +51,18 @@ def make_dir(directory: Path, config: ModelConfig, seed: int = 0) -> Path:
 @pytest.mark.parametrize("exporter", ["torchscript", pytest.param("dynamo", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_exports_with_parity_across_the_dynamic_range(tmp_path: Path, variant: str, exporter: str) -> None:
-    result = export_onnx(make_dir(tmp_path, VARIANTS[variant]), exporter=exporter, parity_max_seq=2048)
-    shapes = {(c.batch, c.seq) for c in result.cases}
+    """Through the CLI, one export per process as users run it: in torch 2.13 a second dynamo export in
+    one process specialises seq (the LSTM's decomposition guards it to the example's length), which
+    export refuses (see README, Export)."""
+    directory = make_dir(tmp_path, VARIANTS[variant])
+    run = cli("export", str(directory), "--exporter", exporter, "--json")
+    assert run.returncode == 0, run.stderr
+    cases = json.loads(run.stdout)["cases"]
+    shapes = {(c["batch"], c["seq"]) for c in cases}
     assert {(1, 1), (3, 7), (8, 2048)} <= shapes
-    assert any(c.padded for c in result.cases)
-    assert all(c.passed and c.max_abs <= 1e-5 + 1e-4 for c in result.cases), [str(c) for c in result.cases]
-    proto = onnx.load(str(result.path))
+    assert any(c["padded"] for c in cases)
+    assert all(c["passed"] and c["max_abs"] <= 1e-5 + 1e-4 for c in cases), cases
+    proto = onnx.load(str(directory / "model.onnx"))
     onnx.checker.check_model(proto, full_check=True)
     lstm_nodes = [n for n in proto.graph.node if n.op_type == "LSTM"]
     layers = VARIANTS[variant].num_layers
@@ -65,8 +73,29 @@ def test_every_variant_exports_with_parity_across_the_dynamic_range(tmp_path: Pa
 
 
 def test_the_dynamo_exporter_keeps_bidirectional_models_correct_on_padded_batches(tmp_path: Path) -> None:
-    result = export_onnx(make_dir(tmp_path, VARIANTS["bidirectional-2layer"]), exporter="dynamo")
-    assert all(c.passed for c in result.cases if c.padded)
+    directory = make_dir(tmp_path, VARIANTS["bidirectional-2layer"])
+    run = cli("export", str(directory), "--exporter", "dynamo", "--json")
+    assert run.returncode == 0, run.stderr
+    padded = [c for c in json.loads(run.stdout)["cases"] if c["padded"]]
+    assert padded and all(c["passed"] for c in padded)
+
+
+@pytest.mark.slow
+def test_a_second_dynamo_export_in_one_process_is_refused_not_frozen(tmp_path: Path) -> None:
+    """torch 2.13 specialises seq on a second dynamo export in one process; export must refuse the
+    frozen graph (the structure check), never write it."""
+    first = make_dir(tmp_path / "a", VARIANTS["linear"])
+    second = make_dir(tmp_path / "b", VARIANTS["linear"])
+    try:
+        export_onnx(first, exporter="dynamo", parity_max_seq=64)
+        export_onnx(second, exporter="dynamo", parity_max_seq=64)
+    except WorkFailed as e:
+        assert "expected symbolic 'seq'" in str(e)
+        assert not (second / "model.onnx").exists()
+    else:  # a torch that no longer specialises: then both graphs must be dynamic
+        for directory in (first, second):
+            dims = onnx.load(str(directory / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+            assert dims[1].dim_param == "seq"
 
 
 @pytest.fixture(scope="module")
