@@ -24,6 +24,7 @@ __all__ = [
     "MANIFEST",
     "METRICS",
     "MODEL_JSON",
+    "ONNX_FILES",
     "ONNX_FP32",
     "REFERENCE",
     "WEIGHTS",
@@ -47,6 +48,9 @@ WEIGHTS = "model.safetensors"
 METRICS = "metrics.json"
 ONNX_FP32 = "model.onnx"
 REFERENCE = "reference.npz"
+# every precision's ONNX graph, FP32 first: export writes the first, quantize the others
+ONNX_FILES = {"fp32": ONNX_FP32, "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
+              "int8-qdq": "model.int8-qdq.onnx"}
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
 LOCK = ".attn-export.lock"

@@ -42,7 +42,7 @@ __all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack"
 
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
-ONNX_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx")
+ONNX_FILES = tuple(artifacts.ONNX_FILES.values())
 OPTIONAL_FILES = (artifacts.REFERENCE, "verify.json")
 # The runtime's import closure (no torch, typer, rich); trt/ goes along where it exists (engine checks).
 RUNTIME_MODULES = ("__init__.py", "errors.py", "iospec.py", "artifacts.py", "data.py", "inputs.py",

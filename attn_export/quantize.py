@@ -41,7 +41,7 @@ from .iospec import IOSpec
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
-FILES = {"fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx", "int8-qdq": "model.int8-qdq.onnx"}
+FILES = {p: f for p, f in artifacts.ONNX_FILES.items() if p != "fp32"}  # what quantize makes
 REPORT = "quantize.json"
 # Graph ops kept in FP32 by the FP16 conversion, and why: see the module docstring.
 FP16_KEEP_FP32 = ("Sub", "Div", "Where", "Softmax", "ReduceSum")

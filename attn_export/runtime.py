@@ -65,8 +65,7 @@ from .iospec import IOSpec
 
 __all__ = ["ONNX_FILES", "Prediction", "Predictor", "main"]
 
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
-              "int8-qdq": "model.int8-qdq.onnx"}
+ONNX_FILES = artifacts.ONNX_FILES
 # the command that makes each precision's ONNX file, and build's flag for its engine
 MADE_BY = {"fp32": "attn-export export", "fp16": "attn-export quantize --fp16",
            "int8-dynamic": "attn-export quantize --int8", "int8-qdq": "attn-export quantize --int8 --method qdq"}

@@ -18,9 +18,7 @@ from .iospec import IOSpec
 
 __all__ = ["ONNX_FILES", "Target", "discover", "load_spec", "parse_backends"]
 
-# precision -> file, FP32 first (the order rows are reported in)
-ONNX_FILES = {"fp32": artifacts.ONNX_FP32, "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
-              "int8-qdq": "model.int8-qdq.onnx"}
+ONNX_FILES = artifacts.ONNX_FILES  # precision -> file, FP32 first (the order rows are reported in)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
+from ..artifacts import ONNX_FILES
 from ..errors import BadInput, NotAvailable
 
 __all__ = ["PRECISIONS", "SOURCES", "BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
 
 PRECISIONS = ("fp32", "fp16", "int8-qdq")
-# the graph each precision builds from (the FP16/Q-DQ graphs are attn_export.quantize's FILES)
-SOURCES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-qdq": "model.int8-qdq.onnx"}
+# the graph each precision builds from (dynamic INT8 uses ONNX Runtime contrib ops TensorRT cannot parse)
+SOURCES = {p: f for p, f in ONNX_FILES.items() if p != "int8-dynamic"}
 # weak typing needs the flag that lets TensorRT pick the precision the graph asks for
 _FLAGS = {"fp32": (), "fp16": ("FP16",), "int8-qdq": ("INT8",)}
 
