@@ -132,7 +132,8 @@ def bench(
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
     spec = load_spec(directory)
-    targets = [_skip_oracle(t, explicit=parse_backends(backends) is not None) for t in discover(directory, backends)]
+    explicit = parse_backends(backends) is not None
+    targets = [_skip_oracle(t, explicit) for t in discover(directory, backends)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
