@@ -1,5 +1,11 @@
 """Killed mid-write, a command leaves the previous artefacts intact and loadable; two processes on one
-directory do not corrupt it (the second is told who holds it). Real subprocesses, real SIGKILL."""
+directory do not corrupt it (the second is told who holds it). Real subprocesses, real SIGKILL.
+
+No test races a timer: each writer is stopped at a known point, the moment it is about to rename its
+first finished file into DIR (every byte of the new artefact written, nothing committed), by a wrapper
+that makes the real CLI send itself SIGSTOP from ``os.replace``. Then it is killed, on any machine, at
+the same point of its work.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,20 @@ from attn_export.errors import Busy
 
 from conftest import ROOT, TINY, cli
 
+# The real CLI, with os.replace stopping the process (SIGSTOP) before its first rename into DIR.
+STOP_AT_COMMIT = """
+import os, signal, sys
+directory = os.path.realpath(sys.argv[1])
+rename = os.replace
+def stop_then_rename(src, dst, *args, **kwargs):
+    if os.path.dirname(os.path.realpath(dst)) == directory:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return rename(src, dst, *args, **kwargs)
+os.replace = stop_then_rename
+from attn_export.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
 
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file's hash, leaving out the lock file and a killed writer's temporary debris."""
@@ -27,22 +45,20 @@ def snapshot(directory: Path) -> dict[str, str]:
             if p.is_file() and p.name != artifacts.LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "attn_export", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def stopped_at_commit(directory: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``attn-export ARGS`` and return once it is stopped before its first rename into ``directory``."""
+    process = subprocess.Popen([sys.executable, "-c", STOP_AT_COMMIT, str(directory), *args], cwd=ROOT,
+                               text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when it stops (or, wrongly, exits)
+    if not os.WIFSTOPPED(status):
+        process.returncode = os.waitstatus_to_exitcode(status)
+        raise AssertionError(f"{args} finished without committing into {directory}: {process.communicate()[1]}")
+    return process
 
 
-def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool], after: float = 0.0,
-              timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, f"finished before it could be killed: {process.communicate()[1]}"
-        assert time.monotonic() < deadline, "never reached the point to kill it"
-        time.sleep(0.005)
-    time.sleep(after)
-    assert process.poll() is None, "finished before it could be killed"
+def kill(process: subprocess.Popen[str]) -> None:
     os.kill(process.pid, signal.SIGKILL)
-    process.communicate()
+    process.communicate()  # reaps it and closes the stderr pipe
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +72,17 @@ def quantized(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("command, temp", [
     (["export"], ".model.onnx."),
     (["quantize", "--fp16"], ".model.fp16.onnx."),
+    (["train", *TINY, "--set", "train.epochs=2"], ".model.safetensors."),
 ])
 def test_a_writer_killed_mid_write_leaves_the_previous_artefacts(quantized: Path, tmp_path: Path,
                                                                  command: list[str], temp: str) -> None:
     directory = tmp_path / "d"
     shutil.copytree(quantized, directory)
     before = snapshot(directory)
-    process = start(command[0], str(directory), *command[1:])
-    kill_when(process, lambda: any(p.name.startswith(temp) for p in directory.iterdir()), after=0.2)
-    assert any(p.name.startswith(temp) for p in directory.iterdir())  # it really was mid-write
+    process = stopped_at_commit(directory, command[0], str(directory), *command[1:])
+    written = [p for p in directory.iterdir() if p.name.startswith(temp)]
+    assert written and written[0].stat().st_size > 0  # the new artefact is written, not yet committed
+    kill(process)
     assert snapshot(directory) == before
     assert artifacts.check_lineage(directory, "model.onnx") == []
     result = cli("verify", str(directory), "--backends", "ort-cpu")  # loadable, and the debris is swept
@@ -72,35 +90,19 @@ def test_a_writer_killed_mid_write_leaves_the_previous_artefacts(quantized: Path
     assert not list(directory.glob(".*.tmp"))
 
 
-def test_training_killed_mid_way_leaves_the_previous_model(quantized: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(quantized, directory)
-    before = snapshot(directory)
-    process = start("train", str(directory), *TINY, "--set", "train.epochs=200", "--set", "train.patience=200")
-    kill_when(process, lambda: (directory / artifacts.LOCK).read_bytes().startswith(b"pid")
-              if (directory / artifacts.LOCK).exists() else False, after=1.5)  # well into training
-    assert snapshot(directory) == before
-    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
-
-
 def test_a_second_writer_is_refused_with_who_holds_the_directory(quantized: Path, tmp_path: Path) -> None:
     directory = tmp_path / "d"
     shutil.copytree(quantized, directory)
-    holder = start("bench", str(directory), "--backends", "ort-cpu", "--seconds", "20", "--batch", "1", "--seq", "8")
+    holder = stopped_at_commit(directory, "bench", str(directory), "--backends", "ort-cpu", "--seconds", "0.05",
+                               "--batch", "1", "--seq", "8")
     try:
-        lock = directory / artifacts.LOCK
-        deadline = time.monotonic() + 60
-        while not (lock.exists() and lock.read_bytes().startswith(b"pid")):
-            assert time.monotonic() < deadline and holder.poll() is None
-            time.sleep(0.01)
         before = snapshot(directory)
         result = cli("quantize", str(directory), "--int8")
         assert result.returncode == 1
         assert f"pid {holder.pid}: attn-export bench" in result.stderr and "being written by another" in result.stderr
         assert snapshot(directory) == before
     finally:
-        holder.kill()
-        holder.communicate()
+        kill(holder)
     with artifacts.locked(directory, "test"):  # the kernel released the dead holder's lock
         with artifacts.locked(directory, "nested"):  # re-entrant within a process
             pass
