@@ -1,18 +1,34 @@
 """Comparing a backend's outputs with the reference, and the sweep of inputs every comparison uses.
 
 numpy only; Python 3.8-compatible (the device checks parity against ``reference.npz`` with it).
-An elementwise check passes when ``|got - ref| <= atol + rtol * |ref|`` everywhere (both tolerances,
-as numpy.allclose), on the head output and on ``attention``.
+
+Each output row (one sequence) is judged against a **budget** derived from the model itself:
+
+    |got - ref| <= atol + rtol * |ref| + multiple * intrinsic[row]
+
+where ``intrinsic[row]`` is the largest distance from the FP32 reference that the *same model* computed at
+the artefact's precision showed on that row (``attn_export.intrinsic``: FP16 rounding realisations for
+FP16, float64 for FP32). The floor (atol, rtol) covers outputs whose intrinsic error happens to be tiny;
+the multiple covers an implementation that rounds differently. The budget grows with sequence length and
+logit scale exactly as the precision's error does, on any machine's weights.
+
+A row is in the **deployment range** when its length is at most the rule's ``deployment_max_seq`` (the
+training lengths and the ``[build]`` profile): there the budget is the verdict. Beyond it (the stress
+range, reduced precision only) error growth is reported and the row is judged by what matters there:
+finite outputs, exactly zero attention on padding, and the same argmax wherever the reference's margin
+between its two largest logits exceeds twice the row's budget (a smaller margin is a near tie that the
+precision may honestly flip). A rule without ``atol`` (INT8) judges structure only here: shapes, finite
+values, zero attention on padding; its decisions are judged on the real test split by ``verify``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CaseResult", "SweepCase", "compare_case", "sweep_cases"]
+__all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "rule_for", "sweep_cases", "unmeasured"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,51 @@ class SweepCase:
         return f"batch {self.x.shape[0]} seq {self.x.shape[1]}" + (" padded" if self.padded else "")
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The FP32 reference outputs of one case, and each row's intrinsic error per precision and output."""
+
+    outputs: Mapping[str, np.ndarray]
+    intrinsic: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)  # precision -> name -> [B]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one precision is judged (see the module docstring); ``verify.rule_for`` builds it from a recipe."""
+
+    precision: str
+    atol: Optional[float]  # the floor; None: not judged by element (INT8: structure here, decisions on data)
+    rtol: Optional[float]
+    attention_atol: Optional[float]
+    multiple: float = 0.0  # times the row's intrinsic error at ``budget_precision``
+    budget_precision: Optional[str] = None  # whose intrinsic error: "fp32", "fp16"; None: the floor alone
+    mean_multiple: Optional[float] = None  # the mean of error / intrinsic over deployment rows may not exceed it
+    deployment_max_seq: Optional[int] = None  # longer rows: stress rules; None: every row by its budget (FP32)
+    min_argmax_agreement: Optional[float] = None  # on the test split
+    max_accuracy_drop: Optional[float] = None  # on the test split
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+    @property
+    def judged_by_element(self) -> bool:
+        return self.atol is not None
+
+
+def rule_for(precision: str, cfg: Any, device: str = "cpu", deployment_max_seq: Optional[int] = None) -> Rule:
+    """The rule for ``precision`` on a backend computing on ``device``, from a ``[verify]`` table (any object
+    with ``VerifyConfig``'s attributes). GPU FP32 sums in another order than the CPU: its own floor."""
+    if precision == "fp32":
+        gpu = device != "cpu"
+        return Rule("fp32", cfg.fp32_gpu_atol if gpu else cfg.fp32_atol, cfg.fp32_gpu_rtol if gpu else cfg.fp32_rtol,
+                    cfg.fp32_gpu_atol if gpu else cfg.attention_atol_fp32, cfg.budget_multiple, "fp32")
+    if precision == "fp16":
+        return Rule("fp16", cfg.fp16_atol, cfg.fp16_rtol, cfg.fp16_atol, cfg.budget_multiple, "fp16",
+                    cfg.mean_budget_multiple, deployment_max_seq, cfg.fp16_min_argmax_agreement)
+    return Rule(precision, None, None, None, deployment_max_seq=deployment_max_seq,
+                min_argmax_agreement=cfg.int8_min_argmax_agreement, max_accuracy_drop=cfg.int8_max_accuracy_drop)
+
+
 @dataclass
 class CaseResult:
     batch: int
@@ -42,10 +103,22 @@ class CaseResult:
     attention_max_abs: float
     passed: bool
     problems: List[str] = field(default_factory=list)
+    range: str = "deployment"  # deployment | stress | mixed (rows of both)
+    judged_by: str = "budget"  # budget | stress | budget+stress | structure
+    budget: Optional[float] = None  # the largest head-output budget among the rows judged by it
+    ratio: Optional[float] = None  # worst |got - ref| / budget over the deployment rows (<= 1 passes)
+    stress_ratio: Optional[float] = None  # the same over the stress rows: reported, not judged
+    # |got - ref| / intrinsic per deployment row, for verify's mean check (not written to verify.json)
+    intrinsic_ratios: List[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> Dict[str, object]:
         """As a JSON-ready dict: a value that could not be measured (inf: shapes differ, no output) is None."""
-        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(self).items()}
+        out: Dict[str, object] = {}
+        for k, v in self.__dict__.items():
+            if k == "intrinsic_ratios":
+                continue
+            out[k] = None if isinstance(v, float) and not np.isfinite(v) else v
+        return out
 
     def __bool__(self) -> bool:
         return self.passed
@@ -56,58 +129,119 @@ class CaseResult:
         return f"batch {self.batch} seq {self.seq}{pad}: max_abs {self.max_abs:.2e} {verdict}"
 
 
-def _max_rel(ref: np.ndarray, diff: np.ndarray, floor: float) -> float:
-    return float((diff / np.maximum(np.abs(ref), floor)).max()) if diff.size else 0.0
+def unmeasured(case: SweepCase, problem: str) -> CaseResult:
+    """The result of a case the artefact could not run at all."""
+    inf = float("inf")
+    return CaseResult(case.x.shape[0], case.x.shape[1], case.padded, inf, inf, 0.0, 0.0, inf, False, [problem])
 
 
-def compare_case(
-    case: SweepCase,
-    ref: Mapping[str, np.ndarray],
-    got: Mapping[str, np.ndarray],
-    head: str,
-    atol: float,
-    rtol: float,
-    attention_atol: Optional[float] = None,
-    min_argmax_agreement: Optional[float] = None,
-) -> CaseResult:
-    """Compare one case. ``min_argmax_agreement`` set: judge by argmax agreement, not element error."""
+def _budget(rule: Rule, ref: np.ndarray, intrinsic: np.ndarray, floor: Optional[float]) -> np.ndarray:
+    """[B, ...] elementwise budget for one output."""
+    atol = rule.atol if floor is None else floor
+    extra = (rule.multiple * intrinsic).reshape((-1,) + (1,) * (ref.ndim - 1))
+    return float(atol or 0.0) + float(rule.rtol or 0.0) * np.abs(ref) + extra
+
+
+def _ratio(diff: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """diff / budget, where a zero budget allows only a zero difference (0/0 is 0, x/0 is inf)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(diff == 0, 0.0, diff / budget)
+
+
+def _explain(rule: Rule, name: str, diff: np.ndarray, budget: np.ndarray, intrinsic: np.ndarray,
+             floor: Optional[float]) -> str:
+    """Why an output failed, at its worst element (the largest error / budget)."""
+    worst = np.unravel_index(int(np.argmax(_ratio(diff, budget))), diff.shape)
+    how = f"atol {rule.atol if floor is None else floor:g} + rtol {rule.rtol or 0.0:g}*|ref|"
+    if rule.budget_precision and rule.multiple:
+        how += (f" + {rule.multiple:g} x the model's own {rule.budget_precision.upper()} error "
+                f"{float(intrinsic[worst[0]]):.3g}")
+    return (f"{name} max_abs {float(diff.max()):.3g}: {float(diff[worst]):.3g} exceeds its budget "
+            f"{float(budget[worst]):.3g} ({how}) in row {int(worst[0])}")
+
+
+def _intrinsic(reference: Reference, rule: Rule, name: str, batch: int) -> np.ndarray:
+    if rule.budget_precision is None:
+        return np.zeros(batch)
+    by_output = reference.intrinsic.get(rule.budget_precision) or {}
+    values = by_output.get(name)
+    return np.zeros(batch) if values is None else np.asarray(values, np.float64)
+
+
+def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.ndarray], head: str,
+                 rule: Rule) -> CaseResult:
+    """Judge one case by ``rule``: every row in the deployment range by its budget, the rest by the stress
+    rules; structure (shapes, finite, zero attention on padding) always."""
     problems: List[str] = []
-    attention_atol = atol if attention_atol is None else attention_atol
-    r = np.asarray(ref[head], dtype=np.float64)
+    batch, seq = case.x.shape[:2]
+    r = np.asarray(reference.outputs[head], dtype=np.float64)
     g = np.asarray(got[head], dtype=np.float64)
     if r.shape != g.shape:
-        problems.append(f"{head} has shape {g.shape}, reference {r.shape}")
-        return CaseResult(case.x.shape[0], case.x.shape[1], case.padded, float("inf"), float("inf"), 0.0, 0.0,
-                          float("inf"), False, problems)
+        return unmeasured(case, f"{head} has shape {g.shape}, reference {r.shape}")
+    lengths = np.asarray(case.lengths)
+    deploy = np.ones(batch, bool) if rule.deployment_max_seq is None else lengths <= rule.deployment_max_seq
     diff = np.abs(g - r)
     finite = bool(np.isfinite(g).all())
     if not finite:
         problems.append(f"{head} holds NaN or Inf")
+        diff = np.where(np.isfinite(diff), diff, np.inf)
     max_abs = float(diff.max())
-    norm = float(np.linalg.norm(r) * np.linalg.norm(g))
+    norm = float(np.linalg.norm(r) * np.linalg.norm(g)) if finite else 0.0
     cosine = float((r * g).sum() / norm) if norm > 0 else float(np.array_equal(r, g))
-    agreement = float((r.argmax(axis=1) == g.argmax(axis=1)).mean()) if r.shape[1] > 1 else 1.0
-    if min_argmax_agreement is None:
-        if not (diff <= atol + rtol * np.abs(r)).all():
-            problems.append(f"{head} max_abs {max_abs:.3g} exceeds atol {atol:g} + rtol {rtol:g} * |ref|")
-    elif agreement < min_argmax_agreement:
-        problems.append(f"argmax agreement {agreement:.4f} below {min_argmax_agreement}")
+    classes = r.shape[1] if r.ndim > 1 else 1
+    agree = r.argmax(axis=1) == g.argmax(axis=1) if classes > 1 else np.ones(batch, bool)
+    result = CaseResult(batch, seq, case.padded, max_abs, 0.0, cosine, float(agree.mean()), 0.0, False)
+    result.range = "deployment" if deploy.all() else "stress" if not deploy.any() else "mixed"
 
-    ra = np.asarray(ref["attention"], dtype=np.float64)
+    if not rule.judged_by_element:
+        result.judged_by = "structure"
+    else:
+        result.judged_by = {"deployment": "budget", "stress": "stress", "mixed": "budget+stress"}[result.range]
+        intrinsic = _intrinsic(reference, rule, head, batch)
+        budget = _budget(rule, r, intrinsic, None)
+        ratio = _ratio(diff, budget).reshape(batch, -1).max(axis=1)
+        result.max_rel = float((diff / np.maximum(np.abs(r), rule.atol or 1e-12)).max())
+        if deploy.any():
+            result.budget = float(budget[deploy].max())
+            result.ratio = float(ratio[deploy].max())
+            if result.ratio > 1.0:
+                problems.append(_explain(rule, head, np.where(deploy[:, None], diff, 0.0), budget, intrinsic, None))
+            judged = deploy & (intrinsic > 0)
+            result.intrinsic_ratios = (diff.reshape(batch, -1).max(axis=1)[judged] / intrinsic[judged]).tolist()
+        if not deploy.all():
+            result.stress_ratio = float(ratio[~deploy].max())
+            if classes > 1 and finite:
+                top2 = np.sort(r, axis=1)[:, -2:]
+                decisive = (top2[:, 1] - top2[:, 0]) > 2.0 * budget.max(axis=1)
+                flips = ~deploy & decisive & ~agree
+                if flips.any():
+                    problems.append(f"argmax differs on {int(flips.sum())} row(s) beyond the deployment range "
+                                    f"(seq > {rule.deployment_max_seq}) whose reference margin exceeds twice "
+                                    "their budget")
+
+    ra = np.asarray(reference.outputs["attention"], dtype=np.float64)
     ga = np.asarray(got["attention"], dtype=np.float64)
     if ra.shape != ga.shape:
         problems.append(f"attention has shape {ga.shape}, reference {ra.shape}")
-        attention_max = float("inf")
+        result.attention_max_abs = float("inf")
     else:
         adiff = np.abs(ga - ra)
-        attention_max = float(adiff.max())
-        if min_argmax_agreement is None and not (adiff <= attention_atol + rtol * np.abs(ra)).all():
-            problems.append(f"attention max_abs {attention_max:.3g} exceeds atol {attention_atol:g} + rtol {rtol:g}")
+        if not np.isfinite(ga).all():
+            problems.append("attention holds NaN or Inf")
+            adiff = np.where(np.isfinite(adiff), adiff, np.inf)
+        result.attention_max_abs = float(adiff.max())
+        if rule.judged_by_element and deploy.any():
+            intrinsic = _intrinsic(reference, rule, "attention", batch)
+            budget = _budget(rule, ra, intrinsic, rule.attention_atol)
+            if (_ratio(adiff, budget)[deploy] > 1.0).any():
+                problems.append(_explain(rule, "attention", np.where(deploy[:, None], adiff, 0.0), budget,
+                                         intrinsic, rule.attention_atol))
         steps = np.arange(ga.shape[1])[None, :]
-        if (ga[steps >= case.lengths[:, None]] != 0).any():
+        if (ga[steps >= lengths[:, None]] != 0).any():
             problems.append("attention on padded steps is not exactly 0")
-    return CaseResult(case.x.shape[0], case.x.shape[1], case.padded, max_abs, _max_rel(r, diff, atol),
-                      cosine, agreement, attention_max, not problems, problems)
+    result.problems = problems
+    result.passed = not problems
+    return result
 
 
 def sweep_cases(

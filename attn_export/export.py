@@ -3,10 +3,11 @@
     attn-export export [DIR] [--opset 17] [--exporter torchscript|dynamo]
 
 Writes DIR/model.onnx (inputs x, lengths; outputs logits|prediction|context, attention) and
-DIR/reference.npz (the parity sweep's inputs with PyTorch FP32's outputs, so the device can check parity
-without torch). Before anything is written the graph must pass onnx.checker (full check), strict shape
-inference, the structural checks below, and a parity sweep against PyTorch in ONNX Runtime; a failure
-leaves the directory as it was.
+DIR/reference.npz (the parity sweep's inputs with PyTorch FP32's outputs and each row's intrinsic error
+per precision, so the device checks parity by the same budgets without torch). Before anything is written
+the graph must pass onnx.checker (full check), strict shape inference, the structural checks below, and a
+parity sweep against PyTorch in ONNX Runtime, judged by the FP32 rule ``verify`` uses; a failure leaves the
+directory as it was.
 """
 
 from __future__ import annotations
@@ -22,19 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from . import __version__, artifacts
 from .backends.onnxrt import OrtCpuBackend
-from .compare import CaseResult, SweepCase, compare_case, sweep_cases
+from .compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import BadInput, ParityError, WorkFailed
 from .iospec import IOSpec
+from .reference import reference_bytes
 
-__all__ = ["EXPORTERS", "ExportResult", "export_onnx", "read_reference", "write_reference"]
+__all__ = ["EXPORTERS", "ExportResult", "export_onnx"]
 
 EXPORTERS = ("torchscript", "dynamo")
 MIN_OPSET, MAX_OPSET = 14, 21
-FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
 
 
 @dataclass
@@ -134,35 +134,6 @@ def _metadata(info: dict[str, Any], spec: IOSpec, source_sha256: str, exporter: 
     }
 
 
-def write_reference(path: Path, cases: list[SweepCase], outputs: list[dict[str, np.ndarray]], meta: dict) -> None:
-    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
-    for i, (case, out) in enumerate(zip(cases, outputs)):
-        arrays[f"c{i}.x"] = case.x
-        arrays[f"c{i}.lengths"] = case.lengths
-        arrays[f"c{i}.padded"] = np.array(case.padded)
-        for name, value in out.items():
-            arrays[f"c{i}.out.{name}"] = value
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    artifacts.write_bytes(path, buffer.getvalue())
-
-
-def read_reference(path: Path) -> tuple[list[SweepCase], list[dict[str, np.ndarray]], dict]:
-    """The sweep saved by export: cases, the reference outputs per case, and its metadata."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path} is not a readable reference.npz: {e}") from None
-    meta = json.loads(str(data["meta"]))
-    cases, outputs = [], []
-    for i in range(meta["cases"]):
-        cases.append(SweepCase(data[f"c{i}.x"], data[f"c{i}.lengths"], bool(data[f"c{i}.padded"])))
-        prefix = f"c{i}.out."
-        outputs.append({k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)})
-    return cases, outputs, meta
-
-
 @artifacts.writes_directory("export")
 def export_onnx(
     directory: Path,
@@ -176,6 +147,8 @@ def export_onnx(
     import torch
 
     from .checkpoint import load_model
+    from .config import recipe_from_dict
+    from .intrinsic import REALISATIONS, intrinsic_errors
 
     if exporter not in EXPORTERS:
         raise BadInput(f"exporter '{exporter}' is unknown; expected one of {', '.join(EXPORTERS)}")
@@ -187,7 +160,9 @@ def export_onnx(
     lstm_nodes = model.config.num_layers * (2 if exporter == "dynamo" and model.config.bidirectional else 1)
 
     started = time.perf_counter()
-    with artifacts.atomic_path(directory / artifacts.ONNX_FP32) as tmp:
+    # both files are complete before either is renamed into place (reference.npz first, then the graph)
+    with artifacts.atomic_path(directory / artifacts.ONNX_FP32) as tmp, \
+            artifacts.atomic_path(directory / artifacts.REFERENCE) as tmp_reference:
         _torch_export(model, spec, tmp, opset, exporter)
         seconds = time.perf_counter() - started
         proto = onnx.load(str(tmp))
@@ -212,22 +187,26 @@ def export_onnx(
         cases = sweep_cases(model.input_size, parity_max_seq, info["normalization"]["mean"],
                             info["normalization"]["std"], typical=int(stats.get("median", 16)))
         with torch.inference_mode():
-            refs = []
+            outputs = []
             for case in cases:
                 head, attention = model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
-                refs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
+                outputs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
+        errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names)
+        refs = [Reference(o, e) for o, e in zip(outputs, errors)]
+        rule = rule_for("fp32", recipe_from_dict(info["recipe"]).verify)
         results = []
         with OrtCpuBackend(tmp, spec, threads=threads) as backend:
             for case, ref in zip(cases, refs):
-                results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output,
-                                            FP32_ATOL, FP32_RTOL))
+                results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output, rule))
         failed = [r for r in results if not r]
         if failed:
             raise ParityError(f"ONNX Runtime disagrees with PyTorch on {len(failed)} of {len(results)} cases: "
                               + " | ".join(str(r) for r in failed))
-        meta = {"cases": len(cases), "head": spec.head_output, "source_sha256": weights_sha,
-                "io_spec": spec.to_dict(), "labels": info["labels"]}
-        write_reference(directory / artifacts.REFERENCE, cases, refs, meta)
+        meta = {"head": spec.head_output, "source_sha256": weights_sha, "io_spec": spec.to_dict(),
+                "labels": info["labels"],
+                "intrinsic": {"precisions": sorted(errors[0]) if errors else [], "realisations": REALISATIONS,
+                              "method": "per row: max |model at that precision - model in FP32| (attn_export.intrinsic)"}}
+        tmp_reference.write_bytes(reference_bytes(cases, refs, meta))
     size = (directory / artifacts.ONNX_FP32).stat().st_size
     versions = {"torch": torch.__version__, "onnx": onnx.__version__}
     artifacts.record(directory, artifacts.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",

@@ -12,7 +12,8 @@
   which need not fit FP16's range or precision), the masked softmax (``Where``, ``Softmax``: the
   attention distribution is what users inspect) and the ``ReduceSum`` that picks the additive query.
   Its numerics are proven with ONNX's reference evaluator, which really computes in FP16 (ONNX Runtime's
-  CPU provider casts many FP16 operators to FP32; the share it ran in FP16 is reported).
+  CPU provider casts many FP16 operators to FP32; the share it ran in FP16 is reported), judged by the
+  FP16 rule ``verify`` applies (each row within its budget, derived from the model's own FP16 error).
 
 Each variant is checked (onnx.checker full check, dynamic axes at batch 1/8 and seq 1/2048), evaluated
 on the recipe's test split next to FP32, timed at batch 1, seq 128, and recorded in the manifest.
@@ -33,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from . import artifacts
-from .compare import SweepCase
+from .compare import Reference, Rule, SweepCase, compare_case
 from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
-from .export import read_reference
+from .reference import read_reference
 from .backends.onnxrt import FP16_OPT_LEVEL, is_fp16_graph
 from .iospec import IOSpec
 
@@ -279,9 +280,10 @@ def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], precision: str
     return problems
 
 
-def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[dict[str, np.ndarray]],
-                          atol: float, rtol: float) -> tuple[list[str], float]:
-    """True-FP16 numerics: the reference evaluator on small unpadded cases, against PyTorch FP32."""
+def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[Reference],
+                          rule: Rule) -> tuple[list[str], float]:
+    """True-FP16 numerics: the reference evaluator on small unpadded cases, against PyTorch FP32, each row
+    within its FP16 budget."""
     from .backends.onnxref import OnnxRefBackend
 
     problems, worst = [], 0.0
@@ -289,12 +291,10 @@ def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs
         for case, ref in zip(cases, refs):
             if case.padded or case.x.shape[1] > 64 or case.x.shape[0] > 4:
                 continue
-            out = ref_backend.infer(case.feeds)
-            diff = np.abs(out[spec.head_output].astype(np.float64) - ref[spec.head_output])
-            worst = max(worst, float(diff.max()))
-            if not (diff <= atol + rtol * np.abs(ref[spec.head_output])).all():
-                problems.append(f"onnx-ref FP16 {case.label}: {spec.head_output} max_abs {diff.max():.3g} "
-                                f"exceeds atol {atol} + rtol {rtol}")
+            result = compare_case(case, ref, ref_backend.infer(case.feeds), spec.head_output, rule)
+            worst = max(worst, result.max_abs)
+            if not result:
+                problems.append(f"onnx-ref FP16 {case.label}: " + "; ".join(result.problems))
     return problems, worst
 
 
@@ -356,7 +356,9 @@ def quantize(
     import onnx
 
     from .checkpoint import read_model_info
+    from .compare import rule_for
     from .config import recipe_from_dict
+    from .verify import deployment_max_seq
 
     for p in precisions:
         if p not in FILES:
@@ -369,7 +371,9 @@ def quantize(
     info = read_model_info(directory)
     recipe = recipe_from_dict(info["recipe"])
     spec = IOSpec.for_model(info["input_size"], info["num_outputs"], recipe.model.head)
-    cases, refs, _ = read_reference(artifacts.require(directory, artifacts.REFERENCE))
+    reference_path = artifacts.require(directory, artifacts.REFERENCE)
+    reference = read_reference(reference_path)
+    cases, refs = reference.cases, reference.references
     axes = [c for c in cases if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
     test, test_reason = labelled_test_split(info)
     metrics_path = directory / artifacts.METRICS
@@ -388,8 +392,9 @@ def quantize(
                 _make_fp16(source, tmp)
                 quantized, plain, notes = _fp16_census(tmp, directory)
                 method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
-                problems, worst = _fp16_reference_check(tmp, spec, cases, refs, recipe.verify.fp16_atol,
-                                                        recipe.verify.fp16_rtol)
+                reference.require_intrinsic("fp16", reference_path)
+                rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
+                problems, worst = _fp16_reference_check(tmp, spec, cases, refs, rule)
                 problems += _check_runs(tmp, spec, _long_padded_cases(spec, info["normalization"]["mean"],
                                                                        info["normalization"]["std"]), precision)
                 notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")

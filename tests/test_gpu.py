@@ -3,9 +3,9 @@
 ran where this was written (no GPU, no TensorRT); ``scripts/gpu_check.sh`` runs the ``gpu`` ones on a lent
 GPU machine.
 
-The reference is torch-cpu FP32 on the sweep stored in ``reference.npz``; GPU FP32 gets a looser atol than
-CPU runtimes (1e-4: cuDNN/TensorRT sum in another order), FP16 the recipe's FP16 tolerances, INT8 the
-recipe's argmax agreement.
+The reference is torch-cpu FP32 on the sweep stored in ``reference.npz``, judged by verify's rules
+(``compare.rule_for``): GPU FP32 with its own floor (cuDNN/TensorRT sum in another order), FP16 by the
+budget derived from the model's own FP16 error, INT8 by structure (its decisions are judged on data).
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import pytest
 
 from attn_export import artifacts
 from attn_export.backends import get
-from attn_export.compare import compare_case
+from attn_export.compare import compare_case, rule_for
 from attn_export.config import VerifyConfig
 from attn_export.errors import BadInput, NotAvailable
-from attn_export.export import read_reference
+from attn_export.reference import read_reference
 from attn_export.iospec import IOSpec
 from conftest import cli
 
-GPU_FP32_ATOL, GPU_FP32_RTOL = 1e-4, 1e-3
-TOL = VerifyConfig()
+RULES = {p: rule_for(p, VerifyConfig(), "cuda", 256) for p in ("fp32", "fp16", "int8-qdq")}
 
 
 def _spec(directory: Path) -> IOSpec:
@@ -36,8 +35,8 @@ def _spec(directory: Path) -> IOSpec:
 
 
 def _cases(directory: Path) -> tuple[list, list, str]:
-    cases, refs, meta = read_reference(directory / artifacts.REFERENCE)
-    return cases, refs, meta["head"]
+    reference = read_reference(directory / artifacts.REFERENCE)
+    return reference.cases, reference.references, reference.meta["head"]
 
 
 @pytest.fixture()
@@ -54,7 +53,7 @@ def work_dir(tiny_dir: Path, tmp_path: Path) -> Path:
 def test_torch_cuda_matches_torch_cpu(tiny_dir: Path) -> None:
     cases, refs, head = _cases(tiny_dir)
     with get("torch-cuda")(tiny_dir, _spec(tiny_dir)) as backend:
-        results = [compare_case(c, r, backend.infer(c.feeds), head, GPU_FP32_ATOL, GPU_FP32_RTOL)
+        results = [compare_case(c, r, backend.infer(c.feeds), head, RULES["fp32"])
                    for c, r in zip(cases, refs)]
     failed = [str(r) for r in results if not r]
     assert not failed, failed
@@ -124,7 +123,7 @@ def test_ort_gpu_providers_match_torch_or_refuse_with_exit_3(tiny_dir: Path, nam
         pytest.skip(reason)
     cases, refs, head = _cases(tiny_dir)
     with cls(tiny_dir / "model.onnx", _spec(tiny_dir)) as backend:
-        results = [compare_case(c, r, backend.infer(c.feeds), head, GPU_FP32_ATOL, GPU_FP32_RTOL)
+        results = [compare_case(c, r, backend.infer(c.feeds), head, RULES["fp32"])
                    for c, r in zip(cases, refs) if backend.accepts(*c.x.shape[:2]) is None]
         assert results
         run = backend.runner(cases[0].feeds)
@@ -158,14 +157,7 @@ def test_engine_parity(work_dir: Path, precision: str) -> None:
             if backend.accepts(*case.x.shape[:2]) is not None:
                 continue
             out = backend.infer(case.feeds)
-            if precision == "fp32":
-                results.append(compare_case(case, ref, out, head, GPU_FP32_ATOL, GPU_FP32_RTOL))
-            elif precision == "fp16":
-                results.append(compare_case(case, ref, out, head, TOL.fp16_atol, TOL.fp16_rtol,
-                                            min_argmax_agreement=TOL.fp16_min_argmax_agreement))
-            else:
-                results.append(compare_case(case, ref, out, head, 1.0, 1.0,
-                                            min_argmax_agreement=TOL.int8_min_argmax_agreement))
+            results.append(compare_case(case, ref, out, head, RULES[precision]))
         assert results
         timings = [backend.runner(cases[0].feeds)() for _ in range(3)]
         assert all(t is not None and t > 0 for t in timings)

@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -21,7 +22,7 @@ from onnx import numpy_helper
 from attn_export import artifacts
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
-from attn_export.verify import rule_for
+from attn_export.compare import rule_for
 
 from conftest import ROOT, cli
 
@@ -141,7 +142,8 @@ def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tm
     rerecord(directory, "model.onnx")
     result = cli("verify", str(directory), "--backends", "ort-cpu")
     assert result.returncode == 1, result.stderr
-    assert "ort-cpu model.onnx: batch" in result.stderr and "exceeds atol" in result.stderr
+    assert "ort-cpu model.onnx: batch" in result.stderr and "exceeds its budget" in result.stderr
+    assert "--set verify.fp32_atol=" in result.stderr  # the knob that moves the verdict
     assert "Traceback" not in result.stderr and result.stderr.count("Error:") == 1
     report = json.loads((directory / "verify.json").read_text())
     row = next(r for r in report["results"] if r["artifact"] == "model.onnx")
@@ -197,16 +199,173 @@ def test_tolerances_come_from_the_recipe(variants_dir: Path, tmp_path: Path) -> 
     assert next(r for r in report["results"] if r["artifact"] == "model.onnx")["status"] == "failed"
 
 
-def test_int8_is_judged_by_decisions_not_element_error() -> None:
+def move_the_weight_that_matters(directory: Path, name: str) -> None:
+    """Move one weight of the head by 1 % of the head matrix's range: the element whose context input is
+    largest on average over the sweep, so that the move matters on any trained weights."""
+    import torch
+
+    from attn_export.checkpoint import load_model
+    from attn_export.reference import read_reference
+
+    model, _ = load_model(directory)
+    contexts: list = []
+    model.head.register_forward_hook(lambda module, args, out: contexts.append(args[0].abs().mean(0)))
+    with torch.inference_mode():
+        for case in read_reference(directory / "reference.npz").cases:
+            model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
+    column = int(torch.stack(contexts).mean(0).argmax())
+    proto = onnx.load(str(directory / name))
+    gemm = next(n for n in proto.graph.node if n.op_type == "Gemm")
+    weight = next(t for t in proto.graph.initializer if t.name == gemm.input[1])
+    values = numpy_helper.to_array(weight)
+    moved = values.astype(np.float32)
+    moved[0, column] += 0.01 * float(moved.max() - moved.min())
+    weight.CopyFrom(numpy_helper.from_array(moved.astype(values.dtype), weight.name))
+    onnx.save(proto, str(directory / name))
+    artifacts.record(directory, name, "test", parent="model.onnx")
+
+
+def test_an_fp16_graph_with_one_weight_moved_by_1_percent_fails(variants_dir: Path, tmp_path: Path) -> None:
+    """A 1 % error in one weight is smaller than FP16's worst rounding on a single output, but it shifts
+    every output: the mean against the model's own FP16 error catches it, on ONNX Runtime and onnx-ref."""
+    directory = copy(variants_dir, tmp_path)
+    move_the_weight_that_matters(directory, "model.fp16.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu,onnx-ref", "--json")
+    assert result.returncode == 1, result.stderr
+    rows = [r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.fp16.onnx"]
+    assert {r["backend"] for r in rows} == {"ort-cpu", "onnx-ref"}
+    for row in rows:
+        assert row["status"] == "failed" and row["budget"]["mean_ratio"] > 1.5, row["budget"]
+        assert any("a systematic shift, not rounding" in p for p in row["problems"])
+        assert "--set verify.mean_budget_multiple=" in row["hint"]
+    assert "ort-cpu model.fp16.onnx: " in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_clean_fp16_graph_is_judged_by_the_models_own_fp16_error(verified: tuple[Path, dict, object]) -> None:
+    """Budgets are recorded per case; rows beyond the deployment range are judged by the stress rules."""
+    _, result, _ = verified
+    deploy = result["deployment_max_seq"]
+    assert deploy >= 24 and result["overrides"] == []
+    assert result["budget"]["intrinsic"]["realisations"] >= 4
+    fp16 = next(r for r in result["results"] if r["backend"] == "ort-cpu" and r["precision"] == "fp16")
+    assert fp16["status"] == "passed" and fp16["budget"]["worst_ratio"] <= 1.0
+    assert fp16["budget"]["mean_ratio"] <= result["tolerances"]["fp16"]["mean_multiple"]
+    for case in fp16["cases"]:
+        if case["seq"] <= deploy and not case["padded"]:
+            assert case["judged_by"] == "budget" and case["budget"] > 0 and case["ratio"] <= 1.0
+        if not case["padded"] and case["seq"] > deploy:
+            assert case["judged_by"] == "stress" and case["stress_ratio"] is not None
+    assert {s["seq"] for s in fp16["budget"]["stress"]} >= {2048, 4096}  # error growth, reported
+    fp32 = next(r for r in result["results"] if r["backend"] == "ort-cpu" and r["precision"] == "fp32")
+    assert all(c["judged_by"] == "budget" for c in fp32["cases"])  # FP32: every length by its budget
+
+
+def mask_without_the_fix(path: Path) -> None:
+    """Rewrite the masked softmax as the textbook additive mask computed in FP16, ``scores + (1 - mask) *
+    -1e9``: -1e9 overflows FP16 to -inf and 0 * -inf is NaN on every valid step (the fix: a finite fill,
+    selected by Where, kept in FP32)."""
+    proto = onnx.load(str(path))
+    produced = {o: n for n in proto.graph.node for o in n.output}
+    softmax = next(n for n in proto.graph.node if n.op_type == "Softmax")
+    where = produced[softmax.input[0]]
+    while where.op_type == "Cast":
+        where = produced[where.input[0]]
+    assert where.op_type == "Where"
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    helper = onnx.helper
+    proto.graph.initializer.extend([numpy_helper.from_array(np.array(1.0, np.float16), "nofix.one"),
+                                    numpy_helper.from_array(np.array(-1e9, np.float32), "nofix.fill32")])
+    nodes = [helper.make_node("Cast", ["nofix.fill32"], ["nofix.fill"], to=fp16),  # -inf in FP16
+             helper.make_node("Cast", [where.input[1]], ["nofix.scores"], to=fp16),
+             helper.make_node("Cast", [where.input[0]], ["nofix.mask"], to=fp16),
+             helper.make_node("Sub", ["nofix.one", "nofix.mask"], ["nofix.padding"]),
+             helper.make_node("Mul", ["nofix.padding", "nofix.fill"], ["nofix.bias"]),
+             helper.make_node("Add", ["nofix.scores", "nofix.bias"], ["nofix.masked"]),
+             helper.make_node("Cast", ["nofix.masked"], ["nofix.masked32"], to=fp32)]
+    index = list(proto.graph.node).index(softmax)
+    for offset, node in enumerate(nodes):
+        proto.graph.node.insert(index + offset, node)
+    softmax.input[0] = "nofix.masked32"
+    onnx.save(proto, str(path))
+
+
+def test_an_fp16_masked_softmax_without_the_mask_fix_fails(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    mask_without_the_fix(directory / "model.fp16.onnx")
+    artifacts.record(directory, "model.fp16.onnx", "test", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.fp16.onnx")
+    assert row["status"] == "failed"
+    by_range = {c["range"]: c for c in row["cases"]}  # in and beyond the deployment range alike
+    for case in (by_range["deployment"], by_range["stress"]):
+        assert not case["passed"] and any("NaN" in p for p in case["problems"])
+
+
+def swap_two_classes(path: Path, classes: int) -> None:
+    """Append a Gather that swaps logits 0 and 1: an INT8 graph whose class order was mixed up."""
+    proto = onnx.load(str(path))
+    producer = next(n for n in proto.graph.node if "logits" in n.output)
+    producer.output[list(producer.output).index("logits")] = "swap.raw"
+    order = np.arange(classes, dtype=np.int64)
+    order[[0, 1]] = order[[1, 0]]
+    proto.graph.initializer.append(numpy_helper.from_array(order, "swap.order"))
+    proto.graph.node.append(onnx.helper.make_node("Gather", ["swap.raw", "swap.order"], ["logits"], axis=1))
+    onnx.save(proto, str(path))
+
+
+def test_an_int8_graph_that_lost_accuracy_fails(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    swap_two_classes(directory / "model.int8.onnx", json.loads((directory / "model.json").read_text())["num_outputs"])
+    artifacts.record(directory, "model.int8.onnx", "test", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8.onnx")
+    assert row["status"] == "failed" and row["accuracy_delta"] < -0.01
+    assert any("below the reference (allowed drop 0.01)" in p for p in row["problems"])
+    assert all(c["judged_by"] == "structure" for c in row["cases"])  # INT8 is not judged by element
+
+
+def test_verify_set_moves_a_verdict_and_records_it(variants_dir: Path, tmp_path: Path) -> None:
+    directory = copy(variants_dir, tmp_path)
+    move_the_weight_that_matters(directory, "model.fp16.onnx")
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 1
+    loose = ["--set", "verify.mean_budget_multiple=1000", "--set", "verify.budget_multiple=1000"]
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json", *loose)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["overrides"] == ["verify.mean_budget_multiple=1000", "verify.budget_multiple=1000"]
+    assert report["tolerances"]["fp16"]["mean_multiple"] == 1000
+    verdict = artifacts.read_manifest(directory)["artifacts"]["model.fp16.onnx"]["verified"]
+    assert verdict["passed"] is True and verdict["overrides"] == report["overrides"]
+    np.savez(tmp_path / "one.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
+    assert cli("predict", str(tmp_path / "one.npz"), "--dir", str(directory), "--precision", "fp16").returncode == 0
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("model.hidden_size=3", "expected verify.KEY=VALUE"),
+    ("verify.fp16_atl=0.1", "did you mean 'verify.fp16_atol'"),
+    ("verify.budget_multiple=-1", "out of range"),
+])
+def test_verify_set_refuses_what_it_cannot_honour(variants_dir: Path, override: str, fragment: str) -> None:
+    result = cli("verify", str(variants_dir), "--backends", "ort-cpu", "--set", override)
+    assert result.returncode == 2 and fragment in result.stderr
+    assert result.stderr.count("Error:") == 1 and "Traceback" not in result.stderr
+
+
+def test_each_precision_is_judged_by_its_own_rule() -> None:
     cfg = VerifyConfig()
-    int8, fp16, fp32 = rule_for("int8-dynamic", cfg), rule_for("fp16", cfg), rule_for("fp32", cfg)
+    int8, fp16, fp32 = rule_for("int8-dynamic", cfg), rule_for("fp16", cfg, "cpu", 64), rule_for("fp32", cfg)
     assert int8.atol is None and int8.min_argmax_agreement == cfg.int8_min_argmax_agreement
     assert int8.max_accuracy_drop == cfg.int8_max_accuracy_drop
     assert fp16.atol == cfg.fp16_atol and fp16.min_argmax_agreement == cfg.fp16_min_argmax_agreement
+    assert (fp16.budget_precision, fp16.multiple, fp16.deployment_max_seq) == ("fp16", cfg.budget_multiple, 64)
+    assert fp16.mean_multiple == cfg.mean_budget_multiple
     assert fp32.atol == cfg.fp32_atol and fp32.rtol == cfg.fp32_rtol and fp32.max_accuracy_drop is None
+    assert fp32.budget_precision == "fp32" and fp32.deployment_max_seq is None  # FP32: every row by its budget
     gpu = rule_for("fp32", cfg, "cuda")  # cuDNN and TensorRT sum in another order than the CPU
     assert (gpu.atol, gpu.rtol) == (cfg.fp32_gpu_atol, cfg.fp32_gpu_rtol) and gpu.atol > fp32.atol
-    assert rule_for("fp16", cfg, "cuda") == fp16
+    assert rule_for("fp16", cfg, "cuda", 64) == fp16
 
 
 def test_verify_without_torch_uses_reference_npz(variants_dir: Path, tmp_path: Path) -> None:

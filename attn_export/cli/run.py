@@ -33,10 +33,10 @@ def command(
 
     r = recipe(recipe_file, overrides)
     with locked(out, "run"):
-        _run(r, recipe_file, out, bench_seconds)
+        _run(r, recipe_file, out, bench_seconds, [o for o in overrides or [] if o.strip().startswith("verify.")])
 
 
-def _run(r: Any, recipe_file: Path | None, out: Path, bench_seconds: float) -> None:
+def _run(r: Any, recipe_file: Path | None, out: Path, bench_seconds: float, verify_overrides: list[str]) -> None:
     from ..report import write_report
     from .bench import run_bench
     from .export import run_export
@@ -66,7 +66,7 @@ def _run(r: Any, recipe_file: Path | None, out: Path, bench_seconds: float) -> N
     t = time.perf_counter()
     stage("build", t, _build(out))
     t = time.perf_counter()
-    verified = run_verify(out, "auto", threads=1)
+    verified = run_verify(out, "auto", threads=1, overrides=verify_overrides)
     counts = {s: sum(1 for x in verified["results"] if x["status"] == s) for s in ("passed", "failed", "skipped")}
     stage("verify", t, f"{'PASSED' if verified['passed'] else 'FAILED'}: "
                        + ", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ParityError
-from .common import DirArg, JsonOpt, console, print_json
+from .common import DirArg, JsonOpt, SetOpt, console, print_json
 
 NAME = "verify"
 
@@ -25,16 +25,21 @@ def command(
     json_out: JsonOpt = False,
     report: Annotated[bool, typer.Option("--report", help="Also write DIR/report.md with plots and heatmaps.")] = False,
     threads: ThreadsOpt = 1,
+    overrides: SetOpt = None,
 ) -> None:
-    """Run the same inputs through every backend and artefact; compare with PyTorch FP32; write verify.json."""
-    result = run_verify(directory, backends, threads or None, quiet=json_out, report=report)
+    """Run the same inputs through every backend and artefact; compare with PyTorch FP32; write verify.json.
+
+    --set verify.key=value changes a tolerance of the recipe's [verify] table for this run (recorded in
+    verify.json and in each artefact's verdict)."""
+    result = run_verify(directory, backends, threads or None, quiet=json_out, report=report,
+                        overrides=overrides or [])
     if json_out:
         print_json(result)
     raise_if_failed(result)
 
 
 def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool = False,
-               report: bool = False) -> dict[str, Any]:
+               report: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
     from rich.progress import Progress
 
     from ..verify import verify
@@ -42,7 +47,8 @@ def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool 
     out = console(stderr=True)
     with Progress(console=out, transient=True, disable=quiet or not out.is_terminal) as bar:
         task = bar.add_task("verify", total=None)
-        result = verify(directory, backends, threads, progress=lambda label: bar.update(task, description=label))
+        result = verify(directory, backends, threads, progress=lambda label: bar.update(task, description=label),
+                        overrides=overrides or [])
     if not quiet:
         out.print(table(result, directory))
     if report:

@@ -1,0 +1,122 @@
+"""The verdict's arithmetic (``compare.compare_case``), as properties that hold for any reference outputs
+and any intrinsic errors: inside its budget a row passes, a hair beyond it fails; beyond the deployment
+range only what matters there (finite, argmax on decisive rows, zero attention on padding) is judged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attn_export.compare import Reference, Rule, SweepCase, compare_case
+
+FP16 = Rule("fp16", atol=1e-3, rtol=1e-3, attention_atol=1e-3, multiple=4.0, budget_precision="fp16",
+            mean_multiple=1.5, deployment_max_seq=16)
+INT8 = Rule("int8-dynamic", None, None, None, deployment_max_seq=16, min_argmax_agreement=0.97)
+
+
+def make_case(lengths: list[int], seq: int, classes: int, rng: np.random.Generator,
+              intrinsic: np.ndarray) -> tuple[SweepCase, Reference]:
+    batch = len(lengths)
+    x = rng.standard_normal((batch, seq, 2)).astype(np.float32)
+    lengths_a = np.asarray(lengths, np.int64)
+    logits = rng.normal(0, 3, (batch, classes))
+    attention = rng.random((batch, seq))
+    attention[np.arange(seq)[None, :] >= lengths_a[:, None]] = 0.0
+    attention /= attention.sum(1, keepdims=True)
+    intrinsic = np.asarray(intrinsic, np.float64)
+    reference = Reference({"logits": logits, "attention": attention},
+                          {"fp16": {"logits": intrinsic, "attention": intrinsic / 10}})
+    return SweepCase(x, lengths_a, lengths_a.min() < seq), reference
+
+
+def budget(ref: np.ndarray, intrinsic: np.ndarray, rule: Rule = FP16) -> np.ndarray:
+    return rule.atol + rule.rtol * np.abs(ref) + rule.multiple * intrinsic[:, None]
+
+
+cases = st.tuples(st.integers(1, 6), st.integers(2, 5), st.integers(0, 2**31 - 1),
+                  st.floats(0.0, 0.5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases)
+def test_inside_the_budget_passes_and_just_beyond_it_fails(params: tuple[int, int, int, float]) -> None:
+    batch, classes, seed, scale = params
+    rng = np.random.default_rng(seed)
+    intrinsic = rng.uniform(0, scale, batch)
+    case, ref = make_case([12] * batch, 12, classes, rng, intrinsic)  # every row in the deployment range
+    b = budget(ref.outputs["logits"], intrinsic)
+    sign = rng.choice([-1.0, 1.0], b.shape)
+    inside = {"logits": ref.outputs["logits"] + 0.99 * sign * b, "attention": ref.outputs["attention"]}
+    result = compare_case(case, ref, inside, "logits", FP16)
+    assert result.passed and result.judged_by == "budget" and result.ratio <= 1.0, result.problems
+    row, col = rng.integers(batch), rng.integers(classes)
+    beyond = {"logits": inside["logits"].copy(), "attention": ref.outputs["attention"]}
+    beyond["logits"][row, col] = ref.outputs["logits"][row, col] + 1.01 * b[row, col]
+    result = compare_case(case, ref, beyond, "logits", FP16)
+    assert not result.passed and result.ratio > 1.0
+    assert "exceeds its budget" in result.problems[0] and f"in row {row}" in result.problems[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases)
+def test_beyond_the_deployment_range_only_decisive_argmax_flips_fail(params: tuple[int, int, int, float]) -> None:
+    batch, classes, seed, scale = params
+    rng = np.random.default_rng(seed)
+    intrinsic = rng.uniform(0, scale, batch)
+    case, ref = make_case([40] * batch, 40, classes, rng, intrinsic)  # every row beyond seq 16
+    logits = ref.outputs["logits"]
+    b = budget(logits, intrinsic)
+    noisy = {"logits": logits + 100 * b, "attention": ref.outputs["attention"]}  # far off, argmax kept
+    result = compare_case(case, ref, noisy, "logits", FP16)
+    assert result.passed and result.judged_by == "stress" and result.ratio is None
+    assert result.stress_ratio == pytest.approx(100, rel=1e-6)
+    flipped = logits.copy()
+    flipped[:, [0, 1]] = flipped[:, [1, 0]]  # the top two swapped wherever they are classes 0 and 1
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    decisive = (top2[:, 1] - top2[:, 0]) > 2 * b.max(axis=1)
+    changed = logits.argmax(1) != flipped.argmax(1)
+    result = compare_case(case, ref, {"logits": flipped, "attention": ref.outputs["attention"]}, "logits", FP16)
+    assert result.passed == (not (decisive & changed).any())
+
+
+def test_nan_fails_in_both_ranges_and_padding_must_get_exactly_zero_attention() -> None:
+    rng = np.random.default_rng(0)
+    for lengths, seq in (([5, 3], 5), ([40, 30], 40)):
+        case, ref = make_case(lengths, seq, 3, rng, np.full(2, 0.01))
+        nan = {"logits": np.full_like(ref.outputs["logits"], np.nan), "attention": ref.outputs["attention"]}
+        assert "logits holds NaN or Inf" in compare_case(case, ref, nan, "logits", FP16).problems
+        leak = {"logits": ref.outputs["logits"], "attention": ref.outputs["attention"].copy()}
+        leak["attention"][1, -1] = 1e-30  # the second row is padded at its last step
+        assert "attention on padded steps is not exactly 0" in compare_case(case, ref, leak, "logits", FP16).problems
+
+
+def test_int8_is_judged_by_structure_only() -> None:
+    rng = np.random.default_rng(1)
+    case, ref = make_case([8, 8], 8, 3, rng, np.zeros(2))
+    far = {"logits": ref.outputs["logits"] + 5.0, "attention": ref.outputs["attention"]}
+    result = compare_case(case, ref, far, "logits", INT8)
+    assert result.passed and result.judged_by == "structure" and result.budget is None
+    assert not compare_case(case, ref, {**far, "logits": far["logits"][:1]}, "logits", INT8).passed
+
+
+def test_a_zero_budget_allows_only_an_exact_match() -> None:
+    exact = Rule("fp32", 0.0, 0.0, 0.0, 0.0, "fp32")
+    rng = np.random.default_rng(2)
+    case, ref = make_case([4], 4, 2, rng, np.zeros(1))
+    same = {k: v.copy() for k, v in ref.outputs.items()}
+    assert compare_case(case, ref, same, "logits", exact).passed
+    same["logits"][0, 0] = np.nextafter(same["logits"][0, 0], np.inf)
+    result = compare_case(case, ref, same, "logits", exact)
+    assert not result.passed and result.ratio == np.inf
+
+
+def test_each_deployment_row_reports_its_error_against_its_intrinsic_error() -> None:
+    rng = np.random.default_rng(3)
+    intrinsic = np.array([0.01, 0.02, 0.0])  # the last row's own error is 0: no ratio for it
+    case, ref = make_case([10, 30, 12], 30, 3, rng, intrinsic)  # the second row is beyond seq 16
+    got = {"logits": ref.outputs["logits"] + np.array([[0.005], [0.5], [0.0]]), "attention": ref.outputs["attention"]}
+    result = compare_case(case, ref, got, "logits", FP16)
+    assert result.range == "mixed" and result.judged_by == "budget+stress"
+    assert result.intrinsic_ratios == pytest.approx([0.5])
