@@ -175,7 +175,7 @@ def bench(
 
 def _skip_oracle(target: Target, explicit: bool) -> Target:
     """The reference interpreter is a correctness oracle, 100x slower: timed only when named."""
-    if explicit or target.skip is not None or not get(target.backend).unpadded_only:
+    if explicit or target.skip is not None or get(target.backend).timed:
         return target
     return Target(target.backend, target.artifact, target.precision,
                   f"{target.backend} is a correctness oracle, not a deployment backend; name it in --backends to time it")

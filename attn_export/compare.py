@@ -84,9 +84,10 @@ def rule_for(precision: str, cfg: Any, device: str = "cpu", deployment_max_seq: 
         gpu = device != "cpu"
         return Rule("fp32", cfg.fp32_gpu_atol if gpu else cfg.fp32_atol, cfg.fp32_gpu_rtol if gpu else cfg.fp32_rtol,
                     cfg.fp32_gpu_atol if gpu else cfg.attention_atol_fp32, cfg.budget_multiple, "fp32")
-    if precision == "fp16":
-        return Rule("fp16", cfg.fp16_atol, cfg.fp16_rtol, cfg.fp16_atol, cfg.budget_multiple, "fp16",
-                    cfg.mean_budget_multiple, deployment_max_seq, cfg.fp16_min_argmax_agreement)
+    if precision in ("fp16", "bf16"):  # reduced precision: the model's own error at it, in the deployment range
+        atol, rtol, agreement = (getattr(cfg, f"{precision}_{k}") for k in ("atol", "rtol", "min_argmax_agreement"))
+        return Rule(precision, atol, rtol, atol, cfg.budget_multiple, precision, cfg.mean_budget_multiple,
+                    deployment_max_seq, agreement)
     return Rule(precision, None, None, None, deployment_max_seq=deployment_max_seq,
                 min_argmax_agreement=cfg.int8_min_argmax_agreement, max_accuracy_drop=cfg.int8_max_accuracy_drop)
 
@@ -144,7 +145,7 @@ def _budget(rule: Rule, ref: np.ndarray, intrinsic: np.ndarray, floor: Optional[
 
 def _ratio(diff: np.ndarray, budget: np.ndarray) -> np.ndarray:
     """diff / budget, where a zero budget allows only a zero difference (0/0 is 0, x/0 is inf)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.where(diff == 0, 0.0, diff / budget)
 
 
@@ -207,7 +208,7 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
             if result.ratio > 1.0:
                 problems.append(_explain(rule, head, np.where(deploy[:, None], diff, 0.0), budget, intrinsic, None))
             judged = deploy & (intrinsic > 0)
-            result.intrinsic_ratios = (diff.reshape(batch, -1).max(axis=1)[judged] / intrinsic[judged]).tolist()
+            result.intrinsic_ratios = _ratio(diff.reshape(batch, -1).max(axis=1)[judged], intrinsic[judged]).tolist()
         if not deploy.all():
             result.stress_ratio = float(ratio[~deploy].max())
             if classes > 1 and finite:

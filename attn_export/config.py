@@ -275,6 +275,9 @@ class VerifyConfig(_Section):
     mean_budget_multiple: float = 1.5  # measured means 0.3-0.9 for correct graphs, 1.9-5.4 for a 1 % weight error
     deployment_max_seq: int = 0  # 0: the training lengths and the [build] profile's max, as build derives it
     fp16_min_argmax_agreement: float = 0.995  # fp16 may flip a near tie, rarely anything else
+    bf16_atol: float = 8e-3  # bf16 keeps 8 bits of mantissa: one step (2^-7) of the output is the floor
+    bf16_rtol: float = 8e-3  # the same, relative
+    bf16_min_argmax_agreement: float = 0.99  # bf16 rounds 8x coarser than fp16: near ties flip more often
     int8_min_argmax_agreement: float = 0.97  # int8 moves logits; the decision should mostly survive
     int8_max_accuracy_drop: float = 0.01  # one point of test accuracy is the price int8 may cost
     attention_atol_fp32: float = 1e-5  # attention weights are softmax outputs in [0, 1], checked like fp32 logits
@@ -282,6 +285,7 @@ class VerifyConfig(_Section):
     _ranges = {
         "fp32_atol": ">= 0", "fp32_rtol": ">= 0", "fp32_gpu_atol": ">= 0", "fp32_gpu_rtol": ">= 0",
         "fp16_atol": ">= 0", "fp16_rtol": ">= 0", "budget_multiple": ">= 0", "mean_budget_multiple": "> 0",
+        "bf16_atol": ">= 0", "bf16_rtol": ">= 0", "bf16_min_argmax_agreement": "[0, 1]",
         "deployment_max_seq": ">= 0",
         "attention_atol_fp32": ">= 0", "fp16_min_argmax_agreement": "[0, 1]", "int8_min_argmax_agreement": "[0, 1]",
         "int8_max_accuracy_drop": "[0, 1]",

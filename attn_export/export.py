@@ -29,6 +29,7 @@ from .backends.onnxrt import OrtCpuBackend
 from .compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import BadInput, ParityError, WorkFailed
 from .iospec import IOSpec
+from .portability import divergences, make_portable
 from .reference import reference_bytes
 
 __all__ = ["EXPORTERS", "ExportResult", "export_onnx"]
@@ -58,20 +59,20 @@ def _torch_export(model: Any, spec: IOSpec, path: Path, opset: int, exporter: st
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
     onnx_logger.setLevel(logging.ERROR)  # the dynamo exporter logs opset and torchvision notes as warnings
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        if exporter == "torchscript":
-            torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=False,
-                              dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, **names)
-        else:
-            model.bidirectional_impl = "reversed"  # torch.export cannot trace pack_padded_sequence
-            batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-            try:
+    model.bidirectional_impl = "reversed"  # the portable form: no LSTM takes a runtime sequence_lens
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            if exporter == "torchscript":
+                torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=False,
+                                  dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, **names)
+            else:
+                batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
                 torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=True,
                                   dynamic_shapes={"x": {0: batch, 1: seq}, "lengths": {0: batch}},
                                   external_data=False, **names)
-            finally:
-                model.bidirectional_impl = "packed"
+    finally:
+        model.bidirectional_impl = "packed"
     onnx_logger.setLevel(level)
 
 
@@ -101,8 +102,10 @@ def _structure_problems(proto: Any, spec: IOSpec, lstm_nodes: int) -> list[str]:
     for node in proto.graph.node:
         if node.op_type == "LSTM":
             for a in node.attribute:
-                if a.name == "layout" and a.i != 0:
-                    problems.append("an LSTM node uses layout=1, which TensorRT's parser ignores")
+                if a.name == "direction" and a.s != b"forward":
+                    problems.append(f"LSTM node {node.name} runs {a.s.decode()}: expected one forward LSTM per "
+                                    "direction, the backward one over length-reversed rows")
+    problems += [f"graph contains {d}" for d in divergences(proto)]
     declared = {t.name: t for t in spec.inputs + spec.outputs}
     for value in list(proto.graph.input) + list(proto.graph.output):
         want = declared.get(value.name)
@@ -157,7 +160,7 @@ def export_onnx(
     model, info = load_model(directory)
     spec = IOSpec.for_model(model.input_size, model.num_outputs, model.config.head)
     weights_sha = artifacts.sha256_file(directory / artifacts.WEIGHTS)
-    lstm_nodes = model.config.num_layers * (2 if exporter == "dynamo" and model.config.bidirectional else 1)
+    lstm_nodes = model.config.num_layers * (2 if model.config.bidirectional else 1)  # one per direction per layer
 
     started = time.perf_counter()
     # both files are complete before either is renamed into place (reference.npz first, then the graph)
@@ -171,6 +174,7 @@ def export_onnx(
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.producer_name, proto.producer_version = "attn-export", __version__
+        make_portable(proto)
         try:
             onnx.checker.check_model(proto, full_check=True)
             onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import artifacts
 from .errors import BadInput
+from .portability import divergences
 
 __all__ = ["describe"]
 
@@ -46,6 +47,9 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "operators": dict(sorted(Counter(n.op_type for n in proto.graph.node).items(), key=lambda kv: -kv[1])),
         "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer)),
         "metadata": metadata,
+        # constructs independent runtimes are known to read differently (attn_export.portability)
+        "divergences": [{"construct": d.construct, "nodes": d.nodes, "runtimes": d.runtimes}
+                        for d in divergences(proto)],
     }
     manifest = artifacts.read_manifest(path.parent)
     if path.name in manifest["artifacts"]:
@@ -99,6 +103,10 @@ def render(d: dict[str, Any]) -> str:
         for key in ("exporter", "opset", "source_sha256", "labels"):
             if key in d["metadata"]:
                 lines.append(f"  metadata {key}: {d['metadata'][key]}")
+        if not d["divergences"]:
+            lines.append("  portable: no construct that independent ONNX runtimes are known to read differently")
+        for found in d["divergences"]:
+            lines.append(f"  DIVERGES: {found['construct']} ({', '.join(found['nodes'][:3])}): {found['runtimes']}")
         if "manifest" in d:
             m = d["manifest"]
             lines.append(f"  lineage: {m.get('parent')} -> {Path(d['path']).name} ({m.get('created_by')})")

@@ -14,6 +14,7 @@ from one trained model to the next. So the budget is measured, per input row, on
   error is the largest of their distances from the FP32 outputs. One realisation alone is a noisy yardstick
   (measured: a single rounding can land 13x below another); the largest of eight bounded an independent
   FP16 implementation's error within 2.5x on every row of 12 trained models (README, "The verdict").
+* ``bf16``: the same, in bfloat16 (8 bits of mantissa: OpenVINO's reduced precision on CPUs that have it).
 * ``fp32``: the same model in float64 against float32: what summation order alone may move.
 
 Only PyTorch answers this (``export`` records the sweep's values in ``reference.npz`` so that a device
@@ -33,24 +34,25 @@ from .model import AttentionLSTM
 __all__ = ["PRECISIONS", "REALISATIONS", "intrinsic_errors"]
 
 REALISATIONS = 8
-PRECISIONS = ("fp32", "fp16")
+REDUCED = {"fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = ("fp32", *REDUCED)
 SEED = 0  # the stochastic roundings repeat run to run
 
 
-def _stochastic_half(model: AttentionLSTM, generator: torch.Generator) -> AttentionLSTM:
-    """A float16 copy whose weights are rounded up or down at random, in proportion to the distance."""
+def _stochastic(model: AttentionLSTM, dtype: torch.dtype, generator: torch.Generator) -> AttentionLSTM:
+    """A ``dtype`` copy whose weights are rounded up or down at random, in proportion to the distance."""
     rounded = copy.deepcopy(model)
     with torch.no_grad():
         for p in rounded.parameters():
             w = p.data.float()
-            near = w.half().float()  # round to nearest
+            near = w.to(dtype).float()  # round to nearest
             away = torch.where(w > near, torch.full_like(w, float("inf")), torch.full_like(w, float("-inf")))
-            other = torch.nextafter(near.half(), away.half()).float()  # the FP16 neighbour on w's other side
+            other = torch.nextafter(near.to(dtype), away.to(dtype)).float()  # the neighbour on w's other side
             gap = other - near
             share = torch.where(gap != 0, (w - near) / gap, torch.zeros_like(w)).abs()  # in [0, 0.5]
             pick = torch.rand(w.shape, generator=generator) < share
             p.data = torch.where(pick, other, near)
-    return rounded.half()
+    return rounded.to(dtype)
 
 
 def _row_error(got: torch.Tensor, ref: np.ndarray) -> np.ndarray:
@@ -76,17 +78,20 @@ def intrinsic_errors(
     model = model.eval()
     generator = torch.Generator().manual_seed(SEED)
     doubled = copy.deepcopy(model).double()
-    halves = [copy.deepcopy(model).half()]
-    halves += [_stochastic_half(model, generator) for _ in range(REALISATIONS - 1)]
+    realisations = {name: [copy.deepcopy(model).to(dtype)]
+                    + [_stochastic(model, dtype, generator) for _ in range(REALISATIONS - 1)]
+                    for name, dtype in REDUCED.items()}
     results: list[dict[str, dict[str, np.ndarray]]] = []
     for feeds, ref in zip(feeds_list, references):
         errors: dict[str, dict[str, np.ndarray]] = {}
         outs = _run(doubled, feeds, torch.float64)
         errors["fp32"] = {n: _row_error(o, ref[n]).astype(np.float32) for n, o in zip(output_names, outs)}
-        worst = {n: np.zeros(feeds["x"].shape[0]) for n in output_names}
-        for half in halves:
-            for n, o in zip(output_names, _run(half, feeds, torch.float16)):
-                worst[n] = np.maximum(worst[n], _row_error(o, ref[n]))
-        errors["fp16"] = {n: v.astype(np.float32) for n, v in worst.items()}
+        for name, models in realisations.items():
+            worst = {n: np.zeros(feeds["x"].shape[0]) for n in output_names}
+            for reduced in models:
+                for n, o in zip(output_names, _run(reduced, feeds, REDUCED[name])):
+                    worst[n] = np.maximum(worst[n], _row_error(o, ref[n]))
+            # a precision whose own computation overflows on a row sets no budget there: inf
+            errors[name] = {n: np.nan_to_num(v, nan=np.inf).astype(np.float32) for n, v in worst.items()}
         results.append(errors)
     return results

@@ -9,6 +9,12 @@ weight, and (bidirectional) never reach the backward direction, so a sequence gi
 alone as inside a padded batch. The normalisation statistics are buffers, so the exported graph takes
 raw features. No Python control flow depends on tensor values: the model exports with dynamic batch
 and sequence axes.
+
+The exported form is built from the plainest ONNX constructs, so that every runtime reads it the same
+way: one ``LSTM`` node per direction per layer with no ``sequence_lens`` (right padding never reaches a
+valid step of the forward direction; the backward direction is a forward LSTM over each sequence
+reversed within its length, by a ``Gather`` of row indices computed from ``lengths``), masks applied with
+``Where`` against scalar fills (no ``ConstantOfShape``), no ``GatherElements``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "AttentionLSTM", "masked_softmax", "reverse_padded"]
+__all__ = ["MASK_FILL", "AttentionLSTM", "masked_softmax", "reversal_index", "reverse_padded"]
 
 # Score given to padded steps. Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf),
 # while -1e4 fits FP16 (max 65504) and exp(-1e4 - max) underflows to exactly 0 in FP16 and FP32.
@@ -31,15 +37,24 @@ MASK_FILL = -1.0e4
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over time (dim 1) of (B, T) scores, exactly 0 where ``mask`` is False; finite in FP16."""
-    return torch.softmax(torch.where(mask, scores, torch.full_like(scores, MASK_FILL)), dim=1)
+    return torch.softmax(torch.where(mask, scores, MASK_FILL), dim=1)
 
 
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of a batch-first (B, T, D) tensor within its own length; padding stays put."""
-    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B * T,) row indices into a (B * T, D) view that reverse each sequence within its own length and
+    leave its padding in place: row b, step t reads step ``lengths[b] - 1 - t`` while t < lengths[b]."""
+    t = torch.arange(steps, device=lengths.device).unsqueeze(0)  # (1, T)
     last = (lengths - 1).unsqueeze(1)  # (B, 1)
-    index = torch.where(steps <= last, last - steps, steps)  # (B, T)
-    return torch.gather(x, 1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+    within = torch.where(t <= last, last - t, t)  # (B, T)
+    # b * T + t, from one range over B * T: tract cannot fold a product of a tensor and the symbolic T
+    flat = torch.arange(lengths.shape[0] * steps, device=lengths.device).reshape(-1, steps)  # (B, T)
+    return (flat + (within - t)).reshape(-1)
+
+
+def reverse_padded(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of a batch-first (B, T, D) tensor within its length (``reversal_index``) by a
+    plain row ``Gather``: exported, it is one Gather that every runtime reads alike."""
+    return torch.index_select(x.reshape(-1, x.shape[2]), 0, index).reshape(x.shape)
 
 
 class AttentionLSTM(nn.Module):
@@ -58,9 +73,9 @@ class AttentionLSTM(nn.Module):
         self.input_size = input_size
         self.num_outputs = num_outputs
         # How a bidirectional LSTM keeps padding out of its backward direction. "packed" uses
-        # pack_padded_sequence, which the TorchScript exporter turns into the ONNX LSTM's sequence_lens;
-        # "reversed" reverses each sequence within its length around a forward-only pass, which
-        # torch.export (the dynamo exporter) can trace. Both compute the same function.
+        # pack_padded_sequence (fast in training, cuDNN on a GPU); "reversed" reverses each sequence
+        # within its length around forward-only passes: what export traces, with either exporter, so that
+        # no LSTM node takes a runtime sequence_lens. Both compute the same function (tested).
         self.bidirectional_impl = "packed"
         self.register_buffer("mean", torch.tensor(mean if mean is not None else [0.0] * input_size))
         self.register_buffer("std", torch.tensor(std if std is not None else [1.0] * input_size))
@@ -98,10 +113,10 @@ class AttentionLSTM(nn.Module):
         mask = steps < lengths.unsqueeze(1)  # (B, T)
         keep = mask.unsqueeze(2)  # (B, T, 1)
         # zero the padding first: whatever it held cannot reach a valid step, in any precision
-        h = torch.where(keep, (x - self.mean) / self.std, torch.zeros_like(x))  # (B, T, F)
+        h = torch.where(keep, (x - self.mean) / self.std, 0.0)  # (B, T, F)
         for conv in self.convs:
             h = torch.relu(conv(h.transpose(1, 2))).transpose(1, 2)  # (B, T, C)
-            h = torch.where(keep, h, torch.zeros_like(h))  # a kernel straddling the end saw zeros only
+            h = torch.where(keep, h, 0.0)  # a kernel straddling the end saw zeros only
 
         out = self._recur(h, lengths)  # (B, T, D)
 
@@ -138,6 +153,7 @@ class AttentionLSTM(nn.Module):
         """Bidirectional LSTM as forward-only passes, the backward one on length-reversed sequences."""
         hidden = self.config.hidden_size
         zeros = h.new_zeros(1, h.shape[0], hidden)  # (1, B, H)
+        index = reversal_index(lengths, h.shape[1])  # (B * T,)
         for layer in range(self.config.num_layers):
             directions = []
             for suffix in ("", "_reverse"):
@@ -145,8 +161,8 @@ class AttentionLSTM(nn.Module):
                     getattr(self.lstm, f"{name}_l{layer}{suffix}")
                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                 ]
-                inp = h if suffix == "" else reverse_padded(h, lengths)
+                inp = h if suffix == "" else reverse_padded(h, index)
                 out = torch._VF.lstm(inp, (zeros, zeros), params, True, 1, 0.0, False, False, True)[0]
-                directions.append(out if suffix == "" else reverse_padded(out, lengths))
+                directions.append(out if suffix == "" else reverse_padded(out, index))
             h = torch.cat(directions, dim=2)  # (B, T, 2H)
         return h

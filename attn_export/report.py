@@ -98,6 +98,33 @@ def _attention_agreement(samples: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _conformance_table(entries: list[dict[str, Any]]) -> list[str]:
+    """Runtime x artefact: which independent ONNX implementations compute the model the same way."""
+    files = list(dict.fromkeys(e["artifact"] for e in entries))
+    ran = [e for e in entries if e["status"] != "not run"]
+    runtimes = list(dict.fromkeys(e["runtime"] for e in ran))
+    lines = ["Each runtime ran the same sweep and test split as the verify table, judged by the same rules; a "
+             "runtime that cannot read an artefact says why in its own words.", "",
+             "| runtime | " + " | ".join(f"`{f}`" for f in files) + " |", "|---|" + "---|" * len(files)]
+    cells = {(e["runtime"], e["artifact"]): e for e in ran}
+    for runtime in runtimes:
+        row = []
+        for f in files:
+            e = cells.get((runtime, f))
+            if e is None:
+                row.append("–")
+            elif e["status"] == "passed":
+                ratio = e.get("worst_ratio")
+                row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else ""))
+            else:
+                row.append(f"**{e['status']}**: {(e['detail'] or '').replace('|', '/')}")
+        lines.append(f"| {runtime} | " + " | ".join(row) + " |")
+    skipped = dict.fromkeys(f"{e['runtime']} ({e['detail']})" for e in entries if e["status"] == "not run")
+    if skipped:
+        lines += ["", "Not run here: " + "; ".join(skipped)]
+    return lines
+
+
 def _bench_section(bench: dict[str, Any]) -> list[str]:
     lines = [f"Threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved, {bench['method']['seconds_per_shape']} s per shape.", ""]
@@ -133,10 +160,17 @@ def write_report(directory: Path) -> Path:
              f"shapes {', '.join(f'{b}x{s}' for b, s in result['sweep']['shapes'])}.", "",
              "## Verify", ""]
     lines += _verify_table(result)
-    lines += ["", "Tolerances (from the recipe's `[verify]` table):", ""]
+    if result.get("conformance"):
+        lines += ["", "## One graph, every runtime", ""] + _conformance_table(result["conformance"])
+    lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result['overrides'])}"
+                                                                 if result.get("overrides") else "") + "):", ""]
     for precision, rule in result["tolerances"].items():
-        judged = (f"atol {rule['atol']:g}, rtol {rule['rtol']:g}" if rule["atol"] is not None
+        judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
+                  f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
                   else "argmax agreement and accuracy drop only")
+        if rule.get("mean_multiple"):
+            judged += (f", on average at most {rule['mean_multiple']:g} x, up to seq {rule.get('deployment_max_seq')} "
+                       "(beyond: finite, argmax, zero attention on padding)")
         extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))

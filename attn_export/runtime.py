@@ -72,7 +72,8 @@ MADE_BY = {"fp32": "attn-export export", "fp16": "attn-export quantize --fp16",
 BUILD_FLAG = {"fp16": " --fp16", "int8-qdq": " --int8"}
 ENGINE_BACKEND = "tensorrt"
 ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
-KNOWN_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "onnx-ref", "torch-cpu", "torch-cuda")
+KNOWN_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "onnx-ref", "torch-cpu", "torch-cuda",
+                  "openvino-cpu", "openvino-bf16", "tract-cpu")
 # ONNX Runtime documents InferenceSession.run as safe to call from several threads at once.
 CONCURRENT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
 ON_LONG = ("error", "truncate", "split")
@@ -213,10 +214,10 @@ def _choose(directory: Path, manifest: Dict[str, Any], backend: str, precision: 
                 except NotAvailable as e:
                     refusals.append(str(e))
             raise NotAvailable(" | ".join(refusals))
-        if cls.kind != "onnx" or cls.unpadded_only:
+        if cls.kind != "onnx" or not cls.deployable:
             raise BadInput(f"backend {backend} is not a deployment backend (it runs {cls.kind} models"
-                           f"{', unpadded only' if cls.unpadded_only else ''}); expected one of ort-cpu, "
-                           "ort-cuda, ort-trt, tensorrt")
+                           f"{'' if cls.deployable else ', as a correctness oracle'}); expected one of ort-cpu, "
+                           "ort-cuda, ort-trt, tensorrt, openvino-cpu, tract-cpu")
         if precision not in cls.precisions:
             raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
                            f"{', '.join(cls.precisions)}); choose another --backend or --precision")

@@ -74,6 +74,8 @@ def _engines(directory: Path) -> list[tuple[str, str | None]]:
 
 def _candidates(directory: Path, name: str) -> list[tuple[str, str | None]]:
     cls = REGISTRY[name]
+    if cls.computes is not None:  # it runs the FP32 graph in a precision of its own, judged as that one
+        return [(artifacts.ONNX_FP32, cls.computes)] if (directory / artifacts.ONNX_FP32).is_file() else []
     if cls.kind == "torch":
         return [(artifacts.WEIGHTS, "fp32")] if (directory / artifacts.WEIGHTS).is_file() else []
     if cls.kind == "engine":

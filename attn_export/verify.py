@@ -52,12 +52,11 @@ VERIFY_JSON = "verify.json"
 ATTENTION_SAMPLES = 4  # test sequences whose attention every backend reports, for the heatmaps
 TEST_BATCH = 32
 LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
-# the reference evaluator is a slow interpreter: small unpadded cases only
-ONNX_REF_MAX = (4, 64)
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-qdq")
 # the [verify] keys that move each precision's verdict, named in a failure's message
 KNOBS = {"fp32": ("fp32_atol", "fp32_rtol", "budget_multiple"),
          "fp16": ("fp16_atol", "fp16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq"),
+         "bf16": ("bf16_atol", "bf16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq"),
          "int8-dynamic": ("int8_min_argmax_agreement", "int8_max_accuracy_drop"),
          "int8-qdq": ("int8_min_argmax_agreement", "int8_max_accuracy_drop")}
 
@@ -95,7 +94,8 @@ class Row:
     latency_shape: list[int] | None = None
     cases: list[CaseResult] = field(default_factory=list)
     test_cases: list[CaseResult] = field(default_factory=list)
-    cases_outside: list[str] = field(default_factory=list)
+    cases_not_run: list[str] = field(default_factory=list)  # "label: why" (an engine's profile, a size limit)
+    unreadable: str | None = None  # the runtime could not read the artefact at all: its own message
     problems: list[str] = field(default_factory=list)
     attention: dict[int, list[float]] = field(default_factory=dict)
     mean_ratio: float | None = None
@@ -121,7 +121,7 @@ class Row:
                 "argmax_agreement": self.argmax_agreement, "test_logits_max_abs": self.test_logits_max_abs,
                 "latency_ms": self.latency_ms, "latency_shape": self.latency_shape,
                 "budget": self.budget_summary(),
-                "cases": [c.to_dict() for c in self.cases], "cases_outside_profile": self.cases_outside,
+                "cases": [c.to_dict() for c in self.cases], "cases_not_run": self.cases_not_run,
                 "problems": self.problems, "hint": self.hint}
 
 
@@ -242,11 +242,9 @@ def _lineage_problems(directory: Path, target: Target) -> list[str]:
 def _judge_cases(row: Row, backend: Backend, rule: Rule, reference: ReferenceSet, head: str) -> None:
     for case, ref in zip(reference.cases, reference.references):
         batch, seq = case.x.shape[:2]
-        if backend.unpadded_only and (case.padded or batch > ONNX_REF_MAX[0] or seq > ONNX_REF_MAX[1]):
-            continue
         outside = backend.accepts(batch, seq)
         if outside is not None:
-            row.cases_outside.append(f"{case.label}: {outside}")
+            row.cases_not_run.append(f"{case.label}: {outside}")
             continue
         try:
             got = backend.infer(case.feeds)
@@ -264,6 +262,9 @@ def _judge_test_split(row: Row, backend: Backend, rule: Rule, split: TestSplit, 
     outs = []
     for index, case in split.batches:
         outside = backend.accepts(*case.x.shape[:2])
+        if outside is not None and backend.max_cells is not None:  # an interpreter's size limit: not judged
+            row.cases_not_run.append(f"test split {case.label}: {outside}")
+            return
         if outside is not None:
             row.fail(f"the test split does not fit: {outside}")
             return
@@ -318,18 +319,63 @@ def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, refer
         row.fail(problem)
     if row.status == "failed":
         return row
+    backend = target.open(directory, spec, threads)
     try:
-        with target.open(directory, spec, threads) as backend:
-            _judge_cases(row, backend, rule, reference, spec.head_output)
-            if split is not None and not backend.unpadded_only:
-                _judge_test_split(row, backend, rule, split, spec.head_output)
-            _judge_mean(row, rule)
-            if not backend.unpadded_only and backend.accepts(1, latency_seq) is None:
-                row.latency_ms = _latency(backend, spec.features, latency_seq)
-                row.latency_shape = [1, latency_seq]
-    except AttnExportError as e:  # a backend that cannot load or run this artefact: a failure, reported
+        backend.__enter__()
+    except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
+        row.unreadable = str(e)
+        row.fail(f"cannot read: {e}")
+        return row
+    try:
+        _judge_cases(row, backend, rule, reference, spec.head_output)
+        if split is not None:
+            _judge_test_split(row, backend, rule, split, spec.head_output)
+        _judge_mean(row, rule)
+        if backend.timed and backend.accepts(1, latency_seq) is None:
+            row.latency_ms = _latency(backend, spec.features, latency_seq)
+            row.latency_shape = [1, latency_seq]
+    except AttnExportError as e:  # a backend that cannot run this artefact: a failure, reported
         row.fail(str(e))
+    finally:
+        backend.close()
     return row
+
+
+def _conformance(directory: Path, spec: IOSpec, targets: list[Target], rows: list[Row]) -> list[dict[str, Any]]:
+    """Every ONNX runtime asked for x every ONNX artefact in DIR: passed / failed (with the first divergent
+    case) / cannot read (with the reader's own message) / not run (why). A pairing verify does not judge
+    (a runtime that does not run that precision) is still tried for reading, so the table says why."""
+    from .backends import REGISTRY
+
+    by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
+    files = [(p, f) for p, f in artifacts.ONNX_FILES.items() if (directory / f).is_file()]
+    entries = []
+    for name in dict.fromkeys(t.backend for t in targets):
+        cls = REGISTRY[name]
+        if cls.kind != "onnx":
+            continue
+        reason = cls.available()
+        for precision, artifact in files:
+            if cls.computes is not None and artifact != artifacts.ONNX_FP32:
+                continue
+            row = by_pair.get((name, artifact))
+            entry: dict[str, Any] = {"runtime": name, "artifact": artifact,
+                                     "precision": cls.computes or precision, "status": "not run", "detail": None}
+            if reason is not None:
+                entry["detail"] = reason
+            elif row is not None and row.unreadable is not None:
+                entry.update(status="cannot read", detail=row.unreadable)
+            elif row is not None and row.status != "skipped":
+                failing = next((c for c in row.cases + row.test_cases if not c.passed), None)
+                detail = (f"{failing.batch}x{failing.seq}{' padded' if failing.padded else ''}: {failing.problems[0]}"
+                          if failing is not None else (row.problems[0] if row.problems else None))
+                entry.update(status=row.status, detail=detail, worst_ratio=row.budget_summary()["worst_ratio"])
+            else:
+                unread = cls.unreadable(directory / artifact, spec)
+                entry.update(status="cannot read" if unread else "reads",
+                             detail=unread or f"reads it; {name} is not judged on {precision}")
+            entries.append(entry)
+    return entries
 
 
 def _reference(directory: Path, info: dict[str, Any] | None, spec: IOSpec, targets: list[Target],
@@ -341,7 +387,8 @@ def _reference(directory: Path, info: dict[str, Any] | None, spec: IOSpec, targe
     if stale:
         raise MissingPrerequisite(f"{'; '.join(stale)}; run attn-export export first")
     reference = read_reference(path)
-    for precision in {"fp32"} | {str(t.precision) for t in targets if t.skip is None and t.precision == "fp16"}:
+    budgeted = {str(t.precision) for t in targets if t.skip is None and t.precision in ("fp16", "bf16")}
+    for precision in {"fp32"} | budgeted:
         reference.require_intrinsic(precision, path)
     if torch_ref:
         extra = _extra_cases(info, spec, _engine_profiles(directory, targets))
@@ -397,6 +444,7 @@ def verify(
                       "accuracy": split.reference_accuracy if split else None,
                       "test_split": split.source if split else split_reason},
         "results": [r.to_dict() for r in rows],
+        "conformance": _conformance(directory, spec, targets, rows),
         "tolerances": {**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
                        "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         "overrides": list(overrides),
@@ -431,13 +479,18 @@ def _attention_samples(split: TestSplit, rows: list[Row]) -> dict[str, Any]:
 
 
 def _record_verdicts(directory: Path, rows: list[Row], overrides: list[str]) -> None:
-    """Each verified artefact's manifest entry gets ``verified``: passed on every backend that ran it."""
+    """Each verified artefact's manifest entry gets ``verified``: passed on every backend that ran it at its
+    own precision (a backend computing in a precision of its own, OpenVINO's bf16, judges its execution,
+    not the file: its rows stay in verify.json and the conformance table)."""
+    from .backends import REGISTRY
+
     verify_sha = artifacts.sha256_file(directory / VERIFY_JSON)
     manifest = artifacts.read_manifest(directory)
     entries = manifest["artifacts"]
     by_artifact: dict[str, list[Row]] = {}
     for row in rows:
-        if row.status != "skipped" and row.target.artifact in entries:
+        if (row.status != "skipped" and row.target.artifact in entries
+                and REGISTRY[row.target.backend].computes is None):
             by_artifact.setdefault(str(row.target.artifact), []).append(row)
     for name, group in by_artifact.items():
         accuracies = [r.accuracy for r in group if r.accuracy is not None]

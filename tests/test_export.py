@@ -24,6 +24,7 @@ from attn_export.export import export_onnx
 from attn_export.reference import read_reference
 from attn_export.iospec import IOSpec
 from attn_export.model import AttentionLSTM
+from attn_export.portability import divergences
 
 from conftest import cli
 
@@ -67,10 +68,12 @@ def test_every_variant_exports_with_parity_across_the_dynamic_range(tmp_path: Pa
     onnx.checker.check_model(proto, full_check=True)
     lstm_nodes = [n for n in proto.graph.node if n.op_type == "LSTM"]
     layers = VARIANTS[variant].num_layers
-    assert len(lstm_nodes) == (layers * 2 if exporter == "dynamo" and VARIANTS[variant].bidirectional else layers)
-    assert all(a.i == 0 for n in lstm_nodes for a in n.attribute if a.name == "layout")
-    if VARIANTS[variant].bidirectional and exporter == "torchscript":
-        assert all(len(n.input) >= 5 and n.input[4] for n in lstm_nodes), "sequence_lens must be wired"
+    assert len(lstm_nodes) == layers * (2 if VARIANTS[variant].bidirectional else 1)  # one per direction, per layer
+    for node in lstm_nodes:  # the portable form, from either exporter
+        assert len(node.input) <= 4 or not node.input[4], f"{node.name} takes a runtime sequence_lens"
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attributes.get("layout", 0) == 0 and attributes.get("direction", b"forward") == b"forward"
+    assert divergences(proto) == []
 
 
 def test_the_dynamo_exporter_keeps_bidirectional_models_correct_on_padded_batches(tmp_path: Path) -> None:
@@ -127,13 +130,19 @@ def test_onnx_outputs_are_the_same_alone_and_in_a_padded_batch(
             assert (batch["attention"][i, len(s):] == 0).all()
 
 
-@pytest.mark.parametrize("batch, seq", [(1, 1), (2, 3), (3, 17), (1, 64)])
-def test_the_reference_evaluator_agrees_with_onnx_runtime_on_unpadded_inputs(
+@pytest.mark.parametrize("batch, seq", [(1, 1), (2, 3), (3, 17), (1, 64), (4, 300)])
+def test_the_reference_evaluator_agrees_with_onnx_runtime_on_padded_inputs(
     bidirectional_dir: Path, batch: int, seq: int
 ) -> None:
+    """With no LSTM taking a runtime sequence_lens (which onnx 1.23.2's evaluator ignores), the evaluator is
+    an oracle for padded batches too, garbage in the padding included."""
     spec = IOSpec.for_model(FEATURES, 3)
-    feeds = {"x": np.random.default_rng(seq).normal(0, 2, (batch, seq, FEATURES)).astype(np.float32),
-             "lengths": np.full(batch, seq, dtype=np.int64)}
+    rng = np.random.default_rng(seq)
+    lengths = np.maximum(1, rng.integers(1, seq + 1, batch)).astype(np.int64)
+    lengths[0] = seq
+    x = rng.normal(0, 2, (batch, seq, FEATURES)).astype(np.float32)
+    x[np.arange(seq)[None, :] >= lengths[:, None]] = 1e3
+    feeds = {"x": x, "lengths": lengths}
     with get("ort-cpu")(bidirectional_dir / "model.onnx", spec) as ort, \
             get("onnx-ref")(bidirectional_dir / "model.onnx", spec) as ref:
         a, b = ort.infer(feeds), ref.infer(feeds)
@@ -199,7 +208,8 @@ def test_backend_contract(bidirectional_dir: Path, name: str) -> None:
     assert out["logits"].shape == (2, 3) and out["attention"].shape == (2, 9)
     with get("torch-cpu")(bidirectional_dir, spec) as reference:
         expected = reference.infer(feeds)
-    np.testing.assert_allclose(out["logits"], expected["logits"], atol=1e-5, rtol=1e-4)
+    tolerance = 2e-2 if cls.computes == "bf16" else 1e-5  # bf16 keeps 8 bits of mantissa
+    np.testing.assert_allclose(out["logits"], expected["logits"], atol=tolerance, rtol=tolerance * 10)
 
 
 GOOD = {"x": np.zeros((2, 4, FEATURES), np.float32), "lengths": np.array([4, 2], np.int64)}

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_export.config import ModelConfig
-from attn_export.model import AttentionLSTM, masked_softmax, reverse_padded
+from attn_export.model import AttentionLSTM, masked_softmax, reversal_index, reverse_padded
 
 VARIANTS = [
     ModelConfig(hidden_size=8, num_layers=layers, bidirectional=bi, attention=attention, query=query,
@@ -82,7 +82,7 @@ def test_packed_and_reversed_bidirectional_formulations_agree(layers: int, conv:
 
 def test_reverse_padded_reverses_within_each_length_and_keeps_padding() -> None:
     x = torch.arange(10.0).view(2, 5, 1).contiguous()
-    out = reverse_padded(x, torch.tensor([5, 3]))[..., 0]
+    out = reverse_padded(x, reversal_index(torch.tensor([5, 3]), 5))[..., 0]
     assert out.tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
 
 

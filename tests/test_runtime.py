@@ -217,7 +217,7 @@ def test_missing_precision_names_the_command(model_dir: Path) -> None:
     ({"precision": "int4"}, BadInput, "precision 'int4' is unknown"),
     ({"backend": "nope"}, BadInput, "unknown backend 'nope'"),
     ({"backend": "torch-cpu"}, BadInput, "not a deployment backend"),
-    ({"backend": "onnx-ref", "precision": "fp16"}, BadInput, "not a deployment backend .*unpadded only"),
+    ({"backend": "onnx-ref", "precision": "fp16"}, BadInput, "not a deployment backend .*correctness oracle"),
     ({"backend": "ort-cuda"}, NotAvailable, "ort-cuda is not available"),
     ({"backend": "tensorrt"}, NotAvailable, "tensorrt is not available"),
 ])

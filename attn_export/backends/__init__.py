@@ -13,15 +13,17 @@ from .base import Backend
 from .cuda import TorchCudaBackend
 from .onnxref import OnnxRefBackend
 from .onnxrt import OrtCpuBackend
+from .openvino_cpu import OpenVinoBf16Backend, OpenVinoCpuBackend
 from .ortgpu import OrtCudaBackend, OrtTrtBackend
 from .pyt import TorchCpuBackend
 from .tensorrt import TensorRTBackend
+from .tract_cpu import TractCpuBackend
 
 __all__ = ["REGISTRY", "Backend", "get", "status"]
 
 REGISTRY: Dict[str, Type[Backend]] = {
     b.name: b for b in (TorchCpuBackend, TorchCudaBackend, OrtCpuBackend, OrtCudaBackend, OrtTrtBackend,
-                        TensorRTBackend, OnnxRefBackend)
+                        TensorRTBackend, OnnxRefBackend, OpenVinoCpuBackend, OpenVinoBf16Backend, TractCpuBackend)
 }
 
 

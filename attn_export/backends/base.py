@@ -11,7 +11,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import NotAvailable
+from ..errors import AttnExportError, NotAvailable
 from ..iospec import IOSpec
 
 __all__ = ["Backend"]
@@ -25,8 +25,15 @@ class Backend:
     device = "cpu"
     # the precisions whose artefacts it can run (verify pairs backends with artefacts by this)
     precisions: Tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
-    # verify's oracle-only backends run small unpadded cases only (onnx-ref)
-    unpadded_only = False
+    # a backend that computes in a reduced precision of its own (OpenVINO's bf16) runs the FP32 graph and
+    # is judged as that precision
+    computes: Optional[str] = None
+    # slow interpreters (onnx-ref) run only cases up to this many batch x seq cells in verify
+    max_cells: Optional[int] = None
+    # bench times it unless it is a correctness oracle (then only when named)
+    timed = True
+    # Predictor may run on it when named (an oracle may not)
+    deployable = True
     # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)
     supports_cuda_graph = False
 
@@ -62,9 +69,20 @@ class Backend:
         self.spec.check_feeds(feeds)
         return self._run(feeds)
 
+    @classmethod
+    def unreadable(cls, artifact: Path, spec: IOSpec) -> Optional[str]:
+        """None when this runtime reads ``artifact``, else its own reason (for the conformance table)."""
+        try:
+            with cls(artifact, spec):
+                return None
+        except AttnExportError as e:
+            return str(e)
+
     def accepts(self, batch: int, seq: int) -> Optional[str]:
         """None when inputs of this shape are inside what the artefact supports, else why not (an
-        engine's optimisation profile). Verify sweeps only accepted shapes; ``infer`` refuses others."""
+        engine's optimisation profile, an interpreter's size limit). Verify sweeps only accepted shapes."""
+        if self.max_cells is not None and batch * seq > self.max_cells:
+            return f"{self.name} runs batch x seq <= {self.max_cells} only (a slow interpreter)"
         return None
 
     def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:

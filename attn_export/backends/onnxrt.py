@@ -11,13 +11,25 @@ from ..artifacts import check_external_data
 from ..errors import BadInput, NotAvailable, WorkFailed
 from .base import Backend
 
-__all__ = ["FP16_OPT_LEVEL", "OrtCpuBackend", "is_fp16_graph", "ort_providers"]
+__all__ = ["OrtCpuBackend", "is_fp16_graph", "ort_providers", "refuse_known_crash"]
+
+CRASHES_ONNXRUNTIME = "FP16 MatMul of a Transpose by a constant weight"  # attn_export.portability.CONSTRUCTS
 
 
-def FP16_OPT_LEVEL(ort):  # type: ignore[no-untyped-def]  # noqa: N802
-    """ONNX Runtime 1.31.1's CPU provider segfaults creating a session for the FP16 graph of a
-    unidirectional model at ORT_ENABLE_ALL (seen here); EXTENDED loads it and runs the same kernels."""
-    return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+def refuse_known_crash(path: Path) -> None:
+    """Refuse, with one line, a graph holding a construct that crashes ONNX Runtime at its default
+    optimisation level (a segmentation fault takes the whole process, no error is raised): FP16 graphs
+    that attn-export wrote before 0.1.0's portable form. Without onnx installed there is no graph to read
+    here, and the file's sha256 in the manifest is what vouches for it."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    from ..portability import divergences
+
+    found = [d for d in divergences(onnx.load(str(path), load_external_data=False)) if d.construct == CRASHES_ONNXRUNTIME]
+    if found:
+        raise BadInput(f"{path} holds {found[0]}; re-make it with attn-export quantize --fp16")
 
 
 def is_fp16_graph(path: Path) -> bool:
@@ -57,10 +69,8 @@ class OrtCpuBackend(Backend):
     def session_options(self):  # type: ignore[no-untyped-def]
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
+        options = onnxruntime.SessionOptions()  # every default users get, ORT_ENABLE_ALL included
         options.log_severity_level = 3
-        if is_fp16_graph(self.artifact):
-            options.graph_optimization_level = FP16_OPT_LEVEL(onnxruntime)
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -70,6 +80,7 @@ class OrtCpuBackend(Backend):
         import onnxruntime
 
         check_external_data(self.artifact)
+        refuse_known_crash(self.artifact)
         try:
             self.session = onnxruntime.InferenceSession(
                 str(self.artifact), sess_options=self.session_options(), providers=[self.provider]

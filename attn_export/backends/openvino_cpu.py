@@ -1,0 +1,98 @@
+"""``openvino-cpu`` and ``openvino-bf16``: Intel's OpenVINO Runtime on the CPU, an ONNX implementation
+independent of ONNX Runtime. Python 3.8-compatible; imports openvino only when asked.
+
+OpenVINO computes in bf16 by default on CPUs with AVX512-BF16 or AMX, whatever the graph says, so:
+
+- ``openvino-cpu`` pins ``INFERENCE_PRECISION_HINT`` to f32 and checks the compiled model kept it: it runs
+  the FP32, FP16 (weights decompressed to f32), INT8 Q/DQ and dynamic INT8 graphs;
+- ``openvino-bf16`` runs ``model.onnx`` with the hint at bf16: a reduced-precision target of its own, judged
+  like FP16 against the model's own bf16 error. It is available only where the CPU computes bf16.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..artifacts import check_external_data
+from ..errors import BadInput, NotAvailable, WorkFailed
+from .base import Backend
+
+__all__ = ["OpenVinoBf16Backend", "OpenVinoCpuBackend"]
+
+DEVICE = "CPU"
+
+
+def _core() -> Any:
+    import openvino
+
+    return openvino.Core()
+
+
+class OpenVinoCpuBackend(Backend):
+    name = "openvino-cpu"
+    kind = "onnx"
+    precisions: Tuple[str, ...] = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+    hint = "f32"
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "openvino is not installed (pip install 'attn-export[openvino]')"
+        return None
+
+    def _open(self) -> None:
+        check_external_data(self.artifact)
+        config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        try:
+            compiled = _core().compile_model(str(self.artifact), DEVICE, config)
+        except RuntimeError as e:  # OpenVINO reports unreadable graphs as RuntimeError
+            raise BadInput(f"OpenVINO cannot read {self.artifact.name}: {_first_line(e)}") from None
+        import openvino
+
+        computed = compiled.get_property("INFERENCE_PRECISION_HINT")
+        if computed != getattr(openvino.Type, self.hint):
+            raise NotAvailable(f"OpenVINO compiled {self.artifact.name} for {computed}, not {self.hint}")
+        self.request = compiled.create_infer_request()
+        # a tensor may carry several names (the graph's and its producer's): index by the spec's
+        wanted = set(self.spec.output_names)
+        self.outputs = {next(iter(o.get_names() & wanted), o.get_any_name()): i for i, o in enumerate(compiled.outputs)}
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        try:
+            results = self.request.infer(dict(feeds))
+        except RuntimeError as e:
+            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x "
+                             f"{'x'.join(str(d) for d in feeds['x'].shape)}: {_first_line(e)}") from None
+        values = list(results.values())
+        return {n: np.asarray(values[i], dtype=np.float32) for n, i in self.outputs.items()}
+
+    def close(self) -> None:
+        self.request = None
+        super().close()
+
+
+class OpenVinoBf16Backend(OpenVinoCpuBackend):
+    name = "openvino-bf16"
+    precisions = ("fp32",)
+    computes = "bf16"
+    hint = "bf16"
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        reason = super().available()
+        if reason is not None:
+            return reason
+        if "BF16" not in _core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"):
+            return "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX): OpenVINO would compute f32"
+        return None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1] if lines else type(e).__name__

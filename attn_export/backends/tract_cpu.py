@@ -1,0 +1,80 @@
+"""``tract-cpu``: Sonos' tract, the Rust inference engine used on ARM edge devices: a third ONNX
+implementation, independent of ONNX Runtime and OpenVINO. Python 3.8-compatible; imports tract only when
+asked.
+
+tract 0.23.9 aborts the whole process (a Rust panic that cannot unwind) on some graphs it cannot type,
+so a graph is first loaded in a child process; only one that loads there is loaded here. It runs FP32,
+FP16 and Q/DQ graphs, not ONNX Runtime's contrib operators (``model.int8.onnx``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from ..artifacts import check_external_data
+from ..errors import BadInput, WorkFailed
+from .base import Backend
+
+__all__ = ["TractCpuBackend"]
+
+PROBE = "import sys, tract; tract.onnx().load(sys.argv[1]).into_model()"
+PROBE_SECONDS = 120
+
+
+def _load_error(path: Path) -> Optional[str]:
+    """None when tract loads ``path`` in a child process, else its reason (a panic included)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
+                              timeout=PROBE_SECONDS)
+    except subprocess.TimeoutExpired:
+        return f"tract did not load it within {PROBE_SECONDS} s"
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    said = [line for line in lines if "panicked" in line or "Caused by" in line or line.startswith(("TractError", "0:", "1:"))]
+    detail = next((line for line in lines if "Err` value" in line or "Failed analyse" in line
+                   or "Translating node" in line or "Unimplemented" in line), None)
+    return (detail or (said[-1] if said else (lines[-1] if lines else f"exit status {done.returncode}")))[:300]
+
+
+class TractCpuBackend(Backend):
+    name = "tract-cpu"
+    kind = "onnx"
+    precisions = ("fp32", "fp16", "int8-qdq")
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        try:
+            import tract  # noqa: F401
+        except ImportError:
+            return "tract is not installed (pip install 'attn-export[tract]')"
+        return None
+
+    def _open(self) -> None:
+        import tract
+
+        check_external_data(self.artifact)
+        reason = _load_error(self.artifact)
+        if reason is not None:
+            raise BadInput(f"tract cannot read {self.artifact.name}: {reason}")
+        self.runnable = tract.onnx().load(str(self.artifact)).into_model().into_runnable()
+        self.output_names = [o.name for o in self.spec.outputs]
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import tract
+
+        try:
+            outputs = self.runnable.run([feeds["x"], feeds["lengths"]])
+        except tract.TractError as e:
+            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x "
+                             f"{'x'.join(str(d) for d in feeds['x'].shape)}: {str(e).splitlines()[0]}") from None
+        return {n: np.asarray(o.to_numpy(), dtype=np.float32) for n, o in zip(self.output_names, outputs)}
+
+    def close(self) -> None:
+        self.runnable = None
+        super().close()
