@@ -14,7 +14,7 @@ The Python API mirrors the command line, one function per stage, all working on 
     with ax.Predictor.load(out, precision="int8-dynamic") as predictor:
         predictions = predictor.predict(list_of_arrays)    # [Prediction(label, index, probabilities, attention)]
 
-``build_engine`` (TensorRT) needs a GPU and TensorRT. Importing the package is cheap: every name above is
+``run`` does every stage at once (``attn-export run``). ``build_engine`` (TensorRT) needs a GPU and TensorRT. Importing the package is cheap: every name above is
 imported on first use, so ``import attn_export`` loads none of torch, onnxruntime, tensorrt, typer or rich.
 
 ``train``, ``quantize`` and ``verify`` are both stage modules and the functions they define; the package
@@ -38,6 +38,7 @@ __all__ = [
     "export_onnx",
     "load_recipe",
     "quantize",
+    "run",
     "train",
     "verify",
 ]
@@ -47,11 +48,12 @@ _LAZY = {
     "train": (".train", "train"),
     "export_onnx": (".export", "export_onnx"),
     "quantize": (".quantize", "quantize"),
-    "build_engine": (".trt.build", "build_engine"),
+    "build_engine": (".runtime.trt.build", "build_engine"),
     "verify": (".verify", "verify"),
     "Predictor": (".runtime", "Predictor"),
     "Prediction": (".runtime", "Prediction"),
     "load_recipe": (".config", "load_recipe"),
+    "run": (".pipeline", "run"),
 }
 
 

@@ -23,64 +23,24 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, artifacts
-from .backends import Backend, get
+from . import __version__
+from .runtime import artifacts
+from .backends import REGISTRY, Backend, get
 from .errors import BadInput, NotAvailable
-from .targets import Target, discover, load_spec, parse_backends
+from .runtime.modelinfo import ModelInfo
+from .runtime.targets import Target, discover, parse_backends
+from .runtime.timing import Budget, percentiles, time_interleaved
 
-__all__ = ["BENCH_JSON", "PLOTS", "bench", "percentiles", "time_interleaved"]
+__all__ = ["BENCH_JSON", "PLOTS", "bench"]
 
 BENCH_JSON = "bench.json"
 PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long to time each shape; the defaults give stable p50s on a 2-core machine in ~2 s a shape."""
-
-    warmup: int = 10
-    seconds: float = 2.0
-    min_iterations: int = 20
-    max_iterations: int = 2000
-
-
-def percentiles(times_ms: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(times_ms, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "min": float(a.min())}
-
-
-def _call_ms(run: Callable[[], float | None]) -> float:
-    start = time.perf_counter()
-    device_ms = run()
-    wall = (time.perf_counter() - start) * 1e3
-    return wall if device_ms is None else device_ms
-
-
-def time_interleaved(runs: Sequence[Callable[[], float | None]], budget: Budget = Budget()) -> list[list[float]]:
-    """Milliseconds per call for each of ``runs``, timed in alternation (one call each per round)."""
-    for run in runs:
-        for _ in range(budget.warmup):
-            run()
-    times: list[list[float]] = [[] for _ in runs]
-    started = time.perf_counter()
-    while True:
-        for run, bucket in zip(runs, times):
-            bucket.append(_call_ms(run))
-        done = len(times[0])
-        if done >= budget.max_iterations:
-            break
-        if done >= budget.min_iterations and time.perf_counter() - started >= budget.seconds:
-            break
-    return times
 
 
 def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -131,9 +91,9 @@ def bench(
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
-    spec = load_spec(directory)
-    explicit = parse_backends(backends) is not None
-    targets = [_skip_oracle(t, explicit) for t in discover(directory, backends)]
+    spec = ModelInfo.read(directory).spec
+    explicit = parse_backends(backends, REGISTRY) is not None
+    targets = [_skip_oracle(t, explicit) for t in discover(directory, backends, REGISTRY)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
@@ -141,7 +101,7 @@ def bench(
     results: list[dict[str, Any]] = []
     try:
         for target in runnable:
-            opened.append((target, target.open(directory, spec, threads).__enter__()))
+            opened.append((target, target.open(directory, spec, threads, REGISTRY).__enter__()))
         for batch in batches:
             for seq in seqs:
                 if progress:

@@ -11,19 +11,19 @@ import io
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
 
-from . import __version__, artifacts
+from . import __version__
+from .runtime import artifacts
 from .config import ModelConfig, Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
+from .runtime.modelinfo import FORMAT, ModelInfo
 
 __all__ = ["classic_state_dict_to_model", "load_model", "read_state_dict", "save_model"]
 
-FORMAT = 1
 
 
 def save_model(
@@ -63,20 +63,12 @@ def save_model(
     artifacts.record(directory, artifacts.MODEL_JSON, command, parent=artifacts.WEIGHTS, versions=versions)
 
 
-def read_model_info(directory: Path) -> dict[str, Any]:
-    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise DataError(f"{directory / artifacts.MODEL_JSON} is not an attn-export model.json (format {FORMAT})")
-    return info
-
-
-def load_model(directory: Path) -> tuple[AttentionLSTM, dict[str, Any]]:
-    """Rebuild the model saved in ``directory``; returns (model in eval mode, model.json contents)."""
-    info = read_model_info(directory)
+def load_model(directory: Path) -> tuple[AttentionLSTM, ModelInfo]:
+    """Rebuild the model saved in ``directory``; returns (model in eval mode, its model.json)."""
+    info = ModelInfo.read(directory)
     weights = artifacts.require(directory, artifacts.WEIGHTS)
-    recipe = recipe_from_dict(info["recipe"])
-    model = AttentionLSTM(recipe.model, info["input_size"], info["num_outputs"],
-                          info["normalization"]["mean"], info["normalization"]["std"])
+    recipe = recipe_from_dict(dict(info.recipe))
+    model = AttentionLSTM(recipe.model, info.input_size, info.num_outputs, list(info.mean), list(info.std))
     try:
         state = load_file(str(weights))
     except Exception as e:  # safetensors raises its own SafetensorError or OSError

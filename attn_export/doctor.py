@@ -32,8 +32,8 @@ def _torch() -> Dict[str, Any]:
 
 
 def _tensorrt() -> Dict[str, Any]:
-    from .trt.importer import tensorrt_missing
-    from .trt.precision import Capability, plan_summary
+    from .runtime.trt.importer import tensorrt_missing
+    from .runtime.trt.precision import Capability, plan_summary
 
     reason = tensorrt_missing()
     out: Dict[str, Any] = {"version": None, "reason": reason, "stubs": _version("tensorrt-stubs"),
@@ -52,10 +52,10 @@ def _tensorrt() -> Dict[str, Any]:
 def diagnose() -> Dict[str, Any]:
     """Everything ``doctor`` reports, as data."""
     from .backends import REGISTRY
-    from .backends.onnxrt import ort_providers
-    from .backends.ortgpu import ort_distribution
-    from .trt.device import query_gpus
-    from .trt.importer import is_jetson
+    from .runtime.backends.onnxrt import ort_providers
+    from .runtime.backends.ortgpu import ort_distribution
+    from .runtime.trt.device import query_gpus
+    from .runtime.trt.importer import is_jetson
 
     gpus = query_gpus()
     backends: List[Dict[str, Any]] = []

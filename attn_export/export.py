@@ -24,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 
-from . import __version__, artifacts
-from .backends.onnxrt import OrtCpuBackend
-from .compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
-from .errors import BadInput, ParityError, WorkFailed
-from .iospec import IOSpec
+from . import __version__
+from .runtime import artifacts
+from .runtime.backends.onnxrt import OrtCpuBackend
+from .runtime.compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
+from .errors import ParityError, WorkFailed
+from .runtime.iospec import IOSpec
+from .runtime.modelinfo import ModelInfo
 from .portability import divergences, make_portable
-from .reference import reference_bytes
+from .runtime.reference import reference_bytes
 
-__all__ = ["EXPORTERS", "ExportResult", "export_onnx"]
-
-EXPORTERS = ("torchscript", "dynamo")
-MIN_OPSET, MAX_OPSET = 14, 21
+__all__ = ["ExportResult", "export_onnx"]
 
 
 @dataclass
@@ -122,13 +121,13 @@ def _structure_problems(proto: Any, spec: IOSpec, lstm_nodes: int) -> list[str]:
     return problems
 
 
-def _metadata(info: dict[str, Any], spec: IOSpec, source_sha256: str, exporter: str, opset: int) -> dict[str, str]:
+def _metadata(info: ModelInfo, spec: IOSpec, source_sha256: str, exporter: str, opset: int) -> dict[str, str]:
     return {
         "attn_export_version": __version__,
-        "labels": json.dumps(info["labels"]),
-        "model_config": json.dumps(info["model"]),
-        "normalization": json.dumps(info["normalization"]),
-        "train_lengths": json.dumps(info.get("train_lengths")),
+        "labels": json.dumps(list(info.labels)),
+        "model_config": json.dumps(info.recipe["model"]),
+        "normalization": json.dumps({"mean": list(info.mean), "std": list(info.std)}),
+        "train_lengths": json.dumps(info.train_lengths),
         "source": artifacts.WEIGHTS,
         "source_sha256": source_sha256,
         "exporter": exporter,
@@ -140,12 +139,16 @@ def _metadata(info: dict[str, Any], spec: IOSpec, source_sha256: str, exporter: 
 @artifacts.writes_directory("export")
 def export_onnx(
     directory: Path,
-    opset: int = 17,
-    exporter: str = "torchscript",
-    parity_max_seq: int = 2048,
+    opset: int | None = None,
+    exporter: str | None = None,
+    parity_max_seq: int | None = None,
     threads: int | None = None,
 ) -> ExportResult:
-    """Export DIR's model to DIR/model.onnx and DIR/reference.npz; see the module docstring."""
+    """Export DIR's model to DIR/model.onnx and DIR/reference.npz; see the module docstring. ``opset``,
+    ``exporter`` and ``parity_max_seq`` default to the recipe's ``[export]`` table (in ``model.json``) and are
+    checked by its schema (one range of opsets, one list of exporters)."""
+    import dataclasses
+
     import onnx
     import torch
 
@@ -153,11 +156,11 @@ def export_onnx(
     from .config import recipe_from_dict
     from .intrinsic import REALISATIONS, intrinsic_errors
 
-    if exporter not in EXPORTERS:
-        raise BadInput(f"exporter '{exporter}' is unknown; expected one of {', '.join(EXPORTERS)}")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise BadInput(f"opset {opset} is outside {MIN_OPSET}..{MAX_OPSET} (17 is what TensorRT 8.5 parses)")
     model, info = load_model(directory)
+    given = {"opset": opset, "exporter": exporter, "parity_max_seq": parity_max_seq}
+    cfg = dataclasses.replace(recipe_from_dict(dict(info.recipe)).export,
+                              **{k: v for k, v in given.items() if v is not None})
+    opset, exporter, parity_max_seq = cfg.opset, cfg.exporter, cfg.parity_max_seq
     spec = IOSpec.for_model(model.input_size, model.num_outputs, model.config.head)
     weights_sha = artifacts.sha256_file(directory / artifacts.WEIGHTS)
     lstm_nodes = model.config.num_layers * (2 if model.config.bidirectional else 1)  # one per direction per layer
@@ -187,9 +190,8 @@ def export_onnx(
             raise WorkFailed("exported graph is not what attn-export promises: " + "; ".join(problems))
         onnx.save(proto, str(tmp))
 
-        stats = info.get("train_lengths") or {}
-        cases = sweep_cases(model.input_size, parity_max_seq, info["normalization"]["mean"],
-                            info["normalization"]["std"], typical=int(stats.get("median", 16)))
+        stats = info.train_lengths or {}
+        cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)))
         with torch.inference_mode():
             outputs = []
             for case in cases:
@@ -197,7 +199,7 @@ def export_onnx(
                 outputs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
         errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names)
         refs = [Reference(o, e) for o, e in zip(outputs, errors)]
-        rule = rule_for("fp32", recipe_from_dict(info["recipe"]).verify)
+        rule = rule_for("fp32", info.verify)
         results = []
         with OrtCpuBackend(tmp, spec, threads=threads) as backend:
             for case, ref in zip(cases, refs):
@@ -207,7 +209,7 @@ def export_onnx(
             raise ParityError(f"ONNX Runtime disagrees with PyTorch on {len(failed)} of {len(results)} cases: "
                               + " | ".join(str(r) for r in failed))
         meta = {"head": spec.head_output, "source_sha256": weights_sha, "io_spec": spec.to_dict(),
-                "labels": info["labels"],
+                "labels": list(info.labels),
                 "intrinsic": {"precisions": sorted(errors[0]) if errors else [], "realisations": REALISATIONS,
                               "method": "per row: max |model at that precision - model in FP32| (attn_export.intrinsic)"}}
         tmp_reference.write_bytes(reference_bytes(cases, refs, meta))

@@ -10,9 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+from .runtime import artifacts
 from .errors import BadInput
 from .portability import divergences
+from .runtime.modelinfo import ModelInfo
 
 __all__ = ["describe"]
 
@@ -73,8 +74,9 @@ def describe_directory(directory: Path) -> dict[str, Any]:
         }
     out: dict[str, Any] = {"path": str(directory), "artifacts": entries}
     if (directory / artifacts.MODEL_JSON).is_file():
-        info = artifacts.read_json(directory / artifacts.MODEL_JSON)
-        out["model"] = {k: info.get(k) for k in ("model", "input_size", "num_outputs", "labels", "source")}
+        info = ModelInfo.read(directory)
+        out["model"] = {"model": info.recipe["model"], "input_size": info.input_size, "num_outputs": info.num_outputs,
+                        "labels": list(info.labels), "source": info.raw.get("source")}
     if (directory / artifacts.METRICS).is_file():
         out["metrics"] = artifacts.read_json(directory / artifacts.METRICS)
     return out

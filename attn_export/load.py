@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import artifacts
+from .runtime import artifacts
 from .checkpoint import classic_state_dict_to_model, load_model, read_state_dict, recipe_for_classic, save_model
 from .config import Recipe, recipe_from_dict
 
@@ -21,8 +21,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe) -> str:
         model, info = load_model(source)
         if source.resolve() == directory.resolve():
             return f"{source} is already an artefact directory; nothing to do"
-        save_model(directory, model, recipe_from_dict(info["recipe"]), tuple(info["labels"]), command="load",
-                   source=str(source), train_lengths=info.get("train_lengths"),
+        save_model(directory, model, recipe_from_dict(dict(info.recipe)), info.labels, command="load",
+                   source=str(source), train_lengths=info.train_lengths,
                    parent_sha256=artifacts.sha256_file(source / artifacts.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
     state = read_state_dict(source)

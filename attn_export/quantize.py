@@ -24,20 +24,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import artifacts
-from .compare import Reference, Rule, SweepCase, compare_case
+from .runtime import artifacts
+from .runtime.compare import Reference, Rule, SweepCase, compare_case
 from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
-from .reference import read_reference
-from .iospec import IOSpec
+from .runtime.reference import read_reference
+from .runtime.backends.onnxrt import ort_session
+from .runtime.onnxfile import check_external_data
+from .runtime.iospec import IOSpec
+from .runtime.timing import Budget, time_interleaved
+from .runtime.modelinfo import ModelInfo
 from .portability import make_portable, matmul_before_transpose
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
@@ -86,44 +89,33 @@ def _ort():  # type: ignore[no-untyped-def]
 
 
 def _session(path: Path, threads: int = 1, optimized: Path | None = None) -> Any:
-    ort = _ort()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    if optimized is not None:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    _ort()
+    return ort_session(path, threads=threads, optimized=optimized)
 
 
 def _paired_latency_ms(a: Any, b: Any, feeds: dict[str, np.ndarray], runs: int = 300) -> tuple[float, float]:
-    """Median latency of two sessions, timed alternately so that machine drift hits both alike."""
-    for _ in range(20):
-        a.run(None, feeds)
-        b.run(None, feeds)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(runs):
-        for session, bucket in ((a, times[0]), (b, times[1])):
-            start = time.perf_counter()
-            session.run(None, feeds)
-            bucket.append(time.perf_counter() - start)
-    return float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3)
+    """Median latency of two sessions, timed alternately (``runtime.timing``) so drift hits both alike."""
+    def runner(session: Any) -> Callable[[], None]:
+        return lambda: session.run(None, feeds) and None  # None: the host clock times it
+
+    times = time_interleaved([runner(a), runner(b)], Budget(warmup=20, seconds=0.0, min_iterations=runs,
+                                                             max_iterations=runs))
+    return float(np.median(times[0])), float(np.median(times[1]))
 
 
-def _calibration(directory: Path, info: dict[str, Any], samples: int) -> tuple[list[np.ndarray], str]:
+def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
     """``samples`` real training sequences (seeded choice) and the sha256 of their bytes."""
     from .config import recipe_from_dict
     from .data import load_splits
 
-    recipe = recipe_from_dict(info["recipe"])
+    recipe = recipe_from_dict(info.recipe)
     try:
         train = load_splits(recipe.data).train
     except (DataError, NotAvailable) as e:
         raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
-    if train.features != info["input_size"]:
+    if train.features != info.input_size:
         raise MissingPrerequisite(
-            f"the recipe's data has {train.features} features, the model {info['input_size']}: "
+            f"the recipe's data has {train.features} features, the model {info.input_size}: "
             "INT8 Q/DQ calibration needs the model's real training data (set [data] in the recipe)"
         )
     order = np.random.default_rng(recipe.data.seed).permutation(train.n)[:samples]
@@ -359,7 +351,7 @@ def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs
     return problems, worst
 
 
-def _long_padded_cases(spec: IOSpec, mean: list[float], std: list[float]) -> list[SweepCase]:
+def _long_padded_cases(spec: IOSpec, mean: Sequence[float], std: Sequence[float]) -> list[SweepCase]:
     """seq 4096 and a batch whose tails are mostly padding: FP16 must stay finite there."""
     rng = np.random.default_rng(7)
     x = (np.asarray(mean) + np.asarray(std) * rng.standard_normal((2, 4096, spec.features))).astype(np.float32)
@@ -392,17 +384,17 @@ def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, floa
             "logits_max_abs": logits_err, "attention_max_abs": attention_err}
 
 
-def labelled_test_split(info: dict[str, Any]) -> tuple[Any, str | None]:
+def labelled_test_split(info: ModelInfo) -> tuple[Any, str | None]:
     from .config import recipe_from_dict
     from .data import load_splits
 
-    if info["recipe"]["model"]["head"] != "classification" or not info["labels"]:
+    if info.head != "classification" or not info.labels:
         return None, "no labelled test split for this model (not a classifier)"
     try:
-        test = load_splits(recipe_from_dict(info["recipe"]).data).test
+        test = load_splits(recipe_from_dict(info.recipe).data).test
     except (DataError, NotAvailable) as e:
         return None, f"test split unavailable: {e}"
-    if test.features != info["input_size"]:
+    if test.features != info.input_size:
         return None, "the recipe's data does not match the model's features"
     return test, None
 
@@ -416,22 +408,21 @@ def quantize(
     """Make each requested variant (``fp16``, ``int8-dynamic``, ``int8-qdq``) of DIR/model.onnx."""
     import onnx
 
-    from .checkpoint import read_model_info
-    from .compare import rule_for
+    from .runtime.compare import rule_for
     from .config import recipe_from_dict
-    from .verify import deployment_max_seq
+    from .runtime.verify import deployment_max_seq
 
     for p in precisions:
         if p not in FILES:
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
     source = artifacts.require(directory, artifacts.ONNX_FP32)
-    artifacts.check_external_data(source)
+    check_external_data(source)
     problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
     if problems:
         raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")
-    info = read_model_info(directory)
-    recipe = recipe_from_dict(info["recipe"])
-    spec = IOSpec.for_model(info["input_size"], info["num_outputs"], recipe.model.head)
+    info = ModelInfo.read(directory)
+    recipe = recipe_from_dict(info.recipe)
+    spec = info.spec
     reference_path = artifacts.require(directory, artifacts.REFERENCE)
     reference = read_reference(reference_path)
     cases, refs = reference.cases, reference.references
@@ -456,8 +447,7 @@ def quantize(
                 reference.require_intrinsic("fp16", reference_path)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
                 problems, worst = _fp16_reference_check(tmp, spec, cases, refs, rule)
-                problems += _check_runs(tmp, spec, _long_padded_cases(spec, info["normalization"]["mean"],
-                                                                       info["normalization"]["std"]), precision)
+                problems += _check_runs(tmp, spec, _long_padded_cases(spec, info.mean, info.std), precision)
                 notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
                 extra["kept_fp32"] = list(FP16_KEEP_FP32)
             elif precision == "int8-dynamic":
@@ -467,7 +457,7 @@ def quantize(
                 problems = []
             else:
                 samples = calib_samples or recipe.quantize.calib_samples
-                calibration, calib_sha = _calibration(directory, info, samples)
+                calibration, calib_sha = _calibration(info, samples)
                 _make_int8_qdq(source, tmp, calibration)
                 quantized, plain, problems = _qdq_census(onnx.load(str(tmp)))
                 method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"

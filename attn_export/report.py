@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+from .runtime import artifacts
 from .bench import BENCH_JSON
-from .verify import VERIFY_JSON
+from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
@@ -25,31 +25,29 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _verify_table(result: dict[str, Any]) -> list[str]:
-    lines = ["| backend | artefact | precision | status | cases | worst max abs | worst cosine | accuracy | Δ accuracy "
-             "| argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
-    for r in result["results"]:
-        cases = r["cases"]
-        worst_abs = max((c["max_abs"] for c in cases if c["max_abs"] is not None), default=None)
-        worst_cos = min((c["cosine"] for c in cases if c["cosine"] is not None), default=None)
-        p50 = r["latency_ms"]["p50"] if r.get("latency_ms") else None
-        reason = (r.get("reason") or "").replace("|", "/")
-        lines.append(f"| {r['backend']} | {r['artifact'] or '–'} | {r['precision'] or '–'} | **{r['status']}** | "
-                     f"{len(cases)} | {_fmt(worst_abs, '.2e')} | {_fmt(worst_cos, '.6f')} | "
-                     f"{_fmt(r.get('accuracy'), '.4f')} | {_fmt(r.get('accuracy_delta'), '+.4f')} | "
-                     f"{_fmt(r.get('argmax_agreement'), '.4f')} | {_fmt(p50, '.3f')} | {reason[:160]} |")
+def _verify_table(result: VerifyResult) -> list[str]:
+    lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
+             "| Δ accuracy | argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
+    for r in result.results:
+        p50 = r.latency_ms["p50"] if r.latency_ms else None
+        reason = (r.reason or "").replace("|", "/")
+        lines.append(f"| {r.target.backend} | {r.target.artifact or '–'} | {r.target.precision or '–'} | "
+                     f"**{r.status}** | {len(r.cases)} | {_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
+                     f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
+                     f"{_fmt(r.argmax_agreement, '.4f')} | {_fmt(p50, '.3f')} | {reason} |")
     return lines
 
 
-def _accuracy_by_precision(result: dict[str, Any]) -> list[str]:
+def _accuracy_by_precision(result: VerifyResult) -> list[str]:
     lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"]
     seen: dict[tuple[str, str], list[str]] = {}
-    for r in result["results"]:
-        if r.get("accuracy") is not None:
-            seen.setdefault((r["precision"], r["artifact"]), []).append(f"{r['backend']} {r['accuracy']:.4f}")
+    for r in result.results:
+        if r.accuracy is not None:
+            seen.setdefault((str(r.target.precision), str(r.target.artifact)), []).append(
+                f"{r.target.backend} {r.accuracy:.4f}")
     for (precision, artifact), values in seen.items():
         lines.append(f"| {precision} | {artifact} | {', '.join(values)} |")
-    ref = result["reference"]
+    ref = result.reference
     lines.append(f"\nReference: {ref['backend']} {ref['precision']} from `{ref['source']}`, test accuracy "
                  f"{_fmt(ref.get('accuracy'), '.4f')} ({ref.get('test_split')}).")
     return lines
@@ -98,8 +96,9 @@ def _attention_agreement(samples: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _conformance_table(entries: list[dict[str, Any]]) -> list[str]:
+def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
     """Runtime x artefact: which independent ONNX implementations compute the model the same way."""
+    entries = [c.to_dict() for c in cells]
     files = list(dict.fromkeys(e["artifact"] for e in entries))
     ran = [e for e in entries if e["status"] != "not run"]
     runtimes = list(dict.fromkeys(e["runtime"] for e in ran))
@@ -152,19 +151,19 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
 @artifacts.writes_directory("report")
 def write_report(directory: Path) -> Path:
     """Render DIR/report.md (and attention.png) from DIR/verify.json and, when present, DIR/bench.json."""
-    result = artifacts.read_json(artifacts.require(directory, VERIFY_JSON))
+    result = VerifyResult.from_dict(artifacts.read_json(artifacts.require(directory, VERIFY_JSON)))
+    ref, sweep = result.reference, result.sweep
     lines = [f"# attn-export report: {directory.name}", "",
-             f"**Verification {'PASSED' if result['passed'] else 'FAILED'}** against {result['reference']['backend']} "
-             f"{result['reference']['precision']} (`{result['reference']['source']}`); "
-             f"{result['sweep']['cases']} sweep cases ({result['sweep']['padded']} padded with garbage), "
-             f"shapes {', '.join(f'{b}x{s}' for b, s in result['sweep']['shapes'])}.", "",
+             f"**Verification {'PASSED' if result.passed else 'FAILED'}** against {ref['backend']} "
+             f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
+             f"garbage), shapes {', '.join(f'{b}x{s}' for b, s in sweep['shapes'])}.", "",
              "## Verify", ""]
     lines += _verify_table(result)
-    if result.get("conformance"):
-        lines += ["", "## One graph, every runtime", ""] + _conformance_table(result["conformance"])
-    lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result['overrides'])}"
-                                                                 if result.get("overrides") else "") + "):", ""]
-    for precision, rule in result["tolerances"].items():
+    if result.conformance:
+        lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance)
+    lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
+                                                                 if result.overrides else "") + "):", ""]
+    for precision, rule in result.tolerances.items():
         judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
                   else "argmax agreement and accuracy drop only")
@@ -175,7 +174,7 @@ def write_report(directory: Path) -> Path:
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
     lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result)
-    samples = result.get("attention_samples")
+    samples = result.attention_samples
     if samples:
         image = attention_heatmaps(directory, samples)
         lines += ["", "## Attention on test sequences, per backend", ""]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import artifacts
+from .runtime import artifacts
 from .checkpoint import save_model
 from .config import Recipe
 from .data import Normalization, SequenceSet, Splits, load_splits, pad

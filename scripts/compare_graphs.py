@@ -29,7 +29,7 @@ import torch
 from attn_export.bench import Budget, percentiles, time_interleaved
 from attn_export.checkpoint import load_model
 from attn_export.export import _torch_export
-from attn_export.iospec import IOSpec
+from attn_export.runtime.iospec import IOSpec
 from attn_export.portability import make_portable
 
 SHAPES = ((1, 16), (1, 128), (32, 128))

@@ -2,7 +2,7 @@
 # GPU check for a lent GPU machine (PyTorch with CUDA, CPU onnxruntime, no TensorRT, no onnxruntime-gpu,
 # possibly no network and no project venv). Runs with the system python and PYTHONPATH=. (no install):
 #   1. what is installed (and what is missing, so skips are explained);
-#   2. the driver query attn_export.trt.device makes (ctypes, no torch) against torch's view of the GPU;
+#   2. the driver query attn_export.runtime.trt.device makes (ctypes, no torch) against torch's view of the GPU;
 #   3. the `gpu`-marked tests (torch-cuda parity vs torch-cpu, CUDA-event runner, device buffers) and the
 #      doctor/build tests, with pytest if it is there;
 #   4. a CUDA timing path: the torch-cuda backend's runner() (CUDA events, inputs on the device) against
@@ -36,10 +36,10 @@ print("torch CUDA", torch.version.cuda, "available", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
 
-echo "== 2. driver query (attn_export.trt.device, ctypes) vs torch"
+echo "== 2. driver query (attn_export.runtime.trt.device, ctypes) vs torch"
 timeout 120 "$PY" - <<'PY' 2>&1 | tee "$OUT/device.txt" || status=1
 import torch
-from attn_export.trt.device import query_gpus
+from attn_export.runtime.trt.device import query_gpus
 q = query_gpus()
 print("driver query:", q)
 cc = "%d.%d" % torch.cuda.get_device_capability(0)
@@ -89,7 +89,7 @@ import torch
 from attn_export.backends.cuda import TorchCudaBackend
 from attn_export.backends.pyt import TorchCpuBackend
 from attn_export.config import load_recipe
-from attn_export.iospec import IOSpec
+from attn_export.runtime.iospec import IOSpec
 from attn_export.model import AttentionLSTM
 
 out = Path(sys.argv[1])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.errors import Busy
 
 from conftest import ROOT, TINY, cli
@@ -110,7 +110,7 @@ def test_a_second_writer_is_refused_with_who_holds_the_directory(quantized: Path
 
 def test_a_held_lock_raises_busy_in_process(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from attn_export.artifacts import locked\n"
+        "import sys, time; from pathlib import Path; from attn_export.runtime.artifacts import locked\n"
         f"with locked(Path({str(tmp_path)!r}), 'holder'):\n    print('held', flush=True); time.sleep(30)\n")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

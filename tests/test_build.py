@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.errors import BadInput, ConfigError, NotAvailable
 from attn_export.quantize import FILES
-from attn_export.trt.compat import Here, check_engine, foreign_problems
-from attn_export.trt.naming import engine_name, gpu_slug
-from attn_export.trt.precision import SOURCES, Capability, decide, parse_version, plan_summary
-from attn_export.trt.profile import Profile, Range, derive_profile
+from attn_export.runtime.trt.compat import Here, check_engine, foreign_problems
+from attn_export.runtime.trt.naming import engine_name, gpu_slug
+from attn_export.runtime.precisions import ONNX_FILES
+from attn_export.runtime.trt.precision import Capability, decide, parse_version, plan_summary
+from attn_export.runtime.trt.profile import Profile, Range, derive_profile
 from conftest import cli
 
 TRAIN = {"min": 5, "median": 17, "max": 24}
@@ -103,14 +104,15 @@ def test_profile_ort_trt_options() -> None:
 # --- precision path ------------------------------------------------------------------------------------
 
 def test_sources_are_the_quantize_files() -> None:
-    assert SOURCES == {"fp32": artifacts.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
+    assert {p: decide(p, cap("10.3.0")).source for p in ("fp32", "fp16", "int8-qdq")} == {
+        "fp32": artifacts.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8-qdq", "fp32"])
 def test_tensorrt_11_is_strongly_typed_from_the_precision_graph(precision: str) -> None:
     plan = decide(precision, cap("11.4.0"))
     assert plan.strongly_typed and plan.builder_flags == () and not plan.explicit_batch
-    assert plan.source == SOURCES[precision]
+    assert plan.source == ONNX_FILES[precision]
     assert plan.lengths_dtype == "int64"
     assert plan.tf32 is (precision != "fp32")
 
@@ -126,7 +128,7 @@ def test_tensorrt_8_5_falls_back_to_the_builder_flag_and_int32_lengths(precision
     plan = decide(precision, cap("8.5.2"))
     assert not plan.strongly_typed and plan.explicit_batch
     assert plan.builder_flags == (flag,)
-    assert plan.source == SOURCES[precision]  # the precision still comes from its own graph
+    assert plan.source == ONNX_FILES[precision]  # the precision still comes from its own graph
     assert plan.lengths_dtype == "int32"
     assert "builder flag" in plan.describe() and "lengths as int32" in plan.describe()
 
@@ -261,7 +263,7 @@ def test_host_code_loads_only_on_opt_in(tmp_path: Path) -> None:
 
 def test_the_tensorrt_backend_reads_its_profile_from_the_manifest_without_a_gpu(tmp_path: Path) -> None:
     from attn_export.backends import get
-    from attn_export.iospec import IOSpec
+    from attn_export.runtime.iospec import IOSpec
 
     d, name, _ = _engine_dir(tmp_path)
     backend = get("tensorrt")(d / name, IOSpec.for_model(3, 2))
@@ -283,7 +285,7 @@ def _snapshot(directory: Path) -> dict[str, str]:
 @pytest.mark.parametrize("flags", [["--fp16"], ["--int8"], []])
 def test_build_without_gpu_or_tensorrt_exits_3_with_one_line_and_writes_nothing(
         tiny_dir: Path, flags: list[str]) -> None:
-    from attn_export.trt.build import preflight
+    from attn_export.runtime.trt.build import preflight
 
     try:
         preflight()

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export import artifacts
-from attn_export.bundle import BUNDLE_JSON, extract_temporary, pack, unpack
+from attn_export.runtime import artifacts
+from attn_export.runtime.bundle import BUNDLE_JSON, extract_temporary, pack, unpack
 from attn_export.errors import BadInput, DataError, MissingPrerequisite
 from attn_export.runtime import Predictor
 
@@ -34,8 +34,9 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
     cpu = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
     members = names(cpu.path)
     for name in ("model.json", "manifest.json", "model.onnx", "reference.npz", "README.md", "requirements.txt",
-                 BUNDLE_JSON, "runtime/attn_export/runtime.py", "runtime/attn_export/backends/onnxrt.py",
-                 "runtime/attn_export/inputs.py", "runtime/attn_export/bundle.py"):
+                 BUNDLE_JSON, "runtime/attn_export/runtime/predictor.py",
+                 "runtime/attn_export/runtime/backends/onnxrt.py", "runtime/attn_export/runtime/inputs.py",
+                 "runtime/attn_export/runtime/bundle.py"):
         assert name in members, name
     assert "model.safetensors" not in members and "metrics.json" not in members
     assert not any(n.endswith(".engine") for n in members)
@@ -45,7 +46,8 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
     with tarfile.open(jetson.path) as tar:
         readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
         listing = json.loads(tar.extractfile(BUNDLE_JSON).read())  # type: ignore[union-attr]
-    assert "build the engine on the device" in readme and "python3 -m attn_export.runtime" in readme
+    assert "PYTHONPATH=runtime python3 -m attn_export.runtime build . --fp16" in readme
+    assert "PYTHONPATH=runtime python3 -m attn_export.runtime verify ." in readme
     assert listing["for"] == "jetson" and listing["files"]["model.onnx"]["sha256"] == \
         artifacts.sha256_file(model_dir / "model.onnx")
 

@@ -145,7 +145,7 @@ def test_the_classic_snippet_loads_and_gives_identical_outputs(tmp_path: Path, l
     from attn_export.checkpoint import load_model
 
     model, info = load_model(out_dir)
-    assert info["recipe"]["model"]["head"] == "none"
+    assert info.head == "none"
     x = torch.randn(3, 9, 5)
     with torch.no_grad():
         ours, attention = model(x, torch.full((3,), 9))

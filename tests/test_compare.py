@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn_export.compare import Reference, Rule, SweepCase, compare_case
+from attn_export.runtime.compare import Reference, Rule, SweepCase, compare_case
 
 FP16 = Rule("fp16", atol=1e-3, rtol=1e-3, attention_atol=1e-3, multiple=4.0, budget_precision="fp16",
             mean_multiple=1.5, deployment_max_seq=16)

@@ -15,14 +15,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.backends import REGISTRY, get, status
 from attn_export.checkpoint import save_model
 from attn_export.config import ModelConfig, Recipe
 from attn_export.errors import BadInput, NotAvailable, WorkFailed
 from attn_export.export import export_onnx
-from attn_export.reference import read_reference
-from attn_export.iospec import IOSpec
+from attn_export.runtime.reference import read_reference
+from attn_export.runtime.iospec import IOSpec
 from attn_export.model import AttentionLSTM
 from attn_export.portability import divergences
 

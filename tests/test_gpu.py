@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.backends import get
-from attn_export.compare import compare_case, rule_for
+from attn_export.runtime.compare import compare_case, rule_for
 from attn_export.config import VerifyConfig
 from attn_export.errors import BadInput, NotAvailable
-from attn_export.reference import read_reference
-from attn_export.iospec import IOSpec
+from attn_export.runtime.reference import read_reference
+from attn_export.runtime.iospec import IOSpec
 from conftest import cli
 
 RULES = {p: rule_for(p, VerifyConfig(), "cuda", 256) for p in ("fp32", "fp16", "int8-qdq")}
@@ -76,7 +76,7 @@ def test_torch_cuda_runner_returns_cuda_event_milliseconds(tiny_dir: Path) -> No
 def test_device_query_agrees_with_torch() -> None:
     import torch
 
-    from attn_export.trt.device import query_gpus
+    from attn_export.runtime.trt.device import query_gpus
 
     gpus = query_gpus()
     assert gpus.reason is None and len(gpus.gpus) == torch.cuda.device_count()
@@ -86,14 +86,12 @@ def test_device_query_agrees_with_torch() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kind", ["torch", "cuda-python"])
-def test_device_memory_round_trip_timing_and_graph(kind: str) -> None:
-    """The buffers the TensorRT backend uses, without TensorRT: copies, events, graph capture."""
-    from attn_export.trt.memory import open_memory
+def test_device_memory_round_trip_timing_and_graph() -> None:
+    """The buffers the TensorRT backend uses (cuda-python), without TensorRT: copies, events, graph capture."""
+    from attn_export.runtime.trt.memory import open_memory
 
-    if kind == "cuda-python":
-        pytest.importorskip("cuda")
-    memory = open_memory(0, prefer=kind)
+    pytest.importorskip("cuda")
+    memory = open_memory(0)
     try:
         host = np.arange(1000, dtype=np.float32)
         ptr = memory.alloc(host.nbytes)
@@ -135,7 +133,7 @@ def test_ort_gpu_providers_match_torch_or_refuse_with_exit_3(tiny_dir: Path, nam
 # --- TensorRT engines ----------------------------------------------------------------------------------
 
 def _build(directory: Path, precision: str, **options: object) -> str:
-    from attn_export.trt.build import BuildOptions, build_engine
+    from attn_export.runtime.trt.build import BuildOptions, build_engine
 
     built = build_engine(directory, BuildOptions(precision=precision, max_seq=2048, **options))  # type: ignore[arg-type]
     return built.engine

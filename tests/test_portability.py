@@ -17,7 +17,7 @@ import onnx
 import pytest
 
 from attn_export.backends import REGISTRY
-from attn_export.iospec import IOSpec
+from attn_export.runtime.iospec import IOSpec
 from attn_export.portability import divergences
 
 from conftest import TINY, cli
@@ -159,7 +159,7 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
     ONNX Runtime 1.32 at its default optimisation level; the ort-cpu backend refuses it instead of dying."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from attn_export.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
     from attn_export.errors import BadInput
     from attn_export.quantize import FP16_KEEP_FP32
 

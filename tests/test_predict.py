@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.errors import DataError
-from attn_export.inputs import read_input
+from attn_export.runtime.inputs import read_input
 
 from conftest import cli
 from test_runtime import mark_verified, one_by_one, sequences

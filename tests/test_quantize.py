@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.errors import MissingPrerequisite
 from attn_export.quantize import quantize
 from conftest import RECIPES, cli

@@ -1,7 +1,7 @@
 """TensorRT and CUDA names, checked without TensorRT: the code's calls are type-checked by mypy against
 ``tensorrt-stubs`` (10.x), and every TensorRT name the code uses, collected from its AST, must exist in the
 TensorRT 11 bindings (the string table of ``tensorrt_bindings/tensorrt.so`` from ``tensorrt-cu13-bindings``
-11.4.0.106, kept in attn_export/trt/api/) unless the code probes for it with ``hasattr`` first (the 8.x/10.x
+11.4.0.106, kept in attn_export/runtime/trt/api/) unless the code probes for it with ``hasattr`` first (the 8.x/10.x
 fallbacks), and those probed names must really be gone from 11. cuda-python has no stubs: its names are
 checked against the cuda-bindings 13.5.0 runtime's string table the same way.
 
@@ -23,11 +23,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "attn_export"
-API = PKG / "trt" / "api"
+API = ROOT / "tests" / "data" / "trt-api"
 TRT11 = API / "tensorrt-11.4.0.106.names"
 CUDART = API / "cuda-bindings-13.5.0-runtime.names"
-CUDA_MODULES = [PKG / "trt" / "memory.py"]
-MYPY_FILES = ["attn_export/trt", "attn_export/backends", "attn_export/doctor.py", "attn_export/cli/build.py",
+CUDA_MODULES = [PKG / "runtime" / "trt" / "memory.py"]
+MYPY_FILES = ["attn_export/runtime", "attn_export/backends", "attn_export/doctor.py", "attn_export/cli/build.py",
               "attn_export/cli/doctor.py"]
 
 
@@ -219,7 +219,7 @@ def test_every_tensorrt_name_exists_in_tensorrt_11_or_is_probed_and_gone() -> No
     trt11 = _table(TRT11)
     ours = _defined_here()
     elsewhere = _known_elsewhere()
-    probes = _hasattr_probes(TRT_MODULES + [PKG / "trt" / "precision.py"])
+    probes = _hasattr_probes(TRT_MODULES + [PKG / "runtime" / "trt" / "precision.py"])
     used: dict[str, set[str]] = {}
     for path in TRT_MODULES:
         for name in _trt_attributes(path):
@@ -244,9 +244,9 @@ def test_the_11_path_names_are_really_used() -> None:
 
 def test_a_misspelt_tensorrt_name_fails(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text((PKG / "trt" / "build.py").read_text().replace("set_memory_pool_limit", "set_memory_pool_limt"))
+    bad.write_text((PKG / "runtime" / "trt" / "build.py").read_text().replace("set_memory_pool_limit", "set_memory_pool_limt"))
     trt11 = _table(TRT11)
-    probes = _hasattr_probes(TRT_MODULES + [PKG / "trt" / "precision.py"])
+    probes = _hasattr_probes(TRT_MODULES + [PKG / "runtime" / "trt" / "precision.py"])
     unknown = [n for n in _trt_attributes(bad) if not _present(n, trt11) and n not in _defined_here()
                and n not in _known_elsewhere() and n not in probes]
     assert unknown == ["set_memory_pool_limt"]
@@ -274,7 +274,7 @@ def test_every_cuda_python_name_exists_in_cuda_bindings() -> None:
 
 def test_the_builder_and_the_engine_backend_are_among_the_checked_modules() -> None:
     checked = {p.relative_to(ROOT).as_posix() for p in TRT_MODULES}
-    assert {"attn_export/trt/build.py", "attn_export/backends/tensorrt.py", "attn_export/doctor.py"} <= checked
+    assert {"attn_export/runtime/trt/build.py", "attn_export/runtime/backends/tensorrt.py", "attn_export/doctor.py"} <= checked
 
 
 def _patched_stubs(dest: Path) -> Path:

@@ -10,11 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from attn_export.artifacts import check_external_data
+from attn_export.runtime.onnxfile import check_external_data
 from attn_export.backends.onnxref import OnnxRefBackend
-from attn_export.backends.onnxrt import OrtCpuBackend
+from attn_export.runtime.backends.onnxrt import OrtCpuBackend
 from attn_export.errors import BadInput
-from attn_export.iospec import IOSpec
+from attn_export.runtime.iospec import IOSpec
 
 
 def external_model(directory: Path, location: str) -> Path:

@@ -19,10 +19,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from attn_export import artifacts
+from attn_export.runtime import artifacts
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
-from attn_export.compare import rule_for
+from attn_export.runtime.compare import rule_for
 
 from conftest import ROOT, cli
 
@@ -209,7 +209,7 @@ def move_the_weight_that_matters(directory: Path, name: str) -> None:
     import torch
 
     from attn_export.checkpoint import load_model
-    from attn_export.reference import read_reference
+    from attn_export.runtime.reference import read_reference
 
     model, _ = load_model(directory)
     contexts: list = []

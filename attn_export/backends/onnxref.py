@@ -13,9 +13,9 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from ..artifacts import check_external_data
+from ..runtime.onnxfile import check_external_data
 from ..errors import BadInput
-from .base import Backend
+from ..runtime.backends.base import Backend
 
 __all__ = ["OnnxRefBackend"]
 

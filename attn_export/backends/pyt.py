@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from .base import Backend
+from ..runtime.backends.base import Backend
 
 __all__ = ["TorchCpuBackend"]
 

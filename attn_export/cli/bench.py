@@ -44,7 +44,6 @@ def command(
 def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int], seconds: float,
               threads: int | None, quiet: bool = False) -> dict[str, Any]:
     from rich.progress import Progress
-    from rich.table import Table
 
     from ..bench import Budget, bench
 
@@ -53,8 +52,16 @@ def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int
         task = bar.add_task("bench", total=len(batches) * len(seqs))
         result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds),
                        progress=lambda label: bar.update(task, advance=1, description=label))
-    if quiet:
-        return result
+    if not quiet:
+        show(directory, result, threads)
+    return result
+
+
+def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
+    """The timings table and the latency-vs-seq fits, on stderr."""
+    from rich.table import Table
+
+    out = console(stderr=True)
     t = Table(title=f"bench {directory} (threads {threads or 'default'}; p50 ms, speed-up over "
                     f"{result['ratios']['reference']})")
     for col in ("target", "batch", "seq", "p50", "p90", "p99", "mean", "seq/s", "speed-up"):
@@ -78,4 +85,3 @@ def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int
             out.print(f"{key}: {fit['ms_per_step'] * 1e3:.2f} µs/step + {fit['intercept_ms']:.3f} ms "
                       f"(r² {fit['r2']:.4f}) at batch {s['batch']}")
     out.print(f"wrote {directory / 'bench.json'} and {', '.join(result.get('plots', {}).values())}")
-    return result

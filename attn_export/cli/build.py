@@ -37,20 +37,21 @@ def command(
 ) -> None:
     """Build a TensorRT engine from DIR/model.onnx (or its FP16 / Q/DQ INT8 variant) for this GPU, and record
     it in the manifest. Needs an NVIDIA GPU and TensorRT (exit 3 without them; nothing is written)."""
-    from ..trt.build import BuildOptions, build_engine, preflight
+    from ..runtime.precisions import engine_precision
+    from ..runtime.trt.build import BuildOptions, build_engine, preflight
 
     if fp16 and int8:
         raise BadInput("--fp16 and --int8 exclude each other: build one precision at a time")
     preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
     options = BuildOptions(
-        precision="fp16" if fp16 else "int8-qdq" if int8 else "fp32",
+        precision=engine_precision({"--fp16": fp16, "--int8": int8}),
         max_batch=max_batch or 0, min_seq=min_seq or 0, opt_seq=opt_seq or 0, max_seq=max_seq or 0,
         workspace_mib=workspace or 0, timing_cache=timing_cache,
         hardware_compat="ampere-plus" if hardware_compat else None, version_compat=version_compat,
     )
     out = console(stderr=True)
-    result = _with_progress(lambda progress: build_engine(directory, options, say=out.print, progress=progress),
-                            quiet=json_out)
+    result = _with_progress(lambda progress: build_engine(directory, options, say=out.print, progress=progress,
+                                                          make=_quantize), quiet=json_out)
     if json_out:
         print_json(result.to_dict())
         return
@@ -63,15 +64,22 @@ def command(
 
 def run_build(directory: Path, precision: str = "fp32", quiet: bool = False) -> str:
     """Build one engine with the recipe's profile (what ``attn-export run`` does); a one-line summary."""
-    from ..trt.build import BuildOptions, build_engine
+    from ..runtime.trt.build import BuildOptions, build_engine
 
     out = console(stderr=True)
     say = (lambda s: None) if quiet else out.print
     result = _with_progress(lambda progress: build_engine(directory, BuildOptions(precision=precision), say=say,
-                                                          progress=progress), quiet=quiet)
+                                                          progress=progress, make=_quantize), quiet=quiet)
     entry = result.entry
     return (f"{result.engine} (TensorRT {entry['tensorrt']}, {entry['gpu']}, profile seq "
             f"{entry['profile']['x']['min'][1]}..{entry['profile']['x']['max'][1]}, {entry['build_seconds']:.1f} s)")
+
+
+def _quantize(directory: Path, precision: str) -> None:
+    """The host makes a missing or stale precision graph itself (the device cannot)."""
+    from ..quantize import quantize
+
+    quantize(directory, [precision])
 
 
 def _with_progress(run: Any, quiet: bool) -> Any:

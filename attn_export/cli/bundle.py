@@ -28,7 +28,7 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime."""
-    from ..bundle import pack
+    from ..runtime.bundle import pack
 
     result = pack(directory, out, target.value)
     if json_out:

@@ -27,19 +27,15 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Export DIR's model to DIR/model.onnx, check it, and prove parity with PyTorch on a sweep."""
-    from ..checkpoint import read_model_info
-    from ..config import recipe_from_dict
-
-    cfg = recipe_from_dict(read_model_info(directory)["recipe"]).export
-    result = run_export(directory, opset or cfg.opset, exporter.value if exporter else cfg.exporter,
-                        cfg.parity_max_seq, quiet=json_out)
+    result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out)
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
                     "cases": [c.to_dict() for c in result.cases]})
 
 
-def run_export(directory: Path, opset: int, exporter: str, parity_max_seq: int, quiet: bool = False) -> Any:
+def run_export(directory: Path, opset: int | None, exporter: str | None, parity_max_seq: int | None,
+               quiet: bool = False) -> Any:
     from ..export import export_onnx
 
     result = export_onnx(directory, opset=opset, exporter=exporter, parity_max_seq=parity_max_seq)

@@ -8,16 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from ..runtime.precisions import ONNX_FILES
 from .common import JsonOpt, console, print_json
 
 NAME = "predict"
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8_dynamic = "int8-dynamic"
-    int8_qdq = "int8-qdq"
+Precision = Enum("Precision", {name.replace("-", "_"): name for name in ONNX_FILES}, type=str)  # type: ignore[misc]
 
 
 class OnLong(str, Enum):
@@ -35,7 +32,7 @@ def command(
     backend: Annotated[str, typer.Option(
         "--backend", help="auto (best for this device) or ort-cpu, ort-cuda, ort-trt, tensorrt; a named "
                           "backend that cannot run here is an error (exit 3).")] = "auto",
-    precision: Annotated[Precision, typer.Option("--precision", help="Which artefact to run.")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option("--precision", help="Which artefact to run.")] = Precision.fp32,  # type: ignore[valid-type, attr-defined]
     allow_unverified: Annotated[bool, typer.Option(
         "--allow-unverified", help="Run an artefact that attn-export verify never checked.")] = False,
     on_long: Annotated[OnLong, typer.Option(
@@ -47,7 +44,7 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
-    from ..inputs import accuracy, read_input
+    from ..runtime.inputs import accuracy, read_input
     from ..runtime import Predictor
 
     data = read_input(input_path)

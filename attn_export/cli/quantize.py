@@ -40,28 +40,33 @@ def command(
 
 def run_quantize(directory: Path, precisions: list[str], calib_samples: int | None = None,
                  quiet: bool = False) -> list[Any]:
-    from rich.table import Table
-
     from ..quantize import quantize
 
     reports = quantize(directory, precisions, calib_samples)
     if not quiet:
-        def fmt(v: float | None, spec: str) -> str:
-            return "-" if v is None else format(v, spec)
-
-        table = Table(title=f"precision variants of {directory / 'model.onnx'} (ONNX Runtime CPU)")
-        for col in ("variant", "accuracy", "FP32 acc", "torch acc", "argmax agree", "max |logits|",
-                    "max |attn|", "ms b1 s128", "FP32 ms", "speed-up"):
-            table.add_column(col, justify="right")
-        for r in reports:
-            table.add_row(r.artifact, fmt(r.accuracy, ".4f"), fmt(r.accuracy_fp32, ".4f"),
-                          fmt(r.accuracy_torch, ".4f"), fmt(r.argmax_agreement, ".4f"),
-                          fmt(r.logits_max_abs, ".2e"), fmt(r.attention_max_abs, ".2e"),
-                          fmt(r.latency_ms, ".3f"), fmt(r.latency_fp32_ms, ".3f"), fmt(r.speedup, ".2f"))
-        out = console(stderr=True)
-        out.print(table)
-        for r in reports:
-            out.print(f"{r.artifact}: quantised {r.quantized}; left as is {r.not_quantized}")
-            for note in r.notes:
-                out.print(f"  {note}")
+        show(directory, reports)
     return reports
+
+
+def show(directory: Path, reports: list[Any]) -> None:
+    """The variants' table and what each really quantised, on stderr."""
+    from rich.table import Table
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    table = Table(title=f"precision variants of {directory / 'model.onnx'} (ONNX Runtime CPU)")
+    for col in ("variant", "accuracy", "FP32 acc", "torch acc", "argmax agree", "max |logits|",
+                "max |attn|", "ms b1 s128", "FP32 ms", "speed-up"):
+        table.add_column(col, justify="right")
+    for r in reports:
+        table.add_row(r.artifact, fmt(r.accuracy, ".4f"), fmt(r.accuracy_fp32, ".4f"),
+                      fmt(r.accuracy_torch, ".4f"), fmt(r.argmax_agreement, ".4f"),
+                      fmt(r.logits_max_abs, ".2e"), fmt(r.attention_max_abs, ".2e"),
+                      fmt(r.latency_ms, ".3f"), fmt(r.latency_fp32_ms, ".3f"), fmt(r.speedup, ".2f"))
+    out = console(stderr=True)
+    out.print(table)
+    for r in reports:
+        out.print(f"{r.artifact}: quantised {r.quantized}; left as is {r.not_quantized}")
+        for note in r.notes:
+            out.print(f"  {note}")

@@ -26,47 +26,52 @@ def command(
         print_json(metrics)
 
 
-def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train with a rich progress bar on stderr; returns metrics.json's contents.
+class TrainingBar:
+    """A rich progress bar on stderr fed by ``train``'s ``on_epoch``. It starts with the first finished
+    epoch, so that a recipe or data error found before training (a malformed file, a single-class data
+    set) leaves stderr with just the one ``Error:`` line; ``finish`` says how training ended."""
 
-    The bar starts with the first finished epoch, so that a recipe or data error found before training
-    (a malformed file, a single-class data set) leaves stderr with just the one ``Error:`` line.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def __init__(self, epochs: int, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..train import EpochStats, train
+        self.epochs = epochs
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+                                 console=console(stderr=True), disable=quiet, transient=False)
+        self.task: Any = None
 
-    out = console(stderr=True)
-    progress = Progress(
-        TextColumn("train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        console=out,
-        disable=quiet,
-        transient=False,
-    )
-    task: list[Any] = []  # the bar's task, once the first epoch has finished
-
-    def on_epoch(s: EpochStats) -> None:
-        if not task:
-            progress.start()
-            task.append(progress.add_task("train", total=r.train.epochs, stats=""))
+    def on_epoch(self, s: Any) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=self.epochs, stats="")
         stats = f"loss {s.train_loss:.4f}  val loss {s.val_loss:.4f}  val acc {s.val_accuracy:.3f}"
-        progress.update(task[0], completed=s.epoch, stats=stats + ("  *" if s.best else ""))
+        self.progress.update(self.task, completed=s.epoch, stats=stats + ("  *" if s.best else ""))
 
+    def stop(self, epochs_run: int | None = None) -> None:
+        if self.task is None:
+            return
+        if epochs_run is not None:
+            self.progress.update(self.task, total=epochs_run)
+        self.progress.stop()
+        self.task = None
+
+
+def summary(metrics: dict[str, Any], directory: Path) -> str:
+    test = metrics["test"]
+    return (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {metrics['epochs']} epochs, "
+            f"best epoch {metrics['best_epoch']}, {metrics['wall_seconds']:.1f} s -> {directory}")
+
+
+def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
+    """Train with a progress bar on stderr; returns metrics.json's contents."""
+    from ..train import train
+
+    bar = TrainingBar(r.train.epochs, quiet)
+    metrics: dict[str, Any] = {}
     try:
-        metrics = train(r, directory, on_epoch=on_epoch)
-        if task:
-            progress.update(task[0], total=metrics["epochs"])
+        metrics = train(r, directory, on_epoch=bar.on_epoch)
     finally:
-        if task:
-            progress.stop()
+        bar.stop(metrics.get("epochs"))
     if not quiet:
-        test = metrics["test"]
-        out.print(
-            f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {metrics['epochs']} epochs, "
-            f"best epoch {metrics['best_epoch']}, {metrics['wall_seconds']:.1f} s -> {directory}"
-        )
+        console(stderr=True).print(summary(metrics, directory))
     return metrics

@@ -17,7 +17,7 @@ def command(
     directory: DirArg = Path("artifacts"),
 ) -> None:
     """Unpack FILE.tar.gz into DIR (new or empty), refusing unsafe members before anything is written."""
-    from ..bundle import unpack
+    from ..runtime.bundle import unpack
 
     target = unpack(archive, directory)
     console(stderr=True).print(f"unpacked {archive} -> {target}")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ParityError
+from ..runtime.verify import VerifyResult
 from .common import DirArg, JsonOpt, SetOpt, console, print_json
 
 NAME = "verify"
@@ -34,12 +35,12 @@ def command(
     result = run_verify(directory, backends, threads or None, quiet=json_out, report=report,
                         overrides=overrides or [])
     if json_out:
-        print_json(result)
+        print_json(result.to_dict())
     raise_if_failed(result)
 
 
 def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool = False,
-               report: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
+               report: bool = False, overrides: list[str] | None = None) -> VerifyResult:
     from rich.progress import Progress
 
     from ..verify import verify
@@ -60,34 +61,30 @@ def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool 
     return result
 
 
-def table(result: dict[str, Any], directory: Path) -> Any:
+def table(result: VerifyResult, directory: Path) -> Any:
     from rich.table import Table
 
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    verdict = "[green]PASSED[/]" if result["passed"] else "[red]FAILED[/]"
-    t = Table(title=f"verify {directory}: {verdict} against {result['reference']['backend']} FP32 "
-                    f"({result['reference']['source']}, test accuracy {fmt(result['reference']['accuracy'], '.4f')})")
-    for col in ("backend", "artefact", "precision", "status", "cases", "max abs", "min cosine", "accuracy",
+    verdict = "[green]PASSED[/]" if result.passed else "[red]FAILED[/]"
+    t = Table(title=f"verify {directory}: {verdict} against {result.reference['backend']} FP32 "
+                    f"({result.reference['source']}, test accuracy {fmt(result.reference['accuracy'], '.4f')})")
+    for col in ("backend", "artefact", "precision", "status", "cases", "max abs", "of budget", "accuracy",
                 "Δ acc", "agree", "p50 ms", "reason"):
         t.add_column(col, justify="left" if col in ("backend", "artefact", "reason", "status") else "right",
                      overflow="fold")
-    for r in result["results"]:
-        color = {"passed": "green", "failed": "red", "skipped": "yellow"}[r["status"]]
-        cases = r["cases"]
-        t.add_row(r["backend"], r["artifact"] or "-", r["precision"] or "-", f"[{color}]{r['status']}[/]",
-                  str(len(cases)), fmt(max((c["max_abs"] for c in cases if c["max_abs"] is not None), default=None), ".1e"),
-                  fmt(min((c["cosine"] for c in cases if c["cosine"] is not None), default=None), ".6f"), fmt(r["accuracy"], ".4f"),
-                  fmt(r["accuracy_delta"], "+.4f"), fmt(r["argmax_agreement"], ".4f"),
-                  fmt(r["latency_ms"]["p50"] if r["latency_ms"] else None, ".3f"), (r["reason"] or "")[:200])
+    for r in result.results:
+        color = {"passed": "green", "failed": "red", "skipped": "yellow"}[r.status]
+        t.add_row(r.target.backend, r.target.artifact or "-", r.target.precision or "-", f"[{color}]{r.status}[/]",
+                  str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
+                  fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
+                  fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), (r.reason or "")[:200])
     return t
 
 
-def raise_if_failed(result: dict[str, Any]) -> None:
-    from ..verify import failures
-
-    failed = failures(result)
+def raise_if_failed(result: VerifyResult) -> None:
+    failed = result.failures()
     if failed:
         shown = " | ".join(failed[:3]) + (f" | and {len(failed) - 3} more" if len(failed) > 3 else "")
         raise ParityError(f"verification failed for {len(failed)} target(s): {shown} (details in verify.json)")

@@ -16,8 +16,8 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from ..artifacts import check_external_data
-from ..errors import BadInput, WorkFailed
+from ..onnxfile import check_external_data
+from ...errors import BadInput, WorkFailed
 from .base import Backend
 
 __all__ = ["TractCpuBackend"]

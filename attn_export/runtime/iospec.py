@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Tuple, Union
 
 import numpy as np
 
-from .errors import BadInput
+from ..errors import BadInput
 
 __all__ = ["BATCH", "SEQ", "IOSpec", "TensorSpec"]
 

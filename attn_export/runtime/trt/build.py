@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .. import artifacts
-from ..errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
+from ...errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
 from ..iospec import IOSpec
+from ..modelinfo import ModelInfo
 from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
@@ -36,6 +37,8 @@ __all__ = ["BuildOptions", "BuildResult", "ProgressCallback", "build_engine", "p
 
 # (phase name, steps done, steps in the phase, nesting depth); phases nest (TensorRT's parent_phase)
 ProgressCallback = Callable[[str, int, int, int], None]
+# makes DIR's graph of a precision (the host's attn-export quantize); the device has none
+MakeSource = Callable[[Path, str], None]
 HARDWARE_LEVELS = {"ampere-plus": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 
 
@@ -83,30 +86,19 @@ def preflight(device: int = 0) -> Gpu:
     return gpus.gpus[device]
 
 
-def _model_info(directory: Path) -> Dict[str, Any]:
-    """model.json's fields that build needs, torch-free (checkpoint.py imports torch)."""
-    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
-    if not isinstance(info, dict) or "input_size" not in info:
-        raise BadInput(f"{directory / artifacts.MODEL_JSON} is not an attn-export model.json")
-    return info
-
-
-def _resolve(options: BuildOptions, info: Dict[str, Any]) -> BuildOptions:
+def _resolve(options: BuildOptions, info: ModelInfo) -> BuildOptions:
     """Flags over the recipe's [build] table; zeros left for profile.py to derive."""
-    from ..config import recipe_from_dict
-
-    recipe_build = recipe_from_dict(info["recipe"]).build if "recipe" in info else None
     values: Dict[str, int] = {}
     for key in ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq", "workspace_mib"):
-        given = getattr(options, key)
-        values[key] = given or (getattr(recipe_build, key) if recipe_build is not None else 0)
+        values[key] = getattr(options, key) or getattr(info.build, key)
     return replace(options, min_batch=values["min_batch"], opt_batch=values["opt_batch"],
                    max_batch=values["max_batch"], min_seq=values["min_seq"], opt_seq=values["opt_seq"],
                    max_seq=values["max_seq"], workspace_mib=values["workspace_mib"] or 1024)
 
 
-def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None]) -> Path:
-    """The ONNX this precision builds from; ``--fp16`` makes model.fp16.onnx when missing or stale."""
+def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: Optional[MakeSource]) -> Path:
+    """The ONNX this precision builds from; ``make`` (the host's quantize) makes model.fp16.onnx when it is
+    missing or stale; the device has no converter and says where to make it."""
     artifacts.require(directory, artifacts.ONNX_FP32)
     problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
     if problems:
@@ -126,10 +118,11 @@ def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None]) -> Pat
     if plan.precision == "int8-qdq":
         raise MissingPrerequisite(f"{path} is {reason}: run attn-export quantize --int8 --method qdq first "
                                   "(it calibrates on the training data)")
+    if make is None:
+        raise MissingPrerequisite(f"{path} is {reason}: make it on the host (attn-export quantize --fp16) and bring "
+                                  "it in the bundle")
     say(f"{plan.source} is {reason}: making it (attn-export quantize --fp16)")
-    from ..quantize import quantize
-
-    quantize(directory, ["fp16"])
+    make(directory, plan.precision)
     return path
 
 
@@ -191,7 +184,7 @@ def _errors(parser: trt.OnnxParser) -> List[str]:
 
 @artifacts.writes_directory("build")
 def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
-                 progress: Optional[ProgressCallback] = None) -> BuildResult:
+                 progress: Optional[ProgressCallback] = None, make: Optional[MakeSource] = None) -> BuildResult:
     """Build DIR's ONNX into an engine; see the module docstring. Raises NotAvailable (exit 3) when this
     machine has no GPU or no TensorRT, before anything is read or written."""
     gpu = preflight(options.device)
@@ -202,14 +195,13 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
         raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
                        f"{', '.join(HARDWARE_LEVELS)}")
-    info = _model_info(directory)
+    info = ModelInfo.read(directory)
     options = _resolve(options, info)
-    spec = IOSpec.for_model(info["input_size"], info["num_outputs"],
-                            info.get("recipe", {}).get("model", {}).get("head", "classification"))
-    profile, notes = derive_profile(spec.features, info.get("train_lengths"), options.min_batch,
+    spec = info.spec
+    profile, notes = derive_profile(spec.features, info.train_lengths, options.min_batch,
                                     options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
                                     options.max_seq)
-    source = _source(directory, plan, say)
+    source = _source(directory, plan, say, make)
     name = engine_name(plan.precision, gpu.name, cap.version, options.hardware_compat, options.version_compat)
     say(f"building {name}: {plan.describe()}; profile {profile}; workspace {options.workspace_mib} MiB")
 

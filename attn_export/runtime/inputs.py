@@ -30,8 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .data import read_npz, read_ts
-from .errors import DataError
+from .readers import read_npz, read_ts
+from ..errors import DataError
 
 __all__ = ["InputSet", "accuracy", "read_csv", "read_input"]
 

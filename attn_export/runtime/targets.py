@@ -1,44 +1,46 @@
 """What verify and bench run: every backend paired with every artefact in DIR it can run.
 
 A target is one (backend, artefact, precision). Backends named with ``auto`` that cannot run here become
-skipped targets with the reason; a backend named explicitly that cannot run is an error (exit 3).
-numpy only: this works without torch (the device verifies against ``reference.npz``).
+skipped targets with the reason; a backend named explicitly that cannot run is an error (exit 3). The
+backends are the device's (``runtime.backends.REGISTRY``) unless the host passes its own, which adds the
+PyTorch model and onnx's reference evaluator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, Union
 
+from ..errors import BadInput, MissingPrerequisite, NotAvailable
 from . import artifacts
 from .backends import REGISTRY, Backend, get
-from .errors import BadInput, MissingPrerequisite, NotAvailable
 from .iospec import IOSpec
+from .precisions import ONNX_FILES, ONNX_FP32
 
-__all__ = ["ONNX_FILES", "Target", "discover", "load_spec", "parse_backends"]
+__all__ = ["Target", "discover", "parse_backends"]
 
-ONNX_FILES = artifacts.ONNX_FILES  # precision -> file, FP32 first (the order rows are reported in)
+Registry = Mapping[str, Type[Backend]]
 
 
 @dataclass(frozen=True)
 class Target:
     backend: str
-    artifact: str | None  # a file name inside DIR
-    precision: str | None
-    skip: str | None = None  # why it cannot run here; None when it can
+    artifact: Optional[str]  # a file name inside DIR
+    precision: Optional[str]
+    skip: Optional[str] = None  # why it cannot run here; None when it can
 
     @property
     def label(self) -> str:
         return f"{self.backend} {self.artifact or '-'}"
 
-    def open(self, directory: Path, spec: IOSpec, threads: int | None) -> Backend:
-        cls = get(self.backend)
+    def open(self, directory: Path, spec: IOSpec, threads: Optional[int], registry: Optional[Registry] = None) -> Backend:
+        cls = get(self.backend, registry)
         path = directory if cls.kind == "torch" else directory / str(self.artifact)
         return cls(path, spec, threads=threads)
 
 
-def parse_backends(value: str | list[str] | None) -> list[str] | None:
+def parse_backends(value: Union[str, List[str], None], registry: Optional[Registry] = None) -> Optional[List[str]]:
     """``auto`` (or None) -> None; ``a,b`` -> checked names."""
     if value is None:
         return None
@@ -48,54 +50,40 @@ def parse_backends(value: str | list[str] | None) -> list[str] | None:
     if not names:
         raise BadInput("--backends is empty; expected 'auto' or a comma-separated list of backend names")
     for name in names:
-        get(name)
+        get(name, registry)
     return names
 
 
-def load_spec(directory: Path) -> IOSpec:
-    """The I/O spec: from model.json (train/load), else from model.onnx's metadata (a device bundle)."""
-    info_path = directory / artifacts.MODEL_JSON
-    if info_path.is_file():
-        info = artifacts.read_json(info_path)
-        return IOSpec.for_model(info["input_size"], info["num_outputs"], info["recipe"]["model"]["head"])
-    onnx_path = artifacts.require(directory, artifacts.ONNX_FP32)
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    if "io_spec" not in meta:
-        raise BadInput(f"{onnx_path} has no io_spec metadata; it was not exported by attn-export")
-    return IOSpec.from_json(meta["io_spec"])
-
-
-def _engines(directory: Path) -> list[tuple[str, str | None]]:
-    entries: dict[str, Any] = artifacts.read_manifest(directory)["artifacts"]
+def _engines(directory: Path, entries: Mapping[str, Any]) -> List[Tuple[str, Optional[str]]]:
     return [(p.name, (entries.get(p.name) or {}).get("precision")) for p in sorted(directory.glob("*.engine"))]
 
 
-def _candidates(directory: Path, name: str) -> list[tuple[str, str | None]]:
-    cls = REGISTRY[name]
+def _candidates(directory: Path, cls: Type[Backend], entries: Mapping[str, Any]) -> List[Tuple[str, Optional[str]]]:
     if cls.computes is not None:  # it runs the FP32 graph in a precision of its own, judged as that one
-        return [(artifacts.ONNX_FP32, cls.computes)] if (directory / artifacts.ONNX_FP32).is_file() else []
+        return [(ONNX_FP32, cls.computes)] if (directory / ONNX_FP32).is_file() else []
     if cls.kind == "torch":
         return [(artifacts.WEIGHTS, "fp32")] if (directory / artifacts.WEIGHTS).is_file() else []
     if cls.kind == "engine":
-        return _engines(directory)
+        return _engines(directory, entries)
     return [(file, p) for p, file in ONNX_FILES.items() if p in cls.precisions and (directory / file).is_file()]
 
 
-def discover(directory: Path, backends: str | list[str] | None = "auto") -> list[Target]:
+def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
+             registry: Optional[Registry] = None) -> List[Target]:
     """Every (backend, artefact) pair, skipped ones included with the reason."""
+    table: Dict[str, Type[Backend]] = dict(REGISTRY if registry is None else registry)
     if not directory.is_dir():
         raise MissingPrerequisite(f"artefact directory {directory} does not exist; run attn-export train first")
-    names = parse_backends(backends)
+    names = parse_backends(backends, table)
     explicit = names is not None
-    targets: list[Target] = []
-    for name in names or list(REGISTRY):
-        cls = REGISTRY[name]
+    entries = artifacts.read_manifest(directory)["artifacts"]
+    targets: List[Target] = []
+    for name in names or list(table):
+        cls = table[name]
         reason = cls.available()
         if reason is not None and explicit:
             raise NotAvailable(f"backend {name} was asked for but cannot run here: {reason}")
-        candidates = _candidates(directory, name)
+        candidates = _candidates(directory, cls, entries)
         if reason is not None:
             targets += [Target(name, a, p, reason) for a, p in candidates] or [Target(name, None, None, reason)]
         elif not candidates:
@@ -105,4 +93,3 @@ def discover(directory: Path, backends: str | list[str] | None = "auto") -> list
         else:
             targets += [Target(name, a, p) for a, p in candidates]
     return targets
-

@@ -6,9 +6,8 @@
         for p in predictor.predict([seq_a, seq_b]):                    # float32 [steps_i, features] each
             print(p.label, p.probabilities[p.index], p.attention.shape)  # attention: [steps_i]
 
-Needs numpy plus ONNX Runtime or TensorRT only (no torch, typer or rich) and runs on Python 3.8 (JetPack 5's
-TensorRT bindings live in the system 3.8). ``python -m attn_export.runtime DIR INPUT`` predicts from the
-command line with the same dependencies (``attn-export predict`` is the full CLI's version).
+``python -m attn_export.runtime predict DIR INPUT`` predicts from the command line with the device
+package's dependencies (``attn-export predict`` is the full CLI's version).
 
 Loading checks, before the artefact is opened (nothing is deserialised until all pass):
 
@@ -44,36 +43,28 @@ For a head other than classification, ``probabilities`` holds the raw head outpu
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import shutil
-import sys
 import tarfile
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import BadInput, DataError, MissingPrerequisite, NotAvailable
 from . import artifacts
-from .errors import AttnExportError, BadInput, DataError, MissingPrerequisite, NotAvailable
 from .backends.base import Backend
 from .iospec import IOSpec
+from .modelinfo import ModelInfo
+from .precisions import ONNX_FILES, PRECISIONS
 
-__all__ = ["ONNX_FILES", "Prediction", "Predictor", "main"]
+__all__ = ["ON_LONG", "Prediction", "Predictor"]
 
-ONNX_FILES = artifacts.ONNX_FILES
-# the command that makes each precision's ONNX file, and build's flag for its engine
-MADE_BY = {"fp32": "attn-export export", "fp16": "attn-export quantize --fp16",
-           "int8-dynamic": "attn-export quantize --int8", "int8-qdq": "attn-export quantize --int8 --method qdq"}
-BUILD_FLAG = {"fp16": " --fp16", "int8-qdq": " --int8"}
 ENGINE_BACKEND = "tensorrt"
 ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
-KNOWN_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "onnx-ref", "torch-cpu", "torch-cuda",
-                  "openvino-cpu", "openvino-bf16", "tract-cpu")
 # ONNX Runtime documents InferenceSession.run as safe to call from several threads at once.
 CONCURRENT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
 ON_LONG = ("error", "truncate", "split")
@@ -168,9 +159,8 @@ def _backend_class(name: str) -> Any:
     from . import backends
 
     if name not in backends.REGISTRY:
-        if name in KNOWN_BACKENDS:
-            raise NotAvailable(f"backend {name} is not available: this installation of attn-export has no {name} backend")
-        raise BadInput(f"unknown backend '{name}'; expected auto or one of {', '.join(backends.REGISTRY)}")
+        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of "
+                       f"{', '.join(backends.REGISTRY)}")
     return backends.REGISTRY[name]
 
 
@@ -204,8 +194,9 @@ def _choose(directory: Path, manifest: Dict[str, Any], backend: str, precision: 
         if cls.kind == "engine":
             engines = _engines(manifest, directory, precision)
             if not engines:
+                flag = PRECISIONS[precision].build_flag
                 raise MissingPrerequisite(f"{directory} has no {precision} engine in {artifacts.MANIFEST}; build one "
-                                          f"on this device: attn-export build {directory}{BUILD_FLAG.get(precision, '')}")
+                                          f"on this device: attn-export build {directory} {flag or ''}".rstrip())
             refusals = []
             for name in engines:  # one per device it was built on: take the one for this device
                 try:
@@ -247,6 +238,7 @@ _SUM = np.add.reduce
 # Up to this many classes one sequence's softmax runs in plain Python: five numpy calls on a tiny array
 # cost about 10 % of a small model's whole run at seq 128 (scripts/bench_runtime.py).
 _PY_SOFTMAX_MAX = 64
+_LENGTHS_KEPT = 4096  # distinct sequence lengths whose lengths feed is kept
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -258,15 +250,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
-    def __init__(self, directory: Path, backend: Any, artifact: str, precision: str, info: Dict[str, Any],
+    def __init__(self, directory: Path, backend: Any, artifact: str, precision: str, info: ModelInfo,
                  entry: Dict[str, Any], notes: List[str], batch_size: int, cleanup: Optional[Path] = None) -> None:
         self.directory = directory
         self.artifact = directory / artifact
         self.precision = precision
         self.backend_name: str = backend.name
-        self.labels: Tuple[str, ...] = tuple(str(label) for label in info.get("labels") or ())
+        self.labels: Tuple[str, ...] = info.labels
         self.spec: IOSpec = backend.spec
         self.head = self.spec.head_output
+        self.features = self.spec.features
         self.entry = entry
         self.notes = notes
         self.verified: Optional[Dict[str, Any]] = entry.get("verified")
@@ -286,7 +279,17 @@ class Predictor:
         # and _batch), so a backend whose infer is the protocol's check-then-run is run directly: the
         # second check cost about 10 % of a small model's latency at seq 128 (scripts/bench_runtime.py).
         self._infer = backend._run if type(backend).infer is Backend.infer else backend.infer
+        # a backend with no shape limits (ONNX on ONNX Runtime) needs no accepts() per call
+        self._limited = type(backend).accepts is not Backend.accepts or backend.max_cells is not None
         self._lock = None if backend.name in CONCURRENT_BACKENDS else threading.Lock()
+        # One sequence on an ONNX Runtime session: the session's own run, outputs by position, no
+        # intermediate dict (every Python step between two runs measured as overhead on a small model).
+        session = getattr(backend, "session", None)
+        self._direct: Optional[Tuple[Any, List[str], int, int]] = None
+        self._one_length: Dict[int, np.ndarray] = {}
+        if session is not None and not self._limited and self._lock is None and self._infer == backend._run:
+            names = list(backend.output_names)
+            self._direct = (session.run, names, names.index(self.head), names.index("attention"))
         self._closed = False
         self._finalizer = (weakref.finalize(self, shutil.rmtree, str(cleanup), True) if cleanup is not None
                            else None)
@@ -345,20 +348,16 @@ class Predictor:
         if isinstance(model_entry, dict) and artifacts.sha256_file(model_json) != model_entry.get("sha256"):
             raise DataError(f"{model_json} was changed after it was recorded (its sha256 differs from "
                             f"{artifacts.MANIFEST}); refusing to load it")
-        info = artifacts.read_json(model_json)
+        info = ModelInfo.read(directory)
         choice = _choose(directory, manifest, backend, precision, allow_unverified, notes)
         if not (directory / choice.artifact).is_file():
-            raise MissingPrerequisite(f"{directory / choice.artifact} is missing; run {MADE_BY[precision]} first")
+            raise MissingPrerequisite(f"{directory / choice.artifact} is missing; run {PRECISIONS[precision].made_by} "
+                                      "first")
         entry = _entry(manifest, choice.artifact, directory)
         if not choice.artifact.endswith(".engine"):  # engines were checked while choosing
             _integrity(directory, choice.artifact, entry, notes)
             _verdict(directory, choice.artifact, entry, allow_unverified, notes)
-        head = str(((info.get("recipe") or {}).get("model") or {}).get("head", "classification"))
-        try:
-            spec = IOSpec.for_model(int(info["input_size"]), int(info["num_outputs"]), head)
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{model_json} lacks input_size / num_outputs / a known model.head") from None
-        impl = _backend_class(choice.backend)(directory / choice.artifact, spec, threads=threads)
+        impl = _backend_class(choice.backend)(directory / choice.artifact, info.spec, threads=threads)
         impl.__enter__()
         return cls(directory, impl, choice.artifact, precision, info, entry, notes, batch_size, cleanup)
 
@@ -432,9 +431,10 @@ class Predictor:
         return pieces
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        reason = self._backend.accepts(feeds["x"].shape[0], feeds["x"].shape[1])
-        if reason is not None:
-            raise BadInput(f"{self.artifact.name} cannot run this batch: {reason}")
+        if self._limited:
+            reason = self._backend.accepts(feeds["x"].shape[0], feeds["x"].shape[1])
+            if reason is not None:
+                raise BadInput(f"{self.artifact.name} cannot run this batch: {reason}")
         if self._lock is None:
             return self._infer(feeds)
         with self._lock:
@@ -461,9 +461,25 @@ class Predictor:
 
     def _predict_one(self, a: np.ndarray) -> Prediction:
         """One sequence, the common call on a device: no sorting, no copy, the fewest numpy calls."""
-        x, lens = self._batch([a])
-        out = self._run({"x": x, "lengths": lens})
-        head, attention = out[self.head][0], out["attention"][0, : a.shape[0]]
+        steps = a.shape[0]
+        direct = self._direct
+        if direct is not None:
+            run, names, h, at = direct
+            lengths = self._one_length.get(steps)
+            if lengths is None:  # read-only to ONNX Runtime: one array per length serves every call
+                lengths = np.array((steps,), np.int64)
+                if len(self._one_length) < _LENGTHS_KEPT:
+                    self._one_length[steps] = lengths
+            try:
+                outs = run(names, {"x": a[None], "lengths": lengths})
+            except Exception:  # noqa: BLE001  # the backend's own call says what went wrong, in one line
+                out = self._run({"x": a[None], "lengths": lengths})
+                outs = [out[n] for n in names]
+            head, attention = outs[h][0], outs[at][0, :steps]
+        else:
+            x, lens = self._batch([a])
+            out = self._run({"x": x, "lengths": lens})
+            head, attention = out[self.head][0], out["attention"][0, :steps]
         if self.head != "logits":
             return Prediction("", -1, head.astype(np.float32, copy=False), attention)
         if head.shape[0] > _PY_SOFTMAX_MAX:
@@ -492,6 +508,16 @@ class Predictor:
             raise BadInput("this Predictor is closed; load it again")
         if on_long not in ON_LONG:
             raise BadInput(f"on_long = {on_long!r}; expected one of {', '.join(ON_LONG)}")
+        if lengths is None and isinstance(sequences, list) and len(sequences) == 1:  # the device's common call
+            one = sequences[0]
+            if (isinstance(one, np.ndarray) and one.dtype == _F32 and one.ndim == 2 and one.shape[0] >= 1
+                    and one.shape[1] == self.features and one.flags.c_contiguous
+                    and (self.max_seq is None or one.shape[0] <= self.max_seq)):
+                flat = one.reshape(-1)
+                # finite (and no overflow) proves every value finite: BLAS's dot, measured cheaper between
+                # two ONNX Runtime calls than numpy's reductions; anything else takes the full check
+                if math.isfinite(flat.dot(flat)):
+                    return [self._predict_one(one)]
         seqs = self._sequences(sequences, lengths)
         if not seqs:
             return []
@@ -536,49 +562,3 @@ class Predictor:
             index = int(logits[ks[0]].argmax()) if len(ks) == 1 else int(score.argmax())
             results.append(Prediction(self._label(index), index, score, attention))
         return results
-
-
-# --------------------------------------------------------------------------------------------------
-# python -m attn_export.runtime: predict on a device with only numpy and ONNX Runtime / TensorRT
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m attn_export.runtime",
-                                     description="Predict with a deployed attn-export model (torch-free).")
-    parser.add_argument("model", help="artefact directory or bundle .tar.gz")
-    parser.add_argument("input", help=".npz, .ts or .csv file (or a directory / glob of .csv)")
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
-    parser.add_argument("--on-long", default="error", choices=list(ON_LONG))
-    parser.add_argument("--allow-unverified", action="store_true")
-    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-    args = parser.parse_args(argv)
-    from .inputs import accuracy, read_input
-
-    try:
-        data = read_input(args.input)
-        with Predictor.load(args.model, backend=args.backend, precision=args.precision,
-                            allow_unverified=args.allow_unverified) as predictor:
-            predictions = predictor.predict(data.sequences, on_long=args.on_long)
-            backend = predictor.backend_name
-    except AttnExportError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return e.exit_code
-    acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None else None
-    if args.json:
-        print(json.dumps({"backend": backend, "precision": args.precision,
-                          "accuracy": None if acc is None else acc[0],
-                          "predictions": [{"id": i, "label": p.label, "index": p.index,
-                                           "probability": float(p.probabilities.max()),
-                                           "probabilities": p.probabilities.tolist()}
-                                          for i, p in zip(data.ids, predictions)]}, indent=2))
-    else:
-        for i, p in zip(data.ids, predictions):
-            print(f"{i}\t{p.label}\t{float(p.probabilities.max()):.4f}")
-        if acc is not None:
-            print(f"accuracy {acc[0]:.4f} ({acc[1]}/{len(predictions)})", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,16 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from ..artifacts import ONNX_FILES
-from ..errors import BadInput, NotAvailable
+from ...errors import BadInput, NotAvailable
+from ..precisions import ENGINE_PRECISIONS, PRECISIONS
 
-__all__ = ["PRECISIONS", "SOURCES", "BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
-
-PRECISIONS = ("fp32", "fp16", "int8-qdq")
-# the graph each precision builds from (dynamic INT8 uses ONNX Runtime contrib ops TensorRT cannot parse)
-SOURCES = {p: f for p, f in ONNX_FILES.items() if p != "int8-dynamic"}
-# weak typing needs the flag that lets TensorRT pick the precision the graph asks for
-_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8-qdq": ("INT8",)}
+__all__ = ["BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
 
 
 def parse_version(text: str) -> Tuple[int, ...]:
@@ -104,9 +98,10 @@ class BuildPlan:
 def decide(precision: str, cap: Capability, version_compatible: bool = False,
            hardware_compatible: bool = False) -> BuildPlan:
     """The build path for ``precision`` on TensorRT ``cap``; NotAvailable when it cannot be honoured."""
-    if precision not in PRECISIONS:
+    if precision not in ENGINE_PRECISIONS:
         raise BadInput(f"precision '{precision}' cannot be built into an engine; expected one of "
-                       f"{', '.join(PRECISIONS)} (int8-dynamic is ONNX Runtime's CPU format)")
+                       f"{', '.join(ENGINE_PRECISIONS)} (int8-dynamic is ONNX Runtime's CPU format)")
+    source = str(PRECISIONS[precision].file)
     where = f"TensorRT {cap.version}"
     if version_compatible and not cap.version_compat:
         raise NotAvailable(f"{where} cannot build version-compatible engines (needs TensorRT 8.6 or newer)")
@@ -114,19 +109,19 @@ def decide(precision: str, cap: Capability, version_compatible: bool = False,
         raise NotAvailable(f"{where} cannot build hardware-compatible engines (needs TensorRT 8.6 or newer)")
     lengths = "int64" if cap.int64 else "int32"
     if cap.strongly_typed:
-        return BuildPlan(precision, SOURCES[precision], True, False, (), lengths, precision != "fp32")
-    flags = _FLAGS[precision]
+        return BuildPlan(precision, source, True, False, (), lengths, precision != "fp32")
+    flags = PRECISIONS[precision].builder_flags  # weak typing: the flag that lets TensorRT take the graph's
     missing = [f for f in flags if not getattr(cap, f"{f.lower()}_flag")]
     if missing:
         raise NotAvailable(f"{where} can build {precision} neither strongly typed (no STRONGLY_TYPED network "
                            f"flag) nor with the builder flag {'/'.join(missing)}: it cannot honour {precision}")
-    return BuildPlan(precision, SOURCES[precision], False, cap.explicit_batch, flags, lengths, precision != "fp32")
+    return BuildPlan(precision, source, False, cap.explicit_batch, flags, lengths, precision != "fp32")
 
 
 def plan_summary(cap: Optional[Capability]) -> Dict[str, str]:
     """Each precision's path on ``cap``, or why it has none (what ``doctor`` shows)."""
     out = {}
-    for p in PRECISIONS:
+    for p in ENGINE_PRECISIONS:
         if cap is None:
             out[p] = "no TensorRT"
             continue

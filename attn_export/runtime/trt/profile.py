@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import BadInput, ConfigError
+from ...errors import BadInput, ConfigError
 
 __all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile"]
 

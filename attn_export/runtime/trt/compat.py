@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..errors import BadInput, NotAvailable
+from ...errors import BadInput, NotAvailable
+from ..precisions import PRECISIONS
 from .precision import parse_version
 
 __all__ = ["HOST_CODE_ENV", "Here", "check_engine", "foreign_problems"]
@@ -96,5 +97,5 @@ def check_engine(directory: Path, name: str, manifest: Mapping[str, Any], here: 
 
 
 def _flag(entry: Mapping[str, Any]) -> str:
-    precision = entry.get("precision")
-    return {"fp16": "--fp16", "int8-qdq": "--int8"}.get(str(precision), "")
+    found = PRECISIONS.get(str(entry.get("precision")))
+    return (found.build_flag or "") if found is not None else ""

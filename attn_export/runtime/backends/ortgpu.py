@@ -18,8 +18,9 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..errors import BadInput, NotAvailable
+from ...errors import BadInput
 from ..trt.profile import Profile, derive_profile
+from ..onnxfile import read_graph
 from .onnxrt import OrtCpuBackend, ort_providers
 
 __all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
@@ -66,22 +67,6 @@ class OrtCudaBackend(OrtCpuBackend):
     def provider_options(self) -> Dict[str, Any]:
         return {"device_id": 0}
 
-    def _open(self) -> None:
-        import onnxruntime
-
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(self.artifact), sess_options=self.session_options(),
-                providers=[(self.provider, self.provider_options())],
-            )
-        except Exception as e:  # onnxruntime's own exception types are not exported stably
-            raise BadInput(f"ONNX Runtime cannot load {self.artifact} on {self.provider}: "
-                           f"{str(e).splitlines()[0]}") from None
-        active = self.session.get_providers()
-        if self.provider not in active:
-            raise NotAvailable(f"{self.provider} was requested; the session has only {', '.join(active)}")
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
     def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:
         """Inputs copied to the device and outputs bound there once (I/O binding); each call runs and
         synchronises. Host wall clock (ONNX Runtime exposes no CUDA events)."""
@@ -109,18 +94,20 @@ class OrtTrtBackend(OrtCudaBackend):
     name = "ort-trt"
     provider = "TensorrtExecutionProvider"
 
-    def profile(self) -> Profile:
-        """The explicit profile: the manifest's [build] recipe table and training lengths, as ``build``
-        derives them (without them ONNX Runtime rebuilds its engine whenever a shape leaves the range seen)."""
-        from ..artifacts import read_json
+    _profile: Optional[Profile] = None
 
-        directory = self.artifact.parent
-        info = read_json(directory / "model.json") if (directory / "model.json").is_file() else {}
-        table = (info.get("recipe") or {}).get("build") or {}
-        keys = ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq")
-        profile, _ = derive_profile(self.spec.features, info.get("train_lengths"),
-                                    **{k: int(table.get(k, 0)) for k in keys})
-        return profile
+    def profile(self) -> Profile:
+        """The explicit profile: model.json's [build] table and training lengths, as ``build`` derives them
+        (without them ONNX Runtime rebuilds its engine whenever a shape leaves the range seen), read once."""
+        if self._profile is None:
+            from ..modelinfo import ModelInfo
+
+            info = ModelInfo.read(self.artifact.parent)
+            build = info.build
+            self._profile, _ = derive_profile(self.spec.features, info.train_lengths, build.min_batch,
+                                              build.opt_batch, build.max_batch, build.min_seq, build.opt_seq,
+                                              build.max_seq)
+        return self._profile
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:
         try:
@@ -143,9 +130,7 @@ class OrtTrtBackend(OrtCudaBackend):
         return options
 
     def _is_fp16(self) -> bool:
-        from .onnxrt import is_fp16_graph
-
-        return is_fp16_graph(Path(self.artifact))
+        return read_graph(Path(self.artifact)).stores_float16
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         batch, seq = feeds["x"].shape[:2]

@@ -7,9 +7,10 @@ A bundle holds, flat at its root: ``model.json``, ``manifest.json``, every ONNX 
 manifest, the TensorRT engines (``--for jetson`` only; on a Jetson the engine is usually built on the
 device), ``reference.npz`` and ``verify.json`` where present, ``README.md`` (for the device),
 ``requirements.txt``, ``bundle.json`` (sha256 and size of every other member) and ``runtime/attn_export/``:
-the torch-free modules the runtime needs, so that a device with only numpy and ONNX Runtime or TensorRT
-(JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runtime python3 -m attn_export.runtime . INPUT``.
-Every artefact must pass its manifest check (unchanged, not stale) before it is packed.
+the device package (``attn_export.runtime``, ``runtime_files``), so that a device with only numpy and ONNX
+Runtime or TensorRT (JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runtime python3 -m
+attn_export.runtime verify | predict | build | info .``. Every artefact must pass its manifest check
+(unchanged, not stale) before it is packed.
 
 Unpacking refuses, before writing anything: absolute names, ``..`` components, links and every member
 that is not a regular file or directory, duplicate names, a member over ``max_member_bytes``, a total over
@@ -17,7 +18,7 @@ that is not a regular file or directory, duplicate names, a member over ``max_me
 the target (``filter="data"`` where this Python's tarfile has it), checks every file against
 ``bundle.json``, and renames the result into place, so that a refused archive leaves nothing behind.
 
-numpy-free, standard library only; Python 3.8-compatible (the device unpacks too).
+Standard library only: the device unpacks too.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Union
 
-from . import __version__, artifacts
-from .errors import BadInput, DataError, MissingPrerequisite
+from .. import __version__
+from ..errors import BadInput, DataError, MissingPrerequisite
+from . import artifacts
+from .modelinfo import ModelInfo
+from .precisions import ONNX_FILES as PRECISION_FILES
 
-__all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack", "unpack"]
+__all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack", "runtime_files", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
-ONNX_FILES = tuple(artifacts.ONNX_FILES.values())
+ONNX_FILES = tuple(PRECISION_FILES.values())
 OPTIONAL_FILES = (artifacts.REFERENCE, "verify.json")
-# The runtime's import closure (no torch, typer, rich); trt/ goes along where it exists (engine checks).
-RUNTIME_MODULES = ("__init__.py", "errors.py", "iospec.py", "artifacts.py", "data.py", "inputs.py",
-                   "bundle.py", "runtime.py", "backends/*.py", "trt/*.py")
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 10_000
@@ -54,8 +55,10 @@ MAX_MEMBERS = 10_000
 REQUIREMENTS = {
     "cpu": "numpy\nonnxruntime\n",
     "jetson": ("numpy\n"
-               "# TensorRT's Python bindings come with JetPack (the system python3), not from PyPI.\n"
-               "# Optional, for the ONNX files on the GPU: onnxruntime-gpu from NVIDIA's Jetson wheels.\n"),
+               "cuda-python  # device buffers for TensorRT engines\n"
+               "# TensorRT's Python bindings come with JetPack (the system python3), not from PyPI:\n"
+               "#   sudo apt install python3-libnvinfer\n"
+               "# ONNX on the GPU without an engine: onnxruntime-gpu from NVIDIA's Jetson wheels instead.\n"),
 }
 
 README = """# attn-export bundle ({target})
@@ -67,17 +70,11 @@ Made by attn-export {version} from `{source}` on {date}. `bundle.json` lists eve
 
 {files}
 
-## Install
+`runtime/` holds the device package (`attn_export.runtime`): no torch and no attn-export install are
+needed, only what `requirements.txt` lists.
 
-    python3 -m pip install -r requirements.txt
-{install_note}
-## Run
-
-No torch and no attn-export install are needed: the runtime's modules are in `runtime/`.
-
-    PYTHONPATH=runtime python3 -m attn_export.runtime . INPUT.npz [--precision fp32] [--backend auto] [--json]
-
-or from Python:
+{steps}
+From Python:
 
     import sys; sys.path.insert(0, "runtime")
     from attn_export.runtime import Predictor
@@ -86,16 +83,32 @@ or from Python:
 
 INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The runtime refuses an
 artefact changed since it was recorded, a stale one, one that failed or never passed verification
-(`allow_unverified=True` / `--allow-unverified` to override) and an engine built for another GPU
-or TensorRT version.
+(`--allow-unverified` to override) and an engine built for another GPU or TensorRT version.
 """
 
-JETSON_NOTE = """
-On a Jetson, build the engine on the device, where it will run (an engine is tied to its GPU and
-TensorRT version): install attn-export without the `train` extra and run
-`attn-export build . --fp16` (or `--int8`, from `model.int8-qdq.onnx`); it records the engine in
-`manifest.json`, and `attn-export verify .` records its verdict.
-"""
+STEPS = {
+    "cpu": """## Run (a CPU with Python 3.8 or newer)
+
+    python3 -m pip install -r requirements.txt                     # numpy and onnxruntime
+    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
+    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz [--precision fp32] [--json]
+    PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
+""",
+    "jetson": """## Run on the Jetson
+
+An engine is tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX
+files in this bundle, with JetPack's TensorRT:
+
+    sudo apt install python3-libnvinfer                            # JetPack's TensorRT bindings, if missing
+    python3 -m pip install -r requirements.txt                     # numpy and cuda-python
+    PYTHONPATH=runtime python3 -m attn_export.runtime build . --fp16      # or --int8, or neither for FP32
+    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # the engine against reference.npz, recorded
+    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision fp16
+
+Without TensorRT (a first check of the ONNX files on the CPU): `python3 -m pip install onnxruntime`, then
+`verify` and `predict` as above run on ONNX Runtime.
+""",
+}
 
 
 @dataclass
@@ -114,13 +127,15 @@ def _artifact_names(directory: Path, manifest: Dict[str, Any], target: str) -> L
     return names
 
 
-def _runtime_files() -> Dict[str, Path]:
+def runtime_files() -> Dict[str, Path]:
+    """The device package, as a bundle ships it: every module of ``attn_export.runtime``, and the
+    ``attn_export`` package's ``__init__`` and ``errors`` it imports (name in the package -> file)."""
     package = Path(__file__).resolve().parent
-    found: Dict[str, Path] = {}
-    for pattern in RUNTIME_MODULES:
-        for path in sorted(package.glob(pattern)):
-            found["runtime/attn_export/" + path.relative_to(package).as_posix()] = path
-    return found
+    root = package.parent
+    files = {f"attn_export/{name}": root / name for name in ("__init__.py", "errors.py")}
+    for path in sorted(package.rglob("*.py")):
+        files["attn_export/" + path.relative_to(root).as_posix()] = path
+    return files
 
 
 def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu") -> BundleResult:
@@ -128,7 +143,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     directory, out = Path(directory), Path(out)
     if target not in TARGETS:
         raise BadInput(f"bundle target '{target}' is unknown; expected one of {', '.join(TARGETS)}")
-    info = artifacts.read_json(artifacts.require(directory, artifacts.MODEL_JSON))
+    info = ModelInfo.read(directory)
     artifacts.require(directory, artifacts.MANIFEST)
     manifest = artifacts.read_manifest(directory)
     names = _artifact_names(directory, manifest, target)
@@ -140,13 +155,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   + " (re-run the command that made it)")
     names += [n for n in OPTIONAL_FILES if (directory / n).is_file()]
     sources: Dict[str, Path] = {n: directory / n for n in [artifacts.MODEL_JSON, artifacts.MANIFEST] + names}
-    sources.update(_runtime_files())
+    sources.update({f"runtime/{name}": path for name, path in runtime_files().items()})
 
     listing = "\n".join(f"- `{n}`" for n in sources if not n.startswith("runtime/"))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           install_note=JETSON_NOTE if target == "jetson" else "",
-                           features=info.get("input_size", "F"))
+                           steps=STEPS[target], features=info.input_size)
     generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, path in sources.items():

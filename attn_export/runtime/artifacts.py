@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from . import __version__
-from .errors import Busy, DataError, MissingPrerequisite
+from .. import __version__
+from ..errors import Busy, DataError, MissingPrerequisite
+from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
 __all__ = [
     "DEFAULT_DIR",
@@ -30,7 +31,6 @@ __all__ = [
     "WEIGHTS",
     "atomic_path",
     "check_lineage",
-    "check_external_data",
     "locked",
     "writes_directory",
     "read_json",
@@ -46,11 +46,7 @@ DEFAULT_DIR = Path("artifacts")
 MODEL_JSON = "model.json"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.json"
-ONNX_FP32 = "model.onnx"
 REFERENCE = "reference.npz"
-# every precision's ONNX graph, FP32 first: export writes the first, quantize the others
-ONNX_FILES = {"fp32": ONNX_FP32, "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
-              "int8-qdq": "model.int8-qdq.onnx"}
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
 LOCK = ".attn-export.lock"
@@ -60,8 +56,8 @@ CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 MADE_BY = {
     MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
     WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
-    ONNX_FP32: "attn-export export",
     REFERENCE: "attn-export export",
+    **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
 }
 
 
@@ -174,41 +170,6 @@ def write_json(target: Path, obj: Any) -> None:
     write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def check_external_data(path: Path) -> None:
-    """Refuse an ONNX file whose external-data locations escape its directory (absolute, ``..``, links
-    out) or are missing: loading it would read any file the process can. Reads the graph only."""
-    try:
-        import onnx
-    except ImportError:  # a device with only onnxruntime: the runtime has checked the file's manifest sha256
-        return
-
-    from .errors import BadInput
-
-    def tensors(graph: Any) -> Iterator[Any]:
-        yield from graph.initializer
-        for node in graph.node:
-            for attribute in node.attribute:
-                yield from ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
-                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                    yield from tensors(sub)
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
-        raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
-    root = path.parent.resolve()
-    for tensor in tensors(proto.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (root / location).resolve()
-        if os.path.isabs(location) or ".." in Path(location).parts or root not in target.parents:
-            raise BadInput(f"{path} keeps tensor '{tensor.name}' in '{location}', outside its directory; "
-                           "refusing to load it (external data must sit beside the model)")
-        if not target.is_file():
-            raise BadInput(f"{path} keeps tensor '{tensor.name}' in '{location}', which does not exist")
-
-
 MAX_JSON_BYTES = 64 << 20  # manifest, model.json, verify.json: kilobytes in practice
 
 
@@ -272,7 +233,9 @@ def record(
 
 
 def check_lineage(directory: Path, name: str) -> list[str]:
-    """Problems with ``name``'s manifest entry: changed since recorded, stale against its parent."""
+    """Problems with ``name``'s manifest entry: changed since recorded, stale against its parent. The
+    weights are the one parent a bundle leaves behind (the device has no torch): where they are absent,
+    the artefact's own recorded sha256 is what vouches for it."""
     entry = read_manifest(directory)["artifacts"].get(name)
     if entry is None:
         return [f"{name} is not recorded in {MANIFEST}"]
@@ -284,7 +247,8 @@ def check_lineage(directory: Path, name: str) -> list[str]:
     parent = entry.get("parent")
     if parent:
         if not (directory / parent).is_file():
-            problems.append(f"{name}'s parent {parent} is missing")
+            if parent != WEIGHTS:
+                problems.append(f"{name}'s parent {parent} is missing")
         elif sha256_file(directory / parent) != entry.get("parent_sha256"):
             problems.append(f"{name} is stale: its parent {parent} changed since it was made")
     return problems

@@ -1,18 +1,17 @@
-"""Device memory, one stream, CUDA-event timing and CUDA graphs, through torch or cuda-python.
+"""Device memory, one stream, CUDA-event timing and CUDA graphs, through cuda-python.
 
-The TensorRT runtime needs raw device pointers and a stream handle; either library provides them. torch is
-preferred where it has CUDA (one less package on a workstation); cuda-python (``cuda.bindings.runtime``, or
-the older ``cuda.cudart``) serves the device side, which must run without torch. Nothing here is imported
-until a backend opens. Python 3.8-compatible.
+The TensorRT runtime needs raw device pointers and a stream handle; cuda-python (``cuda.bindings.runtime``,
+or the older ``cuda.cudart``) provides them without torch, which a device usually does not have. Nothing
+here is imported until a backend opens.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
-from ..errors import NotAvailable, WorkFailed
+from ...errors import NotAvailable, WorkFailed
 
 __all__ = ["DeviceMemory", "memory_missing", "open_memory"]
 
@@ -45,70 +44,6 @@ class DeviceMemory:
 
     def close(self) -> None:
         raise NotImplementedError
-
-
-class _TorchMemory(DeviceMemory):
-    kind = "torch"
-
-    def __init__(self, index: int) -> None:
-        import torch
-
-        self._torch = torch
-        self._device = torch.device("cuda", index)
-        self._stream = torch.cuda.Stream(device=self._device)
-        self.stream_handle = int(self._stream.cuda_stream)
-        self._buffers: Dict[int, torch.Tensor] = {}
-        self._graphs: List[torch.cuda.CUDAGraph] = []
-
-    def alloc(self, nbytes: int) -> int:
-        t = self._torch.empty(max(nbytes, 1), dtype=self._torch.uint8, device=self._device)
-        self._buffers[t.data_ptr()] = t
-        return int(t.data_ptr())
-
-    def _bytes(self, host: np.ndarray) -> Any:
-        return self._torch.from_numpy(np.ascontiguousarray(host).view(np.uint8).reshape(-1))
-
-    def to_device(self, ptr: int, host: np.ndarray) -> None:
-        with self._torch.cuda.stream(self._stream):
-            self._buffers[ptr][: host.nbytes].copy_(self._bytes(host), non_blocking=True)
-
-    def to_host(self, host: np.ndarray, ptr: int) -> None:
-        if not host.flags.c_contiguous:
-            raise ValueError("to_host needs a C-contiguous array")
-        with self._torch.cuda.stream(self._stream):
-            self._torch.from_numpy(host.view(np.uint8).reshape(-1)).copy_(self._buffers[ptr][: host.nbytes])
-
-    def synchronize(self) -> None:
-        self._stream.synchronize()
-
-    def timed(self, fn: Callable[[], None]) -> float:
-        start = self._torch.cuda.Event(enable_timing=True)
-        end = self._torch.cuda.Event(enable_timing=True)
-        start.record(self._stream)
-        fn()
-        end.record(self._stream)
-        end.synchronize()
-        return float(start.elapsed_time(end))
-
-    def capture(self, fn: Callable[[], None]) -> Callable[[], None]:
-        fn()
-        self.synchronize()
-        graph = self._torch.cuda.CUDAGraph()
-        with self._torch.cuda.graph(graph, stream=self._stream):
-            fn()
-        self._graphs.append(graph)
-        torch, stream = self._torch, self._stream
-
-        def launch() -> None:
-            with torch.cuda.stream(stream):
-                graph.replay()
-
-        return launch
-
-    def close(self) -> None:
-        self.synchronize()
-        self._graphs.clear()
-        self._buffers.clear()
 
 
 def _cudart() -> Any:
@@ -199,32 +134,18 @@ class _CudaPythonMemory(DeviceMemory):
         self._graphs, self._pointers = [], []
 
 
-def _torch_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def memory_missing() -> Optional[str]:
     """None when device buffers can be had here, else why not."""
-    if _torch_cuda():
-        return None
     try:
         _cudart()
     except ImportError:
-        return "neither torch with CUDA nor cuda-python is installed (pip install cuda-python)"
+        return "cuda-python is not installed (pip install cuda-python)"
     return None
 
 
-def open_memory(index: int = 0, prefer: Optional[str] = None) -> DeviceMemory:
-    """Device memory through torch (when it has CUDA) or cuda-python; ``prefer`` forces one."""
-    if prefer in (None, "torch") and _torch_cuda():
-        return _TorchMemory(index)
-    if prefer == "torch":
-        raise NotAvailable("torch with CUDA is not available for device buffers")
+def open_memory(index: int = 0) -> DeviceMemory:
+    """Device memory through cuda-python."""
     try:
         return _CudaPythonMemory(index)
     except ImportError:
-        raise NotAvailable("device buffers need torch with CUDA or cuda-python (pip install cuda-python)") from None
+        raise NotAvailable("device buffers need cuda-python (pip install cuda-python)") from None

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from ..errors import BadInput
-from .precision import PRECISIONS, parse_version
+from ...errors import BadInput
+from ..precisions import ENGINE_PRECISIONS
+from .precision import parse_version
 
 __all__ = ["ENGINE_SUFFIX", "engine_name", "gpu_slug"]
 
@@ -30,8 +31,8 @@ def gpu_slug(name: str) -> str:
 
 def engine_name(precision: str, gpu_name: str, trt_version: str, hardware_compat: Optional[str] = None,
                 version_compat: bool = False) -> str:
-    if precision not in PRECISIONS:
-        raise BadInput(f"precision '{precision}' has no engine; expected one of {', '.join(PRECISIONS)}")
+    if precision not in ENGINE_PRECISIONS:
+        raise BadInput(f"precision '{precision}' has no engine; expected one of {', '.join(ENGINE_PRECISIONS)}")
     v = parse_version(trt_version)
     if len(v) < 2:
         raise BadInput(f"TensorRT version '{trt_version}' is not major.minor[.patch]")

@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Optional
 
-from ..errors import NotAvailable
+from ...errors import NotAvailable
 
 __all__ = ["HOW_TO_GET", "require_tensorrt", "is_jetson", "tensorrt_missing"]
 

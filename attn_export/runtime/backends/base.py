@@ -11,7 +11,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import AttnExportError, NotAvailable
+from ...errors import AttnExportError, NotAvailable
 from ..iospec import IOSpec
 
 __all__ = ["Backend"]

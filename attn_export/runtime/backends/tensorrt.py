@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from ..errors import BadInput, NotAvailable, WorkFailed
+from ...errors import BadInput, NotAvailable, WorkFailed
 from ..iospec import IOSpec
 from ..trt.compat import HOST_CODE_ENV, Here, check_engine
 from ..trt.device import query_gpus

@@ -15,8 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..artifacts import check_external_data
-from ..errors import BadInput, NotAvailable, WorkFailed
+from ..onnxfile import check_external_data
+from ...errors import BadInput, NotAvailable, WorkFailed
 from .base import Backend
 
 __all__ = ["OpenVinoBf16Backend", "OpenVinoCpuBackend"]

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from .compare import Reference, SweepCase
-from .errors import BadInput, MissingPrerequisite
+from ..errors import BadInput, MissingPrerequisite
 
 __all__ = ["ReferenceSet", "read_reference", "reference_bytes"]
 
@@ -48,7 +48,7 @@ def reference_bytes(cases: Sequence[SweepCase], references: Sequence[Reference],
             for name, value in by_output.items():
                 arrays[f"c{i}.intrinsic.{precision}.{name}"] = np.asarray(value, np.float32)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stubs type **kwds as allow_pickle
     return buffer.getvalue()
 
 

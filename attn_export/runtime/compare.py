@@ -1,7 +1,5 @@
 """Comparing a backend's outputs with the reference, and the sweep of inputs every comparison uses.
 
-numpy only; Python 3.8-compatible (the device checks parity against ``reference.npz`` with it).
-
 Each output row (one sequence) is judged against a **budget** derived from the model itself:
 
     |got - ref| <= atol + rtol * |ref| + multiple * intrinsic[row]
@@ -120,6 +118,16 @@ class CaseResult:
                 continue
             out[k] = None if isinstance(v, float) and not np.isfinite(v) else v
         return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CaseResult":
+        """``to_dict``'s inverse: a value that could not be measured (None) is inf again."""
+        known = {f for f in cls.__dataclass_fields__ if f != "intrinsic_ratios"}
+        values = {k: v for k, v in d.items() if k in known}
+        for key in ("max_abs", "max_rel", "attention_max_abs"):
+            if values.get(key) is None:
+                values[key] = float("inf")
+        return cls(**values)
 
     def __bool__(self) -> bool:
         return self.passed

@@ -1,0 +1,118 @@
+"""Every stage this machine can do, driven by one recipe: the library's ``attn_export.run``, which
+``attn-export run`` prints.
+
+    result = attn_export.run(load_recipe("recipes/quickstart.toml"), Path("artifacts"))
+    result.passed, [s.summary for s in result.stages]
+
+train -> export -> quantize -> build (skipped, with the reason, without TensorRT and a GPU) -> verify ->
+bench -> report, holding the directory's lock throughout. Every stage writes what it writes (the report
+included) before the result says whether verification passed; the caller decides what a failure means
+(the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Recipe
+from .runtime.precisions import QUANTIZED
+from .runtime.verify import VerifyResult
+
+__all__ = ["BENCH_BATCHES", "BENCH_SECONDS", "BENCH_SEQS", "RunResult", "Stage", "run"]
+
+BENCH_SECONDS = 1.0  # per shape of the default 3 x 3 grid: ~10 s for a whole directory
+BENCH_BATCHES, BENCH_SEQS = (1, 8, 32), (16, 128, 512)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    seconds: float
+    summary: str  # one line, for a person
+    result: Any  # the stage's own result: metrics, ExportResult, VariantReports, VerifyResult, bench dict, ...
+
+
+@dataclass
+class RunResult:
+    directory: Path
+    stages: list[Stage] = field(default_factory=list)
+    verify: VerifyResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verify is not None and self.verify.passed
+
+
+def _build_engine(directory: Path) -> tuple[str, Any]:
+    """An FP16 engine where TensorRT and a GPU exist; otherwise which is missing."""
+    from .runtime.trt.device import query_gpus
+    from .runtime.trt.importer import tensorrt_missing
+
+    reason = tensorrt_missing() or query_gpus().reason
+    if reason:
+        return f"skipped: {reason}", None
+    from .quantize import quantize
+    from .runtime.trt.build import BuildOptions, build_engine
+
+    built = build_engine(directory, BuildOptions(precision="fp16"), make=lambda d, p: quantize(d, [p]))
+    profile = built.entry["profile"]["x"]
+    return (f"{built.engine} (TensorRT {built.entry['tensorrt']}, {built.entry['gpu']}, profile seq "
+            f"{profile['min'][1]}..{profile['max'][1]}, {built.entry['build_seconds']:.1f} s)"), built
+
+
+def run(
+    recipe: Recipe,
+    directory: Path,
+    bench_seconds: float = BENCH_SECONDS,
+    verify_overrides: Sequence[str] = (),
+    on_stage: Callable[[Stage], None] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
+) -> RunResult:
+    """Run every stage into ``directory``; ``on_stage`` hears each as it ends, ``on_epoch`` each epoch."""
+    from .bench import Budget, bench
+    from .export import export_onnx
+    from .quantize import quantize
+    from .report import write_report
+    from .runtime.artifacts import locked
+    from .train import train
+    from .verify import verify
+
+    result = RunResult(directory)
+
+    def stage(name: str, started: float, summary: str, value: Any) -> Any:
+        done = Stage(name, time.perf_counter() - started, summary, value)
+        result.stages.append(done)
+        if on_stage is not None:
+            on_stage(done)
+        return value
+
+    with locked(directory, "run"):
+        t = time.perf_counter()
+        metrics = train(recipe, directory, on_epoch=on_epoch)
+        stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}", metrics)
+        t = time.perf_counter()
+        exported = export_onnx(directory)
+        stage("export", t, f"{exported.path.name}, parity on {len(exported.cases)} cases", exported)
+        t = time.perf_counter()
+        q = recipe.quantize
+        precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...
+        reports = quantize(directory, precisions) if precisions else []
+        stage("quantize", t, ", ".join(r.artifact for r in reports) or "nothing asked for", reports)
+        t = time.perf_counter()
+        stage("build", t, *_build_engine(directory))
+        t = time.perf_counter()
+        result.verify = verify(directory, "auto", 1, overrides=verify_overrides)
+        counts = {s: sum(1 for x in result.verify.results if x.status == s) for s in ("passed", "failed", "skipped")}
+        stage("verify", t, f"{'PASSED' if result.verify.passed else 'FAILED'}: "
+                           + ", ".join(f"{n} {s}" for s, n in counts.items()), result.verify)
+        t = time.perf_counter()
+        benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds))
+        stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings", benched)
+        t = time.perf_counter()
+        report = write_report(directory)
+        stage("report", t, str(report), report)
+    return result

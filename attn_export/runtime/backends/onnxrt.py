@@ -1,0 +1,93 @@
+"""``ort-cpu``: ONNX Runtime's CPU execution provider, and ``ort_session``: the one place an ONNX Runtime
+session is made (every ORT backend, ``quantize`` and ``Predictor`` open theirs here), after the file's
+checks (external data kept inside its directory, no construct that crashes ONNX Runtime) and with the
+options users get by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ...errors import BadInput, NotAvailable, WorkFailed
+from ..onnxfile import check_external_data, read_graph, refuse_known_crash
+from .base import Backend
+
+__all__ = ["OrtCpuBackend", "ort_providers", "ort_session"]
+
+Provider = Union[str, Tuple[str, Dict[str, Any]]]
+
+
+def ort_providers() -> Optional[List[str]]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return list(onnxruntime.get_available_providers())
+
+
+def ort_session(path: Path, providers: Sequence[Provider] = ("CPUExecutionProvider",), threads: Optional[int] = None,
+                optimized: Optional[Path] = None) -> Any:
+    """An ONNX Runtime session for ``path``: checked first, ONNX Runtime's default options (the graph must
+    open the way users open it) but for quiet logs and ``threads``; ``optimized`` writes the graph as
+    ONNX Runtime runs it (no optimisation but the mandatory ones) for inspection. The first provider must
+    be active, or NotAvailable: never a silent fallback to the CPU."""
+    import onnxruntime
+
+    graph = read_graph(path)
+    check_external_data(path, graph)
+    refuse_known_crash(path, graph)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized is not None:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.optimized_model_filepath = str(optimized)
+    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
+        raise BadInput(f"ONNX Runtime cannot load {path} on {first}: {str(e).splitlines()[0]}") from None
+    if first not in session.get_providers():
+        raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")
+    session.disable_fallback()  # a provider failing at run time is an error here, never a quiet rerun on the CPU
+    return session
+
+
+class OrtCpuBackend(Backend):
+    name = "ort-cpu"
+    kind = "onnx"
+    provider = "CPUExecutionProvider"
+
+    @classmethod
+    def available(cls) -> Optional[str]:
+        providers = ort_providers()
+        if providers is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        if cls.provider not in providers:
+            return f"ONNX Runtime has no {cls.provider} (available: {', '.join(providers)})"
+        return None
+
+    def provider_options(self) -> Dict[str, Any]:
+        return {}
+
+    def _open(self) -> None:
+        self.session = ort_session(self.artifact, [(self.provider, self.provider_options())], self.threads)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        try:
+            outputs = self.session.run(self.output_names, feeds)
+        except Exception as e:  # onnxruntime's Fail/InvalidArgument/RuntimeException are not exported stably
+            shape = "x".join(str(d) for d in feeds["x"].shape)
+            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x {shape}: "
+                             f"{str(e).splitlines()[0]}") from None
+        return dict(zip(self.output_names, outputs))
+
+    def close(self) -> None:
+        self.session = None
+        super().close()

@@ -1,0 +1,191 @@
+"""The device's command line: what a bundle ships and its README documents.
+
+    python -m attn_export.runtime verify  DIR [--backends auto|NAMES] [--set verify.key=value] [--json]
+    python -m attn_export.runtime predict DIR INPUT [--precision P] [--backend NAME] [--json]
+    python -m attn_export.runtime build   DIR [--fp16 | --int8] [--max-batch N] [--min-seq/--opt-seq/--max-seq N]
+    python -m attn_export.runtime info    DIR [--json]
+
+It needs the device package's dependencies only (numpy, plus ONNX Runtime or TensorRT with cuda-python)
+and runs on Python 3.8. ``attn-export verify`` / ``build`` / ``predict`` on the host run the same code with
+the host's additions. Errors are one ``Error: ...`` line on stderr with DESIGN's exit code (2 bad usage or
+input, 1 the work failed, 3 not possible on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, NoReturn, Optional, Sequence
+
+from ..errors import AttnExportError, ParityError
+from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
+
+__all__ = ["main", "prediction_rows"]
+
+COMMANDS = ("verify", "predict", "build", "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, DESIGN's exit code for bad usage
+        self.exit(2, f"Error: {message}; see {self.prog} --help\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m attn_export.runtime",
+                     description="Check, build and run a deployed attn-export model (torch-free).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    verify = sub.add_parser("verify", help="check every artefact in DIR against reference.npz; record the verdict")
+    verify.add_argument("directory", metavar="DIR", type=Path)
+    verify.add_argument("--backends", default="auto", metavar="NAMES",
+                        help="auto (every backend; unavailable ones listed as skipped) or a comma-separated list")
+    verify.add_argument("--set", dest="overrides", action="append", default=[], metavar="verify.KEY=VALUE",
+                        help="change a tolerance of the recorded [verify] table for this run (repeatable)")
+    verify.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per backend")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+    predict = sub.add_parser("predict", help="predict a label per sequence of INPUT (.npz, .ts, .csv)")
+    predict.add_argument("directory", metavar="DIR", help="artefact directory or bundle .tar.gz")
+    predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
+    predict.add_argument("--backend", default="auto", metavar="NAME")
+    predict.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
+    predict.add_argument("--on-long", default="error", choices=["error", "truncate", "split"])
+    predict.add_argument("--batch-size", type=int, default=32, metavar="N")
+    predict.add_argument("--allow-unverified", action="store_true")
+    predict.add_argument("--attention", action="store_true", help="include attention weights in --json")
+    predict.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    build = sub.add_parser("build", help="build a TensorRT engine for this GPU from DIR's ONNX")
+    build.add_argument("directory", metavar="DIR", type=Path)
+    precision = build.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="from model.fp16.onnx")
+    precision.add_argument("--int8", action="store_true", help="from model.int8-qdq.onnx")
+    for flag in ("--max-batch", "--min-seq", "--opt-seq", "--max-seq", "--workspace"):
+        build.add_argument(flag, type=int, default=0, metavar="N")
+    build.add_argument("--json", action="store_true")
+
+    info = sub.add_parser("info", help="what DIR holds and what this machine can run")
+    info.add_argument("directory", metavar="DIR", type=Path)
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Optional[Sequence[str]],
+                    attention: bool) -> List[Dict[str, Any]]:
+    """One JSON row per prediction, as both command lines print them."""
+    rows = []
+    for k, (name, p) in enumerate(zip(ids, predictions)):
+        row: Dict[str, Any] = {"id": name, "label": p.label, "index": p.index,
+                               "probability": float(p.probabilities.max()),
+                               "probabilities": [float(v) for v in p.probabilities]}
+        if labels is not None:
+            row["true"] = labels[k]
+        if attention:
+            row["attention"] = [float(v) for v in p.attention]
+        rows.append(row)
+    return rows
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    result = verify(args.directory, args.backends, args.threads or None, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        for row in result.results:
+            what = row.reason if row.status != "passed" else (
+                f"worst {row.worst_ratio:.2f} of its budget" if row.worst_ratio is not None else "")
+            print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}", file=sys.stderr)
+        print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'} (verify.json, verdicts in "
+              "manifest.json)", file=sys.stderr)
+    if not result.passed:
+        raise ParityError("verification failed: " + " | ".join(result.failures()))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .inputs import accuracy, read_input
+    from .predictor import Predictor
+
+    data = read_input(args.input)
+    with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
+                        allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
+        predictions = predictor.predict(data.sequences, on_long=args.on_long)
+        backend = predictor.backend_name
+    acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None else None
+    if args.json:
+        print(json.dumps({"backend": backend, "precision": args.precision, "accuracy": None if acc is None else acc[0],
+                          "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention)},
+                         indent=2))
+    else:
+        for i, p in zip(data.ids, predictions):
+            print(f"{i}\t{p.label}\t{float(p.probabilities.max()):.4f}")
+        if acc is not None:
+            print(f"accuracy {acc[0]:.4f} ({acc[1]}/{len(predictions)})", file=sys.stderr)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .trt.build import BuildOptions, build_engine, preflight
+
+    preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
+    precision = engine_precision({"--fp16": args.fp16, "--int8": args.int8})
+    options = BuildOptions(precision=precision, max_batch=args.max_batch, min_seq=args.min_seq,
+                           opt_seq=args.opt_seq, max_seq=args.max_seq, workspace_mib=args.workspace)
+    result = build_engine(args.directory, options, say=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(f"wrote {args.directory / result.engine}", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from . import artifacts
+    from .backends import status
+    from .modelinfo import ModelInfo
+
+    info = ModelInfo.read(args.directory)
+    manifest = artifacts.read_manifest(args.directory)
+    files: Dict[str, Dict[str, Any]] = {}
+    for name, entry in manifest["artifacts"].items():
+        if not (args.directory / name).is_file():
+            continue
+        verdict = entry.get("verified") if isinstance(entry, dict) else None
+        files[name] = {"problems": artifacts.check_lineage(args.directory, name),
+                       "verifiable": name in ONNX_FILES.values() or name.endswith(".engine"),
+                       "verified": None if not isinstance(verdict, dict) else verdict.get("passed")}
+    backends = status()
+    out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
+           "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
+           "engines_buildable": list(ENGINE_PRECISIONS)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
+    for name, state in files.items():
+        verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]]
+        print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if state['verifiable'] else ''}")
+    for name, reason in backends.items():
+        print(f"  backend {name:14} {'available' if reason is None else reason}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
+        args_list.insert(0, "predict")  # the form bundles made before 0.1.0 document: DIR INPUT
+    args = _parser().parse_args(args_list)
+    run = {"verify": _verify, "predict": _predict, "build": _build, "info": _info}[args.command]
+    try:
+        return run(args)
+    except AttnExportError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,52 @@
+"""The precision variants, in one table: each one's ONNX file, the command that makes it, how TensorRT
+builds it, and how verify judges it. Everything else reads this table; nothing spells a precision again.
+
+    PRECISIONS["fp16"].file          # "model.fp16.onnx"
+    ONNX_FILES                       # precision -> file, FP32 first (the order results are reported in)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+__all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "engine_precision"]
+
+ONNX_FP32 = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    file: Optional[str]  # its ONNX graph in DIR; None: it runs another precision's graph (bf16 runs model.onnx)
+    made_by: str  # the command that makes the file (or the execution)
+    build_flag: Optional[str]  # attn-export build's flag for its engine; None: TensorRT cannot build it
+    builder_flags: Tuple[str, ...]  # TensorRT BuilderFlag names on a weakly typed network (TensorRT 8.x)
+    judged_by: str  # "budget": each output against the model's own error at this precision; "decisions"
+    reduced: bool  # reduced precision: budget inside the deployment range, the stress rules beyond it
+    verify_keys: Tuple[str, ...]  # the [verify] keys that move its verdict
+
+
+PRECISIONS: Dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", ONNX_FP32, "attn-export export", "", (), "budget", False,
+              ("fp32_atol", "fp32_rtol", "budget_multiple")),
+    Precision("fp16", "model.fp16.onnx", "attn-export quantize --fp16", "--fp16", ("FP16",), "budget", True,
+              ("fp16_atol", "fp16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq")),
+    Precision("bf16", None, "OpenVINO's bf16 execution of model.onnx (openvino-bf16)", None, (), "budget", True,
+              ("bf16_atol", "bf16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq")),
+    Precision("int8-dynamic", "model.int8.onnx", "attn-export quantize --int8", None, (), "decisions", False,
+              ("int8_min_argmax_agreement", "int8_max_accuracy_drop")),
+    Precision("int8-qdq", "model.int8-qdq.onnx", "attn-export quantize --int8 --method qdq", "--int8", ("INT8",),
+              "decisions", False, ("int8_min_argmax_agreement", "int8_max_accuracy_drop")),
+)}
+ONNX_FILES: Dict[str, str] = {p.name: p.file for p in PRECISIONS.values() if p.file is not None}
+# what TensorRT builds engines from (dynamic INT8 uses ONNX Runtime's own operators, which it cannot parse)
+ENGINE_PRECISIONS: Tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.build_flag is not None)
+# what attn-export quantize makes
+QUANTIZED: Dict[str, str] = {n: f for n, f in ONNX_FILES.items() if n != "fp32"}
+
+
+def engine_precision(flags: Dict[str, bool]) -> str:
+    """The precision ``build``'s flags ask for (``{"--fp16": True}`` -> fp16; none -> fp32)."""
+    asked = [p.name for p in PRECISIONS.values() if p.build_flag and flags.get(p.build_flag)]
+    return asked[0] if asked else "fp32"

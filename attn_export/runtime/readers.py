@@ -1,0 +1,437 @@
+"""Reading sequences from files: the UEA/UCR ``.ts`` reader and the ``.npz`` reader, numpy and the
+standard library only (the device reads ``predict``'s input with them; ``attn_export.data`` builds the
+training splits on them).
+
+* A sequence is a float32 array ``[T_i, F]`` with ``T_i >= 1``.
+* Every error a user can cause is a :class:`~attn_export.errors.DataError` (exit 2) with a one-line
+  message, for files ``path:line: what was wrong; expected ...``.
+
+``.ts`` files (``read_ts``)
+--------------------------
+``#`` (and ARFF-style ``%``) comment lines and blank lines are skipped anywhere; ``@key value`` headers are read case-insensitively;
+the file is decoded as UTF-8 with an optional byte-order mark. After ``@data``, one series per line:
+channels separated by ``:``, values by ``,``, and (with ``@classLabel true`` or ``@targetLabel true``)
+the label after the last ``:``. ``?`` and ``NaN`` are missing values, handled by ``missing``:
+``"error"`` refuses them, ``"ffill"`` forward-fills within each channel (leading gaps take the first
+valid value, an all-missing channel becomes 0), ``"zero"`` writes 0. Series may differ in length; the
+channels of one series may not. ``inf`` and values beyond float32 are refused under every policy.
+
+* ``@classLabel false``: no label field; the raw labels come back as empty strings and the declared
+  labels as ``None``. ``load_splits`` refuses such a file (training needs labels); ``predict`` can read it.
+* ``@targetLabel true`` (regression archives such as Tecator): the target is returned as the raw
+  label string; ``load_splits`` refuses it (it builds classification splits only).
+* Neither header: the label field is taken to be present when the first series has more ``:``-fields
+  than ``@dimensions`` (or, without ``@dimensions``, when it has at least two fields).
+* ``@timeStamps true`` files are refused (no archive classification file uses them).
+
+``.npz`` files (``read_npz``)
+----------------------------
+DESIGN's input: ``x`` float32 padded ``[N, T, F]`` with ``lengths [N]``, or concatenated ``[sum(T), F]``
+with ``lengths``; optional ``y [N]`` (strings or integers). Never unpickled; declared array sizes are
+checked against the archive's bytes before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["MISSING_POLICIES", "read_npz", "read_ts"]
+
+MISSING_POLICIES = ("error", "ffill", "zero")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+# --------------------------------------------------------------------------------------------------
+# .ts reader
+
+
+@dataclass
+class _TsFile:
+    sequences: List[np.ndarray]
+    raw_labels: List[str]
+    declared: Optional[List[str]]
+    has_labels: bool  # a class label field (False for @classLabel false and for targets)
+    is_target: bool  # @targetLabel true: the last field is a regression target
+    problem: str
+
+
+def _show(token: str, limit: int = 40) -> str:
+    """A token for a one-line message: repr (escapes control characters), shortened."""
+    t = token if len(token) <= limit else token[:limit] + "..."
+    return repr(t)
+
+
+def _check_missing_policy(missing: str) -> None:
+    if missing not in MISSING_POLICIES:
+        raise DataError(f"missing = {missing!r} is not a policy; expected one of: {', '.join(MISSING_POLICIES)}")
+
+
+def _ffill(values: np.ndarray, miss: np.ndarray) -> np.ndarray:
+    """Forward-fill ``values`` where ``miss``; leading gaps take the first valid value; all missing -> 0."""
+    if miss.all():
+        return np.zeros_like(values)
+    idx = np.where(miss, 0, np.arange(len(values)))
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    first = int(np.argmax(~miss))
+    out[:first] = values[first]
+    return out
+
+
+def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
+    v = value.split()[0].lower() if value.split() else ""
+    if v not in ("true", "false"):
+        raise DataError(f"{path}:{lineno}: @{key} {_show(value)}; expected true or false")
+    return v == "true"
+
+
+def _parse_channel(
+    path: str, lineno: int, ch_index: int, text: str, missing: str
+) -> np.ndarray:
+    tokens = text.split(",")
+    try:
+        values = np.array([float(t) for t in tokens], dtype=np.float64)
+    except ValueError:
+        values = np.empty(len(tokens), dtype=np.float64)
+        for i, t in enumerate(tokens):
+            s = t.strip()
+            if s == "?":
+                values[i] = np.nan
+                continue
+            try:
+                values[i] = float(s)
+            except ValueError:
+                what = "an empty value" if s == "" else f"non-numeric value {_show(s)}"
+                raise DataError(
+                    f"{path}:{lineno}: {what} in channel {ch_index + 1} (value {i + 1}); "
+                    "expected numbers separated by ',' ('?' or NaN for missing)"
+                ) from None
+    miss = np.isnan(values)
+    bad = ~miss & (np.abs(values) > _F32_MAX)  # inf, or beyond float32
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise DataError(
+            f"{path}:{lineno}: value {_show(tokens[j].strip())} in channel {ch_index + 1} is not a finite "
+            "float32; expected finite numbers ('?' or NaN for missing)"
+        )
+    if miss.any():
+        if missing == "error":
+            j = int(np.argmax(miss))
+            raise DataError(
+                f"{path}:{lineno}: missing value {_show(tokens[j].strip())} in channel {ch_index + 1} "
+                f"(value {j + 1}); expected no missing values, or set [data] missing = \"ffill\" or \"zero\""
+            )
+        values = _ffill(values, miss) if missing == "ffill" else np.where(miss, 0.0, values)
+    return values
+
+
+def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
+    _check_missing_policy(missing)
+    p = str(path)
+    try:
+        with open(p, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected a .ts text file") from None
+    except FileNotFoundError:
+        raise DataError(f"{p}: cannot read: no such file; expected a .ts text file") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: cannot read: it is a directory; expected a .ts text file") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected a .ts text file") from None
+
+    declared: Optional[List[str]] = None
+    class_label: Optional[bool] = None
+    target_label: Optional[bool] = None
+    dims: Optional[int] = None
+    univariate: Optional[bool] = None
+    problem = Path(p).stem
+    in_data = False
+    has_label: Optional[bool] = None
+    expected_ch: Optional[int] = None
+    expected_from = ""
+    seqs: List[np.ndarray] = []
+    raw: List[str] = []
+
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        s = line.strip()
+        if not s or s[0] in "#%":
+            continue
+        if not in_data:
+            if not s.startswith("@"):
+                raise DataError(f"{p}:{lineno}: {_show(s)} before @data; expected an @key header, a # comment or @data")
+            parts = s[1:].split(None, 1)
+            key = parts[0].lower() if parts else ""
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if key == "data":
+                in_data = True
+                if class_label and target_label:
+                    raise DataError(f"{p}:{lineno}: both @classLabel and @targetLabel are true; expected one")
+            elif key == "classlabel":
+                class_label = _bool_header(p, lineno, "classLabel", value)
+                if class_label:
+                    names = value.split()[1:]
+                    declared = names if names else None
+            elif key == "targetlabel":
+                target_label = _bool_header(p, lineno, "targetLabel", value)
+            elif key == "dimensions":
+                try:
+                    dims = int(value)
+                except ValueError:
+                    dims = -1
+                if dims < 1:
+                    raise DataError(f"{p}:{lineno}: @dimensions {_show(value)}; expected a positive integer")
+            elif key == "univariate":
+                univariate = _bool_header(p, lineno, "univariate", value)
+            elif key == "timestamps":
+                if _bool_header(p, lineno, "timeStamps", value):
+                    raise DataError(f"{p}:{lineno}: @timeStamps true is not supported; expected @timeStamps false")
+            elif key == "problemname" and value:
+                problem = value
+            continue
+
+        # a series
+        fields = s.split(":")
+        if has_label is None:
+            if class_label is not None or target_label is not None:
+                has_label = bool(class_label) or bool(target_label)
+            elif dims is not None:
+                has_label = len(fields) > dims
+            else:
+                has_label = len(fields) >= 2
+            if dims is not None:
+                expected_ch, expected_from = dims, " (@dimensions)"
+            elif univariate:
+                expected_ch, expected_from = 1, " (@univariate true)"
+        if has_label:
+            if len(fields) < 2:
+                raise DataError(
+                    f"{p}:{lineno}: no label field; expected channels then ':' and the "
+                    f"{'target' if target_label else 'class label'}"
+                )
+            label = fields[-1].strip()
+            if not label:
+                raise DataError(f"{p}:{lineno}: empty label after the last ':'; expected a label")
+            if declared is not None and label not in declared:
+                raise DataError(
+                    f"{p}:{lineno}: class label {_show(label)} is not in @classLabel; expected one of: "
+                    + " ".join(declared[:20])
+                    + (" ..." if len(declared) > 20 else "")
+                )
+            fields = fields[:-1]
+        else:
+            label = ""
+        if expected_ch is None:
+            expected_ch, expected_from = len(fields), f" (as in line {lineno})"
+        elif len(fields) != expected_ch:
+            raise DataError(f"{p}:{lineno}: {len(fields)} channels; expected {expected_ch}{expected_from}")
+        counts = [f.count(",") + 1 for f in fields]
+        for c, k in enumerate(counts):
+            if k != counts[0]:
+                raise DataError(
+                    f"{p}:{lineno}: channel {c + 1} has {k} values but channel 1 has {counts[0]}; "
+                    "expected equal lengths across the channels of a series"
+                )
+        values: Optional[np.ndarray]
+        try:  # fast path: the whole series at once; anything unusual is re-parsed channel by channel
+            values = np.array([float(v) for v in ",".join(fields).split(",")], dtype=np.float64)
+            if not bool(np.all(np.abs(values) <= _F32_MAX)):  # NaN, inf or beyond float32
+                values = None
+        except ValueError:
+            values = None
+        if values is None:
+            channels = [_parse_channel(p, lineno, c, t, missing) for c, t in enumerate(fields)]
+            values = np.concatenate(channels)
+        # float() of an empty string fails, so every channel has >= 1 value here
+        seqs.append(values.reshape(len(fields), counts[0]).T.astype(np.float32))
+        raw.append(label)
+
+    if not in_data:
+        raise DataError(f"{p}: no @data line; expected headers, then @data, then one series per line")
+    if not seqs:
+        raise DataError(f"{p}: no series after @data; expected one series per line")
+    is_target = bool(target_label) and not class_label
+    return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem)
+
+
+def read_ts(path: Union[str, Path], missing: str = "error") -> Tuple[List[np.ndarray], List[str], Optional[List[str]]]:
+    """Read a UEA/UCR ``.ts`` file: (float32 ``[T_i, F]`` sequences, raw label per series, declared labels).
+
+    Declared labels are the ``@classLabel true ...`` list or ``None``. See the module docstring for the
+    format, the missing-value policies and the label cases.
+    """
+    ts = _read_ts(path, missing)
+    return ts.sequences, ts.raw_labels, ts.declared
+
+
+# --------------------------------------------------------------------------------------------------
+# .npz reader
+
+
+def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataError(f"{p}: y has shape {y.shape}; expected [{n}] (one label per sequence)")
+    if y.dtype.kind == "U":
+        return [str(v) for v in y.tolist()]
+    if y.dtype.kind == "S":
+        try:
+            return [bytes(v).decode("utf-8") for v in y.tolist()]
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: y holds bytes that are not UTF-8; expected strings or integers") from None
+    if y.dtype.kind in "iub":
+        return [str(int(v)) for v in y.tolist()]
+    if y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))):
+        return [str(int(v)) for v in y.tolist()]
+    raise DataError(f"{p}: y has dtype {y.dtype}; expected strings or integers")
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+    """One ``.npy`` member, its declared size checked against the bytes the archive holds before anything is
+    allocated (a header may declare any shape), never unpickled."""
+    fmt = np.lib.format
+    try:
+        with zf.open(info) as f:
+            if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                raise DataError(f"{p}: member {info.filename!r} is not a .npy array; expected arrays saved with numpy.savez")
+            version = (f.read(1) + f.read(1))
+            if len(version) != 2 or tuple(version) not in ((1, 0), (2, 0), (3, 0)):
+                raise DataError(f"{p}: array {key!r} has an unknown .npy format version; expected one numpy writes")
+            read_header = fmt.read_array_header_1_0 if version[0] == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)  # literal_eval of a dict; never unpickles
+            header_end = f.tell()
+            if any(int(d) < 0 for d in shape):
+                raise DataError(f"{p}: array {key!r} declares shape {tuple(shape)}; expected no negative dimension")
+            if dtype.hasobject:
+                raise DataError(
+                    f"{p}: array {key!r} holds Python objects, which need pickling and are refused; "
+                    "expected numeric arrays (and y as strings or integers)"
+                )
+            if dtype.itemsize == 0:
+                raise DataError(f"{p}: array {key!r} has dtype {dtype} with empty elements; expected numbers or strings")
+            count = 1
+            for d in shape:
+                count *= int(d)
+            need, have = count * dtype.itemsize, info.file_size - header_end
+            if need > have:
+                raise DataError(
+                    f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({need:,} bytes) but holds "
+                    f"{max(have, 0):,} bytes; expected a complete array (the file is truncated or corrupt)"
+                )
+            data = f.read(need)
+            if len(data) != need:
+                raise DataError(f"{p}: array {key!r} is truncated ({len(data):,} of {need:,} bytes)")
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy's header parser raise many types on bad bytes
+        raise DataError(f"{p}: cannot read array {key!r}: {_first_line(e)}; expected arrays saved with numpy.savez") from None
+    arr = np.frombuffer(data, dtype=dtype, count=count)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """The arrays ``keys`` of the ``.npz`` at ``p`` (those present) and the names of all its members."""
+    try:
+        fh = open(p, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such file; expected an .npz archive") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected an .npz archive") from None
+    with fh:
+        try:
+            head = fh.read(len(_NPY_MAGIC))
+            fh.seek(0)
+            if head == _NPY_MAGIC:
+                raise DataError(f"{p}: a single .npy array; expected an .npz archive with x (and lengths, y)")
+            zf = zipfile.ZipFile(fh)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError, ... on bad bytes
+            raise DataError(f"{p}: not an .npz archive ({_first_line(e)}); expected arrays saved with numpy.savez") from None
+        with zf:
+            members: Dict[str, zipfile.ZipInfo] = {}
+            for info in zf.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                members.setdefault(name, info)
+            out = {k: _npz_member(p, zf, members[k], k) for k in keys if k in members}
+            return out, list(members)
+
+
+def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[str]]]:
+    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
+
+    ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
+    is then T long) or concatenated ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast
+    to float32. Only the valid steps must be finite (padding may hold anything). ``y`` ``[N]`` is
+    optional. Never unpickled (an object array is refused), and each array's declared size is checked
+    against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
+    terabytes. Every problem is a one-line DataError naming the array and what was expected.
+    """
+    p = str(path)
+    arrays, files = _npz_members(p, ("x", "lengths", "y"))
+    x, lengths, y = arrays.get("x"), arrays.get("lengths"), arrays.get("y")
+    if x is None:
+        have = ", ".join(repr(f)[1:-1] for f in files[:10]) + (", ..." if len(files) > 10 else "")
+        raise DataError(f"{p}: no array 'x' (it has: {have or 'nothing'}); expected x, lengths and optional y")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{p}: x has dtype {x.dtype}; expected float32 (any real number type is cast)")
+    if x.ndim not in (2, 3):
+        raise DataError(f"{p}: x has shape {x.shape}; expected padded [N, T, F] or concatenated [sum(T), F]")
+    if x.shape[-1] < 1:
+        raise DataError(f"{p}: x has shape {x.shape}; expected at least one feature")
+    if lengths is not None:
+        if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+            raise DataError(f"{p}: lengths has {lengths.dtype} shape {lengths.shape}; expected integers [N]")
+        # an unsigned length past int64 would wrap negative; no length can exceed the steps x holds anyway
+        too_long = lengths > x.shape[-2] if x.ndim >= 2 else np.zeros(lengths.shape, bool)
+        if too_long.any():
+            i = int(np.argmax(too_long))
+            where = f"x is padded to T={x.shape[1]}" if x.ndim == 3 else f"x holds {x.shape[0]} steps in all"
+            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{x.shape[-2]} ({where})")
+        lengths = lengths.astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x32 = x.astype(np.float32)
+
+    if x.ndim == 3:
+        n, t = x.shape[0], x.shape[1]
+        if lengths is None:
+            lengths = np.full(n, t, dtype=np.int64)
+        if lengths.shape[0] != n:
+            raise DataError(f"{p}: lengths has {lengths.shape[0]} entries but x holds {n} sequences; expected {n}")
+        bad = (lengths < 1) | (lengths > t)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{t} (x is padded to T={t})")
+        seqs = [np.array(x32[i, : int(lengths[i])]) for i in range(n)]
+    else:
+        if lengths is None:
+            raise DataError(f"{p}: x is concatenated [sum(T), F] {x.shape} but there is no lengths; expected lengths [N]")
+        if (lengths < 1).any():
+            i = int(np.argmax(lengths < 1))
+            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected every length >= 1")
+        total = sum(int(v) for v in lengths)  # Python ints: no int64 wrap-around
+        if total != x.shape[0]:
+            raise DataError(f"{p}: lengths sum to {total} but x has {x.shape[0]} steps; expected them equal")
+        ends = np.cumsum(lengths)
+        seqs = [np.array(x32[int(e - l): int(e)]) for e, l in zip(ends, lengths)]
+    if not seqs:
+        raise DataError(f"{p}: x holds no sequences; expected N >= 1")
+    for i, s in enumerate(seqs):
+        if not np.all(np.isfinite(s)):
+            raise DataError(f"{p}: sequence {i} has non-finite values (NaN, inf, or beyond float32); expected finite")
+    labels = _npz_labels(p, y, len(seqs)) if y is not None else None
+    return seqs, labels

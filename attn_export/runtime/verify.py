@@ -1,0 +1,507 @@
+"""Verification of every artefact in DIR against the PyTorch FP32 reference: on the device from
+``reference.npz`` alone, on the host with more (``attn_export.verify`` adds live PyTorch cases and the
+recipe's real test split).
+
+    result = verify(Path("."))          # python -m attn_export.runtime verify DIR
+    result.passed, result.failures()
+
+Every runnable target (``targets.discover``) runs the same inputs and is judged by its precision's rule
+(``compare.rule_for``) with the recipe's ``[verify]`` table (recorded in ``model.json``) and any
+``verify.key=value`` overrides:
+
+- ``fp32``, ``fp16``, ``bf16``: every output row within its budget, ``atol + rtol * |ref| + budget_multiple
+  * intrinsic``, where ``intrinsic`` is the row's own error of the same model at that precision
+  (``reference.npz`` records it), so the budget follows sequence length and logit scale on any weights;
+- ``fp16``, ``bf16`` also: on average over the deployment range the error stays within
+  ``mean_budget_multiple`` times the intrinsic error (a damaged weight shifts every output a little: it
+  shows here first), argmax agreement on the test split, and rows longer than the deployment range
+  (training lengths and the ``[build]`` profile) judged by the stress rules: finite, zero attention on
+  padding, argmax kept wherever the reference's margin exceeds twice the budget;
+- ``int8-*``: by argmax agreement and accuracy drop on the test split (the host has it); on the sweep only
+  shapes, finite values and exactly zero attention on padding.
+
+Everything that fails is collected and reported together: ``DIR/verify.json``, a conformance table
+(every ONNX runtime x artefact: passed / failed / cannot read / not run), and each artefact's manifest
+entry gets a ``verified`` verdict tied to the bytes verified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+
+import numpy as np
+
+from ..errors import AttnExportError, MissingPrerequisite, NotAvailable
+from . import artifacts
+from .backends import Backend
+from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
+from .iospec import IOSpec
+from .modelinfo import ModelInfo
+from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
+from .reference import ReferenceSet, read_reference
+from .settings import VerifyConfig, override_section
+from .targets import Registry, Target, discover
+from .timing import Budget, percentiles, time_interleaved
+from .trt.profile import derive_profile
+
+__all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
+           "deployment_max_seq", "verify"]
+
+VERIFY_JSON = "verify.json"
+LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
+BUDGET_RULE = "|got - ref| <= atol + rtol*|ref| + budget_multiple * intrinsic (per output row)"
+
+
+def deployment_max_seq(info: Optional[ModelInfo], cfg: VerifyConfig) -> Optional[int]:
+    """The longest sequence inside the deployment range: ``verify.deployment_max_seq`` when set, else the
+    longer of the training lengths and the ``[build]`` profile's max (derived as ``build`` derives it).
+    None when neither is known (every row is then judged by its budget)."""
+    if cfg.deployment_max_seq:
+        return cfg.deployment_max_seq
+    if info is None or (not info.train_lengths and not info.build.max_seq):
+        return None
+    profile, _ = derive_profile(info.input_size, info.train_lengths, max_seq=info.build.max_seq,
+                                opt_seq=info.build.opt_seq or 1)
+    return max(profile.seq.max, int((info.train_lengths or {}).get("max", 0)))
+
+
+@dataclass
+class TargetResult:
+    """One target's verdict; ``to_dict`` is DESIGN's ``verify.json`` result entry (more keys welcome)."""
+
+    target: Target
+    status: str = "passed"  # passed | failed | skipped
+    reason: Optional[str] = None
+    accuracy: Optional[float] = None
+    accuracy_delta: Optional[float] = None
+    argmax_agreement: Optional[float] = None
+    test_logits_max_abs: Optional[float] = None
+    latency_ms: Optional[Dict[str, float]] = None
+    latency_shape: Optional[List[int]] = None
+    cases: List[CaseResult] = field(default_factory=list)
+    test_cases: List[CaseResult] = field(default_factory=list)
+    cases_not_run: List[str] = field(default_factory=list)  # "label: why" (an engine's profile, a size limit)
+    unreadable: Optional[str] = None  # the runtime could not read the artefact at all: its own message
+    problems: List[str] = field(default_factory=list)
+    attention: Dict[int, List[float]] = field(default_factory=dict)
+    mean_ratio: Optional[float] = None
+    hint: Optional[str] = None  # the [verify] keys that move a failed verdict
+
+    def fail(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.status = "failed"
+        self.reason = "; ".join(self.problems)
+
+    @property
+    def worst_ratio(self) -> Optional[float]:
+        return max((c.ratio for c in self.cases + self.test_cases if c.ratio is not None), default=None)
+
+    @property
+    def worst_max_abs(self) -> Optional[float]:
+        return max((c.max_abs for c in self.cases if np.isfinite(c.max_abs)), default=None)
+
+    @property
+    def worst_cosine(self) -> Optional[float]:
+        return min((c.cosine for c in self.cases if c.passed or np.isfinite(c.max_abs)), default=None)
+
+    def budget_summary(self) -> Dict[str, Any]:
+        """The worst case against its budget, in and beyond the deployment range, and the mean."""
+        stress = [(c.seq, c.stress_ratio, c.max_abs) for c in self.cases if c.stress_ratio is not None]
+        return {"worst_ratio": self.worst_ratio, "mean_ratio": self.mean_ratio,
+                "stress": [{"seq": s, "ratio": r, "max_abs": m} for s, r, m in sorted(stress)]}
+
+    def first_problem_line(self) -> str:
+        bad = sum(1 for c in self.cases if not c.passed)
+        count = f" ({bad} of {len(self.cases)} cases failed)" if bad else ""
+        more = f" and {len(self.problems) - 1} more problem(s)" if len(self.problems) > 1 else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.target.backend} {self.target.artifact}: {self.problems[0]}{more}{count}{hint}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        t = self.target
+        return {"backend": t.backend, "artifact": t.artifact, "precision": t.precision, "status": self.status,
+                "reason": self.reason, "accuracy": self.accuracy, "accuracy_delta": self.accuracy_delta,
+                "argmax_agreement": self.argmax_agreement, "test_logits_max_abs": self.test_logits_max_abs,
+                "latency_ms": self.latency_ms, "latency_shape": self.latency_shape,
+                "budget": self.budget_summary(),
+                "cases": [c.to_dict() for c in self.cases], "cases_not_run": self.cases_not_run,
+                "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TargetResult":
+        row = cls(Target(d["backend"], d.get("artifact"), d.get("precision")), status=d["status"],
+                  reason=d.get("reason"), accuracy=d.get("accuracy"), accuracy_delta=d.get("accuracy_delta"),
+                  argmax_agreement=d.get("argmax_agreement"), test_logits_max_abs=d.get("test_logits_max_abs"),
+                  latency_ms=d.get("latency_ms"), latency_shape=d.get("latency_shape"),
+                  cases=[CaseResult.from_dict(c) for c in d.get("cases") or []],
+                  cases_not_run=list(d.get("cases_not_run") or []), unreadable=d.get("unreadable"),
+                  problems=list(d.get("problems") or []), hint=d.get("hint"))
+        row.mean_ratio = (d.get("budget") or {}).get("mean_ratio")
+        return row
+
+
+@dataclass(frozen=True)
+class ConformanceCell:
+    """One runtime x artefact: passed / failed (the first divergent case) / cannot read (the reader's own
+    message) / reads (a pairing verify does not judge) / not run (why)."""
+
+    runtime: str
+    artifact: str
+    precision: str
+    status: str
+    detail: Optional[str] = None
+    worst_ratio: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TestSplit:
+    """The recipe's real test split, batched by length, with the reference's outputs on it (the host's)."""
+
+    batches: List[Tuple[np.ndarray, SweepCase]]  # (indices into the split, the batch)
+    y: np.ndarray
+    lengths: np.ndarray
+    samples: List[int]  # a spread of sequences, shortest to longest, whose attention every target reports
+    references: Optional[List[Reference]]  # per batch: PyTorch FP32 outputs and intrinsic errors
+    reference_accuracy: Optional[float]
+    source: str
+
+
+@dataclass
+class Augment:
+    """What a host with torch and the recipe's data adds to ``reference.npz``."""
+
+    reference: ReferenceSet
+    split: Optional[TestSplit]
+    split_reason: Optional[str]
+    source: str  # where the reference outputs come from: model.safetensors (live) or reference.npz
+
+
+@dataclass
+class VerifyResult:
+    """What verify found; ``to_dict`` is ``verify.json``, ``from_dict`` reads it back (report, CLI)."""
+
+    passed: bool
+    reference: Dict[str, Any]
+    results: List[TargetResult]
+    conformance: List[ConformanceCell]
+    tolerances: Dict[str, Dict[str, Any]]
+    overrides: List[str]
+    deployment_max_seq: Optional[int]
+    budget: Dict[str, Any]
+    sweep: Dict[str, Any]
+    test_split: Optional[Dict[str, Any]]
+    attention_samples: Optional[Dict[str, Any]]
+    latency: Dict[str, Any]
+    seconds: float
+
+    def failures(self) -> List[str]:
+        """One short line per failed target: its first problem, how many cases failed, what moves it."""
+        return [r.first_problem_line() for r in self.results if r.status == "failed"]
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items()}
+        out["results"] = [r.to_dict() for r in self.results]
+        out["conformance"] = [c.to_dict() for c in self.conformance]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VerifyResult":
+        fields = dict(d)
+        fields["results"] = [TargetResult.from_dict(r) for r in d.get("results") or []]
+        fields["conformance"] = [ConformanceCell(**c) for c in d.get("conformance") or []]
+        for key in ("overrides", "tolerances", "budget", "latency", "reference", "sweep"):
+            fields.setdefault(key, [] if key == "overrides" else {})
+        for key in ("deployment_max_seq", "test_split", "attention_samples"):
+            fields.setdefault(key, None)
+        fields.setdefault("seconds", 0.0)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+def _lineage_problems(directory: Path, target: Target, entries: Mapping[str, Any]) -> List[str]:
+    if target.artifact is None:
+        return []
+    if target.artifact not in entries:
+        return [f"{target.artifact} is not recorded in {artifacts.MANIFEST}: its origin is unknown"]
+    return artifacts.check_lineage(directory, target.artifact)
+
+
+def _scatter(n: int, batches: Sequence[Tuple[np.ndarray, SweepCase]], outs: Sequence[Mapping[str, np.ndarray]],
+             head: str) -> Dict[str, Any]:
+    """Per-sequence outputs in split order from length-sorted batches (attention as ragged rows)."""
+    classes = outs[0][head].shape[1]
+    logits = np.zeros((n, classes), np.float64)
+    attention: List[np.ndarray] = [np.zeros(0)] * n
+    for (index, case), out in zip(batches, outs):
+        logits[index] = out[head]
+        for row, i in enumerate(index):
+            attention[i] = out["attention"][row, : case.lengths[row]]
+    return {head: logits, "attention": attention}
+
+
+def _judge_cases(row: TargetResult, backend: Backend, rule: Rule, reference: ReferenceSet, head: str) -> None:
+    for case, ref in zip(reference.cases, reference.references):
+        batch, seq = case.x.shape[:2]
+        outside = backend.accepts(batch, seq)
+        if outside is not None:
+            row.cases_not_run.append(f"{case.label}: {outside}")
+            continue
+        try:
+            got = backend.infer(case.feeds)
+        except AttnExportError as e:  # the artefact cannot run this shape at all (a frozen axis, say)
+            row.cases.append(unmeasured(case, str(e)))
+            row.fail(f"{case.label}: {e}")
+            continue
+        result = compare_case(case, ref, got, head, rule)
+        row.cases.append(result)
+        if not result:
+            row.fail(f"{case.label}: " + "; ".join(result.problems))
+
+
+def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: TestSplit, head: str) -> None:
+    outs = []
+    for _, case in split.batches:
+        outside = backend.accepts(*case.x.shape[:2])
+        if outside is not None and backend.max_cells is not None:  # an interpreter's size limit: not judged
+            row.cases_not_run.append(f"test split {case.label}: {outside}")
+            return
+        if outside is not None:
+            row.fail(f"the test split does not fit: {outside}")
+            return
+        outs.append(backend.infer(case.feeds))
+    got = _scatter(len(split.y), split.batches, outs, head)
+    predicted = got[head].argmax(1)
+    row.accuracy = float((predicted == split.y).mean())
+    row.attention = {i: got["attention"][i].tolist() for i in split.samples}
+    if split.reference_accuracy is not None:
+        row.accuracy_delta = row.accuracy - split.reference_accuracy
+    if split.references is None:
+        return
+    for (_, case), ref, out in zip(split.batches, split.references, outs):
+        result = compare_case(case, ref, out, head, rule)
+        row.test_cases.append(result)
+        if not result:
+            row.fail(f"test split {case.label}: " + "; ".join(result.problems))
+    ref_logits = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
+    row.argmax_agreement = float((predicted == ref_logits.argmax(1)).mean())
+    row.test_logits_max_abs = float(np.abs(got[head] - ref_logits).max())
+    if rule.min_argmax_agreement is not None and row.argmax_agreement < rule.min_argmax_agreement:
+        row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")
+    if (rule.max_accuracy_drop is not None and row.accuracy_delta is not None
+            and row.accuracy_delta < -rule.max_accuracy_drop):
+        row.fail(f"test split: accuracy {row.accuracy:.4f} is {-row.accuracy_delta:.4f} below the reference "
+                 f"(allowed drop {rule.max_accuracy_drop})")
+
+
+def _judge_mean(row: TargetResult, rule: Rule) -> None:
+    """Reduced precision: the mean of error / intrinsic error over every deployment-range row."""
+    ratios = [r for c in row.cases + row.test_cases for r in c.intrinsic_ratios]
+    if rule.mean_multiple is None or not ratios:
+        return
+    row.mean_ratio = float(np.mean(ratios))
+    if row.mean_ratio > rule.mean_multiple:
+        row.fail(f"on average over {len(ratios)} deployment-range outputs the {rule.precision.upper()} error is "
+                 f"{row.mean_ratio:.2f} x the model's own {rule.budget_precision} error (allowed "
+                 f"mean_budget_multiple {rule.mean_multiple:g}): a systematic shift, not rounding")
+
+
+def _latency(backend: Backend, features: int, seq: int) -> Dict[str, float]:
+    rng = np.random.default_rng(0)
+    feeds: Dict[str, np.ndarray] = {"x": rng.standard_normal((1, seq, features)).astype(np.float32),
+                                    "lengths": np.array([seq], np.int64)}
+    return percentiles(time_interleaved([backend.runner(feeds)], LATENCY_BUDGET)[0])
+
+
+def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, augment: Augment, latency_seq: int,
+                threads: Optional[int], registry: Registry, entries: Mapping[str, Any]) -> TargetResult:
+    row = TargetResult(target)
+    for problem in _lineage_problems(directory, target, entries):
+        row.fail(problem)
+    if row.status == "failed":
+        return row
+    backend = target.open(directory, spec, threads, registry)
+    try:
+        backend.__enter__()
+    except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
+        row.unreadable = str(e)
+        row.fail(f"cannot read: {e}")
+        return row
+    try:
+        _judge_cases(row, backend, rule, augment.reference, spec.head_output)
+        if augment.split is not None:
+            _judge_test_split(row, backend, rule, augment.split, spec.head_output)
+        _judge_mean(row, rule)
+        if backend.timed and backend.accepts(1, latency_seq) is None:
+            row.latency_ms = _latency(backend, spec.features, latency_seq)
+            row.latency_shape = [1, latency_seq]
+    except AttnExportError as e:  # a backend that cannot run this artefact: a failure, reported
+        row.fail(str(e))
+    finally:
+        backend.close()
+    return row
+
+
+def _conformance(directory: Path, spec: IOSpec, targets: List[Target], rows: List[TargetResult],
+                 registry: Registry) -> List[ConformanceCell]:
+    """Every ONNX runtime asked for x every ONNX artefact in DIR. A pairing verify does not judge (a runtime
+    that does not run that precision) is still tried for reading, so the table says why."""
+    by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
+    files = [(p, f) for p, f in ONNX_FILES.items() if (directory / f).is_file()]
+    cells = []
+    for name in dict.fromkeys(t.backend for t in targets):
+        cls = registry[name]
+        if cls.kind != "onnx":
+            continue
+        reason = cls.available()
+        for precision, artifact in files:
+            if cls.computes is not None and artifact != ONNX_FP32:
+                continue
+            row = by_pair.get((name, artifact))
+            judged = cls.computes or precision
+            if reason is not None:
+                cells.append(ConformanceCell(name, artifact, judged, "not run", reason))
+            elif row is not None and row.unreadable is not None:
+                cells.append(ConformanceCell(name, artifact, judged, "cannot read", row.unreadable))
+            elif row is not None and row.status != "skipped":
+                failing = next((c for c in row.cases + row.test_cases if not c.passed), None)
+                detail = (f"{failing.batch}x{failing.seq}{' padded' if failing.padded else ''}: {failing.problems[0]}"
+                          if failing is not None else (row.problems[0] if row.problems else None))
+                cells.append(ConformanceCell(name, artifact, judged, row.status, detail, row.worst_ratio))
+            else:
+                unread = cls.unreadable(directory / artifact, spec)
+                cells.append(ConformanceCell(name, artifact, judged, "cannot read" if unread else "reads",
+                                             unread or f"reads it; {name} is not judged on {precision}"))
+    return cells
+
+
+def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) -> Dict[str, Any]:
+    by_target = {f"{r.target.backend} {r.target.artifact}": [r.attention[i] for i in split.samples]
+                 for r in rows if r.attention}
+    if split.references is not None:
+        reference = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)
+        by_target = {"reference (torch-cpu FP32)": [reference["attention"][i].tolist() for i in split.samples],
+                     **by_target}
+    return {"indices": split.samples, "lengths": [int(split.lengths[i]) for i in split.samples],
+            "labels": [int(split.y[i]) for i in split.samples], "by_target": by_target}
+
+
+def _record_verdicts(directory: Path, rows: List[TargetResult], overrides: List[str], registry: Registry) -> None:
+    """Each verified artefact's manifest entry gets ``verified``: passed on every backend that ran it at its
+    own precision, tied to the artefact's sha256 (a backend computing in a precision of its own, OpenVINO's
+    bf16, judges its execution, not the file: its rows stay in verify.json and the conformance table)."""
+    verify_sha = artifacts.sha256_file(directory / VERIFY_JSON)
+    manifest = artifacts.read_manifest(directory)
+    entries = manifest["artifacts"]
+    by_artifact: Dict[str, List[TargetResult]] = {}
+    for row in rows:
+        if (row.status != "skipped" and row.target.artifact in entries
+                and registry[row.target.backend].computes is None):
+            by_artifact.setdefault(str(row.target.artifact), []).append(row)
+    for name, group in by_artifact.items():
+        accuracies = [r.accuracy for r in group if r.accuracy is not None]
+        entries[name]["verified"] = {
+            "passed": all(r.status == "passed" for r in group),
+            "sha256": artifacts.sha256_file(directory / name),
+            "verify_sha256": verify_sha,
+            "backends": [r.target.backend for r in group],
+            "failed_backends": [r.target.backend for r in group if r.status == "failed"],
+            "accuracy": accuracies[0] if accuracies else None,
+            "overrides": overrides,
+        }
+    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+
+
+def recorded_reference(directory: Path, targets: List[Target]) -> ReferenceSet:
+    """``reference.npz``, checked to descend from the current weights (where they are present) and to
+    hold the budgets the targets' precisions need."""
+    path = artifacts.require(directory, artifacts.REFERENCE)
+    stale = [p for p in artifacts.check_lineage(directory, artifacts.REFERENCE)
+             if (directory / artifacts.WEIGHTS).is_file() or "changed" in p]
+    if stale:
+        raise MissingPrerequisite(f"{'; '.join(stale)}; run attn-export export first")
+    reference = read_reference(path)
+    budgeted = {str(t.precision) for t in targets if t.skip is None and t.precision in PRECISIONS
+                and PRECISIONS[str(t.precision)].judged_by == "budget"}
+    for precision in sorted(budgeted):
+        reference.require_intrinsic(precision, path)
+    return reference
+
+
+@artifacts.writes_directory("verify")
+def verify(
+    directory: Path,
+    backends: Union[str, List[str], None] = "auto",
+    threads: Optional[int] = 1,
+    progress: Optional[Callable[[str], None]] = None,
+    overrides: Sequence[str] = (),
+    registry: Optional[Mapping[str, Type[Backend]]] = None,
+    augment: Optional[Callable[[Path, ModelInfo, List[Target], ReferenceSet], Augment]] = None,
+) -> VerifyResult:
+    """Verify every runnable target in DIR; write verify.json and the manifest verdicts; return the result.
+
+    ``overrides`` (``verify.key=value``) change the recipe's ``[verify]`` table for this run; they are
+    recorded in verify.json and in each verdict. ``registry`` and ``augment`` are the host's (more backends,
+    live PyTorch cases, the test split). Raises nothing for a failed comparison: the caller reads
+    ``result.passed`` (the CLIs exit 1)."""
+    from .backends import REGISTRY
+
+    table = dict(REGISTRY if registry is None else registry)
+    started = time.perf_counter()
+    info = ModelInfo.read(directory)
+    spec = info.spec
+    cfg = override_section(info.verify, "verify", overrides)
+    deploy = deployment_max_seq(info, cfg)
+    targets = discover(directory, backends, table)
+    if not any(t.skip is None for t in targets):
+        raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+    recorded = recorded_reference(directory, targets)
+    extra = (augment(directory, info, targets, recorded) if augment is not None else
+             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", artifacts.REFERENCE))
+    latency_seq = int((info.train_lengths or {}).get("median", 16))
+    entries = artifacts.read_manifest(directory)["artifacts"]
+
+    rows = []
+    for target in targets:
+        if target.skip is not None:
+            rows.append(TargetResult(target, status="skipped", reason=target.skip))
+            continue
+        if progress:
+            progress(target.label)
+        rule = rule_for(str(target.precision), cfg, table[target.backend].device, deploy)
+        row = _run_target(directory, target, spec, rule, extra, latency_seq, threads, table, entries)
+        if row.status == "failed" and (row.cases or row.test_cases):
+            row.hint = " or ".join(f"--set verify.{k}=..." for k in PRECISIONS[rule.precision].verify_keys) \
+                + " moves this verdict"
+        rows.append(row)
+    split = extra.split
+    result = VerifyResult(
+        passed=all(r.status != "failed" for r in rows),
+        reference={"backend": "torch-cpu", "precision": "fp32", "source": extra.source,
+                   "accuracy": split.reference_accuracy if split else None,
+                   "test_split": split.source if split else extra.split_reason},
+        results=rows,
+        conformance=_conformance(directory, spec, targets, rows, table),
+        tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
+                    "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
+        overrides=list(overrides),
+        deployment_max_seq=deploy,
+        budget={"intrinsic": extra.reference.meta.get("intrinsic"), "rule": BUDGET_RULE},
+        sweep={"cases": len(extra.reference.cases),
+               "shapes": sorted({(int(c.x.shape[0]), int(c.x.shape[1])) for c in extra.reference.cases}),
+               "padded": sum(c.padded for c in extra.reference.cases)},
+        test_split=None if split is None else {"sequences": len(split.y), "batch": int(split.batches[0][1].x.shape[0]),
+                                               "min_length": int(split.lengths.min()),
+                                               "max_length": int(split.lengths.max())},
+        attention_samples=None if split is None else _attention_samples(split, rows, spec.head_output),
+        latency={"batch": 1, "seq": latency_seq, "threads": threads},
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    artifacts.write_json(directory / VERIFY_JSON, result.to_dict())
+    _record_verdicts(directory, rows, list(overrides), table)
+    return result
