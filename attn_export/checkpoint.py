@@ -1,5 +1,5 @@
-"""Saving and loading models: our own artefact directories (safetensors + model.json) and the classic
-AttentionLSTM snippet's plain state_dict (``attn-export load``).
+"""Saving and loading models: our own artefact directories (safetensors + model.json), and reading a
+user's plain state_dict for ``attn-export load`` (``attn_export/load.py`` recognises its layout).
 
 Nothing is ever unpickled: weights are safetensors, and a ``.pt``/``.pth`` file is opened with
 ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
@@ -8,8 +8,6 @@ Nothing is ever unpickled: weights are safetensors, and a ``.pt``/``.pth`` file 
 from __future__ import annotations
 
 import io
-import re
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,12 +15,12 @@ from safetensors.torch import load_file, save
 
 from . import __version__
 from .runtime import artifacts
-from .config import ModelConfig, Recipe, recipe_from_dict, recipe_to_dict
+from .config import Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
 from .runtime.modelinfo import FORMAT, ModelInfo
 
-__all__ = ["classic_state_dict_to_model", "load_model", "read_state_dict", "save_model"]
+__all__ = ["load_model", "read_state_dict", "save_model"]
 
 
 
@@ -115,46 +113,3 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DataError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     return obj
-
-
-_LAYER_KEY = re.compile(r"lstm\.weight_ih_l(\d+)$")
-
-
-def classic_state_dict_to_model(state: dict[str, torch.Tensor], base: ModelConfig) -> AttentionLSTM:
-    """Build our model from the classic snippet's state_dict, inferring its sizes from the weights.
-
-    The classic model is ``lstm = nn.LSTM(F, H, L, batch_first=True)``, ``fc = nn.Linear(H, 1)`` and
-    returns the context vector: our linear-attention, no-head, unidirectional model with identity
-    normalisation. ``base`` supplies what the weights cannot say (dropout).
-    """
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    layers = sorted(int(m.group(1)) for k in state if (m := _LAYER_KEY.match(k)))
-    if not layers or "fc.weight" not in state:
-        raise DataError(
-            "checkpoint is not the classic AttentionLSTM: expected keys lstm.weight_ih_l0, ..., fc.weight, "
-            f"fc.bias; found {sorted(state)[:6]}"
-        )
-    if any(k.endswith("_reverse") for k in state):
-        raise DataError("checkpoint has a bidirectional LSTM; the classic snippet is unidirectional")
-    hidden = state["lstm.weight_hh_l0"].shape[1]
-    input_size = state["lstm.weight_ih_l0"].shape[1]
-    if tuple(state["fc.weight"].shape) != (1, hidden):
-        raise DataError(f"fc.weight has shape {tuple(state['fc.weight'].shape)}, expected (1, {hidden})")
-    config = ModelConfig(
-        hidden_size=hidden,
-        num_layers=len(layers),
-        dropout=base.dropout,
-        attention="linear",
-        head="none",
-    )
-    model = AttentionLSTM(config, input_size, hidden)
-    ours = {("score." + k[3:] if k.startswith("fc.") else k): v for k, v in state.items()}
-    ours["mean"] = model.mean
-    ours["std"] = model.std
-    _load_state(model, ours, "classic checkpoint")
-    return model.eval()
-
-
-def recipe_for_classic(recipe: Recipe, model: AttentionLSTM) -> Recipe:
-    """The recipe with its model table replaced by what the classic weights said."""
-    return replace(recipe, model=model.config)

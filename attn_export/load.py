@@ -1,23 +1,157 @@
-"""Importing models made elsewhere: the classic AttentionLSTM snippet's state_dict, or another
-attn-export artefact directory.
+"""Importing models made elsewhere: a user's AttentionLSTM state_dict, or another attn-export artefact
+directory.
 
-    attn-export load classic.pt DIR
+    attn-export load user.pt DIR
+    attn-export load user.pt DIR --map attention=score --map fc=head
+
+A state_dict is read as parts: one nn.LSTM, nn.Conv1d layers, nn.Linear layers and loose parameters
+(tensors that belong to no Linear, such as an attention vector ``v = nn.Parameter(torch.randn(A))``). The
+parts are recognised by their shapes, not their names, because every user names them differently. With D
+the LSTM's output size (hidden size, doubled when bidirectional), the roles are:
+
+* ``lstm``: the one nn.LSTM (batch_first, any number of layers, bidirectional or not);
+* ``conv``: Conv1d layers before the LSTM, each followed by a ReLU in the user's module, with odd kernels
+  and padding k // 2 (what keeps the sequence length); they run in checkpoint order, or in the order
+  ``conv.0``, ``conv.1``... given with ``--map``;
+* ``score``: a Linear(D, 1) giving each step's score (the classic snippet's ``fc``);
+* ``key`` + ``energy``: the additive score ``v . tanh(W h_t + b)``: ``key`` is W, a Linear(D, A), and
+  ``energy`` is v, a Linear(A, 1, bias=False) or a parameter of shape (A,), (1, A) or (A, 1);
+* ``head``: a Linear(D, C) on the context vector; without one the model returns the context itself.
+
+Every part must take a role, and the model needs an LSTM and a score (``score`` or ``key`` + ``energy``).
+Of all assignments of roles to the parts that fit their shapes, exactly one must remain, or ``--map
+PREFIX=ROLE`` must name the parts until one does. So a Linear(D, 1) with a Linear(D, C) is the score and
+the head; the classic snippet (``lstm`` + ``fc`` of shape (1, H)) is a score without a head, as it always
+was; two Linear(D, 1) layers (a score and a one-output head) are ambiguous, as are an additive Linear(D, A)
+and a head with C == A. A Linear with a bias is never taken for v, which is bias-free in the usual
+formulation; a bias-free Linear(D, 1) beside a lone Linear(D, D) is ambiguous (a score and a head, or W and v).
+
+A ``module.`` prefix (DataParallel) is dropped. The weights cannot tell a classifier from a regressor: a head
+imports as classification (labels "0" ... "C-1", what ``predict`` prints for them anyway), or as regression
+when the recipe says ``model.head = "regression"``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from itertools import permutations
 from pathlib import Path
 
+import torch
+
+from .checkpoint import load_model, read_state_dict, save_model
+from .config import ModelConfig, Recipe, recipe_from_dict
+from .errors import DataError
+from .model import AttentionLSTM
 from .runtime import artifacts
-from .checkpoint import classic_state_dict_to_model, load_model, read_state_dict, recipe_for_classic, save_model
-from .config import Recipe, recipe_from_dict
 
-__all__ = ["load_checkpoint"]
+__all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
+
+_ROLE_LIST = "lstm, conv, conv.N (N = 0, 1, ...), score, key, energy, head"
+_CONV_INDEX = re.compile(r"conv\.(\d+)$")
+_LSTM_KEY = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+# the complete models one LSTM (and its convs) can feed: an additive key + energy or a score, then a head;
+# additive first, so that an ambiguity's suggested --map is the likelier reading (v is rarely a plain score)
+_TEMPLATES = (("key", "energy", "head"), ("key", "energy"), ("score", "head"), ("score",))
+_READING_ROLES = ("score", "key", "energy", "head")
+_SHOWN = 12  # parts listed in an error before "and N more": one line stays readable
+_NEEDS = {
+    "lstm": "an nn.LSTM",
+    "conv": "an nn.Conv1d",
+    "score": "a Linear(D, 1)",
+    "key": "a Linear(D, A) with A >= 2",
+    "energy": "v, a Linear(A, 1, bias=False) or a parameter of shape (A,), (1, A) or (A, 1)",
+    "head": "a Linear(D, C)",
+}
 
 
-def load_checkpoint(source: Path, directory: Path, recipe: Recipe) -> str:
-    """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported."""
+@dataclass(frozen=True)
+class _Part:
+    """One module of the user's state_dict (its tensors by short name), or one loose parameter."""
+
+    name: str  # the module's prefix ("attention", "features.0"), or a loose parameter's whole key ("v")
+    kind: str  # lstm | conv | linear | param
+    tensors: dict[str, torch.Tensor]  # short name -> tensor; a loose parameter's one tensor is under ""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.tensors["weight"] if self.kind in ("linear", "conv") else self.tensors[""]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.tensors.get("bias")
+
+    def describe(self) -> str:
+        """How an error lists the part: the LSTM by its sizes, anything else by its weight's shape."""
+        if self.kind == "lstm":
+            lstm = _LstmShape.of(self)
+            layers = f"{lstm.layers} layer{'s' if lstm.layers > 1 else ''}"
+            kind = ", bidirectional" if lstm.bidirectional else ""
+            return f"{self.name} ({layers}{kind}, input {lstm.input}, hidden {lstm.hidden})"
+        if self.kind == "param":
+            return f"{self.name} {_shape(self.weight)}"
+        return f"{self.name}.weight {_shape(self.weight)}{'' if self.bias is not None else ' no bias'}"
+
+
+@dataclass(frozen=True)
+class _LstmShape:
+    """An nn.LSTM's sizes, as its weights tell them."""
+
+    layers: int
+    bidirectional: bool
+    input: int
+    hidden: int
+
+    @classmethod
+    def of(cls, part: _Part) -> _LstmShape:
+        layers = 1 + max(int(m.group(2)) for k in part.tensors if (m := _LSTM_KEY.match(k)))
+        bidirectional = any(k.endswith("_reverse") for k in part.tensors)
+        w_ih = part.tensors["weight_ih_l0"]
+        return cls(layers, bidirectional, w_ih.shape[1], part.tensors["weight_hh_l0"].shape[1])
+
+    @property
+    def output(self) -> int:
+        return self.hidden * (2 if self.bidirectional else 1)
+
+    def expected(self, bias: bool) -> dict[str, tuple[int, ...]]:
+        """The shapes nn.LSTM(input, hidden, layers, bias, bidirectional) has, by short name."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.layers):
+            for suffix in ("", "_reverse") if self.bidirectional else ("",):
+                inp = self.input if layer == 0 else self.output
+                shapes[f"weight_ih_l{layer}{suffix}"] = (4 * self.hidden, inp)
+                shapes[f"weight_hh_l{layer}{suffix}"] = (4 * self.hidden, self.hidden)
+                if bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (4 * self.hidden,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (4 * self.hidden,)
+        return shapes
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a state_dict was recognised as: each role's part (None when the model has none)."""
+
+    lstm: _Part
+    convs: tuple[_Part, ...]
+    score: _Part | None
+    key: _Part | None
+    energy: _Part | None
+    head: _Part | None
+
+
+def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = ()) -> str:
+    """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
+
+    ``mapping`` holds ``--map PREFIX=ROLE`` values. Everything is checked before ``directory`` is made, so a
+    checkpoint that is not recognised leaves nothing behind.
+    """
+    roles = parse_mapping(mapping)
     if source.is_dir():
+        if roles:
+            raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "
+                            "copies as it is: expected a .pt, .pth or .safetensors file")
         model, info = load_model(source)
         if source.resolve() == directory.resolve():
             return f"{source} is already an artefact directory; nothing to do"
@@ -26,11 +160,300 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe) -> str:
                    parent_sha256=artifacts.sha256_file(source / artifacts.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
     state = read_state_dict(source)
-    model = classic_state_dict_to_model(state, recipe.model)
+    layout = recognise(state, roles, source.name)
+    model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
-    save_model(directory, model, recipe_for_classic(recipe, model), (), command=f"load {source.name}",
+    labels = tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ()
+    save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
                source=source.name, parent_sha256=artifacts.sha256_file(source))
-    return (
-        f"imported the classic AttentionLSTM from {source}: input_size {model.input_size}, hidden_size "
-        f"{cfg.hidden_size}, num_layers {cfg.num_layers}, output 'context' [batch, {cfg.hidden_size}] -> {directory}"
+    return f"imported AttentionLSTM from {source}: {_summary(layout, model)} -> {directory}"
+
+
+def parse_mapping(items: Sequence[str]) -> list[tuple[str, str]]:
+    """``PREFIX=ROLE`` strings as (prefix, role) pairs; a ``module.`` prefix (DataParallel) is dropped, as it
+    is from the checkpoint's keys."""
+    pairs = []
+    for item in items:
+        prefix, sep, role = (s.strip() for s in item.partition("="))
+        if not sep or not prefix or not role:
+            raise DataError(f"--map {item!r} is not PREFIX=ROLE: expected a prefix of the checkpoint's keys, '=' and "
+                            f"a role ({_ROLE_LIST}), e.g. --map attention=score")
+        if role not in _NEEDS and not _CONV_INDEX.match(role):
+            raise DataError(f"--map {item!r}: {role!r} is not a role; expected one of {_ROLE_LIST}")
+        pairs.append((prefix.removeprefix("module."), role))
+    return pairs
+
+
+def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]] = (),
+              origin: str = "checkpoint") -> Layout:
+    """The one layout that ``state``'s shapes (and the roles in ``mapping``) allow; see the module docstring.
+
+    Raises a one-line ``DataError`` that lists the parts found and what the model needs otherwise.
+    """
+    parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
+    roles = _mapped_roles(parts, mapping)
+    lstms = [p for p in parts if p.kind == "lstm"]
+    if not lstms:
+        raise _unrecognised(origin, "no LSTM (keys NAME.weight_ih_l0, NAME.weight_hh_l0, ...), so it is not the "
+                                    "classic AttentionLSTM nor another layout load knows", parts, None)
+    if len(lstms) > 1:
+        names = ", ".join(p.name for p in lstms)
+        raise _unrecognised(origin, f"{len(lstms)} LSTMs ({names}); the model has one", parts, None)
+    lstm = lstms[0]
+    _check_lstm(lstm, origin)
+    d = _LstmShape.of(lstm).output
+    for part in parts:
+        role = roles.get(part.name)
+        if role is not None and not _fits(part, role, d):
+            raise DataError(f"--map {part.name}={role}: {part.describe()} cannot be the {role}, which is "
+                            f"{_NEEDS[_role_kind(role)]}, with D = {d} the LSTM's output size")
+    misfits = [p for p in parts if p.kind in ("linear", "param") and not any(_fits(p, r, d) for r in _READING_ROLES)]
+    if misfits:
+        shapes = " and ".join(f"{p.name}{'.weight' if p.kind == 'linear' else ''} has shape {_shape(p.weight)}"
+                              for p in misfits)
+        raise _unrecognised(origin, f"{shapes}, which fit{'s' if len(misfits) == 1 else ''} no role", parts, d)
+    convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d)
+    items = [p for p in parts if p.kind in ("linear", "param")]
+    readings = _readings(items, d, roles)
+    if not readings:
+        given = " with the --map roles given" if mapping else ""
+        problem = (f"no layout fits {', '.join(p.name for p in items)}{given}: the model needs a score, and every "
+                   "part a role") if items else "no score after the LSTM"
+        raise _unrecognised(origin, problem, parts, d)
+    if len(readings) > 1:
+        shown = "; or ".join(" + ".join(f"{role} {part.name}" for role, part in r.items()) for r in readings)
+        example = " ".join(f"--map {part.name}={role}" for role, part in readings[0].items())
+        raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
+                            example)
+    reading = readings[0]
+    return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"))
+
+
+def state_dict_to_model(layout: Layout, base: ModelConfig) -> AttentionLSTM:
+    """Our model holding the user's weights; ``base`` supplies what the weights cannot say (dropout, and the
+    head's kind: regression when it says so, classification otherwise).
+
+    Normalisation is the identity (the user's module normalises nothing). The additive score
+    ``v . tanh(W h_t + b)`` is our additive attention with a learned query of zeros: ``key`` = W, ``query_proj``
+    zeros but its bias b (zero when W has none), ``energy`` = v. Missing biases (``bias=False``) become zeros.
+    """
+    lstm = _LstmShape.of(layout.lstm)
+    d = lstm.output
+    head = layout.head
+    config = replace(
+        base,
+        hidden_size=lstm.hidden,
+        num_layers=lstm.layers,
+        bidirectional=lstm.bidirectional,
+        attention="linear",
+        conv_channels=tuple(c.weight.shape[0] for c in layout.convs),
+        conv_kernel_sizes=tuple(c.weight.shape[2] for c in layout.convs),
+        head="none" if head is None else ("regression" if base.head == "regression" else "classification"),
     )
+    if layout.key is not None:
+        config = replace(config, attention="additive", attention_dim=layout.key.weight.shape[0], query="learned")
+    features = layout.convs[0].weight.shape[1] if layout.convs else lstm.input
+    model = AttentionLSTM(config, features, d if head is None else head.weight.shape[0])
+    ours = {"mean": model.mean, "std": model.std}
+    for i, conv in enumerate(layout.convs):
+        ours |= _linear(f"convs.{i}", conv)
+    ours |= {f"lstm.{k}": v for k, v in layout.lstm.tensors.items()}
+    ours |= {f"lstm.{k}": torch.zeros(shape) for k, shape in lstm.expected(bias=True).items()
+             if k.startswith("bias") and k not in layout.lstm.tensors}
+    if layout.score is not None:
+        ours |= _linear("score", layout.score)
+    if layout.key is not None and layout.energy is not None:
+        attention_dim = layout.key.weight.shape[0]
+        ours["key.weight"] = layout.key.weight
+        ours["query_proj.weight"] = torch.zeros(attention_dim, d)
+        ours["query_proj.bias"] = layout.key.bias if layout.key.bias is not None else torch.zeros(attention_dim)
+        ours["energy.weight"] = layout.energy.weight.reshape(1, attention_dim)
+        ours["query"] = torch.zeros(d)
+    if head is not None:
+        ours |= _linear("head", head)
+    model.load_state_dict(ours)
+    return model.eval()
+
+
+def _parts(state: dict[str, torch.Tensor]) -> list[_Part]:
+    """The state_dict grouped by module prefix, in checkpoint order (the order the user's modules were made)."""
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        prefix, _, short = key.rpartition(".")
+        groups.setdefault(prefix, {})[short] = value
+    parts = []
+    for prefix, tensors in groups.items():
+        kind = _kind(tensors)
+        if kind is not None and prefix:
+            parts.append(_Part(prefix, kind, tensors))
+        else:
+            parts += [_Part(f"{prefix}.{short}" if prefix else short, "param", {"": t}) for short, t in tensors.items()]
+    return parts
+
+
+def _kind(tensors: dict[str, torch.Tensor]) -> str | None:
+    """lstm, linear or conv when the tensors are one such module's; None for anything else."""
+    if "weight_ih_l0" in tensors and all(_LSTM_KEY.match(k) for k in tensors):
+        ih, hh = tensors["weight_ih_l0"], tensors.get("weight_hh_l0")
+        if hh is None or ih.dim() != 2 or hh.dim() != 2:
+            return None
+        return "lstm" if hh.shape[0] == 4 * hh.shape[1] else None  # not a GRU's 3H nor an RNN's H
+    weight, bias = tensors.get("weight"), tensors.get("bias")
+    if weight is None or not set(tensors) <= {"weight", "bias"} or weight.dim() not in (2, 3):
+        return None
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        return None
+    return "linear" if weight.dim() == 2 else "conv"
+
+
+def _check_lstm(part: _Part, origin: str) -> None:
+    """The LSTM's tensors are exactly one nn.LSTM's, with or without biases."""
+    lstm = _LstmShape.of(part)
+    expected = lstm.expected(bias="bias_ih_l0" in part.tensors)
+    found = {k: tuple(v.shape) for k, v in part.tensors.items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        key = wrong[0]
+        raise DataError(
+            f"{origin}: {part.name}.{key} is {_shape(found[key]) if key in found else 'missing'}: expected the tensors of one "
+            f"nn.LSTM({lstm.input}, {lstm.hidden}, num_layers={lstm.layers}, bidirectional={lstm.bidirectional}), "
+            f"where {part.name}.{key} is {_shape(expected[key]) if key in expected else 'absent'}"
+        )
+
+
+def _mapped_roles(parts: list[_Part], mapping: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Part name -> role from ``--map``: a prefix names one part (``conv`` takes every part under it)."""
+    roles: dict[str, str] = {}
+    names = ", ".join(p.name for p in parts)
+    for prefix, role in mapping:
+        matched = [p for p in parts if p.name == prefix or p.name.startswith(prefix + ".")]
+        if not matched:
+            raise DataError(f"--map {prefix}={role}: the checkpoint has no part {prefix}; expected one of {names}")
+        if role != "conv" and len(matched) > 1:
+            inside = ", ".join(p.name for p in matched)
+            raise DataError(f"--map {prefix}={role}: {prefix} holds {len(matched)} parts ({inside}); "
+                            "expected the prefix of one of them")
+        for part in matched:
+            if part.name in roles:
+                raise DataError(f"--map {prefix}={role}: {part.name} is already mapped to {roles[part.name]}; "
+                                "expected one role per part")
+            roles[part.name] = role
+    for role in {r for r in roles.values() if r != "conv"}:
+        holders = [name for name, r in roles.items() if r == role]
+        if len(holders) > 1:
+            raise DataError(f"--map gives the role {role} to {' and '.join(holders)}; expected one part per role")
+    return roles
+
+
+def _role_kind(role: str) -> str:
+    return "conv" if _CONV_INDEX.match(role) else role
+
+
+def _fits(part: _Part, role: str, d: int) -> bool:
+    """Whether ``part``'s shape can play ``role`` next to an LSTM of output size ``d``."""
+    role = _role_kind(role)
+    if role in ("lstm", "conv"):
+        return part.kind == role
+    if role == "energy":
+        return _energy_size(part) is not None
+    if part.kind != "linear":
+        return False
+    out, inp = part.weight.shape
+    return inp == d and (role == "head" or (role == "score" and out == 1) or (role == "key" and out >= 2))
+
+
+def _energy_size(part: _Part) -> int | None:
+    """A in v's A values, when ``part`` is a bias-free Linear(A, 1) or a parameter of shape (A,), (1, A), (A, 1)."""
+    shape = tuple(part.weight.shape)
+    if part.kind == "linear":
+        size = shape[1] if shape[0] == 1 and part.bias is None else 0
+    elif part.kind == "param" and (len(shape) == 1 or (len(shape) == 2 and 1 in shape)):
+        size = part.weight.numel()
+    else:
+        size = 0
+    return size if size >= 2 else None
+
+
+def _readings(items: list[_Part], d: int, roles: dict[str, str]) -> list[dict[str, _Part]]:
+    """Every assignment of the roles of one template to ``items`` that fits their shapes and ``--map``."""
+    found = []
+    for template in _TEMPLATES:
+        if len(template) != len(items):
+            continue
+        for order in permutations(items):
+            reading = dict(zip(template, order))
+            if all(_fits(p, r, d) and roles.get(p.name, r) == r for r, p in reading.items()) and (
+                "key" not in reading or reading["key"].weight.shape[0] == _energy_size(reading["energy"])
+            ):
+                found.append(reading)
+    return found
+
+
+def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, origin: str, d: int) -> tuple[_Part, ...]:
+    """The Conv1d layers in the order they run: conv.N from ``--map`` when given, else checkpoint order; each
+    must feed the next and the last the LSTM."""
+    convs = [p for p in parts if p.kind == "conv"]
+    indexed = {p.name: int(m.group(1)) for p in convs if (m := _CONV_INDEX.match(roles.get(p.name, "")))}
+    if indexed:
+        if sorted(indexed.values()) != list(range(len(convs))):
+            given = ", ".join(f"conv.{i}" for i in sorted(indexed.values()))
+            raise DataError(f"--map gives the {len(convs)} Conv1d layers the positions {given}: expected conv.0 ... "
+                            f"conv.{len(convs) - 1}, one per Conv1d layer")
+        convs.sort(key=lambda p: indexed[p.name])
+    for conv in convs:
+        kernel = conv.weight.shape[2]
+        if kernel % 2 == 0:
+            raise _unrecognised(origin, f"{conv.name} has kernel size {kernel}; only odd kernels (padding k // 2) "
+                                        "keep the sequence length", parts, d)
+    takes = [c.weight.shape[1] for c in convs[1:]] + [lstm_input]  # what each conv's output must feed
+    if any(c.weight.shape[0] != n for c, n in zip(convs, takes)):
+        chain = ", ".join(f"{c.name} {c.weight.shape[1]} -> {c.weight.shape[0]}" for c in convs)
+        raise _unrecognised(origin, f"the Conv1d layers do not feed one another and then the LSTM (input "
+                                    f"{lstm_input}) in this order: {chain}", parts, d,
+                            " ".join(f"--map {c.name}=conv.{i}" for i, c in enumerate(convs)))
+    return tuple(convs)
+
+
+def _linear(prefix: str, part: _Part) -> dict[str, torch.Tensor]:
+    """A Linear's or Conv1d's tensors under our ``prefix``; a missing bias is zeros."""
+    bias = part.bias if part.bias is not None else torch.zeros(part.weight.shape[0])
+    return {f"{prefix}.weight": part.weight, f"{prefix}.bias": bias}
+
+
+def _unrecognised(origin: str, problem: str, parts: list[_Part], d: int | None,
+                  example: str = "--map attention=score --map fc=head") -> DataError:
+    """One line: what is wrong, the parts found, what the model needs and how to name the parts."""
+    shown = ", ".join(p.describe() for p in parts[:_SHOWN])
+    more = f" and {len(parts) - _SHOWN} more" if len(parts) > _SHOWN else ""
+    size = f"D = {d}, the LSTM's output size" if d is not None else "D the LSTM's output size"
+    return DataError(
+        f"{origin}: {problem}; found: {shown or 'no tensors'}{more}; expected an LSTM, then a score Linear(D, 1) "
+        "or an additive Linear(D, A) + v (a Linear(A, 1, bias=False) or a parameter of A values), optionally a "
+        f"head Linear(D, C) and Conv1d layers with odd kernels before the LSTM, with {size}; name the parts with "
+        f"--map PREFIX=ROLE (roles {_ROLE_LIST}), e.g. {example}"
+    )
+
+
+def _summary(layout: Layout, model: AttentionLSTM) -> str:
+    """What was recognised, for the line ``load`` prints: sizes, score kind, head and the user's part names."""
+    cfg = model.config
+    lstm = f"LSTM {layout.lstm.name} hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}"
+    parts = [f"{model.input_size} features"]
+    if layout.convs:
+        kernels = ", ".join(str(k) for k in cfg.conv_kernel_sizes)
+        parts.append(f"conv {len(layout.convs)} layer{'s' if len(layout.convs) > 1 else ''} (k {kernels})")
+    parts.append(lstm + (", bidirectional" if cfg.bidirectional else ""))
+    if layout.key is not None and layout.energy is not None:
+        parts.append(f"additive score {layout.key.name} + {layout.energy.name} (A {cfg.attention_dim})")
+    elif layout.score is not None:
+        parts.append(f"linear score {layout.score.name}")
+    if layout.head is None:
+        parts.append(f"no head (output context, {model.context_size} values)")
+    else:
+        parts.append(f"head {layout.head.name} {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
+    return ", ".join(parts)
+
+
+def _shape(shape: torch.Tensor | tuple[int, ...]) -> str:
+    """(3, 64) or (16,): Python's tuple notation, never torch.Size(...)."""
+    return str(tuple(shape.shape if isinstance(shape, torch.Tensor) else shape))

@@ -11,17 +11,30 @@ from .common import DirArg, RecipeOpt, SetOpt, console, recipe
 
 NAME = "load"
 
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        metavar="PREFIX=ROLE",
+        help="Name a part of the checkpoint when its shapes are ambiguous: a key prefix and its role, one of lstm, "
+             "conv, conv.N (order of the Conv1d layers), score, key and energy (additive: W and v), head; "
+             "e.g. --map attention=score --map fc=head (repeatable).",
+    ),
+]
+
 
 def command(
-    checkpoint: Annotated[Path, typer.Argument(help="A classic AttentionLSTM state_dict (.pt/.pth/.safetensors) "
+    checkpoint: Annotated[Path, typer.Argument(help="A PyTorch AttentionLSTM state_dict (.pt/.pth/.safetensors), "
                                                     "or an attn-export artefact directory.")],
     directory: DirArg = Path("artifacts"),
     recipe_file: RecipeOpt = None,
     overrides: SetOpt = None,
+    mapping: MapOpt = None,
 ) -> None:
-    """Import a model: the classic snippet's state_dict (sizes inferred from the weights) or our own directory."""
+    """Import a model: an AttentionLSTM state_dict, recognised by its shapes (an LSTM, a score Linear(D, 1) or
+    an additive Linear(D, A) + v, optionally a head Linear(D, C) and Conv1d layers), or our own directory."""
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
-    summary = load_checkpoint(checkpoint, directory, r)
-    console(stderr=True).print(summary)
+    summary = load_checkpoint(checkpoint, directory, r, mapping or [])
+    console(stderr=True).print(summary, soft_wrap=True)

@@ -1,0 +1,240 @@
+"""``attn-export load`` on AttentionLSTMs written the way users write them: each module below has its own
+names and forward, and the imported model must give its outputs (head output, or the context vector
+without a head, and the attention weights) on full-length batches. The user's modules do not mask padding,
+so every sequence of a batch has length T."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import cli
+from torch import nn
+
+from attn_export.checkpoint import load_model
+from attn_export.cli import main
+from attn_export.config import Recipe, load_recipe
+from attn_export.errors import DataError
+from attn_export.load import load_checkpoint
+from attn_export.model import AttentionLSTM
+
+F, H, C, A, T, B = 6, 12, 3, 8, 11, 4
+
+
+class Classic(nn.Module):
+    """The classic snippet: the score is ``fc`` and the output the context vector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, 1, batch_first=True)
+        self.fc = nn.Linear(H, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x)
+        weights = torch.softmax(self.fc(out), dim=1)  # (B, T, 1)
+        return torch.bmm(weights.transpose(1, 2), out).squeeze(1), weights.squeeze(2)
+
+
+class ScoreAndHead(nn.Module):
+    """The most common variant: ``attention`` scores each step, ``fc`` classifies the context."""
+
+    def __init__(self, classes: int = C) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.attention = nn.Linear(H, 1)
+        self.fc = nn.Linear(H, classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x)
+        weights = torch.softmax(self.attention(out).squeeze(-1), dim=-1)  # (B, T)
+        return self.fc((weights.unsqueeze(-1) * out).sum(1)), weights
+
+
+class Additive(nn.Module):
+    """Bahdanau-style pooling ``v . tanh(W h_t + b)``, v a bias-free Linear or a bare parameter."""
+
+    def __init__(self, v_as_parameter: bool) -> None:
+        super().__init__()
+        self.encoder = nn.LSTM(F, H, batch_first=True)
+        self.W = nn.Linear(H, A)
+        self.v: nn.Module | nn.Parameter = nn.Parameter(torch.randn(A)) if v_as_parameter else nn.Linear(A, 1, bias=False)
+        self.classifier = nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.encoder(x)
+        energy = torch.tanh(self.W(out))  # (B, T, A)
+        scores = energy @ self.v if isinstance(self.v, nn.Parameter) else self.v(energy).squeeze(-1)
+        weights = torch.softmax(scores, dim=1)
+        return self.classifier(torch.einsum("bt,bth->bh", weights, out)), weights
+
+
+class ConvBidirectional(nn.Module):
+    """Two Conv1d + ReLU layers, then a 2-layer bidirectional LSTM, a score and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(F, 8, 5, padding=2), nn.ReLU(), nn.Conv1d(8, 7, 3, padding=1), nn.ReLU())
+        self.rnn = nn.LSTM(7, H, num_layers=2, batch_first=True, bidirectional=True)
+        self.att = nn.Linear(2 * H, 1)
+        self.out = nn.Linear(2 * H, C)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x.transpose(1, 2)).transpose(1, 2)
+        out, _ = self.rnn(h)
+        weights = torch.softmax(self.att(out), dim=1)
+        return self.out((weights * out).sum(1)), weights.squeeze(-1)
+
+
+class OneOutputHead(nn.Module):
+    """A score and a one-output regression head, both Linear(H, 1), named so nothing tells them apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.w_a = nn.Linear(H, 1)
+        self.w_b = nn.Linear(H, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x)
+        weights = torch.softmax(self.w_b(out).squeeze(-1), dim=1)
+        return self.w_a((weights.unsqueeze(-1) * out).sum(1)), weights
+
+
+def _save(module: nn.Module, path: Path, prefix: str = "") -> Path:
+    torch.save({prefix + k: v for k, v in module.state_dict().items()}, path)
+    return path
+
+
+def _assert_same(user: nn.Module, ours: AttentionLSTM, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    x = torch.randn(B, T, F)
+    with torch.no_grad():
+        expected, expected_weights = user.eval()(x)
+        got, weights = ours(x, torch.full((B,), T))
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=1e-5)
+
+
+def _load(module: nn.Module, tmp_path: Path, *mapping: str, recipe: Recipe | None = None,
+          prefix: str = "") -> tuple[AttentionLSTM, str]:
+    summary = load_checkpoint(_save(module, tmp_path / "user.pt", prefix), tmp_path / "art", recipe or Recipe(),
+                              mapping)
+    model, _ = load_model(tmp_path / "art")
+    return model, summary
+
+
+def test_the_classic_snippet_stays_a_score_without_a_head(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    user = Classic()
+    model, summary = _load(user, tmp_path)
+    _assert_same(user, model)
+    assert model.config.head == "none" and model.config.attention == "linear"
+    assert "linear score fc, no head (output context, 12 values)" in summary
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_a_score_and_a_head_import_with_labels(tmp_path: Path, prefix: str) -> None:
+    torch.manual_seed(2)
+    user = ScoreAndHead()
+    model, summary = _load(user, tmp_path, prefix=prefix)
+    _assert_same(user, model)
+    _, info = load_model(tmp_path / "art")
+    assert info.head == "classification" and info.labels == ("0", "1", "2")
+    assert "linear score attention, head fc classification 3 outputs" in summary
+
+
+@pytest.mark.parametrize("v_as_parameter", [False, True])
+def test_an_additive_score_with_a_head(tmp_path: Path, v_as_parameter: bool) -> None:
+    torch.manual_seed(3)
+    user = Additive(v_as_parameter)
+    model, summary = _load(user, tmp_path)
+    _assert_same(user, model)
+    assert model.config.attention == "additive" and model.config.query == "learned"
+    assert f"additive score W + v (A {A}), head classifier classification {C} outputs" in summary
+
+
+def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    user = ConvBidirectional()
+    # a short parity sweep keeps export at a second or two
+    result = cli("load", str(_save(user, tmp_path / "user.pt")), str(tmp_path / "art"), "--set", "model.dropout=0.2",
+                 "--set", "export.parity_max_seq=32")
+    assert result.returncode == 0, result.stderr
+    assert ("conv 2 layers (k 5, 3), LSTM rnn hidden_size 12, num_layers 2, bidirectional, linear score att, "
+            "head out classification 3 outputs") in result.stderr
+    model, info = load_model(tmp_path / "art")
+    assert info.recipe["model"]["dropout"] == 0.2
+    _assert_same(user, model)
+    exported = cli("export", str(tmp_path / "art"))
+    assert exported.returncode == 0, exported.stderr
+
+
+def test_two_one_output_linears_need_map_and_then_import(tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    user = OneOutputHead()
+    with pytest.raises(DataError, match="ambiguous.*--map w_a=score --map w_b=head"):
+        _load(user, tmp_path)
+    assert not (tmp_path / "art").exists()
+    recipe = load_recipe(None, ["model.head=regression"])
+    model, summary = _load(user, tmp_path, "w_b=score", "module.w_a=head", recipe=recipe)
+    _assert_same(user, model)
+    assert model.config.head == "regression" and "head w_a regression 1 output" in summary
+
+
+def _error(tmp_path: Path, state: dict[str, torch.Tensor], *args: str,
+           capsys: pytest.CaptureFixture[str]) -> str:
+    torch.save(state, tmp_path / "user.pt")
+    rc = main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in err, err
+    assert "[" not in err
+    assert not (tmp_path / "art").exists()
+    return lines[0]
+
+
+def _state(module: nn.Module, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {**module.state_dict(), **extra}
+
+
+def test_a_checkpoint_without_an_lstm_lists_what_it_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(tmp_path, {"encoder.weight": torch.zeros(5, 4), "v": torch.zeros(4)}, capsys=capsys)
+    assert "no LSTM" in line and "found: encoder.weight (5, 4) no bias, v (4,);" in line and "--map PREFIX=ROLE" in line
+
+
+def test_an_extra_linear_that_fits_no_role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = _state(ScoreAndHead(), **{"extra.weight": torch.zeros(5, 5), "extra.bias": torch.zeros(5)})
+    line = _error(tmp_path, state, capsys=capsys)
+    assert "extra.weight has shape (5, 5), which fits no role" in line
+    assert ("found: lstm (1 layer, input 6, hidden 12), attention.weight (1, 12), fc.weight (3, 12), "
+            "extra.weight (5, 5);") in line
+    assert "D = 12" in line and "--map PREFIX=ROLE" in line
+
+
+def test_two_score_shaped_linears_are_ambiguous(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(tmp_path, _state(ScoreAndHead(classes=1)), capsys=capsys)
+    assert "ambiguous, 2 readings fit: score attention + head fc; or score fc + head attention" in line
+    assert "--map attention=score --map fc=head" in line
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("attention", "is not PREFIX=ROLE"),
+    ("attention=scorer", "'scorer' is not a role; expected one of lstm, conv, conv.N"),
+    ("nothing=score", "no part nothing; expected one of lstm, attention, fc"),
+    ("attention=energy", "attention.weight (1, 12) cannot be the energy"),
+    ("fc=score", "fc.weight (3, 12) cannot be the score, which is a Linear(D, 1), with D = 12"),
+])
+def test_a_bad_map_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, fragment: str) -> None:
+    assert fragment in _error(tmp_path, _state(ScoreAndHead()), "--map", value, capsys=capsys)
+
+
+def test_the_real_cli_refuses_in_one_line(tmp_path: Path) -> None:
+    torch.save(_state(OneOutputHead()), tmp_path / "user.pt")
+    result = cli("load", str(tmp_path / "user.pt"), str(tmp_path / "art"))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "ambiguous" in result.stderr and "--map" in result.stderr
+    assert not (tmp_path / "art").exists()
