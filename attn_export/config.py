@@ -12,6 +12,7 @@ expected and, for a typo, the closest valid key.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"recipe file '{path}' is not valid TOML: {err}") from err
         try:
-            recipe = recipe_from_dict(raw)
+            recipe = _resolve_paths(recipe_from_dict(raw), Path(path).parent)
         except ConfigError as err:  # checked before the overrides, so a file's mistake is blamed on the file
             raise ConfigError(f"{path}: {err}") from err
     if not overrides:
@@ -200,4 +201,17 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     for item in overrides:
         section, key, value = parse_override(item)
         merged.setdefault(section, {})[key] = value
-    return recipe_from_dict(merged)
+    # the recipe's own paths are absolute by now; one still relative came from --set, and a path given on
+    # the command line is relative to the current directory, as every argument is
+    return _resolve_paths(recipe_from_dict(merged), Path.cwd())
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Relative data paths (data.train, data.test) made absolute from ``base``: a recipe's folder (a
+    recipe names its data files from where it lives, wherever it is run from), or the current directory
+    for ``--set`` values."""
+    paths = {key: getattr(recipe.data, key) for key in ("train", "test")}
+    resolved = {k: os.path.abspath(base / v) if v and not Path(v).is_absolute() else v for k, v in paths.items()}
+    if resolved == paths:
+        return recipe
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **resolved))

@@ -91,6 +91,10 @@ def render(report: Dict[str, Any]) -> List[str]:
     trt = report["tensorrt"]
     packages["tensorrt"] = trt["version"] or (f"not installed (tensorrt-stubs {trt['stubs']} only)"
                                               if trt["stubs"] else None)
+    if packages["onnxruntime"]:  # "onnxruntime-gpu 1.20.0" -> "1.20.0 (package onnxruntime-gpu)"
+        found = [entry.rsplit(" ", 1) for entry in packages["onnxruntime"].split(", ")]
+        packages["onnxruntime"] = ", ".join(f"{version} (package {dist})" for dist, version in found) + (
+            "; both provide the onnxruntime module: keep one" if len(found) > 1 else "")
     lines.append("packages:")
     for name, version in packages.items():
         lines.append(f"  {name:<12} {version or 'not installed'}")

@@ -310,9 +310,10 @@ def _fp16_census(path: Path, scratch: Path) -> tuple[dict[str, int], dict[str, i
         optimized.unlink(missing_ok=True)
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
     fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32)
-    note = (f"ONNX Runtime CPU ran {len(ran)} of the {len(declared)} FP16 nodes in FP16 "
-            f"({', '.join(sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})) or 'none'} "
-            "cast back to FP32); FP16 numerics are proven with the reference evaluator instead")
+    cast_back = sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})
+    note = (f"ONNX Runtime CPU keeps {len(ran)} of the graph's {len(declared)} FP16 nodes in FP16 and runs the other "
+            f"{len(declared - ran)} in FP32, casting around them ({', '.join(cast_back) or 'none'}); FP16 "
+            "numerics are proven with the reference evaluator instead")
     return dict(fp16_ops), dict(fp32_ops), [note]
 
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .runtime import artifacts
 from .bench import BENCH_JSON
+from .errors import MissingPrerequisite
+from .runtime import artifacts
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
 REPORT_MD = "report.md"
 ATTENTION_PNG = "attention.png"
+
+
+def _cell(text: str | None) -> str:
+    """Free text in a Markdown table cell: ``|`` escaped (``|ref|`` stays ``|ref|``), on one line."""
+    return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -28,13 +34,17 @@ def _fmt(value: Any, spec: str) -> str:
 def _verify_table(result: VerifyResult) -> list[str]:
     lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
              "| Δ accuracy | argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
-    for r in result.results:
+    for r in result.ran():
         p50 = r.latency_ms["p50"] if r.latency_ms else None
-        reason = (r.reason or "").replace("|", "/")
+        reason = _cell(r.reason)
         lines.append(f"| {r.target.backend} | {r.target.artifact or '–'} | {r.target.precision or '–'} | "
                      f"**{r.status}** | {len(r.cases)} | {_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
                      f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
                      f"{_fmt(r.argmax_agreement, '.4f')} | {_fmt(p50, '.3f')} | {reason} |")
+    skipped = result.skipped_by_backend()
+    if skipped:
+        lines += ["", "Skipped here:", ""] + [f"- {backend} ({', '.join(f'`{n}`' for n in names)}): {reason}"
+                                              for backend, (names, reason) in skipped.items()]
     return lines
 
 
@@ -116,9 +126,9 @@ def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
                 ratio = e.get("worst_ratio")
                 row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else ""))
             else:
-                row.append(f"**{e['status']}**: {(e['detail'] or '').replace('|', '/')}")
+                row.append(f"**{e['status']}**: {_cell(e['detail'])}")
         lines.append(f"| {runtime} | " + " | ".join(row) + " |")
-    skipped = dict.fromkeys(f"{e['runtime']} ({e['detail']})" for e in entries if e["status"] == "not run")
+    skipped = dict.fromkeys(f"{e['runtime']} ({_cell(e['detail'])})" for e in entries if e["status"] == "not run")
     if skipped:
         lines += ["", "Not run here: " + "; ".join(skipped)]
     return lines
@@ -148,13 +158,9 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
-@artifacts.writes_directory("report")
-def write_report(directory: Path) -> Path:
-    """Render DIR/report.md (and attention.png) from DIR/verify.json and, when present, DIR/bench.json."""
-    result = VerifyResult.from_dict(artifacts.read_json(artifacts.require(directory, VERIFY_JSON)))
+def _verify_section(directory: Path, result: VerifyResult) -> list[str]:
     ref, sweep = result.reference, result.sweep
-    lines = [f"# attn-export report: {directory.name}", "",
-             f"**Verification {'PASSED' if result.passed else 'FAILED'}** against {ref['backend']} "
+    lines = [f"**Verification {'PASSED' if result.passed else 'FAILED'}** against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
              f"garbage), shapes {', '.join(f'{b}x{s}' for b, s in sweep['shapes'])}.", "",
              "## Verify", ""]
@@ -177,12 +183,37 @@ def write_report(directory: Path) -> Path:
     samples = result.attention_samples
     if samples:
         image = attention_heatmaps(directory, samples)
-        lines += ["", "## Attention on test sequences, per backend", ""]
+        lines += ["", "## Attention on test sequences, per backend (shortest to longest)", ""]
         lines += [f"![attention]({image})", ""] if image else []
         lines += _attention_agreement(samples)
-    bench_path = directory / BENCH_JSON
+    return lines
+
+
+@artifacts.writes_directory("report")
+def write_report(directory: Path) -> Path:
+    """Render DIR/report.md (and attention.png) from the results DIR holds: verify.json, bench.json,
+    metrics.json. A missing one gets a line saying which command makes it; none at all is an error."""
+    verify_path, bench_path = directory / VERIFY_JSON, directory / BENCH_JSON
+    if not verify_path.is_file() and not bench_path.is_file():
+        artifacts.require(directory, artifacts.MODEL_JSON)
+        raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {BENCH_JSON}); "
+                                  f"run attn-export verify {directory} and attn-export bench {directory} first")
+    lines = [f"# attn-export report: {directory.name}", ""]
+    metrics_path = directory / artifacts.METRICS
+    if metrics_path.is_file():
+        test = artifacts.read_json(metrics_path).get("test") or {}
+        if test.get("accuracy") is not None:
+            lines += [f"Trained model: test accuracy {test['accuracy']:.4f} (`{artifacts.METRICS}`).", ""]
+    if verify_path.is_file():
+        lines += _verify_section(directory, VerifyResult.from_dict(artifacts.read_json(verify_path)))
+    else:
+        lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
+                  f"`attn-export report {directory}`."]
+    lines += ["", "## Latency and throughput (`attn-export bench`)", ""]
     if bench_path.is_file():
-        lines += ["", "## Latency and throughput (`attn-export bench`)", ""] + _bench_section(artifacts.read_json(bench_path))
+        lines += _bench_section(artifacts.read_json(bench_path))
+    else:
+        lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
     path = directory / REPORT_MD
     artifacts.write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path

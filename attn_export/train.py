@@ -164,6 +164,9 @@ def _train(
         "val": evaluate(model, splits.val),
         "test": evaluate(model, splits.test),
         "epochs": epochs_run,
+        "epochs_planned": cfg.epochs,
+        # stopped by patience: no improvement of the monitored loss in cfg.patience epochs
+        "stopped_early": epochs_run < cfg.epochs,
         "best_epoch": best_epoch,
         "wall_seconds": round(time.perf_counter() - started, 3),
         "seed": cfg.seed,

@@ -224,7 +224,7 @@ def test_a_changed_engine_is_refused_before_deserialising(tmp_path: Path) -> Non
 def test_a_stale_engine_is_refused(tmp_path: Path) -> None:
     d, name, _ = _engine_dir(tmp_path)
     (d / "model.fp16.onnx").write_bytes(b"new graph")
-    with pytest.raises(BadInput, match="stale: its source model.fp16.onnx changed.*attn-export build --fp16"):
+    with pytest.raises(BadInput, match="stale: its source model.fp16.onnx changed.*attn_export.runtime build .* --fp16"):
         check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name))
 
 
@@ -238,7 +238,8 @@ def test_a_foreign_engine_is_refused_with_exit_3_and_says_why(tmp_path: Path, he
     with pytest.raises(NotAvailable, match=match) as e:
         check_engine(d, name, artifacts.read_manifest(d), here, sha256=_sha(d / name))
     assert e.value.exit_code == 3
-    assert "rebuild it on this machine with attn-export build --fp16" in str(e.value)
+    assert "rebuild it on this machine with python3 -m attn_export.runtime build" in str(e.value)
+    assert str(e.value).endswith("--fp16")
 
 
 def test_compatible_engines_follow_tensorrt_rules() -> None:

@@ -198,3 +198,65 @@ def test_the_device_commands_in_a_fresh_venv_with_only_numpy_and_onnxruntime(
         [exe, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True).stdout)}
     assert not installed & FORBIDDEN
     check_device_commands(bundle_dir, python_exe=exe)
+
+
+def readme_commands(readme: str) -> list[str]:
+    """The shell commands of a bundle README's run steps, as written (comments dropped)."""
+    commands = []
+    for line in readme.splitlines():
+        text = line.strip().split("  #")[0].strip()
+        if line.startswith("    ") and text.split(" ", 1)[0] in ("python3", "PYTHONPATH=runtime", "sudo"):
+            commands.append(text)
+    return commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cpu", "jetson"])
+def test_the_bundle_readme_commands_as_written_in_a_fresh_venv(tiny_dir: Path, tmp_path: Path, target: str) -> None:
+    """A fresh venv (Python 3.10, as `python3` on PATH) with only what the bundle's requirements.txt
+    installs; each command of its README run as written, in order. ``sudo apt install`` cannot run here
+    (no Jetson): it is skipped, so on the Jetson target TensorRT is absent and every build must say what
+    is missing and how to get it; the README's ONNX Runtime fallback then verifies and predicts."""
+    interpreter = python("3.10")
+    if interpreter is None:
+        pytest.skip("python3.10 not found")
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_dir, directory)
+    from conftest import cli
+
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
+    device = unpack(pack(directory, tmp_path / "b.tar.gz", target).path, tmp_path / "device")
+    venv = tmp_path / "venv"
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    np.savez(device / "INPUT.npz", x=np.ones((2, 7, 4), np.float32), lengths=np.array([7, 3]))
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=device, env=env,
+                              timeout=900)
+
+    readme = (device / "README.md").read_text()
+    commands = readme_commands(readme)
+    assert any(" verify ." in c for c in commands) and any(" predict ." in c for c in commands), commands
+    for command in commands:
+        if command.startswith("sudo "):
+            continue
+        result = sh(command)
+        if target == "cpu" or "pip install" in command:
+            assert result.returncode == 0, (command, result.stderr)
+            continue
+        # no TensorRT here (no JetPack) and no ONNX Runtime yet: one line saying what to install
+        assert result.returncode == 3, (command, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert "JetPack" in result.stderr, result.stderr
+        if " build " not in command:
+            assert "pip install onnxruntime" in result.stderr, result.stderr
+    if target == "jetson":
+        fallback = "python3 -m pip install onnxruntime"
+        assert fallback in readme
+        assert sh(fallback).returncode == 0
+        for command in commands:
+            if " verify " in f"{command} " or " predict " in command:
+                result = sh(command)
+                assert result.returncode == 0, (command, result.stderr)

@@ -286,7 +286,7 @@ def test_foreign_engine_is_refused_before_deserialising(model_dir: Path, fake_tr
     monkeypatch.setattr(runtime, "_here", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
     with pytest.raises(NotAvailable, match=r"foreign engine: .*compute capability 8.7 \(Orin\).*H100.*9.0") as e:
         Predictor.load(model_dir, backend="tensorrt")
-    assert "attn-export build" in str(e.value)
+    assert "python3 -m attn_export.runtime build" in str(e.value)
     monkeypatch.setattr(runtime, "_here", lambda: Here("8.5.2", "Orin", "8.7"))
     with pytest.raises(NotAvailable, match="built with TensorRT 10.3.0 and this machine has TensorRT 8.5.2"):
         Predictor.load(model_dir, backend="tensorrt")
@@ -328,7 +328,7 @@ def test_engine_for_this_device_is_chosen_and_bounded_by_its_profile(model_dir: 
 
 
 def test_no_engine_for_precision(model_dir: Path, fake_trt: type) -> None:
-    with pytest.raises(MissingPrerequisite, match="no fp32 engine .*attn-export build"):
+    with pytest.raises(MissingPrerequisite, match="no fp32 engine .*attn_export.runtime build"):
         Predictor.load(model_dir, backend="tensorrt")
 
 

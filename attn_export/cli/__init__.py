@@ -6,6 +6,7 @@ torch, onnxruntime or tensorrt inside its body, when it runs.
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,8 +15,24 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
-from ..errors import AttnExportError
-from . import bench, build, bundle, doctor, export, inspect, load, predict, quantize, run, train, unbundle, verify
+from ..errors import AttnExportError, NotAvailable
+from . import (
+    bench,
+    build,
+    bundle,
+    doctor,
+    export,
+    inspect,
+    load,
+    predict,
+    quantize,
+    report,
+    run,
+    train,
+    unbundle,
+    verify,
+)
+from .plain import plain
 
 app = typer.Typer(
     name="attn-export",
@@ -23,6 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -40,7 +58,8 @@ def _root(
     """Export, quantise, build and verify attention-LSTM sequence models for edge devices."""
 
 
-for module in (train, load, export, quantize, build, verify, bench, predict, bundle, unbundle, inspect, doctor, run):
+for module in (train, load, export, quantize, build, verify, bench, report, predict, bundle, unbundle, inspect,
+               doctor, run):
     app.command(name=module.NAME)(module.command)
 
 
@@ -48,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; errors become one ``Error: ...`` line on stderr and DESIGN.md's exit code."""
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     debug = "--debug" in args
-    command = typer.main.get_command(app)
+    if debug:  # a root option, taken anywhere on the line: `attn-export verify DIR --debug` too
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    command = plain(typer.main.get_command(app))
     try:
         result = command.main(args=args, prog_name="attn-export", standalone_mode=False)
     except Exit as e:
@@ -64,7 +85,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         typer.echo(f"Error: {e}", err=True)
         return e.exit_code
+    except ImportError as e:
+        hint = _install_hint(e.name)
+        if hint is None or debug:
+            raise
+        typer.echo(f"Error: this command needs {e.name}, which is not installed; expected {hint}", err=True)
+        return NotAvailable.exit_code
     return result if isinstance(result, int) else 0
+
+
+def _install_hint(module: str | None) -> str | None:
+    """How to install a module attn-export declares (a dependency or an extra's), from the installed
+    package's own metadata; None for anything else (a bug, not a missing install: the traceback stays)."""
+    from importlib import metadata
+
+    top = (module or "").split(".")[0].replace("_", "-").lower()
+    try:
+        requirements = metadata.requires("attn-export") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        found = re.match(r"\s*([A-Za-z0-9._-]+)[^;]*(?:;.*extra\s*==\s*['\"]([\w-]+)['\"])?", requirement)
+        if found and found.group(1).replace("_", "-").lower() == top:
+            extra = found.group(2)
+            return f"pip install 'attn-export[{extra}]'" if extra else f"pip install {found.group(1)}"
+    return None
 
 
 def entry() -> None:

@@ -27,9 +27,9 @@ def _ints(value: str, option: str) -> list[int]:
 def command(
     directory: DirArg = Path("artifacts"),
     backends: BackendsOpt = "auto",
-    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1,8,32",
-    seq: Annotated[str, typer.Option("--seq", help="Sequence lengths, comma-separated.")] = "16,128,512",
-    seconds: Annotated[float, typer.Option("--seconds", min=0.05, help="Timing budget per shape (all targets "
+    batch: Annotated[str, typer.Option("--batch", metavar="N,N,...", help="Batch sizes, comma-separated.")] = "1,8,32",
+    seq: Annotated[str, typer.Option("--seq", metavar="N,N,...", help="Sequence lengths, comma-separated.")] = "16,128,512",
+    seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, help="Timing budget per shape (all targets "
                                                                        "together, interleaved).")] = 2.0,
     threads: ThreadsOpt = 1,
     json_out: JsonOpt = False,
@@ -60,16 +60,18 @@ def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int
 def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     """The timings table and the latency-vs-seq fits, on stderr."""
     from rich.table import Table
+    from rich.text import Text
 
     out = console(stderr=True)
     t = Table(title=f"bench {directory} (threads {threads or 'default'}; p50 ms, speed-up over "
                     f"{result['ratios']['reference']})")
     for col in ("target", "batch", "seq", "p50", "p90", "p99", "mean", "seq/s", "speed-up"):
-        t.add_column(col, justify="left" if col == "target" else "right")
+        t.add_column(col, justify="left" if col == "target" else "right", overflow="fold")
+    skipped: dict[str, tuple[list[str], str]] = {}  # target -> (the shapes it skipped, the first reason)
     for r in result["results"]:
         if "latency_ms" not in r:
-            t.add_row(f"{r['backend']} {r['artifact']}", str(r["batch"]), str(r["seq"]), "-", "-", "-", "-", "-",
-                      r["skipped"][:60])
+            skipped.setdefault(f"{r['backend']} {r['artifact']}", ([], r["skipped"]))[0].append(
+                f"b{r['batch']} s{r['seq']}")
             continue
         key = f"{r['backend']} {r['artifact']}" + (" (CUDA graph)" if r.get("cuda_graph") else
                                                    " (end to end)" if r.get("end_to_end") else "")
@@ -79,6 +81,8 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
                   f"{lat['p99']:.3f}", f"{lat['mean']:.3f}", f"{r['throughput_seq_per_s']:,.0f}",
                   "-" if ratio is None else f"{ratio:.2f}x")
     out.print(t)
+    for key, (shapes, reason) in skipped.items():
+        out.print(Text.assemble(("skipped ", "yellow"), f"{key} at {', '.join(shapes)}: {reason}"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

@@ -33,9 +33,12 @@ def command(
     result = pack(directory, out, target.value)
     if json_out:
         print_json({"path": str(result.path), "for": result.target, "size_bytes": result.size_bytes,
-                    "files": result.files})
+                    "files": result.files, "notes": result.notes})
         return
     artefacts = [n for n in result.files if not n.startswith("runtime/")]
-    console(stderr=True).print(f"bundled {len(artefacts)} files and the runtime ({len(result.files) - len(artefacts)} "
-                               f"modules) for {result.target} -> {result.path} ({result.size_bytes:,} bytes): "
-                               + ", ".join(artefacts))
+    out_console = console(stderr=True)
+    for note in result.notes:
+        out_console.print(f"note: {note}")
+    out_console.print(f"bundled {len(artefacts)} files and the runtime ({len(result.files) - len(artefacts)} "
+                      f"modules) for {result.target} -> {result.path} ({result.size_bytes:,} bytes): "
+                      + ", ".join(artefacts))

@@ -22,7 +22,7 @@ RecipeOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a recipe field: section.key=value (repeatable)."),
+    typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a recipe field: section.key=value (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readable result on stdout.")]
 
@@ -33,8 +33,9 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # tables stay readable in logs and CI, where there is no terminal to take the width from
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
+    # tables stay readable in logs and CI, where there is no terminal to take the width from; no markup:
+    # what we print is data (`output 'context' [batch, 24]`), styles are given as rich Text
+    return Console(stderr=stderr, highlight=False, markup=False, width=None if stream.isatty() else 160)
 
 
 def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = None) -> Recipe:

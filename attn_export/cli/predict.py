@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -30,7 +30,7 @@ def command(
     directory: Annotated[Path, typer.Option(
         "--dir", help="Artefact directory or bundle (.tar.gz).")] = Path("artifacts"),
     backend: Annotated[str, typer.Option(
-        "--backend", help="auto (best for this device) or ort-cpu, ort-cuda, ort-trt, tensorrt; a named "
+        "--backend", metavar="NAME", help="auto (best for this device) or ort-cpu, ort-cuda, ort-trt, tensorrt; a named "
                           "backend that cannot run here is an error (exit 3).")] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="Which artefact to run.")] = Precision.fp32,  # type: ignore[valid-type, attr-defined]
     allow_unverified: Annotated[bool, typer.Option(
@@ -44,37 +44,32 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
-    from ..runtime.inputs import accuracy, read_input
     from ..runtime import Predictor
+    from ..runtime.cli import prediction_rows, shown
+    from ..runtime.inputs import accuracy, read_input
 
     data = read_input(input_path)
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
         predictions = predictor.predict(data.sequences, on_long=on_long.value)
+        head = predictor.head
         about = {"artifact": predictor.artifact.name, "backend": predictor.backend_name,
                  "precision": predictor.precision, "notes": predictor.notes}
-    acc, correct = accuracy([p.label for p in predictions], data.labels) if data.labels is not None else (None, None)
+    labelled = data.labels is not None and head == "logits"  # a model without classes has no accuracy
+    acc, correct = accuracy([p.label for p in predictions], data.labels) if labelled else (None, None)
     if json_out:
-        rows = []
-        for k, (name, p) in enumerate(zip(data.ids, predictions)):
-            row: dict[str, Any] = {"id": name, "label": p.label, "index": p.index,
-                                   "probability": float(p.probabilities.max()),
-                                   "probabilities": [float(v) for v in p.probabilities]}
-            if data.labels is not None:
-                row["true"] = data.labels[k]
-            if attention:
-                row["attention"] = [float(v) for v in p.attention]
-            rows.append(row)
+        rows = prediction_rows(data.ids, predictions, data.labels, attention, head)
         print_json({**about, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
         return
     from rich.table import Table
 
     table = Table(title=f"{input_path}: {about['artifact']} on {about['backend']}")
-    for col in ("#", "id", "steps", "label", "probability") + (("true", "") if data.labels is not None else ()):
+    columns = ("label", "probability") if head == "logits" else (head,)
+    for col in ("#", "id", "steps", *columns) + (("true", "") if labelled else ()):
         table.add_column(col, justify="right" if col in ("#", "steps", "probability") else "left")
     for k, (name, seq, p) in enumerate(zip(data.ids, data.sequences, predictions)):
-        cells = [str(k), name, str(seq.shape[0]), p.label, f"{float(p.probabilities.max()):.4f}"]
-        if data.labels is not None:
+        cells = [str(k), name, str(seq.shape[0]), *shown(p, head)]
+        if labelled:
             cells += [data.labels[k], "ok" if p.label == data.labels[k] else "WRONG"]
         table.add_row(*cells)
     out = console()

@@ -16,11 +16,11 @@ NAME = "run"
 
 
 def command(
-    recipe_file: Annotated[Path | None, typer.Argument(help="Recipe TOML (default: the built-in quickstart, recipes/quickstart.toml).",
+    recipe_file: Annotated[Path | None, typer.Argument(metavar="RECIPE", help="Recipe TOML (default: the built-in quickstart, recipes/quickstart.toml).",
                                                        dir_okay=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Artefact directory.", file_okay=False)] = Path("artifacts"),
     overrides: SetOpt = None,
-    bench_seconds: Annotated[float, typer.Option("--bench-seconds", min=0.05,
+    bench_seconds: Annotated[float, typer.Option("--bench-seconds", metavar="SECONDS", min=0.05,
                                                  help="bench's timing budget per shape.")] = BENCH_SECONDS,
 ) -> None:
     """Run the whole pipeline this machine can do: train, export, quantize, build, verify, bench, report."""
@@ -37,7 +37,7 @@ def command(
 
     def show(stage: Stage) -> None:
         if stage.name == "train":
-            bar.stop(stage.result["epochs"])
+            bar.stop(stage.result)
         if stage.name in details:
             details[stage.name](stage.result)
         out_console.rule(f"{stage.name}: {stage.summary}")

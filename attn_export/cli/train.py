@@ -47,19 +47,27 @@ class TrainingBar:
         stats = f"loss {s.train_loss:.4f}  val loss {s.val_loss:.4f}  val acc {s.val_accuracy:.3f}"
         self.progress.update(self.task, completed=s.epoch, stats=stats + ("  *" if s.best else ""))
 
-    def stop(self, epochs_run: int | None = None) -> None:
+    def stop(self, metrics: dict[str, Any] | None = None) -> None:
+        """End the bar; after early stopping it stays at epochs run / epochs planned and says why."""
         if self.task is None:
             return
-        if epochs_run is not None:
-            self.progress.update(self.task, total=epochs_run)
+        if metrics and metrics.get("stopped_early"):
+            self.progress.update(self.task, stats=f"stopped early: {_early_stop(metrics)}")
         self.progress.stop()
         self.task = None
 
 
+def _early_stop(metrics: dict[str, Any]) -> str:
+    waited = metrics["epochs"] - metrics["best_epoch"]
+    return f"no better validation loss for {waited} epoch{'s' * (waited != 1)}, kept epoch {metrics['best_epoch']}"
+
+
 def summary(metrics: dict[str, Any], directory: Path) -> str:
     test = metrics["test"]
-    return (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after {metrics['epochs']} epochs, "
-            f"best epoch {metrics['best_epoch']}, {metrics['wall_seconds']:.1f} s -> {directory}")
+    ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"
+           if metrics.get("stopped_early") else f"after {metrics['epochs']} epochs, best epoch {metrics['best_epoch']}")
+    return f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
+
 
 
 def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]
     try:
         metrics = train(r, directory, on_epoch=bar.on_epoch)
     finally:
-        bar.stop(metrics.get("epochs"))
+        bar.stop(metrics)
     if not quiet:
         console(stderr=True).print(summary(metrics, directory))
     return metrics

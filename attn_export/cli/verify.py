@@ -14,7 +14,7 @@ from .common import DirArg, JsonOpt, SetOpt, console, print_json
 NAME = "verify"
 
 BackendsOpt = Annotated[str, typer.Option(
-    "--backends", help="'auto' (every backend; unavailable ones are listed as skipped) or a comma-separated "
+    "--backends", metavar="NAMES", help="'auto' (every backend; unavailable ones are listed as skipped) or a comma-separated "
                        "list (an unavailable one is an error, exit 3).")]
 ThreadsOpt = Annotated[int, typer.Option(
     "--threads", min=0, help="CPU threads per backend (0: the library's default). Recorded in the results.")]
@@ -62,25 +62,31 @@ def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool 
 
 
 def table(result: VerifyResult, directory: Path) -> Any:
+    """The targets that ran, failures first; then one line per skipped backend, its reason whole."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    verdict = "[green]PASSED[/]" if result.passed else "[red]FAILED[/]"
-    t = Table(title=f"verify {directory}: {verdict} against {result.reference['backend']} FP32 "
-                    f"({result.reference['source']}, test accuracy {fmt(result.reference['accuracy'], '.4f')})")
+    title = Text.assemble(f"verify {directory}: ", ("PASSED", "green") if result.passed else ("FAILED", "red"),
+                          f" against {result.reference['backend']} FP32 ({result.reference['source']}, test accuracy "
+                          f"{fmt(result.reference['accuracy'], '.4f')})")
+    t = Table(title=title)
     for col in ("backend", "artefact", "precision", "status", "cases", "max abs", "of budget", "accuracy",
                 "Δ acc", "agree", "p50 ms", "reason"):
         t.add_column(col, justify="left" if col in ("backend", "artefact", "reason", "status") else "right",
                      overflow="fold")
-    for r in result.results:
-        color = {"passed": "green", "failed": "red", "skipped": "yellow"}[r.status]
-        t.add_row(r.target.backend, r.target.artifact or "-", r.target.precision or "-", f"[{color}]{r.status}[/]",
+    for r in result.ran():
+        t.add_row(r.target.backend, r.target.artifact or "-", r.target.precision or "-",
+                  Text(r.status, "green" if r.status == "passed" else "red"),
                   str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
                   fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
-                  fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), (r.reason or "")[:200])
-    return t
+                  fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), r.reason or "")
+    skipped = [Text.assemble(("skipped ", "yellow"), f"{backend} ({len(names)} artefact{'s' * (len(names) > 1)}): "
+                             f"{reason}") for backend, (names, reason) in result.skipped_by_backend().items()]
+    return Group(t, *skipped)
 
 
 def raise_if_failed(result: VerifyResult) -> None:

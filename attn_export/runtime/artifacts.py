@@ -21,6 +21,7 @@ from ..errors import Busy, DataError, MissingPrerequisite
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
 __all__ = [
+    "BUILD_COMMAND",
     "DEFAULT_DIR",
     "MANIFEST",
     "METRICS",
@@ -53,6 +54,9 @@ LOCK = ".attn-export.lock"
 CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 
 # The command that makes each file, for "run X first" messages.
+# engines are built where they run; the device package's own command needs no attn-export install
+# (on a host, `attn-export build` runs the same code)
+BUILD_COMMAND = "python3 -m attn_export.runtime build"
 MADE_BY = {
     MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
     WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
@@ -69,9 +73,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: os.umask can only be read by setting it, which races with threads creating files
+UMASK = _read_umask()
+FILE_MODE = 0o666 & ~UMASK  # what open() gives a new file; mkstemp's files are 0o600 whatever the umask
+DIR_MODE = 0o777 & ~UMASK
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename, with
+    the mode a plain ``open`` would have given it (the umask's)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -80,6 +97,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -113,7 +131,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         finally:
             _held[key] = (fd, _held[key][1] - 1)
         return
-    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

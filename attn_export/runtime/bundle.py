@@ -28,7 +28,6 @@ import io
 import json
 import os
 import shutil
-import stat
 import tarfile
 import tempfile
 import time
@@ -40,6 +39,7 @@ from .. import __version__
 from ..errors import BadInput, DataError, MissingPrerequisite
 from . import artifacts
 from .modelinfo import ModelInfo
+from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack", "runtime_files", "unpack"]
@@ -86,7 +86,7 @@ artefact changed since it was recorded, a stale one, one that failed or never pa
 (`--allow-unverified` to override) and an engine built for another GPU or TensorRT version.
 """
 
-STEPS = {
+STEPS = {  # the README's run steps per target; jetson's take the build commands
     "cpu": """## Run (a CPU with Python 3.8 or newer)
 
     python3 -m pip install -r requirements.txt                     # numpy and onnxruntime
@@ -97,18 +97,45 @@ STEPS = {
     "jetson": """## Run on the Jetson
 
 An engine is tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX
-files in this bundle, with JetPack's TensorRT:
+files in this bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package):
 
     sudo apt install python3-libnvinfer                            # JetPack's TensorRT bindings, if missing
     python3 -m pip install -r requirements.txt                     # numpy and cuda-python
-    PYTHONPATH=runtime python3 -m attn_export.runtime build . --fp16      # or --int8, or neither for FP32
-    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # the engine against reference.npz, recorded
-    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision fp16
+{builds}    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # the engines against reference.npz, recorded
+    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision {first}
 
-Without TensorRT (a first check of the ONNX files on the CPU): `python3 -m pip install onnxruntime`, then
-`verify` and `predict` as above run on ONNX Runtime.
+Without TensorRT, the ONNX files run on ONNX Runtime instead: on the Jetson's GPU with NVIDIA's
+onnxruntime-gpu wheel for your JetPack (from NVIDIA's Jetson Zoo, not PyPI), or on its CPU for a first
+check with `python3 -m pip install onnxruntime`; then `verify` and `predict` as above.
 """,
 }
+
+
+def _steps(target: str, names: List[str]) -> str:
+    """The bundle README's run steps; on a Jetson one build command per engine its ONNX files allow."""
+    if target != "jetson":
+        return STEPS[target]
+    buildable = [p for p in ENGINE_PRECISIONS if PRECISIONS[p].file in names]
+    commands = [(f"PYTHONPATH=runtime python3 -m attn_export.runtime build . {PRECISIONS[p].build_flag}".rstrip(), p)
+                for p in buildable]
+    builds = "".join(f"    {command:<62} # {p} engine\n" for command, p in commands)
+    shown = "fp16" if "fp16" in buildable else (buildable or ["fp32"])[0]
+    return STEPS[target].format(builds=builds, first=shown)
+
+
+def _notes(target: str, names: List[str]) -> List[str]:
+    """What the device must do with what this bundle holds (printed by ``attn-export bundle``)."""
+    if target != "jetson":
+        return []
+    notes = []
+    if not any(n.endswith(".engine") for n in names):
+        notes.append("no TensorRT engine in the bundle: the Jetson builds one from the ONNX files "
+                     "(PYTHONPATH=runtime python3 -m attn_export.runtime build . --fp16; see the bundle's README)")
+    missing = [p for p in ENGINE_PRECISIONS if PRECISIONS[p].file not in names]
+    for p in missing:
+        notes.append(f"no {PRECISIONS[p].file}: {p.upper()} engines need it; run {PRECISIONS[p].made_by} on this "
+                     "machine and bundle again")
+    return notes
 
 
 @dataclass
@@ -117,6 +144,7 @@ class BundleResult:
     target: str
     files: Dict[str, int]  # member name -> bytes
     size_bytes: int
+    notes: List[str]  # what the device must do with what the bundle holds
 
 
 def _artifact_names(directory: Path, manifest: Dict[str, Any], target: str) -> List[str]:
@@ -160,7 +188,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     listing = "\n".join(f"- `{n}`" for n in sources if not n.startswith("runtime/"))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=STEPS[target], features=info.input_size)
+                           steps=_steps(target, names), features=info.input_size)
     generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, path in sources.items():
@@ -182,7 +210,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             for name, data in generated.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
                 sizes[name] = len(data)
-    return BundleResult(out, target, sizes, out.stat().st_size)
+    return BundleResult(out, target, sizes, out.stat().st_size, _notes(target, names))
 
 
 def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -271,13 +299,16 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
     try:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(staging, members=members, filter="data")
-        else:  # Python without extraction filters: members are already vetted; reset their modes
+        else:  # Python without extraction filters: members are already vetted
             tar.extractall(staging, members=members)
-            for root, dirs, files in os.walk(staging):
-                for d in dirs:
-                    os.chmod(os.path.join(root, d), stat.S_IRWXU | 0o055)
-                for f in files:
-                    os.chmod(os.path.join(root, f), 0o644)
+        # the modes a plain copy would have (the umask's), whatever the archive says; the staging
+        # directory itself is mkdtemp's 0o700
+        os.chmod(staging, artifacts.DIR_MODE)
+        for root, dirs, files in os.walk(staging):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), artifacts.DIR_MODE)
+            for f in files:
+                os.chmod(os.path.join(root, f), artifacts.FILE_MODE)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
 

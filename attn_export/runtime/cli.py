@@ -74,19 +74,34 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Optional[Sequence[str]],
-                    attention: bool) -> List[Dict[str, Any]]:
-    """One JSON row per prediction, as both command lines print them."""
+                    attention: bool, head: str) -> List[Dict[str, Any]]:
+    """One JSON row per prediction, as both command lines print them: a classifier's label and
+    probabilities; any other model's output under its own name (``prediction``, ``context``)."""
     rows = []
     for k, (name, p) in enumerate(zip(ids, predictions)):
-        row: Dict[str, Any] = {"id": name, "label": p.label, "index": p.index,
-                               "probability": float(p.probabilities.max()),
-                               "probabilities": [float(v) for v in p.probabilities]}
+        row: Dict[str, Any] = {"id": name}
+        if head == "logits":
+            row.update(label=p.label, index=p.index, probability=float(p.probabilities.max()),
+                       probabilities=[float(v) for v in p.probabilities])
+        else:
+            row[head] = [float(v) for v in p.probabilities]
         if labels is not None:
             row["true"] = labels[k]
         if attention:
             row["attention"] = [float(v) for v in p.attention]
         rows.append(row)
     return rows
+
+
+def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:
+    """A prediction as text cells: a classifier's (label, probability); any other model's output values,
+    one cell each (``limit`` None), or one cell with the first ``limit`` and how many there are."""
+    if head == "logits":
+        return [prediction.label, f"{float(prediction.probabilities.max()):.4f}"]
+    values = [f"{float(v):.4g}" for v in prediction.probabilities]
+    if limit is None:
+        return values
+    return [" ".join(values[:limit]) + (f" ... ({len(values)} values)" if len(values) > limit else "")]
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -96,10 +111,12 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        for row in result.results:
+        for row in result.ran():
             what = row.reason if row.status != "passed" else (
                 f"worst {row.worst_ratio:.2f} of its budget" if row.worst_ratio is not None else "")
             print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}", file=sys.stderr)
+        for backend, (names, reason) in result.skipped_by_backend().items():
+            print(f"skipped  {backend:14} {len(names)} artefact(s): {reason}", file=sys.stderr)
         print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'} (verify.json, verdicts in "
               "manifest.json)", file=sys.stderr)
     if not result.passed:
@@ -115,15 +132,16 @@ def _predict(args: argparse.Namespace) -> int:
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
         predictions = predictor.predict(data.sequences, on_long=args.on_long)
-        backend = predictor.backend_name
-    acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None else None
+        backend, head = predictor.backend_name, predictor.head
+    acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \
+        else None
     if args.json:
         print(json.dumps({"backend": backend, "precision": args.precision, "accuracy": None if acc is None else acc[0],
-                          "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention)},
+                          "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)},
                          indent=2))
     else:
         for i, p in zip(data.ids, predictions):
-            print(f"{i}\t{p.label}\t{float(p.probabilities.max()):.4f}")
+            print("\t".join([i, *shown(p, head, limit=None)]))
         if acc is not None:
             print(f"accuracy {acc[0]:.4f} ({acc[1]}/{len(predictions)})", file=sys.stderr)
     return 0

@@ -108,7 +108,7 @@ def _check_engine(directory: Path, name: str, manifest: Dict[str, Any], allow_un
     problems = foreign_problems(entry, _here())
     if problems:
         raise NotAvailable(f"{directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
-                           f"on this device (attn-export build {directory})")
+                           f"on this device ({artifacts.BUILD_COMMAND} {directory})")
     return entry
 
 
@@ -196,7 +196,7 @@ def _choose(directory: Path, manifest: Dict[str, Any], backend: str, precision: 
             if not engines:
                 flag = PRECISIONS[precision].build_flag
                 raise MissingPrerequisite(f"{directory} has no {precision} engine in {artifacts.MANIFEST}; build one "
-                                          f"on this device: attn-export build {directory} {flag or ''}".rstrip())
+                                          f"on this device: {_build_command(directory, flag)}")
             refusals = []
             for name in engines:  # one per device it was built on: take the one for this device
                 try:
@@ -225,8 +225,17 @@ def _choose(directory: Path, manifest: Dict[str, Any], backend: str, precision: 
                   "ort-cpu")
     reason = _backend_class(chosen).available()
     if reason is not None:
-        raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here: ort-cpu: {reason}")
+        flag = PRECISIONS[precision].build_flag
+        engine = (f"build a TensorRT engine on this device ({_build_command(directory, flag)}, with TensorRT from "
+                  "JetPack on a Jetson), or " if flag is not None else "")
+        raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine}"
+                           "ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU "
+                           "(on a Jetson, NVIDIA's wheel for its JetPack)")
     return _Choice(chosen, ONNX_FILES[precision])
+
+
+def _build_command(directory: Path, flag: Optional[str]) -> str:
+    return f"{artifacts.BUILD_COMMAND} {directory} {flag or ''}".rstrip()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
         if reason is not None:
             targets += [Target(name, a, p, reason) for a, p in candidates] or [Target(name, None, None, reason)]
         elif not candidates:
-            what = {"torch": "model.safetensors (attn-export train)", "engine": "engine (attn-export build)"}
+            what = {"torch": "model.safetensors (attn-export train)", "engine": f"engine ({artifacts.BUILD_COMMAND})"}
             targets.append(Target(name, None, None, f"no {what.get(cls.kind, 'ONNX model (attn-export export)')} "
                                                     f"in {directory} for it"))
         else:

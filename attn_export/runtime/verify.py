@@ -204,6 +204,19 @@ class VerifyResult:
         """One short line per failed target: its first problem, how many cases failed, what moves it."""
         return [r.first_problem_line() for r in self.results if r.status == "failed"]
 
+    def ran(self) -> List[TargetResult]:
+        """The targets that ran, failures first: what a person reads first."""
+        return sorted((r for r in self.results if r.status != "skipped"), key=lambda r: r.status != "failed")
+
+    def skipped_by_backend(self) -> Dict[str, Tuple[List[str], str]]:
+        """Backend -> (the artefacts it skipped, the reason): one line per backend, not one per artefact."""
+        out: Dict[str, Tuple[List[str], str]] = {}
+        for r in self.results:
+            if r.status == "skipped":
+                artefacts, _ = out.setdefault(r.target.backend, ([], r.reason or ""))
+                artefacts.append(r.target.artifact or "-")
+        return out
+
     def to_dict(self) -> Dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items()}
         out["results"] = [r.to_dict() for r in self.results]

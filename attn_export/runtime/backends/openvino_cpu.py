@@ -41,7 +41,7 @@ class OpenVinoCpuBackend(Backend):
         try:
             import openvino  # noqa: F401
         except ImportError:
-            return "openvino is not installed (pip install 'attn-export[openvino]')"
+            return "openvino is not installed (pip install openvino)"
         return None
 
     def _open(self) -> None:

@@ -44,7 +44,7 @@ def ort_distribution() -> Optional[str]:
 def _missing_provider(provider: str) -> Optional[str]:
     providers = ort_providers()
     if providers is None:
-        return "onnxruntime is not installed (pip install 'attn-export[gpu]', i.e. onnxruntime-gpu)"
+        return "onnxruntime is not installed (pip install onnxruntime-gpu; on a Jetson, NVIDIA's wheel for its JetPack)"
     if provider in providers:
         return None
     dist = ort_distribution() or "onnxruntime"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
+from ..artifacts import BUILD_COMMAND
 from ..iospec import IOSpec
 from ..trt.compat import HOST_CODE_ENV, Here, check_engine
 from ..trt.device import query_gpus
@@ -73,7 +74,7 @@ class TensorRTBackend(Backend):
             entry = self._manifest()["artifacts"].get(self.artifact.name)
             if not isinstance(entry, dict) or "profile" not in entry:
                 raise BadInput(f"{self.artifact.name} is not recorded in manifest.json with its profile; rebuild it "
-                               "with attn-export build")
+                               f"with {BUILD_COMMAND} {self.artifact.parent}")
             self._profile = Profile.from_dict(entry["profile"])
         return self._profile
 

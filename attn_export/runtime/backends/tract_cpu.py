@@ -52,7 +52,7 @@ class TractCpuBackend(Backend):
         try:
             import tract  # noqa: F401
         except ImportError:
-            return "tract is not installed (pip install 'attn-export[tract]')"
+            return "tract is not installed (pip install tract)"
         return None
 
     def _open(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ...errors import BadInput, NotAvailable
+from ..artifacts import BUILD_COMMAND
 from ..precisions import PRECISIONS
 from .precision import parse_version
 
@@ -73,22 +74,22 @@ def check_engine(directory: Path, name: str, manifest: Mapping[str, Any], here: 
     entry = manifest.get("artifacts", {}).get(name)
     if not isinstance(entry, dict):
         raise BadInput(f"{name} is not recorded in {directory / 'manifest.json'}: an engine is loaded only when "
-                       "the manifest vouches for it; rebuild it with attn-export build")
+                       f"the manifest vouches for it; rebuild it with {BUILD_COMMAND} {directory}")
     if sha256 is not None and sha256 != entry.get("sha256"):
         raise BadInput(f"{name} was changed after it was recorded (sha256 differs from manifest.json); refusing "
-                       "to deserialise it: rebuild it with attn-export build")
+                       f"to deserialise it: rebuild it with {BUILD_COMMAND} {directory}")
     parent, parent_sha = entry.get("parent"), entry.get("parent_sha256")
     if parent and parent_sha and (directory / parent).is_file():
         from ..artifacts import sha256_file
 
         if sha256_file(directory / parent) != parent_sha:
             raise BadInput(f"{name} is stale: its source {parent} changed since it was built; rebuild it with "
-                           f"attn-export build {_flag(entry)}".rstrip())
+                           f"{BUILD_COMMAND} {directory} {_flag(entry)}".rstrip())
     if here is not None:
         problems = foreign_problems(entry, here)
         if problems:
             raise NotAvailable(f"{name} cannot run here: {'; '.join(problems)}; rebuild it on this machine with "
-                               f"attn-export build {_flag(entry)}".rstrip())
+                               f"{BUILD_COMMAND} {directory} {_flag(entry)}".rstrip())
     if entry.get("host_code") and not allow_host_code:
         raise BadInput(f"{name} embeds host code (a version-compatible engine with its lean runtime), which would "
                        f"run in this process; load it only if you trust its origin: set {HOST_CODE_ENV}=1 (or pass "

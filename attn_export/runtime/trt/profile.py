@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInput, ConfigError
+from ..artifacts import BUILD_COMMAND
 
 __all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile"]
 
@@ -88,7 +89,7 @@ class Profile:
         if not problems:
             return None
         return ("the engine's optimisation profile does not cover this input: " + "; ".join(problems)
-                + f" (profile: batch {self.batch}, seq {self.seq}; rebuild with attn-export build "
+                + f" (profile: batch {self.batch}, seq {self.seq}; rebuild with {BUILD_COMMAND} DIR "
                 "--max-batch/--min-seq/--max-seq to widen it)")
 
     def __str__(self) -> str:

@@ -1,0 +1,17 @@
+"""``attn-export report``: render DIR/report.md again from the results DIR holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import DirArg, console
+
+NAME = "report"
+
+
+def command(directory: DirArg = Path("artifacts")) -> None:
+    """Write DIR/report.md (and attention.png) from verify.json, bench.json and metrics.json, whichever exist."""
+    from ..report import write_report
+
+    path = write_report(directory)
+    console(stderr=True).print(f"wrote {path}")
