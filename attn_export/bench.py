@@ -34,13 +34,13 @@ from .runtime import artifacts
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, NotAvailable
 from .runtime.modelinfo import ModelInfo
+from .runtime.readers import available_memory
 from .runtime.targets import Target, discover, parse_backends
 from .runtime.timing import Budget, percentiles, time_interleaved
 
 __all__ = ["BENCH_JSON", "PLOTS", "bench"]
 
-BENCH_JSON = "bench.json"
-PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
+BENCH_JSON, PLOTS = artifacts.BENCH_JSON, artifacts.PLOTS
 
 
 def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -91,12 +91,14 @@ def bench(
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
-    spec = ModelInfo.read(directory).spec
+    info = ModelInfo.read(directory)
+    spec = info.spec
     explicit = parse_backends(backends, REGISTRY) is not None
     targets = [_skip_oracle(t, explicit) for t in discover(directory, backends, REGISTRY)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+    _check_memory(info, max(batches), max(seqs), len(runnable))
     opened: list[tuple[Target, Backend]] = []
     results: list[dict[str, Any]] = []
     try:
@@ -131,6 +133,28 @@ def bench(
         out["plots"] = write_plots(directory, out)
     artifacts.write_json(directory / BENCH_JSON, out)
     return out
+
+
+def _memory_needed(info: ModelInfo, batch: int, seq: int, targets: int) -> int:
+    """Host bytes one shape needs, roughly, in float32 per step: the input once, and for each target (each
+    keeps its own buffers for the shape: measured 5.6 GB for five CPU targets at batch 32, seq 100k, hidden
+    16, where this says 5.7) its normalised copy of the input, the conv front-end's channels, every LSTM
+    layer's outputs, the input gates computed for all steps at once (4 per hidden unit and direction) and
+    the attention's few."""
+    model = info.recipe["model"]
+    hidden = int(model.get("hidden_size", 0)) * (2 if model.get("bidirectional") else 1)
+    per_target = (info.input_size + sum(int(c) for c in model.get("conv_channels", ()))
+                  + int(model.get("num_layers", 1)) * hidden + 4 * hidden + 4)
+    return 4 * batch * seq * (info.input_size + targets * per_target)
+
+
+def _check_memory(info: ModelInfo, batch: int, seq: int, targets: int) -> None:
+    """Refuse the grid's largest shape before anything is allocated when it cannot fit: past the memory
+    available, the kernel kills the process (no message) or numpy raises a MemoryError."""
+    need, free = _memory_needed(info, batch, seq, targets), available_memory()
+    if free is not None and need > free:
+        raise NotAvailable(f"bench --batch {batch} --seq {seq} needs about {need / 2**30:,.1f} GiB; this machine has "
+                           f"{free / 2**30:,.1f} GiB available; expected a smaller --batch or --seq")
 
 
 def _skip_oracle(target: Target, explicit: bool) -> Target:

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from attn_export.errors import ConfigError
 from attn_export.runtime.settings import (
-    BuildConfig, VerifyConfig, _hints, _invalid, _Section, _show, _unknown, override_section, parse_override,
+    BuildConfig, VerifyConfig, _check_nesting, _hints, _invalid, _Section, _show, _unknown, override_section,
+    parse_override,
 )
 
 if sys.version_info >= (3, 11):
@@ -33,6 +34,10 @@ __all__ = [
     "BuildConfig", "DataConfig", "ExportConfig", "ModelConfig", "QuantizeConfig", "Recipe", "TrainConfig",
     "VerifyConfig", "load_recipe", "override_section", "recipe_from_dict", "recipe_to_dict",
 ]
+
+SEED_MAX = 2**64 - 1  # torch.manual_seed's largest; numpy takes any, but one seed rule is easier to state
+SYNTHETIC_MAX_BYTES = 1 << 30  # the synthetic sets as float32: 2^28 values, 1000x the quickstart's
+
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
@@ -50,9 +55,13 @@ class DataConfig(_Section):
     min_len: int = 8  # synthetic: short sequences exercise the dynamic sequence axis
     max_len: int = 64  # synthetic: an 8x length spread, so padding and masking are tested
 
+    # The upper bounds are what the synthetic generator makes in seconds and a CPU trains on: a million
+    # sequences take it about 20 s; its class prototypes cost classes² x features (100 classes of 1024
+    # features: seconds, 1000 classes: minutes); 100k steps is past every UEA data set (EigenWorms: 18k).
     _ranges = {
-        "test_fraction": "(0, 1)", "val_fraction": "[0, 1)", "seed": ">= 0", "n_train": "> 0", "n_test": "> 0",
-        "features": "> 0", "classes": ">= 2", "min_len": ">= 1",
+        "test_fraction": "(0, 1)", "val_fraction": "[0, 1)", "seed": f">= 0 and <= {SEED_MAX}",
+        "n_train": "> 0 and <= 1000000", "n_test": "> 0 and <= 1000000", "features": "> 0 and <= 1024",
+        "classes": ">= 2 and <= 100", "min_len": ">= 1 and <= 100000", "max_len": "<= 100000",
     }
 
     def _check(self) -> None:
@@ -68,6 +77,18 @@ class DataConfig(_Section):
                     f"data.{key} = {_show(getattr(self, key))} is not valid: data.name = {_show(self.name)} reads "
                     'no files; set data.name = "files" to use it'
                 )
+        if self.name != "synthetic":
+            return
+        if self.classes > self.n_train:
+            raise ConfigError(f"data.classes = {self.classes} is out of range: expected a value <= data.n_train = "
+                              f"{self.n_train} (each class needs training sequences)")
+        values = (self.n_train + self.n_test) * (self.min_len + self.max_len) // 2 * self.features
+        if values * 4 > SYNTHETIC_MAX_BYTES:
+            raise ConfigError(
+                f"data.n_train = {self.n_train}, data.n_test = {self.n_test}, data.max_len = {self.max_len} and "
+                f"data.features = {self.features} make about {values * 4 / 2**30:.1f} GiB of synthetic data; "
+                f"expected at most {SYNTHETIC_MAX_BYTES >> 30} GiB (lower one of them)"
+            )
 
 
 @dataclass(frozen=True)
@@ -83,9 +104,12 @@ class ModelConfig(_Section):
     conv_kernel_sizes: tuple[int, ...] = ()  # odd sizes keep the sequence length with "same" padding
     head: Literal["classification", "regression", "none"] = "classification"  # what the shipped recipes do
 
+    # Upper bounds a device can hold and a CPU can train: an LSTM layer of width 8192 alone has 4·H·(H+F)
+    # ≈ 268M weights (1 GiB FP32); deep LSTM stacks need residual connections to train, which this model
+    # does not have, so 16 layers is plenty; a kernel of 1023 steps is wider than most training sequences.
     _ranges = {
-        "hidden_size": "> 0", "num_layers": ">= 1", "dropout": "[0, 1)", "attention_dim": "> 0",
-        "conv_channels": "> 0", "conv_kernel_sizes": ">= 1",
+        "hidden_size": "> 0 and <= 8192", "num_layers": ">= 1 and <= 16", "dropout": "[0, 1)",
+        "attention_dim": "> 0 and <= 8192", "conv_channels": "> 0 and <= 8192", "conv_kernel_sizes": ">= 1 and <= 1023",
     }
 
     def _check(self) -> None:
@@ -113,7 +137,7 @@ class TrainConfig(_Section):
 
     _ranges = {
         "epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "patience": ">= 1",
-        "grad_clip": ">= 0", "min_test_accuracy": "[0, 1]", "seed": ">= 0",
+        "grad_clip": ">= 0", "min_test_accuracy": "[0, 1]", "seed": f">= 0 and <= {SEED_MAX}",
     }
 
 
@@ -184,7 +208,9 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     recipe = Recipe()
     if path is not None:
         try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+            _check_nesting(text, f"recipe file '{path}'", "a recipe (tables nest 2 deep)")
+            raw = tomllib.loads(text)
         except FileNotFoundError as err:
             raise ConfigError(f"recipe file '{path}' does not exist") from err
         except (OSError, UnicodeDecodeError) as err:

@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from attn_export.errors import DataError, NotAvailable
+from attn_export.runtime.artifacts import sha256_file
 from attn_export.runtime.readers import MISSING_POLICIES, _check_missing_policy, _read_ts, _show, read_npz, read_ts
 
 __all__ = [
@@ -130,13 +131,16 @@ class SequenceSet:
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test sets sharing one label list; ``source`` describes where they came from."""
+    """Train / validation / test sets sharing one label list; ``source`` describes where they came from and
+    ``files`` each file read ({"train"/"test": {"path", "sha256"}}; none for synthetic data), so that a later
+    command can tell whether the data is still what the model was trained on."""
 
     train: SequenceSet
     val: SequenceSet
     test: SequenceSet
     labels: Tuple[str, ...]
     source: str
+    files: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -433,6 +437,7 @@ def load_splits(cfg: Any) -> Splits:
         source = (f"synthetic (seed {seed}, {cfg.features} features, {cfg.classes} classes, "
                   f"lengths {cfg.min_len}-{cfg.max_len})")
         train_path = "synthetic"
+        files: Dict[str, Dict[str, str]] = {}
     elif name in NAMED_DATASETS or name == "files":
         if name == "files":
             train_path, test_path = str(cfg.train), str(cfg.test or "")
@@ -457,6 +462,9 @@ def load_splits(cfg: Any) -> Splits:
             test_fraction = _fraction("test_fraction", cfg.test_fraction)
             keep, take = _stratified_split(train.y, test_fraction, np.random.default_rng([seed, 3]))
             train, test = train.subset(keep), train.subset(take)
+        # both were read above, so both exist and can be read again
+        files = {role: {"path": path, "sha256": sha256_file(Path(path))}
+                 for role, path in (("train", train_path), ("test", test_path)) if path}
     else:
         raise DataError(
             f"[data] name = {name!r} is not a dataset; expected one of: synthetic, "
@@ -476,4 +484,4 @@ def load_splits(cfg: Any) -> Splits:
     train = train.subset(keep)
     if test.n == 0:
         test = SequenceSet.empty(labels, train.features)
-    return Splits(train=train, val=val, test=test, labels=tuple(labels), source=source)
+    return Splits(train=train, val=val, test=test, labels=tuple(labels), source=source, files=files)

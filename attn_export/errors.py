@@ -8,12 +8,21 @@
     │   ├── ConfigError        exit 2  a recipe or --set value that does not fit the schema
     │   ├── DataError          exit 2  a malformed or unsuitable data file
     │   └── MissingPrerequisite exit 2 a command run before the one that makes its input
-    └── NotAvailable           exit 3  not possible on this machine (no GPU, no TensorRT, missing extra)
+    ├── NotAvailable           exit 3  not possible on this machine (no GPU, no TensorRT, missing extra)
+    └── (from_os_error)                a file system error: exit 2 for a path that cannot be written as
+                                       given (permissions, read-only, a link or a directory in the way),
+                                       exit 1 for a machine that ran out (disk full, I/O error)
+
+    Interrupted (a BaseException)  exit 130 / 143  SIGINT / SIGTERM, raised where the process was, so that
+                                       every ``finally`` (temporary files, the lock) runs
 
 The CLI prints ``Error: <message>`` on one line and exits with ``exit_code``; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 __all__ = [
     "AttnExportError",
@@ -22,9 +31,11 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingPrerequisite",
+    "Interrupted",
     "NotAvailable",
     "ParityError",
     "WorkFailed",
+    "from_os_error",
 ]
 
 
@@ -70,3 +81,38 @@ class NotAvailable(AttnExportError):
     """Not possible on this machine: a missing package, GPU, or execution provider (exit 3)."""
 
     exit_code = 3
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, turned into an exception by the command lines' signal handlers. Not an
+    ``Exception``: no ``except Exception`` may swallow it; not a ``KeyboardInterrupt``: typer turns that
+    into a silent exit 130 before the command line can say anything."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+
+
+# the machine ran out (exit 1); every other file system error is a path that cannot be used as given (2)
+_RAN_OUT = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EFBIG}
+_HINTS = {
+    errno.EACCES: "expected a path this user may write (check its permissions)",
+    errno.EPERM: "expected a path this user may write (check its permissions)",
+    errno.EROFS: "expected a writable file system",
+    errno.EISDIR: "expected a file there, not a directory",
+    errno.ENOTDIR: "expected a directory there, not a file",
+    errno.ELOOP: "attn-export never writes through a symbolic link: expected a regular file or none",
+    errno.ENOSPC: "expected enough free space (nothing was half-written; free some and run it again)",
+    errno.EDQUOT: "expected enough disk quota (nothing was half-written)",
+}
+
+
+def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None) -> AttnExportError:
+    """An OSError as the one-line project error the command lines print: the path, the OS's reason, and
+    what would work. ``path`` names the file the user knows (the target, not its temporary name)."""
+    where = path if path is not None else (e.filename2 if e.filename2 is not None else e.filename)
+    reason = e.strerror or str(e)
+    hint = _HINTS.get(e.errno or 0, "")
+    message = f"{os.fspath(where)}: {reason}" if where is not None else reason
+    return (WorkFailed if e.errno in _RAN_OUT else BadInput)(message + (f"; {hint}" if hint else ""))

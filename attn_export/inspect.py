@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .runtime import artifacts
+from .runtime import artifacts, schema
 from .errors import BadInput
 from .portability import divergences
 from .runtime.modelinfo import ModelInfo
@@ -18,8 +18,31 @@ from .runtime.modelinfo import ModelInfo
 __all__ = ["describe"]
 
 
+# what a graph input or output holds when it is not a tensor (onnx.TypeProto's "value")
+_NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional",
+                "sparse_tensor_type": "a sparse tensor", None: "untyped"}
+
+
 def _dims(value: Any) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _tensor(value: Any, role: str, path: Path) -> dict[str, Any]:
+    """A graph input or output as inspect shows it; BadInput when it is not a tensor of a known type."""
+    import onnx
+
+    kind = value.type.WhichOneof("value")
+    what = f"{path}: graph {role} {value.name!r}"
+    expected = ("expected an ONNX model whose inputs and outputs are tensors (attn-export's x, lengths, logits, "
+                "attention)")
+    if kind != "tensor_type":
+        raise BadInput(f"{what} is {_NOT_TENSORS.get(kind, kind)}, not a tensor; {expected}")
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+    except KeyError:
+        raise BadInput(f"{what} has element type {value.type.tensor_type.elem_type}, which onnx "
+                       f"{onnx.__version__} cannot name; {expected}") from None
+    return {"name": value.name, "dtype": str(dtype), "dims": _dims(value)}
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
@@ -30,7 +53,6 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
         raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
-    elem = onnx.helper.tensor_dtype_to_np_dtype
     metadata = {p.key: p.value for p in proto.metadata_props}
     out: dict[str, Any] = {
         "path": str(path),
@@ -38,10 +60,8 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "ir_version": proto.ir_version,
         "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
-        "inputs": [{"name": v.name, "dtype": str(elem(v.type.tensor_type.elem_type)), "dims": _dims(v)}
-                   for v in proto.graph.input],
-        "outputs": [{"name": v.name, "dtype": str(elem(v.type.tensor_type.elem_type)), "dims": _dims(v)}
-                    for v in proto.graph.output],
+        "inputs": [_tensor(v, "input", path) for v in proto.graph.input],
+        "outputs": [_tensor(v, "output", path) for v in proto.graph.output],
         "dynamic_axes": {v.name: [d for d in _dims(v) if isinstance(d, str)]
                          for v in list(proto.graph.input) + list(proto.graph.output)},
         "nodes": len(proto.graph.node),
@@ -78,7 +98,7 @@ def describe_directory(directory: Path) -> dict[str, Any]:
         out["model"] = {"model": info.recipe["model"], "input_size": info.input_size, "num_outputs": info.num_outputs,
                         "labels": list(info.labels), "source": info.raw.get("source")}
     if (directory / artifacts.METRICS).is_file():
-        out["metrics"] = artifacts.read_json(directory / artifacts.METRICS)
+        out["metrics"] = artifacts.read_json(directory / artifacts.METRICS, schema.METRICS)
     return out
 
 

@@ -141,6 +141,7 @@ class Layout:
     head: _Part | None
 
 
+@artifacts.writes_directory("load")
 def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = ()) -> str:
     """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
 

@@ -71,8 +71,10 @@ def run(
     verify_overrides: Sequence[str] = (),
     on_stage: Callable[[Stage], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Run every stage into ``directory``; ``on_stage`` hears each as it ends, ``on_epoch`` each epoch."""
+    """Run every stage into ``directory``; ``on_start`` hears the start (the directory's lock held),
+    ``on_stage`` each stage as it ends, ``on_epoch`` each epoch."""
     from .bench import Budget, bench
     from .export import export_onnx
     from .quantize import quantize
@@ -91,6 +93,8 @@ def run(
         return value
 
     with locked(directory, "run"):
+        if on_start is not None:
+            on_start()
         t = time.perf_counter()
         metrics = train(recipe, directory, on_epoch=on_epoch)
         stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}", metrics)

@@ -46,7 +46,7 @@ from .portability import make_portable, matmul_before_transpose
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
 FILES = {p: f for p, f in artifacts.ONNX_FILES.items() if p != "fp32"}  # what quantize makes
-REPORT = "quantize.json"
+REPORT = artifacts.QUANTIZE_JSON
 # Graph ops kept in FP32 by the FP16 conversion, and why: see the module docstring.
 FP16_KEEP_FP32 = ("Sub", "Div", "Where", "Softmax", "ReduceSum")
 QDQ_OPS = ("MatMul", "Gemm", "Conv")
@@ -110,9 +110,14 @@ def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
 
     recipe = recipe_from_dict(info.recipe)
     try:
-        train = load_splits(recipe.data).train
+        splits = load_splits(recipe.data)
     except (DataError, NotAvailable) as e:
         raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
+    changed = _changed_data(info, splits.files)
+    if changed is not None:
+        raise DataError(f"the INT8 calibration data {changed} changed since training (sha256 differs); expected "
+                        "the file the model was trained on")
+    train = splits.train
     if train.features != info.input_size:
         raise MissingPrerequisite(
             f"the recipe's data has {train.features} features, the model {info.input_size}: "
@@ -297,17 +302,18 @@ def _fp16_nodes(proto: Any) -> set[str]:
             if n.op_type not in ("Cast", "Shape") and any(types.get(i) == TensorProto.FLOAT16 for i in n.input)}
 
 
-def _fp16_census(path: Path, scratch: Path) -> tuple[dict[str, int], dict[str, int], list[str]]:
+def _fp16_census(path: Path) -> tuple[dict[str, int], dict[str, int], list[str]]:
+    import tempfile
+
     import onnx
 
     proto = onnx.load(str(path))
     declared = _fp16_nodes(proto)
-    optimized = scratch / ".ort-fp16-check.onnx"
-    try:
+    # ONNX Runtime writes its optimised graph where it is told, following links: never inside DIR
+    with tempfile.TemporaryDirectory(prefix="attn-export-fp16-") as scratch:
+        optimized = Path(scratch) / "optimized.onnx"
         _session(path, optimized=optimized)
         ran = _fp16_nodes(onnx.load(str(optimized))) & declared
-    finally:
-        optimized.unlink(missing_ok=True)
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
     fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32)
     cast_back = sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})
@@ -392,12 +398,36 @@ def labelled_test_split(info: ModelInfo) -> tuple[Any, str | None]:
     if info.head != "classification" or not info.labels:
         return None, "no labelled test split for this model (not a classifier)"
     try:
-        test = load_splits(recipe_from_dict(info.recipe).data).test
+        splits = load_splits(recipe_from_dict(info.recipe).data)
     except (DataError, NotAvailable) as e:
         return None, f"test split unavailable: {e}"
+    changed = _changed_data(info, splits.files)
+    if changed is not None:
+        return None, (f"the test split data {changed} changed since training (sha256 differs); expected the file "
+                      "the model was trained on")
+    test = splits.test
     if test.features != info.input_size:
         return None, "the recipe's data does not match the model's features"
+    if test.n == 0:
+        return None, "the test split is empty: the recipe's data leaves no test sequences"
     return test, None
+
+
+def _changed_data(info: ModelInfo, files: dict[str, dict[str, str]]) -> str | None:
+    """The first data file whose sha256 differs from the one training recorded in metrics.json, so that no
+    accuracy is judged or calibration drawn on other data than the model's; None when all match, or when
+    training recorded none (synthetic data, a model imported with attn-export load, or trained before the
+    files were recorded)."""
+    path = info.path.parent / artifacts.METRICS
+    metrics = artifacts.read_json(path) if path.is_file() else None
+    recorded = metrics.get("data_files") if isinstance(metrics, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    for role, now in files.items():
+        then = recorded.get(role)
+        if not isinstance(then, dict) or then.get("sha256") != now["sha256"]:
+            return now["path"]
+    return None
 
 
 @artifacts.writes_directory("quantize")
@@ -443,7 +473,7 @@ def quantize(
         with artifacts.atomic_path(directory / name) as tmp:
             if precision == "fp16":
                 _make_fp16(source, tmp)
-                quantized, plain, notes = _fp16_census(tmp, directory)
+                quantized, plain, notes = _fp16_census(tmp)
                 method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
                 reference.require_intrinsic("fp16", reference_path)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))

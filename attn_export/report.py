@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .bench import BENCH_JSON
 from .errors import MissingPrerequisite
-from .runtime import artifacts
+from .runtime import artifacts, schema
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
-REPORT_MD = "report.md"
-ATTENTION_PNG = "attention.png"
+REPORT_MD, ATTENTION_PNG = artifacts.REPORT_MD, artifacts.ATTENTION_PNG
 
 
 def _cell(text: str | None) -> str:
@@ -193,25 +191,25 @@ def _verify_section(directory: Path, result: VerifyResult) -> list[str]:
 def write_report(directory: Path) -> Path:
     """Render DIR/report.md (and attention.png) from the results DIR holds: verify.json, bench.json,
     metrics.json. A missing one gets a line saying which command makes it; none at all is an error."""
-    verify_path, bench_path = directory / VERIFY_JSON, directory / BENCH_JSON
+    verify_path, bench_path = directory / VERIFY_JSON, directory / artifacts.BENCH_JSON
     if not verify_path.is_file() and not bench_path.is_file():
         artifacts.require(directory, artifacts.MODEL_JSON)
-        raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {BENCH_JSON}); "
+        raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {artifacts.BENCH_JSON}); "
                                   f"run attn-export verify {directory} and attn-export bench {directory} first")
     lines = [f"# attn-export report: {directory.name}", ""]
     metrics_path = directory / artifacts.METRICS
     if metrics_path.is_file():
-        test = artifacts.read_json(metrics_path).get("test") or {}
+        test = artifacts.read_json(metrics_path, schema.METRICS)["test"]
         if test.get("accuracy") is not None:
             lines += [f"Trained model: test accuracy {test['accuracy']:.4f} (`{artifacts.METRICS}`).", ""]
     if verify_path.is_file():
-        lines += _verify_section(directory, VerifyResult.from_dict(artifacts.read_json(verify_path)))
+        lines += _verify_section(directory, VerifyResult.from_dict(artifacts.read_json(verify_path, schema.VERIFY)))
     else:
         lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
                   f"`attn-export report {directory}`."]
     lines += ["", "## Latency and throughput (`attn-export bench`)", ""]
     if bench_path.is_file():
-        lines += _bench_section(artifacts.read_json(bench_path))
+        lines += _bench_section(artifacts.read_json(bench_path, schema.BENCH))
     else:
         lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
     path = directory / REPORT_MD

@@ -8,6 +8,7 @@ metrics.json into DIR; the best epoch's weights (lowest validation loss) are the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,12 @@ from torch import nn
 
 from .runtime import artifacts
 from .checkpoint import save_model
-from .config import Recipe
+from .config import Recipe, TrainConfig
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM
 
-__all__ = ["EpochStats", "evaluate", "train"]
+__all__ = ["EpochStats", "evaluate", "json_safe", "train"]
 
 EVAL_BATCH = 256
 
@@ -96,6 +97,11 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     splits = splits or load_splits(recipe.data)
+    if splits.test.n == 0 and cfg.min_test_accuracy > 0:
+        raise ConfigError(
+            f"train.min_test_accuracy = {cfg.min_test_accuracy} cannot be checked: the test split is empty; expected "
+            "a test file (data.test) or a data.test_fraction that leaves test sequences, or no floor"
+        )
     device = resolve_device(cfg.device)
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -143,8 +149,13 @@ def _train(
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimiser.step()
-            total += loss.item() * len(y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _diverged(cfg, epoch, value)
+            total += value * len(y)
         val = evaluate(model, monitor, device)
+        if not math.isfinite(val["loss"]):
+            raise _diverged(cfg, epoch, val["loss"])
         improved = val["loss"] < best_loss - 1e-6
         if improved:
             best_loss, best_epoch, waited = val["loss"], epoch, 0
@@ -172,6 +183,8 @@ def _train(
         "seed": cfg.seed,
         "device": str(device),
         "data": splits.source,
+        # what verify and quantize compare before they judge on the data again (never on a changed file)
+        "data_files": splits.files,
         "sizes": {"train": splits.train.n, "val": splits.val.n, "test": splits.test.n},
     }
     lengths = splits.train.lengths
@@ -184,7 +197,7 @@ def _train(
         source=splits.source,
         train_lengths={"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
     )
-    artifacts.write_json(directory / artifacts.METRICS, _json_safe(metrics))
+    artifacts.write_json(directory / artifacts.METRICS, json_safe(metrics))
     accuracy = metrics["test"]["accuracy"]
     if accuracy < cfg.min_test_accuracy:
         raise WorkFailed(
@@ -194,10 +207,17 @@ def _train(
     return metrics
 
 
-def _json_safe(obj: Any) -> Any:
+def _diverged(cfg: TrainConfig, epoch: int, loss: float) -> WorkFailed:
+    """A non-finite loss: the weights are lost, and a smaller step (or clipping) is what helps."""
+    clip = "" if cfg.grad_clip > 0 else " or train.grad_clip > 0"
+    return WorkFailed(f"training diverged at epoch {epoch} (loss {loss:g}); expected a smaller train.lr than "
+                      f"{cfg.lr:g}{clip}")
+
+
+def json_safe(obj: Any) -> Any:
     """NaN (an empty split's accuracy) becomes null: JSON has no NaN."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, float) and obj != obj:
         return None
     return obj

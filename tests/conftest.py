@@ -74,7 +74,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
     """What attn-export verify writes into an artefact's manifest entry (without running it)."""
     manifest = artifacts.read_manifest(directory)
-    manifest["artifacts"][name]["verified"] = {"passed": passed, "verify_sha256": "0" * 64,
+    manifest["artifacts"][name]["verified"] = {"passed": passed, "sha256": artifacts.sha256_file(directory / name),
+                                               "verify_sha256": "0" * 64,
                                                "backends": ["ort-cpu"], "accuracy": 0.5}
     artifacts.write_json(directory / artifacts.MANIFEST, manifest)
 

@@ -69,18 +69,19 @@ def quantized(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.mark.parametrize("command, temp", [
-    (["export"], ".model.onnx."),
-    (["quantize", "--fp16"], ".model.fp16.onnx."),
-    (["train", *TINY, "--set", "train.epochs=2"], ".model.safetensors."),
+@pytest.mark.parametrize("command, target", [
+    (["export"], "model.onnx"),
+    (["quantize", "--fp16"], "model.fp16.onnx"),
+    (["train", *TINY, "--set", "train.epochs=2"], "model.safetensors"),
 ])
 def test_a_writer_killed_mid_write_leaves_the_previous_artefacts(quantized: Path, tmp_path: Path,
-                                                                 command: list[str], temp: str) -> None:
+                                                                 command: list[str], target: str) -> None:
     directory = tmp_path / "d"
     shutil.copytree(quantized, directory)
     before = snapshot(directory)
     process = stopped_at_commit(directory, command[0], str(directory), *command[1:])
-    written = [p for p in directory.iterdir() if p.name.startswith(temp)]
+    # the writer's own temporary name: attn-export's prefix, its pid, the target
+    written = [p for p in directory.iterdir() if p.name.startswith(f"{artifacts.TMP_PREFIX}{process.pid}.{target}.")]
     assert written and written[0].stat().st_size > 0  # the new artefact is written, not yet committed
     kill(process)
     assert snapshot(directory) == before

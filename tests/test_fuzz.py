@@ -1,5 +1,6 @@
 """Fuzzing the readers a user can hand arbitrary input: the recipe loader, ``--set`` overrides, the ``.ts``
-reader and the ``.npz`` reader.
+reader, the ``.npz`` reader, and the readers of every JSON artefact (model.json, manifest.json, metrics.json,
+verify.json, bench.json, a bundle's bundle.json) on random JSON and on mutations of real files.
 
 The property everywhere: the call either returns a valid result or raises one of the project's own errors
 (a subclass of ``AttnExportError``, which the CLI turns into one ``Error:`` line and DESIGN's exit code).
@@ -9,12 +10,18 @@ would reach the user as a traceback.
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import math
+import shutil
 import string
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -26,6 +33,13 @@ from hypothesis import strategies as st  # noqa: E402
 from attn_export.config import Recipe, _SECTIONS, _hints, load_recipe, recipe_from_dict  # noqa: E402
 from attn_export.data import read_npz, read_ts  # noqa: E402
 from attn_export.errors import AttnExportError, ConfigError, DataError  # noqa: E402
+from attn_export.inspect import describe_directory, render  # noqa: E402
+from attn_export.report import write_report  # noqa: E402
+from attn_export.runtime import Predictor, artifacts, schema  # noqa: E402
+from attn_export.runtime.bundle import BUNDLE_JSON, _check_listing, pack, unpack  # noqa: E402
+from attn_export.runtime.modelinfo import ModelInfo  # noqa: E402
+
+from conftest import cli  # noqa: E402
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 FEW = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -393,3 +407,239 @@ def test_recipe_fuzz_found_cases(tmp_path: Path) -> None:
         _ours_or_ok(load_recipe, None, [item])
     with pytest.raises(ConfigError):
         load_recipe(tmp_path / "absent.toml")
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON artefacts: random JSON, and mutations of the files a real artefact directory holds
+
+JSON_FEW = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+JSON_MANY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+JSON_FILES = ("model.json", "manifest.json", "metrics.json", "verify.json", "bench.json")
+
+
+def _declared_keys(node: Any) -> set[str]:
+    """Every key the schema declares below ``node``: the names a mutation is most likely to matter at."""
+    if isinstance(node, schema.Obj):
+        return set(node.fields).union(*(_declared_keys(v) for v in node.fields.values()))
+    if isinstance(node, schema.Table):
+        return _declared_keys(node.values)
+    if isinstance(node, (schema.Maybe, schema.Items, schema.Where)):
+        return _declared_keys(node.node)
+    return set()
+
+
+JSON_KEYS = sorted(set().union(*(_declared_keys(k) for k in (schema.MODEL, schema.MANIFEST, schema.METRICS,
+                                                              schema.VERIFY, schema.BENCH, schema.BUNDLE)))
+                   | {"model.onnx", "model.json", "reference.npz", "model.safetensors", "runtime", "x", "1"})
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 70), st.integers(-(2**70), 2**70), st.just(-(10**400)),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["", ".", "..", "../model.onnx", "/etc/passwd", "model.onnx", "runtime", "runtime/", "a/b",
+                     "fp32", "classification", "regression", "none", "passed", "failed", "skipped", "0" * 64]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.one_of(st.sampled_from(JSON_KEYS), st.text(max_size=6)), inner,
+                                            max_size=4)),
+    max_leaves=12,
+)
+
+
+def _locations(doc: Any, at: tuple = ()) -> list[tuple]:
+    """Every place in ``doc``, as a path of keys and indices (the document itself is ``()``)."""
+    out = [at]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _locations(v, at + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _locations(v, at + (i,))
+    return out
+
+
+@st.composite
+def mutations(draw: Any, original: Any) -> str:
+    """``original`` with one to three values replaced, deleted, added or wrapped; at times cut short."""
+    doc = copy.deepcopy(original)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.sampled_from(_locations(doc)))
+        op = draw(st.sampled_from(["replace", "replace", "delete", "add", "wrap"]))
+        value = draw(json_values)
+        if not at:
+            doc = value if op == "replace" else [doc] if op == "wrap" else doc
+            continue
+        parent = doc
+        for key in at[:-1]:
+            parent = parent[key]
+        key = at[-1]
+        if op == "delete":
+            del parent[key]
+        elif op == "add" and isinstance(parent[key], dict):
+            parent[key][draw(st.one_of(st.sampled_from(JSON_KEYS), st.text(max_size=6)))] = value
+        elif op == "wrap":
+            parent[key] = [parent[key]] if draw(st.booleans()) else {"x": parent[key]}
+        else:
+            parent[key] = value
+    text = json.dumps(doc, indent=draw(st.sampled_from([None, 1])))
+    return text[: draw(st.integers(0, len(text)))] if draw(st.integers(0, 9)) == 0 else text
+
+
+@pytest.fixture(scope="module")
+def json_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real artefact directory with every JSON artefact: the tiny model verified on the device (what
+    ``python -m attn_export.runtime verify`` writes) and benched; its verify.json also holds the attention
+    samples a host's verify adds (the host's test split). Made once; the fuzzers work on copies."""
+    directory = tmp_path_factory.mktemp("json") / "model"
+    shutil.copytree(tiny_dir, directory)
+    done = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(directory)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    benched = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1,2", "--seq", "4,8",
+                  "--seconds", "0.05")
+    assert benched.returncode == 0, benched.stderr
+    verified = json.loads((directory / "verify.json").read_text())
+    verified["attention_samples"] = {"indices": [3, 7], "lengths": [2, 3], "labels": [0, 2],
+                                     "by_target": {"ort-cpu model.onnx": [[0.25, 0.75], [0.2, 0.3, 0.5]]}}
+    (directory / "verify.json").write_text(json.dumps(verified))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def originals(json_dir: Path) -> dict[str, Any]:
+    out = {name: json.loads((json_dir / name).read_text()) for name in JSON_FILES}
+    with __import__("tarfile").open(pack(json_dir, json_dir.parent / "b.tar.gz").path) as tar:
+        out[BUNDLE_JSON] = json.loads(tar.extractfile(BUNDLE_JSON).read())  # type: ignore[union-attr]
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(json_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """A private copy of the directory per fuzzer (made on first use, reused by its examples)."""
+    copies: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in copies:
+            copies[name] = tmp_path_factory.mktemp("fuzz") / name
+            shutil.copytree(json_dir, copies[name])
+        return copies[name]
+
+    return get
+
+
+def _load(directory: Path) -> None:
+    predictor = _ours_or_ok(Predictor.load, directory, backend="ort-cpu", allow_unverified=True, threads=1)
+    if predictor is not None:
+        predictor.close()
+
+
+def _model_json(directory: Path, text: str) -> None:
+    """model.json as ``text``, recorded in the manifest as if train had written it (so that the runtime
+    reads it rather than refusing a changed file), then read by ModelInfo and the runtime."""
+    (directory / "model.json").write_text(text)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["artifacts"]["model.json"]["sha256"] = artifacts.sha256_file(directory / "model.json")
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    info = _ours_or_ok(ModelInfo.read, directory)
+    assert info is None or isinstance(info, ModelInfo) and info.spec.features == info.input_size
+    if info is not None:
+        _load(directory)
+
+
+@JSON_MANY
+@given(st.data())
+def test_model_json_mutations(work: Callable[[str], Path], originals: dict[str, Any], data: Any) -> None:
+    _model_json(work("model"), data.draw(mutations(originals["model.json"])))
+
+
+@JSON_FEW
+@given(json_values)
+def test_model_json_arbitrary(work: Callable[[str], Path], value: Any) -> None:
+    _model_json(work("model"), json.dumps(value))
+
+
+def _manifest(directory: Path, text: str, originals: dict[str, Any]) -> None:
+    (directory / "manifest.json").write_text(text)
+    if _ours_or_ok(artifacts.read_manifest, directory) is None:
+        return
+    for name in originals["manifest.json"]["artifacts"]:
+        problems = _ours_or_ok(artifacts.check_lineage, directory, name)
+        assert problems is None or all(isinstance(p, str) and "\n" not in p for p in problems)
+    described = _ours_or_ok(describe_directory, directory)
+    if described is not None:
+        render(described)
+    _load(directory)
+
+
+@JSON_MANY
+@given(st.data())
+def test_manifest_json_mutations(work: Callable[[str], Path], originals: dict[str, Any], data: Any) -> None:
+    _manifest(work("manifest"), data.draw(mutations(originals["manifest.json"])), originals)
+
+
+@JSON_FEW
+@given(json_values)
+def test_manifest_json_arbitrary(work: Callable[[str], Path], originals: dict[str, Any], value: Any) -> None:
+    _manifest(work("manifest"), json.dumps(value), originals)
+
+
+def _metrics(directory: Path, text: str) -> None:
+    (directory / "metrics.json").write_text(text)
+    _ours_or_ok(artifacts.read_json, directory / "metrics.json", schema.METRICS)
+    described = _ours_or_ok(describe_directory, directory)
+    if described is not None:
+        render(described)
+
+
+@JSON_MANY
+@given(st.one_of(json_values.map(json.dumps), st.data()))
+def test_metrics_json(work: Callable[[str], Path], originals: dict[str, Any], drawn: Any) -> None:
+    text = drawn if isinstance(drawn, str) else drawn.draw(mutations(originals["metrics.json"]))
+    _metrics(work("metrics"), text)
+
+
+def _report(directory: Path, name: str, text: str) -> None:
+    """The report's readers (verify.json, bench.json, metrics.json) and the sections rendered from them;
+    the attention heatmap is left out (matplotlib is slow, and a plot is not a reader)."""
+    (directory / name).write_text(text)
+    with mock.patch("attn_export.report.attention_heatmaps", return_value=None):
+        _ours_or_ok(write_report, directory)
+
+
+@JSON_MANY
+@given(st.one_of(json_values.map(json.dumps), st.data()))
+def test_verify_json_through_the_report(work: Callable[[str], Path], originals: dict[str, Any], drawn: Any) -> None:
+    text = drawn if isinstance(drawn, str) else drawn.draw(mutations(originals["verify.json"]))
+    _report(work("verify"), "verify.json", text)
+
+
+@JSON_MANY
+@given(st.one_of(json_values.map(json.dumps), st.data()))
+def test_bench_json_through_the_report(work: Callable[[str], Path], originals: dict[str, Any], drawn: Any) -> None:
+    directory = work("bench")
+    (directory / "verify.json").unlink(missing_ok=True)  # bench.json alone
+    text = drawn if isinstance(drawn, str) else drawn.draw(mutations(originals["bench.json"]))
+    _report(directory, "bench.json", text)
+
+
+@pytest.fixture(scope="module")
+def staging(json_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real bundle, unpacked: what the listing check sees after extraction."""
+    return unpack(json_dir.parent / "b.tar.gz", tmp_path_factory.mktemp("bundle") / "staging")
+
+
+@JSON_MANY
+@given(st.one_of(json_values.map(json.dumps), st.data()))
+def test_bundle_json_listing(staging: Path, originals: dict[str, Any], drawn: Any) -> None:
+    text = drawn if isinstance(drawn, str) else drawn.draw(mutations(originals[BUNDLE_JSON]))
+    (staging / BUNDLE_JSON).write_text(text)
+    _ours_or_ok(_check_listing, staging, staging.parent / "fuzzed.tar.gz")
+
+
+def test_json_fuzz_found_cases(json_dir: Path, tmp_path: Path) -> None:
+    """Regressions for what the JSON fuzzers found, kept explicit."""
+    directory = tmp_path / "d"
+    shutil.copytree(json_dir, directory)
+    for text in ["[" * 100_000, '{"artifacts": {"model.onnx": {"sha256": "x", "parent": "."}}}', "1" * 5000,
+                 '{"artifacts": {"model.onnx": {"sha256": "x", "verified": {"passed": "yes"}}}}']:
+        _manifest(directory, text, {"manifest.json": {"artifacts": {"model.onnx": {}}}})

@@ -15,7 +15,8 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
-from ..errors import AttnExportError, NotAvailable
+from ..errors import AttnExportError, Interrupted, NotAvailable, from_os_error
+from ..runtime.interrupt import interruptible, message
 from . import (
     bench,
     build,
@@ -71,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = ["--debug", *(a for a in args if a != "--debug")]
     command = plain(typer.main.get_command(app))
     try:
-        result = command.main(args=args, prog_name="attn-export", standalone_mode=False)
+        with interruptible():
+            result = command.main(args=args, prog_name="attn-export", standalone_mode=False)
+    except Interrupted as e:
+        typer.echo(f"Error: {message(e)}", err=True)
+        return e.exit_code
     except Exit as e:
         return e.exit_code
     except TyperException as e:  # typer's own click: usage errors, bad parameters (exit 2)
@@ -85,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         typer.echo(f"Error: {e}", err=True)
         return e.exit_code
+    except OSError as e:  # a file system error no command turned into its own message: still one line
+        if debug:
+            traceback.print_exc()
+        error = from_os_error(e)
+        typer.echo(f"Error: {error}", err=True)
+        return error.exit_code
     except ImportError as e:
         hint = _install_hint(e.name)
         if hint is None or debug:

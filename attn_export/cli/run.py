@@ -42,10 +42,10 @@ def command(
             details[stage.name](stage.result)
         out_console.rule(f"{stage.name}: {stage.summary}")
 
-    out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}")
     try:
         result = run(r, out, bench_seconds, [o for o in overrides or [] if o.strip().startswith("verify.")],
-                     on_stage=show, on_epoch=bar.on_epoch)
+                     on_stage=show, on_epoch=bar.on_epoch,
+                     on_start=lambda: out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}"))
     finally:
         bar.stop()
     _summary(out_console, result.stages)

@@ -64,22 +64,28 @@ def _early_stop(metrics: dict[str, Any]) -> str:
 
 def summary(metrics: dict[str, Any], directory: Path) -> str:
     test = metrics["test"]
+    scored = (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if metrics["sizes"]["test"]
+              else "no test accuracy (the test split is empty)")
     ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"
            if metrics.get("stopped_early") else f"after {metrics['epochs']} epochs, best epoch {metrics['best_epoch']}")
-    return f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
+    return f"{scored} {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
 
 
 
 def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train with a progress bar on stderr; returns metrics.json's contents."""
-    from ..train import train
+    """Train with a progress bar on stderr; returns metrics.json's contents (strict JSON: an empty split's
+    NaN accuracy is null)."""
+    from ..data import load_splits
+
+    splits = load_splits(r.data)  # bad data is one line before torch is imported (seconds)
+    from ..train import json_safe, train
 
     bar = TrainingBar(r.train.epochs, quiet)
     metrics: dict[str, Any] = {}
     try:
-        metrics = train(r, directory, on_epoch=bar.on_epoch)
+        metrics = train(r, directory, on_epoch=bar.on_epoch, splits=splits)
     finally:
         bar.stop(metrics)
     if not quiet:
         console(stderr=True).print(summary(metrics, directory))
-    return metrics
+    return json_safe(metrics)

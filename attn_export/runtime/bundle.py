@@ -36,8 +36,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Union
 
 from .. import __version__
-from ..errors import BadInput, DataError, MissingPrerequisite
-from . import artifacts
+from ..errors import BadInput, DataError, MissingPrerequisite, from_os_error
+from . import artifacts, schema
 from .modelinfo import ModelInfo
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
@@ -47,7 +47,7 @@ __all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack"
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
 ONNX_FILES = tuple(PRECISION_FILES.values())
-OPTIONAL_FILES = (artifacts.REFERENCE, "verify.json")
+OPTIONAL_FILES = (artifacts.REFERENCE, artifacts.VERIFY_JSON)
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 10_000
@@ -91,7 +91,7 @@ STEPS = {  # the README's run steps per target; jetson's take the build commands
 
     python3 -m pip install -r requirements.txt                     # numpy and onnxruntime
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
-    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz [--precision fp32] [--json]
+    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision fp32   # --json for JSON
     PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
 """,
     "jetson": """## Run on the Jetson
@@ -174,6 +174,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     info = ModelInfo.read(directory)
     artifacts.require(directory, artifacts.MANIFEST)
     manifest = artifacts.read_manifest(directory)
+    if out.resolve().parent == directory.resolve() and (out.name in manifest["artifacts"] or out.name.startswith(".")
+                                                          or out.name in artifacts.DIRECTORY_FILES):
+        raise BadInput(f"--out {out} would replace {out.name} in the directory being packed; expected a bundle "
+                       "path outside it, or a new name (e.g. model.tar.gz)")
     names = _artifact_names(directory, manifest, target)
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
@@ -281,8 +285,11 @@ def unpack(
                 checked.append(member)
         except (tarfile.TarError, OSError, EOFError) as e:
             raise DataError(f"{archive}: corrupt archive: {e}") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
+        except OSError as e:
+            raise from_os_error(e, target) from None
         try:
             _extract(tar, checked, staging, archive)
             _check_listing(staging, archive)
@@ -314,19 +321,21 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
 
 
 def _check_listing(staging: Path, archive: Path) -> None:
-    """Every file listed in bundle.json is present with its sha256 (a bundle without one is accepted)."""
+    """Every file listed in bundle.json is one of the archive's own regular files, with its sha256 (a
+    bundle without a listing is accepted). A name is a relative path without ``..`` (``schema.BUNDLE``), so
+    that no listing has a file outside the staging directory hashed: a hash that matches would tell its
+    author what the file holds."""
     listing_path = staging / BUNDLE_JSON
     if not listing_path.is_file():
         return
-    listing = artifacts.read_json(listing_path)
-    files = listing.get("files") if isinstance(listing, dict) else None
-    if not isinstance(files, dict):
-        raise DataError(f"{archive}: {BUNDLE_JSON} has no 'files' table")
+    where = f"{archive}: {BUNDLE_JSON}"
+    files = artifacts.read_json(listing_path, schema.BUNDLE, where)["files"]
     for name, entry in files.items():
-        path = staging / name
-        if not path.is_file():
-            raise DataError(f"{archive}: {name} is listed in {BUNDLE_JSON} but missing")
-        if artifacts.sha256_file(path) != entry.get("sha256"):
+        path = staging.joinpath(*name.split("/"))
+        if path.is_symlink() or not path.is_file():
+            raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
+                            "names of the archive's own files")
+        if artifacts.sha256_file(path) != entry["sha256"]:
             raise DataError(f"{archive}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
 
 

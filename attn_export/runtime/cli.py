@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
-from ..errors import AttnExportError, ParityError
+from ..errors import AttnExportError, Interrupted, ParityError, from_os_error
+from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 
 __all__ = ["main", "prediction_rows"]
@@ -174,7 +175,10 @@ def _info(args: argparse.Namespace) -> int:
         if not (args.directory / name).is_file():
             continue
         verdict = entry.get("verified") if isinstance(entry, dict) else None
-        files[name] = {"problems": artifacts.check_lineage(args.directory, name),
+        problems = artifacts.check_lineage(args.directory, name)
+        if isinstance(verdict, dict) and verdict.get("sha256") != artifacts.sha256_file(args.directory / name):
+            problems.append("not the file verify checked")
+        files[name] = {"problems": problems,
                        "verifiable": name in ONNX_FILES.values() or name.endswith(".engine"),
                        "verified": None if not isinstance(verdict, dict) else verdict.get("passed")}
     backends = status()
@@ -200,10 +204,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(args_list)
     run = {"verify": _verify, "predict": _predict, "build": _build, "info": _info}[args.command]
     try:
-        return run(args)
+        with interruptible():
+            return run(args)
+    except Interrupted as e:
+        print(f"Error: {message(e)}", file=sys.stderr)
+        return e.exit_code
     except AttnExportError as e:
         print(f"Error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as e:  # a file system error no step turned into its own message: still one line
+        error = from_os_error(e)
+        print(f"Error: {error}", file=sys.stderr)
+        return error.exit_code

@@ -57,7 +57,9 @@ def read_input(path: Union[str, Path]) -> InputSet:
     text = str(path)
     p = Path(text)
     if p.is_dir() or (_is_glob(text) and not p.exists()):
-        files = sorted(Path(f) for f in (glob.glob(str(p / "*.csv")) if p.is_dir() else glob.glob(text)))
+        # a directory that exists is taken literally, "[" and all ("data[1]/"); only a pattern is a pattern
+        pattern = str(Path(glob.escape(text)) / "*.csv") if p.is_dir() else text
+        files = sorted(Path(f) for f in glob.glob(pattern))
         files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
         if not files:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")

@@ -4,25 +4,24 @@
     info.spec, info.labels, info.verify, info.build, info.train_lengths
 
 ``model.json`` is written by ``attn-export train`` / ``load`` (``attn_export.checkpoint``); this is the one
-place that reads it. Its shape is checked here (an edited or damaged file is a DataError naming what is
-wrong), so no caller indexes raw dictionaries.
+place that reads it. Its shape is checked here, against ``schema.MODEL`` and the rules across its keys (an
+edited or damaged file is a DataError naming the key), so no caller indexes raw dictionaries.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DataError
-from . import artifacts
+from . import artifacts, schema
 from .iospec import HEAD_OUTPUT, IOSpec
 from .settings import BuildConfig, VerifyConfig, recorded_sections
 
 __all__ = ["FORMAT", "ModelInfo"]
 
-FORMAT = 1  # model.json's format: attn_export.checkpoint writes it
+FORMAT = schema.MODEL_FORMAT  # model.json's format: attn_export.checkpoint writes it
 
 
 @dataclass(frozen=True)
@@ -51,44 +50,28 @@ class ModelInfo:
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> "ModelInfo":
-        def bad(what: str) -> DataError:
-            return DataError(f"{path} is not an attn-export model.json: {what}")
-
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise bad(f"expected an object with format {FORMAT}")
-        recipe = raw.get("recipe")
-        if not isinstance(recipe, dict) or not isinstance(recipe.get("model"), dict):
-            raise bad("no recipe with a [model] table")
-        head = recipe["model"].get("head", "classification")
+        """``raw`` checked against ``schema.MODEL``, then what the table cannot say: a head ``IOSpec`` knows,
+        one label per output (none for a regression or context head), one statistic per input feature, the
+        recorded recipe's [verify] and [build] tables. DataError naming ``path`` and the key."""
+        schema.check(raw, schema.MODEL, path)
+        size, outputs = raw["input_size"], raw["num_outputs"]
+        head = raw["recipe"]["model"].get("head", "classification")
         if head not in HEAD_OUTPUT:
-            raise bad(f"model.head {head!r} is not one of {', '.join(HEAD_OUTPUT)}")
-        sizes = []
-        for key in ("input_size", "num_outputs"):
-            value = raw.get(key)
-            if type(value) is not int or value < 1:
-                raise bad(f"{key} = {value!r}, expected a positive integer")
-            sizes.append(value)
+            raise schema.mismatch(path, ("recipe", "model", "head"), head, "one of " + ", ".join(HEAD_OUTPUT))
         labels = raw.get("labels") or []
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise bad("labels is not a list of strings")
-        if head == "classification" and labels and len(labels) != sizes[1]:
-            raise bad(f"{len(labels)} labels for {sizes[1]} outputs")
-        norm = raw.get("normalization") or {"mean": [0.0] * sizes[0], "std": [1.0] * sizes[0]}
-        mean, std = _floats(norm, "mean", sizes[0], bad), _floats(norm, "std", sizes[0], bad)
-        lengths = raw.get("train_lengths")
-        if lengths is not None and not (isinstance(lengths, dict) and all(
-                type(lengths.get(k)) is int and lengths[k] >= 1 for k in ("min", "median", "max"))):
-            raise bad("train_lengths is not {min, median, max} of positive integers")
+        if head == "classification" and len(labels) != outputs:
+            raise schema.mismatch(path, ("labels",), labels,
+                                  f"{outputs} labels (strings), one per output (num_outputs {outputs})")
+        if head != "classification" and labels:
+            raise schema.mismatch(path, ("labels",), labels, "[] (only a classification model has labels)")
+        norm = raw.get("normalization") or {"mean": [0.0] * size, "std": [1.0] * size}
+        for key in ("mean", "std"):
+            if len(norm[key]) != size:
+                raise schema.mismatch(path, ("normalization", key), norm[key],
+                                      f"{size} finite numbers, one per input feature (input_size {size})")
         try:
-            verify, build = recorded_sections(recipe)
+            verify, build = recorded_sections(raw["recipe"])
         except ConfigError as e:
-            raise bad(str(e)) from None
-        return cls(path, sizes[0], sizes[1], head, tuple(labels), mean, std, lengths, recipe, verify, build, raw)
-
-
-def _floats(norm: Any, key: str, size: int, bad: Any) -> Tuple[float, ...]:
-    values: List[Any] = norm.get(key) if isinstance(norm, dict) else None  # type: ignore[assignment]
-    if (not isinstance(values, list) or len(values) != size
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
-        raise bad(f"normalization.{key} is not {size} finite numbers")
-    return tuple(float(v) for v in values)
+            raise DataError(f"{path}: the recorded recipe: {e}") from None
+        return cls(path, size, outputs, head, tuple(labels), tuple(float(v) for v in norm["mean"]),
+                   tuple(float(v) for v in norm["std"]), raw.get("train_lengths"), raw["recipe"], verify, build, raw)

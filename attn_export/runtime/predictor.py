@@ -102,9 +102,10 @@ def _check_engine(directory: Path, name: str, manifest: Dict[str, Any], allow_un
     """Changed, stale or host code (exit 2), failed or missing verification (exit 2), foreign (exit 3)."""
     from .trt.compat import HOST_CODE_ENV, check_engine, foreign_problems
 
+    sha256 = artifacts.sha256_file(directory / name)
     entry = check_engine(directory, name, manifest, None, allow_host_code=os.environ.get(HOST_CODE_ENV) == "1",
-                         sha256=artifacts.sha256_file(directory / name))
-    _verdict(directory, name, entry, allow_unverified, notes)
+                         sha256=sha256)
+    _verdict(directory, name, entry, sha256, allow_unverified, notes)
     problems = foreign_problems(entry, _here())
     if problems:
         raise NotAvailable(f"{directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
@@ -124,9 +125,11 @@ def _entry(manifest: Dict[str, Any], name: str, directory: Path) -> Dict[str, An
     return entry
 
 
-def _integrity(directory: Path, name: str, entry: Dict[str, Any], notes: List[str]) -> None:
-    """Refuse a changed (DataError) or stale (MissingPrerequisite) artefact; note an absent parent."""
-    if artifacts.sha256_file(directory / name) != entry.get("sha256"):
+def _integrity(directory: Path, name: str, entry: Dict[str, Any], notes: List[str]) -> str:
+    """Refuse a changed (DataError) or stale (MissingPrerequisite) artefact; note an absent parent.
+    Returns the file's sha256."""
+    sha256 = artifacts.sha256_file(directory / name)
+    if sha256 != entry.get("sha256"):
         raise DataError(f"{directory / name} was changed after it was recorded (its sha256 differs from "
                         f"{artifacts.MANIFEST}); refusing to load it")
     parent = entry.get("parent")
@@ -136,11 +139,21 @@ def _integrity(directory: Path, name: str, entry: Dict[str, Any], notes: List[st
         elif artifacts.sha256_file(directory / parent) != entry.get("parent_sha256"):
             raise MissingPrerequisite(f"{directory / name} is stale: its parent {parent} changed since it was "
                                       "made; re-run the command that made it")
+    return sha256
 
 
-def _verdict(directory: Path, name: str, entry: Dict[str, Any], allow_unverified: bool, notes: List[str]) -> None:
+def _verdict(directory: Path, name: str, entry: Dict[str, Any], sha256: str, allow_unverified: bool,
+             notes: List[str]) -> None:
+    """Refuse what verify did not pass. A verdict holds for the bytes it checked: its ``sha256`` must be
+    the file's, whatever the manifest entry says (an entry's hash is edited as easily as the file)."""
     verified = entry.get("verified")
     if isinstance(verified, dict) and verified.get("passed") is True:
+        if verified.get("sha256") == sha256:
+            return
+        if not allow_unverified:
+            raise MissingPrerequisite(f"{directory / name} is not the file attn-export verify passed (its sha256 "
+                                      "differs from the verdict's); run attn-export verify again")
+        notes.append(f"{name} is not the file verify passed (loaded with allow_unverified)")
         return
     if isinstance(verified, dict) and "passed" in verified:
         raise MissingPrerequisite(f"{directory / name} failed verification (see verify.json); fix it and run "
@@ -364,8 +377,8 @@ class Predictor:
                                       "first")
         entry = _entry(manifest, choice.artifact, directory)
         if not choice.artifact.endswith(".engine"):  # engines were checked while choosing
-            _integrity(directory, choice.artifact, entry, notes)
-            _verdict(directory, choice.artifact, entry, allow_unverified, notes)
+            sha256 = _integrity(directory, choice.artifact, entry, notes)
+            _verdict(directory, choice.artifact, entry, sha256, allow_unverified, notes)
         impl = _backend_class(choice.backend)(directory / choice.artifact, info.spec, threads=threads)
         impl.__enter__()
         return cls(directory, impl, choice.artifact, precision, info, entry, notes, batch_size, cleanup)
@@ -414,8 +427,9 @@ class Predictor:
                 a = a.astype(np.float32)
             if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != features:
                 raise BadInput(f"sequence {i} has shape {a.shape}; expected [steps >= 1, {features}]")
-            # a finite sum proves every value finite in one reduction; an overflowing one checks each value
-            if not math.isfinite(_SUM(a, axis=None)) and not np.isfinite(a).all():
+            # a finite sum proves every value finite in one reduction; summed in float64, finite float32
+            # values (3e38 included) cannot overflow it, so numpy prints no warning
+            if not math.isfinite(_SUM(a, axis=None, dtype=np.float64)) and not np.isfinite(a).all():
                 step = int(np.argwhere(~np.isfinite(a))[0][0])
                 raise BadInput(f"sequence {i} holds a non-finite value at step {step}; inputs must be finite")
             out.append(a)
@@ -524,8 +538,11 @@ class Predictor:
                     and (self.max_seq is None or one.shape[0] <= self.max_seq)):
                 flat = one.reshape(-1)
                 # finite (and no overflow) proves every value finite: BLAS's dot, measured cheaper between
-                # two ONNX Runtime calls than numpy's reductions; anything else takes the full check
-                if math.isfinite(flat.dot(flat)):
+                # two ONNX Runtime calls than numpy's reductions; anything else (values past 1.8e19 overflow
+                # it: no warning printed) takes the full check
+                with np.errstate(over="ignore", invalid="ignore"):
+                    finite = math.isfinite(flat.dot(flat))
+                if finite:
                     return [self._predict_one(one)]
         seqs = self._sequences(sequences, lengths)
         if not seqs:

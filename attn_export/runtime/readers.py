@@ -28,7 +28,8 @@ channels of one series may not. ``inf`` and values beyond float32 are refused un
 ----------------------------
 DESIGN's input: ``x`` float32 padded ``[N, T, F]`` with ``lengths [N]``, or concatenated ``[sum(T), F]``
 with ``lengths``; optional ``y [N]`` (strings or integers). Never unpickled; declared array sizes are
-checked against the archive's bytes before anything is allocated.
+checked against the archive's bytes and against the memory this process can still use before anything
+is allocated, and each array is read once into its own buffer (no second copy for float32 input).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, NotAvailable
 
-__all__ = ["MISSING_POLICIES", "read_npz", "read_ts"]
+__all__ = ["MISSING_POLICIES", "available_memory", "read_npz", "read_ts"]
 
 MISSING_POLICIES = ("error", "ffill", "zero")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -293,6 +294,52 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
 
 
 _NPY_MAGIC = b"\x93NUMPY"
+_CHUNK = 1 << 24  # bytes decompressed at a time into an array's buffer
+
+
+def _proc_number(path: str, key: str) -> Optional[int]:
+    """The number after ``key`` in a /proc or /sys file (a "kB" unit made bytes), or the whole file's
+    number when ``key`` is empty; None when the file or the key is absent (not Linux, no cgroup)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key):
+            parts = line[len(key):].split()
+            if parts and parts[0].isdigit():
+                return int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return None
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still allocate, as well as the machine says: the least of the kernel's
+    MemAvailable, the container's (cgroup v2 or v1) limit less its usage, and ``ulimit -v`` less this
+    process's address space; None where none can be read (not Linux). An allocation past it is an OOM
+    kill or a MemoryError traceback, so a reader refuses it up front."""
+    found: List[int] = []
+    available = _proc_number("/proc/meminfo", "MemAvailable:")
+    if available is not None:
+        found.append(available)
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, used = _proc_number(limit, ""), _proc_number(usage, "")
+        if cap is not None and used is not None:
+            found.append(cap - used)
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft - (_proc_number("/proc/self/status", "VmSize:") or 0))
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        pass
+    return max(min(found), 0) if found else None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def _first_line(e: BaseException) -> str:
@@ -332,15 +379,29 @@ def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) ->
                     f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({need:,} bytes) but holds "
                     f"{max(have, 0):,} bytes; expected a complete array (the file is truncated or corrupt)"
                 )
-            data = f.read(need)
-            if len(data) != need:
-                raise DataError(f"{p}: array {key!r} is truncated ({len(data):,} of {need:,} bytes)")
-    except DataError:
+            # x is cast to float32 by read_npz: a second buffer unless it is float32 already
+            total = need + (count * 4 if key == "x" and dtype != np.float32 else 0)
+            free = available_memory()
+            if free is not None and total > free:
+                raise NotAvailable(
+                    f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({_gib(need)}); reading it needs about "
+                    f"{_gib(total)} and this machine has {_gib(free)} available; expected an input that fits in "
+                    "memory (split it into several files)"
+                )
+            arr = np.empty(count, dtype=dtype)
+            flat = arr.view(np.uint8)
+            got = 0
+            while got < need:
+                chunk = f.read(min(_CHUNK, need - got))
+                if not chunk:
+                    raise DataError(f"{p}: array {key!r} is truncated ({got:,} of {need:,} bytes)")
+                flat[got : got + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                got += len(chunk)
+    except (DataError, NotAvailable):
         raise
     except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy's header parser raise many types on bad bytes
         raise DataError(f"{p}: cannot read array {key!r}: {_first_line(e)}; expected arrays saved with numpy.savez") from None
-    arr = np.frombuffer(data, dtype=dtype, count=count)
-    return arr.reshape(shape, order="F" if fortran else "C").copy()
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], List[str]]:
@@ -404,7 +465,7 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
             raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{x.shape[-2]} ({where})")
         lengths = lengths.astype(np.int64)
     with np.errstate(over="ignore", invalid="ignore"):
-        x32 = x.astype(np.float32)
+        x32 = x.astype(np.float32, copy=False)
 
     if x.ndim == 3:
         n, t = x.shape[0], x.shape[1]
@@ -416,7 +477,7 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{t} (x is padded to T={t})")
-        seqs = [np.array(x32[i, : int(lengths[i])]) for i in range(n)]
+        seqs = [x32[i, : int(lengths[i])] for i in range(n)]  # views: x32 is this reader's own buffer
     else:
         if lengths is None:
             raise DataError(f"{p}: x is concatenated [sum(T), F] {x.shape} but there is no lengths; expected lengths [N]")
@@ -427,7 +488,7 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
         if total != x.shape[0]:
             raise DataError(f"{p}: lengths sum to {total} but x has {x.shape[0]} steps; expected them equal")
         ends = np.cumsum(lengths)
-        seqs = [np.array(x32[int(e - l): int(e)]) for e, l in zip(ends, lengths)]
+        seqs = [x32[int(e - l): int(e)] for e, l in zip(ends, lengths)]
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
     for i, s in enumerate(seqs):

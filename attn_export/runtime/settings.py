@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, TypeVar, get_args, get_origin, get_type_hints
 
 from ..errors import ConfigError
+from .schema import MAX_DEPTH
 
 __all__ = ["BuildConfig", "VerifyConfig", "override_section", "parse_override", "recorded_sections",
            "section_from_table", "section_to_table"]
@@ -81,17 +82,28 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _bound(text: str) -> Any:
+    """A range's bound: an integer stays exact (2**64 - 1 is not a float), anything else is a float."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+def _within(v: Any, spec: str) -> bool:
+    """``v`` against one comparison ("> 0", "<= 8192") or an interval ("[0, 1)")."""
+    if spec[0] in "<>":
+        op, text = spec.split()
+        bound = _bound(text)
+        return {">": v > bound, ">=": v >= bound, "<": v < bound, "<=": v <= bound}[op]
+    lo, hi = (_bound(x) for x in spec[1:-1].split(","))
+    return (lo < v or (spec[0] == "[" and v == lo)) and (v < hi or (spec[-1] == "]" and v == hi))
+
+
 def _check_range(key: str, value: Any, spec: str) -> None:
-    """``value`` (each element of a tuple) must lie in ``spec``: "> 0", ">= 1", or an interval such as "[0, 1)"."""
+    """``value`` (each element of a tuple) must lie in ``spec``: "> 0", ">= 1", an interval such as "[0, 1)",
+    or comparisons joined by "and" ("> 0 and <= 8192")."""
     for k, v in [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, tuple) else [(key, value)]:
-        if spec[0] == ">":
-            op, bound = spec.split()
-            ok = v > float(bound) if op == ">" else v >= float(bound)
-        else:
-            lo, hi = (float(x) for x in spec[1:-1].split(","))
-            ok = (lo < v or (spec[0] == "[" and v == lo)) and (v < hi or (spec[-1] == "]" and v == hi))
-        if not ok:
-            where = spec if spec[0] == ">" else f"in {spec}"
+        if not all(_within(v, part) for part in spec.split(" and ")):
+            where = spec if spec[0] in "<>" else f"in {spec}"
             raise ConfigError(f"{k} = {_show(v)} is out of range: expected a value {where}")
 
 
@@ -192,7 +204,44 @@ def parse_override(item: str) -> Tuple[str, str, Any]:
     section, dot, key = target.strip().partition(".")
     if not (eq and dot and section and key):
         raise ConfigError(f"override {item!r} is not valid: expected SECTION.KEY=VALUE, e.g. model.hidden_size=128")
+    _check_nesting(text, f"override {_show(item)}", "a value such as 128, \"name\" or [16, 32]")
     return section, key, _parse_value(text)
+
+
+
+
+def _nesting(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in TOML or JSON ``text``, outside strings and ``#`` comments: checked
+    before parsing, because tomllib and json recurse once per level and die of a RecursionError."""
+    depth = deepest = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            close = c * 3 if text.startswith(c * 3, i) else c
+            i += len(close)
+            while i < n and not text.startswith(close, i):
+                if len(close) == 1 and text[i] == "\n":  # an unterminated one-line string: the parser says so
+                    break
+                i += 2 if c == '"' and text[i] == "\\" else 1  # a basic string's escape hides the next character
+            i += len(close)
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        else:
+            if c in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif c in "]}":
+                depth = max(depth - 1, 0)
+            i += 1
+    return deepest
+
+
+def _check_nesting(text: str, what: str, expected: str) -> None:
+    """A recipe nests 2 deep ([section] key = [list]); tomllib dies at about 500 levels: bounded as JSON is."""
+    if _nesting(text) > MAX_DEPTH:
+        raise ConfigError(f"{what} is nested deeper than {MAX_DEPTH} levels; expected {expected}")
 
 
 def _parse_value(text: str) -> Any:

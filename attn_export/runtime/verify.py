@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import AttnExportError, MissingPrerequisite, NotAvailable
+from ..errors import AttnExportError, DataError, MissingPrerequisite, NotAvailable
 from . import artifacts
 from .backends import Backend
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
@@ -50,7 +50,7 @@ from .trt.profile import derive_profile
 __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
            "deployment_max_seq", "verify"]
 
-VERIFY_JSON = "verify.json"
+VERIFY_JSON = artifacts.VERIFY_JSON
 LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
 BUDGET_RULE = "|got - ref| <= atol + rtol*|ref| + budget_multiple * intrinsic (per output row)"
 
@@ -225,9 +225,13 @@ class VerifyResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VerifyResult":
+        """``to_dict``'s inverse, for a ``verify.json`` read with ``schema.VERIFY`` (which vouches for the
+        keys and types used here)."""
         fields = dict(d)
         fields["results"] = [TargetResult.from_dict(r) for r in d.get("results") or []]
-        fields["conformance"] = [ConformanceCell(**c) for c in d.get("conformance") or []]
+        cell_fields = set(ConformanceCell.__dataclass_fields__)  # more keys welcome: the ones it knows
+        fields["conformance"] = [ConformanceCell(**{k: v for k, v in c.items() if k in cell_fields})
+                                 for c in d.get("conformance") or []]
         for key in ("overrides", "tolerances", "budget", "latency", "reference", "sweep"):
             fields.setdefault(key, [] if key == "overrides" else {})
         for key in ("deployment_max_seq", "test_split", "attention_samples"):
@@ -439,6 +443,13 @@ def recorded_reference(directory: Path, targets: List[Target]) -> ReferenceSet:
     if stale:
         raise MissingPrerequisite(f"{'; '.join(stale)}; run attn-export export first")
     reference = read_reference(path)
+    # the reference and the graph must come from one export: both name the weights they were made from
+    graph = artifacts.read_manifest(directory)["artifacts"].get(artifacts.ONNX_FP32)
+    made_from = graph.get("parent_sha256") if isinstance(graph, dict) else None
+    if made_from is not None and reference.meta.get("source_sha256") != made_from:
+        raise DataError(f"{path} was not made with {artifacts.ONNX_FP32}: it records weights "
+                        f"{str(reference.meta.get('source_sha256'))[:12]}, the graph {str(made_from)[:12]}; expected "
+                        "the two files one attn-export export wrote (run it again)")
     budgeted = {str(t.precision) for t in targets if t.skip is None and t.precision in PRECISIONS
                 and PRECISIONS[str(t.precision)].judged_by == "budget"}
     for precision in sorted(budgeted):

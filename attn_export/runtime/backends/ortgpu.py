@@ -117,6 +117,9 @@ class OrtTrtBackend(OrtCudaBackend):
 
     def provider_options(self) -> Dict[str, Any]:
         cache = self.artifact.parent / CACHE_DIR
+        if cache.is_symlink():  # ONNX Runtime would write its engines wherever the link points
+            raise BadInput(f"{cache} is a symbolic link; attn-export never writes through a link in an "
+                           "artefact directory: expected a directory or none (remove the link)")
         cache.mkdir(exist_ok=True)
         options: Dict[str, Any] = {
             "device_id": 0,

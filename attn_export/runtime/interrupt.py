@@ -1,0 +1,78 @@
+"""Ctrl-C and SIGTERM for both command lines: raised as ``Interrupted`` where the process is, so every
+``finally`` runs (temporary files removed, the directory's lock released, a bundle's temporary copy
+deleted), then one line and exit 128 + the signal's number.
+
+Python's default SIGTERM kills the process on the spot (debris left: ``.model.onnx.*.tmp``,
+``/tmp/attn-export-bundle-*``), and typer turns a KeyboardInterrupt into a silent exit 130 before the
+command line can say anything: hence an exception of our own, installed only while a command runs.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from types import FrameType
+from typing import Iterator, List, Optional
+
+from ..errors import Interrupted
+
+__all__ = ["interruptible", "message"]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
+RETRY_SECONDS = 0.05
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise ``Interrupted``; a second signal during the clean-up
+    is ignored, so the clean-up finishes.
+
+    An exception raised while a C extension is being imported (onnxruntime's, torch's: seconds) is lost or
+    turned into an ImportError by the extension's initialiser, so a signal that lands inside an import is
+    raised once the import is over (re-checked every 50 ms on SIGALRM); and one that was swallowed anyway
+    is raised when the block ends."""
+    pending: List[Interrupted] = []
+
+    def raise_when_safe(frame: Optional[FrameType]) -> None:
+        if _importing(frame) and hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, lambda _s, f: raise_when_safe(f))
+            signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+            return
+        raise pending[0]
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        pending.append(Interrupted(signal.Signals(signum).name, 128 + signum))
+        raise_when_safe(frame)
+
+    previous = {s: signal.signal(s, handler) for s in (*SIGNALS, *TIMER)}
+    try:
+        yield
+    except Interrupted:
+        raise
+    except BaseException:
+        if pending:
+            raise pending[0] from None
+        raise
+    finally:
+        if TIMER:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if pending:
+        raise pending[0]
+
+
+def _importing(frame: Optional[FrameType]) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def message(e: Interrupted) -> str:
+    return (f"interrupted by {e.signal_name}; files are replaced whole, so what finished before it is intact and "
+            "nothing is half-written")

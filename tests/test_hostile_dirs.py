@@ -1,0 +1,418 @@
+"""Every command that writes, against a directory that will not take it: not writable, read-only, a lock
+that is a symbolic link or a directory, an output that is a directory, a full disk; plus the lock
+itself (every writing command holds it, found by running every command of the CLI against a held lock),
+the sweep of temporary files, a verdict tied to the bytes it checked, and SIGINT/SIGTERM.
+
+Each case runs the real CLI in a subprocess and asserts: exit 1 or 2 (3 where this machine cannot get as
+far as writing, said per row), exactly one ``Error:`` line, no traceback, and no file outside DIR
+changed. The read-only and full file systems are real: a tmpfs mounted for the test (root only; without
+root those rows skip, saying so). "Not writable" is a directory the kernel refuses to write into: the
+immutable attribute on that tmpfs as root (root ignores permission bits), mode 0o555 otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+
+from attn_export.cli import app
+from attn_export.runtime import artifacts
+
+from conftest import ROOT, TINY, cli, mark_verified
+
+ROOT_USER = os.geteuid() == 0
+
+
+def _mount(target: Path, size: str) -> bool:
+    target.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                          capture_output=True).returncode == 0
+
+
+@contextlib.contextmanager
+def tmpfs(target: Path, size: str = "64m") -> Iterator[Path]:
+    """A real, private file system at ``target`` (unmounted after), or the test skips."""
+    if not ROOT_USER or not _mount(target, size):
+        pytest.skip("mounting a tmpfs needs root: this row needs a real read-only or full file system")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every file under ``root`` (its hash, or where a link points), leaving out ``skip``."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if skip is not None and (path == skip or skip in path.parents):
+            continue
+        if path.is_symlink():
+            out[str(path)] = "-> " + os.readlink(path)
+        elif path.is_file():
+            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[str(path)] = "dir"
+    return out
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def full(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete directory: the tiny model with FP16, verified, benched, reported; a checkpoint and a
+    bundle beside it (inputs for load and unbundle)."""
+    import torch
+    from torch import nn
+
+    base = tmp_path_factory.mktemp("full")
+    directory = base / "d"
+    shutil.copytree(tiny_dir, directory)
+    for args in (("quantize", str(directory), "--fp16"), ("verify", str(directory), "--backends", "ort-cpu"),
+                 ("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05"),
+                 ("report", str(directory)), ("bundle", str(directory), "--out", str(base / "b.tar.gz"))):
+        result = cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+    torch.manual_seed(0)
+    state = {**{f"lstm.{k}": v for k, v in nn.LSTM(4, 8, batch_first=True).state_dict().items()},
+             **{f"fc.{k}": v for k, v in nn.Linear(8, 1).state_dict().items()}}
+    torch.save(state, base / "classic.pt")
+    return base
+
+
+# how each command is run, writing into DIR (SRC: its inputs; OUT: bundle's output folder; TARGET:
+# unbundle's new directory)
+RUN: dict[str, list[str]] = {
+    "train": ["train", "DIR", *TINY, "--set", "train.epochs=1"],
+    "load": ["load", "SRC/classic.pt", "DIR"],
+    "export": ["export", "DIR"],
+    "quantize": ["quantize", "DIR", "--fp16"],
+    "build": ["build", "DIR"],
+    "verify": ["verify", "DIR", "--backends", "ort-cpu"],
+    "bench": ["bench", "DIR", "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05"],
+    "report": ["report", "DIR"],
+    "run": ["run", "--out", "DIR", *TINY, "--set", "train.epochs=1", "--bench-seconds", "0.05"],
+    "bundle": ["bundle", "DIR", "--out", "OUT/b.tar.gz"],
+    "unbundle": ["unbundle", "SRC/b.tar.gz", "TARGET"],
+    "predict": ["predict", "SRC/in.npz", "--dir", "DIR"],
+    "inspect": ["inspect", "DIR"],
+    "doctor": ["doctor"],
+}
+# the file each writing command writes first into DIR (for "an output that is a directory")
+FIRST_OUTPUT = {"train": "model.safetensors", "load": "model.safetensors", "export": "model.onnx",
+                "quantize": "model.fp16.onnx", "verify": "verify.json", "bench": "bench.json", "report": "report.md",
+                "run": "model.safetensors"}
+READ_ONLY = {"predict", "inspect", "doctor"}  # commands that never write into DIR (checked below, not assumed)
+
+
+def argv(command: str, directory: Path, src: Path, out: Path, target: Path) -> list[str]:
+    names = {"SRC": src, "OUT": out, "TARGET": target, "DIR": directory}
+    args = []
+    for a in RUN[command]:
+        for name, path in names.items():
+            a = a.replace(name, str(path))
+        args.append(a)
+    return args
+
+
+def test_every_command_of_the_cli_is_in_the_table() -> None:
+    assert set(typer.main.get_command(app).commands) == set(RUN)
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(os.path.join(sys.argv[1], '.attn-export.lock'), os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, b'pid %d: attn-export test-holder' % os.getpid())
+print('held', flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("command", sorted(RUN))
+def test_every_command_either_takes_the_lock_or_writes_nothing(full: Path, tmp_path: Path, command: str) -> None:
+    """Another process holds DIR's lock: a command that writes DIR must say so (Busy, exit 1) and leave it
+    as it was; one that succeeds must not have written anything. ``load`` used to write regardless."""
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 5, 4), np.float32), lengths=np.array([5, 3]))
+    shutil.copy(full / "classic.pt", tmp_path / "classic.pt")
+    shutil.copy(full / "b.tar.gz", tmp_path / "b.tar.gz")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = snapshot(directory)
+        result = cli(*argv(command, directory, tmp_path, tmp_path, tmp_path / "unpacked"))
+        after = snapshot(directory)
+    finally:
+        holder.kill()
+        holder.communicate()
+    if result.returncode == 0:
+        assert after == before, f"{command} wrote into a directory another process holds"
+    elif command == "build":  # no TensorRT here: refused before it would take the lock
+        assert result.returncode == 3 and after == before
+    else:
+        assert result.returncode == 1 and "being written by another attn-export process" in one_line(result), \
+            (command, result.stderr)
+        assert after == before
+    assert (command in READ_ONLY) == (result.returncode == 0 and command not in ("bundle", "unbundle"))
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    make: Callable[[Path, Path], None]  # (DIR, a folder outside it) -> None: break DIR
+    mounts: bool = False  # needs its own file system
+
+
+def _immutable(directory: Path, outside: Path) -> None:
+    if ROOT_USER:
+        subprocess.run(["chattr", "+i", str(directory)], check=True)
+    else:
+        directory.chmod(0o555)
+
+
+def _lock_link(directory: Path, outside: Path) -> None:
+    (directory / artifacts.LOCK).unlink(missing_ok=True)
+    (directory / artifacts.LOCK).symlink_to(outside / "victim.txt")
+
+
+def _lock_dir(directory: Path, outside: Path) -> None:
+    (directory / artifacts.LOCK).unlink(missing_ok=True)
+    (directory / artifacts.LOCK).mkdir()
+
+
+CONDITIONS = [
+    Condition("not writable", _immutable, mounts=ROOT_USER),
+    Condition("read-only", lambda d, o: None, mounts=True),
+    Condition("lock is a symlink", _lock_link),
+    Condition("lock is a directory", _lock_dir),
+    Condition("output is a directory", lambda d, o: None),
+]
+WRITERS = sorted(set(RUN) - READ_ONLY)
+# the default run: every writer once and every condition at least twice; the whole table under -m slow
+DEFAULT = {("bundle", "output is a directory"), ("unbundle", "not writable"), ("build", "lock is a symlink"),
+           ("train", "not writable"), ("load", "lock is a symlink"), ("export", "output is a directory"),
+           ("quantize", "read-only"), ("verify", "lock is a directory"), ("bench", "output is a directory"),
+           ("report", "read-only"), ("run", "lock is a directory")}
+TABLE = [pytest.param(command, condition, id=f"{command}-{condition.name}",
+                      marks=() if (command, condition.name) in DEFAULT else pytest.mark.slow)
+         for command in WRITERS for condition in CONDITIONS]
+
+
+@pytest.mark.parametrize("command, condition", TABLE)
+def test_a_directory_that_will_not_be_written(full: Path, tmp_path: Path, command: str, condition: Condition) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious\n")
+    np.savez(outside / "in.npz", x=np.ones((1, 5, 4), np.float32), lengths=np.array([5]))
+    shutil.copy(full / "classic.pt", outside / "classic.pt")
+    shutil.copy(full / "b.tar.gz", outside / "b.tar.gz")
+    home = tmp_path / "fs"
+    with tmpfs(home) if condition.mounts else contextlib.nullcontext(home.mkdir()):
+        directory = home / "d"
+        shutil.copytree(full / "d", directory)
+        args = argv(command, directory, outside, outside, directory / "unpacked")
+        if condition.name == "output is a directory":
+            if command == "bundle":
+                (outside / "b.tar.gz").unlink()
+                (outside / "b.tar.gz").mkdir()
+            elif command == "unbundle":
+                (directory / "unpacked").mkdir()
+                (directory / "unpacked" / "mine.txt").write_text("not empty")
+            elif command == "build":
+                pytest.skip("build cannot get as far as its engine without TensorRT and a GPU (exit 3 first)")
+            else:
+                (directory / FIRST_OUTPUT[command]).unlink(missing_ok=True)
+                (directory / FIRST_OUTPUT[command]).mkdir()
+        elif command == "bundle":
+            pytest.skip("bundle only reads DIR: it writes its --out, broken in the 'output is a directory' row")
+        elif condition.name.startswith("lock") and command == "unbundle":
+            pytest.skip("unbundle makes a new directory by renaming a complete one into place: it takes no lock")
+        condition.make(directory, outside)
+        if condition.name == "read-only":
+            assert subprocess.run(["mount", "-o", "remount,ro", str(home)]).returncode == 0
+        before_outside, before_dir = snapshot(tmp_path, skip=home), snapshot(directory)
+        try:
+            result = cli(*args, cwd=outside)
+        finally:
+            if condition.name == "not writable" and ROOT_USER:
+                subprocess.run(["chattr", "-i", str(directory)], check=True)
+            elif condition.name == "not writable":
+                directory.chmod(0o755)
+        assert snapshot(tmp_path, skip=home) == before_outside, "a file outside DIR changed"
+        expected = {3} if command == "build" else {1, 2}
+        assert result.returncode in expected, (result.returncode, result.stderr)
+        line = one_line(result)
+        if command != "build":
+            assert snapshot(directory) == before_dir, line
+        assert (outside / "victim.txt").read_text() == "precious\n"
+
+
+def test_a_full_disk_is_one_line_and_nothing_half_written(full: Path, tmp_path: Path) -> None:
+    """quantize on a file system with a few KiB free: ENOSPC while writing model.fp16.onnx."""
+    with tmpfs(tmp_path / "fs", size="1m") as home:
+        directory = home / "d"
+        shutil.copytree(full / "d", directory, ignore=shutil.ignore_patterns("model.fp16.onnx", "*.png", "report.md"))
+        free = shutil.disk_usage(home).free
+        (home / "filler").write_bytes(b"\0" * max(0, free - 8192))
+        before = snapshot(directory)
+        result = cli("quantize", str(directory), "--fp16")
+        assert result.returncode == 1, result.stderr
+        assert "No space left on device" in one_line(result) and "model.fp16.onnx" in result.stderr
+        assert snapshot(directory) == before  # no debris: the temporary file went with the error
+
+
+def test_the_sweep_takes_only_a_dead_writers_temporary_files(full: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    live = str(os.getpid())
+    mine = directory / ".notes.tmp"
+    mine.write_text("a user's own file")
+    debris = directory / f"{artifacts.TMP_PREFIX}{dead}.model.onnx.abc.tmp"
+    debris.write_bytes(b"half")
+    writing = directory / f"{artifacts.TMP_PREFIX}{live}.bench.json.def.tmp"
+    writing.write_bytes(b"in progress")
+    assert cli("report", str(directory)).returncode == 0
+    assert mine.exists() and writing.exists() and not debris.exists()
+
+
+def test_bundle_refuses_an_out_that_would_replace_an_artefact(full: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    before = snapshot(directory)
+    result = cli("bundle", str(directory), "--out", str(directory / "model.onnx"))
+    assert result.returncode == 2 and "would replace model.onnx" in one_line(result)
+    assert snapshot(directory) == before
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another run's model (another seed), exported: the files an attacker or a mix-up swaps in."""
+    directory = tmp_path_factory.mktemp("other") / "d"
+    assert cli("train", str(directory), *TINY, "--set", "train.seed=7").returncode == 0
+    assert cli("export", str(directory)).returncode == 0
+    return directory
+
+
+def test_a_verdict_holds_for_the_bytes_it_checked(full: Path, other: Path, tmp_path: Path) -> None:
+    """model.onnx swapped for another model's, its manifest sha256 edited to match: predict refuses."""
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    shutil.copy(other / "model.onnx", directory / "model.onnx")
+    manifest = json.loads((directory / artifacts.MANIFEST).read_text())
+    manifest["artifacts"]["model.onnx"]["sha256"] = artifacts.sha256_file(directory / "model.onnx")
+    (directory / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 5, 4), np.float32), lengths=np.array([5]))
+    result = cli("predict", str(tmp_path / "in.npz"), "--dir", str(directory))
+    assert result.returncode == 2 and "is not the file attn-export verify passed" in one_line(result)
+    mark_verified(directory, "model.onnx")  # a verdict for these bytes: accepted
+    assert cli("predict", str(tmp_path / "in.npz"), "--dir", str(directory)).returncode == 0
+
+
+def test_a_swapped_reference_is_named_not_blamed_on_the_artefacts(full: Path, other: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    shutil.copy(other / "reference.npz", directory / "reference.npz")
+    manifest = json.loads((directory / artifacts.MANIFEST).read_text())
+    manifest["artifacts"]["reference.npz"]["sha256"] = artifacts.sha256_file(directory / "reference.npz")
+    (directory / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    (directory / "model.safetensors").unlink()  # as on a device: reference.npz is all verify has
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 2 and "reference.npz was not made with model.onnx" in one_line(result)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_path: Path, signum: int,
+                                                             code: int) -> None:
+    """train is stopped (SIGSTOP) at its first rename into DIR, its temporary file written; then the
+    signal: one line, 128 + the signal's number, the temporary file removed, the lock free."""
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    before = snapshot(directory)
+    from test_atomic import stopped_at_commit
+
+    process = stopped_at_commit(directory, "train", str(directory), *TINY, "--set", "train.epochs=1")
+    assert any(p.name.startswith(f"{artifacts.TMP_PREFIX}{process.pid}.") for p in directory.iterdir())
+    os.kill(process.pid, signum)
+    os.kill(process.pid, signal.SIGCONT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith(f"Error: interrupted by {signal.Signals(signum).name}") and "Traceback" not in stderr
+    assert {k: v for k, v in snapshot(directory).items() if not k.endswith(artifacts.LOCK)} == \
+        {k: v for k, v in before.items() if not k.endswith(artifacts.LOCK)}
+    assert cli("report", str(directory)).returncode == 0  # the lock is free
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["attn-export", "attn_export.runtime"])
+def test_sigterm_removes_a_bundles_temporary_copy(full: Path, tmp_path: Path, device: bool) -> None:
+    """predict from a bundle unpacks it into a temporary folder; SIGTERM mid-run removes it, from the host's
+    command line and from the device's."""
+    n = 400_000  # seconds of work: the signal lands while it predicts
+    data, bundle = str(tmp_path / "many.npz"), str(full / "b.tar.gz")
+    np.savez(data, x=np.ones((n, 30, 4), np.float32), lengths=np.full(n, 30))
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    args = (["attn_export.runtime", "predict", bundle, data] if device
+            else ["attn_export", "predict", data, "--dir", bundle])
+    process = subprocess.Popen([sys.executable, "-m", *args, "--json"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "tmp").glob("attn-export-bundle-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((tmp_path / "tmp").glob("attn-export-bundle-*")), "predict never unpacked the bundle"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and stderr.strip().endswith("nothing is half-written"), stderr
+    assert not list((tmp_path / "tmp").glob("attn-export-bundle-*"))
+
+
+def test_a_signal_during_an_import_is_raised_once_the_import_is_over(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C extension's initialiser loses an exception raised inside it (onnxruntime's did: exit 0 after a
+    SIGTERM): the signal lands inside an import and is raised when the import is over, not lost."""
+    from attn_export.errors import Interrupted
+    from attn_export.runtime.interrupt import interruptible
+
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.3)\nFINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(Interrupted) as caught, interruptible():
+        import slow_module  # noqa: F401
+
+        time.sleep(5)  # the deferred signal is raised here, 50 ms after the import
+    assert sys.modules["slow_module"].FINISHED and caught.value.exit_code == 143
+
+
+def test_a_signal_swallowed_by_the_work_is_raised_when_it_ends() -> None:
+    from attn_export.errors import Interrupted
+    from attn_export.runtime.interrupt import interruptible
+
+    with pytest.raises(Interrupted) as caught, interruptible():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except BaseException:  # noqa: BLE001 - what a careless library does
+            pass
+    assert caught.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
