@@ -76,6 +76,7 @@ def test_every_variant_exports_with_parity_across_the_dynamic_range(tmp_path: Pa
     assert divergences(proto) == []
 
 
+@pytest.mark.slow  # a dynamo export: ~10 s; the default run checks the TorchScript graph the same way
 def test_the_dynamo_exporter_keeps_bidirectional_models_correct_on_padded_batches(tmp_path: Path) -> None:
     directory = make_dir(tmp_path, VARIANTS["bidirectional-2layer"])
     run = cli("export", str(directory), "--exporter", "dynamo", "--json")

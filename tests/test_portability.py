@@ -44,7 +44,10 @@ UNREADABLE = {("tract-cpu", "model.int8.onnx"): "DynamicQuantizeLSTM",
               ("onnx-ref", "model.int8-qdq.onnx"): "DequantizeLinear"}
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+# the conv variant holds everything the additive one does (additive, bidirectional, 2 layers) and more:
+# the additive one alone runs with the slow tests
+@pytest.fixture(scope="module", params=[pytest.param(v, marks=pytest.mark.slow) if v == "additive-bidirectional-2layer"
+                                        else v for v in VARIANTS])
 def variant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained tiny model of the variant with all four precision variants, through the real CLI."""
     directory = tmp_path_factory.mktemp(request.param)
