@@ -416,3 +416,23 @@ def test_a_signal_swallowed_by_the_work_is_raised_when_it_ends() -> None:
             pass
     assert caught.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+@pytest.mark.parametrize("parent", ["dangling link", "link to a file", "a file"])
+def test_unbundle_names_a_parent_that_is_not_a_directory(full: Path, tmp_path: Path, parent: str) -> None:
+    """mkdir said "File exists" about the target; the line now names the path in the way."""
+    blocker = tmp_path / "parent"
+    if parent == "dangling link":
+        blocker.symlink_to(tmp_path / "nowhere")
+    elif parent == "link to a file":
+        (tmp_path / "file").write_text("x")
+        blocker.symlink_to(tmp_path / "file")
+    else:
+        blocker.write_text("x")
+    before = snapshot(tmp_path)
+    result = cli("unbundle", str(full / "b.tar.gz"), str(blocker / "deeper" / "x"))
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith(f"Error: {blocker} is ") and "expected a directory to unpack x into" in line
+    assert ("symbolic link" in line) == (parent != "a file")
+    assert snapshot(tmp_path) == before

@@ -285,6 +285,10 @@ def unpack(
                 checked.append(member)
         except (tarfile.TarError, OSError, EOFError) as e:
             raise DataError(f"{archive}: corrupt archive: {e}") from None
+        blocker = next((p for p in reversed(target.parents) if os.path.lexists(p) and not p.is_dir()), None)
+        if blocker is not None:  # "File exists" is what mkdir would say: name the path that is in the way
+            what = f"a symbolic link to {os.readlink(blocker)}, not a directory" if blocker.is_symlink() else "a file"
+            raise BadInput(f"{blocker} is {what}; expected a directory to unpack {target.name} into")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
