@@ -80,6 +80,9 @@ def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
     targets: List[Target] = []
     for name in names or list(table):
         cls = table[name]
+        if not explicit and cls.opt_in is not None:
+            targets.append(Target(name, None, None, cls.opt_in))
+            continue
         reason = cls.available()
         if reason is not None and explicit:
             raise NotAvailable(f"backend {name} was asked for but cannot run here: {reason}")

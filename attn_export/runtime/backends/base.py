@@ -32,6 +32,8 @@ class Backend:
     max_cells: Optional[int] = None
     # bench times it unless it is a correctness oracle (then only when named)
     timed = True
+    # why verify and bench run it only when named (a precision attn-export does not ship); None: always
+    opt_in: Optional[str] = None
     # Predictor may run on it when named (an oracle may not)
     deployable = True
     # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)
