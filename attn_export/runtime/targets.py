@@ -80,10 +80,10 @@ def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
     targets: List[Target] = []
     for name in names or list(table):
         cls = table[name]
-        if not explicit and cls.opt_in is not None:
+        reason = cls.available()
+        if reason is None and not explicit and cls.opt_in is not None:  # one that cannot run says why not first
             targets.append(Target(name, None, None, cls.opt_in))
             continue
-        reason = cls.available()
         if reason is not None and explicit:
             raise NotAvailable(f"backend {name} was asked for but cannot run here: {reason}")
         candidates = _candidates(directory, cls, entries)
