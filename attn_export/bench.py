@@ -24,23 +24,25 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .runtime import artifacts
+from .runtime import store
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, NotAvailable
 from .runtime.modelinfo import ModelInfo
+from .runtime.store import Store
 from .runtime.readers import available_memory
 from .runtime.targets import Target, discover, parse_backends
 from .runtime.timing import Budget, percentiles, time_interleaved
 
 __all__ = ["BENCH_JSON", "PLOTS", "bench"]
 
-BENCH_JSON, PLOTS = artifacts.BENCH_JSON, artifacts.PLOTS
+BENCH_JSON, PLOTS = store.BENCH_JSON, store.PLOTS
 
 
 def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -77,7 +79,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-@artifacts.writes_directory("bench")
+@store.writes_directory("bench")
 def bench(
     directory: Path,
     backends: str | list[str] | None = "auto",
@@ -91,10 +93,11 @@ def bench(
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
-    info = ModelInfo.read(directory)
+    s = Store(directory)
+    info = s.model()
     spec = info.spec
     explicit = parse_backends(backends, REGISTRY) is not None
-    targets = [_skip_oracle(t, explicit) for t in discover(directory, backends, REGISTRY)]
+    targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
@@ -102,8 +105,18 @@ def bench(
     opened: list[tuple[Target, Backend]] = []
     results: list[dict[str, Any]] = []
     try:
-        for target in runnable:
-            opened.append((target, target.open(directory, spec, threads, REGISTRY).__enter__()))
+        for i, target in enumerate(targets):
+            if target.skip is not None:
+                continue
+            try:  # the store must vouch for the artefact: one it will not is never timed
+                backend = target.open(s, threads, REGISTRY)
+            except BadInput as e:
+                targets[i] = replace(target, skip=str(e))
+                continue
+            opened.append((target, backend.__enter__()))
+        if not opened:
+            raise NotAvailable("nothing to time: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+        runnable = [t for t, _ in opened]
         for batch in batches:
             for seq in seqs:
                 if progress:
@@ -125,13 +138,15 @@ def bench(
         "seqs": list(seqs),
         "targets": [{"backend": t.backend, "artifact": t.artifact, "precision": t.precision, "skip": t.skip}
                     for t in targets],
+        # the bytes each artefact had when it was timed: the report shows a timing only for those bytes
+        "artifacts": {str(t.artifact): backend.artifact.sha256 for t, backend in opened},
         "results": results,
         "scaling": _scaling(results, batches, seqs),
         "ratios": _ratios(results, reference, batches, seqs),
     }
     if plots:
         out["plots"] = write_plots(directory, out)
-    artifacts.write_json(directory / BENCH_JSON, out)
+    store.write_json(directory / BENCH_JSON, out)
     return out
 
 
@@ -286,7 +301,7 @@ def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        with artifacts.atomic_path(directory / file) as tmp:
+        with store.atomic_path(directory / file) as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
         written[kind] = file

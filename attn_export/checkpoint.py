@@ -11,16 +11,16 @@ import io
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, load_file, save
 
 from . import __version__
-from .runtime import artifacts
+from .runtime import store
 from .config import Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
 from .runtime.modelinfo import FORMAT, ModelInfo
 
-__all__ = ["load_model", "read_state_dict", "save_model"]
+__all__ = ["build_model", "load_model", "read_state_dict", "save_model"]
 
 
 
@@ -33,11 +33,12 @@ def save_model(
     source: str,
     train_lengths: dict[str, int] | None = None,
     parent_sha256: str | None = None,
-) -> None:
-    """Write model.safetensors then model.json, then record both in the manifest."""
+) -> str:
+    """Write model.safetensors then model.json, then record both in the manifest; returns the weights'
+    sha256 (what a file made from them records as its parent's)."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    artifacts.write_bytes(directory / artifacts.WEIGHTS, save(state, metadata={"format": str(FORMAT)}))
+    store.write_bytes(directory / store.WEIGHTS, save(state, metadata={"format": str(FORMAT)}))
     if model.config != recipe.model:
         raise ValueError("save_model: the model's config differs from the recipe's [model] table")
     resolved = recipe_to_dict(recipe)
@@ -54,25 +55,33 @@ def save_model(
         "source_sha256": parent_sha256,
         "recipe": resolved,
     }
-    artifacts.write_json(directory / artifacts.MODEL_JSON, info)
+    store.write_json(directory / store.MODEL_JSON, info)
     versions = {"torch": torch.__version__}
-    artifacts.record(directory, artifacts.WEIGHTS, command, versions=versions, source=source,
-                     source_sha256=parent_sha256)
-    artifacts.record(directory, artifacts.MODEL_JSON, command, parent=artifacts.WEIGHTS, versions=versions)
+    weights_sha = store.record(directory, store.WEIGHTS, command, versions=versions, source=source,
+                               source_sha256=parent_sha256)["sha256"]
+    store.record(directory, store.MODEL_JSON, command, parent=store.WEIGHTS, parent_sha256=weights_sha,
+                 versions=versions)
+    return str(weights_sha)
 
 
 def load_model(directory: Path) -> tuple[AttentionLSTM, ModelInfo]:
-    """Rebuild the model saved in ``directory``; returns (model in eval mode, its model.json)."""
-    info = ModelInfo.read(directory)
-    weights = artifacts.require(directory, artifacts.WEIGHTS)
+    """Rebuild the model saved in ``directory`` from its weights and model.json, both current (the store's
+    check); returns (model in eval mode, its model.json)."""
+    weights = store.Store(directory).open(store.WEIGHTS, need="current")  # model.json must be current too
+    assert weights.info is not None
+    return build_model(weights.info, weights.data, str(weights.path)), weights.info
+
+
+def build_model(info: ModelInfo, weights: bytes, origin: str) -> AttentionLSTM:
+    """The model ``info`` describes with the safetensors ``weights`` (bytes the store checked), in eval mode."""
     recipe = recipe_from_dict(dict(info.recipe))
     model = AttentionLSTM(recipe.model, info.input_size, info.num_outputs, list(info.mean), list(info.std))
     try:
-        state = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own SafetensorError or OSError
-        raise DataError(f"{weights} is not a readable safetensors file: {e}") from None
-    _load_state(model, state, str(weights))
-    return model.eval(), info
+        state = load(weights)
+    except Exception as e:  # safetensors raises its own SafetensorError
+        raise DataError(f"{origin} is not a readable safetensors file: {e}") from None
+    _load_state(model, state, origin)
+    return model.eval()
 
 
 def _load_state(model: AttentionLSTM, state: dict[str, torch.Tensor], origin: str) -> None:
@@ -80,11 +89,13 @@ def _load_state(model: AttentionLSTM, state: dict[str, torch.Tensor], origin: st
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise DataError(f"{origin} does not fit the model: missing {missing[:4]}, unexpected {unexpected[:4]}")
+        raise DataError(f"{origin} does not fit the model model.json describes: missing {missing[:4]}, "
+                        f"unexpected {unexpected[:4]}")
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
             raise DataError(
-                f"{origin}: {key} has shape {tuple(value.shape)}, the model expects {tuple(expected[key].shape)}"
+                f"{origin}: {key} has shape {tuple(value.shape)}, the model model.json describes expects "
+                f"{tuple(expected[key].shape)}"
             )
     model.load_state_dict(state)
 

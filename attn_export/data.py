@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from attn_export.errors import DataError, NotAvailable
-from attn_export.runtime.artifacts import sha256_file
+from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import MISSING_POLICIES, _check_missing_policy, _read_ts, _show, read_npz, read_ts
 
 __all__ = [

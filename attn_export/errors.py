@@ -7,7 +7,9 @@
     ├── BadInput               exit 2  bad usage or bad input
     │   ├── ConfigError        exit 2  a recipe or --set value that does not fit the schema
     │   ├── DataError          exit 2  a malformed or unsuitable data file
-    │   └── MissingPrerequisite exit 2 a command run before the one that makes its input
+    │   ├── MissingPrerequisite exit 2 a command run before the one that makes its input
+    │   └── Untrusted          exit 2  an artefact the store will not vouch for: unrecorded, changed,
+    │                                  stale along its lineage, contradicting model.json, not verified
     ├── NotAvailable           exit 3  not possible on this machine (no GPU, no TensorRT, missing extra)
     └── (from_os_error)                a file system error: exit 2 for a path that cannot be written as
                                        given (permissions, read-only, a link or a directory in the way),
@@ -34,6 +36,7 @@ __all__ = [
     "Interrupted",
     "NotAvailable",
     "ParityError",
+    "Untrusted",
     "WorkFailed",
     "from_os_error",
 ]
@@ -75,6 +78,10 @@ class DataError(BadInput):
 
 class MissingPrerequisite(BadInput):
     """A command's input does not exist yet; the message names the command that makes it."""
+
+
+class Untrusted(BadInput):
+    """An artefact the store (``runtime.store``) will not vouch for; the message names the file and why."""
 
 
 class NotAvailable(AttnExportError):

@@ -25,7 +25,7 @@ from typing import Any
 
 
 from . import __version__
-from .runtime import artifacts
+from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
 from .runtime.compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import ParityError, WorkFailed
@@ -33,6 +33,7 @@ from .runtime.iospec import IOSpec
 from .runtime.modelinfo import ModelInfo
 from .portability import divergences, make_portable
 from .runtime.reference import reference_bytes
+from .runtime.store import Artifact
 
 __all__ = ["ExportResult", "export_onnx"]
 
@@ -128,7 +129,7 @@ def _metadata(info: ModelInfo, spec: IOSpec, source_sha256: str, exporter: str, 
         "model_config": json.dumps(info.recipe["model"]),
         "normalization": json.dumps({"mean": list(info.mean), "std": list(info.std)}),
         "train_lengths": json.dumps(info.train_lengths),
-        "source": artifacts.WEIGHTS,
+        "source": store.WEIGHTS,
         "source_sha256": source_sha256,
         "exporter": exporter,
         "opset": str(opset),
@@ -136,7 +137,7 @@ def _metadata(info: ModelInfo, spec: IOSpec, source_sha256: str, exporter: str, 
     }
 
 
-@artifacts.writes_directory("export")
+@store.writes_directory("export")
 def export_onnx(
     directory: Path,
     opset: int | None = None,
@@ -152,23 +153,26 @@ def export_onnx(
     import onnx
     import torch
 
-    from .checkpoint import load_model
+    from .checkpoint import build_model
     from .config import recipe_from_dict
     from .intrinsic import REALISATIONS, intrinsic_errors
 
-    model, info = load_model(directory)
+    weights = store.Store(directory).open(store.WEIGHTS, need="current")  # and model.json current
+    info = weights.info
+    assert info is not None
+    model = build_model(info, weights.data, str(weights.path))
     given = {"opset": opset, "exporter": exporter, "parity_max_seq": parity_max_seq}
     cfg = dataclasses.replace(recipe_from_dict(dict(info.recipe)).export,
                               **{k: v for k, v in given.items() if v is not None})
     opset, exporter, parity_max_seq = cfg.opset, cfg.exporter, cfg.parity_max_seq
     spec = IOSpec.for_model(model.input_size, model.num_outputs, model.config.head)
-    weights_sha = artifacts.sha256_file(directory / artifacts.WEIGHTS)
+    weights_sha = weights.sha256  # of the bytes the model was built from
     lstm_nodes = model.config.num_layers * (2 if model.config.bidirectional else 1)  # one per direction per layer
 
     started = time.perf_counter()
     # both files are complete before either is renamed into place (reference.npz first, then the graph)
-    with artifacts.atomic_path(directory / artifacts.ONNX_FP32) as tmp, \
-            artifacts.atomic_path(directory / artifacts.REFERENCE) as tmp_reference:
+    with store.atomic_path(directory / store.ONNX_FP32) as tmp, \
+            store.atomic_path(directory / store.REFERENCE) as tmp_reference:
         _torch_export(model, spec, tmp, opset, exporter)
         seconds = time.perf_counter() - started
         proto = onnx.load(str(tmp))
@@ -201,7 +205,7 @@ def export_onnx(
         refs = [Reference(o, e) for o, e in zip(outputs, errors)]
         rule = rule_for("fp32", info.verify)
         results = []
-        with OrtCpuBackend(tmp, spec, threads=threads) as backend:
+        with OrtCpuBackend(Artifact.candidate(tmp, spec, "fp32", info), threads=threads) as backend:
             for case, ref in zip(cases, refs):
                 results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output, rule))
         failed = [r for r in results if not r]
@@ -213,13 +217,13 @@ def export_onnx(
                 "intrinsic": {"precisions": sorted(errors[0]) if errors else [], "realisations": REALISATIONS,
                               "method": "per row: max |model at that precision - model in FP32| (attn_export.intrinsic)"}}
         tmp_reference.write_bytes(reference_bytes(cases, refs, meta))
-    size = (directory / artifacts.ONNX_FP32).stat().st_size
+    size = (directory / store.ONNX_FP32).stat().st_size
     versions = {"torch": torch.__version__, "onnx": onnx.__version__}
-    artifacts.record(directory, artifacts.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",
-                     parent=artifacts.WEIGHTS, versions=versions, exporter=exporter, opset=actual_opset,
-                     export_seconds=round(seconds, 3),
-                     parity={"passed": True, "cases": len(results),
-                             "max_abs": max(r.max_abs for r in results)})
-    artifacts.record(directory, artifacts.REFERENCE, "export", parent=artifacts.WEIGHTS, versions=versions)
-    return ExportResult(directory / artifacts.ONNX_FP32, exporter, actual_opset, seconds, size,
+    store.record(directory, store.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",
+                 parent=store.WEIGHTS, parent_sha256=weights_sha, versions=versions, exporter=exporter,
+                 opset=actual_opset, export_seconds=round(seconds, 3),
+                 parity={"passed": True, "cases": len(results), "max_abs": max(r.max_abs for r in results)})
+    store.record(directory, store.REFERENCE, "export", parent=store.WEIGHTS, parent_sha256=weights_sha,
+                 versions=versions)
+    return ExportResult(directory / store.ONNX_FP32, exporter, actual_opset, seconds, size,
                         dict(Counter(n.op_type for n in proto.graph.node)), results)

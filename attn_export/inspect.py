@@ -10,10 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .runtime import artifacts, schema
+from .runtime import store, schema
 from .errors import BadInput
 from .portability import divergences
-from .runtime.modelinfo import ModelInfo
 
 __all__ = ["describe"]
 
@@ -72,33 +71,44 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "divergences": [{"construct": d.construct, "nodes": d.nodes, "runtimes": d.runtimes}
                         for d in divergences(proto)],
     }
-    manifest = artifacts.read_manifest(path.parent)
-    if path.name in manifest["artifacts"]:
-        out["manifest"] = manifest["artifacts"][path.name]
-        out["lineage_problems"] = artifacts.check_lineage(path.parent, path.name)
+    s = store.Store(path.parent)
+    entry = s.entry(path.name)
+    if entry is not None:
+        out["manifest"] = entry
+        out["lineage_problems"] = s.state(path.name).problems()
     return out
 
 
+# files attn-export writes that are not artefacts: the manifest itself and the results rendered from it
+_NOT_ARTEFACTS = {store.MANIFEST: "the manifest", store.VERIFY_JSON: "result", store.BENCH_JSON: "result",
+                  store.QUANTIZE_JSON: "result", store.REPORT_MD: "result", store.ATTENTION_PNG: "result",
+                  **{name: "result" for name in store.PLOTS.values()}}
+
+
 def describe_directory(directory: Path) -> dict[str, Any]:
-    manifest = artifacts.read_manifest(directory)
+    s = store.Store(directory)
     files = sorted(p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
     entries = {}
     for name in files:
-        entry = manifest["artifacts"].get(name)
+        entry = s.entry(name)
+        state = s.state(name) if entry is not None else None
         entries[name] = {
             "size_bytes": (directory / name).stat().st_size,
             "recorded": entry is not None,
+            "role": _NOT_ARTEFACTS.get(name, "artefact"),
+            "state": state.state if state is not None else None,
+            "verified": state.verified if state is not None else None,
             "parent": entry.get("parent") if entry else None,
             "created_by": entry.get("created_by") if entry else None,
-            "problems": artifacts.check_lineage(directory, name) if entry else [],
+            "problems": state.problems() if state is not None else [],
         }
     out: dict[str, Any] = {"path": str(directory), "artifacts": entries}
-    if (directory / artifacts.MODEL_JSON).is_file():
-        info = ModelInfo.read(directory)
+    if (directory / store.MODEL_JSON).is_file():
+        info = s.info
         out["model"] = {"model": info.recipe["model"], "input_size": info.input_size, "num_outputs": info.num_outputs,
                         "labels": list(info.labels), "source": info.raw.get("source")}
-    if (directory / artifacts.METRICS).is_file():
-        out["metrics"] = artifacts.read_json(directory / artifacts.METRICS, schema.METRICS)
+    if (directory / store.METRICS).is_file():
+        out["metrics"] = store.read_json(directory / store.METRICS, schema.METRICS)
     return out
 
 
@@ -135,7 +145,12 @@ def render(d: dict[str, Any]) -> str:
             lines += [f"  PROBLEM: {p}" for p in d["lineage_problems"]]
     else:
         for name, e in d["artifacts"].items():
-            state = "ok" if e["recorded"] and not e["problems"] else ("unrecorded" if not e["recorded"] else "; ".join(e["problems"]))
+            if e["problems"]:
+                state = "; ".join(e["problems"])
+            elif e["recorded"]:
+                state = "ok, verified" if e["verified"] else "ok"
+            else:
+                state = e["role"] if e["role"] != "artefact" else "unrecorded"
             parent = f" <- {e['parent']}" if e["parent"] else ""
             lines.append(f"  {name:28} {e['size_bytes']:>12,} B  {state}{parent}")
         if "metrics" in d:

@@ -45,7 +45,7 @@ from .checkpoint import load_model, read_state_dict, save_model
 from .config import ModelConfig, Recipe, recipe_from_dict
 from .errors import DataError
 from .model import AttentionLSTM
-from .runtime import artifacts
+from .runtime import store
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
 
@@ -141,7 +141,7 @@ class Layout:
     head: _Part | None
 
 
-@artifacts.writes_directory("load")
+@store.writes_directory("load")
 def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = ()) -> str:
     """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
 
@@ -158,7 +158,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
             return f"{source} is already an artefact directory; nothing to do"
         save_model(directory, model, recipe_from_dict(dict(info.recipe)), info.labels, command="load",
                    source=str(source), train_lengths=info.train_lengths,
-                   parent_sha256=artifacts.sha256_file(source / artifacts.WEIGHTS))
+                   parent_sha256=store.sha256_file(source / store.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
     state = read_state_dict(source)
     layout = recognise(state, roles, source.name)
@@ -166,7 +166,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     cfg = model.config
     labels = tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ()
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
-               source=source.name, parent_sha256=artifacts.sha256_file(source))
+               source=source.name, parent_sha256=store.sha256_file(source))
     return f"imported AttentionLSTM from {source}: {_summary(layout, model)} -> {directory}"
 
 

@@ -79,7 +79,7 @@ def run(
     from .export import export_onnx
     from .quantize import quantize
     from .report import write_report
-    from .runtime.artifacts import locked
+    from .runtime.store import locked
     from .train import train
     from .verify import verify
 

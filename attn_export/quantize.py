@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import artifacts
+from .runtime import schema, store
 from .runtime.compare import Reference, Rule, SweepCase, compare_case
 from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
 from .runtime.reference import read_reference
 from .runtime.backends.onnxrt import ort_session
-from .runtime.onnxfile import check_external_data
+from .runtime.store import Artifact
 from .runtime.iospec import IOSpec
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
@@ -45,8 +45,8 @@ from .portability import make_portable, matmul_before_transpose
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
-FILES = {p: f for p, f in artifacts.ONNX_FILES.items() if p != "fp32"}  # what quantize makes
-REPORT = artifacts.QUANTIZE_JSON
+FILES = {p: f for p, f in store.ONNX_FILES.items() if p != "fp32"}  # what quantize makes
+REPORT = store.QUANTIZE_JSON
 # Graph ops kept in FP32 by the FP16 conversion, and why: see the module docstring.
 FP16_KEEP_FP32 = ("Sub", "Div", "Where", "Softmax", "ReduceSum")
 QDQ_OPS = ("MatMul", "Gemm", "Conv")
@@ -88,9 +88,9 @@ def _ort():  # type: ignore[no-untyped-def]
     return onnxruntime
 
 
-def _session(path: Path, threads: int = 1, optimized: Path | None = None) -> Any:
+def _session(artifact: Artifact, threads: int = 1, optimized: Path | None = None) -> Any:
     _ort()
-    return ort_session(path, threads=threads, optimized=optimized)
+    return ort_session(artifact, threads=threads, optimized=optimized)
 
 
 def _paired_latency_ms(a: Any, b: Any, feeds: dict[str, np.ndarray], runs: int = 300) -> tuple[float, float]:
@@ -131,13 +131,13 @@ def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
     return chosen, digest.hexdigest()
 
 
-def _make_fp16(source: Path, target: Path) -> None:
+def _make_fp16(source: Artifact, target: Path) -> None:
     """ONNX Runtime's float16 converter, then the graph every runtime reads alike (``_plain_fp16``)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True,
+    converted = convert_float_to_float16(onnx.load_from_string(source.data), keep_io_types=True,
                                          op_block_list=list(FP16_KEEP_FP32))
     _plain_fp16(converted)
     matmul_before_transpose(converted)
@@ -219,14 +219,16 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _make_int8_dynamic(source: Path, target: Path) -> None:
+def _make_int8_dynamic(source: Artifact, target: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet_root_logger():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(onnx.load_from_string(source.data), str(target), weight_type=QuantType.QInt8)
 
 
-def _make_int8_qdq(source: Path, target: Path, calibration: list[np.ndarray]) -> None:
+def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]) -> None:
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):  # one real sequence per batch: no padding in the ranges
@@ -238,7 +240,8 @@ def _make_int8_qdq(source: Path, target: Path, calibration: list[np.ndarray]) ->
             return next(self.feeds, None)
 
     with _quiet_root_logger():
-        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(onnx.load_from_string(source.data), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=list(QDQ_OPS),
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
@@ -302,17 +305,17 @@ def _fp16_nodes(proto: Any) -> set[str]:
             if n.op_type not in ("Cast", "Shape") and any(types.get(i) == TensorProto.FLOAT16 for i in n.input)}
 
 
-def _fp16_census(path: Path) -> tuple[dict[str, int], dict[str, int], list[str]]:
+def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[str]]:
     import tempfile
 
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(made.data)
     declared = _fp16_nodes(proto)
     # ONNX Runtime writes its optimised graph where it is told, following links: never inside DIR
     with tempfile.TemporaryDirectory(prefix="attn-export-fp16-") as scratch:
         optimized = Path(scratch) / "optimized.onnx"
-        _session(path, optimized=optimized)
+        _session(made, optimized=optimized)
         ran = _fp16_nodes(onnx.load(str(optimized))) & declared
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
     fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32)
@@ -323,10 +326,10 @@ def _fp16_census(path: Path) -> tuple[dict[str, int], dict[str, int], list[str]]
     return dict(fp16_ops), dict(fp32_ops), [note]
 
 
-def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], precision: str) -> list[str]:
+def _check_runs(made: Artifact, spec: IOSpec, cases: list[SweepCase], precision: str) -> list[str]:
     """Dynamic axes survive (batch 1 and 8, seq 1 and 2048): outputs have the right shapes, finite."""
     problems = []
-    session = _session(path)
+    session = _session(made)
     names = [o.name for o in session.get_outputs()]
     for case in cases:
         out = dict(zip(names, session.run(None, case.feeds)))
@@ -340,14 +343,14 @@ def _check_runs(path: Path, spec: IOSpec, cases: list[SweepCase], precision: str
     return problems
 
 
-def _fp16_reference_check(path: Path, spec: IOSpec, cases: list[SweepCase], refs: list[Reference],
+def _fp16_reference_check(made: Artifact, spec: IOSpec, cases: list[SweepCase], refs: list[Reference],
                           rule: Rule) -> tuple[list[str], float]:
     """True-FP16 numerics: the reference evaluator on the sweep cases it runs (padded ones included),
     against PyTorch FP32, each row within its FP16 budget."""
     from .backends.onnxref import OnnxRefBackend
 
     problems, worst = [], 0.0
-    with OnnxRefBackend(path, spec) as ref_backend:
+    with OnnxRefBackend(made) as ref_backend:
         for case, ref in zip(cases, refs):
             if ref_backend.accepts(*case.x.shape[:2]) is not None:
                 continue
@@ -367,10 +370,10 @@ def _long_padded_cases(spec: IOSpec, mean: Sequence[float], std: Sequence[float]
     return [SweepCase(x, lengths, True)]
 
 
-def _evaluate(path: Path, fp32: Path, spec: IOSpec, test: Any) -> dict[str, float]:
+def _evaluate(made: Artifact, fp32: Artifact, spec: IOSpec, test: Any) -> dict[str, float]:
     from .data import pad
 
-    a, b = _session(path), _session(fp32)
+    a, b = _session(made), _session(fp32)
     names = [o.name for o in a.get_outputs()]
     correct = correct32 = agree = 0
     logits_err = attention_err = 0.0
@@ -418,8 +421,13 @@ def _changed_data(info: ModelInfo, files: dict[str, dict[str, str]]) -> str | No
     accuracy is judged or calibration drawn on other data than the model's; None when all match, or when
     training recorded none (synthetic data, a model imported with attn-export load, or trained before the
     files were recorded)."""
-    path = info.path.parent / artifacts.METRICS
-    metrics = artifacts.read_json(path) if path.is_file() else None
+    s = store.Store(info.path.parent)
+    trust = s.state(store.METRICS)
+    if trust.state == "missing":
+        return None
+    if not trust.current:  # what training recorded cannot be believed: no data can be shown to be its data
+        return f"{store.METRICS} ({trust.reason})"
+    metrics = store.parse_json(s.read(store.METRICS) or b"", info.path.parent / store.METRICS)
     recorded = metrics.get("data_files") if isinstance(metrics, dict) else None
     if not isinstance(recorded, dict):
         return None
@@ -430,7 +438,7 @@ def _changed_data(info: ModelInfo, files: dict[str, dict[str, str]]) -> str | No
     return None
 
 
-@artifacts.writes_directory("quantize")
+@store.writes_directory("quantize")
 def quantize(
     directory: Path,
     precisions: list[str],
@@ -446,21 +454,20 @@ def quantize(
     for p in precisions:
         if p not in FILES:
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
-    source = artifacts.require(directory, artifacts.ONNX_FP32)
-    check_external_data(source)
-    problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
-    if problems:
-        raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")
-    info = ModelInfo.read(directory)
+    s = store.Store(directory)
+    source = s.open(store.ONNX_FP32, need="current")
+    info = s.model()
     recipe = recipe_from_dict(info.recipe)
     spec = info.spec
-    reference_path = artifacts.require(directory, artifacts.REFERENCE)
-    reference = read_reference(reference_path)
+    opened_reference = s.open(store.REFERENCE, need="current")
+    reference_path = opened_reference.path
+    reference = read_reference(opened_reference.data, reference_path)
     cases, refs = reference.cases, reference.references
     axes = [c for c in cases if (c.x.shape[0], c.x.shape[1]) in {(1, 1), (8, 2048)} or c.padded]
     test, test_reason = labelled_test_split(info)
-    metrics_path = directory / artifacts.METRICS
-    torch_accuracy = artifacts.read_json(metrics_path)["test"]["accuracy"] if metrics_path.is_file() else None
+    metrics = s.read(store.METRICS) if s.state(store.METRICS).current else None
+    torch_accuracy = (store.parse_json(metrics, directory / store.METRICS, schema.METRICS)["test"]["accuracy"]
+                      if metrics is not None else None)
     rng = np.random.default_rng(0)
     latency_feeds: dict[str, np.ndarray] = {"x": rng.standard_normal((*LATENCY_SHAPE, spec.features)).astype(np.float32),
                      "lengths": np.full(LATENCY_SHAPE[0], LATENCY_SHAPE[1], np.int64)}
@@ -470,45 +477,48 @@ def quantize(
         name = FILES[precision]
         extra: dict[str, Any] = {}
         notes: list[str] = []
-        with artifacts.atomic_path(directory / name) as tmp:
+        with store.atomic_path(directory / name) as tmp:
             if precision == "fp16":
                 _make_fp16(source, tmp)
-                quantized, plain, notes = _fp16_census(tmp)
+                made = Artifact.candidate(tmp, spec, precision, info)
+                quantized, plain, notes = _fp16_census(made)
                 method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
                 reference.require_intrinsic("fp16", reference_path)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
-                problems, worst = _fp16_reference_check(tmp, spec, cases, refs, rule)
-                problems += _check_runs(tmp, spec, _long_padded_cases(spec, info.mean, info.std), precision)
+                problems, worst = _fp16_reference_check(made, spec, cases, refs, rule)
+                problems += _check_runs(made, spec, _long_padded_cases(spec, info.mean, info.std), precision)
                 notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
                 extra["kept_fp32"] = list(FP16_KEEP_FP32)
             elif precision == "int8-dynamic":
                 _make_int8_dynamic(source, tmp)
-                quantized, plain = _dynamic_census(onnx.load(str(tmp)))
+                made = Artifact.candidate(tmp, spec, precision, info)
+                quantized, plain = _dynamic_census(onnx.load_from_string(made.data))
                 method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"
                 problems = []
             else:
                 samples = calib_samples or recipe.quantize.calib_samples
                 calibration, calib_sha = _calibration(info, samples)
                 _make_int8_qdq(source, tmp, calibration)
-                quantized, plain, problems = _qdq_census(onnx.load(str(tmp)))
+                made = Artifact.candidate(tmp, spec, precision, info)
+                quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
                 method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
                 extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
                                         "source": "training split"}
             if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
-                onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
-            problems += _check_runs(tmp, spec, axes, precision)
+                onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
+            problems += _check_runs(made, spec, axes, precision)
             if problems:
                 raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
             report = VariantReport(precision, name, method, quantized, plain, notes=notes,
                                    accuracy_torch=torch_accuracy)
             if test is not None:
-                for key, value in _evaluate(tmp, source, spec, test).items():
+                for key, value in _evaluate(made, source, spec, test).items():
                     setattr(report, key, value)
             else:
                 report.notes.append(str(test_reason))
             report.latency_ms, report.latency_fp32_ms = _paired_latency_ms(
-                _session(tmp), _session(source), latency_feeds)
-        artifacts.record(directory, name, f"quantize {precision}", parent=artifacts.ONNX_FP32,
+                _session(made), _session(source), latency_feeds)
+        store.record(directory, name, f"quantize {precision}", parent=store.ONNX_FP32, parent_sha256=source.sha256,
                          versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__},
                          precision=precision, method=method, quantized=quantized, not_quantized=plain,
                          **extra)
@@ -519,6 +529,6 @@ def quantize(
 
 def _write_report(directory: Path, reports: list[VariantReport]) -> None:
     path = directory / REPORT
-    existing = artifacts.read_json(path) if path.is_file() else {}
+    existing = store.read_json(path) if path.is_file() else {}
     existing.update({r.precision: r.to_dict() for r in reports})
-    artifacts.write_json(path, existing)
+    store.write_json(path, existing)

@@ -2,8 +2,10 @@
 
 Sections: the verdict and the verify table, accuracy per precision, attention heatmaps of a few test
 sequences from every backend (``attention.png``: the rows of one sequence should look alike), and the
-bench plots with their ratios. Each section is written from the JSON alone, so the report can be rebuilt
-from the files without re-running anything.
+bench plots with their ratios. Each section is written from the JSON, so the report can be rebuilt from
+the files without re-running anything; but it states only what the manifest and the current bytes support
+(the store's answer): a verify.json no verdict was recorded from, an artefact changed or stale since it
+was verified or timed, metrics of weights that were retrained since, are shown as such, never as passed.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MissingPrerequisite
-from .runtime import artifacts, schema
+from .runtime import schema, store
+from .runtime.store import Store
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
-REPORT_MD, ATTENTION_PNG = artifacts.REPORT_MD, artifacts.ATTENTION_PNG
+REPORT_MD, ATTENTION_PNG = store.REPORT_MD, store.ATTENTION_PNG
 
 
 def _cell(text: str | None) -> str:
@@ -83,7 +86,7 @@ def attention_heatmaps(directory: Path, samples: dict[str, Any]) -> str | None:
         ax.set_xlabel("time step", fontsize=7)
         fig.colorbar(image, ax=ax, fraction=0.02)
     fig.tight_layout()
-    with artifacts.atomic_path(directory / ATTENTION_PNG) as tmp:
+    with store.atomic_path(directory / ATTENTION_PNG) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return ATTENTION_PNG
@@ -132,9 +135,16 @@ def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
     return lines
 
 
-def _bench_section(bench: dict[str, Any]) -> list[str]:
+def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     lines = [f"Threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved, {bench['method']['seconds_per_shape']} s per shape.", ""]
+    timed = bench.get("artifacts")
+    if not isinstance(timed, dict):
+        lines += [f"- not current: {store.BENCH_JSON} records no sha256 of what it timed (made by an older "
+                  "attn-export): run attn-export bench again", ""]
+    else:
+        stale = [p for p in (s.measured(name, str(sha)) for name, sha in timed.items()) if p]
+        lines += [f"- not current: {_cell(p)}" for p in stale] + ([""] if stale else [])
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
     lines += ["", "| target | ms/step (batch 1) | intercept ms | r² | throughput by batch (seq/s) |",
@@ -156,12 +166,33 @@ def _bench_section(bench: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _verify_section(directory: Path, result: VerifyResult) -> list[str]:
+def _standing(s: Store, result: VerifyResult) -> tuple[str, list[str]]:
+    """What the manifest and the current bytes say of verify.json's results (the store's answer): the
+    headline word (PASSED only when every artefact verify.json judged is still current, still the bytes
+    verify ran, and holds a passing verdict recorded from this very verify.json) and every reason it is not."""
+    if not s.recorded_from(VERIFY_JSON):
+        return "NOT CURRENT", [f"no verdict in {store.MANIFEST} was recorded from this {VERIFY_JSON}: it is stale "
+                               "or from another directory; run attn-export verify again"]
+    judged = dict.fromkeys(str(r.target.artifact) for r in result.results if r.status != "skipped" and r.target.artifact)
+    problems = [p for p in (s.judged(name, VERIFY_JSON) for name in judged) if p]
+    failed = not result.passed or any((s.entry(n) or {}).get("verified", {}).get("passed") is not True
+                                      for n in judged if s.judged(n, VERIFY_JSON) is None)
+    return ("FAILED" if failed else "NOT CURRENT" if problems else "PASSED"), problems
+
+
+def _verify_section(s: Store, result: VerifyResult) -> list[str]:
+    directory = s.directory
     ref, sweep = result.reference, result.sweep
-    lines = [f"**Verification {'PASSED' if result.passed else 'FAILED'}** against {ref['backend']} "
+    word, problems = _standing(s, result)
+    lines = [f"**Verification {word}** against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
-             f"garbage), shapes {', '.join(f'{b}x{s}' for b, s in sweep['shapes'])}.", "",
-             "## Verify", ""]
+             f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}.", ""]
+    lines += [f"- not current: {_cell(p)}" for p in problems] + ([""] if problems else [])
+    lines += ["## Verify", ""]
+    for r in result.results:  # a row whose artefact is no longer the one verified says so in its reason
+        stale = s.measured(r.target.artifact, r.sha256) if r.status != "skipped" else None
+        if stale is not None:
+            r.reason = f"NOT CURRENT: {stale}" + (f"; {r.reason}" if r.reason else "")
     lines += _verify_table(result)
     if result.conformance:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance)
@@ -187,31 +218,50 @@ def _verify_section(directory: Path, result: VerifyResult) -> list[str]:
     return lines
 
 
-@artifacts.writes_directory("report")
+def _artefacts_section(s: Store) -> list[str]:
+    """Every recorded artefact and what the store says of it now: the lineage and bytes this report stands on."""
+    lines = ["## Artefacts", "", "What the manifest records and the current bytes support (`attn-export inspect "
+             f"{s.directory}` for more):", ""]
+    for name in s.present():
+        trust = s.state(name)
+        if not trust.current:
+            lines.append(f"- not current: {_cell(trust.reason)}")
+        else:
+            verifiable = name.endswith(".onnx") or store.is_engine(name)
+            lines.append(f"- `{name}`: current" + (f"; it {trust.verdict}" if verifiable else ""))
+    return lines
+
+
+@store.writes_directory("report")
 def write_report(directory: Path) -> Path:
     """Render DIR/report.md (and attention.png) from the results DIR holds: verify.json, bench.json,
     metrics.json. A missing one gets a line saying which command makes it; none at all is an error."""
-    verify_path, bench_path = directory / VERIFY_JSON, directory / artifacts.BENCH_JSON
+    verify_path, bench_path = directory / VERIFY_JSON, directory / store.BENCH_JSON
     if not verify_path.is_file() and not bench_path.is_file():
-        artifacts.require(directory, artifacts.MODEL_JSON)
-        raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {artifacts.BENCH_JSON}); "
+        store.require(directory, store.MODEL_JSON)
+        raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {store.BENCH_JSON}); "
                                   f"run attn-export verify {directory} and attn-export bench {directory} first")
+    s = Store(directory)
     lines = [f"# attn-export report: {directory.name}", ""]
-    metrics_path = directory / artifacts.METRICS
-    if metrics_path.is_file():
-        test = artifacts.read_json(metrics_path, schema.METRICS)["test"]
+    metrics = s.state(store.METRICS)
+    if metrics.current:
+        test = store.parse_json(s.read(store.METRICS) or b"", directory / store.METRICS, schema.METRICS)["test"]
         if test.get("accuracy") is not None:
-            lines += [f"Trained model: test accuracy {test['accuracy']:.4f} (`{artifacts.METRICS}`).", ""]
-    if verify_path.is_file():
-        lines += _verify_section(directory, VerifyResult.from_dict(artifacts.read_json(verify_path, schema.VERIFY)))
+            lines += [f"Trained model: test accuracy {test['accuracy']:.4f} (`{store.METRICS}`).", ""]
+    elif metrics.state != "missing":
+        lines += [f"Trained model: not shown: {_cell(metrics.reason)}.", ""]
+    if s.read(VERIFY_JSON) is not None:
+        lines += _verify_section(s, VerifyResult.from_dict(store.parse_json(s.read(VERIFY_JSON) or b"", verify_path,
+                                                                            schema.VERIFY)))
     else:
         lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
                   f"`attn-export report {directory}`."]
     lines += ["", "## Latency and throughput (`attn-export bench`)", ""]
-    if bench_path.is_file():
-        lines += _bench_section(artifacts.read_json(bench_path, schema.BENCH))
+    if s.read(store.BENCH_JSON) is not None:
+        lines += _bench_section(s, store.parse_json(s.read(store.BENCH_JSON) or b"", bench_path, schema.BENCH))
     else:
         lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
+    lines += [""] + _artefacts_section(s)
     path = directory / REPORT_MD
-    artifacts.write_bytes(path, ("\n".join(lines) + "\n").encode())
+    store.write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path

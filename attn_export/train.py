@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import artifacts
+from .runtime import store
 from .checkpoint import save_model
 from .config import Recipe, TrainConfig
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
@@ -79,7 +79,7 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
 
-@artifacts.writes_directory("train")
+@store.writes_directory("train")
 def train(
     recipe: Recipe,
     directory: Path,
@@ -188,7 +188,7 @@ def _train(
         "sizes": {"train": splits.train.n, "val": splits.val.n, "test": splits.test.n},
     }
     lengths = splits.train.lengths
-    save_model(
+    weights_sha = save_model(
         directory,
         model,
         recipe,
@@ -197,7 +197,8 @@ def _train(
         source=splits.source,
         train_lengths={"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
     )
-    artifacts.write_json(directory / artifacts.METRICS, json_safe(metrics))
+    store.write_json(directory / store.METRICS, json_safe(metrics))
+    store.record(directory, store.METRICS, "train", parent=store.WEIGHTS, parent_sha256=weights_sha)
     accuracy = metrics["test"]["accuracy"]
     if accuracy < cfg.min_test_accuracy:
         raise WorkFailed(

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from .backends import REGISTRY
-from .runtime import artifacts
+from .runtime import schema, store
 from .runtime.compare import Reference, SweepCase
-from .runtime.iospec import IOSpec
 from .runtime.modelinfo import ModelInfo
 from .runtime.reference import ReferenceSet
+from .runtime.store import Artifact, Store
 from .runtime.targets import Target
 from .runtime.verify import VERIFY_JSON, Augment, TestSplit, VerifyResult, _scatter
 from .runtime.verify import verify as verify_directory
@@ -34,10 +34,13 @@ ATTENTION_SAMPLES = 4  # test sequences whose attention every backend reports, f
 TEST_BATCH = 32
 
 
-def _torch_reference(directory: Path) -> bool:
+def _torch_reference(s: Store) -> Artifact | None:
+    """The weights, current in the store, where torch can run them (the live reference), else None."""
     from .backends.pyt import TorchCpuBackend
 
-    return TorchCpuBackend.available() is None and (directory / artifacts.WEIGHTS).is_file()
+    if TorchCpuBackend.available() is not None or s.read(store.WEIGHTS) is None:
+        return None
+    return s.open(store.WEIGHTS, need="current")
 
 
 def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list[SweepCase]:
@@ -59,18 +62,18 @@ def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list
     return cases
 
 
-def torch_references(directory: Path, spec: IOSpec, cases: Sequence[SweepCase]) -> list[Reference]:
+def torch_references(weights: Artifact, cases: Sequence[SweepCase]) -> list[Reference]:
     """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch)."""
     from .backends.pyt import TorchCpuBackend
     from .intrinsic import intrinsic_errors
 
-    with TorchCpuBackend(directory, spec) as backend:
+    with TorchCpuBackend(weights) as backend:
         outputs = [backend.infer(c.feeds) for c in cases]
-        errors = intrinsic_errors(backend.model, [c.feeds for c in cases], outputs, spec.output_names)
+        errors = intrinsic_errors(backend.model, [c.feeds for c in cases], outputs, weights.spec.output_names)
     return [Reference(o, e) for o, e in zip(outputs, errors)]
 
 
-def _test_split(directory: Path, info: ModelInfo, torch_ref: bool) -> tuple[TestSplit | None, str | None]:
+def _test_split(s: Store, info: ModelInfo, weights: Artifact | None) -> tuple[TestSplit | None, str | None]:
     from .data import pad
     from .quantize import labelled_test_split
 
@@ -89,33 +92,31 @@ def _test_split(directory: Path, info: ModelInfo, torch_ref: bool) -> tuple[Test
     accuracy = None
     source = "metrics.json (PyTorch FP32 at training time)"
     head = info.spec.head_output
-    if torch_ref:
-        references = torch_references(directory, info.spec, [case for _, case in batches])
+    if weights is not None:
+        references = torch_references(weights, [case for _, case in batches])
         logits = _scatter(test.n, batches, [r.outputs for r in references], head)[head]
         accuracy = float((logits.argmax(1) == test.y).mean())
         source = "torch-cpu FP32 on the test split"
-    else:
-        metrics = directory / artifacts.METRICS
-        if metrics.is_file():
-            accuracy = artifacts.read_json(metrics)["test"]["accuracy"]
+    elif s.state(store.METRICS).current:
+        accuracy = store.parse_json(s.read(store.METRICS) or b"", s.directory / store.METRICS,
+                                    schema.METRICS)["test"]["accuracy"]
     return TestSplit(batches, test.y, test.lengths, samples, references, accuracy, source), None
 
 
-def _engine_profiles(directory: Path, targets: list[Target]) -> list[dict[str, Any]]:
-    entries = artifacts.read_manifest(directory)["artifacts"]
-    return [entries[t.artifact].get("profile") or {} for t in targets
-            if t.skip is None and t.artifact and t.artifact.endswith(".engine") and t.artifact in entries]
+def _engine_profiles(s: Store, targets: list[Target]) -> list[dict[str, Any]]:
+    return [(s.entry(t.artifact) or {}).get("profile") or {} for t in targets
+            if t.skip is None and t.artifact and store.is_engine(t.artifact)]
 
 
-def _augment(directory: Path, info: ModelInfo, targets: list[Target], recorded: ReferenceSet) -> Augment:
-    torch_ref = _torch_reference(directory)
+def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: ReferenceSet) -> Augment:
+    weights = _torch_reference(s)
     reference = recorded
-    if torch_ref:
-        extra = _extra_cases(info, _engine_profiles(directory, targets))
-        reference = ReferenceSet(recorded.cases + extra,
-                                 recorded.references + torch_references(directory, info.spec, extra), recorded.meta)
-    split, reason = _test_split(directory, info, torch_ref)
-    return Augment(reference, split, reason, artifacts.WEIGHTS if torch_ref else artifacts.REFERENCE)
+    if weights is not None:
+        extra = _extra_cases(info, _engine_profiles(s, targets))
+        reference = ReferenceSet(recorded.cases + extra, recorded.references + torch_references(weights, extra),
+                                 recorded.meta)
+    split, reason = _test_split(s, info, weights)
+    return Augment(reference, split, reason, store.WEIGHTS if weights is not None else store.REFERENCE)
 
 
 def verify(

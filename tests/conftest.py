@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -71,13 +71,21 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def rerecord(directory: Path, name: str, parent: str = "model.safetensors", command: str = "test",
+             **extra: object) -> dict:
+    """Record ``name`` as if ``command`` had made it from ``parent``'s current bytes: only its contents can give
+    it away now."""
+    return store.record(directory, name, command, parent=parent,
+                        parent_sha256=store.sha256_file(directory / parent), **extra)
+
+
 def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
     """What attn-export verify writes into an artefact's manifest entry (without running it)."""
-    manifest = artifacts.read_manifest(directory)
-    manifest["artifacts"][name]["verified"] = {"passed": passed, "sha256": artifacts.sha256_file(directory / name),
+    manifest = store.read_manifest(directory)
+    manifest["artifacts"][name]["verified"] = {"passed": passed, "sha256": store.sha256_file(directory / name),
                                                "verify_sha256": "0" * 64,
                                                "backends": ["ort-cpu"], "accuracy": 0.5}
-    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+    store.write_json(directory / store.MANIFEST, manifest)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.errors import Busy
 
 from conftest import ROOT, TINY, cli
@@ -42,7 +42,7 @@ sys.exit(main(sys.argv[2:]))
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file's hash, leaving out the lock file and a killed writer's temporary debris."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())
-            if p.is_file() and p.name != artifacts.LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+            if p.is_file() and p.name != store.LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
 
 def stopped_at_commit(directory: Path, *args: str) -> subprocess.Popen[str]:
@@ -81,11 +81,11 @@ def test_a_writer_killed_mid_write_leaves_the_previous_artefacts(quantized: Path
     before = snapshot(directory)
     process = stopped_at_commit(directory, command[0], str(directory), *command[1:])
     # the writer's own temporary name: attn-export's prefix, its pid, the target
-    written = [p for p in directory.iterdir() if p.name.startswith(f"{artifacts.TMP_PREFIX}{process.pid}.{target}.")]
+    written = [p for p in directory.iterdir() if p.name.startswith(f"{store.TMP_PREFIX}{process.pid}.{target}.")]
     assert written and written[0].stat().st_size > 0  # the new artefact is written, not yet committed
     kill(process)
     assert snapshot(directory) == before
-    assert artifacts.check_lineage(directory, "model.onnx") == []
+    assert store.Store(directory).state("model.onnx").current
     result = cli("verify", str(directory), "--backends", "ort-cpu")  # loadable, and the debris is swept
     assert result.returncode == 0, result.stderr
     assert not list(directory.glob(".*.tmp"))
@@ -104,20 +104,20 @@ def test_a_second_writer_is_refused_with_who_holds_the_directory(quantized: Path
         assert snapshot(directory) == before
     finally:
         kill(holder)
-    with artifacts.locked(directory, "test"):  # the kernel released the dead holder's lock
-        with artifacts.locked(directory, "nested"):  # re-entrant within a process
+    with store.locked(directory, "test"):  # the kernel released the dead holder's lock
+        with store.locked(directory, "nested"):  # re-entrant within a process
             pass
 
 
 def test_a_held_lock_raises_busy_in_process(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from attn_export.runtime.artifacts import locked\n"
+        "import sys, time; from pathlib import Path; from attn_export.runtime.store import locked\n"
         f"with locked(Path({str(tmp_path)!r}), 'holder'):\n    print('held', flush=True); time.sleep(30)\n")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(Busy, match="holder"):
-            with artifacts.locked(tmp_path, "second"):
+            with store.locked(tmp_path, "second"):
                 pass
     finally:
         holder.kill()

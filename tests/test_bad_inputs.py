@@ -195,7 +195,9 @@ ROWS: dict[str, Row] = {
     "verify-corrupt-manifest": Row(("verify", "{d}"), 2, "manifest.json",
                                    _write("manifest.json", "{not json", into="d")),
     "export-corrupt-model-json": Row(("export", "{d}"), 2, "model.json", _write("model.json", "[1, 2", into="d")),
-    "export-model-json-wrong-type": Row(("export", "{d}"), 2, "model.hidden_size", _model_json_wrong),
+    # an edited model.json is not believed at all: the store refuses it before reading what it says
+    "export-model-json-wrong-type": Row(("export", "{d}"), 2, "model.json was changed after it was recorded",
+                                        _model_json_wrong),
     "verify-corrupt-reference": Row(("verify", "{d}"), 2, "reference.npz", _truncate("reference.npz")),
     "export-corrupt-weights": Row(("export", "{d}"), 2, "model.safetensors", _truncate("model.safetensors")),
 }

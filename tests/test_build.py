@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from attn_export.runtime import artifacts
-from attn_export.errors import BadInput, ConfigError, NotAvailable
+from attn_export.runtime import store
+from attn_export.errors import BadInput, ConfigError, NotAvailable, Untrusted
 from attn_export.quantize import FILES
-from attn_export.runtime.trt.compat import Here, check_engine, foreign_problems
+from attn_export.runtime.iospec import IOSpec
+from attn_export.runtime.store import Store
+from attn_export.runtime.trt.compat import Here, foreign_problems
 from attn_export.runtime.trt.naming import engine_name, gpu_slug
 from attn_export.runtime.precisions import ONNX_FILES
 from attn_export.runtime.trt.precision import Capability, decide, parse_version, plan_summary
@@ -105,7 +107,7 @@ def test_profile_ort_trt_options() -> None:
 
 def test_sources_are_the_quantize_files() -> None:
     assert {p: decide(p, cap("10.3.0")).source for p in ("fp32", "fp16", "int8-qdq")} == {
-        "fp32": artifacts.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
+        "fp32": store.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8-qdq", "fp32"])
@@ -185,47 +187,64 @@ def test_engine_name_carries_precision_gpu_and_tensorrt_version() -> None:
         engine_name("fp16", "Orin", "ten")
 
 
-# --- manifest checks before deserialising --------------------------------------------------------------
+# --- the store's checks before an engine is deserialised -----------------------------------------------
 
 ORIN = Here("10.3.0", "Orin", "8.7")
+ENGINE = "model.fp32.orin.trt10.3.engine"
 
 
-def _engine_dir(tmp_path: Path, **extra: object) -> tuple[Path, str, dict]:
-    (tmp_path / "model.fp16.onnx").write_bytes(b"graph")
-    name = "model.fp16.orin.trt10.3.engine"
-    (tmp_path / name).write_bytes(b"plan")
-    entry = artifacts.record(tmp_path, name, "build fp16", parent="model.fp16.onnx", tensorrt="10.3.0", gpu="Orin",
-                             compute_capability="8.7", precision="fp16",
-                             profile=Profile(Range(1, 1, 8), Range(1, 16, 64), 3).to_dict(), **extra)
-    return tmp_path, name, entry
+def _engine_dir(directory: Path, **extra: object) -> tuple[Path, str]:
+    """An engine as build records it, made from the directory's model.onnx (the plan's bytes are not a real
+    engine: nothing here deserialises it)."""
+    (directory / ENGINE).write_bytes(b"plan")
+    spec = Store(directory).info.spec
+    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", precision="fp32",
+                        profile=Profile(Range(1, 1, 8), Range(1, 16, 64), spec.features).to_dict(),
+                        io_spec=spec.to_dict())
+    fields.update(extra)
+    store.record(directory, ENGINE, "build fp32", parent="model.onnx",
+                 parent_sha256=_sha(directory / "model.onnx"), **fields)
+    return directory, ENGINE
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_recorded_engine_for_this_machine_passes(tmp_path: Path) -> None:
-    d, name, entry = _engine_dir(tmp_path)
-    assert check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name)) == entry
+def test_a_recorded_engine_for_this_machine_opens_with_its_bytes_and_profile(model_dir: Path) -> None:
+    d, name = _engine_dir(model_dir)
+    artifact = Store(d).open(name, here=ORIN)
+    assert (artifact.kind, artifact.data, artifact.precision) == ("engine", b"plan", "fp32")
+    assert artifact.profile.seq.max == 64 and artifact.sha256 == _sha(d / name)
 
 
-def test_an_unrecorded_engine_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="not recorded in .*manifest.json"):
-        check_engine(tmp_path, "x.engine", {"artifacts": {}}, ORIN)
+def test_an_unrecorded_engine_is_refused(model_dir: Path) -> None:
+    (model_dir / "x.engine").write_bytes(b"plan")
+    with pytest.raises(Untrusted, match="x.engine is not recorded in manifest.json"):
+        Store(model_dir).open("x.engine", here=ORIN)
 
 
-def test_a_changed_engine_is_refused_before_deserialising(tmp_path: Path) -> None:
-    d, name, _ = _engine_dir(tmp_path)
+def test_a_changed_engine_is_refused_before_deserialising(model_dir: Path) -> None:
+    d, name = _engine_dir(model_dir)
     (d / name).write_bytes(b"evil plan")
-    with pytest.raises(BadInput, match="changed after it was recorded"):
-        check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name))
+    with pytest.raises(Untrusted, match="changed after it was recorded.*rebuild it"):
+        Store(d).open(name, here=ORIN)
 
 
-def test_a_stale_engine_is_refused(tmp_path: Path) -> None:
-    d, name, _ = _engine_dir(tmp_path)
-    (d / "model.fp16.onnx").write_bytes(b"new graph")
-    with pytest.raises(BadInput, match="stale: its source model.fp16.onnx changed.*attn_export.runtime build .* --fp16"):
-        check_engine(d, name, artifacts.read_manifest(d), ORIN, sha256=_sha(d / name))
+def test_an_engine_whose_source_or_its_ancestors_changed_is_stale(model_dir: Path) -> None:
+    d, name = _engine_dir(model_dir)
+    (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes() + b" ")
+    with pytest.raises(Untrusted, match="is stale: model.onnx was changed after it was recorded.*rebuild it "
+                                        "\\(python3 -m attn_export.runtime build\\)"):
+        Store(d).open(name, here=ORIN)
+
+
+def test_an_engine_that_contradicts_model_json_is_refused(model_dir: Path) -> None:
+    spec = Store(model_dir).info.spec
+    other = IOSpec.for_model(spec.features + 1, 2).to_dict()
+    d, name = _engine_dir(model_dir, io_spec=other)
+    with pytest.raises(Untrusted, match=f"contradicts model.json: its x has {spec.features + 1} features per step"):
+        Store(d).open(name, here=ORIN)
 
 
 @pytest.mark.parametrize("here, match", [
@@ -233,13 +252,19 @@ def test_a_stale_engine_is_refused(tmp_path: Path) -> None:
     (Here("10.3.0", "NVIDIA GeForce RTX 3090", "8.6"), "built for compute capability 8.7 \\(Orin\\) and this GPU"),
     (Here("10.3.0", "Jetson AGX Orin", "8.7"), "built and tuned for Orin and this GPU is Jetson AGX Orin"),
 ])
-def test_a_foreign_engine_is_refused_with_exit_3_and_says_why(tmp_path: Path, here: Here, match: str) -> None:
-    d, name, _ = _engine_dir(tmp_path)
+def test_a_foreign_engine_is_refused_with_exit_3_and_says_why(model_dir: Path, here: Here, match: str) -> None:
+    d, name = _engine_dir(model_dir)
     with pytest.raises(NotAvailable, match=match) as e:
-        check_engine(d, name, artifacts.read_manifest(d), here, sha256=_sha(d / name))
+        Store(d).open(name, here=here)
     assert e.value.exit_code == 3
-    assert "rebuild it on this machine with python3 -m attn_export.runtime build" in str(e.value)
-    assert str(e.value).endswith("--fp16")
+    assert "build the engine on this device (python3 -m attn_export.runtime build" in str(e.value)
+
+
+def test_without_a_gpu_a_current_engine_cannot_be_judged_here(model_dir: Path) -> None:
+    """This machine has no GPU: the store cannot tell whether the engine is foreign, so it refuses (exit 3)."""
+    d, name = _engine_dir(model_dir)
+    with pytest.raises(NotAvailable, match="an engine needs a CUDA device"):
+        Store(d).open(name)
 
 
 def test_compatible_engines_follow_tensorrt_rules() -> None:
@@ -254,54 +279,22 @@ def test_compatible_engines_follow_tensorrt_rules() -> None:
     assert foreign_problems(same_cc, Here("10.3.0", "NVIDIA A30", "8.0")) == []
 
 
-def test_host_code_loads_only_on_opt_in(tmp_path: Path) -> None:
-    d, name, _ = _engine_dir(tmp_path, host_code=True, version_compatible=True)
-    manifest = artifacts.read_manifest(d)
-    with pytest.raises(BadInput, match="embeds host code.*ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE=1"):
-        check_engine(d, name, manifest, ORIN, sha256=_sha(d / name))
-    assert check_engine(d, name, manifest, ORIN, allow_host_code=True, sha256=_sha(d / name))["host_code"]
+def test_host_code_loads_only_on_opt_in(model_dir: Path) -> None:
+    d, name = _engine_dir(model_dir, host_code=True, version_compatible=True)
+    with pytest.raises(Untrusted, match="embeds host code.*ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE=1"):
+        Store(d).open(name, here=ORIN)
+    assert Store(d).open(name, here=ORIN, allow_host_code=True).entry["host_code"]
 
 
-def test_the_tensorrt_backend_reads_its_profile_from_the_manifest_without_a_gpu(tmp_path: Path) -> None:
+def test_the_tensorrt_backend_reads_its_profile_from_the_artifact_without_a_gpu(model_dir: Path) -> None:
     from attn_export.backends import get
-    from attn_export.runtime.iospec import IOSpec
 
-    d, name, _ = _engine_dir(tmp_path)
-    backend = get("tensorrt")(d / name, IOSpec.for_model(3, 2))
+    d, name = _engine_dir(model_dir)
+    backend = get("tensorrt")(Store(d).open(name, here=ORIN))
     assert backend.accepts(8, 64) is None
     reason = backend.accepts(1, 65)
     assert reason is not None and "seq 65 is outside 1..64" in reason
-    unrecorded = get("tensorrt")(d / "other.engine", IOSpec.for_model(3, 2)).accepts(1, 1)
-    assert unrecorded is not None and "not recorded" in unrecorded
-    with pytest.raises(NotAvailable, match="backend tensorrt is not available"):
-        backend.__enter__()
 
-
-# --- the command on this machine -----------------------------------------------------------------------
-
-def _snapshot(directory: Path) -> dict[str, str]:
-    return {p.name: _sha(p) for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-@pytest.mark.parametrize("flags", [["--fp16"], ["--int8"], []])
-def test_build_without_gpu_or_tensorrt_exits_3_with_one_line_and_writes_nothing(
-        tiny_dir: Path, flags: list[str]) -> None:
-    from attn_export.runtime.trt.build import preflight
-
-    try:
-        preflight()
-    except NotAvailable:
-        pass
-    else:
-        pytest.skip("this machine has a GPU and TensorRT")
-    before = _snapshot(tiny_dir)
-    result = cli("build", str(tiny_dir), *flags)
-    assert result.returncode == 3, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot build a TensorRT engine here: ")
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    assert "TensorRT is not installed" in lines[0] and "JetPack" in lines[0] and "pip install tensorrt" in lines[0]
-    assert _snapshot(tiny_dir) == before  # no model.fp16.onnx made, no manifest change, no engine
 
 
 def test_build_rejects_two_precisions() -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.runtime.bundle import BUNDLE_JSON, extract_temporary, pack, unpack
-from attn_export.errors import BadInput, DataError, MissingPrerequisite
+from attn_export.errors import BadInput, DataError, Untrusted
 from attn_export.runtime import Predictor
 
-from conftest import cli
+from conftest import cli, rerecord
 from test_runtime import BLOCKER, one_by_one, save_inputs, sequences
 
 
@@ -30,7 +30,8 @@ def names(archive: Path) -> list[str]:
 
 def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> None:
     (model_dir / "model.fp32.Orin.trt10.3.0.engine").write_bytes(b"engine")
-    artifacts.record(model_dir, "model.fp32.Orin.trt10.3.0.engine", "build", parent="model.onnx", precision="fp32")
+    rerecord(model_dir, "model.fp32.Orin.trt10.3.0.engine", parent="model.onnx", command="build", precision="fp32",
+             io_spec=store.Store(model_dir).info.spec.to_dict())
     cpu = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
     members = names(cpu.path)
     for name in ("model.json", "manifest.json", "model.onnx", "reference.npz", "README.md", "requirements.txt",
@@ -53,13 +54,13 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
     assert not any("no TensorRT engine" in n for n in jetson.notes)  # this one holds an engine
     assert "PYTHONPATH=runtime python3 -m attn_export.runtime verify ." in readme
     assert listing["for"] == "jetson" and listing["files"]["model.onnx"]["sha256"] == \
-        artifacts.sha256_file(model_dir / "model.onnx")
+        store.sha256_file(model_dir / "model.onnx")
 
 
 def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Path) -> None:
     path = model_dir / "model.onnx"
     path.write_bytes(path.read_bytes() + b"\0")
-    with pytest.raises(MissingPrerequisite, match="model.onnx was changed after it was recorded"):
+    with pytest.raises(Untrusted, match="model.onnx was changed after it was recorded"):
         pack(model_dir, tmp_path / "b.tar.gz")
     assert not (tmp_path / "b.tar.gz").exists()
     with pytest.raises(BadInput, match="bundle target 'phone' is unknown"):

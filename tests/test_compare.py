@@ -101,15 +101,36 @@ def test_int8_is_judged_by_structure_only() -> None:
     assert not compare_case(case, ref, {**far, "logits": far["logits"][:1]}, "logits", INT8).passed
 
 
-def test_a_zero_budget_allows_only_an_exact_match() -> None:
+def test_a_zero_budget_is_no_budget_even_for_an_exact_match() -> None:
+    """A budget must be a finite positive number: zero tolerances and a zero intrinsic error judge nothing."""
     exact = Rule("fp32", 0.0, 0.0, 0.0, 0.0, "fp32")
     rng = np.random.default_rng(2)
     case, ref = make_case([4], 4, 2, rng, np.zeros(1))
     same = {k: v.copy() for k, v in ref.outputs.items()}
-    assert compare_case(case, ref, same, "logits", exact).passed
-    same["logits"][0, 0] = np.nextafter(same["logits"][0, 0], np.inf)
     result = compare_case(case, ref, same, "logits", exact)
-    assert not result.passed and result.ratio == np.inf
+    assert not result.passed and "budget is not a finite positive number" in result.problems[0]
+
+
+@pytest.mark.parametrize("where, value, said", [
+    ("logits", np.nan, "the reference's logits holds NaN or Inf"),
+    ("attention", np.inf, "the reference's attention holds NaN or Inf"),
+    ("intrinsic", np.inf, "intrinsic FP16 error on logits is not a finite non-negative number"),
+    ("intrinsic", -1.0, "intrinsic FP16 error on logits is not a finite non-negative number"),
+    ("intrinsic", np.nan, "intrinsic FP16 error on logits is not a finite non-negative number"),
+])
+def test_a_reference_that_cannot_judge_fails_and_never_passes(where: str, value: float, said: str) -> None:
+    """Every comparison with NaN is false: a NaN reference or budget would otherwise pass as "within"."""
+    rng = np.random.default_rng(5)
+    case, ref = make_case([5, 3], 5, 3, rng, np.full(2, 0.01))
+    got = {k: v.copy() for k, v in ref.outputs.items()}
+    outputs = {k: v.copy() for k, v in ref.outputs.items()}
+    intrinsic = {p: {k: v.copy() for k, v in d.items()} for p, d in ref.intrinsic.items()}
+    if where == "intrinsic":
+        intrinsic["fp16"]["logits"][1] = value
+    else:
+        outputs[where][0, 0] = value
+    result = compare_case(case, Reference(outputs, intrinsic), got, "logits", FP16)
+    assert not result.passed and said in result.problems[0]
 
 
 def test_each_deployment_row_reports_its_error_against_its_intrinsic_error() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.runtime.bundle import pack, runtime_files, unpack
 
 from conftest import ROOT, mark_verified
@@ -144,7 +144,7 @@ def device_cli(directory: Path, *args: str, python_exe: str = sys.executable) ->
 
 def check_device_commands(directory: Path, python_exe: str = sys.executable) -> None:
     """verify (records the verdict), predict, build --fp16 (exit 3, nothing written), info."""
-    before = artifacts.read_manifest(directory)["artifacts"]
+    before = store.read_manifest(directory)["artifacts"]
     assert "verified" not in before["model.fp16.onnx"]
     verified = device_cli(directory, "verify", ".", "--json", python_exe=python_exe)
     assert verified.returncode == 0, verified.stderr
@@ -152,7 +152,7 @@ def check_device_commands(directory: Path, python_exe: str = sys.executable) -> 
     assert report["reference"]["source"] == "reference.npz" and report["passed"] is True
     ran = {(r["backend"], r["artifact"]) for r in report["results"] if r["status"] == "passed"}
     assert {("ort-cpu", "model.onnx"), ("ort-cpu", "model.fp16.onnx")} <= ran
-    after = artifacts.read_manifest(directory)["artifacts"]
+    after = store.read_manifest(directory)["artifacts"]
     assert after["model.fp16.onnx"]["verified"]["passed"] is True
     assert after["model.fp16.onnx"]["verified"]["sha256"] == after["model.fp16.onnx"]["sha256"]
 

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.backends import REGISTRY, get, status
 from attn_export.checkpoint import save_model
 from attn_export.config import ModelConfig, Recipe
@@ -116,13 +116,12 @@ def test_onnx_outputs_are_the_same_alone_and_in_a_padded_batch(
     bidirectional_dir: Path, lengths: list[int], extra: int, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    spec = IOSpec.for_model(FEATURES, 3)
     seq = max(lengths) + extra
     x = rng.uniform(-1e4, 1e4, (len(lengths), seq, FEATURES)).astype(np.float32)  # garbage padding
     seqs = [rng.normal(0, 2, (n, FEATURES)).astype(np.float32) for n in lengths]
     for i, s in enumerate(seqs):
         x[i, : len(s)] = s
-    with get("ort-cpu")(bidirectional_dir / "model.onnx", spec) as ort:
+    with get("ort-cpu")(store.Store(bidirectional_dir).open("model.onnx")) as ort:
         batch = ort.infer({"x": x, "lengths": np.array(lengths, dtype=np.int64)})
         for i, s in enumerate(seqs):
             alone = ort.infer({"x": s[None], "lengths": np.array([len(s)], dtype=np.int64)})
@@ -137,15 +136,14 @@ def test_the_reference_evaluator_agrees_with_onnx_runtime_on_padded_inputs(
 ) -> None:
     """With no LSTM taking a runtime sequence_lens (which onnx 1.23.2's evaluator ignores), the evaluator is
     an oracle for padded batches too, garbage in the padding included."""
-    spec = IOSpec.for_model(FEATURES, 3)
     rng = np.random.default_rng(seq)
     lengths = np.maximum(1, rng.integers(1, seq + 1, batch)).astype(np.int64)
     lengths[0] = seq
     x = rng.normal(0, 2, (batch, seq, FEATURES)).astype(np.float32)
     x[np.arange(seq)[None, :] >= lengths[:, None]] = 1e3
     feeds = {"x": x, "lengths": lengths}
-    with get("ort-cpu")(bidirectional_dir / "model.onnx", spec) as ort, \
-            get("onnx-ref")(bidirectional_dir / "model.onnx", spec) as ref:
+    graph = store.Store(bidirectional_dir).open("model.onnx")
+    with get("ort-cpu")(graph) as ort, get("onnx-ref")(graph) as ref:
         a, b = ort.infer(feeds), ref.infer(feeds)
     for name in ("logits", "attention"):
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=1e-4)
@@ -156,15 +154,15 @@ def test_metadata_manifest_and_reference_are_written(bidirectional_dir: Path) ->
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["labels"]) == ["a", "b", "c"]
     assert meta["exporter"] == "torchscript" and meta["opset"] == "17"
-    assert meta["source_sha256"] == artifacts.sha256_file(bidirectional_dir / "model.safetensors")
+    assert meta["source_sha256"] == store.sha256_file(bidirectional_dir / "model.safetensors")
     assert json.loads(meta["model_config"])["bidirectional"] is True
     assert len(json.loads(meta["normalization"])["mean"]) == FEATURES
     assert IOSpec.from_json(meta["io_spec"]) == IOSpec.for_model(FEATURES, 3)
     entry = json.loads((bidirectional_dir / "manifest.json").read_text())["artifacts"]["model.onnx"]
     assert entry["parent"] == "model.safetensors"
-    assert entry["sha256"] == artifacts.sha256_file(bidirectional_dir / "model.onnx")
-    assert artifacts.check_lineage(bidirectional_dir, "model.onnx") == []
-    reference = read_reference(bidirectional_dir / "reference.npz")
+    assert entry["sha256"] == store.sha256_file(bidirectional_dir / "model.onnx")
+    assert store.Store(bidirectional_dir).state("model.onnx").current
+    reference = read_reference((bidirectional_dir / "reference.npz").read_bytes(), bidirectional_dir / "reference.npz")
     assert len(reference.cases) == len(reference.references) == reference.meta["cases"] >= 5
     assert any(c.padded for c in reference.cases)
     for case, ref in zip(reference.cases, reference.references):  # each row's budget yardstick, per precision
@@ -178,13 +176,14 @@ def test_a_changed_parent_makes_the_onnx_stale(tmp_path: Path) -> None:
     directory = make_dir(tmp_path, VARIANTS["linear"])
     export_onnx(directory, parity_max_seq=32)
     make_dir(directory, VARIANTS["linear"], seed=5)  # retrain: new weights
-    assert any("stale" in p for p in artifacts.check_lineage(directory, "model.onnx"))
+    trust = store.Store(directory).state("model.onnx")
+    assert trust.state == "stale" and "its parent model.safetensors changed" in str(trust.reason)
 
 
 def test_a_failed_export_leaves_the_directory_unchanged(tmp_path: Path) -> None:
     directory = make_dir(tmp_path, VARIANTS["linear"])
     def files() -> dict[str, bytes]:  # the directory's lock file is not an artefact
-        return {p.name: p.read_bytes() for p in directory.iterdir() if p.name != artifacts.LOCK}
+        return {p.name: p.read_bytes() for p in directory.iterdir() if p.name != store.LOCK}
 
     before = files()
     with pytest.raises(BadInput):
@@ -196,18 +195,18 @@ def test_a_failed_export_leaves_the_directory_unchanged(tmp_path: Path) -> None:
 def test_backend_contract(bidirectional_dir: Path, name: str) -> None:
     """Every available backend: same outputs, names and shapes on the same unpadded input."""
     cls = get(name)
-    artifact = bidirectional_dir if cls.kind == "torch" else bidirectional_dir / "model.onnx"
-    spec = IOSpec.for_model(FEATURES, 3)
+    opened = store.Store(bidirectional_dir)
+    artifact = opened.open("model.safetensors" if cls.kind == "torch" else "model.onnx")
     feeds = {"x": np.random.default_rng(0).normal(0, 2, (2, 9, FEATURES)).astype(np.float32),
              "lengths": np.full(2, 9, dtype=np.int64)}
-    backend = cls(artifact, spec)  # construction is cheap and loads nothing
+    backend = cls(artifact)  # construction is cheap and loads nothing
     with pytest.raises(RuntimeError):
         backend.infer(feeds)
     with backend:
         out = backend.infer(feeds)
     assert set(out) == {"logits", "attention"}
     assert out["logits"].shape == (2, 3) and out["attention"].shape == (2, 9)
-    with get("torch-cpu")(bidirectional_dir, spec) as reference:
+    with get("torch-cpu")(opened.open("model.safetensors")) as reference:
         expected = reference.infer(feeds)
     tolerance = 2e-2 if cls.computes == "bf16" else 1e-5  # bf16 keeps 8 bits of mantissa
     np.testing.assert_allclose(out["logits"], expected["logits"], atol=tolerance, rtol=tolerance * 10)
@@ -232,13 +231,13 @@ GOOD = {"x": np.zeros((2, 4, FEATURES), np.float32), "lengths": np.array([4, 2],
 @pytest.mark.parametrize("name", ["ort-cpu", "torch-cpu"])
 def test_bad_inputs_get_the_documented_errors(bidirectional_dir: Path, name: str, change: dict, fragment: str) -> None:
     cls = get(name)
-    artifact = bidirectional_dir if cls.kind == "torch" else bidirectional_dir / "model.onnx"
-    with cls(artifact, IOSpec.for_model(FEATURES, 3)) as backend:
+    artifact = store.Store(bidirectional_dir).open("model.safetensors" if cls.kind == "torch" else "model.onnx")
+    with cls(artifact) as backend:
         with pytest.raises(BadInput, match=fragment.replace(".", r"\.")):
             backend.infer({**GOOD, **change})
 
 
-def test_registry_names_and_unavailable_backends() -> None:
+def test_registry_names_and_unavailable_backends(bidirectional_dir: Path) -> None:
     assert {"torch-cpu", "ort-cpu", "onnx-ref"} <= set(REGISTRY)
     with pytest.raises(BadInput, match="unknown backend"):
         get("magic")
@@ -251,5 +250,5 @@ def test_registry_names_and_unavailable_backends() -> None:
             return "not on this machine"
 
     with pytest.raises(NotAvailable, match="not on this machine"):
-        with Absent(Path("x.onnx"), IOSpec.for_model(FEATURES, 3)):
+        with Absent(store.Store(bidirectional_dir).open("model.onnx")):
             pass

@@ -35,7 +35,7 @@ from attn_export.data import read_npz, read_ts  # noqa: E402
 from attn_export.errors import AttnExportError, ConfigError, DataError  # noqa: E402
 from attn_export.inspect import describe_directory, render  # noqa: E402
 from attn_export.report import write_report  # noqa: E402
-from attn_export.runtime import Predictor, artifacts, schema  # noqa: E402
+from attn_export.runtime import Predictor, schema, store  # noqa: E402
 from attn_export.runtime.bundle import BUNDLE_JSON, _check_listing, pack, unpack  # noqa: E402
 from attn_export.runtime.modelinfo import ModelInfo  # noqa: E402
 
@@ -538,9 +538,9 @@ def _model_json(directory: Path, text: str) -> None:
     reads it rather than refusing a changed file), then read by ModelInfo and the runtime."""
     (directory / "model.json").write_text(text)
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["artifacts"]["model.json"]["sha256"] = artifacts.sha256_file(directory / "model.json")
+    manifest["artifacts"]["model.json"]["sha256"] = store.sha256_file(directory / "model.json")
     (directory / "manifest.json").write_text(json.dumps(manifest))
-    info = _ours_or_ok(ModelInfo.read, directory)
+    info = _ours_or_ok(lambda d: store.Store(d).model(), directory)
     assert info is None or isinstance(info, ModelInfo) and info.spec.features == info.input_size
     if info is not None:
         _load(directory)
@@ -560,11 +560,11 @@ def test_model_json_arbitrary(work: Callable[[str], Path], value: Any) -> None:
 
 def _manifest(directory: Path, text: str, originals: dict[str, Any]) -> None:
     (directory / "manifest.json").write_text(text)
-    if _ours_or_ok(artifacts.read_manifest, directory) is None:
+    if _ours_or_ok(store.read_manifest, directory) is None:
         return
     for name in originals["manifest.json"]["artifacts"]:
-        problems = _ours_or_ok(artifacts.check_lineage, directory, name)
-        assert problems is None or all(isinstance(p, str) and "\n" not in p for p in problems)
+        trust = _ours_or_ok(lambda d, n: store.Store(d).state(n), directory, name)
+        assert trust is None or all(isinstance(p, str) and "\n" not in p for p in trust.problems())
     described = _ours_or_ok(describe_directory, directory)
     if described is not None:
         render(described)
@@ -585,7 +585,7 @@ def test_manifest_json_arbitrary(work: Callable[[str], Path], originals: dict[st
 
 def _metrics(directory: Path, text: str) -> None:
     (directory / "metrics.json").write_text(text)
-    _ours_or_ok(artifacts.read_json, directory / "metrics.json", schema.METRICS)
+    _ours_or_ok(store.read_json, directory / "metrics.json", schema.METRICS)
     described = _ours_or_ok(describe_directory, directory)
     if described is not None:
         render(described)

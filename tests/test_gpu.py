@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.backends import get
 from attn_export.runtime.compare import compare_case, rule_for
 from attn_export.config import VerifyConfig
 from attn_export.errors import BadInput, NotAvailable
 from attn_export.runtime.reference import read_reference
 from attn_export.runtime.iospec import IOSpec
+from attn_export.runtime.store import Store
 from conftest import cli
 
 RULES = {p: rule_for(p, VerifyConfig(), "cuda", 256) for p in ("fp32", "fp16", "int8-qdq")}
@@ -35,7 +36,7 @@ def _spec(directory: Path) -> IOSpec:
 
 
 def _cases(directory: Path) -> tuple[list, list, str]:
-    reference = read_reference(directory / artifacts.REFERENCE)
+    reference = read_reference((directory / store.REFERENCE).read_bytes(), directory / store.REFERENCE)
     return reference.cases, reference.references, reference.meta["head"]
 
 
@@ -52,7 +53,7 @@ def work_dir(tiny_dir: Path, tmp_path: Path) -> Path:
 @pytest.mark.gpu
 def test_torch_cuda_matches_torch_cpu(tiny_dir: Path) -> None:
     cases, refs, head = _cases(tiny_dir)
-    with get("torch-cuda")(tiny_dir, _spec(tiny_dir)) as backend:
+    with get("torch-cuda")(Store(tiny_dir).open(store.WEIGHTS)) as backend:
         results = [compare_case(c, r, backend.infer(c.feeds), head, RULES["fp32"])
                    for c, r in zip(cases, refs)]
     failed = [str(r) for r in results if not r]
@@ -64,7 +65,7 @@ def test_torch_cuda_runner_returns_cuda_event_milliseconds(tiny_dir: Path) -> No
     spec = _spec(tiny_dir)
     feeds = {"x": np.random.default_rng(0).standard_normal((4, 32, spec.features)).astype(np.float32),
              "lengths": np.array([32, 20, 7, 1], dtype=np.int64)}
-    with get("torch-cuda")(tiny_dir, spec) as backend:
+    with get("torch-cuda")(Store(tiny_dir).open(store.WEIGHTS)) as backend:
         run = backend.runner(feeds)
         times = [run() for _ in range(5)]
         with pytest.raises(NotImplementedError):
@@ -116,11 +117,11 @@ def test_ort_gpu_providers_match_torch_or_refuse_with_exit_3(tiny_dir: Path, nam
     if reason is not None:
         assert "available: " in reason or "not installed" in reason
         with pytest.raises(NotAvailable) as e:
-            cls(tiny_dir / "model.onnx", _spec(tiny_dir)).__enter__()
+            cls(Store(tiny_dir).open("model.onnx")).__enter__()
         assert e.value.exit_code == 3
         pytest.skip(reason)
     cases, refs, head = _cases(tiny_dir)
-    with cls(tiny_dir / "model.onnx", _spec(tiny_dir)) as backend:
+    with cls(Store(tiny_dir).open("model.onnx")) as backend:
         results = [compare_case(c, r, backend.infer(c.feeds), head, RULES["fp32"])
                    for c, r in zip(cases, refs) if backend.accepts(*c.x.shape[:2]) is None]
         assert results
@@ -145,12 +146,12 @@ def test_engine_parity(work_dir: Path, precision: str) -> None:
     if precision == "int8-qdq":
         assert cli("quantize", str(work_dir), "--int8", "--method", "qdq").returncode == 0
     name = _build(work_dir, precision)
-    entry = artifacts.read_manifest(work_dir)["artifacts"][name]
+    entry = store.read_manifest(work_dir)["artifacts"][name]
     assert entry["precision"] == precision and entry["parent"] == {"fp32": "model.onnx", "fp16": "model.fp16.onnx",
                                                                    "int8-qdq": "model.int8-qdq.onnx"}[precision]
     cases, refs, head = _cases(work_dir)
     results = []
-    with get("tensorrt")(work_dir / name, _spec(work_dir)) as backend:
+    with get("tensorrt")(Store(work_dir).open(name)) as backend:
         for case, ref in zip(cases, refs):
             if backend.accepts(*case.x.shape[:2]) is not None:
                 continue
@@ -177,7 +178,7 @@ def test_build_fp16_makes_the_fp16_graph_and_says_so(work_dir: Path) -> None:
     assert (work_dir / "model.fp16.onnx").is_file()
     engines = list(work_dir.glob("model.fp16.*.engine"))
     assert len(engines) == 1
-    entry = artifacts.read_manifest(work_dir)["artifacts"][engines[0].name]
+    entry = store.read_manifest(work_dir)["artifacts"][engines[0].name]
     assert entry["profile"]["x"]["max"][1] == 256 and entry["build_seconds"] > 0
     assert entry["io_spec"]["inputs"][1]["dtype"] in ("int64", "int32")
 
@@ -186,10 +187,10 @@ def test_build_fp16_makes_the_fp16_graph_and_says_so(work_dir: Path) -> None:
 def test_engine_refusals(work_dir: Path) -> None:
     name = _build(work_dir, "fp32")
     spec = _spec(work_dir)
-    manifest_path = work_dir / artifacts.MANIFEST
+    manifest_path = work_dir / store.MANIFEST
     original = manifest_path.read_text()
     feeds = {"x": np.zeros((1, 4096, spec.features), np.float32), "lengths": np.array([4096], np.int64)}
-    with get("tensorrt")(work_dir / name, spec) as backend:  # outside the profile: the limits in the message
+    with get("tensorrt")(Store(work_dir).open(name)) as backend:  # outside the profile: the limits in the message
         with pytest.raises(BadInput, match="seq 4096 is outside 1..2048"):
             backend.infer(feeds)
     manifest = json.loads(original)
@@ -197,22 +198,21 @@ def test_engine_refusals(work_dir: Path) -> None:
     manifest["artifacts"][name]["compute_capability"] = "1.0"
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(NotAvailable, match="built for compute capability 1.0"):
-        get("tensorrt")(work_dir / name, spec).__enter__()
+        Store(work_dir).open(name)
     manifest_path.write_text(original)
     data = bytearray((work_dir / name).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (work_dir / name).write_bytes(bytes(data))
     with pytest.raises(BadInput, match="changed after it was recorded"):
-        get("tensorrt")(work_dir / name, spec).__enter__()
+        Store(work_dir).open(name)
 
 
 @pytest.mark.tensorrt
 def test_version_compatible_engine_needs_the_opt_in(work_dir: Path) -> None:
     name = _build(work_dir, "fp32", version_compat=True)
     assert name.endswith(".vc.engine")
-    spec = _spec(work_dir)
     with pytest.raises(BadInput, match="embeds host code"):
-        get("tensorrt")(work_dir / name, spec).__enter__()
+        Store(work_dir).open(name)
     cases, _, _ = _cases(work_dir)
-    with get("tensorrt")(work_dir / name, spec, allow_host_code=True) as backend:  # type: ignore[call-arg]
+    with get("tensorrt")(Store(work_dir).open(name, allow_host_code=True)) as backend:
         backend.infer(cases[0].feeds)

@@ -31,7 +31,7 @@ import pytest
 import typer
 
 from attn_export.cli import app
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 
 from conftest import ROOT, TINY, cli, mark_verified
 
@@ -192,13 +192,13 @@ def _immutable(directory: Path, outside: Path) -> None:
 
 
 def _lock_link(directory: Path, outside: Path) -> None:
-    (directory / artifacts.LOCK).unlink(missing_ok=True)
-    (directory / artifacts.LOCK).symlink_to(outside / "victim.txt")
+    (directory / store.LOCK).unlink(missing_ok=True)
+    (directory / store.LOCK).symlink_to(outside / "victim.txt")
 
 
 def _lock_dir(directory: Path, outside: Path) -> None:
-    (directory / artifacts.LOCK).unlink(missing_ok=True)
-    (directory / artifacts.LOCK).mkdir()
+    (directory / store.LOCK).unlink(missing_ok=True)
+    (directory / store.LOCK).mkdir()
 
 
 CONDITIONS = [
@@ -290,9 +290,9 @@ def test_the_sweep_takes_only_a_dead_writers_temporary_files(full: Path, tmp_pat
     live = str(os.getpid())
     mine = directory / ".notes.tmp"
     mine.write_text("a user's own file")
-    debris = directory / f"{artifacts.TMP_PREFIX}{dead}.model.onnx.abc.tmp"
+    debris = directory / f"{store.TMP_PREFIX}{dead}.model.onnx.abc.tmp"
     debris.write_bytes(b"half")
-    writing = directory / f"{artifacts.TMP_PREFIX}{live}.bench.json.def.tmp"
+    writing = directory / f"{store.TMP_PREFIX}{live}.bench.json.def.tmp"
     writing.write_bytes(b"in progress")
     assert cli("report", str(directory)).returncode == 0
     assert mine.exists() and writing.exists() and not debris.exists()
@@ -321,9 +321,9 @@ def test_a_verdict_holds_for_the_bytes_it_checked(full: Path, other: Path, tmp_p
     directory = tmp_path / "d"
     shutil.copytree(full / "d", directory)
     shutil.copy(other / "model.onnx", directory / "model.onnx")
-    manifest = json.loads((directory / artifacts.MANIFEST).read_text())
-    manifest["artifacts"]["model.onnx"]["sha256"] = artifacts.sha256_file(directory / "model.onnx")
-    (directory / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    manifest = json.loads((directory / store.MANIFEST).read_text())
+    manifest["artifacts"]["model.onnx"]["sha256"] = store.sha256_file(directory / "model.onnx")
+    (directory / store.MANIFEST).write_text(json.dumps(manifest))
     np.savez(tmp_path / "in.npz", x=np.ones((1, 5, 4), np.float32), lengths=np.array([5]))
     result = cli("predict", str(tmp_path / "in.npz"), "--dir", str(directory))
     assert result.returncode == 2 and "is not the file attn-export verify passed" in one_line(result)
@@ -335,9 +335,9 @@ def test_a_swapped_reference_is_named_not_blamed_on_the_artefacts(full: Path, ot
     directory = tmp_path / "d"
     shutil.copytree(full / "d", directory)
     shutil.copy(other / "reference.npz", directory / "reference.npz")
-    manifest = json.loads((directory / artifacts.MANIFEST).read_text())
-    manifest["artifacts"]["reference.npz"]["sha256"] = artifacts.sha256_file(directory / "reference.npz")
-    (directory / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    manifest = json.loads((directory / store.MANIFEST).read_text())
+    manifest["artifacts"]["reference.npz"]["sha256"] = store.sha256_file(directory / "reference.npz")
+    (directory / store.MANIFEST).write_text(json.dumps(manifest))
     (directory / "model.safetensors").unlink()  # as on a device: reference.npz is all verify has
     result = cli("verify", str(directory), "--backends", "ort-cpu")
     assert result.returncode == 2 and "reference.npz was not made with model.onnx" in one_line(result)
@@ -354,15 +354,15 @@ def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_pat
     from test_atomic import stopped_at_commit
 
     process = stopped_at_commit(directory, "train", str(directory), *TINY, "--set", "train.epochs=1")
-    assert any(p.name.startswith(f"{artifacts.TMP_PREFIX}{process.pid}.") for p in directory.iterdir())
+    assert any(p.name.startswith(f"{store.TMP_PREFIX}{process.pid}.") for p in directory.iterdir())
     os.kill(process.pid, signum)
     os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
     lines = stderr.strip().splitlines()
     assert lines[-1].startswith(f"Error: interrupted by {signal.Signals(signum).name}") and "Traceback" not in stderr
-    assert {k: v for k, v in snapshot(directory).items() if not k.endswith(artifacts.LOCK)} == \
-        {k: v for k, v in before.items() if not k.endswith(artifacts.LOCK)}
+    assert {k: v for k, v in snapshot(directory).items() if not k.endswith(store.LOCK)} == \
+        {k: v for k, v in before.items() if not k.endswith(store.LOCK)}
     assert cli("report", str(directory)).returncode == 0  # the lock is free
 
 

@@ -17,9 +17,8 @@ from typing import Any, Callable
 import pytest
 
 from attn_export.errors import DataError
-from attn_export.runtime import artifacts, schema
+from attn_export.runtime import store, schema
 from attn_export.runtime.bundle import BUNDLE_JSON, pack, unpack
-from attn_export.runtime.modelinfo import ModelInfo
 
 from conftest import cli
 
@@ -106,34 +105,34 @@ def test_a_deeply_nested_file_is_refused_before_parsing(tmp_path: Path) -> None:
         path = tmp_path / "manifest.json"
         path.write_text(text)
         with pytest.raises(DataError, match=r"nests deeper than 64 levels; expected an attn-export JSON file"):
-            artifacts.read_json(path)
+            store.read_json(path)
     # brackets inside strings are not nesting, and 64 levels are read
     path.write_text(json.dumps({"a": "[" * 1000 + '\\"{' * 100, "b": [[[1]]]}))
-    assert artifacts.read_json(path)["b"] == [[[1]]]
+    assert store.read_json(path)["b"] == [[[1]]]
     path.write_text("[" * 64 + "]" * 64)
-    value = artifacts.read_json(path)
+    value = store.read_json(path)
     for _ in range(63):
         value = value[0]
     assert value == []
 
 
 def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path) -> None:
-    """The readers themselves (what the device runs): ModelInfo, read_manifest, check_lineage, and
-    read_json with a kind."""
+    """The readers themselves (what the device runs): the store's model.json and manifest, read_manifest,
+    and read_json with a kind."""
     directory = tmp_path / "d"
     shutil.copytree(tiny_dir, directory)
     model, manifest = directory / "model.json", directory / "manifest.json"
     original = model.read_text()
     cases: list[tuple[Path, Edit, Callable[[], Any], str]] = [
-        (model, _set("format", value=2), lambda: ModelInfo.read(directory),
+        (model, _set("format", value=2), lambda: store.Store(directory).info,
          "format is 2; expected 1 (the model.json format this attn-export reads)"),
-        (model, _set("recipe", "model", "head", value="ranking"), lambda: ModelInfo.read(directory),
+        (model, _set("recipe", "model", "head", value="ranking"), lambda: store.Store(directory).info,
          'recipe.model.head is "ranking"; expected one of classification, regression, none'),
-        (model, _set("normalization", "mean", value=[0.0]), lambda: ModelInfo.read(directory),
+        (model, _set("normalization", "mean", value=[0.0]), lambda: store.Store(directory).info,
          "normalization.mean is [0.0]; expected 4 finite numbers, one per input feature (input_size 4)"),
-        (model, _set("train_lengths", value={"min": 9, "median": 3, "max": 4}), lambda: ModelInfo.read(directory),
+        (model, _set("train_lengths", value={"min": 9, "median": 3, "max": 4}), lambda: store.Store(directory).info,
          'train_lengths is {"min": 9, "median": 3, "max": 4}; expected min <= median <= max'),
-        (model, _set("recipe", "verify", "fp16_atol", value="big"), lambda: ModelInfo.read(directory),
+        (model, _set("recipe", "verify", "fp16_atol", value="big"), lambda: store.Store(directory).info,
          "the recorded recipe: verify.fp16_atol"),
     ]
     for path, edit, read, message in cases:
@@ -147,17 +146,17 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
     regression["recipe"]["model"]["head"] = "regression"
     model.write_text(json.dumps(regression))
     with pytest.raises(DataError, match=r"labels is \[\"0\", \"1\", \"2\"\]; expected \[\] \(only a classification model has labels\)"):
-        ModelInfo.read(directory)
+        store.Store(directory).info  # noqa: B018
     model.write_text(original)
 
     _edit(manifest, _set("artifacts", "../model.onnx", value={"sha256": "0"}))
     with pytest.raises(DataError, match=r"manifest.json: artifacts has the key \"../model.onnx\"; expected every key "
                                         r"to be a file name \(string\)"):
-        artifacts.check_lineage(directory, "model.onnx")
+        store.Store(directory)
     _edit(manifest, _set("artifacts", "../model.onnx", delete=True))
     _edit(manifest, _set("artifacts", "model.onnx", "sha256", delete=True))
     with pytest.raises(DataError, match=r"artifacts\['model.onnx'\].sha256 is missing; expected a sha256"):
-        artifacts.read_manifest(directory)
+        store.read_manifest(directory)
 
     for kind, doc, message in [
         (schema.METRICS, {"test": {"accuracy": "high"}}, 'test.accuracy is "high"; expected a number'),
@@ -177,7 +176,7 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
         path = tmp_path / "some.json"
         path.write_text(json.dumps(doc))
         with pytest.raises(DataError) as caught:
-            artifacts.read_json(path, kind)
+            store.read_json(path, kind)
         assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
 
 
@@ -185,7 +184,7 @@ def test_a_value_that_cannot_be_shown_whole_is_cut_to_one_short_line(tmp_path: P
     path = tmp_path / "model.json"
     path.write_text(json.dumps({"format": "x\n" * 1000}))
     with pytest.raises(DataError) as caught:
-        artifacts.read_json(path, schema.MODEL)
+        store.read_json(path, schema.MODEL)
     message = str(caught.value)
     assert "\n" not in message and len(message) < len(str(path)) + 160 and '"x\\nx\\n' in message
 

@@ -162,8 +162,9 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
     ONNX Runtime 1.32 at its default optimisation level; the ort-cpu backend refuses it instead of dying."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
     from attn_export.errors import BadInput
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.store import Artifact
     from attn_export.quantize import FP16_KEEP_FP32
 
     path = tmp_path / "model.fp16.onnx"
@@ -172,20 +173,21 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
     onnx.save(converted, str(path))
     assert "FP16 MatMul of a Transpose by a constant weight" in {d.construct for d in divergences(converted)}
     with pytest.raises(BadInput, match="re-make it with attn-export quantize --fp16"):
-        with OrtCpuBackend(path, IOSpec.for_model(4, 3)):
+        with OrtCpuBackend(Artifact.candidate(path, IOSpec.for_model(4, 3))):
             pass
 
 
 def test_openvino_bf16_is_verified_and_benched_only_when_named(tiny_dir: Path) -> None:
     """OpenVINO's bf16 is a precision attn-export does not ship, measured to flip a class far beyond the
     deployment range on one model of ten: the main job skips it with that reason, naming it runs it."""
+    from attn_export.runtime.store import Store
     from attn_export.runtime.targets import discover
 
     reason = REGISTRY["openvino-bf16"].available()
-    default = [t for t in discover(tiny_dir) if t.backend == "openvino-bf16"]
+    default = [t for t in discover(Store(tiny_dir)) if t.backend == "openvino-bf16"]
     assert len(default) == 1 and default[0].skip is not None
     if reason is not None:  # what cannot run here says so, not that it is opt-in
         assert default[0].skip == reason
         pytest.skip(reason)
     assert default[0].skip.startswith("opt-in") and "--backends openvino-bf16" in default[0].skip
-    assert [(t.artifact, t.skip) for t in discover(tiny_dir, "openvino-bf16")] == [("model.onnx", None)]
+    assert [(t.artifact, t.skip) for t in discover(Store(tiny_dir), "openvino-bf16")] == [("model.onnx", None)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.errors import DataError
 from attn_export.runtime.inputs import read_input
 
@@ -29,7 +29,7 @@ def model_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def data(model_dir: Path) -> tuple[list[np.ndarray], list[str]]:
     """Sequences and the labels the model predicts for them, as truth (so accuracy is exactly 1)."""
     seqs = sequences(model_dir, 8, seed=21)
-    labels = artifacts.read_json(model_dir / "model.json")["labels"]
+    labels = store.read_json(model_dir / "model.json")["labels"]
     return seqs, [labels[int(r["logits"][0].argmax())] for r in one_by_one(model_dir, seqs)]
 
 
@@ -126,9 +126,9 @@ def test_unverified_needs_the_flag(model_dir: Path, data: tuple, tmp_path: Path)
     seqs, _ = data
     unverified = tmp_path / "unverified"
     shutil.copytree(model_dir, unverified)
-    manifest = artifacts.read_manifest(unverified)
+    manifest = store.read_manifest(unverified)
     del manifest["artifacts"]["model.onnx"]["verified"]
-    artifacts.write_json(unverified / "manifest.json", manifest)
+    store.write_json(unverified / "manifest.json", manifest)
     single = write_csv(tmp_path / "s.csv", seqs[0].tolist())
     refused = cli("predict", str(single), "--dir", str(unverified))
     assert refused.returncode == 2 and "never been verified" in refused.stderr and "--allow-unverified" in refused.stderr

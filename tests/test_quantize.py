@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from attn_export.runtime import artifacts
-from attn_export.errors import MissingPrerequisite
+from attn_export.runtime import store
+from attn_export.errors import Untrusted
 from attn_export.quantize import quantize
 from conftest import RECIPES, cli
 
@@ -62,7 +62,7 @@ def test_qdq_has_symmetric_q_dq_pairs_on_the_score_and_head(variants: tuple[Path
     entry = json.loads((directory / "manifest.json").read_text())["artifacts"]["model.int8-qdq.onnx"]
     assert entry["calibration"]["samples"] == 32 and len(entry["calibration"]["sha256"]) == 64
     assert entry["parent"] == "model.onnx"
-    assert entry["parent_sha256"] == artifacts.sha256_file(directory / "model.onnx")
+    assert entry["parent_sha256"] == store.sha256_file(directory / "model.onnx")
 
 
 def test_dynamic_int8_quantises_the_lstm(variants: tuple[Path, dict]) -> None:
@@ -125,7 +125,7 @@ def test_a_stale_onnx_is_refused(variants: tuple[Path, dict], tmp_path: Path) ->
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    with pytest.raises(MissingPrerequisite, match="stale.*attn-export export"):
+    with pytest.raises(Untrusted, match="model.onnx is stale: model.safetensors was changed.*re-run attn-export export"):
         quantize(directory, ["int8-dynamic"])
 
 

@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attn_export.runtime import artifacts, backends
+from attn_export.runtime import store, backends
 from attn_export.runtime.backends.base import Backend
 from attn_export.runtime.backends.onnxrt import OrtCpuBackend
 from attn_export.data import synthetic
-from attn_export.errors import BadInput, DataError, MissingPrerequisite, NotAvailable
+from attn_export.errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from attn_export.runtime.iospec import IOSpec
 from attn_export.quantize import FILES
 from attn_export.runtime import Prediction, Predictor
 from attn_export.runtime.precisions import ONNX_FILES
+from attn_export.runtime.store import Artifact
 
 from conftest import ROOT, cli, mark_verified
 
@@ -39,18 +40,18 @@ sys.meta_path.insert(0, _Block())
 
 
 def spec_of(directory: Path) -> IOSpec:
-    info = artifacts.read_json(directory / artifacts.MODEL_JSON)
+    info = store.read_json(directory / store.MODEL_JSON)
     return IOSpec.for_model(info["input_size"], info["num_outputs"])
 
 
 def sequences(directory: Path, n: int = 40, seed: int = 3) -> list[np.ndarray]:
-    info = artifacts.read_json(directory / artifacts.MODEL_JSON)
+    info = store.read_json(directory / store.MODEL_JSON)
     return list(synthetic(n, info["input_size"], info["num_outputs"], 1, 60, seed).sequences)
 
 
 def one_by_one(directory: Path, seqs: list[np.ndarray], name: str = "model.onnx") -> list[dict[str, np.ndarray]]:
     """The pipeline's ONNX Runtime path: the ort-cpu backend, one unpadded sequence per call."""
-    with OrtCpuBackend(directory / name, spec_of(directory)) as backend:
+    with OrtCpuBackend(Artifact.candidate(directory / name, spec_of(directory))) as backend:
         return [backend.infer({"x": s[None], "lengths": np.array([len(s)], dtype=np.int64)}) for s in seqs]
 
 
@@ -159,22 +160,22 @@ def test_tampered_artifact_is_refused(model_dir: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one byte
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="model.onnx was changed after it was recorded"):
+    with pytest.raises(Untrusted, match="model.onnx was changed after it was recorded"):
         Predictor.load(model_dir)
 
 
 def test_tampered_labels_are_refused(model_dir: Path) -> None:
-    info = artifacts.read_json(model_dir / "model.json")
+    info = store.read_json(model_dir / "model.json")
     info["labels"] = list(reversed(info["labels"]))
     (model_dir / "model.json").write_text(json.dumps(info))
-    with pytest.raises(DataError, match="model.json was changed after it was recorded"):
+    with pytest.raises(Untrusted, match="model.onnx cannot be trusted: model.json was changed after it was recorded"):
         Predictor.load(model_dir)
 
 
 def test_stale_artifact_is_refused(model_dir: Path) -> None:
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # the parent changed after the export
-    with pytest.raises(MissingPrerequisite, match="model.onnx is stale: its parent model.safetensors changed"):
+    with pytest.raises(Untrusted, match="model.onnx is stale: model.safetensors was changed after it was recorded"):
         Predictor.load(model_dir)
 
 
@@ -185,23 +186,23 @@ def test_missing_parent_is_a_note_not_a_refusal(model_dir: Path) -> None:
 
 
 def test_unverified_and_failed_verification_are_refused(model_dir: Path) -> None:
-    manifest = artifacts.read_manifest(model_dir)
+    manifest = store.read_manifest(model_dir)
     del manifest["artifacts"]["model.onnx"]["verified"]
-    artifacts.write_json(model_dir / "manifest.json", manifest)
-    with pytest.raises(MissingPrerequisite, match="never been verified; run attn-export verify .*allow_unverified"):
+    store.write_json(model_dir / "manifest.json", manifest)
+    with pytest.raises(Untrusted, match="never been verified; run attn-export verify .*allow_unverified"):
         Predictor.load(model_dir)
     with Predictor.load(model_dir, allow_unverified=True) as predictor:
         assert any("never been verified" in n for n in predictor.notes)
     mark_verified(model_dir, "model.onnx", passed=False)
     for allow in (False, True):
-        with pytest.raises(MissingPrerequisite, match="failed verification"):
+        with pytest.raises(Untrusted, match="failed verification"):
             Predictor.load(model_dir, allow_unverified=allow)
 
 
 def test_real_verify_verdict_is_accepted(model_dir: Path) -> None:
-    manifest = artifacts.read_manifest(model_dir)
+    manifest = store.read_manifest(model_dir)
     del manifest["artifacts"]["model.onnx"]["verified"]
-    artifacts.write_json(model_dir / "manifest.json", manifest)
+    store.write_json(model_dir / "manifest.json", manifest)
     result = cli("verify", str(model_dir), "--backends", "ort-cpu")
     assert result.returncode == 0, result.stderr
     with Predictor.load(model_dir) as predictor:
@@ -242,12 +243,15 @@ class FakeEngine(Backend):
     opened: list[str] = []
     shapes: list[tuple[int, int]] = []
 
+    def profile(self) -> Any:  # the engine's recorded profile, as the real backend reads it
+        return self.artifact.profile
+
     def accepts(self, batch: int, seq: int) -> str | None:
         return None if batch <= 4 and seq <= 32 else f"batch {batch} seq {seq} is outside the profile"
 
     def _open(self) -> None:
         FakeEngine.opened.append(self.artifact.name)
-        self.ort = OrtCpuBackend(self.artifact.parent / "model.onnx", self.spec).__enter__()
+        self.ort = OrtCpuBackend(Artifact.candidate(self.artifact.directory / "model.onnx", self.spec)).__enter__()
 
     def _run(self, feeds: Any) -> Any:
         FakeEngine.shapes.append(feeds["x"].shape[:2])
@@ -260,34 +264,35 @@ ENGINE = "model.fp32.Orin.trt10.3.0.engine"
 def add_engine(directory: Path, gpu: str = "Orin", cc: str = "8.7", trt: str = "10.3.0") -> Path:
     path = directory / ENGINE
     path.write_bytes(b"not a real engine: refused before it is deserialised")
-    artifacts.record(directory, ENGINE, "build", parent="model.onnx", precision="fp32", tensorrt=trt, gpu=gpu,
-                     compute_capability=cc, version_compatible=False,
-                     profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}})
+    store.record(directory, ENGINE, "build", parent="model.onnx", parent_sha256=store.sha256_file(directory / "model.onnx"),
+                 precision="fp32", tensorrt=trt, gpu=gpu, compute_capability=cc, version_compatible=False,
+                 profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}},
+                 io_spec=spec_of(directory).to_dict())
     mark_verified(directory, ENGINE)
     return path
 
 
 @pytest.fixture
 def fake_trt(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
-    from attn_export.runtime import predictor as runtime
+    from attn_export.runtime.store import trust
     from attn_export.runtime.trt.compat import Here
 
     monkeypatch.setitem(backends.REGISTRY, "tensorrt", FakeEngine)
-    monkeypatch.setattr(runtime, "_here", lambda: Here("10.3.0", "Orin", "8.7"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "Orin", "8.7"))
     FakeEngine.opened, FakeEngine.shapes = [], []
     return FakeEngine
 
 
 def test_foreign_engine_is_refused_before_deserialising(model_dir: Path, fake_trt: type, monkeypatch: Any) -> None:
-    from attn_export.runtime import predictor as runtime
+    from attn_export.runtime.store import trust
     from attn_export.runtime.trt.compat import Here
 
     add_engine(model_dir)
-    monkeypatch.setattr(runtime, "_here", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
     with pytest.raises(NotAvailable, match=r"foreign engine: .*compute capability 8.7 \(Orin\).*H100.*9.0") as e:
         Predictor.load(model_dir, backend="tensorrt")
     assert "python3 -m attn_export.runtime build" in str(e.value)
-    monkeypatch.setattr(runtime, "_here", lambda: Here("8.5.2", "Orin", "8.7"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("8.5.2", "Orin", "8.7"))
     with pytest.raises(NotAvailable, match="built with TensorRT 10.3.0 and this machine has TensorRT 8.5.2"):
         Predictor.load(model_dir, backend="tensorrt")
     assert fake_trt.opened == []
@@ -422,7 +427,7 @@ def test_japanese_vowels_runtime_equals_pipeline_and_verify(tmp_path: Path) -> N
     save_inputs(tmp_path / "in.npz", seqs)
     code = PREDICT_JSON.replace("DIRECTORY", repr(str(directory)))
     out = check_blocked_output(run_blocked(code, tmp_path, str(ROOT)), directory, seqs)
-    labels = artifacts.read_json(directory / "model.json")["labels"]
+    labels = store.read_json(directory / "model.json")["labels"]
     accuracy = float(np.mean([labels[i] == y for i, y in zip(out["index"], raw)]))
     assert accuracy == pytest.approx(row["accuracy"], abs=1e-12)
 

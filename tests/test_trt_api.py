@@ -236,7 +236,7 @@ def test_every_tensorrt_name_exists_in_tensorrt_11_or_is_probed_and_gone() -> No
 def test_the_11_path_names_are_really_used() -> None:
     """The AST collection sees the calls (a guard against a check that passes because it collects nothing)."""
     used = set().union(*(_trt_attributes(p) for p in TRT_MODULES))
-    for name in ("create_network", "parse_from_file", "set_memory_pool_limit", "create_optimization_profile",
+    for name in ("create_network", "parse", "set_memory_pool_limit", "create_optimization_profile",
                  "set_shape", "build_serialized_network", "deserialize_cuda_engine", "set_input_shape",
                  "set_tensor_address", "execute_async_v3", "engine_host_code_allowed", "STRONGLY_TYPED"):
         assert name in used, name

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_export.runtime.modelinfo import ModelInfo
+from attn_export.runtime.store import Store
 
 from conftest import ROOT, TINY, cli
 
@@ -55,7 +55,7 @@ def test_options_go_before_or_after_the_arguments(tmp_path: Path) -> None:
                                      ["-m", "attn_export", "predict", "INPUT", "--dir", "DIR"]])
 def test_json_into_a_closed_pipe_is_not_an_error(tiny_dir: Path, tmp_path: Path, command: list[str]) -> None:
     """``... --json | head``: the reader going away is no BrokenPipeError traceback, and exit 0."""
-    features = ModelInfo.read(tiny_dir).input_size
+    features = Store(tiny_dir).info.input_size
     np.savez(tmp_path / "many.npz", x=np.ones((3000, 20, features), np.float32), lengths=np.full(3000, 20))
     args = [str(tiny_dir) if a == "DIR" else str(tmp_path / "many.npz") if a == "INPUT" else a for a in command]
     shell = f"{shlex.join([sys.executable, *args, '--json', '--attention', '--allow-unverified'])} | head -c 10 >/dev/null"
@@ -124,7 +124,7 @@ def test_the_readmes_files_recipe_trains_from_anywhere(tmp_path: Path) -> None:
     result = cli("train", "runs/mine", "--recipe", str(recipe), "--set", "train.epochs=2",
                  "--set", "train.min_test_accuracy=0", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
-    data = ModelInfo.read(elsewhere / "runs" / "mine").recipe["data"]
+    data = Store(elsewhere / "runs" / "mine").info.recipe["data"]
     assert data["train"] == str(project / "train.npz") and data["test"] == str(project / "test.npz")
 
 

@@ -19,12 +19,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from attn_export.runtime import artifacts
+from attn_export.runtime import store
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
 from attn_export.runtime.compare import rule_for
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, rerecord
 
 RESULT_KEYS = {"backend", "artifact", "precision", "status", "reason", "accuracy", "accuracy_delta", "latency_ms",
                "cases"}
@@ -103,8 +103,8 @@ def test_unavailable_backends_are_listed_as_skipped_with_their_reason(verified: 
 
 def test_the_verdict_is_written_into_each_artefacts_manifest_entry(verified: tuple[Path, dict, object]) -> None:
     directory, _, _ = verified
-    entries = artifacts.read_manifest(directory)["artifacts"]
-    verify_sha = artifacts.sha256_file(directory / "verify.json")
+    entries = store.read_manifest(directory)["artifacts"]
+    verify_sha = store.sha256_file(directory / "verify.json")
     for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.safetensors"):
         verdict = entries[name]["verified"]
         assert verdict["passed"] is True and verdict["verify_sha256"] == verify_sha
@@ -135,11 +135,6 @@ def perturb_one_weight(path: Path) -> None:
     onnx.save(proto, str(path))
 
 
-def rerecord(directory: Path, name: str) -> None:
-    """Record the file as if a command had made it: only the numbers can give it away now."""
-    artifacts.record(directory, name, "test", parent="model.safetensors")
-
-
 def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tmp_path: Path) -> None:
     directory = copy(variants_dir, tmp_path)
     perturb_one_weight(directory / "model.onnx")
@@ -152,7 +147,7 @@ def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tm
     report = json.loads((directory / "verify.json").read_text())
     row = next(r for r in report["results"] if r["artifact"] == "model.onnx")
     assert row["status"] == "failed" and any(not c["passed"] for c in row["cases"])
-    entries = artifacts.read_manifest(directory)["artifacts"]
+    entries = store.read_manifest(directory)["artifacts"]
     assert entries["model.onnx"]["verified"]["passed"] is False
     # its variants descend from the old graph: stale, and said so
     fp16 = next(r for r in report["results"] if r["artifact"] == "model.fp16.onnx")
@@ -196,6 +191,7 @@ def test_tolerances_come_from_the_recipe(variants_dir: Path, tmp_path: Path) -> 
     info = json.loads((directory / "model.json").read_text())
     info["recipe"]["verify"].update(fp32_atol=0.0, fp32_rtol=0.0)
     (directory / "model.json").write_text(json.dumps(info))
+    rerecord(directory, "model.json")  # as train would have written it
     result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
@@ -215,7 +211,7 @@ def move_the_weight_that_matters(directory: Path, name: str) -> None:
     contexts: list = []
     model.head.register_forward_hook(lambda module, args, out: contexts.append(args[0].abs().mean(0)))
     with torch.inference_mode():
-        for case in read_reference(directory / "reference.npz").cases:
+        for case in read_reference((directory / "reference.npz").read_bytes(), directory / "reference.npz").cases:
             model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
     column = int(torch.stack(contexts).mean(0).argmax())
     proto = onnx.load(str(directory / name))
@@ -230,7 +226,7 @@ def move_the_weight_that_matters(directory: Path, name: str) -> None:
     moved[at] += 0.01 * float(moved.max() - moved.min())
     weight.CopyFrom(numpy_helper.from_array(moved.astype(values.dtype), weight.name))
     onnx.save(proto, str(directory / name))
-    artifacts.record(directory, name, "test", parent="model.onnx")
+    rerecord(directory, name, parent="model.onnx")
 
 
 def test_an_fp16_graph_with_one_weight_moved_by_1_percent_fails(variants_dir: Path, tmp_path: Path) -> None:
@@ -300,7 +296,7 @@ def mask_without_the_fix(path: Path) -> None:
 def test_an_fp16_masked_softmax_without_the_mask_fix_fails(variants_dir: Path, tmp_path: Path) -> None:
     directory = copy(variants_dir, tmp_path)
     mask_without_the_fix(directory / "model.fp16.onnx")
-    artifacts.record(directory, "model.fp16.onnx", "test", parent="model.onnx")
+    rerecord(directory, "model.fp16.onnx", parent="model.onnx")
     result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
     assert result.returncode == 1, result.stderr
     row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.fp16.onnx")
@@ -325,7 +321,7 @@ def swap_two_classes(path: Path, classes: int) -> None:
 def test_an_int8_graph_that_lost_accuracy_fails(variants_dir: Path, tmp_path: Path) -> None:
     directory = copy(variants_dir, tmp_path)
     swap_two_classes(directory / "model.int8.onnx", json.loads((directory / "model.json").read_text())["num_outputs"])
-    artifacts.record(directory, "model.int8.onnx", "test", parent="model.onnx")
+    rerecord(directory, "model.int8.onnx", parent="model.onnx")
     result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
     assert result.returncode == 1, result.stderr
     row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8.onnx")
@@ -344,7 +340,7 @@ def test_verify_set_moves_a_verdict_and_records_it(variants_dir: Path, tmp_path:
     report = json.loads(result.stdout)
     assert report["overrides"] == ["verify.mean_budget_multiple=1000", "verify.budget_multiple=1000"]
     assert report["tolerances"]["fp16"]["mean_multiple"] == 1000
-    verdict = artifacts.read_manifest(directory)["artifacts"]["model.fp16.onnx"]["verified"]
+    verdict = store.read_manifest(directory)["artifacts"]["model.fp16.onnx"]["verified"]
     assert verdict["passed"] is True and verdict["overrides"] == report["overrides"]
     np.savez(tmp_path / "one.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
     assert cli("predict", str(tmp_path / "one.npz"), "--dir", str(directory), "--precision", "fp16").returncode == 0

@@ -13,7 +13,6 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from ..runtime.onnxfile import check_external_data
 from ..errors import BadInput
 from ..runtime.backends.base import Backend
 
@@ -32,9 +31,8 @@ class OnnxRefBackend(Backend):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        check_external_data(self.artifact)
         try:
-            self.evaluator = ReferenceEvaluator(onnx.load(str(self.artifact)))
+            self.evaluator = ReferenceEvaluator(onnx.load_from_string(self.artifact.data))
         except (NotImplementedError, RuntimeError) as e:  # an operator (or an opset of it) it does not implement
             raise BadInput(f"onnx's reference evaluator cannot read {self.artifact.name}: "
                            f"{str(e).splitlines()[0]}") from None

@@ -27,9 +27,10 @@ class TorchCpuBackend(Backend):
     def _open(self) -> None:
         import torch
 
-        from ..checkpoint import load_model
+        from ..checkpoint import build_model
 
-        self.model, _ = load_model(self.artifact)
+        assert self.artifact.info is not None
+        self.model = build_model(self.artifact.info, self.artifact.data, str(self.artifact.path))
         if self.threads:
             torch.set_num_threads(self.threads)
 

@@ -86,7 +86,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
                   fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), r.reason or "")
     skipped = [Text.assemble(("skipped ", "yellow"), f"{backend} ({len(names)} artefact{'s' * (len(names) > 1)}): "
                              f"{reason}") for backend, (names, reason) in result.skipped_by_backend().items()]
-    return Group(t, *skipped)
+    untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
+    return Group(t, *skipped, *untrusted)
 
 
 def raise_if_failed(result: VerifyResult) -> None:

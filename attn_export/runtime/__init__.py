@@ -9,9 +9,9 @@
 Python 3.8 or newer (JetPack 5's TensorRT bindings live in the system Python 3.8), numpy, and ONNX Runtime
 or TensorRT with cuda-python: no torch, onnx, typer, rich or matplotlib (a test derives this from the
 import graph, and a bundle ships exactly these modules, ``bundle.runtime_files``). It holds the artefact
-directory and its trust checks (``artifacts``, ``modelinfo``, ``onnxfile``), the I/O contract (``iospec``),
-the precision table (``precisions``), input readers (``readers``, ``inputs``), every inference backend
-that deploys (``backends``), the TensorRT build (``trt``), verification against ``reference.npz``
+store and its one trust check (``store``: names, files, manifest, trust), the typed ``model.json``
+(``modelinfo``), the graph reader (``onnxfile``), the I/O contract (``iospec``), the precision table (``precisions``), input readers (``readers``, ``inputs``), every inference backend
+that deploys (``backends``) and the choice among them (``dispatch``), the TensorRT build (``trt``), verification against ``reference.npz``
 (``verify``, ``compare``, ``reference``), ``Predictor`` and the command line (``cli``). The host package
 (training, export, quantize, bench, report, ``attn-export``) imports it, never the reverse.
 """

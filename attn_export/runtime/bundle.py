@@ -33,12 +33,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from .. import __version__
-from ..errors import BadInput, DataError, MissingPrerequisite, from_os_error
-from . import artifacts, schema
-from .modelinfo import ModelInfo
+from ..errors import BadInput, DataError, MissingPrerequisite, Untrusted, from_os_error
+from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -47,7 +46,6 @@ __all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack"
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
 ONNX_FILES = tuple(PRECISION_FILES.values())
-OPTIONAL_FILES = (artifacts.REFERENCE, artifacts.VERIFY_JSON)
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 10_000
@@ -147,11 +145,11 @@ class BundleResult:
     notes: List[str]  # what the device must do with what the bundle holds
 
 
-def _artifact_names(directory: Path, manifest: Dict[str, Any], target: str) -> List[str]:
-    recorded: Dict[str, Any] = manifest["artifacts"]
-    names = [n for n in ONNX_FILES if n in recorded and (directory / n).is_file()]
+def _artifact_names(s: store.Store, target: str) -> List[str]:
+    present = s.present()
+    names = [n for n in ONNX_FILES if n in present]
     if target == "jetson":
-        names += sorted(n for n in recorded if n.endswith(".engine") and (directory / n).is_file())
+        names += sorted(n for n in present if store.is_engine(n))
     return names
 
 
@@ -171,32 +169,41 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     directory, out = Path(directory), Path(out)
     if target not in TARGETS:
         raise BadInput(f"bundle target '{target}' is unknown; expected one of {', '.join(TARGETS)}")
-    info = ModelInfo.read(directory)
-    artifacts.require(directory, artifacts.MANIFEST)
-    manifest = artifacts.read_manifest(directory)
-    if out.resolve().parent == directory.resolve() and (out.name in manifest["artifacts"] or out.name.startswith(".")
-                                                          or out.name in artifacts.DIRECTORY_FILES):
+    store.require(directory, store.MANIFEST)
+    s = store.Store(directory)
+    if out.resolve().parent == directory.resolve() and (out.name in s.entries or out.name.startswith(".")
+                                                          or out.name in store.DIRECTORY_FILES):
         raise BadInput(f"--out {out} would replace {out.name} in the directory being packed; expected a bundle "
                        "path outside it, or a new name (e.g. model.tar.gz)")
-    names = _artifact_names(directory, manifest, target)
+    names = _artifact_names(s, target)
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
-    problems = [p for n in [artifacts.MODEL_JSON] + names for p in artifacts.check_lineage(directory, n)]
+    if s.read(store.REFERENCE) is not None:
+        names.append(store.REFERENCE)
+    problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
     if problems:
-        raise MissingPrerequisite("not bundling an untrustworthy directory: " + "; ".join(problems)
-                                  + " (re-run the command that made it)")
-    names += [n for n in OPTIONAL_FILES if (directory / n).is_file()]
-    sources: Dict[str, Path] = {n: directory / n for n in [artifacts.MODEL_JSON, artifacts.MANIFEST] + names}
-    sources.update({f"runtime/{name}": path for name, path in runtime_files().items()})
+        raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
+                        + " (re-run the command that made it)")
+    info = s.model()
+    notes = []
+    if s.recorded_from(store.VERIFY_JSON):
+        names.append(store.VERIFY_JSON)
+    elif s.read(store.VERIFY_JSON) is not None:
+        notes.append(f"{store.VERIFY_JSON} left out: no verdict in {store.MANIFEST} was recorded from it (stale)")
+    # the bytes the store checked, never re-read from the directory
+    contents: Dict[str, bytes] = {n: s.read(n) or b"" for n in [store.MODEL_JSON, store.MANIFEST] + names}
+    sources = {f"runtime/{name}": path for name, path in runtime_files().items()}
 
-    listing = "\n".join(f"- `{n}`" for n in sources if not n.startswith("runtime/"))
+    listing = "\n".join(f"- `{n}`" for n in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
                            steps=_steps(target, names), features=info.input_size)
     generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
     files: Dict[str, Dict[str, object]] = {}
+    for name, data in contents.items():
+        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     for name, path in sources.items():
-        files[name] = {"sha256": artifacts.sha256_file(path), "size": path.stat().st_size}
+        files[name] = {"sha256": store.sha256_file(path), "size": path.stat().st_size}
     for name, data in generated.items():
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     record = {"schema": 1, "for": target, "created_by": f"attn-export {__version__} bundle --for {target}",
@@ -205,8 +212,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 
     now = int(time.time())
     sizes: Dict[str, int] = {}
-    with artifacts.atomic_path(out) as tmp:
+    with store.atomic_path(out) as tmp:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in contents.items():
+                tar.addfile(_info(name, len(data), now), io.BytesIO(data))
+                sizes[name] = len(data)
             for name, path in sources.items():
                 sizes[name] = path.stat().st_size
                 with open(path, "rb") as f:
@@ -214,7 +224,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             for name, data in generated.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
                 sizes[name] = len(data)
-    return BundleResult(out, target, sizes, out.stat().st_size, _notes(target, names))
+    return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names))
 
 
 def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -314,12 +324,12 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
             tar.extractall(staging, members=members)
         # the modes a plain copy would have (the umask's), whatever the archive says; the staging
         # directory itself is mkdtemp's 0o700
-        os.chmod(staging, artifacts.DIR_MODE)
+        os.chmod(staging, store.DIR_MODE)
         for root, dirs, files in os.walk(staging):
             for d in dirs:
-                os.chmod(os.path.join(root, d), artifacts.DIR_MODE)
+                os.chmod(os.path.join(root, d), store.DIR_MODE)
             for f in files:
-                os.chmod(os.path.join(root, f), artifacts.FILE_MODE)
+                os.chmod(os.path.join(root, f), store.FILE_MODE)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
 
@@ -333,13 +343,13 @@ def _check_listing(staging: Path, archive: Path) -> None:
     if not listing_path.is_file():
         return
     where = f"{archive}: {BUNDLE_JSON}"
-    files = artifacts.read_json(listing_path, schema.BUNDLE, where)["files"]
+    files = store.read_json(listing_path, schema.BUNDLE, where)["files"]
     for name, entry in files.items():
         path = staging.joinpath(*name.split("/"))
         if path.is_symlink() or not path.is_file():
             raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
                             "names of the archive's own files")
-        if artifacts.sha256_file(path) != entry["sha256"]:
+        if store.sha256_file(path) != entry["sha256"]:
             raise DataError(f"{archive}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
 
 

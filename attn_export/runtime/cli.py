@@ -118,6 +118,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}", file=sys.stderr)
         for backend, (names, reason) in result.skipped_by_backend().items():
             print(f"skipped  {backend:14} {len(names)} artefact(s): {reason}", file=sys.stderr)
+        for reason in result.untrusted:
+            print(f"not current: {reason}", file=sys.stderr)
         print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'} (verify.json, verdicts in "
               "manifest.json)", file=sys.stderr)
     if not result.passed:
@@ -164,23 +166,16 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from . import artifacts
     from .backends import status
-    from .modelinfo import ModelInfo
+    from .store import Store, is_engine
 
-    info = ModelInfo.read(args.directory)
-    manifest = artifacts.read_manifest(args.directory)
+    store = Store(args.directory)
+    info = store.info
     files: Dict[str, Dict[str, Any]] = {}
-    for name, entry in manifest["artifacts"].items():
-        if not (args.directory / name).is_file():
-            continue
-        verdict = entry.get("verified") if isinstance(entry, dict) else None
-        problems = artifacts.check_lineage(args.directory, name)
-        if isinstance(verdict, dict) and verdict.get("sha256") != artifacts.sha256_file(args.directory / name):
-            problems.append("not the file verify checked")
-        files[name] = {"problems": problems,
-                       "verifiable": name in ONNX_FILES.values() or name.endswith(".engine"),
-                       "verified": None if not isinstance(verdict, dict) else verdict.get("passed")}
+    for name in store.present():
+        trust = store.state(name)
+        files[name] = {"state": trust.state, "problems": trust.problems(),
+                       "verifiable": name in ONNX_FILES.values() or is_engine(name), "verified": trust.verified}
     backends = status()
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
@@ -191,7 +186,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
     for name, state in files.items():
         verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]]
-        print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if state['verifiable'] else ''}")
+        shown = state["verifiable"] and state["state"] == "current"  # a verdict on stale bytes says nothing
+        print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
     return 0

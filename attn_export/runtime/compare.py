@@ -177,16 +177,39 @@ def _intrinsic(reference: Reference, rule: Rule, name: str, batch: int) -> np.nd
     return np.zeros(batch) if values is None else np.asarray(values, np.float64)
 
 
+def _unusable_reference(reference: Reference, rule: Rule, batch: int) -> Optional[str]:
+    """Why this case's reference cannot judge anything (a non-finite output, a budget that is not a finite
+    positive number), or None. Each comparison with NaN is false, so a NaN would pass as "within budget"."""
+    for name, value in reference.outputs.items():
+        if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+            return f"the reference's {name} holds NaN or Inf: nothing can be judged against it"
+    if rule.budget_precision is not None and rule.multiple:
+        for name in reference.outputs:
+            intrinsic = _intrinsic(reference, rule, name, batch)
+            if intrinsic.shape != (batch,) or not np.isfinite(intrinsic).all() or (intrinsic < 0).any():
+                return (f"the reference's intrinsic {rule.budget_precision.upper()} error on {name} is not a finite "
+                        f"non-negative number per row: no budget can be derived from it")
+    floors = (rule.atol, rule.rtol, rule.attention_atol, rule.multiple)
+    if any(v is not None and not (np.isfinite(v) and v >= 0) for v in floors):
+        return f"the {rule.precision} rule's tolerances are not finite non-negative numbers: {floors}"
+    return None
+
+
 def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.ndarray], head: str,
                  rule: Rule) -> CaseResult:
     """Judge one case by ``rule``: every row in the deployment range by its budget, the rest by the stress
     rules; structure (shapes, finite, zero attention on padding) always."""
     problems: List[str] = []
     batch, seq = case.x.shape[:2]
+    if head not in reference.outputs or "attention" not in reference.outputs:
+        return unmeasured(case, f"the reference holds no {head} and attention for this case: nothing to judge against")
     r = np.asarray(reference.outputs[head], dtype=np.float64)
     g = np.asarray(got[head], dtype=np.float64)
     if r.shape != g.shape:
         return unmeasured(case, f"{head} has shape {g.shape}, reference {r.shape}")
+    unusable = _unusable_reference(reference, rule, batch)
+    if unusable is not None:  # a NaN reference makes every comparison false: it may only fail
+        return unmeasured(case, unusable)
     lengths = np.asarray(case.lengths)
     deploy = np.ones(batch, bool) if rule.deployment_max_seq is None else lengths <= rule.deployment_max_seq
     diff = np.abs(g - r)
@@ -210,10 +233,13 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
         budget = _budget(rule, r, intrinsic, None)
         ratio = _ratio(diff, budget).reshape(batch, -1).max(axis=1)
         result.max_rel = float((diff / np.maximum(np.abs(r), rule.atol or 1e-12)).max())
+        if not (np.isfinite(budget).all() and (budget > 0).all()):
+            problems.append(f"the {head} budget is not a finite positive number on every row (atol {rule.atol}, rtol "
+                            f"{rule.rtol}, {rule.multiple} x intrinsic): nothing can pass against it")
         if deploy.any():
             result.budget = float(budget[deploy].max())
             result.ratio = float(ratio[deploy].max())
-            if result.ratio > 1.0:
+            if not result.ratio <= 1.0:  # NaN included
                 problems.append(_explain(rule, head, np.where(deploy[:, None], diff, 0.0), budget, intrinsic, None))
             judged = deploy & (intrinsic > 0)
             result.intrinsic_ratios = _ratio(diff.reshape(batch, -1).max(axis=1)[judged], intrinsic[judged]).tolist()

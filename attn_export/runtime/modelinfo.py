@@ -1,11 +1,12 @@
-"""``model.json``, read once, checked, and typed: what every command and the device know of the model.
+"""``model.json``, checked and typed: what every command and the device know of the model.
 
-    info = ModelInfo.read(directory)
+    info = Store(directory).model()          # read once by the store, which also decides whether to believe it
     info.spec, info.labels, info.verify, info.build, info.train_lengths
 
-``model.json`` is written by ``attn-export train`` / ``load`` (``attn_export.checkpoint``); this is the one
-place that reads it. Its shape is checked here, against ``schema.MODEL`` and the rules across its keys (an
-edited or damaged file is a DataError naming the key), so no caller indexes raw dictionaries.
+``model.json`` is written by ``attn-export train`` / ``load`` (``attn_export.checkpoint``) and read by the
+store (``runtime.store``); this is the one place that interprets it. Its shape is checked here, against
+``schema.MODEL`` and the rules across its keys (an edited or damaged file is a DataError naming the key), so
+no caller indexes raw dictionaries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DataError
-from . import artifacts, schema
+from . import schema
 from .iospec import HEAD_OUTPUT, IOSpec
 from .settings import BuildConfig, VerifyConfig, recorded_sections
 
@@ -42,11 +43,6 @@ class ModelInfo:
     @property
     def spec(self) -> IOSpec:
         return IOSpec.for_model(self.input_size, self.num_outputs, self.head)
-
-    @classmethod
-    def read(cls, directory: Path) -> "ModelInfo":
-        path = artifacts.require(directory, artifacts.MODEL_JSON)
-        return cls.parse(artifacts.read_json(path), path)
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> "ModelInfo":

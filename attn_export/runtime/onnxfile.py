@@ -1,31 +1,31 @@
 """What the device needs to know about an ONNX file before a runtime opens it, read without onnx.
 
-    graph = read_graph(path)   # initializers (name -> type, external location), nodes (op, inputs, outputs)
+    graph = parse_graph(data, "model.onnx")   # inputs, outputs, metadata, initializers, nodes
 
 JetPack devices have numpy, TensorRT and perhaps onnxruntime, not onnx; yet an ONNX file must be checked
-before ONNX Runtime or TensorRT reads it: external data that points outside its directory would have a
-runtime read any file the process can (ONNX Runtime 1.32 refuses it itself, 1.19 and TensorRT's parser do
-not), and one construct crashes ONNX Runtime 1.31/1.32 outright (``refuse_known_crash``). So this module
-walks the protobuf wire format for the few fields those checks read: hand-written because the only
-library that reads ONNX is onnx itself. Field numbers are onnx.proto's (IR version 10); unknown fields are
-skipped, so later IR versions read too.
+before ONNX Runtime or TensorRT reads it: its inputs and outputs against ``model.json`` (the store), any
+external data (a file outside the bytes the manifest hashed: refused, ``refuse_external_data``), and one
+construct that crashes ONNX Runtime 1.31/1.32 outright (``refuse_known_crash``). So this module walks the
+protobuf wire format for the few fields those checks read: hand-written because the only library that
+reads ONNX is onnx itself. Field numbers are onnx.proto's (IR version 10); unknown fields are skipped, so
+later IR versions read too.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple, Union
 
 from ..errors import BadInput
 
-__all__ = ["Graph", "Node", "check_external_data", "read_graph", "refuse_known_crash"]
+__all__ = ["DTYPES", "Graph", "Node", "ValueInfo", "parse_graph", "refuse_external_data", "refuse_known_crash"]
 
 FLOAT16 = 10  # TensorProto.DataType
+# TensorProto.DataType -> numpy's name, for the element types an attn-export graph's inputs and outputs use
+DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 EXTERNAL = 1  # TensorProto.DataLocation
-# message -> {field number: (name, message type or None for a scalar)}, only what the checks read
-_MODEL_GRAPH, _MODEL_FUNCTIONS = 7, 25
+_MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 7, 14, 25
+_GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _GRAPH = {1: "node", 5: "initializer", 15: "sparse_initializer"}
 _FUNCTION_NODE = 7
 _NODE = {1: "input", 2: "output", 4: "op_type", 5: "attribute", 7: "domain"}
@@ -81,13 +81,31 @@ class Node:
     outputs: Tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ValueInfo:
+    """A graph input or output: its name, element type (a TensorProto.DataType; 0 when not a tensor) and
+    dimensions (an int, a symbolic name, or None when unknown)."""
+
+    name: str
+    elem_type: int
+    dims: Tuple[Union[int, str, None], ...]
+
+    @property
+    def dtype(self) -> str:
+        return DTYPES.get(self.elem_type, f"type {self.elem_type}")
+
+
 @dataclass
 class Graph:
-    """The parts of a model the device checks: every graph's nodes (subgraphs and functions included)."""
+    """The parts of a model the device checks: the main graph's inputs and outputs, the metadata, and every
+    graph's nodes (subgraphs and functions included)."""
 
     nodes: List[Node] = field(default_factory=list)
     initializer_types: Dict[str, int] = field(default_factory=dict)
     external: List[Tuple[str, str]] = field(default_factory=list)  # (tensor name, location)
+    inputs: List[ValueInfo] = field(default_factory=list)
+    outputs: List[ValueInfo] = field(default_factory=list)
+    metadata: Dict[str, str] = field(default_factory=dict)
 
     @property
     def stores_float16(self) -> bool:
@@ -148,7 +166,34 @@ def _sparse(data: bytes, graph: Graph) -> None:
             _tensor(value, graph, False)
 
 
-def _graph(data: bytes, graph: Graph) -> None:
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+def _value_info(data: bytes) -> ValueInfo:
+    """ValueInfoProto: name (1), type (2: TypeProto, whose tensor_type is 1: elem_type 1, shape 2 of dims 1,
+    each dim_value 1 or dim_param 2)."""
+    name, elem_type, dims = "", 0, []  # type: str, int, List[Union[int, str, None]]
+    for number, value in _fields(data):
+        if number == 1:
+            name = _text(value)
+        elif number == 2 and isinstance(value, bytes):
+            for t_number, t_value in _fields(value):
+                if t_number != 1 or not isinstance(t_value, bytes):
+                    continue
+                for k, v in _fields(t_value):
+                    if k == 1 and isinstance(v, int):
+                        elem_type = v
+                    elif k == 2 and isinstance(v, bytes):
+                        for d_number, dim in _fields(v):
+                            if d_number == 1 and isinstance(dim, bytes):
+                                parts = dict(_fields(dim))
+                                size, param = parts.get(1), parts.get(2)
+                                dims.append(size if isinstance(size, int) else _text(param) or None)
+    return ValueInfo(name, elem_type, tuple(dims))
+
+
+def _graph(data: bytes, graph: Graph, main: bool = False) -> None:
     for number, value in _fields(data):
         if not isinstance(value, bytes):
             continue
@@ -158,50 +203,55 @@ def _graph(data: bytes, graph: Graph) -> None:
             _tensor(value, graph, True)
         elif number == 15:
             _sparse(value, graph)
+        elif main and number == _GRAPH_INPUT:
+            graph.inputs.append(_value_info(value))
+        elif main and number == _GRAPH_OUTPUT:
+            graph.outputs.append(_value_info(value))
 
 
-def read_graph(path: Path) -> Graph:
-    """Parse ``path``'s model (not its external data); BadInput naming the file when it is not ONNX."""
+def parse_graph(data: bytes, where: object) -> Graph:
+    """Parse a model's bytes (not its external data); BadInput naming ``where`` when they are not ONNX. A
+    graph's initializers that are inputs too are not inputs a caller feeds: they are left out."""
     try:
-        data = Path(path).read_bytes()
         graph = Graph()
         for number, value in _fields(data):
             if number == _MODEL_GRAPH and isinstance(value, bytes):
-                _graph(value, graph)
+                _graph(value, graph, main=True)
+            elif number == _MODEL_METADATA and isinstance(value, bytes):
+                entry = dict(_fields(value))
+                graph.metadata[_text(entry.get(1))] = _text(entry.get(2))
             elif number == _MODEL_FUNCTIONS and isinstance(value, bytes):
                 for f_number, f_value in _fields(value):
                     if f_number == _FUNCTION_NODE and isinstance(f_value, bytes):
                         _node(f_value, graph)
-    except (OSError, ValueError, RecursionError) as e:
-        raise BadInput(f"{path} is not a readable ONNX model: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise BadInput(f"{where} is not a readable ONNX model: {e}") from None
     if not graph.nodes:
-        raise BadInput(f"{path} is not a readable ONNX model: it holds no graph")
+        raise BadInput(f"{where} is not a readable ONNX model: it holds no graph")
+    graph.inputs = [v for v in graph.inputs if v.name not in graph.initializer_types]
     return graph
 
 
-def check_external_data(path: Path, graph: Optional[Graph] = None) -> None:
-    """Refuse an ONNX file whose external-data locations escape its directory (absolute, ``..``, links
-    out) or are missing: loading it would read any file the process can."""
-    graph = graph or read_graph(path)
-    root = Path(path).parent.resolve()
-    for name, location in graph.external:
-        target = (root / location).resolve()
-        if os.path.isabs(location) or ".." in Path(location).parts or root not in target.parents:
-            raise BadInput(f"{path} keeps tensor '{name}' in '{location}', outside its directory; "
-                           "refusing to load it (external data must sit beside the model)")
-        if not target.is_file():
-            raise BadInput(f"{path} keeps tensor '{name}' in '{location}', which does not exist")
+def refuse_external_data(graph: Graph, where: object) -> None:
+    """Refuse an ONNX model that keeps tensors in other files: those bytes are outside the sha256 the
+    manifest records (a changed weights file would change the model unseen) and outside a bundle. Every
+    graph attn-export writes holds its weights inside the file."""
+    if graph.external:
+        name, location = graph.external[0]
+        more = f" and {len(graph.external) - 1} more tensor(s)" if len(graph.external) > 1 else ""
+        raise BadInput(f"{where} keeps tensor '{name}'{more} in the external file '{location}', outside the bytes "
+                       "attn-export hashes and ships; expected every weight inside the .onnx file (onnx.load the "
+                       "model with its external data and onnx.save it as one file, or re-run attn-export export)")
 
 
-def refuse_known_crash(path: Path, graph: Optional[Graph] = None) -> None:
+def refuse_known_crash(graph: Graph, where: object) -> None:
     """Refuse, with one line, a graph that crashes ONNX Runtime 1.31/1.32 at its default optimisation level
     (a segmentation fault takes the whole process; nothing is raised): an FP16 MatMul by a weight whose
     other input is a Transpose, as in FP16 graphs attn-export wrote before its portable form."""
-    graph = graph or read_graph(path)
     produced = {o: n.op_type for n in graph.nodes for o in n.outputs}
     for node in graph.nodes:
         if (node.op_type == "MatMul" and len(node.inputs) == 2 and produced.get(node.inputs[0]) == "Transpose"
                 and graph.initializer_types.get(node.inputs[1]) == FLOAT16):
-            raise BadInput(f"{path} holds an FP16 MatMul of a Transpose by a constant weight, which crashes ONNX "
+            raise BadInput(f"{where} holds an FP16 MatMul of a Transpose by a constant weight, which crashes ONNX "
                            "Runtime 1.31/1.32 at its default optimisation level; re-make it with attn-export "
                            "quantize --fp16")

@@ -9,21 +9,10 @@
 ``python -m attn_export.runtime predict DIR INPUT`` predicts from the command line with the device
 package's dependencies (``attn-export predict`` is the full CLI's version).
 
-Loading checks, before the artefact is opened (nothing is deserialised until all pass):
-
-* the file's sha256 against ``manifest.json`` (changed since recorded: refused, exit 2), and ``model.json``'s
-  (labels and sizes come from it);
-* its parent's sha256 where the parent is present (stale: refused, exit 2; a bundle leaves out
-  ``model.safetensors``, whose absence is noted in ``Predictor.notes``);
-* the verdict ``attn-export verify`` recorded (``verified.passed``): failed verification is refused, never
-  verified is refused unless ``allow_unverified=True`` (exit 2);
-* for an engine, the GPU, compute capability and TensorRT version it was built for against this device's
-  (foreign: refused, exit 3).
-
-``backend="auto"`` picks, for the precision: a TensorRT engine if TensorRT runs here and the manifest
-holds an engine for this device (an engine for another device is skipped, with a note); else the ONNX file
-on ``ort-trt`` or ``ort-cuda`` if available; else ``ort-cpu``. A backend named explicitly that cannot run
-here is :class:`~attn_export.errors.NotAvailable` (exit 3), never a silent fallback.
+Loading asks the store (``runtime.store``) for the artefact with ``need="verified"``: its bytes, whole
+lineage and verdict are checked there (and an engine's GPU and TensorRT), and the backend gets exactly the
+bytes that were hashed. ``backend="auto"`` and the choice of artefact are ``runtime.dispatch``'s. What stays
+here is batching.
 
 ``predict`` sorts the sequences by length and runs them in padded batches of at most ``batch_size``
 (default 32, and never more than an engine profile's max batch), so that little padding is computed;
@@ -44,27 +33,20 @@ For a head other than classification, ``probabilities`` holds the raw head outpu
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tarfile
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import BadInput, DataError, MissingPrerequisite, NotAvailable
-from . import artifacts
+from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec
-from .modelinfo import ModelInfo
-from .precisions import ONNX_FILES, PRECISIONS
+from .store import Artifact, Store
 
 __all__ = ["ON_LONG", "Prediction", "Predictor"]
 
-ENGINE_BACKEND = "tensorrt"
-ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
 # ONNX Runtime documents InferenceSession.run as safe to call from several threads at once.
 CONCURRENT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
 ON_LONG = ("error", "truncate", "split")
@@ -76,179 +58,6 @@ class Prediction(NamedTuple):
     index: int  # type: ignore[assignment]  # DESIGN's name; into Predictor.labels (-1: not classification)
     probabilities: np.ndarray  # float32 [classes]: softmax of the logits
     attention: np.ndarray  # float32 [steps]: the attention weights over this sequence's own steps
-
-
-# --------------------------------------------------------------------------------------------------
-# engines: the TensorRT helpers' checks (trt/compat.py), run before a byte reaches TensorRT
-
-
-def _here() -> Any:
-    """This machine as an engine sees it (``trt.compat.Here``); NotAvailable without a GPU or TensorRT."""
-    from .trt.compat import Here
-    from .trt.device import query_gpus
-    from .trt.importer import require_tensorrt
-
-    query = query_gpus()
-    if not query.gpus:
-        raise NotAvailable(f"an engine needs a CUDA device: {query.reason}")
-    require_tensorrt()
-    import tensorrt
-
-    return Here(str(tensorrt.__version__), query.gpus[0].name, query.gpus[0].compute_capability)
-
-
-def _check_engine(directory: Path, name: str, manifest: Dict[str, Any], allow_unverified: bool,
-                  notes: List[str]) -> Dict[str, Any]:
-    """Changed, stale or host code (exit 2), failed or missing verification (exit 2), foreign (exit 3)."""
-    from .trt.compat import HOST_CODE_ENV, check_engine, foreign_problems
-
-    sha256 = artifacts.sha256_file(directory / name)
-    entry = check_engine(directory, name, manifest, None, allow_host_code=os.environ.get(HOST_CODE_ENV) == "1",
-                         sha256=sha256)
-    _verdict(directory, name, entry, sha256, allow_unverified, notes)
-    problems = foreign_problems(entry, _here())
-    if problems:
-        raise NotAvailable(f"{directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
-                           f"on this device ({artifacts.BUILD_COMMAND} {directory})")
-    return entry
-
-
-# --------------------------------------------------------------------------------------------------
-# the manifest checks
-
-
-def _entry(manifest: Dict[str, Any], name: str, directory: Path) -> Dict[str, Any]:
-    entry = manifest["artifacts"].get(name)
-    if not isinstance(entry, dict):
-        raise MissingPrerequisite(f"{directory / name} is not recorded in {artifacts.MANIFEST}; "
-                                  "re-run the command that made it")
-    return entry
-
-
-def _integrity(directory: Path, name: str, entry: Dict[str, Any], notes: List[str]) -> str:
-    """Refuse a changed (DataError) or stale (MissingPrerequisite) artefact; note an absent parent.
-    Returns the file's sha256."""
-    sha256 = artifacts.sha256_file(directory / name)
-    if sha256 != entry.get("sha256"):
-        raise DataError(f"{directory / name} was changed after it was recorded (its sha256 differs from "
-                        f"{artifacts.MANIFEST}); refusing to load it")
-    parent = entry.get("parent")
-    if parent:
-        if not (directory / parent).is_file():
-            notes.append(f"{name}'s parent {parent} is not here (a bundle leaves it out); lineage not re-checked")
-        elif artifacts.sha256_file(directory / parent) != entry.get("parent_sha256"):
-            raise MissingPrerequisite(f"{directory / name} is stale: its parent {parent} changed since it was "
-                                      "made; re-run the command that made it")
-    return sha256
-
-
-def _verdict(directory: Path, name: str, entry: Dict[str, Any], sha256: str, allow_unverified: bool,
-             notes: List[str]) -> None:
-    """Refuse what verify did not pass. A verdict holds for the bytes it checked: its ``sha256`` must be
-    the file's, whatever the manifest entry says (an entry's hash is edited as easily as the file)."""
-    verified = entry.get("verified")
-    if isinstance(verified, dict) and verified.get("passed") is True:
-        if verified.get("sha256") == sha256:
-            return
-        if not allow_unverified:
-            raise MissingPrerequisite(f"{directory / name} is not the file attn-export verify passed (its sha256 "
-                                      "differs from the verdict's); run attn-export verify again")
-        notes.append(f"{name} is not the file verify passed (loaded with allow_unverified)")
-        return
-    if isinstance(verified, dict) and "passed" in verified:
-        raise MissingPrerequisite(f"{directory / name} failed verification (see verify.json); fix it and run "
-                                  "attn-export verify until it passes")
-    if not allow_unverified:
-        raise MissingPrerequisite(f"{directory / name} has never been verified; run attn-export verify "
-                                  "(or load with allow_unverified=True / --allow-unverified)")
-    notes.append(f"{name} has never been verified (loaded with allow_unverified)")
-
-
-# --------------------------------------------------------------------------------------------------
-# choosing the artefact and the backend
-
-
-def _backend_class(name: str) -> Any:
-    from . import backends
-
-    if name not in backends.REGISTRY:
-        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of "
-                       f"{', '.join(backends.REGISTRY)}")
-    return backends.REGISTRY[name]
-
-
-def _usable(name: str) -> bool:
-    from . import backends
-
-    return name in backends.REGISTRY and backends.REGISTRY[name].available() is None
-
-
-def _engines(manifest: Dict[str, Any], directory: Path, precision: str) -> List[str]:
-    return sorted(n for n, e in manifest["artifacts"].items()
-                  if n.endswith(".engine") and isinstance(e, dict) and e.get("precision") == precision
-                  and (directory / n).is_file())
-
-
-class _Choice(NamedTuple):
-    backend: str
-    artifact: str
-
-
-def _choose(directory: Path, manifest: Dict[str, Any], backend: str, precision: str,
-            allow_unverified: bool, notes: List[str]) -> _Choice:
-    """Pick (backend, artefact), run every manifest check on it, and raise if it must be refused."""
-    if precision not in ONNX_FILES:
-        raise BadInput(f"precision '{precision}' is unknown; expected one of {', '.join(ONNX_FILES)}")
-    if backend != "auto":
-        cls = _backend_class(backend)
-        reason = cls.available()
-        if reason is not None:  # named explicitly: an error, never a fallback
-            raise NotAvailable(f"backend {backend} is not available: {reason}")
-        if cls.kind == "engine":
-            engines = _engines(manifest, directory, precision)
-            if not engines:
-                flag = PRECISIONS[precision].build_flag
-                raise MissingPrerequisite(f"{directory} has no {precision} engine in {artifacts.MANIFEST}; build one "
-                                          f"on this device: {_build_command(directory, flag)}")
-            refusals = []
-            for name in engines:  # one per device it was built on: take the one for this device
-                try:
-                    _check_engine(directory, name, manifest, allow_unverified, notes)
-                    return _Choice(backend, name)
-                except NotAvailable as e:
-                    refusals.append(str(e))
-            raise NotAvailable(" | ".join(refusals))
-        if cls.kind != "onnx" or not cls.deployable:
-            raise BadInput(f"backend {backend} is not a deployment backend (it runs {cls.kind} models"
-                           f"{'' if cls.deployable else ', as a correctness oracle'}); expected one of ort-cpu, "
-                           "ort-cuda, ort-trt, tensorrt, openvino-cpu, tract-cpu")
-        if precision not in cls.precisions:
-            raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
-                           f"{', '.join(cls.precisions)}); choose another --backend or --precision")
-        return _Choice(backend, ONNX_FILES[precision])
-
-    if _usable(ENGINE_BACKEND):
-        for name in _engines(manifest, directory, precision):
-            try:
-                _check_engine(directory, name, manifest, allow_unverified, notes)
-                return _Choice(ENGINE_BACKEND, name)
-            except NotAvailable as e:  # an engine for another device: auto takes the ONNX file instead
-                notes.append(f"skipped {e}")
-    chosen = next((b for b in ONNX_GPU_BACKENDS if _usable(b) and precision in _backend_class(b).precisions),
-                  "ort-cpu")
-    reason = _backend_class(chosen).available()
-    if reason is not None:
-        flag = PRECISIONS[precision].build_flag
-        engine = (f"build a TensorRT engine on this device ({_build_command(directory, flag)}, with TensorRT from "
-                  "JetPack on a Jetson), or " if flag is not None else "")
-        raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine}"
-                           "ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU "
-                           "(on a Jetson, NVIDIA's wheel for its JetPack)")
-    return _Choice(chosen, ONNX_FILES[precision])
-
-
-def _build_command(directory: Path, flag: Optional[str]) -> str:
-    return f"{artifacts.BUILD_COMMAND} {directory} {flag or ''}".rstrip()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,49 +81,44 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
-    def __init__(self, directory: Path, backend: Any, artifact: str, precision: str, info: ModelInfo,
-                 entry: Dict[str, Any], notes: List[str], batch_size: int, cleanup: Optional[Path] = None) -> None:
-        self.directory = directory
-        self.artifact = directory / artifact
-        self.precision = precision
+    def __init__(self, backend: Backend, artifact: Artifact, notes: List[str], batch_size: int,
+                 store: Optional[Store] = None) -> None:
+        assert artifact.info is not None
+        self.directory = artifact.directory
+        self.artifact = artifact.path
+        self.precision = str(artifact.precision)
         self.backend_name: str = backend.name
-        self.labels: Tuple[str, ...] = info.labels
+        self.labels: Tuple[str, ...] = artifact.info.labels
         self.spec: IOSpec = backend.spec
         self.head = self.spec.head_output
         self.features = self.spec.features
-        self.entry = entry
-        self.notes = notes
-        self.verified: Optional[Dict[str, Any]] = entry.get("verified")
-        # The shapes the artefact accepts: an engine's optimisation profile (the backend's own, where it has
-        # one: tensorrt, ort-trt; else the manifest entry's); ONNX on ONNX Runtime has no limit.
-        x_profile = (entry.get("profile") or {}).get("x") or {}
-        limits = {"min": x_profile.get("min", [1, 1]), "max": x_profile.get("max", [batch_size, None])}
-        if callable(getattr(backend, "profile", None)):
-            profile = backend.profile()
-            limits = {"min": [profile.batch.min, profile.seq.min], "max": [profile.batch.max, profile.seq.max]}
-        self.max_seq: Optional[int] = None if limits["max"][1] is None else int(limits["max"][1])
-        self.min_seq: int = int(limits["min"][1])
-        self.min_batch: int = int(limits["min"][0])
-        self.batch_size = max(1, min(int(limits["max"][0]), int(batch_size)))
+        self.entry = artifact.entry
+        self.notes = notes + list(artifact.notes)
+        self.verified: Optional[Mapping[str, Any]] = artifact.verified
+        # The shapes the artefact accepts: an engine's optimisation profile (tensorrt: its manifest entry's;
+        # ort-trt: the recipe's); ONNX on ONNX Runtime has no limit.
+        profile = backend.profile()
+        self.max_seq: Optional[int] = None if profile is None else int(profile.seq.max)
+        self.min_seq: int = 1 if profile is None else int(profile.seq.min)
+        self.min_batch: int = 1 if profile is None else int(profile.batch.min)
+        self.batch_size = max(1, min(batch_size if profile is None else int(profile.batch.max), int(batch_size)))
         self._backend = backend
-        # The feeds predict builds are already checked (shapes, dtypes, lengths, finite values: _sequences
-        # and _batch), so a backend whose infer is the protocol's check-then-run is run directly: the
-        # second check cost about 10 % of a small model's latency at seq 128 (scripts/bench_runtime.py).
-        self._infer = backend._run if type(backend).infer is Backend.infer else backend.infer
+        # The feeds predict builds are already checked (shapes, dtypes, lengths, finite values: _sequences and
+        # _batch), so they are run without the protocol's second check: it cost about 10 % of a small model's
+        # latency at seq 128 (scripts/bench_runtime.py).
+        self._infer = backend.run_checked
         # a backend with no shape limits (ONNX on ONNX Runtime) needs no accepts() per call
         self._limited = type(backend).accepts is not Backend.accepts or backend.max_cells is not None
         self._lock = None if backend.name in CONCURRENT_BACKENDS else threading.Lock()
-        # One sequence on an ONNX Runtime session: the session's own run, outputs by position, no
-        # intermediate dict (every Python step between two runs measured as overhead on a small model).
-        session = getattr(backend, "session", None)
-        self._direct: Optional[Tuple[Any, List[str], int, int]] = None
+        # One sequence: the backend's positional call (ONNX Runtime's own session.run), no intermediate dict.
+        self._direct: Optional[Tuple[Callable[[Mapping[str, np.ndarray]], List[np.ndarray]], int, int]] = None
         self._one_length: Dict[int, np.ndarray] = {}
-        if session is not None and not self._limited and self._lock is None and self._infer == backend._run:
-            names = list(backend.output_names)
-            self._direct = (session.run, names, names.index(self.head), names.index("attention"))
+        if not self._limited and self._lock is None:
+            names = list(self.spec.output_names)
+            self._direct = (backend.positional(names), names.index(self.head), names.index("attention"))
         self._closed = False
-        self._finalizer = (weakref.finalize(self, shutil.rmtree, str(cleanup), True) if cleanup is not None
-                           else None)
+        # a bundle's temporary directory goes when the predictor is closed or collected
+        self._finalizer = weakref.finalize(self, store.close) if store is not None else None
 
     # ---- loading
 
@@ -332,56 +136,19 @@ class Predictor:
 
         ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``).
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
-        source = Path(path)
-        cleanup: Optional[Path] = None
-        if source.is_file():
-            if not tarfile.is_tarfile(str(source)):
-                raise BadInput(f"{source} is neither an artefact directory nor a bundle (.tar.gz)")
-            from .bundle import extract_temporary
+        from .dispatch import choose
 
-            directory = extract_temporary(source)
-            cleanup = directory.parent
-            if not (directory / artifacts.MANIFEST).is_file():
-                shutil.rmtree(cleanup, ignore_errors=True)
-                raise DataError(f"{source} holds no {artifacts.MANIFEST}: not a bundle made by attn-export bundle")
-        elif source.is_dir():
-            directory = source
-        else:
-            raise MissingPrerequisite(f"{source} does not exist; expected an artefact directory or a bundle")
-        try:
-            return cls._load_dir(directory, backend, precision, allow_unverified, threads, batch_size, cleanup)
-        except BaseException:
-            if cleanup is not None:
-                shutil.rmtree(cleanup, ignore_errors=True)
-            raise
-
-    @classmethod
-    def _load_dir(cls, directory: Path, backend: str, precision: str, allow_unverified: bool,
-                  threads: Optional[int], batch_size: int, cleanup: Optional[Path]) -> "Predictor":
         if batch_size < 1:
             raise BadInput(f"batch_size = {batch_size}; expected at least 1")
-        if not (directory / artifacts.MANIFEST).is_file():
-            raise MissingPrerequisite(f"{directory} has no {artifacts.MANIFEST}: not an artefact directory (run "
-                                      "attn-export train and export to make one)")
-        manifest = artifacts.read_manifest(directory)
-        notes: List[str] = []
-        model_json = artifacts.require(directory, artifacts.MODEL_JSON)
-        model_entry = manifest["artifacts"].get(artifacts.MODEL_JSON)
-        if isinstance(model_entry, dict) and artifacts.sha256_file(model_json) != model_entry.get("sha256"):
-            raise DataError(f"{model_json} was changed after it was recorded (its sha256 differs from "
-                            f"{artifacts.MANIFEST}); refusing to load it")
-        info = ModelInfo.read(directory)
-        choice = _choose(directory, manifest, backend, precision, allow_unverified, notes)
-        if not (directory / choice.artifact).is_file():
-            raise MissingPrerequisite(f"{directory / choice.artifact} is missing; run {PRECISIONS[precision].made_by} "
-                                      "first")
-        entry = _entry(manifest, choice.artifact, directory)
-        if not choice.artifact.endswith(".engine"):  # engines were checked while choosing
-            sha256 = _integrity(directory, choice.artifact, entry, notes)
-            _verdict(directory, choice.artifact, entry, sha256, allow_unverified, notes)
-        impl = _backend_class(choice.backend)(directory / choice.artifact, info.spec, threads=threads)
-        impl.__enter__()
-        return cls(directory, impl, choice.artifact, precision, info, entry, notes, batch_size, cleanup)
+        store = Store.load(path)
+        try:
+            backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
+            impl = backend_cls(artifact, threads=threads)
+            impl.__enter__()
+            return cls(impl, artifact, notes, batch_size, store)
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         self._closed = True
@@ -487,17 +254,13 @@ class Predictor:
         steps = a.shape[0]
         direct = self._direct
         if direct is not None:
-            run, names, h, at = direct
+            run, h, at = direct
             lengths = self._one_length.get(steps)
-            if lengths is None:  # read-only to ONNX Runtime: one array per length serves every call
+            if lengths is None:  # read-only to the runtime: one array per length serves every call
                 lengths = np.array((steps,), np.int64)
                 if len(self._one_length) < _LENGTHS_KEPT:
                     self._one_length[steps] = lengths
-            try:
-                outs = run(names, {"x": a[None], "lengths": lengths})
-            except Exception:  # noqa: BLE001  # the backend's own call says what went wrong, in one line
-                out = self._run({"x": a[None], "lengths": lengths})
-                outs = [out[n] for n in names]
+            outs = run({"x": a[None], "lengths": lengths})
             head, attention = outs[h][0], outs[at][0, :steps]
         else:
             x, lens = self._batch([a])

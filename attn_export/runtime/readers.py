@@ -37,13 +37,13 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import DataError, NotAvailable
 
-__all__ = ["MISSING_POLICIES", "available_memory", "read_npz", "read_ts"]
+__all__ = ["MISSING_POLICIES", "available_memory", "npz_arrays", "read_npz", "read_ts"]
 
 MISSING_POLICIES = ("error", "ffill", "zero")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -413,23 +413,31 @@ def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], Li
     except OSError as e:
         raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected an .npz archive") from None
     with fh:
-        try:
-            head = fh.read(len(_NPY_MAGIC))
-            fh.seek(0)
-            if head == _NPY_MAGIC:
-                raise DataError(f"{p}: a single .npy array; expected an .npz archive with x (and lengths, y)")
-            zf = zipfile.ZipFile(fh)
-        except DataError:
-            raise
-        except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError, ... on bad bytes
-            raise DataError(f"{p}: not an .npz archive ({_first_line(e)}); expected arrays saved with numpy.savez") from None
-        with zf:
-            members: Dict[str, zipfile.ZipInfo] = {}
-            for info in zf.infolist():
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                members.setdefault(name, info)
-            out = {k: _npz_member(p, zf, members[k], k) for k in keys if k in members}
-            return out, list(members)
+        return npz_arrays(p, fh, keys)
+
+
+def npz_arrays(p: str, fh: BinaryIO, keys: Optional[Sequence[str]] = None) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """The arrays ``keys`` (all of them when None) of the ``.npz`` archive open as ``fh``, and the names of all
+    its members: never unpickled, each declared size checked against the archive's bytes and this machine's
+    memory before anything is allocated. ``p`` names the archive in messages."""
+    try:
+        head = fh.read(len(_NPY_MAGIC))
+        fh.seek(0)
+        if head == _NPY_MAGIC:
+            raise DataError(f"{p}: a single .npy array; expected an .npz archive with x (and lengths, y)")
+        zf = zipfile.ZipFile(fh)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError, ... on bad bytes
+        raise DataError(f"{p}: not an .npz archive ({_first_line(e)}); expected arrays saved with numpy.savez") from None
+    with zf:
+        members: Dict[str, zipfile.ZipInfo] = {}
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            members.setdefault(name, info)
+        wanted = list(members) if keys is None else [k for k in keys if k in members]
+        out = {k: _npz_member(p, zf, members[k], k) for k in wanted}
+        return out, list(members)
 
 
 def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[str]]]:

@@ -1,6 +1,6 @@
 """The shape of every JSON artefact attn-export reads, declared once, and the one function that checks it.
 
-    raw = artifacts.read_json(path, schema.METRICS)     # checked: a DataError naming the file and the key
+    raw = store.read_json(path, schema.METRICS)     # checked: a DataError naming the file and the key
     schema.check(value, schema.MODEL, path)             # the same check on a value already parsed
 
 A kind (``MODEL``, ``MANIFEST``, ``METRICS``, ``VERIFY``, ``BENCH``, ``QUANTIZE``, ``BUNDLE``) is a table
@@ -205,7 +205,7 @@ _RESULT = Obj({
     "argmax_agreement": _MAYBE_NUMBER, "test_logits_max_abs": _MAYBE_NUMBER,
     "latency_ms": Maybe(Obj({"p50": NUMBER}, ("p50",))), "latency_shape": Maybe(Items(INT)),
     "budget": Maybe(Obj({"mean_ratio": _MAYBE_NUMBER})), "cases": Items(_CASE), "cases_not_run": Items(STR),
-    "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR),
+    "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR), "sha256": Maybe(SHA256),
 }, ("backend", "status"))
 _CELL = Obj({"runtime": STR, "artifact": STR, "precision": STR, "status": STR, "detail": Maybe(STR),
              "worst_ratio": _MAYBE_NUMBER}, ("runtime", "artifact", "precision", "status"))
@@ -242,6 +242,7 @@ VERIFY = Obj({
         "samples: indices, lengths, labels and every target's rows of one count (at least 1), row k as long as "
         "lengths[k]")),
     "seconds": NUMBER,
+    "untrusted": Items(STR),
 }, ("passed", "reference", "sweep"))
 
 # --------------------------------------------------------------------------------------------------
@@ -256,6 +257,7 @@ BENCH = Obj({
         "throughput_by_batch": Table(STR, NUMBER),
     }, ("throughput_by_batch",))),
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
+    "artifacts": Table(FILE_NAME, SHA256),
 }, ("machine", "method", "scaling", "ratios"))
 
 # --------------------------------------------------------------------------------------------------

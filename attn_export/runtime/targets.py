@@ -3,20 +3,19 @@
 A target is one (backend, artefact, precision). Backends named with ``auto`` that cannot run here become
 skipped targets with the reason; a backend named explicitly that cannot run is an error (exit 3). The
 backends are the device's (``runtime.backends.REGISTRY``) unless the host passes its own, which adds the
-PyTorch model and onnx's reference evaluator.
+PyTorch model and onnx's reference evaluator. A target is opened through the store (``need="current"``):
+the backend gets the bytes the store checked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Type, Union
 
-from ..errors import BadInput, MissingPrerequisite, NotAvailable
-from . import artifacts
+from ..errors import BadInput, NotAvailable
 from .backends import REGISTRY, Backend, get
-from .iospec import IOSpec
 from .precisions import ONNX_FILES, ONNX_FP32
+from .store import BUILD_COMMAND, WEIGHTS, Store, is_engine
 
 __all__ = ["Target", "discover", "parse_backends"]
 
@@ -34,10 +33,9 @@ class Target:
     def label(self) -> str:
         return f"{self.backend} {self.artifact or '-'}"
 
-    def open(self, directory: Path, spec: IOSpec, threads: Optional[int], registry: Optional[Registry] = None) -> Backend:
-        cls = get(self.backend, registry)
-        path = directory if cls.kind == "torch" else directory / str(self.artifact)
-        return cls(path, spec, threads=threads)
+    def open(self, store: Store, threads: Optional[int], registry: Optional[Registry] = None) -> Backend:
+        """The backend on this target's artefact, which the store must vouch for (Untrusted otherwise)."""
+        return get(self.backend, registry)(store.open(str(self.artifact), need="current"), threads=threads)
 
 
 def parse_backends(value: Union[str, List[str], None], registry: Optional[Registry] = None) -> Optional[List[str]]:
@@ -54,29 +52,23 @@ def parse_backends(value: Union[str, List[str], None], registry: Optional[Regist
     return names
 
 
-def _engines(directory: Path, entries: Mapping[str, Any]) -> List[Tuple[str, Optional[str]]]:
-    return [(p.name, (entries.get(p.name) or {}).get("precision")) for p in sorted(directory.glob("*.engine"))]
-
-
-def _candidates(directory: Path, cls: Type[Backend], entries: Mapping[str, Any]) -> List[Tuple[str, Optional[str]]]:
+def _candidates(store: Store, cls: Type[Backend]) -> List[Tuple[str, Optional[str]]]:
     if cls.computes is not None:  # it runs the FP32 graph in a precision of its own, judged as that one
-        return [(ONNX_FP32, cls.computes)] if (directory / ONNX_FP32).is_file() else []
+        return [(ONNX_FP32, cls.computes)] if (store.directory / ONNX_FP32).is_file() else []
     if cls.kind == "torch":
-        return [(artifacts.WEIGHTS, "fp32")] if (directory / artifacts.WEIGHTS).is_file() else []
+        return [(WEIGHTS, "fp32")] if (store.directory / WEIGHTS).is_file() else []
     if cls.kind == "engine":
-        return _engines(directory, entries)
-    return [(file, p) for p, file in ONNX_FILES.items() if p in cls.precisions and (directory / file).is_file()]
+        return [(p.name, (store.entry(p.name) or {}).get("precision")) for p in sorted(store.directory.glob("*.engine"))
+                if is_engine(p.name)]
+    return [(file, p) for p, file in ONNX_FILES.items() if p in cls.precisions and (store.directory / file).is_file()]
 
 
-def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
+def discover(store: Store, backends: Union[str, List[str], None] = "auto",
              registry: Optional[Registry] = None) -> List[Target]:
     """Every (backend, artefact) pair, skipped ones included with the reason."""
     table: Dict[str, Type[Backend]] = dict(REGISTRY if registry is None else registry)
-    if not directory.is_dir():
-        raise MissingPrerequisite(f"artefact directory {directory} does not exist; run attn-export train first")
     names = parse_backends(backends, table)
     explicit = names is not None
-    entries = artifacts.read_manifest(directory)["artifacts"]
     targets: List[Target] = []
     for name in names or list(table):
         cls = table[name]
@@ -86,13 +78,13 @@ def discover(directory: Path, backends: Union[str, List[str], None] = "auto",
             continue
         if reason is not None and explicit:
             raise NotAvailable(f"backend {name} was asked for but cannot run here: {reason}")
-        candidates = _candidates(directory, cls, entries)
+        candidates = _candidates(store, cls)
         if reason is not None:
             targets += [Target(name, a, p, reason) for a, p in candidates] or [Target(name, None, None, reason)]
         elif not candidates:
-            what = {"torch": "model.safetensors (attn-export train)", "engine": f"engine ({artifacts.BUILD_COMMAND})"}
+            what = {"torch": "model.safetensors (attn-export train)", "engine": f"engine ({BUILD_COMMAND})"}
             targets.append(Target(name, None, None, f"no {what.get(cls.kind, 'ONNX model (attn-export export)')} "
-                                                    f"in {directory} for it"))
+                                                    f"in {store.directory} for it"))
         else:
             targets += [Target(name, a, p) for a, p in candidates]
     return targets

@@ -27,6 +27,7 @@ entry gets a ``verified`` verdict tied to the bytes verified.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,15 +35,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import AttnExportError, DataError, MissingPrerequisite, NotAvailable
-from . import artifacts
+from ..errors import AttnExportError, BadInput, DataError, NotAvailable
+from . import store
 from .backends import Backend
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
-from .iospec import IOSpec
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, override_section
+from .store import Store
 from .targets import Registry, Target, discover
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
@@ -50,7 +51,7 @@ from .trt.profile import derive_profile
 __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
            "deployment_max_seq", "verify"]
 
-VERIFY_JSON = artifacts.VERIFY_JSON
+VERIFY_JSON = store.VERIFY_JSON
 LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
 BUDGET_RULE = "|got - ref| <= atol + rtol*|ref| + budget_multiple * intrinsic (per output row)"
 
@@ -89,6 +90,7 @@ class TargetResult:
     attention: Dict[int, List[float]] = field(default_factory=dict)
     mean_ratio: Optional[float] = None
     hint: Optional[str] = None  # the [verify] keys that move a failed verdict
+    sha256: Optional[str] = None  # of the bytes this target ran (the store's): what a verdict is tied to
 
     def fail(self, problem: str) -> None:
         self.problems.append(problem)
@@ -128,7 +130,7 @@ class TargetResult:
                 "latency_ms": self.latency_ms, "latency_shape": self.latency_shape,
                 "budget": self.budget_summary(),
                 "cases": [c.to_dict() for c in self.cases], "cases_not_run": self.cases_not_run,
-                "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable}
+                "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable, "sha256": self.sha256}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TargetResult":
@@ -138,7 +140,7 @@ class TargetResult:
                   latency_ms=d.get("latency_ms"), latency_shape=d.get("latency_shape"),
                   cases=[CaseResult.from_dict(c) for c in d.get("cases") or []],
                   cases_not_run=list(d.get("cases_not_run") or []), unreadable=d.get("unreadable"),
-                  problems=list(d.get("problems") or []), hint=d.get("hint"))
+                  problems=list(d.get("problems") or []), hint=d.get("hint"), sha256=d.get("sha256"))
         row.mean_ratio = (d.get("budget") or {}).get("mean_ratio")
         return row
 
@@ -199,6 +201,9 @@ class VerifyResult:
     attention_samples: Optional[Dict[str, Any]]
     latency: Dict[str, Any]
     seconds: float
+    # artefacts in DIR the store will not vouch for that no row here judged (an engine when TensorRT is not
+    # asked for or not here, say): each one's reason, so that a passing run never hides them
+    untrusted: List[str] = field(default_factory=list)
 
     def failures(self) -> List[str]:
         """One short line per failed target: its first problem, how many cases failed, what moves it."""
@@ -236,17 +241,10 @@ class VerifyResult:
             fields.setdefault(key, [] if key == "overrides" else {})
         for key in ("deployment_max_seq", "test_split", "attention_samples"):
             fields.setdefault(key, None)
+        fields.setdefault("untrusted", [])
         fields.setdefault("seconds", 0.0)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
-
-
-def _lineage_problems(directory: Path, target: Target, entries: Mapping[str, Any]) -> List[str]:
-    if target.artifact is None:
-        return []
-    if target.artifact not in entries:
-        return [f"{target.artifact} is not recorded in {artifacts.MANIFEST}: its origin is unknown"]
-    return artifacts.check_lineage(directory, target.artifact)
 
 
 def _scatter(n: int, batches: Sequence[Tuple[np.ndarray, SweepCase]], outs: Sequence[Mapping[str, np.ndarray]],
@@ -335,27 +333,31 @@ def _latency(backend: Backend, features: int, seq: int) -> Dict[str, float]:
     return percentiles(time_interleaved([backend.runner(feeds)], LATENCY_BUDGET)[0])
 
 
-def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, augment: Augment, latency_seq: int,
-                threads: Optional[int], registry: Registry, entries: Mapping[str, Any]) -> TargetResult:
+def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, latency_seq: int,
+                threads: Optional[int], registry: Registry) -> TargetResult:
     row = TargetResult(target)
-    for problem in _lineage_problems(directory, target, entries):
-        row.fail(problem)
-    if row.status == "failed":
+    try:
+        backend = target.open(store, threads, registry)
+    except NotAvailable as e:  # an engine built for another GPU or TensorRT: not this machine's to judge
+        return TargetResult(target, status="skipped", reason=str(e))
+    except BadInput as e:  # the store will not vouch for it: never run, a failure
+        row.fail(str(e))
         return row
-    backend = target.open(directory, spec, threads, registry)
+    row.sha256 = backend.artifact.sha256
     try:
         backend.__enter__()
     except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
         row.unreadable = str(e)
         row.fail(f"cannot read: {e}")
         return row
+    head = backend.spec.head_output
     try:
-        _judge_cases(row, backend, rule, augment.reference, spec.head_output)
+        _judge_cases(row, backend, rule, augment.reference, head)
         if augment.split is not None:
-            _judge_test_split(row, backend, rule, augment.split, spec.head_output)
+            _judge_test_split(row, backend, rule, augment.split, head)
         _judge_mean(row, rule)
         if backend.timed and backend.accepts(1, latency_seq) is None:
-            row.latency_ms = _latency(backend, spec.features, latency_seq)
+            row.latency_ms = _latency(backend, backend.spec.features, latency_seq)
             row.latency_shape = [1, latency_seq]
     except AttnExportError as e:  # a backend that cannot run this artefact: a failure, reported
         row.fail(str(e))
@@ -364,12 +366,12 @@ def _run_target(directory: Path, target: Target, spec: IOSpec, rule: Rule, augme
     return row
 
 
-def _conformance(directory: Path, spec: IOSpec, targets: List[Target], rows: List[TargetResult],
+def _conformance(s: Store, targets: List[Target], rows: List[TargetResult],
                  registry: Registry) -> List[ConformanceCell]:
     """Every ONNX runtime asked for x every ONNX artefact in DIR. A pairing verify does not judge (a runtime
     that does not run that precision) is still tried for reading, so the table says why."""
     by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
-    files = [(p, f) for p, f in ONNX_FILES.items() if (directory / f).is_file()]
+    files = [(p, f) for p, f in ONNX_FILES.items() if (s.directory / f).is_file()]
     cells = []
     for name in dict.fromkeys(t.backend for t in targets):
         cls = registry[name]
@@ -391,7 +393,12 @@ def _conformance(directory: Path, spec: IOSpec, targets: List[Target], rows: Lis
                           if failing is not None else (row.problems[0] if row.problems else None))
                 cells.append(ConformanceCell(name, artifact, judged, row.status, detail, row.worst_ratio))
             else:
-                unread = cls.unreadable(directory / artifact, spec)
+                try:
+                    opened = s.open(artifact, need="current")
+                except BadInput as e:
+                    cells.append(ConformanceCell(name, artifact, judged, "not run", str(e)))
+                    continue
+                unread = cls.unreadable(opened)
                 cells.append(ConformanceCell(name, artifact, judged, "cannot read" if unread else "reads",
                                              unread or f"reads it; {name} is not judged on {precision}"))
     return cells
@@ -408,56 +415,59 @@ def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) ->
             "labels": [int(split.y[i]) for i in split.samples], "by_target": by_target}
 
 
-def _record_verdicts(directory: Path, rows: List[TargetResult], overrides: List[str], registry: Registry) -> None:
-    """Each verified artefact's manifest entry gets ``verified``: passed on every backend that ran it at its
-    own precision, tied to the artefact's sha256 (a backend computing in a precision of its own, OpenVINO's
-    bf16, judges its execution, not the file: its rows stay in verify.json and the conformance table)."""
-    verify_sha = artifacts.sha256_file(directory / VERIFY_JSON)
-    manifest = artifacts.read_manifest(directory)
-    entries = manifest["artifacts"]
+def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
+    """The reason of every ONNX file or engine in DIR that is not current and that no failed row names."""
+    failed = {r.target.artifact for r in rows if r.status == "failed"}
+    names = [n for n in s.present() if (n.endswith(".onnx") or store.is_engine(n)) and n not in failed]
+    return [str(t.reason) for t in (s.state(n) for n in names) if not t.current]
+
+
+def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
+              registry: Registry) -> Dict[str, Dict[str, Any]]:
+    """Each verified artefact's ``verified`` entry: passed on every backend that ran it at its own precision,
+    tied to the sha256 of the bytes those backends ran (a backend computing in a precision of its own,
+    OpenVINO's bf16, judges its execution, not the file: its rows stay in verify.json and the conformance
+    table). An artefact whose rows saw different bytes gets no verdict."""
     by_artifact: Dict[str, List[TargetResult]] = {}
     for row in rows:
-        if (row.status != "skipped" and row.target.artifact in entries
-                and registry[row.target.backend].computes is None):
+        if row.status != "skipped" and row.target.artifact and registry[row.target.backend].computes is None:
             by_artifact.setdefault(str(row.target.artifact), []).append(row)
+    verdicts = {}
     for name, group in by_artifact.items():
+        seen = {r.sha256 for r in group}
+        if len(seen) != 1 or None in seen:
+            continue
         accuracies = [r.accuracy for r in group if r.accuracy is not None]
-        entries[name]["verified"] = {
+        verdicts[name] = {
             "passed": all(r.status == "passed" for r in group),
-            "sha256": artifacts.sha256_file(directory / name),
+            "sha256": seen.pop(),
             "verify_sha256": verify_sha,
             "backends": [r.target.backend for r in group],
             "failed_backends": [r.target.backend for r in group if r.status == "failed"],
             "accuracy": accuracies[0] if accuracies else None,
             "overrides": overrides,
         }
-    artifacts.write_json(directory / artifacts.MANIFEST, manifest)
+    return verdicts
 
 
-def recorded_reference(directory: Path, targets: List[Target]) -> ReferenceSet:
-    """``reference.npz``, checked to descend from the current weights (where they are present) and to
-    hold the budgets the targets' precisions need."""
-    path = artifacts.require(directory, artifacts.REFERENCE)
-    stale = [p for p in artifacts.check_lineage(directory, artifacts.REFERENCE)
-             if (directory / artifacts.WEIGHTS).is_file() or "changed" in p]
-    if stale:
-        raise MissingPrerequisite(f"{'; '.join(stale)}; run attn-export export first")
-    reference = read_reference(path)
-    # the reference and the graph must come from one export: both name the weights they were made from
-    graph = artifacts.read_manifest(directory)["artifacts"].get(artifacts.ONNX_FP32)
-    made_from = graph.get("parent_sha256") if isinstance(graph, dict) else None
-    if made_from is not None and reference.meta.get("source_sha256") != made_from:
-        raise DataError(f"{path} was not made with {artifacts.ONNX_FP32}: it records weights "
-                        f"{str(reference.meta.get('source_sha256'))[:12]}, the graph {str(made_from)[:12]}; expected "
-                        "the two files one attn-export export wrote (run it again)")
+def recorded_reference(s: Store, targets: List[Target]) -> ReferenceSet:
+    """``reference.npz``, current in the store (made from the recorded weights, as the graphs were), its
+    contents checked (``read_reference``), holding the budgets the targets' precisions need."""
+    opened = s.open(store.REFERENCE, need="current")
+    reference = read_reference(opened.data, opened.path)
+    if reference.meta.get("source_sha256") != opened.entry.get("parent_sha256"):
+        raise DataError(f"{opened.path} was not made with {store.ONNX_FP32}: it records weights "
+                        f"{str(reference.meta.get('source_sha256'))[:12]}, its manifest entry (and the graph's) "
+                        f"{str(opened.entry.get('parent_sha256'))[:12]}; expected the two files one attn-export export "
+                        "wrote (run it again)")
     budgeted = {str(t.precision) for t in targets if t.skip is None and t.precision in PRECISIONS
                 and PRECISIONS[str(t.precision)].judged_by == "budget"}
     for precision in sorted(budgeted):
-        reference.require_intrinsic(precision, path)
+        reference.require_intrinsic(precision, opened.path)
     return reference
 
 
-@artifacts.writes_directory("verify")
+@store.writes_directory("verify")
 def verify(
     directory: Path,
     backends: Union[str, List[str], None] = "auto",
@@ -465,7 +475,7 @@ def verify(
     progress: Optional[Callable[[str], None]] = None,
     overrides: Sequence[str] = (),
     registry: Optional[Mapping[str, Type[Backend]]] = None,
-    augment: Optional[Callable[[Path, ModelInfo, List[Target], ReferenceSet], Augment]] = None,
+    augment: Optional[Callable[[Store, ModelInfo, List[Target], ReferenceSet], Augment]] = None,
 ) -> VerifyResult:
     """Verify every runnable target in DIR; write verify.json and the manifest verdicts; return the result.
 
@@ -477,28 +487,30 @@ def verify(
 
     table = dict(REGISTRY if registry is None else registry)
     started = time.perf_counter()
-    info = ModelInfo.read(directory)
+    s = Store(directory)
+    info = s.model()
     spec = info.spec
     cfg = override_section(info.verify, "verify", overrides)
     deploy = deployment_max_seq(info, cfg)
-    targets = discover(directory, backends, table)
+    targets = discover(s, backends, table)
     if not any(t.skip is None for t in targets):
         raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
-    recorded = recorded_reference(directory, targets)
-    extra = (augment(directory, info, targets, recorded) if augment is not None else
-             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", artifacts.REFERENCE))
+    recorded = recorded_reference(s, targets)
+    extra = (augment(s, info, targets, recorded) if augment is not None else
+             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
-    entries = artifacts.read_manifest(directory)["artifacts"]
 
     rows = []
     for target in targets:
         if target.skip is not None:
-            rows.append(TargetResult(target, status="skipped", reason=target.skip))
+            trust = s.state(target.artifact) if target.artifact else None
+            flagged = f"{trust.reason}; and " if trust is not None and trust.reason else ""
+            rows.append(TargetResult(target, status="skipped", reason=flagged + target.skip))
             continue
         if progress:
             progress(target.label)
         rule = rule_for(str(target.precision), cfg, table[target.backend].device, deploy)
-        row = _run_target(directory, target, spec, rule, extra, latency_seq, threads, table, entries)
+        row = _run_target(s, target, rule, extra, latency_seq, threads, table)
         if row.status == "failed" and (row.cases or row.test_cases):
             row.hint = " or ".join(f"--set verify.{k}=..." for k in PRECISIONS[rule.precision].verify_keys) \
                 + " moves this verdict"
@@ -510,7 +522,7 @@ def verify(
                    "accuracy": split.reference_accuracy if split else None,
                    "test_split": split.source if split else extra.split_reason},
         results=rows,
-        conformance=_conformance(directory, spec, targets, rows, table),
+        conformance=_conformance(s, targets, rows, table),
         tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
                     "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         overrides=list(overrides),
@@ -525,7 +537,9 @@ def verify(
         attention_samples=None if split is None else _attention_samples(split, rows, spec.head_output),
         latency={"batch": 1, "seq": latency_seq, "threads": threads},
         seconds=round(time.perf_counter() - started, 2),
+        untrusted=_unjudged(s, rows),
     )
-    artifacts.write_json(directory / VERIFY_JSON, result.to_dict())
-    _record_verdicts(directory, rows, list(overrides), table)
+    data = store.json_bytes(result.to_dict())
+    store.write_bytes(directory / VERIFY_JSON, data)
+    store.record_verdicts(directory, _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table))
     return result

@@ -1,18 +1,22 @@
-"""The backend protocol: construct cheaply, open as a context manager (load the session or engine, touch
-the GPU only here), ``infer(dict of arrays) -> dict of arrays``, close. Timing is not the backend's job.
+"""The backend protocol: construct cheaply from a checked artefact (``runtime.store.Artifact``: its bytes,
+I/O spec and manifest entry; a backend never reads the directory), open as a context manager (load the
+session or engine from those bytes, touch the GPU only here), ``infer(dict of arrays) -> dict of arrays``,
+close. Timing is not the backend's job.
 
 Python 3.8-compatible: the device runtime uses the ONNX Runtime and TensorRT backends.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ...errors import AttnExportError, NotAvailable
-from ..iospec import IOSpec
+
+if TYPE_CHECKING:
+    from ..store import Artifact
+    from ..trt.profile import Profile
 
 __all__ = ["Backend"]
 
@@ -39,9 +43,9 @@ class Backend:
     # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)
     supports_cuda_graph = False
 
-    def __init__(self, artifact: Path, spec: IOSpec, threads: Optional[int] = None) -> None:
-        self.artifact = Path(artifact)
-        self.spec = spec
+    def __init__(self, artifact: Artifact, threads: Optional[int] = None) -> None:
+        self.artifact = artifact
+        self.spec = artifact.spec
         self.threads = threads
         self._opened = False
 
@@ -69,16 +73,36 @@ class Backend:
         if not self._opened:
             raise RuntimeError(f"{self.name}: infer() called outside 'with backend:'")
         self.spec.check_feeds(feeds)
+        return self.run_checked(feeds)
+
+    def run_checked(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """``infer`` for feeds the caller has already checked against the I/O spec (``Predictor`` checks its
+        own batches once): every output by name."""
         return self._run(feeds)
 
+    def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:
+        """A call that runs checked feeds and returns the outputs ``names`` in that order: the fewest Python
+        steps between two runs (``Predictor``'s one-sequence path). A backend with a cheaper native form
+        (ONNX Runtime's ``session.run``) returns that."""
+
+        def run(feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+            outputs = self.run_checked(feeds)
+            return [outputs[n] for n in names]
+
+        return run
+
     @classmethod
-    def unreadable(cls, artifact: Path, spec: IOSpec) -> Optional[str]:
+    def unreadable(cls, artifact: Artifact) -> Optional[str]:
         """None when this runtime reads ``artifact``, else its own reason (for the conformance table)."""
         try:
-            with cls(artifact, spec):
+            with cls(artifact):
                 return None
         except AttnExportError as e:
             return str(e)
+
+    def profile(self) -> Optional[Profile]:
+        """The input shapes the artefact accepts (an engine's optimisation profile), None for any."""
+        return None
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:
         """None when inputs of this shape are inside what the artefact supports, else why not (an
@@ -97,7 +121,7 @@ class Backend:
             raise NotImplementedError(f"{self.name} cannot capture CUDA graphs")
 
         def run() -> Optional[float]:
-            self._run(feeds)
+            self.run_checked(feeds)
             return None
 
         return run

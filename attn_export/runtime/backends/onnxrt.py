@@ -1,19 +1,22 @@
 """``ort-cpu``: ONNX Runtime's CPU execution provider, and ``ort_session``: the one place an ONNX Runtime
-session is made (every ORT backend, ``quantize`` and ``Predictor`` open theirs here), after the file's
-checks (external data kept inside its directory, no construct that crashes ONNX Runtime) and with the
-options users get by default.
+session is made (every ORT backend, ``quantize`` and ``Predictor`` open theirs here), from the bytes the
+store checked (never the path: a file swapped since is not what runs), refusing a construct that crashes
+ONNX Runtime, with the options users get by default.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
-from ..onnxfile import check_external_data, read_graph, refuse_known_crash
+from ..onnxfile import refuse_known_crash
 from .base import Backend
+
+if TYPE_CHECKING:
+    from ..store import Artifact
 
 __all__ = ["OrtCpuBackend", "ort_providers", "ort_session"]
 
@@ -28,17 +31,16 @@ def ort_providers() -> Optional[List[str]]:
     return list(onnxruntime.get_available_providers())
 
 
-def ort_session(path: Path, providers: Sequence[Provider] = ("CPUExecutionProvider",), threads: Optional[int] = None,
-                optimized: Optional[Path] = None) -> Any:
-    """An ONNX Runtime session for ``path``: checked first, ONNX Runtime's default options (the graph must
-    open the way users open it) but for quiet logs and ``threads``; ``optimized`` writes the graph as
-    ONNX Runtime runs it (no optimisation but the mandatory ones) for inspection. The first provider must
-    be active, or NotAvailable: never a silent fallback to the CPU."""
+def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecutionProvider",),
+                threads: Optional[int] = None, optimized: Optional[Path] = None) -> Any:
+    """An ONNX Runtime session for ``artifact``'s bytes: ONNX Runtime's default options (the graph must open
+    the way users open it) but for quiet logs and ``threads``; ``optimized`` writes the graph as ONNX Runtime
+    runs it (no optimisation but the mandatory ones) for inspection. The first provider must be active, or
+    NotAvailable: never a silent fallback to the CPU."""
     import onnxruntime
 
-    graph = read_graph(path)
-    check_external_data(path, graph)
-    refuse_known_crash(path, graph)
+    assert artifact.graph is not None
+    refuse_known_crash(artifact.graph, artifact.path)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -49,9 +51,9 @@ def ort_session(path: Path, providers: Sequence[Provider] = ("CPUExecutionProvid
         options.optimized_model_filepath = str(optimized)
     first = providers[0] if isinstance(providers[0], str) else providers[0][0]
     try:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        session = onnxruntime.InferenceSession(artifact.data, sess_options=options, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
-        raise BadInput(f"ONNX Runtime cannot load {path} on {first}: {str(e).splitlines()[0]}") from None
+        raise BadInput(f"ONNX Runtime cannot load {artifact.path} on {first}: {str(e).splitlines()[0]}") from None
     if first not in session.get_providers():
         raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")
     session.disable_fallback()  # a provider failing at run time is an error here, never a quiet rerun on the CPU
@@ -87,6 +89,22 @@ class OrtCpuBackend(Backend):
             raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x {shape}: "
                              f"{str(e).splitlines()[0]}") from None
         return dict(zip(self.output_names, outputs))
+
+    def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:
+        """The session's own ``run`` on ``names``: outputs by position, no intermediate dict (every Python step
+        between two runs measured as overhead on a small model). An error from it is re-run through
+        ``_run`` so that the caller gets the one-line message."""
+        run, slow = self.session.run, self._run
+        wanted = list(names)
+
+        def call(feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+            try:
+                return run(wanted, feeds)
+            except Exception:  # noqa: BLE001  # onnxruntime's own types; _run says what went wrong, in one line
+                outputs = slow(feeds)
+                return [outputs[n] for n in wanted]
+
+        return call
 
     def close(self) -> None:
         self.session = None

@@ -13,14 +13,12 @@ the available providers: never a silent fallback to the CPU. Python 3.8-compatib
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
 from ...errors import BadInput
 from ..trt.profile import Profile, derive_profile
-from ..onnxfile import read_graph
 from .onnxrt import OrtCpuBackend, ort_providers
 
 __all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
@@ -100,9 +98,8 @@ class OrtTrtBackend(OrtCudaBackend):
         """The explicit profile: model.json's [build] table and training lengths, as ``build`` derives them
         (without them ONNX Runtime rebuilds its engine whenever a shape leaves the range seen), read once."""
         if self._profile is None:
-            from ..modelinfo import ModelInfo
-
-            info = ModelInfo.read(self.artifact.parent)
+            info = self.artifact.info
+            assert info is not None
             build = info.build
             self._profile, _ = derive_profile(self.spec.features, info.train_lengths, build.min_batch,
                                               build.opt_batch, build.max_batch, build.min_seq, build.opt_seq,
@@ -116,7 +113,7 @@ class OrtTrtBackend(OrtCudaBackend):
             return str(e)
 
     def provider_options(self) -> Dict[str, Any]:
-        cache = self.artifact.parent / CACHE_DIR
+        cache = self.artifact.directory / CACHE_DIR
         if cache.is_symlink():  # ONNX Runtime would write its engines wherever the link points
             raise BadInput(f"{cache} is a symbolic link; attn-export never writes through a link in an "
                            "artefact directory: expected a directory or none (remove the link)")
@@ -133,7 +130,7 @@ class OrtTrtBackend(OrtCudaBackend):
         return options
 
     def _is_fp16(self) -> bool:
-        return read_graph(Path(self.artifact)).stores_float16
+        return self.artifact.graph is not None and self.artifact.graph.stores_float16
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         batch, seq = feeds["x"].shape[:2]

@@ -2,25 +2,21 @@
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``. Buffers come from torch or cuda-python
 (``attn_export.trt.memory``), so it runs on a device without torch. Python 3.8-compatible.
 
-The engine is untrusted until the manifest vouches for it: its sha256, its source graph's, the GPU and
-TensorRT it was built for, and (for version-compatible engines, which embed host code) the user's opt-in are
-all checked (``attn_export.trt.compat``) before TensorRT sees a byte. Inputs outside the optimisation
-profile are refused with the profile's limits; ``lengths`` is cast to int32 where the engine has no INT64.
+The engine is untrusted until the store vouches for it (``runtime.store``): its sha256, its whole lineage,
+the GPU and TensorRT it was built for, and (for version-compatible engines, which embed host code) the
+user's opt-in are all checked before this backend is made; TensorRT then deserialises the very bytes the
+store hashed. Inputs outside the optimisation profile are refused with the profile's limits; ``lengths``
+is cast to int32 where the engine has no INT64.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
-from ..artifacts import BUILD_COMMAND
-from ..iospec import IOSpec
-from ..trt.compat import HOST_CODE_ENV, Here, check_engine
+from ..store.names import BUILD_COMMAND
 from ..trt.device import query_gpus
 from ..trt.importer import tensorrt_missing
 from ..trt.memory import DeviceMemory, memory_missing, open_memory
@@ -29,6 +25,8 @@ from .base import Backend
 
 if TYPE_CHECKING:
     import tensorrt as trt
+
+    from ..store import Artifact
 
 __all__ = ["TensorRTBackend"]
 
@@ -50,11 +48,8 @@ class TensorRTBackend(Backend):
     precisions = ("fp32", "fp16", "int8-qdq")
     supports_cuda_graph = True
 
-    def __init__(self, artifact: Path, spec: IOSpec, threads: Optional[int] = None,
-                 allow_host_code: Optional[bool] = None) -> None:
-        super().__init__(artifact, spec, threads)
-        self.allow_host_code = (os.environ.get(HOST_CODE_ENV) == "1") if allow_host_code is None else allow_host_code
-        self._profile: Optional[Profile] = None
+    def __init__(self, artifact: Artifact, threads: Optional[int] = None) -> None:
+        super().__init__(artifact, threads)
         self.memory: Optional[DeviceMemory] = None
 
     @classmethod
@@ -63,20 +58,13 @@ class TensorRTBackend(Backend):
         reasons = [r for r in (None if gpus.gpus else gpus.reason, tensorrt_missing(), memory_missing()) if r]
         return "; ".join(reasons) if reasons else None
 
-    def _manifest(self) -> Dict[str, Any]:
-        from ..artifacts import read_manifest
-
-        return read_manifest(self.artifact.parent)
-
     def profile(self) -> Profile:
         """The engine's optimisation profile, from its manifest entry (no GPU needed)."""
-        if self._profile is None:
-            entry = self._manifest()["artifacts"].get(self.artifact.name)
-            if not isinstance(entry, dict) or "profile" not in entry:
-                raise BadInput(f"{self.artifact.name} is not recorded in manifest.json with its profile; rebuild it "
-                               f"with {BUILD_COMMAND} {self.artifact.parent}")
-            self._profile = Profile.from_dict(entry["profile"])
-        return self._profile
+        profile = self.artifact.profile
+        if profile is None:
+            raise BadInput(f"{self.artifact.name} is not recorded in manifest.json with its profile; rebuild it "
+                           f"with {BUILD_COMMAND} {self.artifact.directory}")
+        return profile
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:
         try:
@@ -87,24 +75,21 @@ class TensorRTBackend(Backend):
     def _open(self) -> None:
         import tensorrt as trt
 
-        data = self.artifact.read_bytes()
-        gpus = query_gpus().gpus
-        here = Here(trt.__version__, gpus[0].name, gpus[0].compute_capability)
-        entry = check_engine(self.artifact.parent, self.artifact.name, self._manifest(), here, self.allow_host_code,
-                             hashlib.sha256(data).hexdigest())
-        self._profile = Profile.from_dict(entry["profile"])
-        self.engine_spec = IOSpec.from_dict(entry["io_spec"]) if "io_spec" in entry else self.spec
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        if entry.get("host_code"):
-            self._runtime.engine_host_code_allowed = True  # the user opted in (check_engine)
-        engine = self._runtime.deserialize_cuda_engine(data)
+        if self.artifact.entry.get("host_code"):
+            self._runtime.engine_host_code_allowed = True  # the user opted in (the store checked it)
+        engine = self._runtime.deserialize_cuda_engine(self.artifact.data)
         if engine is None:
             raise WorkFailed(f"TensorRT {trt.__version__} could not deserialise {self.artifact.name}")
         self._engine: trt.ICudaEngine = engine
         self._context: trt.IExecutionContext = engine.create_execution_context()
         dtypes = _numpy_dtypes()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        declared = [t.name for t in self.spec.inputs + self.spec.outputs]
+        if sorted(names) != sorted(declared):
+            raise WorkFailed(f"{self.artifact.name} has tensors {sorted(names)}; its manifest entry records "
+                             f"{sorted(declared)}")
         self._inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._dtypes = {n: np.dtype(dtypes[engine.get_tensor_dtype(n)]) for n in names}
@@ -116,7 +101,7 @@ class TensorRTBackend(Backend):
     def _max_bytes(self, name: str) -> int:
         """Bytes of ``name`` at the profile's largest shape: buffers are allocated once, at open."""
         profile = self.profile()
-        tensor = next(t for t in self.engine_spec.inputs + self.engine_spec.outputs if t.name == name)
+        tensor = next(t for t in self.spec.inputs + self.spec.outputs if t.name == name)
         size = 1
         for d in tensor.dims:
             size *= profile.batch.max if d == "batch" else profile.seq.max if d == "seq" else int(d)

@@ -3,20 +3,24 @@ implementation, independent of ONNX Runtime and OpenVINO. Python 3.8-compatible;
 asked.
 
 tract 0.23.9 aborts the whole process (a Rust panic that cannot unwind) on some graphs it cannot type,
-so a graph is first loaded in a child process; only one that loads there is loaded here. It runs FP32,
-FP16 and Q/DQ graphs, not ONNX Runtime's contrib operators (``model.int8.onnx``).
+so a graph is first loaded in a child process; only one that loads there is loaded here. tract loads only
+from a path: the bytes the store checked are written to a private temporary file (mode 0600 in a 0700
+directory), which the child and this process load, and which is gone once the model is in memory. It runs
+FP32, FP16 and Q/DQ graphs, not ONNX Runtime's contrib operators (``model.int8.onnx``). Outputs are named
+by the graph's own output order (tract returns them by position).
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from ..onnxfile import check_external_data
 from ...errors import BadInput, WorkFailed
 from .base import Backend
 
@@ -58,12 +62,18 @@ class TractCpuBackend(Backend):
     def _open(self) -> None:
         import tract
 
-        check_external_data(self.artifact)
-        reason = _load_error(self.artifact)
-        if reason is not None:
-            raise BadInput(f"tract cannot read {self.artifact.name}: {reason}")
-        self.runnable = tract.onnx().load(str(self.artifact)).into_model().into_runnable()
-        self.output_names = [o.name for o in self.spec.outputs]
+        private = Path(tempfile.mkdtemp(prefix="attn-export-tract-"))
+        try:
+            path = private / self.artifact.name
+            path.write_bytes(self.artifact.data)
+            reason = _load_error(path)
+            if reason is not None:
+                raise BadInput(f"tract cannot read {self.artifact.name}: {reason}")
+            self.runnable = tract.onnx().load(str(path)).into_model().into_runnable()
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        assert self.artifact.graph is not None
+        self.output_names = [o.name for o in self.artifact.graph.outputs]
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         import tract

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from .. import artifacts
+from .. import store
+from ..store import Artifact
 from ...errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
 from ..iospec import IOSpec
 from ..modelinfo import ModelInfo
@@ -96,25 +97,19 @@ def _resolve(options: BuildOptions, info: ModelInfo) -> BuildOptions:
                    max_seq=values["max_seq"], workspace_mib=values["workspace_mib"] or 1024)
 
 
-def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: Optional[MakeSource]) -> Path:
-    """The ONNX this precision builds from; ``make`` (the host's quantize) makes model.fp16.onnx when it is
-    missing or stale; the device has no converter and says where to make it."""
-    artifacts.require(directory, artifacts.ONNX_FP32)
-    problems = artifacts.check_lineage(directory, artifacts.ONNX_FP32)
-    if problems:
-        raise MissingPrerequisite(f"{'; '.join(problems)}; run attn-export export first")
-    path = directory / plan.source
+def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: Optional[MakeSource]) -> Artifact:
+    """The ONNX this precision builds from, as the store vouches for it (its bytes are what TensorRT parses);
+    ``make`` (the host's quantize) makes model.fp16.onnx when it is missing or stale; the device has no
+    converter and says where to make it."""
+    s = store.Store(directory)
+    s.open(store.ONNX_FP32, need="current")
     if plan.precision == "fp32":
-        return path
-    reason = None
-    if not path.is_file():
-        reason = "missing"
-    else:
-        lineage = artifacts.check_lineage(directory, plan.source)
-        if lineage:
-            reason = "stale (" + "; ".join(lineage) + ")"
-    if reason is None:
-        return path
+        return s.open(plan.source, need="current")
+    trust = s.state(plan.source)
+    if trust.current:
+        return s.open(plan.source, need="current")
+    reason = "missing" if trust.state == "missing" else f"not usable ({trust.reason})"
+    path = directory / plan.source
     if plan.precision == "int8-qdq":
         raise MissingPrerequisite(f"{path} is {reason}: run attn-export quantize --int8 --method qdq first "
                                   "(it calibrates on the training data)")
@@ -123,7 +118,7 @@ def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: 
                                   "it in the bundle")
     say(f"{plan.source} is {reason}: making it (attn-export quantize --fp16)")
     make(directory, plan.precision)
-    return path
+    return store.Store(directory).open(plan.source, need="current")
 
 
 def _logger() -> Tuple[trt.ILogger, List[str]]:
@@ -182,7 +177,7 @@ def _errors(parser: trt.OnnxParser) -> List[str]:
     return [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
 
 
-@artifacts.writes_directory("build")
+@store.writes_directory("build")
 def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
                  progress: Optional[ProgressCallback] = None, make: Optional[MakeSource] = None) -> BuildResult:
     """Build DIR's ONNX into an engine; see the module docstring. Raises NotAvailable (exit 3) when this
@@ -195,7 +190,7 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
         raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
                        f"{', '.join(HARDWARE_LEVELS)}")
-    info = ModelInfo.read(directory)
+    info = store.Store(directory).model()
     options = _resolve(options, info)
     spec = info.spec
     profile, notes = derive_profile(spec.features, info.train_lengths, options.min_batch,
@@ -210,15 +205,15 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     seconds = time.perf_counter() - started
 
     target = directory / name
-    with artifacts.atomic_path(target) as tmp:
+    with store.atomic_path(target) as tmp:
         tmp.write_bytes(plan_bytes)
     build_options = {
         "workspace_mib": options.workspace_mib, "timing_cache": str(options.timing_cache) if options.timing_cache
         else None, "hardware_compat": options.hardware_compat, "version_compat": options.version_compat,
         "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags), "tf32": plan.tf32,
     }
-    entry = artifacts.record(
-        directory, name, f"build {plan.precision}", parent=plan.source,
+    entry = store.record(
+        directory, name, f"build {plan.precision}", parent=plan.source, parent_sha256=source.sha256,
         versions={"tensorrt": cap.version}, tensorrt=cap.version, gpu=gpu.name,
         compute_capability=gpu.compute_capability, precision=plan.precision, profile=profile.to_dict(),
         io_spec=io_spec.to_dict(), build=build_options, build_seconds=round(seconds, 3),
@@ -228,7 +223,7 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     return BuildResult(name, entry, notes)
 
 
-def _build(cap: Capability, plan: BuildPlan, source: Path, profile: Profile, options: BuildOptions,
+def _build(cap: Capability, plan: BuildPlan, source: Artifact, profile: Profile, options: BuildOptions,
            progress: Optional[ProgressCallback]) -> Tuple[bytes, IOSpec, bool]:
     """The serialized plan, the engine's I/O spec (dtypes as TensorRT made them) and whether it embeds
     host code."""
@@ -243,7 +238,7 @@ def _build(cap: Capability, plan: BuildPlan, source: Path, profile: Profile, opt
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(source)):
+    if not parser.parse(source.data, str(source.path)):  # the bytes the store hashed
         raise WorkFailed(f"TensorRT {cap.version} cannot parse {source.name}: "
                          + " | ".join(_errors(parser) + messages[-5:]))
 
@@ -289,7 +284,7 @@ def _build(cap: Capability, plan: BuildPlan, source: Path, profile: Profile, opt
                          + (" | ".join(errors) or "no message from the builder"))
     plan_bytes = bytes(memoryview(serialized))
     if options.timing_cache is not None and cache is not None:
-        artifacts.write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+        store.write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
 
     declared = IOSpec.for_model(profile.features, 1)
     io_inputs: List[Dict[str, Any]] = [

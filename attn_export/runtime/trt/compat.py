@@ -1,25 +1,19 @@
-"""Checks that decide whether an engine may be deserialised here, from the manifest alone.
+"""Whether an engine was built for this machine: its GPU, compute capability and TensorRT version against
+this machine's (hardware- and version-compatible builds relax this within TensorRT's rules).
 
-Engines are untrusted files: deserialising one runs TensorRT's loader on it, and a version-compatible
-engine carries a lean runtime (host code) that runs in this process. So before a byte of it reaches
-TensorRT: the file must be the one the manifest recorded (sha256), its source graph must not have changed
-since (stale), it must have been built for this GPU and this TensorRT (foreign; hardware- and
-version-compatible builds relax this within TensorRT's rules), and embedded host code loads only when the
-user opted in. Pure Python; Python 3.8-compatible.
+The store (``runtime.store``) asks this before a byte of an engine reaches TensorRT, after its own checks
+(recorded, unchanged, current lineage, host code allowed). Pure Python; Python 3.8-compatible.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, List, Mapping
 
-from ...errors import BadInput, NotAvailable
-from ..artifacts import BUILD_COMMAND
-from ..precisions import PRECISIONS
+from ...errors import NotAvailable
 from .precision import parse_version
 
-__all__ = ["HOST_CODE_ENV", "Here", "check_engine", "foreign_problems"]
+__all__ = ["HOST_CODE_ENV", "Here", "foreign_problems", "this_machine"]
 
 HOST_CODE_ENV = "ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE"
 # compute capabilities a hardware-compatible engine runs on, by the level it was built with
@@ -65,38 +59,15 @@ def foreign_problems(entry: Mapping[str, Any], here: Here) -> List[str]:
     return problems
 
 
-def check_engine(directory: Path, name: str, manifest: Mapping[str, Any], here: Optional[Here],
-                 allow_host_code: bool = False, sha256: Optional[str] = None) -> Dict[str, Any]:
-    """The manifest entry of engine ``name`` once every check passed; raises BadInput (exit 2: unrecorded,
-    changed, stale, host code not allowed) or NotAvailable (exit 3: built for another GPU or TensorRT).
-    ``sha256`` is the engine file's digest (computed by the caller, who reads the file once); ``here`` is
-    None to skip the GPU/TensorRT checks (``inspect`` on a machine without either)."""
-    entry = manifest.get("artifacts", {}).get(name)
-    if not isinstance(entry, dict):
-        raise BadInput(f"{name} is not recorded in {directory / 'manifest.json'}: an engine is loaded only when "
-                       f"the manifest vouches for it; rebuild it with {BUILD_COMMAND} {directory}")
-    if sha256 is not None and sha256 != entry.get("sha256"):
-        raise BadInput(f"{name} was changed after it was recorded (sha256 differs from manifest.json); refusing "
-                       f"to deserialise it: rebuild it with {BUILD_COMMAND} {directory}")
-    parent, parent_sha = entry.get("parent"), entry.get("parent_sha256")
-    if parent and parent_sha and (directory / parent).is_file():
-        from ..artifacts import sha256_file
+def this_machine() -> Here:
+    """This machine as an engine sees it; NotAvailable (exit 3) without a GPU or TensorRT."""
+    from .device import query_gpus
+    from .importer import require_tensorrt
 
-        if sha256_file(directory / parent) != parent_sha:
-            raise BadInput(f"{name} is stale: its source {parent} changed since it was built; rebuild it with "
-                           f"{BUILD_COMMAND} {directory} {_flag(entry)}".rstrip())
-    if here is not None:
-        problems = foreign_problems(entry, here)
-        if problems:
-            raise NotAvailable(f"{name} cannot run here: {'; '.join(problems)}; rebuild it on this machine with "
-                               f"{BUILD_COMMAND} {directory} {_flag(entry)}".rstrip())
-    if entry.get("host_code") and not allow_host_code:
-        raise BadInput(f"{name} embeds host code (a version-compatible engine with its lean runtime), which would "
-                       f"run in this process; load it only if you trust its origin: set {HOST_CODE_ENV}=1 (or pass "
-                       "allow_host_code=True)")
-    return dict(entry)
+    query = query_gpus()
+    if not query.gpus:
+        raise NotAvailable(f"an engine needs a CUDA device: {query.reason}")
+    require_tensorrt()
+    import tensorrt
 
-
-def _flag(entry: Mapping[str, Any]) -> str:
-    found = PRECISIONS.get(str(entry.get("precision")))
-    return (found.build_flag or "") if found is not None else ""
+    return Here(str(tensorrt.__version__), query.gpus[0].name, query.gpus[0].compute_capability)

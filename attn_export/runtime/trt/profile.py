@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInput, ConfigError
-from ..artifacts import BUILD_COMMAND
+from ..store.names import BUILD_COMMAND
 
 __all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile"]
 

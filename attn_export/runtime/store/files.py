@@ -1,8 +1,9 @@
-"""The artefact directory: fixed file names, atomic writes, and the manifest that makes it trustworthy.
+"""The artefact directory's file system, apart from what the files mean: reading a file once and within
+bounds, atomic writes, the directory lock, and the sweep of a dead writer's temporary files.
 
 Every file is written to a temporary name in the same directory, flushed, fsynced and renamed, so a
-process killed mid-write leaves the previous file intact. The manifest records each artefact's sha256 and
-its parent's; an artefact whose parent changed is stale, one whose own hash changed was tampered with.
+process killed mid-write leaves the previous file intact. What the manifest says of a file, and whether it
+may be used, is ``manifest.py``'s and ``trust.py``'s.
 """
 
 from __future__ import annotations
@@ -18,65 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, List, TypeVar, cast
 
-from .. import __version__
-from ..errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error
-from . import schema
-from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
+from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error
+from .. import schema
+from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
-__all__ = [
-    "BUILD_COMMAND",
-    "DEFAULT_DIR",
-    "MANIFEST",
-    "METRICS",
-    "MODEL_JSON",
-    "ONNX_FILES",
-    "ONNX_FP32",
-    "REFERENCE",
-    "TMP_PREFIX",
-    "WEIGHTS",
-    "atomic_path",
-    "check_lineage",
-    "locked",
-    "writes_directory",
-    "read_json",
-    "read_manifest",
-    "record",
-    "require",
-    "sha256_file",
-    "sweep",
-    "write_bytes",
-    "write_json",
-]
-
-DEFAULT_DIR = Path("artifacts")
-MODEL_JSON = "model.json"
-WEIGHTS = "model.safetensors"
-METRICS = "metrics.json"
-REFERENCE = "reference.npz"
-MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = 1
-LOCK = ".attn-export.lock"
-VERIFY_JSON = "verify.json"
-BENCH_JSON = "bench.json"
-QUANTIZE_JSON = "quantize.json"
-REPORT_MD = "report.md"
-ATTENTION_PNG = "attention.png"
-PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
-# every name attn-export writes in an artefact directory (besides engines, named per device)
-DIRECTORY_FILES = (MODEL_JSON, WEIGHTS, METRICS, REFERENCE, MANIFEST, LOCK, VERIFY_JSON, BENCH_JSON, QUANTIZE_JSON,
-                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values())
-CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
-
-# The command that makes each file, for "run X first" messages.
-# engines are built where they run; the device package's own command needs no attn-export install
-# (on a host, `attn-export build` runs the same code)
-BUILD_COMMAND = "python3 -m attn_export.runtime build"
-MADE_BY = {
-    MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
-    WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
-    REFERENCE: "attn-export export",
-    **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
-}
+__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "json_bytes", "locked", "parse_json",
+           "read_file", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:
@@ -97,11 +45,6 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 FILE_MODE = 0o666 & ~UMASK  # what open() gives a new file; mkstemp's files are 0o600 whatever the umask
 DIR_MODE = 0o777 & ~UMASK
-
-
-# every temporary file attn-export writes in a directory: .attn-export.<pid>.<target>.<random>.tmp; the
-# prefix marks it as ours (a user's own .notes.tmp is never touched), the pid says whether its writer lives
-TMP_PREFIX = ".attn-export."
 
 
 @contextmanager
@@ -285,30 +228,68 @@ def write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def json_bytes(obj: Any) -> bytes:
+    """A JSON artefact's bytes as attn-export writes them."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+
+
 def write_json(target: Path, obj: Any) -> None:
-    write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes(target, json_bytes(obj))
 
 
 MAX_JSON_BYTES = 64 << 20  # manifest, model.json, verify.json: kilobytes in practice
 
 
-def read_json(path: Path, kind: schema.Node | None = None, name: str | None = None) -> Any:
-    """Parse a JSON artefact and, given its ``kind`` (``schema.METRICS``, ...), check its shape. A damaged,
-    non-UTF-8, absurdly large or deeply nested file, or one of the wrong shape, is a DataError naming it
-    (as ``name`` where given: a bundle's listing is named by its archive, not the staging directory)."""
-    where = path if name is None else name
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise DataError(f"{where} is {size:,} bytes; attn-export's JSON files are far smaller "
-                        f"(limit {MAX_JSON_BYTES:,}): refusing to read it")
+def read_file(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, read once. A FIFO, a device or a directory is refused before
+    anything is read (opened without blocking: a FIFO with no writer would wait forever), and so is a file
+    over ``limit`` bytes (DataError)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise from_os_error(e, path) from None
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError(f"{path} is {_kind(info.st_mode)}, not a regular file; expected attn-export's {what}")
+        if info.st_size > limit:
+            raise DataError(f"{path} is {info.st_size:,} bytes; an attn-export {what} is far smaller "
+                            f"(limit {limit:,}): refusing to read it")
+        try:
+            data = f.readall()
+        except OSError as e:
+            raise from_os_error(e, path) from None
+    if len(data) > limit:  # it grew while being read
+        raise DataError(f"{path} grew past {limit:,} bytes while it was read; refusing it")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def parse_json(data: bytes, where: object, kind: schema.Node | None = None) -> Any:
+    """Parse a JSON artefact's bytes and, given its ``kind`` (``schema.METRICS``, ...), check its shape. A
+    damaged, non-UTF-8 or deeply nested file, or one of the wrong shape, is a DataError naming ``where``."""
+    try:
+        text = data.decode("utf-8")
         if schema.depth(text) > schema.MAX_DEPTH:
             raise DataError(f"{where} nests deeper than {schema.MAX_DEPTH} levels; expected an attn-export JSON file")
         value = json.loads(text)
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of more digits than Python reads
         raise DataError(f"{where} is not valid JSON ({e}); expected the JSON file attn-export wrote") from None
     return value if kind is None else schema.check(value, kind, where)
+
+
+def read_json(path: Path, kind: schema.Node | None = None, name: str | None = None) -> Any:
+    """``parse_json`` of the file at ``path``, read within ``MAX_JSON_BYTES`` (named ``name`` where given:
+    a bundle's listing is named by its archive, not the staging directory)."""
+    return parse_json(read_file(path, MAX_JSON_BYTES, "JSON file"), path if name is None else name, kind)
 
 
 def require(directory: Path, name: str) -> Path:
@@ -322,57 +303,3 @@ def require(directory: Path, name: str) -> Path:
         made_by = MADE_BY.get(name, "the command that makes it")
         raise MissingPrerequisite(f"{path} is missing; run {made_by} first")
     return path
-
-
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """DIR's manifest, its shape checked (``schema.MANIFEST``); an empty one where DIR has none yet."""
-    path = directory / MANIFEST
-    if not path.is_file():
-        return {"schema": MANIFEST_SCHEMA, "artifacts": {}}
-    return read_json(path, schema.MANIFEST)
-
-
-def record(
-    directory: Path,
-    name: str,
-    command: str,
-    parent: str | None = None,
-    versions: dict[str, str] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Record ``directory/name`` in the manifest (written last, atomically) and return its entry."""
-    manifest = read_manifest(directory)
-    entry: dict[str, Any] = {
-        "sha256": sha256_file(directory / name),
-        "parent": parent,
-        "parent_sha256": sha256_file(directory / parent) if parent else None,
-        "created_by": f"attn-export {__version__} {command}",
-        "versions": versions or {},
-    }
-    entry.update(extra)
-    manifest["schema"] = MANIFEST_SCHEMA
-    manifest["artifacts"][name] = entry
-    write_json(directory / MANIFEST, manifest)
-    return entry
-
-
-def check_lineage(directory: Path, name: str) -> list[str]:
-    """Problems with ``name``'s manifest entry: changed since recorded, stale against its parent. The
-    weights are the one parent a bundle leaves behind (the device has no torch): where they are absent,
-    the artefact's own recorded sha256 is what vouches for it."""
-    entry = read_manifest(directory)["artifacts"].get(name)
-    if entry is None:
-        return [f"{name} is not recorded in {MANIFEST}"]
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        return [f"{name}'s entry in {MANIFEST} is damaged (no sha256)"]
-    problems = []
-    if sha256_file(directory / name) != entry["sha256"]:
-        problems.append(f"{name} was changed after it was recorded (sha256 differs from {MANIFEST})")
-    parent = entry.get("parent")
-    if parent:
-        if not (directory / parent).is_file():
-            if parent != WEIGHTS:
-                problems.append(f"{name}'s parent {parent} is missing")
-        elif sha256_file(directory / parent) != entry.get("parent_sha256"):
-            problems.append(f"{name} is stale: its parent {parent} changed since it was made")
-    return problems

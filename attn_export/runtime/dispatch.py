@@ -1,0 +1,101 @@
+"""Which backend runs a precision's artefact on this machine, for ``Predictor.load``.
+
+``backend="auto"`` picks, for the precision: a TensorRT engine if TensorRT runs here and the store vouches
+for an engine built for this device (an engine for another device is skipped, with a note); else the ONNX
+file on ``ort-trt`` or ``ort-cuda`` if available; else ``ort-cpu``. A backend named explicitly that cannot
+run here is :class:`~attn_export.errors.NotAvailable` (exit 3), never a silent fallback. Whether an
+artefact may be used is the store's answer (``need="verified"``), never decided here.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Type
+
+from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable
+from .backends import REGISTRY, Backend
+from .precisions import ONNX_FILES, PRECISIONS
+from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
+
+__all__ = ["choose"]
+
+ENGINE_BACKEND = "tensorrt"
+ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
+DEPLOYMENT = "ort-cpu, ort-cuda, ort-trt, tensorrt, openvino-cpu, tract-cpu"
+
+
+def backend_class(name: str) -> Type[Backend]:
+    if name not in REGISTRY:
+        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def _usable(name: str) -> bool:
+    return REGISTRY[name].available() is None
+
+
+def _build_command(store: Store, precision: str) -> str:
+    return f"{BUILD_COMMAND} {store.directory} {PRECISIONS[precision].build_flag or ''}".rstrip()
+
+
+def _engine(store: Store, precision: str, allow_unverified: bool, notes: List[str]) -> Optional[Artifact]:
+    """The engine of ``precision`` the store opens here (one per device it was built on: the one for this
+    device), None when there is none; an engine for another device is noted and skipped."""
+    errors: List[AttnExportError] = []
+    for name in sorted(n for n in store.present() if is_engine(n)):
+        if (store.entry(name) or {}).get("precision") != precision:
+            continue
+        try:
+            return store.open(name, need="verified", allow_unverified=allow_unverified)
+        except NotAvailable as e:
+            notes.append(f"skipped {e}")
+            errors.append(e)
+        except AttnExportError as e:
+            errors.append(e)
+    untrusted = [e for e in errors if not isinstance(e, NotAvailable)]
+    if untrusted:  # an engine this device would run, refused: say so rather than fall back quietly
+        raise untrusted[0]
+    return None
+
+
+def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -> Tuple[Type[Backend], Artifact,
+                                                                                         List[str]]:
+    """(backend class, the artefact the store opened for it, notes); raises if it must be refused."""
+    if precision not in ONNX_FILES:
+        raise BadInput(f"precision '{precision}' is unknown; expected one of {', '.join(ONNX_FILES)}")
+    notes: List[str] = []
+    if backend != "auto":
+        cls = backend_class(backend)
+        reason = cls.available()
+        if reason is not None:  # named explicitly: an error, never a fallback
+            raise NotAvailable(f"backend {backend} is not available: {reason}")
+        if cls.kind == "engine":
+            engine = _engine(store, precision, allow_unverified, notes)
+            if engine is None:
+                if notes:
+                    raise NotAvailable(" | ".join(n[len("skipped "):] for n in notes))
+                raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
+                                          f"this device: {_build_command(store, precision)}")
+            return cls, engine, notes
+        if cls.kind != "onnx" or not cls.deployable:
+            raise BadInput(f"backend {backend} is not a deployment backend (it runs {cls.kind} models"
+                           f"{'' if cls.deployable else ', as a correctness oracle'}); expected one of {DEPLOYMENT}")
+        if precision not in cls.precisions:
+            raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
+                           f"{', '.join(cls.precisions)}); choose another --backend or --precision")
+        return cls, store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified), notes
+
+    if _usable(ENGINE_BACKEND):
+        engine = _engine(store, precision, allow_unverified, notes)
+        if engine is not None:
+            return REGISTRY[ENGINE_BACKEND], engine, notes
+    artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
+    chosen = next((b for b in ONNX_GPU_BACKENDS if _usable(b) and precision in REGISTRY[b].precisions), "ort-cpu")
+    reason = REGISTRY[chosen].available()
+    if reason is not None:
+        flag = PRECISIONS[precision].build_flag
+        engine_hint = (f"build a TensorRT engine on this device ({_build_command(store, precision)}, with TensorRT "
+                       "from JetPack on a Jetson), or " if flag is not None else "")
+        raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
+                           "ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU "
+                           "(on a Jetson, NVIDIA's wheel for its JetPack)")
+    return REGISTRY[chosen], artifact, notes

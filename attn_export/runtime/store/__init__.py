@@ -1,0 +1,50 @@
+"""The artefact store: one directory, its file names, its file system, its manifest, and the one rule that
+decides whether an artefact may be used.
+
+    from attn_export.runtime import store
+    with store.Store.load("artifacts") as s:        # a directory or a bundle .tar.gz
+        artifact = s.open("model.onnx", need="verified")   # checked bytes, entry, precision, spec, profile
+    store.MODEL_JSON, store.atomic_path(...), store.locked(...), store.record(...)
+
+- ``names``: every file name attn-export writes, and the command that makes each;
+- ``files``: reading a file once within bounds, atomic writes, the directory lock, the sweep of a dead
+  writer's temporary files (nothing about what the files mean);
+- ``manifest``: reading and writing ``manifest.json`` (entries, lineage, verdicts);
+- ``trust``: ``Store``, ``Artifact`` and ``Trust``: the only place that decides trust, host and device
+  alike. ``Predictor``, ``verify``, ``bundle``, ``quantize``, ``build``, ``report``, ``info``, ``inspect``
+  and every backend take what it returns; none re-reads the directory or re-derives the rule.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, atomic_path, json_bytes, locked, parse_json, read_file,
+                    read_json, require, sha256_file, sweep, write_bytes, write_json, writes_directory)
+from .manifest import MANIFEST_SCHEMA, read_manifest, record, record_verdicts
+from .names import (ATTENTION_PNG, BENCH_JSON, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DIRECTORY_FILES, LOCK,
+                    MADE_BY, MANIFEST, METRICS, MODEL_JSON, ONNX_FILES, ONNX_FP32, PLOTS, QUANTIZE_JSON, REFERENCE,
+                    REPORT_MD, TMP_PREFIX, VERIFY_JSON, WEIGHTS, is_engine)
+
+# the trust rule needs numpy (the I/O spec, the graph reader's users); the file names and the file system do
+# not, and numpy-free modules (trt.profile, trt.compat on JetPack 5's bare Python 3.8) import them
+_TRUST = ("MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust")
+if TYPE_CHECKING:
+    from .trust import MAX_ARTIFACT_BYTES, NEEDS, Artifact, Store, Trust
+
+__all__ = [
+    "ATTENTION_PNG", "BENCH_JSON", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES", "DIR_MODE",
+    "FILE_MODE", "LOCK", "MADE_BY", "MANIFEST", "MANIFEST_SCHEMA", "MAX_ARTIFACT_BYTES", "MAX_JSON_BYTES", "METRICS",
+    "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",
+    "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "is_engine", "json_bytes",
+    "locked", "parse_json", "read_file", "read_json", "read_manifest", "record", "record_verdicts", "require",
+    "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRUST:
+        from . import trust
+
+        return getattr(trust, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,75 @@
+"""``manifest.json``: what each artefact's bytes were when it was written, what it was made from, and the
+verdict ``verify`` gave those bytes. This module reads and writes it; ``trust.py`` decides what it means.
+
+    {"schema": 1, "artifacts": {"model.onnx": {"sha256", "parent", "parent_sha256", "created_by", "versions",
+                                               "verified": {"passed", "sha256", "verify_sha256", ...}, ...}}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from ... import __version__
+from .. import schema
+from .files import parse_json, read_json, sha256_file, write_json
+from .names import MANIFEST
+
+__all__ = ["MANIFEST_SCHEMA", "parse_manifest", "read_manifest", "record", "record_verdicts"]
+
+MANIFEST_SCHEMA = 1
+
+
+def parse_manifest(data: Optional[bytes], where: object) -> Dict[str, Any]:
+    """A manifest's bytes, their shape checked (``schema.MANIFEST``); an empty manifest for None (no file)."""
+    if data is None:
+        return {"schema": MANIFEST_SCHEMA, "artifacts": {}}
+    return parse_json(data, where, schema.MANIFEST)
+
+
+def read_manifest(directory: Path) -> Dict[str, Any]:
+    """DIR's manifest, its shape checked; an empty one where DIR has none yet (the writers' read)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return parse_manifest(None, path)
+    return read_json(path, schema.MANIFEST)
+
+
+def record(
+    directory: Path,
+    name: str,
+    command: str,
+    parent: Optional[str] = None,
+    parent_sha256: Optional[str] = None,
+    versions: Optional[Dict[str, str]] = None,
+    **extra: Any,
+) -> Dict[str, Any]:
+    """Record ``directory/name`` in the manifest (written last, atomically) and return its entry. A file made
+    from another records that parent with the sha256 of the very bytes it was made from (the writer read
+    them through the store), so that lineage says what was used, not what lies on disk now."""
+    if (parent is None) != (parent_sha256 is None):
+        raise ValueError("record: parent and parent_sha256 go together")
+    manifest = read_manifest(directory)
+    entry: Dict[str, Any] = {
+        "sha256": sha256_file(directory / name),
+        "parent": parent,
+        "parent_sha256": parent_sha256,
+        "created_by": f"attn-export {__version__} {command}",
+        "versions": versions or {},
+    }
+    entry.update(extra)
+    manifest["schema"] = MANIFEST_SCHEMA
+    manifest["artifacts"][name] = entry
+    write_json(directory / MANIFEST, manifest)
+    return entry
+
+
+def record_verdicts(directory: Path, verdicts: Mapping[str, Dict[str, Any]]) -> None:
+    """Write ``verify``'s verdicts (artefact name -> ``verified`` entry, each tied to the sha256 of the bytes
+    verify ran) into the manifest, for the artefacts it still records."""
+    manifest = read_manifest(directory)
+    entries = manifest["artifacts"]
+    for name, verdict in verdicts.items():
+        if name in entries:
+            entries[name]["verified"] = verdict
+    write_json(directory / MANIFEST, manifest)

@@ -1,0 +1,54 @@
+"""Every file name attn-export writes in an artefact directory, and the command that makes each one.
+Tensor names live beside them in ``runtime.iospec`` (``x``, ``lengths``, the head's output, ``attention``);
+precision variants' file names in ``runtime.precisions``. Nothing else spells a file name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
+
+__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
+           "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
+           "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "is_engine"]
+
+DEFAULT_DIR = Path("artifacts")
+MODEL_JSON = "model.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.json"
+REFERENCE = "reference.npz"
+MANIFEST = "manifest.json"
+LOCK = ".attn-export.lock"
+VERIFY_JSON = "verify.json"
+BENCH_JSON = "bench.json"
+QUANTIZE_JSON = "quantize.json"
+REPORT_MD = "report.md"
+ATTENTION_PNG = "attention.png"
+PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
+ENGINE_SUFFIX = ".engine"  # engines are named per device (runtime.trt.naming)
+# every name attn-export writes in an artefact directory (besides engines)
+DIRECTORY_FILES = (MODEL_JSON, WEIGHTS, METRICS, REFERENCE, MANIFEST, LOCK, VERIFY_JSON, BENCH_JSON, QUANTIZE_JSON,
+                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values())
+CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
+# every temporary file attn-export writes in a directory: .attn-export.<pid>.<target>.<random>.tmp; the
+# prefix marks it as ours (a user's own .notes.tmp is never touched), the pid says whether its writer lives
+TMP_PREFIX = ".attn-export."
+
+# engines are built where they run; the device package's own command needs no attn-export install
+# (on a host, `attn-export build` runs the same code)
+BUILD_COMMAND = "python3 -m attn_export.runtime build"
+# The command that makes each file, for "run X first" messages.
+MADE_BY = {
+    MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
+    WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
+    METRICS: "attn-export train",
+    REFERENCE: "attn-export export",
+    VERIFY_JSON: "attn-export verify",
+    BENCH_JSON: "attn-export bench",
+    **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
+}
+
+
+def is_engine(name: str) -> bool:
+    return name.endswith(ENGINE_SUFFIX)

@@ -1,0 +1,487 @@
+"""The one place that decides whether an artefact may be used: its bytes, its whole lineage, what
+``model.json`` says of it, and the verdict ``verify`` gave those very bytes.
+
+    store = Store(directory)                                   # or Store.load(path): a directory or a bundle
+    artifact = store.open("model.fp16.onnx", need="verified")  # or need="current"; raises Untrusted (exit 2)
+    artifact.data, artifact.sha256, artifact.spec, artifact.entry, artifact.profile
+    store.state("model.fp16.onnx")                             # the same decision as a value (info, report)
+
+An artefact is **current** when
+- it is recorded in ``manifest.json`` and its bytes (read once, here) have the recorded sha256;
+- its parent is recorded with the sha256 it was made from, and the parent is current in turn, up to
+  ``model.safetensors``, the root of every lineage (so retrained weights make ``model.onnx``, every
+  precision variant and every engine stale at once). A bundle leaves the weights behind: where they are
+  absent, their manifest record is what the chain is checked against;
+- ``model.json`` is current too (labels, sizes and normalisation come from it) and, for a graph or an
+  engine, agrees with it: input and output names, ranks, dtypes, the feature count and the output width,
+  and the labels in the graph's metadata;
+- it keeps no tensor outside its bytes (ONNX external data is refused: it would escape the hash).
+
+It is **verified** when it is current and ``verify`` passed exactly these bytes (the verdict's sha256, not
+the entry's, which is as easy to edit as the file). An engine must also have been built for this GPU and
+TensorRT (``trt.compat``: exit 3 otherwise) and, when it embeds host code, be allowed to run it.
+
+The bytes that were hashed are the bytes the runtime gets (``Artifact.data``): a file swapped after the
+check is never what runs. What this cannot catch: a directory rewritten consistently (every file and the
+manifest) by someone with write access is, to any check, another model; see the README's section on trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+
+from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
+from ..iospec import IOSpec
+from ..modelinfo import ModelInfo
+from ..onnxfile import Graph, parse_graph, refuse_external_data
+from ..precisions import ONNX_FILES, PRECISIONS
+from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
+from .files import MAX_JSON_BYTES, parse_json, read_file
+from .manifest import parse_manifest
+from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, VERIFY_JSON, WEIGHTS, is_engine
+
+__all__ = ["MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust"]
+
+NEEDS = ("current", "verified")
+NEVER_VERIFIED = "has never been verified"
+# the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
+MAX_ARTIFACT_BYTES = 2 << 30
+_PRECISION_OF_FILE = {file: precision for precision, file in ONNX_FILES.items()}
+_ONNX_TYPES = {"x": "float32", "lengths": "int64"}
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the store found for one file. ``state``: ``current``, ``missing``, ``unrecorded``, ``changed``,
+    ``stale``, ``damaged`` (not what its name says: not ONNX, external data) or ``contradicts``; ``reason``
+    names the file and why (None when current); ``verified``: True when verify passed these bytes, False
+    when it failed them, None otherwise; ``verdict`` says which, as words that follow the file's name."""
+
+    name: str
+    state: str
+    reason: Optional[str] = None
+    verified: Optional[bool] = None
+    verdict: str = NEVER_VERIFIED
+
+    @property
+    def current(self) -> bool:
+        return self.state == "current"
+
+    def problems(self) -> List[str]:
+        """Every reason not to use it: its state's, and its verdict's where it has one (``info``, ``inspect``)."""
+        out = [] if self.reason is None else [self.reason]
+        if self.current and self.verified is not True and self.verdict != NEVER_VERIFIED:
+            out.append(f"{self.name} {self.verdict}")
+        return out
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A checked artefact: the bytes that were hashed (the runtime gets these, never the path), its manifest
+    entry, precision, the I/O spec it runs with and the shapes it accepts. ``candidate`` wraps a file a
+    writer has just made and not yet recorded (export's and quantize's own checks), trusting nothing."""
+
+    directory: Path
+    name: str
+    data: bytes = field(repr=False)
+    sha256: str
+    kind: str  # onnx | engine | torch | file
+    precision: Optional[str]
+    spec: IOSpec
+    info: Optional[ModelInfo] = field(repr=False)
+    entry: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    graph: Optional[Graph] = field(default=None, repr=False)
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.directory / self.name
+
+    @property
+    def verified(self) -> Optional[Mapping[str, Any]]:
+        verdict = self.entry.get("verified")
+        return verdict if isinstance(verdict, dict) else None
+
+    @property
+    def profile(self) -> Any:
+        """An engine's optimisation profile (``trt.profile.Profile``), None for what runs any shape."""
+        if "profile" not in self.entry:
+            return None
+        from ..trt.profile import Profile
+
+        return Profile.from_dict(self.entry["profile"])
+
+    @classmethod
+    def candidate(cls, path: Path, spec: IOSpec, precision: Optional[str] = None,
+                  info: Optional[ModelInfo] = None) -> "Artifact":
+        """The ONNX file a writer just made at ``path`` (a temporary name), read once, checked for external
+        data; unrecorded, so nothing may vouch for it but the writer's own checks."""
+        path = Path(path)
+        data = read_file(path, MAX_ARTIFACT_BYTES, "ONNX model")
+        graph = parse_graph(data, path.name)
+        refuse_external_data(graph, path.name)
+        return cls(path.parent, path.name, data, hashlib.sha256(data).hexdigest(), "onnx", precision, spec, info,
+                   graph=graph)
+
+
+class Store:
+    """One artefact directory as the manifest describes it; every file read at most once."""
+
+    def __init__(self, directory: Union[str, Path], cleanup: Optional[Path] = None) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
+                                      f"{MADE_BY[MODEL_JSON]} first")
+        self._bytes: Dict[str, Optional[bytes]] = {}
+        self._sha: Dict[str, str] = {}
+        self.manifest = parse_manifest(self.read(MANIFEST), self.directory / MANIFEST)
+        self.entries: Dict[str, Any] = self.manifest["artifacts"]
+        self._graphs: Dict[str, Graph] = {}
+        self._trust: Dict[str, Trust] = {}
+        self._info: Optional[ModelInfo] = None
+        self._cleanup = cleanup
+
+    # ---- a directory or a bundle
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "Store":
+        """A directory, or a bundle ``.tar.gz`` unpacked into a temporary directory that ``close`` removes."""
+        source = Path(path)
+        if source.is_dir():
+            return cls(source)
+        if not source.exists():
+            raise MissingPrerequisite(f"{source} does not exist; expected an artefact directory or a bundle")
+        if not source.is_file() or not tarfile.is_tarfile(str(source)):
+            raise BadInput(f"{source} is neither an artefact directory nor a bundle (.tar.gz)")
+        from ..bundle import extract_temporary
+
+        directory = extract_temporary(source)
+        try:
+            if not (directory / MANIFEST).is_file():
+                raise DataError(f"{source} holds no {MANIFEST}: not a bundle made by attn-export bundle")
+            return cls(directory, cleanup=directory.parent)
+        except BaseException:
+            shutil.rmtree(directory.parent, ignore_errors=True)
+            raise
+
+    def close(self) -> None:
+        if self._cleanup is not None:
+            shutil.rmtree(self._cleanup, ignore_errors=True)
+            self._cleanup = None
+
+    @property
+    def temporary(self) -> Optional[Path]:
+        """The temporary directory a bundle was unpacked into (removed by ``close``), or None."""
+        return self._cleanup
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reading, once
+
+    def read(self, name: str) -> Optional[bytes]:
+        """``name``'s bytes (read once per store), None when there is no such file."""
+        if name not in self._bytes:
+            path = self.directory / name
+            if not os.path.lexists(path):
+                self._bytes[name] = None
+            else:
+                limit = MAX_JSON_BYTES if name.endswith(".json") else MAX_ARTIFACT_BYTES
+                data = read_file(path, limit, name)
+                self._bytes[name] = data
+                self._sha[name] = hashlib.sha256(data).hexdigest()
+        return self._bytes[name]
+
+    def sha256(self, name: str) -> Optional[str]:
+        return self._sha.get(name) if self.read(name) is not None else None
+
+    def entry(self, name: str) -> Optional[Dict[str, Any]]:
+        entry = self.entries.get(name)
+        return entry if isinstance(entry, dict) else None
+
+    def present(self) -> List[str]:
+        """The recorded artefacts that are in the directory, in the manifest's order."""
+        return [n for n in self.entries if (self.directory / n).is_file()]
+
+    @property
+    def info(self) -> ModelInfo:
+        """What ``model.json`` says (its bytes read once); whether it may be believed is ``state(MODEL_JSON)``."""
+        if self._info is None:
+            data = self.read(MODEL_JSON)
+            if data is None:
+                raise MissingPrerequisite(f"{self.directory / MODEL_JSON} is missing; run {MADE_BY[MODEL_JSON]} first")
+            path = self.directory / MODEL_JSON
+            self._info = ModelInfo.parse(parse_json(data, path), path)
+        return self._info
+
+    def model(self) -> ModelInfo:
+        """``model.json``, refused unless it is current (recorded, unchanged, made from the recorded weights)."""
+        trust = self.state(MODEL_JSON)
+        if trust.state == "missing":
+            raise MissingPrerequisite(str(trust.reason))
+        if not trust.current:
+            raise Untrusted(f"{trust.reason}; re-run {MADE_BY[MODEL_JSON]}")
+        return self.info
+
+    # ---- the rule
+
+    def state(self, name: str) -> Trust:
+        """The store's decision on ``name`` (see the module docstring), computed once."""
+        return self._decide(name, set())
+
+    def _decide(self, name: str, visiting: Set[str]) -> Trust:
+        if name not in self._trust:
+            if name in visiting:
+                return Trust(name, "stale", f"{MANIFEST} records {name} as its own ancestor")
+            visiting.add(name)
+            self._trust[name] = self._judge(name, visiting)
+        return self._trust[name]
+
+    def _judge(self, name: str, visiting: Set[str]) -> Trust:
+        data = self.read(name)
+        if data is None:
+            return Trust(name, "missing", f"{self.directory / name} is missing; run "
+                                          f"{MADE_BY.get(name, 'the command that makes it')} first")
+        entry = self.entry(name)
+        if entry is None:
+            return Trust(name, "unrecorded", f"{name} is not recorded in {MANIFEST}: its origin is unknown")
+        if self._sha[name] != entry["sha256"]:
+            return Trust(name, "changed", f"{name} was changed after it was recorded (its sha256 differs from "
+                                          f"{MANIFEST})")
+        stale = self._parent_problem(name, entry, visiting)
+        if stale is None and name not in (WEIGHTS, MODEL_JSON):
+            model = self._decide(MODEL_JSON, visiting)
+            if not model.current:
+                stale = f"{name} cannot be trusted: {model.reason}"
+        if stale is not None:
+            return Trust(name, "stale", stale)
+        try:
+            contradiction = self._contradiction(name, data, entry)
+        except BadInput as e:  # not ONNX at all, external data, a model.json that does not parse
+            return Trust(name, "damaged", str(e))
+        if contradiction is not None:
+            return Trust(name, "contradicts", f"{name} contradicts {MODEL_JSON}: {contradiction}")
+        return self._verdict(name, entry)
+
+    def _parent_problem(self, name: str, entry: Mapping[str, Any], visiting: Set[str]) -> Optional[str]:
+        parent = entry.get("parent")
+        if not parent:
+            return None if name == WEIGHTS else f"{name} records no parent in {MANIFEST}: its origin is unknown"
+        recorded = self.entry(parent)
+        if recorded is None:
+            return f"{name} is stale: its parent {parent} is not recorded in {MANIFEST}"
+        if recorded["sha256"] != entry.get("parent_sha256"):
+            return f"{name} is stale: its parent {parent} changed since {name} was made"
+        if self.read(parent) is None:
+            if parent == WEIGHTS:  # a bundle leaves the weights behind; their record is the chain's root
+                return None
+            return f"{name} is stale: its parent {parent} is missing"
+        ancestor = self._decide(parent, visiting)
+        if not ancestor.current:
+            return f"{name} is stale: {ancestor.reason}"
+        return None
+
+    def _contradiction(self, name: str, data: bytes, entry: Mapping[str, Any]) -> Optional[str]:
+        """How a graph or an engine disagrees with model.json, or None (model.json: BadInput if it is not one)."""
+        if name == MODEL_JSON:
+            self.info  # noqa: B018  # parsed and checked against its schema, or BadInput
+            return None
+        if name.endswith(".onnx"):
+            graph = self.graph(name, data)
+            return _io_mismatch(self.info, {v.name: (v.dtype, v.dims) for v in graph.inputs},
+                                {v.name: (v.dtype, v.dims) for v in graph.outputs}, graph.metadata.get("labels"))
+        if is_engine(name):
+            spec = entry.get("io_spec")
+            if spec is None:
+                return "its manifest entry records no io_spec (rebuild it)"
+            return _io_mismatch(self.info, {t["name"]: (t["dtype"], tuple(t["dims"])) for t in spec["inputs"]},
+                                {t["name"]: (t["dtype"], tuple(t["dims"])) for t in spec["outputs"]}, None,
+                                lengths=("int64", "int32"))
+        return None
+
+    def graph(self, name: str, data: Optional[bytes] = None) -> Graph:
+        """An ONNX artefact's parsed graph (once); BadInput when it is not ONNX or keeps external data."""
+        if name not in self._graphs:
+            data = self.read(name) if data is None else data
+            assert data is not None
+            graph = parse_graph(data, name)
+            refuse_external_data(graph, name)
+            self._graphs[name] = graph
+        return self._graphs[name]
+
+    def _verdict(self, name: str, entry: Mapping[str, Any]) -> Trust:
+        verified = entry.get("verified")
+        if isinstance(verified, dict) and verified.get("passed") is True:
+            if verified.get("sha256") == self._sha[name]:
+                return Trust(name, "current", verified=True, verdict="passed verify")
+            return Trust(name, "current", verdict="is not the file attn-export verify passed (its sha256 differs "
+                                                  "from the verdict's)")
+        if isinstance(verified, dict) and "passed" in verified:
+            return Trust(name, "current", verified=False, verdict="failed verification (see verify.json)")
+        return Trust(name, "current")
+
+    # ---- results: verify.json and bench.json speak only of the bytes they measured
+
+    def recorded_from(self, result: str = VERIFY_JSON) -> bool:
+        """Whether a verdict in the manifest was recorded from ``result`` as it is now (not another
+        directory's copy, not a result since superseded)."""
+        sha = self.sha256(result)
+        return sha is not None and any(isinstance(e.get("verified"), dict) and e["verified"].get("verify_sha256") == sha
+                                       for e in self.entries.values())
+
+    def measured(self, name: Optional[str], sha256: Optional[str]) -> Optional[str]:
+        """Why a result row about ``name``, measured on bytes ``sha256``, no longer describes ``name``; None
+        when it still does."""
+        if not name:
+            return None
+        trust = self.state(name)
+        if not trust.current:
+            return str(trust.reason)
+        if sha256 is not None and self.sha256(name) != sha256:
+            return f"{name} is not the file this result measured"
+        return None
+
+    def judged(self, name: str, result: str = VERIFY_JSON) -> Optional[str]:
+        """Why ``name``'s verdict is not one recorded from ``result`` for the bytes here; None when it is."""
+        trust = self.state(name)
+        if trust.state == "missing":
+            return f"{name} is gone since this verification"
+        if not trust.current:
+            return str(trust.reason)
+        verdict = (self.entry(name) or {}).get("verified")
+        if not isinstance(verdict, dict) or verdict.get("verify_sha256") != self.sha256(result):
+            return f"{name} was recorded again since this verification (no verdict from this {result})"
+        if verdict.get("sha256") != self.sha256(name):
+            return f"{name} is not the file this verification checked"
+        return None
+
+    # ---- opening for a purpose
+
+    def open(self, name: str, need: str = "current", allow_unverified: bool = False,
+             allow_host_code: Optional[bool] = None, here: Optional[Here] = None) -> Artifact:
+        """``name`` checked for ``need`` (``current``: unchanged, every ancestor current, agrees with
+        model.json; ``verified``: also passed by verify, these bytes) and returned with its bytes; else one
+        error naming the file and the reason: MissingPrerequisite (no such file), Untrusted (exit 2), or
+        NotAvailable (exit 3: an engine built for another GPU or TensorRT than ``here``, this machine by
+        default, or no GPU and TensorRT to tell). ``allow_host_code``: load an engine that embeds host code
+        (default: ``ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE=1``)."""
+        if need not in NEEDS:
+            raise ValueError(f"need={need!r}; expected one of {NEEDS}")
+        trust = self.state(name)
+        path = self.directory / name
+        if trust.state == "missing":
+            raise MissingPrerequisite(str(trust.reason))
+        if not trust.current:
+            raise Untrusted(f"{_at(path, name, trust.reason)}; {_fix(name, trust)}")
+        entry = dict(self.entry(name) or {})
+        notes: List[str] = []
+        if name == WEIGHTS:  # the weights mean a model only with the model.json made from them
+            self.model()
+        if is_engine(name):
+            self._engine_here(name, entry, allow_host_code, here)
+        if need == "verified" and trust.verified is not True:
+            if trust.verified is False:
+                raise Untrusted(f"{path} failed verification (see verify.json); fix it and run attn-export verify "
+                                "until it passes")
+            if not allow_unverified:
+                raise Untrusted(f"{path} {trust.verdict}; run attn-export verify (or load with allow_unverified=True / "
+                                "--allow-unverified)")
+            notes.append(f"{name} {trust.verdict} (loaded with allow_unverified)")
+        if self.read(WEIGHTS) is None and name != WEIGHTS:
+            notes.append(f"{WEIGHTS} is not here (a bundle leaves it out): the lineage was checked against its "
+                         f"record in {MANIFEST}")
+        return self._artifact(name, entry, tuple(notes))
+
+    def _artifact(self, name: str, entry: Dict[str, Any], notes: Tuple[str, ...]) -> Artifact:
+        data = self.read(name)
+        assert data is not None
+        info = self.info if self.read(MODEL_JSON) is not None else None
+        if name.endswith(".onnx"):
+            assert info is not None
+            return Artifact(self.directory, name, data, self._sha[name], "onnx", _PRECISION_OF_FILE.get(name),
+                            info.spec, info, entry, self.graph(name, data), notes)
+        if is_engine(name):
+            assert info is not None
+            return Artifact(self.directory, name, data, self._sha[name], "engine", entry.get("precision"),
+                            IOSpec.from_dict(entry["io_spec"]), info, entry, None, notes)
+        spec = info.spec if info is not None else IOSpec.for_model(1, 1)
+        kind = "torch" if name == WEIGHTS else "file"
+        return Artifact(self.directory, name, data, self._sha[name], kind, "fp32" if kind == "torch" else None, spec,
+                        info, entry, None, notes)
+
+    def _engine_here(self, name: str, entry: Mapping[str, Any], allow_host_code: Optional[bool],
+                     here: Optional[Here]) -> None:
+        """An engine runs only where it was built for, and embedded host code only on the user's word."""
+        allowed = os.environ.get(HOST_CODE_ENV) == "1" if allow_host_code is None else allow_host_code
+        if entry.get("host_code") and not allowed:
+            raise Untrusted(f"{self.directory / name} embeds host code (a version-compatible engine with its lean "
+                            "runtime), which would run in this process; load it only if you trust its origin: set "
+                            f"{HOST_CODE_ENV}=1 (or pass allow_host_code=True)")
+        problems = foreign_problems(entry, here if here is not None else this_machine())
+        if problems:
+            flag = (PRECISIONS.get(str(entry.get("precision"))) or PRECISIONS["fp32"]).build_flag or ""
+            raise NotAvailable(f"{self.directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
+                               f"on this device ({BUILD_COMMAND} {self.directory} {flag}".rstrip() + ")")
+
+
+def _at(path: Path, name: str, reason: Optional[str]) -> str:
+    """The reason, its leading file name made the whole path (``DIR/model.fp16.onnx is stale: ...``)."""
+    text = str(reason)
+    return f"{path} {text[len(name) + 1:]}" if text.startswith(name + " ") else f"{path}: {text}"
+
+
+def _fix(name: str, trust: Trust) -> str:
+    """What would make it usable again."""
+    if trust.state == "contradicts":
+        return f"expected the {MODEL_JSON} it was made with: re-run {MADE_BY.get(name, 'the command that made it')}"
+    if is_engine(name):
+        return f"rebuild it ({BUILD_COMMAND})"
+    return f"re-run {MADE_BY.get(name, 'the command that made it')}"
+
+
+def _io_mismatch(info: ModelInfo, inputs: Mapping[str, Tuple[str, Tuple[Any, ...]]],
+                 outputs: Mapping[str, Tuple[str, Tuple[Any, ...]]], labels: Optional[str],
+                 lengths: Tuple[str, ...] = ("int64",)) -> Optional[str]:
+    """The first way a graph's (or engine's) inputs and outputs disagree with model.json's I/O spec, by name."""
+    spec = info.spec
+    want_in, want_out = [t.name for t in spec.inputs], list(spec.output_names)
+    if sorted(inputs) != sorted(want_in):
+        return f"it takes inputs {sorted(inputs)}, {MODEL_JSON} describes {sorted(want_in)}"
+    if sorted(outputs) != sorted(want_out):
+        return (f"it gives outputs {sorted(outputs)}, {MODEL_JSON} describes {sorted(want_out)} (head "
+                f"{info.head})")
+    for t in spec.inputs + spec.outputs:
+        dtype, dims = (inputs if t.name in inputs else outputs)[t.name]
+        if len(dims) != len(t.dims):
+            return f"its {t.name} has rank {len(dims)}, {MODEL_JSON} describes rank {len(t.dims)} {list(t.dims)}"
+        accepted = lengths if t.name == "lengths" else (_ONNX_TYPES.get(t.name, t.dtype),)
+        if dtype not in accepted:
+            return f"its {t.name} is {dtype}, expected {' or '.join(accepted)}"
+        for axis, (have, want) in enumerate(zip(dims, t.dims)):
+            if isinstance(want, int) and have != want:
+                what = "features per step" if t.name == "x" else "outputs"
+                return (f"its {t.name} has {have if isinstance(have, int) else repr(have)} {what} (axis {axis}), "
+                        f"{MODEL_JSON} describes {want}")
+    if labels is not None and info.head == "classification":
+        try:
+            graph_labels = json.loads(labels)
+        except ValueError:
+            return "its metadata 'labels' is not a JSON list"
+        if graph_labels != list(info.labels):
+            return f"its labels are {_short(graph_labels)}, {MODEL_JSON} has {_short(list(info.labels))}"
+    return None
+
+
+def _short(values: Any) -> str:
+    text = json.dumps(values)
+    return text if len(text) <= 60 else text[:57] + "..."

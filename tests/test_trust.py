@@ -1,0 +1,417 @@
+"""What runs is what was verified: every artefact kind x every way it can go stale, foreign or contradict
+``model.json``, against every command that could run or vouch for it.
+
+The directory is made once for real (train, export, quantize --fp16 / --int8 / --int8 --method qdq, verify
+on ONNX Runtime) plus one engine record: TensorRT cannot run here, so the engine's bytes are a stand-in and
+its checks stop where a GPU would be needed (this proves the store's decision on it, not TensorRT's).
+Each case copies that directory, breaks one thing the way a user or an attacker would, and asks:
+
+- the store: the file is not current, and the reason names it; opening it for use raises;
+- ``Predictor.load`` (what both ``predict`` commands run), ``bundle``, the device's ``info``, ``report`` and
+  ``verify`` refuse or flag it, and nothing runs it (a verify row for it has no cases);
+- through the real command lines (a few cases in the default run, every case under ``-m slow``): exit code
+  as documented and one ``Error:`` line naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from attn_export.errors import AttnExportError, BadInput, NotAvailable, Untrusted
+from attn_export.runtime import Predictor, store
+from attn_export.runtime.bundle import pack
+from attn_export.runtime.cli import main as device_main
+from attn_export.runtime.store import Store
+from attn_export.runtime.trt.compat import Here
+from conftest import ROOT, TINY, cli, mark_verified, rerecord
+
+ENGINE = "model.fp16.orin.trt10.3.engine"
+ORIN = Here("10.3.0", "Orin", "8.7")
+KINDS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
+         "int8-qdq": "model.int8-qdq.onnx", "engine": ENGINE}
+
+
+@pytest.fixture(scope="module")
+def verified_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every artefact kind, made by the real commands and verified; the engine recorded as build would."""
+    directory = tmp_path_factory.mktemp("trust") / "d"
+    steps = [("train", str(directory), *TINY, "--set", "export.parity_max_seq=64"), ("export", str(directory)),
+             ("quantize", str(directory), "--fp16", "--int8"),
+             ("quantize", str(directory), "--int8", "--method", "qdq"),
+             ("verify", str(directory), "--backends", "ort-cpu")]
+    for args in steps:
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    (directory / ENGINE).write_bytes(b"a stand-in for a plan TensorRT would build")
+    spec = Store(directory).info.spec
+    rerecord(directory, ENGINE, parent="model.fp16.onnx", command="build fp16", precision="fp16",
+             tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", io_spec=spec.to_dict(),
+             profile={"x": {"min": [1, 1, spec.features], "opt": [1, 16, spec.features],
+                            "max": [8, 256, spec.features]}})
+    mark_verified(directory, ENGINE)
+    np.savez(directory.parent / "input.npz", x=np.ones((2, 9, spec.features), np.float32),
+             lengths=np.array([9, 4]))
+    return directory
+
+
+# ---- the ways an artefact goes wrong; each returns what the reason must say ---------------------------
+
+
+def _touch_onnx(path: Path) -> None:
+    """Other bytes that are still a valid graph of the same shape (a metadata entry)."""
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, "swapped": "yes"})
+    onnx.save(proto, str(path))
+
+
+def _touch(directory: Path, name: str) -> None:
+    if name.endswith(".onnx"):
+        _touch_onnx(directory / name)
+    else:
+        (directory / name).write_bytes((directory / name).read_bytes() + b"\0")
+
+
+def _parent(directory: Path, name: str) -> str:
+    return store.read_manifest(directory)["artifacts"][name]["parent"]
+
+
+def retrained(directory: Path, name: str) -> str:
+    """Retrained weights: model.safetensors and model.json written and recorded anew, as train does."""
+    from attn_export.checkpoint import load_model, save_model
+    from attn_export.config import recipe_from_dict
+
+    model, info = load_model(directory)
+    for p in model.parameters():
+        p.data += 0.01
+    save_model(directory, model, recipe_from_dict(dict(info.recipe)), info.labels, "train", "retrained",
+               info.train_lengths)
+    return "is stale"
+
+
+def model_json_edited(directory: Path, name: str) -> str:
+    info = json.loads((directory / "model.json").read_text())
+    info["labels"] = ["x", "y", "z"][: len(info["labels"])]
+    (directory / "model.json").write_text(json.dumps(info))
+    return "model.json was changed after it was recorded"
+
+
+def _swap(directory: Path, name: str) -> None:
+    """``name`` replaced by other bytes and recorded again, as if the command that makes it had run: the
+    file itself looks fine, what was made from it does not."""
+    _touch(directory, name)
+    if name == store.WEIGHTS:
+        store.record(directory, store.WEIGHTS, "train", versions={})
+    else:
+        rerecord(directory, name, parent=_parent(directory, name))
+
+
+def parent_swapped(directory: Path, name: str) -> str:
+    parent = _parent(directory, name)
+    _swap(directory, parent)
+    return f"is stale: its parent {parent} changed"
+
+
+def grandparent_swapped(directory: Path, name: str) -> str:
+    parent = _parent(directory, name)
+    _swap(directory, _parent(directory, parent))
+    return f"{parent} is stale"
+
+
+def external_data(directory: Path, name: str) -> str:
+    """The graph re-saved with its weights in w.bin and recorded; then w.bin changed."""
+    path = directory / name
+    proto = onnx.load(str(path))
+    onnx.save(proto, str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
+    rerecord(directory, name, parent=_parent(directory, name))
+    (directory / "w.bin").write_bytes((directory / "w.bin").read_bytes()[::-1])
+    return "in the external file 'w.bin'"
+
+
+def contradicting(directory: Path, name: str) -> str:
+    """model.json says 5 classes, recorded as if train had written it; the graphs and engine have 3."""
+    info = json.loads((directory / "model.json").read_text())
+    info["num_outputs"], info["labels"] = 5, list("abcde")
+    (directory / "model.json").write_text(json.dumps(info))
+    rerecord(directory, "model.json")
+    return "contradicts model.json"
+
+
+WAYS: dict[str, Callable[[Path, str], str]] = {
+    "weights retrained": retrained, "model.json changed": model_json_edited, "parent swapped": parent_swapped,
+    "grandparent swapped": grandparent_swapped, "external data changed": external_data,
+    "model.json contradicts the graph": contradicting,
+}
+
+
+def _applies(way: str, kind: str) -> bool:
+    if kind == "fp32" and way == "grandparent swapped":  # model.onnx's parent is the root of the lineage
+        return False
+    return not (kind == "engine" and way == "external data changed")  # an engine is one file
+
+
+CASES = [pytest.param(kind, way, id=f"{kind}-{way.replace(' ', '-')}") for kind in KINDS for way in WAYS
+         if _applies(way, kind)]
+# through the real command lines in the default run (all of them under -m slow)
+QUICK_CLI = {("fp16", "weights retrained"), ("int8-qdq", "parent swapped"), ("fp32", "model.json contradicts the graph"),
+             ("engine", "grandparent swapped"), ("int8-dynamic", "external data changed")}
+
+
+def _broken(verified_dir: Path, tmp_path: Path, kind: str, way: str) -> tuple[Path, str, str]:
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    name = KINDS[kind]
+    said = WAYS[way](directory, name)
+    return directory, name, said
+
+
+
+@pytest.mark.parametrize("kind, way", CASES)
+def test_every_reader_refuses_or_flags_what_is_no_longer_what_was_verified(verified_dir: Path, tmp_path: Path,
+                                                                           kind: str, way: str) -> None:
+    directory, name, said = _broken(verified_dir, tmp_path, kind, way)
+    trust = Store(directory).state(name)
+    assert not trust.current and name in str(trust.reason) and said in str(trust.reason), trust
+
+    with pytest.raises(Untrusted, match=name.replace(".", r"\.")):
+        Store(directory).open(name, need="verified", here=ORIN)
+    if kind != "engine":
+        with pytest.raises(BadInput, match=name.replace(".", r"\.")):
+            Predictor.load(directory, precision=kind)
+    with pytest.raises(Untrusted, match=name.replace(".", r"\.")):
+        pack(directory, tmp_path / "b.tar.gz", "jetson")
+    assert not (tmp_path / "b.tar.gz").exists()
+
+
+def _info_line(directory: Path, name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    assert device_main(["info", str(directory)]) == 0
+    return next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith(name + " "))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, way", CASES)
+def test_info_report_and_verify_flag_it_and_never_run_it(verified_dir: Path, tmp_path: Path, kind: str, way: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from attn_export.report import write_report
+    from attn_export.verify import verify
+
+    directory, name, said = _broken(verified_dir, tmp_path, kind, way)
+    line = _info_line(directory, name, capsys)
+    assert said in line and "verified" not in line.split(said)[-1], line
+    report = write_report(directory).read_text()
+    assert f"not current: {name}" in report.replace("\\", ""), report[:600]
+    # an engine is not what verify judged here (no TensorRT): the verification of the graphs may stand
+    assert kind == "engine" or "Verification PASSED" not in report, report[:600]
+    try:
+        result = verify(directory, "ort-cpu")
+    except AttnExportError as e:  # what every target needs cannot be believed: nothing is run at all
+        assert any(f in str(e) for f in ("model.json", "reference.npz", "model.safetensors")), e
+        return
+    row = next((r for r in result.results if r.target.artifact == name), None)
+    if row is None:  # no backend asked for runs it (an engine under --backends ort-cpu): still said to be stale
+        assert any(name in u and said in u for u in result.untrusted), result.untrusted
+    else:
+        assert row.status in ("failed", "skipped") and not row.cases and said in str(row.reason), row.reason
+    assert not result.passed or kind == "engine"
+
+
+@pytest.mark.parametrize("kind, way", [c for c in CASES if tuple(c.values) in QUICK_CLI])
+def test_the_command_lines_refuse_with_one_line_and_the_documented_exit_code(verified_dir: Path, tmp_path: Path,
+                                                                             kind: str, way: str) -> None:
+    _command_lines(verified_dir, tmp_path, kind, way)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, way", [c for c in CASES if tuple(c.values) not in QUICK_CLI])
+def test_the_command_lines_refuse_every_case(verified_dir: Path, tmp_path: Path, kind: str, way: str) -> None:
+    _command_lines(verified_dir, tmp_path, kind, way)
+
+
+def _device(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "attn_export.runtime", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], code: int, name: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and name in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _command_lines(verified_dir: Path, tmp_path: Path, kind: str, way: str) -> None:
+    directory, name, said = _broken(verified_dir, tmp_path, kind, way)
+    data = str(verified_dir.parent / "input.npz")
+    if kind == "engine":  # no TensorRT here: the engine is refused as unrunnable (3) before its bytes are read
+        _one_error_line(_device("predict", str(directory), data, "--backend", "tensorrt"), 3, "tensorrt")
+    else:
+        _one_error_line(cli("predict", data, "--dir", str(directory), "--precision", kind), 2, name)
+        _one_error_line(_device("predict", str(directory), data, "--precision", kind), 2, name)
+    _one_error_line(cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"), "--for", "jetson"), 2, name)
+    info = _device("info", str(directory))
+    assert info.returncode == 0 and said in next(line for line in info.stdout.splitlines()
+                                                  if line.strip().startswith(name + " "))
+    verify = cli("verify", str(directory), "--backends", "ort-cpu")
+    if kind == "engine":  # skipped here (no TensorRT), and said to be stale
+        assert said in verify.stderr.replace("\n", " ") or verify.returncode != 0
+    else:
+        assert verify.returncode in (1, 2) and "Traceback" not in verify.stderr
+        assert any(f in verify.stderr for f in (name, "model.json", "reference.npz")), verify.stderr
+
+
+# ---- the bytes checked are the bytes run ------------------------------------------------------------
+
+
+def test_a_file_swapped_after_the_check_is_not_what_runs(verified_dir: Path, tmp_path: Path) -> None:
+    """The store reads a file once: swapping it after the check changes nothing that was handed out."""
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    s = Store(directory)
+    assert s.state("model.onnx").verified is True
+    original = (directory / "model.onnx").read_bytes()
+    _touch_onnx(directory / "model.onnx")
+    artifact = s.open("model.onnx", need="verified")
+    assert artifact.data == original
+    feeds = {"x": np.ones((1, 5, artifact.spec.features), np.float32), "lengths": np.array([5])}
+    with OrtCpuBackend(artifact) as backend:
+        assert backend.infer(feeds)["logits"].shape == (1, len(s.info.labels))
+    with pytest.raises(Untrusted, match="changed after it was recorded"):
+        Store(directory).open("model.onnx", need="verified")
+
+
+def test_a_swap_race_never_runs_unrecorded_bytes(verified_dir: Path, tmp_path: Path) -> None:
+    """A writer replaces model.onnx with another model's graph (recorded nowhere) and back, as fast as it
+    can, while predictions are loaded and made: every prediction made is the verified model's, whatever the
+    timing; the others are refused. Nothing depends on who wins the race."""
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    good = (directory / "model.onnx").read_bytes()
+    other = tmp_path / "other.onnx"
+    other.write_bytes(good)
+    proto = onnx.load(str(other))
+    weight = next(t for t in proto.graph.initializer if t.dims and len(t.dims) == 2)
+    values = onnx.numpy_helper.to_array(weight) * 3.0
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    onnx.save(proto, str(other))
+    bad = other.read_bytes()
+    x = [np.random.default_rng(1).standard_normal((12, Store(directory).info.input_size)).astype(np.float32)]
+    with Predictor.load(directory) as predictor:
+        expected = predictor.predict(x)[0].probabilities
+    stop = threading.Event()
+
+    def swap() -> None:
+        staging = directory / ".swap.tmp"
+        while not stop.is_set():
+            for data in (bad, good):
+                staging.write_bytes(data)
+                staging.replace(directory / "model.onnx")
+
+    writer = threading.Thread(target=swap)
+    writer.start()
+    ran = refused = 0
+    try:
+        for _ in range(60):
+            try:
+                with Predictor.load(directory) as predictor:
+                    got = predictor.predict(x)[0].probabilities
+            except Untrusted as e:
+                assert "model.onnx was changed after it was recorded" in str(e)
+                refused += 1
+                continue
+            np.testing.assert_array_equal(got, expected)
+            ran += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert ran + refused == 60
+
+
+# ---- non-finite references and budgets ----------------------------------------------------------------
+
+
+def _rewrite_reference(directory: Path, change: Callable[[str, np.ndarray], np.ndarray]) -> None:
+    path = directory / "reference.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: change(k, z[k]) for k in z.files}
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    rerecord(directory, "reference.npz")
+
+
+@pytest.mark.parametrize("what, change, said", [
+    ("NaN logits", lambda k, v: np.full_like(v, np.nan) if k == "c0.out.logits" else v, "holds NaN or Inf"),
+    ("inf intrinsic error", lambda k, v: np.full_like(v, np.inf) if ".intrinsic.fp32." in k else v,
+     "intrinsic FP32 error on logits is not a finite non-negative number"),
+    ("negative intrinsic error", lambda k, v: -np.abs(v) - 1 if ".intrinsic.fp16." in k else v,
+     "intrinsic FP16 error"),
+])
+def test_a_non_finite_reference_or_budget_fails_verify_naming_the_case(verified_dir: Path, tmp_path: Path,
+                                                                       what: str, change: Callable, said: str) -> None:
+    from attn_export.runtime.verify import verify
+
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    _rewrite_reference(directory, change)
+    result = verify(directory, "ort-cpu")  # the device's verify: reference.npz is all it judges by
+    assert not result.passed, what
+    failed = [r for r in result.results if r.status == "failed"]
+    assert failed and all(said in (r.reason or "") and "batch" in (r.reason or "") for r in failed[:1]), \
+        [r.reason for r in failed]
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda k, v: np.zeros((), v.dtype) if k == "c0.x" else v, "c0.x is float32 of shape []; expected rank 3"),
+    (lambda k, v: v[:, :1] if k == "c1.out.logits" else v, None),
+    (lambda k, v: np.array("{" * 200000 + "}" * 200000) if k == "meta" else v, "nests deeper than 64 levels"),
+])
+def test_a_damaged_reference_is_one_line(verified_dir: Path, tmp_path: Path, change: Callable,
+                                         said: str | None) -> None:
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    _rewrite_reference(directory, change)
+    result = _device("verify", str(directory), "--backends", "ort-cpu")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert result.returncode in (1, 2) and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    if said is not None:
+        assert said in lines[0], lines[0]
+
+
+def test_a_reference_whose_header_claims_terabytes_is_refused_before_allocating(verified_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """An .npy header may declare any shape: the reader checks it against the bytes the archive holds."""
+    import zipfile
+
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    path = directory / "reference.npz"
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 40,)})
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("c0.huge.npy", header.getvalue() + b"\0" * 16)
+    rerecord(directory, "reference.npz")
+    result = _device("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 2 and "declares shape (1099511627776,)" in result.stderr, result.stderr
+    assert result.stderr.count("Error:") == 1
+
+
+def test_a_foreign_engine_for_auto_is_skipped_with_a_note_and_the_onnx_runs(verified_dir: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TensorRT present (stood in for: the GPU query), an engine built for another GPU is not run."""
+    from attn_export.runtime.store import trust
+
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100", "9.0"))
+    with pytest.raises(NotAvailable, match="foreign engine: it was built for compute capability 8.7"):
+        Store(directory).open(ENGINE, need="verified")
