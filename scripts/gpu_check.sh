@@ -99,15 +99,19 @@ torch.manual_seed(0)
 model = AttentionLSTM(recipe.model, features, classes).eval()
 spec = IOSpec.for_model(features, classes)
 directory = Path(tempfile.mkdtemp())
-try:  # the real open path (model.safetensors + model.json); without safetensors, the model in memory
+try:  # the real open path: model.safetensors + model.json, opened through the store like every backend
     from attn_export.checkpoint import save_model
+    from attn_export.runtime.store import Store, WEIGHTS
     save_model(directory, model, recipe, tuple(str(i) for i in range(classes)), "gpu_check", "random weights",
                {"min": 1, "median": 64, "max": 128})
-    cpu, gpu = TorchCpuBackend(directory, spec, threads=4), TorchCudaBackend(directory, spec)
+    weights = Store(directory).open(WEIGHTS)
+    cpu, gpu = TorchCpuBackend(weights, threads=4), TorchCudaBackend(weights)
     cpu.__enter__(); gpu.__enter__()
-    path = "backend open (model.safetensors)"
-except ImportError as e:
-    cpu, gpu = TorchCpuBackend(directory, spec, threads=4), TorchCudaBackend(directory, spec)
+    path = "backend open (model.safetensors through the store)"
+except ImportError as e:  # no safetensors in this image: an unrecorded stand-in artefact, the model in memory
+    from attn_export.runtime.store import Artifact
+    weights = Artifact(directory, "model in memory", b"", "", "torch", "fp32", spec, None)
+    cpu, gpu = TorchCpuBackend(weights, threads=4), TorchCudaBackend(weights)
     cpu.model, cpu._opened = model, True
     gpu.model, gpu._device, gpu._opened = AttentionLSTM(recipe.model, features, classes).eval(), torch.device("cuda", 0), True
     gpu.model.load_state_dict(model.state_dict()); gpu.model = gpu.model.cuda()
