@@ -382,7 +382,7 @@ class Store:
         if trust.state == "missing":
             raise MissingPrerequisite(str(trust.reason))
         if not trust.current:
-            raise Untrusted(f"{_at(path, name, trust.reason)}; {_fix(name, trust)}")
+            raise Untrusted(f"{_at(path, name, trust.reason)}; {self._fix(name, trust)}")
         entry = dict(self.entry(name) or {})
         notes: List[str] = []
         if name == WEIGHTS:  # the weights mean a model only with the model.json made from them
@@ -401,6 +401,22 @@ class Store:
             notes.append(f"{WEIGHTS} is not here (a bundle leaves it out): the lineage was checked against its "
                          f"record in {MANIFEST}")
         return self._artifact(name, entry, tuple(notes))
+
+    def _fix(self, name: str, trust: Trust) -> str:
+        """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
+        if trust.state == "contradicts":
+            return f"expected the {MODEL_JSON} it was made with: re-run {MADE_BY.get(name, 'the command that made it')}"
+        chain = [name]
+        while trust.state == "stale":
+            parent = (self.entry(chain[-1]) or {}).get("parent")
+            if not parent or parent in chain or self.entry(parent) is None or self.read(parent) is None:
+                break
+            trust = self.state(parent)
+            if trust.current:
+                break
+            chain.append(parent)
+        steps = [BUILD_COMMAND if is_engine(n) else MADE_BY.get(n, "the command that made it") for n in reversed(chain)]
+        return "re-run " + ", then ".join(dict.fromkeys(steps))
 
     def _artifact(self, name: str, entry: Dict[str, Any], notes: Tuple[str, ...]) -> Artifact:
         data = self.read(name)
@@ -438,15 +454,6 @@ def _at(path: Path, name: str, reason: Optional[str]) -> str:
     """The reason, its leading file name made the whole path (``DIR/model.fp16.onnx is stale: ...``)."""
     text = str(reason)
     return f"{path} {text[len(name) + 1:]}" if text.startswith(name + " ") else f"{path}: {text}"
-
-
-def _fix(name: str, trust: Trust) -> str:
-    """What would make it usable again."""
-    if trust.state == "contradicts":
-        return f"expected the {MODEL_JSON} it was made with: re-run {MADE_BY.get(name, 'the command that made it')}"
-    if is_engine(name):
-        return f"rebuild it ({BUILD_COMMAND})"
-    return f"re-run {MADE_BY.get(name, 'the command that made it')}"
 
 
 def _io_mismatch(info: ModelInfo, inputs: Mapping[str, Tuple[str, Tuple[Any, ...]]],
