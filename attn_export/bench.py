@@ -36,7 +36,7 @@ from .backends import REGISTRY, Backend, get
 from .errors import BadInput, NotAvailable
 from .runtime.modelinfo import ModelInfo
 from .runtime.store import Store
-from .runtime.readers import available_memory
+from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.targets import Target, discover, parse_backends
 from .runtime.timing import Budget, percentiles, time_interleaved
 
@@ -79,6 +79,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
+MAX_GRID = 16  # batch sizes, and sequence lengths, in one bench: 256 shapes at most
+
+
 @store.writes_directory("bench")
 def bench(
     directory: Path,
@@ -91,6 +94,12 @@ def bench(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
+    check_threads(threads)
+    if len(batches) > MAX_GRID or len(seqs) > MAX_GRID:
+        raise BadInput(f"--batch has {len(batches):,} sizes and --seq {len(seqs):,} lengths; expected at most "
+                       f"{MAX_GRID} of each (every pair is timed)")
+    if not 0 < budget.seconds <= 600:
+        raise BadInput(f"--seconds {budget.seconds:g} is outside (0, 600]; expected a timing budget per shape")
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
     s = Store(directory)
@@ -150,26 +159,11 @@ def bench(
     return out
 
 
-def _memory_needed(info: ModelInfo, batch: int, seq: int, targets: int) -> int:
-    """Host bytes one shape needs, roughly, in float32 per step: the input once, and for each target (each
-    keeps its own buffers for the shape: measured 5.6 GB for five CPU targets at batch 32, seq 100k, hidden
-    16, where this says 5.7) its normalised copy of the input, the conv front-end's channels, every LSTM
-    layer's outputs, the input gates computed for all steps at once (4 per hidden unit and direction) and
-    the attention's few."""
-    model = info.recipe["model"]
-    hidden = int(model.get("hidden_size", 0)) * (2 if model.get("bidirectional") else 1)
-    per_target = (info.input_size + sum(int(c) for c in model.get("conv_channels", ()))
-                  + int(model.get("num_layers", 1)) * hidden + 4 * hidden + 4)
-    return 4 * batch * seq * (info.input_size + targets * per_target)
-
-
 def _check_memory(info: ModelInfo, batch: int, seq: int, targets: int) -> None:
     """Refuse the grid's largest shape before anything is allocated when it cannot fit: past the memory
     available, the kernel kills the process (no message) or numpy raises a MemoryError."""
-    need, free = _memory_needed(info, batch, seq, targets), available_memory()
-    if free is not None and need > free:
-        raise NotAvailable(f"bench --batch {batch} --seq {seq} needs about {need / 2**30:,.1f} GiB; this machine has "
-                           f"{free / 2**30:,.1f} GiB available; expected a smaller --batch or --seq")
+    check_memory(inference_bytes(info, batch, seq, targets), f"bench --batch {batch} --seq {seq}",
+                 "a smaller --batch or --seq")
 
 
 def _skip_oracle(target: Target, explicit: bool) -> Target:

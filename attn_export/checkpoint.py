@@ -8,10 +8,11 @@ Nothing is ever unpickled: weights are safetensors, and a ``.pt``/``.pth`` file 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load, load_file, save
+from safetensors.torch import load, save
 
 from . import __version__
 from .runtime import store
@@ -19,6 +20,7 @@ from .config import Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
 from .runtime.modelinfo import FORMAT, ModelInfo
+from .runtime.store.files import open_regular
 
 __all__ = ["build_model", "load_model", "read_state_dict", "save_model"]
 
@@ -100,16 +102,22 @@ def _load_state(model: AttentionLSTM, state: dict[str, torch.Tensor], origin: st
     model.load_state_dict(state)
 
 
+MAX_CHECKPOINT_BYTES = store.MAX_ARTIFACT_BYTES
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"checkpoint {path} does not exist")
+    with open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)") as f:
+        data = f.read(MAX_CHECKPOINT_BYTES + 1)
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise DataError(f"checkpoint {path} grew past {MAX_CHECKPOINT_BYTES:,} bytes while it was read")
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path))
+            return load(data)
         except Exception as e:
             raise DataError(f"{path} is not a readable safetensors file: {e}") from None
-    data = path.read_bytes()
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from attn_export.errors import ConfigError
+from attn_export.errors import ConfigError, DataError
+from attn_export.runtime.store.files import open_regular
 from attn_export.runtime.settings import (
     BuildConfig, VerifyConfig, _check_nesting, _hints, _invalid, _Section, _show, _unknown, override_section,
     parse_override,
@@ -136,7 +137,8 @@ class TrainConfig(_Section):
     seed: int = 0  # weights and batch order repeat run to run
 
     _ranges = {
-        "epochs": ">= 1", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "patience": ">= 1",
+        "epochs": ">= 1 and <= 100000", "batch_size": ">= 1 and <= 1000000", "lr": "> 0",
+        "weight_decay": ">= 0 and <= 1", "patience": ">= 1 and <= 100000",
         "grad_clip": ">= 0", "min_test_accuracy": "[0, 1]", "seed": f">= 0 and <= {SEED_MAX}",
     }
 
@@ -147,7 +149,7 @@ class ExportConfig(_Section):
     exporter: Literal["torchscript", "dynamo"] = "torchscript"  # the exporter TensorRT has been tested against most
     parity_max_seq: int = 2048  # far past any training length, so length generalisation is checked
 
-    _ranges = {"opset": "[17, 21]", "parity_max_seq": ">= 1"}
+    _ranges = {"opset": "[17, 21]", "parity_max_seq": ">= 1 and <= 100000"}  # data.max_len's bound
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class QuantizeConfig(_Section):
     int8_qdq: bool = True  # the form TensorRT builds int8 engines from
     calib_samples: int = 64  # activation ranges settle by then on small, uniform data sets
 
-    _ranges = {"calib_samples": ">= 1"}
+    _ranges = {"calib_samples": ">= 1 and <= 100000"}
 
 
 @dataclass(frozen=True)
@@ -203,17 +205,26 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
     }
 
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of TOML
+
+
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
     """The recipe in ``path`` (all defaults when None), then ``overrides`` (``section.key=value``) on top."""
     recipe = Recipe()
     if path is not None:
+        if not os.path.lexists(path):
+            raise ConfigError(f"recipe file '{path}' does not exist")
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)") as f:
+                data = f.read(MAX_RECIPE_BYTES + 1)
+            if len(data) > MAX_RECIPE_BYTES:
+                raise ConfigError(f"recipe file '{path}' grew past {MAX_RECIPE_BYTES:,} bytes while it was read")
+            text = data.decode("utf-8")
             _check_nesting(text, f"recipe file '{path}'", "a recipe (tables nest 2 deep)")
             raw = tomllib.loads(text)
-        except FileNotFoundError as err:
-            raise ConfigError(f"recipe file '{path}' does not exist") from err
-        except (OSError, UnicodeDecodeError) as err:
+        except DataError as err:  # not a regular file, or too large
+            raise ConfigError(f"recipe file '{path}' cannot be read: {err}") from None
+        except UnicodeDecodeError as err:
             raise ConfigError(f"recipe file '{path}' cannot be read: {err}") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"recipe file '{path}' is not valid TOML: {err}") from err

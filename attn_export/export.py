@@ -30,6 +30,7 @@ from .runtime.backends.onnxrt import OrtCpuBackend
 from .runtime.compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import ParityError, WorkFailed
 from .runtime.iospec import IOSpec
+from .runtime.limits import check_memory, inference_bytes
 from .runtime.modelinfo import ModelInfo
 from .portability import divergences, make_portable
 from .runtime.reference import reference_bytes
@@ -165,6 +166,9 @@ def export_onnx(
     cfg = dataclasses.replace(recipe_from_dict(dict(info.recipe)).export,
                               **{k: v for k, v in given.items() if v is not None})
     opset, exporter, parity_max_seq = cfg.opset, cfg.exporter, cfg.parity_max_seq
+    # the parity sweep's longest cases, run by PyTorch in float32 and float64 (2 copies) and ONNX Runtime
+    check_memory(max(inference_bytes(info, 1, parity_max_seq, 4), inference_bytes(info, 8, min(parity_max_seq, 2048), 4)),
+                 f"the parity sweep to export.parity_max_seq = {parity_max_seq}", "a smaller export.parity_max_seq")
     spec = IOSpec.for_model(model.input_size, model.num_outputs, model.config.head)
     weights_sha = weights.sha256  # of the bytes the model was built from
     lstm_nodes = model.config.num_layers * (2 if model.config.bidirectional else 1)  # one per direction per layer

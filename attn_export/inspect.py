@@ -48,14 +48,15 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     import numpy as np
     import onnx
 
+    data = store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = onnx.load_from_string(data)
     except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
         raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
     metadata = {p.key: p.value for p in proto.metadata_props}
     out: dict[str, Any] = {
         "path": str(path),
-        "size_bytes": path.stat().st_size,
+        "size_bytes": len(data),
         "ir_version": proto.ir_version,
         "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),

@@ -210,9 +210,12 @@ def _train(
 
 def _diverged(cfg: TrainConfig, epoch: int, loss: float) -> WorkFailed:
     """A non-finite loss: the weights are lost, and a smaller step (or clipping) is what helps."""
-    clip = "" if cfg.grad_clip > 0 else " or train.grad_clip > 0"
-    return WorkFailed(f"training diverged at epoch {epoch} (loss {loss:g}); expected a smaller train.lr than "
-                      f"{cfg.lr:g}{clip}")
+    fixes = [f"a smaller train.lr than {cfg.lr:g}"]
+    if cfg.weight_decay > 0.01:  # decoupled decay shrinks weights by lr * weight_decay a step: large, it too diverges
+        fixes.append(f"a smaller train.weight_decay than {cfg.weight_decay:g}")
+    if cfg.grad_clip <= 0:
+        fixes.append("train.grad_clip > 0")
+    return WorkFailed(f"training diverged at epoch {epoch} (loss {loss:g}); expected " + " or ".join(fixes))
 
 
 def json_safe(obj: Any) -> Any:

@@ -29,7 +29,7 @@ def command(
     backends: BackendsOpt = "auto",
     batch: Annotated[str, typer.Option("--batch", metavar="N,N,...", help="Batch sizes, comma-separated.")] = "1,8,32",
     seq: Annotated[str, typer.Option("--seq", metavar="N,N,...", help="Sequence lengths, comma-separated.")] = "16,128,512",
-    seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, help="Timing budget per shape (all targets "
+    seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, max=600, help="Timing budget per shape (all targets "
                                                                        "together, interleaved).")] = 2.0,
     threads: ThreadsOpt = 1,
     json_out: JsonOpt = False,

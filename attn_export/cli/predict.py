@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..runtime.limits import MAX_BATCH
 from ..runtime.precisions import ONNX_FILES
 from .common import JsonOpt, console, print_json
 
@@ -38,7 +39,7 @@ def command(
     on_long: Annotated[OnLong, typer.Option(
         "--on-long", help="A sequence longer than an engine's profile: error, truncate, or split into chunks.")]
     = OnLong.error,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per batch (at most the "
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH, help="Sequences per batch (at most the "
                                                                         "engine profile's max batch).")] = 32,
     attention: Annotated[bool, typer.Option("--attention", help="Include attention weights in --json.")] = False,
     json_out: JsonOpt = False,

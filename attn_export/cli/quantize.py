@@ -25,7 +25,7 @@ def command(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 -> model.int8.onnx (dynamic) or "
                                                      "model.int8-qdq.onnx (qdq).")] = False,
     method: Annotated[Method, typer.Option("--method", help="INT8 method.")] = Method.dynamic,
-    calib_samples: Annotated[int | None, typer.Option("--calib-samples", min=1, help="Q/DQ calibration "
+    calib_samples: Annotated[int | None, typer.Option("--calib-samples", min=1, max=100000, help="Q/DQ calibration "
                                                       "sequences from the training split (default: recipe).")] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -20,7 +20,7 @@ def command(
                                                        dir_okay=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Artefact directory.", file_okay=False)] = Path("artifacts"),
     overrides: SetOpt = None,
-    bench_seconds: Annotated[float, typer.Option("--bench-seconds", metavar="SECONDS", min=0.05,
+    bench_seconds: Annotated[float, typer.Option("--bench-seconds", metavar="SECONDS", min=0.05, max=600,
                                                  help="bench's timing budget per shape.")] = BENCH_SECONDS,
 ) -> None:
     """Run the whole pipeline this machine can do: train, export, quantize, build, verify, bench, report."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import read_npz, read_ts
+from .readers import read_npz, read_text, read_ts, strict_float
 from ..errors import DataError
 
 __all__ = ["InputSet", "accuracy", "read_csv", "read_input"]
@@ -68,7 +69,7 @@ def read_input(path: Union[str, Path]) -> InputSet:
         return InputSet([s for part in parts for s in part.sequences],
                         [lab for part in parts for lab in part.labels or []] if labelled else None,
                         [i for part in parts for i in part.ids])
-    if not p.is_file():
+    if not p.exists():  # a FIFO or a device exists: its reader says what it is
         raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
     suffix = p.suffix.lower()
     if suffix == ".npz":
@@ -85,7 +86,7 @@ def read_input(path: Union[str, Path]) -> InputSet:
 
 def _number(cell: str) -> Optional[float]:
     try:
-        v = float(cell)
+        v = strict_float(cell)
     except ValueError:
         return None
     return v
@@ -94,11 +95,11 @@ def _number(cell: str) -> Optional[float]:
 def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
     """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name."""
     p = Path(path)
+    text = read_text(str(p), "a .csv file")
     try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{p}: cannot read as CSV: {e}") from None
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
     if not rows:
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
     header: Optional[List[str]] = None

@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec
+from .limits import MAX_BATCH, check_threads
 from .store import Artifact, Store
 
 __all__ = ["ON_LONG", "Prediction", "Predictor"]
@@ -138,8 +139,9 @@ class Predictor:
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
         from .dispatch import choose
 
-        if batch_size < 1:
-            raise BadInput(f"batch_size = {batch_size}; expected at least 1")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise BadInput(f"batch_size = {batch_size}; expected 1 to {MAX_BATCH}")
+        check_threads(threads)
         store = Store.load(path)
         try:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)

@@ -42,8 +42,12 @@ from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DataError, NotAvailable
+from .limits import available_memory
+from .store.files import open_regular
 
-__all__ = ["MISSING_POLICIES", "available_memory", "npz_arrays", "read_npz", "read_ts"]
+__all__ = ["MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "npz_arrays", "read_npz", "read_text", "read_ts", "strict_float"]
+
+MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
 MISSING_POLICIES = ("error", "ffill", "zero")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -93,12 +97,20 @@ def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
     return v == "true"
 
 
+def strict_float(text: str) -> float:
+    """A number as a text format writes it: ASCII digits, sign, point, exponent, or nan/inf. Python's
+    ``float`` also takes full-width digits ('１') and underscores ('1_000'), which no .ts or .csv means."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return float(text)
+
+
 def _parse_channel(
     path: str, lineno: int, ch_index: int, text: str, missing: str
 ) -> np.ndarray:
     tokens = text.split(",")
     try:
-        values = np.array([float(t) for t in tokens], dtype=np.float64)
+        values = np.array([strict_float(t) for t in tokens], dtype=np.float64)
     except ValueError:
         values = np.empty(len(tokens), dtype=np.float64)
         for i, t in enumerate(tokens):
@@ -107,7 +119,7 @@ def _parse_channel(
                 values[i] = np.nan
                 continue
             try:
-                values[i] = float(s)
+                values[i] = strict_float(s)
             except ValueError:
                 what = "an empty value" if s == "" else f"non-numeric value {_show(s)}"
                 raise DataError(
@@ -133,20 +145,26 @@ def _parse_channel(
     return values
 
 
+MAX_TEXT_BYTES = 1 << 30  # a .ts or .csv file: parsed into Python objects, several times its size
+
+
+def read_text(p: str, expected: str) -> str:
+    """The UTF-8 text (a BOM dropped) of the regular file ``p``, at most MAX_TEXT_BYTES; a FIFO, a device,
+    a directory or a missing file is one line saying which (``store.open_regular``)."""
+    with open_regular(p, MAX_TEXT_BYTES, expected) as f:
+        data = f.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise DataError(f"{p} grew past {MAX_TEXT_BYTES:,} bytes while it was read; expected {expected}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected {expected}") from None
+
+
 def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
     _check_missing_policy(missing)
     p = str(path)
-    try:
-        with open(p, encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected a .ts text file") from None
-    except FileNotFoundError:
-        raise DataError(f"{p}: cannot read: no such file; expected a .ts text file") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: cannot read: it is a directory; expected a .ts text file") from None
-    except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected a .ts text file") from None
+    text = read_text(p, "a .ts text file")
 
     declared: Optional[List[str]] = None
     class_label: Optional[bool] = None
@@ -242,7 +260,10 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
                 )
         values: Optional[np.ndarray]
         try:  # fast path: the whole series at once; anything unusual is re-parsed channel by channel
-            values = np.array([float(v) for v in ",".join(fields).split(",")], dtype=np.float64)
+            joined = ",".join(fields)
+            if not joined.isascii() or "_" in joined:  # float() takes '１' and '1_000'; the format does not
+                raise ValueError(joined)
+            values = np.array([float(v) for v in joined.split(",")], dtype=np.float64)
             if not bool(np.all(np.abs(values) <= _F32_MAX)):  # NaN, inf or beyond float32
                 values = None
         except ValueError:
@@ -295,47 +316,6 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
 
 _NPY_MAGIC = b"\x93NUMPY"
 _CHUNK = 1 << 24  # bytes decompressed at a time into an array's buffer
-
-
-def _proc_number(path: str, key: str) -> Optional[int]:
-    """The number after ``key`` in a /proc or /sys file (a "kB" unit made bytes), or the whole file's
-    number when ``key`` is empty; None when the file or the key is absent (not Linux, no cgroup)."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(key):
-            parts = line[len(key):].split()
-            if parts and parts[0].isdigit():
-                return int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return None
-
-
-def available_memory() -> Optional[int]:
-    """Bytes this process can still allocate, as well as the machine says: the least of the kernel's
-    MemAvailable, the container's (cgroup v2 or v1) limit less its usage, and ``ulimit -v`` less this
-    process's address space; None where none can be read (not Linux). An allocation past it is an OOM
-    kill or a MemoryError traceback, so a reader refuses it up front."""
-    found: List[int] = []
-    available = _proc_number("/proc/meminfo", "MemAvailable:")
-    if available is not None:
-        found.append(available)
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        cap, used = _proc_number(limit, ""), _proc_number(usage, "")
-        if cap is not None and used is not None:
-            found.append(cap - used)
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            found.append(soft - (_proc_number("/proc/self/status", "VmSize:") or 0))
-    except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        pass
-    return max(min(found), 0) if found else None
 
 
 def _gib(n: int) -> str:
@@ -406,13 +386,7 @@ def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) ->
 
 def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """The arrays ``keys`` of the ``.npz`` at ``p`` (those present) and the names of all its members."""
-    try:
-        fh = open(p, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file; expected an .npz archive") from None
-    except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror or _first_line(e)}; expected an .npz archive") from None
-    with fh:
+    with open_regular(p, MAX_NPZ_BYTES, "an .npz archive") as fh:
         return npz_arrays(p, fh, keys)
 
 

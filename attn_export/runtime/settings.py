@@ -59,6 +59,9 @@ def _unknown(section: str, name: str, value: Any, valid: List[str],
     )
 
 
+MAX_ITEMS = 16  # entries of a list field: one per layer, and model.num_layers <= 16 too
+
+
 def _convert(key: str, value: Any, tp: Any) -> Any:
     """``value`` checked against the annotation ``tp``; ints widen to float, lists become tuples."""
     args = get_args(tp)
@@ -71,6 +74,9 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
     if get_origin(tp) is tuple:
         if not isinstance(value, (list, tuple)):
             raise _invalid(key, value, f"a list of {_EXPECTED[args[0]][1]}")
+        if len(value) > MAX_ITEMS:
+            raise ConfigError(f"{key} has {len(value):,} entries; expected at most {MAX_ITEMS} (a list in a "
+                              "recipe describes layers, and a model has at most 16)")
         return tuple(_convert(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     # bool is an int to Python but not to a recipe; an int beyond float's range stays an int and fails below.
     if tp is float and type(value) is int and abs(value) <= sys.float_info.max:
@@ -145,8 +151,9 @@ class BuildConfig(_Section):
     workspace_mib: int = 1024  # fits Jetson-class memory and lets the builder choose good tactics
 
     _ranges = {
-        "min_batch": ">= 0", "opt_batch": ">= 0", "max_batch": ">= 0", "min_seq": ">= 0", "opt_seq": ">= 0",
-        "max_seq": ">= 0", "workspace_mib": ">= 1",
+        "min_batch": ">= 0 and <= 4096", "opt_batch": ">= 0 and <= 4096", "max_batch": ">= 0 and <= 4096",
+        "min_seq": ">= 0 and <= 1000000", "opt_seq": ">= 0 and <= 1000000", "max_seq": ">= 0 and <= 1000000",
+        "workspace_mib": ">= 1 and <= 1048576",
     }
 
     def _check(self) -> None:
@@ -188,7 +195,7 @@ class VerifyConfig(_Section):
         "fp32_atol": ">= 0", "fp32_rtol": ">= 0", "fp32_gpu_atol": ">= 0", "fp32_gpu_rtol": ">= 0",
         "fp16_atol": ">= 0", "fp16_rtol": ">= 0", "budget_multiple": ">= 0", "mean_budget_multiple": "> 0",
         "bf16_atol": ">= 0", "bf16_rtol": ">= 0", "bf16_min_argmax_agreement": "[0, 1]",
-        "deployment_max_seq": ">= 0",
+        "deployment_max_seq": ">= 0 and <= 1000000",
         "attention_atol_fp32": ">= 0", "fp16_min_argmax_agreement": "[0, 1]", "int8_min_argmax_agreement": "[0, 1]",
         "int8_max_accuracy_drop": "[0, 1]",
     }

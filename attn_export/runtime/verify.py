@@ -39,6 +39,7 @@ from ..errors import AttnExportError, BadInput, DataError, NotAvailable
 from . import store
 from .backends import Backend
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
+from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 from .reference import ReferenceSet, read_reference
@@ -485,6 +486,7 @@ def verify(
     ``result.passed`` (the CLIs exit 1)."""
     from .backends import REGISTRY
 
+    check_threads(threads)
     table = dict(REGISTRY if registry is None else registry)
     started = time.perf_counter()
     s = Store(directory)

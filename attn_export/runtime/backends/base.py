@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Seque
 import numpy as np
 
 from ...errors import AttnExportError, NotAvailable
+from ..limits import check_threads
 
 if TYPE_CHECKING:
     from ..store import Artifact
@@ -46,7 +47,7 @@ class Backend:
     def __init__(self, artifact: Artifact, threads: Optional[int] = None) -> None:
         self.artifact = artifact
         self.spec = artifact.spec
-        self.threads = threads
+        self.threads = check_threads(threads)
         self._opened = False
 
     @classmethod

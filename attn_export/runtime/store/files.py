@@ -17,14 +17,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, List, TypeVar, cast
+from typing import Any, BinaryIO, List, TypeVar, Union, cast
 
 from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error
 from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "json_bytes", "locked", "parse_json",
-           "read_file", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
+           "open_regular", "read_file", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:
@@ -240,23 +240,35 @@ def write_json(target: Path, obj: Any) -> None:
 MAX_JSON_BYTES = 64 << 20  # manifest, model.json, verify.json: kilobytes in practice
 
 
-def read_file(path: Path, limit: int, what: str = "file") -> bytes:
-    """The bytes of the regular file ``path``, read once. A FIFO, a device or a directory is refused before
-    anything is read (opened without blocking: a FIFO with no writer would wait forever), and so is a file
-    over ``limit`` bytes (DataError)."""
+def open_regular(path: Union[str, Path], limit: int, expected: str) -> BinaryIO:
+    """The regular file ``path`` open for binary reading, checked before a byte is read: a FIFO, a device, a
+    socket or a directory is one line saying what it is (opened without blocking: a FIFO with no writer
+    would wait forever, ``/dev/zero`` never ends), and so is a file over ``limit`` bytes. ``expected`` says
+    what should be there ("an .npz archive"). Every file the tool reads from a user opens here."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: cannot read: no such file; expected {expected}") from None
     except OSError as e:
         raise from_os_error(e, path) from None
-    with os.fdopen(fd, "rb", buffering=0) as f:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise DataError(f"{path} is {_kind(info.st_mode)}, not a regular file; expected attn-export's {what}")
+            raise DataError(f"{path} is {_kind(info.st_mode)}, not a regular file; expected {expected}")
         if info.st_size > limit:
-            raise DataError(f"{path} is {info.st_size:,} bytes; an attn-export {what} is far smaller "
-                            f"(limit {limit:,}): refusing to read it")
+            raise DataError(f"{path} is {info.st_size:,} bytes, more than the {limit:,} this reader takes; "
+                            f"expected {expected} of at most that size")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_file(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path`` (``open_regular``), read once, at most ``limit`` of them."""
+    with open_regular(path, limit, f"attn-export's {what}") as f:
         try:
-            data = f.readall()
+            data = f.read(limit + 1)
         except OSError as e:
             raise from_os_error(e, path) from None
     if len(data) > limit:  # it grew while being read

@@ -16,6 +16,7 @@ This is the only module that builds with TensorRT; it imports ``tensorrt`` insid
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,8 @@ from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
 from .profile import Profile, derive_profile
+
+MAX_TIMING_CACHE_BYTES = 256 << 20  # a timing cache holds one entry per tactic tried: megabytes
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -269,7 +272,8 @@ def _build(cap: Capability, plan: BuildPlan, source: Artifact, profile: Profile,
                                                       HARDWARE_LEVELS[options.hardware_compat])
     cache = None
     if options.timing_cache is not None:
-        old = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+        old = store.read_file(options.timing_cache, MAX_TIMING_CACHE_BYTES, "TensorRT timing cache") \
+            if os.path.lexists(options.timing_cache) else b""
         cache = config.create_timing_cache(old)
         config.set_timing_cache(cache, False)
     monitor = None

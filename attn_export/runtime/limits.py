@@ -1,0 +1,132 @@
+"""What this process may use: CPU cores and memory, as the kernel, the container and ``ulimit`` say, and
+the checks that keep a value a user types from taking more than that (numpy-free, for the device too).
+
+    usable_cpus()                      # cores in the affinity mask, capped by a cgroup CPU quota
+    check_threads(n, "--threads")      # None, or 1..usable_cpus(); else BadInput naming the bound
+    available_memory()                 # bytes this process can still allocate (None: cannot tell)
+    check_memory(need, "what", "fix")  # NotAvailable with both numbers when ``need`` does not fit
+
+Every thread count and every allocation a user can size goes through these before anything is started
+or allocated: a thread pool of 100,000 or a 30 GiB sweep is one line, not a machine taken.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, List, Optional
+
+from ..errors import BadInput, NotAvailable
+
+if TYPE_CHECKING:
+    from .modelinfo import ModelInfo
+
+__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "usable_cpus"]
+
+
+MAX_BATCH = 65536  # sequences in one padded batch: past this a batch only costs memory, on every backend
+
+
+def _proc_number(path: str, key: str) -> Optional[int]:
+    """The number after ``key`` in a /proc or /sys file (a "kB" unit made bytes), or the whole file's
+    number when ``key`` is empty; None when the file or the key is absent (not Linux, no cgroup)."""
+    try:
+        with open(path) as f:
+            text = f.read(65536)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key):
+            parts = line[len(key):].split()
+            if parts and parts[0].isdigit():
+                return int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return None
+
+
+def _cgroup_cpus() -> Optional[int]:
+    """The container's CPU quota in whole cores (cgroup v2 ``cpu.max``, or v1's cfs quota), None if unset."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = (f.read(256).split() + ["100000"])[:2]
+        if quota != "max" and quota.isdigit() and period.isdigit() and int(period) > 0:
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except OSError:
+        pass
+    quota_us = _proc_number("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "")  # -1 (unset) does not parse: None
+    period_us = _proc_number("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "")
+    if quota_us and period_us:
+        return max(1, math.ceil(quota_us / period_us))
+    return None
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on: its affinity mask (``taskset``, a container's cpuset), capped by a
+    cgroup CPU quota (``docker --cpus``)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def check_threads(threads: Optional[int], where: str = "threads") -> Optional[int]:
+    """``threads`` when it is None (the runtime's default) or 1..usable_cpus(); else one BadInput line. More
+    threads than cores only adds contention: 100,000 made 4,039 threads and 16 GB before this check."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise BadInput(f"{where} {threads!r} is not a whole number; expected 1 to {usable_cpus()}")
+    cores = usable_cpus()
+    if not 1 <= threads <= cores:
+        raise BadInput(f"{where} {threads} is outside 1 to {cores}; expected at most the {cores} CPU core(s) this "
+                       "process may use (its affinity mask and cgroup quota), or no value for the runtime's default")
+    return threads
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still allocate, as well as the machine says: the least of the kernel's
+    MemAvailable, the container's (cgroup v2 or v1) limit less its usage, and ``ulimit -v`` less this
+    process's address space; None where none can be read (not Linux). An allocation past it is an OOM
+    kill or a MemoryError traceback, so it is refused up front."""
+    found: List[int] = []
+    available = _proc_number("/proc/meminfo", "MemAvailable:")
+    if available is not None:
+        found.append(available)
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, used = _proc_number(limit, ""), _proc_number(usage, "")
+        if cap is not None and used is not None:
+            found.append(cap - used)
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft - (_proc_number("/proc/self/status", "VmSize:") or 0))
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        pass
+    return max(min(found), 0) if found else None
+
+
+def check_memory(need: int, what: str, fix: str) -> None:
+    """NotAvailable (exit 3) naming ``what``, the bytes it needs and the bytes available, and ``fix``, when
+    ``need`` is past what this process can allocate."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise NotAvailable(f"{what} needs about {need / 2**30:,.2f} GiB; this process has {free / 2**30:,.2f} GiB "
+                           f"available; expected {fix}")
+
+
+def inference_bytes(info: "ModelInfo", batch: int, seq: int, copies: int) -> int:
+    """Host bytes one inference of shape ``batch`` x ``seq`` needs, roughly, held ``copies`` times at once
+    (each backend keeps its own buffers for a shape: measured 5.6 GB for five CPU targets at batch 32, seq
+    100k, hidden 16, where this says 5.7): the input once, and per copy its normalised input, the conv
+    front-end's channels, every LSTM layer's outputs, the input gates computed for all steps at once (4 per
+    hidden unit and direction) and the attention's few, in float32."""
+    model = info.recipe["model"]
+    hidden = int(model.get("hidden_size", 0)) * (2 if model.get("bidirectional") else 1)
+    per_copy = (info.input_size + sum(int(c) for c in model.get("conv_channels", ()))
+                + int(model.get("num_layers", 1)) * hidden + 4 * hidden + 4)
+    return 4 * batch * seq * (info.input_size + copies * per_copy)

@@ -1,0 +1,249 @@
+"""Bounded resources (issue 21): a value a user types never takes the machine or hangs a command. Real
+subprocesses, real FIFOs and devices, real limits; each case ends in one ``Error:`` line with DESIGN's exit
+code, within seconds, and the child's peak memory is measured (``os.wait4``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY
+
+GIB = 1 << 30
+
+
+def run(*args: str, device: bool = False, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """The CLI (or the device CLI) in a child process: its result, wall seconds, and its own peak RSS in
+    bytes (``os.wait4``'s rusage of that child)."""
+    module = "attn_export.runtime" if device else "attn_export"
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=out, stderr=err,
+                                 env={**os.environ, "COLUMNS": "200"})
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                child.kill()
+                os.wait4(child.pid, 0)
+                raise AssertionError(f"{args} hung for {timeout} s")
+            time.sleep(0.02)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(args, child.returncode, out.read(), err.read())
+    return result, seconds, usage.ru_maxrss * 1024
+
+
+def one_line(result: subprocess.CompletedProcess[str], codes: tuple[int, ...], *parts: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode in codes, (result.returncode, result.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("limits") / "model"
+    for args in (("train", str(directory), *TINY), ("export", str(directory))):
+        result, _, _ = run(*args)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+# --- 1. threads are bounded by the cores this process may use ---------------------------------------------
+
+
+def test_usable_cpus_follows_the_affinity_mask() -> None:
+    code = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+            "from attn_export.runtime.limits import usable_cpus; print(usable_cpus())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("threads", ["100000", "-1"])
+def test_threads_past_the_cores_are_one_line_on_both_command_lines(trained: Path, threads: str) -> None:
+    from attn_export.runtime.limits import usable_cpus
+
+    for device in (False, True):
+        result, seconds, peak = run("verify", str(trained), "--backends", "ort-cpu", "--threads", threads, device=device)
+        if threads == "-1" and not device:  # typer's own range check (min=0)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            continue
+        one_line(result, (2,), f"threads {threads} is outside 1 to {usable_cpus()}")
+        assert seconds < 60 and peak < 2 * GIB
+    assert not (trained / "verify.json").exists()
+
+
+def test_the_python_api_bounds_threads_too(trained: Path) -> None:
+    from attn_export.errors import BadInput
+    from attn_export.runtime import Predictor
+
+    with pytest.raises(BadInput, match="threads 100000 is outside 1 to"):
+        Predictor.load(trained, allow_unverified=True, threads=100000)
+    with pytest.raises(BadInput, match="batch_size = 100000000; expected 1 to 65536"):
+        Predictor.load(trained, allow_unverified=True, batch_size=10**8)
+
+
+# --- 2, 3. values that size allocations and lists are bounded before anything is allocated -----------------
+
+
+def test_a_list_of_a_hundred_thousand_entries_is_one_line(tmp_path: Path) -> None:
+    recipe = tmp_path / "big.toml"
+    recipe.write_text("[model]\nconv_channels = [" + ",".join(["4"] * 100_000) + "]\n")
+    result, seconds, peak = run("train", str(tmp_path / "out"), "--recipe", str(recipe))
+    one_line(result, (2,), "model.conv_channels has 100,000 entries; expected at most 16")
+    assert seconds < 60 and peak < 2 * GIB and not (tmp_path / "out").exists()
+
+
+def test_parity_sweep_length_is_bounded(tmp_path: Path) -> None:
+    result, _, peak = run("run", "--out", str(tmp_path / "r"), "--set", "export.parity_max_seq=1000000000")
+    one_line(result, (2,), "export.parity_max_seq = 1000000000 is out of range")
+    assert peak < 2 * GIB
+
+
+def test_the_memory_check_names_both_numbers() -> None:
+    from attn_export.errors import NotAvailable
+    from attn_export.runtime.limits import available_memory, check_memory
+
+    free = available_memory()
+    assert free is not None and free > 0
+    with pytest.raises(NotAvailable, match=r"the sweep needs about .* GiB; this process has .* GiB available; "
+                                           r"expected a shorter one"):
+        check_memory(free + GIB, "the sweep", "a shorter one")
+    check_memory(1, "one byte", "anything")
+
+
+# --- 4. every file read is a regular file, checked before reading -------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    return path
+
+
+def _fifo_named(fifo: Path, suffix: str) -> Path:
+    named = fifo.with_name("pipe" + suffix)
+    os.mkfifo(named)
+    return named
+
+
+def test_a_recipe_that_is_a_device_or_a_fifo_is_one_line(tmp_path: Path, fifo: Path) -> None:
+    for recipe, what in (("/dev/zero", "is a character device"), (str(fifo), "is a FIFO (named pipe)")):
+        result, seconds, _ = run("train", str(tmp_path / "out"), "--recipe", recipe, timeout=30)
+        one_line(result, (2,), what, "expected a recipe")
+        assert seconds < 30
+
+
+def test_data_and_inputs_that_are_fifos_say_so(trained: Path, tmp_path: Path, fifo: Path) -> None:
+    npz, csv = _fifo_named(fifo, ".npz"), _fifo_named(fifo, ".csv")
+    result, _, _ = run("train", str(tmp_path / "t"), "--set", "data.name=files", "--set", f"data.train={npz}", timeout=30)
+    one_line(result, (2,), "is a FIFO (named pipe), not a regular file; expected an .npz archive")
+    for device in (False, True):
+        args = ("predict", str(trained), str(csv), "--allow-unverified") if device else \
+            ("predict", str(csv), "--dir", str(trained), "--allow-unverified")
+        result, _, _ = run(*args, device=device, timeout=30)
+        one_line(result, (2,), "is a FIFO (named pipe)", "expected a .csv file")
+    result, _, _ = run("inspect", str(_fifo_named(fifo, ".onnx")), timeout=30)
+    one_line(result, (2,), "is a FIFO (named pipe)")
+
+
+# --- messages: numbers are what the format defines ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["１", "1_000"])
+def test_csv_cells_are_ascii_numbers_only(trained: Path, tmp_path: Path, cell: str) -> None:
+    rows = np.random.default_rng(0).standard_normal((6, 4)).round(3).astype(str)
+    rows[2, 1] = cell
+    data = tmp_path / "x.csv"
+    data.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    result, _, _ = run("predict", str(data), "--dir", str(trained), "--allow-unverified")
+    one_line(result, (2,), f"{data}:3: column 2 = '{cell}'; expected a finite number")
+
+
+def test_ts_values_are_ascii_numbers_only(tmp_path: Path) -> None:
+    from attn_export.errors import DataError
+    from attn_export.runtime.readers import read_ts
+
+    good = "@problemName p\n@timeStamps false\n@univariate true\n@classLabel true a b\n@data\n1.0,2.0,3.0:a\n"
+    path = tmp_path / "p.ts"
+    path.write_text(good)
+    assert read_ts(path)[0][0].shape == (3, 1)
+    for bad in ("1_000", "１"):
+        path.write_text(good.replace("2.0", bad))
+        with pytest.raises(DataError, match="non-numeric value"):
+            read_ts(path)
+
+
+def test_a_diverging_weight_decay_is_named(tmp_path: Path) -> None:
+    result, _, _ = run("train", str(tmp_path / "t"), "--set", "train.weight_decay=1e308")
+    one_line(result, (2,), "train.weight_decay = 1e+308 is out of range: expected a value >= 0 and <= 1")
+
+
+# --- the command surface: absurd numbers are one line, fast, in bounded memory ------------------------------
+
+ABSURD = ["0", "-1", str(10**18)]
+OPTIONS = [  # (command line, the option, values that are absurd for it)
+    (("verify", "{d}", "--backends", "ort-cpu"), "--threads", ["-1", str(10**18)]),
+    (("bench", "{d}", "--backends", "ort-cpu"), "--threads", ["-1", str(10**18)]),
+    (("bench", "{d}", "--backends", "ort-cpu"), "--seconds", ABSURD),
+    (("bench", "{d}", "--backends", "ort-cpu"), "--batch", ABSURD + [",".join(map(str, range(1, 20_001)))]),
+    (("bench", "{d}", "--backends", "ort-cpu"), "--seq", ABSURD + [",".join(map(str, range(1, 20_001)))]),
+    (("predict", "{x}", "--dir", "{d}", "--allow-unverified"), "--batch-size", ABSURD),
+    (("quantize", "{d}", "--int8", "--method", "qdq"), "--calib-samples", ABSURD),
+    (("export", "{d}"), "--opset", ABSURD),
+    (("build", "{d}"), "--max-seq", ABSURD),
+    (("build", "{d}"), "--max-batch", ABSURD),
+    (("build", "{d}"), "--workspace", ABSURD),
+    (("run", "--out", "{t}"), "--bench-seconds", ABSURD),
+    (("train", "{t}"), "--seed", ["-1", str(2**64)]),
+]
+DEVICE_OPTIONS = [
+    (("verify", "{d}", "--backends", "ort-cpu"), "--threads", ["-1", str(10**18)]),
+    (("predict", "{d}", "{x}", "--allow-unverified"), "--batch-size", ABSURD),
+    (("build", "{d}"), "--max-seq", ABSURD),
+]
+QUICK = {"--threads", "--batch-size", "--seconds"}
+
+
+def _cases(quick: bool) -> list[tuple[bool, tuple[str, ...], str, str]]:
+    return [(device, line, option, value) for device, table in ((False, OPTIONS), (True, DEVICE_OPTIONS))
+            for line, option, values in table for value in values if (option in QUICK) == quick]
+
+
+def _absurd(trained: Path, tmp_path: Path, device: bool, line: tuple[str, ...], option: str, value: str) -> None:
+    x = tmp_path / "x.npz"
+    np.savez(x, x=np.zeros((2, 5, 4), np.float32), lengths=np.array([5, 3]))
+    args = [a.format(d=trained, x=x, t=tmp_path / "new") for a in line] + [option, value]
+    result, seconds, peak = run(*args, device=device, timeout=60)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode in (2, 3), (args[:6], result.returncode, result.stderr[-1500:])
+    assert "Traceback" not in result.stderr and len(lines) <= 3, result.stderr[-1500:]  # typer boxes its usage errors
+    assert seconds < 60 and peak < 2 * GIB, (seconds, peak)
+
+
+@pytest.mark.parametrize("device, line, option, value", _cases(quick=True))
+def test_absurd_numbers_are_refused_quickly(trained: Path, tmp_path: Path, device: bool, line: tuple[str, ...],
+                                           option: str, value: str) -> None:
+    _absurd(trained, tmp_path, device, line, option, value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device, line, option, value", _cases(quick=False))
+def test_absurd_numbers_on_every_option(trained: Path, tmp_path: Path, device: bool, line: tuple[str, ...],
+                                        option: str, value: str) -> None:
+    _absurd(trained, tmp_path, device, line, option, value)
