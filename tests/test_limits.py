@@ -5,6 +5,7 @@ code, within seconds, and the child's peak memory is measured (``os.wait4``)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,3 +248,44 @@ def test_absurd_numbers_are_refused_quickly(trained: Path, tmp_path: Path, devic
 def test_absurd_numbers_on_every_option(trained: Path, tmp_path: Path, device: bool, line: tuple[str, ...],
                                         option: str, value: str) -> None:
     _absurd(trained, tmp_path, device, line, option, value)
+
+
+# --- 6. a backend's outputs are checked against the request before anything uses them ----------------------
+
+
+def test_stale_output_buffers_are_a_failure_of_that_backend_naming_the_shapes(trained: Path, tmp_path: Path) -> None:
+    """A stand-in for OpenVINO under memory pressure (its previous buffers returned): ONNX Runtime with the
+    previous call's outputs. It proves the check on every path that goes through the backend protocol
+    (verify's sweep and test split, Predictor's batches); it does not reproduce OpenVINO's own behaviour."""
+    from attn_export.errors import WorkFailed
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.predictor import Predictor as P
+    from attn_export.runtime.store import ONNX_FP32, Store
+    from attn_export.runtime.verify import verify
+
+    class Stale(OrtCpuBackend):
+        name = "ort-cpu"
+        last: dict | None = None
+
+        def _run(self, feeds):  # type: ignore[no-untyped-def]
+            fresh = super()._run(feeds)
+            out, Stale.last = (Stale.last or fresh), fresh
+            return out
+
+    s = Store(trained)
+    with Stale(s.open(ONNX_FP32)) as backend:
+        backend.infer({"x": np.zeros((1, 2048, 4), np.float32), "lengths": np.array([2048])})
+        with pytest.raises(WorkFailed, match=r"ort-cpu returned .* of shape \[1, .*\] float32 for a batch of 32 x 7 "
+                                             r"steps; expected \[32, .*\] float32"):
+            backend.infer({"x": np.zeros((32, 7, 4), np.float32), "lengths": np.full(32, 7)})
+    Stale.last = None
+    predictor = P(Stale(s.open(ONNX_FP32)).__enter__(), s.open(ONNX_FP32), [], 32)
+    predictor.predict([np.zeros((9, 4), np.float32)] * 3)
+    with pytest.raises(WorkFailed, match="for a batch of 5 x 4 steps"):
+        predictor.predict([np.zeros((4, 4), np.float32)] * 5)
+    Stale.last = None
+    directory = tmp_path / "copy"
+    shutil.copytree(trained, directory)
+    result = verify(directory, "ort-cpu", registry={"ort-cpu": Stale})
+    row = next(r for r in result.results if r.target.artifact == ONNX_FP32)
+    assert row.status == "failed" and "returned" in str(row.reason) and "expected [" in str(row.reason), row.reason

@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Tuple, Union
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, WorkFailed
 
 __all__ = ["BATCH", "SEQ", "IOSpec", "TensorSpec"]
 
@@ -80,6 +80,20 @@ class IOSpec:
     def dynamic_axes(self) -> Dict[str, Dict[int, str]]:
         """torch.onnx's dynamic_axes, from the same declaration as everything else."""
         return {t.name: {i: d for i, d in enumerate(t.dims) if isinstance(d, str)} for t in self.inputs + self.outputs}
+
+    def check_outputs(self, outputs: Mapping[str, np.ndarray], batch: int, seq: int, who: str) -> None:
+        """WorkFailed naming ``who`` (the backend) when its outputs are not what a [batch, seq] request
+        gives: every output by name, its shape and float32. A runtime under memory pressure has returned
+        its previous buffers (OpenVINO: a 1 x 2048 result for a batch of 32); nothing uses those."""
+        for t in self.outputs:
+            got = outputs.get(t.name)
+            want = tuple(batch if d == BATCH else seq if d == SEQ else d for d in t.dims)
+            if got is None:
+                raise WorkFailed(f"{who} returned no output '{t.name}' (it returned {sorted(outputs)}); expected "
+                                 f"{t.name} {list(want)}")
+            if got.shape != want or got.dtype != np.float32:
+                raise WorkFailed(f"{who} returned {t.name} of shape {list(got.shape)} {got.dtype} for a batch of "
+                                 f"{batch} x {seq} steps; expected {list(want)} float32")
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Raise BadInput naming what is wrong and what was expected; nothing reaches a runtime unchecked."""

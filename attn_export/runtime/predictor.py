@@ -114,6 +114,7 @@ class Predictor:
         # One sequence: the backend's positional call (ONNX Runtime's own session.run), no intermediate dict.
         self._direct: Optional[Tuple[Callable[[Mapping[str, np.ndarray]], List[np.ndarray]], int, int]] = None
         self._one_length: Dict[int, np.ndarray] = {}
+        self._head_shape = (1, int(next(t for t in self.spec.outputs if t.name == self.head).dims[1]))
         if not self._limited and self._lock is None:
             names = list(self.spec.output_names)
             self._direct = (backend.positional(names), names.index(self.head), names.index("attention"))
@@ -263,6 +264,8 @@ class Predictor:
                 if len(self._one_length) < _LENGTHS_KEPT:
                     self._one_length[steps] = lengths
             outs = run({"x": a[None], "lengths": lengths})
+            if outs[at].shape != (1, steps) or outs[h].shape != self._head_shape:  # what run_checked checks
+                self.spec.check_outputs({self.head: outs[h], "attention": outs[at]}, 1, steps, self.backend_name)
             head, attention = outs[h][0], outs[at][0, :steps]
         else:
             x, lens = self._batch([a])

@@ -78,8 +78,10 @@ class Backend:
 
     def run_checked(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """``infer`` for feeds the caller has already checked against the I/O spec (``Predictor`` checks its
-        own batches once): every output by name."""
-        return self._run(feeds)
+        own batches once): every output by name, checked for the shape and dtype the request gives."""
+        outputs = self._run(feeds)
+        self.spec.check_outputs(outputs, feeds["x"].shape[0], feeds["x"].shape[1], self.name)
+        return outputs
 
     def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:
         """A call that runs checked feeds and returns the outputs ``names`` in that order: the fewest Python
