@@ -39,6 +39,7 @@ __all__ = [
     "Untrusted",
     "WorkFailed",
     "from_os_error",
+    "printable",
 ]
 
 
@@ -123,3 +124,11 @@ def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None) -> A
     hint = _HINTS.get(e.errno or 0, "")
     message = f"{os.fspath(where)}: {reason}" if where is not None else reason
     return (WorkFailed if e.errno in _RAN_OUT else BadInput)(message + (f"; {hint}" if hint else ""))
+
+
+def printable(text: str, limit: int = 0) -> str:
+    """``text`` safe for one line of a terminal or a TSV cell: tabs, newlines, escape sequences and every
+    other control character written as Python escapes (``\\t``, ``\\x1b``), cut to ``limit`` characters
+    (0: no cut) with "..." marking the cut. Labels, ids and a lock holder are data, never terminal commands."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if not limit or len(out) <= limit else out[: max(limit - 3, 0)] + "..."

@@ -289,3 +289,125 @@ def test_stale_output_buffers_are_a_failure_of_that_backend_naming_the_shapes(tr
     result = verify(directory, "ort-cpu", registry={"ort-cpu": Stale})
     row = next(r for r in result.results if r.target.artifact == ONNX_FP32)
     assert row.status == "failed" and "returned" in str(row.reason) and "expected [" in str(row.reason), row.reason
+
+
+# --- messages: labels and a lock holder are data, printed escaped -------------------------------------------
+
+
+def test_labels_with_tabs_newlines_and_escapes_are_printed_escaped(tmp_path: Path) -> None:
+    from attn_export.errors import printable
+
+    assert printable("a\tb\nc\x1b[31m") == "a\\tb\\nc\\x1b[31m"
+    assert printable("x" * 500, 120) == "x" * 117 + "..."
+    directory = tmp_path / "m"
+    labels = ["run\tfast", "walk\n", "\x1b[31mred"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 12, 4)).astype(np.float32)
+    y = np.array([labels[i % 3] for i in range(60)])
+    x[np.arange(60) % 3 == 1] += 2.0
+    np.savez(tmp_path / "train.npz", x=x, lengths=np.full(60, 12), y=y)
+    result, _, _ = run("train", str(directory), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.npz'}",
+                       "--set", "train.epochs=1", "--set", "model.hidden_size=8")
+    assert result.returncode == 0, result.stderr
+    assert run("export", str(directory))[0].returncode == 0
+    np.savez(tmp_path / "in.npz", x=x[:6], lengths=np.full(6, 12))
+    out, _, _ = run("predict", str(directory), str(tmp_path / "in.npz"), "--allow-unverified", device=True)
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.strip().split("\n")
+    assert len(rows) == 6 and all(len(r.split("\t")) == 3 for r in rows), out.stdout
+    assert "\x1b" not in out.stdout and any(s in out.stdout for s in ("run\\tfast", "walk\\n", "\\x1b[31mred"))
+    host, _, _ = run("predict", str(tmp_path / "in.npz"), "--dir", str(directory), "--allow-unverified")
+    assert host.returncode == 0 and "\x1b[31m" not in host.stdout, host.stderr
+
+
+def test_the_busy_message_names_the_holder_cut_and_escaped(trained: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    directory = tmp_path / "held"
+    shutil.copytree(trained, directory)
+    lock = directory / ".attn-export.lock"
+    lock.write_bytes(b"pid 1: attn-export \x1b[2J" + b"\x1b[31mX" * 700)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result, _, _ = run("export", str(directory))
+    finally:
+        os.close(fd)
+    line = one_line(result, (1,), "is being written by another attn-export process (pid 1: attn-export \\x1b[2J")
+    assert "\x1b" not in result.stderr and len(line) < 300, line
+
+
+# --- messages: unbundle targets, a look-alike temporary directory ------------------------------------------
+
+
+def test_unbundle_into_a_link_or_over_another_unbundle_says_so(trained: Path, tmp_path: Path) -> None:
+    from attn_export.errors import Busy
+    from attn_export.runtime import bundle
+
+    archive = tmp_path / "b.tar.gz"
+    assert run("bundle", str(trained), "--out", str(archive), "--for", "cpu")[0].returncode in (0,), "bundle"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "to-empty").symlink_to(empty)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for link in ("to-empty", "dangling"):
+        result, _, _ = run("unbundle", str(archive), str(tmp_path / link))
+        one_line(result, (2,), f"{tmp_path / link} is a symbolic link (to ", "expected a new directory or an empty one")
+    assert not any(empty.iterdir()) and not (tmp_path / "nowhere").exists()
+    target = tmp_path / "twice"
+    real_extract = bundle._extract
+
+    def other_wins(tar, members, staging, archive):  # type: ignore[no-untyped-def]
+        real_extract(tar, members, staging, archive)
+        target.mkdir(exist_ok=True)
+        (target / "theirs").write_text("another unbundle's copy")
+
+    bundle._extract = other_wins
+    try:
+        with pytest.raises(Busy, match=f"another unbundle is writing {target}"):
+            bundle.unpack(archive, target)
+    finally:
+        bundle._extract = real_extract
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert not [p for p in tmp_path.iterdir() if ".unbundle-" in p.name]
+
+
+def test_a_directory_named_like_a_temporary_file_is_left_alone(trained: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(trained, directory)
+    (directory / ".attn-export.99999.x.tmp").mkdir()
+    result, _, _ = run("quantize", str(directory), "--fp16")
+    assert result.returncode == 0, result.stderr
+    assert (directory / ".attn-export.99999.x.tmp").is_dir()
+
+
+def test_a_full_disk_during_unbundle_is_exit_1_naming_the_disk(trained: Path, tmp_path: Path) -> None:
+    from test_hostile_dirs import tmpfs
+
+    archive = tmp_path / "b.tar.gz"
+    assert run("bundle", str(trained), "--out", str(archive), "--for", "cpu")[0].returncode == 0
+    with tmpfs(tmp_path / "fs", size="256k") as disk:
+        result, _, _ = run("unbundle", str(archive), str(disk / "out"))
+        line = one_line(result, (1,), str(disk))
+        assert "No space left on device" in line and "b.tar.gz" not in line, line
+        assert not list(disk.iterdir())
+
+
+# --- 7. an import that fails for memory is reported as memory, not as a missing package ----------------------
+
+
+def test_an_import_that_fails_for_memory_says_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real packages on sys.path whose import fails as onnxruntime's did under ``ulimit -v 1000000`` (its
+    extension: "failed to map segment from shared object") and for another reason; the test does not
+    depend on where this machine's own libraries stop loading (seen here at ulimit -v 150000)."""
+    from attn_export.runtime.limits import missing
+
+    for name, error in (("mapfails", "lib.so: failed to map segment from shared object"),
+                        ("brokenpkg", "lib.so: undefined symbol: foo")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError({error!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "is installed but could not be loaded: this process is out of memory" in str(missing("mapfails", "x"))
+    assert missing("brokenpkg", "x") == "brokenpkg is installed but could not be loaded: lib.so: undefined symbol: foo"
+    assert missing("surely_not_a_module_here", "pip install it") == "surely_not_a_module_here is not installed (pip install it)"
+    assert missing("json", "") is None

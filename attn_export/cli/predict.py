@@ -62,7 +62,10 @@ def command(
         rows = prediction_rows(data.ids, predictions, data.labels, attention, head)
         print_json({**about, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
         return
+    from rich.markup import escape
     from rich.table import Table
+
+    from ..errors import printable
 
     table = Table(title=f"{input_path}: {about['artifact']} on {about['backend']}")
     columns = ("label", "probability") if head == "logits" else (head,)
@@ -72,7 +75,7 @@ def command(
         cells = [str(k), name, str(seq.shape[0]), *shown(p, head)]
         if labelled:
             cells += [data.labels[k], "ok" if p.label == data.labels[k] else "WRONG"]
-        table.add_row(*cells)
+        table.add_row(*(escape(printable(c)) for c in cells))  # labels and ids are data, not markup
     out = console()
     out.print(table)
     for note in about["notes"]:

@@ -23,6 +23,7 @@ Standard library only: the device unpacks too.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -36,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Union
 
 from .. import __version__
-from ..errors import BadInput, DataError, MissingPrerequisite, Untrusted, from_os_error
+from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
@@ -265,6 +266,9 @@ def unpack(
 ) -> Path:
     """Unpack a bundle into ``target`` (absent or empty); see the module docstring for what is refused."""
     archive, target = Path(archive), Path(target)
+    if target.is_symlink():  # an empty directory behind a link, or a dangling one: never unpacked through
+        raise BadInput(f"{target} is a symbolic link (to {os.readlink(target)}); expected a new directory or an "
+                       "empty one, not a link")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BadInput(f"{target} exists and is not an empty directory; unbundle into a new one")
     try:
@@ -307,9 +311,15 @@ def unpack(
         try:
             _extract(tar, checked, staging, archive)
             _check_listing(staging, archive)
-            if target.exists():
-                target.rmdir()  # empty, checked above
-            os.replace(staging, target)
+            try:
+                if target.exists():
+                    target.rmdir()  # empty, checked above
+                os.replace(staging, target)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another unbundle renamed its copy there first
+                    raise Busy(f"another unbundle is writing {target} (it put its copy there first); expected one "
+                               "unbundle per target directory") from None
+                raise from_os_error(e, target) from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -330,7 +340,11 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
                 os.chmod(os.path.join(root, d), store.DIR_MODE)
             for f in files:
                 os.chmod(os.path.join(root, f), store.FILE_MODE)
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):  # the disk, not the archive: exit 1, named
+            raise from_os_error(e, staging.parent) from None
+        raise DataError(f"{archive}: cannot extract: {e}") from None
+    except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
-from ..errors import AttnExportError, Interrupted, ParityError, from_os_error
+from ..errors import AttnExportError, Interrupted, ParityError, from_os_error, printable
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 
@@ -144,7 +144,7 @@ def _predict(args: argparse.Namespace) -> int:
                          indent=2))
     else:
         for i, p in zip(data.ids, predictions):
-            print("\t".join([i, *shown(p, head, limit=None)]))
+            print("\t".join(printable(c) for c in [i, *shown(p, head, limit=None)]))  # labels are data
         if acc is not None:
             print(f"accuracy {acc[0]:.4f} ({acc[1]}/{len(predictions)})", file=sys.stderr)
     return 0

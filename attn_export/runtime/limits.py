@@ -12,6 +12,8 @@ or allocated: a thread pool of 100,000 or a 30 GiB sweep is one line, not a mach
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import os
 from typing import TYPE_CHECKING, List, Optional
@@ -21,7 +23,7 @@ from ..errors import BadInput, NotAvailable
 if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
-__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "usable_cpus"]
+__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "missing", "usable_cpus"]
 
 
 MAX_BATCH = 65536  # sequences in one padded batch: past this a batch only costs memory, on every backend
@@ -130,3 +132,29 @@ def inference_bytes(info: "ModelInfo", batch: int, seq: int, copies: int) -> int
     per_copy = (info.input_size + sum(int(c) for c in model.get("conv_channels", ()))
                 + int(model.get("num_layers", 1)) * hidden + 4 * hidden + 4)
     return 4 * batch * seq * (info.input_size + copies * per_copy)
+
+
+_OUT_OF_MEMORY = ("cannot allocate memory", "failed to map segment", "out of memory", "std::bad_alloc")
+
+
+def missing(module: str, install: str) -> Optional[str]:
+    """None when ``module`` imports; else why not, told apart: not installed (``install`` says how), or
+    installed and failed to load, with its own first line, and said to be memory when it is (under
+    ``ulimit -v`` a shared library that cannot be mapped raises ImportError, not MemoryError)."""
+    try:
+        importlib.import_module(module)
+        return None
+    except MemoryError:
+        first = "MemoryError"
+    except ImportError as e:
+        try:
+            installed = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a finder that refuses the name: not importable here
+            installed = False
+        if not installed:
+            return f"{module} is not installed ({install})"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if first == "MemoryError" or any(s in first.lower() for s in _OUT_OF_MEMORY):
+        return (f"{module} is installed but could not be loaded: this process is out of memory ({first}); expected "
+                "more memory (ulimit -v, the container's limit) or fewer processes")
+    return f"{module} is installed but could not be loaded: {first}"

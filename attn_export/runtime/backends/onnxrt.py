@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
+from ..limits import missing
 from ..onnxfile import refuse_known_crash
 from .base import Backend
 
@@ -41,6 +42,7 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
 
     assert artifact.graph is not None
     refuse_known_crash(artifact.graph, artifact.path)
+    onnxruntime.set_default_logger_severity(3)  # its own warnings (coloured, before our one line): errors only
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -67,9 +69,10 @@ class OrtCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
+        problem = missing("onnxruntime", "pip install onnxruntime")
         providers = ort_providers()
-        if providers is None:
-            return "onnxruntime is not installed (pip install onnxruntime)"
+        if problem is not None or providers is None:
+            return problem or "onnxruntime is not installed (pip install onnxruntime)"
         if cls.provider not in providers:
             return f"ONNX Runtime has no {cls.provider} (available: {', '.join(providers)})"
         return None

@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
+from ..limits import missing
 from .base import Backend
 
 __all__ = ["OpenVinoBf16Backend", "OpenVinoCpuBackend"]
@@ -38,11 +39,7 @@ class OpenVinoCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "openvino is not installed (pip install openvino)"
-        return None
+        return missing("openvino", "pip install openvino")
 
     def _open(self) -> None:
         config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint}

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import numpy as np
 
 from ...errors import BadInput
+from ..limits import missing
 from ..trt.profile import Profile, derive_profile
 from .onnxrt import OrtCpuBackend, ort_providers
 
@@ -40,9 +41,10 @@ def ort_distribution() -> Optional[str]:
 
 
 def _missing_provider(provider: str) -> Optional[str]:
+    problem = missing("onnxruntime", "pip install onnxruntime-gpu; on a Jetson, NVIDIA's wheel for its JetPack")
     providers = ort_providers()
-    if providers is None:
-        return "onnxruntime is not installed (pip install onnxruntime-gpu; on a Jetson, NVIDIA's wheel for its JetPack)"
+    if problem is not None or providers is None:
+        return problem or "onnxruntime is not installed (pip install onnxruntime-gpu)"
     if provider in providers:
         return None
     dist = ort_distribution() or "onnxruntime"

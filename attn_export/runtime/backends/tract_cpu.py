@@ -22,6 +22,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from ...errors import BadInput, WorkFailed
+from ..limits import missing
 from .base import Backend
 
 __all__ = ["TractCpuBackend"]
@@ -53,11 +54,7 @@ class TractCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
-        try:
-            import tract  # noqa: F401
-        except ImportError:
-            return "tract is not installed (pip install tract)"
-        return None
+        return missing("tract", "pip install tract")
 
     def _open(self) -> None:
         import tract

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, List, TypeVar, Union, cast
 
-from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error
+from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error, printable
 from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
@@ -87,8 +87,8 @@ def sweep(directory: Path) -> List[str]:
     removed = []
     for path in directory.iterdir():
         name = path.name
-        if not (name.startswith(TMP_PREFIX) and name.endswith(".tmp")):
-            continue
+        if not (name.startswith(TMP_PREFIX) and name.endswith(".tmp")) or (path.is_dir() and not path.is_symlink()):
+            continue  # not ours: attn-export writes files there, never directories
         pid = name[len(TMP_PREFIX):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
             continue
@@ -173,7 +173,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown"
+        holder = printable(os.read(fd, 4096).decode(errors="replace").strip(), 120) or "unknown"
         os.close(fd)
         raise Busy(f"{directory} is being written by another attn-export process ({holder}); "
                    "wait for it to finish or use another directory") from None
