@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attn_export.runtime import store
-from attn_export.runtime.bundle import BUNDLE_JSON, extract_temporary, pack, unpack
+from attn_export.runtime.bundle import BUNDLE_JSON, MAX_RATIO, pack, unpack
 from attn_export.errors import BadInput, DataError, Untrusted
 from attn_export.runtime import Predictor
 
@@ -67,19 +68,21 @@ def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Pa
         pack(model_dir, tmp_path / "b.tar.gz", "phone")
 
 
-def test_round_trip_and_runtime_from_archive(model_dir: Path, tmp_path: Path) -> None:
+def test_round_trip_and_runtime_from_archive(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = pack(model_dir, tmp_path / "b.tar.gz").path
     target = unpack(archive, tmp_path / "device")
     assert (target / "model.onnx").read_bytes() == (model_dir / "model.onnx").read_bytes()
     seqs = sequences(model_dir, 12)
     refs = one_by_one(model_dir, seqs)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     for source in (target, archive):
         with Predictor.load(source) as predictor:
             preds = predictor.predict(seqs)
             assert any("model.safetensors is not here" in n for n in predictor.notes)
-            extracted = predictor.directory
         assert [p.index for p in preds] == [int(r["logits"][0].argmax()) for r in refs]
-    assert not extracted.exists()  # the archive's temporary extraction is removed on close
+    assert not any(scratch.iterdir())  # the archive is read in place: nothing extracted
     with pytest.raises(BadInput, match="not an empty directory"):
         unpack(archive, target)
 
@@ -175,7 +178,8 @@ def test_total_size_and_member_count_limits(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="more than 3 members"):
         unpack(archive, tmp_path / "t", max_members=3)
     assert not (tmp_path / "t").exists()
-    assert unpack(archive, tmp_path / "t").is_dir()
+    with pytest.raises(DataError, match="holds no bundle.json: not a bundle made by attn-export bundle"):
+        unpack(archive, tmp_path / "t")
 
 
 def test_changed_member_fails_the_listing(model_dir: Path, tmp_path: Path) -> None:
@@ -189,6 +193,58 @@ def test_changed_member_fails_the_listing(model_dir: Path, tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "bad.tar.gz", "model"]
 
 
+def _members(archive: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
+    with tarfile.open(archive) as tar:
+        return [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+
+
+def test_a_compression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A small archive declaring a member far larger than its compression could honestly give: refused from
+    the header, before the member is inflated, and nothing is written."""
+    archive = hostile(tmp_path / "bomb.tar.gz", [regular("model.onnx", bytes(64 << 20))])
+    assert archive.stat().st_size < (64 << 20) // MAX_RATIO
+    for load in (lambda: unpack(archive, tmp_path / "t"), lambda: Predictor.load(archive)):
+        with pytest.raises(DataError, match=f"members add up to over .* bytes \\(at most {MAX_RATIO} times the "
+                                            "archive's"):
+            load()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.tar.gz"]
+
+
+def test_a_member_the_listing_does_not_name_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
+    extra = hostile(tmp_path / "extra.tar.gz", members[:1] + [regular("payload.bin", b"p" * 1000)] + members[1:])
+    for load in (lambda: unpack(extra, tmp_path / "t"), lambda: Predictor.load(extra)):
+        with pytest.raises(DataError, match="member 'payload.bin' is not listed in bundle.json; refused"):
+            load()
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_member_whose_size_differs_from_the_listing_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
+    longer = [(m, d + b" " if m.name == "model.json" else d) for m, d in members]
+    with pytest.raises(DataError, match="model.json is [0-9,]+ bytes, bundle.json says [0-9,]+; refused"):
+        unpack(hostile(tmp_path / "longer.tar.gz", longer), tmp_path / "t")
+
+
+def test_predict_from_a_bundle_reads_only_what_it_runs(model_dir: Path, tmp_path: Path) -> None:
+    """reference.npz changed in place (same size): predict never reads it, so it runs; unbundle checks every
+    file, so it refuses."""
+    members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
+    flipped = [(m, d[:-1] + bytes([d[-1] ^ 1]) if m.name == "reference.npz" else d) for m, d in members]
+    archive = hostile(tmp_path / "flipped.tar.gz", flipped)
+    with Predictor.load(archive) as predictor:
+        assert len(predictor.predict(sequences(model_dir, 3))) == 3
+    with pytest.raises(DataError, match="reference.npz does not match its sha256 in bundle.json"):
+        unpack(archive, tmp_path / "t")
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(archive)], capture_output=True,
+                            text=True, timeout=120)
+    assert device.returncode == 2 and device.stderr.splitlines() == [
+        f"Error: {archive}: reference.npz does not match its sha256 in bundle.json (changed or corrupt)"]
+    intact = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(tmp_path / "b.tar.gz")],
+                            capture_output=True, text=True, timeout=120)
+    assert intact.returncode == 0 and "model.onnx" in intact.stdout and "verified" in intact.stdout, intact.stderr
+
+
 def test_not_an_archive(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tar")
@@ -197,7 +253,7 @@ def test_not_an_archive(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="neither an artefact directory nor a bundle"):
         Predictor.load(junk)
     with pytest.raises(DataError, match="no such file"):
-        extract_temporary(tmp_path / "missing.tar.gz")
+        unpack(tmp_path / "missing.tar.gz", tmp_path / "t")
 
 
 def test_unbundle_without_data_filter(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

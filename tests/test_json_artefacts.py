@@ -218,7 +218,7 @@ def _relisted(archive: Path, out: Path, edit: Callable[[dict], None]) -> Path:
 
 def _listing_edits(secret: Path) -> dict[str, tuple[Callable[[dict], None], str]]:
     digest = {"sha256": hashlib.sha256(secret.read_bytes()).hexdigest(), "size": secret.stat().st_size}
-    relative = {"sha256": digest["sha256"]}
+    relative = dict(digest)
     outside = "expected every key to be a relative path inside the bundle (no leading /, no '..')"
     not_own = "is not a regular file of the archive; expected only the names of the archive's own files"
     return {
@@ -237,9 +237,9 @@ def _listing_edits(secret: Path) -> dict[str, tuple[Callable[[dict], None], str]
 
 @pytest.mark.parametrize("case", ["absolute", "climbs-out", "a-directory", "absent", "entry-a-string", "files-a-list"])
 def test_unbundle_hashes_only_the_archives_own_files(case: str, bundle: Path, tmp_path: Path) -> None:
-    """bundle.json is read after extraction into a staging directory beside the target: an entry naming a file
-    outside it (absolute, ``..``) would have unbundle hash any file the user can read and answer whether it
-    holds given bytes; such a listing is refused, and nothing is left behind."""
+    """bundle.json names only the archive's own files: an entry naming a file outside it (absolute, ``..``)
+    would have unbundle hash any file the user can read and answer whether it holds given bytes; such a
+    listing is refused before anything is extracted, and nothing is left behind."""
     secret = tmp_path / "secret.txt"  # beside the target, where '..' from the staging directory leads
     secret.write_text("the user's own file\n")
     edit, message = _listing_edits(secret)[case]

@@ -12,11 +12,16 @@ Runtime or TensorRT (JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runti
 attn_export.runtime verify | predict | build | info .``. Every artefact must pass its manifest check
 (unchanged, not stale) before it is packed.
 
-Unpacking refuses, before writing anything: absolute names, ``..`` components, links and every member
-that is not a regular file or directory, duplicate names, a member over ``max_member_bytes``, a total over
-``max_total_bytes`` and more than ``max_members`` members. It extracts into a temporary directory beside
-the target (``filter="data"`` where this Python's tarfile has it), checks every file against
-``bundle.json``, and renames the result into place, so that a refused archive leaves nothing behind.
+Opening a bundle (``Archive``: ``unbundle``, and ``predict``/``info`` given a ``.tar.gz``) reads every
+member's header and refuses, before a byte is written: absolute names, ``..`` components, links and every
+member that is not a regular file or directory, duplicate names, a member over ``max_member_bytes``, a
+total over ``max_total_bytes`` or over ``MAX_RATIO`` times the archive's own size (a compression bomb is
+refused from its header, before it is inflated), more than ``max_members`` members, an archive without
+``bundle.json``, and a file that ``bundle.json`` does not list with that size. ``unpack`` extracts the
+listed files into a temporary directory beside the target (``filter="data"`` where this Python's tarfile
+has it), checks each against its sha256, and renames the result into place, so that a refused archive
+leaves nothing behind; ``Archive.read`` hands one listed member's checked bytes to the store, so that
+``predict BUNDLE`` reads only the files it runs and writes nothing.
 
 Standard library only: the device unpacks too.
 """
@@ -32,9 +37,10 @@ import shutil
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
@@ -42,7 +48,7 @@ from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
 
-__all__ = ["BUNDLE_JSON", "TARGETS", "BundleResult", "extract_temporary", "pack", "runtime_files", "unpack"]
+__all__ = ["BUNDLE_JSON", "TARGETS", "Archive", "BundleResult", "pack", "runtime_files", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
@@ -50,6 +56,10 @@ ONNX_FILES = tuple(PRECISION_FILES.values())
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 8 << 30
 MAX_MEMBERS = 10_000
+# unpacked bytes per archive byte: attn-export's own bundles are about 1.8 (ONNX weights barely compress);
+# the floor lets a small archive of text through
+MAX_RATIO = 100
+RATIO_FLOOR = 16 << 20
 
 REQUIREMENTS = {
     "cpu": "numpy\nonnxruntime\n",
@@ -257,6 +267,123 @@ def _member_path(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
+class Archive:
+    """A bundle opened for reading, every header and the listing checked (see the module docstring);
+    ``read`` returns one listed member's bytes, checked against their sha256."""
+
+    def __init__(self, path: Union[str, Path], max_member_bytes: int = MAX_MEMBER_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES, max_members: int = MAX_MEMBERS) -> None:
+        self.path = Path(path)
+        try:
+            self._tar = tarfile.open(self.path, "r:*")
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: no such file") from None
+        except (tarfile.TarError, OSError) as e:
+            raise DataError(f"{self.path}: not a readable .tar.gz bundle: {e}") from None
+        try:
+            limit = min(max_total_bytes, max(MAX_RATIO * self.path.stat().st_size, RATIO_FLOOR))
+            self.members = self._headers(max_member_bytes, limit, max_members)
+            self.listing = self._listing()
+        except BaseException:
+            self._tar.close()
+            raise
+
+    def _headers(self, max_member_bytes: int, max_total_bytes: int, max_members: int) -> Dict[str, tarfile.TarInfo]:
+        """Every member's header, checked before its data is read past (so inflated only when it fits)."""
+        archive, members, total, count = self.path, {}, 0, 0
+        try:
+            for member in self._tar:
+                count += 1
+                if count > max_members:
+                    raise DataError(f"{archive}: more than {max_members} members; refused")
+                path = _member_path(member, archive)
+                name = path.as_posix()
+                if name in members:
+                    raise DataError(f"{archive}: member {member.name!r} appears twice; refused")
+                if member.size > max_member_bytes:
+                    raise DataError(f"{archive}: member {member.name!r} is {member.size:,} bytes, over the "
+                                    f"{max_member_bytes:,}-byte limit; refused")
+                total += member.size
+                if total > max_total_bytes:
+                    raise DataError(f"{archive}: members add up to over {max_total_bytes:,} bytes (at most "
+                                    f"{MAX_RATIO} times the archive's {archive.stat().st_size:,}); refused")
+                member.name = name
+                members[name] = member
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"{archive}: corrupt archive: {e}") from None
+        return members
+
+    def _listing(self) -> Dict[str, Dict[str, Any]]:
+        member = self.members.get(BUNDLE_JSON)
+        if member is None or not member.isreg():
+            raise DataError(f"{self.path} holds no {BUNDLE_JSON}: not a bundle made by attn-export bundle; expected "
+                            f"its listing of every file with sha256 and size")
+        if member.size > store.MAX_JSON_BYTES:
+            raise DataError(f"{self.path}: {BUNDLE_JSON} is {member.size:,} bytes; expected at most "
+                            f"{store.MAX_JSON_BYTES:,}")
+        return _check_listing(self._bytes(member), self.members, self.path)
+
+    def _bytes(self, member: tarfile.TarInfo) -> bytes:
+        try:
+            f = self._tar.extractfile(member)
+            assert f is not None  # a regular file, checked
+            with f:
+                return f.read()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{self.path}: cannot read {member.name}: {e}") from None
+
+    def names(self) -> List[str]:
+        return list(self.listing)
+
+    def read(self, name: str) -> Optional[bytes]:
+        """A listed member's bytes, checked against ``bundle.json``'s sha256; None when it is not listed."""
+        if name not in self.listing:
+            return None
+        data = self._bytes(self.members[name])
+        if hashlib.sha256(data).hexdigest() != self.listing[name]["sha256"]:
+            raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+        return data
+
+    def extract(self, staging: Path) -> None:
+        """The listed files (and the listing) into ``staging``, each checked against its sha256."""
+        wanted = sorted((self.members[n] for n in [*self.listing, BUNDLE_JSON]), key=lambda m: m.offset)
+        _extract(self._tar, wanted, staging, self.path)
+        for name, entry in self.listing.items():
+            if store.sha256_file(staging.joinpath(*name.split("/"))) != entry["sha256"]:
+                raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Path) -> Dict[str, Dict[str, Any]]:
+    """``bundle.json``'s files (its bytes ``data``), each one of the archive's regular ``members`` with the size
+    it declares, and every regular member listed. A name is a relative path without ``..``
+    (``schema.BUNDLE``), so that no listing names a file outside the archive."""
+    where = f"{archive}: {BUNDLE_JSON}"
+    files = store.parse_json(data, where, schema.BUNDLE)["files"]
+    for name, entry in files.items():
+        found = members.get(name)
+        if found is None or not found.isreg():
+            raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
+                            "names of the archive's own files")
+        if found.size != entry["size"]:
+            raise DataError(f"{archive}: {name} is {found.size:,} bytes, {BUNDLE_JSON} says {entry['size']:,}; "
+                            "refused (nothing was extracted)")
+    unlisted = [n for n, m in members.items() if m.isreg() and n != BUNDLE_JSON and n not in files]
+    if unlisted:
+        more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
+        raise DataError(f"{archive}: member {unlisted[0]!r} is not listed in {BUNDLE_JSON}{more}; refused "
+                        "(nothing was extracted)")
+    return dict(files)
+
+
 def unpack(
     archive: Union[str, Path],
     target: Union[str, Path],
@@ -271,34 +398,7 @@ def unpack(
                        "empty one, not a link")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BadInput(f"{target} exists and is not an empty directory; unbundle into a new one")
-    try:
-        tar = tarfile.open(archive, "r:*")
-    except FileNotFoundError:
-        raise DataError(f"{archive}: no such file") from None
-    except (tarfile.TarError, OSError) as e:
-        raise DataError(f"{archive}: not a readable .tar.gz bundle: {e}") from None
-    with tar:
-        checked: List[tarfile.TarInfo] = []
-        seen = set()
-        total = 0
-        try:
-            for member in tar:
-                if len(checked) >= max_members:
-                    raise DataError(f"{archive}: more than {max_members} members; refused")
-                path = _member_path(member, archive)
-                if path in seen:
-                    raise DataError(f"{archive}: member {member.name!r} appears twice; refused")
-                seen.add(path)
-                if member.size > max_member_bytes:
-                    raise DataError(f"{archive}: member {member.name!r} is {member.size:,} bytes, over the "
-                                    f"{max_member_bytes:,}-byte limit; refused")
-                total += member.size
-                if total > max_total_bytes:
-                    raise DataError(f"{archive}: members add up to over {max_total_bytes:,} bytes; refused")
-                member.name = path.as_posix()
-                checked.append(member)
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"{archive}: corrupt archive: {e}") from None
+    with Archive(archive, max_member_bytes, max_total_bytes, max_members) as source:
         blocker = next((p for p in reversed(target.parents) if os.path.lexists(p) and not p.is_dir()), None)
         if blocker is not None:  # "File exists" is what mkdir would say: name the path that is in the way
             what = f"a symbolic link to {os.readlink(blocker)}, not a directory" if blocker.is_symlink() else "a file"
@@ -309,8 +409,7 @@ def unpack(
         except OSError as e:
             raise from_os_error(e, target) from None
         try:
-            _extract(tar, checked, staging, archive)
-            _check_listing(staging, archive)
+            source.extract(staging)
             try:
                 if target.exists():
                     target.rmdir()  # empty, checked above
@@ -346,32 +445,3 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
         raise DataError(f"{archive}: cannot extract: {e}") from None
     except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
-
-
-def _check_listing(staging: Path, archive: Path) -> None:
-    """Every file listed in bundle.json is one of the archive's own regular files, with its sha256 (a
-    bundle without a listing is accepted). A name is a relative path without ``..`` (``schema.BUNDLE``), so
-    that no listing has a file outside the staging directory hashed: a hash that matches would tell its
-    author what the file holds."""
-    listing_path = staging / BUNDLE_JSON
-    if not listing_path.is_file():
-        return
-    where = f"{archive}: {BUNDLE_JSON}"
-    files = store.read_json(listing_path, schema.BUNDLE, where)["files"]
-    for name, entry in files.items():
-        path = staging.joinpath(*name.split("/"))
-        if path.is_symlink() or not path.is_file():
-            raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
-                            "names of the archive's own files")
-        if store.sha256_file(path) != entry["sha256"]:
-            raise DataError(f"{archive}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
-
-
-def extract_temporary(archive: Union[str, Path], parent: Optional[Path] = None) -> Path:
-    """Unpack ``archive`` into a new temporary directory and return it; the caller removes its parent."""
-    base = Path(tempfile.mkdtemp(prefix="attn-export-bundle-", dir=parent))
-    try:
-        return unpack(archive, base / "bundle")
-    except BaseException:
-        shutil.rmtree(base, ignore_errors=True)
-        raise

@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         build.add_argument(flag, type=int, default=0, metavar="N")
     build.add_argument("--json", action="store_true")
 
-    info = sub.add_parser("info", help="what DIR holds and what this machine can run")
-    info.add_argument("directory", metavar="DIR", type=Path)
+    info = sub.add_parser("info", help="what DIR (or a bundle) holds and what this machine can run")
+    info.add_argument("directory", metavar="DIR", type=Path, help="artefact directory or bundle .tar.gz")
     info.add_argument("--json", action="store_true")
     return parser
 
@@ -169,13 +169,13 @@ def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .store import Store, is_engine
 
-    store = Store(args.directory)
-    info = store.info
-    files: Dict[str, Dict[str, Any]] = {}
-    for name in store.present():
-        trust = store.state(name)
-        files[name] = {"state": trust.state, "problems": trust.problems(),
-                       "verifiable": name in ONNX_FILES.values() or is_engine(name), "verified": trust.verified}
+    with Store.load(args.directory) as store:  # a directory or a bundle, read in place
+        info = store.info
+        files: Dict[str, Dict[str, Any]] = {}
+        for name in store.present():
+            trust = store.state(name)
+            files[name] = {"state": trust.state, "problems": trust.problems(),
+                           "verifiable": name in ONNX_FILES.values() or is_engine(name), "verified": trust.verified}
     backends = status()
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,

@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM for both command lines: raised as ``Interrupted`` where the process is, so every
-``finally`` runs (temporary files removed, the directory's lock released, a bundle's temporary copy
+``finally`` runs (temporary files removed, the directory's lock released, an unbundle's staging directory
 deleted), then one line and exit 128 + the signal's number.
 
 Python's default SIGTERM kills the process on the spot (debris left: ``.model.onnx.*.tmp``,

@@ -119,7 +119,7 @@ class Predictor:
             names = list(self.spec.output_names)
             self._direct = (backend.positional(names), names.index(self.head), names.index("attention"))
         self._closed = False
-        # a bundle's temporary directory goes when the predictor is closed or collected
+        # a bundle's archive is closed when the predictor is closed or collected
         self._finalizer = weakref.finalize(self, store.close) if store is not None else None
 
     # ---- loading

@@ -265,7 +265,7 @@ BENCH = Obj({
 
 QUANTIZE = Table(STR, Obj())
 BUNDLE = Obj({"schema": INT, "for": STR, "created_by": STR,
-              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256",)))}, ("files",))
+              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size")))}, ("files",))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -31,11 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
 from ..iospec import IOSpec
@@ -46,6 +45,9 @@ from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, parse_json, read_file
 from .manifest import parse_manifest
 from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, VERIFY_JSON, WEIGHTS, is_engine
+
+if TYPE_CHECKING:
+    from ..bundle import Archive
 
 __all__ = ["MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust"]
 
@@ -134,25 +136,30 @@ class Artifact:
 class Store:
     """One artefact directory as the manifest describes it; every file read at most once."""
 
-    def __init__(self, directory: Union[str, Path], cleanup: Optional[Path] = None) -> None:
+    def __init__(self, directory: Union[str, Path], archive: Optional["Archive"] = None) -> None:
+        """``directory``: an artefact directory; or, with ``archive`` (a bundle opened by ``Store.load``), the
+        bundle's path, whose listed members are read from the archive on demand (nothing is extracted)."""
         self.directory = Path(directory)
-        if not self.directory.is_dir():
+        self._archive = archive
+        if archive is None and not self.directory.is_dir():
             raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
                                       f"{MADE_BY[MODEL_JSON]} first")
         self._bytes: Dict[str, Optional[bytes]] = {}
         self._sha: Dict[str, str] = {}
-        self.manifest = parse_manifest(self.read(MANIFEST), self.directory / MANIFEST)
-        self.entries: Dict[str, Any] = self.manifest["artifacts"]
-        self._graphs: Dict[str, Graph] = {}
         self._trust: Dict[str, Trust] = {}
+        self._graphs: Dict[str, Graph] = {}
         self._info: Optional[ModelInfo] = None
-        self._cleanup = cleanup
+        data = self.read(MANIFEST)
+        if archive is not None and data is None:
+            raise DataError(f"{self.directory} holds no {MANIFEST}: not a bundle made by attn-export bundle")
+        self.manifest = parse_manifest(data, self.directory / MANIFEST)
+        self.entries: Dict[str, Any] = self.manifest["artifacts"]
 
     # ---- a directory or a bundle
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Store":
-        """A directory, or a bundle ``.tar.gz`` unpacked into a temporary directory that ``close`` removes."""
+        """A directory, or a bundle ``.tar.gz`` read in place (``close`` closes it)."""
         source = Path(path)
         if source.is_dir():
             return cls(source)
@@ -160,26 +167,18 @@ class Store:
             raise MissingPrerequisite(f"{source} does not exist; expected an artefact directory or a bundle")
         if not source.is_file() or not tarfile.is_tarfile(str(source)):
             raise BadInput(f"{source} is neither an artefact directory nor a bundle (.tar.gz)")
-        from ..bundle import extract_temporary
+        from ..bundle import Archive
 
-        directory = extract_temporary(source)
+        archive = Archive(source)
         try:
-            if not (directory / MANIFEST).is_file():
-                raise DataError(f"{source} holds no {MANIFEST}: not a bundle made by attn-export bundle")
-            return cls(directory, cleanup=directory.parent)
+            return cls(source, archive=archive)
         except BaseException:
-            shutil.rmtree(directory.parent, ignore_errors=True)
+            archive.close()
             raise
 
     def close(self) -> None:
-        if self._cleanup is not None:
-            shutil.rmtree(self._cleanup, ignore_errors=True)
-            self._cleanup = None
-
-    @property
-    def temporary(self) -> Optional[Path]:
-        """The temporary directory a bundle was unpacked into (removed by ``close``), or None."""
-        return self._cleanup
+        if self._archive is not None:
+            self._archive.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -193,12 +192,14 @@ class Store:
         """``name``'s bytes (read once per store), None when there is no such file."""
         if name not in self._bytes:
             path = self.directory / name
-            if not os.path.lexists(path):
-                self._bytes[name] = None
+            if self._archive is not None:
+                data = self._archive.read(name)
+            elif not os.path.lexists(path):
+                data = None
             else:
-                limit = MAX_JSON_BYTES if name.endswith(".json") else MAX_ARTIFACT_BYTES
-                data = read_file(path, limit, name)
-                self._bytes[name] = data
+                data = read_file(path, MAX_JSON_BYTES if name.endswith(".json") else MAX_ARTIFACT_BYTES, name)
+            self._bytes[name] = data
+            if data is not None:
                 self._sha[name] = hashlib.sha256(data).hexdigest()
         return self._bytes[name]
 
@@ -211,6 +212,8 @@ class Store:
 
     def present(self) -> List[str]:
         """The recorded artefacts that are in the directory, in the manifest's order."""
+        if self._archive is not None:
+            return [n for n in self.entries if n in self._archive.listing]
         return [n for n in self.entries if (self.directory / n).is_file()]
 
     @property
