@@ -1,5 +1,11 @@
-"""``python -m attn_export`` is the ``attn-export`` command."""
+"""``python -m attn_export`` is the ``attn-export`` command (``entry``, the console script, too)."""
 
-from .cli import entry
+from .errors import run_command_line
 
-entry()
+
+def entry() -> None:
+    run_command_line("attn_export.cli")
+
+
+if __name__ == "__main__":
+    entry()

@@ -20,7 +20,7 @@ from .config import Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
 from .runtime.modelinfo import FORMAT, ModelInfo
-from .runtime.store.files import open_regular
+from .runtime.store.files import read_regular
 
 __all__ = ["build_model", "load_model", "read_state_dict", "save_model"]
 
@@ -109,10 +109,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects."""
     if not os.path.lexists(path):
         raise DataError(f"checkpoint {path} does not exist")
-    with open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)") as f:
-        data = f.read(MAX_CHECKPOINT_BYTES + 1)
-    if len(data) > MAX_CHECKPOINT_BYTES:
-        raise DataError(f"checkpoint {path} grew past {MAX_CHECKPOINT_BYTES:,} bytes while it was read")
+    data = read_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)")
     if path.suffix == ".safetensors":
         try:
             return load(data)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from attn_export.errors import ConfigError, DataError
-from attn_export.runtime.store.files import open_regular
+from attn_export.runtime.store.files import read_regular
 from attn_export.runtime.settings import (
     BuildConfig, VerifyConfig, _check_nesting, _hints, _invalid, _Section, _show, _unknown, override_section,
     parse_override,
@@ -215,10 +215,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not os.path.lexists(path):
             raise ConfigError(f"recipe file '{path}' does not exist")
         try:
-            with open_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)") as f:
-                data = f.read(MAX_RECIPE_BYTES + 1)
-            if len(data) > MAX_RECIPE_BYTES:
-                raise ConfigError(f"recipe file '{path}' grew past {MAX_RECIPE_BYTES:,} bytes while it was read")
+            data = read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)")
             text = data.decode("utf-8")
             _check_nesting(text, f"recipe file '{path}'", "a recipe (tables nest 2 deep)")
             raw = tomllib.loads(text)

@@ -24,7 +24,10 @@ The CLI prints ``Error: <message>`` on one line and exits with ``exit_code``; ``
 from __future__ import annotations
 
 import errno
+import importlib
 import os
+import sys
+from typing import NoReturn
 
 __all__ = [
     "AttnExportError",
@@ -39,7 +42,11 @@ __all__ = [
     "Untrusted",
     "WorkFailed",
     "from_os_error",
+    "is_out_of_memory",
+    "out_of_memory",
     "printable",
+    "run_command_line",
+    "unexpected",
 ]
 
 
@@ -123,7 +130,40 @@ def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None) -> A
     reason = e.strerror or str(e)
     hint = _HINTS.get(e.errno or 0, "")
     message = f"{os.fspath(where)}: {reason}" if where is not None else reason
+    if e.errno == errno.ENOMEM or is_out_of_memory(reason):  # a library that could not be mapped, too
+        return out_of_memory(message)
     return (WorkFailed if e.errno in _RAN_OUT else BadInput)(message + (f"; {hint}" if hint else ""))
+
+
+def unexpected(e: BaseException) -> "AttnExportError | None":
+    """The one-line error for what no step turned into its own message, as the command lines print it: a
+    file system error, or memory that ran out (a MemoryError, or an import whose library could not be
+    mapped); None for anything else (a bug: its traceback is the report)."""
+    if isinstance(e, MemoryError):
+        return out_of_memory("MemoryError")
+    if isinstance(e, OSError):
+        return from_os_error(e)
+    if isinstance(e, ImportError) and is_out_of_memory(str(e)):
+        return out_of_memory((str(e).strip().splitlines() or ["ImportError"])[0], f"importing {e.name}")
+    return None
+
+
+# what a library says when an allocation or a mapping fails (under ``ulimit -v`` a shared library that
+# cannot be mapped raises ImportError, and Rust's allocator says "failed to allocate")
+_OUT_OF_MEMORY = ("memoryerror", "cannot allocate memory", "failed to map segment", "out of memory", "std::bad_alloc",
+                  "failed to allocate")
+
+
+def is_out_of_memory(text: str) -> bool:
+    """Whether an error's text says that memory ran out."""
+    return any(s in text.lower() for s in _OUT_OF_MEMORY)
+
+
+def out_of_memory(detail: str, doing: str = "") -> NotAvailable:
+    """The one line for memory that ran out (exit 3, like a budget refused up front): ``detail`` is what
+    the library said, ``doing`` what was being done."""
+    return NotAvailable(f"this process ran out of memory{f' {doing}' if doing else ''} ({detail}); expected more "
+                        "memory (ulimit -v, the container's limit) or fewer processes")
 
 
 def printable(text: str, limit: int = 0) -> str:
@@ -132,3 +172,18 @@ def printable(text: str, limit: int = 0) -> str:
     (0: no cut) with "..." marking the cut. Labels, ids and a lock holder are data, never terminal commands."""
     out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return out if not limit or len(out) <= limit else out[: max(limit - 3, 0)] + "..."
+
+
+def run_command_line(module: str, function: str = "main") -> "NoReturn":
+    """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
+    a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
+    where the command line's own handlers cannot yet."""
+    try:
+        run = getattr(importlib.import_module(module), function)
+    except (MemoryError, ImportError, OSError) as e:
+        error = unexpected(e)
+        if error is None:
+            raise
+        sys.stderr.write(f"Error: {error}\n")
+        sys.exit(error.exit_code)
+    sys.exit(run())

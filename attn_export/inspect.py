@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .runtime import store, schema
-from .errors import BadInput
+from .errors import BadInput, printable
 from .portability import divergences
+from .runtime.onnxfile import parse_graph
 
 __all__ = ["describe"]
 
@@ -71,6 +72,8 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         # constructs independent runtimes are known to read differently (attn_export.portability)
         "divergences": [{"construct": d.construct, "nodes": d.nodes, "runtimes": d.runtimes}
                         for d in divergences(proto)],
+        "external_data": [{"tensor": name, "location": location}
+                          for name, location in parse_graph(data, path).external],
     }
     s = store.Store(path.parent)
     entry = s.entry(path.name)
@@ -138,6 +141,12 @@ def render(d: dict[str, Any]) -> str:
                 lines.append(f"  metadata {key}: {d['metadata'][key]}")
         if not d["divergences"]:
             lines.append("  portable: no construct that independent ONNX runtimes are known to read differently")
+        if d["external_data"]:  # named, never opened: the store refuses such a model before any runtime reads it
+            first = d["external_data"][0]
+            more = f" and {len(d['external_data']) - 1} more" if len(d["external_data"]) > 1 else ""
+            lines.append(f"  EXTERNAL DATA: tensor '{printable(first['tensor'], 80)}'{more} in the file "
+                         f"'{printable(first['location'], 120)}': outside "
+                         "the bytes attn-export hashes and ships; every command that runs a model refuses it")
         for found in d["divergences"]:
             lines.append(f"  DIVERGES: {found['construct']} ({', '.join(found['nodes'][:3])}): {found['runtimes']}")
         if "manifest" in d:

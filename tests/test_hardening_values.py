@@ -111,8 +111,8 @@ def test_npz_declaring_more_than_this_process_may_allocate_is_refused_before_rea
     result = subprocess.run([sys.executable, "-m", "attn_export", "predict", str(bomb), "--dir", str(model_dir)],
                             capture_output=True, text=True, cwd=ROOT, preexec_fn=cap, timeout=600,
                             env={**os.environ, "COLUMNS": "200"})
-    one_error_line(result, 3, f"{bomb}: array 'x' declares shape (1000, 1000, 250) float32 (0.93 GiB); reading it "
-                              "needs about 0.93 GiB and this machine has", "GiB available; expected an input that fits")
+    one_error_line(result, 3, f"{bomb}: array 'x' declares shape (1000, 1000, 250) float32 (953.7 MiB); reading it "
+                              "needs about 953.7 MiB and this machine has", "iB available; expected an input that fits")
 
 
 # --- item 12: an empty test split ------------------------------------------------------------------------------

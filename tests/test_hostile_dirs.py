@@ -367,9 +367,9 @@ def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_pat
 
 
 @pytest.mark.parametrize("device", [False, True], ids=["attn-export", "attn_export.runtime"])
-def test_sigterm_removes_a_bundles_temporary_copy(full: Path, tmp_path: Path, device: bool) -> None:
-    """predict from a bundle unpacks it into a temporary folder; SIGTERM mid-run removes it, from the host's
-    command line and from the device's."""
+def test_sigterm_while_predicting_from_a_bundle_leaves_nothing(full: Path, tmp_path: Path, device: bool) -> None:
+    """predict reads a bundle in place (nothing is unpacked); SIGTERM mid-run is one line, exit 143, and
+    leaves nothing in TMPDIR, from the host's command line and from the device's."""
     n = 400_000  # seconds of work: the signal lands while it predicts
     data, bundle = str(tmp_path / "many.npz"), str(full / "b.tar.gz")
     np.savez(data, x=np.ones((n, 30, 4), np.float32), lengths=np.full(n, 30))
@@ -379,14 +379,11 @@ def test_sigterm_removes_a_bundles_temporary_copy(full: Path, tmp_path: Path, de
             else ["attn_export", "predict", data, "--dir", bundle])
     process = subprocess.Popen([sys.executable, "-m", *args, "--json"], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list((tmp_path / "tmp").glob("attn-export-bundle-*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list((tmp_path / "tmp").glob("attn-export-bundle-*")), "predict never unpacked the bundle"
+    time.sleep(4)  # wherever the signal lands (an import, the archive, a batch) the answer is the same
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143 and stderr.strip().endswith("nothing is half-written"), stderr
-    assert not list((tmp_path / "tmp").glob("attn-export-bundle-*"))
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name != ".ses"] == []  # .ses: ONNX Runtime's own
 
 
 def test_a_signal_during_an_import_is_raised_once_the_import_is_over(tmp_path: Path,

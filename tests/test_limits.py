@@ -117,13 +117,14 @@ def test_parity_sweep_length_is_bounded(tmp_path: Path) -> None:
 
 def test_the_memory_check_names_both_numbers() -> None:
     from attn_export.errors import NotAvailable
-    from attn_export.runtime.limits import available_memory, check_memory
+    from attn_export.runtime.limits import available_memory, check_memory, size_text
 
     free = available_memory()
     assert free is not None and free > 0
-    with pytest.raises(NotAvailable, match=r"the sweep needs about .* GiB; this process has .* GiB available; "
+    with pytest.raises(NotAvailable, match=r"the sweep needs about .* GiB; this process has .* [MG]iB available; "
                                            r"expected a shorter one"):
         check_memory(free + GIB, "the sweep", "a shorter one")
+    assert size_text(180 << 20) == "180.0 MiB" and size_text(3 << 30) == "3.00 GiB"  # never "0.00 GiB"
     check_memory(1, "one byte", "anything")
 
 
@@ -407,7 +408,146 @@ def test_an_import_that_fails_for_memory_says_memory(tmp_path: Path, monkeypatch
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError({error!r})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert "is installed but could not be loaded: this process is out of memory" in str(missing("mapfails", "x"))
+    assert "is installed but could not be loaded: this process ran out of memory" in str(missing("mapfails", "x"))
     assert missing("brokenpkg", "x") == "brokenpkg is installed but could not be loaded: lib.so: undefined symbol: foo"
     assert missing("surely_not_a_module_here", "pip install it") == "surely_not_a_module_here is not installed (pip install it)"
     assert missing("json", "") is None
+
+
+def test_reading_a_small_file_does_not_reserve_its_limit(trained: Path) -> None:
+    """Every read asked for its limit (2 GiB for an ONNX file) and Python allocates what is asked up front:
+    under ``ulimit -v 1500000`` the device's verify died with a MemoryError reading a 20 kB model. Now a
+    read asks for the file's size, and verify runs under a 700 MiB address-space cap."""
+    directory = trained.parent / "capped"
+    shutil.copytree(trained, directory)
+
+    def cap() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (700 << 20, 700 << 20))
+
+    result = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(directory), "--backends",
+                             "ort-cpu"], capture_output=True, text=True, cwd=ROOT, preexec_fn=cap, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PASSED" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("device", [False, True])
+def test_memory_that_runs_out_anywhere_is_one_line_exit_3(trained: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], device: bool) -> None:
+    """The last net of both command lines: a MemoryError, or an import whose library could not be mapped,
+    where no estimate foresaw it. The failure is injected (an allocation failing at a chosen moment cannot
+    be arranged with ``ulimit`` on every machine); what is tested is the command line's answer."""
+    if device:
+        from attn_export.runtime import cli as device_cli
+
+        def boom(args: object) -> int:
+            raise ImportError("binascii.so: failed to map segment from shared object", name="binascii")
+
+        monkeypatch.setattr(device_cli, "_info", boom)
+        code = device_cli.main(["info", str(trained)])
+    else:
+        from attn_export.cli import main as host
+
+        def allocate(*args: object, **kwargs: object) -> object:
+            return bytearray(1 << 62)  # a real MemoryError from the allocator
+
+        monkeypatch.setattr("attn_export.inspect.describe", allocate)
+        code = host(["inspect", str(trained)])
+    err = capsys.readouterr().err
+    assert code == 3 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("Error: this process ran out of memory") and "Traceback" not in err
+    assert "expected more memory (ulimit -v, the container's limit)" in err
+
+
+def test_out_of_memory_is_told_apart_from_other_failures() -> None:
+    import errno
+
+    from attn_export.errors import BadInput, NotAvailable, unexpected
+
+    assert isinstance(unexpected(MemoryError()), NotAvailable)
+    assert isinstance(unexpected(OSError(errno.ENOMEM, "Cannot allocate memory", "x.so")), NotAvailable)
+    assert isinstance(unexpected(OSError("x.so: failed to map segment from shared object")), NotAvailable)
+    assert isinstance(unexpected(OSError(errno.EACCES, "Permission denied", "f")), BadInput)
+    assert unexpected(ImportError("No module named 'nothere'", name="nothere")) is None  # the install hint's case
+    assert unexpected(ValueError("a bug")) is None
+
+
+def test_tract_that_cannot_allocate_is_memory_not_bad_input(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tract loads a graph in a child first (a panic aborts the process that has it); under ``ulimit -v
+    200000`` that child panicked with Rust's "failed to allocate", reported as "tract cannot read" (exit 2).
+    The child's stderr is replayed here as it was seen; the test does not prove where tract runs out."""
+    pytest.importorskip("tract")
+    from attn_export.errors import NotAvailable
+    from attn_export.runtime.backends import tract_cpu
+    from attn_export.runtime.store import Store
+
+    seen = ("thread '<unnamed>' (5072) panicked at data/src/blob.rs:76:13:\n"
+            "failed to allocate Layout { size: 8388608, align: 64 (1 << 6) }\n"
+            "thread caused non-unwinding panic. aborting.\n")
+    monkeypatch.setattr(tract_cpu, "PROBE", f"import sys; sys.stderr.write({seen!r}); sys.exit(134)")
+    artifact = Store(trained).open("model.onnx")
+    with pytest.raises(NotAvailable, match="ran out of memory loading model.onnx in tract \\(failed to allocate"):
+        tract_cpu.TractCpuBackend(artifact).__enter__()
+
+
+@pytest.mark.parametrize("module, cli_module", [("attn_export", "attn_export.cli"),
+                                                ("attn_export.runtime", "attn_export.runtime.cli")])
+def test_a_command_line_whose_own_import_runs_out_of_memory_says_so(module: str, cli_module: str) -> None:
+    """Under ``ulimit -v 150000`` the command line's own import (typer, verify's modules) raised a MemoryError
+    before any handler existed: a traceback. The child here has an import hook that fails that import with
+    MemoryError (where a real limit makes it fail depends on the machine's libraries)."""
+    code = ("import importlib.abc, runpy, sys\n"
+            "class Fail(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name == {cli_module!r}:\n"
+            "            raise MemoryError()\n"
+            "sys.meta_path.insert(0, Fail())\n"
+            f"sys.argv = ['x', 'info', '.']\n"
+            f"runpy.run_module({module!r}, run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    one_line(result, (3,), "this process ran out of memory (MemoryError); expected more memory")
+
+
+@pytest.mark.parametrize("what", ["fifo", "directory"])
+def test_inspect_names_external_data_without_opening_it(trained: Path, tmp_path: Path, what: str) -> None:
+    """A FIFO or a directory where a model's external data should be said "does not exist": inspect now names
+    the external file without opening it, and every command that runs a model refuses it."""
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx.load(str(trained / "model.onnx")), str(path), save_as_external_data=True, location="w.bin",
+              size_threshold=0)
+    (tmp_path / "w.bin").unlink()
+    os.mkfifo(tmp_path / "w.bin") if what == "fifo" else (tmp_path / "w.bin").mkdir()
+    result, seconds, _ = run("inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "EXTERNAL DATA: tensor '" in result.stdout and "in the file 'w.bin'" in result.stdout
+
+
+# a huge value that is not absurd for these: any 64-bit seed; a learning rate that diverges is one line (exit 1,
+# naming train.lr); a clip past every gradient is no clipping
+UNBOUNDED_ABOVE = {"data.seed", "train.seed", "train.lr", "train.grad_clip"}
+
+
+def test_every_number_and_list_in_a_recipe_is_bounded() -> None:
+    """Every numeric or list field of every recipe section (read from the schema, so a new field is covered
+    the day it is added): -1, 10^18 and a 100,000-entry list are each a ConfigError, one line."""
+    from attn_export.config import _SECTIONS, _hints, load_recipe
+    from attn_export.errors import ConfigError
+
+    cases = 0
+    for section, cls in _SECTIONS.items():
+        for key, hint in _hints(cls).items():
+            kind = str(hint)
+            if "tuple" in kind:
+                values = ["[-1]", f"[{10**18}]", "[" + ",".join(["8"] * 100_000) + "]"]
+            elif "int" in kind or "float" in kind:
+                values = ["-1"] + ([] if f"{section}.{key}" in UNBOUNDED_ABOVE else [str(10**18)])
+            else:
+                continue
+            for value in values:
+                cases += 1
+                with pytest.raises(ConfigError) as refused:
+                    load_recipe(None, [f"{section}.{key}={value}"])
+                assert "\n" not in str(refused.value) and key in str(refused.value)
+    assert cases >= 90

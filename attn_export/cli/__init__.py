@@ -15,7 +15,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
-from ..errors import AttnExportError, Interrupted, NotAvailable, from_os_error
+from ..errors import AttnExportError, Interrupted, NotAvailable, unexpected
 from ..runtime.interrupt import interruptible, message
 from . import (
     bench,
@@ -90,13 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         typer.echo(f"Error: {e}", err=True)
         return e.exit_code
-    except OSError as e:  # a file system error no command turned into its own message: still one line
-        if debug:
-            traceback.print_exc()
-        error = from_os_error(e)
-        typer.echo(f"Error: {error}", err=True)
-        return error.exit_code
-    except ImportError as e:
+    except (MemoryError, ImportError, OSError) as e:  # memory, or a file system error no command named: one line
+        error = unexpected(e)
+        if error is not None:
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"Error: {error}", err=True)
+            return error.exit_code
+        assert isinstance(e, ImportError)  # unexpected() names every MemoryError and OSError
         hint = _install_hint(e.name)
         if hint is None or debug:
             raise
@@ -123,5 +124,3 @@ def _install_hint(module: str | None) -> str | None:
     return None
 
 
-def entry() -> None:
-    sys.exit(main())

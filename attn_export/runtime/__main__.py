@@ -1,7 +1,5 @@
 """``python -m attn_export.runtime``: the device's command line (``cli``)."""
 
-import sys
+from ..errors import run_command_line
 
-from .cli import main
-
-sys.exit(main())
+run_command_line("attn_export.runtime.cli")

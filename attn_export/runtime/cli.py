@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
-from ..errors import AttnExportError, Interrupted, ParityError, from_os_error, printable
+from ..errors import AttnExportError, Interrupted, ParityError, printable, unexpected
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 
@@ -211,7 +211,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         sys.stderr.close()
         return 0
-    except OSError as e:  # a file system error no step turned into its own message: still one line
-        error = from_os_error(e)
+    except (MemoryError, ImportError, OSError) as e:  # memory, or a file system error no step named: one line
+        error = unexpected(e)
+        if error is None:
+            raise
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code

@@ -18,12 +18,13 @@ import math
 import os
 from typing import TYPE_CHECKING, List, Optional
 
-from ..errors import BadInput, NotAvailable
+from ..errors import BadInput, NotAvailable, is_out_of_memory, out_of_memory
 
 if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
-__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "missing", "usable_cpus"]
+__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "missing", "size_text",
+           "usable_cpus"]
 
 
 MAX_BATCH = 65536  # sequences in one padded batch: past this a batch only costs memory, on every backend
@@ -112,12 +113,17 @@ def available_memory() -> Optional[int]:
     return max(min(found), 0) if found else None
 
 
+def size_text(n: int) -> str:
+    """``n`` bytes for a message: MiB under a GiB (a 180 MB limit is not "0.00 GiB"), GiB from there."""
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
 def check_memory(need: int, what: str, fix: str) -> None:
     """NotAvailable (exit 3) naming ``what``, the bytes it needs and the bytes available, and ``fix``, when
     ``need`` is past what this process can allocate."""
     free = available_memory()
     if free is not None and need > free:
-        raise NotAvailable(f"{what} needs about {need / 2**30:,.2f} GiB; this process has {free / 2**30:,.2f} GiB "
+        raise NotAvailable(f"{what} needs about {size_text(need)}; this process has {size_text(free)} "
                            f"available; expected {fix}")
 
 
@@ -134,9 +140,6 @@ def inference_bytes(info: "ModelInfo", batch: int, seq: int, copies: int) -> int
     return 4 * batch * seq * (info.input_size + copies * per_copy)
 
 
-_OUT_OF_MEMORY = ("cannot allocate memory", "failed to map segment", "out of memory", "std::bad_alloc")
-
-
 def missing(module: str, install: str) -> Optional[str]:
     """None when ``module`` imports; else why not, told apart: not installed (``install`` says how), or
     installed and failed to load, with its own first line, and said to be memory when it is (under
@@ -146,7 +149,7 @@ def missing(module: str, install: str) -> Optional[str]:
         return None
     except MemoryError:
         first = "MemoryError"
-    except ImportError as e:
+    except (ImportError, OSError) as e:  # a library loaded by ctypes raises OSError
         try:
             installed = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a finder that refuses the name: not importable here
@@ -154,7 +157,6 @@ def missing(module: str, install: str) -> Optional[str]:
         if not installed:
             return f"{module} is not installed ({install})"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    if first == "MemoryError" or any(s in first.lower() for s in _OUT_OF_MEMORY):
-        return (f"{module} is installed but could not be loaded: this process is out of memory ({first}); expected "
-                "more memory (ulimit -v, the container's limit) or fewer processes")
+    if is_out_of_memory(first):
+        return f"{module} is installed but could not be loaded: {out_of_memory(first)}"
     return f"{module} is installed but could not be loaded: {first}"

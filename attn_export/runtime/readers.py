@@ -42,8 +42,8 @@ from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DataError, NotAvailable
-from .limits import available_memory
-from .store.files import open_regular
+from .limits import available_memory, size_text
+from .store.files import open_regular, read_regular
 
 __all__ = ["MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "npz_arrays", "read_npz", "read_text", "read_ts", "strict_float"]
 
@@ -150,11 +150,8 @@ MAX_TEXT_BYTES = 1 << 30  # a .ts or .csv file: parsed into Python objects, seve
 
 def read_text(p: str, expected: str) -> str:
     """The UTF-8 text (a BOM dropped) of the regular file ``p``, at most MAX_TEXT_BYTES; a FIFO, a device,
-    a directory or a missing file is one line saying which (``store.open_regular``)."""
-    with open_regular(p, MAX_TEXT_BYTES, expected) as f:
-        data = f.read(MAX_TEXT_BYTES + 1)
-    if len(data) > MAX_TEXT_BYTES:
-        raise DataError(f"{p} grew past {MAX_TEXT_BYTES:,} bytes while it was read; expected {expected}")
+    a directory or a missing file is one line saying which (``store.files.read_regular``)."""
+    data = read_regular(p, MAX_TEXT_BYTES, expected)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -318,10 +315,6 @@ _NPY_MAGIC = b"\x93NUMPY"
 _CHUNK = 1 << 24  # bytes decompressed at a time into an array's buffer
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -364,8 +357,8 @@ def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) ->
             free = available_memory()
             if free is not None and total > free:
                 raise NotAvailable(
-                    f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({_gib(need)}); reading it needs about "
-                    f"{_gib(total)} and this machine has {_gib(free)} available; expected an input that fits in "
+                    f"{p}: array {key!r} declares shape {tuple(shape)} {dtype} ({size_text(need)}); reading it needs about "
+                    f"{size_text(total)} and this machine has {size_text(free)} available; expected an input that fits in "
                     "memory (split it into several files)"
                 )
             arr = np.empty(count, dtype=dtype)

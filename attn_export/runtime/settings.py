@@ -191,12 +191,13 @@ class VerifyConfig(_Section):
     int8_max_accuracy_drop: float = 0.01  # one point of test accuracy is the price int8 may cost
     attention_atol_fp32: float = 1e-5  # attention weights are softmax outputs in [0, 1], checked like fp32 logits
 
+    # a tolerance past 1 (or a budget 100 times the measured error) would pass any model: bounded like sizes
     _ranges = {
-        "fp32_atol": ">= 0", "fp32_rtol": ">= 0", "fp32_gpu_atol": ">= 0", "fp32_gpu_rtol": ">= 0",
-        "fp16_atol": ">= 0", "fp16_rtol": ">= 0", "budget_multiple": ">= 0", "mean_budget_multiple": "> 0",
-        "bf16_atol": ">= 0", "bf16_rtol": ">= 0", "bf16_min_argmax_agreement": "[0, 1]",
-        "deployment_max_seq": ">= 0 and <= 1000000",
-        "attention_atol_fp32": ">= 0", "fp16_min_argmax_agreement": "[0, 1]", "int8_min_argmax_agreement": "[0, 1]",
+        "fp32_atol": "[0, 1]", "fp32_rtol": "[0, 1]", "fp32_gpu_atol": "[0, 1]", "fp32_gpu_rtol": "[0, 1]",
+        "fp16_atol": "[0, 1]", "fp16_rtol": "[0, 1]", "budget_multiple": ">= 0 and <= 100",
+        "mean_budget_multiple": "> 0 and <= 100", "bf16_atol": "[0, 1]", "bf16_rtol": "[0, 1]",
+        "bf16_min_argmax_agreement": "[0, 1]", "deployment_max_seq": ">= 0 and <= 1000000",
+        "attention_atol_fp32": "[0, 1]", "fp16_min_argmax_agreement": "[0, 1]", "int8_min_argmax_agreement": "[0, 1]",
         "int8_max_accuracy_drop": "[0, 1]",
     }
 

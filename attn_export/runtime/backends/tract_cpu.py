@@ -21,7 +21,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from ...errors import BadInput, WorkFailed
+from ...errors import BadInput, WorkFailed, is_out_of_memory, out_of_memory
 from ..limits import missing
 from .base import Backend
 
@@ -41,6 +41,9 @@ def _load_error(path: Path) -> Optional[str]:
     if done.returncode == 0:
         return None
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    memory = next((line for line in lines if is_out_of_memory(line)), None)
+    if memory is not None:  # said first: a panic's other lines would hide it
+        return memory[:300]
     said = [line for line in lines if "panicked" in line or "Caused by" in line or line.startswith(("TractError", "0:", "1:"))]
     detail = next((line for line in lines if "Err` value" in line or "Failed analyse" in line
                    or "Translating node" in line or "Unimplemented" in line), None)
@@ -64,6 +67,8 @@ class TractCpuBackend(Backend):
             path = private / self.artifact.name
             path.write_bytes(self.artifact.data)
             reason = _load_error(path)
+            if reason is not None and is_out_of_memory(reason):  # the library or the model did not fit: not the file
+                raise out_of_memory(reason, f"loading {self.artifact.name} in tract")
             if reason is not None:
                 raise BadInput(f"tract cannot read {self.artifact.name}: {reason}")
             self.runnable = tract.onnx().load(str(path)).into_model().into_runnable()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, atomic_path, json_bytes, locked, parse_json, read_file,
-                    read_json, require, sha256_file, sweep, write_bytes, write_json, writes_directory)
+                    read_json, read_regular, require, sha256_file, sweep, write_bytes, write_json, writes_directory)
 from .manifest import MANIFEST_SCHEMA, read_manifest, record, record_verdicts
 from .names import (ATTENTION_PNG, BENCH_JSON, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DIRECTORY_FILES, LOCK,
                     MADE_BY, MANIFEST, METRICS, MODEL_JSON, ONNX_FILES, ONNX_FP32, PLOTS, QUANTIZE_JSON, REFERENCE,
@@ -37,7 +37,7 @@ __all__ = [
     "FILE_MODE", "LOCK", "MADE_BY", "MANIFEST", "MANIFEST_SCHEMA", "MAX_ARTIFACT_BYTES", "MAX_JSON_BYTES", "METRICS",
     "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",
     "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "is_engine", "json_bytes",
-    "locked", "parse_json", "read_file", "read_json", "read_manifest", "record", "record_verdicts", "require",
+    "locked", "parse_json", "read_file", "read_json", "read_regular", "read_manifest", "record", "record_verdicts", "require",
     "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory",
 ]
 

@@ -24,7 +24,7 @@ from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "json_bytes", "locked", "parse_json",
-           "open_regular", "read_file", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
+           "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:
@@ -264,16 +264,26 @@ def open_regular(path: Union[str, Path], limit: int, expected: str) -> BinaryIO:
         raise
 
 
-def read_file(path: Path, limit: int, what: str = "file") -> bytes:
-    """The bytes of the regular file ``path`` (``open_regular``), read once, at most ``limit`` of them."""
-    with open_regular(path, limit, f"attn-export's {what}") as f:
+def read_regular(path: Union[str, Path], limit: int, expected: str) -> bytes:
+    """The bytes of the regular file ``path`` (``open_regular``: at most ``limit``), read once. The read asks
+    for the size the file has, not for ``limit``: a buffer of ``limit`` bytes is allocated up front, and 2 GiB
+    of address space fails under ``ulimit -v`` for a file of a few kilobytes. A file that grows while it is
+    read (another process writing it) is refused."""
+    with open_regular(path, limit, expected) as f:
         try:
-            data = f.read(limit + 1)
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(size + 1)
         except OSError as e:
             raise from_os_error(e, path) from None
-    if len(data) > limit:  # it grew while being read
-        raise DataError(f"{path} grew past {limit:,} bytes while it was read; refusing it")
+    if len(data) > size:
+        raise DataError(f"{path} grew while it was read (another process writing it?); expected {expected} that "
+                        "is not being written")
     return data
+
+
+def read_file(path: Path, limit: int, what: str = "file") -> bytes:
+    """``read_regular`` of one of attn-export's own files."""
+    return read_regular(path, limit, f"attn-export's {what}")
 
 
 def _kind(mode: int) -> str:
