@@ -11,9 +11,9 @@ was verified or timed, metrics of weights that were retrained since, are shown a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from .errors import MissingPrerequisite
+from .errors import MissingPrerequisite, printable
 from .runtime import schema, store
 from .runtime.store import Store
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
@@ -64,30 +64,57 @@ def _accuracy_by_precision(result: VerifyResult) -> list[str]:
     return lines
 
 
-def attention_heatmaps(directory: Path, samples: dict[str, Any]) -> str | None:
-    """One panel per sample sequence: rows are targets, columns are time steps (trimmed to the length)."""
+def truth_text(value: float, head: str, labels: Sequence[str]) -> str:
+    """A sample's true answer as a person reads it: the label's name (``model.json``'s labels, never the
+    class index), or a regression target."""
+    if head == "classification":
+        index = int(value)
+        return f"label {printable(labels[index], 40)}" if 0 <= index < len(labels) else f"class index {index}"
+    return f"target {value:.4g}" if head == "regression" else ""
+
+
+def heatmap_figure(samples: dict[str, Any], head: str, labels: Sequence[str]) -> Any:
+    """The attention figure: one panel per sample sequence, rows are targets (backend and file), columns are
+    time steps (integer ticks, trimmed to the length); one colour scale from 0 to the largest weight across
+    every panel, so that panels compare and a small difference does not look large."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     names = list(samples["by_target"])
-    if not names:
-        return None
     n = len(samples["indices"])
-    fig, axes = plt.subplots(n, 1, figsize=(9, 0.9 + 0.32 * len(names) * n + 0.6 * n), dpi=110, squeeze=False)
+    grids = [np.array([samples["by_target"][name][k] for name in names], dtype=np.float64) for k in range(n)]
+    top = max(float(g.max()) for g in grids) or 1.0
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 0.3 * len(names) * n + 0.9 * n), dpi=110, squeeze=False,
+                             layout="constrained")
+    fig.suptitle("Attention weight per time step: each backend and file on the same test sequences", fontsize=10)
+    image = None
     for k, ax in enumerate(axes[:, 0]):
-        grid = np.array([samples["by_target"][name][k] for name in names], dtype=np.float64)
-        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_yticks(range(len(names)), labels=names, fontsize=6)
-        ax.set_title(f"test sequence {samples['indices'][k]} (length {samples['lengths'][k]}, "
-                     f"class {samples['labels'][k]})", fontsize=8)
-        ax.set_xlabel("time step", fontsize=7)
-        fig.colorbar(image, ax=ax, fraction=0.02)
-    fig.tight_layout()
+        image = ax.imshow(grids[k], aspect="auto", cmap="viridis", interpolation="nearest", vmin=0.0, vmax=top)
+        ax.set_yticks(range(len(names)), labels=names, fontsize=8)
+        truth = truth_text(samples["labels"][k], head, labels)
+        ax.set_title(f"test sequence {samples['indices'][k]} (length {samples['lengths'][k]}"
+                     + (f", {truth})" if truth else ")"), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("time step", fontsize=8)
+    bar = fig.colorbar(image, ax=list(axes[:, 0]), fraction=0.03)
+    bar.set_label("attention weight (softmax over time)", fontsize=8)
+    return fig
+
+
+def attention_heatmaps(directory: Path, samples: dict[str, Any], head: str, labels: Sequence[str]) -> str | None:
+    """``heatmap_figure`` written to DIR/attention.png (atomically); None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not samples["by_target"]:
+        return None
+    fig = heatmap_figure(samples, head, labels)
     with store.atomic_path(directory / ATTENTION_PNG) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
     return ATTENTION_PNG
 
@@ -211,7 +238,8 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result)
     samples = result.attention_samples
     if samples:
-        image = attention_heatmaps(directory, samples)
+        info = s.info
+        image = attention_heatmaps(directory, samples, info.head, info.labels)
         lines += ["", "## Attention on test sequences, per backend (shortest to longest)", ""]
         lines += [f"![attention]({image})", ""] if image else []
         lines += _attention_agreement(samples)

@@ -315,7 +315,8 @@ def test_labels_with_tabs_newlines_and_escapes_are_printed_escaped(tmp_path: Pat
     out, _, _ = run("predict", str(directory), str(tmp_path / "in.npz"), "--allow-unverified", device=True)
     assert out.returncode == 0, out.stderr
     rows = out.stdout.strip().split("\n")
-    assert len(rows) == 6 and all(len(r.split("\t")) == 3 for r in rows), out.stdout
+    assert rows[0] == "id\tlabel\tprobability"  # the header row
+    assert len(rows) == 7 and all(len(r.split("\t")) == 3 for r in rows), out.stdout
     assert "\x1b" not in out.stdout and any(s in out.stdout for s in ("run\\tfast", "walk\\n", "\\x1b[31mred"))
     host, _, _ = run("predict", str(tmp_path / "in.npz"), "--dir", str(directory), "--allow-unverified")
     assert host.returncode == 0 and "\x1b[31m" not in host.stdout, host.stderr

@@ -404,6 +404,32 @@ def test_python_module_entry_point(model_dir: Path, tmp_path: Path) -> None:
     assert [p["index"] for p in out["predictions"]] == [int(r["logits"][0].argmax()) for r in refs]
 
 
+def test_device_output_a_person_reads(model_dir: Path, tmp_path: Path) -> None:
+    """Device predict printed rows like ``0\t7\t0.5304`` with no header; a bundle's verify with no runtime
+    installed printed one line of about 2,400 characters (every backend x file). Now: a header row, and
+    verify's line says what to install and names each backend once. No runtime is installed in the child:
+    an import hook hides onnxruntime, openvino, tract and tensorrt (the real packages are here)."""
+    seqs = sequences(model_dir, 3)
+    save_inputs(tmp_path / "in.npz", seqs)
+    code = "import runpy; sys.argv = ['x', 'predict', %r, 'in.npz']; runpy.run_module('attn_export.runtime', " \
+           "run_name='__main__')" % str(model_dir)
+    result = run_blocked(code, tmp_path, str(ROOT))
+    assert result.returncode == 0, result.stderr
+    rows = [r.split("\t") for r in result.stdout.strip().splitlines()]
+    assert rows[0] == ["id", "label", "probability"] and len(rows) == 4 and all(len(r) == 3 for r in rows)
+    hide = BLOCKER.replace("('torch', 'typer', 'rich', 'onnx')",
+                           "('torch', 'typer', 'rich', 'onnx', 'onnxruntime', 'openvino', 'tract', 'tensorrt')")
+    code = "import runpy; sys.argv = ['x', 'verify', %r]; runpy.run_module('attn_export.runtime', " \
+           "run_name='__main__')" % str(model_dir)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 3 and len(lines) == 1, result.stderr
+    assert "pip install onnxruntime" in lines[0] and "JetPack" in lines[0] and len(lines[0]) < 600, lines[0]
+    assert lines[0].count("ort-cpu") == 1 and "model.onnx" not in lines[0] and "onnxruntime is not installed" in lines[0]
+
+
 # --------------------------------------------------------------------------------------------------
 # JapaneseVowels: the runtime without torch against the pipeline's ONNX Runtime path and verify's accuracy
 

@@ -459,3 +459,40 @@ def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_
 def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: str) -> None:
     result = cli("bench", str(variants_dir), *args)
     assert result.returncode == 2 and fragment in result.stderr
+
+
+@pytest.mark.parametrize("names", [["walk", "run", "sit"], [3, 7, 9]], ids=["strings", "not-0-to-C-1"])
+def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) -> None:
+    """A panel named "class 2" for a sequence whose label is "3" (JapaneseVowels' labels are "1".."9"), or
+    "class 0" for "run": each panel now names the label of that test sequence from the test file itself,
+    checked on what matplotlib was given (titles, colour limits, ticks, colour bar)."""
+    from attn_export.report import heatmap_figure
+    from attn_export.runtime.modelinfo import ModelInfo
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 150), ("test", 30)):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(size=(n, 20, 3)).astype(np.float32) + y[:, None, None].astype(np.float32)
+        lengths = rng.integers(5, 21, n)
+        np.savez(tmp_path / f"{split}.npz", x=x, lengths=lengths, y=np.array(names)[y])
+    directory = tmp_path / "m"
+    for args in (("train", str(directory), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.npz'}",
+                  "--set", f"data.test={tmp_path / 'test.npz'}", "--set", "model.hidden_size=8",
+                  "--set", "train.epochs=2", "--set", "train.min_test_accuracy=0"),
+                 ("export", str(directory)), ("verify", str(directory), "--backends", "ort-cpu", "--report")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    samples = json.loads((directory / "verify.json").read_text())["attention_samples"]
+    info = ModelInfo.parse(json.loads((directory / "model.json").read_text()), directory / "model.json")
+    truth = np.load(tmp_path / "test.npz")["y"]
+    fig = heatmap_figure(samples, info.head, info.labels)
+    axes = [ax for ax in fig.axes if ax.get_title().startswith("test sequence")]
+    assert len(axes) == len(samples["indices"]) >= 2
+    top = max(max(max(row) for row in rows) for rows in samples["by_target"].values())
+    for ax, index in zip(axes, samples["indices"]):
+        assert ax.get_title().endswith(f", label {truth[index]})"), (ax.get_title(), truth[index])
+        assert "class" not in ax.get_title()
+        assert ax.images[0].get_clim() == pytest.approx((0.0, top))  # one scale, from 0, across the figure
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert fig.axes[-1].get_ylabel() == "attention weight (softmax over time)"
+    assert fig._suptitle is not None and "Attention weight" in fig._suptitle.get_text()

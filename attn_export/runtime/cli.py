@@ -143,6 +143,10 @@ def _predict(args: argparse.Namespace) -> int:
                           "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)},
                          indent=2))
     else:
+        if predictions:  # a header row: tab-separated values a person, pandas or a spreadsheet can read
+            width = len(shown(predictions[0], head, limit=None))
+            print("\t".join(["id", "label", "probability"] if head == "logits"
+                             else ["id", *(f"{head}_{j}" for j in range(width))]))
         for i, p in zip(data.ids, predictions):
             print("\t".join(printable(c) for c in [i, *shown(p, head, limit=None)]))  # labels are data
         if acc is not None:

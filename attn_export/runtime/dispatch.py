@@ -18,6 +18,10 @@ from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
 
 __all__ = ["choose"]
 
+# what to install to run ONNX files (predict's and verify's "no backend" lines say it alike)
+INSTALL_ONNX_RUNTIME = ("ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU (on a "
+                        "Jetson, NVIDIA's wheel for its JetPack)")
+
 ENGINE_BACKEND = "tensorrt"
 ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
 DEPLOYMENT = "ort-cpu, ort-cuda, ort-trt, tensorrt, openvino-cpu, tract-cpu"
@@ -96,6 +100,5 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         engine_hint = (f"build a TensorRT engine on this device ({_build_command(store, precision)}, with TensorRT "
                        "from JetPack on a Jetson), or " if flag is not None else "")
         raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
-                           "ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU "
-                           "(on a Jetson, NVIDIA's wheel for its JetPack)")
+                           f"{INSTALL_ONNX_RUNTIME}")
     return REGISTRY[chosen], artifact, notes

@@ -236,7 +236,7 @@ VERIFY = Obj({
     "deployment_max_seq": Maybe(INT),
     "sweep": Obj({"cases": INT, "padded": INT, "shapes": Items(Items(INT, 2))}, ("cases", "padded", "shapes")),
     "attention_samples": Maybe(Where(Obj({
-        "indices": Items(INT), "lengths": Items(SIZE), "labels": Items(INT),
+        "indices": Items(INT), "lengths": Items(SIZE), "labels": Items(NUMBER),  # class indices, or targets
         "by_target": Table(STR, Items(Items(NUMBER))),
     }, ("indices", "lengths", "labels", "by_target")), _aligned,
         "samples: indices, lengths, labels and every target's rows of one count (at least 1), row k as long as "

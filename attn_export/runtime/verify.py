@@ -28,6 +28,7 @@ entry gets a ``verified`` verdict tied to the bytes verified.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,10 +36,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import AttnExportError, BadInput, DataError, NotAvailable
+from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
 from . import store
 from .backends import Backend
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
+from .dispatch import INSTALL_ONNX_RUNTIME
 from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
@@ -413,7 +415,7 @@ def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) ->
         by_target = {"reference (torch-cpu FP32)": [reference["attention"][i].tolist() for i in split.samples],
                      **by_target}
     return {"indices": split.samples, "lengths": [int(split.lengths[i]) for i in split.samples],
-            "labels": [int(split.y[i]) for i in split.samples], "by_target": by_target}
+            "labels": [split.y[i].item() for i in split.samples], "by_target": by_target}  # a class index or a target
 
 
 def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
@@ -449,6 +451,19 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
             "overrides": overrides,
         }
     return verdicts
+
+
+def _none_runs(targets: List[Target]) -> str:
+    """One line for "nothing here can run": what to install, then why, each reason once with the backends it
+    stops (a Jetson bundle without ONNX Runtime made a 2,400-character line: every backend x file)."""
+    stopped: Dict[str, List[str]] = {}
+    for t in targets:
+        reason = printable(re.split(r" \(|; ", str(t.skip), maxsplit=1)[0], 80)
+        if t.backend not in stopped.setdefault(reason, []):
+            stopped[reason].append(t.backend)
+    return ("no backend can run here; expected: a TensorRT engine built on this device (TensorRT from JetPack on a "
+            f"Jetson), or {INSTALL_ONNX_RUNTIME} ("
+            + "; ".join(f"{', '.join(backends)}: {reason}" for reason, backends in stopped.items()) + ")")
 
 
 def recorded_reference(s: Store, targets: List[Target]) -> ReferenceSet:
@@ -496,7 +511,7 @@ def verify(
     deploy = deployment_max_seq(info, cfg)
     targets = discover(s, backends, table)
     if not any(t.skip is None for t in targets):
-        raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+        raise NotAvailable(_none_runs(targets))
     recorded = recorded_reference(s, targets)
     extra = (augment(s, info, targets, recorded) if augment is not None else
              Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE))
