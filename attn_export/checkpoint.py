@@ -105,14 +105,23 @@ def _load_state(model: AttentionLSTM, state: dict[str, torch.Tensor], origin: st
 MAX_CHECKPOINT_BYTES = store.MAX_ARTIFACT_BYTES
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+# where training loops keep the model's weights in the dict they save, most common first
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "model_state", "network", "weights")
+# a module holding the model as an attribute (Lightning's ``self.model``) prefixes every key with its name
+_MODULE_PREFIXES = ("model", "net", "network")
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects, and where it
+    was found (None: the file is the state_dict): under one of ``WRAPPER_KEYS`` of a training loop's dict
+    (``{'epoch': ..., 'model_state_dict': ..., 'optimizer_state_dict': ...}``, a Lightning checkpoint's
+    ``state_dict``), with a prefix every key shares (Lightning's ``model.``) dropped."""
     if not os.path.lexists(path):
         raise DataError(f"checkpoint {path} does not exist")
     data = read_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)")
     if path.suffix == ".safetensors":
         try:
-            return load(data)
+            return load(data), None
         except Exception as e:
             raise DataError(f"{path} is not a readable safetensors file: {e}") from None
     try:
@@ -124,8 +133,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
             ) from None
         raise DataError(f"{path} is not a readable PyTorch checkpoint: {str(e).splitlines()[0]}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DataError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    return obj
+    if _tensors(obj):
+        return obj, None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a {type(obj).__name__}, not a state_dict; expected a mapping of names to "
+                        "tensors (torch.save(model.state_dict(), path)) or a dict holding one")
+    key = next((k for k in WRAPPER_KEYS if _tensors(obj.get(k))), None)
+    if key is None:
+        keys = [str(k) for k in obj][:12]
+        more = f" and {len(obj) - 12} more" if len(obj) > 12 else ""
+        raise DataError(f"{path} holds a dict with the keys {', '.join(keys)}{more}, none of them a state_dict of "
+                        f"tensors; expected the model's state_dict, or a dict holding it under one of "
+                        f"{', '.join(WRAPPER_KEYS)}")
+    state, where = obj[key], f"the state_dict under '{key}'"
+    first = {k.split(".", 1)[0] for k in state}
+    if len(first) == 1 and (prefix := first.pop()) in _MODULE_PREFIXES and all("." in k for k in state):
+        state = {k.split(".", 1)[1]: v for k, v in state.items()}
+        where += f", its keys' common prefix '{prefix}.' dropped"
+    return state, where
+
+
+def _tensors(obj: object) -> bool:
+    """Whether ``obj`` is a non-empty mapping of names to tensors: a state_dict."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                       for k, v in obj.items())

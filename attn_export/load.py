@@ -160,14 +160,15 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                    source=str(source), train_lengths=info.train_lengths,
                    parent_sha256=store.sha256_file(source / store.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
-    state = read_state_dict(source)
+    state, found = read_state_dict(source)
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
     labels = tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ()
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
                source=source.name, parent_sha256=store.sha256_file(source))
-    return f"imported AttentionLSTM from {source}: {_summary(layout, model)} -> {directory}"
+    read = f" (read {found})" if found else ""
+    return f"imported AttentionLSTM from {source}{read}: {_summary(layout, model)} -> {directory}"
 
 
 def parse_mapping(items: Sequence[str]) -> list[tuple[str, str]]:
@@ -194,6 +195,11 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
     roles = _mapped_roles(parts, mapping)
     lstms = [p for p in parts if p.kind == "lstm"]
+    projected = next((k for k in state if re.search(r"(^|\.)weight_hr_l\d+(_reverse)?$", k)), None)
+    if projected is not None:
+        raise DataError(f"{origin}: {projected} is {_shape(state[projected])}: an nn.LSTM with proj_size, which "
+                        "attn-export's model does not have; expected an LSTM without proj_size (its hidden state "
+                        "is what the attention scores)")
     if not lstms:
         raise _unrecognised(origin, "no LSTM (keys NAME.weight_ih_l0, NAME.weight_hh_l0, ...), so it is not the "
                                     "classic AttentionLSTM nor another layout load knows", parts, None)

@@ -238,3 +238,57 @@ def test_the_real_cli_refuses_in_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert "ambiguous" in result.stderr and "--map" in result.stderr
     assert not (tmp_path / "art").exists()
+
+
+class Lightning(nn.Module):
+    """A LightningModule-like wrapper: the model is its attribute ``model``, so every key starts "model."."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = ScoreAndHead()
+
+
+@pytest.mark.parametrize("wrap, found", [
+    (lambda m: {"epoch": 7, "model_state_dict": m.state_dict(), "optimizer_state_dict":
+                torch.optim.Adam(m.parameters()).state_dict(), "loss": 0.25},
+     "read the state_dict under 'model_state_dict'"),
+    (lambda m: {"state_dict": m.state_dict(), "epoch": 3}, "read the state_dict under 'state_dict'"),
+    (lambda m: {"net": m.state_dict()}, "read the state_dict under 'net'"),
+    (lambda m: {"epoch": 1, "global_step": 10, "state_dict": Lightning().state_dict()},
+     "read the state_dict under 'state_dict', its keys' common prefix 'model.' dropped"),
+], ids=["training-loop", "state_dict", "net", "lightning"])
+def test_checkpoints_as_training_loops_write_them(tmp_path: Path, wrap: object, found: str) -> None:
+    """``torch.save({'epoch': ..., 'model_state_dict': ..., 'optimizer_state_dict': ...})`` said "does not hold
+    a state_dict"; the state_dict is found in the usual wrappers and the summary says where."""
+    torch.manual_seed(6)
+    user = ScoreAndHead()
+    saved = wrap(user)  # type: ignore[operator]
+    if "global_step" in saved:  # the Lightning case holds its own module's weights
+        user = Lightning()
+        user.load_state_dict(saved["state_dict"])
+        user = user.model
+    torch.save(saved, tmp_path / "wrapped.pt")
+    result = cli("load", str(tmp_path / "wrapped.pt"), str(tmp_path / "art"), "--set", "export.parity_max_seq=16")
+    assert result.returncode == 0, result.stderr
+    assert found in result.stderr, result.stderr
+    model, _ = load_model(tmp_path / "art")
+    _assert_same(user, model)
+
+
+def test_a_dict_without_a_state_dict_lists_its_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(tmp_path, {"epoch": 3, "optimizer_state_dict": {"state": {}, "param_groups": []}},  # type: ignore[dict-item]
+                  capsys=capsys)
+    assert "holds a dict with the keys epoch, optimizer_state_dict, none of them a state_dict of tensors" in line
+    assert "model_state_dict" in line
+
+
+def test_an_lstm_with_proj_size_says_proj_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Projected(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(F, H, batch_first=True, proj_size=5)
+            self.attention = nn.Linear(5, 1)
+            self.fc = nn.Linear(5, C)
+
+    line = _error(tmp_path, Projected().state_dict(), capsys=capsys)
+    assert "lstm.weight_hr_l0 is (5, 12): an nn.LSTM with proj_size" in line and "no LSTM" not in line
