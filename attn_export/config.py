@@ -213,7 +213,11 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     recipe = Recipe()
     if path is not None:
         if not os.path.lexists(path):
-            raise ConfigError(f"recipe file '{path}' does not exist")
+            shipped = Path(__file__).resolve().parent.parent / "recipes" / Path(path).name
+            shown = os.path.relpath(shipped)
+            shown = shipped if shown.startswith("..") else shown
+            hint = f"; expected a path, e.g. {shown} (a recipe this repository ships)" if shipped.is_file() else ""
+            raise ConfigError(f"recipe file '{path}' does not exist{hint}")
         try:
             data = read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)")
             text = data.decode("utf-8")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import RECIPES, TINY, cli
+from conftest import RECIPES, ROOT, TINY, cli
 
 HEAVY = ("torch", "onnxruntime", "tensorrt", "onnx")
 
@@ -195,3 +195,31 @@ def test_japanese_vowels_reaches_the_accuracy_bar(tmp_path: Path, seed: int) -> 
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["test"]["accuracy"] >= 0.96
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+@pytest.mark.parametrize("form", [["R.toml", "D"], ["D", "R.toml"], ["D", "--recipe", "R.toml"],
+                                  ["R.toml", "--out", "D"], ["--recipe", "R.toml", "--out", "D"]],
+                         ids=["recipe-dir", "dir-recipe", "dir--recipe", "recipe--out", "--recipe--out"])
+def test_train_and_run_take_their_arguments_the_same_way(tmp_path: Path, command: str, form: list[str]) -> None:
+    """``train japanese-vowels.toml`` said "is a file", ``run DIR --recipe R`` "No such option: --recipe",
+    ``run R DIR`` "unexpected extra argument": every form now reaches the recipe and the directory. The recipe
+    here has one error, an unknown key, so each command stops at it after reading both, within a second."""
+    (tmp_path / "R.toml").write_text("[model]\nhiden_size = 8\n")
+    result = cli(command, *form, cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean 'model.hidden_size'" in result.stderr, result.stderr
+    assert not (tmp_path / "D").exists()
+
+
+def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    for args, said in ((["train", "a.toml", "b.toml"], "two recipes given (a.toml and b.toml)"),
+                       (["run", "d1", "d2"], "two artefact directories given (d1 and d2)"),
+                       (["train", "notes.txt"], "notes.txt is a file, not an artefact directory")):
+        result = cli(*args, cwd=tmp_path)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and said in lines[0], result.stderr
+        assert "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR" in lines[0]
+    result = cli("train", "japanese-vowels.toml", cwd=ROOT)
+    assert "expected a path, e.g. recipes/japanese-vowels.toml" in result.stderr

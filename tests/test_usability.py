@@ -169,7 +169,8 @@ def test_predict_shows_what_a_headless_model_produces(classic_dir: Path) -> None
     assert "accuracy" not in table.stdout  # labels in the input, but a model without classes has no accuracy
     device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(classic_dir / "d"),
                              str(classic_dir / "in.npz"), "--allow-unverified"], capture_output=True, text=True)
-    assert [len(line.split("\t")) for line in device.stdout.splitlines()] == [25, 25]
+    rows = [line.split("\t") for line in device.stdout.splitlines()]
+    assert [len(r) for r in rows] == [25, 25, 25] and rows[0][:3] == ["id", "context_0", "context_1"]
 
 
 # --- their own device ------------------------------------------------------------------------------

@@ -334,12 +334,12 @@ def test_verify_set_moves_a_verdict_and_records_it(variants_dir: Path, tmp_path:
     directory = copy(variants_dir, tmp_path)
     move_the_weight_that_matters(directory, "model.fp16.onnx")
     assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 1
-    loose = ["--set", "verify.mean_budget_multiple=1000", "--set", "verify.budget_multiple=1000"]
+    loose = ["--set", "verify.mean_budget_multiple=100", "--set", "verify.budget_multiple=100"]
     result = cli("verify", str(directory), "--backends", "ort-cpu", "--json", *loose)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["overrides"] == ["verify.mean_budget_multiple=1000", "verify.budget_multiple=1000"]
-    assert report["tolerances"]["fp16"]["mean_multiple"] == 1000
+    assert report["overrides"] == ["verify.mean_budget_multiple=100", "verify.budget_multiple=100"]
+    assert report["tolerances"]["fp16"]["mean_multiple"] == 100
     verdict = store.read_manifest(directory)["artifacts"]["model.fp16.onnx"]["verified"]
     assert verdict["passed"] is True and verdict["overrides"] == report["overrides"]
     np.savez(tmp_path / "one.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))

@@ -25,6 +25,37 @@ SetOpt = Annotated[
     typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a recipe field: section.key=value (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readable result on stdout.")]
+# train and run take their recipe and directory the same way: positionally in either order (a recipe ends
+# in .toml), or as --recipe and --out
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(metavar="[RECIPE.toml] [DIR]", show_default=False,
+                   help="A recipe (.toml) and/or the artefact directory, in either order (default: the built-in "
+                        "quickstart task into artifacts).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Artefact directory (default: artifacts).",
+                                             file_okay=False)]
+
+
+def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_opt: Path | None) -> tuple[
+        Path | None, Path]:
+    """``PathsArg``, ``--recipe`` and ``--out`` as (recipe, directory): one of each at most, a recipe ending in
+    .toml, a directory that is not a file; anything else is one line saying the forms both commands take."""
+    from ..errors import BadInput
+
+    forms = "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR"
+    recipe_path, directory = recipe_opt, out_opt
+    for path in paths or []:
+        if path.suffix == ".toml":
+            if recipe_path is not None:
+                raise BadInput(f"two recipes given ({recipe_path} and {path}); {forms}")
+            recipe_path = path
+        else:
+            if directory is not None:
+                raise BadInput(f"two artefact directories given ({directory} and {path}); {forms}")
+            if path.is_file():
+                raise BadInput(f"{path} is a file, not an artefact directory (a recipe's name ends in .toml); {forms}")
+            directory = path
+    return recipe_path, directory if directory is not None else Path("artifacts")
 
 
 def console(stderr: bool = False) -> Console:

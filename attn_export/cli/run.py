@@ -4,21 +4,20 @@ printed). Exit 1 when verification fails, after everything, the report included,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..pipeline import BENCH_SECONDS, Stage
-from .common import SetOpt, console, recipe
+from .common import OutOpt, PathsArg, RecipeOpt, SetOpt, console, recipe, recipe_and_directory
 
 NAME = "run"
 
 
 def command(
-    recipe_file: Annotated[Path | None, typer.Argument(metavar="RECIPE", help="Recipe TOML (default: the built-in quickstart, recipes/quickstart.toml).",
-                                                       dir_okay=False)] = None,
-    out: Annotated[Path, typer.Option("--out", help="Artefact directory.", file_okay=False)] = Path("artifacts"),
+    paths: PathsArg = None,
+    recipe_opt: RecipeOpt = None,
+    out_opt: OutOpt = None,
     overrides: SetOpt = None,
     bench_seconds: Annotated[float, typer.Option("--bench-seconds", metavar="SECONDS", min=0.05, max=600,
                                                  help="bench's timing budget per shape.")] = BENCH_SECONDS,
@@ -27,6 +26,7 @@ def command(
     from ..pipeline import run
     from . import bench, quantize, train, verify
 
+    recipe_file, out = recipe_and_directory(paths, recipe_opt, out_opt)
     r = recipe(recipe_file, overrides)
     out_console = console(stderr=True)
     bar = train.TrainingBar(r.train.epochs)

@@ -7,19 +7,21 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DirArg, JsonOpt, RecipeOpt, SetOpt, console, print_json, recipe
+from .common import JsonOpt, OutOpt, PathsArg, RecipeOpt, SetOpt, console, print_json, recipe, recipe_and_directory
 
 NAME = "train"
 
 
 def command(
-    directory: DirArg = Path("artifacts"),
+    paths: PathsArg = None,
     recipe_file: RecipeOpt = None,
+    out: OutOpt = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Training seed (overrides train.seed).")] = None,
     overrides: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train an AttentionLSTM (no recipe: the built-in quickstart task) and save it in DIR."""
+    recipe_file, directory = recipe_and_directory(paths, recipe_file, out)
     r = recipe(recipe_file, overrides, seed)
     metrics = run_training(r, directory, quiet=json_out)
     if json_out:
