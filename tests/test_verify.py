@@ -496,3 +496,26 @@ def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) ->
         assert all(float(t).is_integer() for t in ax.get_xticks())
     assert fig.axes[-1].get_ylabel() == "attention weight (softmax over time)"
     assert fig._suptitle is not None and "Attention weight" in fig._suptitle.get_text()
+
+
+def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) -> None:
+    """report.md's verify table said ort-cpu fp16 0.16 "of budget" where its conformance table, the console
+    and verify.json said 0.18: verify.json's rows keep the sweep's cases only, so the report read back a
+    ratio without the test split. Every table now shows the one recorded worst ratio."""
+    directory, result, _ = verified
+    report = (directory / "report.md").read_text()
+    checked = 0
+    for row in result["results"]:
+        ratio = (row.get("budget") or {}).get("worst_ratio")
+        if row["status"] != "passed" or ratio is None:
+            continue
+        line = next(l for l in report.splitlines()
+                    if l.startswith(f"| {row['backend']} | {row['artifact']} | {row['precision']} |"))
+        assert line.split(" | ")[6] == f"{ratio:.2f}", (line, ratio)
+        cell = next((c for c in result["conformance"] if (c["runtime"], c["artifact"]) == (row["backend"],
+                                                                                            row["artifact"])), None)
+        if cell is not None:  # the ONNX runtimes' rows
+            assert cell["worst_ratio"] == ratio
+            assert f"passed ({ratio:.2f} of budget)" in report
+            checked += 1
+    assert checked >= 3

@@ -92,6 +92,10 @@ class TargetResult:
     problems: List[str] = field(default_factory=list)
     attention: Dict[int, List[float]] = field(default_factory=dict)
     mean_ratio: Optional[float] = None
+    # the worst ratio over the sweep and the test split as verify.json recorded it: its rows keep the sweep's
+    # cases only, so a row read back would otherwise say less than the run did (the report said 0.16 where
+    # the console said 0.18)
+    recorded_worst_ratio: Optional[float] = None
     hint: Optional[str] = None  # the [verify] keys that move a failed verdict
     sha256: Optional[str] = None  # of the bytes this target ran (the store's): what a verdict is tied to
 
@@ -102,7 +106,12 @@ class TargetResult:
 
     @property
     def worst_ratio(self) -> Optional[float]:
-        return max((c.ratio for c in self.cases + self.test_cases if c.ratio is not None), default=None)
+        """The largest error-to-budget ratio of any case, in the sweep or on the test split: the one number
+        every table (console, report, conformance, verify.json) shows for this row."""
+        ratios = [c.ratio for c in self.cases + self.test_cases if c.ratio is not None]
+        if self.recorded_worst_ratio is not None:
+            ratios.append(self.recorded_worst_ratio)
+        return max(ratios, default=None)
 
     @property
     def worst_max_abs(self) -> Optional[float]:
@@ -145,6 +154,7 @@ class TargetResult:
                   cases_not_run=list(d.get("cases_not_run") or []), unreadable=d.get("unreadable"),
                   problems=list(d.get("problems") or []), hint=d.get("hint"), sha256=d.get("sha256"))
         row.mean_ratio = (d.get("budget") or {}).get("mean_ratio")
+        row.recorded_worst_ratio = (d.get("budget") or {}).get("worst_ratio")
         return row
 
 
