@@ -37,6 +37,7 @@ from .errors import BadInput, NotAvailable
 from .runtime.modelinfo import ModelInfo
 from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
+from .runtime.timing import cpu_name
 from .runtime.targets import Target, discover, parse_backends
 from .runtime.timing import Budget, percentiles, time_interleaved
 
@@ -63,8 +64,9 @@ def _fit(seqs: list[int], ms: list[float]) -> dict[str, float] | None:
 
 
 def _machine(threads: int | None) -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "threads": threads}
+    cpu, isa = cpu_name()
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu": cpu,
+            "isa": isa, "cpu_count": os.cpu_count(), "python": platform.python_version(), "threads": threads}
 
 
 def _versions() -> dict[str, str]:
@@ -269,16 +271,21 @@ def batch_ticks(ax: Any, batches: list[int]) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
-    """Latency against sequence length and throughput against batch, one line per target (PNG, Agg)."""
+def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """Latency against sequence length and throughput against batch, one line per target, each titled with
+    the CPU and the thread count it was measured with (a figure without its machine says little)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     scaling = result["scaling"]
-    written = {}
-    for kind, file in PLOTS.items():
+    machine = result.get("machine") or {}
+    threads = machine.get("threads")
+    where = (f"{machine.get('cpu', machine.get('processor', 'this CPU'))}, "
+             f"{threads if threads else 'default'} thread{'' if threads == 1 else 's'}")
+    figures = {}
+    for kind in PLOTS:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
         for key, s in scaling.items():
             series = s["p50_ms_by_seq"] if kind == "latency" else s["throughput_by_batch"]
@@ -286,17 +293,28 @@ def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
                 xs = sorted(series)
                 ax.plot(xs, [series[x] for x in xs], marker="o", label=key)
         if kind == "latency":
-            ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)",
-                   title=f"latency against sequence length, batch {min(result['batches'])}")
+            ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)")
+            ax.set_title(f"latency against sequence length, batch {min(result['batches'])}\n{where}", fontsize=9)
         else:
-            ax.set(xlabel="batch", ylabel="throughput (sequences/s)", xscale="log", yscale="log",
-                   title=f"throughput against batch, seq {sorted(result['seqs'])[len(result['seqs']) // 2]}")
+            ax.set(xlabel="batch", ylabel="throughput (sequences/s)", xscale="log", yscale="log")
+            ax.set_title(f"throughput against batch, seq {sorted(result['seqs'])[len(result['seqs']) // 2]}\n{where}",
+                         fontsize=9)
             batch_ticks(ax, result["batches"])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        with store.atomic_path(directory / file) as tmp:
+        figures[kind] = fig
+    return figures
+
+
+def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
+    """``bench_figures`` written as PNG (Agg) into DIR, atomically."""
+    import matplotlib.pyplot as plt
+
+    written = {}
+    for kind, fig in bench_figures(result).items():
+        with store.atomic_path(directory / PLOTS[kind]) as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
-        written[kind] = file
+        written[kind] = PLOTS[kind]
     return written

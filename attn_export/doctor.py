@@ -96,8 +96,9 @@ def render(report: Dict[str, Any]) -> List[str]:
         packages["onnxruntime"] = ", ".join(f"{version} (package {dist})" for dist, version in found) + (
             "; both provide the onnxruntime module: keep one" if len(found) > 1 else "")
     lines.append("packages:")
+    width = max(len(name) for name in packages)
     for name, version in packages.items():
-        lines.append(f"  {name:<12} {version or 'not installed'}")
+        lines.append(f"  {name:<{width}} {version or 'not installed'}")
     gpus = report["gpus"]
     lines.append("GPUs:" + ("" if gpus["gpus"] else f" none ({gpus['reason']})"))
     for g in gpus["gpus"]:
@@ -111,7 +112,8 @@ def render(report: Dict[str, Any]) -> List[str]:
         for precision, path in trt["build_paths"].items():
             lines.append(f"  {precision:<9} {path}")
     lines.append("backends:")
+    width = max((len(b["name"]) for b in report["backends"]), default=0)  # openvino-bf16 slipped past 10
     for b in report["backends"]:
         state = "available" if b["available"] else f"unavailable: {b['reason']}"
-        lines.append(f"  {b['name']:<10} {state}")
+        lines.append(f"  {b['name']:<{width}} {state}")
     return lines

@@ -154,6 +154,7 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"  lineage: {m.get('parent')} -> {Path(d['path']).name} ({m.get('created_by')})")
             lines += [f"  PROBLEM: {p}" for p in d["lineage_problems"]]
     else:
+        width = max((len(name) for name in d["artifacts"]), default=0) + 1  # one column, whatever the names
         for name, e in d["artifacts"].items():
             if e["problems"]:
                 state = "; ".join(e["problems"])
@@ -162,7 +163,7 @@ def render(d: dict[str, Any]) -> str:
             else:
                 state = e["role"] if e["role"] != "artefact" else "unrecorded"
             parent = f" <- {e['parent']}" if e["parent"] else ""
-            lines.append(f"  {name:28} {e['size_bytes']:>12,} B  {state}{parent}")
+            lines.append(f"  {name:{width}} {e['size_bytes']:>12,} B  {state}{parent}")
         if "metrics" in d:
             lines.append("  metrics: " + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
     return "\n".join(lines)

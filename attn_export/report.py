@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from .errors import MissingPrerequisite, printable
 from .runtime import schema, store
 from .runtime.store import Store
+from .runtime.timing import duration_text
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
@@ -163,7 +164,9 @@ def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
 
 
 def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
-    lines = [f"Threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
+    lines = [f"CPU: {bench['machine'].get('cpu', bench['machine'].get('processor'))}"
+             + (f" ({', '.join(bench['machine']['isa'])})" if bench["machine"].get("isa") else "") + "; "
+             f"threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved, {bench['method']['seconds_per_shape']} s per shape.", ""]
     timed = bench.get("artifacts")
     if not isinstance(timed, dict):
@@ -174,13 +177,14 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         lines += [f"- not current: {_cell(p)}" for p in stale] + ([""] if stale else [])
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
-    lines += ["", "| target | ms/step (batch 1) | intercept ms | r² | throughput by batch (seq/s) |",
+    lines += ["", "| target | per step (batch 1) | intercept | r² | throughput by batch (seq/s) |",
               "|---|---|---|---|---|"]
     for key, s in bench["scaling"].items():
         fit = s.get("seq_fit") or {}
         tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in s["throughput_by_batch"].items())
-        lines.append(f"| {key} | {_fmt(fit.get('ms_per_step'), '.4f')} | {_fmt(fit.get('intercept_ms'), '.3f')} | "
-                     f"{_fmt(fit.get('r2'), '.4f')} | {tput} |")
+        per_step, intercept = (duration_text(fit[k]) if fit.get(k) is not None else "–"
+                               for k in ("ms_per_step", "intercept_ms"))
+        lines.append(f"| {key} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")
     ratios = bench["ratios"]
     lines += ["", f"Speed-up over `{ratios['reference']}` (its p50 / the target's p50):", ""]
     shapes = list(ratios["by_shape"])

@@ -278,6 +278,43 @@ def test_the_throughput_plot_labels_the_batches_measured() -> None:
     plt.close(fig)
 
 
+@pytest.mark.parametrize("ms, text", [(0.000593, "593 ns"), (0.01433, "14.3 µs"), (-0.343, "-343 µs"),
+                                      (12.5, "12.5 ms"), (2500.0, "2.5 s"), (0.0, "0 ns")])
+def test_durations_keep_three_significant_digits(ms: float, text: str) -> None:
+    """The bench console printed ``14.33 µs/step + -0.343 ms`` and the report ``0.0006`` ms/step."""
+    from attn_export.runtime.timing import duration_text, fit_text
+
+    assert duration_text(ms) == text
+    assert fit_text({"ms_per_step": 0.01433, "intercept_ms": -0.343, "r2": 0.99871}) == \
+        "14.3 µs per step, intercept -343 µs (r² 0.9987)"
+
+
+def test_bench_plots_say_the_machine_and_the_threads() -> None:
+    from attn_export.bench import bench_figures
+
+    result = {"scaling": {"ort-cpu model.onnx": {"p50_ms_by_seq": {16: 0.1, 128: 0.5}, "throughput_by_batch":
+                                                 {1: 100.0, 8: 500.0}}},
+              "batches": [1, 8], "seqs": [16, 128], "machine": {"cpu": "AMD EPYC 9R14", "threads": 1}}
+    figures = bench_figures(result)
+    for fig in figures.values():
+        title = fig.axes[0].get_title()
+        assert title.endswith("\nAMD EPYC 9R14, 1 thread"), title
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def test_doctor_and_inspect_keep_their_columns(tiny_dir: Path) -> None:
+    """``doctor``'s backend column slipped on openvino-bf16, ``inspect DIR``'s on long file names."""
+    lines = cli("doctor").stdout.splitlines()
+    start = lines.index("backends:")
+    rows = [line for line in lines[start + 1:] if line.startswith("  ")]
+    assert len(rows) >= 8 and len({len(re.match(r"  \S+\s+", r).group(0)) for r in rows}) == 1, rows
+    listed = [line for line in cli("inspect", str(tiny_dir)).stdout.splitlines() if " B  " in line]
+    assert len(listed) >= 5 and len({line.index(" B  ") for line in listed}) == 1, listed
+
+
 def test_training_says_it_stopped_early(tmp_path: Path) -> None:
     """lr 1e-12 learns nothing: no validation loss after the first is better, patience 1 stops at 2."""
     result = cli("train", str(tmp_path / "d"), *TINY, "--set", "train.epochs=40", "--set", "train.patience=1",

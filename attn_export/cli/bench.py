@@ -62,6 +62,8 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..runtime.timing import fit_text
+
     out = console(stderr=True)
     t = Table(title=f"bench {directory} (threads {threads or 'default'}; p50 ms, speed-up over "
                     f"{result['ratios']['reference']})")
@@ -86,6 +88,5 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:
-            out.print(f"{key}: {fit['ms_per_step'] * 1e3:.2f} µs/step + {fit['intercept_ms']:.3f} ms "
-                      f"(r² {fit['r2']:.4f}) at batch {s['batch']}")
+            out.print(f"{key}: {fit_text(fit)} at batch {s['batch']}")
     out.print(f"wrote {directory / 'bench.json'} and {', '.join(result.get('plots', {}).values())}")

@@ -5,13 +5,14 @@ clock around a call that returns only when the result is ready."""
 
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["Budget", "percentiles", "time_interleaved"]
+__all__ = ["ISA_FLAGS", "Budget", "cpu_name", "duration_text", "fit_text", "percentiles", "time_interleaved"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,45 @@ def time_interleaved(runs: Sequence[Callable[[], Optional[float]]], budget: Budg
         if done >= budget.min_iterations and time.perf_counter() - started >= budget.seconds:
             break
     return times
+
+
+# the instruction sets that decide which precision is fast on a CPU (INT8: VNNI/AMX; BF16: AVX-512 BF16/AMX)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+             "asimd", "asimddp", "sve")
+
+
+def cpu_name() -> Tuple[str, List[str]]:
+    """This CPU's model name and the ``ISA_FLAGS`` it has (``/proc/cpuinfo``; elsewhere the platform's word
+    for the processor and no flags): the speed of a precision is a property of the CPU, so every figure
+    names it."""
+    model, flags = platform.processor() or platform.machine(), []  # type: str, List[str]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info = f.read(1 << 20)
+    except OSError:
+        return model, flags
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "Hardware") and value.strip() and model in ("x86_64", "aarch64", ""):
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            have = set(value.split())
+            flags = [f for f in ISA_FLAGS if f in have]
+    return model, flags
+
+
+def duration_text(ms: float) -> str:
+    """A duration in milliseconds written with three significant digits in the unit that keeps them (ns, µs,
+    ms, s), its sign in front: 0.000593 ms is "593 ns", never "0.0006"; -0.343 is "-343 µs"."""
+    sign, value = ("-" if ms < 0 else ""), abs(ms)
+    for unit, scale in (("s", 1e3), ("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6)):
+        if value >= scale or unit == "ns":
+            return f"{sign}{value / scale:.3g} {unit}"
+    raise AssertionError("unreachable")
+
+
+def fit_text(fit: Dict[str, float]) -> str:
+    """``seq_fit`` as a person reads it: "14.3 µs per step, intercept -343 µs (r² 0.9987)"."""
+    return (f"{duration_text(fit['ms_per_step'])} per step, intercept {duration_text(fit['intercept_ms'])} "
+            f"(r² {fit['r2']:.4f})")
