@@ -26,6 +26,7 @@ import numpy as np
 from attn_export.errors import DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import MISSING_POLICIES, _check_missing_policy, _read_ts, _show, read_npz, read_ts
+from attn_export.runtime.inputs import read_csv
 
 __all__ = [
     "MISSING_POLICIES",
@@ -392,7 +393,13 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
         if labels is None:
             raise DataError(f"{path}: has no y; training needs a label per sequence")
         return seqs, labels, None
-    raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .ts or .npz")
+    if suffix == ".csv":  # the long format: sequence, [time,] features..., label (runtime.inputs)
+        table = read_csv(path)
+        if table.labels is None:
+            raise DataError(f"{path}: has no 'label' column; training needs a label per sequence (a header with "
+                            "sequence, optionally time, the features, and label)")
+        return table.sequences, table.labels, None
+    raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .ts, .npz or .csv")
 
 
 def _fraction(name: str, value: Any) -> float:

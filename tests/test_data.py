@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -353,8 +354,8 @@ def test_load_splits_files(tmp_path: Path) -> None:
     one = write(tmp_path, "@data\n1:a\n2:a\n", "one.ts")
     with pytest.raises(DataError, match="single class"):
         load_splits(cfg(name="files", train=str(one)))
-    with pytest.raises(DataError, match="expected .ts or .npz"):
-        load_splits(cfg(name="files", train=str(tmp_path / "x.csv")))
+    with pytest.raises(DataError, match="expected .ts, .npz or .csv"):
+        load_splits(cfg(name="files", train=str(tmp_path / "x.parquet")))
     with pytest.raises(DataError, match="synthetic, japanese-vowels, basic-motions, files"):
         load_splits(cfg(name="mnist"))
 
@@ -435,3 +436,54 @@ def test_fuzz_read_ts_bytes(tmp_path: Path, blob: bytes) -> None:
     p = tmp_path / "fuzz.ts"
     p.write_bytes(b"@data\n" + blob)
     _read_ts_survives(p)
+
+
+def _long_csv(path: Path, n: int, rng: np.random.Generator, shuffle: bool) -> tuple[list, list]:
+    """``n`` labelled sequences in the long format (sequence, time, two features, label), rows in a random
+    order when ``shuffle`` (the time column orders them)."""
+    rows, seqs, labels = [], [], []
+    for i in range(n):
+        label = ["walk", "run"][i % 2]
+        steps = int(rng.integers(4, 12))
+        x = rng.normal(size=(steps, 2)).astype(np.float32) + (2.0 if label == "run" else 0.0)
+        seqs.append(x)
+        labels.append(label)
+        rows += [f"s{i:03d},{t},{float(x[t, 0])!r},{float(x[t, 1])!r},{label}" for t in range(steps)]
+    if shuffle:
+        rows = [rows[k] for k in rng.permutation(len(rows))]
+    path.write_text("sequence,time,accel_x,accel_y,label\n" + "\n".join(rows) + "\n")
+    return seqs, labels
+
+
+def test_training_reads_the_long_csv_format(tmp_path: Path) -> None:
+    """Training said "unsupported file type '.csv'" while predict read CSV. The long format (sequence id,
+    time, features, label), rows shuffled, trains through the real CLI, and the reader orders each sequence
+    by its time column."""
+    from attn_export.runtime.inputs import read_csv
+
+    rng = np.random.default_rng(0)
+    seqs, labels = _long_csv(tmp_path / "train.csv", 80, rng, shuffle=True)
+    _long_csv(tmp_path / "test.csv", 20, rng, shuffle=False)
+    table = read_csv(tmp_path / "train.csv")
+    order = sorted(range(80), key=lambda i: table.ids.index(f"s{i:03d}"))
+    for i in order:
+        np.testing.assert_array_equal(table.sequences[table.ids.index(f"s{i:03d}")], seqs[i])
+        assert table.labels[table.ids.index(f"s{i:03d}")] == labels[i]
+    result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}",
+                 "--set", f"data.test={tmp_path / 'test.csv'}", "--set", "model.hidden_size=8", "--set", "train.epochs=2",
+                 "--set", "train.min_test_accuracy=0")
+    assert result.returncode == 0, result.stderr
+    model = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert model["input_size"] == 2 and sorted(model["labels"]) == ["run", "walk"]
+
+
+@pytest.mark.parametrize("text, said", [
+    ("sequence,time,a,label\ns1,0,1.0,x\ns1,0,2.0,x\n", "time 0 appears twice in sequence 's1'"),
+    ("sequence,time,a,label\ns1,soon,1.0,x\n", "time = 'soon'; expected a finite number"),
+    ("sequence,time,a\ns1,0,1.0\n", "has no 'label' column; training needs a label per sequence"),
+])
+def test_a_bad_long_csv_is_one_line(tmp_path: Path, text: str, said: str) -> None:
+    (tmp_path / "train.csv").write_text(text)
+    result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and said in lines[0], result.stderr

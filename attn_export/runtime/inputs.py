@@ -7,9 +7,11 @@ Python 3.8-compatible and torch-free: the device runs ``python -m attn_export.ru
 * ``.ts``: a UEA/UCR file (``data.read_ts``); its class labels, when every series has one, are the truth.
 * ``.csv`` (comma-separated, UTF-8, optional byte-order mark):
 
-  - with a header holding a ``sequence`` column: one sequence per distinct value of that column (its
-    rows in file order; sequences in order of first appearance); an optional ``label`` column gives the
-    true label (the same on every row of a sequence); every other column is a feature, in file order;
+  - with a header holding a ``sequence`` column (the long format of labelled time series): one sequence
+    per distinct value of that column (sequences in order of first appearance; its rows in file order, or
+    by an optional ``time`` (or ``step``) column: a number, each once per sequence); an optional ``label``
+    column gives the true label (the same on every row of a sequence); every other column is a feature,
+    in file order;
   - otherwise: the whole file is one sequence, rows = steps, columns = features; the header row is
     optional (a first row that does not parse as numbers is a header); a ``label`` column (needs the
     header) gives the sequence's true label;
@@ -38,6 +40,7 @@ __all__ = ["InputSet", "accuracy", "read_csv", "read_input"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
+TIME_COLUMNS = ("time", "step")  # orders a sequence's rows (long format only)
 
 
 @dataclass(frozen=True)
@@ -112,12 +115,14 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
     lowered = [h.lower() for h in header] if header is not None else []
     group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
     label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
-    feature_cols = [i for i in range(width) if i not in (group_col, label_col)]
+    time_col = next((lowered.index(t) for t in TIME_COLUMNS if t in lowered), None) if group_col is not None else None
+    feature_cols = [i for i in range(width) if i not in (group_col, label_col, time_col)]
     if not feature_cols:
-        raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence' and 'label'")
+        raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence', 'time' and 'label'")
 
     groups: Dict[str, List[List[float]]] = {}
     group_labels: Dict[str, str] = {}
+    times: Dict[str, Dict[float, int]] = {}  # sequence -> time -> line, when a time column orders the rows
     for lineno, row in enumerate(rows, start=2 if header is not None else 1):
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
@@ -130,6 +135,17 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
                 name = header[i] if header is not None else f"column {i + 1}"
                 raise DataError(f"{p}:{lineno}: {name} = {row[i].strip()!r}; expected a finite number")
             values.append(v)
+        if time_col is not None:
+            t = _number(row[time_col])
+            if t is None or not math.isfinite(t):
+                raise DataError(f"{p}:{lineno}: {header[time_col] if header else 'time'} = {row[time_col].strip()!r}; "
+                                "expected a finite number (the step's time)")
+            seen = times.setdefault(key, {})
+            if t in seen:
+                raise DataError(f"{p}:{lineno}: time {row[time_col].strip()} appears twice in sequence {key!r} "
+                                f"(line {seen[t]}); expected each time once per sequence")
+            seen[t] = lineno
+            values.append(t)  # sorted on below, then dropped
         groups.setdefault(key, []).append(values)
         if label_col is not None:
             label = row[label_col].strip()
@@ -140,6 +156,8 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
                 raise DataError(f"{p}:{lineno}: label {label!r} differs from {group_labels[key]!r} earlier in "
                                 f"{where}; expected one label per sequence")
     keys = list(groups)
+    if time_col is not None:  # the time was appended last: order each sequence by it, then drop it
+        groups = {k: [r[:-1] for r in sorted(rows_, key=lambda r: r[-1])] for k, rows_ in groups.items()}
     seqs = [np.asarray(groups[k], dtype=np.float32) for k in keys]
     if group_col is None:
         ids = [p.name]
