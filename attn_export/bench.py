@@ -39,6 +39,7 @@ from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import cpu_name
 from .runtime.targets import Target, discover, parse_backends
+from .runtime.verify import none_runs
 from .runtime.timing import Budget, percentiles, time_interleaved
 
 __all__ = ["BENCH_JSON", "PLOTS", "bench"]
@@ -93,7 +94,7 @@ def bench(
     threads: int | None = 1,
     budget: Budget = Budget(),
     plots: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
     check_threads(threads)
@@ -111,7 +112,7 @@ def bench(
     targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
-        raise NotAvailable("no backend can run here: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+        raise NotAvailable(none_runs(targets))
     _check_memory(info, max(batches), max(seqs), len(runnable))
     opened: list[tuple[Target, Backend]] = []
     results: list[dict[str, Any]] = []
@@ -128,11 +129,10 @@ def bench(
         if not opened:
             raise NotAvailable("nothing to time: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
         runnable = [t for t, _ in opened]
-        for batch in batches:
-            for seq in seqs:
-                if progress:
-                    progress(f"batch {batch} seq {seq}")
-                results += _bench_shape(opened, spec.features, batch, seq, budget)
+        for k, (batch, seq) in enumerate((b, t) for b in batches for t in seqs):
+            if progress:
+                progress(f"batch {batch} x seq {seq}, {len(opened)} targets", k, len(batches) * len(seqs))
+            results += _bench_shape(opened, spec.features, batch, seq, budget)
     finally:
         for _, backend in opened:
             backend.close()

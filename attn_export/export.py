@@ -19,6 +19,7 @@ import logging
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,10 +146,12 @@ def export_onnx(
     exporter: str | None = None,
     parity_max_seq: int | None = None,
     threads: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportResult:
     """Export DIR's model to DIR/model.onnx and DIR/reference.npz; see the module docstring. ``opset``,
     ``exporter`` and ``parity_max_seq`` default to the recipe's ``[export]`` table (in ``model.json``) and are
-    checked by its schema (one range of opsets, one list of exporters)."""
+    checked by its schema (one range of opsets, one list of exporters). ``progress`` hears (what is being
+    done, done, total) through the parity sweep."""
     import dataclasses
 
     import onnx
@@ -200,17 +203,22 @@ def export_onnx(
 
         stats = info.train_lengths or {}
         cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)))
+        say = progress or (lambda what, done, total: None)
+        steps = 3 * len(cases)  # PyTorch's reference, the intrinsic errors, ONNX Runtime's parity: per case
         with torch.inference_mode():
             outputs = []
-            for case in cases:
+            for k, case in enumerate(cases):
+                say(f"PyTorch reference {case.label}", k, steps)
                 head, attention = model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
                 outputs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
-        errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names)
+        errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names,
+                                  progress=lambda k: say(f"intrinsic error {cases[k].label}", len(cases) + k, steps))
         refs = [Reference(o, e) for o, e in zip(outputs, errors)]
         rule = rule_for("fp32", info.verify)
         results = []
         with OrtCpuBackend(Artifact.candidate(tmp, spec, "fp32", info), threads=threads) as backend:
-            for case, ref in zip(cases, refs):
+            for k, (case, ref) in enumerate(zip(cases, refs)):
+                say(f"ONNX Runtime parity {case.label}", 2 * len(cases) + k, steps)
                 results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output, rule))
         failed = [r for r in results if not r]
         if failed:

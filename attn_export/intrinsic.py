@@ -24,7 +24,7 @@ without torch judges by the same budget; ``verify`` computes them live for cases
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,10 +71,11 @@ def intrinsic_errors(
     feeds_list: Sequence[Mapping[str, np.ndarray]],
     references: Sequence[Mapping[str, np.ndarray]],
     output_names: Sequence[str],
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, dict[str, np.ndarray]]]:
     """Per case, per precision, per output: each row's intrinsic error (float32 [batch]); see the module
     docstring. ``references`` are the FP32 model's outputs on the same feeds, ``output_names`` name the
-    model's two outputs in order (head, attention)."""
+    model's two outputs in order (head, attention); ``progress`` hears each case's index as it starts."""
     model = model.eval()
     generator = torch.Generator().manual_seed(SEED)
     doubled = copy.deepcopy(model).double()
@@ -82,7 +83,9 @@ def intrinsic_errors(
                     + [_stochastic(model, dtype, generator) for _ in range(REALISATIONS - 1)]
                     for name, dtype in REDUCED.items()}
     results: list[dict[str, dict[str, np.ndarray]]] = []
-    for feeds, ref in zip(feeds_list, references):
+    for k, (feeds, ref) in enumerate(zip(feeds_list, references)):
+        if progress is not None:
+            progress(k)
         errors: dict[str, dict[str, np.ndarray]] = {}
         outs = _run(doubled, feeds, torch.float64)
         errors["fp32"] = {n: _row_error(o, ref[n]).astype(np.float32) for n, o in zip(output_names, outs)}

@@ -25,6 +25,10 @@ from .runtime.verify import VerifyResult
 __all__ = ["BENCH_BATCHES", "BENCH_SECONDS", "BENCH_SEQS", "RunResult", "Stage", "run"]
 
 BENCH_SECONDS = 1.0  # per shape of the default 3 x 3 grid: ~10 s for a whole directory
+# run's bench is a first look (``attn-export bench`` measures with the full budget): 3 warm-up calls and at
+# least 5 interleaved rounds, so that a slow target at 32 x 512 no longer holds every shape to 30 calls each
+# (JapaneseVowels' bench took 74 s of run's 118 s on 2 cores, measured)
+RUN_BUDGET = {"warmup": 3, "min_iterations": 5}
 BENCH_BATCHES, BENCH_SEQS = (1, 8, 32), (16, 128, 512)
 
 
@@ -72,9 +76,11 @@ def run(
     on_stage: Callable[[Stage], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    on_progress: Callable[[str, str, int, int], None] | None = None,
 ) -> RunResult:
     """Run every stage into ``directory``; ``on_start`` hears the start (the directory's lock held),
-    ``on_stage`` each stage as it ends, ``on_epoch`` each epoch."""
+    ``on_stage`` each stage as it ends, ``on_epoch`` each epoch, ``on_progress`` (stage, what, done, total)
+    through export's sweep, verify's targets and bench's shapes."""
     from .bench import Budget, bench
     from .export import export_onnx
     from .quantize import quantize
@@ -84,6 +90,9 @@ def run(
     from .verify import verify
 
     result = RunResult(directory)
+
+    def progress(name: str) -> Callable[[str, int, int], None] | None:
+        return None if on_progress is None else (lambda what, done, total: on_progress(name, what, done, total))
 
     def stage(name: str, started: float, summary: str, value: Any) -> Any:
         done = Stage(name, time.perf_counter() - started, summary, value)
@@ -99,7 +108,7 @@ def run(
         metrics = train(recipe, directory, on_epoch=on_epoch)
         stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}", metrics)
         t = time.perf_counter()
-        exported = export_onnx(directory)
+        exported = export_onnx(directory, progress=progress("export"))
         stage("export", t, f"{exported.path.name}, parity on {len(exported.cases)} cases", exported)
         t = time.perf_counter()
         q = recipe.quantize
@@ -109,12 +118,13 @@ def run(
         t = time.perf_counter()
         stage("build", t, *_build_engine(directory))
         t = time.perf_counter()
-        result.verify = verify(directory, "auto", 1, overrides=verify_overrides)
+        result.verify = verify(directory, "auto", 1, progress=progress("verify"), overrides=verify_overrides)
         counts = {s: sum(1 for x in result.verify.results if x.status == s) for s in ("passed", "failed", "skipped")}
         stage("verify", t, f"{'PASSED' if result.verify.passed else 'FAILED'}: "
                            + ", ".join(f"{n} {s}" for s, n in counts.items()), result.verify)
         t = time.perf_counter()
-        benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds))
+        benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds, **RUN_BUDGET),
+                        progress=progress("bench"))
         stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings", benched)
         t = time.perf_counter()
         report = write_report(directory)

@@ -123,7 +123,7 @@ def verify(
     directory: Path,
     backends: str | list[str] | None = "auto",
     threads: int | None = 1,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     overrides: Sequence[str] = (),
 ) -> VerifyResult:
     """Verify every runnable target in DIR (the host's backends, live references, the test split); write

@@ -4,6 +4,7 @@ text a person reads. Each test is a thing that was seen wrong once."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -341,3 +342,40 @@ def test_the_fp16_note_says_which_nodes_run_in_fp32(model_dir: Path) -> None:
     assert found, result.stderr
     kept, total, other = map(int, found.groups())
     assert kept + other == total
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str]:
+    """The CLI with stderr on a pseudo-terminal (what a person at a shell sees), its stderr as text."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "attn_export", *args], stdout=subprocess.DEVNULL,
+                             stderr=secondary, cwd=ROOT, env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return child.wait(timeout=600), re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves out
+
+
+def test_long_stages_show_progress_on_a_terminal_only(model_dir: Path) -> None:
+    """export printed nothing for 53 s and verify for 145 s on a loaded machine. On a terminal each shows
+    what it is checking and n of N; under --json, or when stderr is not a terminal, no bar."""
+    code, seen = _on_a_terminal("export", str(model_dir))
+    assert code == 0, seen[-2000:]
+    assert re.search(r"export +(PyTorch reference|intrinsic error|ONNX Runtime parity) batch \d+ seq \d+", seen), seen[-2000:]
+    assert re.search(r"\b\d+/\d+\b", seen)
+    code, seen = _on_a_terminal("verify", str(model_dir), "--backends", "ort-cpu")
+    assert code == 0 and re.search(r"verify +ort-cpu model\.onnx", seen) and re.search(r"\b0/\d+\b", seen), seen[-2000:]
+    code, seen = _on_a_terminal("verify", str(model_dir), "--backends", "ort-cpu", "--json")
+    assert code == 0 and "verify ort-cpu" not in seen and not re.search(r"\b0/\d+\b", seen)
+    plain = cli("verify", str(model_dir), "--backends", "ort-cpu")
+    assert plain.returncode == 0 and not re.search(r"\b0/\d+\b", plain.stderr)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import BadInput
-from .common import DirArg, JsonOpt, console, print_json
+from .common import DirArg, JsonOpt, console, print_json, progress_bar
 from .verify import BackendsOpt, ThreadsOpt
 
 NAME = "bench"
@@ -43,15 +43,10 @@ def command(
 
 def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int], seconds: float,
               threads: int | None, quiet: bool = False) -> dict[str, Any]:
-    from rich.progress import Progress
-
     from ..bench import Budget, bench
 
-    out = console(stderr=True)
-    with Progress(console=out, transient=True, disable=quiet or not out.is_terminal) as bar:
-        task = bar.add_task("bench", total=len(batches) * len(seqs))
-        result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds),
-                       progress=lambda label: bar.update(task, advance=1, description=label))
+    with progress_bar("bench", quiet) as progress:
+        result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds), progress=progress)
     if not quiet:
         show(directory, result, threads)
     return result

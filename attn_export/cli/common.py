@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -82,3 +84,43 @@ def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = No
 
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2))
+
+
+class StageBar:
+    """A progress bar on stderr for a long stage, fed ``(what is being checked, done, total)``: "verify
+    ort-cpu model.fp16.onnx  3/14". Off under ``--json`` (``quiet``) and when stderr is not a terminal (a
+    log or a pipe gets the result lines only); transient, so the result table replaces it. It starts on its
+    first update (a stage that fails before its work prints only its one error line) and ``stop`` ends it;
+    ``stage`` may change between stops (``run`` names each stage)."""
+
+    def __init__(self, stage: str, quiet: bool = False) -> None:
+        self.stage, self.quiet = stage, quiet
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            out = console(stderr=True)
+            self._bar = Progress(TextColumn(self.stage), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=out, transient=True,
+                                 disable=self.quiet or not out.is_terminal)
+            self._bar.start()
+            self._task = self._bar.add_task("", total=total)
+        self._bar.update(self._task, description=what, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = self._task = None
+
+
+@contextlib.contextmanager
+def progress_bar(stage: str, quiet: bool = False) -> Iterator[StageBar]:
+    """``StageBar`` for the length of a ``with`` block."""
+    bar = StageBar(stage, quiet)
+    try:
+        yield bar
+    finally:
+        bar.stop()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DirArg, JsonOpt, console, print_json
+from .common import DirArg, JsonOpt, console, print_json, progress_bar
 
 NAME = "export"
 
@@ -38,7 +38,9 @@ def run_export(directory: Path, opset: int | None, exporter: str | None, parity_
                quiet: bool = False) -> Any:
     from ..export import export_onnx
 
-    result = export_onnx(directory, opset=opset, exporter=exporter, parity_max_seq=parity_max_seq)
+    with progress_bar("export", quiet) as progress:
+        result = export_onnx(directory, opset=opset, exporter=exporter, parity_max_seq=parity_max_seq,
+                             progress=progress)
     if not quiet:
         worst = max(c.max_abs for c in result.cases)
         console(stderr=True).print(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..pipeline import BENCH_SECONDS, Stage
-from .common import OutOpt, PathsArg, RecipeOpt, SetOpt, console, recipe, recipe_and_directory
+from .common import OutOpt, PathsArg, RecipeOpt, SetOpt, StageBar, console, recipe, recipe_and_directory
 
 NAME = "run"
 
@@ -35,7 +35,14 @@ def command(
                "verify": lambda result: out_console.print(verify.table(result, out)),
                "bench": lambda result: bench.show(out, result, 1)}
 
+    stage_bar = StageBar("")
+
+    def on_progress(name: str, what: str, done: int, total: int) -> None:
+        stage_bar.stage = name
+        stage_bar(what, done, total)
+
     def show(stage: Stage) -> None:
+        stage_bar.stop()
         if stage.name == "train":
             bar.stop(stage.result)
         if stage.name in details:
@@ -44,9 +51,10 @@ def command(
 
     try:
         result = run(r, out, bench_seconds, [o for o in overrides or [] if o.strip().startswith("verify.")],
-                     on_stage=show, on_epoch=bar.on_epoch,
+                     on_stage=show, on_epoch=bar.on_epoch, on_progress=on_progress,
                      on_start=lambda: out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}"))
     finally:
+        stage_bar.stop()
         bar.stop()
     _summary(out_console, result.stages)
     if result.verify is not None:

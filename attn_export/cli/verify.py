@@ -9,7 +9,7 @@ import typer
 
 from ..errors import ParityError
 from ..runtime.verify import VerifyResult
-from .common import DirArg, JsonOpt, SetOpt, console, print_json
+from .common import DirArg, JsonOpt, SetOpt, console, print_json, progress_bar
 
 NAME = "verify"
 
@@ -41,15 +41,11 @@ def command(
 
 def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool = False,
                report: bool = False, overrides: list[str] | None = None) -> VerifyResult:
-    from rich.progress import Progress
-
     from ..verify import verify
 
     out = console(stderr=True)
-    with Progress(console=out, transient=True, disable=quiet or not out.is_terminal) as bar:
-        task = bar.add_task("verify", total=None)
-        result = verify(directory, backends, threads, progress=lambda label: bar.update(task, description=label),
-                        overrides=overrides or [])
+    with progress_bar("verify", quiet) as progress:
+        result = verify(directory, backends, threads, progress=progress, overrides=overrides or [])
     if not quiet:
         out.print(table(result, directory))
     if report:

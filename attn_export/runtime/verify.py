@@ -463,7 +463,7 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
     return verdicts
 
 
-def _none_runs(targets: List[Target]) -> str:
+def none_runs(targets: List[Target]) -> str:
     """One line for "nothing here can run": what to install, then why, each reason once with the backends it
     stops (a Jetson bundle without ONNX Runtime made a 2,400-character line: every backend x file)."""
     stopped: Dict[str, List[str]] = {}
@@ -498,7 +498,7 @@ def verify(
     directory: Path,
     backends: Union[str, List[str], None] = "auto",
     threads: Optional[int] = 1,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Optional[Callable[[str, int, int], None]] = None,
     overrides: Sequence[str] = (),
     registry: Optional[Mapping[str, Type[Backend]]] = None,
     augment: Optional[Callable[[Store, ModelInfo, List[Target], ReferenceSet], Augment]] = None,
@@ -521,21 +521,22 @@ def verify(
     deploy = deployment_max_seq(info, cfg)
     targets = discover(s, backends, table)
     if not any(t.skip is None for t in targets):
-        raise NotAvailable(_none_runs(targets))
+        raise NotAvailable(none_runs(targets))
     recorded = recorded_reference(s, targets)
     extra = (augment(s, info, targets, recorded) if augment is not None else
              Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
 
     rows = []
+    runnable = sum(1 for t in targets if t.skip is None)
     for target in targets:
         if target.skip is not None:
             trust = s.state(target.artifact) if target.artifact else None
             flagged = f"{trust.reason}; and " if trust is not None and trust.reason else ""
             rows.append(TargetResult(target, status="skipped", reason=flagged + target.skip))
             continue
-        if progress:
-            progress(target.label)
+        if progress:  # what is being checked, how many are done, of how many
+            progress(target.label, sum(1 for r in rows if r.status != "skipped"), runnable)
         rule = rule_for(str(target.precision), cfg, table[target.backend].device, deploy)
         row = _run_target(s, target, rule, extra, latency_seq, threads, table)
         if row.status == "failed" and (row.cases or row.test_cases):
