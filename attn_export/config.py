@@ -103,7 +103,9 @@ class ModelConfig(_Section):
     query: Literal["last", "learned"] = "last"  # additive only: the last hidden state, as in the classic model
     conv_channels: tuple[int, ...] = ()  # no Conv1d front-end unless a recipe asks for one
     conv_kernel_sizes: tuple[int, ...] = ()  # odd sizes keep the sequence length with "same" padding
-    head: Literal["classification", "regression", "none"] = "classification"  # what the shipped recipes do
+    # classification: one logit per class, softmax; binary: one logit, sigmoid (two labels, negative then
+    # positive: the common Linear(H, 1) + BCE setup); regression; none: the context vector
+    head: Literal["classification", "binary", "regression", "none"] = "classification"
 
     # Upper bounds a device can hold and a CPU can train: an LSTM layer of width 8192 alone has 4·H·(H+F)
     # ≈ 268M weights (1 GiB FP32); deep LSTM stacks need residual connections to train, which this model

@@ -164,7 +164,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
-    labels = tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ()
+    labels = (("0", "1") if cfg.head == "binary" else
+              tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ())
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
                source=source.name, parent_sha256=store.sha256_file(source))
     read = f" (read {found})" if found else ""
@@ -255,7 +256,7 @@ def state_dict_to_model(layout: Layout, base: ModelConfig) -> AttentionLSTM:
         attention="linear",
         conv_channels=tuple(c.weight.shape[0] for c in layout.convs),
         conv_kernel_sizes=tuple(c.weight.shape[2] for c in layout.convs),
-        head="none" if head is None else ("regression" if base.head == "regression" else "classification"),
+        head=_head_kind(head, base.head),
     )
     if layout.key is not None:
         config = replace(config, attention="additive", attention_dim=layout.key.weight.shape[0], query="learned")
@@ -456,9 +457,23 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         parts.append(f"linear score {layout.score.name}")
     if layout.head is None:
         parts.append(f"no head (output context, {model.context_size} values)")
+    elif cfg.head == "binary":
+        parts.append(f"head {layout.head.name} binary: one output read as a binary classifier (sigmoid, labels 0 "
+                     "and 1; --set model.head=regression reads it as a regressor)")
     else:
         parts.append(f"head {layout.head.name} {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
     return ", ".join(parts)
+
+
+def _head_kind(head: _Part | None, asked: str) -> str:
+    """What a head's shape and the recipe's ``model.head`` make it: none without one; regression when asked;
+    one output is a binary classifier (a one-class softmax would say probability 1 for everything); more
+    outputs, classes."""
+    if head is None:
+        return "none"
+    if asked == "regression":
+        return "regression"
+    return "binary" if head.weight.shape[0] == 1 else "classification"
 
 
 def _shape(shape: torch.Tensor | tuple[int, ...]) -> str:

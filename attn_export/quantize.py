@@ -38,7 +38,7 @@ from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Work
 from .runtime.reference import read_reference
 from .runtime.backends.onnxrt import ort_session
 from .runtime.store import Artifact
-from .runtime.iospec import IOSpec
+from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
 from .portability import make_portable, matmul_before_transpose
@@ -385,9 +385,10 @@ def _evaluate(made: Artifact, fp32: Artifact, spec: IOSpec, test: Any) -> dict[s
         got = dict(zip(names, a.run(None, feeds)))
         ref = dict(zip(names, b.run(None, feeds)))
         head, head32 = got[spec.head_output], ref[spec.head_output]
-        correct += int((head.argmax(1) == test.y[index]).sum())
-        correct32 += int((head32.argmax(1) == test.y[index]).sum())
-        agree += int((head.argmax(1) == head32.argmax(1)).sum())
+        decided, decided32 = class_logits(head).argmax(1), class_logits(head32).argmax(1)  # binary: logit > 0
+        correct += int((decided == test.y[index]).sum())
+        correct32 += int((decided32 == test.y[index]).sum())
+        agree += int((decided == decided32).sum())
         logits_err = max(logits_err, float(np.abs(head - head32).max()))
         attention_err = max(attention_err, float(np.abs(got["attention"] - ref["attention"]).max()))
     return {"accuracy": correct / test.n, "accuracy_fp32": correct32 / test.n, "argmax_agreement": agree / test.n,
@@ -398,7 +399,7 @@ def labelled_test_split(info: ModelInfo) -> tuple[Any, str | None]:
     from .config import recipe_from_dict
     from .data import load_splits
 
-    if info.head != "classification" or not info.labels:
+    if info.head not in CLASSIFIERS or not info.labels:
         return None, "no labelled test split for this model (not a classifier)"
     try:
         splits = load_splits(recipe_from_dict(info.recipe).data)

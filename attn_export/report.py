@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from .errors import MissingPrerequisite, printable
 from .runtime import schema, store
+from .runtime.iospec import CLASSIFIERS
 from .runtime.store import Store
 from .runtime.timing import duration_text
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
@@ -68,7 +69,7 @@ def _accuracy_by_precision(result: VerifyResult) -> list[str]:
 def truth_text(value: float, head: str, labels: Sequence[str]) -> str:
     """A sample's true answer as a person reads it: the label's name (``model.json``'s labels, never the
     class index), or a regression target."""
-    if head == "classification":
+    if head in CLASSIFIERS:
         index = int(value)
         return f"label {printable(labels[index], 40)}" if 0 <= index < len(labels) else f"class index {index}"
     return f"target {value:.4g}" if head == "regression" else ""

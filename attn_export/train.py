@@ -60,9 +60,22 @@ def _batch(data: SequenceSet, index: np.ndarray, device: torch.device) -> tuple[
     )
 
 
+def loss_of(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the classes; for a binary head (one logit) binary cross-entropy with the second
+    label as the positive class, the usual Linear(H, 1) + BCEWithLogits setup."""
+    if logits.shape[1] == 1:
+        return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype), reduction=reduction)
+    return nn.functional.cross_entropy(logits, y, reduction=reduction)
+
+
+def decide(logits: torch.Tensor) -> torch.Tensor:
+    """The class each row decides, as ``runtime.iospec.class_logits`` reads logits: argmax, or logit > 0."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+
+
 @torch.no_grad()
 def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | None = None) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+    """Mean loss (``loss_of``) and accuracy of ``model`` on ``data``."""
     if data.n == 0:
         return {"accuracy": float("nan"), "loss": float("nan")}
     device = device or next(model.parameters()).device
@@ -73,8 +86,8 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     for start in range(0, data.n, EVAL_BATCH):
         x, lengths, y = _batch(data, order[start : start + EVAL_BATCH], device)
         logits, _ = model(x, lengths)
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += float(loss_of(logits, y, reduction="sum"))
+        correct += int((decide(logits) == y).sum())
     model.train(was_training)
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
@@ -87,10 +100,10 @@ def train(
     splits: Splits | None = None,
 ) -> dict[str, Any]:
     """Train the recipe's model, save it into ``directory`` and return metrics.json's contents."""
-    if recipe.model.head != "classification":
+    if recipe.model.head not in ("classification", "binary"):
         raise ConfigError(
             f"model.head = '{recipe.model.head}' cannot be trained from labelled data; "
-            "training supports head = 'classification' (import other heads with attn-export load)"
+            "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
     cfg = recipe.train
     started = time.perf_counter()
@@ -126,8 +139,14 @@ def _train(
     cfg = recipe.train
 
     norm = Normalization.from_sequences(splits.train.sequences)
+    binary = recipe.model.head == "binary"
+    if binary and len(splits.labels) != 2:
+        raise ConfigError(f"model.head = 'binary' needs two labels; the data has {len(splits.labels)} "
+                          f"({', '.join(splits.labels[:6])}{' ...' if len(splits.labels) > 6 else ''}): expected "
+                          "head = 'classification' for more")
     model = AttentionLSTM(
-        recipe.model, splits.train.features, len(splits.labels), norm.mean.tolist(), norm.std.tolist()
+        recipe.model, splits.train.features, 1 if binary else len(splits.labels), norm.mean.tolist(),
+        norm.std.tolist()
     ).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # early stopping watches validation loss; with no validation split, the training loss
@@ -143,7 +162,7 @@ def _train(
         for start in range(0, len(order), cfg.batch_size):
             x, lengths, y = _batch(splits.train, order[start : start + cfg.batch_size], device)
             logits, _ = model(x, lengths)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = loss_of(logits, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends import REGISTRY
+from .runtime.iospec import class_logits
 from .runtime import schema, store
 from .runtime.compare import Reference, SweepCase
 from .runtime.modelinfo import ModelInfo
@@ -95,7 +96,7 @@ def _test_split(s: Store, info: ModelInfo, weights: Artifact | None) -> tuple[Te
     if weights is not None:
         references = torch_references(weights, [case for _, case in batches])
         logits = _scatter(test.n, batches, [r.outputs for r in references], head)[head]
-        accuracy = float((logits.argmax(1) == test.y).mean())
+        accuracy = float((class_logits(logits).argmax(1) == test.y).mean())
         source = "torch-cpu FP32 on the test split"
     elif s.state(store.METRICS).current:
         accuracy = store.parse_json(s.read(store.METRICS) or b"", s.directory / store.METRICS,

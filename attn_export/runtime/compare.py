@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .iospec import class_logits
+
 __all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "rule_for", "sweep_cases", "unmeasured"]
 
 
@@ -220,8 +222,10 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
     max_abs = float(diff.max())
     norm = float(np.linalg.norm(r) * np.linalg.norm(g)) if finite else 0.0
     cosine = float((r * g).sum() / norm) if norm > 0 else float(np.array_equal(r, g))
-    classes = r.shape[1] if r.ndim > 1 else 1
-    agree = r.argmax(axis=1) == g.argmax(axis=1) if classes > 1 else np.ones(batch, bool)
+    # decisions: a classifier's argmax, a binary head's sign (its logit z as [0, z]); other heads decide nothing
+    scores_r, scores_g = (class_logits(r), class_logits(g)) if head == "logits" else (r, g)
+    classes = scores_r.shape[1] if scores_r.ndim > 1 else 1
+    agree = scores_r.argmax(axis=1) == scores_g.argmax(axis=1) if classes > 1 else np.ones(batch, bool)
     result = CaseResult(batch, seq, case.padded, max_abs, 0.0, cosine, float(agree.mean()), 0.0, False)
     result.range = "deployment" if deploy.all() else "stress" if not deploy.any() else "mixed"
 
@@ -246,7 +250,7 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
         if not deploy.all():
             result.stress_ratio = float(ratio[~deploy].max())
             if classes > 1 and finite:
-                top2 = np.sort(r, axis=1)[:, -2:]
+                top2 = np.sort(scores_r, axis=1)[:, -2:]
                 decisive = (top2[:, 1] - top2[:, 0]) > 2.0 * budget.max(axis=1)
                 flips = ~deploy & decisive & ~agree
                 if flips.any():

@@ -17,12 +17,23 @@ import numpy as np
 
 from ..errors import BadInput, WorkFailed
 
-__all__ = ["BATCH", "SEQ", "IOSpec", "TensorSpec"]
+__all__ = ["BATCH", "CLASSIFIERS", "HEAD_OUTPUT", "SEQ", "IOSpec", "TensorSpec", "class_logits"]
 
 BATCH = "batch"
 SEQ = "seq"
 Dim = Union[str, int]
-HEAD_OUTPUT = {"classification": "logits", "regression": "prediction", "none": "context"}
+HEAD_OUTPUT = {"classification": "logits", "binary": "logits", "regression": "prediction", "none": "context"}
+CLASSIFIERS = ("classification", "binary")  # heads whose output is logits, decided into labels
+
+
+def class_logits(logits: np.ndarray) -> np.ndarray:
+    """``logits`` [batch, classes] as per-class scores: a binary head's one logit z becomes [0, z], so that
+    softmax gives [1 - sigmoid(z), sigmoid(z)], argmax says z > 0 and the top-two margin is |z|. Every
+    decision, probability and agreement on logits goes through here (predict, verify, quantize)."""
+    logits = np.asarray(logits)
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        return np.concatenate([np.zeros_like(logits), logits], axis=1)
+    return logits
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, DataError
 from . import schema
-from .iospec import HEAD_OUTPUT, IOSpec
+from .iospec import CLASSIFIERS, HEAD_OUTPUT, IOSpec
 from .settings import BuildConfig, VerifyConfig, recorded_sections
 
 __all__ = ["FORMAT", "ModelInfo"]
@@ -58,8 +58,13 @@ class ModelInfo:
         if head == "classification" and len(labels) != outputs:
             raise schema.mismatch(path, ("labels",), labels,
                                   f"{outputs} labels (strings), one per output (num_outputs {outputs})")
-        if head != "classification" and labels:
-            raise schema.mismatch(path, ("labels",), labels, "[] (only a classification model has labels)")
+        if head == "binary" and (outputs != 1 or len(labels) != 2):
+            raise schema.mismatch(path, ("labels",) if outputs == 1 else ("num_outputs",),
+                                  labels if outputs == 1 else outputs,
+                                  "a binary head's one output (num_outputs 1) and its two labels, negative then "
+                                  "positive")
+        if head not in CLASSIFIERS and labels:
+            raise schema.mismatch(path, ("labels",), labels, "[] (only a classifier has labels)")
         norm = raw.get("normalization") or {"mean": [0.0] * size, "std": [1.0] * size}
         for key in ("mean", "std"):
             if len(norm[key]) != size:

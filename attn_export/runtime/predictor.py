@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .backends.base import Backend
-from .iospec import IOSpec
+from .iospec import IOSpec, class_logits
 from .limits import MAX_BATCH, check_threads
 from .store import Artifact, Store
 
@@ -273,6 +273,8 @@ class Predictor:
             head, attention = out[self.head][0], out["attention"][0, :steps]
         if self.head != "logits":
             return Prediction("", -1, head.astype(np.float32, copy=False), attention)
+        if head.shape[0] == 1:  # a binary head: z -> [0, z] (iospec.class_logits)
+            head = class_logits(head[None])[0]
         if head.shape[0] > _PY_SOFTMAX_MAX:
             return Prediction(self._label(int(head.argmax())), int(head.argmax()), _softmax(head[None])[0], attention)
         z = head.tolist()
@@ -329,6 +331,8 @@ class Predictor:
             x, lens = self._batch([pieces[k][1] for k in members])
             out = self._run({"x": x, "lengths": lens})
             head = out[self.head][: len(members)].astype(np.float32, copy=False)
+            if self.head == "logits":
+                head = class_logits(head)  # a binary head's one logit as two classes
             batch_scores = _softmax(head) if self.head == "logits" else head
             for row, k in enumerate(members):
                 scores[k], logits[k] = batch_scores[row], head[row]

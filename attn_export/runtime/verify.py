@@ -41,6 +41,7 @@ from . import store
 from .backends import Backend
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
 from .dispatch import INSTALL_ONNX_RUNTIME
+from .iospec import class_logits
 from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
@@ -304,7 +305,7 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
             return
         outs.append(backend.infer(case.feeds))
     got = _scatter(len(split.y), split.batches, outs, head)
-    predicted = got[head].argmax(1)
+    predicted = class_logits(got[head]).argmax(1)  # a binary head: its logit > 0
     row.accuracy = float((predicted == split.y).mean())
     row.attention = {i: got["attention"][i].tolist() for i in split.samples}
     if split.reference_accuracy is not None:
@@ -317,7 +318,7 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
         if not result:
             row.fail(f"test split {case.label}: " + "; ".join(result.problems))
     ref_logits = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
-    row.argmax_agreement = float((predicted == ref_logits.argmax(1)).mean())
+    row.argmax_agreement = float((predicted == class_logits(ref_logits).argmax(1)).mean())
     row.test_logits_max_abs = float(np.abs(got[head] - ref_logits).max())
     if rule.min_argmax_agreement is not None and row.argmax_agreement < rule.min_argmax_agreement:
         row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
-from ..iospec import IOSpec
+from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
 from ..precisions import ONNX_FILES, PRECISIONS
@@ -482,7 +482,7 @@ def _io_mismatch(info: ModelInfo, inputs: Mapping[str, Tuple[str, Tuple[Any, ...
                 what = "features per step" if t.name == "x" else "outputs"
                 return (f"its {t.name} has {have if isinstance(have, int) else repr(have)} {what} (axis {axis}), "
                         f"{MODEL_JSON} describes {want}")
-    if labels is not None and info.head == "classification":
+    if labels is not None and info.head in CLASSIFIERS:
         try:
             graph_labels = json.loads(labels)
         except ValueError:
