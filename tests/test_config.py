@@ -181,7 +181,7 @@ def test_literal_lists_choices_and_suggests_the_closest() -> None:
         ({"export": {"opset": 16}}, "export.opset = 16 is out of range: expected a value in [17, 21]"),
         ({"export": {"opset": 22}}, "export.opset = 22 is out of range: expected a value in [17, 21]"),
         ({"train": {"min_test_accuracy": 1.5}}, "train.min_test_accuracy = 1.5 is out of range"),
-        ({"verify": {"fp16_atol": -1e-3}}, "verify.fp16_atol = -0.001 is out of range: expected a value >= 0"),
+        ({"verify": {"fp16_atol": -1e-3}}, "verify.fp16_atol = -0.001 is out of range: expected a value in [0, 1]"),
         (
             {"model": {"conv_channels": [16, 0], "conv_kernel_sizes": [3, 3]}},
             "model.conv_channels[1] = 0 is out of range: expected a value > 0",

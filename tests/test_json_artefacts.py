@@ -127,7 +127,7 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
         (model, _set("format", value=2), lambda: store.Store(directory).info,
          "format is 2; expected 1 (the model.json format this attn-export reads)"),
         (model, _set("recipe", "model", "head", value="ranking"), lambda: store.Store(directory).info,
-         'recipe.model.head is "ranking"; expected one of classification, regression, none'),
+         'recipe.model.head is "ranking"; expected one of classification, binary, regression, none'),
         (model, _set("normalization", "mean", value=[0.0]), lambda: store.Store(directory).info,
          "normalization.mean is [0.0]; expected 4 finite numbers, one per input feature (input_size 4)"),
         (model, _set("train_lengths", value={"min": 9, "median": 3, "max": 4}), lambda: store.Store(directory).info,
@@ -145,7 +145,7 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
     regression = json.loads(original)
     regression["recipe"]["model"]["head"] = "regression"
     model.write_text(json.dumps(regression))
-    with pytest.raises(DataError, match=r"labels is \[\"0\", \"1\", \"2\"\]; expected \[\] \(only a classification model has labels\)"):
+    with pytest.raises(DataError, match=r"labels is \[\"0\", \"1\", \"2\"\]; expected \[\] \(only a classifier has labels\)"):
         store.Store(directory).info  # noqa: B018
     model.write_text(original)
 
