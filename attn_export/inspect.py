@@ -167,3 +167,55 @@ def render(d: dict[str, Any]) -> str:
         if "metrics" in d:
             lines.append("  metrics: " + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
     return "\n".join(lines)
+
+
+def readiness(path: Path, names: list[str]) -> dict[str, Any]:
+    """Each ONNX file at ``path`` (one file, or every recorded one of a directory) against each TensorRT
+    target in ``names`` (``trt_targets``): what it builds there, or why not, and every finding."""
+    import onnx
+
+    from .runtime.precisions import ONNX_FILES
+    from .trt_targets import builds, check, target
+
+    wanted = [target(n) for n in names]
+    if path.is_dir():
+        files = [path / f for f in ONNX_FILES.values() if (path / f).is_file()]
+        if not files:
+            raise BadInput(f"{path} holds no ONNX file; run attn-export export first")
+    elif path.suffix == ".onnx" and path.is_file():
+        files = [path]
+    else:
+        raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
+    precision_of = {file: p for p, file in ONNX_FILES.items()}
+    out: dict[str, Any] = {}
+    for t in wanted:
+        rows = {}
+        for f in files:
+            model = onnx.load_from_string(store.read_file(f, store.MAX_ARTIFACT_BYTES, "ONNX model"))
+            precision = precision_of.get(f.name, "fp32")
+            engine, how = builds(f.name, precision, t)
+            findings = [] if engine is None else check(model, t)
+            rows[f.name] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
+                            "ready": engine is not None and not any(x.error for x in findings)}
+        out[t.name] = {"device": t.device, "tensorrt": t.tensorrt, "cuda": t.cuda, "python": t.python,
+                       "source": t.parser.source, "strongly_typed": t.strongly_typed, "notes": list(t.notes),
+                       "files": rows}
+    return out
+
+
+def render_readiness(r: dict[str, Any]) -> str:
+    lines = []
+    for name, t in r.items():
+        lines.append(f"{name}: {t['device']}, TensorRT {t['tensorrt']}, CUDA {t['cuda']}, Python {t['python']} "
+                     f"(rules read from {t['source']})")
+        for file, row in t["files"].items():
+            state = ("ready" if row["ready"] else "NOT READY") if row["builds"] else "withdrawn"
+            lines.append(f"  {file:24} {state}: {row['how']}")
+            grouped: dict[tuple[bool, str, str], list[str]] = {}  # one line per rule, its nodes named
+            for x in row["findings"]:
+                grouped.setdefault((x["error"], x["rule"], x["fix"]), []).append(x["node"])
+            for (error, rule, fix), nodes in grouped.items():
+                at = nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes ({', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
+                lines.append(f"    {'PROBLEM' if error else 'note'} {at}: {rule}; {fix}")
+        lines += [f"  note: {n}" for n in t["notes"]]
+    return "\n".join(lines)

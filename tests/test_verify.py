@@ -461,7 +461,8 @@ def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: 
     assert result.returncode == 2 and fragment in result.stderr
 
 
-@pytest.mark.parametrize("names", [["walk", "run", "sit"], [3, 7, 9]], ids=["strings", "not-0-to-C-1"])
+@pytest.mark.parametrize("names", [["walk", "run", "sit"], pytest.param([3, 7, 9], marks=pytest.mark.slow)],
+                         ids=["strings", "not-0-to-C-1"])  # the second trains another model: with the slow run
 def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) -> None:
     """A panel named "class 2" for a sequence whose label is "3" (JapaneseVowels' labels are "1".."9"), or
     "class 0" for "run": each panel now names the label of that test sequence from the test file itself,

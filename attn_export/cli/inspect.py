@@ -14,11 +14,27 @@ NAME = "inspect"
 
 def command(
     path: Annotated[Path, typer.Argument(help="An .onnx file or an artefact directory.")] = Path("artifacts"),
+    targets: Annotated[list[str] | None, typer.Option(
+        "--target", metavar="TARGET", help="Check the ONNX files against the TensorRT of jetpack5, jetpack6, "
+                                           "jetpack7, trt10 or trt11 (repeatable); exit 1 when one is not ready.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Inputs and outputs with dynamic axes, opset, operators, parameters, metadata and lineage."""
-    from ..inspect import describe, render
+    from ..inspect import describe, readiness, render, render_readiness
 
+    if targets:
+        from ..errors import WorkFailed
+
+        r = readiness(path, targets)
+        if json_out:
+            print_json(r)
+        else:
+            typer.echo(render_readiness(r))
+        failing = [f"{file} on {name}" for name, t in r.items() for file, row in t["files"].items()
+                   if row["builds"] and not row["ready"]]
+        if failing:
+            raise WorkFailed(f"not ready: {', '.join(failing)} (the PROBLEM lines above say what to do)")
+        return
     d = describe(path)
     if json_out:
         print_json(d)
