@@ -149,6 +149,28 @@ def matmul_before_transpose(proto: Any) -> None:
                                                             name=f"{matmul.name}.transpose"))
 
 
+def fp32_fills(proto: Any) -> None:
+    """An FP16 ``ConstantOfShape`` becomes an FP32 one and a ``Cast`` to FP16 (in place): the same tensor,
+    exactly (a fill is one number, exact in both), and a graph TensorRT 8.5's parser reads: its
+    operators.md lists ConstantOfShape for FP32 only (``trt_targets``: JetPack 5)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    for node in [n for n in proto.graph.node if n.op_type == "ConstantOfShape"]:
+        value = _attribute(node, "value")
+        if value is None or value.data_type != TensorProto.FLOAT16:
+            continue
+        fill = numpy_helper.to_array(value).astype(np.float32)
+        for attribute in [a for a in node.attribute if a.name == "value"]:
+            node.attribute.remove(attribute)
+        node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(fill)))
+        wanted = node.output[0]
+        node.output[0] = f"{wanted}.fp32"
+        index = list(proto.graph.node).index(node)
+        proto.graph.node.insert(index + 1, helper.make_node("Cast", [node.output[0]], [wanted],
+                                                            to=TensorProto.FLOAT16, name=f"{node.name}.cast"))
+
+
 def make_portable(proto: Any) -> None:
     """Rewrite ``proto`` (in place) into the plainest equivalent: the exporters' value_info hints go (the
     dynamo exporter leaves the example's length in them, which ONNX Runtime warns about and other readers

@@ -41,7 +41,7 @@ from .runtime.store import Artifact
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
-from .portability import make_portable, matmul_before_transpose
+from .portability import fp32_fills, make_portable, matmul_before_transpose
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
@@ -141,6 +141,7 @@ def _make_fp16(source: Artifact, target: Path) -> None:
                                          op_block_list=list(FP16_KEEP_FP32))
     _plain_fp16(converted)
     matmul_before_transpose(converted)
+    fp32_fills(converted)
     make_portable(converted)
     # the converter appends its input casts after their consumers; the checker requires topological order
     graph = OnnxModel(converted)

@@ -132,7 +132,7 @@ class Classic(nn.Module):
         return torch.bmm(weights.transpose(1, 2), out).squeeze(1)  # (B, H)
 
 
-@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("layers", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2 layers: the slow run
 def test_the_classic_snippet_loads_and_gives_identical_outputs(tmp_path: Path, layers: int) -> None:
     torch.manual_seed(layers)
     classic = Classic(5, 12, layers, dropout=0.1 if layers > 1 else 0.0).eval()

@@ -31,11 +31,11 @@ def variants_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_every_artefact_is_ready_or_withdrawn_with_its_reason_on_every_target(variants_dir: Path) -> None:
-    result = cli("inspect", str(variants_dir), "--target", "jetpack6", "--target", "jetpack7", "--target", "trt10",
-                 "--target", "trt11", "--json")
+    result = cli("inspect", str(variants_dir), "--target", "jetpack5", "--target", "jetpack6", "--target", "jetpack7",
+                 "--target", "trt10", "--target", "trt11", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"jetpack6", "jetpack7", "trt10", "trt11"}
+    assert set(report) == {"jetpack5", "jetpack6", "jetpack7", "trt10", "trt11"}
     for name, t in report.items():
         files = t["files"]
         assert files["model.int8.onnx"]["builds"] is None and "never a TensorRT input" in files["model.int8.onnx"]["how"]
@@ -46,17 +46,27 @@ def test_every_artefact_is_ready_or_withdrawn_with_its_reason_on_every_target(va
     assert "with --fp16" in report["trt10"]["files"]["model.onnx"]["how"]
 
 
-def test_jetpack5_names_what_its_parser_does_not_list(variants_dir: Path) -> None:
-    """TensorRT 8.5's operators.md lists ConstantOfShape for FP32 only: the FP16 graph's FP16 fill is named,
-    with the file that builds FP16 there instead; the INT64 casts are notes (8.5 casts INT64 down)."""
+def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Path) -> None:
+    """TensorRT 8.5's operators.md lists ConstantOfShape for FP32 only, and the FP16 graph filled a tensor with
+    an FP16 ConstantOfShape (found by this check): the FP16 graph now fills in FP32 and casts. INT64 casts are
+    notes (8.5 casts INT64 down to INT32), not problems."""
     result = cli("inspect", str(variants_dir), "--target", "jetpack5")
-    assert result.returncode == 1
-    assert "model.fp16.onnx          NOT READY" in result.stdout
-    assert "FP16 ConstantOfShape; TensorRT 8.5.2's parser lists FP32 only; build the FP16 engine from model.onnx " \
-           "with --fp16" in result.stdout
-    assert "model.onnx               ready" in result.stdout and "casts it down to INT32" in result.stdout
-    assert result.stderr.strip() == "Error: not ready: model.fp16.onnx on jetpack5 (the PROBLEM lines above say what " \
-                                    "to do)"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "model.fp16.onnx          ready" in result.stdout and "casts it down to INT32" in result.stdout
+    fp16 = onnx.load(str(variants_dir / "model.fp16.onnx"))
+    fills = [n for n in fp16.graph.node if n.op_type == "ConstantOfShape"]
+    assert fills and all(a.t.data_type == TensorProto.FLOAT for n in fills for a in n.attribute if a.name == "value")
+    found = check(_fill_model(TensorProto.FLOAT16), TARGETS["jetpack5"])
+    assert any("FP16 ConstantOfShape; TensorRT 8.5.2's parser lists FP32 only" in f.rule for f in found if f.error)
+    assert not [f for f in check(_fill_model(TensorProto.FLOAT16), TARGETS["jetpack6"]) if f.error]
+
+
+def _fill_model(dtype: int) -> onnx.ModelProto:
+    shape = helper.make_tensor_value_info("shape", TensorProto.INT64, [2])
+    y = helper.make_tensor_value_info("y", dtype, None)
+    value = helper.make_tensor("v", dtype, [1], [0.0])
+    node = helper.make_node("ConstantOfShape", ["shape"], ["y"], name="fill", value=value)
+    return helper.make_model(helper.make_graph([node], "g", [shape], [y]), opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _lstm_model(opset: int = 17, domain_op: bool = False, **lstm: object) -> onnx.ModelProto:
