@@ -365,6 +365,12 @@ print(json.dumps({'backend': backend, 'index': [q.index for q in preds],
 """
 
 
+def device_cli(*args: str) -> str:
+    """Code that runs the device's command line with ``args``, as ``python -m attn_export.runtime`` would."""
+    return (f"import runpy; sys.argv = ['x', *{list(args)!r}]; "
+            "runpy.run_module('attn_export.runtime', run_name='__main__')")
+
+
 def save_inputs(path: Path, seqs: list[np.ndarray]) -> None:
     lengths = np.array([len(s) for s in seqs])
     x = np.zeros((len(seqs), lengths.max(), seqs[0].shape[1]), np.float32)
@@ -395,9 +401,7 @@ def test_runtime_without_torch_typer_rich_onnx(model_dir: Path, tmp_path: Path) 
 def test_python_module_entry_point(model_dir: Path, tmp_path: Path) -> None:
     seqs = sequences(model_dir, 6)
     save_inputs(tmp_path / "in.npz", seqs)
-    code = "import runpy; sys.argv = ['x', %r, 'in.npz', '--json']; runpy.run_module('attn_export.runtime', " \
-           "run_name='__main__')" % str(model_dir)
-    result = run_blocked(code, tmp_path, str(ROOT))
+    result = run_blocked(device_cli(str(model_dir), "in.npz", "--json"), tmp_path, str(ROOT))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     refs = one_by_one(model_dir, seqs)
@@ -411,16 +415,13 @@ def test_device_output_a_person_reads(model_dir: Path, tmp_path: Path) -> None:
     an import hook hides onnxruntime, openvino, tract and tensorrt (the real packages are here)."""
     seqs = sequences(model_dir, 3)
     save_inputs(tmp_path / "in.npz", seqs)
-    code = "import runpy; sys.argv = ['x', 'predict', %r, 'in.npz']; runpy.run_module('attn_export.runtime', " \
-           "run_name='__main__')" % str(model_dir)
-    result = run_blocked(code, tmp_path, str(ROOT))
+    result = run_blocked(device_cli("predict", str(model_dir), "in.npz"), tmp_path, str(ROOT))
     assert result.returncode == 0, result.stderr
     rows = [r.split("\t") for r in result.stdout.strip().splitlines()]
     assert rows[0] == ["id", "label", "probability"] and len(rows) == 4 and all(len(r) == 3 for r in rows)
     hide = BLOCKER.replace("('torch', 'typer', 'rich', 'onnx')",
                            "('torch', 'typer', 'rich', 'onnx', 'onnxruntime', 'openvino', 'tract', 'tensorrt')")
-    code = "import runpy; sys.argv = ['x', 'verify', %r]; runpy.run_module('attn_export.runtime', " \
-           "run_name='__main__')" % str(model_dir)
+    code = device_cli("verify", str(model_dir))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", hide + code], capture_output=True, text=True, cwd=tmp_path,
                             env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
