@@ -45,15 +45,22 @@ def _tensor(value: Any, role: str, path: Path) -> dict[str, Any]:
     return {"name": value.name, "dtype": str(dtype), "dims": _dims(value)}
 
 
-def describe_onnx(path: Path) -> dict[str, Any]:
-    import numpy as np
+def _load(path: Path) -> tuple[bytes, Any]:
+    """The file's bytes (read once, bounded) and the ``onnx.ModelProto`` they hold; BadInput when they are
+    not a model."""
     import onnx
 
     data = store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model")
     try:
-        proto = onnx.load_from_string(data)
+        return data, onnx.load_from_string(data)
     except Exception as e:  # onnx raises DecodeError or OSError for a file that is not a model
         raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    data, proto = _load(path)
     metadata = {p.key: p.value for p in proto.metadata_props}
     out: dict[str, Any] = {
         "path": str(path),
@@ -172,7 +179,6 @@ def render(d: dict[str, Any]) -> str:
 def readiness(path: Path, names: list[str]) -> dict[str, Any]:
     """Each ONNX file at ``path`` (one file, or every recorded one of a directory) against each TensorRT
     target in ``names`` (``trt_targets``): what it builds there, or why not, and every finding."""
-    import onnx
 
     from .runtime.precisions import ONNX_FILES
     from .trt_targets import builds, check, target
@@ -187,14 +193,13 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
     else:
         raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
     precision_of = {file: p for p, file in ONNX_FILES.items()}
+    models = {f.name: _load(f)[1] for f in files}
     out: dict[str, Any] = {}
     for t in wanted:
         rows = {}
         for f in files:
-            model = onnx.load_from_string(store.read_file(f, store.MAX_ARTIFACT_BYTES, "ONNX model"))
-            precision = precision_of.get(f.name, "fp32")
-            engine, how = builds(f.name, precision, t)
-            findings = [] if engine is None else check(model, t)
+            engine, how = builds(precision_of.get(f.name, "fp32"), t)
+            findings = [] if engine is None else check(models[f.name], t)
             rows[f.name] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
                             "ready": engine is not None and not any(x.error for x in findings)}
         out[t.name] = {"device": t.device, "tensorrt": t.tensorrt, "cuda": t.cuda, "python": t.python,

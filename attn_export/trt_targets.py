@@ -224,9 +224,9 @@ def _node_rules(node: Any, label: str, graph: _Graph, where: Target) -> list[Fin
     return out
 
 
-# each precision file, and what it builds on a line: None when it builds, else why not
-def builds(file: str, precision: str, where: Target) -> tuple[str | None, str | None]:
-    """(engine precision this file builds on ``where``, or None; why not, or how): the build rules of the line."""
+def builds(precision: str, where: Target) -> tuple[str | None, str | None]:
+    """(engine precision a file of ``precision`` builds on ``where``, or None; why not, or how): the build
+    rules of the line."""
     if precision == "int8-dynamic":
         return None, "ONNX Runtime's dynamic INT8 (DynamicQuantizeLSTM, MatMulInteger): never a TensorRT input"
     if precision == "fp32":

@@ -116,3 +116,10 @@ def test_an_unknown_target_is_one_line(variants_dir: Path) -> None:
     result = cli("inspect", str(variants_dir), "--target", "jetson-nano")
     assert result.returncode == 2 and result.stderr.strip() == (
         "Error: --target 'jetson-nano' is unknown; expected one of jetpack5, jetpack6, jetpack7, trt10, trt11")
+
+
+def test_a_file_that_is_not_onnx_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    result = cli("inspect", str(tmp_path / "junk.onnx"), "--target", "jetpack5")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "is not a readable ONNX model" in lines[0], result.stderr

@@ -332,25 +332,24 @@ class Archive:
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise DataError(f"{self.path}: cannot read {member.name}: {e}") from None
 
-    def names(self) -> List[str]:
-        return list(self.listing)
-
     def read(self, name: str) -> Optional[bytes]:
         """A listed member's bytes, checked against ``bundle.json``'s sha256; None when it is not listed."""
         if name not in self.listing:
             return None
         data = self._bytes(self.members[name])
-        if hashlib.sha256(data).hexdigest() != self.listing[name]["sha256"]:
-            raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+        self._matches(name, hashlib.sha256(data).hexdigest())
         return data
+
+    def _matches(self, name: str, sha256: str) -> None:
+        if sha256 != self.listing[name]["sha256"]:
+            raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
 
     def extract(self, staging: Path) -> None:
         """The listed files (and the listing) into ``staging``, each checked against its sha256."""
         wanted = sorted((self.members[n] for n in [*self.listing, BUNDLE_JSON]), key=lambda m: m.offset)
         _extract(self._tar, wanted, staging, self.path)
-        for name, entry in self.listing.items():
-            if store.sha256_file(staging.joinpath(*name.split("/"))) != entry["sha256"]:
-                raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+        for name in self.listing:
+            self._matches(name, store.sha256_file(staging.joinpath(*name.split("/"))))
 
     def close(self) -> None:
         self._tar.close()
