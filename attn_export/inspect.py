@@ -178,49 +178,20 @@ def render(d: dict[str, Any]) -> str:
 
 def readiness(path: Path, names: list[str]) -> dict[str, Any]:
     """Each ONNX file at ``path`` (one file, or every recorded one of a directory) against each TensorRT
-    target in ``names`` (``trt_targets``): what it builds there, or why not, and every finding."""
-
+    target in ``names`` (``runtime.trt.readiness``): what it builds there, or why not, and every finding."""
     from .runtime.precisions import ONNX_FILES
-    from .trt_targets import builds, check, target
+    from .runtime.trt import readiness as trt
 
-    wanted = [target(n) for n in names]
+    for name in names:
+        trt.target(name)
     if path.is_dir():
-        files = [path / f for f in ONNX_FILES.values() if (path / f).is_file()]
-        if not files:
-            raise BadInput(f"{path} holds no ONNX file; run attn-export export first")
+        graphs = trt.graphs_of(store.Store(path))
+        if not graphs:
+            raise BadInput(f"{path} holds no recorded ONNX file; run attn-export export first")
     elif path.suffix == ".onnx" and path.is_file():
-        files = [path]
+        precision = {file: p for p, file in ONNX_FILES.items()}.get(path.name, "fp32")
+        graphs = {path.name: (precision, parse_graph(store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model"),
+                                                     path))}
     else:
         raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
-    precision_of = {file: p for p, file in ONNX_FILES.items()}
-    models = {f.name: _load(f)[1] for f in files}
-    out: dict[str, Any] = {}
-    for t in wanted:
-        rows = {}
-        for f in files:
-            engine, how = builds(precision_of.get(f.name, "fp32"), t)
-            findings = [] if engine is None else check(models[f.name], t)
-            rows[f.name] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
-                            "ready": engine is not None and not any(x.error for x in findings)}
-        out[t.name] = {"device": t.device, "tensorrt": t.tensorrt, "cuda": t.cuda, "python": t.python,
-                       "source": t.parser.source, "strongly_typed": t.strongly_typed, "notes": list(t.notes),
-                       "files": rows}
-    return out
-
-
-def render_readiness(r: dict[str, Any]) -> str:
-    lines = []
-    for name, t in r.items():
-        lines.append(f"{name}: {t['device']}, TensorRT {t['tensorrt']}, CUDA {t['cuda']}, Python {t['python']} "
-                     f"(rules read from {t['source']})")
-        for file, row in t["files"].items():
-            state = ("ready" if row["ready"] else "NOT READY") if row["builds"] else "withdrawn"
-            lines.append(f"  {file:24} {state}: {row['how']}")
-            grouped: dict[tuple[bool, str, str], list[str]] = {}  # one line per rule, its nodes named
-            for x in row["findings"]:
-                grouped.setdefault((x["error"], x["rule"], x["fix"]), []).append(x["node"])
-            for (error, rule, fix), nodes in grouped.items():
-                at = nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes ({', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
-                lines.append(f"    {'PROBLEM' if error else 'note'} {at}: {rule}; {fix}")
-        lines += [f"  note: {n}" for n in t["notes"]]
-    return "\n".join(lines)
+    return trt.readiness(graphs, names)

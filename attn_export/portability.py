@@ -152,7 +152,7 @@ def matmul_before_transpose(proto: Any) -> None:
 def fp32_fills(proto: Any) -> None:
     """An FP16 ``ConstantOfShape`` becomes an FP32 one and a ``Cast`` to FP16 (in place): the same tensor,
     exactly (a fill is one number, exact in both), and a graph TensorRT 8.5's parser reads: its
-    operators.md lists ConstantOfShape for FP32 only (``trt_targets``: JetPack 5)."""
+    operators.md lists ConstantOfShape for FP32 only (``runtime.trt.readiness``: JetPack 5)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 

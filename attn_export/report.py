@@ -51,6 +51,23 @@ def _verify_table(result: VerifyResult) -> list[str]:
     return lines
 
 
+def _tensorrt_readiness(result: VerifyResult) -> list[str]:
+    """Each ONNX file against each TensorRT target's parser rules, as verify recorded it: a static check
+    (``attn-export inspect DIR --target T`` names every finding), not a build."""
+    if not result.tensorrt:
+        return []
+    targets = list(result.tensorrt)
+    files = list(dict.fromkeys(f for t in targets for f in result.tensorrt[t]))
+    lines = ["", "## TensorRT readiness (static: the parser rules of each line, no TensorRT ran)", "",
+             "| file | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+    for f in files:
+        cells = [_cell(result.tensorrt[t].get(f, "–").split(" (")[0].split(":")[0]) for t in targets]
+        lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
+    reasons = {line for t in targets for line in result.tensorrt[t].values() if not line.startswith("ready")}
+    lines += [""] + [f"- {_cell(r)}" for r in sorted(reasons)]
+    return lines
+
+
 def _accuracy_by_precision(result: VerifyResult) -> list[str]:
     lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"]
     seen: dict[tuple[str, str], list[str]] = {}
@@ -241,6 +258,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
     lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result)
+    lines += _tensorrt_readiness(result)
     samples = result.attention_samples
     if samples:
         info = s.info

@@ -49,12 +49,12 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
         readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
         listing = json.loads(tar.extractfile(BUNDLE_JSON).read())  # type: ignore[union-attr]
     # the README builds what the bundled ONNX files allow: FP32 only here, and the bundle says why
-    assert "PYTHONPATH=runtime python3 -m attn_export.runtime build .  " in readme
+    assert "PYTHONPATH=runtime python3 -m attn_export.runtime build . --target jetpack6 " in readme  # the default
     assert "build . --fp16" not in readme
     assert any("no model.fp16.onnx" in n and "attn-export quantize --fp16" in n for n in jetson.notes)
     assert not any("no TensorRT engine" in n for n in jetson.notes)  # this one holds an engine
     assert "PYTHONPATH=runtime python3 -m attn_export.runtime verify ." in readme
-    assert listing["for"] == "jetson" and listing["files"]["model.onnx"]["sha256"] == \
+    assert listing["for"] == "jetson" and listing["target"] == "jetpack6" and listing["files"]["model.onnx"]["sha256"] == \
         store.sha256_file(model_dir / "model.onnx")
 
 

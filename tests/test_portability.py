@@ -18,6 +18,7 @@ import pytest
 
 from attn_export.backends import REGISTRY
 from attn_export.runtime.iospec import IOSpec
+from attn_export.runtime.trt.readiness import TARGETS as TENSORRT_TARGETS
 from attn_export.portability import divergences
 
 from conftest import TINY, cli
@@ -191,3 +192,17 @@ def test_openvino_bf16_is_verified_and_benched_only_when_named(tiny_dir: Path) -
         pytest.skip(reason)
     assert default[0].skip.startswith("opt-in") and "--backends openvino-bf16" in default[0].skip
     assert [(t.artifact, t.skip) for t in discover(Store(tiny_dir), "openvino-bf16")] == [("model.onnx", None)]
+
+
+def test_every_artefact_of_every_variant_is_ready_on_every_tensorrt_target(variant: Path) -> None:
+    """The static TensorRT check (``runtime.trt.readiness``) on every variant, the deep ones included: each
+    graph TensorRT can take is ready on every target; the dynamic INT8 file is withdrawn with its reason."""
+    result = cli("inspect", str(variant), *[a for t in TENSORRT_TARGETS for a in ("--target", t)], "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    for name, t in json.loads(result.stdout).items():
+        for file in FILES:
+            row = t["files"][file]
+            if file == "model.int8.onnx":
+                assert row["builds"] is None and "never a TensorRT input" in row["how"], (name, row)
+            else:
+                assert row["ready"], (name, file, [f for f in row["findings"] if f["error"]])

@@ -1,11 +1,16 @@
 """TensorRT readiness without TensorRT: every artefact checked statically against the onnx-tensorrt parser
-rules of each target (``attn_export.trt_targets``). What this proves: the graphs meet the documented
-rules of each line's operators.md; it does not prove that TensorRT builds them (no TensorRT here)."""
+rules of each target (``attn_export.runtime.trt.readiness``, which reads graphs without onnx, as the device
+does). What this proves: the graphs meet the documented rules of each line's operators.md; it does not
+prove that TensorRT builds them (no TensorRT here)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +19,13 @@ import pytest
 from conftest import cli
 from onnx import TensorProto, helper
 
-from attn_export.trt_targets import TARGETS, check
+from attn_export.runtime.onnxfile import parse_graph
+from attn_export.runtime.trt.readiness import TARGETS, check
+
+
+def _check(model: onnx.ModelProto, target: str, precision: str | None = None) -> list:
+    """The check as every caller runs it: on the model's bytes, read without onnx."""
+    return check(parse_graph(model.SerializeToString(), "fixture"), TARGETS[target], precision)
 
 
 
@@ -43,7 +54,9 @@ def test_every_artefact_is_ready_or_withdrawn_with_its_reason_on_every_target(va
             assert files[f]["ready"], (name, f, files[f]["findings"])
         assert "docs/operators.md" in t["source"]
     assert "no --fp16 flag" in report["trt11"]["files"]["model.onnx"]["how"]
-    assert "with --fp16" in report["trt10"]["files"]["model.onnx"]["how"]
+    # how each line builds it is build()'s own decision there: the FP16 flag on 8.5, strongly typed after
+    assert "builder flag FP16" in report["jetpack5"]["files"]["model.fp16.onnx"]["how"]
+    assert "strongly typed" in report["trt10"]["files"]["model.fp16.onnx"]["how"]
 
 
 def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Path) -> None:
@@ -52,13 +65,12 @@ def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Pat
     notes (8.5 casts INT64 down to INT32), not problems."""
     result = cli("inspect", str(variants_dir), "--target", "jetpack5")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "model.fp16.onnx          ready" in result.stdout and "casts it down to INT32" in result.stdout
+    assert re.search(r"model\.fp16\.onnx +ready", result.stdout) and "casts it down to INT32" in result.stdout
     fp16 = onnx.load(str(variants_dir / "model.fp16.onnx"))
     fills = [n for n in fp16.graph.node if n.op_type == "ConstantOfShape"]
     assert fills and all(a.t.data_type == TensorProto.FLOAT for n in fills for a in n.attribute if a.name == "value")
-    found = check(_fill_model(TensorProto.FLOAT16), TARGETS["jetpack5"])
+    found = _check(_fill_model(TensorProto.FLOAT16), "jetpack5")
     assert any("FP16 ConstantOfShape; TensorRT 8.5.2's parser lists FP32 only" in f.rule for f in found if f.error)
-    assert not [f for f in check(_fill_model(TensorProto.FLOAT16), TARGETS["jetpack6"]) if f.error]
 
 
 def _fill_model(dtype: int) -> onnx.ModelProto:
@@ -81,35 +93,86 @@ def _lstm_model(opset: int = 17, domain_op: bool = False, **lstm: object) -> onn
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-@pytest.mark.parametrize("model, target, said", [
-    (_lstm_model(layout=1), "jetpack5", "8.5's importer never reads layout"),
-    (_lstm_model(layout=1), "trt10", "layout = 1 is unsupported (layout must be 0)"),
-    (_lstm_model(input_forget=1), "trt11", "input_forget = 1 (coupled input and forget gates) is unsupported"),
-    (_lstm_model(opset=18), "jetpack5", "opset 18, the parser of TensorRT 8.5.2 takes 7 to 17"),
-    (_lstm_model(domain_op=True), "jetpack6", "ONNX Runtime's own operator (com.microsoft)"),
-    (_lstm_model(direction="bidirectional", activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"]),
-     "jetpack6", "different activations in the two directions"),
-])
-def test_each_rule_names_the_node_the_version_and_the_fix(model: onnx.ModelProto, target: str, said: str) -> None:
-    found = [f for f in check(model, TARGETS[target]) if f.error]
-    assert any(said in f.rule for f in found), [str(f) for f in found]
-    assert all(f.target == target and f.fix for f in found)
+def _small(nodes: list, inputs: list, initializers: list = (), opset: int = 17,
+           output_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    y = helper.make_tensor_value_info(nodes[-1].output[0], output_type, None)
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, [y], list(initializers)),
+                             opset_imports=[helper.make_opsetid("", opset)])
 
 
-def test_axes_from_the_graph_and_asymmetric_quantisation_are_named() -> None:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+_X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+_SCALE = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+
+
+def _qdq(zero: onnx.TensorProto | None) -> onnx.ModelProto:
+    extra = ["z"] if zero is not None else []
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", *extra], ["q"], name="quant"),
+             helper.make_node("DequantizeLinear", ["q", "s", *extra], ["y"], name="dequant")]
+    return _small(nodes, [_X], [_SCALE] + ([zero] if zero is not None else []))
+
+
+def _reverse() -> onnx.ModelProto:
+    seq = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", 2, 3])
+    lengths = helper.make_tensor_value_info("lengths", TensorProto.INT64, [2])
+    node = helper.make_node("ReverseSequence", ["x", "lengths"], ["y"], name="rev", batch_axis=1, time_axis=0)
+    return _small([node], [seq, lengths])
+
+
+def _unsqueeze_by_graph() -> onnx.ModelProto:
     axes = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
-    zero = helper.make_tensor("z", TensorProto.INT8, [], [3])
-    nodes = [helper.make_node("Unsqueeze", ["x", "axes"], ["u"], name="unsq"),
-             helper.make_node("QuantizeLinear", ["u", "s", "z"], ["q"], name="quant"),
-             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x, axes], [y], [scale, zero]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    rules = {f.node: f.rule for f in check(model, TARGETS["jetpack6"]) if f.error}
-    assert "axes come from the graph at run time" in rules["unsq (Unsqueeze)"]
-    assert "non-zero zero point" in rules["quant (QuantizeLinear)"]
+    return _small([helper.make_node("Unsqueeze", ["x", "axes"], ["y"], name="unsq")], [_X, axes])
+
+
+def _bf16_input() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 3])
+    return _small([helper.make_node("Identity", ["x"], ["y"], name="id")], [x], output_type=TensorProto.BFLOAT16)
+
+
+ALL = {"jetpack5", "jetpack6", "jetpack7", "trt10", "trt11"}
+STRONGLY_TYPED = ALL - {"jetpack5"}  # build() is strongly typed wherever TensorRT has the flag
+
+# one negative fixture per rule: (fixture, precision it is offered as, the targets that must flag it, words)
+RULES = [
+    ("lstm layout 1", lambda: _lstm_model(layout=1), None, ALL, "layout = 1"),
+    ("coupled gates", lambda: _lstm_model(input_forget=1), None, ALL, "input_forget = 1"),
+    ("activations differ", lambda: _lstm_model(
+        direction="bidirectional", activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"]), None, ALL,
+     "different activations in the two directions"),
+    ("opset 18", lambda: _lstm_model(opset=18), None, {"jetpack5"}, "opset 18, the parser of TensorRT"),
+    ("opset 21", lambda: _lstm_model(opset=21), None, ALL - {"trt11"}, "opset 21, the parser of TensorRT"),
+    ("opset 8", lambda: _lstm_model(opset=8), None, STRONGLY_TYPED, "opset 8, the parser of TensorRT"),
+    ("dynamic-quantised LSTM", lambda: _lstm_model(domain_op=True), "fp32", ALL, "ONNX Runtime's own operator"),
+    ("FP16 fill", lambda: _fill_model(TensorProto.FLOAT16), None, {"jetpack5"}, "FP16 ConstantOfShape"),
+    ("ReverseSequence", _reverse, None, {"jetpack5"}, "ReverseSequence with dynamic shapes"),
+    ("axes from the graph", _unsqueeze_by_graph, None, ALL, "axes come from the graph at run time"),
+    ("asymmetric", lambda: _qdq(helper.make_tensor("z", TensorProto.INT8, [], [3])), None, ALL,
+     "non-zero zero point"),
+    ("uint8 zero point", lambda: _qdq(helper.make_tensor("z", TensorProto.UINT8, [], [0])), None, ALL,
+     "UINT8 zero point"),
+    ("no zero point", lambda: _qdq(None), None, {"jetpack5"}, "no explicit zero point"),
+    ("BF16 input", _bf16_input, None, {"jetpack5"}, "BF16, which TensorRT"),
+    ("FP32 weights offered as FP16", lambda: _lstm_model(), "fp16", STRONGLY_TYPED, "offered as FP16 but its "
+                                                                                   "weights are FP32"),
+    ("INT8 without Q/DQ", lambda: _lstm_model(), "int8-qdq", ALL, "holds no QuantizeLinear/DequantizeLinear"),
+]
+
+
+@pytest.mark.parametrize("make, precision, flagged, said", [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+def test_each_rule_flags_its_targets_and_no_other(make, precision: str | None, flagged: set[str], said: str) -> None:
+    """Each fixture breaks one rule: every target whose parser has that rule names the node, the rule, the
+    version and a fix; every other target finds nothing of it."""
+    model = make()
+    for name in ALL:
+        found = [f for f in _check(model, name, precision) if f.error and said in f.rule]
+        assert bool(found) == (name in flagged), (name, [str(f) for f in _check(model, name, precision)])
+        assert all(f.target == name and f.fix and f.node for f in found)
+
+
+def test_the_rules_of_8_5_say_what_its_importer_does() -> None:
+    """8.5's importer never reads layout, so a layout=1 LSTM parses and computes something else: the finding
+    says so; the later lines refuse it outright."""
+    assert "8.5's importer never reads layout" in _check(_lstm_model(layout=1), "jetpack5")[0].rule
+    assert "layout must be 0" in _check(_lstm_model(layout=1), "trt11")[0].rule
 
 
 def test_an_unknown_target_is_one_line(variants_dir: Path) -> None:
@@ -123,3 +186,171 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path: Path) -> None:
     result = cli("inspect", str(tmp_path / "junk.onnx"), "--target", "jetpack5")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "is not a readable ONNX model" in lines[0], result.stderr
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+@pytest.mark.parametrize("jetpack", ["jetpack5", "jetpack6", "jetpack7"])
+def test_the_jetson_bundle_names_its_target_and_writes_that_lines_build_commands(
+        variants_dir: Path, tmp_path: Path, jetpack: str) -> None:
+    """The README's build commands, read as text: the profile from the training lengths (opt = median, max =
+    4 x longest rounded up to a power of two, batch 1..32), per TensorRT line the flags build() itself uses
+    there (8.5: weakly typed, --fp16 / --int8; 10.x: --stronglyTyped, no precision flag), FP32 without
+    TF32, and no command for the dynamic INT8 file, which says why."""
+    made = cli("bundle", str(variants_dir), "--for", "jetson", "--target", jetpack, "--out",
+               str(tmp_path / "b.tar.gz"), "--json")
+    assert made.returncode == 0, made.stderr
+    result = json.loads(made.stdout)
+    assert result["target"] == jetpack
+    assert any("model.int8.onnx builds no engine" in n and "never a TensorRT input" in n for n in result["notes"])
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+        listing = json.loads(tar.extractfile("bundle.json").read())  # type: ignore[union-attr]
+    assert listing["target"] == jetpack and listing["tensorrt"] == TARGETS[jetpack].tensorrt
+    assert f"This bundle was made for `{jetpack}`" in readme
+
+    model = json.loads((variants_dir / "model.json").read_text())
+    lengths, features = model["train_lengths"], model["input_size"]
+    opt, longest = lengths["median"], _next_pow2(4 * lengths["max"])
+    shapes = (f"--minShapes=x:1x1x{features},lengths:1 --optShapes=x:1x{opt}x{features},lengths:1 "
+              f"--maxShapes=x:32x{longest}x{features},lengths:32")
+    trtexec = [line.strip() for line in readme.splitlines() if "bin/trtexec " in line]
+    builds = [line.strip() for line in readme.splitlines() if "attn_export.runtime build ." in line]
+    assert len(trtexec) == len(builds) == 3, readme  # fp32, fp16, int8-qdq; never model.int8.onnx
+    by_source = {line.split("--onnx=")[1].split()[0]: line for line in trtexec}
+    assert set(by_source) == {"model.onnx", "model.fp16.onnx", "model.int8-qdq.onnx"}
+    for line in trtexec:
+        assert line.startswith("/usr/src/tensorrt/bin/trtexec --onnx=") and shapes in line, line
+        assert "--memPoolSize=workspace:1024" in line
+    assert "--noTF32" in by_source["model.onnx"] and "--noTF32" not in by_source["model.fp16.onnx"]
+    if jetpack == "jetpack5":
+        assert by_source["model.fp16.onnx"].endswith("--fp16 --buildOnly")
+        assert by_source["model.int8-qdq.onnx"].endswith("--int8 --buildOnly")
+        assert not any("--stronglyTyped" in line for line in trtexec)
+    else:
+        assert all("--stronglyTyped" in line and line.endswith("--skipInference") for line in trtexec)
+        assert not any(flag in line for line in trtexec for flag in ("--fp16", "--int8", "--buildOnly"))
+    profile = f"--target {jetpack} --max-batch 32 --min-seq 1 --opt-seq {opt} --max-seq {longest}"
+    assert [b.split("build . ")[1] for b in builds] == [profile, f"--fp16 {profile}", f"--int8 {profile}"]
+
+
+def test_trtexec_on_tensorrt_11_takes_no_precision_flag() -> None:
+    """TensorRT 11's trtexec has no --fp16/--int8 and is strongly typed: the graph carries the precision."""
+    from attn_export.runtime.trt.profile import Profile, Range
+    from attn_export.runtime.trt.readiness import trtexec
+
+    profile = Profile(Range(1, 4, 8), Range(2, 16, 64), 5)
+    lines = {p: trtexec(p, TARGETS["trt11"], profile, 512) for p in ("fp32", "fp16", "int8-qdq", "int8-dynamic")}
+    assert lines["int8-dynamic"] is None
+    for p in ("fp32", "fp16", "int8-qdq"):
+        line = lines[p]
+        assert line is not None and line.startswith("trtexec ")
+        assert "--minShapes=x:1x2x5,lengths:1 --optShapes=x:4x16x5,lengths:4 --maxShapes=x:8x64x5,lengths:8" in line
+        assert not any(flag in line for flag in ("--fp16", "--int8", "--stronglyTyped", "--buildOnly"))
+    assert "--noTF32" in str(lines["fp32"])
+
+
+def test_a_jetson_bundle_takes_jetpacks_only_and_a_cpu_bundle_no_target(variants_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.tar.gz"
+    for args, said in ((("--for", "jetson", "--target", "trt11"), "--target trt11 is a TensorRT line for discrete "
+                                                                  "GPUs; --for jetson takes one of jetpack5, jetpack6, "
+                                                                  "jetpack7"),
+                       (("--for", "cpu", "--target", "jetpack5"), "--target jetpack5 names a TensorRT line"),
+                       (("--for", "jetson", "--target", "orin"), "--target 'orin' is unknown")):
+        result = cli("bundle", str(variants_dir), "--out", str(out), *args)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_device_refuses_to_build_a_bundle_made_for_another_target(variants_dir: Path, tmp_path: Path) -> None:
+    """The device's build, run from the unpacked bundle as its README says: --target of another line is one
+    line, exit 2, before TensorRT is looked for; the bundle's own target goes on to look for it (none here:
+    exit 3). Its info shows the readiness of every file for the bundle's target, read in place."""
+    from test_device_package import device_cli
+
+    from attn_export.runtime.bundle import pack, unpack
+
+    archive = pack(variants_dir, tmp_path / "b.tar.gz", "jetson", "jetpack5").path
+    device = unpack(archive, tmp_path / "device")
+    listing = sorted(p.name for p in device.iterdir())
+    other = device_cli(device, "build", ".", "--fp16", "--target", "jetpack6")
+    assert other.returncode == 2 and other.stderr.strip() == (
+        "Error: this bundle was made for jetpack5 (TensorRT 8.5.2), not --target jetpack6: its build commands and "
+        "checks are jetpack5's; bundle again on the host with attn-export bundle --for jetson --target jetpack6")
+    own = device_cli(device, "build", ".", "--fp16", "--target", "jetpack5")
+    assert own.returncode == 3 and own.stderr.startswith("Error: cannot build a TensorRT engine here:"), own.stderr
+    assert sorted(p.name for p in device.iterdir()) == listing
+    info = device_cli(device, "info", str(archive), "--json")
+    assert info.returncode == 0, info.stderr
+    report = json.loads(info.stdout)
+    assert report["made_for"] == "jetpack5" and set(report["tensorrt"]) == {"jetpack5"}
+    rows = report["tensorrt"]["jetpack5"]["files"]
+    assert rows["model.fp16.onnx"]["ready"] and rows["model.int8.onnx"]["builds"] is None
+
+
+@pytest.mark.parametrize("made_for, version, machine, refused", [
+    ("jetpack5", "8.5.2.2", "aarch64", None),
+    ("jetpack5", "10.3.0.30", "aarch64", "which is jetpack6 or jetpack7's: bundle again on the host with "
+                                         "attn-export bundle --for jetson --target jetpack6"),
+    ("jetpack6", "10.3.0.30", "aarch64", None),
+    ("jetpack6", "10.3.0.30", "x86_64", "which is trt10's"),
+    ("jetpack6", "11.4.1", "aarch64", "which is jetpack7's"),  # TensorRT 11.4.1+ runs on JetPack 7.2.2+
+    ("trt11", "12.0", "x86_64", "which is no target attn-export knows"),
+])
+def test_build_checks_the_installed_tensorrt_against_the_bundles_target(
+        made_for: str, version: str, machine: str, refused: str | None) -> None:
+    """What build checks once TensorRT is imported (it cannot be imported here: the decision alone)."""
+    from attn_export.errors import NotAvailable
+    from attn_export.runtime.trt.readiness import refuse_other
+
+    if refused is None:
+        refuse_other(made_for, None, version, machine)
+        return
+    with pytest.raises(NotAvailable, match=re.escape(refused)):
+        refuse_other(made_for, None, version, machine)
+
+
+def _lint(path: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    out = tmp_path / f"{path.name}.lint.json"
+    result = subprocess.run([str(Path(sys.executable).parent / "polygraphy"), "check", "lint", str(path), "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    return result, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_polygraphy_lint_passes_every_artefact(variants_dir: Path, tmp_path: Path) -> None:
+    """Polygraphy's ``check lint`` (ONNX's checker and ONNX Runtime, no TensorRT) reads every graph this tool
+    writes without a failing node or an error; and it is no rubber stamp: a graph with a dangling input fails."""
+    for path in sorted(variants_dir.glob("*.onnx")):
+        result, report = _lint(path, tmp_path)
+        assert result.returncode == 0, (path.name, result.stdout[-2000:], result.stderr[-2000:])
+        assert report["summary"]["failing"] == [] and report["summary"]["passing"], path.name
+        assert not [e for e in report["lint_entries"] if e.get("level") in ("exception", "error")], path.name
+    broken = helper.make_model(helper.make_graph(
+        [helper.make_node("Add", ["x", "missing"], ["y"], name="add")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(broken, tmp_path / "broken.onnx")
+    result, _ = _lint(tmp_path / "broken.onnx", tmp_path)
+    assert result.returncode != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["quickstart", "japanese-vowels", "basic-motions"])
+def test_every_artefact_of_each_recipe_is_ready_on_every_target(recipe: str, tmp_path: Path) -> None:
+    """Each recipe's own architecture (bidirectional additive with the last-state query, a Conv1d front-end,
+    the linear score) on its own data, trained one epoch (readiness is a property of the graph, not of the
+    weights), every precision file made: ready on every target, the dynamic INT8 file withdrawn."""
+    root = Path(__file__).resolve().parent.parent
+    directory = tmp_path / recipe
+    for args in (("train", str(directory), "--recipe", str(root / "recipes" / f"{recipe}.toml"), "--set",
+                  "train.epochs=1", "--set", "train.min_test_accuracy=0"), ("export", str(directory)), ("quantize", str(directory), "--fp16", "--int8"),
+                 ("quantize", str(directory), "--int8", "--method", "qdq", "--calib-samples", "16")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    result = cli("inspect", str(directory), *[a for t in TARGETS for a in ("--target", t)], "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    for name, t in json.loads(result.stdout).items():
+        assert {f: row["ready"] for f, row in t["files"].items()} == {
+            "model.onnx": True, "model.fp16.onnx": True, "model.int8.onnx": False, "model.int8-qdq.onnx": True}, name

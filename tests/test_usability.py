@@ -182,7 +182,7 @@ def test_bundle_for_jetson_without_an_engine_says_what_the_device_must_do(model_
     assert result.returncode == 0, result.stderr
     text = flat(result.stderr)
     assert "note: no TensorRT engine in the bundle: the Jetson builds one" in text
-    assert "python3 -m attn_export.runtime build . --fp16" in text
+    assert "python3 -m attn_export.runtime build . --target jetpack6 --max-batch 32" in text  # FP32: no FP16 file
     assert "note: no model.fp16.onnx" in text and "attn-export quantize --fp16" in text
     assert "j[1].tar.gz" in text  # a path is data, not rich markup
 

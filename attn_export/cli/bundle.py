@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -25,20 +25,25 @@ def command(
     target: Annotated[Target, typer.Option(
         "--for", help="cpu: the ONNX variants; jetson: also the TensorRT engines (usually built on the device).")]
     = Target.cpu,
+    jetpack: Annotated[Optional[str], typer.Option(
+        "--target", metavar="JETPACK", help="--for jetson: the JetPack it runs (jetpack5, jetpack6, jetpack7); "
+                                            "every file is checked against its TensorRT, the README's build "
+                                            "commands are its own. Default: jetpack6.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime."""
     from ..runtime.bundle import pack
 
-    result = pack(directory, out, target.value)
+    result = pack(directory, out, target.value, jetpack)
     if json_out:
-        print_json({"path": str(result.path), "for": result.target, "size_bytes": result.size_bytes,
-                    "files": result.files, "notes": result.notes})
+        print_json({"path": str(result.path), "for": result.target, "target": result.tensorrt_target,
+                    "size_bytes": result.size_bytes, "files": result.files, "notes": result.notes})
         return
     artefacts = [n for n in result.files if not n.startswith("runtime/")]
     out_console = console(stderr=True)
     for note in result.notes:
         out_console.print(f"note: {note}")
+    made_for = f"{result.target} ({result.tensorrt_target})" if result.tensorrt_target else result.target
     out_console.print(f"bundled {len(artefacts)} files and the runtime ({len(result.files) - len(artefacts)} "
-                      f"modules) for {result.target} -> {result.path} ({result.size_bytes:,} bytes): "
+                      f"modules) for {made_for} -> {result.path} ({result.size_bytes:,} bytes): "
                       + ", ".join(artefacts))

@@ -20,7 +20,8 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Inputs and outputs with dynamic axes, opset, operators, parameters, metadata and lineage."""
-    from ..inspect import describe, readiness, render, render_readiness
+    from ..inspect import describe, readiness, render
+    from ..runtime.trt.readiness import render as render_readiness
 
     if targets:
         from ..errors import WorkFailed

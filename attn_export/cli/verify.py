@@ -63,6 +63,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
     from rich.table import Table
     from rich.text import Text
 
+    from ..runtime.trt.readiness import summary_lines
+
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
@@ -83,7 +85,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
     skipped = [Text.assemble(("skipped ", "yellow"), f"{backend} ({len(names)} artefact{'s' * (len(names) > 1)}): "
                              f"{reason}") for backend, (names, reason) in result.skipped_by_backend().items()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
-    return Group(t, *skipped, *untrusted)
+    readiness = [Text(line) for line in summary_lines(result.tensorrt)]
+    return Group(t, *skipped, *untrusted, *readiness)
 
 
 def raise_if_failed(result: VerifyResult) -> None:

@@ -1,11 +1,13 @@
 """Bundles: one ``.tar.gz`` with what a device needs, and an unpacker that trusts nothing in it.
 
-    attn-export bundle [DIR] --out FILE.tar.gz [--for cpu|jetson]
+    attn-export bundle [DIR] --out FILE.tar.gz [--for cpu|jetson [--target jetpack5|jetpack6|jetpack7]]
     attn-export unbundle FILE.tar.gz [DIR]
 
 A bundle holds, flat at its root: ``model.json``, ``manifest.json``, every ONNX variant recorded in the
 manifest, the TensorRT engines (``--for jetson`` only; on a Jetson the engine is usually built on the
-device), ``reference.npz`` and ``verify.json`` where present, ``README.md`` (for the device),
+device), ``reference.npz`` and ``verify.json`` where present, ``README.md`` (for the device; a Jetson
+bundle's names its JetPack and gives the ``build`` and ``trtexec`` commands of that JetPack's TensorRT for
+every file that is ready there, ``trt.readiness``, with the recipe's profile),
 ``requirements.txt``, ``bundle.json`` (sha256 and size of every other member) and ``runtime/attn_export/``:
 the device package (``attn_export.runtime``, ``runtime_files``), so that a device with only numpy and ONNX
 Runtime or TensorRT (JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runtime python3 -m
@@ -48,10 +50,12 @@ from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .precisions import ONNX_FILES as PRECISION_FILES
 
-__all__ = ["BUNDLE_JSON", "TARGETS", "Archive", "BundleResult", "pack", "runtime_files", "unpack"]
+__all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "made_for", "pack", "runtime_files",
+           "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson")
+DEFAULT_JETPACK = "jetpack6"  # the JetPack current Orins ship with (TensorRT 10.3)
 ONNX_FILES = tuple(PRECISION_FILES.values())
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 8 << 30
@@ -103,16 +107,23 @@ STEPS = {  # the README's run steps per target; jetson's take the build commands
     PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision fp32   # --json for JSON
     PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
 """,
-    "jetson": """## Run on the Jetson
+    "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
 
-An engine is tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX
-files in this bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package):
+This bundle was made for `{target}`: its files were checked against the ONNX parser of TensorRT
+{tensorrt} (`info` shows the findings), and `build` refuses to run on another TensorRT line. An engine is
+tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX files in this
+bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package), for batch
+{batch} and {seq} steps (the recipe's profile):
 
     sudo apt install python3-libnvinfer                            # JetPack's TensorRT bindings, if missing
     python3 -m pip install -r requirements.txt                     # numpy and cuda-python
 {builds}    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # the engines against reference.npz, recorded
     PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision {first}
+{withdrawn}
+The same engines with TensorRT's own `trtexec` (for Triton, DeepStream or your own code; `predict` runs
+only the engines `build` recorded and `verify` judged):
 
+{trtexec}
 Without TensorRT, the ONNX files run on ONNX Runtime instead: on the Jetson's GPU with NVIDIA's
 onnxruntime-gpu wheel for your JetPack (from NVIDIA's Jetson Zoo, not PyPI), or on its CPU for a first
 check with `python3 -m pip install onnxruntime`; then `verify` and `predict` as above.
@@ -120,30 +131,77 @@ check with `python3 -m pip install onnxruntime`; then `verify` and `predict` as 
 }
 
 
-def _steps(target: str, names: List[str]) -> str:
-    """The bundle README's run steps; on a Jetson one build command per engine its ONNX files allow."""
-    if target != "jetson":
+@dataclass(frozen=True)
+class _Jetson:
+    """What a Jetson bundle says about its target: the build commands of the files ready there, and why
+    the others build nothing."""
+
+    target: Any  # trt.readiness.Target
+    ready: List[str]  # engine precisions, in ENGINE_PRECISIONS order
+    withdrawn: Dict[str, str]  # file -> why it builds nothing there, or its first problem
+    profile: Any  # trt.profile.Profile
+    workspace_mib: int
+
+
+def _jetson(s: store.Store, name: str) -> _Jetson:
+    from .trt.profile import recipe_profile
+    from .trt.readiness import TARGETS as LINES
+    from .trt.readiness import graphs_of, readiness, summary, target
+
+    t = target(name)
+    if not t.jetson:
+        raise BadInput(f"--target {name} is a TensorRT line for discrete GPUs; --for jetson takes one of "
+                       + ", ".join(n for n, x in LINES.items() if x.jetson))
+    report = readiness(graphs_of(s), [name])
+    rows = report[name]["files"]
+    ready = [p for p in ENGINE_PRECISIONS if rows.get(str(PRECISIONS[p].file), {}).get("ready")]
+    lines = summary(report)[name]
+    withdrawn = {f: lines[f] for f, row in rows.items() if not row["ready"]}
+    info = s.model()
+    return _Jetson(t, ready, withdrawn, recipe_profile(info)[0], info.build.workspace_mib)
+
+
+def _build_command(precision: str, jetson: _Jetson) -> str:
+    """The device's build command for ``precision`` on the bundle's target, with the recipe's profile."""
+    p = jetson.profile
+    flags = [PRECISIONS[precision].build_flag, f"--target {jetson.target.name} --max-batch {p.batch.max} --min-seq "
+             f"{p.seq.min} --opt-seq {p.seq.opt} --max-seq {p.seq.max}"]
+    return "PYTHONPATH=runtime python3 -m attn_export.runtime build . " + " ".join(filter(None, flags))
+
+
+def _steps(target: str, jetson: Optional[_Jetson]) -> str:
+    """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target."""
+    if jetson is None:
         return STEPS[target]
-    buildable = [p for p in ENGINE_PRECISIONS if PRECISIONS[p].file in names]
-    commands = [(f"PYTHONPATH=runtime python3 -m attn_export.runtime build . {PRECISIONS[p].build_flag}".rstrip(), p)
-                for p in buildable]
-    builds = "".join(f"    {command:<62} # {p} engine\n" for command, p in commands)
-    shown = "fp16" if "fp16" in buildable else (buildable or ["fp32"])[0]
-    return STEPS[target].format(builds=builds, first=shown)
+    from .trt.readiness import trtexec
+
+    p, t = jetson.profile, jetson.target
+    builds = "".join(f"    {_build_command(q, jetson)}\n" for q in jetson.ready)
+    commands = [trtexec(q, t, p, jetson.workspace_mib) for q in jetson.ready]
+    withdrawn = "".join(f"\n- `{f}` on {t.name}: {why}" for f, why in jetson.withdrawn.items())
+    shown = "fp16" if "fp16" in jetson.ready else (jetson.ready or ["fp32"])[0]
+    return STEPS[target].format(
+        builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt,
+        batch=f"{p.batch.min}..{p.batch.max} (opt {p.batch.opt})", seq=f"{p.seq.min}..{p.seq.max} (opt {p.seq.opt})",
+        withdrawn=("\nNo engine from these files on " + t.name + ":" + withdrawn + "\n") if withdrawn else "",
+        trtexec="".join(f"    {c}\n" for c in commands if c) or "    (no file here is ready for this target)\n")
 
 
-def _notes(target: str, names: List[str]) -> List[str]:
+def _notes(target: str, names: List[str], jetson: Optional[_Jetson]) -> List[str]:
     """What the device must do with what this bundle holds (printed by ``attn-export bundle``)."""
-    if target != "jetson":
+    if jetson is None:
         return []
     notes = []
-    if not any(n.endswith(".engine") for n in names):
-        notes.append("no TensorRT engine in the bundle: the Jetson builds one from the ONNX files "
-                     "(PYTHONPATH=runtime python3 -m attn_export.runtime build . --fp16; see the bundle's README)")
+    if not any(n.endswith(".engine") for n in names) and jetson.ready:
+        first = "fp16" if "fp16" in jetson.ready else jetson.ready[0]
+        notes.append("no TensorRT engine in the bundle: the Jetson builds one from the ONNX files with "
+                     f"{jetson.target.name}'s TensorRT ({_build_command(first, jetson)}; the bundle's README has "
+                     "each)")
     missing = [p for p in ENGINE_PRECISIONS if PRECISIONS[p].file not in names]
     for p in missing:
         notes.append(f"no {PRECISIONS[p].file}: {p.upper()} engines need it; run {PRECISIONS[p].made_by} on this "
                      "machine and bundle again")
+    notes += [f"{f} builds no engine on {jetson.target.name}: {why}" for f, why in jetson.withdrawn.items()]
     return notes
 
 
@@ -154,6 +212,7 @@ class BundleResult:
     files: Dict[str, int]  # member name -> bytes
     size_bytes: int
     notes: List[str]  # what the device must do with what the bundle holds
+    tensorrt_target: Optional[str] = None  # the JetPack a Jetson bundle was made for
 
 
 def _artifact_names(s: store.Store, target: str) -> List[str]:
@@ -175,11 +234,16 @@ def runtime_files() -> Dict[str, Path]:
     return files
 
 
-def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu") -> BundleResult:
-    """Pack DIR for a ``target`` device (``cpu`` or ``jetson``) into the ``.tar.gz`` file ``out``."""
+def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu",
+         tensorrt_target: Optional[str] = None) -> BundleResult:
+    """Pack DIR for a ``target`` device (``cpu`` or ``jetson``) into the ``.tar.gz`` file ``out``; a Jetson
+    bundle is made for one JetPack (``tensorrt_target``, ``DEFAULT_JETPACK`` when None)."""
     directory, out = Path(directory), Path(out)
     if target not in TARGETS:
         raise BadInput(f"bundle target '{target}' is unknown; expected one of {', '.join(TARGETS)}")
+    if target != "jetson" and tensorrt_target is not None:
+        raise BadInput(f"--target {tensorrt_target} names a TensorRT line, which only --for jetson bundles build "
+                       "for; expected --for jetson, or no --target")
     store.require(directory, store.MANIFEST)
     s = store.Store(directory)
     if out.resolve().parent == directory.resolve() and (out.name in s.entries or out.name.startswith(".")
@@ -196,6 +260,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
                         + " (re-run the command that made it)")
     info = s.model()
+    jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = []
     if s.recorded_from(store.VERIFY_JSON):
         names.append(store.VERIFY_JSON)
@@ -208,7 +273,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     listing = "\n".join(f"- `{n}`" for n in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=_steps(target, names), features=info.input_size)
+                           steps=_steps(target, jetson), features=info.input_size)
     generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, data in contents.items():
@@ -217,8 +282,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         files[name] = {"sha256": store.sha256_file(path), "size": path.stat().st_size}
     for name, data in generated.items():
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    record = {"schema": 1, "for": target, "created_by": f"attn-export {__version__} bundle --for {target}",
-              "files": files}
+    made = f"attn-export {__version__} bundle --for {target}" + (f" --target {jetson.target.name}" if jetson else "")
+    record: Dict[str, Any] = {"schema": 1, "for": target, "created_by": made, "files": files}
+    if jetson is not None:
+        record.update(target=jetson.target.name, tensorrt=jetson.target.tensorrt)
     generated[BUNDLE_JSON] = (json.dumps(record, indent=2) + "\n").encode()
 
     now = int(time.time())
@@ -235,7 +302,18 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             for name, data in generated.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
                 sizes[name] = len(data)
-    return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names))
+    return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names, jetson),
+                        jetson.target.name if jetson else None)
+
+
+def made_for(directory: Union[str, Path]) -> Optional[str]:
+    """The TensorRT target an unpacked Jetson bundle in ``directory`` was made for (its ``bundle.json``);
+    None for an artefact directory or a bundle made for a CPU."""
+    path = Path(directory) / BUNDLE_JSON
+    if not path.is_file():
+        return None
+    made = store.read_json(path, schema.BUNDLE).get("target")
+    return made if isinstance(made, str) else None
 
 
 def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -321,7 +399,10 @@ class Archive:
         if member.size > store.MAX_JSON_BYTES:
             raise DataError(f"{self.path}: {BUNDLE_JSON} is {member.size:,} bytes; expected at most "
                             f"{store.MAX_JSON_BYTES:,}")
-        return _check_listing(self._bytes(member), self.members, self.path)
+        record = _check_listing(self._bytes(member), self.members, self.path)
+        made = record.get("target")
+        self.made_for: Optional[str] = made if isinstance(made, str) else None  # a Jetson bundle's TensorRT line
+        return dict(record["files"])
 
     def _bytes(self, member: tarfile.TarInfo) -> bytes:
         try:
@@ -361,12 +442,13 @@ class Archive:
         self.close()
 
 
-def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Path) -> Dict[str, Dict[str, Any]]:
-    """``bundle.json``'s files (its bytes ``data``), each one of the archive's regular ``members`` with the size
-    it declares, and every regular member listed. A name is a relative path without ``..``
+def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Path) -> Dict[str, Any]:
+    """``bundle.json`` (its bytes ``data``), whose files are each one of the archive's regular ``members`` with
+    the size it declares, and every regular member listed. A name is a relative path without ``..``
     (``schema.BUNDLE``), so that no listing names a file outside the archive."""
     where = f"{archive}: {BUNDLE_JSON}"
-    files = store.parse_json(data, where, schema.BUNDLE)["files"]
+    record = store.parse_json(data, where, schema.BUNDLE)
+    files = record["files"]
     for name, entry in files.items():
         found = members.get(name)
         if found is None or not found.isreg():
@@ -380,7 +462,7 @@ def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Pa
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
         raise DataError(f"{archive}: member {unlisted[0]!r} is not listed in {BUNDLE_JSON}{more}; refused "
                         "(nothing was extracted)")
-    return dict(files)
+    return dict(record)
 
 
 def unpack(

@@ -2,8 +2,9 @@
 
     python -m attn_export.runtime verify  DIR [--backends auto|NAMES] [--set verify.key=value] [--json]
     python -m attn_export.runtime predict DIR INPUT [--precision P] [--backend NAME] [--json]
-    python -m attn_export.runtime build   DIR [--fp16 | --int8] [--max-batch N] [--min-seq/--opt-seq/--max-seq N]
-    python -m attn_export.runtime info    DIR [--json]
+    python -m attn_export.runtime build   DIR [--fp16 | --int8] [--target JETPACK] [--max-batch N]
+                                              [--min-seq/--opt-seq/--max-seq N]
+    python -m attn_export.runtime info    DIR [--target T] [--json]
 
 It needs the device package's dependencies only (numpy, plus ONNX Runtime or TensorRT with cuda-python)
 and runs on Python 3.8. ``attn-export verify`` / ``build`` / ``predict`` on the host run the same code with
@@ -22,6 +23,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence
 from ..errors import AttnExportError, Interrupted, ParityError, printable, unexpected
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
+from .trt.readiness import TARGETS as TENSORRT_TARGETS
 
 __all__ = ["main", "prediction_rows"]
 
@@ -66,10 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     precision.add_argument("--int8", action="store_true", help="from model.int8-qdq.onnx")
     for flag in ("--max-batch", "--min-seq", "--opt-seq", "--max-seq", "--workspace"):
         build.add_argument(flag, type=int, default=0, metavar="N")
+    build.add_argument("--target", metavar="T", choices=list(TENSORRT_TARGETS),
+                       help="the TensorRT line this machine is (jetpack5, ...): refused when the bundle was made for "
+                            "another; without it, the installed TensorRT is checked against the bundle's")
     build.add_argument("--json", action="store_true")
 
     info = sub.add_parser("info", help="what DIR (or a bundle) holds and what this machine can run")
     info.add_argument("directory", metavar="DIR", type=Path, help="artefact directory or bundle .tar.gz")
+    info.add_argument("--target", metavar="T", action="append", choices=list(TENSORRT_TARGETS),
+                      help="check every ONNX file against this TensorRT line's parser (repeatable; default: the "
+                           "bundle's own target, none for a directory)")
     info.add_argument("--json", action="store_true")
     return parser
 
@@ -106,6 +114,7 @@ def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from .trt.readiness import summary_lines
     from .verify import verify
 
     result = verify(args.directory, args.backends, args.threads or None, overrides=args.overrides)
@@ -120,6 +129,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"skipped  {backend:14} {len(names)} artefact(s): {reason}", file=sys.stderr)
         for reason in result.untrusted:
             print(f"not current: {reason}", file=sys.stderr)
+        for line in summary_lines(result.tensorrt):
+            print(line, file=sys.stderr)
         print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'} (verify.json, verdicts in "
               "manifest.json)", file=sys.stderr)
     if not result.passed:
@@ -157,10 +168,11 @@ def _predict(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from .trt.build import BuildOptions, build_engine, preflight
 
-    preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
+    preflight(0, args.directory, args.target)  # another target's bundle, no GPU, no TensorRT: before any write
     precision = engine_precision({"--fp16": args.fp16, "--int8": args.int8})
     options = BuildOptions(precision=precision, max_batch=args.max_batch, min_seq=args.min_seq,
-                           opt_seq=args.opt_seq, max_seq=args.max_seq, workspace_mib=args.workspace)
+                           opt_seq=args.opt_seq, max_seq=args.max_seq, workspace_mib=args.workspace,
+                           target=args.target)
     result = build_engine(args.directory, options, say=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -172,6 +184,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .store import Store, is_engine
+    from .trt.readiness import graphs_of, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
         info = store.info
@@ -180,10 +193,13 @@ def _info(args: argparse.Namespace) -> int:
             trust = store.state(name)
             files[name] = {"state": trust.state, "problems": trust.problems(),
                            "verifiable": name in ONNX_FILES.values() or is_engine(name), "verified": trust.verified}
+        made = store.made_for()
+        lines = args.target or ([made] if made else [])
+        tensorrt = readiness(graphs_of(store), lines) if lines else {}
     backends = status()
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
-           "engines_buildable": list(ENGINE_PRECISIONS)}
+           "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -194,6 +210,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
+    if tensorrt:
+        print(("made for " + str(made) + "; " if made else "") + "TensorRT readiness:")
+        print(render(tensorrt))
     return 0
 
 

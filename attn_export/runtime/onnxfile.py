@@ -4,35 +4,42 @@
 
 JetPack devices have numpy, TensorRT and perhaps onnxruntime, not onnx; yet an ONNX file must be checked
 before ONNX Runtime or TensorRT reads it: its inputs and outputs against ``model.json`` (the store), any
-external data (a file outside the bytes the manifest hashed: refused, ``refuse_external_data``), and one
-construct that crashes ONNX Runtime 1.31/1.32 outright (``refuse_known_crash``). So this module walks the
-protobuf wire format for the few fields those checks read: hand-written because the only library that
-reads ONNX is onnx itself. Field numbers are onnx.proto's (IR version 10); unknown fields are skipped, so
+external data (a file outside the bytes the manifest hashed: refused, ``refuse_external_data``), one
+construct that crashes ONNX Runtime 1.31/1.32 outright (``refuse_known_crash``), and every node against
+the TensorRT parser of a target (``trt.readiness``: operators, attributes, opsets, constant axes and zero
+points). So this module walks the protobuf wire format for the few fields those checks read: hand-written
+because the only library that reads ONNX is onnx itself. Field numbers are onnx.proto's (IR version 10); unknown fields are skipped, so
 later IR versions read too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from ..errors import BadInput
 
-__all__ = ["DTYPES", "Graph", "Node", "ValueInfo", "parse_graph", "refuse_external_data", "refuse_known_crash"]
+__all__ = ["DTYPES", "Constant", "Graph", "Node", "ValueInfo", "parse_graph", "refuse_external_data",
+           "refuse_known_crash"]
 
 FLOAT16 = 10  # TensorProto.DataType
 # TensorProto.DataType -> numpy's name, for the element types an attn-export graph's inputs and outputs use
 DTYPES = {1: "float32", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 EXTERNAL = 1  # TensorProto.DataLocation
-_MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 7, 14, 25
+_MODEL_OPSET, _MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 8, 7, 14, 25
 _GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _GRAPH = {1: "node", 5: "initializer", 15: "sparse_initializer"}
 _FUNCTION_NODE = 7
-_NODE = {1: "input", 2: "output", 4: "op_type", 5: "attribute", 7: "domain"}
+_NODE = {1: "input", 2: "output", 3: "name", 4: "op_type", 5: "attribute", 7: "domain"}
+_ATTRIBUTE = {1: "name", 3: "i", 4: "s", 5: "t", 8: "ints", 9: "strings"}
 _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = (5, 10), (6, 11)
 _ATTRIBUTE_SPARSE = (22, 23)
 _SPARSE_TENSORS = (1, 2)
-_TENSOR = {2: "data_type", 8: "name", 13: "external_data", 14: "data_location"}
+_TENSOR = {1: "dims", 2: "data_type", 5: "int32_data", 7: "int64_data", 8: "name", 9: "raw_data",
+           13: "external_data", 14: "data_location"}
+# integer element types whose values a small constant keeps (zero points, axes): numpy's name
+_INTEGERS = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64"}
+MAX_CONSTANT_VALUES = 64  # a constant's values are kept up to this many elements (axes, zero points)
 
 
 def _varint(data: bytes, pos: int) -> Tuple[int, int]:
@@ -74,11 +81,31 @@ def _fields(data: bytes) -> Iterator[Tuple[int, object]]:
 
 
 @dataclass(frozen=True)
+class Constant:
+    """A tensor known when the graph is read (an initializer, a Constant node's value, a tensor attribute):
+    its element type and, for a small integer tensor, its values (None otherwise)."""
+
+    data_type: int
+    values: Optional[Tuple[int, ...]] = None
+
+
+Attribute = Union[int, str, Tuple[int, ...], Tuple[str, ...], Constant, None]
+
+
+@dataclass(frozen=True)
 class Node:
     op_type: str
     domain: str
     inputs: Tuple[str, ...]
     outputs: Tuple[str, ...]
+    name: str = ""
+    # the attributes the checks read: ints, strings, their lists, tensors; other kinds are None
+    attributes: Dict[str, Attribute] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How a finding names the node: its name (or first output) and operator."""
+        return f"{self.name or (self.outputs[0] if self.outputs else '?')} ({self.op_type})"
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,8 @@ class Graph:
 
     nodes: List[Node] = field(default_factory=list)
     initializer_types: Dict[str, int] = field(default_factory=dict)
+    constants: Dict[str, Constant] = field(default_factory=dict)  # initializers and Constant outputs by name
+    opsets: Dict[str, int] = field(default_factory=dict)  # domain ("" for ONNX's own) -> version
     external: List[Tuple[str, str]] = field(default_factory=list)  # (tensor name, location)
     inputs: List[ValueInfo] = field(default_factory=list)
     outputs: List[ValueInfo] = field(default_factory=list)
@@ -112,13 +141,38 @@ class Graph:
         return FLOAT16 in self.initializer_types.values()
 
 
-def _tensor(data: bytes, graph: Graph, initializer: bool) -> None:
+def _ints(value: object) -> List[int]:
+    """A repeated integer field: one varint, or a packed run of them."""
+    if isinstance(value, int):
+        return [value]
+    out, pos = [], 0
+    assert isinstance(value, bytes)
+    while pos < len(value):
+        number, pos = _varint(value, pos)
+        out.append(number)
+    return out
+
+
+def _signed(number: int) -> int:
+    return number - (1 << 64) if number >= 1 << 63 else number
+
+
+def _tensor(data: bytes, graph: Graph, initializer: bool) -> Tuple[str, Constant]:
     name, dtype, location, external = "", 0, 0, ""
+    dims: List[int] = []
+    ints: List[int] = []
+    raw: Optional[bytes] = None
     for number, value in _fields(data):
         if number == 8 and isinstance(value, bytes):
             name = value.decode("utf-8", "replace")
         elif number == 2 and isinstance(value, int):
             dtype = value
+        elif number == 1:
+            dims += _ints(value)
+        elif number in (5, 7):
+            ints += [_signed(v) for v in _ints(value)]
+        elif number == 9 and isinstance(value, bytes):
+            raw = value
         elif number == 14 and isinstance(value, int):
             location = value
         elif number == 13 and isinstance(value, bytes):
@@ -130,12 +184,60 @@ def _tensor(data: bytes, graph: Graph, initializer: bool) -> None:
         graph.initializer_types[name] = dtype
     if location == EXTERNAL:
         graph.external.append((name, external))
+    count = 1
+    for d in dims:
+        count *= d
+    values = None
+    if dtype in _INTEGERS and location != EXTERNAL and count <= MAX_CONSTANT_VALUES:
+        if raw is not None:
+            import numpy as np
+
+            values = tuple(int(v) for v in np.frombuffer(raw, dtype=np.dtype(_INTEGERS[dtype]).newbyteorder("<")))
+        else:
+            values = tuple(ints)
+    constant = Constant(dtype, values)
+    if initializer:
+        graph.constants[name] = constant
+    return name, constant
+
+
+def _attribute(data: bytes, graph: Graph) -> Tuple[str, Attribute]:
+    """One AttributeProto: its name and the value the checks read; tensors and subgraphs inside it are
+    walked too (their nodes and external data belong to the model)."""
+    name, value = "", None  # type: str, Attribute
+    ints: List[int] = []
+    strings: List[str] = []
+    for number, field_value in _fields(data):
+        if number == 1:
+            name = _text(field_value)
+        elif number == 3 and isinstance(field_value, int):
+            value = _signed(field_value)
+        elif number == 4:
+            value = _text(field_value)
+        elif number == 8:
+            ints += [_signed(v) for v in _ints(field_value)]
+        elif number == 9:
+            strings.append(_text(field_value))
+        elif number in _ATTRIBUTE_TENSORS and isinstance(field_value, bytes):
+            _, constant = _tensor(field_value, graph, False)
+            if number == 5:
+                value = constant
+        elif number in _ATTRIBUTE_GRAPHS and isinstance(field_value, bytes):
+            _graph(field_value, graph)
+        elif number in _ATTRIBUTE_SPARSE and isinstance(field_value, bytes):
+            _sparse(field_value, graph)
+    if ints:
+        value = tuple(ints)
+    elif strings:
+        value = tuple(strings)
+    return name, value
 
 
 def _node(data: bytes, graph: Graph) -> None:
     inputs: List[str] = []
     outputs: List[str] = []
-    op_type = domain = ""
+    attributes: Dict[str, Attribute] = {}
+    op_type = domain = name = ""
     for number, value in _fields(data):
         if not isinstance(value, bytes):
             continue
@@ -143,21 +245,19 @@ def _node(data: bytes, graph: Graph) -> None:
             inputs.append(value.decode("utf-8", "replace"))
         elif number == 2:
             outputs.append(value.decode("utf-8", "replace"))
+        elif number == 3:
+            name = value.decode("utf-8", "replace")
         elif number == 4:
             op_type = value.decode("utf-8", "replace")
         elif number == 7:
             domain = value.decode("utf-8", "replace")
-        elif number == 5:  # an attribute: tensors and subgraphs inside it
-            for a_number, a_value in _fields(value):
-                if not isinstance(a_value, bytes):
-                    continue
-                if a_number in _ATTRIBUTE_TENSORS:
-                    _tensor(a_value, graph, False)
-                elif a_number in _ATTRIBUTE_GRAPHS:
-                    _graph(a_value, graph)
-                elif a_number in _ATTRIBUTE_SPARSE:
-                    _sparse(a_value, graph)
-    graph.nodes.append(Node(op_type, domain, tuple(inputs), tuple(outputs)))
+        elif number == 5:
+            key, attribute = _attribute(value, graph)
+            attributes[key] = attribute
+    value_attribute = attributes.get("value")
+    if op_type == "Constant" and domain in ("", "ai.onnx") and outputs and isinstance(value_attribute, Constant):
+        graph.constants[outputs[0]] = value_attribute
+    graph.nodes.append(Node(op_type, domain, tuple(inputs), tuple(outputs), name, attributes))
 
 
 def _sparse(data: bytes, graph: Graph) -> None:
@@ -217,6 +317,10 @@ def parse_graph(data: bytes, where: object) -> Graph:
         for number, value in _fields(data):
             if number == _MODEL_GRAPH and isinstance(value, bytes):
                 _graph(value, graph, main=True)
+            elif number == _MODEL_OPSET and isinstance(value, bytes):
+                entry = dict(_fields(value))
+                version = entry.get(2)
+                graph.opsets[_text(entry.get(1))] = version if isinstance(version, int) else 0
             elif number == _MODEL_METADATA and isinstance(value, bytes):
                 entry = dict(_fields(value))
                 graph.metadata[_text(entry.get(1))] = _text(entry.get(2))

@@ -243,6 +243,7 @@ VERIFY = Obj({
         "lengths[k]")),
     "seconds": NUMBER,
     "untrusted": Items(STR),
+    "tensorrt": Table(STR, Table(STR, STR)),
 }, ("passed", "reference", "sweep"))
 
 # --------------------------------------------------------------------------------------------------

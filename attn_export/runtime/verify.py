@@ -51,6 +51,8 @@ from .store import Store
 from .targets import Registry, Target, discover
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
+from .trt.readiness import TARGETS as TENSORRT_TARGETS
+from .trt.readiness import graphs_of, readiness, summary
 
 __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
            "deployment_max_seq", "verify"]
@@ -218,6 +220,9 @@ class VerifyResult:
     # artefacts in DIR the store will not vouch for that no row here judged (an engine when TensorRT is not
     # asked for or not here, say): each one's reason, so that a passing run never hides them
     untrusted: List[str] = field(default_factory=list)
+    # every ONNX file against every TensorRT target's parser rules (trt.readiness.summary): target -> file ->
+    # "ready (how)", "withdrawn: why" or "NOT READY: the first problem"; a static check, not a verdict
+    tensorrt: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
     def failures(self) -> List[str]:
         """One short line per failed target: its first problem, how many cases failed, what moves it."""
@@ -256,6 +261,7 @@ class VerifyResult:
         for key in ("deployment_max_seq", "test_split", "attention_samples"):
             fields.setdefault(key, None)
         fields.setdefault("untrusted", [])
+        fields.setdefault("tensorrt", {})
         fields.setdefault("seconds", 0.0)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
@@ -567,6 +573,7 @@ def verify(
         latency={"batch": 1, "seq": latency_seq, "threads": threads},
         seconds=round(time.perf_counter() - started, 2),
         untrusted=_unjudged(s, rows),
+        tensorrt=summary(readiness(graphs_of(s), list(TENSORRT_TARGETS))),
     )
     data = store.json_bytes(result.to_dict())
     store.write_bytes(directory / VERIFY_JSON, data)

@@ -210,6 +210,15 @@ class Store:
         entry = self.entries.get(name)
         return entry if isinstance(entry, dict) else None
 
+    def made_for(self) -> Optional[str]:
+        """The TensorRT line a Jetson bundle was made for (``bundle.json``), read in place or unpacked; None
+        for an artefact directory or a CPU bundle."""
+        if self._archive is not None:
+            return self._archive.made_for
+        from ..bundle import made_for
+
+        return made_for(self.directory)
+
     def present(self) -> List[str]:
         """The recorded artefacts that are in the directory, in the manifest's order."""
         if self._archive is not None:

@@ -17,12 +17,14 @@ This is the only module that builds with TensorRT; it imports ``tensorrt`` insid
 from __future__ import annotations
 
 import os
+import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .. import store
+from ..bundle import made_for
 from ..store import Artifact
 from ...errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
 from ..iospec import IOSpec
@@ -31,6 +33,7 @@ from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
 from .profile import Profile, derive_profile
+from .readiness import refuse_other
 
 MAX_TIMING_CACHE_BYTES = 256 << 20  # a timing cache holds one entry per tactic tried: megabytes
 
@@ -60,6 +63,7 @@ class BuildOptions:
     hardware_compat: Optional[str] = None  # None | ampere-plus | same-compute-capability
     version_compat: bool = False
     device: int = 0
+    target: Optional[str] = None  # the TensorRT line the caller says this machine is (readiness.TARGETS)
 
 
 @dataclass
@@ -72,10 +76,14 @@ class BuildResult:
         return {"engine": self.engine, "notes": self.notes, **self.entry}
 
 
-def preflight(device: int = 0) -> Gpu:
-    """The GPU to build on, or NotAvailable with one line naming everything missing and how to get it."""
+def preflight(device: int = 0, directory: Optional[Path] = None, target: Optional[str] = None) -> Gpu:
+    """The GPU to build on, or NotAvailable with one line naming everything missing and how to get it;
+    first, a bundle in ``directory`` made for another TensorRT line than ``target`` is BadInput. Nothing is
+    written."""
     from .importer import tensorrt_missing
 
+    if directory is not None:
+        refuse_other(made_for(directory), target)
     gpus = query_gpus()
     missing = []
     if not gpus.gpus:
@@ -183,12 +191,14 @@ def _errors(parser: trt.OnnxParser) -> List[str]:
 @store.writes_directory("build")
 def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
                  progress: Optional[ProgressCallback] = None, make: Optional[MakeSource] = None) -> BuildResult:
-    """Build DIR's ONNX into an engine; see the module docstring. Raises NotAvailable (exit 3) when this
-    machine has no GPU or no TensorRT, before anything is read or written."""
-    gpu = preflight(options.device)
+    """Build DIR's ONNX into an engine; see the module docstring. A bundle made for another TensorRT line
+    than ``options.target`` is BadInput, before anything else; then NotAvailable (exit 3) when this machine
+    has no GPU or no TensorRT, or a TensorRT of another line than the bundle's, before anything is written."""
+    gpu = preflight(options.device, directory, options.target)
     import tensorrt as trt
 
     cap = Capability.probe(trt)
+    refuse_other(made_for(directory), None, cap.version, platform.machine())
     plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat))
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
         raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from ...errors import BadInput, ConfigError
 from ..store.names import BUILD_COMMAND
 
-__all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile"]
+__all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile", "recipe_profile"]
 
 DEFAULT_BATCH = (1, 1, 32)
 MAX_SEQ_FACTOR = 4
@@ -158,3 +158,11 @@ def derive_profile(
     if features < 1:
         raise BadInput(f"the model has {features} features per step; expected at least 1")
     return Profile(batch, seq, features), notes
+
+
+def recipe_profile(info: Any) -> Tuple[Profile, List[str]]:
+    """The profile ``build`` makes with no flags: the recipe's ``[build]`` table over what is derived
+    (``info`` a ``ModelInfo``); what a bundle's build commands state explicitly."""
+    b = info.build
+    return derive_profile(info.spec.features, info.train_lengths, b.min_batch, b.opt_batch, b.max_batch, b.min_seq,
+                          b.opt_seq, b.max_seq)

@@ -1,0 +1,403 @@
+"""Will this graph parse and build on the TensorRT of a given JetPack or discrete-GPU line? A static check, without
+TensorRT or a GPU, against what the onnx-tensorrt parser of that line documents.
+
+    attn-export inspect DIR --target jetpack5                  # the host
+    python -m attn_export.runtime info DIR                      # the device: the bundle's own target
+
+``TARGETS`` maps the names users give their devices (``jetpack5``, ``jetpack6``, ``jetpack7``, ``trt10``,
+``trt11``) to their TensorRT, CUDA and Python versions, to what their TensorRT module has (a
+``precision.Capability``: flags or strongly typed, INT64, ...) and to a ``Parser``: the opset range and the
+per-operator support and restrictions of onnx-tensorrt's ``docs/operators.md`` at the revision named in
+``Parser.source``, plus what the importer code enforces beyond the table (8.5 never reads LSTM's
+``layout``). ``check`` walks every node of a graph (``onnxfile.Graph``, read without onnx) against one
+target and returns ``Finding``s; ``builds`` says which engine a precision's file makes on a target, or
+why none, by the same decision ``build`` takes there (``precision.decide``); ``trtexec`` writes the
+command that builds it with that line's trtexec; ``refuse_other`` stops ``build`` on a machine or a
+``--target`` the bundle was not made for.
+
+Hand-written: nothing answers "will this parse on JetPack 5?" before the file reaches the device
+(Polygraphy's ``inspect capability`` needs TensorRT and a GPU). Python 3.8-compatible, numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from ...errors import BadInput, NotAvailable
+from ..onnxfile import Graph, Node
+from ..precisions import ONNX_FILES
+from .precision import Capability, decide, parse_version
+from .profile import Profile
+
+__all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "readiness", "refuse_other",
+           "render", "summary", "summary_lines", "target", "trtexec"]
+
+FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
+_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
+               16: "BF16"}
+# operators every line parses with no restriction that attn-export's graphs can meet, or with the
+# restrictions ``_node_rules`` checks
+KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity", "Reshape", "Shape", "Transpose",
+                   "Equal", "Less", "LessOrEqual", "Gather", "Gemm", "MatMul", "Softmax", "Tanh", "Where", "Range",
+                   "Cast", "ConstantOfShape", "LSTM", "ReduceSum", "Squeeze", "Unsqueeze", "QuantizeLinear",
+                   "DequantizeLinear", "Loop", "Scan", "ReverseSequence", "Sigmoid", "Relu", "Conv", "Slice", "Exp",
+                   "ReduceMax", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow", "Greater",
+                   "GreaterOrEqual", "Flatten", "Split", "ReduceMean"})
+NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT does not have",
+         "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
+         "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class Parser:
+    """One onnx-tensorrt line: where its facts were read, its opset range, its restrictions."""
+
+    source: str  # repository, ref and commit of the docs/operators.md this row was read from
+    opset: Tuple[int, int]
+    int64: str  # "cast down" (8.5: INT64 becomes INT32, clamped) or "native"
+    bf16: bool
+    constant_of_shape: FrozenSet[int]  # value types it lists
+    lstm_layout_read: bool  # 8.5's importer never reads layout: a layout=1 LSTM is misread, silently
+    reverse_sequence_dynamic: bool
+    axes: str  # Squeeze/Unsqueeze axes: "initializer" or "constant"
+    qdq_all_inputs: bool  # 8.5's Q/DQ importer requires an explicit zero point
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    device: str
+    tensorrt: str
+    cuda: str
+    python: str
+    parser: Parser
+    capability: Capability  # what that line's tensorrt module has: the build decisions follow from it
+    majors: Tuple[int, ...]  # TensorRT major versions a machine of this target runs
+    jetson: bool  # an aarch64 Jetson (JetPack), not a discrete GPU
+    trtexec_path: str
+    skip_inference: str  # trtexec's flag to build and not benchmark on that line
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        """TensorRT 11: no --fp16/--int8 flags, no calibrator; precision is the graph's."""
+        return not self.capability.fp16_flag
+
+
+_TRT85 = Parser("onnx/onnx-tensorrt 8.5-GA @ fdeeaca8 (release/8.5-GA @ 3b008c46), docs/operators.md", (7, 17),
+                "cast down", False, frozenset({FLOAT}), False, False, "initializer", True)
+_TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 itself (parser 62bdde2a) not read: "
+                "its changelog from 10.1 touches GRU, Squeeze and Slice only", (9, 20), "native", True,
+                frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "initializer", False)
+_TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
+                "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "constant", False)
+# Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
+#            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
+_CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
+_CAP10 = Capability("10.3", True, True, True, True, True, True, True, True)
+_CAP11 = Capability("11.1", True, False, False, False, True, True, True, True)
+_JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # JetPack installs it there, off the PATH
+_DISCRETE = "a discrete GPU (x86_64 or SBSA)"
+
+TARGETS: Dict[str, Target] = {
+    "jetpack5": Target("jetpack5", "JetPack 5.1.x (Jetson Xavier, Orin)", "8.5.2", "11.4", "3.8", _TRT85, _CAP85,
+                       (8,), True, _JETSON_TRTEXEC, "--buildOnly",
+                       ("JetPack 6.0 ships TensorRT 8.6, not read here: jetpack5's rules are the nearer ones",)),
+    "jetpack6": Target("jetpack6", "JetPack 6.1/6.2 (Jetson Orin)", "10.3", "12.6", "3.10", _TRT10, _CAP10, (10,), True,
+                       _JETSON_TRTEXEC, "--skipInference"),
+    "jetpack7": Target("jetpack7", "JetPack 7.x (Jetson Thor, AGX Orin)", "10.x (JetPack's own)", "13.x", "3.12",
+                       _TRT10, _CAP10, (10, 11), True, _JETSON_TRTEXEC, "--skipInference",
+                       ("TensorRT 11.4.1+ also supports JetPack 7.2.2+: check trt11 too if you install it",)),
+    "trt10": Target("trt10", _DISCRETE, "10.x", "12.x", "3.8+", _TRT10, _CAP10, (10,), False, "trtexec",
+                    "--skipInference"),
+    "trt11": Target("trt11", _DISCRETE, "11.x", "12.x/13.x", "3.10+", _TRT11, _CAP11, (11,), False, "trtexec",
+                    "--skipInference"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    node: str  # the node's name and operator, or "graph ..."
+    rule: str
+    target: str
+    fix: str
+    error: bool = True  # False: a note (it parses, but not as written)
+
+    def __str__(self) -> str:
+        return f"{'PROBLEM' if self.error else 'note'} [{self.target}] {self.node}: {self.rule}; {self.fix}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"node": self.node, "rule": self.rule, "target": self.target, "fix": self.fix, "error": self.error}
+
+
+def target(name: str) -> Target:
+    if name not in TARGETS:
+        raise BadInput(f"--target {name!r} is unknown; expected one of {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[Finding]:
+    """Every node of ``graph`` (``onnxfile.parse_graph``'s, subgraphs included) against ``where``'s parser;
+    given the ``precision`` the file is offered as, also whether the graph carries it where the build is
+    strongly typed (precision from the graph, not from a flag)."""
+    p, name = where.parser, where.name
+    found: List[Finding] = _precision_rules(graph, where, precision) if precision else []
+    opset = next((graph.opsets[d] for d in ONNX_DOMAINS if d in graph.opsets), 0)
+    if not p.opset[0] <= opset <= p.opset[1]:
+        fix = f"export with --opset {min(max(opset, p.opset[0]), p.opset[1])}"
+        found.append(Finding("graph", f"opset {opset}, the parser of TensorRT {where.tensorrt} takes {p.opset[0]} to "
+                                      f"{p.opset[1]}", name, fix))
+    for node in graph.nodes:
+        if node.op_type in NEVER or node.domain not in ONNX_DOMAINS:
+            why = NEVER.get(node.op_type, f"an operator of the domain {node.domain!r}, unknown to TensorRT's parser")
+            found.append(Finding(node.label, why, name, "build from model.onnx, model.fp16.onnx or "
+                                                        "model.int8-qdq.onnx; the dynamic INT8 file is for ONNX "
+                                                        "Runtime only"))
+        elif node.op_type not in KNOWN:
+            found.append(Finding(node.label, f"{node.op_type} is not in this table of what TensorRT {where.tensorrt} "
+                                             "parses", name, "check docs/operators.md of that line (attn-export's "
+                                                             "graphs do not use it)", error=False))
+        else:
+            found += _node_rules(node, graph, where)
+    for value in graph.inputs + graph.outputs:
+        if value.elem_type == BFLOAT16 and not p.bf16:
+            found.append(Finding(f"graph {value.name}", f"BF16, which TensorRT {where.tensorrt} does not have", name,
+                                 "use model.onnx or model.fp16.onnx"))
+        if value.elem_type == INT64_T and p.int64 == "cast down":
+            found.append(Finding(f"graph input {value.name}", f"INT64: TensorRT {where.tensorrt} casts it down to "
+                                 "INT32 (values past 2^31 - 1 are clamped)", name,
+                                 "nothing for lengths and shapes of this size", error=False))
+    return found
+
+
+def _precision_rules(graph: Graph, where: Target, precision: str) -> List[Finding]:
+    try:
+        plan = decide(precision, where.capability)
+    except (BadInput, NotAvailable):
+        return []
+    trt, name = where.tensorrt, where.name
+    ops = {n.op_type for n in graph.nodes}
+    if precision == "fp16" and not graph.stores_float16:
+        if plan.strongly_typed:
+            return [Finding("graph", f"offered as FP16 but its weights are FP32: TensorRT {trt} builds it strongly "
+                                     "typed (precision from the graph), so the engine would be FP32", name,
+                            "make the FP16 graph with attn-export quantize --fp16")]
+        return [Finding("graph", "offered as FP16 with FP32 weights: the --fp16 builder flag casts them", name,
+                        "attn-export quantize --fp16 makes the graph verify judged", error=False)]
+    if precision == "int8-qdq" and not {"QuantizeLinear", "DequantizeLinear"} <= ops:
+        return [Finding("graph", f"offered as INT8 but holds no QuantizeLinear/DequantizeLinear pair: TensorRT {trt} "
+                                 "takes INT8 only from explicit Q/DQ", name,
+                        "make it with attn-export quantize --int8 --method qdq")]
+    return []
+
+
+def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
+    p, name, trt = where.parser, where.name, where.tensorrt
+    out: List[Finding] = []
+    op, a, label = node.op_type, node.attributes, node.label
+    if op == "LSTM":
+        if a.get("input_forget", 0):
+            out.append(Finding(label, "input_forget = 1 (coupled input and forget gates) is unsupported", name,
+                               "a model without coupled gates (PyTorch's nn.LSTM never couples them)"))
+        if a.get("layout", 0):
+            rule = ("layout = 1: TensorRT 8.5's importer never reads layout and treats the input as sequence-first, "
+                    "so the graph would parse and compute something else" if not p.lstm_layout_read
+                    else "layout = 1 is unsupported (layout must be 0)")
+            out.append(Finding(label, rule, name, "export again with attn-export export (it writes layout 0)"))
+        acts = list(a.get("activations") or ())  # type: ignore[arg-type]
+        if a.get("direction") == "bidirectional" and len(acts) == 6 and acts[:3] != acts[3:]:
+            out.append(Finding(label, "different activations in the two directions", name,
+                               "the same activations both ways"))
+    elif op in ("Squeeze", "Unsqueeze", "ReduceSum") and len(node.inputs) > 1 and node.inputs[1]:
+        if node.inputs[1] not in graph.constants:
+            need = "an initializer" if op == "ReduceSum" or p.axes == "initializer" else "resolvable to a constant"
+            out.append(Finding(label, f"axes come from the graph at run time; TensorRT {trt} needs them {need}", name,
+                               "export again with attn-export export (constant axes)"))
+    elif op == "ConstantOfShape":
+        value = a.get("value")
+        dtype = getattr(value, "data_type", FLOAT)
+        if dtype not in p.constant_of_shape:
+            out.append(Finding(label, f"a {_TYPE_NAMES.get(dtype, dtype)} ConstantOfShape; TensorRT {trt}'s parser "
+                                      f"lists {', '.join(_TYPE_NAMES[t] for t in sorted(p.constant_of_shape))} only",
+                               name, "make the FP16 graph again with attn-export quantize --fp16 (it fills in FP32 "
+                                     "and casts)"))
+    elif op == "Cast" and a.get("to") == INT64_T and p.int64 == "cast down":
+        out.append(Finding(label, f"a Cast to INT64, which TensorRT {trt} casts down to INT32", name,
+                           "nothing for indices and lengths of this size", error=False))
+    elif op == "ReverseSequence" and not p.reverse_sequence_dynamic:
+        out.append(Finding(label, f"ReverseSequence with dynamic shapes is unsupported in TensorRT {trt}", name,
+                           "export again with attn-export export (its portable form has no ReverseSequence)"))
+    elif op in ("QuantizeLinear", "DequantizeLinear"):
+        zero = graph.constants.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if zero is not None and zero.values is not None and any(zero.values):
+            out.append(Finding(label, "a non-zero zero point: TensorRT takes symmetric quantisation only", name,
+                               "quantise again with attn-export quantize --int8 --method qdq (symmetric)"))
+        if zero is not None and zero.data_type == 2:
+            out.append(Finding(label, "a UINT8 zero point: TensorRT quantises to INT8", name,
+                               "quantise again with attn-export quantize --int8 --method qdq"))
+        if zero is None and p.qdq_all_inputs:
+            out.append(Finding(label, f"no explicit zero point: TensorRT {trt}'s importer requires all three inputs",
+                               name, "quantise again with attn-export quantize --int8 --method qdq"))
+    return out
+
+
+def builds(precision: str, where: Target) -> Tuple[Optional[str], str]:
+    """(the engine precision a file of ``precision`` builds on ``where``, or None; how, or why not): the
+    decision ``build`` itself takes on that line's TensorRT."""
+    try:
+        plan = decide(precision, where.capability)
+    except (BadInput, NotAvailable) as e:
+        if precision == "int8-dynamic":
+            return None, "ONNX Runtime's dynamic INT8 (DynamicQuantizeLSTM, MatMulInteger): never a TensorRT input"
+        return None, str(e)
+    how = plan.describe().split(": ", 1)[1]
+    if precision == "fp32" and where.strongly_typed_only:
+        how += "; TensorRT 11 has no --fp16 flag: an FP16 engine comes from model.fp16.onnx"
+    return plan.precision, how
+
+
+def trtexec(precision: str, where: Target, profile: Profile, workspace_mib: int) -> Optional[str]:
+    """The trtexec command that builds ``precision``'s engine on ``where`` as ``build`` does: the graph's
+    own file, the profile's shapes, the flags that line needs (strongly typed where ``build`` is, the
+    builder flag where it is weakly typed, none on TensorRT 11, where typing is always strong), TF32 off
+    for FP32; None when the file builds nothing there."""
+    try:
+        plan = decide(precision, where.capability)
+    except (BadInput, NotAvailable):
+        return None
+    shapes = profile.shapes()
+    args = [where.trtexec_path, f"--onnx={plan.source}", f"--saveEngine=trtexec.{precision}.engine"]
+    for i, end in enumerate(("min", "opt", "max")):
+        args.append(f"--{end}Shapes=" + ",".join(f"{name}:{'x'.join(str(d) for d in dims[i])}"
+                                                 for name, dims in shapes.items()))
+    args.append(f"--memPoolSize=workspace:{workspace_mib}")
+    if plan.strongly_typed and where.capability.fp16_flag:  # opt-in on 10.x; the only mode (and no flag) on 11
+        args.append("--stronglyTyped")
+    args += [f"--{flag.lower()}" for flag in plan.builder_flags]
+    if not plan.tf32:
+        args.append("--noTF32")
+    args.append(where.skip_inference)
+    return " ".join(args)
+
+
+def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
+    """Every ONNX precision file of a store (``store.Store``: a directory or a bundle) that is present and
+    readable: name -> (precision, parsed graph), as ``readiness`` takes them. A file the store cannot read
+    as a self-contained graph (not ONNX, external data) is left out: the store's own trust check names it
+    wherever the file is used."""
+    present = set(s.present())
+    graphs = {}
+    for p, f in ONNX_FILES.items():
+        if f in present:
+            try:
+                graphs[f] = (p, s.graph(f))
+            except BadInput:
+                continue
+    return graphs
+
+
+def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> Dict[str, Any]:
+    """Each ONNX file (name -> (precision, parsed graph)) against each target in ``names``: what it builds
+    there, or why not, and every finding."""
+    wanted = [target(n) for n in names]
+    out: Dict[str, Any] = {}
+    for t in wanted:
+        rows = {}
+        for file, (precision, graph) in graphs.items():
+            engine, how = builds(precision, t)
+            findings = [] if engine is None else check(graph, t, precision)
+            rows[file] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
+                          "ready": engine is not None and not any(x.error for x in findings)}
+        out[t.name] = {"device": t.device, "tensorrt": t.tensorrt, "cuda": t.cuda, "python": t.python,
+                       "source": t.parser.source, "strongly_typed_only": t.strongly_typed_only,
+                       "notes": list(t.notes), "files": rows}
+    return out
+
+
+def _state(row: Mapping[str, Any]) -> str:
+    if not row["builds"]:
+        return "withdrawn"
+    return "ready" if row["ready"] else "NOT READY"
+
+
+def summary(r: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
+    """``readiness``'s result in a line per file and target, as ``verify.json`` records it: ``ready
+    (how)``, ``withdrawn: why`` or ``NOT READY: the first problem``."""
+    out: Dict[str, Dict[str, str]] = {}
+    for name, t in r.items():
+        for file, row in t["files"].items():
+            problems = [f"{x['node']}: {x['rule']}" for x in row["findings"] if x["error"]]
+            state = _state(row)
+            out.setdefault(name, {})[file] = (f"ready ({row['how']})" if state == "ready" else
+                                             f"withdrawn: {row['how']}" if state == "withdrawn" else
+                                             f"NOT READY: {problems[0]}" + (f" (and {len(problems) - 1} more)"
+                                                                             if len(problems) > 1 else ""))
+    return out
+
+
+def summary_lines(lines: Mapping[str, Mapping[str, str]]) -> List[str]:
+    """``summary``'s result as one line per group of targets that read the files alike (what verify
+    prints): the files ready there, the others with their state and reason."""
+    groups: Dict[Tuple[Tuple[str, str], ...], List[str]] = {}
+    for name, files in lines.items():  # how each line builds a ready file differs; that it is ready does not
+        key = tuple((f, "ready" if line.startswith("ready") else line) for f, line in files.items())
+        groups.setdefault(key, []).append(name)
+    out = []
+    for states, names in groups.items():
+        ready = [f for f, line in states if line.startswith("ready")]
+        other = [f"{line.split(':')[0]} {f} ({line.split(': ', 1)[1]})" for f, line in states
+                 if not line.startswith("ready")]
+        out.append(f"TensorRT {', '.join(names)} (parser rules, static): "
+                   + "; ".join(filter(None, [("ready " + ", ".join(ready)) if ready else "", *other])))
+    return out
+
+
+def render(r: Mapping[str, Any]) -> str:
+    """``readiness``'s result as text: per target, each file's state and one line per rule it broke."""
+    lines = []
+    for name, t in r.items():
+        lines.append(f"{name}: {t['device']}, TensorRT {t['tensorrt']}, CUDA {t['cuda']}, Python {t['python']} "
+                     f"(rules read from {t['source']})")
+        width = max((len(f) for f in t["files"]), default=0) + 1
+        for file, row in t["files"].items():
+            lines.append(f"  {file:{width}} {_state(row)}: {row['how']}")
+            grouped: Dict[Tuple[bool, str, str], List[str]] = {}  # one line per rule, its nodes named
+            for x in row["findings"]:
+                grouped.setdefault((x["error"], x["rule"], x["fix"]), []).append(x["node"])
+            for (error, rule, fix), nodes in grouped.items():
+                at = nodes[0] if len(nodes) == 1 else (f"{len(nodes)} nodes ({', '.join(nodes[:3])}"
+                                                       f"{', ...' if len(nodes) > 3 else ''})")
+                lines.append(f"    {'PROBLEM' if error else 'note'} {at}: {rule}; {fix}")
+        lines += [f"  note: {n}" for n in t["notes"]]
+    return "\n".join(lines)
+
+
+def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version: Optional[str] = None,
+                 machine: Optional[str] = None) -> None:
+    """``build``'s check of a bundle made for ``made_for`` (its ``bundle.json``; None: not a bundle): a
+    ``--target`` other than that one is BadInput; a machine whose TensorRT (``tensorrt_version``, and
+    ``machine`` as ``platform.machine()`` says it) is not that target's is NotAvailable. One line each,
+    naming both targets and the command that makes the right bundle."""
+    if made_for is None:
+        if asked is not None:
+            target(asked)
+        return
+    bundled = target(made_for)
+    again = "bundle again on the host with attn-export bundle --for jetson --target"
+    if asked is not None and asked != made_for:
+        target(asked)
+        raise BadInput(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}), not --target {asked}: "
+                       f"its build commands and checks are {made_for}'s; {again} {asked}")
+    if tensorrt_version is None:
+        return
+    major = (parse_version(tensorrt_version) or (0,))[0]
+    arm = machine in ("aarch64", "arm64")
+    if major not in bundled.majors or (bundled.jetson and not arm):
+        here = [t.name for t in TARGETS.values() if major in t.majors and t.jetson == arm]
+        raise NotAvailable(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}); this machine has "
+                           f"TensorRT {tensorrt_version} on {machine}, which is "
+                           + (f"{' or '.join(here)}'s: {again} {here[0]}" if here else
+                              "no target attn-export knows: use a JetPack or TensorRT line from "
+                              + ", ".join(TARGETS)))
