@@ -92,6 +92,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
 # files attn-export writes that are not artefacts: the manifest itself and the results rendered from it
 _NOT_ARTEFACTS = {store.MANIFEST: "the manifest", store.VERIFY_JSON: "result", store.BENCH_JSON: "result",
+                  store.BENCH_STREAM_JSON: "result", store.BENCH_STREAM_PNG: "result",
                   store.QUANTIZE_JSON: "result", store.REPORT_MD: "result", store.ATTENTION_PNG: "result",
                   **{name: "result" for name in store.PLOTS.values()}}
 

@@ -140,7 +140,9 @@ class AttentionLSTM(nn.Module):
         """The LSTM over (B, T, C) -> (B, T, D), with padding kept out of every direction."""
         if not self.config.bidirectional:
             # causal: steps after a sequence's end cannot change its valid outputs
-            out, _ = self.lstm(h)
+            if self.bidirectional_impl == "reversed" and self.config.num_layers > 1:  # exported: one node per
+                return self._recur_reversed(h, lengths)  # layer, each with its own zero state (tract
+            out, _ = self.lstm(h)  # mis-resolves the batch of one stacked zero state sliced per layer)
             return out
         if self.bidirectional_impl == "packed":
             packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -150,13 +152,14 @@ class AttentionLSTM(nn.Module):
         return self._recur_reversed(h, lengths)
 
     def _recur_reversed(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Bidirectional LSTM as forward-only passes, the backward one on length-reversed sequences."""
+        """The LSTM as forward-only passes, one per layer and direction, each from its own zero state; a
+        backward one runs on length-reversed sequences."""
         hidden = self.config.hidden_size
         zeros = h.new_zeros(1, h.shape[0], hidden)  # (1, B, H)
         index = reversal_index(lengths, h.shape[1])  # (B * T,)
         for layer in range(self.config.num_layers):
             directions = []
-            for suffix in ("", "_reverse"):
+            for suffix in ("", "_reverse") if self.config.bidirectional else ("",):
                 params = [
                     getattr(self.lstm, f"{name}_l{layer}{suffix}")
                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -4,7 +4,7 @@
     result = attn_export.run(load_recipe("recipes/quickstart.toml"), Path("artifacts"))
     result.passed, [s.summary for s in result.stages]
 
-train -> export -> quantize -> build (skipped, with the reason, without TensorRT and a GPU) -> verify ->
+train -> export (and the stream graph, for a model that streams) -> quantize -> build (skipped, with the reason, without TensorRT and a GPU) -> verify ->
 bench -> report, holding the directory's lock throughout. Every stage writes what it writes (the report
 included) before the result says whether verification passed; the caller decides what a failure means
 (the CLI exits 1).
@@ -86,6 +86,8 @@ def run(
     from .quantize import quantize
     from .report import write_report
     from .runtime.store import locked
+    from .runtime.streaming import not_streamable
+    from .stream import export_stream
     from .train import train
     from .verify import verify
 
@@ -109,7 +111,11 @@ def run(
         stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}", metrics)
         t = time.perf_counter()
         exported = export_onnx(directory, progress=progress("export"))
-        stage("export", t, f"{exported.path.name}, parity on {len(exported.cases)} cases", exported)
+        summary = f"{exported.path.name}, parity on {len(exported.cases)} cases"
+        if not_streamable(recipe.model) is None:  # a causal model also gets its chunk-by-chunk form
+            streamed = export_stream(directory)
+            summary += f"; {streamed.path.name}, equal to PyTorch on {streamed.updates} prefix updates"
+        stage("export", t, summary, exported)
         t = time.perf_counter()
         q = recipe.quantize
         precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...

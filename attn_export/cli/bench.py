@@ -32,9 +32,21 @@ def command(
     seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, max=600, help="Timing budget per shape (all targets "
                                                                        "together, interleaved).")] = 2.0,
     threads: ThreadsOpt = 1,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Instead: per-update latency of model.stream.onnx against re-running model.onnx on the "
+                         "prefix (batch 1, one thread); writes DIR/bench_stream.json and a plot.")] = False,
+    segments: Annotated[str, typer.Option("--segments", metavar="N,N,...", help="--stream: segment lengths.")]
+    = "128,512,2048",
+    chunks: Annotated[str, typer.Option("--chunks", metavar="N,N,...", help="--stream: chunk sizes.")] = "1,16,64",
     json_out: JsonOpt = False,
 ) -> None:
     """Time every backend and artefact on a batch × seq grid; write DIR/bench.json and PNG plots."""
+    if stream:
+        streamed = run_stream_bench(directory, _ints(segments, "--segments"), _ints(chunks, "--chunks"), seconds,
+                                    quiet=json_out)
+        if json_out:
+            print_json(streamed)
+        return
     result = run_bench(directory, backends, _ints(batch, "--batch"), _ints(seq, "--seq"), seconds,
                        threads or None, quiet=json_out)
     if json_out:
@@ -49,6 +61,33 @@ def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int
         result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds), progress=progress)
     if not quiet:
         show(directory, result, threads)
+    return result
+
+
+def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], seconds: float,
+                     quiet: bool = False) -> dict[str, Any]:
+    from rich.table import Table
+
+    from ..stream_bench import bench_stream
+
+    with progress_bar("bench --stream", quiet) as progress:
+        result = bench_stream(directory, segments, chunks, seconds, progress=progress)
+    if quiet:
+        return result
+    machine = result["machine"]
+    t = Table(title=f"bench --stream {directory}: ms per update, batch 1, one thread, {result['backend']}, "
+                    f"{machine['cpu']} ({', '.join(machine['isa'])})")
+    for col in ("segment", "chunk", "updates", "streamed", "re-run (last)", "re-run (mean)", "per update (last)",
+                "whole segment", "on paper"):
+        t.add_column(col, justify="right")
+    for r in result["results"]:
+        t.add_row(str(r["segment"]), str(r["chunk"]), str(r["updates"]), f"{r['stream_ms_per_update']:.3f}",
+                  f"{r['rerun_ms_last']:.3f}", f"{r['rerun_ms_mean']:.3f}", f"{r['per_update_ratio_last']:.1f}x",
+                  f"{r['segment_ratio']:.1f}x", f"{r['on_paper_segment_ratio']:.1f}x")
+    out = console(stderr=True)
+    out.print(t)
+    out.print(f"state: {result['state_bytes_per_row']:,} bytes per row, whatever the segment's length; wrote "
+              f"{directory / 'bench_stream.json'} and {result['plot']}")
     return result
 
 

@@ -24,14 +24,31 @@ def command(
         "--opset", help="ONNX opset (default: the recipe's export.opset, 17: widest TensorRT reach).")] = None,
     exporter: Annotated[Exporter | None, typer.Option(
         "--exporter", help="PyTorch exporter (default: the recipe's export.exporter).")] = None,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Also DIR/model.stream.onnx: the chunk-by-chunk form of a causal model, proven equal to "
+                         "the whole-sequence model on every prefix.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Export DIR's model to DIR/model.onnx, check it, and prove parity with PyTorch on a sweep."""
     result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out)
+    streamed = run_stream_export(directory, opset, quiet=json_out) if stream else None
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
-                    "cases": [c.to_dict() for c in result.cases]})
+                    "cases": [c.to_dict() for c in result.cases],
+                    "stream": None if streamed is None else {
+                        "path": str(streamed.path), "updates": streamed.updates, "worst_ratio": streamed.worst_ratio}})
+
+
+def run_stream_export(directory: Path, opset: int | None, quiet: bool = False) -> Any:
+    from ..stream import export_stream
+
+    result = export_stream(directory, opset=opset)
+    if not quiet:
+        console(stderr=True).print(
+            f"exported {result.path} (opset {result.opset}, {result.seconds:.2f} s); equal to PyTorch on every "
+            f"prefix: {result.updates} updates, worst {result.worst_ratio:.2f} of the FP32 rule")
+    return result
 
 
 def run_export(directory: Path, opset: int | None, exporter: str | None, parity_max_seq: int | None,

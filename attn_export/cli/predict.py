@@ -42,16 +42,26 @@ def command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH, help="Sequences per batch (at most the "
                                                                         "engine profile's max batch).")] = 32,
     attention: Annotated[bool, typer.Option("--attention", help="Include attention weights in --json.")] = False,
+    stream: Annotated[int, typer.Option(
+        "--stream", min=0, metavar="CHUNK", help="Feed each sequence to model.stream.onnx CHUNK steps at a time and "
+                                                 "print the running prediction after each chunk.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
-    from ..runtime.cli import prediction_rows, shown
+    from ..runtime.cli import prediction_rows, shown, stream_rows, stream_table
     from ..runtime.inputs import accuracy, read_input
 
     data = read_input(input_path)
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
+        if stream:
+            rows = stream_rows(predictor, data.ids, data.sequences, stream)
+            if json_out:
+                print_json({"backend": predictor.backend_name, "stream": stream, "updates": rows})
+            else:
+                typer.echo("\n".join(stream_table(rows, predictor.head)))
+            return
         predictions = predictor.predict(data.sequences, on_long=on_long.value)
         head = predictor.head
         about = {"artifact": predictor.artifact.name, "backend": predictor.backend_name,

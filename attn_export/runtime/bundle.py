@@ -217,7 +217,7 @@ class BundleResult:
 
 def _artifact_names(s: store.Store, target: str) -> List[str]:
     present = s.present()
-    names = [n for n in ONNX_FILES if n in present]
+    names = [n for n in (*ONNX_FILES, store.STREAM_ONNX) if n in present]
     if target == "jetson":
         names += sorted(n for n in present if store.is_engine(n))
     return names

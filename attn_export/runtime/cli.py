@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
-from ..errors import AttnExportError, Interrupted, ParityError, printable, unexpected
+from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=32, metavar="N")
     predict.add_argument("--allow-unverified", action="store_true")
     predict.add_argument("--attention", action="store_true", help="include attention weights in --json")
+    predict.add_argument("--stream", type=int, default=0, metavar="CHUNK",
+                         help="feed each sequence to model.stream.onnx CHUNK steps at a time; print the running "
+                              "prediction after each chunk")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
 
     build = sub.add_parser("build", help="build a TensorRT engine for this GPU from DIR's ONNX")
@@ -102,6 +105,35 @@ def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Opti
     return rows
 
 
+def stream_rows(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int) -> List[Dict[str, Any]]:
+    """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
+    stream, reset between sequences); one row per update: the id, the chunk's number, the steps seen and
+    the prediction for that prefix (``prediction_rows``' fields)."""
+    from .streaming import chunked
+
+    stream = predictor.stream(batch=1)
+    rows: List[Dict[str, Any]] = []
+    for name, seq in zip(ids, sequences):
+        stream.reset()
+        for k, (piece, valid) in enumerate(chunked(seq, chunk)):
+            prediction = stream.push(piece[None], lengths=[valid])[0]
+            row = prediction_rows([name], [prediction], None, False, predictor.head)[0]
+            rows.append({"id": name, "chunk": k + 1, "steps": int(stream.steps[0]),
+                         **{key: value for key, value in row.items() if key != "id"}})
+    return rows
+
+
+def stream_table(rows: Sequence[Dict[str, Any]], head: str) -> List[str]:
+    """``stream_rows`` as tab-separated lines under a header."""
+    fields = ["label", "probability"] if head == "logits" else [head]
+    lines = ["\t".join(["id", "chunk", "steps", *fields])]
+    for row in rows:
+        values = [row[f] if f != "probability" else f"{row[f]:.4f}" for f in fields]
+        values = [" ".join(f"{v:.4g}" for v in value) if isinstance(value, list) else str(value) for value in values]
+        lines.append("\t".join(printable(str(c)) for c in [row["id"], row["chunk"], row["steps"], *values]))
+    return lines
+
+
 def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:
     """A prediction as text cells: a classifier's (label, probability); any other model's output values,
     one cell each (``limit`` None), or one cell with the first ``limit`` and how many there are."""
@@ -143,8 +175,18 @@ def _predict(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
     data = read_input(args.input)
+    if args.stream < 0:
+        raise BadInput(f"--stream {args.stream}: expected a chunk of at least 1 step")
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
+        if args.stream:
+            rows = stream_rows(predictor, data.ids, data.sequences, args.stream)
+            if args.json:
+                print(json.dumps({"backend": predictor.backend_name, "stream": args.stream, "updates": rows},
+                                 indent=2))
+            else:
+                print("\n".join(stream_table(rows, predictor.head)))
+            return 0
         predictions = predictor.predict(data.sequences, on_long=args.on_long)
         backend, head = predictor.backend_name, predictor.head
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \

@@ -36,15 +36,18 @@ import math
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, MissingPrerequisite
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import MAX_BATCH, check_threads
 from .store import Artifact, Store
+
+if TYPE_CHECKING:
+    from .streaming import Stream
 
 __all__ = ["ON_LONG", "Prediction", "Predictor"]
 
@@ -119,6 +122,9 @@ class Predictor:
             names = list(self.spec.output_names)
             self._direct = (backend.positional(names), names.index(self.head), names.index("attention"))
         self._closed = False
+        self._store = store
+        self._options: Tuple[bool, Optional[int]] = (False, None)  # load's allow_unverified and threads
+        self._streams: List[Backend] = []  # the stream graph's backends, closed with the predictor
         # a bundle's archive is closed when the predictor is closed or collected
         self._finalizer = weakref.finalize(self, store.close) if store is not None else None
 
@@ -148,13 +154,40 @@ class Predictor:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
-            return cls(impl, artifact, notes, batch_size, store)
+            predictor = cls(impl, artifact, notes, batch_size, store)
+            predictor._options = (allow_unverified, threads)
+            return predictor
         except BaseException:
             store.close()
             raise
 
+    def stream(self, batch: int = 1) -> "Stream":
+        """A stream of ``batch`` rows on ``model.stream.onnx`` (``attn-export export --stream``), opened
+        through the same store with the same trust rule (verified, unless loaded with allow_unverified) on
+        this predictor's ONNX runtime: ``push(chunk, lengths)`` returns each row's prediction for its prefix
+        so far, exactly the whole-sequence model's on that prefix (``runtime.streaming``)."""
+        from .backends.onnxrt import OrtCpuBackend
+        from .store import STREAM_ONNX
+        from .streaming import Stream
+
+        if self._store is None:
+            raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
+        allow_unverified, threads = self._options
+        if self._store.state(STREAM_ONNX).state == "missing":
+            raise MissingPrerequisite(f"{self.directory} has no {STREAM_ONNX}; run attn-export export --stream "
+                                      "(for a model that can stream: unidirectional, no Conv1d front-end)")
+        artifact = self._store.open(STREAM_ONNX, need="verified", allow_unverified=allow_unverified)
+        cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend  # an engine: its ONNX twin
+        backend = cls(artifact, threads=threads)
+        backend.__enter__()
+        self._streams.append(backend)
+        empty = np.zeros(0, np.float32)
+        return Stream(backend, batch, lambda row: self._decide(row, empty))
+
     def close(self) -> None:
         self._closed = True
+        for backend in self._streams:
+            backend.close()
         if self._lock is not None:
             with self._lock:
                 self._backend.close()
@@ -271,6 +304,10 @@ class Predictor:
             x, lens = self._batch([a])
             out = self._run({"x": x, "lengths": lens})
             head, attention = out[self.head][0], out["attention"][0, :steps]
+        return self._decide(head, attention)
+
+    def _decide(self, head: np.ndarray, attention: np.ndarray) -> Prediction:
+        """One row of the head's output as a Prediction: a classifier's label and probabilities."""
         if self.head != "logits":
             return Prediction("", -1, head.astype(np.float32, copy=False), attention)
         if head.shape[0] == 1:  # a binary head: z -> [0, z] (iospec.class_logits)

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
 from . import store
-from .backends import Backend
+from .backends import Backend, get
 from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
 from .dispatch import INSTALL_ONNX_RUNTIME
 from .iospec import class_logits
@@ -47,7 +47,7 @@ from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, override_section
-from .store import Store
+from .store import STREAM_ONNX, Store
 from .targets import Registry, Target, discover
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
@@ -371,6 +371,14 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         row.fail(f"cannot read: {e}")
         return row
     head = backend.spec.head_output
+    if target.artifact == STREAM_ONNX:
+        try:
+            _judge_stream(row, backend, store, target, rule, augment.reference, threads, registry)
+        except AttnExportError as e:
+            row.fail(str(e))
+        finally:
+            backend.close()
+        return row
     try:
         _judge_cases(row, backend, rule, augment.reference, head)
         if augment.split is not None:
@@ -386,12 +394,81 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     return row
 
 
+STREAM_CHUNK_1_MAX = 64  # one step at a time up to this length (every update is a run of both graphs)
+STREAM_MAX_SEQ = 512  # longer sweep cases are left to the whole-sequence graph's verdict
+
+
+def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target, rule: Rule,
+                  reference: ReferenceSet, threads: Optional[int], registry: Registry) -> None:
+    """The stream graph on this runtime, over every schedule of every sweep case up to ``STREAM_MAX_SEQ``
+    steps (chunk 1 up to ``STREAM_CHUNK_1_MAX``), padding full of garbage, rows ending at different chunks:
+    each row's answer once its sequence is complete against PyTorch's (reference.npz) within the FP32
+    budget; every earlier update against ``model.onnx`` run on that prefix by the same runtime, within the
+    FP32 rule's floor (atol + rtol x |reference|). One CaseResult per case and schedule."""
+    from .streaming import SCHEDULES, replay, schedule
+
+    spec, head = backend.spec, backend.spec.head_output
+    whole = get(target.backend, registry)(s.open(ONNX_FP32, need="current"), threads=threads)
+    with whole:
+        for case, ref in zip(reference.cases, reference.references):
+            batch, steps = case.x.shape[:2]
+            if steps > STREAM_MAX_SEQ:
+                row.cases_not_run.append(f"{case.label}: longer than the {STREAM_MAX_SEQ} steps streamed here")
+                continue
+            final_ref = np.asarray(ref.outputs[head], np.float64)
+            final_budget = _stream_budget(rule, final_ref, ref, head, batch)
+            for name in SCHEDULES:
+                if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
+                    continue
+                worst, worst_abs, problems, done = 0.0, 0.0, [], np.zeros(batch, bool)
+                for k, update in enumerate(replay(backend.run_feeds, spec, case.x, case.lengths,
+                                                  schedule(name, steps))):
+                    got = np.asarray(update.outputs[head], np.float64)
+                    ending = (update.seen == case.lengths) & ~done
+                    done |= ending
+                    expected = np.where(ending[:, None], final_ref, 0.0)
+                    budget = np.where(ending[:, None], final_budget, 1.0)
+                    middle = (update.seen > 0) & (update.seen < case.lengths)
+                    if middle.any():
+                        top = int(update.seen.max())
+                        prefix = whole.run_feeds({"x": np.ascontiguousarray(case.x[:, :top]),
+                                                  "lengths": np.maximum(update.seen, 1)})
+                        mid = np.asarray(prefix[head], np.float64)
+                        expected = np.where(middle[:, None], mid, expected)
+                        budget = np.where(middle[:, None], float(rule.atol or 0.0) + float(rule.rtol or 0.0)
+                                          * np.abs(mid), budget)
+                    judged = (ending | middle)[:, None] & np.ones_like(got, bool)
+                    diff = np.where(judged, np.abs(got - expected), 0.0)
+                    ratio = float((diff / budget).max()) if judged.any() else 0.0
+                    worst_abs = max(worst_abs, float(diff.max()))
+                    if ratio > worst and ratio > 1.0:
+                        problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {ratio:.2f} x its "
+                                    "budget against " + ("PyTorch" if ending[np.argmax((diff / budget).max(1))]
+                                                         else "model.onnx on the prefix")]
+                    worst = max(worst, ratio)
+                result = CaseResult(batch, steps, case.padded, worst_abs, 0.0, 1.0, 1.0, 0.0, worst <= 1.0,
+                                    problems, judged_by="budget", ratio=worst)
+                row.cases.append(result)
+                if not result:
+                    row.fail(f"{case.label} {problems[0]}")
+
+
+def _stream_budget(rule: Rule, final_ref: np.ndarray, ref: Reference, head: str, batch: int) -> np.ndarray:
+    """The FP32 budget of each row's complete-sequence answer, as the whole-sequence graph gets it."""
+    intrinsic = np.asarray((ref.intrinsic.get(rule.budget_precision or "") or {}).get(head, np.zeros(batch)),
+                           np.float64)
+    return (float(rule.atol or 0.0) + float(rule.rtol or 0.0) * np.abs(final_ref)
+            + rule.multiple * intrinsic.reshape(-1, 1))
+
+
 def _conformance(s: Store, targets: List[Target], rows: List[TargetResult],
                  registry: Registry) -> List[ConformanceCell]:
     """Every ONNX runtime asked for x every ONNX artefact in DIR. A pairing verify does not judge (a runtime
     that does not run that precision) is still tried for reading, so the table says why."""
     by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
     files = [(p, f) for p, f in ONNX_FILES.items() if (s.directory / f).is_file()]
+    if (s.directory / STREAM_ONNX).is_file():
+        files.append(("fp32", STREAM_ONNX))
     cells = []
     for name in dict.fromkeys(t.backend for t in targets):
         cls = registry[name]

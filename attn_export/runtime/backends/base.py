@@ -83,6 +83,13 @@ class Backend:
         self.spec.check_outputs(outputs, feeds["x"].shape[0], feeds["x"].shape[1], self.name)
         return outputs
 
+    def run_feeds(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Every output by name for feeds of a graph whose inputs are more than ``x`` and ``lengths`` (the
+        stream graph, ``streaming.Stream``), which checks the feeds and the outputs it uses itself."""
+        if not self._opened:
+            raise RuntimeError(f"{self.name}: run_feeds() called outside 'with backend:'")
+        return self._run(feeds)
+
     def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:
         """A call that runs checked feeds and returns the outputs ``names`` in that order: the fewest Python
         steps between two runs (``Predictor``'s one-sequence path). A backend with a cheaper native form

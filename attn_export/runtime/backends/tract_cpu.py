@@ -75,13 +75,14 @@ class TractCpuBackend(Backend):
         finally:
             shutil.rmtree(private, ignore_errors=True)
         assert self.artifact.graph is not None
+        self.input_names = [i.name for i in self.artifact.graph.inputs]  # tract takes its inputs in graph order
         self.output_names = [o.name for o in self.artifact.graph.outputs]
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         import tract
 
         try:
-            outputs = self.runnable.run([feeds["x"], feeds["lengths"]])
+            outputs = self.runnable.run([feeds[name] for name in self.input_names])
         except tract.TractError as e:
             raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x "
                              f"{'x'.join(str(d) for d in feeds['x'].shape)}: {str(e).splitlines()[0]}") from None

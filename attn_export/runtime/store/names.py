@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
-__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
+__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
-           "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "is_engine"]
+           "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
+           "is_engine"]
 
 DEFAULT_DIR = Path("artifacts")
 MODEL_JSON = "model.json"
@@ -22,14 +23,18 @@ MANIFEST = "manifest.json"
 LOCK = ".attn-export.lock"
 VERIFY_JSON = "verify.json"
 BENCH_JSON = "bench.json"
+BENCH_STREAM_JSON = "bench_stream.json"  # attn-export bench --stream
+BENCH_STREAM_PNG = "bench_stream_latency.png"
 QUANTIZE_JSON = "quantize.json"
 REPORT_MD = "report.md"
 ATTENTION_PNG = "attention.png"
+STREAM_ONNX = "model.stream.onnx"  # the chunk-by-chunk form (runtime.streaming)
 PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
 ENGINE_SUFFIX = ".engine"  # engines are named per device (runtime.trt.naming)
 # every name attn-export writes in an artefact directory (besides engines)
 DIRECTORY_FILES = (MODEL_JSON, WEIGHTS, METRICS, REFERENCE, MANIFEST, LOCK, VERIFY_JSON, BENCH_JSON, QUANTIZE_JSON,
-                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values())
+                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values(), STREAM_ONNX, BENCH_STREAM_JSON,
+                   BENCH_STREAM_PNG)
 CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 # every temporary file attn-export writes in a directory: .attn-export.<pid>.<target>.<random>.tmp; the
 # prefix marks it as ours (a user's own .notes.tmp is never touched), the pid says whether its writer lives
@@ -46,6 +51,7 @@ MADE_BY = {
     REFERENCE: "attn-export export",
     VERIFY_JSON: "attn-export verify",
     BENCH_JSON: "attn-export bench",
+    STREAM_ONNX: "attn-export export --stream",
     **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
 }
 

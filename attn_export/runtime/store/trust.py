@@ -44,7 +44,7 @@ from ..precisions import ONNX_FILES, PRECISIONS
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, parse_json, read_file
 from .manifest import parse_manifest
-from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, VERIFY_JSON, WEIGHTS, is_engine
+from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, STREAM_ONNX, VERIFY_JSON, WEIGHTS, is_engine
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -311,7 +311,8 @@ class Store:
         if name.endswith(".onnx"):
             graph = self.graph(name, data)
             return _io_mismatch(self.info, {v.name: (v.dtype, v.dims) for v in graph.inputs},
-                                {v.name: (v.dtype, v.dims) for v in graph.outputs}, graph.metadata.get("labels"))
+                                {v.name: (v.dtype, v.dims) for v in graph.outputs}, graph.metadata.get("labels"),
+                                spec=self._spec_of(name))
         if is_engine(name):
             spec = entry.get("io_spec")
             if spec is None:
@@ -320,6 +321,14 @@ class Store:
                                 {t["name"]: (t["dtype"], tuple(t["dims"])) for t in spec["outputs"]}, None,
                                 lengths=("int64", "int32"))
         return None
+
+    def _spec_of(self, name: str) -> IOSpec:
+        """The I/O spec ``model.json`` gives the graph ``name``: the stream graph's, or the model's."""
+        if name == STREAM_ONNX:
+            from ..streaming import stream_spec
+
+            return stream_spec(self.info)
+        return self.info.spec
 
     def graph(self, name: str, data: Optional[bytes] = None) -> Graph:
         """An ONNX artefact's parsed graph (once); BadInput when it is not ONNX or keeps external data."""
@@ -436,8 +445,8 @@ class Store:
         info = self.info if self.read(MODEL_JSON) is not None else None
         if name.endswith(".onnx"):
             assert info is not None
-            return Artifact(self.directory, name, data, self._sha[name], "onnx", _PRECISION_OF_FILE.get(name),
-                            info.spec, info, entry, self.graph(name, data), notes)
+            return Artifact(self.directory, name, data, self._sha[name], "onnx", _PRECISION_OF_FILE.get(name, "fp32"),
+                            self._spec_of(name), info, entry, self.graph(name, data), notes)
         if is_engine(name):
             assert info is not None
             return Artifact(self.directory, name, data, self._sha[name], "engine", entry.get("precision"),
@@ -470,9 +479,10 @@ def _at(path: Path, name: str, reason: Optional[str]) -> str:
 
 def _io_mismatch(info: ModelInfo, inputs: Mapping[str, Tuple[str, Tuple[Any, ...]]],
                  outputs: Mapping[str, Tuple[str, Tuple[Any, ...]]], labels: Optional[str],
-                 lengths: Tuple[str, ...] = ("int64",)) -> Optional[str]:
-    """The first way a graph's (or engine's) inputs and outputs disagree with model.json's I/O spec, by name."""
-    spec = info.spec
+                 lengths: Tuple[str, ...] = ("int64",), spec: Optional[IOSpec] = None) -> Optional[str]:
+    """The first way a graph's (or engine's) inputs and outputs disagree with model.json's I/O spec (or the
+    ``spec`` it gives that graph: the stream graph's), by name."""
+    spec = info.spec if spec is None else spec
     want_in, want_out = [t.name for t in spec.inputs], list(spec.output_names)
     if sorted(inputs) != sorted(want_in):
         return f"it takes inputs {sorted(inputs)}, {MODEL_JSON} describes {sorted(want_in)}"

@@ -1,0 +1,216 @@
+"""Streaming on the device: the stream graph's contract, and a stream that feeds it chunk by chunk.
+
+    with Predictor.load("artifacts") as predictor:
+        stream = predictor.stream(batch=2)
+        for chunk in chunks:                      # [batch, steps, features]; lengths: new steps per row
+            predictions = stream.push(chunk, lengths=[5, 0])   # the answer for each row's prefix so far
+        stream.reset(rows=[0])                    # row 0 starts a new sequence
+
+``model.stream.onnx`` (``attn-export export --stream``) takes ``x`` [batch, chunk, features], ``lengths``
+[batch] (valid new steps of each row, 0 allowed: that row keeps its state) and the state; it gives the
+head's output for the prefix seen so far (under the same name as ``model.onnx``), ``context`` (unless the
+head is the context itself) and the new state. The state (``STATE``; ``state_in_<name>`` in,
+``state_out_<name>`` out, so that their sorted orders agree) is batch first and **all zeros at the start**:
+any runtime, and Triton's implicit state, can start a stream without knowing the model:
+
+    acc    [batch, D]     the running attention-weighted sum of the LSTM's outputs
+    c, h   [batch, L, H]  each layer's LSTM state
+    max    [batch, 1]     the running maximum score
+    steps  [batch, 1]     steps seen (a float: exact to 2^24)
+    sum    [batch, 1]     the running sum of exp(score - max)
+
+Python 3.8, numpy and one backend (ONNX Runtime on a device).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import BadInput, WorkFailed
+from .iospec import BATCH, HEAD_OUTPUT, IOSpec, TensorSpec
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .modelinfo import ModelInfo
+
+__all__ = ["CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay", "schedule",
+           "state_name", "stream_spec", "zero_state"]
+
+CHUNK = "chunk"
+STATE = ("acc", "c", "h", "max", "steps", "sum")
+MAX_STREAM_BATCH = 4096
+
+
+def state_name(name: str, side: str) -> str:
+    """``state_in_<name>`` or ``state_out_<name>`` (``side`` "in" or "out")."""
+    return f"state_{side}_{name}"
+
+
+def not_streamable(model: Any) -> Optional[str]:
+    """Why a model of this recipe ``[model]`` table (a mapping or a ``ModelConfig``) cannot stream exactly,
+    and what would; None when it can."""
+    get = model.get if isinstance(model, dict) else (lambda key, default=None: getattr(model, key, default))
+    if get("bidirectional", False):
+        return ("it is bidirectional: its backward direction reads the future, so no prefix has its final answer "
+                "before the sequence ends; train with model.bidirectional = false")
+    if get("conv_channels", ()):
+        return ("its Conv1d front-end looks kernel // 2 steps ahead ('same' padding), so a step's features depend "
+                "on steps not yet seen; train without it (model.conv_channels = [])")
+    if get("attention", "linear") == "additive" and get("query", "last") == "last":
+        return ("its additive score's query is the last state, which changes with every new step and re-scores "
+                "every earlier one; train with model.query = \"learned\"")
+    return None
+
+
+def stream_spec(info: "ModelInfo") -> IOSpec:
+    """The stream graph's inputs and outputs for the model ``info`` describes (model.json)."""
+    model = info.recipe["model"]
+    layers, hidden = int(model.get("num_layers", 1)), int(model.get("hidden_size", 32))
+    dims = {"acc": (BATCH, hidden), "c": (BATCH, layers, hidden), "h": (BATCH, layers, hidden), "max": (BATCH, 1),
+            "steps": (BATCH, 1), "sum": (BATCH, 1)}
+    head = HEAD_OUTPUT[info.head]
+    outputs = [TensorSpec(head, "float32", (BATCH, info.num_outputs))]
+    if head != "context":
+        outputs.append(TensorSpec("context", "float32", (BATCH, hidden)))
+    return IOSpec(
+        inputs=(TensorSpec("x", "float32", (BATCH, CHUNK, info.input_size)), TensorSpec("lengths", "int64", (BATCH,)),
+                *(TensorSpec(state_name(n, "in"), "float32", dims[n]) for n in STATE)),
+        outputs=(*outputs, *(TensorSpec(state_name(n, "out"), "float32", dims[n]) for n in STATE)),
+    )
+
+
+def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
+    """The start state of ``batch`` rows: every state input, all zeros."""
+    return {t.name: np.zeros((batch, *t.dims[1:]), np.float32) for t in spec.inputs if t.name.startswith("state_in_")}
+
+
+class Stream:
+    """``batch`` rows of a stream on one backend (made by ``Predictor.stream``); see the module docstring."""
+
+    def __init__(self, backend: "Backend", batch: int, decide: Any) -> None:
+        if not 1 <= batch <= MAX_STREAM_BATCH:
+            raise BadInput(f"batch = {batch}; expected 1 to {MAX_STREAM_BATCH} rows")
+        self.backend = backend
+        self.spec: IOSpec = backend.spec
+        self.batch = batch
+        self.features = int(self.spec.inputs[0].dims[2])
+        self.head = self.spec.head_output
+        self._decide = decide  # head output row -> Prediction (the predictor's own decision)
+        self.state = zero_state(self.spec, batch)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Steps seen so far, per row."""
+        return self.state[state_name("steps", "in")][:, 0].astype(np.int64)
+
+    def reset(self, rows: Union[None, int, Sequence[int]] = None) -> None:
+        """Start ``rows`` (every row when None) from the zero state."""
+        picked = range(self.batch) if rows is None else [rows] if isinstance(rows, int) else list(rows)
+        for r in picked:
+            if not 0 <= int(r) < self.batch:
+                raise BadInput(f"row {r} is outside this stream's {self.batch} rows")
+        index = np.asarray(list(picked), np.int64)
+        for value in self.state.values():
+            value[index] = 0.0
+
+    def push(self, chunk: Any, lengths: Optional[Any] = None) -> List[Any]:
+        """Feed ``chunk`` [batch, steps, features] (or [steps, features] for one row) and return each row's
+        prediction for its prefix so far (a row that has seen no step yet: the head's answer for an empty
+        context, which is all zeros).
+        ``lengths``: the valid new steps of each row (default: all of them); steps past a row's length are
+        padding, and a row with 0 keeps its state."""
+        x = np.asarray(chunk, dtype=np.float32)
+        if x.ndim == 2 and self.batch == 1:
+            x = x[None]
+        if x.ndim != 3 or x.shape[0] != self.batch or x.shape[2] != self.features or x.shape[1] < 1:
+            raise BadInput(f"chunk has shape {list(np.shape(chunk))}; expected [{self.batch}, steps >= 1, "
+                           f"{self.features}]")
+        steps = x.shape[1]
+        lens = np.full(self.batch, steps, np.int64) if lengths is None else np.asarray(lengths)
+        if lens.shape != (self.batch,) or lens.dtype.kind not in "iu":
+            raise BadInput(f"lengths has shape {list(lens.shape)} {lens.dtype}; expected {self.batch} integers")
+        lens = lens.astype(np.int64)
+        if lens.min() < 0 or lens.max() > steps:
+            raise BadInput(f"lengths must lie in 0..{steps} (the chunk's steps); got {lens.min()}..{lens.max()}")
+        valid = np.arange(steps)[None, :] < lens[:, None]
+        if not np.isfinite(x[valid]).all():
+            row, step = np.argwhere(valid & ~np.isfinite(x).all(axis=2))[0]
+            raise BadInput(f"chunk holds a non-finite value at [row {row}, step {step}]; inputs must be finite")
+        feeds: Dict[str, np.ndarray] = {"x": np.where(valid[:, :, None], x, np.float32(0.0)), "lengths": lens}
+        feeds.update(self.state)
+        out = self.backend.run_feeds(feeds)
+        state = {}
+        for name in STATE:
+            got = out.get(state_name(name, "out"))
+            want = self.state[state_name(name, "in")]
+            if got is None or got.shape != want.shape:
+                raise WorkFailed(f"{self.backend.name} returned {state_name(name, 'out')} of shape "
+                                 f"{None if got is None else list(got.shape)}; expected {list(want.shape)}")
+            state[state_name(name, "in")] = np.asarray(got, np.float32)
+        self.state = state
+        return [self._decide(row) for row in np.asarray(out[self.head], np.float32)]
+
+
+def chunked(x: np.ndarray, chunk: int) -> List[Tuple[np.ndarray, int]]:
+    """One sequence [steps, features] as (chunk, valid steps) pieces of ``chunk`` steps, the last one
+    padded: what ``predict --stream`` feeds."""
+    if chunk < 1:
+        raise BadInput(f"--stream {chunk}: expected a chunk of at least 1 step")
+    pieces = []
+    for start in range(0, x.shape[0], chunk):
+        piece = x[start:start + chunk]
+        valid = piece.shape[0]
+        if valid < chunk:
+            piece = np.concatenate([piece, np.zeros((chunk - valid, x.shape[1]), np.float32)])
+        pieces.append((piece, valid))
+    return pieces
+
+
+# how verify and export cut a sequence into chunks: one step at a time, a prime, uneven sizes with an
+# empty chunk among them, one chunk longer than the sequence
+SCHEDULES = ("chunk 1", "chunk 7", "uneven", "longer")
+_UNEVEN = (3, 0, 5, 1, 11, 2)
+
+
+def schedule(name: str, steps: int) -> List[int]:
+    """The chunk sizes of schedule ``name`` for a sequence of ``steps`` (0: a chunk with no new step)."""
+    if name == "longer":
+        return [steps + 5]
+    if name == "uneven":
+        sizes: List[int] = []
+        while sum(sizes) < steps:
+            sizes.append(_UNEVEN[len(sizes) % len(_UNEVEN)])
+        return sizes
+    size = int(name.split()[1])
+    return [size] * -(-steps // size)
+
+
+class Update(NamedTuple):
+    outputs: Dict[str, np.ndarray]  # the stream graph's outputs after this chunk
+    seen: np.ndarray  # int64 [batch]: each row's prefix length so far
+
+
+def replay(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]], spec: IOSpec, x: np.ndarray,
+           lengths: np.ndarray, sizes: Sequence[int], garbage: bool = True, seed: int = 0) -> List[Update]:
+    """Feed rows ``x`` [batch, steps, features] of ``lengths`` through the stream graph (``run``: a backend's
+    ``run_feeds``) in chunks of ``sizes``, from the zero state; each row gets only its own valid steps, so
+    rows end at different chunks and then see chunks with no new step. ``garbage``: the padding of every
+    chunk holds large random values (that must change nothing)."""
+    rng = np.random.default_rng(seed)
+    batch, steps, features = x.shape
+    state = zero_state(spec, batch)
+    updates, pos = [], 0
+    for size in sizes:
+        width = max(size, 1)
+        piece = (rng.uniform(-1e3, 1e3, (batch, width, features)) if garbage else np.zeros((batch, width, features)))
+        piece = piece.astype(np.float32)
+        valid = np.clip(lengths - pos, 0, size).astype(np.int64)
+        for b in range(batch):
+            piece[b, :valid[b]] = x[b, pos:pos + valid[b]]
+        out = run({"x": piece, "lengths": valid, **state})
+        state = {state_name(n, "in"): np.asarray(out[state_name(n, "out")], np.float32) for n in STATE}
+        pos += size
+        updates.append(Update(out, np.minimum(lengths, pos).astype(np.int64)))
+    return updates

@@ -1,0 +1,242 @@
+"""Streaming: ``model.stream.onnx`` fed chunk by chunk equals the whole-sequence model on every prefix, on
+every runtime that reads it (ONNX Runtime, OpenVINO, tract, onnx's reference evaluator), from an all-zero
+state; padding and empty chunks change nothing; the device's ``Predictor.stream`` and ``predict --stream``
+on both command lines, and what cannot stream is one line saying why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import TINY, cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from attn_export.backends import REGISTRY
+from attn_export.runtime import Predictor
+from attn_export.runtime import store
+from attn_export.runtime.streaming import SCHEDULES, STATE, replay, schedule, state_name, zero_state
+
+RUNTIMES = ("ort-cpu", "openvino-cpu", "tract-cpu", "onnx-ref")
+VARIANTS = {
+    "linear": [],
+    "additive-learned-2layer": ["--set", "model.attention=additive", "--set", "model.query=learned",
+                                "--set", "model.num_layers=2"],
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def streamed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny causal model of the variant with its stream graph, through the real CLI."""
+    directory = tmp_path_factory.mktemp(request.param)
+    for args in (("train", str(directory), *TINY, *VARIANTS[request.param]), ("export", str(directory), "--stream")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+def _open(directory: Path, runtime: str, name: str):  # type: ignore[no-untyped-def]
+    s = store.Store(directory)
+    return REGISTRY[runtime](s.open(name, need="current"), threads=1)
+
+
+def _prefix(whole, x: np.ndarray, seen: np.ndarray, head: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    top = max(int(seen.max()), 1)
+    return whole.run_feeds({"x": np.ascontiguousarray(x[:, :top]), "lengths": np.maximum(seen, 1)})[head]
+
+
+def _rule(directory: Path) -> tuple[float, float]:
+    info = store.Store(directory).info
+    return info.verify.fp32_atol, info.verify.fp32_rtol
+
+
+def _sequences(directory: Path, lengths: list[int], seed: int) -> np.ndarray:
+    info = store.Store(directory).info
+    rng = np.random.default_rng(seed)
+    return (np.asarray(info.mean) + np.asarray(info.std) * rng.standard_normal(
+        (len(lengths), max(lengths), info.input_size))).astype(np.float32)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_every_schedule_equals_the_whole_model_on_every_prefix_on_every_runtime(streamed: Path, runtime: str) -> None:
+    """Chunk 1, a prime, uneven chunks with an empty one, one chunk longer than the sequence; rows ending at
+    different chunks and then receiving no new steps; padding full of garbage: after every chunk, each row's
+    answer is model.onnx's on that row's prefix (same runtime) within the FP32 rule."""
+    atol, rtol = _rule(streamed)
+    lengths = np.array([23, 11, 1], np.int64)
+    x = _sequences(streamed, list(lengths), seed=1)
+    with _open(streamed, runtime, store.STREAM_ONNX) as stream, _open(streamed, runtime, store.ONNX_FP32) as whole:
+        head = stream.spec.head_output
+        for name in SCHEDULES:
+            updates = replay(stream.run_feeds, stream.spec, x, lengths, schedule(name, 23))
+            assert (updates[-1].seen == lengths).all()
+            for update in updates:
+                began = update.seen > 0
+                got, want = update.outputs[head][began], _prefix(whole, x, update.seen, head)[began]
+                assert np.all(np.abs(got - want) <= atol + rtol * np.abs(want)), (name, update.seen, got - want)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_chunking_of_any_rows_equals_the_prefixes(streamed: Path, data: st.DataObject) -> None:
+    """A property over chunkings (sizes 0-9, an empty chunk allowed) and row lengths (1-30), on ONNX
+    Runtime: the stream's answer after every chunk is model.onnx's on each row's prefix."""
+    atol, rtol = _rule(streamed)
+    lengths = np.array(data.draw(st.lists(st.integers(1, 30), min_size=1, max_size=4)), np.int64)
+    sizes = data.draw(st.lists(st.integers(0, 9), min_size=1, max_size=12))
+    while sum(sizes) < lengths.max():
+        sizes.append(9)
+    x = _sequences(streamed, list(lengths), seed=len(sizes))
+    with _open(streamed, "ort-cpu", store.STREAM_ONNX) as stream, _open(streamed, "ort-cpu", store.ONNX_FP32) as whole:
+        head = stream.spec.head_output
+        for update in replay(stream.run_feeds, stream.spec, x, lengths, sizes):
+            began = update.seen > 0
+            got, want = update.outputs[head][began], _prefix(whole, x, update.seen, head)[began]
+            assert np.all(np.abs(got - want) <= atol + rtol * np.abs(want)), (sizes, update.seen)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_zeros_made_outside_the_tool_start_a_stream_and_empty_rows_keep_their_state(streamed: Path,
+                                                                                     runtime: str) -> None:
+    """The start state is all zeros: built here from the graph's own declared inputs (onnx, not
+    attn-export), it gives model.onnx's answer on the first chunk. A row with no new steps keeps its state
+    bit for bit, and the padding's values change no output at all."""
+    proto = onnx.load(str(streamed / store.STREAM_ONNX))
+    batch = 2
+    zeros = {v.name: np.zeros([batch] + [d.dim_value for d in v.type.tensor_type.shape.dim[1:]], np.float32)
+             for v in proto.graph.input if v.name.startswith("state_in_")}
+    assert sorted(zeros) == sorted(state_name(n, "in") for n in STATE)
+    outs = sorted(v.name for v in proto.graph.output if v.name.startswith("state_out_"))
+    assert [n.replace("_out_", "_in_") for n in outs] == sorted(zeros)  # sorted orders agree, in and out
+    x = _sequences(streamed, [6, 6], seed=2)
+    atol, rtol = _rule(streamed)
+    with _open(streamed, runtime, store.STREAM_ONNX) as stream, _open(streamed, runtime, store.ONNX_FP32) as whole:
+        head = stream.spec.head_output
+        lengths = np.array([6, 0], np.int64)
+        first = stream.run_feeds({"x": x, "lengths": lengths, **zeros})
+        want = _prefix(whole, x[:1], np.array([6]), head)
+        assert np.all(np.abs(first[head][:1] - want) <= atol + rtol * np.abs(want))
+        state = {n: first[n.replace("_in_", "_out_")] for n in zeros}
+        garbage = x.copy()
+        garbage[1] = 1e3
+        again = stream.run_feeds({"x": garbage, "lengths": np.array([0, 0], np.int64), **state})
+        cleaner = stream.run_feeds({"x": np.zeros_like(x), "lengths": np.array([0, 0], np.int64), **state})
+        for name in zeros:
+            out = name.replace("_in_", "_out_")
+            assert np.array_equal(again[out], state[name]), name  # nothing new: the state is unchanged
+            assert np.array_equal(again[out], cleaner[out])
+        assert np.array_equal(again[head], cleaner[head])
+    assert zero_state(stream.spec, batch).keys() == zeros.keys()
+
+
+def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> None:
+    x = _sequences(streamed, [17, 17], seed=3)
+    with Predictor.load(streamed, allow_unverified=True) as predictor:
+        stream = predictor.stream(batch=2)
+        for start in range(0, 17, 4):
+            piece = x[:, start:start + 4]
+            updates = stream.push(piece, lengths=[piece.shape[1], min(piece.shape[1], max(0, 9 - start))])
+        whole = predictor.predict([x[0], x[1, :9]])
+        assert stream.steps.tolist() == [17, 9]
+        for got, want in zip(updates, whole):
+            assert got.label == want.label and np.allclose(got.probabilities, want.probabilities, atol=1e-5)
+        stream.reset(rows=[0])
+        assert stream.steps.tolist() == [0, 9]
+        one = predictor.stream()
+        assert one.push(x[0, :5])[0].label == predictor.predict([x[0, :5]])[0].label
+        with pytest.raises(Exception, match=r"lengths must lie in 0\.\.4"):
+            stream.push(x[:, :4], lengths=[5, 0])
+        with pytest.raises(Exception, match="chunk has shape"):
+            stream.push(x[:1, :4])
+
+
+def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:
+    """Both CLIs print one row per chunk; each sequence's last row is predict's own answer for it."""
+    x = _sequences(streamed, [13, 13], seed=4)
+    np.savez(tmp_path / "in.npz", x=x, lengths=np.array([13, 6]))
+    plain = json.loads(cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified",
+                           "--json").stdout)["predictions"]
+    host = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5",
+               "--json")
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed),
+                             str(tmp_path / "in.npz"), "--allow-unverified", "--stream", "5", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    for result in (host, device):
+        assert result.returncode == 0, result.stderr
+        updates = json.loads(result.stdout)["updates"]
+        assert [(u["id"], u["chunk"], u["steps"]) for u in updates] == [
+            ("0", 1, 5), ("0", 2, 10), ("0", 3, 13), ("1", 1, 5), ("1", 2, 6)]
+        for last, want in zip((updates[2], updates[4]), plain):
+            assert last["label"] == want["label"] and abs(last["probability"] - want["probability"]) < 1e-5
+    text = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5")
+    assert text.returncode == 0 and text.stdout.splitlines()[0] == "id\tchunk\tsteps\tlabel\tprobability"
+
+
+@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
+                         indirect=True)
+def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_path: Path) -> None:
+    """verify replays every schedule of every sweep case on each runtime: passed, tied to its sha256; the
+    conformance table has its column; then Predictor.stream needs no allow_unverified. A retrain makes it
+    stale, and the stream is refused."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    result = cli("verify", str(directory), "--backends", ",".join(RUNTIMES), "--json")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    report = json.loads(result.stdout)
+    rows = {r["backend"]: r for r in report["results"] if r["artifact"] == store.STREAM_ONNX}
+    assert set(rows) == set(RUNTIMES) and all(r["status"] == "passed" for r in rows.values())
+    assert all(len(r["cases"]) >= len(SCHEDULES) for r in rows.values())
+    assert {c["artifact"] for c in report["conformance"]} >= {store.STREAM_ONNX}
+    with Predictor.load(directory) as predictor:
+        predictor.stream()
+    assert cli("train", str(directory), *TINY, "--set", "train.seed=5", *(
+        VARIANTS["linear"] if "linear" in streamed.name else VARIANTS["additive-learned-2layer"])).returncode == 0
+    refused = subprocess.run([sys.executable, "-c", "from attn_export.runtime import Predictor\n"
+                              f"Predictor.load({str(directory)!r}, allow_unverified=True)"], capture_output=True,
+                             text=True)
+    assert refused.returncode != 0
+    with pytest.raises(Exception, match="model.stream.onnx is stale"):
+        store.Store(directory).open(store.STREAM_ONNX, need="current")
+
+
+@pytest.mark.parametrize("setting, said", [  # one in the default run; each costs a training run
+    (["--set", "model.bidirectional=true"], "it is bidirectional"),
+    pytest.param(["--set", "model.conv_channels=[4]", "--set", "model.conv_kernel_sizes=[3]"], "Conv1d front-end looks",
+                 marks=pytest.mark.slow),
+    pytest.param(["--set", "model.attention=additive"], "query is the last state", marks=pytest.mark.slow),
+])
+def test_a_model_that_cannot_stream_is_one_line_saying_why(tmp_path: Path, setting: list[str], said: str) -> None:
+    assert cli("train", str(tmp_path), *TINY, "--set", "train.epochs=1", *setting).returncode == 0
+    result = cli("export", str(tmp_path), "--stream")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and said in lines[-1] and lines[-1].startswith("Error: "), result.stderr
+    assert "cannot stream exactly" in lines[-1] and "Traceback" not in result.stderr
+    assert not (tmp_path / store.STREAM_ONNX).exists()
+
+
+def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path, tmp_path: Path) -> None:
+    """The numbers are measured, never asserted: the table's shape, the positions of every update, the state's
+    size (independent of the segment), the file and the plot."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    result = cli("bench", str(directory), "--stream", "--segments", "8,32", "--chunks", "1,8", "--seconds", "0.05",
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [(r["segment"], r["chunk"], r["updates"]) for r in report["results"]] == [
+        (8, 1, 8), (8, 8, 1), (32, 1, 32), (32, 8, 4)]
+    for r in report["results"]:
+        assert r["positions"][-1] == r["segment"] and len(r["stream_ms"]) == r["updates"]
+        assert r["sampled"][0] == r["positions"][0] and r["sampled"][-1] == r["segment"]
+        assert r["segment_ratio"] > 0 and r["on_paper_segment_ratio"] == (r["segment"] + r["chunk"]) / (2 * r["chunk"])
+    info = store.Store(directory).info
+    layers, hidden = info.recipe["model"]["num_layers"], info.recipe["model"]["hidden_size"]
+    assert report["state_bytes_per_row"] == 4 * (hidden + 2 * layers * hidden + 3)
+    assert report["machine"]["cpu"] and (directory / "bench_stream.json").is_file()
+    assert (directory / "bench_stream_latency.png").stat().st_size > 0
