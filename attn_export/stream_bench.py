@@ -9,7 +9,8 @@ at up to ``SAMPLES`` of those update positions (evenly spread, the first and the
 alternate until the time budget is spent (at least ``MIN_ROUNDS``). Reported per (T, C): the stream's
 median per-update latency, re-running's at the last position and on average over the updates (its samples
 interpolated linearly in the prefix length, as an LSTM's cost is), the per-update ratio at the end of the
-segment, and the whole-segment ratio (every update re-run / every update streamed). On paper an update
+segment, and the whole-segment ratio (every update re-run / every update streamed); and the drift of
+a stream of 4096 single steps from model.onnx on the same prefixes, as a ratio to the FP32 rule. On paper an update
 costs O(C) streamed and O(prefix) re-run: about T / (2C) over a segment, e.g. 16x at T 512, C 16; and the
 stream's state does not grow with T. Writes DIR/bench_stream.json and DIR/bench_stream_latency.png
 (latency per update against its position in the stream).
@@ -34,6 +35,8 @@ __all__ = ["MIN_ROUNDS", "SAMPLES", "bench_stream"]
 
 SAMPLES = 12
 MIN_ROUNDS = 3
+DRIFT_STEPS = 4096
+DRIFT_CHECKPOINTS = (256, 1024, 4096)
 MAX_SEGMENT = 16384
 
 
@@ -86,15 +89,33 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
                 "on_paper_segment_ratio": (steps + chunk) / (2 * chunk),
                 "positions": positions, "stream_ms": stream_ms, "sampled": sampled, "rerun_ms": prefix_ms,
             })
+        drift = _drift(stream, whole, info, rng)
     model, flags = cpu_name()
     state_bytes = int(sum(v.nbytes for v in zero_state(stream.spec, 1).values()))
     result = {"machine": {"cpu": model, "isa": flags, "threads": 1}, "backend": "ort-cpu",
-              "state_bytes_per_row": state_bytes, "results": rows,
+              "state_bytes_per_row": state_bytes, "results": rows, "drift": drift,
               "method": "batch 1, one thread, rounds alternating a streamed segment with model.onnx on sampled "
                         "prefixes; medians over rounds after the first"}
     store.write_json(directory / store.BENCH_STREAM_JSON, result)
     result["plot"] = _plot(directory, result)
     return result
+
+
+def _drift(stream: OrtCpuBackend, whole: OrtCpuBackend, info: Any, rng: np.random.Generator) -> dict[str, Any]:
+    """How far one step at a time strays over a long stream: the streamed answer after ``DRIFT_STEPS``
+    steps of chunk 1, at checkpoints, against model.onnx on the same prefix, as a ratio to the FP32 rule
+    (atol + rtol x |model.onnx|). A measurement, not a verdict."""
+    x = (np.asarray(info.mean) + np.asarray(info.std) * rng.standard_normal((1, DRIFT_STEPS, info.input_size)))
+    x = x.astype(np.float32)
+    head = whole.spec.head_output
+    updates = replay(stream.run_feeds, stream.spec, x, np.array([DRIFT_STEPS]), [1] * DRIFT_STEPS, garbage=False)
+    atol, rtol = info.verify.fp32_atol, info.verify.fp32_rtol
+    ratios = {}
+    for p in DRIFT_CHECKPOINTS:
+        want = whole.run_feeds({"x": np.ascontiguousarray(x[:, :p]), "lengths": np.array([p], np.int64)})[head]
+        got = updates[p - 1].outputs[head]
+        ratios[str(p)] = float((np.abs(got - want) / (atol + rtol * np.abs(want))).max())
+    return {"steps": DRIFT_STEPS, "chunk": 1, "ratio_to_fp32_rule": ratios}
 
 
 class _timed:

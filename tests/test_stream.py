@@ -238,5 +238,68 @@ def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path,
     info = store.Store(directory).info
     layers, hidden = info.recipe["model"]["num_layers"], info.recipe["model"]["hidden_size"]
     assert report["state_bytes_per_row"] == 4 * (hidden + 2 * layers * hidden + 3)
+    assert report["drift"]["steps"] == 4096 and sorted(report["drift"]["ratio_to_fp32_rule"]) == ["1024", "256", "4096"]
     assert report["machine"]["cpu"] and (directory / "bench_stream.json").is_file()
     assert (directory / "bench_stream_latency.png").stat().st_size > 0
+
+
+def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:
+    """bundle --for triton: each config.pbtxt parsed into Triton's own ModelConfig (tritonclient's
+    model_config_pb2, protobuf's text_format), against the graph it serves: inputs and outputs by name,
+    type and shape; the whole model with dynamic batching; the stream model with the sequence batcher keeping
+    every state_in_*/state_out_* pair, zeros at the start. No Triton server runs here."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from attn_export.runtime.bundle import unpack
+
+    made = cli("bundle", str(streamed), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    assert made.returncode == 0, made.stderr
+    repo = unpack(tmp_path / "t.tar.gz", tmp_path / "t") / "model_repository"
+    types = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
+    for model, source in (("attention_lstm", store.ONNX_FP32), ("attention_lstm_stream", store.STREAM_ONNX)):
+        graph_bytes = (repo / model / "1" / "model.onnx").read_bytes()
+        assert graph_bytes == (streamed / source).read_bytes()
+        config = text_format.Parse((repo / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        assert config.name == model and config.platform == "onnxruntime_onnx" and config.max_batch_size == 32
+        graph = onnx.load_from_string(graph_bytes).graph
+        declared = {v.name: v.type.tensor_type for v in list(graph.input) + list(graph.output)}
+        served = list(config.input) + list(config.output)
+        for t in served:
+            tensor = declared[t.name]
+            dims = [d.dim_value or -1 for d in tensor.shape.dim[1:]]
+            assert t.data_type == types[tensor.elem_type], t.name
+            assert (list(t.dims), list(t.reshape.shape)) == (([1], []) if not dims else (dims, [])), t.name
+        states = list(config.sequence_batching.state)
+        if source == store.ONNX_FP32:
+            assert config.HasField("dynamic_batching") and not states
+            assert sorted(t.name for t in served) == sorted(declared)
+            continue
+        assert not config.HasField("dynamic_batching")
+        assert [(s.input_name, s.output_name) for s in states] == [
+            (state_name(n, "in"), state_name(n, "out")) for n in STATE]
+        for s in states:
+            dims = [d.dim_value for d in declared[s.input_name].shape.dim[1:]]
+            assert list(s.dims) == dims and s.data_type == model_config_pb2.TYPE_FP32
+            assert [(i.zero_data, list(i.dims)) for i in s.initial_state] == [(True, dims)]
+        assert sorted(n for s in states for n in (s.input_name, s.output_name)) == sorted(
+            n for n in declared if n.startswith("state_"))  # every state pair kept by Triton, none served
+    readme = (repo.parent / "README.md").read_text()
+    assert "sequence_id=42" in readme and "no Triton server" in readme
+
+
+def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> None:
+    """The stream graph travels in the bundle; the device's predict --stream runs it from the unpacked bundle
+    as its README runs commands (PYTHONPATH=runtime, without the host's libraries)."""
+    from test_device_package import device_cli
+
+    from attn_export.runtime.bundle import pack, unpack
+
+    device = unpack(pack(streamed, tmp_path / "b.tar.gz", "cpu").path, tmp_path / "device")
+    assert (device / store.STREAM_ONNX).read_bytes() == (streamed / store.STREAM_ONNX).read_bytes()
+    x = _sequences(streamed, [9], seed=5)
+    np.savez(device / "in.npz", x=x, lengths=np.array([9]))
+    result = device_cli(device, "predict", ".", "in.npz", "--stream", "4", "--allow-unverified")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[:3] for line in result.stdout.splitlines()[1:]] == [["0", "1", "4"], ["0", "2", "8"],
+                                                                                ["0", "3", "9"]]

@@ -86,6 +86,9 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
                   f"{r['segment_ratio']:.1f}x", f"{r['on_paper_segment_ratio']:.1f}x")
     out = console(stderr=True)
     out.print(t)
+    drift = result["drift"]
+    out.print(f"drift, {drift['steps']} steps one at a time, against model.onnx on the prefix (of the FP32 rule): "
+              + ", ".join(f"{v:.2f} at {k}" for k, v in drift["ratio_to_fp32_rule"].items()))
     out.print(f"state: {result['state_bytes_per_row']:,} bytes per row, whatever the segment's length; wrote "
               f"{directory / 'bench_stream.json'} and {result['plot']}")
     return result

@@ -16,6 +16,7 @@ NAME = "bundle"
 class Target(str, Enum):
     cpu = "cpu"
     jetson = "jetson"
+    triton = "triton"
 
 
 def command(
@@ -23,7 +24,8 @@ def command(
     out: Annotated[Path, typer.Option("--out", help="The bundle to write (FILE.tar.gz).", dir_okay=False)]
     = Path("bundle.tar.gz"),
     target: Annotated[Target, typer.Option(
-        "--for", help="cpu: the ONNX variants; jetson: also the TensorRT engines (usually built on the device).")]
+        "--for", help="cpu: the ONNX variants; jetson: also the TensorRT engines (usually built on the device); "
+                      "triton: a Triton model repository (model.onnx, and the stream graph with implicit state).")]
     = Target.cpu,
     jetpack: Annotated[Optional[str], typer.Option(
         "--target", metavar="JETPACK", help="--for jetson: the JetPack it runs (jetpack5, jetpack6, jetpack7); "
@@ -44,6 +46,8 @@ def command(
     for note in result.notes:
         out_console.print(f"note: {note}")
     made_for = f"{result.target} ({result.tensorrt_target})" if result.tensorrt_target else result.target
-    out_console.print(f"bundled {len(artefacts)} files and the runtime ({len(result.files) - len(artefacts)} "
-                      f"modules) for {made_for} -> {result.path} ({result.size_bytes:,} bytes): "
+    modules = len(result.files) - len(artefacts)
+    runtime = f" and the runtime ({modules} modules)" if modules else ""
+    out_console.print(f"bundled {len(artefacts)} files{runtime} for {made_for} -> {result.path} "
+                      f"({result.size_bytes:,} bytes): "
                       + ", ".join(artefacts))

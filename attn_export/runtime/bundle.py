@@ -54,7 +54,7 @@ __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult
            "unpack"]
 
 BUNDLE_JSON = "bundle.json"
-TARGETS = ("cpu", "jetson")
+TARGETS = ("cpu", "jetson", "triton")
 DEFAULT_JETPACK = "jetpack6"  # the JetPack current Orins ship with (TensorRT 10.3)
 ONNX_FILES = tuple(PRECISION_FILES.values())
 MAX_MEMBER_BYTES = 2 << 30
@@ -67,6 +67,7 @@ RATIO_FLOOR = 16 << 20
 
 REQUIREMENTS = {
     "cpu": "numpy\nonnxruntime\n",
+    "triton": "numpy\ntritonclient[http]  # the client; the server is NVIDIA's tritonserver container\n",
     "jetson": ("numpy\n"
                "cuda-python  # device buffers for TensorRT engines\n"
                "# TensorRT's Python bindings come with JetPack (the system python3), not from PyPI:\n"
@@ -100,6 +101,29 @@ artefact changed since it was recorded, a stale one, one that failed or never pa
 """
 
 STEPS = {  # the README's run steps per target; jetson's take the build commands
+    "triton": """## Serve with Triton Inference Server
+
+`model_repository/` is a Triton model repository (ONNX Runtime backend): `attention_lstm` serves
+`model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching), and,
+when the model streams, `attention_lstm_stream` serves `model.stream.onnx` with the sequence batcher:
+its state stays in Triton (implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start),
+so a client sends only each chunk and its valid steps, under one sequence id:
+
+    docker run --rm -p 8000:8000 -v $PWD/model_repository:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
+        tritonserver --model-repository=/models
+    python3 -m pip install -r requirements.txt
+
+    import numpy as np, tritonclient.http as http
+    client = http.InferenceServerClient("localhost:8000")
+    def push(chunk, valid, start=False, end=False):      # chunk: float32 [1, steps, {features}]
+        x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
+        n = http.InferInput("lengths", [1, 1], "INT64"); n.set_data_from_numpy(np.array([[valid]], np.int64))
+        return client.infer("attention_lstm_stream", [x, n], sequence_id=42, sequence_start=start,
+                            sequence_end=end).as_numpy("{head}")   # the answer for the prefix so far
+
+Each `config.pbtxt` was checked by parsing it into Triton's own `ModelConfig` message; no Triton server
+ran where this bundle was made.
+""",
     "cpu": """## Run (a CPU with Python 3.8 or newer)
 
     python3 -m pip install -r requirements.txt                     # numpy and onnxruntime
@@ -169,8 +193,10 @@ def _build_command(precision: str, jetson: _Jetson) -> str:
     return "PYTHONPATH=runtime python3 -m attn_export.runtime build . " + " ".join(filter(None, flags))
 
 
-def _steps(target: str, jetson: Optional[_Jetson]) -> str:
+def _steps(target: str, jetson: Optional[_Jetson], info: Any = None) -> str:
     """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target."""
+    if target == "triton":
+        return STEPS[target].format(features=info.input_size, head=info.spec.head_output)
     if jetson is None:
         return STEPS[target]
     from .trt.readiness import trtexec
@@ -217,6 +243,8 @@ class BundleResult:
 
 def _artifact_names(s: store.Store, target: str) -> List[str]:
     present = s.present()
+    if target == "triton":  # Triton serves the FP32 graphs
+        return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in present]
     names = [n for n in (*ONNX_FILES, store.STREAM_ONNX) if n in present]
     if target == "jetson":
         names += sorted(n for n in present if store.is_engine(n))
@@ -253,7 +281,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     names = _artifact_names(s, target)
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
-    if s.read(store.REFERENCE) is not None:
+    if s.read(store.REFERENCE) is not None and target != "triton":
         names.append(store.REFERENCE)
     problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
     if problems:
@@ -269,11 +297,13 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     # the bytes the store checked, never re-read from the directory
     contents: Dict[str, bytes] = {n: s.read(n) or b"" for n in [store.MODEL_JSON, store.MANIFEST] + names}
     sources = {f"runtime/{name}": path for name, path in runtime_files().items()}
+    if target == "triton":
+        contents, sources = _repository(contents, info), {}
 
     listing = "\n".join(f"- `{n}`" for n in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=_steps(target, jetson), features=info.input_size)
+                           steps=_steps(target, jetson, info), features=info.input_size)
     generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, data in contents.items():
@@ -304,6 +334,24 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                 sizes[name] = len(data)
     return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names, jetson),
                         jetson.target.name if jetson else None)
+
+
+def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:
+    """A Triton model repository (``triton``) in place of the flat ONNX files: each graph as
+    ``model_repository/<model>/1/model.onnx`` beside its ``config.pbtxt``."""
+    from .streaming import stream_spec
+    from .triton import MODEL_NAME, REPOSITORY, STREAM_MODEL_NAME, model_config
+
+    out = {n: data for n, data in contents.items() if not n.endswith(".onnx")}
+    max_batch = int(info.build.max_batch or 32)
+    for file, model, spec, stream in ((store.ONNX_FP32, MODEL_NAME, info.spec, False),
+                                      (store.STREAM_ONNX, STREAM_MODEL_NAME, None, True)):
+        if file not in contents:
+            continue
+        out[f"{REPOSITORY}/{model}/config.pbtxt"] = model_config(
+            model, stream_spec(info) if stream else spec, max_batch, stream).encode()
+        out[f"{REPOSITORY}/{model}/1/model.onnx"] = contents[file]
+    return out
 
 
 def made_for(directory: Union[str, Path]) -> Optional[str]:
