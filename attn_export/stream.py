@@ -80,7 +80,7 @@ class StreamCell(nn.Module):
             i, f, g, _ = gates.chunk(4, 2)  # PyTorch's gate order: input, forget, cell, output
             # padding: a forget gate of 1, nothing added; log f floored at -80 (a gate below e^-80 keeps
             # nothing either way), so that no -inf meets a 0 of the triangle in the product below
-            log_f = torch.clamp(functional.logsigmoid(f), min=LOG_FLOOR) * valid
+            log_f = torch.maximum(functional.logsigmoid(f), f.new_tensor(LOG_FLOOR)) * valid
             added = torch.sigmoid(i) * torch.tanh(g) * valid
             decay = torch.exp(torch.matmul(later, log_f))  # (B, C, H): prod_{j>k} f_j
             cs.append((decay * added).sum(1) + torch.exp(log_f.sum(1)) * c0)

@@ -303,3 +303,15 @@ def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[:3] for line in result.stdout.splitlines()[1:]] == [["0", "1", "4"], ["0", "2", "8"],
                                                                                 ["0", "3", "9"]]
+
+
+def test_the_stream_graph_meets_every_tensorrt_lines_parser_rules(streamed: Path) -> None:
+    """The static TensorRT check covers the stream graph too: every node within each target's parser rules
+    (no engine of it is built yet, and the check says so)."""
+    from attn_export.runtime.trt.readiness import TARGETS
+
+    result = cli("inspect", str(streamed), *[a for t in TARGETS for a in ("--target", t)], "--json")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    for name, t in json.loads(result.stdout).items():
+        row = t["files"][store.STREAM_ONNX]
+        assert row["parses"] and row["builds"] is None and "no engine" in row["how"], (name, row["findings"])

@@ -22,6 +22,7 @@ def command(
     """Inputs and outputs with dynamic axes, opset, operators, parameters, metadata and lineage."""
     from ..inspect import describe, readiness, render
     from ..runtime.trt.readiness import render as render_readiness
+    from ..runtime.trt.readiness import state_of
 
     if targets:
         from ..errors import WorkFailed
@@ -32,7 +33,7 @@ def command(
         else:
             typer.echo(render_readiness(r))
         failing = [f"{file} on {name}" for name, t in r.items() for file, row in t["files"].items()
-                   if row["builds"] and not row["ready"]]
+                   if state_of(row) == "NOT READY"]
         if failing:
             raise WorkFailed(f"not ready: {', '.join(failing)} (the PROBLEM lines above say what to do)")
         return

@@ -27,11 +27,12 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 from ...errors import BadInput, NotAvailable
 from ..onnxfile import Graph, Node
 from ..precisions import ONNX_FILES
+from ..store.names import STREAM_ONNX
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
 __all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "readiness", "refuse_other",
-           "render", "summary", "summary_lines", "target", "trtexec"]
+           "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
@@ -43,11 +44,13 @@ KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity",
                    "Cast", "ConstantOfShape", "LSTM", "ReduceSum", "Squeeze", "Unsqueeze", "QuantizeLinear",
                    "DequantizeLinear", "Loop", "Scan", "ReverseSequence", "Sigmoid", "Relu", "Conv", "Slice", "Exp",
                    "ReduceMax", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow", "Greater",
-                   "GreaterOrEqual", "Flatten", "Split", "ReduceMean"})
+                   "GreaterOrEqual", "Flatten", "Split", "ReduceMean", "Log"})
 NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
 ONNX_DOMAINS = ("", "ai.onnx")
+STREAM = "stream"  # graphs_of's precision for the stream graph: checked against the parser, no engine
+STREAM_HOW = "every node meets this line's parser rules; attn-export build makes no engine of the stream graph yet"
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,7 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
     wherever the file is used."""
     present = set(s.present())
     graphs = {}
-    for p, f in ONNX_FILES.items():
+    for p, f in [*ONNX_FILES.items(), (STREAM, STREAM_ONNX)]:
         if f in present:
             try:
                 graphs[f] = (p, s.graph(f))
@@ -306,6 +309,11 @@ def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> 
     for t in wanted:
         rows = {}
         for file, (precision, graph) in graphs.items():
+            if precision == STREAM:  # parsed against the rules; build makes no engine of it yet
+                findings = check(graph, t)
+                rows[file] = {"builds": None, "how": STREAM_HOW, "findings": [x.to_dict() for x in findings],
+                              "ready": False, "parses": not any(x.error for x in findings)}
+                continue
             engine, how = builds(precision, t)
             findings = [] if engine is None else check(graph, t, precision)
             rows[file] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
@@ -316,7 +324,11 @@ def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> 
     return out
 
 
-def _state(row: Mapping[str, Any]) -> str:
+def state_of(row: Mapping[str, Any]) -> str:
+    """A file's state on a target: ready, withdrawn (builds nothing there), parses (the stream graph) or
+    NOT READY (a rule of that line's parser is broken)."""
+    if "parses" in row:  # the stream graph: its nodes checked, no engine built of it
+        return "parses" if row["parses"] else "NOT READY"
     if not row["builds"]:
         return "withdrawn"
     return "ready" if row["ready"] else "NOT READY"
@@ -329,8 +341,9 @@ def summary(r: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
     for name, t in r.items():
         for file, row in t["files"].items():
             problems = [f"{x['node']}: {x['rule']}" for x in row["findings"] if x["error"]]
-            state = _state(row)
+            state = state_of(row)
             out.setdefault(name, {})[file] = (f"ready ({row['how']})" if state == "ready" else
+                                             f"parses: {row['how']}" if state == "parses" else
                                              f"withdrawn: {row['how']}" if state == "withdrawn" else
                                              f"NOT READY: {problems[0]}" + (f" (and {len(problems) - 1} more)"
                                                                              if len(problems) > 1 else ""))
@@ -362,7 +375,7 @@ def render(r: Mapping[str, Any]) -> str:
                      f"(rules read from {t['source']})")
         width = max((len(f) for f in t["files"]), default=0) + 1
         for file, row in t["files"].items():
-            lines.append(f"  {file:{width}} {_state(row)}: {row['how']}")
+            lines.append(f"  {file:{width}} {state_of(row)}: {row['how']}")
             grouped: Dict[Tuple[bool, str, str], List[str]] = {}  # one line per rule, its nodes named
             for x in row["findings"]:
                 grouped.setdefault((x["error"], x["rule"], x["fix"]), []).append(x["node"])
