@@ -344,12 +344,11 @@ def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:
 
     out = {n: data for n, data in contents.items() if not n.endswith(".onnx")}
     max_batch = int(info.build.max_batch or 32)
-    for file, model, spec, stream in ((store.ONNX_FP32, MODEL_NAME, info.spec, False),
-                                      (store.STREAM_ONNX, STREAM_MODEL_NAME, None, True)):
+    for file, model, stream in ((store.ONNX_FP32, MODEL_NAME, False), (store.STREAM_ONNX, STREAM_MODEL_NAME, True)):
         if file not in contents:
             continue
-        out[f"{REPOSITORY}/{model}/config.pbtxt"] = model_config(
-            model, stream_spec(info) if stream else spec, max_batch, stream).encode()
+        spec = stream_spec(info) if stream else info.spec
+        out[f"{REPOSITORY}/{model}/config.pbtxt"] = model_config(model, spec, max_batch, stream).encode()
         out[f"{REPOSITORY}/{model}/1/model.onnx"] = contents[file]
     return out
 

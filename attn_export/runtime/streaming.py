@@ -83,7 +83,8 @@ def stream_spec(info: "ModelInfo") -> IOSpec:
 
 def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
     """The start state of ``batch`` rows: every state input, all zeros."""
-    return {t.name: np.zeros((batch, *t.dims[1:]), np.float32) for t in spec.inputs if t.name.startswith("state_in_")}
+    return {t.name: np.zeros((batch, *(int(d) for d in t.dims[1:])), np.float32)
+            for t in spec.inputs if t.name.startswith("state_in_")}
 
 
 class Stream:

@@ -60,7 +60,8 @@ def _candidates(store: Store, cls: Type[Backend]) -> List[Tuple[str, Optional[st
     if cls.kind == "engine":
         return [(p.name, (store.entry(p.name) or {}).get("precision")) for p in sorted(store.directory.glob("*.engine"))
                 if is_engine(p.name)]
-    found = [(file, p) for p, file in ONNX_FILES.items() if p in cls.precisions and (store.directory / file).is_file()]
+    found: List[Tuple[str, Optional[str]]] = [(file, p) for p, file in ONNX_FILES.items()
+                                               if p in cls.precisions and (store.directory / file).is_file()]
     if "fp32" in cls.precisions and (store.directory / STREAM_ONNX).is_file():  # the stream graph: FP32, judged
         found.append((STREAM_ONNX, "fp32"))  # update by update (verify._judge_stream)
     return found
