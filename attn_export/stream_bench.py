@@ -38,6 +38,7 @@ MIN_ROUNDS = 3
 DRIFT_STEPS = 4096
 DRIFT_CHECKPOINTS = (256, 1024, 4096)
 MAX_SEGMENT = 16384
+MAX_VALUES = 8
 
 
 def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), chunks: Sequence[int] = (1, 16, 64),
@@ -45,6 +46,9 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
     """See the module docstring; returns what DIR/bench_stream.json holds."""
     if max(segments) > MAX_SEGMENT:
         raise BadInput(f"--segments {max(segments)}: expected at most {MAX_SEGMENT} steps")
+    if len(segments) > MAX_VALUES or len(chunks) > MAX_VALUES:
+        raise BadInput(f"--segments and --chunks take at most {MAX_VALUES} values each; got {len(segments)} and "
+                       f"{len(chunks)}")
     s = store.Store(directory)
     stream_artifact = s.open(store.STREAM_ONNX, need="current")
     whole_artifact = s.open(store.ONNX_FP32, need="current")

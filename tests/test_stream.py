@@ -176,6 +176,10 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
             assert last["label"] == want["label"] and abs(last["probability"] - want["probability"]) < 1e-5
     text = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5")
     assert text.returncode == 0 and text.stdout.splitlines()[0] == "id\tchunk\tsteps\tlabel\tprobability"
+    whole = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream",
+                str(10 ** 12), "--json")  # a chunk longer than any sequence: one update each, nothing padded
+    assert whole.returncode == 0, whole.stderr
+    assert [(u["chunk"], u["steps"]) for u in json.loads(whole.stdout)["updates"]] == [(1, 13), (1, 6)]
 
 
 @pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
@@ -315,3 +319,32 @@ def test_the_stream_graph_meets_every_tensorrt_lines_parser_rules(streamed: Path
     for name, t in json.loads(result.stdout).items():
         row = t["files"][store.STREAM_ONNX]
         assert row["parses"] and row["builds"] is None and "no engine" in row["how"], (name, row["findings"])
+
+
+OPEN = """
+import sys
+import numpy as np
+path, runtime = sys.argv[1], sys.argv[2]
+if runtime == "onnxruntime":
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path)  # every default: ORT_ENABLE_ALL, the providers the package has
+    print(sorted(i.name for i in session.get_inputs()))
+else:
+    import openvino
+    model = openvino.Core().compile_model(path, "CPU")  # its defaults: bf16 where the CPU has it
+    print(sorted(i.get_any_name() for i in model.inputs))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_stream_graph_opens_with_each_runtimes_defaults(streamed: Path, runtime: str) -> None:
+    """A plain InferenceSession(path) and OpenVINO's compile_model with no options, in a fresh process."""
+    opened = subprocess.run([sys.executable, "-c", OPEN, str(streamed / store.STREAM_ONNX), runtime],
+                            capture_output=True, text=True, timeout=300)
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    assert opened.stdout.strip() == str(sorted(["x", "lengths"] + [state_name(n, "in") for n in STATE]))
+
+
+def test_bench_stream_bounds_its_lists(streamed: Path) -> None:
+    result = cli("bench", str(streamed), "--stream", "--segments", "1,2,3,4,5,6,7,8,9", "--chunks", "1")
+    assert result.returncode == 2 and "at most 8 values" in result.stderr and "Traceback" not in result.stderr

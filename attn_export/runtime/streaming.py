@@ -155,18 +155,11 @@ class Stream:
 
 
 def chunked(x: np.ndarray, chunk: int) -> List[Tuple[np.ndarray, int]]:
-    """One sequence [steps, features] as (chunk, valid steps) pieces of ``chunk`` steps, the last one
-    padded: what ``predict --stream`` feeds."""
+    """One sequence [steps, features] as (piece, valid steps) pieces of ``chunk`` steps, the last one
+    shorter: what ``predict --stream`` feeds (a chunk longer than the sequence is the whole sequence)."""
     if chunk < 1:
         raise BadInput(f"--stream {chunk}: expected a chunk of at least 1 step")
-    pieces = []
-    for start in range(0, x.shape[0], chunk):
-        piece = x[start:start + chunk]
-        valid = piece.shape[0]
-        if valid < chunk:
-            piece = np.concatenate([piece, np.zeros((chunk - valid, x.shape[1]), np.float32)])
-        pieces.append((piece, valid))
-    return pieces
+    return [(x[start:start + chunk], min(chunk, x.shape[0] - start)) for start in range(0, x.shape[0], chunk)]
 
 
 # how verify and export cut a sequence into chunks: one step at a time, a prime, uneven sizes with an
