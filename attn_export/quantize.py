@@ -36,7 +36,7 @@ from .runtime import schema, store
 from .runtime.compare import Reference, Rule, SweepCase, compare_case
 from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
 from .runtime.reference import read_reference
-from .runtime.backends.onnxrt import ort_session
+from .runtime.backends.onnxrt import OrtCpuBackend, ort_session
 from .runtime.store import Artifact
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
@@ -525,8 +525,33 @@ def quantize(
                          precision=precision, method=method, quantized=quantized, not_quantized=plain,
                          **extra)
         reports.append(report)
+    if "fp16" in precisions and s.state(store.STREAM_ONNX).current:
+        _make_stream_fp16(s, directory, info)
     _write_report(directory, reports)
     return reports
+
+
+def _make_stream_fp16(s: store.Store, directory: Path, info: ModelInfo) -> None:
+    """The stream graph's FP16 variant, made by the same converter as model.fp16.onnx (FP32 inputs,
+    outputs and state): checked by ONNX's checker and run in ONNX Runtime over an uneven schedule, finite;
+    verify judges it against PyTorch and model.fp16.onnx on every prefix."""
+    import onnx
+
+    from .runtime.streaming import replay, schedule
+
+    source = s.open(store.STREAM_ONNX, need="current")
+    with store.atomic_path(directory / store.STREAM_FP16) as tmp:
+        _make_fp16(source, tmp)
+        made = Artifact.candidate(tmp, source.spec, "fp16", info)
+        onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
+        x = np.random.default_rng(0).standard_normal((2, 9, info.input_size)).astype(np.float32)
+        with OrtCpuBackend(made, threads=1) as backend:
+            updates = replay(backend.run_feeds, made.spec, x, np.array([9, 4]), schedule("uneven", 9))
+        if not all(np.isfinite(v).all() for u in updates for v in u.outputs.values()):
+            raise WorkFailed(f"{store.STREAM_FP16} gives non-finite outputs in ONNX Runtime")
+    store.record(directory, store.STREAM_FP16, "quantize fp16", parent=store.STREAM_ONNX, parent_sha256=source.sha256,
+                 versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__}, precision="fp16",
+                 method="fp16 (onnxruntime.transformers.float16, FP32 I/O and state)")
 
 
 def _write_report(directory: Path, reports: list[VariantReport]) -> None:

@@ -33,9 +33,10 @@ VARIANTS = {
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def streamed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained tiny causal model of the variant with its stream graph, through the real CLI."""
+    """A trained tiny causal model of the variant with its stream graphs (FP32 and FP16), through the CLI."""
     directory = tmp_path_factory.mktemp(request.param)
-    for args in (("train", str(directory), *TINY, *VARIANTS[request.param]), ("export", str(directory), "--stream")):
+    for args in (("train", str(directory), *TINY, *VARIANTS[request.param]), ("export", str(directory), "--stream"),
+                 ("quantize", str(directory), "--fp16")):  # model.fp16.onnx and model.stream.fp16.onnx
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     return directory
@@ -193,12 +194,20 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     result = cli("verify", str(directory), "--backends", ",".join(RUNTIMES), "--json")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     report = json.loads(result.stdout)
-    rows = {r["backend"]: r for r in report["results"] if r["artifact"] == store.STREAM_ONNX}
-    assert set(rows) == set(RUNTIMES) and all(r["status"] == "passed" for r in rows.values())
-    assert all(len(r["cases"]) >= len(SCHEDULES) for r in rows.values())
-    assert {c["artifact"] for c in report["conformance"]} >= {store.STREAM_ONNX}
+    for name in (store.STREAM_ONNX, store.STREAM_FP16):  # FP16: judged by its own budget, on every runtime
+        rows = {r["backend"]: r for r in report["results"] if r["artifact"] == name}
+        assert set(rows) == set(RUNTIMES) and all(r["status"] == "passed" for r in rows.values()), name
+        assert all(len(r["cases"]) >= len(SCHEDULES) for r in rows.values())
+    assert {c["artifact"] for c in report["conformance"]} >= {store.STREAM_ONNX, store.STREAM_FP16}
     with Predictor.load(directory) as predictor:
         predictor.stream()
+    x = _sequences(directory, [7], seed=6)
+    with Predictor.load(directory, precision="fp16") as half:  # the FP16 stream, for an FP16 predictor
+        assert half.stream().push(x[0])[0].label == half.predict([x[0]])[0].label
+    assert cli("quantize", str(directory), "--int8").returncode == 0
+    with Predictor.load(directory, precision="int8-dynamic", allow_unverified=True) as int8:
+        with pytest.raises(Exception, match="no stream graph of precision int8-dynamic"):
+            int8.stream()
     assert cli("train", str(directory), *TINY, "--set", "train.seed=5", *(
         VARIANTS["linear"] if "linear" in streamed.name else VARIANTS["additive-learned-2layer"])).returncode == 0
     refused = subprocess.run([sys.executable, "-c", "from attn_export.runtime import Predictor\n"

@@ -245,7 +245,7 @@ def _artifact_names(s: store.Store, target: str) -> List[str]:
     present = s.present()
     if target == "triton":  # Triton serves the FP32 graphs
         return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in present]
-    names = [n for n in (*ONNX_FILES, store.STREAM_ONNX) if n in present]
+    names = [n for n in (*ONNX_FILES, *store.STREAM_FILES.values()) if n in present]
     if target == "jetson":
         names += sorted(n for n in present if store.is_engine(n))
     return names

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Type, Union
 from ..errors import BadInput, NotAvailable
 from .backends import REGISTRY, Backend, get
 from .precisions import ONNX_FILES, ONNX_FP32
-from .store import BUILD_COMMAND, STREAM_ONNX, WEIGHTS, Store, is_engine
+from .store import BUILD_COMMAND, STREAM_FILES, WEIGHTS, Store, is_engine
 
 __all__ = ["Target", "discover", "parse_backends"]
 
@@ -62,8 +62,9 @@ def _candidates(store: Store, cls: Type[Backend]) -> List[Tuple[str, Optional[st
                 if is_engine(p.name)]
     found: List[Tuple[str, Optional[str]]] = [(file, p) for p, file in ONNX_FILES.items()
                                                if p in cls.precisions and (store.directory / file).is_file()]
-    if "fp32" in cls.precisions and (store.directory / STREAM_ONNX).is_file():  # the stream graph: FP32, judged
-        found.append((STREAM_ONNX, "fp32"))  # update by update (verify._judge_stream)
+    for precision, file in STREAM_FILES.items():  # the stream graphs, judged update by update (verify)
+        if precision in cls.precisions and (store.directory / file).is_file():
+            found.append((file, precision))
     return found
 
 

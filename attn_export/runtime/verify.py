@@ -47,7 +47,7 @@ from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, override_section
-from .store import STREAM_ONNX, Store
+from .store import STREAM_FILES, Store
 from .targets import Registry, Target, discover
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
@@ -371,7 +371,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         row.fail(f"cannot read: {e}")
         return row
     head = backend.spec.head_output
-    if target.artifact == STREAM_ONNX:
+    if target.artifact in STREAM_FILES.values():
         try:
             _judge_stream(row, backend, store, target, rule, augment.reference, threads, registry)
         except AttnExportError as e:
@@ -400,23 +400,30 @@ STREAM_MAX_SEQ = 512  # longer sweep cases are left to the whole-sequence graph'
 
 def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target, rule: Rule,
                   reference: ReferenceSet, threads: Optional[int], registry: Registry) -> None:
-    """The stream graph on this runtime, over every schedule of every sweep case up to ``STREAM_MAX_SEQ``
-    steps (chunk 1 up to ``STREAM_CHUNK_1_MAX``), padding full of garbage, rows ending at different chunks:
-    each row's answer once its sequence is complete against PyTorch's (reference.npz) within the FP32
-    budget; every earlier update against ``model.onnx`` run on that prefix by the same runtime, within the
-    FP32 rule's floor (atol + rtol x |reference|). One CaseResult per case and schedule."""
+    """A stream graph on this runtime, over every schedule of every sweep case up to ``STREAM_MAX_SEQ``
+    steps (chunk 1 up to ``STREAM_CHUNK_1_MAX``; a reduced precision within its deployment range), padding
+    full of garbage, rows ending at different chunks: each row's answer once its sequence is complete
+    against PyTorch's (reference.npz) within its precision's budget; every earlier update against the
+    whole-sequence graph of the same precision (``model.onnx``, ``model.fp16.onnx``) run on that prefix by
+    the same runtime, within the rule's floor plus twice its multiple of the complete row's intrinsic error
+    (a prefix's own is not recorded; each of the two graphs may stray that far from the truth, so their
+    difference twice as far; for FP32 that is a few ulps). One CaseResult per case and
+    schedule."""
     from .streaming import SCHEDULES, replay, schedule
 
     spec, head = backend.spec, backend.spec.head_output
-    whole = get(target.backend, registry)(s.open(ONNX_FP32, need="current"), threads=threads)
+    longest = min(STREAM_MAX_SEQ, rule.deployment_max_seq or STREAM_MAX_SEQ) if PRECISIONS[rule.precision].reduced \
+        else STREAM_MAX_SEQ
+    whole = get(target.backend, registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
     with whole:
         for case, ref in zip(reference.cases, reference.references):
             batch, steps = case.x.shape[:2]
-            if steps > STREAM_MAX_SEQ:
-                row.cases_not_run.append(f"{case.label}: longer than the {STREAM_MAX_SEQ} steps streamed here")
+            if steps > longest:
+                row.cases_not_run.append(f"{case.label}: longer than the {longest} steps streamed here")
                 continue
             final_ref = np.asarray(ref.outputs[head], np.float64)
             final_budget = _stream_budget(rule, final_ref, ref, head, batch)
+            intrinsic_part = final_budget - float(rule.atol or 0.0) - float(rule.rtol or 0.0) * np.abs(final_ref)
             for name in SCHEDULES:
                 if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
                     continue
@@ -436,7 +443,7 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
                         mid = np.asarray(prefix[head], np.float64)
                         expected = np.where(middle[:, None], mid, expected)
                         budget = np.where(middle[:, None], float(rule.atol or 0.0) + float(rule.rtol or 0.0)
-                                          * np.abs(mid), budget)
+                                          * np.abs(mid) + 2 * intrinsic_part, budget)
                     judged = (ending | middle)[:, None] & np.ones_like(got, bool)
                     diff = np.where(judged, np.abs(got - expected), 0.0)
                     ratio = float((diff / budget).max()) if judged.any() else 0.0
@@ -444,7 +451,7 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
                     if ratio > worst and ratio > 1.0:
                         problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {ratio:.2f} x its "
                                     "budget against " + ("PyTorch" if ending[np.argmax((diff / budget).max(1))]
-                                                         else "model.onnx on the prefix")]
+                                                         else f"{ONNX_FILES[rule.precision]} on the prefix")]
                     worst = max(worst, ratio)
                 result = CaseResult(batch, steps, case.padded, worst_abs, 0.0, 1.0, 1.0, 0.0, worst <= 1.0,
                                     problems, judged_by="budget", ratio=worst)
@@ -467,8 +474,7 @@ def _conformance(s: Store, targets: List[Target], rows: List[TargetResult],
     that does not run that precision) is still tried for reading, so the table says why."""
     by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
     files = [(p, f) for p, f in ONNX_FILES.items() if (s.directory / f).is_file()]
-    if (s.directory / STREAM_ONNX).is_file():
-        files.append(("fp32", STREAM_ONNX))
+    files += [(p, f) for p, f in STREAM_FILES.items() if (s.directory / f).is_file()]
     cells = []
     for name in dict.fromkeys(t.backend for t in targets):
         cls = registry[name]

@@ -11,7 +11,7 @@ from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
 __all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
-           "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
+           "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
            "is_engine"]
 
 DEFAULT_DIR = Path("artifacts")
@@ -29,11 +29,13 @@ QUANTIZE_JSON = "quantize.json"
 REPORT_MD = "report.md"
 ATTENTION_PNG = "attention.png"
 STREAM_ONNX = "model.stream.onnx"  # the chunk-by-chunk form (runtime.streaming)
+STREAM_FP16 = "model.stream.fp16.onnx"  # its FP16 variant (attn-export quantize --fp16)
+STREAM_FILES = {"fp32": STREAM_ONNX, "fp16": STREAM_FP16}  # precision -> stream graph
 PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
 ENGINE_SUFFIX = ".engine"  # engines are named per device (runtime.trt.naming)
 # every name attn-export writes in an artefact directory (besides engines)
 DIRECTORY_FILES = (MODEL_JSON, WEIGHTS, METRICS, REFERENCE, MANIFEST, LOCK, VERIFY_JSON, BENCH_JSON, QUANTIZE_JSON,
-                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values(), STREAM_ONNX, BENCH_STREAM_JSON,
+                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values(), STREAM_ONNX, STREAM_FP16, BENCH_STREAM_JSON,
                    BENCH_STREAM_PNG)
 CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 # every temporary file attn-export writes in a directory: .attn-export.<pid>.<target>.<random>.tmp; the
@@ -52,6 +54,7 @@ MADE_BY = {
     VERIFY_JSON: "attn-export verify",
     BENCH_JSON: "attn-export bench",
     STREAM_ONNX: "attn-export export --stream",
+    STREAM_FP16: "attn-export quantize --fp16 (after export --stream)",
     **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
 }
 

@@ -44,7 +44,7 @@ from ..precisions import ONNX_FILES, PRECISIONS
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, parse_json, read_file
 from .manifest import parse_manifest
-from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, STREAM_ONNX, VERIFY_JSON, WEIGHTS, is_engine
+from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -324,7 +324,7 @@ class Store:
 
     def _spec_of(self, name: str) -> IOSpec:
         """The I/O spec ``model.json`` gives the graph ``name``: the stream graph's, or the model's."""
-        if name == STREAM_ONNX:
+        if name in STREAM_FILES.values():
             from ..streaming import stream_spec
 
             return stream_spec(self.info)
@@ -445,7 +445,8 @@ class Store:
         info = self.info if self.read(MODEL_JSON) is not None else None
         if name.endswith(".onnx"):
             assert info is not None
-            return Artifact(self.directory, name, data, self._sha[name], "onnx", _PRECISION_OF_FILE.get(name, "fp32"),
+            precision = _PRECISION_OF_FILE.get(name) or str(entry.get("precision") or "fp32")
+            return Artifact(self.directory, name, data, self._sha[name], "onnx", precision,
                             self._spec_of(name), info, entry, self.graph(name, data), notes)
         if is_engine(name):
             assert info is not None

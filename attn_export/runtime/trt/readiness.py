@@ -27,7 +27,7 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 from ...errors import BadInput, NotAvailable
 from ..onnxfile import Graph, Node
 from ..precisions import ONNX_FILES
-from ..store.names import STREAM_ONNX
+from ..store.names import STREAM_FILES
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
@@ -292,7 +292,7 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
     wherever the file is used."""
     present = set(s.present())
     graphs = {}
-    for p, f in [*ONNX_FILES.items(), (STREAM, STREAM_ONNX)]:
+    for p, f in [*ONNX_FILES.items(), *((STREAM, f) for f in STREAM_FILES.values())]:
         if f in present:
             try:
                 graphs[f] = (p, s.graph(f))
