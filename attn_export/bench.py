@@ -110,7 +110,8 @@ def bench(
     spec = info.spec
     explicit = parse_backends(backends, REGISTRY) is not None
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
-    targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY) if t.artifact != store.STREAM_ONNX]
+    targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)
+               if t.artifact not in store.STREAM_FILES.values()]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable(none_runs(targets))

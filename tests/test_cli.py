@@ -103,7 +103,8 @@ def test_accuracy_below_the_recipes_floor_exits_1(tmp_path: Path) -> None:
 def test_run_quickstart_does_every_stage_this_machine_can(tmp_path: Path) -> None:
     result = cli("run", str(RECIPES / "quickstart.toml"), "--out", str(tmp_path), "--bench-seconds", "0.1")
     assert result.returncode == 0, result.stderr
-    for name in ("model.safetensors", "model.json", "metrics.json", "model.onnx", "model.stream.onnx", "reference.npz",
+    for name in ("model.safetensors", "model.json", "metrics.json", "model.onnx", "model.stream.onnx",
+                 "model.stream.fp16.onnx", "reference.npz",
                  "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx", "quantize.json", "verify.json",
                  "bench.json", "report.md", "attention.png", "bench_latency_vs_seq.png",
                  "bench_throughput_vs_batch.png"):
@@ -112,7 +113,7 @@ def test_run_quickstart_does_every_stage_this_machine_can(tmp_path: Path) -> Non
     verified = json.loads((tmp_path / "verify.json").read_text())
     assert verified["passed"] and {r["artifact"] for r in verified["results"] if r["status"] == "passed"} == {
         "model.safetensors", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx",
-        "model.stream.onnx"}  # the quickstart is causal: run exports and verifies its stream graph
+        "model.stream.onnx", "model.stream.fp16.onnx"}  # the quickstart is causal: run streams, FP32 and FP16
     assert "build: " in result.stderr  # skipped with the reason where TensorRT or a GPU is absent
 
 
