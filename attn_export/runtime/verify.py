@@ -39,7 +39,8 @@ import numpy as np
 from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
 from . import store
 from .backends import Backend, get
-from .compare import CaseResult, Reference, Rule, SweepCase, compare_case, rule_for, unmeasured
+from .compare import (CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio, compare_case,
+                      rule_for, unmeasured)
 from .dispatch import INSTALL_ONNX_RUNTIME
 from .iospec import class_logits
 from .limits import check_threads
@@ -422,50 +423,52 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
                 row.cases_not_run.append(f"{case.label}: longer than the {longest} steps streamed here")
                 continue
             final_ref = np.asarray(ref.outputs[head], np.float64)
-            final_budget = _stream_budget(rule, final_ref, ref, head, batch)
-            intrinsic_part = final_budget - float(rule.atol or 0.0) - float(rule.rtol or 0.0) * np.abs(final_ref)
+            intrinsic = _intrinsic(ref, rule, head, batch)  # [batch], the complete rows' own error
             for name in SCHEDULES:
                 if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
                     continue
-                worst, worst_abs, problems, done = 0.0, 0.0, [], np.zeros(batch, bool)
-                for k, update in enumerate(replay(backend.run_feeds, spec, case.x, case.lengths,
-                                                  schedule(name, steps))):
-                    got = np.asarray(update.outputs[head], np.float64)
-                    ending = (update.seen == case.lengths) & ~done
-                    done |= ending
-                    expected = np.where(ending[:, None], final_ref, 0.0)
-                    budget = np.where(ending[:, None], final_budget, 1.0)
-                    middle = (update.seen > 0) & (update.seen < case.lengths)
-                    if middle.any():
-                        top = int(update.seen.max())
-                        prefix = whole.run_feeds({"x": np.ascontiguousarray(case.x[:, :top]),
-                                                  "lengths": np.maximum(update.seen, 1)})
-                        mid = np.asarray(prefix[head], np.float64)
-                        expected = np.where(middle[:, None], mid, expected)
-                        budget = np.where(middle[:, None], float(rule.atol or 0.0) + float(rule.rtol or 0.0)
-                                          * np.abs(mid) + 2 * intrinsic_part, budget)
-                    judged = (ending | middle)[:, None] & np.ones_like(got, bool)
-                    diff = np.where(judged, np.abs(got - expected), 0.0)
-                    ratio = float((diff / budget).max()) if judged.any() else 0.0
-                    worst_abs = max(worst_abs, float(diff.max()))
-                    if ratio > worst and ratio > 1.0:
-                        problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {ratio:.2f} x its "
-                                    "budget against " + ("PyTorch" if ending[np.argmax((diff / budget).max(1))]
-                                                         else f"{ONNX_FILES[rule.precision]} on the prefix")]
-                    worst = max(worst, ratio)
-                result = CaseResult(batch, steps, case.padded, worst_abs, 0.0, 1.0, 1.0, 0.0, worst <= 1.0,
-                                    problems, judged_by="budget", ratio=worst)
-                row.cases.append(result)
-                if not result:
-                    row.fail(f"{case.label} {problems[0]}")
+                row.cases.append(_stream_case(row, case, final_ref, intrinsic, rule, name, replay(
+                    backend.run_feeds, spec, case.x, case.lengths, schedule(name, steps)), whole, head))
 
 
-def _stream_budget(rule: Rule, final_ref: np.ndarray, ref: Reference, head: str, batch: int) -> np.ndarray:
-    """The FP32 budget of each row's complete-sequence answer, as the whole-sequence graph gets it."""
-    intrinsic = np.asarray((ref.intrinsic.get(rule.budget_precision or "") or {}).get(head, np.zeros(batch)),
-                           np.float64)
-    return (float(rule.atol or 0.0) + float(rule.rtol or 0.0) * np.abs(final_ref)
-            + rule.multiple * intrinsic.reshape(-1, 1))
+def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intrinsic: np.ndarray, rule: Rule,
+                 name: str, updates: List[Any], whole: Backend, head: str) -> CaseResult:
+    """One case and schedule of ``_judge_stream``: every update's rows that completed against PyTorch, the
+    others that began against the whole-sequence graph on their prefix; cosine and argmax agreement of the
+    completed answers with PyTorch's."""
+    batch, steps = case.x.shape[:2]
+    worst, worst_abs, problems = 0.0, 0.0, []  # type: float, float, List[str]
+    final = np.zeros_like(final_ref)
+    for k, update in enumerate(updates):
+        got = np.asarray(update.outputs[head], np.float64)
+        ending = update.seen == case.lengths
+        middle = (update.seen > 0) & ~ending
+        expected = np.where(ending[:, None], final_ref, 0.0)
+        budget = _budget(rule, final_ref, intrinsic, None)
+        if middle.any():  # each graph may stray one budget from the truth: their difference twice as far
+            prefix = whole.run_feeds({"x": np.ascontiguousarray(case.x[:, :int(update.seen.max())]),
+                                      "lengths": np.maximum(update.seen, 1)})
+            mid = np.asarray(prefix[head], np.float64)
+            expected = np.where(middle[:, None], mid, expected)
+            budget = np.where(middle[:, None], _budget(rule, mid, 2 * intrinsic, None), budget)
+        final = np.where(ending[:, None], got, final)
+        diff = np.where((ending | middle)[:, None], np.abs(got - expected), 0.0)
+        ratios = _ratio(diff, budget)
+        worst_abs = max(worst_abs, float(diff.max()))
+        if float(ratios.max()) > max(worst, 1.0):
+            against = "PyTorch" if ending[int(np.argmax(ratios.max(1)))] else f"{whole.artifact.name} on the prefix"
+            problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {float(ratios.max()):.2f} x its "
+                        f"budget against {against}"]
+        worst = max(worst, float(ratios.max()))
+    norm = float(np.linalg.norm(final_ref) * np.linalg.norm(final))
+    cosine = float((final_ref * final).sum() / norm) if norm > 0 else float(np.array_equal(final_ref, final))
+    agree = float((class_logits(final).argmax(1) == class_logits(final_ref).argmax(1)).mean())
+    rel = float((np.abs(final - final_ref) / np.maximum(np.abs(final_ref), 1e-12)).max())
+    result = CaseResult(batch, steps, case.padded, worst_abs, rel, cosine, agree, 0.0, worst <= 1.0, problems,
+                        judged_by="budget", ratio=worst)
+    if not result:
+        row.fail(f"{case.label} {problems[0]}")
+    return result
 
 
 def _conformance(s: Store, targets: List[Target], rows: List[TargetResult],
