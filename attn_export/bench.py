@@ -111,7 +111,7 @@ def bench(
     explicit = parse_backends(backends, REGISTRY) is not None
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
     targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)
-               if t.artifact not in store.STREAM_FILES.values()]
+               if t.artifact is None or not s.is_stream(t.artifact)]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable(none_runs(targets))

@@ -120,7 +120,8 @@ def run(
         q = recipe.quantize
         precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...
         reports = quantize(directory, precisions) if precisions else []
-        stage("quantize", t, ", ".join(r.artifact for r in reports) or "nothing asked for", reports)
+        stage("quantize", t, ", ".join(n for r in reports for n in (r.artifact, r.stream) if n) or "nothing asked for",
+              reports)
         t = time.perf_counter()
         stage("build", t, *_build_engine(directory))
         t = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ from attn_export.runtime.iospec import IOSpec
 from attn_export.runtime.store import Store
 from attn_export.runtime.trt.compat import Here, foreign_problems
 from attn_export.runtime.trt.naming import engine_name, gpu_slug
-from attn_export.runtime.precisions import ONNX_FILES
+from attn_export.runtime.precisions import ENGINE_PRECISIONS, ONNX_FILES
 from attn_export.runtime.trt.precision import Capability, decide, parse_version, plan_summary
-from attn_export.runtime.trt.profile import Profile, Range, derive_profile
+from attn_export.runtime.trt.profile import STREAM_OPT_CHUNK, Profile, Range, derive_profile, stream_profile
 from conftest import cli
 
 TRAIN = {"min": 5, "median": 17, "max": 24}
@@ -295,6 +296,78 @@ def test_the_tensorrt_backend_reads_its_profile_from_the_artifact_without_a_gpu(
     reason = backend.accepts(1, 65)
     assert reason is not None and "seq 65 is outside 1..64" in reason
 
+
+
+# --- the stream graph's engine (build --stream) ---------------------------------------------------------
+
+STATE = {"state_in_acc": (16,), "state_in_c": (2, 16), "state_in_max": (1,)}
+
+
+def test_a_stream_profile_has_a_chunk_axis_and_a_state_that_follows_the_batch() -> None:
+    profile, notes = stream_profile(3, TRAIN, STATE, max_batch=8)
+    assert profile.axis == "chunk" and profile.seq == Range(1, STREAM_OPT_CHUNK, 128)  # a chunk may be a sequence
+    assert profile.shapes()["state_in_c"] == ((1, 2, 16), (1, 2, 16), (8, 2, 16))
+    assert Profile.from_dict(profile.to_dict()) == profile  # the manifest's form keeps the state
+    assert any(n.startswith("max chunk 128") for n in notes)
+    reason = profile.accepts(1, 200)
+    assert reason is not None and "chunk 200 is outside 1..128" in reason and "build DIR --stream" in reason
+    short, _ = stream_profile(3, TRAIN, STATE, max_chunk=8)  # the opt chunk follows a smaller max down
+    assert short.seq == Range(1, 8, 8)
+    assert derive_profile(3, TRAIN)[0].axis == "seq" and not derive_profile(3, TRAIN)[0].state
+
+
+def test_stream_builds_take_the_stream_graph_of_each_precision_and_are_named_so() -> None:
+    for precision in ENGINE_PRECISIONS:
+        for version in ("8.5.2", "10.3.0", "11.4.0"):
+            plan = decide(precision, cap(version), stream=True)
+            assert plan.source == store.STREAM_FILES[precision]
+            assert plan == replace(decide(precision, cap(version)), source=plan.source)  # built the same way
+    assert engine_name("fp16", "Orin", "10.3.0", stream=True) == "model.stream.fp16.orin.trt10.3.engine"
+
+
+def test_trtexec_builds_a_stream_graph_with_every_state_shape() -> None:
+    from attn_export.runtime.trt.readiness import TARGETS, trtexec
+
+    profile, _ = stream_profile(3, TRAIN, STATE, max_batch=8)
+    line = trtexec("fp16", TARGETS["jetpack6"], profile, 512)
+    assert line is not None and "--onnx=model.stream.fp16.onnx" in line
+    assert "--saveEngine=trtexec.stream.fp16.engine" in line
+    assert "--maxShapes=x:8x128x3,lengths:8,state_in_acc:8x16,state_in_c:8x2x16,state_in_max:8x1 " in line
+
+
+def test_a_stream_engine_is_checked_against_the_stream_spec_and_chosen_only_for_streams(model_dir: Path) -> None:
+    """An engine recorded from model.stream.onnx is a stream engine: its io_spec is held to the stream
+    graph's (the whole model's contradicts it), its profile has the chunk axis, and the dispatcher's
+    engine search keeps stream and whole engines apart (no GPU here: the one engine each search tries is
+    skipped, and noted)."""
+    from attn_export.runtime.dispatch import find_engine
+    from attn_export.runtime.streaming import state_dims, stream_spec
+
+    assert cli("export", str(model_dir), "--stream").returncode == 0
+    _engine_dir(model_dir)
+    info = Store(model_dir).info
+    spec = stream_spec(info)
+    name = "model.stream.fp32.orin.trt10.3.engine"
+    (model_dir / name).write_bytes(b"stream plan")
+    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", precision="fp32",
+                        profile=stream_profile(spec.features, info.train_lengths, state_dims(spec))[0].to_dict())
+    store.record(model_dir, name, "build fp32", parent=store.STREAM_ONNX,
+                 parent_sha256=_sha(model_dir / store.STREAM_ONNX), io_spec=spec.to_dict(), **fields)
+    s = Store(model_dir)
+    assert s.is_stream(name) and not s.is_stream(ENGINE)
+    artifact = s.open(name, here=ORIN, need="current")
+    assert artifact.spec == spec and artifact.profile.axis == "chunk"
+    from attn_export.backends import get
+
+    assert "chunk 4096 is outside" in str(get("tensorrt")(artifact).accepts(1, 4096))
+    for stream in (True, False):  # two fp32 engines here; each search tries one
+        notes: list[str] = []
+        assert find_engine(Store(model_dir), "fp32", True, notes, stream=stream) is None
+        assert len(notes) == 1 and "needs a CUDA device" in notes[0], notes
+    store.record(model_dir, name, "build fp32", parent=store.STREAM_ONNX,
+                 parent_sha256=_sha(model_dir / store.STREAM_ONNX), io_spec=info.spec.to_dict(), **fields)
+    with pytest.raises(Untrusted, match="contradicts model.json: it takes inputs"):
+        Store(model_dir).open(name, here=ORIN, need="current")
 
 
 def test_build_rejects_two_precisions() -> None:

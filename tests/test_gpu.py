@@ -184,6 +184,34 @@ def test_build_fp16_makes_the_fp16_graph_and_says_so(work_dir: Path) -> None:
 
 
 @pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_stream_engine_streams_like_the_stream_graph_and_verify_judges_it(work_dir: Path, precision: str) -> None:
+    """build --stream makes model.stream.<precision>.*.engine from the stream graph, with the chunk axis and
+    the state in its profile; verify replays every schedule on it (passed); a Predictor on the engine
+    streams on it, its last answer the predictor's own."""
+    assert cli("export", str(work_dir), "--stream").returncode == 0
+    flags = ["--fp16"] if precision == "fp16" else []
+    result = cli("build", str(work_dir), "--stream", *flags, "--max-batch", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    built = json.loads(result.stdout)
+    assert built["engine"].startswith(f"model.stream.{precision}.") and built["parent"] == store.STREAM_FILES[precision]
+    assert "state_in_c" in built["profile"] and built["profile"]["state_in_c"]["max"][0] == 16
+    assert cli("build", str(work_dir), *flags).returncode == 0  # the whole engine, the prefixes' comparator
+    report = cli("verify", str(work_dir), "--backends", "tensorrt", "--json")
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr
+    rows = [r for r in json.loads(report.stdout)["results"] if r["artifact"] == built["engine"]]
+    assert len(rows) == 1 and rows[0]["status"] == "passed" and len(rows[0]["cases"]) >= 4
+    from attn_export.runtime import Predictor
+
+    x = np.random.default_rng(0).standard_normal((9, _spec(work_dir).features)).astype(np.float32)
+    with Predictor.load(work_dir, backend="tensorrt", precision=precision) as predictor:
+        stream = predictor.stream()
+        assert stream.backend.artifact.name == built["engine"]
+        answers = [stream.push(x[k:k + 3])[0] for k in range(0, 9, 3)]
+        assert answers[-1].label == predictor.predict([x])[0].label
+
+
+@pytest.mark.tensorrt
 def test_engine_refusals(work_dir: Path) -> None:
     name = _build(work_dir, "fp32")
     spec = _spec(work_dir)

@@ -19,6 +19,9 @@ def command(
     directory: DirArg = Path("artifacts"),
     fp16: Annotated[bool, typer.Option("--fp16", help="Build from model.fp16.onnx (made when missing or stale).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Build from model.int8-qdq.onnx (explicit Q/DQ INT8).")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Build the precision's stream graph (model.stream.onnx, "
+                                         "...): the seq options then set its chunk range (default 1..max, opt "
+                                         "16); its state follows the batch.")] = False,
     min_seq: Annotated[SeqOpt, typer.Option("--min-seq", min=1, help="Profile: shortest sequence (default 1).")] = None,
     opt_seq: Annotated[SeqOpt, typer.Option("--opt-seq", min=1, help="Profile: the length to tune for "
                                             "(default: the median training length).")] = None,
@@ -47,7 +50,7 @@ def command(
         precision=engine_precision({"--fp16": fp16, "--int8": int8}),
         max_batch=max_batch or 0, min_seq=min_seq or 0, opt_seq=opt_seq or 0, max_seq=max_seq or 0,
         workspace_mib=workspace or 0, timing_cache=timing_cache,
-        hardware_compat="ampere-plus" if hardware_compat else None, version_compat=version_compat,
+        hardware_compat="ampere-plus" if hardware_compat else None, version_compat=version_compat, stream=stream,
     )
     out = console(stderr=True)
     result = _with_progress(lambda progress: build_engine(directory, options, say=out.print, progress=progress,

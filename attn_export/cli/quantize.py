@@ -70,3 +70,6 @@ def show(directory: Path, reports: list[Any]) -> None:
         out.print(f"{r.artifact}: quantised {r.quantized}; left as is {r.not_quantized}")
         for note in r.notes:
             out.print(f"  {note}")
+        if r.stream:
+            out.print(f"  {r.stream}: the stream graph's {r.precision} variant, made the same way (attn-export "
+                      "verify judges it update by update)")

@@ -137,7 +137,7 @@ This bundle was made for `{target}`: its files were checked against the ONNX par
 {tensorrt} (`info` shows the findings), and `build` refuses to run on another TensorRT line. An engine is
 tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX files in this
 bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package), for batch
-{batch} and {seq} steps (the recipe's profile):
+{batch} and {seq} steps (the recipe's profile).{stream}
 
     sudo apt install python3-libnvinfer                            # JetPack's TensorRT bindings, if missing
     python3 -m pip install -r requirements.txt                     # numpy and cuda-python
@@ -165,9 +165,12 @@ class _Jetson:
     withdrawn: Dict[str, str]  # file -> why it builds nothing there, or its first problem
     profile: Any  # trt.profile.Profile
     workspace_mib: int
+    stream_ready: List[str]  # the precisions whose stream graph is ready there
+    stream_profile: Any  # the stream graph's profile (None when no stream graph is ready)
 
 
 def _jetson(s: store.Store, name: str) -> _Jetson:
+    from .streaming import state_dims, stream_spec
     from .trt.profile import recipe_profile
     from .trt.readiness import TARGETS as LINES
     from .trt.readiness import graphs_of, readiness, summary, target
@@ -179,17 +182,21 @@ def _jetson(s: store.Store, name: str) -> _Jetson:
     report = readiness(graphs_of(s), [name])
     rows = report[name]["files"]
     ready = [p for p in ENGINE_PRECISIONS if rows.get(str(PRECISIONS[p].file), {}).get("ready")]
+    stream_ready = [p for p in ENGINE_PRECISIONS if rows.get(store.STREAM_FILES[p], {}).get("ready")]
     lines = summary(report)[name]
     withdrawn = {f: lines[f] for f, row in rows.items() if not row["ready"]}
     info = s.model()
-    return _Jetson(t, ready, withdrawn, recipe_profile(info)[0], info.build.workspace_mib)
+    streaming = recipe_profile(info, state_dims(stream_spec(info)))[0] if stream_ready else None
+    return _Jetson(t, ready, withdrawn, recipe_profile(info)[0], info.build.workspace_mib, stream_ready, streaming)
 
 
-def _build_command(precision: str, jetson: _Jetson) -> str:
-    """The device's build command for ``precision`` on the bundle's target, with the recipe's profile."""
-    p = jetson.profile
-    flags = [PRECISIONS[precision].build_flag, f"--target {jetson.target.name} --max-batch {p.batch.max} --min-seq "
-             f"{p.seq.min} --opt-seq {p.seq.opt} --max-seq {p.seq.max}"]
+def _build_command(precision: str, jetson: _Jetson, stream: bool = False) -> str:
+    """The device's build command for ``precision`` (its stream graph: ``stream``) on the bundle's target,
+    with the recipe's profile."""
+    p = jetson.stream_profile if stream else jetson.profile
+    flags = [PRECISIONS[precision].build_flag, "--stream" if stream else None,
+             f"--target {jetson.target.name} --max-batch {p.batch.max} --min-seq {p.seq.min} --opt-seq {p.seq.opt} "
+             f"--max-seq {p.seq.max}"]
     return "PYTHONPATH=runtime python3 -m attn_export.runtime build . " + " ".join(filter(None, flags))
 
 
@@ -203,12 +210,18 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None) -> str:
 
     p, t = jetson.profile, jetson.target
     builds = "".join(f"    {_build_command(q, jetson)}\n" for q in jetson.ready)
+    builds += "".join(f"    {_build_command(q, jetson, stream=True)}\n" for q in jetson.stream_ready)
     commands = [trtexec(q, t, p, jetson.workspace_mib) for q in jetson.ready]
+    commands += [trtexec(q, t, jetson.stream_profile, jetson.workspace_mib) for q in jetson.stream_ready]
+    sp = jetson.stream_profile
+    stream = "" if sp is None else (f"\nA `--stream` engine is the stream graph's: chunks of {sp.seq.min}..{sp.seq.max}"
+                                    f" steps (opt {sp.seq.opt}), its state fixed by the batch.")
     withdrawn = "".join(f"\n- `{f}` on {t.name}: {why}" for f, why in jetson.withdrawn.items())
     shown = "fp16" if "fp16" in jetson.ready else (jetson.ready or ["fp32"])[0]
     return STEPS[target].format(
         builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt,
         batch=f"{p.batch.min}..{p.batch.max} (opt {p.batch.opt})", seq=f"{p.seq.min}..{p.seq.max} (opt {p.seq.opt})",
+        stream=stream,
         withdrawn=("\nNo engine from these files on " + t.name + ":" + withdrawn + "\n") if withdrawn else "",
         trtexec="".join(f"    {c}\n" for c in commands if c) or "    (no file here is ready for this target)\n")
 

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     precision = build.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="from model.fp16.onnx")
     precision.add_argument("--int8", action="store_true", help="from model.int8-qdq.onnx")
+    build.add_argument("--stream", action="store_true", help="from the stream graph of the precision "
+                       "(model.stream.onnx, ...); --min-seq/--opt-seq/--max-seq then set its chunk range")
     for flag in ("--max-batch", "--min-seq", "--opt-seq", "--max-seq", "--workspace"):
         build.add_argument(flag, type=int, default=0, metavar="N")
     build.add_argument("--target", metavar="T", choices=list(TENSORRT_TARGETS),
@@ -214,7 +216,7 @@ def _build(args: argparse.Namespace) -> int:
     precision = engine_precision({"--fp16": args.fp16, "--int8": args.int8})
     options = BuildOptions(precision=precision, max_batch=args.max_batch, min_seq=args.min_seq,
                            opt_seq=args.opt_seq, max_seq=args.max_seq, workspace_mib=args.workspace,
-                           target=args.target)
+                           target=args.target, stream=args.stream)
     result = build_engine(args.directory, options, say=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -16,7 +16,7 @@ from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
 from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
 
-__all__ = ["choose"]
+__all__ = ["choose", "find_engine"]
 
 # what to install to run ONNX files (predict's and verify's "no backend" lines say it alike)
 INSTALL_ONNX_RUNTIME = ("ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU (on a "
@@ -41,12 +41,14 @@ def _build_command(store: Store, precision: str) -> str:
     return f"{BUILD_COMMAND} {store.directory} {PRECISIONS[precision].build_flag or ''}".rstrip()
 
 
-def _engine(store: Store, precision: str, allow_unverified: bool, notes: List[str]) -> Optional[Artifact]:
-    """The engine of ``precision`` the store opens here (one per device it was built on: the one for this
-    device), None when there is none; an engine for another device is noted and skipped."""
+def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],
+                stream: bool = False) -> Optional[Artifact]:
+    """The engine of ``precision`` (of the stream graph: ``stream``) the store opens here (one per device it
+    was built on: the one for this device), None when there is none; an engine for another device is noted
+    and skipped."""
     errors: List[AttnExportError] = []
     for name in sorted(n for n in store.present() if is_engine(n)):
-        if (store.entry(name) or {}).get("precision") != precision:
+        if (store.entry(name) or {}).get("precision") != precision or store.is_stream(name) != stream:
             continue
         try:
             return store.open(name, need="verified", allow_unverified=allow_unverified)
@@ -73,7 +75,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         if reason is not None:  # named explicitly: an error, never a fallback
             raise NotAvailable(f"backend {backend} is not available: {reason}")
         if cls.kind == "engine":
-            engine = _engine(store, precision, allow_unverified, notes)
+            engine = find_engine(store, precision, allow_unverified, notes)
             if engine is None:
                 if notes:
                     raise NotAvailable(" | ".join(n[len("skipped "):] for n in notes))
@@ -89,7 +91,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         return cls, store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified), notes
 
     if _usable(ENGINE_BACKEND):
-        engine = _engine(store, precision, allow_unverified, notes)
+        engine = find_engine(store, precision, allow_unverified, notes)
         if engine is not None:
             return REGISTRY[ENGINE_BACKEND], engine, notes
     artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)

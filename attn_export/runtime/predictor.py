@@ -162,28 +162,33 @@ class Predictor:
             raise
 
     def stream(self, batch: int = 1) -> "Stream":
-        """A stream of ``batch`` rows on ``model.stream.onnx`` (``attn-export export --stream``; FP16: its
-        ``model.stream.fp16.onnx``, for a predictor loaded with precision fp16), opened
+        """A stream of ``batch`` rows on the stream graph of this predictor's precision (``model.stream.onnx``
+        from ``attn-export export --stream``; ``model.stream.fp16.onnx`` and the INT8 ones from quantize), opened
         through the same store with the same trust rule (verified, unless loaded with allow_unverified) on
-        this predictor's ONNX runtime: ``push(chunk, lengths)`` returns each row's prediction for its prefix
-        so far, exactly the whole-sequence model's on that prefix (``runtime.streaming``)."""
+        this predictor's ONNX runtime; a predictor on a TensorRT engine streams on the stream engine built on
+        this device (``build --stream``), else on the stream graph in ONNX Runtime CPU. ``push(chunk,
+        lengths)`` returns each row's prediction for its prefix so far, exactly the whole-sequence model's on
+        that prefix (``runtime.streaming``)."""
         from .backends.onnxrt import OrtCpuBackend
-        from .store import STREAM_FILES, STREAM_ONNX
+        from .dispatch import find_engine
+        from .store import MADE_BY, STREAM_FILES
         from .streaming import Stream
 
         if self._store is None:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
         allow_unverified, threads = self._options
-        name = STREAM_FILES.get(self.precision)
-        if name is None:
-            raise BadInput(f"no stream graph of precision {self.precision}; streams run in "
-                           f"{' or '.join(STREAM_FILES)} (load the predictor with one of them)")
-        if self._store.state(name).state == "missing":
-            made = "export --stream" if name == STREAM_ONNX else "export --stream, then attn-export quantize --fp16"
-            raise MissingPrerequisite(f"{self.directory} has no {name}; run attn-export {made} (for a model that "
-                                      "can stream: unidirectional, no Conv1d front-end)")
-        artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
-        cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend  # an engine: its ONNX twin
+        engine = None
+        if self._backend.kind == "engine":
+            engine = find_engine(self._store, self.precision, allow_unverified, [], stream=True)
+        if engine is not None:
+            artifact, cls = engine, type(self._backend)
+        else:
+            name = STREAM_FILES[self.precision]
+            if self._store.state(name).state == "missing":
+                raise MissingPrerequisite(f"{self.directory} has no {name}; run {MADE_BY[name]} (for a model that "
+                                          "can stream: unidirectional, no Conv1d front-end)")
+            artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
+            cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
         backend = cls(artifact, threads=threads)
         backend.__enter__()
         self._streams.append(backend)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
 __all__ = ["CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay", "schedule",
-           "state_name", "stream_spec", "zero_state"]
+           "state_dims", "state_name", "stream_spec", "zero_state"]
 
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
@@ -81,10 +81,15 @@ def stream_spec(info: "ModelInfo") -> IOSpec:
     )
 
 
+def state_dims(spec: IOSpec) -> Dict[str, Tuple[int, ...]]:
+    """Each state input of a stream graph's ``spec`` -> its dims past the batch (none for the whole-sequence
+    graph's): what a TensorRT profile fixes by the batch."""
+    return {t.name: tuple(int(d) for d in t.dims[1:]) for t in spec.inputs if t.name.startswith(state_name("", "in"))}
+
+
 def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
     """The start state of ``batch`` rows: every state input, all zeros."""
-    return {t.name: np.zeros((batch, *(int(d) for d in t.dims[1:])), np.float32)
-            for t in spec.inputs if t.name.startswith("state_in_")}
+    return {name: np.zeros((batch, *dims), np.float32) for name, dims in state_dims(spec).items()}
 
 
 class Stream:

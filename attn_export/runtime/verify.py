@@ -324,9 +324,17 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
         row.test_cases.append(result)
         if not result:
             row.fail(f"test split {case.label}: " + "; ".join(result.problems))
+    _judge_decisions(row, rule, split, got[head], head)
+
+
+def _judge_decisions(row: TargetResult, rule: Rule, split: TestSplit, logits: np.ndarray, head: str) -> None:
+    """``logits`` on the test split (split order) against PyTorch's: argmax agreement, largest difference,
+    and the rule's decision limits (INT8: agreement and accuracy drop)."""
+    if split.references is None:
+        return
     ref_logits = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
-    row.argmax_agreement = float((predicted == class_logits(ref_logits).argmax(1)).mean())
-    row.test_logits_max_abs = float(np.abs(got[head] - ref_logits).max())
+    row.argmax_agreement = float((class_logits(logits).argmax(1) == class_logits(ref_logits).argmax(1)).mean())
+    row.test_logits_max_abs = float(np.abs(logits - ref_logits).max())
     if rule.min_argmax_agreement is not None and row.argmax_agreement < rule.min_argmax_agreement:
         row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")
     if (rule.max_accuracy_drop is not None and row.accuracy_delta is not None
@@ -372,9 +380,9 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         row.fail(f"cannot read: {e}")
         return row
     head = backend.spec.head_output
-    if target.artifact in STREAM_FILES.values():
+    if target.artifact is not None and store.is_stream(target.artifact):
         try:
-            _judge_stream(row, backend, store, target, rule, augment.reference, threads, registry)
+            _judge_stream(row, backend, store, target, rule, augment, threads, registry)
         except AttnExportError as e:
             row.fail(str(e))
         finally:
@@ -399,8 +407,8 @@ STREAM_CHUNK_1_MAX = 64  # one step at a time up to this length (every update is
 STREAM_MAX_SEQ = 512  # longer sweep cases are left to the whole-sequence graph's verdict
 
 
-def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target, rule: Rule,
-                  reference: ReferenceSet, threads: Optional[int], registry: Registry) -> None:
+def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target, rule: Rule, augment: Augment,
+                  threads: Optional[int], registry: Registry) -> None:
     """A stream graph on this runtime, over every schedule of every sweep case up to ``STREAM_MAX_SEQ``
     steps (chunk 1 up to ``STREAM_CHUNK_1_MAX``; a reduced precision within its deployment range), padding
     full of garbage, rows ending at different chunks: each row's answer once its sequence is complete
@@ -409,14 +417,24 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
     the same runtime, within the rule's floor plus twice its multiple of the complete row's intrinsic error
     (a prefix's own is not recorded; each of the two graphs may stray that far from the truth, so their
     difference twice as far; for FP32 that is a few ulps). One CaseResult per case and
-    schedule."""
+    schedule. An INT8 stream, like an INT8 graph, by structure on the sweep cases (every update finite) and
+    by its decisions on the streamed test split (``_judge_stream_split``)."""
     from .streaming import SCHEDULES, replay, schedule
 
-    spec, head = backend.spec, backend.spec.head_output
+    spec, head, reference = backend.spec, backend.spec.head_output, augment.reference
     longest = min(STREAM_MAX_SEQ, rule.deployment_max_seq or STREAM_MAX_SEQ) if PRECISIONS[rule.precision].reduced \
         else STREAM_MAX_SEQ
-    whole = get(target.backend, registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
-    with whole:
+    if not rule.judged_by_element:  # INT8: structure on every update, decisions on the streamed test split
+        for case, ref in zip(reference.cases, reference.references):
+            outside = backend.accepts(case.x.shape[0], max(schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1])))
+            if outside is not None:
+                row.cases_not_run.append(f"{case.label}: {outside}")
+            elif case.x.shape[1] <= longest:
+                row.cases.append(_stream_structure(row, case, ref, backend, STREAM_SPLIT_SCHEDULE))
+        if augment.split is not None:
+            _judge_stream_split(row, backend, rule, augment.split)
+        return
+    with _whole(s, target, rule, threads, registry) as whole:
         for case, ref in zip(reference.cases, reference.references):
             batch, steps = case.x.shape[:2]
             if steps > longest:
@@ -427,8 +445,81 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
             for name in SCHEDULES:
                 if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
                     continue
+                outside = backend.accepts(batch, max(schedule(name, steps)))  # an engine's chunk range
+                if outside is not None:
+                    row.cases_not_run.append(f"{case.label} {name}: {outside}")
+                    continue
                 row.cases.append(_stream_case(row, case, final_ref, intrinsic, rule, name, replay(
                     backend.run_feeds, spec, case.x, case.lengths, schedule(name, steps)), whole, head))
+
+
+def _whole(s: Store, target: Target, rule: Rule, threads: Optional[int], registry: Registry) -> Backend:
+    """What a stream's earlier prefixes are compared with: the whole-sequence graph of the rule's precision
+    on the same runtime; for a stream engine, the whole-sequence engine of that precision built here, or
+    ONNX Runtime CPU on its ONNX graph when there is none (a GPU's sums differ from the CPU's by the GPU
+    floor the rule already allows)."""
+    if registry[target.backend].kind == "engine":
+        from .dispatch import find_engine
+
+        engine = find_engine(s, rule.precision, True, [])
+        if engine is not None:
+            return get(target.backend, registry)(engine, threads=threads)
+        return get("ort-cpu", registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
+    return get(target.backend, registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
+
+
+STREAM_SPLIT_SCHEDULE = "chunk 7"  # how an INT8 stream takes its cases and the test split: a prime, rows end mid-chunk
+
+
+def _agreement(final: np.ndarray, final_ref: np.ndarray) -> Tuple[float, float, float]:
+    """(largest relative error, cosine, argmax agreement) of a stream's complete answers with PyTorch's."""
+    norm = float(np.linalg.norm(final_ref) * np.linalg.norm(final))
+    cosine = float((final_ref * final).sum() / norm) if norm > 0 else float(np.array_equal(final_ref, final))
+    agree = float((class_logits(final).argmax(1) == class_logits(final_ref).argmax(1)).mean())
+    rel = float((np.abs(final - final_ref) / np.maximum(np.abs(final_ref), 1e-12)).max())
+    return rel, cosine, agree
+
+
+def _stream_structure(row: TargetResult, case: SweepCase, ref: Reference, backend: Backend, name: str) -> CaseResult:
+    """One sweep case streamed by ``name`` (an INT8 stream): every update's outputs finite; the complete
+    answers are measured against PyTorch's, and judged by their decisions on the test split."""
+    from .streaming import replay, schedule
+
+    batch, steps = case.x.shape[:2]
+    head = backend.spec.head_output
+    updates = replay(backend.run_feeds, backend.spec, case.x, case.lengths, schedule(name, steps))
+    bad = [k + 1 for k, u in enumerate(updates) if not all(np.isfinite(v).all() for v in u.outputs.values())]
+    problems = [f"{name}, update {bad[0]}: outputs hold NaN or Inf"] if bad else []
+    final, final_ref = (np.asarray(o[head], np.float64) for o in (updates[-1].outputs, ref.outputs))
+    rel, cosine, agree = _agreement(final, final_ref)
+    result = CaseResult(batch, steps, case.padded, float(np.abs(final - final_ref).max()), rel, cosine, agree, 0.0,
+                        not problems, problems, judged_by="structure")
+    if problems:
+        row.fail(f"{case.label} {problems[0]}")
+    return result
+
+
+def _judge_stream_split(row: TargetResult, backend: Backend, rule: Rule, split: TestSplit) -> None:
+    """The stream's decisions on the real test split, every sequence streamed ``STREAM_SPLIT_SCHEDULE``
+    (padding full of garbage): each answer once its sequence is complete, by the rule's decision limits,
+    exactly as the whole-sequence graph of that precision is judged."""
+    from .streaming import replay, schedule
+
+    head = backend.spec.head_output
+    logits = None
+    for index, case in split.batches:
+        updates = replay(backend.run_feeds, backend.spec, case.x, case.lengths,
+                         schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1]))
+        final = np.asarray(updates[-1].outputs[head], np.float64)  # every row complete; later chunks keep it
+        if logits is None:
+            logits = np.zeros((len(split.y), final.shape[1]), np.float64)
+        logits[index] = final
+    assert logits is not None
+    predicted = class_logits(logits).argmax(1)
+    row.accuracy = float((predicted == split.y).mean())
+    if split.reference_accuracy is not None:
+        row.accuracy_delta = row.accuracy - split.reference_accuracy
+    _judge_decisions(row, rule, split, logits, head)
 
 
 def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intrinsic: np.ndarray, rule: Rule,
@@ -460,10 +551,7 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
             problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {float(ratios.max()):.2f} x its "
                         f"budget against {against}"]
         worst = max(worst, float(ratios.max()))
-    norm = float(np.linalg.norm(final_ref) * np.linalg.norm(final))
-    cosine = float((final_ref * final).sum() / norm) if norm > 0 else float(np.array_equal(final_ref, final))
-    agree = float((class_logits(final).argmax(1) == class_logits(final_ref).argmax(1)).mean())
-    rel = float((np.abs(final - final_ref) / np.maximum(np.abs(final_ref), 1e-12)).max())
+    rel, cosine, agree = _agreement(final, final_ref)
     result = CaseResult(batch, steps, case.padded, worst_abs, rel, cosine, agree, 0.0, worst <= 1.0, problems,
                         judged_by="budget", ratio=worst)
     if not result:

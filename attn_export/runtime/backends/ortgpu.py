@@ -19,7 +19,8 @@ import numpy as np
 
 from ...errors import BadInput
 from ..limits import missing
-from ..trt.profile import Profile, derive_profile
+from ..streaming import state_dims
+from ..trt.profile import Profile, recipe_profile
 from .onnxrt import OrtCpuBackend, ort_providers
 
 __all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
@@ -102,10 +103,7 @@ class OrtTrtBackend(OrtCudaBackend):
         if self._profile is None:
             info = self.artifact.info
             assert info is not None
-            build = info.build
-            self._profile, _ = derive_profile(self.spec.features, info.train_lengths, build.min_batch,
-                                              build.opt_batch, build.max_batch, build.min_seq, build.opt_seq,
-                                              build.max_seq)
+            self._profile, _ = recipe_profile(info, state_dims(self.spec) or None)  # a stream graph: its state too
         return self._profile
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:

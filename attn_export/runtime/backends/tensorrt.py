@@ -104,7 +104,7 @@ class TensorRTBackend(Backend):
         tensor = next(t for t in self.spec.inputs + self.spec.outputs if t.name == name)
         size = 1
         for d in tensor.dims:
-            size *= profile.batch.max if d == "batch" else profile.seq.max if d == "seq" else int(d)
+            size *= profile.batch.max if d == "batch" else profile.seq.max if d == profile.axis else int(d)
         return size * self._dtypes[name].itemsize
 
     def _stage(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

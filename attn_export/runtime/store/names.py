@@ -28,15 +28,16 @@ BENCH_STREAM_PNG = "bench_stream_latency.png"
 QUANTIZE_JSON = "quantize.json"
 REPORT_MD = "report.md"
 ATTENTION_PNG = "attention.png"
-STREAM_ONNX = "model.stream.onnx"  # the chunk-by-chunk form (runtime.streaming)
-STREAM_FP16 = "model.stream.fp16.onnx"  # its FP16 variant (attn-export quantize --fp16)
-STREAM_FILES = {"fp32": STREAM_ONNX, "fp16": STREAM_FP16}  # precision -> stream graph
+# precision -> the chunk-by-chunk form of its graph (runtime.streaming): model.stream.onnx, model.stream.fp16.onnx, ...
+STREAM_FILES = {p: "model.stream." + f[len("model."):] for p, f in ONNX_FILES.items()}
+STREAM_ONNX = STREAM_FILES["fp32"]  # attn-export export --stream
+STREAM_FP16 = STREAM_FILES["fp16"]  # attn-export quantize --fp16, like each variant, after export --stream
 PLOTS = {"latency": "bench_latency_vs_seq.png", "throughput": "bench_throughput_vs_batch.png"}
 ENGINE_SUFFIX = ".engine"  # engines are named per device (runtime.trt.naming)
 # every name attn-export writes in an artefact directory (besides engines)
 DIRECTORY_FILES = (MODEL_JSON, WEIGHTS, METRICS, REFERENCE, MANIFEST, LOCK, VERIFY_JSON, BENCH_JSON, QUANTIZE_JSON,
-                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values(), STREAM_ONNX, STREAM_FP16, BENCH_STREAM_JSON,
-                   BENCH_STREAM_PNG)
+                   REPORT_MD, ATTENTION_PNG, *PLOTS.values(), *ONNX_FILES.values(), *STREAM_FILES.values(),
+                   BENCH_STREAM_JSON, BENCH_STREAM_PNG)
 CREATES_DIRECTORY = ("train", "load", "run", "unbundle")
 # every temporary file attn-export writes in a directory: .attn-export.<pid>.<target>.<random>.tmp; the
 # prefix marks it as ours (a user's own .notes.tmp is never touched), the pid says whether its writer lives
@@ -53,9 +54,10 @@ MADE_BY = {
     REFERENCE: "attn-export export",
     VERIFY_JSON: "attn-export verify",
     BENCH_JSON: "attn-export bench",
-    STREAM_ONNX: "attn-export export --stream",
-    STREAM_FP16: "attn-export quantize --fp16 (after export --stream)",
     **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
+    STREAM_ONNX: "attn-export export --stream",
+    **{STREAM_FILES[p.name]: f"{p.made_by} (after export --stream)" for p in PRECISIONS.values()
+       if p.file is not None and p.name != "fp32"},
 }
 
 

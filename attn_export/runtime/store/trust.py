@@ -319,12 +319,18 @@ class Store:
                 return "its manifest entry records no io_spec (rebuild it)"
             return _io_mismatch(self.info, {t["name"]: (t["dtype"], tuple(t["dims"])) for t in spec["inputs"]},
                                 {t["name"]: (t["dtype"], tuple(t["dims"])) for t in spec["outputs"]}, None,
-                                lengths=("int64", "int32"))
+                                lengths=("int64", "int32"), spec=self._spec_of(name))
         return None
 
-    def _spec_of(self, name: str) -> IOSpec:
-        """The I/O spec ``model.json`` gives the graph ``name``: the stream graph's, or the model's."""
+    def is_stream(self, name: str) -> bool:
+        """Whether ``name`` is a stream graph, or an engine built from one (its manifest entry's parent)."""
         if name in STREAM_FILES.values():
+            return True
+        return is_engine(name) and (self.entry(name) or {}).get("parent") in STREAM_FILES.values()
+
+    def _spec_of(self, name: str) -> IOSpec:
+        """The I/O spec ``model.json`` gives the graph or engine ``name``: the stream graph's, or the model's."""
+        if self.is_stream(name):
             from ..streaming import stream_spec
 
             return stream_spec(self.info)

@@ -1,12 +1,13 @@
 """``attn-export build``: a TensorRT engine from the precision-specific ONNX, with the TensorRT Python API.
 
-    attn-export build [DIR] [--fp16 | --int8] [--min-seq/--opt-seq/--max-seq N] [--max-batch N]
+    attn-export build [DIR] [--fp16 | --int8] [--stream] [--min-seq/--opt-seq/--max-seq N] [--max-batch N]
                       [--workspace MiB] [--timing-cache PATH] [--hardware-compat] [--version-compat]
 
 One code path across TensorRT 8.5, 10.x and 11.x, gated on what the installed module has (precision.py):
 the graph carries the precision (``model.fp16.onnx``, ``model.int8-qdq.onnx``), the network is strongly
 typed where TensorRT has the flag, and the FP16/INT8 builder flags are the fallback where it does not.
-The profile covers ``x`` and ``lengths`` (profile.py); the engine is written atomically under a name that
+The profile covers ``x`` and ``lengths`` (profile.py); ``--stream`` builds the stream graph of the precision
+(``model.stream.onnx``, ...), whose profile has a chunk axis and its state inputs fixed by the batch. The engine is written atomically under a name that
 carries precision, GPU and TensorRT version (naming.py) and recorded in the manifest with everything
 ``compat.py`` checks before it is ever deserialised. Nothing is written unless the build succeeds.
 
@@ -32,7 +33,8 @@ from ..modelinfo import ModelInfo
 from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
-from .profile import Profile, derive_profile
+from ..streaming import not_streamable, state_dims, stream_spec
+from .profile import Profile, derive_profile, stream_profile
 from .readiness import refuse_other
 
 MAX_TIMING_CACHE_BYTES = 256 << 20  # a timing cache holds one entry per tactic tried: megabytes
@@ -64,6 +66,7 @@ class BuildOptions:
     version_compat: bool = False
     device: int = 0
     target: Optional[str] = None  # the TensorRT line the caller says this machine is (readiness.TARGETS)
+    stream: bool = False  # the stream graph (--stream): the seq flags set its chunk axis
 
 
 @dataclass
@@ -114,6 +117,8 @@ def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: 
     converter and says where to make it."""
     s = store.Store(directory)
     s.open(store.ONNX_FP32, need="current")
+    if s.is_stream(plan.source):  # the stream graph first, which attn-export export --stream makes
+        s.open(store.STREAM_ONNX, need="current")
     if plan.precision == "fp32":
         return s.open(plan.source, need="current")
     trust = s.state(plan.source)
@@ -199,22 +204,31 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
 
     cap = Capability.probe(trt)
     refuse_other(made_for(directory), None, cap.version, platform.machine())
-    plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat))
+    plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat), options.stream)
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
         raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
                        f"{', '.join(HARDWARE_LEVELS)}")
     info = store.Store(directory).model()
     options = _resolve(options, info)
-    spec = info.spec
-    profile, notes = derive_profile(spec.features, info.train_lengths, options.min_batch,
-                                    options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
-                                    options.max_seq)
+    spec = stream_spec(info) if options.stream else info.spec
+    if options.stream:
+        reason = not_streamable(info.recipe["model"])
+        if reason is not None:
+            raise BadInput(f"{directory} holds a model that cannot stream: {reason}")
+        profile, notes = stream_profile(spec.features, info.train_lengths, state_dims(spec), options.min_batch,
+                                        options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
+                                        options.max_seq)
+    else:
+        profile, notes = derive_profile(spec.features, info.train_lengths, options.min_batch,
+                                        options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
+                                        options.max_seq)
     source = _source(directory, plan, say, make)
-    name = engine_name(plan.precision, gpu.name, cap.version, options.hardware_compat, options.version_compat)
+    name = engine_name(plan.precision, gpu.name, cap.version, options.hardware_compat, options.version_compat,
+                       options.stream)
     say(f"building {name}: {plan.describe()}; profile {profile}; workspace {options.workspace_mib} MiB")
 
     started = time.perf_counter()
-    plan_bytes, io_spec, host_code = _build(cap, plan, source, profile, options, progress)
+    plan_bytes, io_spec, host_code = _build(cap, plan, source, spec, profile, options, progress)
     seconds = time.perf_counter() - started
 
     target = directory / name
@@ -236,10 +250,10 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     return BuildResult(name, entry, notes)
 
 
-def _build(cap: Capability, plan: BuildPlan, source: Artifact, profile: Profile, options: BuildOptions,
-           progress: Optional[ProgressCallback]) -> Tuple[bytes, IOSpec, bool]:
-    """The serialized plan, the engine's I/O spec (dtypes as TensorRT made them) and whether it embeds
-    host code."""
+def _build(cap: Capability, plan: BuildPlan, source: Artifact, declared: IOSpec, profile: Profile,
+           options: BuildOptions, progress: Optional[ProgressCallback]) -> Tuple[bytes, IOSpec, bool]:
+    """The serialized plan, the engine's I/O spec (``declared``'s names and dims, dtypes as TensorRT made
+    them) and whether it embeds host code."""
     import tensorrt as trt
 
     logger, messages = _logger()
@@ -300,14 +314,13 @@ def _build(cap: Capability, plan: BuildPlan, source: Artifact, profile: Profile,
     if options.timing_cache is not None and cache is not None:
         store.write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
 
-    declared = IOSpec.for_model(profile.features, 1)
     io_inputs: List[Dict[str, Any]] = [
         {"name": t.name, "dtype": _numpy_dtype(inputs[t.name].dtype), "dims": list(t.dims)} for t in declared.inputs
     ]
     io_outputs: List[Dict[str, Any]] = []
     for tensor in outputs:
         shape = [int(tensor.shape[i]) for i in range(len(tensor.shape))]
-        dims = [d if d >= 0 else ("batch" if i == 0 else "seq") for i, d in enumerate(shape)]
+        dims = [d if d >= 0 else ("batch" if i == 0 else profile.axis) for i, d in enumerate(shape)]
         io_outputs.append({"name": tensor.name, "dtype": _numpy_dtype(tensor.dtype), "dims": dims})
     lengths = next(t for t in io_inputs if t["name"] == "lengths")
     if lengths["dtype"] not in ("int64", "int32") or (plan.lengths_dtype == "int32" and lengths["dtype"] != "int32"):

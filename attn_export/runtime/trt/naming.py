@@ -1,8 +1,9 @@
-"""Engine file names: ``model.<precision>.<gpu>.trt<major.minor>[.<compat>].engine``.
+"""Engine file names: ``model[.stream].<precision>.<gpu>.trt<major.minor>[.<compat>].engine``.
 
 An engine runs only on the TensorRT version and GPU it was built for (unless built compatible), so its name
 says which: ``model.fp16.orin.trt10.3.engine``, ``model.fp32.h100-80gb-hbm3.trt11.4.engine``,
-``model.int8-qdq.rtx-4090.trt10.16.ampere-plus.vc.engine``. Pure Python; Python 3.8-compatible.
+``model.int8-qdq.rtx-4090.trt10.16.ampere-plus.vc.engine``; one of the stream graph (``build --stream``):
+``model.stream.fp16.orin.trt10.3.engine``. Pure Python; Python 3.8-compatible.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ def gpu_slug(name: str) -> str:
 
 
 def engine_name(precision: str, gpu_name: str, trt_version: str, hardware_compat: Optional[str] = None,
-                version_compat: bool = False) -> str:
+                version_compat: bool = False, stream: bool = False) -> str:
+    """The engine's file name; ``stream``: built from the stream graph, ``model.stream.<precision>...``."""
     if precision not in ENGINE_PRECISIONS:
         raise BadInput(f"precision '{precision}' has no engine; expected one of {', '.join(ENGINE_PRECISIONS)}")
     v = parse_version(trt_version)
     if len(v) < 2:
         raise BadInput(f"TensorRT version '{trt_version}' is not major.minor[.patch]")
-    parts = ["model", precision, gpu_slug(gpu_name), f"trt{v[0]}.{v[1]}"]
+    parts = ["model", *(["stream"] if stream else []), precision, gpu_slug(gpu_name), f"trt{v[0]}.{v[1]}"]
     if hardware_compat:
         parts.append(gpu_slug(hardware_compat))
     if version_compat:

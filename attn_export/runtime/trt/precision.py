@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ...errors import BadInput, NotAvailable
 from ..precisions import ENGINE_PRECISIONS, PRECISIONS
+from ..store.names import STREAM_FILES
 
 __all__ = ["BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
 
@@ -96,12 +97,13 @@ class BuildPlan:
 
 
 def decide(precision: str, cap: Capability, version_compatible: bool = False,
-           hardware_compatible: bool = False) -> BuildPlan:
-    """The build path for ``precision`` on TensorRT ``cap``; NotAvailable when it cannot be honoured."""
+           hardware_compatible: bool = False, stream: bool = False) -> BuildPlan:
+    """The build path for ``precision`` (of the stream graph: ``stream``) on TensorRT ``cap``; NotAvailable
+    when it cannot be honoured."""
     if precision not in ENGINE_PRECISIONS:
         raise BadInput(f"precision '{precision}' cannot be built into an engine; expected one of "
                        f"{', '.join(ENGINE_PRECISIONS)} (int8-dynamic is ONNX Runtime's CPU format)")
-    source = str(PRECISIONS[precision].file)
+    source = STREAM_FILES[precision] if stream else str(PRECISIONS[precision].file)
     where = f"TensorRT {cap.version}"
     if version_compatible and not cap.version_compat:
         raise NotAvailable(f"{where} cannot build version-compatible engines (needs TensorRT 8.6 or newer)")

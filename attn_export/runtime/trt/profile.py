@@ -7,22 +7,25 @@ Explicit values (the recipe's ``[build]`` table, then command-line flags) win; a
            opt = median training length (the typical input: where TensorRT tunes its kernels)
            max = 4 x longest training length, rounded up to a power of two
                                        (a margin for longer inputs; DESIGN.md asks for at least 4x)
+    chunk  (the stream graph, ``build --stream``) min 1, opt 16, max as seq's; its state inputs follow batch
 
 Pure Python; Python 3.8-compatible (the device runtime reads profiles from the manifest).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import BadInput, ConfigError
 from ..store.names import BUILD_COMMAND
 
-__all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "Profile", "Range", "derive_profile", "recipe_profile"]
+__all__ = ["DEFAULT_BATCH", "MAX_SEQ_FACTOR", "STREAM_OPT_CHUNK", "Profile", "Range", "derive_profile", "recipe_profile",
+           "stream_profile"]
 
 DEFAULT_BATCH = (1, 1, 32)
 MAX_SEQ_FACTOR = 4
+STREAM_OPT_CHUNK = 16  # the chunk a stream engine is tuned for, unless told: a few frames per update
 
 
 @dataclass(frozen=True)
@@ -40,19 +43,30 @@ class Range:
 
 @dataclass(frozen=True)
 class Profile:
-    """One optimisation profile; ``x`` is [batch, seq, features], ``lengths`` is [batch]."""
+    """One optimisation profile; ``x`` is [batch, seq, features], ``lengths`` is [batch]. The stream graph's
+    (``state``: each state input's dims past the batch) has a chunk axis where ``seq`` is, and its state
+    inputs follow the batch: a stream engine takes any chunk in the range, its state fixed by the batch."""
 
     batch: Range
     seq: Range
     features: int
+    state: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
+
+    @property
+    def axis(self) -> str:
+        """What the second axis of ``x`` is: ``chunk`` for the stream graph, else ``seq``."""
+        return "chunk" if self.state else "seq"
 
     def shapes(self) -> Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]:
         """Input name -> (min, opt, max) shapes, as ``IOptimizationProfile.set_shape`` takes them."""
         b, s, f = self.batch, self.seq, self.features
-        return {
+        shapes = {
             "x": ((b.min, s.min, f), (b.opt, s.opt, f), (b.max, s.max, f)),
             "lengths": ((b.min,), (b.opt,), (b.max,)),
         }
+        for name, dims in self.state:
+            shapes[name] = ((b.min, *dims), (b.opt, *dims), (b.max, *dims))
+        return shapes
 
     def to_dict(self) -> Dict[str, Dict[str, List[int]]]:
         """The manifest's form: ``{"x": {"min": [1, 1, 12], "opt": [...], "max": [...]}, "lengths": ...}``."""
@@ -66,9 +80,11 @@ class Profile:
             batch = Range(int(x["min"][0]), int(x["opt"][0]), int(x["max"][0]))
             seq = Range(int(x["min"][1]), int(x["opt"][1]), int(x["max"][1]))
             features = int(x["min"][2])
-        except (KeyError, IndexError, TypeError, ValueError):
+            state = tuple((str(name), tuple(int(v) for v in shape["min"][1:])) for name, shape in d.items()
+                          if name not in ("x", "lengths"))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             raise BadInput(f"not an optimisation profile: {dict(d)!r}") from None
-        return cls(batch, seq, features)
+        return cls(batch, seq, features, state)
 
     def ort_trt_options(self) -> Dict[str, str]:
         """ONNX Runtime TensorRT EP's explicit profile options (``x:1x1x12,lengths:1``)."""
@@ -85,15 +101,16 @@ class Profile:
         if batch not in self.batch:
             problems.append(f"batch {batch} is outside {self.batch.min}..{self.batch.max}")
         if seq not in self.seq:
-            problems.append(f"seq {seq} is outside {self.seq.min}..{self.seq.max}")
+            problems.append(f"{self.axis} {seq} is outside {self.seq.min}..{self.seq.max}")
         if not problems:
             return None
         return ("the engine's optimisation profile does not cover this input: " + "; ".join(problems)
-                + f" (profile: batch {self.batch}, seq {self.seq}; rebuild with {BUILD_COMMAND} DIR "
-                "--max-batch/--min-seq/--max-seq to widen it)")
+                + f" (profile: batch {self.batch}, {self.axis} {self.seq}; rebuild with {BUILD_COMMAND} DIR "
+                f"{'--stream ' if self.state else ''}--max-batch/--min-seq/--max-seq to widen it)")
 
     def __str__(self) -> str:
-        return f"batch {self.batch}, seq {self.seq}, features {self.features}"
+        states = f", state {', '.join(n for n, _ in self.state)}" if self.state else ""
+        return f"batch {self.batch}, {self.axis} {self.seq}, features {self.features}{states}"
 
 
 def _next_pow2(n: int) -> int:
@@ -160,9 +177,28 @@ def derive_profile(
     return Profile(batch, seq, features), notes
 
 
-def recipe_profile(info: Any) -> Tuple[Profile, List[str]]:
+def stream_profile(features: int, train_lengths: Optional[Mapping[str, Any]], state: Mapping[str, Sequence[int]],
+                   min_batch: int = 0, opt_batch: int = 0, max_batch: int = 0, min_chunk: int = 0, opt_chunk: int = 0,
+                   max_chunk: int = 0) -> Tuple[Profile, List[str]]:
+    """The stream graph's profile: batch as ``derive_profile``'s; the chunk axis from 1 (or ``min_chunk``)
+    up to what the whole graph's seq would reach (a chunk may hold a whole sequence), tuned at
+    ``STREAM_OPT_CHUNK`` steps unless ``opt_chunk`` says otherwise; ``state`` (input name -> dims past the
+    batch, ``streaming.stream_spec``) follows the batch."""
+    if not opt_chunk:
+        opt_chunk = max(min(STREAM_OPT_CHUNK, max_chunk or STREAM_OPT_CHUNK), min_chunk)
+    profile, notes = derive_profile(features, train_lengths, min_batch, opt_batch, max_batch, min_chunk, opt_chunk,
+                                    max_chunk)
+    notes = [n.replace("max seq", "max chunk") for n in notes]
+    return replace(profile, state=tuple((n, tuple(int(d) for d in dims)) for n, dims in state.items())), notes
+
+
+def recipe_profile(info: Any, state: Optional[Mapping[str, Sequence[int]]] = None) -> Tuple[Profile, List[str]]:
     """The profile ``build`` makes with no flags: the recipe's ``[build]`` table over what is derived
-    (``info`` a ``ModelInfo``); what a bundle's build commands state explicitly."""
+    (``info`` a ``ModelInfo``); what a bundle's build commands state explicitly. ``state``: the stream
+    graph's (``build --stream``), whose chunk axis the table's seq keys set."""
     b = info.build
+    if state is not None:
+        return stream_profile(info.spec.features, info.train_lengths, state, b.min_batch, b.opt_batch, b.max_batch,
+                              b.min_seq, b.opt_seq, b.max_seq)
     return derive_profile(info.spec.features, info.train_lengths, b.min_batch, b.opt_batch, b.max_batch, b.min_seq,
                           b.opt_seq, b.max_seq)

@@ -49,8 +49,6 @@ NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which Te
          "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
 ONNX_DOMAINS = ("", "ai.onnx")
-STREAM = "stream"  # graphs_of's precision for the stream graph: checked against the parser, no engine
-STREAM_HOW = "every node meets this line's parser rules; attn-export build makes no engine of the stream graph yet"
 
 
 @dataclass(frozen=True)
@@ -246,11 +244,11 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
     return out
 
 
-def builds(precision: str, where: Target) -> Tuple[Optional[str], str]:
-    """(the engine precision a file of ``precision`` builds on ``where``, or None; how, or why not): the
-    decision ``build`` itself takes on that line's TensorRT."""
+def builds(precision: str, where: Target, stream: bool = False) -> Tuple[Optional[str], str]:
+    """(the engine precision a file of ``precision`` (the stream graph's: ``stream``) builds on ``where``, or
+    None; how, or why not): the decision ``build`` itself takes on that line's TensorRT."""
     try:
-        plan = decide(precision, where.capability)
+        plan = decide(precision, where.capability, stream=stream)
     except (BadInput, NotAvailable) as e:
         if precision == "int8-dynamic":
             return None, "ONNX Runtime's dynamic INT8 (DynamicQuantizeLSTM, MatMulInteger): never a TensorRT input"
@@ -263,15 +261,17 @@ def builds(precision: str, where: Target) -> Tuple[Optional[str], str]:
 
 def trtexec(precision: str, where: Target, profile: Profile, workspace_mib: int) -> Optional[str]:
     """The trtexec command that builds ``precision``'s engine on ``where`` as ``build`` does: the graph's
-    own file, the profile's shapes, the flags that line needs (strongly typed where ``build`` is, the
-    builder flag where it is weakly typed, none on TensorRT 11, where typing is always strong), TF32 off
-    for FP32; None when the file builds nothing there."""
+    own file (the stream graph's for a stream profile, one with state), the profile's shapes, the flags
+    that line needs (strongly typed where ``build`` is, the builder flag where it is weakly typed, none on
+    TensorRT 11, where typing is always strong), TF32 off for FP32; None when the file builds nothing there."""
+    stream = bool(profile.state)
     try:
-        plan = decide(precision, where.capability)
+        plan = decide(precision, where.capability, stream=stream)
     except (BadInput, NotAvailable):
         return None
     shapes = profile.shapes()
-    args = [where.trtexec_path, f"--onnx={plan.source}", f"--saveEngine=trtexec.{precision}.engine"]
+    engine = f"trtexec.{'stream.' if stream else ''}{precision}.engine"
+    args = [where.trtexec_path, f"--onnx={plan.source}", f"--saveEngine={engine}"]
     for i, end in enumerate(("min", "opt", "max")):
         args.append(f"--{end}Shapes=" + ",".join(f"{name}:{'x'.join(str(d) for d in dims[i])}"
                                                  for name, dims in shapes.items()))
@@ -292,7 +292,7 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
     wherever the file is used."""
     present = set(s.present())
     graphs = {}
-    for p, f in [*ONNX_FILES.items(), *((STREAM, f) for f in STREAM_FILES.values())]:
+    for p, f in [*ONNX_FILES.items(), *STREAM_FILES.items()]:
         if f in present:
             try:
                 graphs[f] = (p, s.graph(f))
@@ -309,12 +309,7 @@ def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> 
     for t in wanted:
         rows = {}
         for file, (precision, graph) in graphs.items():
-            if precision == STREAM:  # parsed against the rules; build makes no engine of it yet
-                findings = check(graph, t)
-                rows[file] = {"builds": None, "how": STREAM_HOW, "findings": [x.to_dict() for x in findings],
-                              "ready": False, "parses": not any(x.error for x in findings)}
-                continue
-            engine, how = builds(precision, t)
+            engine, how = builds(precision, t, file in STREAM_FILES.values())
             findings = [] if engine is None else check(graph, t, precision)
             rows[file] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
                           "ready": engine is not None and not any(x.error for x in findings)}
@@ -325,10 +320,8 @@ def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> 
 
 
 def state_of(row: Mapping[str, Any]) -> str:
-    """A file's state on a target: ready, withdrawn (builds nothing there), parses (the stream graph) or
-    NOT READY (a rule of that line's parser is broken)."""
-    if "parses" in row:  # the stream graph: its nodes checked, no engine built of it
-        return "parses" if row["parses"] else "NOT READY"
+    """A file's state on a target: ready, withdrawn (builds nothing there) or NOT READY (a rule of that
+    line's parser is broken)."""
     if not row["builds"]:
         return "withdrawn"
     return "ready" if row["ready"] else "NOT READY"
@@ -343,7 +336,6 @@ def summary(r: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
             problems = [f"{x['node']}: {x['rule']}" for x in row["findings"] if x["error"]]
             state = state_of(row)
             out.setdefault(name, {})[file] = (f"ready ({row['how']})" if state == "ready" else
-                                             f"parses: {row['how']}" if state == "parses" else
                                              f"withdrawn: {row['how']}" if state == "withdrawn" else
                                              f"NOT READY: {problems[0]}" + (f" (and {len(problems) - 1} more)"
                                                                              if len(problems) > 1 else ""))
