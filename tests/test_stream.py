@@ -337,6 +337,27 @@ def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> N
                                                                                 ["0", "3", "9"]]
 
 
+def test_a_jetson_bundle_builds_the_stream_graph_on_the_device(streamed: Path, tmp_path: Path) -> None:
+    """A Jetson bundle's README gives build --stream and trtexec commands for each stream graph ready there,
+    every state shape written out; the device's build takes --stream and, with no GPU or TensorRT here,
+    refuses in one line, exit 3, writing nothing."""
+    from test_device_package import device_cli
+
+    from attn_export.runtime.bundle import pack, unpack
+
+    device = unpack(pack(streamed, tmp_path / "j.tar.gz", "jetson").path, tmp_path / "jetson")
+    readme = (device / "README.md").read_text()
+    for precision, flag in (("fp32", ""), ("fp16", "--fp16 ")):
+        assert f"runtime build . {flag}--stream --target jetpack6 --max-batch 32 --min-seq 1 --opt-seq 16" in readme
+        line = next(x for x in readme.splitlines() if f"--onnx={store.STREAM_FILES[precision]} " in x)
+        hidden = int(json.loads((streamed / store.MODEL_JSON).read_text())["recipe"]["model"]["hidden_size"])
+        assert f"--saveEngine=trtexec.stream.{precision}.engine" in line and f"state_in_acc:32x{hidden}" in line
+    before = sorted(p.name for p in device.iterdir())
+    result = device_cli(device, "build", ".", "--stream", "--fp16")
+    assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in device.iterdir()) == before
+
+
 def test_the_stream_graphs_are_ready_for_every_tensorrt_line(streamed: Path) -> None:
     """The static TensorRT check covers the stream graphs as build inputs: FP32 and FP16 ready on every
     target, each built from its own stream file (build --stream), with no parser finding that is an error."""
