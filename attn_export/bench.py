@@ -1,13 +1,16 @@
 """Latency and throughput of every backend × artefact, measured one way for all of them.
 
     attn-export bench [DIR] [--backends auto|NAMES] [--batch 1,8,32] [--seq 16,128,512] [--json]
+    attn-export bench [DIR] --against torch      # PyTorch eager against every verified pair, 1 x 16 .. 32 x 128
 
 Method, the same for every backend (trtexec's and Polygraphy's, reduced to what matters here):
 - every target is opened once; for each (batch, seq) shape each target gets its inputs placed where it
   computes (``Backend.runner``: GPU backends copy and bind once) and is warmed up;
-- then the targets are timed **interleaved**, one call each per round, so machine drift (frequency
-  scaling, a noisy neighbour) hits all of them alike; rounds continue until the shape's time budget is
-  spent (at least ``min_iterations``, at most ``max_iterations``);
+- then the targets are timed **interleaved**, a block of calls each per round, so machine drift (frequency
+  scaling, a noisy neighbour) hits all of them alike, the first call of each block uncounted (it refills
+  the caches the others evicted: each target is measured warm, as deployed alone; ``runtime.timing``);
+  rounds continue until the shape's time budget is spent (at least ``min_iterations``, at most
+  ``max_iterations``);
 - a call's time is the device's own (CUDA events) where the backend reports it, else the host's wall
   clock around a call that returns only after the device finished (synchronised);
 - GPU backends are also timed end to end through ``infer`` (host arrays in and out): the difference is
@@ -15,6 +18,9 @@ Method, the same for every backend (trtexec's and Polygraphy's, reduced to what 
 - p50/p90/p99/mean/min per target and shape, throughput in sequences per second (batch / mean), the
   thread count, and a least-squares line of latency against sequence length per target (an LSTM is
   linear in length: r² near 1 says the graph did not fall off a cliff anywhere).
+
+- the recommendation: the fastest pair ``verify`` passed, per shape and overall, with its speed-up over
+  PyTorch eager and the CPU it was measured on (``runtime.recommend``).
 
 Writes DIR/bench.json and two plots, DIR/bench_latency_vs_seq.png and DIR/bench_throughput_vs_batch.png.
 """
@@ -33,8 +39,9 @@ import numpy as np
 from . import __version__
 from .runtime import store
 from .backends import REGISTRY, Backend, get
-from .errors import BadInput, NotAvailable
+from .errors import BadInput, MissingPrerequisite, NotAvailable
 from .runtime.modelinfo import ModelInfo
+from .runtime.recommend import BASELINE, pick, verified_pairs
 from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import cpu_name
@@ -95,9 +102,14 @@ def bench(
     budget: Budget = Budget(),
     plots: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    against: str | None = None,
 ) -> dict[str, Any]:
-    """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots."""
+    """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots, with
+    the fastest verified pair per shape and overall (``runtime.recommend``). ``against="torch"``: only
+    PyTorch eager and the pairs verify passed on the bytes here, side by side."""
     check_threads(threads)
+    if against not in (None, "torch"):
+        raise BadInput(f"--against {against} is unknown; expected torch (PyTorch eager, the baseline)")
     if len(batches) > MAX_GRID or len(seqs) > MAX_GRID:
         raise BadInput(f"--batch has {len(batches):,} sizes and --seq {len(seqs):,} lengths; expected at most "
                        f"{MAX_GRID} of each (every pair is timed)")
@@ -110,8 +122,17 @@ def bench(
     spec = info.spec
     explicit = parse_backends(backends, REGISTRY) is not None
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
+    verified, unverified = verified_pairs(s)
+    if against is not None:  # every verified pair a deployment runs (opt-in ones too), and the baseline
+        if not verified:
+            raise MissingPrerequisite(f"bench --against torch times the pairs verify passed: {unverified}")
+        backends = [b for b in dict.fromkeys([BASELINE, *sorted(b for b, _ in verified)])
+                    if b in REGISTRY and REGISTRY[b].available() is None and get(b).timed]
+        explicit = True
     targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)
                if t.artifact is None or not s.is_stream(t.artifact)]
+    if against is not None:
+        targets = [t for t in targets if t.backend == BASELINE or (t.backend, t.artifact) in verified]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable(none_runs(targets))
@@ -139,13 +160,15 @@ def bench(
         for _, backend in opened:
             backend.close()
     reference = _reference_label(runnable)
+    machine = _machine(threads)
     out: dict[str, Any] = {
         "schema": 1,
-        "method": {"interleaved": True, "warmup": budget.warmup, "seconds_per_shape": budget.seconds,
+        "method": {"interleaved": True, "block": budget.block, "warmup": budget.warmup,
+                   "seconds_per_shape": budget.seconds,
                    "min_iterations": budget.min_iterations, "inputs": "standard normal, unpadded, float32",
                    "timing": "device events where the backend reports them (CUDA), else host wall clock "
                              "around a synchronised call"},
-        "machine": _machine(threads),
+        "machine": machine,
         "versions": _versions(),
         "batches": list(batches),
         "seqs": list(seqs),
@@ -156,6 +179,8 @@ def bench(
         "results": results,
         "scaling": _scaling(results, batches, seqs),
         "ratios": _ratios(results, reference, batches, seqs),
+        "recommended": {"cpu": machine["cpu"], "isa": machine["isa"], "threads": threads,
+                        **(pick(results, verified) if verified else {"reason": unverified})},
     }
     if plots:
         out["plots"] = write_plots(directory, out)

@@ -185,7 +185,8 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     lines = [f"CPU: {bench['machine'].get('cpu', bench['machine'].get('processor'))}"
              + (f" ({', '.join(bench['machine']['isa'])})" if bench["machine"].get("isa") else "") + "; "
              f"threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
-             f"{bench['method']['timing']}; interleaved, {bench['method']['seconds_per_shape']} s per shape.", ""]
+             f"{bench['method']['timing']}; interleaved in blocks (each target timed warm), "
+             f"{bench['method']['seconds_per_shape']} s per shape.", ""]
     timed = bench.get("artifacts")
     if not isinstance(timed, dict):
         lines += [f"- not current: {store.BENCH_JSON} records no sha256 of what it timed (made by an older "
@@ -197,9 +198,9 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         lines.append(f"![{file}]({file})")
     lines += ["", "| target | per step (batch 1) | intercept | r² | throughput by batch (seq/s) |",
               "|---|---|---|---|---|"]
-    for key, s in bench["scaling"].items():
-        fit = s.get("seq_fit") or {}
-        tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in s["throughput_by_batch"].items())
+    for key, scaling in bench["scaling"].items():
+        fit = scaling.get("seq_fit") or {}
+        tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in scaling["throughput_by_batch"].items())
         per_step, intercept = (duration_text(fit[k]) if fit.get(k) is not None else "–"
                                for k in ("ms_per_step", "intercept_ms"))
         lines.append(f"| {key} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")
@@ -210,8 +211,31 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         keys = list(dict.fromkeys(k for v in ratios["by_shape"].values() for k in v))
         lines += ["| target | " + " | ".join(shapes) + " |", "|---|" + "---|" * len(shapes)]
         for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][s].get(key), '.2f') + "x"
-                                                      for s in shapes) + " |")
+            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + "x"
+                                                      for shape in shapes) + " |")
+    return lines + _recommended_lines(s, bench.get("recommended"))
+
+
+def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
+    """The fastest verified pair per shape and overall (``runtime.recommend``), against PyTorch eager."""
+    from .runtime.recommend import current
+
+    if not rec:
+        return []
+    where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
+    if not rec.get("by_shape"):
+        return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."]
+    lines = ["", f"**Recommended** (the fastest pair `verify` passed, on {where}):", "",
+             "| shape | backend | artefact | p50 | torch eager p50 | speed-up |", "|---|---|---|---|---|---|"]
+    rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
+                                            else [])
+    for shape, r in rows:
+        lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
+                     f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
+                     f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} |")
+    chosen, why_not = current(s)
+    lines += ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
+                  "default." if chosen else f"`attn-export bundle --for cpu` ships no default: {why_not}."]
     return lines
 
 

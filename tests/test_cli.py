@@ -113,7 +113,8 @@ def test_run_quickstart_does_every_stage_this_machine_can(tmp_path: Path) -> Non
     verified = json.loads((tmp_path / "verify.json").read_text())
     assert verified["passed"] and {r["artifact"] for r in verified["results"] if r["status"] == "passed"} == {
         "model.safetensors", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-qdq.onnx",
-        "model.stream.onnx", "model.stream.fp16.onnx"}  # the quickstart is causal: run streams, FP32 and FP16
+        "model.stream.onnx", "model.stream.fp16.onnx", "model.stream.int8.onnx",
+        "model.stream.int8-qdq.onnx"}  # the quickstart is causal: run streams, in every precision it makes
     assert "build: " in result.stderr  # skipped with the reason where TensorRT or a GPU is absent
 
 

@@ -461,6 +461,86 @@ def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: 
     assert result.returncode == 2 and fragment in result.stderr
 
 
+def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastest(
+        verified: tuple[Path, dict, object], tmp_path: Path) -> None:
+    """--against torch: PyTorch eager and the pairs verify passed on these bytes, at 1 and 32 x 16 and 128
+    by default; bench.json names the fastest verified pair per shape and overall with its speed-up over
+    torch eager and the CPU; the report shows it; a CPU bundle ships it as its default (README, bundle.json,
+    requirements) until its bytes change, and then says why it ships none."""
+    from attn_export.runtime.bundle import pack
+
+    directory = copy(verified[0], tmp_path)
+    passed = {(r["backend"], r["artifact"]) for r in verified[1]["results"] if r["status"] == "passed"}
+    result = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    timed = {(r["backend"], r["artifact"]) for r in bench["results"] if "latency_ms" in r}
+    assert ("torch-cpu", "model.safetensors") in timed and timed <= passed | {("torch-cpu", "model.safetensors")}
+    assert {(r["batch"], r["seq"]) for r in bench["results"]} == {(1, 16), (1, 128), (32, 16), (32, 128)}
+    rec = bench["recommended"]
+    assert rec["cpu"] == bench["machine"]["cpu"] and rec["threads"] == 1
+    p50 = {(r["backend"], r["artifact"], f"b{r['batch']} s{r['seq']}"): r["latency_ms"]["p50"]
+           for r in bench["results"] if "latency_ms" in r}
+    for shape, r in rec["by_shape"].items():
+        assert r["backend"] != "torch-cpu" and (r["backend"], r["artifact"]) in passed
+        assert r["p50_ms"] == min(v for (b, _, sh), v in p50.items() if sh == shape and b != "torch-cpu")
+        assert r["ratio"] == pytest.approx(p50[("torch-cpu", "model.safetensors", shape)] / r["p50_ms"])
+    overall = rec["overall"]
+    assert set(overall["shapes"]) == set(rec["by_shape"]) and overall["ratio"] > 0
+    assert cli("report", str(directory)).returncode == 0
+    report = (directory / "report.md").read_text()
+    assert "**Recommended**" in report and f"ships {overall['backend']} `{overall['artifact']}`" in report
+
+    made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+    assert any(n.startswith(f"default: {overall['backend']} {overall['artifact']}") for n in made.notes)
+    import tarfile
+
+    with tarfile.open(made.path) as tar:
+        member = {m.name.split("/", 1)[-1]: m for m in tar.getmembers()}
+        text = {n: tar.extractfile(member[n]).read().decode() for n in ("README.md", "bundle.json")}  # type: ignore[union-attr]
+    assert f"--precision {overall['precision']} --backend {overall['backend']}" in text["README.md"]
+    assert json.loads(text["bundle.json"])["recommended"]["artifact"] == overall["artifact"]
+    timed = json.loads((directory / "bench.json").read_text())  # as if bench had timed other bytes of the pick
+    timed["artifacts"][overall["artifact"]] = "0" * 64
+    (directory / "bench.json").write_text(json.dumps(timed))
+    again = pack(directory, tmp_path / "cpu2.tar.gz", "cpu")
+    assert any(f"no recommended default, predict's example runs FP32: bench.json's pick {overall['backend']} "
+               f"{overall['artifact']} is not current: {overall['artifact']} is not the file this result measured"
+               in n for n in again.notes), again.notes
+
+
+def test_bench_against_torch_needs_a_verdict(tiny_dir: Path, tmp_path: Path) -> None:
+    directory = copy(tiny_dir, tmp_path)
+    result = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
+    assert result.returncode == 2 and "no verify.json: run attn-export verify first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (directory / "bench.json").exists()
+
+
+def test_the_recommendation_is_the_fastest_verified_pair_against_torch_eager() -> None:
+    """runtime.recommend.pick on rows as bench writes them: unverified pairs and torch never win, a pair
+    missing a shape is not picked overall, ratios are torch's p50 over the pick's."""
+    from attn_export.runtime.recommend import pick
+
+    def row(backend: str, artifact: str, batch: int, seq: int, p50: float, **extra: object) -> dict:
+        return {"backend": backend, "artifact": artifact, "precision": "fp32", "batch": batch, "seq": seq,
+                "latency_ms": {"p50": p50}, **extra}
+
+    rows = [row("torch-cpu", "model.safetensors", 1, 16, 1.0), row("torch-cpu", "model.safetensors", 32, 16, 8.0),
+            row("ort-cpu", "model.onnx", 1, 16, 0.5), row("ort-cpu", "model.onnx", 32, 16, 4.0),
+            row("ort-cpu", "model.int8.onnx", 1, 16, 0.1),  # fastest, unverified
+            row("tract-cpu", "model.onnx", 1, 16, 0.25),  # fastest verified at b1, missing at b32
+            row("openvino-cpu", "model.onnx", 1, 16, 0.6), row("openvino-cpu", "model.onnx", 32, 16, 3.0),
+            row("ort-cpu", "model.onnx", 32, 16, 0.01, end_to_end=True)]  # not a compute row
+    verified = {("ort-cpu", "model.onnx"), ("tract-cpu", "model.onnx"), ("openvino-cpu", "model.onnx"),
+                ("torch-cpu", "model.safetensors")}
+    rec = pick(rows, verified)
+    assert (rec["by_shape"]["b1 s16"]["backend"], rec["by_shape"]["b1 s16"]["ratio"]) == ("tract-cpu", 4.0)
+    assert (rec["by_shape"]["b32 s16"]["backend"], rec["by_shape"]["b32 s16"]["p50_ms"]) == ("openvino-cpu", 3.0)
+    overall = rec["overall"]  # geomean: ort sqrt(0.5*4)=1.41, openvino sqrt(0.6*3)=1.34
+    assert overall["backend"] == "openvino-cpu" and overall["ratio"] == pytest.approx(8 ** 0.5 / 1.8 ** 0.5)
+    assert pick(rows, set())["overall"] is None and pick(rows, set())["by_shape"] == {}
+
+
 @pytest.mark.parametrize("names", [["walk", "run", "sit"], pytest.param([3, 7, 9], marks=pytest.mark.slow)],
                          ids=["strings", "not-0-to-C-1"])  # the second trains another model: with the slow run
 def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) -> None:
@@ -520,3 +600,33 @@ def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) 
             assert f"passed ({ratio:.2f} of budget)" in report
             checked += 1
     assert checked >= 3
+
+
+def test_timing_counts_each_target_warm_in_interleaved_blocks() -> None:
+    """Two targets whose call is slow right after the other one ran (its caches evicted): every counted call
+    is a warm one, each target's counts are equal and capped, rounds alternate; one target alone counts every
+    call; a block too small to refill anything is refused."""
+    import time
+
+    from attn_export.runtime.timing import Budget, time_interleaved
+
+    last: list[str] = [""]
+    calls: list[str] = []
+
+    def target(name: str):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            calls.append(name)
+            if last[0] and last[0] != name:
+                time.sleep(0.05)  # cold: the other target ran in between
+            last[0] = name
+        return run
+
+    times = time_interleaved([target("a"), target("b")], Budget(warmup=1, seconds=0.0, min_iterations=20,
+                                                                max_iterations=21, block=4))
+    assert [len(t) for t in times] == [21, 21]
+    assert max(max(t) for t in times) < 25.0  # milliseconds: no counted call paid the 50 ms refill
+    assert "".join(calls).count("ab") >= 6  # alternating, a block each per round
+    single = time_interleaved([target("a")], Budget(warmup=0, seconds=0.0, min_iterations=5, max_iterations=5))
+    assert len(single[0]) == 5
+    with pytest.raises(ValueError, match="block is 1"):
+        time_interleaved([target("a")], Budget(block=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -27,8 +27,13 @@ def _ints(value: str, option: str) -> list[int]:
 def command(
     directory: DirArg = Path("artifacts"),
     backends: BackendsOpt = "auto",
-    batch: Annotated[str, typer.Option("--batch", metavar="N,N,...", help="Batch sizes, comma-separated.")] = "1,8,32",
-    seq: Annotated[str, typer.Option("--seq", metavar="N,N,...", help="Sequence lengths, comma-separated.")] = "16,128,512",
+    batch: Annotated[Optional[str], typer.Option("--batch", metavar="N,N,...", help="Batch sizes, comma-separated "
+                                                 "(default 1,8,32; with --against torch 1,32).")] = None,
+    seq: Annotated[Optional[str], typer.Option("--seq", metavar="N,N,...", help="Sequence lengths, comma-separated "
+                                               "(default 16,128,512; with --against torch 16,128).")] = None,
+    against: Annotated[Optional[str], typer.Option(
+        "--against", metavar="torch", help="Side by side: PyTorch eager against every pair verify passed, "
+                                           "ratios and the fastest per shape.")] = None,
     seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, max=600, help="Timing budget per shape (all targets "
                                                                        "together, interleaved).")] = 2.0,
     threads: ThreadsOpt = 1,
@@ -47,18 +52,20 @@ def command(
         if json_out:
             print_json(streamed)
         return
-    result = run_bench(directory, backends, _ints(batch, "--batch"), _ints(seq, "--seq"), seconds,
-                       threads or None, quiet=json_out)
+    batches = _ints(batch or ("1,32" if against else "1,8,32"), "--batch")
+    seqs = _ints(seq or ("16,128" if against else "16,128,512"), "--seq")
+    result = run_bench(directory, backends, batches, seqs, seconds, threads or None, quiet=json_out, against=against)
     if json_out:
         print_json(result)
 
 
 def run_bench(directory: Path, backends: str, batches: list[int], seqs: list[int], seconds: float,
-              threads: int | None, quiet: bool = False) -> dict[str, Any]:
+              threads: int | None, quiet: bool = False, against: str | None = None) -> dict[str, Any]:
     from ..bench import Budget, bench
 
     with progress_bar("bench", quiet) as progress:
-        result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds), progress=progress)
+        result = bench(directory, backends, batches, seqs, threads, Budget(seconds=seconds), progress=progress,
+                       against=against)
     if not quiet:
         show(directory, result, threads)
     return result
@@ -126,4 +133,30 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
         fit = s["seq_fit"]
         if fit:
             out.print(f"{key}: {fit_text(fit)} at batch {s['batch']}")
+    show_recommended(result["recommended"])
     out.print(f"wrote {directory / 'bench.json'} and {', '.join(result.get('plots', {}).values())}")
+
+
+def show_recommended(rec: dict[str, Any]) -> None:
+    """The fastest verified pair per shape and overall, against PyTorch eager, with the CPU, on stderr."""
+    from rich.table import Table
+
+    out = console(stderr=True)
+    where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
+    if not rec.get("by_shape"):
+        out.print(f"recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})")
+        return
+    t = Table(title=f"fastest verified pair on {where}")
+    for col in ("shape", "backend", "artifact", "p50 ms", "torch eager ms", "speed-up"):
+        t.add_column(col, justify="left" if col in ("backend", "artifact") else "right")
+
+    def row(shape: str, r: dict[str, Any]) -> None:
+        t.add_row(shape, r["backend"], r["artifact"], f"{r['p50_ms']:.3f}",
+                  "-" if r["torch_p50_ms"] is None else f"{r['torch_p50_ms']:.3f}",
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x")
+
+    for shape, r in rec["by_shape"].items():
+        row(shape.replace("b", "").replace(" s", " x "), r)
+    if rec.get("overall"):
+        row("overall (geomean)", rec["overall"])
+    out.print(t)

@@ -48,6 +48,7 @@ from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
+from .recommend import DEVICE_BACKENDS, current
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "made_for", "pack", "runtime_files",
@@ -126,11 +127,11 @@ ran where this bundle was made.
 """,
     "cpu": """## Run (a CPU with Python 3.8 or newer)
 
-    python3 -m pip install -r requirements.txt                     # numpy and onnxruntime
+    python3 -m pip install -r requirements.txt                     # {packages}
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
-    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --precision fp32   # --json for JSON
+    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz {choice}   # --json for JSON
     PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
-""",
+{why}""",
     "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
 
 This bundle was made for `{target}`: its files were checked against the ONNX parser of TensorRT
@@ -200,10 +201,21 @@ def _build_command(precision: str, jetson: _Jetson, stream: bool = False) -> str
     return "PYTHONPATH=runtime python3 -m attn_export.runtime build . " + " ".join(filter(None, flags))
 
 
-def _steps(target: str, jetson: Optional[_Jetson], info: Any = None) -> str:
-    """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target."""
+def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Optional[Dict[str, Any]] = None) -> str:
+    """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target, a
+    CPU bundle's predict the pair bench recommended (``chosen``, from ``recommend.current``)."""
     if target == "triton":
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output)
+    if target == "cpu":
+        if chosen is None:
+            return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why="")
+        where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
+        ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
+        why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` measured fastest among the "
+               f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, threads "
+               f"{chosen.get('threads') or 'default'}, on {where}); another CPU may rank them differently: run `bench --against torch` there.\n")
+        return STEPS[target].format(packages=f"numpy and {DEVICE_BACKENDS[chosen['backend']]}", why=why,
+                                    choice=f"--precision {chosen['precision']} --backend {chosen['backend']}")
     if jetson is None:
         return STEPS[target]
     from .trt.readiness import trtexec
@@ -303,6 +315,14 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = []
+    chosen = None
+    if target == "cpu":
+        chosen, why_not = current(s)
+        if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
+            why_not = f"bench's pick {chosen['backend']} {chosen['artifact']} is not something a CPU bundle runs"
+            chosen = None
+        notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what bench recommended on {chosen['cpu']})"
+                     if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if s.recorded_from(store.VERIFY_JSON):
         names.append(store.VERIFY_JSON)
     elif s.read(store.VERIFY_JSON) is not None:
@@ -316,8 +336,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     listing = "\n".join(f"- `{n}`" for n in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=_steps(target, jetson, info), features=info.input_size)
-    generated = {"README.md": readme.encode(), "requirements.txt": REQUIREMENTS[target].encode()}
+                           steps=_steps(target, jetson, info, chosen), features=info.input_size)
+    requirements = REQUIREMENTS[target]
+    if chosen is not None and DEVICE_BACKENDS[chosen["backend"]] not in requirements.split():
+        requirements += DEVICE_BACKENDS[chosen["backend"]] + "  # the recommended backend\n"
+    generated = {"README.md": readme.encode(), "requirements.txt": requirements.encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, data in contents.items():
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
@@ -329,6 +352,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     record: Dict[str, Any] = {"schema": 1, "for": target, "created_by": made, "files": files}
     if jetson is not None:
         record.update(target=jetson.target.name, tensorrt=jetson.target.tensorrt)
+    if chosen is not None:
+        record["recommended"] = chosen
     generated[BUNDLE_JSON] = (json.dumps(record, indent=2) + "\n").encode()
 
     now = int(time.time())

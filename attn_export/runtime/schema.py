@@ -249,8 +249,12 @@ VERIFY = Obj({
 # --------------------------------------------------------------------------------------------------
 # bench.json (attn_export.bench; the report renders it)
 
+_PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": FINITE,
+             "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "shapes": Items(STR)},
+            ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
 BENCH = Obj({
-    "machine": Obj(),
+    "machine": Obj({"cpu": STR, "processor": STR, "isa": Items(STR), "threads": Maybe(INT), "cpu_count": Maybe(INT),
+                    "platform": STR, "python": STR}),
     "method": Obj({"timing": STR, "seconds_per_shape": NUMBER}, ("timing", "seconds_per_shape")),
     "plots": Table(STR, FILE_NAME),
     "scaling": Table(STR, Obj({
@@ -259,6 +263,10 @@ BENCH = Obj({
     }, ("throughput_by_batch",))),
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
     "artifacts": Table(FILE_NAME, SHA256),
+    "recommended": Maybe(Obj({  # runtime.recommend
+        "cpu": STR, "isa": Items(STR), "threads": Maybe(INT), "reason": STR,
+        "by_shape": Table(STR, _PICK), "overall": Maybe(_PICK),
+    }, ("cpu",))),
 }, ("machine", "method", "scaling", "ratios"))
 
 # --------------------------------------------------------------------------------------------------
