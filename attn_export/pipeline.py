@@ -132,7 +132,10 @@ def run(
         t = time.perf_counter()
         benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds, **RUN_BUDGET),
                         progress=progress("bench"))
-        stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings", benched)
+        pick = benched["recommended"].get("overall")
+        fastest = "" if not pick else (f"; fastest verified: {pick['backend']} {pick['artifact']}" + (
+            f", {pick['ratio']:.2f}x PyTorch eager" if pick["ratio"] else ""))
+        stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings{fastest}", benched)
         t = time.perf_counter()
         report = write_report(directory)
         stage("report", t, str(report), report)
