@@ -225,7 +225,7 @@ def _cell_state_only(proto: Any) -> list[str]:
     """The products in a stream graph that feed nothing but the LSTM's carried cell state (``state_out_c``):
     the gates recomputed over the chunk and their triangular product (``stream``). INT8 leaves them in FP32:
     quantised, their error lands in a state carried to every later chunk and compounds over the stream (an
-    INT8 Q/DQ stream with them quantised agreed with PyTorch on 0.9625 of JapaneseVowels' test split in
+    INT8 Q/DQ stream with them quantised agreed with PyTorch on 0.9625 of the quickstart's test split in
     OpenVINO, against 1.0 for the whole-sequence graph). Every other product is quantised as in the
     whole-sequence graph."""
     from .runtime.streaming import state_name
@@ -270,7 +270,7 @@ def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]
 
     from .runtime.streaming import zero_state
 
-    start = zero_state(source.spec, 1) if source.name in store.STREAM_FILES.values() else {}
+    start = zero_state(source.spec, 1)  # a stream graph's state inputs; none for the whole-sequence graph
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -516,6 +516,7 @@ def quantize(
                      "lengths": np.full(LATENCY_SHAPE[0], LATENCY_SHAPE[1], np.int64)}
 
     reports = []
+    calibrated: tuple[list[np.ndarray], str] | None = None  # the Q/DQ graphs' calibration, made once
     for precision in precisions:
         name = FILES[precision]
         extra: dict[str, Any] = {}
@@ -540,7 +541,7 @@ def quantize(
                 problems = []
             else:
                 samples = calib_samples or recipe.quantize.calib_samples
-                calibration, calib_sha = _calibration(info, samples)
+                calibration, calib_sha = calibrated = _calibration(info, samples)
                 _make_int8_qdq(source, tmp, calibration)
                 made = Artifact.candidate(tmp, spec, precision, info)
                 quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
@@ -568,15 +569,17 @@ def quantize(
         reports.append(report)
     if s.state(store.STREAM_ONNX).current:
         for report in reports:
-            _make_stream_variant(s, directory, info, report.precision, calib_samples or recipe.quantize.calib_samples)
+            _make_stream_variant(s, directory, info, report.precision, calibrated)
             report.stream = store.STREAM_FILES[report.precision]
     _write_report(directory, reports)
     return reports
 
 
-def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, precision: str, samples: int) -> None:
+def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, precision: str,
+                         calibrated: tuple[list[np.ndarray], str] | None) -> None:
     """The stream graph's variant at ``precision``, made by the same converter as the whole-sequence
-    graph's (FP32 inputs, outputs and state; INT8 Q/DQ calibrated on the same training sequences): checked
+    graph's (FP32 inputs, outputs and state; INT8 Q/DQ calibrated on the same training sequences,
+    ``calibrated``: the sequences and their sha256): checked
     by ONNX's checker (not the dynamic INT8 graph: ORT contrib ops) and run in ONNX Runtime over an uneven
     schedule, finite; verify judges it by its precision's rule on every update."""
     import onnx
@@ -594,7 +597,8 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
             _make_int8_dynamic(source, tmp)
             method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"
         else:
-            calibration, calib_sha = _calibration(info, samples)
+            assert calibrated is not None
+            calibration, calib_sha = calibrated
             _make_int8_qdq(source, tmp, calibration)
             method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
             extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha, "source": "training split"}

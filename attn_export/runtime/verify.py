@@ -427,9 +427,11 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
     if not rule.judged_by_element:  # INT8: structure on every update, decisions on the streamed test split
         for case, ref in zip(reference.cases, reference.references):
             outside = backend.accepts(case.x.shape[0], max(schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1])))
-            if outside is not None:
+            if case.x.shape[1] > longest:
+                row.cases_not_run.append(f"{case.label}: longer than the {longest} steps streamed here")
+            elif outside is not None:
                 row.cases_not_run.append(f"{case.label}: {outside}")
-            elif case.x.shape[1] <= longest:
+            else:
                 row.cases.append(_stream_structure(row, case, ref, backend, STREAM_SPLIT_SCHEDULE))
         if augment.split is not None:
             _judge_stream_split(row, backend, rule, augment.split)
@@ -458,14 +460,15 @@ def _whole(s: Store, target: Target, rule: Rule, threads: Optional[int], registr
     on the same runtime; for a stream engine, the whole-sequence engine of that precision built here, or
     ONNX Runtime CPU on its ONNX graph when there is none (a GPU's sums differ from the CPU's by the GPU
     floor the rule already allows)."""
-    if registry[target.backend].kind == "engine":
+    runtime = target.backend
+    if registry[runtime].kind == "engine":
         from .dispatch import find_engine
 
         engine = find_engine(s, rule.precision, True, [])
         if engine is not None:
-            return get(target.backend, registry)(engine, threads=threads)
-        return get("ort-cpu", registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
-    return get(target.backend, registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
+            return get(runtime, registry)(engine, threads=threads)
+        runtime = "ort-cpu"
+    return get(runtime, registry)(s.open(ONNX_FILES[rule.precision], need="current"), threads=threads)
 
 
 STREAM_SPLIT_SCHEDULE = "chunk 7"  # how an INT8 stream takes its cases and the test split: a prime, rows end mid-chunk
