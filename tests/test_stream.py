@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attn_export.backends import REGISTRY
+from attn_export.config import VerifyConfig
 from attn_export.runtime import Predictor
 from attn_export.runtime import store
 from attn_export.quantize import _cell_state_only
@@ -216,17 +217,27 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     assert any(n.op_type == "MatMul" and set(n.input) & dequantized for n in qdq.graph.node)  # the rest is INT8
     int8_streams = [store.STREAM_FILES[p] for p in ("int8-dynamic", "int8-qdq")]
     result = cli("verify", str(directory), "--backends", "ort-cpu,openvino-cpu", "--json")
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr  # a tiny model's INT8 may flip
     report = json.loads(result.stdout)
+    limits = VerifyConfig()
     for name in int8_streams:  # judged like the INT8 graphs: structure per update, decisions on the test split
         rows = [r for r in report["results"] if r["artifact"] == name]
         assert {r["backend"] for r in rows} == {"ort-cpu", "openvino-cpu"}, name
         for r in rows:
-            assert r["status"] == "passed" and r["argmax_agreement"] is not None and r["accuracy"] is not None
-            assert {c["judged_by"] for c in r["cases"]} == {"structure"}
-    with Predictor.load(directory, precision="int8-dynamic") as int8:  # verified: no allow_unverified
-        answer = int8.stream().push(x[0])
-        assert len(answer) == 1 and np.isfinite(answer[0].probabilities).all()
+            assert {c["judged_by"] for c in r["cases"]} == {"structure"} and all(c["passed"] for c in r["cases"])
+            within = (r["argmax_agreement"] >= limits.int8_min_argmax_agreement
+                      and r["accuracy_delta"] >= -limits.int8_max_accuracy_drop)
+            assert (r["status"] == "passed") == within, r  # the recipe's INT8 decision limits, nothing else
+    passed = {a: all(r["status"] == "passed" for r in report["results"] if r["artifact"] == a)
+              for a in ("model.int8.onnx", store.STREAM_FILES["int8-dynamic"])}
+    if passed["model.int8.onnx"]:  # the predictor's own graph passed: the stream's verdict decides
+        with Predictor.load(directory, precision="int8-dynamic") as int8:
+            if passed[store.STREAM_FILES["int8-dynamic"]]:
+                answer = int8.stream().push(x[0])
+                assert len(answer) == 1 and np.isfinite(answer[0].probabilities).all()
+            else:
+                with pytest.raises(Exception, match="model.stream.int8.onnx failed verification"):
+                    int8.stream()
     assert cli("train", str(directory), *TINY, "--set", "train.seed=5", *(
         VARIANTS["linear"] if "linear" in streamed.name else VARIANTS["additive-learned-2layer"])).returncode == 0
     refused = subprocess.run([sys.executable, "-c", "from attn_export.runtime import Predictor\n"
