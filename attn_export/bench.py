@@ -120,12 +120,19 @@ def bench(
     s = Store(directory)
     info = s.model()
     spec = info.spec
-    explicit = parse_backends(backends, REGISTRY) is not None
+    named = parse_backends(backends, REGISTRY)
+    explicit = named is not None
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
     verified, unverified = verified_pairs(s)
     if against is not None:  # every verified pair a deployment runs (opt-in ones too), and the baseline
         if not verified:
             raise MissingPrerequisite(f"bench --against torch times the pairs verify passed: {unverified}")
+        if named is not None:  # --backends narrows the pairs to those backends
+            passed = sorted({b for b, _ in verified})
+            verified = {(b, a) for b, a in verified if b in named}
+            if not verified:
+                raise BadInput(f"--backends {','.join(named)} names no backend of a pair verify passed; expected one "
+                               f"or more of {','.join(passed)}")
         backends = [b for b in dict.fromkeys([BASELINE, *sorted(b for b, _ in verified)])
                     if b in REGISTRY and REGISTRY[b].available() is None and get(b).timed]
         explicit = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ def save_model(
     source: str,
     train_lengths: dict[str, int] | None = None,
     parent_sha256: str | None = None,
+    feature_names: tuple[str, ...] | None = None,
 ) -> str:
     """Write model.safetensors then model.json, then record both in the manifest; returns the weights'
     sha256 (what a file made from them records as its parent's)."""
@@ -51,6 +53,7 @@ def save_model(
         "input_size": model.input_size,
         "num_outputs": model.num_outputs,
         "labels": list(labels),
+        "feature_names": None if feature_names is None else list(feature_names),
         "normalization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
         "train_lengths": train_lengths,
         "source": source,
@@ -112,6 +115,17 @@ _MODULE_PREFIXES = ("model", "net", "network")
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state_dict in checkpoint ``path`` (see ``_read_state_dict``), every floating-point tensor finite:
+    NaN or infinite weights make a model that computes nothing, refused here rather than at export."""
+    state, prefix = _read_state_dict(path)
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise DataError(f"{path} has NaN or infinite values in {len(bad)} tensor(s), first {bad[0]!r}; expected "
+                        "finite weights")
+    return state, prefix
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects, and where it
     was found (None: the file is the state_dict): under one of ``WRAPPER_KEYS`` of a training loop's dict
     (``{'epoch': ..., 'model_state_dict': ..., 'optimizer_state_dict': ...}``, a Lightning checkpoint's
@@ -125,14 +139,17 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
         except Exception as e:
             raise DataError(f"{path} is not a readable safetensors file: {e}") from None
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings on a file it then refuses: the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise DataError(
                 f"{path} needs unpickling of arbitrary Python objects, which attn-export refuses; "
                 "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
             ) from None
-        raise DataError(f"{path} is not a readable PyTorch checkpoint: {str(e).splitlines()[0]}") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # an empty file: EOFError, no message
+        raise DataError(f"{path} is not a readable PyTorch checkpoint: {first}") from None
     if _tensors(obj):
         return obj, None
     if not isinstance(obj, dict):

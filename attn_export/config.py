@@ -40,6 +40,9 @@ SEED_MAX = 2**64 - 1  # torch.manual_seed's largest; numpy takes any, but one se
 SYNTHETIC_MAX_BYTES = 1 << 30  # the synthetic sets as float32: 2^28 values, 1000x the quickstart's
 
 
+SYNTHETIC_ONLY = ("n_train", "n_test", "features", "classes", "min_len", "max_len")  # DataConfig's for the generator
+
+
 @dataclass(frozen=True)
 class DataConfig(_Section):
     name: Literal["synthetic", "japanese-vowels", "basic-motions", "files"] = "synthetic"  # runs with no download
@@ -79,6 +82,12 @@ class DataConfig(_Section):
                     'no files; set data.name = "files" to use it'
                 )
         if self.name != "synthetic":
+            for key in SYNTHETIC_ONLY:  # what the data set itself decides: a value other than the default is ignored
+                default = type(self).__dataclass_fields__[key].default
+                if getattr(self, key) != default:
+                    raise ConfigError(f"data.{key} = {_show(getattr(self, key))} is not valid: only data.name = "
+                                      f'"synthetic" uses it; {_show(self.name)} decides it from its own data (expected '
+                                      f"the default, {default}, or no value)")
             return
         if self.classes > self.n_train:
             raise ConfigError(f"data.classes = {self.classes} is out of range: expected a value <= data.n_train = "

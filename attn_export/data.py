@@ -26,7 +26,7 @@ import numpy as np
 from attn_export.errors import DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import MISSING_POLICIES, _check_missing_policy, _read_ts, _show, read_npz, read_ts
-from attn_export.runtime.inputs import read_csv
+from attn_export.runtime.inputs import check_features, read_csv
 
 __all__ = [
     "MISSING_POLICIES",
@@ -142,6 +142,7 @@ class Splits:
     labels: Tuple[str, ...]
     source: str
     files: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    features: Optional[Tuple[str, ...]] = None  # the feature columns' names, when the data names them (.csv)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,10 @@ def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) 
     return np.flatnonzero(mask), take.astype(np.int64)
 
 
-def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str], Optional[List[str]]]:
+def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str], Optional[List[str]],
+                                                     Optional[List[str]]]:
+    """A labelled file's sequences, labels, declared label order (a .ts header's) and feature column names
+    (a .csv header's)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".ts":
         ts = _read_ts(path, missing)
@@ -387,18 +391,18 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
             raise DataError(f"{path}: holds regression targets (@targetLabel true); expected class labels (@classLabel true)")
         if not ts.has_labels:
             raise DataError(f"{path}: has no class labels (@classLabel false); training needs @classLabel true")
-        return ts.sequences, ts.raw_labels, ts.declared
+        return ts.sequences, ts.raw_labels, ts.declared, None
     if suffix == ".npz":
         seqs, labels = read_npz(path)
         if labels is None:
             raise DataError(f"{path}: has no y; training needs a label per sequence")
-        return seqs, labels, None
+        return seqs, labels, None, None
     if suffix == ".csv":  # the long format: sequence, [time,] features..., label (runtime.inputs)
         table = read_csv(path)
         if table.labels is None:
             raise DataError(f"{path}: has no 'label' column; training needs a label per sequence (a header with "
                             "sequence, optionally time, the features, and label)")
-        return table.sequences, table.labels, None
+        return table.sequences, table.labels, None, table.features
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .ts, .npz or .csv")
 
 
@@ -445,6 +449,7 @@ def load_splits(cfg: Any) -> Splits:
                   f"lengths {cfg.min_len}-{cfg.max_len})")
         train_path = "synthetic"
         files: Dict[str, Dict[str, str]] = {}
+        names = None
     elif name in NAMED_DATASETS or name == "files":
         if name == "files":
             train_path, test_path = str(cfg.train), str(cfg.test or "")
@@ -455,11 +460,12 @@ def load_splits(cfg: Any) -> Splits:
             tr, te = locate_named(name)
             train_path, test_path = str(tr), str(te)
             source = f"{NAMED_DATASETS[name]} (sktime {_sktime_version()})"
-        seqs, raw, declared = _read_labelled(train_path, missing)
+        seqs, raw, declared, names = _read_labelled(train_path, missing)
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
         train = _build(seqs, raw, labels, train_path)
         if test_path:
-            t_seqs, t_raw, _ = _read_labelled(test_path, missing)
+            t_seqs, t_raw, _, t_names = _read_labelled(test_path, missing)
+            check_features(t_names, names, test_path)
             unknown = sorted(set(t_raw) - set(labels), key=_label_sort_key)
             if unknown:
                 raise DataError(f"{test_path}: test label {_show(unknown[0])} does not occur in the training labels; "
@@ -491,4 +497,5 @@ def load_splits(cfg: Any) -> Splits:
     train = train.subset(keep)
     if test.n == 0:
         test = SequenceSet.empty(labels, train.features)
-    return Splits(train=train, val=val, test=test, labels=tuple(labels), source=source, files=files)
+    return Splits(train=train, val=val, test=test, labels=tuple(labels), source=source, files=files,
+                  features=None if names is None else tuple(names))

@@ -51,9 +51,13 @@ __all__ = [
 
 
 class AttnExportError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose; its text is one line (a library's several-line
+    reason, quoted in it, joined)."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return " ".join(line.strip() for line in super().__str__().splitlines() if line.strip())
 
 
 class WorkFailed(AttnExportError):

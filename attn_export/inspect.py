@@ -177,6 +177,12 @@ def render(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def not_current(directory: Path) -> list[str]:
+    """Why each recorded ONNX file of ``directory`` is not current (changed, stale, damaged, ...)."""
+    s = store.Store(directory)
+    return [str(t.reason) for t in (s.state(n) for n in s.present() if n.endswith(".onnx")) if not t.current]
+
+
 def readiness(path: Path, names: list[str]) -> dict[str, Any]:
     """Each ONNX file at ``path`` (one file, or every recorded one of a directory) against each TensorRT
     target in ``names`` (``runtime.trt.readiness``): what it builds there, or why not, and every finding."""

@@ -43,9 +43,10 @@ import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
 from .config import ModelConfig, Recipe, recipe_from_dict
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .model import AttentionLSTM
 from .runtime import store
+from .runtime.settings import parse_override
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
 
@@ -142,28 +143,38 @@ class Layout:
 
 
 @store.writes_directory("load")
-def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = ()) -> str:
+def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = (),
+                    overrides: Sequence[str] = ()) -> str:
     """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
 
-    ``mapping`` holds ``--map PREFIX=ROLE`` values. Everything is checked before ``directory`` is made, so a
-    checkpoint that is not recognised leaves nothing behind.
+    ``mapping`` holds ``--map PREFIX=ROLE`` values; ``overrides`` the ``--set`` items the recipe was made
+    with (a ``model.*`` one the weights contradict is refused: the weights decide the shapes). Everything is
+    checked before ``directory`` is made, so a checkpoint that is not recognised leaves nothing behind.
     """
     roles = parse_mapping(mapping)
+    asked = [key for section, key, _ in (parse_override(o) for o in overrides) if section == "model"]
     if source.is_dir():
         if roles:
             raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "
                             "copies as it is: expected a .pt, .pth or .safetensors file")
         model, info = load_model(source)
+        if asked:
+            raise ConfigError(f"--set model.{asked[0]}: an artefact directory is copied as it is; expected no "
+                              "model.* override (train a new model to change it)")
         if source.resolve() == directory.resolve():
             return f"{source} is already an artefact directory; nothing to do"
         save_model(directory, model, recipe_from_dict(dict(info.recipe)), info.labels, command="load",
-                   source=str(source), train_lengths=info.train_lengths,
+                   source=str(source), train_lengths=info.train_lengths, feature_names=info.feature_names,
                    parent_sha256=store.sha256_file(source / store.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
     state, found = read_state_dict(source)
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
+    for key in asked:
+        if getattr(cfg, key) != getattr(recipe.model, key):
+            raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
+                              f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
     labels = (("0", "1") if cfg.head == "binary" else
               tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ())
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",

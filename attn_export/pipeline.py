@@ -4,7 +4,8 @@
     result = attn_export.run(load_recipe("recipes/quickstart.toml"), Path("artifacts"))
     result.passed, [s.summary for s in result.stages]
 
-train -> export (and the stream graph, for a model that streams) -> quantize -> build (skipped, with the reason, without TensorRT and a GPU) -> verify ->
+train -> export (and the stream graph, for a model that streams) -> quantize (then the graphs and engines of an
+earlier model that this run did not remake are removed) -> build (skipped, with the reason, without TensorRT and a GPU) -> verify ->
 bench -> report, holding the directory's lock throughout. Every stage writes what it writes (the report
 included) before the result says whether verification passed; the caller decides what a failure means
 (the CLI exits 1).
@@ -49,6 +50,19 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return self.verify is not None and self.verify.passed
+
+
+def _leftovers(directory: Path) -> list[str]:
+    """Remove the graphs and engines an earlier model left in ``directory`` that this run did not remake
+    (every one is stale, and none can be remade from this model when its recipe does not make it: a
+    bidirectional model has no stream graph); returns their names."""
+    from .runtime.store import Store, forget, is_engine
+
+    s = Store(directory)
+    names = [n for n in s.present() if (n.endswith(".onnx") or is_engine(n)) and s.state(n).state == "stale"]
+    if names:
+        forget(directory, names)
+    return names
 
 
 def _build_engine(directory: Path) -> tuple[str, Any]:
@@ -120,8 +134,10 @@ def run(
         q = recipe.quantize
         precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...
         reports = quantize(directory, precisions) if precisions else []
-        stage("quantize", t, ", ".join(n for r in reports for n in (r.artifact, r.stream) if n) or "nothing asked for",
-              reports)
+        leftovers = _leftovers(directory)
+        stage("quantize", t, (", ".join(n for r in reports for n in (r.artifact, r.stream) if n) or "nothing asked for")
+              + (f"; removed what an earlier model left and this recipe does not make: {', '.join(leftovers)}"
+                 if leftovers else ""), reports)
         t = time.perf_counter()
         stage("build", t, *_build_engine(directory))
         t = time.perf_counter()

@@ -138,6 +138,16 @@ def _prefix_outputs(model: AttentionLSTM, x: np.ndarray, seen: np.ndarray) -> np
 
 
 @store.writes_directory("export --stream")
+def refuse_unstreamable(directory: Path, model: Any = None) -> None:
+    """BadInput naming why DIR's model (its recipe's ``[model]``, read from model.json unless given) cannot
+    stream exactly; ``export --stream`` asks before it writes anything."""
+    if model is None:
+        model = store.Store(directory).info.recipe["model"]
+    reason = not_streamable(model)
+    if reason is not None:
+        raise BadInput(f"{directory}'s model cannot stream exactly: {reason}")
+
+
 def export_stream(directory: Path, opset: int | None = None, threads: int | None = None) -> StreamExport:
     """DIR/model.stream.onnx from DIR's weights: exported, checked like ``model.onnx`` (ONNX's checker and
     strict shape inference, one LSTM node per layer, no construct runtimes read differently), and replayed
@@ -153,9 +163,7 @@ def export_stream(directory: Path, opset: int | None = None, threads: int | None
     weights = store.Store(directory).open(store.WEIGHTS, need="current")
     info = weights.info
     assert info is not None
-    reason = not_streamable(info.recipe["model"])
-    if reason is not None:
-        raise BadInput(f"{directory}'s model cannot stream exactly: {reason}")
+    refuse_unstreamable(directory, info.recipe["model"])
     model = build_model(info, weights.data, str(weights.path))
     opset = opset or recipe_from_dict(dict(info.recipe)).export.opset
     spec = stream_spec(info)

@@ -49,13 +49,16 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
     if len(segments) > MAX_VALUES or len(chunks) > MAX_VALUES:
         raise BadInput(f"--segments and --chunks take at most {MAX_VALUES} values each; got {len(segments)} and "
                        f"{len(chunks)}")
+    grid = [(t, c) for t in segments for c in chunks if c <= t]
+    if not grid:
+        raise BadInput(f"--chunks {','.join(map(str, chunks))} are all longer than --segments "
+                       f"{','.join(map(str, segments))}; expected a chunk no longer than a segment")
     s = store.Store(directory)
     stream_artifact = s.open(store.STREAM_ONNX, need="current")
     whole_artifact = s.open(store.ONNX_FP32, need="current")
     info = s.info
     rng = np.random.default_rng(0)
     rows = []
-    grid = [(t, c) for t in segments for c in chunks if c <= t]
     with OrtCpuBackend(stream_artifact, threads=1) as stream, OrtCpuBackend(whole_artifact, threads=1) as whole:
         head = whole.spec.head_output
         for k, (steps, chunk) in enumerate(grid):

@@ -215,6 +215,7 @@ def _train(
         command="train",
         source=splits.source,
         train_lengths={"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
+        feature_names=splits.features,
     )
     store.write_json(directory / store.METRICS, json_safe(metrics))
     store.record(directory, store.METRICS, "train", parent=store.WEIGHTS, parent_sha256=weights_sha)

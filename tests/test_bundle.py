@@ -54,6 +54,11 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
     assert any("no model.fp16.onnx" in n and "attn-export quantize --fp16" in n for n in jetson.notes)
     assert not any("no TensorRT engine" in n for n in jetson.notes)  # this one holds an engine
     assert "PYTHONPATH=runtime python3 -m attn_export.runtime verify ." in readme
+    with tarfile.open(jetson.path) as tar:  # cuda-python of the JetPack's CUDA major (13 needs a CUDA 13 driver)
+        requirements = tar.extractfile("requirements.txt").read().decode()  # type: ignore[union-attr]
+    assert "cuda-python==12.*" in requirements.split()
+    with tarfile.open(pack(model_dir, tmp_path / "jp5.tar.gz", "jetson", "jetpack5").path) as tar:
+        assert "cuda-python==11.*" in tar.extractfile("requirements.txt").read().decode().split()  # type: ignore[union-attr]
     assert listing["for"] == "jetson" and listing["target"] == "jetpack6" and listing["files"]["model.onnx"]["sha256"] == \
         store.sha256_file(model_dir / "model.onnx")
 

@@ -327,3 +327,12 @@ def test_junk_raises_only_config_error(d: Any) -> None:
 def test_no_recipe_is_the_quickstart_recipe() -> None:
     """`attn-export train` with no recipe trains the built-in quickstart: the two must not drift apart."""
     assert load_recipe(None) == load_recipe(RECIPES / "quickstart.toml")
+
+
+@pytest.mark.parametrize("key, value", [("features", 3), ("n_train", 5), ("classes", 4), ("max_len", 200)])
+def test_a_synthetic_only_key_on_a_named_data_set_is_refused(key: str, value: int) -> None:
+    """data.features = 3 on basic-motions was accepted, ignored, and recorded in model.json beside an
+    input_size of 6; a value the data set itself decides is refused, naming it; its default passes."""
+    message = config_error({"data": {"name": "basic-motions", key: value}})
+    assert message.startswith(f"data.{key} = {value} is not valid: only data.name = \"synthetic\" uses it")
+    recipe_from_dict({"data": {"name": "basic-motions", key: getattr(Recipe().data, key)}})

@@ -260,3 +260,33 @@ def test_the_bundle_readme_commands_as_written_in_a_fresh_venv(tiny_dir: Path, t
             if " verify " in f"{command} " or " predict " in command:
                 result = sh(command)
                 assert result.returncode == 0, (command, result.stderr)
+
+
+def test_a_mistyped_command_and_a_bundle_where_a_directory_belongs_are_said_as_such(
+        tiny_dir: Path, tmp_path: Path) -> None:
+    """`verfy DIR` fell back to the old form `DIR INPUT` and said "DIR: no .csv files in this directory";
+    `verify bundle.tar.gz` said the directory does not exist, of a file that does."""
+    typo = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verfy", str(tiny_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 2 and typo.stderr.strip() == (
+        "Error: unknown command 'verfy' (did you mean verify?); expected one of verify, predict, build, info, or the "
+        "old form DIR INPUT")
+    (tmp_path / "b.tar.gz").write_bytes(b"x")
+    on_file = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(tmp_path / "b.tar.gz")],
+                             capture_output=True, text=True, timeout=300)
+    assert on_file.returncode == 2 and "is a file; expected an artefact directory here" in on_file.stderr
+
+
+def test_a_tract_too_old_for_its_api_is_unavailable_not_every_file_unreadable() -> None:
+    """tract 0.21 (what pip gives Python 3.8) has no `onnx().load`: it was "available", and verify then failed
+    every graph as unreadable. An installed module older than a backend's minimum is now unavailable, saying
+    which version it found and what to install."""
+    from attn_export.runtime.backends.tract_cpu import TRACT_MIN
+    from attn_export.runtime.limits import missing
+
+    assert missing("numpy", "pip install numpy", "0.1") is None
+    said = missing("numpy", "pip install 'numpy>=999'", "999.0")
+    assert said is not None and said.startswith("numpy ") and said.endswith(
+        "is older than 999.0, the oldest this backend runs on (pip install 'numpy>=999')")
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert f'tract = ["tract>={TRACT_MIN}"]' in pyproject  # the extra installs what the backend needs

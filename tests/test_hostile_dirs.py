@@ -415,6 +415,28 @@ def test_a_signal_swallowed_by_the_work_is_raised_when_it_ends() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_a_child_forked_inside_a_command_dies_by_the_signal_it_gets(tmp_path: Path) -> None:
+    """OpenVINO's telemetry forks a child that inherited our handler: terminated, it raised Interrupted and
+    printed a traceback into the device's info. A forked child now dies of the signal, silently."""
+    import multiprocessing
+
+    from attn_export.runtime.interrupt import interruptible
+
+    err = tmp_path / "child.err"
+    with interruptible():
+        child = multiprocessing.get_context("fork").Process(target=_sleep_with_stderr_to, args=(str(err),))
+        child.start()
+        time.sleep(0.5)
+        child.terminate()
+        child.join(10)
+    assert child.exitcode == -signal.SIGTERM and err.read_text() == ""
+
+
+def _sleep_with_stderr_to(path: str) -> None:
+    sys.stderr = open(path, "w")  # noqa: SIM115 - the child's whole life
+    time.sleep(30)
+
+
 @pytest.mark.parametrize("parent", ["dangling link", "link to a file", "a file"])
 def test_unbundle_names_a_parent_that_is_not_a_directory(full: Path, tmp_path: Path, parent: str) -> None:
     """mkdir said "File exists" about the target; the line now names the path in the way."""

@@ -292,3 +292,21 @@ def test_an_lstm_with_proj_size_says_proj_size(tmp_path: Path, capsys: pytest.Ca
 
     line = _error(tmp_path, Projected().state_dict(), capsys=capsys)
     assert "lstm.weight_hr_l0 is (5, 12): an nn.LSTM with proj_size" in line and "no LSTM" not in line
+
+
+def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking load: NaN weights passed and broke export 1,000 characters later; an empty .pt
+    crashed the error formatter (torch's EOFError has no message); --set model.hidden_size=3 was ignored
+    over a hidden-12 checkpoint and recorded nowhere. Each is now one line, exit 2, nothing written."""
+    state = _state(ScoreAndHead())
+    state["lstm.weight_hh_l0"][0, 0] = float("nan")
+    assert "has NaN or infinite values in 1 tensor(s), first 'lstm.weight_hh_l0'; expected finite weights" in _error(
+        tmp_path, state, capsys=capsys)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert main(["load", str(tmp_path / "empty.pt"), str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"Error: {tmp_path / 'empty.pt'} is not a readable PyTorch checkpoint: EOFError"
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.hidden_size=3", capsys=capsys)
+    assert f"--set model.hidden_size=3 contradicts user.pt, whose weights make it {H}" in line
+    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0

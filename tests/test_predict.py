@@ -174,3 +174,54 @@ def test_unknown_inputs(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .csv files in this directory"):
         read_input(tmp_path / "empty")
+
+
+def test_both_command_lines_say_what_ran_in_the_same_words(model_dir: Path, data: tuple, tmp_path: Path) -> None:
+    """The device's predict --json had backend, precision (as asked), accuracy and predictions only; both
+    now give the file that ran, its backend and precision, the notes, count, accuracy and correct."""
+    import subprocess
+    import sys
+
+    seqs, labels = data
+    source = str(grouped_csv(tmp_path / "g.csv", seqs, labels))
+    host = predict_json(source, "--dir", str(model_dir))
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir), source, "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert device.returncode == 0, device.stderr
+    ran = json.loads(device.stdout)
+    assert set(ran) == set(host) >= {"artifact", "backend", "precision", "notes", "count", "accuracy", "correct"}
+    assert {k: ran[k] for k in ("artifact", "precision", "count", "correct")} == {
+        "artifact": "model.onnx", "precision": "fp32", "count": len(seqs), "correct": len(seqs)}
+    assert ran["predictions"] == host["predictions"]
+
+
+def test_csv_columns_are_matched_by_name_to_the_training_data(tmp_path: Path) -> None:
+    """A model trained on a CSV with columns acc, gyro, given acc and gyro swapped, predicted at 0.22 where
+    the right order gave 1.0, silently: model.json now records the training columns and predict refuses a
+    header that names other columns or orders them otherwise; a file without a header is read as before."""
+    rng = np.random.default_rng(0)
+
+    def table(path: Path, n: int, columns: tuple[str, ...]) -> Path:
+        rows = []
+        for i in range(n):
+            y = i % 2
+            for t in range(int(rng.integers(5, 12))):
+                values = {"acc": rng.normal() + 2 * y, "gyro": rng.normal() - y, "speed": 0.0}
+                rows.append([f"s{i}", t, *(f"{values[c]:.4f}" for c in columns), "up" if y else "down"])
+        return write_csv(path, rows, ["sequence", "time", *columns, "label"])
+
+    train, test = table(tmp_path / "train.csv", 60, ("acc", "gyro")), table(tmp_path / "test.csv", 20, ("acc", "gyro"))
+    directory = tmp_path / "m"
+    for args in (("train", str(directory), "--set", 'data.name="files"', "--set", f'data.train="{train}"',
+                  "--set", f'data.test="{test}"', "--set", "model.hidden_size=8", "--set", "train.epochs=1"),
+                 ("export", str(directory))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    assert json.loads((directory / "model.json").read_text())["feature_names"] == ["acc", "gyro"]
+    assert cli("predict", str(test), "--dir", str(directory), "--allow-unverified").returncode == 0
+    for columns in (("gyro", "acc"), ("acc", "speed")):
+        other = table(tmp_path / f"{'-'.join(columns)}.csv", 4, columns)
+        result = cli("predict", str(other), "--dir", str(directory), "--allow-unverified")
+        assert result.returncode == 2 and result.stderr.strip() == (
+            f"Error: {other}: feature columns {', '.join(columns)}; expected acc, gyro in this order (the training "
+            "data's columns)"), result.stderr

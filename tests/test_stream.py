@@ -172,7 +172,9 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
                             capture_output=True, text=True, timeout=300)
     for result in (host, device):
         assert result.returncode == 0, result.stderr
-        updates = json.loads(result.stdout)["updates"]
+        document = json.loads(result.stdout)  # what ran, on both command lines alike
+        assert (document["artifact"], document["precision"], document["stream"]) == (store.STREAM_ONNX, "fp32", 5)
+        updates = document["updates"]
         assert [(u["id"], u["chunk"], u["steps"]) for u in updates] == [
             ("0", 1, 5), ("0", 2, 10), ("0", 3, 13), ("1", 1, 5), ("1", 2, 6)]
         for last, want in zip((updates[2], updates[4]), plain):
@@ -180,7 +182,7 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
     text = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5")
     assert text.returncode == 0 and text.stdout.splitlines()[0] == "id\tchunk\tsteps\tlabel\tprobability"
     whole = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream",
-                str(10 ** 12), "--json")  # a chunk longer than any sequence: one update each, nothing padded
+                str(10 ** 6), "--json")  # a chunk longer than any sequence: one update each, nothing padded
     assert whole.returncode == 0, whole.stderr
     assert [(u["chunk"], u["steps"]) for u in json.loads(whole.stdout)["updates"]] == [(1, 13), (1, 6)]
 
@@ -261,6 +263,46 @@ def test_a_model_that_cannot_stream_is_one_line_saying_why(tmp_path: Path, setti
     assert result.returncode == 2 and said in lines[-1] and lines[-1].startswith("Error: "), result.stderr
     assert "cannot stream exactly" in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / store.STREAM_ONNX).exists()
+    assert not (tmp_path / store.ONNX_FP32).exists() and len(lines) == 1  # refused before anything is written
+
+
+def test_a_stream_whose_comparator_cannot_be_used_is_not_judged(streamed: Path, tmp_path: Path) -> None:
+    """model.stream.fp16.onnx's earlier prefixes are compared with model.fp16.onnx; with that file gone or
+    swapped, verify recorded a failed verdict on the untouched stream graph, and predict --stream refused it
+    from then on. It is now not judged (skipped, with the reason) and keeps the verdict it had."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
+    before = json.loads((directory / store.MANIFEST).read_text())["artifacts"][store.STREAM_FP16]["verified"]
+    (directory / store.ONNX_FILES["fp16"]).unlink()
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    row = next(r for r in json.loads(result.stdout)["results"]
+               if r["artifact"] == store.STREAM_FP16)
+    assert row["status"] == "skipped" and row["reason"].startswith(
+        "not judged: its earlier prefixes are compared with model.fp16.onnx, which cannot be used:"), row
+    assert json.loads((directory / store.MANIFEST).read_text())["artifacts"][store.STREAM_FP16]["verified"] == before
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    files = json.loads(info.stdout)["artifacts"]
+    assert files[store.STREAM_ONNX]["verifiable"] and files[store.STREAM_ONNX]["verified"] is True
+
+
+def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(streamed: Path, tmp_path: Path) -> None:
+    """A bidirectional model run where a causal one had its stream graphs: they stayed, stale, failing every
+    verify and bundle after, and export --stream (the fix they named) refuses a bidirectional model. run
+    removes the graphs of an earlier model that it did not remake; a file changed by hand is left alone."""
+    from attn_export.pipeline import _leftovers
+
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    assert cli("train", str(directory), *TINY, "--set", "train.epochs=1", "--set", "model.bidirectional=true",
+               "--set", "model.attention=linear").returncode == 0
+    assert cli("export", str(directory)).returncode == 0
+    kept = directory / store.ONNX_FILES["fp16"]
+    kept.write_bytes(kept.read_bytes() + b"\0")  # changed by hand: not this run's to delete
+    assert _leftovers(directory) == [store.STREAM_ONNX, store.STREAM_FP16]
+    assert not (directory / store.STREAM_ONNX).exists() and kept.exists()
+    assert store.STREAM_ONNX not in json.loads((directory / store.MANIFEST).read_text())["artifacts"]
 
 
 def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path, tmp_path: Path) -> None:

@@ -181,6 +181,18 @@ def test_an_unknown_target_is_one_line(variants_dir: Path) -> None:
         "Error: --target 'jetson-nano' is unknown; expected one of jetpack5, jetpack6, jetpack7, trt10, trt11")
 
 
+def test_a_file_not_current_is_not_ready_and_named(variants_dir: Path, tmp_path: Path) -> None:
+    """inspect DIR --target listed a truncated model.onnx nowhere and a retrained directory's stale graphs as
+    "ready", exit 0: a file the store will not vouch for is now named with its reason, and the exit is 1."""
+    directory = tmp_path / "d"
+    shutil.copytree(variants_dir, directory)
+    (directory / "model.fp16.onnx").write_bytes((directory / "model.fp16.onnx").read_bytes()[:1000])
+    result = cli("inspect", str(directory), "--target", "jetpack6")
+    assert result.returncode == 1, result.stderr
+    assert "not current: model.fp16.onnx was changed after it was recorded" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
 def test_a_file_that_is_not_onnx_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     result = cli("inspect", str(tmp_path / "junk.onnx"), "--target", "jetpack5")
@@ -279,6 +291,10 @@ def test_the_device_refuses_to_build_a_bundle_made_for_another_target(variants_d
     assert other.returncode == 2 and other.stderr.strip() == (
         "Error: this bundle was made for jetpack5 (TensorRT 8.5.2), not --target jetpack6: its build commands and "
         "checks are jetpack5's; bundle again on the host with attn-export bundle --for jetson --target jetpack6")
+    discrete = device_cli(device, "build", ".", "--fp16", "--target", "trt10")  # no Jetson bundle fits: say which
+    assert discrete.returncode == 2 and discrete.stderr.strip().endswith(
+        "trt10 is a discrete GPU's line: bundle with attn-export bundle --for cpu (its graphs build on any TensorRT), "
+        "or build on that machine with attn-export build"), discrete.stderr
     own = device_cli(device, "build", ".", "--fp16", "--target", "jetpack5")
     assert own.returncode == 3 and own.stderr.startswith("Error: cannot build a TensorRT engine here:"), own.stderr
     assert sorted(p.name for p in device.iterdir()) == listing
@@ -295,7 +311,8 @@ def test_the_device_refuses_to_build_a_bundle_made_for_another_target(variants_d
     ("jetpack5", "10.3.0.30", "aarch64", "which is jetpack6 or jetpack7's: bundle again on the host with "
                                          "attn-export bundle --for jetson --target jetpack6"),
     ("jetpack6", "10.3.0.30", "aarch64", None),
-    ("jetpack6", "10.3.0.30", "x86_64", "which is trt10's"),
+    ("jetpack6", "10.3.0.30", "x86_64", "which is trt10's: trt10 is a discrete GPU's line: bundle with attn-export "
+                                        "bundle --for cpu (its graphs build on any TensorRT)"),
     ("jetpack6", "11.4.1", "aarch64", "which is jetpack7's"),  # TensorRT 11.4.1+ runs on JetPack 7.2.2+
     ("trt11", "12.0", "x86_64", "which is no target attn-export knows"),
 ])

@@ -517,6 +517,90 @@ def test_bench_against_torch_needs_a_verdict(tiny_dir: Path, tmp_path: Path) -> 
     assert len(result.stderr.strip().splitlines()) == 1 and not (directory / "bench.json").exists()
 
 
+def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts_time_nothing(
+        verified: tuple[Path, dict, object], tmp_path: Path) -> None:
+    """Found by attacking the lineage: the pick survived a later failed verify and a requantise (its bytes
+    unchanged, its verdict gone), and a retrain left bench --against torch timing nothing with exit 0.
+    --backends now narrows the pairs; a pick whose verdict is no longer a pass ships no default; a
+    verify.json whose verdicts all sit on stale files is no verdict at all."""
+    from attn_export.runtime.bundle import pack
+
+    from conftest import TINY, mark_verified
+
+    directory = copy(verified[0], tmp_path)
+    result = cli("bench", str(directory), "--against", "torch", "--backends", "ort-cpu", "--seconds", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert {r["backend"] for r in bench["results"]} == {"torch-cpu", "ort-cpu"}
+    pick = bench["recommended"]["overall"]
+    assert pick["backend"] == "ort-cpu"
+    mark_verified(directory, pick["artifact"], passed=False)  # what a later, failing verify records
+    made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+    assert any(f"no recommended default, predict's example runs FP32: bench.json's pick ort-cpu {pick['artifact']} "
+               "failed verification" in n for n in made.notes), made.notes
+    named = cli("bench", str(directory), "--against", "torch", "--backends", "openvino-bf16", "--seconds", "0.05")
+    assert named.returncode == 2 and "--backends openvino-bf16 names no backend of a pair verify passed" in named.stderr
+    assert cli("train", str(directory), *TINY, "--seed", "1").returncode == 0
+    stale = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
+    assert stale.returncode == 2 and "verify.json is stale" in stale.stderr, stale.stderr
+
+
+def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:
+    """INT8 is judged by its decisions on the test split; with the recipe's data file gone it passed on
+    structure alone, silently (test_split null). It is now not judged, with the reason, and gets no verdict."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 120), ("test", 30)):
+        y = rng.integers(0, 2, n)
+        x = rng.normal(size=(n, 12, 3)).astype(np.float32) + y[:, None, None].astype(np.float32)
+        np.savez(tmp_path / f"{split}.npz", x=x, lengths=rng.integers(4, 13, n), y=y)
+    directory = tmp_path / "m"
+    for args in (("train", str(directory), "--set", 'data.name="files"', "--set", f"data.train=\"{tmp_path / 'train.npz'}\"",
+                  "--set", f"data.test=\"{tmp_path / 'test.npz'}\"", "--set", "model.hidden_size=8",
+                  "--set", "train.epochs=2"), ("export", str(directory)), ("quantize", str(directory), "--int8")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    (tmp_path / "train.npz").rename(tmp_path / "moved.npz")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8.onnx")
+    assert row["status"] == "skipped" and row["reason"].startswith(
+        "not judged: int8-dynamic is judged by its decisions on the test split, and there is none (test split "
+        "unavailable"), row["reason"]
+    assert "verified" not in json.loads((directory / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
+
+
+def test_a_runtime_without_onnx_runtimes_own_operators_skips_that_graph_only(
+        verified: tuple[Path, dict, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO 2024.4 (the newest for Python 3.8) cannot read com.microsoft.DynamicQuantizeLSTM: a device's
+    verify failed model.int8.onnx and predict then refused it on ONNX Runtime too. A runtime that cannot read
+    ONNX Runtime's own operators is not judged on that graph; one that cannot read a graph of ONNX's own
+    operators still fails it. The refusal is simulated in OpenVINO's loader, with the message OpenVINO 2024.4
+    gives (measured in a Python 3.8 venv): this proves the decision, not that OpenVINO 2024.4 behaves so here."""
+    from attn_export.runtime import verify as device_verify
+    from attn_export.runtime.backends.openvino_cpu import OpenVinoCpuBackend
+
+    if OpenVinoCpuBackend.available() is not None:
+        pytest.skip("needs openvino")
+
+    def refuse(self: OpenVinoCpuBackend) -> None:
+        raise device_verify.BadInput(f"OpenVINO cannot read {self.artifact.name}: OpenVINO does not support the "
+                                     "following ONNX operations: com.microsoft.DynamicQuantizeLSTM")
+
+    monkeypatch.setattr(OpenVinoCpuBackend, "_open", refuse)
+    directory = copy(verified[0], tmp_path)
+    from attn_export.verify import verify
+
+    result = verify(directory, ["ort-cpu", "openvino-cpu"])
+    rows = {(r.target.backend, r.target.artifact): r for r in result.results}
+    int8 = rows[("openvino-cpu", "model.int8.onnx")]
+    assert int8.status == "skipped" and "com.microsoft.DynamicQuantizeLSTM, ONNX Runtime's own operators" in int8.reason
+    assert rows[("openvino-cpu", "model.onnx")].status == "failed"
+    manifest = json.loads((directory / "manifest.json").read_text())["artifacts"]
+    assert manifest["model.int8.onnx"]["verified"]["passed"] is True
+    assert manifest["model.int8.onnx"]["verified"]["backends"] == ["ort-cpu"]
+    assert manifest["model.onnx"]["verified"]["passed"] is False
+
+
 def test_the_recommendation_is_the_fastest_verified_pair_against_torch_eager() -> None:
     """runtime.recommend.pick on rows as bench writes them: unverified pairs and torch never win, a pair
     missing a shape is not picked overall, ratios are torch's p50 over the pick's."""

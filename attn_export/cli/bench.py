@@ -52,8 +52,8 @@ def command(
         if json_out:
             print_json(streamed)
         return
-    batches = _ints(batch or ("1,32" if against else "1,8,32"), "--batch")
-    seqs = _ints(seq or ("16,128" if against else "16,128,512"), "--seq")
+    batches = _ints(("1,32" if against else "1,8,32") if batch is None else batch, "--batch")
+    seqs = _ints(("16,128" if against else "16,128,512") if seq is None else seq, "--seq")
     result = run_bench(directory, backends, batches, seqs, seconds, threads or None, quiet=json_out, against=against)
     if json_out:
         print_json(result)

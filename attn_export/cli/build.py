@@ -45,13 +45,14 @@ def command(
 
     if fp16 and int8:
         raise BadInput("--fp16 and --int8 exclude each other: build one precision at a time")
-    preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
     options = BuildOptions(
         precision=engine_precision({"--fp16": fp16, "--int8": int8}),
         max_batch=max_batch or 0, min_seq=min_seq or 0, opt_seq=opt_seq or 0, max_seq=max_seq or 0,
         workspace_mib=workspace or 0, timing_cache=timing_cache,
         hardware_compat="ampere-plus" if hardware_compat else None, version_compat=version_compat, stream=stream,
     )
+    options.check()  # bad flags: exit 2 on any machine
+    preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
     out = console(stderr=True)
     result = _with_progress(lambda progress: build_engine(directory, options, say=out.print, progress=progress,
                                                           make=_quantize), quiet=json_out)

@@ -30,6 +30,10 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Export DIR's model to DIR/model.onnx, check it, and prove parity with PyTorch on a sweep."""
+    if stream:  # refused before model.onnx is written
+        from ..stream import refuse_unstreamable
+
+        refuse_unstreamable(directory)
     result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out)
     streamed = run_stream_export(directory, opset, quiet=json_out) if stream else None
     if json_out:

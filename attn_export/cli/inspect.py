@@ -20,7 +20,7 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Inputs and outputs with dynamic axes, opset, operators, parameters, metadata and lineage."""
-    from ..inspect import describe, readiness, render
+    from ..inspect import describe, not_current, readiness, render
     from ..runtime.trt.readiness import render as render_readiness
     from ..runtime.trt.readiness import state_of
 
@@ -32,10 +32,14 @@ def command(
             print_json(r)
         else:
             typer.echo(render_readiness(r))
+        stale = not_current(path) if path.is_dir() else []
+        for reason in stale:  # ready or not, a file the store will not vouch for is not what builds
+            typer.echo(f"not current: {reason}", err=True)
         failing = [f"{file} on {name}" for name, t in r.items() for file, row in t["files"].items()
                    if state_of(row) == "NOT READY"]
-        if failing:
-            raise WorkFailed(f"not ready: {', '.join(failing)} (the PROBLEM lines above say what to do)")
+        if failing or stale:
+            raise WorkFailed("; ".join(([f"not ready: {', '.join(failing)} (the PROBLEM lines above say what to do)"]
+                                        if failing else []) + stale))
         return
     d = describe(path)
     if json_out:

@@ -36,5 +36,5 @@ def command(
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
-    summary = load_checkpoint(checkpoint, directory, r, mapping or [])
+    summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [])
     console(stderr=True).print(summary, soft_wrap=True)

@@ -49,35 +49,36 @@ def command(
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
-    from ..runtime.cli import prediction_rows, shown, stream_rows, stream_table
-    from ..runtime.inputs import accuracy, read_input
+    from ..runtime.cli import about, prediction_rows, shown, stream_document, stream_table
+    from ..runtime.inputs import accuracy, check_features, check_labels, read_input
 
     data = read_input(input_path)
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
+        check_features(data.features, predictor.feature_names, input_path)
         if stream:
-            rows = stream_rows(predictor, data.ids, data.sequences, stream)
+            document = stream_document(predictor, data.ids, data.sequences, stream)
             if json_out:
-                print_json({"backend": predictor.backend_name, "stream": stream, "updates": rows})
+                print_json(document)
             else:
-                typer.echo("\n".join(stream_table(rows, predictor.head)))
+                typer.echo("\n".join(stream_table(document["updates"], predictor.head)))
             return
+        if predictor.head == "logits":
+            check_labels(data.labels, predictor.labels)
         predictions = predictor.predict(data.sequences, on_long=on_long.value)
-        head = predictor.head
-        about = {"artifact": predictor.artifact.name, "backend": predictor.backend_name,
-                 "precision": predictor.precision, "notes": predictor.notes}
+        head, ran = predictor.head, about(predictor)
     labelled = data.labels is not None and head == "logits"  # a model without classes has no accuracy
     acc, correct = accuracy([p.label for p in predictions], data.labels) if labelled else (None, None)
     if json_out:
         rows = prediction_rows(data.ids, predictions, data.labels, attention, head)
-        print_json({**about, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
+        print_json({**ran, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
         return
     from rich.markup import escape
     from rich.table import Table
 
     from ..errors import printable
 
-    table = Table(title=f"{input_path}: {about['artifact']} on {about['backend']}")
+    table = Table(title=f"{input_path}: {ran['artifact']} on {ran['backend']}")
     columns = ("label", "probability") if head == "logits" else (head,)
     for col in ("#", "id", "steps", *columns) + (("true", "") if labelled else ()):
         table.add_column(col, justify="right" if col in ("#", "steps", "probability") else "left")
@@ -88,7 +89,7 @@ def command(
         table.add_row(*(escape(printable(c)) for c in cells))  # labels and ids are data, not markup
     out = console()
     out.print(table)
-    for note in about["notes"]:
+    for note in ran["notes"]:
         out.print(f"note: {note}")
     if acc is not None:
         out.print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})")

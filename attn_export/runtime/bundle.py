@@ -70,7 +70,7 @@ REQUIREMENTS = {
     "cpu": "numpy\nonnxruntime\n",
     "triton": "numpy\ntritonclient[http]  # the client; the server is NVIDIA's tritonserver container\n",
     "jetson": ("numpy\n"
-               "cuda-python  # device buffers for TensorRT engines\n"
+               "cuda-python=={cuda}.*  # device buffers for TensorRT engines (the JetPack's CUDA major)\n"
                "# TensorRT's Python bindings come with JetPack (the system python3), not from PyPI:\n"
                "#   sudo apt install python3-libnvinfer\n"
                "# ONNX on the GPU without an engine: onnxruntime-gpu from NVIDIA's Jetson wheels instead.\n"),
@@ -97,8 +97,8 @@ From Python:
     predictions = predictor.predict(list_of_float32_arrays)   # each [steps, {features}]
 
 INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The runtime refuses an
-artefact changed since it was recorded, a stale one, one that failed or never passed verification
-(`--allow-unverified` to override) and an engine built for another GPU or TensorRT version.
+artefact changed since it was recorded, a stale one, one that failed verification, one never verified
+(`--allow-unverified` runs that one anyway) and an engine built for another GPU or TensorRT version.
 """
 
 STEPS = {  # the README's run steps per target; jetson's take the build commands
@@ -303,6 +303,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                                           or out.name in store.DIRECTORY_FILES):
         raise BadInput(f"--out {out} would replace {out.name} in the directory being packed; expected a bundle "
                        "path outside it, or a new name (e.g. model.tar.gz)")
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise BadInput(f"--out {out}: a bundle is a gzip-compressed tar; expected a name ending in .tar.gz or .tgz")
+    if not out.parent.is_dir():
+        raise BadInput(f"--out {out}: {out.parent} is not a directory; expected the bundle's path in an existing one")
     names = _artifact_names(s, target)
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
@@ -311,7 +315,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
     if problems:
         raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
-                        + " (re-run the command that made it)")
+                        + " (re-run the command that made it, or remove a file the model no longer makes)")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = []
@@ -323,10 +327,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             chosen = None
         notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what bench recommended on {chosen['cpu']})"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
-    if s.recorded_from(store.VERIFY_JSON):
+    if s.recorded_from(store.VERIFY_JSON, names):
         names.append(store.VERIFY_JSON)
     elif s.read(store.VERIFY_JSON) is not None:
-        notes.append(f"{store.VERIFY_JSON} left out: no verdict in {store.MANIFEST} was recorded from it (stale)")
+        notes.append(f"{store.VERIFY_JSON} left out: no packed file's verdict in {store.MANIFEST} was recorded from it")
     # the bytes the store checked, never re-read from the directory
     contents: Dict[str, bytes] = {n: s.read(n) or b"" for n in [store.MODEL_JSON, store.MANIFEST] + names}
     sources = {f"runtime/{name}": path for name, path in runtime_files().items()}
@@ -338,6 +342,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                            date=time.strftime("%Y-%m-%d"), files=listing,
                            steps=_steps(target, jetson, info, chosen), features=info.input_size)
     requirements = REQUIREMENTS[target]
+    if jetson is not None:
+        requirements = requirements.replace("{cuda}", jetson.target.cuda.split(".")[0])
     if chosen is not None and DEVICE_BACKENDS[chosen["backend"]] not in requirements.split():
         requirements += DEVICE_BACKENDS[chosen["backend"]] + "  # the recommended backend\n"
     generated = {"README.md": readme.encode(), "requirements.txt": requirements.encode()}

@@ -107,12 +107,21 @@ def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Opti
     return rows
 
 
-def stream_rows(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int) -> List[Dict[str, Any]]:
-    """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
-    stream, reset between sequences); one row per update: the id, the chunk's number, the steps seen and
-    the prediction for that prefix (``prediction_rows``' fields)."""
-    from .streaming import chunked
+def about(predictor: Any) -> Dict[str, Any]:
+    """What ran, for ``predict --json`` on both command lines: the file, the backend, the precision, notes."""
+    return {"artifact": predictor.artifact.name, "backend": predictor.backend_name, "precision": predictor.precision,
+            "notes": predictor.notes}
 
+
+def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int) -> Dict[str, Any]:
+    """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
+    stream, reset between sequences); ``updates`` has one row per update: the id, the chunk's number, the
+    steps seen and the prediction for that prefix (``prediction_rows``' fields); the rest says what ran
+    (``about``, with the stream graph or engine as the artefact)."""
+    from .streaming import MAX_CHUNK, chunked
+
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
     stream = predictor.stream(batch=1)
     rows: List[Dict[str, Any]] = []
     for name, seq in zip(ids, sequences):
@@ -122,11 +131,11 @@ def stream_rows(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], ch
             row = prediction_rows([name], [prediction], None, False, predictor.head)[0]
             rows.append({"id": name, "chunk": k + 1, "steps": int(stream.steps[0]),
                          **{key: value for key, value in row.items() if key != "id"}})
-    return rows
+    return {**about(predictor), "artifact": stream.backend.artifact.name, "stream": chunk, "updates": rows}
 
 
 def stream_table(rows: Sequence[Dict[str, Any]], head: str) -> List[str]:
-    """``stream_rows`` as tab-separated lines under a header."""
+    """``stream_document``'s updates as tab-separated lines under a header."""
     fields = ["label", "probability"] if head == "logits" else [head]
     lines = ["\t".join(["id", "chunk", "steps", *fields])]
     for row in rows:
@@ -173,28 +182,27 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inputs import accuracy, read_input
+    from .inputs import accuracy, check_features, check_labels, read_input
     from .predictor import Predictor
 
     data = read_input(args.input)
-    if args.stream < 0:
-        raise BadInput(f"--stream {args.stream}: expected a chunk of at least 1 step")
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
+        check_features(data.features, predictor.feature_names, args.input)
         if args.stream:
-            rows = stream_rows(predictor, data.ids, data.sequences, args.stream)
-            if args.json:
-                print(json.dumps({"backend": predictor.backend_name, "stream": args.stream, "updates": rows},
-                                 indent=2))
-            else:
-                print("\n".join(stream_table(rows, predictor.head)))
+            document = stream_document(predictor, data.ids, data.sequences, args.stream)
+            print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],
+                                                                                          predictor.head)))
             return 0
+        if predictor.head == "logits":
+            check_labels(data.labels, predictor.labels)
         predictions = predictor.predict(data.sequences, on_long=args.on_long)
-        backend, head = predictor.backend_name, predictor.head
+        head, ran = predictor.head, about(predictor)
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \
         else None
     if args.json:
-        print(json.dumps({"backend": backend, "precision": args.precision, "accuracy": None if acc is None else acc[0],
+        print(json.dumps({**ran, "count": len(predictions), "accuracy": None if acc is None else acc[0],
+                          "correct": None if acc is None else acc[1],
                           "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)},
                          indent=2))
     else:
@@ -212,11 +220,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from .trt.build import BuildOptions, build_engine, preflight
 
-    preflight(0, args.directory, args.target)  # another target's bundle, no GPU, no TensorRT: before any write
     precision = engine_precision({"--fp16": args.fp16, "--int8": args.int8})
     options = BuildOptions(precision=precision, max_batch=args.max_batch, min_seq=args.min_seq,
                            opt_seq=args.opt_seq, max_seq=args.max_seq, workspace_mib=args.workspace,
                            target=args.target, stream=args.stream)
+    options.check()  # bad flags: exit 2 on any machine
+    preflight(0, args.directory, args.target)  # another target's bundle, no GPU, no TensorRT: before any write
     result = build_engine(args.directory, options, say=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -227,7 +236,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
-    from .store import Store, is_engine
+    from .store import STREAM_FILES, Store, is_engine
     from .trt.readiness import graphs_of, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
@@ -235,8 +244,9 @@ def _info(args: argparse.Namespace) -> int:
         files: Dict[str, Dict[str, Any]] = {}
         for name in store.present():
             trust = store.state(name)
-            files[name] = {"state": trust.state, "problems": trust.problems(),
-                           "verifiable": name in ONNX_FILES.values() or is_engine(name), "verified": trust.verified}
+            verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
+            files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,
+                           "verified": trust.verified}
         made = store.made_for()
         lines = args.target or ([made] if made else [])
         tensorrt = readiness(graphs_of(store), lines) if lines else {}
@@ -263,6 +273,14 @@ def _info(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
+        if not Path(args_list[0]).exists():  # neither a command nor the old form's DIR: a typo, said as one
+            import difflib
+
+            close = difflib.get_close_matches(args_list[0], COMMANDS, n=1)
+            print(f"Error: unknown command {printable(args_list[0], 40)!r}"
+                  + (f" (did you mean {close[0]}?)" if close else "") + f"; expected one of {', '.join(COMMANDS)}, "
+                  "or the old form DIR INPUT", file=sys.stderr)
+            return 2
         args_list.insert(0, "predict")  # the form bundles made before 0.1.0 document: DIR INPUT
     args = _parser().parse_args(args_list)
     run = {"verify": _verify, "predict": _predict, "build": _build, "info": _info}[args.command]

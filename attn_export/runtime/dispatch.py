@@ -38,7 +38,10 @@ def _usable(name: str) -> bool:
 
 
 def _build_command(store: Store, precision: str) -> str:
-    return f"{BUILD_COMMAND} {store.directory} {PRECISIONS[precision].build_flag or ''}".rstrip()
+    """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
+    package = store.directory / "runtime"
+    shipped = f"PYTHONPATH={package} " if (package / "attn_export").is_dir() else ""
+    return f"{shipped}{BUILD_COMMAND} {store.directory} {PRECISIONS[precision].build_flag or ''}".rstrip()
 
 
 def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],

@@ -34,9 +34,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .readers import read_npz, read_text, read_ts, strict_float
-from ..errors import DataError
+from ..errors import DataError, printable
 
-__all__ = ["InputSet", "accuracy", "read_csv", "read_input"]
+__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "read_csv", "read_input"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -50,6 +50,7 @@ class InputSet:
     sequences: List[np.ndarray]
     labels: Optional[List[str]]
     ids: List[str]
+    features: Optional[List[str]] = None  # a .csv header's feature columns, in order (None: not named)
 
 
 def _is_glob(text: str) -> bool:
@@ -69,9 +70,13 @@ def read_input(path: Union[str, Path]) -> InputSet:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
         parts = [read_csv(f, many=True) for f in files]
         labelled = all(part.labels is not None for part in parts)
+        named = list(dict.fromkeys(tuple(part.features) for part in parts if part.features is not None))
+        if len(named) > 1:  # a file without a header is read by position; the headers given must agree
+            raise DataError(f"{text}: the files' headers name different feature columns ({_names(named[0])} and "
+                            f"{_names(named[1])}); expected the same columns in the same order in every file")
         return InputSet([s for part in parts for s in part.sequences],
                         [lab for part in parts for lab in part.labels or []] if labelled else None,
-                        [i for part in parts for i in part.ids])
+                        [i for part in parts for i in part.ids], list(named[0]) if named else None)
     if not p.exists():  # a FIFO or a device exists: its reader says what it is
         raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
     suffix = p.suffix.lower()
@@ -164,7 +169,31 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
     else:
         ids = [f"{p.name}:{k}" if many else k for k in keys]
     labels = [group_labels[k] for k in keys] if label_col is not None else None
-    return InputSet(seqs, labels, ids)
+    return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None)
+
+
+def _names(names: Optional[Sequence[str]]) -> str:
+    return "unnamed" if names is None else ", ".join(printable(n, 40) for n in names[:12]) + (
+        " ..." if len(names) > 12 else "")
+
+
+def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[str]], source: object) -> None:
+    """DataError when ``source``'s named feature columns are not the model's, in its order (a column moved or
+    renamed would be read as another feature, silently); nothing to check when either side has no names."""
+    if given is not None and expected is not None and list(given) != list(expected):
+        raise DataError(f"{source}: feature columns {_names(given)}; expected {_names(expected)} in this order "
+                        "(the training data's columns)")
+
+
+def check_labels(truth: Optional[Sequence[str]], known: Sequence[str]) -> None:
+    """BadInput when the input's true labels hold one the model does not know (its accuracy would count
+    every such sequence wrong, silently)."""
+    unknown = sorted(set(truth or ()) - set(known))
+    if unknown and known:
+        shown = ", ".join(printable(u, 40) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)"
+                                                                  if len(unknown) > 5 else "")
+        raise DataError(f"the input's true labels {shown} are not the model's; expected labels among "
+                        + ", ".join(printable(k, 40) for k in known[:20]) + (" ..." if len(known) > 20 else ""))
 
 
 def accuracy(predicted: Sequence[str], truth: Sequence[str]) -> Tuple[float, int]:

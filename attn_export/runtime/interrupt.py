@@ -9,6 +9,7 @@ command line can say anything: hence an exception of our own, installed only whi
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import contextmanager
 from types import FrameType
@@ -41,7 +42,13 @@ def interruptible() -> Iterator[None]:
             return
         raise pending[0]
 
+    owner = os.getpid()
+
     def handler(signum: int, frame: Optional[FrameType]) -> None:
+        if os.getpid() != owner:  # a child forked meanwhile (OpenVINO's telemetry): it dies as it would without us
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         pending.append(Interrupted(signal.Signals(signum).name, 128 + signum))

@@ -13,10 +13,12 @@ or allocated: a thread pool of 100,000 or a 30 GiB sweep is one line, not a mach
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import math
 import os
-from typing import TYPE_CHECKING, List, Optional
+import re
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ..errors import BadInput, NotAvailable, is_out_of_memory, out_of_memory
 
@@ -140,12 +142,17 @@ def inference_bytes(info: "ModelInfo", batch: int, seq: int, copies: int) -> int
     return 4 * batch * seq * (info.input_size + copies * per_copy)
 
 
-def missing(module: str, install: str) -> Optional[str]:
-    """None when ``module`` imports; else why not, told apart: not installed (``install`` says how), or
-    installed and failed to load, with its own first line, and said to be memory when it is (under
-    ``ulimit -v`` a shared library that cannot be mapped raises ImportError, not MemoryError)."""
+def missing(module: str, install: str, minimum: Optional[str] = None) -> Optional[str]:
+    """None when ``module`` imports (at version ``minimum`` or later, when given); else why not, told apart:
+    not installed (``install`` says how), too old, or installed and failed to load, with its own first
+    line, and said to be memory when it is (under ``ulimit -v`` a shared library that cannot be mapped
+    raises ImportError, not MemoryError)."""
     try:
         importlib.import_module(module)
+        if minimum is not None:
+            version = importlib.metadata.version(module)
+            if _release(version) < _release(minimum):
+                return f"{module} {version} is older than {minimum}, the oldest this backend runs on ({install})"
         return None
     except MemoryError:
         first = "MemoryError"
@@ -160,3 +167,8 @@ def missing(module: str, install: str) -> Optional[str]:
     if is_out_of_memory(first):
         return f"{module} is installed but could not be loaded: {out_of_memory(first)}"
     return f"{module} is installed but could not be loaded: {first}"
+
+
+def _release(version: str) -> Tuple[int, ...]:
+    """``0.23.9`` -> (0, 23, 9): the leading release numbers of a version string."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0].split("-")[0])[:3])

@@ -39,6 +39,7 @@ class ModelInfo:
     verify: VerifyConfig
     build: BuildConfig
     raw: Mapping[str, Any]
+    feature_names: Optional[Tuple[str, ...]] = None  # the training data's column names, where it had them (.csv)
 
     @property
     def spec(self) -> IOSpec:
@@ -70,9 +71,14 @@ class ModelInfo:
             if len(norm[key]) != size:
                 raise schema.mismatch(path, ("normalization", key), norm[key],
                                       f"{size} finite numbers, one per input feature (input_size {size})")
+        names = raw.get("feature_names")
+        if names is not None and len(names) != size:
+            raise schema.mismatch(path, ("feature_names",), names, f"{size} names, one per input feature (input_size "
+                                                                   f"{size}), or null")
         try:
             verify, build = recorded_sections(raw["recipe"])
         except ConfigError as e:
             raise DataError(f"{path}: the recorded recipe: {e}") from None
         return cls(path, size, outputs, head, tuple(labels), tuple(float(v) for v in norm["mean"]),
-                   tuple(float(v) for v in norm["std"]), raw.get("train_lengths"), raw["recipe"], verify, build, raw)
+                   tuple(float(v) for v in norm["std"]), raw.get("train_lengths"), raw["recipe"], verify, build, raw,
+                   None if names is None else tuple(names))

@@ -93,6 +93,7 @@ class Predictor:
         self.precision = str(artifact.precision)
         self.backend_name: str = backend.name
         self.labels: Tuple[str, ...] = artifact.info.labels
+        self.feature_names = artifact.info.feature_names  # check_features holds a named input to them
         self.spec: IOSpec = backend.spec
         self.head = self.spec.head_output
         self.features = self.spec.features

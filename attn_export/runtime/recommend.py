@@ -8,8 +8,8 @@ timings, with its speed-up over PyTorch eager (``torch-cpu``) and the CPU it was
         "overall": {... the pair with the best geometric-mean speed over every shape timed ...},
     }
 
-A pair counts as verified when ``verify.json`` (the one the manifest's verdicts were recorded from) has it
-passed on the bytes the directory holds now; PyTorch itself is the baseline, never recommended. ``bench``
+A pair counts as verified when the artefact's verdict in the manifest is a pass of the bytes the directory
+holds now, recorded from this very ``verify.json``, and ``verify.json`` has the pair passed on those bytes; PyTorch itself is the baseline, never recommended. ``bench``
 computes this; ``report`` shows it; ``bundle --for cpu`` ships the overall pick when its bytes are still
 the ones timed (``current``). Python 3.8, no numpy.
 """
@@ -40,7 +40,8 @@ def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
     pairs = set()
     for row in parse_json(data, s.directory / VERIFY_JSON, VERIFY).get("results", []):
         artifact = row.get("artifact")
-        if row.get("status") == "passed" and artifact and row.get("sha256") == s.sha256(artifact):
+        if row.get("status") == "passed" and artifact and row.get("sha256") == s.sha256(artifact) \
+                and s.state(artifact).verified is True and s.judged(artifact, VERIFY_JSON) is None:
             pairs.add((str(row["backend"]), str(artifact)))
     return pairs, None if pairs else f"no pair in {VERIFY_JSON} passed on the bytes here"
 
@@ -103,4 +104,7 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     stale = s.measured(chosen["artifact"], str((bench.get("artifacts") or {}).get(chosen["artifact"])))
     if stale:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} is not current: {stale}"
+    trust = s.state(chosen["artifact"])
+    if trust.verified is not True:
+        return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} {trust.verdict}"
     return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads")}, ""

@@ -140,6 +140,7 @@ MODEL = Obj({
     "input_size": COUNT,
     "num_outputs": COUNT,
     "labels": Maybe(Items(STR)),
+    "feature_names": Maybe(Items(STR)),
     "normalization": Maybe(Obj({"mean": Items(FINITE), "std": Items(FINITE)}, ("mean", "std"))),
     "train_lengths": Maybe(Where(Obj({"min": COUNT, "median": COUNT, "max": COUNT}, ("min", "median", "max")),
                                  _ordered, "min <= median <= max")),

@@ -41,6 +41,7 @@ __all__ = ["CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_st
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
 MAX_STREAM_BATCH = 4096
+MAX_CHUNK = 1_000_000  # steps in one update: the recipe's bound on a sequence (build.max_seq)
 
 
 def state_name(name: str, side: str) -> str:

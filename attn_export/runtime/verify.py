@@ -199,6 +199,7 @@ class Augment:
     split: Optional[TestSplit]
     split_reason: Optional[str]
     source: str  # where the reference outputs come from: model.safetensors (live) or reference.npz
+    split_expected: bool = True  # the host, with the recipe's data: INT8 without a test split is not judged
 
 
 @dataclass
@@ -372,17 +373,29 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     except BadInput as e:  # the store will not vouch for it: never run, a failure
         row.fail(str(e))
         return row
+    if rule.min_argmax_agreement is not None and augment.split is None and augment.split_expected \
+            and store.info.labels:
+        return TargetResult(target, status="skipped", reason=(  # INT8's verdict is its decisions: none to judge
+            f"not judged: {rule.precision} is judged by its decisions on the test split, and there is none "
+            f"({augment.split_reason})"))
     row.sha256 = backend.artifact.sha256
     try:
         backend.__enter__()
     except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
         row.unreadable = str(e)
+        foreign = _foreign_ops(backend.artifact)
+        if foreign:  # ONNX Runtime's own operators: a runtime (version) without them is not judged on the graph
+            row.status, row.reason = "skipped", (f"cannot read: {e} (the graph uses {', '.join(foreign)}, "
+                                                 "ONNX Runtime's own operators, not ONNX's)")
+            return row
         row.fail(f"cannot read: {e}")
         return row
     head = backend.spec.head_output
     if target.artifact is not None and store.is_stream(target.artifact):
         try:
             _judge_stream(row, backend, store, target, rule, augment, threads, registry)
+        except _Unjudged as e:  # its comparator cannot be trusted: the stream is not judged, not failed
+            return TargetResult(target, status="skipped", reason=str(e))
         except AttnExportError as e:
             row.fail(str(e))
         finally:
@@ -401,6 +414,16 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     finally:
         backend.close()
     return row
+
+
+def _foreign_ops(artifact: Any) -> List[str]:
+    """The operators of an ONNX artefact's graph outside ONNX's own domain (``com.microsoft.DynamicQuantizeLSTM``)."""
+    graph = getattr(artifact, "graph", None)
+    return sorted({f"{n.domain}.{n.op_type}" for n in graph.nodes if n.domain not in ("", "ai.onnx")}) if graph else []
+
+
+class _Unjudged(AttnExportError):
+    """A stream graph whose comparator (the whole-sequence graph of its precision) cannot be used."""
 
 
 STREAM_CHUNK_1_MAX = 64  # one step at a time up to this length (every update is a run of both graphs)
@@ -436,7 +459,12 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
         if augment.split is not None:
             _judge_stream_split(row, backend, rule, augment.split)
         return
-    with _whole(s, target, rule, threads, registry) as whole:
+    try:
+        comparator = _whole(s, target, rule, threads, registry)
+    except BadInput as e:  # missing, changed or stale: nothing to compare the earlier prefixes with
+        raise _Unjudged(f"not judged: its earlier prefixes are compared with {ONNX_FILES[rule.precision]}, which "
+                        f"cannot be used: {e}") from e
+    with comparator as whole:
         for case, ref in zip(reference.cases, reference.references):
             batch, steps = case.x.shape[:2]
             if steps > longest:
@@ -708,7 +736,8 @@ def verify(
         raise NotAvailable(none_runs(targets))
     recorded = recorded_reference(s, targets)
     extra = (augment(s, info, targets, recorded) if augment is not None else
-             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE))
+             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE,
+                     split_expected=False))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
 
     rows = []

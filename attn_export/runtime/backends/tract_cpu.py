@@ -29,6 +29,7 @@ __all__ = ["TractCpuBackend"]
 
 PROBE = "import sys, tract; tract.onnx().load(sys.argv[1]).into_model()"
 PROBE_SECONDS = 120
+TRACT_MIN = "0.23.9"  # the oldest tract with the API used here (0.21 has no `onnx().load`); pyproject's tract extra
 
 
 def _load_error(path: Path) -> Optional[str]:
@@ -57,7 +58,7 @@ class TractCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
-        return missing("tract", "pip install tract")
+        return missing("tract", f"pip install 'tract>={TRACT_MIN}'", TRACT_MIN)
 
     def _open(self) -> None:
         import tract

@@ -8,14 +8,15 @@ verdict ``verify`` gave those bytes. This module reads and writes it; ``trust.py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ... import __version__
+from ...errors import BadInput
 from .. import schema
 from .files import parse_json, read_json, sha256_file, write_json
 from .names import MANIFEST
 
-__all__ = ["MANIFEST_SCHEMA", "parse_manifest", "read_manifest", "record", "record_verdicts"]
+__all__ = ["MANIFEST_SCHEMA", "forget", "parse_manifest", "read_manifest", "record", "record_verdicts"]
 
 MANIFEST_SCHEMA = 1
 
@@ -24,7 +25,11 @@ def parse_manifest(data: Optional[bytes], where: object) -> Dict[str, Any]:
     """A manifest's bytes, their shape checked (``schema.MANIFEST``); an empty manifest for None (no file)."""
     if data is None:
         return {"schema": MANIFEST_SCHEMA, "artifacts": {}}
-    return parse_json(data, where, schema.MANIFEST)
+    manifest = parse_json(data, where, schema.MANIFEST)
+    if manifest.get("schema", MANIFEST_SCHEMA) != MANIFEST_SCHEMA:
+        raise BadInput(f"{where} has schema {manifest['schema']!r}; expected {MANIFEST_SCHEMA}, the manifest this "
+                       f"attn-export {__version__} reads (a newer or foreign manifest: re-run the command that made it)")
+    return manifest
 
 
 def read_manifest(directory: Path) -> Dict[str, Any]:
@@ -72,4 +77,15 @@ def record_verdicts(directory: Path, verdicts: Mapping[str, Dict[str, Any]]) -> 
     for name, verdict in verdicts.items():
         if name in entries:
             entries[name]["verified"] = verdict
+    write_json(directory / MANIFEST, manifest)
+
+
+def forget(directory: Path, names: Sequence[str]) -> None:
+    """Remove ``names`` from ``directory`` and their entries from the manifest (the files first: a crash in
+    between leaves entries of missing files, which nothing trusts)."""
+    for name in names:
+        (directory / name).unlink(missing_ok=True)
+    manifest = read_manifest(directory)
+    for name in names:
+        manifest["artifacts"].pop(name, None)
     write_json(directory / MANIFEST, manifest)

@@ -34,7 +34,7 @@ import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
 from ..iospec import CLASSIFIERS, IOSpec
@@ -53,6 +53,7 @@ __all__ = ["MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust"]
 
 NEEDS = ("current", "verified")
 NEVER_VERIFIED = "has never been verified"
+VERIFY_COMMANDS = "attn-export verify DIR; on a device, python3 -m attn_export.runtime verify DIR"
 # the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
 MAX_ARTIFACT_BYTES = 2 << 30
 _PRECISION_OF_FILE = {file: precision for precision, file in ONNX_FILES.items()}
@@ -142,6 +143,9 @@ class Store:
         self.directory = Path(directory)
         self._archive = archive
         if archive is None and not self.directory.is_dir():
+            if self.directory.exists():  # a bundle or another file where a directory is needed
+                raise BadInput(f"{self.directory} is a file; expected an artefact directory here (a bundle: "
+                               "unbundle it first, attn-export unbundle or tar xzf)")
             raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
                                       f"{MADE_BY[MODEL_JSON]} first")
         self._bytes: Dict[str, Optional[bytes]] = {}
@@ -359,12 +363,17 @@ class Store:
 
     # ---- results: verify.json and bench.json speak only of the bytes they measured
 
-    def recorded_from(self, result: str = VERIFY_JSON) -> bool:
-        """Whether a verdict in the manifest was recorded from ``result`` as it is now (not another
-        directory's copy, not a result since superseded)."""
+    def recorded_from(self, result: str = VERIFY_JSON, names: Optional[Iterable[str]] = None) -> bool:
+        """Whether the verdict of a current file (one of ``names``, else any) was recorded from ``result`` as
+        it is now (not another directory's copy, not a result since superseded, not only the verdicts of
+        files gone stale since)."""
         sha = self.sha256(result)
-        return sha is not None and any(isinstance(e.get("verified"), dict) and e["verified"].get("verify_sha256") == sha
-                                       for e in self.entries.values())
+        if sha is None:
+            return False
+        candidates = self.entries if names is None else [n for n in names if n in self.entries]
+        return any(isinstance(self.entries[n].get("verified"), dict)
+                   and self.entries[n]["verified"].get("verify_sha256") == sha and self.state(n).current
+                   for n in candidates)
 
     def measured(self, name: Optional[str], sha256: Optional[str]) -> Optional[str]:
         """Why a result row about ``name``, measured on bytes ``sha256``, no longer describes ``name``; None
@@ -418,11 +427,11 @@ class Store:
             self._engine_here(name, entry, allow_host_code, here)
         if need == "verified" and trust.verified is not True:
             if trust.verified is False:
-                raise Untrusted(f"{path} failed verification (see verify.json); fix it and run attn-export verify "
-                                "until it passes")
+                raise Untrusted(f"{path} failed verification (see verify.json); fix it and verify again until it "
+                                f"passes ({VERIFY_COMMANDS})")
             if not allow_unverified:
-                raise Untrusted(f"{path} {trust.verdict}; run attn-export verify (or load with allow_unverified=True / "
-                                "--allow-unverified)")
+                raise Untrusted(f"{path} {trust.verdict}; verify it ({VERIFY_COMMANDS}), or load it with "
+                                "allow_unverified=True / --allow-unverified")
             notes.append(f"{name} {trust.verdict} (loaded with allow_unverified)")
         if self.read(WEIGHTS) is None and name != WEIGHTS:
             notes.append(f"{WEIGHTS} is not here (a bundle leaves it out): the lineage was checked against its "
@@ -442,6 +451,8 @@ class Store:
             if trust.current:
                 break
             chain.append(parent)
+        if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
+            chain.append(MODEL_JSON)
         steps = [BUILD_COMMAND if is_engine(n) else MADE_BY.get(n, "the command that made it") for n in reversed(chain)]
         return "re-run " + ", then ".join(dict.fromkeys(steps))
 

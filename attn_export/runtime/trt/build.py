@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from .. import store
 from ..bundle import made_for
 from ..store import Artifact
-from ...errors import BadInput, MissingPrerequisite, NotAvailable, WorkFailed
+from ...errors import BadInput, ConfigError, MissingPrerequisite, NotAvailable, WorkFailed
 from ..iospec import IOSpec
 from ..modelinfo import ModelInfo
+from ..settings import BuildConfig
 from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
@@ -51,6 +52,9 @@ MakeSource = Callable[[Path, str], None]
 HARDWARE_LEVELS = {"ampere-plus": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 
 
+PROFILE_KEYS = ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq", "workspace_mib")
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     precision: str = "fp32"  # fp32 | fp16 | int8-qdq
@@ -67,6 +71,15 @@ class BuildOptions:
     device: int = 0
     target: Optional[str] = None  # the TensorRT line the caller says this machine is (readiness.TARGETS)
     stream: bool = False  # the stream graph (--stream): the seq flags set its chunk axis
+
+    def check(self) -> None:
+        """The profile flags given (non-zero) against the bounds and order of a recipe's [build] table:
+        BadInput, before anything is looked for (the recipe's own values join them in ``build_engine``)."""
+        given = {key: getattr(self, key) for key in PROFILE_KEYS if getattr(self, key)}
+        try:
+            BuildConfig(**given)
+        except ConfigError as e:
+            raise BadInput(f"the build flags: {e}") from None
 
 
 @dataclass
@@ -104,8 +117,12 @@ def preflight(device: int = 0, directory: Optional[Path] = None, target: Optiona
 def _resolve(options: BuildOptions, info: ModelInfo) -> BuildOptions:
     """Flags over the recipe's [build] table; zeros left for profile.py to derive."""
     values: Dict[str, int] = {}
-    for key in ("min_batch", "opt_batch", "max_batch", "min_seq", "opt_seq", "max_seq", "workspace_mib"):
+    for key in PROFILE_KEYS:
         values[key] = getattr(options, key) or getattr(info.build, key)
+    try:  # the bounds and order a recipe's [build] table is held to (a flag is a recipe value given late)
+        BuildConfig(**values)
+    except ConfigError as e:
+        raise BadInput(f"the build profile (flags over the recipe's [build] table): {e}") from None
     return replace(options, min_batch=values["min_batch"], opt_batch=values["opt_batch"],
                    max_batch=values["max_batch"], min_seq=values["min_seq"], opt_seq=values["opt_seq"],
                    max_seq=values["max_seq"], workspace_mib=values["workspace_mib"] or 1024)
@@ -199,22 +216,23 @@ def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], No
     """Build DIR's ONNX into an engine; see the module docstring. A bundle made for another TensorRT line
     than ``options.target`` is BadInput, before anything else; then NotAvailable (exit 3) when this machine
     has no GPU or no TensorRT, or a TensorRT of another line than the bundle's, before anything is written."""
+    info = store.Store(directory).model()  # what was asked is checked first: bad input is exit 2 on any machine
+    options = _resolve(options, info)
+    if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
+        raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
+                       f"{', '.join(HARDWARE_LEVELS)}")
+    if options.stream:
+        reason = not_streamable(info.recipe["model"])
+        if reason is not None:
+            raise BadInput(f"{directory} holds a model that cannot stream: {reason}")
     gpu = preflight(options.device, directory, options.target)
     import tensorrt as trt
 
     cap = Capability.probe(trt)
     refuse_other(made_for(directory), None, cap.version, platform.machine())
     plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat), options.stream)
-    if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
-        raise BadInput(f"hardware compatibility '{options.hardware_compat}' is unknown; expected one of "
-                       f"{', '.join(HARDWARE_LEVELS)}")
-    info = store.Store(directory).model()
-    options = _resolve(options, info)
     spec = stream_spec(info) if options.stream else info.spec
     if options.stream:
-        reason = not_streamable(info.recipe["model"])
-        if reason is not None:
-            raise BadInput(f"{directory} holds a model that cannot stream: {reason}")
         profile, notes = stream_profile(spec.features, info.train_lengths, state_dims(spec), options.min_batch,
                                         options.opt_batch, options.max_batch, options.min_seq, options.opt_seq,
                                         options.max_seq)

@@ -390,11 +390,17 @@ def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version
             target(asked)
         return
     bundled = target(made_for)
-    again = "bundle again on the host with attn-export bundle --for jetson --target"
+
+    def again(name: str) -> str:  # the bundle that suits target ``name``: a Jetson's, or any for a discrete GPU
+        if target(name).jetson:
+            return f"bundle again on the host with attn-export bundle --for jetson --target {name}"
+        return (f"{name} is a discrete GPU's line: bundle with attn-export bundle --for cpu (its graphs build on "
+                "any TensorRT), or build on that machine with attn-export build")
+
     if asked is not None and asked != made_for:
         target(asked)
         raise BadInput(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}), not --target {asked}: "
-                       f"its build commands and checks are {made_for}'s; {again} {asked}")
+                       f"its build commands and checks are {made_for}'s; {again(asked)}")
     if tensorrt_version is None:
         return
     major = (parse_version(tensorrt_version) or (0,))[0]
@@ -403,6 +409,6 @@ def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version
         here = [t.name for t in TARGETS.values() if major in t.majors and t.jetson == arm]
         raise NotAvailable(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}); this machine has "
                            f"TensorRT {tensorrt_version} on {machine}, which is "
-                           + (f"{' or '.join(here)}'s: {again} {here[0]}" if here else
+                           + (f"{' or '.join(here)}'s: {again(here[0])}" if here else
                               "no target attn-export knows: use a JetPack or TensorRT line from "
                               + ", ".join(TARGETS)))
