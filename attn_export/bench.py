@@ -39,7 +39,7 @@ import numpy as np
 from . import __version__
 from .runtime import store
 from .backends import REGISTRY, Backend, get
-from .errors import BadInput, MissingPrerequisite, NotAvailable
+from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .runtime.modelinfo import ModelInfo
 from .runtime.recommend import BASELINE, pick, verified_pairs
 from .runtime.store import Store
@@ -127,12 +127,17 @@ def bench(
     if against is not None:  # every verified pair a deployment runs (opt-in ones too), and the baseline
         if not verified:
             raise MissingPrerequisite(f"bench --against torch times the pairs verify passed: {unverified}")
+        timed = {(b, a) for b, a in verified if b != BASELINE and b in REGISTRY and get(b).timed}
+        if not timed:
+            raise MissingPrerequisite("bench --against torch times the pairs verify passed: none of them is one bench "
+                                      "times (a correctness oracle, or PyTorch itself)")
         if named is not None:  # --backends narrows the pairs to those backends
-            passed = sorted({b for b, _ in verified})
-            verified = {(b, a) for b, a in verified if b in named}
-            if not verified:
-                raise BadInput(f"--backends {','.join(named)} names no backend of a pair verify passed; expected one "
-                               f"or more of {','.join(passed)}")
+            narrowed = {(b, a) for b, a in timed if b in named}
+            if not narrowed:
+                raise BadInput(f"--backends {','.join(named)} names no backend of a pair verify passed that bench "
+                               f"times; expected one or more of {','.join(sorted({b for b, _ in timed}))}")
+            timed = narrowed
+        verified = timed | {(b, a) for b, a in verified if b == BASELINE}
         backends = [b for b in dict.fromkeys([BASELINE, *sorted(b for b, _ in verified)])
                     if b in REGISTRY and REGISTRY[b].available() is None and get(b).timed]
         explicit = True
@@ -145,6 +150,7 @@ def bench(
         raise NotAvailable(none_runs(targets))
     _check_memory(info, max(batches), max(seqs), len(runnable))
     opened: list[tuple[Target, Backend]] = []
+    refused: list[str] = []  # why the store would not vouch for a target's artefact
     results: list[dict[str, Any]] = []
     try:
         for i, target in enumerate(targets):
@@ -154,10 +160,14 @@ def bench(
                 backend = target.open(s, threads, REGISTRY)
             except BadInput as e:
                 targets[i] = replace(target, skip=str(e))
+                refused.append(str(e))
                 continue
             opened.append((target, backend.__enter__()))
         if not opened:
             raise NotAvailable("nothing to time: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+        if refused and all(t.backend == BASELINE for t, _ in opened):  # PyTorch alone is not a comparison
+            raise Untrusted(f"bench would time PyTorch alone: {refused[0]}"
+                            + (f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""))
         runnable = [t for t, _ in opened]
         for k, (batch, seq) in enumerate((b, t) for b in batches for t in seqs):
             if progress:

@@ -225,14 +225,18 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
         return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."]
-    lines = ["", f"**Recommended** (the fastest pair `verify` passed, on {where}):", "",
-             "| shape | backend | artefact | p50 | torch eager p50 | speed-up |", "|---|---|---|---|---|---|"]
+    lines = ["", f"**Recommended** (the fastest pair `verify` had passed when bench ran, on {where}; *now*: "
+                 "what the file's verdict is today):", "",
+             "| shape | backend | artefact | p50 | torch eager p50 | speed-up | now |", "|---|---|---|---|---|---|---|"]
     rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
                                             else [])
     for shape, r in rows:
+        trust = s.state(r["artifact"])
+        now = "verified" if trust.verified is True else (trust.reason or trust.verdict) if not trust.current \
+            else trust.verdict
         lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
-                     f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} |")
+                     f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | {_cell(now)} |")
     chosen, why_not = current(s)
     lines += ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
                   "default." if chosen else f"`attn-export bundle --for cpu` ships no default: {why_not}."]

@@ -209,6 +209,11 @@ ROWS: dict[str, Row] = {
         d / "manifest.json").write_text(json.dumps({**json.loads((d / "manifest.json").read_text()), "schema": 9}))),
     "unbundle-not-a-tar": Row(("unbundle", "{t}/b.tar.gz", "{t}/out"), 2, "not a readable .tar.gz bundle",
                               _write("b.tar.gz", b"not a tar at all")),
+    "unbundle-cut-short": Row(("unbundle", "{t}/b.tar.gz", "{t}/out"), 2, "not a readable .tar.gz bundle",
+                              _write("b.tar.gz", b"\x1f\x8b\x08\x00garbage")),  # a download cut in its header
+    "predict-from-a-cut-bundle": Row(("predict", "{t}/x.npz", "--dir", "{t}/b.tar.gz"), 2, "corrupt archive (cut short?)",
+                                     lambda d, t: (_write("b.tar.gz", b"\x1f\x8b\x08\x00garbage")(d, t), _npz(
+                                         "x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))(d, t))),
     "bundle-out-zip": Row(("bundle", "{d}", "--out", "{t}/b.zip"), 2, "expected a name ending in .tar.gz or .tgz"),
     "bundle-out-no-parent": Row(("bundle", "{d}", "--out", "{t}/nowhere/b.tar.gz"), 2, "nowhere is not a directory"),
     "train-synthetic-key-on-a-named-set": Row(("train", "{t}/new", "--set", 'data.name="basic-motions"', "--set",

@@ -540,9 +540,15 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
                "failed verification" in n for n in made.notes), made.notes
     named = cli("bench", str(directory), "--against", "torch", "--backends", "openvino-bf16", "--seconds", "0.05")
     assert named.returncode == 2 and "--backends openvino-bf16 names no backend of a pair verify passed" in named.stderr
+    oracle = cli("bench", str(directory), "--against", "torch", "--backends", "onnx-ref", "--seconds", "0.05")
+    assert oracle.returncode == 2 and "names no backend of a pair verify passed that bench times" in oracle.stderr
+    assert json.loads((directory / "bench.json").read_text())["recommended"]["overall"] == pick  # left alone
     assert cli("train", str(directory), *TINY, "--seed", "1").returncode == 0
     stale = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
     assert stale.returncode == 2 and "verify.json is stale" in stale.stderr, stale.stderr
+    alone = cli("bench", str(directory), "--seconds", "0.05")  # every graph stale: PyTorch alone is no comparison
+    assert alone.returncode == 2 and alone.stderr.startswith("Error: bench would time PyTorch alone: "), alone.stderr
+    assert "is stale" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
 
 
 def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:

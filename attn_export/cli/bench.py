@@ -129,6 +129,12 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     out.print(t)
     for key, (shapes, reason) in skipped.items():
         out.print(Text.assemble(("skipped ", "yellow"), f"{key} at {', '.join(shapes)}: {reason}"))
+    not_timed: dict[str, tuple[list[str], str]] = {}  # backend -> (its artefacts not timed, the first reason)
+    for target in result["targets"]:
+        if target["skip"]:
+            not_timed.setdefault(target["backend"], ([], target["skip"]))[0].append(target["artifact"] or "-")
+    for backend, (artifacts, reason) in not_timed.items():  # one line per backend, as verify prints them
+        out.print(Text.assemble(("not timed ", "yellow"), f"{backend} {', '.join(artifacts)}: {reason}"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

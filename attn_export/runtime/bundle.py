@@ -201,14 +201,17 @@ def _build_command(precision: str, jetson: _Jetson, stream: bool = False) -> str
     return "PYTHONPATH=runtime python3 -m attn_export.runtime build . " + " ".join(filter(None, flags))
 
 
-def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Optional[Dict[str, Any]] = None) -> str:
+def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Optional[Dict[str, Any]] = None,
+           why_not: str = "") -> str:
     """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target, a
-    CPU bundle's predict the pair bench recommended (``chosen``, from ``recommend.current``)."""
+    CPU bundle's predict the pair bench recommended (``chosen``, from ``recommend.current``), or say why there
+    is none (``why_not``)."""
     if target == "triton":
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output)
     if target == "cpu":
         if chosen is None:
-            return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why="")
+            why = f"\nThe example runs FP32: no recommended default ({why_not}).\n" if why_not else ""
+            return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why)
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
         why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` measured fastest among the "
@@ -303,7 +306,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                                           or out.name in store.DIRECTORY_FILES):
         raise BadInput(f"--out {out} would replace {out.name} in the directory being packed; expected a bundle "
                        "path outside it, or a new name (e.g. model.tar.gz)")
-    if not out.name.endswith((".tar.gz", ".tgz")):
+    if not out.name.lower().endswith((".tar.gz", ".tgz")) or out.name.lower() in (".tar.gz", ".tgz"):
         raise BadInput(f"--out {out}: a bundle is a gzip-compressed tar; expected a name ending in .tar.gz or .tgz")
     if not out.parent.is_dir():
         raise BadInput(f"--out {out}: {out.parent} is not a directory; expected the bundle's path in an existing one")
@@ -319,7 +322,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = []
-    chosen = None
+    chosen, why_not = None, ""
     if target == "cpu":
         chosen, why_not = current(s)
         if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
@@ -340,7 +343,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     listing = "\n".join(f"- `{n}`" for n in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=_steps(target, jetson, info, chosen), features=info.input_size)
+                           steps=_steps(target, jetson, info, chosen, why_not), features=info.input_size)
     requirements = REQUIREMENTS[target]
     if jetson is not None:
         requirements = requirements.replace("{cuda}", jetson.target.cuda.split(".")[0])
@@ -447,7 +450,7 @@ class Archive:
             self._tar = tarfile.open(self.path, "r:*")
         except FileNotFoundError:
             raise DataError(f"{self.path}: no such file") from None
-        except (tarfile.TarError, OSError) as e:
+        except (tarfile.TarError, OSError, EOFError) as e:  # EOFError: a gzip stream cut short
             raise DataError(f"{self.path}: not a readable .tar.gz bundle: {e}") from None
         try:
             limit = min(max_total_bytes, max(MAX_RATIO * self.path.stat().st_size, RATIO_FLOOR))

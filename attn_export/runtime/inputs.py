@@ -179,8 +179,10 @@ def _names(names: Optional[Sequence[str]]) -> str:
 
 def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[str]], source: object) -> None:
     """DataError when ``source``'s named feature columns are not the model's, in its order (a column moved or
-    renamed would be read as another feature, silently); nothing to check when either side has no names."""
-    if given is not None and expected is not None and list(given) != list(expected):
+    renamed would be read as another feature, silently), names compared as the other columns' are (case
+    aside); nothing to check when either side has no names."""
+    fold = [[name.strip().casefold() for name in names] for names in (given, expected) if names is not None]
+    if len(fold) == 2 and fold[0] != fold[1]:
         raise DataError(f"{source}: feature columns {_names(given)}; expected {_names(expected)} in this order "
                         "(the training data's columns)")
 

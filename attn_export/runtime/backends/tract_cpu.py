@@ -58,7 +58,7 @@ class TractCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
-        return missing("tract", f"pip install 'tract>={TRACT_MIN}'", TRACT_MIN)
+        return missing("tract", f"pip install 'tract>={TRACT_MIN}', which needs Python 3.9 or newer", TRACT_MIN)
 
     def _open(self) -> None:
         import tract

@@ -169,7 +169,11 @@ class Store:
             return cls(source)
         if not source.exists():
             raise MissingPrerequisite(f"{source} does not exist; expected an artefact directory or a bundle")
-        if not source.is_file() or not tarfile.is_tarfile(str(source)):
+        try:  # a gzip stream cut short raises EOFError, not a TarError
+            bundle = source.is_file() and tarfile.is_tarfile(str(source))
+        except EOFError as e:
+            raise DataError(f"{source}: corrupt archive (cut short?): {e}") from None
+        if not bundle:
             raise BadInput(f"{source} is neither an artefact directory nor a bundle (.tar.gz)")
         from ..bundle import Archive
 
