@@ -108,7 +108,8 @@ def test_errors_are_one_line_with_exit_codes(model_dir: Path, data: tuple, tmp_p
     seqs, _ = data
     bad = write_csv(tmp_path / "bad.csv", [[1.0] * (seqs[0].shape[1] + 1)] * 3)
     cases = [
-        (["predict", str(bad), "--dir", str(model_dir)], 2, "expected [steps >= 1,"),
+        (["predict", str(bad), "--dir", str(model_dir)], 2,
+         f"{bad}: {seqs[0].shape[1] + 1} features per step; expected {seqs[0].shape[1]}, the model's input_size"),
         (["predict", str(tmp_path / "missing.npz"), "--dir", str(model_dir)], 2, "no such file"),
         (["predict", str(write_csv(tmp_path / "s.csv", seqs[0].tolist())), "--dir", str(model_dir),
           "--backend", "tensorrt"], 3, "tensorrt"),

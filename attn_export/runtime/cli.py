@@ -182,12 +182,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inputs import accuracy, check_features, check_labels, read_input
+    from .inputs import accuracy, check_features, check_labels, check_width, read_input
     from .predictor import Predictor
 
     data = read_input(args.input)
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
+        check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input)
         if args.stream:
             document = stream_document(predictor, data.ids, data.sequences, args.stream)

@@ -36,7 +36,7 @@ import numpy as np
 from .readers import read_npz, read_text, read_ts, strict_float
 from ..errors import DataError, printable
 
-__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "read_csv", "read_input"]
+__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -175,6 +175,14 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
 def _names(names: Optional[Sequence[str]]) -> str:
     return "unnamed" if names is None else ", ".join(printable(n, 40) for n in names[:12]) + (
         " ..." if len(names) > 12 else "")
+
+
+def check_width(sequences: Sequence[np.ndarray], features: int, source: object) -> None:
+    """DataError naming ``source`` when its steps do not hold the model's ``features`` values each."""
+    widths = sorted({int(s.shape[1]) for s in sequences if s.ndim == 2})
+    if widths and widths != [features]:
+        raise DataError(f"{source}: {' or '.join(map(str, widths))} features per step; expected {features}, the "
+                        "model's input_size")
 
 
 def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[str]], source: object) -> None:
