@@ -196,7 +196,7 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
 
 
 def check_labels(truth: Optional[Sequence[str]], known: Sequence[str]) -> None:
-    """BadInput when the input's true labels hold one the model does not know (its accuracy would count
+    """DataError (bad input) when the input's true labels hold one the model does not know (its accuracy would count
     every such sequence wrong, silently)."""
     unknown = sorted(set(truth or ()) - set(known))
     if unknown and known:

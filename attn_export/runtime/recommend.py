@@ -9,7 +9,8 @@ timings, with its speed-up over PyTorch eager (``torch-cpu``) and the CPU it was
     }
 
 A pair counts as verified when the artefact's verdict in the manifest is a pass of the bytes the directory
-holds now, recorded from this very ``verify.json``, and ``verify.json`` has the pair passed on those bytes; PyTorch itself is the baseline, never recommended. ``bench``
+holds now, recorded from this very ``verify.json``, and ``verify.json`` has the pair passed on those bytes;
+PyTorch itself is the baseline, never recommended. ``bench``
 computes this; ``report`` shows it; ``bundle --for cpu`` ships the overall pick when its bytes are still
 the ones timed (``current``). Python 3.8, no numpy.
 """
