@@ -200,6 +200,8 @@ ROWS: dict[str, Row] = {
     "predict-stream-huge-chunk": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream",
                                       "99999999999"), 2, "expected a chunk of 1 to 1,000,000 steps",
                                      _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
+    "bench-seconds-nan": Row(("bench", "{d}", "--seconds", "nan"), 2, "'nan': expected a number of seconds from 0.05 to 600"),
+    "run-bench-seconds-inf": Row(("run", "{d}", "--bench-seconds", "inf"), 2, "'inf': expected a number of seconds"),
     "bench-empty-batch": Row(("bench", "{d}", "--batch", ""), 2, "--batch '' needs positive integers"),
     "bench-stream-chunks-past-segments": Row(("bench", "{d}", "--stream", "--chunks", "256", "--segments", "128"), 2,
                                              "--chunks 256 are all longer than --segments 128"),

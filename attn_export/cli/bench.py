@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput
-from .common import DirArg, JsonOpt, console, print_json, progress_bar
+from .common import DirArg, JsonOpt, console, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
 
 NAME = "bench"
@@ -34,8 +34,8 @@ def command(
     against: Annotated[Optional[str], typer.Option(
         "--against", metavar="torch", help="Side by side: PyTorch eager against every pair verify passed, "
                                            "ratios and the fastest per shape.")] = None,
-    seconds: Annotated[float, typer.Option("--seconds", metavar="SECONDS", min=0.05, max=600, help="Timing budget per shape (all targets "
-                                                                       "together, interleaved).")] = 2.0,
+    seconds: Annotated[float, seconds_option("--seconds", "Timing budget per shape (all targets together, "
+                                                          "interleaved), 0.05 to 600.")] = 2.0,
     threads: ThreadsOpt = 1,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Instead: per-update latency of model.stream.onnx against re-running model.onnx on the "

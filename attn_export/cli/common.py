@@ -34,6 +34,24 @@ PathsArg = Annotated[
     typer.Argument(metavar="[RECIPE.toml] [DIR]", show_default=False,
                    help="A recipe (.toml) and/or the artefact directory, in either order (default: the built-in "
                         "quickstart task into artifacts).")]
+
+
+def _seconds(value: str) -> float:
+    """A timing budget: a finite number of seconds from 0.05 to 600 (a range check alone lets NaN through
+    with a message about its upper bound)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0.05 <= seconds <= 600:
+        raise typer.BadParameter(f"{value!r}: expected a number of seconds from 0.05 to 600")
+    return seconds
+
+
+def seconds_option(flag: str, help: str) -> Any:
+    return typer.Option(flag, metavar="SECONDS", parser=_seconds, help=help)
+
+
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Artefact directory (default: artifacts).",
                                              file_okay=False)]
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import typer
-
 from ..pipeline import BENCH_SECONDS, Stage
-from .common import OutOpt, PathsArg, RecipeOpt, SetOpt, StageBar, console, recipe, recipe_and_directory
+from .common import OutOpt, PathsArg, RecipeOpt, SetOpt, StageBar, console, recipe, recipe_and_directory, seconds_option
 
 NAME = "run"
 
@@ -19,8 +17,8 @@ def command(
     recipe_opt: RecipeOpt = None,
     out_opt: OutOpt = None,
     overrides: SetOpt = None,
-    bench_seconds: Annotated[float, typer.Option("--bench-seconds", metavar="SECONDS", min=0.05, max=600,
-                                                 help="bench's timing budget per shape.")] = BENCH_SECONDS,
+    bench_seconds: Annotated[float, seconds_option("--bench-seconds", "bench's timing budget per shape, 0.05 to "
+                                                                      "600.")] = BENCH_SECONDS,
 ) -> None:
     """Run the whole pipeline this machine can do: train, export, quantize, build, verify, bench, report."""
     from ..pipeline import run
