@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -125,6 +126,20 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     return state, prefix
 
 
+def _unreadable(path: Path, e: Exception) -> str:
+    """Why torch's weights-only loader refused ``path``, in one line: a pickled Python object (a whole
+    ``nn.Module``: named), or bytes that are no torch file at all (garbage, a plain pickle, text)."""
+    save = "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    if found:
+        return (f"{path} needs unpickling of the Python object {found.group(1)}, which attn-export refuses; "
+                f"{save}")
+    why = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))  # torch's own paragraph around the reason
+    detail = why.group(1).strip() if why else (str(e).strip().splitlines() or [""])[0]
+    detail = f"{type(e).__name__} {detail}".strip()  # an empty file: EOFError, no message
+    return f"{path} is not a readable PyTorch checkpoint ({detail}); {save}"
+
+
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """A plain state_dict from .safetensors or a torch file, never unpickling arbitrary objects, and where it
     was found (None: the file is the state_dict): under one of ``WRAPPER_KEYS`` of a training loop's dict
@@ -143,19 +158,16 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
             warnings.simplefilter("ignore")
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise DataError(
-                f"{path} needs unpickling of arbitrary Python objects, which attn-export refuses; "
-                "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
-            ) from None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # an empty file: EOFError, no message
-        raise DataError(f"{path} is not a readable PyTorch checkpoint: {first}") from None
+        raise DataError(_unreadable(path, e)) from None
     if _tensors(obj):
         return obj, None
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not a state_dict; expected a mapping of names to "
                         "tensors (torch.save(model.state_dict(), path)) or a dict holding one")
     key = next((k for k in WRAPPER_KEYS if _tensors(obj.get(k))), None)
+    if key is None and not obj:
+        raise DataError(f"{path} holds an empty dict; expected the model's state_dict "
+                        "(torch.save(model.state_dict(), path))")
     if key is None:
         keys = [str(k) for k in obj][:12]
         more = f" and {len(obj) - 12} more" if len(obj) > 12 else ""

@@ -75,6 +75,14 @@ def _pickled_module(d: Path, t: Path) -> None:
     torch.save(torch.nn.Linear(3, 2), t / "module.pt")
 
 
+def _torch_save(name: str, obj: object) -> Callable[[Path, Path], None]:
+    def prep(d: Path, t: Path) -> None:
+        import torch
+
+        torch.save(obj, t / name)
+    return prep
+
+
 def _other_shape_state_dict(d: Path, t: Path) -> None:
     import torch
 
@@ -175,7 +183,13 @@ ROWS: dict[str, Row] = {
     "npz-garbage-bytes": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "not an .npz archive",
                              _write("x.npz", b"PK\x03\x04 garbage")),
     # --- load ------------------------------------------------------------------------------------
-    "load-pickled-module": Row(("load", "{t}/module.pt", "{d}"), 2, "refuses", _pickled_module),
+    "load-pickled-module": Row(("load", "{t}/module.pt", "{d}"), 2,
+                               "needs unpickling of the Python object torch.nn.modules.linear.Linear, which "
+                               "attn-export refuses", _pickled_module),
+    "load-random-bytes": Row(("load", "{t}/noise.pt", "{d}"), 2, "noise.pt is not a readable PyTorch checkpoint "
+                             "(UnpicklingError", _write("noise.pt", bytes(range(7, 256)) * 8)),
+    "load-empty-dict": Row(("load", "{t}/empty.pt", "{d}"), 2, "empty.pt holds an empty dict; expected the model's "
+                           "state_dict", _torch_save("empty.pt", {})),
     "load-not-a-checkpoint": Row(("load", "{t}/notes.pt", "{d}"), 2, "not a readable PyTorch checkpoint",
                                  _write("notes.pt", "just some text\n")),
     "load-bad-safetensors": Row(("load", "{t}/w.safetensors", "{d}"), 2, "not a readable safetensors file",
