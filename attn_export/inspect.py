@@ -178,9 +178,9 @@ def render(d: dict[str, Any]) -> str:
 
 
 def not_current(directory: Path) -> list[str]:
-    """Why each recorded ONNX file of ``directory`` is not current (changed, stale, damaged, ...)."""
+    """Why each recorded ONNX file of ``directory`` is not current (missing, changed, stale, damaged, ...)."""
     s = store.Store(directory)
-    return [str(t.reason) for t in (s.state(n) for n in s.present() if n.endswith(".onnx")) if not t.current]
+    return [str(t.reason) for t in (s.state(n) for n in s.entries if n.endswith(".onnx")) if not t.current]
 
 
 def readiness(path: Path, names: list[str]) -> dict[str, Any]:

@@ -191,6 +191,10 @@ def test_a_file_not_current_is_not_ready_and_named(variants_dir: Path, tmp_path:
     assert result.returncode == 1, result.stderr
     assert "not current: model.fp16.onnx was changed after it was recorded" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    (directory / "model.fp16.onnx").unlink()  # recorded, then deleted: it was named nowhere, exit 0
+    result = cli("inspect", str(directory), "--target", "jetpack6")
+    assert result.returncode == 1, result.stderr
+    assert f"not current: {directory / 'model.fp16.onnx'} is missing; run attn-export quantize" in result.stderr
 
 
 def test_a_file_that_is_not_onnx_is_one_line(tmp_path: Path) -> None:
