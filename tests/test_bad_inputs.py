@@ -83,6 +83,13 @@ def _torch_save(name: str, obj: object) -> Callable[[Path, Path], None]:
     return prep
 
 
+def _manifest_with(d: Path, **keys: Any) -> None:
+    """DIR's manifest with ``keys`` set (None: removed)."""
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest.update(keys)
+    (d / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+
+
 def _other_shape_state_dict(d: Path, t: Path) -> None:
     import torch
 
@@ -223,6 +230,10 @@ ROWS: dict[str, Row] = {
                                                  "build.max_batch = 99999 is out of range"),
     "manifest-of-another-schema": Row(("inspect", "{d}"), 2, "has schema 9; expected 1", lambda d, t: (
         d / "manifest.json").write_text(json.dumps({**json.loads((d / "manifest.json").read_text()), "schema": 9}))),
+    "manifest-of-another-schema-to-a-writer": Row(("quantize", "{d}", "--fp16"), 2, "has schema 9; expected 1",
+                                                  lambda d, t: _manifest_with(d, schema=9)),
+    "manifest-without-schema": Row(("inspect", "{d}"), 2, "manifest.json: schema is missing; expected an integer",
+                                   lambda d, t: _manifest_with(d, schema=None)),
     "unbundle-not-a-tar": Row(("unbundle", "{t}/b.tar.gz", "{t}/out"), 2, "not a readable .tar.gz bundle",
                               _write("b.tar.gz", b"not a tar at all")),
     "unbundle-cut-short": Row(("unbundle", "{t}/b.tar.gz", "{t}/out"), 2, "not a readable .tar.gz bundle",

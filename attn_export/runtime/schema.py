@@ -178,7 +178,7 @@ _ENTRY = Obj({
     "host_code": BOOL,
     "build_seconds": NUMBER,
 }, ("sha256",))
-MANIFEST = Obj({"schema": INT, "artifacts": Table(FILE_NAME, _ENTRY)}, ("artifacts",))
+MANIFEST = Obj({"schema": INT, "artifacts": Table(FILE_NAME, _ENTRY)}, ("schema", "artifacts"))
 
 # --------------------------------------------------------------------------------------------------
 # metrics.json (attn-export train)

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from ... import __version__
 from ...errors import BadInput
 from .. import schema
-from .files import parse_json, read_json, sha256_file, write_json
+from .files import MAX_JSON_BYTES, parse_json, read_file, sha256_file, write_json
 from .names import MANIFEST
 
 __all__ = ["MANIFEST_SCHEMA", "forget", "parse_manifest", "read_manifest", "record", "record_verdicts"]
@@ -26,7 +26,7 @@ def parse_manifest(data: Optional[bytes], where: object) -> Dict[str, Any]:
     if data is None:
         return {"schema": MANIFEST_SCHEMA, "artifacts": {}}
     manifest = parse_json(data, where, schema.MANIFEST)
-    if manifest.get("schema", MANIFEST_SCHEMA) != MANIFEST_SCHEMA:
+    if manifest["schema"] != MANIFEST_SCHEMA:
         raise BadInput(f"{where} has schema {manifest['schema']!r}; expected {MANIFEST_SCHEMA}, the manifest this "
                        f"attn-export {__version__} reads (a newer or foreign manifest: re-run the command that made it)")
     return manifest
@@ -35,9 +35,7 @@ def parse_manifest(data: Optional[bytes], where: object) -> Dict[str, Any]:
 def read_manifest(directory: Path) -> Dict[str, Any]:
     """DIR's manifest, its shape checked; an empty one where DIR has none yet (the writers' read)."""
     path = directory / MANIFEST
-    if not path.is_file():
-        return parse_manifest(None, path)
-    return read_json(path, schema.MANIFEST)
+    return parse_manifest(read_file(path, MAX_JSON_BYTES, "JSON file") if path.is_file() else None, path)
 
 
 def record(
