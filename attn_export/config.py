@@ -32,7 +32,7 @@ else:  # the same parser, backported; pyproject must require tomli on 3.10
     import tomli as tomllib
 
 __all__ = [
-    "BuildConfig", "DataConfig", "ExportConfig", "ModelConfig", "QuantizeConfig", "Recipe", "TrainConfig",
+    "ADDITIVE_ONLY", "BuildConfig", "DataConfig", "ExportConfig", "ModelConfig", "QuantizeConfig", "Recipe", "TrainConfig",
     "VerifyConfig", "load_recipe", "override_section", "recipe_from_dict", "recipe_to_dict",
 ]
 
@@ -133,6 +133,9 @@ class ModelConfig(_Section):
         for i, k in enumerate(self.conv_kernel_sizes):
             if k % 2 == 0:
                 raise ConfigError(f"model.conv_kernel_sizes[{i}] = {k} is not valid: expected an odd size")
+
+
+ADDITIVE_ONLY = ("attention_dim", "query")  # the ModelConfig keys only an additive score reads
 
 
 @dataclass(frozen=True)

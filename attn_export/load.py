@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import ModelConfig, Recipe, recipe_from_dict
+from .config import ADDITIVE_ONLY, ModelConfig, Recipe, recipe_from_dict
 from .errors import ConfigError, DataError
 from .model import AttentionLSTM
 from .runtime import store
@@ -172,6 +172,9 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
     for key in asked:
+        if cfg.attention == "linear" and key in ADDITIVE_ONLY:
+            raise ConfigError(f"--set model.{key}: {source.name} has a linear score (Linear(D, 1)), which has no "
+                              f"{key}; expected no model.{key} override (it applies to an additive score only)")
         if getattr(cfg, key) != getattr(recipe.model, key):
             raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")

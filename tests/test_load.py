@@ -310,4 +310,7 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
                                   "save a plain state_dict")
     line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.hidden_size=3", capsys=capsys)
     assert f"--set model.hidden_size=3 contradicts user.pt, whose weights make it {H}" in line
+    for key, value in (("query", "learned"), ("attention_dim", "16")):  # no effect on a linear score: was recorded
+        line = _error(tmp_path, _state(ScoreAndHead()), "--set", f"model.{key}={value}", capsys=capsys)
+        assert f"--set model.{key}: user.pt has a linear score (Linear(D, 1)), which has no {key}" in line
     assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0
