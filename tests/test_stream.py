@@ -85,6 +85,27 @@ def test_every_schedule_equals_the_whole_model_on_every_prefix_on_every_runtime(
                 assert np.all(np.abs(got - want) <= atol + rtol * np.abs(want)), (name, update.seen, got - want)
 
 
+def test_the_fp16_streams_running_sums_hold_past_2048_steps_in_true_fp16(streamed: Path) -> None:
+    """Found by attacking the stream: model.stream.fp16.onnx computed its step count and running sums in
+    FP16, so in a runtime that computes FP16 as FP16 (tract) the count stopped at 2048 and the answer drifted
+    (0.27 off in the logits after 4,048 steps; ONNX Runtime's CPU, computing them in FP32, hid it). 2,049
+    steps in one chunk, then 500 of one step (FP16 has no odd integer past 2048, and a term of about 1 is
+    lost on a sum of 500): the count is exact and the sum and the answer stay with the FP32 stream's."""
+    info = store.Store(streamed).info
+    sizes = [2049] + [1] * 500
+    x = _sequences(streamed, [sum(sizes)], seed=3)
+    lengths = np.array([sum(sizes)], np.int64)
+    with _open(streamed, "tract-cpu", store.STREAM_FP16) as fp16, _open(streamed, "ort-cpu", store.STREAM_ONNX) as fp32:
+        head = fp16.spec.head_output
+        got = replay(fp16.run_feeds, fp16.spec, x, lengths, sizes)[-1].outputs
+        want = replay(fp32.run_feeds, fp32.spec, x, lengths, sizes)[-1].outputs
+    assert got[state_name("steps", "out")][0, 0] == sum(sizes)
+    total, ref = got[state_name("sum", "out")][0, 0], want[state_name("sum", "out")][0, 0]
+    assert abs(total / ref - 1) < 0.01, (total, ref)
+    atol, rtol = 10 * info.verify.fp16_atol, 10 * info.verify.fp16_rtol
+    assert np.all(np.abs(got[head] - want[head]) <= atol + rtol * np.abs(want[head])), got[head] - want[head]
+
+
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_chunking_of_any_rows_equals_the_prefixes(streamed: Path, data: st.DataObject) -> None:

@@ -35,11 +35,12 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .modelinfo import ModelInfo
 
-__all__ = ["CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay", "schedule",
+__all__ = ["ATTENTION_STATE", "CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay", "schedule",
            "state_dims", "state_name", "stream_spec", "zero_state"]
 
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
+ATTENTION_STATE = ("acc", "max", "steps", "sum")  # the online softmax's: kept in FP32 by every precision
 MAX_STREAM_BATCH = 4096
 MAX_CHUNK = 1_000_000  # steps in one update: the recipe's bound on a sequence (build.max_seq)
 
