@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import TINY, cli
+from conftest import TINY, cli, mark_verified
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -359,13 +359,26 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
 
     from attn_export.runtime.bundle import unpack
 
-    made = cli("bundle", str(streamed), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    assert made.returncode == 2 and made.stderr.strip() == (  # Triton checks nothing: only what verify passed
+        "Error: not bundling for Triton, which serves a graph without checking it: model.onnx has never been "
+        "verified; model.stream.onnx has never been verified; expected graphs that attn-export verify passed "
+        f"(run attn-export verify {directory})"), made.stderr
+    mark_verified(directory, store.ONNX_FP32)
+    mark_verified(directory, store.STREAM_ONNX, passed=False)
+    made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    assert made.returncode == 2 and "model.stream.onnx failed verification (see verify.json)" in made.stderr
+    assert not (tmp_path / "t.tar.gz").exists()
+    mark_verified(directory, store.STREAM_ONNX)
+    made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
     assert made.returncode == 0, made.stderr
     repo = unpack(tmp_path / "t.tar.gz", tmp_path / "t") / "model_repository"
     types = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
     for model, source in (("attention_lstm", store.ONNX_FP32), ("attention_lstm_stream", store.STREAM_ONNX)):
         graph_bytes = (repo / model / "1" / "model.onnx").read_bytes()
-        assert graph_bytes == (streamed / source).read_bytes()
+        assert graph_bytes == (directory / source).read_bytes()
         config = text_format.Parse((repo / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         assert config.name == model and config.platform == "onnxruntime_onnx" and config.max_batch_size == 32
         graph = onnx.load_from_string(graph_bytes).graph
@@ -391,7 +404,17 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
         assert sorted(n for s in states for n in (s.input_name, s.output_name)) == sorted(
             n for n in declared if n.startswith("state_"))  # every state pair kept by Triton, none served
     readme = (repo.parent / "README.md").read_text()
-    assert "sequence_id=42" in readme and "no Triton server" in readme
+    assert "sequence_id=42" in readme and "no Triton server" in readme and "only graphs that" in readme
+    assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
+    assert not (repo.parent / "runtime").exists()
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(directory).info.input_size), np.float32),
+             lengths=np.array([5]))
+    for bundle in (tmp_path / "t.tar.gz", tmp_path / "t"):  # it said "model.onnx is missing; run export"
+        refused = cli("predict", str(tmp_path / "x.npz"), "--dir", str(bundle))
+        assert refused.returncode == 2 and refused.stderr.strip() == (
+            f"Error: {bundle} is a Triton bundle: a model repository for tritonserver (its README.md says how to "
+            "serve it), which the device package does not run; expected an artefact directory, or a bundle made "
+            "with --for cpu or --for jetson"), refused.stderr
 
 
 def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> None:

@@ -85,7 +85,9 @@ Made by attn-export {version} from `{source}` on {date}. `bundle.json` lists eve
 
 {files}
 
-`runtime/` holds the device package (`attn_export.runtime`): no torch and no attn-export install are
+{body}"""
+
+DEVICE = """`runtime/` holds the device package (`attn_export.runtime`): no torch and no attn-export install are
 needed, only what `requirements.txt` lists.
 
 {steps}
@@ -99,6 +101,12 @@ From Python:
 INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The runtime refuses an
 artefact changed since it was recorded, a stale one, one that failed verification, one never verified
 (`--allow-unverified` runs that one anyway) and an engine built for another GPU or TensorRT version.
+"""
+
+TRITON = """{steps}
+Triton serves a graph without checking it, so this bundle holds only graphs that `attn-export verify`
+passed (their verdicts are in `manifest.json`), and no device package: `bundle.json` has each file's
+sha256, to check what you deploy.
 """
 
 STEPS = {  # the README's run steps per target; jetson's take the build commands
@@ -319,6 +327,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     if problems:
         raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
                         + " (re-run the command that made it, or remove a file the model no longer makes)")
+    if target == "triton":  # Triton serves what it is given: only what verify passed goes in
+        unproven = [f"{t.name} {t.verdict}" for t in (s.state(n) for n in names) if t.verified is not True]
+        if unproven:
+            raise Untrusted(f"not bundling for Triton, which serves a graph without checking it: "
+                            f"{'; '.join(unproven)}; expected graphs that attn-export verify passed (run "
+                            f"attn-export verify {directory})")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = []
@@ -341,9 +355,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         contents, sources = _repository(contents, info), {}
 
     listing = "\n".join(f"- `{n}`" for n in contents)
+    body = (TRITON if target == "triton" else DEVICE).format(steps=_steps(target, jetson, info, chosen, why_not),
+                                                             features=info.input_size)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
-                           date=time.strftime("%Y-%m-%d"), files=listing,
-                           steps=_steps(target, jetson, info, chosen, why_not), features=info.input_size)
+                           date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
     if jetson is not None:
         requirements = requirements.replace("{cuda}", jetson.target.cuda.split(".")[0])
@@ -398,6 +413,22 @@ def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:
         out[f"{REPOSITORY}/{model}/config.pbtxt"] = model_config(model, spec, max_batch, stream).encode()
         out[f"{REPOSITORY}/{model}/1/model.onnx"] = contents[file]
     return out
+
+
+def refuse_triton(path: Union[str, Path], target: Optional[str]) -> None:
+    """A Triton bundle (``target``: its ``bundle.json`` "for") is a model repository with no device package
+    and no top-level graph: one line saying so, not "model.onnx is missing"."""
+    if target == "triton":
+        raise BadInput(f"{path} is a Triton bundle: a model repository for tritonserver (its README.md says how to "
+                       "serve it), which the device package does not run; expected an artefact directory, or a "
+                       "bundle made with --for cpu or --for jetson")
+
+
+def bundle_target(directory: Union[str, Path]) -> Optional[str]:
+    """What an unpacked bundle in ``directory`` was made for (cpu, jetson, triton); None for an artefact
+    directory."""
+    path = Path(directory) / BUNDLE_JSON
+    return store.read_json(path, schema.BUNDLE).get("for") if path.is_file() else None
 
 
 def made_for(directory: Union[str, Path]) -> Optional[str]:
@@ -496,6 +527,7 @@ class Archive:
         record = _check_listing(self._bytes(member), self.members, self.path)
         made = record.get("target")
         self.made_for: Optional[str] = made if isinstance(made, str) else None  # a Jetson bundle's TensorRT line
+        self.target = record.get("for")  # cpu, jetson or triton
         return dict(record["files"])
 
     def _bytes(self, member: tarfile.TarInfo) -> bytes:

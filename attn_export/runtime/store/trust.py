@@ -164,8 +164,11 @@ class Store:
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Store":
         """A directory, or a bundle ``.tar.gz`` read in place (``close`` closes it)."""
+        from ..bundle import bundle_target, refuse_triton
+
         source = Path(path)
         if source.is_dir():
+            refuse_triton(source, bundle_target(source))
             return cls(source)
         if not source.exists():
             raise MissingPrerequisite(f"{source} does not exist; expected an artefact directory or a bundle")
@@ -179,6 +182,7 @@ class Store:
 
         archive = Archive(source)
         try:
+            refuse_triton(source, archive.target)
             return cls(source, archive=archive)
         except BaseException:
             archive.close()
