@@ -3,6 +3,7 @@ exactly what the whole-sequence model computes on that prefix.
 
     cell = StreamCell(model)          # model: a unidirectional AttentionLSTM without a Conv1d front-end
     head, context, *state = cell(x, lengths, *state)   # x [batch, chunk, features]; state from zero_state
+                                      # (no head: context, *state)
 
 What is carried from chunk to chunk (``runtime.streaming.STATE``, batch first, all zeros at the start):
 each layer's LSTM state (h, c), and the attention's online softmax (Milakov & Gimelshein, 2018): the
@@ -101,7 +102,10 @@ class StreamCell(nn.Module):
         new_seen = seen + lengths.unsqueeze(1).to(seen.dtype)
         started = new_seen > 0
         context = torch.where(started, new_acc / torch.where(started, new_total, 1.0), 0.0)
-        return (m.head(context), context, new_acc, torch.stack(cs, 1), torch.stack(hs, 1), top, new_seen, new_total)
+        state = (new_acc, torch.stack(cs, 1), torch.stack(hs, 1), top, new_seen, new_total)
+        if m.config.head == "none":  # the head's output is the context itself: one output, as in stream_spec
+            return (context, *state)
+        return (m.head(context), context, *state)
 
 
 # the export's parity cases: batch 3 with rows ending at different steps, at these lengths (the recipe's

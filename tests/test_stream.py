@@ -287,6 +287,26 @@ def test_a_model_that_cannot_stream_is_one_line_saying_why(tmp_path: Path, setti
     assert not (tmp_path / store.ONNX_FP32).exists() and len(lines) == 1  # refused before anything is written
 
 
+def test_a_model_without_a_head_streams_its_context(tmp_path: Path) -> None:
+    """An imported LSTM + score with no head (its output is the context) crashed export --stream with a
+    traceback (the stream cell returned the context twice). It streams, and verify passes it on every prefix."""
+    import torch
+
+    torch.manual_seed(0)
+    lstm, score = torch.nn.LSTM(4, 16, batch_first=True), torch.nn.Linear(16, 1)
+    torch.save({**{f"lstm.{k}": v for k, v in lstm.state_dict().items()},
+                **{f"score.{k}": v for k, v in score.state_dict().items()}}, tmp_path / "nohead.pt")
+    directory = tmp_path / "d"
+    for args in (("load", str(tmp_path / "nohead.pt"), str(directory)), ("export", str(directory), "--stream")):
+        result = cli(*args)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    outputs = [o.name for o in onnx.load(str(directory / store.STREAM_ONNX)).graph.output]
+    assert outputs == ["context", *sorted(state_name(n, "out") for n in STATE)]
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    rows = {r["artifact"]: r["status"] for r in json.loads(result.stdout)["results"] if r["backend"] == "ort-cpu"}
+    assert result.returncode == 0 and rows[store.STREAM_ONNX] == "passed", result.stdout[-2000:]
+
+
 def test_a_stream_whose_comparator_cannot_be_used_is_not_judged(streamed: Path, tmp_path: Path) -> None:
     """model.stream.fp16.onnx's earlier prefixes are compared with model.fp16.onnx; with that file gone or
     swapped, verify recorded a failed verdict on the untouched stream graph, and predict --stream refused it
