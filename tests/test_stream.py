@@ -181,11 +181,14 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
 
 
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:
-    """Both CLIs print one row per chunk; each sequence's last row is predict's own answer for it."""
+    """Both CLIs print one row per chunk; each sequence's last row is predict's own answer for it, and true
+    labels in the input are judged on it as predict judges its answer (they were ignored)."""
     x = _sequences(streamed, [13, 13], seed=4)
-    np.savez(tmp_path / "in.npz", x=x, lengths=np.array([13, 6]))
-    plain = json.loads(cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified",
-                           "--json").stdout)["predictions"]
+    labels = store.Store(streamed).info.labels
+    np.savez(tmp_path / "in.npz", x=x, lengths=np.array([13, 6]), y=np.array([labels[0], labels[1]]))
+    whole_document = json.loads(cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified",
+                                    "--json").stdout)
+    plain = whole_document["predictions"]
     host = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5",
                "--json")
     device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed),
@@ -200,8 +203,13 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
             ("0", 1, 5), ("0", 2, 10), ("0", 3, 13), ("1", 1, 5), ("1", 2, 6)]
         for last, want in zip((updates[2], updates[4]), plain):
             assert last["label"] == want["label"] and abs(last["probability"] - want["probability"]) < 1e-5
+            assert last["true"] == want["true"]
+        assert [document[k] for k in ("count", "accuracy", "correct")] == [
+            whole_document[k] for k in ("count", "accuracy", "correct")]
     text = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream", "5")
     assert text.returncode == 0 and text.stdout.splitlines()[0] == "id\tchunk\tsteps\tlabel\tprobability"
+    assert f"accuracy {whole_document['accuracy']:.4f} ({whole_document['correct']}/2, each sequence's last update)" \
+        in text.stderr
     whole = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), "--allow-unverified", "--stream",
                 str(10 ** 6), "--json")  # a chunk longer than any sequence: one update each, nothing padded
     assert whole.returncode == 0, whole.stderr

@@ -42,9 +42,9 @@ def command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH, help="Sequences per batch (at most the "
                                                                         "engine profile's max batch).")] = 32,
     attention: Annotated[bool, typer.Option("--attention", help="Include attention weights in --json.")] = False,
-    stream: Annotated[int, typer.Option(
-        "--stream", min=0, metavar="CHUNK", help="Feed each sequence to model.stream.onnx CHUNK steps at a time and "
-                                                 "print the running prediction after each chunk.")] = 0,
+    stream: Annotated[int | None, typer.Option(
+        "--stream", metavar="CHUNK", help="Feed each sequence to model.stream.onnx CHUNK steps at a time (1 to "
+                                          "1,000,000) and print the running prediction after each chunk.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
@@ -57,15 +57,18 @@ def command(
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path)
-        if stream:
-            document = stream_document(predictor, data.ids, data.sequences, stream)
+        if predictor.head == "logits":
+            check_labels(data.labels, predictor.labels)
+        if stream is not None:
+            document = stream_document(predictor, data.ids, data.sequences, stream, data.labels, attention)
             if json_out:
                 print_json(document)
             else:
                 typer.echo("\n".join(stream_table(document["updates"], predictor.head)))
+                if document["accuracy"] is not None:
+                    typer.echo(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, "
+                               "each sequence's last update)", err=True)
             return
-        if predictor.head == "logits":
-            check_labels(data.labels, predictor.labels)
         predictions = predictor.predict(data.sequences, on_long=on_long.value)
         head, ran = predictor.head, about(predictor)
     labelled = data.labels is not None and head == "logits"  # a model without classes has no accuracy

@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=32, metavar="N")
     predict.add_argument("--allow-unverified", action="store_true")
     predict.add_argument("--attention", action="store_true", help="include attention weights in --json")
-    predict.add_argument("--stream", type=int, default=0, metavar="CHUNK",
+    predict.add_argument("--stream", type=int, default=None, metavar="CHUNK",
                          help="feed each sequence to model.stream.onnx CHUNK steps at a time; print the running "
                               "prediction after each chunk")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
@@ -113,25 +113,37 @@ def about(predictor: Any) -> Dict[str, Any]:
             "notes": predictor.notes}
 
 
-def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int) -> Dict[str, Any]:
+def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int,
+                    labels: Optional[Sequence[str]] = None, attention: bool = False) -> Dict[str, Any]:
     """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
     stream, reset between sequences); ``updates`` has one row per update: the id, the chunk's number, the
-    steps seen and the prediction for that prefix (``prediction_rows``' fields); the rest says what ran
-    (``about``, with the stream graph or engine as the artefact)."""
+    steps seen and the prediction for that prefix (``prediction_rows``' fields, ``true`` with ``labels``);
+    ``count``, ``accuracy`` and ``correct`` judge each sequence's last update, as ``predict`` judges its
+    answer; the rest says what ran (``about``, with the stream graph or engine as the artefact)."""
+    from .inputs import accuracy
     from .streaming import MAX_CHUNK, chunked
 
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
+    if attention:
+        raise BadInput("--attention with --stream: the stream graph gives no attention weights (each step's weight "
+                       "changes with every later step); expected one of the two")
     stream = predictor.stream(batch=1)
     rows: List[Dict[str, Any]] = []
-    for name, seq in zip(ids, sequences):
+    finals: List[Any] = []
+    for k, (name, seq) in enumerate(zip(ids, sequences)):
         stream.reset()
-        for k, (piece, valid) in enumerate(chunked(seq, chunk)):
+        true = None if labels is None else [labels[k]]
+        for n, (piece, valid) in enumerate(chunked(seq, chunk)):
             prediction = stream.push(piece[None], lengths=[valid])[0]
-            row = prediction_rows([name], [prediction], None, False, predictor.head)[0]
-            rows.append({"id": name, "chunk": k + 1, "steps": int(stream.steps[0]),
+            row = prediction_rows([name], [prediction], true, False, predictor.head)[0]
+            rows.append({"id": name, "chunk": n + 1, "steps": int(stream.steps[0]),
                          **{key: value for key, value in row.items() if key != "id"}})
-    return {**about(predictor), "artifact": stream.backend.artifact.name, "stream": chunk, "updates": rows}
+        finals.append(prediction)
+    labelled = labels is not None and predictor.head == "logits"
+    acc, correct = accuracy([p.label for p in finals], labels) if labelled else (None, None)
+    return {**about(predictor), "artifact": stream.backend.artifact.name, "stream": chunk, "count": len(finals),
+            "accuracy": acc, "correct": correct, "updates": rows}
 
 
 def stream_table(rows: Sequence[Dict[str, Any]], head: str) -> List[str]:
@@ -190,13 +202,16 @@ def _predict(args: argparse.Namespace) -> int:
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input)
-        if args.stream:
-            document = stream_document(predictor, data.ids, data.sequences, args.stream)
-            print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],
-                                                                                          predictor.head)))
-            return 0
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels)
+        if args.stream is not None:
+            document = stream_document(predictor, data.ids, data.sequences, args.stream, data.labels, args.attention)
+            print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],
+                                                                                          predictor.head)))
+            if document["accuracy"] is not None and not args.json:
+                print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, each "
+                      "sequence's last update)", file=sys.stderr)
+            return 0
         predictions = predictor.predict(data.sequences, on_long=args.on_long)
         head, ran = predictor.head, about(predictor)
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \
