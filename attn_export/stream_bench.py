@@ -28,7 +28,7 @@ import numpy as np
 from .errors import BadInput
 from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
-from .runtime.streaming import replay, zero_state
+from .runtime.streaming import replay, require_stream, zero_state
 from .runtime.timing import cpu_name
 
 __all__ = ["MIN_ROUNDS", "SAMPLES", "bench_stream"]
@@ -54,6 +54,7 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
         raise BadInput(f"--chunks {','.join(map(str, chunks))} are all longer than --segments "
                        f"{','.join(map(str, segments))}; expected a chunk no longer than a segment")
     s = store.Store(directory)
+    require_stream(s, store.STREAM_ONNX)
     stream_artifact = s.open(store.STREAM_ONNX, need="current")
     whole_artifact = s.open(store.ONNX_FP32, need="current")
     info = s.info

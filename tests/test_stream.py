@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from attn_export.backends import REGISTRY
 from attn_export.config import VerifyConfig
+from attn_export.errors import BadInput
 from attn_export.runtime import Predictor
 from attn_export.runtime import store
 from attn_export.quantize import _cell_state_only
@@ -178,6 +179,20 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
             stream.push(x[:, :4], lengths=[5, 0])
         with pytest.raises(Exception, match="chunk has shape"):
             stream.push(x[:1, :4])
+        # found by attacking the API: each was a TypeError/ValueError, a wrong row reset, or a wrapped number
+        stream.reset(rows=np.int64(1))
+        assert stream.steps.tolist() == [0, 0]
+        for rows in (True, [1.5]):
+            with pytest.raises(BadInput, match="expected a row number or a list of them"):
+                stream.reset(rows=rows)
+        with pytest.raises(BadInput, match="got 1..9223372036854775808"):
+            stream.push(x[:, :4], lengths=np.array([2 ** 63, 1], np.uint64))
+        with pytest.raises(BadInput, match="chunk is not numbers"):
+            stream.push([[["a"] * x.shape[2]] * 3] * 2)
+    with pytest.raises(BadInput, match="this stream's Predictor is closed"):
+        stream.push(x[:, :4])
+    with pytest.raises(BadInput, match="this Predictor is closed"):
+        predictor.stream()
 
 
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:
@@ -293,6 +308,14 @@ def test_a_model_that_cannot_stream_is_one_line_saying_why(tmp_path: Path, setti
     assert "cannot stream exactly" in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / store.STREAM_ONNX).exists()
     assert not (tmp_path / store.ONNX_FP32).exists() and len(lines) == 1  # refused before anything is written
+    assert cli("export", str(tmp_path)).returncode == 0
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
+    for args in (("predict", str(tmp_path / "x.npz"), "--dir", str(tmp_path), "--allow-unverified", "--stream", "2"),
+                 ("bench", str(tmp_path), "--stream")):  # they said "run export --stream", which refuses
+        result = cli(*args)
+        assert result.returncode == 2 and result.stderr.strip().startswith(
+            f"Error: {tmp_path} has no model.stream.onnx: its model cannot stream exactly: "), result.stderr
+        assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_model_without_a_head_streams_its_context(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 
-from ..errors import BadInput, MissingPrerequisite
+from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import MAX_BATCH, check_threads
@@ -172,9 +172,11 @@ class Predictor:
         that prefix (``runtime.streaming``)."""
         from .backends.onnxrt import OrtCpuBackend
         from .dispatch import find_engine
-        from .store import MADE_BY, STREAM_FILES
-        from .streaming import Stream
+        from .store import STREAM_FILES
+        from .streaming import Stream, require_stream
 
+        if self._closed:
+            raise BadInput("this Predictor is closed; load it again")
         if self._store is None:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
         allow_unverified, threads = self._options
@@ -185,9 +187,7 @@ class Predictor:
             artifact, cls = engine, type(self._backend)
         else:
             name = STREAM_FILES[self.precision]
-            if self._store.state(name).state == "missing":
-                raise MissingPrerequisite(f"{self.directory} has no {name}; run {MADE_BY[name]} (for a model that "
-                                          "can stream: unidirectional, no Conv1d front-end)")
+            require_stream(self._store, name)
             artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
             cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
         backend = cls(artifact, threads=threads)

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .modelinfo import ModelInfo
 
-__all__ = ["ATTENTION_STATE", "CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay", "schedule",
-           "state_dims", "state_name", "stream_spec", "zero_state"]
+__all__ = ["ATTENTION_STATE", "CHUNK", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable", "replay",
+           "require_stream", "schedule", "state_dims", "state_name", "stream_spec", "zero_state"]
 
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
@@ -64,6 +64,20 @@ def not_streamable(model: Any) -> Optional[str]:
         return ("its additive score's query is the last state, which changes with every new step and re-scores "
                 "every earlier one; train with model.query = \"learned\"")
     return None
+
+
+def require_stream(store: Any, name: str) -> None:
+    """Refuse the stream graph ``name`` when ``store`` has none, saying why when its model cannot stream at
+    all (then ``export --stream`` would refuse too), else which command makes it."""
+    from ..errors import MissingPrerequisite
+    from .store import MADE_BY
+
+    if store.state(name).state != "missing":
+        return
+    reason = not_streamable(store.info.recipe.get("model", {}))
+    if reason is not None:
+        raise BadInput(f"{store.directory} has no {name}: its model cannot stream exactly: {reason}")
+    raise MissingPrerequisite(f"{store.directory} has no {name}; run {MADE_BY[name]}")
 
 
 def stream_spec(info: "ModelInfo") -> IOSpec:
@@ -115,8 +129,10 @@ class Stream:
 
     def reset(self, rows: Union[None, int, Sequence[int]] = None) -> None:
         """Start ``rows`` (every row when None) from the zero state."""
-        picked = range(self.batch) if rows is None else [rows] if isinstance(rows, int) else list(rows)
+        picked = range(self.batch) if rows is None else [rows] if isinstance(rows, (int, np.integer)) else list(rows)
         for r in picked:
+            if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)):
+                raise BadInput(f"reset rows={rows!r}: expected a row number or a list of them (integers)")
             if not 0 <= int(r) < self.batch:
                 raise BadInput(f"row {r} is outside this stream's {self.batch} rows")
         index = np.asarray(list(picked), np.int64)
@@ -129,7 +145,12 @@ class Stream:
         context, which is all zeros).
         ``lengths``: the valid new steps of each row (default: all of them); steps past a row's length are
         padding, and a row with 0 keeps its state."""
-        x = np.asarray(chunk, dtype=np.float32)
+        if not self.backend.opened:
+            raise BadInput("this stream's Predictor is closed; load it again and open a new stream")
+        try:
+            x = np.asarray(chunk, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"chunk is not numbers ({e}); expected float32 [batch, steps, features]") from None
         if x.ndim == 2 and self.batch == 1:
             x = x[None]
         if x.ndim != 3 or x.shape[0] != self.batch or x.shape[2] != self.features or x.shape[1] < 1:
@@ -139,9 +160,9 @@ class Stream:
         lens = np.full(self.batch, steps, np.int64) if lengths is None else np.asarray(lengths)
         if lens.shape != (self.batch,) or lens.dtype.kind not in "iu":
             raise BadInput(f"lengths has shape {list(lens.shape)} {lens.dtype}; expected {self.batch} integers")
-        lens = lens.astype(np.int64)
-        if lens.min() < 0 or lens.max() > steps:
+        if lens.min() < 0 or lens.max() > steps:  # before the cast: a uint64 past 2^63 would wrap negative
             raise BadInput(f"lengths must lie in 0..{steps} (the chunk's steps); got {lens.min()}..{lens.max()}")
+        lens = lens.astype(np.int64)
         valid = np.arange(steps)[None, :] < lens[:, None]
         if not np.isfinite(x[valid]).all():
             row, step = np.argwhere(valid & ~np.isfinite(x).all(axis=2))[0]

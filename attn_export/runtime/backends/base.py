@@ -69,6 +69,11 @@ class Backend:
     def close(self) -> None:
         self._opened = False
 
+    @property
+    def opened(self) -> bool:
+        """Whether it is open: entered, and not closed since."""
+        return self._opened
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Check ``feeds`` against the I/O spec, run, and return every output by name."""
         if not self._opened:
