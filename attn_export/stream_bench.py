@@ -4,7 +4,8 @@ the whole prefix, the way a device without the stream graph updates its answer.
     attn-export bench DIR --stream [--segments 128,512,2048] [--chunks 1,16,64] [--seconds S]
 
 For each segment length T and chunk C (batch 1, one thread, ONNX Runtime on the CPU): a round replays the
-segment through the stream graph, timing each of its T / C updates, then times ``model.onnx`` on the prefix
+segment through the stream graph, timing each of its ceil(T / C) updates (the last one shorter where C
+does not divide T), then times ``model.onnx`` on the prefix
 at up to ``SAMPLES`` of those update positions (evenly spread, the first and the last included); rounds
 alternate until the time budget is spent (at least ``MIN_ROUNDS``). Reported per (T, C): the stream's
 median per-update latency, re-running's at the last position and on average over the updates (its samples
@@ -50,6 +51,8 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
         raise BadInput(f"--segments and --chunks take at most {MAX_VALUES} values each; got {len(segments)} and "
                        f"{len(chunks)}")
     grid = [(t, c) for t in segments for c in chunks if c <= t]
+    not_timed = [f"segment {t}, chunk {c}: the chunk is longer than the segment" for t in segments for c in chunks
+                 if c > t]
     if not grid:
         raise BadInput(f"--chunks {','.join(map(str, chunks))} are all longer than --segments "
                        f"{','.join(map(str, segments))}; expected a chunk no longer than a segment")
@@ -67,7 +70,10 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
                 progress(f"segment {steps}, chunk {chunk}", k, len(grid))
             x = (np.asarray(info.mean) + np.asarray(info.std) * rng.standard_normal((1, steps, info.input_size)))
             x = x.astype(np.float32)
-            positions = list(range(chunk, steps + 1, chunk)) or [steps]
+            positions = list(range(chunk, steps + 1, chunk))
+            if positions[-1] != steps:  # a last, shorter chunk: every step of the segment is timed
+                positions.append(steps)
+            sizes = [b - a for a, b in zip([0, *positions], positions)]
             sampled = sorted({positions[int(round(i))] for i in np.linspace(0, len(positions) - 1,
                                                                             min(SAMPLES, len(positions)))})
             per_update: list[list[float]] = [[] for _ in positions]
@@ -76,7 +82,7 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
             rounds = 0
             while rounds < MIN_ROUNDS + 1 or time.perf_counter() - started < seconds:
                 timed = _timed(stream.run_feeds)
-                replay(timed.run, stream.spec, x, np.array([steps]), [chunk] * len(positions), garbage=False)
+                replay(timed.run, stream.spec, x, np.array([steps]), sizes, garbage=False)
                 for j, ms in enumerate(timed.ms[:len(positions)]):
                     per_update[j].append(ms)
                 for j, p in enumerate(sampled):
@@ -101,7 +107,7 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
     model, flags = cpu_name()
     state_bytes = int(sum(v.nbytes for v in zero_state(stream.spec, 1).values()))
     result = {"machine": {"cpu": model, "isa": flags, "threads": 1}, "backend": "ort-cpu",
-              "state_bytes_per_row": state_bytes, "results": rows, "drift": drift,
+              "state_bytes_per_row": state_bytes, "results": rows, "not_timed": not_timed, "drift": drift,
               "method": "batch 1, one thread, rounds alternating a streamed segment with model.onnx on sampled "
                         "prefixes; medians over rounds after the first"}
     store.write_json(directory / store.BENCH_STREAM_JSON, result)

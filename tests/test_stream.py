@@ -547,3 +547,17 @@ def test_the_stream_graph_opens_with_each_runtimes_defaults(streamed: Path, runt
 def test_bench_stream_bounds_its_lists(streamed: Path) -> None:
     result = cli("bench", str(streamed), "--stream", "--segments", "1,2,3,4,5,6,7,8,9", "--chunks", "1")
     assert result.returncode == 2 and "at most 8 values" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_stream_times_every_step_and_names_what_it_leaves_out(streamed: Path, tmp_path: Path) -> None:
+    """Segment 16 in chunks of 7 timed 2 updates (14 steps), and chunk 100 was dropped without a word: the
+    last, shorter chunk is timed, and a chunk longer than its segment is named as not timed."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    result = cli("bench", str(directory), "--stream", "--segments", "16", "--chunks", "7,100", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "not timed: segment 16, chunk 100: the chunk is longer than the segment" in result.stderr
+    report = json.loads((directory / "bench_stream.json").read_text())
+    (row,) = report["results"]
+    assert (row["chunk"], row["updates"], row["positions"]) == (7, 3, [7, 14, 16])
+    assert report["not_timed"] == ["segment 16, chunk 100: the chunk is longer than the segment"]

@@ -93,6 +93,8 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
                   f"{r['segment_ratio']:.1f}x", f"{r['on_paper_segment_ratio']:.1f}x")
     out = console(stderr=True)
     out.print(t)
+    for line in result["not_timed"]:
+        out.print(f"not timed: {line}")
     drift = result["drift"]
     out.print(f"drift, {drift['steps']} steps one at a time, against model.onnx on the prefix (of the FP32 rule): "
               + ", ".join(f"{v:.2f} at {k}" for k, v in drift["ratio_to_fp32_rule"].items()))
