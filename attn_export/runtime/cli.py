@@ -140,8 +140,8 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
             rows.append({"id": name, "chunk": n + 1, "steps": int(stream.steps[0]),
                          **{key: value for key, value in row.items() if key != "id"}})
         finals.append(prediction)
-    labelled = labels is not None and predictor.head == "logits"
-    acc, correct = accuracy([p.label for p in finals], labels) if labelled else (None, None)
+    acc, correct = (accuracy([p.label for p in finals], labels) if labels is not None and predictor.head == "logits"
+                    else (None, None))
     return {**about(predictor), "artifact": stream.backend.artifact.name, "stream": chunk, "count": len(finals),
             "accuracy": acc, "correct": correct, "updates": rows}
 
