@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optiona
 
 import numpy as np
 
-from ..errors import BadInput, WorkFailed
+from ..errors import BadInput, MissingPrerequisite, WorkFailed
 from .iospec import BATCH, HEAD_OUTPUT, IOSpec, TensorSpec
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ def not_streamable(model: Any) -> Optional[str]:
 def require_stream(store: Any, name: str) -> None:
     """Refuse the stream graph ``name`` when ``store`` has none, saying why when its model cannot stream at
     all (then ``export --stream`` would refuse too), else which command makes it."""
-    from ..errors import MissingPrerequisite
     from .store import MADE_BY
 
     if store.state(name).state != "missing":
