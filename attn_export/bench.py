@@ -41,7 +41,7 @@ from .runtime import store
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .runtime.modelinfo import ModelInfo
-from .runtime.recommend import BASELINE, pick, verified_pairs
+from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
 from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import cpu_name
@@ -105,7 +105,7 @@ def bench(
     against: str | None = None,
 ) -> dict[str, Any]:
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots, with
-    the fastest verified pair per shape and overall (``runtime.recommend``). ``against="torch"``: only
+    what to deploy on this CPU, per shape and overall (``runtime.recommend``). ``against="torch"``: only
     PyTorch eager and the pairs verify passed on the bytes here, side by side."""
     check_threads(threads)
     if against not in (None, "torch"):
@@ -197,6 +197,7 @@ def bench(
         "scaling": _scaling(results, batches, seqs),
         "ratios": _ratios(results, reference, batches, seqs),
         "recommended": {"cpu": machine["cpu"], "isa": machine["isa"], "threads": threads,
+                        "default": " ".join(DEFAULT), "margin": MARGIN,
                         **(pick(results, verified) if verified else {"reason": unverified})},
     }
     if plots:

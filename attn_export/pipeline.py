@@ -149,7 +149,7 @@ def run(
         benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds, **RUN_BUDGET),
                         progress=progress("bench"))
         pick = benched["recommended"].get("overall")
-        fastest = "" if not pick else (f"; fastest verified: {pick['backend']} {pick['artifact']}" + (
+        fastest = "" if not pick else (f"; recommended: {pick['backend']} {pick['artifact']}" + (
             f", {pick['ratio']:.2f}x PyTorch eager" if pick["ratio"] else ""))
         stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings{fastest}", benched)
         t = time.perf_counter()

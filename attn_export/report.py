@@ -217,7 +217,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 
 def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
-    """The fastest verified pair per shape and overall (``runtime.recommend``), against PyTorch eager."""
+    """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
     from .runtime.recommend import current
 
     if not rec:
@@ -225,9 +225,11 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
         return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."]
-    lines = ["", f"**Recommended** (the fastest pair `verify` had passed when bench ran, on {where}; *now*: "
-                 "what the file's verdict is today):", "",
-             "| shape | backend | artefact | p50 | torch eager p50 | speed-up | now |", "|---|---|---|---|---|---|---|"]
+    rule = (f"the fastest pair `verify` had passed when bench ran when it was at least {rec['margin']:.2f}x "
+            f"{rec['default']}, else that default" if "margin" in rec else "the fastest pair `verify` had passed")
+    lines = ["", f"**Recommended** ({rule}, on {where}; *now*: what the file's verdict is today):", "",
+             f"| shape | backend | artefact | p50 | torch eager p50 | speed-up | vs {rec.get('default', 'default')} "
+             "| now |", "|---|---|---|---|---|---|---|---|"]
     rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
                                             else [])
     for shape, r in rows:
@@ -236,10 +238,13 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
             else trust.verdict
         lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
-                     f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | {_cell(now)} |")
+                     f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | "
+                     f"{'–' if r.get('vs_default') is None else format(r['vs_default'], '.2f') + 'x'} | {_cell(now)} |")
+    note = (rec.get("overall") or {}).get("note")
     chosen, why_not = current(s)
-    lines += ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
-                  "default." if chosen else f"`attn-export bundle --for cpu` ships no default: {why_not}."]
+    lines += [""] + ([f"Overall: {note}.", ""] if note else []) + [
+        f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's default."
+        if chosen else f"`attn-export bundle --for cpu` ships no default: {why_not}."]
     return lines
 
 

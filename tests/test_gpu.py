@@ -107,6 +107,34 @@ def test_device_memory_round_trip_timing_and_graph() -> None:
         memory.close()
 
 
+@pytest.mark.gpu
+def test_device_memory_graph_capture_replays_what_it_captured() -> None:
+    """The capture path the TensorRT runner takes (begin capture, instantiate, launch, destroy), with a
+    memset standing in for TensorRT's enqueue: the replayed graph must write the device buffer again."""
+    from attn_export.runtime.trt.memory import open_memory
+
+    pytest.importorskip("cuda")
+    memory = open_memory(0)
+    try:
+        n = 4096
+        ptr = memory.alloc(n)
+        value = [0]
+
+        def enqueue() -> None:  # captured once with value 7: replays keep writing 7
+            memory._call("cudaMemsetAsync", ptr, value[0], n, memory._stream)
+
+        value[0] = 7
+        launch = memory.capture(enqueue)
+        memory.to_device(ptr, np.zeros(n, np.uint8))
+        assert memory.timed(launch) >= 0.0
+        back = np.empty(n, np.uint8)
+        memory.to_host(back, ptr)
+        memory.synchronize()
+        assert (back == 7).all()
+    finally:
+        memory.close()
+
+
 # --- ort-cuda / ort-trt --------------------------------------------------------------------------------
 
 @pytest.mark.gpu

@@ -482,9 +482,15 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert rec["cpu"] == bench["machine"]["cpu"] and rec["threads"] == 1
     p50 = {(r["backend"], r["artifact"], f"b{r['batch']} s{r['seq']}"): r["latency_ms"]["p50"]
            for r in bench["results"] if "latency_ms" in r}
-    for shape, r in rec["by_shape"].items():
+    from attn_export.runtime.recommend import DEFAULT, MARGIN
+
+    assert rec["default"] == "ort-cpu model.onnx" and rec["margin"] == MARGIN
+    for shape, r in rec["by_shape"].items():  # the fastest, when MARGIN x the default or faster; else the default
         assert r["backend"] != "torch-cpu" and (r["backend"], r["artifact"]) in passed
-        assert r["p50_ms"] == min(v for (b, _, sh), v in p50.items() if sh == shape and b != "torch-cpu")
+        default = p50[(*DEFAULT, shape)]
+        best = min(v for (b, _, sh), v in p50.items() if sh == shape and b != "torch-cpu")
+        assert r["p50_ms"] == (best if default / best >= MARGIN else default)
+        assert r["vs_default"] == pytest.approx(default / r["p50_ms"])
         assert r["ratio"] == pytest.approx(p50[("torch-cpu", "model.safetensors", shape)] / r["p50_ms"])
     overall = rec["overall"]
     assert set(overall["shapes"]) == set(rec["by_shape"]) and overall["ratio"] > 0
@@ -496,11 +502,25 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert any(n.startswith(f"default: {overall['backend']} {overall['artifact']}") for n in made.notes)
     import tarfile
 
-    with tarfile.open(made.path) as tar:
-        member = {m.name.split("/", 1)[-1]: m for m in tar.getmembers()}
-        text = {n: tar.extractfile(member[n]).read().decode() for n in ("README.md", "bundle.json")}  # type: ignore[union-attr]
+    def unpacked(path: Path) -> dict[str, str]:
+        with tarfile.open(path) as tar:
+            member = {m.name.split("/", 1)[-1]: m for m in tar.getmembers()}
+            return {n: tar.extractfile(member[n]).read().decode()  # type: ignore[union-attr]
+                    for n in ("README.md", "bundle.json", "requirements.txt")}
+
+    text = unpacked(made.path)
     assert f"--precision {overall['precision']} --backend {overall['backend']}" in text["README.md"]
+    assert f'Predictor.load(".", precision="{overall["precision"]}", backend="{overall["backend"]}")' in text["README.md"]
     assert json.loads(text["bundle.json"])["recommended"]["artifact"] == overall["artifact"]
+    assert "(bench is not in this bundle)" in text["README.md"] and "a CPU with Python 3.8 or newer" in text["README.md"]
+    measured = (directory / "bench.json").read_text()
+    tract = json.loads(measured)  # as if bench had picked tract: its pin and its Python
+    tract["recommended"]["overall"]["backend"] = "tract-cpu"
+    (directory / "bench.json").write_text(json.dumps(tract))
+    text = unpacked(pack(directory, tmp_path / "tract.tar.gz", "cpu").path)
+    assert "tract>=0.23.9  # the recommended backend (Python 3.9 or newer)" in text["requirements.txt"].splitlines()
+    assert "a CPU with Python 3.9 or newer" in text["README.md"] and "numpy and tract>=0.23.9" in text["README.md"]
+    (directory / "bench.json").write_text(measured)
     timed = json.loads((directory / "bench.json").read_text())  # as if bench had timed other bytes of the pick
     timed["artifacts"][overall["artifact"]] = "0" * 64
     (directory / "bench.json").write_text(json.dumps(timed))
@@ -607,10 +627,13 @@ def test_a_runtime_without_onnx_runtimes_own_operators_skips_that_graph_only(
     assert manifest["model.onnx"]["verified"]["passed"] is False
 
 
-def test_the_recommendation_is_the_fastest_verified_pair_against_torch_eager() -> None:
-    """runtime.recommend.pick on rows as bench writes them: unverified pairs and torch never win, a pair
-    missing a shape is not picked overall, ratios are torch's p50 over the pick's."""
-    from attn_export.runtime.recommend import pick
+def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
+    """runtime.recommend.pick on rows as bench writes them: unverified pairs, torch, GPU backends and opt-in
+    precisions a CPU bundle cannot select never win; another pair beats the default (ort-cpu model.onnx)
+    only when MARGIN x faster, else the default stays and the faster pair is named; a pair missing a shape is
+    not picked overall; ratios are torch's p50 over the pick's. Found by the lent H200: torch-cuda was the
+    CPU's overall pick; and by a user: two identical runs shipped FP16, then INT8, 2-5 % apart."""
+    from attn_export.runtime.recommend import MARGIN, pick
 
     def row(backend: str, artifact: str, batch: int, seq: int, p50: float, **extra: object) -> dict:
         return {"backend": backend, "artifact": artifact, "precision": "fp32", "batch": batch, "seq": seq,
@@ -619,17 +642,31 @@ def test_the_recommendation_is_the_fastest_verified_pair_against_torch_eager() -
     rows = [row("torch-cpu", "model.safetensors", 1, 16, 1.0), row("torch-cpu", "model.safetensors", 32, 16, 8.0),
             row("ort-cpu", "model.onnx", 1, 16, 0.5), row("ort-cpu", "model.onnx", 32, 16, 4.0),
             row("ort-cpu", "model.int8.onnx", 1, 16, 0.1),  # fastest, unverified
-            row("tract-cpu", "model.onnx", 1, 16, 0.25),  # fastest verified at b1, missing at b32
+            row("torch-cuda", "model.safetensors", 1, 16, 0.05), row("torch-cuda", "model.safetensors", 32, 16, 0.1),
+            row("openvino-bf16", "model.onnx", 1, 16, 0.07), row("openvino-bf16", "model.onnx", 32, 16, 0.2),
+            row("tract-cpu", "model.onnx", 1, 16, 0.25),  # 2x the default at b1, missing at b32
             row("openvino-cpu", "model.onnx", 1, 16, 0.6), row("openvino-cpu", "model.onnx", 32, 16, 3.0),
             row("ort-cpu", "model.onnx", 32, 16, 0.01, end_to_end=True)]  # not a compute row
     verified = {("ort-cpu", "model.onnx"), ("tract-cpu", "model.onnx"), ("openvino-cpu", "model.onnx"),
-                ("torch-cpu", "model.safetensors")}
+                ("torch-cpu", "model.safetensors"), ("torch-cuda", "model.safetensors"), ("openvino-bf16", "model.onnx")}
     rec = pick(rows, verified)
-    assert (rec["by_shape"]["b1 s16"]["backend"], rec["by_shape"]["b1 s16"]["ratio"]) == ("tract-cpu", 4.0)
-    assert (rec["by_shape"]["b32 s16"]["backend"], rec["by_shape"]["b32 s16"]["p50_ms"]) == ("openvino-cpu", 3.0)
-    overall = rec["overall"]  # geomean: ort sqrt(0.5*4)=1.41, openvino sqrt(0.6*3)=1.34
-    assert overall["backend"] == "openvino-cpu" and overall["ratio"] == pytest.approx(8 ** 0.5 / 1.8 ** 0.5)
-    assert pick(rows, set())["overall"] is None and pick(rows, set())["by_shape"] == {}
+    b1, b32 = rec["by_shape"]["b1 s16"], rec["by_shape"]["b32 s16"]
+    assert (b1["backend"], b1["ratio"], b1["vs_default"]) == ("tract-cpu", 4.0, 2.0) and "note" not in b1
+    assert (b32["backend"], b32["p50_ms"]) == ("openvino-cpu", 3.0) and b32["vs_default"] == pytest.approx(4 / 3)
+    overall = rec["overall"]  # geomean: ort sqrt(0.5*4)=1.41, openvino sqrt(0.6*3)=1.34: 1.05x, under the margin
+    assert MARGIN > (2 / 1.8) ** 0.5
+    assert (overall["backend"], overall["artifact"], overall["vs_default"]) == ("ort-cpu", "model.onnx", 1.0)
+    assert overall["ratio"] == pytest.approx(8 ** 0.5 / 2 ** 0.5)
+    assert overall["note"] == f"openvino-cpu model.onnx was 1.05x ort-cpu model.onnx, under the {MARGIN:.2f}x a " \
+                              "change from it must gain"
+    faster = [r if r["backend"] != "openvino-cpu" else {**r, "latency_ms": {"p50": r["latency_ms"]["p50"] / 2}}
+              for r in rows]
+    assert pick(faster, verified)["overall"]["backend"] == "openvino-cpu"
+    assert pick(rows, set()) == {"by_shape": {}, "overall": None, "reason": "ort-cpu model.onnx, what a CPU bundle "
+                                 "runs by default, has no passing verdict on these bytes to weigh a pick against"}
+    alone = pick([r for r in rows if r["backend"] != "ort-cpu"], verified)  # tract alone: nothing to weigh it against
+    assert alone["overall"] is None and alone["by_shape"] == {}
+    assert alone["reason"].startswith("bench did not time ort-cpu model.onnx, what a CPU bundle runs by default")
 
 
 @pytest.mark.parametrize("names", [["walk", "run", "sit"], pytest.param([3, 7, 9], marks=pytest.mark.slow)],

@@ -146,7 +146,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
 
 
 def show_recommended(rec: dict[str, Any]) -> None:
-    """The fastest verified pair per shape and overall, against PyTorch eager, with the CPU, on stderr."""
+    """What to deploy on this CPU, per shape and overall, against PyTorch eager, with the CPU, on stderr."""
     from rich.table import Table
 
     out = console(stderr=True)
@@ -154,17 +154,20 @@ def show_recommended(rec: dict[str, Any]) -> None:
     if not rec.get("by_shape"):
         out.print(f"recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})")
         return
-    t = Table(title=f"fastest verified pair on {where}")
-    for col in ("shape", "backend", "artifact", "p50 ms", "torch eager ms", "speed-up"):
+    t = Table(title=f"recommended on {where}: the fastest verified pair, when {rec['margin']:.2f}x {rec['default']} "
+                    "or faster, else that default")
+    for col in ("shape", "backend", "artifact", "p50 ms", "torch eager ms", "speed-up", f"vs {rec['default']}"):
         t.add_column(col, justify="left" if col in ("backend", "artifact") else "right")
 
     def row(shape: str, r: dict[str, Any]) -> None:
         t.add_row(shape, r["backend"], r["artifact"], f"{r['p50_ms']:.3f}",
                   "-" if r["torch_p50_ms"] is None else f"{r['torch_p50_ms']:.3f}",
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x")
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x")
 
     for shape, r in rec["by_shape"].items():
         row(shape.replace("b", "").replace(" s", " x "), r)
     if rec.get("overall"):
         row("overall (geomean)", rec["overall"])
     out.print(t)
+    if (rec.get("overall") or {}).get("note"):
+        out.print(f"overall: {rec['overall']['note']}")

@@ -48,7 +48,7 @@ from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEVICE_BACKENDS, current
+from .recommend import DEFAULT, DEVICE_BACKENDS, current
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "made_for", "pack", "runtime_files",
@@ -95,7 +95,7 @@ From Python:
 
     import sys; sys.path.insert(0, "runtime")
     from attn_export.runtime import Predictor
-    predictor = Predictor.load(".", precision="fp32")
+    predictor = Predictor.load(".", {load})
     predictions = predictor.predict(list_of_float32_arrays)   # each [steps, {features}]
 
 INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The runtime refuses an
@@ -133,7 +133,7 @@ so a client sends only each chunk and its valid steps, under one sequence id:
 Each `config.pbtxt` was checked by parsing it into Triton's own `ModelConfig` message; no Triton server
 ran where this bundle was made.
 """,
-    "cpu": """## Run (a CPU with Python 3.8 or newer)
+    "cpu": """## Run (a CPU with Python {python} or newer)
 
     python3 -m pip install -r requirements.txt                     # {packages}
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
@@ -218,14 +218,19 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output)
     if target == "cpu":
         if chosen is None:
-            why = f"\nThe example runs FP32: no recommended default ({why_not}).\n" if why_not else ""
-            return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why)
+            why = f"\nThe examples run FP32: no recommended default ({why_not}).\n" if why_not else ""
+            return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why,
+                                        python="3.8")
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
-        why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` measured fastest among the "
-               f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, threads "
-               f"{chosen.get('threads') or 'default'}, on {where}); another CPU may rank them differently: run `bench --against torch` there.\n")
-        return STEPS[target].format(packages=f"numpy and {DEVICE_BACKENDS[chosen['backend']]}", why=why,
+        passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
+        why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` recommended among the "
+               f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, "
+               f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}, threads {chosen.get('threads') or 'default'}, "
+               f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
+               "on the model's directory (bench is not in this bundle) measures it there.\n")
+        requirement, python = DEVICE_BACKENDS[chosen["backend"]]
+        return STEPS[target].format(packages=f"numpy and {requirement}", why=why, python=".".join(map(str, python)),
                                     choice=f"--precision {chosen['precision']} --backend {chosen['backend']}")
     if jetson is None:
         return STEPS[target]
@@ -355,15 +360,17 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         contents, sources = _repository(contents, info), {}
 
     listing = "\n".join(f"- `{n}`" for n in contents)
+    load = f'precision="{chosen["precision"]}", backend="{chosen["backend"]}"' if chosen else 'precision="fp32"'
     body = (TRITON if target == "triton" else DEVICE).format(steps=_steps(target, jetson, info, chosen, why_not),
-                                                             features=info.input_size)
+                                                             features=info.input_size, load=load)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
     if jetson is not None:
         requirements = requirements.replace("{cuda}", jetson.target.cuda.split(".")[0])
-    if chosen is not None and DEVICE_BACKENDS[chosen["backend"]] not in requirements.split():
-        requirements += DEVICE_BACKENDS[chosen["backend"]] + "  # the recommended backend\n"
+    if chosen is not None and DEVICE_BACKENDS[chosen["backend"]][0] not in requirements.split():
+        requirement, python = DEVICE_BACKENDS[chosen["backend"]]
+        requirements += f"{requirement}  # the recommended backend (Python {'.'.join(map(str, python))} or newer)\n"
     generated = {"README.md": readme.encode(), "requirements.txt": requirements.encode()}
     files: Dict[str, Dict[str, object]] = {}
     for name, data in contents.items():

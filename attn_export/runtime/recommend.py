@@ -1,18 +1,26 @@
-"""What to deploy on this CPU: the fastest (backend, artefact) pair that ``verify`` passed, from ``bench``'s
-timings, with its speed-up over PyTorch eager (``torch-cpu``) and the CPU it was measured on.
+"""What to deploy on this CPU: the (backend, artefact) pair a CPU bundle should run, from ``bench``'s
+timings of the pairs ``verify`` passed, with its speed-up over PyTorch eager (``torch-cpu``) and the CPU it
+was measured on.
 
     bench.json["recommended"] = {
-        "cpu": "AMD EPYC ...", "isa": ["avx2", ...], "threads": 1,
+        "cpu": "AMD EPYC ...", "isa": ["avx2", ...], "threads": 1, "default": "ort-cpu model.onnx", "margin": 1.1,
         "by_shape": {"b1 s128": {"backend": "ort-cpu", "artifact": "model.int8.onnx", "precision": ...,
-                                  "p50_ms": 0.37, "torch_p50_ms": 1.09, "ratio": 2.94}, ...},
-        "overall": {... the pair with the best geometric-mean speed over every shape timed ...},
+                                  "p50_ms": 0.37, "torch_p50_ms": 1.09, "ratio": 2.94, "vs_default": 1.9}, ...},
+        "overall": {... the same choice on the geometric mean over every shape timed ...},
     }
+
+The candidates are the pairs a CPU bundle's device package runs (``DEVICE_BACKENDS``: no GPU backend, no
+opt-in precision a bundle cannot select). A CPU bundle with no pick runs ``DEFAULT`` (ONNX Runtime, FP32),
+so a pick is ``DEFAULT`` unless another pair was timed next to it and is at least ``MARGIN`` times faster:
+a lossy precision, or another runtime to install, must buy more than run-to-run noise (two identical
+``run``s measured the ONNX Runtime pairs within 2-5 % of each other). Without a verified, timed
+``DEFAULT`` there is nothing to weigh a pick against, and nothing is recommended (``reason`` says why).
 
 A pair counts as verified when the artefact's verdict in the manifest is a pass of the bytes the directory
 holds now, recorded from this very ``verify.json``, and ``verify.json`` has the pair passed on those bytes;
-PyTorch itself is the baseline, never recommended. ``bench``
-computes this; ``report`` shows it; ``bundle --for cpu`` ships the overall pick when its bytes are still
-the ones timed (``current``). Python 3.8, no numpy.
+PyTorch itself is the baseline, never recommended. ``bench`` computes this; ``report`` shows it;
+``bundle --for cpu`` ships the overall pick when its bytes are still the ones timed (``current``).
+Python 3.8, no numpy.
 """
 
 from __future__ import annotations
@@ -20,11 +28,16 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-__all__ = ["BASELINE", "DEVICE_BACKENDS", "current", "pick", "verified_pairs"]
+from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
+
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "pick", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
-# what a CPU bundle's device package can run (its requirements.txt gains the backend's package)
-DEVICE_BACKENDS = {"ort-cpu": "onnxruntime", "openvino-cpu": "openvino", "tract-cpu": "tract"}
+# what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
+DEVICE_BACKENDS = {"ort-cpu": ("onnxruntime", (3, 8)), "openvino-cpu": ("openvino", (3, 8)),
+                   "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
+DEFAULT = ("ort-cpu", "model.onnx")  # what a CPU bundle runs when nothing is recommended
+MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked instead
 
 
 def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
@@ -52,39 +65,60 @@ def _shape(row: Mapping[str, Any]) -> str:
 
 
 def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> Dict[str, Any]:
-    """The recommendation from bench's result rows (see the module docstring): per shape, the verified
-    pair with the lowest p50 and its ratio to ``BASELINE`` there; overall, the verified pair timed at every
-    shape with the lowest geometric-mean p50."""
+    """The recommendation from bench's result rows (see the module docstring): per shape, the fastest
+    verified pair a CPU bundle runs when it is at least ``MARGIN`` times faster than ``DEFAULT`` there, else
+    ``DEFAULT``; overall, the same choice on the geometric-mean p50 over every shape, among the pairs timed
+    at every shape. Each pick has its ratio to ``BASELINE`` and to ``DEFAULT`` (``vs_default``); a faster
+    pair passed over for falling short of the margin is named in the pick's ``note``."""
     timed = [r for r in rows if "latency_ms" in r and not r.get("end_to_end") and not r.get("cuda_graph")]
     shapes = list(dict.fromkeys(_shape(r) for r in timed))
     torch = {_shape(r): float(r["latency_ms"]["p50"]) for r in timed if r["backend"] == BASELINE}
-    candidates = [r for r in timed if (r["backend"], r["artifact"]) in verified and r["backend"] != BASELINE]
+    candidates = [r for r in timed if (r["backend"], r["artifact"]) in verified and r["backend"] in DEVICE_BACKENDS]
+    per_pair: Dict[Tuple[str, str], Dict[str, Mapping[str, Any]]] = {}
+    for r in candidates:
+        per_pair.setdefault((r["backend"], r["artifact"]), {})[_shape(r)] = r
+    default = per_pair.get(DEFAULT)
+    if not default:
+        return {"by_shape": {}, "overall": None, "reason": _no_default(timed, verified)}
 
-    def entry(r: Mapping[str, Any], p50: float, baseline: Optional[float]) -> Dict[str, Any]:
-        return {"backend": r["backend"], "artifact": r["artifact"], "precision": r["precision"], "p50_ms": p50,
-                "torch_p50_ms": baseline, "ratio": baseline / p50 if baseline else None}
+    def choose(p50: Dict[Tuple[str, str], float], baseline: Optional[float]) -> Dict[str, Any]:
+        best = min(p50, key=lambda k: p50[k])
+        gain = p50[DEFAULT] / p50[best]
+        key = best if gain >= MARGIN else DEFAULT
+        first = next(iter(per_pair[key].values()))
+        chosen = {"backend": key[0], "artifact": key[1], "precision": first["precision"], "p50_ms": p50[key],
+                  "torch_p50_ms": baseline, "ratio": baseline / p50[key] if baseline else None,
+                  "vs_default": p50[DEFAULT] / p50[key]}
+        if key != best:
+            chosen["note"] = (f"{best[0]} {best[1]} was {gain:.2f}x {DEFAULT[0]} {DEFAULT[1]}, under the "
+                              f"{MARGIN:.2f}x a change from it must gain")
+        return chosen
 
     by_shape: Dict[str, Any] = {}
     for shape in shapes:
-        here = [r for r in candidates if _shape(r) == shape]
-        if here:
-            best = min(here, key=lambda r: float(r["latency_ms"]["p50"]))
-            by_shape[shape] = entry(best, float(best["latency_ms"]["p50"]), torch.get(shape))
-    per_pair: Dict[Tuple[str, str], List[Mapping[str, Any]]] = {}
-    for r in candidates:
-        per_pair.setdefault((r["backend"], r["artifact"]), []).append(r)
-    complete = {k: v for k, v in per_pair.items() if len({_shape(r) for r in v}) == len(shapes)}
+        if shape in default:
+            here = {k: float(v[shape]["latency_ms"]["p50"]) for k, v in per_pair.items() if shape in v}
+            by_shape[shape] = choose(here, torch.get(shape))
     overall = None
-    if complete:
-        def geomean(values: List[float]) -> float:
-            return math.exp(sum(math.log(v) for v in values) / len(values))
-
-        key = min(complete, key=lambda k: geomean([float(r["latency_ms"]["p50"]) for r in complete[k]]))
-        chosen = complete[key]
-        p50 = geomean([float(r["latency_ms"]["p50"]) for r in chosen])
-        baseline = geomean([torch[s] for s in shapes]) if all(s in torch for s in shapes) else None
-        overall = {**entry(chosen[0], p50, baseline), "shapes": shapes}
+    if len(default) == len(shapes):
+        complete = {k: _geomean([float(v[s]["latency_ms"]["p50"]) for s in shapes])
+                    for k, v in per_pair.items() if len(v) == len(shapes)}
+        baseline = _geomean([torch[s] for s in shapes]) if all(s in torch for s in shapes) else None
+        overall = {**choose(complete, baseline), "shapes": shapes}
     return {"by_shape": by_shape, "overall": overall}
+
+
+def _geomean(values: List[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _no_default(timed: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> str:
+    """Why nothing is recommended when ``DEFAULT`` is not among the verified pairs timed."""
+    name = f"{DEFAULT[0]} {DEFAULT[1]}"
+    if DEFAULT not in verified:
+        return f"{name}, what a CPU bundle runs by default, has no passing verdict on these bytes to weigh a pick against"
+    return (f"bench did not time {name}, what a CPU bundle runs by default, so no pick could be weighed against it "
+            f"(time it too: --backends {DEFAULT[0]},...)")
 
 
 def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
@@ -102,6 +136,9 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     if not chosen:
         return None, str(rec.get("reason") or f"{BENCH_JSON} recommends nothing (made by an older attn-export, or no "
                                               "verified pair was timed at every shape): run attn-export bench again")
+    if "vs_default" not in chosen:
+        return None, (f"{BENCH_JSON}'s pick was not weighed against {DEFAULT[0]} {DEFAULT[1]} (made by an older "
+                      "attn-export): run attn-export bench again")
     stale = s.measured(chosen["artifact"], str((bench.get("artifacts") or {}).get(chosen["artifact"])))
     if stale:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} is not current: {stale}"

@@ -251,7 +251,8 @@ VERIFY = Obj({
 # bench.json (attn_export.bench; the report renders it)
 
 _PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": FINITE,
-             "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "shapes": Items(STR)},
+             "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
+             "shapes": Items(STR)},
             ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
 BENCH = Obj({
     "machine": Obj({"cpu": STR, "processor": STR, "isa": Items(STR), "threads": Maybe(INT), "cpu_count": Maybe(INT),
@@ -265,7 +266,7 @@ BENCH = Obj({
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
     "artifacts": Table(FILE_NAME, SHA256),
     "recommended": Maybe(Obj({  # runtime.recommend
-        "cpu": STR, "isa": Items(STR), "threads": Maybe(INT), "reason": STR,
+        "cpu": STR, "isa": Items(STR), "threads": Maybe(INT), "reason": STR, "default": STR, "margin": FINITE,
         "by_shape": Table(STR, _PICK), "overall": Maybe(_PICK),
     }, ("cpu",))),
 }, ("machine", "method", "scaling", "ratios"))

@@ -30,6 +30,7 @@ __all__ = ["TractCpuBackend"]
 PROBE = "import sys, tract; tract.onnx().load(sys.argv[1]).into_model()"
 PROBE_SECONDS = 120
 TRACT_MIN = "0.23.9"  # the oldest tract with the API used here (0.21 has no `onnx().load`); pyproject's tract extra
+TRACT_PYTHON = (3, 9)  # the oldest Python tract 0.23.9 has wheels for
 
 
 def _load_error(path: Path) -> Optional[str]:
@@ -58,7 +59,8 @@ class TractCpuBackend(Backend):
 
     @classmethod
     def available(cls) -> Optional[str]:
-        return missing("tract", f"pip install 'tract>={TRACT_MIN}', which needs Python 3.9 or newer", TRACT_MIN)
+        return missing("tract", f"pip install 'tract>={TRACT_MIN}', which needs Python "
+                       f"{'.'.join(map(str, TRACT_PYTHON))} or newer", TRACT_MIN)
 
     def _open(self) -> None:
         import tract
