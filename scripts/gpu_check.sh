@@ -8,6 +8,9 @@
 #   4. a CUDA timing path: the torch-cuda backend's runner() (CUDA events, inputs on the device) against
 #      torch-cpu, over a few batch x seq shapes; results in $OUT/gpu_check.json.
 # Usage: OUT=/some/dir bash scripts/gpu_check.sh     (well under 10 minutes; each step has its own timeout)
+# The 'cuda' image's typer (0.27.2 on 2026-12-04) is older than the CLI's typer>=0.29: carry typer and
+# pydantic (pydantic, pydantic_core, annotated_types, typing_inspection, typing_extensions) as wheels
+# and put them first on PYTHONPATH, as /work/.library/device/README.md says, or every CLI step fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
