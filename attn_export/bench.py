@@ -61,14 +61,15 @@ def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.n
 
 
 def _fit(seqs: list[int], ms: list[float]) -> dict[str, float] | None:
-    """Least-squares latency = intercept + slope * seq, with r²."""
+    """Least-squares latency = intercept + slope * seq, with r² (None from two lengths: a line through two
+    points always fits, so its r² of 1 would say nothing)."""
     if len(set(seqs)) < 2:
         return None
     slope, intercept = np.polyfit(seqs, ms, 1)
     predicted = intercept + slope * np.asarray(seqs)
     total = float(((np.asarray(ms) - np.mean(ms)) ** 2).sum())
     r2 = 1.0 - float(((np.asarray(ms) - predicted) ** 2).sum()) / total if total > 0 else 1.0
-    return {"ms_per_step": float(slope), "intercept_ms": float(intercept), "r2": r2}
+    return {"ms_per_step": float(slope), "intercept_ms": float(intercept), "r2": r2 if len(set(seqs)) > 2 else None}
 
 
 def _machine(threads: int | None) -> dict[str, Any]:

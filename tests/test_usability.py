@@ -290,6 +290,18 @@ def test_durations_keep_three_significant_digits(ms: float, text: str) -> None:
         "14.3 µs per step, intercept -343 µs (r² 0.9987)"
 
 
+def test_a_fit_through_two_lengths_claims_no_r2() -> None:
+    """bench --against torch times two lengths by default, and printed r² 1.0000 for every target: a line
+    through two points always fits. Three lengths get their r²."""
+    from attn_export.bench import _fit
+    from attn_export.runtime.timing import fit_text
+
+    two = _fit([16, 128, 16, 128], [0.1, 0.5, 0.11, 0.52])
+    assert two is not None and two["r2"] is None and fit_text(two).endswith("(two lengths, no r²)")
+    three = _fit([16, 128, 512], [0.1, 0.5, 1.0])
+    assert three is not None and 0.9 < three["r2"] < 1.0
+
+
 def test_bench_plots_say_the_machine_and_the_threads() -> None:
     from attn_export.bench import bench_figures
 

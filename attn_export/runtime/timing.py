@@ -15,7 +15,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -108,7 +108,8 @@ def duration_text(ms: float) -> str:
     raise AssertionError("unreachable")
 
 
-def fit_text(fit: Dict[str, float]) -> str:
-    """``seq_fit`` as a person reads it: "14.3 µs per step, intercept -343 µs (r² 0.9987)"."""
+def fit_text(fit: Dict[str, Any]) -> str:
+    """``seq_fit`` as a person reads it: "14.3 µs per step, intercept -343 µs (r² 0.9987)"; from two lengths,
+    "(two lengths, no r²)"."""
     return (f"{duration_text(fit['ms_per_step'])} per step, intercept {duration_text(fit['intercept_ms'])} "
-            f"(r² {fit['r2']:.4f})")
+            + ("(two lengths, no r²)" if fit.get("r2") is None else f"(r² {fit['r2']:.4f})"))
