@@ -31,7 +31,7 @@ from .runtime.backends.onnxrt import OrtCpuBackend
 from .runtime.compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import ParityError, WorkFailed
 from .runtime.iospec import IOSpec
-from .runtime.limits import check_memory, inference_bytes
+from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.modelinfo import ModelInfo
 from .portability import divergences, make_portable
 from .runtime.reference import reference_bytes
@@ -145,13 +145,14 @@ def export_onnx(
     opset: int | None = None,
     exporter: str | None = None,
     parity_max_seq: int | None = None,
-    threads: int | None = None,
+    threads: int | None = 1,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportResult:
     """Export DIR's model to DIR/model.onnx and DIR/reference.npz; see the module docstring. ``opset``,
     ``exporter`` and ``parity_max_seq`` default to the recipe's ``[export]`` table (in ``model.json``) and are
     checked by its schema (one range of opsets, one list of exporters). ``progress`` hears (what is being
-    done, done, total) through the parity sweep."""
+    done, done, total) through the parity sweep. ``threads``: PyTorch's and ONNX Runtime's (None: their
+    defaults), one by default like train, verify and bench (``model.torch_threads``)."""
     import dataclasses
 
     import onnx
@@ -160,7 +161,9 @@ def export_onnx(
     from .checkpoint import build_model
     from .config import recipe_from_dict
     from .intrinsic import REALISATIONS, intrinsic_errors
+    from .model import torch_threads
 
+    check_threads(threads)
     weights = store.Store(directory).open(store.WEIGHTS, need="current")  # and model.json current
     info = weights.info
     assert info is not None
@@ -179,7 +182,7 @@ def export_onnx(
     started = time.perf_counter()
     # both files are complete before either is renamed into place (reference.npz first, then the graph)
     with store.atomic_path(directory / store.ONNX_FP32) as tmp, \
-            store.atomic_path(directory / store.REFERENCE) as tmp_reference:
+            store.atomic_path(directory / store.REFERENCE) as tmp_reference, torch_threads(threads):
         _torch_export(model, spec, tmp, opset, exporter)
         seconds = time.perf_counter() - started
         proto = onnx.load(str(tmp))

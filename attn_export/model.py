@@ -19,7 +19,8 @@ reversed within its length, by a ``Gather`` of row indices computed from ``lengt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -169,3 +170,18 @@ class AttentionLSTM(nn.Module):
                 directions.append(out if suffix == "" else reverse_padded(out, index))
             h = torch.cat(directions, dim=2)  # (B, T, 2H)
         return h
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None: left alone) inside the block, restored after.
+    train and export run their small recurrent steps on one: on 2 cores one thread measured up to 9x faster
+    per training step than two, and with another process busy on the cores, torch's spinning OpenMP threads
+    made export 7x slower (30 s against 4.3 s for one thread; README, Export, "Threads")."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

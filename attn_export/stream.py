@@ -34,11 +34,12 @@ from torch.nn import functional
 
 from . import __version__
 from .errors import BadInput, ParityError, WorkFailed
-from .model import MASK_FILL, AttentionLSTM
+from .model import MASK_FILL, AttentionLSTM, torch_threads
 from .portability import make_portable
 from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
 from .runtime.iospec import IOSpec
+from .runtime.limits import check_threads
 from .runtime.store import Artifact
 from .runtime.streaming import SCHEDULES, not_streamable, replay, schedule, stream_spec
 
@@ -152,7 +153,7 @@ def refuse_unstreamable(directory: Path, model: Any = None) -> None:
         raise BadInput(f"{directory}'s model cannot stream exactly: {reason}")
 
 
-def export_stream(directory: Path, opset: int | None = None, threads: int | None = None) -> StreamExport:
+def export_stream(directory: Path, opset: int | None = None, threads: int | None = 1) -> StreamExport:
     """DIR/model.stream.onnx from DIR's weights: exported, checked like ``model.onnx`` (ONNX's checker and
     strict shape inference, one LSTM node per layer, no construct runtimes read differently), and replayed
     in ONNX Runtime over every schedule against PyTorch's whole-sequence model on every prefix; written
@@ -164,6 +165,7 @@ def export_stream(directory: Path, opset: int | None = None, threads: int | None
     from .config import recipe_from_dict
     from .export import _declare_output_shapes, _metadata, _structure_problems
 
+    check_threads(threads)
     weights = store.Store(directory).open(store.WEIGHTS, need="current")
     info = weights.info
     assert info is not None
@@ -173,7 +175,7 @@ def export_stream(directory: Path, opset: int | None = None, threads: int | None
     spec = stream_spec(info)
     cell = StreamCell(model).eval()
     started = time.perf_counter()
-    with store.atomic_path(directory / store.STREAM_ONNX) as tmp:
+    with store.atomic_path(directory / store.STREAM_ONNX) as tmp, torch_threads(threads):
         _torch_export(cell, spec, tmp, opset)
         seconds = time.perf_counter() - started
         proto = onnx.load(str(tmp))

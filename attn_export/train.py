@@ -24,7 +24,7 @@ from .checkpoint import save_model
 from .config import Recipe, TrainConfig
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
-from .model import AttentionLSTM
+from .model import AttentionLSTM, torch_threads
 
 __all__ = ["EpochStats", "evaluate", "json_safe", "train"]
 
@@ -116,15 +116,8 @@ def train(
             "a test file (data.test) or a data.test_fraction that leaves test sequences, or no floor"
         )
     device = resolve_device(cfg.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        # Small recurrent steps gain nothing from intra-op threads: on 2 cores one thread measured up to
-        # 9x faster per training step than two, and it keeps runs reproducible.
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(1 if device.type == "cpu" else None):  # also keeps runs reproducible
         return _train(recipe, directory, on_epoch, splits, device, started, rng)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(

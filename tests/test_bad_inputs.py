@@ -121,6 +121,7 @@ ROWS: dict[str, Row] = {
     "quantize-nothing-asked": Row(("quantize", "{d}"), 2, "--fp16 and/or --int8"),
     "verify-backends-nope": Row(("verify", "{d}", "--backends", "nope"), 2, "unknown backend 'nope'"),
     "verify-threads-negative": Row(("verify", "{d}", "--threads", "-1"), 2, "--threads"),
+    "export-threads-too-many": Row(("export", "{d}", "--threads", "100000"), 2, "threads 100000 is outside 1 to"),
     "bench-batch-x": Row(("bench", "{d}", "--batch", "x"), 2, "--batch 'x'"),
     "bench-seq-0": Row(("bench", "{d}", "--seq", "0"), 2, "--seq '0'"),
     "train-seed-negative": Row(("train", "{d}", "--seed", "-1"), 2, "train.seed = -1"),

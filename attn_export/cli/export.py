@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import DirArg, JsonOpt, console, print_json, progress_bar
+from .verify import ThreadsOpt
 
 NAME = "export"
 
@@ -27,6 +28,7 @@ def command(
     stream: Annotated[bool, typer.Option(
         "--stream", help="Also DIR/model.stream.onnx: the chunk-by-chunk form of a causal model, proven equal to "
                          "the whole-sequence model on every prefix.")] = False,
+    threads: ThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """Export DIR's model to DIR/model.onnx, check it, and prove parity with PyTorch on a sweep."""
@@ -34,8 +36,9 @@ def command(
         from ..stream import refuse_unstreamable
 
         refuse_unstreamable(directory)
-    result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out)
-    streamed = run_stream_export(directory, opset, quiet=json_out) if stream else None
+    result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out,
+                        threads=threads or None)
+    streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None) if stream else None
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
@@ -44,10 +47,10 @@ def command(
                         "path": str(streamed.path), "updates": streamed.updates, "worst_ratio": streamed.worst_ratio}})
 
 
-def run_stream_export(directory: Path, opset: int | None, quiet: bool = False) -> Any:
+def run_stream_export(directory: Path, opset: int | None, quiet: bool = False, threads: int | None = 1) -> Any:
     from ..stream import export_stream
 
-    result = export_stream(directory, opset=opset)
+    result = export_stream(directory, opset=opset, threads=threads)
     if not quiet:
         console(stderr=True).print(
             f"exported {result.path} (opset {result.opset}, {result.seconds:.2f} s); equal to PyTorch on every "
@@ -56,12 +59,12 @@ def run_stream_export(directory: Path, opset: int | None, quiet: bool = False) -
 
 
 def run_export(directory: Path, opset: int | None, exporter: str | None, parity_max_seq: int | None,
-               quiet: bool = False) -> Any:
+               quiet: bool = False, threads: int | None = 1) -> Any:
     from ..export import export_onnx
 
     with progress_bar("export", quiet) as progress:
         result = export_onnx(directory, opset=opset, exporter=exporter, parity_max_seq=parity_max_seq,
-                             progress=progress)
+                             threads=threads, progress=progress)
     if not quiet:
         worst = max(c.max_abs for c in result.cases)
         console(stderr=True).print(
