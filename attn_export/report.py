@@ -6,6 +6,8 @@ bench plots with their ratios. Each section is written from the JSON, so the rep
 the files without re-running anything; but it states only what the manifest and the current bytes support
 (the store's answer): a verify.json no verdict was recorded from, an artefact changed or stale since it
 was verified or timed, metrics of weights that were retrained since, are shown as such, never as passed.
+A row verify carried over from an earlier run (``carried_from``: not re-run by the latest verify) is
+marked *(carried)*, with the run that measured it; the earlier results it dropped are listed with the reason.
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+CARRIED = "(carried)"  # a row the latest verify did not re-run: carried over from an earlier verify.json
+
+
+def _carried_note(result: VerifyResult) -> list[str]:
+    """Which rows were carried over from which earlier verify (``verify.json`` ``carried_from``)."""
+    runs: dict[str, list[str]] = {}
+    for r in result.results:
+        if r.carried_from:
+            runs.setdefault(r.carried_from, []).append(f"{r.target.backend} `{r.target.artifact}`")
+    if not runs:
+        return []
+    return ["", f"*{CARRIED}*: not re-run by the verify of {result.created}; carried over from an earlier verify "
+                "of the same bytes with the same reference and settings (`carried_from` in `verify.json`):", ""] + [
+        f"- from the verify of {when}: {', '.join(rows)}" for when, rows in runs.items()]
+
+
 def _verify_table(result: VerifyResult) -> list[str]:
     lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
              "| Δ accuracy | argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
@@ -41,13 +59,15 @@ def _verify_table(result: VerifyResult) -> list[str]:
         p50 = r.latency_ms["p50"] if r.latency_ms else None
         reason = _cell(r.reason)
         lines.append(f"| {r.target.backend} | {r.target.artifact or '–'} | {r.target.precision or '–'} | "
-                     f"**{r.status}** | {len(r.cases)} | {_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
+                     f"**{r.status}**{' ' + CARRIED if r.carried_from else ''} | {len(r.cases)} | "
+                     f"{_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
                      f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
                      f"{_fmt(r.argmax_agreement, '.4f')} | {_fmt(p50, '.3f')} | {reason} |")
+    lines += _carried_note(result)
     skipped = result.skipped_by_backend()
     if skipped:
-        lines += ["", "Skipped here:", ""] + [f"- {backend} ({', '.join(f'`{n}`' for n in names)}): {reason}"
-                                              for backend, (names, reason) in skipped.items()]
+        lines += ["", "Skipped:", ""] + [f"- {backend} ({', '.join(f'`{n}`' for n in names)}): {reason}"
+                                         for backend, (names, reason) in skipped.items()]
     return lines
 
 
@@ -171,13 +191,16 @@ def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
                 row.append("–")
             elif e["status"] == "passed":
                 ratio = e.get("worst_ratio")
-                row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else ""))
+                row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else "")
+                           + (f" {CARRIED}" if e.get("carried_from") else ""))
             else:
-                row.append(f"**{e['status']}**: {_cell(e['detail'])}")
+                row.append(f"**{e['status']}**" + (f" {CARRIED}" if e.get("carried_from") else "")
+                           + f": {_cell(e['detail'])}")
         lines.append(f"| {runtime} | " + " | ".join(row) + " |")
+    # not run: unavailable here, or opt-in and not named (openvino-bf16): said so with the reason, never "reads it"
     skipped = dict.fromkeys(f"{e['runtime']} ({_cell(e['detail'])})" for e in entries if e["status"] == "not run")
     if skipped:
-        lines += ["", "Not run here: " + "; ".join(skipped)]
+        lines += ["", "Not run: " + "; ".join(skipped)]
     return lines
 
 
@@ -266,10 +289,16 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     directory = s.directory
     ref, sweep = result.reference, result.sweep
     word, problems = _standing(s, result)
+    ran = result.ran()
+    carried = sum(1 for r in ran if r.carried_from)
     lines = [f"**Verification {word}** against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
-             f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}.", ""]
+             f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}"
+             + (f"; verify of {result.created}" if result.created else "")
+             + (f"; {carried} of {len(ran)} results carried over from earlier verifies, not re-run "
+                f"(marked {CARRIED})" if carried else "") + ".", ""]
     lines += [f"- not current: {_cell(p)}" for p in problems] + ([""] if problems else [])
+    lines += [f"- {_cell(line)}" for line in result.not_carried] + ([""] if result.not_carried else [])
     lines += ["## Verify", ""]
     for r in result.results:  # a row whose artefact is no longer the one verified says so in its reason
         stale = s.measured(r.target.artifact, r.sha256) if r.status != "skipped" else None

@@ -31,7 +31,8 @@ def command(
     """Run the same inputs through every backend and artefact; compare with PyTorch FP32; write verify.json.
 
     --set verify.key=value changes a tolerance of the recipe's [verify] table for this run (recorded in
-    verify.json and in each artefact's verdict)."""
+    verify.json and in each artefact's verdict). A run on some backends keeps the earlier results of the
+    others (marked carried) while their files, the reference and the settings are unchanged."""
     result = run_verify(directory, backends, threads or None, quiet=json_out, report=report,
                         overrides=overrides or [])
     if json_out:
@@ -78,7 +79,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
                      overflow="fold")
     for r in result.ran():
         t.add_row(r.target.backend, r.target.artifact or "-", r.target.precision or "-",
-                  Text(r.status, "green" if r.status == "passed" else "red"),
+                  Text.assemble((r.status, "green" if r.status == "passed" else "red"),
+                                " (carried)" if r.carried_from else ""),
                   str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
                   fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
                   fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), r.reason or "")
@@ -86,7 +88,19 @@ def table(result: VerifyResult, directory: Path) -> Any:
                              f"{reason}") for backend, (names, reason) in result.skipped_by_backend().items()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
-    return Group(t, *skipped, *untrusted, *readiness)
+    return Group(t, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+
+
+def carried_lines(result: VerifyResult) -> list[str]:
+    """What this verify.json holds that this run did not measure (rows carried over from an earlier verify,
+    on the same bytes, reference and settings), and each earlier result it dropped, with the reason."""
+    runs: dict[str, list[str]] = {}
+    for r in result.results:
+        if r.carried_from:
+            runs.setdefault(r.carried_from, []).append(r.target.label)
+    return ([f"carried (not re-run now; same bytes, reference and settings) from the verify of {when}: "
+             f"{', '.join(labels)}" for when, labels in runs.items()]
+            + list(result.not_carried))
 
 
 def raise_if_failed(result: VerifyResult) -> None:

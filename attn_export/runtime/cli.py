@@ -179,11 +179,15 @@ def _verify(args: argparse.Namespace) -> int:
         for row in result.ran():
             what = row.reason if row.status != "passed" else (
                 f"worst {row.worst_ratio:.2f} of its budget" if row.worst_ratio is not None else "")
-            print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}", file=sys.stderr)
+            carried = f" (carried from the verify of {row.carried_from}, not re-run now)" if row.carried_from else ""
+            print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}{carried}",
+                  file=sys.stderr)
         for backend, (names, reason) in result.skipped_by_backend().items():
             print(f"skipped  {backend:14} {len(names)} artefact(s): {reason}", file=sys.stderr)
         for reason in result.untrusted:
             print(f"not current: {reason}", file=sys.stderr)
+        for line in result.not_carried:
+            print(line, file=sys.stderr)
         for line in summary_lines(result.tensorrt):
             print(line, file=sys.stderr)
         print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'} (verify.json, verdicts in "

@@ -207,9 +207,10 @@ _RESULT = Obj({
     "latency_ms": Maybe(Obj({"p50": NUMBER}, ("p50",))), "latency_shape": Maybe(Items(INT)),
     "budget": Maybe(Obj({"mean_ratio": _MAYBE_NUMBER, "worst_ratio": _MAYBE_NUMBER})), "cases": Items(_CASE), "cases_not_run": Items(STR),
     "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR), "sha256": Maybe(SHA256),
+    "carried_from": Maybe(STR),
 }, ("backend", "status"))
 _CELL = Obj({"runtime": STR, "artifact": STR, "precision": STR, "status": STR, "detail": Maybe(STR),
-             "worst_ratio": _MAYBE_NUMBER}, ("runtime", "artifact", "precision", "status"))
+             "worst_ratio": _MAYBE_NUMBER, "carried_from": Maybe(STR)}, ("runtime", "artifact", "precision", "status"))
 _RULE = Where(Obj({
     "atol": _MAYBE_NUMBER, "rtol": _MAYBE_NUMBER, "multiple": NUMBER, "budget_precision": Maybe(STR),
     "mean_multiple": _MAYBE_NUMBER, "deployment_max_seq": Maybe(INT), "min_argmax_agreement": _MAYBE_NUMBER,
@@ -228,8 +229,8 @@ def _aligned(samples: Mapping[str, Any]) -> bool:
 
 VERIFY = Obj({
     "passed": BOOL,
-    "reference": Obj({"backend": STR, "precision": STR, "source": STR, "accuracy": _MAYBE_NUMBER},
-                     ("backend", "precision", "source")),
+    "reference": Obj({"backend": STR, "precision": STR, "source": STR, "accuracy": _MAYBE_NUMBER,
+                      "sha256": Maybe(SHA256)}, ("backend", "precision", "source")),
     "results": Items(_RESULT),
     "conformance": Items(_CELL),
     "tolerances": Table(STR, _RULE),
@@ -245,6 +246,8 @@ VERIFY = Obj({
     "seconds": NUMBER,
     "untrusted": Items(STR),
     "tensorrt": Table(STR, Table(STR, STR)),
+    "created": STR,
+    "not_carried": Items(STR),
 }, ("passed", "reference", "sweep"))
 
 # --------------------------------------------------------------------------------------------------

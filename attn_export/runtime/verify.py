@@ -23,21 +23,35 @@ Every runnable target (``targets.discover``) runs the same inputs and is judged 
 Everything that fails is collected and reported together: ``DIR/verify.json``, a conformance table
 (every ONNX runtime x artefact: passed / failed / cannot read / not run), and each artefact's manifest
 entry gets a ``verified`` verdict tied to the bytes verified.
+
+A run on some backends adds to the standing verification instead of replacing it (``carry``): the
+results (passed or failed rows; never skipped ones) of the backends it was not asked to run
+(``--backends`` names others; ``auto`` leaves out the opt-in ones) are carried over from the earlier
+``verify.json``, each marked ``carried_from`` (the time of the run that measured it), when the store says
+they still describe this directory: the earlier file's verdicts were recorded from it
+(``Store.recorded_from``), each row's artefact is still the bytes it ran (``Store.measured``) with a
+verdict recorded from that file for those bytes (``Store.judged``), and the reference (``reference.npz``'s
+sha256, its source, the test split) and the settings that decide pass or fail (tolerances, overrides, the
+deployment range, the sweep) are this run's. Any other earlier result is dropped and named in
+``not_carried`` with the reason. The verdicts are then derived from the merged rows and recorded from the
+new ``verify.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, Union
 
 import numpy as np
 
 from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
-from . import store
+from . import schema, store
 from .backends import Backend, get
 from .compare import (CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio, compare_case,
                       rule_for, unmeasured)
@@ -49,7 +63,7 @@ from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, override_section
 from .store import STREAM_FILES, Store
-from .targets import Registry, Target, discover
+from .targets import Registry, Target, discover, parse_backends
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
@@ -102,6 +116,9 @@ class TargetResult:
     recorded_worst_ratio: Optional[float] = None
     hint: Optional[str] = None  # the [verify] keys that move a failed verdict
     sha256: Optional[str] = None  # of the bytes this target ran (the store's): what a verdict is tied to
+    # not run by this verify: carried over from an earlier verify.json (see ``carry``); the time of the run that
+    # measured it (``VerifyResult.created``), kept when a row is carried again
+    carried_from: Optional[str] = None
 
     def fail(self, problem: str) -> None:
         self.problems.append(problem)
@@ -136,7 +153,8 @@ class TargetResult:
         count = f" ({bad} of {len(self.cases)} cases failed)" if bad else ""
         more = f" and {len(self.problems) - 1} more problem(s)" if len(self.problems) > 1 else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.target.backend} {self.target.artifact}: {self.problems[0]}{more}{count}{hint}"
+        carried = f" (carried from the verify of {self.carried_from}, not re-run now)" if self.carried_from else ""
+        return f"{self.target.backend} {self.target.artifact}: {self.problems[0]}{more}{count}{hint}{carried}"
 
     def to_dict(self) -> Dict[str, Any]:
         t = self.target
@@ -146,7 +164,8 @@ class TargetResult:
                 "latency_ms": self.latency_ms, "latency_shape": self.latency_shape,
                 "budget": self.budget_summary(),
                 "cases": [c.to_dict() for c in self.cases], "cases_not_run": self.cases_not_run,
-                "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable, "sha256": self.sha256}
+                "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable, "sha256": self.sha256,
+                "carried_from": self.carried_from}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TargetResult":
@@ -156,7 +175,8 @@ class TargetResult:
                   latency_ms=d.get("latency_ms"), latency_shape=d.get("latency_shape"),
                   cases=[CaseResult.from_dict(c) for c in d.get("cases") or []],
                   cases_not_run=list(d.get("cases_not_run") or []), unreadable=d.get("unreadable"),
-                  problems=list(d.get("problems") or []), hint=d.get("hint"), sha256=d.get("sha256"))
+                  problems=list(d.get("problems") or []), hint=d.get("hint"), sha256=d.get("sha256"),
+                  carried_from=d.get("carried_from"))
         row.mean_ratio = (d.get("budget") or {}).get("mean_ratio")
         row.recorded_worst_ratio = (d.get("budget") or {}).get("worst_ratio")
         return row
@@ -173,6 +193,7 @@ class ConformanceCell:
     status: str
     detail: Optional[str] = None
     worst_ratio: Optional[float] = None
+    carried_from: Optional[str] = None  # the row it shows was carried over (``TargetResult.carried_from``)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -225,6 +246,10 @@ class VerifyResult:
     # every ONNX file against every TensorRT target's parser rules (trt.readiness.summary): target -> file ->
     # "ready (how)", "withdrawn: why" or "NOT READY: the first problem"; a static check, not a verdict
     tensorrt: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    # when this verify ran (UTC, ISO 8601): what a row carried into a later verify.json names (``carried_from``)
+    created: Optional[str] = None
+    # earlier rows that were not carried into this verify.json, each with the reason (see ``carry``)
+    not_carried: List[str] = field(default_factory=list)
 
     def failures(self) -> List[str]:
         """One short line per failed target: its first problem, how many cases failed, what moves it."""
@@ -264,6 +289,8 @@ class VerifyResult:
             fields.setdefault(key, None)
         fields.setdefault("untrusted", [])
         fields.setdefault("tensorrt", {})
+        fields.setdefault("created", None)
+        fields.setdefault("not_carried", [])
         fields.setdefault("seconds", 0.0)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
@@ -590,33 +617,40 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
     return result
 
 
-def _conformance(s: Store, targets: List[Target], rows: List[TargetResult],
-                 registry: Registry) -> List[ConformanceCell]:
-    """Every ONNX runtime asked for x every ONNX artefact in DIR. A pairing verify does not judge (a runtime
-    that does not run that precision) is still tried for reading, so the table says why."""
+def _conformance(s: Store, rows: List[TargetResult], registry: Registry) -> List[ConformanceCell]:
+    """Every ONNX runtime with a row (run, carried or skipped) x every ONNX artefact in DIR. A pairing verify
+    does not judge (a runtime that does not run that precision) is still tried for reading, so the table says
+    why; a runtime this verify did not run (unavailable, or opt-in and not named) is "not run", with the
+    reason its skipped row gives."""
     by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
+    # a backend that ran nothing: its one skipped row without an artefact (opt-in and not named, say)
+    not_asked = {r.target.backend: r.reason for r in rows if r.status == "skipped" and r.target.artifact is None}
     files = [(p, f) for p, f in ONNX_FILES.items() if (s.directory / f).is_file()]
     files += [(p, f) for p, f in STREAM_FILES.items() if (s.directory / f).is_file()]
     cells = []
-    for name in dict.fromkeys(t.backend for t in targets):
-        cls = registry[name]
-        if cls.kind != "onnx":
+    for name in dict.fromkeys(r.target.backend for r in rows):
+        cls = registry.get(name)
+        if cls is None or cls.kind != "onnx":
             continue
-        reason = cls.available()
+        reason = cls.available() or not_asked.get(name)
         for precision, artifact in files:
             if cls.computes is not None and artifact != ONNX_FP32:
                 continue
             row = by_pair.get((name, artifact))
             judged = cls.computes or precision
-            if reason is not None:
-                cells.append(ConformanceCell(name, artifact, judged, "not run", reason))
-            elif row is not None and row.unreadable is not None:
-                cells.append(ConformanceCell(name, artifact, judged, "cannot read", row.unreadable))
+            carried = row.carried_from if row is not None else None
+            if row is not None and row.status != "skipped" and row.unreadable is not None:
+                cells.append(ConformanceCell(name, artifact, judged, "cannot read", row.unreadable,
+                                             carried_from=carried))
             elif row is not None and row.status != "skipped":
                 failing = next((c for c in row.cases + row.test_cases if not c.passed), None)
                 detail = (f"{failing.batch}x{failing.seq}{' padded' if failing.padded else ''}: {failing.problems[0]}"
                           if failing is not None else (row.problems[0] if row.problems else None))
-                cells.append(ConformanceCell(name, artifact, judged, row.status, detail, row.worst_ratio))
+                cells.append(ConformanceCell(name, artifact, judged, row.status, detail, row.worst_ratio, carried))
+            elif reason is not None:
+                cells.append(ConformanceCell(name, artifact, judged, "not run", reason))
+            elif row is not None and row.unreadable is not None:
+                cells.append(ConformanceCell(name, artifact, judged, "cannot read", row.unreadable))
             else:
                 try:
                     opened = s.open(artifact, need="current")
@@ -671,8 +705,105 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
             "failed_backends": [r.target.backend for r in group if r.status == "failed"],
             "accuracy": accuracies[0] if accuracies else None,
             "overrides": overrides,
+            "carried_backends": [r.target.backend for r in group if r.carried_from],
         }
     return verdicts
+
+
+# what must be the same for an earlier row to be carried: the reference and every setting that decides pass or
+# fail (verify.json's keys), each named as a reader would
+CARRY_SETTINGS = {"reference": "reference (reference.npz, its source or the test split)", "tolerances": "tolerances",
+                  "overrides": "--set overrides", "deployment_max_seq": "deployment range", "sweep": "sweep",
+                  "test_split": "test split"}
+
+
+def asked_backends(backends: Union[str, List[str], None], registry: Registry) -> Set[str]:
+    """The backends a run was asked to run: the ones named, or with ``auto`` every one but the opt-in ones
+    (``targets.discover`` lists those as skipped: a run that did not ask for them)."""
+    names = parse_backends(backends, registry)
+    return set(names) if names is not None else {n for n, cls in registry.items() if cls.opt_in is None}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as verify.json holds it (tuples as lists), to compare with what an earlier file holds."""
+    return json.loads(json.dumps(value))
+
+
+def _carry_problem(s: Store, row: TargetResult) -> Optional[str]:
+    """Why an earlier result no longer describes this directory (the store's answers); None when it does."""
+    name = row.target.artifact
+    if not name or row.sha256 is None:
+        return "it records no sha256 of the bytes it ran"
+    return s.measured(name, row.sha256) or s.judged(name, VERIFY_JSON)
+
+
+def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> Tuple[List[TargetResult], List[str]]:
+    """The results of the earlier ``verify.json`` (still on disk: read through ``s`` before the new one is
+    written) that ``new`` may carry over, and one line for each earlier result that it may not, with the
+    reason. Skipped rows measured nothing and are never carried (this run's skipped rows say what it
+    skipped). A result is carried only when its backend is not in ``asked``, the earlier file is current
+    (``Store.recorded_from``: a verdict in the manifest was recorded from it), it was judged against the
+    same reference with the same settings (``CARRY_SETTINGS``) and the store says its artefact is still the
+    bytes it ran, with a verdict recorded from that file (``_carry_problem``)."""
+    try:
+        data = s.read(VERIFY_JSON)
+        if data is None:
+            return [], []
+        earlier = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
+    except BadInput as e:  # damaged, edited, not a regular file: this run's rows stand alone
+        return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
+    candidates = [d for d in earlier.get("results") or [] if d["backend"] not in asked and d["status"] != "skipped"]
+
+    def none(why: str) -> Tuple[List[TargetResult], List[str]]:
+        backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
+        return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: {why}"]
+
+    if not candidates:
+        return [], []
+    if not s.recorded_from(VERIFY_JSON):
+        return none(f"no verdict in {store.MANIFEST} was recorded from the earlier {VERIFY_JSON} (it is stale, or "
+                    "from another directory)")
+    created = earlier.get("created")
+    if not isinstance(created, str) or not (earlier.get("reference") or {}).get("sha256"):
+        return none(f"the earlier {VERIFY_JSON} records no time or reference sha256 (an older attn-export wrote it)")
+    mine = new.to_dict()
+    changed = [what for key, what in CARRY_SETTINGS.items() if _plain(mine[key]) != earlier.get(key)]
+    if changed:
+        return none(f"it was judged with other settings than this run's: {', '.join(changed)}")
+    rows, dropped = [], []
+    for d in candidates:
+        row = TargetResult.from_dict(d)
+        problem = ("its backend is not one this attn-export knows" if row.target.backend not in registry
+                   else _carry_problem(s, row))
+        if problem is not None:
+            dropped.append(f"{row.target.label} not carried: {problem}")
+            continue
+        row.carried_from = row.carried_from or created
+        rows.append(row)
+    return rows, dropped
+
+
+def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> List[TargetResult]:
+    """This run's rows and the carried ones, in the registry's order of backends. A backend with carried
+    results (one not asked for) loses this run's skipped rows: an opt-in one's "name it" beside its result."""
+    measured = {r.target.backend for r in carried}
+    rank = {name: i for i, name in enumerate(order)}
+    rows = [r for r in new if r.target.backend not in measured or r.status != "skipped"] + carried
+    return sorted(rows, key=lambda r: rank.get(r.target.backend, len(rank)))
+
+
+def _carried_samples(s: Store, samples: Optional[Dict[str, Any]], rows: List[TargetResult]) -> None:
+    """The attention of the carried rows, from the earlier verify.json, where it holds the same sequences."""
+    if samples is None or not any(r.carried_from for r in rows):
+        return
+    earlier = (store.parse_json(s.read(VERIFY_JSON) or b"", s.directory / VERIFY_JSON, schema.VERIFY)
+               .get("attention_samples"))
+    if not earlier or any(earlier[k] != _plain(samples[k]) for k in ("indices", "lengths", "labels")):
+        return
+    for r in rows:
+        key = f"{r.target.backend} {r.target.artifact}"
+        if r.carried_from and key in earlier["by_target"]:
+            samples["by_target"][key] = earlier["by_target"][key]
 
 
 def none_runs(targets: List[Target]) -> str:
@@ -761,9 +892,10 @@ def verify(
         passed=all(r.status != "failed" for r in rows),
         reference={"backend": "torch-cpu", "precision": "fp32", "source": extra.source,
                    "accuracy": split.reference_accuracy if split else None,
-                   "test_split": split.source if split else extra.split_reason},
+                   "test_split": split.source if split else extra.split_reason,
+                   "sha256": s.sha256(store.REFERENCE)},
         results=rows,
-        conformance=_conformance(s, targets, rows, table),
+        conformance=[],
         tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
                     "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         overrides=list(overrides),
@@ -778,9 +910,16 @@ def verify(
         attention_samples=None if split is None else _attention_samples(split, rows, spec.head_output),
         latency={"batch": 1, "seq": latency_seq, "threads": threads},
         seconds=round(time.perf_counter() - started, 2),
-        untrusted=_unjudged(s, rows),
+        untrusted=[],
         tensorrt=summary(readiness(graphs_of(s), list(TENSORRT_TARGETS))),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
+    carried, result.not_carried = carry(s, result, asked_backends(backends, table), table)
+    result.results = rows = merge(rows, carried, list(table))
+    _carried_samples(s, result.attention_samples, rows)
+    result.passed = all(r.status != "failed" for r in rows)
+    result.conformance = _conformance(s, rows, table)
+    result.untrusted = _unjudged(s, rows)
     data = store.json_bytes(result.to_dict())
     store.write_bytes(directory / VERIFY_JSON, data)
     store.record_verdicts(directory, _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table))

@@ -1,0 +1,248 @@
+"""A verify run on some backends adds to the standing verification (``runtime.verify.carry``), through the
+real CLI on real artefact directories (ONNX Runtime, OpenVINO, tract).
+
+Found by running the README's commands as a user would: ``verify DIR`` then ``verify DIR --backends
+openvino-bf16`` left a verify.json of the bf16 row alone, the report said verification was NOT CURRENT and
+``bundle --for cpu`` left verify.json out. Earlier rows are carried only when the store says they still
+describe the directory (same bytes, a verdict recorded from that file) and the reference and the settings
+that decide pass or fail are this run's; anything else is dropped, and said so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import onnx
+import pytest
+
+from attn_export.backends import REGISTRY
+from attn_export.runtime import store
+
+from conftest import ROOT, cli, rerecord
+
+FILES = ("model.safetensors", "model.onnx", "model.fp16.onnx", "model.int8.onnx")
+
+
+@pytest.fixture(scope="module")
+def verified_once(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with FP16 and dynamic INT8 variants, verified once on every backend (``auto``)."""
+    directory = tmp_path_factory.mktemp("carry") / "d"
+    shutil.copytree(tiny_dir, directory)
+    for args in (("quantize", str(directory), "--fp16", "--int8"), ("verify", str(directory))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+def copy(directory: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "d"
+    shutil.copytree(directory, target)
+    return target
+
+
+def document(directory: Path) -> dict:
+    return json.loads((directory / store.VERIFY_JSON).read_text())
+
+
+def rows(doc: dict, ran_only: bool = True) -> dict[tuple[str, str | None], dict]:
+    return {(r["backend"], r["artifact"]): r for r in doc["results"] if not ran_only or r["status"] != "skipped"}
+
+
+def verdicts(directory: Path) -> dict[str, dict]:
+    entries = store.read_manifest(directory)["artifacts"]
+    return {name: entries[name].get("verified") for name in FILES}
+
+
+def needs(backend: str) -> None:
+    reason = REGISTRY[backend].available()
+    if reason is not None:
+        pytest.skip(f"needs {backend}: {reason}")
+
+
+def test_a_subset_run_keeps_the_other_rows_and_the_report_and_bundle_stand_on_them(
+        verified_once: Path, tmp_path: Path) -> None:
+    """The README's sequence: verify, then verify --backends openvino-bf16. Every earlier row stays, marked
+    carried_from the first run and unchanged otherwise; every verdict is recorded from the new verify.json;
+    the report says PASSED with the carried rows marked; bundle --for cpu packs verify.json. A later full
+    verify carries the bf16 row in turn (auto does not run an opt-in backend) instead of "name it"."""
+    needs("openvino-bf16")
+    directory = copy(verified_once, tmp_path)
+    first = document(directory)
+    assert first["created"] and first["reference"]["sha256"] == store.sha256_file(directory / store.REFERENCE)
+    result = cli("verify", str(directory), "--backends", "openvino-bf16")
+    assert result.returncode == 0, result.stderr
+    assert "carried (not re-run now; same bytes, reference and settings) from the verify of " \
+           f"{first['created']}" in " ".join(result.stderr.split())
+    second = document(directory)
+    before, after = rows(first), rows(second)
+    assert set(after) == set(before) | {("openvino-bf16", "model.onnx")}
+    for pair, row in before.items():  # carried whole: the row the first run wrote, marked
+        assert after[pair] == {**row, "carried_from": first["created"]}, pair
+    bf16 = after[("openvino-bf16", "model.onnx")]
+    assert bf16["status"] == "passed" and bf16["carried_from"] is None
+    assert ("openvino-bf16", None) not in rows(second, ran_only=False)  # no "opt-in: name it" beside its result
+    assert second["passed"] is True and second["not_carried"] == []
+    sha = store.sha256_file(directory / store.VERIFY_JSON)
+    for name, verdict in verdicts(directory).items():
+        assert verdict["passed"] is True and verdict["verify_sha256"] == sha, name
+        assert verdict["carried_backends"] == verdict["backends"], name  # none of them ran now: bf16 judges no file
+
+    report = cli("report", str(directory))
+    assert report.returncode == 0, report.stderr
+    text = (directory / store.REPORT_MD).read_text()
+    assert "**Verification PASSED**" in text and "NOT CURRENT" not in text, text[:1500]
+    assert f"{len(before)} of {len(after)} results carried over from earlier verifies" in text
+    assert "| ort-cpu | model.onnx | fp32 | **passed** (carried) |" in text
+    assert "| openvino-bf16 | model.onnx | bf16 | **passed** |" in text
+    assert f"- from the verify of {first['created']}: torch-cpu `model.safetensors`, ort-cpu `model.onnx`" in text
+
+    out = tmp_path / "cpu.tar.gz"
+    bundled = cli("bundle", str(directory), "--for", "cpu", "--out", str(out))
+    assert bundled.returncode == 0, bundled.stderr
+    assert "verify.json left out" not in bundled.stderr
+    with tarfile.open(out) as tar:
+        assert store.VERIFY_JSON in {m.name.split("/", 1)[-1] for m in tar.getmembers()}
+
+    again = cli("verify", str(directory), "--json")  # auto: every backend but the opt-in one runs
+    assert again.returncode == 0, again.stderr
+    third = json.loads(again.stdout)
+    assert third == document(directory)
+    kept = rows(third)[("openvino-bf16", "model.onnx")]
+    assert kept == {**bf16, "carried_from": second["created"]}
+    assert all(r["carried_from"] is None for pair, r in rows(third).items() if pair[0] != "openvino-bf16")
+    assert [r for r in third["results"] if r["backend"] == "openvino-bf16"] == [kept]
+    cell = next(c for c in third["conformance"] if c["runtime"] == "openvino-bf16")
+    assert (cell["status"], cell["carried_from"]) == ("passed", second["created"])
+
+
+@pytest.mark.parametrize("how", ["rewritten", "requantized"])
+def test_a_row_of_an_artefact_changed_since_is_not_carried(verified_once: Path, tmp_path: Path, how: str) -> None:
+    """model.int8.onnx rewritten (other bytes, recorded again: current, but not what the rows measured), or
+    re-quantized (recorded again: its verdict is gone): its earlier rows are dropped and named, the other
+    files' rows carried; it gets no verdict from the new verify.json."""
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    first = document(directory)
+    int8 = directory / "model.int8.onnx"
+    if how == "rewritten":
+        proto = onnx.load(str(int8))
+        proto.doc_string = "rewritten"
+        onnx.save(proto, str(int8))
+        entry = store.read_manifest(directory)["artifacts"]["model.int8.onnx"]
+        kept = {k: v for k, v in entry.items() if k not in ("sha256", "parent", "parent_sha256", "created_by",
+                                                            "versions", "verified")}
+        rerecord(directory, "model.int8.onnx", parent=entry["parent"], command="quantize int8-dynamic", **kept)
+        said: tuple[str, ...] = ("model.int8.onnx is not the file this result measured",)
+    else:
+        assert cli("quantize", str(directory), "--int8").returncode == 0
+        said = ("model.int8.onnx is not the file this result measured",  # its bytes, if quantising moved them
+                "model.int8.onnx was recorded again since this verification (no verdict from this verify.json)")
+    result = cli("verify", str(directory), "--backends", "tract-cpu")  # tract does not read model.int8.onnx
+    assert result.returncode == 0, result.stderr
+    doc = document(directory)
+    after = rows(doc)
+    dropped = {pair for pair in rows(first) if pair[1] == "model.int8.onnx"}
+    assert dropped == {("ort-cpu", "model.int8.onnx"), ("openvino-cpu", "model.int8.onnx")}
+    assert not dropped & set(after)
+    order = list(rows(first))
+    assert [line.split(" not carried: ")[0] for line in doc["not_carried"]] == [
+        f"{b} {a}" for b, a in sorted(dropped, key=order.index)]
+    for line in doc["not_carried"]:
+        assert line.split(" not carried: ")[1] in said and line in " ".join(result.stderr.split())
+    assert after[("ort-cpu", "model.onnx")]["carried_from"] == first["created"]
+    assert after[("tract-cpu", "model.onnx")]["carried_from"] is None
+    assert "verified" not in store.read_manifest(directory)["artifacts"]["model.int8.onnx"]
+    assert verdicts(directory)["model.onnx"]["verify_sha256"] == store.sha256_file(directory / store.VERIFY_JSON)
+    assert cli("report", str(directory)).returncode == 0
+    assert f"- {doc['not_carried'][0]}" in (directory / store.REPORT_MD).read_text()
+
+
+@pytest.mark.parametrize("how", ["tolerances", "reference"])
+def test_nothing_is_carried_across_other_settings_or_another_reference(
+        verified_once: Path, tmp_path: Path, how: str) -> None:
+    """Rows judged with other tolerances (a --set) or against another reference (the device's verify, from
+    reference.npz alone, after the host's, from the live PyTorch model) are not carried: one line says so."""
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    first = document(directory)
+    if how == "tolerances":
+        result = cli("verify", str(directory), "--backends", "tract-cpu", "--set", "verify.fp32_atol=2e-5")
+        said = "it was judged with other settings than this run's: tolerances, --set overrides"
+    else:
+        result = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(directory),
+                                 "--backends", "tract-cpu"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        said = "it was judged with other settings than this run's: reference (reference.npz, its source or the " \
+               "test split), sweep, test split"
+    assert result.returncode == 0, result.stderr
+    doc = document(directory)
+    assert {b for b, _ in rows(doc)} == {"tract-cpu"}
+    assert all(r["carried_from"] is None for r in doc["results"])
+    earlier = list(dict.fromkeys(b for b, _ in rows(first) if b != "tract-cpu"))
+    measured = sum(1 for b, _ in rows(first) if b != "tract-cpu")
+    assert doc["not_carried"] == [f"{measured} earlier result(s) of {', '.join(earlier)} not carried: {said}"]
+    assert doc["not_carried"][0] in " ".join(result.stderr.split())
+
+
+def test_a_failing_subset_row_fails_the_verdict_and_a_later_subset_does_not_launder_it(
+        verified_once: Path, tmp_path: Path) -> None:
+    """tract made to compute logits 0.5 off (in the verify process only): verify --backends tract-cpu fails,
+    and the files tract ran get failed verdicts although every carried row passed. A later verify of
+    another backend carries tract's failed rows and still fails, saying they were carried."""
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    first = document(directory)
+    code = ("import sys\n"
+            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
+            "run = TractCpuBackend._run\n"
+            "def off(self, feeds):\n"
+            "    out = dict(run(self, feeds))\n"
+            "    out['logits'] = out['logits'] + 0.5\n"
+            "    return out\n"
+            "TractCpuBackend._run = off\n"
+            "from attn_export.cli import main\n"
+            f"sys.exit(main(['verify', {str(directory)!r}, '--backends', 'tract-cpu']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 1, result.stderr
+    doc = document(directory)
+    after = rows(doc)
+    assert doc["passed"] is False
+    assert {pair for pair, r in after.items() if r["status"] == "failed"} == {("tract-cpu", "model.onnx"),
+                                                                              ("tract-cpu", "model.fp16.onnx")}
+    assert all(r["carried_from"] == first["created"] for (b, _), r in after.items() if b != "tract-cpu")
+    verdict = verdicts(directory)
+    assert verdict["model.onnx"]["passed"] is False and verdict["model.onnx"]["failed_backends"] == ["tract-cpu"]
+    assert verdict["model.fp16.onnx"]["passed"] is False
+    assert verdict["model.int8.onnx"]["passed"] is True  # tract does not read it: its rows, all carried, passed
+    assert "ort-cpu" in verdict["model.onnx"]["carried_backends"]
+
+    later = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert later.returncode == 1, later.stderr
+    said = " ".join(later.stderr.split())
+    assert "tract-cpu model.onnx: " in said and f"(carried from the verify of {doc['created']}, not re-run now)" in said
+    assert verdicts(directory)["model.onnx"]["passed"] is False
+    assert document(directory)["passed"] is False
+    assert rows(document(directory))[("tract-cpu", "model.onnx")]["carried_from"] == doc["created"]
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    assert "**Verification FAILED**" in text and "| tract-cpu | model.onnx | fp32 | **failed** (carried) |" in text
+
+
+def test_an_opt_in_backend_not_named_reads_as_not_run_in_the_conformance_table(verified_once: Path) -> None:
+    """openvino-bf16 under auto: the conformance table said "reads it; openvino-bf16 is not judged on fp32".
+    It did not run at all: "not run", with the opt-in reason, in verify.json and the report."""
+    needs("openvino-bf16")
+    doc = document(verified_once)
+    assert not any(r["backend"] == "openvino-bf16" and r["status"] != "skipped" for r in doc["results"])
+    cells = [c for c in doc["conformance"] if c["runtime"] == "openvino-bf16"]
+    assert cells and all(c["status"] == "not run" and c["detail"].startswith("opt-in") for c in cells), cells
+    assert "--backends openvino-bf16" in cells[0]["detail"]
+    assert cli("report", str(verified_once)).returncode == 0
+    text = (verified_once / store.REPORT_MD).read_text()
+    table = text[text.index("## One graph, every runtime"):text.index("Budgets")]
+    assert "| openvino-bf16 |" not in table and "reads it" not in table
+    assert "openvino-bf16 (opt-in" in table.split("Not run: ", 1)[1]
