@@ -66,8 +66,8 @@ def _verify_table(result: VerifyResult) -> list[str]:
     lines += _carried_note(result)
     skipped = result.skipped_by_backend()
     if skipped:
-        lines += ["", "Skipped:", ""] + [f"- {backend} ({', '.join(f'`{n}`' for n in names)}): {reason}"
-                                         for backend, (names, reason) in skipped.items()]
+        lines += ["", "Skipped:", ""] + [f"- {backend}{' (' + ', '.join(f'`{n}`' for n in names) + ')' if names else ''}: "
+                                         f"{reason}" for backend, (names, reason) in skipped.items()]
     return lines
 
 

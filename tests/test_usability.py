@@ -391,3 +391,20 @@ def test_long_stages_show_progress_on_a_terminal_only(model_dir: Path) -> None:
     assert code == 0 and "verify ort-cpu" not in seen and not re.search(r"\b0/\d+\b", seen)
     plain = cli("verify", str(model_dir), "--backends", "ort-cpu")
     assert plain.returncode == 0 and not re.search(r"\b0/\d+\b", plain.stderr)
+
+
+def test_a_backend_with_nothing_to_run_is_skipped_without_an_artefact_count() -> None:
+    """verify said "skipped tensorrt (1 artefact): ..." in a directory with no engine: the backend's one
+    skipped row has no artefact. The count is said only for artefacts."""
+    from attn_export.runtime.targets import Target
+    from attn_export.runtime.verify import TargetResult, VerifyResult
+
+    def skipped(backend: str, artifact: str | None, reason: str) -> TargetResult:
+        return TargetResult(Target(backend, artifact, "fp32" if artifact else None), "skipped", reason)
+
+    result = VerifyResult.__new__(VerifyResult)
+    result.results = [skipped("tensorrt", None, "no engine here"),
+                      skipped("ort-cuda", "model.onnx", "no GPU"), skipped("ort-cuda", "model.fp16.onnx", "no GPU"),
+                      skipped("tract-cpu", "model.int8.onnx", "not its precision")]
+    assert result.skipped_lines() == ["tensorrt: no engine here", "ort-cuda (2 artefacts): no GPU",
+                                      "tract-cpu (1 artefact): not its precision"]

@@ -84,8 +84,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
                   str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
                   fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
                   fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), r.reason or "")
-    skipped = [Text.assemble(("skipped ", "yellow"), f"{backend} ({len(names)} artefact{'s' * (len(names) > 1)}): "
-                             f"{reason}") for backend, (names, reason) in result.skipped_by_backend().items()]
+    skipped = [Text.assemble(("skipped ", "yellow"), line) for line in result.skipped_lines()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
     return Group(t, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)

@@ -182,8 +182,8 @@ def _verify(args: argparse.Namespace) -> int:
             carried = f" (carried from the verify of {row.carried_from}, not re-run now)" if row.carried_from else ""
             print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}{carried}",
                   file=sys.stderr)
-        for backend, (names, reason) in result.skipped_by_backend().items():
-            print(f"skipped  {backend:14} {len(names)} artefact(s): {reason}", file=sys.stderr)
+        for line in result.skipped_lines():
+            print(f"skipped  {line}", file=sys.stderr)
         for reason in result.untrusted:
             print(f"not current: {reason}", file=sys.stderr)
         for line in result.not_carried:

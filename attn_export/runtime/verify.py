@@ -260,13 +260,20 @@ class VerifyResult:
         return sorted((r for r in self.results if r.status != "skipped"), key=lambda r: r.status != "failed")
 
     def skipped_by_backend(self) -> Dict[str, Tuple[List[str], str]]:
-        """Backend -> (the artefacts it skipped, the reason): one line per backend, not one per artefact."""
+        """Backend -> (the artefacts it skipped, the reason): one line per backend, not one per artefact. A
+        backend with nothing to run (no engine for tensorrt, an opt-in one not named) skipped no artefact."""
         out: Dict[str, Tuple[List[str], str]] = {}
         for r in self.results:
             if r.status == "skipped":
                 artefacts, _ = out.setdefault(r.target.backend, ([], r.reason or ""))
-                artefacts.append(r.target.artifact or "-")
+                if r.target.artifact:
+                    artefacts.append(r.target.artifact)
         return out
+
+    def skipped_lines(self) -> List[str]:
+        """"<backend> (<n> artefacts): <reason>" per skipped backend; without the count when it skipped none."""
+        return [f"{backend}{f' ({len(names)} artefact' + 's' * (len(names) > 1) + ')' if names else ''}: {reason}"
+                for backend, (names, reason) in self.skipped_by_backend().items()]
 
     def to_dict(self) -> Dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items()}
