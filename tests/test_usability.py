@@ -408,3 +408,20 @@ def test_a_backend_with_nothing_to_run_is_skipped_without_an_artefact_count() ->
                       skipped("tract-cpu", "model.int8.onnx", "not its precision")]
     assert result.skipped_lines() == ["tensorrt: no engine here", "ort-cuda (2 artefacts): no GPU",
                                       "tract-cpu (1 artefact): not its precision"]
+
+
+@pytest.mark.parametrize("width", [60, 200])
+def test_a_stage_summary_is_never_cut_short(width: int) -> None:
+    """run's rule for the quantize stage cut the list of files an earlier model left with an ellipsis: a
+    summary too long for the console now goes whole below the stage's rule (brackets printed as they are)."""
+    from rich.console import Console
+
+    from attn_export.cli.run import stage_line
+    from attn_export.pipeline import Stage
+
+    summary = ("made model.fp16.onnx, model.int8.onnx; removed what an earlier model left and this recipe does not "
+               "make: model.stream.onnx, model.stream.fp16.onnx [and more]")
+    out = Console(width=width, record=True, force_terminal=False)
+    stage_line(out, Stage("quantize", 1.0, summary, None))
+    text = out.export_text()
+    assert "…" not in text and summary.replace(" ", "") in text.replace("\n", "").replace(" ", "").replace("─", "")

@@ -45,7 +45,7 @@ def command(
             bar.stop(stage.result)
         if stage.name in details:
             details[stage.name](stage.result)
-        out_console.rule(f"{stage.name}: {stage.summary}")
+        stage_line(out_console, stage)
 
     try:
         result = run(r, out, bench_seconds, [o for o in overrides or [] if o.strip().startswith("verify.")],
@@ -57,6 +57,19 @@ def command(
     _summary(out_console, result.stages)
     if result.verify is not None:
         verify.raise_if_failed(result.verify)
+
+
+def stage_line(out_console: Any, stage: Stage) -> None:
+    """A stage's outcome as a rule across the console; a summary too long for it (the files an earlier model
+    left, say) goes whole on the lines below the stage's rule, never cut short with an ellipsis."""
+    from rich.text import Text
+
+    title = f"{stage.name}: {stage.summary}"
+    if len(title) + 8 <= out_console.width:
+        out_console.rule(Text(title))
+    else:
+        out_console.rule(Text(stage.name))
+        out_console.print(stage.summary, overflow="fold", markup=False)
 
 
 def _summary(out_console: Any, stages: list[Stage]) -> None:
