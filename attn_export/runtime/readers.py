@@ -343,9 +343,13 @@ def _npz_member(p: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) ->
                 )
             if dtype.itemsize == 0:
                 raise DataError(f"{p}: array {key!r} has dtype {dtype} with empty elements; expected numbers or strings")
-            count = 1
+            count, span = 1, dtype.itemsize
             for d in shape:
                 count *= int(d)
+                span *= max(int(d), 1)
+            if span > np.iinfo(np.intp).max:  # numpy refuses such a shape even when a 0 leaves it empty
+                raise DataError(f"{p}: array {key!r} declares shape {tuple(shape)} {dtype}, past what numpy can "
+                                "index; expected a shape an array can have")
             need, have = count * dtype.itemsize, info.file_size - header_end
             if need > have:
                 raise DataError(
