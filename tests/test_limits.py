@@ -336,7 +336,7 @@ def test_the_busy_message_names_the_holder_cut_and_escaped(trained: Path, tmp_pa
     finally:
         os.close(fd)
     line = one_line(result, (1,), "is being written by another attn-export process (pid 1: attn-export \\x1b[2J")
-    assert "\x1b" not in result.stderr and len(line) < 300, line
+    assert "\x1b" not in result.stderr and len(line.replace(str(directory), "DIR")) < 300, line  # the holder is cut
 
 
 # --- messages: unbundle targets, a look-alike temporary directory ------------------------------------------

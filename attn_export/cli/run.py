@@ -60,8 +60,8 @@ def command(
 
 
 def stage_line(out_console: Any, stage: Stage) -> None:
-    """A stage's outcome as a rule across the console; a summary too long for it (the files an earlier model
-    left, say) goes whole on the lines below the stage's rule, never cut short with an ellipsis."""
+    """A stage's outcome as a rule across the console; one too long for it (the files an earlier model left,
+    say) goes whole on the lines below the stage's rule, never cut short with an ellipsis."""
     from rich.text import Text
 
     title = f"{stage.name}: {stage.summary}"
@@ -69,7 +69,7 @@ def stage_line(out_console: Any, stage: Stage) -> None:
         out_console.rule(Text(title))
     else:
         out_console.rule(Text(stage.name))
-        out_console.print(stage.summary, overflow="fold", markup=False)
+        out_console.print(title, overflow="fold", markup=False)
 
 
 def _summary(out_console: Any, stages: list[Stage]) -> None:
