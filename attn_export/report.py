@@ -19,7 +19,7 @@ from .errors import MissingPrerequisite, printable
 from .runtime import schema, store
 from .runtime.iospec import CLASSIFIERS
 from .runtime.store import Store
-from .runtime.timing import duration_text
+from .runtime.timing import duration_text, ms_text
 from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
@@ -62,7 +62,7 @@ def _verify_table(result: VerifyResult) -> list[str]:
                      f"**{r.status}**{' ' + CARRIED if r.carried_from else ''} | {len(r.cases)} | "
                      f"{_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
                      f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
-                     f"{_fmt(r.argmax_agreement, '.4f')} | {_fmt(p50, '.3f')} | {reason} |")
+                     f"{_fmt(r.argmax_agreement, '.4f')} | {ms_text(p50)} | {reason} |")
     lines += _carried_note(result)
     skipped = result.skipped_by_backend()
     if skipped:

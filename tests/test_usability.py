@@ -425,3 +425,12 @@ def test_a_stage_summary_is_never_cut_short(width: int) -> None:
     stage_line(out, Stage("quantize", 1.0, summary, None))
     text = out.export_text()
     assert "…" not in text and summary.replace(" ", "") in text.replace("\n", "").replace(" ", "").replace("─", "")
+
+
+@pytest.mark.parametrize("ms, text", [(0.050913, "0.0509"), (0.1014, "0.101"), (11.55, "11.6"), (1.5, "1.50"),
+                                      (6.987, "6.99"), (123.4, "123"), (1234.5, "1,234"), (0.0, "0"), (None, "-")])
+def test_ms_columns_keep_three_significant_digits(ms: float | None, text: str) -> None:
+    """bench's tables printed p50 0.051 (two digits) next to 11.550 (five): every "ms" column now keeps three."""
+    from attn_export.runtime.timing import ms_text
+
+    assert ms_text(ms) == text

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import BadInput
+from ..runtime.timing import ms_text
 from .common import DirArg, JsonOpt, console, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
 
@@ -88,8 +89,8 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
                 "whole segment", "on paper"):
         t.add_column(col, justify="right")
     for r in result["results"]:
-        t.add_row(str(r["segment"]), str(r["chunk"]), str(r["updates"]), f"{r['stream_ms_per_update']:.3f}",
-                  f"{r['rerun_ms_last']:.3f}", f"{r['rerun_ms_mean']:.3f}", f"{r['per_update_ratio_last']:.1f}x",
+        t.add_row(str(r["segment"]), str(r["chunk"]), str(r["updates"]), ms_text(r['stream_ms_per_update']),
+                  ms_text(r['rerun_ms_last']), ms_text(r['rerun_ms_mean']), f"{r['per_update_ratio_last']:.1f}x",
                   f"{r['segment_ratio']:.1f}x", f"{r['on_paper_segment_ratio']:.1f}x")
     out = console(stderr=True)
     out.print(t)
@@ -125,8 +126,8 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
                                                    " (end to end)" if r.get("end_to_end") else "")
         ratio = result["ratios"]["by_shape"].get(f"b{r['batch']} s{r['seq']}", {}).get(key)
         lat = r["latency_ms"]
-        t.add_row(key, str(r["batch"]), str(r["seq"]), f"{lat['p50']:.3f}", f"{lat['p90']:.3f}",
-                  f"{lat['p99']:.3f}", f"{lat['mean']:.3f}", f"{r['throughput_seq_per_s']:,.0f}",
+        t.add_row(key, str(r["batch"]), str(r["seq"]), ms_text(lat['p50']), ms_text(lat['p90']),
+                  ms_text(lat['p99']), ms_text(lat['mean']), f"{r['throughput_seq_per_s']:,.0f}",
                   "-" if ratio is None else f"{ratio:.2f}x")
     out.print(t)
     for key, (shapes, reason) in skipped.items():
@@ -160,8 +161,8 @@ def show_recommended(rec: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col in ("backend", "artifact") else "right")
 
     def row(shape: str, r: dict[str, Any]) -> None:
-        t.add_row(shape, r["backend"], r["artifact"], f"{r['p50_ms']:.3f}",
-                  "-" if r["torch_p50_ms"] is None else f"{r['torch_p50_ms']:.3f}",
+        t.add_row(shape, r["backend"], r["artifact"], ms_text(r['p50_ms']),
+                  ms_text(r["torch_p50_ms"]),
                   "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x")
 
     for shape, r in rec["by_shape"].items():

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ParityError
+from ..runtime.timing import ms_text
 from ..runtime.verify import VerifyResult
 from .common import DirArg, JsonOpt, SetOpt, console, print_json, progress_bar
 
@@ -83,7 +84,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
                                 " (carried)" if r.carried_from else ""),
                   str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
                   fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
-                  fmt(r.latency_ms["p50"] if r.latency_ms else None, ".3f"), r.reason or "")
+                  ms_text(r.latency_ms["p50"] if r.latency_ms else None), r.reason or "")
     skipped = [Text.assemble(("skipped ", "yellow"), line) for line in result.skipped_lines()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]

@@ -108,6 +108,14 @@ def duration_text(ms: float) -> str:
     raise AssertionError("unreachable")
 
 
+def ms_text(ms: Optional[float]) -> str:
+    """A duration for a column headed "ms": three significant digits, no exponent for anything a timer here
+    measures (0.0509, 0.101, 11.6, 1,234), "-" for none: ".3f" had printed 0.051 and 11.550."""
+    if ms is None:
+        return "-"
+    return f"{ms:,.0f}" if abs(ms) >= 100 or ms == 0 else f"{ms:#.3g}"
+
+
 def fit_text(fit: Dict[str, Any]) -> str:
     """``seq_fit`` as a person reads it: "14.3 µs per step, intercept -343 µs (r² 0.9987)"; from two lengths,
     "(two lengths, no r²)"."""
