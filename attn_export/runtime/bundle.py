@@ -48,7 +48,7 @@ from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEFAULT, DEVICE_BACKENDS, current
+from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "made_for", "pack", "runtime_files",
@@ -224,9 +224,12 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
         passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
+        vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
+                      if (chosen["backend"], chosen["artifact"]) != DEFAULT
+                      else f"the default: no other verified pair was {MARGIN:.2f}x faster")
         why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` recommended among the "
                f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, "
-               f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}, threads {chosen.get('threads') or 'default'}, "
+               f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
                "on the model's directory (bench is not in this bundle) measures it there.\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
