@@ -141,3 +141,15 @@ def test_each_deployment_row_reports_its_error_against_its_intrinsic_error() -> 
     result = compare_case(case, ref, got, "logits", FP16)
     assert result.range == "mixed" and result.judged_by == "budget+stress"
     assert result.intrinsic_ratios == pytest.approx([0.5])
+
+
+def test_a_failed_mixed_case_says_which_max_abs_is_which() -> None:
+    """A failed case quoted "max_abs 3.15e-02" and then "logits max_abs 0.0297" without saying why they
+    differ: the second covers the rows judged by budget only (the deployment range); it now says so."""
+    rng = np.random.default_rng(5)
+    case, ref = make_case([10, 30], 30, 3, rng, np.array([0.0, 0.0]))  # the second row is beyond seq 16
+    got = {"logits": ref.outputs["logits"] + np.array([[0.05], [0.2]]), "attention": ref.outputs["attention"]}
+    result = compare_case(case, ref, got, "logits", FP16)
+    assert not result.passed and result.max_abs == pytest.approx(0.2)
+    assert "logits max_abs 0.05 on the rows judged by budget (the deployment range): 0.05 exceeds its budget" \
+        in result.problems[0] and str(result).startswith("batch 2 seq 30 padded: max_abs 2.00e-01 FAILED")

@@ -161,14 +161,16 @@ def _ratio(diff: np.ndarray, budget: np.ndarray) -> np.ndarray:
 
 def _explain(rule: Rule, name: str, diff: np.ndarray, budget: np.ndarray, intrinsic: np.ndarray,
              floor: Optional[float]) -> str:
-    """Why an output failed, at its worst element (the largest error / budget)."""
+    """Why an output failed, at its worst element (the largest error / budget). Its max_abs is over the rows
+    in the deployment range only, and says so: the case's own max_abs covers the stress rows too, and a
+    failed case quoted two different max_abs without saying why."""
     worst = np.unravel_index(int(np.argmax(_ratio(diff, budget))), diff.shape)
     how = f"atol {rule.atol if floor is None else floor:g} + rtol {rule.rtol or 0.0:g}*|ref|"
     if rule.budget_precision and rule.multiple:
         how += (f" + {rule.multiple:g} x the model's own {rule.budget_precision.upper()} error "
                 f"{float(intrinsic[worst[0]]):.3g}")
-    return (f"{name} max_abs {float(diff.max()):.3g}: {float(diff[worst]):.3g} exceeds its budget "
-            f"{float(budget[worst]):.3g} ({how}) in row {int(worst[0])}")
+    return (f"{name} max_abs {float(diff.max()):.3g} on the rows judged by budget (the deployment range): "
+            f"{float(diff[worst]):.3g} exceeds its budget {float(budget[worst]):.3g} ({how}) in row {int(worst[0])}")
 
 
 def _intrinsic(reference: Reference, rule: Rule, name: str, batch: int) -> np.ndarray:
