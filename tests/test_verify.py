@@ -571,6 +571,26 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     assert "is stale" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
 
 
+def test_a_pick_without_a_passing_row_in_verify_json_now_ships_no_default(
+        verified: tuple[Path, dict, object], tmp_path: Path) -> None:
+    """Found by attacking: bench picked an ort-cpu pair; a later verify of tract alone with another --set
+    dropped every ort-cpu row, yet the CPU bundle still shipped the pick as "among the pairs verify passed"
+    (its file's verdict still stood). The pair itself must have a passing row in verify.json now."""
+    from attn_export.runtime.bundle import pack
+
+    directory = copy(verified[0], tmp_path)
+    result = cli("bench", str(directory), "--against", "torch", "--backends", "ort-cpu", "--seconds", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    pick = json.loads(result.stdout)["recommended"]["overall"]
+    assert pick["backend"] == "ort-cpu"
+    again = cli("verify", str(directory), "--backends", "tract-cpu", "--set", "verify.fp32_atol=2e-5")
+    assert again.returncode == 0, again.stderr
+    assert not any(r["backend"] == "ort-cpu" for r in json.loads((directory / "verify.json").read_text())["results"])
+    made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+    assert any(f"bench.json's pick ort-cpu {pick['artifact']} has no passing row in verify.json now" in n
+               for n in made.notes), made.notes
+
+
 def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:
     """INT8 is judged by its decisions on the test split; with the recipe's data file gone it passed on
     structure alone, silently (test_split null). It is now not judged, with the reason, and gets no verdict."""

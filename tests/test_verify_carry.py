@@ -246,3 +246,60 @@ def test_an_opt_in_backend_not_named_reads_as_not_run_in_the_conformance_table(v
     table = text[text.index("## One graph, every runtime"):text.index("Budgets")]
     assert "| openvino-bf16 |" not in table and "reads it" not in table
     assert "openvino-bf16 (opt-in" in table.split("Not run: ", 1)[1]
+
+
+def test_a_failure_stands_across_other_settings_until_its_backend_runs_again(
+        verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: a verify with a --set failed a file on tract, then a verify of ort-cpu alone with
+    the default settings dropped every earlier row ("other settings") and the file passed on ort-cpu alone;
+    predict served it. A failure on the same bytes now stands whatever the settings, carried, until tract
+    runs the file again; the passes judged with other settings are still dropped."""
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    code = ("import sys\n"
+            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
+            "run = TractCpuBackend._run\n"
+            "def off(self, feeds):\n"
+            "    out = dict(run(self, feeds))\n"
+            "    out['logits'] = out['logits'] + 0.5\n"
+            "    return out\n"
+            "TractCpuBackend._run = off\n"
+            "from attn_export.cli import main\n"
+            f"sys.exit(main(['verify', {str(directory)!r}, '--set', 'verify.fp32_atol=2e-5']))\n")
+    failed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert failed.returncode == 1, failed.stderr
+    first = document(directory)
+    later = cli("verify", str(directory), "--backends", "ort-cpu")  # default settings, tract not asked
+    assert later.returncode == 1, later.stderr
+    doc = document(directory)
+    after = rows(doc)
+    assert after[("tract-cpu", "model.onnx")]["status"] == "failed"
+    assert after[("tract-cpu", "model.onnx")]["carried_from"] == first["created"]
+    assert ("openvino-cpu", "model.onnx") not in after  # a pass judged with other settings: dropped
+    assert any("not carried: it was judged with other settings" in line for line in doc["not_carried"])
+    assert verdicts(directory)["model.onnx"]["passed"] is False
+    again = cli("verify", str(directory), "--backends", "ort-cpu,tract-cpu")  # tract runs it again: cleared
+    assert again.returncode == 0, again.stderr
+    assert verdicts(directory)["model.onnx"]["passed"] is True
+
+
+def test_a_failure_judged_on_the_test_split_is_not_cleared_by_a_pass_on_structure() -> None:
+    """Found by attacking: the host failed INT8 on its decisions on the test split; the device's verify
+    (which never has the data) passed it on structure and predict served it. merge keeps the earlier
+    failure over a new pass without an accuracy, and says so; a new row judged on data replaces it."""
+    from attn_export.runtime.targets import Target
+    from attn_export.runtime.verify import TargetResult, merge
+
+    def row(status: str, accuracy: float | None, carried: str | None = None) -> TargetResult:
+        r = TargetResult(Target("ort-cpu", "model.int8.onnx", "int8-dynamic"), status)
+        r.accuracy, r.carried_from = accuracy, carried
+        return r
+
+    host = row("failed", 0.91, "2026-12-04T10:00:00Z")
+    kept, notes = merge([row("passed", None)], [host], list(REGISTRY))
+    assert kept == [host] and notes == ["ort-cpu model.int8.onnx: its failure on the test split (from the verify of "
+                                        "2026-12-04T10:00:00Z) stands: this run judged it without the test split"]
+    fresh = row("passed", 0.95)
+    assert merge([fresh], [host], list(REGISTRY)) == ([fresh], [])
+    refail = row("failed", 0.90)
+    assert merge([refail], [host], list(REGISTRY)) == ([refail], [])

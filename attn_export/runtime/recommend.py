@@ -90,7 +90,8 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
                   "torch_p50_ms": baseline, "ratio": baseline / p50[key] if baseline else None,
                   "vs_default": p50[DEFAULT] / p50[key]}
         if key != best:
-            chosen["note"] = (f"{best[0]} {best[1]} was {gain:.2f}x {DEFAULT[0]} {DEFAULT[1]}, under the "
+            shown = math.floor(gain * 100) / 100  # never rounded up to the margin it fell short of
+            chosen["note"] = (f"{best[0]} {best[1]} was {shown:.2f}x {DEFAULT[0]} {DEFAULT[1]}, under the "
                               f"{MARGIN:.2f}x a change from it must gain")
         return chosen
 
@@ -113,9 +114,10 @@ def _geomean(values: List[float]) -> float:
 
 
 def _no_default(timed: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> str:
-    """Why nothing is recommended when ``DEFAULT`` is not among the verified pairs timed."""
+    """Why nothing is recommended when ``DEFAULT`` is not among the verified pairs timed: not timed (bench's
+    --backends left it out), or timed without a passing verdict."""
     name = f"{DEFAULT[0]} {DEFAULT[1]}"
-    if DEFAULT not in verified:
+    if any((r["backend"], r["artifact"]) == DEFAULT for r in timed) and DEFAULT not in verified:
         return f"{name}, what a CPU bundle runs by default, has no passing verdict on these bytes to weigh a pick against"
     return (f"bench did not time {name}, what a CPU bundle runs by default, so no pick could be weighed against it "
             f"(time it too: --backends {DEFAULT[0]},...)")
@@ -125,7 +127,7 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     """``bench.json``'s overall recommendation when the bytes it timed are still the ones here (with the CPU
     it was measured on), else None and why not."""
     from .schema import BENCH
-    from .store import BENCH_JSON, parse_json
+    from .store import BENCH_JSON, VERIFY_JSON, parse_json
 
     data = s.read(BENCH_JSON)
     if data is None:
@@ -145,4 +147,8 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     trust = s.state(chosen["artifact"])
     if trust.verified is not True:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} {trust.verdict}"
+    pairs, why = verified_pairs(s)  # the pair itself, not only its file: a later verify may not have run it
+    if (chosen["backend"], chosen["artifact"]) not in pairs:
+        return None, (f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} has no passing row in "
+                      f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run attn-export verify with that backend")
     return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads")}, ""

@@ -696,7 +696,8 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
     table). An artefact whose rows saw different bytes gets no verdict."""
     by_artifact: Dict[str, List[TargetResult]] = {}
     for row in rows:
-        if row.status != "skipped" and row.target.artifact and registry[row.target.backend].computes is None:
+        cls = registry.get(row.target.backend)  # a failure carried from a backend this side lacks still counts
+        if row.status != "skipped" and row.target.artifact and (cls is None or cls.computes is None):
             by_artifact.setdefault(str(row.target.artifact), []).append(row)
     verdicts = {}
     for name, group in by_artifact.items():
@@ -748,10 +749,13 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> T
     """The results of the earlier ``verify.json`` (still on disk: read through ``s`` before the new one is
     written) that ``new`` may carry over, and one line for each earlier result that it may not, with the
     reason. Skipped rows measured nothing and are never carried (this run's skipped rows say what it
-    skipped). A result is carried only when its backend is not in ``asked``, the earlier file is current
-    (``Store.recorded_from``: a verdict in the manifest was recorded from it), it was judged against the
-    same reference with the same settings (``CARRY_SETTINGS``) and the store says its artefact is still the
-    bytes it ran, with a verdict recorded from that file (``_carry_problem``)."""
+    skipped). A result is carried only when the earlier file is current (``Store.recorded_from``: a verdict
+    in the manifest was recorded from it) and the store says its artefact is still the bytes it ran, with a
+    verdict recorded from that file (``_carry_problem``); then a pass is carried when its backend is not in
+    ``asked`` and it was judged against the same reference with the same settings (``CARRY_SETTINGS``).
+    A failure on those bytes stands whatever the settings, and whether or not this attn-export knows its
+    backend (a device has no onnx-ref), until its backend runs it again (``merge``): a verify that did not
+    re-run what failed cannot clear it."""
     try:
         data = s.read(VERIFY_JSON)
         if data is None:
@@ -759,44 +763,65 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> T
         earlier = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
     except BadInput as e:  # damaged, edited, not a regular file: this run's rows stand alone
         return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
-    candidates = [d for d in earlier.get("results") or [] if d["backend"] not in asked and d["status"] != "skipped"]
-
-    def none(why: str) -> Tuple[List[TargetResult], List[str]]:
-        backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
-        return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: {why}"]
-
-    if not candidates:
+    results = [d for d in earlier.get("results") or [] if d["status"] != "skipped"]
+    passes = [d for d in results if d["backend"] not in asked and d["status"] == "passed"]
+    failures = [d for d in results if d["status"] == "failed"]
+    if not passes and not failures:
         return [], []
     if not s.recorded_from(VERIFY_JSON):
-        return none(f"no verdict in {store.MANIFEST} was recorded from the earlier {VERIFY_JSON} (it is stale, or "
-                    "from another directory)")
+        candidates = passes + [d for d in failures if d["backend"] not in asked]
+        backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
+        return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: no verdict in {store.MANIFEST} "
+                    f"was recorded from the earlier {VERIFY_JSON} (it is stale, or from another directory)"] \
+            if candidates else []
     created = earlier.get("created")
-    if not isinstance(created, str) or not (earlier.get("reference") or {}).get("sha256"):
-        return none(f"the earlier {VERIFY_JSON} records no time or reference sha256 (an older attn-export wrote it)")
     mine = new.to_dict()
     changed = [what for key, what in CARRY_SETTINGS.items() if _plain(mine[key]) != earlier.get(key)]
-    if changed:
-        return none(f"it was judged with other settings than this run's: {', '.join(changed)}")
+    if not isinstance(created, str) or not (earlier.get("reference") or {}).get("sha256"):
+        why = f"the earlier {VERIFY_JSON} records no time or reference sha256 (an older attn-export wrote it)"
+    else:
+        why = f"it was judged with other settings than this run's: {', '.join(changed)}" if changed else ""
     rows, dropped = [], []
-    for d in candidates:
+    if why and passes:
+        backends = ", ".join(dict.fromkeys(d["backend"] for d in passes))
+        dropped.append(f"{len(passes)} earlier result(s) of {backends} not carried: {why}")
+    for d in failures + ([] if why else passes):
         row = TargetResult.from_dict(d)
-        problem = ("its backend is not one this attn-export knows" if row.target.backend not in registry
+        known = row.target.backend in registry
+        problem = ("its backend is not one this attn-export knows" if not known and row.status == "passed"
                    else _carry_problem(s, row))
         if problem is not None:
             dropped.append(f"{row.target.label} not carried: {problem}")
             continue
-        row.carried_from = row.carried_from or created
+        row.carried_from = row.carried_from or (created if isinstance(created, str) else "an earlier verify")
         rows.append(row)
     return rows, dropped
 
 
-def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> List[TargetResult]:
-    """This run's rows and the carried ones, in the registry's order of backends. A backend with carried
-    results (one not asked for) loses this run's skipped rows: an opt-in one's "name it" beside its result."""
-    measured = {r.target.backend for r in carried}
+def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> Tuple[List[TargetResult],
+                                                                                                   List[str]]:
+    """This run's rows and the carried ones, in the registry's order of backends, and a line for each earlier
+    failure that stands over this run's row. A carried failure of a pair this run measured gives way to the
+    new row, unless that row could judge less: an INT8 failure judged by its decisions on the test split is
+    not cleared by a pass on structure alone (a device never has the data: the host's verdict stands). A
+    backend with carried results (one not asked for) loses this run's skipped rows: an opt-in one's "name
+    it" beside its result."""
+    ran = {(r.target.backend, r.target.artifact): r for r in new if r.status != "skipped"}
+    kept, notes = [], []
+    for r in carried:
+        now = ran.get((r.target.backend, r.target.artifact))
+        if now is None:
+            kept.append(r)
+        elif now.status == "passed" and now.accuracy is None and r.accuracy is not None:
+            kept.append(r)
+            notes.append(f"{r.target.label}: its failure on the test split (from the verify of {r.carried_from}) "
+                         "stands: this run judged it without the test split")
+    shadowed = {(r.target.backend, r.target.artifact) for r in kept}
+    measured = {r.target.backend for r in kept}
     rank = {name: i for i, name in enumerate(order)}
-    rows = [r for r in new if r.target.backend not in measured or r.status != "skipped"] + carried
-    return sorted(rows, key=lambda r: rank.get(r.target.backend, len(rank)))
+    rows = [r for r in new if (r.target.backend, r.target.artifact) not in shadowed
+            and (r.target.backend not in measured or r.status != "skipped")] + kept
+    return sorted(rows, key=lambda r: rank.get(r.target.backend, len(rank))), notes
 
 
 def _carried_samples(s: Store, samples: Optional[Dict[str, Any]], rows: List[TargetResult]) -> None:
@@ -922,7 +947,9 @@ def verify(
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     carried, result.not_carried = carry(s, result, asked_backends(backends, table), table)
-    result.results = rows = merge(rows, carried, list(table))
+    result.results, standing = merge(rows, carried, list(table))
+    rows = result.results
+    result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
     result.passed = all(r.status != "failed" for r in rows)
     result.conformance = _conformance(s, rows, table)
