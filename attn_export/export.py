@@ -236,7 +236,7 @@ def export_onnx(
     versions = {"torch": torch.__version__, "onnx": onnx.__version__}
     store.record(directory, store.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",
                  parent=store.WEIGHTS, parent_sha256=weights_sha, versions=versions, exporter=exporter,
-                 opset=actual_opset, export_seconds=round(seconds, 3),
+                 opset=actual_opset, export_seconds=round(seconds, 3), threads=threads,
                  parity={"passed": True, "cases": len(results), "max_abs": max(r.max_abs for r in results)})
     store.record(directory, store.REFERENCE, "export", parent=store.WEIGHTS, parent_sha256=weights_sha,
                  versions=versions)

@@ -248,8 +248,9 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
         return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."]
-    rule = (f"the fastest pair `verify` had passed when bench ran when it was at least {rec['margin']:.2f}x "
-            f"{rec['default']}, else that default" if "margin" in rec else "the fastest pair `verify` had passed")
+    rule = (f"the pair to deploy: the fastest one `verify` had passed when bench ran, if it was at least "
+            f"{rec['margin']:.2f}x {rec['default']}, else that default" if "margin" in rec
+            else "the fastest pair `verify` had passed")
     lines = ["", f"**Recommended** ({rule}, on {where}; *now*: what the file's verdict is today):", "",
              f"| shape | backend | artefact | p50 | torch eager p50 | speed-up | vs {rec.get('default', 'default')} "
              "| now |", "|---|---|---|---|---|---|---|---|"]

@@ -198,7 +198,7 @@ def export_stream(directory: Path, opset: int | None = None, threads: int | None
         worst, updates = _parity(model, Artifact.candidate(tmp, spec, "fp32", info), info, threads)
     store.record(directory, store.STREAM_ONNX, f"export --stream --opset {opset}", parent=store.WEIGHTS,
                  parent_sha256=weights.sha256, versions={"torch": torch.__version__, "onnx": onnx.__version__},
-                 opset=actual, export_seconds=round(seconds, 3),
+                 opset=actual, export_seconds=round(seconds, 3), threads=threads,
                  parity={"passed": True, "updates": updates, "worst_ratio": worst, "schedules": list(SCHEDULES)})
     return StreamExport(directory / store.STREAM_ONNX, actual, seconds, worst, updates)
 

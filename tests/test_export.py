@@ -281,5 +281,6 @@ def test_export_runs_pytorch_on_the_threads_it_is_given(tiny_dir: Path, tmp_path
         export_onnx(directory, threads=2)
         asked.append(2)
     assert seen == asked and torch.get_num_threads() == before
+    assert store.read_manifest(directory)["artifacts"]["model.onnx"]["threads"] == asked[-1]  # recorded, as --help says
     with pytest.raises(BadInput, match="threads 100000 is outside 1 to"):
         export_onnx(directory, threads=100_000)

@@ -303,3 +303,19 @@ def test_a_failure_judged_on_the_test_split_is_not_cleared_by_a_pass_on_structur
     assert merge([fresh], [host], list(REGISTRY)) == ([fresh], [])
     refail = row("failed", 0.90)
     assert merge([refail], [host], list(REGISTRY)) == ([refail], [])
+
+
+def test_a_runtime_with_only_carried_rows_did_not_judge_a_new_file(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: after a Q/DQ graph was made and only ort-cpu verified, the conformance table said
+    "reads it; openvino-cpu is not judged on int8-qdq" for OpenVINO, which does judge int8-qdq: it did not
+    run at all (its rows were carried). Such a cell is now "not run", saying why."""
+    needs("openvino-cpu")
+    directory = copy(verified_once, tmp_path)
+    assert cli("quantize", str(directory), "--int8", "--method", "qdq").returncode == 0
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 0, result.stderr
+    cells = {(c["runtime"], c["artifact"]): c for c in document(directory)["conformance"]}
+    cell = cells[("openvino-cpu", "model.int8-qdq.onnx")]
+    assert cell["status"] == "not run" and "did not run in this verify" in cell["detail"], cell
+    assert cells[("openvino-cpu", "model.onnx")]["carried_from"] is not None
+    assert cells[("ort-cpu", "model.int8-qdq.onnx")]["status"] == "passed"

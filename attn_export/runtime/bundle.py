@@ -233,7 +233,8 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
                "on the model's directory (bench is not in this bundle) measures it there.\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
-        return STEPS[target].format(packages=f"numpy and {requirement}", why=why, python=".".join(map(str, python)),
+        packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
+        return STEPS[target].format(packages=packages, why=why, python=".".join(map(str, python)),
                                     choice=f"--precision {chosen['precision']} --backend {chosen['backend']}")
     if jetson is None:
         return STEPS[target]

@@ -86,7 +86,8 @@ def check_threads(threads: Optional[int], where: str = "threads") -> Optional[in
     cores = usable_cpus()
     if not 1 <= threads <= cores:
         raise BadInput(f"{where} {threads} is outside 1 to {cores}; expected at most the {cores} CPU core(s) this "
-                       "process may use (its affinity mask and cgroup quota), or no value for the runtime's default")
+                       "process may use (its affinity mask and cgroup quota), or the runtime's default (0 on the command "
+                       "line, None in Python)")
     return threads
 
 

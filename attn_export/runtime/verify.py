@@ -632,6 +632,9 @@ def _conformance(s: Store, rows: List[TargetResult], registry: Registry) -> List
     by_pair = {(r.target.backend, r.target.artifact): r for r in rows}
     # a backend that ran nothing: its one skipped row without an artefact (opt-in and not named, say)
     not_asked = {r.target.backend: r.reason for r in rows if r.status == "skipped" and r.target.artifact is None}
+    # a backend whose every result was carried did not run now: a file it would judge but has no row for was
+    # not judged by it ("not run"), never "reads it; not judged"
+    ran_now = {r.target.backend for r in rows if r.status != "skipped" and not r.carried_from}
     files = [(p, f) for p, f in ONNX_FILES.items() if (s.directory / f).is_file()]
     files += [(p, f) for p, f in STREAM_FILES.items() if (s.directory / f).is_file()]
     cells = []
@@ -658,6 +661,11 @@ def _conformance(s: Store, rows: List[TargetResult], registry: Registry) -> List
                 cells.append(ConformanceCell(name, artifact, judged, "not run", reason))
             elif row is not None and row.unreadable is not None:
                 cells.append(ConformanceCell(name, artifact, judged, "cannot read", row.unreadable))
+            elif name not in ran_now and precision in cls.precisions:
+                cells.append(ConformanceCell(name, artifact, judged, "not run",
+                                             f"{name} did not run in this verify (its results here are carried over "
+                                             f"from an earlier one, which did not judge {artifact}): name it in "
+                                             "--backends"))
             else:
                 try:
                     opened = s.open(artifact, need="current")
