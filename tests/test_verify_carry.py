@@ -319,3 +319,45 @@ def test_a_runtime_with_only_carried_rows_did_not_judge_a_new_file(verified_once
     assert cell["status"] == "not run" and "did not run in this verify" in cell["detail"], cell
     assert cells[("openvino-cpu", "model.onnx")]["carried_from"] is not None
     assert cells[("ort-cpu", "model.int8-qdq.onnx")]["status"] == "passed"
+
+
+def test_a_hand_edited_verify_json_cannot_launder_a_failure(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: tract's failed rows flipped to "passed" in verify.json, and each manifest verdict's
+    verify_sha256 set to the edited file's (its passed: false and failed_backends left alone), were carried
+    by a verify of ort-cpu, and the file passed. A pass that the manifest's verdict contradicts is not
+    carried, and a failure the verdict records that no row answers keeps the file failed."""
+    import hashlib
+
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    code = ("import sys\n"
+            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
+            "run = TractCpuBackend._run\n"
+            "def off(self, feeds):\n"
+            "    out = dict(run(self, feeds))\n"
+            "    out['logits'] = out['logits'] + 0.5\n"
+            "    return out\n"
+            "TractCpuBackend._run = off\n"
+            "from attn_export.cli import main\n"
+            f"sys.exit(main(['verify', {str(directory)!r}, '--backends', 'tract-cpu']))\n")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600).returncode == 1
+    doc = document(directory)
+    for r in doc["results"]:
+        if r["backend"] == "tract-cpu" and r["status"] == "failed":
+            r["status"], r["problems"] = "passed", []
+    doc["passed"] = True
+    data = json.dumps(doc).encode()
+    (directory / store.VERIFY_JSON).write_bytes(data)
+    manifest = store.read_manifest(directory)
+    for entry in manifest["artifacts"].values():
+        if "verified" in entry:
+            entry["verified"]["verify_sha256"] = hashlib.sha256(data).hexdigest()
+    (directory / store.MANIFEST).write_text(json.dumps(manifest))
+    later = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert later.returncode == 1, later.stderr
+    verdict = verdicts(directory)["model.onnx"]
+    assert verdict["passed"] is False and "tract-cpu" in verdict["failed_backends"]
+    said = " ".join(later.stderr.split())
+    assert "tract-cpu model.onnx not carried: it says passed, but the verdict in manifest.json recorded it failed" in said
+    assert "stays failed until tract-cpu runs it again" in said

@@ -248,6 +248,7 @@ VERIFY = Obj({
     "tensorrt": Table(STR, Table(STR, STR)),
     "created": STR,
     "not_carried": Items(STR),
+    "standing": Items(STR),
 }, ("passed", "reference", "sweep"))
 
 # --------------------------------------------------------------------------------------------------

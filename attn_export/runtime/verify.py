@@ -250,10 +250,13 @@ class VerifyResult:
     created: Optional[str] = None
     # earlier rows that were not carried into this verify.json, each with the reason (see ``carry``)
     not_carried: List[str] = field(default_factory=list)
+    # failures the manifest's verdicts record on these bytes that no row answers (``_unresolved``): they fail
+    standing: List[str] = field(default_factory=list)
 
     def failures(self) -> List[str]:
-        """One short line per failed target: its first problem, how many cases failed, what moves it."""
-        return [r.first_problem_line() for r in self.results if r.status == "failed"]
+        """One short line per failed target: its first problem, how many cases failed, what moves it; then
+        each failure the manifest records that no row answers."""
+        return [r.first_problem_line() for r in self.results if r.status == "failed"] + list(self.standing)
 
     def ran(self) -> List[TargetResult]:
         """The targets that ran, failures first: what a person reads first."""
@@ -298,6 +301,7 @@ class VerifyResult:
         fields.setdefault("tensorrt", {})
         fields.setdefault("created", None)
         fields.setdefault("not_carried", [])
+        fields.setdefault("standing", [])
         fields.setdefault("seconds", 0.0)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
@@ -750,7 +754,11 @@ def _carry_problem(s: Store, row: TargetResult) -> Optional[str]:
     name = row.target.artifact
     if not name or row.sha256 is None:
         return "it records no sha256 of the bytes it ran"
-    return s.measured(name, row.sha256) or s.judged(name, VERIFY_JSON)
+    problem = s.measured(name, row.sha256) or s.judged(name, VERIFY_JSON)
+    verdict = (s.entry(name) or {}).get("verified") or {}
+    if problem is None and row.status == "passed" and row.target.backend in (verdict.get("failed_backends") or []):
+        return f"it says passed, but {MANIFEST_FAILED} on {row.target.backend}"
+    return problem
 
 
 def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> Tuple[List[TargetResult], List[str]]:
@@ -959,10 +967,34 @@ def verify(
     rows = result.results
     result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
-    result.passed = all(r.status != "failed" for r in rows)
+    unresolved = _unresolved(s, rows)
+    result.standing = [f"{b} {name}: {MANIFEST_FAILED} on these bytes and no row of this verify says otherwise; it "
+                       f"stays failed until {b} runs it again" for name, b in unresolved]
+    result.not_carried += result.standing
+    result.passed = all(r.status != "failed" for r in rows) and not unresolved
     result.conformance = _conformance(s, rows, table)
     result.untrusted = _unjudged(s, rows)
     data = store.json_bytes(result.to_dict())
     store.write_bytes(directory / VERIFY_JSON, data)
-    store.record_verdicts(directory, _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table))
+    verdicts = _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table)
+    for name, b in unresolved:
+        if name in verdicts:
+            verdicts[name]["passed"] = False
+            verdicts[name]["failed_backends"].append(b)
+    store.record_verdicts(directory, verdicts)
     return result
+
+
+MANIFEST_FAILED = f"the verdict in {store.MANIFEST} recorded it failed"
+
+
+def _unresolved(s: Store, rows: List[TargetResult]) -> List[Tuple[str, str]]:
+    """(file, backend) for each failure the manifest's verdict records on the bytes here that no row of this
+    verify answers (measured now or carried): a verify.json edited by hand, or a stale one, cannot clear it."""
+    out = []
+    for name in dict.fromkeys(str(r.target.artifact) for r in rows if r.status != "skipped" and r.target.artifact):
+        verdict = (s.entry(name) or {}).get("verified") or {}
+        if verdict.get("passed") is False and verdict.get("sha256") == s.sha256(name):
+            answered = {r.target.backend for r in rows if r.target.artifact == name and r.status != "skipped"}
+            out += [(name, b) for b in verdict.get("failed_backends") or [] if b not in answered]
+    return out
