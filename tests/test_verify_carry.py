@@ -58,6 +58,21 @@ def verdicts(directory: Path) -> dict[str, dict]:
     return {name: entries[name].get("verified") for name in FILES}
 
 
+def tract_off(directory: Path, *args: str) -> str:
+    """A verify of ``directory`` with ``args`` in a process where tract computes logits 0.5 off (in that
+    process only): the code to run with ``python -c``."""
+    return ("import sys\n"
+            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
+            "run = TractCpuBackend._run\n"
+            "def off(self, feeds):\n"
+            "    out = dict(run(self, feeds))\n"
+            "    out['logits'] = out['logits'] + 0.5\n"
+            "    return out\n"
+            "TractCpuBackend._run = off\n"
+            "from attn_export.cli import main\n"
+            f"sys.exit(main(['verify', {str(directory)!r}, *{list(args)!r}]))\n")
+
+
 def needs(backend: str) -> None:
     reason = REGISTRY[backend].available()
     if reason is not None:
@@ -196,16 +211,7 @@ def test_a_failing_subset_row_fails_the_verdict_and_a_later_subset_does_not_laun
     needs("tract-cpu")
     directory = copy(verified_once, tmp_path)
     first = document(directory)
-    code = ("import sys\n"
-            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
-            "run = TractCpuBackend._run\n"
-            "def off(self, feeds):\n"
-            "    out = dict(run(self, feeds))\n"
-            "    out['logits'] = out['logits'] + 0.5\n"
-            "    return out\n"
-            "TractCpuBackend._run = off\n"
-            "from attn_export.cli import main\n"
-            f"sys.exit(main(['verify', {str(directory)!r}, '--backends', 'tract-cpu']))\n")
+    code = tract_off(directory, "--backends", "tract-cpu")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 1, result.stderr
     doc = document(directory)
@@ -256,16 +262,7 @@ def test_a_failure_stands_across_other_settings_until_its_backend_runs_again(
     runs the file again; the passes judged with other settings are still dropped."""
     needs("tract-cpu")
     directory = copy(verified_once, tmp_path)
-    code = ("import sys\n"
-            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
-            "run = TractCpuBackend._run\n"
-            "def off(self, feeds):\n"
-            "    out = dict(run(self, feeds))\n"
-            "    out['logits'] = out['logits'] + 0.5\n"
-            "    return out\n"
-            "TractCpuBackend._run = off\n"
-            "from attn_export.cli import main\n"
-            f"sys.exit(main(['verify', {str(directory)!r}, '--set', 'verify.fp32_atol=2e-5']))\n")
+    code = tract_off(directory, "--set", "verify.fp32_atol=2e-5")
     failed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert failed.returncode == 1, failed.stderr
     first = document(directory)
@@ -330,16 +327,7 @@ def test_a_hand_edited_verify_json_cannot_launder_a_failure(verified_once: Path,
 
     needs("tract-cpu")
     directory = copy(verified_once, tmp_path)
-    code = ("import sys\n"
-            "from attn_export.runtime.backends.tract_cpu import TractCpuBackend\n"
-            "run = TractCpuBackend._run\n"
-            "def off(self, feeds):\n"
-            "    out = dict(run(self, feeds))\n"
-            "    out['logits'] = out['logits'] + 0.5\n"
-            "    return out\n"
-            "TractCpuBackend._run = off\n"
-            "from attn_export.cli import main\n"
-            f"sys.exit(main(['verify', {str(directory)!r}, '--backends', 'tract-cpu']))\n")
+    code = tract_off(directory, "--backends", "tract-cpu")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           timeout=600).returncode == 1
     doc = document(directory)
