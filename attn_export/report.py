@@ -41,15 +41,13 @@ CARRIED = "(carried)"  # a row the latest verify did not re-run: carried over fr
 
 def _carried_note(result: VerifyResult) -> list[str]:
     """Which rows were carried over from which earlier verify (``verify.json`` ``carried_from``)."""
-    runs: dict[str, list[str]] = {}
-    for r in result.results:
-        if r.carried_from:
-            runs.setdefault(r.carried_from, []).append(f"{r.target.backend} `{r.target.artifact}`")
+    runs = result.carried_by_run()
     if not runs:
         return []
     return ["", f"*{CARRIED}*: not re-run by the verify of {result.created}; carried over from an earlier verify "
                 "of the same bytes with the same reference and settings (`carried_from` in `verify.json`):", ""] + [
-        f"- from the verify of {when}: {', '.join(rows)}" for when, rows in runs.items()]
+        f"- from the verify of {when}: {', '.join(f'{r.target.backend} `{r.target.artifact}`' for r in rows)}"
+        for when, rows in runs.items()]
 
 
 def _verify_table(result: VerifyResult) -> list[str]:

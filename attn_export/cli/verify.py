@@ -94,12 +94,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
 def carried_lines(result: VerifyResult) -> list[str]:
     """What this verify.json holds that this run did not measure (rows carried over from an earlier verify,
     on the same bytes, reference and settings), and each earlier result it dropped, with the reason."""
-    runs: dict[str, list[str]] = {}
-    for r in result.results:
-        if r.carried_from:
-            runs.setdefault(r.carried_from, []).append(r.target.label)
     return ([f"carried (not re-run now; same bytes, reference and settings) from the verify of {when}: "
-             f"{', '.join(labels)}" for when, labels in runs.items()]
+             f"{', '.join(r.target.label for r in rows)}" for when, rows in result.carried_by_run().items()]
             + list(result.not_carried))
 
 

@@ -24,17 +24,20 @@ Everything that fails is collected and reported together: ``DIR/verify.json``, a
 (every ONNX runtime x artefact: passed / failed / cannot read / not run), and each artefact's manifest
 entry gets a ``verified`` verdict tied to the bytes verified.
 
-A run on some backends adds to the standing verification instead of replacing it (``carry``): the
-results (passed or failed rows; never skipped ones) of the backends it was not asked to run
-(``--backends`` names others; ``auto`` leaves out the opt-in ones) are carried over from the earlier
-``verify.json``, each marked ``carried_from`` (the time of the run that measured it), when the store says
-they still describe this directory: the earlier file's verdicts were recorded from it
-(``Store.recorded_from``), each row's artefact is still the bytes it ran (``Store.measured``) with a
-verdict recorded from that file for those bytes (``Store.judged``), and the reference (``reference.npz``'s
-sha256, its source, the test split) and the settings that decide pass or fail (tolerances, overrides, the
-deployment range, the sweep) are this run's. Any other earlier result is dropped and named in
-``not_carried`` with the reason. The verdicts are then derived from the merged rows and recorded from the
-new ``verify.json``.
+A run on some backends adds to the standing verification instead of replacing it (``carry``, ``merge``):
+earlier results (never skipped rows) are carried over from the earlier ``verify.json``, each marked
+``carried_from`` (the time of the run that measured it), when the store says they still describe this
+directory: the earlier file's verdicts were recorded from it (``Store.recorded_from``) and each row's
+artefact is still the bytes it ran (``Store.measured``) with a verdict recorded from that file for those
+bytes (``Store.judged``). A pass of a backend this run was not asked to run (``--backends`` names others;
+``auto`` leaves out the opt-in ones) is carried only when the reference (``reference.npz``'s sha256, its
+source, the test split) and the settings that decide pass or fail (tolerances, overrides, the deployment
+range, the sweep) are this run's, and the manifest's verdict does not contradict it. A failure stands
+whatever the settings until its backend runs the file again, and a pass judged without the test split does
+not clear a failure judged on it; a failure the manifest's verdict records that no row answers
+(``_unresolved``) keeps the file failed. Any other earlier result is dropped and named in ``not_carried``
+with the reason. The verdicts are then derived from the merged rows and recorded from the new
+``verify.json``.
 """
 
 from __future__ import annotations
@@ -272,6 +275,14 @@ class VerifyResult:
                 if r.target.artifact:
                     artefacts.append(r.target.artifact)
         return out
+
+    def carried_by_run(self) -> Dict[str, List[TargetResult]]:
+        """The rows carried over from earlier verifies, by the run that measured them (``carried_from``)."""
+        runs: Dict[str, List[TargetResult]] = {}
+        for r in self.results:
+            if r.carried_from:
+                runs.setdefault(r.carried_from, []).append(r)
+        return runs
 
     def skipped_lines(self) -> List[str]:
         """"<backend> (<n> artefacts): <reason>" per skipped backend; without the count when it skipped none."""
@@ -937,7 +948,7 @@ def verify(
         rows.append(row)
     split = extra.split
     result = VerifyResult(
-        passed=all(r.status != "failed" for r in rows),
+        passed=False,  # decided below, from the rows merged with the carried ones
         reference={"backend": "torch-cpu", "precision": "fp32", "source": extra.source,
                    "accuracy": split.reference_accuracy if split else None,
                    "test_split": split.source if split else extra.split_reason,
