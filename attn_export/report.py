@@ -45,7 +45,8 @@ def _carried_note(result: VerifyResult) -> list[str]:
     if not runs:
         return []
     return ["", f"*{CARRIED}*: not re-run by the verify of {result.created}; carried over from an earlier verify "
-                "of the same bytes with the same reference and settings (`carried_from` in `verify.json`):", ""] + [
+                "of the same bytes, a pass with the same reference and settings, a failure whatever they were (it "
+                "stands until its backend runs the file again; `carried_from` in `verify.json`):", ""] + [
         f"- from the verify of {when}: {', '.join(f'{r.target.backend} `{r.target.artifact}`' for r in rows)}"
         for when, rows in runs.items()]
 

@@ -274,6 +274,7 @@ def test_a_failure_stands_across_other_settings_until_its_backend_runs_again(
     assert after[("tract-cpu", "model.onnx")]["carried_from"] == first["created"]
     assert ("openvino-cpu", "model.onnx") not in after  # a pass judged with other settings: dropped
     assert any("not carried: it was judged with other settings" in line for line in doc["not_carried"])
+    assert "carried failures (not re-run now; same bytes, whatever the settings" in " ".join(later.stderr.split())
     assert verdicts(directory)["model.onnx"]["passed"] is False
     again = cli("verify", str(directory), "--backends", "ort-cpu,tract-cpu")  # tract runs it again: cleared
     assert again.returncode == 0, again.stderr

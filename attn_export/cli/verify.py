@@ -92,11 +92,18 @@ def table(result: VerifyResult, directory: Path) -> Any:
 
 
 def carried_lines(result: VerifyResult) -> list[str]:
-    """What this verify.json holds that this run did not measure (rows carried over from an earlier verify,
-    on the same bytes, reference and settings), and each earlier result it dropped, with the reason."""
-    return ([f"carried (not re-run now; same bytes, reference and settings) from the verify of {when}: "
-             f"{', '.join(r.target.label for r in rows)}" for when, rows in result.carried_by_run().items()]
-            + list(result.not_carried))
+    """What this verify.json holds that this run did not measure (rows carried over from an earlier verify
+    on the same bytes: passes with the same reference and settings, failures whatever they were), and each
+    earlier result it dropped, with the reason."""
+    lines: list[str] = []
+    for when, rows in result.carried_by_run().items():
+        passes = [r.target.label for r in rows if r.status == "passed"]
+        failures = [r.target.label for r in rows if r.status != "passed"]
+        lines += [f"carried (not re-run now; same bytes, reference and settings) from the verify of {when}: "
+                  f"{', '.join(passes)}"] if passes else []
+        lines += [f"carried failures (not re-run now; same bytes, whatever the settings: a failure stands until its "
+                  f"backend runs the file again) from the verify of {when}: {', '.join(failures)}"] if failures else []
+    return lines + list(result.not_carried)
 
 
 def raise_if_failed(result: VerifyResult) -> None:
