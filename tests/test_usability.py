@@ -280,9 +280,11 @@ def test_the_throughput_plot_labels_the_batches_measured() -> None:
 
 
 @pytest.mark.parametrize("ms, text", [(0.000593, "593 ns"), (0.01433, "14.3 µs"), (-0.343, "-343 µs"),
-                                      (12.5, "12.5 ms"), (2500.0, "2.5 s"), (0.0, "0 ns")])
+                                      (12.5, "12.5 ms"), (2500.0, "2.50 s"), (0.0, "0 ns"), (1.2, "1.20 ms"),
+                                      (123.0, "123 ms"), (2_500_000.0, "2,500 s")])
 def test_durations_keep_three_significant_digits(ms: float, text: str) -> None:
-    """The bench console printed ``14.33 µs/step + -0.343 ms`` and the report ``0.0006`` ms/step."""
+    """The bench console printed ``14.33 µs/step + -0.343 ms`` and the report ``0.0006`` ms/step; the report's
+    Recommended table wrote "1.2 ms" where the console's column said 1.20."""
     from attn_export.runtime.timing import duration_text, fit_text
 
     assert duration_text(ms) == text
@@ -434,3 +436,18 @@ def test_ms_columns_keep_three_significant_digits(ms: float | None, text: str) -
     from attn_export.runtime.timing import ms_text
 
     assert ms_text(ms) == text
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or os.uname().machine != "x86_64", reason="x86 Linux only")
+def test_the_cpu_is_named_with_its_family_and_model() -> None:
+    """"AMD EPYC" was a Zen 4 one day and a Zen 5 the next, with other speeds: on x86 every figure's CPU name
+    carries the family and model numbers /proc/cpuinfo gives."""
+    from attn_export.runtime.timing import cpu_name
+
+    info = Path("/proc/cpuinfo").read_text()
+    family = re.search(r"^cpu family\s*:\s*(\d+)", info, re.M)
+    model = re.search(r"^model\s*:\s*(\d+)", info, re.M)
+    assert family and model
+    name, flags = cpu_name()
+    assert name.endswith(f", family {family.group(1)} model {model.group(1)}")
+    assert not name.startswith(",") and set(flags) <= set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())

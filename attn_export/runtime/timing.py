@@ -80,31 +80,41 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_t
 def cpu_name() -> Tuple[str, List[str]]:
     """This CPU's model name and the ``ISA_FLAGS`` it has (``/proc/cpuinfo``; elsewhere the platform's word
     for the processor and no flags): the speed of a precision is a property of the CPU, so every figure
-    names it."""
+    names it. On x86 the name ends with the CPU's family and model numbers, which tell its generation where
+    the name alone does not: a cloud machine's "AMD EPYC" was a Zen 4 one day (family 25) and a Zen 5 the
+    next (family 26), with other speeds."""
     model, flags = platform.processor() or platform.machine(), []  # type: str, List[str]
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             info = f.read(1 << 20)
     except OSError:
         return model, flags
+    numbers = {}  # type: Dict[str, str]
     for line in info.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key in ("model name", "Model", "Hardware") and value.strip() and model in ("x86_64", "aarch64", ""):
             model = value.strip()
+        elif key in ("cpu family", "model") and value.strip().isdigit():
+            numbers.setdefault(key, value.strip())
         elif key in ("flags", "Features") and not flags:
             have = set(value.split())
             flags = [f for f in ISA_FLAGS if f in have]
+    if len(numbers) == 2:
+        model += f", family {numbers['cpu family']} model {numbers['model']}"
     return model, flags
 
 
 def duration_text(ms: float) -> str:
     """A duration in milliseconds written with three significant digits in the unit that keeps them (ns, µs,
-    ms, s), its sign in front: 0.000593 ms is "593 ns", never "0.0006"; -0.343 is "-343 µs"."""
+    ms, s), its sign in front: 0.000593 ms is "593 ns", never "0.0006"; -0.343 is "-343 µs"; 1.2 is
+    "1.20 ms", as the console's ms columns write it (``ms_text``), not "1.2 ms"."""
     sign, value = ("-" if ms < 0 else ""), abs(ms)
     for unit, scale in (("s", 1e3), ("ms", 1.0), ("µs", 1e-3), ("ns", 1e-6)):
         if value >= scale or unit == "ns":
-            return f"{sign}{value / scale:.3g} {unit}"
+            scaled = value / scale
+            digits = "0" if scaled == 0 else f"{scaled:,.0f}" if scaled >= 1000 else f"{scaled:#.3g}".rstrip(".")
+            return f"{sign}{digits} {unit}"
     raise AssertionError("unreachable")
 
 
