@@ -594,7 +594,9 @@ def test_a_pick_without_a_passing_row_in_verify_json_now_ships_no_default(
 
 def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:
     """INT8 is judged by its decisions on the test split; with the recipe's data file gone it passed on
-    structure alone, silently (test_split null). It is now not judged, with the reason, and gets no verdict."""
+    structure alone, silently (test_split null). It is now not judged, with the reason, and gets no verdict.
+    FP16, judged first by its budget on the sweep, is judged there (found by attacking: it was skipped too,
+    under a reason calling both files "fp16", and the run said PASSED)."""
     rng = np.random.default_rng(0)
     for split, n in (("train", 120), ("test", 30)):
         y = rng.integers(0, 2, n)
@@ -603,7 +605,7 @@ def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:
     directory = tmp_path / "m"
     for args in (("train", str(directory), "--set", 'data.name="files"', "--set", f"data.train=\"{tmp_path / 'train.npz'}\"",
                   "--set", f"data.test=\"{tmp_path / 'test.npz'}\"", "--set", "model.hidden_size=8",
-                  "--set", "train.epochs=2"), ("export", str(directory)), ("quantize", str(directory), "--int8")):
+                  "--set", "train.epochs=2"), ("export", str(directory)), ("quantize", str(directory), "--int8", "--fp16")):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     (tmp_path / "train.npz").rename(tmp_path / "moved.npz")
@@ -614,6 +616,10 @@ def test_int8_without_its_test_split_is_not_judged(tmp_path: Path) -> None:
         "not judged: int8-dynamic is judged by its decisions on the test split, and there is none (test split "
         "unavailable"), row["reason"]
     assert "verified" not in json.loads((directory / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
+    fp16 = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.fp16.onnx")
+    assert fp16["status"] == "passed" and fp16["cases"] and fp16["accuracy"] is None, fp16
+    verdict = json.loads((directory / "manifest.json").read_text())["artifacts"]["model.fp16.onnx"]["verified"]
+    assert verdict["passed"] is True and verdict["accuracy"] is None
 
 
 def test_a_runtime_without_onnx_runtimes_own_operators_skips_that_graph_only(

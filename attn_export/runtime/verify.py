@@ -34,7 +34,9 @@ bytes (``Store.judged``). A pass of a backend this run was not asked to run (``-
 source, the test split) and the settings that decide pass or fail (tolerances, overrides, the deployment
 range, the sweep) are this run's, and the manifest's verdict does not contradict it. A failure stands
 whatever the settings until its backend runs the file again, and a pass judged without the test split does
-not clear a failure judged on it; a failure the manifest's verdict records that no row answers
+not clear a failure judged on it (nor, on a device, a pass judged on it: the host's verdict stands, and a
+pass on structure alone with no such verdict is not judged, ``_decisions_unjudged``); a failure the
+manifest's verdict records that no row answers
 (``_unresolved``) keeps the file failed. Any other earlier result is dropped and named in ``not_carried``
 with the reason. The verdicts are then derived from the merged rows and recorded from the new
 ``verify.json``.
@@ -422,8 +424,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     except BadInput as e:  # the store will not vouch for it: never run, a failure
         row.fail(str(e))
         return row
-    if rule.min_argmax_agreement is not None and augment.split is None and augment.split_expected \
-            and store.info.labels:
+    if not rule.judged_by_element and augment.split is None and augment.split_expected and store.info.labels:
         return TargetResult(target, status="skipped", reason=(  # INT8's verdict is its decisions: none to judge
             f"not judged: {rule.precision} is judged by its decisions on the test split, and there is none "
             f"({augment.split_reason})"))
@@ -772,7 +773,8 @@ def _carry_problem(s: Store, row: TargetResult) -> Optional[str]:
     return problem
 
 
-def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> Tuple[List[TargetResult], List[str]]:
+def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
+          judges_data: bool = True) -> Tuple[List[TargetResult], List[str]]:
     """The results of the earlier ``verify.json`` (still on disk: read through ``s`` before the new one is
     written) that ``new`` may carry over, and one line for each earlier result that it may not, with the
     reason. Skipped rows measured nothing and are never carried (this run's skipped rows say what it
@@ -782,7 +784,9 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> T
     ``asked`` and it was judged against the same reference with the same settings (``CARRY_SETTINGS``).
     A failure on those bytes stands whatever the settings, and whether or not this attn-export knows its
     backend (a device has no onnx-ref), until its backend runs it again (``merge``): a verify that did not
-    re-run what failed cannot clear it."""
+    re-run what failed cannot clear it. On a side that cannot judge decisions (``judges_data`` False: a
+    device, which never has the test split) a pass judged on the test split is carried like a failure, so
+    that the host's verdict stands over a pass on structure alone (``merge``)."""
     try:
         data = s.read(VERIFY_JSON)
         if data is None:
@@ -792,7 +796,10 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> T
         return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
     results = [d for d in earlier.get("results") or [] if d["status"] != "skipped"]
     passes = [d for d in results if d["backend"] not in asked and d["status"] == "passed"]
-    failures = [d for d in results if d["status"] == "failed"]
+    failures = [d for d in results if d["status"] == "failed"
+                or (not judges_data and d["status"] == "passed" and d.get("accuracy") is not None
+                    and d.get("precision") in PRECISIONS and PRECISIONS[d["precision"]].judged_by == "decisions")]
+    passes = [d for d in passes if d not in failures]
     if not passes and not failures:
         return [], []
     if not s.recorded_from(VERIFY_JSON):
@@ -828,9 +835,9 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry) -> T
 def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> Tuple[List[TargetResult],
                                                                                                    List[str]]:
     """This run's rows and the carried ones, in the registry's order of backends, and a line for each earlier
-    failure that stands over this run's row. A carried failure of a pair this run measured gives way to the
-    new row, unless that row could judge less: an INT8 failure judged by its decisions on the test split is
-    not cleared by a pass on structure alone (a device never has the data: the host's verdict stands). A
+    failure that stands over this run's row. A carried result of a pair this run measured gives way to the
+    new row, unless that row could judge less: a result judged by its decisions on the test split, pass or
+    failure, is not replaced by a pass without them (a device never has the data: the host's verdict stands). A
     backend with carried results (one not asked for) loses this run's skipped rows: an opt-in one's "name
     it" beside its result."""
     ran = {(r.target.backend, r.target.artifact): r for r in new if r.status != "skipped"}
@@ -841,8 +848,9 @@ def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[
             kept.append(r)
         elif now.status == "passed" and now.accuracy is None and r.accuracy is not None:
             kept.append(r)
-            notes.append(f"{r.target.label}: its failure on the test split (from the verify of {r.carried_from}) "
-                         "stands: this run judged it without the test split")
+            if r.status == "failed":
+                    notes.append(f"{r.target.label}: its failure on the test split (from the verify of "
+                             f"{r.carried_from}) stands: this run judged it without the test split")
     shadowed = {(r.target.backend, r.target.artifact) for r in kept}
     measured = {r.target.backend for r in kept}
     rank = {name: i for i, name in enumerate(order)}
@@ -973,9 +981,13 @@ def verify(
         tensorrt=summary(readiness(graphs_of(s), list(TENSORRT_TARGETS))),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    carried, result.not_carried = carry(s, result, asked_backends(backends, table), table)
+    # a backend asked for but not run here (not installed) replaced nothing: its earlier results may be carried
+    ran = {r.target.backend for r in rows if r.status != "skipped"}
+    judges_data = extra.split is not None or extra.split_expected
+    carried, result.not_carried = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
     result.results, standing = merge(rows, carried, list(table))
-    rows = result.results
+    rows = result.results = [r if judges_data or not info.labels else _decisions_unjudged(r)
+                             for r in result.results]
     result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
     unresolved = _unresolved(s, rows)
@@ -997,6 +1009,21 @@ def verify(
 
 
 MANIFEST_FAILED = f"the verdict in {store.MANIFEST} recorded it failed"
+
+
+def _decisions_unjudged(row: TargetResult) -> TargetResult:
+    """``row``, or, for a pass on structure alone of a precision judged by its decisions on the test split
+    (INT8, on a device: no data), a skipped row saying so: such a pass records no verdict, as on the host
+    without the split. Where the host's verdict for those bytes stands, ``merge`` kept its row instead."""
+    if row.status != "passed" or row.carried_from or row.accuracy is not None or row.target.precision is None:
+        return row
+    precision = str(row.target.precision)
+    if precision not in PRECISIONS or PRECISIONS[precision].judged_by != "decisions":
+        return row
+    return TargetResult(row.target, status="skipped", reason=(
+        f"not judged: {precision} is judged by its decisions on the test split, which only the host has, and "
+        f"no verdict of the host's stands for these bytes (its structure on the sweep passed here): run "
+        f"attn-export verify on the host, then bundle again"))
 
 
 def _unresolved(s: Store, rows: List[TargetResult]) -> List[Tuple[str, str]]:
