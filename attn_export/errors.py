@@ -181,7 +181,8 @@ def printable(text: str, limit: int = 0) -> str:
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
     """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
     a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
-    where the command line's own handlers cannot yet."""
+    where the command line's own handlers cannot yet. Once it has returned, a signal ends the process at
+    once with that code (``interrupt.exit_at_once_on_signal``)."""
     try:
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
@@ -190,4 +191,8 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
-    sys.exit(run())
+    code = run()
+    from .runtime.interrupt import exit_at_once_on_signal
+
+    exit_at_once_on_signal(code if isinstance(code, int) else 0)
+    sys.exit(code)

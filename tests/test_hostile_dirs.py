@@ -366,6 +366,29 @@ def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_pat
     assert cli("report", str(directory)).returncode == 0  # the lock is free
 
 
+@pytest.mark.parametrize("module, args, code", [("attn_export.cli", ["--version"], 0),
+                                                 ("attn_export.cli", ["verify", "/nonexistent/d"], 2),
+                                                 ("attn_export.runtime.cli", ["info", "/nonexistent/d"], 2)])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_command_has_finished_keeps_its_exit_code(module: str, args: list, code: int,
+                                                                     signum: int) -> None:
+    """Found by attacking: Ctrl-C in the most of a second after train had committed its weights and said so
+    (torch's atexit hooks) exited 130 with no line, or printed a KeyboardInterrupt traceback from the hook
+    and exited 0. An atexit hook here stands in for that teardown: it signals the process and waits. The
+    command's own exit code and output stand, at once, with no traceback."""
+    code_line = ("import atexit, os, signal, sys, time\n"
+                 f"atexit.register(lambda: (os.kill(os.getpid(), {int(signum)}), time.sleep(30)))\n"
+                 f"sys.argv = ['attn-export', *{args!r}]\n"
+                 "from attn_export.errors import run_command_line\n"
+                 f"run_command_line({module!r})\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code_line], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
+    assert time.monotonic() - started < 25  # it did not wait out the hook
+    assert (result.stdout.strip() if code == 0 else result.stderr.strip()), "the command's own output"
+
+
 @pytest.mark.parametrize("device", [False, True], ids=["attn-export", "attn_export.runtime"])
 def test_sigterm_while_predicting_from_a_bundle_leaves_nothing(full: Path, tmp_path: Path, device: bool) -> None:
     """predict reads a bundle in place (nothing is unpacked); SIGTERM mid-run is one line, exit 143, and

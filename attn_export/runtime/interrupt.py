@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from types import FrameType
 from typing import Iterator, List, Optional
 
 from ..errors import Interrupted
 
-__all__ = ["interruptible", "message"]
+__all__ = ["exit_at_once_on_signal", "interruptible", "message"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -70,6 +71,23 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, h)
     if pending:
         raise pending[0]
+
+
+def exit_at_once_on_signal(code: int) -> None:
+    """After a command has finished with ``code``: SIGINT and SIGTERM during the interpreter's teardown (torch's
+    atexit hooks: most of a second) exit at once with ``code``, output flushed. The work is done and said; a
+    signal then had exited 130 with no line, or printed a KeyboardInterrupt traceback from an atexit hook and
+    exited 0 (found by attacking)."""
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or a reader gone: nothing more to say
+                pass
+        os._exit(code)
+
+    for s in SIGNALS:
+        signal.signal(s, handler)
 
 
 def _importing(frame: Optional[FrameType]) -> bool:
