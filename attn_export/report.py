@@ -37,6 +37,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 CARRIED = "(carried)"  # a row the latest verify did not re-run: carried over from an earlier verify.json
+STALE = "(NOT CURRENT)"  # a result on a file that is no longer the bytes it measured (the verify table says why)
 
 
 def _carried_note(result: VerifyResult) -> list[str]:
@@ -87,7 +88,7 @@ def _tensorrt_readiness(result: VerifyResult) -> list[str]:
     return lines
 
 
-def _accuracy_by_precision(result: VerifyResult) -> list[str]:
+def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stale: str | None) -> list[str]:
     lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"]
     seen: dict[tuple[str, str], list[str]] = {}
     for r in result.results:
@@ -95,10 +96,11 @@ def _accuracy_by_precision(result: VerifyResult) -> list[str]:
             seen.setdefault((str(r.target.precision), str(r.target.artifact)), []).append(
                 f"{r.target.backend} {r.accuracy:.4f}")
     for (precision, artifact), values in seen.items():
-        lines.append(f"| {precision} | {artifact} | {', '.join(values)} |")
+        lines.append(f"| {precision} | {artifact} | {', '.join(values)}{' ' + STALE if artifact in stale else ''} |")
     ref = result.reference
     lines.append(f"\nReference: {ref['backend']} {ref['precision']} from `{ref['source']}`, test accuracy "
-                 f"{_fmt(ref.get('accuracy'), '.4f')} ({ref.get('test_split')}).")
+                 f"{_fmt(ref.get('accuracy'), '.4f')} ({ref.get('test_split')})"
+                 + (f"; NOT CURRENT: {_cell(reference_stale)}" if reference_stale else "") + ".")
     return lines
 
 
@@ -157,7 +159,7 @@ def attention_heatmaps(directory: Path, samples: dict[str, Any], head: str, labe
     return ATTENTION_PNG
 
 
-def _attention_agreement(samples: dict[str, Any]) -> list[str]:
+def _attention_agreement(samples: dict[str, Any], stale: set[str]) -> list[str]:
     import numpy as np
 
     names = list(samples["by_target"])
@@ -168,11 +170,12 @@ def _attention_agreement(samples: dict[str, Any]) -> list[str]:
     for name in names[1:]:
         worst = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                     for a, b in zip(samples["by_target"][name], samples["by_target"][base]))
-        lines.append(f"- `{name}`: {worst:.2e}")
+        marked = {n for n in (name, base) if n.split(" ", 1)[-1] in stale}
+        lines.append(f"- `{name}`: {worst:.2e}" + (f" {STALE}" if marked else ""))
     return lines
 
 
-def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
+def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[str]:
     """Runtime x artefact: which independent ONNX implementations compute the model the same way."""
     entries = [c.to_dict() for c in cells]
     files = list(dict.fromkeys(e["artifact"] for e in entries))
@@ -188,13 +191,16 @@ def _conformance_table(cells: list[ConformanceCell]) -> list[str]:
             e = cells.get((runtime, f))
             if e is None:
                 row.append("–")
-            elif e["status"] == "passed":
+                continue
+            if e["status"] == "passed":
                 ratio = e.get("worst_ratio")
                 row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else "")
                            + (f" {CARRIED}" if e.get("carried_from") else ""))
             else:
                 row.append(f"**{e['status']}**" + (f" {CARRIED}" if e.get("carried_from") else "")
                            + f": {_cell(e['detail'])}")
+            if f in stale:
+                row[-1] += f" {STALE}"
         lines.append(f"| {runtime} | " + " | ".join(row) + " |")
     # not run: unavailable here, or opt-in and not named (openvino-bf16): said so with the reason, never "reads it"
     skipped = dict.fromkeys(f"{e['runtime']} ({_cell(e['detail'])})" for e in entries if e["status"] == "not run")
@@ -276,8 +282,11 @@ def _standing(s: Store, result: VerifyResult) -> tuple[str, list[str]]:
     headline word (PASSED only when every artefact verify.json judged is still current, still the bytes
     verify ran, and holds a passing verdict recorded from this very verify.json) and every reason it is not."""
     if not s.recorded_from(VERIFY_JSON):
+        changed = any(s.measured(r.target.artifact, r.sha256) for r in result.results if r.status != "skipped")
+        fix = ("the files it judged have changed since (below): make them again (attn-export export, then quantize "
+               "with the variants you had), then verify" if changed else "run attn-export verify again")
         return "NOT CURRENT", [f"no verdict in {store.MANIFEST} was recorded from this {VERIFY_JSON}: it is stale "
-                               "or from another directory; run attn-export verify again"]
+                               f"or from another directory; {fix}"]
     judged = dict.fromkeys(str(r.target.artifact) for r in result.results if r.status != "skipped" and r.target.artifact)
     problems = [p for p in (s.judged(name, VERIFY_JSON) for name in judged) if p]
     failed = not result.passed or any((s.entry(n) or {}).get("verified", {}).get("passed") is not True
@@ -300,13 +309,15 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     lines += [f"- not current: {_cell(p)}" for p in problems] + ([""] if problems else [])
     lines += [f"- {_cell(line)}" for line in result.not_carried] + ([""] if result.not_carried else [])
     lines += ["## Verify", ""]
+    stale: set[str] = set()  # files whose results here no longer describe them: every table marks them
     for r in result.results:  # a row whose artefact is no longer the one verified says so in its reason
-        stale = s.measured(r.target.artifact, r.sha256) if r.status != "skipped" else None
-        if stale is not None:
-            r.reason = f"NOT CURRENT: {stale}" + (f"; {r.reason}" if r.reason else "")
+        why = s.measured(r.target.artifact, r.sha256) if r.status != "skipped" else None
+        if why is not None:
+            r.reason = f"NOT CURRENT: {why}" + (f"; {r.reason}" if r.reason else "")
+            stale.add(str(r.target.artifact))
     lines += _verify_table(result)
     if result.conformance:
-        lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance)
+        lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
                                                                  if result.overrides else "") + "):", ""]
     for precision, rule in result.tolerances.items():
@@ -319,7 +330,12 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
-    lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result)
+    reference = s.state(store.REFERENCE) if ref.get("sha256") else None
+    reference_stale = (f"{store.REFERENCE} is not the file this verify read" if ref.get("sha256") != s.sha256(store.REFERENCE)
+                       else None if reference is None or reference.current else reference.reason)
+    if ref.get("source") == store.WEIGHTS and store.WEIGHTS in stale:
+        reference_stale = f"{store.WEIGHTS} is not the file this verify ran"
+    lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result, stale, reference_stale)
     lines += _tensorrt_readiness(result)
     samples = result.attention_samples
     if samples:
@@ -327,7 +343,10 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         image = attention_heatmaps(directory, samples, info.head, info.labels)
         lines += ["", "## Attention on test sequences, per backend (shortest to longest)", ""]
         lines += [f"![attention]({image})", ""] if image else []
-        lines += _attention_agreement(samples)
+        lines += ([f"NOT CURRENT: these are the attention weights of the verify of {result.created}, on files "
+                    "that have changed since.", ""] if any(k.split(" ", 1)[-1] in stale for k in samples["by_target"])
+                  else [])
+        lines += _attention_agreement(samples, stale)
     return lines
 
 

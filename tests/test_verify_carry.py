@@ -415,3 +415,29 @@ def test_results_of_a_backend_not_installed_here_are_named_when_not_carried(veri
     assert not any(b == "tract-cpu" for b, _ in rows(doc))
     assert any("tract-cpu" in line and "not carried: it was judged with other settings" in line
                for line in doc["not_carried"]), doc["not_carried"]
+
+
+def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: after train ran again, the report's verify table said NOT CURRENT, but the runtime
+    table, the accuracy per precision, its reference line and the attention list showed the old results as
+    plain ones, and the advice ("run attn-export verify again") was one verify refuses until the files are
+    made again."""
+    directory = copy(verified_once, tmp_path)
+    assert cli("train", str(directory), "--seed", "7").returncode == 0
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    assert "**Verification NOT CURRENT**" in text
+    assert "the files it judged have changed since (below): make them again (attn-export export" in text
+    runtimes = text.split("## One graph, every runtime")[1].split("Budgets")[0]
+    cells = [c.strip() for line in runtimes.splitlines() if line.startswith("| ") and "---" not in line
+             and not line.startswith("| runtime") for c in line.strip("|").split("|")[1:]]
+    assert cells and all(c.endswith("(NOT CURRENT)") for c in cells if c.startswith("passed")), cells
+    accuracy = text.split("## Accuracy per precision")[1].split("\n## ")[0]
+    rows_ = [line for line in accuracy.splitlines() if line.startswith("| fp") or line.startswith("| int8")]
+    assert rows_ and all(line.endswith("(NOT CURRENT) |") for line in rows_), rows_
+    assert "; NOT CURRENT: model.safetensors is not the file this verify ran." in accuracy
+    if "## Attention" in text:
+        attention = text.split("## Attention")[1].split("\n## ")[0]
+        assert "NOT CURRENT: these are the attention weights of the verify of" in attention
+        listed = [line for line in attention.splitlines() if line.startswith("- `")]
+        assert listed and all(line.endswith("(NOT CURRENT)") for line in listed), listed
