@@ -6,6 +6,7 @@ on both command lines, and what cannot stream is one line saying why."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -456,6 +457,7 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
             n for n in declared if n.startswith("state_"))  # every state pair kept by Triton, none served
     readme = (repo.parent / "README.md").read_text()
     assert "sequence_id=42" in readme and "no Triton server" in readme and "only graphs that" in readme
+    assert triton_client_models(readme) == ["attention_lstm", "attention_lstm_stream"]
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
     assert not (repo.parent / "runtime").exists()
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(directory).info.input_size), np.float32),
@@ -561,3 +563,28 @@ def test_bench_stream_times_every_step_and_names_what_it_leaves_out(streamed: Pa
     (row,) = report["results"]
     assert (row["chunk"], row["updates"], row["positions"]) == (7, 3, [7, 14, 16])
     assert report["not_timed"] == ["segment 16, chunk 100: the chunk is longer than the segment"]
+
+
+def triton_client_models(readme: str) -> list[str]:
+    """The models a Triton bundle README's client code asks for; the code itself must compile."""
+    block = readme.split("import numpy as np, tritonclient.http as http")[1].split("\nEach `config.pbtxt`")[0]
+    code = "import numpy as np, tritonclient.http as http" + "\n".join(
+        line[4:] if line.startswith("    ") else line for line in block.splitlines())
+    compile(code, "README.md", "exec")
+    return re.findall(r'client\.infer\("([a-z_]+)"', code)
+
+
+def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_serves(model_dir: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Found by attacking: for a model that does not stream, the Triton bundle's README showed client code
+    for attention_lstm_stream only, a model the bundle does not ship. It now shows a request to
+    attention_lstm, and the stream code only where the stream model ships."""
+    from attn_export.runtime.bundle import unpack
+
+    mark_verified(model_dir, store.ONNX_FP32)
+    made = cli("bundle", str(model_dir), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    assert made.returncode == 0, made.stderr
+    unpacked = unpack(tmp_path / "t.tar.gz", tmp_path / "t")
+    assert sorted(p.name for p in (unpacked / "model_repository").iterdir()) == ["attention_lstm"]
+    readme = (unpacked / "README.md").read_text()
+    assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme

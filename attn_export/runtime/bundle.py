@@ -109,14 +109,24 @@ passed (their verdicts are in `manifest.json`), and no device package: `bundle.j
 sha256, to check what you deploy.
 """
 
+# the Triton README's words for the stream model, where the bundle ships one: after the one-request model, and
+# its client code
+TRITON_STREAM = (""", and
+`attention_lstm_stream` serves `model.stream.onnx` with the sequence batcher: its state stays in Triton
+(implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start), so a client sends only
+each chunk and its valid steps, under one sequence id (`push` below).""", """
+    def push(chunk, valid, start=False, end=False):      # chunk: float32 [1, steps, {features}]
+        x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
+        n = http.InferInput("lengths", [1, 1], "INT64"); n.set_data_from_numpy(np.array([[valid]], np.int64))
+        return client.infer("attention_lstm_stream", [x, n], sequence_id=42, sequence_start=start,
+                            sequence_end=end).as_numpy("{head}")   # the answer for the prefix so far
+""")
+
 STEPS = {  # the README's run steps per target; jetson's take the build commands
     "triton": """## Serve with Triton Inference Server
 
 `model_repository/` is a Triton model repository (ONNX Runtime backend): `attention_lstm` serves
-`model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching), and,
-when the model streams, `attention_lstm_stream` serves `model.stream.onnx` with the sequence batcher:
-its state stays in Triton (implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start),
-so a client sends only each chunk and its valid steps, under one sequence id:
+`model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching){stream_intro}
 
     docker run --rm -p 8000:8000 -v $PWD/model_repository:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
         tritonserver --model-repository=/models
@@ -124,12 +134,13 @@ so a client sends only each chunk and its valid steps, under one sequence id:
 
     import numpy as np, tritonclient.http as http
     client = http.InferenceServerClient("localhost:8000")
-    def push(chunk, valid, start=False, end=False):      # chunk: float32 [1, steps, {features}]
-        x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
-        n = http.InferInput("lengths", [1, 1], "INT64"); n.set_data_from_numpy(np.array([[valid]], np.int64))
-        return client.infer("attention_lstm_stream", [x, n], sequence_id=42, sequence_start=start,
-                            sequence_end=end).as_numpy("{head}")   # the answer for the prefix so far
-
+    def infer(batch, lengths):                           # batch: float32 [n, steps, {features}], lengths: [n]
+        x = http.InferInput("x", list(batch.shape), "FP32"); x.set_data_from_numpy(batch)
+        n = http.InferInput("lengths", [len(lengths), 1], "INT64")
+        n.set_data_from_numpy(np.asarray(lengths, np.int64).reshape(-1, 1))
+        result = client.infer("attention_lstm", [x, n])
+        return result.as_numpy("{head}"), result.as_numpy("attention")
+{stream_example}
 Each `config.pbtxt` was checked by parsing it into Triton's own `ModelConfig` message; no Triton server
 ran where this bundle was made.
 """,
@@ -210,12 +221,17 @@ def _build_command(precision: str, jetson: _Jetson, stream: bool = False) -> str
 
 
 def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Optional[Dict[str, Any]] = None,
-           why_not: str = "") -> str:
+           why_not: str = "", streams: bool = False) -> str:
     """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target, a
     CPU bundle's predict the pair bench recommended (``chosen``, from ``recommend.current``), or say why there
-    is none (``why_not``)."""
+    is none (``why_not``); a Triton one's client code serves ``attention_lstm``, and the stream model too
+    where it ships (``streams``)."""
     if target == "triton":
-        return STEPS[target].format(features=info.input_size, head=info.spec.head_output)
+        return STEPS[target].format(features=info.input_size, head=info.spec.head_output,
+                                    stream_intro=TRITON_STREAM[0] if streams else ".",
+                                    stream_example=TRITON_STREAM[1].format(features=info.input_size,
+                                                                           head=info.spec.head_output)
+                                    if streams else "")
     if target == "cpu":
         if chosen is None:
             why = f"\nThe examples run FP32: no recommended default ({why_not}).\n" if why_not else ""
@@ -365,8 +381,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 
     listing = "\n".join(f"- `{n}`" for n in contents)
     load = f'precision="{chosen["precision"]}", backend="{chosen["backend"]}"' if chosen else 'precision="fp32"'
-    body = (TRITON if target == "triton" else DEVICE).format(steps=_steps(target, jetson, info, chosen, why_not),
-                                                             features=info.input_size, load=load)
+    from .triton import REPOSITORY, STREAM_MODEL_NAME
+
+    streams = f"{REPOSITORY}/{STREAM_MODEL_NAME}/config.pbtxt" in contents
+    body = (TRITON if target == "triton" else DEVICE).format(
+        steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
