@@ -81,6 +81,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
                         for d in divergences(proto)],
         "external_data": [{"tensor": name, "location": location}
                           for name, location in parse_graph(data, path).external],
+        "checker": _checker_problem(data),  # None: onnx.checker (full check) accepts it
     }
     s = store.Store(path.parent)
     entry = s.entry(path.name)
@@ -147,6 +148,8 @@ def render(d: dict[str, Any]) -> str:
         for key in ("exporter", "opset", "source_sha256", "labels"):
             if key in d["metadata"]:
                 lines.append(f"  metadata {key}: {d['metadata'][key]}")
+        if d["checker"] is not None:
+            lines.append(f"  INVALID: onnx.checker refuses it: {d['checker']}")
         if not d["divergences"]:
             lines.append("  portable: no construct that independent ONNX runtimes are known to read differently")
         if d["external_data"]:  # named, never opened: the store refuses such a model before any runtime reads it
@@ -197,8 +200,32 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
             raise BadInput(f"{path} holds no recorded ONNX file; run attn-export export first")
     elif path.suffix == ".onnx" and path.is_file():
         precision = {file: p for p, file in ONNX_FILES.items()}.get(path.name, "fp32")
-        graphs = {path.name: (precision, parse_graph(store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model"),
-                                                     path))}
+        data = store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model")
+        graph = parse_graph(data, path)
+        r = trt.readiness({path.name: (precision, graph)}, names)
+        invalid = _checker_problem(data)
+        for name, t in r.items():  # a file of any name and any inputs: the plan's words for its own
+            row = t["files"][path.name]
+            row["how"] = row["how"].replace(ONNX_FILES[precision], path.name, 1)
+            if "lengths" not in {v.name for v in graph.inputs}:
+                row["how"] = row["how"].split("; lengths as ")[0]
+            if invalid is not None and row["builds"]:  # the parser reads only what the checker accepts
+                row["findings"].insert(0, trt.Finding("graph", f"onnx.checker refuses it: {invalid}", name,
+                                                      "a graph onnx.checker accepts").to_dict())
+                row["ready"] = False
+        return r
     else:
         raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
     return trt.readiness(graphs, names)
+
+
+def _checker_problem(data: bytes) -> str | None:
+    """The first line of what ``onnx.checker`` (full check: shape inference too) says of a model, or None when
+    it accepts it."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except Exception as e:  # ValidationError, InferenceError, or a file that is not a model at all
+        return printable(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 300)
+    return None

@@ -72,7 +72,8 @@ CONSTRUCTS = (
               lambda n, t: n.op_type == "GatherElements"),
     Construct("Gemm in FP16", "tract 0.23.9 types its output as FP32 and refuses the graph", _float16_gemm),
     Construct("operators outside the standard ONNX domain",
-              "ONNX Runtime's com.microsoft operators (DynamicQuantizeLSTM, ...): tract 0.23.9 and onnx's reference "
+              "only a runtime that implements that domain reads them. ONNX Runtime's com.microsoft operators "
+              "(DynamicQuantizeLSTM, ...): tract 0.23.9 and onnx's reference "
               "evaluator cannot read them, TensorRT cannot build them; OpenVINO 2026.4 reads DynamicQuantizeLSTM "
               "with a dynamic quantisation of its own (other numbers, measured)",
               lambda n, t: n.domain not in ("", "ai.onnx")),

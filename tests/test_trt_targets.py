@@ -204,6 +204,40 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and len(lines) == 1 and "is not a readable ONNX model" in lines[0], result.stderr
 
 
+def _foreign(path: Path, nodes: list, inputs: list, domain: str | None = None) -> Path:
+    """A hand-built model (not attn-export's): relu-like nodes over float inputs, opset 17."""
+    graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4])
+                                                 for n in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    path.write_bytes(helper.make_model(graph, opset_imports=opsets).SerializeToString())
+    return path
+
+
+def test_a_foreign_graph_is_judged_as_what_it_is(tmp_path: Path) -> None:
+    """Found by attacking: inspect --target called a graph onnx.checker refuses (a node reading a tensor no one
+    makes) "ready", described any file as "model.onnx ... lengths as int32" (a Relu graph with no lengths
+    input) and plain inspect said nothing of the checker. Now the checker's refusal is a PROBLEM on every
+    target (exit 1) and an INVALID line; a valid foreign graph is described by its own name and inputs."""
+    broken = _foreign(tmp_path / "broken.onnx", [helper.make_node("Relu", ["zzz"], ["y"])], ["x"])
+    result = cli("inspect", str(broken), "--target", "jetpack5", "--target", "trt11")
+    assert result.returncode == 1 and result.stdout.count("onnx.checker refuses it") == 2, result.stdout
+    assert "not ready: broken.onnx on jetpack5, broken.onnx on trt11" in result.stderr, result.stderr
+    plain = cli("inspect", str(broken))
+    assert plain.returncode == 0 and "INVALID: onnx.checker refuses it:" in plain.stdout, plain.stdout
+    relu = _foreign(tmp_path / "relu.onnx", [helper.make_node("Relu", ["x"], ["y"])], ["x"])
+    result = cli("inspect", str(relu), "--target", "jetpack5", "--json")
+    assert result.returncode == 0, result.stderr
+    how = json.loads(result.stdout)["jetpack5"]["files"]["relu.onnx"]["how"]
+    assert how.startswith("relu.onnx, ") and "lengths" not in how and "model.onnx" not in how, how
+    assert "INVALID" not in cli("inspect", str(relu)).stdout
+    custom = _foreign(tmp_path / "custom.onnx", [helper.make_node("Foo", ["x"], ["y"], domain="my.domain")], ["x"],
+                      domain="my.domain")
+    said = cli("inspect", str(custom)).stdout
+    assert "DIVERGES: operators outside the standard ONNX domain" in said
+    assert "only a runtime that implements that domain reads them" in said
+
+
 def _next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
