@@ -115,7 +115,8 @@ def describe_directory(directory: Path) -> dict[str, Any]:
             "created_by": entry.get("created_by") if entry else None,
             "problems": state.problems() if state is not None else [],
         }
-    out: dict[str, Any] = {"path": str(directory), "artifacts": entries}
+    out: dict[str, Any] = {"path": str(directory), "artifacts": entries,
+                           "manifest": (directory / store.MANIFEST).is_file()}
     if (directory / store.MODEL_JSON).is_file():
         info = s.info
         out["model"] = {"model": info.recipe["model"], "input_size": info.input_size, "num_outputs": info.num_outputs,
@@ -165,6 +166,11 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"  lineage: {m.get('parent')} -> {Path(d['path']).name} ({m.get('created_by')})")
             lines += [f"  PROBLEM: {p}" for p in d["lineage_problems"]]
     else:
+        if not d["manifest"]:  # inspect describes; it does not refuse: but it says what the directory is not
+            lines.append(f"  no {store.MANIFEST}: attn-export recorded nothing here"
+                         + (" (an empty directory)" if not d["artifacts"] else
+                            ", so no file is vouched for (not an artefact directory, or its manifest was removed)")
+                         + f"; {store.MADE_BY[store.MANIFEST]} makes one")
         width = max((len(name) for name in d["artifacts"]), default=0) + 1  # one column, whatever the names
         for name, e in d["artifacts"].items():
             if e["problems"]:

@@ -216,9 +216,12 @@ ROWS: dict[str, Row] = {
                                                                                    into="d")),
     # --- found by attacking the CLI (each was accepted, ignored, or several lines) -------------------
     "predict-unknown-true-labels": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified"), 2,
-                                       "the input's true labels cat, dog are not the model's",
+                                       "x.npz: the true labels cat, dog are not the model's",
                                        _npz("x.npz", x=np.zeros((3, 5, 4), np.float32), lengths=np.array([5, 4, 3]),
                                             y=np.array(["cat", "dog", "0"]))),
+    "predict-zero-steps": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified"), 2,
+                              "x has shape (2, 0, 4): sequences of 0 steps; expected at least one step each",
+                              _npz("x.npz", x=np.zeros((2, 0, 4), np.float32), lengths=np.array([0, 0]))),
     "predict-stream-huge-chunk": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream",
                                       "99999999999"), 2, "expected a chunk of 1 to 1,000,000 steps",
                                      _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
@@ -226,7 +229,7 @@ ROWS: dict[str, Row] = {
                                "--stream 0: expected a chunk of 1 to 1,000,000 steps",  # it ran predict unstreamed
                                _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
     "predict-stream-unknown-true-labels": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream",
-                                               "2"), 2, "the input's true labels cat are not the model's",
+                                               "2"), 2, "x.npz: the true labels cat are not the model's",
                                               _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]),
                                                    y=np.array(["cat"]))),
     "predict-stream-attention": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream", "2",

@@ -451,3 +451,41 @@ def test_the_cpu_is_named_with_its_family_and_model() -> None:
     name, flags = cpu_name()
     assert name.endswith(f", family {family.group(1)} model {model.group(1)}")
     assert not name.startswith(",") and set(flags) <= set(re.search(r"^flags\s*:(.*)$", info, re.M).group(1).split())
+
+
+def test_what_is_missing_is_said_as_the_user_can_act_on_it(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: an empty directory or one with no manifest was described by inspect as nothing, or
+    every file "unrecorded", without a word (exit 0 either way: inspect describes); bundle said "run the
+    command that makes it" of manifest.json; predict on a directory with no model said "run attn-export
+    export"; and a file missing from a bundle said "run attn-export quantize" on a device that has no
+    attn-export."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    said = cli("inspect", str(empty))
+    assert said.returncode == 0 and "no manifest.json: attn-export recorded nothing here (an empty directory)" \
+        in said.stdout, said.stdout
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(model_dir / "model.onnx", loose)
+    said = cli("inspect", str(loose))
+    assert "so no file is vouched for" in said.stdout and "unrecorded" in said.stdout, said.stdout
+    assert "no manifest.json" not in cli("inspect", str(model_dir)).stdout
+    made = cli("bundle", str(empty), "--out", str(tmp_path / "e.tar.gz"))
+    assert made.returncode == 2 and made.stderr.strip().endswith(
+        "manifest.json is missing; run attn-export train (or attn-export load CHECKPOINT) first"), made.stderr
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
+    asked = cli("predict", str(tmp_path / "x.npz"), "--dir", str(empty))
+    assert asked.returncode == 2 and asked.stderr.strip().endswith(
+        "model.json is missing; run attn-export train (or attn-export load CHECKPOINT) first"), asked.stderr
+    assert cli("quantize", str(model_dir), "--fp16").returncode == 0
+    assert cli("bundle", str(model_dir), "--out", str(tmp_path / "b.tar.gz")).returncode == 0
+    from attn_export.runtime.bundle import unpack
+
+    unpacked = unpack(tmp_path / "b.tar.gz", tmp_path / "b")
+    (unpacked / "model.fp16.onnx").unlink()
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(unpacked),
+                             str(tmp_path / "x.npz"), "--precision", "fp16", "--allow-unverified"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert device.returncode == 2 and device.stderr.strip() == (
+        f"Error: {unpacked / 'model.fp16.onnx'} is not in this bundle; make it on the host (attn-export quantize "
+        "--fp16) and bundle again"), device.stderr

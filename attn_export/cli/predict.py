@@ -58,7 +58,7 @@ def command(
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path)
         if predictor.head == "logits":
-            check_labels(data.labels, predictor.labels)
+            check_labels(data.labels, predictor.labels, input_path)
         if stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, stream, data.labels, attention)
             if json_out:

@@ -207,7 +207,7 @@ def _predict(args: argparse.Namespace) -> int:
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input)
         if predictor.head == "logits":
-            check_labels(data.labels, predictor.labels)
+            check_labels(data.labels, predictor.labels, args.input)
         if args.stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, args.stream, data.labels, args.attention)
             print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],

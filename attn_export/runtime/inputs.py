@@ -195,14 +195,14 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
                         "(the training data's columns)")
 
 
-def check_labels(truth: Optional[Sequence[str]], known: Sequence[str]) -> None:
-    """DataError (bad input) when the input's true labels hold one the model does not know (its accuracy would count
-    every such sequence wrong, silently)."""
+def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: object) -> None:
+    """DataError (bad input) naming ``source`` when its true labels hold one the model does not know (its accuracy
+    would count every such sequence wrong, silently)."""
     unknown = sorted(set(truth or ()) - set(known))
     if unknown and known:
         shown = ", ".join(printable(u, 40) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)"
                                                                   if len(unknown) > 5 else "")
-        raise DataError(f"the input's true labels {shown} are not the model's; expected labels among "
+        raise DataError(f"{source}: the true labels {shown} are not the model's; expected labels among "
                         + ", ".join(printable(k, 40) for k in known[:20]) + (" ..." if len(known) > 20 else ""))
 
 

@@ -233,13 +233,25 @@ class Predictor:
             sequences = [x[i, : int(n[i])] for i in range(x.shape[0])]
         elif isinstance(sequences, np.ndarray) and sequences.ndim == 3:
             raise BadInput("a 3-D array needs lengths=[N] (a padded batch); or pass a list of [steps, features] arrays")
+        elif isinstance(sequences, np.ndarray) and sequences.ndim == 2:
+            raise BadInput(f"got one array of shape {sequences.shape}: pass a list of [steps, {features}] arrays "
+                           "(for one sequence, [x]), or a padded [N, T, F] array with lengths=[N]")
+        elif not hasattr(sequences, "__iter__"):  # None, a number: nothing to iterate
+            raise BadInput(f"got {type(sequences).__name__}; expected a list of [steps, {features}] float32 arrays, "
+                           "or a padded [N, T, F] array with lengths=[N]")
         out = []
         for i, s in enumerate(sequences):
             a = np.asarray(s)
             if a.dtype != _F32:
                 if a.dtype.kind not in "fiu":
                     raise BadInput(f"sequence {i} has dtype {a.dtype}; expected real numbers (float32)")
-                a = a.astype(np.float32)
+                with np.errstate(over="ignore"):  # beyond float32's range: said below, without a numpy warning
+                    narrowed = a.astype(np.float32)
+                if a.dtype.kind == "f" and a.size and np.isfinite(a).all() and not np.isfinite(narrowed).all():
+                    step = int(np.argwhere(~np.isfinite(narrowed))[0][0])
+                    raise BadInput(f"sequence {i} holds {float(a[step][~np.isfinite(narrowed[step])][0]):g} at step "
+                                   f"{step}, beyond float32's range (±3.4e38); inputs must be finite float32")
+                a = narrowed
             if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != features:
                 raise BadInput(f"sequence {i} has shape {a.shape}; expected [steps >= 1, {features}]")
             # a finite sum proves every value finite in one reduction; summed in float64, finite float32

@@ -139,7 +139,8 @@ def _parse_channel(
             j = int(np.argmax(miss))
             raise DataError(
                 f"{path}:{lineno}: missing value {_show(tokens[j].strip())} in channel {ch_index + 1} "
-                f"(value {j + 1}); expected no missing values, or set [data] missing = \"ffill\" or \"zero\""
+                f"(value {j + 1}); expected no missing values (for training data, a recipe may set [data] missing = "
+                "\"ffill\" or \"zero\"; predict takes finite values only)"
             )
         values = _ffill(values, miss) if missing == "ffill" else np.where(miss, 0.0, values)
     return values
@@ -433,6 +434,8 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
         raise DataError(f"{p}: x has shape {x.shape}; expected padded [N, T, F] or concatenated [sum(T), F]")
     if x.shape[-1] < 1:
         raise DataError(f"{p}: x has shape {x.shape}; expected at least one feature")
+    if x.ndim == 3 and x.shape[0] > 0 and x.shape[1] < 1:
+        raise DataError(f"{p}: x has shape {x.shape}: sequences of 0 steps; expected at least one step each")
     if lengths is not None:
         if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
             raise DataError(f"{p}: lengths has {lengths.dtype} shape {lengths.shape}; expected integers [N]")

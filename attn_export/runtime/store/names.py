@@ -49,6 +49,7 @@ BUILD_COMMAND = "python3 -m attn_export.runtime build"
 # The command that makes each file, for "run X first" messages.
 MADE_BY = {
     MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
+    MANIFEST: "attn-export train (or attn-export load CHECKPOINT)",  # it starts every artefact directory
     WEIGHTS: "attn-export train (or attn-export load CHECKPOINT)",
     METRICS: "attn-export train",
     REFERENCE: "attn-export export",

@@ -424,6 +424,13 @@ class Store:
         trust = self.state(name)
         path = self.directory / name
         if trust.state == "missing":
+            if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # no model at all: say that, not "export"
+                self.info
+            from ..bundle import bundle_target
+
+            if self._archive is not None or bundle_target(self.directory) is not None:  # no attn-export here
+                raise MissingPrerequisite(f"{path} is not in this bundle; make it on the host "
+                                          f"({MADE_BY.get(name, 'attn-export')}) and bundle again")
             raise MissingPrerequisite(str(trust.reason))
         if not trust.current:
             raise Untrusted(f"{_at(path, name, trust.reason)}; {self._fix(name, trust)}")
