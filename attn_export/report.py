@@ -330,11 +330,13 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
-    reference = s.state(store.REFERENCE) if ref.get("sha256") else None
-    reference_stale = (f"{store.REFERENCE} is not the file this verify read" if ref.get("sha256") != s.sha256(store.REFERENCE)
-                       else None if reference is None or reference.current else reference.reason)
+    reference_stale = None  # what the reference line stands on, when it changed since (an older file: no sha256)
     if ref.get("source") == store.WEIGHTS and store.WEIGHTS in stale:
         reference_stale = f"{store.WEIGHTS} is not the file this verify ran"
+    elif ref.get("sha256") and ref["sha256"] != s.sha256(store.REFERENCE):
+        reference_stale = f"{store.REFERENCE} is not the file this verify read"
+    elif ref.get("sha256") and not s.state(store.REFERENCE).current:
+        reference_stale = s.state(store.REFERENCE).reason
     lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result, stale, reference_stale)
     lines += _tensorrt_readiness(result)
     samples = result.attention_samples

@@ -796,14 +796,15 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
         return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
     results = [d for d in earlier.get("results") or [] if d["status"] != "skipped"]
     passes = [d for d in results if d["backend"] not in asked and d["status"] == "passed"]
-    failures = [d for d in results if d["status"] == "failed"
-                or (not judges_data and d["status"] == "passed" and d.get("accuracy") is not None
-                    and d.get("precision") in PRECISIONS and PRECISIONS[d["precision"]].judged_by == "decisions")]
-    passes = [d for d in passes if d not in failures]
-    if not passes and not failures:
+    # what stands whatever the settings: failures, and on a device the passes judged on the test split
+    sticky = [d for d in results if d["status"] == "failed"
+              or (not judges_data and d["status"] == "passed" and d.get("accuracy") is not None
+                  and d.get("precision") in PRECISIONS and PRECISIONS[d["precision"]].judged_by == "decisions")]
+    passes = [d for d in passes if d not in sticky]
+    if not passes and not sticky:
         return [], []
     if not s.recorded_from(VERIFY_JSON):
-        candidates = passes + [d for d in failures if d["backend"] not in asked]
+        candidates = passes + [d for d in sticky if d["backend"] not in asked]
         backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
         return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: no verdict in {store.MANIFEST} "
                     f"was recorded from the earlier {VERIFY_JSON} (it is stale, or from another directory)"] \
@@ -819,7 +820,7 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     if why and passes:
         backends = ", ".join(dict.fromkeys(d["backend"] for d in passes))
         dropped.append(f"{len(passes)} earlier result(s) of {backends} not carried: {why}")
-    for d in failures + ([] if why else passes):
+    for d in sticky + ([] if why else passes):
         row = TargetResult.from_dict(d)
         known = row.target.backend in registry
         problem = ("its backend is not one this attn-export knows" if not known and row.status == "passed"
