@@ -494,3 +494,27 @@ def test_package_api_is_lazy_and_names_the_functions() -> None:
         import attn_export
 
         attn_export.nope  # noqa: B018
+
+
+def test_an_int8_engine_built_on_the_device_is_judged_there(model_dir: Path, fake_trt: type) -> None:
+    """Found by review: once a device's INT8 pass on structure alone stopped recording a verdict (no host
+    judged those bytes on the test split), an INT8 engine built on the device was never verified again,
+    and predict refused it. An engine is judged by structure on the device, as before: no host ever sees it.
+    The stand-in engine runs model.onnx on ONNX Runtime: this proves the decision, not TensorRT."""
+    from attn_export.runtime.verify import verify
+
+    assert cli("quantize", str(model_dir), "--int8", "--method", "qdq").returncode == 0
+    engine = "model.int8-qdq.Orin.trt10.3.0.engine"
+    (model_dir / engine).write_bytes(b"not a real engine")
+    store.record(model_dir, engine, "build", parent="model.int8-qdq.onnx",
+                 parent_sha256=store.sha256_file(model_dir / "model.int8-qdq.onnx"), precision="int8-qdq",
+                 tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", version_compatible=False,
+                 profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}},
+                 io_spec=spec_of(model_dir).to_dict())
+    result = verify(model_dir, ["tensorrt", "ort-cpu"])  # the device's verify: reference.npz, no test split
+    row = next(r for r in result.results if r.target.artifact == engine)
+    assert row.status == "passed", row.reason
+    qdq = next(r for r in result.results if r.target.artifact == "model.int8-qdq.onnx")
+    assert qdq.status == "skipped" and qdq.reason.startswith("not judged: int8-qdq"), qdq.reason
+    verdict = store.read_manifest(model_dir)["artifacts"][engine]["verified"]
+    assert verdict["passed"] is True and verdict["backends"] == ["tensorrt"]

@@ -441,3 +441,55 @@ def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tm
         assert "NOT CURRENT: these are the attention weights of the verify of" in attention
         listed = [line for line in attention.splitlines() if line.startswith("- `")]
         assert listed and all(line.endswith("(NOT CURRENT)") for line in listed), listed
+
+
+def test_a_device_set_judges_the_hosts_int8_decisions_again(verified_once: Path, tmp_path: Path) -> None:
+    """Found by review: the host's INT8 pass was carried whatever the settings, so a device's stricter
+    `--set verify.int8_min_argmax_agreement` recorded a verdict under it while the carried rows had less.
+    The host's measured decisions are now judged again under the device run's limits. The host's measured
+    agreement is set to 0.99 here (verify.json rewritten and the verdicts re-pointed at it, as the host would
+    have written them), so the limits decide either way on any weights."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    for r in doc["results"]:
+        if r["artifact"] == "model.int8.onnx" and r["status"] == "passed":
+            r["argmax_agreement"] = 0.99
+    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+    manifest = store.read_manifest(directory)
+    for entry in manifest["artifacts"].values():
+        if entry.get("verified"):
+            entry["verified"]["verify_sha256"] = store.sha256_file(directory / store.VERIFY_JSON)
+    store.write_json(directory / store.MANIFEST, manifest)
+    strict = copy(directory, tmp_path / "strict")
+    result = device_verify(strict, "--set", "verify.int8_min_argmax_agreement=0.995")
+    assert result.returncode == 1, result.stderr
+    row = rows(document(strict))[("ort-cpu", "model.int8.onnx")]
+    assert row["status"] == "failed" and row["carried_from"] and "argmax agreement 0.9900 below 0.995" in row["reason"]
+    assert verdicts(strict)["model.int8.onnx"]["passed"] is False
+    result = device_verify(directory)  # the recipe's 0.97: the host's decisions pass
+    assert result.returncode == 0, result.stderr
+    assert verdicts(directory)["model.int8.onnx"]["passed"] is True
+
+
+def test_a_carried_int8_pass_on_structure_alone_is_not_judged(verified_once: Path, tmp_path: Path) -> None:
+    """Found by review: an INT8 pass on structure alone that an older device verify had written (no accuracy)
+    was carried by the next device verify as an ordinary pass and kept the file verified, while that run
+    called the same file "not judged". Such a carried pass is now not judged either. The older verify.json is
+    simulated: the device's own, with openvino-cpu's INT8 row stripped of its decisions and re-pointed at."""
+    needs("openvino-cpu")
+    directory = copy(verified_once, tmp_path)
+    assert device_verify(directory).returncode == 0
+    doc = document(directory)
+    for r in doc["results"]:
+        if (r["backend"], r["artifact"]) == ("openvino-cpu", "model.int8.onnx"):
+            r.update(accuracy=None, accuracy_delta=None, argmax_agreement=None, carried_from=None)
+    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+    manifest = store.read_manifest(directory)
+    for entry in manifest["artifacts"].values():
+        if entry.get("verified"):
+            entry["verified"]["verify_sha256"] = store.sha256_file(directory / store.VERIFY_JSON)
+    store.write_json(directory / store.MANIFEST, manifest)
+    result = device_verify(directory, "--backends", "ort-cpu")
+    assert result.returncode == 0, result.stderr
+    row = rows(document(directory), ran_only=False)[("openvino-cpu", "model.int8.onnx")]
+    assert row["status"] == "skipped" and "was judged on structure alone" in row["reason"], row

@@ -387,7 +387,14 @@ def _judge_decisions(row: TargetResult, rule: Rule, split: TestSplit, logits: np
     ref_logits = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
     row.argmax_agreement = float((class_logits(logits).argmax(1) == class_logits(ref_logits).argmax(1)).mean())
     row.test_logits_max_abs = float(np.abs(logits - ref_logits).max())
-    if rule.min_argmax_agreement is not None and row.argmax_agreement < rule.min_argmax_agreement:
+    _decision_limits(row, rule)
+
+
+def _decision_limits(row: TargetResult, rule: Rule) -> None:
+    """The rule's decision limits (INT8: argmax agreement and accuracy drop) on the row's measured decisions:
+    measured now, or carried from the host's verify and judged again under this run's settings."""
+    if (rule.min_argmax_agreement is not None and row.argmax_agreement is not None
+            and row.argmax_agreement < rule.min_argmax_agreement):
         row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")
     if (rule.max_accuracy_drop is not None and row.accuracy_delta is not None
             and row.accuracy_delta < -rule.max_accuracy_drop):
@@ -986,9 +993,11 @@ def verify(
     ran = {r.target.backend for r in rows if r.status != "skipped"}
     judges_data = extra.split is not None or extra.split_expected
     carried, result.not_carried = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
+    for r in carried:  # the host's measured decisions, under this run's limits: a --set here moves them too
+        if r.status == "passed" and r.accuracy is not None and r.target.backend in table and r.target.precision:
+            _decision_limits(r, rule_for(str(r.target.precision), cfg, table[r.target.backend].device, deploy))
     result.results, standing = merge(rows, carried, list(table))
-    rows = result.results = [r if judges_data or not info.labels else _decisions_unjudged(r)
-                             for r in result.results]
+    rows = result.results = [_decisions_unjudged(r) if info.labels else r for r in result.results]
     result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
     unresolved = _unresolved(s, rows)
@@ -1013,14 +1022,21 @@ MANIFEST_FAILED = f"the verdict in {store.MANIFEST} recorded it failed"
 
 
 def _decisions_unjudged(row: TargetResult) -> TargetResult:
-    """``row``, or, for a pass on structure alone of a precision judged by its decisions on the test split
-    (INT8, on a device: no data), a skipped row saying so: such a pass records no verdict, as on the host
-    without the split. Where the host's verdict for those bytes stands, ``merge`` kept its row instead."""
-    if row.status != "passed" or row.carried_from or row.accuracy is not None or row.target.precision is None:
+    """``row``, or, for a pass on structure alone of an ONNX file of a precision judged by its decisions on the
+    test split (INT8 on a device, which has no data; or such a pass carried from an earlier device verify), a
+    skipped row saying so: such a pass records no verdict, as on the host without the split. Where the host's
+    verdict for those bytes stands, ``merge`` kept its row instead. An engine built on the device is judged by
+    structure as before: no host ever judges it, and its ONNX parent's verdict is the host's."""
+    if row.status != "passed" or row.accuracy is not None or row.target.precision is None \
+            or store.is_engine(str(row.target.artifact)):
         return row
     precision = str(row.target.precision)
     if precision not in PRECISIONS or PRECISIONS[precision].judged_by != "decisions":
         return row
+    if row.carried_from:
+        return TargetResult(row.target, status="skipped", reason=(
+            f"not judged: {precision} is judged by its decisions on the test split, and this pass (carried from "
+            f"the verify of {row.carried_from}) was judged on structure alone: run attn-export verify on the host"))
     return TargetResult(row.target, status="skipped", reason=(
         f"not judged: {precision} is judged by its decisions on the test split, which only the host has, and "
         f"no verdict of the host's stands for these bytes (its structure on the sweep passed here): run "

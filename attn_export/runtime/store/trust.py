@@ -222,6 +222,21 @@ class Store:
         entry = self.entries.get(name)
         return entry if isinstance(entry, dict) else None
 
+    def _in_bundle(self) -> bool:
+        """A bundle (packed, or unpacked with its bundle.json): a device, where no attn-export makes files."""
+        from ..bundle import bundle_target
+
+        return self._archive is not None or bundle_target(self.directory) is not None
+
+    def _missing(self, name: str) -> MissingPrerequisite:
+        """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
+        artefact directory, the command that makes it."""
+        made_by = MADE_BY.get(name, "the command that makes it")
+        if self._in_bundle():
+            return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
+                                       f"{made_by}, and bundle again")
+        return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by} first")
+
     def made_for(self) -> Optional[str]:
         """The TensorRT line a Jetson bundle was made for (``bundle.json``), read in place or unpacked; None
         for an artefact directory or a CPU bundle."""
@@ -243,7 +258,7 @@ class Store:
         if self._info is None:
             data = self.read(MODEL_JSON)
             if data is None:
-                raise MissingPrerequisite(f"{self.directory / MODEL_JSON} is missing; run {MADE_BY[MODEL_JSON]} first")
+                raise self._missing(MODEL_JSON)
             path = self.directory / MODEL_JSON
             self._info = ModelInfo.parse(parse_json(data, path), path)
         return self._info
@@ -274,8 +289,7 @@ class Store:
     def _judge(self, name: str, visiting: Set[str]) -> Trust:
         data = self.read(name)
         if data is None:
-            return Trust(name, "missing", f"{self.directory / name} is missing; run "
-                                          f"{MADE_BY.get(name, 'the command that makes it')} first")
+            return Trust(name, "missing", str(self._missing(name)))
         entry = self.entry(name)
         if entry is None:
             return Trust(name, "unrecorded", f"{name} is not recorded in {MANIFEST}: its origin is unknown")
@@ -425,12 +439,9 @@ class Store:
         path = self.directory / name
         if trust.state == "missing":
             if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # no model at all: say that, not "export"
-                self.info
-            from ..bundle import bundle_target
-
-            if self._archive is not None or bundle_target(self.directory) is not None:  # no attn-export here
-                raise MissingPrerequisite(f"{path} is not in this bundle; make it on the host "
-                                          f"({MADE_BY.get(name, 'attn-export')}) and bundle again")
+                raise self._missing(MODEL_JSON)
+            if self._in_bundle():
+                raise self._missing(name)
             raise MissingPrerequisite(str(trust.reason))
         if not trust.current:
             raise Untrusted(f"{_at(path, name, trust.reason)}; {self._fix(name, trust)}")
@@ -469,6 +480,9 @@ class Store:
         if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
             chain.append(MODEL_JSON)
         steps = [BUILD_COMMAND if is_engine(n) else MADE_BY.get(n, "the command that made it") for n in reversed(chain)]
+        if self._in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
+            return ("on the host, re-run " + ", then ".join(dict.fromkeys(s for s in steps if s != BUILD_COMMAND))
+                    + ", and bundle again")
         return "re-run " + ", then ".join(dict.fromkeys(steps))
 
     def _artifact(self, name: str, entry: Dict[str, Any], notes: Tuple[str, ...]) -> Artifact:
