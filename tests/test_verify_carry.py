@@ -443,6 +443,17 @@ def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tm
         assert listed and all(line.endswith("(NOT CURRENT)") for line in listed), listed
 
 
+def as_if_written(directory: Path, doc: dict) -> None:
+    """``doc`` as the directory's verify.json, with every verdict re-pointed at it, as verify itself would have
+    recorded them: a verify.json of other measurements that the store still trusts."""
+    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+    manifest = store.read_manifest(directory)
+    for entry in manifest["artifacts"].values():
+        if entry.get("verified"):
+            entry["verified"]["verify_sha256"] = store.sha256_file(directory / store.VERIFY_JSON)
+    store.write_json(directory / store.MANIFEST, manifest)
+
+
 def test_a_device_set_judges_the_hosts_int8_decisions_again(verified_once: Path, tmp_path: Path) -> None:
     """Found by review: the host's INT8 pass was carried whatever the settings, so a device's stricter
     `--set verify.int8_min_argmax_agreement` recorded a verdict under it while the carried rows had less.
@@ -454,12 +465,7 @@ def test_a_device_set_judges_the_hosts_int8_decisions_again(verified_once: Path,
     for r in doc["results"]:
         if r["artifact"] == "model.int8.onnx" and r["status"] == "passed":
             r["argmax_agreement"] = 0.99
-    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
-    manifest = store.read_manifest(directory)
-    for entry in manifest["artifacts"].values():
-        if entry.get("verified"):
-            entry["verified"]["verify_sha256"] = store.sha256_file(directory / store.VERIFY_JSON)
-    store.write_json(directory / store.MANIFEST, manifest)
+    as_if_written(directory, doc)
     strict = copy(directory, tmp_path / "strict")
     result = device_verify(strict, "--set", "verify.int8_min_argmax_agreement=0.995")
     assert result.returncode == 1, result.stderr
@@ -483,12 +489,7 @@ def test_a_carried_int8_pass_on_structure_alone_is_not_judged(verified_once: Pat
     for r in doc["results"]:
         if (r["backend"], r["artifact"]) == ("openvino-cpu", "model.int8.onnx"):
             r.update(accuracy=None, accuracy_delta=None, argmax_agreement=None, carried_from=None)
-    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
-    manifest = store.read_manifest(directory)
-    for entry in manifest["artifacts"].values():
-        if entry.get("verified"):
-            entry["verified"]["verify_sha256"] = store.sha256_file(directory / store.VERIFY_JSON)
-    store.write_json(directory / store.MANIFEST, manifest)
+    as_if_written(directory, doc)
     result = device_verify(directory, "--backends", "ort-cpu")
     assert result.returncode == 0, result.stderr
     row = rows(document(directory), ran_only=False)[("openvino-cpu", "model.int8.onnx")]
