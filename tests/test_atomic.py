@@ -129,3 +129,22 @@ def test_a_failed_command_on_a_new_directory_leaves_nothing(tmp_path: Path) -> N
     result = cli("train", str(target), *TINY, "--set", "data.name=files", "--set", f"data.train={tmp_path / 'no.ts'}")
     assert result.returncode == 2
     assert not target.exists()
+
+
+@pytest.mark.parametrize("command", ["report", "verify", "export", "bundle"])
+def test_a_failed_command_on_an_empty_directory_leaves_it_empty(tmp_path: Path, command: str) -> None:
+    """A command refused for want of a model leaves an existing directory as it found it: no lock file."""
+    args = [command, str(tmp_path)] + (["--out", str(tmp_path / "b.tar.gz")] if command == "bundle" else [])
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_lock_file_stays_where_a_command_wrote(quantized: Path, tmp_path: Path) -> None:
+    """The lock file stays in a directory a command wrote into (removing a lock another process may be
+    opening is how two writers end up holding two locks): only an untouched directory loses it."""
+    directory = tmp_path / "d"
+    shutil.copytree(quantized, directory)
+    (directory / store.LOCK).unlink(missing_ok=True)
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    assert (directory / store.LOCK).is_file()

@@ -169,6 +169,7 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         finally:
             _held[key] = (fd, _held[key][1] - 1)
         return
+    had_lock = (directory / LOCK).exists() or (directory / LOCK).is_symlink()
     fd = _open_lock(directory)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,9 +194,16 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         yield
     finally:
         del _held[key]
+        # a command that failed before writing anything leaves the directory as it found it. The lock file
+        # goes while still held: a process that opened it meanwhile got Busy, one after makes a new one
+        try:
+            untouched = not had_lock and [p.name for p in directory.iterdir()] == [LOCK]
+            if untouched:
+                (directory / LOCK).unlink()
+        except OSError:  # gone or unreadable now: leave it; the command's own outcome is what to report
+            untouched = False
         _release(fd)
-        if created and [p.name for p in directory.iterdir()] == [LOCK]:  # failed before writing anything
-            (directory / LOCK).unlink()
+        if untouched and created:
             directory.rmdir()
 
 
