@@ -415,3 +415,20 @@ def test_a_foreign_engine_for_auto_is_skipped_with_a_note_and_the_onnx_runs(veri
     monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100", "9.0"))
     with pytest.raises(NotAvailable, match="foreign engine: it was built for compute capability 8.7"):
         Store(directory).open(ENGINE, need="verified")
+
+
+def test_bytes_written_again_identical_keep_their_verdict_and_other_bytes_lose_it(verified_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    """quantize run again writes the same bytes from the same parent: verify's verdict is tied to the bytes,
+    so it stands and predict serves them; the same bytes recorded from another parent's bytes lose it."""
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    assert cli("quantize", str(directory), "--fp16", "--int8").returncode == 0
+    with Store(directory) as s:
+        assert [s.state(n).verified for n in ("model.fp16.onnx", "model.int8.onnx")] == [True, True]
+    Predictor.load(directory, precision="int8-dynamic")
+    entry = store.read_manifest(directory)["artifacts"]["model.int8.onnx"]
+    store.record(directory, "model.int8.onnx", "quantize int8", parent="model.onnx", parent_sha256="0" * 64)
+    with Store(directory) as s:
+        assert s.state("model.int8.onnx").verified is None
+    assert entry["verified"]["sha256"] == entry["sha256"]

@@ -49,7 +49,8 @@ def record(
 ) -> Dict[str, Any]:
     """Record ``directory/name`` in the manifest (written last, atomically) and return its entry. A file made
     from another records that parent with the sha256 of the very bytes it was made from (the writer read
-    them through the store), so that lineage says what was used, not what lies on disk now."""
+    them through the store), so that lineage says what was used, not what lies on disk now. Bytes written
+    again, identical and from the same parent, keep the verdict verify gave them: it is tied to the bytes."""
     if (parent is None) != (parent_sha256 is None):
         raise ValueError("record: parent and parent_sha256 go together")
     manifest = read_manifest(directory)
@@ -61,6 +62,11 @@ def record(
         "versions": versions or {},
     }
     entry.update(extra)
+    before = manifest["artifacts"].get(name) or {}
+    verdict = before.get("verified")
+    if (verdict and verdict.get("sha256") == entry["sha256"]
+            and all(before.get(key) == entry[key] for key in ("sha256", "parent", "parent_sha256"))):
+        entry["verified"] = verdict
     manifest["schema"] = MANIFEST_SCHEMA
     manifest["artifacts"][name] = entry
     write_json(directory / MANIFEST, manifest)
