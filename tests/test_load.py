@@ -5,8 +5,10 @@ so every sequence of a batch has length T."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import cli
@@ -132,6 +134,27 @@ def test_the_classic_snippet_stays_a_score_without_a_head(tmp_path: Path) -> Non
     _assert_same(user, model)
     assert model.config.head == "none" and model.config.attention == "linear"
     assert "linear score fc, no head (output context, 12 values)" in summary
+
+
+def test_int8_of_a_model_without_classes_is_not_judged_and_gets_no_verdict(tmp_path: Path) -> None:
+    """INT8 is judged by its decisions; a model without classes has none, and shapes, finiteness and zero
+    attention on padding alone would pass a graph whose outputs are noise: its rows are skipped with the
+    reason, it records no verdict, and predict will not serve it as verified."""
+    torch.manual_seed(1)
+    art = tmp_path / "art"
+    steps = [("load", str(_save(Classic(), tmp_path / "user.pt")), str(art), "--set", "export.parity_max_seq=32"),
+             ("export", str(art)), ("quantize", str(art), "--int8"), ("verify", str(art), "--backends", "ort-cpu")]
+    for args in steps:
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    doc = json.loads((art / "verify.json").read_text())
+    (row,) = [r for r in doc["results"] if r["artifact"] == "model.int8.onnx"]
+    assert row["status"] == "skipped" and "a model with no head has none" in row["reason"]
+    assert "verified" not in json.loads((art / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
+    assert [r["status"] for r in doc["results"] if r["artifact"] == "model.onnx"] == ["passed"]
+    np.savez(tmp_path / "x.npz", x=np.ones((2, T, F), np.float32))
+    refused = cli("predict", str(tmp_path / "x.npz"), "--dir", str(art), "--precision", "int8-dynamic")
+    assert refused.returncode != 0 and "model.int8.onnx" in refused.stderr
 
 
 @pytest.mark.parametrize("prefix", ["", "module."])

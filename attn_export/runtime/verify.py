@@ -431,6 +431,11 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     except BadInput as e:  # the store will not vouch for it: never run, a failure
         row.fail(str(e))
         return row
+    if not rule.judged_by_element and not store.info.labels:
+        return TargetResult(target, status="skipped", reason=(  # no decisions: structure alone proves nothing
+            f"not judged: {rule.precision} is judged by its decisions (argmax agreement and accuracy on the test "
+            f"split), and a model with {'no' if store.info.head == 'none' else 'a ' + store.info.head} head has "
+            f"none: its element error is not bounded (deploy FP32 or FP16, judged by their error budgets)"))
     if not rule.judged_by_element and augment.split is None and augment.split_expected and store.info.labels:
         return TargetResult(target, status="skipped", reason=(  # INT8's verdict is its decisions: none to judge
             f"not judged: {rule.precision} is judged by its decisions on the test split, and there is none "
