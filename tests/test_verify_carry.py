@@ -406,10 +406,12 @@ def test_the_hosts_int8_verdict_stands_over_a_devices_pass_on_structure(verified
 def test_a_device_records_no_int8_verdict_from_structure_alone(verified_once: Path, tmp_path: Path) -> None:
     """Found by attacking: with no verdict of the host's for the INT8 bytes (quantize run again), a device's
     verify passed model.int8.onnx on structure and recorded it verified, which the host refuses to do without
-    the test split. It is now not judged there, with the reason, and gets no verdict."""
+    the test split. It is now not judged there, with the reason, and gets no verdict. (The INT8 file's verdict
+    is removed here, as quantize did when it was run again, before identical bytes kept their verdict.)"""
     directory = copy(verified_once, tmp_path)
-    assert cli("quantize", str(directory), "--int8").returncode == 0
-    assert "verified" not in store.read_manifest(directory)["artifacts"]["model.int8.onnx"]
+    manifest = store.read_manifest(directory)
+    del manifest["artifacts"]["model.int8.onnx"]["verified"]
+    store.write_json(directory / store.MANIFEST, manifest)
     result = device_verify(directory)
     assert result.returncode == 0, result.stderr
     row = rows(document(directory), ran_only=False)[("ort-cpu", "model.int8.onnx")]
