@@ -18,7 +18,7 @@ from typing import Iterator, List, Optional
 
 from ..errors import Interrupted
 
-__all__ = ["exit_at_once_on_signal", "interruptible", "message"]
+__all__ = ["exit_at_once_on_signal", "ignore_signals_at_teardown", "interruptible", "message"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -88,6 +88,15 @@ def exit_at_once_on_signal(code: int) -> None:
 
     for s in SIGNALS:
         signal.signal(s, handler)
+
+
+def ignore_signals_at_teardown() -> None:
+    """An atexit callback, registered before the command line is imported (so before torch's hooks) and so
+    run last: from then on SIGINT and SIGTERM are ignored. Python's finalisation resets a handler of its own
+    to the default, which in the C++ libraries' teardown after it (torch's, most of a second) killed the
+    process by the signal, no line, after the command had finished and said so; an ignored signal it keeps."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def _importing(frame: Optional[FrameType]) -> bool:
