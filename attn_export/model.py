@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "AttentionLSTM", "masked_softmax", "reversal_index", "reverse_padded"]
+__all__ = ["MASK_FILL", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded"]
 
 # Score given to padded steps. Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf),
 # while -1e4 fits FP16 (max 65504) and exp(-1e4 - max) underflows to exactly 0 in FP16 and FP32.
@@ -41,15 +41,27 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(torch.where(mask, scores, MASK_FILL), dim=1)
 
 
+def _flat_rows(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T): b * T + t, the row of step t of sequence b in a (B * T, D) view; from one range over B * T,
+    because tract cannot fold a product of a tensor and the symbolic T."""
+    return torch.arange(lengths.shape[0] * steps, device=lengths.device).reshape(-1, steps)
+
+
 def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """(B * T,) row indices into a (B * T, D) view that reverse each sequence within its own length and
     leave its padding in place: row b, step t reads step ``lengths[b] - 1 - t`` while t < lengths[b]."""
     t = torch.arange(steps, device=lengths.device).unsqueeze(0)  # (1, T)
     last = (lengths - 1).unsqueeze(1)  # (B, 1)
     within = torch.where(t <= last, last - t, t)  # (B, T)
-    # b * T + t, from one range over B * T: tract cannot fold a product of a tensor and the symbolic T
-    flat = torch.arange(lengths.shape[0] * steps, device=lengths.device).reshape(-1, steps)  # (B, T)
-    return (flat + (within - t)).reshape(-1)
+    return (_flat_rows(lengths, steps) + (within - t)).reshape(-1)
+
+
+def last_steps(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, D): each sequence's last valid step of a batch-first (B, T, D) tensor, by a plain row ``Gather``
+    (exact; a one-hot product would read the whole tensor twice, and onnx.reference's GatherElements
+    cannot index an axis longer than 64)."""
+    rows = _flat_rows(lengths, x.shape[1])[:, 0] + lengths - 1  # (B,)
+    return torch.index_select(x.reshape(-1, x.shape[2]), 0, rows)
 
 
 def reverse_padded(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -127,10 +139,7 @@ class AttentionLSTM(nn.Module):
             if self.config.query == "learned":
                 q = self.query.unsqueeze(0)  # (1, D)
             else:
-                # the last valid output, picked by a one-hot mask rather than a gather: exact, and
-                # onnx.reference's GatherElements cannot index an axis longer than 64
-                is_last = steps == (lengths - 1).unsqueeze(1)  # (B, T)
-                q = (out * is_last.unsqueeze(2).to(out.dtype)).sum(1)  # (B, D)
+                q = last_steps(out, lengths)  # (B, D), the last valid output
             energy = torch.tanh(self.key(out) + self.query_proj(q).unsqueeze(1))  # (B, T, A)
             scores = self.energy(energy).squeeze(2)  # (B, T)
         weights = masked_softmax(scores, mask)  # (B, T), exactly 0 on padding

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_export.config import ModelConfig
-from attn_export.model import AttentionLSTM, masked_softmax, reversal_index, reverse_padded
+from attn_export.model import AttentionLSTM, last_steps, masked_softmax, reversal_index, reverse_padded
 
 VARIANTS = [
     ModelConfig(hidden_size=8, num_layers=layers, bidirectional=bi, attention=attention, query=query,
@@ -84,6 +84,19 @@ def test_reverse_padded_reverses_within_each_length_and_keeps_padding() -> None:
     x = torch.arange(10.0).view(2, 5, 1).contiguous()
     out = reverse_padded(x, reversal_index(torch.tensor([5, 3]), 5))[..., 0]
     assert out.tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(lengths=st.lists(st.integers(1, 70), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_last_steps_is_each_sequences_last_valid_step_exactly(lengths: list[int], seed: int) -> None:
+    """The additive query: bit for bit the step at length - 1 of each sequence, whatever its padding holds
+    (NaN included, which a one-hot product would spread)."""
+    steps = max(lengths) + 2
+    x = torch.randn(len(lengths), steps, 3, generator=torch.Generator().manual_seed(seed))
+    for b, n in enumerate(lengths):
+        x[b, n:] = float("nan")
+    out = last_steps(x, torch.tensor(lengths))
+    assert torch.equal(out, torch.stack([x[b, n - 1] for b, n in enumerate(lengths)]))
 
 
 @settings(max_examples=50, deadline=None)
