@@ -21,7 +21,7 @@ from torch import nn
 
 from .runtime import store
 from .checkpoint import save_model
-from .config import Recipe, TrainConfig
+from .config import ADDITIVE_ONLY, ModelConfig, Recipe, TrainConfig
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
@@ -92,6 +92,21 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
 
+def _refuse_unread_model_keys(model: ModelConfig) -> None:
+    """A model key the model would not read is refused, not trained past and recorded in model.json as used
+    (found by attacking: dropout 0.5 on one layer, a query on a linear score, gave the default's weights)."""
+    default = ModelConfig()
+    if model.attention == "linear":
+        for key in ADDITIVE_ONLY:
+            if getattr(model, key) != getattr(default, key):
+                raise ConfigError(f"model.{key} = {getattr(model, key)!r} is not read by a linear score "
+                                  f"(model.attention = 'linear'); expected model.attention = 'additive', or no "
+                                  f"model.{key}")
+    if model.dropout and model.num_layers == 1:
+        raise ConfigError(f"model.dropout = {model.dropout!r} does nothing with model.num_layers = 1 (LSTM dropout "
+                          "acts between layers); expected model.num_layers >= 2, or model.dropout = 0")
+
+
 @store.writes_directory("train")
 def train(
     recipe: Recipe,
@@ -105,6 +120,7 @@ def train(
             f"model.head = '{recipe.model.head}' cannot be trained from labelled data; "
             "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
+    _refuse_unread_model_keys(recipe.model)
     cfg = recipe.train
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
