@@ -384,6 +384,9 @@ def write_report(directory: Path) -> Path:
             lines += [f"Trained model: test accuracy {test['accuracy']:.4f} (`{store.METRICS}`).", ""]
     elif metrics.state != "missing":
         lines += [f"Trained model: not shown: {_cell(metrics.reason)}.", ""]
+    below = s.below_floor()
+    if below:
+        lines += [f"**BELOW THE RECIPE'S ACCURACY FLOOR**: {_cell(below)}.", ""]
     if s.read(VERIFY_JSON) is not None:
         lines += _verify_section(s, VerifyResult.from_dict(store.parse_json(s.read(VERIFY_JSON) or b"", verify_path,
                                                                             schema.VERIFY)))

@@ -495,3 +495,22 @@ def test_what_is_missing_is_said_as_the_user_can_act_on_it(model_dir: Path, tmp_
     assert device.returncode == 2 and device.stderr.strip() == (
         f"Error: {unpacked / 'model.json'} is not in this bundle; make it on the host with attn-export train (or "
         "attn-export load CHECKPOINT), and bundle again"), device.stderr
+
+
+def test_a_model_below_its_recipes_accuracy_floor_is_flagged_downstream(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: train exits 1 below train.min_test_accuracy and keeps the files for inspection,
+    and every later step went on without a word. The report's top and the bundle's notes now say so; a model
+    that met its floor gets no such line."""
+    directory = tmp_path / "d"
+    trained = cli("train", str(directory), *TINY, "--set", "train.min_test_accuracy=1.0", "--set", "train.epochs=1",
+                  "--set", "train.lr=1e-12")  # untrained: it cannot reach the floor on any machine
+    assert trained.returncode == 1 and "below the recipe's floor" in trained.stderr
+    for args in (("export", str(directory)), ("verify", str(directory), "--backends", "ort-cpu"),
+                 ("report", str(directory))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    said = "BELOW THE RECIPE'S ACCURACY FLOOR: test accuracy"
+    assert said in (directory / "report.md").read_text().replace("**", "")
+    bundled = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"))
+    assert bundled.returncode == 0 and said in " ".join(bundled.stderr.split()), bundled.stderr
+    assert Store(tiny_dir).below_floor() is None

@@ -360,7 +360,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                             f"attn-export verify {directory})")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
-    notes = []
+    notes = [f"BELOW THE RECIPE'S ACCURACY FLOOR: {below}"] if (below := s.below_floor()) else []
     chosen, why_not = None, ""
     if target == "cpu":
         chosen, why_not = current(s)

@@ -44,7 +44,7 @@ from ..precisions import ONNX_FILES, PRECISIONS
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, parse_json, read_file
 from .manifest import parse_manifest
-from .names import BUILD_COMMAND, MADE_BY, MANIFEST, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine
+from .names import BUILD_COMMAND, MADE_BY, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -262,6 +262,20 @@ class Store:
             path = self.directory / MODEL_JSON
             self._info = ModelInfo.parse(parse_json(data, path), path)
         return self._info
+
+    def below_floor(self) -> Optional[str]:
+        """What to say where the current ``metrics.json``'s test accuracy is below the recorded recipe's
+        ``train.min_test_accuracy`` (train exited 1 and kept the files for inspection); None otherwise."""
+        if not self.state(METRICS).current:
+            return None
+        from .. import schema
+
+        accuracy = parse_json(self.read(METRICS) or b"", self.directory / METRICS, schema.METRICS)["test"].get("accuracy")
+        floor = (self.info.recipe.get("train") or {}).get("min_test_accuracy") or 0.0
+        if accuracy is None or accuracy >= floor:
+            return None
+        return (f"test accuracy {accuracy:.4f} is below the recipe's floor train.min_test_accuracy = {floor} "
+                "(train exited 1 and kept these files for inspection): this model did not meet its bar")
 
     def model(self) -> ModelInfo:
         """``model.json``, refused unless it is current (recorded, unchanged, made from the recorded weights)."""
