@@ -518,3 +518,10 @@ def test_an_int8_engine_built_on_the_device_is_judged_there(model_dir: Path, fak
     assert qdq.status == "skipped" and qdq.reason.startswith("not judged: int8-qdq"), qdq.reason
     verdict = store.read_manifest(model_dir)["artifacts"][engine]["verified"]
     assert verdict["passed"] is True and verdict["backends"] == ["tensorrt"]
+
+
+def test_a_backend_named_twice_runs_once() -> None:
+    """Found by attacking: --backends ort-cpu,ort-cpu ran and reported every ort-cpu target twice."""
+    from attn_export.runtime.targets import parse_backends
+
+    assert parse_backends("ort-cpu, ort-cpu,tract-cpu,ort-cpu") == ["ort-cpu", "tract-cpu"]

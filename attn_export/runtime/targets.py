@@ -39,10 +39,11 @@ class Target:
 
 
 def parse_backends(value: Union[str, List[str], None], registry: Optional[Registry] = None) -> Optional[List[str]]:
-    """``auto`` (or None) -> None; ``a,b`` -> checked names."""
+    """``auto`` (or None) -> None; ``a,b`` -> checked names, each once (a name given twice ran twice)."""
     if value is None:
         return None
     names = value if isinstance(value, list) else [v.strip() for v in value.split(",") if v.strip()]
+    names = list(dict.fromkeys(names))
     if names == ["auto"]:
         return None
     if not names:
