@@ -73,9 +73,27 @@ def _torch_export(model: Any, spec: IOSpec, path: Path, opset: int, exporter: st
                 torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=True,
                                   dynamic_shapes={"x": {0: batch, 1: seq}, "lengths": {0: batch}},
                                   external_data=False, **names)
+                _fold_weights(path)
     finally:
         model.bidirectional_impl = "packed"
     onnx_logger.setLevel(level)
+
+
+# Larger than any weight a model may have (an LSTM of 8192 units: 4 * 8192 * 8192 values in R).
+FOLD_LIMIT = 1 << 28
+
+
+def _fold_weights(path: Path) -> None:
+    """Fold what the dynamo exporter leaves computed from weights at run time. It reorders the LSTM's gates
+    by Slice/Concat, and its optimiser folds no tensor past 8192 values, so an LSTM of 96 units got its
+    recurrence weight R from an Unsqueeze, which ONNX Runtime's quantiser cannot take: the INT8 graph kept
+    both LSTMs in FP32, with no word (found by attacking). onnxscript's optimiser, with a limit above any
+    weight, makes them initializers, as the TorchScript exporter's constant folding does."""
+    import onnx
+    from onnxscript import optimizer
+
+    proto = optimizer.optimize(onnx.load(str(path)), input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
+    onnx.save(proto, str(path))
 
 
 def _declare_output_shapes(proto: Any, spec: IOSpec) -> None:
