@@ -164,8 +164,9 @@ def bench(
                 refused.append(str(e))
                 continue
             opened.append((target, backend.__enter__()))
-        if not opened:
-            raise NotAvailable("nothing to time: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
+        if not opened:  # a stale or changed file is the directory's to fix (exit 2), not this machine's
+            raise (Untrusted if refused else NotAvailable)(
+                "nothing to time: " + "; ".join(f"{t.label}: {t.skip}" for t in targets))
         if refused and all(t.backend == BASELINE for t, _ in opened):  # PyTorch alone is not a comparison
             raise Untrusted(f"bench would time PyTorch alone: {refused[0]}"
                             + (f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""))

@@ -570,6 +570,8 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     alone = cli("bench", str(directory), "--seconds", "0.05")  # every graph stale: PyTorch alone is no comparison
     assert alone.returncode == 2 and alone.stderr.startswith("Error: bench would time PyTorch alone: "), alone.stderr
     assert "is stale" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1
+    only = cli("bench", str(directory), "--backends", "ort-cpu", "--seconds", "0.05")  # no torch: exit 2, not 3
+    assert only.returncode == 2 and only.stderr.startswith("Error: nothing to time: ") and "is stale" in only.stderr
 
 
 def test_a_pick_without_a_passing_row_in_verify_json_now_ships_no_default(
