@@ -39,6 +39,7 @@ class EpochStats:
     val_loss: float
     val_accuracy: float
     best: bool
+    monitored: str = "val"  # the split whose loss picks the best epoch: "train" when there is no validation split
 
 
 def resolve_device(name: str) -> torch.device:
@@ -191,7 +192,8 @@ def _train(
         else:
             waited += 1
         if on_epoch:
-            on_epoch(EpochStats(epoch, cfg.epochs, total / splits.train.n, val["loss"], val["accuracy"], improved))
+            on_epoch(EpochStats(epoch, cfg.epochs, total / splits.train.n, val["loss"], val["accuracy"], improved,
+                                "val" if splits.val.n else "train"))
         if waited >= cfg.patience:
             break
 
@@ -207,6 +209,7 @@ def _train(
         # stopped by patience: no improvement of the monitored loss in cfg.patience epochs
         "stopped_early": epochs_run < cfg.epochs,
         "best_epoch": best_epoch,
+        "monitored": "val" if splits.val.n else "train",  # whose loss chose best_epoch and stopped early
         "wall_seconds": round(time.perf_counter() - started, 3),
         "seed": cfg.seed,
         "device": str(device),

@@ -514,3 +514,15 @@ def test_a_model_below_its_recipes_accuracy_floor_is_flagged_downstream(tiny_dir
     bundled = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"))
     assert bundled.returncode == 0 and said in " ".join(bundled.stderr.split()), bundled.stderr
     assert Store(tiny_dir).below_floor() is None
+
+
+@pytest.mark.parametrize("val_fraction, monitored", [("0", "train"), ("0.2", "val")])
+def test_the_progress_names_the_split_it_monitors(tmp_path: Path, val_fraction: str, monitored: str) -> None:
+    """Found by attacking: with no validation split the bar said "val loss / val acc" for the training set's,
+    which chose the best epoch. It names the split it monitors, and metrics.json records which."""
+    result = cli("train", str(tmp_path / "d"), *TINY, "--set", f"data.val_fraction={val_fraction}",
+                 "--set", "train.epochs=1")
+    assert result.returncode == 0, result.stderr
+    assert f"{monitored} loss" in result.stderr and f"{monitored} acc" in result.stderr
+    assert ("val loss" in result.stderr) == (monitored == "val")
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["monitored"] == monitored

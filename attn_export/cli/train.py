@@ -46,7 +46,9 @@ class TrainingBar:
         if self.task is None:
             self.progress.start()
             self.task = self.progress.add_task("train", total=self.epochs, stats="")
-        stats = f"loss {s.train_loss:.4f}  val loss {s.val_loss:.4f}  val acc {s.val_accuracy:.3f}"
+        m = s.monitored
+        stats = f"loss {s.train_loss:.4f}  {m} loss {s.val_loss:.4f}  {m} acc {s.val_accuracy:.3f}" + (
+            "  (no validation split)" if m == "train" else "")
         self.progress.update(self.task, completed=s.epoch, stats=stats + ("  *" if s.best else ""))
 
     def stop(self, metrics: dict[str, Any] | None = None) -> None:
