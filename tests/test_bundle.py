@@ -224,6 +224,19 @@ def test_a_member_the_listing_does_not_name_is_refused(model_dir: Path, tmp_path
     assert not (tmp_path / "t").exists()
 
 
+def test_a_bundle_repacked_with_tar_from_its_folder_still_loads(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: ``tar czf b.tgz -C folder .`` writes the root as a member ``./`` and every name
+    as ``./name``; the root was refused as "names the archive root". It is skipped: nothing to extract."""
+    members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
+    root = tarfile.TarInfo("./")
+    root.type = tarfile.DIRTYPE
+    repacked = [(root, None)] + [(tarfile.TarInfo("./" + m.name), d) for m, d in members]
+    archive = hostile(tmp_path / "repacked.tar.gz", repacked)
+    unpack(archive, tmp_path / "t")
+    assert (tmp_path / "t" / "model.json").read_bytes() == dict((m.name, d) for m, d in members)["model.json"]
+    Predictor.load(archive)
+
+
 def test_a_member_whose_size_differs_from_the_listing_is_refused(model_dir: Path, tmp_path: Path) -> None:
     members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
     longer = [(m, d + b" " if m.name == "model.json" else d) for m, d in members]

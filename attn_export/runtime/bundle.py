@@ -479,8 +479,9 @@ def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def _member_path(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
-    """The member's safe relative path, or DataError saying why it is refused."""
+def _member_path(member: tarfile.TarInfo, archive: Path) -> Optional[PurePosixPath]:
+    """The member's safe relative path, None for the archive's root directory (``tar czf b.tgz .`` writes
+    ``./``: nothing to extract), or DataError saying why it is refused."""
     name = member.name
     what = f"{archive}: member {name!r}"
     if not name or "\x00" in name or "\\" in name:
@@ -495,6 +496,8 @@ def _member_path(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
                         f"(to {member.linkname!r}); refused (nothing was extracted)")
     if not (member.isreg() or member.isdir()):
         raise DataError(f"{what} is not a regular file or directory; refused (nothing was extracted)")
+    if not parts and member.isdir():
+        return None
     if not parts:
         raise DataError(f"{what} names the archive root; refused")
     return PurePosixPath(*parts)
@@ -530,6 +533,8 @@ class Archive:
                 if count > max_members:
                     raise DataError(f"{archive}: more than {max_members} members; refused")
                 path = _member_path(member, archive)
+                if path is None:
+                    continue
                 name = path.as_posix()
                 if name in members:
                     raise DataError(f"{archive}: member {member.name!r} appears twice; refused")
