@@ -148,3 +148,25 @@ def test_the_lock_file_stays_where_a_command_wrote(quantized: Path, tmp_path: Pa
     (directory / store.LOCK).unlink(missing_ok=True)
     assert cli("quantize", str(directory), "--fp16").returncode == 0
     assert (directory / store.LOCK).is_file()
+
+
+def test_a_lock_file_removed_after_this_process_opened_it_is_not_taken(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that wrote nothing removes the lock file it made; a process that had opened that file just
+    before would lock a file nobody else sees, and two writers would run. It opens the one there now."""
+    from attn_export.runtime.store import files
+
+    opened: list[int] = []
+    real = files._open_lock
+
+    def racing(directory: Path) -> int:
+        fd = real(directory)
+        if not opened:  # the other process removes the file between this one's open and its flock
+            (directory / store.LOCK).unlink()
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(files, "_open_lock", racing)
+    with store.locked(tmp_path, "test"):
+        assert len(opened) == 2 and files._is_lock_file(opened[1], tmp_path)
+        assert "attn-export test" in (tmp_path / store.LOCK).read_text()

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attn_export.runtime import store
 from attn_export.runtime.store import Store
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, TINY, cli, rerecord
 
 COMMANDS = ("train", "load", "export", "quantize", "build", "verify", "bench", "predict", "bundle", "unbundle",
             "inspect", "doctor", "run", "report")
@@ -514,6 +515,14 @@ def test_a_model_below_its_recipes_accuracy_floor_is_flagged_downstream(tiny_dir
     bundled = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"))
     assert bundled.returncode == 0 and said in " ".join(bundled.stderr.split()), bundled.stderr
     assert Store(tiny_dir).below_floor() is None
+    model = json.loads((directory / "model.json").read_text())
+    for odd in ("0.9", None, True):  # a hand-edited recipe: no floor, never a TypeError
+        model["recipe"]["train"]["min_test_accuracy"] = odd
+        (directory / "model.json").write_text(json.dumps(model))
+        entry = store.read_manifest(directory)["artifacts"]["model.json"]
+        rerecord(directory, "model.json", **{k: v for k, v in entry.items() if k not in (
+            "sha256", "parent", "parent_sha256", "created_by", "versions", "verified")})
+        assert Store(directory).below_floor() is None
 
 
 @pytest.mark.parametrize("val_fraction, monitored", [("0", "train"), ("0.2", "val")])

@@ -63,7 +63,8 @@ class TrainingBar:
 
 def _early_stop(metrics: dict[str, Any]) -> str:
     waited = metrics["epochs"] - metrics["best_epoch"]
-    return f"no better validation loss for {waited} epoch{'s' * (waited != 1)}, kept epoch {metrics['best_epoch']}"
+    split = "training" if metrics.get("monitored") == "train" else "validation"
+    return f"no better {split} loss for {waited} epoch{'s' * (waited != 1)}, kept epoch {metrics['best_epoch']}"
 
 
 def summary(metrics: dict[str, Any], directory: Path) -> str:

@@ -432,10 +432,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         row.fail(str(e))
         return row
     if not rule.judged_by_element and not store.info.labels:
-        return TargetResult(target, status="skipped", reason=(  # no decisions: structure alone proves nothing
-            f"not judged: {rule.precision} is judged by its decisions (argmax agreement and accuracy on the test "
-            f"split), and a model with {'no' if store.info.head == 'none' else 'a ' + store.info.head} head has "
-            f"none: its element error is not bounded (deploy FP32 or FP16, judged by their error budgets)"))
+        return _no_decisions(target, store.info)
     if not rule.judged_by_element and augment.split is None and augment.split_expected and store.info.labels:
         return TargetResult(target, status="skipped", reason=(  # INT8's verdict is its decisions: none to judge
             f"not judged: {rule.precision} is judged by its decisions on the test split, and there is none "
@@ -1002,7 +999,8 @@ def verify(
         if r.status == "passed" and r.accuracy is not None and r.target.backend in table and r.target.precision:
             _decision_limits(r, rule_for(str(r.target.precision), cfg, table[r.target.backend].device, deploy))
     result.results, standing = merge(rows, carried, list(table))
-    rows = result.results = [_decisions_unjudged(r) if info.labels else r for r in result.results]
+    rows = result.results = [_decisions_unjudged(r) if info.labels else _without_classes(r, info)
+                             for r in result.results]
     result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
     unresolved = _unresolved(s, rows)
@@ -1014,16 +1012,42 @@ def verify(
     result.untrusted = _unjudged(s, rows)
     data = store.json_bytes(result.to_dict())
     store.write_bytes(directory / VERIFY_JSON, data)
-    verdicts = _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table)
+    verdicts: Dict[str, Optional[Dict[str, Any]]] = dict(
+        _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table))
     for name, b in unresolved:
-        if name in verdicts:
-            verdicts[name]["passed"] = False
-            verdicts[name]["failed_backends"].append(b)
+        verdict = verdicts.get(name)
+        if verdict is not None:
+            verdict["passed"] = False
+            verdict["failed_backends"].append(b)
+    if not info.labels:  # no decisions to judge INT8 by: an earlier verdict (an older verify's) no longer stands
+        verdicts.update({str(r.target.artifact): None for r in rows if r.reason == _no_decisions_reason(
+            str(r.target.precision), info)})
     store.record_verdicts(directory, verdicts)
     return result
 
 
 MANIFEST_FAILED = f"the verdict in {store.MANIFEST} recorded it failed"
+
+
+def _no_decisions_reason(precision: str, info: ModelInfo) -> str:
+    return (f"not judged: {precision} is judged by its decisions (argmax agreement and accuracy on the test split), "
+            f"and a model with {'no' if info.head == 'none' else 'a ' + info.head} head has none: its element error "
+            f"is not bounded (deploy FP32 or FP16, judged by their error budgets)")
+
+
+def _no_decisions(target: Target, info: ModelInfo) -> TargetResult:
+    """A target of a precision judged by its decisions, for a model without classes: skipped, said why (shapes,
+    finiteness and zero attention on padding alone passed an INT8 graph whose outputs were noise)."""
+    return TargetResult(target, status="skipped", reason=_no_decisions_reason(str(target.precision), info))
+
+
+def _without_classes(row: TargetResult, info: ModelInfo) -> TargetResult:
+    """For a model without classes, ``row`` unless it is a pass of a precision judged by its decisions (carried
+    from an earlier verify that judged it on structure alone): that one is not judged either."""
+    precision = PRECISIONS.get(str(row.target.precision))
+    if row.status != "passed" or precision is None or precision.judged_by != "decisions":
+        return row
+    return _no_decisions(row.target, info)
 
 
 def _decisions_unjudged(row: TargetResult) -> TargetResult:

@@ -118,6 +118,20 @@ def _open_lock(directory: Path) -> int:
     return fd
 
 
+LOCK_ATTEMPTS = 5
+
+
+def _is_lock_file(fd: int, directory: Path) -> bool:
+    """Whether ``fd`` is still DIR's lock file: a command that wrote nothing removes the lock file it made,
+    and a process that opened that file before it went holds a lock nobody else can see."""
+    try:
+        now = os.lstat(directory / LOCK)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
 def _check_writable(directory: Path) -> None:
     """Before any work: a directory the command could not write into, or one of attn-export's file names
     taken by a directory, fails now with one line, not after minutes of training."""
@@ -169,15 +183,22 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         finally:
             _held[key] = (fd, _held[key][1] - 1)
         return
-    had_lock = (directory / LOCK).exists() or (directory / LOCK).is_symlink()
-    fd = _open_lock(directory)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = printable(os.read(fd, 4096).decode(errors="replace").strip(), 120) or "unknown"
-        os.close(fd)
-        raise Busy(f"{directory} is being written by another attn-export process ({holder}); "
-                   "wait for it to finish or use another directory") from None
+    for _ in range(LOCK_ATTEMPTS):
+        had_lock = (directory / LOCK).exists() or (directory / LOCK).is_symlink()
+        fd = _open_lock(directory)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = printable(os.read(fd, 4096).decode(errors="replace").strip(), 120) or "unknown"
+            os.close(fd)
+            raise Busy(f"{directory} is being written by another attn-export process ({holder}); "
+                       "wait for it to finish or use another directory") from None
+        if _is_lock_file(fd, directory):
+            break
+        os.close(fd)  # a holder that wrote nothing removed the file we opened: lock the one there now
+    else:
+        raise Busy(f"{directory}: its lock file was replaced {LOCK_ATTEMPTS} times while this process took it; "
+                   "another attn-export process is starting there: wait for it, or use another directory")
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: attn-export {command}".encode())
@@ -204,7 +225,10 @@ def locked(directory: Path, command: str) -> Iterator[None]:
             untouched = False
         _release(fd)
         if untouched and created:
-            directory.rmdir()
+            try:
+                directory.rmdir()
+            except OSError:  # another process has begun there meanwhile: the directory is its now
+                pass
 
 
 F = TypeVar("F", bound="Callable[..., Any]")  # a string: collections.abc.Callable[...] fails on 3.8

@@ -73,13 +73,15 @@ def record(
     return entry
 
 
-def record_verdicts(directory: Path, verdicts: Mapping[str, Dict[str, Any]]) -> None:
+def record_verdicts(directory: Path, verdicts: Mapping[str, Optional[Dict[str, Any]]]) -> None:
     """Write ``verify``'s verdicts (artefact name -> ``verified`` entry, each tied to the sha256 of the bytes
-    verify ran) into the manifest, for the artefacts it still records."""
+    verify ran; None: the earlier verdict is withdrawn) into the manifest, for the artefacts it still records."""
     manifest = read_manifest(directory)
     entries = manifest["artifacts"]
     for name, verdict in verdicts.items():
-        if name in entries:
+        if name in entries and verdict is None:
+            entries[name].pop("verified", None)
+        elif name in entries:
             entries[name]["verified"] = verdict
     write_json(directory / MANIFEST, manifest)
 

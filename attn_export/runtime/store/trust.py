@@ -271,9 +271,10 @@ class Store:
         from .. import schema
 
         accuracy = parse_json(self.read(METRICS) or b"", self.directory / METRICS, schema.METRICS)["test"].get("accuracy")
-        floor = (self.info.recipe.get("train") or {}).get("min_test_accuracy") or 0.0
-        if accuracy is None or accuracy >= floor:
-            return None
+        train = self.info.recipe.get("train")
+        floor = train.get("min_test_accuracy") if isinstance(train, dict) else None
+        if not isinstance(floor, (int, float)) or isinstance(floor, bool) or accuracy is None or accuracy >= floor:
+            return None  # no floor recorded (model.json's schema does not hold the recipe's [train] table)
         return (f"test accuracy {accuracy:.4f} is below the recipe's floor train.min_test_accuracy = {floor} "
                 "(train exited 1 and kept these files for inspection): this model did not meet its bar")
 
