@@ -263,6 +263,12 @@ class Store:
             self._info = ModelInfo.parse(parse_json(data, path), path)
         return self._info
 
+    @staticmethod
+    def _judged_by_decisions(name: str) -> bool:
+        """Whether ``name`` is a graph of a precision verify judges by its decisions (INT8, stream graphs too)."""
+        files = {**{f: p for p, f in ONNX_FILES.items()}, **{f: p for p, f in STREAM_FILES.items()}}
+        return name in files and PRECISIONS[files[name]].judged_by == "decisions"
+
     def below_floor(self) -> Optional[str]:
         """What to say where the current ``metrics.json``'s test accuracy is below the recorded recipe's
         ``train.min_test_accuracy`` (train exited 1 and kept the files for inspection); None otherwise."""
@@ -470,6 +476,10 @@ class Store:
             if trust.verified is False:
                 raise Untrusted(f"{path} failed verification (see verify.json); fix it and verify again until it "
                                 f"passes ({VERIFY_COMMANDS})")
+            if not allow_unverified and self._judged_by_decisions(name) and not self.info.labels:
+                raise Untrusted(f"{path} {trust.verdict}, and verify does not judge it: INT8 is judged by its "
+                                f"decisions, which a model without classes has none of; expected fp32 or fp16, or "
+                                "load it with allow_unverified=True / --allow-unverified")
             if not allow_unverified:
                 raise Untrusted(f"{path} {trust.verdict}; verify it ({VERIFY_COMMANDS}), or load it with "
                                 "allow_unverified=True / --allow-unverified")
