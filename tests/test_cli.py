@@ -226,3 +226,9 @@ def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) ->
         assert "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR" in lines[0]
     result = cli("train", "japanese-vowels.toml", cwd=ROOT)
     assert "expected a path, e.g. recipes/japanese-vowels.toml" in result.stderr
+    # with --recipe given, a .toml name that is no file is the directory (found by attacking: "two recipes")
+    (tmp_path / "R.toml").write_text("[model]\nhiden_size = 8\n")
+    result = cli("train", "runs.toml", "--recipe", "R.toml", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean 'model.hidden_size'" in result.stderr, result.stderr
+    result = cli("train", "a.toml", "--recipe", "R.toml", cwd=tmp_path)  # an existing recipe: still two
+    assert result.returncode == 2 and "two recipes given (R.toml and a.toml)" in result.stderr, result.stderr

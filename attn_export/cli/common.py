@@ -65,7 +65,8 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
     forms = "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR"
     recipe_path, directory = recipe_opt, out_opt
     for path in paths or []:
-        if path.suffix == ".toml":
+        # with --recipe given, a name ending in .toml that is no file is the directory (runs/try.toml)
+        if path.suffix == ".toml" and not (recipe_opt is not None and not path.is_file()):
             if recipe_path is not None:
                 raise BadInput(f"two recipes given ({recipe_path} and {path}); {forms}")
             recipe_path = path
