@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
+from .. import schema
 from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
 from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
@@ -58,6 +59,12 @@ VERIFY_COMMANDS = "attn-export verify DIR; on a device, python3 -m attn_export.r
 MAX_ARTIFACT_BYTES = 2 << 30
 _PRECISION_OF_FILE = {file: precision for precision, file in ONNX_FILES.items()}
 _ONNX_TYPES = {"x": "float32", "lengths": "int64"}
+
+
+def _precision_of(name: str, entry: Mapping[str, Any]) -> Optional[str]:
+    """An artefact's precision: by its file name (``model.int8.onnx``), else as its manifest entry records it
+    (stream graphs, engines)."""
+    return _PRECISION_OF_FILE.get(name) or (str(entry["precision"]) if entry.get("precision") else None)
 
 
 @dataclass(frozen=True)
@@ -263,20 +270,13 @@ class Store:
             self._info = ModelInfo.parse(parse_json(data, path), path)
         return self._info
 
-    @staticmethod
-    def _judged_by_decisions(name: str) -> bool:
-        """Whether ``name`` is a graph of a precision verify judges by its decisions (INT8, stream graphs too)."""
-        files = {**{f: p for p, f in ONNX_FILES.items()}, **{f: p for p, f in STREAM_FILES.items()}}
-        return name in files and PRECISIONS[files[name]].judged_by == "decisions"
-
     def below_floor(self) -> Optional[str]:
         """What to say where the current ``metrics.json``'s test accuracy is below the recorded recipe's
         ``train.min_test_accuracy`` (train exited 1 and kept the files for inspection); None otherwise."""
         if not self.state(METRICS).current:
             return None
-        from .. import schema
-
-        accuracy = parse_json(self.read(METRICS) or b"", self.directory / METRICS, schema.METRICS)["test"].get("accuracy")
+        metrics = parse_json(self.read(METRICS) or b"", self.directory / METRICS, schema.METRICS)
+        accuracy = metrics["test"].get("accuracy")
         train = self.info.recipe.get("train")
         floor = train.get("min_test_accuracy") if isinstance(train, dict) else None
         if not isinstance(floor, (int, float)) or isinstance(floor, bool) or accuracy is None or accuracy >= floor:
@@ -476,7 +476,8 @@ class Store:
             if trust.verified is False:
                 raise Untrusted(f"{path} failed verification (see verify.json); fix it and verify again until it "
                                 f"passes ({VERIFY_COMMANDS})")
-            if not allow_unverified and self._judged_by_decisions(name) and not self.info.labels:
+            precision = PRECISIONS.get(str(_precision_of(name, entry)))
+            if not allow_unverified and precision and precision.judged_by == "decisions" and not self.info.labels:
                 raise Untrusted(f"{path} {trust.verdict}, and verify does not judge it: INT8 is judged by its "
                                 f"decisions, which a model without classes has none of; expected fp32 or fp16, or "
                                 "load it with allow_unverified=True / --allow-unverified")
@@ -516,8 +517,7 @@ class Store:
         info = self.info if self.read(MODEL_JSON) is not None else None
         if name.endswith(".onnx"):
             assert info is not None
-            precision = _PRECISION_OF_FILE.get(name) or str(entry.get("precision") or "fp32")
-            return Artifact(self.directory, name, data, self._sha[name], "onnx", precision,
+            return Artifact(self.directory, name, data, self._sha[name], "onnx", _precision_of(name, entry) or "fp32",
                             self._spec_of(name), info, entry, self.graph(name, data), notes)
         if is_engine(name):
             assert info is not None
