@@ -43,16 +43,72 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (python -m attn_export), capturing text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "attn_export", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        env={**os.environ, **(env or {}), "COLUMNS": "200"},
-        timeout=600,
-    )
+HUNG_SECONDS = 300  # under pytest-timeout's 600 s, which would say only where the test waited, not the command
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = HUNG_SECONDS) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (python -m attn_export), capturing text output. One that runs past
+    ``timeout`` fails the test with what it was doing (``hung``)."""
+    command = [sys.executable, "-m", "attn_export", *args]
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=cwd or ROOT, env={**os.environ, **(env or {}), "COLUMNS": "200"}) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(hung(process, timeout), pytrace=False)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def hung(process: subprocess.Popen[str], timeout: float) -> str:
+    """What a command still running after ``timeout`` seconds was doing: the native and Python stack of every
+    thread of it and of each process it started (py-spy, where installed: .ci/run installs it), or that it
+    had exited and a process it started still holds its output open; then everything is killed and what the
+    command had printed is added."""
+    pids = [process.pid, *_descendants(process.pid)]
+    exited = process.poll()
+    lines = [f"{' '.join(map(str, process.args))} ran past {timeout:.0f} s"
+             + (f"; it had exited ({exited}) but a process it started holds its output open" if exited is not None
+                else "")]
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        lines.append(f"--- pid {pid}: {name[:200]}")
+        if spy is None:
+            lines.append("(py-spy is not installed: no stacks)")
+            continue
+        dump = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+        lines.append((dump.stdout + dump.stderr).strip())
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        stdout = stderr = "(its output stayed open after it was killed)"
+    lines += ["--- its stdout:", stdout[-3000:], "--- its stderr:", stderr[-6000:]]
+    return "\n".join(lines)
 
 
 TINY = [
