@@ -23,7 +23,6 @@ The CLI prints ``Error: <message>`` on one line and exits with ``exit_code``; ``
 
 from __future__ import annotations
 
-import atexit
 import errno
 import importlib
 import os
@@ -182,13 +181,9 @@ def printable(text: str, limit: int = 0) -> str:
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
     """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
     a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
-    where the command line's own handlers cannot yet. Once it has returned, a signal ends the process at
-    once with that code (``interrupt.exit_at_once_on_signal``), and is ignored once the interpreter's own
-    teardown begins (``interrupt.ignore_signals_at_teardown``)."""
+    where the command line's own handlers cannot yet. Once it has returned, the process ends at once with
+    that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
     try:
-        from .runtime.interrupt import ignore_signals_at_teardown
-
-        atexit.register(ignore_signals_at_teardown)
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
         error = unexpected(e)
@@ -197,7 +192,6 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
     code = run()
-    from .runtime.interrupt import exit_at_once_on_signal
+    from .runtime.interrupt import finish
 
-    exit_at_once_on_signal(code if isinstance(code, int) else 0)
-    sys.exit(code)
+    finish(code if isinstance(code, int) else 0)

@@ -391,6 +391,27 @@ def test_a_signal_after_the_command_has_finished_keeps_its_exit_code(module: str
     assert (result.stdout.strip() if code == 0 else result.stderr.strip()), "the command's own output"
 
 
+def test_a_finished_command_exits_with_its_output_flushed_and_the_exit_hooks_run(tmp_path: Path) -> None:
+    """The process ends at once after the command (``interrupt.finish``: the interpreter's teardown is
+    skipped), but nothing a command line relies on at exit is lost: output still in Python's buffers when
+    stdout is a pipe, and the exit hooks (a TemporaryDirectory still referenced is removed by one)."""
+    code_line = ("import atexit, pathlib, sys, tempfile\n"
+                 "def go():\n"
+                 f"    atexit.register(lambda: pathlib.Path({str(tmp_path / 'hook')!r}).write_text('ran'))\n"
+                 "    go.scratch = tempfile.TemporaryDirectory(dir=%r)\n"
+                 "    sys.stdout.write('the result')\n"
+                 "    return 3\n"
+                 "from attn_export.errors import run_command_line\n"
+                 "run_command_line('__main__', 'go')\n") % str(tmp_path)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    result = subprocess.run([sys.executable, "-c", code_line], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env=buffered)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "the result"  # no newline: it was still in the buffer when go returned
+    assert (tmp_path / "hook").read_text() == "ran"
+    assert [p.name for p in tmp_path.iterdir()] == ["hook"]  # the TemporaryDirectory's finaliser ran
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
 def test_ctrl_c_after_train_said_it_finished_never_kills_the_process_silently(tmp_path: Path, delay: float) -> None:
     """Found by attacking: SIGINT a moment after train's last line landed in the C++ libraries' teardown,
