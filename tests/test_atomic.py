@@ -26,12 +26,18 @@ from conftest import ROOT, TINY, cli
 
 # The real CLI, with os.replace stopping the process (SIGSTOP) before its first rename into DIR.
 STOP_AT_COMMIT = """
-import os, signal, sys
+import os, signal, sys, time
 directory = os.path.realpath(sys.argv[1])
 rename = os.replace
 def stop_then_rename(src, dst, *args, **kwargs):
     if os.path.dirname(os.path.realpath(dst)) == directory:
         os.kill(os.getpid(), signal.SIGSTOP)
+        # the signal sent while it was stopped is raised in here, before the rename. A signal that one of
+        # torch's threads takes only sets a flag that the main thread reads between bytecodes, and without
+        # this wait os.replace could run first (seen once: the interrupted train had committed its weights)
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            time.sleep(0.01)
     return rename(src, dst, *args, **kwargs)
 os.replace = stop_then_rename
 from attn_export.cli import main
@@ -46,7 +52,8 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def stopped_at_commit(directory: Path, *args: str) -> subprocess.Popen[str]:
-    """Start ``attn-export ARGS`` and return once it is stopped before its first rename into ``directory``."""
+    """Start ``attn-export ARGS`` and return once it is stopped before its first rename into ``directory``;
+    continued, it waits up to 60 s for a signal before renaming."""
     process = subprocess.Popen([sys.executable, "-c", STOP_AT_COMMIT, str(directory), *args], cwd=ROOT,
                                text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when it stops (or, wrongly, exits)
