@@ -412,6 +412,20 @@ def test_a_finished_command_exits_with_its_output_flushed_and_the_exit_hooks_run
     assert [p.name for p in tmp_path.iterdir()] == ["hook"]  # the TemporaryDirectory's finaliser ran
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--version"], ["inspect", "--help"]])
+def test_output_to_a_full_device_is_one_line_and_exit_1(args: list[str]) -> None:
+    """stdout on a full disk (block-buffered, as from a shell): one line, exit 1. Before, the line came and
+    then Python's own "Exception ignored ... OSError" from its teardown, exit 120."""
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "attn_export", *args], stdout=full, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT, timeout=60, env=buffered)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == ["Error: No space left on device; expected enough free space "
+                                                  "(nothing was half-written; free some and run it again)"]
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
 def test_ctrl_c_after_train_said_it_finished_never_kills_the_process_silently(tmp_path: Path, delay: float) -> None:
     """Found by attacking: SIGINT a moment after train's last line landed in the C++ libraries' teardown,
