@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from attn_export.runtime import store
-from attn_export.errors import DataError
+from attn_export.errors import BadInput, DataError
 from attn_export.runtime.inputs import read_input
 
 from conftest import cli
@@ -226,3 +226,58 @@ def test_csv_columns_are_matched_by_name_to_the_training_data(tmp_path: Path) ->
         assert result.returncode == 2 and result.stderr.strip() == (
             f"Error: {other}: feature columns {', '.join(columns)}; expected acc, gyro in this order (the training "
             "data's columns)"), result.stderr
+
+
+@pytest.fixture(scope="module")
+def half(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with model.fp16.onnx, both marked verified."""
+    directory = tmp_path_factory.mktemp("half") / "d"
+    shutil.copytree(tiny_dir, directory)
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    for name in ("model.onnx", "model.fp16.onnx"):
+        mark_verified(directory, name)
+    return directory
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_fp16_refuses_values_past_what_it_holds_once_normalised_and_fp32_takes_them(half: Path, side: int) -> None:
+    """Found by attacking: a sequence with values 1e6 got another class from model.fp16.onnx than from
+    model.onnx, said nowhere. The graph normalises in float32, then casts to FP16, where past 65504 is inf:
+    each feature's bound is mean +- 65504 std, checked on every path into the graph (one sequence, a list,
+    a padded batch). Just inside it is accepted; FP32 takes either."""
+    from attn_export.runtime.predictor import Predictor
+
+    info = store.Store(half).info
+    with Predictor.load(half, precision="fp16") as fp16, Predictor.load(half, precision="fp32") as fp32:
+        for feature in range(info.input_size):
+            bound = info.mean[feature] + side * 65504 * info.std[feature]
+            x = [s for s in sequences(half, n=20, seed=feature) if len(s) >= 5][:2]
+            inside, past = x[0].copy(), x[0].copy()
+            inside[2, feature] = np.float32(info.mean[feature] + side * 65000 * info.std[feature])
+            past[2, feature] = np.float32(bound * 1.01 if abs(bound) > 1 else bound + side)
+            assert len(fp16.predict([inside])) == 1
+            for call in ([past], [x[1], past], None):
+                with pytest.raises(BadInput) as caught:
+                    if call is None:  # a padded batch
+                        padded = np.zeros((2, len(past), info.input_size), np.float32)
+                        padded[1] = past
+                        fp16.predict(padded, lengths=[1, len(past)])
+                    else:
+                        fp16.predict(call)
+                message = str(caught.value)
+                assert f"at step 2, feature {feature}:" in message and "past the 65504 that model.fp16.onnx (FP16)" \
+                    in message and "or the FP32 model (--precision fp32)" in message, message
+            assert len(fp32.predict([past])) == 1
+
+
+def test_predict_says_in_one_line_which_value_fp16_cannot_hold(half: Path, tmp_path: Path) -> None:
+    info = store.Store(half).info
+    x = np.stack([next(s for s in sequences(half, n=20, seed=1) if len(s) >= 5)] * 3)
+    x[1, 4, 0] = np.float32(info.mean[0] + 1e6 * info.std[0])
+    data = tmp_path / "far.npz"
+    np.savez(data, x=x, lengths=np.full(3, x.shape[1]))
+    result = cli("predict", str(data), "--dir", str(half), "--precision", "fp16")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Error: sequence 1 holds ") and len(result.stderr.strip().splitlines()) == 1
+    assert "at step 4, feature 0: 1e+06 standard deviations from the training mean" in result.stderr
+    assert cli("predict", str(data), "--dir", str(half)).returncode == 0  # model.onnx, FP32

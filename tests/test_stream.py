@@ -588,3 +588,18 @@ def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_se
     assert sorted(p.name for p in (unpacked / "model_repository").iterdir()) == ["attention_lstm"]
     readme = (unpacked / "README.md").read_text()
     assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme
+
+
+def test_an_fp16_stream_refuses_a_value_past_what_it_holds_but_not_in_a_rows_padding(streamed: Path) -> None:
+    """The FP16 stream graph casts to FP16 after the normalisation like model.fp16.onnx: a value past mean +-
+    65504 std in a valid step is refused (one line, its row and step); the same value in a step past a row's
+    length is padding, replaced before the graph sees it, and accepted."""
+    info = store.Store(streamed).info
+    far = np.float32(info.mean[0] + 1e6 * info.std[0])
+    with Predictor.load(streamed, precision="fp16", allow_unverified=True) as half:
+        stream = half.stream(batch=2)
+        chunk = np.zeros((2, 3, info.input_size), np.float32)
+        chunk[1, 2, 0] = far
+        assert len(stream.push(chunk, lengths=[3, 2])) == 2  # row 1's step 2 is padding
+        with pytest.raises(BadInput, match=r"^chunk holds .* at row 1, step 2, feature 0: 1e\+06 standard deviations"):
+            stream.push(chunk)

@@ -25,13 +25,16 @@ class Precision:
     judged_by: str  # "budget": each output against the model's own error at this precision; "decisions"
     reduced: bool  # reduced precision: budget inside the deployment range, the stress rules beyond it
     verify_keys: Tuple[str, ...]  # the [verify] keys that move its verdict
+    # the largest magnitude its graph holds where the input enters it, after the normalisation (which runs in
+    # float32 in every graph): beyond it the value is inf there. None: float32's own range
+    largest: Optional[float] = None
 
 
 PRECISIONS: Dict[str, Precision] = {p.name: p for p in (
     Precision("fp32", ONNX_FP32, "attn-export export", "", (), "budget", False,
               ("fp32_atol", "fp32_rtol", "budget_multiple")),
     Precision("fp16", "model.fp16.onnx", "attn-export quantize --fp16", "--fp16", ("FP16",), "budget", True,
-              ("fp16_atol", "fp16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq")),
+              ("fp16_atol", "fp16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq"), 65504.0),
     Precision("bf16", None, "OpenVINO's bf16 execution of model.onnx (openvino-bf16)", None, (), "budget", True,
               ("bf16_atol", "bf16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq")),
     Precision("int8-dynamic", "model.int8.onnx", "attn-export quantize --int8", None, (), "decisions", False,

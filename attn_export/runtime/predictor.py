@@ -44,6 +44,7 @@ from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import MAX_BATCH, check_threads
+from .precisions import PRECISIONS
 from .store import Artifact, Store
 
 if TYPE_CHECKING:
@@ -100,6 +101,14 @@ class Predictor:
         self.entry = artifact.entry
         self.notes = notes + list(artifact.notes)
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
+        # where the input enters a reduced-precision graph (FP16: after the normalisation, in float32), a
+        # value past the precision's largest is inf and the answer is not the model's (found by attacking:
+        # 1e6 gave another class than FP32, said nowhere): refused, with the raw values that reach it
+        self._range: Optional[Tuple[np.ndarray, np.ndarray, float]] = None  # mean, largest * std, largest
+        largest = PRECISIONS[self.precision].largest if self.precision in PRECISIONS else None
+        if largest is not None:
+            mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
+            self._range = (mean, largest * std, largest)
         # The shapes the artefact accepts: an engine's optimisation profile (tensorrt: its manifest entry's;
         # ort-trt: the recipe's); ONNX on ONNX Runtime has no limit.
         profile = backend.profile()
@@ -194,7 +203,8 @@ class Predictor:
         backend.__enter__()
         self._streams.append(backend)
         empty = np.zeros(0, np.float32)
-        return Stream(backend, batch, lambda row: self._decide(row, empty))
+        return Stream(backend, batch, lambda row: self._decide(row, empty),
+                      lambda x, valid: self.check_range(x, "chunk", valid))
 
     def close(self) -> None:
         self._closed = True
@@ -261,6 +271,29 @@ class Predictor:
                 raise BadInput(f"sequence {i} holds a non-finite value at step {step}; inputs must be finite")
             out.append(a)
         return out
+
+    def check_range(self, x: np.ndarray, what: str, valid: Optional[np.ndarray] = None) -> None:
+        """Refuse ``x`` (``[steps, features]`` or ``[rows, steps, features]``, finite; only where ``valid``, a mask
+        of its steps, when given) where a value lies past what this precision holds once normalised
+        (``Precision.largest``): the graph would compute inf there."""
+        if self._range is None:
+            return
+        mean, reach, largest = self._range
+        outside = np.abs(x - mean) > reach
+        if valid is not None:
+            outside &= valid[..., None]
+        if not outside.any():
+            return
+        *at, feature = (int(i) for i in np.argwhere(outside)[0])
+        value = float(x[(*at, feature)])
+        name = self.feature_names[feature] if self.feature_names else str(feature)
+        position = f"step {at[-1]}" if len(at) == 1 else f"row {at[0]}, step {at[1]}"
+        deviations = abs(value - mean[feature]) / reach[feature] * largest
+        raise BadInput(f"{what} holds {value:g} at {position}, feature {name}: {deviations:.3g} standard deviations "
+                       f"from the training mean, past the {largest:g} that {Path(self.artifact).name} "
+                       f"({self.precision.upper()}) holds after normalising; expected values within "
+                       f"{mean[feature] - reach[feature]:.4g}..{mean[feature] + reach[feature]:.4g} for that feature, "
+                       "or the FP32 model (--precision fp32)")
 
     def _chunks(self, seqs: List[np.ndarray], on_long: str) -> List[Tuple[int, np.ndarray]]:
         """(input index, steps) pieces, each within max_seq (refused, truncated or split per on_long)."""
@@ -374,10 +407,13 @@ class Predictor:
                 with np.errstate(over="ignore", invalid="ignore"):
                     finite = math.isfinite(flat.dot(flat))
                 if finite:
+                    self.check_range(one, "sequence 0")
                     return [self._predict_one(one)]
         seqs = self._sequences(sequences, lengths)
         if not seqs:
             return []
+        for i, s in enumerate(seqs):
+            self.check_range(s, f"sequence {i}")
         if len(seqs) == 1 and (self.max_seq is None or seqs[0].shape[0] <= self.max_seq):
             return [self._predict_one(seqs[0])]
 

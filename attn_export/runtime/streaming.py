@@ -110,7 +110,7 @@ def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
 class Stream:
     """``batch`` rows of a stream on one backend (made by ``Predictor.stream``); see the module docstring."""
 
-    def __init__(self, backend: "Backend", batch: int, decide: Any) -> None:
+    def __init__(self, backend: "Backend", batch: int, decide: Any, check: Any) -> None:
         if not 1 <= batch <= MAX_STREAM_BATCH:
             raise BadInput(f"batch = {batch}; expected 1 to {MAX_STREAM_BATCH} rows")
         self.backend = backend
@@ -119,6 +119,7 @@ class Stream:
         self.features = int(self.spec.inputs[0].dims[2])
         self.head = self.spec.head_output
         self._decide = decide  # head output row -> Prediction (the predictor's own decision)
+        self.check = check  # (chunk, valid steps) -> None, or BadInput: the predictor's own range check
         self.state = zero_state(self.spec, batch)
 
     @property
@@ -166,6 +167,7 @@ class Stream:
         if not np.isfinite(x[valid]).all():
             row, step = np.argwhere(valid & ~np.isfinite(x).all(axis=2))[0]
             raise BadInput(f"chunk holds a non-finite value at [row {row}, step {step}]; inputs must be finite")
+        self.check(x, valid)  # within what the precision holds (Predictor.check_range)
         feeds: Dict[str, np.ndarray] = {"x": np.where(valid[:, :, None], x, np.float32(0.0)), "lengths": lens}
         feeds.update(self.state)
         out = self.backend.run_feeds(feeds)
