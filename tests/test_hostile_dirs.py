@@ -426,6 +426,27 @@ def test_output_to_a_full_device_is_one_line_and_exit_1(args: list[str]) -> None
                                                   "(nothing was half-written; free some and run it again)"]
 
 
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+@pytest.mark.parametrize("module, args", [("attn_export", ["report"]), ("attn_export", ["inspect", "--json"]),
+                                          ("attn_export.runtime", ["info"])])
+def test_a_command_started_with_stdout_or_stderr_closed_succeeds(full: Path, tmp_path: Path, module: str,
+                                                                 args: list[str], closed: int) -> None:
+    """Found by attacking: ``attn-export report DIR 2>&-`` wrote report.md and exited 1 (rich asked the
+    missing stream whether it is a terminal), and ``>&-`` exited 1 with a traceback once the process ended
+    at once (its flush of the missing stream). Python has no stream there (None): the command writes
+    nowhere, as print does, and exits 0."""
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    (directory / store.REPORT_MD).unlink(missing_ok=True)
+    result = subprocess.run([sys.executable, "-m", module, args[0], str(directory), *args[1:]], cwd=ROOT,
+                            stdout=subprocess.PIPE if closed == 2 else None, stderr=subprocess.PIPE if closed == 1 else None,
+                            preexec_fn=lambda: os.close(closed), text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in (result.stderr or "")
+    if args[0] == "report":
+        assert (directory / store.REPORT_MD).is_file()
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.3])
 def test_ctrl_c_after_train_said_it_finished_never_kills_the_process_silently(tmp_path: Path, delay: float) -> None:
     """Found by attacking: SIGINT a moment after train's last line landed in the C++ libraries' teardown,

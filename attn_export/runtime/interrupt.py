@@ -88,6 +88,8 @@ def finish(code: int) -> "NoReturn":
     ``code``: the work is done and said."""
     def flush() -> None:
         for stream in (sys.stdout, sys.stderr):
+            if stream is None:  # started with the descriptor closed (``>&-``): Python has no stream there
+                continue
             try:
                 stream.flush()
             except (OSError, ValueError):  # closed, or a reader gone: nothing more to say
