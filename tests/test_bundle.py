@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -61,6 +62,28 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
         assert "cuda-python==11.*" in tar.extractfile("requirements.txt").read().decode().split()  # type: ignore[union-attr]
     assert listing["for"] == "jetson" and listing["target"] == "jetpack6" and listing["files"]["model.onnx"]["sha256"] == \
         store.sha256_file(model_dir / "model.onnx")
+
+
+def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: never-verified INT8 graphs were bundled without a word; on the device verify said
+    PASSED (it judges INT8 by structure only and records no verdict) and predict refused them, telling it to
+    run the device's verify, which cannot help. Bundle now names each file the device will refuse, INT8 to be
+    verified on the host; the device's refusal says the same."""
+    assert cli("quantize", str(model_dir), "--fp16", "--int8").returncode == 0  # neither verified
+    bundled = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
+    unproven = [n for n in bundled.notes if n.startswith("never verified")]
+    assert unproven == [
+        "never verified, so the device refuses it until verify passes: model.fp16.onnx; verify it (attn-export verify "
+        "DIR; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR)",
+        "never verified, so the device refuses it until verify passes: model.int8.onnx; verify it on the host "
+        "(attn-export verify DIR) and bundle again: a device judges INT8 by structure only, which records no verdict"]
+    assert not any("model.onnx;" in n for n in bundled.notes)  # verified: nothing to say
+    with pytest.raises(Untrusted, match=re.escape("model.int8.onnx has never been verified; verify it on the host "
+                                                  "(attn-export verify DIR) and bundle again")):
+        Predictor.load(bundled.path, precision="int8-dynamic")
+    with pytest.raises(Untrusted, match=re.escape("model.int8.onnx has never been verified; verify it (attn-export "
+                                                  "verify DIR; on a device")):
+        Predictor.load(model_dir, precision="int8-dynamic")  # on the host the host's verify does it
 
 
 def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Path) -> None:

@@ -199,8 +199,8 @@ def test_unverified_and_failed_verification_are_refused(model_dir: Path) -> None
     del manifest["artifacts"]["model.onnx"]["verified"]
     store.write_json(model_dir / "manifest.json", manifest)
     with pytest.raises(Untrusted, match=re.escape("never been verified; verify it (attn-export verify DIR; on a "
-                                                  "device, python3 -m attn_export.runtime verify DIR), or load it "
-                                                  "with allow_unverified")):
+                                                  "device, PYTHONPATH=runtime python3 -m attn_export.runtime verify "
+                                                  "DIR); or load it with allow_unverified")):
         Predictor.load(model_dir)
     with Predictor.load(model_dir, allow_unverified=True) as predictor:
         assert any("never been verified" in n for n in predictor.notes)

@@ -54,7 +54,11 @@ __all__ = ["MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust"]
 
 NEEDS = ("current", "verified")
 NEVER_VERIFIED = "has never been verified"
-VERIFY_COMMANDS = "attn-export verify DIR; on a device, python3 -m attn_export.runtime verify DIR"
+VERIFY_COMMANDS = "attn-export verify DIR; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR"
+# INT8 is judged by its decisions on the test split, which only the host has: a device's verify judges it by
+# structure and records no verdict (runtime.verify), so an INT8 file gets its verdict on the host
+INT8_ON_THE_HOST = ("on the host (attn-export verify DIR) and bundle again: a device judges INT8 by structure "
+                    "only, which records no verdict")
 # the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
 MAX_ARTIFACT_BYTES = 2 << 30
 _PRECISION_OF_FILE = {file: precision for precision, file in ONNX_FILES.items()}
@@ -234,6 +238,14 @@ class Store:
         from ..bundle import bundle_target
 
         return self._archive is not None or bundle_target(self.directory) is not None
+
+    def how_to_verify(self, name: str, for_device: bool = False) -> str:
+        """Where and how ``name`` gets a verdict (words that follow "verify it"): INT8 in a bundle, or bound for
+        one (``for_device``), on the host; any other file with this directory's verify (``VERIFY_COMMANDS``)."""
+        precision = PRECISIONS.get(str(_precision_of(name, self.entry(name) or {})))
+        if precision is not None and precision.judged_by == "decisions" and (for_device or self._in_bundle()):
+            return INT8_ON_THE_HOST
+        return f"({VERIFY_COMMANDS})"
 
     def _missing(self, name: str) -> MissingPrerequisite:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
@@ -482,7 +494,7 @@ class Store:
                                 f"decisions, which a model without classes has none of; expected fp32 or fp16, or "
                                 "load it with allow_unverified=True / --allow-unverified")
             if not allow_unverified:
-                raise Untrusted(f"{path} {trust.verdict}; verify it ({VERIFY_COMMANDS}), or load it with "
+                raise Untrusted(f"{path} {trust.verdict}; verify it {self.how_to_verify(name)}; or load it with "
                                 "allow_unverified=True / --allow-unverified")
             notes.append(f"{name} {trust.verdict} (loaded with allow_unverified)")
         if self.read(WEIGHTS) is None and name != WEIGHTS:
