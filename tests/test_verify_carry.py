@@ -513,3 +513,24 @@ def test_a_carried_int8_pass_on_structure_alone_is_not_judged(verified_once: Pat
     assert result.returncode == 0, result.stderr
     row = rows(document(directory), ran_only=False)[("openvino-cpu", "model.int8.onnx")]
     assert row["status"] == "skipped" and "was judged on structure alone" in row["reason"], row
+
+
+def test_a_row_measured_again_is_not_listed_as_not_carried(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: after a retrain, verify --backends onnx-ref failed the stale stream graphs (a
+    failure of a stale file records no bytes); once they were made again, the next verify --backends onnx-ref
+    passed them and still said "onnx-ref model.stream.onnx not carried: it records no sha256", the only line
+    under PASSED in the report. A row this run measured again replaces the earlier one: nothing to say. Here
+    the earlier failure with no bytes is written as verify would have (the verdicts re-pointed at it)."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    for r in doc["results"]:
+        if (r["backend"], r["artifact"]) in (("ort-cpu", "model.onnx"), ("onnx-ref", "model.onnx")):
+            r.update(status="failed", sha256=None)
+    as_if_written(directory, doc)
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    said = " ".join(result.stderr.split())
+    assert "ort-cpu model.onnx not carried" not in said, said
+    assert "onnx-ref model.onnx not carried: it records no sha256 of the bytes it ran" in said  # not run now
+    after = document(directory)
+    assert rows(after)[("ort-cpu", "model.onnx")]["status"] == "passed"
+    assert after["not_carried"] == ["onnx-ref model.onnx not carried: it records no sha256 of the bytes it ran"]

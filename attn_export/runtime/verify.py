@@ -826,6 +826,9 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     else:
         why = f"it was judged with other settings than this run's: {', '.join(changed)}" if changed else ""
     rows, dropped = [], []
+    # a row this run measured again replaces the earlier one (merge): an earlier one that cannot be carried
+    # is not news then (a failure of a stale file, which records no bytes, read "not carried" beside the pass)
+    remeasured = {(r.target.backend, r.target.artifact) for r in new.results if r.status != "skipped"}
     if why and passes:
         backends = ", ".join(dict.fromkeys(d["backend"] for d in passes))
         dropped.append(f"{len(passes)} earlier result(s) of {backends} not carried: {why}")
@@ -835,7 +838,8 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
         problem = ("its backend is not one this attn-export knows" if not known and row.status == "passed"
                    else _carry_problem(s, row))
         if problem is not None:
-            dropped.append(f"{row.target.label} not carried: {problem}")
+            if (row.target.backend, row.target.artifact) not in remeasured:
+                dropped.append(f"{row.target.label} not carried: {problem}")
             continue
         row.carried_from = row.carried_from or (created if isinstance(created, str) else "an earlier verify")
         rows.append(row)
