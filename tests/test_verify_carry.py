@@ -534,3 +534,23 @@ def test_a_row_measured_again_is_not_listed_as_not_carried(verified_once: Path, 
     after = document(directory)
     assert rows(after)[("ort-cpu", "model.onnx")]["status"] == "passed"
     assert after["not_carried"] == ["onnx-ref model.onnx not carried: it records no sha256 of the bytes it ran"]
+
+
+def test_the_report_names_a_stale_graph_this_verify_did_not_judge_under_its_headline(verified_once: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Found by attacking: after a retrain and a re-export that left the Q/DQ graph stale, verify --backends
+    onnx-ref said PASSED and so did the report's headline, with the stale file 140 lines down; bundle then
+    refused the directory as untrustworthy. The report now names it right under the headline. Here
+    model.int8.onnx is recorded from other parent bytes (stale) and tract, which does not read it, verifies."""
+    needs("tract-cpu")
+    directory = copy(verified_once, tmp_path)
+    store.record(directory, "model.int8.onnx", "quantize", parent="model.onnx", parent_sha256="0" * 64,
+                 precision="int8-dynamic")
+    assert cli("verify", str(directory), "--backends", "tract-cpu").returncode == 0
+    assert cli("report", str(directory)).returncode == 0
+    head = (directory / store.REPORT_MD).read_text().split("## Verify")[0]
+    assert "**Verification PASSED**" in head
+    assert ("- not judged by this verify, and not current (bundle refuses the directory until it is made again or "
+            "removed): model.int8.onnx is stale") in head, head
+    assert "model.fp16.onnx" not in head  # judged now, current
+    assert cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "b.tar.gz")).returncode == 2
