@@ -370,14 +370,14 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what bench recommended on {chosen['cpu']})"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if target != "triton":  # a device refuses what was not verified: said now, where it can be fixed
-        unproven: Dict[Tuple[str, str], List[str]] = {}
+        refused: Dict[Tuple[str, str], List[str]] = {}
         for t in (s.state(n) for n in names if n.endswith(".onnx")):
             if t.verified is not True:
                 state = "failed verify" if t.verified is False else "never verified"
-                unproven.setdefault((state, s.how_to_verify(t.name, for_device=True)), []).append(t.name)
+                refused.setdefault((state, s.how_to_verify(t.name, for_device=True)), []).append(t.name)
         notes += [f"{state}, so the device refuses {'them' if len(files) > 1 else 'it'} until verify passes: "
                   f"{', '.join(files)}; verify {'them' if len(files) > 1 else 'it'} {fix}"
-                  for (state, fix), files in unproven.items()]
+                  for (state, fix), files in refused.items()]
     if s.recorded_from(store.VERIFY_JSON, names):
         names.append(store.VERIFY_JSON)
     elif s.read(store.VERIFY_JSON) is not None:

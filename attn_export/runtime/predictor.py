@@ -284,8 +284,9 @@ class Predictor:
             outside &= valid[..., None]
         if not outside.any():
             return
-        *at, feature = (int(i) for i in np.argwhere(outside)[0])
-        value = float(x[(*at, feature)])
+        index = tuple(int(i) for i in np.argwhere(outside)[0])
+        at, feature = index[:-1], index[-1]
+        value = float(x[index])
         name = self.feature_names[feature] if self.feature_names else str(feature)
         position = f"step {at[-1]}" if len(at) == 1 else f"row {at[0]}, step {at[1]}"
         deviations = abs(value - mean[feature]) / reach[feature] * largest
