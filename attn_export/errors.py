@@ -178,11 +178,29 @@ def printable(text: str, limit: int = 0) -> str:
     return out if not limit or len(out) <= limit else out[: max(limit - 3, 0)] + "..."
 
 
+def _open_standard_streams() -> None:
+    """A process started with stdin, stdout or stderr closed (``2>&-``) gets /dev/null there: Python has no
+    stream for it (None), print(file=None) writes to stdout (found by review: the device's stderr lines
+    landed in the predictions file), rich asked None whether it is a terminal, and the next file opened
+    would take the free descriptor, where a library's own writes to stderr would go."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
     """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
     a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
     where the command line's own handlers cannot yet. Once it has returned, the process ends at once with
     that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
+    _open_standard_streams()
     try:
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
@@ -191,7 +209,13 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
-    code = run()
+    try:
+        code = run()
+    except SystemExit as e:  # argparse's --help and usage errors end this way: they finish like any command
+        code = e.code
+        if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
+            sys.stderr.write(f"{code}\n")
+            code = 1
     from .runtime.interrupt import finish
 
     finish(code if isinstance(code, int) else 0)

@@ -87,9 +87,7 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # tables stay readable in logs and CI, where there is no terminal to take the width from; no markup:
     # what we print is data (`output 'context' [batch, 24]`), styles are given as rich Text
-    # a stream started closed (`2>&-`) is None: rich writes nowhere, as print does
-    return Console(stderr=stderr, highlight=False, markup=False,
-                   width=None if stream is not None and stream.isatty() else 160)
+    return Console(stderr=stderr, highlight=False, markup=False, width=None if stream.isatty() else 160)
 
 
 def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = None) -> Recipe:

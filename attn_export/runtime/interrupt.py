@@ -13,6 +13,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Iterator, List, Optional
@@ -85,15 +86,21 @@ def finish(code: int) -> "NoReturn":
     Ctrl-C killed the process by the signal, no line (found by attacking: train had committed its weights),
     and a native library that blocks on unloading would hold the process (a CI run once waited 600 s on a
     verify twice; where it waited was not recorded). A SIGINT or SIGTERM during the hooks exits at once with
-    ``code``: the work is done and said."""
-    def flush() -> None:
+    ``code``: the work is done and said. Output that cannot be written at the end (stdout on a full disk) is
+    one line and that error's exit code, if the command had succeeded: print() leaves it in the buffer."""
+    def flush() -> Optional[OSError]:
+        """Flush both streams; what writing stdout failed with, other than its reader having gone."""
+        failed = None
         for stream in (sys.stdout, sys.stderr):
             if stream is None:  # started with the descriptor closed (``>&-``): Python has no stream there
                 continue
             try:
                 stream.flush()
-            except (OSError, ValueError):  # closed, or a reader gone: nothing more to say
+            except (BrokenPipeError, ValueError):  # the reader has gone (``| head``), or closed: nothing to say
                 pass
+            except OSError as e:  # a full disk: what the command printed is lost, which is not success
+                failed = failed or (e if stream is sys.stdout else None)
+        return failed
 
     def handler(signum: int, frame: Optional[FrameType]) -> None:
         flush()
@@ -101,8 +108,23 @@ def finish(code: int) -> "NoReturn":
 
     for s in SIGNALS:
         signal.signal(s, handler)
-    atexit._run_exitfuncs()  # an exception in one is printed by atexit itself and the others still run
-    flush()
+    try:  # what the interpreter's own exit does first: join the threads that are not daemons, then the hooks
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - a hook's error is printed by atexit; 3.8 to 3.10 raise it again after
+        pass
+    failed = flush()
+    if failed is not None and code == 0:
+        from ..errors import from_os_error
+
+        error = from_os_error(failed)
+        if sys.stderr is not None:
+            try:
+                sys.stderr.write(f"Error: {error}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+        code = error.exit_code
     os._exit(code)
 
 
