@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from .errors import MissingPrerequisite, printable
 from .runtime import schema, store
+from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
 from .runtime.store import Store
 from .runtime.timing import duration_text, ms_text
@@ -310,9 +311,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     # a graph this verify did not judge that is not current either: PASSED does not cover it, and bundle
     # refuses the directory while it is there (found by attacking: the headline said PASSED, bundle refused)
     judged = {str(r.target.artifact) for r in result.results if r.status != "skipped"}
-    present = s.present()
-    others = [t.reason for t in (s.state(n) for n in (*store.ONNX_FILES.values(), *store.STREAM_FILES.values())
-                                 if n in present and n not in judged) if not t.current]
+    others = [t.reason for t in (s.state(n) for n in artifact_names(s, "cpu") if n not in judged) if not t.current]
     lines += [f"- not judged by this verify, and not current (bundle refuses the directory until it is made again "
               f"or removed): {_cell(str(p))}" for p in others] + ([""] if others else [])
     lines += [f"- {_cell(line)}" for line in result.not_carried] + ([""] if result.not_carried else [])

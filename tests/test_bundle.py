@@ -21,7 +21,7 @@ from attn_export.runtime.bundle import BUNDLE_JSON, MAX_RATIO, pack, unpack
 from attn_export.errors import BadInput, DataError, Untrusted
 from attn_export.runtime import Predictor
 
-from conftest import cli, rerecord
+from conftest import cli, mark_verified, rerecord
 from test_runtime import BLOCKER, one_by_one, save_inputs, sequences
 
 
@@ -84,6 +84,22 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     with pytest.raises(Untrusted, match=re.escape("model.int8.onnx has never been verified; verify it (attn-export "
                                                   "verify DIR; on a device")):
         Predictor.load(model_dir, precision="int8-dynamic")  # on the host the host's verify does it
+    assert not any(n.startswith("never verified") for n in pack(model_dir, tmp_path / "j.tar.gz", "jetson").notes)
+    # found by review: an INT8 engine is built and verified on the device, never on the host
+    engine = "model.int8-qdq.Orin.trt10.3.0.engine"
+    (model_dir / engine).write_bytes(b"engine")
+    rerecord(model_dir, engine, parent="model.onnx", command="build", precision="int8-qdq",
+             io_spec=store.Store(model_dir).info.spec.to_dict())
+    s = store.Store(model_dir)
+    assert s.host_judges("model.int8.onnx") and not s.host_judges(engine) and not s.host_judges("model.fp16.onnx")
+    assert s.how_to_verify(engine, for_device=True).startswith("(attn-export verify DIR; on a device")
+    mark_verified(model_dir, "model.int8.onnx", passed=False)
+    failed = pack(model_dir, tmp_path / "failed.tar.gz", "cpu")
+    assert any(n.startswith("failed verify, so the device refuses it until verify passes: model.int8.onnx; verify it "
+                            "on the host") for n in failed.notes), failed.notes
+    with pytest.raises(Untrusted, match=re.escape("model.int8.onnx failed verification (see verify.json); fix it and "
+                                                  "verify it again on the host (attn-export verify DIR) and bundle")):
+        Predictor.load(failed.path, precision="int8-dynamic")
 
 
 def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Path) -> None:

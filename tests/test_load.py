@@ -159,6 +159,11 @@ def test_int8_of_a_model_without_classes_is_not_judged_and_gets_no_verdict(tmp_p
     mark_verified(art, "model.int8.onnx")  # a pass an older attn-export recorded on structure alone
     assert cli("verify", str(art), "--backends", "ort-cpu").returncode == 0
     assert "verified" not in json.loads((art / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]
+    bundled = cli("bundle", str(art), "--for", "cpu", "--out", str(tmp_path / "b.tar.gz"))
+    assert bundled.returncode == 0, bundled.stderr  # found by review: it said to verify INT8 on the host
+    assert ("never judged, so the device refuses it: model.int8.onnx: INT8 is judged by its decisions, which a "
+            "model without classes has none of") in " ".join(bundled.stderr.split()), bundled.stderr
+    assert "on the host" not in bundled.stderr
 
 
 @pytest.mark.parametrize("prefix", ["", "module."])

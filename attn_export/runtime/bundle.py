@@ -51,8 +51,8 @@ from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
 from .precisions import ONNX_FILES as PRECISION_FILES
 
-__all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "made_for", "pack", "runtime_files",
-           "unpack"]
+__all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
+           "runtime_files", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 TARGETS = ("cpu", "jetson", "triton")
@@ -302,7 +302,8 @@ class BundleResult:
     tensorrt_target: Optional[str] = None  # the JetPack a Jetson bundle was made for
 
 
-def _artifact_names(s: store.Store, target: str) -> List[str]:
+def artifact_names(s: store.Store, target: str) -> List[str]:
+    """The artefacts here that a ``target`` bundle packs (each must be current to be packed)."""
     present = s.present()
     if target == "triton":  # Triton serves the FP32 graphs
         return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in present]
@@ -343,7 +344,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         raise BadInput(f"--out {out}: a bundle is a gzip-compressed tar; expected a name ending in .tar.gz or .tgz")
     if not out.parent.is_dir():
         raise BadInput(f"--out {out}: {out.parent} is not a directory; expected the bundle's path in an existing one")
-    names = _artifact_names(s, target)
+    names = artifact_names(s, target)
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
     if s.read(store.REFERENCE) is not None and target != "triton":
@@ -369,15 +370,25 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             chosen = None
         notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what bench recommended on {chosen['cpu']})"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
-    if target != "triton":  # a device refuses what was not verified: said now, where it can be fixed
+    if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
+        # can be fixed (a Jetson builds its engines from them and verifies those itself)
         refused: Dict[Tuple[str, str], List[str]] = {}
+        unjudged = []
         for t in (s.state(n) for n in names if n.endswith(".onnx")):
-            if t.verified is not True:
-                state = "failed verify" if t.verified is False else "never verified"
-                refused.setdefault((state, s.how_to_verify(t.name, for_device=True)), []).append(t.name)
+            if t.verified is True:
+                continue
+            if s.host_judges(t.name) and not info.labels:
+                unjudged.append(t.name)
+                continue
+            state = "failed verify" if t.verified is False else "never verified"
+            refused.setdefault((state, s.how_to_verify(t.name, for_device=True)), []).append(t.name)
         notes += [f"{state}, so the device refuses {'them' if len(files) > 1 else 'it'} until verify passes: "
                   f"{', '.join(files)}; verify {'them' if len(files) > 1 else 'it'} {fix}"
                   for (state, fix), files in refused.items()]
+        if unjudged:
+            notes.append(f"never judged, so the device refuses {'them' if len(unjudged) > 1 else 'it'}: "
+                         f"{', '.join(unjudged)}: INT8 is judged by its decisions, which a model without classes has "
+                         "none of; run FP32 or FP16 there, or load it with --allow-unverified")
     if s.recorded_from(store.VERIFY_JSON, names):
         names.append(store.VERIFY_JSON)
     elif s.read(store.VERIFY_JSON) is not None:

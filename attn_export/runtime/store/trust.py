@@ -240,12 +240,18 @@ class Store:
         return self._archive is not None or bundle_target(self.directory) is not None
 
     def how_to_verify(self, name: str, for_device: bool = False) -> str:
-        """Where and how ``name`` gets a verdict (words that follow "verify it"): INT8 in a bundle, or bound for
-        one (``for_device``), on the host; any other file with this directory's verify (``VERIFY_COMMANDS``)."""
-        precision = PRECISIONS.get(str(_precision_of(name, self.entry(name) or {})))
-        if precision is not None and precision.judged_by == "decisions" and (for_device or self._in_bundle()):
+        """Where and how ``name`` gets a verdict (words that follow "verify it"): an INT8 graph in a bundle, or
+        bound for one (``for_device``), on the host (``host_judges``); anything else with this directory's
+        verify (``VERIFY_COMMANDS``)."""
+        if self.host_judges(name) and (for_device or self._in_bundle()):
             return INT8_ON_THE_HOST
         return f"({VERIFY_COMMANDS})"
+
+    def host_judges(self, name: str) -> bool:
+        """Whether only the host's verify can give ``name`` its verdict: an INT8 graph (judged by its decisions on
+        the test split), not an engine, which the device builds and verifies itself."""
+        precision = PRECISIONS.get(str(_precision_of(name, self.entry(name) or {})))
+        return precision is not None and precision.judged_by == "decisions" and not is_engine(name)
 
     def _missing(self, name: str) -> MissingPrerequisite:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
@@ -486,8 +492,8 @@ class Store:
             self._engine_here(name, entry, allow_host_code, here)
         if need == "verified" and trust.verified is not True:
             if trust.verified is False:
-                raise Untrusted(f"{path} failed verification (see verify.json); fix it and verify again until it "
-                                f"passes ({VERIFY_COMMANDS})")
+                raise Untrusted(f"{path} failed verification (see verify.json); fix it and verify it again "
+                                f"{self.how_to_verify(name)} until it passes")
             precision = PRECISIONS.get(str(_precision_of(name, entry)))
             if not allow_unverified and precision and precision.judged_by == "decisions" and not self.info.labels:
                 raise Untrusted(f"{path} {trust.verdict}, and verify does not judge it: INT8 is judged by its "
