@@ -78,7 +78,7 @@ def _descendants(pid: int) -> list[int]:
 
 def hung(process: subprocess.Popen[str], timeout: float) -> str:
     """What a command still running after ``timeout`` seconds was doing: the native and Python stack of every
-    thread of it and of each process it started (py-spy, where installed: .ci/run installs it), or that it
+    thread of it and of each process it started (py-spy, where installed: the test extra has it), or that it
     had exited and a process it started still holds its output open; then everything is killed and what the
     command had printed is added."""
     pids = [process.pid, *_descendants(process.pid)]
@@ -96,7 +96,12 @@ def hung(process: subprocess.Popen[str], timeout: float) -> str:
         if spy is None:
             lines.append("(py-spy is not installed: no stacks)")
             continue
-        dump = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+        try:
+            dump = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True, text=True,
+                                  timeout=60)
+        except subprocess.TimeoutExpired:  # the report must not hang in turn: the kills below still run
+            lines.append("(py-spy did not answer within 60 s)")
+            continue
         lines.append((dump.stdout + dump.stderr).strip())
     for pid in pids:
         try:
