@@ -281,3 +281,23 @@ def test_predict_says_in_one_line_which_value_fp16_cannot_hold(half: Path, tmp_p
     assert result.stderr.startswith("Error: sequence 1 holds ") and len(result.stderr.strip().splitlines()) == 1
     assert "at step 4, feature 0: 1e+06 standard deviations from the training mean" in result.stderr
     assert cli("predict", str(data), "--dir", str(half)).returncode == 0  # model.onnx, FP32
+
+
+@pytest.mark.parametrize("kind, entry, bounds", [("onnx", {}, (3 - 655040.0, 3 + 655040.0)),
+                                                 ("engine", {"strongly_typed": True}, (3 - 655040.0, 3 + 655040.0)),
+                                                 ("engine", {"strongly_typed": False}, (3 - 65504.0, 65504.0))])
+def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: str, entry: dict,
+                                                              bounds: tuple[float, float]) -> None:
+    """Found by review: an engine TensorRT built weakly typed with its FP16 flag (TensorRT 8.x) may run the
+    normalisation itself in FP16, where x and x - mean must fit as well (mean 3, std 10: x - mean binds below,
+    x above); the ONNX graph and a strongly typed engine keep the graph's own types (FP32 normalisation:
+    mean +- 65504 std). Decided from the manifest entry, no GPU needed: this does not show what TensorRT chose."""
+    from dataclasses import replace
+
+    from attn_export.runtime.predictor import input_range
+
+    artifact = store.Store(half).open("model.fp16.onnx", need="current")
+    info = replace(artifact.info, mean=(3.0,) * artifact.info.input_size, std=(10.0,) * artifact.info.input_size)
+    found = input_range(replace(artifact, kind=kind, entry=entry, info=info))
+    assert found is not None and np.allclose(found[0], bounds[0]) and np.allclose(found[1], bounds[1])
+    assert input_range(replace(artifact, precision="fp32")) is None

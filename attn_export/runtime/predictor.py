@@ -50,7 +50,7 @@ from .store import Artifact, Store
 if TYPE_CHECKING:
     from .streaming import Stream
 
-__all__ = ["ON_LONG", "Prediction", "Predictor"]
+__all__ = ["ON_LONG", "Prediction", "Predictor", "input_range"]
 
 # ONNX Runtime documents InferenceSession.run as safe to call from several threads at once.
 CONCURRENT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
@@ -83,6 +83,24 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e
 
 
+def input_range(artifact: Artifact) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per feature, the lowest and highest raw value ``artifact``'s precision holds where the input enters its
+    graph, with the training mean and std and the precision's largest (``Precision.largest``); None when it
+    holds all of float32. The graph normalises in float32 and casts after: mean +- largest x std. An engine
+    TensorRT built weakly typed with its FP16 flag may normalise in FP16 (found by review), where x and
+    x - mean must lie within largest too."""
+    largest = PRECISIONS[str(artifact.precision)].largest if artifact.precision in PRECISIONS else None
+    if largest is None:
+        return None
+    assert artifact.info is not None
+    mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
+    low, high = mean - largest * std, mean + largest * std
+    if artifact.kind == "engine" and not artifact.entry.get("strongly_typed", False):
+        low = np.maximum(low, np.maximum(-largest, mean - largest))
+        high = np.minimum(high, np.minimum(largest, mean + largest))
+    return low, high, mean, std, largest
+
+
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
@@ -101,14 +119,9 @@ class Predictor:
         self.entry = artifact.entry
         self.notes = notes + list(artifact.notes)
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
-        # where the input enters a reduced-precision graph (FP16: after the normalisation, in float32), a
-        # value past the precision's largest is inf and the answer is not the model's (found by attacking:
-        # 1e6 gave another class than FP32, said nowhere): refused, with the raw values that reach it
-        self._range: Optional[Tuple[np.ndarray, np.ndarray, float]] = None  # mean, largest * std, largest
-        largest = PRECISIONS[self.precision].largest if self.precision in PRECISIONS else None
-        if largest is not None:
-            mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
-            self._range = (mean, largest * std, largest)
+        # where the input enters a reduced-precision graph, a value past the precision's largest is inf and
+        # the answer is not the model's (found by attacking: 1e6 gave another class than FP32, said nowhere)
+        self._range = input_range(artifact)
         # The shapes the artefact accepts: an engine's optimisation profile (tensorrt: its manifest entry's;
         # ort-trt: the recipe's); ONNX on ONNX Runtime has no limit.
         profile = backend.profile()
@@ -274,12 +287,12 @@ class Predictor:
 
     def check_range(self, x: np.ndarray, what: str, valid: Optional[np.ndarray] = None) -> None:
         """Refuse ``x`` (``[steps, features]`` or ``[rows, steps, features]``, finite; only where ``valid``, a mask
-        of its steps, when given) where a value lies past what this precision holds once normalised
-        (``Precision.largest``): the graph would compute inf there."""
+        of its steps, when given) where a value lies outside what this artefact's precision holds
+        (``input_range``): the graph would compute inf there."""
         if self._range is None:
             return
-        mean, reach, largest = self._range
-        outside = np.abs(x - mean) > reach
+        low, high, means, stds, largest = self._range
+        outside = (x < low) | (x > high)
         if valid is not None:
             outside &= valid[..., None]
         if not outside.any():
@@ -289,12 +302,16 @@ class Predictor:
         value = float(x[index])
         name = self.feature_names[feature] if self.feature_names else str(feature)
         position = f"step {at[-1]}" if len(at) == 1 else f"row {at[0]}, step {at[1]}"
-        deviations = abs(value - mean[feature]) / reach[feature] * largest
-        raise BadInput(f"{what} holds {value:g} at {position}, feature {name}: {deviations:.3g} standard deviations "
-                       f"from the training mean, past the {largest:g} that {Path(self.artifact).name} "
-                       f"({self.precision.upper()}) holds after normalising; expected values within "
-                       f"{mean[feature] - reach[feature]:.4g}..{mean[feature] + reach[feature]:.4g} for that feature, "
-                       "or the FP32 model (--precision fp32)")
+        mean, std = float(means[feature]), float(stds[feature])
+        file = f"{Path(self.artifact).name} ({self.precision.upper()})"
+        if abs(value - mean) > largest * std:
+            why = (f"{abs(value - mean) / std:.3g} standard deviations from the training mean, past the {largest:g} "
+                   f"that {file} holds after normalising")
+        else:
+            why = (f"{file} is an engine built with TensorRT's FP16 flag, which may normalise in FP16, where x and "
+                   f"x - mean must lie within {largest:g}")
+        raise BadInput(f"{what} holds {value:g} at {position}, feature {name}: {why}; expected values within "
+                       f"{low[feature]:.4g}..{high[feature]:.4g} for that feature, or the FP32 model (--precision fp32)")
 
     def _chunks(self, seqs: List[np.ndarray], on_long: str) -> List[Tuple[int, np.ndarray]]:
         """(input index, steps) pieces, each within max_seq (refused, truncated or split per on_long)."""
