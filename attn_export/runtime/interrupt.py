@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Iterator, List, Optional
 
-from ..errors import Interrupted
+from ..errors import Interrupted, from_os_error
 
 if TYPE_CHECKING:
     from typing import NoReturn
@@ -115,8 +115,6 @@ def finish(code: int) -> "NoReturn":
         pass
     failed = flush()
     if failed is not None and code == 0:
-        from ..errors import from_os_error
-
         error = from_os_error(failed)
         if sys.stderr is not None:
             try:

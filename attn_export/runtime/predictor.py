@@ -83,10 +83,19 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e
 
 
-def input_range(artifact: Artifact) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]]:
-    """Per feature, the lowest and highest raw value ``artifact``'s precision holds where the input enters its
-    graph, with the training mean and std and the precision's largest (``Precision.largest``); None when it
-    holds all of float32. The graph normalises in float32 and casts after: mean +- largest x std. An engine
+class InputRange(NamedTuple):
+    """Per feature, the lowest and highest raw value a precision holds where the input enters its graph, with
+    the training mean and std, and the precision's largest (``Precision.largest``)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    largest: float
+
+
+def input_range(artifact: Artifact) -> Optional[InputRange]:
+    """What ``artifact``'s precision holds of the raw input (``InputRange``); None when it holds all of float32. The graph normalises in float32 and casts after: mean +- largest x std. An engine
     TensorRT built weakly typed with its FP16 flag may normalise in FP16 (found by review), where x and
     x - mean must lie within largest too."""
     largest = PRECISIONS[str(artifact.precision)].largest if artifact.precision in PRECISIONS else None
@@ -98,7 +107,7 @@ def input_range(artifact: Artifact) -> Optional[Tuple[np.ndarray, np.ndarray, np
     if artifact.kind == "engine" and not artifact.entry.get("strongly_typed", False):
         low = np.maximum(low, np.maximum(-largest, mean - largest))
         high = np.minimum(high, np.minimum(largest, mean + largest))
-    return low, high, mean, std, largest
+    return InputRange(low, high, mean, std, largest)
 
 
 class Predictor:
