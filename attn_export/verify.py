@@ -12,6 +12,7 @@ device's, so a directory verified on the host and the same bundle verified on th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,22 @@ def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list
     return cases
 
 
-def torch_references(weights: Artifact, cases: Sequence[SweepCase]) -> list[Reference]:
-    """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch)."""
+def torch_references(weights: Artifact, cases: Sequence[SweepCase], threads: int | None) -> list[Reference]:
+    """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch), on
+    verify's ``threads`` like every backend: torch's default, one OpenMP thread per core, spins while it
+    waits, and with another process busy on both cores of this machine a tiny model's verify took 5.3-6.0 s
+    on two threads against 2.7-3.1 s on one (1.5 s idle), once 17.6 s."""
     from .backends.pyt import TorchCpuBackend
     from .intrinsic import intrinsic_errors
 
-    with TorchCpuBackend(weights) as backend:
+    with TorchCpuBackend(weights, threads=threads) as backend:
         outputs = [backend.infer(c.feeds) for c in cases]
         errors = intrinsic_errors(backend.model, [c.feeds for c in cases], outputs, weights.spec.output_names)
     return [Reference(o, e) for o, e in zip(outputs, errors)]
 
 
-def _test_split(s: Store, info: ModelInfo, weights: Artifact | None) -> tuple[TestSplit | None, str | None]:
+def _test_split(s: Store, info: ModelInfo, weights: Artifact | None,
+                threads: int | None) -> tuple[TestSplit | None, str | None]:
     from .data import pad
     from .quantize import labelled_test_split
 
@@ -94,7 +99,7 @@ def _test_split(s: Store, info: ModelInfo, weights: Artifact | None) -> tuple[Te
     source = "metrics.json (PyTorch FP32 at training time)"
     head = info.spec.head_output
     if weights is not None:
-        references = torch_references(weights, [case for _, case in batches])
+        references = torch_references(weights, [case for _, case in batches], threads)
         logits = _scatter(test.n, batches, [r.outputs for r in references], head)[head]
         accuracy = float((class_logits(logits).argmax(1) == test.y).mean())
         source = "torch-cpu FP32 on the test split"
@@ -109,14 +114,15 @@ def _engine_profiles(s: Store, targets: list[Target]) -> list[dict[str, Any]]:
             if t.skip is None and t.artifact and store.is_engine(t.artifact)]
 
 
-def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: ReferenceSet) -> Augment:
+def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: ReferenceSet,
+             threads: int | None) -> Augment:
     weights = _torch_reference(s)
     reference = recorded
     if weights is not None:
         extra = _extra_cases(info, _engine_profiles(s, targets))
-        reference = ReferenceSet(recorded.cases + extra, recorded.references + torch_references(weights, extra),
-                                 recorded.meta)
-    split, reason = _test_split(s, info, weights)
+        references = torch_references(weights, extra, threads)
+        reference = ReferenceSet(recorded.cases + extra, recorded.references + references, recorded.meta)
+    split, reason = _test_split(s, info, weights, threads)
     return Augment(reference, split, reason, store.WEIGHTS if weights is not None else store.REFERENCE)
 
 
@@ -129,4 +135,5 @@ def verify(
 ) -> VerifyResult:
     """Verify every runnable target in DIR (the host's backends, live references, the test split); write
     verify.json and the manifest verdicts; return the result (``result.passed``: the CLI exits 1 if not)."""
-    return verify_directory(directory, backends, threads, progress, overrides, registry=REGISTRY, augment=_augment)
+    return verify_directory(directory, backends, threads, progress, overrides, registry=REGISTRY,
+                            augment=functools.partial(_augment, threads=threads))

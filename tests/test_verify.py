@@ -787,3 +787,36 @@ def test_timing_counts_each_target_warm_in_interleaved_blocks() -> None:
     assert len(single[0]) == 5
     with pytest.raises(ValueError, match="block is 1"):
         time_interleaved([target("a")], Budget(block=1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_live_reference_runs_on_verifys_threads_and_its_intrinsic_errors_without_onednn(
+        tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    """CI's two hung verifies were inside the live reference's intrinsic errors, in oneDNN's bf16 LSTM waiting
+    in OpenMP, with torch on its default threads although verify runs on one. Every PyTorch run of the
+    reference now uses verify's --threads, and the reduced-precision runs are ATen's kernels (oneDNN off).
+    In-process, with a spy on each intrinsic run; what it does not prove: that oneDNN's kernels hang."""
+    import torch
+
+    from attn_export import intrinsic
+    from attn_export.verify import verify
+
+    seen: list[tuple[int, bool, torch.dtype]] = []
+    real = intrinsic._run
+
+    def spy(model, feeds, dtype):  # type: ignore[no-untyped-def]
+        seen.append((torch.get_num_threads(), torch.backends.mkldnn.enabled, dtype))
+        return real(model, feeds, dtype)
+
+    monkeypatch.setattr(intrinsic, "_run", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 - threads)  # not what verify is asked for
+    try:
+        result = verify(copy(tiny_dir, tmp_path), "ort-cpu", threads=threads)
+        after = torch.backends.mkldnn.enabled
+    finally:
+        torch.set_num_threads(before)
+    assert result.passed
+    assert {dtype for _, _, dtype in seen} == {torch.float64, torch.float16, torch.bfloat16}
+    assert {(n, onednn) for n, onednn, _ in seen} == {(threads, False)}
+    assert after  # the setting is the caller's again
