@@ -183,17 +183,92 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         # found by attacking the API: each was a TypeError/ValueError, a wrong row reset, or a wrapped number
         stream.reset(rows=np.int64(1))
         assert stream.steps.tolist() == [0, 0]
-        for rows in (True, [1.5]):
+        for rows in (True, [1.5], 1.0, "0"):  # 1.0 was a TypeError
             with pytest.raises(BadInput, match="expected a row number or a list of them"):
                 stream.reset(rows=rows)
         with pytest.raises(BadInput, match="got 1..9223372036854775808"):
             stream.push(x[:, :4], lengths=np.array([2 ** 63, 1], np.uint64))
-        with pytest.raises(BadInput, match="chunk is not numbers"):
+        with pytest.raises(BadInput, match="chunk is not real numbers"):
             stream.push([[["a"] * x.shape[2]] * 3] * 2)
+        with pytest.raises(BadInput, match=r"chunk is not real numbers \(dtype complex64\)"):  # was cut to its
+            stream.push(x[:, :4].astype(np.complex64) * 1j)  # real part: zeros, and an answer
+        for batch in (True, 2.0, 0):  # the first two were TypeErrors
+            with pytest.raises(BadInput, match="expected a whole number of rows, 1 to 4096"):
+                predictor.stream(batch=batch)  # type: ignore[arg-type]
     with pytest.raises(BadInput, match="this stream's Predictor is closed"):
         stream.push(x[:, :4])
     with pytest.raises(BadInput, match="this Predictor is closed"):
         predictor.stream()
+
+
+def test_a_long_chunk_is_fed_in_pieces_with_the_same_answer(streamed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph's triangular product is [chunk, chunk] (a chunk of 40,000 steps asked ONNX Runtime for
+    6.4 GB): push feeds it at most PIECE steps at a time; rows that end inside the chunk keep their state
+    in the pieces after, and the answer is the whole-sequence model's."""
+    from attn_export.runtime import streaming
+
+    x = _sequences(streamed, [300, 300], seed=5)
+    with Predictor.load(streamed, allow_unverified=True) as predictor:
+        stream = predictor.stream(batch=2)
+        widths: list[tuple[int, ...]] = []
+        run = stream.backend.run_feeds
+        monkeypatch.setattr(stream.backend, "run_feeds", lambda feeds: widths.append(feeds["x"].shape) or run(feeds))
+        got = stream.push(x, lengths=[300, 140])
+        assert widths == [(2, streaming.PIECE, x.shape[2])] * 2 + [(2, 300 - 2 * streaming.PIECE, x.shape[2])]
+        assert stream.steps.tolist() == [300, 140]
+        for update, want in zip(got, predictor.predict([x[0], x[1, :140]])):
+            assert update.label == want.label and np.allclose(update.probabilities, want.probabilities, atol=1e-5)
+
+
+def test_predict_stream_of_one_long_chunk_fits_in_memory(streamed: Path, tmp_path: Path) -> None:
+    """Found by a user: the device's predict --stream 40000 on a 40,000-step sequence failed under 3 GB of
+    address space with ONNX Runtime's own log line and exit 1; fed in pieces, it answers as predict does."""
+    import resource
+
+    steps = 40_000
+    x = _sequences(streamed, [steps], seed=6)
+    np.savez(tmp_path / "long.npz", x=x, lengths=np.array([steps]))
+    limit = 3 * 2 ** 30
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed),
+                               str(tmp_path / "long.npz"), "--allow-unverified", "--json", *extra],
+                              capture_output=True, text=True, timeout=300,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+
+    streamed_run, whole = run("--stream", str(steps)), run()
+    assert streamed_run.returncode == 0, streamed_run.stderr
+    assert whole.returncode == 0, whole.stderr
+    assert streamed_run.stderr.count("onnxruntime") == 0
+    (update,) = json.loads(streamed_run.stdout)["updates"]
+    (want,) = json.loads(whole.stdout)["predictions"]
+    assert (update["steps"], update["label"]) == (steps, want["label"])
+    assert abs(update["probability"] - want["probability"]) < 1e-4
+
+
+def test_onnx_runtime_running_out_of_memory_is_exit_3_not_a_failed_run(streamed: Path) -> None:
+    """The same graph fed the 40,000-step chunk whole, straight through the backend (no pieces), under 3 GB:
+    ONNX Runtime's allocation failure is memory (exit 3, NotAvailable), in one line; its own log is silent."""
+    code = f"""
+import resource, sys, numpy as np
+limit = 3 * 2 ** 30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from attn_export.errors import NotAvailable
+from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+from attn_export.runtime.store import Store
+from attn_export.runtime.streaming import zero_state
+with OrtCpuBackend(Store({str(streamed)!r}).open("model.stream.onnx", need="current"), threads=1) as b:
+    x = np.zeros((1, 40000, b.spec.features), np.float32)
+    try:
+        b.run_feeds({{"x": x, "lengths": np.array([40000]), **zero_state(b.spec, 1)}})
+    except NotAvailable as e:
+        print(e)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("this process ran out of memory running model.stream.onnx on x 1x40000x")
+    assert "in ort-cpu (" in result.stdout and "Failed to allocate memory" in result.stdout
+    assert result.stderr == ""  # ONNX Runtime's own coloured error line is not printed
 
 
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:

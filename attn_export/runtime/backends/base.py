@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from ...errors import AttnExportError, NotAvailable
+from ...errors import AttnExportError, NotAvailable, WorkFailed, is_out_of_memory, out_of_memory
 from ..limits import check_threads
 
 if TYPE_CHECKING:
@@ -94,6 +94,15 @@ class Backend:
         if not self._opened:
             raise RuntimeError(f"{self.name}: run_feeds() called outside 'with backend:'")
         return self._run(feeds)
+
+    def cannot_run(self, feeds: Mapping[str, np.ndarray], said: str) -> AttnExportError:
+        """The one line for a run the runtime refused (``said``: its own message, first line used): memory
+        that ran out is exit 3 like any other, anything else a failed run (exit 1)."""
+        said = (said.strip().splitlines() or ["no message"])[0]
+        shape = "x".join(str(d) for d in feeds["x"].shape)
+        if is_out_of_memory(said):
+            return out_of_memory(said, f"running {self.artifact.name} on x {shape} in {self.name}")
+        return WorkFailed(f"{self.name} cannot run {self.artifact.name} on x {shape}: {said}")
 
     def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:
         """A call that runs checked feeds and returns the outputs ``names`` in that order: the fewest Python

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ...errors import BadInput, NotAvailable, WorkFailed
+from ...errors import BadInput, NotAvailable
 from ..limits import missing
 from ..onnxfile import refuse_known_crash
 from .base import Backend
@@ -42,9 +42,10 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
 
     assert artifact.graph is not None
     refuse_known_crash(artifact.graph, artifact.path)
-    onnxruntime.set_default_logger_severity(3)  # its own warnings (coloured, before our one line): errors only
+    # its own log (coloured, before our one line) says nothing: an error it raises is that line
+    onnxruntime.set_default_logger_severity(4)
     options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -88,9 +89,7 @@ class OrtCpuBackend(Backend):
         try:
             outputs = self.session.run(self.output_names, feeds)
         except Exception as e:  # onnxruntime's Fail/InvalidArgument/RuntimeException are not exported stably
-            shape = "x".join(str(d) for d in feeds["x"].shape)
-            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x {shape}: "
-                             f"{str(e).splitlines()[0]}") from None
+            raise self.cannot_run(feeds, str(e)) from None
         return dict(zip(self.output_names, outputs))
 
     def positional(self, names: Sequence[str]) -> Callable[[Mapping[str, np.ndarray]], List[np.ndarray]]:

@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ...errors import BadInput, NotAvailable, WorkFailed
+from ...errors import BadInput, NotAvailable
 from ..limits import missing
 from .base import Backend
 
@@ -64,8 +64,7 @@ class OpenVinoCpuBackend(Backend):
         try:
             results = self.request.infer(dict(feeds))
         except RuntimeError as e:
-            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x "
-                             f"{'x'.join(str(d) for d in feeds['x'].shape)}: {_first_line(e)}") from None
+            raise self.cannot_run(feeds, _first_line(e)) from None
         values = list(results.values())
         return {n: np.asarray(values[i], dtype=np.float32) for n, i in self.outputs.items()}
 

@@ -21,7 +21,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from ...errors import BadInput, WorkFailed, is_out_of_memory, out_of_memory
+from ...errors import BadInput, is_out_of_memory, out_of_memory
 from ..limits import missing
 from .base import Backend
 
@@ -87,8 +87,7 @@ class TractCpuBackend(Backend):
         try:
             outputs = self.runnable.run([feeds[name] for name in self.input_names])
         except tract.TractError as e:
-            raise WorkFailed(f"{self.name} cannot run {self.artifact.name} on x "
-                             f"{'x'.join(str(d) for d in feeds['x'].shape)}: {str(e).splitlines()[0]}") from None
+            raise self.cannot_run(feeds, str(e)) from None
         return {n: np.asarray(o.to_numpy(), dtype=np.float32) for n, o in zip(self.output_names, outputs)}
 
     def close(self) -> None:
