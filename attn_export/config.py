@@ -45,7 +45,8 @@ SYNTHETIC_ONLY = ("n_train", "n_test", "features", "classes", "min_len", "max_le
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
-    name: Literal["synthetic", "japanese-vowels", "basic-motions", "files"] = "synthetic"  # runs with no download
+    # "none": a model imported by ``load`` with no data named, which nothing may judge or calibrate on
+    name: Literal["synthetic", "japanese-vowels", "basic-motions", "files", "none"] = "synthetic"  # no download
     train: str = ""  # a .ts or .npz training file; only data.name = "files" reads one
     test: str = ""  # a .ts or .npz test file; empty splits test_fraction off train instead
     test_fraction: float = 0.2  # the usual 80/20 split when there is no separate test file

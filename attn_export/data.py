@@ -424,6 +424,7 @@ def _build(seqs: List[np.ndarray], raw: List[str], labels: Tuple[str, ...], path
 def load_splits(cfg: Any) -> Splits:
     """Train / val / test for a ``DataConfig`` (read by attribute; see the fields in the module docs).
 
+    * ``none``: a model imported without its data (``load``): a DataError, so nothing is judged on other data.
     * ``synthetic``: ``n_train`` from stream 0 and ``n_test`` from stream 1 of ``seed``.
     * ``japanese-vowels`` / ``basic-motions``: the archive's official TRAIN / TEST files.
     * ``files``: ``train`` (``.ts`` or ``.npz``) and ``test`` if given, else ``test_fraction`` of train held
@@ -439,6 +440,10 @@ def load_splits(cfg: Any) -> Splits:
     missing = str(cfg.missing)
     _check_missing_policy(missing)
 
+    if name == "none":
+        raise DataError('data.name = "none" names no data (what load records for a model imported without its '
+                        "data); expected the model's own data: a recipe's [data] table (load CHECKPOINT DIR --recipe "
+                        "R, or --set data.name=...)")
     if name == "synthetic":
         train = synthetic(int(cfg.n_train), int(cfg.features), int(cfg.classes), int(cfg.min_len),
                           int(cfg.max_len), seed, stream=0)

@@ -42,11 +42,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import ADDITIVE_ONLY, ModelConfig, Recipe, recipe_from_dict
+from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict
 from .errors import ConfigError, DataError
 from .model import AttentionLSTM
 from .runtime import store
 from .runtime.settings import parse_override
+from .train import refuse_unread_model_keys
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
 
@@ -144,12 +145,14 @@ class Layout:
 
 @store.writes_directory("load")
 def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = (),
-                    overrides: Sequence[str] = ()) -> str:
+                    overrides: Sequence[str] = (), data_given: bool = True) -> str:
     """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
 
     ``mapping`` holds ``--map PREFIX=ROLE`` values; ``overrides`` the ``--set`` items the recipe was made
     with (a ``model.*`` one the weights contradict is refused: the weights decide the shapes). Everything is
     checked before ``directory`` is made, so a checkpoint that is not recognised leaves nothing behind.
+    ``data_given``: the recipe's ``[data]`` is the model's (a recipe file or a ``data.*`` override named it);
+    if not, the model records ``data.name = "none"``, which nothing judges or calibrates on.
     """
     roles = parse_mapping(mapping)
     asked = [key for section, key, _ in (parse_override(o) for o in overrides) if section == "model"]
@@ -178,6 +181,9 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
         if getattr(cfg, key) != getattr(recipe.model, key):
             raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
+    refuse_unread_model_keys(cfg)  # the recipe's dropout over one layer, say: not recorded as if used
+    if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
+        recipe = replace(recipe, data=DataConfig(name="none"))
     labels = (("0", "1") if cfg.head == "binary" else
               tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ())
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",

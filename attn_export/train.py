@@ -93,7 +93,7 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
 
-def _refuse_unread_model_keys(model: ModelConfig) -> None:
+def refuse_unread_model_keys(model: ModelConfig) -> None:
     """A model key the model would not read is refused, not trained past and recorded in model.json as used
     (found by attacking: dropout 0.5 on one layer, a query on a linear score, gave the default's weights)."""
     default = ModelConfig()
@@ -121,7 +121,7 @@ def train(
             f"model.head = '{recipe.model.head}' cannot be trained from labelled data; "
             "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
-    _refuse_unread_model_keys(recipe.model)
+    refuse_unread_model_keys(recipe.model)
     cfg = recipe.train
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -345,4 +345,34 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     for key, value in (("query", "learned"), ("attention_dim", "16")):  # no effect on a linear score: was recorded
         line = _error(tmp_path, _state(ScoreAndHead()), "--set", f"model.{key}={value}", capsys=capsys)
         assert f"--set model.{key}: user.pt has a linear score (Linear(D, 1)), which has no {key}" in line
-    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.dropout=0.1", capsys=capsys)  # found by a user:
+    assert "model.dropout = 0.1 does nothing with model.num_layers = 1" in line  # recorded as if used, as train refuses
+    torch.save(_state(ConvBidirectional()), tmp_path / "stacked.pt")
+    assert main(["load", str(tmp_path / "stacked.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0
+
+
+def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_path: Path) -> None:
+    """Found by a user: with no recipe, load recorded the default recipe's synthetic data, so a 4-feature
+    import was judged on it (test accuracy 0.33 of an unrelated task) and INT8 Q/DQ calibrated on it.
+    Now it records data.name = "none": verify says why there is no test split, calibration is refused in
+    one line, and a recipe or a data.* override names the data as before."""
+    art = tmp_path / "art"
+    source = str(_save(ScoreAndHead(), tmp_path / "user.pt"))
+    for args in (("load", source, str(art)), ("export", str(art))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    assert json.loads((art / "model.json").read_text())["recipe"]["data"]["name"] == "none"
+    verified = cli("verify", str(art), "--backends", "ort-cpu", "--json")
+    assert verified.returncode == 0, verified.stderr
+    reference = json.loads(verified.stdout)["reference"]
+    assert reference["accuracy"] is None and 'data.name = "none" names no data' in reference["test_split"]
+    refused = cli("quantize", str(art), "--int8", "--method", "qdq")
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and said.count("Error:") == 1 and "Traceback" not in said, refused.stderr
+    assert 'data.name = "none" names no data' in said and "load CHECKPOINT DIR --recipe R" in said
+    assert not (art / "model.int8-qdq.onnx").exists()
+    named = tmp_path / "named"
+    assert cli("load", source, str(named), "--set", "data.name=synthetic").returncode == 0
+    assert json.loads((named / "model.json").read_text())["recipe"]["data"]["name"] == "synthetic"
+    retrain = cli("train", str(tmp_path / "t"), "--set", "data.name=none")
+    assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())

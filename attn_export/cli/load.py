@@ -36,5 +36,7 @@ def command(
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
-    summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [])
+    summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [],
+                              data_given=recipe_file is not None or any(o.strip().startswith("data.")
+                                                                        for o in overrides or []))
     console(stderr=True).print(summary, soft_wrap=True)
