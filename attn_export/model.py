@@ -28,17 +28,27 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded"]
+__all__ = ["MASK_FILL", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded",
+           "valid_max"]
 
-# Score given to padded steps. Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf),
-# while -1e4 fits FP16 (max 65504) and exp(-1e4 - max) underflows to exactly 0 in FP16 and FP32.
-# Real scores are bounded far above it (LSTM outputs lie in (-1, 1), so |score| <= |w|_1 + |b|).
+# Score given to padded steps once the valid ones are shifted to a maximum of 0 (``masked_softmax``).
+# Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf), while -1e4 fits FP16 (max 65504)
+# and exp(-1e4) underflows to exactly 0 in FP16 and FP32. Unshifted, a score bias of -3e4 (an imported
+# model's; softmax ignores it) put every valid score below the fill and all the weight on the padding.
 MASK_FILL = -1.0e4
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over time (dim 1) of (B, T) scores, exactly 0 where ``mask`` is False; finite in FP16."""
-    return torch.softmax(torch.where(mask, scores, MASK_FILL), dim=1)
+    """Softmax over time (dim 1) of (B, T) scores, exactly 0 where ``mask`` is False; finite in FP16. The
+    valid scores are shifted so that their largest is 0 (softmax does not change), so the fill lies below
+    them whatever their scale; each row needs one valid step."""
+    return torch.softmax(torch.where(mask, scores - valid_max(scores, mask), MASK_FILL), dim=1)
+
+
+def valid_max(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1): the largest of each row's valid (B, T) scores, with no -inf (a row's smallest score stands in
+    for its padding); a row with no valid step gets its largest score."""
+    return torch.where(mask, scores, scores.amin(1, keepdim=True)).amax(1, keepdim=True)
 
 
 def _flat_rows(lengths: torch.Tensor, steps: int) -> torch.Tensor:

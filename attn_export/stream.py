@@ -34,7 +34,7 @@ from torch.nn import functional
 
 from . import __version__
 from .errors import BadInput, ParityError, WorkFailed
-from .model import MASK_FILL, AttentionLSTM, torch_threads
+from .model import MASK_FILL, AttentionLSTM, torch_threads, valid_max
 from .portability import make_portable
 from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
@@ -92,12 +92,11 @@ class StreamCell(nn.Module):
             scores = m.score(out).squeeze(2)
         else:
             scores = m.energy(torch.tanh(m.key(out) + m.query_proj(m.query.unsqueeze(0)).unsqueeze(1))).squeeze(2)
-        scores = torch.where(mask, scores, MASK_FILL)  # (B, C)
         had = seen > 0  # (B, 1)
-        top = torch.where(had, torch.maximum(peak, scores.amax(1, keepdim=True)), scores.amax(1, keepdim=True))
-        top = torch.where(any_new, top, peak)
+        new = valid_max(scores, mask)  # (B, 1): the chunk's largest valid score, whatever its scale
+        top = torch.where(any_new, torch.where(had, torch.maximum(peak, new), new), peak)
         scale = torch.where(had, torch.exp(peak - top), 0.0)  # (B, 1): exp of at most 0 where it is used
-        weights = torch.where(mask, torch.exp(scores - top), 0.0)  # (B, C)
+        weights = torch.where(mask, torch.exp(torch.where(mask, scores - top, MASK_FILL)), 0.0)  # (B, C)
         new_total = total * scale + weights.sum(1, keepdim=True)
         new_acc = acc * scale + torch.bmm(weights.unsqueeze(1), out).squeeze(1)
         new_seen = seen + lengths.unsqueeze(1).to(seen.dtype)

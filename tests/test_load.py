@@ -376,3 +376,26 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     assert json.loads((named / "model.json").read_text())["recipe"]["data"]["name"] == "synthetic"
     retrain = cli("train", str(tmp_path / "t"), "--set", "data.name=none")
     assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())
+
+
+def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_path: Path) -> None:
+    """Found by a user: a score bias of -3e4 (which softmax ignores) loaded, and then export failed ("attention
+    on padded steps is not exactly 0") because the model put all the weight on the padding. The model, the
+    exported graph and the stream graph now answer as the user's module does."""
+    torch.manual_seed(0)
+    module = ScoreAndHead()
+    with torch.no_grad():
+        module.attention.bias.fill_(-3e4)
+    art = tmp_path / "art"
+    for args in (("load", str(_save(module, tmp_path / "user.pt")), str(art)), ("export", str(art), "--stream")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    from attn_export.checkpoint import load_model
+
+    model, _ = load_model(art)
+    x = torch.randn(2, T, F)
+    with torch.no_grad():
+        _, attention = model(x, torch.tensor([T, 3]))
+        _, want = module(x[1:, :3])
+    assert (attention[1, 3:] == 0).all()
+    torch.testing.assert_close(attention[1, :3], want[0], rtol=1e-5, atol=1e-6)

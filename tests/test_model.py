@@ -113,6 +113,25 @@ def test_masked_softmax_is_finite_in_fp16_and_exactly_zero_on_padding(scale: flo
     np.testing.assert_allclose(weights.float().sum(1).numpy(), 1.0, atol=5e-3)
 
 
+@settings(max_examples=60, deadline=None)
+@given(offset=st.floats(-1e6, 1e6), scale=st.floats(1e-3, 50), seed=st.integers(0, 2**16))
+def test_masked_softmax_is_the_softmax_of_the_valid_scores_at_any_offset(offset: float, scale: float,
+                                                                         seed: int) -> None:
+    """Found by a user: an imported score bias of -3e4 (softmax ignores it) put every valid score below the
+    padding's fill, and all the weight on the padding. The softmax over each row's valid steps, in float64,
+    is the reference, whatever the scores' offset."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = (torch.rand(4, 9, generator=gen) * 2 - 1) * scale + offset
+    lengths = [9, 1, 4, 7]
+    mask = torch.arange(9)[None] < torch.tensor(lengths)[:, None]
+    weights = masked_softmax(scores, mask)
+    assert (weights[~mask] == 0).all()
+    for row, n in enumerate(lengths):
+        valid = scores[row, :n].double().numpy()
+        want = np.exp(valid - valid.max()) / np.exp(valid - valid.max()).sum()
+        np.testing.assert_allclose(weights[row, :n].double().numpy(), want, rtol=1e-5, atol=1e-7)
+
+
 def test_masked_softmax_in_fp16_matches_fp32() -> None:
     scores = torch.randn(3, 12) * 4
     mask = torch.arange(12)[None] < torch.tensor([12, 5, 1])[:, None]
