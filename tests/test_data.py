@@ -175,6 +175,7 @@ def test_ts_malformed_values_and_structure(tmp_path: Path) -> None:
         "1,2:3,x4:a": ":5: non-numeric value 'x4' in channel 2",
         "1,,2:3,4,5:a": ":5: an empty value in channel 1",
         "1,2,3:4,5:a": ":5: channel 2 has 2 values but channel 1 has 3",
+        ":3,4:a": ":5: channel 2 has 2 values but channel 1 has 0",  # found by a user: it said "has 1"
         "1,2:3,4:c": ":5: class label 'c' is not in @classLabel",
         "1,inf:3,4:a": ":5: value 'inf' in channel 1 is not a finite float32",
         "1,1e39:3,4:a": ":5: value '1e39' in channel 1 is not a finite float32",

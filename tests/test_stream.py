@@ -370,6 +370,18 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
         store.Store(directory).open(store.STREAM_ONNX, need="current")
 
 
+def test_why_a_front_end_cannot_stream_is_true_of_its_kernels() -> None:
+    """Found by a user: a kernel-1 Conv1d (it reads no later step) was said to look kernel // 2 steps ahead."""
+    from attn_export.config import ModelConfig
+    from attn_export.runtime.streaming import not_streamable
+
+    assert "looks kernel // 2 steps ahead" in (not_streamable({"conv_channels": [4, 4], "conv_kernel_sizes": [1, 3]})
+                                               or "")
+    pointwise = not_streamable(ModelConfig(conv_channels=(4,), conv_kernel_sizes=(1,))) or ""
+    assert "kernel 1: it reads no later step" in pointwise and "ahead" not in pointwise
+    assert not_streamable(ModelConfig()) is None
+
+
 @pytest.mark.parametrize("setting, said", [  # one in the default run; each costs a training run
     (["--set", "model.bidirectional=true"], "it is bidirectional"),
     pytest.param(["--set", "model.conv_channels=[4]", "--set", "model.conv_kernel_sizes=[3]"], "Conv1d front-end looks",

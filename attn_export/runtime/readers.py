@@ -249,7 +249,7 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             expected_ch, expected_from = len(fields), f" (as in line {lineno})"
         elif len(fields) != expected_ch:
             raise DataError(f"{p}:{lineno}: {len(fields)} channels; expected {expected_ch}{expected_from}")
-        counts = [f.count(",") + 1 for f in fields]
+        counts = [f.count(",") + 1 if f.strip() else 0 for f in fields]  # an empty channel has no value
         for c, k in enumerate(counts):
             if k != counts[0]:
                 raise DataError(

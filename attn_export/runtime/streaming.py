@@ -62,9 +62,13 @@ def not_streamable(model: Any) -> Optional[str]:
     if get("bidirectional", False):
         return ("it is bidirectional: its backward direction reads the future, so no prefix has its final answer "
                 "before the sequence ends; train with model.bidirectional = false")
-    if get("conv_channels", ()):
+    kernels = [int(k) for k in get("conv_kernel_sizes", ()) or ()]
+    if get("conv_channels", ()) and any(k > 1 for k in kernels):
         return ("its Conv1d front-end looks kernel // 2 steps ahead ('same' padding), so a step's features depend "
                 "on steps not yet seen; train without it (model.conv_channels = [])")
+    if get("conv_channels", ()):  # kernel 1 is causal, but the stream graph has no front-end
+        return ("its Conv1d front-end (kernel 1: it reads no later step) is not in the stream graph, which streams "
+                "the LSTM and the attention only; train without it (model.conv_channels = [])")
     if get("attention", "linear") == "additive" and get("query", "last") == "last":
         return ("its additive score's query is the last state, which changes with every new step and re-scores "
                 "every earlier one; train with model.query = \"learned\"")
