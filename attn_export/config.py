@@ -223,6 +223,17 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of TOML
 
 
+def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
+    """Whether the recipe file's ``[data]`` table or an override names the data (``data.name``): what
+    ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``."""
+    if any(parse_override(item)[:2] == ("data", "name") for item in overrides):
+        return True
+    if path is None:
+        return False
+    raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
+    return isinstance(raw.get("data"), dict) and "name" in raw["data"]
+
+
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
     """The recipe in ``path`` (all defaults when None), then ``overrides`` (``section.key=value``) on top."""
     recipe = Recipe()

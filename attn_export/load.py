@@ -151,7 +151,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     ``mapping`` holds ``--map PREFIX=ROLE`` values; ``overrides`` the ``--set`` items the recipe was made
     with (a ``model.*`` one the weights contradict is refused: the weights decide the shapes). Everything is
     checked before ``directory`` is made, so a checkpoint that is not recognised leaves nothing behind.
-    ``data_given``: the recipe's ``[data]`` is the model's (a recipe file or a ``data.*`` override named it);
+    ``data_given``: the recipe's ``[data]`` is the model's (``config.names_data``: the data is named);
     if not, the model records ``data.name = "none"``, which nothing judges or calibrates on.
     """
     roles = parse_mapping(mapping)
@@ -181,7 +181,10 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
         if getattr(cfg, key) != getattr(recipe.model, key):
             raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
-    refuse_unread_model_keys(cfg)  # the recipe's dropout over one layer, say: not recorded as if used
+    if cfg.dropout and cfg.num_layers == 1:  # not recorded as if used (train refuses it too)
+        raise ConfigError(f"model.dropout = {cfg.dropout!r} does nothing over {source.name}'s one-layer LSTM (LSTM "
+                          "dropout acts between layers); expected no model.dropout")
+    refuse_unread_model_keys(cfg)
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
         recipe = replace(recipe, data=DataConfig(name="none"))
     labels = (("0", "1") if cfg.head == "binary" else

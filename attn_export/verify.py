@@ -66,13 +66,13 @@ def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list
 
 def torch_references(weights: Artifact, cases: Sequence[SweepCase], threads: int | None) -> list[Reference]:
     """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch), on
-    verify's ``threads`` like every backend: torch's default, one OpenMP thread per core, spins while it
-    waits, and with another process busy on both cores of this machine a tiny model's verify took 5.3-6.0 s
-    on two threads against 2.7-3.1 s on one (1.5 s idle), once 17.6 s."""
+    verify's ``threads`` like every backend, restored after (torch's default OpenMP threads spin while they
+    wait; README, Export, "Threads")."""
     from .backends.pyt import TorchCpuBackend
     from .intrinsic import intrinsic_errors
+    from .model import torch_threads
 
-    with TorchCpuBackend(weights, threads=threads) as backend:
+    with torch_threads(threads), TorchCpuBackend(weights, threads=threads) as backend:
         outputs = [backend.infer(c.feeds) for c in cases]
         errors = intrinsic_errors(backend.model, [c.feeds for c in cases], outputs, weights.spec.output_names)
     return [Reference(o, e) for o, e in zip(outputs, errors)]

@@ -346,7 +346,7 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
         line = _error(tmp_path, _state(ScoreAndHead()), "--set", f"model.{key}={value}", capsys=capsys)
         assert f"--set model.{key}: user.pt has a linear score (Linear(D, 1)), which has no {key}" in line
     line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.dropout=0.1", capsys=capsys)  # found by a user:
-    assert "model.dropout = 0.1 does nothing with model.num_layers = 1" in line  # recorded as if used, as train refuses
+    assert "model.dropout = 0.1 does nothing over user.pt's one-layer LSTM" in line  # was recorded as if used
     torch.save(_state(ConvBidirectional()), tmp_path / "stacked.pt")
     assert main(["load", str(tmp_path / "stacked.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0
 
@@ -374,6 +374,10 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     named = tmp_path / "named"
     assert cli("load", source, str(named), "--set", "data.name=synthetic").returncode == 0
     assert json.loads((named / "model.json").read_text())["recipe"]["data"]["name"] == "synthetic"
+    (tmp_path / "no-data.toml").write_text("[export]\nopset = 17\n")  # found by review: these named no data
+    for i, extra in enumerate((["--recipe", str(tmp_path / "no-data.toml")], ["--set", "data.seed=3"])):
+        assert cli("load", source, str(tmp_path / f"unnamed{i}"), *extra).returncode == 0
+        assert json.loads((tmp_path / f"unnamed{i}" / "model.json").read_text())["recipe"]["data"]["name"] == "none"
     retrain = cli("train", str(tmp_path / "t"), "--set", "data.name=none")
     assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from attn_export.backends import REGISTRY
 from attn_export.config import VerifyConfig
-from attn_export.errors import BadInput
+from attn_export.errors import BadInput, WorkFailed
 from attn_export.runtime import Predictor
 from attn_export.runtime import store
 from attn_export.quantize import _cell_state_only
@@ -183,6 +183,7 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         # found by attacking the API: each was a TypeError/ValueError, a wrong row reset, or a wrapped number
         stream.reset(rows=np.int64(1))
         assert stream.steps.tolist() == [0, 0]
+        stream.reset(rows=np.array(1))  # a 0-d array: a TypeError, found by review
         for rows in (True, [1.5], 1.0, "0"):  # 1.0 was a TypeError
             with pytest.raises(BadInput, match="expected a row number or a list of them"):
                 stream.reset(rows=rows)
@@ -214,10 +215,28 @@ def test_a_long_chunk_is_fed_in_pieces_with_the_same_answer(streamed: Path, monk
         run = stream.backend.run_feeds
         monkeypatch.setattr(stream.backend, "run_feeds", lambda feeds: widths.append(feeds["x"].shape) or run(feeds))
         got = stream.push(x, lengths=[300, 140])
-        assert widths == [(2, streaming.PIECE, x.shape[2])] * 2 + [(2, 300 - 2 * streaming.PIECE, x.shape[2])]
+        assert widths == [(2, streaming.PIECE, x.shape[2])] * 3  # the last one padded: one shape for an engine
         assert stream.steps.tolist() == [300, 140]
         for update, want in zip(got, predictor.predict([x[0], x[1, :140]])):
             assert update.label == want.label and np.allclose(update.probabilities, want.probabilities, atol=1e-5)
+        widths.clear()
+        stream.reset()
+        stream.push(x, lengths=[5, 0])  # no piece past the longest row
+        assert widths == [(2, streaming.PIECE, x.shape[2])] and stream.steps.tolist() == [5, 0]
+        before = {k: v.copy() for k, v in stream.state.items()}
+        calls = iter([run, None])  # found by review: a push that failed in its second piece had kept the first
+
+        def fails_second(feeds):  # type: ignore[no-untyped-def]
+            call = next(calls)
+            if call is None:
+                raise WorkFailed("the runtime failed")
+            return call(feeds)
+
+        monkeypatch.setattr(stream.backend, "run_feeds", fails_second)
+        with pytest.raises(WorkFailed, match="the runtime failed"):
+            stream.push(x)
+        assert stream.steps.tolist() == [5, 0]
+        assert all(np.array_equal(before[k], v) for k, v in stream.state.items())
 
 
 def test_predict_stream_of_one_long_chunk_fits_in_memory(streamed: Path, tmp_path: Path) -> None:

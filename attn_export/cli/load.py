@@ -33,10 +33,10 @@ def command(
 ) -> None:
     """Import a model: an AttentionLSTM state_dict, recognised by its shapes (an LSTM, a score Linear(D, 1) or
     an additive Linear(D, A) + v, optionally a head Linear(D, C) and Conv1d layers), or our own directory."""
+    from ..config import names_data
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
     summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [],
-                              data_given=recipe_file is not None or any(o.strip().startswith("data.")
-                                                                        for o in overrides or []))
+                              data_given=names_data(recipe_file, overrides or []))
     console(stderr=True).print(summary, soft_wrap=True)

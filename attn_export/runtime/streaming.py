@@ -43,10 +43,9 @@ STATE = ("acc", "c", "h", "max", "steps", "sum")
 ATTENTION_STATE = ("acc", "max", "steps", "sum")  # the online softmax's: kept in FP32 by every precision
 MAX_STREAM_BATCH = 4096
 MAX_CHUNK = 1_000_000  # steps in one update: the recipe's bound on a sequence (build.max_seq)
-# the most steps Stream.push feeds the graph at once: a longer chunk goes in pieces of this many, same answer
-# (the stream is exact at any chunking). The graph's triangular product is [chunk, chunk]: one chunk of
-# 40,000 steps asked ONNX Runtime for 6.4 GB. Per step, one thread, LSTM 96, AMD EPYC (Zen 5): pieces of
-# 64 / 128 / 256 / 4096 steps cost 3.15 / 2.80 / 2.78 / 8.42 us at batch 1, 47 / 51 / 62 / 184 us at batch 32
+# the most steps Stream.push feeds the graph at once: a longer chunk goes in pieces of this many, the same
+# answer; the graph's [chunk, chunk] triangle made one chunk of 40,000 steps ask for 6.4 GB (README,
+# Streaming, "Long chunks go in pieces", with the measurements behind 128)
 PIECE = 128
 
 
@@ -142,8 +141,8 @@ class Stream:
         """Start ``rows`` (every row when None) from the zero state."""
         if rows is None:
             picked: Sequence[Any] = range(self.batch)
-        elif isinstance(rows, (int, np.integer)):
-            picked = [rows]
+        elif isinstance(rows, (int, np.integer)) or (isinstance(rows, np.ndarray) and rows.ndim == 0):
+            picked = [rows.item() if isinstance(rows, np.ndarray) else rows]
         elif isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
             raise BadInput(f"reset rows={rows!r}: expected a row number or a list of them (integers)")
         else:
@@ -168,9 +167,9 @@ class Stream:
             raise BadInput("this stream's Predictor is closed; load it again and open a new stream")
         try:
             raw = np.asarray(chunk)
-            if raw.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool and text mean nothing
+            if raw.dtype.kind not in "fiuO":  # complex would lose its imaginary part, bool and text mean nothing
                 raise TypeError(f"dtype {raw.dtype}")
-            x = raw.astype(np.float32)
+            x = np.asarray(raw, np.float32)  # an object array of numbers converts; of anything else, refused
         except (TypeError, ValueError) as e:
             raise BadInput(f"chunk is not real numbers ({e}); expected float32 [batch, steps, features]") from None
         if x.ndim == 2 and self.batch == 1:
@@ -191,25 +190,36 @@ class Stream:
             raise BadInput(f"chunk holds a non-finite value at [row {row}, step {step}]; inputs must be finite")
         self.check(x, valid)  # within what the precision holds (Predictor.check_range)
         x = np.where(valid[:, :, None], x, np.float32(0.0))
-        for start in range(0, steps, PIECE):  # the last piece's answer is the whole chunk's
-            out = self._feed(x[:, start:start + PIECE], np.clip(lens - start, 0, PIECE))
+        profile = self.backend.profile()  # a stream engine takes chunks of its profile's range only
+        width = max(min(PIECE, profile.seq.max), profile.seq.min) if profile is not None else PIECE
+        if steps <= width:
+            out, state = self._feed(x, lens, self.state)
+        else:  # pieces of one width (the last padded: padding is free); none past the longest row
+            state = self.state
+            for start in range(0, int(lens.max()) or 1, width):
+                piece = x[:, start:start + width]
+                if piece.shape[1] < width:
+                    piece = np.concatenate([piece, np.zeros((self.batch, width - piece.shape[1], self.features),
+                                                            np.float32)], axis=1)
+                out, state = self._feed(piece, np.clip(lens - start, 0, width), state)
+        self.state = state  # only once every piece ran: a push that fails changes nothing
         return [self._decide(row) for row in np.asarray(out[self.head], np.float32)]
 
-    def _feed(self, x: np.ndarray, lengths: np.ndarray) -> Dict[str, np.ndarray]:
-        """One call of the graph on checked, zero-padded ``x``; keeps the new state, returns the outputs."""
+    def _feed(self, x: np.ndarray, lengths: np.ndarray,
+              state: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+        """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
-        feeds.update(self.state)
+        feeds.update(state)
         out = self.backend.run_feeds(feeds)
-        state = {}
+        new = {}
         for name in STATE:
             got = out.get(state_name(name, "out"))
-            want = self.state[state_name(name, "in")]
+            want = state[state_name(name, "in")]
             if got is None or got.shape != want.shape:
                 raise WorkFailed(f"{self.backend.name} returned {state_name(name, 'out')} of shape "
                                  f"{None if got is None else list(got.shape)}; expected {list(want.shape)}")
-            state[state_name(name, "in")] = np.asarray(got, np.float32)
-        self.state = state
-        return out
+            new[state_name(name, "in")] = np.asarray(got, np.float32)
+        return out, new
 
 
 def chunked(x: np.ndarray, chunk: int) -> List[Tuple[np.ndarray, int]]:

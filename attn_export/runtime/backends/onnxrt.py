@@ -42,8 +42,9 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
 
     assert artifact.graph is not None
     refuse_known_crash(artifact.graph, artifact.path)
-    # its own log (coloured, before our one line) says nothing: an error it raises is that line
-    onnxruntime.set_default_logger_severity(4)
+    # its own log is coloured lines before our one line: errors only while a session is made (why a GPU
+    # provider did not load), none from a run (the error it raises is our line)
+    onnxruntime.set_default_logger_severity(3)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 4
     if threads:
