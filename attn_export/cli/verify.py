@@ -88,7 +88,10 @@ def table(result: VerifyResult, directory: Path) -> Any:
     skipped = [Text.assemble(("skipped ", "yellow"), line) for line in result.skipped_lines()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
-    return Group(t, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+    # why "test accuracy -" (found by a user: it was only in verify.json)
+    split = ([Text.assemble(("no test split ", "yellow"), str(result.reference.get("test_split")))]
+             if result.reference.get("accuracy") is None and result.reference.get("test_split") else [])
+    return Group(t, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
 
 
 def carried_lines(result: VerifyResult) -> list[str]:
