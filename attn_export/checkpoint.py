@@ -116,9 +116,14 @@ _MODULE_PREFIXES = ("model", "net", "network")
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """The state_dict in checkpoint ``path`` (see ``_read_state_dict``), every floating-point tensor finite:
-    NaN or infinite weights make a model that computes nothing, refused here rather than at export."""
+    """The state_dict in checkpoint ``path`` (see ``_read_state_dict``), no tensor complex and every
+    floating-point tensor finite: NaN or infinite weights make a model that computes nothing, refused here
+    rather than at export."""
     state, prefix = _read_state_dict(path)
+    complex_ = [name for name, t in state.items() if t.is_complex()]
+    if complex_:  # torch would cast it to real, dropping the imaginary part with a warning (found by a user)
+        raise DataError(f"{path} has complex values in {len(complex_)} tensor(s), first {complex_[0]!r}; expected "
+                        "real weights")
     bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise DataError(f"{path} has NaN or infinite values in {len(bad)} tensor(s), first {bad[0]!r}; expected "

@@ -335,6 +335,10 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     state["lstm.weight_hh_l0"][0, 0] = float("nan")
     assert "has NaN or infinite values in 1 tensor(s), first 'lstm.weight_hh_l0'; expected finite weights" in _error(
         tmp_path, state, capsys=capsys)
+    state = _state(ScoreAndHead())  # found by a user: loaded with a torch warning, the imaginary part dropped
+    state["lstm.weight_ih_l0"] = state["lstm.weight_ih_l0"].to(torch.complex64)
+    assert "has complex values in 1 tensor(s), first 'lstm.weight_ih_l0'; expected real weights" in _error(
+        tmp_path, state, capsys=capsys)
     (tmp_path / "empty.pt").write_bytes(b"")
     assert main(["load", str(tmp_path / "empty.pt"), str(tmp_path / "art")]) == 2
     err = capsys.readouterr().err
@@ -375,8 +379,16 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     assert 'data.name = "none" names no data' in said and "load CHECKPOINT DIR --recipe R" in said
     assert not (art / "model.int8-qdq.onnx").exists()
     named = tmp_path / "named"
-    assert cli("load", source, str(named), "--set", "data.name=synthetic").returncode == 0
+    other = cli("load", source, str(named), "--set", "data.name=synthetic")  # 4 features: not this model's 6
+    assert other.returncode == 2 and not named.exists()
+    assert (f"the recipe's data (synthetic (seed 0, 4 features, 3 classes, lengths 8-64)) has 4 features per step, "
+            f"user.pt's model {F}; expected the data it was trained on") in " ".join(other.stderr.split())
+    assert cli("load", source, str(named), "--set", "data.name=synthetic", "--set", f"data.features={F}",
+               "--set", f"data.classes={C}").returncode == 0
     assert json.loads((named / "model.json").read_text())["recipe"]["data"]["name"] == "synthetic"
+    fewer = cli("load", source, str(tmp_path / "fewer"), "--set", "data.name=synthetic", "--set", f"data.features={F}",
+                "--set", "data.classes=2")
+    assert fewer.returncode == 2 and "has 2 classes, user.pt's classification head 3" in " ".join(fewer.stderr.split())
     (tmp_path / "no-data.toml").write_text("[export]\nopset = 17\n")  # found by review: these named no data
     for i, extra in enumerate((["--recipe", str(tmp_path / "no-data.toml")], ["--set", "data.seed=3"])):
         assert cli("load", source, str(tmp_path / f"unnamed{i}"), *extra).returncode == 0
