@@ -182,10 +182,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
         if getattr(cfg, key) != getattr(recipe.model, key):
             raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
-    if cfg.dropout and cfg.num_layers == 1:  # not recorded as if used (train refuses it too)
-        raise ConfigError(f"model.dropout = {cfg.dropout!r} does nothing over {source.name}'s one-layer LSTM (LSTM "
-                          "dropout acts between layers); expected no model.dropout")
-    refuse_unread_model_keys(cfg)
+    refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
         recipe = replace(recipe, data=DataConfig(name="none"))
     else:

@@ -93,9 +93,12 @@ def evaluate(model: AttentionLSTM, data: SequenceSet, device: torch.device | Non
     return {"accuracy": correct / data.n, "loss": loss_sum / data.n}
 
 
-def refuse_unread_model_keys(model: ModelConfig) -> None:
+def refuse_unread_model_keys(model: ModelConfig, one_layer: str = "with model.num_layers = 1",
+                             instead: str = "model.num_layers >= 2, or model.dropout = 0") -> None:
     """A model key the model would not read is refused, not trained past and recorded in model.json as used
-    (found by attacking: dropout 0.5 on one layer, a query on a linear score, gave the default's weights)."""
+    (found by attacking: dropout 0.5 on one layer, a query on a linear score, gave the default's weights).
+    ``one_layer`` and ``instead`` word the dropout refusal for the caller (``load``: the weights decide the
+    layers)."""
     default = ModelConfig()
     if model.attention == "linear":
         for key in ADDITIVE_ONLY:
@@ -104,8 +107,8 @@ def refuse_unread_model_keys(model: ModelConfig) -> None:
                                   f"(model.attention = 'linear'); expected model.attention = 'additive', or no "
                                   f"model.{key}")
     if model.dropout and model.num_layers == 1:
-        raise ConfigError(f"model.dropout = {model.dropout!r} does nothing with model.num_layers = 1 (LSTM dropout "
-                          "acts between layers); expected model.num_layers >= 2, or model.dropout = 0")
+        raise ConfigError(f"model.dropout = {model.dropout!r} does nothing {one_layer} (LSTM dropout acts between "
+                          f"layers); expected {instead}")
 
 
 @store.writes_directory("train")
