@@ -225,13 +225,21 @@ MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of TOML
 
 def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
     """Whether the recipe file's ``[data]`` table or an override names the data (``data.name``): what
-    ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``."""
-    if any(parse_override(item)[:2] == ("data", "name") for item in overrides):
+    ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``. Other
+    ``data`` settings with no name are refused: the model would record ``data.name = "none"`` and drop them."""
+    given = [key for section, key, _ in (parse_override(item) for item in overrides) if section == "data"]
+    table: Any = {}
+    if path is not None:
+        raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
+        table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    if "name" in given or "name" in table:
         return True
-    if path is None:
-        return False
-    raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
-    return isinstance(raw.get("data"), dict) and "name" in raw["data"]
+    unnamed = [*given, *table]
+    if unnamed:
+        raise ConfigError(f"data.{unnamed[0]} is set but no data.name: a loaded model records data.name = \"none\" "
+                          "(no data) unless the recipe or --set names the data it was trained on; expected data.name "
+                          "as well, or no data setting")
+    return False
 
 
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:

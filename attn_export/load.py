@@ -111,7 +111,7 @@ class _LstmShape:
         layers = 1 + max(int(m.group(2)) for k in part.tensors if (m := _LSTM_KEY.match(k)))
         bidirectional = any(k.endswith("_reverse") for k in part.tensors)
         w_ih = part.tensors["weight_ih_l0"]
-        return cls(layers, bidirectional, w_ih.shape[1], part.tensors["weight_hh_l0"].shape[1])
+        return cls(layers, bidirectional, w_ih.shape[1], part.tensors["weight_hh_l0"].shape[0] // 4)
 
     @property
     def output(self) -> int:
@@ -348,7 +348,12 @@ def _kind(tensors: dict[str, torch.Tensor]) -> str | None:
         ih, hh = tensors["weight_ih_l0"], tensors.get("weight_hh_l0")
         if hh is None or ih.dim() != 2 or hh.dim() != 2:
             return None
-        return "lstm" if hh.shape[0] == 4 * hh.shape[1] else None  # not a GRU's 3H nor an RNN's H
+        gates, hidden = hh.shape
+        if gates == 4 * hidden:
+            return "lstm"
+        # a GRU's 3H or an RNN's H gates are not an LSTM; 4H gates with a wrong width are a broken LSTM, which
+        # _check_lstm names (found by a user: an hh of (48, 11) was "no LSTM")
+        return "lstm" if ih.shape[0] == gates and gates % 4 == 0 and gates not in (hidden, 3 * hidden) else None
     weight, bias = tensors.get("weight"), tensors.get("bias")
     if weight is None or not set(tensors) <= {"weight", "bias"} or weight.dim() not in (2, 3):
         return None
@@ -360,7 +365,7 @@ def _kind(tensors: dict[str, torch.Tensor]) -> str | None:
 def _check_lstm(part: _Part, origin: str) -> None:
     """The LSTM's tensors are exactly one nn.LSTM's, with or without biases."""
     lstm = _LstmShape.of(part)
-    expected = lstm.expected(bias="bias_ih_l0" in part.tensors)
+    expected = lstm.expected(bias=any(key.startswith("bias_") for key in part.tensors))  # one bias: the other is missing
     found = {k: tuple(v.shape) for k, v in part.tensors.items()}
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]

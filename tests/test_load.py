@@ -326,6 +326,32 @@ def test_an_lstm_with_proj_size_says_proj_size(tmp_path: Path, capsys: pytest.Ca
     assert "lstm.weight_hr_l0 is (5, 12): an nn.LSTM with proj_size" in line and "no LSTM" not in line
 
 
+@pytest.mark.parametrize("key, tensor, said", [  # found by a user: the first two named the wrong thing
+    ("lstm.weight_hh_l0", torch.zeros(4 * H, H - 1), f"lstm.weight_hh_l0 is ({4 * H}, {H - 1})"),  # was "no LSTM"
+    ("lstm.bias_ih_l0", None, "lstm.bias_ih_l0 is missing"),  # was "lstm.bias_hh_l0 is (48,) ... absent"
+    ("lstm.bias_hh_l0", None, "lstm.bias_hh_l0 is missing"),
+    ("lstm.weight_ih_l0", torch.zeros(4 * H - 1, F), f"lstm.weight_ih_l0 is ({4 * H - 1}, {F})"),
+])
+def test_a_malformed_lstm_tensor_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str,
+                                          tensor: torch.Tensor | None, said: str) -> None:
+    state = Classic().state_dict()
+    if tensor is None:
+        del state[key]
+    else:
+        state[key] = tensor
+    line = _error(tmp_path, state, capsys=capsys)
+    expected = tuple(Classic().state_dict()[key].shape)
+    assert f"{said}: expected the tensors of one nn.LSTM({F}, {H}, num_layers=1, bidirectional=False)" in line
+    assert line.endswith(f"where {key} is ({', '.join(map(str, expected))}{',' if len(expected) == 1 else ''})"), line
+
+
+def test_a_gru_is_not_taken_for_a_broken_lstm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gru = nn.GRU(F, 16, batch_first=True)  # 48 gates, as an LSTM of 12 has: the widths tell them apart
+    state = {**{f"lstm.{k}": v for k, v in gru.state_dict().items()}, **{f"fc.{k}": v for k, v in
+                                                                         nn.Linear(16, C).state_dict().items()}}
+    assert "no LSTM" in _error(tmp_path, state, capsys=capsys)
+
+
 def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Found by attacking load: NaN weights passed and broke export 1,000 characters later; an empty .pt
@@ -389,10 +415,15 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     fewer = cli("load", source, str(tmp_path / "fewer"), "--set", "data.name=synthetic", "--set", f"data.features={F}",
                 "--set", "data.classes=2")
     assert fewer.returncode == 2 and "has 2 classes, user.pt's classification head 3" in " ".join(fewer.stderr.split())
-    (tmp_path / "no-data.toml").write_text("[export]\nopset = 17\n")  # found by review: these named no data
-    for i, extra in enumerate((["--recipe", str(tmp_path / "no-data.toml")], ["--set", "data.seed=3"])):
-        assert cli("load", source, str(tmp_path / f"unnamed{i}"), *extra).returncode == 0
-        assert json.loads((tmp_path / f"unnamed{i}" / "model.json").read_text())["recipe"]["data"]["name"] == "none"
+    (tmp_path / "no-data.toml").write_text("[export]\nopset = 17\n")  # found by review: this named no data
+    assert cli("load", source, str(tmp_path / "unnamed"), "--recipe", str(tmp_path / "no-data.toml")).returncode == 0
+    assert json.loads((tmp_path / "unnamed" / "model.json").read_text())["recipe"]["data"]["name"] == "none"
+    (tmp_path / "seed.toml").write_text("[data]\nseed = 3\n")  # found by a user: data settings were dropped
+    for extra, key in ((["--set", "data.features=7"], "features"), (["--recipe", str(tmp_path / "seed.toml")], "seed")):
+        dropped = cli("load", source, str(tmp_path / "dropped"), *extra)
+        said = " ".join(dropped.stderr.split())
+        assert dropped.returncode == 2 and said.count("Error:") == 1 and not (tmp_path / "dropped").exists(), said
+        assert f"data.{key} is set but no data.name" in said and "expected data.name as well" in said
     retrain = cli("train", str(tmp_path / "t"), "--set", "data.name=none")
     assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())
 
