@@ -415,14 +415,18 @@ def test_a_model_that_cannot_stream_is_one_line_saying_why(tmp_path: Path, setti
     assert "cannot stream exactly" in lines[-1] and "Traceback" not in result.stderr
     assert not (tmp_path / store.STREAM_ONNX).exists()
     assert not (tmp_path / store.ONNX_FP32).exists() and len(lines) == 1  # refused before anything is written
-    assert cli("export", str(tmp_path)).returncode == 0
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
-    for args in (("predict", str(tmp_path / "x.npz"), "--dir", str(tmp_path), "--allow-unverified", "--stream", "2"),
-                 ("bench", str(tmp_path), "--stream")):  # they said "run export --stream", which refuses
-        result = cli(*args)
-        assert result.returncode == 2 and result.stderr.strip().startswith(
-            f"Error: {tmp_path} has no model.stream.onnx: its model cannot stream exactly: "), result.stderr
-        assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    predict = ("predict", str(tmp_path / "x.npz"), "--dir", str(tmp_path), "--allow-unverified", "--stream", "2")
+    first = cli(*predict)  # found by a user: with no model.onnx yet, it said "run export", then refused to stream
+    assert first.returncode == 2 and first.stderr.strip().startswith(
+        f"Error: {tmp_path}: its model cannot stream exactly: "), first.stderr
+    assert said in first.stderr and len(first.stderr.strip().splitlines()) == 1
+    assert cli("export", str(tmp_path)).returncode == 0
+    assert cli(*predict).stderr == first.stderr
+    result = cli("bench", str(tmp_path), "--stream")  # it said "run export --stream", which refuses
+    assert result.returncode == 2 and result.stderr.strip().startswith(
+        f"Error: {tmp_path} has no model.stream.onnx: its model cannot stream exactly: "), result.stderr
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_model_without_a_head_streams_its_context(tmp_path: Path) -> None:
@@ -591,6 +595,16 @@ def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[:3] for line in result.stdout.splitlines()[1:]] == [["0", "1", "4"], ["0", "2", "8"],
                                                                                 ["0", "3", "9"]]
+    from test_device_package import readme_commands
+
+    # found by a user: the README said nothing of streaming; its command, as written (unverified here)
+    shown = [c for c in readme_commands((device / "README.md").read_text()) if "--stream" in c]
+    assert shown == ["PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --stream 16 --precision "
+                     "fp32"], shown
+    np.savez(device / "INPUT.npz", x=_sequences(streamed, [40], seed=6), lengths=np.array([40]))
+    result = device_cli(device, *shown[0].split()[4:], "--allow-unverified")
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[2] for line in result.stdout.splitlines()[1:]] == ["16", "32", "40"]
 
 
 def test_a_jetson_bundle_builds_the_stream_graph_on_the_device(streamed: Path, tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ ran where this bundle was made.
     python3 -m pip install -r requirements.txt                     # {packages}
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
     PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz {choice}   # --json for JSON
-    PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
+{stream}    PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
 {why}""",
     "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
 
@@ -224,8 +224,8 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
            why_not: str = "", streams: bool = False) -> str:
     """The bundle README's run steps; a Jetson's take the build commands of the files ready on its target, a
     CPU bundle's predict the pair bench recommended (``chosen``, from ``recommend.current``), or say why there
-    is none (``why_not``); a Triton one's client code serves ``attention_lstm``, and the stream model too
-    where it ships (``streams``)."""
+    is none (``why_not``), and stream it where its stream graph ships (``streams``); a Triton one's client
+    code serves ``attention_lstm``, and the stream model too where it ships (``streams``)."""
     if target == "triton":
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output,
                                     stream_intro=TRITON_STREAM[0] if streams else ".",
@@ -233,10 +233,12 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                                                                            head=info.spec.head_output)
                                     if streams else "")
     if target == "cpu":
+        stream = ("    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz --stream 16 {choice}   # the "
+                  "answer so far, every 16 steps\n") if streams else ""
         if chosen is None:
             why = f"\nThe examples run FP32: no recommended default ({why_not}).\n" if why_not else ""
             return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why,
-                                        python="3.8")
+                                        python="3.8", stream=stream.format(choice="--precision fp32"))
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
         passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
@@ -250,8 +252,9 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                "on the model's directory (bench is not in this bundle) measures it there.\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
         packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
-        return STEPS[target].format(packages=packages, why=why, python=".".join(map(str, python)),
-                                    choice=f"--precision {chosen['precision']} --backend {chosen['backend']}")
+        choice = f"--precision {chosen['precision']} --backend {chosen['backend']}"
+        return STEPS[target].format(packages=packages, why=why, python=".".join(map(str, python)), choice=choice,
+                                    stream=stream.format(choice=choice))
     if jetson is None:
         return STEPS[target]
     from .trt.readiness import trtexec
@@ -403,7 +406,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     load = f'precision="{chosen["precision"]}", backend="{chosen["backend"]}"' if chosen else 'precision="fp32"'
     from .triton import REPOSITORY, STREAM_MODEL_NAME
 
-    streams = f"{REPOSITORY}/{STREAM_MODEL_NAME}/config.pbtxt" in contents
+    streams = (f"{REPOSITORY}/{STREAM_MODEL_NAME}/config.pbtxt" in contents if target == "triton" else
+               store.STREAM_FILES[chosen["precision"] if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,

@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 
 from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
 from .interrupt import interruptible, message
@@ -113,6 +113,23 @@ def about(predictor: Any) -> Dict[str, Any]:
             "notes": predictor.notes}
 
 
+def stream_request(directory: Union[str, Path], chunk: int, attention: bool) -> None:
+    """Refuse ``predict --stream CHUNK`` before any model is loaded: a chunk out of range, ``--attention``,
+    or a model that cannot stream (the first thing to say, before a missing graph's "run export")."""
+    from .store import Store
+    from .streaming import MAX_CHUNK, not_streamable
+
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
+    if attention:
+        raise BadInput("--attention with --stream: the stream graph gives no attention weights (each step's weight "
+                       "changes with every later step); expected one of the two")
+    with Store.load(directory) as store:
+        reason = not_streamable(store.info.recipe.get("model", {}))
+    if reason is not None:
+        raise BadInput(f"{directory}: its model cannot stream exactly: {reason}")
+
+
 def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int,
                     labels: Optional[Sequence[str]] = None, attention: bool = False) -> Dict[str, Any]:
     """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
@@ -121,13 +138,8 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
     ``count``, ``accuracy`` and ``correct`` judge each sequence's last update, as ``predict`` judges its
     answer; the rest says what ran (``about``, with the stream graph or engine as the artefact)."""
     from .inputs import accuracy
-    from .streaming import MAX_CHUNK, chunked
+    from .streaming import chunked
 
-    if not 1 <= chunk <= MAX_CHUNK:
-        raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
-    if attention:
-        raise BadInput("--attention with --stream: the stream graph gives no attention weights (each step's weight "
-                       "changes with every later step); expected one of the two")
     stream = predictor.stream(batch=1)
     rows: List[Dict[str, Any]] = []
     finals: List[Any] = []
@@ -202,6 +214,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
     data = read_input(args.input)
+    if args.stream is not None:
+        stream_request(args.directory, args.stream, args.attention)
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
