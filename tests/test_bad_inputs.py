@@ -234,6 +234,11 @@ ROWS: dict[str, Row] = {
     "predict-stream-zero": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream", "0"), 2,
                                "--stream 0: expected a chunk of 1 to 1,000,000 steps",  # it ran predict unstreamed
                                _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
+    "predict-stream-not-a-number": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--stream", "abc"), 2,
+                                       "'--stream': Input should be a valid integer, unable to parse string as an "
+                                       "integer (got 'abc')"),  # typer's message named no value
+    "predict-batch-size-zero": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--batch-size=0"), 2,
+                                   "'--batch-size': Input should be greater than or equal to 1 (got '0')"),
     "predict-stream-unknown-true-labels": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream",
                                                "2"), 2, "x.npz: the true labels cat are not the model's",
                                               _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]),

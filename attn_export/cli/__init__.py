@@ -80,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exit as e:
         return e.exit_code
     except TyperException as e:  # typer's own click: usage errors, bad parameters (exit 2)
-        typer.echo(f"Error: {e.format_message()}", err=True)
+        said = e.format_message()
+        given = _given(args, e.param) if isinstance(e, typer.BadParameter) else None
+        if given is not None and repr(given) not in said:  # typer's "Input should be a valid integer" names no value
+            said = f"{said} (got {given!r})"
+        typer.echo(f"Error: {said}", err=True)
         return e.exit_code
     except Abort:
         typer.echo("Error: aborted", err=True)
@@ -104,6 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"Error: this command needs {e.name}, which is not installed; expected {hint}", err=True)
         return NotAvailable.exit_code
     return result if isinstance(result, int) else 0
+
+
+def _given(args: Sequence[str], param: object) -> str | None:
+    """The text given on the command line to the option ``param`` (its last use), None if it was not found."""
+    given = None
+    for k, arg in enumerate(args):
+        for opt in getattr(param, "opts", ()):
+            if arg == opt and k + 1 < len(args):
+                given = args[k + 1]
+            elif arg.startswith(f"{opt}="):
+                given = arg[len(opt) + 1:]
+    return given
 
 
 def _install_hint(module: str | None) -> str | None:
