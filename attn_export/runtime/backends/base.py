@@ -95,11 +95,12 @@ class Backend:
             raise RuntimeError(f"{self.name}: run_feeds() called outside 'with backend:'")
         return self._run(feeds)
 
-    def cannot_run(self, feeds: Mapping[str, np.ndarray], said: str) -> AttnExportError:
-        """The one line for a run the runtime refused (``said``: its own message, first line shown): memory
-        that ran out, said anywhere in it, is exit 3 like any other, anything else a failed run (exit 1)."""
+    def cannot_run(self, feeds: Mapping[str, np.ndarray], said: str, shown: Optional[str] = None) -> AttnExportError:
+        """The one line for a run the runtime refused (``said``: its own message; ``shown``: its line to show,
+        else its first): memory that ran out, said anywhere in it, is exit 3 like any other, anything else a
+        failed run (exit 1)."""
         memory = is_out_of_memory(said)  # anywhere in it: tract says why on its "Caused by" lines
-        said = (said.strip().splitlines() or ["no message"])[0]
+        said = shown if shown is not None else (said.strip().splitlines() or ["no message"])[0]
         shape = "x".join(str(d) for d in feeds["x"].shape)
         if memory:
             return out_of_memory(said, f"running {self.artifact.name} on x {shape} in {self.name}")

@@ -49,7 +49,7 @@ class OpenVinoCpuBackend(Backend):
         try:  # the bytes the store checked, never the path
             compiled = core.compile_model(core.read_model(self.artifact.data), DEVICE, config)
         except RuntimeError as e:  # OpenVINO reports unreadable graphs as RuntimeError
-            raise BadInput(f"OpenVINO cannot read {self.artifact.name}: {_first_line(e)}") from None
+            raise BadInput(f"OpenVINO cannot read {self.artifact.name}: {_last_line(e)}") from None
         import openvino
 
         computed = compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -64,7 +64,7 @@ class OpenVinoCpuBackend(Backend):
         try:
             results = self.request.infer(dict(feeds))
         except RuntimeError as e:
-            raise self.cannot_run(feeds, _first_line(e)) from None
+            raise self.cannot_run(feeds, str(e), shown=_last_line(e)) from None
         values = list(results.values())
         return {n: np.asarray(values[i], dtype=np.float32) for n, i in self.outputs.items()}
 
@@ -93,6 +93,6 @@ class OpenVinoBf16Backend(OpenVinoCpuBackend):
         return None
 
 
-def _first_line(e: BaseException) -> str:
+def _last_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     return lines[-1] if lines else type(e).__name__
