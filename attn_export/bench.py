@@ -42,6 +42,7 @@ from .runtime import store
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .runtime.modelinfo import ModelInfo
+from .runtime.precisions import PRECISIONS
 from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
 from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
@@ -232,6 +233,15 @@ def _reference_label(runnable: list[Target]) -> str:
     return runnable[0].label
 
 
+def _one_by_one(runs: list[Callable[[], float | None]]) -> Callable[[], float | None]:
+    """One timed call that makes each of ``runs`` in turn: the device's milliseconds summed, else None."""
+    def run() -> float | None:
+        times = [r() for r in runs]
+        return None if any(t is None for t in times) else sum(t for t in times if t is not None)
+
+    return run
+
+
 def _bench_shape(opened: list[tuple[Target, Backend]], features: int, batch: int, seq: int,
                  budget: Budget) -> list[dict[str, Any]]:
     feeds = _feeds(batch, seq, features)
@@ -244,6 +254,11 @@ def _bench_shape(opened: list[tuple[Target, Backend]], features: int, batch: int
         reason = backend.accepts(batch, seq)
         if reason is not None:
             skipped.append({**base, "skipped": reason})
+            continue
+        if target.precision in PRECISIONS and PRECISIONS[target.precision].per_row:  # as predict runs it: a
+            # batch is that many runs of one sequence
+            runs.append(_one_by_one([backend.runner({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(batch)]))
+            rows.append({**base, "cuda_graph": False, "device": backend.device, "one_by_one": True})
             continue
         variants = [False, True] if backend.supports_cuda_graph else [False]
         for graph in variants:

@@ -41,6 +41,7 @@ from .runtime.store import Artifact
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
+from .runtime.precisions import PRECISIONS
 from .portability import fp32_fills, make_portable, matmul_before_transpose
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
@@ -450,8 +451,9 @@ def _evaluate(made: Artifact, fp32: Artifact, spec: IOSpec, test: Any) -> dict[s
     correct = correct32 = agree = 0
     logits_err = attention_err = 0.0
     order = np.argsort(test.lengths, kind="stable")
-    for start in range(0, test.n, 64):
-        index = order[start : start + 64]
+    batch = 1 if PRECISIONS[str(made.precision)].per_row else 64  # as predict runs it
+    for start in range(0, test.n, batch):
+        index = order[start : start + batch]
         x, lengths = pad([test.sequences[i] for i in index])
         feeds = {"x": x, "lengths": lengths}
         got = dict(zip(names, a.run(None, feeds)))
@@ -597,10 +599,15 @@ def quantize(
                          precision=precision, method=method, quantized=quantized, not_quantized=plain,
                          **extra)
         reports.append(report)
-    if s.state(store.STREAM_ONNX).current:
+    stream = s.state(store.STREAM_ONNX)
+    if stream.current:
         for report in reports:
             _make_stream_variant(s, directory, info, report.precision, calibrated)
             report.stream = store.STREAM_FILES[report.precision]
+    elif stream.state != "missing":  # found by a user: after a retrain and export, it was left stale silently
+        for report in reports:
+            report.notes.append(f"{store.STREAM_FILES[report.precision]} not made: {stream.reason}; run attn-export "
+                                "export --stream, then this quantize again")
     _write_report(directory, reports)
     return reports
 

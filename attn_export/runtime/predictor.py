@@ -138,6 +138,8 @@ class Predictor:
         self.min_seq: int = 1 if profile is None else int(profile.seq.min)
         self.min_batch: int = 1 if profile is None else int(profile.batch.min)
         self.batch_size = max(1, min(batch_size if profile is None else int(profile.batch.max), int(batch_size)))
+        if self.precision in PRECISIONS and PRECISIONS[self.precision].per_row:  # its answer for a row would move with the other rows
+            self.batch_size = 1
         self._backend = backend
         # The feeds predict builds are already checked (shapes, dtypes, lengths, finite values: _sequences and
         # _batch), so they are run without the protocol's second check: it cost about 10 % of a small model's

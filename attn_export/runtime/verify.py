@@ -352,6 +352,16 @@ def _judge_cases(row: TargetResult, backend: Backend, rule: Rule, reference: Ref
             row.fail(f"{case.label}: " + "; ".join(result.problems))
 
 
+def _alone(backend: Backend, case: SweepCase) -> Dict[str, np.ndarray]:
+    """Each row of ``case`` run alone at its own length (``Precision.per_row``: what predict does), the
+    outputs stacked as the batch's would be, attention 0 on the padding."""
+    outs = [backend.infer({"x": case.x[i:i + 1, :n], "lengths": case.lengths[i:i + 1]})
+            for i, n in enumerate(int(n) for n in case.lengths)]
+    seq = case.x.shape[1]
+    return {name: np.concatenate([np.pad(o[name], [(0, 0), (0, seq - o[name].shape[1])]) if name == "attention"
+                                  else o[name] for o in outs]) for name in outs[0]}
+
+
 def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: TestSplit, head: str) -> None:
     outs = []
     for _, case in split.batches:
@@ -362,7 +372,8 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
         if outside is not None:
             row.fail(f"the test split does not fit: {outside}")
             return
-        outs.append(backend.infer(case.feeds))
+        per_row = row.target.precision in PRECISIONS and PRECISIONS[str(row.target.precision)].per_row
+        outs.append(_alone(backend, case) if per_row else backend.infer(case.feeds))  # as predict runs it
     got = _scatter(len(split.y), split.batches, outs, head)
     predicted = class_logits(got[head]).argmax(1)  # a binary head: its logit > 0
     row.accuracy = float((predicted == split.y).mean())
