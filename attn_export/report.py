@@ -301,7 +301,8 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     word, problems = _standing(s, result)
     ran = result.ran()
     carried = sum(1 for r in ran if r.carried_from)
-    lines = [f"**Verification {word}** against {ref['backend']} "
+    loosened = f" with `--set {', '.join(result.overrides)}`" if result.overrides else ""
+    lines = [f"**Verification {word}{loosened}** against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
              f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}"
              + (f"; verify of {result.created}" if result.created else "")

@@ -387,6 +387,11 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     assert refused.returncode != 0
     with pytest.raises(Exception, match="model.stream.onnx is stale"):
         store.Store(directory).open(store.STREAM_ONNX, need="current")
+    assert cli("export", str(directory)).returncode == 0  # found by a user: quantize then left it stale silently
+    made = cli("quantize", str(directory), "--fp16")
+    said = " ".join(made.stdout.split() + made.stderr.split())
+    assert made.returncode == 0 and "model.stream.fp16.onnx not made: model.stream.onnx is stale" in said, said
+    assert "run attn-export export --stream, then this quantize again" in said
 
 
 def test_why_a_front_end_cannot_stream_is_true_of_its_kernels() -> None:
@@ -569,6 +574,7 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     assert "sequence_id=42" in readme and "no Triton server" in readme and "only graphs that" in readme
     assert triton_client_models(readme) == ["attention_lstm", "attention_lstm_stream"]
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
+    assert "each length must lie in 1..steps" in readme and "class `labels[i]` of `model.json`" in readme  # found by a user
     assert not (repo.parent / "runtime").exists()
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(directory).info.input_size), np.float32),
              lengths=np.array([5]))

@@ -824,3 +824,23 @@ def test_the_live_reference_runs_on_verifys_threads_and_its_intrinsic_errors_wit
     assert {dtype for _, _, dtype in seen} == {torch.float64, torch.float16, torch.bfloat16}
     assert {(n, onednn) for n, onednn, _ in seen} == {(threads, False)}
     assert after == (True, 3 - threads)  # the caller's settings again (threads: found by review)
+
+
+def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by a user: verify with --set verify.budget_multiple=100 printed "PASSED", the report's headline
+    said "Verification PASSED" and bundle said nothing; only verify.json held the overrides."""
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    loosened = "verify.budget_multiple=100"
+    shown = cli("verify", str(directory), "--backends", "ort-cpu", "--set", loosened)
+    assert shown.returncode == 0, shown.stderr
+    assert f"PASSED with --set {loosened}" in " ".join((shown.stdout + shown.stderr).split())
+    assert cli("report", str(directory)).returncode == 0
+    assert f"**Verification PASSED with `--set {loosened}`**" in (directory / "report.md").read_text()
+    packed = cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "b.tar.gz"))
+    assert packed.returncode == 0, packed.stderr
+    assert (f"verified with --set {loosened}, not the recipe's own [verify] settings"
+            in " ".join((packed.stdout + packed.stderr).split()))
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
+    again = cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "c.tar.gz"))
+    assert "--set" not in again.stdout + again.stderr  # the recipe's own verdicts: nothing to say

@@ -104,6 +104,10 @@ artefact changed since it was recorded, a stale one, one that failed verificatio
 """
 
 TRITON = """{steps}
+The graph does not check its input: each length must lie in 1..steps of its row (a 0, a negative length
+or one past the steps gives finite numbers that mean nothing), and values must be finite. A classifier's
+output column i is the class `labels[i]` of `model.json`.
+
 Triton serves a graph without checking it, so this bundle holds only graphs that `attn-export verify`
 passed (their verdicts are in `manifest.json`), and no device package: `bundle.json` has each file's
 sha256, to check what you deploy.
@@ -365,6 +369,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = [f"BELOW THE RECIPE'S ACCURACY FLOOR: {below}"] if (below := s.below_floor()) else []
+    verdicts = [(s.entry(n) or {}).get("verified") for n in names]
+    loosened = sorted({str(o) for v in verdicts if isinstance(v, dict) for o in v.get("overrides") or []})
+    if loosened:  # found by a user: a 100x budget passed like any verdict, said nowhere past verify.json
+        notes.append(f"verified with --set {', '.join(loosened)}, not the recipe's own [verify] settings")
     chosen, why_not = None, ""
     if target == "cpu":
         chosen, why_not = current(s)
