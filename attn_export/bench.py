@@ -42,7 +42,7 @@ from .runtime import store
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .runtime.modelinfo import ModelInfo
-from .runtime.precisions import PRECISIONS
+from .runtime.precisions import one_by_one
 from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
 from .runtime.store import Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
@@ -255,7 +255,7 @@ def _bench_shape(opened: list[tuple[Target, Backend]], features: int, batch: int
         if reason is not None:
             skipped.append({**base, "skipped": reason})
             continue
-        if target.precision in PRECISIONS and PRECISIONS[target.precision].per_row:  # as predict runs it: a
+        if one_by_one(target.precision):  # as predict runs it: a
             # batch is that many runs of one sequence
             runs.append(_one_by_one([backend.runner({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(batch)]))
             rows.append({**base, "cuda_graph": False, "device": backend.device, "one_by_one": True})

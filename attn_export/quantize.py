@@ -41,7 +41,7 @@ from .runtime.store import Artifact
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
-from .runtime.precisions import PRECISIONS
+from .runtime.precisions import one_by_one
 from .portability import fp32_fills, make_portable, matmul_before_transpose
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
@@ -451,7 +451,7 @@ def _evaluate(made: Artifact, fp32: Artifact, spec: IOSpec, test: Any) -> dict[s
     correct = correct32 = agree = 0
     logits_err = attention_err = 0.0
     order = np.argsort(test.lengths, kind="stable")
-    batch = 1 if PRECISIONS[str(made.precision)].per_row else 64  # as predict runs it
+    batch = 1 if one_by_one(made.precision) else 64  # as predict runs it
     for start in range(0, test.n, batch):
         index = order[start : start + batch]
         x, lengths = pad([test.sequences[i] for i in index])

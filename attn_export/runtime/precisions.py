@@ -54,6 +54,11 @@ ENGINE_PRECISIONS: Tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() i
 QUANTIZED: Dict[str, str] = {n: f for n, f in ONNX_FILES.items() if n != "fp32"}
 
 
+def one_by_one(precision: Optional[str]) -> bool:
+    """Whether ``precision`` runs one sequence at a time (``Precision.per_row``); an unknown one does not."""
+    return precision in PRECISIONS and PRECISIONS[str(precision)].per_row
+
+
 def engine_precision(flags: Dict[str, bool]) -> str:
     """The precision ``build``'s flags ask for (``{"--fp16": True}`` -> fp16; none -> fp32)."""
     asked = [p.name for p in PRECISIONS.values() if p.build_flag and flags.get(p.build_flag)]

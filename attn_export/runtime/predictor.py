@@ -44,7 +44,7 @@ from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import MAX_BATCH, check_threads
-from .precisions import PRECISIONS
+from .precisions import PRECISIONS, one_by_one
 from .store import Artifact, Store
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Predictor:
         self.min_seq: int = 1 if profile is None else int(profile.seq.min)
         self.min_batch: int = 1 if profile is None else int(profile.batch.min)
         self.batch_size = max(1, min(batch_size if profile is None else int(profile.batch.max), int(batch_size)))
-        if self.precision in PRECISIONS and PRECISIONS[self.precision].per_row:  # its answer for a row would move with the other rows
+        if one_by_one(self.precision):  # its answer for a row would move with the other rows
             self.batch_size = 1
         self._backend = backend
         # The feeds predict builds are already checked (shapes, dtypes, lengths, finite values: _sequences and

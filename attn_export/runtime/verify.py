@@ -64,7 +64,7 @@ from .dispatch import INSTALL_ONNX_RUNTIME
 from .iospec import class_logits
 from .limits import check_threads
 from .modelinfo import ModelInfo
-from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
+from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS, one_by_one
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, override_section
 from .store import STREAM_FILES, Store
@@ -372,8 +372,7 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
         if outside is not None:
             row.fail(f"the test split does not fit: {outside}")
             return
-        per_row = row.target.precision in PRECISIONS and PRECISIONS[str(row.target.precision)].per_row
-        outs.append(_alone(backend, case) if per_row else backend.infer(case.feeds))  # as predict runs it
+        outs.append(_alone(backend, case) if one_by_one(row.target.precision) else backend.infer(case.feeds))
     got = _scatter(len(split.y), split.batches, outs, head)
     predicted = class_logits(got[head]).argmax(1)  # a binary head: its logit > 0
     row.accuracy = float((predicted == split.y).mean())
