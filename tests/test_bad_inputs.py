@@ -251,6 +251,8 @@ ROWS: dict[str, Row] = {
     "bench-empty-batch": Row(("bench", "{d}", "--batch", ""), 2, "--batch '' needs positive integers"),
     "bench-stream-chunks-past-segments": Row(("bench", "{d}", "--stream", "--chunks", "256", "--segments", "128"), 2,
                                              "--chunks 256 are all longer than --segments 128"),
+    "build-missing-dir": Row(("build", "{t}/absent", "--fp16"), 2, "absent is not a directory; expected the artefact "
+                             "directory or unpacked bundle to build in"),  # was exit 3, "cannot build here"
     "build-max-batch-past-the-recipe-bound": Row(("build", "{d}", "--max-batch", "99999"), 2,
                                                  "build.max_batch = 99999 is out of range"),
     "manifest-of-another-schema": Row(("inspect", "{d}"), 2, "has schema 9; expected 1", lambda d, t: (

@@ -52,7 +52,7 @@ def command(
         hardware_compat="ampere-plus" if hardware_compat else None, version_compat=version_compat, stream=stream,
     )
     options.check()  # bad flags: exit 2 on any machine
-    preflight()  # no GPU or no TensorRT: exit 3 before anything is read or written
+    preflight(0, directory)  # no such directory: exit 2; no GPU or no TensorRT: exit 3; before anything is read or written
     out = console(stderr=True)
     result = _with_progress(lambda progress: build_engine(directory, options, say=out.print, progress=progress,
                                                           make=_quantize), quiet=json_out)

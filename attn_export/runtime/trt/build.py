@@ -94,11 +94,14 @@ class BuildResult:
 
 def preflight(device: int = 0, directory: Optional[Path] = None, target: Optional[str] = None) -> Gpu:
     """The GPU to build on, or NotAvailable with one line naming everything missing and how to get it;
-    first, a bundle in ``directory`` made for another TensorRT line than ``target`` is BadInput. Nothing is
-    written."""
+    first, a ``directory`` that is none is MissingPrerequisite, and a bundle in it made for another
+    TensorRT line than ``target`` BadInput. Nothing is written."""
     from .importer import tensorrt_missing
 
     if directory is not None:
+        if not directory.is_dir():  # found by a user: a mistyped path said "cannot build here" (exit 3)
+            raise MissingPrerequisite(f"{directory} is not a directory; expected the artefact directory or unpacked "
+                                      "bundle to build in")
         refuse_other(made_for(directory), target)
     gpus = query_gpus()
     missing = []
