@@ -302,7 +302,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     ran = result.ran()
     carried = sum(1 for r in ran if r.carried_from)
     loosened = f" with `--set {', '.join(result.overrides)}`" if result.overrides else ""
-    lines = [f"**Verification {word}{loosened}** against {ref['backend']} "
+    lines = [f"**Verification {word}**{loosened} against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
              f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}"
              + (f"; verify of {result.created}" if result.created else "")
