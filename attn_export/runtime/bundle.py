@@ -644,7 +644,10 @@ def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Pa
     files = record["files"]
     for name, entry in files.items():
         found = members.get(name)
-        if found is None or not found.isreg():
+        if found is None:  # found by a user: a deleted file was "not a regular file of the archive"
+            raise DataError(f"{archive}: {name} is missing, though {BUNDLE_JSON} lists it; refused (nothing was "
+                            "extracted)")
+        if not found.isreg():
             raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
                             "names of the archive's own files")
         if found.size != entry["size"]:
