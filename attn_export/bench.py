@@ -255,8 +255,7 @@ def _bench_shape(opened: list[tuple[Target, Backend]], features: int, batch: int
         if reason is not None:
             skipped.append({**base, "skipped": reason})
             continue
-        if one_by_one(target.precision):  # as predict runs it: a
-            # batch is that many runs of one sequence
+        if one_by_one(target.precision):  # as predict runs it: a batch is that many runs of one sequence
             runs.append(_one_by_one([backend.runner({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(batch)]))
             rows.append({**base, "cuda_graph": False, "device": backend.device, "one_by_one": True})
             continue

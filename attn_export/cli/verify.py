@@ -71,7 +71,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
         return "-" if v is None else format(v, spec)
 
     title = Text.assemble(f"verify {directory}: ", ("PASSED", "green") if result.passed else ("FAILED", "red"),
-                          (f" with --set {', '.join(result.overrides)}", "yellow") if result.overrides else "",
+                          (f" with {result.loosened}", "yellow") if result.loosened else "",
                           f" against {result.reference['backend']} FP32 ({result.reference['source']}, test accuracy "
                           f"{fmt(result.reference['accuracy'], '.4f')})")
     t = Table(title=title)

@@ -202,7 +202,7 @@ def _verify(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         for line in summary_lines(result.tensorrt):
             print(line, file=sys.stderr)
-        loosened = f" with --set {', '.join(result.overrides)}" if result.overrides else ""
+        loosened = f" with {result.loosened}" if result.loosened else ""
         print(f"verify {args.directory}: {'PASSED' if result.passed else 'FAILED'}{loosened} (verify.json, verdicts in "
               "manifest.json)", file=sys.stderr)
     if not result.passed:

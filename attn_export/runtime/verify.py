@@ -263,6 +263,12 @@ class VerifyResult:
         each failure the manifest records that no row answers."""
         return [r.first_problem_line() for r in self.results if r.status == "failed"] + list(self.standing)
 
+    @property
+    def loosened(self) -> str:
+        """``--set`` and the overrides this verify ran with, as every headline beside its verdict says them;
+        "" for the recipe's own settings."""
+        return f"--set {', '.join(self.overrides)}" if self.overrides else ""
+
     def ran(self) -> List[TargetResult]:
         """The targets that ran, failures first: what a person reads first."""
         return sorted((r for r in self.results if r.status != "skipped"), key=lambda r: r.status != "failed")
