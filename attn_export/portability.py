@@ -3,6 +3,7 @@ known to treat differently, and the pass that keeps them out of what attn-export
 
     findings = divergences(proto)          # [Divergence(construct, nodes, runtimes)], for inspect and export
     make_portable(proto)                   # in place: what export and quantize apply before writing
+    prune(proto)                           # in place: the nodes and initializers nothing reads, removed
 
 Each entry of :data:`CONSTRUCTS` was seen here or is documented upstream; ``export`` refuses a graph with
 any of them, ``inspect`` names them in any ONNX file, and the conformance table of ``verify`` shows what
@@ -15,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CONSTRUCTS", "Construct", "Divergence", "divergences", "make_portable", "matmul_before_transpose"]
+__all__ = ["CONSTRUCTS", "Construct", "Divergence", "divergences", "make_portable", "matmul_before_transpose",
+           "prune"]
 
 LSTM_SEQUENCE_LENS = 4  # the ONNX LSTM's input position
 
@@ -61,7 +63,7 @@ CONSTRUCTS = (
               "measured); tract 0.23.9 refuses it (\"Non constant seq_len is not supported\"); ONNX Runtime's "
               "TensorRT provider has a reported bug with it (microsoft/onnxruntime#16885); onnx 1.23.2's "
               "reference evaluator ignores it",
-              lambda n, t: n.op_type == "LSTM" and len(n.input) > LSTM_SEQUENCE_LENS
+              lambda n, t: n.op_type in ("LSTM", "DynamicQuantizeLSTM") and len(n.input) > LSTM_SEQUENCE_LENS
               and bool(n.input[LSTM_SEQUENCE_LENS])),
     Construct("LSTM with layout=1", "TensorRT's ONNX parser ignores the layout attribute",
               lambda n, t: n.op_type == "LSTM" and _attribute(n, "layout", 0) != 0),
@@ -186,6 +188,11 @@ def make_portable(proto: Any) -> None:
     for node in proto.graph.node:
         if node.op_type == "ConstantOfShape" and _attribute(node, "value") is None:
             node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float32))))
+    prune(proto)
+
+
+def prune(proto: Any) -> None:
+    """Remove the nodes nobody reads and the initializers no node reads (in place)."""
     outputs = {o.name for o in proto.graph.output}
     while True:
         readers = _consumers(proto.graph.node)

@@ -42,7 +42,7 @@ from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
 from .runtime.precisions import one_by_one
-from .portability import fp32_fills, make_portable, matmul_before_transpose
+from .portability import fp32_fills, make_portable, matmul_before_transpose, prune
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
 
@@ -283,11 +283,70 @@ def _cell_state_only(proto: Any) -> list[str]:
             and set().union(*(reaches(o) for o in n.output)) == only_c]
 
 
-def _make_int8_dynamic(source: Artifact, target: Path) -> None:
+FORWARD_ONLY = {"direction": b"forward", "input_forget": 0, "layout": 0}  # an LSTM's settings besides hidden_size
+
+
+def _one_node_per_layer(proto: Any) -> None:
+    """Each layer's two forward-only LSTMs of the portable graph, the second run on length-reversed
+    sequences (``AttentionLSTM._recur_reversed``), become one bidirectional LSTM that takes ``lengths`` as its
+    sequence_lens (in place); the reversals' gathers go with them. The same function in ONNX Runtime (outputs
+    at the padding are zero instead of the forward pass run on, and no valid step reads them: tested on padded
+    batches), one kernel call per layer instead of two. Only for the dynamic INT8 graph, which ONNX Runtime
+    runs one sequence at a time (``Precision.per_row``): OpenVINO computes a padded batch of it differently
+    and tract refuses it (``portability.CONSTRUCTS``), and ONNX Runtime's own path with sequence lengths is
+    slower on a batch (README, issue 25). WorkFailed where the LSTMs are not in pairs of independent nodes
+    on the same layer input, joined by one Concat, as export writes them."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = list(proto.graph.node)
+    weights = {t.name: t for t in proto.graph.initializer}
+    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    above: dict[str, set[int]] = {}  # tensor -> the LSTM nodes (by index) it is computed from
+    for index, node in enumerate(nodes):
+        found = set().union(*(above.get(i, set()) for i in node.input)) | ({index} if node.op_type == "LSTM" else set())
+        above.update((o, found) for o in node.output)
+    length32 = "lengths.int32"
+    replaced: dict[int, list[Any]] = {}  # the index of each layer's Concat -> the nodes in its place
+    for forward, backward in zip(lstms[0::2], lstms[1::2]):
+        f, b = nodes.index(forward), nodes.index(backward)
+        join = next((i for i, n in enumerate(nodes) if n.output and {f, b} <= above.get(n.output[0], set())), None)
+        settings = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in (forward, backward)]
+        if (len(lstms) % 2 or f in above.get(backward.input[0], set()) or join is None
+                or nodes[join].op_type != "Concat" or len(nodes[join].input) != 2 or settings[0] != settings[1]
+                or not {k: v for k, v in settings[0].items() if k != "hidden_size"}.items() <= FORWARD_ONLY.items()
+                or any(len(n.input) < 4 or not set(n.input[1:4]) <= set(weights) for n in (forward, backward))):
+            raise WorkFailed("the FP32 graph's LSTMs are not the pairs of forward-only directions export writes; "
+                             "run attn-export export again")
+        out = nodes[join].output[0]
+        joined = [numpy_helper.from_array(np.concatenate([numpy_helper.to_array(weights[n.input[k]])
+                                                          for n in (forward, backward)]), f"{out}.{part}")
+                  for k, part in ((1, "W"), (2, "R"), (3, "B"))]
+        proto.graph.initializer.extend(joined)
+        hidden = int(settings[0]["hidden_size"])
+        replaced[join] = [
+            *([helper.make_node("Cast", ["lengths"], [length32], to=TensorProto.INT32, name=length32)]
+              if forward is lstms[0] else []),
+            helper.make_node("LSTM", [forward.input[0], *(t.name for t in joined), length32], [f"{out}.Y"],
+                             name=f"{out}.lstm", hidden_size=hidden, direction="bidirectional"),
+            helper.make_node("Transpose", [f"{out}.Y"], [f"{out}.batch_first"], perm=[2, 0, 1, 3],
+                             name=f"{out}.transpose"),
+            helper.make_node("Constant", [], [f"{out}.shape"], name=f"{out}.shape",
+                             value=numpy_helper.from_array(np.array([0, 0, 2 * hidden], np.int64))),
+            helper.make_node("Reshape", [f"{out}.batch_first", f"{out}.shape"], [out], name=f"{out}.reshape")]
+    rebuilt = [m for i, n in enumerate(nodes) for m in replaced.get(i, [n])]
+    del proto.graph.node[:]
+    proto.graph.node.extend(rebuilt)
+    prune(proto)
+
+
+def _make_int8_dynamic(source: Artifact, target: Path, bidirectional: bool = False) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     proto = onnx.load_from_string(source.data)
+    if bidirectional:
+        _one_node_per_layer(proto)
     with _quiet_root_logger():
         quantize_dynamic(proto, str(target), weight_type=QuantType.QInt8, nodes_to_exclude=_cell_state_only(proto))
 
@@ -566,7 +625,7 @@ def quantize(
                 notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
                 extra["kept_fp32"] = list(FP16_KEEP_FP32)
             elif precision == "int8-dynamic":
-                _make_int8_dynamic(source, tmp)
+                _make_int8_dynamic(source, tmp, bidirectional=recipe.model.bidirectional)
                 made = Artifact.candidate(tmp, spec, precision, info)
                 quantized, plain = _dynamic_census(onnx.load_from_string(made.data))
                 method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"

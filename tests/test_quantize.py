@@ -11,13 +11,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, numpy_helper
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
+from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from attn_export.config import ModelConfig
 from attn_export.runtime import store
-from attn_export.errors import Untrusted
-from attn_export.quantize import quantize
+from attn_export.errors import Untrusted, WorkFailed
+from attn_export.portability import divergences
+from attn_export.quantize import _one_node_per_layer, quantize
 from conftest import RECIPES, cli
+from test_export import FEATURES, VARIANTS, make_dir
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +76,75 @@ def test_dynamic_int8_quantises_the_lstm(variants: tuple[Path, dict]) -> None:
     ops = {n.op_type for n in onnx.load(str(directory / "model.int8.onnx")).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     assert report["int8-dynamic"]["quantized"]["DynamicQuantizeLSTM"] == 1
+
+
+@pytest.fixture(scope="module", params=["bidirectional-2layer", "conv-bidirectional"])
+def bidirectional(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bidirectional model (two layers; one layer behind a Conv1d) exported and quantised to dynamic INT8."""
+    directory = make_dir(tmp_path_factory.mktemp(request.param), VARIANTS[request.param])
+    for args in (("export", str(directory)), ("quantize", str(directory), "--int8")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def one_per_layer(bidirectional: Path) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+    """ONNX Runtime sessions of the portable FP32 graph and of the same graph with one LSTM per layer."""
+    proto = onnx.load(str(bidirectional / "model.onnx"))
+    _one_node_per_layer(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    return (ort.InferenceSession(str(bidirectional / "model.onnx"), providers=["CPUExecutionProvider"]),
+            ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_one_lstm_per_layer_computes_what_the_portable_graph_does(
+        one_per_layer: tuple[ort.InferenceSession, ort.InferenceSession], lengths: list[int], seed: int) -> None:
+    """The rewrite under the dynamic INT8 graph: each layer's two forward-only LSTMs (the second on reversed
+    sequences) as one bidirectional LSTM with sequence_lens, on padded batches with garbage in the padding."""
+    portable, fused = one_per_layer
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 3, (len(lengths), max(lengths), FEATURES)).astype(np.float32)
+    x[np.arange(max(lengths))[None, :] >= np.array(lengths)[:, None]] = 1e3
+    feeds = {"x": x, "lengths": np.array(lengths, np.int64)}
+    for want, got in zip(portable.run(None, feeds), fused.run(None, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_int8_runs_a_bidirectional_layer_as_one_lstm(bidirectional: Path, tmp_path: Path) -> None:
+    """One DynamicQuantizeLSTM per layer, taking lengths, named as the construct it is; and row by row (as
+    predict runs it) the numbers of the portable graph quantised the same way, each direction its own node."""
+    proto = onnx.load(str(bidirectional / "model.int8.onnx"))
+    lstms = [n for n in proto.graph.node if n.op_type == "DynamicQuantizeLSTM"]
+    config = json.loads((bidirectional / "model.json").read_text())["recipe"]["model"]
+    assert len(lstms) == config["num_layers"] and not [n for n in proto.graph.node if n.op_type == "LSTM"]
+    assert all(helper.get_attribute_value(next(a for a in n.attribute if a.name == "direction")) == b"bidirectional"
+               and n.input[4] for n in lstms)
+    assert [d.construct for d in divergences(proto)] == ["LSTM with a runtime sequence_lens",
+                                                         "operators outside the standard ONNX domain"]
+    unfused = tmp_path / "unfused.int8.onnx"
+    quantize_dynamic(onnx.load(str(bidirectional / "model.onnx")), str(unfused), weight_type=QuantType.QInt8)
+    assert [n.op_type for n in onnx.load(str(unfused)).graph.node].count("DynamicQuantizeLSTM") == 2 * len(lstms)
+    shipped, reference = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                          for p in (bidirectional / "model.int8.onnx", unfused))
+    rng = np.random.default_rng(0)
+    for seq in (1, 2, 7, 40, 300):
+        feeds = {"x": rng.normal(0, 3, (1, seq, FEATURES)).astype(np.float32), "lengths": np.array([seq], np.int64)}
+        for want, got in zip(reference.run(None, feeds), shipped.run(None, feeds)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_whose_lstms_are_not_direction_pairs_is_refused(tmp_path: Path) -> None:
+    """A causal model of two layers has two LSTMs, the second reading the first: not the two directions of one
+    layer, so the rewrite refuses rather than join them."""
+    directory = make_dir(tmp_path, ModelConfig(hidden_size=12, num_layers=2))
+    assert cli("export", str(directory)).returncode == 0
+    proto = onnx.load(str(directory / "model.onnx"))
+    assert [n.op_type for n in proto.graph.node].count("LSTM") == 2
+    with pytest.raises(WorkFailed, match="not the pairs of forward-only directions"):
+        _one_node_per_layer(proto)
 
 
 def test_fp16_graph_computes_in_fp16_with_fp32_io(variants: tuple[Path, dict]) -> None:
