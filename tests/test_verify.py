@@ -92,6 +92,30 @@ def test_the_sweep_spans_the_dynamic_range_and_padding(verified: tuple[Path, dic
     assert any("a slow interpreter" in n for n in oracle["cases_not_run"])
 
 
+def test_dynamic_int8_is_judged_one_sequence_at_a_time_on_every_case(variants_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What predict runs: model.int8.onnx one sequence at a time at its own length, the sweep's padded batches
+    included (its graph shares one quantisation scale over a batch, and for a bidirectional model OpenVINO
+    computes a padded batch of it wrongly); FP32 gets the padded batches as they are. The real verify and
+    the real ONNX Runtime backend, with every run recorded on the way."""
+    from attn_export.runtime.backends.base import Backend
+    from attn_export.runtime.verify import verify
+
+    runs: list[tuple[str, tuple[int, ...], list[int]]] = []
+    infer = Backend.infer
+
+    def recorded(self: Backend, feeds: dict) -> dict:
+        runs.append((self.artifact.name, feeds["x"].shape, feeds["lengths"].tolist()))
+        return infer(self, feeds)
+
+    monkeypatch.setattr(Backend, "infer", recorded)
+    assert verify(copy(variants_dir, tmp_path), backends="ort-cpu").passed
+    int8 = [(shape, lengths) for name, shape, lengths in runs if name == "model.int8.onnx"]
+    fp32 = [(shape, lengths) for name, shape, lengths in runs if name == "model.onnx"]
+    assert int8 and all(shape[0] == 1 and lengths == [shape[1]] for shape, lengths in int8)
+    assert any(shape[0] > 1 and min(lengths) < shape[1] for shape, lengths in fp32)
+
+
 def test_unavailable_backends_are_listed_as_skipped_with_their_reason(verified: tuple[Path, dict, object]) -> None:
     _, result, _ = verified
     for name, reason in status().items():

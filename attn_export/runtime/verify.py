@@ -347,7 +347,7 @@ def _judge_cases(row: TargetResult, backend: Backend, rule: Rule, reference: Ref
             row.cases_not_run.append(f"{case.label}: {outside}")
             continue
         try:
-            got = backend.infer(case.feeds)
+            got = _alone(backend, case) if one_by_one(row.target.precision) else backend.infer(case.feeds)
         except AttnExportError as e:  # the artefact cannot run this shape at all (a frozen axis, say)
             row.cases.append(unmeasured(case, str(e)))
             row.fail(f"{case.label}: {e}")
