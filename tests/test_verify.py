@@ -176,6 +176,11 @@ def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tm
     # its variants descend from the old graph: stale, and said so
     fp16 = next(r for r in report["results"] if r["artifact"] == "model.fp16.onnx")
     assert fp16["status"] == "failed" and "stale: its parent model.onnx changed" in fp16["reason"]
+    # and no TensorRT line calls the stale bytes ready (found by a user); the current graph stays judged by its rules
+    for files in report["tensorrt"].values():
+        assert files["model.fp16.onnx"].startswith("stale: its parent model.onnx changed"), files
+        assert files["model.onnx"].startswith("ready"), files
+    assert "stale model.fp16.onnx (its parent model.onnx changed" in " ".join((result.stdout + result.stderr).split())
 
 
 def test_a_graph_with_a_frozen_sequence_axis_fails_verify(variants_dir: Path, tmp_path: Path) -> None:

@@ -730,6 +730,20 @@ def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) ->
             "labels": [split.y[i].item() for i in split.samples], "by_target": by_target}  # a class index or a target
 
 
+def _readiness(s: Store) -> Dict[str, Dict[str, str]]:
+    """``trt.readiness.summary`` of the ONNX files in DIR, where a file that is not current says so instead
+    of what its parser rules give: its bytes are not what the model is now (found by a user: a stale FP16
+    graph, failed by this very verify, was "ready" on every TensorRT line)."""
+    lines = summary(readiness(graphs_of(s), list(TENSORRT_TARGETS)))
+    for files in lines.values():
+        for name in files:
+            trust = s.state(name)
+            if not trust.current:
+                said = f"{name} is {trust.state}: "
+                files[name] = f"{trust.state}: {str(trust.reason).replace(said, '', 1)}"
+    return lines
+
+
 def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
     """The reason of every ONNX file or engine in DIR that is not current and that no failed row names."""
     failed = {r.target.artifact for r in rows if r.status == "failed"}
@@ -1008,7 +1022,7 @@ def verify(
         latency={"batch": 1, "seq": latency_seq, "threads": threads},
         seconds=round(time.perf_counter() - started, 2),
         untrusted=[],
-        tensorrt=summary(readiness(graphs_of(s), list(TENSORRT_TARGETS))),
+        tensorrt=_readiness(s),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     # a backend asked for but not run here (not installed) replaced nothing: its earlier results may be carried
