@@ -308,7 +308,7 @@ def _one_node_per_layer(proto: Any) -> None:
         above.update((o, found) for o in node.output)
     length32 = "lengths.int32"
     replaced: dict[int, list[Any]] = {}  # the index of each layer's Concat -> the nodes in its place
-    for forward, backward in zip(lstms[0::2], lstms[1::2]):
+    for layer, (forward, backward) in enumerate(zip(lstms[0::2], lstms[1::2])):
         f, b = nodes.index(forward), nodes.index(backward)
         join = next((i for i, n in enumerate(nodes) if n.output and {f, b} <= above.get(n.output[0], set())), None)
         settings = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in (forward, backward)]
@@ -328,12 +328,13 @@ def _one_node_per_layer(proto: Any) -> None:
             *([helper.make_node("Cast", ["lengths"], [length32], to=TensorProto.INT32, name=length32)]
               if forward is lstms[0] else []),
             helper.make_node("LSTM", [forward.input[0], *(t.name for t in joined), length32], [f"{out}.Y"],
-                             name=f"{out}.lstm", hidden_size=hidden, direction="bidirectional"),
+                             name=f"/lstm/layer{layer}", hidden_size=hidden, direction="bidirectional"),
             helper.make_node("Transpose", [f"{out}.Y"], [f"{out}.batch_first"], perm=[2, 0, 1, 3],
-                             name=f"{out}.transpose"),
-            helper.make_node("Constant", [], [f"{out}.shape"], name=f"{out}.shape",
+                             name=f"/lstm/layer{layer}/transpose"),
+            helper.make_node("Constant", [], [f"{out}.shape"], name=f"/lstm/layer{layer}/shape",
                              value=numpy_helper.from_array(np.array([0, 0, 2 * hidden], np.int64))),
-            helper.make_node("Reshape", [f"{out}.batch_first", f"{out}.shape"], [out], name=f"{out}.reshape")]
+            helper.make_node("Reshape", [f"{out}.batch_first", f"{out}.shape"], [out],
+                             name=f"/lstm/layer{layer}/reshape")]
     rebuilt = [m for i, n in enumerate(nodes) for m in replaced.get(i, [n])]
     del proto.graph.node[:]
     proto.graph.node.extend(rebuilt)
