@@ -201,7 +201,8 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
     for name in names:
         trt.target(name)
     if path.is_dir():
-        graphs = trt.graphs_of(store.Store(path))
+        s = store.Store(path)
+        graphs = trt.graphs_of(s)
         if not graphs:
             raise BadInput(f"{path} holds no recorded ONNX file; run attn-export export first")
     elif path.suffix == ".onnx" and path.is_file():
@@ -222,7 +223,7 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
         return r
     else:
         raise BadInput(f"{path} is neither an .onnx file nor an artefact directory")
-    return trt.readiness(graphs, names)
+    return trt.readiness(graphs, names, trt.not_current(s))
 
 
 def _checker_problem(data: bytes) -> str | None:

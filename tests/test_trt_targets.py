@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import cli
+from conftest import cli, rerecord
 from onnx import TensorProto, helper
 
 from attn_export.runtime.onnxfile import parse_graph
@@ -52,11 +52,39 @@ def test_every_artefact_is_ready_or_withdrawn_with_its_reason_on_every_target(va
         assert files["model.int8.onnx"]["builds"] is None and "never a TensorRT input" in files["model.int8.onnx"]["how"]
         for f in ("model.onnx", "model.fp16.onnx", "model.int8-qdq.onnx"):
             assert files[f]["ready"], (name, f, files[f]["findings"])
+            # every operator the graphs hold is in the parser's table (the masked softmax's ReduceMin was not, and
+            # each line said "attn-export's graphs do not use it")
+            assert not [x for x in files[f]["findings"] if "is not in this table" in x["rule"]], (name, f)
         assert "docs/operators.md" in t["source"]
     assert "no --fp16 flag" in report["trt11"]["files"]["model.onnx"]["how"]
     # how each line builds it is build()'s own decision there: the FP16 flag on 8.5, strongly typed after
     assert "builder flag FP16" in report["jetpack5"]["files"]["model.fp16.onnx"]["how"]
     assert "strongly typed" in report["trt10"]["files"]["model.fp16.onnx"]["how"]
+
+
+def test_a_file_that_is_not_current_is_never_ready(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by a user: after a retrain and export, verify called the stale FP16 graph "ready" on every line.
+    A stale or damaged file says what the store found instead; the dynamic INT8 file stays withdrawn (it
+    builds nothing, current or not); the current model.onnx is judged by its rules."""
+    directory = tmp_path / "d"
+    shutil.copytree(variants_dir, directory)
+    proto = onnx.load(str(directory / "model.onnx"))
+    proto.graph.doc_string = "exported again"  # other bytes: every variant now descends from an older graph
+    onnx.save(proto, str(directory / "model.onnx"))
+    rerecord(directory, "model.onnx")
+    (directory / "model.int8-qdq.onnx").write_bytes((directory / "model.int8-qdq.onnx").read_bytes()[:3000])
+    result = cli("inspect", str(directory), "--target", "jetpack6", "--target", "trt11", "--json")
+    assert result.returncode == 1  # not current: inspect's own exit
+    for name, t in json.loads(result.stdout).items():
+        files = t["files"]
+        assert files["model.onnx"]["ready"] and "not_current" not in files["model.onnx"], name
+        assert files["model.fp16.onnx"]["not_current"] == "stale" and not files["model.fp16.onnx"]["ready"]
+        assert files["model.fp16.onnx"]["how"].startswith("its parent model.onnx changed"), files["model.fp16.onnx"]
+        assert files["model.int8-qdq.onnx"]["not_current"] in ("changed", "damaged"), files["model.int8-qdq.onnx"]
+        assert files["model.int8.onnx"]["builds"] is None and "never a TensorRT input" in files["model.int8.onnx"]["how"]
+    shown = cli("inspect", str(directory), "--target", "jetpack6").stdout
+    assert re.search(r"model\.fp16\.onnx +stale: its parent model\.onnx changed", shown), shown
+    assert not re.search(r"model\.(fp16|int8-qdq)\.onnx +ready", shown), shown
 
 
 def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Path) -> None:

@@ -180,6 +180,7 @@ def test_a_perturbed_weight_fails_verify_naming_the_cases(variants_dir: Path, tm
     for files in report["tensorrt"].values():
         assert files["model.fp16.onnx"].startswith("stale: its parent model.onnx changed"), files
         assert files["model.onnx"].startswith("ready"), files
+        assert files["model.int8.onnx"].startswith("withdrawn: "), files  # it builds nothing, stale or not
     assert "stale model.fp16.onnx (its parent model.onnx changed" in " ".join((result.stdout + result.stderr).split())
 
 

@@ -272,7 +272,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .store import STREAM_FILES, Store, is_engine
-    from .trt.readiness import graphs_of, readiness, render
+    from .trt.readiness import graphs_of, not_current, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
         info = store.info
@@ -284,7 +284,7 @@ def _info(args: argparse.Namespace) -> int:
                            "verified": trust.verified}
         made = store.made_for()
         lines = args.target or ([made] if made else [])
-        tensorrt = readiness(graphs_of(store), lines) if lines else {}
+        tensorrt = readiness(graphs_of(store), lines, not_current(store)) if lines else {}
     backends = status()
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,

@@ -72,7 +72,7 @@ from .targets import Registry, Target, discover, parse_backends
 from .timing import Budget, percentiles, time_interleaved
 from .trt.profile import derive_profile
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
-from .trt.readiness import graphs_of, readiness, summary
+from .trt.readiness import graphs_of, not_current, readiness, summary
 
 __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
            "deployment_max_seq", "verify"]
@@ -730,20 +730,6 @@ def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) ->
             "labels": [split.y[i].item() for i in split.samples], "by_target": by_target}  # a class index or a target
 
 
-def _readiness(s: Store) -> Dict[str, Dict[str, str]]:
-    """``trt.readiness.summary`` of the ONNX files in DIR, where a file that is not current says so instead
-    of what its parser rules give: its bytes are not what the model is now (found by a user: a stale FP16
-    graph, failed by this very verify, was "ready" on every TensorRT line)."""
-    lines = summary(readiness(graphs_of(s), list(TENSORRT_TARGETS)))
-    for files in lines.values():
-        for name in files:
-            trust = s.state(name)
-            if not trust.current:
-                said = f"{name} is {trust.state}: "
-                files[name] = f"{trust.state}: {str(trust.reason).replace(said, '', 1)}"
-    return lines
-
-
 def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
     """The reason of every ONNX file or engine in DIR that is not current and that no failed row names."""
     failed = {r.target.artifact for r in rows if r.status == "failed"}
@@ -1022,7 +1008,7 @@ def verify(
         latency={"batch": 1, "seq": latency_seq, "threads": threads},
         seconds=round(time.perf_counter() - started, 2),
         untrusted=[],
-        tensorrt=_readiness(s),
+        tensorrt=summary(readiness(graphs_of(s), list(TENSORRT_TARGETS), not_current(s))),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     # a backend asked for but not run here (not installed) replaced nothing: its earlier results may be carried

@@ -31,7 +31,8 @@ from ..store.names import STREAM_FILES
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
-__all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "readiness", "refuse_other",
+__all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "not_current", "readiness",
+           "refuse_other",
            "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
@@ -43,7 +44,7 @@ KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity",
                    "Equal", "Less", "LessOrEqual", "Gather", "Gemm", "MatMul", "Softmax", "Tanh", "Where", "Range",
                    "Cast", "ConstantOfShape", "LSTM", "ReduceSum", "Squeeze", "Unsqueeze", "QuantizeLinear",
                    "DequantizeLinear", "Loop", "Scan", "ReverseSequence", "Sigmoid", "Relu", "Conv", "Slice", "Exp",
-                   "ReduceMax", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow", "Greater",
+                   "ReduceMax", "ReduceMin", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow", "Greater",
                    "GreaterOrEqual", "Flatten", "Split", "ReduceMean", "Log"})
 NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
@@ -211,9 +212,9 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
         if a.get("direction") == "bidirectional" and len(acts) == 6 and acts[:3] != acts[3:]:
             out.append(Finding(label, "different activations in the two directions", name,
                                "the same activations both ways"))
-    elif op in ("Squeeze", "Unsqueeze", "ReduceSum") and len(node.inputs) > 1 and node.inputs[1]:
-        if node.inputs[1] not in graph.constants:
-            need = "an initializer" if op == "ReduceSum" or p.axes == "initializer" else "resolvable to a constant"
+    elif (op in ("Squeeze", "Unsqueeze") or op.startswith("Reduce")) and len(node.inputs) > 1 and node.inputs[1]:
+        if node.inputs[1] not in graph.constants:  # a Reduce's axes are an input from opset 18 (ReduceSum: 13)
+            need = "an initializer" if op.startswith("Reduce") or p.axes == "initializer" else "resolvable to a constant"
             out.append(Finding(label, f"axes come from the graph at run time; TensorRT {trt} needs them {need}", name,
                                "export again with attn-export export (constant axes)"))
     elif op == "ConstantOfShape":
@@ -301,9 +302,30 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
     return graphs
 
 
-def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> Dict[str, Any]:
+def not_current(s: Any) -> Dict[str, Tuple[str, str, str]]:
+    """Every ONNX precision file a store (``store.Store``) records and holds that is not current (stale after
+    a retrain, changed behind the manifest, damaged): name -> (precision, its state, the store's reason
+    without the file's own name), as ``readiness`` takes them."""
+    present = set(s.present())
+    out = {}
+    for p, f in [*ONNX_FILES.items(), *STREAM_FILES.items()]:
+        trust = s.state(f) if f in present else None
+        if trust is not None and not trust.current:
+            why = str(trust.reason)
+            for said in (f"{f} is {trust.state}: ", f"{f} "):
+                if why.startswith(said):
+                    why = why[len(said):]
+                    break
+            out[f] = (p, trust.state, why)
+    return out
+
+
+def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str],
+              stale: Optional[Mapping[str, Tuple[str, str, str]]] = None) -> Dict[str, Any]:
     """Each ONNX file (name -> (precision, parsed graph)) against each target in ``names``: what it builds
-    there, or why not, and every finding."""
+    there, or why not, and every finding. A file of ``stale`` (``not_current``) that would build is said to
+    be what the store found (its state and why), never ready: its bytes are not the model now (found by a
+    user: a stale FP16 graph was "ready" on every line); one withdrawn stays withdrawn."""
     wanted = [target(n) for n in names]
     out: Dict[str, Any] = {}
     for t in wanted:
@@ -313,6 +335,10 @@ def readiness(graphs: Mapping[str, Tuple[str, Graph]], names: Sequence[str]) -> 
             findings = [] if engine is None else check(graph, t, precision)
             rows[file] = {"builds": engine, "how": how, "findings": [x.to_dict() for x in findings],
                           "ready": engine is not None and not any(x.error for x in findings)}
+        for file, (precision, state, why) in (stale or {}).items():
+            engine, how = builds(precision, t, file in STREAM_FILES.values())
+            rows[file] = ({"builds": None, "how": how, "findings": [], "ready": False} if engine is None else
+                          {"builds": engine, "how": why, "findings": [], "ready": False, "not_current": state})
         out[t.name] = {"device": t.device, "tensorrt": t.tensorrt, "cuda": t.cuda, "python": t.python,
                        "source": t.parser.source, "strongly_typed_only": t.strongly_typed_only,
                        "notes": list(t.notes), "files": rows}
@@ -324,6 +350,8 @@ def state_of(row: Mapping[str, Any]) -> str:
     line's parser is broken)."""
     if not row["builds"]:
         return "withdrawn"
+    if row.get("not_current"):
+        return str(row["not_current"])
     return "ready" if row["ready"] else "NOT READY"
 
 
@@ -336,9 +364,9 @@ def summary(r: Mapping[str, Any]) -> Dict[str, Dict[str, str]]:
             problems = [f"{x['node']}: {x['rule']}" for x in row["findings"] if x["error"]]
             state = state_of(row)
             out.setdefault(name, {})[file] = (f"ready ({row['how']})" if state == "ready" else
-                                             f"withdrawn: {row['how']}" if state == "withdrawn" else
                                              f"NOT READY: {problems[0]}" + (f" (and {len(problems) - 1} more)"
-                                                                             if len(problems) > 1 else ""))
+                                                                             if len(problems) > 1 else "")
+                                             if state == "NOT READY" else f"{state}: {row['how']}")
     return out
 
 
