@@ -295,7 +295,8 @@ def _one_node_per_layer(proto: Any) -> None:
     runs one sequence at a time (``Precision.per_row``): OpenVINO computes a padded batch of it differently
     and tract refuses it (``portability.CONSTRUCTS``), and ONNX Runtime's own path with sequence lengths is
     slower on a batch (README, issue 25). WorkFailed where the LSTMs are not in pairs of independent nodes
-    on the same layer input, joined by one Concat, as export writes them."""
+    joined by one Concat on the last axis, as export writes them (which is the forward pass is read from
+    the Concat's order, not from the nodes')."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -308,16 +309,23 @@ def _one_node_per_layer(proto: Any) -> None:
         above.update((o, found) for o in node.output)
     length32 = "lengths.int32"
     replaced: dict[int, list[Any]] = {}  # the index of each layer's Concat -> the nodes in its place
-    for layer, (forward, backward) in enumerate(zip(lstms[0::2], lstms[1::2])):
-        f, b = nodes.index(forward), nodes.index(backward)
-        join = next((i for i, n in enumerate(nodes) if n.output and {f, b} <= above.get(n.output[0], set())), None)
-        settings = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in (forward, backward)]
-        if (len(lstms) % 2 or f in above.get(backward.input[0], set()) or join is None
-                or nodes[join].op_type != "Concat" or len(nodes[join].input) != 2 or settings[0] != settings[1]
+    for layer, pair in enumerate(zip(lstms[0::2], lstms[1::2])):
+        ids = {nodes.index(n) for n in pair}
+        join = next((i for i, n in enumerate(nodes) if n.output and ids <= above.get(n.output[0], set())), None)
+        concat = nodes[join] if join is not None else None
+        # which is which: the forward pass feeds the Concat's first input, the reversed one its second
+        feeds = ([above.get(i, set()) & ids for i in concat.input]
+                 if concat is not None and concat.op_type == "Concat" else [])
+        order = [nodes[min(f)] for f in feeds if len(f) == 1]
+        settings = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in pair]
+        axis = {a.name: helper.get_attribute_value(a) for a in concat.attribute}.get("axis") if concat else None
+        if (len(lstms) % 2 or len(feeds) != 2 or len(order) != 2 or order[0] is order[1] or axis not in (2, -1)
+                or any(ids & above.get(n.input[0], set()) for n in pair) or settings[0] != settings[1]
                 or not {k: v for k, v in settings[0].items() if k != "hidden_size"}.items() <= FORWARD_ONLY.items()
-                or any(len(n.input) < 4 or not set(n.input[1:4]) <= set(weights) for n in (forward, backward))):
+                or any(len(n.input) < 4 or not set(n.input[1:4]) <= set(weights) for n in pair)):
             raise WorkFailed("the FP32 graph's LSTMs are not the pairs of forward-only directions export writes; "
                              "run attn-export export again")
+        forward, backward = order
         out = nodes[join].output[0]
         joined = [numpy_helper.from_array(np.concatenate([numpy_helper.to_array(weights[n.input[k]])
                                                           for n in (forward, backward)]), f"{out}.{part}")
@@ -326,7 +334,7 @@ def _one_node_per_layer(proto: Any) -> None:
         hidden = int(settings[0]["hidden_size"])
         replaced[join] = [
             *([helper.make_node("Cast", ["lengths"], [length32], to=TensorProto.INT32, name=length32)]
-              if forward is lstms[0] else []),
+              if layer == 0 else []),
             helper.make_node("LSTM", [forward.input[0], *(t.name for t in joined), length32], [f"{out}.Y"],
                              name=f"/lstm/layer{layer}", hidden_size=hidden, direction="bidirectional"),
             helper.make_node("Transpose", [f"{out}.Y"], [f"{out}.batch_first"], perm=[2, 0, 1, 3],

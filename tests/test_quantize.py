@@ -136,6 +136,30 @@ def test_dynamic_int8_runs_a_bidirectional_layer_as_one_lstm(bidirectional: Path
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_which_lstm_is_the_forward_pass_is_read_from_the_concat_not_the_node_order(bidirectional: Path) -> None:
+    """Found by a helper: the rewrite took the first LSTM of each pair as the forward pass, so a valid
+    reordering of the same graph (each reversed pass first) joined the weights the wrong way round, silently."""
+    proto = onnx.load(str(bidirectional / "model.onnx"))
+    known = {i.name for i in proto.graph.input} | {t.name for t in proto.graph.initializer} | {""}
+    left, order = list(proto.graph.node), []
+    while left:  # another topological order: always the last node that can run
+        node = [n for n in left if set(n.input) <= known][-1]
+        order.append(node)
+        left.remove(node)
+        known |= set(node.output)
+    del proto.graph.node[:]
+    proto.graph.node.extend(order)
+    names = [n.name for n in proto.graph.node if n.op_type == "LSTM"]
+    assert names != sorted(names, key=lambda n: (len(n), n))  # the reversed passes do come first now
+    portable = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    _one_node_per_layer(proto)
+    fused = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": np.random.default_rng(0).normal(0, 3, (3, 9, FEATURES)).astype(np.float32),
+             "lengths": np.array([9, 4, 1], np.int64)}
+    for want, got in zip(portable.run(None, feeds), fused.run(None, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_a_graph_whose_lstms_are_not_direction_pairs_is_refused(tmp_path: Path) -> None:
     """A causal model of two layers has two LSTMs, the second reading the first: not the two directions of one
     layer, so the rewrite refuses rather than join them."""
