@@ -21,7 +21,7 @@ from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
 from .runtime.store import Store
 from .runtime.timing import duration_text, ms_text
-from .runtime.verify import VERIFY_JSON, ConformanceCell, VerifyResult
+from .runtime.verify import ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
@@ -196,6 +196,7 @@ def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[st
             if e["status"] == "passed":
                 ratio = e.get("worst_ratio")
                 row.append("passed" + (f" ({ratio:.2f} of budget)" if ratio is not None else "")
+                           + (" (one sequence at a time)" if e.get("detail") == ONE_BY_ONE else "")
                            + (f" {CARRIED}" if e.get("carried_from") else ""))
             else:
                 row.append(f"**{e['status']}**" + (f" {CARRIED}" if e.get("carried_from") else "")
@@ -203,6 +204,9 @@ def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[st
             if f in stale:
                 row[-1] += f" {STALE}"
         lines.append(f"| {runtime} | " + " | ".join(row) + " |")
+    one = sorted({f"`{e['artifact']}`" for e in ran if e["status"] == "passed" and e.get("detail") == ONE_BY_ONE})
+    if one:
+        lines += ["", f"{', '.join(one)}: judged {ONE_BY_ONE}."]
     # not run: unavailable here, or opt-in and not named (openvino-bf16): said so with the reason, never "reads it"
     skipped = dict.fromkeys(f"{e['runtime']} ({_cell(e['detail'])})" for e in entries if e["status"] == "not run")
     if skipped:

@@ -787,6 +787,10 @@ def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) 
             assert f"passed ({ratio:.2f} of budget)" in report
             checked += 1
     assert checked >= 3
+    # the dynamic INT8 cells say what they were judged on, in verify.json and in the report
+    int8 = [c for c in result["conformance"] if c["artifact"] == "model.int8.onnx" and c["status"] == "passed"]
+    assert int8 and all(c["detail"].startswith("one sequence at a time, as predict runs it") for c in int8)
+    assert "passed (one sequence at a time)" in report and "`model.int8.onnx`: judged one sequence at a time" in report
 
 
 def test_timing_counts_each_target_warm_in_interleaved_blocks() -> None:

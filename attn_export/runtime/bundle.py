@@ -103,6 +103,14 @@ artefact changed since it was recorded, a stale one, one that failed verificatio
 (`--allow-unverified` runs that one anyway) and an engine built for another GPU or TensorRT version.
 """
 
+# the device README's words for each packed file of a precision run one sequence at a time (Precision.per_row)
+ONE_BY_ONE = """
+`{name}` runs one sequence at a time: `predict` and `Predictor` do that for you. Run by hand (a plain
+`InferenceSession`), give it one sequence per run: its quantisation scale is taken over the whole batch, so
+a sequence's answer would move with its batch-mates, and OpenVINO computes a padded batch of a
+bidirectional model's wrongly.
+"""
+
 TRITON = """{steps}
 The graph does not check its input: each length must lie in 1..steps of its row (a 0, a negative length
 or one past the steps gives finite numbers that mean nothing), and values must be finite. A classifier's
@@ -418,6 +426,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                store.STREAM_FILES[chosen["precision"] if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load)
+    body += "".join(ONE_BY_ONE.format(name=f) for p, f in PRECISION_FILES.items()
+                    if PRECISIONS[p].per_row and f in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]

@@ -665,6 +665,11 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
     return result
 
 
+# what a passed cell of a precision run one sequence at a time (``Precision.per_row``) was judged on
+ONE_BY_ONE = ("one sequence at a time, as predict runs it: a batch shares one quantisation scale, and a padded "
+              "batch is not what was judged")
+
+
 def _conformance(s: Store, rows: List[TargetResult], registry: Registry) -> List[ConformanceCell]:
     """Every ONNX runtime with a row (run, carried or skipped) x every ONNX artefact in DIR. A pairing verify
     does not judge (a runtime that does not run that precision) is still tried for reading, so the table says
@@ -696,7 +701,8 @@ def _conformance(s: Store, rows: List[TargetResult], registry: Registry) -> List
             elif row is not None and row.status != "skipped":
                 failing = next((c for c in row.cases + row.test_cases if not c.passed), None)
                 detail = (f"{failing.batch}x{failing.seq}{' padded' if failing.padded else ''}: {failing.problems[0]}"
-                          if failing is not None else (row.problems[0] if row.problems else None))
+                          if failing is not None else row.problems[0] if row.problems
+                          else ONE_BY_ONE if one_by_one(precision) else None)
                 cells.append(ConformanceCell(name, artifact, judged, row.status, detail, row.worst_ratio, carried))
             elif reason is not None:
                 cells.append(ConformanceCell(name, artifact, judged, "not run", reason))
