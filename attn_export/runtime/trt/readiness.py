@@ -32,8 +32,7 @@ from .precision import Capability, decide, parse_version
 from .profile import Profile
 
 __all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "not_current", "readiness",
-           "refuse_other",
-           "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
+           "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
@@ -44,8 +43,8 @@ KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity",
                    "Equal", "Less", "LessOrEqual", "Gather", "Gemm", "MatMul", "Softmax", "Tanh", "Where", "Range",
                    "Cast", "ConstantOfShape", "LSTM", "ReduceSum", "Squeeze", "Unsqueeze", "QuantizeLinear",
                    "DequantizeLinear", "Loop", "Scan", "ReverseSequence", "Sigmoid", "Relu", "Conv", "Slice", "Exp",
-                   "ReduceMax", "ReduceMin", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow", "Greater",
-                   "GreaterOrEqual", "Flatten", "Split", "ReduceMean", "Log"})
+                   "ReduceMax", "ReduceMin", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow",
+                   "Greater", "GreaterOrEqual", "Flatten", "Split", "ReduceMean", "Log"})
 NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
