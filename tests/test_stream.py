@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,50 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         stream.push(x[:, :4])
     with pytest.raises(BadInput, match="this Predictor is closed"):
         predictor.stream()
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_an_int8_stream_of_several_rows_gives_each_row_its_own_answer(streamed: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.stream.int8.onnx takes one quantisation scale over the rows it is fed, like model.int8.onnx, so a
+    stream of several rows runs each row alone (``rows_alone``), in ``push`` and in verify: before, a glitch
+    of 1e4 in one row moved another row's answer (a JapaneseVowels stream: another class after 5 steps). The
+    real quantize, verify and ONNX Runtime, every stream run recorded."""
+    from attn_export.runtime.backends.base import Backend
+    from attn_export.runtime.verify import verify
+
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    assert cli("quantize", str(directory), "--int8").returncode == 0
+    x = _sequences(directory, [12, 12, 12], seed=8)
+    glitched = x.copy()
+    glitched[1, 3, 0] = 1e4
+    with Predictor.load(directory, precision="int8-dynamic", allow_unverified=True) as int8:
+        alone, several = int8.stream(), int8.stream(batch=3)
+        for start in range(0, 12, 5):
+            want = alone.push(x[0, start:start + 5])[0]
+            piece = glitched[:, start:start + 5]
+            got = several.push(piece, lengths=[piece.shape[1], piece.shape[1], min(piece.shape[1],
+                                                                                   max(0, 7 - start))])
+            assert np.array_equal(got[0].probabilities, want.probabilities), start
+        assert several.steps.tolist() == [12, 12, 7]
+    from attn_export.runtime.bundle import pack
+
+    with tarfile.open(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path) as tar:  # how to run it by hand
+        readme = " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
+    assert f"`{store.STREAM_FILES['int8-dynamic']}` runs one sequence at a time" in readme
+    runs: list[tuple[str, int]] = []
+    run_feeds = Backend.run_feeds
+
+    def recorded(self: Backend, feeds: dict) -> dict:
+        runs.append((self.artifact.name, feeds["x"].shape[0]))
+        return run_feeds(self, feeds)
+
+    monkeypatch.setattr(Backend, "run_feeds", recorded)
+    verify(directory, backends="ort-cpu")  # a tiny model's INT8 may fail its decision limits: not the point
+    int8_rows = [rows for name, rows in runs if name == store.STREAM_FILES["int8-dynamic"]]
+    assert int8_rows and set(int8_rows) == {1}
+    assert any(rows > 1 for name, rows in runs if name == store.STREAM_ONNX)
 
 
 def test_a_long_chunk_is_fed_in_pieces_with_the_same_answer(streamed: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -426,8 +426,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                store.STREAM_FILES[chosen["precision"] if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load)
-    body += "".join(ONE_BY_ONE.format(name=f) for p, f in PRECISION_FILES.items()
-                    if PRECISIONS[p].per_row and f in contents)
+    body += "".join(ONE_BY_ONE.format(name=f) for p in PRECISION_FILES if PRECISIONS[p].per_row
+                    for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]

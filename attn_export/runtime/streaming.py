@@ -30,13 +30,15 @@ import numpy as np
 
 from ..errors import BadInput, MissingPrerequisite, WorkFailed
 from .iospec import BATCH, HEAD_OUTPUT, IOSpec, TensorSpec
+from .precisions import one_by_one
 
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .modelinfo import ModelInfo
 
 __all__ = ["ATTENTION_STATE", "CHUNK", "PIECE", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable",
-           "replay", "require_stream", "schedule", "state_dims", "state_name", "stream_spec", "zero_state"]
+           "replay", "require_stream", "rows_alone", "schedule", "state_dims", "state_name", "stream_spec",
+           "zero_state"]
 
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
@@ -104,6 +106,22 @@ def stream_spec(info: "ModelInfo") -> IOSpec:
     )
 
 
+def rows_alone(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]
+               ) -> Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]:
+    """``run`` (a backend's ``run_feeds`` on a stream graph) given each row of the feeds alone, its chunk cut
+    to its own new steps (a row with none: one zero step), the outputs stacked as the batch's: how a
+    precision that runs one sequence at a time (``Precision.per_row``) streams several rows, so that no row's
+    answer moves with another's quantisation scale."""
+    def each(feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        outs = []
+        for i, n in enumerate(int(n) for n in feeds["lengths"]):
+            row = {name: value[i:i + 1] for name, value in feeds.items()}
+            row["x"] = row["x"][:, :n] if n else np.zeros_like(row["x"][:, :1])
+            outs.append(run(row))
+        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+    return each
+
+
 def state_dims(spec: IOSpec) -> Dict[str, Tuple[int, ...]]:
     """Each state input of a stream graph's ``spec`` -> its dims past the batch (none for the whole-sequence
     graph's): what a TensorRT profile fixes by the batch."""
@@ -131,6 +149,7 @@ class Stream:
         self._decide = decide  # head output row -> Prediction (the predictor's own decision)
         self.check = check  # (chunk, valid steps) -> None, or BadInput: the predictor's own range check
         self.state = zero_state(self.spec, batch)
+        self._alone = one_by_one(backend.artifact.precision)  # a precision run one sequence at a time: rows_alone
 
     @property
     def steps(self) -> np.ndarray:
@@ -210,7 +229,7 @@ class Stream:
         """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
         feeds.update(state)
-        out = self.backend.run_feeds(feeds)
+        out = (rows_alone(self.backend.run_feeds) if self._alone else self.backend.run_feeds)(feeds)
         new = {}
         for name in STATE:
             got = out.get(state_name(name, "out"))

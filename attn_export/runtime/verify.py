@@ -586,6 +586,14 @@ def _agreement(final: np.ndarray, final_ref: np.ndarray) -> Tuple[float, float, 
     return rel, cosine, agree
 
 
+def _stream_run(row: TargetResult, backend: Backend) -> Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]:
+    """How a stream of several rows runs on ``backend``: as ``Stream.push`` runs it, each row alone for a
+    precision run one sequence at a time (``Precision.per_row``)."""
+    from .streaming import rows_alone
+
+    return rows_alone(backend.run_feeds) if one_by_one(row.target.precision) else backend.run_feeds
+
+
 def _stream_structure(row: TargetResult, case: SweepCase, ref: Reference, backend: Backend, name: str) -> CaseResult:
     """One sweep case streamed by ``name`` (an INT8 stream): every update's outputs finite; the complete
     answers are measured against PyTorch's, and judged by their decisions on the test split."""
@@ -593,7 +601,7 @@ def _stream_structure(row: TargetResult, case: SweepCase, ref: Reference, backen
 
     batch, steps = case.x.shape[:2]
     head = backend.spec.head_output
-    updates = replay(backend.run_feeds, backend.spec, case.x, case.lengths, schedule(name, steps))
+    updates = replay(_stream_run(row, backend), backend.spec, case.x, case.lengths, schedule(name, steps))
     bad = [k + 1 for k, u in enumerate(updates) if not all(np.isfinite(v).all() for v in u.outputs.values())]
     problems = [f"{name}, update {bad[0]}: outputs hold NaN or Inf"] if bad else []
     final, final_ref = (np.asarray(o[head], np.float64) for o in (updates[-1].outputs, ref.outputs))
@@ -614,7 +622,7 @@ def _judge_stream_split(row: TargetResult, backend: Backend, rule: Rule, split: 
     head = backend.spec.head_output
     logits = None
     for index, case in split.batches:
-        updates = replay(backend.run_feeds, backend.spec, case.x, case.lengths,
+        updates = replay(_stream_run(row, backend), backend.spec, case.x, case.lengths,
                          schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1]))
         final = np.asarray(updates[-1].outputs[head], np.float64)  # every row complete; later chunks keep it
         if logits is None:
