@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from attn_export.runtime import store
+from attn_export.runtime.backends.onnxrt import ORT_MIN
 from attn_export.runtime.bundle import pack, runtime_files, unpack
 
 from conftest import ROOT, mark_verified
@@ -181,10 +182,11 @@ def test_the_device_commands_work_from_a_bundle_without_the_hosts_libraries(bund
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version, onnxruntime", [("3.8", "onnxruntime==1.19.2"), ("3.10", "onnxruntime==1.19.2")])
+@pytest.mark.parametrize("version, onnxruntime", [("3.8", f"onnxruntime=={ORT_MIN}"), ("3.10", f"onnxruntime=={ORT_MIN}")])
 def test_the_device_commands_in_a_fresh_venv_with_only_numpy_and_onnxruntime(
         bundle_dir: Path, tmp_path: Path, version: str, onnxruntime: str) -> None:
-    """JetPack 5's Python (3.8) and a later one, with what the bundle's requirements.txt installs."""
+    """JetPack 5's Python (3.8) and a later one, with what the bundle's requirements.txt installs at its
+    floor (``ORT_MIN``, the oldest ONNX Runtime a CPU bundle asks for)."""
     interpreter = python(version)
     if interpreter is None:
         pytest.skip(f"python{version} not found")

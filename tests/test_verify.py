@@ -20,6 +20,7 @@ import pytest
 from onnx import numpy_helper
 
 from attn_export.runtime import store
+from attn_export.runtime.backends.onnxrt import ORT_MIN
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
 from attn_export.runtime.compare import rule_for
@@ -543,6 +544,8 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert f'Predictor.load(".", precision="{overall["precision"]}", backend="{overall["backend"]}")' in text["README.md"]
     assert json.loads(text["bundle.json"])["recommended"]["artifact"] == overall["artifact"]
     assert "(bench is not in this bundle)" in text["README.md"] and "a CPU with Python 3.8 or newer" in text["README.md"]
+    onnxruntime = [line for line in text["requirements.txt"].splitlines() if line.startswith("onnxruntime")]
+    assert onnxruntime == [f"onnxruntime>={ORT_MIN}"]  # the tested floor, once, whatever the pick
     measured = (directory / "bench.json").read_text()
     tract = json.loads(measured)  # as if bench had picked tract: its pin and its Python
     tract["recommended"]["overall"]["backend"] = "tract-cpu"

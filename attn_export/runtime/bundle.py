@@ -67,7 +67,7 @@ MAX_RATIO = 100
 RATIO_FLOOR = 16 << 20
 
 REQUIREMENTS = {
-    "cpu": "numpy\nonnxruntime\n",
+    "cpu": f"numpy\n{DEVICE_BACKENDS['ort-cpu'][0]}\n",
     "triton": "numpy\ntritonclient[http]  # the client; the server is NVIDIA's tritonserver container\n",
     "jetson": ("numpy\n"
                "cuda-python=={cuda}.*  # device buffers for TensorRT engines (the JetPack's CUDA major)\n"

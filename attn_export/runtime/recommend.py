@@ -28,13 +28,14 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "pick", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
-DEVICE_BACKENDS = {"ort-cpu": ("onnxruntime", (3, 8)), "openvino-cpu": ("openvino", (3, 8)),
+DEVICE_BACKENDS = {"ort-cpu": (f"onnxruntime>={ORT_MIN}", (3, 8)), "openvino-cpu": ("openvino", (3, 8)),
                    "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
 DEFAULT = ("ort-cpu", "model.onnx")  # what a CPU bundle runs when nothing is recommended
 MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked instead

@@ -19,7 +19,11 @@ from .base import Backend
 if TYPE_CHECKING:
     from ..store import Artifact
 
-__all__ = ["OrtCpuBackend", "ort_providers", "ort_session"]
+__all__ = ["ORT_MIN", "OrtCpuBackend", "ort_providers", "ort_session"]
+
+# the oldest ONNX Runtime the device package is tested with (the last release for Python 3.8: JetPack 5's
+# Python); a CPU bundle's requirements.txt asks for it or later, so pip replaces an older one already there
+ORT_MIN = "1.19.2"
 
 Provider = Union[str, Tuple[str, Dict[str, Any]]]
 
