@@ -298,6 +298,27 @@ def test_the_sweep_takes_only_a_dead_writers_temporary_files(full: Path, tmp_pat
     assert mine.exists() and writing.exists() and not debris.exists()
 
 
+def test_the_sweep_takes_a_killed_writers_files_before_its_parent_reaps_it(full: Path, tmp_path: Path) -> None:
+    """A writer killed and not yet reaped (a zombie: its pid still answers a signal 0) writes nothing more:
+    its temporary files go. Before, they stayed until the parent waited."""
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory)
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(500):  # ended, not reaped
+            if Path(f"/proc/{process.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the child never became a zombie")
+        debris = directory / f"{store.TMP_PREFIX}{process.pid}.model.onnx.abc.tmp"
+        debris.write_bytes(b"half")
+        assert cli("report", str(directory)).returncode == 0
+        assert not debris.exists()
+    finally:
+        process.wait()
+
+
 def test_bundle_refuses_an_out_that_would_replace_an_artefact(full: Path, tmp_path: Path) -> None:
     directory = tmp_path / "d"
     shutil.copytree(full / "d", directory)

@@ -72,13 +72,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: it exists, and (where /proc says) is not a zombie, a process
+    that has ended and whose parent has not reaped it yet (a killed writer under a shell or a service
+    manager that waits late), which writes nothing more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
+    except PermissionError:  # another user's process: /proc still tells whether it runs
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]  # the field after the command name, which may hold ")"
+    except (OSError, IndexError):  # no /proc (macOS): kill's answer
         return True
-    return True
+    return state not in (b"Z", b"X")
 
 
 def sweep(directory: Path) -> List[str]:
