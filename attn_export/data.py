@@ -398,7 +398,7 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
             raise DataError(f"{path}: has no y; training needs a label per sequence")
         return seqs, labels, None, None
     if suffix == ".csv":  # the long format: sequence, [time,] features..., label (runtime.inputs)
-        table = read_csv(path)
+        table = read_csv(path, missing=missing)
         if table.labels is None:
             raise DataError(f"{path}: has no 'label' column; training needs a label per sequence (a header with "
                             "sequence, optionally time, the features, and label)")

@@ -488,3 +488,34 @@ def test_a_bad_long_csv_is_one_line(tmp_path: Path, text: str, said: str) -> Non
     result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and said in lines[0], result.stderr
+
+
+def test_a_training_csv_fills_its_gaps_by_the_missing_policy(tmp_path: Path) -> None:
+    """``[data] missing`` was read for .ts only: a training .csv with a gap was refused even under "ffill",
+    with no word of the policy. Now its gaps (an empty cell, '?', NaN) are filled within each sequence once
+    the rows are in time order, as the .ts reader fills them; under "error" the refusal names the policy;
+    predict (no policy) still takes finite values only."""
+    from attn_export.runtime.inputs import read_csv
+
+    text = ("sequence,time,a,b,label\n"
+            "s1,2,,6,x\ns1,0,?,4,x\ns1,1,2,NaN,x\ns1,3,5,,x\n"  # rows out of time order
+            "s2,0,1,1,y\ns2,1,nan,1,y\n")
+    p = tmp_path / "train.csv"
+    p.write_text(text)
+    ffill = read_csv(p, missing="ffill").sequences
+    np.testing.assert_array_equal(ffill[0], [[2, 4], [2, 4], [2, 6], [5, 6]])  # leading gap takes the first value
+    np.testing.assert_array_equal(ffill[1], [[1, 1], [1, 1]])
+    zero = read_csv(p, missing="zero").sequences
+    np.testing.assert_array_equal(zero[0], [[0, 4], [2, 0], [0, 6], [5, 0]])
+    for policy in ("error", None):
+        with pytest.raises(DataError, match=r"train\.csv:2: a = ''; expected a finite number") as e:
+            read_csv(p, missing=policy)
+        assert ('missing = "ffill" or "zero"' in str(e.value)) == (policy == "error")
+    p.write_text("sequence,a,label\ns1,inf,x\ns2,1,y\n")
+    with pytest.raises(DataError, match="'inf'; expected a finite number"):  # not a gap: refused under any policy
+        read_csv(p, missing="ffill")
+    p.write_text(text)
+    result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={p}",
+                 "--set", "data.missing=ffill", "--set", "data.test_fraction=0.5", "--set", "data.val_fraction=0",
+                 "--set", "model.hidden_size=8", "--set", "train.epochs=1")
+    assert result.returncode == 0, result.stderr

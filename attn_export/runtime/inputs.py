@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import read_npz, read_text, read_ts, strict_float
+from .readers import _ffill, read_npz, read_text, read_ts, strict_float
 from ..errors import DataError, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
@@ -100,8 +100,14 @@ def _number(cell: str) -> Optional[float]:
     return v
 
 
-def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
-    """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name."""
+MISSING_CELLS = ("", "?", "nan")  # what a training .csv may leave as a gap under [data] missing, case aside
+
+
+def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None) -> InputSet:
+    """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name. ``missing``: a
+    training file's ``[data] missing`` policy (``readers.MISSING_POLICIES``): with ``ffill`` or ``zero`` a
+    feature cell in ``MISSING_CELLS`` is a gap, filled within its sequence once the rows are in time order,
+    as the ``.ts`` reader fills them; None (predict) or ``error`` refuses it."""
     p = Path(path)
     text = read_text(str(p), "a .csv file")
     try:
@@ -135,10 +141,15 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
         key = row[group_col].strip() if group_col is not None else ""
         values = []
         for i in feature_cols:
+            if missing in ("ffill", "zero") and row[i].strip().lower() in MISSING_CELLS:
+                values.append(math.nan)
+                continue
             v = _number(row[i])
             if v is None or not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
                 name = header[i] if header is not None else f"column {i + 1}"
-                raise DataError(f"{p}:{lineno}: {name} = {row[i].strip()!r}; expected a finite number")
+                gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
+                raise DataError(f"{p}:{lineno}: {name} = {row[i].strip()!r}; expected a finite number" + (
+                    " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else ""))
             values.append(v)
         if time_col is not None:
             t = _number(row[time_col])
@@ -164,6 +175,9 @@ def read_csv(path: Union[str, Path], many: bool = False) -> InputSet:
     if time_col is not None:  # the time was appended last: order each sequence by it, then drop it
         groups = {k: [r[:-1] for r in sorted(rows_, key=lambda r: r[-1])] for k, rows_ in groups.items()}
     seqs = [np.asarray(groups[k], dtype=np.float32) for k in keys]
+    if missing in ("ffill", "zero"):
+        seqs = [np.stack([_ffill(c, np.isnan(c)) if missing == "ffill" else np.nan_to_num(c, nan=0.0) for c in s.T],
+                         axis=1) for s in seqs]
     if group_col is None:
         ids = [p.name]
     else:
