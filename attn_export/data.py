@@ -393,7 +393,7 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
             raise DataError(f"{path}: has no class labels (@classLabel false); training needs @classLabel true")
         return ts.sequences, ts.raw_labels, ts.declared, None
     if suffix == ".npz":
-        seqs, labels = read_npz(path)
+        seqs, labels = read_npz(path, missing)
         if labels is None:
             raise DataError(f"{path}: has no y; training needs a label per sequence")
         return seqs, labels, None, None

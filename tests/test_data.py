@@ -519,3 +519,25 @@ def test_a_training_csv_fills_its_gaps_by_the_missing_policy(tmp_path: Path) -> 
                  "--set", "data.missing=ffill", "--set", "data.test_fraction=0.5", "--set", "data.val_fraction=0",
                  "--set", "model.hidden_size=8", "--set", "train.epochs=1")
     assert result.returncode == 0, result.stderr
+
+
+def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path) -> None:
+    """The same for .npz: a NaN in a valid step is a gap under "ffill" / "zero" (padding may hold anything,
+    inf is refused under any policy); under "error" the refusal names the policy; predict (None) as before."""
+    x = np.array([[[np.nan, 1.0], [2.0, np.nan], [np.nan, 3.0], [9.0, 9.0]],
+                  [[1.0, 1.0], [np.nan, 2.0], [7.0, 7.0], [np.inf, np.nan]]], np.float32)  # row 1: 3 steps
+    p = tmp_path / "train.npz"
+    np.savez(p, x=x, lengths=np.array([4, 3]), y=np.array(["a", "b"]))
+    ffill, _ = read_npz(p, "ffill")
+    np.testing.assert_array_equal(ffill[0], [[2, 1], [2, 1], [2, 3], [9, 9]])
+    np.testing.assert_array_equal(ffill[1], [[1, 1], [1, 2], [7, 7]])
+    zero, _ = read_npz(p, "zero")
+    np.testing.assert_array_equal(zero[0], [[0, 1], [2, 0], [0, 3], [9, 9]])
+    for policy in ("error", None):
+        with pytest.raises(DataError, match="sequence 0 has non-finite values") as e:
+            read_npz(p, policy)
+        assert ('missing = "ffill" or "zero"' in str(e.value)) == (policy == "error")
+    x[1, 1, 0] = np.inf
+    np.savez(p, x=x, lengths=np.array([4, 3]), y=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="sequence 1 has non-finite values"):
+        read_npz(p, "ffill")

@@ -412,7 +412,7 @@ def npz_arrays(p: str, fh: BinaryIO, keys: Optional[Sequence[str]] = None) -> Tu
         return out, list(members)
 
 
-def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[str]]]:
+def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[List[np.ndarray], Optional[List[str]]]:
     """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
@@ -420,7 +420,10 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
     to float32. Only the valid steps must be finite (padding may hold anything). ``y`` ``[N]`` is
     optional. Never unpickled (an object array is refused), and each array's declared size is checked
     against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
-    terabytes. Every problem is a one-line DataError naming the array and what was expected.
+    terabytes. Every problem is a one-line DataError naming the array and what was expected. ``missing``: a
+    training file's ``[data] missing`` policy; with ``ffill`` or ``zero`` a NaN in a valid step is a gap,
+    filled within its sequence and channel as the ``.ts`` reader fills them (inf is refused still); None
+    (predict) or ``error`` refuses it.
     """
     p = str(path)
     arrays, files = _npz_members(p, ("x", "lengths", "y"))
@@ -474,7 +477,14 @@ def read_npz(path: Union[str, Path]) -> Tuple[List[np.ndarray], Optional[List[st
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
     for i, s in enumerate(seqs):
+        gaps = np.isnan(s)
+        if missing in ("ffill", "zero") and gaps.any():
+            s = seqs[i] = np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
+                                    for c, g in zip(s.T, gaps.T)], axis=1)
         if not np.all(np.isfinite(s)):
-            raise DataError(f"{p}: sequence {i} has non-finite values (NaN, inf, or beyond float32); expected finite")
+            hint = ' (a recipe may set [data] missing = "ffill" or "zero" for NaN gaps)' if missing == "error" and \
+                np.isnan(s).any() else ""
+            raise DataError(f"{p}: sequence {i} has non-finite values (NaN, inf, or beyond float32); expected finite"
+                            + hint)
     labels = _npz_labels(p, y, len(seqs)) if y is not None else None
     return seqs, labels
