@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import _ffill, read_npz, read_text, read_ts, strict_float
+from .readers import fill_gaps, read_npz, read_text, read_ts, strict_float
 from ..errors import DataError, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
@@ -176,8 +176,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         groups = {k: [r[:-1] for r in sorted(rows_, key=lambda r: r[-1])] for k, rows_ in groups.items()}
     seqs = [np.asarray(groups[k], dtype=np.float32) for k in keys]
     if missing in ("ffill", "zero"):
-        seqs = [np.stack([_ffill(c, np.isnan(c)) if missing == "ffill" else np.nan_to_num(c, nan=0.0) for c in s.T],
-                         axis=1) for s in seqs]
+        seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
         ids = [p.name]
     else:

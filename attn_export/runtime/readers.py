@@ -45,7 +45,8 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "npz_arrays", "read_npz", "read_text", "read_ts", "strict_float"]
+__all__ = ["MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "read_npz", "read_text",
+           "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
@@ -88,6 +89,16 @@ def _ffill(values: np.ndarray, miss: np.ndarray) -> np.ndarray:
     first = int(np.argmax(~miss))
     out[:first] = values[first]
     return out
+
+
+def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
+    """``seq`` [T, F] with its NaN gaps filled channel by channel by the policy ``missing`` (``ffill``:
+    ``_ffill``; ``zero``): a training ``.csv``'s or ``.npz``'s, as the ``.ts`` reader fills its channels."""
+    gaps = np.isnan(seq)
+    if not gaps.any():
+        return seq
+    return np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
+                     for c, g in zip(seq.T, gaps.T)], axis=1)
 
 
 def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
@@ -477,10 +488,8 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
     for i, s in enumerate(seqs):
-        gaps = np.isnan(s)
-        if missing in ("ffill", "zero") and gaps.any():
-            s = seqs[i] = np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
-                                    for c, g in zip(s.T, gaps.T)], axis=1)
+        if missing in ("ffill", "zero"):
+            s = seqs[i] = fill_gaps(s, missing)
         if not np.all(np.isfinite(s)):
             hint = ' (a recipe may set [data] missing = "ffill" or "zero" for NaN gaps)' if missing == "error" and \
                 np.isnan(s).any() else ""
