@@ -127,12 +127,18 @@ _HINTS = {
 }
 
 
-def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None) -> AttnExportError:
+# the same errors met while reading a user's file (found by attacking: an unreadable data file was told to be writable)
+_READ_HINTS = {errno.EACCES: "expected a file this user may read (check its permissions)",
+               errno.EPERM: "expected a file this user may read (check its permissions)"}
+
+
+def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None, reading: bool = False) -> AttnExportError:
     """An OSError as the one-line project error the command lines print: the path, the OS's reason, and
-    what would work. ``path`` names the file the user knows (the target, not its temporary name)."""
+    what would work. ``path`` names the file the user knows (the target, not its temporary name);
+    ``reading``: it was being read, not written."""
     where = path if path is not None else (e.filename2 if e.filename2 is not None else e.filename)
     reason = e.strerror or str(e)
-    hint = _HINTS.get(e.errno or 0, "")
+    hint = (reading and _READ_HINTS.get(e.errno or 0)) or _HINTS.get(e.errno or 0, "")
     message = f"{os.fspath(where)}: {reason}" if where is not None else reason
     if e.errno == errno.ENOMEM or is_out_of_memory(reason):  # a library that could not be mapped, too
         return out_of_memory(message)

@@ -552,3 +552,24 @@ def test_every_number_and_list_in_a_recipe_is_bounded() -> None:
                     load_recipe(None, [f"{section}.{key}={value}"])
                 assert "\n" not in str(refused.value) and key in str(refused.value)
     assert cases >= 90
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to read as another user (root reads any file)")
+def test_an_unreadable_data_file_is_told_to_be_readable_not_writable() -> None:
+    """Found by attacking: a data file this user may not read said "expected a path this user may write".
+    The reader runs as another user (nobody) on a file only root may read."""
+    place = Path(tempfile.mkdtemp())
+    try:
+        place.chmod(0o755)
+        data = place / "train.npz"
+        np.savez(data, x=np.ones((1, 3, 2), np.float32))
+        data.chmod(0)
+        code = ("from attn_export.errors import AttnExportError\nfrom attn_export.runtime.readers import read_npz\n"
+                f"try:\n    read_npz({str(data)!r})\nexcept AttnExportError as e:\n    print(e)")
+        said = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                               code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert said.stdout.strip() == f"{data}: Permission denied; expected a file this user may read (check its " \
+                                      "permissions)", said.stdout + said.stderr
+    finally:
+        shutil.rmtree(place)

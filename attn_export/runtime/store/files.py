@@ -290,7 +290,7 @@ def open_regular(path: Union[str, Path], limit: int, expected: str) -> BinaryIO:
     except FileNotFoundError:
         raise DataError(f"{path}: cannot read: no such file; expected {expected}") from None
     except OSError as e:
-        raise from_os_error(e, path) from None
+        raise from_os_error(e, path, reading=True) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -314,7 +314,7 @@ def read_regular(path: Union[str, Path], limit: int, expected: str) -> bytes:
             size = os.fstat(f.fileno()).st_size
             data = f.read(size + 1)
         except OSError as e:
-            raise from_os_error(e, path) from None
+            raise from_os_error(e, path, reading=True) from None
     if len(data) > size:
         raise DataError(f"{path} grew while it was read (another process writing it?); expected {expected} that "
                         "is not being written")
