@@ -541,3 +541,22 @@ def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path)
     np.savez(p, x=x, lengths=np.array([4, 3]), y=np.array(["a", "b"]))
     with pytest.raises(DataError, match="sequence 1 has non-finite values"):
         read_npz(p, "ffill")
+
+
+@pytest.mark.parametrize("text, said", [
+    # found by attacking: the line counted rows after blank lines were dropped, and a quoted cell's lines
+    ("sequence,a,label\n\n\ns1,1,x\n\ns1,abc,x\n", "train.csv:6: a = 'abc'; expected a finite number"),
+    ('sequence,a,label\n"s\n1",1,x\ns2,abc,y\n', "train.csv:4: a = 'abc'; expected a finite number"),
+    # an unnamed column (pandas' index, a spreadsheet's trailing comma) was trained on as a feature ''
+    (",sequence,a,label\n0,s1,1,x\n1,s2,2,y\n", "train.csv:1: header column 1 has no name; expected a name for every"),
+    ("sequence,a,label,\ns1,1,x,\ns2,2,y,\n", "train.csv:1: header column 4 has no name"),
+    # a cell of 100,000 characters was printed whole in the one line
+    ("sequence,a,label\ns1," + "9x" * 50_000 + ",x\n", "train.csv:2: a = '" + "9x" * 20 + "...'; expected a finite"),
+])
+def test_a_long_csv_names_the_line_and_column_a_user_sees(tmp_path: Path, text: str, said: str) -> None:
+    from attn_export.runtime.inputs import read_csv
+
+    (tmp_path / "train.csv").write_text(text)
+    with pytest.raises(DataError) as e:
+        read_csv(tmp_path / "train.csv")
+    assert said in str(e.value) and len(str(e.value)) < 400, str(e.value)[:400]

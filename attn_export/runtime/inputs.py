@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import fill_gaps, read_npz, read_text, read_ts, strict_float
+from .readers import _show, fill_gaps, read_npz, read_text, read_ts, strict_float
 from ..errors import DataError, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
@@ -110,19 +110,29 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     as the ``.ts`` reader fills them; None (predict) or ``error`` refuses it."""
     p = Path(path)
     text = read_text(str(p), "a .csv file")
+    rows: List[Tuple[int, List[str]]] = []  # (the line the row starts on, its cells): blank lines skipped
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+        start = 1
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append((start, r))
+            start = reader.line_num + 1  # a quoted cell may span lines
     except csv.Error as e:
         raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
     if not rows:
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
     header: Optional[List[str]] = None
-    if any(c.strip() and _number(c) is None for c in rows[0]):  # a word, not a missing value
-        header = [c.strip() for c in rows[0]]
+    first_line, first = rows[0]
+    if any(c.strip() and _number(c) is None for c in first):  # a word, not a missing value
+        header = [c.strip() for c in first]
+        if "" in header:  # a spreadsheet's trailing comma, pandas' unnamed index: not a feature to train on
+            raise DataError(f"{p}:{first_line}: header column {header.index('') + 1} has no name; expected a name "
+                            "for every column (remove an unnamed index or a trailing comma)")
         rows = rows[1:]
         if not rows:
             raise DataError(f"{p}: a header and no data rows; expected one row per step")
-    width = len(header) if header is not None else len(rows[0])
+    width = len(header) if header is not None else len(rows[0][1])
     lowered = [h.lower() for h in header] if header is not None else []
     group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
     label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
@@ -134,10 +144,10 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     groups: Dict[str, List[List[float]]] = {}
     group_labels: Dict[str, str] = {}
     times: Dict[str, Dict[float, int]] = {}  # sequence -> time -> line, when a time column orders the rows
-    for lineno, row in enumerate(rows, start=2 if header is not None else 1):
+    for lineno, row in rows:
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
-                            + (" (as in the header)" if header is not None else " (as in line 1)"))
+                            + (" (as in the header)" if header is not None else f" (as in line {first_line})"))
         key = row[group_col].strip() if group_col is not None else ""
         values = []
         for i in feature_cols:
@@ -146,20 +156,21 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 continue
             v = _number(row[i])
             if v is None or not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
-                name = header[i] if header is not None else f"column {i + 1}"
+                name = printable(header[i], 40) if header is not None else f"column {i + 1}"
                 gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
-                raise DataError(f"{p}:{lineno}: {name} = {row[i].strip()!r}; expected a finite number" + (
+                raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected a finite number" + (
                     " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else ""))
             values.append(v)
         if time_col is not None:
             t = _number(row[time_col])
             if t is None or not math.isfinite(t):
-                raise DataError(f"{p}:{lineno}: {header[time_col] if header else 'time'} = {row[time_col].strip()!r}; "
-                                "expected a finite number (the step's time)")
+                column = printable(header[time_col], 40) if header else "time"
+                raise DataError(f"{p}:{lineno}: {column} = {_show(row[time_col].strip())}; expected a finite number "
+                                "(the step's time)")
             seen = times.setdefault(key, {})
             if t in seen:
-                raise DataError(f"{p}:{lineno}: time {row[time_col].strip()} appears twice in sequence {key!r} "
-                                f"(line {seen[t]}); expected each time once per sequence")
+                raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in sequence "
+                                f"{_show(key)} (line {seen[t]}); expected each time once per sequence")
             seen[t] = lineno
             values.append(t)  # sorted on below, then dropped
         groups.setdefault(key, []).append(values)
@@ -168,9 +179,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             if not label:
                 raise DataError(f"{p}:{lineno}: empty label; expected a label on every row (or no label column)")
             if group_labels.setdefault(key, label) != label:
-                where = f"sequence {key!r}" if group_col is not None else "the file (one sequence)"
-                raise DataError(f"{p}:{lineno}: label {label!r} differs from {group_labels[key]!r} earlier in "
-                                f"{where}; expected one label per sequence")
+                where = f"sequence {_show(key)}" if group_col is not None else "the file (one sequence)"
+                raise DataError(f"{p}:{lineno}: label {_show(label)} differs from {_show(group_labels[key])} earlier "
+                                f"in {where}; expected one label per sequence")
     keys = list(groups)
     if time_col is not None:  # the time was appended last: order each sequence by it, then drop it
         groups = {k: [r[:-1] for r in sorted(rows_, key=lambda r: r[-1])] for k, rows_ in groups.items()}
