@@ -560,3 +560,15 @@ def test_a_long_csv_names_the_line_and_column_a_user_sees(tmp_path: Path, text: 
     with pytest.raises(DataError) as e:
         read_csv(tmp_path / "train.csv")
     assert said in str(e.value) and len(str(e.value)) < 400, str(e.value)[:400]
+
+
+def test_npz_labels_are_stripped_and_none_is_empty(tmp_path: Path) -> None:
+    """As the .ts and .csv readers take theirs: " a", "a" and "a " were three classes of a training .npz,
+    and "" a class whose name printed as nothing (found by attacking)."""
+    x = np.ones((3, 2, 1), np.float32)
+    for y in (np.array([" a", "a", "b\t"]), np.array([b" a", b"a", b"b\t"])):
+        np.savez(tmp_path / "y.npz", x=x, y=y)
+        assert read_npz(tmp_path / "y.npz")[1] == ["a", "a", "b"]
+    np.savez(tmp_path / "y.npz", x=x, y=np.array(["a", " ", "b"]))
+    with pytest.raises(DataError, match=r"y\[1\] is empty; expected a label for every sequence"):
+        read_npz(tmp_path / "y.npz")

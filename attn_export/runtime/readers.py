@@ -307,15 +307,18 @@ def read_ts(path: Union[str, Path], missing: str = "error") -> Tuple[List[np.nda
 
 
 def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
+    """``y`` as label strings, stripped and none empty, as the .ts and .csv readers take theirs (found by
+    attacking: " a", "a" and "a " were three classes, and "" a class whose name printed as nothing)."""
     if y.ndim != 1 or y.shape[0] != n:
         raise DataError(f"{p}: y has shape {y.shape}; expected [{n}] (one label per sequence)")
-    if y.dtype.kind == "U":
-        return [str(v) for v in y.tolist()]
-    if y.dtype.kind == "S":
+    if y.dtype.kind in "US":
         try:
-            return [bytes(v).decode("utf-8") for v in y.tolist()]
+            labels = [(bytes(v).decode("utf-8") if y.dtype.kind == "S" else str(v)).strip() for v in y.tolist()]
         except UnicodeDecodeError:
             raise DataError(f"{p}: y holds bytes that are not UTF-8; expected strings or integers") from None
+        if "" in labels:
+            raise DataError(f"{p}: y[{labels.index('')}] is empty; expected a label for every sequence")
+        return labels
     if y.dtype.kind in "iub":
         return [str(int(v)) for v in y.tolist()]
     if y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))):
