@@ -572,3 +572,14 @@ def test_npz_labels_are_stripped_and_none_is_empty(tmp_path: Path) -> None:
     np.savez(tmp_path / "y.npz", x=x, y=np.array(["a", " ", "b"]))
     with pytest.raises(DataError, match=r"y\[1\] is empty; expected a label for every sequence"):
         read_npz(tmp_path / "y.npz")
+
+
+def test_a_ts_without_label_headers_does_not_take_a_channel_for_the_label(tmp_path: Path) -> None:
+    """Found by attacking: with no @classLabel and no @dimensions, a 3-channel file's last channel was read
+    as the label: 80 "classes" named like '-0.0003,0.1148,...', exit 0. A single value still reads as one."""
+    p = tmp_path / "x.ts"
+    p.write_text("@problemName x\n@data\n1,2:3,4:5,6\n1,2:3,4:7,8\n")
+    with pytest.raises(DataError, match=r"x\.ts:3: the last ':' field '5,6' is a list of values, not a label"):
+        read_ts(p)
+    p.write_text("@problemName x\n@data\n1,2:3,4:a\n1,2:3,4:b\n")
+    assert read_ts(p)[1] == ["a", "b"]

@@ -21,7 +21,8 @@ channels of one series may not. ``inf`` and values beyond float32 are refused un
 * ``@targetLabel true`` (regression archives such as Tecator): the target is returned as the raw
   label string; ``load_splits`` refuses it (it builds classification splits only).
 * Neither header: the label field is taken to be present when the first series has more ``:``-fields
-  than ``@dimensions`` (or, without ``@dimensions``, when it has at least two fields).
+  than ``@dimensions`` (or, without ``@dimensions``, when it has at least two fields; a last field that
+  is a list of values is then refused as a channel, not a label).
 * ``@timeStamps true`` files are refused (no archive classification file uses them).
 
 ``.npz`` files (``read_npz``)
@@ -247,6 +248,12 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             label = fields[-1].strip()
             if not label:
                 raise DataError(f"{p}:{lineno}: empty label after the last ':'; expected a label")
+            if "," in label and class_label is None and target_label is None and dims is None:
+                # guessed, and a list of values: a channel (found by attacking: each series' last channel
+                # became its own "class")
+                raise DataError(f"{p}:{lineno}: the last ':' field {_show(label)} is a list of values, not a "
+                                "label; expected a header saying which: @classLabel true ... or @classLabel "
+                                "false, or @dimensions")
             if declared is not None and label not in declared:
                 raise DataError(
                     f"{p}:{lineno}: class label {_show(label)} is not in @classLabel; expected one of: "
