@@ -841,9 +841,9 @@ def test_the_live_reference_runs_on_verifys_threads_and_its_intrinsic_errors_wit
     seen: list[tuple[int, bool, torch.dtype]] = []
     real = intrinsic._run
 
-    def spy(model, feeds, dtype):  # type: ignore[no-untyped-def]
+    def spy(model, feeds, dtype, normalise=None):  # type: ignore[no-untyped-def]
         seen.append((torch.get_num_threads(), torch.backends.mkldnn.enabled, dtype))
-        return real(model, feeds, dtype)
+        return real(model, feeds, dtype, normalise)
 
     from attn_export.runtime.limits import usable_cpus
 
