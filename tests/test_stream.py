@@ -774,3 +774,20 @@ def test_an_fp16_stream_refuses_a_value_past_what_it_holds_but_not_in_a_rows_pad
         assert len(stream.push(chunk, lengths=[3, 2])) == 2  # row 1's step 2 is padding
         with pytest.raises(BadInput, match=r"^chunk holds .* at row 1, step 2, feature 0: 1e\+06 standard deviations"):
             stream.push(chunk)
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_bench_against_torch_with_only_stream_graphs_verified_says_so(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: model.onnx exported again (other bytes, never verified) while the stream graphs
+    stayed verified; bench --against torch timed PyTorch alone, exit 0, advised --backends ort-cpu that was
+    already given, and replaced bench.json. A stream graph is not timed against PyTorch (bench --stream)."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    assert cli("verify", str(directory), "--backends", "torch-cpu,ort-cpu").returncode == 0
+    assert cli("export", str(directory), "--opset", "18").returncode == 0  # new bytes: model.onnx unverified
+    (directory / "bench.json").write_text("{}")  # whatever was there stays
+    result = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05", "--backends", "ort-cpu")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "the whole-sequence graphs verify passed on the bytes here, and there are none" in lines[0]
+    assert (directory / "bench.json").read_text() == "{}"
