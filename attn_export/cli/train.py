@@ -37,9 +37,12 @@ class TrainingBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.epochs = epochs
+        err = console(stderr=True)
+        # no bar where stderr is not a terminal, as every other command's (found by attacking: its last frame
+        # stayed in logs and pipes, a second stderr line beside an error)
         self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-                                 console=console(stderr=True), disable=quiet, transient=False)
+                                 console=err, disable=quiet or not err.is_terminal, transient=False)
         self.task: Any = None
 
     def on_epoch(self, s: Any) -> None:
