@@ -119,6 +119,11 @@ ROWS: dict[str, Row] = {
                             "--calib-samples"),
     "quantize-method-bad": Row(("quantize", "{d}", "--int8", "--method", "awq"), 2, "'awq'"),
     "quantize-nothing-asked": Row(("quantize", "{d}"), 2, "--fp16 and/or --int8"),
+    # found by attacking: each was ignored, exit 0
+    "quantize-method-without-int8": Row(("quantize", "{d}", "--fp16", "--method", "qdq"), 2,
+                                        "--method qdq applies to --int8; expected --int8 --method qdq"),
+    "quantize-calib-without-qdq": Row(("quantize", "{d}", "--int8", "--calib-samples", "5"), 2,
+                                      "--calib-samples applies to --int8 --method qdq"),
     "verify-backends-nope": Row(("verify", "{d}", "--backends", "nope"), 2, "unknown backend 'nope'"),
     "verify-threads-negative": Row(("verify", "{d}", "--threads", "-1"), 2, "--threads"),
     "export-threads-too-many": Row(("export", "{d}", "--threads", "100000"), 2, "threads 100000 is outside 1 to"),

@@ -24,7 +24,7 @@ def command(
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 compute, FP32 I/O -> model.fp16.onnx.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 -> model.int8.onnx (dynamic) or "
                                                      "model.int8-qdq.onnx (qdq).")] = False,
-    method: Annotated[Method, typer.Option("--method", help="INT8 method.")] = Method.dynamic,
+    method: Annotated[Method | None, typer.Option("--method", help="INT8 method (default dynamic).")] = None,
     calib_samples: Annotated[int | None, typer.Option("--calib-samples", min=1, max=100000, help="Q/DQ calibration "
                                                       "sequences from the training split (default: recipe).")] = None,
     json_out: JsonOpt = False,
@@ -32,6 +32,12 @@ def command(
     """Make precision variants of DIR/model.onnx, check them, and compare them with FP32."""
     if not (fp16 or int8):
         raise BadInput("say what to make: --fp16 and/or --int8 [--method dynamic|qdq]")
+    # an option that would change nothing is refused, not ignored (found by attacking: --fp16 --method qdq)
+    if method is not None and not int8:
+        raise BadInput(f"--method {method.value} applies to --int8; expected --int8 --method {method.value}")
+    method = method or Method.dynamic
+    if calib_samples is not None and not (int8 and method is Method.qdq):
+        raise BadInput("--calib-samples applies to --int8 --method qdq (the only calibrated variant); expected it there")
     precisions = (["fp16"] if fp16 else []) + ([f"int8-{method.value}"] if int8 else [])
     reports = run_quantize(directory, precisions, calib_samples, quiet=json_out)
     if json_out:
