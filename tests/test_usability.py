@@ -530,7 +530,7 @@ def test_the_progress_names_the_split_it_monitors(tmp_path: Path, val_fraction: 
     """Found by attacking: with no validation split the bar said "val loss / val acc" for the training set's,
     which chose the best epoch. It names the split it monitors, and metrics.json records which."""
     result = cli("train", str(tmp_path / "d"), *TINY, "--set", f"data.val_fraction={val_fraction}",
-                 "--set", "train.epochs=1")
+                 "--set", "train.epochs=1", env={"FORCE_COLOR": "1"})  # a terminal, for rich: the bar shows there only
     assert result.returncode == 0, result.stderr
     assert f"{monitored} loss" in result.stderr and f"{monitored} acc" in result.stderr
     assert ("val loss" in result.stderr) == (monitored == "val")
