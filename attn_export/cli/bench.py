@@ -135,9 +135,12 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     not_timed: dict[str, tuple[list[str], str]] = {}  # backend -> (its artefacts not timed, the first reason)
     for target in result["targets"]:
         if target["skip"]:
-            not_timed.setdefault(target["backend"], ([], target["skip"]))[0].append(target["artifact"] or "-")
+            named = not_timed.setdefault(target["backend"], ([], target["skip"]))[0]
+            if target["artifact"]:  # a backend with nothing to time names no file (was a bare "-")
+                named.append(target["artifact"])
     for backend, (artifacts, reason) in not_timed.items():  # one line per backend, as verify prints them
-        out.print(Text.assemble(("not timed ", "yellow"), f"{backend} {', '.join(artifacts)}: {reason}"))
+        out.print(Text.assemble(("not timed ", "yellow"), " ".join([backend, ", ".join(artifacts)]).strip()
+                                + f": {reason}"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 
 from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
+from .backends import REGISTRY
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict a label per sequence of INPUT (.npz, .ts, .csv)")
     predict.add_argument("directory", metavar="DIR", help="artefact directory or bundle .tar.gz")
     predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
-    predict.add_argument("--backend", default="auto", metavar="NAME")
+    predict.add_argument("--backend", default="auto", metavar="NAME",
+                         help=f"auto (best for this device) or {', '.join(REGISTRY)}")
     predict.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
     predict.add_argument("--on-long", default="error", choices=["error", "truncate", "split"])
     predict.add_argument("--batch-size", type=int, default=32, metavar="N")
