@@ -493,6 +493,14 @@ def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: 
     assert result.returncode == 2 and fragment in result.stderr
 
 
+def test_bench_names_a_backend_with_nothing_to_time_without_a_placeholder(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: "not timed tensorrt -: ..." (a bare "-" where a file name would go)."""
+    result = cli("bench", str(copy(variants_dir, tmp_path)), "--batch", "1", "--seq", "8", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("not timed tensorrt")]
+    assert len(lines) == 1 and lines[0].startswith("not timed tensorrt: "), lines
+
+
 def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastest(
         verified: tuple[Path, dict, object], tmp_path: Path) -> None:
     """--against torch: PyTorch eager and the pairs verify passed on these bytes, at 1 and 32 x 16 and 128
