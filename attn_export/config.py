@@ -75,7 +75,7 @@ class DataConfig(_Section):
                 f"data.max_len = {self.max_len} is out of range: expected a value >= data.min_len = {self.min_len}"
             )
         if self.name == "files" and not self.train:
-            raise ConfigError('data.train = "" is not valid: expected a .ts or .npz path when data.name = "files"')
+            raise ConfigError('data.train = "" is not valid: expected a .ts, .npz or .csv path when data.name = "files"')
         for key in ("train", "test"):
             if getattr(self, key) and self.name != "files":
                 raise ConfigError(

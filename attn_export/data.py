@@ -414,8 +414,8 @@ def _fraction(name: str, value: Any) -> float:
 
 
 def _build(seqs: List[np.ndarray], raw: List[str], labels: Tuple[str, ...], path: str) -> SequenceSet:
-    y, _ = encode_labels(raw, labels)
     try:
+        y, _ = encode_labels(raw, labels)  # a .ts header's labels may repeat: named with its file
         return SequenceSet(tuple(seqs), y, labels)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
@@ -459,7 +459,7 @@ def load_splits(cfg: Any) -> Splits:
         if name == "files":
             train_path, test_path = str(cfg.train), str(cfg.test or "")
             if not train_path:
-                raise DataError("[data] train is empty; expected a .ts or .npz file for name = \"files\"")
+                raise DataError("[data] train is empty; expected a .ts, .npz or .csv file for name = \"files\"")
             source = f"{train_path} + {test_path}" if test_path else f"{train_path} (test: held-out fraction)"
         else:
             tr, te = locate_named(name)
@@ -496,7 +496,8 @@ def load_splits(cfg: Any) -> Splits:
         raise DataError(f"{train_path}: the training set holds a single class ({labels[int(present[0])]!r}); "
                         "expected at least two")
     if test.n and test.features != train.features:
-        raise DataError(f"the test set has {test.features} features but training has {train.features}; expected equal")
+        raise DataError(f"{test_path}: the test set has {test.features} features but training has {train.features}; "
+                        "expected equal")
     keep, take = _stratified_split(train.y, val_fraction, np.random.default_rng([seed, 2]))
     val = train.subset(take) if len(take) else SequenceSet.empty(labels, train.features)
     train = train.subset(keep)

@@ -117,8 +117,8 @@ def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
         raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
     changed = _changed_data(info, splits.files)
     if changed is not None:
-        raise DataError(f"the INT8 calibration data {changed} changed since training (sha256 differs); expected "
-                        "the file the model was trained on")
+        raise DataError(f"the recipe's data {changed} changed since training (sha256 differs), and INT8 "
+                        "calibration draws on the data the model was trained on; expected the file it was trained on")
     train = splits.train
     if train.features != info.input_size:
         raise MissingPrerequisite(

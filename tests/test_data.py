@@ -583,3 +583,15 @@ def test_a_ts_without_label_headers_does_not_take_a_channel_for_the_label(tmp_pa
         read_ts(p)
     p.write_text("@problemName x\n@data\n1,2:3,4:a\n1,2:3,4:b\n")
     assert read_ts(p)[1] == ["a", "b"]
+
+
+def test_a_data_error_names_its_file(tmp_path: Path) -> None:
+    """Found by attacking: a .ts header's repeated label and a test file of another width said neither file."""
+    (tmp_path / "dup.ts").write_text("@problemName x\n@classLabel true a a b\n@data\n1,2:a\n3,4:b\n")
+    result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'dup.ts'}")
+    assert result.returncode == 2 and f"{tmp_path / 'dup.ts'}: declared class labels repeat 'a'" in result.stderr
+    (tmp_path / "train.csv").write_text("sequence,a,label\n" + "".join(f"s{i},{i},{'xy'[i % 2]}\n" for i in range(8)))
+    np.savez(tmp_path / "test.npz", x=np.ones((2, 3, 2), np.float32), y=np.array(["x", "y"]))  # unnamed columns
+    result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}",
+                 "--set", f"data.test={tmp_path / 'test.npz'}")
+    assert result.returncode == 2 and f"{tmp_path / 'test.npz'}: the test set has 2 features" in result.stderr

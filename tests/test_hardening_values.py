@@ -179,8 +179,8 @@ def test_data_changed_since_training_is_not_judged_on(tmp_path: Path) -> None:
     assert reference["test_split"] == (f"the test split data {tmp_path / 'train.npz'} changed since training "
                                        "(sha256 differs); expected the file the model was trained on")
     one_error_line(cli("quantize", str(model), "--int8", "--method", "qdq"), 2,
-                   f"the INT8 calibration data {tmp_path / 'train.npz'} changed since training (sha256 differs); "
-                   "expected the file the model was trained on")
+                   f"the recipe's data {tmp_path / 'train.npz'} changed since training (sha256 differs), and INT8 "
+                   "calibration draws on the data the model was trained on; expected the file it was trained on")
     assert not (model / "model.int8-qdq.onnx").exists()
 
 

@@ -396,7 +396,7 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     assert verified.returncode == 0, verified.stderr
     shown = cli("verify", str(art), "--backends", "ort-cpu")
     console = " ".join((shown.stdout + shown.stderr).split())
-    assert 'no test split test split unavailable: data.name = "none" names no data' in console
+    assert 'no test accuracy: test split unavailable: data.name = "none" names no data' in console
     reference = json.loads(verified.stdout)["reference"]
     assert reference["accuracy"] is None and 'data.name = "none" names no data' in reference["test_split"]
     refused = cli("quantize", str(art), "--int8", "--method", "qdq")

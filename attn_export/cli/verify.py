@@ -90,7 +90,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
     # why "test accuracy -" (found by a user: it was only in verify.json)
-    split = ([Text.assemble(("no test split ", "yellow"), str(result.reference.get("test_split")))]
+    split = ([Text.assemble(("no test accuracy: ", "yellow"), str(result.reference.get("test_split")))]
              if result.reference.get("accuracy") is None and result.reference.get("test_split") else [])
     return Group(t, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
 
