@@ -595,3 +595,13 @@ def test_a_data_error_names_its_file(tmp_path: Path) -> None:
     result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}",
                  "--set", f"data.test={tmp_path / 'test.npz'}")
     assert result.returncode == 2 and f"{tmp_path / 'test.npz'}: the test set has 2 features" in result.stderr
+
+
+def test_run_refusing_its_data_prints_one_line(tmp_path: Path) -> None:
+    """Found by attacking: run printed its header rule, then the Error line: two lines on stderr in a log."""
+    (tmp_path / "train.csv").write_text("sequence,a,label\ns1,abc,x\ns2,1,y\n")
+    (tmp_path / "r.toml").write_text('[data]\nname = "files"\ntrain = "train.csv"\n')
+    result = cli("run", str(tmp_path / "r.toml"), "--out", str(tmp_path / "out"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert not (tmp_path / "out").exists()

@@ -47,10 +47,13 @@ def command(
             details[stage.name](stage.result)
         stage_line(out_console, stage)
 
+    def start() -> None:  # a terminal's header: in a log it was a second line beside a refusal of the data
+        if out_console.is_terminal:
+            out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}")
+
     try:
         result = run(r, out, bench_seconds, [o for o in overrides or [] if o.strip().startswith("verify.")],
-                     on_stage=show, on_epoch=bar.on_epoch, on_progress=on_progress,
-                     on_start=lambda: out_console.rule(f"attn-export run {recipe_file or '(built-in quickstart)'} -> {out}"))
+                     on_stage=show, on_epoch=bar.on_epoch, on_progress=on_progress, on_start=start)
     finally:
         stage_bar.stop()
         bar.stop()
