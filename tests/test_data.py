@@ -605,3 +605,11 @@ def test_run_refusing_its_data_prints_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ts_with_old_mac_line_endings_reads(tmp_path: Path) -> None:
+    """Found by attacking: lines ending in a lone \\r (as the .csv reader already took) said "no @data line"."""
+    p = tmp_path / "cr.ts"
+    p.write_bytes(b"@problemName x\r@classLabel true a b\r@data\r1,2:3,4:a\r5,6:7,8:b\r")
+    seqs, labels, declared = read_ts(p)
+    assert labels == ["a", "b"] and declared == ["a", "b"] and seqs[1].tolist() == [[5, 7], [6, 8]]

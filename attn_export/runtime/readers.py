@@ -189,7 +189,8 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
     seqs: List[np.ndarray] = []
     raw: List[str] = []
 
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    # \n, \r\n, and an old Mac's lone \r (found by attacking: "no @data line" for a file that had one)
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         s = line.strip()
         if not s or s[0] in "#%":
             continue
