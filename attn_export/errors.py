@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -215,6 +216,8 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
+    from .runtime.interrupt import finish, message
+
     try:
         code = run()
     except SystemExit as e:  # argparse's --help and usage errors end this way: they finish like any command
@@ -222,6 +225,9 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
             sys.stderr.write(f"{code}\n")
             code = 1
-    from .runtime.interrupt import finish
+    except KeyboardInterrupt:  # a Ctrl-C once the command's own handler was gone, before finish() took over
+        interrupted = Interrupted("SIGINT", 128 + signal.SIGINT)
+        sys.stderr.write(f"Error: {message(interrupted)}\n")
+        code = interrupted.exit_code
 
     finish(code if isinstance(code, int) else 0)

@@ -72,8 +72,8 @@ def interruptible() -> Iterator[None]:
     finally:
         if TIMER:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        for s, h in previous.items():
-            signal.signal(s, h)
+        for s, h in reversed(list(previous.items())):  # SIGINT last: Python's own raises KeyboardInterrupt,
+            signal.signal(s, h)  # which run_command_line turns into the one line (found by a kill landing here)
     if pending:
         raise pending[0]
 
