@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.backends import REGISTRY as DEPLOYMENT
+from ..runtime.dispatch import DEPLOYMENT
 from ..runtime.limits import MAX_BATCH
 from ..runtime.precisions import ONNX_FILES
 from .common import JsonOpt, console, print_json
@@ -32,7 +32,7 @@ def command(
     directory: Annotated[Path, typer.Option(
         "--dir", help="Artefact directory or bundle (.tar.gz).")] = Path("artifacts"),
     backend: Annotated[str, typer.Option(
-        "--backend", metavar="NAME", help=f"auto (best for this device) or {', '.join(DEPLOYMENT)}; a named "
+        "--backend", metavar="NAME", help=f"auto (best for this device) or {DEPLOYMENT}; a named "
                           "backend that cannot run here is an error (exit 3).")] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="Which artefact to run.")] = Precision.fp32,  # type: ignore[valid-type, attr-defined]
     allow_unverified: Annotated[bool, typer.Option(

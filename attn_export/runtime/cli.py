@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 
 from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
-from .backends import REGISTRY
+from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("directory", metavar="DIR", help="artefact directory or bundle .tar.gz")
     predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
     predict.add_argument("--backend", default="auto", metavar="NAME",
-                         help=f"auto (best for this device) or {', '.join(REGISTRY)}")
+                         help=f"auto (best for this device) or {DEPLOYMENT}")
     predict.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
     predict.add_argument("--on-long", default="error", choices=["error", "truncate", "split"])
     predict.add_argument("--batch-size", type=int, default=32, metavar="N")
