@@ -613,3 +613,15 @@ def test_a_ts_with_old_mac_line_endings_reads(tmp_path: Path) -> None:
     p.write_bytes(b"@problemName x\r@classLabel true a b\r@data\r1,2:3,4:a\r5,6:7,8:b\r")
     seqs, labels, declared = read_ts(p)
     assert labels == ["a", "b"] and declared == ["a", "b"] and seqs[1].tolist() == [[5, 7], [6, 8]]
+
+
+@pytest.mark.parametrize("first", ["1,?", "NA,0", "n/a,1"])
+def test_a_headerless_csv_whose_first_row_has_a_gap_is_refused_not_taken_for_a_header(tmp_path: Path,
+                                                                                      first: str) -> None:
+    """Found by attacking: a first row of numbers and '?' (or NA) was taken for a header and dropped, and
+    predict answered on the rest, exit 0."""
+    from attn_export.runtime.inputs import read_csv
+
+    (tmp_path / "q.csv").write_text(f"{first}\n-2,0\n")
+    with pytest.raises(DataError, match=r"q\.csv:1: column \d = '[^']+'; expected a finite number"):
+        read_csv(tmp_path / "q.csv")

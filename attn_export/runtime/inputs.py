@@ -101,6 +101,7 @@ def _number(cell: str) -> Optional[float]:
 
 
 MISSING_CELLS = ("", "?", "nan")  # what a training .csv may leave as a gap under [data] missing, case aside
+MISSING_WORDS = ("?", "na", "n/a", "nan", "null", "none")  # cells that are gaps, never a header's names
 
 
 def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None) -> InputSet:
@@ -124,7 +125,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
     header: Optional[List[str]] = None
     first_line, first = rows[0]
-    if any(c.strip() and _number(c) is None for c in first):  # a word, not a missing value
+    # a word, not a missing value: a first row of numbers and '?' / NA is data (found by attacking: it was
+    # taken for a header and dropped without a word)
+    if any(c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS for c in first):
         header = [c.strip() for c in first]
         if "" in header:  # a spreadsheet's trailing comma, pandas' unnamed index: not a feature to train on
             raise DataError(f"{p}:{first_line}: header column {header.index('') + 1} has no name; expected a name "
