@@ -42,6 +42,7 @@ MAX_SEGMENT = 16384
 MAX_VALUES = 8
 
 
+@store.writes_directory("bench --stream")  # it writes bench_stream.json (found by attacking: it took no lock)
 def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), chunks: Sequence[int] = (1, 16, 64),
                  seconds: float = 2.0, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """See the module docstring; returns what DIR/bench_stream.json holds."""

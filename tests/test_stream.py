@@ -791,3 +791,18 @@ def test_bench_against_torch_with_only_stream_graphs_verified_says_so(streamed: 
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "the whole-sequence graphs verify passed on the bytes here, and there are none" in lines[0]
     assert (directory / "bench.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_bench_stream_takes_the_directory_lock(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: every writing command but bench --stream refused a directory another process was
+    writing; it wrote bench_stream.json into it."""
+    import fcntl
+
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    with open(directory / store.LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = cli("bench", str(directory), "--stream", "--segments", "16", "--chunks", "4", "--seconds", "0.05")
+    assert result.returncode == 1 and "is being written by another attn-export process" in result.stderr
+    assert not list(directory.glob("bench_stream*"))
