@@ -689,7 +689,7 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
     schedule, finite; verify judges it by its precision's rule on every update."""
     import onnx
 
-    from .runtime.streaming import replay, rows_alone, schedule
+    from .runtime.streaming import replay, schedule, stream_run
 
     name = store.STREAM_FILES[precision]
     source = s.open(store.STREAM_ONNX, need="current")
@@ -712,8 +712,8 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
             onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
         x = np.random.default_rng(0).standard_normal((2, 9, info.input_size)).astype(np.float32)
         with OrtCpuBackend(made, threads=1) as backend:
-            run = rows_alone(backend.run_feeds) if one_by_one(precision) else backend.run_feeds  # as push runs it
-            updates = replay(run, made.spec, x, np.array([9, 4]), schedule("uneven", 9))
+            updates = replay(stream_run(backend.run_feeds, precision), made.spec, x, np.array([9, 4]),
+                             schedule("uneven", 9))
         if not all(np.isfinite(v).all() for u in updates for v in u.outputs.values()):
             raise WorkFailed(f"{name} gives non-finite outputs in ONNX Runtime")
     store.record(directory, name, f"quantize {precision}", parent=store.STREAM_ONNX, parent_sha256=source.sha256,

@@ -207,7 +207,7 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
 def test_an_int8_stream_of_several_rows_gives_each_row_its_own_answer(streamed: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """model.stream.int8.onnx takes one quantisation scale over the rows it is fed, like model.int8.onnx, so a
-    stream of several rows runs each row alone (``rows_alone``), in ``push`` and in verify: before, a glitch
+    stream of several rows runs each row alone (``stream_run``), in ``push`` and in verify: before, a glitch
     of 1e4 in one row moved another row's answer (a JapaneseVowels stream: another class after 5 steps). The
     real quantize, verify and ONNX Runtime, every stream run recorded."""
     from attn_export.runtime.backends.base import Backend

@@ -31,7 +31,7 @@ class Precision:
     # its graph takes one quantisation scale over the whole batch (ONNX Runtime's DynamicQuantizeLinear and
     # DynamicQuantizeLSTM), so a row's answer moves with its batch-mates (found by a user: one glitch of 1e4 in
     # one sequence changed the classes of the others): it runs one sequence at a time, in predict, verify and
-    # bench, and a stream of several rows runs each row alone (streaming.rows_alone)
+    # bench, and a stream of several rows runs each row alone (streaming.stream_run)
     per_row: bool = False
 
 

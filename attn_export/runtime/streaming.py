@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
 __all__ = ["ATTENTION_STATE", "CHUNK", "PIECE", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable",
-           "replay", "require_stream", "rows_alone", "schedule", "state_dims", "state_name", "stream_spec",
+           "replay", "require_stream", "schedule", "state_dims", "state_name", "stream_run", "stream_spec",
            "zero_state"]
 
 CHUNK = "chunk"
@@ -106,12 +106,16 @@ def stream_spec(info: "ModelInfo") -> IOSpec:
     )
 
 
-def rows_alone(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]
+def stream_run(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]], precision: Optional[str]
                ) -> Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]:
-    """``run`` (a backend's ``run_feeds`` on a stream graph) given each row of the feeds alone, its chunk cut
-    to its own new steps (a row with none: one zero step), the outputs stacked as the batch's: how a
-    precision that runs one sequence at a time (``Precision.per_row``) streams several rows, so that no row's
-    answer moves with another's quantisation scale."""
+    """How a stream of several rows at ``precision`` runs on ``run`` (a backend's ``run_feeds`` on a stream
+    graph), in ``Stream.push``, verify and quantize's check alike: for a precision run one sequence at a time
+    (``Precision.per_row``), each row of the feeds alone, its chunk cut to its own new steps (a row with
+    none: one zero step), the outputs stacked as the batch's, so that no row's answer moves with another's
+    quantisation scale; for any other, ``run`` itself."""
+    if not one_by_one(precision):
+        return run
+
     def each(feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         outs = []
         for i, n in enumerate(int(n) for n in feeds["lengths"]):
@@ -149,7 +153,6 @@ class Stream:
         self._decide = decide  # head output row -> Prediction (the predictor's own decision)
         self.check = check  # (chunk, valid steps) -> None, or BadInput: the predictor's own range check
         self.state = zero_state(self.spec, batch)
-        self._alone = one_by_one(backend.artifact.precision)  # a precision run one sequence at a time: rows_alone
 
     @property
     def steps(self) -> np.ndarray:
@@ -229,7 +232,7 @@ class Stream:
         """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
         feeds.update(state)
-        out = (rows_alone(self.backend.run_feeds) if self._alone else self.backend.run_feeds)(feeds)
+        out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
         new = {}
         for name in STATE:
             got = out.get(state_name(name, "out"))

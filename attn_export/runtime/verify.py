@@ -586,22 +586,15 @@ def _agreement(final: np.ndarray, final_ref: np.ndarray) -> Tuple[float, float, 
     return rel, cosine, agree
 
 
-def _stream_run(row: TargetResult, backend: Backend) -> Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]:
-    """How a stream of several rows runs on ``backend``: as ``Stream.push`` runs it, each row alone for a
-    precision run one sequence at a time (``Precision.per_row``)."""
-    from .streaming import rows_alone
-
-    return rows_alone(backend.run_feeds) if one_by_one(row.target.precision) else backend.run_feeds
-
-
 def _stream_structure(row: TargetResult, case: SweepCase, ref: Reference, backend: Backend, name: str) -> CaseResult:
     """One sweep case streamed by ``name`` (an INT8 stream): every update's outputs finite; the complete
     answers are measured against PyTorch's, and judged by their decisions on the test split."""
-    from .streaming import replay, schedule
+    from .streaming import replay, schedule, stream_run
 
     batch, steps = case.x.shape[:2]
     head = backend.spec.head_output
-    updates = replay(_stream_run(row, backend), backend.spec, case.x, case.lengths, schedule(name, steps))
+    updates = replay(stream_run(backend.run_feeds, row.target.precision), backend.spec, case.x, case.lengths,
+                     schedule(name, steps))
     bad = [k + 1 for k, u in enumerate(updates) if not all(np.isfinite(v).all() for v in u.outputs.values())]
     problems = [f"{name}, update {bad[0]}: outputs hold NaN or Inf"] if bad else []
     final, final_ref = (np.asarray(o[head], np.float64) for o in (updates[-1].outputs, ref.outputs))
@@ -617,13 +610,13 @@ def _judge_stream_split(row: TargetResult, backend: Backend, rule: Rule, split: 
     """The stream's decisions on the real test split, every sequence streamed ``STREAM_SPLIT_SCHEDULE``
     (padding full of garbage): each answer once its sequence is complete, by the rule's decision limits,
     exactly as the whole-sequence graph of that precision is judged."""
-    from .streaming import replay, schedule
+    from .streaming import replay, schedule, stream_run
 
     head = backend.spec.head_output
     logits = None
     for index, case in split.batches:
-        updates = replay(_stream_run(row, backend), backend.spec, case.x, case.lengths,
-                         schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1]))
+        updates = replay(stream_run(backend.run_feeds, row.target.precision), backend.spec, case.x,
+                         case.lengths, schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1]))
         final = np.asarray(updates[-1].outputs[head], np.float64)  # every row complete; later chunks keep it
         if logits is None:
             logits = np.zeros((len(split.y), final.shape[1]), np.float64)
