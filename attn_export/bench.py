@@ -156,6 +156,10 @@ def bench(
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable(none_runs(targets))
+    if not explicit and all(t.artifact is None for t in targets if REGISTRY[t.backend].kind != "torch"):
+        # PyTorch alone is no comparison: a bench before export (found by attacking) timed it, exit 0
+        raise MissingPrerequisite(f"bench would time PyTorch alone: {directory} holds no ONNX model or engine; "
+                                  "run attn-export export first")
     _check_memory(info, max(batches), max(seqs), len(runnable))
     opened: list[tuple[Target, Backend]] = []
     refused: list[str] = []  # why the store would not vouch for a target's artefact

@@ -137,6 +137,12 @@ ROWS: dict[str, Row] = {
     "bench-empty-dir": Row(("bench", "{d}"), 2, "model", directory="empty"),
     "quantize-before-export": Row(("quantize", "{d}", "--fp16"), 2, "export", directory="prereq"),
     "verify-before-export": Row(("verify", "{d}"), 2, "export", directory="prereq"),
+    "verify-named-backend-before-export": Row(("verify", "{d}", "--backends", "ort-cpu"), 2,
+                                              "backend ort-cpu was asked for but there is no ONNX model "
+                                              "(attn-export export)", directory="prereq"),
+    "bench-before-export": Row(("bench", "{d}", "--seconds", "0.05"), 2,
+                               "bench would time PyTorch alone: {d} holds no ONNX model or engine; run attn-export "
+                               "export first", directory="prereq"),
     # --- recipes and --set -----------------------------------------------------------------------
     "recipe-missing": Row(("train", "{d}", "--recipe", "{t}/absent.toml"), 2, "does not exist"),
     "recipe-malformed": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "not valid TOML",

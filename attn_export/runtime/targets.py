@@ -1,7 +1,8 @@
 """What verify and bench run: every backend paired with every artefact in DIR it can run.
 
 A target is one (backend, artefact, precision). Backends named with ``auto`` that cannot run here become
-skipped targets with the reason; a backend named explicitly that cannot run is an error (exit 3). The
+skipped targets with the reason; a backend named explicitly that cannot run is an error (exit 3), one named
+explicitly with nothing in DIR for it to run is a command not yet run (exit 2). The
 backends are the device's (``runtime.backends.REGISTRY``) unless the host passes its own, which adds the
 PyTorch model and onnx's reference evaluator. A target is opened through the store (``need="current"``):
 the backend gets the bytes the store checked.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple, Type, Union
 
-from ..errors import BadInput, NotAvailable
+from ..errors import BadInput, MissingPrerequisite, NotAvailable
 from .backends import REGISTRY, Backend, get
 from .precisions import ONNX_FILES, ONNX_FP32
 from .store import BUILD_COMMAND, STREAM_FILES, WEIGHTS, Store, is_engine
@@ -89,8 +90,10 @@ def discover(store: Store, backends: Union[str, List[str], None] = "auto",
             targets += [Target(name, a, p, reason) for a, p in candidates] or [Target(name, None, None, reason)]
         elif not candidates:
             what = {"torch": "model.safetensors (attn-export train)", "engine": f"engine ({BUILD_COMMAND})"}
-            targets.append(Target(name, None, None, f"no {what.get(cls.kind, 'ONNX model (attn-export export)')} "
-                                                    f"in {store.directory} for it"))
+            missing = f"no {what.get(cls.kind, 'ONNX model (attn-export export)')} in {store.directory} for it"
+            if explicit:  # the directory lacks what a backend named runs: a command not yet run (exit 2), not this machine
+                raise MissingPrerequisite(f"backend {name} was asked for but there is {missing}")
+            targets.append(Target(name, None, None, missing))
         else:
             targets += [Target(name, a, p) for a, p in candidates]
     return targets
