@@ -50,12 +50,11 @@ def command(
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
-    from ..runtime.cli import about, prediction_rows, shown, stream_document, stream_request, stream_table
+    from ..runtime.cli import about, prediction_rows, shown, predict_request, stream_document, stream_table
     from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input
 
     data = read_input(input_path)
-    if stream is not None:
-        stream_request(directory, stream, attention)
+    predict_request(directory, stream, attention, json_out)
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
         check_width(data.sequences, predictor.features, input_path)

@@ -115,12 +115,18 @@ def about(predictor: Any) -> Dict[str, Any]:
             "notes": predictor.notes}
 
 
-def stream_request(directory: Union[str, Path], chunk: int, attention: bool) -> None:
-    """Refuse ``predict --stream CHUNK`` before any model is loaded: a chunk out of range, ``--attention``,
-    or a model that cannot stream (the first thing to say, before a missing graph's "run export")."""
+def predict_request(directory: Union[str, Path], chunk: Optional[int], attention: bool, as_json: bool) -> None:
+    """Refuse what ``predict`` was asked before any model is loaded: ``--attention`` without ``--json`` (the
+    table has no place for it: it was ignored), and for ``--stream CHUNK`` a chunk out of range,
+    ``--attention``, or a model that cannot stream (the first thing to say, before a missing graph's "run
+    export")."""
     from .store import Store
     from .streaming import MAX_CHUNK, not_streamable
 
+    if attention and not as_json:
+        raise BadInput("--attention adds the attention weights to --json's document; expected --json --attention")
+    if chunk is None:
+        return
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
     if attention:
@@ -217,8 +223,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
     data = read_input(args.input)
-    if args.stream is not None:
-        stream_request(args.directory, args.stream, args.attention)
+    predict_request(args.directory, args.stream, args.attention, args.json)
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
                         allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
