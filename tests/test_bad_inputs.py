@@ -129,6 +129,16 @@ ROWS: dict[str, Row] = {
     "export-threads-too-many": Row(("export", "{d}", "--threads", "100000"), 2, "threads 100000 is outside 1 to"),
     "bench-batch-x": Row(("bench", "{d}", "--batch", "x"), 2, "--batch 'x'"),
     "bench-seq-0": Row(("bench", "{d}", "--seq", "0"), 2, "--seq '0'"),
+    "bench-seq-empty-item": Row(("bench", "{d}", "--seq", "16,,128"), 2,
+                                "--seq '16,,128' is not a comma-separated list of integers"),
+    # an option the chosen bench does not read: each was ignored, exit 0 (found by attacking)
+    "bench-stream-threads": Row(("bench", "{d}", "--stream", "--threads", "1"), 2,
+                                "--threads does nothing with --stream (batch 1, one thread"),
+    "bench-stream-grid": Row(("bench", "{d}", "--stream", "--backends", "ort-cpu", "--batch", "1", "--seq", "16",
+                              "--against", "torch"), 2, "--backends, --batch, --seq, --against do nothing with --stream"),
+    "bench-segments-without-stream": Row(("bench", "{d}", "--segments", "128", "--chunks", "1"), 2,
+                                         "--segments, --chunks do nothing without --stream; expected --stream "
+                                         "--segments --chunks"),
     "train-seed-negative": Row(("train", "{d}", "--seed", "-1"), 2, "train.seed = -1"),
     # --- directories and prerequisites -----------------------------------------------------------
     "export-missing-dir": Row(("export", "{t}/nowhere"), 2, "run attn-export train"),
@@ -264,7 +274,7 @@ ROWS: dict[str, Row] = {
                                     _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
     "bench-seconds-nan": Row(("bench", "{d}", "--seconds", "nan"), 2, "'nan': expected a number of seconds from 0.05 to 600"),
     "run-bench-seconds-inf": Row(("run", "{d}", "--bench-seconds", "inf"), 2, "'inf': expected a number of seconds"),
-    "bench-empty-batch": Row(("bench", "{d}", "--batch", ""), 2, "--batch '' needs positive integers"),
+    "bench-empty-batch": Row(("bench", "{d}", "--batch", ""), 2, "--batch '' is not a comma-separated list of integers"),
     "bench-stream-chunks-past-segments": Row(("bench", "{d}", "--stream", "--chunks", "256", "--segments", "128"), 2,
                                              "--chunks 256 are all longer than --segments 128"),
     "build-missing-dir": Row(("build", "{t}/absent", "--fp16"), 2, "absent is not a directory; expected the artefact "

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import BadInput
 from ..runtime.timing import ms_text
-from .common import DirArg, JsonOpt, console, print_json, progress_bar, seconds_option
+from .common import DirArg, JsonOpt, console, given, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
 
 NAME = "bench"
@@ -17,7 +17,7 @@ NAME = "bench"
 
 def _ints(value: str, option: str) -> list[int]:
     try:
-        out = [int(v) for v in value.split(",") if v.strip()]
+        out = [int(v) for v in value.split(",")]  # an empty item ("1,,2") is refused, not dropped
     except ValueError:
         raise BadInput(f"{option} '{value}' is not a comma-separated list of integers (e.g. 1,8,32)") from None
     if not out or min(out) < 1:
@@ -26,6 +26,7 @@ def _ints(value: str, option: str) -> list[int]:
 
 
 def command(
+    ctx: typer.Context,
     directory: DirArg = Path("artifacts"),
     backends: BackendsOpt = "auto",
     batch: Annotated[Optional[str], typer.Option("--batch", metavar="N,N,...", help="Batch sizes, comma-separated "
@@ -47,6 +48,14 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Time every backend and artefact on a batch × seq grid; write DIR/bench.json and PNG plots."""
+    # an option the chosen bench does not read is refused, not ignored (found by attacking)
+    ignored = (given(ctx, "backends", "batch", "seq", "against", "threads") if stream
+               else given(ctx, "segments", "chunks"))
+    if ignored:
+        raise BadInput(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing "
+                       + ("with --stream (batch 1, one thread, model.stream.onnx against model.onnx); expected "
+                          "--segments, --chunks, --seconds" if stream else
+                          f"without --stream; expected --stream {' '.join(ignored)}"))
     if stream:
         streamed = run_stream_bench(directory, _ints(segments, "--segments"), _ints(chunks, "--chunks"), seconds,
                                     quiet=json_out)

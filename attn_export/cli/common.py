@@ -52,6 +52,13 @@ def seconds_option(flag: str, help: str) -> Any:
     return typer.Option(flag, metavar="SECONDS", parser=_seconds, help=help)
 
 
+def given(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among ``names`` (parameter names) the command line gave, as flags: a command refuses one
+    that would change nothing rather than ignore it (a default cannot tell ``--threads 1`` from nothing)."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    return [flags[n] for n in names if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
+
+
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Artefact directory (default: artifacts).",
                                              file_okay=False)]
 
