@@ -72,19 +72,25 @@ def _verify_table(result: VerifyResult) -> list[str]:
     return lines
 
 
-def _tensorrt_readiness(result: VerifyResult) -> list[str]:
+def _tensorrt_readiness(s: Store, result: VerifyResult) -> list[str]:
     """Each ONNX file against each TensorRT target's parser rules, as verify recorded it: a static check
-    (``attn-export inspect DIR --target T`` names every finding), not a build."""
+    (``attn-export inspect DIR --target T`` names every finding), not a build. A file that is not current
+    now says what the store finds, as verify and inspect say it (found by attacking: after a retrain the
+    report called the stale graphs ready on every line)."""
+    from .runtime.trt.readiness import TARGETS, not_current, readiness, summary
+
     if not result.tensorrt:
         return []
     targets = list(result.tensorrt)
-    files = list(dict.fromkeys(f for t in targets for f in result.tensorrt[t]))
+    now = summary(readiness({}, [t for t in targets if t in TARGETS], not_current(s)))
+    recorded = {t: {**result.tensorrt[t], **now.get(t, {})} for t in targets}
+    files = list(dict.fromkeys(f for t in targets for f in recorded[t]))
     lines = ["", "## TensorRT readiness (static: the parser rules of each line, no TensorRT ran)", "",
              "| file | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     for f in files:
-        cells = [_cell(result.tensorrt[t].get(f, "–").split(" (")[0].split(":")[0]) for t in targets]
+        cells = [_cell(recorded[t].get(f, "–").split(" (")[0].split(":")[0]) for t in targets]
         lines.append(f"| `{f}` | " + " | ".join(cells) + " |")
-    reasons = {line for t in targets for line in result.tensorrt[t].values() if not line.startswith("ready")}
+    reasons = {line for t in targets for line in recorded[t].values() if not line.startswith("ready")}
     lines += [""] + [f"- {_cell(r)}" for r in sorted(reasons)]
     return lines
 
@@ -251,7 +257,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
-    from .runtime.recommend import current
+    from .runtime.recommend import current, verified_pairs
 
     if not rec:
         return []
@@ -266,10 +272,12 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
              "| now |", "|---|---|---|---|---|---|---|---|"]
     rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
                                             else [])
-    for shape, r in rows:
+    pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
+    for shape, r in rows:           # "verified" with verify.json deleted (found by attacking)
         trust = s.state(r["artifact"])
-        now = "verified" if trust.verified is True else (trust.reason or trust.verdict) if not trust.current \
-            else trust.verdict
+        now = ((trust.reason or trust.verdict) if not trust.current else trust.verdict if trust.verified is not True
+               else "verified" if (r["backend"], r["artifact"]) in pairs
+               else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
         lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
                      f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | "
@@ -350,7 +358,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     elif ref.get("sha256") and not s.state(store.REFERENCE).current:
         reference_stale = s.state(store.REFERENCE).reason
     lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result, stale, reference_stale)
-    lines += _tensorrt_readiness(result)
+    lines += _tensorrt_readiness(s, result)
     samples = result.attention_samples
     if samples:
         info = s.info

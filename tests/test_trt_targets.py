@@ -87,6 +87,36 @@ def test_a_file_that_is_not_current_is_never_ready(variants_dir: Path, tmp_path:
     assert not re.search(r"model\.(fp16|int8-qdq)\.onnx +ready", shown), shown
 
 
+def _report_readiness(directory: Path) -> tuple[dict[str, set[str]], str]:
+    """``report``'s TensorRT readiness table: file -> the cells of its row, and the section's text."""
+    result = cli("report", str(directory))
+    assert result.returncode == 0, result.stderr
+    section = (directory / "report.md").read_text().split("## TensorRT readiness", 1)[1]
+    table = section.split("\n\n", 2)[1]
+    return {line.split("|")[1].strip(" `"): {c.strip() for c in line.split("|")[2:-1]}
+            for line in table.splitlines()[2:]}, section
+
+
+def test_the_report_never_calls_a_graph_that_is_not_current_ready(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: verify and inspect said "stale" for the graphs of an older model.onnx, but the
+    report rendered verify.json's recorded readiness, "ready" on every line. It now says what the store
+    finds, as they do."""
+    directory = tmp_path / "d"
+    shutil.copytree(variants_dir, directory)
+    verified = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert verified.returncode == 0, verified.stderr
+    rows, _ = _report_readiness(directory)
+    assert rows["model.fp16.onnx"] == rows["model.int8-qdq.onnx"] == rows["model.onnx"] == {"ready"}, rows
+    proto = onnx.load(str(directory / "model.onnx"))
+    proto.graph.doc_string = "exported again"  # every variant now descends from an older graph
+    onnx.save(proto, str(directory / "model.onnx"))
+    rerecord(directory, "model.onnx")
+    rows, section = _report_readiness(directory)
+    assert rows["model.fp16.onnx"] == rows["model.int8-qdq.onnx"] == {"stale"}, section
+    assert rows["model.onnx"] == {"ready"}, section
+    assert "its parent model.onnx changed" in section
+
+
 def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Path) -> None:
     """TensorRT 8.5's operators.md lists ConstantOfShape for FP32 only, and the FP16 graph filled a tensor with
     an FP16 ConstantOfShape (found by this check): the FP16 graph now fills in FP32 and casts. INT64 casts are

@@ -501,6 +501,27 @@ def test_bench_names_a_backend_with_nothing_to_time_without_a_placeholder(varian
     assert len(lines) == 1 and lines[0].startswith("not timed tensorrt: "), lines
 
 
+def test_the_reports_picks_are_verified_only_while_verify_json_passes_the_pair(
+        verified: tuple[Path, dict, object], tmp_path: Path) -> None:
+    """Found by attacking: with verify.json deleted, the report's table of picks still called each pick
+    "verified" (its file's verdict in the manifest), while the same report said "not verified yet" and the
+    bundle shipped no default. The table now weighs the pair as bundle does."""
+    directory = copy(verified[0], tmp_path)
+    result = cli("bench", str(directory), "--against", "torch", "--batch", "1", "--seq", "16", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+
+    def picks() -> list[str]:
+        assert cli("report", str(directory)).returncode == 0
+        text = (directory / "report.md").read_text().split("**Recommended**", 1)[1]
+        return [line.rsplit("|", 2)[1].strip() for line in text.split("\n\n", 2)[1].splitlines()[2:]]
+
+    assert picks() and set(picks()) == {"verified"}
+    (directory / "verify.json").unlink()
+    now = picks()
+    assert now and set(now) == {"no passing row in verify.json now (no verify.json: run attn-export verify first)"}, now
+    assert "ships no default" in (directory / "report.md").read_text()
+
+
 def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastest(
         verified: tuple[Path, dict, object], tmp_path: Path) -> None:
     """--against torch: PyTorch eager and the pairs verify passed on these bytes, at 1 and 32 x 16 and 128
