@@ -381,7 +381,8 @@ def _artefacts_section(s: Store) -> list[str]:
         if not trust.current:
             lines.append(f"- not current: {_cell(trust.reason)}")
         else:
-            verifiable = name.endswith(".onnx") or store.is_engine(name)
+            # a file with a verdict says it, as inspect does (the weights' torch-cpu verdict was left out)
+            verifiable = name.endswith(".onnx") or store.is_engine(name) or trust.verified is not None
             lines.append(f"- `{name}`: current" + (f"; it {trust.verdict}" if verifiable else ""))
     return lines
 

@@ -501,6 +501,29 @@ def test_bench_names_a_backend_with_nothing_to_time_without_a_placeholder(varian
     assert len(lines) == 1 and lines[0].startswith("not timed tensorrt: "), lines
 
 
+def test_inspect_and_the_report_say_the_same_of_every_file(verified: tuple[Path, dict, object],
+                                                           tmp_path: Path) -> None:
+    """Found by attacking: inspect said the weights were verified and the report only "current"; and a cut
+    verify.json was a plain "result" to inspect while the report refused it. Both now say the same."""
+    directory = copy(verified[0], tmp_path)
+    assert cli("report", str(directory)).returncode == 0
+    report = (directory / "report.md").read_text().split("## Artefacts", 1)[1]
+    listed = json.loads(cli("inspect", str(directory), "--json").stdout)["artifacts"]
+    for name, e in listed.items():
+        if e["recorded"] and e["verified"] is not None:
+            assert f"- `{name}`: current; it {'passed verify' if e['verified'] else 'failed'}" in report, (name, report)
+    assert listed["model.safetensors"]["verified"] is True
+    whole = (directory / "verify.json").read_bytes()
+    (directory / "verify.json").write_bytes(whole[:300])
+    refused = cli("report", str(directory))
+    assert refused.returncode == 2 and "verify.json is not valid JSON" in refused.stderr
+    shown = cli("inspect", str(directory))
+    assert shown.returncode == 0
+    line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("verify.json"))
+    assert "unreadable: " in line and "verify.json is not valid JSON" in line, line
+    assert json.loads(cli("inspect", str(directory), "--json").stdout)["artifacts"]["verify.json"]["problems"]
+
+
 def test_the_reports_picks_are_verified_only_while_verify_json_passes_the_pair(
         verified: tuple[Path, dict, object], tmp_path: Path) -> None:
     """Found by attacking: with verify.json deleted, the report's table of picks still called each pick
