@@ -550,6 +550,10 @@ def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path)
     # an unnamed column (pandas' index, a spreadsheet's trailing comma) was trained on as a feature ''
     (",sequence,a,label\n0,s1,1,x\n1,s2,2,y\n", "train.csv:1: header column 1 has no name; expected a name for every"),
     ("sequence,a,label,\ns1,1,x,\ns2,2,y,\n", "train.csv:1: header column 4 has no name"),
+    # a column named twice: a second 'label' was trained on as a feature, two features 'a' accepted
+    ("sequence,a,label,LABEL\ns1,1,x,y\n", "train.csv:1: header columns 3 and 4 are both named 'LABEL'; expected "
+                                           "each column named once"),
+    ("a,b,a\n1,2,3\n", "train.csv:1: header columns 1 and 3 are both named 'a'"),
     # a cell of 100,000 characters was printed whole in the one line
     ("sequence,a,label\ns1," + "9x" * 50_000 + ",x\n", "train.csv:2: a = '" + "9x" * 20 + "...'; expected a finite"),
 ])

@@ -132,6 +132,15 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         if "" in header:  # a spreadsheet's trailing comma, pandas' unnamed index: not a feature to train on
             raise DataError(f"{p}:{first_line}: header column {header.index('') + 1} has no name; expected a name "
                             "for every column (remove an unnamed index or a trailing comma)")
+        # a column named twice: the second 'label' was trained on as a feature, and two features of one
+        # name cannot be matched by name at predict (found by attacking: both were accepted)
+        lowered = [h.lower() for h in header]
+        for i, name in enumerate(header):
+            j = next((j for j in range(i) if header[j] == name or (lowered[i] == lowered[j] and lowered[i] in (
+                SEQUENCE_COLUMN, LABEL_COLUMN, *TIME_COLUMNS))), None)
+            if j is not None:
+                raise DataError(f"{p}:{first_line}: header columns {j + 1} and {i + 1} are both named "
+                                f"{_show(name)}; expected each column named once")
         rows = rows[1:]
         if not rows:
             raise DataError(f"{p}: a header and no data rows; expected one row per step")
