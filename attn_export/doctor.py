@@ -1,8 +1,8 @@
 """``attn-export doctor``: what this machine can run, and why not.
 
 Every backend (available, or the reason it is not); the versions of torch, onnx, onnxruntime (and which
-package provides it: ``onnxruntime`` and ``onnxruntime-gpu`` install the same module), TensorRT and
-cuda-python; the GPUs with their compute capability (asked of the driver); ONNX Runtime's providers; and the
+package provides it: ``onnxruntime`` and ``onnxruntime-gpu`` install the same module), OpenVINO, tract,
+TensorRT and cuda-python; the GPUs with their compute capability (asked of the driver); ONNX Runtime's providers; and the
 path ``build`` would take for each precision on the installed TensorRT.
 """
 
@@ -58,6 +58,9 @@ def diagnose() -> Dict[str, Any]:
     from .runtime.trt.importer import is_jetson
 
     gpus = query_gpus()
+    # which packages provide the onnxruntime module (onnxruntime and onnxruntime-gpu both do), apart from its
+    # version: the JSON said "onnxruntime": "onnxruntime 1.32.0" beside bare versions (found by attacking)
+    ort = dict(entry.rsplit(" ", 1) for entry in (ort_distribution() or "").split(", ") if entry)
     backends: List[Dict[str, Any]] = []
     for name, cls in REGISTRY.items():
         reason = cls.available()
@@ -71,9 +74,12 @@ def diagnose() -> Dict[str, Any]:
             "attn-export": _version("attn-export"),
             "numpy": _version("numpy"),
             "onnx": _version("onnx"),
-            "onnxruntime": ort_distribution(),
+            "onnxruntime": ", ".join(dict.fromkeys(ort.values())) or None,
+            "openvino": _version("openvino"),
+            "tract": _version("tract"),
             "cuda-python": _version("cuda-python") or _version("cuda-bindings"),
         },
+        "onnxruntime_packages": ort,
         "torch": _torch(),
         "tensorrt": _tensorrt(),
         "gpus": gpus.to_dict(),
@@ -91,9 +97,9 @@ def render(report: Dict[str, Any]) -> List[str]:
     trt = report["tensorrt"]
     packages["tensorrt"] = trt["version"] or (f"not installed (tensorrt-stubs {trt['stubs']} only)"
                                               if trt["stubs"] else None)
-    if packages["onnxruntime"]:  # "onnxruntime-gpu 1.20.0" -> "1.20.0 (package onnxruntime-gpu)"
-        found = [entry.rsplit(" ", 1) for entry in packages["onnxruntime"].split(", ")]
-        packages["onnxruntime"] = ", ".join(f"{version} (package {dist})" for dist, version in found) + (
+    found = report["onnxruntime_packages"]
+    if found:  # {"onnxruntime-gpu": "1.20.0"} -> "1.20.0 (package onnxruntime-gpu)"
+        packages["onnxruntime"] = ", ".join(f"{version} (package {dist})" for dist, version in found.items()) + (
             "; both provide the onnxruntime module: keep one" if len(found) > 1 else "")
     lines.append("packages:")
     width = max(len(name) for name in packages)

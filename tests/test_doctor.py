@@ -45,7 +45,16 @@ def test_doctor_reports_versions_gpus_providers_and_build_paths() -> None:
         assert report["onnxruntime_providers"] is None
     else:
         assert report["onnxruntime_providers"] == onnxruntime.get_available_providers()
-        assert report["packages"]["onnxruntime"].split()[0] in ("onnxruntime", "onnxruntime-gpu")
+        # a bare version, as every package's (it was "onnxruntime 1.32.0"); which package gives it, apart
+        assert report["packages"]["onnxruntime"] == onnxruntime.__version__
+        assert set(report["onnxruntime_packages"]) & {"onnxruntime", "onnxruntime-gpu"}
+    from importlib import metadata
+
+    for dist in ("openvino", "tract"):  # the two CPU runtimes a bundle may ship (they were not listed)
+        try:
+            assert report["packages"][dist] == metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            assert report["packages"][dist] is None
     try:
         import torch
     except ImportError:

@@ -10,7 +10,7 @@ import typer
 from ..errors import ParityError
 from ..runtime.timing import ms_text
 from ..runtime.verify import VerifyResult
-from .common import DirArg, JsonOpt, SetOpt, console, print_json, progress_bar
+from .common import DirArg, JsonOpt, console, print_json, progress_bar
 
 NAME = "verify"
 
@@ -21,13 +21,18 @@ ThreadsOpt = Annotated[int, typer.Option(
     "--threads", min=0, help="CPU threads per backend (0: the library's default). Recorded in the results.")]
 
 
+VerifySetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="verify.KEY=VALUE", help="Change a tolerance of the recipe's [verify] table for this run "
+                                              "(repeatable); other sections are the recipe's, fixed at train.")]
+
+
 def command(
     directory: DirArg = Path("artifacts"),
     backends: BackendsOpt = "auto",
     json_out: JsonOpt = False,
     report: Annotated[bool, typer.Option("--report", help="Also write DIR/report.md with plots and heatmaps.")] = False,
     threads: ThreadsOpt = 1,
-    overrides: SetOpt = None,
+    overrides: VerifySetOpt = None,
 ) -> None:
     """Run the same inputs through every backend and artefact; compare with PyTorch FP32; write verify.json.
 
