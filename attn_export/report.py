@@ -235,11 +235,13 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         lines += [f"- not current: {_cell(p)}" for p in stale] + ([""] if stale else [])
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
-    lines += ["", "| target | per step (batch 1) | intercept | r² | throughput by batch (seq/s) |",
+    lines += ["", "| target | per step (batch 1) | intercept | r² | throughput by batch (seq/s, at seq) |",
               "|---|---|---|---|---|"]
     for key, scaling in bench["scaling"].items():
         fit = scaling.get("seq_fit") or {}
-        tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in scaling["throughput_by_batch"].items())
+        # at which length: a throughput says nothing without it (found by attacking)
+        tput = ", ".join(f"b{b}: {v:,.0f}" for b, v in scaling["throughput_by_batch"].items()) + (
+            f" (seq {scaling['seq']})" if scaling.get("seq") else "")
         per_step, intercept = (duration_text(fit[k]) if fit.get(k) is not None else "–"
                                for k in ("ms_per_step", "intercept_ms"))
         lines.append(f"| {key} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")

@@ -539,6 +539,8 @@ def test_the_reports_picks_are_verified_only_while_verify_json_passes_the_pair(
         return [line.rsplit("|", 2)[1].strip() for line in text.split("\n\n", 2)[1].splitlines()[2:]]
 
     assert picks() and set(picks()) == {"verified"}
+    throughput = [line for line in (directory / "report.md").read_text().splitlines() if "| b1: " in line]
+    assert throughput and all(line.endswith("(seq 16) |") for line in throughput), throughput  # it named no length
     (directory / "verify.json").unlink()
     now = picks()
     assert now and set(now) == {"no passing row in verify.json now (no verify.json: run attn-export verify first)"}, now
