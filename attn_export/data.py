@@ -215,6 +215,21 @@ def _label_sort_key(s: str) -> Tuple[int, float, str]:
     return (0, v, s) if v is not None else (1, 0.0, s)
 
 
+def refuse_continuous(raw: Sequence[str], path: str) -> None:
+    """Labels that are a measurement, not classes: every one a number, some not whole, and more distinct
+    values than half the sequences. Trained as classes, each value was a class of its own, exit 0 (found by
+    attacking: 60 sequences, 60 "classes"). Class labels "1.5" and "2.5" of many sequences still read."""
+    values = [_as_number(r) for r in raw]
+    distinct = set(raw)
+    if raw and all(v is not None for v in values) and any(v != int(v) for v in values if v is not None) \
+            and len(distinct) > len(raw) / 2:
+        shown = ", ".join(sorted(distinct, key=_label_sort_key)[:3])
+        raise DataError(f"{path}: the labels look continuous: {len(distinct):,} distinct numbers ({shown}, ...) among "
+                        f"{len(raw):,} sequences; expected class labels (attn-export trains classifiers: a "
+                        "regression model trained elsewhere can be brought in with attn-export load and "
+                        "--set model.head=regression)")
+
+
 def encode_labels(raw: Sequence[str], declared: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """Class indices for ``raw`` and the label list: ``declared`` order if given, else sorted unique."""
     raw = [str(r) for r in raw]
@@ -466,6 +481,8 @@ def load_splits(cfg: Any) -> Splits:
             train_path, test_path = str(tr), str(te)
             source = f"{NAMED_DATASETS[name]} (sktime {_sktime_version()})"
         seqs, raw, declared, names = _read_labelled(train_path, missing)
+        if declared is None:  # a .ts header declares classes; otherwise the labels must look like classes
+            refuse_continuous(raw, train_path)
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
         train = _build(seqs, raw, labels, train_path)
         if test_path:

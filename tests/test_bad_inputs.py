@@ -205,6 +205,13 @@ ROWS: dict[str, Row] = {
                              _write("x.parquet", "1,2,3\n")),
     "csv-without-labels": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2, "has no 'label' column",
                               _write("x.csv", "1,2,3\n")),
+    # a measurement in the label column: each value became a class of its own, exit 0 (found by attacking)
+    "csv-continuous-labels": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
+                                 "x.csv: the labels look continuous: 40 distinct numbers (0.1, 0.35, 0.6, ...) among "
+                                 "40 sequences; expected class labels",
+                                 _write("x.csv", "sequence,a,label\n" + "".join(
+                                     f"s{i},{i % 7},{0.1 + 0.25 * i:g}\ns{i},{i % 5},{0.1 + 0.25 * i:g}\n"
+                                     for i in range(40)))),
     "npz-wrong-rank": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "x has shape (4,)",
                           _npz("x.npz", x=np.zeros(4, np.float32), lengths=np.array([4]), y=np.array([0]))),
     "npz-object-dtype": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "pickling",

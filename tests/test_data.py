@@ -578,6 +578,16 @@ def test_npz_labels_are_stripped_and_none_is_empty(tmp_path: Path) -> None:
         read_npz(tmp_path / "y.npz")
 
 
+def test_numeric_class_labels_still_read_and_continuous_ones_are_refused() -> None:
+    from attn_export.data import refuse_continuous
+
+    refuse_continuous(["1.5", "2.5"] * 20, "x.csv")  # two classes that happen to be numbers
+    refuse_continuous([str(i) for i in range(40)], "x.csv")  # whole numbers: ids of classes as often as not
+    refuse_continuous(["a", "0.5", "1.5"], "x.csv")  # not every label a number
+    with pytest.raises(DataError, match=r"x.csv: the labels look continuous: 3 distinct numbers \(-1.25, 0.5, 7, \.\.\.\)"):
+        refuse_continuous(["0.5", "7", "-1.25", "0.5"], "x.csv")
+
+
 def test_a_ts_without_label_headers_does_not_take_a_channel_for_the_label(tmp_path: Path) -> None:
     """Found by attacking: with no @classLabel and no @dimensions, a 3-channel file's last channel was read
     as the label: 80 "classes" named like '-0.0003,0.1148,...', exit 0. A single value still reads as one."""
