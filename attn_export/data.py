@@ -166,7 +166,11 @@ class Normalization:
         object.__setattr__(self, "std", std)
 
     @classmethod
-    def from_sequences(cls, seqs: Union[SequenceSet, Iterable[np.ndarray]]) -> "Normalization":
+    def from_sequences(cls, seqs: Union[SequenceSet, Iterable[np.ndarray]],
+                       names: Optional[Sequence[str]] = None) -> "Normalization":
+        """The statistics of ``seqs``; refused when a feature's ``x - mean`` leaves float32 (the model and
+        every graph normalise in float32): its inputs became inf, and training "diverged", blamed on the
+        learning rate (found by attacking, values near +-3.4e38)."""
         arrays = list(seqs.sequences if isinstance(seqs, SequenceSet) else seqs)
         if not arrays:
             raise DataError("cannot compute normalisation statistics from no sequences")
@@ -175,6 +179,14 @@ class Normalization:
             raise DataError(f"normalisation needs [T, F] sequences, got steps of shape {steps.shape}")
         mean = steps.mean(axis=0)
         std = np.maximum(steps.std(axis=0), _STD_FLOOR)
+        spread = np.maximum(np.abs(steps - mean).max(axis=0), std)
+        beyond = np.flatnonzero(spread > np.finfo(np.float32).max)
+        if beyond.size:
+            k = int(beyond[0])
+            name = f"feature {_show(names[k])}" if names is not None else f"feature {k + 1}"
+            raise DataError(f"training data: {name} lies up to {spread[k]:.3g} from its mean {mean[k]:.3g}, beyond "
+                            "float32's range (3.4e38), in which the model normalises; expected values whose "
+                            "spread float32 holds (rescale that feature)")
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     @property

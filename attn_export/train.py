@@ -151,7 +151,7 @@ def _train(
 ) -> dict[str, Any]:
     cfg = recipe.train
 
-    norm = Normalization.from_sequences(splits.train.sequences)
+    norm = Normalization.from_sequences(splits.train.sequences, splits.features)
     binary = recipe.model.head == "binary"
     if binary and len(splits.labels) != 2:
         raise ConfigError(f"model.head = 'binary' needs two labels; the data has {len(splits.labels)} "

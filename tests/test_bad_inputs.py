@@ -205,6 +205,13 @@ ROWS: dict[str, Row] = {
                              _write("x.parquet", "1,2,3\n")),
     "csv-without-labels": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2, "has no 'label' column",
                               _write("x.csv", "1,2,3\n")),
+    # x - mean beyond float32 (in which the model normalises): training "diverged", blamed on the learning rate
+    "csv-spread-beyond-float32": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
+                                     "training data: feature 'a' lies up to 4.37e+38 from its mean -1.07e+38, beyond "
+                                     "float32's range",
+                                     _write("x.csv", "sequence,a,b,label\n" + "".join(
+                                         f"s{i},{3.3e38 if (i + t) % 3 == 0 else -3.3e38:g},{t % 3},{'xy'[i % 2]}\n"
+                                         for i in range(60) for t in range(8)))),
     # a measurement in the label column: each value became a class of its own, exit 0 (found by attacking)
     "csv-continuous-labels": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
                                  "x.csv: the labels look continuous: 40 distinct numbers (0.1, 0.35, 0.6, ...) among "
