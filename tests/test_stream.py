@@ -629,6 +629,16 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
             f"Error: {bundle} is a Triton bundle: a model repository for tritonserver (its README.md says how to "
             "serve it), which the device package does not run; expected an artefact directory, or a bundle made "
             "with --for cpu or --for jetson"), refused.stderr
+    # every command that writes a directory says the same, before it takes the lock (found by attacking: verify
+    # was exit 3 "pip install onnxruntime" and left a lock file; quantize and export said a file was missing)
+    unpacked = tmp_path / "t"
+    before = sorted(p.name for p in unpacked.iterdir())
+    for args in (("verify", str(unpacked)), ("bench", str(unpacked)), ("quantize", str(unpacked), "--fp16"),
+                 ("export", str(unpacked)), ("report", str(unpacked))):
+        refused = cli(*args)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"Error: {unpacked} is a Triton bundle"), \
+            (args, refused.stderr)
+    assert sorted(p.name for p in unpacked.iterdir()) == before
 
 
 def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> None:

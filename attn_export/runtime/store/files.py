@@ -244,7 +244,8 @@ F = TypeVar("F", bound="Callable[..., Any]")  # a string: collections.abc.Callab
 
 def writes_directory(command: str) -> Callable[[F], F]:
     """Decorate a function with a ``directory`` parameter (the artefact directory it writes): it runs
-    holding that directory's lock."""
+    holding that directory's lock. An unpacked Triton bundle is refused first, as ``Store.load`` refuses it
+    (found by attacking: verify said to install ONNX Runtime, exit 3, and left a lock file in it)."""
 
     def decorate(fn: F) -> F:
         import functools
@@ -254,7 +255,10 @@ def writes_directory(command: str) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from ..bundle import bundle_target, refuse_triton
+
             directory = Path(signature.bind(*args, **kwargs).arguments["directory"])
+            refuse_triton(directory, bundle_target(directory))
             with locked(directory, command):
                 return fn(*args, **kwargs)
 
