@@ -196,21 +196,28 @@ def test_both_command_lines_say_what_ran_in_the_same_words(model_dir: Path, data
     assert ran["predictions"] == host["predictions"]
 
 
-def test_attention_without_json_is_refused_by_both_command_lines(model_dir: Path, data: tuple, tmp_path: Path) -> None:
-    """``predict --attention`` without ``--json`` printed the table without attention, exit 0 (found by
-    attacking): an option that changes nothing is refused, in the same words by both command lines."""
+def test_options_that_change_nothing_are_refused_by_both_command_lines(model_dir: Path, data: tuple,
+                                                                       tmp_path: Path) -> None:
+    """``predict --attention`` without ``--json`` printed the table without attention, and ``--stream`` ignored
+    ``--on-long`` and ``--batch-size`` (even the default 32), exit 0 (found by attacking): an option that
+    changes nothing is refused, in the same words by both command lines."""
     import subprocess
     import sys
 
     seqs, labels = data
     source = str(grouped_csv(tmp_path / "g.csv", seqs, labels))
-    host = cli("predict", source, "--dir", str(model_dir), "--attention")
-    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir), source,
-                             "--attention"], capture_output=True, text=True, timeout=300)
-    for ran in (host, device):
-        assert ran.returncode == 2 and ran.stdout == "", ran.stderr
-        assert ran.stderr.strip() == ("Error: --attention adds the attention weights to --json's document; expected "
-                                      "--json --attention")
+    for args, said in ((["--attention"], "--attention adds the attention weights to --json's document; expected "
+                                          "--json --attention"),
+                       (["--stream", "4", "--on-long", "truncate"], "--on-long does nothing with --stream (one stream "
+                                                                    "of batch 1, fed chunks of any length); expected "
+                                                                    "them without --stream"),
+                       (["--stream", "4", "--batch-size", "32"], "--batch-size does nothing with --stream")):
+        host = cli("predict", source, "--dir", str(model_dir), *args)
+        device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir), source,
+                                 *args], capture_output=True, text=True, timeout=300)
+        for ran in (host, device):
+            assert ran.returncode == 2 and ran.stdout == "", ran.stderr
+            assert ran.stderr.strip().startswith(f"Error: {said}"), ran.stderr
 
 
 def test_csv_columns_are_matched_by_name_to_the_training_data(tmp_path: Path) -> None:

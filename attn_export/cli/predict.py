@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from ..runtime.dispatch import DEPLOYMENT
-from ..runtime.limits import MAX_BATCH
+from ..runtime.limits import DEFAULT_BATCH, MAX_BATCH
 from ..runtime.precisions import ONNX_FILES
-from .common import JsonOpt, console, print_json
+from .common import JsonOpt, console, given, print_json
 
 NAME = "predict"
 
@@ -26,6 +26,7 @@ class OnLong(str, Enum):
 
 
 def command(
+    ctx: typer.Context,
     input_path: Annotated[str, typer.Argument(
         metavar="INPUT", help=".npz (x, lengths, optional y), .ts, or .csv: one sequence per file, a 'sequence' "
                               "column grouping rows, a directory or a glob of .csv files.")],
@@ -41,7 +42,7 @@ def command(
         "--on-long", help="A sequence longer than an engine's profile: error, truncate, or split into chunks.")]
     = OnLong.error,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=MAX_BATCH, help="Sequences per batch (at most the "
-                                                                        "engine profile's max batch).")] = 32,
+                                                                        "engine profile's max batch).")] = DEFAULT_BATCH,
     attention: Annotated[bool, typer.Option("--attention", help="Include attention weights in --json.")] = False,
     stream: Annotated[int | None, typer.Option(
         "--stream", metavar="CHUNK", help="Feed each sequence to model.stream.onnx CHUNK steps at a time (1 to "
@@ -54,7 +55,7 @@ def command(
     from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input
 
     data = read_input(input_path)
-    predict_request(directory, stream, attention, json_out)
+    predict_request(directory, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
         check_width(data.sequences, predictor.features, input_path)

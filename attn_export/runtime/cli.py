@@ -23,6 +23,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
 from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
+from .limits import DEFAULT_BATCH
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
 
@@ -57,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", default="auto", metavar="NAME",
                          help=f"auto (best for this device) or {DEPLOYMENT}")
     predict.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
-    predict.add_argument("--on-long", default="error", choices=["error", "truncate", "split"])
-    predict.add_argument("--batch-size", type=int, default=32, metavar="N")
+    # None when not given: with --stream, which reads neither, a given one is refused (predict_request)
+    predict.add_argument("--on-long", default=None, choices=["error", "truncate", "split"], help="default error")
+    predict.add_argument("--batch-size", type=int, default=None, metavar="N", help=f"default {DEFAULT_BATCH}")
     predict.add_argument("--allow-unverified", action="store_true")
     predict.add_argument("--attention", action="store_true", help="include attention weights in --json")
     predict.add_argument("--stream", type=int, default=None, metavar="CHUNK",
@@ -115,11 +117,15 @@ def about(predictor: Any) -> Dict[str, Any]:
             "notes": predictor.notes}
 
 
-def predict_request(directory: Union[str, Path], chunk: Optional[int], attention: bool, as_json: bool) -> None:
+STREAM_UNREAD = ("--on-long", "--batch-size")  # predict's options a stream does not read
+
+
+def predict_request(directory: Union[str, Path], chunk: Optional[int], attention: bool, as_json: bool,
+                    given: Sequence[str] = ()) -> None:
     """Refuse what ``predict`` was asked before any model is loaded: ``--attention`` without ``--json`` (the
     table has no place for it: it was ignored), and for ``--stream CHUNK`` a chunk out of range,
-    ``--attention``, or a model that cannot stream (the first thing to say, before a missing graph's "run
-    export")."""
+    ``--attention``, the options of ``given`` (those the command line gave) that a stream does not read,
+    or a model that cannot stream (the first thing to say, before a missing graph's "run export")."""
     from .store import Store
     from .streaming import MAX_CHUNK, not_streamable
 
@@ -127,6 +133,10 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
         raise BadInput("--attention adds the attention weights to --json's document; expected --json --attention")
     if chunk is None:
         return
+    unread = [flag for flag in given if flag in STREAM_UNREAD]
+    if unread:  # found by attacking: both were ignored, exit 0
+        raise BadInput(f"{', '.join(unread)} {'do' if len(unread) > 1 else 'does'} nothing with --stream (one "
+                       "stream of batch 1, fed chunks of any length); expected them without --stream")
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
     if attention:
@@ -223,9 +233,12 @@ def _predict(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
     data = read_input(args.input)
-    predict_request(args.directory, args.stream, args.attention, args.json)
+    predict_request(args.directory, args.stream, args.attention, args.json,
+                    [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
+                     if value is not None])
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
-                        allow_unverified=args.allow_unverified, batch_size=args.batch_size) as predictor:
+                        allow_unverified=args.allow_unverified,
+                        batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input)
         if predictor.head == "logits":
@@ -238,7 +251,7 @@ def _predict(args: argparse.Namespace) -> int:
                 print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, each "
                       "sequence's last update)", file=sys.stderr)
             return 0
-        predictions = predictor.predict(data.sequences, on_long=args.on_long)
+        predictions = predictor.predict(data.sequences, on_long=args.on_long or "error")
         head, ran = predictor.head, about(predictor)
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \
         else None

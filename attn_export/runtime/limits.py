@@ -29,6 +29,7 @@ __all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "in
            "usable_cpus"]
 
 
+DEFAULT_BATCH = 32  # predict's sequences per padded batch, unless --batch-size says otherwise
 MAX_BATCH = 65536  # sequences in one padded batch: past this a batch only costs memory, on every backend
 
 

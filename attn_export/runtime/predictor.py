@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import BadInput
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
-from .limits import MAX_BATCH, check_threads
+from .limits import DEFAULT_BATCH, MAX_BATCH, check_threads
 from .precisions import PRECISIONS, one_by_one
 from .store import Artifact, Store
 
@@ -55,7 +55,6 @@ __all__ = ["ON_LONG", "Prediction", "Predictor", "input_range"]
 # ONNX Runtime documents InferenceSession.run as safe to call from several threads at once.
 CONCURRENT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
 ON_LONG = ("error", "truncate", "split")
-DEFAULT_BATCH = 32
 
 
 class Prediction(NamedTuple):
