@@ -125,6 +125,10 @@ ROWS: dict[str, Row] = {
     "quantize-calib-without-qdq": Row(("quantize", "{d}", "--int8", "--calib-samples", "5"), 2,
                                       "--calib-samples applies to --int8 --method qdq"),
     "verify-backends-nope": Row(("verify", "{d}", "--backends", "nope"), 2, "unknown backend 'nope'"),
+    # the recipe's own value was recorded as an override, and a bundle said the verdict was not the recipe's
+    "verify-set-recipe-value": Row(("verify", "{d}", "--set", "verify.fp32_atol=1e-5"), 2,
+                                   "override 'verify.fp32_atol=1e-5' changes nothing: verify.fp32_atol is already "
+                                   "1e-05 in the recipe; expected another value, or no --set"),
     "verify-threads-negative": Row(("verify", "{d}", "--threads", "-1"), 2, "--threads"),
     "export-threads-too-many": Row(("export", "{d}", "--threads", "100000"), 2, "threads 100000 is outside 1 to"),
     "bench-batch-x": Row(("bench", "{d}", "--batch", "x"), 2, "--batch 'x'"),

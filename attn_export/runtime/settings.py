@@ -304,6 +304,12 @@ def override_section(config: _S, section: str, overrides: Sequence[str]) -> _S:
                               f"sections were fixed when the model was trained)")
         if key not in table:
             raise _unknown(section, key, value, list(_hints(type(config))))
+        # the recipe's own value: no change, yet recorded as one (a bundle said it was verified "not with the
+        # recipe's own [verify] settings"; found by attacking)
+        if getattr(section_from_table(type(config), {**section_to_table(config), key: value}), key) == \
+                getattr(config, key):
+            raise ConfigError(f"override {item!r} changes nothing: {section}.{key} is already "
+                              f"{getattr(config, key)!r} in the recipe; expected another value, or no --set")
         table[key] = value
     return section_from_table(type(config), table)
 
