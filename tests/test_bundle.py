@@ -169,6 +169,13 @@ def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:
         assert json.loads(result.stdout)["count"] == 5
     again = cli("unbundle", str(archive), str(tmp_path / "dev"))
     assert again.returncode == 2 and again.stderr.startswith("Error: ") and "not an empty directory" in again.stderr
+    here = tmp_path / "here"  # found by attacking: "." in an empty directory said "Error: .: Invalid argument"
+    (here / "empty").mkdir(parents=True)
+    for target in (".", str(here / "empty")):
+        refused = cli("unbundle", str(archive), target, cwd=here / "empty")
+        assert refused.returncode == 2 and refused.stderr.startswith(
+            f"Error: {target} is the directory this command runs in (or holds it)"), refused.stderr
+    assert [p.name for p in here.iterdir()] == ["empty"] and not any((here / "empty").iterdir())
 
 
 # --------------------------------------------------------------------------------------------------
