@@ -288,6 +288,54 @@ def test_a_bundle_repacked_with_tar_from_its_folder_still_loads(model_dir: Path,
     Predictor.load(archive)
 
 
+def test_a_bundle_repacked_after_its_readme_commands_ran_still_loads(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: running the bundle's README commands with Python's defaults writes
+    runtime/.../__pycache__/*.pyc, and the folder packed again was refused for those unlisted members. They
+    are now passed over, never extracted: a .pyc slipped into the archive never lands, let alone runs. Any
+    other unlisted member is still refused."""
+    folder = unpack(pack(model_dir, tmp_path / "b.tar.gz").path, tmp_path / "b")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    ran = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", "."], cwd=folder, capture_output=True,
+                         text=True, env={**env, "PYTHONPATH": "runtime"}, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    cached = sorted(folder.glob("runtime/**/__pycache__/*.pyc"))
+    assert cached  # what the README's commands leave behind
+    subprocess.run(["tar", "czf", str(tmp_path / "again.tar.gz"), "-C", str(folder), "."], check=True)
+    again = unpack(tmp_path / "again.tar.gz", tmp_path / "again")
+    assert not list(again.glob("**/__pycache__")) and (again / "model.json").is_file()
+    Predictor.load(tmp_path / "again.tar.gz").close()
+    members = _members(tmp_path / "b.tar.gz")
+    for i, name in enumerate(("runtime/attn_export/__pycache__/x.cpython-311.pyc", "__pycache__/x.pyc",
+                              "runtime/x.pyc")):
+        extra = hostile(tmp_path / f"extra{i}.tar.gz", members + [regular(name, b"not bytecode")])
+        target = tmp_path / f"extra{i}"
+        if name.startswith("runtime/attn_export/__pycache__/"):
+            unpack(extra, target)
+            assert not list(target.glob("**/*.pyc"))
+            continue
+        with pytest.raises(DataError, match=f"member '{re.escape(name)}' is not listed in bundle.json"):
+            unpack(extra, target)
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("for", "nope", 'for is "nope"; expected one of cpu, jetson, triton'),
+    ("schema", 99, "schema is 99; expected 1 (the bundle format this attn-export reads)"),
+])
+def test_an_edited_bundle_json_is_refused(model_dir: Path, tmp_path: Path, key: str, value: object,
+                                          said: str) -> None:
+    """Found by attacking: bundle.json's "for" and "schema" were read unchecked ("nope" and 99 unpacked and
+    predicted; "for" decides what the device does with a bundle). bundle.json lists no entry of its own."""
+    members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
+    record = json.loads(dict((m.name, d) for m, d in members)[BUNDLE_JSON])
+    record[key] = value
+    edited = [(m, json.dumps(record).encode() if m.name == BUNDLE_JSON else d) for m, d in members]
+    archive = hostile(tmp_path / "edited.tar.gz", edited)
+    for load in (lambda: unpack(archive, tmp_path / "t"), lambda: Predictor.load(archive)):
+        with pytest.raises(DataError, match=re.escape(said)):
+            load()
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_member_whose_size_differs_from_the_listing_is_refused(model_dir: Path, tmp_path: Path) -> None:
     members = _members(pack(model_dir, tmp_path / "b.tar.gz").path)
     longer = [(m, d + b" " if m.name == "model.json" else d) for m, d in members]

@@ -55,7 +55,7 @@ __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult
            "runtime_files", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
-TARGETS = ("cpu", "jetson", "triton")
+TARGETS = schema.BUNDLE_TARGETS
 DEFAULT_JETPACK = "jetpack6"  # the JetPack current Orins ship with (TensorRT 10.3)
 ONNX_FILES = tuple(PRECISION_FILES.values())
 MAX_MEMBER_BYTES = 2 << 30
@@ -445,7 +445,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     for name, data in generated.items():
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     made = f"attn-export {__version__} bundle --for {target}" + (f" --target {jetson.target.name}" if jetson else "")
-    record: Dict[str, Any] = {"schema": 1, "for": target, "created_by": made, "files": files}
+    record: Dict[str, Any] = {"schema": schema.BUNDLE_FORMAT, "for": target, "created_by": made, "files": files}
     if jetson is not None:
         record.update(target=jetson.target.name, tensorrt=jetson.target.tensorrt)
     if chosen is not None:
@@ -645,6 +645,15 @@ class Archive:
         self.close()
 
 
+def _bytecode_cache(name: str) -> bool:
+    """Python's bytecode cache of the device package (``runtime/.../__pycache__/*.pyc``), which running the
+    bundle's README commands writes: an archive re-packed from that folder was refused for it (found by
+    attacking). Such a member is never extracted nor read (``extract`` takes the listed files only), so a
+    .pyc someone slipped in never runs: Python writes its own."""
+    parts = name.split("/")
+    return parts[0] == "runtime" and len(parts) > 2 and parts[-2] == "__pycache__" and name.endswith(".pyc")
+
+
 def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Path) -> Dict[str, Any]:
     """``bundle.json`` (its bytes ``data``), whose files are each one of the archive's regular ``members`` with
     the size it declares, and every regular member listed. A name is a relative path without ``..``
@@ -663,7 +672,8 @@ def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Pa
         if found.size != entry["size"]:
             raise DataError(f"{archive}: {name} is {found.size:,} bytes, {BUNDLE_JSON} says {entry['size']:,}; "
                             "refused (nothing was extracted)")
-    unlisted = [n for n, m in members.items() if m.isreg() and n != BUNDLE_JSON and n not in files]
+    unlisted = [n for n, m in members.items() if m.isreg() and n != BUNDLE_JSON and n not in files
+                and not _bytecode_cache(n)]
     if unlisted:
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
         raise DataError(f"{archive}: member {unlisted[0]!r} is not listed in {BUNDLE_JSON}{more}; refused "

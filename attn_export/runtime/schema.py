@@ -279,8 +279,15 @@ BENCH = Obj({
 # quantize.json (attn_export.quantize: one report per precision) and a bundle's bundle.json
 
 QUANTIZE = Table(STR, Obj())
-BUNDLE = Obj({"schema": INT, "for": STR, "created_by": STR,
-              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size")))}, ("files",))
+BUNDLE_FORMAT = 1  # bundle.json's "schema": attn_export.runtime.bundle writes it
+BUNDLE_TARGETS = ("cpu", "jetson", "triton")  # what a bundle is made for (bundle --for)
+# "for" decides what the device package does with a bundle (a Triton one it refuses): an edited one read
+# "nope" and schema 99 without a word (found by attacking)
+BUNDLE = Obj({"schema": Value(f"{BUNDLE_FORMAT} (the bundle format this attn-export reads)",
+                              lambda v: type(v) is int and v == BUNDLE_FORMAT),
+              "for": _one_of(*BUNDLE_TARGETS), "created_by": STR,
+              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size")))},
+             ("schema", "for", "files"))
 
 
 # --------------------------------------------------------------------------------------------------
