@@ -673,9 +673,13 @@ def quantize(
             _make_stream_variant(s, directory, info, report.precision, calibrated)
             report.stream = store.STREAM_FILES[report.precision]
     elif stream.state != "missing":  # found by a user: after a retrain and export, it was left stale silently
+        from .runtime.streaming import not_streamable
+
+        cannot = not_streamable(info.recipe.get("model", {}))  # then export --stream refuses: no such advice
         for report in reports:
-            report.notes.append(f"{store.STREAM_FILES[report.precision]} not made: {stream.reason}; run attn-export "
-                                "export --stream, then this quantize again")
+            report.notes.append(f"{store.STREAM_FILES[report.precision]} not made: {stream.reason}; " + (
+                f"the model cannot stream now ({cannot}): remove the stream graphs" if cannot else
+                "run attn-export export --stream, then this quantize again"))
     _write_report(directory, reports)
     return reports
 

@@ -437,6 +437,14 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     said = " ".join(made.stdout.split() + made.stderr.split())
     assert made.returncode == 0 and "model.stream.fp16.onnx not made: model.stream.onnx is stale" in said, said
     assert "run attn-export export --stream, then this quantize again" in said
+    # retrained as a model that cannot stream: export --stream would refuse, so no advice to run it (found by
+    # attacking: run printed it once per precision)
+    assert cli("train", str(directory), *TINY, "--set", "model.bidirectional=true").returncode == 0
+    assert cli("export", str(directory)).returncode == 0
+    made = cli("quantize", str(directory), "--fp16")
+    said = " ".join(made.stdout.split() + made.stderr.split())
+    assert made.returncode == 0 and "model.stream.fp16.onnx not made: model.stream.onnx is stale" in said, said
+    assert "the model cannot stream now (" in said and "export --stream" not in said, said
 
 
 def test_why_a_front_end_cannot_stream_is_true_of_its_kernels() -> None:
