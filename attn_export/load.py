@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, replace
 from itertools import permutations
 from pathlib import Path
@@ -183,29 +184,36 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
             raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
     refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
+    splits = None
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
         recipe = replace(recipe, data=DataConfig(name="none"))
     else:
-        _refuse_other_data(recipe.data, model, source)
+        splits = _refuse_other_data(recipe.data, model, source)
     labels = (("0", "1") if cfg.head == "binary" else
               tuple(str(i) for i in range(model.num_outputs)) if cfg.head == "classification" else ())
+    # with its data named, the model's classes are the data's, in the order verify and quantize map them to
+    # the outputs (train's order), and its feature names the data's: predict compared "1" with output "1"
+    # while verify scored "1" as output 0, two accuracies of one file (found by attacking)
+    if splits is not None and labels:
+        labels = tuple(splits.labels)
     save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
-               source=source.name, parent_sha256=store.sha256_file(source))
+               source=source.name, parent_sha256=store.sha256_file(source),
+               feature_names=None if splits is None else splits.features)
     read = f" (read {found})" if found else ""
     return f"imported AttentionLSTM from {source}{read}: {_summary(layout, model)} -> {directory}"
 
 
-def _refuse_other_data(data: DataConfig, model: AttentionLSTM, source: Path) -> None:
-    """Refuse named data whose features or classes the weights contradict (found by a user: JapaneseVowels'
-    12 features over a 4-feature model loaded, and verify passed it with no test split). Data that cannot be
-    read here is left to the commands that need it, which say why."""
+def _refuse_other_data(data: DataConfig, model: AttentionLSTM, source: Path) -> Any:
+    """The named data's splits (``data.Splits``), refused when the weights contradict its features or classes
+    (found by a user: JapaneseVowels' 12 features over a 4-feature model loaded, and verify passed it with no
+    test split). Data that cannot be read here is left to the commands that need it, which say why: None."""
     from .data import load_splits
     from .errors import NotAvailable
 
     try:
         splits = load_splits(data)
     except (DataError, NotAvailable):
-        return
+        return None
     if splits.train.features != model.input_size:
         raise ConfigError(f"the recipe's data ({splits.source}) has {splits.train.features} features per step, "
                           f"{source.name}'s model {model.input_size}; expected the data it was trained on")
@@ -213,6 +221,7 @@ def _refuse_other_data(data: DataConfig, model: AttentionLSTM, source: Path) -> 
     if classes is not None and len(splits.labels) != classes:
         raise ConfigError(f"the recipe's data ({splits.source}) has {len(splits.labels)} classes, {source.name}'s "
                           f"{model.config.head} head {classes}; expected the data it was trained on")
+    return splits
 
 
 def parse_mapping(items: Sequence[str]) -> list[tuple[str, str]]:

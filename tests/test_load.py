@@ -428,6 +428,40 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())
 
 
+def test_a_model_loaded_with_its_data_takes_the_datas_classes_and_feature_names(tmp_path: Path) -> None:
+    """Found by attacking: load kept labels "0".."2" while verify mapped the data's sorted labels to the
+    outputs by position, so verify scored a test file 0.67 and predict the same file 0.33 (and text labels
+    made predict refuse the file verify had scored); the CSV's feature names were not recorded, so a file
+    with two columns swapped was taken. The data's classes and names are now the model's."""
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(F)]
+
+    def write(path: Path, n: int, header: list[str]) -> Path:
+        rows = [",".join(["sequence", *header, "label"])]
+        for i in range(n):
+            rows += [",".join([f"s{i}", *(f"{v:.4f}" for v in rng.normal(size=F)), ("walk", "run", "sit")[i % 3]])
+                     for _ in range(int(rng.integers(4, 12)))]
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    train, test = write(tmp_path / "train.csv", 30, names), write(tmp_path / "test.csv", 15, names)
+    swapped = write(tmp_path / "swapped.csv", 2, [names[1], names[0], *names[2:]])
+    art = tmp_path / "art"
+    for args in (("load", str(_save(ScoreAndHead(), tmp_path / "user.pt")), str(art), "--set", "data.name=files",
+                  "--set", f"data.train={train}", "--set", f"data.test={test}"), ("export", str(art))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    recorded = json.loads((art / "model.json").read_text())
+    assert recorded["labels"] == ["run", "sit", "walk"] and recorded["feature_names"] == names
+    verified = cli("verify", str(art), "--backends", "ort-cpu", "--json")
+    assert verified.returncode == 0, verified.stderr
+    predicted = cli("predict", str(test), "--dir", str(art), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["accuracy"] == pytest.approx(json.loads(verified.stdout)["reference"]["accuracy"])
+    refused = cli("predict", str(swapped), "--dir", str(art))
+    assert refused.returncode == 2 and "expected f0, f1" in refused.stderr
+
+
 def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_path: Path) -> None:
     """Found by a user: a score bias of -3e4 (which softmax ignores) loaded, and then export failed ("attention
     on padded steps is not exactly 0") because the model put all the weight on the padding. The model, the
