@@ -124,10 +124,13 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     if complex_:  # torch would cast it to real, dropping the imaginary part with a warning (found by a user)
         raise DataError(f"{path} has complex values in {len(complex_)} tensor(s), first {complex_[0]!r}; expected "
                         "real weights")
-    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    # finite as the model holds them, in float32: a float64 1e39 passed as finite and became inf (found by
+    # attacking: export then failed with NaN beside numpy's warnings)
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t.float()).all())]
     if bad:
-        raise DataError(f"{path} has NaN or infinite values in {len(bad)} tensor(s), first {bad[0]!r}; expected "
-                        "finite weights")
+        big = [name for name in bad if bool(torch.isfinite(state[name]).all())]
+        raise DataError(f"{path} has {'values beyond float32 (3.4e38)' if big == bad else 'NaN or infinite values'} "
+                        f"in {len(bad)} tensor(s), first {bad[0]!r}; expected finite float32 weights")
     return state, prefix
 
 

@@ -359,8 +359,12 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     over a hidden-12 checkpoint and recorded nowhere. Each is now one line, exit 2, nothing written."""
     state = _state(ScoreAndHead())
     state["lstm.weight_hh_l0"][0, 0] = float("nan")
-    assert "has NaN or infinite values in 1 tensor(s), first 'lstm.weight_hh_l0'; expected finite weights" in _error(
-        tmp_path, state, capsys=capsys)
+    assert "has NaN or infinite values in 1 tensor(s), first 'lstm.weight_hh_l0'; expected finite float32 weights" \
+        in _error(tmp_path, state, capsys=capsys)
+    state = {k: v.double() for k, v in _state(ScoreAndHead()).items()}  # finite in float64, inf in float32
+    state["fc.bias"][0] = 1e39
+    assert "has values beyond float32 (3.4e38) in 1 tensor(s), first 'fc.bias'; expected finite float32 weights" \
+        in _error(tmp_path, state, capsys=capsys)
     state = _state(ScoreAndHead())  # found by a user: loaded with a torch warning, the imaginary part dropped
     state["lstm.weight_ih_l0"] = state["lstm.weight_ih_l0"].to(torch.complex64)
     assert "has complex values in 1 tensor(s), first 'lstm.weight_ih_l0'; expected real weights" in _error(
