@@ -146,7 +146,7 @@ class Layout:
 
 @store.writes_directory("load")
 def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequence[str] = (),
-                    overrides: Sequence[str] = (), data_given: bool = False) -> str:
+                    overrides: Sequence[str] = (), data_given: bool = False, recipe_file: Path | None = None) -> str:
     """Write ``source``'s model into ``directory``; returns a one-line summary of what was imported.
 
     ``mapping`` holds ``--map PREFIX=ROLE`` values; ``overrides`` the ``--set`` items the recipe was made
@@ -154,7 +154,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     checked before ``directory`` is made, so a checkpoint that is not recognised leaves nothing behind.
     ``data_given``: the recipe's ``[data]`` is the model's (``config.names_data``: the data is named), and
     is refused where the weights contradict it; if not, the model records ``data.name = "none"``, which
-    nothing judges or calibrates on.
+    nothing judges or calibrates on. ``recipe_file``: the ``--recipe`` given, refused (as ``--set`` is) for an
+    artefact directory, which is copied as it is.
     """
     roles = parse_mapping(mapping)
     asked = [key for section, key, _ in (parse_override(o) for o in overrides) if section == "model"]
@@ -163,9 +164,10 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
             raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "
                             "copies as it is: expected a .pt, .pth or .safetensors file")
         model, info = load_model(source)
-        if asked:
-            raise ConfigError(f"--set model.{asked[0]}: an artefact directory is copied as it is; expected no "
-                              "model.* override (train a new model to change it)")
+        given = [f"--set {o}" for o in overrides] + ([f"--recipe {recipe_file}"] if recipe_file is not None else [])
+        if given:  # found by attacking: data.* and train.* ones (and a recipe) were ignored, exit 0
+            raise ConfigError(f"{given[0]}: an artefact directory is copied as it is, its recipe included; expected "
+                              "no --set or --recipe (train a new model, or load its checkpoint, to change it)")
         if source.resolve() == directory.resolve():
             return f"{source} is already an artefact directory; nothing to do"
         save_model(directory, model, recipe_from_dict(dict(info.recipe)), info.labels, command="load",

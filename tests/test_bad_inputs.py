@@ -236,6 +236,14 @@ ROWS: dict[str, Row] = {
     "npz-garbage-bytes": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "not an .npz archive",
                              _write("x.npz", b"PK\x03\x04 garbage")),
     # --- load ------------------------------------------------------------------------------------
+    # an artefact directory is copied as it is: data.* and train.* overrides and a recipe were ignored, exit 0
+    "load-directory-with-set": Row(("load", "{d}", "{t}/copy", "--set", "data.name=synthetic", "--set",
+                                    "train.min_test_accuracy=0.9"), 2,
+                                   "--set data.name=synthetic: an artefact directory is copied as it is, its recipe "
+                                   "included; expected no --set or --recipe"),
+    "load-directory-with-recipe": Row(("load", "{d}", "{t}/copy", "--recipe", "{t}/r.toml"), 2,
+                                      "--recipe {t}/r.toml: an artefact directory is copied as it is",
+                                      _write("r.toml", "[data]\nname = \"synthetic\"\n")),
     "load-pickled-module": Row(("load", "{t}/module.pt", "{d}"), 2,
                                "needs unpickling of the Python object torch.nn.modules.linear.Linear, which "
                                "attn-export refuses", _pickled_module),

@@ -38,5 +38,5 @@ def command(
 
     r = recipe(recipe_file, overrides)
     summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [],
-                              data_given=names_data(recipe_file, overrides or []))
+                              data_given=names_data(recipe_file, overrides or []), recipe_file=recipe_file)
     console(stderr=True).print(summary, soft_wrap=True)
