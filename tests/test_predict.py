@@ -177,6 +177,16 @@ def test_unknown_inputs(tmp_path: Path) -> None:
         read_input(tmp_path / "empty")
 
 
+def test_a_directory_reads_every_csv_whatever_the_case_of_its_suffix(tmp_path: Path) -> None:
+    """Found by attacking: A.CSV beside b.csv was skipped without a word, though read alone it was taken."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_csv(folder / "A.CSV", [[1, 2]], ["f0", "f1"])
+    write_csv(folder / "b.csv", [[3, 4]], ["f0", "f1"])
+    (folder / "notes.txt").write_text("not data")
+    assert read_input(folder).ids == ["A.CSV", "b.csv"]
+
+
 def test_both_command_lines_say_what_ran_in_the_same_words(model_dir: Path, data: tuple, tmp_path: Path) -> None:
     """The device's predict --json had backend, precision (as asked), accuracy and predictions only; both
     now give the file that ran, its backend and precision, the notes, count, accuracy and correct."""

@@ -63,7 +63,9 @@ def read_input(path: Union[str, Path]) -> InputSet:
     p = Path(text)
     if p.is_dir() or (_is_glob(text) and not p.exists()):
         # a directory that exists is taken literally, "[" and all ("data[1]/"); only a pattern is a pattern
-        pattern = str(Path(glob.escape(text)) / "*.csv") if p.is_dir() else text
+        # a directory's .csv files whatever the suffix's case, as a single file is read (found by attacking:
+        # A.CSV beside b.csv was skipped without a word)
+        pattern = str(Path(glob.escape(text)) / "*") if p.is_dir() else text
         files = sorted(Path(f) for f in glob.glob(pattern))
         files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
         if not files:
