@@ -223,15 +223,21 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of TOML
 
 
+def recipe_table(path: str | Path | None, section: str) -> dict[str, Any]:
+    """The ``[section]`` table as the recipe file at ``path`` writes it (empty without one); ``path`` has
+    passed ``load_recipe``."""
+    if path is None:
+        return {}
+    raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
+    return dict(raw[section]) if isinstance(raw.get(section), dict) else {}
+
+
 def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
     """Whether the recipe file's ``[data]`` table or an override names the data (``data.name``): what
     ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``. Other
     ``data`` settings with no name are refused: the model would record ``data.name = "none"`` and drop them."""
     given = [key for section, key, _ in (parse_override(item) for item in overrides) if section == "data"]
-    table: Any = {}
-    if path is not None:
-        raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
-        table = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    table = recipe_table(path, "data")
     if "name" in given or "name" in table:
         return True
     unnamed = [*given, *table]

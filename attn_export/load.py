@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict
+from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table
 from .errors import ConfigError, DataError
 from .model import AttentionLSTM
 from .runtime import store
@@ -158,7 +158,12 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     artefact directory, which is copied as it is.
     """
     roles = parse_mapping(mapping)
-    asked = [key for section, key, _ in (parse_override(o) for o in overrides) if section == "model"]
+    parsed = [parse_override(o) for o in overrides]
+    trained = [o for o, (section, _, _) in zip(overrides, parsed) if section == "train"]
+    # where each model setting came from: a recipe's [model] table is held to the weights as --set is (found by
+    # attacking: hidden_size = 64 over a hidden-12 checkpoint was overwritten without a word)
+    asked = {key: f"the recipe's model.{key} = {value!r}" for key, value in recipe_table(recipe_file, "model").items()}
+    asked.update({key: f"--set {o}" for o, (section, key, _) in zip(overrides, parsed) if section == "model"})
     if source.is_dir():
         if roles:
             raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "
@@ -174,16 +179,20 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                    source=str(source), train_lengths=info.train_lengths, feature_names=info.feature_names,
                    parent_sha256=store.sha256_file(source / store.WEIGHTS))
         return f"imported attn-export model from {source} -> {directory}"
+    if trained:  # recorded in model.json as if used (found by attacking: a floor that no report applied)
+        raise ConfigError(f"--set {trained[0]}: a loaded model is not trained here, so train.* settings do nothing; "
+                          "expected no train.* override")
     state, found = read_state_dict(source)
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
-    for key in asked:
+    for key, where in asked.items():
         if cfg.attention == "linear" and key in ADDITIVE_ONLY:
-            raise ConfigError(f"--set model.{key}: {source.name} has a linear score (Linear(D, 1)), which has no "
-                              f"{key}; expected no model.{key} override (it applies to an additive score only)")
+            raise ConfigError(f"{where.split('=')[0].strip()}: {source.name} has a linear score (Linear(D, 1)), "
+                              f"which has no {key}; expected no model.{key} override (it applies to an additive "
+                              "score only)")
         if getattr(cfg, key) != getattr(recipe.model, key):
-            raise ConfigError(f"--set model.{key}={getattr(recipe.model, key)!r} contradicts {source.name}, whose "
+            raise ConfigError(f"{where} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
     refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
     splits = None

@@ -379,6 +379,13 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     for key, value in (("query", "learned"), ("attention_dim", "16")):  # no effect on a linear score: was recorded
         line = _error(tmp_path, _state(ScoreAndHead()), "--set", f"model.{key}={value}", capsys=capsys)
         assert f"--set model.{key}: user.pt has a linear score (Linear(D, 1)), which has no {key}" in line
+    # found by attacking: a recipe's [model] table was overwritten by the weights without a word, and a
+    # --set train.* recorded in model.json as if used
+    (tmp_path / "r.toml").write_text('[data]\nname = "synthetic"\n[model]\nhidden_size = 64\n')
+    line = _error(tmp_path, _state(ScoreAndHead()), "--recipe", str(tmp_path / "r.toml"), capsys=capsys)
+    assert f"the recipe's model.hidden_size = 64 contradicts user.pt, whose weights make it {H}" in line
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", "train.epochs=99", capsys=capsys)
+    assert "--set train.epochs=99: a loaded model is not trained here, so train.* settings do nothing" in line
     line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.dropout=0.1", capsys=capsys)  # found by a user:
     assert "model.dropout = 0.1 does nothing over user.pt's one-layer LSTM" in line  # was recorded as if used
     torch.save(_state(ConvBidirectional()), tmp_path / "stacked.pt")
