@@ -473,6 +473,25 @@ def test_a_model_loaded_with_its_data_takes_the_datas_classes_and_feature_names(
     assert refused.returncode == 2 and "expected f0, f1" in refused.stderr
 
 
+def test_fp16_names_a_weight_it_cannot_hold(tmp_path: Path) -> None:
+    """Found by attacking: a head scaled by 1e6 made quantize --fp16 fail with "the reference's intrinsic
+    FP16 error ... is not a finite non-negative number" eight times over (1.3 KB), naming no weight. It now
+    names the weight and its size, once, and writes nothing."""
+    state = _state(ScoreAndHead())
+    state["fc.weight"] = state["fc.weight"] * 1e6
+    torch.save(state, tmp_path / "big.pt")
+    art = tmp_path / "art"
+    for args in (("load", str(tmp_path / "big.pt"), str(art)), ("export", str(art))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    refused = cli("quantize", str(art), "--fp16")
+    largest = float(state["fc.weight"].abs().max())
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"Error: model.onnx holds weights beyond FP16's range: 'head.weight' reaches {largest:.3g}, past 65504; "
+        "expected weights FP16 holds (FP32 and INT8 run this model)"), refused.stderr
+    assert not (art / "model.fp16.onnx").exists()
+
+
 def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_path: Path) -> None:
     """Found by a user: a score bias of -3e4 (which softmax ignores) loaded, and then export failed ("attention
     on padded steps is not exactly 0") because the model put all the weight on the padding. The model, the
