@@ -147,6 +147,11 @@ ROWS: dict[str, Row] = {
     # --- directories and prerequisites -----------------------------------------------------------
     "export-missing-dir": Row(("export", "{t}/nowhere"), 2, "run attn-export train"),
     "verify-missing-dir": Row(("verify", "{t}/nowhere"), 2, "nowhere"),
+    # found by attacking: load CHECKPOINT "" wrote the model into the current directory (Path("") is ".")
+    "load-empty-dir-argument": Row(("load", "{d}", ""), 2, "Invalid value for 'DIR': an empty path; expected a "
+                                                          "directory name (. for the current one)"),
+    "report-on-a-file": Row(("report", "{t}/afile"), 2, "{t}/afile is not a directory; expected an artefact directory",
+                            _write("afile", "x")),
     "export-empty-dir": Row(("export", "{d}"), 2, "run attn-export train", directory="empty"),
     "bench-empty-dir": Row(("bench", "{d}"), 2, "model", directory="empty"),
     "quantize-before-export": Row(("quantize", "{d}", "--fp16"), 2, "export", directory="prereq"),

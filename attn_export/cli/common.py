@@ -15,8 +15,16 @@ if TYPE_CHECKING:
 
     from ..config import Recipe
 
+def _directory(value: str) -> Path:
+    """An artefact directory as given: an empty one is refused (found by attacking: load ... "" wrote the
+    model into the current directory, which Path("") is)."""
+    if not str(value).strip():
+        raise typer.BadParameter("an empty path; expected a directory name (. for the current one)")
+    return Path(value)
+
+
 DirArg = Annotated[
-    Path, typer.Argument(help="Artefact directory.", show_default=True, file_okay=False)
+    Path, typer.Argument(help="Artefact directory.", show_default=True, metavar="DIR", parser=_directory)
 ]
 RecipeOpt = Annotated[
     Path | None,

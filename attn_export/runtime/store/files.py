@@ -360,6 +360,8 @@ def read_json(path: Path, kind: schema.Node | None = None, name: str | None = No
 
 def require(directory: Path, name: str) -> Path:
     """The path of ``name`` in ``directory``, or an error that says which command makes it."""
+    if os.path.lexists(directory) and not directory.is_dir():  # not "does not exist" for a file given as DIR
+        raise BadInput(f"{directory} is not a directory; expected an artefact directory")
     if not directory.is_dir():
         raise MissingPrerequisite(
             f"artefact directory {directory} does not exist; run {MADE_BY[MODEL_JSON]} first"
