@@ -554,6 +554,8 @@ def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path)
     ("sequence,a,label,LABEL\ns1,1,x,y\n", "train.csv:1: header columns 3 and 4 are both named 'LABEL'; expected "
                                            "each column named once"),
     ("a,b,a\n1,2,3\n", "train.csv:1: header columns 1 and 3 are both named 'a'"),
+    # rows with no sequence id were merged into one sequence of id ''
+    ("sequence,a,label\ns1,1,x\n ,2,x\n", "train.csv:3: empty sequence id; expected the id of its sequence"),
     # a cell of 100,000 characters was printed whole in the one line
     ("sequence,a,label\ns1," + "9x" * 50_000 + ",x\n", "train.csv:2: a = '" + "9x" * 20 + "...'; expected a finite"),
 ])

@@ -163,6 +163,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
                             + (" (as in the header)" if header is not None else f" (as in line {first_line})"))
         key = row[group_col].strip() if group_col is not None else ""
+        if group_col is not None and not key:  # rows without one were one sequence of id '' (found by attacking)
+            raise DataError(f"{p}:{lineno}: empty {header[group_col] if header else SEQUENCE_COLUMN} id; expected "
+                            "the id of its sequence on every row")
         values = []
         for i in feature_cols:
             if missing in ("ffill", "zero") and row[i].strip().lower() in MISSING_CELLS:
