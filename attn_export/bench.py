@@ -44,7 +44,7 @@ from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .runtime.modelinfo import ModelInfo
 from .runtime.precisions import one_by_one
 from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
-from .runtime.store import Store
+from .runtime.store import WEIGHTS, Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import cpu_name
 from .runtime.targets import Target, discover, parse_backends
@@ -128,6 +128,9 @@ def bench(
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
     verified, unverified = verified_pairs(s)
     if against is not None:  # every verified pair a deployment runs (opt-in ones too), and the baseline
+        if s.state(WEIGHTS).state == "missing":  # not "backend torch-cpu was asked for": the user asked no backend
+            raise MissingPrerequisite(f"bench --against torch times PyTorch eager on {WEIGHTS}, which {directory} "
+                                      "does not hold (a bundle ships no weights); run it where the model was trained")
         if not verified:
             raise MissingPrerequisite(f"bench --against torch times the pairs verify passed: {unverified}")
         # whole-sequence graphs only: a stream graph takes chunks and a state (bench --stream times it); found

@@ -133,6 +133,10 @@ ROWS: dict[str, Row] = {
     "export-threads-too-many": Row(("export", "{d}", "--threads", "100000"), 2, "threads 100000 is outside 1 to"),
     "bench-batch-x": Row(("bench", "{d}", "--batch", "x"), 2, "--batch 'x'"),
     "bench-seq-0": Row(("bench", "{d}", "--seq", "0"), 2, "--seq '0'"),
+    "bench-against-torch-without-weights": Row(("bench", "{d}", "--against", "torch"), 2,
+                                               "bench --against torch times PyTorch eager on model.safetensors, which "
+                                               "{d} does not hold (a bundle ships no weights)",
+                                               lambda d, t: (d / "model.safetensors").unlink()),
     "bench-seq-empty-item": Row(("bench", "{d}", "--seq", "16,,128"), 2,
                                 "--seq '16,,128' is not a comma-separated list of integers"),
     # an option the chosen bench does not read: each was ignored, exit 0 (found by attacking)
