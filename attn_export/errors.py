@@ -42,6 +42,7 @@ __all__ = [
     "ParityError",
     "Untrusted",
     "WorkFailed",
+    "does_nothing",
     "from_os_error",
     "is_out_of_memory",
     "out_of_memory",
@@ -168,6 +169,12 @@ _OUT_OF_MEMORY = ("memoryerror", "cannot allocate memory", "failed to map segmen
 def is_out_of_memory(text: str) -> bool:
     """Whether an error's text says that memory ran out."""
     return any(s in text.lower() for s in _OUT_OF_MEMORY)
+
+
+def does_nothing(flags: "list[str]", where: str, expected: str) -> BadInput:
+    """The one line for options given where they change nothing (``where``: "with --stream ..."): refused,
+    never ignored."""
+    return BadInput(f"{', '.join(flags)} {'do' if len(flags) > 1 else 'does'} nothing {where}; expected {expected}")
 
 
 def out_of_memory(detail: str, doing: str = "") -> NotAvailable:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import BadInput
+from ..errors import BadInput, does_nothing
 from ..runtime.timing import ms_text
 from .common import DirArg, JsonOpt, console, given, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
@@ -52,10 +52,9 @@ def command(
     ignored = (given(ctx, "backends", "batch", "seq", "against", "threads") if stream
                else given(ctx, "segments", "chunks"))
     if ignored:
-        raise BadInput(f"{', '.join(ignored)} {'do' if len(ignored) > 1 else 'does'} nothing "
-                       + ("with --stream (batch 1, one thread, model.stream.onnx against model.onnx); expected "
-                          "--segments, --chunks, --seconds" if stream else
-                          f"without --stream; expected --stream {' '.join(ignored)}"))
+        raise (does_nothing(ignored, "with --stream (batch 1, one thread, model.stream.onnx against model.onnx)",
+                            "--segments, --chunks, --seconds") if stream else
+               does_nothing(ignored, "without --stream", f"--stream {' '.join(ignored)}"))
     if stream:
         streamed = run_stream_bench(directory, _ints(segments, "--segments"), _ints(chunks, "--chunks"), seconds,
                                     quiet=json_out)

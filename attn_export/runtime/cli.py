@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 
-from ..errors import AttnExportError, BadInput, Interrupted, ParityError, printable, unexpected
+from ..errors import AttnExportError, BadInput, Interrupted, ParityError, does_nothing, printable, unexpected
 from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
 from .limits import DEFAULT_BATCH
@@ -135,8 +135,8 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
         return
     unread = [flag for flag in given if flag in STREAM_UNREAD]
     if unread:  # found by attacking: both were ignored, exit 0
-        raise BadInput(f"{', '.join(unread)} {'do' if len(unread) > 1 else 'does'} nothing with --stream (one "
-                       "stream of batch 1, fed chunks of any length); expected them without --stream")
+        raise does_nothing(unread, "with --stream (one stream of batch 1, fed chunks of any length)",
+                           "them without --stream")
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
     if attention:
