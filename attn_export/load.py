@@ -162,8 +162,11 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     trained = [o for o, (section, _, _) in zip(overrides, parsed) if section == "train"]
     # where each model setting came from: a recipe's [model] table is held to the weights as --set is (found by
     # attacking: hidden_size = 64 over a hidden-12 checkpoint was overwritten without a word)
-    asked = {key: f"the recipe's model.{key} = {value!r}" for key, value in recipe_table(recipe_file, "model").items()}
-    asked.update({key: f"--set {o}" for o, (section, key, _) in zip(overrides, parsed) if section == "model"})
+    # key -> (where it was set, that with its value)
+    asked = {key: (f"the recipe's model.{key}", f"the recipe's model.{key} = {value!r}")
+             for key, value in recipe_table(recipe_file, "model").items()}
+    asked.update({key: (f"--set model.{key}", f"--set {o}")
+                  for o, (section, key, _) in zip(overrides, parsed) if section == "model"})
     if source.is_dir():
         if roles:
             raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "
@@ -186,13 +189,13 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
-    for key, where in asked.items():
+    for key, (where, said) in asked.items():
         if cfg.attention == "linear" and key in ADDITIVE_ONLY:
-            raise ConfigError(f"{where.split('=')[0].strip()}: {source.name} has a linear score (Linear(D, 1)), "
+            raise ConfigError(f"{where}: {source.name} has a linear score (Linear(D, 1)), "
                               f"which has no {key}; expected no model.{key} override (it applies to an additive "
                               "score only)")
         if getattr(cfg, key) != getattr(recipe.model, key):
-            raise ConfigError(f"{where} contradicts {source.name}, whose "
+            raise ConfigError(f"{said} contradicts {source.name}, whose "
                               f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
     refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
     splits = None
