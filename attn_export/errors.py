@@ -43,6 +43,7 @@ __all__ = [
     "Untrusted",
     "WorkFailed",
     "does_nothing",
+    "empty_path",
     "from_os_error",
     "is_out_of_memory",
     "out_of_memory",
@@ -175,6 +176,12 @@ def does_nothing(flags: "list[str]", where: str, expected: str) -> BadInput:
     """The one line for options given where they change nothing (``where``: "with --stream ..."): refused,
     never ignored."""
     return BadInput(f"{', '.join(flags)} {'do' if len(flags) > 1 else 'does'} nothing {where}; expected {expected}")
+
+
+def empty_path(value: str, expected: str) -> "BadInput | None":
+    """The refusal of a path given as "" (or blanks), which ``Path`` would read as the current directory:
+    found by attacking, ``train ""`` trained into it and ``predict ""`` read it; None for any other path."""
+    return BadInput(f"an empty path; expected {expected}") if not value.strip() else None
 
 
 def out_of_memory(detail: str, doing: str = "") -> NotAvailable:

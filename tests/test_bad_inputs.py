@@ -154,6 +154,20 @@ ROWS: dict[str, Row] = {
     # found by attacking: load CHECKPOINT "" wrote the model into the current directory (Path("") is ".")
     "load-empty-dir-argument": Row(("load", "{d}", ""), 2, "Invalid value for 'DIR': an empty path; expected a "
                                                           "directory name (. for the current one)"),
+    # found by attacking: each of these read or wrote the current directory (errors.empty_path)
+    "train-empty-dir-argument": Row(("train", ""), 2, "Invalid value for '[RECIPE.toml] [DIR]': an empty path; "
+                                                      "expected a recipe (.toml) or a directory name"),
+    "run-empty-out": Row(("run", "--out", ""), 2, "Invalid value for '--out': an empty path; expected a directory"),
+    "train-out-a-file": Row(("train", "--out", "{t}/afile"), 2, "--out {t}/afile is a file, not an artefact "
+                                                                "directory", _write("afile", "x")),
+    "load-empty-checkpoint": Row(("load", "", "{t}/new"), 2, "Invalid value for 'CHECKPOINT': an empty path; "
+                                                             "expected a state_dict file"),
+    "inspect-empty-path": Row(("inspect", ""), 2, "Invalid value for 'PATH': an empty path; expected an .onnx file"),
+    "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
+                                                                   "or .csv file"),
+    "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,
+                                    "Invalid value for '--dir': an empty path; expected a directory name",
+                                    _npz("x.npz", x=np.zeros((1, 3, 4), np.float32), lengths=np.array([3]))),
     "report-on-a-file": Row(("report", "{t}/afile"), 2, "{t}/afile is not a directory; expected an artefact directory",
                             _write("afile", "x")),
     "export-empty-dir": Row(("export", "{d}"), 2, "run attn-export train", directory="empty"),

@@ -175,6 +175,12 @@ def check_device_commands(directory: Path, python_exe: str = sys.executable) -> 
     assert json.loads(info.stdout)["artifacts"]["model.fp16.onnx"]["verified"] is True
     bad = device_cli(directory, "verify", python_exe=python_exe)
     assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and len(bad.stderr.strip().splitlines()) == 1
+    # found by attacking: "" was the current directory (this bundle), so info "" described it, exit 0
+    for args in (("info", ""), ("verify", ""), ("build", ""), ("predict", "", "in.npz"), ("predict", ".", "")):
+        empty = device_cli(directory, *args, python_exe=python_exe)
+        assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1, (args, empty.stderr)
+        assert "an empty path; expected" in empty.stderr, (args, empty.stderr)
+    assert sorted(p.name for p in directory.iterdir()) == listing
 
 
 def test_the_device_commands_work_from_a_bundle_without_the_hosts_libraries(bundle_dir: Path) -> None:

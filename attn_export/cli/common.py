@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from ..errors import empty_path
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ..config import Recipe
 
-def _directory(value: str) -> Path:
-    """An artefact directory as given: an empty one is refused (found by attacking: load ... "" wrote the
-    model into the current directory, which Path("") is)."""
-    if not str(value).strip():
-        raise typer.BadParameter("an empty path; expected a directory name (. for the current one)")
-    return Path(value)
+def path_parser(expected: str) -> Callable[[str], Path]:
+    """A path argument's parser: "" is refused (``errors.empty_path``: ``Path("")`` is the current directory,
+    into which ``load ... ""`` and ``train ""`` wrote), naming what was ``expected`` instead."""
+    def parse(value: str) -> Path:
+        problem = empty_path(str(value), expected)
+        if problem is not None:
+            raise typer.BadParameter(str(problem))
+        return Path(value)
+    return parse
+
+
+directory_parser = path_parser("a directory name (. for the current one)")
 
 
 DirArg = Annotated[
-    Path, typer.Argument(help="Artefact directory.", show_default=True, metavar="DIR", parser=_directory)
+    Path, typer.Argument(help="Artefact directory.", show_default=True, metavar="DIR", parser=directory_parser)
 ]
 RecipeOpt = Annotated[
     Path | None,
@@ -40,6 +48,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readabl
 PathsArg = Annotated[
     list[Path] | None,
     typer.Argument(metavar="[RECIPE.toml] [DIR]", show_default=False,
+                   parser=path_parser("a recipe (.toml) or a directory name (. for the current one)"),
                    help="A recipe (.toml) and/or the artefact directory, in either order (default: the built-in "
                         "quickstart task into artifacts).")]
 
@@ -68,7 +77,7 @@ def given(ctx: typer.Context, *names: str) -> list[str]:
 
 
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Artefact directory (default: artifacts).",
-                                             file_okay=False)]
+                                             parser=directory_parser)]
 
 
 def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_opt: Path | None) -> tuple[
@@ -91,6 +100,8 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
             if path.is_file():
                 raise BadInput(f"{path} is a file, not an artefact directory (a recipe's name ends in .toml); {forms}")
             directory = path
+    if out_opt is not None and out_opt.is_file():
+        raise BadInput(f"--out {out_opt} is a file, not an artefact directory; {forms}")
     return recipe_path, directory if directory is not None else Path("artifacts")
 
 

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOpt, print_json
+from .common import JsonOpt, path_parser, print_json
 
 NAME = "inspect"
 
 
 def command(
-    path: Annotated[Path, typer.Argument(help="An .onnx file or an artefact directory.")] = Path("artifacts"),
+    path: Annotated[Path, typer.Argument(help="An .onnx file or an artefact directory.", parser=path_parser(
+        "an .onnx file or an artefact directory"))] = Path("artifacts"),
     targets: Annotated[list[str] | None, typer.Option(
         "--target", metavar="TARGET", help="Check the ONNX files against the TensorRT of jetpack5, jetpack6, "
                                            "jetpack7, trt10 or trt11 (repeatable); exit 1 when one is not ready.")] = None,

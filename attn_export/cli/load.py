@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DirArg, RecipeOpt, SetOpt, console, recipe
+from .common import DirArg, RecipeOpt, SetOpt, console, path_parser, recipe
 
 NAME = "load"
 
@@ -25,7 +25,8 @@ MapOpt = Annotated[
 
 def command(
     checkpoint: Annotated[Path, typer.Argument(help="A PyTorch AttentionLSTM state_dict (.pt/.pth/.safetensors), "
-                                                    "or an attn-export artefact directory.")],
+                                                    "or an attn-export artefact directory.", parser=path_parser(
+        "a state_dict file (.pt/.pth/.safetensors) or an attn-export artefact directory"))],
     directory: DirArg = Path("artifacts"),
     recipe_file: RecipeOpt = None,
     overrides: SetOpt = None,

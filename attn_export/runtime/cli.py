@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
 
-from ..errors import AttnExportError, BadInput, Interrupted, ParityError, does_nothing, printable, unexpected
+from ..errors import (AttnExportError, BadInput, Interrupted, ParityError, does_nothing, empty_path, printable,
+                      unexpected)
 from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
 from .limits import DEFAULT_BATCH
@@ -37,6 +38,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message}; see {self.prog} --help\n")
 
 
+def _directory(value: str) -> Path:
+    """DIR as given; "" is refused (``errors.empty_path``), not read as the current directory."""
+    problem = empty_path(value, "an artefact directory or a bundle .tar.gz")
+    if problem is not None:
+        raise argparse.ArgumentTypeError(str(problem))
+    return Path(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m attn_export.runtime",
                      description="Check, build and run a deployed attn-export model (torch-free).")
@@ -44,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
 
     verify = sub.add_parser("verify", help="check every artefact in DIR against reference.npz; record the verdict")
-    verify.add_argument("directory", metavar="DIR", type=Path)
+    verify.add_argument("directory", metavar="DIR", type=_directory)
     verify.add_argument("--backends", default="auto", metavar="NAMES",
                         help="auto (every backend; unavailable ones listed as skipped) or a comma-separated list")
     verify.add_argument("--set", dest="overrides", action="append", default=[], metavar="verify.KEY=VALUE",
@@ -53,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     predict = sub.add_parser("predict", help="predict a label per sequence of INPUT (.npz, .ts, .csv)")
-    predict.add_argument("directory", metavar="DIR", help="artefact directory or bundle .tar.gz")
+    predict.add_argument("directory", metavar="DIR", type=_directory, help="artefact directory or bundle .tar.gz")
     predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
     predict.add_argument("--backend", default="auto", metavar="NAME",
                          help=f"auto (best for this device) or {DEPLOYMENT}")
@@ -69,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
 
     build = sub.add_parser("build", help="build a TensorRT engine for this GPU from DIR's ONNX")
-    build.add_argument("directory", metavar="DIR", type=Path)
+    build.add_argument("directory", metavar="DIR", type=_directory)
     precision = build.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="from model.fp16.onnx")
     precision.add_argument("--int8", action="store_true", help="from model.int8-qdq.onnx")
@@ -83,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--json", action="store_true")
 
     info = sub.add_parser("info", help="what DIR (or a bundle) holds and what this machine can run")
-    info.add_argument("directory", metavar="DIR", type=Path, help="artefact directory or bundle .tar.gz")
+    info.add_argument("directory", metavar="DIR", type=_directory, help="artefact directory or bundle .tar.gz")
     info.add_argument("--target", metavar="T", action="append", choices=list(TENSORRT_TARGETS),
                       help="check every ONNX file against this TensorRT line's parser (repeatable; default: the "
                            "bundle's own target, none for a directory)")

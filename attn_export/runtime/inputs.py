@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .readers import _show, fill_gaps, read_npz, read_text, read_ts, strict_float
-from ..errors import DataError, printable
+from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
 
@@ -60,6 +60,9 @@ def _is_glob(text: str) -> bool:
 def read_input(path: Union[str, Path]) -> InputSet:
     """Read ``path`` by its suffix (``.npz``, ``.ts``, ``.csv``), or a directory / glob of CSV files."""
     text = str(path)
+    empty = empty_path(text, "an .npz, .ts or .csv file, a directory or a glob of .csv")
+    if empty is not None:
+        raise DataError(f"INPUT is {empty}")
     p = Path(text)
     if p.is_dir() or (_is_glob(text) and not p.exists()):
         # a directory that exists is taken literally, "[" and all ("data[1]/"); only a pattern is a pattern
