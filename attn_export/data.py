@@ -46,7 +46,10 @@ __all__ = [
 #: recipe name -> folder (and file prefix) under ``sktime/datasets/data``
 NAMED_DATASETS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions"}
 _SKTIME_HINT = "pip install --no-deps sktime==1.2.0"
-_STD_FLOOR = 1e-6
+# a feature whose training std is at most this fraction of its mean's size (or exactly constant) carries
+# nothing to learn from; it is scaled by 1, not by a floored std that turned a drift of 0.001 at inference
+# into 1,000 standard deviations (found by attacking: accuracy 0.96 -> 0.28, no warning)
+_CONSTANT_RELATIVE = 1e-6
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,11 +152,13 @@ class Splits:
 class Normalization:
     """Per-feature mean and std (float32 ``[F]``) over every time step of the training sequences.
 
-    ``std`` is floored at 1e-6 so a constant channel does not divide by zero.
+    A feature that is constant in training (its std at most 1e-6 of its mean's size) has std 1: it is
+    centred but not scaled, and ``constant`` lists such features' indices (not recorded: std 1 is).
     """
 
     mean: np.ndarray
     std: np.ndarray
+    constant: Tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.mean, dtype=np.float32).reshape(-1)
@@ -178,7 +183,9 @@ class Normalization:
         if steps.ndim != 2 or steps.shape[0] == 0:
             raise DataError(f"normalisation needs [T, F] sequences, got steps of shape {steps.shape}")
         mean = steps.mean(axis=0)
-        std = np.maximum(steps.std(axis=0), _STD_FLOOR)
+        std = steps.std(axis=0)
+        constant = std <= _CONSTANT_RELATIVE * np.abs(mean)
+        std = np.maximum(np.where(constant, 1.0, std), np.finfo(np.float32).tiny)
         spread = np.maximum(np.abs(steps - mean).max(axis=0), std)
         beyond = np.flatnonzero(spread > np.finfo(np.float32).max)
         if beyond.size:
@@ -187,7 +194,7 @@ class Normalization:
             raise DataError(f"training data: {name} lies up to {spread[k]:.3g} from its mean {mean[k]:.3g}, beyond "
                             "float32's range (3.4e38), in which the model normalises; expected values whose "
                             "spread float32 holds (rescale that feature)")
-        return cls(mean.astype(np.float32), std.astype(np.float32))
+        return cls(mean.astype(np.float32), std.astype(np.float32), tuple(int(k) for k in np.flatnonzero(constant)))
 
     @property
     def features(self) -> int:

@@ -220,6 +220,8 @@ def _train(
         # what verify and quantize compare before they judge on the data again (never on a changed file)
         "data_files": splits.files,
         "sizes": {"train": splits.train.n, "val": splits.val.n, "test": splits.test.n},
+        # features with one value in training: centred, scaled by 1 (Normalization), nothing learnt from them
+        "constant_features": [splits.features[k] if splits.features else f"feature {k + 1}" for k in norm.constant],
     }
     lengths = splits.train.lengths
     weights_sha = save_model(

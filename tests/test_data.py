@@ -374,12 +374,46 @@ def test_normalization_is_over_all_training_steps(lengths: list[int], f: int, se
     n = Normalization.from_sequences(seqs)
     steps = np.concatenate(seqs).astype(np.float64)
     np.testing.assert_allclose(n.mean, steps.mean(axis=0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(n.std, np.maximum(steps.std(axis=0), 1e-6), rtol=1e-5, atol=1e-6)
-    assert n.std[0] == np.float32(1e-6) and n.mean.dtype == n.std.dtype == np.float32
+    spread = steps.std(axis=0)
+    constant = spread <= 1e-6 * np.abs(steps.mean(axis=0))
+    np.testing.assert_allclose(n.std, np.where(constant, 1.0, spread), rtol=1e-5, atol=1e-6)
+    assert n.std[0] == 1.0 and 0 in n.constant and list(n.constant) == np.flatnonzero(constant).tolist()
+    assert n.mean.dtype == n.std.dtype == np.float32
     tiny = Normalization.from_sequences([np.array([[1.0], [1.0 + 2e-5]], np.float32)])
-    assert tiny.std[0] == pytest.approx(1e-5, rel=1e-2)  # a floor, not an offset
+    assert tiny.std[0] == pytest.approx(1e-5, rel=1e-2) and tiny.constant == ()  # small, not constant
     back = Normalization.from_dict(json.loads(json.dumps(n.to_dict())))
     assert np.array_equal(back.mean, n.mean) and np.array_equal(back.std, n.std)
+
+
+def test_a_feature_constant_in_training_does_not_amplify_a_drift(tmp_path: Path) -> None:
+    """Found by attacking: a feature of one value in training had its std floored at 1e-6, so a drift of 0.001
+    at inference was 1,000 standard deviations: accuracy 0.96 -> 0.28, exit 0, no word. Now it is centred but
+    not scaled, train names it, and the drift leaves the predictions as they were."""
+    def make(n: int, seed: int, level: float) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        lengths, y = rng.integers(4, 12, size=n), rng.integers(0, 3, size=n)
+        x = rng.normal(size=(n, int(lengths.max()), 3)).astype(np.float32)
+        x[np.arange(n), :, y] += 1.5
+        x[:, :, 2] = level
+        return {"x": x, "lengths": lengths, "y": y}
+
+    np.savez(tmp_path / "train.npz", **make(120, 1, 5.0))
+    np.savez(tmp_path / "same.npz", **make(40, 2, 5.0))
+    np.savez(tmp_path / "drift.npz", **make(40, 2, 5.001))
+    d = tmp_path / "m"
+    trained = cli("train", str(d), "--set", 'data.name="files"', "--set", f'data.train="{tmp_path / "train.npz"}"',
+                  "--set", "train.epochs=3", "--set", "model.hidden_size=8", "--set", "train.min_test_accuracy=0")
+    assert trained.returncode == 0, trained.stderr
+    assert "note: feature 3 had one value in training" in trained.stderr
+    assert json.loads((d / "metrics.json").read_text())["constant_features"] == ["feature 3"]
+    assert json.loads((d / "model.json").read_text())["normalization"]["std"][2] == 1.0
+    assert cli("export", str(d)).returncode == 0
+    labels = []
+    for name in ("same.npz", "drift.npz"):
+        result = cli("predict", str(tmp_path / name), "--dir", str(d), "--json", "--allow-unverified")
+        assert result.returncode == 0, result.stderr
+        labels.append([p["label"] for p in json.loads(result.stdout)["predictions"]])
+    assert labels[0] == labels[1]
 
 
 def test_pad_garbage_and_subset() -> None:

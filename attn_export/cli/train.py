@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..errors import printable
 from .common import JsonOpt, OutOpt, PathsArg, RecipeOpt, SetOpt, console, print_json, recipe, recipe_and_directory
 
 NAME = "train"
@@ -76,7 +77,13 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
               else "no test accuracy (the test split is empty)")
     ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"
            if metrics.get("stopped_early") else f"after {metrics['epochs']} epochs, best epoch {metrics['best_epoch']}")
-    return f"{scored} {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
+    line = f"{scored} {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
+    constant = metrics.get("constant_features") or []
+    if constant:
+        line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} had one value in "
+                 f"training: the model learnt nothing from {'them' if len(constant) > 1 else 'it'} (centred, not "
+                 "scaled, so a change at inference stays a change of its own size)")
+    return line
 
 
 
