@@ -382,11 +382,20 @@ def _make_int8_dynamic(source: Artifact, target: Path, bidirectional: bool = Fal
         quantize_dynamic(proto, str(target), weight_type=QuantType.QInt8, nodes_to_exclude=_cell_state_only(proto))
 
 
-def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]) -> None:
+QDQ_METHOD = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
+# found by attacking: from an opset-21 model, ONNX Runtime 1.32 could not open its own quantiser's Q/DQ graph
+# with its default optimisations ("QuantizeLinear ... output_dtype INT8 does not match y_zero_point type
+# UINT8": the QDQ propagation of onnxruntime#27845), so Q/DQ graphs are made at opset 20 at most; opset 21
+# changed no operator that the exported graphs use other than by new types (int4, float8) they do not use
+QDQ_MAX_OPSET = 20
+
+
+def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]) -> str:
     """Static Q/DQ INT8 of ``source``, calibrated on ``calibration``: each sequence alone (no padding in the
     ranges), a stream graph's from its zero state with the whole sequence as one chunk (every activation
-    the whole-sequence graph sees, at the same scale)."""
+    the whole-sequence graph sees, at the same scale). Returns the method, as quantize.json records it."""
     import onnx
+    from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from .runtime.streaming import zero_state
@@ -402,12 +411,18 @@ def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]
             return next(self.feeds, None)
 
     proto = onnx.load_from_string(source.data)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    method = QDQ_METHOD
+    if opset > QDQ_MAX_OPSET:
+        proto = version_converter.convert_version(proto, QDQ_MAX_OPSET)
+        method += f", made at opset {QDQ_MAX_OPSET} from opset {opset} (ONNX Runtime cannot open opset-21 Q/DQ)"
     with _quiet_root_logger():
         quantize_static(proto, str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         nodes_to_exclude=_cell_state_only(proto),
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=list(QDQ_OPS),
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    return method
 
 
 def _qdq_census(proto: Any) -> tuple[dict[str, int], dict[str, int], list[str]]:
@@ -664,10 +679,9 @@ def quantize(
             else:
                 samples = calib_samples or recipe.quantize.calib_samples
                 calibration, calib_sha = calibrated = _calibration(info, samples)
-                _make_int8_qdq(source, tmp, calibration)
+                method = _make_int8_qdq(source, tmp, calibration)
                 made = Artifact.candidate(tmp, spec, precision, info)
                 quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
-                method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
                 extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
                                         "source": "training split"}
             if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
@@ -730,8 +744,7 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
         else:
             assert calibrated is not None
             calibration, calib_sha = calibrated
-            _make_int8_qdq(source, tmp, calibration)
-            method = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights)"
+            method = _make_int8_qdq(source, tmp, calibration)
             extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha, "source": "training split"}
         made = Artifact.candidate(tmp, source.spec, precision, info)
         if precision != "int8-dynamic":

@@ -22,7 +22,7 @@ from attn_export.runtime import store
 from attn_export.errors import Untrusted, WorkFailed
 from attn_export.portability import divergences
 from attn_export.quantize import _one_node_per_layer, quantize
-from conftest import RECIPES, cli
+from conftest import RECIPES, TINY, cli
 from test_export import FEATURES, VARIANTS, make_dir
 
 
@@ -243,3 +243,25 @@ def test_japanese_vowels_variants_meet_the_accuracy_bars(tmp_path: Path) -> None
     assert abs(report["int8-dynamic"]["accuracy"] - report["int8-dynamic"]["accuracy_fp32"]) <= 0.01
     assert abs(report["int8-qdq"]["accuracy"] - report["int8-qdq"]["accuracy_fp32"]) <= 0.01
     assert report["fp16"]["argmax_agreement"] >= 0.995
+
+
+def test_an_opset_21_model_gets_a_qdq_graph_onnx_runtime_opens(tmp_path: Path) -> None:
+    """Found by attacking: from an opset-21 export, ONNX Runtime could not open the Q/DQ graph its own quantiser
+    made (its QDQ propagation: "output_dtype INT8 does not match y_zero_point type UINT8"), so quantize and the
+    default ``run`` failed, exit 2, naming a temporary file. The Q/DQ graph is now made at opset 20."""
+    directory = tmp_path / "d"
+    model = ["--set", "model.bidirectional=true", "--set", "model.num_layers=2", "--set", 'model.attention="additive"',
+             "--set", "train.epochs=1", "--set", "train.min_test_accuracy=0"]
+    for args in (("train", str(directory), *TINY, *model), ("export", str(directory), "--opset", "21"),
+                 ("quantize", str(directory), "--int8", "--method", "qdq")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    path = directory / "model.int8-qdq.onnx"
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [20]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # a plain session, as users open it
+    features = json.loads((directory / "model.json").read_text())["input_size"]
+    x = np.random.default_rng(0).standard_normal((2, 7, features)).astype(np.float32)
+    logits = session.run(["logits"], {"x": x, "lengths": np.array([7, 3], np.int64)})[0]
+    assert np.isfinite(logits).all()
+    method = store.read_manifest(directory)["artifacts"]["model.int8-qdq.onnx"]["method"]
+    assert "made at opset 20 from opset 21" in method
