@@ -88,11 +88,16 @@ def _fold_weights(path: Path) -> None:
     by Slice/Concat, and its optimiser folds no tensor past 8192 values, so an LSTM of 96 units got its
     recurrence weight R from an Unsqueeze, which ONNX Runtime's quantiser cannot take: the INT8 graph kept
     both LSTMs in FP32, with no word (found by attacking). onnxscript's optimiser, with a limit above any
-    weight, makes them initializers, as the TorchScript exporter's constant folding does."""
+    weight, makes them initializers, as the TorchScript exporter's constant folding does. The exporter's
+    value_info is dropped first: it annotates some intermediates with the example's length (5), and the
+    optimiser folded a stacked one-direction LSTM's Reshape to that constant shape, so every other length
+    failed (found by attacking); the shapes are inferred again from the symbolic inputs."""
     import onnx
     from onnxscript import optimizer
 
-    proto = optimizer.optimize(onnx.load(str(path)), input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
+    proto = onnx.load(str(path))
+    del proto.graph.value_info[:]
+    proto = optimizer.optimize(proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
     onnx.save(proto, str(path))
 
 

@@ -108,6 +108,19 @@ def test_the_dynamo_exporter_keeps_bidirectional_models_correct_on_padded_batche
     assert padded and all(c["passed"] for c in padded)
 
 
+@pytest.mark.slow  # a dynamo export: ~10 s
+def test_a_dynamo_export_of_a_stacked_one_direction_lstm_keeps_seq_dynamic(tmp_path: Path) -> None:
+    """Found by attacking: the exporter annotated intermediates with the example's length (5) and the optimiser
+    that folds the weights froze a Reshape to it: every export of a 2-layer one-direction model failed its
+    parity sweep, "requested shape:{5,-1,12}". Now the annotations are dropped before folding."""
+    directory = make_dir(tmp_path, ModelConfig(hidden_size=12, num_layers=2))
+    run = cli("export", str(directory), "--exporter", "dynamo", "--json")
+    assert run.returncode == 0, run.stderr
+    cases = json.loads(run.stdout)["cases"]
+    assert len({c["seq"] for c in cases}) > 3 and all(c["passed"] for c in cases)
+    assert lstm_weights_computed(onnx.load(str(directory / "model.onnx"))) == []
+
+
 @pytest.mark.slow
 def test_a_second_dynamo_export_in_one_process_is_refused_not_frozen(tmp_path: Path) -> None:
     """torch 2.13 specialises seq on a second dynamo export in one process; export must refuse the
