@@ -178,6 +178,13 @@ def test_literal_lists_choices_and_suggests_the_closest() -> None:
         ({"model": {"dropout": 1}}, "model.dropout = 1.0 is out of range: expected a value in [0, 1)"),
         ({"data": {"test_fraction": 0}}, "data.test_fraction = 0.0 is out of range: expected a value in (0, 1)"),
         ({"data": {"classes": 1}}, "data.classes = 1 is out of range: expected a value >= 2"),
+        # found by attacking: ignored, and recorded in model.json as if used
+        ({"data": {"test_fraction": 0.5}}, "data.test_fraction = 0.5 is not valid: the test split is data.n_test = "
+                                           "400 generated sequences"),
+        ({"data": {"name": "japanese-vowels", "test_fraction": 0.5}}, "the test split is the data set's own TEST file"),
+        ({"data": {"name": "files", "train": "a.npz", "test": "b.npz", "test_fraction": 0.5}},
+         "data.test_fraction = 0.5 is not valid: the test split is data.test; test_fraction only splits data.train"),
+        ({"data": {"missing": "ffill"}}, 'data.missing = "ffill" is not valid: data.name = "synthetic" has no gaps'),
         ({"export": {"opset": 16}}, "export.opset = 16 is out of range: expected a value in [17, 21]"),
         ({"export": {"opset": 22}}, "export.opset = 22 is out of range: expected a value in [17, 21]"),
         ({"train": {"min_test_accuracy": 1.5}}, "train.min_test_accuracy = 1.5 is out of range"),
