@@ -249,6 +249,20 @@ def refuse_continuous(raw: Sequence[str], path: str) -> None:
                         "--set model.head=regression)")
 
 
+def refuse_respelled(raw: Sequence[str], path: str) -> None:
+    """Two labels that are one number written two ways ("1" and "1.0"): as text they were two classes, one of
+    them made up, exit 0, while an .npz's float y of 1.0 reads as "1" (found by attacking)."""
+    seen: Dict[float, str] = {}
+    for label in sorted(set(raw), key=_label_sort_key):
+        value = _as_number(label)
+        if value is None:
+            continue
+        if value in seen:
+            raise DataError(f"{path}: the labels {_show(seen[value])} and {_show(label)} are the same number written "
+                            "two ways, which would make two classes; expected one spelling per class")
+        seen[value] = label
+
+
 def encode_labels(raw: Sequence[str], declared: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """Class indices for ``raw`` and the label list: ``declared`` order if given, else sorted unique."""
     raw = [str(r) for r in raw]
@@ -502,6 +516,7 @@ def load_splits(cfg: Any) -> Splits:
         seqs, raw, declared, names = _read_labelled(train_path, missing)
         if declared is None:  # a .ts header declares classes; otherwise the labels must look like classes
             refuse_continuous(raw, train_path)
+            refuse_respelled(raw, train_path)
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
         train = _build(seqs, raw, labels, train_path)
         if test_path:

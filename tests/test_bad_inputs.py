@@ -246,6 +246,12 @@ ROWS: dict[str, Row] = {
                                  _write("x.csv", "sequence,a,label\n" + "".join(
                                      f"s{i},{i % 7},{0.1 + 0.25 * i:g}\ns{i},{i % 5},{0.1 + 0.25 * i:g}\n"
                                      for i in range(40)))),
+    # one number in two spellings: "1" and "1.0" were two classes, one made up, exit 0 (found by attacking)
+    "csv-label-respelled": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
+                               "x.csv: the labels '1' and '1.0' are the same number written two ways",
+                               _write("x.csv", "sequence,a,label\n" + "".join(
+                                   f"s{i},{i % 7},{['0', '1', '1.0'][i % 3]}\ns{i},{i % 5},{['0', '1', '1.0'][i % 3]}\n"
+                                   for i in range(30)))),
     "npz-wrong-rank": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "x has shape (4,)",
                           _npz("x.npz", x=np.zeros(4, np.float32), lengths=np.array([4]), y=np.array([0]))),
     "npz-object-dtype": Row(("train", "{d}", *FILES, "data.train={t}/x.npz"), 2, "pickling",
