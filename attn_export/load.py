@@ -186,6 +186,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
         raise ConfigError(f"--set {trained[0]}: a loaded model is not trained here, so train.* settings do nothing; "
                           "expected no train.* override")
     state, found = read_state_dict(source)
+    _refuse_own_state(state, source)
     layout = recognise(state, roles, source.name)
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
@@ -236,6 +237,21 @@ def _refuse_other_data(data: DataConfig, model: AttentionLSTM, source: Path) -> 
         raise ConfigError(f"the recipe's data ({splits.source}) has {len(splits.labels)} classes, {source.name}'s "
                           f"{model.config.head} head {classes}; expected the data it was trained on")
     return splits
+
+
+def _refuse_own_state(state: dict[str, torch.Tensor], source: Path) -> None:
+    """attn-export's own weights (its ``mean``/``std`` normalisation buffers beside ``lstm.*``) are not a
+    user's module: as parts, they fit no layout, and the error listed them as if they were one (found by
+    attacking: ``load DIR/model.safetensors``). Its directory, which holds what the weights cannot say (the
+    recipe, labels, features), is what load copies."""
+    if not {"mean", "std", "lstm.weight_ih_l0"} <= set(state):
+        return
+    folder = source.parent if source.name == store.WEIGHTS and (source.parent / store.MODEL_JSON).is_file() else None
+    where = (f"load its artefact directory instead: attn-export load {folder} NEWDIR" if folder is not None else
+             "load the artefact directory it came from (attn-export load DIR NEWDIR), which holds its recipe and "
+             "labels")
+    raise DataError(f"{source} holds attn-export's own model weights (normalisation buffers mean and std beside "
+                    f"lstm.*), not a module of your own; {where}")
 
 
 def parse_mapping(items: Sequence[str]) -> list[tuple[str, str]]:

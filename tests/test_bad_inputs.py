@@ -162,6 +162,11 @@ ROWS: dict[str, Row] = {
                                                                 "directory", _write("afile", "x")),
     "load-empty-checkpoint": Row(("load", "", "{t}/new"), 2, "Invalid value for 'CHECKPOINT': an empty path; "
                                                              "expected a state_dict file"),
+    # found by attacking: "no layout fits head, mean, std, score ...", as if it were a user's module
+    "load-own-weights-file": Row(("load", "{d}/model.safetensors", "{t}/new"), 2,
+                                 "{d}/model.safetensors holds attn-export's own model weights (normalisation buffers "
+                                 "mean and std beside lstm.*), not a module of your own; load its artefact directory "
+                                 "instead: attn-export load {d} NEWDIR"),
     "inspect-empty-path": Row(("inspect", ""), 2, "Invalid value for 'PATH': an empty path; expected an .onnx file"),
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
