@@ -177,3 +177,29 @@ def test_a_lock_file_removed_after_this_process_opened_it_is_not_taken(tmp_path:
     with store.locked(tmp_path, "test"):
         assert len(opened) == 2 and files._is_lock_file(opened[1], tmp_path)
         assert "attn-export test" in (tmp_path / store.LOCK).read_text()
+
+
+def test_a_graph_being_made_is_named_as_the_file_it_becomes_and_its_refusal_is_a_failed_work(tmp_path: Path) -> None:
+    """Found by attacking: ONNX Runtime refusing a graph that quantize had just made said "ONNX Runtime cannot
+    load DIR/.attn-export.PID.model.int8-qdq.onnx.XXXX.tmp", a file gone by then, with exit 2 (bad input),
+    although nothing the user gave was wrong. A candidate is named as the file it becomes, and a runtime's
+    refusal of it is WorkFailed (exit 1)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from attn_export.errors import WorkFailed
+    from attn_export.runtime.backends.onnxrt import ort_session
+    from attn_export.runtime.store.files import made_as
+
+    graph = helper.make_graph([helper.make_node("NoSuchOperator", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with store.atomic_path(tmp_path / "model.int8-qdq.onnx") as tmp:
+        assert tmp.name != "model.int8-qdq.onnx" and made_as(tmp) == "model.int8-qdq.onnx"
+        onnx.save(model, str(tmp))
+        made = store.Artifact.candidate(tmp, None, "int8-qdq")  # type: ignore[arg-type]  # the spec is not read here
+        assert made.name == "model.int8-qdq.onnx" and made.made
+        with pytest.raises(WorkFailed, match=r"cannot load the model\.int8-qdq\.onnx just made \(not written\)"):
+            ort_session(made)
+    assert made_as(tmp_path / "model.onnx") == "model.onnx"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ...errors import BadInput, NotAvailable
+from ...errors import BadInput, NotAvailable, WorkFailed
 from ..limits import missing
 from ..onnxfile import refuse_known_crash
 from .base import Backend
@@ -61,6 +61,9 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
     try:
         session = onnxruntime.InferenceSession(artifact.data, sess_options=options, providers=list(providers))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
+        if artifact.made:  # a graph this process just made: the work failed, nothing the user gave was bad
+            raise WorkFailed(f"ONNX Runtime cannot load the {artifact.name} just made (not written) on {first}: "
+                             f"{str(e).splitlines()[0]}") from None
         raise BadInput(f"ONNX Runtime cannot load {artifact.path} on {first}: {str(e).splitlines()[0]}") from None
     if first not in session.get_providers():
         raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")

@@ -71,6 +71,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def made_as(path: Path) -> str:
+    """The name that ``atomic_path``'s temporary ``path`` takes when it is done (``path``'s own name for any
+    other file): what errors about a file still being made name, not ``.attn-export.PID.NAME.XXXX.tmp``."""
+    name = path.name
+    if not (name.startswith(TMP_PREFIX) and name.endswith(".tmp") and name.count(".") >= 4):
+        return name
+    return name[len(TMP_PREFIX):].split(".", 1)[1].rsplit(".", 2)[0]
+
+
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` still runs: it exists, and (where /proc says) is not a zombie, a process
     that has ended and whose parent has not reaped it yet (a killed writer under a shell or a service

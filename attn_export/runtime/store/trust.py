@@ -43,7 +43,7 @@ from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
 from ..precisions import ONNX_FILES, PRECISIONS
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
-from .files import MAX_JSON_BYTES, parse_json, read_file
+from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
 from .names import BUILD_COMMAND, MADE_BY, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine
 
@@ -113,6 +113,7 @@ class Artifact:
     entry: Mapping[str, Any] = field(default_factory=dict, repr=False)
     graph: Optional[Graph] = field(default=None, repr=False)
     notes: Tuple[str, ...] = ()
+    made: bool = False  # a candidate: this process made it, so a runtime refusing it is a failed work (exit 1)
 
     @property
     def path(self) -> Path:
@@ -136,13 +137,15 @@ class Artifact:
     def candidate(cls, path: Path, spec: IOSpec, precision: Optional[str] = None,
                   info: Optional[ModelInfo] = None) -> "Artifact":
         """The ONNX file a writer just made at ``path`` (a temporary name), read once, checked for external
-        data; unrecorded, so nothing may vouch for it but the writer's own checks."""
+        data; unrecorded, so nothing may vouch for it but the writer's own checks. It is named as the file it
+        will become (found by attacking: errors named ``.attn-export.PID.model.onnx.XXXX.tmp``, gone by then)."""
         path = Path(path)
+        name = made_as(path)
         data = read_file(path, MAX_ARTIFACT_BYTES, "ONNX model")
-        graph = parse_graph(data, path.name)
-        refuse_external_data(graph, path.name)
-        return cls(path.parent, path.name, data, hashlib.sha256(data).hexdigest(), "onnx", precision, spec, info,
-                   graph=graph)
+        graph = parse_graph(data, name)
+        refuse_external_data(graph, name)
+        return cls(path.parent, name, data, hashlib.sha256(data).hexdigest(), "onnx", precision, spec, info,
+                   graph=graph, made=True)
 
 
 class Store:
