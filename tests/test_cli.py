@@ -118,6 +118,24 @@ def test_run_quickstart_does_every_stage_this_machine_can(tmp_path: Path) -> Non
     assert "build: " in result.stderr  # skipped with the reason where TensorRT or a GPU is absent
 
 
+def test_run_takes_a_verify_setting_and_a_run_stopped_at_the_floor_rewrites_the_report(tmp_path: Path) -> None:
+    """Found by attacking: ``run --set verify.KEY=VALUE`` stopped at verify, exit 2 ("changes nothing": the
+    value was already in the recipe train had recorded), with no verify.json, bench.json or report; and a run
+    stopped by train's accuracy floor left the earlier model's report.md saying PASSED."""
+    out = tmp_path / "r"
+    first = cli("run", "--out", str(out), *TINY, "--set", "verify.budget_multiple=5", "--bench-seconds", "0.05")
+    assert first.returncode == 0, first.stderr
+    verified = json.loads((out / "verify.json").read_text())
+    assert verified["passed"] and verified["tolerances"]["fp32"]["multiple"] == 5.0
+    assert "Verification PASSED" in (out / "report.md").read_text()
+    # a learning rate of 1e-12 leaves the model untrained on any machine: far below a floor of 1.0
+    second = cli("run", "--out", str(out), *TINY, "--set", "train.epochs=1", "--set", "train.lr=1e-12",
+                 "--set", "train.min_test_accuracy=1.0", "--bench-seconds", "0.05")
+    assert second.returncode == 1 and "below the recipe's floor" in second.stderr
+    report = (out / "report.md").read_text()
+    assert "BELOW THE RECIPE'S ACCURACY FLOOR" in report and "Verification PASSED" not in report
+
+
 class Classic(nn.Module):
     """The classic snippet, exactly as DESIGN.md defines it."""
 
