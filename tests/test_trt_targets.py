@@ -117,6 +117,30 @@ def test_the_report_never_calls_a_graph_that_is_not_current_ready(variants_dir: 
     assert "its parent model.onnx changed" in section
 
 
+def test_the_report_checks_the_files_as_they_are_and_a_deleted_one_is_listed_missing(
+        variants_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: the report repeated verify.json's "ready" for a model.onnx exported again at opset 19
+    (which TensorRT 8.5 cannot parse: inspect --target jetpack5 said NOT READY) and for a deleted
+    model.fp16.onnx, and inspect and the device's info had no line at all for the deleted file."""
+    directory = tmp_path / "d"
+    shutil.copytree(variants_dir, directory)
+    verified = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert verified.returncode == 0, verified.stderr
+    (directory / "model.fp16.onnx").unlink()
+    proto = onnx.load(str(directory / "model.onnx"))
+    proto.opset_import[0].version = 19  # what export --opset 19 declares; the operators used are the same
+    onnx.save(proto, str(directory / "model.onnx"))
+    rerecord(directory, "model.onnx")
+    rows, section = _report_readiness(directory)
+    assert rows["model.fp16.onnx"] == {"missing"}, section
+    assert "NOT READY" in rows["model.onnx"] and "opset 19" in section, section
+    listed = cli("inspect", str(directory))
+    assert re.search(r"model\.fp16\.onnx +- +\S*model\.fp16\.onnx is missing", listed.stdout), listed.stdout
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory)], capture_output=True,
+                          text=True, timeout=300)
+    assert re.search(r"model\.fp16\.onnx +\S*model\.fp16\.onnx is missing", info.stdout), info.stdout + info.stderr
+
+
 def test_jetpack5_reads_every_file_its_notes_say_what_it_casts(variants_dir: Path) -> None:
     """TensorRT 8.5's operators.md lists ConstantOfShape for FP32 only, and the FP16 graph filled a tensor with
     an FP16 ConstantOfShape (found by this check): the FP16 graph now fills in FP32 and casts. INT64 casts are

@@ -302,13 +302,15 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
 
 
 def not_current(s: Any) -> Dict[str, Tuple[str, str, str]]:
-    """Every ONNX precision file a store (``store.Store``) records and holds that is not current (stale after
-    a retrain, changed behind the manifest, damaged): name -> (precision, its state, the store's reason
-    without the file's own name), as ``readiness`` takes them."""
+    """Every ONNX precision file a store (``store.Store``) records that is not current (stale after a retrain,
+    changed behind the manifest, damaged, or, in a directory, deleted: found by attacking, a deleted graph
+    kept its "ready" row in the report): name -> (precision, its state, the store's reason without the
+    file's own name), as ``readiness`` takes them. A bundle's unshipped files are no such thing."""
     present = set(s.present())
+    recorded = set() if s.in_bundle() else set(s.entries)
     out = {}
     for p, f in [*ONNX_FILES.items(), *STREAM_FILES.items()]:
-        trust = s.state(f) if f in present else None
+        trust = s.state(f) if f in present or f in recorded else None
         if trust is not None and not trust.current:
             why = str(trust.reason)
             for said in (f"{f} is {trust.state}: ", f"{f} "):
