@@ -134,6 +134,11 @@ def test_the_report_checks_the_files_as_they_are_and_a_deleted_one_is_listed_mis
     rows, section = _report_readiness(directory)
     assert rows["model.fp16.onnx"] == {"missing"}, section
     assert "NOT READY" in rows["model.onnx"] and "opset 19" in section, section
+    again = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert re.search(r"not current \S*model\.fp16\.onnx is missing", again.stdout + again.stderr), again.stdout
+    rows, section = _report_readiness(directory)
+    assert rows["model.fp16.onnx"] == {"missing"}, section
+    assert "NOT READY" in rows["model.onnx"] and "opset 19" in section, section
     listed = cli("inspect", str(directory))
     assert re.search(r"model\.fp16\.onnx +- +\S*model\.fp16\.onnx is missing", listed.stdout), listed.stdout
     info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory)], capture_output=True,
