@@ -254,11 +254,12 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + "x"
                                                       for shape in shapes) + " |")
-    return lines + _recommended_lines(s, bench.get("recommended"))
+    return lines + _recommended_lines(s, bench.get("recommended"), bench.get("artifacts") or {})
 
 
-def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
-    """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
+def _recommended_lines(s: Store, rec: dict[str, Any] | None, timed: dict[str, Any]) -> list[str]:
+    """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager;
+    ``timed``: bench.json's sha256 of each file it timed."""
     from .runtime.recommend import current, verified_pairs
 
     if not rec:
@@ -277,7 +278,9 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None) -> list[str]:
     pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
     for shape, r in rows:           # "verified" with verify.json deleted (found by attacking)
         trust = s.state(r["artifact"])
-        now = ((trust.reason or trust.verdict) if not trust.current else trust.verdict if trust.verified is not True
+        # found by attacking: another model's bench.json said "verified" here beside "is not current" below
+        other = s.measured(r["artifact"], timed.get(r["artifact"]))
+        now = (other if other else trust.verdict if trust.verified is not True
                else "verified" if (r["backend"], r["artifact"]) in pairs
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
         lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "

@@ -616,6 +616,11 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert any(f"no recommended default, predict's example runs FP32: bench.json's pick {overall['backend']} "
                f"{overall['artifact']} is not current: {overall['artifact']} is not the file this result measured"
                in n for n in again.notes), again.notes
+    # found by attacking: the report's "now" column said "verified" beside that very line
+    assert cli("report", str(directory)).returncode == 0
+    rows = [line for line in (directory / "report.md").read_text().splitlines()
+            if line.startswith("| overall (geometric mean) |")]
+    assert rows and rows[0].endswith(f"| {overall['artifact']} is not the file this result measured |"), rows
 
 
 def test_bench_against_torch_needs_a_verdict(tiny_dir: Path, tmp_path: Path) -> None:
