@@ -82,21 +82,6 @@ class DataConfig(_Section):
                     f"data.{key} = {_show(getattr(self, key))} is not valid: data.name = {_show(self.name)} reads "
                     'no files; set data.name = "files" to use it'
                 )
-        # found by attacking: each was ignored, and recorded in model.json as if it had been used
-        if self.name == "files":
-            fixed_test = "data.test" if self.test else None
-        elif self.name == "synthetic":
-            fixed_test = f"data.n_test = {self.n_test} generated sequences"
-        else:
-            fixed_test = None if self.name == "none" else "the data set's own TEST file"
-        default = type(self).__dataclass_fields__["test_fraction"].default
-        if fixed_test is not None and self.test_fraction != default:
-            raise ConfigError(f"data.test_fraction = {self.test_fraction} is not valid: the test split is {fixed_test}; "
-                              'test_fraction only splits data.train when data.name = "files" has no data.test '
-                              f"(expected the default, {default}, or no value)")
-        if self.name == "synthetic" and self.missing != "error":
-            raise ConfigError(f'data.missing = {_show(self.missing)} is not valid: data.name = "synthetic" has no '
-                              'gaps to fill (expected the default, "error", or no value)')
         if self.name != "synthetic":
             for key in SYNTHETIC_ONLY:  # what the data set itself decides: a value other than the default is ignored
                 default = type(self).__dataclass_fields__[key].default

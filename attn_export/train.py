@@ -21,7 +21,7 @@ from torch import nn
 
 from .runtime import store
 from .checkpoint import save_model
-from .config import ADDITIVE_ONLY, ModelConfig, Recipe, TrainConfig
+from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, TrainConfig
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
@@ -111,6 +111,26 @@ def refuse_unread_model_keys(model: ModelConfig, one_layer: str = "with model.nu
                           f"layers); expected {instead}")
 
 
+def refuse_unread_data_keys(data: DataConfig) -> None:
+    """A data key the data does not read is refused, as ``refuse_unread_model_keys`` refuses a model's (found
+    by attacking: each was ignored and recorded in model.json as if used). Only train asks: a recipe read back
+    from an older model.json that holds one still loads."""
+    if data.name == "files":
+        fixed_test = "data.test" if data.test else None
+    elif data.name == "synthetic":
+        fixed_test = f"data.n_test = {data.n_test} generated sequences"
+    else:
+        fixed_test = None if data.name == "none" else "the data set's own TEST file"
+    default = DataConfig()
+    if fixed_test is not None and data.test_fraction != default.test_fraction:
+        raise ConfigError(f"data.test_fraction = {data.test_fraction} is not read: the test split is {fixed_test}; "
+                          'test_fraction only splits data.train when data.name = "files" has no data.test '
+                          f"(expected the default, {default.test_fraction}, or no value)")
+    if data.name == "synthetic" and data.missing != default.missing:
+        raise ConfigError(f"data.missing = {data.missing!r} is not read: data.name = 'synthetic' has no gaps to "
+                          f"fill (expected the default, {default.missing!r}, or no value)")
+
+
 @store.writes_directory("train")
 def train(
     recipe: Recipe,
@@ -125,6 +145,7 @@ def train(
             "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
     refuse_unread_model_keys(recipe.model)
+    refuse_unread_data_keys(recipe.data)
     cfg = recipe.train
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)

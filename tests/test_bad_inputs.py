@@ -147,6 +147,17 @@ ROWS: dict[str, Row] = {
     "bench-segments-without-stream": Row(("bench", "{d}", "--segments", "128", "--chunks", "1"), 2,
                                          "--segments, --chunks do nothing without --stream; expected --stream "
                                          "--segments --chunks"),
+    # found by attacking: ignored, and recorded in model.json as if used (train refuses them; a recipe read back
+    # from an older model.json that holds one still loads)
+    "train-test-fraction-synthetic": Row(("train", "{d}", "--set", "data.test_fraction=0.5"), 2,
+                                         "data.test_fraction = 0.5 is not read: the test split is data.n_test = "),
+    "train-test-fraction-with-test-file": Row(
+        ("train", "{d}", *FILES, "data.train={t}/x.npz", "--set", "data.test={t}/x.npz", "--set",
+         "data.test_fraction=0.5"), 2, "data.test_fraction = 0.5 is not read: the test split is data.test",
+        _npz("x.npz", x=np.random.default_rng(0).normal(size=(12, 5, 2)).astype(np.float32),
+             lengths=np.full(12, 5), y=np.arange(12) % 2)),
+    "train-missing-synthetic": Row(("train", "{d}", "--set", "data.missing=ffill"), 2,
+                                   "data.missing = 'ffill' is not read: data.name = 'synthetic' has no gaps"),
     "train-seed-negative": Row(("train", "{d}", "--seed", "-1"), 2, "train.seed = -1"),
     # --- directories and prerequisites -----------------------------------------------------------
     "export-missing-dir": Row(("export", "{t}/nowhere"), 2, "run attn-export train"),
