@@ -46,9 +46,10 @@ __all__ = [
 #: recipe name -> folder (and file prefix) under ``sktime/datasets/data``
 NAMED_DATASETS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions"}
 _SKTIME_HINT = "pip install --no-deps sktime==1.2.0"
-# a feature whose training std is at most this fraction of its mean's size (or exactly constant) carries
-# nothing to learn from; it is scaled by 1, not by a floored std that turned a drift of 0.001 at inference
-# into 1,000 standard deviations (found by attacking: accuracy 0.96 -> 0.28, no warning)
+# a feature whose training std is at most this fraction of max(|mean|, 1) barely moves (a constant, a sensor
+# at rest near 0) and carries nothing to learn from; it is scaled by 1, not by a floored std that turned a
+# drift of 0.001 at inference into 1,000 standard deviations (found by attacking: accuracy 0.96 -> 0.28, no
+# warning). A genuine signal that small must be rescaled by the user (train's note names it).
 _CONSTANT_RELATIVE = 1e-6
 
 
@@ -152,7 +153,7 @@ class Splits:
 class Normalization:
     """Per-feature mean and std (float32 ``[F]``) over every time step of the training sequences.
 
-    A feature that is constant in training (its std at most 1e-6 of its mean's size) has std 1: it is
+    A feature that barely moves in training (its std at most 1e-6 of max(|mean|, 1)) has std 1: it is
     centred but not scaled, and ``constant`` lists such features' indices (not recorded: std 1 is).
     """
 
@@ -184,8 +185,8 @@ class Normalization:
             raise DataError(f"normalisation needs [T, F] sequences, got steps of shape {steps.shape}")
         mean = steps.mean(axis=0)
         std = steps.std(axis=0)
-        constant = std <= _CONSTANT_RELATIVE * np.abs(mean)
-        std = np.maximum(np.where(constant, 1.0, std), np.finfo(np.float32).tiny)
+        constant = std <= _CONSTANT_RELATIVE * np.maximum(np.abs(mean), 1.0)
+        std = np.where(constant, 1.0, std)
         spread = np.maximum(np.abs(steps - mean).max(axis=0), std)
         beyond = np.flatnonzero(spread > np.finfo(np.float32).max)
         if beyond.size:

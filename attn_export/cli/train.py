@@ -80,9 +80,10 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
     line = f"{scored} {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
     constant = metrics.get("constant_features") or []
     if constant:
-        line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} had one value in "
-                 f"training: the model learnt nothing from {'them' if len(constant) > 1 else 'it'} (centred, not "
-                 "scaled, so a change at inference stays a change of its own size)")
+        line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} barely moved in "
+                 f"training (std <= 1e-6 of max(|mean|, 1)): the model learnt nothing from "
+                 f"{'them' if len(constant) > 1 else 'it'} (centred, not scaled, so a change at inference stays a "
+                 "change of its own size; rescale a real signal that small)")
     return line
 
 
