@@ -117,7 +117,7 @@ def describe_directory(directory: Path) -> dict[str, Any]:
     present = {p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")}
     # a file the manifest records and the directory lacks is listed as what the store finds (found by
     # attacking: a deleted verified graph had no line at all, while inspect --target called it missing)
-    files = sorted(present | {n for n in s.entries if n not in present})
+    files = sorted(present | set(s.lacking()))
     entries = {}
     for name in files:
         entry = s.entry(name)

@@ -178,6 +178,33 @@ def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in here.iterdir()] == ["empty"] and not any((here / "empty").iterdir())
 
 
+def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_shipped(
+        model_dir: Path, tmp_path: Path) -> None:
+    """Store.lacking, the one rule inspect, info, verify and the readiness tables list gone files by: an
+    unpacked bundle's weights were never shipped (not missing); a shipped graph deleted on the device is; a
+    directory standing at a recorded name is not "missing" and stops neither inspect nor info (found by
+    reviewing: each of the four places had its own copy of the rule, and inspect's listed the weights)."""
+    archive = tmp_path / "m.tar.gz"
+    assert cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu").returncode == 0
+    dev = tmp_path / "dev"
+    assert unpack(archive, dev) is not None
+    assert store.Store(dev).lacking() == []
+    shown = cli("inspect", str(dev))
+    assert shown.returncode == 0 and f"  {store.WEIGHTS} " not in shown.stdout, shown.stdout  # no line of its own
+    (dev / "model.onnx").unlink()
+    assert store.Store(dev).lacking() == ["model.onnx"]
+    def info() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(dev)], capture_output=True,
+                              text=True, timeout=300)
+
+    listed = info()
+    assert listed.returncode == 0 and "model.onnx is not in this bundle" in listed.stdout, listed.stdout
+    (dev / "model.onnx").mkdir()
+    assert store.Store(dev).lacking() == []
+    for ran in (cli("inspect", str(dev)), info()):
+        assert ran.returncode == 0, ran.stderr
+
+
 # --------------------------------------------------------------------------------------------------
 # hostile archives
 

@@ -541,9 +541,14 @@ def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(strea
     assert cli("export", str(directory)).returncode == 0
     kept = directory / store.ONNX_FILES["fp16"]
     kept.write_bytes(kept.read_bytes() + b"\0")  # changed by hand: not this run's to delete
-    assert _leftovers(directory) == [store.STREAM_ONNX, store.STREAM_FP16]
+    gone = store.ONNX_FILES["int8-dynamic"]  # recorded, then deleted by hand: "missing" on every run after
+    manifest = json.loads((directory / store.MANIFEST).read_text())
+    manifest["artifacts"][gone] = manifest["artifacts"][store.ONNX_FILES["fp16"]]
+    (directory / store.MANIFEST).write_text(json.dumps(manifest))
+    assert _leftovers(directory) == [store.STREAM_ONNX, store.STREAM_FP16, gone]
     assert not (directory / store.STREAM_ONNX).exists() and kept.exists()
-    assert store.STREAM_ONNX not in json.loads((directory / store.MANIFEST).read_text())["artifacts"]
+    recorded = json.loads((directory / store.MANIFEST).read_text())["artifacts"]
+    assert store.STREAM_ONNX not in recorded and gone not in recorded
 
 
 def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path, tmp_path: Path) -> None:

@@ -503,6 +503,13 @@ def bundle_target(directory: Union[str, Path]) -> Optional[str]:
     return store.read_json(path, schema.BUNDLE).get("for") if path.is_file() else None
 
 
+def shipped(directory: Union[str, Path]) -> Optional[List[str]]:
+    """The files an unpacked bundle in ``directory`` was shipped with (its ``bundle.json`` listing); None for
+    an artefact directory."""
+    path = Path(directory) / BUNDLE_JSON
+    return list(store.read_json(path, schema.BUNDLE)["files"]) if path.is_file() else None
+
+
 def made_for(directory: Union[str, Path]) -> Optional[str]:
     """The TensorRT target an unpacked Jetson bundle in ``directory`` was made for (its ``bundle.json``);
     None for an artefact directory or a bundle made for a CPU."""

@@ -306,11 +306,8 @@ def _info(args: argparse.Namespace) -> int:
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
         info = store.info
         files: Dict[str, Dict[str, Any]] = {}
-        present = list(store.present())
-        # a file a directory's manifest records and the directory lacks is listed as missing (found by attacking:
-        # it had no line); a bundle leaves the weights behind on purpose (its notes say so)
-        lacking = [] if store.in_bundle() else [n for n in store.entries if n not in present]
-        for name in present + lacking:
+        # a recorded file that is gone is listed as what the store finds (found by attacking: it had no line)
+        for name in store.present() + store.lacking():
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
             files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,

@@ -739,12 +739,10 @@ def _attention_samples(split: TestSplit, rows: List[TargetResult], head: str) ->
 
 def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
     """The reason of every ONNX file or engine in DIR that is not current and that no failed row names, a
-    directory's recorded file that is gone included (found by attacking: verify said PASSED and nothing of
-    a deleted verified graph); a bundle's unshipped files are not gone."""
+    recorded file that is gone included (``Store.lacking``; found by attacking: verify said PASSED and nothing
+    of a deleted verified graph)."""
     failed = {r.target.artifact for r in rows if r.status == "failed"}
-    present = list(s.present())
-    recorded = present + ([] if s.in_bundle() else [n for n in s.entries if n not in present])
-    names = [n for n in recorded if (n.endswith(".onnx") or store.is_engine(n)) and n not in failed]
+    names = [n for n in s.present() + s.lacking() if (n.endswith(".onnx") or store.is_engine(n)) and n not in failed]
     return [str(t.reason) for t in (s.state(n) for n in names) if not t.current]
 
 

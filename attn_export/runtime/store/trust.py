@@ -236,7 +236,7 @@ class Store:
         entry = self.entries.get(name)
         return entry if isinstance(entry, dict) else None
 
-    def in_bundle(self) -> bool:
+    def _in_bundle(self) -> bool:
         """A bundle (packed, or unpacked with its bundle.json): a device, where no attn-export makes files."""
         from ..bundle import bundle_target
 
@@ -246,7 +246,7 @@ class Store:
         """Where and how ``name`` gets a verdict (words that follow "verify it"): an INT8 graph in a bundle, or
         bound for one (``for_device``), on the host (``host_judges``); anything else with this directory's
         verify (``VERIFY_COMMANDS``)."""
-        if self.host_judges(name) and (for_device or self.in_bundle()):
+        if self.host_judges(name) and (for_device or self._in_bundle()):
             return INT8_ON_THE_HOST
         return f"({VERIFY_COMMANDS})"
 
@@ -260,7 +260,7 @@ class Store:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
         artefact directory, the command that makes it."""
         made_by = MADE_BY.get(name, "the command that makes it")
-        if self.in_bundle():
+        if self._in_bundle():
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
                                        f"{made_by}, and bundle again")
         return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by} first")
@@ -279,6 +279,18 @@ class Store:
         if self._archive is not None:
             return [n for n in self.entries if n in self._archive.listing]
         return [n for n in self.entries if (self.directory / n).is_file()]
+
+    def lacking(self) -> List[str]:
+        """The recorded artefacts this store should hold and does not (nothing at their path), the one rule
+        verify, inspect, info and the TensorRT readiness list them by: in a directory every one the manifest
+        records; in an unpacked bundle those its ``bundle.json`` lists as shipped (the weights stay on the host
+        on purpose); none in a packed bundle, whose listing is checked whole when it is opened."""
+        if self._archive is not None:
+            return []
+        from ..bundle import shipped
+
+        listed = shipped(self.directory)
+        return [n for n in self.entries if not os.path.lexists(self.directory / n) and (listed is None or n in listed)]
 
     @property
     def info(self) -> ModelInfo:
@@ -482,7 +494,7 @@ class Store:
         if trust.state == "missing":
             if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # no model at all: say that, not "export"
                 raise self._missing(MODEL_JSON)
-            if self.in_bundle():
+            if self._in_bundle():
                 raise self._missing(name)
             raise MissingPrerequisite(str(trust.reason))
         if not trust.current:
@@ -527,7 +539,7 @@ class Store:
         if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
             chain.append(MODEL_JSON)
         steps = [BUILD_COMMAND if is_engine(n) else MADE_BY.get(n, "the command that made it") for n in reversed(chain)]
-        if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
+        if self._in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
             return ("on the host, re-run " + ", then ".join(dict.fromkeys(s for s in steps if s != BUILD_COMMAND))
                     + ", and bundle again")
         return "re-run " + ", then ".join(dict.fromkeys(steps))

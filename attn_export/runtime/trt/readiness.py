@@ -303,14 +303,13 @@ def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
 
 def not_current(s: Any) -> Dict[str, Tuple[str, str, str]]:
     """Every ONNX precision file a store (``store.Store``) records that is not current (stale after a retrain,
-    changed behind the manifest, damaged, or, in a directory, deleted: found by attacking, a deleted graph
+    changed behind the manifest, damaged, or gone (``Store.lacking``): found by attacking, a deleted graph
     kept its "ready" row in the report): name -> (precision, its state, the store's reason without the
-    file's own name), as ``readiness`` takes them. A bundle's unshipped files are no such thing."""
-    present = set(s.present())
-    recorded = set() if s.in_bundle() else set(s.entries)
+    file's own name), as ``readiness`` takes them."""
+    held = set(s.present()) | set(s.lacking())
     out = {}
     for p, f in [*ONNX_FILES.items(), *STREAM_FILES.items()]:
-        trust = s.state(f) if f in present or f in recorded else None
+        trust = s.state(f) if f in held else None
         if trust is not None and not trust.current:
             why = str(trust.reason)
             for said in (f"{f} is {trust.state}: ", f"{f} "):
