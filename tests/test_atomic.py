@@ -202,4 +202,8 @@ def test_a_graph_being_made_is_named_as_the_file_it_becomes_and_its_refusal_is_a
         assert made.name == "model.int8-qdq.onnx" and made.made
         with pytest.raises(WorkFailed, match=r"cannot load the model\.int8-qdq\.onnx just made \(not written\)"):
             ort_session(made)
+        from attn_export.backends.onnxref import OnnxRefBackend
+
+        with pytest.raises(WorkFailed, match=r"reference evaluator cannot read model\.int8-qdq\.onnx"):
+            OnnxRefBackend(made, threads=1).__enter__()
     assert made_as(tmp_path / "model.onnx") == "model.onnx"

@@ -13,7 +13,7 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, WorkFailed
 from ..runtime.backends.base import Backend
 
 __all__ = ["OnnxRefBackend"]
@@ -34,8 +34,9 @@ class OnnxRefBackend(Backend):
         try:
             self.evaluator = ReferenceEvaluator(onnx.load_from_string(self.artifact.data))
         except (NotImplementedError, RuntimeError) as e:  # an operator (or an opset of it) it does not implement
-            raise BadInput(f"onnx's reference evaluator cannot read {self.artifact.name}: "
-                           f"{str(e).splitlines()[0]}") from None
+            refused = WorkFailed if self.artifact.made else BadInput  # a graph just made: the work failed
+            raise refused(f"onnx's reference evaluator cannot read {self.artifact.name}: "
+                          f"{str(e).splitlines()[0]}") from None
         self.output_names = list(self.evaluator.output_names)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -45,7 +45,10 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
     import onnxruntime
 
     assert artifact.graph is not None
-    refuse_known_crash(artifact.graph, artifact.path)
+    try:
+        refuse_known_crash(artifact.graph, f"the {artifact.name} just made" if artifact.made else artifact.path)
+    except BadInput as e:  # a graph this process just made (``made``): the work failed, not the user's input
+        raise (WorkFailed(str(e)) if artifact.made else e) from None
     # its own log is coloured lines before our one line: errors only while a session is made (why a GPU
     # provider did not load), none from a run (the error it raises is our line)
     onnxruntime.set_default_logger_severity(3)
