@@ -182,7 +182,8 @@ ROWS: dict[str, Row] = {
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
     "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,
-                                    "Invalid value for '--dir': an empty path; expected a directory name",
+                                    "Invalid value for '--dir': an empty path; expected an artefact directory or a "
+                                    "bundle (.tar.gz)",
                                     _npz("x.npz", x=np.zeros((1, 3, 4), np.float32), lengths=np.array([3]))),
     "report-on-a-file": Row(("report", "{t}/afile"), 2, "{t}/afile is not a directory; expected an artefact directory",
                             _write("afile", "x")),

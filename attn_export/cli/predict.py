@@ -11,7 +11,7 @@ import typer
 from ..runtime.dispatch import DEPLOYMENT
 from ..runtime.limits import DEFAULT_BATCH, MAX_BATCH
 from ..runtime.precisions import ONNX_FILES
-from .common import JsonOpt, console, directory_parser, given, print_json
+from .common import JsonOpt, console, given, path_parser, print_json
 
 NAME = "predict"
 
@@ -31,7 +31,8 @@ def command(
         metavar="INPUT", help=".npz (x, lengths, optional y), .ts, or .csv: one sequence per file, a 'sequence' "
                               "column grouping rows, a directory or a glob of .csv files.")],
     directory: Annotated[Path, typer.Option(
-        "--dir", help="Artefact directory or bundle (.tar.gz).", parser=directory_parser)] = Path("artifacts"),
+        "--dir", help="Artefact directory or bundle (.tar.gz).",
+        parser=path_parser("an artefact directory or a bundle (.tar.gz)"))] = Path("artifacts"),
     backend: Annotated[str, typer.Option(
         "--backend", metavar="NAME", help=f"auto (best for this device) or {DEPLOYMENT}; a named "
                           "backend that cannot run here is an error (exit 3).")] = "auto",
