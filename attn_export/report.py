@@ -254,14 +254,14 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + "x"
                                                       for shape in shapes) + " |")
-    return lines + _recommended_lines(s, bench.get("recommended"), bench.get("artifacts") or {})
+    return lines + _recommended_lines(s, bench)
 
 
-def _recommended_lines(s: Store, rec: dict[str, Any] | None, timed: dict[str, Any]) -> list[str]:
-    """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager;
-    ``timed``: bench.json's sha256 of each file it timed."""
-    from .runtime.recommend import current, verified_pairs
+def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
+    """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
+    from .runtime.recommend import current, not_timed, verified_pairs
 
+    rec = bench.get("recommended")
     if not rec:
         return []
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
@@ -279,7 +279,7 @@ def _recommended_lines(s: Store, rec: dict[str, Any] | None, timed: dict[str, An
     for shape, r in rows:           # "verified" with verify.json deleted (found by attacking)
         trust = s.state(r["artifact"])
         # found by attacking: another model's bench.json said "verified" here beside "is not current" below
-        other = s.measured(r["artifact"], timed.get(r["artifact"]))
+        other = not_timed(s, bench, r["artifact"])
         now = (other if other else trust.verdict if trust.verified is not True
                else "verified" if (r["backend"], r["artifact"]) in pairs
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")

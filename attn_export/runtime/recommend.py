@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "pick", "verified_pairs"]
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "not_timed", "pick", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -124,6 +124,12 @@ def _no_default(timed: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str
             f"(time it too: --backends {DEFAULT[0]},...)")
 
 
+def not_timed(s: Any, bench: Mapping[str, Any], name: str) -> Optional[str]:
+    """Why ``name`` here is not the file ``bench`` (``bench.json``) timed: not current, other bytes, or bytes it
+    recorded no sha256 for; None when it is that file."""
+    return s.measured(name, str((bench.get("artifacts") or {}).get(name)))
+
+
 def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     """``bench.json``'s overall recommendation when the bytes it timed are still the ones here (with the CPU
     it was measured on), else None and why not."""
@@ -142,7 +148,7 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     if "vs_default" not in chosen:
         return None, (f"{BENCH_JSON}'s pick was not weighed against {DEFAULT[0]} {DEFAULT[1]} (made by an older "
                       "attn-export): run attn-export bench again")
-    stale = s.measured(chosen["artifact"], str((bench.get("artifacts") or {}).get(chosen["artifact"])))
+    stale = not_timed(s, bench, chosen["artifact"])
     if stale:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} is not current: {stale}"
     trust = s.state(chosen["artifact"])
