@@ -90,6 +90,7 @@ def run(
     recipe: Recipe,
     directory: Path,
     bench_seconds: float = BENCH_SECONDS,
+    *,
     on_stage: Callable[[Stage], None] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
     on_start: Callable[[], None] | None = None,
