@@ -31,9 +31,18 @@ DEPLOYMENT = ", ".join(n for n, c in REGISTRY.items() if c.deployable and c.opt_
 
 
 def backend_class(name: str) -> Type[Backend]:
-    if name not in REGISTRY:
-        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    """The deployment backend ``name``: refused (bad usage, exit 2) when it is unknown or not one predict runs,
+    before whether it is installed is asked (found by attacking: openvino-bf16 was exit 3 "pip install openvino"
+    without OpenVINO and exit 2 "not a deployment backend" with it, and the list of choices offered it)."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of {DEPLOYMENT}")
+    if cls.kind != "engine" and (cls.kind != "onnx" or not cls.deployable or cls.opt_in is not None):
+        why = ", as a correctness oracle" if not cls.deployable else (
+            ", in a precision attn-export does not ship: verify and bench judge it when named" if cls.opt_in else "")
+        raise BadInput(f"backend {name} is not a deployment backend (it runs {cls.kind} models{why}); "
+                       f"expected one of {DEPLOYMENT}")
+    return cls
 
 
 def _usable(name: str) -> bool:
@@ -88,11 +97,6 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
                 raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
                                           f"this device: {_build_command(store, precision)}")
             return cls, engine, notes
-        if cls.kind != "onnx" or not cls.deployable or cls.opt_in is not None:
-            why = ", as a correctness oracle" if not cls.deployable else (
-                ", in a precision attn-export does not ship: verify and bench judge it when named" if cls.opt_in else "")
-            raise BadInput(f"backend {backend} is not a deployment backend (it runs {cls.kind} models{why}); "
-                           f"expected one of {DEPLOYMENT}")
         if precision not in cls.precisions:
             raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
                            f"{', '.join(cls.precisions)}); choose another --backend or --precision")
