@@ -179,6 +179,12 @@ ROWS: dict[str, Row] = {
                                  "mean and std beside lstm.*), not a module of your own; load its artefact directory "
                                  "instead: attn-export load {d} NEWDIR"),
     "inspect-empty-path": Row(("inspect", ""), 2, "Invalid value for 'PATH': an empty path; expected an .onnx file"),
+    # found by attacking: "DIR: 4 or 5 features per step", naming no file
+    "predict-csv-directory-mixed-widths": Row(("predict", "{t}", "--dir", "{d}"), 2,
+                                              "{t}/zz.csv: 5 features per step, {t}/a.csv 4; expected the same "
+                                              "columns in every file",
+                                              lambda d, t: (_write("a.csv", "1,2,3,4\n5,6,7,8\n")(d, t),
+                                                            _write("zz.csv", "1,2,3,4,5\n6,7,8,9,10\n")(d, t))),
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
     "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,

@@ -74,6 +74,12 @@ def read_input(path: Union[str, Path]) -> InputSet:
         if not files:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
         parts = [read_csv(f, many=True) for f in files]
+        widths = [{int(q.shape[1]) for q in part.sequences} for part in parts]
+        odd = next((k for k, w in enumerate(widths) if w != widths[0]), None)
+        if odd is not None:  # found by attacking: "DIR: 4 or 5 features per step", naming no file
+            raise DataError(f"{files[odd]}: {' or '.join(map(str, sorted(widths[odd])))} features per step, "
+                            f"{files[0]} {' or '.join(map(str, sorted(widths[0])))}; expected the same columns in "
+                            "every file")
         labelled = all(part.labels is not None for part in parts)
         named = list(dict.fromkeys(tuple(part.features) for part in parts if part.features is not None))
         if len(named) > 1:  # a file without a header is read by position; the headers given must agree
