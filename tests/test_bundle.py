@@ -321,6 +321,8 @@ def test_a_bundle_repacked_after_its_readme_commands_ran_still_loads(model_dir: 
     are now passed over, never extracted: a .pyc slipped into the archive never lands, let alone runs. Any
     other unlisted member is still refused."""
     folder = unpack(pack(model_dir, tmp_path / "b.tar.gz").path, tmp_path / "b")
+    # a verify here records its verdict: the folder then differs from bundle.json, which the README says
+    assert "copy the\n`.tar.gz` it came in, not a re-packed folder" in (folder / "README.md").read_text()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     ran = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", "."], cwd=folder, capture_output=True,
                          text=True, env={**env, "PYTHONPATH": "runtime"}, timeout=300)

@@ -600,6 +600,9 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
     assert made.returncode == 0, made.stderr
     repo = unpack(tmp_path / "t.tar.gz", tmp_path / "t") / "model_repository"
+    readme = " ".join((repo.parent / "README.md").read_text().split())  # what a client must know (found by attacking)
+    assert "A request holds at most 32 rows (`max_batch_size`" in readme
+    assert "There a length may be 0 (that row's state is kept as it was), and a chunk should stay near 128" in readme
     types = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
     for model, source in (("attention_lstm", store.ONNX_FP32), ("attention_lstm_stream", store.STREAM_ONNX)):
         graph_bytes = (repo / model / "1" / "model.onnx").read_bytes()
@@ -632,7 +635,8 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     assert "sequence_id=42" in readme and "no Triton server" in readme and "only graphs that" in readme
     assert triton_client_models(readme) == ["attention_lstm", "attention_lstm_stream"]
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
-    assert "each length must lie in 1..steps" in readme and "class `labels[i]` of `model.json`" in readme  # found by a user
+    assert "each length of `attention_lstm` must lie in 1..steps" in readme  # found by a user
+    assert "class `labels[i]` of `model.json`" in readme
     assert not (repo.parent / "runtime").exists()
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(directory).info.input_size), np.float32),
              lengths=np.array([5]))

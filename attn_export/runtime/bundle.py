@@ -88,7 +88,9 @@ Made by attn-export {version} from `{source}` on {date}. `bundle.json` lists eve
 {body}"""
 
 DEVICE = """`runtime/` holds the device package (`attn_export.runtime`): no torch and no attn-export install are
-needed, only what `requirements.txt` lists.
+needed, only what `requirements.txt` lists. A `verify` run here records its own verdict in `manifest.json`
+and `verify.json`, so the folder then no longer matches `bundle.json`: to move the bundle on, copy the
+`.tar.gz` it came in, not a re-packed folder.
 
 {steps}
 From Python:
@@ -112,9 +114,10 @@ bidirectional model's wrongly.
 """
 
 TRITON = """{steps}
-The graph does not check its input: each length must lie in 1..steps of its row (a 0, a negative length
-or one past the steps gives finite numbers that mean nothing), and values must be finite. A classifier's
-output column i is the class `labels[i]` of `model.json`.
+The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row (a 0,
+a negative length or one past the steps gives finite numbers that mean nothing), and values must be
+finite. A request holds at most {max_batch} rows (`max_batch_size`; more are refused). A classifier's output
+column i is the class `labels[i]` of `model.json`.
 
 Triton serves a graph without checking it, so this bundle holds only graphs that `attn-export verify`
 passed (their verdicts are in `manifest.json`), and no device package: `bundle.json` has each file's
@@ -126,7 +129,9 @@ sha256, to check what you deploy.
 TRITON_STREAM = (""", and
 `attention_lstm_stream` serves `model.stream.onnx` with the sequence batcher: its state stays in Triton
 (implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start), so a client sends only
-each chunk and its valid steps, under one sequence id (`push` below).""", """
+each chunk and its valid steps, under one sequence id (`push` below). There a length may be 0 (that row's
+state is kept as it was), and a chunk should stay near {piece} steps: the graph's memory grows with the
+square of a chunk (one of 40,000 steps asked ONNX Runtime for 6.4 GB).""", """
     def push(chunk, valid, start=False, end=False):      # chunk: float32 [1, steps, {features}]
         x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
         n = http.InferInput("lengths", [1, 1], "INT64"); n.set_data_from_numpy(np.array([[valid]], np.int64))
@@ -239,8 +244,10 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
     is none (``why_not``), and stream it where its stream graph ships (``streams``); a Triton one's client
     code serves ``attention_lstm``, and the stream model too where it ships (``streams``)."""
     if target == "triton":
+        from .streaming import PIECE
+
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output,
-                                    stream_intro=TRITON_STREAM[0] if streams else ".",
+                                    stream_intro=TRITON_STREAM[0].format(piece=PIECE) if streams else ".",
                                     stream_example=TRITON_STREAM[1].format(features=info.input_size,
                                                                            head=info.spec.head_output)
                                     if streams else "")
@@ -425,7 +432,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     streams = (f"{REPOSITORY}/{STREAM_MODEL_NAME}/config.pbtxt" in contents if target == "triton" else
                store.STREAM_FILES[chosen["precision"] if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
-        steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load)
+        steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
+        max_batch=_triton_batch(info))
     body += "".join(ONE_BY_ONE.format(name=f) for p in PRECISION_FILES if PRECISIONS[p].per_row
                     for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
@@ -470,6 +478,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                         jetson.target.name if jetson else None)
 
 
+def _triton_batch(info: Any) -> int:
+    """The rows a Triton request may hold (``max_batch_size``): the recipe's ``build.max_batch``, else 32."""
+    return int(info.build.max_batch or 32)
+
+
 def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:
     """A Triton model repository (``triton``) in place of the flat ONNX files: each graph as
     ``model_repository/<model>/1/model.onnx`` beside its ``config.pbtxt``."""
@@ -477,7 +490,7 @@ def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:
     from .triton import MODEL_NAME, REPOSITORY, STREAM_MODEL_NAME, model_config
 
     out = {n: data for n, data in contents.items() if not n.endswith(".onnx")}
-    max_batch = int(info.build.max_batch or 32)
+    max_batch = _triton_batch(info)
     for file, model, stream in ((store.ONNX_FP32, MODEL_NAME, False), (store.STREAM_ONNX, STREAM_MODEL_NAME, True)):
         if file not in contents:
             continue
