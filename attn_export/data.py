@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -250,15 +251,19 @@ def refuse_continuous(raw: Sequence[str], path: str) -> None:
                         "--set model.head=regression)")
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]+")  # a label spelt as a whole number (a class code such as "007")
+
+
 def refuse_respelled(raw: Sequence[str], path: str) -> None:
-    """Two labels that are one number written two ways ("1" and "1.0"): as text they were two classes, one of
-    them made up, exit 0, while an .npz's float y of 1.0 reads as "1" (found by attacking)."""
+    """Two labels that are one number written two ways, one of them not as a whole number ("1" and "1.0"):
+    as text they were two classes, one of them made up, exit 0, while an .npz's float y of 1.0 reads as "1"
+    (found by attacking). Whole-number codes ("007" beside "7") stay classes of their own."""
     seen: Dict[float, str] = {}
     for label in sorted(set(raw), key=_label_sort_key):
         value = _as_number(label)
         if value is None:
             continue
-        if value in seen:
+        if value in seen and not (_WHOLE.fullmatch(label) and _WHOLE.fullmatch(seen[value])):
             raise DataError(f"{path}: the labels {_show(seen[value])} and {_show(label)} are the same number written "
                             "two ways, which would make two classes; expected one spelling per class")
         seen[value] = label

@@ -677,3 +677,14 @@ def test_a_headerless_csv_whose_first_row_has_a_gap_is_refused_not_taken_for_a_h
     (tmp_path / "q.csv").write_text(f"{first}\n-2,0\n")
     with pytest.raises(DataError, match=r"q\.csv:1: column \d = '[^']+'; expected a finite number"):
         read_csv(tmp_path / "q.csv")
+
+
+def test_one_number_spelt_two_ways_is_refused_but_whole_number_codes_are_classes() -> None:
+    """Found by attacking: "1" and "1.0" were two classes, one made up. Found by reviewing the fix: it also
+    refused class codes "007" and "7", which are different classes written as whole numbers."""
+    from attn_export.data import refuse_respelled
+
+    refuse_respelled(["007", "7", "01", "1", "a"], "x.csv")
+    for labels in (["1", "1.0"], ["2.50", "2.5"], ["1000", "1e3"]):
+        with pytest.raises(DataError, match="are the same number written two ways"):
+            refuse_respelled(labels, "x.csv")
