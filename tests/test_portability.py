@@ -167,6 +167,8 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
     ONNX Runtime 1.32 at its default optimisation level; the ort-cpu backend refuses it instead of dying."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from dataclasses import replace
+
     from attn_export.errors import BadInput
     from attn_export.runtime.backends.onnxrt import OrtCpuBackend
     from attn_export.runtime.store import Artifact
@@ -177,8 +179,9 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
                                          op_block_list=list(FP16_KEEP_FP32))
     onnx.save(converted, str(path))
     assert "FP16 MatMul of a Transpose by a constant weight" in {d.construct for d in divergences(converted)}
+    given = replace(Artifact.candidate(path, IOSpec.for_model(4, 3)), made=False)  # a user's file, not one just made
     with pytest.raises(BadInput, match="re-make it with attn-export quantize --fp16"):
-        with OrtCpuBackend(Artifact.candidate(path, IOSpec.for_model(4, 3))):
+        with OrtCpuBackend(given):
             pass
 
 
