@@ -28,7 +28,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 __all__ = [
     "AttnExportError",
@@ -240,8 +240,16 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             sys.stderr.write(f"{code}\n")
             code = 1
     except KeyboardInterrupt:  # a Ctrl-C once the command's own handler was gone, before finish() took over
-        interrupted = Interrupted("SIGINT", 128 + signal.SIGINT)
-        sys.stderr.write(f"Error: {message(interrupted)}\n")
-        code = interrupted.exit_code
+        code = _interrupted_late(message)
+    while True:  # found by the suite under load: a Ctrl-C between the lines above and finish() setting its
+        try:     # handlers raised KeyboardInterrupt here, a traceback and death by the signal
+            finish(code if isinstance(code, int) else 0)
+        except KeyboardInterrupt:
+            code = _interrupted_late(message)
 
-    finish(code if isinstance(code, int) else 0)
+
+def _interrupted_late(message: "Callable[[Interrupted], str]") -> int:
+    """A SIGINT that reached Python's own handler after the command's: its one line; returns its exit code."""
+    interrupted = Interrupted("SIGINT", 128 + signal.SIGINT)
+    sys.stderr.write(f"Error: {message(interrupted)}\n")
+    return interrupted.exit_code
