@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,17 +53,18 @@ class RunResult:
         return self.verify is not None and self.verify.passed
 
 
-def _leftovers(directory: Path) -> list[str]:
+def _leftovers(directory: Path, among: Sequence[str] | None = None) -> list[str]:
     """Remove the graphs and engines an earlier model left in ``directory`` that this run did not remake
     (every one is stale, and none can be remade from this model when its recipe does not make it: a
     bidirectional model has no stream graph), and the manifest's entries of such files already gone
     (found by reviewing: a deleted FP16 graph this recipe does not make was reported missing on every run,
-    with quantize --fp16 as the fix); returns their names."""
+    with quantize --fp16 as the fix); ``among``: only these names. Returns their names."""
     from .runtime.store import Store, forget, is_engine
 
     s = Store(directory)
     graphs = [n for n in s.present() if (n.endswith(".onnx") or is_engine(n)) and s.state(n).state == "stale"]
-    names = graphs + [n for n in s.lacking() if n.endswith(".onnx") or is_engine(n)]
+    names = [n for n in graphs + [n for n in s.lacking() if n.endswith(".onnx") or is_engine(n)]
+             if among is None or n in among]
     if names:
         forget(directory, names)
     return names
@@ -103,7 +104,7 @@ def run(
     from .export import export_onnx
     from .quantize import quantize
     from .report import write_report
-    from .runtime.store import locked
+    from .runtime.store import STREAM_FILES, locked
     from .runtime.streaming import not_streamable
     from .stream import export_stream
     from .train import train
@@ -136,10 +137,13 @@ def run(
                 summary += f"; {streamed.path.name}, equal to PyTorch on {streamed.updates} prefix updates"
             stage("export", t, summary, exported)
             t = time.perf_counter()
+            # a model that cannot stream never remakes an earlier one's stream graphs: gone before quantize, which
+            # had advised removing them in the very run that then did (found by attacking)
+            leftovers = [] if not_streamable(recipe.model) is None else _leftovers(directory, list(STREAM_FILES.values()))
             q = recipe.quantize
             precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...
             reports = quantize(directory, precisions) if precisions else []
-            leftovers = _leftovers(directory)
+            leftovers += _leftovers(directory)
             stage("quantize", t, (", ".join(n for r in reports for n in (r.artifact, r.stream) if n) or "nothing asked for")
                   + (f"; removed what an earlier model left and this recipe does not make: {', '.join(leftovers)}"
                      if leftovers else ""), reports)
