@@ -63,8 +63,8 @@ def _leftovers(directory: Path, among: Sequence[str] | None = None) -> list[str]
 
     s = Store(directory)
     graphs = [n for n in s.present() if (n.endswith(".onnx") or is_engine(n)) and s.state(n).state == "stale"]
-    names = [n for n in graphs + [n for n in s.lacking() if n.endswith(".onnx") or is_engine(n)]
-             if among is None or n in among]
+    graphs += [n for n in s.lacking() if n.endswith(".onnx") or is_engine(n)]
+    names = [n for n in graphs if among is None or n in among]
     if names:
         forget(directory, names)
     return names
