@@ -150,21 +150,23 @@ def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None, read
 
 def unexpected(e: BaseException) -> "AttnExportError | None":
     """The one-line error for what no step turned into its own message, as the command lines print it: a
-    file system error, or memory that ran out (a MemoryError, or an import whose library could not be
-    mapped); None for anything else (a bug: its traceback is the report)."""
+    file system error, or memory that ran out (a MemoryError, an import whose library could not be mapped,
+    or torch's allocator's RuntimeError); None for anything else (a bug: its traceback is the report)."""
     if isinstance(e, MemoryError):
         return out_of_memory("MemoryError")
     if isinstance(e, OSError):
         return from_os_error(e)
     if isinstance(e, ImportError) and is_out_of_memory(str(e)):
         return out_of_memory((str(e).strip().splitlines() or ["ImportError"])[0], f"importing {e.name}")
+    if isinstance(e, RuntimeError) and is_out_of_memory(str(e)):  # torch's allocator: found by attacking, load
+        return out_of_memory((str(e).strip().splitlines() or ["RuntimeError"])[0])  # of a 1 GiB checkpoint
     return None
 
 
 # what a library says when an allocation or a mapping fails (under ``ulimit -v`` a shared library that
 # cannot be mapped raises ImportError, and Rust's allocator says "failed to allocate")
 _OUT_OF_MEMORY = ("memoryerror", "cannot allocate memory", "failed to map segment", "out of memory", "std::bad_alloc",
-                  "failed to allocate")
+                  "failed to allocate", "can't allocate memory")
 
 
 def is_out_of_memory(text: str) -> bool:

@@ -433,13 +433,23 @@ def test_reading_a_small_file_does_not_reserve_its_limit(trained: Path) -> None:
     assert "PASSED" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("device", [False, True])
+@pytest.mark.parametrize("device,torch_allocator", [(False, False), (False, True), (True, False)])
 def test_memory_that_runs_out_anywhere_is_one_line_exit_3(trained: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str], device: bool) -> None:
-    """The last net of both command lines: a MemoryError, or an import whose library could not be mapped,
-    where no estimate foresaw it. The failure is injected (an allocation failing at a chosen moment cannot
-    be arranged with ``ulimit`` on every machine); what is tested is the command line's answer."""
-    if device:
+                                                          capsys: pytest.CaptureFixture[str], device: bool,
+                                                          torch_allocator: bool) -> None:
+    """The last net of both command lines: a MemoryError, torch's allocator's RuntimeError (found by
+    attacking: ``load`` of a 1 GiB checkpoint under ``ulimit -v`` printed its traceback, exit 1), or an
+    import whose library could not be mapped, where no estimate foresaw it. The failure is injected (an
+    allocation failing at a chosen moment cannot be arranged with ``ulimit`` on every machine); what is
+    tested is the command line's answer."""
+    if torch_allocator:
+        import torch
+
+        from attn_export.cli import main as host
+
+        monkeypatch.setattr("attn_export.inspect.describe", lambda *a, **k: torch.empty(1 << 50, dtype=torch.uint8))
+        code = host(["inspect", str(trained)])
+    elif device:
         from attn_export.runtime import cli as device_cli
 
         def boom(args: object) -> int:
@@ -472,6 +482,10 @@ def test_out_of_memory_is_told_apart_from_other_failures() -> None:
     assert isinstance(unexpected(OSError(errno.EACCES, "Permission denied", "f")), BadInput)
     assert unexpected(ImportError("No module named 'nothere'", name="nothere")) is None  # the install hint's case
     assert unexpected(ValueError("a bug")) is None
+    assert isinstance(unexpected(RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                                              "can't allocate memory: you tried to allocate 35184372088832 bytes.")),
+                      NotAvailable)
+    assert unexpected(RuntimeError("a bug")) is None  # a RuntimeError that is not memory keeps its traceback
 
 
 def test_tract_that_cannot_allocate_is_memory_not_bad_input(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:

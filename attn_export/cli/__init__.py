@@ -94,14 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         typer.echo(f"Error: {e}", err=True)
         return e.exit_code
-    except (MemoryError, ImportError, OSError) as e:  # memory, or a file system error no command named: one line
+    except (MemoryError, ImportError, OSError, RuntimeError) as e:  # memory, or a file system error: one line
         error = unexpected(e)
         if error is not None:
             if debug:
                 traceback.print_exc()
             typer.echo(f"Error: {error}", err=True)
             return error.exit_code
-        assert isinstance(e, ImportError)  # unexpected() names every MemoryError and OSError
+        if not isinstance(e, ImportError):  # a RuntimeError that is not memory: a bug, its traceback the report
+            raise
         hint = _install_hint(e.name)
         if hint is None or debug:
             raise

@@ -361,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         sys.stderr.close()
         return 0
-    except (MemoryError, ImportError, OSError) as e:  # memory, or a file system error no step named: one line
+    except (MemoryError, ImportError, OSError, RuntimeError) as e:  # memory, or a file system error: one line
         error = unexpected(e)
         if error is None:
             raise
