@@ -120,6 +120,11 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     floating-point tensor finite: NaN or infinite weights make a model that computes nothing, refused here
     rather than at export."""
     state, prefix = _read_state_dict(path)
+    # found by attacking: each crashed the finiteness check below, or load_state_dict, with a traceback
+    odd = next(((name, why) for name, t in state.items() if (why := _not_dense(t))), None)
+    if odd is not None:
+        raise DataError(f"{path}: {odd[0]!r} is {odd[1]}; expected dense weights with values "
+                        "(torch.save(model.state_dict(), path) of the float model)")
     complex_ = [name for name, t in state.items() if t.is_complex()]
     if complex_:  # torch would cast it to real, dropping the imaginary part with a warning (found by a user)
         raise DataError(f"{path} has complex values in {len(complex_)} tensor(s), first {complex_[0]!r}; expected "
@@ -132,6 +137,18 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
         raise DataError(f"{path} has {'values beyond float32 (3.4e38)' if big == bad else 'NaN or infinite values'} "
                         f"in {len(bad)} tensor(s), first {bad[0]!r}; expected finite float32 weights")
     return state, prefix
+
+
+def _not_dense(t: torch.Tensor) -> str | None:
+    """What keeps ``t`` from being read as plain weights: a sparse layout, the meta device (no values), or
+    quantized storage; None for a dense tensor with values."""
+    if t.layout != torch.strided:
+        return f"a sparse tensor ({t.layout})"
+    if t.is_meta:
+        return "a meta tensor, which has a shape but no values"
+    if t.is_quantized:
+        return f"a quantized tensor ({t.dtype})"
+    return None
 
 
 def _unreadable(path: Path, e: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -80,6 +81,22 @@ def _torch_save(name: str, obj: object) -> Callable[[Path, Path], None]:
         import torch
 
         torch.save(obj, t / name)
+    return prep
+
+
+def _odd_tensor(kind: str) -> Callable[[Path, Path], None]:
+    """A classic snippet's state_dict whose ``fc.weight`` is sparse, on the meta device, or quantized."""
+    def prep(d: Path, t: Path) -> None:
+        import torch
+
+        state = {f"lstm.{k}": v for k, v in torch.nn.LSTM(3, 8, batch_first=True).state_dict().items()}
+        weight = torch.randn(1, 8)
+        with warnings.catch_warnings():  # torch deprecates making quantized tensors; users' files still hold them
+            warnings.simplefilter("ignore")
+            state["fc.weight"] = {"sparse": weight.to_sparse, "meta": lambda: weight.to("meta"),
+                                  "quantized": lambda: torch.quantize_per_tensor(weight, 0.1, 0, torch.qint8)}[kind]()
+        state["fc.bias"] = torch.zeros(1)
+        torch.save(state, t / f"{kind}.pt")
     return prep
 
 
@@ -315,6 +332,13 @@ ROWS: dict[str, Row] = {
     "load-bad-safetensors": Row(("load", "{t}/w.safetensors", "{d}"), 2, "not a readable safetensors file",
                                 _write("w.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")),
     "load-other-shape": Row(("load", "{t}/other.pt", "{d}"), 2, "fc.weight has shape (2, 5)", _other_shape_state_dict),
+    # found by attacking: each was a traceback, exit 1
+    "load-sparse-tensor": Row(("load", "{t}/sparse.pt", "{d}"), 2, "sparse.pt: 'fc.weight' is a sparse tensor "
+                              "(torch.sparse_coo); expected dense weights with values", _odd_tensor("sparse")),
+    "load-meta-tensor": Row(("load", "{t}/meta.pt", "{d}"), 2, "meta.pt: 'fc.weight' is a meta tensor, which has a "
+                            "shape but no values; expected dense weights", _odd_tensor("meta")),
+    "load-quantized-tensor": Row(("load", "{t}/quantized.pt", "{d}"), 2, "quantized.pt: 'fc.weight' is a quantized "
+                                 "tensor (torch.qint8); expected dense weights", _odd_tensor("quantized")),
     "load-missing": Row(("load", "{t}/absent.pt", "{d}"), 2, "does not exist"),
     "load-empty-dir-source": Row(("load", "{t}", "{d}"), 2, "run attn-export train"),
     # --- inspect ---------------------------------------------------------------------------------
