@@ -15,7 +15,8 @@ the LSTM's output size (hidden size, doubled when bidirectional), the roles are:
   ``conv.0``, ``conv.1``... given with ``--map``;
 * ``score``: a Linear(D, 1) giving each step's score (the classic snippet's ``fc``);
 * ``key`` + ``energy``: the additive score ``v . tanh(W h_t + b)``: ``key`` is W, a Linear(D, A), and
-  ``energy`` is v, a Linear(A, 1, bias=False) or a parameter of shape (A,), (1, A) or (A, 1);
+  ``energy`` is v, a Linear(A, 1) or a parameter of shape (A,), (1, A) or (A, 1) (a bias of v adds the same
+  to every step's score, which the softmax ignores: it is dropped);
 * ``head``: a Linear(D, C) on the context vector; without one the model returns the context itself.
 
 Every part must take a role, and the model needs an LSTM and a score (``score`` or ``key`` + ``energy``).
@@ -23,8 +24,15 @@ Of all assignments of roles to the parts that fit their shapes, exactly one must
 PREFIX=ROLE`` must name the parts until one does. So a Linear(D, 1) with a Linear(D, C) is the score and
 the head; the classic snippet (``lstm`` + ``fc`` of shape (1, H)) is a score without a head, as it always
 was; two Linear(D, 1) layers (a score and a one-output head) are ambiguous, as are an additive Linear(D, A)
-and a head with C == A. A Linear with a bias is never taken for v, which is bias-free in the usual
-formulation; a bias-free Linear(D, 1) beside a lone Linear(D, D) is ambiguous (a score and a head, or W and v).
+and a head with C == A, and a Linear(D, 1) beside a lone Linear(D, D) (a score and a head, or W and v: found
+by attacking, ``nn.Sequential(Linear(D, D), Tanh(), Linear(D, 1))`` was read as a head and a score).
+
+In a torch file, whose keys keep the order the user's module made its submodules, a Linear made before
+the LSTM (an input projection, an embedding) takes no role unless ``--map`` gives it one: an
+``nn.Embedding(V, D)`` had been read as a head of V classes. A .safetensors file stores its keys sorted,
+so it tells no order; nor does a loose parameter, which comes before its module's submodules. A loss function's weights kept in the state_dict (a Lightning module's
+``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load`` says so: a
+``class_weights`` of C values had been read as an additive v.
 
 A ``module.`` prefix (DataParallel) is dropped. The weights cannot tell a classifier from a regressor: a head
 imports as classification (labels "0" ... "C-1", what ``predict`` prints for them anyway), or as regression
@@ -65,7 +73,7 @@ _NEEDS = {
     "conv": "an nn.Conv1d",
     "score": "a Linear(D, 1)",
     "key": "a Linear(D, A) with A >= 2",
-    "energy": "v, a Linear(A, 1, bias=False) or a parameter of shape (A,), (1, A) or (A, 1)",
+    "energy": "v, a Linear(A, 1) or a parameter of shape (A,), (1, A) or (A, 1)",
     "head": "a Linear(D, C)",
 }
 
@@ -142,6 +150,7 @@ class Layout:
     key: _Part | None
     energy: _Part | None
     head: _Part | None
+    left_out: tuple[str, ...] = ()  # a loss function's weights kept in the state_dict (``_loss_weight``)
 
 
 @store.writes_directory("load")
@@ -187,7 +196,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                           "expected no train.* override")
     state, found = read_state_dict(source)
     _refuse_own_state(state, source)
-    layout = recognise(state, roles, source.name)
+    layout = recognise(state, roles, source.name, ordered=source.suffix.lower() != ".safetensors")
     model = state_dict_to_model(layout, recipe.model)
     cfg = model.config
     for key, (where, said) in asked.items():
@@ -270,13 +279,17 @@ def parse_mapping(items: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]] = (),
-              origin: str = "checkpoint") -> Layout:
+              origin: str = "checkpoint", ordered: bool = True) -> Layout:
     """The one layout that ``state``'s shapes (and the roles in ``mapping``) allow; see the module docstring.
+    ``ordered``: ``state``'s keys are in the order the user's module made its parts (a torch file's are; a
+    .safetensors file's are sorted).
 
     Raises a one-line ``DataError`` that lists the parts found and what the model needs otherwise.
     """
     parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
     roles = _mapped_roles(parts, mapping)
+    left_out = tuple(p.name for p in parts if p.kind == "param" and p.name not in roles and _loss_weight(p.name))
+    parts = [p for p in parts if p.name not in left_out]
     lstms = [p for p in parts if p.kind == "lstm"]
     projected = next((k for k in state if re.search(r"(^|\.)weight_hr_l\d+(_reverse)?$", k)), None)
     if projected is not None:
@@ -292,6 +305,14 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     lstm = lstms[0]
     _check_lstm(lstm, origin)
     d = _LstmShape.of(lstm).output
+    # a module's own parameters come before its children's in its state_dict, so only modules tell an order
+    before = next((p for p in parts[:parts.index(lstm)] if ordered and p.kind == "linear" and p.name not in roles),
+                  None)
+    if before is not None:
+        raise DataError(f"{origin}: {before.describe()} is made before the LSTM {lstm.name}, where the model has only "
+                        "Conv1d layers: an input projection or an embedding is not part of it; expected the score "
+                        f"and head after the LSTM (if {before.name} runs after it, give its role: --map "
+                        f"{before.name}=ROLE)")
     for part in parts:
         role = roles.get(part.name)
         if role is not None and not _fits(part, role, d):
@@ -316,7 +337,8 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
                             example)
     reading = readings[0]
-    return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"))
+    return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"),
+                  left_out)
 
 
 def state_dict_to_model(layout: Layout, base: ModelConfig) -> AttentionLSTM:
@@ -457,11 +479,23 @@ def _fits(part: _Part, role: str, d: int) -> bool:
     return inp == d and (role == "head" or (role == "score" and out == 1) or (role == "key" and out >= 2))
 
 
+_LOSS_MODULES = {"criterion", "criteria", "loss", "loss_fn", "loss_func", "lossfn"}
+_LOSS_WEIGHT = re.compile(r"(class|pos|label|sample)_?weights?")
+
+
+def _loss_weight(name: str) -> bool:
+    """Whether a loose parameter named ``name`` is a loss function's weights: under a loss module
+    (``criterion.weight``), or named like them (``class_weights``, ``pos_weight``)."""
+    *modules, short = name.lower().split(".")
+    return bool(_LOSS_MODULES & set(modules)) or bool(_LOSS_WEIGHT.fullmatch(short))
+
+
 def _energy_size(part: _Part) -> int | None:
-    """A in v's A values, when ``part`` is a bias-free Linear(A, 1) or a parameter of shape (A,), (1, A), (A, 1)."""
+    """A in v's A values, when ``part`` is a Linear(A, 1) (its bias dropped: the same for every step, which the
+    softmax ignores) or a parameter of shape (A,), (1, A), (A, 1)."""
     shape = tuple(part.weight.shape)
     if part.kind == "linear":
-        size = shape[1] if shape[0] == 1 and part.bias is None else 0
+        size = shape[1] if shape[0] == 1 else 0
     elif part.kind == "param" and (len(shape) == 1 or (len(shape) == 2 and 1 in shape)):
         size = part.weight.numel()
     else:
@@ -542,6 +576,8 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         parts.append(f"additive score {layout.key.name} + {layout.energy.name} (A {cfg.attention_dim})")
     elif layout.score is not None:
         parts.append(f"linear score {layout.score.name}")
+    if layout.energy is not None and layout.energy.bias is not None:
+        parts.append(f"{layout.energy.name}'s bias dropped (the same for every step: the softmax ignores it)")
     if layout.head is None:
         parts.append(f"no head (output context, {model.context_size} values)")
     elif cfg.head == "binary":
@@ -549,6 +585,8 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
                      "and 1; --set model.head=regression reads it as a regressor)")
     else:
         parts.append(f"head {layout.head.name} {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
+    if layout.left_out:
+        parts.append(f"left out {' and '.join(layout.left_out)} (a loss function's weights, not the model's)")
     return ", ".join(parts)
 
 

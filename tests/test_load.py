@@ -215,6 +215,113 @@ def test_two_one_output_linears_need_map_and_then_import(tmp_path: Path) -> None
     assert model.config.head == "regression" and "head w_a regression 1 output" in summary
 
 
+class SequentialAdditive(nn.Module):
+    """The additive score written as ``nn.Sequential(Linear(D, A), Tanh(), Linear(A, 1))``, v with PyTorch's
+    default bias (which the softmax ignores), no head: the output is the context vector."""
+
+    def __init__(self, attention_dim: int = H) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.attn = nn.Sequential(nn.Linear(H, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x)
+        weights = torch.softmax(self.attn(out).squeeze(-1), dim=1)
+        return (weights.unsqueeze(-1) * out).sum(1), weights
+
+
+def test_an_additive_score_with_a_biased_v_and_a_equal_to_d_is_ambiguous_then_maps(tmp_path: Path) -> None:
+    """Found by attacking: with A == D, ``Linear(D, D), Tanh, Linear(D, 1)`` was read as a score ``attn.2`` and
+    a head ``attn.0`` of D classes (outputs 0.44 off the module's, and verify passed). A biased v is v now,
+    so both readings fit and load asks which; mapped, the import gives the module's outputs."""
+    torch.manual_seed(7)
+    user = SequentialAdditive()
+    with pytest.raises(DataError, match=r"ambiguous, 2 readings fit: key attn\.0 \+ energy attn\.2; or score attn\.2 "
+                                        r"\+ head attn\.0.*--map attn\.0=key --map attn\.2=energy"):
+        _load(user, tmp_path)
+    assert not (tmp_path / "art").exists()
+    model, summary = _load(user, tmp_path, "attn.0=key", "attn.2=energy")
+    _assert_same(user, model)
+    assert "additive score attn.0 + attn.2 (A 12), attn.2's bias dropped" in summary
+
+
+def test_a_biased_v_imports_with_its_bias_dropped(tmp_path: Path) -> None:
+    torch.manual_seed(8)
+    user = SequentialAdditive(attention_dim=A)
+    with torch.no_grad():
+        user.attn[2].bias.fill_(5.0)  # the same for every step: no weight moves
+    model, summary = _load(user, tmp_path)
+    _assert_same(user, model)
+    assert "attn.2's bias dropped" in summary
+
+
+@pytest.mark.parametrize("name", ["class_weights", "criterion.weight", "loss_fn.pos_weight"])
+def test_a_loss_functions_weights_are_left_out_and_said(tmp_path: Path, name: str) -> None:
+    """Found by attacking: ``class_weights`` of C values beside a score and a head was read as an additive v
+    (key = the head, head = the score: a binary model of a 3-class one), exit 0."""
+    torch.manual_seed(9)
+    user = ScoreAndHead()
+    state = _state(user, **{name: torch.tensor([1.0, 2.0, 0.5])})
+    torch.save(state, tmp_path / "user.pt")
+    summary = load_checkpoint(tmp_path / "user.pt", tmp_path / "art", Recipe())
+    model, _ = load_model(tmp_path / "art")
+    _assert_same(user, model)
+    assert f"linear score attention, head fc classification 3 outputs, left out {name} (a loss function's " \
+           "weights, not the model's)" in summary
+
+
+class Embedded(nn.Module):
+    """Tokens through an ``nn.Embedding(V, E)`` (E == H), then the classic snippet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, H)
+        self.lstm = nn.LSTM(H, H, batch_first=True)
+        self.fc = nn.Linear(H, 1)
+
+
+class Projected(nn.Module):
+    """An input projection ``Linear(H, F)`` before the LSTM, its input width equal to D."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(H, F)
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.fc = nn.Linear(H, 1)
+
+
+@pytest.mark.parametrize("module, said", [(Embedded, "emb.weight (50, 12) no bias"), (Projected, "proj.weight (6, 12)")])
+def test_a_part_made_before_the_lstm_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                module: type[nn.Module], said: str) -> None:
+    """Found by attacking: an embedding, or an input projection, whose input width is D was read as a head
+    (``emb`` a head of 50 classes), exit 0. In a torch file the parts keep their order, and nothing of the
+    model comes before the LSTM but Conv1d layers."""
+    name = said.split(".")[0]
+    line = _error(tmp_path, _state(module()), capsys=capsys)
+    assert (f"user.pt: {said} is made before the LSTM lstm, where the model has only Conv1d layers: an input "
+            "projection or an embedding is not part of it; expected the score and head after the LSTM (if "
+            f"{name} runs after it, give its role: --map {name}=ROLE)") in line
+
+
+def test_a_score_made_before_the_lstm_imports_when_mapped_and_from_safetensors(tmp_path: Path) -> None:
+    """The order is the user's to overrule (``--map``), and a .safetensors file, whose keys are sorted, tells
+    none: a module that makes its score first imports from either."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(10)
+    user = Classic()
+    state = {"fc.weight": user.fc.weight.detach(), "fc.bias": user.fc.bias.detach(),
+             **{f"lstm.{k}": v.detach() for k, v in user.lstm.state_dict().items()}}
+    torch.save(state, tmp_path / "first.pt")
+    with pytest.raises(DataError, match="fc.weight \\(1, 12\\) is made before the LSTM lstm"):
+        load_checkpoint(tmp_path / "first.pt", tmp_path / "art", Recipe())
+    load_checkpoint(tmp_path / "first.pt", tmp_path / "art", Recipe(), ["fc=score"])
+    _assert_same(user, load_model(tmp_path / "art")[0])
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "first.safetensors"))
+    load_checkpoint(tmp_path / "first.safetensors", tmp_path / "art2", Recipe())
+    _assert_same(user, load_model(tmp_path / "art2")[0])
+
+
 def _error(tmp_path: Path, state: dict[str, torch.Tensor], *args: str,
            capsys: pytest.CaptureFixture[str]) -> str:
     torch.save(state, tmp_path / "user.pt")
@@ -256,7 +363,7 @@ def test_two_score_shaped_linears_are_ambiguous(tmp_path: Path, capsys: pytest.C
     ("attention", "is not PREFIX=ROLE"),
     ("attention=scorer", "'scorer' is not a role; expected one of lstm, conv, conv.N"),
     ("nothing=score", "no part nothing; expected one of lstm, attention, fc"),
-    ("attention=energy", "attention.weight (1, 12) cannot be the energy"),
+    ("fc=energy", "fc.weight (3, 12) cannot be the energy"),
     ("fc=score", "fc.weight (3, 12) cannot be the score, which is a Linear(D, 1), with D = 12"),
 ])
 def test_a_bad_map_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, fragment: str) -> None:
