@@ -410,3 +410,32 @@ def test_unbundle_without_data_filter(model_dir: Path, tmp_path: Path, monkeypat
     assert (target / "model.onnx").stat().st_mode & 0o777 == 0o644
     assert np.array_equal(np.frombuffer((target / "model.onnx").read_bytes(), np.uint8),
                           np.frombuffer((model_dir / "model.onnx").read_bytes(), np.uint8))
+
+
+def test_a_loaded_models_jetson_bundle_says_how_to_give_its_sequence_range(tmp_path: Path) -> None:
+    """A model ``load`` imported has no training lengths, so its engines' sequence range must be given. Found
+    by attacking: ``bundle --for jetson`` said "give --opt-seq and --max-seq", options only ``build`` has;
+    the line now names the recipe keys and the ``load --set`` that gives them, and that works."""
+    import torch
+
+    lstm = torch.nn.LSTM(3, 8, batch_first=True)
+    torch.save({**{f"lstm.{k}": v for k, v in lstm.state_dict().items()}, "fc.weight": torch.randn(1, 8),
+                "fc.bias": torch.zeros(1)}, tmp_path / "user.pt")
+    for name, sets in (("plain", ()), ("ranged", ("--set", "build.opt_seq=16", "--set", "build.max_seq=64"))):
+        directory = tmp_path / name
+        for args in (("load", str(tmp_path / "user.pt"), str(directory), *sets), ("export", str(directory))):
+            made = cli(*args)
+            assert made.returncode == 0, made.stderr
+        mark_verified(directory, "model.onnx")
+        result = cli("bundle", str(directory), "--out", str(tmp_path / f"{name}.tar.gz"), "--for", "jetson",
+                     "--target", "jetpack6")
+        if not sets:
+            assert result.returncode == 2, result.stderr
+            assert ("expected build.opt_seq and build.max_seq in the model's recipe (attn-export load CHECKPOINT DIR "
+                    "--set build.opt_seq=N --set build.max_seq=M), or build's --opt-seq and --max-seq") in result.stderr
+            assert not (tmp_path / f"{name}.tar.gz").exists()
+        else:
+            assert result.returncode == 0, result.stderr
+            with tarfile.open(tmp_path / f"{name}.tar.gz") as tar:
+                readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+            assert "--opt-seq 16 --max-seq 64" in readme

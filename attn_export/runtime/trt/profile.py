@@ -148,8 +148,11 @@ def derive_profile(
         except (KeyError, TypeError, ValueError):
             longest = typical = None
     if (not opt_seq or not max_seq) and longest is None:
-        raise BadInput("the training lengths are unknown (model.json has no train_lengths): give --opt-seq and "
-                       "--max-seq, or set build.opt_seq and build.max_seq in the recipe")
+        # found by attacking: bundle said "give --opt-seq and --max-seq", options only build has
+        raise BadInput("the training lengths are unknown (model.json has no train_lengths, as for a model load "
+                       "imported), so the engine's sequence range is too: expected build.opt_seq and build.max_seq "
+                       "in the model's recipe (attn-export load CHECKPOINT DIR --set build.opt_seq=N --set "
+                       "build.max_seq=M), or build's --opt-seq and --max-seq")
     smin = min_seq or 1
     if max_seq:
         smax = max_seq
