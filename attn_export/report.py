@@ -394,7 +394,7 @@ def _artefacts_section(s: Store) -> list[str]:
 
 @store.writes_directory("report")
 def write_report(directory: Path) -> Path:
-    """Render DIR/report.md (and attention.png) from the results DIR holds: verify.json, bench.json,
+    """Render DIR/report.md (and attention.png, and bench's plots) from the results DIR holds: verify.json, bench.json,
     metrics.json. A missing one gets a line saying which command makes it; none at all is an error."""
     verify_path, bench_path = directory / VERIFY_JSON, directory / store.BENCH_JSON
     if not verify_path.is_file() and not bench_path.is_file():
@@ -421,7 +421,12 @@ def write_report(directory: Path) -> Path:
                   f"`attn-export report {directory}`."]
     lines += ["", "## Latency and throughput (`attn-export bench`)", ""]
     if s.read(store.BENCH_JSON) is not None:
-        lines += _bench_section(s, store.parse_json(s.read(store.BENCH_JSON) or b"", bench_path, schema.BENCH))
+        bench = store.parse_json(s.read(store.BENCH_JSON) or b"", bench_path, schema.BENCH)
+        if bench.get("plots"):  # drawn again from bench.json: a bench stopped between its plots and its JSON
+            from .bench import write_plots  # had left new plots beside the old figures (found by attacking)
+
+            bench["plots"] = write_plots(directory, bench)
+        lines += _bench_section(s, bench)
     else:
         lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
     lines += [""] + _artefacts_section(s)

@@ -481,6 +481,18 @@ def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_
     assert set(bench["scaling"]["ort-cpu model.onnx"]["throughput_by_batch"]) == {"1", "4"}
     for png in bench["plots"].values():
         assert (directory / png).read_bytes()[:4] == b"\x89PNG"
+    # report draws them again from bench.json, as they were: a bench stopped between its plots and its JSON
+    # had left new plots beside the old figures, and report kept them (found by attacking)
+    from PIL import Image
+
+    drawn = {png: np.asarray(Image.open(directory / png)) for png in bench["plots"].values()}
+    latency, throughput = bench["plots"]["latency"], bench["plots"]["throughput"]
+    (directory / latency).unlink()
+    (directory / throughput).write_bytes((directory / "attention.png").read_bytes() if (directory / "attention.png")
+                                         .exists() else b"\x89PNG not this bench's")
+    assert cli("report", str(directory)).returncode == 0
+    for png, pixels in drawn.items():  # int keys read back as str had made the seq axis categorical
+        assert np.array_equal(np.asarray(Image.open(directory / png)), pixels), png
 
 
 @pytest.mark.parametrize("args, fragment", [
