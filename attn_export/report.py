@@ -54,8 +54,12 @@ def _carried_note(result: VerifyResult) -> list[str]:
 
 
 def _verify_table(result: VerifyResult) -> list[str]:
+    at = result.latency or {}  # which shape the p50 is of, beside bench's tables of others (found by attacking)
+    threads = at.get("threads")
+    p50_at = (f"p50 ms (b{at['batch']} s{at['seq']}, {threads or 'default'} thread{'' if threads == 1 else 's'})"
+              if at.get("batch") and at.get("seq") else "p50 ms")
     lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
-             "| Δ accuracy | argmax agreement | p50 ms | reason |", "|" + "---|" * 12]
+             f"| Δ accuracy | argmax agreement | {p50_at} | reason |", "|" + "---|" * 12]
     for r in result.ran():
         p50 = r.latency_ms["p50"] if r.latency_ms else None
         reason = _cell(r.reason)
@@ -223,7 +227,7 @@ def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[st
 def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     lines = [f"CPU: {bench['machine'].get('cpu', bench['machine'].get('processor'))}"
              + (f" ({', '.join(bench['machine']['isa'])})" if bench["machine"].get("isa") else "") + "; "
-             f"threads: {bench['machine'].get('threads')}; {bench['machine'].get('cpu_count')} CPUs; "
+             f"threads: {bench['machine'].get('threads') or 'default'}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved in blocks (each target timed warm), "
              f"{bench['method']['seconds_per_shape']} s per shape.", ""]
     timed = bench.get("artifacts")
@@ -235,7 +239,9 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         lines += [f"- not current: {_cell(p)}" for p in stale] + ([""] if stale else [])
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
-    lines += ["", "| target | per step (batch 1) | intercept | r² | throughput by batch (seq/s, at seq) |",
+    # the fit is at the smallest batch timed, which is not always 1 (found by attacking)
+    lines += ["", f"| target | per step (batch {min(int(b) for b in bench['batches'])}) | intercept | r² | "
+              "throughput by batch (seq/s, at seq) |",
               "|---|---|---|---|---|"]
     for key, scaling in bench["scaling"].items():
         fit = scaling.get("seq_fit") or {}
@@ -252,8 +258,8 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         keys = list(dict.fromkeys(k for v in ratios["by_shape"].values() for k in v))
         lines += ["| target | " + " | ".join(shapes) + " |", "|---|" + "---|" * len(shapes)]
         for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + "x"
-                                                      for shape in shapes) + " |")
+            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + (
+                "x" if ratios["by_shape"][shape].get(key) is not None else "") for shape in shapes) + " |")
     return lines + _recommended_lines(s, bench)
 
 

@@ -964,3 +964,26 @@ def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir
     assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
     again = cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "c.tar.gz"))
     assert "--set" not in again.stdout + again.stderr  # the recipe's own verdicts: nothing to say
+
+
+def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(variants_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """Found by attacking the report as a stranger reads it: the fit's column said "per step (batch 1)" for a
+    fit at batch 4 (17x off for that model), "threads: None" for the default, "–x" for a shape a target
+    skipped, and verify's "p50 ms" named no shape beside bench's tables of others."""
+    directory = copy(variants_dir, tmp_path)
+    verified = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert verified.returncode == 0, verified.stderr
+    result = cli("bench", str(directory), "--backends", "torch-cpu,ort-cpu,onnx-ref", "--batch", "4,64", "--seq",
+                 "8,128", "--seconds", "0.05", "--threads", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    skipped = [r for r in bench["results"] if r["backend"] == "onnx-ref" and "latency_ms" not in r]
+    assert skipped  # the oracle skips 64 x 128
+    assert cli("report", str(directory)).returncode == 0
+    report = (directory / "report.md").read_text()
+    assert "| target | per step (batch 4) |" in report and "per step (batch 1)" not in report
+    assert "threads: default;" in report and "threads: None" not in report
+    assert "–x" not in report and "| – |" in report.split("Speed-up over")[1]
+    latency = json.loads((directory / "verify.json").read_text())["latency"]
+    assert f"| p50 ms (b1 s{latency['seq']}, " in report
