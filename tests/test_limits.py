@@ -4,6 +4,7 @@ code, within seconds, and the child's peak memory is measured (``os.wait4``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -86,6 +87,27 @@ def test_threads_past_the_cores_are_one_line_on_both_command_lines(trained: Path
         one_line(result, (2,), f"threads {threads} is outside 1 to {usable_cpus()}")
         assert seconds < 60 and peak < 2 * GIB
     assert not (trained / "verify.json").exists()
+
+
+def test_predict_runs_at_the_threads_asked_on_both_command_lines(trained: Path, tmp_path: Path) -> None:
+    """bench times at one thread and predict took the runtime's default (every core), with no way to run the
+    pick as it was timed (found by attacking). ``--threads`` now reaches the session on both command lines;
+    past the cores it is the same one line as verify's."""
+    from attn_export.runtime.limits import usable_cpus
+    from test_runtime import save_inputs, sequences
+
+    inputs = tmp_path / "x.npz"
+    save_inputs(inputs, sequences(trained, 3))
+    answers = []
+    for device in (False, True):
+        for threads in ("1", "0"):
+            args = ("predict", str(trained), str(inputs)) if device else ("predict", str(inputs), "--dir", str(trained))
+            result, _, _ = run(*args, "--allow-unverified", "--threads", threads, "--json", device=device)
+            assert result.returncode == 0, result.stderr
+            answers.append([p["label"] for p in json.loads(result.stdout)["predictions"]])
+        result, _, _ = run(*args, "--allow-unverified", "--threads", "100000", device=device)
+        one_line(result, (2,), f"threads 100000 is outside 1 to {usable_cpus()}")
+    assert all(a == answers[0] for a in answers)
 
 
 def test_the_python_api_bounds_threads_too(trained: Path) -> None:

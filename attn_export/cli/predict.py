@@ -48,6 +48,9 @@ def command(
     stream: Annotated[int | None, typer.Option(
         "--stream", metavar="CHUNK", help="Feed each sequence to model.stream.onnx CHUNK steps at a time (1 to "
                                           "1,000,000) and print the running prediction after each chunk.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=0, metavar="N", help="CPU threads for the backend (0 or none: the runtime's own; ONNX Runtime "
+                                       "takes every core). bench times at 1.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
@@ -58,7 +61,7 @@ def command(
     data = read_input(input_path)
     predict_request(directory, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
     with Predictor.load(directory, backend=backend, precision=precision.value,
-                        allow_unverified=allow_unverified, batch_size=batch_size) as predictor:
+                        allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None) as predictor:
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path)
         if predictor.head == "logits":

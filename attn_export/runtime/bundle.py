@@ -268,7 +268,9 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, "
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
-               "on the model's directory (bench is not in this bundle) measures it there.\n")
+               "on the model's directory (bench is not in this bundle) measures it there."
+               + (" `--threads 1` runs it as it was timed; without it ONNX Runtime takes every core, which may rank "
+                  "the pairs otherwise." if chosen.get("threads") == 1 else "") + "\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
         packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
         choice = f"--precision {chosen['precision']} --backend {chosen['backend']}"

@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--stream", type=int, default=None, metavar="CHUNK",
                          help="feed each sequence to model.stream.onnx CHUNK steps at a time; print the running "
                               "prediction after each chunk")
+    predict.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="CPU threads for the backend (0 or none: the runtime's own; ONNX Runtime takes every "
+                              "core); bench times at 1")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
 
     build = sub.add_parser("build", help="build a TensorRT engine for this GPU from DIR's ONNX")
@@ -246,7 +249,7 @@ def _predict(args: argparse.Namespace) -> int:
                     [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
                      if value is not None])
     with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
-                        allow_unverified=args.allow_unverified,
+                        allow_unverified=args.allow_unverified, threads=args.threads or None,
                         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input)
