@@ -231,12 +231,18 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
              f"{bench['method']['timing']}; interleaved in blocks (each target timed warm), "
              f"{bench['method']['seconds_per_shape']} s per shape.", ""]
     timed = bench.get("artifacts")
+    gone: set[str] = set()  # the files whose timed bytes are not the ones here: each row of them marked
     if not isinstance(timed, dict):
         lines += [f"- not current: {store.BENCH_JSON} records no sha256 of what it timed (made by an older "
                   "attn-export): run attn-export bench again", ""]
     else:
-        stale = [p for p in (s.measured(name, str(sha)) for name, sha in timed.items()) if p]
-        lines += [f"- not current: {_cell(p)}" for p in stale] + ([""] if stale else [])
+        stale = {name: p for name, p in ((name, s.measured(name, str(sha))) for name, sha in timed.items()) if p}
+        gone = set(stale)
+        lines += [f"- not current: {_cell(p)}" for p in stale.values()] + ([""] if stale else [])
+
+    def row(key: str) -> str:  # found by attacking: only the list above said so, not the rows of the tables
+        return key + (f" {STALE}" if key.split(" ", 1)[-1] in gone else "")
+
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
     # the fit is at the smallest batch timed, which is not always 1 (found by attacking)
@@ -250,7 +256,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
             f" (seq {scaling['seq']})" if scaling.get("seq") else "")
         per_step, intercept = (duration_text(fit[k]) if fit.get(k) is not None else "–"
                                for k in ("ms_per_step", "intercept_ms"))
-        lines.append(f"| {key} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")
+        lines.append(f"| {row(key)} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")
     ratios = bench["ratios"]
     lines += ["", f"Speed-up over `{ratios['reference']}` (its p50 / the target's p50):", ""]
     shapes = list(ratios["by_shape"])
@@ -258,7 +264,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         keys = list(dict.fromkeys(k for v in ratios["by_shape"].values() for k in v))
         lines += ["| target | " + " | ".join(shapes) + " |", "|---|" + "---|" * len(shapes)]
         for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + (
+            lines.append(f"| {row(key)} | " + " | ".join(_fmt(ratios["by_shape"][shape].get(key), '.2f') + (
                 "x" if ratios["by_shape"][shape].get(key) is not None else "") for shape in shapes) + " |")
     return lines + _recommended_lines(s, bench)
 

@@ -634,6 +634,11 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     rows = [line for line in (directory / "report.md").read_text().splitlines()
             if line.startswith("| overall (geometric mean) |")]
     assert rows and rows[0].endswith(f"| {overall['artifact']} is not the file this result measured |"), rows
+    # found by attacking: the fit and speed-up tables listed its rows unmarked, below the "not current" line
+    marked = [line for line in (directory / "report.md").read_text().splitlines()
+              if line.startswith(f"| {overall['backend']} {overall['artifact']} ")]
+    assert len(marked) == 2 and all(line.startswith(f"| {overall['backend']} {overall['artifact']} (NOT CURRENT) |")
+                                    for line in marked), marked
 
 
 def test_bench_against_torch_needs_a_verdict(tiny_dir: Path, tmp_path: Path) -> None:
