@@ -288,12 +288,14 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
                                             else [])
     pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
-    for shape, r in rows:           # "verified" with verify.json deleted (found by attacking)
+    ranges = _deployment_ranges(s)  # "verified" with verify.json deleted (found by attacking)
+    for shape, r in rows:
         trust = s.state(r["artifact"])
         # found by attacking: another model's bench.json said "verified" here beside "is not current" below
         other = not_timed(s, bench, r["artifact"])
         now = (other if other else trust.verdict if trust.verified is not True
-               else "verified" if (r["backend"], r["artifact"]) in pairs
+               else "verified" + _beyond(ranges.get(r["precision"]), r.get("shapes") or [shape])
+               if (r["backend"], r["artifact"]) in pairs
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
         lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
@@ -305,6 +307,30 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
         f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's default."
         if chosen else f"`attn-export bundle --for cpu` ships no default: {why_not}."]
     return lines
+
+
+def _deployment_ranges(s: Store) -> dict[str, int]:
+    """Each reduced precision's longest sequence inside its deployment range, as verify.json recorded it."""
+    data = s.read(VERIFY_JSON)
+    if data is None:
+        return {}
+    tolerances = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY).get("tolerances") or {}
+    return {p: int(t["deployment_max_seq"]) for p, t in tolerances.items()
+            if isinstance(t, dict) and t.get("deployment_max_seq")}
+
+
+def _beyond(longest: int | None, shapes: Sequence[str]) -> str:
+    """What a pick's "verified" does not cover: its shapes past the precision's deployment range, where verify
+    judged it by the stress rules only (found by attacking: an FP16 pick at seq 512, range 128, said only
+    "verified")."""
+    if longest is None:
+        return ""
+    past = [shape for shape in shapes if int(shape.rsplit("s", 1)[1]) > longest]
+    if not past:
+        return ""
+    which = "" if len(shapes) == 1 else f" at {', '.join(past)}"
+    return (f"; beyond its deployment range (seq <= {longest}){which}, where verify judged it by the stress rules "
+            "only")
 
 
 def _standing(s: Store, result: VerifyResult) -> tuple[str, list[str]]:

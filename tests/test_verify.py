@@ -594,6 +594,12 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert cli("report", str(directory)).returncode == 0
     report = (directory / "report.md").read_text()
     assert "**Recommended**" in report and f"ships {overall['backend']} `{overall['artifact']}`" in report
+    ranges = {p: t.get("deployment_max_seq") for p, t in json.loads((directory / "verify.json").read_text())
+              ["tolerances"].items()}
+    for shape, r in rec["by_shape"].items():  # each pick past its precision's range says how it was judged
+        line = next(x for x in report.splitlines() if x.startswith(f"| {shape} | "))
+        longest = ranges.get(r["precision"])
+        assert ("beyond its deployment range" in line) == bool(longest and int(shape.split("s")[1]) > longest), line
 
     made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
     assert any(n.startswith(f"default: {overall['backend']} {overall['artifact']}") for n in made.notes)
@@ -993,3 +999,17 @@ def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(var
     assert "–x" not in report and "| – |" in report.split("Speed-up over")[1]
     latency = json.loads((directory / "verify.json").read_text())["latency"]
     assert f"| p50 ms (b1 s{latency['seq']}, " in report
+
+
+def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_there(tmp_path: Path) -> None:
+    """Found by attacking: an FP16 pick at seq 512, where FP16's deployment range ended at 128, said only
+    "verified": past the range verify applies the stress rules, not the element budget."""
+    from attn_export.report import _beyond
+
+    assert _beyond(None, ["b32 s512"]) == ""  # FP32: every row by its budget
+    assert _beyond(128, ["b1 s128"]) == ""
+    assert _beyond(128, ["b32 s512"]) == ("; beyond its deployment range (seq <= 128), where verify judged it by the "
+                                          "stress rules only")
+    assert _beyond(128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
+        "; beyond its deployment range (seq <= 128) at b1 s512, b32 s1024, where verify judged it by the stress "
+        "rules only")
