@@ -53,7 +53,7 @@ import torch
 from .checkpoint import load_model, read_state_dict, save_model
 from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table
 from .errors import ConfigError, DataError
-from .model import AttentionLSTM
+from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
 from .runtime.settings import parse_override
 from .train import refuse_unread_model_keys
@@ -253,7 +253,10 @@ def _refuse_own_state(state: dict[str, torch.Tensor], source: Path) -> None:
     user's module: as parts, they fit no layout, and the error listed them as if they were one (found by
     attacking: ``load DIR/model.safetensors``). Its directory, which holds what the weights cannot say (the
     recipe, labels, features), is what load copies."""
-    if not {"mean", "std", "lstm.weight_ih_l0"} <= set(state):
+    # every key one of our model's: a user's module with its own mean/std buffers beside its own names is
+    # the user's, and was told it was attn-export's (found by attacking)
+    if not {"mean", "std", "lstm.weight_ih_l0"} <= set(state) or any(k.split(".", 1)[0] not in STATE_PARTS
+                                                                     for k in state):
         return
     folder = source.parent if source.name == store.WEIGHTS and (source.parent / store.MODEL_JSON).is_file() else None
     where = (f"load its artefact directory instead: attn-export load {folder} NEWDIR" if folder is not None else
@@ -557,7 +560,7 @@ def _unrecognised(origin: str, problem: str, parts: list[_Part], d: int | None,
     size = f"D = {d}, the LSTM's output size" if d is not None else "D the LSTM's output size"
     return DataError(
         f"{origin}: {problem}; found: {shown or 'no tensors'}{more}; expected an LSTM, then a score Linear(D, 1) "
-        "or an additive Linear(D, A) + v (a Linear(A, 1, bias=False) or a parameter of A values), optionally a "
+        "or an additive Linear(D, A) + v (a Linear(A, 1) or a parameter of A values), optionally a "
         f"head Linear(D, C) and Conv1d layers with odd kernels before the LSTM, with {size}; name the parts with "
         f"--map PREFIX=ROLE (roles {_ROLE_LIST}), e.g. {example}"
     )

@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded",
+__all__ = ["MASK_FILL", "STATE_PARTS", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded",
            "valid_max"]
 
 # Score given to padded steps once the valid ones are shifted to a maximum of 0 (``masked_softmax``).
@@ -78,6 +78,10 @@ def reverse_padded(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of a batch-first (B, T, D) tensor within its length (``reversal_index``) by a
     plain row ``Gather``: exported, it is one Gather that every runtime reads alike."""
     return torch.index_select(x.reshape(-1, x.shape[2]), 0, index).reshape(x.shape)
+
+
+# the first name of every key of AttentionLSTM's state_dict, whatever its config (a test holds it to the model)
+STATE_PARTS = frozenset({"mean", "std", "convs", "lstm", "score", "key", "query_proj", "energy", "query", "head"})
 
 
 class AttentionLSTM(nn.Module):

@@ -620,3 +620,22 @@ def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_p
         _, want = module(x[1:, :3])
     assert (attention[1, 3:] == 0).all()
     torch.testing.assert_close(attention[1, :3], want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_users_own_mean_and_std_buffers_are_not_taken_for_attn_exports_weights(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: a module of the user's with ``mean``/``std`` buffers beside its LSTM was told it held
+    attn-export's own weights; only a state_dict of our model's parts is (``model.STATE_PARTS``)."""
+    state = _state(ScoreAndHead(), mean=torch.zeros(F), std=torch.ones(F))
+    line = _error(tmp_path, state, capsys=capsys)
+    assert "attn-export's own model weights" not in line and "no layout fits" in line and "mean (6,)" in line
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"attention": "additive", "query": "learned"}, {"attention": "additive"},
+                                    {"conv_channels": (4,), "conv_kernel_sizes": (3,), "head": "none"}])
+def test_state_parts_names_every_part_of_the_model(kwargs: dict) -> None:
+    from attn_export.config import ModelConfig
+    from attn_export.model import STATE_PARTS
+
+    model = AttentionLSTM(ModelConfig(**kwargs), input_size=F, num_outputs=C)
+    assert {k.split(".", 1)[0] for k in model.state_dict()} <= STATE_PARTS
