@@ -155,6 +155,9 @@ def _unreadable(path: Path, e: Exception) -> str:
     """Why torch's weights-only loader refused ``path``, in one line: a pickled Python object (a whole
     ``nn.Module``: named), or bytes that are no torch file at all (garbage, a plain pickle, text)."""
     save = "save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file"
+    if "TorchScript archives" in str(e):  # torch's advice to load it with weights_only=False is none of ours
+        return (f"{path} is a TorchScript archive (torch.jit.save), whose code attn-export does not run; expected "
+                "its weights: torch.save(torch.jit.load(path).state_dict(), 'weights.pt')")
     found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
     if found:
         return (f"{path} needs unpickling of the Python object {found.group(1)}, which attn-export refuses; "

@@ -84,6 +84,12 @@ def _torch_save(name: str, obj: object) -> Callable[[Path, Path], None]:
     return prep
 
 
+def _torchscript(d: Path, t: Path) -> None:
+    import torch
+
+    torch.jit.script(torch.nn.Linear(3, 2)).save(str(t / "ts.pt"))
+
+
 def _odd_tensor(kind: str) -> Callable[[Path, Path], None]:
     """A classic snippet's state_dict whose ``fc.weight`` is sparse, on the meta device, or quantized."""
     def prep(d: Path, t: Path) -> None:
@@ -332,6 +338,10 @@ ROWS: dict[str, Row] = {
     "load-bad-safetensors": Row(("load", "{t}/w.safetensors", "{d}"), 2, "not a readable safetensors file",
                                 _write("w.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")),
     "load-other-shape": Row(("load", "{t}/other.pt", "{d}"), 2, "fc.weight has shape (2, 5)", _other_shape_state_dict),
+    # found by attacking: torch's own advice, to load it with weights_only=False
+    "load-torchscript": Row(("load", "{t}/ts.pt", "{d}"), 2, "ts.pt is a TorchScript archive (torch.jit.save), whose "
+                            "code attn-export does not run; expected its weights: torch.save(torch.jit.load(path)"
+                            ".state_dict(), 'weights.pt')", _torchscript),
     # found by attacking: each was a traceback, exit 1
     "load-sparse-tensor": Row(("load", "{t}/sparse.pt", "{d}"), 2, "sparse.pt: 'fc.weight' is a sparse tensor "
                               "(torch.sparse_coo); expected dense weights with values", _odd_tensor("sparse")),
