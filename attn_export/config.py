@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from attn_export.errors import ConfigError, DataError
 from attn_export.runtime.store.files import read_regular
+from attn_export.runtime.trt.readiness import EXPORT_OPSETS
 from attn_export.runtime.settings import (
     BuildConfig, VerifyConfig, _check_nesting, _hints, _invalid, _Section, _show, _unknown, override_section,
     parse_override,
@@ -164,7 +165,7 @@ class ExportConfig(_Section):
     exporter: Literal["torchscript", "dynamo"] = "torchscript"  # the exporter TensorRT has been tested against most
     parity_max_seq: int = 2048  # far past any training length, so length generalisation is checked
 
-    _ranges = {"opset": "[17, 21]", "parity_max_seq": ">= 1 and <= 100000"}  # data.max_len's bound
+    _ranges = {"opset": f"[{EXPORT_OPSETS[0]}, {EXPORT_OPSETS[1]}]", "parity_max_seq": ">= 1 and <= 100000"}
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,21 @@ def test_each_rule_flags_its_targets_and_no_other(make, precision: str | None, f
         assert all(f.target == name and f.fix and f.node for f in found)
 
 
+@pytest.mark.parametrize("opset, target, fix", [(99, "trt11", "export with --opset 21"),
+                                                (6, "trt11", "export with --opset 17"),
+                                                (18, "jetpack5", "export with --opset 17"),
+                                                (21, "jetpack6", "export with --opset 20")])
+def test_an_opset_fix_names_one_export_writes(opset: int, target: str, fix: str) -> None:
+    """Found by attacking: "export with --opset 24" (TensorRT 11's parser takes it), "--opset 9" and "7", which
+    export refuses (it writes 17 to 21): the fix is the nearest opset both the parser and export take."""
+    from attn_export.config import Recipe
+    from attn_export.runtime.trt.readiness import EXPORT_OPSETS
+
+    found = [f for f in _check(_lstm_model(opset=opset), target) if f.node == "graph"]
+    assert [f.fix for f in found] == [fix]
+    assert f"[{EXPORT_OPSETS[0]}, {EXPORT_OPSETS[1]}]" == Recipe().export._ranges["opset"]  # one range, two readers
+
+
 def test_the_rules_of_8_5_say_what_its_importer_does() -> None:
     """8.5's importer never reads layout, so a layout=1 LSTM parses and computes something else: the finding
     says so; the later lines refuse it outright."""

@@ -31,8 +31,8 @@ from ..store.names import STREAM_FILES
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
-__all__ = ["TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "not_current", "readiness",
-           "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
+__all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "not_current",
+           "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
@@ -49,6 +49,7 @@ NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which Te
          "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
          "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
 ONNX_DOMAINS = ("", "ai.onnx")
+EXPORT_OPSETS = (17, 21)  # the opsets attn-export's export writes (the recipe's export.opset range)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
     found: List[Finding] = _precision_rules(graph, where, precision) if precision else []
     opset = next((graph.opsets[d] for d in ONNX_DOMAINS if d in graph.opsets), 0)
     if not p.opset[0] <= opset <= p.opset[1]:
-        fix = f"export with --opset {min(max(opset, p.opset[0]), p.opset[1])}"
+        # an opset export writes (found by attacking: "export with --opset 24", which export refuses)
+        lo, hi = max(p.opset[0], EXPORT_OPSETS[0]), min(p.opset[1], EXPORT_OPSETS[1])
+        fix = (f"export with --opset {min(max(opset, lo), hi)}" if lo <= hi else
+               f"none: attn-export exports opsets {EXPORT_OPSETS[0]} to {EXPORT_OPSETS[1]}")
         found.append(Finding("graph", f"opset {opset}, the parser of TensorRT {where.tensorrt} takes {p.opset[0]} to "
                                       f"{p.opset[1]}", name, fix))
     for node in graph.nodes:
