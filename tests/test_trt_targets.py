@@ -270,6 +270,14 @@ def test_an_opset_fix_names_one_export_writes(opset: int, target: str, fix: str)
     assert f"[{EXPORT_OPSETS[0]}, {EXPORT_OPSETS[1]}]" == Recipe().export._ranges["opset"]  # one range, two readers
 
 
+def test_a_jetpack_6_0_user_is_told_where_its_tensorrt_is(variants_dir: Path) -> None:
+    """Found by attacking: JetPack 6.0 (TensorRT 8.6) was named under jetpack5 only; its user picks jetpack6."""
+    result = cli("inspect", str(variants_dir / "model.onnx"), "--target", "jetpack6")
+    assert result.returncode == 0, result.stderr
+    assert "note: JetPack 6.0 ships TensorRT 8.6, not 10.3: check --target jetpack5 for it" in result.stdout + \
+        result.stderr
+
+
 def test_the_rules_of_8_5_say_what_its_importer_does() -> None:
     """8.5's importer never reads layout, so a layout=1 LSTM parses and computes something else: the finding
     says so; the later lines refuse it outright."""

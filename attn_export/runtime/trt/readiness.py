@@ -108,7 +108,9 @@ TARGETS: Dict[str, Target] = {
                        (8,), True, _JETSON_TRTEXEC, "--buildOnly",
                        ("JetPack 6.0 ships TensorRT 8.6, not read here: jetpack5's rules are the nearer ones",)),
     "jetpack6": Target("jetpack6", "JetPack 6.1/6.2 (Jetson Orin)", "10.3", "12.6", "3.10", _TRT10, _CAP10, (10,), True,
-                       _JETSON_TRTEXEC, "--skipInference"),
+                       _JETSON_TRTEXEC, "--skipInference",
+                       # found by attacking: said under jetpack5 only, where a JetPack 6.0 user would not look
+                       ("JetPack 6.0 ships TensorRT 8.6, not 10.3: check --target jetpack5 for it",)),
     "jetpack7": Target("jetpack7", "JetPack 7.x (Jetson Thor, AGX Orin)", "10.x (JetPack's own)", "13.x", "3.12",
                        _TRT10, _CAP10, (10, 11), True, _JETSON_TRTEXEC, "--skipInference",
                        ("TensorRT 11.4.1+ also supports JetPack 7.2.2+: check trt11 too if you install it",)),
