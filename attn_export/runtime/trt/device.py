@@ -50,10 +50,19 @@ def _load() -> Tuple[Optional[Any], str]:
     return None, "; ".join(errors)
 
 
+# the driver API this query calls: a library without one of them (a stub) is no driver it can use (found by
+# attacking: doctor and build died with an AttributeError traceback)
+_CALLS = ("cuInit", "cuGetErrorString", "cuDriverGetVersion", "cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetName",
+          "cuDeviceGetAttribute", "cuDeviceTotalMem_v2")
+
+
 def query_gpus() -> GpuQuery:
-    lib, _ = _load()
+    lib, name = _load()
     if lib is None:
         return GpuQuery((), None, f"no NVIDIA driver ({_LIBRARIES[0]} not found)")
+    lacking = [call for call in _CALLS if not hasattr(lib, call)]
+    if lacking:
+        return GpuQuery((), None, f"{name} has no {lacking[0]}: not an NVIDIA driver this query can use")
 
     def check(result: int, what: str) -> Optional[str]:
         if result == 0:
