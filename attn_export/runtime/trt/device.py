@@ -57,12 +57,12 @@ _CALLS = ("cuInit", "cuGetErrorString", "cuDriverGetVersion", "cuDeviceGetCount"
 
 
 def query_gpus() -> GpuQuery:
-    lib, name = _load()
+    lib, library = _load()
     if lib is None:
         return GpuQuery((), None, f"no NVIDIA driver ({_LIBRARIES[0]} not found)")
     lacking = [call for call in _CALLS if not hasattr(lib, call)]
     if lacking:
-        return GpuQuery((), None, f"{name} has no {lacking[0]}: not an NVIDIA driver this query can use")
+        return GpuQuery((), None, f"{library} has no {lacking[0]}: not an NVIDIA driver this query can use")
 
     def check(result: int, what: str) -> Optional[str]:
         if result == 0:
