@@ -27,12 +27,13 @@ was; two Linear(D, 1) layers (a score and a one-output head) are ambiguous, as a
 and a head with C == A, and a Linear(D, 1) beside a lone Linear(D, D) (a score and a head, or W and v: found
 by attacking, ``nn.Sequential(Linear(D, D), Tanh(), Linear(D, 1))`` was read as a head and a score).
 
-In a torch file, whose keys keep the order the user's module made its submodules, a Linear made before
-the LSTM (an input projection, an embedding) takes no role unless ``--map`` gives it one: an
-``nn.Embedding(V, D)`` had been read as a head of V classes. A .safetensors file stores its keys sorted,
-so it tells no order; nor does a loose parameter, which comes before its module's submodules. A loss function's weights kept in the state_dict (a Lightning module's
-``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load`` says so: a
-``class_weights`` of C values had been read as an additive v.
+In a torch file, whose keys usually keep the order the user's module made its submodules, a Linear stored
+before the LSTM whose shape could feed it (an input projection (E, F) or an embedding (V, E), E the LSTM's
+input) takes no role unless ``--map`` gives it one: an ``nn.Embedding(V, D)`` had been read as a head of V
+classes. A .safetensors file stores its keys sorted, so it tells no order; nor does a loose parameter,
+which comes before its module's submodules. A loss function's weights kept in the state_dict (a Lightning
+module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
+says so: a ``class_weights`` of C values had been read as an additive v.
 
 A ``module.`` prefix (DataParallel) is dropped. The weights cannot tell a classifier from a regressor: a head
 imports as classification (labels "0" ... "C-1", what ``predict`` prints for them anyway), or as regression
@@ -308,14 +309,17 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     lstm = lstms[0]
     _check_lstm(lstm, origin)
     d = _LstmShape.of(lstm).output
-    # a module's own parameters come before its children's in its state_dict, so only modules tell an order
-    before = next((p for p in parts[:parts.index(lstm)] if ordered and p.kind == "linear" and p.name not in roles),
-                  None)
+    feeds = _LstmShape.of(lstm).input
+    # a module's own parameters come before its children's in its state_dict, so only modules tell an order;
+    # and only a shape that could feed the LSTM (an attention Linear made first, or keys saved sorted, are
+    # not refused: found by review)
+    before = next((p for p in parts[:parts.index(lstm)] if ordered and p.kind == "linear" and p.name not in roles
+                   and _could_feed(p, feeds)), None)
     if before is not None:
-        raise DataError(f"{origin}: {before.describe()} is made before the LSTM {lstm.name}, where the model has only "
-                        "Conv1d layers: an input projection or an embedding is not part of it; expected the score "
-                        f"and head after the LSTM (if {before.name} runs after it, give its role: --map "
-                        f"{before.name}=ROLE)")
+        raise DataError(f"{origin}: {before.describe()} is stored before the LSTM {lstm.name} and could feed its input "
+                        f"of {feeds}: an input projection or an embedding, which the model does not have; expected "
+                        f"the score and head after the LSTM (if {before.name} runs after it, give its role: --map "
+                        f"{before.name}=ROLE, ROLE one of score, key, head)")
     for part in parts:
         role = roles.get(part.name)
         if role is not None and not _fits(part, role, d):
@@ -482,15 +486,22 @@ def _fits(part: _Part, role: str, d: int) -> bool:
     return inp == d and (role == "head" or (role == "score" and out == 1) or (role == "key" and out >= 2))
 
 
-_LOSS_MODULES = {"criterion", "criteria", "loss", "loss_fn", "loss_func", "lossfn"}
+_LOSS_MODULE = re.compile(r"(.*_)?(loss|losses|lossfn|criterion|criteria)(_.*)?")  # criterion, ce_loss, loss_fn
 _LOSS_WEIGHT = re.compile(r"(class|pos|label|sample)_?weights?")
 
 
 def _loss_weight(name: str) -> bool:
     """Whether a loose parameter named ``name`` is a loss function's weights: under a loss module
-    (``criterion.weight``), or named like them (``class_weights``, ``pos_weight``)."""
+    (``criterion.weight``, ``focal_loss.alpha``), or named like them (``class_weights``, ``pos_weight``)."""
     *modules, short = name.lower().split(".")
-    return bool(_LOSS_MODULES & set(modules)) or bool(_LOSS_WEIGHT.fullmatch(short))
+    return any(_LOSS_MODULE.fullmatch(m) for m in modules) or bool(_LOSS_WEIGHT.fullmatch(short))
+
+
+def _could_feed(part: _Part, size: int) -> bool:
+    """Whether a Linear-shaped ``part`` could feed an LSTM input of ``size``: a projection's output (E, F), or
+    an embedding's table (V, E), which has no bias."""
+    out, inp = part.weight.shape
+    return out == size or (inp == size and part.bias is None)
 
 
 def _energy_size(part: _Part) -> int | None:

@@ -298,29 +298,45 @@ def test_a_part_made_before_the_lstm_is_refused(tmp_path: Path, capsys: pytest.C
     (``emb`` a head of 50 classes), exit 0. In a torch file the parts keep their order, and nothing of the
     model comes before the LSTM but Conv1d layers."""
     name = said.split(".")[0]
+    feeds = module().lstm.input_size
     line = _error(tmp_path, _state(module()), capsys=capsys)
-    assert (f"user.pt: {said} is made before the LSTM lstm, where the model has only Conv1d layers: an input "
-            "projection or an embedding is not part of it; expected the score and head after the LSTM (if "
-            f"{name} runs after it, give its role: --map {name}=ROLE)") in line
+    assert (f"user.pt: {said} is stored before the LSTM lstm and could feed its input of {feeds}: an input "
+            "projection or an embedding, which the model does not have; expected the score and head after the LSTM "
+            f"(if {name} runs after it, give its role: --map {name}=ROLE, ROLE one of score, key, head)") in line
 
 
-def test_a_score_made_before_the_lstm_imports_when_mapped_and_from_safetensors(tmp_path: Path) -> None:
-    """The order is the user's to overrule (``--map``), and a .safetensors file, whose keys are sorted, tells
-    none: a module that makes its score first imports from either."""
+def test_parts_stored_before_the_lstm_that_cannot_feed_it_import(tmp_path: Path) -> None:
+    """Found by review: the first rule refused any Linear stored before the LSTM, so an attention made before
+    the LSTM, or the classic snippet saved with sorted keys (``fc`` < ``lstm``), which had imported, were
+    refused. Only a shape that could feed the LSTM is; --map overrules it, and a .safetensors file (sorted
+    keys) is never read for order."""
     from safetensors.torch import save_file
 
     torch.manual_seed(10)
-    user = Classic()
-    state = {"fc.weight": user.fc.weight.detach(), "fc.bias": user.fc.bias.detach(),
-             **{f"lstm.{k}": v.detach() for k, v in user.lstm.state_dict().items()}}
-    torch.save(state, tmp_path / "first.pt")
-    with pytest.raises(DataError, match="fc.weight \\(1, 12\\) is made before the LSTM lstm"):
-        load_checkpoint(tmp_path / "first.pt", tmp_path / "art", Recipe())
-    load_checkpoint(tmp_path / "first.pt", tmp_path / "art", Recipe(), ["fc=score"])
+    user = ScoreAndHead()
+    ordered = dict(sorted(user.state_dict().items()))  # attention, fc, lstm: both before the LSTM
+    torch.save(ordered, tmp_path / "sorted.pt")
+    load_checkpoint(tmp_path / "sorted.pt", tmp_path / "art", Recipe())
     _assert_same(user, load_model(tmp_path / "art")[0])
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "first.safetensors"))
-    load_checkpoint(tmp_path / "first.safetensors", tmp_path / "art2", Recipe())
+    save_file({k: v.contiguous() for k, v in ordered.items()}, str(tmp_path / "sorted.safetensors"))
+    load_checkpoint(tmp_path / "sorted.safetensors", tmp_path / "art2", Recipe())
     _assert_same(user, load_model(tmp_path / "art2")[0])
+    projected = _state(Projected())  # the same refusal a mapped part escapes
+    torch.save(projected, tmp_path / "p.pt")
+    with pytest.raises(DataError, match="proj.weight \\(6, 12\\) is stored before the LSTM"):
+        load_checkpoint(tmp_path / "p.pt", tmp_path / "art3", Recipe())
+    with pytest.raises(DataError, match="--map proj=score: proj.weight \\(6, 12\\) cannot be the score"):
+        load_checkpoint(tmp_path / "p.pt", tmp_path / "art3", Recipe(), ["proj=score"])  # mapped: read by shape
+
+
+@pytest.mark.parametrize("name", ["focal_loss.alpha", "ce_loss.weight", "loss_function.weight"])
+def test_loss_modules_named_otherwise_are_left_out_too(tmp_path: Path, name: str) -> None:
+    torch.manual_seed(9)
+    user = ScoreAndHead()
+    torch.save(_state(user, **{name: torch.tensor([1.0, 2.0, 0.5])}), tmp_path / "user.pt")
+    summary = load_checkpoint(tmp_path / "user.pt", tmp_path / "art", Recipe())
+    _assert_same(user, load_model(tmp_path / "art")[0])
+    assert f"left out {name} (a loss function's weights, not the model's)" in summary
 
 
 def _error(tmp_path: Path, state: dict[str, torch.Tensor], *args: str,
