@@ -431,8 +431,9 @@ def test_a_loaded_models_jetson_bundle_says_how_to_give_its_sequence_range(tmp_p
                      "--target", "jetpack6")
         if not sets:
             assert result.returncode == 2, result.stderr
-            assert ("expected build.opt_seq and build.max_seq in the model's recipe (attn-export load CHECKPOINT DIR "
-                    "--set build.opt_seq=N --set build.max_seq=M), or build's --opt-seq and --max-seq") in result.stderr
+            assert ("expected build.opt_seq and build.max_seq in the model's recipe (on the host: attn-export load "
+                    "CHECKPOINT DIR --set build.opt_seq=N --set build.max_seq=M), or build's --opt-seq and --max-seq"
+                    ) in result.stderr
             assert not (tmp_path / f"{name}.tar.gz").exists()
         else:
             assert result.returncode == 0, result.stderr

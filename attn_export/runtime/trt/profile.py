@@ -149,10 +149,10 @@ def derive_profile(
             longest = typical = None
     if (not opt_seq or not max_seq) and longest is None:
         # found by attacking: bundle said "give --opt-seq and --max-seq", options only build has
-        raise BadInput("the training lengths are unknown (model.json has no train_lengths, as for a model load "
-                       "imported), so the engine's sequence range is too: expected build.opt_seq and build.max_seq "
-                       "in the model's recipe (attn-export load CHECKPOINT DIR --set build.opt_seq=N --set "
-                       "build.max_seq=M), or build's --opt-seq and --max-seq")
+        raise BadInput("the training lengths are unknown (model.json has no train_lengths; a model `load` imported "
+                       "has none), so the engine's sequence range is too: expected build.opt_seq and build.max_seq "
+                       "in the model's recipe (on the host: attn-export load CHECKPOINT DIR --set build.opt_seq=N "
+                       "--set build.max_seq=M), or build's --opt-seq and --max-seq")
     smin = min_seq or 1
     if max_seq:
         smax = max_seq
