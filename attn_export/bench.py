@@ -51,7 +51,7 @@ from .runtime.targets import Target, discover, parse_backends
 from .runtime.verify import none_runs
 from .runtime.timing import Budget, percentiles, time_interleaved
 
-__all__ = ["BENCH_JSON", "PLOTS", "bench"]
+__all__ = ["BENCH_JSON", "PLOTS", "bench", "bench_figures", "row_key", "write_plots"]
 
 BENCH_JSON, PLOTS = store.BENCH_JSON, store.PLOTS
 
@@ -298,7 +298,7 @@ def _end_to_end(backend: Backend, feeds: dict[str, np.ndarray]) -> Callable[[], 
     return run
 
 
-def _key(row: dict[str, Any]) -> str:
+def row_key(row: dict[str, Any]) -> str:
     suffix = " (CUDA graph)" if row.get("cuda_graph") else " (end to end)" if row.get("end_to_end") else ""
     return f"{row['backend']} {row['artifact']}{suffix}"
 
@@ -312,8 +312,8 @@ def _scaling(results: list[dict[str, Any]], batches: Sequence[int], seqs: Sequen
     b0 = min(batches)
     s_mid = sorted(seqs)[len(seqs) // 2]
     out: dict[str, Any] = {}
-    for key in dict.fromkeys(_key(r) for r in _timed(results)):
-        rows = [r for r in _timed(results) if _key(r) == key]
+    for key in dict.fromkeys(row_key(r) for r in _timed(results)):
+        rows = [r for r in _timed(results) if row_key(r) == key]
         by_seq = sorted((r["seq"], r["latency_ms"]["p50"]) for r in rows if r["batch"] == b0)
         by_batch = sorted((r["batch"], r["throughput_seq_per_s"]) for r in rows if r["seq"] == s_mid)
         out[key] = {"batch": b0, "p50_ms_by_seq": dict(by_seq), "seq_fit": _fit([s for s, _ in by_seq],
@@ -329,10 +329,10 @@ def _ratios(results: list[dict[str, Any]], reference: str, batches: Sequence[int
     timed = _timed(results)
     for b in batches:
         for s in seqs:
-            ref = next((r for r in timed if _key(r) == reference and r["batch"] == b and r["seq"] == s), None)
+            ref = next((r for r in timed if row_key(r) == reference and r["batch"] == b and r["seq"] == s), None)
             if ref is None:
                 continue
-            out["by_shape"][f"b{b} s{s}"] = {_key(r): ref["latency_ms"]["p50"] / r["latency_ms"]["p50"]
+            out["by_shape"][f"b{b} s{s}"] = {row_key(r): ref["latency_ms"]["p50"] / r["latency_ms"]["p50"]
                                               for r in timed if r["batch"] == b and r["seq"] == s}
     return out
 

@@ -240,14 +240,18 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         gone = set(stale)
         lines += [f"- not current: {_cell(p)}" for p in stale.values()] + ([""] if stale else [])
 
+    from .bench import row_key
+
+    marked = {row_key(r) for r in bench.get("results", []) if r.get("artifact") in gone}
+
     def row(key: str) -> str:  # found by attacking: only the list above said so, not the rows of the tables
-        return key + (f" {STALE}" if key.split(" ", 1)[-1] in gone else "")
+        return key + (f" {STALE}" if key in marked else "")
 
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")
-    # the fit is at the smallest batch timed, which is not always 1 (found by attacking)
-    lines += ["", f"| target | per step (batch {min(int(b) for b in bench['batches'])}) | intercept | r² | "
-              "throughput by batch (seq/s, at seq) |",
+    # the batch the fit was made at, which is not always 1 (found by attacking)
+    fitted = next(iter(bench["scaling"].values()), {}).get("batch", "–")
+    lines += ["", f"| target | per step (batch {fitted}) | intercept | r² | throughput by batch (seq/s, at seq) |",
               "|---|---|---|---|---|"]
     for key, scaling in bench["scaling"].items():
         fit = scaling.get("seq_fit") or {}

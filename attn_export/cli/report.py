@@ -10,7 +10,8 @@ NAME = "report"
 
 
 def command(directory: DirArg = Path("artifacts")) -> None:
-    """Write DIR/report.md (and attention.png) from verify.json, bench.json and metrics.json, whichever exist."""
+    """Write DIR/report.md (and attention.png, and bench's plots drawn again from bench.json) from verify.json,
+    bench.json and metrics.json, whichever exist."""
     from ..report import write_report
 
     path = write_report(directory)
