@@ -210,11 +210,12 @@ ROWS: dict[str, Row] = {
                                                             _write("zz.csv", "1,2,3,4,5\n6,7,8,9,10\n")(d, t))),
     # found by attacking: "x.csv:2: a;b;label = '1;2;x'; expected a finite number"
     "predict-csv-semicolons": Row(("predict", "{t}/x.csv", "--dir", "{d}"), 2,
-                                  "{t}/x.csv:1: one column, 'a;b;label', divided by semicolons; expected columns "
-                                  "separated by commas", _write("x.csv", "a;b;label\n1;2;x\n")),
+                                  "{t}/x.csv:1: one column whose text holds semicolons ('a;b;label'), as in a "
+                                  "semicolon-separated export; expected columns separated by commas",
+                                  _write("x.csv", "a;b;label\n1;2;x\n")),
     "train-csv-tabs": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
-                          "x.csv:1: one column, '1\\t2\\t3', divided by tabs; expected columns separated by commas",
-                          _write("x.csv", "1\t2\t3\n4\t5\t6\n")),
+                          "x.csv:1: one column whose text holds tabs ('1\\t2\\t3'), as in a tab-separated export; "
+                          "expected columns separated by commas", _write("x.csv", "1\t2\t3\n4\t5\t6\n")),
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
     "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,

@@ -688,3 +688,13 @@ def test_one_number_spelt_two_ways_is_refused_but_whole_number_codes_are_classes
     for labels in (["1", "1.0"], ["2.50", "2.5"], ["1000", "1e3"]):
         with pytest.raises(DataError, match="are the same number written two ways"):
             refuse_respelled(labels, "x.csv")
+
+
+def test_a_one_column_csv_whose_name_holds_a_semicolon_is_read(tmp_path: Path) -> None:
+    """Found by review: the check for a ;-separated export refused any one-column file whose header held a
+    ';'. Only a file whose next row splits the same way is such an export."""
+    from attn_export.runtime.inputs import read_csv
+
+    (tmp_path / "t.csv").write_text("temp (C; sensor 1)\n1.5\n2.5\n")
+    table = read_csv(tmp_path / "t.csv")
+    assert table.features == ["temp (C; sensor 1)"] and table.sequences[0].ravel().tolist() == [1.5, 2.5]

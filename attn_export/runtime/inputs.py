@@ -137,11 +137,13 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     header: Optional[List[str]] = None
     first_line, first = rows[0]
     # a spreadsheet's ';' or tab export read as one column: the error quoted 'a;b;label' as a header's one
-    # name and then failed on a number (found by attacking)
+    # name and then failed on a number (found by attacking). The next row must split the same way: a one-column
+    # file may name its column 'temp (C; sensor 1)' (found by review)
+    after = rows[1][1] if len(rows) > 1 else first
     for sep, word in ((";", "semicolons"), ("\t", "tabs")):
-        if len(first) == 1 and sep in first[0]:
-            raise DataError(f"{p}:{first_line}: one column, {_show(first[0].strip())}, divided by {word}; expected "
-                            "columns separated by commas")
+        if len(first) == 1 and sep in first[0] and len(after) == 1 and after[0].count(sep) == first[0].count(sep):
+            raise DataError(f"{p}:{first_line}: one column whose text holds {word} ({_show(first[0].strip())}), as in "
+                            f"a {word[:-1]}-separated export; expected columns separated by commas")
     # a word, not a missing value: a first row of numbers and '?' / NA is data (found by attacking: it was
     # taken for a header and dropped without a word)
     if any(c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS for c in first):
