@@ -159,7 +159,11 @@ def unexpected(e: BaseException) -> "AttnExportError | None":
     if isinstance(e, ImportError) and is_out_of_memory(str(e)):
         return out_of_memory((str(e).strip().splitlines() or ["ImportError"])[0], f"importing {e.name}")
     if isinstance(e, RuntimeError) and is_out_of_memory(str(e)):  # torch's allocator: found by attacking, load
-        return out_of_memory((str(e).strip().splitlines() or ["RuntimeError"])[0])  # of a 1 GiB checkpoint
+        said = (str(e).strip().splitlines() or ["RuntimeError"])[0]  # of a 1 GiB checkpoint
+        if "cuda" in said.lower():  # torch.cuda.OutOfMemoryError: the GPU's memory, not ulimit's (review)
+            return NotAvailable(f"the GPU ran out of memory ({said}); expected a smaller batch or shorter sequences, "
+                                "or fewer processes on the GPU")
+        return out_of_memory(said)
     return None
 
 

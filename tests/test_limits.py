@@ -508,6 +508,9 @@ def test_out_of_memory_is_told_apart_from_other_failures() -> None:
                                               "can't allocate memory: you tried to allocate 35184372088832 bytes.")),
                       NotAvailable)
     assert unexpected(RuntimeError("a bug")) is None  # a RuntimeError that is not memory keeps its traceback
+    gpu = unexpected(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)"))
+    assert isinstance(gpu, NotAvailable) and str(gpu).startswith("the GPU ran out of memory (CUDA out of memory.")
+    assert "ulimit" not in str(gpu) and "expected a smaller batch or shorter sequences" in str(gpu)
 
 
 def test_tract_that_cannot_allocate_is_memory_not_bad_input(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
