@@ -101,11 +101,13 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
         if key != best:
             gain = p50[DEFAULT] / p50[best]
             shown = math.floor(gain * 100) / 100  # never rounded up to the margin it fell short of
-            without = ""
-            if gain >= MARGIN and steady is not None:
-                without = f" (without {steady[best][1]}, {math.floor(steady[best][0] * 100) / 100:.2f}x)"
-            chosen["note"] = (f"{best[0]} {best[1]} was {shown:.2f}x {DEFAULT[0]} {DEFAULT[1]}{without}, under the "
-                              f"{MARGIN:.2f}x a change from it must gain" + (" at all but one shape" if without else ""))
+            if gain >= MARGIN and steady is not None:  # wording: found by review
+                chosen["note"] = (f"{best[0]} {best[1]} was {shown:.2f}x {DEFAULT[0]} {DEFAULT[1]} but "
+                                  f"{math.floor(steady[best][0] * 100) / 100:.2f}x without {steady[best][1]}; a change "
+                                  f"from the default must gain {MARGIN:.2f}x also without its best shape")
+            else:
+                chosen["note"] = (f"{best[0]} {best[1]} was {shown:.2f}x {DEFAULT[0]} {DEFAULT[1]}, under the "
+                                  f"{MARGIN:.2f}x a change from it must gain")
         return chosen
 
     by_shape: Dict[str, Any] = {}
