@@ -151,9 +151,8 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
     opset = next((graph.opsets[d] for d in ONNX_DOMAINS if d in graph.opsets), 0)
     if not p.opset[0] <= opset <= p.opset[1]:
         # an opset export writes (found by attacking: "export with --opset 24", which export refuses)
-        lo, hi = max(p.opset[0], EXPORT_OPSETS[0]), min(p.opset[1], EXPORT_OPSETS[1])
-        fix = (f"export with --opset {min(max(opset, lo), hi)}" if lo <= hi else
-               f"none: attn-export exports opsets {EXPORT_OPSETS[0]} to {EXPORT_OPSETS[1]}")
+        lo, hi = max(p.opset[0], EXPORT_OPSETS[0]), min(p.opset[1], EXPORT_OPSETS[1])  # every target's overlap
+        fix = f"export with --opset {min(max(opset, lo), hi)}"
         found.append(Finding("graph", f"opset {opset}, the parser of TensorRT {where.tensorrt} takes {p.opset[0]} to "
                                       f"{p.opset[1]}", name, fix))
     for node in graph.nodes:
