@@ -91,8 +91,8 @@ def test_threads_past_the_cores_are_one_line_on_both_command_lines(trained: Path
 
 def test_predict_runs_at_the_threads_asked_on_both_command_lines(trained: Path, tmp_path: Path) -> None:
     """bench times at one thread and predict took the runtime's default (every core), with no way to run the
-    pick as it was timed (found by attacking). ``--threads`` now reaches the session on both command lines;
-    past the cores it is the same one line as verify's."""
+    pick as it was timed (found by attacking). Both command lines take ``--threads`` (that it reaches the
+    session: the test below) and refuse one past the cores with verify's line."""
     from attn_export.runtime.limits import usable_cpus
     from test_runtime import save_inputs, sequences
 
@@ -108,6 +108,18 @@ def test_predict_runs_at_the_threads_asked_on_both_command_lines(trained: Path, 
         result, _, _ = run(*args, "--allow-unverified", "--threads", "100000", device=device)
         one_line(result, (2,), f"threads 100000 is outside 1 to {usable_cpus()}")
     assert all(a == answers[0] for a in answers)
+
+
+def test_threads_reach_the_session_and_are_refused_where_nothing_takes_them(trained: Path) -> None:
+    """Found by review: the command-line test compared labels at --threads 1 and 0, which would match with the
+    option ignored; and tract-cpu ignored a thread count without a word."""
+    from attn_export.errors import BadInput
+    from attn_export.runtime import Predictor
+
+    with Predictor.load(trained, backend="ort-cpu", allow_unverified=True, threads=1) as predictor:
+        assert predictor._backend.session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(BadInput, match="threads 1 does nothing with tract-cpu, which sets no CPU thread count"):
+        Predictor.load(trained, backend="tract-cpu", allow_unverified=True, threads=1)
 
 
 def test_the_python_api_bounds_threads_too(trained: Path) -> None:

@@ -65,6 +65,8 @@ MAX_MEMBERS = 10_000
 # the floor lets a small archive of text through
 MAX_RATIO = 100
 RATIO_FLOOR = 16 << 20
+# the picks whose runtime takes a CPU thread count, by the name a bundle's README gives the runtime
+_RUNTIMES = {"ort-cpu": "ONNX Runtime", "openvino-cpu": "OpenVINO"}
 
 REQUIREMENTS = {
     "cpu": f"numpy\n{DEVICE_BACKENDS['ort-cpu'][0]}\n",
@@ -269,8 +271,9 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
                "on the model's directory (bench is not in this bundle) measures it there."
-               + (" `--threads 1` runs it as it was timed; without it ONNX Runtime takes every core, which may rank "
-                  "the pairs otherwise." if chosen.get("threads") == 1 else "") + "\n")
+               + (f" `--threads 1` runs it as it was timed; without it {_RUNTIMES[chosen['backend']]} takes its own "
+                  "default (every core), which may rank the pairs otherwise."
+                  if chosen.get("threads") == 1 and chosen["backend"] in _RUNTIMES else "") + "\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
         packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
         choice = f"--precision {chosen['precision']} --backend {chosen['backend']}"

@@ -185,6 +185,10 @@ class Predictor:
         store = Store.load(path)
         try:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
+            if threads and not backend_cls.threaded:  # found by review: ignored without a word
+                raise BadInput(f"threads {threads} does nothing with {backend_cls.name}, which sets no CPU thread "
+                               "count; expected no threads (or 0), or a backend that takes them (ort-cpu, "
+                               "openvino-cpu)")
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
             predictor = cls(impl, artifact, notes, batch_size, store)

@@ -43,6 +43,8 @@ class Backend:
     deployable = True
     # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)
     supports_cuda_graph = False
+    # whether it sets its CPU threads from ``threads`` (Predictor refuses a thread count one would ignore)
+    threaded = True
 
     def __init__(self, artifact: Artifact, threads: Optional[int] = None) -> None:
         self.artifact = artifact

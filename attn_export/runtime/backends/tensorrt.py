@@ -47,6 +47,7 @@ class TensorRTBackend(Backend):
     device = "cuda"
     precisions = ("fp32", "fp16", "int8-qdq")
     supports_cuda_graph = True
+    threaded = False  # the engine runs on the GPU: no CPU threads to set
 
     def __init__(self, artifact: Artifact, threads: Optional[int] = None) -> None:
         super().__init__(artifact, threads)

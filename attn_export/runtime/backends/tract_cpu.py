@@ -56,6 +56,7 @@ class TractCpuBackend(Backend):
     name = "tract-cpu"
     kind = "onnx"
     precisions = ("fp32", "fp16", "int8-qdq")
+    threaded = False  # tract's Python API takes no thread count
 
     @classmethod
     def available(cls) -> Optional[str]:
