@@ -363,7 +363,8 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
         for key, s in scaling.items():
             # keyed by int in the result bench makes, by str once read back from bench.json (report redraws)
-            series = {int(x): v for x, v in (s["p50_ms_by_seq"] if kind == "latency" else s["throughput_by_batch"]).items()}
+            drawn = s["p50_ms_by_seq"] if kind == "latency" else s["throughput_by_batch"]
+            series = {int(x): v for x, v in drawn.items()}
             if series:
                 xs = sorted(series)
                 ax.plot(xs, [series[x] for x in xs], marker="o", label=key)

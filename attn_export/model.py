@@ -28,8 +28,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 
-__all__ = ["MASK_FILL", "STATE_PARTS", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index", "reverse_padded",
-           "valid_max"]
+__all__ = ["MASK_FILL", "STATE_PARTS", "AttentionLSTM", "last_steps", "masked_softmax", "reversal_index",
+           "reverse_padded", "valid_max"]
 
 # Score given to padded steps once the valid ones are shifted to a maximum of 0 (``masked_softmax``).
 # Finite on purpose: -inf turns into NaN in FP16 arithmetic (inf - inf), while -1e4 fits FP16 (max 65504)

@@ -73,7 +73,8 @@ def test_profile_opt_is_clamped_into_an_explicit_range_and_short_max_is_noted() 
 
 
 def test_profile_needs_training_lengths_or_explicit_values() -> None:
-    with pytest.raises(BadInput, match="build.opt_seq and build.max_seq in the model.s recipe .*--opt-seq and --max-seq"):
+    with pytest.raises(BadInput, match="build.opt_seq and build.max_seq in the model.s recipe .*--opt-seq and "
+                                       "--max-seq"):
         derive_profile(3, None)
     profile, _ = derive_profile(3, None, opt_seq=8, max_seq=16)
     assert profile.seq == Range(1, 8, 16)

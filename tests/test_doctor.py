@@ -122,9 +122,6 @@ def test_backend_modules_import_without_torch_tensorrt_or_cuda() -> None:
     assert "TensorRT is not installed" in out.stdout
 
 
-
-
-
 def test_a_driver_library_lacking_a_call_is_one_reason_not_a_traceback(tmp_path) -> None:
     """Found by attacking: a libcuda.so.1 without cuGetErrorString (a stub), whose cuInit fails, made doctor
     and build die with an AttributeError traceback. The library here is a stub compiled for the test: what it
@@ -134,7 +131,8 @@ def test_a_driver_library_lacking_a_call_is_one_reason_not_a_traceback(tmp_path)
     if shutil.which("cc") is None:
         pytest.skip("needs a C compiler to make the stub library")
     source = tmp_path / "stub.c"
-    source.write_text("int cuInit(unsigned f) { return 100; }\nint cuDriverGetVersion(int *v) { *v = 12040; return 0; }\n")
+    source.write_text("int cuInit(unsigned f) { return 100; }\n"
+                      "int cuDriverGetVersion(int *v) { *v = 12040; return 0; }\n")
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "libcuda.so.1"), str(source)], check=True)
     result = cli("doctor", "--json", env={"LD_LIBRARY_PATH": str(tmp_path)})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
