@@ -127,7 +127,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     try:
         start = 1
         for r in reader:
-            if r and any(c.strip() for c in r):
+            # a blank line is skipped; a row of empty cells (",,,") is a step with every value missing, which
+            # had been dropped without a word (found by attacking)
+            if len(r) > 1 or (r and r[0].strip()):
                 rows.append((start, r))
             start = reader.line_num + 1  # a quoted cell may span lines
     except csv.Error as e:
