@@ -178,6 +178,37 @@ def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in here.iterdir()] == ["empty"] and not any((here / "empty").iterdir())
 
 
+def test_an_existing_empty_directory_is_filled_in_place(model_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: unbundle replaced an existing empty directory by a rename, so an empty mount point
+    (a volume, an SD card) failed with "Device or resource busy", and a directory's mode and group were lost.
+    It is now filled in place (the same inode, its mode kept), bundle.json last; a failure part way removes
+    what was moved. (A mount point itself cannot be made here: the in-place path is what is tested.)"""
+    archive = pack(model_dir, tmp_path / "m.tar.gz", "cpu").path
+    target = tmp_path / "shared"
+    target.mkdir()
+    os.chmod(target, 0o2770)
+    before = os.stat(target)
+    assert unpack(archive, target) == target
+    after = os.stat(target)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert {p.name for p in target.iterdir()} == {n.split("/", 1)[0] for n in names(archive)}
+    assert store.Store(target).lacking() == []
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    real = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(dst)).name == BUNDLE_JSON:
+            raise OSError(28, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(Exception, match="No space left on device"):
+        unpack(archive, failing)
+    assert list(failing.iterdir()) == []
+
+
 def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_shipped(
         model_dir: Path, tmp_path: Path) -> None:
     """Store.lacking, the one rule inspect, info, verify and the readiness tables list gone files by: an

@@ -730,17 +730,22 @@ def unpack(
         if blocker is not None:  # "File exists" is what mkdir would say: name the path that is in the way
             what = f"a symbolic link to {os.readlink(blocker)}, not a directory" if blocker.is_symlink() else "a file"
             raise BadInput(f"{blocker} is {what}; expected a directory to unpack {target.name} into")
+        # an empty directory that exists is filled in place: it may be a mount point (a volume, an SD card),
+        # which no rename can replace, and its mode and group are the user's (found by attacking)
+        inside = target.is_dir()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-",
+                                            dir=target if inside else target.parent))
         except OSError as e:
             raise from_os_error(e, target) from None
         try:
             source.extract(staging)
             try:
-                if target.exists():
-                    target.rmdir()  # empty, checked above
-                os.replace(staging, target)
+                if inside:
+                    _fill(staging, target)
+                else:
+                    os.replace(staging, target)
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another unbundle renamed its copy there first
                     raise Busy(f"another unbundle is writing {target} (it put its copy there first); expected one "
@@ -750,6 +755,26 @@ def unpack(
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _fill(staging: Path, target: Path) -> None:
+    """Move what was unpacked into ``staging`` (inside the empty ``target``) into ``target``, ``bundle.json``
+    last, so that a target holding it holds everything; on any failure, what was moved is removed again."""
+    if any(p != staging for p in target.iterdir()):
+        raise OSError(errno.ENOTEMPTY, "another unbundle is filling it", str(target))
+    moved: List[Path] = []
+    try:
+        for name in sorted(os.listdir(staging), key=lambda n: n == BUNDLE_JSON):
+            os.replace(staging / name, target / name)
+            moved.append(target / name)
+        staging.rmdir()
+    except BaseException:
+        for path in moved:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        raise
 
 
 def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path, archive: Path) -> None:
