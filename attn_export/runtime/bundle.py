@@ -720,11 +720,6 @@ def unpack(
                        "empty one, not a link")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BadInput(f"{target} exists and is not an empty directory; unbundle into a new one")
-    here, whole = os.path.abspath(os.getcwd()), os.path.abspath(target)
-    if here == whole or here.startswith(whole.rstrip(os.sep) + os.sep):  # "." said "Invalid argument"
-        raise BadInput(f"{target} is the directory this command runs in (or holds it), which an unpacked bundle "
-                       "replaces as a whole; expected a new or empty directory named from outside it (e.g. cd .. "
-                       "and name it)")
     with Archive(archive, max_member_bytes, max_total_bytes, max_members) as source:
         blocker = next((p for p in reversed(target.parents) if os.path.lexists(p) and not p.is_dir()), None)
         if blocker is not None:  # "File exists" is what mkdir would say: name the path that is in the way
