@@ -107,13 +107,15 @@ artefact changed since it was recorded, a stale one, one that failed verificatio
 (`--allow-unverified` runs that one anyway) and an engine built for another GPU or TensorRT version.
 """
 
-# the device README's words for each packed file of a precision run one sequence at a time (Precision.per_row)
+# the device README's words for the packed files of a precision run one sequence at a time (Precision.per_row),
+# said once for all of them; OpenVINO's part only where the graph holds a bidirectional LSTM with sequence
+# lengths (a bidirectional model's): found by attacking, twice and ungrammatical on a one-direction model
 ONE_BY_ONE = """
-`{name}` runs one sequence at a time: `predict` and `Predictor` do that for you. Run by hand (a plain
-`InferenceSession`), give it one sequence per run: its quantisation scale is taken over the whole batch, so
-a sequence's answer would move with its batch-mates, and OpenVINO computes a padded batch of a
-bidirectional model's wrongly.
+{names} {verb} one sequence at a time: `predict` and `Predictor` do that for you. Run by hand (a plain
+`InferenceSession`), give {them} one sequence per run: the quantisation scale is taken over the whole batch,
+so a sequence's answer would move with its batch-mates.{openvino}
 """
+OPENVINO_PADDED = " OpenVINO also computes a padded batch of this bidirectional model wrongly."
 
 TRITON = """{steps}
 The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row (a 0,
@@ -439,8 +441,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
         max_batch=_triton_batch(info))
-    body += "".join(ONE_BY_ONE.format(name=f) for p in PRECISION_FILES if PRECISIONS[p].per_row
-                    for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents)
+    per_row = [f"`{f}`" for p in PRECISION_FILES if PRECISIONS[p].per_row
+               for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]
+    if per_row:
+        body += ONE_BY_ONE.format(names=" and ".join(per_row), verb="run" if len(per_row) > 1 else "runs",
+                                  them="them" if len(per_row) > 1 else "it",
+                                  openvino=OPENVINO_PADDED if info.recipe.get("model", {}).get("bidirectional") else "")
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
