@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ParityError
+from ..runtime.store import Store
 from ..runtime.timing import ms_text
 from ..runtime.verify import VerifyResult
 from .common import DirArg, JsonOpt, console, print_json, progress_bar
@@ -97,7 +98,10 @@ def table(result: VerifyResult, directory: Path) -> Any:
     # why "test accuracy -" (found by a user: it was only in verify.json)
     split = ([Text.assemble(("no test accuracy: ", "yellow"), str(result.reference.get("test_split")))]
              if result.reference.get("accuracy") is None and result.reference.get("test_split") else [])
-    return Group(t, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+    # a PASSED of a model below its recipe's floor said nothing of it here, only in the report (found by attacking)
+    below = Store(directory).below_floor()
+    floor = [Text.assemble(("BELOW THE RECIPE'S ACCURACY FLOOR: ", "red"), below)] if below else []
+    return Group(t, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
 
 
 def carried_lines(result: VerifyResult) -> list[str]:
