@@ -975,6 +975,15 @@ def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir
     assert packed.returncode == 0, packed.stderr
     assert (f"verified with --set {loosened}, not the recipe's own [verify] settings"
             in " ".join((packed.stdout + packed.stderr).split()))
+    # and where a deployment engineer looks next, the device's info and predict (found by attacking)
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory)], capture_output=True,
+                          text=True, timeout=300)
+    assert f"model.onnx                       ok, verified with --set {loosened}" in info.stdout, info.stdout
+    from attn_export.runtime import Predictor
+
+    with Predictor.load(directory) as predictor:
+        assert f"model.onnx was verified with --set {loosened}, not the recipe's own [verify] settings" in \
+            predictor.notes
     assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
     again = cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "c.tar.gz"))
     assert "--set" not in again.stdout + again.stderr  # the recipe's own verdicts: nothing to say

@@ -314,7 +314,7 @@ def _info(args: argparse.Namespace) -> int:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
             files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,
-                           "verified": trust.verified}
+                           "verified": trust.verified, "loosened": store.loosened(name)}
         made = store.made_for()
         lines = args.target or ([made] if made else [])
         tensorrt = readiness(graphs_of(store), lines, not_current(store)) if lines else {}
@@ -327,7 +327,8 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
     for name, state in files.items():
-        verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]]
+        verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]] + (
+            f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")
         shown = state["verifiable"] and state["state"] == "current"  # a verdict on stale bytes says nothing
         print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")
     for name, reason in backends.items():

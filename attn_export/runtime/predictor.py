@@ -191,6 +191,10 @@ class Predictor:
                                "openvino-cpu)")
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
+            loosened = store.loosened(artifact.name)
+            if loosened:
+                notes = notes + [f"{artifact.name} was verified with --set {', '.join(loosened)}, not the recipe's "
+                                 "own [verify] settings"]
             predictor = cls(impl, artifact, notes, batch_size, store)
             predictor._options = (allow_unverified, threads)
             return predictor

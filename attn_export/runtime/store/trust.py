@@ -292,6 +292,13 @@ class Store:
         listed = shipped(self.directory)
         return [n for n in self.entries if not os.path.lexists(self.directory / n) and (listed is None or n in listed)]
 
+    def loosened(self, name: str) -> List[str]:
+        """The ``--set`` overrides ``name``'s recorded verdict was given under; none: the recipe's own
+        ``[verify]`` settings. Said wherever the verdict is (bundle, info, predict): found by a user and by
+        attacking, a 100x budget passed like any verdict."""
+        verdict = (self.entry(name) or {}).get("verified")
+        return sorted(str(o) for o in verdict.get("overrides") or []) if isinstance(verdict, dict) else []
+
     @property
     def info(self) -> ModelInfo:
         """What ``model.json`` says (its bytes read once); whether it may be believed is ``state(MODEL_JSON)``."""
