@@ -220,13 +220,6 @@ ROWS: dict[str, Row] = {
     "predict-csv-row-of-empty-cells": Row(("predict", "{t}/x.csv", "--dir", "{d}"), 2,
                                           "x.csv:2: column 1 = ''; expected a finite number",
                                           _write("x.csv", "1,2,3\n,,\n4,5,6\n")),
-    # found by attacking: the zeros of a padded batch ran as data, exit 0, no word
-    "predict-npz-padded-without-lengths": Row(("predict", "{t}/x.npz", "--dir", "{d}"), 2,
-                                              "x.npz: x is [N, T, F] (2, 5, 3) with no lengths, and sequence 1 ends "
-                                              "in a step of all zeros, as padding does; expected lengths [N], each "
-                                              "sequence's steps (np.full(2, 5) if none is padded)",
-                                              _npz("x.npz", x=np.concatenate([np.ones((1, 5, 3)), np.pad(
-                                                  np.ones((1, 3, 3)), ((0, 0), (0, 2), (0, 0)))]).astype(np.float32))),
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
     "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,

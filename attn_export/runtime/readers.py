@@ -438,7 +438,7 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
-    is then T long, and one whose last step is all zeros, as padding is, is refused) or concatenated ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast
+    is then T long, padding included: no reader can tell padding from data) or concatenated ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast
     to float32. Only the valid steps must be finite (padding may hold anything). ``y`` ``[N]`` is
     optional. Never unpickled (an object array is refused), and each array's declared size is checked
     against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
@@ -476,13 +476,7 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
 
     if x.ndim == 3:
         n, t = x.shape[0], x.shape[1]
-        if lengths is None:  # every sequence T steps long, unless its last step looks like padding
-            padded = ~np.any(x32[:, -1, :] != 0, axis=-1) if n else np.zeros(0, bool)
-            if padded.any():  # found by attacking: a padded batch's zeros ran as data, with no word
-                i = int(np.argmax(padded))
-                raise DataError(f"{p}: x is [N, T, F] {x.shape} with no lengths, and sequence {i} ends in a step of "
-                                f"all zeros, as padding does; expected lengths [N], each sequence's steps "
-                                f"(np.full({n}, {t}) if none is padded)")
+        if lengths is None:
             lengths = np.full(n, t, dtype=np.int64)
         if lengths.shape[0] != n:
             raise DataError(f"{p}: lengths has {lengths.shape[0]} entries but x holds {n} sequences; expected {n}")
