@@ -218,8 +218,9 @@ ROWS: dict[str, Row] = {
                           "expected columns separated by commas", _write("x.csv", "1\t2\t3\n4\t5\t6\n")),
     # found by attacking: the step was dropped, exit 0, no word
     "predict-csv-row-of-empty-cells": Row(("predict", "{t}/x.csv", "--dir", "{d}"), 2,
-                                          "x.csv:2: column 1 = ''; expected a finite number",
-                                          _write("x.csv", "1,2,3\n,,\n4,5,6\n")),
+                                          "x.csv:3: a row of empty cells between data rows, a step with no "
+                                          "values; expected a value in every cell (or the row removed)",
+                                          _write("x.csv", ",,\n1,2,3\n,,\n4,5,6\n,,\n")),
     "predict-empty-input": Row(("predict", "", "--dir", "{d}"), 2, "INPUT is an empty path; expected an .npz, .ts "
                                                                    "or .csv file"),
     "predict-empty-dir-option": Row(("predict", "{t}/x.npz", "--dir", ""), 2,

@@ -127,13 +127,17 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     try:
         start = 1
         for r in reader:
-            # a blank line is skipped; a row of empty cells (",,,") is a step with every value missing, which
-            # had been dropped without a word (found by attacking)
-            if len(r) > 1 or (r and r[0].strip()):
+            if len(r) > 1 or (r and r[0].strip()):  # a blank line is skipped
                 rows.append((start, r))
             start = reader.line_num + 1  # a quoted cell may span lines
     except csv.Error as e:
         raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
+    # rows of empty cells (",,,") before or after the data are a spreadsheet's, skipped; one between two steps
+    # had been dropped without a word, the step lost (found by attacking): refused below
+    while rows and not any(c.strip() for c in rows[0][1]):
+        rows.pop(0)
+    while rows and not any(c.strip() for c in rows[-1][1]):
+        rows.pop()
     if not rows:
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
     header: Optional[List[str]] = None
@@ -178,6 +182,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     group_labels: Dict[str, str] = {}
     times: Dict[str, Dict[float, int]] = {}  # sequence -> time -> line, when a time column orders the rows
     for lineno, row in rows:
+        if not any(c.strip() for c in row):
+            raise DataError(f"{p}:{lineno}: a row of empty cells between data rows, a step with no values; expected "
+                            "a value in every cell (or the row removed)")
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
                             + (" (as in the header)" if header is not None else f" (as in line {first_line})"))
