@@ -20,9 +20,10 @@ member that is not a regular file or directory, duplicate names, a member over `
 total over ``max_total_bytes`` or over ``MAX_RATIO`` times the archive's own size (a compression bomb is
 refused from its header, before it is inflated), more than ``max_members`` members, an archive without
 ``bundle.json``, and a file that ``bundle.json`` does not list with that size. ``unpack`` extracts the
-listed files into a temporary directory beside the target (``filter="data"`` where this Python's tarfile
-has it), checks each against its sha256, and renames the result into place, so that a refused archive
-leaves nothing behind; ``Archive.read`` hands one listed member's checked bytes to the store, so that
+listed files into a temporary directory (``filter="data"`` where this Python's tarfile has it) and checks
+each against its sha256: beside a new target, then renamed into place; inside an existing empty one
+(``FILLING``, made by one ``os.mkdir``, so one unbundle wins), then moved into it ``bundle.json`` last.
+Either way a refused archive leaves nothing behind; ``Archive.read`` hands one listed member's checked bytes to the store, so that
 ``predict BUNDLE`` reads only the files it runs and writes nothing.
 
 Standard library only: the device unpacks too.
@@ -30,6 +31,7 @@ Standard library only: the device unpacks too.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -55,6 +57,7 @@ __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult
            "runtime_files", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
+FILLING = ".unbundle-in-progress"  # what an existing empty target holds while unbundle fills it
 TARGETS = schema.BUNDLE_TARGETS
 DEFAULT_JETPACK = "jetpack6"  # the JetPack current Orins ship with (TensorRT 10.3)
 ONNX_FILES = tuple(PRECISION_FILES.values())
@@ -723,8 +726,14 @@ def unpack(
     if target.is_symlink():  # an empty directory behind a link, or a dangling one: never unpacked through
         raise BadInput(f"{target} is a symbolic link (to {os.readlink(target)}); expected a new directory or an "
                        "empty one, not a link")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise BadInput(f"{target} exists and is not an empty directory; unbundle into a new one")
+    if target.exists() and not target.is_dir():
+        raise BadInput(f"{target} exists and is not a directory; expected a new directory or an empty one")
+    held = sorted(p.name for p in target.iterdir()) if target.exists() else []
+    if held:  # name what is there: an interrupted unbundle's FILLING looked like an empty directory to ls
+        why = (f"{FILLING}, an unbundle's that is running or was interrupted (remove it if none runs)"
+               if FILLING in held else f"{held[0]}{f' and {len(held) - 1} more' if len(held) > 1 else ''}")
+        raise BadInput(f"{target} exists and is not empty (it holds {why}); expected a new directory or an empty "
+                       "one")
     with Archive(archive, max_member_bytes, max_total_bytes, max_members) as source:
         blocker = next((p for p in reversed(target.parents) if os.path.lexists(p) and not p.is_dir()), None)
         if blocker is not None:  # "File exists" is what mkdir would say: name the path that is in the way
@@ -735,9 +744,15 @@ def unpack(
         inside = target.is_dir()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-",
-                                            dir=target if inside else target.parent))
+            if inside:  # one fixed name: of two unbundles into one empty directory, one makes it and goes on
+                staging = target / FILLING
+                os.mkdir(staging, 0o700)
+            else:
+                staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
         except OSError as e:
+            if e.errno == errno.EEXIST:
+                raise Busy(f"another unbundle is filling {target} (its {FILLING} is there); expected one unbundle "
+                           "per target directory") from None
             raise from_os_error(e, target) from None
         try:
             source.extract(staging)
@@ -758,22 +773,28 @@ def unpack(
 
 
 def _fill(staging: Path, target: Path) -> None:
-    """Move what was unpacked into ``staging`` (inside the empty ``target``) into ``target``, ``bundle.json``
-    last, so that a target holding it holds everything; on any failure, what was moved is removed again."""
-    if any(p != staging for p in target.iterdir()):
-        raise OSError(errno.ENOTEMPTY, "another unbundle is filling it", str(target))
-    moved: List[Path] = []
+    """Move what was unpacked into ``staging`` (``FILLING`` inside the empty ``target``) into ``target``,
+    ``bundle.json`` last, so that a target holding it holds everything; on any failure or interruption, each
+    name gone from ``staging`` is removed from ``target`` again (a name moved just before an interruption
+    included)."""
+    other = next((p.name for p in target.iterdir() if p != staging), None)
+    if other is not None:
+        raise BadInput(f"{other} appeared in {target} while the bundle was unpacked; expected the directory left "
+                       "empty until unbundle is done")
+    names = sorted(os.listdir(staging), key=lambda n: n == BUNDLE_JSON)
     try:
-        for name in sorted(os.listdir(staging), key=lambda n: n == BUNDLE_JSON):
+        for name in names:
             os.replace(staging / name, target / name)
-            moved.append(target / name)
         staging.rmdir()
     except BaseException:
-        for path in moved:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        for name in names:
+            path = target / name
+            if not os.path.lexists(staging / name) and os.path.lexists(path):
+                with contextlib.suppress(OSError):  # the first error is the one to tell
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
         raise
 
 
