@@ -450,7 +450,7 @@ def write_report(directory: Path) -> Path:
         trained = store.parse_json(s.read(store.METRICS) or b"", directory / store.METRICS, schema.METRICS)
         test = trained["test"]
         # which data: the report had named neither it nor the model (found by attacking)
-        on = f" on {_cell(str(trained['data']))}" if isinstance(trained.get("data"), str) else ""
+        on = f" on `{_cell(str(trained['data']))}`" if isinstance(trained.get("data"), str) else ""
         if test.get("accuracy") is not None:
             lines += [f"Trained model: test accuracy {test['accuracy']:.4f}{on} (`{store.METRICS}`).", ""]
     elif metrics.state != "missing":

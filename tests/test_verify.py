@@ -1011,7 +1011,7 @@ def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(var
     latency = json.loads((directory / "verify.json").read_text())["latency"]
     assert f"| p50 ms (b1 s{latency['seq']}, " in report
     data = json.loads((directory / "metrics.json").read_text())["data"]  # which data the model learnt
-    assert f" on {data} (`metrics.json`)." in report
+    assert f" on `{data}` (`metrics.json`)." in report
 
 
 def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_there(tmp_path: Path) -> None:

@@ -293,9 +293,11 @@ class Store:
         return [n for n in self.entries if not os.path.lexists(self.directory / n) and (listed is None or n in listed)]
 
     def loosened(self, name: str) -> List[str]:
-        """The ``--set`` overrides ``name``'s recorded verdict was given under; none: the recipe's own
-        ``[verify]`` settings. Said wherever the verdict is (bundle, info, predict): found by a user and by
+        """The ``--set`` overrides ``name``'s passing verdict on its current bytes was given under; none: the
+        recipe's own ``[verify]`` settings, or no such verdict. Said wherever the verdict is (bundle, info, predict): found by a user and by
         attacking, a 100x budget passed like any verdict."""
+        if self.state(name).verified is not True:  # a failed verdict, or one on other bytes, vouches for nothing
+            return []
         verdict = (self.entry(name) or {}).get("verified")
         return sorted(str(o) for o in verdict.get("overrides") or []) if isinstance(verdict, dict) else []
 
