@@ -23,8 +23,8 @@ refused from its header, before it is inflated), more than ``max_members`` membe
 listed files into a temporary directory (``filter="data"`` where this Python's tarfile has it) and checks
 each against its sha256: beside a new target, then renamed into place; inside an existing empty one
 (``FILLING``, made by one ``os.mkdir``, so one unbundle wins), then moved into it ``bundle.json`` last.
-Either way a refused archive leaves nothing behind; ``Archive.read`` hands one listed member's checked bytes to the store, so that
-``predict BUNDLE`` reads only the files it runs and writes nothing.
+Either way a refused archive leaves nothing behind; ``Archive.read`` hands one listed member's checked
+bytes to the store, so that ``predict BUNDLE`` reads only the files it runs and writes nothing.
 
 Standard library only: the device unpacks too.
 """

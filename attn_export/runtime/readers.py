@@ -438,9 +438,9 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
-    is then T long, padding included: no reader can tell padding from data) or concatenated ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast
-    to float32. Only the valid steps must be finite (padding may hold anything). ``y`` ``[N]`` is
-    optional. Never unpickled (an object array is refused), and each array's declared size is checked
+    is then T long, padding included: no reader can tell padding from data) or concatenated
+    ``[sum(T_i), F]`` with ``lengths`` ``[N]``. Any real dtype is cast to float32. Only the valid steps
+    must be finite (padding may hold anything). ``y`` ``[N]`` is optional. Never unpickled (an object array is refused), and each array's declared size is checked
     against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
     terabytes. Every problem is a one-line DataError naming the array and what was expected. ``missing``: a
     training file's ``[data] missing`` policy; with ``ffill`` or ``zero`` a NaN in a valid step is a gap,

@@ -294,8 +294,8 @@ class Store:
 
     def loosened(self, name: str) -> List[str]:
         """The ``--set`` overrides ``name``'s passing verdict on its current bytes was given under; none: the
-        recipe's own ``[verify]`` settings, or no such verdict. Said wherever the verdict is (bundle, info, predict): found by a user and by
-        attacking, a 100x budget passed like any verdict."""
+        recipe's own ``[verify]`` settings, or no such verdict. Said wherever the verdict is (bundle, info,
+        predict): found by a user and by attacking, a 100x budget passed like any verdict."""
         if self.state(name).verified is not True:  # a failed verdict, or one on other bytes, vouches for nothing
             return []
         verdict = (self.entry(name) or {}).get("verified")
