@@ -225,7 +225,10 @@ def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[st
 
 
 def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
-    lines = [f"CPU: {bench['machine'].get('cpu', bench['machine'].get('processor'))}"
+    from .runtime.recommend import measured_by
+
+    lines = [f"Measured by {measured_by(bench['method'])}.", "",
+             f"CPU: {bench['machine'].get('cpu', bench['machine'].get('processor'))}"
              + (f" ({', '.join(bench['machine']['isa'])})" if bench["machine"].get("isa") else "") + "; "
              f"threads: {bench['machine'].get('threads') or 'default'}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved in blocks (each target timed warm), "
@@ -464,7 +467,7 @@ def write_report(directory: Path) -> Path:
     else:
         lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
                   f"`attn-export report {directory}`."]
-    lines += ["", "## Latency and throughput (`attn-export bench`)", ""]
+    lines += ["", "## Latency and throughput", ""]
     if s.read(store.BENCH_JSON) is not None:
         bench = store.parse_json(s.read(store.BENCH_JSON) or b"", bench_path, schema.BENCH)
         if bench.get("plots"):  # drawn again from bench.json: a bench stopped between its plots and its JSON

@@ -128,6 +128,7 @@ def test_run_takes_a_verify_setting_and_a_run_stopped_at_the_floor_rewrites_the_
     verified = json.loads((out / "verify.json").read_text())
     assert verified["passed"] and verified["tolerances"]["fp32"]["multiple"] == 5.0
     assert "Verification PASSED" in (out / "report.md").read_text()
+    assert "Measured by `attn-export run`'s first-look bench (at least 5 timed calls" in (out / "report.md").read_text()
     # a learning rate of 1e-12 leaves the model untrained on any machine: far below a floor of 1.0
     second = cli("run", "--out", str(out), *TINY, "--set", "train.epochs=1", "--set", "train.lr=1e-12",
                  "--set", "train.min_test_accuracy=1.0", "--bench-seconds", "0.05")

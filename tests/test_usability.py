@@ -252,6 +252,7 @@ def test_the_report_is_regenerable_from_whatever_results_exist(failed_dir: tuple
     assert again.returncode == 0, again.stderr
     report = (directory / "report.md").read_text()
     assert "## Latency and throughput" in report and "Not measured yet" not in report
+    assert "Measured by `attn-export bench`." in report
     assert "**Verification FAILED**" in report
     samples = json.loads((directory / "verify.json").read_text())["attention_samples"]
     assert samples["lengths"] == sorted(samples["lengths"]) and len(set(samples["lengths"])) > 1

@@ -615,6 +615,7 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert f"--precision {overall['precision']} --backend {overall['backend']}" in text["README.md"]
     assert f'Predictor.load(".", precision="{overall["precision"]}", backend="{overall["backend"]}")' in text["README.md"]
     assert json.loads(text["bundle.json"])["recommended"]["artifact"] == overall["artifact"]
+    assert f"`{overall['artifact']}` is what `attn-export bench` recommended" in " ".join(text["README.md"].split())
     assert "(bench is not in this bundle)" in text["README.md"] and "a CPU with Python 3.8 or newer" in text["README.md"]
     runtime = {"ort-cpu": "ONNX Runtime", "openvino-cpu": "OpenVINO"}.get(overall["backend"])  # tract: no threads
     assert ("`--threads 1` runs it as it was timed" in text["README.md"]) == (runtime is not None)
@@ -629,6 +630,12 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert "tract>=0.23.9  # the recommended backend (Python 3.9 or newer)" in text["requirements.txt"].splitlines()
     assert "a CPU with Python 3.9 or newer" in text["README.md"]
     assert "numpy and onnxruntime (the default), tract>=0.23.9" in text["README.md"]
+    first_look = json.loads(measured)  # as if run's short bench had picked it: the README says which bench
+    first_look["method"]["min_iterations"] = 5
+    (directory / "bench.json").write_text(json.dumps(first_look))
+    readme = " ".join(unpacked(pack(directory, tmp_path / "short.tar.gz", "cpu").path)["README.md"].split())
+    assert ("is what `attn-export run`'s first-look bench (at least 5 timed calls a shape, where `attn-export "
+            "bench` takes 20) recommended") in readme
     (directory / "bench.json").write_text(measured)
     timed = json.loads((directory / "bench.json").read_text())  # as if bench had timed other bytes of the pick
     timed["artifacts"][overall["artifact"]] = "0" * 64

@@ -271,7 +271,7 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
                       if (chosen["backend"], chosen["artifact"]) != DEFAULT
                       else f"the default: no other verified pair was {MARGIN:.2f}x faster")
-        why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what `attn-export bench` recommended among the "
+        why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what {chosen['by']} recommended among the "
                f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, "
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "

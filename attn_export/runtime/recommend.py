@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "not_timed", "pick", "verified_pairs"]
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "measured_by", "not_timed", "pick",
+           "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -182,4 +183,18 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     if (chosen["backend"], chosen["artifact"]) not in pairs:
         return None, (f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} has no passing row in "
                       f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run attn-export verify with that backend")
-    return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads")}, ""
+    return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads"),
+            "by": measured_by(bench.get("method") or {})}, ""
+
+
+def measured_by(method: Mapping[str, Any]) -> str:
+    """Which bench a ``bench.json`` ``method`` describes: ``attn-export bench``'s full budget, or a shorter
+    first look (``attn-export run``'s: fewer timed calls a shape), which a reader should weigh as such."""
+    from .timing import Budget
+
+    full = Budget()
+    least = method.get("min_iterations")
+    if isinstance(least, int) and least < full.min_iterations:
+        return (f"`attn-export run`'s first-look bench (at least {least} timed calls a shape, where `attn-export "
+                f"bench` takes {full.min_iterations})")
+    return "`attn-export bench`"
