@@ -102,7 +102,7 @@ def preflight(device: int = 0, directory: Optional[Path] = None, target: Optiona
         if not directory.is_dir():  # found by a user: a mistyped path said "cannot build here" (exit 3)
             raise MissingPrerequisite(f"{directory} is not a directory; expected the artefact directory or unpacked "
                                       "bundle to build in")
-        refuse_other(made_for(directory), target)
+        refuse_other(made_for(directory), target, machine=platform.machine())
     gpus = query_gpus()
     missing = []
     if not gpus.gpus:

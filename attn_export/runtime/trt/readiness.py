@@ -417,7 +417,9 @@ def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version
     """``build``'s check of a bundle made for ``made_for`` (its ``bundle.json``; None: not a bundle): a
     ``--target`` other than that one is BadInput; a machine whose TensorRT (``tensorrt_version``, and
     ``machine`` as ``platform.machine()`` says it) is not that target's is NotAvailable. One line each,
-    naming both targets and the command that makes the right bundle."""
+    naming both targets and the command that makes the right bundle. Before TensorRT is looked for
+    (``tensorrt_version`` None), a Jetson's bundle on a ``machine`` that is no Jetson is NotAvailable, saying
+    to build on the Jetson, not how to install TensorRT here."""
     if made_for is None:
         if asked is not None:
             target(asked)
@@ -434,10 +436,14 @@ def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version
         target(asked)
         raise BadInput(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}), not --target {asked}: "
                        f"its build commands and checks are {made_for}'s; {again(asked)}")
+    arm = machine in ("aarch64", "arm64")
     if tensorrt_version is None:
+        if bundled.jetson and machine is not None and not arm:
+            raise NotAvailable(f"this bundle was made for {made_for} ({bundled.device}), whose engines are built on "
+                               f"the Jetson itself, and this machine is {machine}: copy the bundle to the Jetson and "
+                               "run this command there (TensorRT comes with JetPack)")
         return
     major = (parse_version(tensorrt_version) or (0,))[0]
-    arm = machine in ("aarch64", "arm64")
     if major not in bundled.majors or (bundled.jetson and not arm):
         here = [t.name for t in TARGETS.values() if major in t.majors and t.jetson == arm]
         raise NotAvailable(f"this bundle was made for {made_for} (TensorRT {bundled.tensorrt}); this machine has "
