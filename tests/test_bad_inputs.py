@@ -213,6 +213,13 @@ ROWS: dict[str, Row] = {
                                   "{t}/x.csv:1: one column whose text holds semicolons ('a;b;label'), as in a "
                                   "semicolon-separated export; expected columns separated by commas",
                                   _write("x.csv", "a;b;label\n1;2;x\n")),
+    # a European spreadsheet's export: ';' between columns, ',' in each number, quoted or not
+    "predict-csv-semicolons-decimal-commas": Row(("predict", "{t}/x.csv", "--dir", "{d}"), 2,
+                                                 "{t}/x.csv:1: one column whose text holds semicolons "
+                                                 "('sequence;a;b'), as in a semicolon-separated export with "
+                                                 "decimal commas; expected columns separated by commas and '.' as "
+                                                 "the decimal point",
+                                                 _write("x.csv", 'sequence;a;b\n"s1";"0,5";"1,25"\ns1;0,7;1,5\n')),
     "train-csv-tabs": Row(("train", "{d}", *FILES, "data.train={t}/x.csv"), 2,
                           "x.csv:1: one column whose text holds tabs ('1\\t2\\t3'), as in a tab-separated export; "
                           "expected columns separated by commas", _write("x.csv", "1\t2\t3\n4\t5\t6\n")),

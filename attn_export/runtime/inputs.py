@@ -144,12 +144,15 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     first_line, first = rows[0]
     # a spreadsheet's ';' or tab export read as one column: the error quoted 'a;b;label' as a header's one
     # name and then failed on a number (found by attacking). The next row must split the same way: a one-column
-    # file may name its column 'temp (C; sensor 1)' (found by review)
-    after = rows[1][1] if len(rows) > 1 else first
+    # file may name its column 'temp (C; sensor 1)' (found by review). Such an export with decimal commas
+    # ("0,5") splits its data rows at them: the row's text, commas restored, still holds as many separators
+    after = ",".join(rows[1][1] if len(rows) > 1 else first)
     for sep, word in ((";", "semicolons"), ("\t", "tabs")):
-        if len(first) == 1 and sep in first[0] and len(after) == 1 and after[0].count(sep) == first[0].count(sep):
+        if len(first) == 1 and sep in first[0] and after.count(sep) == first[0].count(sep):
+            decimal = " with decimal commas" if len(rows) > 1 and len(rows[1][1]) > 1 else ""
             raise DataError(f"{p}:{first_line}: one column whose text holds {word} ({_show(first[0].strip())}), as in "
-                            f"a {word[:-1]}-separated export; expected columns separated by commas")
+                            f"a {word[:-1]}-separated export{decimal}; expected columns separated by commas"
+                            + (" and '.' as the decimal point" if decimal else ""))
     # a word, not a missing value: a first row of numbers and '?' / NA is data (found by attacking: it was
     # taken for a header and dropped without a word)
     if any(c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS for c in first):
