@@ -805,13 +805,19 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
         else:  # Python without extraction filters: members are already vetted
             tar.extractall(staging, members=members)
         # the modes a plain copy would have (the umask's), whatever the archive says; the staging
-        # directory itself is mkdtemp's 0o700
+        # directory itself is mkdtemp's 0o700. Each file is fsynced before anything is renamed into the
+        # target, as every artefact is before its rename: a power cut leaves no listed file empty
         os.chmod(staging, store.DIR_MODE)
         for root, dirs, files in os.walk(staging):
             for d in dirs:
                 os.chmod(os.path.join(root, d), store.DIR_MODE)
             for f in files:
                 os.chmod(os.path.join(root, f), store.FILE_MODE)
+                fd = os.open(os.path.join(root, f), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):  # the disk, not the archive: exit 1, named
             raise from_os_error(e, staging.parent) from None
