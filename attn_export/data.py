@@ -48,7 +48,7 @@ __all__ = [
 NAMED_DATASETS = {"japanese-vowels": "JapaneseVowels", "basic-motions": "BasicMotions"}
 _SKTIME_HINT = "pip install --no-deps sktime==1.2.0"
 # a feature whose training std is at most this fraction of max(|mean|, 1) barely moves (a constant, a sensor
-# at rest near 0) and carries nothing to learn from; it is scaled by 1, not by a floored std that turned a
+# at rest near 0, or a small spread on a large offset, which float32 barely resolves); it is scaled by 1, not by a floored std that turned a
 # drift of 0.001 at inference into 1,000 standard deviations (found by attacking: accuracy 0.96 -> 0.28, no
 # warning). A genuine signal that small must be rescaled by the user (train's note names it).
 _CONSTANT_RELATIVE = 1e-6
@@ -249,6 +249,18 @@ def refuse_continuous(raw: Sequence[str], path: str) -> None:
                         f"{len(raw):,} sequences; expected class labels (attn-export trains classifiers: a "
                         "regression model trained elsewhere can be brought in with attn-export load and "
                         "--set model.head=regression)")
+
+
+def refuse_ids(raw: Sequence[str], path: str) -> None:
+    """Labels of which most sequences have one of their own (more distinct labels than half the
+    sequences), as ids or file names do: trained as classes, nearly every class had one sequence, no test
+    split could hold one it had seen, and ``train`` exited 0 (found by attacking: an .npz's ``y`` of 40
+    ids)."""
+    distinct = set(raw)
+    if len(raw) > 2 and len(distinct) > len(raw) / 2:
+        shown = ", ".join(_show(label) for label in sorted(distinct, key=_label_sort_key)[:3])
+        raise DataError(f"{path}: {len(distinct):,} distinct labels among {len(raw):,} sequences ({shown}, ...), as "
+                        "ids are, not classes; expected class labels that several sequences share")
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")  # a label spelt as a whole number (a class code such as "007")
@@ -523,6 +535,7 @@ def load_splits(cfg: Any) -> Splits:
         if declared is None:  # a .ts header declares classes; otherwise the labels must look like classes
             refuse_continuous(raw, train_path)
             refuse_respelled(raw, train_path)
+            refuse_ids(raw, train_path)
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
         train = _build(seqs, raw, labels, train_path)
         if test_path:

@@ -637,6 +637,61 @@ def test_a_ts_without_label_headers_does_not_take_a_channel_for_the_label(tmp_pa
     assert read_ts(p)[1] == ["a", "b"]
 
 
+def test_a_bare_classlabel_true_does_not_take_a_channel_for_the_label(tmp_path: Path) -> None:
+    """Found by attacking: "@classLabel true" with no class names, over unlabelled 3-channel series, made
+    the last channel 30 "classes", exit 0. With the names declared, a label is checked against them."""
+    p = tmp_path / "x.ts"
+    p.write_text("@univariate false\n@classLabel true\n@data\n1,2:3,4:5,6\n1,2:3,4:7,8\n")
+    with pytest.raises(DataError, match=r"x\.ts:4: the last ':' field '5,6' is a list of values, not a label; "
+                                        r"expected a header saying which: @classLabel true followed by the class"):
+        read_ts(p)
+    p.write_text("@univariate false\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:3,4:b\n")
+    assert read_ts(p)[1] == ["a", "b"]
+
+
+def test_labels_that_are_ids_are_refused(tmp_path: Path) -> None:
+    """Found by attacking: an .npz whose y held 40 ids trained 40 one-sequence "classes", an empty test
+    split, exit 0. Classes that several sequences share still train, whatever their spelling."""
+    from attn_export.data import load_splits, refuse_ids
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6, 3)).astype(np.float32)
+    np.savez(tmp_path / "ids.npz", x=x, y=np.arange(40) + 1000)
+    with pytest.raises(DataError, match=r"ids\.npz: 40 distinct labels among 40 sequences \('1000', '1001', "
+                                        r"'1002', \.\.\.\), as ids are, not classes; expected class labels that "
+                                        "several sequences share"):
+        load_splits(cfg(name="files", train=str(tmp_path / "ids.npz")))
+    refuse_ids(["a", "b"] * 15 + [str(i) for i in range(10)], "x.csv")  # 12 classes, ten of them rare
+    refuse_ids([str(i) for i in range(10)] * 2, "x.csv")  # ten classes of two
+    with pytest.raises(DataError, match="21 distinct labels among 40"):
+        refuse_ids(["a"] * 20 + [f"s{i}" for i in range(20)], "x.csv")
+
+
+@pytest.mark.parametrize("missing", ["error", "ffill", "zero"])
+def test_nan_padding_without_lengths_is_refused_not_filled(tmp_path: Path, missing: str) -> None:
+    """Found by attacking: an x padded with NaN and saved without lengths was, under ffill, trained on with
+    its padding filled as data (every length the padded one), which predict then refused. A NaN gap that
+    leaves a value in some feature of the last step is a gap, filled by the policy."""
+    from attn_export.runtime.readers import read_npz
+
+    x = np.random.default_rng(1).normal(size=(5, 6, 3)).astype(np.float32)
+    x[2, 4:] = np.nan
+    np.savez(tmp_path / "pad.npz", x=x)
+    with pytest.raises(DataError, match=r"pad\.npz: sequence 2 ends in 2 step\(s\) of NaN in every feature, as "
+                                        r"padding does, and there is no lengths; expected lengths \[N\]"):
+        read_npz(tmp_path / "pad.npz", missing)
+    np.savez(tmp_path / "padded.npz", x=x, lengths=np.array([6, 6, 4, 6, 6]))
+    assert [len(s) for s in read_npz(tmp_path / "padded.npz", missing)[0]] == [6, 6, 4, 6, 6]
+    x[2, 4:] = 0.0
+    x[2, 5, 1] = np.nan
+    np.savez(tmp_path / "gap.npz", x=x)
+    if missing == "error":
+        with pytest.raises(DataError, match="sequence 2 has non-finite values"):
+            read_npz(tmp_path / "gap.npz", missing)
+    else:
+        assert [len(s) for s in read_npz(tmp_path / "gap.npz", missing)[0]] == [6] * 5
+
+
 def test_a_data_error_names_its_file(tmp_path: Path) -> None:
     """Found by attacking: a .ts header's repeated label and a test file of another width said neither file."""
     (tmp_path / "dup.ts").write_text("@problemName x\n@classLabel true a a b\n@data\n1,2:a\n3,4:b\n")

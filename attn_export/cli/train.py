@@ -81,9 +81,10 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
     constant = metrics.get("constant_features") or []
     if constant:
         line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} barely moved in "
-                 f"training (std <= 1e-6 of max(|mean|, 1)): the model learnt nothing from "
-                 f"{'them' if len(constant) > 1 else 'it'} (centred, not scaled, so a change at inference stays a "
-                 "change of its own size; rescale a real signal that small)")
+                 f"training (std <= 1e-6 of max(|mean|, 1)): centred, not scaled, so a change at inference stays "
+                 f"a change of its own size; if {'they carry' if len(constant) > 1 else 'it carries'} a real signal "
+                 "(a small spread on a large offset), subtract the offset or rescale before training, since "
+                 "float32 barely resolves such a spread)")
     return line
 
 

@@ -249,12 +249,13 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             label = fields[-1].strip()
             if not label:
                 raise DataError(f"{p}:{lineno}: empty label after the last ':'; expected a label")
-            if "," in label and class_label is None and target_label is None and dims is None:
-                # guessed, and a list of values: a channel (found by attacking: each series' last channel
-                # became its own "class")
+            if "," in label and declared is None and dims is None:
+                # no class names and no channel count to tell, and a list of values: a channel (found by
+                # attacking: each series' last channel became its own "class", also under a bare
+                # "@classLabel true")
                 raise DataError(f"{p}:{lineno}: the last ':' field {_show(label)} is a list of values, not a "
-                                "label; expected a header saying which: @classLabel true ... or @classLabel "
-                                "false, or @dimensions")
+                                "label; expected a header saying which: @classLabel true followed by the class "
+                                "names, @classLabel false, or @dimensions")
             if declared is not None and label not in declared:
                 raise DataError(
                     f"{p}:{lineno}: class label {_show(label)} is not in @classLabel; expected one of: "
@@ -477,6 +478,14 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if x.ndim == 3:
         n, t = x.shape[0], x.shape[1]
         if lengths is None:
+            # NaN in every feature of a sequence's last steps is padding, not a gap: filled under ffill, it
+            # was trained on as data that predict refuses (found by attacking)
+            tail = np.isnan(x32).all(axis=2)[:, ::-1].cumprod(axis=1).sum(axis=1) if x32.size else np.zeros(n)
+            if tail.any():
+                i = int(np.argmax(tail > 0))
+                raise DataError(f"{p}: sequence {i} ends in {int(tail[i])} step(s) of NaN in every feature, as padding "
+                                "does, and there is no lengths; expected lengths [N] for a padded x (or those steps "
+                                "removed)")
             lengths = np.full(n, t, dtype=np.int64)
         if lengths.shape[0] != n:
             raise DataError(f"{p}: lengths has {lengths.shape[0]} entries but x holds {n} sequences; expected {n}")
