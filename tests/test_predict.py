@@ -334,7 +334,8 @@ def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: 
     info = replace(artifact.info, mean=(3.0,) * artifact.info.input_size, std=(10.0,) * artifact.info.input_size)
     found = input_range(replace(artifact, kind=kind, entry=entry, info=info))
     assert found is not None and np.allclose(found[0], bounds[0]) and np.allclose(found[1], bounds[1])
-    assert input_range(replace(artifact, precision="fp32")) is None
+    fp32 = input_range(replace(artifact, precision="fp32", info=info))  # float32's own, after normalising
+    assert fp32 is not None and np.allclose(fp32.low, 3 - 10 * float(np.finfo(np.float32).max))
 
 
 def test_a_dynamic_int8_answer_does_not_move_with_its_batch_mates(tiny_dir: Path, tmp_path: Path) -> None:

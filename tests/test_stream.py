@@ -855,3 +855,50 @@ def test_bench_stream_takes_the_directory_lock(streamed: Path, tmp_path: Path) -
         result = cli("bench", str(directory), "--stream", "--segments", "16", "--chunks", "4", "--seconds", "0.05")
     assert result.returncode == 1 and "is being written by another attn-export process" in result.stderr
     assert not list(directory.glob("bench_stream*"))
+
+
+def test_a_value_that_normalises_past_float32_is_refused_by_fp32_predict_and_stream(tmp_path: Path) -> None:
+    """Found by attacking: a step of float32's largest value (a sensor's "no data") normalised to inf in a
+    model whose features have a std below 1; the stream graph then carried NaN in its state, and every later
+    update answered NaN, exit 0. FP32 now has an input range too, float32's own after normalising: whole
+    predict and a stream refuse the value in one line, and the stream keeps its state."""
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    x = (rng.normal(size=(80, 12, 3)) * 0.1 + 0.3 * y[:, None, None]).astype(np.float32)  # std about 0.2
+    np.savez(tmp_path / "small.npz", x=x, y=y)
+    directory = tmp_path / "m"
+    for args in (("train", str(directory), "--set", 'data.name="files"', "--set",
+                  f'data.train="{tmp_path / "small.npz"}"', "--set", "model.hidden_size=8", "--set", "train.epochs=1"),
+                 ("export", str(directory), "--stream")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    huge = x[:1, :6].copy()
+    huge[0, 2, 1] = np.finfo(np.float32).max
+    with Predictor.load(directory, allow_unverified=True) as predictor:
+        with pytest.raises(BadInput, match=r"^sequence 0 holds 3\.40282e\+38 at step 2, feature 1: .* standard "
+                                           r"deviations from the training mean, past the 3\.40282e\+38 that "
+                                           r"model\.onnx \(FP32\) holds after normalising; expected values within "
+                                           r"[^;]* for that feature$"):
+            predictor.predict([huge[0]])
+        stream = predictor.stream()
+        before = stream.push(x[:1, :2])
+        with pytest.raises(BadInput, match=r"^chunk holds 3\.40282e\+38 at row 0, step 2, feature 1"):
+            stream.push(huge)
+        assert stream.steps.tolist() == [2]
+        fresh = predictor.stream()
+        fresh.push(x[:1, :2])
+        assert np.array_equal(stream.push(x[:1, 2:6])[0].probabilities, fresh.push(x[:1, 2:6])[0].probabilities)
+        assert np.isfinite(before[0].probabilities).all()
+
+        def spoiled(feeds):  # type: ignore[no-untyped-def]
+            """A runtime answering NaN state (a test double: which inputs make a real one do so is not shown)."""
+            out = real(feeds)
+            return {k: (np.full_like(v, np.nan) if k == state_name("c", "out") else v) for k, v in out.items()}
+
+        real = stream.backend.run_feeds
+        stream.backend.run_feeds = spoiled  # type: ignore[method-assign]
+        with pytest.raises(WorkFailed, match=r"computed a non-finite .* from this chunk; expected finite state \(the "
+                                             r"stream keeps its state from before the chunk\)"):
+            stream.push(x[:1, 6:8])
+        stream.backend.run_feeds = real  # type: ignore[method-assign]
+        assert stream.steps.tolist() == [6]

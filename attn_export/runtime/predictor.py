@@ -45,6 +45,7 @@ from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import DEFAULT_BATCH, MAX_BATCH, check_threads
 from .precisions import PRECISIONS, one_by_one
+from .readers import FLOAT32_MAX
 from .store import Artifact, Store
 
 if TYPE_CHECKING:
@@ -94,12 +95,15 @@ class InputRange(NamedTuple):
 
 
 def input_range(artifact: Artifact) -> Optional[InputRange]:
-    """What ``artifact``'s precision holds of the raw input (``InputRange``); None when it holds all of float32. The graph normalises in float32 and casts after: mean +- largest x std. An engine
-    TensorRT built weakly typed with its FP16 flag may normalise in FP16 (found by review), where x and
-    x - mean must lie within largest too."""
-    largest = PRECISIONS[str(artifact.precision)].largest if artifact.precision in PRECISIONS else None
-    if largest is None:
+    """What ``artifact``'s precision holds of the raw input (``InputRange``); None for a precision this
+    table does not know. The graph normalises in float32 and casts after: mean +- largest x std, largest
+    float32's own where the precision reduces nothing (a value past it normalises to inf in any graph: a
+    stream then carried NaN in its state from that chunk on, found by attacking). An engine TensorRT built
+    weakly typed with its FP16 flag may normalise in FP16 (found by review), where x and x - mean must lie
+    within largest too."""
+    if artifact.precision not in PRECISIONS:
         return None
+    largest = PRECISIONS[str(artifact.precision)].largest or FLOAT32_MAX
     assert artifact.info is not None
     mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
     low, high = mean - largest * std, mean + largest * std
@@ -328,8 +332,10 @@ class Predictor:
         else:
             why = (f"{file} is an engine built with TensorRT's FP16 flag, which may normalise in FP16, where x and "
                    f"x - mean must lie within {largest:g}")
+        reduced = PRECISIONS[self.precision].largest is not None
         raise BadInput(f"{what} holds {value:g} at {position}, feature {name}: {why}; expected values within "
-                       f"{low[feature]:.4g}..{high[feature]:.4g} for that feature, or the FP32 model (--precision fp32)")
+                       f"{low[feature]:.4g}..{high[feature]:.4g} for that feature"
+                       + (", or the FP32 model (--precision fp32)" if reduced else ""))
 
     def _chunks(self, seqs: List[np.ndarray], on_long: str) -> List[Tuple[int, np.ndarray]]:
         """(input index, steps) pieces, each within max_seq (refused, truncated or split per on_long)."""

@@ -46,13 +46,13 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "read_npz", "read_text",
+__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "read_npz", "read_text",
            "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
 MISSING_POLICIES = ("error", "ffill", "zero")
-_F32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def _parse_channel(
                     "expected numbers separated by ',' ('?' or NaN for missing)"
                 ) from None
     miss = np.isnan(values)
-    bad = ~miss & (np.abs(values) > _F32_MAX)  # inf, or beyond float32
+    bad = ~miss & (np.abs(values) > FLOAT32_MAX)  # inf, or beyond float32
     if bad.any():
         j = int(np.argmax(bad))
         raise DataError(
@@ -282,7 +282,7 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             if not joined.isascii() or "_" in joined:  # float() takes '１' and '1_000'; the format does not
                 raise ValueError(joined)
             values = np.array([float(v) for v in joined.split(",")], dtype=np.float64)
-            if not bool(np.all(np.abs(values) <= _F32_MAX)):  # NaN, inf or beyond float32
+            if not bool(np.all(np.abs(values) <= FLOAT32_MAX)):  # NaN, inf or beyond float32
                 values = None
         except ValueError:
             values = None

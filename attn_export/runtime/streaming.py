@@ -191,7 +191,8 @@ class Stream:
             raw = np.asarray(chunk)
             if raw.dtype.kind not in "fiuO":  # complex would lose its imaginary part, bool and text mean nothing
                 raise TypeError(f"dtype {raw.dtype}")
-            x = np.asarray(raw, np.float32)  # an object array of numbers converts; of anything else, refused
+            with np.errstate(over="ignore"):  # a float64 past float32's range: inf, refused below, not warned of
+                x = np.asarray(raw, np.float32)  # an object array of numbers converts; of anything else, refused
         except (TypeError, ValueError) as e:
             raise BadInput(f"chunk is not real numbers ({e}); expected float32 [batch, steps, features]") from None
         if x.ndim == 2 and self.batch == 1:
@@ -209,7 +210,8 @@ class Stream:
         valid = np.arange(steps)[None, :] < lens[:, None]
         if not np.isfinite(x[valid]).all():
             row, step = np.argwhere(valid & ~np.isfinite(x).all(axis=2))[0]
-            raise BadInput(f"chunk holds a non-finite value at [row {row}, step {step}]; inputs must be finite")
+            raise BadInput(f"chunk holds a non-finite value (NaN, inf, or beyond float32's range, ±3.4e38) at "
+                           f"[row {row}, step {step}]; inputs must be finite")
         self.check(x, valid)  # within what the precision holds (Predictor.check_range)
         x = np.where(valid[:, :, None], x, np.float32(0.0))
         profile = self.backend.profile()  # a stream engine takes chunks of its profile's range only
@@ -241,6 +243,9 @@ class Stream:
                 raise WorkFailed(f"{self.backend.name} returned {state_name(name, 'out')} of shape "
                                  f"{None if got is None else list(got.shape)}; expected {list(want.shape)}")
             new[state_name(name, "in")] = np.asarray(got, np.float32)
+            if not np.isfinite(new[state_name(name, "in")]).all():  # carried, it would spoil every later answer
+                raise WorkFailed(f"{self.backend.name} computed a non-finite {state_name(name, 'out')} from this "
+                                 "chunk; expected finite state (the stream keeps its state from before the chunk)")
         return out, new
 
 
