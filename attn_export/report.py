@@ -54,10 +54,7 @@ def _carried_note(result: VerifyResult) -> list[str]:
 
 
 def _verify_table(result: VerifyResult) -> list[str]:
-    at = result.latency or {}  # which shape the p50 is of, beside bench's tables of others (found by attacking)
-    threads = at.get("threads")
-    p50_at = (f"p50 ms (b{at['batch']} s{at['seq']}, {threads or 'default'} thread{'' if threads == 1 else 's'})"
-              if at.get("batch") and at.get("seq") else "p50 ms")
+    p50_at = result.p50_header()
     lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
              f"| Δ accuracy | argmax agreement | {p50_at} | reason |", "|" + "---|" * 12]
     for r in result.ran():
@@ -278,7 +275,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
-    from .runtime.recommend import current, not_timed, verified_pairs
+    from .runtime.recommend import caveat, current, not_timed, verified_pairs
 
     rec = bench.get("recommended")
     if not rec:
@@ -304,7 +301,9 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                else "verified" + _beyond(ranges.get(r["precision"]), r.get("shapes") or [shape])
                if (r["backend"], r["artifact"]) in pairs
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
-        lines.append(f"| {shape} | {r['backend']} | `{r['artifact']}` | {duration_text(r['p50_ms'])} | "
+        said = caveat(r)
+        lines.append(f"| {shape}{f' ({said})' if said else ''} | {r['backend']} | `{r['artifact']}` | "
+                     f"{duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
                      f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | "
                      f"{'–' if r.get('vs_default') is None else format(r['vs_default'], '.2f') + 'x'} | {_cell(now)} |")

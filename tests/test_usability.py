@@ -220,15 +220,44 @@ def failed_dir(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 def test_a_failed_verify_shows_the_failure_first_and_folds_the_skipped(failed_dir: tuple) -> None:
     directory, result = failed_dir
-    rows = [line for line in result.stderr.splitlines() if line.startswith("│") and "│ " in line[1:]]
-    statuses = [r.split("│")[4].strip() for r in rows if r.split("│")[4].strip()]
-    assert statuses[0] == "failed" and "skipped" not in statuses, statuses
+    backends = {"torch-cpu", "ort-cpu", "onnx-ref", "openvino-cpu", "tract-cpu"}
+    statuses = [line.split()[3] for line in result.stderr.splitlines()
+                if len(line.split()) > 4 and line.split()[0] in backends]  # the table's rows: backend, file, precision
+    assert statuses and statuses[0] == "failed" and "skipped" not in statuses, statuses
     assert statuses == sorted(statuses, key=lambda s: s != "failed")
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
     backends = [line.split()[1].rstrip(":") for line in skipped]  # "skipped tensorrt: ..." has no artefact count
     assert len(backends) == len(set(backends)) and {"ort-cuda", "tensorrt"} <= set(backends)
     # the whole reason, fix included, however rich wraps it
     assert "pip uninstall onnxruntime && pip install onnxruntime-gpu" in flat(result.stderr)
+
+
+@pytest.mark.parametrize("width", [60, 100, 200])
+def test_verifys_table_never_folds_or_cuts_a_number(failed_dir: tuple, width: int) -> None:
+    """Found by attacking: at 100 columns verify's table folded numbers across lines (0.990|0, 5.2e-|06) and
+    cut file names. It is a table where every cell fits on its line, else one line per target, which wraps
+    between values only; each reason goes whole under it."""
+    from rich.console import Console
+
+    from attn_export.cli.verify import table
+    from attn_export.runtime.verify import VerifyResult
+
+    directory, _ = failed_dir
+    result = VerifyResult.from_dict(json.loads((directory / "verify.json").read_text()))
+    out = Console(width=width, record=True, force_terminal=False, highlight=False, markup=False)
+    out.print(table(result, directory))
+    text = out.export_text()
+    lines = text.splitlines()
+    assert "…" not in text and max(len(line.rstrip()) for line in lines) <= width
+    words = {w.rstrip(":") for line in lines for w in line.replace(",", " ").split()}
+    for r in result.ran():
+        for number in (f"{r.accuracy:.4f}", f"{r.accuracy_delta:+.4f}", f"{r.worst_max_abs:.1e}"):
+            assert number in words, (number, text)  # whole, on one line
+        assert r.target.artifact in words
+    tabled = any(line.split()[:2] == ["backend", "artefact"] for line in lines)
+    assert tabled == (width == 200)
+    failed = next(r for r in result.ran() if r.status == "failed")
+    assert f"failed {failed.target.label}: " in text.replace("\n", " ") or failed.reason is None
 
 
 def test_the_report_is_valid_markdown_and_keeps_the_text(failed_dir: tuple) -> None:
@@ -290,8 +319,14 @@ def test_durations_keep_three_significant_digits(ms: float, text: str) -> None:
     from attn_export.runtime.timing import duration_text, fit_text
 
     assert duration_text(ms) == text
+    assert fit_text({"ms_per_step": 0.01433, "intercept_ms": 0.343, "r2": 0.99871}) == \
+        "14.3 µs per step, intercept 343 µs (r² 0.9987)"
+    # found by attacking: a negative intercept and a poor fit were printed as if they were costs
     assert fit_text({"ms_per_step": 0.01433, "intercept_ms": -0.343, "r2": 0.99871}) == \
-        "14.3 µs per step, intercept -343 µs (r² 0.9987)"
+        "14.3 µs per step, intercept -343 µs (r² 0.9987); a negative intercept is no call time: latency grows " \
+        "faster than the line here"
+    assert fit_text({"ms_per_step": 0.01433, "intercept_ms": 0.343, "r2": 0.3005}).endswith(
+        "(r² 0.3005); not a straight line in seq here, so neither figure is a cost to plan with")
 
 
 def test_a_fit_through_two_lengths_claims_no_r2() -> None:

@@ -828,6 +828,16 @@ def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
                                         "best shape")
     steady = [r if r["backend"] != "openvino-cpu" else {**r, "latency_ms": {"p50": 0.85}} for r in one_cell]
     assert pick(steady, verified)["overall"]["backend"] == "openvino-cpu"  # 1.18x at every shape: picked
+    # found by attacking: a shape timed unsteadily, and a pick slower than PyTorch, were read as advice
+    from attn_export.runtime.recommend import UNSTEADY, caveat
+
+    shaky = [r if (r["backend"], r["batch"]) != ("ort-cpu", 32) else
+             {**r, "latency_ms": {"p50": r["latency_ms"]["p50"], "p90": r["latency_ms"]["p50"] * (UNSTEADY + 1)}}
+             for r in rows]
+    marked = pick(shaky, verified)["by_shape"]
+    assert marked["b32 s16"]["unsteady"] == UNSTEADY + 1 and "unsteady" not in marked["b1 s16"]
+    assert caveat(marked["b32 s16"]) == f"unsteady timing: a p90 {UNSTEADY + 1:.1f}x its p50"
+    assert caveat({"ratio": 0.8}) == "torch-cpu (PyTorch eager) is faster here" and caveat(b1) == ""
     assert pick(rows, set()) == {"by_shape": {}, "overall": None, "reason": "ort-cpu model.onnx, what a CPU bundle "
                                  "runs by default, has no passing verdict on these bytes to weigh a pick against"}
     alone = pick([r for r in rows if r["backend"] != "ort-cpu"], verified)  # tract alone: nothing to weigh it against

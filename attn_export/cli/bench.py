@@ -9,7 +9,7 @@ import typer
 
 from ..errors import BadInput, does_nothing
 from ..runtime.timing import ms_text
-from .common import DirArg, JsonOpt, console, given, print_json, progress_bar, seconds_option
+from .common import DirArg, Grid, JsonOpt, console, given, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
 
 NAME = "bench"
@@ -114,16 +114,14 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
 
 def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     """The timings table and the latency-vs-seq fits, on stderr."""
-    from rich.table import Table
     from rich.text import Text
 
     from ..runtime.timing import fit_text
 
     out = console(stderr=True)
-    t = Table(title=f"bench {directory} (threads {threads or 'default'}; p50 ms, speed-up over "
-                    f"{result['ratios']['reference']})")
-    for col in ("target", "batch", "seq", "p50", "p90", "p99", "mean", "seq/s", "speed-up"):
-        t.add_column(col, justify="left" if col == "target" else "right", overflow="fold")
+    numbers = ["batch", "seq", "p50", "p90", "p99", "mean", "seq/s", "speed-up"]
+    t = Grid(f"bench {directory} (threads {threads or 'default'}; ms, speed-up over {result['ratios']['reference']})",
+             ["target", *numbers], right=tuple(numbers))
     skipped: dict[str, tuple[list[str], str]] = {}  # target -> (the shapes it skipped, the first reason)
     for r in result["results"]:
         if "latency_ms" not in r:
@@ -159,22 +157,22 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
 
 def show_recommended(rec: dict[str, Any]) -> None:
     """What to deploy on this CPU, per shape and overall, against PyTorch eager, with the CPU, on stderr."""
-    from rich.table import Table
+    from ..runtime.recommend import caveat
 
     out = console(stderr=True)
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
         out.print(f"recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})")
         return
-    t = Table(title=f"recommended on {where}: the fastest verified pair, when {rec['margin']:.2f}x {rec['default']} "
-                    "or faster, else that default")
-    for col in ("shape", "backend", "artifact", "p50 ms", "torch eager ms", "speed-up", f"vs {rec['default']}"):
-        t.add_column(col, justify="left" if col in ("backend", "artifact") else "right")
+    numbers = ["p50 ms", "torch eager ms", "speed-up", "vs default"]
+    t = Grid(f"recommended on {where}: the fastest verified pair, when {rec['margin']:.2f}x the default "
+             f"({rec['default']}) or faster, else that default", ["shape", "backend", "artefact", *numbers, "note"],
+             right=tuple(numbers))
 
     def row(shape: str, r: dict[str, Any]) -> None:
         t.add_row(shape, r["backend"], r["artifact"], ms_text(r['p50_ms']),
                   ms_text(r["torch_p50_ms"]),
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x")
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x", caveat(r))
 
     for shape, r in rec["by_shape"].items():
         row(shape.replace("b", "").replace(" s", " x "), r)

@@ -106,14 +106,64 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
 
 
 def console(stderr: bool = False) -> Console:
+    import os
     import sys
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # tables stay readable in logs and CI, where there is no terminal to take the width from; no markup:
-    # what we print is data (`output 'context' [batch, 24]`), styles are given as rich Text
-    return Console(stderr=stderr, highlight=False, markup=False, width=None if stream.isatty() else 160)
+    # tables stay readable in logs and CI, where there is no terminal to take the width from, unless COLUMNS
+    # says it (rich reads it); no markup: what we print is data (`output 'context' [batch, 24]`), styles are
+    # given as rich Text
+    wide = stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
+    return Console(stderr=stderr, highlight=False, markup=False, width=None if wide else 160)
+
+
+class Grid:
+    """A table of numbers that are never folded or cut: drawn as a table where every cell fits on its line
+    in the console's width, else as one line per row (its ``key`` first cells, then each other column as
+    "name value"), which wraps between values only. Cells are str or rich Text."""
+
+    def __init__(self, title: Any, columns: list[str], key: int = 1, right: tuple[str, ...] = ()) -> None:
+        self.title, self.columns, self.key, self.right = title, columns, key, right
+        self.rows: list[list[Any]] = []
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append(list(cells))
+
+    def table(self) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        t = Table(title=self.title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in self.columns:
+            t.add_column(col, justify="right" if col in self.right else "left", no_wrap=True)
+        for row in self.rows:
+            t.add_row(*row)
+        return t
+
+    def lines(self) -> list[Any]:
+        from rich.text import Text
+
+        def text(cell: Any) -> Any:
+            return cell if isinstance(cell, Text) else Text(str(cell))
+
+        out = [text(self.title)]
+        for row in self.rows:
+            named = [Text.assemble(name, " ", text(cell)) for name, cell in zip(self.columns[self.key:], row[self.key:])
+                     if str(cell) not in ("", "-")]
+            out.append(Text(" ").join([text(c) for c in row[:self.key]]) + Text(": ") + Text(", ").join(named))
+        return out
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        table = self.table()
+        needed = Measurement.get(console, options.update_width(1 << 20), table).maximum  # its width unbounded
+        if needed <= options.max_width:
+            yield table
+        else:
+            yield from self.lines()
 
 
 def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = None) -> Recipe:

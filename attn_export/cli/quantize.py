@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import BadInput
-from .common import DirArg, JsonOpt, console, print_json
+from .common import DirArg, Grid, JsonOpt, console, print_json
 
 NAME = "quantize"
 
@@ -56,20 +56,23 @@ def run_quantize(directory: Path, precisions: list[str], calib_samples: int | No
 
 def show(directory: Path, reports: list[Any]) -> None:
     """The variants' table and what each really quantised, on stderr."""
-    from rich.table import Table
+    from ..runtime.timing import ms_text
 
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    table = Table(title=f"precision variants of {directory / 'model.onnx'} (ONNX Runtime CPU)")
-    for col in ("variant", "accuracy", "FP32 acc", "torch acc", "argmax agree", "max |logits|",
-                "max |attn|", "ms b1 s128", "FP32 ms", "speed-up"):
-        table.add_column(col, justify="right")
+    # the test split's accuracy of FP32 and PyTorch is one number for every row: said once, in the title
+    first = reports[0] if reports else None
+    title = (f"precision variants of {directory / 'model.onnx'} (ONNX Runtime CPU; test accuracy FP32 "
+             f"{fmt(first.accuracy_fp32 if first else None, '.4f')}, PyTorch "
+             f"{fmt(first.accuracy_torch if first else None, '.4f')}; errors against FP32 on the test split)")
+    numbers = ["accuracy", "argmax agree", "max |Δlogits|", "max |Δattn|", "ms b1 s128", "FP32 ms", "speed-up"]
+    table = Grid(title, ["variant", *numbers], right=tuple(numbers))
     for r in reports:
-        table.add_row(r.artifact, fmt(r.accuracy, ".4f"), fmt(r.accuracy_fp32, ".4f"),
-                      fmt(r.accuracy_torch, ".4f"), fmt(r.argmax_agreement, ".4f"),
+        table.add_row(r.artifact, fmt(r.accuracy, ".4f"), fmt(r.argmax_agreement, ".4f"),
                       fmt(r.logits_max_abs, ".2e"), fmt(r.attention_max_abs, ".2e"),
-                      fmt(r.latency_ms, ".3f"), fmt(r.latency_fp32_ms, ".3f"), fmt(r.speedup, ".2f"))
+                      ms_text(r.latency_ms), ms_text(r.latency_fp32_ms), fmt(r.speedup, ".2f") + "x"
+                      if r.speedup is not None else "-")
     out = console(stderr=True)
     out.print(table)
     for r in reports:

@@ -11,7 +11,7 @@ from ..errors import ParityError
 from ..runtime.store import Store
 from ..runtime.timing import ms_text
 from ..runtime.verify import VerifyResult
-from .common import DirArg, JsonOpt, console, print_json, progress_bar
+from .common import DirArg, Grid, JsonOpt, console, print_json, progress_bar
 
 NAME = "verify"
 
@@ -68,7 +68,6 @@ def run_verify(directory: Path, backends: str, threads: int | None, quiet: bool 
 def table(result: VerifyResult, directory: Path) -> Any:
     """The targets that ran, failures first; then one line per skipped backend, its reason whole."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     from ..runtime.trt.readiness import summary_lines
@@ -79,19 +78,21 @@ def table(result: VerifyResult, directory: Path) -> Any:
     title = Text.assemble(f"verify {directory}: ", ("PASSED", "green") if result.passed else ("FAILED", "red"),
                           (f" with {result.loosened}", "yellow") if result.loosened else "",
                           f" against {result.reference['backend']} FP32 ({result.reference['source']}, test accuracy "
-                          f"{fmt(result.reference['accuracy'], '.4f')})")
-    t = Table(title=title)
-    for col in ("backend", "artefact", "precision", "status", "cases", "max abs", "of budget", "accuracy",
-                "Δ acc", "agree", "p50 ms", "reason"):
-        t.add_column(col, justify="left" if col in ("backend", "artefact", "reason", "status") else "right",
-                     overflow="fold")
+                          f"{fmt(result.reference['accuracy'], '.4f')})",
+                          f"; p50 at {result.latency_at()}" if result.latency_at() else "")
+    # a table where every number fits on its line, else one line per target (a narrow terminal had folded
+    # numbers across lines: found by attacking); each reason whole, under it
+    numbers = ["cases", "max abs", "of budget", "accuracy", "Δ acc", "agree", "p50 ms"]
+    t = Grid(title, ["backend", "artefact", "precision", "status", *numbers], key=2, right=tuple(numbers))
     for r in result.ran():
         t.add_row(r.target.backend, r.target.artifact or "-", r.target.precision or "-",
                   Text.assemble((r.status, "green" if r.status == "passed" else "red"),
                                 " (carried)" if r.carried_from else ""),
                   str(len(r.cases)), fmt(r.worst_max_abs, ".1e"), fmt(r.worst_ratio, ".2f"), fmt(r.accuracy, ".4f"),
                   fmt(r.accuracy_delta, "+.4f"), fmt(r.argmax_agreement, ".4f"),
-                  ms_text(r.latency_ms["p50"] if r.latency_ms else None), r.reason or "")
+                  ms_text(r.latency_ms["p50"] if r.latency_ms else None))
+    reasons = [Text.assemble((f"{r.status} ", "green" if r.status == "passed" else "red"), f"{r.target.label}: ",
+                             r.reason) for r in result.ran() if r.reason]
     skipped = [Text.assemble(("skipped ", "yellow"), line) for line in result.skipped_lines()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
@@ -101,7 +102,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
     # a PASSED of a model below its recipe's floor said nothing of it here, only in the report (found by attacking)
     below = Store(directory).below_floor()
     floor = [Text.assemble(("BELOW THE RECIPE'S ACCURACY FLOOR: ", "red"), below)] if below else []
-    return Group(t, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+    return Group(t, *reasons, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
 
 
 def carried_lines(result: VerifyResult) -> list[str]:

@@ -34,8 +34,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "current", "measured_by", "not_timed", "pick",
-           "verified_pairs"]
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "measured_by",
+           "not_timed", "pick", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -43,6 +43,9 @@ DEVICE_BACKENDS = {"ort-cpu": (f"onnxruntime>={ORT_MIN}", (3, 8)), "openvino-cpu
                    "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
 DEFAULT = ("ort-cpu", "model.onnx")  # what a CPU bundle runs when nothing is recommended
 MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked instead
+# a shape's pick whose default or chosen pair had a p90 this many times its p50 was timed unsteadily: said
+# beside it (found by attacking: one cell of run's short bench read 16x the time for 4x the length)
+UNSTEADY = 2.0
 
 
 def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
@@ -115,7 +118,11 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
     for shape in shapes:
         if shape in default:
             here = {k: float(v[shape]["latency_ms"]["p50"]) for k, v in per_pair.items() if shape in v}
-            by_shape[shape] = choose(here, torch.get(shape))
+            chosen = by_shape[shape] = choose(here, torch.get(shape))
+            timing = [per_pair[k][shape]["latency_ms"] for k in {DEFAULT, (chosen["backend"], chosen["artifact"])}]
+            spread = max(float(t.get("p90", t["p50"])) / float(t["p50"]) for t in timing)
+            if spread > UNSTEADY:
+                chosen["unsteady"] = round(spread, 1)
     overall = None
     if len(default) == len(shapes):
         complete = {k: _geomean([float(v[s]["latency_ms"]["p50"]) for s in shapes])
@@ -125,6 +132,16 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
                                     for s in shapes], shapes) for k in complete}
         overall = {**choose(complete, baseline, steady), "shapes": shapes}
     return {"by_shape": by_shape, "overall": overall}
+
+
+def caveat(chosen: Mapping[str, Any]) -> str:
+    """What a reader of a pick must weigh besides its numbers: "" when nothing."""
+    said = []
+    if chosen.get("ratio") is not None and chosen["ratio"] < 1:
+        said.append(f"{BASELINE} (PyTorch eager) is faster here")
+    if chosen.get("unsteady"):
+        said.append(f"unsteady timing: a p90 {chosen['unsteady']:.1f}x its p50")
+    return "; ".join(said)
 
 
 def _geomean(values: List[float]) -> float:

@@ -269,6 +269,17 @@ class VerifyResult:
         "" for the recipe's own settings."""
         return f"--set {', '.join(self.overrides)}" if self.overrides else ""
 
+    def latency_at(self) -> str:
+        """The shape and threads the rows' p50 is of ("b1 s15, 1 thread"; "" when not recorded): said beside
+        it, since bench's tables time other shapes (found by attacking)."""
+        at = self.latency or {}
+        threads = at.get("threads")
+        return (f"b{at['batch']} s{at['seq']}, {threads or 'default'} thread{'' if threads == 1 else 's'}"
+                if at.get("batch") and at.get("seq") else "")
+
+    def p50_header(self) -> str:
+        return f"p50 ms ({self.latency_at()})" if self.latency_at() else "p50 ms"
+
     def ran(self) -> List[TargetResult]:
         """The targets that ran, failures first: what a person reads first."""
         return sorted((r for r in self.results if r.status != "skipped"), key=lambda r: r.status != "failed")
