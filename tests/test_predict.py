@@ -220,7 +220,7 @@ def test_options_that_change_nothing_are_refused_by_both_command_lines(model_dir
                                           "--json --attention"),
                        (["--stream", "4", "--on-long", "truncate"], "--on-long does nothing with --stream (one stream "
                                                                     "of batch 1, fed chunks of any length); expected "
-                                                                    "them without --stream"),
+                                                                    "it without --stream"),
                        (["--stream", "4", "--batch-size", "32"], "--batch-size does nothing with --stream")):
         host = cli("predict", source, "--dir", str(model_dir), *args)
         device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir), source,

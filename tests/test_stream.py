@@ -177,6 +177,9 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         assert stream.steps.tolist() == [0, 9]
         one = predictor.stream()
         assert one.push(x[0, :5])[0].label == predictor.predict([x[0, :5]])[0].label
+        # found by attacking: each stream opened a session of its own, kept until the predictor closed (1 MB a
+        # stream); they share one, each with its own state
+        assert one.backend is stream.backend and stream.steps.tolist() == [0, 9]
         with pytest.raises(Exception, match=r"lengths must lie in 0\.\.4"):
             stream.push(x[:, :4], lengths=[5, 0])
         with pytest.raises(Exception, match="chunk has shape"):
@@ -197,6 +200,7 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         for batch in (True, 2.0, 0):  # the first two were TypeErrors
             with pytest.raises(BadInput, match="expected a whole number of rows, 1 to 4096"):
                 predictor.stream(batch=batch)  # type: ignore[arg-type]
+        assert len(predictor._streams) == 1  # a refused stream opened nothing
     with pytest.raises(BadInput, match="this stream's Predictor is closed"):
         stream.push(x[:, :4])
     with pytest.raises(BadInput, match="this Predictor is closed"):
@@ -624,7 +628,9 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     repo = unpack(tmp_path / "t.tar.gz", tmp_path / "t") / "model_repository"
     readme = " ".join((repo.parent / "README.md").read_text().split())  # what a client must know (found by attacking)
     assert "A request holds at most 32 rows (`max_batch_size`" in readme
-    assert "There a length may be 0 (that row's state is kept as it was), and a chunk should stay near 128" in readme
+    assert "A chunk's length must lie in 0..steps of that chunk (0 keeps the state as it was)" in readme
+    assert "A stream request holds one row, one sequence (the sequence batcher refuses more)" in readme
+    assert "A sequence that sends nothing for 60 seconds is ended by Triton and its state dropped" in readme
     types = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
     for model, source in (("attention_lstm", store.ONNX_FP32), ("attention_lstm_stream", store.STREAM_ONNX)):
         graph_bytes = (repo / model / "1" / "model.onnx").read_bytes()
@@ -654,7 +660,7 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
         assert sorted(n for s in states for n in (s.input_name, s.output_name)) == sorted(
             n for n in declared if n.startswith("state_"))  # every state pair kept by Triton, none served
     readme = (repo.parent / "README.md").read_text()
-    assert "sequence_id=42" in readme and "no Triton server" in readme and "only graphs that" in readme
+    assert "sequence_id=sequence_id" in readme and "no Triton server" in readme and "only graphs that" in readme
     assert triton_client_models(readme) == ["attention_lstm", "attention_lstm_stream"]
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
     assert "each length of `attention_lstm` must lie in 1..steps" in readme  # found by a user
@@ -808,6 +814,8 @@ def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_se
     assert sorted(p.name for p in (unpacked / "model_repository").iterdir()) == ["attention_lstm"]
     readme = (unpacked / "README.md").read_text()
     assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme
+    assert f"note: no attention_lstm_stream: no {store.STREAM_ONNX} here (run attn-export export --stream, then " \
+           "verify)" in " ".join(made.stderr.split())  # said, not left to be noticed (found by attacking)
 
 
 def test_an_fp16_stream_refuses_a_value_past_what_it_holds_but_not_in_a_rows_padding(streamed: Path) -> None:

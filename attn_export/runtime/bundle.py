@@ -136,14 +136,23 @@ sha256, to check what you deploy.
 TRITON_STREAM = (""", and
 `attention_lstm_stream` serves `model.stream.onnx` with the sequence batcher: its state stays in Triton
 (implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start), so a client sends only
-each chunk and its valid steps, under one sequence id (`push` below). There a length may be 0 (that row's
-state is kept as it was), and a chunk should stay near {piece} steps: the graph's memory grows with the
-square of a chunk (one of 40,000 steps asked ONNX Runtime for 6.4 GB).""", """
-    def push(chunk, valid, start=False, end=False):      # chunk: float32 [1, steps, {features}]
+each chunk and its valid steps, under the sequence's own id (`push` below). A stream request holds one
+row, one sequence (the sequence batcher refuses more); `max_batch_size` there is how many sequences Triton
+batches together, others waiting their turn. A chunk's length must lie in 0..steps of that chunk (0 keeps
+the state as it was): the graph does not check it, and a larger or negative one spoils the state Triton
+keeps, and every later answer of that sequence, while its own answer looks right. A chunk should stay near
+{piece} steps: the graph's memory grows with the square of a chunk (one of 40,000 steps asked ONNX Runtime
+for 6.4 GB). A sequence that sends nothing for {idle} seconds is ended by Triton and its state dropped:
+the next chunk must start it again (`start=True`), from the beginning.""", """
+    def push(sequence_id, chunk, valid, start=False, end=False):   # chunk: float32 [1, steps, {features}]
         x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
         n = http.InferInput("lengths", [1, 1], "INT64"); n.set_data_from_numpy(np.array([[valid]], np.int64))
-        return client.infer("attention_lstm_stream", [x, n], sequence_id=42, sequence_start=start,
+        return client.infer("attention_lstm_stream", [x, n], sequence_id=sequence_id, sequence_start=start,
                             sequence_end=end).as_numpy("{head}")   # the answer for the prefix so far
+
+    chunks = [np.zeros((1, 16, {features}), np.float32)] * 3      # one sequence, in chunks as they arrive
+    for i, chunk in enumerate(chunks):                            # ids: one per live sequence, never 0
+        answer = push(7, chunk, chunk.shape[1], start=(i == 0), end=(i == len(chunks) - 1))
 """)
 
 STEPS = {  # the README's run steps per target; jetson's take the build commands
@@ -252,9 +261,11 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
     code serves ``attention_lstm``, and the stream model too where it ships (``streams``)."""
     if target == "triton":
         from .streaming import PIECE
+        from .triton import IDLE_MICROSECONDS
 
         return STEPS[target].format(features=info.input_size, head=info.spec.head_output,
-                                    stream_intro=TRITON_STREAM[0].format(piece=PIECE) if streams else ".",
+                                    stream_intro=TRITON_STREAM[0].format(piece=PIECE, idle=IDLE_MICROSECONDS // 10**6)
+                                    if streams else ".",
                                     stream_example=TRITON_STREAM[1].format(features=info.input_size,
                                                                            head=info.spec.head_output)
                                     if streams else "")
@@ -397,6 +408,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     loosened = sorted({o for n in names for o in s.loosened(n)})
     if loosened:  # found by a user: a 100x budget passed like any verdict, said nowhere past verify.json
         notes.append(f"verified with --set {', '.join(loosened)}, not the recipe's own [verify] settings")
+    if target == "triton" and store.STREAM_ONNX not in names:  # said, not left to be noticed (found by attacking)
+        from .streaming import not_streamable
+
+        cannot = not_streamable(info.recipe.get("model", {}))
+        notes.append(f"no attention_lstm_stream: {'the model cannot stream exactly: ' + cannot if cannot else 'no '}"
+                     + ("" if cannot else f"{store.STREAM_ONNX} here (run attn-export export --stream, then verify)"))
     chosen, why_not = None, ""
     if target == "cpu":
         chosen, why_not = current(s)

@@ -148,7 +148,7 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
     unread = [flag for flag in given if flag in STREAM_UNREAD]
     if unread:  # found by attacking: both were ignored, exit 0
         raise does_nothing(unread, "with --stream (one stream of batch 1, fed chunks of any length)",
-                           "them without --stream")
+                           f"{'them' if len(unread) > 1 else 'it'} without --stream")
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
     if attention:

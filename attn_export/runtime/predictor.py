@@ -32,6 +32,7 @@ For a head other than classification, ``probabilities`` holds the raw head outpu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import weakref
@@ -161,7 +162,10 @@ class Predictor:
         self._closed = False
         self._store = store
         self._options: Tuple[bool, Optional[int]] = (False, None)  # load's allow_unverified and threads
-        self._streams: List[Backend] = []  # the stream graph's backends, closed with the predictor
+        # each stream graph's backend and, where its runtime runs one call at a time, its lock: opened by the
+        # first stream of that graph, shared by the later ones (a stream's state is its own), closed with the
+        # predictor (one session per stream had grown a service by 1 MB a stream: found by attacking)
+        self._streams: Dict[str, Tuple[Backend, Optional[threading.Lock]]] = {}
         # a bundle's archive is closed when the predictor is closed or collected
         self._finalizer = weakref.finalize(self, store.close) if store is not None else None
 
@@ -217,12 +221,13 @@ class Predictor:
         from .backends.onnxrt import OrtCpuBackend
         from .dispatch import find_engine
         from .store import STREAM_FILES
-        from .streaming import Stream, require_stream
+        from .streaming import Stream, require_stream, stream_rows
 
         if self._closed:
             raise BadInput("this Predictor is closed; load it again")
         if self._store is None:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
+        rows = stream_rows(batch)  # before anything is opened
         allow_unverified, threads = self._options
         engine = None
         if self._backend.kind == "engine":
@@ -234,17 +239,21 @@ class Predictor:
             require_stream(self._store, name)
             artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
             cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
-        backend = cls(artifact, threads=threads)
-        backend.__enter__()
-        self._streams.append(backend)
+        opened = self._streams.get(artifact.name)
+        if opened is None:
+            backend = cls(artifact, threads=threads)
+            backend.__enter__()
+            opened = self._streams[artifact.name] = (
+                backend, None if backend.name in CONCURRENT_BACKENDS else threading.Lock())
         empty = np.zeros(0, np.float32)
-        return Stream(backend, batch, lambda row: self._decide(row, empty),
-                      lambda x, valid: self.check_range(x, "chunk", valid))
+        return Stream(opened[0], rows, lambda row: self._decide(row, empty),
+                      lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
 
     def close(self) -> None:
         self._closed = True
-        for backend in self._streams:
-            backend.close()
+        for backend, lock in self._streams.values():
+            with lock or contextlib.nullcontext():
+                backend.close()
         if self._lock is not None:
             with self._lock:
                 self._backend.close()

@@ -24,6 +24,7 @@ Python 3.8, numpy and one backend (ONNX Runtime on a device).
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
 __all__ = ["ATTENTION_STATE", "CHUNK", "PIECE", "SCHEDULES", "STATE", "Stream", "Update", "chunked", "not_streamable",
-           "replay", "require_stream", "schedule", "state_dims", "state_name", "stream_run", "stream_spec",
-           "zero_state"]
+           "replay", "require_stream", "schedule", "state_dims", "state_name", "stream_rows", "stream_run",
+           "stream_spec", "zero_state"]
 
 CHUNK = "chunk"
 STATE = ("acc", "c", "h", "max", "steps", "sum")
@@ -137,15 +138,23 @@ def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
     return {name: np.zeros((batch, *dims), np.float32) for name, dims in state_dims(spec).items()}
 
 
+def stream_rows(batch: Any) -> int:
+    """A stream's row count, or BadInput."""
+    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) \
+            or not 1 <= batch <= MAX_STREAM_BATCH:
+        raise BadInput(f"batch = {batch!r}; expected a whole number of rows, 1 to {MAX_STREAM_BATCH}")
+    return int(batch)
+
+
 class Stream:
     """``batch`` rows of a stream on one backend (made by ``Predictor.stream``); see the module docstring."""
 
-    def __init__(self, backend: "Backend", batch: int, decide: Any, check: Any) -> None:
-        if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) \
-                or not 1 <= batch <= MAX_STREAM_BATCH:
-            raise BadInput(f"batch = {batch!r}; expected a whole number of rows, 1 to {MAX_STREAM_BATCH}")
-        batch = int(batch)
+    def __init__(self, backend: "Backend", batch: int, decide: Any, check: Any, lock: Any = None) -> None:
+        batch = stream_rows(batch)
         self.backend = backend
+        # held around each call of the graph where its runtime runs one call at a time: the predictor's other
+        # streams of this graph share the backend
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self.spec: IOSpec = backend.spec
         self.batch = batch
         self.features = int(self.spec.inputs[0].dims[2])
@@ -234,7 +243,8 @@ class Stream:
         """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
         feeds.update(state)
-        out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
+        with self._lock:
+            out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
         new = {}
         for name in STATE:
             got = out.get(state_name(name, "out"))
