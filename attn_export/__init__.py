@@ -14,7 +14,8 @@ The Python API mirrors the command line, one function per stage, all working on 
     with ax.Predictor.load(out, precision="int8-dynamic") as predictor:
         predictions = predictor.predict(list_of_arrays)    # [Prediction(label, index, probabilities, attention)]
 
-``run`` does every stage at once (``attn-export run``). ``build_engine`` (TensorRT) needs a GPU and TensorRT. Importing the package is cheap: every name above is
+``run`` does every stage at once (``attn-export run``). ``build_engine(out, BuildOptions(precision="fp16"))``
+(TensorRT) needs a GPU and TensorRT. Importing the package is cheap: every name above is
 imported on first use, so ``import attn_export`` loads none of torch, onnxruntime, tensorrt, typer or rich.
 
 ``train``, ``quantize`` and ``verify`` are both stage modules and the functions they define; the package
@@ -31,6 +32,7 @@ from typing import Any, List
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildOptions",
     "Prediction",
     "Predictor",
     "__version__",
@@ -49,6 +51,7 @@ _LAZY = {
     "export_onnx": (".export", "export_onnx"),
     "quantize": (".quantize", "quantize"),
     "build_engine": (".runtime.trt.build", "build_engine"),
+    "BuildOptions": (".runtime.trt.build", "BuildOptions"),
     "verify": (".verify", "verify"),
     "Predictor": (".runtime", "Predictor"),
     "Prediction": (".runtime", "Prediction"),
@@ -61,7 +64,14 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module, attribute = _LAZY[name]
-    value = getattr(importlib.import_module(module, __name__), attribute)
+    try:
+        imported = importlib.import_module(module, __name__)
+    except ModuleNotFoundError as e:  # a bundle ships the device package only (found by attacking: a bare
+        if not (e.name or "").startswith(f"{__name__}."):  # "No module named 'attn_export.pipeline'")
+            raise
+        raise ImportError(f"attn_export.{name} is not in the device package a bundle ships (attn_export.runtime: "
+                          f"Predictor); it is on the host: pip install attn-export") from None
+    value = getattr(imported, attribute)
     globals()[name] = value
     return value
 

@@ -56,6 +56,18 @@ __all__ = ["BENCH_JSON", "PLOTS", "bench", "bench_figures", "row_key", "write_pl
 BENCH_JSON, PLOTS = store.BENCH_JSON, store.PLOTS
 
 
+MAX_SECONDS = 600.0  # a timing budget per shape
+
+
+def check_seconds(seconds: Any, where: str = "--seconds") -> float:
+    """A timing budget per shape in (0, MAX_SECONDS], or one BadInput line naming ``where`` it was given."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
+        shown = f"{seconds:g}" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else repr(seconds)
+        raise BadInput(f"{where} {shown} is outside (0, {MAX_SECONDS:g}]; expected a timing budget per shape, in "
+                       "seconds")
+    return float(seconds)
+
+
 def _feeds(batch: int, seq: int, features: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {"x": rng.standard_normal((batch, seq, features)).astype(np.float32),
@@ -116,8 +128,7 @@ def bench(
     if len(batches) > MAX_GRID or len(seqs) > MAX_GRID:
         raise BadInput(f"--batch has {len(batches):,} sizes and --seq {len(seqs):,} lengths; expected at most "
                        f"{MAX_GRID} of each (every pair is timed)")
-    if not 0 < budget.seconds <= 600:
-        raise BadInput(f"--seconds {budget.seconds:g} is outside (0, 600]; expected a timing budget per shape")
+    check_seconds(budget.seconds)
     if not batches or not seqs or min(batches) < 1 or min(seqs) < 1:
         raise BadInput(f"--batch and --seq need positive integers; got batch {list(batches)}, seq {list(seqs)}")
     s = Store(directory)

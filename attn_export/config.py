@@ -249,8 +249,22 @@ def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
     return False
 
 
+def as_recipe(recipe: Any) -> Recipe:
+    """What the Python API's stages take as a recipe: a ``Recipe``, or a recipe file's path (loaded); else
+    one ConfigError line (a path had been an AttributeError: found by attacking)."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, (str, os.PathLike)):
+        return load_recipe(recipe)
+    raise ConfigError(f"recipe = {recipe!r}; expected a Recipe (attn_export.load_recipe(path, overrides)) or a "
+                      "recipe file's path")
+
+
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
     """The recipe in ``path`` (all defaults when None), then ``overrides`` (``section.key=value``) on top."""
+    if isinstance(overrides, (str, bytes)):  # iterated, it was one override per character (found by attacking)
+        raise ConfigError(f"overrides = {overrides!r} is one string; expected a list of section.key=value strings, "
+                          f"e.g. [{overrides!r}]")
     recipe = Recipe()
     if path is not None:
         if not os.path.lexists(path):

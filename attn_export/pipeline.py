@@ -100,7 +100,8 @@ def run(
     """Run every stage into ``directory``; ``on_start`` hears the start (the directory's lock held),
     ``on_stage`` each stage as it ends, ``on_epoch`` each epoch, ``on_progress`` (stage, what, done, total)
     through export's sweep, verify's targets and bench's shapes."""
-    from .bench import Budget, bench
+    from .bench import Budget, bench, check_seconds
+    from .config import as_recipe
     from .export import export_onnx
     from .quantize import quantize
     from .report import write_report
@@ -110,6 +111,9 @@ def run(
     from .train import train
     from .verify import verify
 
+    recipe = as_recipe(recipe)
+    directory = Path(directory)
+    check_seconds(bench_seconds, "bench_seconds")  # before any work: it had failed after verify (found by attacking)
     result = RunResult(directory)
 
     def progress(name: str) -> Callable[[str, int, int], None] | None:

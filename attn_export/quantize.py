@@ -631,6 +631,8 @@ def quantize(
     from .config import recipe_from_dict
     from .runtime.verify import deployment_max_seq
 
+    if isinstance(precisions, (str, bytes)):  # iterated, it was one precision per character (found by attacking)
+        raise BadInput(f"precisions = {precisions!r} is one string; expected a list of them, e.g. [{precisions!r}]")
     for p in precisions:
         if p not in FILES:
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")

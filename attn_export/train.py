@@ -21,7 +21,7 @@ from torch import nn
 
 from .runtime import store
 from .checkpoint import save_model
-from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, TrainConfig
+from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, TrainConfig, as_recipe
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
@@ -138,7 +138,10 @@ def train(
     on_epoch: Callable[[EpochStats], None] | None = None,
     splits: Splits | None = None,
 ) -> dict[str, Any]:
-    """Train the recipe's model, save it into ``directory`` and return metrics.json's contents."""
+    """Train the recipe's model (a ``Recipe`` or a recipe file's path), save it into ``directory`` and return
+    metrics.json's contents."""
+    recipe = as_recipe(recipe)
+    directory = Path(directory)
     if recipe.model.head not in ("classification", "binary"):
         raise ConfigError(
             f"model.head = '{recipe.model.head}' cannot be trained from labelled data; "

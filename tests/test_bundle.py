@@ -153,6 +153,14 @@ def test_bundled_runtime_runs_alone_without_torch(model_dir: Path, tmp_path: Pat
     out = json.loads(result.stdout)
     refs = one_by_one(model_dir, seqs)
     assert [p["index"] for p in out["predictions"]] == [int(r["logits"][0].argmax()) for r in refs]
+    # the host's stages are not in the device package: said as such (found by attacking: a bare
+    # "No module named 'attn_export.pipeline'")
+    # (-S: no site-packages, where this test's own editable install of attn-export would answer)
+    host = subprocess.run([sys.executable, "-S", "-c", "import attn_export as ax\nax.run"], capture_output=True,
+                          text=True, cwd=device, env=env, timeout=300)
+    assert host.returncode == 1 and host.stderr.strip().splitlines()[-1] == (
+        "ImportError: attn_export.run is not in the device package a bundle ships (attn_export.runtime: Predictor); "
+        "it is on the host: pip install attn-export"), host.stderr
 
 
 def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:

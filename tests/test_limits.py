@@ -128,7 +128,7 @@ def test_the_python_api_bounds_threads_too(trained: Path) -> None:
 
     with pytest.raises(BadInput, match="threads 100000 is outside 1 to"):
         Predictor.load(trained, allow_unverified=True, threads=100000)
-    with pytest.raises(BadInput, match="batch_size = 100000000; expected 1 to 65536"):
+    with pytest.raises(BadInput, match="batch_size = 100000000; expected a whole number, 1 to 65536"):
         Predictor.load(trained, allow_unverified=True, batch_size=10**8)
 
 

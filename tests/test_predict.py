@@ -365,3 +365,47 @@ def test_a_dynamic_int8_answer_does_not_move_with_its_batch_mates(tiny_dir: Path
                    budget=Budget(warmup=1, seconds=0.05, min_iterations=2, max_iterations=10))
     rows = [r for r in result["results"] if r["artifact"] == "model.int8.onnx"]
     assert {r["batch"] for r in rows} == {1, 4} and all(r["one_by_one"] for r in rows)
+
+
+def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking the API: ragged input was numpy's ValueError, a batch_size of "4" a TypeError, of
+    1.5 or 0 taken as 1, a path of "" the current directory, of None a TypeError, a lone string iterated one
+    character at a time, and run's bench budget refused only after every other stage had run."""
+    import attn_export as ax
+    from attn_export.errors import AttnExportError, ConfigError
+    from attn_export.runtime import Predictor
+
+    features = store.Store(model_dir).info.input_size
+    for path in ("", "  ", None, 5, b"dir"):
+        with pytest.raises(BadInput, match=r"^path = .*; expected an artefact directory or a bundle \.tar\.gz$"):
+            Predictor.load(path)  # type: ignore[arg-type]
+    for size in ("4", 1.5, 0, -5, True, None):
+        with pytest.raises(BadInput, match=r"^batch_size = .*; expected a whole number, 1 to 65536$"):
+            Predictor.load(model_dir, batch_size=size)  # type: ignore[arg-type]
+    with Predictor.load(model_dir, threads=np.int64(1), batch_size=np.int64(4)) as predictor:
+        x = np.zeros((5, features), np.float32)
+        assert len(predictor.predict([x, x, x], batch_size=np.int32(2))) == 3
+        for size in (0, -5, 1.5, "a"):
+            with pytest.raises(BadInput, match="expected a whole number, 1 to 65536"):
+                predictor.predict([x, x], batch_size=size)  # type: ignore[arg-type]
+        with pytest.raises(BadInput, match=r"^sequence 0 is not an array of \[steps, \d+\] numbers"):
+            predictor.predict([[[0.0] * features, [0.0] * (features - 1)]])
+        with pytest.raises(BadInput, match=r"^a padded batch is x \[N, T, \d+\] with lengths \[N\], each of one shape"):
+            predictor.predict([[[0.0] * features], [[0.0] * features, [0.0] * features]], lengths=[1, 2])
+        # closed by another thread while it runs (a double that closes it inside the call, then runs the real,
+        # closed backend): the thread is told it was closed, not that the model failed
+        real = predictor._infer
+        predictor._infer = lambda feeds: (predictor.close(), real(feeds))[1]  # type: ignore[method-assign]
+        predictor._direct = None  # the positional fast path would bypass the double
+        with pytest.raises(BadInput, match="^this Predictor was closed while it predicted; load it again$"):
+            predictor.predict([x, x[:3]])
+    with pytest.raises(ConfigError, match=r"^overrides = 'train.epochs=5' is one string; expected a list"):
+        ax.load_recipe(None, "train.epochs=5")  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"^precisions = 'fp16' is one string; expected a list of them"):
+        ax.quantize(model_dir, "fp16")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^recipe = 5; expected a Recipe"):
+        ax.train(5, tmp_path / "t")  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"^bench_seconds -1 is outside \(0, 600\]"):
+        ax.run(Path(__file__).parent.parent / "recipes" / "quickstart.toml", tmp_path / "r", bench_seconds=-1)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+    assert issubclass(BadInput, AttnExportError) and BadInput.exit_code == 2

@@ -18,14 +18,14 @@ import importlib.util
 import math
 import os
 import re
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from ..errors import BadInput, NotAvailable, is_out_of_memory, out_of_memory
 
 if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
-__all__ = ["MAX_BATCH", "available_memory", "check_memory", "check_threads", "inference_bytes", "missing", "size_text",
+__all__ = ["MAX_BATCH", "available_memory", "check_batch_size", "check_memory", "check_threads", "inference_bytes", "missing", "size_text",
            "usable_cpus"]
 
 
@@ -77,13 +77,26 @@ def usable_cpus() -> int:
     return max(1, min(cores, quota) if quota else cores)
 
 
+def check_batch_size(value: Any, where: str = "batch_size") -> int:
+    """``value`` as an int when it is a whole number in 1..MAX_BATCH (numpy's integers too); else one
+    BadInput line (a 1.5 had become 1, a 0 had been taken for 1, a "4" a TypeError: found by attacking)."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_BATCH:
+        raise BadInput(f"{where} = {value!r}; expected a whole number, 1 to {MAX_BATCH}")
+    return int(value)
+
+
 def check_threads(threads: Optional[int], where: str = "threads") -> Optional[int]:
     """``threads`` when it is None (the runtime's default) or 1..usable_cpus(); else one BadInput line. More
     threads than cores only adds contention: 100,000 made 4,039 threads and 16 GB before this check."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int):
+    import numpy as np
+
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
         raise BadInput(f"{where} {threads!r} is not a whole number; expected 1 to {usable_cpus()}")
+    threads = int(threads)
     cores = usable_cpus()
     if not 1 <= threads <= cores:
         raise BadInput(f"{where} {threads} is outside 1 to {cores}; expected at most the {cores} CPU core(s) this "

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -41,10 +42,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, WorkFailed
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
-from .limits import DEFAULT_BATCH, MAX_BATCH, check_threads
+from .limits import DEFAULT_BATCH, check_batch_size, check_threads
 from .precisions import PRECISIONS, one_by_one
 from .readers import FLOAT32_MAX
 from .store import Artifact, Store
@@ -187,16 +188,17 @@ class Predictor:
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
         from .dispatch import choose
 
-        if not 1 <= batch_size <= MAX_BATCH:
-            raise BadInput(f"batch_size = {batch_size}; expected 1 to {MAX_BATCH}")
-        check_threads(threads)
+        batch_size = check_batch_size(batch_size)
+        threads = check_threads(threads)
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():  # "" was the current directory
+            raise BadInput(f"path = {path!r}; expected an artefact directory or a bundle .tar.gz")
         store = Store.load(path)
         try:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
             if threads and not backend_cls.threaded:  # found by review: ignored without a word
                 raise BadInput(f"threads {threads} does nothing with {backend_cls.name}, which sets no CPU thread "
-                               "count; expected no threads (or 0), or a backend that takes them (ort-cpu, "
-                               "openvino-cpu)")
+                               "count; expected no threads (None in Python, 0 or none on the command line), or a "
+                               "backend that takes them (ort-cpu, openvino-cpu)")
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
             loosened = store.loosened(artifact.name)
@@ -277,8 +279,12 @@ class Predictor:
     def _sequences(self, sequences: Any, lengths: Any) -> List[np.ndarray]:
         features = self.spec.features
         if lengths is not None:
-            x = np.asarray(sequences)
-            n = np.asarray(lengths)
+            try:  # ragged nested lists: numpy's ValueError, not one line (found by attacking)
+                x = np.asarray(sequences)
+                n = np.asarray(lengths)
+            except (TypeError, ValueError) as e:
+                raise BadInput(f"a padded batch is x [N, T, {features}] with lengths [N], each of one shape; got "
+                               f"what numpy cannot make an array of ({e})") from None
             if x.ndim != 3 or n.ndim != 1 or n.shape[0] != x.shape[0]:
                 raise BadInput(f"a padded batch is x [N, T, {features}] with lengths [N]; got x {x.shape}, "
                                f"lengths {n.shape}")
@@ -295,7 +301,11 @@ class Predictor:
                            "or a padded [N, T, F] array with lengths=[N]")
         out = []
         for i, s in enumerate(sequences):
-            a = np.asarray(s)
+            try:
+                a = np.asarray(s)
+            except (TypeError, ValueError) as e:
+                raise BadInput(f"sequence {i} is not an array of [steps, {features}] numbers: its steps differ in "
+                               f"length, or it holds other things ({e})") from None
             if a.dtype != _F32:
                 if a.dtype.kind not in "fiu":
                     raise BadInput(f"sequence {i} has dtype {a.dtype}; expected real numbers (float32)")
@@ -369,10 +379,15 @@ class Predictor:
             reason = self._backend.accepts(feeds["x"].shape[0], feeds["x"].shape[1])
             if reason is not None:
                 raise BadInput(f"{self.artifact.name} cannot run this batch: {reason}")
-        if self._lock is None:
-            return self._infer(feeds)
-        with self._lock:
-            return self._infer(feeds)
+        try:
+            if self._lock is None:
+                return self._infer(feeds)
+            with self._lock:
+                return self._infer(feeds)
+        except WorkFailed:
+            if self._closed:  # closed from another thread mid-predict: not a failure of the model (found by attacking)
+                raise BadInput("this Predictor was closed while it predicted; load it again") from None
+            raise
 
     def _batch(self, items: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """Pad to the longest (at least the profile's min seq): x [rows, steps, F], lengths [rows]."""
@@ -468,7 +483,7 @@ class Predictor:
         if len(seqs) == 1 and (self.max_seq is None or seqs[0].shape[0] <= self.max_seq):
             return [self._predict_one(seqs[0])]
 
-        limit = self.batch_size if batch_size is None else max(1, min(int(batch_size), self.batch_size))
+        limit = self.batch_size if batch_size is None else min(check_batch_size(batch_size), self.batch_size)
         pieces = self._chunks(seqs, on_long)
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][1].shape[0])
         scores: List[np.ndarray] = [np.empty(0)] * len(pieces)

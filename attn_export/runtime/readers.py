@@ -480,7 +480,8 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
         if lengths is None:
             # NaN in every feature of a sequence's last steps is padding, not a gap: filled under ffill, it
             # was trained on as data that predict refuses (found by attacking)
-            tail = np.isnan(x32).all(axis=2)[:, ::-1].cumprod(axis=1).sum(axis=1) if x32.size else np.zeros(n)
+            padded = np.asarray(np.isnan(x32).all(axis=2)) if x32.size else np.zeros((n, 0), bool)
+            tail = padded[:, ::-1].cumprod(axis=1).sum(axis=1)  # each sequence's trailing all-NaN steps
             if tail.any():
                 i = int(np.argmax(tail > 0))
                 raise DataError(f"{p}: sequence {i} ends in {int(tail[i])} step(s) of NaN in every feature, as padding "

@@ -214,11 +214,13 @@ def _errors(parser: trt.OnnxParser) -> List[str]:
 
 
 @store.writes_directory("build")
-def build_engine(directory: Path, options: BuildOptions, say: Callable[[str], None] = lambda s: None,
+def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: Callable[[str], None] = lambda s: None,
                  progress: Optional[ProgressCallback] = None, make: Optional[MakeSource] = None) -> BuildResult:
-    """Build DIR's ONNX into an engine; see the module docstring. A bundle made for another TensorRT line
-    than ``options.target`` is BadInput, before anything else; then NotAvailable (exit 3) when this machine
-    has no GPU or no TensorRT, or a TensorRT of another line than the bundle's, before anything is written."""
+    """Build DIR's ONNX into an engine (``options``: FP32 on the recipe's profile when None); see the module
+    docstring. A bundle made for another TensorRT line than ``options.target`` is BadInput, before anything
+    else; then NotAvailable (exit 3) when this machine has no GPU or no TensorRT, or a TensorRT of another line
+    than the bundle's, before anything is written."""
+    options = BuildOptions() if options is None else options
     info = store.Store(directory).model()  # what was asked is checked first: bad input is exit 2 on any machine
     options = _resolve(options, info)
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
