@@ -260,6 +260,35 @@ def test_verifys_table_never_folds_or_cuts_a_number(failed_dir: tuple, width: in
     assert f"failed {failed.target.label}: " in text.replace("\n", " ") or failed.reason is None
 
 
+def test_verify_says_what_its_table_cannot_show(failed_dir: tuple) -> None:
+    """Found by attacking: a runtime that cannot read a file had no line on the console (only the report's
+    conformance table said it), and an INT8 row's agreement of 1.0000 (the test split's) stood beside a
+    worst error from a sweep case whose decisions it had flipped, said nowhere. (The rows are this verify's,
+    one of them relabelled as INT8: what is tested is what the console says of such rows.)"""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from attn_export.cli.verify import table
+    from attn_export.runtime.verify import ConformanceCell, VerifyResult
+
+    directory, _ = failed_dir
+    result = VerifyResult.from_dict(json.loads((directory / "verify.json").read_text()))
+    row = result.ran()[0]
+    flipped = replace(row, target=replace(row.target, precision="int8-qdq"),
+                      cases=[replace(row.cases[0], argmax_agreement=0.25, batch=1, seq=4096), *row.cases[1:]])
+    result = replace(result, results=[flipped, *result.results[1:]], conformance=[
+        *result.conformance, ConformanceCell("tract-cpu", "model.int8.onnx", "int8-dynamic", "cannot read",
+                                             "tract cannot read model.int8.onnx: Unimplemented(DynamicQuantizeLSTM)")])
+    out = Console(width=200, record=True, force_terminal=False, highlight=False, markup=False)
+    out.print(table(result, directory))
+    text = flat(out.export_text())
+    assert (f"not judged {row.target.label}: decisions on the sweep (judged by the test split's) agreed 0.25 at "
+            "1 x 4096") in text
+    assert ("cannot read tract-cpu model.int8.onnx: tract cannot read model.int8.onnx: "
+            "Unimplemented(DynamicQuantizeLSTM)") in text
+
+
 def test_the_report_is_valid_markdown_and_keeps_the_text(failed_dir: tuple) -> None:
     directory, _ = failed_dir
     report = (directory / "report.md").read_text()
@@ -279,6 +308,7 @@ def test_the_report_is_regenerable_from_whatever_results_exist(failed_dir: tuple
     assert bench.returncode == 0, bench.stderr
     again = cli("report", str(directory))
     assert again.returncode == 0, again.stderr
+    assert flat(again.stderr).startswith("Verification FAILED with --set")  # the verdict, not only "wrote"
     report = (directory / "report.md").read_text()
     assert "## Latency and throughput" in report and "Not measured yet" not in report
     assert "Measured by `attn-export bench`." in report

@@ -17,7 +17,8 @@ def command(
         "an .onnx file or an artefact directory"))] = Path("artifacts"),
     targets: Annotated[list[str] | None, typer.Option(
         "--target", metavar="TARGET", help="Check the ONNX files against the TensorRT of jetpack5, jetpack6, "
-                                           "jetpack7, trt10 or trt11 (repeatable); exit 1 when one is not ready.")] = None,
+                                           "jetpack7, trt10 or trt11 (repeatable); exit 1 on a PROBLEM, a file not ready (a "
+                                           "withdrawn dynamic-INT8 file, never a TensorRT input, is not one).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Inputs and outputs with dynamic axes, opset, operators, parameters, metadata and lineage."""

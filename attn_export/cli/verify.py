@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..backends import REGISTRY
 from ..errors import ParityError
 from ..runtime.store import Store
 from ..runtime.timing import ms_text
@@ -17,7 +18,7 @@ NAME = "verify"
 
 BackendsOpt = Annotated[str, typer.Option(
     "--backends", metavar="NAMES", help="'auto' (every backend; unavailable ones are listed as skipped) or a comma-separated "
-                       "list (an unavailable one is an error, exit 3).")]
+                       f"list of {', '.join(REGISTRY)} (an unavailable one is an error, exit 3).")]
 ThreadsOpt = Annotated[int, typer.Option(
     "--threads", min=0, help="CPU threads per backend (0: the library's default). Recorded in the results.")]
 
@@ -70,7 +71,10 @@ def table(result: VerifyResult, directory: Path) -> Any:
     from rich.console import Group
     from rich.text import Text
 
+    from ..runtime.precisions import PRECISIONS
     from ..runtime.trt.readiness import summary_lines
+
+    DECIDED = {p.name for p in PRECISIONS.values() if p.judged_by == "decisions"}
 
     def fmt(v: float | None, spec: str) -> str:
         return "-" if v is None else format(v, spec)
@@ -93,6 +97,15 @@ def table(result: VerifyResult, directory: Path) -> Any:
                   ms_text(r.latency_ms["p50"] if r.latency_ms else None))
     reasons = [Text.assemble((f"{r.status} ", "green" if r.status == "passed" else "red"), f"{r.target.label}: ",
                              r.reason) for r in result.ran() if r.reason]
+    # a row judged on the test split's decisions whose sweep moved some (its max abs may be from such a
+    # case): said, since the table's agreement is the test split's (found by attacking)
+    moved = [Text.assemble(("not judged ", "yellow"), f"{r.target.label}: decisions on the sweep (judged by the "
+                           "test split's) agreed " + ", ".join(f"{c.argmax_agreement:.2f} at {c.batch} x {c.seq}"
+                                                             for c in r.cases if c.argmax_agreement < 1))
+             for r in result.ran() if r.target.precision in DECIDED and any(c.argmax_agreement < 1 for c in r.cases)]
+    # a runtime that cannot read a file has no row above: said where the report's conformance table says it
+    unread = [Text.assemble(("cannot read ", "yellow"), f"{c.runtime} {c.artifact}: {c.detail}")
+              for c in result.conformance if c.status == "cannot read"]
     skipped = [Text.assemble(("skipped ", "yellow"), line) for line in result.skipped_lines()]
     untrusted = [Text.assemble(("not current ", "red"), reason) for reason in result.untrusted]
     readiness = [Text(line) for line in summary_lines(result.tensorrt)]
@@ -102,7 +115,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
     # a PASSED of a model below its recipe's floor said nothing of it here, only in the report (found by attacking)
     below = Store(directory).below_floor()
     floor = [Text.assemble(("BELOW THE RECIPE'S ACCURACY FLOOR: ", "red"), below)] if below else []
-    return Group(t, *reasons, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+    return Group(t, *reasons, *moved, *unread, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
 
 
 def carried_lines(result: VerifyResult) -> list[str]:
