@@ -134,7 +134,7 @@ FILES = ["--set", 'data.name="files"', "--set"]  # + 'data.train="{t}/x.ts"'
 ROWS: dict[str, Row] = {
     # --- usage: options and values (typer/click) -----------------------------------------------
     "unknown-command": Row(("frobnicate",), 2, "No such command"),
-    "train-unknown-option": Row(("train", "{d}", "--bogus"), 2, "No such option: --bogus"),
+    "train-unknown-option": Row(("train", "{d}", "--bogus"), 2, "No such option: --bogus (Possible options: --out)"),
     "export-opset-99": Row(("export", "{d}", "--opset", "99"), 2, "export.opset = 99 is out of range"),
     "export-opset-abc": Row(("export", "{d}", "--opset", "abc"), 2, "Invalid value for '--opset'"),
     "export-exporter-foo": Row(("export", "{d}", "--exporter", "foo"), 2, "'foo'"),

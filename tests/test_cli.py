@@ -251,3 +251,14 @@ def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) ->
     assert result.returncode == 2 and "did you mean 'model.hidden_size'" in result.stderr, result.stderr
     result = cli("train", "a.toml", "--recipe", "R.toml", cwd=tmp_path)  # an existing recipe: still two
     assert result.returncode == 2 and "two recipes given (R.toml and a.toml)" in result.stderr, result.stderr
+
+
+def test_a_usage_error_says_where_to_look_for_what_would_work() -> None:
+    """Found by attacking: click's "No such option: --bogus" and "Missing argument" named what was wrong and
+    nothing that would work, unlike every other refusal; a line that already suggests keeps its suggestion."""
+    for args, said in ((["verify", "artifacts", "--bogus"], "No such option: --bogus; expected what attn-export "
+                                                             "verify --help lists"),
+                       (["predict"], "Missing argument 'INPUT'; expected what attn-export predict --help lists"),
+                       (["verfy"], "No such command 'verfy'. Did you mean 'verify'?")):
+        result = cli(*args)
+        assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr

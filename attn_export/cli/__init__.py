@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = _given(args, e.param) if isinstance(e, typer.BadParameter) else None
         if given is not None and repr(given) not in said:  # typer's "Input should be a valid integer" names no value
             said = f"{said} (got {given!r})"
+        ctx = getattr(e, "ctx", None)
+        if ctx is not None and not any(w in said for w in ("expected", "Did you mean", "Possible options")):
+            # click's "No such option: --bogus" said what was wrong, not what would work
+            said = f"{said.rstrip('.')}; expected what {ctx.command_path} --help lists"
         typer.echo(f"Error: {said}", err=True)
         return e.exit_code
     except Abort:
