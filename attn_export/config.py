@@ -302,9 +302,11 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     """Relative data paths (data.train, data.test) made absolute from ``base``: a recipe's folder (a
     recipe names its data files from where it lives, wherever it is run from), or the current directory
-    for ``--set`` values."""
+    for ``--set`` values; ``~`` is the user's home, as a shell would read it (it had been a folder named
+    "~" in the recipe's: found by attacking)."""
     paths = {key: getattr(recipe.data, key) for key in ("train", "test")}
-    resolved = {k: os.path.abspath(base / v) if v and not Path(v).is_absolute() else v for k, v in paths.items()}
+    home = {k: os.path.expanduser(v) if v else v for k, v in paths.items()}
+    resolved = {k: os.path.abspath(base / v) if v and not Path(v).is_absolute() else v for k, v in home.items()}
     if resolved == paths:
         return recipe
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **resolved))

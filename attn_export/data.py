@@ -26,7 +26,8 @@ import numpy as np
 
 from attn_export.errors import DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
-from attn_export.runtime.readers import MISSING_POLICIES, _check_missing_policy, _read_ts, _show, read_npz, read_ts
+from attn_export.runtime.readers import (MISSING_POLICIES, _check_missing_policy, _read_ts, _show, npz_names,
+                                        read_npz, read_ts)
 from attn_export.runtime.inputs import check_features, read_csv
 
 __all__ = [
@@ -455,13 +456,15 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
         ts = _read_ts(path, missing)
         if ts.is_target:
             raise DataError(f"{path}: holds regression targets (@targetLabel true); expected class labels (@classLabel true)")
-        if not ts.has_labels:
-            raise DataError(f"{path}: has no class labels (@classLabel false); training needs @classLabel true")
+        if not ts.has_labels:  # its words, not a header it may not have (found by attacking)
+            raise DataError(f"{path}: has no class labels (no label field after the channels); training needs "
+                            "@classLabel true with the class names, and each series' label after its last ':'")
         return ts.sequences, ts.raw_labels, ts.declared, None
     if suffix == ".npz":
         seqs, labels = read_npz(path, missing)
-        if labels is None:
-            raise DataError(f"{path}: has no y; training needs a label per sequence")
+        if labels is None:  # the arrays it has, as a missing x lists them (found by attacking)
+            have = ", ".join(sorted(npz_names(path))) or "nothing"
+            raise DataError(f"{path}: has no y (it has: {have}); training needs a label per sequence in y")
         return seqs, labels, None, None
     if suffix == ".csv":  # the long format: sequence, [time,] features..., label (runtime.inputs)
         table = read_csv(path, missing=missing)
@@ -469,6 +472,8 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
             raise DataError(f"{path}: has no 'label' column; training needs a label per sequence (a header with "
                             "sequence, optionally time, the features, and label)")
         return table.sequences, table.labels, None, table.features
+    if Path(path).is_dir():
+        raise DataError(f"{path} is a directory; expected a .ts, .npz or .csv file")
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .ts, .npz or .csv")
 
 

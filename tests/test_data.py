@@ -753,3 +753,34 @@ def test_a_one_column_csv_whose_name_holds_a_semicolon_is_read(tmp_path: Path) -
     (tmp_path / "t.csv").write_text("temp (C; sensor 1)\n1.5\n2.5\n")
     table = read_csv(tmp_path / "t.csv")
     assert table.features == ["temp (C; sensor 1)"] and table.sequences[0].ravel().tolist() == [1.5, 2.5]
+
+
+def test_data_errors_say_what_would_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: each was refused, but with words that did not lead to the fix."""
+    from attn_export.config import load_recipe
+    from attn_export.data import _read_labelled
+    from attn_export.runtime.inputs import read_csv
+
+    x = np.zeros((4, 5, 2), np.float32)
+    np.savez(tmp_path / "labels.npz", x=x, labels=np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match=r"has no y \(it has: labels, x\); training needs a label per sequence in y"):
+        _read_labelled(str(tmp_path / "labels.npz"), "error")
+    np.savez(tmp_path / "nan.npz", x=x, y=np.array([0, 1, np.nan, 1]))
+    with pytest.raises(DataError, match=r"y\[2\] is nan; expected a label for every sequence"):
+        _read_labelled(str(tmp_path / "nan.npz"), "error")
+    np.savez(tmp_path / "flat.npz", x=x[..., 0], lengths=np.array([3, 5, 4, 2]), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match=r"padded sequences of one feature are x \[N, T, 1\], not \[N, T\] = \[4, 5\]"):
+        _read_labelled(str(tmp_path / "flat.npz"), "error")
+    (tmp_path / "plain.ts").write_text("@univariate true\n@data\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match=r"has no class labels \(no label field after the channels\); training needs "
+                                        r"@classLabel true with the class names"):
+        _read_labelled(str(tmp_path / "plain.ts"), "error")
+    with pytest.raises(DataError, match=r"is a directory; expected a \.ts, \.npz or \.csv file"):
+        _read_labelled(str(tmp_path), "error")
+    (tmp_path / "ids.csv").write_text("id,a,b,label\ns0,1,2,x\ns0,2,3,x\n")
+    with pytest.raises(DataError, match=r"ids\.csv:2: id = 's0'; expected a finite number \(a column of sequence ids "
+                                        r"is named 'sequence', and a column of labels 'label'\)"):
+        read_csv(tmp_path / "ids.csv")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "r.toml").write_text('[data]\nname = "files"\ntrain = "~/train.npz"\n')
+    assert load_recipe(tmp_path / "r.toml").data.train == str(tmp_path / "home" / "train.npz")

@@ -204,8 +204,13 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             if v is None or not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
                 name = printable(header[i], 40) if header is not None else f"column {i + 1}"
                 gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
+                text_ids = (not gap and header is not None and group_col is None and v is None
+                       and any(_number(r[i]) is None for _, r in rows[:20] if len(r) == width))
                 raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected a finite number" + (
-                    " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else ""))
+                    " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else
+                    # text in a feature column of a file with no 'sequence' column: its ids, most likely
+                    f" (a column of sequence ids is named '{SEQUENCE_COLUMN}', and a column of labels "
+                    f"'{LABEL_COLUMN}')" if text_ids else ""))
             values.append(v)
         if time_col is not None:
             t = _number(row[time_col])

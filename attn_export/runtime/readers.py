@@ -46,7 +46,7 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "read_npz", "read_text",
+__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "npz_names", "read_npz", "read_text",
            "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
@@ -315,6 +315,14 @@ def read_ts(path: Union[str, Path], missing: str = "error") -> Tuple[List[np.nda
 # .npz reader
 
 
+def _one_feature(x: np.ndarray, lengths: np.ndarray) -> str:
+    """The hint for an x of [N, T] with lengths [N] that fit it: padded sequences of one feature, read as a
+    concatenated [sum(T), F] (found by attacking: "lengths sum to 319 but x has 40 steps")."""
+    if x.ndim == 2 and lengths.ndim == 1 and lengths.shape[0] == x.shape[0] and 0 < int(lengths.max()) <= x.shape[1]:
+        return f" (padded sequences of one feature are x [N, T, 1], not [N, T] = {list(x.shape)}: x[..., None])"
+    return ""
+
+
 def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
     """``y`` as label strings, stripped and none empty, as the .ts and .csv readers take theirs (found by
     attacking: " a", "a" and "a " were three classes, and "" a class whose name printed as nothing)."""
@@ -332,6 +340,9 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
         return [str(int(v)) for v in y.tolist()]
     if y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))):
         return [str(int(v)) for v in y.tolist()]
+    if y.dtype.kind == "f" and not bool(np.all(np.isfinite(y))):  # named, not "has dtype float64" (found by attacking)
+        i = int(np.argmax(~np.isfinite(y)))
+        raise DataError(f"{p}: y[{i}] is {y[i]}; expected a label for every sequence (strings or integers)")
     raise DataError(f"{p}: y has dtype {y.dtype}; expected strings or integers")
 
 
@@ -411,6 +422,11 @@ def _npz_members(p: str, keys: Sequence[str]) -> Tuple[Dict[str, np.ndarray], Li
         return npz_arrays(p, fh, keys)
 
 
+def npz_names(p: str) -> List[str]:
+    """The names of the arrays the ``.npz`` at ``p`` holds (its members, ``.npy`` dropped); none is read."""
+    return [f[:-4] if f.endswith(".npy") else f for f in _npz_members(p, ())[1]]
+
+
 def npz_arrays(p: str, fh: BinaryIO, keys: Optional[Sequence[str]] = None) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """The arrays ``keys`` (all of them when None) of the ``.npz`` archive open as ``fh``, and the names of all
     its members: never unpickled, each declared size checked against the archive's bytes and this machine's
@@ -470,7 +486,8 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
         if too_long.any():
             i = int(np.argmax(too_long))
             where = f"x is padded to T={x.shape[1]}" if x.ndim == 3 else f"x holds {x.shape[0]} steps in all"
-            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{x.shape[-2]} ({where})")
+            raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected 1..{x.shape[-2]} ({where})"
+                            + _one_feature(x, lengths))
         lengths = lengths.astype(np.int64)
     with np.errstate(over="ignore", invalid="ignore"):
         x32 = x.astype(np.float32, copy=False)
@@ -503,7 +520,8 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
             raise DataError(f"{p}: lengths[{i}] = {int(lengths[i])}; expected every length >= 1")
         total = sum(int(v) for v in lengths)  # Python ints: no int64 wrap-around
         if total != x.shape[0]:
-            raise DataError(f"{p}: lengths sum to {total} but x has {x.shape[0]} steps; expected them equal")
+            raise DataError(f"{p}: lengths sum to {total} but x has {x.shape[0]} steps; expected them equal"
+                            + _one_feature(x, lengths))
         ends = np.cumsum(lengths)
         seqs = [x32[int(e - l): int(e)] for e, l in zip(ends, lengths)]
     if not seqs:
