@@ -520,3 +520,16 @@ def test_a_loaded_models_jetson_bundle_says_how_to_give_its_sequence_range(tmp_p
             with tarfile.open(tmp_path / f"{name}.tar.gz") as tar:
                 readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
             assert "--opt-seq 16 --max-seq 64" in readme
+
+
+def test_an_unpacked_bundle_without_its_manifest_says_to_unpack_it_again(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a deleted manifest.json in an unpacked bundle said to retrain and export on the
+    host, when the bundle itself holds what is missing."""
+    from attn_export.errors import Untrusted
+    from attn_export.runtime import Predictor
+
+    device = unpack(pack(model_dir, tmp_path / "b.tar.gz", "cpu").path, tmp_path / "device")
+    (device / "manifest.json").unlink()
+    with pytest.raises(Untrusted, match=r"expected the bundle's manifest\.json, which is not here: unpack the "
+                                        r"bundle's \.tar\.gz again$"):
+        Predictor.load(device)

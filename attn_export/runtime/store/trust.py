@@ -536,6 +536,9 @@ class Store:
         """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
         if trust.state == "contradicts":
             return f"expected the {MODEL_JSON} it was made with: re-run {MADE_BY.get(name, 'the command that made it')}"
+        if trust.state == "unrecorded" and self.read(MANIFEST) is None and self._in_bundle():
+            # the bundle's own manifest deleted: nothing to remake on the host (found by attacking)
+            return f"expected the bundle's {MANIFEST}, which is not here: unpack the bundle's .tar.gz again"
         chain = [name]
         while trust.state == "stale":
             parent = (self.entry(chain[-1]) or {}).get("parent")
