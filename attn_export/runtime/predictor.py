@@ -64,7 +64,7 @@ class Prediction(NamedTuple):
     label: str  # the predicted class's name ("" for a head other than classification)
     index: int  # type: ignore[assignment]  # DESIGN's name; into Predictor.labels (-1: not classification)
     probabilities: np.ndarray  # float32 [classes]: softmax of the logits
-    attention: np.ndarray  # float32 [steps]: the attention weights over this sequence's own steps
+    attention: np.ndarray  # float32 [steps]: the attention weights over this sequence's own steps (empty from a stream)
 
 
 # --------------------------------------------------------------------------------------------------
