@@ -586,7 +586,7 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         kernels = ", ".join(str(k) for k in cfg.conv_kernel_sizes)
         # what the weights cannot show, said as assumed (found by attacking: a dilated Conv1d imported, 0.012 off)
         parts.append(f"conv {len(layout.convs)} layer{'s' if len(layout.convs) > 1 else ''} (k {kernels}; taken as "
-                     "stride 1, dilation 1, padding k // 2, a ReLU after each)")
+                     "stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each)")
     parts.append(lstm + (", bidirectional" if cfg.bidirectional else ""))
     if layout.key is not None and layout.energy is not None:
         parts.append(f"additive score {layout.key.name} + {layout.energy.name} (A {cfg.attention_dim})")

@@ -194,7 +194,7 @@ def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Pa
     result = cli("load", str(_save(user, tmp_path / "user.pt")), str(tmp_path / "art"), "--set", "model.dropout=0.2",
                  "--set", "export.parity_max_seq=32")
     assert result.returncode == 0, result.stderr
-    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, padding k // 2, a ReLU after each), LSTM rnn "
+    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each), LSTM rnn "
             "hidden_size 12, num_layers 2, bidirectional, linear score att, "
             "head out classification 3 outputs") in result.stderr
     model, info = load_model(tmp_path / "art")
