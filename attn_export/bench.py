@@ -118,10 +118,12 @@ def bench(
     plots: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
     against: str | None = None,
+    made_by: str = "attn-export bench",
 ) -> dict[str, Any]:
     """Time every runnable target on the grid ``batches`` × ``seqs``; write bench.json and the plots, with
     what to deploy on this CPU, per shape and overall (``runtime.recommend``). ``against="torch"``: only
-    PyTorch eager and the pairs verify passed on the bytes here, side by side."""
+    PyTorch eager and the pairs verify passed on the bytes here, side by side. ``made_by``: the command
+    whose budget this is, recorded in ``method`` (a bundle and the report say which bench made a pick)."""
     check_threads(threads)
     if against not in (None, "torch"):
         raise BadInput(f"--against {against} is unknown; expected torch (PyTorch eager, the baseline)")
@@ -209,7 +211,8 @@ def bench(
         "schema": 1,
         "method": {"interleaved": True, "block": budget.block, "warmup": budget.warmup,
                    "seconds_per_shape": budget.seconds,
-                   "min_iterations": budget.min_iterations, "inputs": "standard normal, unpadded, float32",
+                   "min_iterations": budget.min_iterations, "made_by": made_by,
+                   "inputs": "standard normal, unpadded, float32",
                    "timing": "device events where the backend reports them (CUDA), else host wall clock "
                              "around a synchronised call"},
         "machine": machine,

@@ -14,6 +14,7 @@ included) before the result says whether verification passed; the caller decides
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ def _build_engine(directory: Path) -> tuple[str, Any]:
 
 
 def run(
-    recipe: Recipe,
+    recipe: Recipe | str | os.PathLike[str],
     directory: Path,
     bench_seconds: float = BENCH_SECONDS,
     *,
@@ -160,7 +161,7 @@ def run(
                                + ", ".join(f"{n} {s}" for s, n in counts.items()), result.verify)
             t = time.perf_counter()
             benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds, **RUN_BUDGET),
-                            progress=progress("bench"))
+                            progress=progress("bench"), made_by="attn-export run")
             pick = benched["recommended"].get("overall")
             fastest = "" if not pick else (f"; recommended: {pick['backend']} {pick['artifact']}" + (
                 f", {pick['ratio']:.2f}x PyTorch eager" if pick["ratio"] else ""))

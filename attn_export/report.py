@@ -480,3 +480,13 @@ def write_report(directory: Path) -> Path:
     path = directory / REPORT_MD
     store.write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
+
+
+# the lines of a report that say its verdict and what a CPU bundle ships (this module writes each of them)
+HEADLINES = ("**Verification", "**BELOW", "Not verified yet", "`attn-export bundle --for cpu`")
+
+
+def headline(path: Path) -> list[str]:
+    """A written report's verdict lines, as plain text (what ``attn-export report`` prints)."""
+    return [line.replace("**", "").replace("`", "") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith(HEADLINES)]

@@ -9,6 +9,7 @@ metrics.json into DIR; the best epoch's weights (lowest validation loss) are the
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import store
 from .checkpoint import save_model
-from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, TrainConfig, as_recipe
+from .config import (
+    ADDITIVE_ONLY,
+    DataConfig,
+    ModelConfig,
+    Recipe,
+    TrainConfig,
+    as_recipe,
+)
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
+from .runtime import store
 
 __all__ = ["EpochStats", "evaluate", "json_safe", "train"]
 
@@ -133,7 +141,7 @@ def refuse_unread_data_keys(data: DataConfig) -> None:
 
 @store.writes_directory("train")
 def train(
-    recipe: Recipe,
+    recipe: Recipe | str | os.PathLike[str],
     directory: Path,
     on_epoch: Callable[[EpochStats], None] | None = None,
     splits: Splits | None = None,

@@ -663,26 +663,47 @@ def test_labels_that_are_ids_are_refused(tmp_path: Path) -> None:
         load_splits(cfg(name="files", train=str(tmp_path / "ids.npz")))
     refuse_ids(["a", "b"] * 15 + [str(i) for i in range(10)], "x.csv")  # 12 classes, ten of them rare
     refuse_ids([str(i) for i in range(10)] * 2, "x.csv")  # ten classes of two
-    with pytest.raises(DataError, match="21 distinct labels among 40"):
-        refuse_ids(["a"] * 20 + [f"s{i}" for i in range(20)], "x.csv")
+    refuse_ids([str(i) for i in range(5)] * 2 + ["5"], "x.csv")  # 11 sequences, 6 classes (review)
+    with pytest.raises(DataError, match=r"3 distinct labels among 3 sequences \('a', 'b', 'c'\), as ids"):
+        refuse_ids(["a", "b", "c"], "x.csv")
+    with pytest.raises(DataError, match="37 distinct labels among 40"):
+        refuse_ids(["a"] * 4 + [f"s{i}" for i in range(36)], "x.csv")
+    # one sequence a class, with a test file of those classes (UCR's Fungi, found by review): trains
+    np.savez(tmp_path / "test.npz", x=x[:10], y=np.arange(10) + 1000)
+    splits = load_splits(cfg(name="files", train=str(tmp_path / "ids.npz"), test=str(tmp_path / "test.npz"),
+                             val_fraction=0.0))
+    assert len(splits.labels) == 40 and splits.test.n == 10
 
 
 @pytest.mark.parametrize("missing", ["error", "ffill", "zero"])
 def test_nan_padding_without_lengths_is_refused_not_filled(tmp_path: Path, missing: str) -> None:
     """Found by attacking: an x padded with NaN and saved without lengths was, under ffill, trained on with
-    its padding filled as data (every length the padded one), which predict then refused. A NaN gap that
-    leaves a value in some feature of the last step is a gap, filled by the policy."""
+    its padding filled as data (every length the padded one), which predict then refused. Runs of all-NaN
+    last steps of different lengths are padding; one such run (a univariate series' lost last value, found
+    by review), or a NaN gap that leaves a value in some feature of the last step, is a gap, filled by the
+    policy."""
     from attn_export.runtime.readers import read_npz
 
     x = np.random.default_rng(1).normal(size=(5, 6, 3)).astype(np.float32)
     x[2, 4:] = np.nan
+    x[3, 3:] = np.nan
     np.savez(tmp_path / "pad.npz", x=x)
-    with pytest.raises(DataError, match=r"pad\.npz: sequence 2 ends in 2 step\(s\) of NaN in every feature, as "
-                                        r"padding does, and there is no lengths; expected lengths \[N\]"):
+    with pytest.raises(DataError, match=r"pad\.npz: sequence 2 ends in 2 step\(s\) of NaN in every feature, and "
+                                        r"others in runs of other lengths, as padding does, and there is no lengths; "
+                                        r"expected lengths \[N\]"):
         read_npz(tmp_path / "pad.npz", missing)
-    np.savez(tmp_path / "padded.npz", x=x, lengths=np.array([6, 6, 4, 6, 6]))
-    assert [len(s) for s in read_npz(tmp_path / "padded.npz", missing)[0]] == [6, 6, 4, 6, 6]
-    x[2, 4:] = 0.0
+    np.savez(tmp_path / "padded.npz", x=x, lengths=np.array([6, 6, 4, 3, 6]))
+    assert [len(s) for s in read_npz(tmp_path / "padded.npz", missing)[0]] == [6, 6, 4, 3, 6]
+    univariate = x[..., :1].copy()
+    univariate[:, :] = 1.0
+    univariate[1, 5, 0] = np.nan  # one series' last value lost
+    np.savez(tmp_path / "lost.npz", x=univariate)
+    if missing == "error":
+        with pytest.raises(DataError, match="sequence 1 has non-finite values"):
+            read_npz(tmp_path / "lost.npz", missing)
+    else:
+        assert [len(s) for s in read_npz(tmp_path / "lost.npz", missing)[0]] == [6] * 5
+    x[2:4] = 0.0
     x[2, 5, 1] = np.nan
     np.savez(tmp_path / "gap.npz", x=x)
     if missing == "error":
@@ -784,3 +805,12 @@ def test_data_errors_say_what_would_work(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "r.toml").write_text('[data]\nname = "files"\ntrain = "~/train.npz"\n')
     assert load_recipe(tmp_path / "r.toml").data.train == str(tmp_path / "home" / "train.npz")
+
+
+def test_one_typo_in_a_feature_column_gets_no_id_hint(tmp_path: Path) -> None:
+    """Found by review: the hint about a column of sequence ids fired for any text cell, a typo included."""
+    from attn_export.runtime.inputs import read_csv
+
+    (tmp_path / "typo.csv").write_text("a,b\n1,2\noops,3\n4,5\n")
+    with pytest.raises(DataError, match=r"typo\.csv:3: a = 'oops'; expected a finite number$"):
+        read_csv(tmp_path / "typo.csv")

@@ -889,14 +889,13 @@ def test_a_value_that_normalises_past_float32_is_refused_by_fp32_predict_and_str
                                            r"[^;]* for that feature$"):
             predictor.predict([huge[0]])
         stream = predictor.stream()
-        before = stream.push(x[:1, :2])
+        stream.push(x[:1, :2])
         with pytest.raises(BadInput, match=r"^chunk holds 3\.40282e\+38 at row 0, step 2, feature 1"):
             stream.push(huge)
         assert stream.steps.tolist() == [2]
         fresh = predictor.stream()
         fresh.push(x[:1, :2])
         assert np.array_equal(stream.push(x[:1, 2:6])[0].probabilities, fresh.push(x[:1, 2:6])[0].probabilities)
-        assert np.isfinite(before[0].probabilities).all()
 
         def spoiled(feeds):  # type: ignore[no-untyped-def]
             """A runtime answering NaN state (a test double: which inputs make a real one do so is not shown)."""

@@ -631,7 +631,7 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert "a CPU with Python 3.9 or newer" in text["README.md"]
     assert "numpy and onnxruntime (the default), tract>=0.23.9" in text["README.md"]
     first_look = json.loads(measured)  # as if run's short bench had picked it: the README says which bench
-    first_look["method"]["min_iterations"] = 5
+    first_look["method"].update(min_iterations=5, made_by="attn-export run")
     (directory / "bench.json").write_text(json.dumps(first_look))
     readme = " ".join(unpacked(pack(directory, tmp_path / "short.tar.gz", "cpu").path)["README.md"].split())
     assert ("is what `attn-export run`'s first-look bench (at least 5 timed calls a shape, where `attn-export "

@@ -122,7 +122,8 @@ def console(stderr: bool = False) -> Console:
 class Grid:
     """A table of numbers that are never folded or cut: drawn as a table where every cell fits on its line
     in the console's width, else as one line per row (its ``key`` first cells, then each other column as
-    "name value"), which wraps between values only. Cells are str or rich Text."""
+    "name value"), which rich wraps at spaces, so a number (which has none) is never split. Cells are str
+    or rich Text."""
 
     def __init__(self, title: Any, columns: list[str], key: int = 1, right: tuple[str, ...] = ()) -> None:
         self.title, self.columns, self.key, self.right = title, columns, key, right
@@ -148,7 +149,7 @@ class Grid:
         def text(cell: Any) -> Any:
             return cell if isinstance(cell, Text) else Text(str(cell))
 
-        out = [text(self.title)]
+        out = [text(self.title)] if self.title is not None else []
         for row in self.rows:
             named = [Text.assemble(name, " ", text(cell)) for name, cell in zip(self.columns[self.key:], row[self.key:])
                      if str(cell) not in ("", "-")]

@@ -12,13 +12,12 @@ NAME = "report"
 def command(directory: DirArg = Path("artifacts")) -> None:
     """Write DIR/report.md (and attention.png, and bench's plots drawn again from bench.json) from verify.json,
     bench.json and metrics.json, whichever exist."""
-    from ..report import write_report
+    from ..report import headline, write_report
 
     path = write_report(directory)
     out = console(stderr=True)
     # what the report says first, here too: "wrote" alone left the verdict to opening the file (found by
     # attacking)
-    for line in path.read_text().splitlines():
-        if line.startswith(("**Verification", "**BELOW", "Not verified yet", "`attn-export bundle --for cpu`")):
-            out.print(line.replace("**", "").replace("`", ""))
+    for line in headline(path):
+        out.print(line)
     out.print(f"wrote {path}")

@@ -420,7 +420,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
             why_not = f"bench's pick {chosen['backend']} {chosen['artifact']} is not something a CPU bundle runs"
             chosen = None
-        notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what bench recommended on {chosen['cpu']})"
+        notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what {chosen['by'].replace('`', '')} "
+                     f"recommended on {chosen['cpu']})"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
         # can be fixed (a Jetson builds its engines from them and verifies those itself)
@@ -822,22 +823,28 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
         else:  # Python without extraction filters: members are already vetted
             tar.extractall(staging, members=members)
         # the modes a plain copy would have (the umask's), whatever the archive says; the staging
-        # directory itself is mkdtemp's 0o700. Each file is fsynced before anything is renamed into the
-        # target, as every artefact is before its rename: a power cut leaves no listed file empty
+        # directory itself is mkdtemp's 0o700
         os.chmod(staging, store.DIR_MODE)
         for root, dirs, files in os.walk(staging):
             for d in dirs:
                 os.chmod(os.path.join(root, d), store.DIR_MODE)
             for f in files:
                 os.chmod(os.path.join(root, f), store.FILE_MODE)
-                fd = os.open(os.path.join(root, f), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):  # the disk, not the archive: exit 1, named
             raise from_os_error(e, staging.parent) from None
         raise DataError(f"{archive}: cannot extract: {e}") from None
     except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
+    # each file's data on disk before anything is renamed into the target, as every artefact's is before its
+    # rename (the names themselves are the file system's to keep); a failure is the disk's, not the archive's
+    try:
+        for root, _, files in os.walk(staging):
+            for f in files:
+                fd = os.open(os.path.join(root, f), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    except OSError as e:
+        raise from_os_error(e, staging.parent) from None

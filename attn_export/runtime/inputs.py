@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import _show, fill_gaps, read_npz, read_text, read_ts, strict_float
+from .readers import FLOAT32_MAX, _show, fill_gaps, read_npz, read_text, read_ts, strict_float
 from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
@@ -201,11 +201,12 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 values.append(math.nan)
                 continue
             v = _number(row[i])
-            if v is None or not math.isfinite(v) or abs(v) > 3.4028234663852886e38:
+            if v is None or not math.isfinite(v) or abs(v) > FLOAT32_MAX:
                 name = printable(header[i], 40) if header is not None else f"column {i + 1}"
                 gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
-                text_ids = (not gap and header is not None and group_col is None and v is None
-                       and any(_number(r[i]) is None for _, r in rows[:20] if len(r) == width))
+                sample = [r[i] for _, r in rows[:20] if len(r) == width]  # a column of text, not one typo (review)
+                text_ids = (not gap and header is not None and group_col is None and v is None and len(sample) > 1
+                            and sum(_number(c) is None for c in sample) >= 0.8 * len(sample))
                 raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected a finite number" + (
                     " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else
                     # text in a feature column of a file with no 'sequence' column: its ids, most likely

@@ -25,8 +25,8 @@ from ..errors import BadInput, NotAvailable, is_out_of_memory, out_of_memory
 if TYPE_CHECKING:
     from .modelinfo import ModelInfo
 
-__all__ = ["MAX_BATCH", "available_memory", "check_batch_size", "check_memory", "check_threads", "inference_bytes", "missing", "size_text",
-           "usable_cpus"]
+__all__ = ["MAX_BATCH", "available_memory", "check_batch_size", "check_memory", "check_threads", "inference_bytes",
+           "missing", "size_text", "usable_cpus", "whole"]
 
 
 DEFAULT_BATCH = 32  # predict's sequences per padded batch, unless --batch-size says otherwise
@@ -77,12 +77,17 @@ def usable_cpus() -> int:
     return max(1, min(cores, quota) if quota else cores)
 
 
+def whole(value: Any) -> bool:
+    """An integer, Python's or numpy's, and not a bool (which Python counts as one)."""
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_batch_size(value: Any, where: str = "batch_size") -> int:
     """``value`` as an int when it is a whole number in 1..MAX_BATCH (numpy's integers too); else one
     BadInput line (a 1.5 had become 1, a 0 had been taken for 1, a "4" a TypeError: found by attacking)."""
-    import numpy as np
-
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_BATCH:
+    if not whole(value) or not 1 <= value <= MAX_BATCH:
         raise BadInput(f"{where} = {value!r}; expected a whole number, 1 to {MAX_BATCH}")
     return int(value)
 
@@ -92,9 +97,7 @@ def check_threads(threads: Optional[int], where: str = "threads") -> Optional[in
     threads than cores only adds contention: 100,000 made 4,039 threads and 16 GB before this check."""
     if threads is None:
         return None
-    import numpy as np
-
-    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+    if not whole(threads):
         raise BadInput(f"{where} {threads!r} is not a whole number; expected 1 to {usable_cpus()}")
     threads = int(threads)
     cores = usable_cpus()

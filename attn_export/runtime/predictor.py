@@ -105,11 +105,12 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     within largest too."""
     if artifact.precision not in PRECISIONS:
         return None
-    largest = PRECISIONS[str(artifact.precision)].largest or FLOAT32_MAX
+    reduced = PRECISIONS[str(artifact.precision)].largest
+    largest = reduced or FLOAT32_MAX
     assert artifact.info is not None
     mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
     low, high = mean - largest * std, mean + largest * std
-    if artifact.kind == "engine" and not artifact.entry.get("strongly_typed", False):
+    if reduced and artifact.kind == "engine" and not artifact.entry.get("strongly_typed", False):
         low = np.maximum(low, np.maximum(-largest, mean - largest))
         high = np.minimum(high, np.minimum(largest, mean + largest))
     return InputRange(low, high, mean, std, largest)
@@ -133,8 +134,8 @@ class Predictor:
         self.entry = artifact.entry
         self.notes = notes + list(artifact.notes)
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
-        # where the input enters a reduced-precision graph, a value past the precision's largest is inf and
-        # the answer is not the model's (found by attacking: 1e6 gave another class than FP32, said nowhere)
+        # where the input enters the graph, a value past the precision's largest (float32's for FP32) is inf
+        # and the answer is not the model's (found by attacking: 1e6 gave FP16 another class than FP32)
         self._range = input_range(artifact)
         # the one-sequence path knows every |x| < sqrt(float32's max) once x.x is finite: where every bound lies
         # beyond that (FP32's, unless a std is below 1e-19), no value can pass one and the check is skipped
@@ -170,7 +171,8 @@ class Predictor:
         # each stream graph's backend and, where its runtime runs one call at a time, its lock: opened by the
         # first stream of that graph, shared by the later ones (a stream's state is its own), closed with the
         # predictor (one session per stream had grown a service by 1 MB a stream: found by attacking)
-        self._streams: Dict[str, Tuple[Backend, Optional[threading.Lock]]] = {}
+        self._streams: Dict[Tuple[str, str], Tuple[Backend, Optional[threading.Lock]]] = {}  # by (name, sha256)
+        self._streams_lock = threading.Lock()  # stream() and close() from several threads: one session each
         # a bundle's archive is closed when the predictor is closed or collected
         self._finalizer = weakref.finalize(self, store.close) if store is not None else None
 
@@ -224,16 +226,25 @@ class Predictor:
         this device (``build --stream``), else on the stream graph in ONNX Runtime CPU. ``push(chunk,
         lengths)`` returns each row's prediction for its prefix so far, exactly the whole-sequence model's on
         that prefix (``runtime.streaming``)."""
-        from .backends.onnxrt import OrtCpuBackend
-        from .dispatch import find_engine
-        from .store import STREAM_FILES
-        from .streaming import Stream, require_stream, stream_rows
+        from .streaming import stream_rows
 
         if self._closed:
             raise BadInput("this Predictor is closed; load it again")
         if self._store is None:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
         rows = stream_rows(batch)  # before anything is opened
+        with self._streams_lock:  # two first streams of a graph at once had opened two sessions (review)
+            return self._stream(rows)
+
+    def _stream(self, rows: int) -> "Stream":
+        from .backends.onnxrt import OrtCpuBackend
+        from .dispatch import find_engine
+        from .store import STREAM_FILES
+        from .streaming import Stream, require_stream
+
+        if self._closed:
+            raise BadInput("this Predictor is closed; load it again")
+        assert self._store is not None
         allow_unverified, threads = self._options
         engine = None
         if self._backend.kind == "engine":
@@ -245,19 +256,22 @@ class Predictor:
             require_stream(self._store, name)
             artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
             cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
-        opened = self._streams.get(artifact.name)
+        key = (artifact.name, artifact.sha256)  # a graph remade and verified since is a session of its own
+        opened = self._streams.get(key)
         if opened is None:
             backend = cls(artifact, threads=threads)
             backend.__enter__()
-            opened = self._streams[artifact.name] = (
+            opened = self._streams[key] = (
                 backend, None if backend.name in CONCURRENT_BACKENDS else threading.Lock())
         empty = np.zeros(0, np.float32)
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
 
     def close(self) -> None:
-        self._closed = True
-        for backend, lock in self._streams.values():
+        with self._streams_lock:
+            self._closed = True
+            streams = list(self._streams.values())
+        for backend, lock in streams:
             with lock or contextlib.nullcontext():
                 backend.close()
         if self._lock is not None:

@@ -495,15 +495,16 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if x.ndim == 3:
         n, t = x.shape[0], x.shape[1]
         if lengths is None:
-            # NaN in every feature of a sequence's last steps is padding, not a gap: filled under ffill, it
-            # was trained on as data that predict refuses (found by attacking)
+            # sequences ending in runs of all-NaN steps of different lengths are NaN padding, not gaps: filled
+            # under ffill, it was trained on as data that predict refuses (found by attacking). One such run,
+            # or runs of one length, may be a sensor's last steps lost (a univariate series' last value): filled
             padded = np.asarray(np.isnan(x32).all(axis=2)) if x32.size else np.zeros((n, 0), bool)
-            tail = padded[:, ::-1].cumprod(axis=1).sum(axis=1)  # each sequence's trailing all-NaN steps
-            if tail.any():
+            tail = np.logical_and.accumulate(padded[:, ::-1], axis=1).sum(axis=1)  # trailing all-NaN steps
+            if len({int(k) for k in tail if k}) >= 2:
                 i = int(np.argmax(tail > 0))
-                raise DataError(f"{p}: sequence {i} ends in {int(tail[i])} step(s) of NaN in every feature, as padding "
-                                "does, and there is no lengths; expected lengths [N] for a padded x (or those steps "
-                                "removed)")
+                raise DataError(f"{p}: sequence {i} ends in {int(tail[i])} step(s) of NaN in every feature, and others "
+                                "in runs of other lengths, as padding does, and there is no lengths; expected lengths "
+                                "[N] for a padded x (or those steps removed)")
             lengths = np.full(n, t, dtype=np.int64)
         if lengths.shape[0] != n:
             raise DataError(f"{p}: lengths has {lengths.shape[0]} entries but x holds {n} sequences; expected {n}")

@@ -205,13 +205,12 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
 
 
 def measured_by(method: Mapping[str, Any]) -> str:
-    """Which bench a ``bench.json`` ``method`` describes: ``attn-export bench``'s full budget, or a shorter
-    first look (``attn-export run``'s: fewer timed calls a shape), which a reader should weigh as such."""
+    """Which bench a ``bench.json`` ``method`` records (``made_by``): ``attn-export bench``'s full budget, or
+    ``attn-export run``'s shorter first look (fewer timed calls a shape), which a reader should weigh as
+    such."""
     from .timing import Budget
 
-    full = Budget()
-    least = method.get("min_iterations")
-    if isinstance(least, int) and least < full.min_iterations:
-        return (f"`attn-export run`'s first-look bench (at least {least} timed calls a shape, where `attn-export "
-                f"bench` takes {full.min_iterations})")
+    if method.get("made_by") == "attn-export run":
+        return (f"`attn-export run`'s first-look bench (at least {method.get('min_iterations')} timed calls a shape, "
+                f"where `attn-export bench` takes {Budget().min_iterations})")
     return "`attn-export bench`"

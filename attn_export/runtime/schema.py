@@ -256,12 +256,13 @@ VERIFY = Obj({
 
 _PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": FINITE,
              "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
-             "shapes": Items(STR)},
+             "shapes": Items(STR), "unsteady": FINITE},
             ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
 BENCH = Obj({
     "machine": Obj({"cpu": STR, "processor": STR, "isa": Items(STR), "threads": Maybe(INT), "cpu_count": Maybe(INT),
                     "platform": STR, "python": STR}),
-    "method": Obj({"timing": STR, "seconds_per_shape": NUMBER}, ("timing", "seconds_per_shape")),
+    "method": Obj({"timing": STR, "seconds_per_shape": NUMBER, "min_iterations": INT,
+                   "made_by": _one_of("attn-export bench", "attn-export run")}, ("timing", "seconds_per_shape")),
     "plots": Table(STR, FILE_NAME),
     "scaling": Table(STR, Obj({
         "seq_fit": Maybe(Obj({"ms_per_step": _MAYBE_NUMBER, "intercept_ms": _MAYBE_NUMBER, "r2": _MAYBE_NUMBER})),

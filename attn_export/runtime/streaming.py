@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import BadInput, MissingPrerequisite, WorkFailed
 from .iospec import BATCH, HEAD_OUTPUT, IOSpec, TensorSpec
+from .limits import whole
 from .precisions import one_by_one
 
 if TYPE_CHECKING:
@@ -140,8 +141,7 @@ def zero_state(spec: IOSpec, batch: int) -> Dict[str, np.ndarray]:
 
 def stream_rows(batch: Any) -> int:
     """A stream's row count, or BadInput."""
-    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) \
-            or not 1 <= batch <= MAX_STREAM_BATCH:
+    if not whole(batch) or not 1 <= batch <= MAX_STREAM_BATCH:
         raise BadInput(f"batch = {batch!r}; expected a whole number of rows, 1 to {MAX_STREAM_BATCH}")
     return int(batch)
 
