@@ -168,6 +168,9 @@ class ExportConfig(_Section):
     _ranges = {"opset": f"[{EXPORT_OPSETS[0]}, {EXPORT_OPSETS[1]}]", "parity_max_seq": ">= 1 and <= 100000"}
 
 
+MAX_CALIB_SAMPLES = 100000  # Q/DQ calibration sequences: quantize's flag, the recipe key and the API
+
+
 @dataclass(frozen=True)
 class QuantizeConfig(_Section):
     fp16: bool = True  # nearly free on every GPU and NPU
@@ -175,7 +178,7 @@ class QuantizeConfig(_Section):
     int8_qdq: bool = True  # the form TensorRT builds int8 engines from
     calib_samples: int = 64  # activation ranges settle by then on small, uniform data sets
 
-    _ranges = {"calib_samples": ">= 1 and <= 100000"}
+    _ranges = {"calib_samples": f">= 1 and <= {MAX_CALIB_SAMPLES}"}
 
 
 @dataclass(frozen=True)

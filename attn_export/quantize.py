@@ -41,6 +41,8 @@ from .runtime.store import Artifact
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
+from .config import MAX_CALIB_SAMPLES
+from .runtime.limits import whole
 from .runtime.precisions import one_by_one
 from .portability import fp32_fills, make_portable, matmul_before_transpose, prune
 
@@ -415,6 +417,9 @@ def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]
     method = QDQ_METHOD
     if opset > QDQ_MAX_OPSET:
         proto = version_converter.convert_version(proto, QDQ_MAX_OPSET)
+        for prop in proto.metadata_props:  # the metadata says the graph's own opset (it had kept 21: found by attacking)
+            if prop.key == "opset":
+                prop.value = str(QDQ_MAX_OPSET)
         method += f", made at opset {QDQ_MAX_OPSET} from opset {opset} (ONNX Runtime cannot open opset-21 Q/DQ)"
     with _quiet_root_logger():
         quantize_static(proto, str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -631,6 +636,10 @@ def quantize(
     from .config import recipe_from_dict
     from .runtime.verify import deployment_max_seq
 
+    if calib_samples is not None and (not whole(calib_samples) or not 1 <= calib_samples <= MAX_CALIB_SAMPLES):
+        # -5 had calibrated on all but 5 sequences, and 0 on the recipe's number (found by attacking)
+        raise BadInput(f"calib_samples = {calib_samples!r}; expected a whole number of sequences, 1 to "
+                       f"{MAX_CALIB_SAMPLES:,}, or None for the recipe's")
     if isinstance(precisions, (str, bytes)):  # iterated, it was one precision per character (found by attacking)
         raise BadInput(f"precisions = {precisions!r} is one string; expected a list of them, e.g. [{precisions!r}]")
     for p in precisions:
@@ -679,7 +688,7 @@ def quantize(
                 method = "onnxruntime quantize_dynamic (QInt8 weights, LSTM as DynamicQuantizeLSTM)"
                 problems = []
             else:
-                samples = calib_samples or recipe.quantize.calib_samples
+                samples = recipe.quantize.calib_samples if calib_samples is None else int(calib_samples)
                 calibration, calib_sha = calibrated = _calibration(info, samples)
                 method = _make_int8_qdq(source, tmp, calibration)
                 made = Artifact.candidate(tmp, spec, precision, info)
@@ -763,7 +772,17 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
 
 
 def _write_report(directory: Path, reports: list[VariantReport]) -> None:
+    """quantize.json: this run's rows, each with the sha256 of the file it measured, and the earlier rows
+    whose file is still current and still those bytes (rows of an earlier model's variants had stood beside
+    the new model's, said nowhere: found by attacking)."""
     path = directory / REPORT
+    s = store.Store(directory)
+
+    def measured(row: Any) -> bool:
+        entry = s.entry(str(row.get("artifact"))) if isinstance(row, dict) else None
+        return bool(entry and row.get("sha256") == entry["sha256"] and s.state(str(row["artifact"])).current)
+
     existing = store.read_json(path) if path.is_file() else {}
-    existing.update({r.precision: r.to_dict() for r in reports})
-    store.write_json(path, existing)
+    rows = {precision: row for precision, row in existing.items() if measured(row)}
+    rows.update({r.precision: {**r.to_dict(), "sha256": (s.entry(r.artifact) or {}).get("sha256")} for r in reports})
+    store.write_json(path, rows)

@@ -574,6 +574,7 @@ def test_inspect_names_external_data_without_opening_it(trained: Path, tmp_path:
     result, seconds, _ = run("inspect", str(path))
     assert result.returncode == 0, result.stderr
     assert "EXTERNAL DATA: tensor '" in result.stdout and "in the file 'w.bin'" in result.stdout
+    assert "INVALID" not in result.stdout  # the checker said the data file was missing (found by attacking)
 
 
 # a huge value that is not absurd for these: any 64-bit seed; a learning rate that diverges is one line (exit 1,

@@ -257,7 +257,9 @@ def test_an_opset_21_model_gets_a_qdq_graph_onnx_runtime_opens(tmp_path: Path) -
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     path = directory / "model.int8-qdq.onnx"
-    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [20]
+    made = onnx.load(str(path))
+    assert [o.version for o in made.opset_import if o.domain in ("", "ai.onnx")] == [20]
+    assert {p.key: p.value for p in made.metadata_props}["opset"] == "20"  # what inspect shows beside it
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # a plain session, as users open it
     features = json.loads((directory / "model.json").read_text())["input_size"]
     x = np.random.default_rng(0).standard_normal((2, 7, features)).astype(np.float32)
@@ -265,3 +267,34 @@ def test_an_opset_21_model_gets_a_qdq_graph_onnx_runtime_opens(tmp_path: Path) -
     assert np.isfinite(logits).all()
     method = store.read_manifest(directory)["artifacts"]["model.int8-qdq.onnx"]["method"]
     assert "made at opset 20 from opset 21" in method
+
+
+def test_quantize_json_keeps_only_rows_of_files_still_current(variants: tuple[Path, dict], tmp_path: Path) -> None:
+    """Found by attacking: after a retrain and a quantize of one precision, quantize.json still held the
+    earlier model's rows for the others, beside the new one's, said nowhere. Each row records the sha256 of
+    the file it measured; a row whose file is no longer those current bytes is dropped at the next write."""
+    directory, report = variants
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert set(report) == {"fp16", "int8-dynamic", "int8-qdq"}
+    for row in report.values():
+        assert row["sha256"] == manifest["artifacts"][row["artifact"]]["sha256"]
+    copy = tmp_path / "d"
+    shutil.copytree(directory, copy)
+    with open(copy / "model.int8.onnx", "ab") as f:  # changed behind the manifest: no longer what was measured
+        f.write(b"\0")
+    result = cli("quantize", str(copy), "--fp16")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads((copy / "quantize.json").read_text())) == {"fp16", "int8-qdq"}
+
+
+@pytest.mark.parametrize("samples", [-5, 0, 1.5, 100001, True])
+def test_the_api_refuses_a_calibration_size_the_command_line_refuses(variants: tuple[Path, dict],
+                                                                     samples: object) -> None:
+    """Found by attacking: quantize(calib_samples=-5) calibrated on all but 5 training sequences, and 0 on
+    the recipe's number; the command line refused both."""
+    from attn_export.errors import BadInput
+    from attn_export.quantize import quantize
+
+    directory, _ = variants
+    with pytest.raises(BadInput, match=r"^calib_samples = .*; expected a whole number of sequences, 1 to 100,000"):
+        quantize(directory, ["int8-qdq"], calib_samples=samples)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..config import MAX_CALIB_SAMPLES
 from ..errors import BadInput
 from .common import DirArg, Grid, JsonOpt, console, print_json
 
@@ -25,8 +26,9 @@ def command(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 -> model.int8.onnx (dynamic) or "
                                                      "model.int8-qdq.onnx (qdq).")] = False,
     method: Annotated[Method | None, typer.Option("--method", help="INT8 method (default dynamic).")] = None,
-    calib_samples: Annotated[int | None, typer.Option("--calib-samples", min=1, max=100000, help="Q/DQ calibration "
-                                                      "sequences from the training split (default: recipe).")] = None,
+    calib_samples: Annotated[int | None, typer.Option(
+        "--calib-samples", min=1, max=MAX_CALIB_SAMPLES,
+        help="Q/DQ calibration sequences from the training split (default: recipe).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Make precision variants of DIR/model.onnx, check them, and compare them with FP32."""
