@@ -272,6 +272,8 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is not None:
         if not os.path.lexists(path):
             shipped = Path(__file__).resolve().parent.parent / "recipes" / Path(path).name
+            if not shipped.is_file():  # "japanese-vowels" for recipes/japanese-vowels.toml (found by a new user)
+                shipped = shipped.with_name(shipped.name + ".toml")
             shown = os.path.relpath(shipped)
             shown = shipped if shown.startswith("..") else shown
             hint = f"; expected a path, e.g. {shown} (a recipe this repository ships)" if shipped.is_file() else ""
