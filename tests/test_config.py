@@ -348,3 +348,14 @@ def test_a_recorded_recipe_with_an_unread_data_key_still_loads() -> None:
     assert recipe.data.test_fraction == 0.5 and recipe.data.missing == "ffill"
     with pytest.raises(ConfigError, match="data.test_fraction = 0.5 is not read"):
         refuse_unread_data_keys(recipe.data)
+
+
+@pytest.mark.parametrize("name", ["japanese-vowels.toml", "japanese-vowels"])
+def test_a_recipe_given_by_its_bare_name_is_pointed_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       name: str) -> None:
+    """Found by a new user: --recipe japanese-vowels said only that the file does not exist; the name with or
+    without .toml now points at the recipe this repository ships."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"recipe file '.*' does not exist; expected a path, e\.g\. .*recipes/"
+                                          r"japanese-vowels\.toml \(a recipe this repository ships\)"):
+        load_recipe(name)
