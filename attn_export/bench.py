@@ -377,7 +377,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
         for key, s in scaling.items():
             # keyed by int in the result bench makes, by str once read back from bench.json (report redraws)
-            drawn = s["p50_ms_by_seq"] if kind == "latency" else s["throughput_by_batch"]
+            drawn = s.get("p50_ms_by_seq") or {} if kind == "latency" else s["throughput_by_batch"]
             series = {int(x): v for x, v in drawn.items()}
             if series:
                 xs = sorted(series)

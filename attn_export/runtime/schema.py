@@ -258,6 +258,9 @@ _PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": 
              "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
              "shapes": Items(STR), "unsteady": FINITE},
             ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
+_COUNT_KEY = Value("a whole number written as text", lambda v: isinstance(v, str) and v.isdigit() and len(v) < 10)
+_GRID = Where(Items(Value("a positive integer", lambda v: type(v) is int and 0 < v < 1 << 31)), bool,
+              "a non-empty list of positive integers")
 BENCH = Obj({
     "machine": Obj({"cpu": STR, "processor": STR, "isa": Items(STR), "threads": Maybe(INT), "cpu_count": Maybe(INT),
                     "platform": STR, "python": STR}),
@@ -266,15 +269,21 @@ BENCH = Obj({
     "plots": Table(STR, FILE_NAME),
     "scaling": Table(STR, Obj({
         "seq_fit": Maybe(Obj({"ms_per_step": _MAYBE_NUMBER, "intercept_ms": _MAYBE_NUMBER, "r2": _MAYBE_NUMBER})),
-        "throughput_by_batch": Table(STR, NUMBER),
+        "throughput_by_batch": Table(_COUNT_KEY, FINITE), "p50_ms_by_seq": Table(_COUNT_KEY, FINITE), "batch": INT,
+        "seq": INT,
     }, ("throughput_by_batch",))),
+    "batches": _GRID, "seqs": _GRID,
+    # the rows report marks and redraws from (each row's file, shape and timing: found by fuzzing)
+    "results": Items(Obj({"backend": STR, "artifact": Maybe(STR), "precision": Maybe(STR), "batch": INT, "seq": INT,
+                          "latency_ms": Obj({"p50": NUMBER, "p90": NUMBER}, ("p50",))},
+                         ("backend", "batch", "seq"))),
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
     "artifacts": Table(FILE_NAME, SHA256),
     "recommended": Maybe(Obj({  # runtime.recommend
         "cpu": STR, "isa": Items(STR), "threads": Maybe(INT), "reason": STR, "default": STR, "margin": FINITE,
         "by_shape": Table(STR, _PICK), "overall": Maybe(_PICK),
     }, ("cpu",))),
-}, ("machine", "method", "scaling", "ratios"))
+}, ("machine", "method", "scaling", "ratios", "batches", "seqs"))
 
 # --------------------------------------------------------------------------------------------------
 # quantize.json (attn_export.quantize: one report per precision) and a bundle's bundle.json
