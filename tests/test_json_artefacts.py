@@ -169,7 +169,7 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
                                                                  "by_target": {"ort-cpu": [[0.5, 0.5]]}}},
          "attention_samples is {"),
         (schema.BENCH, {**BENCH_MINIMAL, "scaling": {"t": {"throughput_by_batch": {"1": "fast"}}}},
-         "scaling.t.throughput_by_batch['1'] is \"fast\"; expected a number"),
+         "scaling.t.throughput_by_batch['1'] is \"fast\"; expected a finite number"),
         (schema.QUANTIZE, [], "the top level is []; expected an object"),
         (schema.BUNDLE, {"schema": 1, "for": "cpu", "files": {"a": {"sha256": 5}}}, "files.a.sha256 is 5; expected a sha256 (string)"),
     ]:

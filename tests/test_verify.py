@@ -597,7 +597,8 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     ranges = {p: t.get("deployment_max_seq") for p, t in json.loads((directory / "verify.json").read_text())
               ["tolerances"].items()}
     for shape, r in rec["by_shape"].items():  # each pick past its precision's range says how it was judged
-        line = next(x for x in report.splitlines() if x.startswith(f"| {shape} | "))
+        # the shape's cell may carry a caveat ("unsteady timing: ..."), which depends on this machine's timing
+        line = next(x for x in report.splitlines() if x.startswith((f"| {shape} | ", f"| {shape} (")))
         longest = ranges.get(r["precision"])
         assert ("beyond its deployment range" in line) == bool(longest and int(shape.split("s")[1]) > longest), line
 
