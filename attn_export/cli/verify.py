@@ -113,7 +113,8 @@ def table(result: VerifyResult, directory: Path) -> Any:
     # a PASSED of a model below its recipe's floor said nothing of it here, only in the report (found by attacking)
     below = Store(directory).below_floor()
     floor = [Text.assemble(("BELOW THE RECIPE'S ACCURACY FLOOR: ", "red"), below)] if below else []
-    return Group(t, *reasons, *moved, *unread, *floor, *split, *skipped, *untrusted, *[Text(line) for line in carried_lines(result)], *readiness)
+    return Group(t, *reasons, *moved, *unread, *floor, *split, *skipped, *untrusted,
+                 *[Text(line) for line in carried_lines(result)], *readiness)
 
 
 _DECIDED = {p.name for p in PRECISIONS.values() if p.judged_by == "decisions"}  # judged on the test split's decisions

@@ -46,8 +46,8 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays", "npz_names", "read_npz", "read_text",
-           "read_ts", "strict_float"]
+__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays",
+           "npz_names", "read_npz", "read_text", "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
