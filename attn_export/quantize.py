@@ -479,13 +479,18 @@ def _float_types(proto: Any) -> dict[str, int]:
     return types
 
 
+def _nodes_taking(proto: Any, elem_type: int) -> set[str]:
+    """Names of compute nodes (not Cast or Shape) that take an input of ``elem_type`` (a TensorProto type)."""
+    types = _float_types(proto)
+    return {n.name for n in proto.graph.node
+            if n.op_type not in ("Cast", "Shape") and any(types.get(i) == elem_type for i in n.input)}
+
+
 def _fp16_nodes(proto: Any) -> set[str]:
     """Names of compute nodes (not Cast) that take an FP16 input."""
     from onnx import TensorProto
 
-    types = _float_types(proto)
-    return {n.name for n in proto.graph.node
-            if n.op_type not in ("Cast", "Shape") and any(types.get(i) == TensorProto.FLOAT16 for i in n.input)}
+    return _nodes_taking(proto, TensorProto.FLOAT16)
 
 
 def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[str]]:
@@ -501,7 +506,9 @@ def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[s
         _session(made, optimized=optimized)
         ran = _fp16_nodes(onnx.load(str(optimized))) & declared
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
-    fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32)
+    # kept in FP32: the blocked operators on float32 data, not the int64 shape arithmetic of the same types
+    fp32 = _nodes_taking(proto, onnx.TensorProto.FLOAT)
+    fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32 and n.name in fp32)
     cast_back = sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})
     note = (f"ONNX Runtime CPU keeps {len(ran)} of the graph's {len(declared)} FP16 nodes in FP16 and runs the other "
             f"{len(declared - ran)} in FP32, casting around them ({', '.join(cast_back) or 'none'}); FP16 "

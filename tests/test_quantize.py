@@ -4,6 +4,7 @@ through the reference evaluator, accuracy next to FP32, and the manifest records
 from __future__ import annotations
 
 import json
+from collections import Counter
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from attn_export.config import ModelConfig
 from attn_export.runtime import store
 from attn_export.errors import Untrusted, WorkFailed
 from attn_export.portability import divergences
-from attn_export.quantize import _one_node_per_layer, quantize
+from attn_export.quantize import FP16_KEEP_FP32, _one_node_per_layer, quantize
 from conftest import RECIPES, TINY, cli
 from test_export import FEATURES, VARIANTS, make_dir
 
@@ -69,6 +70,26 @@ def test_qdq_has_symmetric_q_dq_pairs_on_the_score_and_head(variants: tuple[Path
     assert entry["calibration"]["samples"] == 32 and len(entry["calibration"]["sha256"]) == 64
     assert entry["parent"] == "model.onnx"
     assert entry["parent_sha256"] == store.sha256_file(directory / "model.onnx")
+
+
+def test_fp16_census_counts_float_nodes_kept_in_fp32_not_shape_arithmetic(tmp_path: Path) -> None:
+    """"not_quantized" lists the blocked operators that run on float32 data; a Sub or Where of the graph's
+    int64 shape arithmetic (the additive query's last valid step) is no FP32 computation left behind."""
+    directory = make_dir(tmp_path, VARIANTS["additive-last"])
+    for args in (("export", str(directory)), ("quantize", str(directory), "--fp16")):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    report = json.loads((directory / "quantize.json").read_text())
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(directory / "model.fp16.onnx")))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*proto.graph.value_info, *proto.graph.input]}
+    types.update({t.name: t.data_type for t in proto.graph.initializer})
+    on_float = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32
+                       and any(types.get(i) == onnx.TensorProto.FLOAT for i in n.input))
+    on_int = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32
+                     and types.get(n.input[-1]) == onnx.TensorProto.INT64)
+    assert on_int, "the graph has integer Sub/Where nodes, which this test is about"
+    assert report["fp16"]["not_quantized"] == dict(on_float)
+    assert sum(report["fp16"]["not_quantized"].values()) < sum((on_float + on_int).values())
 
 
 def test_dynamic_int8_quantises_the_lstm(variants: tuple[Path, dict]) -> None:
