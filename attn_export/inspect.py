@@ -225,9 +225,10 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
         if not graphs:
             raise BadInput(f"{path} holds no recorded ONNX file; run attn-export export first")
     elif path.suffix == ".onnx" and path.is_file():
-        precision = {file: p for p, file in ONNX_FILES.items()}.get(path.name, "fp32")
         data = store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model")
         graph = parse_graph(data, path)
+        # a file named as attn-export names it is offered as that precision (the check says if it is not)
+        precision = {file: p for p, file in ONNX_FILES.items()}.get(path.name) or trt.carried_precision(graph)
         r = trt.readiness({path.name: (precision, graph)}, names)
         invalid = _checker_problem(data, path)
         for name, t in r.items():  # a file of any name and any inputs: the plan's words for its own

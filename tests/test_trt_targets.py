@@ -349,6 +349,74 @@ def test_a_foreign_graph_is_judged_as_what_it_is(tmp_path: Path) -> None:
     assert "only a runtime that implements that domain reads them" in said
 
 
+def _edited(source: Path, path: Path, edit) -> Path:
+    proto = onnx.load(str(source))
+    edit(proto.graph)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _freeze(axis: int, name: str = "x"):
+    def edit(graph: onnx.GraphProto) -> None:
+        dim = next(v for v in graph.input if v.name == name).type.tensor_type.shape.dim[axis]
+        dim.ClearField("dim_param")
+        dim.dim_value = 1
+    return edit
+
+
+def _rename_x(graph: onnx.GraphProto) -> None:
+    graph.input[0].name = "input"
+    for node in graph.node:
+        node.input[:] = ["input" if i == "x" else i for i in node.input]
+
+
+def _int32_lengths(graph: onnx.GraphProto) -> None:
+    next(v for v in graph.input if v.name == "lengths").type.tensor_type.elem_type = TensorProto.INT32
+
+
+@pytest.mark.parametrize("edit, said", [(_freeze(0), "graph input x: float32 [1, seq, "),
+                                        (_freeze(1), "graph input x: float32 [batch, 1, "),
+                                        (_freeze(0, "lengths"), "graph input lengths: int64 [1]"),
+                                        (_int32_lengths, "graph input lengths: int32 [batch]")],
+                         ids=["batch frozen", "seq frozen", "lengths frozen", "lengths int32"])
+def test_an_attn_export_graph_off_its_input_contract_is_not_ready(variants_dir: Path, tmp_path: Path, edit,
+                                                                  said: str) -> None:
+    """Found by attacking: a standalone model.onnx with its batch axis frozen was "ready" on every target,
+    though build's profile (x [batch, seq, features], lengths [batch], both axes dynamic) cannot be set on it.
+    Inside a directory the manifest's lineage catches such an edit; a file alone is checked by its inputs."""
+    path = _edited(variants_dir / "model.onnx", tmp_path / "edited.onnx", edit)
+    result = cli("inspect", str(path), "--target", "jetpack5", "--target", "trt11", "--json")
+    assert result.returncode == 1, result.stderr
+    for target in ("jetpack5", "trt11"):
+        row = json.loads(result.stdout)[target]["files"]["edited.onnx"]
+        assert not row["ready"] and any(f["error"] and f"{f['node']}: {f['rule']}".startswith(said)
+                                        for f in row["findings"]), row
+
+
+def test_a_graph_of_other_inputs_is_judged_for_the_parser_alone_and_says_so(variants_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    path = _edited(variants_dir / "model.onnx", tmp_path / "renamed.onnx", _rename_x)
+    result = cli("inspect", str(path), "--target", "jetpack6", "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["jetpack6"]["files"]["renamed.onnx"]
+    assert row["ready"] and [f["rule"] for f in row["findings"]] == [
+        "inputs ['input', 'lengths'], not attn-export's x and lengths: judged for TensorRT's parser alone"]
+
+
+@pytest.mark.parametrize("name, how", [("model.fp16.onnx", "builder flag FP16"),
+                                       ("model.int8-qdq.onnx", "builder flag INT8"),
+                                       ("model.int8.onnx", "never a TensorRT input")])
+def test_a_renamed_file_is_judged_by_the_precision_its_graph_carries(variants_dir: Path, tmp_path: Path,
+                                                                     name: str, how: str) -> None:
+    """Found by attacking: a standalone file's precision was read off its name, so a renamed FP16 graph was
+    planned as an FP32 build on JetPack 5 (no FP16 flag) and a renamed dynamic INT8 graph was NOT READY
+    rather than withdrawn."""
+    shutil.copyfile(variants_dir / name, tmp_path / "renamed.onnx")
+    result = cli("inspect", str(tmp_path / "renamed.onnx"), "--target", "jetpack5", "--json")
+    assert result.returncode == 0, result.stderr
+    assert how in json.loads(result.stdout)["jetpack5"]["files"]["renamed.onnx"]["how"]
+
+
 def _next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 

@@ -28,10 +28,11 @@ from ...errors import BadInput, NotAvailable
 from ..onnxfile import Graph, Node
 from ..precisions import ONNX_FILES
 from ..store.names import STREAM_FILES
+from ..streaming import state_name
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
-__all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", "check", "graphs_of", "not_current",
+__all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", "carried_precision", "check", "graphs_of", "not_current",
            "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
@@ -167,6 +168,7 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
                                                              "graphs do not use it)", error=False))
         else:
             found += _node_rules(node, graph, where)
+    found += _input_rules(graph, name)
     for value in graph.inputs + graph.outputs:
         if value.elem_type == BFLOAT16 and not p.bf16:
             found.append(Finding(f"graph {value.name}", f"BF16, which TensorRT {where.tensorrt} does not have", name,
@@ -176,6 +178,42 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
                                  "INT32 (values past 2^31 - 1 are clamped)", name,
                                  "nothing for lengths and shapes of this size", error=False))
     return found
+
+
+def _input_rules(graph: Graph, name: str) -> List[Finding]:
+    """The inputs ``build`` gives its optimisation profile (``iospec``): ``x`` float32 [batch, seq, features]
+    and ``lengths`` int64 [batch], batch and seq dynamic (a stream graph's ``state_in_*`` besides). A graph
+    with ``x`` and ``lengths`` that breaks this (an axis frozen, another input) parses, but no engine ``build``
+    makes is the one it describes: a problem (found by attacking: a standalone file with its batch frozen was
+    "ready"). A graph of other inputs is not attn-export's: judged for TensorRT's parser alone, with a note."""
+    fix = "export it with attn-export export (batch and seq dynamic)"
+    inputs = {v.name: v for v in graph.inputs}
+    if not {"x", "lengths"} <= set(inputs):
+        return [Finding("graph inputs", f"inputs {sorted(inputs)}, not attn-export's x and lengths: judged for "
+                                        "TensorRT's parser alone", name, "attn-export build takes only its own "
+                                                                          "graphs", error=False)]
+    other = sorted(n for n in inputs if n not in ("x", "lengths") and not n.startswith(state_name("", "in")))
+    found = [Finding("graph inputs", f"inputs {other} besides x and lengths, which build's profile does not "
+                                     "feed", name, fix)] if other else []
+    for value, dtype, rank, want in ((inputs["x"], FLOAT, 3, "float32 [batch, seq, features]"),
+                                     (inputs["lengths"], INT64_T, 1, "int64 [batch]")):
+        dims = value.dims
+        if value.elem_type != dtype or len(dims) != rank or any(isinstance(d, int) for d in dims[:2]):
+            shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            found.append(Finding(f"graph input {value.name}", f"{value.dtype} {shown}, where build's profile needs "
+                                                              f"{want}", name, fix))
+    return found
+
+
+def carried_precision(graph: Graph) -> str:
+    """The precision a graph's own nodes and weights carry, for a file whose name does not say it: ONNX
+    Runtime's dynamic INT8 operators, a QuantizeLinear/DequantizeLinear pair, FP16 weights, else FP32."""
+    ops = {n.op_type for n in graph.nodes}
+    if ops & {"DynamicQuantizeLSTM", "DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}:
+        return "int8-dynamic"
+    if {"QuantizeLinear", "DequantizeLinear"} <= ops:
+        return "int8-qdq"
+    return "fp16" if graph.stores_float16 else "fp32"
 
 
 def _precision_rules(graph: Graph, where: Target, precision: str) -> List[Finding]:
