@@ -307,6 +307,11 @@ def test_every_unbundled_file_is_fsynced_before_it_is_moved_into_the_target(
     synced = {inside(path) for kind, path in events[:first_move] if kind == "fsync"}
     shipped = {Path(p) for p in json.loads((target / BUNDLE_JSON).read_text())["files"]} | {Path(BUNDLE_JSON)}
     assert shipped <= synced, shipped - synced
+    directories = {p.parent for p in shipped}  # the names in each directory too, the staging root included
+    assert directories <= synced, directories - synced
+    last_move = max(i for i, (kind, _) in enumerate(events) if kind == "replace")
+    holder = str(target if in_place else target.parent)  # whose entries the last rename changed
+    assert ("fsync", holder) in events[last_move:], events[last_move:]
 
 
 @pytest.mark.parametrize("members, message", [

@@ -779,6 +779,7 @@ def unpack(
                     _fill(staging, target)
                 else:
                     os.replace(staging, target)
+                store.fsync_directory(target if inside else target.parent)
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another unbundle renamed its copy there first
                     raise Busy(f"another unbundle is writing {target} (it put its copy there first); expected one "
@@ -836,15 +837,16 @@ def _extract(tar: tarfile.TarFile, members: List[tarfile.TarInfo], staging: Path
         raise DataError(f"{archive}: cannot extract: {e}") from None
     except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: cannot extract: {e}") from None
-    # each file's data on disk before anything is renamed into the target, as every artefact's is before its
-    # rename (the names themselves are the file system's to keep); a failure is the disk's, not the archive's
+    # each file's data and each directory's names on disk before anything is renamed into the target, as every
+    # artefact's are before its rename; a failure is the disk's, not the archive's
     try:
-        for root, _, files in os.walk(staging):
+        for root, _, files in os.walk(staging, topdown=False):
             for f in files:
                 fd = os.open(os.path.join(root, f), os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+            store.fsync_directory(Path(root))
     except OSError as e:
         raise from_os_error(e, staging.parent) from None

@@ -23,7 +23,7 @@ from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_er
 from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
-__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "json_bytes", "locked", "parse_json",
+__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
            "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
 
 
@@ -47,6 +47,22 @@ FILE_MODE = 0o666 & ~UMASK  # what open() gives a new file; mkstemp's files are 
 DIR_MODE = 0o777 & ~UMASK
 
 
+def fsync_directory(path: Path) -> None:
+    """Put ``path``'s own entries (names made or renamed in it) on disk, where the system can: a rename is
+    durable only once its directory is. A file system that cannot fsync a directory (EINVAL) and a system
+    that cannot open one (Windows) keep the names as they do."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename, with
@@ -65,6 +81,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)  # a link at target is replaced, never written through
+        fsync_directory(target.parent)
     except OSError as e:
         raise from_os_error(e, target) from None
     finally:

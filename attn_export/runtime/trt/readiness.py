@@ -28,7 +28,6 @@ from ...errors import BadInput, NotAvailable
 from ..onnxfile import Graph, Node
 from ..precisions import ONNX_FILES
 from ..store.names import STREAM_FILES
-from ..streaming import state_name
 from .precision import Capability, decide, parse_version
 from .profile import Profile
 
@@ -186,6 +185,8 @@ def _input_rules(graph: Graph, name: str) -> List[Finding]:
     with ``x`` and ``lengths`` that breaks this (an axis frozen, another input) parses, but no engine ``build``
     makes is the one it describes: a problem (found by attacking: a standalone file with its batch frozen was
     "ready"). A graph of other inputs is not attn-export's: judged for TensorRT's parser alone, with a note."""
+    from ..streaming import state_name  # numpy's: this module's importers need it only when they check
+
     fix = "export it with attn-export export (batch and seq dynamic)"
     inputs = {v.name: v for v in graph.inputs}
     if not {"x", "lengths"} <= set(inputs):
