@@ -236,6 +236,10 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
+    except KeyboardInterrupt:  # a Ctrl-C while the command line itself is imported (found by attacking: a
+        from .runtime.interrupt import message  # traceback through importlib); nothing has started yet
+
+        sys.exit(_interrupted_late(message))
     from .runtime.interrupt import finish, message
 
     try:

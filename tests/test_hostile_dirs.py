@@ -543,6 +543,41 @@ def test_a_ctrl_c_after_the_commands_handler_is_gone_is_one_line_and_130(tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_ctrl_c_while_the_command_line_is_imported_is_one_line_and_130(tmp_path: Path) -> None:
+    """Found by attacking: Ctrl-C in the first 0.2 s of `attn-export bundle` printed a KeyboardInterrupt
+    traceback through importlib. The import itself raises it here (where a real signal lands is a race)."""
+    (tmp_path / "slow_import.py").write_text("raise KeyboardInterrupt\n")
+    code = "from attn_export.errors import run_command_line\nrun_command_line('slow_import')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 130 and result.stderr.startswith("Error: interrupted by SIGINT"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_once_unbundle_has_filled_its_target_keeps_exit_0(full: Path, tmp_path: Path, signum: int) -> None:
+    """Found by attacking: a Ctrl-C landing after unbundle had filled its target (while it printed its line)
+    exited 130, "nothing changed", and a script's retry was refused (the target is not empty). The signal is
+    sent here by the process itself as the line is printed (where a real one lands is a race)."""
+    target = tmp_path / "device"
+    code = ("import os, signal, sys\n"
+            "import attn_export.cli.unbundle as u\n"
+            "real = u.console\n"
+            "class Loud:\n"
+            "    def __init__(self, **k):\n"
+            "        self.inner = real(**k)\n"
+            "    def print(self, *a, **k):\n"
+            f"        os.kill(os.getpid(), {int(signum)})\n"
+            "        self.inner.print(*a, **k)\n"
+            "u.console = Loud\n"
+            f"sys.argv = ['attn-export', 'unbundle', {str(full / 'b.tar.gz')!r}, {str(target)!r}]\n"
+            "from attn_export.errors import run_command_line\n"
+            "run_command_line('attn_export.cli')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stderr.startswith("unpacked "), result.stderr
+    assert (target / "bundle.json").is_file()
+
+
 @pytest.mark.parametrize("device", [False, True], ids=["attn-export", "attn_export.runtime"])
 def test_sigterm_while_predicting_from_a_bundle_leaves_nothing(full: Path, tmp_path: Path, device: bool) -> None:
     """predict reads a bundle in place (nothing is unpacked); SIGTERM mid-run is one line, exit 143, and

@@ -23,11 +23,24 @@ from ..errors import Interrupted, from_os_error
 if TYPE_CHECKING:
     from typing import NoReturn
 
-__all__ = ["finish", "interruptible", "message"]
+__all__ = ["committed", "finish", "interruptible", "message"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
 RETRY_SECONDS = 0.05
+
+
+_committed = threading.Event()
+
+
+def committed() -> None:
+    """The command's work is done and kept (an unbundle's last rename): a SIGINT or SIGTERM from here on is
+    ignored, and the process ends with the command's own code. Found by attacking: a Ctrl-C just after
+    ``unbundle`` had filled its target exited 130, "nothing changed", and a script's retry was then refused
+    because the target was not empty."""
+    _committed.set()
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 @contextmanager
@@ -73,7 +86,9 @@ def interruptible() -> Iterator[None]:
         if TIMER:
             signal.setitimer(signal.ITIMER_REAL, 0)
         for s, h in reversed(list(previous.items())):  # SIGINT last: Python's own raises KeyboardInterrupt,
-            signal.signal(s, h)  # which run_command_line turns into the one line (found by a kill landing here)
+            # which run_command_line turns into the one line (found by a kill landing here); after committed()
+            # the signals stay ignored until finish() takes them
+            signal.signal(s, signal.SIG_IGN if _committed.is_set() and s in SIGNALS else h)
     if pending:
         raise pending[0]
 
