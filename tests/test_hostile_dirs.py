@@ -543,6 +543,18 @@ def test_a_ctrl_c_after_the_commands_handler_is_gone_is_one_line_and_130(tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_long_legal_name_is_written_though_its_temporary_name_would_not_fit(full: Path, tmp_path: Path) -> None:
+    """Found by attacking: `bundle --out` of a 247-byte name and `unbundle` into a 240-byte directory (legal
+    names; 255 bytes is the limit) said "File name too long": their temporary names beside them were longer."""
+    out = tmp_path / ("y" * 240 + ".tar.gz")
+    result = cli("bundle", str(full / "d"), "--out", str(out))
+    assert result.returncode == 0 and out.is_file(), result.stderr
+    target = tmp_path / ("é" * 120)  # 240 bytes of UTF-8
+    result = cli("unbundle", str(out), str(target))
+    assert result.returncode == 0 and (target / "bundle.json").is_file(), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, target.name])  # no temporary left
+
+
 def test_a_ctrl_c_while_the_command_line_is_imported_is_one_line_and_130(tmp_path: Path) -> None:
     """Found by attacking: Ctrl-C in the first 0.2 s of `attn-export bundle` printed a KeyboardInterrupt
     traceback through importlib. The import itself raises it here (where a real signal lands is a race)."""

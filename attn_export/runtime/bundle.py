@@ -766,7 +766,8 @@ def unpack(
                 staging = target / FILLING
                 os.mkdir(staging, 0o700)
             else:
-                staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unbundle-", dir=target.parent))
+                staging = Path(tempfile.mkdtemp(prefix=f".{store.short_name(target.name)}.unbundle-",
+                                                dir=target.parent))
         except OSError as e:
             if e.errno == errno.EEXIST:
                 raise Busy(f"another unbundle is filling {target} (its {FILLING} is there); expected one unbundle "

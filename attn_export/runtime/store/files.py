@@ -23,7 +23,7 @@ from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_er
 from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
-__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
+__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "short_name", "locked", "parse_json",
            "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
 
 
@@ -63,13 +63,24 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+# the most bytes of a target's own name that a temporary name beside it carries: with the prefix, pid and
+# random part it stays under the 255 bytes most file systems allow a name (found by attacking: a legal
+# 240-byte --out was refused "File name too long", by its temporary name)
+TMP_NAME_BYTES = 160
+
+
+def short_name(name: str) -> str:
+    """``name`` cut to ``TMP_NAME_BYTES`` bytes of UTF-8 (whole characters), for a temporary name beside it."""
+    return name.encode()[:TMP_NAME_BYTES].decode(errors="ignore")
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename, with
     the mode a plain ``open`` would have given it (the umask's). A file system error names ``target``."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}.{target.name}.", suffix=".tmp",
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}.{short_name(target.name)}.", suffix=".tmp",
                                    dir=target.parent)
     except OSError as e:
         raise from_os_error(e, target) from None
