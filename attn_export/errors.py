@@ -241,7 +241,10 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         from .runtime.interrupt import message  # traceback through importlib); nothing has started yet
 
         sys.exit(_interrupted_late(message))
-    from .runtime.interrupt import finish, message
+    from .runtime.interrupt import finish, message, was_committed
+
+    def late() -> int:  # after committed() the work is kept and said: the command's own code, 0
+        return 0 if was_committed() else _interrupted_late(message)
 
     try:
         code = run()
@@ -251,12 +254,12 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             sys.stderr.write(f"{code}\n")
             code = 1
     except KeyboardInterrupt:  # a Ctrl-C once the command's own handler was gone, before finish() took over
-        code = _interrupted_late(message)
+        code = late()
     while True:  # found by the suite under load: a Ctrl-C between the lines above and finish() setting its
         try:     # handlers raised KeyboardInterrupt here, a traceback and death by the signal
             finish(code if isinstance(code, int) else 0)
         except KeyboardInterrupt:
-            code = _interrupted_late(message)
+            code = late()
 
 
 def _interrupted_late(message: "Callable[[Interrupted], str]") -> int:

@@ -479,9 +479,10 @@ def _float_types(proto: Any) -> dict[str, int]:
     return types
 
 
-def _nodes_taking(proto: Any, elem_type: int) -> set[str]:
-    """Names of compute nodes (not Cast or Shape) that take an input of ``elem_type`` (a TensorProto type)."""
-    types = _float_types(proto)
+def _nodes_taking(proto: Any, elem_type: int, types: dict[str, int] | None = None) -> set[str]:
+    """Names of compute nodes (not Cast or Shape) that take an input of ``elem_type`` (a TensorProto type);
+    ``types``: ``_float_types(proto)`` when already computed."""
+    types = _float_types(proto) if types is None else types
     return {n.name for n in proto.graph.node
             if n.op_type not in ("Cast", "Shape") and any(types.get(i) == elem_type for i in n.input)}
 
@@ -499,7 +500,8 @@ def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[s
     import onnx
 
     proto = onnx.load_from_string(made.data)
-    declared = _fp16_nodes(proto)
+    types = _float_types(proto)
+    declared = _nodes_taking(proto, onnx.TensorProto.FLOAT16, types)
     # ONNX Runtime writes its optimised graph where it is told, following links: never inside DIR
     with tempfile.TemporaryDirectory(prefix="attn-export-fp16-") as scratch:
         optimized = Path(scratch) / "optimized.onnx"
@@ -507,7 +509,7 @@ def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[s
         ran = _fp16_nodes(onnx.load(str(optimized))) & declared
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
     # kept in FP32: the blocked operators on float32 data, not the int64 shape arithmetic of the same types
-    fp32 = _nodes_taking(proto, onnx.TensorProto.FLOAT)
+    fp32 = _nodes_taking(proto, onnx.TensorProto.FLOAT, types)
     fp32_ops = Counter(n.op_type for n in proto.graph.node if n.op_type in FP16_KEEP_FP32 and n.name in fp32)
     cast_back = sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})
     note = (f"ONNX Runtime CPU keeps {len(ran)} of the graph's {len(declared)} FP16 nodes in FP16 and runs the other "

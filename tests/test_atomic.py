@@ -15,12 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from attn_export.runtime import store
-from attn_export.errors import Busy
+from attn_export.errors import Busy, Interrupted
 
 from conftest import ROOT, TINY, cli
 
@@ -231,3 +232,47 @@ def test_an_atomic_write_fsyncs_its_data_then_the_directory_after_the_rename(tmp
     kinds = [(kind, Path(path).parent if kind == "fsync" and path.endswith(".tmp") else Path(path))
              for kind, path in events]
     assert kinds == [("fsync", target.parent), ("replace", target), ("fsync", target.parent)], events
+
+
+def test_committed_ignores_a_signal_inside_its_command_only() -> None:
+    """Review: committed() had set SIGINT and SIGTERM to be ignored for good, so a notebook or test that ran
+    `unbundle` in process ignored Ctrl-C afterwards. It marks the command now; the block's handler ignores a
+    signal once marked, and the next block starts unmarked with the handlers restored."""
+    from attn_export.runtime.interrupt import committed, interruptible, was_committed
+
+    with interruptible():
+        committed()
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: the work is kept
+    assert was_committed()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(Interrupted):
+        with interruptible():
+            assert not was_committed()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+
+def test_a_name_that_is_not_utf8_is_written_and_a_long_one_cut_whole(tmp_path: Path) -> None:
+    """Review: cutting a long name for its temporary name encoded it as UTF-8, which a legal Linux name of
+    other bytes is not (UnicodeEncodeError, a traceback)."""
+    odd = os.fsdecode(b"caf\xff-" + b"y" * 200 + b".json")
+    store.write_bytes(tmp_path / odd, b"{}")
+    assert (tmp_path / odd).read_bytes() == b"{}"
+    cut = store.short_name("é" * 200)
+    assert 0 < len(os.fsencode(cut)) <= store.files.TMP_NAME_BYTES and set(cut) == {"é"}
+
+
+def test_a_directory_that_cannot_be_read_still_takes_the_write(tmp_path: Path) -> None:
+    """Review: the directory's fsync after the rename failed in a directory one may write but not read
+    (mode 0733), so a file that was written was reported as not written. The fsync is best effort."""
+    box = tmp_path / "box"
+    box.mkdir()
+    opened = os.open
+    def refuse(path, flags, *a, **k):  # what a 0733 directory does to a reader that is not root
+        if flags & os.O_DIRECTORY:
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags, *a, **k)
+    import unittest.mock
+    with unittest.mock.patch.object(os, "open", refuse):
+        store.write_bytes(box / "model.json", b"{}")
+    assert (box / "model.json").read_bytes() == b"{}"

@@ -18,8 +18,6 @@ def command(
 ) -> None:
     """Unpack FILE.tar.gz into DIR (new or empty), refusing unsafe members before anything is written."""
     from ..runtime.bundle import unpack
-    from ..runtime.interrupt import committed
 
-    target = unpack(archive, directory)
-    committed()  # the target is filled: a Ctrl-C now must not say "nothing changed" (exit 130)
+    target = unpack(archive, directory)  # marks the work committed at its last rename
     console(stderr=True).print(f"unpacked {archive} -> {target}")

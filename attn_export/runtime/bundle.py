@@ -49,6 +49,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
+from .interrupt import committed
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
 from .precisions import ONNX_FILES as PRECISION_FILES
@@ -780,6 +781,7 @@ def unpack(
                     _fill(staging, target)
                 else:
                     os.replace(staging, target)
+                committed()  # the target is filled: a Ctrl-C from here on must not say "nothing changed"
                 store.fsync_directory(target if inside else target.parent)
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another unbundle renamed its copy there first

@@ -23,7 +23,7 @@ from ..errors import Interrupted, from_os_error
 if TYPE_CHECKING:
     from typing import NoReturn
 
-__all__ = ["committed", "finish", "interruptible", "message"]
+__all__ = ["committed", "finish", "interruptible", "message", "was_committed"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -34,13 +34,17 @@ _committed = threading.Event()
 
 
 def committed() -> None:
-    """The command's work is done and kept (an unbundle's last rename): a SIGINT or SIGTERM from here on is
-    ignored, and the process ends with the command's own code. Found by attacking: a Ctrl-C just after
-    ``unbundle`` had filled its target exited 130, "nothing changed", and a script's retry was then refused
-    because the target was not empty."""
+    """The command's work is done and kept (an unbundle's last rename): inside ``interruptible`` a SIGINT or
+    SIGTERM from here on is ignored, and the command line ends with the command's own code. Found by
+    attacking: a Ctrl-C just after ``unbundle`` had filled its target exited 130, "nothing changed", and a
+    script's retry was then refused because the target was not empty. It only marks (any thread may call
+    it); the next ``interruptible`` block starts unmarked."""
     _committed.set()
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+
+
+def was_committed() -> bool:
+    """Whether the last command marked its work ``committed``."""
+    return _committed.is_set()
 
 
 @contextmanager
@@ -53,6 +57,7 @@ def interruptible() -> Iterator[None]:
     raised once the import is over (re-checked every 50 ms on SIGALRM); and one that was swallowed anyway
     is raised when the block ends."""
     pending: List[Interrupted] = []
+    _committed.clear()
 
     def raise_when_safe(frame: Optional[FrameType]) -> None:
         if _importing(frame) and hasattr(signal, "setitimer"):
@@ -67,6 +72,8 @@ def interruptible() -> Iterator[None]:
         if os.getpid() != owner:  # a child forked meanwhile (OpenVINO's telemetry): it dies as it would without us
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+            return
+        if _committed.is_set():  # the work is kept: the command ends as it would have
             return
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
@@ -86,9 +93,7 @@ def interruptible() -> Iterator[None]:
         if TIMER:
             signal.setitimer(signal.ITIMER_REAL, 0)
         for s, h in reversed(list(previous.items())):  # SIGINT last: Python's own raises KeyboardInterrupt,
-            # which run_command_line turns into the one line (found by a kill landing here); after committed()
-            # the signals stay ignored until finish() takes them
-            signal.signal(s, signal.SIG_IGN if _committed.is_set() and s in SIGNALS else h)
+            signal.signal(s, h)  # which run_command_line turns into the one line (found by a kill landing here)
     if pending:
         raise pending[0]
 

@@ -49,15 +49,21 @@ DIR_MODE = 0o777 & ~UMASK
 
 def fsync_directory(path: Path) -> None:
     """Put ``path``'s own entries (names made or renamed in it) on disk, where the system can: a rename is
-    durable only once its directory is. A file system that cannot fsync a directory (EINVAL) and a system
-    that cannot open one (Windows) keep the names as they do."""
+    durable only once its directory is. Best effort, called after the rename: a directory that cannot be
+    opened for reading or fsynced (a file system without it, Windows) keeps its names as it does, and only
+    the disk's own I/O error is raised."""
     if not hasattr(os, "O_DIRECTORY"):
         return
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:  # a directory one may write but not read (mode 0733): the rename stands
+        if e.errno == errno.EIO:
+            raise
+        return
     try:
         os.fsync(fd)
-    except OSError as e:
-        if e.errno != errno.EINVAL:
+    except OSError as e:  # only the disk failing is an error; a file system without it keeps names its way
+        if e.errno == errno.EIO:
             raise
     finally:
         os.close(fd)
@@ -70,8 +76,20 @@ TMP_NAME_BYTES = 160
 
 
 def short_name(name: str) -> str:
-    """``name`` cut to ``TMP_NAME_BYTES`` bytes of UTF-8 (whole characters), for a temporary name beside it."""
-    return name.encode()[:TMP_NAME_BYTES].decode(errors="ignore")
+    """``name`` cut to at most ``TMP_NAME_BYTES`` bytes, for a temporary name beside it: whole UTF-8 characters,
+    and a name that is not UTF-8 (Linux allows any bytes) keeps its own bytes (review: ``encode`` had raised)."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate, which no file system name holds: characters, few enough
+        return name[:TMP_NAME_BYTES // 4]
+    if len(raw) <= TMP_NAME_BYTES:
+        return name
+    cut = raw[:TMP_NAME_BYTES]
+    while cut and cut[-1] & 0xC0 == 0x80:  # a character's continuation bytes, then its lead byte
+        cut = cut[:-1]
+    if cut and cut[-1] >= 0xC0:
+        cut = cut[:-1]
+    return os.fsdecode(cut)
 
 
 @contextmanager
@@ -101,7 +119,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 def made_as(path: Path) -> str:
     """The name that ``atomic_path``'s temporary ``path`` takes when it is done (``path``'s own name for any
-    other file): what errors about a file still being made name, not ``.attn-export.PID.NAME.XXXX.tmp``."""
+    other file): what errors about a file still being made name, not ``.attn-export.PID.NAME.XXXX.tmp`` (a name
+    over ``TMP_NAME_BYTES`` comes back cut: the store's own names are short)."""
     name = path.name
     if not (name.startswith(TMP_PREFIX) and name.endswith(".tmp") and name.count(".") >= 4):
         return name
