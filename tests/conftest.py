@@ -156,3 +156,25 @@ def model_dir(tiny_dir: Path, tmp_path: Path) -> Path:
     shutil.copytree(tiny_dir, directory)
     mark_verified(directory, "model.onnx")
     return directory
+
+
+@pytest.fixture
+def disk_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Every ``os.fsync`` (``("fsync", path, path)``) and ``os.replace`` (``("replace", src, dst)``) the test
+    makes, in order, each still done: what a test of durable writes checks is the order of these calls (what a
+    power cut then keeps is the file system's promise, not tested)."""
+    events: list[tuple[str, str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", path, path))
+        real_fsync(fd)
+
+    def replace(src: object, dst: object) -> None:
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events

@@ -210,28 +210,15 @@ def test_a_graph_being_made_is_named_as_the_file_it_becomes_and_its_refusal_is_a
     assert made_as(tmp_path / "model.onnx") == "model.onnx"
 
 
-def test_an_atomic_write_fsyncs_its_data_then_the_directory_after_the_rename(tmp_path: Path,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_atomic_write_fsyncs_its_data_then_the_directory_after_the_rename(
+        tmp_path: Path, disk_calls: list[tuple[str, str, str]]) -> None:
     """The file's bytes are on disk before the rename, and the rename itself (an entry of the directory) after
-    it. What this records is the order of the calls; what a power cut keeps is the file system's promise."""
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src: object, dst: object) -> None:
-        events.append(("replace", str(dst)))
-        real_replace(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    it."""
     target = tmp_path / "sub" / "model.json"
     store.write_bytes(target, b"{}")
-    kinds = [(kind, Path(path).parent if kind == "fsync" and path.endswith(".tmp") else Path(path))
-             for kind, path in events]
-    assert kinds == [("fsync", target.parent), ("replace", target), ("fsync", target.parent)], events
+    kinds = [(kind, Path(dst).parent if kind == "fsync" and dst.endswith(".tmp") else Path(dst))
+             for kind, _, dst in disk_calls]
+    assert kinds == [("fsync", target.parent), ("replace", target), ("fsync", target.parent)], disk_calls
 
 
 def test_committed_ignores_a_signal_inside_its_command_only() -> None:

@@ -275,7 +275,7 @@ def link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile
 
 @pytest.mark.parametrize("in_place", [False, True])
 def test_every_unbundled_file_is_fsynced_before_it_is_moved_into_the_target(
-        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool) -> None:
+        model_dir: Path, tmp_path: Path, disk_calls: list[tuple[str, str, str]], in_place: bool) -> None:
     """Each extracted file is fsynced while it is still in the staging directory, before any rename puts it
     in the target (a new directory, or an empty one filled in place). What this records is the order of the
     calls; that a power cut then leaves no empty file is the file system's promise, not tested here."""
@@ -283,35 +283,24 @@ def test_every_unbundled_file_is_fsynced_before_it_is_moved_into_the_target(
     target = tmp_path / "device"
     if in_place:
         target.mkdir()
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src: object, dst: object) -> None:
-        events.append(("replace", str(src)))
-        real_replace(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    disk_calls.clear()  # what pack did
+    events = disk_calls
     unpack(archive, target)
-    first_move = next(i for i, (kind, _) in enumerate(events) if kind == "replace")
+    first_move = next(i for i, (kind, _, _) in enumerate(events) if kind == "replace")
     staged = (target / ".unbundle-in-progress") if in_place else tmp_path  # then .device.unbundle-XXXX
 
     def inside(path: str) -> Path:
         parts = Path(path).relative_to(staged).parts
         return Path(*parts[0 if in_place else 1:])
 
-    synced = {inside(path) for kind, path in events[:first_move] if kind == "fsync"}
+    synced = {inside(path) for kind, path, _ in events[:first_move] if kind == "fsync"}
     shipped = {Path(p) for p in json.loads((target / BUNDLE_JSON).read_text())["files"]} | {Path(BUNDLE_JSON)}
     assert shipped <= synced, shipped - synced
     directories = {p.parent for p in shipped}  # the names in each directory too, the staging root included
     assert directories <= synced, directories - synced
-    last_move = max(i for i, (kind, _) in enumerate(events) if kind == "replace")
+    last_move = max(i for i, (kind, _, _) in enumerate(events) if kind == "replace")
     holder = str(target if in_place else target.parent)  # whose entries the last rename changed
-    assert ("fsync", holder) in events[last_move:], events[last_move:]
+    assert ("fsync", holder, holder) in events[last_move:], events[last_move:]
 
 
 @pytest.mark.parametrize("members, message", [
