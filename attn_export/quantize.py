@@ -487,13 +487,6 @@ def _nodes_taking(proto: Any, elem_type: int, types: dict[str, int] | None = Non
             if n.op_type not in ("Cast", "Shape") and any(types.get(i) == elem_type for i in n.input)}
 
 
-def _fp16_nodes(proto: Any) -> set[str]:
-    """Names of compute nodes (not Cast) that take an FP16 input."""
-    from onnx import TensorProto
-
-    return _nodes_taking(proto, TensorProto.FLOAT16)
-
-
 def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[str]]:
     import tempfile
 
@@ -506,7 +499,7 @@ def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[s
     with tempfile.TemporaryDirectory(prefix="attn-export-fp16-") as scratch:
         optimized = Path(scratch) / "optimized.onnx"
         _session(made, optimized=optimized)
-        ran = _fp16_nodes(onnx.load(str(optimized))) & declared
+        ran = _nodes_taking(onnx.load(str(optimized)), onnx.TensorProto.FLOAT16) & declared
     fp16_ops = Counter(n.op_type for n in proto.graph.node if n.name in declared)
     # kept in FP32: the blocked operators on float32 data, not the int64 shape arithmetic of the same types
     fp32 = _nodes_taking(proto, onnx.TensorProto.FLOAT, types)

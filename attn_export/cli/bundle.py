@@ -35,10 +35,8 @@ def command(
 ) -> None:
     """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime."""
     from ..runtime.bundle import pack
-    from ..runtime.interrupt import committed
 
-    result = pack(directory, out, target.value, jetpack)
-    committed()  # the bundle is written: its line and exit 0 follow whatever signal comes now
+    result = pack(directory, out, target.value, jetpack)  # marks the work committed once the archive is written
     if json_out:
         print_json({"path": str(result.path), "for": result.target, "target": result.tensorrt_target,
                     "size_bytes": result.size_bytes, "files": result.files, "notes": result.notes})

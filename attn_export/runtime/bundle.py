@@ -506,6 +506,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             for name, data in generated.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
                 sizes[name] = len(data)
+    committed()  # the bundle is written: a Ctrl-C from here on must not say "nothing changed"
     return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names, jetson),
                         jetson.target.name if jetson else None)
 

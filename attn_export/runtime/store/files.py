@@ -23,8 +23,9 @@ from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_er
 from .. import schema
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
-__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "short_name", "locked", "parse_json",
-           "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "sweep", "write_bytes", "write_json", "writes_directory"]
+__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
+           "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "sweep",
+           "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:

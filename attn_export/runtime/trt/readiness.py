@@ -185,24 +185,28 @@ def _input_rules(graph: Graph, name: str) -> List[Finding]:
     with ``x`` and ``lengths`` that breaks this (an axis frozen, another input) parses, but no engine ``build``
     makes is the one it describes: a problem (found by attacking: a standalone file with its batch frozen was
     "ready"). A graph of other inputs is not attn-export's: judged for TensorRT's parser alone, with a note."""
-    from ..streaming import state_name  # numpy's: this module's importers need it only when they check
+    # numpy's modules: this module's importers need them only when they check
+    from ..iospec import IOSpec
+    from ..streaming import state_name
 
+    contract = IOSpec.for_model(features=0, outputs=0).inputs  # names and dtypes; the feature count any
+    wanted = [t.name for t in contract]
     fix = "export it with attn-export export (batch and seq dynamic)"
     inputs = {v.name: v for v in graph.inputs}
-    if not {"x", "lengths"} <= set(inputs):
-        return [Finding("graph inputs", f"inputs {sorted(inputs)}, not attn-export's x and lengths: judged for "
-                                        "TensorRT's parser alone", name, "attn-export build takes only its own "
-                                                                          "graphs", error=False)]
-    other = sorted(n for n in inputs if n not in ("x", "lengths") and not n.startswith(state_name("", "in")))
-    found = [Finding("graph inputs", f"inputs {other} besides x and lengths, which build's profile does not "
-                                     "feed", name, fix)] if other else []
-    for value, dtype, rank, want in ((inputs["x"], FLOAT, 3, "float32 [batch, seq, features]"),
-                                     (inputs["lengths"], INT64_T, 1, "int64 [batch]")):
-        dims = value.dims
-        if value.elem_type != dtype or len(dims) != rank or any(isinstance(d, int) for d in dims[:2]):
+    if not set(wanted) <= set(inputs):
+        return [Finding("graph inputs", f"inputs {sorted(inputs)}, not attn-export's {' and '.join(wanted)}: judged "
+                                        "for TensorRT's parser alone", name, "attn-export build takes only its own "
+                                                                             "graphs", error=False)]
+    other = sorted(n for n in inputs if n not in wanted and not n.startswith(state_name("", "in")))
+    found = [Finding("graph inputs", f"inputs {other} besides {' and '.join(wanted)}, which build's profile does "
+                                     "not feed", name, fix)] if other else []
+    for t in contract:
+        value, dims = inputs[t.name], inputs[t.name].dims
+        if value.dtype != t.dtype or len(dims) != len(t.dims) or any(isinstance(d, int) for d in dims[:2]):
             shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            want = "[" + ", ".join("features" if isinstance(d, int) else d for d in t.dims) + "]"
             found.append(Finding(f"graph input {value.name}", f"{value.dtype} {shown}, where build's profile needs "
-                                                              f"{want}", name, fix))
+                                                              f"{t.dtype} {want}", name, fix))
     return found
 
 
