@@ -53,15 +53,16 @@ def _carried_note(result: VerifyResult) -> list[str]:
         for when, rows in runs.items()]
 
 
-def _verify_table(result: VerifyResult) -> list[str]:
+def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
     p50_at = result.p50_header()
-    lines = ["| backend | artefact | precision | status | cases | worst max abs | worst of budget | accuracy "
+    lines = ["| backend | artefact | precision | status | cases | worst max abs (head output) | worst of budget | accuracy "
              f"| Δ accuracy | argmax agreement | {p50_at} | reason |", "|" + "---|" * 12]
     for r in result.ran():
         p50 = r.latency_ms["p50"] if r.latency_ms else None
         reason = _cell(r.reason)
         lines.append(f"| {r.target.backend} | {r.target.artifact or '–'} | {r.target.precision or '–'} | "
-                     f"**{r.status}**{' ' + CARRIED if r.carried_from else ''} | {len(r.cases)} | "
+                     f"**{r.status}**{' (NOT CURRENT)' if r.target.artifact in stale else ''}"
+                     f"{' ' + CARRIED if r.carried_from else ''} | {len(r.cases)} | "
                      f"{_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
                      f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
                      f"{_fmt(r.argmax_agreement, '.4f')} | {ms_text(p50)} | {reason} |")
@@ -343,12 +344,9 @@ def _standing(s: Store, result: VerifyResult) -> tuple[str, list[str]]:
     """What the manifest and the current bytes say of verify.json's results (the store's answer): the
     headline word (PASSED only when every artefact verify.json judged is still current, still the bytes
     verify ran, and holds a passing verdict recorded from this very verify.json) and every reason it is not."""
-    if not s.recorded_from(VERIFY_JSON):
-        changed = any(s.measured(r.target.artifact, r.sha256) for r in result.results if r.status != "skipped")
-        fix = ("the files it judged have changed since (below): make them again (attn-export export, then quantize "
-               "with the variants you had), then verify" if changed else "run attn-export verify again")
-        return "NOT CURRENT", [f"no verdict in {store.MANIFEST} was recorded from this {VERIFY_JSON}: it is stale "
-                               f"or from another directory; {fix}"]
+    unrecorded = result.unrecorded(s)
+    if unrecorded is not None:
+        return "NOT CURRENT", [unrecorded]
     judged = dict.fromkeys(str(r.target.artifact) for r in result.results if r.status != "skipped" and r.target.artifact)
     problems = [p for p in (s.judged(name, VERIFY_JSON) for name in judged) if p]
     failed = not result.passed or any((s.entry(n) or {}).get("verified", {}).get("passed") is not True
@@ -384,7 +382,11 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         if why is not None:
             r.reason = f"NOT CURRENT: {why}" + (f"; {r.reason}" if r.reason else "")
             stale.add(str(r.target.artifact))
-    lines += _verify_table(result)
+    lines += _verify_table(result, stale)
+    moved = result.unjudged_decisions()
+    lines += (["", "Not judged (a precision judged by its decisions on the test split; the sweep's inputs are "
+               "random, near a boundary a correct INT8 graph may move a decision there):", ""]
+              + [f"- {_cell(line)}" for line in moved] if moved else [])
     if result.conformance:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
@@ -394,8 +396,13 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
                   else "argmax agreement and accuracy drop only")
         if rule.get("mean_multiple"):
-            judged += (f", on average at most {rule['mean_multiple']:g} x, up to seq {rule.get('deployment_max_seq')} "
-                       "(beyond: finite, argmax, zero attention on padding)")
+            wider = {r.target.backend: r.mean_allowed for r in result.ran() if r.target.precision == precision
+                     and r.mean_allowed is not None and r.mean_allowed != rule["mean_multiple"]}
+            judged += (f", on average at most {rule['mean_multiple']:g} x"
+                       + "".join(f" ({allowed:g} x on {backend}, whose {precision.upper()} rounds every operation)"
+                                 for backend, allowed in wider.items())
+                       + f", up to seq {rule.get('deployment_max_seq')} (beyond: finite, argmax, zero attention on "
+                       "padding)")
         extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
@@ -463,6 +470,11 @@ def write_report(directory: Path) -> Path:
     if s.read(VERIFY_JSON) is not None:
         lines += _verify_section(s, VerifyResult.from_dict(store.parse_json(s.read(VERIFY_JSON) or b"", verify_path,
                                                                             schema.VERIFY)))
+    elif any(s.state(name).verified is not None for name in s.present()):
+        # found by attacking: "Not verified yet" above an Artefacts list saying "it passed verify"
+        lines += ["## Verify", "", f"**Verification results missing**: no `{VERIFY_JSON}`, while `{store.MANIFEST}` "
+                  "records the verdicts of a verify (Artefacts, below); run `attn-export verify "
+                  f"{directory}`, then `attn-export report {directory}`, for its tables."]
     else:
         lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
                   f"`attn-export report {directory}`."]

@@ -446,7 +446,7 @@ def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tm
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
     assert "**Verification NOT CURRENT**" in text
-    assert "the files it judged have changed since (below): make them again (attn-export export" in text
+    assert "the files it judged are not current (below): make them again (attn-export export" in text
     runtimes = text.split("## One graph, every runtime")[1].split("Budgets")[0]
     cells = [c.strip() for line in runtimes.splitlines() if line.startswith("| ") and "---" not in line
              and not line.startswith("| runtime") for c in line.strip("|").split("|")[1:]]
@@ -460,6 +460,62 @@ def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tm
         assert "NOT CURRENT: these are the attention weights of the verify of" in attention
         listed = [line for line in attention.splitlines() if line.startswith("- `")]
         assert listed and all(line.endswith("(NOT CURRENT)") for line in listed), listed
+
+
+def test_another_directorys_verify_json_is_told_to_verify_again_not_to_make_the_files(verified_once: Path,
+                                                                                       tmp_path: Path) -> None:
+    """Found by attacking: with another directory's verify.json copied in (its rows measured other bytes), the
+    report's headline said the files had changed and should be made again, while the files were current;
+    inspect listed that verify.json as a plain result. Both now say it is not this directory's verdict, and
+    the fix is verify."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    for r in doc["results"]:
+        if r.get("sha256"):
+            r["sha256"] = "f" * 64  # as another directory's rows: measured on other bytes
+    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    said = ("no verdict in manifest.json was recorded from this verify.json: it is stale or from another directory; "
+            "run attn-export verify again")
+    assert "**Verification NOT CURRENT**" in text and f"- not current: {said}" in text
+    assert "make them again" not in text.split("## Verify")[0]
+    verify_row = [r for r in text.split("## Verify")[1].splitlines() if r.startswith("| ort-cpu | model.onnx |")]
+    assert verify_row and "**passed** (NOT CURRENT)" in verify_row[0], verify_row
+    shown = cli("inspect", str(directory))
+    assert shown.returncode == 0 and said in " ".join(shown.stdout.split()), shown.stdout
+
+
+def test_a_report_without_verify_json_does_not_say_never_verified(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: with verify.json deleted, the report said "Not verified yet" above an Artefacts list
+    saying each file passed verify (the manifest's verdicts, which predict goes by)."""
+    directory = copy(verified_once, tmp_path)
+    (directory / store.VERIFY_JSON).unlink()
+    timed = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05")
+    assert timed.returncode == 0, timed.stderr  # something to report
+    report = cli("report", str(directory))
+    assert report.returncode == 0, report.stderr
+    text = (directory / store.REPORT_MD).read_text()
+    assert "Not verified yet" not in text and "it passed verify" in text, text
+    assert ("**Verification results missing**: no `verify.json`, while `manifest.json` records the verdicts of a "
+            "verify (Artefacts, below)") in text
+    assert "Verification results missing" in report.stdout + report.stderr
+
+
+def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: the console listed them under "not judged", the report did not, so a reader of
+    report.md alone saw nothing of an INT8 graph that moved most sweep decisions."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    row = next(r for r in doc["results"] if r["artifact"] == "model.int8.onnx" and r["backend"] == "ort-cpu")
+    row["cases"][0]["argmax_agreement"] = 0.25
+    case = row["cases"][0]
+    as_if_written(directory, doc)
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    listed = text.split("## Verify")[1].split("## One graph")[0]
+    assert (f"- ort-cpu model.int8.onnx: decisions on the sweep (judged by the test split's) agreed 0.25 at "
+            f"{case['batch']} x {case['seq']}") in listed, listed
 
 
 def as_if_written(directory: Path, doc: dict) -> None:

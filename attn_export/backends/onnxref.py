@@ -24,6 +24,9 @@ class OnnxRefBackend(Backend):
     kind = "onnx"
     precisions = ("fp32", "fp16")
     max_cells = 4096  # measured: FP16 batch 8 x seq 2048 takes 7 s in the interpreter, seq 2048 one second
+    # true FP16 sums in FP16: its mean error / intrinsic measured 0.69-1.53 on correct graphs (25 trained
+    # models), 3.5-5.6x ONNX Runtime's on the same graph, where mean_budget_multiple 1.5 had failed one
+    mean_allowance = 2.0
     timed = False
     deployable = False
 

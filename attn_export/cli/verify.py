@@ -9,7 +9,6 @@ import typer
 
 from ..backends import REGISTRY
 from ..errors import ParityError
-from ..runtime.precisions import PRECISIONS
 from ..runtime.store import Store
 from ..runtime.timing import ms_text
 from ..runtime.verify import VerifyResult
@@ -97,10 +96,7 @@ def table(result: VerifyResult, directory: Path) -> Any:
                              r.reason) for r in result.ran() if r.reason]
     # a row judged on the test split's decisions whose sweep moved some (its max abs may be from such a
     # case): said, since the table's agreement is the test split's (found by attacking)
-    moved = [Text.assemble(("not judged ", "yellow"), f"{r.target.label}: decisions on the sweep (judged by the "
-                           "test split's) agreed " + ", ".join(f"{c.argmax_agreement:.2f} at {c.batch} x {c.seq}"
-                                                             for c in r.cases if _moved(c)))
-             for r in result.ran() if r.target.precision in _DECIDED and any(_moved(c) for c in r.cases)]
+    moved = [Text.assemble(("not judged ", "yellow"), line) for line in result.unjudged_decisions()]
     # a runtime that cannot read a file has no row above: said where the report's conformance table says it
     unread = [Text.assemble(("cannot read ", "yellow"), f"{c.runtime} {c.artifact}: {c.detail}")
               for c in result.conformance if c.status == "cannot read"]
@@ -115,14 +111,6 @@ def table(result: VerifyResult, directory: Path) -> Any:
     floor = [Text.assemble(("BELOW THE RECIPE'S ACCURACY FLOOR: ", "red"), below)] if below else []
     return Group(t, *reasons, *moved, *unread, *floor, *split, *skipped, *untrusted,
                  *[Text(line) for line in carried_lines(result)], *readiness)
-
-
-_DECIDED = {p.name for p in PRECISIONS.values() if p.judged_by == "decisions"}  # judged on the test split's decisions
-
-
-def _moved(case: Any) -> bool:
-    """A sweep case whose decisions did not all agree with the reference (a carried row may lack the number)."""
-    return case.argmax_agreement is not None and case.argmax_agreement < 1
 
 
 def carried_lines(result: VerifyResult) -> list[str]:

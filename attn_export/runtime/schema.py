@@ -205,7 +205,7 @@ _RESULT = Obj({
     "reason": Maybe(STR), "accuracy": _MAYBE_NUMBER, "accuracy_delta": _MAYBE_NUMBER,
     "argmax_agreement": _MAYBE_NUMBER, "test_logits_max_abs": _MAYBE_NUMBER,
     "latency_ms": Maybe(Obj({"p50": NUMBER}, ("p50",))), "latency_shape": Maybe(Items(INT)),
-    "budget": Maybe(Obj({"mean_ratio": _MAYBE_NUMBER, "worst_ratio": _MAYBE_NUMBER})), "cases": Items(_CASE), "cases_not_run": Items(STR),
+    "budget": Maybe(Obj({"mean_ratio": _MAYBE_NUMBER, "worst_ratio": _MAYBE_NUMBER, "mean_allowed": _MAYBE_NUMBER})), "cases": Items(_CASE), "cases_not_run": Items(STR),
     "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR), "sha256": Maybe(SHA256),
     "carried_from": Maybe(STR),
 }, ("backend", "status"))
