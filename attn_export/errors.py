@@ -233,6 +233,12 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
         error = unexpected(e)
+        if error is None and isinstance(e, ModuleNotFoundError) and e.name and e.name.split(".")[0] != "attn_export":
+            # found by attacking: the device's command line before `pip install -r requirements.txt` was a
+            # traceback ending in "No module named 'numpy'"
+            error = NotAvailable(f"{module.split('.')[0]} needs the Python package {e.name.split('.')[0]!r}, which is "
+                                 "not installed for this Python; expected its requirements installed (in a bundle: "
+                                 "python3 -m pip install -r requirements.txt)")
         if error is None:
             raise
         sys.stderr.write(f"Error: {error}\n")

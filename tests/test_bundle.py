@@ -163,6 +163,47 @@ def test_bundled_runtime_runs_alone_without_torch(model_dir: Path, tmp_path: Pat
         "it is on the host: pip install attn-export"), host.stderr
 
 
+def device(*args: str, runtime: Path, cwd: Path, prelude: str = BLOCKER) -> subprocess.CompletedProcess[str]:
+    """The device's command line from ``runtime`` (a bundle's runtime/ folder), torch, typer, rich and onnx
+    unimportable, as a device runs it: ``PYTHONPATH=runtime python3 -m attn_export.runtime ARGS``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(runtime)
+    code = prelude + "import runpy, sys\nsys.argv = ['x', *%r]\nrunpy.run_module('attn_export.runtime', " \
+        "run_name='__main__')" % (list(args),)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_a_device_unpacks_a_bundle_with_every_check_using_its_own_runtime(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a device (JetPack 5's Python 3.8 cannot install the host package) had only plain
+    tar, which checks nothing against bundle.json. The device's command line unpacks as unbundle does: its
+    runtime/ taken out of the archive first, then every file checked before anything is written."""
+    archive = pack(model_dir, tmp_path / "b.tar.gz").path
+    with tarfile.open(archive) as tar:  # what `tar -xzf b.tar.gz -C rt runtime` does
+        tar.extractall(tmp_path / "rt", members=[m for m in tar.getmembers() if m.name.startswith("runtime/")])
+    made = device("unpack", str(archive), "dev", runtime=tmp_path / "rt" / "runtime", cwd=tmp_path)
+    assert made.returncode == 0 and made.stderr == f"unpacked {archive} -> dev\n", made.stderr
+    assert (tmp_path / "dev" / BUNDLE_JSON).is_file() and store.Store(tmp_path / "dev").lacking() == []
+    said = "PYTHONPATH=/tmp/ax/runtime python3 -m attn_export.runtime unpack BUNDLE.tar.gz DIR"
+    assert said in (tmp_path / "dev" / "README.md").read_text()  # the bundle's README says how
+    shown = device("info", ".", runtime=tmp_path / "dev" / "runtime", cwd=tmp_path / "dev")
+    assert shown.returncode == 0 and "model.onnx" in shown.stdout, shown.stderr
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()]  # type: ignore[union-attr]
+    bad = hostile(tmp_path / "bad.tar.gz", [(m, d.replace(b"labels", b"LABELS") if m.name == "model.json" else d)
+                                            for m, d in members])
+    refused = device("unpack", str(bad), "other", runtime=tmp_path / "rt" / "runtime", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("Error: ") and "Traceback" not in refused.stderr
+    assert "model.json does not match its sha256 in bundle.json" in refused.stderr and not (tmp_path / "other").exists()
+    again = device("unpack", str(archive), "dev", runtime=tmp_path / "rt" / "runtime", cwd=tmp_path)
+    assert again.returncode == 2 and "is not empty (it holds" in again.stderr
+    # found by attacking: before `pip install -r requirements.txt`, a traceback ending in "No module named 'numpy'"
+    bare = device("info", ".", runtime=tmp_path / "dev" / "runtime", cwd=tmp_path / "dev",
+                  prelude="import sys\nsys.modules['numpy'] = None\n")
+    assert bare.returncode == 3 and bare.stderr == (
+        "Error: attn_export needs the Python package 'numpy', which is not installed for this Python; expected its "
+        "requirements installed (in a bundle: python3 -m pip install -r requirements.txt)\n"), bare.stderr
+
+
 def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:
     archive = tmp_path / "m.tar.gz"
     result = cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu")

@@ -209,9 +209,10 @@ def test_the_device_commands_in_a_fresh_venv_with_only_numpy_and_onnxruntime(
 
 
 def readme_commands(readme: str) -> list[str]:
-    """The shell commands of a bundle README's run steps, as written (comments dropped)."""
+    """The shell commands of a bundle README's run steps, as written (comments dropped): its "## Run"
+    section on (the unpack lines before it name the archive and DIR as placeholders)."""
     commands = []
-    for line in readme.splitlines():
+    for line in readme.split("\n## Run", 1)[1].splitlines():
         text = line.strip().split("  #")[0].strip()
         if line.startswith("    ") and text.split(" ", 1)[0] in ("python3", "PYTHONPATH=runtime", "sudo"):
             commands.append(text)
@@ -277,8 +278,8 @@ def test_a_mistyped_command_and_a_bundle_where_a_directory_belongs_are_said_as_s
     typo = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verfy", str(tiny_dir)],
                           capture_output=True, text=True, timeout=300)
     assert typo.returncode == 2 and typo.stderr.strip() == (
-        "Error: unknown command 'verfy' (did you mean verify?); expected one of verify, predict, build, info, or the "
-        "old form DIR INPUT")
+        "Error: unknown command 'verfy' (did you mean verify?); expected one of verify, predict, build, info, unpack, or "
+        "the old form DIR INPUT")
     (tmp_path / "b.tar.gz").write_bytes(b"x")
     on_file = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(tmp_path / "b.tar.gz")],
                              capture_output=True, text=True, timeout=300)

@@ -557,12 +557,13 @@ def test_what_is_missing_is_said_as_the_user_can_act_on_it(model_dir: Path, tmp_
     assert device.returncode == 2 and device.stderr.strip() == (
         f"Error: {unpacked / 'model.fp16.onnx'} is not in this bundle; make it on the host with attn-export "
         "quantize --fp16, and bundle again"), device.stderr
-    (unpacked / "model.json").unlink()  # found by review: it said to run attn-export train, on a device
-    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(unpacked)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert device.returncode == 2 and device.stderr.strip() == (
-        f"Error: {unpacked / 'model.json'} is not in this bundle; make it on the host with attn-export train (or "
-        "attn-export load CHECKPOINT), and bundle again"), device.stderr
+    (unpacked / "model.json").unlink()  # found by review: it said to run attn-export train, on a device; found
+    for command in (["verify", str(unpacked)], ["predict", str(unpacked), str(tmp_path / "x.npz")]):  # by attacking:
+        device = subprocess.run([sys.executable, "-m", "attn_export.runtime", *command],  # predict said it twice
+                                capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert device.returncode == 2 and device.stderr.strip() == (
+            f"Error: {unpacked / 'model.json'} is missing, which every bundle holds; expected the bundle as it was "
+            "unpacked: unpack its .tar.gz again"), device.stderr
 
 
 def test_a_model_below_its_recipes_accuracy_floor_is_flagged_downstream(tiny_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ every file that is ready there, ``trt.readiness``, with the recipe's profile),
 ``requirements.txt``, ``bundle.json`` (sha256 and size of every other member) and ``runtime/attn_export/``:
 the device package (``attn_export.runtime``, ``runtime_files``), so that a device with only numpy and ONNX
 Runtime or TensorRT (JetPack 5's Python 3.8 included) can run ``PYTHONPATH=runtime python3 -m
-attn_export.runtime verify | predict | build | info .``. Every artefact must pass its manifest check
+attn_export.runtime verify | predict | build | info .``, and unpack a bundle with the checks below
+(``unpack BUNDLE.tar.gz DIR``). Every artefact must pass its manifest check
 (unchanged, not stale) before it is packed.
 
 Opening a bundle (``Archive``: ``unbundle``, and ``predict``/``info`` given a ``.tar.gz``) reads every
@@ -97,6 +98,14 @@ DEVICE = """`runtime/` holds the device package (`attn_export.runtime`): no torc
 needed, only what `requirements.txt` lists. A `verify` run here records its own verdict in `manifest.json`
 and `verify.json`, so the folder then no longer matches `bundle.json`: to move the bundle on, copy the
 `.tar.gz` it came in, not a re-packed folder.
+
+Unpacked with plain `tar`, only the model files are checked (each command checks them against
+`manifest.json`); to check every file against `bundle.json` before anything is written, unpack with the
+bundle's own device package instead (or `attn-export unbundle` where attn-export is installed):
+
+    mkdir -p /tmp/ax && tar -xzf BUNDLE.tar.gz -C /tmp/ax runtime requirements.txt
+    python3 -m pip install -r /tmp/ax/requirements.txt
+    PYTHONPATH=/tmp/ax/runtime python3 -m attn_export.runtime unpack BUNDLE.tar.gz DIR
 
 {steps}
 From Python:

@@ -5,6 +5,7 @@
     python -m attn_export.runtime build   DIR [--fp16 | --int8] [--target JETPACK] [--max-batch N]
                                               [--min-seq/--opt-seq/--max-seq N]
     python -m attn_export.runtime info    DIR [--target T] [--json]
+    python -m attn_export.runtime unpack  BUNDLE.tar.gz DIR
 
 It needs the device package's dependencies only (numpy, plus ONNX Runtime or TensorRT with cuda-python)
 and runs on Python 3.8. ``attn-export verify`` / ``build`` / ``predict`` on the host run the same code with
@@ -18,7 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Union
 
 from ..errors import (AttnExportError, BadInput, Interrupted, ParityError, does_nothing, empty_path, printable,
                       unexpected)
@@ -30,7 +31,7 @@ from .trt.readiness import TARGETS as TENSORRT_TARGETS
 
 __all__ = ["main", "prediction_rows"]
 
-COMMANDS = ("verify", "predict", "build", "info")
+COMMANDS = ("verify", "predict", "build", "info", "unpack")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,12 +39,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message}; see {self.prog} --help\n")
 
 
-def _directory(value: str) -> Path:
-    """DIR as given; "" is refused (``errors.empty_path``), not read as the current directory."""
-    problem = empty_path(value, "an artefact directory or a bundle .tar.gz")
-    if problem is not None:
-        raise argparse.ArgumentTypeError(str(problem))
-    return Path(value)
+def _path(expected: str) -> Callable[[str], Path]:
+    """A path argument as given; "" is refused (``errors.empty_path``), not read as the current directory."""
+    def convert(value: str) -> Path:
+        problem = empty_path(value, expected)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(str(problem))
+        return Path(value)
+
+    return convert
+
+
+_directory = _path("an artefact directory or a bundle .tar.gz")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="check every ONNX file against this TensorRT line's parser (repeatable; default: the "
                            "bundle's own target, none for a directory)")
     info.add_argument("--json", action="store_true")
+
+    unpack = sub.add_parser("unpack", help="unpack a bundle into DIR (new or empty), each file checked against "
+                                           "bundle.json before anything is written; what attn-export unbundle does")
+    unpack.add_argument("archive", metavar="BUNDLE", type=_path("a bundle .tar.gz"),
+                        help="a .tar.gz made by attn-export bundle")
+    unpack.add_argument("target", metavar="DIR", type=_path("a new or empty directory to unpack into"))
     return parser
 
 
@@ -208,6 +221,13 @@ def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:
     if limit is None:
         return values
     return [" ".join(values[:limit]) + (f" ... ({len(values)} values)" if len(values) > limit else "")]
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from .bundle import unpack
+
+    print(f"unpacked {args.archive} -> {unpack(args.archive, args.target)}", file=sys.stderr)
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -352,7 +372,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         args_list.insert(0, "predict")  # the form bundles made before 0.1.0 document: DIR INPUT
     args = _parser().parse_args(args_list)
-    run = {"verify": _verify, "predict": _predict, "build": _build, "info": _info}[args.command]
+    run = {"verify": _verify, "predict": _predict, "build": _build, "info": _info, "unpack": _unpack}[args.command]
     try:
         with interruptible():
             return run(args)

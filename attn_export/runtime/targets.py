@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple, Type, Union
 
-from ..errors import BadInput, MissingPrerequisite, NotAvailable
+from ..errors import BadInput, MissingPrerequisite, NotAvailable, printable
 from .backends import REGISTRY, Backend, get
 from .precisions import ONNX_FILES, ONNX_FP32
 from .store import BUILD_COMMAND, STREAM_FILES, WEIGHTS, Store, is_engine
@@ -43,12 +43,15 @@ def parse_backends(value: Union[str, List[str], None], registry: Optional[Regist
     """``auto`` (or None) -> None; ``a,b`` -> checked names, each once (a name given twice ran twice)."""
     if value is None:
         return None
-    names = value if isinstance(value, list) else [v.strip() for v in value.split(",") if v.strip()]
+    names = value if isinstance(value, list) else [v.strip() for v in value.split(",")]
+    if not any(names):
+        raise BadInput("--backends is empty; expected 'auto' or a comma-separated list of backend names")
+    if not all(names):  # found by attacking: "ort-cpu,," ran, where bench's "--seq 16,,128" is refused
+        raise BadInput(f"--backends {printable(str(value), 80)!r} has an empty item; expected a comma-separated "
+                       "list of backend names")
     names = list(dict.fromkeys(names))
     if names == ["auto"]:
         return None
-    if not names:
-        raise BadInput("--backends is empty; expected 'auto' or a comma-separated list of backend names")
     for name in names:
         get(name, registry)
     return names

@@ -260,6 +260,9 @@ class Store:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
         artefact directory, the command that makes it."""
         made_by = MADE_BY.get(name, "the command that makes it")
+        if self._in_bundle() and name == MODEL_JSON:  # every bundle ships it: this one was unpacked and then lost it
+            return MissingPrerequisite(f"{self.directory / name} is missing, which every bundle holds; expected the "
+                                       "bundle as it was unpacked: unpack its .tar.gz again")
         if self._in_bundle():
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
                                        f"{made_by}, and bundle again")
@@ -506,6 +509,8 @@ class Store:
             if self._in_bundle():
                 raise self._missing(name)
             raise MissingPrerequisite(str(trust.reason))
+        if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # every file's root: said once, with its fix
+            raise self._missing(MODEL_JSON)  # (found by attacking: the fix was said twice, two ways)
         if not trust.current:
             raise Untrusted(f"{_at(path, name, trust.reason)}; {self._fix(name, trust)}")
         entry = dict(self.entry(name) or {})
