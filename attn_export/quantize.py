@@ -44,6 +44,7 @@ from .runtime.modelinfo import ModelInfo
 from .config import MAX_CALIB_SAMPLES
 from .runtime.limits import whole
 from .runtime.precisions import one_by_one
+from .export import FOLD_LIMIT
 from .portability import fp32_fills, make_portable, matmul_before_transpose, prune
 
 __all__ = ["FILES", "VariantReport", "quantize", "labelled_test_split"]
@@ -142,8 +143,14 @@ def _make_fp16(source: Artifact, target: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    from onnxscript import optimizer
+
     proto = onnx.load_from_string(source.data)
     _refuse_beyond_fp16(proto, source.name)
+    # what depends on weights alone (a learned query's projection) folded in FP32 first: in FP16 ONNX Runtime
+    # has no CPU kernel to fold it with, and a plain InferenceSession warned twice (found by attacking)
+    optimizer.fold_constants(proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
+    optimizer.remove_unused_nodes(proto)
     converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(FP16_KEEP_FP32),
                                          node_block_list=_stream_accumulators(proto))
     _plain_fp16(converted)

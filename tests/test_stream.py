@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import TINY, cli, mark_verified
+from conftest import TINY, cli, mark_verified, rerecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import numpy_helper
 
 from attn_export.backends import REGISTRY
 from attn_export.config import VerifyConfig
@@ -109,6 +110,21 @@ def test_the_fp16_streams_running_sums_hold_past_2048_steps_in_true_fp16(streame
     assert np.all(np.abs(got[head] - want[head]) <= atol + rtol * np.abs(want[head])), got[head] - want[head]
 
 
+def test_every_fp16_graph_opens_silently_in_a_plain_session(streamed: Path) -> None:
+    """Found by attacking: a learned query's FP16 graph computed ``query_proj(query)``, weights alone, at run
+    time in FP16, which ONNX Runtime cannot fold on the CPU: a plain ``InferenceSession(path)`` printed two
+    warnings. Quantize folds what depends on weights alone in FP32 first; no node but the converter's casts
+    of FP16 constants to FP32 (which ONNX Runtime folds) is left whose inputs are all initializers."""
+    for name in ("model.fp16.onnx", store.STREAM_FP16):
+        proto = onnx.load(streamed / name)
+        constant = {t.name for t in proto.graph.initializer}
+        assert not [n.name for n in proto.graph.node if n.op_type != "Cast" and n.input
+                    and all(i in constant for i in n.input if i)], name
+        opened = subprocess.run([sys.executable, "-c", f"import onnxruntime\nonnxruntime.InferenceSession({str(streamed / name)!r})"],
+                                capture_output=True, text=True, timeout=300)
+        assert opened.returncode == 0 and opened.stderr == "", (name, opened.stderr)
+
+
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_chunking_of_any_rows_equals_the_prefixes(streamed: Path, data: st.DataObject) -> None:
@@ -184,6 +200,11 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
             stream.push(x[:, :4], lengths=[5, 0])
         with pytest.raises(Exception, match="chunk has shape"):
             stream.push(x[:1, :4])
+        steps = stream.steps.tolist()  # the README: an empty chunk is refused; a length 0 keeps a row's state
+        with pytest.raises(BadInput, match=r"chunk has shape \[2, 0, \d+\]; expected \[2, steps >= 1, "):
+            stream.push(x[:, :0])
+        stream.push(x[:, :1], lengths=[0, 0])
+        assert stream.steps.tolist() == steps
         # found by attacking the API: each was a TypeError/ValueError, a wrong row reset, or a wrapped number
         stream.reset(rows=np.int64(1))
         assert stream.steps.tolist() == [0, 0]
@@ -452,6 +473,30 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     said = " ".join(made.stdout.split() + made.stderr.split())
     assert made.returncode == 0 and "model.stream.fp16.onnx not made: model.stream.onnx is stale" in said, said
     assert "the model cannot stream now (" in said and "export --stream" not in said, said
+
+
+def test_a_stream_failed_against_a_failed_whole_graph_names_that_graph_to_fix_first(streamed: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Found by attacking: with ``model.fp16.onnx`` damaged, the untouched FP16 stream failed on its prefixes
+    (they are compared with that graph) and its hint said to move the budgets. It now names the graph."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    proto = onnx.load(directory / "model.fp16.onnx")
+    weight = max((t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16),
+                 key=lambda t: numpy_helper.to_array(t).size)  # the largest FP16 tensor: an LSTM's weights
+    weight.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(weight) * 1.5).astype(np.float16), weight.name))
+    onnx.save(proto, directory / "model.fp16.onnx")
+    rerecord(directory, "model.fp16.onnx", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr[-2000:]
+    rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"] if r["backend"] == "ort-cpu"}
+    assert rows["model.fp16.onnx"]["status"] == "failed"
+    stream = rows[store.STREAM_FP16]
+    assert stream["status"] == "failed" and "against model.fp16.onnx on the prefix" in stream["problems"][0]
+    assert stream["hint"] == ("model.fp16.onnx, which its earlier updates are compared with, failed on ort-cpu in "
+                              "this verify too: fix model.fp16.onnx first, then verify again")
+    assert rows[store.STREAM_ONNX]["status"] == "passed" and rows[store.STREAM_ONNX]["hint"] is None
+    assert "fix model.fp16.onnx first" in result.stderr
 
 
 def test_why_a_front_end_cannot_stream_is_true_of_its_kernels() -> None:
