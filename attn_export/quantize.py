@@ -143,14 +143,17 @@ def _make_fp16(source: Artifact, target: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    from onnxscript import optimizer
-
     proto = onnx.load_from_string(source.data)
     _refuse_beyond_fp16(proto, source.name)
     # what depends on weights alone (a learned query's projection) folded in FP32 first: in FP16 ONNX Runtime
-    # has no CPU kernel to fold it with, and a plain InferenceSession warned twice (found by attacking)
-    optimizer.fold_constants(proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
-    optimizer.remove_unused_nodes(proto)
+    # has no CPU kernel to fold it with, and a plain InferenceSession warned twice (found by attacking).
+    # onnxscript (an import of about a second) only where there is such a node
+    weights = {t.name for t in proto.graph.initializer}
+    if any(n.input and all(i in weights for i in n.input if i) for n in proto.graph.node):
+        from onnxscript import optimizer
+
+        optimizer.fold_constants(proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
+        optimizer.remove_unused_nodes(proto)
     converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(FP16_KEEP_FP32),
                                          node_block_list=_stream_accumulators(proto))
     _plain_fp16(converted)
