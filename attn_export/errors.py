@@ -223,6 +223,11 @@ def _open_standard_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
 
 
+# the third-party packages the command lines import as they load (the device's: numpy alone; the host's
+# come with its pip install): a missing one is said in one line, any other missing module is a bug
+LOAD_REQUIRES = ("numpy",)
+
+
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
     """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
     a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
@@ -233,9 +238,9 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
         error = unexpected(e)
-        if error is None and isinstance(e, ModuleNotFoundError) and e.name and e.name.split(".")[0] != "attn_export":
+        if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in LOAD_REQUIRES:
             # found by attacking: the device's command line before `pip install -r requirements.txt` was a
-            # traceback ending in "No module named 'numpy'"
+            # traceback ending in "No module named 'numpy'"; any other missing module is a bug, said as one
             error = NotAvailable(f"{module.split('.')[0]} needs the Python package {e.name.split('.')[0]!r}, which is "
                                  "not installed for this Python; expected its requirements installed (in a bundle: "
                                  "python3 -m pip install -r requirements.txt)")

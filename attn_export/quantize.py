@@ -145,15 +145,7 @@ def _make_fp16(source: Artifact, target: Path) -> None:
 
     proto = onnx.load_from_string(source.data)
     _refuse_beyond_fp16(proto, source.name)
-    # what depends on weights alone (a learned query's projection) folded in FP32 first: in FP16 ONNX Runtime
-    # has no CPU kernel to fold it with, and a plain InferenceSession warned twice (found by attacking).
-    # onnxscript (an import of about a second) only where there is such a node
-    weights = {t.name for t in proto.graph.initializer}
-    if any(n.input and all(i in weights for i in n.input if i) for n in proto.graph.node):
-        from onnxscript import optimizer
-
-        optimizer.fold_constants(proto, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
-        optimizer.remove_unused_nodes(proto)
+    proto = _fold_weights_only(proto)
     converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(FP16_KEEP_FP32),
                                          node_block_list=_stream_accumulators(proto))
     _plain_fp16(converted)
@@ -164,6 +156,28 @@ def _make_fp16(source: Artifact, target: Path) -> None:
     graph = OnnxModel(converted)
     graph.topological_sort()
     onnx.save(graph.model, str(target))
+
+
+def _fold_weights_only(proto: Any) -> Any:
+    """What depends on weights alone (a learned query's projection), computed in FP32 and kept as an
+    initializer: in FP16, ONNX Runtime has no CPU kernel to fold it with, and a plain InferenceSession warned
+    twice (found by attacking). onnxscript's folding, one conversion to its IR and back, and only where there
+    is such a node (its import is about a second) and onnxscript is installed (the ``train`` extra; without
+    it the graph is as before, warnings and all). The value_info its IR writes is dropped: the float16
+    converter would read it and cast every FP32 initializer of an FP32-kept node to FP32 (found by review)."""
+    weights = {t.name for t in proto.graph.initializer}
+    if not any(n.input and all(i in weights for i in n.input if i) for n in proto.graph.node):
+        return proto
+    try:
+        from onnxscript import ir, optimizer
+    except ImportError:
+        return proto
+    model = ir.serde.deserialize_model(proto)
+    optimizer.fold_constants(model, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
+    optimizer.remove_unused_nodes(model)
+    folded = ir.serde.serialize_model(model)
+    del folded.graph.value_info[:]
+    return folded
 
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504

@@ -401,6 +401,10 @@ def test_the_hosts_int8_verdict_stands_over_a_devices_pass_on_structure(verified
     after = verdicts(directory)["model.int8.onnx"]
     assert after["passed"] is True and after["accuracy"] == before["accuracy"] and "ort-cpu" in after["carried_backends"]
     assert verdicts(directory)["model.fp16.onnx"]["carried_backends"] == []  # FP16: the device judges it itself
+    # found by attacking: the device's line said "carried ..., not re-run now" of a file it had just run
+    said = [line for line in result.stderr.splitlines() if "ort-cpu" in line and "model.int8.onnx" in line]
+    assert said and said[0].endswith(f"(its decisions from the host's verify of {row['carried_from']}; its structure "
+                                     "passed here now)"), result.stderr
 
 
 def test_a_device_records_no_int8_verdict_from_structure_alone(verified_once: Path, tmp_path: Path) -> None:
@@ -516,6 +520,21 @@ def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: P
     listed = text.split("## Verify")[1].split("## One graph")[0]
     assert (f"- ort-cpu model.int8.onnx: decisions on the sweep (judged by the test split's) agreed 0.25 at "
             f"{case['batch']} x {case['seq']}") in listed, listed
+
+
+def test_the_reports_mean_allowances_are_the_backends_not_a_carried_rows(verified_once: Path, tmp_path: Path) -> None:
+    """Found by review: the Budgets line took each row's recorded ``mean_allowed``, so a row carried from a
+    verify under another --set read as a backend allowance "whose FP16 rounds every operation"."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    for r in doc["results"]:
+        if r["precision"] == "fp16" and r["status"] != "skipped":
+            r["budget"]["mean_allowed"] = 2.0  # as a row judged under --set verify.mean_budget_multiple=2
+    as_if_written(directory, doc)
+    assert cli("report", str(directory)).returncode == 0
+    budgets = [line for line in (directory / store.REPORT_MD).read_text().splitlines() if line.startswith("- fp16:")]
+    assert budgets and "on average at most 1.5 x (3 x on onnx-ref: its FP16 rounds every operation, sums included)," \
+        in budgets[0] and "ort-cpu" not in budgets[0], budgets
 
 
 def as_if_written(directory: Path, doc: dict) -> None:

@@ -27,6 +27,7 @@ class OnnxRefBackend(Backend):
     # true FP16 sums in FP16: its mean error / intrinsic measured 0.69-1.53 on correct graphs (25 trained
     # models), 3.5-5.6x ONNX Runtime's on the same graph, where mean_budget_multiple 1.5 had failed one
     mean_allowance = 2.0
+    mean_allowance_why = "its FP16 rounds every operation, sums included"
     timed = False
     deployable = False
 

@@ -121,6 +121,12 @@ class TargetResult:
     # the console said 0.18)
     recorded_worst_ratio: Optional[float] = None
     hint: Optional[str] = None  # the [verify] keys that move a failed verdict
+    # a stream's: the (backend, artefact) its earlier updates were compared with, and whether that failed it
+    compared_with: Optional[Tuple[str, str]] = field(default=None, repr=False)
+    prefix_failed: bool = field(default=False, repr=False)
+    # a carried row whose file this run ran too, on structure alone (a device's INT8): its decisions are the
+    # host's, its structure passed here now (``merge``)
+    structure_here: bool = field(default=False, repr=False)
     sha256: Optional[str] = None  # of the bytes this target ran (the store's): what a verdict is tied to
     # not run by this verify: carried over from an earlier verify.json (see ``carry``); the time of the run that
     # measured it (``VerifyResult.created``), kept when a row is carried again
@@ -331,7 +337,8 @@ class VerifyResult:
             return None
         judged = {str(r.target.artifact) for r in self.results if r.status != "skipped" and r.target.artifact}
         fix = ("the files it judged are not current (below): make them again (attn-export export, then quantize "
-               "with the variants you had), then verify" if any(not s.state(n).current for n in judged)
+               "with the variants you had), then verify"
+               if any(not s.state(n).current for n in judged if s.entry(n) is not None or (s.directory / n).exists())
                else "run attn-export verify again")
         return (f"no verdict in {store.MANIFEST} was recorded from this {VERIFY_JSON}: it is stale or from another "
                 f"directory; {fix}")
@@ -457,9 +464,9 @@ def _decision_limits(row: TargetResult, rule: Rule) -> None:
                  f"(allowed drop {rule.max_accuracy_drop})")
 
 
-def _judge_mean(row: TargetResult, rule: Rule, allowance: float) -> None:
+def _judge_mean(row: TargetResult, rule: Rule, allowance: float, why: str) -> None:
     """Reduced precision: the mean of error / intrinsic error over every deployment-range row, within
-    ``mean_budget_multiple`` times the backend's ``mean_allowance``."""
+    ``mean_budget_multiple`` times the backend's ``mean_allowance`` (``why``: its ``mean_allowance_why``)."""
     ratios = [r for c in row.cases + row.test_cases for r in c.intrinsic_ratios]
     if rule.mean_multiple is None or not ratios:
         return
@@ -468,7 +475,7 @@ def _judge_mean(row: TargetResult, rule: Rule, allowance: float) -> None:
     if row.mean_ratio > row.mean_allowed:
         allowed = (f"mean_budget_multiple {rule.mean_multiple:g}" if allowance == 1 else
                    f"{row.mean_allowed:g}, {allowance:g} x mean_budget_multiple {rule.mean_multiple:g} on "
-                   f"{row.target.backend}, whose {rule.precision.upper()} rounds every operation")
+                   f"{row.target.backend}: {why}")
         row.fail(f"on average over {len(ratios)} deployment-range outputs the {rule.precision.upper()} error is "
                  f"{row.mean_ratio:.2f} x the model's own {rule.budget_precision} error (allowed {allowed}): a "
                  "systematic shift, not rounding")
@@ -524,7 +531,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         _judge_cases(row, backend, rule, augment.reference, head)
         if augment.split is not None:
             _judge_test_split(row, backend, rule, augment.split, head)
-        _judge_mean(row, rule, backend.mean_allowance)
+        _judge_mean(row, rule, backend.mean_allowance, backend.mean_allowance_why)
         if backend.timed and backend.accepts(1, latency_seq) is None:
             row.latency_ms = _latency(backend, backend.spec.features, latency_seq)
             row.latency_shape = [1, latency_seq]
@@ -583,6 +590,7 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
     except BadInput as e:  # missing, changed or stale: nothing to compare the earlier prefixes with
         raise _Unjudged(f"not judged: its earlier prefixes are compared with {ONNX_FILES[rule.precision]}, which "
                         f"cannot be used: {e}") from e
+    row.compared_with = (comparator.name, comparator.artifact.name)
     with comparator as whole:
         for case, ref in zip(reference.cases, reference.references):
             batch, steps = case.x.shape[:2]
@@ -698,7 +706,9 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
         ratios = _ratio(diff, budget)
         worst_abs = max(worst_abs, float(diff.max()))
         if float(ratios.max()) > max(worst, 1.0):
-            against = "PyTorch" if ending[int(np.argmax(ratios.max(1)))] else f"{whole.artifact.name} on the prefix"
+            on_prefix = not ending[int(np.argmax(ratios.max(1)))]
+            row.prefix_failed = row.prefix_failed or on_prefix
+            against = f"{whole.artifact.name} on the prefix" if on_prefix else "PyTorch"
             problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {float(ratios.max()):.2f} x its "
                         f"budget against {against}"]
         worst = max(worst, float(ratios.max()))
@@ -930,6 +940,7 @@ def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[
         if now is None:
             kept.append(r)
         elif now.status == "passed" and now.accuracy is None and r.accuracy is not None:
+            r.structure_here = True
             kept.append(r)
             if r.status == "failed":
                     notes.append(f"{r.target.label}: its failure on the test split (from the verify of "
@@ -1109,13 +1120,10 @@ def _comparators_failed(rows: List[TargetResult]) -> None:
     graph read as failed beside a damaged ``model.fp16.onnx``, with nothing saying which was at fault)."""
     failed = {(r.target.backend, r.target.artifact) for r in rows if r.status == "failed"}
     for row in rows:
-        precision = str(row.target.precision)
-        whole = ONNX_FILES.get(precision)
-        if (row.status == "failed" and row.target.artifact in STREAM_FILES.values()
-                and (row.target.backend, whole) in failed
-                and any(f"against {whole} on the prefix" in p for p in row.problems)):
-            row.hint = (f"{whole}, which its earlier updates are compared with, failed on {row.target.backend} in "
-                        f"this verify too: fix {whole} first, then verify again")
+        if row.status == "failed" and row.prefix_failed and row.compared_with in failed:
+            backend, whole = row.compared_with  # type: ignore[misc]
+            row.hint = (f"{whole}, which its earlier updates are compared with, failed on {backend} in this verify "
+                        f"too: fix {whole} first, then verify again")
 
 
 def _no_decisions_reason(precision: str, info: ModelInfo) -> str:

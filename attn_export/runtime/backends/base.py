@@ -38,6 +38,7 @@ class Backend:
     # times ``mean_budget_multiple`` its reduced-precision mean error may reach: the yardstick (PyTorch FP16
     # on the CPU) sums in FP32; a runtime whose FP16 rounds every operation (onnx-ref) has more of its own
     mean_allowance = 1.0
+    mean_allowance_why = ""  # said wherever the allowance is (verify's failure, the report's budgets)
     # bench times it unless it is a correctness oracle (then only when named)
     timed = True
     # why verify and bench run it only when named (a precision attn-export does not ship); None: always

@@ -503,14 +503,14 @@ class Store:
             raise ValueError(f"need={need!r}; expected one of {NEEDS}")
         trust = self.state(name)
         path = self.directory / name
+        # no model at all: said, not "export" (a missing file) or the root's fix twice, two ways (a stale one:
+        # found by attacking)
+        if name != MODEL_JSON and self.read(MODEL_JSON) is None:
+            raise self._missing(MODEL_JSON)
         if trust.state == "missing":
-            if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # no model at all: say that, not "export"
-                raise self._missing(MODEL_JSON)
             if self._in_bundle():
                 raise self._missing(name)
             raise MissingPrerequisite(str(trust.reason))
-        if name != MODEL_JSON and self.read(MODEL_JSON) is None:  # every file's root: said once, with its fix
-            raise self._missing(MODEL_JSON)  # (found by attacking: the fix was said twice, two ways)
         if not trust.current:
             raise Untrusted(f"{_at(path, name, trust.reason)}; {self._fix(name, trust)}")
         entry = dict(self.entry(name) or {})
