@@ -784,7 +784,11 @@ def test_data_errors_say_what_would_work(tmp_path: Path, monkeypatch: pytest.Mon
 
     x = np.zeros((4, 5, 2), np.float32)
     np.savez(tmp_path / "labels.npz", x=x, labels=np.array([0, 1, 0, 1]))
-    with pytest.raises(DataError, match=r"has no y \(it has: labels, x\); training needs a label per sequence in y"):
+    with pytest.raises(DataError, match=r"an array 'labels' and none named 'y', which this reader reads \(the true "
+                                        r"labels, one per sequence\); expected it named 'y'"):
+        _read_labelled(str(tmp_path / "labels.npz"), "error")
+    np.savez(tmp_path / "labels.npz", x=x, classes_seen=np.array([0, 1, 0, 1]))  # not a name labels go by
+    with pytest.raises(DataError, match=r"has no y \(it has: classes_seen, x\); training needs a label per sequence"):
         _read_labelled(str(tmp_path / "labels.npz"), "error")
     np.savez(tmp_path / "nan.npz", x=x, y=np.array([0, 1, np.nan, 1]))
     with pytest.raises(DataError, match=r"y\[2\] is nan; expected a label for every sequence"):

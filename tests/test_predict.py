@@ -409,3 +409,78 @@ def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: 
         ax.run(Path(__file__).parent.parent / "recipes" / "quickstart.toml", tmp_path / "r", bench_seconds=-1)
     assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
     assert issubclass(BadInput, AttnExportError) and BadInput.exit_code == 2
+
+
+def test_a_header_of_numeric_feature_names_is_refused_not_read_as_a_step(tmp_path: Path) -> None:
+    """Found by attacking: a model trained on columns named "400" and "500"; a file headed "500,400" had its
+    header read as a step (a number row), so the swap was never seen and the answer came from a step that
+    is not data. Such a first row is now refused, naming the training order; a first row of other numbers
+    is data as before."""
+    from attn_export.runtime.inputs import check_features
+
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("500,400\n1.0,2.0\n1.5,2.5\n")
+    data = read_input(swapped)
+    assert data.features is None and data.first_rows == [(str(swapped), ["500", "400"])]
+    with pytest.raises(DataError, match=r"its first row 500, 400 names the model's feature columns, numbers that "
+                                        r"read as a step; expected no header row in such a file \(its columns in "
+                                        r"the training order: 400, 500\)"):
+        check_features(data.features, ["400", "500"], swapped, data.first_rows)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("401,500\n1.0,2.0\n")
+    data = read_input(plain)
+    check_features(data.features, ["400", "500"], plain, data.first_rows)  # data: two steps
+    assert [len(s) for s in data.sequences] == [2]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"length": [8, 3]}, "an array 'length' and none named 'lengths'"),
+    ({"seq_lengths": [8, 3]}, "an array 'seq_lengths' and none named 'lengths'"),
+    ({"lengths": [8, 3], "labels": ["a", "b"]}, "an array 'labels' and none named 'y'"),
+])
+def test_an_npz_array_named_as_lengths_or_labels_often_are_is_refused(tmp_path: Path, arrays: dict,
+                                                                       message: str) -> None:
+    """Found by attacking: `length=` was ignored, so every sequence was read to x's full T, padding and all,
+    in train and predict alike, without a word; `labels=` gave no accuracy, also without a word."""
+    path = tmp_path / "in.npz"
+    np.savez(path, x=np.zeros((2, 8, 2), np.float32), **{k: np.array(v) for k, v in arrays.items()})
+    with pytest.raises(DataError, match=message):
+        read_input(path)
+    np.savez(path, x=np.zeros((2, 8, 2), np.float32), lengths=np.array([8, 3]), ids=np.array([4, 5]))
+    assert [len(s) for s in read_input(path).sequences] == [8, 3]  # another extra array: read as before
+
+
+def test_feature_names_that_differ_only_in_case_are_matched_exactly() -> None:
+    """Found by attacking: training kept 'a' and 'A' as two features, and the name check ignored case, so a
+    file that swapped them was accepted. Case is set aside only where the model's names stay distinct."""
+    from attn_export.runtime.inputs import check_features
+
+    check_features(["Acc_X", "acc_y"], ["acc_x", "ACC_Y"], "in.csv")  # distinct without case: case aside
+    check_features(["a", "A"], ["a", "A"], "in.csv")
+    with pytest.raises(DataError, match=r"in.csv: feature columns A, a; expected a, A in this order"):
+        check_features(["A", "a"], ["a", "A"], "in.csv")
+
+
+def test_a_directory_of_csv_with_labels_in_some_files_only_is_refused(tmp_path: Path) -> None:
+    """Found by attacking: the labels of every file were dropped without a word (no accuracy) when one file of
+    the directory had no label column."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("f1,f2,label\n1,2,walk\n3,4,walk\n")
+    (tmp_path / "d" / "b.csv").write_text("f1,f2\n1,2\n")
+    with pytest.raises(DataError, match=r"a.csv has a 'label' column and .*b.csv has none; expected true labels in "
+                                        r"every file or in none"):
+        read_input(tmp_path / "d")
+    (tmp_path / "d" / "b.csv").write_text("f1,f2,label\n1,2,run\n")
+    assert read_input(tmp_path / "d").labels == ["walk", "run"]
+
+
+def test_two_times_that_are_one_float64_are_said_as_such(tmp_path: Path) -> None:
+    """Found by attacking: 1e17 and 100000000000000001 were said to be one time "appearing twice"."""
+    path = tmp_path / "t.csv"
+    path.write_text("sequence,time,f1\ns,1e17,1.0\ns,100000000000000001,2.0\n")
+    with pytest.raises(DataError, match=r"t.csv:3: time 100000000000000001 and time 1e17 \(line 2\) of sequence "
+                                        r"'s' are one number in float64"):
+        read_input(path)
+    path.write_text("sequence,time,f1\ns,5,1.0\ns,5,2.0\n")
+    with pytest.raises(DataError, match=r"t.csv:3: time 5 appears twice in sequence 's' \(line 2\)"):
+        read_input(path)

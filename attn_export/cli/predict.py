@@ -63,7 +63,7 @@ def command(
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None) as predictor:
         check_width(data.sequences, predictor.features, input_path)
-        check_features(data.features, predictor.feature_names, input_path)
+        check_features(data.features, predictor.feature_names, input_path, data.first_rows)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, input_path)
         if stream is not None:

@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "bundle.json before anything is written; what attn-export unbundle does")
     unpack.add_argument("archive", metavar="BUNDLE", type=_path("a bundle .tar.gz"),
                         help="a .tar.gz made by attn-export bundle")
-    unpack.add_argument("target", metavar="DIR", type=_path("a new or empty directory to unpack into"))
+    unpack.add_argument("target", metavar="DIR", type=_path("a new or empty directory to unpack into"),
+                        help="a new directory (made with its parents) or an empty one")
     return parser
 
 
@@ -241,7 +242,9 @@ def _verify(args: argparse.Namespace) -> int:
         for row in result.ran():
             what = row.reason if row.status != "passed" else (
                 f"worst {row.worst_ratio:.2f} of its budget" if row.worst_ratio is not None else "")
-            carried = f" (carried from the verify of {row.carried_from}, not re-run now)" if row.carried_from else ""
+            carried = ("" if not row.carried_from else
+                       f" (its decisions from the host's verify of {row.carried_from}; its structure passed here now)"
+                       if row.structure_here else f" (carried from the verify of {row.carried_from}, not re-run now)")
             print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}{carried}",
                   file=sys.stderr)
         for line in result.skipped_lines():
@@ -272,7 +275,7 @@ def _predict(args: argparse.Namespace) -> int:
                         allow_unverified=args.allow_unverified, threads=args.threads or None,
                         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
         check_width(data.sequences, predictor.features, args.input)
-        check_features(data.features, predictor.feature_names, args.input)
+        check_features(data.features, predictor.feature_names, args.input, data.first_rows)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, args.input)
         if args.stream is not None:

@@ -27,7 +27,7 @@ import csv
 import glob
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -51,6 +51,9 @@ class InputSet:
     labels: Optional[List[str]]
     ids: List[str]
     features: Optional[List[str]] = None  # a .csv header's feature columns, in order (None: not named)
+    # (file, cells) of each .csv whose first row parsed as numbers and was read as a step: feature names that
+    # are numbers ("400", "500") make a header no reader can tell from data (``check_features``)
+    first_rows: List[Tuple[str, List[str]]] = field(default_factory=list)
 
 
 def _is_glob(text: str) -> bool:
@@ -81,13 +84,19 @@ def read_input(path: Union[str, Path]) -> InputSet:
                             f"{files[0]} {' or '.join(map(str, sorted(widths[0])))}; expected the same columns in "
                             "every file")
         labelled = all(part.labels is not None for part in parts)
+        unlabelled = [f for f, part in zip(files, parts) if part.labels is None]
+        if unlabelled and len(unlabelled) < len(parts):  # found by attacking: every file's
+            with_labels = next(f for f, part in zip(files, parts) if part.labels is not None)  # labels dropped
+            raise DataError(f"{text}: {with_labels} has a '{LABEL_COLUMN}' column and {unlabelled[0]} has none; "
+                            "expected true labels in every file or in none")
         named = list(dict.fromkeys(tuple(part.features) for part in parts if part.features is not None))
         if len(named) > 1:  # a file without a header is read by position; the headers given must agree
             raise DataError(f"{text}: the files' headers name different feature columns ({_names(named[0])} and "
                             f"{_names(named[1])}); expected the same columns in the same order in every file")
         return InputSet([s for part in parts for s in part.sequences],
                         [lab for part in parts for lab in part.labels or []] if labelled else None,
-                        [i for part in parts for i in part.ids], list(named[0]) if named else None)
+                        [i for part in parts for i in part.ids], list(named[0]) if named else None,
+                        [row for part in parts for row in part.first_rows])
     if not p.exists():  # a FIFO or a device exists: its reader says what it is
         raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
     suffix = p.suffix.lower()
@@ -183,7 +192,8 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
 
     groups: Dict[str, List[List[float]]] = {}
     group_labels: Dict[str, str] = {}
-    times: Dict[str, Dict[float, int]] = {}  # sequence -> time -> line, when a time column orders the rows
+    times: Dict[str, Dict[float, Tuple[int, str]]] = {}  # sequence -> time -> (line, text), when a time column
+    # orders the rows
     for lineno, row in rows:
         if not any(c.strip() for c in row):
             raise DataError(f"{p}:{lineno}: a row of empty cells between data rows, a step with no values; expected "
@@ -221,9 +231,15 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                                 "(the step's time)")
             seen = times.setdefault(key, {})
             if t in seen:
+                then, text = seen[t]
+                if text != row[time_col].strip():  # found by attacking: 1e17 and 100000000000000001 "appear twice"
+                    raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} and time "
+                                    f"{_show(text)[1:-1]} (line {then}) of sequence {_show(key)} are one number in "
+                                    "float64 (about 16 significant digits); expected times that differ there (or "
+                                    "a step number)")
                 raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in sequence "
-                                f"{_show(key)} (line {seen[t]}); expected each time once per sequence")
-            seen[t] = lineno
+                                f"{_show(key)} (line {then}); expected each time once per sequence")
+            seen[t] = (lineno, row[time_col].strip())
             values.append(t)  # sorted on below, then dropped
         groups.setdefault(key, []).append(values)
         if label_col is not None:
@@ -245,7 +261,8 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     else:
         ids = [f"{p.name}:{k}" if many else k for k in keys]
     labels = [group_labels[k] for k in keys] if label_col is not None else None
-    return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None)
+    return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None,
+                    [] if header is not None else [(str(p), [c.strip() for c in first])])
 
 
 def _names(names: Optional[Sequence[str]]) -> str:
@@ -261,14 +278,27 @@ def check_width(sequences: Sequence[np.ndarray], features: int, source: object) 
                         "model's input_size")
 
 
-def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[str]], source: object) -> None:
+def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[str]], source: object,
+                   first_rows: Sequence[Tuple[str, List[str]]] = ()) -> None:
     """DataError when ``source``'s named feature columns are not the model's, in its order (a column moved or
     renamed would be read as another feature, silently), names compared as the other columns' are (case
-    aside); nothing to check when either side has no names."""
-    fold = [[name.strip().casefold() for name in names] for names in (given, expected) if names is not None]
+    aside); nothing to check when either side has no names. ``first_rows`` (``InputSet.first_rows``): a
+    first row read as a step that holds the model's feature names, numbers such as "400", is a header no
+    reader can tell from data (found by attacking: read as a step, a swapped one accepted)."""
+    # case aside only where the model's names stay distinct without it (found by attacking: columns 'a' and
+    # 'A' swapped were accepted)
+    distinct = expected is None or len({n.strip().casefold() for n in expected}) == len(expected)
+    fold = [[name.strip().casefold() if distinct else name.strip() for name in names]
+            for names in (given, expected) if names is not None]
     if len(fold) == 2 and fold[0] != fold[1]:
         raise DataError(f"{source}: feature columns {_names(given)}; expected {_names(expected)} in this order "
                         "(the training data's columns)")
+    names = sorted(name.strip().casefold() for name in expected or ())
+    for path, cells in first_rows:
+        if names and sorted(c.casefold() for c in cells) == names:
+            raise DataError(f"{path}: its first row {_names(cells)} names the model's feature columns, numbers that "
+                            "read as a step; expected no header row in such a file (its columns in the training "
+                            f"order: {_names(expected)})")
 
 
 def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: object) -> None:

@@ -451,6 +451,25 @@ def npz_arrays(p: str, fh: BinaryIO, keys: Optional[Sequence[str]] = None) -> Tu
         return out, list(members)
 
 
+# what an .npz's lengths or labels are often called instead (found by attacking: 'length' was ignored, so
+# every padded step was trained on and predicted as data, without a word)
+_LENGTHS_NAMES = ("len", "lens", "length", "seq_len", "seq_lens", "seq_length", "seq_lengths", "sequence_lengths",
+                  "n_steps")
+_LABEL_NAMES = ("label", "labels", "Y", "target", "targets", "class", "classes", "y_true")
+
+
+def _near_misses(path: str, names: Sequence[str], no_lengths: bool, no_y: bool) -> None:
+    """DataError for an array named as lengths or y are often named, beside no array of the real name: it
+    would be ignored, silently (padding read as data; no accuracy)."""
+    for missing, means, aliases in ((no_lengths, "lengths", _LENGTHS_NAMES), (no_y, "y", _LABEL_NAMES)):
+        found = next((n for n in names if n in aliases or n.lower() in aliases), None) if missing else None
+        if found is not None:
+            what = ("each sequence's number of valid steps; without it every sequence fills x's T steps, padding "
+                    "and all" if means == "lengths" else "the true labels, one per sequence")
+            raise DataError(f"{path}: an array {found!r} and none named {means!r}, which this reader reads ({what}); "
+                            f"expected it named {means!r} (or removed)")
+
+
 def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[List[np.ndarray], Optional[List[str]]]:
     """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
@@ -470,6 +489,7 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if x is None:
         have = ", ".join(repr(f)[1:-1] for f in files[:10]) + (", ..." if len(files) > 10 else "")
         raise DataError(f"{p}: no array 'x' (it has: {have or 'nothing'}); expected x, lengths and optional y")
+    _near_misses(p, files, lengths is None, y is None)
     if x.dtype.kind not in "fiu":
         raise DataError(f"{p}: x has dtype {x.dtype}; expected float32 (any real number type is cast)")
     if x.ndim not in (2, 3):
