@@ -223,9 +223,26 @@ def _open_standard_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
 
 
-# the third-party packages the command lines import as they load (the device's: numpy alone; the host's
-# come with its pip install): a missing one is said in one line, any other missing module is a bug
-LOAD_REQUIRES = ("numpy",)
+# what the device's command line imports as it loads (a bundle has no package metadata to read it from)
+DEVICE_REQUIRES = ("numpy",)
+
+
+def _requirements() -> "set[str]":
+    """The modules of the packages attn-export requires (its installed metadata's unconditional ones, numpy,
+    typer, rich, ...), and the device's: a missing one is said in one line; any other missing module (a C
+    module of the standard library, a host-only package imported by device code) is a bug, a traceback."""
+    import re
+
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+    except ImportError:  # pragma: no cover - Python 3.8 has it
+        return set(DEVICE_REQUIRES)
+    try:
+        declared = requires("attn-export") or []
+    except PackageNotFoundError:  # a bundle's device package
+        declared = []
+    return set(DEVICE_REQUIRES) | {re.split(r"[\s<>=!~;\[]", r, 1)[0].lower().replace("-", "_")
+                                   for r in declared if "extra ==" not in r}
 
 
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
@@ -238,12 +255,12 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
         error = unexpected(e)
-        if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in LOAD_REQUIRES:
+        if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in _requirements():
             # found by attacking: the device's command line before `pip install -r requirements.txt` was a
             # traceback ending in "No module named 'numpy'"; any other missing module is a bug, said as one
             error = NotAvailable(f"{module.split('.')[0]} needs the Python package {e.name.split('.')[0]!r}, which is "
-                                 "not installed for this Python; expected its requirements installed (in a bundle: "
-                                 "python3 -m pip install -r requirements.txt)")
+                                 "not installed for this Python; expected its requirements installed (pip install "
+                                 "attn-export; in a bundle: python3 -m pip install -r requirements.txt)")
         if error is None:
             raise
         sys.stderr.write(f"Error: {error}\n")

@@ -201,7 +201,17 @@ def test_a_device_unpacks_a_bundle_with_every_check_using_its_own_runtime(model_
                   prelude="import sys\nsys.modules['numpy'] = None\n")
     assert bare.returncode == 3 and bare.stderr == (
         "Error: attn_export needs the Python package 'numpy', which is not installed for this Python; expected its "
-        "requirements installed (in a bundle: python3 -m pip install -r requirements.txt)\n"), bare.stderr
+        "requirements installed (pip install attn-export; in a bundle: python3 -m pip install -r requirements.txt)\n"
+    ), bare.stderr
+    # found by review: the host's own requirements (typer here) are said the same way; a module no requirement
+    # names (a C module of the standard library, a host package imported by device code) stays a traceback
+    for blocked, code, said in (("typer", 3, "Error: attn_export needs the Python package 'typer', which is not "
+                                             "installed"), ("_lzma", 1, "Traceback")):
+        host = subprocess.run([sys.executable, "-c", f"import sys\nsys.modules[{blocked!r}] = None\n"
+                               "sys.argv = ['attn-export', '--help']\nfrom attn_export.errors import run_command_line\n"
+                               f"run_command_line({'attn_export.cli' if blocked == 'typer' else 'lzma'!r})"],
+                              capture_output=True, text=True, timeout=300)
+        assert host.returncode == code and host.stderr.startswith(said), host.stderr
 
 
 def test_cli_bundle_unbundle_predict(model_dir: Path, tmp_path: Path) -> None:

@@ -422,10 +422,15 @@ def test_a_header_of_numeric_feature_names_is_refused_not_read_as_a_step(tmp_pat
     swapped.write_text("500,400\n1.0,2.0\n1.5,2.5\n")
     data = read_input(swapped)
     assert data.features is None and data.first_rows == [(str(swapped), ["500", "400"])]
-    with pytest.raises(DataError, match=r"its first row 500, 400 names the model's feature columns, numbers that "
-                                        r"read as a step; expected no header row in such a file \(its columns in "
-                                        r"the training order: 400, 500\)"):
+    with pytest.raises(DataError, match=r"its first row 500, 400 holds the model's feature names, numbers that read "
+                                        r"as a step; expected no header row in such a file, or a header with a "
+                                        r"'sequence' column \(the long format\), its columns in the training order: "
+                                        r"400, 500"):
         check_features(data.features, ["400", "500"], swapped, data.first_rows)
+    swapped.write_text("500.0,400\n1.0,2.0\n")  # found by review: compared as numbers, not as text
+    with pytest.raises(DataError, match="its first row 500.0, 400 holds the model's feature names"):
+        check_features(None, ["400", "500"], swapped, read_input(swapped).first_rows)
+    check_features(None, ["a", "500"], swapped, read_input(swapped).first_rows)  # a name that is no number
     plain = tmp_path / "plain.csv"
     plain.write_text("401,500\n1.0,2.0\n")
     data = read_input(plain)
@@ -448,6 +453,13 @@ def test_an_npz_array_named_as_lengths_or_labels_often_are_is_refused(tmp_path: 
         read_input(path)
     np.savez(path, x=np.zeros((2, 8, 2), np.float32), lengths=np.array([8, 3]), ids=np.array([4, 5]))
     assert [len(s) for s in read_input(path).sequences] == [8, 3]  # another extra array: read as before
+    # found by review: arrays of those names that cannot be lengths or labels (not [N]; lengths not integers)
+    for extra in ({"classes": np.array(["walk", "run", "sit"])}, {"target": np.zeros((2, 3))}):
+        np.savez(path, x=np.zeros((2, 8, 2), np.float32), lengths=np.array([8, 3]), **extra)
+        assert [len(s) for s in read_input(path).sequences] == [8, 3], extra
+    for extra in ({"n_steps": np.array(5)}, {"length": np.array([8.0, 3.0])}):
+        np.savez(path, x=np.zeros((2, 8, 2), np.float32), y=np.array(["a", "b"]), **extra)
+        assert [len(s) for s in read_input(path).sequences] == [8, 8], extra
 
 
 def test_feature_names_that_differ_only_in_case_are_matched_exactly() -> None:
@@ -456,7 +468,7 @@ def test_feature_names_that_differ_only_in_case_are_matched_exactly() -> None:
     from attn_export.runtime.inputs import check_features
 
     check_features(["Acc_X", "acc_y"], ["acc_x", "ACC_Y"], "in.csv")  # distinct without case: case aside
-    check_features(["a", "A"], ["a", "A"], "in.csv")
+    check_features(["a", "A", "temp"], ["a", "A", "Temp"], "in.csv")  # only the colliding names by case
     with pytest.raises(DataError, match=r"in.csv: feature columns A, a; expected a, A in this order"):
         check_features(["A", "a"], ["a", "A"], "in.csv")
 

@@ -319,3 +319,24 @@ def test_the_api_refuses_a_calibration_size_the_command_line_refuses(variants: t
     directory, _ = variants
     with pytest.raises(BadInput, match=r"^calib_samples = .*; expected a whole number of sequences, 1 to 100,000"):
         quantize(directory, ["int8-qdq"], calib_samples=samples)  # type: ignore[arg-type]
+
+
+def test_the_fp16_fold_is_skipped_without_onnxscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold of weights-only nodes (a learned query's projection) uses onnxscript, of the ``train`` extra: a
+    host without it converts the graph as it is (found by review: quantize --fp16 had needed it)."""
+    import sys
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from attn_export.quantize import _fold_weights_only
+
+    w = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    q = numpy_helper.from_array(np.ones((1, 2), np.float32), "q")
+    graph = helper.make_graph([helper.make_node("MatMul", ["q", "w"], ["p"]), helper.make_node("Add", ["x", "p"], ["y"])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w, q])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folded = _fold_weights_only(proto)
+    assert [n.op_type for n in folded.graph.node] == ["Add"] and not folded.graph.value_info
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    assert [n.op_type for n in _fold_weights_only(proto).graph.node] == ["MatMul", "Add"]

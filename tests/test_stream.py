@@ -474,6 +474,7 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     assert "the model cannot stream now (" in said and "export --stream" not in said, said
 
 
+@pytest.mark.slow  # a verify per variant, on the file that bounds the default run's time
 def test_a_stream_failed_against_a_failed_whole_graph_names_that_graph_to_fix_first(streamed: Path,
                                                                                      tmp_path: Path) -> None:
     """Found by attacking: with ``model.fp16.onnx`` damaged, the untouched FP16 stream failed on its prefixes

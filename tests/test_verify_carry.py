@@ -477,7 +477,10 @@ def test_another_directorys_verify_json_is_told_to_verify_again_not_to_make_the_
     for r in doc["results"]:
         if r.get("sha256"):
             r["sha256"] = "f" * 64  # as another directory's rows: measured on other bytes
-    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+    other = dict(next(r for r in doc["results"] if r["artifact"] == "model.int8.onnx" and r["status"] != "skipped"))
+    assert not (directory / "model.int8-qdq.onnx").exists() and store.Store(directory).entry("model.int8-qdq.onnx") is None
+    doc["results"].append({**other, "artifact": "model.int8-qdq.onnx", "precision": "int8-qdq"})  # never made here:
+    (directory / store.VERIFY_JSON).write_text(json.dumps(doc))  # not a file to make again (found by review)
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
     said = ("no verdict in manifest.json was recorded from this verify.json: it is stale or from another directory; "

@@ -242,10 +242,7 @@ def _verify(args: argparse.Namespace) -> int:
         for row in result.ran():
             what = row.reason if row.status != "passed" else (
                 f"worst {row.worst_ratio:.2f} of its budget" if row.worst_ratio is not None else "")
-            carried = ("" if not row.carried_from else
-                       f" (its decisions from the host's verify of {row.carried_from}; its structure passed here now)"
-                       if row.structure_here else f" (carried from the verify of {row.carried_from}, not re-run now)")
-            print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}{carried}",
+            print(f"{row.status:8} {row.target.backend:14} {row.target.artifact or '-':22} {what}{row.carried_text()}",
                   file=sys.stderr)
         for line in result.skipped_lines():
             print(f"skipped  {line}", file=sys.stderr)

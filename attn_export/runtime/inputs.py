@@ -27,6 +27,7 @@ import csv
 import glob
 import io
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -285,20 +286,25 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
     aside); nothing to check when either side has no names. ``first_rows`` (``InputSet.first_rows``): a
     first row read as a step that holds the model's feature names, numbers such as "400", is a header no
     reader can tell from data (found by attacking: read as a step, a swapped one accepted)."""
-    # case aside only where the model's names stay distinct without it (found by attacking: columns 'a' and
-    # 'A' swapped were accepted)
-    distinct = expected is None or len({n.strip().casefold() for n in expected}) == len(expected)
-    fold = [[name.strip().casefold() if distinct else name.strip() for name in names]
-            for names in (given, expected) if names is not None]
-    if len(fold) == 2 and fold[0] != fold[1]:
+    # case aside except for a name whose case alone tells it from another of the model's (found by attacking:
+    # columns 'a' and 'A' swapped were accepted)
+    folds = Counter(n.strip().casefold() for n in expected or ())
+
+    def key(name: str) -> str:
+        return name.strip() if folds[name.strip().casefold()] > 1 else name.strip().casefold()
+
+    if given is not None and expected is not None and [key(n) for n in given] != [key(n) for n in expected]:
         raise DataError(f"{source}: feature columns {_names(given)}; expected {_names(expected)} in this order "
                         "(the training data's columns)")
-    names = sorted(name.strip().casefold() for name in expected or ())
+    names = [_number(n) for n in expected or ()]
+    if not names or None in names:
+        return  # a name that is not a number is never a step's value
     for path, cells in first_rows:
-        if names and sorted(c.casefold() for c in cells) == names:
-            raise DataError(f"{path}: its first row {_names(cells)} names the model's feature columns, numbers that "
-                            "read as a step; expected no header row in such a file (its columns in the training "
-                            f"order: {_names(expected)})")
+        values = [_number(c) for c in cells]
+        if None not in values and sorted(values) == sorted(names):  # type: ignore[type-var]
+            raise DataError(f"{path}: its first row {_names(cells)} holds the model's feature names, numbers that read "
+                            "as a step; expected no header row in such a file, or a header with a 'sequence' column "
+                            f"(the long format), its columns in the training order: {_names(expected)}")
 
 
 def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: object) -> None:

@@ -165,8 +165,16 @@ class TargetResult:
         count = f" ({bad} of {len(self.cases)} cases failed)" if bad else ""
         more = f" and {len(self.problems) - 1} more problem(s)" if len(self.problems) > 1 else ""
         hint = f" ({self.hint})" if self.hint else ""
-        carried = f" (carried from the verify of {self.carried_from}, not re-run now)" if self.carried_from else ""
-        return f"{self.target.backend} {self.target.artifact}: {self.problems[0]}{more}{count}{hint}{carried}"
+        return f"{self.target.backend} {self.target.artifact}: {self.problems[0]}{more}{count}{hint}{self.carried_text()}"
+
+    def carried_text(self) -> str:
+        """" (carried from the verify of ..., not re-run now)" for a carried row, said of a file this run also
+        ran on structure alone as what it is (``structure_here``); "" for a row measured now."""
+        if not self.carried_from:
+            return ""
+        if self.structure_here:
+            return f" (its decisions from the host's verify of {self.carried_from}; its structure passed here now)"
+        return f" (carried from the verify of {self.carried_from}, not re-run now)"
 
     def to_dict(self) -> Dict[str, Any]:
         t = self.target
@@ -688,6 +696,7 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
     completed answers with PyTorch's."""
     batch, steps = case.x.shape[:2]
     worst, worst_abs, problems = 0.0, 0.0, []  # type: float, float, List[str]
+    on_prefix = False  # whether the problem kept is against the whole-sequence graph (``_comparators_failed``)
     final = np.zeros_like(final_ref)
     for k, update in enumerate(updates):
         got = np.asarray(update.outputs[head], np.float64)
@@ -707,7 +716,6 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
         worst_abs = max(worst_abs, float(diff.max()))
         if float(ratios.max()) > max(worst, 1.0):
             on_prefix = not ending[int(np.argmax(ratios.max(1)))]
-            row.prefix_failed = row.prefix_failed or on_prefix
             against = f"{whole.artifact.name} on the prefix" if on_prefix else "PyTorch"
             problems = [f"{name}, update {k + 1} (prefixes {update.seen.tolist()}): {float(ratios.max()):.2f} x its "
                         f"budget against {against}"]
@@ -717,6 +725,7 @@ def _stream_case(row: TargetResult, case: SweepCase, final_ref: np.ndarray, intr
                         judged_by="budget", ratio=worst)
     if not result:
         row.fail(f"{case.label} {problems[0]}")
+        row.prefix_failed = row.prefix_failed or on_prefix
     return result
 
 
@@ -1121,7 +1130,7 @@ def _comparators_failed(rows: List[TargetResult]) -> None:
     failed = {(r.target.backend, r.target.artifact) for r in rows if r.status == "failed"}
     for row in rows:
         if row.status == "failed" and row.prefix_failed and row.compared_with in failed:
-            backend, whole = row.compared_with  # type: ignore[misc]
+            backend, whole = row.compared_with
             row.hint = (f"{whole}, which its earlier updates are compared with, failed on {backend} in this verify "
                         f"too: fix {whole} first, then verify again")
 
