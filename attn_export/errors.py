@@ -232,11 +232,8 @@ def _requirements() -> "set[str]":
     typer, rich, ...), and the device's: a missing one is said in one line; any other missing module (a C
     module of the standard library, a host-only package imported by device code) is a bug, a traceback."""
     import re
+    from importlib.metadata import PackageNotFoundError, requires
 
-    try:
-        from importlib.metadata import PackageNotFoundError, requires
-    except ImportError:  # pragma: no cover - Python 3.8 has it
-        return set(DEVICE_REQUIRES)
     try:
         declared = requires("attn-export") or []
     except PackageNotFoundError:  # a bundle's device package

@@ -85,9 +85,10 @@ def read_input(path: Union[str, Path]) -> InputSet:
                             f"{files[0]} {' or '.join(map(str, sorted(widths[0])))}; expected the same columns in "
                             "every file")
         labelled = all(part.labels is not None for part in parts)
+        # labels in some files only: every file's had been dropped, silently (found by attacking)
         unlabelled = [f for f, part in zip(files, parts) if part.labels is None]
-        if unlabelled and len(unlabelled) < len(parts):  # found by attacking: every file's
-            with_labels = next(f for f, part in zip(files, parts) if part.labels is not None)  # labels dropped
+        if unlabelled and len(unlabelled) < len(parts):
+            with_labels = next(f for f, part in zip(files, parts) if part.labels is not None)
             raise DataError(f"{text}: {with_labels} has a '{LABEL_COLUMN}' column and {unlabelled[0]} has none; "
                             "expected true labels in every file or in none")
         named = list(dict.fromkeys(tuple(part.features) for part in parts if part.features is not None))
@@ -193,8 +194,8 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
 
     groups: Dict[str, List[List[float]]] = {}
     group_labels: Dict[str, str] = {}
-    times: Dict[str, Dict[float, Tuple[int, str]]] = {}  # sequence -> time -> (line, text), when a time column
-    # orders the rows
+    # sequence -> time -> (line, its text), when a time column orders the rows
+    times: Dict[str, Dict[float, Tuple[int, str]]] = {}
     for lineno, row in rows:
         if not any(c.strip() for c in row):
             raise DataError(f"{p}:{lineno}: a row of empty cells between data rows, a step with no values; expected "

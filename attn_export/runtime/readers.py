@@ -458,17 +458,26 @@ _LENGTHS_NAMES = ("len", "lens", "length", "seq_len", "seq_lens", "seq_length", 
 _LABEL_NAMES = ("label", "labels", "Y", "target", "targets", "class", "classes", "y_true")
 
 
-def _near_misses(path: str, arrays: Dict[str, np.ndarray], sequences: Optional[int], no_lengths: bool,
-                 no_y: bool) -> None:
+def _near_misses(path: str, names: Sequence[str], sequences: Optional[int], no_lengths: bool, no_y: bool) -> None:
     """DataError for an array named as lengths or y are often named, and shaped as one ([N] integers; [N]),
     beside no array of the real name: it would be ignored, silently (padding read as data; no accuracy).
-    ``sequences``: N, where x says it (padded); None for a concatenated x."""
+    ``names``: the archive's arrays; ``sequences``: N, where x says it (padded), None for a concatenated x. An
+    alias array this reader would not read (pickled, say) is left alone, as before."""
+    def alias(name: str, aliases: Sequence[str]) -> bool:
+        return name in aliases or name.lower() in aliases
+
+    wanted = [n for n in names if alias(n, _LENGTHS_NAMES + _LABEL_NAMES)]
+    try:
+        arrays = _npz_members(path, tuple(wanted))[0] if wanted and (no_lengths or no_y) else {}
+    except DataError:
+        return
+
     def shaped(a: np.ndarray, integers: bool) -> bool:
         return a.ndim == 1 and (sequences is None or len(a) == sequences) and (not integers or a.dtype.kind in "iu")
 
     for missing, means, aliases in ((no_lengths, "lengths", _LENGTHS_NAMES), (no_y, "y", _LABEL_NAMES)):
-        found = next((n for n, a in arrays.items() if (n in aliases or n.lower() in aliases)
-                      and shaped(a, means == "lengths")), None) if missing else None
+        found = next((n for n, a in arrays.items() if alias(n, aliases) and shaped(a, means == "lengths")),
+                     None) if missing else None
         if found is not None:
             what = ("each sequence's number of valid steps; without it every sequence fills x's T steps, padding "
                     "and all" if means == "lengths" else "the true labels, one per sequence")
@@ -495,13 +504,7 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if x is None:
         have = ", ".join(repr(f)[1:-1] for f in files[:10]) + (", ..." if len(files) > 10 else "")
         raise DataError(f"{p}: no array 'x' (it has: {have or 'nothing'}); expected x, lengths and optional y")
-    if lengths is None or y is None:
-        aliases = [n for n in files if n in _LENGTHS_NAMES + _LABEL_NAMES or n.lower() in _LENGTHS_NAMES + _LABEL_NAMES]
-        try:
-            near = _npz_members(p, tuple(aliases))[0] if aliases else {}
-        except DataError:  # an alias array this reader would not read (pickled, say): ignored, as before
-            near = {}
-        _near_misses(p, near, x.shape[0] if x.ndim == 3 else None, lengths is None, y is None)
+    _near_misses(p, files, x.shape[0] if x.ndim == 3 else None, lengths is None, y is None)
     if x.dtype.kind not in "fiu":
         raise DataError(f"{p}: x has dtype {x.dtype}; expected float32 (any real number type is cast)")
     if x.ndim not in (2, 3):
