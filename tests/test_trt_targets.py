@@ -199,6 +199,19 @@ def _qdq(zero: onnx.TensorProto | None) -> onnx.ModelProto:
     return _small(nodes, [_X], [_SCALE] + ([zero] if zero is not None else []))
 
 
+def _dequantised_bias() -> onnx.ModelProto:
+    """ONNX Runtime's quantize_static by default (QuantizeBias): an INT32 bias behind a DequantizeLinear."""
+    bias = helper.make_tensor("b", TensorProto.INT32, [3], [1, 2, 3])
+    zero = helper.make_tensor("bz", TensorProto.INT32, [], [0])
+    nodes = [helper.make_node("DequantizeLinear", ["b", "s", "bz"], ["bf"], name="bias_dq"),
+             helper.make_node("Add", ["x", "bf"], ["y"], name="add")]
+    return _small(nodes, [_X], [_SCALE, bias, zero])
+
+
+def _op(op_type: str) -> onnx.ModelProto:
+    return _small([helper.make_node(op_type, ["x"], ["y"], name="op")], [_X])
+
+
 def _reverse() -> onnx.ModelProto:
     seq = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", 2, 3])
     lengths = helper.make_tensor_value_info("lengths", TensorProto.INT64, [2])
@@ -238,6 +251,12 @@ RULES = [
     ("uint8 zero point", lambda: _qdq(helper.make_tensor("z", TensorProto.UINT8, [], [0])), None, ALL,
      "UINT8 zero point"),
     ("no zero point", lambda: _qdq(None), None, {"jetpack5"}, "no explicit zero point"),
+    ("INT32 bias dequantised", _dequantised_bias, None, ALL, "dequantises INT32 'b'"),
+    ("activation TensorRT lacks", lambda: _lstm_model(activations=["Sigmoid", "Affine", "Tanh"]), None, ALL,
+     "activations ['Affine'], which TensorRT's LSTM importer does not know"),
+    ("Unique", lambda: _op("Unique"), None, ALL, "Unique, which the parser of TensorRT"),
+    ("HardSwish before 8.6", lambda: _op("HardSwish"), None, {"jetpack5"}, "HardSwish, which the parser"),
+    ("STFT before 10.15", lambda: _op("STFT"), None, ALL - {"trt11"}, "STFT, which the parser"),
     ("BF16 input", _bf16_input, None, {"jetpack5"}, "BF16, which TensorRT"),
     ("FP32 weights offered as FP16", lambda: _lstm_model(), "fp16", STRONGLY_TYPED, "offered as FP16 but its "
                                                                                    "weights are FP32"),
@@ -254,6 +273,14 @@ def test_each_rule_flags_its_targets_and_no_other(make, precision: str | None, f
         found = [f for f in _check(model, name, precision) if f.error and said in f.rule]
         assert bool(found) == (name in flagged), (name, [str(f) for f in _check(model, name, precision)])
         assert all(f.target == name and f.fix and f.node for f in found)
+
+
+@pytest.mark.parametrize("dtype, fix", [(TensorProto.FLOAT16, "quantize --fp16"),
+                                        (TensorProto.INT64, "export again with attn-export export")])
+def test_a_fill_jetpack5_cannot_parse_is_sent_to_the_command_that_wrote_it(dtype: int, fix: str) -> None:
+    """An INT64 fill sits in an FP32 graph: remaking the FP16 graph (the FP16 fill's fix) would not touch it."""
+    found = [f for f in _check(_fill_model(dtype), "jetpack5") if f.error and "ConstantOfShape" in f.rule]
+    assert len(found) == 1 and fix in found[0].fix, [str(f) for f in found]
 
 
 @pytest.mark.parametrize("opset, target, fix", [(99, "trt11", "export with --opset 21"),
@@ -463,6 +490,14 @@ def test_the_jetson_bundle_names_its_target_and_writes_that_lines_build_commands
         assert not any(flag in line for line in trtexec for flag in ("--fp16", "--int8", "--buildOnly"))
     profile = f"--target {jetpack} --max-batch 32 --min-seq 1 --opt-seq {opt} --max-seq {longest}"
     assert [b.split("build . ")[1] for b in builds] == [profile, f"--fp16 {profile}", f"--int8 {profile}"]
+
+
+@pytest.mark.parametrize("stream, fp16", [(False, "model.fp16.onnx"), (True, "model.stream.fp16.onnx")])
+def test_tensorrt_11_sends_an_fp16_engine_to_the_fp16_graph_of_the_same_kind(stream: bool, fp16: str) -> None:
+    from attn_export.runtime.trt.readiness import builds
+
+    precision, how = builds("fp32", TARGETS["trt11"], stream=stream)
+    assert precision == "fp32" and how.endswith(f"an FP16 engine comes from {fp16}"), how
 
 
 def test_trtexec_on_tensorrt_11_takes_no_precision_flag() -> None:

@@ -34,9 +34,13 @@ from .profile import Profile
 __all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", "carried_precision", "check", "graphs_of", "not_current",
            "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
-FLOAT, INT64_T, FLOAT16, BFLOAT16 = 1, 7, 10, 16
+FLOAT, INT8_T, INT64_T, FLOAT16, BFLOAT16, FLOAT8E4M3_T, INT4_T, FLOAT4_T = 1, 3, 7, 10, 16, 17, 22, 23
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
-               16: "BF16"}
+               16: "BF16", 17: "FP8", 22: "INT4", 23: "FP4"}
+# the names onnx-tensorrt's importer maps to a TensorRT activation (OnnxAttrs.cpp, 8.5 to 10.1 alike): any other,
+# ONNX's Affine included, throws "Unknown activation type" while parsing
+LSTM_ACTIVATIONS = frozenset({"Relu", "Tanh", "Sigmoid", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+                              "Elu", "Softsign", "Softplus"})
 # operators every line parses with no restriction that attn-export's graphs can meet, or with the
 # restrictions ``_node_rules`` checks
 KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity", "Reshape", "Shape", "Transpose",
@@ -65,6 +69,8 @@ class Parser:
     reverse_sequence_dynamic: bool
     axes: str  # Squeeze/Unsqueeze axes: "initializer" or "constant"
     qdq_all_inputs: bool  # 8.5's Q/DQ importer requires an explicit zero point
+    dequantize_types: FrozenSet[int]  # what DequantizeLinear takes as input (never INT32: a quantised bias)
+    unsupported: FrozenSet[str]  # the operators its table lists as not supported ("N")
 
 
 @dataclass(frozen=True)
@@ -89,12 +95,34 @@ class Target:
 
 
 _TRT85 = Parser("onnx/onnx-tensorrt 8.5-GA @ fdeeaca8 (release/8.5-GA @ 3b008c46), docs/operators.md", (7, 17),
-                "cast down", False, frozenset({FLOAT}), False, False, "initializer", True)
+                "cast down", False, frozenset({FLOAT}), False, False, "initializer", True, frozenset({INT8_T}),
+                frozenset("""Bernoulli BitShift BlackmanWindow Compress ConcatFromSequence ConvInteger DFT Det
+                DynamicQuantizeLinear HammingWindow HannWindow HardSwish Hardmax IsInf LayerNormalization
+                MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Mod Multinomial NegativeLogLikelihoodLoss OneHot
+                Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul STFT SequenceAt
+                SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
+                SoftmaxCrossEntropyLoss SplitToSequence StringNormalizer TfIdfVectorizer Unique""".split()))
 _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 itself (parser 62bdde2a) not read: "
                 "its changelog from 10.1 touches GRU, Squeeze and Slice only", (9, 20), "native", True,
-                frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "initializer", False)
+                frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "initializer", False,
+                frozenset({INT8_T, FLOAT8E4M3_T, INT4_T}),
+                frozenset("""AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow
+                CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear HammingWindow
+                HannWindow ImageDecoder MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Multinomial
+                NegativeLogLikelihoodLoss Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul
+                RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
+                SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
+                StringSplit TfIdfVectorizer Unique""".split()))
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
-                "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "constant", False)
+                "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "constant", False,
+                frozenset({INT8_T, FLOAT8E4M3_T, INT4_T, FLOAT4_T}),
+                frozenset("""AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor Col2Im
+                CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear ImageDecoder
+                MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Multinomial NegativeLogLikelihoodLoss Optional
+                OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul RegexFullMatch SequenceAt
+                SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
+                SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer StringSplit TfIdfVectorizer
+                Unique""".split()))
 # Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
 #            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
 _CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
@@ -161,6 +189,10 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
             found.append(Finding(node.label, why, name, "build from model.onnx, model.fp16.onnx or "
                                                         "model.int8-qdq.onnx; the dynamic INT8 file is for ONNX "
                                                         "Runtime only"))
+        elif node.op_type in p.unsupported:
+            found.append(Finding(node.label, f"{node.op_type}, which the parser of TensorRT {where.tensorrt} lists as "
+                                             "not supported", name, "export again with attn-export export (its graphs "
+                                                                    "do not use it)"))
         elif node.op_type not in KNOWN:
             found.append(Finding(node.label, f"{node.op_type} is not in this table of what TensorRT {where.tensorrt} "
                                              "parses", name, "check docs/operators.md of that line (attn-export's "
@@ -256,6 +288,11 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
                     else "layout = 1 is unsupported (layout must be 0)")
             out.append(Finding(label, rule, name, "export again with attn-export export (it writes layout 0)"))
         acts = list(a.get("activations") or ())  # type: ignore[arg-type]
+        unknown = sorted({str(act) for act in acts} - LSTM_ACTIVATIONS)
+        if unknown:
+            out.append(Finding(label, f"activations {unknown}, which TensorRT's LSTM importer does not know (it takes "
+                                      f"{', '.join(sorted(LSTM_ACTIVATIONS))})", name,
+                               "export again with attn-export export (Sigmoid, Tanh, Tanh)"))
         if a.get("direction") == "bidirectional" and len(acts) == 6 and acts[:3] != acts[3:]:
             out.append(Finding(label, "different activations in the two directions", name,
                                "the same activations both ways"))
@@ -271,7 +308,7 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
             out.append(Finding(label, f"a {_TYPE_NAMES.get(dtype, dtype)} ConstantOfShape; TensorRT {trt}'s parser "
                                       f"lists {', '.join(_TYPE_NAMES[t] for t in sorted(p.constant_of_shape))} only",
                                name, "make the FP16 graph again with attn-export quantize --fp16 (it fills in FP32 "
-                                     "and casts)"))
+                                     "and casts)" if dtype == FLOAT16 else "export again with attn-export export"))
     elif op == "Cast" and a.get("to") == INT64_T and p.int64 == "cast down":
         out.append(Finding(label, f"a Cast to INT64, which TensorRT {trt} casts down to INT32", name,
                            "nothing for indices and lengths of this size", error=False))
@@ -279,6 +316,13 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
         out.append(Finding(label, f"ReverseSequence with dynamic shapes is unsupported in TensorRT {trt}", name,
                            "export again with attn-export export (its portable form has no ReverseSequence)"))
     elif op in ("QuantizeLinear", "DequantizeLinear"):
+        fed = graph.constants.get(node.inputs[0]) if op == "DequantizeLinear" else None
+        if fed is not None and fed.data_type not in p.dequantize_types:
+            kind = _TYPE_NAMES.get(fed.data_type, str(fed.data_type))
+            takes = ", ".join(_TYPE_NAMES[t] for t in sorted(p.dequantize_types))
+            out.append(Finding(label, f"dequantises {kind} {node.inputs[0]!r}: TensorRT {trt}'s DequantizeLinear takes "
+                                      f"{takes} only" + (" (a quantised bias)" if kind == "INT32" else ""), name,
+                               "quantise again with attn-export quantize --int8 --method qdq (biases stay FP32)"))
         zero = graph.constants.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
         if zero is not None and zero.values is not None and any(zero.values):
             out.append(Finding(label, "a non-zero zero point: TensorRT takes symmetric quantisation only", name,
@@ -303,7 +347,8 @@ def builds(precision: str, where: Target, stream: bool = False) -> Tuple[Optiona
         return None, str(e)
     how = plan.describe().split(": ", 1)[1]
     if precision == "fp32" and where.strongly_typed_only:
-        how += "; TensorRT 11 has no --fp16 flag: an FP16 engine comes from model.fp16.onnx"
+        fp16 = STREAM_FILES["fp16"] if stream else ONNX_FILES["fp16"]
+        how += f"; TensorRT 11 has no --fp16 flag: an FP16 engine comes from {fp16}"
     return plan.precision, how
 
 
