@@ -14,6 +14,7 @@ from attn_export.runtime import store
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+JETSON = "aarch64 with an integrated GPU (Jetson)"  # compat.platform_of on a Jetson: engines are tied to it
 
 
 def _cuda() -> bool:

@@ -22,7 +22,7 @@ from attn_export.runtime.trt.naming import engine_name, gpu_slug
 from attn_export.runtime.precisions import ENGINE_PRECISIONS, ONNX_FILES
 from attn_export.runtime.trt.precision import Capability, decide, parse_version, plan_summary
 from attn_export.runtime.trt.profile import STREAM_OPT_CHUNK, Profile, Range, derive_profile, stream_profile
-from conftest import cli
+from conftest import JETSON, cli
 
 TRAIN = {"min": 5, "median": 17, "max": 24}
 
@@ -191,7 +191,8 @@ def test_engine_name_carries_precision_gpu_and_tensorrt_version() -> None:
 
 # --- the store's checks before an engine is deserialised -----------------------------------------------
 
-ORIN = Here("10.3.0", "Orin", "8.7")
+ORIN = Here("10.3.0", "Orin", "8.7", JETSON)
+X86 = "x86_64 with a discrete GPU"
 ENGINE = "model.fp32.orin.trt10.3.engine"
 
 
@@ -200,7 +201,7 @@ def _engine_dir(directory: Path, **extra: object) -> tuple[Path, str]:
     engine: nothing here deserialises it)."""
     (directory / ENGINE).write_bytes(b"plan")
     spec = Store(directory).info.spec
-    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", precision="fp32",
+    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", platform=JETSON, precision="fp32",
                         profile=Profile(Range(1, 1, 8), Range(1, 16, 64), spec.features).to_dict(),
                         io_spec=spec.to_dict())
     fields.update(extra)
@@ -250,9 +251,9 @@ def test_an_engine_that_contradicts_model_json_is_refused(model_dir: Path) -> No
 
 
 @pytest.mark.parametrize("here, match", [
-    (Here("10.3.1", "Orin", "8.7"), "built with TensorRT 10.3.0 and this machine has TensorRT 10.3.1"),
-    (Here("10.3.0", "NVIDIA GeForce RTX 3090", "8.6"), "built for compute capability 8.7 \\(Orin\\) and this GPU"),
-    (Here("10.3.0", "Jetson AGX Orin", "8.7"), "built and tuned for Orin and this GPU is Jetson AGX Orin"),
+    (Here("10.3.1", "Orin", "8.7", JETSON), "built with TensorRT 10.3.0 and this machine has TensorRT 10.3.1"),
+    (Here("10.3.0", "NVIDIA GeForce RTX 3090", "8.6", JETSON), "built for compute capability 8.7 \\(Orin\\) and this GPU"),
+    (Here("10.3.0", "Jetson AGX Orin", "8.7", JETSON), "built and tuned for Orin and this GPU is Jetson AGX Orin"),
 ])
 def test_a_foreign_engine_is_refused_with_exit_3_and_says_why(model_dir: Path, here: Here, match: str) -> None:
     d, name = _engine_dir(model_dir)
@@ -270,15 +271,36 @@ def test_without_a_gpu_a_current_engine_cannot_be_judged_here(model_dir: Path) -
 
 
 def test_compatible_engines_follow_tensorrt_rules() -> None:
-    entry = {"tensorrt": "10.3.0", "gpu": "NVIDIA A100", "compute_capability": "8.0",
+    entry = {"tensorrt": "10.3.0", "gpu": "NVIDIA A100", "compute_capability": "8.0", "platform": X86,
              "hardware_compatibility": "ampere_plus", "version_compatible": True}
-    assert foreign_problems(entry, Here("11.4.0", "NVIDIA H100", "9.0")) == []
-    newer_to_older = foreign_problems(entry, Here("10.2.0", "NVIDIA H100", "9.0"))
+    assert foreign_problems(entry, Here("11.4.0", "NVIDIA H100", "9.0", X86)) == []
+    newer_to_older = foreign_problems(entry, Here("10.2.0", "NVIDIA H100", "9.0", X86))
     assert len(newer_to_older) == 1 and "older TensorRT 10.2.0" in newer_to_older[0]
-    turing = foreign_problems(entry, Here("10.3.0", "Tesla T4", "7.5"))
+    turing = foreign_problems(entry, Here("10.3.0", "Tesla T4", "7.5", X86))
     assert len(turing) == 1 and "Ampere and newer" in turing[0]
     same_cc = {**entry, "hardware_compatibility": "same_compute_capability", "version_compatible": False}
-    assert foreign_problems(same_cc, Here("10.3.0", "NVIDIA A30", "8.0")) == []
+    assert foreign_problems(same_cc, Here("10.3.0", "NVIDIA A30", "8.0", X86)) == []
+
+
+def test_an_engine_runs_only_on_the_platform_it_was_built_on() -> None:
+    """Hardware and version compatibility relax the GPU and TensorRT, never the platform: an x86 engine built
+    Ampere-plus, compute 8.0, is refused on an Orin (compute 8.7, Ampere); so is one whose record names none."""
+    entry = {"tensorrt": "10.3.0", "gpu": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0", "platform": X86,
+             "hardware_compatibility": "ampere_plus", "version_compatible": True}
+    assert foreign_problems(entry, Here("10.3.0", "NVIDIA A30", "8.0", X86)) == []
+    assert foreign_problems(entry, Here("10.3.0", "Orin", "8.7", JETSON)) == [
+        f"it was built on {X86} and this machine is {JETSON}"]
+    unrecorded = foreign_problems({k: v for k, v in entry.items() if k != "platform"}, Here("10.3.0", "A30", "8.0", X86))
+    assert len(unrecorded) == 1 and "names no platform" in unrecorded[0]
+
+
+def test_the_platform_names_the_cpu_and_the_kind_of_gpu() -> None:
+    from attn_export.runtime.trt.compat import platform_of
+    from attn_export.runtime.trt.device import Gpu
+
+    jetson, card = Gpu(0, "Orin", "8.7", 7620, True), Gpu(0, "NVIDIA A30", "8.0", 24000, False)
+    assert platform_of(jetson).endswith("with an integrated GPU (Jetson)")
+    assert platform_of(card).endswith("with a discrete GPU") and platform_of(card) != platform_of(jetson)
 
 
 def test_host_code_loads_only_on_opt_in(model_dir: Path) -> None:
@@ -350,7 +372,7 @@ def test_a_stream_engine_is_checked_against_the_stream_spec_and_chosen_only_for_
     spec = stream_spec(info)
     name = "model.stream.fp32.orin.trt10.3.engine"
     (model_dir / name).write_bytes(b"stream plan")
-    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", precision="fp32",
+    fields: dict = dict(tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", platform=JETSON, precision="fp32",
                         profile=stream_profile(spec.features, info.train_lengths, state_dims(spec))[0].to_dict())
     store.record(model_dir, name, "build fp32", parent=store.STREAM_ONNX,
                  parent_sha256=_sha(model_dir / store.STREAM_ONNX), io_spec=spec.to_dict(), **fields)

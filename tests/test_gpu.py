@@ -84,6 +84,7 @@ def test_device_query_agrees_with_torch() -> None:
     major, minor = torch.cuda.get_device_capability(0)
     assert gpus.gpus[0].compute_capability == f"{major}.{minor}"
     assert gpus.gpus[0].name == torch.cuda.get_device_name(0)
+    assert gpus.gpus[0].integrated == bool(torch.cuda.get_device_properties(0).is_integrated)
 
 
 @pytest.mark.gpu

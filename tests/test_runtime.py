@@ -27,7 +27,7 @@ from attn_export.runtime import Prediction, Predictor
 from attn_export.runtime.precisions import ONNX_FILES
 from attn_export.runtime.store import Artifact
 
-from conftest import ROOT, cli, mark_verified
+from conftest import JETSON, ROOT, cli, mark_verified
 
 # What a device lacks: the subprocess tests make these unimportable.
 BLOCKER = """
@@ -276,7 +276,7 @@ def add_engine(directory: Path, gpu: str = "Orin", cc: str = "8.7", trt: str = "
     path = directory / ENGINE
     path.write_bytes(b"not a real engine: refused before it is deserialised")
     store.record(directory, ENGINE, "build", parent="model.onnx", parent_sha256=store.sha256_file(directory / "model.onnx"),
-                 precision="fp32", tensorrt=trt, gpu=gpu, compute_capability=cc, version_compatible=False,
+                 precision="fp32", tensorrt=trt, gpu=gpu, compute_capability=cc, platform=JETSON, version_compatible=False,
                  profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}},
                  io_spec=spec_of(directory).to_dict())
     mark_verified(directory, ENGINE)
@@ -289,7 +289,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch) -> type[FakeEngine]:
     from attn_export.runtime.trt.compat import Here
 
     monkeypatch.setitem(backends.REGISTRY, "tensorrt", FakeEngine)
-    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "Orin", "8.7"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "Orin", "8.7", JETSON))
     FakeEngine.opened, FakeEngine.shapes = [], []
     return FakeEngine
 
@@ -299,11 +299,11 @@ def test_foreign_engine_is_refused_before_deserialising(model_dir: Path, fake_tr
     from attn_export.runtime.trt.compat import Here
 
     add_engine(model_dir)
-    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100 80GB HBM3", "9.0", JETSON))
     with pytest.raises(NotAvailable, match=r"foreign engine: .*compute capability 8.7 \(Orin\).*H100.*9.0") as e:
         Predictor.load(model_dir, backend="tensorrt")
     assert "python3 -m attn_export.runtime build" in str(e.value)
-    monkeypatch.setattr(trust, "this_machine", lambda: Here("8.5.2", "Orin", "8.7"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("8.5.2", "Orin", "8.7", JETSON))
     with pytest.raises(NotAvailable, match="built with TensorRT 10.3.0 and this machine has TensorRT 8.5.2"):
         Predictor.load(model_dir, backend="tensorrt")
     assert fake_trt.opened == []
@@ -526,7 +526,7 @@ def test_an_int8_engine_built_on_the_device_is_judged_there(model_dir: Path, fak
     (model_dir / engine).write_bytes(b"not a real engine")
     store.record(model_dir, engine, "build", parent="model.int8-qdq.onnx",
                  parent_sha256=store.sha256_file(model_dir / "model.int8-qdq.onnx"), precision="int8-qdq",
-                 tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", version_compatible=False,
+                 tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", platform=JETSON, version_compatible=False,
                  profile={"x": {"min": [1, 1, 4], "opt": [2, 16, 4], "max": [4, 32, 4]}},
                  io_spec=spec_of(model_dir).to_dict())
     result = verify(model_dir, ["tensorrt", "ort-cpu"])  # the device's verify: reference.npz, no test split

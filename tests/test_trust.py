@@ -34,10 +34,10 @@ from attn_export.runtime.bundle import pack
 from attn_export.runtime.cli import main as device_main
 from attn_export.runtime.store import Store
 from attn_export.runtime.trt.compat import Here
-from conftest import ROOT, TINY, cli, mark_verified, rerecord
+from conftest import JETSON, ROOT, TINY, cli, mark_verified, rerecord
 
 ENGINE = "model.fp16.orin.trt10.3.engine"
-ORIN = Here("10.3.0", "Orin", "8.7")
+ORIN = Here("10.3.0", "Orin", "8.7", JETSON)
 KINDS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8-dynamic": "model.int8.onnx",
          "int8-qdq": "model.int8-qdq.onnx", "engine": ENGINE}
 
@@ -49,14 +49,17 @@ def verified_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     steps = [("train", str(directory), *TINY, "--set", "export.parity_max_seq=64"), ("export", str(directory)),
              ("quantize", str(directory), "--fp16", "--int8"),
              ("quantize", str(directory), "--int8", "--method", "qdq"),
-             ("verify", str(directory), "--backends", "ort-cpu")]
+             # this fixture is about trust, not INT8 accuracy: its 3-epoch model sits near chance, so which
+             # decisions INT8 flips depends on the CPU that trained it (4 of 60 on a Zen 3, none on a Zen 4)
+             ("verify", str(directory), "--backends", "ort-cpu", "--set", "verify.int8_min_argmax_agreement=0",
+              "--set", "verify.int8_max_accuracy_drop=1")]
     for args in steps:
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     (directory / ENGINE).write_bytes(b"a stand-in for a plan TensorRT would build")
     spec = Store(directory).info.spec
     rerecord(directory, ENGINE, parent="model.fp16.onnx", command="build fp16", precision="fp16",
-             tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", io_spec=spec.to_dict(),
+             tensorrt="10.3.0", gpu="Orin", compute_capability="8.7", platform=JETSON, io_spec=spec.to_dict(),
              profile={"x": {"min": [1, 1, spec.features], "opt": [1, 16, spec.features],
                             "max": [8, 256, spec.features]}})
     mark_verified(directory, ENGINE)
@@ -412,7 +415,7 @@ def test_a_foreign_engine_for_auto_is_skipped_with_a_note_and_the_onnx_runs(veri
 
     directory = tmp_path / "d"
     shutil.copytree(verified_dir, directory)
-    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100", "9.0"))
+    monkeypatch.setattr(trust, "this_machine", lambda: Here("10.3.0", "NVIDIA H100", "9.0", JETSON))
     with pytest.raises(NotAvailable, match="foreign engine: it was built for compute capability 8.7"):
         Store(directory).open(ENGINE, need="verified")
 

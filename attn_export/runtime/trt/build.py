@@ -31,6 +31,7 @@ from ...errors import BadInput, ConfigError, MissingPrerequisite, NotAvailable, 
 from ..iospec import IOSpec
 from ..modelinfo import ModelInfo
 from ..settings import BuildConfig
+from .compat import platform_of
 from .device import Gpu, query_gpus
 from .naming import engine_name
 from .precision import BuildPlan, Capability, decide
@@ -236,6 +237,10 @@ def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: C
     cap = Capability.probe(trt)
     refuse_other(made_for(directory), None, cap.version, platform.machine())
     plan = decide(options.precision, cap, options.version_compat, bool(options.hardware_compat), options.stream)
+    level = HARDWARE_LEVELS.get(options.hardware_compat or "")
+    if level and not hasattr(trt.HardwareCompatibilityLevel, level):  # 8.6 has AMPERE_PLUS only
+        raise NotAvailable(f"TensorRT {cap.version} has no hardware compatibility '{options.hardware_compat}' "
+                           "(TensorRT 10 added same-compute-capability)")
     spec = stream_spec(info) if options.stream else info.spec
     if options.stream:
         profile, notes = stream_profile(spec.features, info.train_lengths, state_dims(spec), options.min_batch,
@@ -265,7 +270,8 @@ def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: C
     entry = store.record(
         directory, name, f"build {plan.precision}", parent=plan.source, parent_sha256=source.sha256,
         versions={"tensorrt": cap.version}, tensorrt=cap.version, gpu=gpu.name,
-        compute_capability=gpu.compute_capability, precision=plan.precision, profile=profile.to_dict(),
+        compute_capability=gpu.compute_capability, platform=platform_of(gpu), precision=plan.precision,
+        profile=profile.to_dict(),
         io_spec=io_spec.to_dict(), build=build_options, build_seconds=round(seconds, 3),
         hardware_compatibility=(options.hardware_compat or "none").replace("-", "_"),
         version_compatible=options.version_compat, host_code=host_code,

@@ -7,13 +7,14 @@ The store (``runtime.store``) asks this before a byte of an engine reaches Tenso
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from typing import Any, List, Mapping
 
 from ...errors import NotAvailable
 from .precision import parse_version
 
-__all__ = ["HOST_CODE_ENV", "Here", "foreign_problems", "this_machine"]
+__all__ = ["HOST_CODE_ENV", "Here", "foreign_problems", "platform_of", "this_machine"]
 
 HOST_CODE_ENV = "ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE"
 # compute capabilities a hardware-compatible engine runs on, by the level it was built with
@@ -27,6 +28,14 @@ class Here:
     tensorrt: str  # trt.__version__
     gpu: str  # device name
     compute_capability: str  # "8.7"
+    platform: str  # platform_of: the CPU architecture and whether the GPU is integrated
+
+
+def platform_of(gpu: Any) -> str:
+    """What an engine is tied to beyond its GPU and TensorRT (notes/tensorrt.md 6.2: an x86 engine never runs
+    on a Jetson, hardware compatibility or not): this CPU's architecture, and the GPU's kind (``device.Gpu``)."""
+    kind = "an integrated GPU (Jetson)" if gpu.integrated else "a discrete GPU"
+    return f"{platform.machine() or 'an unknown CPU'} with {kind}"
 
 
 def _cc(text: str) -> tuple:
@@ -36,6 +45,10 @@ def _cc(text: str) -> tuple:
 def foreign_problems(entry: Mapping[str, Any], here: Here) -> List[str]:
     """Why an engine recorded as ``entry`` cannot run here (empty when it can)."""
     problems = []
+    if entry.get("platform") != here.platform:
+        problems.append(f"it was built on {entry['platform']} and this machine is {here.platform}"
+                        if entry.get("platform") else "its record names no platform it was built on (recorded "
+                                                      "before attn-export kept it)")
     built, now = parse_version(str(entry.get("tensorrt", ""))), parse_version(here.tensorrt)
     if entry.get("version_compatible"):
         if not built or now < built:
@@ -70,4 +83,5 @@ def this_machine() -> Here:
     require_tensorrt()
     import tensorrt
 
-    return Here(str(tensorrt.__version__), query.gpus[0].name, query.gpus[0].compute_capability)
+    gpu = query.gpus[0]
+    return Here(str(tensorrt.__version__), gpu.name, gpu.compute_capability, platform_of(gpu))

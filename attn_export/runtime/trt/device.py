@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 __all__ = ["Gpu", "GpuQuery", "query_gpus"]
 
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
+_INTEGRATED = 18  # CU_DEVICE_ATTRIBUTE_INTEGRATED: a Jetson's GPU shares the CPU's memory
 _LIBRARIES = ("nvcuda.dll",) if sys.platform.startswith("win") else ("libcuda.so.1", "libcuda.so")
 
 
@@ -23,6 +24,7 @@ class Gpu:
     name: str
     compute_capability: str  # "8.7"
     memory_mib: int
+    integrated: bool  # on the same chip as the CPU (a Jetson), not a discrete card
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -91,8 +93,10 @@ def query_gpus() -> GpuQuery:
         major, minor = ctypes.c_int(), ctypes.c_int()
         lib.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
         lib.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)
+        integrated = ctypes.c_int()
+        lib.cuDeviceGetAttribute(ctypes.byref(integrated), _INTEGRATED, device)
         memory = ctypes.c_size_t()
         lib.cuDeviceTotalMem_v2(ctypes.byref(memory), device)
         gpus.append(Gpu(i, name.value.decode(errors="replace"), f"{major.value}.{minor.value}",
-                        memory.value // (1 << 20)))
+                        memory.value // (1 << 20), bool(integrated.value)))
     return GpuQuery(tuple(gpus), driver_cuda, None if gpus else "no CUDA device could be opened")
