@@ -153,9 +153,9 @@ class TrainConfig(_Section):
     seed: int = 0  # weights and batch order repeat run to run
 
     _ranges = {
-        "epochs": ">= 1 and <= 100000", "batch_size": ">= 1 and <= 1000000", "lr": "> 0",
+        "epochs": ">= 1 and <= 100000", "batch_size": ">= 1 and <= 1000000", "lr": "> 0 and <= 10",
         "weight_decay": ">= 0 and <= 1", "patience": ">= 1 and <= 100000",
-        "grad_clip": ">= 0", "min_test_accuracy": "[0, 1]", "seed": f">= 0 and <= {SEED_MAX}",
+        "grad_clip": ">= 0 and <= 1000000", "min_test_accuracy": "[0, 1]", "seed": f">= 0 and <= {SEED_MAX}",
     }
 
 

@@ -143,6 +143,9 @@ def test_unknown_key_without_a_close_match_offers_no_guess() -> None:
         ({"train": {"lr": False}}, "train.lr = false (bool) is not valid: expected a finite number"),
         ({"train": {"lr": math.inf}}, "train.lr = inf (float) is not valid: expected a finite number"),
         ({"train": {"lr": 10**400}}, "(int) is not valid: expected a finite number"),
+        # past float32, Adam died with a traceback (found by attacking)
+        ({"train": {"lr": 1e38}}, "train.lr = 1e+38 is out of range: expected a value > 0 and <= 10"),
+        ({"train": {"grad_clip": 1e300}}, "train.grad_clip = 1e+300 is out of range: expected a value >= 0 and <= 1000000"),
         ({"model": {"bidirectional": 1}}, "model.bidirectional = 1 (int) is not valid: expected true or false"),
         ({"data": {"train": 3}}, "data.train = 3 (int) is not valid: expected a string"),
         (
