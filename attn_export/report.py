@@ -361,7 +361,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     word, problems = _standing(s, result)
     ran = result.ran()
     carried = sum(1 for r in ran if r.carried_from)
-    loosened = f" with `{result.loosened}`" if result.loosened else ""
+    loosened = f" with {result.loosened_as('`')}" if result.loosened else ""
     lines = [f"**Verification {word}**{loosened} against {ref['backend']} "
              f"{ref['precision']} (`{ref['source']}`); {sweep['cases']} sweep cases ({sweep['padded']} padded with "
              f"garbage), shapes {', '.join(f'{b}x{t}' for b, t in sweep['shapes'])}"

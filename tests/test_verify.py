@@ -25,7 +25,7 @@ from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
 from attn_export.runtime.compare import rule_for
 
-from conftest import ROOT, cli, rerecord
+from conftest import ROOT, TINY, cli, rerecord
 
 RESULT_KEYS = {"backend", "artifact", "precision", "status", "reason", "accuracy", "accuracy_delta", "latency_ms",
                "cases"}
@@ -1013,6 +1013,23 @@ def test_the_live_reference_runs_on_verifys_threads_and_its_intrinsic_errors_wit
     assert {dtype for _, _, dtype in seen} == {torch.float64, torch.float16, torch.bfloat16}
     assert {(n, onednn) for n, onednn, _ in seen} == {(threads, False)}
     assert after == (True, 3 - threads)  # the caller's settings again (threads: found by review)
+
+
+def test_verify_settings_given_to_train_are_said_beside_the_verdict(tmp_path: Path) -> None:
+    """Found by attacking: `run --set verify.int8_max_accuracy_drop=0.1` lands in model.json's recipe, and the
+    verdict it gave read "PASSED", as if under the defaults; the recipe's own values are said beside it."""
+    directory = tmp_path / "d"
+    for args in (("train", str(directory), *TINY, "--set", "verify.int8_max_accuracy_drop=0.1"),
+                 ("export", str(directory))):
+        assert cli(*args).returncode == 0
+    shown = cli("verify", str(directory), "--backends", "ort-cpu", "--set", "verify.budget_multiple=100")
+    assert shown.returncode == 0, shown.stderr
+    said = ("PASSED with --set verify.budget_multiple=100; the recipe's [verify] int8_max_accuracy_drop=0.1 "
+            "(default 0.01)")
+    assert said in " ".join((shown.stdout + shown.stderr).split())
+    assert cli("report", str(directory)).returncode == 0
+    assert ("**Verification PASSED** with `--set verify.budget_multiple=100`; the recipe's [verify] "
+            "int8_max_accuracy_drop=0.1 (default 0.01) against") in (directory / "report.md").read_text()
 
 
 def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir: Path, tmp_path: Path) -> None:

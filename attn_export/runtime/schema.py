@@ -235,6 +235,7 @@ VERIFY = Obj({
     "conformance": Items(_CELL),
     "tolerances": Table(STR, _RULE),
     "overrides": Items(STR),
+    "recipe_settings": Items(STR),
     "deployment_max_seq": Maybe(INT),
     "sweep": Obj({"cases": INT, "padded": INT, "shapes": Items(Items(INT, 2))}, ("cases", "padded", "shapes")),
     "attention_samples": Maybe(Where(Obj({

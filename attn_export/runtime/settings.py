@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequen
 from ..errors import ConfigError
 from .schema import MAX_DEPTH
 
-__all__ = ["BuildConfig", "VerifyConfig", "override_section", "parse_override", "recorded_sections",
+__all__ = ["BuildConfig", "VerifyConfig", "not_default", "override_section", "parse_override", "recorded_sections",
            "section_from_table", "section_to_table"]
 
 # What the user is told a field of each annotated type wants: (one value, a list of them).
@@ -289,6 +289,15 @@ def section_from_table(cls: Type[_S], table: Any) -> _S:
 def section_to_table(config: _Section) -> Dict[str, Any]:
     """A section as a plain table, JSON- and TOML-serialisable (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def not_default(config: _Section) -> List[str]:
+    """``config``'s values that are not its class's defaults, "key=value (default d)", in declaration order."""
+    out = []
+    for f in dataclasses.fields(config):  # every field of a section has a plain default
+        if getattr(config, f.name) != f.default:
+            out.append(f"{f.name}={_show(getattr(config, f.name))} (default {_show(f.default)})")
+    return out
 
 
 def override_section(config: _S, section: str, overrides: Sequence[str]) -> _S:

@@ -66,7 +66,7 @@ from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS, one_by_one
 from .reference import ReferenceSet, read_reference
-from .settings import VerifyConfig, override_section
+from .settings import VerifyConfig, not_default, override_section
 from .store import STREAM_FILES, Store
 from .targets import Registry, Target, discover, parse_backends
 from .timing import Budget, percentiles, time_interleaved
@@ -273,6 +273,9 @@ class VerifyResult:
     not_carried: List[str] = field(default_factory=list)
     # failures the manifest's verdicts record on these bytes that no row answers (``_unresolved``): they fail
     standing: List[str] = field(default_factory=list)
+    # the recipe's [verify] values that are not the defaults, "key=value (default d)": a --set given to run or
+    # train lands there, and its PASSED had read like the defaults' (found by attacking)
+    recipe_settings: List[str] = field(default_factory=list)
 
     def failures(self) -> List[str]:
         """One short line per failed target: its first problem, how many cases failed, what moves it; then
@@ -281,9 +284,15 @@ class VerifyResult:
 
     @property
     def loosened(self) -> str:
-        """``--set`` and the overrides this verify ran with, as every headline beside its verdict says them;
-        "" for the recipe's own settings."""
-        return f"--set {', '.join(self.overrides)}" if self.overrides else ""
+        return self.loosened_as("")
+
+    def loosened_as(self, quote: str) -> str:
+        """``--set`` and the overrides this verify ran with (between ``quote``s), then the recipe's own [verify]
+        values that are not the defaults, as every headline beside its verdict says them; "" for the defaults."""
+        said = [f"{quote}--set {', '.join(self.overrides)}{quote}"] if self.overrides else []
+        if self.recipe_settings:
+            said.append(f"the recipe's [verify] {', '.join(self.recipe_settings)}")
+        return "; ".join(said)
 
     def latency_at(self) -> str:
         """The shape and threads the rows' p50 is of ("b1 s15, 1 thread"; "" when not recorded): said beside
@@ -375,6 +384,7 @@ class VerifyResult:
         fields.setdefault("created", None)
         fields.setdefault("not_carried", [])
         fields.setdefault("standing", [])
+        fields.setdefault("recipe_settings", [])
         fields.setdefault("seconds", 0.0)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
@@ -1070,6 +1080,7 @@ def verify(
         tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
                     "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         overrides=list(overrides),
+        recipe_settings=not_default(info.verify),
         deployment_max_seq=deploy,
         budget={"intrinsic": extra.reference.meta.get("intrinsic"), "rule": BUDGET_RULE},
         sweep={"cases": len(extra.reference.cases),
