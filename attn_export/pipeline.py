@@ -106,7 +106,7 @@ def run(
     from .export import export_onnx
     from .quantize import quantize
     from .report import write_report
-    from .runtime.store import STREAM_FILES, locked
+    from .runtime.store import REPORT_MD, STREAM_FILES, WEIGHTS, locked, sha256_file
     from .runtime.streaming import not_streamable
     from .stream import export_stream
     from .train import train
@@ -127,9 +127,13 @@ def run(
             on_stage(done)
         return value
 
+    def weights() -> str | None:
+        return sha256_file(directory / WEIGHTS) if (directory / WEIGHTS).is_file() else None
+
     with locked(directory, "run"):
         if on_start is not None:
             on_start()
+        before = weights()
         try:
             t = time.perf_counter()
             metrics = train(recipe, directory, on_epoch=on_epoch)
@@ -175,5 +179,12 @@ def run(
             # written, whatever the reason, leaves the stage's own error the one said)
             with contextlib.suppress(Exception):
                 write_report(directory)
+            raise
+        except BaseException:
+            # an interrupt writes nothing more; but once train has replaced the weights, the earlier report.md
+            # describes a model that is gone, and it went on saying so (found by attacking): removed, for
+            # attn-export report to write again
+            if weights() != before:
+                (directory / REPORT_MD).unlink(missing_ok=True)
             raise
     return result

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,6 +136,33 @@ def test_run_takes_a_verify_setting_and_a_run_stopped_at_the_floor_rewrites_the_
     assert second.returncode == 1 and "below the recipe's floor" in second.stderr
     report = (out / "report.md").read_text()
     assert "BELOW THE RECIPE'S ACCURACY FLOOR" in report and "Verification PASSED" not in report
+
+
+
+def test_a_run_interrupted_after_training_leaves_no_report_of_the_weights_it_replaced(tmp_path: Path) -> None:
+    """Found by attacking: SIGINT after train left the earlier model's report.md (it could say PASSED) beside the
+    new weights. The interrupt is raised in-process where a stage ends, as the CLI's signal handler would raise
+    it there: no race with a timer."""
+    from attn_export.config import load_recipe
+    from attn_export.pipeline import run
+
+    out = tmp_path / "r"
+    assert cli("run", "--out", str(out), *TINY, "--bench-seconds", "0.05").returncode == 0
+    assert (out / "report.md").is_file()
+
+    def interrupt(stage: Any) -> None:
+        if stage.name == "export":
+            raise KeyboardInterrupt
+
+    recipe = load_recipe(None, [*TINY[1::2], "train.seed=1"])
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, out, on_stage=interrupt)
+    assert not (out / "report.md").exists() and (out / "model.safetensors").is_file()
+    # interrupted before the weights change, the report still describes the weights there: kept
+    assert cli("report", str(out)).returncode == 0
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, out, on_epoch=lambda _: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert (out / "report.md").is_file()
 
 
 class Classic(nn.Module):
