@@ -239,6 +239,29 @@ def test_committed_ignores_a_signal_inside_its_command_only() -> None:
             time.sleep(1)
 
 
+def test_a_signal_sent_while_the_work_is_put_in_place_lands_after_it_is_marked_kept(tmp_path: Path) -> None:
+    """Found by attacking: a SIGTERM between a bundle's rename and its mark exited 143, "interrupted", with the
+    bundle in place. The rename and the mark are one step now: a signal sent inside it waits for the mark (and
+    is ignored); sent inside a step that fails, it interrupts as before."""
+    from attn_export.runtime.interrupt import commit_point, interruptible, was_committed
+
+    target = tmp_path / "b.tar.gz"
+    with interruptible():
+        with store.atomic_path(target, commit=True) as tmp:
+            tmp.write_bytes(b"bundle")
+            with commit_point():  # as the rename does: the signal sent in here is held back
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert not was_committed()
+        time.sleep(0.2)
+    assert was_committed() and target.read_bytes() == b"bundle"
+    with pytest.raises(Interrupted):
+        with interruptible():
+            with commit_point():
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise OSError("the rename failed")
+    assert not was_committed()
+
+
 def test_a_name_that_is_not_utf8_is_written_and_a_long_one_cut_whole(tmp_path: Path) -> None:
     """Review: cutting a long name for its temporary name encoded it as UTF-8, which a legal Linux name of
     other bytes is not (UnicodeEncodeError, a traceback)."""

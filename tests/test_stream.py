@@ -674,6 +674,8 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     readme = " ".join((repo.parent / "README.md").read_text().split())  # what a client must know (found by attacking)
     assert "A request holds at most 32 rows (`max_batch_size`" in readme
     assert "A chunk's length must lie in 0..steps of that chunk (0 keeps the state as it was)" in readme
+    assert "so does a value in a valid step that is not finite, or that the model's normalisation takes past " \
+           "float32" in readme  # a NaN in a chunk spoiled the state Triton keeps (found by attacking)
     assert "A stream request holds one row, one sequence (the sequence batcher refuses more)" in readme
     assert "A sequence that sends nothing for 60 seconds is ended by Triton and its state dropped" in readme
     types = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
@@ -861,6 +863,13 @@ def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_se
     assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme
     assert f"note: no attention_lstm_stream: no {store.STREAM_ONNX} here (run attn-export export --stream, then " \
            "verify)" in " ".join(made.stderr.split())  # said, not left to be noticed (found by attacking)
+    again = cli("bundle", str(unpacked), "--for", "triton", "--out", str(tmp_path / "u.tar.gz"))
+    assert again.returncode == 2 and again.stderr.startswith(f"Error: {unpacked} is a Triton bundle"), again.stderr
+    # found by attacking: a recorded model.onnx deleted was left out of the repository, whose README still served it
+    (model_dir / store.ONNX_FP32).unlink()
+    missing = cli("bundle", str(model_dir), "--for", "triton", "--out", str(tmp_path / "m.tar.gz"))
+    assert missing.returncode == 2 and f"{store.ONNX_FP32} is missing" in missing.stderr, missing.stderr
+    assert not (tmp_path / "m.tar.gz").exists() and not (tmp_path / "u.tar.gz").exists()
 
 
 def test_an_fp16_stream_refuses_a_value_past_what_it_holds_but_not_in_a_rows_padding(streamed: Path) -> None:

@@ -50,7 +50,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
 from . import store, schema
-from .interrupt import committed
+from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
 from .precisions import ONNX_FILES as PRECISION_FILES
@@ -150,7 +150,9 @@ each chunk and its valid steps, under the sequence's own id (`push` below). A st
 row, one sequence (the sequence batcher refuses more); `max_batch_size` there is how many sequences Triton
 batches together, others waiting their turn. A chunk's length must lie in 0..steps of that chunk (0 keeps
 the state as it was): the graph does not check it, and a larger or negative one spoils the state Triton
-keeps, and every later answer of that sequence, while its own answer looks right. A chunk should stay near
+keeps, and every later answer of that sequence, while its own answer looks right; so does a value in a
+valid step that is not finite, or that the model's normalisation takes past float32 (a NaN, an inf, 3e38):
+check both before sending (the device package's `Stream.push` refuses them). A chunk should stay near
 {piece} steps: the graph's memory grows with the square of a chunk (one of 40,000 steps asked ONNX Runtime
 for 6.4 GB). A sequence that sends nothing for {idle} seconds is ended by Triton and its state dropped:
 the next chunk must start it again (`start=True`), from the beginning.""", """
@@ -358,8 +360,8 @@ class BundleResult:
 def artifact_names(s: store.Store, target: str) -> List[str]:
     """The artefacts here that a ``target`` bundle packs (each must be current to be packed)."""
     present = s.present()
-    if target == "triton":  # Triton serves the FP32 graphs
-        return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in present]
+    if target == "triton":  # Triton serves the FP32 graphs: one recorded and missing is refused, not left out
+        return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in s.entries]
     names = [n for n in (*ONNX_FILES, *store.STREAM_FILES.values()) if n in present]
     if target == "jetson":
         names += sorted(n for n in present if store.is_engine(n))
@@ -387,6 +389,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     if target != "jetson" and tensorrt_target is not None:
         raise BadInput(f"--target {tensorrt_target} names a TensorRT line, which only --for jetson bundles build "
                        "for; expected --for jetson, or no --target")
+    refuse_triton(directory, bundle_target(directory))  # said as every command says it (found by attacking)
     store.require(directory, store.MANIFEST)
     s = store.Store(directory)
     if out.resolve().parent == directory.resolve() and (out.name in s.entries or out.name.startswith(".")
@@ -503,7 +506,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 
     now = int(time.time())
     sizes: Dict[str, int] = {}
-    with store.atomic_path(out) as tmp:
+    with store.atomic_path(out, commit=True) as tmp:  # the bundle in place: a Ctrl-C from then on changes nothing
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
             for name, data in contents.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
@@ -515,7 +518,6 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             for name, data in generated.items():
                 tar.addfile(_info(name, len(data), now), io.BytesIO(data))
                 sizes[name] = len(data)
-    committed()  # the bundle is written: a Ctrl-C from here on must not say "nothing changed"
     return BundleResult(out, target, sizes, out.stat().st_size, notes + _notes(target, names, jetson),
                         jetson.target.name if jetson else None)
 
@@ -787,11 +789,11 @@ def unpack(
         try:
             source.extract(staging)
             try:
-                if inside:
-                    _fill(staging, target)
-                else:
-                    os.replace(staging, target)
-                committed()  # the target is filled: a Ctrl-C from here on must not say "nothing changed"
+                with commit_point():  # the target filled: a Ctrl-C from then on must not say "nothing changed"
+                    if inside:
+                        _fill(staging, target)
+                    else:
+                        os.replace(staging, target)
                 store.fsync_directory(target if inside else target.parent)
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another unbundle renamed its copy there first

@@ -23,7 +23,7 @@ from ..errors import Interrupted, from_os_error
 if TYPE_CHECKING:
     from typing import NoReturn
 
-__all__ = ["committed", "finish", "interruptible", "message", "was_committed"]
+__all__ = ["commit_point", "committed", "finish", "interruptible", "message", "was_committed"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -31,6 +31,8 @@ RETRY_SECONDS = 0.05
 
 
 _committed = threading.Event()
+_holding = threading.Event()  # inside commit_point: a signal is held, not raised
+_held: List[int] = []
 
 
 def committed() -> None:
@@ -40,6 +42,25 @@ def committed() -> None:
     script's retry was then refused because the target was not empty. It only marks (any thread may call
     it); the next ``interruptible`` block starts unmarked."""
     _committed.set()
+
+
+@contextmanager
+def commit_point() -> Iterator[None]:
+    """The block is the step whose success keeps the command's work (a rename into place): a SIGINT or SIGTERM
+    that lands while it runs is held, then ignored once the block has marked the work ``committed``, or sent
+    again if the block failed. Found by attacking: a SIGTERM between a bundle's rename and its mark exited 143,
+    "interrupted", with the bundle in place. Held by the handler, not by masking the signal: the kernel gives a
+    signal to any thread that does not mask it (ONNX Runtime's, pytest-xdist's), and Python's handler then runs
+    in the main thread all the same."""
+    _held.clear()
+    _holding.set()
+    try:
+        yield
+        committed()
+    finally:
+        _holding.clear()
+        if _held and not _committed.is_set():
+            os.kill(os.getpid(), _held[0])
 
 
 def was_committed() -> bool:
@@ -74,6 +95,9 @@ def interruptible() -> Iterator[None]:
             os.kill(os.getpid(), signum)
             return
         if _committed.is_set():  # the work is kept: the command ends as it would have
+            return
+        if _holding.is_set():  # being put in place: decided when commit_point ends
+            _held.append(signum)
             return
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)

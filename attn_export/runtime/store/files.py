@@ -15,12 +15,13 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO, List, TypeVar, Union, cast
 
 from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error, printable
 from .. import schema
+from ..interrupt import commit_point
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
@@ -94,9 +95,10 @@ def short_name(name: str) -> str:
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, commit: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename, with
-    the mode a plain ``open`` would have given it (the umask's). A file system error names ``target``."""
+    the mode a plain ``open`` would have given it (the umask's). A file system error names ``target``.
+    ``commit``: that rename is the command's last step (``interrupt.commit_point``)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}.{short_name(target.name)}.", suffix=".tmp",
@@ -110,7 +112,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp_path, FILE_MODE)
-        os.replace(tmp_path, target)  # a link at target is replaced, never written through
+        with commit_point() if commit else nullcontext():
+            os.replace(tmp_path, target)  # a link at target is replaced, never written through
         fsync_directory(target.parent)
     except OSError as e:
         raise from_os_error(e, target) from None
