@@ -167,8 +167,11 @@ def bench(
         explicit = True
     targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)
                if t.artifact is None or not s.is_stream(t.artifact)]
-    if against is not None:
-        targets = [t for t in targets if t.backend == BASELINE or (t.backend, t.artifact) in verified]
+    if against is not None:  # a pair verify has not passed is said, not left out (found by attacking)
+        targets = [t if t.backend == BASELINE or t.skip is not None or (t.backend, t.artifact) in verified
+                   else replace(t, skip="verify has not passed this pair on the bytes here, and --against torch "
+                                        f"times only those (run attn-export verify {directory})")
+                   for t in targets]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:
         raise NotAvailable(none_runs(targets))

@@ -245,9 +245,11 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     from .bench import row_key
 
     marked = {row_key(r) for r in bench.get("results", []) if r.get("artifact") in gone}
+    alone = {row_key(r) for r in bench.get("results", []) if r.get("one_by_one")}
 
     def row(key: str) -> str:  # found by attacking: only the list above said so, not the rows of the tables
-        return key + (f" {STALE}" if key in marked else "")
+        # a batch of the dynamic INT8 graph is that many runs of one row (found by attacking: it read as batched)
+        return key + (" (one by one)" if key in alone else "") + (f" {STALE}" if key in marked else "")
 
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")

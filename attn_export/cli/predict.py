@@ -62,6 +62,8 @@ def command(
     predict_request(directory, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None) as predictor:
+        if not given(ctx, "backend", "precision") and (unasked := predictor.unasked()):
+            predictor.notes.append(unasked)
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path, data.first_rows)
         if predictor.head == "logits":

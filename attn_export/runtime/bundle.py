@@ -56,7 +56,7 @@ from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
-           "runtime_files", "unpack"]
+           "recommendation", "runtime_files", "unasked", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 FILLING = ".unbundle-in-progress"  # what an existing empty target holds while unbundle fills it
@@ -433,8 +433,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
             why_not = f"bench's pick {chosen['backend']} {chosen['artifact']} is not something a CPU bundle runs"
             chosen = None
-        notes.append(f"default: {chosen['backend']} {chosen['artifact']} (what {chosen['by'].replace('`', '')} "
-                     f"recommended on {chosen['cpu']})"
+        notes.append(f"recommended: {chosen['backend']} {chosen['artifact']} (what {chosen['by'].replace('`', '')} "
+                     f"measured fastest on {chosen['cpu']}), in the README's predict line; predict without "
+                     "--backend and --precision runs FP32"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
         # can be fixed (a Jetson builds its engines from them and verifies those itself)
@@ -558,6 +559,25 @@ def bundle_target(directory: Union[str, Path]) -> Optional[str]:
     directory."""
     path = Path(directory) / BUNDLE_JSON
     return store.read_json(path, schema.BUNDLE).get("for") if path.is_file() else None
+
+
+def recommendation(s: store.Store) -> Optional[Dict[str, Any]]:
+    """The pair bench recommended for a CPU bundle (its ``bundle.json``), from the store's own bytes; None for
+    an artefact directory or a bundle made without one."""
+    data = s.read(BUNDLE_JSON)
+    return None if data is None else store.parse_json(data, s.directory / BUNDLE_JSON, schema.BUNDLE).get("recommended")
+
+
+def unasked(s: store.Store, backend: str, precision: str) -> Optional[str]:
+    """What ``predict`` says when it was given no --backend or --precision and ran ``backend`` on
+    ``precision`` where its CPU bundle recommends another pair (found by attacking: the device ran FP32 while
+    the bundle's note had called the pick its "default"); None when it ran the pick, or there is none."""
+    pick = recommendation(s)
+    if pick is None or (pick["backend"], pick["precision"]) == (backend, precision):
+        return None
+    return (f"this ran {precision} on {backend}, predict's default; this bundle recommends --backend "
+            f"{pick['backend']} --precision {pick['precision']} ({pick['artifact']}, what {pick['by'].replace('`', '')} "
+            f"measured fastest on {pick['cpu']})")
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

@@ -71,9 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict a label per sequence of INPUT (.npz, .ts, .csv)")
     predict.add_argument("directory", metavar="DIR", type=_directory, help="artefact directory or bundle .tar.gz")
     predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
-    predict.add_argument("--backend", default="auto", metavar="NAME",
-                         help=f"auto (best for this device) or {DEPLOYMENT}")
-    predict.add_argument("--precision", default="fp32", choices=list(ONNX_FILES))
+    # None when not given: a CPU bundle's recommended pair is then named beside what ran
+    predict.add_argument("--backend", default=None, metavar="NAME",
+                         help=f"auto (best for this device; the default) or {DEPLOYMENT}")
+    predict.add_argument("--precision", default=None, choices=list(ONNX_FILES), help="default fp32")
     # None when not given: with --stream, which reads neither, a given one is refused (predict_request)
     predict.add_argument("--on-long", default=None, choices=["error", "truncate", "split"], help="default error")
     predict.add_argument("--batch-size", type=int, default=None, metavar="N", help=f"default {DEFAULT_BATCH}")
@@ -268,9 +269,13 @@ def _predict(args: argparse.Namespace) -> int:
     predict_request(args.directory, args.stream, args.attention, args.json,
                     [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
                      if value is not None])
-    with Predictor.load(args.directory, backend=args.backend, precision=args.precision,
+    with Predictor.load(args.directory, backend=args.backend or "auto", precision=args.precision or "fp32",
                         allow_unverified=args.allow_unverified, threads=args.threads or None,
                         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
+        if args.backend is None and args.precision is None and (unasked := predictor.unasked()):
+            predictor.notes.append(unasked)
+        for note in [] if args.json else predictor.notes:
+            print(f"note: {note}", file=sys.stderr)
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input, data.first_rows)
         if predictor.head == "logits":
@@ -323,6 +328,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
+    from .bundle import recommendation
     from .store import STREAM_FILES, Store, is_engine
     from .trt.readiness import graphs_of, not_current, readiness, render
 
@@ -336,12 +342,13 @@ def _info(args: argparse.Namespace) -> int:
             files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,
                            "verified": trust.verified, "loosened": store.loosened(name)}
         made = store.made_for()
+        pick = recommendation(store)
         lines = args.target or ([made] if made else [])
         tensorrt = readiness(graphs_of(store), lines, not_current(store)) if lines else {}
     backends = status()
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
-           "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt}
+           "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt, "recommended": pick}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -353,6 +360,9 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
+    if pick:  # found by attacking: predict runs FP32 unless told, and nothing here said what to tell it
+        print(f"recommended: predict --backend {pick['backend']} --precision {pick['precision']} ({pick['artifact']}, "
+              f"{pick['by'].replace('`', '')} on {pick['cpu']})")
     if tensorrt:
         print(("made for " + str(made) + "; " if made else "") + "TensorRT readiness:")
         print(render(tensorrt))

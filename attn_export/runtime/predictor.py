@@ -218,6 +218,13 @@ class Predictor:
             store.close()
             raise
 
+    def unasked(self) -> Optional[str]:
+        """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran
+        (``bundle.unasked``), else None."""
+        from .bundle import unasked
+
+        return None if self._store is None else unasked(self._store, self.backend_name, self.precision)
+
     def stream(self, batch: int = 1) -> "Stream":
         """A stream of ``batch`` rows on the stream graph of this predictor's precision (``model.stream.onnx``
         from ``attn-export export --stream``; ``model.stream.fp16.onnx`` and the INT8 ones from quantize), opened
