@@ -214,8 +214,10 @@ def render(d: dict[str, Any]) -> str:
             parent = f" <- {e['parent']}" if e["parent"] else ""
             size = f"{e['size_bytes']:>12,} B" if e["size_bytes"] is not None else f"{'-':>12}  "
             lines.append(f"  {name:{width}} {size}  {state}{parent}")
-        if "metrics" in d:
-            lines.append("  metrics: " + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
+        if "metrics" in d:  # of weights no longer here, said (found by attacking: the line read as current)
+            stale = (d["artifacts"].get(store.METRICS) or {}).get("state") not in (None, "current")
+            lines.append(f"  metrics{' (NOT CURRENT)' if stale else ''}: "
+                         + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
     return "\n".join(lines)
 
 

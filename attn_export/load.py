@@ -56,7 +56,7 @@ from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_
 from .errors import ConfigError, DataError
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
-from .runtime.settings import parse_override
+from .runtime.settings import _show, parse_override
 from .train import refuse_unread_model_keys
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
@@ -207,7 +207,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                               "score only)")
         if getattr(cfg, key) != getattr(recipe.model, key):
             raise ConfigError(f"{said} contradicts {source.name}, whose "
-                              f"weights make it {getattr(cfg, key)!r}; expected no override of what the weights decide")
+                              f"weights make it {_show(getattr(cfg, key))}; expected no override of what the weights "
+                              "decide")
     refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
     splits = None
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it

@@ -182,6 +182,9 @@ ROWS: dict[str, Row] = {
     "train-missing-synthetic": Row(("train", "{d}", "--set", "data.missing=ffill"), 2,
                                    "data.missing = 'ffill' is not read: data.name = 'synthetic' has no gaps"),
     "train-seed-negative": Row(("train", "{d}", "--seed", "-1"), 2, "train.seed = -1"),
+    # --seed had won silently over the --set beside it (found by attacking)
+    "train-seed-twice": Row(("train", "{d}", "--seed", "1", "--set", "train.seed=2"), 2,
+                            "--seed 1 and --set train.seed=2 both set the seed; expected one"),
     # --- directories and prerequisites -----------------------------------------------------------
     "export-missing-dir": Row(("export", "{t}/nowhere"), 2, "run attn-export train"),
     "verify-missing-dir": Row(("verify", "{t}/nowhere"), 2, "nowhere"),

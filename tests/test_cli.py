@@ -4,6 +4,7 @@ and the train / load / run commands on real files."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,20 @@ def test_inspect_describes_the_onnx_and_the_directory(tiny_dir: Path) -> None:
     text = cli("inspect", str(tiny_dir))
     assert text.returncode == 0
     assert "model.onnx" in text.stdout and "<- model.safetensors" in text.stdout
+    assert "  metrics: {" in text.stdout
+
+
+def test_inspect_marks_the_metrics_of_weights_no_longer_there(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: after load replaced the weights, inspect's metrics line still read as current."""
+    from attn_export.runtime import store
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # other weights, recorded as load records them
+    store.record(directory, "model.safetensors", "load")
+    text = cli("inspect", str(directory)).stdout
+    assert "  metrics (NOT CURRENT): {" in text and "metrics.json is stale" in text, text
 
 
 @pytest.mark.slow
@@ -273,6 +288,9 @@ def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) ->
         assert "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR" in lines[0]
     result = cli("train", "japanese-vowels.toml", cwd=ROOT)
     assert "expected a path, e.g. recipes/japanese-vowels.toml" in result.stderr
+    result = cli("run", "japanese-vowels", str(tmp_path / "X"), cwd=ROOT)  # the shipped recipe, meant (attacking)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "(a recipe's name ends in .toml: recipes/japanese-vowels.toml?)"), result.stderr
     # with --recipe given, a .toml name that is no file is the directory (found by attacking: "two recipes")
     (tmp_path / "R.toml").write_text("[model]\nhiden_size = 8\n")
     result = cli("train", "runs.toml", "--recipe", "R.toml", cwd=tmp_path)

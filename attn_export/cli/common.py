@@ -96,7 +96,12 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
             recipe_path = path
         else:
             if directory is not None:
-                raise BadInput(f"two artefact directories given ({directory} and {path}); {forms}")
+                # found by attacking: "run japanese-vowels X2" meant the shipped recipe
+                meant = [str(c) for p in (directory, path) for c in (p.with_name(p.name + ".toml"),
+                                                                     Path("recipes") / f"{p.name}.toml")
+                         if not p.is_dir() and c.is_file()]
+                raise BadInput(f"two artefact directories given ({directory} and {path}); {forms}"
+                               + (f" (a recipe's name ends in .toml: {meant[0]}?)" if meant else ""))
             if path.is_file():
                 raise BadInput(f"{path} is a file, not an artefact directory (a recipe's name ends in .toml); {forms}")
             directory = path
@@ -171,9 +176,13 @@ def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = No
     from dataclasses import replace
 
     from ..config import load_recipe
+    from ..errors import BadInput
 
     r = load_recipe(path, overrides or [])
     if seed is not None:
+        if r.train.seed != seed and any(item.partition("=")[0].replace(" ", "") == "train.seed"
+                                        for item in overrides or []):  # found by attacking: --seed won, silently
+            raise BadInput(f"--seed {seed} and --set train.seed={r.train.seed} both set the seed; expected one")
         r = replace(r, train=replace(r.train, seed=seed))
     return r
 
