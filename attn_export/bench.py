@@ -376,15 +376,21 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
     where = (f"{machine.get('cpu', machine.get('processor', 'this CPU'))}, "
              f"{threads if threads else 'default'} thread{'' if threads == 1 else 's'}")
     figures = {}
+    alone = {row_key(r) for r in result.get("results", []) if r.get("one_by_one")}
+    # ten colours, then the same ten dashed, each with its own marker: a dozen targets had shared colours on the
+    # default cycle, and the legend covered the batch-32 points (found by attacking); the legend sits outside
+    colours = plt.get_cmap("tab10").colors
     for kind in PLOTS:
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        for key, s in scaling.items():
+        fig, ax = plt.subplots(figsize=(9.5, 4.5), dpi=110)
+        for i, (key, s) in enumerate(scaling.items()):
             # keyed by int in the result bench makes, by str once read back from bench.json (report redraws)
             drawn = s.get("p50_ms_by_seq") or {} if kind == "latency" else s["throughput_by_batch"]
             series = {int(x): v for x, v in drawn.items()}
             if series:
                 xs = sorted(series)
-                ax.plot(xs, [series[x] for x in xs], marker="o", label=key)
+                ax.plot(xs, [series[x] for x in xs], marker="osD^v<>ph*"[i % 10], color=colours[i % 10],
+                        linestyle=("-", "--", ":")[i // 10 % 3],
+                        label=key + (" (one by one)" if key in alone else ""))
         if kind == "latency":
             ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)")
             ax.set_title(f"latency against sequence length, batch {min(result['batches'])}\n{where}", fontsize=9)
@@ -394,7 +400,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
                          fontsize=9)
             batch_ticks(ax, result["batches"])
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         fig.tight_layout()
         figures[kind] = fig
     return figures

@@ -388,6 +388,29 @@ def test_bench_plots_say_the_machine_and_the_threads() -> None:
         plt.close(fig)
 
 
+def test_a_dozen_bench_lines_are_told_apart_and_the_int8_one_says_one_by_one() -> None:
+    """Found by attacking: twelve targets on a ten-colour cycle shared colours, and the legend covered the
+    batch-32 points."""
+    import matplotlib.pyplot as plt
+
+    from attn_export.bench import bench_figures
+
+    keys = [f"ort-cpu model.{i}.onnx" for i in range(11)] + ["ort-cpu model.int8.onnx"]
+    result = {"scaling": {k: {"p50_ms_by_seq": {16: 0.1, 128: 0.5}, "throughput_by_batch": {1: 100.0, 32: 900.0}}
+                          for k in keys},
+              "results": [{"backend": "ort-cpu", "artifact": "model.int8.onnx", "one_by_one": True}],
+              "batches": [1, 32], "seqs": [16, 128], "machine": {"cpu": "AMD EPYC", "threads": 1}}
+    for fig in bench_figures(result).values():
+        lines = fig.axes[0].get_lines()
+        assert len({(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines}) == len(keys)
+        assert lines[-1].get_label() == "ort-cpu model.int8.onnx (one by one)"
+        legend = fig.axes[0].get_legend()
+        fig.canvas.draw()
+        frame = legend.get_window_extent()
+        assert frame.x0 >= fig.axes[0].get_window_extent().x1  # beside the plot, covering no point
+        plt.close(fig)
+
+
 def test_doctor_and_inspect_keep_their_columns(tiny_dir: Path) -> None:
     """``doctor``'s backend column slipped on openvino-bf16, ``inspect DIR``'s on long file names."""
     lines = cli("doctor").stdout.splitlines()
