@@ -743,6 +743,12 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert any(f"no recommended default, predict's example runs FP32: bench.json's pick {overall['backend']} "
                f"{overall['artifact']} is not current: {overall['artifact']} is not the file this result measured"
                in n for n in again.notes), again.notes
+    (directory / "bench.json").write_text(measured[:300])  # damaged: the pick is withheld, not the bundle (attacking)
+    damaged = pack(directory, tmp_path / "cpu3.tar.gz", "cpu")
+    assert any(n.startswith("no recommended default, predict's example runs FP32: ") and "bench.json is not valid "
+               "JSON" in n and n.endswith("(run attn-export bench --against torch again, or remove bench.json)")
+               for n in damaged.notes), damaged.notes
+    (directory / "bench.json").write_text(json.dumps(timed))
     # found by attacking: the report's "now" column said "verified" beside that very line
     assert cli("report", str(directory)).returncode == 0
     rows = [line for line in (directory / "report.md").read_text().splitlines()

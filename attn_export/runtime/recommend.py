@@ -175,13 +175,17 @@ def not_timed(s: Any, bench: Mapping[str, Any], name: str) -> Optional[str]:
 def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     """``bench.json``'s overall recommendation when the bytes it timed are still the ones here (with the CPU
     it was measured on), else None and why not."""
+    from ..errors import BadInput
     from .schema import BENCH
     from .store import BENCH_JSON, VERIFY_JSON, parse_json
 
     data = s.read(BENCH_JSON)
     if data is None:
         return None, f"no {BENCH_JSON}: run attn-export bench --against torch to choose"
-    bench = parse_json(data, s.directory / BENCH_JSON, BENCH)
+    try:
+        bench = parse_json(data, s.directory / BENCH_JSON, BENCH)
+    except BadInput as e:  # a pick is optional: a damaged file withholds it, and says how to have one again
+        return None, f"{e} (run attn-export bench --against torch again, or remove {BENCH_JSON})"
     rec = bench.get("recommended") or {}
     chosen = rec.get("overall")
     if not chosen:
