@@ -51,7 +51,7 @@ from .runtime.targets import Target, discover, parse_backends
 from .runtime.verify import none_runs
 from .runtime.timing import Budget, percentiles, time_interleaved
 
-__all__ = ["BENCH_JSON", "PLOTS", "bench", "bench_figures", "row_key", "write_plots"]
+__all__ = ["BENCH_JSON", "ONE_BY_ONE_LABEL", "PLOTS", "bench", "bench_figures", "one_by_one_keys", "row_key", "write_plots"]
 
 BENCH_JSON, PLOTS = store.BENCH_JSON, store.PLOTS
 
@@ -315,6 +315,15 @@ def _end_to_end(backend: Backend, feeds: dict[str, np.ndarray]) -> Callable[[], 
     return run
 
 
+ONE_BY_ONE_LABEL = " (one by one)"  # a batch of the dynamic INT8 graph is that many runs of one row (predict's way)
+
+
+def one_by_one_keys(results: Sequence[dict[str, Any]]) -> set[str]:
+    """The targets whose rows ran one sequence at a time: labelled so wherever they are shown (found by
+    attacking: at batch 32 the row read as batched)."""
+    return {row_key(r) for r in results if r.get("one_by_one")}
+
+
 def row_key(row: dict[str, Any]) -> str:
     suffix = " (CUDA graph)" if row.get("cuda_graph") else " (end to end)" if row.get("end_to_end") else ""
     return f"{row['backend']} {row['artifact']}{suffix}"
@@ -376,7 +385,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
     where = (f"{machine.get('cpu', machine.get('processor', 'this CPU'))}, "
              f"{threads if threads else 'default'} thread{'' if threads == 1 else 's'}")
     figures = {}
-    alone = {row_key(r) for r in result.get("results", []) if r.get("one_by_one")}
+    alone = one_by_one_keys(result.get("results", []))
     # ten colours, then the same ten dashed, each with its own marker: a dozen targets had shared colours on the
     # default cycle, and the legend covered the batch-32 points (found by attacking); the legend sits outside
     colours = plt.get_cmap("tab10").colors
@@ -390,7 +399,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
                 xs = sorted(series)
                 ax.plot(xs, [series[x] for x in xs], marker="osD^v<>ph*"[i % 10], color=colours[i % 10],
                         linestyle=("-", "--", ":")[i // 10 % 3],
-                        label=key + (" (one by one)" if key in alone else ""))
+                        label=key + (ONE_BY_ONE_LABEL if key in alone else ""))
         if kind == "latency":
             ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)")
             ax.set_title(f"latency against sequence length, batch {min(result['batches'])}\n{where}", fontsize=9)

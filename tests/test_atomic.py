@@ -239,25 +239,38 @@ def test_committed_ignores_a_signal_inside_its_command_only() -> None:
             time.sleep(1)
 
 
-def test_a_signal_sent_while_the_work_is_put_in_place_lands_after_it_is_marked_kept(tmp_path: Path) -> None:
+def test_a_signal_sent_while_the_work_is_put_in_place_lands_after_it_is_marked_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by attacking: a SIGTERM between a bundle's rename and its mark exited 143, "interrupted", with the
     bundle in place. The rename and the mark are one step now: a signal sent inside it waits for the mark (and
     is ignored); sent inside a step that fails, it interrupts as before."""
     from attn_export.runtime.interrupt import commit_point, interruptible, was_committed
 
-    target = tmp_path / "b.tar.gz"
+    from attn_export.runtime.store import files
+
+    target, rename = tmp_path / "b.tar.gz", os.replace
+
+    def renamed_then_signalled(src: object, dst: object) -> None:  # the signal lands just after the rename
+        rename(src, dst)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files.os, "replace", renamed_then_signalled)
     with interruptible():
         with store.atomic_path(target, commit=True) as tmp:
             tmp.write_bytes(b"bundle")
-            with commit_point():  # as the rename does: the signal sent in here is held back
-                os.kill(os.getpid(), signal.SIGTERM)
-                assert not was_committed()
         time.sleep(0.2)
     assert was_committed() and target.read_bytes() == b"bundle"
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted):  # the same rename, not the command's last step: interrupted as before
+        with interruptible():
+            with store.atomic_path(tmp_path / "other", commit=False) as tmp:
+                tmp.write_bytes(b"x")
+            time.sleep(1)
+    monkeypatch.undo()
+    with pytest.raises(Interrupted):  # a step that fails: the signal it held interrupts
         with interruptible():
             with commit_point():
-                os.kill(os.getpid(), signal.SIGTERM)
+                with commit_point():  # nested: the outer one decides
+                    os.kill(os.getpid(), signal.SIGTERM)
                 raise OSError("the rename failed")
     assert not was_committed()
 

@@ -18,6 +18,7 @@ from attn_export.config import (
     ModelConfig,
     Recipe,
     TrainConfig,
+    VerifyConfig,
     load_recipe,
     recipe_from_dict,
     recipe_to_dict,
@@ -362,3 +363,14 @@ def test_a_recipe_given_by_its_bare_name_is_pointed_to(tmp_path: Path, monkeypat
     with pytest.raises(ConfigError, match=r"recipe file '.*' does not exist; expected a path, e\.g\. .*recipes/"
                                           r"japanese-vowels\.toml \(a recipe this repository ships\)"):
         load_recipe(name)
+
+
+def test_the_recipe_settings_said_beside_a_verdict_leave_out_what_a_set_overrode() -> None:
+    """Found by review: "--set verify.budget_multiple=60; the recipe's [verify] budget_multiple=50.0" read as if
+    both applied."""
+    from attn_export.runtime.settings import not_default
+
+    config = VerifyConfig(budget_multiple=50.0, int8_max_accuracy_drop=0.05)
+    assert not_default(config) == ["budget_multiple=50.0 (default 4.0)", "int8_max_accuracy_drop=0.05 (default 0.01)"]
+    assert not_default(config, ["verify.budget_multiple=60"]) == ["int8_max_accuracy_drop=0.05 (default 0.01)"]
+    assert not_default(VerifyConfig()) == []

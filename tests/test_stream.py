@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 
 from attn_export.backends import REGISTRY
-from attn_export.config import VerifyConfig
 from attn_export.errors import BadInput, WorkFailed
 from attn_export.runtime import Predictor
 from attn_export.runtime import store
@@ -432,7 +431,7 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     result = cli("verify", str(directory), "--backends", "ort-cpu,openvino-cpu", "--json")
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr  # a tiny model's INT8 may flip
     report = json.loads(result.stdout)
-    limits = VerifyConfig()
+    limits = store.Store(directory).info.verify  # the recipe's own bars
     for name in int8_streams:  # judged like the INT8 graphs: structure per update, decisions on the test split
         rows = [r for r in report["results"] if r["artifact"] == name]
         assert {r["backend"] for r in rows} == {"ort-cpu", "openvino-cpu"}, name

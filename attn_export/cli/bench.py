@@ -116,6 +116,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     """The timings table and the latency-vs-seq fits, on stderr."""
     from rich.text import Text
 
+    from ..bench import ONE_BY_ONE_LABEL
     from ..runtime.timing import fit_text
 
     out = console(stderr=True)
@@ -132,8 +133,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
                                                    " (end to end)" if r.get("end_to_end") else "")
         ratio = result["ratios"]["by_shape"].get(f"b{r['batch']} s{r['seq']}", {}).get(key)
         lat = r["latency_ms"]
-        # a batch of the dynamic INT8 graph is that many runs of one row (found by attacking: it read as batched)
-        t.add_row(key + (" (one by one)" if r.get("one_by_one") else ""), str(r["batch"]), str(r["seq"]),
+        t.add_row(key + (ONE_BY_ONE_LABEL if r.get("one_by_one") else ""), str(r["batch"]), str(r["seq"]),
                   ms_text(lat['p50']), ms_text(lat['p90']),
                   ms_text(lat['p99']), ms_text(lat['mean']), f"{r['throughput_seq_per_s']:,.0f}",
                   "-" if ratio is None else f"{ratio:.2f}x")

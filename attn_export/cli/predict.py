@@ -74,6 +74,8 @@ def command(
                 print_json(document)
             else:
                 typer.echo("\n".join(stream_table(document["updates"], predictor.head)))
+                for note in predictor.notes:  # found by review: said on the device, not here
+                    typer.echo(f"note: {note}", err=True)
                 if document["accuracy"] is not None:
                     typer.echo(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, "
                                "each sequence's last update)", err=True)

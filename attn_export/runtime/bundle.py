@@ -53,6 +53,7 @@ from . import store, schema
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
+from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
@@ -360,8 +361,9 @@ class BundleResult:
 def artifact_names(s: store.Store, target: str) -> List[str]:
     """The artefacts here that a ``target`` bundle packs (each must be current to be packed)."""
     present = s.present()
-    if target == "triton":  # Triton serves the FP32 graphs: one recorded and missing is refused, not left out
-        return [n for n in (store.ONNX_FP32, store.STREAM_ONNX) if n in s.entries]
+    if target == "triton":  # Triton serves the FP32 graphs: a recorded model.onnx missing is refused, not left out
+        return [n for n in (store.ONNX_FP32, store.STREAM_ONNX)
+                if n in present or (n == store.ONNX_FP32 and n in s.entries)]
     names = [n for n in (*ONNX_FILES, *store.STREAM_FILES.values()) if n in present]
     if target == "jetson":
         names += sorted(n for n in present if store.is_engine(n))
@@ -421,6 +423,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     loosened = sorted({o for n in names for o in s.loosened(n)})
     if loosened:  # found by a user: a 100x budget passed like any verdict, said nowhere past verify.json
         notes.append(f"verified with --set {', '.join(loosened)}, not the recipe's own [verify] settings")
+    settings = not_default(info.verify)
+    if settings and any(s.state(n).verified for n in names):  # as verify's headline says it (found by review)
+        notes.append(f"verified under the recipe's [verify] {', '.join(settings)}")
     if target == "triton" and store.STREAM_ONNX not in names:  # said, not left to be noticed (found by attacking)
         from .streaming import not_streamable
 

@@ -51,7 +51,11 @@ def commit_point() -> Iterator[None]:
     again if the block failed. Found by attacking: a SIGTERM between a bundle's rename and its mark exited 143,
     "interrupted", with the bundle in place. Held by the handler, not by masking the signal: the kernel gives a
     signal to any thread that does not mask it (ONNX Runtime's, pytest-xdist's), and Python's handler then runs
-    in the main thread all the same."""
+    in the main thread all the same. Inside another, it leaves the outer one to decide (found by review: the
+    inner one had cleared a signal the outer one held)."""
+    if _holding.is_set():
+        yield
+        return
     _held.clear()
     _holding.set()
     try:

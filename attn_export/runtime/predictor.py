@@ -48,6 +48,7 @@ from .iospec import IOSpec, class_logits
 from .limits import DEFAULT_BATCH, check_batch_size, check_threads
 from .precisions import PRECISIONS, one_by_one
 from .readers import FLOAT32_MAX
+from .settings import not_default
 from .store import Artifact, Store
 
 if TYPE_CHECKING:
@@ -211,6 +212,9 @@ class Predictor:
             if loosened:
                 notes = notes + [f"{artifact.name} was verified with --set {', '.join(loosened)}, not the recipe's "
                                  "own [verify] settings"]
+            settings = not_default(store.info.verify)
+            if settings and artifact.verified:  # said as verify's headline says it (found by review)
+                notes = notes + [f"{artifact.name} was verified under the recipe's [verify] {', '.join(settings)}"]
             predictor = cls(impl, artifact, notes, batch_size, store)
             predictor._options = (allow_unverified, threads)
             return predictor

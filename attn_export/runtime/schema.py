@@ -297,7 +297,10 @@ BUNDLE_TARGETS = ("cpu", "jetson", "triton")  # what a bundle is made for (bundl
 BUNDLE = Obj({"schema": Value(f"{BUNDLE_FORMAT} (the bundle format this attn-export reads)",
                               lambda v: type(v) is int and v == BUNDLE_FORMAT),
               "for": _one_of(*BUNDLE_TARGETS), "created_by": STR,
-              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size")))},
+              "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size"))),
+              # a CPU bundle's pick, which predict and info name (found by review: an edited one was a traceback)
+              "recommended": Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "by": STR, "cpu": STR},
+                                 ("backend", "artifact", "precision", "by", "cpu"))},
              ("schema", "for", "files"))
 
 

@@ -291,11 +291,13 @@ def section_to_table(config: _Section) -> Dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def not_default(config: _Section) -> List[str]:
-    """``config``'s values that are not its class's defaults, "key=value (default d)", in declaration order."""
+def not_default(config: _Section, overrides: Sequence[str] = ()) -> List[str]:
+    """``config``'s values that are not its class's defaults, "key=value (default d)", in declaration order; the
+    keys ``overrides`` (``section.key=value``) set are left out, said with them (found by review)."""
     out = []
+    overridden = {parse_override(item)[1] for item in overrides}
     for f in dataclasses.fields(config):  # every field of a section has a plain default
-        if getattr(config, f.name) != f.default:
+        if getattr(config, f.name) != f.default and f.name not in overridden:
             out.append(f"{f.name}={_show(getattr(config, f.name))} (default {_show(f.default)})")
     return out
 

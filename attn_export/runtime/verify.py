@@ -1080,7 +1080,7 @@ def verify(
         tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
                     "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         overrides=list(overrides),
-        recipe_settings=not_default(info.verify),
+        recipe_settings=not_default(info.verify, overrides),
         deployment_max_seq=deploy,
         budget={"intrinsic": extra.reference.meta.get("intrinsic"), "rule": BUDGET_RULE},
         sweep={"cases": len(extra.reference.cases),
