@@ -347,10 +347,11 @@ def _info(args: argparse.Namespace) -> int:
         lines = args.target or ([made] if made else [])
         tensorrt = readiness(graphs_of(store), lines, not_current(store)) if lines else {}
     backends = status()
+    settings = not_default(info.verify)
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
            "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
            "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt, "recommended": pick,
-           "recipe_settings": not_default(info.verify)}
+           "recipe_settings": settings}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -360,8 +361,8 @@ def _info(args: argparse.Namespace) -> int:
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")
         shown = state["verifiable"] and state["state"] == "current"  # a verdict on stale bytes says nothing
         print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")
-    if out["recipe_settings"]:  # the verdicts above were given under them (found by review)
-        print(f"  verdicts under the recipe's [verify] {', '.join(out['recipe_settings'])}")
+    if settings:  # the verdicts above were given under them (found by review)
+        print(f"  verdicts under the recipe's [verify] {', '.join(settings)}")
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
     if pick:  # found by attacking: predict runs FP32 unless told, and nothing here said what to tell it
