@@ -537,6 +537,7 @@ def test_unbundle_without_data_filter(model_dir: Path, tmp_path: Path, monkeypat
                           np.frombuffer((model_dir / "model.onnx").read_bytes(), np.uint8))
 
 
+@pytest.mark.slow  # 15-30 s: kept out of the default run's time
 def test_a_loaded_models_jetson_bundle_says_how_to_give_its_sequence_range(tmp_path: Path) -> None:
     """A model ``load`` imported has no training lengths, so its engines' sequence range must be given. Found
     by attacking: ``bundle --for jetson`` said "give --opt-seq and --max-seq", options only ``build`` has;

@@ -516,6 +516,7 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     assert main(["load", str(tmp_path / "stacked.pt"), str(tmp_path / "art"), "--set", "model.dropout=0.1"]) == 0
 
 
+@pytest.mark.slow  # 15-30 s: kept out of the default run's time
 def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_path: Path) -> None:
     """Found by a user: with no recipe, load recorded the default recipe's synthetic data, so a 4-feature
     import was judged on it (test accuracy 0.33 of an unrelated task) and INT8 Q/DQ calibrated on it.

@@ -266,6 +266,7 @@ def test_japanese_vowels_variants_meet_the_accuracy_bars(tmp_path: Path) -> None
     assert report["fp16"]["argmax_agreement"] >= 0.995
 
 
+@pytest.mark.slow  # 15-30 s: kept out of the default run's time
 def test_an_opset_21_model_gets_a_qdq_graph_onnx_runtime_opens(tmp_path: Path) -> None:
     """Found by attacking: from an opset-21 export, ONNX Runtime could not open the Q/DQ graph its own quantiser
     made (its QDQ propagation: "output_dtype INT8 does not match y_zero_point type UINT8"), so quantize and the

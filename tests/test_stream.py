@@ -579,6 +579,8 @@ def test_a_stream_whose_comparator_cannot_be_used_is_not_judged(streamed: Path, 
     assert files[store.STREAM_ONNX]["verifiable"] and files[store.STREAM_ONNX]["verified"] is True
 
 
+@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(streamed: Path, tmp_path: Path) -> None:
     """A bidirectional model run where a causal one had its stream graphs: they stayed, stale, failing every
     verify and bundle after, and export --stream (the fix they named) refuses a bidirectional model. run
@@ -602,6 +604,8 @@ def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(strea
     assert store.STREAM_ONNX not in recorded and gone not in recorded
 
 
+@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_a_run_that_removes_the_stream_graphs_does_not_also_advise_removing_them(streamed: Path,
                                                                                  tmp_path: Path) -> None:
     """Found by attacking: a bidirectional run over a causal model's directory had quantize say "model.stream.

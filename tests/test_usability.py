@@ -471,6 +471,7 @@ def _on_a_terminal(*args: str) -> tuple[int, str]:
     return child.wait(timeout=600), re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colours and cursor moves out
 
 
+@pytest.mark.slow  # 15-30 s: kept out of the default run's time
 def test_long_stages_show_progress_on_a_terminal_only(model_dir: Path) -> None:
     """export printed nothing for 53 s and verify for 145 s on a loaded machine. On a terminal each shows
     what it is checking and n of N; under --json, or when stderr is not a terminal, no bar."""
