@@ -113,6 +113,8 @@ _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 
                 RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
                 SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
                 StringSplit TfIdfVectorizer Unique""".split()))
+# its "N" operators were read from an operators.md headed "TensorRT 10.15" (opset 9 to 24, this row's range; the
+# library held no copy at 7c51a63a itself): an operator 11.1 added since would be flagged here wrongly
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
                 "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "constant", False,
                 frozenset({INT8_T, FLOAT8E4M3_T, INT4_T, FLOAT4_T}),
