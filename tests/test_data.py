@@ -202,6 +202,35 @@ def test_ts_malformed_values_and_structure(tmp_path: Path) -> None:
         read_ts(p)
 
 
+def test_ts_headers_that_contradict_the_data_or_each_other_are_refused_by_line(tmp_path: Path) -> None:
+    """Found by attacking: @univariate true beside @dimensions 6, a @seriesLength the data did not have, a
+    second @classLabel line with other names (the last silently won) and a class declared twice were all
+    read (the last by predict; train refused it without a line). Each is now one line naming it."""
+    cases = {
+        "@univariate true\n@dimensions 2\n@data\n1:2:a\n": ":3: @univariate true but @dimensions 2",
+        "@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n": ":5: 2 steps; expected 3 (@seriesLength)",
+        "@equalLength true\n@classLabel true a\n@data\n1,2,3:a\n\n1,2:a\n":
+            ":6: 2 steps; expected 3 as in the first series (@equalLength true)",
+        "@classLabel true a b a\n@data\n1:a\n": ":1: declared class labels repeat 'a'; expected each label once",
+        "@classLabel true a b\n# order matters: it is the class index\n@classLabel true b a\n@data\n1:a\n":
+            ":3: @classLabel 'true b a' contradicts line 1's 'true a b'; expected each header once",
+        "@dimensions 1\n@DIMENSIONS 2\n@data\n1:a\n": ":2: @DIMENSIONS '2' contradicts line 1's '1'",
+        "@seriesLength 0\n@data\n1:a\n": ":1: @seriesLength '0'; expected a positive integer",
+    }
+    for i, (text, expected) in enumerate(cases.items()):
+        p = write(tmp_path, text, f"h{i}.ts")
+        with pytest.raises(DataError) as e:
+            read_ts(p)
+        assert one_line_error(e).startswith(str(p) + expected), text
+    # what the format allows still reads: @seriesLength of a file not of equal length, a header repeated with
+    # the same value (case of true/false aside), a repeated @problemName (the archive's UnitTest_TEST.ts)
+    for i, text in enumerate(["@equalLength false\n@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n",
+                              "@univariate true\n@univariate TRUE\n@dimensions 1\n@classLabel true a\n@data\n1,2:a\n",
+                              "@problemName x\n@problemName y\n@seriesLength 2\n@equalLength true\n@data\n1,2:a\n3,4:a\n"]):
+        seqs, _, _ = read_ts(write(tmp_path, text, f"ok{i}.ts"))
+        assert [len(s) for s in seqs] in ([3, 2], [2], [2, 2])
+
+
 def test_ts_label_field_cases(tmp_path: Path) -> None:
     seqs, raw, declared = read_ts(write(tmp_path, "@classLabel false\n@data\n1,2:3,4\n5:6\n"))
     assert raw == ["", ""] and declared is None and [s.shape for s in seqs] == [(2, 2), (1, 2)]
@@ -717,7 +746,7 @@ def test_a_data_error_names_its_file(tmp_path: Path) -> None:
     """Found by attacking: a .ts header's repeated label and a test file of another width said neither file."""
     (tmp_path / "dup.ts").write_text("@problemName x\n@classLabel true a a b\n@data\n1,2:a\n3,4:b\n")
     result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'dup.ts'}")
-    assert result.returncode == 2 and f"{tmp_path / 'dup.ts'}: declared class labels repeat 'a'" in result.stderr
+    assert result.returncode == 2 and f"{tmp_path / 'dup.ts'}:2: declared class labels repeat 'a'" in result.stderr
     (tmp_path / "train.csv").write_text("sequence,a,label\n" + "".join(f"s{i},{i},{'xy'[i % 2]}\n" for i in range(8)))
     np.savez(tmp_path / "test.npz", x=np.ones((2, 3, 2), np.float32), y=np.array(["x", "y"]))  # unnamed columns
     result = cli("train", str(tmp_path / "m"), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}",

@@ -24,6 +24,12 @@ channels of one series may not. ``inf`` and values beyond float32 are refused un
   than ``@dimensions`` (or, without ``@dimensions``, when it has at least two fields; a last field that
   is a list of values is then refused as a channel, not a label).
 * ``@timeStamps true`` files are refused (no archive classification file uses them).
+* Headers that contradict the data or each other are refused: ``@seriesLength`` (unless ``@equalLength
+  false``) against each series' steps, ``@equalLength true`` against the first series' length,
+  ``@univariate true`` with ``@dimensions`` above 1, a class label declared twice, and a second
+  ``@classLabel``, ``@targetLabel``, ``@dimensions``, ``@univariate``, ``@equalLength`` or ``@seriesLength``
+  line with another value (a repeated ``@problemName`` is taken as the archive's UnitTest file has it: the
+  last one).
 
 ``.npz`` files (``read_npz``)
 ----------------------------
@@ -100,6 +106,15 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
         return seq
     return np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
                      for c, g in zip(seq.T, gaps.T)], axis=1)
+
+
+_ONE_VALUE_HEADERS = ("classlabel", "targetlabel", "dimensions", "univariate", "equallength", "serieslength")
+
+
+def _words(value: str) -> List[str]:
+    """A header's value as compared with a repeat of it: ``true``/``false`` in any case, names as written."""
+    words = value.split()
+    return [words[0].lower(), *words[1:]] if words else []
 
 
 def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
@@ -181,6 +196,10 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
     target_label: Optional[bool] = None
     dims: Optional[int] = None
     univariate: Optional[bool] = None
+    equal_length: Optional[bool] = None
+    series_length: Optional[int] = None
+    first_steps: Optional[int] = None  # the first series' length, which @equalLength true holds every one to
+    seen: Dict[str, Tuple[int, str]] = {}  # a header's first line and value: a second, different one contradicts it
     problem = Path(p).stem
     in_data = False
     has_label: Optional[bool] = None
@@ -200,15 +219,29 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             parts = s[1:].split(None, 1)
             key = parts[0].lower() if parts else ""
             value = parts[1].strip() if len(parts) > 1 else ""
+            if key in _ONE_VALUE_HEADERS:
+                first = seen.setdefault(key, (lineno, value))
+                if _words(first[1]) != _words(value):  # found by attacking: the last of two silently won
+                    raise DataError(f"{p}:{lineno}: @{parts[0]} {_show(value)} contradicts line {first[0]}'s "
+                                    f"{_show(first[1])}; expected each header once")
             if key == "data":
                 in_data = True
                 if class_label and target_label:
                     raise DataError(f"{p}:{lineno}: both @classLabel and @targetLabel are true; expected one")
+                if univariate and dims is not None and dims != 1:
+                    raise DataError(f"{p}:{lineno}: @univariate true but @dimensions {dims}; expected "
+                                    "@univariate false for more than one channel, or @dimensions 1")
+                if equal_length is False:  # @seriesLength speaks of equal-length files only
+                    series_length = None
             elif key == "classlabel":
                 class_label = _bool_header(p, lineno, "classLabel", value)
                 if class_label:
                     names = value.split()[1:]
                     declared = names if names else None
+                    twice = sorted({n for n in names if names.count(n) > 1})
+                    if twice:  # one rule for train and predict (found by attacking: predict read such a file)
+                        raise DataError(f"{p}:{lineno}: declared class labels repeat {_show(twice[0])}; "
+                                        "expected each label once")
             elif key == "targetlabel":
                 target_label = _bool_header(p, lineno, "targetLabel", value)
             elif key == "dimensions":
@@ -220,6 +253,15 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
                     raise DataError(f"{p}:{lineno}: @dimensions {_show(value)}; expected a positive integer")
             elif key == "univariate":
                 univariate = _bool_header(p, lineno, "univariate", value)
+            elif key == "equallength":
+                equal_length = _bool_header(p, lineno, "equalLength", value)
+            elif key == "serieslength":
+                try:
+                    series_length = int(value)
+                except ValueError:
+                    series_length = -1
+                if series_length < 1:
+                    raise DataError(f"{p}:{lineno}: @seriesLength {_show(value)}; expected a positive integer")
             elif key == "timestamps":
                 if _bool_header(p, lineno, "timeStamps", value):
                     raise DataError(f"{p}:{lineno}: @timeStamps true is not supported; expected @timeStamps false")
@@ -289,6 +331,12 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
         if values is None:
             channels = [_parse_channel(p, lineno, c, t, missing) for c, t in enumerate(fields)]
             values = np.concatenate(channels)
+        if series_length is not None and counts[0] != series_length:
+            raise DataError(f"{p}:{lineno}: {counts[0]} steps; expected {series_length} (@seriesLength)")
+        if equal_length and first_steps is not None and counts[0] != first_steps:
+            raise DataError(f"{p}:{lineno}: {counts[0]} steps; expected {first_steps} as in the first series "
+                            "(@equalLength true)")
+        first_steps = counts[0] if first_steps is None else first_steps
         # float() of an empty string fails, so every channel has >= 1 value here
         seqs.append(values.reshape(len(fields), counts[0]).T.astype(np.float32))
         raw.append(label)
