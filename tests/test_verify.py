@@ -144,6 +144,14 @@ def test_the_report_renders_the_table_and_the_heatmaps(verified: tuple[Path, dic
     report = (directory / "report.md").read_text()
     assert "Verification PASSED" in report and "| ort-cpu | model.int8.onnx | int8-dynamic | **passed**" in report
     assert (directory / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # found by attacking: the accuracy's split size, the seed and the epochs, and the cases a row's backend did not
+    # run (a slow interpreter's size limit) were said in metrics.json and verify.json only
+    trained = json.loads((directory / "metrics.json").read_text())
+    assert (f"on 300 test sequences of `{trained['data']}` (seed {trained['seed']}; {trained['epochs']} of 3 epochs"
+            in report)
+    not_run = report.split("Cases not run (each row above was judged on the others):", 1)[1].split("\n\n")[1]
+    assert "onnx-ref `model.onnx`" in not_run and "onnx-ref runs batch x seq <= 4096 only" in not_run
+    assert "ort-cpu `model.onnx`" not in not_run
     samples = result["attention_samples"]
     assert len(samples["by_target"]) >= 4
     for rows in samples["by_target"].values():  # trimmed to each sequence's length
@@ -595,7 +603,7 @@ def test_the_reports_picks_are_verified_only_while_verify_json_passes_the_pair(
     (directory / "verify.json").unlink()
     now = picks()
     assert now and set(now) == {"no passing row in verify.json now (no verify.json: run attn-export verify first)"}, now
-    assert "ships no default" in (directory / "report.md").read_text()
+    assert "recommends no pair" in (directory / "report.md").read_text()
 
 
 def test_the_device_names_the_bundles_pick_when_it_was_not_asked_for_one(verified: tuple[Path, dict, object],

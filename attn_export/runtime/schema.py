@@ -188,6 +188,7 @@ METRICS = Obj({
     "train": _SPLIT, "val": _SPLIT, "test": _SPLIT,
     "epochs": INT, "wall_seconds": NUMBER, "seed": INT,
     "data_files": Table(STR, Obj({"sha256": SHA256, "path": STR})),
+    "epochs_planned": INT, "stopped_early": BOOL, "best_epoch": INT, "sizes": Obj({"test": INT}),
 }, ("test",))
 
 # --------------------------------------------------------------------------------------------------
