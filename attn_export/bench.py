@@ -51,7 +51,8 @@ from .runtime.targets import Target, discover, parse_backends
 from .runtime.verify import none_runs
 from .runtime.timing import Budget, percentiles, time_interleaved
 
-__all__ = ["BENCH_JSON", "ONE_BY_ONE_LABEL", "PLOTS", "bench", "bench_figures", "one_by_one_keys", "row_key", "write_plots"]
+__all__ = ["BENCH_JSON", "NOT_VERIFIED_LABEL", "ONE_BY_ONE_LABEL", "PLOTS", "bench", "bench_figures", "row_key",
+           "shown_as", "write_plots"]
 
 BENCH_JSON, PLOTS = store.BENCH_JSON, store.PLOTS
 
@@ -140,6 +141,7 @@ def bench(
     explicit = named is not None
     # the stream graph takes chunks and a state, not whole sequences: bench --stream times it
     verified, unverified = verified_pairs(s)
+    passed = set(verified)  # each timed row says whether its pair was one of these (PyTorch is the model itself)
     if against is not None:  # every verified pair a deployment runs (opt-in ones too), and the baseline
         if s.state(WEIGHTS).state == "missing":  # not "backend torch-cpu was asked for": the user asked no backend
             raise MissingPrerequisite(f"bench --against torch times PyTorch eager on {WEIGHTS}, which {directory} "
@@ -208,6 +210,9 @@ def bench(
     finally:
         for _, backend in opened:
             backend.close()
+    for r in results:
+        if REGISTRY[r["backend"]].kind != "torch":
+            r["verified"] = (r["backend"], r["artifact"]) in passed
     reference = _reference_label(runnable)
     machine = _machine(threads)
     out: dict[str, Any] = {
@@ -316,12 +321,16 @@ def _end_to_end(backend: Backend, feeds: dict[str, np.ndarray]) -> Callable[[], 
 
 
 ONE_BY_ONE_LABEL = " (one by one)"  # a batch of the dynamic INT8 graph is that many runs of one row (predict's way)
+NOT_VERIFIED_LABEL = " (not verified)"  # a pair verify had not passed on the bytes timed
 
 
-def one_by_one_keys(results: Sequence[dict[str, Any]]) -> set[str]:
-    """The targets whose rows ran one sequence at a time: labelled so wherever they are shown (found by
-    attacking: at batch 32 the row read as batched)."""
-    return {row_key(r) for r in results if r.get("one_by_one")}
+def shown_as(results: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each target's name as the console, the plots and the report show it: a target whose rows ran one
+    sequence at a time says so (found by attacking: at batch 32 the row read as batched), and so does a pair
+    verify had not passed when it was timed (found by attacking: plain bench timed them beside the verified
+    ones, unmarked)."""
+    return {row_key(r): row_key(r) + (ONE_BY_ONE_LABEL if r.get("one_by_one") else "")
+            + (NOT_VERIFIED_LABEL if r.get("verified") is False else "") for r in results}
 
 
 def row_key(row: dict[str, Any]) -> str:
@@ -385,7 +394,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
     where = (f"{machine.get('cpu', machine.get('processor', 'this CPU'))}, "
              f"{threads if threads else 'default'} thread{'' if threads == 1 else 's'}")
     figures = {}
-    alone = one_by_one_keys(result.get("results", []))
+    names = shown_as(result.get("results", []))
     # ten colours, then the same ten dashed, each with its own marker: a dozen targets had shared colours on the
     # default cycle, and the legend covered the batch-32 points (found by attacking); the legend sits outside
     colours = plt.get_cmap("tab10").colors
@@ -399,7 +408,7 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
                 xs = sorted(series)
                 ax.plot(xs, [series[x] for x in xs], marker="osD^v<>ph*"[i % 10], color=colours[i % 10],
                         linestyle=("-", "--", ":")[i // 10 % 3],
-                        label=key + (ONE_BY_ONE_LABEL if key in alone else ""))
+                        label=names.get(key, key))
         if kind == "latency":
             ax.set(xlabel="sequence length (steps)", ylabel="p50 latency (ms)")
             ax.set_title(f"latency against sequence length, batch {min(result['batches'])}\n{where}", fontsize=9)

@@ -251,13 +251,13 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         gone = set(stale)
         lines += [f"- not current: {_cell(p)}" for p in stale.values()] + ([""] if stale else [])
 
-    from .bench import ONE_BY_ONE_LABEL, one_by_one_keys, row_key
+    from .bench import row_key, shown_as
 
     marked = {row_key(r) for r in bench.get("results", []) if r.get("artifact") in gone}
-    alone = one_by_one_keys(bench.get("results", []))
+    names = shown_as(bench.get("results", []))
 
     def row(key: str) -> str:  # found by attacking: only the list above said so, not the rows of the tables
-        return key + (ONE_BY_ONE_LABEL if key in alone else "") + (f" {STALE}" if key in marked else "")
+        return names.get(key, key) + (f" {STALE}" if key in marked else "")
 
     for file in (bench.get("plots") or {}).values():
         lines.append(f"![{file}]({file})")

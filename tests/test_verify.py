@@ -684,6 +684,19 @@ def test_bench_against_torch_says_which_pair_it_leaves_out_and_why(verified: tup
     assert "ort-cpu model.int8.onnx (one by one)" in said
     assert cli("report", str(directory)).returncode == 0
     assert "| ort-cpu model.int8.onnx (one by one) |" in (directory / "report.md").read_text()
+    # plain bench times the unverified pair too, and every place it shows it says so (found by attacking: it
+    # stood unmarked beside the verified ones)
+    plain = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "16", "--seconds", "0.05")
+    said = " ".join((plain.stdout + plain.stderr).split())
+    assert plain.returncode == 0 and "ort-cpu model.int8-qdq.onnx (not verified)" in said, said
+    assert "ort-cpu model.onnx (not verified)" not in said and "not verified rows marked (not verified)" in said
+    rows = json.loads((directory / "bench.json").read_text())["results"]
+    assert {r["artifact"]: r.get("verified") for r in rows} == {
+        "model.onnx": True, "model.fp16.onnx": True, "model.int8.onnx": True, "model.int8-qdq.onnx": False}
+    assert cli("report", str(directory)).returncode == 0
+    assert "| ort-cpu model.int8-qdq.onnx (not verified) |" in (directory / "report.md").read_text()
+    assert cli("bench", str(directory), "--against", "torch", "--backends", "ort-cpu", "--batch", "1", "--seq",
+               "16", "--seconds", "0.05").returncode == 0
     fresh = json.loads(cli("inspect", str(directory), "--json").stdout)["artifacts"]["bench.json"]["problems"]
     assert fresh == []
     with open(directory / "model.int8.onnx", "ab") as f:  # its timings no longer describe it: inspect says so

@@ -116,7 +116,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     """The timings table and the latency-vs-seq fits, on stderr."""
     from rich.text import Text
 
-    from ..bench import ONE_BY_ONE_LABEL
+    from ..bench import NOT_VERIFIED_LABEL, row_key, shown_as
     from ..runtime.timing import fit_text
 
     out = console(stderr=True)
@@ -124,16 +124,16 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     t = Grid(f"bench {directory} (threads {threads or 'default'}; ms, speed-up over {result['ratios']['reference']})",
              ["target", *numbers], right=tuple(numbers))
     skipped: dict[str, tuple[list[str], str]] = {}  # target -> (the shapes it skipped, the first reason)
+    names = shown_as(result["results"])
     for r in result["results"]:
         if "latency_ms" not in r:
             skipped.setdefault(f"{r['backend']} {r['artifact']}", ([], r["skipped"]))[0].append(
                 f"b{r['batch']} s{r['seq']}")
             continue
-        key = f"{r['backend']} {r['artifact']}" + (" (CUDA graph)" if r.get("cuda_graph") else
-                                                   " (end to end)" if r.get("end_to_end") else "")
+        key = row_key(r)
         ratio = result["ratios"]["by_shape"].get(f"b{r['batch']} s{r['seq']}", {}).get(key)
         lat = r["latency_ms"]
-        t.add_row(key + (ONE_BY_ONE_LABEL if r.get("one_by_one") else ""), str(r["batch"]), str(r["seq"]),
+        t.add_row(names.get(key, key), str(r["batch"]), str(r["seq"]),
                   ms_text(lat['p50']), ms_text(lat['p90']),
                   ms_text(lat['p99']), ms_text(lat['mean']), f"{r['throughput_seq_per_s']:,.0f}",
                   "-" if ratio is None else f"{ratio:.2f}x")
@@ -149,6 +149,9 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     for backend, (artifacts, reason) in not_timed.items():  # one line per backend, as verify prints them
         out.print(Text.assemble(("not timed ", "yellow"), " ".join([backend, ", ".join(artifacts)]).strip()
                                 + f": {reason}"))
+    if any(r.get("verified") is False for r in result["results"]):
+        out.print(Text.assemble(("not verified ", "yellow"), f"rows marked{NOT_VERIFIED_LABEL}: pairs verify had not "
+                                f"passed on these bytes, timed but never recommended (attn-export verify {directory})"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

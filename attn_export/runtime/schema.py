@@ -277,7 +277,7 @@ BENCH = Obj({
     "batches": _GRID, "seqs": _GRID,
     # the rows report marks and redraws from (each row's file, shape and timing: found by fuzzing)
     "results": Items(Obj({"backend": STR, "artifact": Maybe(STR), "precision": Maybe(STR), "batch": INT, "seq": INT,
-                          "latency_ms": Obj({"p50": NUMBER, "p90": NUMBER}, ("p50",))},
+                          "latency_ms": Obj({"p50": NUMBER, "p90": NUMBER}, ("p50",)), "verified": BOOL},
                          ("backend", "batch", "seq"))),
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
     "artifacts": Table(FILE_NAME, SHA256),
