@@ -310,3 +310,20 @@ def test_a_usage_error_says_where_to_look_for_what_would_work() -> None:
                        (["verfy"], "No such command 'verfy'. Did you mean 'verify'?")):
         result = cli(*args)
         assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr
+
+
+def test_an_option_of_one_value_given_twice_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Found by attacking: click kept the last of two --recipe (or --seed, --seconds) without a word. Options
+    that take many (--set) and flags may repeat; a value that looks like the option is a value."""
+    (tmp_path / "a.toml").write_text("")
+    (tmp_path / "b.toml").write_text("")
+    for args, said in ((["run", "--recipe", "a.toml", "--recipe=b.toml"], "--recipe given twice ('a.toml', then "
+                                                                          "'b.toml'); expected it once"),
+                       (["train", "d", "--seed", "1", "--seed", "2", "--seed", "3"],
+                        "--seed given 3 times ('1', then '2', then '3'); expected it once")):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr
+        assert not (tmp_path / "d").exists() and not (tmp_path / "artifacts").exists()
+    result = cli("train", "d", "--set", "train.epochs=1", "--set", "data.n_train=40", "--set", "data.n_test=20",
+                 "--set", "data.max_len=8", "--set", "model.hidden_size=4", "--json", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

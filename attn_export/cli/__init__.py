@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:  # a root option, taken anywhere on the line: `attn-export verify DIR --debug` too
         args = ["--debug", *(a for a in args if a != "--debug")]
     command = plain(typer.main.get_command(app))
+    twice = _repeated(command, args)
+    if twice is not None:
+        typer.echo(f"Error: {twice}", err=True)
+        return 2
     try:
         with interruptible():
             result = command.main(args=args, prog_name="attn-export", standalone_mode=False)
@@ -125,6 +129,35 @@ def _given(args: Sequence[str], param: object) -> str | None:
             elif arg.startswith(f"{opt}="):
                 given = arg[len(opt) + 1:]
     return given
+
+
+def _repeated(group: typer.core.TyperGroup, args: Sequence[str]) -> str | None:
+    """An option of one value given twice to a command: click keeps the last one without a word (found by
+    attacking: ``run --recipe a.toml --recipe b.toml`` ran b). Options that take many (``--set``) and flags
+    may repeat."""
+    words = [a for a in args if not a.startswith("-")]
+    sub = group.commands.get(words[0]) if words else None
+    if sub is None:
+        return None
+    single = [p for p in sub.params if isinstance(p, typer.core.TyperOption)
+              and not (p.multiple or p.is_flag or p.count)]
+    values: dict[str, list[str]] = {}
+    k = 0
+    while k < len(args) and args[k] != "--":
+        arg = args[k]
+        for option in single:
+            for opt in option.opts + option.secondary_opts:
+                if arg == opt and k + 1 < len(args):
+                    values.setdefault(option.opts[0], []).append(args[k + 1])
+                    k += 1
+                elif arg.startswith(f"{opt}=") and opt.startswith("--"):
+                    values.setdefault(option.opts[0], []).append(arg[len(opt) + 1:])
+        k += 1
+    for name, given in values.items():
+        if len(given) > 1:
+            times = "twice" if len(given) == 2 else f"{len(given)} times"
+            return f"{name} given {times} ({', then '.join(map(repr, given))}); expected it once"
+    return None
 
 
 def _install_hint(module: str | None) -> str | None:
