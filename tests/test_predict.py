@@ -77,7 +77,8 @@ def test_npz_with_labels_prints_accuracy(model_dir: Path, data: tuple, tmp_path:
     assert [len(p["attention"]) for p in out["predictions"]] == [len(s) for s in seqs]
     table = cli("predict", str(tmp_path / "in.npz"), "--dir", str(model_dir))
     assert table.returncode == 0, table.stderr
-    assert f"accuracy 1.0000 ({len(seqs)}/{len(seqs)})" in table.stdout
+    assert f"accuracy 1.0000 ({len(seqs)}/{len(seqs)})" in table.stderr  # stdout holds the predictions alone
+    assert "accuracy" not in table.stdout
     assert "probability" in table.stdout
 
 

@@ -102,9 +102,9 @@ def command(
         if labelled:
             cells += [data.labels[k], "ok" if p.label == data.labels[k] else "WRONG"]
         table.add_row(*(escape(printable(c)) for c in cells))  # labels and ids are data, not markup
-    out = console()
-    out.print(table)
+    console().print(table)
+    said = console(stderr=True)  # as --stream and the device say them: stdout holds the predictions alone
     for note in ran["notes"]:
-        out.print(f"note: {note}")
+        said.print(f"note: {note}")
     if acc is not None:
-        out.print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})")
+        said.print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})")
