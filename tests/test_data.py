@@ -847,3 +847,26 @@ def test_one_typo_in_a_feature_column_gets_no_id_hint(tmp_path: Path) -> None:
     (tmp_path / "typo.csv").write_text("a,b\n1,2\noops,3\n4,5\n")
     with pytest.raises(DataError, match=r"typo\.csv:3: a = 'oops'; expected a finite number$"):
         read_csv(tmp_path / "typo.csv")
+
+
+def test_labels_that_are_one_text_in_two_unicode_normalisations_are_refused_or_named(tmp_path: Path) -> None:
+    """Found by attacking: "é" as one code point and as "e" with a combining accent print alike and were two
+    classes; a test file or predict's true labels written the other way were "not the model's", naming a label
+    that printed the same as one of its own."""
+    from attn_export.runtime.inputs import check_labels
+
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    rows = "".join(f"s{i},{i % 3}.5,{(nfc, nfd, 'tea')[i % 3]}\n" for i in range(12))
+    (tmp_path / "train.csv").write_text("sequence,a,label\n" + rows, encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        load_splits(cfg(name="files", train=str(tmp_path / "train.csv")))
+    assert one_line_error(e).endswith("are one text in two Unicode normalisations, which would make two classes; "
+                                      "expected one spelling per class")
+    (tmp_path / "ok.csv").write_text("sequence,a,label\n" + rows.replace(nfd, nfc), encoding="utf-8")
+    (tmp_path / "test.csv").write_text("sequence,a,label\ns1,1,tea\ns2,2," + nfd + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="in another Unicode normalisation"):
+        load_splits(cfg(name="files", train=str(tmp_path / "ok.csv"), test=str(tmp_path / "test.csv")))
+    with pytest.raises(DataError) as e:
+        check_labels([nfd, "tea"], [nfc, "tea"], "in.csv")
+    assert "is the model's" in one_line_error(e) and "in another Unicode normalisation" in str(e.value)
+    check_labels([nfc, "tea"], [nfc, "tea"], "in.csv")

@@ -27,6 +27,7 @@ import csv
 import glob
 import io
 import math
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,11 +309,24 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
                             f"(the long format), its columns in the training order: {_names(expected)}")
 
 
+def normalised_twin(label: str, others: Sequence[str]) -> Optional[str]:
+    """The one of ``others`` that is ``label``'s very text in another Unicode normalisation ("é" as one code
+    point or as "e" and a combining accent): it prints the same, and is another string (found by attacking:
+    such labels were two classes, and a true label written the other way "not the model's")."""
+    nfc = unicodedata.normalize("NFC", label)
+    return next((o for o in others if o != label and unicodedata.normalize("NFC", o) == nfc), None)
+
+
 def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: object) -> None:
     """DataError (bad input) naming ``source`` when its true labels hold one the model does not know (its accuracy
     would count every such sequence wrong, silently)."""
     unknown = sorted(set(truth or ()) - set(known))
     if unknown and known:
+        twin = next(((u, t) for u in unknown for t in [normalised_twin(u, known)] if t is not None), None)
+        if twin is not None:
+            raise DataError(f"{source}: the true label {printable(twin[0], 40)} is the model's "
+                            f"{printable(twin[1], 40)} in another Unicode normalisation; expected the model's "
+                            "spelling (NFC and NFD text differ as strings)")
         shown = ", ".join(printable(u, 40) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)"
                                                                   if len(unknown) > 5 else "")
         raise DataError(f"{source}: the true labels {shown} are not the model's; expected labels among "
