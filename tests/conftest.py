@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import json
+import locale
 import os
+import selectors
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+import zygote
 from attn_export.runtime import store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,17 +56,126 @@ HUNG_SECONDS = 300  # under pytest-timeout's 600 s, which would say only where t
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = HUNG_SECONDS) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (python -m attn_export), capturing text output. One that runs past
-    ``timeout`` fails the test with what it was doing (``hung``)."""
+        timeout: float = HUNG_SECONDS, fresh: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a process of its own (``python -m attn_export``'s entry point), capturing text output:
+    forked from the suite's zygote (``tests/zygote.py``: torch already imported), or, with ``fresh`` or an
+    ``env`` of its own, a fresh interpreter. One that runs past ``timeout`` fails the test with what it was
+    doing (``hung``)."""
     command = [sys.executable, "-m", "attn_export", *args]
+    environ = {**os.environ, **(env or {}), "COLUMNS": "200"}
+    forker = None if fresh or env else _zygote()
+    if forker is not None:
+        return forker.run(command, cwd or ROOT, environ, timeout)
     with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=cwd or ROOT, env={**os.environ, **(env or {}), "COLUMNS": "200"}) as process:
+                          cwd=cwd or ROOT, env=environ) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(hung(process, timeout), pytrace=False)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _text(data: bytes) -> str:
+    """Bytes as ``subprocess`` gives them in text mode: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+
+
+class _Forked:
+    """One command the zygote forked, read as ``hung`` reads a ``Popen``: ``pid``, ``args``, ``poll``,
+    ``communicate``."""
+
+    def __init__(self, args: list[str], pid: int, connection: socket.socket, stdout: int, stderr: int) -> None:
+        self.args, self.pid, self.returncode = args, pid, None
+        self._connection = connection
+        self._chunks: dict[int, list[bytes]] = {stdout: [], stderr: []}
+        self._open = [stdout, stderr]
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._connection.setblocking(False)
+            try:
+                self.returncode = int(self._connection.recv(64))
+            except BlockingIOError:
+                pass
+            finally:
+                self._connection.setblocking(True)
+        return self.returncode
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for fd in self._open:
+                selector.register(fd, selectors.EVENT_READ)
+            while self._open:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                for key, _ in selector.select(left):
+                    data = os.read(key.fd, 1 << 16)
+                    if data:
+                        self._chunks[key.fd].append(data)
+                    else:  # its end closed: the command and everything it started have finished with it
+                        selector.unregister(key.fd)
+                        os.close(key.fd)
+                        self._open.remove(key.fd)
+        if self.returncode is None:
+            self._connection.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                self.returncode = int(self._connection.recv(64))
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+        stdout, stderr = (_text(b"".join(chunks)) for chunks in self._chunks.values())
+        return stdout, stderr
+
+
+class _Zygote:
+    """The client of ``tests/zygote.py``: started once per test process, ended with it (its stdin closes)."""
+
+    def __init__(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(prefix="attn-export-zygote-"), "socket")
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py")), self.path],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        cwd=ROOT, env={**os.environ, "COLUMNS": "200"}, text=True)
+        said = (self.process.stdout.readline() if self.process.stdout else "").split()
+        self.ready = len(said) == 2 and said[0] == "ready" and int(said[1]) <= zygote.MAX_THREADS
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()  # its end of the pipe: it exits
+        self.process.wait(timeout=30)
+        shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+
+    def run(self, command: list[str], cwd: Path, environ: dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess[str]:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        umask = os.umask(0)
+        os.umask(umask)
+        request = {"args": command[3:], "cwd": str(cwd), "env": environ, "umask": umask}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+            connection.connect(self.path)
+            socket.send_fds(connection, [json.dumps(request).encode()], [null, out_write, err_write])
+            for fd in (null, out_write, err_write):
+                os.close(fd)
+            child = _Forked(command, int(connection.recv(64)), connection, out_read, err_read)
+            try:
+                stdout, stderr = child.communicate(timeout)
+            except subprocess.TimeoutExpired:
+                pytest.fail(hung(child, timeout), pytrace=False)  # type: ignore[arg-type]
+        return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+_ZYGOTES: list[_Zygote] = []
+
+
+def _zygote() -> _Zygote | None:
+    """This test process's zygote, started on first use; None where it could not start with one thread
+    (the commands then start fresh interpreters)."""
+    if not _ZYGOTES:
+        _ZYGOTES.append(_Zygote())
+    return _ZYGOTES[0] if _ZYGOTES[0].ready else None
 
 
 def _descendants(pid: int) -> list[int]:

@@ -35,7 +35,7 @@ def test_help_and_version_import_no_heavy_module(args: list[str]) -> None:
 
 
 def test_version_through_python_dash_m() -> None:
-    result = cli("--version")
+    result = cli("--version", fresh=True)  # the interpreter's own start, not a fork of the suite's zygote
     assert result.returncode == 0
     assert result.stdout.strip() == "attn-export 0.1.0"
 
