@@ -221,6 +221,11 @@ def _open_standard_streams() -> None:
                 os.close(null)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+    # a label or id the output's encoding cannot hold is written escaped (\u0448), as stderr writes it, not a
+    # traceback halfway through the predictions (found by attacking: PYTHONIOENCODING=ascii, a Latin-1 locale)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
 
 
 # what the device's command line imports as it loads (a bundle has no package metadata to read it from)

@@ -144,6 +144,8 @@ class _Zygote:
         if self.process.stdin:
             self.process.stdin.close()  # its end of the pipe: it exits
         self.process.wait(timeout=30)
+        if self.process.stdout:
+            self.process.stdout.close()
         shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
 
     def run(self, command: list[str], cwd: Path, environ: dict[str, str],

@@ -411,6 +411,11 @@ ROWS: dict[str, Row] = {
     "predict-stream-attention": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream", "2",
                                      "--json", "--attention"), 2, "--attention with --stream: the stream graph gives no attention",
                                     _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
+    # without --json too: it had advised --json, which was then refused for the stream (found by attacking)
+    "predict-stream-attention-no-json": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified", "--stream",
+                                             "2", "--attention"), 2,
+                                            "--attention with --stream: the stream graph gives no attention",
+                                            _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
     "bench-seconds-nan": Row(("bench", "{d}", "--seconds", "nan"), 2, "'nan': expected a number of seconds from 0.05 to 600"),
     "run-bench-seconds-inf": Row(("run", "{d}", "--bench-seconds", "inf"), 2, "'inf': expected a number of seconds"),
     "bench-empty-batch": Row(("bench", "{d}", "--batch", ""), 2, "--batch '' is not a comma-separated list of integers"),

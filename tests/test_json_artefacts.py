@@ -220,15 +220,16 @@ def _listing_edits(secret: Path) -> dict[str, tuple[Callable[[dict], None], str]
     digest = {"sha256": hashlib.sha256(secret.read_bytes()).hexdigest(), "size": secret.stat().st_size}
     relative = dict(digest)
     outside = "expected every key to be a relative path inside the bundle (no leading /, no '..')"
+    as_written = "expected the bundle as attn-export bundle wrote it"
     return {
         "absolute": (lambda b: b["files"].update({str(secret): digest}),
                      f"{BUNDLE_JSON}: files has the key \"{secret}\"; {outside}"),
         "climbs-out": (lambda b: b["files"].update({"../secret.txt": relative}),
                        f"{BUNDLE_JSON}: files has the key \"../secret.txt\"; {outside}"),
         "a-directory": (lambda b: b["files"].update({"runtime": relative}),  # no member of that name: only its files
-                        f"runtime is missing, though {BUNDLE_JSON} lists it; refused (nothing was extracted)"),
+                        f"runtime is missing, though {BUNDLE_JSON} lists it (nothing was extracted); {as_written}"),
         "absent": (lambda b: b["files"].update({"extra.onnx": relative}),  # found by a user: it said "not a regular file"
-                   f"extra.onnx is missing, though {BUNDLE_JSON} lists it; refused (nothing was extracted)"),
+                   f"extra.onnx is missing, though {BUNDLE_JSON} lists it (nothing was extracted); {as_written}"),
         "entry-a-string": (lambda b: b["files"].update({"model.onnx": "deadbeef"}),
                            f"{BUNDLE_JSON}: files['model.onnx'] is \"deadbeef\"; expected an object"),
         "files-a-list": (lambda b: b.update({"files": ["model.onnx"]}),

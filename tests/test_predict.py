@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -497,3 +500,20 @@ def test_two_times_that_are_one_float64_are_said_as_such(tmp_path: Path) -> None
     path.write_text("sequence,time,f1\ns,5,1.0\ns,5,2.0\n")
     with pytest.raises(DataError, match=r"t.csv:3: time 5 appears twice in sequence 's' \(line 2\)"):
         read_input(path)
+
+
+def test_an_id_the_outputs_encoding_cannot_hold_is_written_escaped_on_both_command_lines(model_dir: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Found by attacking: with stdout in ASCII (PYTHONIOENCODING=ascii, a Latin-1 locale), an id or label it
+    cannot hold was a UnicodeEncodeError traceback halfway through the predictions, exit 1, on both command
+    lines. It is written escaped, as stderr writes it."""
+    features = json.loads((model_dir / store.MODEL_JSON).read_text())["input_size"]
+    rows = "".join(f"\u0448{i},{','.join(['0.5'] * features)}\n" for i in range(2) for _ in range(3))
+    (tmp_path / "in.csv").write_text("sequence," + ",".join(f"f{k}" for k in range(features)) + "\n" + rows,
+                                     encoding="utf-8")
+    host = cli("predict", str(tmp_path / "in.csv"), "--dir", str(model_dir), env={"PYTHONIOENCODING": "ascii"})
+    assert host.returncode == 0 and "\\u04480" in host.stdout and "Traceback" not in host.stderr, host.stderr
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir),
+                             str(tmp_path / "in.csv")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert device.returncode == 0 and device.stdout.splitlines()[1].startswith("\\u04480\t"), device.stderr

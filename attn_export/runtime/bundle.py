@@ -410,7 +410,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
     if problems:
         raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
-                        + " (re-run the command that made it, or remove a file the model no longer makes)")
+                        + "; expected every file current (re-run the command that made it, or remove a file the "
+                          "model no longer makes)")
     if target == "triton":  # Triton serves what it is given: only what verify passed goes in
         unproven = [f"{t.name} {t.verdict}" for t in (s.state(n) for n in names) if t.verified is not True]
         if unproven:
@@ -715,7 +716,8 @@ class Archive:
 
     def _matches(self, name: str, sha256: str) -> None:
         if sha256 != self.listing[name]["sha256"]:
-            raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt)")
+            raise DataError(f"{self.path}: {name} does not match its sha256 in {BUNDLE_JSON} (changed or corrupt); "
+                            "expected the bundle as attn-export bundle wrote it (make it again on the host)")
 
     def extract(self, staging: Path) -> None:
         """The listed files (and the listing) into ``staging``, each checked against its sha256."""
@@ -753,20 +755,20 @@ def _check_listing(data: bytes, members: Dict[str, tarfile.TarInfo], archive: Pa
     for name, entry in files.items():
         found = members.get(name)
         if found is None:  # found by a user: a deleted file was "not a regular file of the archive"
-            raise DataError(f"{archive}: {name} is missing, though {BUNDLE_JSON} lists it; refused (nothing was "
-                            "extracted)")
+            raise DataError(f"{archive}: {name} is missing, though {BUNDLE_JSON} lists it (nothing was extracted); "
+                            "expected the bundle as attn-export bundle wrote it")
         if not found.isreg():
             raise DataError(f"{where}: files[{name!r}] is not a regular file of the archive; expected only the "
                             "names of the archive's own files")
         if found.size != entry["size"]:
-            raise DataError(f"{archive}: {name} is {found.size:,} bytes, {BUNDLE_JSON} says {entry['size']:,}; "
-                            "refused (nothing was extracted)")
+            raise DataError(f"{archive}: {name} is {found.size:,} bytes, {BUNDLE_JSON} says {entry['size']:,} "
+                            "(nothing was extracted); expected the bundle as attn-export bundle wrote it")
     unlisted = [n for n, m in members.items() if m.isreg() and n != BUNDLE_JSON and n not in files
                 and not _bytecode_cache(n)]
     if unlisted:
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
-        raise DataError(f"{archive}: member {unlisted[0]!r} is not listed in {BUNDLE_JSON}{more}; refused "
-                        "(nothing was extracted)")
+        raise DataError(f"{archive}: member {unlisted[0]!r} is not listed in {BUNDLE_JSON}{more} (nothing was "
+                        "extracted); expected the bundle as attn-export bundle wrote it")
     return dict(record)
 
 

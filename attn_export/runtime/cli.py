@@ -156,6 +156,9 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
     from .store import Store
     from .streaming import MAX_CHUNK, not_streamable
 
+    if attention and chunk is not None:  # first: --json would not help (found by attacking: it advised --json)
+        raise BadInput("--attention with --stream: the stream graph gives no attention weights (each step's weight "
+                       "changes with every later step); expected one of the two")
     if attention and not as_json:
         raise BadInput("--attention adds the attention weights to --json's document; expected --json --attention")
     if chunk is None:
@@ -166,9 +169,6 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
                            f"{'them' if len(unread) > 1 else 'it'} without --stream")
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
-    if attention:
-        raise BadInput("--attention with --stream: the stream graph gives no attention weights (each step's weight "
-                       "changes with every later step); expected one of the two")
     with Store.load(directory) as store:
         reason = not_streamable(store.info.recipe.get("model", {}))
     if reason is not None:
