@@ -12,8 +12,9 @@ environment given to one command only (``cli(env=...)`` starts a fresh interpret
 Only modules that start no thread of their own are imported here (a fork keeps the calling thread alone; a
 library whose pool was running would wait on threads that are not there): torch, onnx and numpy, whose
 OpenBLAS pool is made fork-safe by OpenBLAS itself; not onnxruntime or OpenVINO (each starts a thread as it
-loads, measured). ``serve`` says how many threads it has before it takes requests; the client uses it only
-when that is the OpenBLAS pool and this thread.
+loads, measured). ``serve`` says how many threads it has before it takes requests, and whether the imports
+wrote anything to stderr; the client uses it only when that is the OpenBLAS pool and this thread, and
+nothing was written (a warning at import a fresh command prints, a child would not).
 
 Protocol, one ``SOCK_SEQPACKET`` connection per command: the client sends the request (JSON: args, cwd, env,
 umask) with three descriptors (stdin, stdout, stderr); the zygote answers the child's pid, then, when the
@@ -29,6 +30,7 @@ import selectors
 import signal
 import socket
 import sys
+import tempfile
 
 PRELOAD = ("numpy", "torch", "onnx", "attn_export.cli", "attn_export.train", "attn_export.export",
            "attn_export.quantize", "attn_export.verify", "attn_export.bench", "attn_export.report",
@@ -83,9 +85,19 @@ def _child(request: dict, fds: list[int], open_sockets: list[socket.socket]) -> 
 
 def serve(path: str) -> None:
     """Import ``PRELOAD``, say ``ready N`` (N threads) on stdout, and fork a child per request until stdin (the
-    suite's end of a pipe) closes."""
-    for module in PRELOAD:
-        importlib.import_module(module)
+    suite's end of a pipe) closes; or say ``noisy`` and end when the imports wrote to stderr (a warning a
+    fresh command would print: a child would not)."""
+    with tempfile.TemporaryFile() as said:
+        stderr = os.dup(2)
+        os.dup2(said.fileno(), 2)
+        for module in PRELOAD:
+            importlib.import_module(module)
+        sys.stderr.flush()
+        os.dup2(stderr, 2)
+        os.close(stderr)
+        if said.tell() or os.fstat(said.fileno()).st_size:
+            print("noisy", flush=True)
+            return
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     server.bind(path)
     server.listen(64)
