@@ -49,11 +49,15 @@ UNREADABLE = {("tract-cpu", "model.int8.onnx"): "DynamicQuantizeLSTM",
 # bidirectional, 2 layers) run with the slow tests: together 50 s of the default run's 13 minutes
 @pytest.fixture(scope="module", params=[v if v == "linear" else pytest.param(v, marks=pytest.mark.slow)
                                         for v in VARIANTS])
-def variant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained tiny model of the variant with all four precision variants, through the real CLI."""
+def variant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
+    """A trained tiny model of the variant with all four precision variants, through the real CLI (the linear
+    one is the session's ``tiny_dir``: the same training and export)."""
     directory = tmp_path_factory.mktemp(request.param)
-    for args in (("train", str(directory), *TINY, *VARIANTS[request.param]), ("export", str(directory)),
-                 ("quantize", str(directory), "--fp16", "--int8"),
+    made = [("train", str(directory), *TINY, *VARIANTS[request.param]), ("export", str(directory))]
+    if not VARIANTS[request.param]:
+        shutil.copytree(tiny_dir, directory, dirs_exist_ok=True)
+        made = []
+    for args in (*made, ("quantize", str(directory), "--fp16", "--int8"),
                  ("quantize", str(directory), "--int8", "--method", "qdq", "--calib-samples", "16")):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
