@@ -132,10 +132,13 @@ def truth_text(value: float, head: str, labels: Sequence[str]) -> str:
     return f"target {value:.4g}" if head == "regression" else ""
 
 
-def heatmap_figure(samples: dict[str, Any], head: str, labels: Sequence[str]) -> Any:
+def heatmap_figure(samples: dict[str, Any], head: str, labels: Sequence[str], created: str | None = None,
+                   changed: bool = False) -> Any:
     """The attention figure: one panel per sample sequence, rows are targets (backend and file), columns are
     time steps (integer ticks, trimmed to the length); one colour scale from 0 to the largest weight across
-    every panel, so that panels compare and a small difference does not look large."""
+    every panel, so that panels compare and a small difference does not look large. Its title names the verify
+    it shows (``created``) and, when files it shows have ``changed`` since, says NOT CURRENT: the image is
+    opened on its own too (found by attacking: only report.md said so)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +152,10 @@ def heatmap_figure(samples: dict[str, Any], head: str, labels: Sequence[str]) ->
     top = max(float(g.max()) for g in grids) or 1.0
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 0.3 * len(names) * n + 0.9 * n), dpi=110, squeeze=False,
                              layout="constrained")
-    fig.suptitle("Attention weight per time step: each backend and file on the same test sequences", fontsize=10)
+    fig.suptitle("Attention weight per time step: each backend and file on the same test sequences"
+                 + (f"\nverify of {created}" if created else "")
+                 + ("\nNOT CURRENT: files shown here have changed since this verify" if changed else ""),
+                 fontsize=10, color="firebrick" if changed else "black")
     image = None
     for k, ax in enumerate(axes[:, 0]):
         image = ax.imshow(grids[k], aspect="auto", cmap="viridis", interpolation="nearest", vmin=0.0, vmax=top)
@@ -165,13 +171,14 @@ def heatmap_figure(samples: dict[str, Any], head: str, labels: Sequence[str]) ->
     return fig
 
 
-def attention_heatmaps(directory: Path, samples: dict[str, Any], head: str, labels: Sequence[str]) -> str | None:
+def attention_heatmaps(directory: Path, samples: dict[str, Any], head: str, labels: Sequence[str],
+                       created: str | None = None, changed: bool = False) -> str | None:
     """``heatmap_figure`` written to DIR/attention.png (atomically); None when there is nothing to draw."""
     import matplotlib.pyplot as plt
 
     if not samples["by_target"]:
         return None
-    fig = heatmap_figure(samples, head, labels)
+    fig = heatmap_figure(samples, head, labels, created, changed)
     with store.atomic_path(directory / ATTENTION_PNG) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -432,12 +439,12 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     samples = result.attention_samples
     if samples:
         info = s.info
-        image = attention_heatmaps(directory, samples, info.head, info.labels)
+        changed = any(k.split(" ", 1)[-1] in stale for k in samples["by_target"])
+        image = attention_heatmaps(directory, samples, info.head, info.labels, result.created, changed)
         lines += ["", "## Attention on test sequences, per backend (shortest to longest)", ""]
         lines += [f"![attention]({image})", ""] if image else []
         lines += ([f"NOT CURRENT: these are the attention weights of the verify of {result.created}, on files "
-                    "that have changed since.", ""] if any(k.split(" ", 1)[-1] in stale for k in samples["by_target"])
-                  else [])
+                    "that have changed since.", ""] if changed else [])
         lines += _attention_agreement(samples, stale)
     return lines
 

@@ -1036,6 +1036,12 @@ def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) ->
         assert all(float(t).is_integer() for t in ax.get_xticks())
     assert fig.axes[-1].get_ylabel() == "attention weight (softmax over time)"
     assert fig._suptitle is not None and "Attention weight" in fig._suptitle.get_text()
+    # the image opened on its own names its verify, and says when the files it shows changed since
+    created = json.loads((directory / "verify.json").read_text())["created"]
+    assert "NOT CURRENT" not in fig._suptitle.get_text()
+    for changed in (False, True):
+        title = heatmap_figure(samples, info.head, info.labels, created, changed)._suptitle.get_text()
+        assert f"verify of {created}" in title and ("NOT CURRENT" in title) == changed
 
 
 def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) -> None:
