@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -380,9 +380,11 @@ def batch_ticks(ax: Any, batches: list[int]) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
+def bench_figures(result: dict[str, Any], changed: Collection[str] = ()) -> dict[str, Any]:
     """Latency against sequence length and throughput against batch, one line per target, each titled with
-    the CPU and the thread count it was measured with (a figure without its machine says little)."""
+    the CPU and the thread count it was measured with (a figure without its machine says little). A target
+    whose file is one of ``changed`` since it was timed says NOT CURRENT in the legend (the report redraws
+    them: the image is opened on its own too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -395,6 +397,8 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
              f"{threads if threads else 'default'} thread{'' if threads == 1 else 's'}")
     figures = {}
     names = shown_as(result.get("results", []))
+    names.update({row_key(r): names[row_key(r)] + " (NOT CURRENT)" for r in result.get("results", [])
+                  if r.get("artifact") in changed})
     # ten colours, then the same ten dashed, each with its own marker: a dozen targets had shared colours on the
     # default cycle, and the legend covered the batch-32 points (found by attacking); the legend sits outside
     colours = plt.get_cmap("tab10").colors
@@ -424,12 +428,12 @@ def bench_figures(result: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def write_plots(directory: Path, result: dict[str, Any]) -> dict[str, str]:
+def write_plots(directory: Path, result: dict[str, Any], changed: Collection[str] = ()) -> dict[str, str]:
     """``bench_figures`` written as PNG (Agg) into DIR, atomically."""
     import matplotlib.pyplot as plt
 
     written = {}
-    for kind, fig in bench_figures(result).items():
+    for kind, fig in bench_figures(result, changed).items():
         with store.atomic_path(directory / PLOTS[kind]) as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)

@@ -239,6 +239,15 @@ def _conformance_table(cells: list[ConformanceCell], stale: set[str]) -> list[st
     return lines
 
 
+def _changed_since_bench(s: Store, bench: dict[str, Any]) -> dict[str, str] | None:
+    """Each file bench timed whose bytes here are not the ones it timed, with why; None when bench.json
+    records no sha256 of what it timed (an older attn-export's)."""
+    timed = bench.get("artifacts")
+    if not isinstance(timed, dict):
+        return None
+    return {name: p for name, p in ((name, s.measured(name, str(sha))) for name, sha in timed.items()) if p}
+
+
 def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     from .runtime.recommend import measured_by
 
@@ -248,14 +257,12 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
              f"threads: {bench['machine'].get('threads') or 'default'}; {bench['machine'].get('cpu_count')} CPUs; "
              f"{bench['method']['timing']}; interleaved in blocks (each target timed warm), "
              f"{bench['method']['seconds_per_shape']} s per shape.", ""]
-    timed = bench.get("artifacts")
-    gone: set[str] = set()  # the files whose timed bytes are not the ones here: each row of them marked
-    if not isinstance(timed, dict):
+    stale = _changed_since_bench(s, bench)
+    gone = set(stale or ())  # the files whose timed bytes are not the ones here: each row of them marked
+    if stale is None:
         lines += [f"- not current: {store.BENCH_JSON} records no sha256 of what it timed (made by an older "
                   "attn-export): run attn-export bench again", ""]
     else:
-        stale = {name: p for name, p in ((name, s.measured(name, str(sha))) for name, sha in timed.items()) if p}
-        gone = set(stale)
         lines += [f"- not current: {_cell(p)}" for p in stale.values()] + ([""] if stale else [])
 
     from .bench import row_key, shown_as
@@ -532,7 +539,7 @@ def write_report(directory: Path) -> Path:
         if bench.get("plots"):  # drawn again from bench.json: a bench stopped between its plots and its JSON
             from .bench import write_plots  # had left new plots beside the old figures (found by attacking)
 
-            bench["plots"] = write_plots(directory, bench)
+            bench["plots"] = write_plots(directory, bench, set(_changed_since_bench(s, bench) or ()))
         lines += _bench_section(s, bench)
     else:
         lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]

@@ -409,6 +409,13 @@ def test_a_dozen_bench_lines_are_told_apart_and_the_int8_one_says_one_by_one() -
         frame = legend.get_window_extent()
         assert frame.x0 >= fig.axes[0].get_window_extent().x1  # beside the plot, covering no point
         plt.close(fig)
+    # a file changed since it was timed says so in the image itself (the report redraws it; found by attacking)
+    for fig in bench_figures({**result, "results": result["results"] + [
+            {"backend": "ort-cpu", "artifact": "model.3.onnx", "verified": False}]}, {"model.3.onnx"}).values():
+        labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+        assert labels[3] == "ort-cpu model.3.onnx (not verified) (NOT CURRENT)", labels
+        assert labels[-1] == "ort-cpu model.int8.onnx (one by one)" and labels[2] == "ort-cpu model.2.onnx"
+        plt.close(fig)
 
 
 def test_doctor_and_inspect_keep_their_columns(tiny_dir: Path) -> None:
