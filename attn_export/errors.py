@@ -185,6 +185,13 @@ def does_nothing(flags: "list[str]", where: str, expected: str) -> BadInput:
     return BadInput(f"{', '.join(flags)} {'do' if len(flags) > 1 else 'does'} nothing {where}; expected {expected}")
 
 
+def given_twice(option: str, values: "list[str]") -> BadInput:
+    """An option that takes one value, given more than once: both command lines refuse it (found by attacking:
+    click and argparse kept the last one without a word)."""
+    times = "twice" if len(values) == 2 else f"{len(values)} times"
+    return BadInput(f"{option} given {times} ({', then '.join(map(repr, values))}); expected it once")
+
+
 def empty_path(value: str, expected: str) -> "BadInput | None":
     """The refusal of a path given as "" (or blanks), which ``Path`` would read as the current directory:
     found by attacking, ``train ""`` trained into it and ``predict ""`` read it; None for any other path."""

@@ -313,8 +313,9 @@ def test_a_usage_error_says_where_to_look_for_what_would_work() -> None:
 
 
 def test_an_option_of_one_value_given_twice_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    """Found by attacking: click kept the last of two --recipe (or --seed, --seconds) without a word. Options
-    that take many (--set) and flags may repeat; a value that looks like the option is a value."""
+    """Found by attacking: click (and the device's argparse) kept the last of two --recipe (or --seed,
+    --seconds, --precision) without a word. Options that take many (--set) and flags may repeat; a value that
+    looks like an option is a value, as click reads it; help is answered first."""
     (tmp_path / "a.toml").write_text("")
     (tmp_path / "b.toml").write_text("")
     for args, said in ((["run", "--recipe", "a.toml", "--recipe=b.toml"], "--recipe given twice ('a.toml', then "
@@ -324,6 +325,17 @@ def test_an_option_of_one_value_given_twice_is_refused_before_anything_runs(tmp_
         result = cli(*args, cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr
         assert not (tmp_path / "d").exists() and not (tmp_path / "artifacts").exists()
+    # --set's value "--threads=1" is --set's (then refused as no SECTION.KEY=VALUE), not a first --threads
+    result = cli("verify", "d", "--set", "--threads=1", "--threads", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "given twice" not in result.stderr, result.stderr
+    result = cli("predict", "in.npz", "--dir", "--backend", "--backend", "ort-cpu", cwd=tmp_path)  # --dir "--backend"
+    assert result.returncode == 2 and "given twice" not in result.stderr, result.stderr
+    assert cli("run", "--recipe", "a.toml", "--recipe", "b.toml", "--help", cwd=tmp_path).returncode == 0
     result = cli("train", "d", "--set", "train.epochs=1", "--set", "data.n_train=40", "--set", "data.n_test=20",
                  "--set", "data.max_len=8", "--set", "model.hidden_size=4", "--json", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", "d", "in.npz", "--precision",
+                             "int8-dynamic", "--precision", "fp32"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert device.returncode == 2 and device.stderr == ("Error: --precision given twice ('int8-dynamic', then "
+                                                        "'fp32'); expected it once\n"), device.stderr

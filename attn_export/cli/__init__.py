@@ -15,7 +15,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
-from ..errors import AttnExportError, Interrupted, NotAvailable, unexpected
+from ..errors import AttnExportError, Interrupted, NotAvailable, given_twice, unexpected
 from ..runtime.interrupt import interruptible, message
 from . import (
     bench,
@@ -132,32 +132,31 @@ def _given(args: Sequence[str], param: object) -> str | None:
 
 
 def _repeated(group: typer.core.TyperGroup, args: Sequence[str]) -> str | None:
-    """An option of one value given twice to a command: click keeps the last one without a word (found by
-    attacking: ``run --recipe a.toml --recipe b.toml`` ran b). Options that take many (``--set``) and flags
-    may repeat."""
+    """An option of one value given twice to a command (``errors.given_twice``: click keeps the last one without
+    a word; found by attacking, ``run --recipe a.toml --recipe b.toml`` ran b). Options that take many
+    (``--set``) and flags may repeat; help and version are answered first, as click answers them."""
+    if {"-h", "--help", "--version"} & set(args):
+        return None
     words = [a for a in args if not a.startswith("-")]
     sub = group.commands.get(words[0]) if words else None
     if sub is None:
         return None
-    single = [p for p in sub.params if isinstance(p, typer.core.TyperOption)
-              and not (p.multiple or p.is_flag or p.count)]
+    takes_value = [p for p in sub.params if isinstance(p, typer.core.TyperOption) and not (p.is_flag or p.count)]
     values: dict[str, list[str]] = {}
     k = 0
     while k < len(args) and args[k] != "--":
         arg = args[k]
-        for option in single:
-            for opt in option.opts + option.secondary_opts:
-                if arg == opt and k + 1 < len(args):
-                    values.setdefault(option.opts[0], []).append(args[k + 1])
-                    k += 1
-                elif arg.startswith(f"{opt}=") and opt.startswith("--"):
-                    values.setdefault(option.opts[0], []).append(arg[len(opt) + 1:])
+        for option, opt in ((o, opt) for o in takes_value for opt in o.opts + o.secondary_opts):
+            given = (args[k + 1] if arg == opt and k + 1 < len(args) else
+                     arg[len(opt) + 1:] if arg.startswith(f"{opt}=") and opt.startswith("--") else None)
+            if given is not None:  # the value of any option, of one value or many, is skipped as click reads it
+                if not option.multiple:
+                    values.setdefault(option.opts[0], []).append(given)
+                k += arg == opt
+                break
         k += 1
-    for name, given in values.items():
-        if len(given) > 1:
-            times = "twice" if len(given) == 2 else f"{len(given)} times"
-            return f"{name} given {times} ({', then '.join(map(repr, given))}); expected it once"
-    return None
+    twice = next(((name, given) for name, given in values.items() if len(given) > 1), None)
+    return None if twice is None else str(given_twice(*twice))
 
 
 def _install_hint(module: str | None) -> str | None:

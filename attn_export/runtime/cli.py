@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Union
 
-from ..errors import (AttnExportError, BadInput, Interrupted, ParityError, does_nothing, empty_path, printable,
-                      unexpected)
+from ..errors import (AttnExportError, BadInput, Interrupted, ParityError, does_nothing, empty_path, given_twice,
+                      printable, unexpected)
 from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
 from .limits import DEFAULT_BATCH
@@ -37,6 +37,18 @@ COMMANDS = ("verify", "predict", "build", "info", "unpack")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, DESIGN's exit code for bad usage
         self.exit(2, f"Error: {message}; see {self.prog} --help\n")
+
+
+class _Once(argparse.Action):
+    """An option of one value: a second one is refused (``errors.given_twice``), not kept over the first."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        seen = namespace.__dict__.setdefault("_given", {})
+        seen.setdefault(self.dest, []).append(str(values))
+        if len(seen[self.dest]) > 1:
+            parser.exit(2, f"Error: {given_twice(self.option_strings[-1], seen[self.dest])}\n")
+        setattr(namespace, self.dest, values)
 
 
 def _path(expected: str) -> Callable[[str], Path]:
@@ -61,29 +73,31 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check every artefact in DIR against reference.npz; record the verdict")
     verify.add_argument("directory", metavar="DIR", type=_directory)
-    verify.add_argument("--backends", default="auto", metavar="NAMES",
+    verify.add_argument("--backends", action=_Once, default="auto", metavar="NAMES",
                         help="auto (every backend; unavailable ones listed as skipped) or a comma-separated list")
     verify.add_argument("--set", dest="overrides", action="append", default=[], metavar="verify.KEY=VALUE",
                         help="change a tolerance of the recorded [verify] table for this run (repeatable)")
-    verify.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per backend")
+    verify.add_argument("--threads", action=_Once, type=int, default=1, metavar="N", help="CPU threads per backend")
     verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     predict = sub.add_parser("predict", help="predict a label per sequence of INPUT (.npz, .ts, .csv)")
     predict.add_argument("directory", metavar="DIR", type=_directory, help="artefact directory or bundle .tar.gz")
     predict.add_argument("input", metavar="INPUT", help=".npz, .ts or .csv file (or a directory of .csv)")
     # None when not given: a CPU bundle's recommended pair is then named beside what ran
-    predict.add_argument("--backend", default=None, metavar="NAME",
+    predict.add_argument("--backend", action=_Once, default=None, metavar="NAME",
                          help=f"auto (best for this device; the default) or {DEPLOYMENT}")
-    predict.add_argument("--precision", default=None, choices=list(ONNX_FILES), help="default fp32")
+    predict.add_argument("--precision", action=_Once, default=None, choices=list(ONNX_FILES), help="default fp32")
     # None when not given: with --stream, which reads neither, a given one is refused (predict_request)
-    predict.add_argument("--on-long", default=None, choices=["error", "truncate", "split"], help="default error")
-    predict.add_argument("--batch-size", type=int, default=None, metavar="N", help=f"default {DEFAULT_BATCH}")
+    predict.add_argument("--on-long", action=_Once, default=None, choices=["error", "truncate", "split"],
+                         help="default error")
+    predict.add_argument("--batch-size", action=_Once, type=int, default=None, metavar="N",
+                         help=f"default {DEFAULT_BATCH}")
     predict.add_argument("--allow-unverified", action="store_true")
     predict.add_argument("--attention", action="store_true", help="include attention weights in --json")
-    predict.add_argument("--stream", type=int, default=None, metavar="CHUNK",
+    predict.add_argument("--stream", action=_Once, type=int, default=None, metavar="CHUNK",
                          help="feed each sequence to model.stream.onnx CHUNK steps at a time; print the running "
                               "prediction after each chunk")
-    predict.add_argument("--threads", type=int, default=None, metavar="N",
+    predict.add_argument("--threads", action=_Once, type=int, default=None, metavar="N",
                          help="CPU threads for the backend (0 or none: the runtime's own; ONNX Runtime takes every "
                               "core); bench times at 1")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
@@ -96,8 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--stream", action="store_true", help="from the stream graph of the precision "
                        "(model.stream.onnx, ...); --min-seq/--opt-seq/--max-seq then set its chunk range")
     for flag in ("--max-batch", "--min-seq", "--opt-seq", "--max-seq", "--workspace"):
-        build.add_argument(flag, type=int, default=0, metavar="N")
-    build.add_argument("--target", metavar="T", choices=list(TENSORRT_TARGETS),
+        build.add_argument(flag, action=_Once, type=int, default=0, metavar="N")
+    build.add_argument("--target", action=_Once, metavar="T", choices=list(TENSORRT_TARGETS),
                        help="the TensorRT line this machine is (jetpack5, ...): refused when the bundle was made for "
                             "another; without it, the installed TensorRT is checked against the bundle's")
     build.add_argument("--json", action="store_true")
