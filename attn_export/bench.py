@@ -329,8 +329,10 @@ def shown_as(results: Sequence[dict[str, Any]]) -> dict[str, str]:
     sequence at a time says so (found by attacking: at batch 32 the row read as batched), and so does a pair
     verify had not passed when it was timed (found by attacking: plain bench timed them beside the verified
     ones, unmarked)."""
-    return {row_key(r): row_key(r) + (ONE_BY_ONE_LABEL if r.get("one_by_one") else "")
-            + (NOT_VERIFIED_LABEL if r.get("verified") is False else "") for r in results}
+    alone = {row_key(r) for r in results if r.get("one_by_one")}  # any row of it (a skipped one says nothing)
+    unverified = {row_key(r) for r in results if r.get("verified") is False}
+    return {key: key + (ONE_BY_ONE_LABEL if key in alone else "") + (NOT_VERIFIED_LABEL if key in unverified else "")
+            for key in (row_key(r) for r in results)}
 
 
 def row_key(row: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from attn_export.errors import DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import (FLOAT32_MAX, MISSING_POLICIES, _check_missing_policy, _read_ts, _show,
                                         npz_names, read_npz, read_ts)
-from attn_export.runtime.inputs import check_features, normalised_twin, read_csv
+from attn_export.runtime.inputs import check_features, normalised_twin, normalised_twins, read_csv
 
 __all__ = [
     "MISSING_POLICIES",
@@ -545,11 +545,10 @@ def load_splits(cfg: Any) -> Splits:
             if not test_path:
                 refuse_ids(raw, train_path)
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
-        for k, label in enumerate(labels):
-            twin = normalised_twin(label, labels[k + 1:])
-            if twin is not None:
-                raise DataError(f"{train_path}: the labels {_show(label)} and {_show(twin)} are one text in two Unicode "
-                                "normalisations, which would make two classes; expected one spelling per class")
+        twins = normalised_twins(labels)
+        if twins is not None:
+            raise DataError(f"{train_path}: the labels {_show(twins[0])} and {_show(twins[1])} are one text in two "
+                            "Unicode normalisations, which would make two classes; expected one spelling per class")
         train = _build(seqs, raw, labels, train_path)
         if test_path:
             t_seqs, t_raw, _, t_names = _read_labelled(test_path, missing)

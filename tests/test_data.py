@@ -224,11 +224,13 @@ def test_ts_headers_that_contradict_the_data_or_each_other_are_refused_by_line(t
         assert one_line_error(e).startswith(str(p) + expected), text
     # what the format allows still reads: @seriesLength of a file not of equal length, a header repeated with
     # the same value (case of true/false aside), a repeated @problemName (the archive's UnitTest_TEST.ts)
-    for i, text in enumerate(["@equalLength false\n@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n",
-                              "@univariate true\n@univariate TRUE\n@dimensions 1\n@classLabel true a\n@data\n1,2:a\n",
-                              "@problemName x\n@problemName y\n@seriesLength 2\n@equalLength true\n@data\n1,2:a\n3,4:a\n"]):
+    for i, (text, lengths) in enumerate([
+            ("@equalLength false\n@seriesLength 3\n@classLabel true a\n@data\n1,2,3:a\n1,2:a\n", [3, 2]),
+            ("@univariate true\n@univariate TRUE\n@dimensions 1\n@dimensions 01\n@classLabel true a\n@data\n1,2:a\n",
+             [2]),
+            ("@problemName x\n@problemName y\n@seriesLength 2\n@equalLength true\n@data\n1,2:a\n3,4:a\n", [2, 2])]):
         seqs, _, _ = read_ts(write(tmp_path, text, f"ok{i}.ts"))
-        assert [len(s) for s in seqs] in ([3, 2], [2], [2, 2])
+        assert [len(s) for s in seqs] == lengths, text
 
 
 def test_ts_label_field_cases(tmp_path: Path) -> None:

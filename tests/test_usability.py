@@ -409,6 +409,12 @@ def test_a_dozen_bench_lines_are_told_apart_and_the_int8_one_says_one_by_one() -
         frame = legend.get_window_extent()
         assert frame.x0 >= fig.axes[0].get_window_extent().x1  # beside the plot, covering no point
         plt.close(fig)
+    # a target is labelled by any of its rows: a shape it skipped (no one_by_one) comes after the timed ones
+    from attn_export.bench import shown_as
+
+    assert shown_as([{"backend": "onnx-ref", "artifact": "model.int8.onnx", "one_by_one": True, "verified": False},
+                     {"backend": "onnx-ref", "artifact": "model.int8.onnx", "skipped": "too big"}]) == {
+        "onnx-ref model.int8.onnx": "onnx-ref model.int8.onnx (one by one) (not verified)"}
     # a file changed since it was timed says so in the image itself (the report redraws it; found by attacking)
     for fig in bench_figures({**result, "results": result["results"] + [
             {"backend": "ort-cpu", "artifact": "model.3.onnx", "verified": False}]}, {"model.3.onnx"}).values():

@@ -317,6 +317,17 @@ def normalised_twin(label: str, others: Sequence[str]) -> Optional[str]:
     return next((o for o in others if o != label and unicodedata.normalize("NFC", o) == nfc), None)
 
 
+def normalised_twins(labels: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """The first two of ``labels`` that are one text in two Unicode normalisations (``normalised_twin``), in one
+    pass."""
+    seen: Dict[str, str] = {}
+    for label in labels:
+        first = seen.setdefault(unicodedata.normalize("NFC", label), label)
+        if first != label:
+            return first, label
+    return None
+
+
 def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: object) -> None:
     """DataError (bad input) naming ``source`` when its true labels hold one the model does not know (its accuracy
     would count every such sequence wrong, silently)."""

@@ -112,9 +112,13 @@ _ONE_VALUE_HEADERS = ("classlabel", "targetlabel", "dimensions", "univariate", "
 
 
 def _words(value: str) -> List[str]:
-    """A header's value as compared with a repeat of it: ``true``/``false`` in any case, names as written."""
+    """A header's value as compared with a repeat of it: ``true``/``false`` in any case, a count as its number
+    (``01`` is ``1``), names as written."""
     words = value.split()
-    return [words[0].lower(), *words[1:]] if words else []
+    if not words:
+        return []
+    first = str(int(words[0])) if words[0].isdecimal() and words[0].isascii() else words[0].lower()
+    return [first, *words[1:]]
 
 
 def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
