@@ -12,9 +12,9 @@ environment given to one command only (``cli(env=...)`` starts a fresh interpret
 Only modules that start no thread of their own are imported here (a fork keeps the calling thread alone; a
 library whose pool was running would wait on threads that are not there): torch, onnx and numpy, whose
 OpenBLAS pool is made fork-safe by OpenBLAS itself; not onnxruntime or OpenVINO (each starts a thread as it
-loads, measured). ``serve`` says how many threads it has before it takes requests, and whether the imports
-wrote anything to stderr; the client uses it only when that is the OpenBLAS pool and this thread, and
-nothing was written (a warning at import a fresh command prints, a child would not).
+loads, measured). ``serve`` says how many threads the imports after numpy's started, and whether the imports
+wrote anything to stderr; the client uses it only when that is none, and nothing was written (a warning at
+import a fresh command prints, a child would not).
 
 Protocol, one ``SOCK_SEQPACKET`` connection per command: the client sends the request (JSON: args, cwd, env,
 umask) with three descriptors (stdin, stdout, stderr); the zygote answers the child's pid, then, when the
@@ -32,10 +32,9 @@ import socket
 import sys
 import tempfile
 
-PRELOAD = ("numpy", "torch", "onnx", "attn_export.cli", "attn_export.train", "attn_export.export",
-           "attn_export.quantize", "attn_export.verify", "attn_export.bench", "attn_export.report",
-           "attn_export.pipeline", "attn_export.__main__")
-MAX_THREADS = 2  # this one and OpenBLAS's pool, which OpenBLAS itself makes safe across a fork
+PRELOAD = ("torch", "onnx", "attn_export.cli", "attn_export.train", "attn_export.export", "attn_export.quantize",
+           "attn_export.verify", "attn_export.bench", "attn_export.report", "attn_export.pipeline",
+           "attn_export.__main__")  # after numpy, whose OpenBLAS pool OpenBLAS itself makes safe across a fork
 
 
 def threads() -> int:
@@ -54,6 +53,7 @@ def _child(request: dict, fds: list[int], open_sockets: list[socket.socket]) -> 
         for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         os.chdir(request["cwd"])
+        sys.path[0] = request["cwd"]  # where ``python -m`` looks first: the working directory, not tests/
         os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -65,31 +65,41 @@ def _child(request: dict, fds: list[int], open_sockets: list[socket.socket]) -> 
         if code is not None and not isinstance(code, int):
             sys.stderr.write(f"{code}\n")
             code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush()
         os._exit(code or 0)
     except KeyboardInterrupt:  # as the interpreter ends on one: the traceback, then death by the signal
         import traceback
 
         traceback.print_exc()
-        sys.stderr.flush()
+        _flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     except BaseException:  # a bug: its traceback and exit 1, as the interpreter ends on one
         import traceback
 
         traceback.print_exc()
-        sys.stderr.flush()
+        _flush()
     os._exit(1)
 
 
+def _flush() -> None:
+    """What the interpreter's own end would flush before ``os._exit`` skips it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def serve(path: str) -> None:
-    """Import ``PRELOAD``, say ``ready N`` (N threads) on stdout, and fork a child per request until stdin (the
+    """Import numpy, then ``PRELOAD``, say ``ready N`` (N: the threads the latter started) on stdout, and fork a child per request until stdin (the
     suite's end of a pipe) closes; or say ``noisy`` and end when the imports wrote to stderr (a warning a
     fresh command would print: a child would not)."""
     with tempfile.TemporaryFile() as said:
         stderr = os.dup(2)
         os.dup2(said.fileno(), 2)
+        importlib.import_module("numpy")
+        pool = threads()  # this thread and OpenBLAS's pool (one per core but one)
         for module in PRELOAD:
             importlib.import_module(module)
         sys.stderr.flush()
@@ -101,7 +111,7 @@ def serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     server.bind(path)
     server.listen(64)
-    print(f"ready {threads()}", flush=True)
+    print(f"ready {threads() - pool}", flush=True)  # the threads the other imports started: 0 to be used
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
     selector.register(sys.stdin, selectors.EVENT_READ)
