@@ -107,13 +107,14 @@ _RESULT_JSON: dict[str, Any] = {store.VERIFY_JSON: schema.VERIFY, store.BENCH_JS
 
 def _result_problems(s: store.Store, path: Path) -> list[str]:
     """A result JSON that does not parse; a verify.json no verdict was recorded from, as the report says it
-    (found by attacking: inspect listed another directory's copy as a plain result); a bench.json of bytes
-    that are not here now, as the report marks its rows."""
+    (found by attacking: inspect listed another directory's copy as a plain result); a bench.json (or
+    bench_stream.json) of bytes that are not here now, as the report marks its rows."""
     try:
         data = store.read_json(path, _RESULT_JSON[path.name])
     except BadInput as e:
         return [f"unreadable: {e}"]
-    if path.name == store.BENCH_JSON:  # timings of bytes no longer here (found by attacking: after a retrain)
+    if path.name in (store.BENCH_JSON, store.BENCH_STREAM_JSON):  # timings of bytes no longer here (found by
+        # attacking: after a retrain; bench_stream.json after a run that removed the stream graphs)
         timed = data.get("artifacts")
         if not isinstance(timed, dict):
             return ["not current: it records no sha256 of what it timed (made by an older attn-export)"]

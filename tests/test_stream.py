@@ -661,6 +661,15 @@ def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path,
     assert report["drift"]["steps"] == 4096 and sorted(report["drift"]["ratio_to_fp32_rule"]) == ["1024", "256", "4096"]
     assert report["machine"]["cpu"] and (directory / "bench_stream.json").is_file()
     assert (directory / "bench_stream_latency.png").stat().st_size > 0
+    # the bytes it timed are recorded, and inspect flags the result once they are gone (found by attacking: a run
+    # of a model that cannot stream removed the stream graphs, and this result stayed a plain "result")
+    def problems() -> list[str]:
+        described = json.loads(cli("inspect", str(directory), "--json").stdout)
+        return described["artifacts"]["bench_stream.json"]["problems"]
+
+    assert set(report["artifacts"]) == {store.STREAM_ONNX, store.ONNX_FP32} and problems() == []
+    (directory / store.STREAM_ONNX).unlink()
+    assert [p for p in problems() if p.startswith("not current") and store.STREAM_ONNX in p], problems()
 
 
 def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:
