@@ -174,7 +174,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     (``{'epoch': ..., 'model_state_dict': ..., 'optimizer_state_dict': ...}``, a Lightning checkpoint's
     ``state_dict``), with a prefix every key shares (Lightning's ``model.``) dropped."""
     if not os.path.lexists(path):
-        raise DataError(f"checkpoint {path} does not exist")
+        raise DataError(f"checkpoint {path} does not exist; expected a checkpoint file (.safetensors, .pt or .pth)")
     data = read_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)")
     if path.suffix == ".safetensors":
         try:

@@ -12,6 +12,7 @@ expected and, for a typo, the closest valid key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -271,12 +272,17 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     recipe = Recipe()
     if path is not None:
         if not os.path.lexists(path):
-            shipped = Path(__file__).resolve().parent.parent / "recipes" / Path(path).name
+            recipes = Path(__file__).resolve().parent.parent / "recipes"
+            shipped = recipes / Path(path).name
             if not shipped.is_file():  # "japanese-vowels" for recipes/japanese-vowels.toml (found by a new user)
                 shipped = shipped.with_name(shipped.name + ".toml")
+            if not shipped.is_file():  # a typo of a shipped one's name (found by attacking: japanese-vowel.toml)
+                close = difflib.get_close_matches(Path(path).name, sorted(r.name for r in recipes.glob("*.toml")), 1)
+                shipped = recipes / close[0] if close else shipped
             shown = os.path.relpath(shipped)
             shown = shipped if shown.startswith("..") else shown
-            hint = f"; expected a path, e.g. {shown} (a recipe this repository ships)" if shipped.is_file() else ""
+            hint = (f"; expected a path, e.g. {shown} (a recipe this repository ships)" if shipped.is_file()
+                    else "; expected a path to a recipe TOML file")
             raise ConfigError(f"recipe file '{path}' does not exist{hint}")
         try:
             data = read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)")

@@ -250,7 +250,11 @@ ROWS: dict[str, Row] = {
                                "bench would time PyTorch alone: {d} holds no ONNX model or engine; run attn-export "
                                "export first", directory="prereq"),
     # --- recipes and --set -----------------------------------------------------------------------
-    "recipe-missing": Row(("train", "{d}", "--recipe", "{t}/absent.toml"), 2, "does not exist"),
+    "recipe-missing": Row(("train", "{d}", "--recipe", "{t}/absent.toml"), 2,
+                          "does not exist; expected a path to a recipe TOML file"),
+    # a typo of a shipped recipe's name gets its closest (found by attacking)
+    "recipe-typo": Row(("train", "{d}", "--recipe", "recipes/japanese-vowel.toml"), 2,
+                       "japanese-vowels.toml (a recipe this repository ships)"),
     "recipe-malformed": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "not valid TOML",
                             _write("r.toml", "[model\nhidden_size = 3\n")),
     "recipe-not-utf8": Row(("train", "{d}", "--recipe", "{t}/r.toml"), 2, "cannot be read",
@@ -365,7 +369,11 @@ ROWS: dict[str, Row] = {
                             "shape but no values; expected dense weights", _odd_tensor("meta")),
     "load-quantized-tensor": Row(("load", "{t}/quantized.pt", "{d}"), 2, "quantized.pt: 'fc.weight' is a quantized "
                                  "tensor (torch.qint8); expected dense weights", _odd_tensor("quantized")),
-    "load-missing": Row(("load", "{t}/absent.pt", "{d}"), 2, "does not exist"),
+    "load-missing": Row(("load", "{t}/absent.pt", "{d}"), 2,
+                        "does not exist; expected a checkpoint file (.safetensors, .pt or .pth)"),
+    # pydantic's "Value error, " tag is not said (found by attacking)
+    "predict-precision-typo": Row(("predict", "{t}/absent.npz", "--dir", "{d}", "--precision", "int8"), 2,
+                                  "Invalid value for '--precision': 'int8' is not one of"),
     "load-empty-dir-source": Row(("load", "{t}", "{d}"), 2, "run attn-export train"),
     # --- inspect ---------------------------------------------------------------------------------
     "inspect-not-onnx": Row(("inspect", "{t}/junk.onnx"), 2, "not a readable ONNX model",

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exit as e:
         return e.exit_code
     except TyperException as e:  # typer's own click: usage errors, bad parameters (exit 2)
-        said = e.format_message()
+        said = e.format_message().replace(": Value error, ", ": ")  # pydantic's tag (found by attacking)
         given = _given(args, e.param) if isinstance(e, typer.BadParameter) else None
         if given is not None and repr(given) not in said:  # typer's "Input should be a valid integer" names no value
             said = f"{said} (got {given!r})"
