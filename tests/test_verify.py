@@ -1223,3 +1223,15 @@ def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_ther
     assert _beyond(128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
         "; beyond its deployment range (seq <= 128) at b1 s512, b32 s1024, where verify judged it by the stress "
         "rules only")
+
+
+def test_a_kept_default_is_not_said_to_be_the_fastest() -> None:
+    """Found by attacking: predict's and bundle's notes said bench "measured fastest" the default it had kept
+    because no other pair was 1.10x faster; every place that names the pick says why through one function."""
+    from attn_export.runtime.recommend import DEFAULT, MARGIN, why_picked
+
+    pick = {"backend": DEFAULT[0], "artifact": DEFAULT[1], "by": "`attn-export run`'s first-look bench", "cpu": "EPYC"}
+    assert why_picked(pick) == (f"the default, kept by attn-export run's first-look bench on EPYC: no other verified "
+                                f"pair was {MARGIN:.2f}x faster")
+    assert why_picked({**pick, "artifact": "model.int8.onnx"}) == (
+        "what attn-export run's first-look bench measured fastest on EPYC")

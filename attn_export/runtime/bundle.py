@@ -52,7 +52,7 @@ from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, 
 from . import store, schema
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current
+from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, why_picked
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -439,9 +439,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
             why_not = f"bench's pick {chosen['backend']} {chosen['artifact']} is not something a CPU bundle runs"
             chosen = None
-        notes.append(f"recommended: {chosen['backend']} {chosen['artifact']} (what {chosen['by'].replace('`', '')} "
-                     f"measured fastest on {chosen['cpu']}), in the README's predict line; predict without "
-                     "--backend and --precision runs FP32"
+        notes.append(f"recommended: {chosen['backend']} {chosen['artifact']} ({why_picked(chosen)}), in the README's "
+                     "predict line; predict without --backend and --precision runs FP32"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
         # can be fixed (a Jetson builds its engines from them and verifies those itself)
@@ -582,8 +581,7 @@ def unasked(s: store.Store, backend: str, precision: str) -> Optional[str]:
     if pick is None or (pick["backend"], pick["precision"]) == (backend, precision):
         return None
     return (f"this ran {precision} on {backend}, predict's default; this bundle recommends --backend "
-            f"{pick['backend']} --precision {pick['precision']} ({pick['artifact']}, what {pick['by'].replace('`', '')} "
-            f"measured fastest on {pick['cpu']})")
+            f"{pick['backend']} --precision {pick['precision']} ({pick['artifact']}, {why_picked(pick)})")
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

@@ -343,6 +343,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .bundle import recommendation
+    from .recommend import why_picked
     from .settings import not_default
     from .store import STREAM_FILES, Store, is_engine
     from .trt.readiness import graphs_of, not_current, readiness, render
@@ -381,7 +382,7 @@ def _info(args: argparse.Namespace) -> int:
         print(f"  backend {name:14} {'available' if reason is None else reason}")
     if pick:  # found by attacking: predict runs FP32 unless told, and nothing here said what to tell it
         print(f"recommended: predict --backend {pick['backend']} --precision {pick['precision']} ({pick['artifact']}, "
-              f"{pick['by'].replace('`', '')} on {pick['cpu']})")
+              f"{why_picked(pick)})")
     if tensorrt:
         print(("made for " + str(made) + "; " if made else "") + "TensorRT readiness:")
         print(render(tensorrt))

@@ -172,6 +172,16 @@ def not_timed(s: Any, bench: Mapping[str, Any], name: str) -> Optional[str]:
     return s.measured(name, str((bench.get("artifacts") or {}).get(name)))
 
 
+def why_picked(pick: Mapping[str, Any]) -> str:
+    """Why bench picked ``pick``, as every place that names it says it: the fastest verified pair, or the
+    default kept because no other was ``MARGIN`` times faster (found by attacking: the kept default was said
+    to be "measured fastest")."""
+    by = str(pick.get("by", "attn-export bench")).replace("`", "")
+    if (pick["backend"], pick["artifact"]) == DEFAULT:
+        return f"the default, kept by {by} on {pick['cpu']}: no other verified pair was {MARGIN:.2f}x faster"
+    return f"what {by} measured fastest on {pick['cpu']}"
+
+
 def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     """``bench.json``'s overall recommendation when the bytes it timed are still the ones here (with the CPU
     it was measured on), else None and why not."""
