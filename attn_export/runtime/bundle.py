@@ -129,7 +129,8 @@ ONE_BY_ONE = """
 `InferenceSession`), give {them} one sequence per run: the quantisation scale is taken over the whole batch,
 so a sequence's answer would move with its batch-mates.{openvino}
 """
-OPENVINO_PADDED = " OpenVINO also computes a padded batch of this bidirectional model wrongly."
+OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for this bidirectional model (not of "
+                   "its other graphs, which verify judged on padded batches).")
 
 TRITON = """{steps}
 The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row (a 0,
@@ -485,7 +486,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     if per_row:
         body += ONE_BY_ONE.format(names=" and ".join(per_row), verb="run" if len(per_row) > 1 else "runs",
                                   them="them" if len(per_row) > 1 else "it",
-                                  openvino=OPENVINO_PADDED if info.recipe.get("model", {}).get("bidirectional") else "")
+                                  openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
+                                  if info.recipe.get("model", {}).get("bidirectional") else "")
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
