@@ -287,6 +287,9 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
         per_step, intercept = (duration_text(fit[k]) if fit.get(k) is not None else "–"
                                for k in ("ms_per_step", "intercept_ms"))
         lines.append(f"| {row(key)} | {per_step} | {intercept} | {_fmt(fit.get('r2'), '.4f')} | {tput} |")
+    fits = [scaling.get("seq_fit") or {} for scaling in bench["scaling"].values()]
+    if any(fit.get("ms_per_step") is not None and fit.get("r2") is None for fit in fits):  # found by attacking: a bare "–", where the console said why
+        lines += ["", "r² –: a line through two lengths fits them exactly (no r²; time three or more for one)."]
     ratios = bench["ratios"]
     lines += ["", f"Speed-up over `{ratios['reference']}` (its p50 / the target's p50):", ""]
     shapes = list(ratios["by_shape"])

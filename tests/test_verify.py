@@ -740,6 +740,8 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert cli("report", str(directory)).returncode == 0
     report = (directory / "report.md").read_text()
     assert "**Recommended**" in report and f"ships {overall['backend']} `{overall['artifact']}`" in report
+    # two lengths (16 and 128): the r² column's "–" is said, as the console says "(two lengths, no r²)"
+    assert "r² –: a line through two lengths fits them exactly" in report
     ranges = {p: t.get("deployment_max_seq") for p, t in json.loads((directory / "verify.json").read_text())
               ["tolerances"].items()}
     for shape, r in rec["by_shape"].items():  # each pick past its precision's range says how it was judged
