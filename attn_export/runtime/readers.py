@@ -121,6 +121,16 @@ def _words(value: str) -> List[str]:
     return [first, *words[1:]]
 
 
+def _count_header(path: str, lineno: int, key: str, value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 1:
+        raise DataError(f"{path}:{lineno}: @{key} {_show(value)}; expected a positive integer")
+    return count
+
+
 def _bool_header(path: str, lineno: int, key: str, value: str) -> bool:
     v = value.split()[0].lower() if value.split() else ""
     if v not in ("true", "false"):
@@ -249,23 +259,13 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
             elif key == "targetlabel":
                 target_label = _bool_header(p, lineno, "targetLabel", value)
             elif key == "dimensions":
-                try:
-                    dims = int(value)
-                except ValueError:
-                    dims = -1
-                if dims < 1:
-                    raise DataError(f"{p}:{lineno}: @dimensions {_show(value)}; expected a positive integer")
+                dims = _count_header(p, lineno, "dimensions", value)
             elif key == "univariate":
                 univariate = _bool_header(p, lineno, "univariate", value)
             elif key == "equallength":
                 equal_length = _bool_header(p, lineno, "equalLength", value)
             elif key == "serieslength":
-                try:
-                    series_length = int(value)
-                except ValueError:
-                    series_length = -1
-                if series_length < 1:
-                    raise DataError(f"{p}:{lineno}: @seriesLength {_show(value)}; expected a positive integer")
+                series_length = _count_header(p, lineno, "seriesLength", value)
             elif key == "timestamps":
                 if _bool_header(p, lineno, "timeStamps", value):
                     raise DataError(f"{p}:{lineno}: @timeStamps true is not supported; expected @timeStamps false")
