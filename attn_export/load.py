@@ -581,7 +581,8 @@ def _unrecognised(origin: str, problem: str, parts: list[_Part], d: int | None,
 def _summary(layout: Layout, model: AttentionLSTM) -> str:
     """What was recognised, for the line ``load`` prints: sizes, score kind, head and the user's part names."""
     cfg = model.config
-    lstm = f"LSTM {layout.lstm.name} hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}"
+    # the user's part names quoted: beside the kinds they read "linear score score, head head" (found by attacking)
+    lstm = f"LSTM '{layout.lstm.name}' hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}"
     parts = [f"{model.input_size} features"]
     if layout.convs:
         kernels = ", ".join(str(k) for k in cfg.conv_kernel_sizes)
@@ -590,18 +591,18 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
                      "stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each)")
     parts.append(lstm + (", bidirectional" if cfg.bidirectional else ""))
     if layout.key is not None and layout.energy is not None:
-        parts.append(f"additive score {layout.key.name} + {layout.energy.name} (A {cfg.attention_dim})")
+        parts.append(f"additive score '{layout.key.name}' + '{layout.energy.name}' (A {cfg.attention_dim})")
     elif layout.score is not None:
-        parts.append(f"linear score {layout.score.name}")
+        parts.append(f"linear score '{layout.score.name}'")
     if layout.energy is not None and layout.energy.bias is not None:
-        parts.append(f"{layout.energy.name}'s bias dropped (the same for every step: the softmax ignores it)")
+        parts.append(f"the bias of '{layout.energy.name}' dropped (the same for every step: the softmax ignores it)")
     if layout.head is None:
         parts.append(f"no head (output context, {model.context_size} values)")
     elif cfg.head == "binary":
-        parts.append(f"head {layout.head.name} binary: one output read as a binary classifier (sigmoid, labels 0 "
+        parts.append(f"head '{layout.head.name}' binary: one output read as a binary classifier (sigmoid, labels 0 "
                      "and 1; --set model.head=regression reads it as a regressor)")
     else:
-        parts.append(f"head {layout.head.name} {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
+        parts.append(f"head '{layout.head.name}' {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
     if layout.left_out:
         parts.append(f"left out {' and '.join(layout.left_out)} (a loss function's weights, not the model's)")
     return ", ".join(parts)

@@ -133,7 +133,7 @@ def test_the_classic_snippet_stays_a_score_without_a_head(tmp_path: Path) -> Non
     model, summary = _load(user, tmp_path)
     _assert_same(user, model)
     assert model.config.head == "none" and model.config.attention == "linear"
-    assert "linear score fc, no head (output context, 12 values)" in summary
+    assert "linear score 'fc', no head (output context, 12 values)" in summary
 
 
 def test_int8_of_a_model_without_classes_is_not_judged_and_gets_no_verdict(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_a_score_and_a_head_import_with_labels(tmp_path: Path, prefix: str) -> N
     _assert_same(user, model)
     _, info = load_model(tmp_path / "art")
     assert info.head == "classification" and info.labels == ("0", "1", "2")
-    assert "linear score attention, head fc classification 3 outputs" in summary
+    assert "linear score 'attention', head 'fc' classification 3 outputs" in summary
 
 
 @pytest.mark.parametrize("v_as_parameter", [False, True])
@@ -184,7 +184,7 @@ def test_an_additive_score_with_a_head(tmp_path: Path, v_as_parameter: bool) -> 
     model, summary = _load(user, tmp_path)
     _assert_same(user, model)
     assert model.config.attention == "additive" and model.config.query == "learned"
-    assert f"additive score W + v (A {A}), head classifier classification {C} outputs" in summary
+    assert f"additive score 'W' + 'v' (A {A}), head 'classifier' classification {C} outputs" in summary
 
 
 def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Path) -> None:
@@ -194,9 +194,9 @@ def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Pa
     result = cli("load", str(_save(user, tmp_path / "user.pt")), str(tmp_path / "art"), "--set", "model.dropout=0.2",
                  "--set", "export.parity_max_seq=32")
     assert result.returncode == 0, result.stderr
-    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each), LSTM rnn "
-            "hidden_size 12, num_layers 2, bidirectional, linear score att, "
-            "head out classification 3 outputs") in result.stderr
+    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each), LSTM "
+            "'rnn' hidden_size 12, num_layers 2, bidirectional, linear score 'att', "
+            "head 'out' classification 3 outputs") in result.stderr
     model, info = load_model(tmp_path / "art")
     assert info.recipe["model"]["dropout"] == 0.2
     _assert_same(user, model)
@@ -213,7 +213,7 @@ def test_two_one_output_linears_need_map_and_then_import(tmp_path: Path) -> None
     recipe = load_recipe(None, ["model.head=regression"])
     model, summary = _load(user, tmp_path, "w_b=score", "module.w_a=head", recipe=recipe)
     _assert_same(user, model)
-    assert model.config.head == "regression" and "head w_a regression 1 output" in summary
+    assert model.config.head == "regression" and "head 'w_a' regression 1 output" in summary
 
 
 class SequentialAdditive(nn.Module):
@@ -243,7 +243,7 @@ def test_an_additive_score_with_a_biased_v_and_a_equal_to_d_is_ambiguous_then_ma
     assert not (tmp_path / "art").exists()
     model, summary = _load(user, tmp_path, "attn.0=key", "attn.2=energy")
     _assert_same(user, model)
-    assert "additive score attn.0 + attn.2 (A 12), attn.2's bias dropped" in summary
+    assert "additive score 'attn.0' + 'attn.2' (A 12), the bias of 'attn.2' dropped" in summary
 
 
 def test_a_biased_v_imports_with_its_bias_dropped(tmp_path: Path) -> None:
@@ -253,7 +253,7 @@ def test_a_biased_v_imports_with_its_bias_dropped(tmp_path: Path) -> None:
         user.attn[2].bias.fill_(5.0)  # the same for every step: no weight moves
     model, summary = _load(user, tmp_path)
     _assert_same(user, model)
-    assert "attn.2's bias dropped" in summary
+    assert "the bias of 'attn.2' dropped" in summary
 
 
 @pytest.mark.parametrize("name", ["class_weights", "criterion.weight", "loss_fn.pos_weight"])
@@ -267,7 +267,7 @@ def test_a_loss_functions_weights_are_left_out_and_said(tmp_path: Path, name: st
     summary = load_checkpoint(tmp_path / "user.pt", tmp_path / "art", Recipe())
     model, _ = load_model(tmp_path / "art")
     _assert_same(user, model)
-    assert f"linear score attention, head fc classification 3 outputs, left out {name} (a loss function's " \
+    assert f"linear score 'attention', head 'fc' classification 3 outputs, left out {name} (a loss function's " \
            "weights, not the model's)" in summary
 
 
