@@ -221,8 +221,9 @@ def bench(
                    "seconds_per_shape": budget.seconds,
                    "min_iterations": budget.min_iterations, "made_by": made_by,
                    "inputs": "standard normal, unpadded, float32",
-                   "timing": "device events where the backend reports them (CUDA), else host wall clock "
-                             "around a synchronised call"},
+                   "timing": ("device events where the backend reports them (CUDA), else host wall clock "
+                              "around a synchronised call")
+                   if any(r.get("device", "cpu") != "cpu" for r in results) else "host wall clock around each call"},
         "machine": machine,
         "versions": _versions(),
         "batches": list(batches),

@@ -1206,6 +1206,9 @@ def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(tin
     report = (directory / "report.md").read_text()
     assert "| target | per step (batch 4) |" in report and "per step (batch 1)" not in report
     assert "threads: default;" in report and "threads: None" not in report
+    # every row ran on the CPU: the method names the host's clock, not CUDA events (found by a stranger's read)
+    assert bench["method"]["timing"] == "host wall clock around each call"
+    assert "; host wall clock around each call; interleaved" in report and "CUDA" not in report
     assert "–x" not in report and "| – |" in report.split("Speed-up over")[1]
     latency = json.loads((directory / "verify.json").read_text())["latency"]
     assert f"| p50 ms (b1 s{latency['seq']}, " in report
