@@ -80,7 +80,7 @@ def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
     skipped = result.skipped_by_backend()
     if skipped:
         lines += ["", "Skipped:", ""] + [f"- {backend}{' (' + ', '.join(f'`{n}`' for n in names) + ')' if names else ''}: "
-                                         f"{reason}" for backend, (names, reason) in skipped.items()]
+                                         f"{reason}" for backend, names, reason in skipped]
     return lines
 
 

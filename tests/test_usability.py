@@ -500,9 +500,10 @@ def test_long_stages_show_progress_on_a_terminal_only(model_dir: Path) -> None:
     assert plain.returncode == 0 and not re.search(r"\b0/\d+\b", plain.stderr)
 
 
-def test_a_backend_with_nothing_to_run_is_skipped_without_an_artefact_count() -> None:
+def test_a_skipped_backend_names_its_artefacts_and_every_reason() -> None:
     """verify said "skipped tensorrt (1 artefact): ..." in a directory with no engine: the backend's one
-    skipped row has no artefact. The count is said only for artefacts."""
+    skipped row has no artefact, so none is named. A backend that skipped artefacts for two reasons says both
+    (found by attacking: only the first reason was shown, and a count instead of the files' names)."""
     from attn_export.runtime.targets import Target
     from attn_export.runtime.verify import TargetResult, VerifyResult
 
@@ -512,9 +513,11 @@ def test_a_backend_with_nothing_to_run_is_skipped_without_an_artefact_count() ->
     result = VerifyResult.__new__(VerifyResult)
     result.results = [skipped("tensorrt", None, "no engine here"),
                       skipped("ort-cuda", "model.onnx", "no GPU"), skipped("ort-cuda", "model.fp16.onnx", "no GPU"),
-                      skipped("tract-cpu", "model.int8.onnx", "not its precision")]
-    assert result.skipped_lines() == ["tensorrt: no engine here", "ort-cuda (2 artefacts): no GPU",
-                                      "tract-cpu (1 artefact): not its precision"]
+                      skipped("tract-cpu", "model.int8.onnx", "not its precision"),
+                      skipped("ort-cuda", "model.stream.onnx", "not a GPU graph")]
+    assert result.skipped_lines() == ["tensorrt: no engine here", "ort-cuda (model.onnx, model.fp16.onnx): no GPU",
+                                      "tract-cpu (model.int8.onnx): not its precision",
+                                      "ort-cuda (model.stream.onnx): not a GPU graph"]
 
 
 @pytest.mark.parametrize("width", [60, 200])

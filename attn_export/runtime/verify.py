@@ -309,16 +309,17 @@ class VerifyResult:
         """The targets that ran, failures first: what a person reads first."""
         return sorted((r for r in self.results if r.status != "skipped"), key=lambda r: r.status != "failed")
 
-    def skipped_by_backend(self) -> Dict[str, Tuple[List[str], str]]:
-        """Backend -> (the artefacts it skipped, the reason): one line per backend, not one per artefact. A
+    def skipped_by_backend(self) -> List[Tuple[str, List[str], str]]:
+        """(backend, the artefacts it skipped, the reason): one line per backend and reason, not one per artefact
+        (found by attacking: a backend that skipped two artefacts for two reasons showed only the first). A
         backend with nothing to run (no engine for tensorrt, an opt-in one not named) skipped no artefact."""
-        out: Dict[str, Tuple[List[str], str]] = {}
+        out: Dict[Tuple[str, str], List[str]] = {}
         for r in self.results:
             if r.status == "skipped":
-                artefacts, _ = out.setdefault(r.target.backend, ([], r.reason or ""))
+                artefacts = out.setdefault((r.target.backend, r.reason or ""), [])
                 if r.target.artifact:
                     artefacts.append(r.target.artifact)
-        return out
+        return [(backend, names, reason) for (backend, reason), names in out.items()]
 
     def carried_by_run(self) -> Dict[str, List[TargetResult]]:
         """The rows carried over from earlier verifies, by the run that measured them (``carried_from``)."""
@@ -329,9 +330,9 @@ class VerifyResult:
         return runs
 
     def skipped_lines(self) -> List[str]:
-        """"<backend> (<n> artefacts): <reason>" per skipped backend; without the count when it skipped none."""
-        return [f"{backend}{f' ({len(names)} artefact' + 's' * (len(names) > 1) + ')' if names else ''}: {reason}"
-                for backend, (names, reason) in self.skipped_by_backend().items()]
+        """"<backend> (<artefacts>): <reason>" per skipped backend and reason; without them when it skipped none."""
+        return [f"{backend}{' (' + ', '.join(names) + ')' if names else ''}: {reason}"
+                for backend, names, reason in self.skipped_by_backend()]
 
     def unjudged_decisions(self) -> List[str]:
         """"<target>: decisions on the sweep ... agreed 0.50 at 2 x 38, ..." for every row judged on the test
