@@ -27,7 +27,8 @@ def command(
         "--exporter", help="PyTorch exporter (default: the recipe's export.exporter).")] = None,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Also DIR/model.stream.onnx: the chunk-by-chunk form of a causal model, proven equal to "
-                         "the whole-sequence model on every prefix.")] = False,
+                         "the whole-sequence model on every prefix (a stream graph DIR already holds is remade "
+                         "without it).")] = False,
     threads: ThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,13 +39,34 @@ def command(
         refuse_unstreamable(directory)
     result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out,
                         threads=threads or None)
-    streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None) if stream else None
+    if stream or _stream_left_stale(directory):
+        streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
+    else:
+        streamed = None
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
                     "cases": [c.to_dict() for c in result.cases],
                     "stream": None if streamed is None else {
                         "path": str(streamed.path), "updates": streamed.updates, "worst_ratio": streamed.worst_ratio}})
+
+
+def _stream_left_stale(directory: Path) -> bool:
+    """Whether DIR holds a stream graph this export leaves stale that the model can remake (export remakes
+    it: found by attacking, after a retrain a plain export left model.stream.onnx stale, and predict --stream
+    named it only after an export and a verify); one that cannot be remade is named, as quantize names it."""
+    from ..runtime.store import STREAM_ONNX, Store
+    from ..runtime.streaming import not_streamable
+
+    s = Store(directory)
+    state = s.state(STREAM_ONNX)
+    if state.current or state.state == "missing":
+        return False
+    cannot = not_streamable(s.info.recipe.get("model", {}))
+    if cannot:
+        console(stderr=True).print(f"note: {STREAM_ONNX} not remade: {state.reason}; the model cannot stream now "
+                                   f"({cannot}): remove the stream graphs")
+    return cannot is None
 
 
 def run_stream_export(directory: Path, opset: int | None, quiet: bool = False, threads: int | None = 1) -> Any:
