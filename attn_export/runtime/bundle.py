@@ -156,7 +156,9 @@ keeps, and every later answer of that sequence, while its own answer looks right
 valid step that is not finite, or that the model's normalisation takes past float32 (a NaN, an inf, 3e38):
 check both before sending (the device package's `Stream.push` refuses them). A chunk should stay near
 {piece} steps: the graph's memory grows with the square of a chunk (one of 40,000 steps asked ONNX Runtime
-for 6.4 GB). A sequence that sends nothing for {idle} seconds is ended by Triton and its state dropped:
+for 6.4 GB). Triton batches only chunks of one width together (its direct sequence batcher forms no ragged
+batch): to have sequences batched, send chunks of one width, the last one padded and `valid` its real
+steps. A sequence that sends nothing for {idle} seconds is ended by Triton and its state dropped:
 the next chunk must start it again (`start=True`), from the beginning.""", """
     def push(sequence_id, chunk, valid, start=False, end=False):   # chunk: float32 [1, steps, {features}]
         x = http.InferInput("x", list(chunk.shape), "FP32"); x.set_data_from_numpy(chunk)
