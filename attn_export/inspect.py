@@ -105,10 +105,26 @@ _RESULT_JSON: dict[str, Any] = {store.VERIFY_JSON: schema.VERIFY, store.BENCH_JS
                                 store.QUANTIZE_JSON: schema.QUANTIZE, store.BENCH_STREAM_JSON: None}
 
 
+# the figures drawn from a result, which describe what it describes
+_DRAWN_FROM = {store.ATTENTION_PNG: store.REPORT_MD, store.BENCH_STREAM_PNG: store.BENCH_STREAM_JSON,
+               **{name: store.BENCH_JSON for name in store.PLOTS.values()}}
+
+
 def _result_problems(s: store.Store, path: Path) -> list[str]:
     """A result JSON that does not parse; a verify.json no verdict was recorded from, as the report says it
     (found by attacking: inspect listed another directory's copy as a plain result); a bench.json (or
-    bench_stream.json) of bytes that are not here now, as the report marks its rows."""
+    bench_stream.json) of bytes that are not here now, as the report marks its rows; a report.md rendered
+    from files that changed since; a figure, what its source says. [] for anything else."""
+    if path.name in _DRAWN_FROM:
+        source = path.parent / _DRAWN_FROM[path.name]
+        stale = source.is_file() and _result_problems(s, source)
+        return [f"not current: drawn with {source.name}, which is not current"] if stale else []
+    if path.name == store.REPORT_MD:
+        from .report import not_describing
+
+        return not_describing(s)
+    if path.name not in _RESULT_JSON:
+        return []
     try:
         data = store.read_json(path, _RESULT_JSON[path.name])
     except BadInput as e:
@@ -145,8 +161,7 @@ def describe_directory(directory: Path) -> dict[str, Any]:
             "verified": state.verified if state is not None else None,
             "parent": entry.get("parent") if entry else None,
             "created_by": entry.get("created_by") if entry else None,
-            "problems": problems + (_result_problems(s, directory / name) if name in _RESULT_JSON and name in present
-                                    else []),
+            "problems": problems + (_result_problems(s, directory / name) if name in present else []),
         }
     out: dict[str, Any] = {"path": str(directory), "artifacts": entries,
                            "manifest": (directory / store.MANIFEST).is_file()}

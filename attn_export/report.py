@@ -12,6 +12,7 @@ marked *(carried)*, with the run that measured it; the earlier results it droppe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -546,10 +547,42 @@ def write_report(directory: Path) -> Path:
         lines += _bench_section(s, bench)
     else:
         lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
-    lines += [""] + _artefacts_section(s)
+    lines += [""] + _artefacts_section(s) + ["", _record(s)]
     path = directory / REPORT_MD
     store.write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
+
+
+# report.md's last line: the sha256 of each file it was rendered from (the artefacts, verify.json, bench.json),
+# an HTML comment Markdown does not show; inspect reads it back (``not_describing``)
+_RECORD = ("<!-- attn-export report of: ", " -->")
+
+
+def _record(s: Store) -> str:
+    names = [*s.present(), VERIFY_JSON, store.BENCH_JSON]
+    rendered = {name: sha for name, sha in ((name, s.sha256(name)) for name in names) if sha is not None}
+    return f"{_RECORD[0]}{json.dumps(rendered, sort_keys=True)}{_RECORD[1]}"
+
+
+def not_describing(s: Store) -> list[str]:
+    """Why DIR's report.md (and the attention.png drawn with it) no longer describes what DIR holds: a file it
+    was rendered from changed or is gone, or an artefact was recorded since; [] when it still does (found by
+    attacking: after a train into the directory, or a run killed after train, the old report said PASSED
+    of weights that were gone, and inspect listed it as a plain result)."""
+    last = (s.read(REPORT_MD) or b"").decode("utf-8", "replace").rstrip().rsplit("\n", 1)[-1]
+    rendered: Any = None
+    if last.startswith(_RECORD[0]) and last.endswith(_RECORD[1]):
+        try:
+            rendered = json.loads(last[len(_RECORD[0]):-len(_RECORD[1])])
+        except ValueError:
+            rendered = None
+    if not isinstance(rendered, dict) or not all(isinstance(v, str) for v in rendered.values()):
+        return [f"not current: it records no sha256 of what it was rendered from (made by an older attn-export, or "
+                f"edited): run attn-export report {s.directory}"]
+    problems = [f"{name} is gone since this report" if s.sha256(name) is None else f"{name} changed since this report"
+                for name, sha in rendered.items() if s.sha256(name) != sha]
+    problems += [f"{name} was recorded since this report" for name in s.present() if name not in rendered]
+    return [f"not current: {why}" for why in problems]
 
 
 # the lines of a report that say its verdict and what a CPU bundle ships (this module writes each of them)

@@ -432,3 +432,31 @@ def test_bytes_written_again_identical_keep_their_verdict_and_other_bytes_lose_i
     with Store(directory) as s:
         assert s.state("model.int8.onnx").verified is None
     assert entry["verified"]["sha256"] == entry["sha256"]
+
+
+def test_a_report_rendered_from_files_changed_since_is_not_current_in_inspect(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: after a train into the directory (or a run killed after its train), the old
+    report.md said PASSED of weights that were gone, and inspect listed it, and the attention figure drawn
+    with it, as plain results. report.md records the sha256 of what it was rendered from; inspect compares."""
+    from attn_export.inspect import describe_directory
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode == 0
+    assert cli("report", str(directory)).returncode == 0
+    files = describe_directory(directory)["artifacts"]
+    assert files["report.md"]["problems"] == [] and files["attention.png"]["problems"] == []
+    assert cli("train", str(directory), *TINY, "--set", "train.seed=3").returncode == 0
+    files = describe_directory(directory)["artifacts"]
+    assert "not current: model.safetensors changed since this report" in files["report.md"]["problems"]
+    assert files["attention.png"]["problems"] == ["not current: drawn with report.md, which is not current"]
+    assert cli("report", str(directory)).returncode == 0  # rendered again: it describes what is here (stale files)
+    assert describe_directory(directory)["artifacts"]["report.md"]["problems"] == []
+    (directory / "model.onnx").unlink()
+    assert describe_directory(directory)["artifacts"]["report.md"]["problems"] == [
+        "not current: model.onnx is gone since this report"]
+    report = directory / "report.md"
+    report.write_text(report.read_text(encoding="utf-8").rstrip().rsplit("\n", 1)[0] + "\n", encoding="utf-8")
+    assert describe_directory(directory)["artifacts"]["report.md"]["problems"] == [
+        f"not current: it records no sha256 of what it was rendered from (made by an older attn-export, or edited): "
+        f"run attn-export report {directory}"]
