@@ -260,6 +260,7 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
     where the command line's own handlers cannot yet. Once it has returned, the process ends at once with
     that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
     _open_standard_streams()
+    signal.signal(signal.SIGTERM, _terminated)  # until a command's own handler, as Python's own SIGINT does
     try:
         run = getattr(importlib.import_module(module), function)
     except (MemoryError, ImportError, OSError) as e:
@@ -274,14 +275,14 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:  # a Ctrl-C while the command line itself is imported (found by attacking: a
+    except KeyboardInterrupt as e:  # a Ctrl-C while the command line itself is imported (found by attacking: a
         from .runtime.interrupt import message  # traceback through importlib); nothing has started yet
 
-        sys.exit(_interrupted_late(message))
+        sys.exit(_interrupted_late(message, e))
     from .runtime.interrupt import finish, message, was_committed
 
-    def late() -> int:  # after committed() the work is kept and said: the command's own code, 0
-        return 0 if was_committed() else _interrupted_late(message)
+    def late(e: KeyboardInterrupt) -> int:  # after committed() the work is kept and said: the command's own code, 0
+        return 0 if was_committed() else _interrupted_late(message, e)
 
     try:
         code = run()
@@ -290,17 +291,29 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
             sys.stderr.write(f"{code}\n")
             code = 1
-    except KeyboardInterrupt:  # a Ctrl-C once the command's own handler was gone, before finish() took over
-        code = late()
+    except KeyboardInterrupt as e:  # a Ctrl-C once the command's own handler was gone, before finish() took over
+        code = late(e)
     while True:  # found by the suite under load: a Ctrl-C between the lines above and finish() setting its
         try:     # handlers raised KeyboardInterrupt here, a traceback and death by the signal
             finish(code if isinstance(code, int) else 0)
-        except KeyboardInterrupt:
-            code = late()
+        except KeyboardInterrupt as e:
+            code = late(e)
 
 
-def _interrupted_late(message: "Callable[[Interrupted], str]") -> int:
-    """A SIGINT that reached Python's own handler after the command's: its one line; returns its exit code."""
-    interrupted = Interrupted("SIGINT", 128 + signal.SIGINT)
+class _Terminated(KeyboardInterrupt):
+    """A SIGTERM outside a command's own handler, raised as Python raises a SIGINT there."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    # found by attacking: a SIGTERM in the first half second (the imports) killed the process by the signal,
+    # no line, where a SIGINT there said its one line and exited 130
+    raise _Terminated()
+
+
+def _interrupted_late(message: "Callable[[Interrupted], str]", e: KeyboardInterrupt) -> int:
+    """A SIGINT (or SIGTERM) that reached Python's own handler (or ``_terminated``), before or after the
+    command's: its one line; returns its exit code."""
+    signum = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+    interrupted = Interrupted(signal.Signals(signum).name, 128 + signum)
     sys.stderr.write(f"Error: {message(interrupted)}\n")
     return interrupted.exit_code
