@@ -127,6 +127,8 @@ _HINTS = {
     errno.ELOOP: "attn-export never writes through a symbolic link: expected a regular file or none",
     errno.ENOSPC: "expected enough free space (nothing was half-written; free some and run it again)",
     errno.EDQUOT: "expected enough disk quota (nothing was half-written)",
+    errno.EFBIG: "expected a file size the limits allow (ulimit -f, the file system's largest file; nothing was "
+                 "half-written)",
     errno.ENAMETOOLONG: "expected a name the file system allows (most allow 255 bytes a name, 4096 a path)",
 }
 

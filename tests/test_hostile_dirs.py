@@ -282,6 +282,23 @@ def test_a_full_disk_is_one_line_and_nothing_half_written(full: Path, tmp_path: 
         assert snapshot(directory) == before  # no debris: the temporary file went with the error
 
 
+def test_a_file_size_limit_is_one_line_and_nothing_half_written(full: Path, tmp_path: Path) -> None:
+    """Found by attacking: under ``ulimit -f`` export said only "reference.npz: File too large", where a full
+    disk says what was expected. quantize here, its FP16 graph past a 4 KiB limit (Python ignores SIGXFSZ,
+    so the write fails with EFBIG)."""
+    import resource
+
+    directory = tmp_path / "d"
+    shutil.copytree(full / "d", directory, ignore=shutil.ignore_patterns("model.fp16.onnx", "*.png", "report.md"))
+    before = snapshot(directory)
+    result = subprocess.run([sys.executable, "-m", "attn_export", "quantize", str(directory), "--fp16"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
+    assert result.returncode == 1, result.stderr
+    assert "File too large; expected a file size the limits allow (ulimit -f" in one_line(result)
+    assert snapshot(directory) == before  # no debris: the temporary file went with the error
+
+
 def test_the_sweep_takes_only_a_dead_writers_temporary_files(full: Path, tmp_path: Path) -> None:
     directory = tmp_path / "d"
     shutil.copytree(full / "d", directory)
