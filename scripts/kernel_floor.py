@@ -55,9 +55,10 @@ def _cut(graph: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str], list[onnx.
     nodes = [n for n in graph.graph.node if n.op_type in RECURRENT]
     if not nodes:
         raise SystemExit(f"{graph.graph.name}: no LSTM node to time")
-    fed = list(dict.fromkeys(name for n in nodes for name in n.input if name and name not in initializers))
-    used = [initializers[name] for n in nodes for name in n.input if name in initializers]
     outputs = [o for n in nodes for o in n.output if o]
+    fed = list(dict.fromkeys(name for n in nodes for name in n.input
+                             if name and name not in initializers and name not in outputs))
+    used = [initializers[name] for n in nodes for name in n.input if name in initializers]
     cut = helper.make_graph(nodes, "recurrent", [helper.make_empty_tensor_value_info(name) for name in fed],
                             [helper.make_empty_tensor_value_info(o) for o in outputs],
                             list({i.name: i for i in used}.values()))
