@@ -262,9 +262,16 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
     where the command line's own handlers cannot yet. Once it has returned, the process ends at once with
     that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
     _open_standard_streams()
-    signal.signal(signal.SIGTERM, _terminated)  # until a command's own handler, as Python's own SIGINT does
+    from .runtime.interrupt import message, raise_early, until_a_command_runs  # the standard library's only
+
+    until_a_command_runs()
     try:
-        run = getattr(importlib.import_module(module), function)
+        imported = importlib.import_module(module)
+        raise_early()
+        run = getattr(imported, function)
+    except Interrupted as e:  # a SIGTERM while the command line itself is imported; nothing has started yet
+        sys.stderr.write(f"Error: {message(e)}\n")
+        sys.exit(e.exit_code)
     except (MemoryError, ImportError, OSError) as e:
         error = unexpected(e)
         if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in _requirements():
@@ -277,14 +284,15 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
             raise
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(error.exit_code)
-    except KeyboardInterrupt as e:  # a Ctrl-C while the command line itself is imported (found by attacking: a
-        from .runtime.interrupt import message  # traceback through importlib); nothing has started yet
+    except KeyboardInterrupt:  # a Ctrl-C while the command line itself is imported (found by attacking: a
+        sys.exit(_interrupted_late(message))  # traceback through importlib); nothing has started yet
+    from .runtime.interrupt import finish, was_committed
 
-        sys.exit(_interrupted_late(message, e))
-    from .runtime.interrupt import finish, message, was_committed
-
-    def late(e: KeyboardInterrupt) -> int:  # after committed() the work is kept and said: the command's own code, 0
-        return 0 if was_committed() else _interrupted_late(message, e)
+    def late(e: BaseException) -> int:  # after committed() the work is kept and said: the command's own code, 0
+        if was_committed():
+            return 0
+        interrupted = e if isinstance(e, Interrupted) else Interrupted("SIGINT", 128 + signal.SIGINT)
+        return _interrupted_late(message, interrupted)
 
     try:
         code = run()
@@ -293,29 +301,19 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
         if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
             sys.stderr.write(f"{code}\n")
             code = 1
-    except KeyboardInterrupt as e:  # a Ctrl-C once the command's own handler was gone, before finish() took over
-        code = late(e)
+    except (KeyboardInterrupt, Interrupted) as e:  # a signal once the command's own handler was gone, before
+        code = late(e)  # finish() took over
     while True:  # found by the suite under load: a Ctrl-C between the lines above and finish() setting its
         try:     # handlers raised KeyboardInterrupt here, a traceback and death by the signal
             finish(code if isinstance(code, int) else 0)
-        except KeyboardInterrupt as e:
+        except (KeyboardInterrupt, Interrupted) as e:
             code = late(e)
 
 
-class _Terminated(KeyboardInterrupt):
-    """A SIGTERM outside a command's own handler, raised as Python raises a SIGINT there."""
-
-
-def _terminated(_signum: int, _frame: object) -> None:
-    # found by attacking: a SIGTERM in the first half second (the imports) killed the process by the signal,
-    # no line, where a SIGINT there said its one line and exited 130
-    raise _Terminated()
-
-
-def _interrupted_late(message: "Callable[[Interrupted], str]", e: KeyboardInterrupt) -> int:
-    """A SIGINT (or SIGTERM) that reached Python's own handler (or ``_terminated``), before or after the
+def _interrupted_late(message: "Callable[[Interrupted], str]",
+                      interrupted: "Interrupted | None" = None) -> int:
+    """A signal that reached Python's own SIGINT handler (or ``until_a_command_runs``'), before or after the
     command's: its one line; returns its exit code."""
-    signum = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
-    interrupted = Interrupted(signal.Signals(signum).name, 128 + signum)
+    interrupted = interrupted or Interrupted("SIGINT", 128 + signal.SIGINT)
     sys.stderr.write(f"Error: {message(interrupted)}\n")
     return interrupted.exit_code

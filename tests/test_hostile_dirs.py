@@ -579,8 +579,11 @@ def test_a_long_legal_name_is_written_though_its_temporary_name_would_not_fit(fu
 def test_a_signal_while_the_command_line_is_imported_is_one_line_and_its_code(tmp_path: Path, signum: int) -> None:
     """Found by attacking: Ctrl-C in the first 0.2 s of `attn-export bundle` printed a KeyboardInterrupt
     traceback through importlib, and a SIGTERM in the first half second killed the process by the signal, no
-    line. The import itself sends it here (where a real signal lands is a race)."""
-    (tmp_path / "slow_import.py").write_text(f"import os, time\nos.kill(os.getpid(), {int(signum)})\ntime.sleep(30)\n")
+    line; raised inside a C extension's import, numpy's initialiser made it an ImportError and a traceback, so
+    it is raised once the import is over. The import itself sends it here (where a real signal lands is a
+    race), then goes on for a while, as an import would."""
+    (tmp_path / "slow_import.py").write_text(f"import os, time\nos.kill(os.getpid(), {int(signum)})\ntime.sleep(1)\n"
+                                             "import json\n")
     code = "from attn_export.errors import run_command_line\nrun_command_line('slow_import')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})

@@ -23,7 +23,8 @@ from ..errors import Interrupted, from_os_error
 if TYPE_CHECKING:
     from typing import NoReturn
 
-__all__ = ["commit_point", "committed", "finish", "interruptible", "message", "was_committed"]
+__all__ = ["commit_point", "committed", "finish", "interruptible", "message", "raise_early", "until_a_command_runs",
+           "was_committed"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -33,6 +34,33 @@ RETRY_SECONDS = 0.05
 _committed = threading.Event()
 _holding = threading.Event()  # inside commit_point: a signal is held, not raised
 _held: List[int] = []
+
+
+_early: List[Interrupted] = []  # a signal that landed inside an import before a command's own handler
+
+
+def until_a_command_runs() -> None:
+    """From the command line's start until a command's own handler (``interruptible``, which puts this one
+    back when it ends): a SIGTERM ends the process in one line, exit 143, as Python's own handler makes a
+    SIGINT a KeyboardInterrupt, the command line's one line and 130 (found by attacking: in its first half
+    second a SIGTERM killed the process by the signal, no line). A second signal is ignored meanwhile. One
+    that lands inside an import is raised when the import is over (``raise_early``): raised inside a C
+    extension's import, numpy's initialiser on Python 3.8 turned it into an ImportError and a traceback
+    (found by review)."""
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        _early.append(Interrupted(signal.Signals(signum).name, 128 + signum))
+        if not _importing(frame):
+            raise _early[0]
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def raise_early() -> None:
+    """Raise the interrupt a signal left inside an import (``until_a_command_runs``), if one did."""
+    if _early:
+        raise _early[0]
 
 
 def committed() -> None:
@@ -81,6 +109,7 @@ def interruptible() -> Iterator[None]:
     turned into an ImportError by the extension's initialiser, so a signal that lands inside an import is
     raised once the import is over (re-checked every 50 ms on SIGALRM); and one that was swallowed anyway
     is raised when the block ends."""
+    raise_early()
     pending: List[Interrupted] = []
     _committed.clear()
 
