@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backends import REGISTRY
-from .errors import MissingPrerequisite, printable
+from .errors import AttnExportError, MissingPrerequisite, printable
 from .runtime import schema, store
 from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
@@ -553,22 +553,23 @@ def write_report(directory: Path) -> Path:
     return path
 
 
-# report.md's last line: the sha256 of each file it was rendered from (the artefacts, verify.json, bench.json),
-# an HTML comment Markdown does not show; inspect reads it back (``not_describing``)
+# report.md's last line: the sha256 of each file it was rendered from (the artefacts, and verify.json and
+# bench.json, null when absent), an HTML comment Markdown does not show; inspect reads it back (``not_describing``)
 _RECORD = ("<!-- attn-export report of: ", " -->")
+_RESULTS = (VERIFY_JSON, store.BENCH_JSON)
 
 
 def _record(s: Store) -> str:
-    names = [*s.present(), VERIFY_JSON, store.BENCH_JSON]
-    rendered = {name: sha for name, sha in ((name, s.sha256(name)) for name in names) if sha is not None}
+    rendered = {name: s.sha256(name) for name in [*s.present(), *_RESULTS]}
     return f"{_RECORD[0]}{json.dumps(rendered, sort_keys=True)}{_RECORD[1]}"
 
 
 def not_describing(s: Store) -> list[str]:
     """Why DIR's report.md (and the attention.png drawn with it) no longer describes what DIR holds: a file it
-    was rendered from changed or is gone, or an artefact was recorded since; [] when it still does (found by
-    attacking: after a train into the directory, or a run killed after train, the old report said PASSED
-    of weights that were gone, and inspect listed it as a plain result)."""
+    was rendered from changed, went or cannot be read, a result made since (a first verify or bench), an
+    artefact recorded since or no longer recorded; [] when it still does (found by attacking: after a train
+    into the directory, or a run killed after its train, the old report said PASSED of weights that were
+    gone, and inspect listed it, and the attention figure drawn with it, as plain results)."""
     last = (s.read(REPORT_MD) or b"").decode("utf-8", "replace").rstrip().rsplit("\n", 1)[-1]
     rendered: Any = None
     if last.startswith(_RECORD[0]) and last.endswith(_RECORD[1]):
@@ -576,11 +577,21 @@ def not_describing(s: Store) -> list[str]:
             rendered = json.loads(last[len(_RECORD[0]):-len(_RECORD[1])])
         except ValueError:
             rendered = None
-    if not isinstance(rendered, dict) or not all(isinstance(v, str) for v in rendered.values()):
+    if not isinstance(rendered, dict) or not all(v is None or isinstance(v, str) for v in rendered.values()):
         return [f"not current: it records no sha256 of what it was rendered from (made by an older attn-export, or "
                 f"edited): run attn-export report {s.directory}"]
-    problems = [f"{name} is gone since this report" if s.sha256(name) is None else f"{name} changed since this report"
-                for name, sha in rendered.items() if s.sha256(name) != sha]
+    problems = []
+    for name, sha in rendered.items():
+        try:
+            now = s.sha256(name)
+        except (AttnExportError, OSError) as e:
+            problems.append(f"{name} cannot be read ({e})")
+            continue
+        if now != sha:
+            problems.append(f"{name} is gone since this report" if now is None else
+                            f"{name} was made since this report" if sha is None else f"{name} changed since this report")
+        elif sha is not None and name not in _RESULTS and s.entry(name) is None:
+            problems.append(f"{name} is no longer recorded in {store.MANIFEST}")
     problems += [f"{name} was recorded since this report" for name in s.present() if name not in rendered]
     return [f"not current: {why}" for why in problems]
 
