@@ -27,8 +27,8 @@ def command(
         "--exporter", help="PyTorch exporter (default: the recipe's export.exporter).")] = None,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Also DIR/model.stream.onnx: the chunk-by-chunk form of a causal model, proven equal to "
-                         "the whole-sequence model on every prefix (a stream graph DIR already holds is remade "
-                         "without it).")] = False,
+                         "the whole-sequence model on every prefix (without it, a stream graph DIR holds from "
+                         "earlier weights is remade).")] = False,
     threads: ThreadsOpt = 1,
     json_out: JsonOpt = False,
 ) -> None:
@@ -39,10 +39,17 @@ def command(
         refuse_unstreamable(directory)
     result = run_export(directory, opset, exporter.value if exporter else None, None, quiet=json_out,
                         threads=threads or None)
-    if stream or _stream_left_stale(directory):
+    streamed = None
+    if stream:
         streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
-    else:
-        streamed = None
+    elif _stream_left_stale(directory):  # best effort: a failure is a note, not this export's error (review)
+        from ..errors import AttnExportError
+        from ..runtime.store import STREAM_ONNX
+
+        try:
+            streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
+        except AttnExportError as e:
+            console(stderr=True).print(f"note: {STREAM_ONNX} not remade: {e}; run attn-export export --stream")
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,
@@ -52,15 +59,21 @@ def command(
 
 
 def _stream_left_stale(directory: Path) -> bool:
-    """Whether DIR holds a stream graph this export leaves stale that the model can remake (export remakes
-    it: found by attacking, after a retrain a plain export left model.stream.onnx stale, and predict --stream
-    named it only after an export and a verify); one that cannot be remade is named, as quantize names it."""
+    """Whether DIR holds a stream graph made from earlier weights (recorded, its parent changed since) that the
+    model can remake (export remakes it: found by attacking, after a retrain a plain export left
+    model.stream.onnx stale, and predict --stream named it only after an export and a verify); one that
+    cannot be remade is named, as quantize names it. A stream graph changed, unrecorded or unreadable is left
+    as it is (the store refuses it in its own words)."""
+    from ..errors import AttnExportError
     from ..runtime.store import STREAM_ONNX, Store
     from ..runtime.streaming import not_streamable
 
     s = Store(directory)
-    state = s.state(STREAM_ONNX)
-    if state.current or state.state == "missing":
+    try:
+        state = s.state(STREAM_ONNX)
+    except AttnExportError:
+        return False
+    if state.state != "stale":
         return False
     cannot = not_streamable(s.info.recipe.get("model", {}))
     if cannot:
