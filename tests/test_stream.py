@@ -484,6 +484,26 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     assert "the model cannot stream now (" in said and "export --stream" not in said, said
 
 
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+@pytest.mark.parametrize("spoil", ["changed", "dangling link"])
+def test_a_plain_export_leaves_a_stream_graph_it_did_not_make_alone(streamed: Path, tmp_path: Path, spoil: str) -> None:
+    """Found by review: a plain export remade (overwrote) a stream graph changed by hand or unrecorded, and
+    failed, after writing model.onnx, on one it could not read. It remakes only one recorded from earlier
+    weights; anything else is the store's to refuse, and the export succeeds."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    graph = directory / store.STREAM_ONNX
+    if spoil == "changed":
+        graph.write_bytes(graph.read_bytes() + b"\0")
+    else:
+        graph.unlink()
+        graph.symlink_to(directory / "nowhere.onnx")
+    before = graph.read_bytes() if spoil == "changed" else None
+    result = cli("export", str(directory))
+    assert result.returncode == 0 and store.STREAM_ONNX not in result.stderr, result.stderr
+    assert (graph.read_bytes() if spoil == "changed" else None) == before and graph.is_symlink() == (spoil != "changed")
+
+
 @pytest.mark.slow  # a verify per variant, on the file that bounds the default run's time
 def test_a_stream_failed_against_a_failed_whole_graph_names_that_graph_to_fix_first(streamed: Path,
                                                                                      tmp_path: Path) -> None:
