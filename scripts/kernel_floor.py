@@ -5,7 +5,8 @@ whole graph and PyTorch eager. Measured, not asserted.
 
 DIR is a trained artefact directory with ``model.onnx`` (and ``model.int8.onnx`` when quantised). For each
 graph its recurrent nodes (``LSTM``, ONNX Runtime's ``DynamicQuantizeLSTM``) are cut out into a graph of
-their own, fed the very tensors they receive inside the whole graph (captured by running it once), and
+their own, fed the tensors they receive inside the whole graph (captured by running it once with those
+tensors exposed as outputs; it stops unless the nodes alone then give exactly what they gave there), and
 timed in ONNX Runtime on the CPU beside the whole graph and PyTorch eager, interleaved
 (``time_interleaved``: one block each per round, so machine drift hits all alike), at 1 x 16, 1 x 128 and
 32 x 128. A per-row precision (dynamic INT8) runs a batch one sequence at a time, as predict and bench run
@@ -79,6 +80,14 @@ def _captured(path: str, names: list[str], feeds: dict[str, np.ndarray], threads
     return dict(zip(names, _session(whole, threads).run(names, feeds)))
 
 
+def _same_inside(path: str, alone: ort.InferenceSession, given: list[str], inside: list[dict[str, np.ndarray]],
+                 captured: list[dict[str, np.ndarray]]) -> None:
+    """Stop unless the nodes alone, fed ``captured``, give exactly the ``given`` tensors they gave ``inside``."""
+    for one, feeds in zip(inside, captured):
+        if not all(np.array_equal(one[name], value) for name, value in zip(given, alone.run(given, feeds))):
+            raise SystemExit(f"{path}: the LSTM nodes alone do not give what they give inside the graph")
+
+
 def _each(session: ort.InferenceSession, feeds: list[dict[str, np.ndarray]]) -> None:
     for one in feeds:
         session.run(None, one)
@@ -131,9 +140,7 @@ def main() -> None:
             inside = [_captured(path, fed + given, {"x": a, "lengths": b}, args.threads) for a, b in parts]
             captured = [{name: one[name] for name in fed} for one in inside]
             alone = _session(_typed(cut, captured[0]), args.threads)
-            for one, computed in zip(inside, (alone.run(given, c) for c in captured)):
-                if not all(np.array_equal(one[name], value) for name, value in zip(given, computed)):
-                    raise SystemExit(f"{path}: the LSTM nodes alone do not give what they give inside the graph")
+            _same_inside(path, alone, given, inside, captured)
             whole_feeds = [{"x": a, "lengths": b} for a, b in parts]
             runs.append(lambda s=whole, f=whole_feeds: _each(s, f))
             runs.append(lambda s=alone, f=captured: _each(s, f))
