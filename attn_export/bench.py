@@ -46,7 +46,7 @@ from .runtime.precisions import one_by_one
 from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
 from .runtime.store import WEIGHTS, Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
-from .runtime.timing import cpu_name
+from .runtime.timing import CLOCKS, cpu_name
 from .runtime.targets import Target, discover, parse_backends
 from .runtime.verify import none_runs
 from .runtime.timing import Budget, percentiles, time_interleaved
@@ -221,9 +221,7 @@ def bench(
                    "seconds_per_shape": budget.seconds,
                    "min_iterations": budget.min_iterations, "made_by": made_by,
                    "inputs": "standard normal, unpadded, float32",
-                   "timing": ("device events where the backend reports them (CUDA), else host wall clock "
-                              "around a synchronised call")
-                   if any(r.get("device", "cpu") != "cpu" for r in results) else "host wall clock around each call"},
+                   "timing": CLOCKS["device" if any(r.get("device", "cpu") != "cpu" for r in results) else "host"]},
         "machine": machine,
         "versions": _versions(),
         "batches": list(batches),

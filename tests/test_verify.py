@@ -25,6 +25,7 @@ from attn_export.runtime.backends.onnxrt import ORT_MIN
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
 from attn_export.runtime.compare import rule_for
+from attn_export.runtime.timing import CLOCKS
 
 from conftest import ROOT, TINY, cli, rerecord
 
@@ -1207,7 +1208,7 @@ def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(tin
     assert "| target | per step (batch 4) |" in report and "per step (batch 1)" not in report
     assert "threads: default;" in report and "threads: None" not in report
     # every row ran on the CPU: the method names the host's clock, not CUDA events (found by a stranger's read)
-    assert bench["method"]["timing"] == "host wall clock around each call"
+    assert bench["method"]["timing"] == CLOCKS["host"] == "host wall clock around each call"
     assert "; host wall clock around each call; interleaved" in report and "CUDA" not in report
     assert "–x" not in report and "| – |" in report.split("Speed-up over")[1]
     latency = json.loads((directory / "verify.json").read_text())["latency"]

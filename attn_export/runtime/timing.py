@@ -19,7 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["ISA_FLAGS", "Budget", "cpu_name", "duration_text", "fit_text", "percentiles", "time_interleaved"]
+__all__ = ["CLOCKS", "ISA_FLAGS", "Budget", "cpu_name", "duration_text", "fit_text", "percentiles", "time_interleaved"]
+
+# the clock a result's timings were read on, as bench.json and the report say it: every row on the CPU, or some
+# on a device whose runner reports its own time
+CLOCKS = {"host": "host wall clock around each call",
+          "device": "device events where the backend reports them (CUDA), else host wall clock around a "
+                    "synchronised call"}
 
 
 @dataclass(frozen=True)
