@@ -158,6 +158,44 @@ def test_closed_predictor_refuses(model_dir: Path) -> None:
     predictor.close()
     with pytest.raises(BadInput, match="closed"):
         predictor.predict(sequences(model_dir, 1))
+    with pytest.raises(BadInput, match="this Predictor is closed"):  # found by attacking: entered silently
+        with predictor:
+            pass
+
+
+def test_allow_unverified_takes_a_bool_only(model_dir: Path) -> None:
+    """Found by attacking: a config's string "no" is truthy, and loaded a never-verified graph."""
+    for value in ("no", "false", 1, None):
+        with pytest.raises(BadInput, match=re.escape(f"allow_unverified = {value!r}; expected True or False")):
+            Predictor.load(model_dir, allow_unverified=value)  # type: ignore[arg-type]
+
+
+def test_a_matrix_is_read_as_the_array_it_holds(model_dir: Path) -> None:
+    """Found by attacking: np.matrix multiplies as a matrix, and the one-sequence path's check raised a bare
+    ValueError; it is read as its values, like any array."""
+    seq = sequences(model_dir, 1)[0]
+    with Predictor.load(model_dir) as predictor:
+        plain, = predictor.predict([seq])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)  # numpy's own word on np.matrix
+            matrix, = predictor.predict([np.asmatrix(seq)])
+    assert matrix.index == plain.index and np.array_equal(matrix.probabilities, plain.probabilities)
+
+
+def test_padding_that_runs_out_of_memory_is_one_project_error(model_dir: Path, monkeypatch: Any) -> None:
+    """Found by attacking (under ulimit -v): numpy's MemoryError from padding a batch escaped the API. The
+    allocation fails here by a stand-in for numpy's zeros (where real memory runs out is the machine's):
+    what it shows is the error a caller gets, not when memory runs out."""
+    import attn_export.runtime.predictor as module
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("Unable to allocate 305. MiB")
+
+    seqs = sequences(model_dir, 2)
+    with Predictor.load(model_dir) as predictor:
+        monkeypatch.setattr(module.np, "zeros", no_memory)
+        with pytest.raises(NotAvailable, match="ran out of memory padding 2 sequences to"):
+            predictor.predict(seqs)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -485,6 +485,62 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
 
 
 @pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_a_stream_shared_by_threads_loses_no_chunk(streamed: Path) -> None:
+    """Found by attacking: four threads pushing on one stream lost more than half their chunks (each push
+    wrote back the state it had read); pushes and resets now take turns. The state after them is the one
+    of the same chunks pushed one after another (every chunk is the same)."""
+    import threading
+
+    x = _sequences(streamed, [3], seed=2)[0]
+    with Predictor.load(streamed, allow_unverified=True) as predictor:
+        shared, alone = predictor.stream(), predictor.stream()
+        threads = [threading.Thread(target=lambda: [shared.push(x) for _ in range(25)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for _ in range(100):
+            alone.push(x)
+        assert shared.steps.tolist() == alone.steps.tolist() == [300]
+        assert all(np.array_equal(shared.state[k], alone.state[k]) for k in alone.state)
+    with pytest.raises(BadInput, match="this stream's Predictor is closed"):  # it had reset silently
+        shared.reset()
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_push_takes_the_numbers_predict_takes(streamed: Path) -> None:
+    """Found by attacking: push read an object array of '0.5' strings or of bools as numbers, which predict
+    refuses; both refuse it now."""
+    x = _sequences(streamed, [3], seed=2)[0]
+    with Predictor.load(streamed, allow_unverified=True) as predictor:
+        stream = predictor.stream()
+        for chunk in (x.astype(str).astype(object), (x > 0).astype(object)):
+            with pytest.raises(BadInput, match="chunk is not real numbers .dtype object."):
+                stream.push(chunk)
+            with pytest.raises(BadInput, match="dtype object; expected real numbers"):
+                predictor.predict([chunk])
+        assert stream.steps.tolist() == [0]
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_a_stream_refused_after_the_directory_changed_says_to_load_again(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: after a retrain and export --stream elsewhere, a predictor loaded before opened no
+    stream (right: it serves the model it loaded) and advised the export just run; it says to load again."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    with Predictor.load(directory, allow_unverified=True) as predictor:
+        graph = directory / store.STREAM_ONNX
+        graph.write_bytes(graph.read_bytes() + b"\0")
+        rerecord(directory, store.STREAM_ONNX)  # as an export elsewhere records it
+        with pytest.raises(BadInput, match="has changed since this Predictor was loaded: load it again"):
+            predictor.stream()
+    with Predictor.load(directory, allow_unverified=True) as again:  # the directory as it is now
+        with pytest.raises(BadInput) as refused:
+            again.stream()
+    assert "since this Predictor was loaded" not in str(refused.value)
+
+
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
 @pytest.mark.parametrize("spoil", ["changed", "dangling link"])
 def test_a_plain_export_leaves_a_stream_graph_it_did_not_make_alone(streamed: Path, tmp_path: Path, spoil: str) -> None:
     """Found by review: a plain export remade (overwrote) a stream graph changed by hand or unrecorded, and

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 
-from ..errors import BadInput, WorkFailed
+from ..errors import BadInput, Untrusted, WorkFailed, out_of_memory
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import DEFAULT_BATCH, check_batch_size, check_threads
@@ -197,6 +197,8 @@ class Predictor:
 
         batch_size = check_batch_size(batch_size)
         threads = check_threads(threads)
+        if not isinstance(allow_unverified, (bool, np.bool_)):  # found by attacking: "no" (a config's string) was
+            raise BadInput(f"allow_unverified = {allow_unverified!r}; expected True or False")  # true, trust off
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():  # "" was the current directory
             raise BadInput(f"path = {path!r}; expected an artefact directory or a bundle .tar.gz")
         store = Store.load(path)
@@ -264,8 +266,11 @@ class Predictor:
             artifact, cls = engine, type(self._backend)
         else:
             name = STREAM_FILES[self.precision]
-            require_stream(self._store, name)
-            artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
+            try:
+                require_stream(self._store, name)
+                artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
+            except Untrusted as e:
+                raise self._loaded_before(e) from None
             cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
         key = (artifact.name, artifact.sha256)  # a graph remade and verified since is a session of its own
         opened = self._streams.get(key)
@@ -277,6 +282,23 @@ class Predictor:
         empty = np.zeros(0, np.float32)
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
+
+    def _loaded_before(self, e: Untrusted) -> Untrusted:
+        """``e``, saying so when the directory's manifest is no longer the one this predictor loaded (found by
+        attacking: after a retrain and export --stream elsewhere, stream() advised the export just run; what
+        is out of date is this predictor, which serves the model it loaded)."""
+        from .store import MANIFEST, sha256_file
+
+        assert self._store is not None
+        path = self._store.directory / MANIFEST
+        try:
+            now = sha256_file(path) if path.is_file() else None
+        except OSError:
+            return e
+        if now == self._store.sha256(MANIFEST):
+            return e
+        return Untrusted(f"{e}; but {self._store.directory} has changed since this Predictor was loaded: load it "
+                         "again to serve what the directory holds now")
 
     def close(self) -> None:
         with self._streams_lock:
@@ -294,6 +316,8 @@ class Predictor:
             self._finalizer()
 
     def __enter__(self) -> "Predictor":
+        if self._closed:  # found by attacking: a closed predictor entered silently and failed at its first call
+            raise BadInput("this Predictor is closed; load it again")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -426,7 +450,10 @@ class Predictor:
         lengths = np.array(counts, dtype=np.int64)
         if rows == 1 and steps == counts[0]:
             return items[0][None], lengths  # one sequence: no copy
-        x = np.zeros((rows, steps, self.spec.features), dtype=np.float32)
+        try:
+            x = np.zeros((rows, steps, self.spec.features), dtype=np.float32)
+        except MemoryError as e:  # found by attacking: numpy's own MemoryError escaped the API
+            raise out_of_memory(str(e), f"padding {rows} sequences to {steps:,} steps") from None
         for b, s in enumerate(items):
             x[b, : s.shape[0]] = s
         if rows > len(items):  # an engine profile's min batch: repeat the last sequence, drop its result
@@ -492,7 +519,8 @@ class Predictor:
             raise BadInput(f"on_long = {on_long!r}; expected one of {', '.join(ON_LONG)}")
         if lengths is None and isinstance(sequences, list) and len(sequences) == 1:  # the device's common call
             one = sequences[0]
-            if (isinstance(one, np.ndarray) and one.dtype == _F32 and one.ndim == 2 and one.shape[0] >= 1
+            if (type(one) is np.ndarray and one.dtype == _F32 and one.ndim == 2 and one.shape[0] >= 1  # np.matrix
+                # multiplies as a matrix: found by attacking, its dot below raised a bare ValueError
                     and one.shape[1] == self.features and one.flags.c_contiguous
                     and (self.max_seq is None or one.shape[0] <= self.max_seq)):
                 flat = one.reshape(-1)
