@@ -30,7 +30,10 @@ import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
 
+from attn_export.bench import check_seconds
 from attn_export.checkpoint import load_model
+from attn_export.errors import AttnExportError
+from attn_export.runtime.limits import check_threads
 from attn_export.runtime.precisions import ONNX_FILES, one_by_one
 from attn_export.runtime.timing import Budget, cpu_name, percentiles, time_interleaved
 
@@ -108,15 +111,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="1 to the usable cores; 0: each runtime's default")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model, info = load_model(args.directory)
+    try:  # the bounds and the store's refusals of attn-export bench, in its one line
+        check_seconds(args.seconds)
+        check_threads(args.threads or None, "--threads")  # 0: each runtime's default
+        model, info = load_model(args.directory)
+    except AttnExportError as e:
+        raise SystemExit(f"Error: {e}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     features = info.spec.features
     graphs = {p: Path(args.directory) / f for p, f in ONNX_FILES.items() if p in ("fp32", "int8-dynamic")}
     graphs = {p: str(f) for p, f in graphs.items() if f.exists()}
     cpu, isa = cpu_name()
-    print(f"{cpu} ({', '.join(isa) or 'no listed ISA flags'}), {args.threads} thread(s), "
+    print(f"{cpu} ({', '.join(isa) or 'no listed ISA flags'}), {args.threads or 'default'} thread(s), "
           f"{args.seconds} s per shape, interleaved; p50 ms")
     print(f"{'shape':9} {'torch eager':>11} {'graph':24} {'whole':>8} {'LSTM nodes':>10} {'budget':>8} "
           f"{'nodes / budget':>14} {'G MAC/s':>8}")
