@@ -28,7 +28,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 __all__ = [
     "AttnExportError",
@@ -259,61 +259,63 @@ def _requirements() -> "set[str]":
 def run_command_line(module: str, function: str = "main") -> "NoReturn":
     """Import ``module`` and exit with what its ``function`` returns, the import inside the last-resort net:
     a command line whose own import runs out of memory (under ``ulimit -v``) says so in one line, exit 3,
-    where the command line's own handlers cannot yet. Once it has returned, the process ends at once with
+    where the command line's own handlers cannot yet. A Ctrl-C or SIGTERM outside the command's own handler
+    is its one line (``interrupt.until_a_command_runs``). Once it has returned, the process ends at once with
     that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
     _open_standard_streams()
-    from .runtime.interrupt import message, raise_early, until_a_command_runs  # the standard library's only
-
-    until_a_command_runs()
+    code: object = None
     try:
-        imported = importlib.import_module(module)
-        raise_early()
-        run = getattr(imported, function)
-    except Interrupted as e:  # a SIGTERM while the command line itself is imported; nothing has started yet
-        sys.stderr.write(f"Error: {message(e)}\n")
-        sys.exit(e.exit_code)
-    except (MemoryError, ImportError, OSError) as e:
-        error = unexpected(e)
-        if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in _requirements():
-            # found by attacking: the device's command line before `pip install -r requirements.txt` was a
-            # traceback ending in "No module named 'numpy'"; any other missing module is a bug, said as one
-            error = NotAvailable(f"{module.split('.')[0]} needs the Python package {e.name.split('.')[0]!r}, which is "
-                                 "not installed for this Python; expected its requirements installed (pip install "
-                                 "attn-export; in a bundle: python3 -m pip install -r requirements.txt)")
-        if error is None:
-            raise
-        sys.stderr.write(f"Error: {error}\n")
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:  # a Ctrl-C while the command line itself is imported (found by attacking: a
-        sys.exit(_interrupted_late(message))  # traceback through importlib); nothing has started yet
-    from .runtime.interrupt import finish, was_committed
+        try:
+            from .runtime import interrupt  # the standard library's only
 
-    def late(e: BaseException) -> int:  # after committed() the work is kept and said: the command's own code, 0
-        if was_committed():
-            return 0
-        interrupted = e if isinstance(e, Interrupted) else Interrupted("SIGINT", 128 + signal.SIGINT)
-        return _interrupted_late(message, interrupted)
-
-    try:
-        code = run()
-    except SystemExit as e:  # argparse's --help and usage errors end this way: they finish like any command
-        code = e.code
-        if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
-            sys.stderr.write(f"{code}\n")
-            code = 1
-    except (KeyboardInterrupt, Interrupted) as e:  # a signal once the command's own handler was gone, before
-        code = late(e)  # finish() took over
+            interrupt.until_a_command_runs()
+            imported = importlib.import_module(module)
+            interrupt.raise_early()
+            run = getattr(imported, function)
+        except (MemoryError, ImportError, OSError) as e:
+            sys.exit(_import_failed(e, module))
+        try:
+            code = run()
+        except SystemExit as e:  # argparse's --help and usage errors end this way: they finish like any command
+            code = e.code
+            if code is not None and not isinstance(code, int):  # a message, as sys.exit prints it
+                sys.stderr.write(f"{code}\n")
+                code = 1
+        interrupt.raise_early()  # one that landed in an import no command's handler followed (review)
+    except (KeyboardInterrupt, Interrupted) as e:  # before the command's handler (found by attacking: a traceback
+        code = _interrupted_late(e)  # through importlib), or once it was gone, before finish() took over
     while True:  # found by the suite under load: a Ctrl-C between the lines above and finish() setting its
         try:     # handlers raised KeyboardInterrupt here, a traceback and death by the signal
+            from .runtime.interrupt import finish
+
             finish(code if isinstance(code, int) else 0)
         except (KeyboardInterrupt, Interrupted) as e:
-            code = late(e)
+            code = _interrupted_late(e)
 
 
-def _interrupted_late(message: "Callable[[Interrupted], str]",
-                      interrupted: "Interrupted | None" = None) -> int:
-    """A signal that reached Python's own SIGINT handler (or ``until_a_command_runs``'), before or after the
-    command's: its one line; returns its exit code."""
-    interrupted = interrupted or Interrupted("SIGINT", 128 + signal.SIGINT)
+def _import_failed(e: BaseException, module: str) -> int:
+    """The one line and exit code for a command line whose own import failed for want of memory or of a
+    package it needs; any other failure raised again (a bug: its traceback is the report)."""
+    error = unexpected(e)
+    if error is None and isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in _requirements():
+        # found by attacking: the device's command line before `pip install -r requirements.txt` was a
+        # traceback ending in "No module named 'numpy'"; any other missing module is a bug, said as one
+        error = NotAvailable(f"{module.split('.')[0]} needs the Python package {e.name.split('.')[0]!r}, which is "
+                             "not installed for this Python; expected its requirements installed (pip install "
+                             "attn-export; in a bundle: python3 -m pip install -r requirements.txt)")
+    if error is None:
+        raise e
+    sys.stderr.write(f"Error: {error}\n")
+    return error.exit_code
+
+
+def _interrupted_late(e: BaseException) -> int:
+    """A signal outside the command's own handler: its one line, and its exit code; 0 once the command has
+    marked its work kept (``interrupt.committed``: done and said)."""
+    from .runtime.interrupt import message, was_committed
+
+    if was_committed():
+        return 0
+    interrupted = e if isinstance(e, Interrupted) else Interrupted("SIGINT", 128 + signal.SIGINT)
     sys.stderr.write(f"Error: {message(interrupted)}\n")
     return interrupted.exit_code

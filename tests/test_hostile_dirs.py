@@ -579,12 +579,30 @@ def test_a_long_legal_name_is_written_though_its_temporary_name_would_not_fit(fu
 def test_a_signal_while_the_command_line_is_imported_is_one_line_and_its_code(tmp_path: Path, signum: int) -> None:
     """Found by attacking: Ctrl-C in the first 0.2 s of `attn-export bundle` printed a KeyboardInterrupt
     traceback through importlib, and a SIGTERM in the first half second killed the process by the signal, no
-    line; raised inside a C extension's import, numpy's initialiser made it an ImportError and a traceback, so
-    it is raised once the import is over. The import itself sends it here (where a real signal lands is a
-    race), then goes on for a while, as an import would."""
-    (tmp_path / "slow_import.py").write_text(f"import os, time\nos.kill(os.getpid(), {int(signum)})\ntime.sleep(1)\n"
-                                             "import json\n")
+    line; raised inside a C extension's import, numpy's initialiser made it an ImportError and a traceback
+    (Python 3.8, review), so it is raised once the import is over. The import itself sends it here (where a
+    real signal lands is a race), goes on for a while, and turns anything raised into an ImportError, as
+    numpy's initialiser does."""
+    (tmp_path / "slow_import.py").write_text(
+        "import os, time\ntry:\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n    time.sleep(1)\n"
+        "except BaseException as e:\n    raise ImportError(f'PyCapsule_Import could not import module: {e!r}')\n")
     code = "from attn_export.errors import run_command_line\nrun_command_line('slow_import')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    name = signal.Signals(signum).name
+    assert result.returncode == 128 + signum and result.stderr.startswith(f"Error: interrupted by {name}"), result
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_an_import_no_command_handler_follows_is_still_said(tmp_path: Path, signum: int) -> None:
+    """Found by review: a signal that landed in an import made before a command's own handler (argparse's
+    lazy imports for a usage error, difflib for a mistyped command) was put off until that handler, which
+    never came: the command went on with both signals ignored and exited 0."""
+    (tmp_path / "kills.py").write_text(f"import os, time\nos.kill(os.getpid(), {int(signum)})\ntime.sleep(0.5)\n")
+    (tmp_path / "late.py").write_text("def main():\n    import kills\n    return 0\n")
+    code = "from attn_export.errors import run_command_line\nrun_command_line('late')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     name = signal.Signals(signum).name

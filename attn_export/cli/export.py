@@ -71,9 +71,13 @@ def _stream_left_stale(directory: Path) -> bool:
     s = Store(directory)
     try:
         state = s.state(STREAM_ONNX)
+        entry = s.entry(STREAM_ONNX) or {}
+        parent = entry.get("parent")
+        earlier = isinstance(parent, str) and s.entry(parent) is not None and (
+            s.sha256(parent) != entry.get("parent_sha256"))
     except AttnExportError:
         return False
-    if state.state != "stale":
+    if state.state != "stale" or not earlier:  # stale for another reason (no parent recorded): not export's to remake
         return False
     cannot = not_streamable(s.info.recipe.get("model", {}))
     if cannot:

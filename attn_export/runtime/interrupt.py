@@ -41,20 +41,27 @@ _early: List[Interrupted] = []  # a signal that landed inside an import before a
 
 def until_a_command_runs() -> None:
     """From the command line's start until a command's own handler (``interruptible``, which puts this one
-    back when it ends): a SIGTERM ends the process in one line, exit 143, as Python's own handler makes a
-    SIGINT a KeyboardInterrupt, the command line's one line and 130 (found by attacking: in its first half
-    second a SIGTERM killed the process by the signal, no line). A second signal is ignored meanwhile. One
-    that lands inside an import is raised when the import is over (``raise_early``): raised inside a C
-    extension's import, numpy's initialiser on Python 3.8 turned it into an ImportError and a traceback
-    (found by review)."""
+    back when it ends): SIGINT and SIGTERM end the process in one line, exit 130 / 143 (found by attacking:
+    in its first half second a SIGTERM killed the process by the signal, no line). A second signal is
+    ignored meanwhile. One that lands inside an import is raised when the import is over (``raise_early``,
+    called by ``interruptible`` and by the command line when its import and its command end): raised inside
+    a C extension's import, numpy's initialiser on Python 3.8 turned it into an ImportError and a traceback
+    (found by review, Ctrl-C and SIGTERM alike). A child forked meanwhile dies by the signal, as without it."""
+    owner = os.getpid()
+
     def handler(signum: int, frame: Optional[FrameType]) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         _early.append(Interrupted(signal.Signals(signum).name, 128 + signum))
         if not _importing(frame):
             raise _early[0]
 
-    signal.signal(signal.SIGTERM, handler)
+    for s in SIGNALS:
+        signal.signal(s, handler)
 
 
 def raise_early() -> None:

@@ -290,6 +290,8 @@ class Predictor:
         from .store import MANIFEST, sha256_file
 
         assert self._store is not None
+        if self._store.packed:  # found by review: "b.tar.gz/manifest.json" is no file, and a bundle cannot change
+            return e
         path = self._store.directory / MANIFEST
         try:
             now = sha256_file(path) if path.is_file() else None

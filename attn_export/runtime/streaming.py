@@ -190,9 +190,11 @@ class Stream:
             if not 0 <= int(r) < self.batch:
                 raise BadInput(f"row {r} is outside this stream's {self.batch} rows")
         index = np.asarray(list(picked), np.int64)
-        with self._turn:
-            for value in self.state.values():
+        with self._turn:  # new arrays in one assignment: a reader of ``state`` sees it before or after, whole
+            state = {name: value.copy() for name, value in self.state.items()}
+            for value in state.values():
                 value[index] = 0.0
+            self.state = state
 
     def push(self, chunk: Any, lengths: Optional[Any] = None) -> List[Any]:
         """Feed ``chunk`` [batch, steps, features] (or [steps, features] for one row) and return each row's

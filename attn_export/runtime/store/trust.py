@@ -236,6 +236,11 @@ class Store:
         entry = self.entries.get(name)
         return entry if isinstance(entry, dict) else None
 
+    @property
+    def packed(self) -> bool:
+        """Read in place from a bundle's archive (whose bytes cannot change under a loaded predictor)."""
+        return self._archive is not None
+
     def _in_bundle(self) -> bool:
         """A bundle (packed, or unpacked with its bundle.json): a device, where no attn-export makes files."""
         from ..bundle import bundle_target
