@@ -82,7 +82,7 @@ CONSTRUCTS = (
     Construct("FP16 MatMul of a Transpose by a constant weight",
               "ONNX Runtime 1.31.1 and 1.32.0 crash (segmentation fault) creating a CPU session at the default "
               "optimisation level (its MatmulTransposeFusion and NchwcTransformer together)",
-              lambda n, t: n.op_type == "MatMul" and t.get(n.input[0]) == _FLOAT16
+              lambda n, t: n.op_type == "MatMul" and len(n.input) == 2 and t.get(n.input[0]) == _FLOAT16
               and n.name in t.get(_FED_BY_TRANSPOSE, ())),
     Construct("Loop or Scan", "the recurrence was not exported as an LSTM node: TensorRT builds it slowly, if at all",
               lambda n, t: n.op_type in ("Loop", "Scan")),
@@ -102,7 +102,7 @@ def _types(proto: Any) -> dict[str, Any]:
     types.update({t.name: t.data_type for t in inferred.graph.initializer})
     produced = {o: n.op_type for n in proto.graph.node for o in n.output}
     weights = {t.name for t in proto.graph.initializer}
-    types[_FED_BY_TRANSPOSE] = {n.name for n in proto.graph.node if n.op_type == "MatMul"
+    types[_FED_BY_TRANSPOSE] = {n.name for n in proto.graph.node if n.op_type == "MatMul" and len(n.input) == 2
                                 and produced.get(n.input[0]) == "Transpose" and n.input[1] in weights}
     return types
 

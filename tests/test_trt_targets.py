@@ -376,6 +376,104 @@ def test_a_foreign_graph_is_judged_as_what_it_is(tmp_path: Path) -> None:
     assert "only a runtime that implements that domain reads them" in said
 
 
+def _nested(depth: int, megabytes: int) -> bytes:
+    """A model whose main graph holds an If ``depth`` levels deep, a constant of ``megabytes`` at the bottom."""
+    big = helper.make_tensor("w", TensorProto.FLOAT, [megabytes << 18], np.zeros(megabytes << 18, np.float32).tobytes(),
+                             raw=True)
+    inner = helper.make_graph([helper.make_node("Constant", [], ["y"], value=big)], "bottom", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    small = helper.make_graph([helper.make_node("Constant", [], ["y"], value=helper.make_tensor(
+        "s", TensorProto.FLOAT, [1], [0.0]))], "small", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    for level in range(depth):
+        node = helper.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=small)
+        inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, [])] if level == depth - 1 else []
+        inner = helper.make_graph([node], f"level{level}", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                                                   None)])
+    return helper.make_model(inner, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_the_reader_holds_a_nested_graph_in_about_its_own_size() -> None:
+    """Found by attacking: each level of a nested subgraph copied its whole body, so a 20 MB constant under 30
+    levels took 2 GB to read (the device reads graphs this way, on 8 GB Jetsons). Read as views of the file's
+    bytes, Python allocates a fraction of the file, whatever the depth."""
+    import tracemalloc
+
+    data = _nested(30, 4)
+    tracemalloc.start()
+    try:
+        graph = parse_graph(data, "nested.onnx")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(n.op_type == "If" for n in graph.nodes) == 30 and graph.opsets == {"": 17}
+    assert peak < len(data) / 4, (peak, len(data))  # copied at each level it was ~90x the file
+
+
+def test_the_reader_skips_what_protobuf_skips_and_bounds_what_it_decodes(tmp_path: Path) -> None:
+    """Found by attacking: an unknown field written as a (proto2) group, which onnx and ONNX Runtime skip, made
+    the file unreadable; a dynamic axis written as -1 (other exporters) read as 2^64 - 1; 30 M packed dims or
+    int64 values took 30-40 s and up to 3.7 GB as Python ints. A graph's own functions are known by name."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, -1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, -1, 4])],
+                              [helper.make_tensor("many", TensorProto.INT64, [1_000_000], np.arange(1_000_000)),
+                               helper.make_tensor("axes", TensorProto.INT64, [2], [0, -1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    group = bytes([(100 << 3 | 3) & 0x7F | 0x80, (100 << 3 | 3) >> 7]) + b"\x08\x01" + bytes(
+        [(100 << 3 | 4) & 0x7F | 0x80, (100 << 3 | 4) >> 7])  # field 100 as a group holding a varint, then its end
+    read = parse_graph(model.SerializeToString() + group, "grouped.onnx")
+    assert [n.op_type for n in read.nodes] == ["Relu"] and read.inputs[0].dims == (-1, -1, 4)
+    assert read.constants["many"].values is None and read.constants["axes"].values == (0, -1)
+    with pytest.raises(Exception, match="wire type 4 without the group it would end"):
+        parse_graph(model.SerializeToString() + group[-2:], "cut.onnx")
+
+
+def test_external_data_short_activations_and_the_models_own_functions_on_each_target(tmp_path: Path) -> None:
+    """Found by attacking: a file keeping its weights in an external file (absolute, `../`, missing) was "ready"
+    on every target; an LSTM listing 2 activations was ready where the importer reads a third (at(2)); a node
+    calling one of the model's own functions was unknown to every line, where 10.1's importer inlines it."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    weight.ClearField("float_data")
+    outside = helper.make_model(helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    for target in TARGETS:
+        assert any("kept in the external file '../../etc/passwd'" in f.rule for f in _check(outside, target)), target
+    path = tmp_path / "outside.onnx"
+    path.write_bytes(outside.SerializeToString())
+    result = cli("inspect", str(path), "--target", "jetpack5", "--target", "trt11")
+    assert result.returncode == 1 and result.stdout.count("kept in the external file") == 2, result.stdout
+
+    lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=2, activations=["Sigmoid", "Tanh"])
+    short = helper.make_model(helper.make_graph(
+        [lstm], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "W", "R")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+    for target in TARGETS:
+        assert any("2 activations, where the importer reads 3" in f.rule for f in _check(short, target)), target
+
+    body = onnx.helper.make_function("custom", "MyAdd", ["a", "b"], ["c"], [helper.make_node("Add", ["a", "b"], ["c"])],
+                                     [helper.make_opsetid("", 17)])
+    calls = helper.make_model(helper.make_graph(
+        [helper.make_node("MyAdd", ["x", "x"], ["y"], domain="custom")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)], functions=[body])
+    unknown = {t for t in TARGETS if any("unknown to TensorRT's parser" in f.rule for f in _check(calls, t))}
+    assert unknown == {"jetpack5"}, unknown
+
+
+def test_inspect_of_a_matmul_without_inputs_is_no_traceback(tmp_path: Path) -> None:
+    """Found by attacking: plain inspect of a MatMul with no inputs raised an IndexError from the portability
+    scan, before onnx's checker said what is wrong."""
+    path = _foreign(tmp_path / "m.onnx", [helper.make_node("MatMul", [], ["y"])], ["x"])
+    result = cli("inspect", str(path))
+    assert "Traceback" not in result.stderr and "INVALID: onnx.checker refuses it" in result.stdout, result
+
+
 def _edited(source: Path, path: Path, edit) -> Path:
     proto = onnx.load(str(source))
     edit(proto.graph)

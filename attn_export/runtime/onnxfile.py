@@ -15,7 +15,7 @@ later IR versions read too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from ..errors import BadInput
 
@@ -29,7 +29,7 @@ EXTERNAL = 1  # TensorProto.DataLocation
 _MODEL_OPSET, _MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 8, 7, 14, 25
 _GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _GRAPH = {1: "node", 5: "initializer", 15: "sparse_initializer"}
-_FUNCTION_NODE = 7
+_FUNCTION_NAME, _FUNCTION_NODE, _FUNCTION_DOMAIN = 1, 7, 10
 _NODE = {1: "input", 2: "output", 3: "name", 4: "op_type", 5: "attribute", 7: "domain"}
 _ATTRIBUTE = {1: "name", 3: "i", 4: "s", 5: "t", 8: "ints", 9: "strings"}
 _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = (5, 10), (6, 11)
@@ -40,9 +40,15 @@ _TENSOR = {1: "dims", 2: "data_type", 5: "int32_data", 7: "int64_data", 8: "name
 # integer element types whose values a small constant keeps (zero points, axes): numpy's name
 _INTEGERS = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64"}
 MAX_CONSTANT_VALUES = 64  # a constant's values are kept up to this many elements (axes, zero points)
+MAX_DIMS = 64  # dimensions read of a tensor or an input: more is no model's (onnx's checker refuses far fewer)
+MAX_ATTRIBUTE_VALUES = 4096  # an attribute's ints or strings read: the checks read axes, activations, a few dozen
+# a length-delimited field: a view of the file's bytes, never a copy (found by attacking: a 20 MB constant
+# under 30 nested Loop bodies took 2 GB, each level copying its whole body)
+_BYTES = (bytes, memoryview)
+_Data = Union[bytes, memoryview]
 
 
-def _varint(data: bytes, pos: int) -> Tuple[int, int]:
+def _varint(data: _Data, pos: int) -> Tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data):
@@ -57,8 +63,10 @@ def _varint(data: bytes, pos: int) -> Tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _fields(data: bytes) -> Iterator[Tuple[int, object]]:
-    """(field number, int for a varint | bytes for a length-delimited field); fixed-width fields skipped."""
+def _fields(data: _Data) -> Iterator[Tuple[int, object]]:
+    """(field number, int for a varint | a memoryview for a length-delimited field); fixed-width fields and
+    groups (proto2's, which protobuf's own parsers skip in an unknown field) skipped."""
+    data = memoryview(data)
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
@@ -76,8 +84,36 @@ def _fields(data: bytes) -> Iterator[Tuple[int, object]]:
             pos += 8
         elif wire == 5:
             pos += 4
+        elif wire == 3:
+            pos = _skip_group(data, pos, number)
         else:
-            raise ValueError(f"wire type {wire} is not protobuf 3")
+            raise ValueError(f"wire type {wire} without the group it would end")
+
+
+def _skip_group(data: memoryview, pos: int, number: int) -> int:
+    """The position past the group ``number`` that starts at ``pos`` (its fields, nested groups, its end)."""
+    while True:
+        key, pos = _varint(data, pos)
+        inner, wire = key >> 3, key & 7
+        if wire == 4:
+            if inner != number:
+                raise ValueError(f"group {number} ended as group {inner}")
+            return pos
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            pos += size
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 3:
+            pos = _skip_group(data, pos, inner)
+        else:
+            raise ValueError(f"wire type {wire} is not protobuf's")
+        if pos > len(data):
+            raise ValueError("truncated group")
 
 
 @dataclass(frozen=True)
@@ -135,19 +171,22 @@ class Graph:
     inputs: List[ValueInfo] = field(default_factory=list)
     outputs: List[ValueInfo] = field(default_factory=list)
     metadata: Dict[str, str] = field(default_factory=dict)
+    functions: Set[Tuple[str, str]] = field(default_factory=set)  # the model's own functions: (domain, name)
 
     @property
     def stores_float16(self) -> bool:
         return FLOAT16 in self.initializer_types.values()
 
 
-def _ints(value: object) -> List[int]:
-    """A repeated integer field: one varint, or a packed run of them."""
+def _ints(value: object, limit: int) -> List[int]:
+    """A repeated integer field: one varint, or a packed run of them, read up to ``limit`` + 1 values (found by
+    attacking: 30 M packed dims took 39 s and 3.7 GB as Python ints)."""
     if isinstance(value, int):
         return [value]
-    out, pos = [], 0
-    assert isinstance(value, bytes)
-    while pos < len(value):
+    out: List[int] = []
+    pos = 0
+    assert isinstance(value, _BYTES)
+    while pos < len(value) and len(out) <= limit:
         number, pos = _varint(value, pos)
         out.append(number)
     return out
@@ -157,29 +196,29 @@ def _signed(number: int) -> int:
     return number - (1 << 64) if number >= 1 << 63 else number
 
 
-def _tensor(data: bytes, graph: Graph, initializer: bool) -> Tuple[str, Constant]:
+def _tensor(data: _Data, graph: Graph, initializer: bool) -> Tuple[str, Constant]:
     name, dtype, location, external = "", 0, 0, ""
     dims: List[int] = []
-    ints: List[int] = []
-    raw: Optional[bytes] = None
+    typed: List[object] = []  # int32_data / int64_data fields, read only for a small constant
+    raw: Optional[memoryview] = None
     for number, value in _fields(data):
-        if number == 8 and isinstance(value, bytes):
-            name = value.decode("utf-8", "replace")
+        if number == 8 and isinstance(value, _BYTES):
+            name = _text(value)
         elif number == 2 and isinstance(value, int):
             dtype = value
-        elif number == 1:
-            dims += _ints(value)
+        elif number == 1 and len(dims) <= MAX_DIMS:
+            dims += _ints(value, MAX_DIMS)
         elif number in (5, 7):
-            ints += [_signed(v) for v in _ints(value)]
-        elif number == 9 and isinstance(value, bytes):
+            typed.append(value)
+        elif number == 9 and isinstance(value, memoryview):
             raw = value
         elif number == 14 and isinstance(value, int):
             location = value
-        elif number == 13 and isinstance(value, bytes):
+        elif number == 13 and isinstance(value, _BYTES):
             entry = dict(_fields(value))
             key, place = entry.get(1), entry.get(2)
-            if key == b"location" and isinstance(place, bytes):
-                external = place.decode("utf-8", "replace")
+            if key == b"location" and isinstance(place, _BYTES):
+                external = _text(place)
     if initializer:
         graph.initializer_types[name] = dtype
     if location == EXTERNAL:
@@ -188,20 +227,21 @@ def _tensor(data: bytes, graph: Graph, initializer: bool) -> Tuple[str, Constant
     for d in dims:
         count *= d
     values = None
-    if dtype in _INTEGERS and location != EXTERNAL and count <= MAX_CONSTANT_VALUES:
+    if dtype in _INTEGERS and location != EXTERNAL and len(dims) <= MAX_DIMS and count <= MAX_CONSTANT_VALUES:
         if raw is not None:
             import numpy as np
 
             values = tuple(int(v) for v in np.frombuffer(raw, dtype=np.dtype(_INTEGERS[dtype]).newbyteorder("<")))
         else:
-            values = tuple(ints)
+            values = tuple(_signed(v) for field_value in typed
+                           for v in _ints(field_value, MAX_CONSTANT_VALUES))[:MAX_CONSTANT_VALUES + 1]
     constant = Constant(dtype, values)
     if initializer:
         graph.constants[name] = constant
     return name, constant
 
 
-def _attribute(data: bytes, graph: Graph) -> Tuple[str, Attribute]:
+def _attribute(data: _Data, graph: Graph) -> Tuple[str, Attribute]:
     """One AttributeProto: its name and the value the checks read; tensors and subgraphs inside it are
     walked too (their nodes and external data belong to the model)."""
     name, value = "", None  # type: str, Attribute
@@ -214,17 +254,17 @@ def _attribute(data: bytes, graph: Graph) -> Tuple[str, Attribute]:
             value = _signed(field_value)
         elif number == 4:
             value = _text(field_value)
-        elif number == 8:
-            ints += [_signed(v) for v in _ints(field_value)]
-        elif number == 9:
+        elif number == 8 and len(ints) <= MAX_ATTRIBUTE_VALUES:
+            ints += [_signed(v) for v in _ints(field_value, MAX_ATTRIBUTE_VALUES)]
+        elif number == 9 and len(strings) <= MAX_ATTRIBUTE_VALUES:
             strings.append(_text(field_value))
-        elif number in _ATTRIBUTE_TENSORS and isinstance(field_value, bytes):
+        elif number in _ATTRIBUTE_TENSORS and isinstance(field_value, _BYTES):
             _, constant = _tensor(field_value, graph, False)
             if number == 5:
                 value = constant
-        elif number in _ATTRIBUTE_GRAPHS and isinstance(field_value, bytes):
+        elif number in _ATTRIBUTE_GRAPHS and isinstance(field_value, _BYTES):
             _graph(field_value, graph)
-        elif number in _ATTRIBUTE_SPARSE and isinstance(field_value, bytes):
+        elif number in _ATTRIBUTE_SPARSE and isinstance(field_value, _BYTES):
             _sparse(field_value, graph)
     if ints:
         value = tuple(ints)
@@ -233,24 +273,24 @@ def _attribute(data: bytes, graph: Graph) -> Tuple[str, Attribute]:
     return name, value
 
 
-def _node(data: bytes, graph: Graph) -> None:
+def _node(data: _Data, graph: Graph) -> None:
     inputs: List[str] = []
     outputs: List[str] = []
     attributes: Dict[str, Attribute] = {}
     op_type = domain = name = ""
     for number, value in _fields(data):
-        if not isinstance(value, bytes):
+        if not isinstance(value, _BYTES):
             continue
         if number == 1:
-            inputs.append(value.decode("utf-8", "replace"))
+            inputs.append(_text(value))
         elif number == 2:
-            outputs.append(value.decode("utf-8", "replace"))
+            outputs.append(_text(value))
         elif number == 3:
-            name = value.decode("utf-8", "replace")
+            name = _text(value)
         elif number == 4:
-            op_type = value.decode("utf-8", "replace")
+            op_type = _text(value)
         elif number == 7:
-            domain = value.decode("utf-8", "replace")
+            domain = _text(value)
         elif number == 5:
             key, attribute = _attribute(value, graph)
             attributes[key] = attribute
@@ -260,42 +300,46 @@ def _node(data: bytes, graph: Graph) -> None:
     graph.nodes.append(Node(op_type, domain, tuple(inputs), tuple(outputs), name, attributes))
 
 
-def _sparse(data: bytes, graph: Graph) -> None:
+def _sparse(data: _Data, graph: Graph) -> None:
     for number, value in _fields(data):
-        if number in _SPARSE_TENSORS and isinstance(value, bytes):
+        if number in _SPARSE_TENSORS and isinstance(value, _BYTES):
             _tensor(value, graph, False)
 
 
 def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+    return bytes(value).decode("utf-8", "replace") if isinstance(value, _BYTES) else ""
 
 
-def _value_info(data: bytes) -> ValueInfo:
+def _value_info(data: _Data) -> ValueInfo:
     """ValueInfoProto: name (1), type (2: TypeProto, whose tensor_type is 1: elem_type 1, shape 2 of dims 1,
     each dim_value 1 or dim_param 2)."""
     name, elem_type, dims = "", 0, []  # type: str, int, List[Union[int, str, None]]
     for number, value in _fields(data):
         if number == 1:
             name = _text(value)
-        elif number == 2 and isinstance(value, bytes):
+        elif number == 2 and isinstance(value, _BYTES):
             for t_number, t_value in _fields(value):
-                if t_number != 1 or not isinstance(t_value, bytes):
+                if t_number != 1 or not isinstance(t_value, _BYTES):
                     continue
                 for k, v in _fields(t_value):
                     if k == 1 and isinstance(v, int):
                         elem_type = v
-                    elif k == 2 and isinstance(v, bytes):
+                    elif k == 2 and isinstance(v, _BYTES):
                         for d_number, dim in _fields(v):
-                            if d_number == 1 and isinstance(dim, bytes):
+                            if len(dims) > MAX_DIMS:  # no model's: the checks see a wrong rank
+                                break
+                            if d_number == 1 and isinstance(dim, _BYTES):
                                 parts = dict(_fields(dim))
                                 size, param = parts.get(1), parts.get(2)
-                                dims.append(size if isinstance(size, int) else _text(param) or None)
+                                # int64: -1 is how other exporters write a dynamic axis (found by attacking:
+                                # it read as 2^64 - 1)
+                                dims.append(_signed(size) if isinstance(size, int) else _text(param) or None)
     return ValueInfo(name, elem_type, tuple(dims))
 
 
-def _graph(data: bytes, graph: Graph, main: bool = False) -> None:
+def _graph(data: _Data, graph: Graph, main: bool = False) -> None:
     for number, value in _fields(data):
-        if not isinstance(value, bytes):
+        if not isinstance(value, _BYTES):
             continue
         if number == 1:
             _node(value, graph)
@@ -315,19 +359,25 @@ def parse_graph(data: bytes, where: object) -> Graph:
     try:
         graph = Graph()
         for number, value in _fields(data):
-            if number == _MODEL_GRAPH and isinstance(value, bytes):
+            if number == _MODEL_GRAPH and isinstance(value, _BYTES):
                 _graph(value, graph, main=True)
-            elif number == _MODEL_OPSET and isinstance(value, bytes):
+            elif number == _MODEL_OPSET and isinstance(value, _BYTES):
                 entry = dict(_fields(value))
                 version = entry.get(2)
                 graph.opsets[_text(entry.get(1))] = version if isinstance(version, int) else 0
-            elif number == _MODEL_METADATA and isinstance(value, bytes):
+            elif number == _MODEL_METADATA and isinstance(value, _BYTES):
                 entry = dict(_fields(value))
                 graph.metadata[_text(entry.get(1))] = _text(entry.get(2))
-            elif number == _MODEL_FUNCTIONS and isinstance(value, bytes):
+            elif number == _MODEL_FUNCTIONS and isinstance(value, _BYTES):
+                name = domain = ""
                 for f_number, f_value in _fields(value):
-                    if f_number == _FUNCTION_NODE and isinstance(f_value, bytes):
+                    if f_number == _FUNCTION_NODE and isinstance(f_value, _BYTES):
                         _node(f_value, graph)
+                    elif f_number == _FUNCTION_NAME:
+                        name = _text(f_value)
+                    elif f_number == _FUNCTION_DOMAIN:
+                        domain = _text(f_value)
+                graph.functions.add((domain, name))
     except (ValueError, RecursionError) as e:
         raise BadInput(f"{where} is not a readable ONNX model: {e}") from None
     if not graph.nodes:

@@ -71,6 +71,7 @@ class Parser:
     qdq_all_inputs: bool  # 8.5's Q/DQ importer requires an explicit zero point
     dequantize_types: FrozenSet[int]  # what DequantizeLinear takes as input (never INT32: a quantised bias)
     unsupported: FrozenSet[str]  # the operators its table lists as not supported ("N")
+    local_functions: bool = False  # a node calling one of the model's own functions is inlined (10.1's importer)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 
                 NegativeLogLikelihoodLoss Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul
                 RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
                 SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
-                StringSplit TfIdfVectorizer Unique""".split()))
+                StringSplit TfIdfVectorizer Unique""".split()), local_functions=True)
 # its "N" operators were read from an operators.md headed "TensorRT 10.15" (opset 9 to 24, this row's range; the
 # library held no copy at 7c51a63a itself): an operator 11.1 added since would be flagged here wrongly
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
@@ -124,7 +125,7 @@ _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1)
                 OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul RegexFullMatch SequenceAt
                 SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
                 SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer StringSplit TfIdfVectorizer
-                Unique""".split()))
+                Unique""".split()), local_functions=True)  # as 10.1 (its importer not read at 7c51a63a)
 # Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
 #            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
 _CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
@@ -185,7 +186,16 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
         fix = f"export with --opset {min(max(opset, lo), hi)}"
         found.append(Finding("graph", f"opset {opset}, the parser of TensorRT {where.tensorrt} takes {p.opset[0]} to "
                                       f"{p.opset[1]}", name, fix))
+    if graph.external:  # found by attacking: such a file was "ready" on every target
+        tensor, location = graph.external[0]
+        more = f" and {len(graph.external) - 1} more" if len(graph.external) > 1 else ""
+        found.append(Finding("graph", f"tensor '{tensor}'{more} kept in the external file '{location}', outside "
+                                      "the bytes attn-export hashes and ships; every command that runs a model "
+                                      "refuses it", name, "every weight inside the .onnx file (onnx.save it as one "
+                                                          "file)"))
     for node in graph.nodes:
+        if p.local_functions and (node.domain, node.op_type) in graph.functions:
+            continue  # the importer inlines the model's own function, whose nodes are checked as the graph's
         if node.op_type in NEVER or node.domain not in ONNX_DOMAINS:
             why = NEVER.get(node.op_type, f"an operator of the domain {node.domain!r}, unknown to TensorRT's parser")
             found.append(Finding(node.label, why, name, "build from model.onnx, model.fp16.onnx or "
@@ -290,6 +300,11 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
                     else "layout = 1 is unsupported (layout must be 0)")
             out.append(Finding(label, rule, name, "export again with attn-export export (it writes layout 0)"))
         acts = list(a.get("activations") or ())  # type: ignore[arg-type]
+        needed = 6 if a.get("direction") == "bidirectional" else 3
+        if acts and len(acts) < needed:  # the importer reads activations.at(2) (and .at(5)): found by attacking
+            out.append(Finding(label, f"{len(acts)} activations, where the importer reads {needed} (f, g, h for "
+                                      "each direction)", name, "export again with attn-export export (Sigmoid, Tanh, "
+                                                               "Tanh)"))
         unknown = sorted({str(act) for act in acts} - LSTM_ACTIVATIONS)
         if unknown:
             out.append(Finding(label, f"activations {unknown}, which TensorRT's LSTM importer does not know (it takes "
