@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,6 @@ def _load(path: Path) -> tuple[bytes, Any]:
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
-    import numpy as np
-
     data, proto = _load(path)
     metadata = {p.key: p.value for p in proto.metadata_props}
     out: dict[str, Any] = {
@@ -75,7 +74,9 @@ def describe_onnx(path: Path) -> dict[str, Any]:
                          for v in list(proto.graph.input) + list(proto.graph.output)},
         "nodes": len(proto.graph.node),
         "operators": dict(sorted(Counter(n.op_type for n in proto.graph.node).items(), key=lambda kv: -kv[1])),
-        "parameters": int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer)),
+        # Python's integers: numpy's int64 product wrapped (a claimed 2^64 read 0) and a negative dim subtracted
+        # (found by attacking; onnx's checker, the INVALID line, says what is wrong with them)
+        "parameters": sum(math.prod(t.dims) for t in proto.graph.initializer if all(d >= 0 for d in t.dims)),
         "metadata": metadata,
         # constructs independent runtimes are known to read differently (attn_export.portability)
         "divergences": [{"construct": d.construct, "nodes": d.nodes, "runtimes": d.runtimes}

@@ -474,6 +474,21 @@ def test_inspect_of_a_matmul_without_inputs_is_no_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr and "INVALID: onnx.checker refuses it" in result.stdout, result
 
 
+def test_plain_inspect_counts_parameters_without_wrapping(tmp_path: Path) -> None:
+    """Found by attacking: a claimed [2^32, 2^32] initializer counted 0 parameters (int64 wrapped) and one of
+    dims [-2, 2] counted -4; the INVALID line says what is wrong with them, the count no longer lies."""
+    from attn_export.inspect import describe_onnx
+
+    model = onnx.load(str(_foreign(tmp_path / "p.onnx", [helper.make_node("Relu", ["x"], ["y"])], ["x"])))
+    for name, dims in (("huge", [2 ** 32, 2 ** 32]), ("negative", [-2, 2])):
+        tensor = model.graph.initializer.add()
+        tensor.name, tensor.data_type = name, TensorProto.FLOAT
+        tensor.dims.extend(dims)
+    path = tmp_path / "claims.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert describe_onnx(path)["parameters"] == 2 ** 64
+
+
 def _edited(source: Path, path: Path, edit) -> Path:
     proto = onnx.load(str(source))
     edit(proto.graph)
