@@ -430,7 +430,8 @@ def test_the_reader_skips_what_protobuf_skips_and_bounds_what_it_decodes(tmp_pat
 
 def test_external_data_short_activations_and_the_models_own_functions_on_each_target(tmp_path: Path) -> None:
     """Found by attacking: a file keeping its weights in an external file (absolute, `../`, missing) was "ready"
-    on every target; an LSTM listing 2 activations was ready where the importer reads a third (at(2)); a node
+    on every target; an LSTM listing 2 activations was ready where the importer reads a third (at(2)), and
+    one whose directions' activation alphas differ, which the importer refuses; a node
     calling one of the model's own functions was unknown to every line, where 10.1's importer inlines it."""
     weight = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
     weight.data_location = TensorProto.EXTERNAL
@@ -454,6 +455,14 @@ def test_external_data_short_activations_and_the_models_own_functions_on_each_ta
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
     for target in TARGETS:
         assert any("2 activations, where the importer reads 3" in f.rule for f in _check(short, target)), target
+    for alphas, flagged in (([0.1, 0.9], True), ([0.1, 0.1], False)):  # each direction's LeakyRelu alphas
+        lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=2, direction="bidirectional",
+                                activations=["LeakyRelu"] * 6, activation_alpha=alphas)
+        alpha = helper.make_model(helper.make_graph(
+            [lstm], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "W", "R")],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+        said = [f.rule for f in _check(alpha, "jetpack5")]
+        assert any("activation_alpha differs between the two directions" in r for r in said) == flagged, said
 
     body = onnx.helper.make_function("custom", "MyAdd", ["a", "b"], ["c"], [helper.make_node("Add", ["a", "b"], ["c"])],
                                      [helper.make_opsetid("", 17)])

@@ -14,6 +14,7 @@ later IR versions read too.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
@@ -64,8 +65,9 @@ def _varint(data: _Data, pos: int) -> Tuple[int, int]:
 
 
 def _fields(data: _Data) -> Iterator[Tuple[int, object]]:
-    """(field number, int for a varint | a memoryview for a length-delimited field); fixed-width fields and
-    groups (proto2's, which protobuf's own parsers skip in an unknown field) skipped."""
+    """(field number, int for a varint | a memoryview for a length-delimited field | a float for a 32-bit
+    one: onnx.proto's unpacked repeated floats, an attribute's ``floats``); 64-bit fields and groups (proto2's,
+    which protobuf's own parsers skip in an unknown field) skipped."""
     data = memoryview(data)
     pos = 0
     while pos < len(data):
@@ -83,6 +85,9 @@ def _fields(data: _Data) -> Iterator[Tuple[int, object]]:
         elif wire == 1:
             pos += 8
         elif wire == 5:
+            if pos + 4 > len(data):
+                raise ValueError("truncated field")
+            yield number, struct.unpack_from("<f", data, pos)[0]
             pos += 4
         elif wire == 3:
             pos = _skip_group(data, pos, number)
@@ -125,7 +130,7 @@ class Constant:
     values: Optional[Tuple[int, ...]] = None
 
 
-Attribute = Union[int, str, Tuple[int, ...], Tuple[str, ...], Constant, None]
+Attribute = Union[int, str, Tuple[int, ...], Tuple[str, ...], Tuple[float, ...], Constant, None]
 
 
 @dataclass(frozen=True)
@@ -247,9 +252,14 @@ def _attribute(data: _Data, graph: Graph) -> Tuple[str, Attribute]:
     name, value = "", None  # type: str, Attribute
     ints: List[int] = []
     strings: List[str] = []
+    floats: List[float] = []
     for number, field_value in _fields(data):
         if number == 1:
             name = _text(field_value)
+        elif number == 7 and len(floats) <= MAX_ATTRIBUTE_VALUES:  # floats: one by one, or packed
+            floats += ([field_value] if isinstance(field_value, float) else
+                       list(struct.unpack_from(f"<{min(len(field_value) // 4, MAX_ATTRIBUTE_VALUES + 1)}f", field_value))
+                       if isinstance(field_value, _BYTES) else [])
         elif number == 3 and isinstance(field_value, int):
             value = _signed(field_value)
         elif number == 4:
@@ -270,6 +280,8 @@ def _attribute(data: _Data, graph: Graph) -> Tuple[str, Attribute]:
         value = tuple(ints)
     elif strings:
         value = tuple(strings)
+    elif floats:
+        value = tuple(floats)
     return name, value
 
 

@@ -313,6 +313,12 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
         if a.get("direction") == "bidirectional" and len(acts) == 6 and acts[:3] != acts[3:]:
             out.append(Finding(label, "different activations in the two directions", name,
                                "the same activations both ways"))
+        for key in ("activation_alpha", "activation_beta"):  # the importer's own check (found by attacking)
+            values = list(a.get(key) or ())  # type: ignore[arg-type]
+            half = len(values) // 2
+            if a.get("direction") == "bidirectional" and values and (len(values) % 2 or values[:half] != values[half:]):
+                out.append(Finding(label, f"{key} differs between the two directions, which the importer refuses",
+                                   name, f"the same {key} both ways"))
     elif (op in ("Squeeze", "Unsqueeze") or op.startswith("Reduce")) and len(node.inputs) > 1 and node.inputs[1]:
         if node.inputs[1] not in graph.constants:  # a Reduce's axes are an input from opset 18 (ReduceSum: 13)
             need = "an initializer" if op.startswith("Reduce") or p.axes == "initializer" else "resolvable to a constant"
