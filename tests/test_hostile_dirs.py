@@ -610,6 +610,32 @@ def test_a_signal_in_an_import_no_command_handler_follows_is_still_said(tmp_path
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_signal_put_off_by_an_import_is_said_once(tmp_path: Path) -> None:
+    """Found by review: a signal put off by an import before a command's handler was raised by that handler
+    (the command said it), then raised and said again when the command returned."""
+    (tmp_path / "kills.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.5)\n")
+    (tmp_path / "late.py").write_text(
+        "import sys\nfrom attn_export.errors import Interrupted\nfrom attn_export.runtime.interrupt import interruptible\n"
+        "def main():\n    import kills\n    try:\n        with interruptible():\n            return 0\n"
+        "    except Interrupted as e:\n        sys.stderr.write(f'Error: {e.signal_name}\\n')\n        return e.exit_code\n")
+    code = "from attn_export.errors import run_command_line\nrun_command_line('late')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 130 and result.stderr == "Error: SIGINT\n", result
+
+
+def test_a_command_started_ignoring_ctrl_c_keeps_ignoring_it(tmp_path: Path) -> None:
+    """Found by review: the handler set at the command line's start replaced a SIGINT the process was started
+    ignoring (`nohup`, `cmd &` in a script), which Python's own handling leaves ignored."""
+    (tmp_path / "late.py").write_text("import os, signal, time\ndef main():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+                                      "    time.sleep(0.3)\n    return 0\n")
+    code = "from attn_export.errors import run_command_line\nrun_command_line('late')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.returncode == 0 and result.stderr == "", result
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_once_unbundle_has_filled_its_target_keeps_exit_0(full: Path, tmp_path: Path, signum: int) -> None:
     """Found by attacking: a Ctrl-C landing after unbundle had filled its target (while it printed its line)

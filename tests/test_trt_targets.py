@@ -20,6 +20,7 @@ import pytest
 from conftest import cli, rerecord
 from onnx import TensorProto, helper
 
+from attn_export.errors import BadInput
 from attn_export.runtime.onnxfile import parse_graph
 from attn_export.runtime.trt.readiness import TARGETS, check
 
@@ -424,8 +425,34 @@ def test_the_reader_skips_what_protobuf_skips_and_bounds_what_it_decodes(tmp_pat
     read = parse_graph(model.SerializeToString() + group, "grouped.onnx")
     assert [n.op_type for n in read.nodes] == ["Relu"] and read.inputs[0].dims == (-1, -1, 4)
     assert read.constants["many"].values is None and read.constants["axes"].values == (0, -1)
-    with pytest.raises(Exception, match="wire type 4 without the group it would end"):
+    with pytest.raises(BadInput, match="the end of group 100, which no field started"):
         parse_graph(model.SerializeToString() + group[-2:], "cut.onnx")
+    import tracemalloc
+
+    # a million packed dims, and 4 MB of raw_data under dims [1] (found by review: 50 M Python ints)
+    dims = helper.make_tensor("dims", TensorProto.INT8, [1], [0])
+    dims.dims.extend([1] * 1_000_000)
+    lying = TensorProto(name="lying", data_type=TensorProto.INT8, dims=[1], raw_data=bytes(4 << 20))
+    graph.initializer.extend([dims, lying])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    tracemalloc.start()
+    try:
+        read = parse_graph(data, "claims.onnx")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert read.constants["dims"].values is None and read.constants["lying"].values is None
+    assert peak < len(data), (peak, len(data))  # decoded whole: ~40 MB of ints for the dims, 4 M for the bytes
+    fixed32 = helper.make_tensor("f", TensorProto.INT64, [1], [1])
+    broken = onnx.load_from_string(model.SerializeToString())
+    broken.graph.initializer.append(fixed32)
+    tail = bytes([1 << 3 | 5]) + b"\x00\x00\x80\x3f"  # a 32-bit field where dims (field 1) belong
+    raw = broken.SerializeToString()
+    tensor = fixed32.SerializeToString()
+    with pytest.raises(BadInput, match="not a readable ONNX model"):  # was an AssertionError's traceback
+        parse_graph(raw.replace(tensor, tensor + tail).replace(
+            bytes([5 << 3 | 2, len(tensor)]) + tensor, bytes([5 << 3 | 2, len(tensor) + len(tail)]) + tensor),
+            "fixed32.onnx")
 
 
 def test_external_data_short_activations_and_the_models_own_functions_on_each_target(tmp_path: Path) -> None:
@@ -455,6 +482,12 @@ def test_external_data_short_activations_and_the_models_own_functions_on_each_ta
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
     for target in TARGETS:
         assert any("2 activations, where the importer reads 3" in f.rule for f in _check(short, target)), target
+    lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=2, direction="bidirectional",
+                            activations=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh"])  # it reads at(5) too
+    five = helper.make_model(helper.make_graph(
+        [lstm], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "W", "R")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+    assert any("5 activations, where the importer reads 6" in f.rule for f in _check(five, "trt10"))
     for alphas, flagged in (([0.1, 0.9], True), ([0.1, 0.1], False)):  # each direction's LeakyRelu alphas
         lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=2, direction="bidirectional",
                                 activations=["LeakyRelu"] * 6, activation_alpha=alphas)
@@ -473,6 +506,15 @@ def test_external_data_short_activations_and_the_models_own_functions_on_each_ta
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)], functions=[body])
     unknown = {t for t in TARGETS if any("unknown to TensorRT's parser" in f.rule for f in _check(calls, t))}
     assert unknown == {"jetpack5"}, unknown
+    # a function named as an operator TensorRT imports itself is imported as that operator: still checked
+    named = helper.make_function("custom", "LSTM", ["a"], ["c"], [helper.make_node("Relu", ["a"], ["c"])],
+                                 [helper.make_opsetid("", 17)])
+    layout = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=2, layout=1)
+    hidden = helper.make_model(helper.make_graph(
+        [layout], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "W", "R")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)], functions=[named])
+    assert any("layout = 1 is unsupported" in f.rule for f in _check(hidden, "trt10"))
 
 
 def test_inspect_of_a_matmul_without_inputs_is_no_traceback(tmp_path: Path) -> None:

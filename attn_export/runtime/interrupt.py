@@ -56,18 +56,22 @@ def until_a_command_runs() -> None:
             return
         for s in SIGNALS:
             signal.signal(s, signal.SIG_IGN)
-        _early.append(Interrupted(signal.Signals(signum).name, 128 + signum))
+        interrupted = Interrupted(signal.Signals(signum).name, 128 + signum)
         if not _importing(frame):
-            raise _early[0]
+            raise interrupted
+        _early.append(interrupted)
 
     for s in SIGNALS:
-        signal.signal(s, handler)
+        if signal.getsignal(s) is not signal.SIG_IGN:  # started ignoring it (nohup, `cmd &`): as Python leaves it
+            signal.signal(s, handler)
 
 
 def raise_early() -> None:
     """Raise the interrupt a signal left inside an import (``until_a_command_runs``), if one did."""
-    if _early:
-        raise _early[0]
+    if _early:  # said once: cleared as it is raised (found by review: a second call printed it again)
+        early = _early[0]
+        _early.clear()
+        raise early
 
 
 def committed() -> None:
@@ -191,7 +195,8 @@ def finish(code: int) -> "NoReturn":
         os._exit(code)
 
     for s in SIGNALS:
-        signal.signal(s, handler)
+        if signal.getsignal(s) is not signal.SIG_IGN:  # started ignoring it (nohup, `cmd &`): as Python leaves it
+            signal.signal(s, handler)
     try:  # what the interpreter's own exit does first: join the threads that are not daemons, then the hooks
         threading._shutdown()  # type: ignore[attr-defined]
         atexit._run_exitfuncs()
