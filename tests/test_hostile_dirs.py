@@ -625,10 +625,12 @@ def test_a_signal_put_off_by_an_import_is_said_once(tmp_path: Path) -> None:
 
 
 def test_a_command_started_ignoring_ctrl_c_keeps_ignoring_it(tmp_path: Path) -> None:
-    """Found by review: the handler set at the command line's start replaced a SIGINT the process was started
-    ignoring (`nohup`, `cmd &` in a script), which Python's own handling leaves ignored."""
-    (tmp_path / "late.py").write_text("import os, signal, time\ndef main():\n    os.kill(os.getpid(), signal.SIGINT)\n"
-                                      "    time.sleep(0.3)\n    return 0\n")
+    """Found by review: the handlers set at the command line's start and by a command replaced a SIGINT the
+    process was started ignoring (`nohup`, `cmd &` in a script), which Python's own handling leaves ignored."""
+    (tmp_path / "late.py").write_text(
+        "import os, signal, time\nfrom attn_export.runtime.interrupt import interruptible\ndef main():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n    with interruptible():\n        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.3)\n    return 0\n")  # before the command's own handler, and under it
     code = "from attn_export.errors import run_command_line\nrun_command_line('late')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)},

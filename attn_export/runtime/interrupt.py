@@ -148,7 +148,8 @@ def interruptible() -> Iterator[None]:
         pending.append(Interrupted(signal.Signals(signum).name, 128 + signum))
         raise_when_safe(frame)
 
-    previous = {s: signal.signal(s, handler) for s in (*SIGNALS, *TIMER)}
+    previous = {s: signal.signal(s, handler) for s in (*SIGNALS, *TIMER)
+                if signal.getsignal(s) is not signal.SIG_IGN}  # one the process was started ignoring (nohup)
     try:
         yield
     except Interrupted:
