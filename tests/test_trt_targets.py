@@ -393,19 +393,24 @@ def _nested(depth: int, megabytes: int) -> bytes:
     return helper.make_model(inner, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+def _read_measured(data: bytes) -> tuple:
+    """The graph ``parse_graph`` reads from ``data``, and the most memory Python held meanwhile (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        graph = parse_graph(data, "measured.onnx")
+        return graph, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_reader_holds_a_nested_graph_in_about_its_own_size() -> None:
     """Found by attacking: each level of a nested subgraph copied its whole body, so a 20 MB constant under 30
     levels took 2 GB to read (the device reads graphs this way, on 8 GB Jetsons). Read as views of the file's
     bytes, Python allocates a fraction of the file, whatever the depth."""
-    import tracemalloc
-
     data = _nested(30, 4)
-    tracemalloc.start()
-    try:
-        graph = parse_graph(data, "nested.onnx")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    graph, peak = _read_measured(data)
     assert sum(n.op_type == "If" for n in graph.nodes) == 30 and graph.opsets == {"": 17}
     assert peak < len(data) / 4, (peak, len(data))  # copied at each level it was ~90x the file
 
@@ -427,20 +432,13 @@ def test_the_reader_skips_what_protobuf_skips_and_bounds_what_it_decodes(tmp_pat
     assert read.constants["many"].values is None and read.constants["axes"].values == (0, -1)
     with pytest.raises(BadInput, match="the end of group 100, which no field started"):
         parse_graph(model.SerializeToString() + group[-2:], "cut.onnx")
-    import tracemalloc
-
     # a million packed dims, and 4 MB of raw_data under dims [1] (found by review: 50 M Python ints)
     dims = helper.make_tensor("dims", TensorProto.INT8, [1], [0])
     dims.dims.extend([1] * 1_000_000)
     lying = TensorProto(name="lying", data_type=TensorProto.INT8, dims=[1], raw_data=bytes(4 << 20))
     graph.initializer.extend([dims, lying])
     data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    tracemalloc.start()
-    try:
-        read = parse_graph(data, "claims.onnx")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    read, peak = _read_measured(data)
     assert read.constants["dims"].values is None and read.constants["lying"].values is None
     assert peak < len(data), (peak, len(data))  # decoded whole: ~40 MB of ints for the dims, 4 M for the bytes
     fixed32 = helper.make_tensor("f", TensorProto.INT64, [1], [1])
