@@ -31,7 +31,7 @@ EXTERNAL = 1  # TensorProto.DataLocation
 _MODEL_OPSET, _MODEL_GRAPH, _MODEL_METADATA, _MODEL_FUNCTIONS = 8, 7, 14, 25
 _GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
 _GRAPH = {1: "node", 5: "initializer", 15: "sparse_initializer"}
-_FUNCTION_NAME, _FUNCTION_NODE, _FUNCTION_DOMAIN = 1, 7, 10
+_FUNCTION_NAME, _FUNCTION_NODE = 1, 7
 _NODE = {1: "input", 2: "output", 3: "name", 4: "op_type", 5: "attribute", 7: "domain"}
 _ATTRIBUTE = {1: "name", 3: "i", 4: "s", 5: "t", 8: "ints", 9: "strings"}
 _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = (5, 10), (6, 11)
@@ -179,7 +179,8 @@ class Graph:
     inputs: List[ValueInfo] = field(default_factory=list)
     outputs: List[ValueInfo] = field(default_factory=list)
     metadata: Dict[str, str] = field(default_factory=dict)
-    functions: Set[Tuple[str, str]] = field(default_factory=set)  # the model's own functions: (domain, name)
+    # the names of the model's own functions (TensorRT's 10.x importer finds one by its name alone)
+    functions: Set[str] = field(default_factory=set)
 
     @property
     def stores_float16(self) -> bool:
@@ -389,15 +390,11 @@ def parse_graph(data: bytes, where: object) -> Graph:
                 entry = dict(_fields(value))
                 graph.metadata[_text(entry.get(1))] = _text(entry.get(2))
             elif number == _MODEL_FUNCTIONS and isinstance(value, _BYTES):
-                name = domain = ""
                 for f_number, f_value in _fields(value):
                     if f_number == _FUNCTION_NODE and isinstance(f_value, _BYTES):
                         _node(f_value, graph)
                     elif f_number == _FUNCTION_NAME:
-                        name = _text(f_value)
-                    elif f_number == _FUNCTION_DOMAIN:
-                        domain = _text(f_value)
-                graph.functions.add((domain, name))
+                        graph.functions.add(_text(f_value))
     except (ValueError, RecursionError) as e:
         raise BadInput(f"{where} is not a readable ONNX model: {e}") from None
     if not graph.nodes:

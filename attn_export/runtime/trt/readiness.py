@@ -194,7 +194,7 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
                                       "refuses it", name, "every weight inside the .onnx file (onnx.save it as one "
                                                           "file)"))
     for node in graph.nodes:
-        if p.local_functions and node.op_type not in KNOWN and node.op_type in {f for _, f in graph.functions}:
+        if p.local_functions and node.op_type not in KNOWN and node.op_type in graph.functions:
             # the importer inlines the model's own function (by name: its own importers come first, so one
             # named LSTM is still imported as LSTM, found by review), whose nodes are checked as the graph's
             continue
