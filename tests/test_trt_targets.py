@@ -307,11 +307,12 @@ def test_a_jetpack_6_0_user_is_told_where_its_tensorrt_is(variants_dir: Path) ->
         result.stderr
 
 
-def test_the_rules_of_8_5_say_what_its_importer_does() -> None:
-    """8.5's importer never reads layout, so a layout=1 LSTM parses and computes something else: the finding
-    says so; the later lines refuse it outright."""
-    assert "8.5's importer never reads layout" in _check(_lstm_model(layout=1), "jetpack5")[0].rule
-    assert "layout must be 0" in _check(_lstm_model(layout=1), "trt11")[0].rule
+def test_the_rules_say_what_each_importer_does_with_layout() -> None:
+    """8.5's and 10.1's importers never read layout (found by review in 10.1-GA's source), so a layout=1 LSTM
+    parses and computes something else: the finding says so; 11's operators.md refuses it (its importer unread)."""
+    for target in ("jetpack5", "jetpack6", "trt10"):
+        assert "importer never reads layout" in _check(_lstm_model(layout=1), target)[0].rule, target
+    assert "operators.md: layout must be 0" in _check(_lstm_model(layout=1), "trt11")[0].rule
 
 
 def test_an_unknown_target_is_one_line(variants_dir: Path) -> None:
@@ -512,7 +513,7 @@ def test_external_data_short_activations_and_the_models_own_functions_on_each_ta
         [layout], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "W", "R")],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)], functions=[named])
-    assert any("layout = 1 is unsupported" in f.rule for f in _check(hidden, "trt10"))
+    assert any("layout = 1: this line's importer never reads layout" in f.rule for f in _check(hidden, "trt10"))
 
 
 def test_inspect_of_a_matmul_without_inputs_is_no_traceback(tmp_path: Path) -> None:

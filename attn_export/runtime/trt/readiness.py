@@ -65,7 +65,7 @@ class Parser:
     int64: str  # "cast down" (8.5: INT64 becomes INT32, clamped) or "native"
     bf16: bool
     constant_of_shape: FrozenSet[int]  # value types it lists
-    lstm_layout_read: bool  # 8.5's importer never reads layout: a layout=1 LSTM is misread, silently
+    lstm_layout_read: bool  # 8.5's and 10.1's importers never read layout: a layout=1 LSTM is misread, silently
     reverse_sequence_dynamic: bool
     axes: str  # Squeeze/Unsqueeze axes: "initializer" or "constant"
     qdq_all_inputs: bool  # 8.5's Q/DQ importer requires an explicit zero point
@@ -105,7 +105,7 @@ _TRT85 = Parser("onnx/onnx-tensorrt 8.5-GA @ fdeeaca8 (release/8.5-GA @ 3b008c46
                 SoftmaxCrossEntropyLoss SplitToSequence StringNormalizer TfIdfVectorizer Unique""".split()))
 _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 itself (parser 62bdde2a) not read: "
                 "its changelog from 10.1 touches GRU, Squeeze and Slice only", (9, 20), "native", True,
-                frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "initializer", False,
+                frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), False, True, "initializer", False,
                 frozenset({INT8_T, FLOAT8E4M3_T, INT4_T}),
                 frozenset("""AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow
                 CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear HammingWindow
@@ -297,9 +297,9 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
             out.append(Finding(label, "input_forget = 1 (coupled input and forget gates) is unsupported", name,
                                "a model without coupled gates (PyTorch's nn.LSTM never couples them)"))
         if a.get("layout", 0):
-            rule = ("layout = 1: TensorRT 8.5's importer never reads layout and treats the input as sequence-first, "
-                    "so the graph would parse and compute something else" if not p.lstm_layout_read
-                    else "layout = 1 is unsupported (layout must be 0)")
+            rule = ("layout = 1: this line's importer never reads layout (its source, read) and treats the input as "
+                    "sequence-first, so the graph would parse and compute something else" if not p.lstm_layout_read
+                    else "layout = 1 is unsupported (its operators.md: layout must be 0)")
             out.append(Finding(label, rule, name, "export again with attn-export export (it writes layout 0)"))
         acts = list(a.get("activations") or ())  # type: ignore[arg-type]
         needed = 6 if a.get("direction") == "bidirectional" else 3
