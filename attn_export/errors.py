@@ -40,6 +40,7 @@ __all__ = [
     "Interrupted",
     "NotAvailable",
     "ParityError",
+    "TF32_OVERRIDE",
     "Untrusted",
     "WorkFailed",
     "does_nothing",
@@ -215,6 +216,12 @@ def printable(text: str, limit: int = 0) -> str:
     return out if not limit or len(out) <= limit else out[: max(limit - 3, 0)] + "..."
 
 
+# "0": no NVIDIA library (cuBLAS, cuDNN, TensorRT) uses TF32, a 10-bit mantissa, for FP32 work in this process.
+# The command lines set it unless it is set, before anything loads those libraries: FP32 means FP32 on every GPU
+# path (ONNX Runtime's TensorRT EP has no switch of its own); a process that set it otherwise keeps its choice.
+TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
+
+
 def _open_standard_streams() -> None:
     """A process started with stdin, stdout or stderr closed (``2>&-``) gets /dev/null there: Python has no
     stream for it (None), print(file=None) writes to stdout (found by review: the device's stderr lines
@@ -263,6 +270,7 @@ def run_command_line(module: str, function: str = "main") -> "NoReturn":
     is its one line (``interrupt.until_a_command_runs``). Once it has returned, the process ends at once with
     that code, Python's exit hooks run and the interpreter's teardown skipped (``interrupt.finish``)."""
     _open_standard_streams()
+    os.environ.setdefault(TF32_OVERRIDE, "0")
     code: object = None
     try:
         try:

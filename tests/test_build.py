@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from attn_export.runtime import store
-from attn_export.errors import BadInput, ConfigError, NotAvailable, Untrusted
+from attn_export.errors import BadInput, ConfigError, NotAvailable, Untrusted, WorkFailed
 from attn_export.quantize import FILES
 from attn_export.runtime.iospec import IOSpec
 from attn_export.runtime.store import Store
@@ -22,7 +28,7 @@ from attn_export.runtime.trt.naming import engine_name, gpu_slug
 from attn_export.runtime.precisions import ENGINE_PRECISIONS, ONNX_FILES
 from attn_export.runtime.trt.precision import Capability, decide, parse_version, plan_summary
 from attn_export.runtime.trt.profile import STREAM_OPT_CHUNK, Profile, Range, derive_profile, stream_profile
-from conftest import JETSON, cli
+from conftest import JETSON, cli, mark_verified
 
 TRAIN = {"min": 5, "median": 17, "max": 24}
 
@@ -406,3 +412,137 @@ def test_build_help_does_not_import_heavy_modules() -> None:
             "print('HEAVY', [m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx') if m in sys.modules], rc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr
+
+
+# --- ONNX Runtime's GPU providers and CUDA graphs: what they are told, without a GPU -------------------------
+# None of these runs a GPU provider or CUDA: they prove what the session is asked for and what bench does with
+# a refusal, not that ONNX Runtime or CUDA behave as their documentation says.
+
+def test_ort_trt_keeps_its_engines_apart_for_every_graph_bytes(model_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: ONNX Runtime keys a cached engine by names and versions, never by the weights, so a
+    retrained model.onnx (same names) would have run the old engine. The cache is a folder per sha256."""
+    import onnx
+    from onnx import numpy_helper
+
+    from attn_export.runtime.backends.ortgpu import CACHE_DIR, OrtTrtBackend
+    from conftest import rerecord
+
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    before = OrtTrtBackend(Store(model_dir).open("model.onnx")).provider_options()
+    proto = onnx.load(str(model_dir / "model.onnx"))
+    init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.01, init.name))  # new weights, same names
+    onnx.save(proto, str(model_dir / "model.onnx"))
+    rerecord(model_dir, "model.onnx")
+    mark_verified(model_dir, "model.onnx")
+    after = OrtTrtBackend(Store(model_dir).open("model.onnx")).provider_options()
+    for options, name in ((before, "before"), (after, "after")):
+        assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"], name
+        assert Path(options["trt_engine_cache_path"]).parent == model_dir / CACHE_DIR
+    assert Path(after["trt_engine_cache_path"]).name == store.sha256_file(model_dir / "model.onnx")
+    assert before["trt_engine_cache_path"] != after["trt_engine_cache_path"]
+    assert Path(after["trt_engine_cache_path"]).is_dir()
+
+
+def test_fp32_on_onnx_runtimes_gpu_providers_is_fp32_or_refused(model_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: both EPs let NVIDIA's libraries use TF32 for FP32 (Ampere and later). The CUDA EP is
+    told not to (1.18+); without that option, and always on the TensorRT EP, it takes NVIDIA_TF32_OVERRIDE=0."""
+    import onnxruntime
+
+    from attn_export.runtime.backends.ortgpu import OrtCudaBackend, OrtTrtBackend
+
+    artifact = Store(model_dir).open("model.onnx")
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    assert OrtCudaBackend(artifact).provider_options() == {"device_id": 0, "use_tf32": 0}
+    with pytest.raises(NotAvailable, match="NVIDIA_TF32_OVERRIDE=0 in the environment") as e:
+        OrtTrtBackend(artifact).provider_options()
+    assert "TensorRT EP has no TF32 switch" in str(e.value)
+    monkeypatch.setattr(onnxruntime, "__version__", "1.17.3")
+    with pytest.raises(NotAvailable, match="1.17.3's CUDA EP has no use_tf32 option"):
+        OrtCudaBackend(artifact).provider_options()
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert OrtCudaBackend(artifact).provider_options() == {"device_id": 0}
+    providers = OrtTrtBackend(artifact).providers()  # nodes TensorRT does not take go to CUDA, not the CPU
+    assert [p[0] for p in providers] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+
+def test_the_command_lines_turn_tf32_off_unless_told_otherwise(tmp_path: Path) -> None:
+    (tmp_path / "probe_tf32.py").write_text("import os\n\ndef main():\n"
+                                            "    print(os.environ.get('NVIDIA_TF32_OVERRIDE'))\n    return 0\n")
+    code = "from attn_export.errors import run_command_line; run_command_line('probe_tf32')"
+    for given, seen in ((None, "0"), ("1", "1")):
+        env = {k: v for k, v in os.environ.items() if k != "NVIDIA_TF32_OVERRIDE"}
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+        if given is not None:
+            env["NVIDIA_TF32_OVERRIDE"] = given
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert (result.returncode, result.stdout.strip()) == (0, seen), result.stderr
+
+
+def test_a_cuda_graph_bench_cannot_capture_skips_that_row_only(tiny_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: one engine a CUDA graph cannot capture ended the whole bench (exit 3). ort-cpu stands in
+    for an engine here (its runner refuses the capture as the TensorRT backend's does)."""
+    from attn_export import bench
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.timing import Budget
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    plain = OrtCpuBackend.runner
+
+    def runner(self: OrtCpuBackend, feeds: Any, cuda_graph: bool = False) -> Any:
+        if cuda_graph:
+            raise NotAvailable(f"{self.artifact.name} cannot be captured in a CUDA graph: a loop")
+        return plain(self, feeds)
+
+    monkeypatch.setattr(OrtCpuBackend, "supports_cuda_graph", True)
+    monkeypatch.setattr(OrtCpuBackend, "runner", runner)
+    result = bench.bench(directory, backends="torch-cpu,ort-cpu", batches=(1,), seqs=(8,),
+                         budget=Budget(warmup=1, seconds=0.1, min_iterations=3), plots=False)
+    rows = result["results"]
+    assert {(r["backend"], r["cuda_graph"]) for r in rows if "latency_ms" in r} == {("torch-cpu", False),
+                                                                                   ("ort-cpu", False)}
+    assert [(r["backend"], r["cuda_graph"], r["skipped"]) for r in rows if "skipped" in r] == [
+        ("ort-cpu", True, "model.onnx cannot be captured in a CUDA graph: a loop")]
+
+
+def test_a_capture_that_fails_is_ended_before_the_error_goes_on() -> None:
+    """Found by review: an enqueue failing inside a capture left the stream capturing, so the close that followed
+    failed too and hid the first error. A stand-in for cuda-python records the calls: it proves the order of
+    calls, not what CUDA does with them."""
+    from types import SimpleNamespace
+
+    from attn_export.runtime.trt.memory import _CudaPythonMemory
+
+    calls: list[str] = []
+
+    def call(name: str, *result: object) -> Any:
+        def f(*_: object) -> tuple:
+            calls.append(name)
+            return (0, *result)
+        return f
+
+    rt = SimpleNamespace(cudaError_t=SimpleNamespace(cudaSuccess=0),
+                         cudaStreamCaptureMode=SimpleNamespace(cudaStreamCaptureModeThreadLocal=2),
+                         cudaStreamSynchronize=call("sync"), cudaStreamBeginCapture=call("begin"),
+                         cudaStreamEndCapture=call("end", "graph"), cudaGraphDestroy=call("destroy"),
+                         cudaGraphInstantiateWithFlags=call("instantiate", "exec"))
+    memory = _CudaPythonMemory.__new__(_CudaPythonMemory)
+    memory._rt, memory._stream, memory._graphs = rt, "stream", []
+    enqueued: list[int] = []
+
+    def enqueue() -> None:
+        enqueued.append(1)
+        if len(enqueued) == 2:
+            raise WorkFailed("execute_async_v3 failed")
+
+    with pytest.raises(WorkFailed, match="execute_async_v3"):
+        memory.capture(enqueue)
+    assert calls == ["sync", "begin", "end", "destroy"] and memory._graphs == []
+    calls.clear()
+    enqueued.clear()
+    memory.capture(lambda: enqueued.append(1))
+    assert calls == ["sync", "begin", "end", "instantiate"] and memory._graphs == [("graph", "exec")]

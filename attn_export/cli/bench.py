@@ -127,7 +127,8 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
     names = shown_as(result["results"])
     for r in result["results"]:
         if "latency_ms" not in r:
-            skipped.setdefault(f"{r['backend']} {r['artifact']}", ([], r["skipped"]))[0].append(
+            graph = " (CUDA graph)" if r.get("cuda_graph") else ""
+            skipped.setdefault(f"{r['backend']} {r['artifact']}{graph}", ([], r["skipped"]))[0].append(
                 f"b{r['batch']} s{r['seq']}")
             continue
         key = row_key(r)

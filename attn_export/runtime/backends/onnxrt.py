@@ -19,7 +19,7 @@ from .base import Backend
 if TYPE_CHECKING:
     from ..store import Artifact
 
-__all__ = ["ORT_MIN", "OrtCpuBackend", "ort_providers", "ort_session"]
+__all__ = ["ORT_MIN", "OrtCpuBackend", "Provider", "ort_providers", "ort_session"]
 
 # the oldest ONNX Runtime the device package is tested with (the last release for Python 3.8: JetPack 5's
 # Python); a CPU bundle's requirements.txt asks for it or later, so pip replaces an older one already there
@@ -92,8 +92,12 @@ class OrtCpuBackend(Backend):
     def provider_options(self) -> Dict[str, Any]:
         return {}
 
+    def providers(self) -> List[Provider]:
+        """The providers the session is made with, in ONNX Runtime's order of preference: this one first."""
+        return [(self.provider, self.provider_options())]
+
     def _open(self) -> None:
-        self.session = ort_session(self.artifact, [(self.provider, self.provider_options())], self.threads)
+        self.session = ort_session(self.artifact, self.providers(), self.threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -6,26 +6,36 @@ the available providers: never a silent fallback to the CPU. Python 3.8-compatib
 
 - ``ort-cuda``: cuDNN's LSTM; ``runner()`` binds inputs and outputs on the device once (I/O binding).
   Runs FP32, FP16 and Q/DQ graphs, not the dynamic INT8 graph (its ops are CPU-only contrib ops).
-- ``ort-trt``: TensorRT inside ONNX Runtime, with an engine cache beside the artefacts
-  (``.ort-trt-cache/``), a timing cache, explicit profile shapes (the same derivation as ``build``) and
-  ``trt_fp16_enable`` for the FP16 graph.
+- ``ort-trt``: TensorRT inside ONNX Runtime, with an engine cache beside the artefacts, one folder per
+  graph's sha256 (``.ort-trt-cache/<sha256>/``: ONNX Runtime keys its engines by names and versions, never by
+  the weights, so a retrained graph would run an old engine), a timing cache, explicit profile shapes (the same
+  derivation as ``build``), ``trt_fp16_enable`` for the FP16 graph, and the CUDA EP after it for any node
+  TensorRT does not take (ONNX Runtime's advice; the CPU otherwise).
+
+FP32 means FP32, as everywhere here: on Ampere and later GPUs TF32 (a 10-bit mantissa) is the NVIDIA libraries'
+default. The CUDA EP is told ``use_tf32 = 0`` (ONNX Runtime 1.18+); the TensorRT EP has no such switch (only
+the environment's ``NVIDIA_TF32_OVERRIDE=0``, which the command lines set unless it is set), so an FP32 graph
+without it, or on an older CUDA EP, is NotAvailable, saying so.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ...errors import BadInput
+from ...errors import TF32_OVERRIDE, BadInput, NotAvailable
 from ..limits import missing
 from ..streaming import state_dims
+from ..trt.precision import parse_version
 from ..trt.profile import Profile, recipe_profile
-from .onnxrt import OrtCpuBackend, ort_providers
+from .onnxrt import OrtCpuBackend, Provider, ort_providers
 
 __all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
 
 CACHE_DIR = ".ort-trt-cache"
+USE_TF32_SINCE = (1, 18)  # the CUDA EP's ``use_tf32`` option (microsoft/onnxruntime#19357)
 
 
 def ort_distribution() -> Optional[str]:
@@ -66,7 +76,22 @@ class OrtCudaBackend(OrtCpuBackend):
         return _missing_provider(cls.provider)
 
     def provider_options(self) -> Dict[str, Any]:
-        return {"device_id": 0}
+        options: Dict[str, Any] = {"device_id": 0}
+        if self.artifact.precision == "fp32":
+            import onnxruntime
+
+            if parse_version(onnxruntime.__version__) >= USE_TF32_SINCE:
+                options["use_tf32"] = 0
+            else:
+                self._require_tf32_off(f"ONNX Runtime {onnxruntime.__version__}'s CUDA EP has no use_tf32 option "
+                                       f"(1.18 and later have)")
+        return options
+
+    def _require_tf32_off(self, why: str) -> None:
+        if os.environ.get(TF32_OVERRIDE) != "0":
+            raise NotAvailable(f"{self.name} would run the FP32 {self.artifact.name} with TF32 on an Ampere or later "
+                               f"GPU: {why}; expected {TF32_OVERRIDE}=0 in the environment before the process "
+                               "starts (attn-export's command lines set it unless it is set)")
 
     def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:
         """Inputs copied to the device and outputs bound there once (I/O binding); each call runs and
@@ -112,12 +137,18 @@ class OrtTrtBackend(OrtCudaBackend):
         except BadInput as e:
             return str(e)
 
+    def providers(self) -> List[Provider]:
+        return [(self.provider, self.provider_options()), (OrtCudaBackend.provider, super().provider_options())]
+
     def provider_options(self) -> Dict[str, Any]:
-        cache = self.artifact.directory / CACHE_DIR
-        if cache.is_symlink():  # ONNX Runtime would write its engines wherever the link points
-            raise BadInput(f"{cache} is a symbolic link; attn-export never writes through a link in an "
-                           "artefact directory: expected a directory or none (remove the link)")
-        cache.mkdir(exist_ok=True)
+        if self.artifact.precision == "fp32":
+            self._require_tf32_off("ONNX Runtime's TensorRT EP has no TF32 switch (microsoft/onnxruntime#26029)")
+        cache = self.artifact.directory / CACHE_DIR / self.artifact.sha256
+        for path in (cache.parent, cache):
+            if path.is_symlink():  # ONNX Runtime would write its engines wherever the link points
+                raise BadInput(f"{path} is a symbolic link; attn-export never writes through a link in an "
+                               "artefact directory: expected a directory or none (remove the link)")
+        cache.mkdir(parents=True, exist_ok=True)
         options: Dict[str, Any] = {
             "device_id": 0,
             "trt_engine_cache_enable": True,

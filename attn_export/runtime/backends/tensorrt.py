@@ -84,7 +84,11 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise WorkFailed(f"TensorRT {trt.__version__} could not deserialise {self.artifact.name}")
         self._engine: trt.ICudaEngine = engine
-        self._context: trt.IExecutionContext = engine.create_execution_context()
+        context = engine.create_execution_context()
+        if context is None:  # e.g. too little device memory for its activations (review: was an AttributeError)
+            raise WorkFailed(f"TensorRT {trt.__version__} could not create an execution context for "
+                             f"{self.artifact.name} (too little free device memory?)")
+        self._context: trt.IExecutionContext = context
         dtypes = _numpy_dtypes()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         declared = [t.name for t in self.spec.inputs + self.spec.outputs]

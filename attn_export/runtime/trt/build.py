@@ -328,7 +328,9 @@ def _build(cap: Capability, plan: BuildPlan, source: Artifact, declared: IOSpec,
         old = store.read_file(options.timing_cache, MAX_TIMING_CACHE_BYTES, "TensorRT timing cache") \
             if os.path.lexists(options.timing_cache) else b""
         cache = config.create_timing_cache(old)
-        config.set_timing_cache(cache, False)
+        if cache is None or not config.set_timing_cache(cache, False):  # before the build, not after it (review)
+            raise BadInput(f"{options.timing_cache}: TensorRT {cap.version} refused this timing cache; expected one "
+                           "made by this TensorRT on this GPU, or a new path (it is written after the build)")
     monitor = None
     if progress is not None and cap.progress_monitor:
         monitor = _monitor(progress)  # kept referenced until the build returns, as TensorRT requires
@@ -340,8 +342,9 @@ def _build(cap: Capability, plan: BuildPlan, source: Artifact, declared: IOSpec,
         raise WorkFailed(f"TensorRT {cap.version} failed to build {source.name}: "
                          + (" | ".join(errors) or "no message from the builder"))
     plan_bytes = bytes(memoryview(serialized))
-    if options.timing_cache is not None and cache is not None:
-        store.write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    timing = config.get_timing_cache() if cache is not None else None
+    if options.timing_cache is not None and timing is not None:
+        store.write_bytes(options.timing_cache, bytes(memoryview(timing.serialize())))
 
     io_inputs: List[Dict[str, Any]] = [
         {"name": t.name, "dtype": _numpy_dtype(inputs[t.name].dtype), "dims": list(t.dims)} for t in declared.inputs

@@ -113,9 +113,19 @@ class _CudaPythonMemory(DeviceMemory):
         self.synchronize()
         self._call("cudaStreamBeginCapture", self._stream,
                    self._rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
-        fn()
+        try:
+            fn()
+        except BaseException:  # end the capture, or the stream stays capturing and every later call fails (review)
+            err, graph = self._rt.cudaStreamEndCapture(self._stream)  # its own error is not the one to report
+            if err == self._rt.cudaError_t.cudaSuccess and graph:
+                self._rt.cudaGraphDestroy(graph)
+            raise
         (graph,) = self._call("cudaStreamEndCapture", self._stream)
-        (graph_exec,) = self._call("cudaGraphInstantiateWithFlags", graph, 0)
+        try:
+            (graph_exec,) = self._call("cudaGraphInstantiateWithFlags", graph, 0)
+        except WorkFailed:
+            self._rt.cudaGraphDestroy(graph)
+            raise
         self._graphs.append((graph, graph_exec))
 
         def launch() -> None:
