@@ -158,7 +158,9 @@ def _unreadable(path: Path, e: Exception) -> str:
     if "TorchScript archives" in str(e):  # torch's advice to load it with weights_only=False is none of ours
         return (f"{path} is a TorchScript archive (torch.jit.save), whose code attn-export does not run; expected "
                 "its weights: torch.save(torch.jit.load(path).state_dict(), 'weights.pt')")
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    # torch's words: "Unsupported global: GLOBAL m.C" (an object), "unsupported GLOBAL posix.system whose module
+    # posix is blocked" (a function; found by attacking: its advice to turn weights_only off was quoted)
+    found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(e), re.IGNORECASE)
     if found:
         return (f"{path} needs unpickling of the Python object {found.group(1)}, which attn-export refuses; "
                 f"{save}")
@@ -176,9 +178,9 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     if not os.path.lexists(path):
         raise DataError(f"checkpoint {path} does not exist; expected a checkpoint file (.safetensors, .pt or .pth)")
     data = read_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint (.safetensors, .pt or .pth)")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":  # its keys in an order of their own (changing between runs): sorted
         try:
-            return load(data), None
+            return dict(sorted(load(data).items())), None
         except Exception as e:
             raise DataError(f"{path} is not a readable safetensors file: {e}") from None
     try:

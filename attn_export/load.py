@@ -30,8 +30,13 @@ by attacking, ``nn.Sequential(Linear(D, D), Tanh(), Linear(D, 1))`` was read as 
 In a torch file, whose keys usually keep the order the user's module made its submodules, a Linear stored
 before the LSTM whose shape could feed it (an input projection (E, F) or an embedding (V, E), E the LSTM's
 input) takes no role unless ``--map`` gives it one: an ``nn.Embedding(V, D)`` had been read as a head of V
-classes. A .safetensors file stores its keys sorted, so it tells no order; nor does a loose parameter,
-which comes before its module's submodules. A loss function's weights kept in the state_dict (a Lightning
+classes. A .safetensors file keeps no order (safetensors returns its keys in an order that changes between
+runs: they are sorted here), so its Conv1d layers run in the one order whose channels chain; nor does a loose
+parameter, which comes before its module's submodules.
+
+An additive reading with a head is also a score and a two-Linear head (Linear, activation, Linear) whenever
+its one-output head, or a v of shape (1, D), could be the score: ``--map`` must confirm it, unless a torch
+file stores W, v and the head in that order (for a v of shape (1, D)); the model has no two-Linear head. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
 
@@ -121,7 +126,8 @@ class _LstmShape:
         layers = 1 + max(int(m.group(2)) for k in part.tensors if (m := _LSTM_KEY.match(k)))
         bidirectional = any(k.endswith("_reverse") for k in part.tensors)
         w_ih = part.tensors["weight_ih_l0"]
-        return cls(layers, bidirectional, w_ih.shape[1], part.tensors["weight_hh_l0"].shape[0] // 4)
+        gates = part.tensors.get("weight_hh_l0", w_ih).shape[0]
+        return cls(layers, bidirectional, w_ih.shape[1], gates // 4)
 
     @property
     def output(self) -> int:
@@ -331,7 +337,7 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         shapes = " and ".join(f"{p.name}{'.weight' if p.kind == 'linear' else ''} has shape {_shape(p.weight)}"
                               for p in misfits)
         raise _unrecognised(origin, f"{shapes}, which fit{'s' if len(misfits) == 1 else ''} no role", parts, d)
-    convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d)
+    convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d, ordered)
     items = [p for p in parts if p.kind in ("linear", "param")]
     readings = _readings(items, d, roles)
     if not readings:
@@ -345,6 +351,11 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
                             example)
     reading = readings[0]
+    doubt = _doubtful(reading, parts, roles, d, ordered)
+    if doubt is not None:
+        example = " ".join(f"--map {part.name}={role}" for role, part in reading.items())
+        raise DataError(f"{origin}: the one layout that fits reads {doubt}, which the model does not have; "
+                        f"expected an additive score and a one-Linear head: if that is what it is, say so: {example}")
     return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"),
                   left_out)
 
@@ -415,7 +426,9 @@ def _kind(tensors: dict[str, torch.Tensor]) -> str | None:
     """lstm, linear or conv when the tensors are one such module's; None for anything else."""
     if "weight_ih_l0" in tensors and all(_LSTM_KEY.match(k) for k in tensors):
         ih, hh = tensors["weight_ih_l0"], tensors.get("weight_hh_l0")
-        if hh is None or ih.dim() != 2 or hh.dim() != 2:
+        if hh is None:  # an LSTM missing its hh, which _check_lstm names (found by attacking: it was "no LSTM")
+            return "lstm" if ih.dim() == 2 and ih.shape[0] % 4 == 0 else None
+        if ih.dim() != 2 or hh.dim() != 2:
             return None
         gates, hidden = hh.shape
         if gates == 4 * hidden:
@@ -533,9 +546,34 @@ def _readings(items: list[_Part], d: int, roles: dict[str, str]) -> list[dict[st
     return found
 
 
-def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, origin: str, d: int) -> tuple[_Part, ...]:
-    """The Conv1d layers in the order they run: conv.N from ``--map`` when given, else checkpoint order; each
-    must feed the next and the last the LSTM."""
+def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, str], d: int,
+              ordered: bool) -> str | None:
+    """What else an additive reading with a head may be, when nothing but its shapes speaks for it: the same
+    shapes are a score and a two-Linear head (Linear, activation, Linear), which the model does not have
+    (found by attacking: ``attention`` Linear(D, 1), ``fc1`` Linear(D, K), ``fc2`` Linear(K, 1) was read as
+    W ``fc1``, v ``fc2`` and a binary head ``attention``, and verify passed it). A one-output head could be
+    that score, with the key and energy the two Linears, whatever the order; a v of shape (1, D) could be it,
+    with the key and head the two Linears, unless a torch file stores key, energy and head in that order (the
+    order a module makes them in; the score of a score-then-MLP module comes first). None when ``--map``
+    gives any of them a role (the user said which it is), or no score can hide in it."""
+    key, energy, head = reading.get("key"), reading.get("energy"), reading.get("head")
+    if key is None or energy is None or head is None or any(p.name in roles for p in (key, energy, head)):
+        return None
+    if _fits(head, "score", d):
+        return (f"{key.name} + {energy.name} as an additive score and {head.name} as a one-output head; the same "
+                f"shapes are a score {head.name} and a two-Linear head {key.name} -> {energy.name}")
+    if _fits(energy, "score", d) and not (ordered and parts.index(key) < parts.index(energy) < parts.index(head)):
+        return (f"{key.name} + {energy.name} as an additive score and {head.name} as the head; the same shapes are "
+                f"a score {energy.name} and a two-Linear head {key.name} -> {head.name}")
+    return None
+
+
+def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, origin: str, d: int,
+                ordered: bool = True) -> tuple[_Part, ...]:
+    """The Conv1d layers in the order they run: conv.N from ``--map`` when given, else checkpoint order in a
+    torch file; in a .safetensors file (no order) the one order whose channels chain, or none (found by
+    attacking: the order safetensors returned changed between runs, and with it the model). Each must feed the
+    next and the last the LSTM."""
     convs = [p for p in parts if p.kind == "conv"]
     indexed = {p.name: int(m.group(1)) for p in convs if (m := _CONV_INDEX.match(roles.get(p.name, "")))}
     if indexed:
@@ -544,6 +582,14 @@ def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, orig
             raise DataError(f"--map gives the {len(convs)} Conv1d layers the positions {given}: expected conv.0 ... "
                             f"conv.{len(convs) - 1}, one per Conv1d layer")
         convs.sort(key=lambda p: indexed[p.name])
+    elif not ordered and len(convs) > 1:
+        chains = _chains(convs, lstm_input)
+        if len(chains) == 1:
+            convs = chains[0]
+        elif chains:
+            raise _unrecognised(origin, f"{len(convs)} Conv1d layers whose channels chain in more than one order "
+                                        "and a .safetensors file keeps no order", parts, d,
+                                " ".join(f"--map {c.name}=conv.{i}" for i, c in enumerate(chains[0])))
     for conv in convs:
         kernel = conv.weight.shape[2]
         if kernel % 2 == 0:
@@ -556,6 +602,24 @@ def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, orig
                                     f"{lstm_input}) in this order: {chain}", parts, d,
                             " ".join(f"--map {c.name}=conv.{i}" for i, c in enumerate(convs)))
     return tuple(convs)
+
+
+def _chains(convs: list[_Part], lstm_input: int) -> list[list[_Part]]:
+    """Orders of ``convs`` in which each feeds the next and the last ``lstm_input`` channels: none, one, or two
+    (the search stops there: two already means the order is open)."""
+    found: list[list[_Part]] = []
+
+    def extend(tail: list[_Part], left: list[_Part]) -> None:  # built from the LSTM backwards
+        if not left:
+            found.append(tail)
+            return
+        takes = tail[0].weight.shape[1] if tail else lstm_input
+        for i, conv in enumerate(left):
+            if len(found) < 2 and conv.weight.shape[0] == takes:
+                extend([conv, *tail], left[:i] + left[i + 1:])
+
+    extend([], convs)
+    return found
 
 
 def _linear(prefix: str, part: _Part) -> dict[str, torch.Tensor]:

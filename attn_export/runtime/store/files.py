@@ -238,6 +238,9 @@ def locked(directory: Path, command: str) -> Iterator[None]:
         if command not in CREATES_DIRECTORY:  # the command itself will say what to run first
             yield
             return
+        if os.path.lexists(directory):  # found by attacking: "load user.pt afile" said "File exists", no more
+            raise BadInput(f"{directory} exists and is not a directory; expected a directory to write the "
+                           "artefacts into (new, or an artefact directory)")
         try:
             directory.mkdir(parents=True)
         except OSError as e:
