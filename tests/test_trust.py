@@ -147,17 +147,28 @@ def contradicting(directory: Path, name: str) -> str:
     return "contradicts model.json"
 
 
+def shorter_training(directory: Path, name: str) -> str:
+    """model.json's training lengths cut to one step and recorded as if train had written it: verify would
+    judge reduced precisions within four steps (found by attacking: a failing FP16 graph passed that way)."""
+    info = json.loads((directory / "model.json").read_text())
+    info["train_lengths"] = {"min": 1, "median": 1, "max": 1}
+    (directory / "model.json").write_text(json.dumps(info))
+    rerecord(directory, "model.json")
+    return "contradicts model.json: its training lengths are"
+
+
 WAYS: dict[str, Callable[[Path, str], str]] = {
     "weights retrained": retrained, "model.json changed": model_json_edited, "parent swapped": parent_swapped,
     "grandparent swapped": grandparent_swapped, "external data changed": external_data,
-    "model.json contradicts the graph": contradicting,
+    "model.json contradicts the graph": contradicting, "training lengths edited": shorter_training,
 }
 
 
 def _applies(way: str, kind: str) -> bool:
     if kind == "fp32" and way == "grandparent swapped":  # model.onnx's parent is the root of the lineage
         return False
-    return not (kind == "engine" and way == "external data changed")  # an engine is one file
+    # an engine is one file; its training lengths are its profile's, which its manifest entry records
+    return not (kind == "engine" and way in ("external data changed", "training lengths edited"))
 
 
 CASES = [pytest.param(kind, way, id=f"{kind}-{way.replace(' ', '-')}") for kind in KINDS for way in WAYS

@@ -99,8 +99,9 @@ def test_dynamic_int8_is_judged_one_sequence_at_a_time_on_every_case(variants_di
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """What predict runs: model.int8.onnx one sequence at a time at its own length, the sweep's padded batches
     included (its graph shares one quantisation scale over a batch, and for a bidirectional model OpenVINO
-    computes a padded batch of it wrongly); FP32 gets the padded batches as they are. The real verify and
-    the real ONNX Runtime backend, with every run recorded on the way."""
+    computes a padded batch of it wrongly); FP32 gets the padded batches as they are. A padded batch also
+    runs the INT8 graph once as it is, for the zero attention on its padding alone. The real verify and the
+    real ONNX Runtime backend, with every run recorded on the way."""
     from attn_export.runtime.backends.base import Backend
     from attn_export.runtime.verify import verify
 
@@ -115,7 +116,10 @@ def test_dynamic_int8_is_judged_one_sequence_at_a_time_on_every_case(variants_di
     assert verify(copy(variants_dir, tmp_path), backends="ort-cpu").passed
     int8 = [(shape, lengths) for name, shape, lengths in runs if name == "model.int8.onnx"]
     fp32 = [(shape, lengths) for name, shape, lengths in runs if name == "model.onnx"]
-    assert int8 and all(shape[0] == 1 and lengths == [shape[1]] for shape, lengths in int8)
+    alone = [(shape, lengths) for shape, lengths in int8 if shape[0] == 1 and lengths == [shape[1]]]
+    together = [(shape, lengths) for shape, lengths in int8 if (shape, lengths) not in alone]
+    assert alone and together and all(min(lengths) < shape[1] for shape, lengths in together)
+    assert len(alone) >= sum(len(lengths) for _, lengths in together)  # each of those rows also ran alone
     assert any(shape[0] > 1 and min(lengths) < shape[1] for shape, lengths in fp32)
 
 
@@ -405,6 +409,29 @@ def test_an_int8_graph_that_lost_accuracy_fails(variants_dir: Path, tmp_path: Pa
     assert row["status"] == "failed" and row["accuracy_delta"] < -allowed
     assert any(f"below the reference (allowed drop {allowed:g})" in p for p in row["problems"]), row["problems"]
     assert all(c["judged_by"] == "structure" for c in row["cases"])  # INT8 is not judged by element
+
+
+def test_an_int8_graph_whose_mask_is_gone_fails_when_its_batch_runs_together(variants_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """Found by attacking: the INT8 graph is judged one row at a time, each row's attention padded with zeros
+    by verify, so with the mask removed it passed with the same numbers. Each case also runs as one batch,
+    and the attention a padded step gets there must be exactly 0."""
+    directory = copy(variants_dir, tmp_path)
+    path = directory / "model.int8.onnx"
+    proto = onnx.load(str(path))
+    made_by = {out: node for node in proto.graph.node for out in node.output}
+    softmax = next(n for n in proto.graph.node if n.op_type == "Softmax")
+    mask = made_by[softmax.input[0]]
+    assert mask.op_type == "Where"  # the scores where the step is real, a large negative fill elsewhere
+    softmax.input[0] = next(i for i in mask.input[1:] if made_by[i].op_type != "Constant")
+    onnx.save(proto, str(path))
+    rerecord(directory, "model.int8.onnx", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8.onnx")
+    assert row["status"] == "failed"
+    assert any("attention on padded steps is not exactly 0 when the batch runs together" in p
+               for p in row["problems"]), row["problems"]
 
 
 def test_verify_set_moves_a_verdict_and_records_it(variants_dir: Path, tmp_path: Path) -> None:
