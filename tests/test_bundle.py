@@ -300,6 +300,35 @@ def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_sh
         assert ran.returncode == 0, ran.stderr
 
 
+def test_a_device_is_told_what_a_device_can_do_when_its_manifest_or_model_json_is_wrong(
+        model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking the device: with the bundle's manifest.json gone, info listed no file and exit 0 (predict
+    and verify refused every one), and verify told the device to re-run attn-export train, which it has not."""
+    archive = tmp_path / "m.tar.gz"
+    assert cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu").returncode == 0
+    edited, lost = unpack(archive, tmp_path / "edited"), unpack(archive, tmp_path / "lost")
+    (lost / store.MANIFEST).unlink()
+    info = json.loads((edited / store.MODEL_JSON).read_text())
+    info["labels"] = ["x", "y", "z"][: len(info["labels"])]
+    (edited / store.MODEL_JSON).write_text(json.dumps(info))
+
+    def device(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "attn_export.runtime", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    listed = device("info", str(lost))
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  ")}
+    assert "unpack its .tar.gz again" in lines[store.MANIFEST], listed.stdout
+    for name in (store.MODEL_JSON, "model.onnx"):
+        assert f"{name} is not recorded in manifest.json" in lines[name], listed.stdout
+    assert store.LOCK not in lines
+    for directory, said in ((lost, "unpack the bundle's .tar.gz again"),
+                            (edited, "on the host, re-run attn-export train (or attn-export load CHECKPOINT), and "
+                                     "bundle again")):
+        ran = device("verify", str(directory))
+        assert ran.returncode == 2 and ran.stderr.strip().endswith(said), ran.stderr
+
+
 # --------------------------------------------------------------------------------------------------
 # hostile archives
 
@@ -569,6 +598,18 @@ def test_a_loaded_models_jetson_bundle_says_how_to_give_its_sequence_range(tmp_p
             with tarfile.open(tmp_path / f"{name}.tar.gz") as tar:
                 readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
             assert "--opt-seq 16 --max-seq 64" in readme
+
+
+@pytest.mark.parametrize("name, said", [
+    ("jetpack8", "--target 'jetpack8' is unknown; --for jetson takes one of jetpack5, jetpack6, jetpack7"),
+    ("trt11", "--target trt11 is a TensorRT line for discrete GPUs; --for jetson takes one of jetpack5, jetpack6, "
+              "jetpack7"),
+])
+def test_a_jetson_bundle_names_the_jetson_lines_only(model_dir: Path, tmp_path: Path, name: str, said: str) -> None:
+    """Found by attacking: an unknown target listed trt10 and trt11, which --for jetson then refused."""
+    result = cli("bundle", str(model_dir), "--out", str(tmp_path / "j.tar.gz"), "--for", "jetson", "--target", name)
+    assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr
+    assert not (tmp_path / "j.tar.gz").exists()
 
 
 def test_an_unpacked_bundle_without_its_manifest_says_to_unpack_it_again(model_dir: Path, tmp_path: Path) -> None:

@@ -177,6 +177,7 @@ STEPS = {  # the README's run steps per target; jetson's take the build commands
 `model_repository/` is a Triton model repository (ONNX Runtime backend): `attention_lstm` serves
 `model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching){stream_intro}
 
+    mkdir DIR && tar -xzf BUNDLE.tar.gz -C DIR && cd DIR
     docker run --rm -p 8000:8000 -v $PWD/model_repository:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
         tritonserver --model-repository=/models
     python3 -m pip install -r requirements.txt
@@ -195,6 +196,7 @@ ran where this bundle was made.
 """,
     "cpu": """## Run (a CPU with Python {python} or newer)
 
+    cd DIR                                                         # the bundle, unpacked as above
     python3 -m pip install -r requirements.txt                     # {packages}
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
     PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz {choice}   # --json for JSON
@@ -208,6 +210,7 @@ tied to its GPU and TensorRT version, so it is built here, on the device, from t
 bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package), for batch
 {batch} and {seq} steps (the recipe's profile).{stream}
 
+    cd DIR                                                         # the bundle, unpacked as above
     sudo apt install python3-libnvinfer                            # JetPack's TensorRT bindings, if missing
     python3 -m pip install -r requirements.txt                     # numpy and cuda-python
 {builds}    PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # the engines against reference.npz, recorded
@@ -244,10 +247,12 @@ def _jetson(s: store.Store, name: str) -> _Jetson:
     from .trt.readiness import TARGETS as LINES
     from .trt.readiness import graphs_of, readiness, summary, target
 
+    jetsons = ", ".join(n for n, x in LINES.items() if x.jetson)
+    if name not in LINES:  # the Jetson lines only (found by attacking: the list named trt11, then refused it)
+        raise BadInput(f"--target {name!r} is unknown; --for jetson takes one of {jetsons}")
     t = target(name)
     if not t.jetson:
-        raise BadInput(f"--target {name} is a TensorRT line for discrete GPUs; --for jetson takes one of "
-                       + ", ".join(n for n, x in LINES.items() if x.jetson))
+        raise BadInput(f"--target {name} is a TensorRT line for discrete GPUs; --for jetson takes one of {jetsons}")
     report = readiness(graphs_of(s), [name])
     rows = report[name]["files"]
     ready = [p for p in ENGINE_PRECISIONS if rows.get(str(PRECISIONS[p].file), {}).get("ready")]

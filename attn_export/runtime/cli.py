@@ -345,14 +345,19 @@ def _info(args: argparse.Namespace) -> int:
     from .bundle import recommendation
     from .recommend import why_picked
     from .settings import not_default
-    from .store import STREAM_FILES, Store, is_engine
+    from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
     from .trt.readiness import graphs_of, not_current, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
         info = store.info
         files: Dict[str, Dict[str, Any]] = {}
-        # a recorded file that is gone is listed as what the store finds (found by attacking: it had no line)
-        for name in store.present() + store.lacking():
+        # a recorded file that is gone is listed as what the store finds (found by attacking: it had no line);
+        # with the manifest itself gone, it and every file attn-export names that is here (found by attacking:
+        # info listed nothing, where predict and verify refused every file)
+        names = store.present() + store.lacking()
+        if store.read(MANIFEST) is None:
+            names = [MANIFEST] + [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and store.read(n) is not None]
+        for name in names:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
             files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,

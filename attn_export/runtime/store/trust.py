@@ -265,7 +265,7 @@ class Store:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
         artefact directory, the command that makes it."""
         made_by = MADE_BY.get(name, "the command that makes it")
-        if self._in_bundle() and name == MODEL_JSON:  # every bundle ships it: this one was unpacked and then lost it
+        if self._in_bundle() and name in (MODEL_JSON, MANIFEST):  # every bundle ships them: unpacked, then lost
             return MissingPrerequisite(f"{self.directory / name} is missing, which every bundle holds; expected the "
                                        "bundle as it was unpacked: unpack its .tar.gz again")
         if self._in_bundle():
@@ -339,8 +339,8 @@ class Store:
         trust = self.state(MODEL_JSON)
         if trust.state == "missing":
             raise MissingPrerequisite(str(trust.reason))
-        if not trust.current:
-            raise Untrusted(f"{trust.reason}; re-run {MADE_BY[MODEL_JSON]}")
+        if not trust.current:  # in a bundle, what the host does (found by attacking: the device was told to train)
+            raise Untrusted(f"{trust.reason}; {self._fix(MODEL_JSON, trust)}")
         return self.info
 
     # ---- the rule
