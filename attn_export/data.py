@@ -435,14 +435,24 @@ def _sktime_version() -> str:
 
 
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    """(kept, taken) index arrays, ascending; about ``fraction`` of each class taken, at least one kept."""
+    """(kept, taken) index arrays, ascending; about ``fraction`` of each class taken, at least one kept. Where
+    the classes' shares round to less than ``fraction`` of all, classes whose share rounded to none (and that
+    can spare one) give one each, largest share first, ties in ``rng``'s order, up to it (found by attacking: 500
+    classes of 2 held out nothing at 0.2, and training ran with no test and no validation split)."""
     taken: List[np.ndarray] = []
     if fraction > 0:
-        for c in np.unique(y):
-            members = np.flatnonzero(y == c)
-            k = min(int(round(len(members) * fraction)), len(members) - 1)
+        classes = np.unique(y)
+        members = [np.flatnonzero(y == c) for c in classes]
+        counts = [min(int(round(len(m) * fraction)), len(m) - 1) for m in members]
+        short = int(round(len(y) * fraction)) - sum(counts)
+        spare = [i for i, (m, k) in enumerate(zip(members, counts)) if k == 0 and len(m) >= 2]
+        if short > 0 and spare:  # rng drawn only here: every other split is what it was
+            order = {int(i): r for r, i in enumerate(rng.permutation(len(classes)))}
+            for i in sorted(spare, key=lambda i: (-len(members[i]), order[i]))[:short]:
+                counts[i] = 1
+        for m, k in zip(members, counts):
             if k > 0:
-                taken.append(rng.permutation(members)[:k])
+                taken.append(rng.permutation(m)[:k])
     take = np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
     mask = np.ones(len(y), dtype=bool)
     mask[take] = False
@@ -542,8 +552,14 @@ def load_splits(cfg: Any) -> Splits:
         if declared is None:  # a .ts header declares classes; otherwise the labels must look like classes
             refuse_continuous(raw, train_path)
             refuse_respelled(raw, train_path)
-            if not test_path:
-                refuse_ids(raw, train_path)
+        if not test_path:  # declared or not (found by attacking: 60 declared ids trained, exit 0, no test split)
+            refuse_ids(raw, train_path)
+        unused = [c for c in declared or () if c not in set(raw)]
+        if unused:  # found by attacking: the model got an output no training series had, and no word of it
+            raise DataError(f"{train_path}: @classLabel declares {_show(unused[0])}"
+                            + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else "")
+                            + ", which no training series has; expected every declared class among the training "
+                              "series (the model would have an output it never learned)")
         labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
         twins = normalised_twins(labels)
         if twins is not None:

@@ -290,7 +290,8 @@ def test_npz_refusals(tmp_path: Path) -> None:
     expected = {"obj": "pickling", "len0": "lengths[0] = 0", "lenT": "lengths[1] = 6; expected 1..5",
                 "lenN": "1 entries", "sum": "sum to 10", "nolen2d": "no lengths", "rank": "shape (9,)",
                 "nox": "no array 'x'", "nan": "sequence 0 has non-finite", "big": "non-finite",
-                "ylen": "y has shape", "yfloat": "y has dtype", "strx": "dtype <U1"}
+                "ylen": "y has shape", "yfloat": "y[0] is 0.5, not a whole number; expected class labels",
+                "strx": "dtype <U1"}
     for name, arrays in bad.items():
         path = tmp_path / f"{name}.npz"
         np.savez(path, allow_pickle=True, **arrays)
@@ -872,3 +873,34 @@ def test_labels_that_are_one_text_in_two_unicode_normalisations_are_refused_or_n
         check_labels([nfd, "tea"], [nfc, "tea"], "in.csv")
     assert "is the model's" in one_line_error(e) and "in another Unicode normalisation" in str(e.value)
     check_labels([nfc, "tea"], [nfc, "tea"], "in.csv")
+
+
+def test_many_small_classes_still_hold_out_about_the_fraction(tmp_path: Path) -> None:
+    """Found by attacking: 500 classes of 2 at 0.2 held out nothing (each class's share rounded to 0), and the
+    model trained with no test and no validation split, exit 0. A class whose share rounds to none gives one,
+    until about the fraction of all is held out; splits whose classes' shares add up are as they were."""
+    x, lengths = pad([np.full((3, 2), i, np.float32) for i in range(1000)])
+    np.savez(tmp_path / "many.npz", x=x, lengths=lengths, y=np.array([f"c{i // 2}" for i in range(1000)]))
+    s = load_splits(cfg(name="files", train=str(tmp_path / "many.npz"), test_fraction=0.2, val_fraction=0.15))
+    assert s.test.n == 200 and (s.test.class_counts() <= 1).all()
+    assert s.val.n == 120 and s.train.n == 680
+    lines = [f"{i},{i + 1}:{-i},0:{lab}" for i, lab in enumerate(["10", "9", "2"] * 8)]
+    s = load_splits(cfg(name="files", train=str(write(tmp_path, "@data\n" + "\n".join(lines) + "\n", "tr.ts")),
+                        test_fraction=0.25, val_fraction=0.0))
+    assert s.test.class_counts().tolist() == [2, 2, 2]  # round(8 x 0.25) each, as before
+
+
+def test_declared_ts_classes_are_held_to_the_training_series(tmp_path: Path) -> None:
+    """Found by attacking: with @classLabel, 60 series of 60 ids trained (exit 0, the test split empty), and a
+    declared class no training series had became an output the model never learned, without a word."""
+    ids = write(tmp_path, "@classLabel true " + " ".join(f"id{i}" for i in range(60)) + "\n@data\n"
+                + "".join(f"{i},1:id{i}\n" for i in range(60)), "ids.ts")
+    with pytest.raises(DataError, match=r"60 distinct labels among 60 sequences .* as ids are, not classes"):
+        load_splits(cfg(name="files", train=str(ids)))
+    body = "".join(f"{i},{i % 3}:{'abc'[i % 3]}\n" for i in range(30))
+    declared = write(tmp_path, "@classLabel true a b c z\n@data\n" + body, "z.ts")
+    with pytest.raises(DataError) as e:
+        load_splits(cfg(name="files", train=str(declared)))
+    assert one_line_error(e).endswith("@classLabel declares 'z', which no training series has; expected every "
+                                      "declared class among the training series (the model would have an output "
+                                      "it never learned)")

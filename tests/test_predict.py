@@ -517,3 +517,38 @@ def test_an_id_the_outputs_encoding_cannot_hold_is_written_escaped_on_both_comma
                              str(tmp_path / "in.csv")], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert device.returncode == 0 and device.stdout.splitlines()[1].startswith("\\u04480\t"), device.stderr
+
+
+def test_truth_a_model_cannot_compare_is_said_and_targets_are_not_labels(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a regression model dropped the y it was given without a word (and refused a decimal
+    one as "expected strings or integers"); a classifier given a .ts of regression targets called them labels
+    it does not know."""
+    import torch
+
+    lstm = torch.nn.LSTM(4, 6, batch_first=True)
+    torch.save({**{f"lstm.{k}": v for k, v in lstm.state_dict().items()}, "att.weight": torch.randn(1, 6),
+                "att.bias": torch.zeros(1), "fc.weight": torch.randn(2, 6), "fc.bias": torch.zeros(2)},
+               tmp_path / "reg.pt")
+    reg = tmp_path / "reg"
+    for args in (("load", str(tmp_path / "reg.pt"), str(reg), "--set", "model.head=regression",
+                  "--set", "export.parity_max_seq=32"), ("export", str(reg))):
+        made = cli(*args)
+        assert made.returncode == 0, made.stderr
+    mark_verified(reg, "model.onnx")
+    x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype(np.float32)
+    np.savez(tmp_path / "whole.npz", x=x, lengths=np.array([5, 4, 3]), y=np.array([1, 2, 3]))
+    np.savez(tmp_path / "decimal.npz", x=x, lengths=np.array([5, 4, 3]), y=np.array([0.25, 1.0, 2.0]))
+    device = [sys.executable, "-m", "attn_export.runtime", "predict", str(reg), str(tmp_path / "whole.npz")]
+    for ran in (cli("predict", str(tmp_path / "whole.npz"), "--dir", str(reg)),
+                subprocess.run(device, capture_output=True, text=True, timeout=300)):
+        assert ran.returncode == 0, ran.stderr
+        assert "true labels are not compared: the model has no classes" in ran.stderr, ran.stderr
+    refused = cli("predict", str(tmp_path / "decimal.npz"), "--dir", str(reg))
+    assert refused.returncode == 2 and "y[0] is 0.25, not a whole number; expected class labels" in refused.stderr
+    (tmp_path / "t.ts").write_text("@targetLabel true\n@data\n" + "".join(
+        f"{','.join(['0.5'] * 5)}:{','.join(['1'] * 5)}:{','.join(['2'] * 5)}:{','.join(['3'] * 5)}:{i}.5\n"
+        for i in range(3)))
+    targets = cli("predict", str(tmp_path / "t.ts"), "--dir", str(model_dir))
+    assert targets.returncode == 2, targets.stderr
+    assert targets.stderr.strip().endswith("holds regression targets (@targetLabel true); expected class labels "
+                                           "(@classLabel true) or none, for a classifier"), targets.stderr

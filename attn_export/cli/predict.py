@@ -56,7 +56,7 @@ def command(
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
     from ..runtime.cli import about, prediction_rows, shown, predict_request, stream_document, stream_table
-    from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input
+    from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input, unused_truth
 
     data = read_input(input_path)
     predict_request(directory, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
@@ -64,6 +64,8 @@ def command(
                         allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None) as predictor:
         if not given(ctx, "backend", "precision") and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
+        if (unused := unused_truth(data, predictor.head, input_path)) is not None:
+            predictor.notes.append(unused)
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path, data.first_rows)
         if predictor.head == "logits":

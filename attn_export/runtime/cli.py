@@ -276,7 +276,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inputs import accuracy, check_features, check_labels, check_width, read_input
+    from .inputs import accuracy, check_features, check_labels, check_width, read_input, unused_truth
     from .predictor import Predictor
 
     data = read_input(args.input)
@@ -288,6 +288,8 @@ def _predict(args: argparse.Namespace) -> int:
                         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
         if args.backend is None and args.precision is None and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
+        if (unused := unused_truth(data, predictor.head, args.input)) is not None:
+            predictor.notes.append(unused)
         for note in [] if args.json else predictor.notes:
             print(f"note: {note}", file=sys.stderr)
         check_width(data.sequences, predictor.features, args.input)

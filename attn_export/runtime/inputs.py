@@ -35,10 +35,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import FLOAT32_MAX, _show, fill_gaps, read_npz, read_text, read_ts, strict_float
+from .readers import FLOAT32_MAX, _read_ts, _show, fill_gaps, read_npz, read_text, strict_float
 from ..errors import DataError, empty_path, printable
 
-__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input"]
+__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input",
+           "unused_truth"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -56,6 +57,22 @@ class InputSet:
     # (file, cells) of each .csv whose first row parsed as numbers and was read as a step: feature names that
     # are numbers ("400", "500") make a header no reader can tell from data (``check_features``)
     first_rows: List[Tuple[str, List[str]]] = field(default_factory=list)
+    targets: bool = False  # ``labels`` are a .ts file's regression targets (@targetLabel true), not classes
+
+
+def unused_truth(data: InputSet, head: str, source: object) -> Optional[str]:
+    """The note for true labels ``predict`` does not compare, a model without classes given them (found by
+    attacking: dropped without a word); DataError for a classifier given regression targets, whose values
+    would be "labels the model does not know"."""
+    if data.labels is None:
+        return None
+    if head != "logits":
+        return (f"{source}'s {'targets' if data.targets else 'true labels'} are not compared: the model has no "
+                "classes (predict reports no error measure for a regression)")
+    if data.targets:
+        raise DataError(f"{source}: holds regression targets (@targetLabel true); expected class labels "
+                        "(@classLabel true) or none, for a classifier")
+    return None
 
 
 def _is_glob(text: str) -> bool:
@@ -107,9 +124,10 @@ def read_input(path: Union[str, Path]) -> InputSet:
         seqs, labels = read_npz(p)
         return InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))])
     if suffix == ".ts":
-        seqs, raw, _ = read_ts(p)
-        labelled = bool(raw) and all(raw)
-        return InputSet(list(seqs), list(raw) if labelled else None, [str(i) for i in range(len(seqs))])
+        ts = _read_ts(p, "error")
+        labelled = bool(ts.raw_labels) and all(ts.raw_labels)
+        return InputSet(list(ts.sequences), list(ts.raw_labels) if labelled else None,
+                        [str(i) for i in range(len(ts.sequences))], targets=ts.is_target)
     if suffix == ".csv":
         return read_csv(p)
     raise DataError(f"{text}: unsupported file type {suffix or '(none)'!r}; expected .npz, .ts or .csv")

@@ -395,6 +395,10 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
     if y.dtype.kind == "f" and not bool(np.all(np.isfinite(y))):  # named, not "has dtype float64" (found by attacking)
         i = int(np.argmax(~np.isfinite(y)))
         raise DataError(f"{p}: y[{i}] is {y[i]}; expected a label for every sequence (strings or integers)")
+    if y.dtype.kind == "f":  # found by attacking: a regression's targets were "expected strings or integers"
+        i = int(np.argmax(y != np.round(y)))
+        raise DataError(f"{p}: y[{i}] is {y[i]}, not a whole number; expected class labels (strings or integers) "
+                        "or no y: predict and train read no regression targets from an .npz")
     raise DataError(f"{p}: y has dtype {y.dtype}; expected strings or integers")
 
 
