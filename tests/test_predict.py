@@ -552,3 +552,32 @@ def test_truth_a_model_cannot_compare_is_said_and_targets_are_not_labels(model_d
     assert targets.returncode == 2, targets.stderr
     assert targets.stderr.strip().endswith("holds regression targets (@targetLabel true); expected class labels "
                                            "(@classLabel true) or none, for a classifier"), targets.stderr
+
+
+def test_a_sequence_longer_than_the_budgets_range_is_said(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking verify: an FP16 graph off by 1.3x past the deployment range passed (beyond it the
+    stress rules judge), and predict said nothing of a longer sequence. FP32 is judged at every length."""
+    from attn_export.runtime import Predictor
+    from attn_export.runtime.verify import deployment_max_seq
+
+    assert cli("quantize", str(model_dir), "--fp16").returncode == 0
+    mark_verified(model_dir, "model.fp16.onnx")
+    info = store.Store(model_dir).info
+    limit = deployment_max_seq(info, info.verify)
+    assert limit is not None
+    features = info.input_size
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "long.npz", x=rng.normal(size=(2, limit + 1, features)).astype(np.float32),
+             lengths=np.array([limit + 1, limit]))
+    said = (f"1 of 2 sequence(s) are longer than the {limit} steps within which verify judged model.fp16.onnx by "
+            "its error budget")
+    for precision, expected in (("fp16", True), ("fp32", False)):
+        ran = cli("predict", str(tmp_path / "long.npz"), "--dir", str(model_dir), "--precision", precision)
+        assert ran.returncode == 0 and (said in ran.stderr) == expected, ran.stderr
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(model_dir),
+                             str(tmp_path / "long.npz"), "--precision", "fp16"], capture_output=True, text=True,
+                            timeout=300)
+    assert device.returncode == 0 and said in device.stderr, device.stderr
+    with Predictor.load(model_dir, precision="fp16") as predictor:
+        assert predictor.judged_within == limit
+        assert predictor.beyond_judged([np.zeros((limit, features), np.float32)]) is None

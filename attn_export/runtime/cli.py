@@ -290,6 +290,8 @@ def _predict(args: argparse.Namespace) -> int:
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
             predictor.notes.append(unused)
+        if (beyond := predictor.beyond_judged(data.sequences)) is not None:
+            predictor.notes.append(beyond)
         for note in [] if args.json else predictor.notes:
             print(f"note: {note}", file=sys.stderr)
         check_width(data.sequences, predictor.features, args.input)

@@ -117,6 +117,21 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     return InputRange(low, high, mean, std, largest)
 
 
+def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[int]:
+    """The longest sequence verify judged ``artifact``'s verdict by its error budget (its rule's deployment
+    range, under the settings the verdict was given with); None when every length was (FP32), when it is
+    judged otherwise (INT8: by its decisions) or has no verdict."""
+    from .compare import rule_for
+    from .settings import override_section
+    from .verify import deployment_max_seq
+
+    if not artifact.verified or artifact.precision is None:
+        return None
+    cfg = override_section(store.info.verify, "verify", store.loosened(artifact.name))
+    rule = rule_for(artifact.precision, cfg, device, deployment_max_seq(store.info, cfg))
+    return rule.deployment_max_seq if rule.judged_by_element else None
+
+
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
@@ -219,10 +234,28 @@ class Predictor:
                 notes = notes + [f"{artifact.name} was verified under the recipe's [verify] {', '.join(settings)}"]
             predictor = cls(impl, artifact, notes, batch_size, store)
             predictor._options = (allow_unverified, threads)
+            predictor.judged_within = _judged_within(store, artifact, impl.device)
             return predictor
         except BaseException:
             store.close()
             raise
+
+    judged_within: Optional[int] = None  # set by load (``_judged_within``)
+
+    def beyond_judged(self, sequences: Any) -> Optional[str]:
+        """A note when any of ``sequences`` (each ``[steps, features]``) is longer than the deployment range
+        ``judged_within``, where verify judged this precision by its error budget; beyond it only by finite
+        outputs, zero attention on padding and decisive argmaxes (found by attacking verify: an FP16 graph 1.3x
+        off past 256 steps passed, and predict said nothing of a 300-step sequence). None otherwise."""
+        limit = self.judged_within
+        if limit is None:
+            return None
+        longer = sum(1 for s in sequences if len(s) > limit)
+        if not longer:
+            return None
+        return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps within which verify "
+                f"judged {self.artifact.name} by its error budget; beyond them it checked only finite outputs, no "
+                "attention on padding and decisive classes")
 
     def unasked(self) -> Optional[str]:
         """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran
