@@ -554,7 +554,8 @@ def load_splits(cfg: Any) -> Splits:
             refuse_respelled(raw, train_path)
         if not test_path:  # declared or not (found by attacking: 60 declared ids trained, exit 0, no test split)
             refuse_ids(raw, train_path)
-        unused = [c for c in declared or () if c not in set(raw)]
+        present = set(raw)
+        unused = [c for c in declared or () if c not in present]
         if unused:  # found by attacking: the model got an output no training series had, and no word of it
             raise DataError(f"{train_path}: @classLabel declares {_show(unused[0])}"
                             + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else "")

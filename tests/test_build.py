@@ -546,3 +546,21 @@ def test_a_capture_that_fails_is_ended_before_the_error_goes_on() -> None:
     enqueued.clear()
     memory.capture(lambda: enqueued.append(1))
     assert calls == ["sync", "begin", "end", "instantiate"] and memory._graphs == [("graph", "exec")]
+
+
+def test_predicts_own_choice_passes_a_gpu_ep_by_that_would_run_fp32_as_tf32(model_dir: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: with both EPs there, auto chose ort-trt for FP32 and then refused it (no TF32 switch),
+    where ort-cuda runs true FP32. The providers are said to be there (no onnxruntime-gpu here): this proves
+    the choice, not a session."""
+    from attn_export.runtime.backends.ortgpu import OrtCudaBackend, OrtTrtBackend
+    from attn_export.runtime.dispatch import choose
+
+    for cls in (OrtCudaBackend, OrtTrtBackend):
+        monkeypatch.setattr(cls, "available", classmethod(lambda cls: None))
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    chosen, artifact, notes = choose(Store(model_dir), "auto", "fp32", False)
+    assert chosen is OrtCudaBackend and artifact.name == "model.onnx"
+    assert any(n.startswith("not chosen: ort-trt would run FP32 with TF32") for n in notes), notes
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert choose(Store(model_dir), "auto", "fp32", False)[0] is OrtTrtBackend

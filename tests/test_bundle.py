@@ -308,6 +308,7 @@ def test_a_device_is_told_what_a_device_can_do_when_its_manifest_or_model_json_i
     assert cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu").returncode == 0
     edited, lost = unpack(archive, tmp_path / "edited"), unpack(archive, tmp_path / "lost")
     (lost / store.MANIFEST).unlink()
+    (lost / "model.fp16.orin.trt10.3.engine").write_bytes(b"an engine built here")  # named by no list
     info = json.loads((edited / store.MODEL_JSON).read_text())
     info["labels"] = ["x", "y", "z"][: len(info["labels"])]
     (edited / store.MODEL_JSON).write_text(json.dumps(info))
@@ -319,7 +320,7 @@ def test_a_device_is_told_what_a_device_can_do_when_its_manifest_or_model_json_i
     listed = device("info", str(lost))
     lines = {line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  ")}
     assert "unpack its .tar.gz again" in lines[store.MANIFEST], listed.stdout
-    for name in (store.MODEL_JSON, "model.onnx"):
+    for name in (store.MODEL_JSON, "model.onnx", "model.fp16.orin.trt10.3.engine"):
         assert f"{name} is not recorded in manifest.json" in lines[name], listed.stdout
     assert store.LOCK not in lines
     for directory, said in ((lost, "unpack the bundle's .tar.gz again"),

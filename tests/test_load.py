@@ -687,24 +687,44 @@ def test_a_score_and_a_two_linear_head_is_not_read_as_an_additive_score(
     assert "--map" in line
 
 
-def test_an_additive_score_with_a_one_output_head_imports_once_mapped(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """Its shapes are also a score and a two-Linear head: --map says which it is; a v of shape (1, D) stored
-    after W and before the head (the order a module makes them in) needs no --map."""
+def test_an_additive_score_with_a_one_output_head_is_read_by_its_order_or_its_v(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its shapes are also a score and a two-Linear head. A torch file storing W, v and the head in that order
+    (the order a module makes them in) says which; a .safetensors file keeps no order, so --map must; a v that is
+    a loose parameter is no Linear of a head (found by review: it had been refused too)."""
+    from safetensors.torch import save_file
+
     torch.manual_seed(9)
     user = Additive(v_as_parameter=False)
     user.classifier = nn.Linear(H, 1)
-    _error(tmp_path, _state(user), capsys=capsys)
-    model, summary = _load(user, tmp_path, "classifier=head")
+    model, summary = _load(user, tmp_path)
     _assert_same(user, model)
     assert "head 'classifier' binary" in summary
-    square = SequentialAdditive()  # v (1, D), no head: the two readings are said as before
-    square_with_head = nn.Module()
-    square_with_head.lstm, square_with_head.W = square.lstm, nn.Linear(H, H)
-    square_with_head.v, square_with_head.out = nn.Linear(H, 1, bias=False), nn.Linear(H, C)
-    torch.save(_state(square_with_head), tmp_path / "square.pt")
-    assert main(["load", str(tmp_path / "square.pt"), str(tmp_path / "square")]) == 0
-    assert "additive score 'W' + 'v' (A 12)" in capsys.readouterr().err
+    save_file(user.state_dict(), str(tmp_path / "sorted.safetensors"))
+    assert main(["load", str(tmp_path / "sorted.safetensors"), str(tmp_path / "sorted")]) == 2
+    assert "the same shapes are a score classifier and a two-Linear head W -> v" in capsys.readouterr().err
+    assert main(["load", str(tmp_path / "sorted.safetensors"), str(tmp_path / "sorted"), "--map",
+                 "classifier=head"]) == 0
+    _assert_same(user, load_model(tmp_path / "sorted")[0])
+    loose = Additive(v_as_parameter=True)
+    loose.classifier = nn.Linear(H, 1)
+    save_file(loose.state_dict(), str(tmp_path / "loose.safetensors"))
+    assert main(["load", str(tmp_path / "loose.safetensors"), str(tmp_path / "loose")]) == 0
+    _assert_same(loose, load_model(tmp_path / "loose")[0])
+
+
+def test_conv_orders_are_searched_without_trying_every_permutation() -> None:
+    """Found by review: with no order that chains, the search tried every permutation of the same-channel convs
+    (17 s for ten, ten times longer for each more); sets of convs that led nowhere are not tried again."""
+    from attn_export.load import _chains, _Part
+
+    def conv(cin: int, cout: int) -> _Part:
+        return _Part("c", "conv", {"weight": torch.zeros(cout, cin, 3)})
+
+    assert _chains([conv(8, 8) for _ in range(14)] + [conv(8, 5)], lstm_input=8) == []
+    two = [conv(F, 8), conv(8, 8), conv(8, 8)]
+    assert len(_chains(two, lstm_input=8)) == 2  # the two equal ones swap: the order is open
+    assert [c.weight.shape[1] for c in _chains([conv(8, 7), conv(F, 8)], lstm_input=7)[0]] == [F, 8]
 
 
 class EqualConvs(nn.Module):

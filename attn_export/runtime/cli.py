@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Union
@@ -360,7 +361,9 @@ def _info(args: argparse.Namespace) -> int:
         # info listed nothing, where predict and verify refused every file)
         names = store.present() + store.lacking()
         if store.read(MANIFEST) is None:
-            names = [MANIFEST] + [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and store.read(n) is not None]
+            here = sorted(os.listdir(store.directory)) if store.directory.is_dir() else []
+            names = [MANIFEST] + [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and n in here] + [
+                n for n in here if is_engine(n)]
         for name in names:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)

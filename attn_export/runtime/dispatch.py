@@ -107,7 +107,12 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         if engine is not None:
             return REGISTRY[ENGINE_BACKEND], engine, notes
     artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
-    chosen = next((b for b in ONNX_GPU_BACKENDS if _usable(b) and precision in REGISTRY[b].precisions), "ort-cpu")
+    runnable = [b for b in ONNX_GPU_BACKENDS if _usable(b) and precision in REGISTRY[b].precisions]
+    for name in runnable:  # found by review: auto chose ort-trt for FP32 and then refused it, where ort-cuda ran
+        refused = REGISTRY[name].refuses(precision)
+        if refused is not None:
+            notes.append(f"not chosen: {refused}")
+    chosen = next((b for b in runnable if REGISTRY[b].refuses(precision) is None), "ort-cpu")
     reason = REGISTRY[chosen].available()
     if reason is not None:
         flag = PRECISIONS[precision].build_flag

@@ -61,6 +61,12 @@ class Backend:
         """None when this backend can run here, else the reason it cannot."""
         return None
 
+    @classmethod
+    def refuses(cls, precision: str) -> Optional[str]:
+        """Why this backend, available, would not run ``precision`` as that precision in this process (the
+        GPU EPs' FP32 where nothing turns TF32 off), or None; ``predict``'s auto choice passes it by."""
+        return None
+
     def __enter__(self) -> Backend:
         reason = self.available()
         if reason is not None:

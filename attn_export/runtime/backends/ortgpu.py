@@ -75,23 +75,35 @@ class OrtCudaBackend(OrtCpuBackend):
     def available(cls) -> Optional[str]:
         return _missing_provider(cls.provider)
 
+    @classmethod
+    def refuses(cls, precision: str) -> Optional[str]:
+        if precision != "fp32" or os.environ.get(TF32_OVERRIDE) == "0" or cls._switch() is None:
+            return None
+        return (f"{cls.name} would run FP32 with TF32 on an Ampere or later GPU: {cls._switch()}; expected "
+                f"{TF32_OVERRIDE}=0 in the environment before the process starts (attn-export's command lines set "
+                "it unless it is set)")
+
+    @classmethod
+    def _switch(cls) -> Optional[str]:
+        """Why no provider option turns TF32 off here (None: ``use_tf32`` does)."""
+        import onnxruntime
+
+        if parse_version(onnxruntime.__version__) >= USE_TF32_SINCE:
+            return None
+        return f"ONNX Runtime {onnxruntime.__version__}'s CUDA EP has no use_tf32 option (1.18 and later have)"
+
     def provider_options(self) -> Dict[str, Any]:
         options: Dict[str, Any] = {"device_id": 0}
         if self.artifact.precision == "fp32":
-            import onnxruntime
-
-            if parse_version(onnxruntime.__version__) >= USE_TF32_SINCE:
+            self._refuse_tf32()
+            if OrtCudaBackend._switch() is None:
                 options["use_tf32"] = 0
-            else:
-                self._require_tf32_off(f"ONNX Runtime {onnxruntime.__version__}'s CUDA EP has no use_tf32 option "
-                                       f"(1.18 and later have)")
         return options
 
-    def _require_tf32_off(self, why: str) -> None:
-        if os.environ.get(TF32_OVERRIDE) != "0":
-            raise NotAvailable(f"{self.name} would run the FP32 {self.artifact.name} with TF32 on an Ampere or later "
-                               f"GPU: {why}; expected {TF32_OVERRIDE}=0 in the environment before the process "
-                               "starts (attn-export's command lines set it unless it is set)")
+    def _refuse_tf32(self) -> None:
+        reason = self.refuses("fp32")
+        if reason is not None:
+            raise NotAvailable(reason)
 
     def runner(self, feeds: Mapping[str, np.ndarray], cuda_graph: bool = False) -> Callable[[], Optional[float]]:
         """Inputs copied to the device and outputs bound there once (I/O binding); each call runs and
@@ -140,9 +152,13 @@ class OrtTrtBackend(OrtCudaBackend):
     def providers(self) -> List[Provider]:
         return [(self.provider, self.provider_options()), (OrtCudaBackend.provider, super().provider_options())]
 
+    @classmethod
+    def _switch(cls) -> Optional[str]:
+        return "ONNX Runtime's TensorRT EP has no TF32 switch (microsoft/onnxruntime#26029)"
+
     def provider_options(self) -> Dict[str, Any]:
         if self.artifact.precision == "fp32":
-            self._require_tf32_off("ONNX Runtime's TensorRT EP has no TF32 switch (microsoft/onnxruntime#26029)")
+            self._refuse_tf32()
         cache = self.artifact.directory / CACHE_DIR / self.artifact.sha256
         for path in (cache.parent, cache):
             if path.is_symlink():  # ONNX Runtime would write its engines wherever the link points
