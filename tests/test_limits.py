@@ -118,6 +118,9 @@ def test_threads_reach_the_session_and_are_refused_where_nothing_takes_them(trai
         assert predictor._backend.session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(BadInput, match="threads 1 does nothing with tract-cpu, which sets no CPU thread count"):
         Predictor.load(trained, backend="tract-cpu", allow_unverified=True, threads=1)
+    # found by attacking: where the backend is not installed, it was exit 3 (not available) instead
+    with pytest.raises(BadInput, match="threads 1 does nothing with tensorrt, which sets no CPU thread count"):
+        Predictor.load(trained, backend="tensorrt", allow_unverified=True, threads=1)
 
 
 def test_the_python_api_bounds_threads_too(trained: Path) -> None:

@@ -117,6 +117,13 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     return InputRange(low, high, mean, std, largest)
 
 
+def _refuse_threads(backend: Optional[type], threads: Optional[int]) -> None:
+    if backend is not None and threads and not backend.threaded:  # found by review: ignored without a word
+        raise BadInput(f"threads {threads} does nothing with {backend.name}, which sets no CPU thread count; expected "
+                       "no threads (None in Python, 0 or none on the command line), or a backend that takes them "
+                       "(ort-cpu, openvino-cpu)")
+
+
 def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[int]:
     """The longest sequence verify judged ``artifact``'s verdict by its error budget (its rule's deployment
     range, under the settings the verdict was given with); None when every length was (FP32), when it is
@@ -208,7 +215,7 @@ class Predictor:
 
         ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``).
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
-        from .dispatch import choose
+        from .dispatch import backend_class, choose
 
         batch_size = check_batch_size(batch_size)
         threads = check_threads(threads)
@@ -216,13 +223,13 @@ class Predictor:
             raise BadInput(f"allow_unverified = {allow_unverified!r}; expected True or False")  # true, trust off
         if not isinstance(path, (str, os.PathLike)) or not str(path).strip():  # "" was the current directory
             raise BadInput(f"path = {path!r}; expected an artefact directory or a bundle .tar.gz")
+        # a thread count for a backend that takes none is the request's fault wherever it runs: said before the
+        # backend is looked for (found by attacking: exit 3 where the backend was not installed)
+        _refuse_threads(backend_class(backend) if backend != "auto" else None, threads)
         store = Store.load(path)
         try:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
-            if threads and not backend_cls.threaded:  # found by review: ignored without a word
-                raise BadInput(f"threads {threads} does nothing with {backend_cls.name}, which sets no CPU thread "
-                               "count; expected no threads (None in Python, 0 or none on the command line), or a "
-                               "backend that takes them (ort-cpu, openvino-cpu)")
+            _refuse_threads(backend_cls, threads)
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
             loosened = store.loosened(artifact.name)
