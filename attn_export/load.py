@@ -36,7 +36,8 @@ parameter, which comes before its module's submodules.
 
 An additive reading with a head is also a score and a two-Linear head (Linear, activation, Linear) whenever
 its one-output head (beside a Linear v), or a v of shape (1, D), could be the score: ``--map`` must confirm
-it, unless a torch file stores W, v and the head in that order; the model has no two-Linear head. A loss function's weights kept in the state_dict (a Lightning
+it (for a v of shape (1, D), unless a torch file stores W, v and the head in that order); the model has no
+two-Linear head. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
 
@@ -552,19 +553,18 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     shapes are a score and a two-Linear head (Linear, activation, Linear), which the model does not have
     (found by attacking: ``attention`` Linear(D, 1), ``fc1`` Linear(D, K), ``fc2`` Linear(K, 1) was read as
     W ``fc1``, v ``fc2`` and a binary head ``attention``, and verify passed it). A one-output head could be
-    that score, with the key and a Linear v the two Linears; a v of shape (1, D) could be it, with the key and
-    head the two Linears. Either is taken as read when a torch file stores key, energy and head in that order
-    (the order a module makes them in; the score of a score-then-MLP module comes first). None when ``--map``
-    gives any of them a role (the user said which it is), or no score can hide in it."""
+    that score, with the key and a Linear v the two Linears, whatever the order (a module may make its head
+    before its attention: found by review); a loose v is no Linear of a head. A v of shape (1, D) could be it,
+    with the key and head the two Linears, unless a torch file stores key, energy and head in that order (a
+    score stored first is that score). None when ``--map`` gives any of them a role (the user said which it
+    is), or no score can hide in it."""
     key, energy, head = reading.get("key"), reading.get("energy"), reading.get("head")
     if key is None or energy is None or head is None or any(p.name in roles for p in (key, energy, head)):
         return None
-    if ordered and parts.index(key) < parts.index(energy) < parts.index(head):
-        return None
-    if _fits(head, "score", d) and energy.kind == "linear":  # a loose v is no Linear of a head (found by review)
+    if _fits(head, "score", d) and energy.kind == "linear":
         return (f"{key.name} + {energy.name} as an additive score and {head.name} as a one-output head; the same "
                 f"shapes are a score {head.name} and a two-Linear head {key.name} -> {energy.name}")
-    if _fits(energy, "score", d):
+    if _fits(energy, "score", d) and not (ordered and parts.index(key) < parts.index(energy) < parts.index(head)):
         return (f"{key.name} + {energy.name} as an additive score and {head.name} as the head; the same shapes are "
                 f"a score {energy.name} and a two-Linear head {key.name} -> {head.name}")
     return None

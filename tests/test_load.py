@@ -687,25 +687,28 @@ def test_a_score_and_a_two_linear_head_is_not_read_as_an_additive_score(
     assert "--map" in line
 
 
-def test_an_additive_score_with_a_one_output_head_is_read_by_its_order_or_its_v(
+def test_an_additive_score_with_a_one_output_head_is_read_once_mapped_or_by_its_v(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Its shapes are also a score and a two-Linear head. A torch file storing W, v and the head in that order
-    (the order a module makes them in) says which; a .safetensors file keeps no order, so --map must; a v that is
-    a loose parameter is no Linear of a head (found by review: it had been refused too)."""
+    """With a Linear v its shapes are also a score and a two-Linear head, in whatever order a module made them
+    (found by review: a module making its MLP head before its score stores them as W, v, head), so --map says
+    which; a v that is a loose parameter is no Linear of a head (found by review: it had been refused too)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(9)
     user = Additive(v_as_parameter=False)
     user.classifier = nn.Linear(H, 1)
-    model, summary = _load(user, tmp_path)
+    torch.save(user.state_dict(), tmp_path / "user.pt")
+    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art")]) == 2
+    assert "the same shapes are a score classifier and a two-Linear head W -> v" in capsys.readouterr().err
+    model, summary = _load(user, tmp_path, "classifier=head")
     _assert_same(user, model)
     assert "head 'classifier' binary" in summary
-    save_file(user.state_dict(), str(tmp_path / "sorted.safetensors"))
-    assert main(["load", str(tmp_path / "sorted.safetensors"), str(tmp_path / "sorted")]) == 2
-    assert "the same shapes are a score classifier and a two-Linear head W -> v" in capsys.readouterr().err
-    assert main(["load", str(tmp_path / "sorted.safetensors"), str(tmp_path / "sorted"), "--map",
-                 "classifier=head"]) == 0
-    _assert_same(user, load_model(tmp_path / "sorted")[0])
+    mlp_first = nn.Module()  # an MLP head made before its score: stored as W, v, head would be
+    mlp_first.lstm, mlp_first.fc1, mlp_first.fc2 = nn.LSTM(F, H, batch_first=True), nn.Linear(H, 16), nn.Linear(16, 1)
+    mlp_first.attention = nn.Linear(H, 1)
+    torch.save(mlp_first.state_dict(), tmp_path / "mlp_first.pt")
+    assert main(["load", str(tmp_path / "mlp_first.pt"), str(tmp_path / "mlp_first")]) == 2
+    assert "a score attention and a two-Linear head fc1 -> fc2" in capsys.readouterr().err
     loose = Additive(v_as_parameter=True)
     loose.classifier = nn.Linear(H, 1)
     save_file(loose.state_dict(), str(tmp_path / "loose.safetensors"))

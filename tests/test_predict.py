@@ -581,3 +581,18 @@ def test_a_sequence_longer_than_the_budgets_range_is_said(model_dir: Path, tmp_p
     with Predictor.load(model_dir, precision="fp16") as predictor:
         assert predictor.judged_within == limit
         assert predictor.beyond_judged([np.zeros((limit, features), np.float32)]) is None
+
+
+def test_the_range_note_follows_the_verdicts_own_settings(model_dir: Path, tmp_path: Path) -> None:
+    """Found by review: the range was rebuilt from the verdict's overrides sorted, so of a key given twice the
+    wrong one won (verify applies them in order, the last winning)."""
+    from attn_export.runtime import Predictor
+
+    assert cli("quantize", str(model_dir), "--fp16").returncode == 0
+    ran = cli("verify", str(model_dir), "--backends", "ort-cpu", "--set", "verify.deployment_max_seq=9",
+              "--set", "verify.deployment_max_seq=7", "--json")
+    assert json.loads(ran.stdout)["deployment_max_seq"] == 7, ran.stderr
+    with Predictor.load(model_dir, precision="fp16") as predictor:
+        assert predictor.judged_within == 7
+        note = predictor.beyond_judged([np.zeros((8, predictor.features), np.float32)])
+    assert note is not None and "longer than the 7 steps" in note

@@ -66,7 +66,8 @@ def command(
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, input_path)) is not None:
             predictor.notes.append(unused)
-        if (beyond := predictor.beyond_judged(data.sequences)) is not None:
+        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review)
+        if stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
             predictor.notes.append(beyond)
         check_width(data.sequences, predictor.features, input_path)
         check_features(data.features, predictor.feature_names, input_path, data.first_rows)

@@ -291,7 +291,8 @@ def _predict(args: argparse.Namespace) -> int:
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
             predictor.notes.append(unused)
-        if (beyond := predictor.beyond_judged(data.sequences)) is not None:
+        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review)
+        if args.stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
             predictor.notes.append(beyond)
         for note in [] if args.json else predictor.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -363,7 +364,8 @@ def _info(args: argparse.Namespace) -> int:
         if store.read(MANIFEST) is None:
             here = sorted(os.listdir(store.directory)) if store.directory.is_dir() else []
             names = [MANIFEST] + [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and n in here] + [
-                n for n in here if is_engine(n)]
+                n for n in here if is_engine(n) and os.path.isfile(store.directory / n)
+                and not os.path.islink(store.directory / n)]
         for name in names:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)

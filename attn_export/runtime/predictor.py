@@ -132,9 +132,10 @@ def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[in
     from .settings import override_section
     from .verify import deployment_max_seq
 
-    if not artifact.verified or artifact.precision is None:
+    if not artifact.verified or artifact.precision is None or store.state(artifact.name).verified is not True:
         return None
-    cfg = override_section(store.info.verify, "verify", store.loosened(artifact.name))
+    # the overrides in the order verify applied them (the last of a key given twice wins; found by review)
+    cfg = override_section(store.info.verify, "verify", [str(o) for o in artifact.verified.get("overrides") or []])
     rule = rule_for(artifact.precision, cfg, device, deployment_max_seq(store.info, cfg))
     return rule.deployment_max_seq if rule.judged_by_element else None
 
@@ -257,12 +258,14 @@ class Predictor:
         limit = self.judged_within
         if limit is None:
             return None
-        longer = sum(1 for s in sequences if len(s) > limit)
+        runs = self.max_seq or limit + 1  # an engine runs at most its profile's steps at once (on_long cuts)
+        longer = sum(1 for s in sequences if min(len(s), runs) > limit)
         if not longer:
             return None
+        decisive = " and decisive classes" if self.head == "logits" and len(self.labels) > 1 else ""
         return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps within which verify "
-                f"judged {self.artifact.name} by its error budget; beyond them it checked only finite outputs, no "
-                "attention on padding and decisive classes")
+                f"judged {self.artifact.name} by its error budget; beyond them it checked only finite outputs and no "
+                f"attention on padding{decisive}")
 
     def unasked(self) -> Optional[str]:
         """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran
