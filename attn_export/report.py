@@ -331,8 +331,8 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                else "verified" + _beyond(ranges.get(r["precision"]), r.get("shapes") or [shape])
                if (r["backend"], r["artifact"]) in pairs
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
-        said = caveat(r)
-        lines.append(f"| {shape}{f' ({said})' if said else ''} | {r['backend']} | `{r['artifact']}` | "
+        said = caveat(r, passed_over=shape in rec["by_shape"])
+        lines.append(f"| {shape}{f' ({_cell(said)})' if said else ''} | {r['backend']} | `{r['artifact']}` | "
                      f"{duration_text(r['p50_ms'])} | "
                      f"{'–' if r['torch_p50_ms'] is None else duration_text(r['torch_p50_ms'])} | "
                      f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | "

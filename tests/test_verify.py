@@ -877,6 +877,8 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     assert cli("train", str(directory), *TINY, "--seed", "1").returncode == 0
     stale = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
     assert stale.returncode == 2 and "verify.json is stale" in stale.stderr, stale.stderr
+    # what verify needs first (found by attacking: "run attn-export verify", which then said to export)
+    assert stale.stderr.strip().endswith("re-run attn-export export, then attn-export verify"), stale.stderr
     alone = cli("bench", str(directory), "--seconds", "0.05")  # every graph stale: PyTorch alone is no comparison
     assert alone.returncode == 2 and alone.stderr.startswith("Error: bench would time PyTorch alone: "), alone.stderr
     assert "is stale" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1

@@ -175,15 +175,16 @@ def show_recommended(rec: dict[str, Any]) -> None:
              f"({rec['default']}) or faster, else that default", ["shape", "backend", "artefact", *numbers, "note"],
              right=tuple(numbers))
 
-    def row(shape: str, r: dict[str, Any]) -> None:
+    def row(shape: str, r: dict[str, Any], passed_over: bool) -> None:
         t.add_row(shape, r["backend"], r["artifact"], ms_text(r['p50_ms']),
                   ms_text(r["torch_p50_ms"]),
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x", caveat(r))
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x",
+                  caveat(r, passed_over))
 
     for shape, r in rec["by_shape"].items():
-        row(shape.replace("b", "").replace(" s", " x "), r)
+        row(shape.replace("b", "").replace(" s", " x "), r, True)
     if rec.get("overall"):
-        row("overall (geomean)", rec["overall"])
+        row("overall (geomean)", rec["overall"], False)
     out.print(t)
     if (rec.get("overall") or {}).get("note"):
         out.print(f"overall: {rec['overall']['note']}")

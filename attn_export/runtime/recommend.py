@@ -52,13 +52,16 @@ def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
     """The (backend, artefact) pairs of ``verify.json`` that passed on the bytes store ``s`` holds now, or
     an empty set and why there are none."""
     from .schema import VERIFY
-    from .store import VERIFY_JSON, parse_json
+    from .store import ONNX_FP32, REFERENCE, VERIFY_JSON, parse_json
 
     data = s.read(VERIFY_JSON)
     if data is None:
         return set(), f"no {VERIFY_JSON}: run attn-export verify first"
     if not s.recorded_from(VERIFY_JSON):
-        return set(), f"{VERIFY_JSON} is stale (no verdict in the manifest was recorded from it): run attn-export verify"
+        # what verify needs first, where that is stale (found by attacking: "run verify", which said "run export")
+        first = next((fix for n in (REFERENCE, ONNX_FP32) if (fix := s.remake(n))), None)
+        return set(), (f"{VERIFY_JSON} is stale (no verdict in the manifest was recorded from it): "
+                       + (f"{first}, then attn-export verify" if first else "run attn-export verify"))
     pairs = set()
     for row in parse_json(data, s.directory / VERIFY_JSON, VERIFY).get("results", []):
         artifact = row.get("artifact")
@@ -134,13 +137,17 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
     return {"by_shape": by_shape, "overall": overall}
 
 
-def caveat(chosen: Mapping[str, Any]) -> str:
-    """What a reader of a pick must weigh besides its numbers: "" when nothing."""
+def caveat(chosen: Mapping[str, Any], passed_over: bool = False) -> str:
+    """What a reader of a pick must weigh besides its numbers: "" when nothing. ``passed_over``: with a faster
+    pair the margin passed over (its ``note``), for a shape's row, whose note is said nowhere else (found by
+    attacking; the overall one has a line of its own)."""
     said = []
     if chosen.get("ratio") is not None and chosen["ratio"] < 1:
         said.append(f"{BASELINE} (PyTorch eager) is faster here")
     if chosen.get("unsteady"):
         said.append(f"unsteady timing: a p90 {chosen['unsteady']:.1f}x its p50")
+    if passed_over and chosen.get("note"):
+        said.append(str(chosen["note"]))
     return "; ".join(said)
 
 

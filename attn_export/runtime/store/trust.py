@@ -542,6 +542,11 @@ class Store:
                          f"record in {MANIFEST}")
         return self._artifact(name, entry, tuple(notes))
 
+    def remake(self, name: str) -> Optional[str]:
+        """What would make ``name`` current again (``re-run attn-export export``, ...), None when it is."""
+        trust = self.state(name)
+        return None if trust.current else self._fix(name, trust)
+
     def _fix(self, name: str, trust: Trust) -> str:
         """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
         if trust.state == "contradicts":
