@@ -648,3 +648,14 @@ def test_the_progress_names_the_split_it_monitors(tmp_path: Path, val_fraction: 
     assert f"{monitored} loss" in result.stderr and f"{monitored} acc" in result.stderr
     assert ("val loss" in result.stderr) == (monitored == "val")
     assert json.loads((tmp_path / "d" / "metrics.json").read_text())["monitored"] == monitored
+
+
+def test_a_shapes_passed_over_pair_is_said_beside_its_row_once() -> None:
+    """Found by attacking: bench.json named the faster pair a shape's pick passed over, and neither the console
+    nor the report did; the overall one has its own line, so its row does not say it twice."""
+    from attn_export.runtime.recommend import caveat
+
+    pick = {"ratio": 2.0, "note": "ort-cpu model.fp16.onnx was 1.06x ort-cpu model.onnx, under the 1.10x"}
+    assert caveat(pick, passed_over=True) == pick["note"]
+    assert caveat(pick) == ""
+    assert caveat({**pick, "ratio": 0.9}, passed_over=True).startswith("torch-cpu (PyTorch eager) is faster here; ")
