@@ -107,12 +107,11 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         if engine is not None:
             return REGISTRY[ENGINE_BACKEND], engine, notes
     artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
-    runnable = [b for b in ONNX_GPU_BACKENDS if _usable(b) and precision in REGISTRY[b].precisions]
-    for name in runnable:  # found by review: auto chose ort-trt for FP32 and then refused it, where ort-cuda ran
-        refused = REGISTRY[name].refuses(precision)
-        if refused is not None:
-            notes.append(f"not chosen: {refused}")
-    chosen = next((b for b in runnable if REGISTRY[b].refuses(precision) is None), "ort-cpu")
+    # found by review: auto chose ort-trt for FP32 and then refused it, where ort-cuda ran
+    refused = {b: REGISTRY[b].refuses(precision) for b in ONNX_GPU_BACKENDS
+               if _usable(b) and precision in REGISTRY[b].precisions}
+    notes += [f"not chosen: {why}" for why in refused.values() if why is not None]
+    chosen = next((b for b, why in refused.items() if why is None), "ort-cpu")
     reason = REGISTRY[chosen].available()
     if reason is not None:
         flag = PRECISIONS[precision].build_flag

@@ -77,9 +77,10 @@ class OrtCudaBackend(OrtCpuBackend):
 
     @classmethod
     def refuses(cls, precision: str) -> Optional[str]:
-        if precision != "fp32" or os.environ.get(TF32_OVERRIDE) == "0" or cls._switch() is None:
+        why = None if precision != "fp32" or os.environ.get(TF32_OVERRIDE) == "0" else cls._switch()
+        if why is None:
             return None
-        return (f"{cls.name} would run FP32 with TF32 on an Ampere or later GPU: {cls._switch()}; expected "
+        return (f"{cls.name} would run FP32 with TF32 on an Ampere or later GPU: {why}; expected "
                 f"{TF32_OVERRIDE}=0 in the environment before the process starts (attn-export's command lines set "
                 "it unless it is set)")
 
