@@ -556,7 +556,9 @@ def load_splits(cfg: Any) -> Splits:
             refuse_ids(raw, train_path)
         present = set(raw)
         unused = [c for c in declared or () if c not in present]
-        if unused:  # found by attacking: the model got an output no training series had, and no word of it
+        # found by attacking: the model got an output no training series had, and no word of it (with one class
+        # present, the single-class refusal below says more)
+        if unused and len(present) > 1:
             raise DataError(f"{train_path}: @classLabel declares {_show(unused[0])}"
                             + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else "")
                             + ", which no training series has; expected every declared class among the training "

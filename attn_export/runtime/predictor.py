@@ -38,7 +38,7 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Type, Union
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     return InputRange(low, high, mean, std, largest)
 
 
-def _refuse_threads(backend: Optional[type], threads: Optional[int]) -> None:
+def _refuse_threads(backend: Optional[Type[Backend]], threads: Optional[int]) -> None:
     if backend is not None and threads and not backend.threaded:  # found by review: ignored without a word
         raise BadInput(f"threads {threads} does nothing with {backend.name}, which sets no CPU thread count; expected "
                        "no threads (None in Python, 0 or none on the command line), or a backend that takes them "
