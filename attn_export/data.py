@@ -28,7 +28,7 @@ from attn_export.errors import DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import (FLOAT32_MAX, MISSING_POLICIES, _check_missing_policy, _read_ts, _show,
                                         npz_names, read_npz, read_ts)
-from attn_export.runtime.inputs import check_features, normalised_twin, normalised_twins, read_csv
+from attn_export.runtime.inputs import check_features, normalised_twins, read_csv, spelling_twin
 
 __all__ = [
     "MISSING_POLICIES",
@@ -574,9 +574,9 @@ def load_splits(cfg: Any) -> Splits:
             check_features(t_names, names, test_path)
             unknown = sorted(set(t_raw) - set(labels), key=_label_sort_key)
             if unknown:
-                twin = normalised_twin(unknown[0], labels)
+                twin = spelling_twin(unknown[0], labels)
                 raise DataError(f"{test_path}: test label {_show(unknown[0])} does not occur in the training labels"
-                                + (f" (it is {_show(twin)} in another Unicode normalisation)" if twin else "")
+                                + (f" (it is {_show(twin[0])} {twin[1]})" if twin else "")
                                 + f"; expected one of: {', '.join(labels[:20])}")
             test = _build(t_seqs, t_raw, labels, test_path)
         else:

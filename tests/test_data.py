@@ -875,6 +875,26 @@ def test_labels_that_are_one_text_in_two_unicode_normalisations_are_refused_or_n
     check_labels([nfc, "tea"], [nfc, "tea"], "in.csv")
 
 
+def test_a_label_that_is_the_models_number_written_another_way_is_named(tmp_path: Path) -> None:
+    """Found by attacking: a .ts writing its classes "1.0" and "2.0" and an .npz or .csv writing them "1" and
+    "2" were refused as "not the model's" with no word of why; the message now names the class it spells."""
+    from attn_export.runtime.inputs import check_labels
+
+    rows = "".join(f"s{i},{i % 3}.5,{i % 2 + 1}.0\n" for i in range(12))
+    (tmp_path / "train.csv").write_text("sequence,a,label\n" + rows)
+    (tmp_path / "test.csv").write_text("sequence,a,label\ns1,1,2.0\ns2,2,1\n")
+    with pytest.raises(DataError) as e:
+        load_splits(cfg(name="files", train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv")))
+    assert "test label '1' does not occur in the training labels (it is '1.0' written as another number)" \
+        in one_line_error(e)
+    with pytest.raises(DataError) as e:
+        check_labels(["2", "1.0"], ["1.0", "2.0"], "in.npz")
+    assert one_line_error(e) == ("in.npz: the true label 2 is the model's 2.0 written as another number; expected "
+                                 "the model's spelling (labels are compared as text)")
+    with pytest.raises(DataError, match=r"the true labels 3 are not the model's"):
+        check_labels(["3", "1.0"], ["1.0", "2.0"], "in.npz")
+
+
 def test_many_small_classes_still_hold_out_about_the_fraction(tmp_path: Path) -> None:
     """Found by attacking: 500 classes of 2 at 0.2 held out nothing (each class's share rounded to 0), and the
     model trained with no test and no validation split, exit 0. A class whose share rounds to none gives one,

@@ -327,17 +327,31 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
                             f"(the long format), its columns in the training order: {_names(expected)}")
 
 
-def normalised_twin(label: str, others: Sequence[str]) -> Optional[str]:
-    """The one of ``others`` that is ``label``'s very text in another Unicode normalisation ("é" as one code
-    point or as "e" and a combining accent): it prints the same, and is another string (found by attacking:
-    such labels were two classes, and a true label written the other way "not the model's")."""
+def spelling_twin(label: str, others: Sequence[str]) -> Optional[Tuple[str, str]]:
+    """The one of ``others`` that is ``label`` spelt another way, and how: its very text in another Unicode
+    normalisation ("é" as one code point or as "e" and a combining accent: it prints the same, and is another
+    string), or the same number written another way ("1" and "1.0", as a .ts and an .npz may write one class).
+    Found by attacking: such a label was "not the model's", naming nothing of why."""
     nfc = unicodedata.normalize("NFC", label)
-    return next((o for o in others if o != label and unicodedata.normalize("NFC", o) == nfc), None)
+    twin = next((o for o in others if o != label and unicodedata.normalize("NFC", o) == nfc), None)
+    if twin is not None:
+        return twin, "in another Unicode normalisation"
+    value = _number(label)
+    twin = next((o for o in others if o != label and value is not None and _number(o) == value), None)
+    return None if twin is None else (twin, "written as another number")
+
+
+def _number(text: str) -> Optional[float]:
+    try:
+        value = strict_float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def normalised_twins(labels: Sequence[str]) -> Optional[Tuple[str, str]]:
-    """The first two of ``labels`` that are one text in two Unicode normalisations (``normalised_twin``), in one
-    pass."""
+    """The first two of ``labels`` that are one text in two Unicode normalisations (as ``spelling_twin`` finds
+    one), in one pass."""
     seen: Dict[str, str] = {}
     for label in labels:
         first = seen.setdefault(unicodedata.normalize("NFC", label), label)
@@ -351,11 +365,11 @@ def check_labels(truth: Optional[Sequence[str]], known: Sequence[str], source: o
     would count every such sequence wrong, silently)."""
     unknown = sorted(set(truth or ()) - set(known))
     if unknown and known:
-        twin = next(((u, t) for u in unknown for t in [normalised_twin(u, known)] if t is not None), None)
+        twin = next(((u, t) for u in unknown for t in [spelling_twin(u, known)] if t is not None), None)
         if twin is not None:
             raise DataError(f"{source}: the true label {printable(twin[0], 40)} is the model's "
-                            f"{printable(twin[1], 40)} in another Unicode normalisation; expected the model's "
-                            "spelling (NFC and NFD text differ as strings)")
+                            f"{printable(twin[1][0], 40)} {twin[1][1]}; expected the model's spelling (labels are "
+                            "compared as text)")
         shown = ", ".join(printable(u, 40) for u in unknown[:5]) + (f" (and {len(unknown) - 5} more)"
                                                                   if len(unknown) > 5 else "")
         raise DataError(f"{source}: the true labels {shown} are not the model's; expected labels among "
