@@ -59,6 +59,15 @@ def _load(path: Path) -> tuple[bytes, Any]:
         raise BadInput(f"{path} is not a readable ONNX model: {str(e).splitlines()[0]}") from None
 
 
+def _opsets(proto: Any) -> dict[str, int]:
+    """Version by domain, the standard domain named "ai.onnx"; a file declaring it twice, as "" and as
+    "ai.onnx", keeps both as written (found by attacking: one of the two versions was shown, and the checker and
+    ONNX Runtime accept such a file)."""
+    written = [o.domain for o in proto.opset_import]
+    both = "" in written and "ai.onnx" in written
+    return {(o.domain if both else o.domain or "ai.onnx"): o.version for o in proto.opset_import}
+
+
 def describe_onnx(path: Path) -> dict[str, Any]:
     data, proto = _load(path)
     metadata = {p.key: p.value for p in proto.metadata_props}
@@ -66,7 +75,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "path": str(path),
         "size_bytes": len(data),
         "ir_version": proto.ir_version,
-        "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        "opset": _opsets(proto),
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
         "inputs": [_tensor(v, "input", path) for v in proto.graph.input],
         "outputs": [_tensor(v, "output", path) for v in proto.graph.output],
@@ -189,6 +198,10 @@ def render(d: dict[str, Any]) -> str:
     """A short human-readable text of ``describe``'s result."""
     lines = [str(d["path"])]
     if "operators" in d:
+        if "" in d["opset"]:
+            lines.append(f"  opset: the standard ONNX domain is declared twice, as \"\" (version {d['opset']['']}) "
+                         f"and as \"ai.onnx\" (version {d['opset']['ai.onnx']}); which one a runtime reads is not "
+                         "defined")
         lines.append(f"  opset {d['opset']}, {d['nodes']} nodes, {d['parameters']:,} parameters, "
                      f"{d['size_bytes']:,} bytes, producer {d['producer']}")
         for io_kind in ("inputs", "outputs"):

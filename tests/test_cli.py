@@ -254,6 +254,25 @@ def test_inspect_marks_the_metrics_of_weights_no_longer_there(tiny_dir: Path, tm
     assert "  metrics (NOT CURRENT): {" in text and "metrics.json is stale" in text, text
 
 
+def test_inspect_shows_both_versions_of_a_standard_domain_declared_twice(tmp_path: Path) -> None:
+    """Found by attacking: a file importing the standard domain as "" (17) and as "ai.onnx" (13), which the
+    checker and ONNX Runtime accept, was shown with one of the two versions."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "twice.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("ai.onnx", 13)]), path)
+    assert json.loads(cli("inspect", str(path), "--json").stdout)["opset"] == {"": 17, "ai.onnx": 13}
+    text = cli("inspect", str(path))
+    assert text.returncode == 0, text.stderr
+    assert ('the standard ONNX domain is declared twice, as "" (version 17) and as "ai.onnx" (version 13)'
+            in text.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_japanese_vowels_reaches_the_accuracy_bar(tmp_path: Path, seed: int) -> None:
