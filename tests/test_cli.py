@@ -254,6 +254,15 @@ def test_inspect_marks_the_metrics_of_weights_no_longer_there(tiny_dir: Path, tm
     assert "  metrics (NOT CURRENT): {" in text and "metrics.json is stale" in text, text
 
 
+def test_predict_given_the_devices_dir_input_order_says_dir_is_an_option(tmp_path: Path) -> None:
+    """Found by attacking: ``python -m attn_export.runtime predict DIR INPUT`` is the device's form, and the same
+    words here said only "unexpected extra argument"."""
+    result = cli("predict", str(tmp_path), "in.npz")
+    assert result.returncode == 2
+    assert result.stderr == ("Error: Got unexpected extra argument(s) (in.npz); expected attn-export predict --dir "
+                             "DIR INPUT (DIR is an option here)\n")
+
+
 def test_inspect_shows_both_versions_of_a_standard_domain_declared_twice(tmp_path: Path) -> None:
     """Found by attacking: a file importing the standard domain as "" (17) and as "ai.onnx" (13), which the
     checker and ONNX Runtime accept, was shown with one of the two versions."""

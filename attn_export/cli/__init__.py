@@ -89,7 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given is not None and repr(given) not in said:  # typer's "Input should be a valid integer" names no value
             said = f"{said} (got {given!r})"
         ctx = getattr(e, "ctx", None)
-        if ctx is not None and not re.search(r"\bexpected\b|Did you mean|Possible options", said):
+        if ctx is not None and ctx.command_path.endswith(" predict") and "unexpected extra argument" in said:
+            # the device's command line takes DIR INPUT, and users type that here (found by attacking)
+            said = f"{said.rstrip('.')}; expected attn-export predict --dir DIR INPUT (DIR is an option here)"
+        elif ctx is not None and not re.search(r"\bexpected\b|Did you mean|Possible options", said):
             # click's "No such option: --bogus" said what was wrong, not what would work
             said = f"{said.rstrip('.')}; expected what {ctx.command_path} --help lists"
         typer.echo(f"Error: {said}", err=True)
