@@ -337,16 +337,9 @@ def spelling_twin(label: str, others: Sequence[str]) -> Optional[Tuple[str, str]
     if twin is not None:
         return twin, "in another Unicode normalisation"
     value = _number(label)
-    twin = next((o for o in others if o != label and value is not None and _number(o) == value), None)
+    finite = value is not None and math.isfinite(value)
+    twin = next((o for o in others if o != label and finite and _number(o) == value), None)
     return None if twin is None else (twin, "written as another number")
-
-
-def _number(text: str) -> Optional[float]:
-    try:
-        value = strict_float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def normalised_twins(labels: Sequence[str]) -> Optional[Tuple[str, str]]:
