@@ -76,6 +76,40 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def cli_on_terminal(*args: str, timeout: float = HUNG_SECONDS) -> subprocess.CompletedProcess[str]:
+    """The CLI with its stdout on a pseudo-terminal, as a person at one sees it (commands print tables there and
+    plain rows to a pipe); stderr is captured apart, and the terminal's colour codes are taken out."""
+    import pty
+    import re
+
+    master, terminal = pty.openpty()
+    command = [sys.executable, "-m", "attn_export", *args]
+    with tempfile.TemporaryFile() as stderr, \
+            subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=terminal, stderr=stderr, cwd=ROOT,
+                             env={**os.environ, "COLUMNS": "200"}) as process:
+        os.close(terminal)
+        chunks, deadline = [], time.monotonic() + timeout
+        with selectors.DefaultSelector() as waiting:
+            waiting.register(master, selectors.EVENT_READ)
+            while True:
+                if not waiting.select(max(0.0, deadline - time.monotonic())):
+                    os.close(master)
+                    pytest.fail(hung(process, timeout), pytrace=False)
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the command closed the terminal's other end
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        os.close(master)
+        process.wait(timeout)
+        stderr.seek(0)
+        said = _text(stderr.read())
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _text(b"".join(chunks)))
+    return subprocess.CompletedProcess(command, process.returncode, shown, said)
+
+
 def _text(data: bytes) -> str:
     """Bytes as ``subprocess`` gives them in text mode: the locale's encoding, universal newlines."""
     return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
@@ -252,7 +286,8 @@ def hung(process: subprocess.Popen[str], timeout: float) -> str:
         stdout, stderr = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         stdout = stderr = "(its output stayed open after it was killed)"
-    lines += ["--- its stdout:", stdout[-3000:], "--- its stderr:", stderr[-6000:]]
+    lines += ["--- its stdout:", (stdout or "(not captured here)")[-3000:],
+              "--- its stderr:", (stderr or "(not captured here)")[-6000:]]
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -55,7 +56,8 @@ def command(
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
-    from ..runtime.cli import about, prediction_rows, shown, predict_request, stream_document, stream_table
+    from ..runtime.cli import (about, prediction_rows, prediction_table, predict_request, shown, stream_document,
+                               stream_table)
     from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input, unused_truth
 
     data = read_input(input_path)
@@ -92,6 +94,14 @@ def command(
     if json_out:
         rows = prediction_rows(data.ids, predictions, data.labels, attention, head)
         print_json({**ran, "count": len(predictions), "accuracy": acc, "correct": correct, "predictions": rows})
+        return
+    if not sys.stdout.isatty():  # piped or redirected: the device's tab-separated rows, which a program reads
+        for line in prediction_table(data.ids, predictions, head):
+            print(line)  # print, not click's echo: it keeps the escaping main set for an encoding short of the text
+        for note in ran["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+        if acc is not None:
+            print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})", file=sys.stderr)
         return
     from rich.markup import escape
     from rich.table import Table

@@ -229,6 +229,19 @@ def stream_table(rows: Sequence[Dict[str, Any]], head: str) -> List[str]:
     return lines
 
 
+def prediction_table(ids: Sequence[str], predictions: Sequence[Any], head: str) -> List[str]:
+    """Predictions as tab-separated lines under a header row, which a person, pandas or a spreadsheet can read
+    (none for no prediction)."""
+    if not predictions:
+        return []
+    width = len(shown(predictions[0], head, limit=None))
+    lines = ["\t".join(["id", "label", "probability"] if head == "logits"
+                       else ["id", *(f"{head}_{j}" for j in range(width))])]
+    # labels and ids are data: printable() keeps a tab or newline in one from making a row of its own
+    return lines + ["\t".join(printable(c) for c in [i, *shown(p, head, limit=None)])
+                    for i, p in zip(ids, predictions)]
+
+
 def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:
     """A prediction as text cells: a classifier's (label, probability); any other model's output values,
     one cell each (``limit`` None), or one cell with the first ``limit`` and how many there are."""
@@ -318,12 +331,8 @@ def _predict(args: argparse.Namespace) -> int:
                           "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)},
                          indent=2))
     else:
-        if predictions:  # a header row: tab-separated values a person, pandas or a spreadsheet can read
-            width = len(shown(predictions[0], head, limit=None))
-            print("\t".join(["id", "label", "probability"] if head == "logits"
-                             else ["id", *(f"{head}_{j}" for j in range(width))]))
-        for i, p in zip(data.ids, predictions):
-            print("\t".join(printable(c) for c in [i, *shown(p, head, limit=None)]))  # labels are data
+        for line in prediction_table(data.ids, predictions, head):
+            print(line)
         if acc is not None:
             print(f"accuracy {acc[0]:.4f} ({acc[1]}/{len(predictions)})", file=sys.stderr)
     return 0
