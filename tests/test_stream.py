@@ -792,6 +792,9 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
         assert graph_bytes == (directory / source).read_bytes()
         config = text_format.Parse((repo / model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         assert config.name == model and config.platform == "onnxruntime_onnx" and config.max_batch_size == 32
+        # on the CPU, where verify judged it: Triton's default is an instance per GPU, on the CUDA provider,
+        # never verified, FP32 as TF32 (found by attacking)
+        assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
         graph = onnx.load_from_string(graph_bytes).graph
         declared = {v.name: v.type.tensor_type for v in list(graph.input) + list(graph.output)}
         served = list(config.input) + list(config.output)
@@ -820,6 +823,8 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
     assert "each length of `attention_lstm` must lie in 1..steps" in readme  # found by a user
     assert "class `labels[i]` of `model.json`" in readme
+    assert "dynamic batching, which joins only requests of one `steps`" in " ".join(readme.split())
+    assert "unless the server runs with `NVIDIA_TF32_OVERRIDE=0`" in " ".join(readme.split())
     assert not (repo.parent / "runtime").exists()
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(directory).info.input_size), np.float32),
              lengths=np.array([5]))

@@ -175,7 +175,11 @@ STEPS = {  # the README's run steps per target; jetson's take the build commands
     "triton": """## Serve with Triton Inference Server
 
 `model_repository/` is a Triton model repository (ONNX Runtime backend): `attention_lstm` serves
-`model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching){stream_intro}
+`model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching, which
+joins only requests of one `steps`: pad a client's sequences to a few common widths){stream_intro}
+The models here run on the CPU (`instance_group [ {{ kind: KIND_CPU }} ]`), where `verify` judged them. On a GPU
+(`KIND_GPU`) they would run on ONNX Runtime's CUDA provider, which nothing verified here, and on Ampere and
+later its FP32 is TF32 unless the server runs with `NVIDIA_TF32_OVERRIDE=0`.
 
     mkdir DIR && tar -xzf BUNDLE.tar.gz -C DIR && cd DIR
     docker run --rm -p 8000:8000 -v $PWD/model_repository:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
