@@ -264,6 +264,9 @@ def as_recipe(recipe: Any) -> Recipe:
                       "recipe file's path")
 
 
+SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"  # the recipes this repository ships
+
+
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
     """The recipe in ``path`` (all defaults when None), then ``overrides`` (``section.key=value``) on top."""
     if isinstance(overrides, (str, bytes)):  # iterated, it was one override per character (found by attacking)
@@ -272,7 +275,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     recipe = Recipe()
     if path is not None:
         if not os.path.lexists(path):
-            recipes = Path(__file__).resolve().parent.parent / "recipes"
+            recipes = SHIPPED_RECIPES
             shipped = recipes / Path(path).name
             if not shipped.is_file():  # "japanese-vowels" for recipes/japanese-vowels.toml (found by a new user)
                 shipped = shipped.with_name(shipped.name + ".toml")

@@ -321,6 +321,14 @@ def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) ->
     result = cli("run", "japanese-vowels", str(tmp_path / "X"), cwd=ROOT)  # the shipped recipe, meant (attacking)
     assert result.returncode == 2 and result.stderr.strip().endswith(
         "(a recipe's name ends in .toml: recipes/japanese-vowels.toml?)"), result.stderr
+    for command in ("train", "run"):  # one name, no recipe: it trained the quickstart into it (found by attacking)
+        for name in ("recipes/japanese-vowels", "quickstart"):
+            result = cli(command, name, cwd=ROOT)
+            shown = "recipes/quickstart.toml" if name == "quickstart" else f"{name}.toml"
+            assert result.returncode == 2 and result.stderr == (
+                f"Error: {name} is no recipe and no directory yet; expected a recipe's path, which ends in .toml "
+                f"({shown}?), or --out {name} for the built-in quickstart in a new directory of that name\n")
+            assert not (ROOT / name).exists()
     # with --recipe given, a .toml name that is no file is the directory (found by attacking: "two recipes")
     (tmp_path / "R.toml").write_text("[model]\nhiden_size = 8\n")
     result = cli("train", "runs.toml", "--recipe", "R.toml", cwd=tmp_path)

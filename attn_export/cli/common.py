@@ -84,6 +84,9 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
         Path | None, Path]:
     """``PathsArg``, ``--recipe`` and ``--out`` as (recipe, directory): one of each at most, a recipe ending in
     .toml, a directory that is not a file; anything else is one line saying the forms both commands take."""
+    import os
+
+    from ..config import SHIPPED_RECIPES
     from ..errors import BadInput
 
     forms = "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR"
@@ -107,6 +110,16 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
             directory = path
     if out_opt is not None and out_opt.is_file():
         raise BadInput(f"--out {out_opt} is a file, not an artefact directory; {forms}")
+    if recipe_path is None and directory is not None and out_opt is None and not os.path.lexists(directory):
+        # found by attacking: "train recipes/japanese-vowels" trained the quickstart into a new directory of that
+        # name, exit 0; a new directory that would be the quickstart's goes by --out
+        meant = [c for c in (directory.with_name(directory.name + ".toml"), SHIPPED_RECIPES / f"{directory.name}.toml")
+                 if c.is_file()]
+        if meant:
+            shown = os.path.relpath(meant[0])
+            raise BadInput(f"{directory} is no recipe and no directory yet; expected a recipe's path, which ends in "
+                           f".toml ({meant[0] if shown.startswith('..') else shown}?), or --out {directory} for the "
+                           "built-in quickstart in a new directory of that name")
     return recipe_path, directory if directory is not None else Path("artifacts")
 
 
