@@ -25,7 +25,7 @@ from attn_export.runtime.store.files import read_regular
 from attn_export.runtime.trt.readiness import EXPORT_OPSETS
 from attn_export.runtime.settings import (
     BuildConfig, VerifyConfig, _check_nesting, _hints, _invalid, _Section, _show, _unknown, override_section,
-    parse_override,
+    parse_overrides,
 )
 
 if sys.version_info >= (3, 11):
@@ -233,7 +233,7 @@ def recipe_table(path: str | Path | None, section: str) -> dict[str, Any]:
     passed ``load_recipe``."""
     if path is None:
         return {}
-    raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8"))
+    raw = tomllib.loads(read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)").decode("utf-8-sig"))
     return dict(raw[section]) if isinstance(raw.get(section), dict) else {}
 
 
@@ -241,7 +241,7 @@ def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
     """Whether the recipe file's ``[data]`` table or an override names the data (``data.name``): what
     ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``. Other
     ``data`` settings with no name are refused: the model would record ``data.name = "none"`` and drop them."""
-    given = [key for section, key, _ in (parse_override(item) for item in overrides) if section == "data"]
+    given = [key for section, key, _ in parse_overrides(overrides) if section == "data"]
     table = recipe_table(path, "data")
     if "name" in given or "name" in table:
         return True
@@ -273,6 +273,9 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise ConfigError(f"overrides = {overrides!r} is one string; expected a list of section.key=value strings, "
                           f"e.g. [{overrides!r}]")
     recipe = Recipe()
+    if path is not None and not isinstance(path, (str, os.PathLike)):  # os.path took an int as a descriptor
+        raise ConfigError(f"recipe path {path!r} is of type {type(path).__name__}; expected a path (str or Path) "
+                          "to a recipe TOML file")
     if path is not None:
         if not os.path.lexists(path):
             recipes = SHIPPED_RECIPES
@@ -289,13 +292,13 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"recipe file '{path}' does not exist{hint}")
         try:
             data = read_regular(path, MAX_RECIPE_BYTES, "a recipe (a TOML text file)")
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte-order mark (Windows' Notepad writes one) is no TOML statement
             _check_nesting(text, f"recipe file '{path}'", "a recipe (tables nest 2 deep)")
             raw = tomllib.loads(text)
         except DataError as err:  # not a regular file, or too large
             raise ConfigError(f"recipe file '{path}' cannot be read: {err}") from None
         except UnicodeDecodeError as err:
-            raise ConfigError(f"recipe file '{path}' cannot be read: {err}") from err
+            raise ConfigError(f"recipe file '{path}' cannot be read: {err}; expected a UTF-8 TOML text file") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"recipe file '{path}' is not valid TOML: {err}") from err
         try:
@@ -305,8 +308,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if not overrides:
         return recipe
     merged = recipe_to_dict(recipe)
-    for item in overrides:
-        section, key, value = parse_override(item)
+    for section, key, value in parse_overrides(overrides):
         merged.setdefault(section, {})[key] = value
     # the recipe's own paths are absolute by now; one still relative came from --set, and a path given on
     # the command line is relative to the current directory, as every argument is

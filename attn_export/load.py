@@ -62,7 +62,7 @@ from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_
 from .errors import ConfigError, DataError
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
-from .runtime.settings import _show, parse_override
+from .runtime.settings import _show, parse_overrides
 from .train import refuse_unread_model_keys
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
@@ -175,7 +175,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     artefact directory, which is copied as it is.
     """
     roles = parse_mapping(mapping)
-    parsed = [parse_override(o) for o in overrides]
+    parsed = parse_overrides(overrides)
     trained = [o for o, (section, _, _) in zip(overrides, parsed) if section == "train"]
     # where each model setting came from: a recipe's [model] table is held to the weights as --set is (found by
     # attacking: hidden_size = 64 over a hidden-12 checkpoint was overwritten without a word)

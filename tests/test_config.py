@@ -269,6 +269,32 @@ def test_bad_override_is_a_config_error(override: str, expected: str) -> None:
     assert expected in str(info.value)
 
 
+def test_of_a_key_overridden_twice_the_last_applies_and_only_it_is_said() -> None:
+    """As a command line's later word wins (scripts add a tweak to a base list); found by attacking: both were
+    recorded beside a verdict, which then read as either."""
+    from attn_export.runtime.settings import applied_overrides
+
+    given = ["train.epochs=1", "model.hidden_size=8", " train.epochs = 2"]
+    assert load_recipe(None, given).train.epochs == 2
+    assert applied_overrides(given) == [" train.epochs = 2", "model.hidden_size=8"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [  # found by attacking: a non-string was an AttributeError
+        ([1], "override 1 is of type int; expected a SECTION.KEY=VALUE string"),
+        ([b"model.hidden_size=3"], "override b'model.hidden_size=3' is of type bytes; expected a SECTION.KEY=VALUE"),
+    ],
+)
+def test_an_override_that_is_no_string_is_refused(overrides: list[Any],
+                                                                           expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(None, overrides)
+    assert str(info.value).startswith(expected)
+    with pytest.raises(ConfigError, match="^recipe path 123 is of type int; expected a path"):
+        load_recipe(123)  # type: ignore[arg-type]
+
+
 # --- files --------------------------------------------------------------------------------------------------
 
 
@@ -291,8 +317,16 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_recipe(tmp_path)  # a directory
     path = tmp_path / "binary.toml"
     path.write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(ConfigError, match=r"cannot be read"):
+    with pytest.raises(ConfigError, match=r"cannot be read: .*; expected a UTF-8 TOML text file$"):
         load_recipe(path)
+
+
+def test_a_recipe_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """Found by attacking: a recipe saved by Windows' Notepad starts with a UTF-8 byte-order mark, which was
+    "not valid TOML: Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff[model]\nhidden_size = 64\n".encode())
+    assert load_recipe(path).model.hidden_size == 64
 
 
 def test_schema_error_in_a_file_names_the_file(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS, one_by_one
 from .reference import ReferenceSet, read_reference
-from .settings import VerifyConfig, not_default, override_section
+from .settings import VerifyConfig, applied_overrides, not_default, override_section
 from .store import STREAM_FILES, Store
 from .targets import Registry, Target, discover, parse_backends
 from .timing import Budget, percentiles, time_interleaved
@@ -1048,8 +1048,8 @@ def verify(
 ) -> VerifyResult:
     """Verify every runnable target in DIR; write verify.json and the manifest verdicts; return the result.
 
-    ``overrides`` (``verify.key=value``) change the recipe's ``[verify]`` table for this run; they are
-    recorded in verify.json and in each verdict. ``registry`` and ``augment`` are the host's (more backends,
+    ``overrides`` (``verify.key=value``) change the recipe's ``[verify]`` table for this run; those that
+    applied (a key's last) are recorded in verify.json and in each verdict. ``registry`` and ``augment`` are the host's (more backends,
     live PyTorch cases, the test split). Raises nothing for a failed comparison: the caller reads
     ``result.passed`` (the CLIs exit 1)."""
     from .backends import REGISTRY
@@ -1061,6 +1061,7 @@ def verify(
     info = s.model()
     spec = info.spec
     cfg = override_section(info.verify, "verify", overrides)
+    overrides = applied_overrides(overrides)  # of a key given twice, the value that applied is recorded
     deploy = deployment_max_seq(info, cfg)
     targets = discover(s, backends, table)
     if not any(t.skip is None for t in targets):
