@@ -595,3 +595,29 @@ def test_openvino_running_out_of_memory_on_any_line_of_its_message_is_exit_3(tin
         assert isinstance(error, NotAvailable) and "([ GENERAL_ERROR ] Check 'mem' failed)" in str(error)
         other = b.cannot_run({"x": np.zeros((1, 5, 4), np.float32)}, "Exception\nShape mismatch", shown="Shape mismatch")
         assert not isinstance(other, NotAvailable) and str(other).endswith("on x 1x5x4: Shape mismatch")
+
+
+def _signal_stack() -> tuple[int | None, int, int]:
+    import ctypes
+
+    from attn_export.runtime.backends.openvino_cpu import _SignalStack
+
+    stack = _SignalStack()
+    assert ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) == 0
+    return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the alternate signal stack is read on Linux")
+def test_openvino_leaves_the_threads_alternate_signal_stack_as_it_found_it(tiny_dir: Path) -> None:
+    """Found by attacking: OpenVINO's CPU plugin gives the thread a signal stack of its own while it compiles, and
+    puts back the one it found when the compiled model is released; bench releases several in another order,
+    which left the thread on a stack OpenVINO had freed, and a Ctrl-C in run's report then crashed the process
+    (SIGSEGV, exit 139) before its clean-up. Opened three at once and closed first-opened first, as bench does."""
+    from attn_export.runtime.backends.openvino_cpu import OpenVinoCpuBackend
+
+    before = _signal_stack()
+    opened = [OpenVinoCpuBackend(store.Store(tiny_dir).open("model.onnx", need="current"), threads=1).__enter__()
+              for _ in range(3)]
+    for backend in opened:
+        backend.close()
+    assert _signal_stack() == before

@@ -12,7 +12,10 @@ OpenVINO computes in bf16 by default on CPUs with AVX512-BF16 or AMX, whatever t
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+import ctypes
+import sys
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -31,6 +34,33 @@ def _core() -> Any:
     return openvino.Core()
 
 
+class _SignalStack(ctypes.Structure):  # the C library's stack_t
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextmanager
+def _signal_stack_kept() -> Iterator[None]:
+    """The calling thread's alternate signal stack, put back as it was when the block ends. OpenVINO 2026.4's CPU
+    plugin gives the thread a stack of its own while it compiles a model, and puts back the one it found when a
+    compiled model is released: released in another order than compiled (bench holds several), the thread was
+    left on a stack OpenVINO had freed, and the next signal (a Ctrl-C) wrote its frame there, into the heap:
+    the process crashed (SIGSEGV, exit 139) instead of ending in one line, its clean-up never ran (found by
+    attacking ``run``; seen with gdb: ``sigaltstack`` from libopenvino_intel_cpu_plugin.so). Linux only, where
+    it was seen; elsewhere the block just runs."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:  # cannot read it: nothing to put back
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
+
+
 class OpenVinoCpuBackend(Backend):
     name = "openvino-cpu"
     kind = "onnx"
@@ -42,6 +72,10 @@ class OpenVinoCpuBackend(Backend):
         return missing("openvino", "pip install openvino")
 
     def _open(self) -> None:
+        with _signal_stack_kept():
+            self._compile()
+
+    def _compile(self) -> None:
         config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
@@ -69,7 +103,8 @@ class OpenVinoCpuBackend(Backend):
         return {n: np.asarray(values[i], dtype=np.float32) for n, i in self.outputs.items()}
 
     def close(self) -> None:
-        self.request = None
+        with _signal_stack_kept():  # the compiled model is released here
+            self.request = None
         super().close()
 
 
@@ -88,7 +123,9 @@ class OpenVinoBf16Backend(OpenVinoCpuBackend):
         reason = super().available()
         if reason is not None:
             return reason
-        if "BF16" not in _core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"):
+        with _signal_stack_kept():  # asking starts the CPU plugin, which sets the stack too
+            capabilities = _core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+        if "BF16" not in capabilities:
             return "this CPU has no bf16 arithmetic (AVX512-BF16 or AMX): OpenVINO would compute f32"
         return None
 
