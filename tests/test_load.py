@@ -618,6 +618,30 @@ def test_fp16_names_a_weight_it_cannot_hold(tmp_path: Path) -> None:
     assert not (art / "model.fp16.onnx").exists()
 
 
+def test_fp16_says_when_the_models_own_fp16_computation_overflows(tmp_path: Path) -> None:
+    """Found by attacking: weights FP16 holds (3e4) that take the logits to about 2e6 failed quantize --fp16 with
+    "the reference's intrinsic FP16 error ... is not a finite non-negative number" eight times over, saying
+    nothing of why (and export printed numpy's overflow warning). It is now one line naming the overflow."""
+    torch.manual_seed(0)
+    model = ScoreAndHead()
+    with torch.no_grad():
+        model.lstm.bias_ih_l0.fill_(10.0)  # every hidden unit near 1
+        model.fc.weight.fill_(3e4)
+        model.fc.weight[1].fill_(-3e4)
+    torch.save(_state(model), tmp_path / "loud.pt")
+    art = tmp_path / "art"
+    for args in (("load", str(tmp_path / "loud.pt"), str(art)), ("export", str(art))):
+        result = cli(*args)
+        assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    refused = cli("quantize", str(art), "--fp16")
+    assert refused.returncode == 1, refused.stderr
+    said = refused.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("Error: model.fp16.onnx: this model's own FP16 computation "
+                                                 "overflows on "), refused.stderr
+    assert "FP16 holds 65504), so no FP16 budget exists" in said[0]
+    assert not (art / "model.fp16.onnx").exists()
+
+
 def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_path: Path) -> None:
     """Found by a user: a score bias of -3e4 (which softmax ignores) loaded, and then export failed ("attention
     on padded steps is not exactly 0") because the model put all the weight on the padding. The model, the
