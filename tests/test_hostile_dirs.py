@@ -315,6 +315,25 @@ def test_the_sweep_takes_only_a_dead_writers_temporary_files(full: Path, tmp_pat
     assert mine.exists() and writing.exists() and not debris.exists()
 
 
+def test_a_bundle_takes_a_killed_bundles_temporary_file_beside_its_name_and_nothing_else(full: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Found by attacking: a SIGKILLed bundle left its temporary archive beside --out, and no later command
+    removed it (no lock takes that folder). A bundle to the same name now takes a dead writer's temporary file
+    of that name; a live writer's, another name's and a user's own file stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    debris = out / f"{store.TMP_PREFIX}{dead}.b.tar.gz.abc.tmp"
+    kept = [out / f"{store.TMP_PREFIX}{dead}.other.tar.gz.abc.tmp", out / f"{store.TMP_PREFIX}{os.getpid()}.b.tar.gz.d.tmp",
+            out / ".notes.tmp"]
+    for path in (debris, *kept):
+        path.write_bytes(b"half")
+    made = cli("bundle", str(full / "d"), "--out", str(out / "b.tar.gz"))
+    assert made.returncode == 0, made.stderr
+    assert not debris.exists() and all(path.exists() for path in kept)
+
+
 def test_the_sweep_takes_a_killed_writers_files_before_its_parent_reaps_it(full: Path, tmp_path: Path) -> None:
     """A writer killed and not yet reaped (a zombie: its pid still answers a signal 0) writes nothing more:
     its temporary files go. Before, they stayed until the parent waited."""

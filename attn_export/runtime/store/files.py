@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, BinaryIO, List, TypeVar, Union, cast
+from typing import Any, BinaryIO, List, Optional, TypeVar, Union, cast
 
 from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error, printable
 from .. import schema
@@ -149,14 +149,17 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def sweep(directory: Path) -> List[str]:
+def sweep(directory: Path, made: Optional[str] = None) -> List[str]:
     """Remove the temporary files a dead writer left in ``directory`` (ours only, by their prefix; a live
-    writer's are kept). Returns the names removed."""
+    writer's are kept); with ``made``, only those of that file (``made_as``), for a folder that is not ours, such
+    as where a bundle goes. Returns the names removed."""
     removed = []
     for path in directory.iterdir():
         name = path.name
         if not (name.startswith(TMP_PREFIX) and name.endswith(".tmp")) or (path.is_dir() and not path.is_symlink()):
             continue  # not ours: attn-export writes files there, never directories
+        if made is not None and made_as(path) != short_name(made):
+            continue
         pid = name[len(TMP_PREFIX):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
             continue
