@@ -267,6 +267,16 @@ def as_recipe(recipe: Any) -> Recipe:
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"  # the recipes this repository ships
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as a hint shows it: relative to the current directory when it lies below it, else whole
+    (``relpath`` raises on Windows for another drive)."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
     """The recipe in ``path`` (all defaults when None), then ``overrides`` (``section.key=value``) on top."""
     if isinstance(overrides, (str, bytes)):  # iterated, it was one override per character (found by attacking)
@@ -285,9 +295,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             if not shipped.is_file():  # a typo of a shipped one's name (found by attacking: japanese-vowel.toml)
                 close = difflib.get_close_matches(Path(path).name, sorted(r.name for r in recipes.glob("*.toml")), 1)
                 shipped = recipes / close[0] if close else shipped
-            shown = os.path.relpath(shipped)
-            shown = shipped if shown.startswith("..") else shown
-            hint = (f"; expected a path, e.g. {shown} (a recipe this repository ships)" if shipped.is_file()
+            hint = (f"; expected a path, e.g. {shown_path(shipped)} (a recipe this repository ships)" if shipped.is_file()
                     else "; expected a path to a recipe TOML file")
             raise ConfigError(f"recipe file '{path}' does not exist{hint}")
         try:

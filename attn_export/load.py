@@ -62,7 +62,7 @@ from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_
 from .errors import ConfigError, DataError
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
-from .runtime.settings import _show, parse_overrides
+from .runtime.settings import _show, applied_overrides, parse_override
 from .train import refuse_unread_model_keys
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
@@ -175,15 +175,16 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     artefact directory, which is copied as it is.
     """
     roles = parse_mapping(mapping)
-    parsed = parse_overrides(overrides)
-    trained = [o for o, (section, _, _) in zip(overrides, parsed) if section == "train"]
+    applied = applied_overrides(overrides)  # each key's last, which is what a message about it must quote
+    parsed = [parse_override(o) for o in applied]
+    trained = [o for o, (section, _, _) in zip(applied, parsed) if section == "train"]
     # where each model setting came from: a recipe's [model] table is held to the weights as --set is (found by
     # attacking: hidden_size = 64 over a hidden-12 checkpoint was overwritten without a word)
     # key -> (where it was set, that with its value)
     asked = {key: (f"the recipe's model.{key}", f"the recipe's model.{key} = {value!r}")
              for key, value in recipe_table(recipe_file, "model").items()}
     asked.update({key: (f"--set model.{key}", f"--set {o}")
-                  for o, (section, key, _) in zip(overrides, parsed) if section == "model"})
+                  for o, (section, key, _) in zip(applied, parsed) if section == "model"})
     if source.is_dir():
         if roles:
             raise DataError(f"--map names the parts of a state_dict; {source} is an artefact directory, which load "

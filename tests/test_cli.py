@@ -261,6 +261,9 @@ def test_predict_given_the_devices_dir_input_order_says_dir_is_an_option(tmp_pat
     assert result.returncode == 2
     assert result.stderr == ("Error: Got unexpected extra argument(s) (in.npz); expected attn-export predict --dir "
                              "DIR INPUT (DIR is an option here)\n")
+    given = cli("predict", "--dir", str(tmp_path), "a.npz", "b.npz")  # --dir given: a second input (review)
+    assert given.returncode == 2 and given.stderr == ("Error: Got unexpected extra argument(s) (b.npz); expected "
+                                                      "what attn-export predict --help lists\n")
 
 
 def test_inspect_shows_both_versions_of_a_standard_domain_declared_twice(tmp_path: Path) -> None:
@@ -322,12 +325,18 @@ def test_two_recipes_or_a_file_as_the_directory_say_the_forms(tmp_path: Path) ->
     assert result.returncode == 2 and result.stderr.strip().endswith(
         "(a recipe's name ends in .toml: recipes/japanese-vowels.toml?)"), result.stderr
     for command in ("train", "run"):  # one name, no recipe: it trained the quickstart into it (found by attacking)
-        for name in ("recipes/japanese-vowels", "quickstart"):
+        for name in ("recipes/japanese-vowels", "japanese-vowels"):
             result = cli(command, name, cwd=ROOT)
-            shown = "recipes/quickstart.toml" if name == "quickstart" else f"{name}.toml"
             assert result.returncode == 2 and result.stderr == (
                 f"Error: {name} is no recipe and no directory yet; expected a recipe's path, which ends in .toml "
-                f"({shown}?), or --out {name} for the built-in quickstart in a new directory of that name\n")
+                "(recipes/japanese-vowels.toml?), or --out "
+                f"{name} for the built-in quickstart in a new directory of that name\n")
+            assert not (ROOT / name).exists()
+        # a directory in a folder of one's own, or named for the quickstart, is one (found by review): the command
+        # reaches the recipe, here stopped by a bad value
+        for name in ("runs/japanese-vowels", "quickstart", "recipes/quickstart"):
+            result = cli(command, name, "--set", "train.epochs=0", cwd=ROOT)
+            assert result.returncode == 2 and "train.epochs = 0 is out of range" in result.stderr, result.stderr
             assert not (ROOT / name).exists()
     # with --recipe given, a .toml name that is no file is the directory (found by attacking: "two recipes")
     (tmp_path / "R.toml").write_text("[model]\nhiden_size = 8\n")

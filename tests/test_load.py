@@ -511,6 +511,14 @@ def test_nan_weights_an_empty_file_and_a_contradicting_override_are_one_line(
     assert f"the recipe's model.hidden_size = 64 contradicts user.pt, whose weights make it {H}" in line
     line = _error(tmp_path, _state(ScoreAndHead()), "--set", "train.epochs=99", capsys=capsys)
     assert "--set train.epochs=99: a loaded model is not trained here, so train.* settings do nothing" in line
+    # a key given twice before another: the message quotes the override it is about (found by review: the
+    # applied overrides had been zipped with the given ones, and named another)
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", f"model.hidden_size={H}", "--set",
+                  f"model.hidden_size={H}", "--set", "train.epochs=3", capsys=capsys)
+    assert "--set train.epochs=3: a loaded model is not trained here" in line
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.num_layers=1", "--set", "model.num_layers=1",
+                  "--set", "model.hidden_size=99", capsys=capsys)
+    assert f"--set model.hidden_size=99 contradicts user.pt, whose weights make it {H}" in line
     line = _error(tmp_path, _state(ScoreAndHead()), "--set", "model.dropout=0.1", capsys=capsys)  # found by a user:
     assert "model.dropout = 0.1 does nothing over user.pt's one-layer LSTM" in line  # was recorded as if used
     torch.save(_state(ConvBidirectional()), tmp_path / "stacked.pt")

@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given is not None and repr(given) not in said:  # typer's "Input should be a valid integer" names no value
             said = f"{said} (got {given!r})"
         ctx = getattr(e, "ctx", None)
-        if ctx is not None and ctx.command_path.endswith(" predict") and "unexpected extra argument" in said:
+        if (ctx is not None and ctx.command_path.endswith(" predict") and "unexpected extra argument" in said
+                and not any(a == "--dir" or a.startswith("--dir=") for a in args)):
             # the device's command line takes DIR INPUT, and users type that here (found by attacking)
             said = f"{said.rstrip('.')}; expected attn-export predict --dir DIR INPUT (DIR is an option here)"
         elif ctx is not None and not re.search(r"\bexpected\b|Did you mean|Possible options", said):

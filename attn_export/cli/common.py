@@ -86,7 +86,7 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
     .toml, a directory that is not a file; anything else is one line saying the forms both commands take."""
     import os
 
-    from ..config import SHIPPED_RECIPES
+    from ..config import shown_path
     from ..errors import BadInput
 
     forms = "expected [RECIPE.toml] [DIR] in either order, or --recipe RECIPE.toml and --out DIR"
@@ -111,16 +111,34 @@ def recipe_and_directory(paths: list[Path] | None, recipe_opt: Path | None, out_
     if out_opt is not None and out_opt.is_file():
         raise BadInput(f"--out {out_opt} is a file, not an artefact directory; {forms}")
     if recipe_path is None and directory is not None and out_opt is None and not os.path.lexists(directory):
-        # found by attacking: "train recipes/japanese-vowels" trained the quickstart into a new directory of that
-        # name, exit 0; a new directory that would be the quickstart's goes by --out
-        meant = [c for c in (directory.with_name(directory.name + ".toml"), SHIPPED_RECIPES / f"{directory.name}.toml")
-                 if c.is_file()]
-        if meant:
-            shown = os.path.relpath(meant[0])
+        recipe_meant = _recipe_meant(directory)
+        if recipe_meant is not None:
             raise BadInput(f"{directory} is no recipe and no directory yet; expected a recipe's path, which ends in "
-                           f".toml ({meant[0] if shown.startswith('..') else shown}?), or --out {directory} for the "
-                           "built-in quickstart in a new directory of that name")
+                           f".toml ({shown_path(recipe_meant)}?), or --out {directory} for the built-in quickstart "
+                           "in a new directory of that name")
     return recipe_path, directory if directory is not None else Path("artifacts")
+
+
+def _recipe_meant(directory: Path) -> Path | None:
+    """The recipe a lone new DIR names without its .toml: ``DIR.toml`` beside it, or for a bare name, the
+    shipped recipe of that name; None where there is none, or where it is the built-in quickstart itself (the
+    command then does what was asked). Found by attacking: ``train recipes/japanese-vowels`` trained the
+    quickstart into a new directory of that name, exit 0; ``runs/quickstart`` stays a directory (review)."""
+    from ..config import SHIPPED_RECIPES, load_recipe
+    from ..errors import ConfigError
+
+    beside = directory.with_name(directory.name + ".toml")
+    shipped = SHIPPED_RECIPES / beside.name
+    for candidate in (beside, shipped if directory.parent == Path(".") else None):
+        if candidate is None or not candidate.is_file():
+            continue
+        try:
+            if load_recipe(candidate) == load_recipe(None):
+                return None
+        except ConfigError:  # a broken recipe was meant all the same
+            pass
+        return candidate
+    return None
 
 
 def console(stderr: bool = False) -> Console:
