@@ -248,7 +248,9 @@ def render(d: dict[str, Any]) -> str:
             stale = (d["artifacts"].get(store.METRICS) or {}).get("state") not in (None, "current")
             lines.append(f"  metrics{' (NOT CURRENT)' if stale else ''}: "
                          + json.dumps({k: d["metrics"].get(k) for k in ("test", "epochs")}))
-    return "\n".join(lines)
+    # names, metadata and operators are the file's data, never terminal commands (found by attacking: an escape
+    # sequence in a producer name set the window title and cleared the screen)
+    return "\n".join(printable(line) for line in lines)
 
 
 def not_current(directory: Path) -> list[str]:

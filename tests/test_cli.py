@@ -266,6 +266,37 @@ def test_predict_given_the_devices_dir_input_order_says_dir_is_an_option(tmp_pat
                                                       "what attn-export predict --help lists\n")
 
 
+def test_inspect_writes_a_files_names_and_metadata_as_data_never_as_terminal_commands(tmp_path: Path) -> None:
+    """Found by attacking: escape sequences in an ONNX file's producer, names, operators and metadata, and in a
+    directory's file names, reached the terminal raw (a window title set, the screen cleared); so did a path in
+    an error line. Each is now written escaped, as labels and ids already were."""
+    import re
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    evil = "\x1b[31mRED\x1b]0;pwned\x07\x1b[2J\u202e\x00zz"
+    graph = helper.make_graph([helper.make_node("Relu", ["x" + evil], ["y" + evil], name="node" + evil),
+                               helper.make_node("Op" + evil, ["y" + evil], ["z"], domain="d")], "g",
+                              [helper.make_tensor_value_info("x" + evil, TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("d", 1)],
+                              producer_name="prod" + evil)
+    helper.set_model_props(model, {"labels": evil, "exporter": evil})
+    directory = tmp_path / "d"
+    directory.mkdir()
+    onnx.save(model, directory / "evil.onnx")
+    (directory / f"name{evil[:12]}.onnx").write_bytes(b"")
+    control = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202e]")
+    for args in (("inspect", str(directory / "evil.onnx")), ("inspect", str(directory / "evil.onnx"), "--target",
+                                                               "trt10"), ("inspect", str(directory)),
+                 ("inspect", str(directory / f"gone{evil}.onnx"))):
+        result = cli(*args)
+        assert result.returncode in (0, 1, 2) and "Traceback" not in result.stderr, result.stderr
+        assert not control.search(result.stdout + result.stderr), (args, result.stdout + result.stderr)
+        assert "\\x1b[31mRED\\x1b]0;" in result.stdout + result.stderr, args  # said, escaped
+
+
 def test_inspect_shows_both_versions_of_a_standard_domain_declared_twice(tmp_path: Path) -> None:
     """Found by attacking: a file importing the standard domain as "" (17) and as "ai.onnx" (13), which the
     checker and ONNX Runtime accept, was shown with one of the two versions."""

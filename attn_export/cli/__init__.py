@@ -15,7 +15,7 @@ import typer
 from typer.exceptions import Abort, Exit, TyperException
 
 from .. import __version__
-from ..errors import AttnExportError, Interrupted, NotAvailable, given_twice, unexpected
+from ..errors import AttnExportError, Interrupted, NotAvailable, given_twice, printable, unexpected
 from ..runtime.interrupt import interruptible, message
 from . import (
     bench,
@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = plain(typer.main.get_command(app))
     twice = _repeated(command, args)
     if twice is not None:
-        typer.echo(f"Error: {twice}", err=True)
+        typer.echo(f"Error: {printable(twice)}", err=True)
         return 2
     try:
         with interruptible():
             result = command.main(args=args, prog_name="attn-export", standalone_mode=False)
     except Interrupted as e:
-        typer.echo(f"Error: {message(e)}", err=True)
+        typer.echo(f"Error: {printable(message(e))}", err=True)
         return e.exit_code
     except Exit as e:
         return e.exit_code
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif ctx is not None and not re.search(r"\bexpected\b|Did you mean|Possible options", said):
             # click's "No such option: --bogus" said what was wrong, not what would work
             said = f"{said.rstrip('.')}; expected what {ctx.command_path} --help lists"
-        typer.echo(f"Error: {said}", err=True)
+        typer.echo(f"Error: {printable(said)}", err=True)
         return e.exit_code
     except Abort:
         typer.echo("Error: aborted", err=True)
@@ -104,14 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttnExportError as e:
         if debug:
             traceback.print_exc()
-        typer.echo(f"Error: {e}", err=True)
+        typer.echo(f"Error: {printable(str(e))}", err=True)
         return e.exit_code
     except (MemoryError, ImportError, OSError, RuntimeError) as e:  # memory, or a file system error: one line
         error = unexpected(e)
         if error is not None:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"Error: {error}", err=True)
+            typer.echo(f"Error: {printable(str(error))}", err=True)
             return error.exit_code
         if not isinstance(e, ImportError):  # a RuntimeError that is not memory: a bug, its traceback the report
             raise

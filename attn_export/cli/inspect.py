@@ -27,7 +27,7 @@ def command(
     from ..runtime.trt.readiness import state_of
 
     if targets:
-        from ..errors import WorkFailed
+        from ..errors import WorkFailed, printable
 
         r = readiness(path, targets)
         if json_out:
@@ -36,7 +36,7 @@ def command(
             typer.echo(render_readiness(r))
         stale = not_current(path) if path.is_dir() else []
         for reason in stale:  # ready or not, a file the store will not vouch for is not what builds
-            typer.echo(f"not current: {reason}", err=True)
+            typer.echo(f"not current: {printable(reason)}", err=True)
         failing = [f"{file} on {name}" for name, t in r.items() for file, row in t["files"].items()
                    if state_of(row) == "NOT READY"]
         if failing or stale:

@@ -37,7 +37,7 @@ COMMANDS = ("verify", "predict", "build", "info", "unpack")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, DESIGN's exit code for bad usage
-        self.exit(2, f"Error: {message}; see {self.prog} --help\n")
+        self.exit(2, f"Error: {printable(message)}; see {self.prog} --help\n")
 
 
 class _Once(argparse.Action):
@@ -48,7 +48,7 @@ class _Once(argparse.Action):
         seen = namespace.__dict__.setdefault("_given", {})
         seen.setdefault(self.dest, []).append(str(values))
         if len(seen[self.dest]) > 1:
-            parser.exit(2, f"Error: {given_twice(self.option_strings[-1], seen[self.dest])}\n")
+            parser.exit(2, f"Error: {printable(str(given_twice(self.option_strings[-1], seen[self.dest])))}\n")
         setattr(namespace, self.dest, values)
 
 
@@ -433,7 +433,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"Error: {message(e)}", file=sys.stderr)
         return e.exit_code
     except AttnExportError as e:
-        print(f"Error: {e}", file=sys.stderr)
+        print(f"Error: {printable(str(e))}", file=sys.stderr)  # a file's name or label is data, never a command
         return e.exit_code
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         sys.stderr.close()
@@ -442,5 +442,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         error = unexpected(e)
         if error is None:
             raise
-        print(f"Error: {error}", file=sys.stderr)
+        print(f"Error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code

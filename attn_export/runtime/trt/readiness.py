@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
-from ...errors import BadInput, NotAvailable
+from ...errors import BadInput, NotAvailable, printable
 from ..onnxfile import Graph, Node
 from ..precisions import ONNX_FILES
 from ..store.names import STREAM_FILES
@@ -522,7 +522,7 @@ def render(r: Mapping[str, Any]) -> str:
                                                        f"{', ...' if len(nodes) > 3 else ''})")
                 lines.append(f"    {'PROBLEM' if error else 'note'} {at}: {rule}; {fix}")
         lines += [f"  note: {n}" for n in t["notes"]]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # node and file names are data (found by attacking)
 
 
 def refuse_other(made_for: Optional[str], asked: Optional[str], tensorrt_version: Optional[str] = None,
