@@ -226,8 +226,12 @@ def _unsqueeze_by_graph() -> onnx.ModelProto:
 
 
 def _bf16_input() -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 3])
-    return _small([helper.make_node("Identity", ["x"], ["y"], name="id")], [x], output_type=TensorProto.BFLOAT16)
+    return _typed_input(TensorProto.BFLOAT16)
+
+
+def _typed_input(elem_type: int) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", elem_type, [2, 3])
+    return _small([helper.make_node("Identity", ["x"], ["y"], name="id")], [x], output_type=elem_type)
 
 
 ALL = {"jetpack5", "jetpack6", "jetpack7", "trt10", "trt11"}
@@ -259,6 +263,10 @@ RULES = [
     ("HardSwish before 8.6", lambda: _op("HardSwish"), None, {"jetpack5"}, "HardSwish, which the parser"),
     ("STFT before 10.15", lambda: _op("STFT"), None, ALL - {"trt11"}, "STFT, which the parser"),
     ("BF16 input", _bf16_input, None, {"jetpack5"}, "BF16, which TensorRT"),
+    # found by attacking: I/O of a type no line's parser converts was "ready" everywhere
+    ("UINT16 input", lambda: _typed_input(TensorProto.UINT16), None, ALL, "UINT16, which TensorRT"),
+    ("COMPLEX64 input", lambda: _typed_input(TensorProto.COMPLEX64), None, ALL, "COMPLEX64, which TensorRT"),
+    ("FP8 input before 10", lambda: _typed_input(TensorProto.FLOAT8E4M3FN), None, {"jetpack5"}, "FP8, which TensorRT"),
     ("FP32 weights offered as FP16", lambda: _lstm_model(), "fp16", STRONGLY_TYPED, "offered as FP16 but its "
                                                                                    "weights are FP32"),
     ("INT8 without Q/DQ", lambda: _lstm_model(), "int8-qdq", ALL, "holds no QuantizeLinear/DequantizeLinear"),

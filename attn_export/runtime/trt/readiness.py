@@ -35,7 +35,8 @@ __all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", 
            "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
 
 FLOAT, INT8_T, INT64_T, FLOAT16, BFLOAT16, FLOAT8E4M3_T, INT4_T, FLOAT4_T = 1, 3, 7, 10, 16, 17, 22, 23
-_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
+_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
+               9: "BOOL", 10: "FP16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 14: "COMPLEX64", 15: "COMPLEX128",
                16: "BF16", 17: "FP8", 22: "INT4", 23: "FP4"}
 # the names onnx-tensorrt's importer maps to a TensorRT activation (OnnxAttrs.cpp, 8.5 to 10.1 alike): any other,
 # ONNX's Affine included, throws "Unknown activation type" while parsing
@@ -72,6 +73,9 @@ class Parser:
     dequantize_types: FrozenSet[int]  # what DequantizeLinear takes as input (never INT32: a quantised bias)
     unsupported: FrozenSet[str]  # the operators its table lists as not supported ("N")
     local_functions: bool = False  # a node calling one of the model's own functions is inlined (10.1's importer)
+    # the element types its importer converts for a graph input or output (convertDtype: onnx2trt_utils.cpp of
+    # 8.5-GA, importerUtils.cpp of 10.1-GA); any other fails the parse, "Unsupported ONNX data type"
+    io_types: FrozenSet[int] = frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11})
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 
                 NegativeLogLikelihoodLoss Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul
                 RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
                 SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
-                StringSplit TfIdfVectorizer Unique""".split()), local_functions=True)
+                StringSplit TfIdfVectorizer Unique""".split()), local_functions=True,
+                io_types=frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11, BFLOAT16, FLOAT8E4M3_T, INT4_T}))
 # its "N" operators were read from an operators.md headed "TensorRT 10.15" (opset 9 to 24, this row's range; the
 # library held no copy at 7c51a63a itself): an operator 11.1 added since would be flagged here wrongly
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
@@ -125,7 +130,8 @@ _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1)
                 OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul RegexFullMatch SequenceAt
                 SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
                 SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer StringSplit TfIdfVectorizer
-                Unique""".split()), local_functions=True)  # as 10.1 (its importer not read at 7c51a63a)
+                Unique""".split()), local_functions=True,  # as 10.1 (its importer not read at 7c51a63a)
+                io_types=frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11, BFLOAT16, FLOAT8E4M3_T, INT4_T}))
 # Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
 #            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
 _CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
@@ -215,6 +221,11 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
             found += _node_rules(node, graph, where)
     found += _input_rules(graph, name)
     for value in graph.inputs + graph.outputs:
+        # found by attacking: UINT16 or COMPLEX64 I/O was "ready"; 0, no tensor type (a sequence), is said elsewhere
+        if value.elem_type not in p.io_types and value.elem_type not in (0, BFLOAT16):
+            shown = _TYPE_NAMES.get(value.elem_type, f"ONNX type {value.elem_type}")
+            found.append(Finding(f"graph {value.name}", f"{shown}, which TensorRT {where.tensorrt}'s parser cannot take "
+                                 "as a graph input or output", name, "use model.onnx or model.fp16.onnx"))
         if value.elem_type == BFLOAT16 and not p.bf16:
             found.append(Finding(f"graph {value.name}", f"BF16, which TensorRT {where.tensorrt} does not have", name,
                                  "use model.onnx or model.fp16.onnx"))
