@@ -106,14 +106,14 @@ def run(
     from .export import export_onnx
     from .quantize import quantize
     from .report import write_report
-    from .runtime.store import REPORT_MD, STREAM_FILES, WEIGHTS, locked, sha256_file
+    from .runtime.store import REPORT_MD, STREAM_FILES, WEIGHTS, as_directory, locked, sha256_file
     from .runtime.streaming import not_streamable
     from .stream import export_stream
     from .train import train
     from .verify import verify
 
     recipe = as_recipe(recipe)
-    directory = Path(directory)
+    directory = as_directory(directory)
     check_seconds(bench_seconds, "bench_seconds")  # before any work: it had failed after verify (found by attacking)
     result = RunResult(directory)
 

@@ -685,8 +685,10 @@ def quantize(
                        f"{MAX_CALIB_SAMPLES:,}, or None for the recipe's")
     if isinstance(precisions, (str, bytes)):  # iterated, it was one precision per character (found by attacking)
         raise BadInput(f"precisions = {precisions!r} is one string; expected a list of them, e.g. [{precisions!r}]")
+    if not isinstance(precisions, (list, tuple)):  # found by attacking: 5 was a TypeError from inside
+        raise BadInput(f"precisions = {precisions!r} is of type {type(precisions).__name__}; expected a list of them")
     for p in precisions:
-        if p not in FILES:
+        if not isinstance(p, str) or p not in FILES:  # a list inside was "unhashable type"
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
     s = store.Store(directory)
     source = s.open(store.ONNX_FP32, need="current")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attn_export.runtime import store
-from attn_export.errors import BadInput, DataError
+from attn_export.errors import BadInput, DataError, MissingPrerequisite
 from attn_export.runtime.inputs import read_input
 
 from conftest import cli
@@ -413,6 +413,41 @@ def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: 
         ax.run(Path(__file__).parent.parent / "recipes" / "quickstart.toml", tmp_path / "r", bench_seconds=-1)
     assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
     assert issubclass(BadInput, AttnExportError) and BadInput.exit_code == 2
+    # found by attacking: a str directory was a TypeError from inside, a wrong type or an empty path too (the
+    # empty path had trained into the current directory), and a wrong type of precisions or options
+    with pytest.raises(BadInput, match=r"^directory = 5 is of type int; expected a path"):
+        ax.export_onnx(5)  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"^an empty path; expected a directory \('.' for the current one\)$"):
+        ax.train(ax.load_recipe(None), "")
+    with pytest.raises(BadInput, match=r"^an empty path; expected a directory"):
+        ax.run(ax.load_recipe(None), " ")
+    with pytest.raises(BadInput, match=r"^precisions = 5 is of type int; expected a list of them$"):
+        ax.quantize(model_dir, 5)  # type: ignore[arg-type]
+    with pytest.raises(BadInput, match=r"^precision '\['fp16'\]' is unknown"):
+        ax.quantize(model_dir, [["fp16"]])  # type: ignore[list-item]
+    with pytest.raises(BadInput, match=r"^options = \{'precision': 'fp16'\} is of type dict; expected a BuildOptions"):
+        ax.build_engine(str(model_dir), {"precision": "fp16"})  # type: ignore[arg-type]
+    with pytest.raises(MissingPrerequisite, match=r"t2 does not exist; run attn-export train"):  # a str reaches it
+        ax.verify(str(tmp_path / "t2"))
+
+
+def test_predicts_batch_size_is_checked_on_every_path_and_honoured_above_the_load_time_one(model_dir: Path) -> None:
+    """Found by attacking: one sequence skipped the batch_size check (0, -5 and "x" ran), and a batch_size above
+    the load-time one was held to it (64 sequences at batch_size=64 ran as two batches of 32), which the README
+    says is neither rounded nor clamped. An engine profile's max batch still caps it (not run here)."""
+    from attn_export import Predictor
+
+    with Predictor.load(model_dir, allow_unverified=True) as predictor:
+        one = np.ones((12, predictor.features), np.float32)
+        for bad in (0, -5, "x"):
+            with pytest.raises(BadInput, match=r"^batch_size = .*; expected a whole number, 1 to 65536"):
+                predictor.predict([one], batch_size=bad)  # type: ignore[arg-type]
+        shapes = []
+        real = predictor._infer
+        predictor._infer = lambda feeds: (shapes.append(feeds["x"].shape[0]), real(feeds))[1]  # type: ignore
+        predictor._direct = None  # the positional fast path would bypass the count
+        predictor.predict([one] * 64, batch_size=64)
+        assert shapes == [64]
 
 
 def test_a_header_of_numeric_feature_names_is_refused_not_read_as_a_step(tmp_path: Path) -> None:

@@ -174,6 +174,9 @@ class Predictor:
         self.batch_size = max(1, min(batch_size if profile is None else int(profile.batch.max), int(batch_size)))
         if one_by_one(self.precision):  # its answer for a row would move with the other rows
             self.batch_size = 1
+        # what a predict call's own batch_size may not pass: the profile's max batch, or one row at a time
+        self._batch_cap: Optional[int] = (1 if one_by_one(self.precision) else
+                                          None if profile is None else int(profile.batch.max))
         self._backend = backend
         # The feeds predict builds are already checked (shapes, dtypes, lengths, finite values: _sequences and
         # _batch), so they are run without the protocol's second check: it cost about 10 % of a small model's
@@ -214,7 +217,8 @@ class Predictor:
     ) -> "Predictor":
         """Check and load ``precision``'s artefact from an artefact directory or a bundle ``.tar.gz``.
 
-        ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``).
+        ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``, ``openvino-cpu``,
+        ``tract-cpu``).
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
         from .dispatch import backend_class, choose
 
@@ -557,11 +561,15 @@ class Predictor:
         Returns one :class:`Prediction` per sequence, in input order, attention trimmed to its length.
         ``on_long`` (``error``, ``truncate``, ``split``): what to do with a sequence longer than an engine
         profile's ``max_seq`` (ONNX artefacts have no limit). ``batch_size`` overrides the load-time one,
-        never above an engine profile's max batch."""
+        never above an engine profile's max batch (found by attacking: it was held to the load-time one)."""
         if self._closed:
             raise BadInput("this Predictor is closed; load it again")
         if on_long not in ON_LONG:
             raise BadInput(f"on_long = {on_long!r}; expected one of {', '.join(ON_LONG)}")
+        # checked before any path returns (found by attacking: one sequence skipped it, batch_size=0 ran)
+        limit = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        if self._batch_cap is not None:
+            limit = min(limit, self._batch_cap)
         if lengths is None and isinstance(sequences, list) and len(sequences) == 1:  # the device's common call
             one = sequences[0]
             if (type(one) is np.ndarray and one.dtype == _F32 and one.ndim == 2 and one.shape[0] >= 1  # np.matrix
@@ -586,7 +594,6 @@ class Predictor:
         if len(seqs) == 1 and (self.max_seq is None or seqs[0].shape[0] <= self.max_seq):
             return [self._predict_one(seqs[0])]
 
-        limit = self.batch_size if batch_size is None else min(check_batch_size(batch_size), self.batch_size)
         pieces = self._chunks(seqs, on_long)
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][1].shape[0])
         scores: List[np.ndarray] = [np.empty(0)] * len(pieces)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, atomic_path, fsync_directory, json_bytes, locked, parse_json, read_file,
+from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, as_directory, atomic_path, fsync_directory, json_bytes, locked, parse_json, read_file,
                     read_json, read_regular, require, sha256_file, short_name, sweep, write_bytes, write_json, writes_directory)
 from .manifest import MANIFEST_SCHEMA, forget, read_manifest, record, record_verdicts
 from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DIRECTORY_FILES, LOCK,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .trust import MAX_ARTIFACT_BYTES, NEEDS, Artifact, Store, Trust
 
 __all__ = [
+    "as_directory",
     "ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES", "DIR_MODE",
     "FILE_MODE", "LOCK", "MADE_BY", "MANIFEST", "MANIFEST_SCHEMA", "MAX_ARTIFACT_BYTES", "MAX_JSON_BYTES", "METRICS",
     "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",

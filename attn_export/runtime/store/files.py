@@ -19,7 +19,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO, List, Optional, TypeVar, Union, cast
 
-from ...errors import BadInput, Busy, DataError, MissingPrerequisite, from_os_error, printable
+from ...errors import BadInput, Busy, DataError, MissingPrerequisite, empty_path, from_os_error, printable
 from .. import schema
 from ..interrupt import commit_point
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
@@ -308,6 +308,22 @@ def locked(directory: Path, command: str) -> Iterator[None]:
 F = TypeVar("F", bound="Callable[..., Any]")  # a string: collections.abc.Callable[...] fails on 3.8
 
 
+def as_directory(value: Any) -> Path:
+    """An artefact directory given to the Python API as a ``str`` or a path object, as a ``Path``; anything else,
+    and an empty path (which ``Path`` reads as the current directory), is BadInput. Found by attacking:
+    ``export_onnx("artifacts")`` was a TypeError from inside, and ``train(recipe, "")`` wrote into the current
+    directory, which the command line refuses."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise BadInput(f"directory = {value!r} is of type {type(value).__name__}; expected a path (str or "
+                       "pathlib.Path) to an artefact directory")
+    refused = empty_path(value, "a directory ('.' for the current one)")
+    if refused is not None:
+        raise refused
+    return Path(value)
+
+
 def writes_directory(command: str) -> Callable[[F], F]:
     """Decorate a function with a ``directory`` parameter (the artefact directory it writes): it runs
     holding that directory's lock. An unpacked Triton bundle is refused first, as ``Store.load`` refuses it
@@ -323,10 +339,11 @@ def writes_directory(command: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             from ..bundle import bundle_target, refuse_triton
 
-            directory = Path(signature.bind(*args, **kwargs).arguments["directory"])
+            bound = signature.bind(*args, **kwargs)
+            directory = bound.arguments["directory"] = as_directory(bound.arguments["directory"])
             refuse_triton(directory, bundle_target(directory))
             with locked(directory, command):
-                return fn(*args, **kwargs)
+                return fn(*bound.args, **bound.kwargs)
 
         return cast(F, wrapper)
 

@@ -222,6 +222,8 @@ def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: C
     else; then NotAvailable (exit 3) when this machine has no GPU or no TensorRT, or a TensorRT of another line
     than the bundle's, before anything is written."""
     options = BuildOptions() if options is None else options
+    if not isinstance(options, BuildOptions):  # found by attacking: a dict was an AttributeError from inside
+        raise BadInput(f"options = {options!r} is of type {type(options).__name__}; expected a BuildOptions or None")
     info = store.Store(directory).model()  # what was asked is checked first: bad input is exit 2 on any machine
     options = _resolve(options, info)
     if options.hardware_compat and options.hardware_compat not in HARDWARE_LEVELS:
