@@ -429,6 +429,13 @@ def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: 
         ax.build_engine(str(model_dir), {"precision": "fp16"})  # type: ignore[arg-type]
     with pytest.raises(MissingPrerequisite, match=r"t2 does not exist; run attn-export train"):  # a str reaches it
         ax.verify(str(tmp_path / "t2"))
+    for kw, said in (({"backend": ["ort-cpu"]}, r"^backend = \['ort-cpu'\] is not a deployment backend"),
+                     ({"precision": ["fp32"]}, r"^precision = \['fp32'\] is unknown")):  # "unhashable type"
+        with pytest.raises(BadInput, match=said):
+            ax.Predictor.load(model_dir, allow_unverified=True, **kw)
+    with ax.Predictor.load(model_dir, allow_unverified=True) as predictor:
+        with pytest.raises(BadInput, match=r"^got ndarray; expected a list of"):  # iteration over a 0-d array
+            predictor.predict(np.array(1.0))
 
 
 def test_predicts_batch_size_is_checked_on_every_path_and_honoured_above_the_load_time_one(model_dir: Path) -> None:

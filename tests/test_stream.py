@@ -202,6 +202,8 @@ def test_predictor_stream_pushes_resets_and_matches_predict(streamed: Path) -> N
         assert one.backend is stream.backend and stream.steps.tolist() == [0, 9]
         with pytest.raises(Exception, match=r"lengths must lie in 0\.\.4"):
             stream.push(x[:, :4], lengths=[5, 0])
+        with pytest.raises(BadInput, match=r"^lengths is not 2 integers \("):  # ragged: numpy's ValueError (attacking)
+            stream.push(x[:, :4], lengths=[[1], [1, 2]])
         with pytest.raises(Exception, match="chunk has shape"):
             stream.push(x[:1, :4])
         steps = stream.steps.tolist()  # the README: an empty chunk is refused; a length 0 keeps a row's state
@@ -751,6 +753,21 @@ def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path,
     assert set(report["artifacts"]) == {store.STREAM_ONNX, store.ONNX_FP32} and problems() == []
     (directory / store.STREAM_ONNX).unlink()
     assert [p for p in problems() if p.startswith("not current") and store.STREAM_ONNX in p], problems()
+
+
+def test_a_stream_whose_predictor_is_closed_while_it_pushes_says_so(streamed: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: a Predictor closed by another thread while a stream pushed gave that thread a bare
+    RuntimeError (or "'NoneType' object has no attribute 'run'"), where predict says it was closed. A double
+    closes it inside the call, then the real, closed backend runs."""
+    x = _sequences(streamed, [20], seed=3)
+    predictor = Predictor.load(streamed, allow_unverified=True)
+    stream = predictor.stream(batch=1)
+    run = stream.backend.run_feeds
+    monkeypatch.setattr(stream.backend, "run_feeds", lambda feeds: (predictor.close(), run(feeds))[1])
+    with pytest.raises(BadInput, match="^this stream's Predictor was closed while it pushed; load it again and "
+                                       "open a new stream$"):
+        stream.push(x)
 
 
 def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:

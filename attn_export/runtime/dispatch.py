@@ -34,9 +34,10 @@ def backend_class(name: str) -> Type[Backend]:
     """The deployment backend ``name``: refused (bad usage, exit 2) when it is unknown or not one predict runs,
     before whether it is installed is asked (found by attacking: openvino-bf16 was exit 3 "pip install openvino"
     without OpenVINO and exit 2 "not a deployment backend" with it, and the list of choices offered it)."""
-    cls = REGISTRY.get(name)
+    cls = REGISTRY.get(name) if isinstance(name, str) else None  # a list was "unhashable type" (found by attacking)
     if cls is None:
-        raise BadInput(f"backend '{name}' is not a deployment backend; expected auto or one of {DEPLOYMENT}")
+        shown = f"'{name}'" if isinstance(name, str) else f"= {name!r}"
+        raise BadInput(f"backend {shown} is not a deployment backend; expected auto or one of {DEPLOYMENT}")
     if cls.kind != "engine" and (cls.kind != "onnx" or not cls.deployable or cls.opt_in is not None):
         why = ", as a correctness oracle" if not cls.deployable else (
             ", in a precision attn-export does not ship: verify and bench judge it when named" if cls.opt_in else "")
@@ -81,8 +82,9 @@ def find_engine(store: Store, precision: str, allow_unverified: bool, notes: Lis
 def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -> Tuple[Type[Backend], Artifact,
                                                                                          List[str]]:
     """(backend class, the artefact the store opened for it, notes); raises if it must be refused."""
-    if precision not in ONNX_FILES:
-        raise BadInput(f"precision '{precision}' is unknown; expected one of {', '.join(ONNX_FILES)}")
+    if not isinstance(precision, str) or precision not in ONNX_FILES:  # a list was "unhashable type" (attacking)
+        shown = f"'{precision}'" if isinstance(precision, str) else f"= {precision!r}"
+        raise BadInput(f"precision {shown} is unknown; expected one of {', '.join(ONNX_FILES)}")
     notes: List[str] = []
     if backend != "auto":
         cls = backend_class(backend)

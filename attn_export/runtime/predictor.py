@@ -398,7 +398,8 @@ class Predictor:
         elif isinstance(sequences, np.ndarray) and sequences.ndim == 2:
             raise BadInput(f"got one array of shape {sequences.shape}: pass a list of [steps, {features}] arrays "
                            "(for one sequence, [x]), or a padded [N, T, F] array with lengths=[N]")
-        elif not hasattr(sequences, "__iter__"):  # None, a number: nothing to iterate
+        elif not hasattr(sequences, "__iter__") or (isinstance(sequences, np.ndarray) and sequences.ndim == 0):
+            # None, a number, a 0-d array (its iteration was numpy's TypeError: found by attacking)
             raise BadInput(f"got {type(sequences).__name__}; expected a list of [steps, {features}] float32 arrays, "
                            "or a padded [N, T, F] array with lengths=[N]")
         out = []

@@ -221,7 +221,10 @@ class Stream:
             raise BadInput(f"chunk has shape {list(np.shape(chunk))}; expected [{self.batch}, steps >= 1, "
                            f"{self.features}]")
         steps = x.shape[1]
-        lens = np.full(self.batch, steps, np.int64) if lengths is None else np.asarray(lengths)
+        try:  # ragged nested lists: numpy's ValueError (found by attacking)
+            lens = np.full(self.batch, steps, np.int64) if lengths is None else np.asarray(lengths)
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"lengths is not {self.batch} integers ({e})") from None
         if lens.shape != (self.batch,) or lens.dtype.kind not in "iu":
             raise BadInput(f"lengths has shape {list(lens.shape)} {lens.dtype}; expected {self.batch} integers")
         if lens.min() < 0 or lens.max() > steps:  # before the cast: a uint64 past 2^63 would wrap negative
@@ -255,8 +258,14 @@ class Stream:
         """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
         feeds.update(state)
-        with self._lock:
-            out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
+        try:
+            with self._lock:
+                out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
+        except Exception:
+            if not self.backend.opened:  # closed by another thread mid-push (found by attacking: a RuntimeError)
+                raise BadInput("this stream's Predictor was closed while it pushed; load it again and open a new "
+                               "stream") from None
+            raise
         new = {}
         for name in STATE:
             got = out.get(state_name(name, "out"))
