@@ -623,6 +623,12 @@ def test_a_sequence_longer_than_the_budgets_range_is_said(model_dir: Path, tmp_p
     with Predictor.load(model_dir, precision="fp16") as predictor:
         assert predictor.judged_within == limit
         assert predictor.beyond_judged([np.zeros((limit, features), np.float32)]) is None
+        # what predict takes, checked alike (found by attacking: a bare array counted its rows, None raised)
+        padded = np.zeros((2, limit + 1, features), np.float32)
+        assert predictor.beyond_judged(padded, lengths=[limit + 1, 3]).startswith("1 of 2 sequence(s) are longer")
+        for bad in (None, 5, np.zeros((limit + 1, features), np.float32)):
+            with pytest.raises(BadInput):
+                predictor.beyond_judged(bad)
 
 
 def test_the_range_note_follows_the_verdicts_own_settings(model_dir: Path, tmp_path: Path) -> None:

@@ -254,11 +254,13 @@ class Predictor:
 
     judged_within: Optional[int] = None  # set by load (``_judged_within``)
 
-    def beyond_judged(self, sequences: Any) -> Optional[str]:
-        """A note when any of ``sequences`` (each ``[steps, features]``) is longer than the deployment range
-        ``judged_within``, where verify judged this precision by its error budget; beyond it only by finite
-        outputs, zero attention on padding and decisive argmaxes (found by attacking verify: an FP16 graph 1.3x
-        off past 256 steps passed, and predict said nothing of a 300-step sequence). None otherwise."""
+    def beyond_judged(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
+        """A note when any of ``sequences`` (what ``predict`` takes: a list of ``[steps, features]`` arrays, or
+        a padded array with ``lengths``, checked alike) is longer than the deployment range ``judged_within``,
+        where verify judged this precision by its error budget; beyond it only by finite outputs, zero attention
+        on padding and decisive argmaxes (found by attacking verify: an FP16 graph 1.3x off past 256 steps
+        passed, and predict said nothing of a 300-step sequence). None otherwise."""
+        sequences = self._sequences(sequences, lengths)  # found by attacking: a bare [steps, F] array counted rows
         limit = self.judged_within
         if limit is None:
             return None
