@@ -76,8 +76,23 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _shipped(name: str) -> bool:
+    """Whether ``name``'s module is here: a bundle ships the device package only, and ``from attn_export import
+    *`` there had failed on the host's names (found by attacking)."""
+    from importlib.util import find_spec
+
+    module = _LAZY[name][0] if name in _LAZY else None
+    # the device package is attn_export.runtime, which a bundle always ships; a host module is asked for by its
+    # spec alone (finding a direct child imports nothing)
+    return module is None or module.startswith(".runtime") or find_spec(module, __name__) is not None
+
+
+__all__ = [name for name in __all__ if _shipped(name)]
+
+
 def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names, and the module's own dunders: not the helpers it imports (``importlib``, ``Any``)."""
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
 
 
 class _Package(types.ModuleType):

@@ -161,6 +161,12 @@ def test_bundled_runtime_runs_alone_without_torch(model_dir: Path, tmp_path: Pat
     assert host.returncode == 1 and host.stderr.strip().splitlines()[-1] == (
         "ImportError: attn_export.run is not in the device package a bundle ships (attn_export.runtime: Predictor); "
         "it is on the host: pip install attn-export"), host.stderr
+    # and its __all__ and dir() offer only what it ships (found by attacking: `from attn_export import *` failed)
+    listed = subprocess.run([sys.executable, "-S", "-c", "import attn_export as ax\nprint(ax.__all__, "
+                             "[n for n in dir(ax) if not n.startswith('__')])"], capture_output=True, text=True,
+                            cwd=device, env=env, timeout=300)
+    assert listed.stdout.split("] [") == ["['BuildOptions', 'Prediction', 'Predictor', '__version__', 'build_engine'",
+                                          "'BuildOptions', 'Prediction', 'Predictor', 'build_engine']\n"], listed
 
 
 def device(*args: str, runtime: Path, cwd: Path, prelude: str = BLOCKER) -> subprocess.CompletedProcess[str]:
