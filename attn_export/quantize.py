@@ -190,15 +190,20 @@ def _refuse_beyond_fp16(proto: Any, name: str) -> None:
     1e6). Constants of the operators kept in FP32 (the masking fills) are not weights."""
     from onnx import TensorProto, numpy_helper
 
-    weights = {i for node in proto.graph.node if node.op_type in ("MatMul", "Gemm", "LSTM", "Conv")
+    readers = {i: node.name for node in proto.graph.node if node.op_type in ("MatMul", "Gemm", "LSTM", "Conv")
                for i in node.input}
     for init in proto.graph.initializer:
-        if init.name in weights and init.data_type == TensorProto.FLOAT:
+        if init.name in readers and init.data_type == TensorProto.FLOAT:
             values = numpy_helper.to_array(init)
             largest = float(np.abs(values).max()) if values.size else 0.0
             if largest > FP16_MAX:
-                raise WorkFailed(f"{name} holds weights beyond FP16's range: {init.name!r} reaches {largest:.3g}, "
-                                 f"past {FP16_MAX:g}; expected weights FP16 holds (FP32 and INT8 run this model)")
+                # the exporter's own name ('onnx::MatMul_150') says nothing; the node reading it names the module
+                # ('/score/MatMul'): found by attacking
+                node = readers[init.name]
+                raise WorkFailed(f"{name} holds weights beyond FP16's range: {init.name!r}"
+                                 + (f" (read by {node})" if node and node != init.name else "")
+                                 + f" reaches {largest:.3g}, past {FP16_MAX:g}; expected weights FP16 holds (FP32 and "
+                                   "INT8 run this model)")
 
 
 def _refuse_fp16_overflow(references: Sequence[Any], name: str) -> None:

@@ -6,6 +6,7 @@ so every sequence of a batch has length T."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -621,9 +622,20 @@ def test_fp16_names_a_weight_it_cannot_hold(tmp_path: Path) -> None:
     refused = cli("quantize", str(art), "--fp16")
     largest = float(state["fc.weight"].abs().max())
     assert refused.returncode == 1 and refused.stderr.strip() == (
-        f"Error: model.onnx holds weights beyond FP16's range: 'head.weight' reaches {largest:.3g}, past 65504; "
-        "expected weights FP16 holds (FP32 and INT8 run this model)"), refused.stderr
+        f"Error: model.onnx holds weights beyond FP16's range: 'head.weight' (read by /head/Gemm) reaches "
+        f"{largest:.3g}, past 65504; expected weights FP16 holds (FP32 and INT8 run this model)"), refused.stderr
     assert not (art / "model.fp16.onnx").exists()
+    # a score weight is a MatMul's, whose initializer the exporter names 'onnx::MatMul_N': the node reading it
+    # names the module (found by attacking)
+    state = _state(ScoreAndHead())
+    state["attention.weight"] = state["attention.weight"] * 1e6
+    torch.save(state, tmp_path / "loud.pt")
+    art = tmp_path / "score"
+    for args in (("load", str(tmp_path / "loud.pt"), str(art)), ("export", str(art))):
+        assert cli(*args).returncode == 0
+    refused = cli("quantize", str(art), "--fp16")
+    assert refused.returncode == 1 and re.search(r"holds weights beyond FP16's range: '[^']+' \(read by /[\w/]*score"
+                                                 r"[\w/]*\) reaches", refused.stderr), refused.stderr
 
 
 def test_fp16_says_when_the_models_own_fp16_computation_overflows(tmp_path: Path) -> None:
