@@ -288,13 +288,13 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
                           "to a recipe TOML file")
     if path is not None:
         if not os.path.lexists(path):
-            recipes = SHIPPED_RECIPES
-            shipped = recipes / Path(path).name
+            shipped = SHIPPED_RECIPES / Path(path).name
             if not shipped.is_file():  # "japanese-vowels" for recipes/japanese-vowels.toml (found by a new user)
                 shipped = shipped.with_name(shipped.name + ".toml")
             if not shipped.is_file():  # a typo of a shipped one's name (found by attacking: japanese-vowel.toml)
-                close = difflib.get_close_matches(Path(path).name, sorted(r.name for r in recipes.glob("*.toml")), 1)
-                shipped = recipes / close[0] if close else shipped
+                close = difflib.get_close_matches(Path(path).name, sorted(r.name for r in SHIPPED_RECIPES.glob("*.toml")),
+                                                  1)
+                shipped = SHIPPED_RECIPES / close[0] if close else shipped
             hint = (f"; expected a path, e.g. {shown_path(shipped)} (a recipe this repository ships)" if shipped.is_file()
                     else "; expected a path to a recipe TOML file")
             raise ConfigError(f"recipe file '{path}' does not exist{hint}")
