@@ -233,7 +233,8 @@ def render(d: dict[str, Any]) -> str:
                          + (" (an empty directory)" if not d["artifacts"] else
                             ", so no file is vouched for (not an artefact directory, or its manifest was removed)")
                          + f"; {store.MADE_BY[store.MANIFEST]} makes one")
-        width = max((len(name) for name in d["artifacts"]), default=0) + 1  # one column, whatever the names
+        # one column, whatever the names: measured as they are shown, escaped (found by review)
+        width = max((len(printable(name)) for name in d["artifacts"]), default=0) + 1
         for name, e in d["artifacts"].items():
             if e["problems"]:
                 state = "; ".join(e["problems"])
@@ -243,7 +244,7 @@ def render(d: dict[str, Any]) -> str:
                 state = e["role"] if e["role"] != "artefact" else "unrecorded"
             parent = f" <- {e['parent']}" if e["parent"] else ""
             size = f"{e['size_bytes']:>12,} B" if e["size_bytes"] is not None else f"{'-':>12}  "
-            lines.append(f"  {name:{width}} {size}  {state}{parent}")
+            lines.append(f"  {printable(name):{width}} {size}  {state}{parent}")
         if "metrics" in d:  # of weights no longer here, said (found by attacking: the line read as current)
             stale = (d["artifacts"].get(store.METRICS) or {}).get("state") not in (None, "current")
             lines.append(f"  metrics{' (NOT CURRENT)' if stale else ''}: "

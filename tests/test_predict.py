@@ -417,9 +417,10 @@ def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: 
     # empty path had trained into the current directory), and a wrong type of precisions or options
     with pytest.raises(BadInput, match=r"^directory = 5 is of type int; expected a path"):
         ax.export_onnx(5)  # type: ignore[arg-type]
-    with pytest.raises(BadInput, match=r"^an empty path; expected a directory \('.' for the current one\)$"):
+    with pytest.raises(BadInput, match=r"^directory = '' is an empty path; expected a directory \('.' for the "
+                                       r"current one\)$"):
         ax.train(ax.load_recipe(None), "")
-    with pytest.raises(BadInput, match=r"^an empty path; expected a directory"):
+    with pytest.raises(BadInput, match=r"^directory = ' ' is an empty path; expected a directory"):
         ax.run(ax.load_recipe(None), " ")
     with pytest.raises(BadInput, match=r"^precisions = 5 is of type int; expected a list of them$"):
         ax.quantize(model_dir, 5)  # type: ignore[arg-type]
@@ -455,6 +456,10 @@ def test_predicts_batch_size_is_checked_on_every_path_and_honoured_above_the_loa
         predictor._direct = None  # the positional fast path would bypass the count
         predictor.predict([one] * 64, batch_size=64)
         assert shapes == [64]
+        predictor._batch_cap = 8  # as an engine profile's max batch of 8 sets it (review): the cap still holds
+        shapes.clear()
+        predictor.predict([one] * 20, batch_size=64)
+        assert shapes == [8, 8, 4]
 
 
 def test_a_header_of_numeric_feature_names_is_refused_not_read_as_a_step(tmp_path: Path) -> None:

@@ -229,6 +229,13 @@ def _bf16_input() -> onnx.ModelProto:
     return _typed_input(TensorProto.BFLOAT16)
 
 
+def _sequence_io() -> onnx.ModelProto:
+    s = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [3])
+    graph = helper.make_graph([helper.make_node("Identity", ["s"], ["t"], name="id")], "g", [s],
+                              [helper.make_tensor_sequence_value_info("t", TensorProto.FLOAT, [3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def _typed_input(elem_type: int) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", elem_type, [2, 3])
     return _small([helper.make_node("Identity", ["x"], ["y"], name="id")], [x], output_type=elem_type)
@@ -267,6 +274,7 @@ RULES = [
     ("UINT16 input", lambda: _typed_input(TensorProto.UINT16), None, ALL, "UINT16, which TensorRT"),
     ("COMPLEX64 input", lambda: _typed_input(TensorProto.COMPLEX64), None, ALL, "COMPLEX64, which TensorRT"),
     ("FP8 input before 10", lambda: _typed_input(TensorProto.FLOAT8E4M3FN), None, {"jetpack5"}, "FP8, which TensorRT"),
+    ("sequence input", _sequence_io, None, ALL, "no tensor type (a sequence, map or optional), which TensorRT"),
     ("FP32 weights offered as FP16", lambda: _lstm_model(), "fp16", STRONGLY_TYPED, "offered as FP16 but its "
                                                                                    "weights are FP32"),
     ("INT8 without Q/DQ", lambda: _lstm_model(), "int8-qdq", ALL, "holds no QuantizeLinear/DequantizeLinear"),

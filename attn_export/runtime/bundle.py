@@ -527,7 +527,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     sizes: Dict[str, int] = {}
     # a killed bundle's temporary file beside the same name: no lock takes that folder, which may be anyone's, so
     # nothing else removes it (found by attacking: one per SIGKILL, each up to the archive's size)
-    if Path(out).parent.is_dir():
+    with contextlib.suppress(OSError):  # best effort: a folder one may write but not list, another user's file
         store.sweep(Path(out).parent, made=Path(out).name)
     with store.atomic_path(out, commit=True) as tmp:  # the bundle in place: a Ctrl-C from then on changes nothing
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:

@@ -224,7 +224,8 @@ class Stream:
         try:  # ragged nested lists: numpy's ValueError (found by attacking)
             lens = np.full(self.batch, steps, np.int64) if lengths is None else np.asarray(lengths)
         except (TypeError, ValueError) as e:
-            raise BadInput(f"lengths is not {self.batch} integers ({e})") from None
+            raise BadInput(f"lengths cannot be read as an array ({e}); expected {self.batch} integers in "
+                           f"0..{steps}") from None
         if lens.shape != (self.batch,) or lens.dtype.kind not in "iu":
             raise BadInput(f"lengths has shape {list(lens.shape)} {lens.dtype}; expected {self.batch} integers")
         if lens.min() < 0 or lens.max() > steps:  # before the cast: a uint64 past 2^63 would wrap negative

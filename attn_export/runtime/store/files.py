@@ -318,9 +318,8 @@ def as_directory(value: Any) -> Path:
     if not isinstance(value, str):
         raise BadInput(f"directory = {value!r} is of type {type(value).__name__}; expected a path (str or "
                        "pathlib.Path) to an artefact directory")
-    refused = empty_path(value, "a directory ('.' for the current one)")
-    if refused is not None:
-        raise refused
+    if empty_path(value, "") is not None:
+        raise BadInput(f"directory = {value!r} is an empty path; expected a directory ('.' for the current one)")
     return Path(value)
 
 

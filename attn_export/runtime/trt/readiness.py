@@ -221,9 +221,10 @@ def check(graph: Graph, where: Target, precision: Optional[str] = None) -> List[
             found += _node_rules(node, graph, where)
     found += _input_rules(graph, name)
     for value in graph.inputs + graph.outputs:
-        # found by attacking: UINT16 or COMPLEX64 I/O was "ready"; 0, no tensor type (a sequence), is said elsewhere
-        if value.elem_type not in p.io_types and value.elem_type not in (0, BFLOAT16):
-            shown = _TYPE_NAMES.get(value.elem_type, f"ONNX type {value.elem_type}")
+        # found by attacking: UINT16 or COMPLEX64 I/O was "ready"; and a sequence (no tensor type, 0: review)
+        if value.elem_type not in p.io_types and value.elem_type != BFLOAT16:
+            shown = _TYPE_NAMES.get(value.elem_type, "no tensor type (a sequence, map or optional)"
+                                    if value.elem_type == 0 else f"ONNX type {value.elem_type}")
             found.append(Finding(f"graph {value.name}", f"{shown}, which TensorRT {where.tensorrt}'s parser cannot take "
                                  "as a graph input or output", name, "use model.onnx or model.fp16.onnx"))
         if value.elem_type == BFLOAT16 and not p.bf16:
