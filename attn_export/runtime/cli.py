@@ -304,15 +304,16 @@ def _predict(args: argparse.Namespace) -> int:
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
             predictor.notes.append(unused)
-        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review)
-        if args.stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
-            predictor.notes.append(beyond)
-        for note in [] if args.json else predictor.notes:
-            print(f"note: {note}", file=sys.stderr)
         check_width(data.sequences, predictor.features, args.input)
         check_features(data.features, predictor.feature_names, args.input, data.first_rows)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, args.input)
+        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review); after
+        # the checks, which name the input file (the note checks the sequences too)
+        if args.stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
+            predictor.notes.append(beyond)
+        for note in [] if args.json else predictor.notes:
+            print(f"note: {note}", file=sys.stderr)
         if args.stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, args.stream, data.labels, args.attention)
             print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],
