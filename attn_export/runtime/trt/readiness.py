@@ -57,6 +57,12 @@ ONNX_DOMAINS = ("", "ai.onnx")
 EXPORT_OPSETS = (17, 21)  # the opsets attn-export's export writes (the recipe's export.opset range)
 
 
+# the element types an importer converts for a graph input or output (convertDtype: onnx2trt_utils.cpp of 8.5-GA,
+# importerUtils.cpp of 10.1-GA); any other fails the parse, "Unsupported ONNX data type"
+IO_TYPES_85 = frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11})
+IO_TYPES_10 = IO_TYPES_85 | {BFLOAT16, FLOAT8E4M3_T, INT4_T}
+
+
 @dataclass(frozen=True)
 class Parser:
     """One onnx-tensorrt line: where its facts were read, its opset range, its restrictions."""
@@ -73,9 +79,7 @@ class Parser:
     dequantize_types: FrozenSet[int]  # what DequantizeLinear takes as input (never INT32: a quantised bias)
     unsupported: FrozenSet[str]  # the operators its table lists as not supported ("N")
     local_functions: bool = False  # a node calling one of the model's own functions is inlined (10.1's importer)
-    # the element types its importer converts for a graph input or output (convertDtype: onnx2trt_utils.cpp of
-    # 8.5-GA, importerUtils.cpp of 10.1-GA); any other fails the parse, "Unsupported ONNX data type"
-    io_types: FrozenSet[int] = frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11})
+    io_types: FrozenSet[int] = frozenset()  # ``IO_TYPES_85`` / ``IO_TYPES_10``
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ _TRT85 = Parser("onnx/onnx-tensorrt 8.5-GA @ fdeeaca8 (release/8.5-GA @ 3b008c46
                 MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Mod Multinomial NegativeLogLikelihoodLoss OneHot
                 Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul STFT SequenceAt
                 SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
-                SoftmaxCrossEntropyLoss SplitToSequence StringNormalizer TfIdfVectorizer Unique""".split()))
+                SoftmaxCrossEntropyLoss SplitToSequence StringNormalizer TfIdfVectorizer Unique""".split()),
+                io_types=IO_TYPES_85)
 _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 itself (parser 62bdde2a) not read: "
                 "its changelog from 10.1 touches GRU, Squeeze and Slice only", (9, 20), "native", True,
                 frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), False, True, "initializer", False,
@@ -118,7 +123,7 @@ _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 
                 RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
                 SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
                 StringSplit TfIdfVectorizer Unique""".split()), local_functions=True,
-                io_types=frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11, BFLOAT16, FLOAT8E4M3_T, INT4_T}))
+                io_types=IO_TYPES_10)
 # its "N" operators were read from an operators.md headed "TensorRT 10.15" (opset 9 to 24, this row's range; the
 # library held no copy at 7c51a63a itself): an operator 11.1 added since would be flagged here wrongly
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
@@ -131,7 +136,7 @@ _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1)
                 SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength SequenceMap
                 SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer StringSplit TfIdfVectorizer
                 Unique""".split()), local_functions=True,  # as 10.1 (its importer not read at 7c51a63a)
-                io_types=frozenset({FLOAT, 2, INT8_T, 6, INT64_T, 9, FLOAT16, 11, BFLOAT16, FLOAT8E4M3_T, INT4_T}))
+                io_types=IO_TYPES_10)
 # Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
 #            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
 _CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
