@@ -29,22 +29,23 @@ def _dims(value: Any) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-def _tensor(value: Any, role: str, path: Path) -> dict[str, Any]:
-    """A graph input or output as inspect shows it; BadInput when it is not a tensor of a known type."""
+def _tensor(value: Any) -> dict[str, Any]:
+    """A graph input or output as inspect shows it. One that is not a tensor of a type onnx can name is
+    described, with ``problem`` saying what it is: inspect describes a file, it does not refuse it (found by
+    attacking: a sequence output was exit 2 here, while ``--target`` read the same file)."""
     import onnx
 
     kind = value.type.WhichOneof("value")
-    what = f"{path}: graph {role} {value.name!r}"
-    expected = ("expected an ONNX model whose inputs and outputs are tensors (attn-export's x, lengths, logits, "
-                "attention)")
     if kind != "tensor_type":
-        raise BadInput(f"{what} is {_NOT_TENSORS.get(kind, kind)}, not a tensor; {expected}")
+        return {"name": value.name, "dtype": kind.removesuffix("_type") if kind else "untyped", "dims": [],
+                "problem": f"is {_NOT_TENSORS.get(kind, kind)}, not a tensor"}
     try:
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        dtype = str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
     except KeyError:
-        raise BadInput(f"{what} has element type {value.type.tensor_type.elem_type}, which onnx "
-                       f"{onnx.__version__} cannot name; {expected}") from None
-    return {"name": value.name, "dtype": str(dtype), "dims": _dims(value)}
+        return {"name": value.name, "dtype": "unknown", "dims": _dims(value),
+                "problem": f"has element type {value.type.tensor_type.elem_type}, which onnx {onnx.__version__} "
+                           "cannot name"}
+    return {"name": value.name, "dtype": dtype, "dims": _dims(value)}
 
 
 def _load(path: Path) -> tuple[bytes, Any]:
@@ -77,8 +78,8 @@ def describe_onnx(path: Path) -> dict[str, Any]:
         "ir_version": proto.ir_version,
         "opset": _opsets(proto),
         "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
-        "inputs": [_tensor(v, "input", path) for v in proto.graph.input],
-        "outputs": [_tensor(v, "output", path) for v in proto.graph.output],
+        "inputs": [_tensor(v) for v in proto.graph.input],
+        "outputs": [_tensor(v) for v in proto.graph.output],
         "dynamic_axes": {v.name: [d for d in _dims(v) if isinstance(d, str)]
                          for v in list(proto.graph.input) + list(proto.graph.output)},
         "nodes": len(proto.graph.node),
@@ -207,6 +208,9 @@ def render(d: dict[str, Any]) -> str:
         for io_kind in ("inputs", "outputs"):
             for v in d[io_kind]:
                 lines.append(f"  {io_kind[:-1]:6} {v['name']:10} {v['dtype']:8} {v['dims']}")
+                if "problem" in v:
+                    lines.append(f"  PROBLEM: graph {io_kind[:-1]} '{v['name']}' {v['problem']}; attn-export's "
+                                 "commands and TensorRT take tensors of the types onnx names")
         lines.append("  operators: " + ", ".join(f"{k} {v}" for k, v in d["operators"].items()))
         for key in ("exporter", "opset", "source_sha256", "labels"):
             if key in d["metadata"]:

@@ -261,15 +261,27 @@ def test_an_intact_listing_still_unpacks(bundle: Path, tmp_path: Path) -> None:
 # inspect of an ONNX file whose input is not a tensor
 
 
-def test_inspect_an_onnx_file_with_a_sequence_input(tmp_path: Path) -> None:
+def test_inspect_describes_graph_io_that_is_not_a_tensor(tmp_path: Path) -> None:
+    """inspect describes such a file (exit 0) and says what each odd input or output is, as ``--target`` reads
+    it; it refused the whole file before (found by attacking)."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_sequence_value_info("x", TensorProto.FLOAT, None)
     n = helper.make_tensor_value_info("n", TensorProto.INT64, [])
-    graph = helper.make_graph([helper.make_node("SequenceLength", ["x"], ["n"])], "g", [x], [n])
+    odd = helper.make_tensor_value_info("odd", TensorProto.INT64, [2])
+    odd.type.tensor_type.elem_type = 99  # a type no onnx names
+    graph = helper.make_graph([helper.make_node("SequenceLength", ["x"], ["n"]),
+                               helper.make_node("Constant", [], ["odd"], value_ints=[1, 2])], "g", [x], [n, odd])
     path = tmp_path / "sequence.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    line = _one_error_line(cli("inspect", str(path)))
-    assert line == (f"Error: {path}: graph input 'x' is a sequence, not a tensor; expected an ONNX model whose "
-                    "inputs and outputs are tensors (attn-export's x, lengths, logits, attention)")
+    result = cli("inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "  PROBLEM: graph input 'x' is a sequence, not a tensor; attn-export's commands and TensorRT take " \
+           "tensors of the types onnx names" in result.stdout.splitlines()
+    assert "  PROBLEM: graph output 'odd' has element type 99, which onnx" in result.stdout
+    assert "  PROBLEM: graph output 'n'" not in result.stdout
+    described = json.loads(cli("inspect", str(path), "--json").stdout)
+    assert described["inputs"] == [{"name": "x", "dtype": "sequence", "dims": [], "problem": "is a sequence, not a "
+                                    "tensor"}]
+    assert [o.get("problem", "")[:26] for o in described["outputs"]] == ["", "has element type 99, which"]
