@@ -135,7 +135,11 @@ ROWS: dict[str, Row] = {
     # --- usage: options and values (typer/click) -----------------------------------------------
     "unknown-command": Row(("frobnicate",), 2, "No such command"),
     "train-unknown-option": Row(("train", "{d}", "--bogus"), 2, "No such option: --bogus (Possible options: --out)"),
-    "export-opset-99": Row(("export", "{d}", "--opset", "99"), 2, "export.opset = 99 is out of range"),
+    # the option's name, not the recipe key it overrides (found by attacking: "export.opset = 5 is out of range")
+    "export-opset-99": Row(("export", "{d}", "--opset", "99"), 2,
+                           "Invalid value for '--opset': Input should be less than or equal to 21 (got '99')"),
+    "export-opset-5": Row(("export", "{d}", "--opset", "5"), 2,
+                          "Invalid value for '--opset': Input should be greater than or equal to 17 (got '5')"),
     "export-opset-abc": Row(("export", "{d}", "--opset", "abc"), 2, "Invalid value for '--opset'"),
     "export-exporter-foo": Row(("export", "{d}", "--exporter", "foo"), 2, "'foo'"),
     "quantize-calib-0": Row(("quantize", "{d}", "--int8", "--method", "qdq", "--calib-samples", "0"), 2,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..runtime.trt.readiness import EXPORT_OPSETS
 from .common import DirArg, JsonOpt, console, print_json, progress_bar
 from .verify import ThreadsOpt
 
@@ -22,7 +23,8 @@ class Exporter(str, Enum):
 def command(
     directory: DirArg = Path("artifacts"),
     opset: Annotated[int | None, typer.Option(
-        "--opset", help="ONNX opset (default: the recipe's export.opset, 17: widest TensorRT reach).")] = None,
+        "--opset", min=EXPORT_OPSETS[0], max=EXPORT_OPSETS[1],
+        help="ONNX opset (default: the recipe's export.opset, 17: widest TensorRT reach).")] = None,
     exporter: Annotated[Exporter | None, typer.Option(
         "--exporter", help="PyTorch exporter (default: the recipe's export.exporter).")] = None,
     stream: Annotated[bool, typer.Option(
