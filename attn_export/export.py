@@ -13,13 +13,12 @@ directory as it was.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,32 +50,49 @@ class ExportResult:
     cases: list[CaseResult] = field(default_factory=list)
 
 
+# the loggers PyTorch's exporters say their progress and notes through (onnxscript: "version conversion is
+# not supported ... fallback is enabled" at every dynamo export below opset 18)
+_EXPORTER_LOGGERS = ("torch.onnx", "onnxscript")
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Around ``torch.onnx.export`` (given ``verbose=False``): its warnings and its loggers' notes below ERROR
+    are not shown. The process's stdout and stderr are left alone: they were redirected here, which took
+    whatever another thread of a library user printed meanwhile (found by review)."""
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _torch_export(model: Any, spec: IOSpec, path: Path, opset: int, exporter: str) -> None:
     import torch
 
     x = torch.randn(2, 5, spec.features)
     lengths = torch.tensor([5, 3], dtype=torch.int64)  # mixed lengths: the padded path gets traced
     names = dict(input_names=[t.name for t in spec.inputs], output_names=list(spec.output_names))
-    quiet = io.StringIO()
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)  # the dynamo exporter logs opset and torchvision notes as warnings
     model.bidirectional_impl = "reversed"  # the portable form: no LSTM takes a runtime sequence_lens
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            warnings.simplefilter("ignore")
+        with quiet_exporter():
             if exporter == "torchscript":
-                torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=False,
+                torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=False, verbose=False,
                                   dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, **names)
             else:
                 batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-                torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=True,
+                torch.onnx.export(model, (x, lengths), str(path), opset_version=opset, dynamo=True, verbose=False,
                                   dynamic_shapes={"x": {0: batch, 1: seq}, "lengths": {0: batch}},
                                   external_data=False, **names)
                 _fold_weights(path)
     finally:
         model.bidirectional_impl = "packed"
-    onnx_logger.setLevel(level)
 
 
 # Larger than any weight a model may have (an LSTM of 8192 units: 4 * 8192 * 8192 values in R).

@@ -34,6 +34,7 @@ from torch.nn import functional
 
 from . import __version__
 from .errors import BadInput, ParityError, WorkFailed
+from .export import quiet_exporter
 from .model import MASK_FILL, AttentionLSTM, torch_threads, valid_max
 from .portability import make_portable
 from .runtime import store
@@ -114,10 +115,6 @@ _PARITY_LENGTHS = (1, 9, 33)
 
 
 def _torch_export(cell: StreamCell, spec: IOSpec, path: Path, opset: int) -> None:
-    import contextlib
-    import io
-    import warnings
-
     batch = 2
     example = []
     for t in spec.inputs:
@@ -125,10 +122,8 @@ def _torch_export(cell: StreamCell, spec: IOSpec, path: Path, opset: int) -> Non
         example.append(torch.tensor([5, 3]) if t.name == "lengths" else
                        torch.randn(*shape) if t.name == "x" else torch.zeros(*shape))
     axes = {t.name: {i: d for i, d in enumerate(t.dims) if isinstance(d, str)} for t in spec.inputs + spec.outputs}
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(cell, tuple(example), str(path), opset_version=opset, dynamo=False,
+    with quiet_exporter():
+        torch.onnx.export(cell, tuple(example), str(path), opset_version=opset, dynamo=False, verbose=False,
                           input_names=[t.name for t in spec.inputs], output_names=list(spec.output_names),
                           dynamic_axes=axes, do_constant_folding=True)
 

@@ -139,6 +139,33 @@ def test_a_second_dynamo_export_in_one_process_is_refused_not_frozen(tmp_path: P
             assert dims[1].dim_param == "seq"
 
 
+def test_export_prints_nothing_and_leaves_other_threads_output_alone(tmp_path: Path,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """The API never prints, and it does not take the process's stdout to stay quiet: a thread of the library
+    user printing during the export keeps every line (found by review: stdout and stderr were redirected)."""
+    import threading
+
+    directory = make_dir(tmp_path / "m", VARIANTS["linear"])
+    done, printed = threading.Event(), []
+
+    def chatter() -> None:
+        while not done.is_set():
+            printed.append(f"tick {len(printed)}")
+            print(printed[-1], flush=True)
+            done.wait(0.002)
+
+    talker = threading.Thread(target=chatter)
+    talker.start()
+    try:
+        export_onnx(directory, parity_max_seq=64)
+    finally:
+        done.set()
+        talker.join()
+    out, err = capfd.readouterr()
+    assert len(printed) > 10 and out.splitlines() == printed  # ticks during the export's seconds included
+    assert err == ""
+
+
 @pytest.fixture(scope="module")
 def bidirectional_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = make_dir(tmp_path_factory.mktemp("bi"), VARIANTS["bidirectional-2layer"], seed=1)
