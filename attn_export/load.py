@@ -17,7 +17,8 @@ the LSTM's output size (hidden size, doubled when bidirectional), the roles are:
 * ``key`` + ``energy``: the additive score ``v . tanh(W h_t + b)``: ``key`` is W, a Linear(D, A), and
   ``energy`` is v, a Linear(A, 1) or a parameter of shape (A,), (1, A) or (A, 1) (a bias of v adds the same
   to every step's score, which the softmax ignores: it is dropped);
-* ``head``: a Linear(D, C) on the context vector; without one the model returns the context itself.
+* ``head``: a Linear(D, C) on the context vector; without one the model returns the context itself;
+* ``none``: a part that is not the model's, left out (only ``--map`` gives this role).
 
 Every part must take a role, and the model needs an LSTM and a score (``score`` or ``key`` + ``energy``).
 Of all assignments of roles to the parts that fit their shapes, exactly one must remain, or ``--map
@@ -34,10 +35,9 @@ classes. A .safetensors file keeps no order (safetensors returns its keys in an 
 runs: they are sorted here), so its Conv1d layers run in the one order whose channels chain; nor does a loose
 parameter, which comes before its module's submodules.
 
-An additive reading with a head is also a score and a two-Linear head (Linear, activation, Linear) whenever
-its one-output head (beside a Linear v), or a v of shape (1, D), could be the score: ``--map`` must confirm
-it (for a v of shape (1, D), unless a torch file stores W, v and the head in that order); the model has no
-two-Linear head. A loss function's weights kept in the state_dict (a Lightning
+The one reading that fits is refused, unless ``--map`` confirms it, where the same shapes are a model
+attn-export does not have (``_doubtful``): a score and a two-Linear head, a score and a head beside a tensor
+of something else, a dot-product score with a learned query, an embedding. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
 
@@ -67,7 +67,7 @@ from .train import refuse_unread_model_keys
 
 __all__ = ["Layout", "load_checkpoint", "parse_mapping", "recognise", "state_dict_to_model"]
 
-_ROLE_LIST = "lstm, conv, conv.N (N = 0, 1, ...), score, key, energy, head"
+_ROLE_LIST = "lstm, conv, conv.N (N = 0, 1, ...), score, key, energy, head, none (not part of the model)"
 _CONV_INDEX = re.compile(r"conv\.(\d+)$")
 _LSTM_KEY = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 # the complete models one LSTM (and its convs) can feed: an additive key + energy or a score, then a head;
@@ -82,6 +82,7 @@ _NEEDS = {
     "key": "a Linear(D, A) with A >= 2",
     "energy": "v, a Linear(A, 1) or a parameter of shape (A,), (1, A) or (A, 1)",
     "head": "a Linear(D, C)",
+    "none": "anything: left out, the model's outputs then never read it",
 }
 
 
@@ -159,6 +160,7 @@ class Layout:
     energy: _Part | None
     head: _Part | None
     left_out: tuple[str, ...] = ()  # a loss function's weights kept in the state_dict (``_loss_weight``)
+    unused: tuple[str, ...] = ()  # what ``--map NAME=none`` left out
 
 
 @store.writes_directory("load")
@@ -302,7 +304,8 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
     roles = _mapped_roles(parts, mapping)
     left_out = tuple(p.name for p in parts if p.kind == "param" and p.name not in roles and _loss_weight(p.name))
-    parts = [p for p in parts if p.name not in left_out]
+    unused = tuple(name for name, role in roles.items() if role == "none")
+    parts = [p for p in parts if p.name not in left_out and p.name not in unused]
     lstms = [p for p in parts if p.kind == "lstm"]
     projected = next((k for k in state if re.search(r"(^|\.)weight_hr_l\d+(_reverse)?$", k)), None)
     if projected is not None:
@@ -345,7 +348,8 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     if not readings:
         given = " with the --map roles given" if mapping else ""
         problem = (f"no layout fits {', '.join(p.name for p in items)}{given}: the model needs a score, and every "
-                   "part a role") if items else "no score after the LSTM"
+                   "part a role (--map NAME=none leaves out one that is not the model's)") if items else \
+            "no score after the LSTM"
         raise _unrecognised(origin, problem, parts, d)
     if len(readings) > 1:
         shown = "; or ".join(" + ".join(f"{role} {part.name}" for role, part in r.items()) for r in readings)
@@ -353,13 +357,13 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
                             example)
     reading = readings[0]
-    doubt = _doubtful(reading, parts, roles, d, ordered)
+    doubt = _doubtful(reading, parts, roles, d, ordered, feeds)
     if doubt is not None:
         example = " ".join(f"--map {part.name}={role}" for role, part in reading.items())
-        raise DataError(f"{origin}: the one layout that fits reads {doubt}, which the model does not have; "
-                        f"expected an additive score and a one-Linear head: if that is what it is, say so: {example}")
+        raise DataError(f"{origin}: the one layout that fits reads {doubt}; expected a layout the model has: if "
+                        f"the first is what it is, say so: {example}")
     return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"),
-                  left_out)
+                  left_out, unused)
 
 
 def state_dict_to_model(layout: Layout, base: ModelConfig) -> AttentionLSTM:
@@ -478,7 +482,7 @@ def _mapped_roles(parts: list[_Part], mapping: Sequence[tuple[str, str]]) -> dic
                 raise DataError(f"--map {prefix}={role}: {part.name} is already mapped to {roles[part.name]}; "
                                 "expected one role per part")
             roles[part.name] = role
-    for role in {r for r in roles.values() if r != "conv"}:
+    for role in {r for r in roles.values() if r not in ("conv", "none")}:
         holders = [name for name, r in roles.items() if r == role]
         if len(holders) > 1:
             raise DataError(f"--map gives the role {role} to {' and '.join(holders)}; expected one part per role")
@@ -502,8 +506,10 @@ def _fits(part: _Part, role: str, d: int) -> bool:
     return inp == d and (role == "head" or (role == "score" and out == 1) or (role == "key" and out >= 2))
 
 
-_LOSS_MODULE = re.compile(r"(.*_)?(loss|losses|lossfn|criterion|criteria)(_.*)?")  # criterion, ce_loss, loss_fn
-_LOSS_WEIGHT = re.compile(r"(class|pos|label|sample)_?weights?")
+# criterion, ce_loss, loss_fn; a loss named by its kind (``self.ce = nn.CrossEntropyLoss(weight=...)``: found by
+# attacking, ``ce.weight`` was read as an additive v)
+_LOSS_MODULE = re.compile(r"(.*_)?(loss|losses|lossfn|criterion|criteria|ce|bce|nll|xent|focal)(_.*)?")
+_LOSS_WEIGHT = re.compile(r"(class|pos|label|sample|loss)_?weights?")
 
 
 def _loss_weight(name: str) -> bool:
@@ -549,25 +555,51 @@ def _readings(items: list[_Part], d: int, roles: dict[str, str]) -> list[dict[st
 
 
 def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, str], d: int,
-              ordered: bool) -> str | None:
-    """What else an additive reading with a head may be, when nothing but its shapes speaks for it: the same
-    shapes are a score and a two-Linear head (Linear, activation, Linear), which the model does not have
-    (found by attacking: ``attention`` Linear(D, 1), ``fc1`` Linear(D, K), ``fc2`` Linear(K, 1) was read as
-    W ``fc1``, v ``fc2`` and a binary head ``attention``, and verify passed it). A one-output head could be
-    that score, with the key and a Linear v the two Linears, whatever the order (a module may make its head
-    before its attention: found by review); a loose v is no Linear of a head. A v of shape (1, D) could be it,
-    with the key and head the two Linears, unless a torch file stores key, energy and head in that order (a
-    score stored first is that score). None when ``--map`` gives any of them a role (the user said which it
-    is), or no score can hide in it."""
+              ordered: bool, feeds: int) -> str | None:
+    """What else the one reading that fits may be, when nothing but its shapes speaks for it: the same shapes
+    read as something the model does not have, so that an import would compute another model, which verify
+    would pass. None when ``--map`` gives any part of the reading a role (the user said which it is), or no
+    other model can hide in it:
+
+    * an additive score and a one-output head are also a score and a two-Linear head (Linear, activation,
+      Linear) whenever that head and a Linear v could be the two Linears, whatever the order (``attention``
+      Linear(D, 1), ``fc1`` Linear(D, K), ``fc2`` Linear(K, 1) was read as W ``fc1``, v ``fc2`` and a binary
+      head ``attention``, and verify passed it: found by attacking; a module may make its head before its
+      attention: found by review); or a v of shape (1, D), with the key and head the two Linears, unless a
+      torch file stores key, energy and head in that order (a score stored first is that score);
+    * with a v that is a loose parameter, a one-output head is also a score, the key a head and v a tensor of
+      something else (a loss weight under another name, a prior, a bias: found by attacking, ``ce.weight``
+      of C values beside a score and a head of C classes was read as an additive v); a loose parameter's
+      place in a file says nothing (a module's own parameters come before its children's);
+    * an additive score without a head, whose v is a loose parameter of D values and whose key is a
+      Linear(D, D), is also a dot-product score with a learned query and a head (found by attacking);
+    * in a .safetensors file, which keeps no order, a head without a bias whose shape could feed the LSTM is
+      also an embedding table (found by attacking: ``nn.Embedding(V, D)`` was read as a head of V classes,
+      which a torch file's order refuses)."""
     key, energy, head = reading.get("key"), reading.get("energy"), reading.get("head")
-    if key is None or energy is None or head is None or any(p.name in roles for p in (key, energy, head)):
+    if any(p.name in roles for p in reading.values()):
+        return None
+    if head is not None and not ordered and head.bias is None and _could_feed(head, feeds):
+        return (f"{head.name} as a head without a bias; the same shape is an embedding table {_shape(head.weight)} "
+                f"feeding the LSTM's input of {feeds}, which the model does not have")
+    if key is None or energy is None:
+        return None
+    additive = f"{key.name} + {energy.name} as an additive score"
+    if head is None:
+        if energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d):
+            return (f"{additive} and no head; the same shapes are a dot-product score with {energy.name} as its "
+                    f"learned query and a head {key.name}, which the model does not have")
         return None
     if _fits(head, "score", d) and energy.kind == "linear":
-        return (f"{key.name} + {energy.name} as an additive score and {head.name} as a one-output head; the same "
-                f"shapes are a score {head.name} and a two-Linear head {key.name} -> {energy.name}")
+        return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name} and a "
+                f"two-Linear head {key.name} -> {energy.name}, which the model does not have")
+    if _fits(head, "score", d) and energy.kind == "param":
+        return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
+                f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
+                f"--map {energy.name}=none would leave out")
     if _fits(energy, "score", d) and not (ordered and parts.index(key) < parts.index(energy) < parts.index(head)):
-        return (f"{key.name} + {energy.name} as an additive score and {head.name} as the head; the same shapes are "
-                f"a score {energy.name} and a two-Linear head {key.name} -> {head.name}")
+        return (f"{additive} and {head.name} as the head; the same shapes are a score {energy.name} and a two-Linear "
+                f"head {key.name} -> {head.name}, which the model does not have")
     return None
 
 
@@ -680,6 +712,8 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         parts.append(f"head '{layout.head.name}' {cfg.head} {model.num_outputs} output{'s' if model.num_outputs > 1 else ''}")
     if layout.left_out:
         parts.append(f"left out {' and '.join(layout.left_out)} (a loss function's weights, not the model's)")
+    if layout.unused:
+        parts.append(f"left out {' and '.join(layout.unused)} (--map none: never read by the model)")
     return ", ".join(parts)
 
 

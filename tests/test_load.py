@@ -330,7 +330,8 @@ def test_parts_stored_before_the_lstm_that_cannot_feed_it_import(tmp_path: Path)
         load_checkpoint(tmp_path / "p.pt", tmp_path / "art3", Recipe(), ["proj=score"])  # mapped: read by shape
 
 
-@pytest.mark.parametrize("name", ["focal_loss.alpha", "ce_loss.weight", "loss_function.weight"])
+@pytest.mark.parametrize("name", ["focal_loss.alpha", "ce_loss.weight", "loss_function.weight", "ce.weight",
+                                  "nll.weight", "xent.weight", "bce.pos_weight", "loss_weights"])
 def test_loss_modules_named_otherwise_are_left_out_too(tmp_path: Path, name: str) -> None:
     torch.manual_seed(9)
     user = ScoreAndHead()
@@ -338,6 +339,69 @@ def test_loss_modules_named_otherwise_are_left_out_too(tmp_path: Path, name: str
     summary = load_checkpoint(tmp_path / "user.pt", tmp_path / "art", Recipe())
     _assert_same(user, load_model(tmp_path / "art")[0])
     assert f"left out {name} (a loss function's weights, not the model's)" in summary
+
+
+@pytest.mark.parametrize("name", ["class_prior", "logit_bias", "extra.v"])
+def test_a_loose_vector_beside_a_score_and_a_head_is_not_read_as_an_additive_v(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """Found by attacking: a vector of C values under a name that is no loss function's, beside a score and a
+    head of C classes, was read as W = the head, v = the vector and a binary head = the score, and verify
+    passed it. It is refused, naming both readings; ``--map NAME=none`` leaves it out, and the import is then
+    the user's module."""
+    torch.manual_seed(9)
+    user = ScoreAndHead()
+    state = _state(user, **{name: torch.tensor([1.0, 2.0, 0.5])})
+    line = _error(tmp_path, state, capsys=capsys)
+    assert (f"reads fc + {name} as an additive score and attention as a one-output head; the same shapes are a "
+            f"score attention, a head fc and {name} a tensor of something else") in line, line
+    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--map", f"{name}=none"]) == 0
+    _assert_same(user, load_model(tmp_path / "art")[0])
+    assert f"left out {name} (--map none: never read by the model)" in capsys.readouterr().err
+
+
+class DotQuery(nn.Module):
+    """A dot-product score with a learned query (``h_t . q``) and a head Linear(D, D): not the model's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.query = nn.Parameter(torch.randn(H))
+        self.fc = nn.Linear(H, H)
+
+
+def test_a_dot_product_query_and_a_square_head_is_not_read_as_an_additive_score(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: read as W ``fc`` and v ``query`` with no head, the same output size, and verify
+    passed it while every output differed."""
+    torch.manual_seed(9)
+    line = _error(tmp_path, _state(DotQuery()), capsys=capsys)
+    assert ("reads fc + query as an additive score and no head; the same shapes are a dot-product score with "
+            "query as its learned query and a head fc, which the model does not have") in line, line
+    assert line.endswith("--map fc=key --map query=energy")
+    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--map", "fc=key",
+                 "--map", "query=energy"]) == 0  # said to be additive: read so
+
+
+def test_a_bias_free_head_that_could_be_an_embedding_needs_map_in_a_safetensors_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: a .safetensors file keeps no order, so an ``nn.Embedding(V, D)`` that a torch file
+    refuses (stored before the LSTM) was read as a head of V classes."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(9)
+    user = Embedded()
+    save_file(user.state_dict(), str(tmp_path / "user.safetensors"))
+    assert main(["load", str(tmp_path / "user.safetensors"), str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert "emb as a head without a bias; the same shape is an embedding table (50, 12) feeding the LSTM's input " \
+           "of 12" in err and not (tmp_path / "art").exists()
+    assert main(["load", str(tmp_path / "user.safetensors"), str(tmp_path / "art"), "--map", "emb=none"]) == 0
+    ours = load_model(tmp_path / "art")[0]
+    x = torch.randn(B, T, H)  # what the embedding would have fed the LSTM
+    with torch.no_grad():
+        out, _ = user.lstm(x)
+        weights = torch.softmax(user.fc(out), dim=1)
+        torch.testing.assert_close(ours(x, torch.full((B,), T))[0], (weights * out).sum(1), atol=1e-6, rtol=1e-5)
 
 
 def _error(tmp_path: Path, state: dict[str, torch.Tensor], *args: str,
@@ -735,7 +799,8 @@ def test_an_additive_score_with_a_one_output_head_is_read_once_mapped_or_by_its_
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With a Linear v its shapes are also a score and a two-Linear head, in whatever order a module made them
     (found by review: a module making its MLP head before its score stores them as W, v, head), so --map says
-    which; a v that is a loose parameter is no Linear of a head (found by review: it had been refused too)."""
+    which; so does a v that is a loose parameter, whose one-output head is also a score beside a head and a
+    tensor of something else (found by attacking)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(9)
@@ -753,10 +818,12 @@ def test_an_additive_score_with_a_one_output_head_is_read_once_mapped_or_by_its_
     torch.save(mlp_first.state_dict(), tmp_path / "mlp_first.pt")
     assert main(["load", str(tmp_path / "mlp_first.pt"), str(tmp_path / "mlp_first")]) == 2
     assert "a score attention and a two-Linear head fc1 -> fc2" in capsys.readouterr().err
-    loose = Additive(v_as_parameter=True)
+    loose = Additive(v_as_parameter=True)  # a loose v: also a score, a head and a tensor of something else
     loose.classifier = nn.Linear(H, 1)
     save_file(loose.state_dict(), str(tmp_path / "loose.safetensors"))
-    assert main(["load", str(tmp_path / "loose.safetensors"), str(tmp_path / "loose")]) == 0
+    assert main(["load", str(tmp_path / "loose.safetensors"), str(tmp_path / "loose")]) == 2
+    assert "a score classifier, a head W and v a tensor of something else" in capsys.readouterr().err
+    assert main(["load", str(tmp_path / "loose.safetensors"), str(tmp_path / "loose"), "--map", "classifier=head"]) == 0
     _assert_same(loose, load_model(tmp_path / "loose")[0])
 
 
