@@ -371,19 +371,54 @@ def test_a_hand_edited_verify_json_cannot_launder_a_failure(verified_once: Path,
     assert verdict["passed"] is False and "tract-cpu" in verdict["failed_backends"]
     said = " ".join(later.stderr.split())
     assert "tract-cpu model.onnx not carried: it says passed, but the verdict in manifest.json recorded it failed" in said
-    assert "stays failed until tract-cpu runs it again" in said
+    assert "stays failed until tract-cpu judges it again" in said
 
 
-def device_verify(directory: Path, *args: str, unavailable: str | None = None) -> subprocess.CompletedProcess:
+def device_verify(directory: Path, *args: str, unavailable: str | None = None,
+                  prelude: str = "") -> subprocess.CompletedProcess:
     """The device's verify (``python -m attn_export.runtime verify``: reference.npz alone, no test split), with
-    the backend ``unavailable`` reported as not installed in that process only."""
-    code = ("import sys\n"
+    the backend ``unavailable`` reported as not installed in that process only, after the code ``prelude``."""
+    code = ("import sys\n" + prelude
             + (f"from attn_export.runtime.backends import get\n"
                f"get({unavailable!r}).available = classmethod(lambda cls: 'not installed (simulated)')\n"
                if unavailable else "")
             + "from attn_export.runtime.cli import main\n"
             + f"sys.exit(main(['verify', {str(directory)!r}, *{list(args)!r}]))\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+# ONNX Runtime as 1.11 (JetPack 5's older wheels) met every graph: "opset 17 is under development"
+OLD_ORT = ("import onnxruntime\n"
+           "onnxruntime.__version__ = {version!r}\n"
+           "def refuses(*args, **kwargs):\n"
+           "    raise RuntimeError('[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Failed to load model with error: "
+           "Current official support for domain ai.onnx is till opset 16.')\n"
+           "onnxruntime.InferenceSession = refuses\n")
+
+
+def test_an_onnx_runtime_older_than_the_floor_judges_nothing_and_records_nothing(verified_once: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Found by attacking on Python 3.8: ONNX Runtime 1.11 refused every graph (opset 17), verify recorded
+    failures, and after an upgrade the INT8 Q/DQ files stayed failed (the host's verdict was gone). Now a
+    runtime older than ORT_MIN that cannot load a file is "not available here" (exit 3, one line, nothing
+    recorded), while the same refusal from a current ONNX Runtime stays a failure of the file. A stand-in: the
+    version string and the refusal are 1.11's, set in the child process; it does not prove what a real 1.11
+    does with other graphs."""
+    from attn_export.runtime.backends.onnxrt import ORT_MIN
+
+    directory = copy(verified_once, tmp_path)
+    before = (store.read_manifest(directory), document(directory))
+    old = device_verify(directory, "--backends", "ort-cpu", prelude=OLD_ORT.format(version="1.11.1"))
+    lines = old.stderr.strip().splitlines()
+    assert old.returncode == 3 and len(lines) == 1, old.stderr
+    assert lines[0].startswith(f"Error: no backend could run anything here: ort-cpu: ONNX Runtime 1.11.1, older than "
+                               f"{ORT_MIN} (the oldest the device package is tested with), cannot load "), lines
+    assert lines[0].endswith(f"expected onnxruntime>={ORT_MIN} (in a bundle: python3 -m pip install -r "
+                             "requirements.txt) (and 2 more files alike)"), lines
+    assert (store.read_manifest(directory), document(directory)) == before
+    assert device_verify(directory).returncode == 0 and all(v["passed"] for v in verdicts(directory).values())
+    current = device_verify(directory, "--backends", "ort-cpu", prelude=OLD_ORT.format(version=ORT_MIN))
+    assert current.returncode == 1 and "ort-cpu model.onnx: cannot read: ONNX Runtime cannot load" in current.stderr
 
 
 def test_the_hosts_int8_verdict_stands_over_a_devices_pass_on_structure(verified_once: Path, tmp_path: Path) -> None:

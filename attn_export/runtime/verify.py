@@ -127,6 +127,8 @@ class TargetResult:
     # a carried row whose file this run ran too, on structure alone (a device's INT8): its decisions are the
     # host's, its structure passed here now (``merge``)
     structure_here: bool = field(default=False, repr=False)
+    # skipped because this machine's runtime cannot run it (NotAvailable when it was opened)
+    not_here: bool = field(default=False, repr=False)
     sha256: Optional[str] = None  # of the bytes this target ran (the store's): what a verdict is tied to
     # not run by this verify: carried over from an earlier verify.json (see ``carry``); the time of the run that
     # measured it (``VerifyResult.created``), kept when a row is carried again
@@ -532,7 +534,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     try:
         backend = target.open(store, threads, registry)
     except NotAvailable as e:  # an engine built for another GPU or TensorRT: not this machine's to judge
-        return TargetResult(target, status="skipped", reason=str(e))
+        return TargetResult(target, status="skipped", reason=str(e), not_here=True)
     except BadInput as e:  # the store will not vouch for it: never run, a failure
         row.fail(str(e))
         return row
@@ -545,6 +547,8 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     row.sha256 = backend.artifact.sha256
     try:
         backend.__enter__()
+    except NotAvailable as e:  # this runtime's version cannot judge it here (older than the one tested)
+        return TargetResult(target, status="skipped", reason=str(e), not_here=True)
     except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
         row.unreadable = str(e)
         foreign = _foreign_ops(backend.artifact)
@@ -1019,6 +1023,19 @@ def none_runs(targets: List[Target]) -> str:
             + "; ".join(f"{', '.join(backends)}: {reason}" for reason, backends in stopped.items()) + ")")
 
 
+def _none_ran(rows: List[TargetResult]) -> str:
+    """One line for "every runnable target was refused by its runtime when opened": each backend's first
+    reason, with how many files it refused (found by attacking: ONNX Runtime 1.11 refused every graph, and the
+    failures verify recorded stood after an upgrade)."""
+    refused: Dict[str, List[TargetResult]] = {}
+    for r in rows:
+        if r.not_here:
+            refused.setdefault(r.target.backend, []).append(r)
+    return "no backend could run anything here: " + " | ".join(
+        f"{backend}: {said[0].reason}" + (f" (and {len(said) - 1} more files alike)" if len(said) > 1 else "")
+        for backend, said in refused.items())
+
+
 def recorded_reference(s: Store, targets: List[Target]) -> ReferenceSet:
     """``reference.npz``, current in the store (made from the recorded weights, as the graphs were), its
     contents checked (``read_reference``), holding the budgets the targets' precisions need."""
@@ -1088,6 +1105,8 @@ def verify(
             row.hint = " or ".join(f"--set verify.{k}=..." for k in PRECISIONS[rule.precision].verify_keys) \
                 + " moves this verdict"
         rows.append(row)
+    if any(r.not_here for r in rows) and all(r.status == "skipped" for r in rows):
+        raise NotAvailable(_none_ran(rows))  # as when none is installed: nothing judged here, so no verdict
     _comparators_failed(rows)
     split = extra.split
     result = VerifyResult(
@@ -1131,7 +1150,8 @@ def verify(
     _carried_samples(s, result.attention_samples, rows)
     unresolved = _unresolved(s, rows)
     result.standing = [f"{b} {name}: {MANIFEST_FAILED} on these bytes and no row of this verify says otherwise; it "
-                       f"stays failed until {b} runs it again" for name, b in unresolved]
+                       f"stays failed until {b} judges it again" + _not_judged_now(rows, name, b)
+                       for name, b in unresolved]
     result.not_carried += result.standing
     result.passed = all(r.status != "failed" for r in rows) and not unresolved
     result.conformance = _conformance(s, rows, table)
@@ -1208,6 +1228,15 @@ def _decisions_unjudged(row: TargetResult) -> TargetResult:
         f"not judged: {precision} is judged by its decisions on the test split, which only the host has, and "
         f"no verdict of the host's stands for these bytes (its structure on the sweep passed here): run "
         f"attn-export verify on the host, then bundle again"))
+
+
+def _not_judged_now(rows: List[TargetResult], name: str, backend: str) -> str:
+    """Why ``backend``'s row of ``name`` in this verify was skipped ("" when it has none): the failure it leaves
+    standing is then said with what would judge it (found by attacking: a device's INT8 Q/DQ, run here but
+    judged by the host's decisions only, "stays failed until ort-cpu runs it again" after ort-cpu ran it)."""
+    reason = next((r.reason for r in rows if r.status == "skipped" and r.target.backend == backend
+                   and str(r.target.artifact) == name and r.reason), None)
+    return f" ({backend} did not judge it now: {reason})" if reason else ""
 
 
 def _unresolved(s: Store, rows: List[TargetResult]) -> List[Tuple[str, str]]:

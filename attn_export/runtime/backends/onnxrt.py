@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from ...errors import BadInput, NotAvailable, WorkFailed
+from ...errors import BadInput, NotAvailable, WorkFailed, printable
 from ..limits import missing
 from ..onnxfile import refuse_known_crash
+from ..trt.precision import parse_version
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -67,7 +68,15 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
         if artifact.made:  # a graph this process just made: the work failed, nothing the user gave was bad
             raise WorkFailed(f"ONNX Runtime cannot load the {artifact.name} just made (not written) on {first}: "
                              f"{str(e).splitlines()[0]}") from None
-        raise BadInput(f"ONNX Runtime cannot load {artifact.path} on {first}: {str(e).splitlines()[0]}") from None
+        why = str(e).splitlines()[0]
+        # an ONNX Runtime older than the one tested: not the file's fault, and not a verdict on it (found by
+        # attacking: 1.11's refusal of opset 17 was a failure verify recorded, which a newer one could not clear)
+        if parse_version(onnxruntime.__version__) < parse_version(ORT_MIN):
+            raise NotAvailable(f"ONNX Runtime {onnxruntime.__version__}, older than {ORT_MIN} (the oldest the device "
+                               f"package is tested with), cannot load {artifact.path} on {first} "
+                               f"({printable(why, 160)}); expected onnxruntime>={ORT_MIN} (in a bundle: python3 -m pip "
+                               "install -r requirements.txt)") from None
+        raise BadInput(f"ONNX Runtime cannot load {artifact.path} on {first}: {why}") from None
     if first not in session.get_providers():
         raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")
     session.disable_fallback()  # a provider failing at run time is an error here, never a quiet rerun on the CPU

@@ -159,7 +159,8 @@ class Store:
         if archive is None and not self.directory.is_dir():
             if self.directory.exists():  # a bundle or another file where a directory is needed
                 raise BadInput(f"{self.directory} is a file; expected an artefact directory here (a bundle: "
-                               "unbundle it first, attn-export unbundle or tar xzf)")
+                               "unbundle it first: attn-export unbundle on the host, python3 -m "
+                               "attn_export.runtime unpack on a device, or tar xzf)")
             raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
                                       f"{MADE_BY[MODEL_JSON]} first")
         self._bytes: Dict[str, Optional[bytes]] = {}
