@@ -510,6 +510,70 @@ def test_a_stream_shared_by_threads_loses_no_chunk(streamed: Path) -> None:
         shared.reset()
 
 
+@pytest.mark.parametrize("backend", ["openvino-cpu", "tract-cpu"])
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_a_runtime_of_one_call_at_a_time_takes_predict_and_push_in_turn(
+        streamed: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: one predict and one push at once on an OpenVINO Predictor hung the process for good
+    (both threads inside OpenVINO's infer, 0 % CPU), about one run in three; the stream graph's session had a
+    lock of its own. It shares the predictor's now: a push waits for the predict it meets. A double holds the
+    predict inside the runtime until the push has had time to start; it proves the order, not the hang (which
+    this machine no longer reproduced)."""
+    import threading
+
+    if REGISTRY[backend].available() is not None:
+        pytest.skip(f"needs {backend}: {REGISTRY[backend].available()}")
+    cls = REGISTRY[backend]
+    run, inside, release, order = cls._run, threading.Event(), threading.Event(), []
+
+    def held(self, feeds):  # type: ignore[no-untyped-def]
+        order.append(f"in {self.artifact.name}")
+        if self.artifact.name == "model.onnx":
+            inside.set()
+            release.wait(30)
+        out = run(self, feeds)
+        order.append(f"out {self.artifact.name}")
+        return out
+
+    monkeypatch.setattr(cls, "_run", held)
+    x = _sequences(streamed, [3], seed=2)[0]
+    with Predictor.load(streamed, backend=backend, allow_unverified=True) as predictor:
+        stream = predictor.stream()
+        predicting = threading.Thread(target=predictor.predict, args=([x],))
+        predicting.start()
+        assert inside.wait(30)
+        pushing = threading.Thread(target=stream.push, args=(x,))
+        pushing.start()
+        pushing.join(0.5)  # without the shared lock the push ran now, inside the predict
+        release.set()
+        predicting.join(30)
+        pushing.join(30)
+    assert order == ["in model.onnx", "out model.onnx", "in model.stream.onnx", "out model.stream.onnx"], order
+
+
+@pytest.mark.parametrize("backend", ["openvino-cpu", "tract-cpu"])
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_a_predictor_closed_between_two_batches_says_so_on_every_runtime(streamed: Path, backend: str) -> None:
+    """Found by attacking: close() from another thread between two batches of one predict left OpenVINO's and
+    tract's next batch an AttributeError on None. A double closes the predictor as close() would have, right
+    after the first batch: deterministic, where two threads would race for the lock."""
+    if REGISTRY[backend].available() is not None:
+        pytest.skip(f"needs {backend}: {REGISTRY[backend].available()}")
+    x = _sequences(streamed, [3], seed=2)[0]
+    predictor = Predictor.load(streamed, backend=backend, allow_unverified=True)
+    real = predictor._infer
+
+    def then_closed(feeds):  # type: ignore[no-untyped-def]
+        out = real(feeds)
+        predictor._closed = True
+        predictor._backend.close()
+        return out
+
+    predictor._infer = then_closed  # type: ignore[method-assign]
+    with pytest.raises(BadInput, match="^this Predictor was closed while it predicted; load it again$"):
+        predictor.predict([x, x], batch_size=1)
+
+
 @pytest.mark.parametrize("streamed", ["linear"], indirect=True)
 def test_push_takes_the_numbers_predict_takes(streamed: Path) -> None:
     """Found by attacking: push read an object array of '0.5' strings or of bools as numbers, which predict

@@ -326,8 +326,10 @@ class Predictor:
         if opened is None:
             backend = cls(artifact, threads=threads)
             backend.__enter__()
+            # a runtime that runs one call at a time shares the predictor's lock: one predict and one push at
+            # once had hung OpenVINO for good (found by attacking: both threads in its infer, 0 % CPU)
             opened = self._streams[key] = (
-                backend, None if backend.name in CONCURRENT_BACKENDS else threading.Lock())
+                backend, None if backend.name in CONCURRENT_BACKENDS else self._lock or threading.Lock())
         empty = np.zeros(0, np.float32)
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
@@ -487,7 +489,11 @@ class Predictor:
         try:
             if self._lock is None:
                 return self._infer(feeds)
+            # close() may have taken the lock between two batches, and its backend is gone (found by attacking:
+            # OpenVINO's and tract's next batch was an AttributeError on None)
             with self._lock:
+                if self._closed:
+                    raise BadInput("this Predictor was closed while it predicted; load it again")
                 return self._infer(feeds)
         except WorkFailed:
             if self._closed:  # closed from another thread mid-predict: not a failure of the model (found by attacking)
