@@ -464,7 +464,8 @@ def _artefacts_section(s: Store) -> list[str]:
     """Every recorded artefact and what the store says of it now: the lineage and bytes this report stands on."""
     lines = ["## Artefacts", "", "What the manifest records and the current bytes support (`attn-export inspect "
              f"{s.directory}` for more):", ""]
-    for name in s.present():
+    lacking = set(s.lacking())  # recorded and gone: listed, as inspect lists them (found by attacking)
+    for name in [n for n in s.entries if n in lacking or n in s.present()]:
         trust = s.state(name)
         if not trust.current:
             lines.append(f"- not current: {_cell(trust.reason)}")
@@ -521,7 +522,8 @@ def write_report(directory: Path) -> Path:
         if test.get("accuracy") is not None:
             lines += [f"Trained model: test accuracy {test['accuracy']:.4f}{split}{on}"
                       f"{_training_run(trained)} (`{store.METRICS}`).", ""]
-    elif metrics.state != "missing":
+    # a recorded one removed is said (found by attacking: the line was gone); a loaded model never had one
+    elif metrics.state != "missing" or store.METRICS in s.lacking():
         lines += [f"Trained model: not shown: {_cell(metrics.reason)}.", ""]
     below = s.below_floor()
     if below:

@@ -544,6 +544,22 @@ def test_a_report_without_verify_json_does_not_say_never_verified(verified_once:
     assert "Verification results missing" in report.stdout + report.stderr
 
 
+def test_a_report_names_recorded_files_that_are_gone(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: with metrics.json deleted the report dropped its "Trained model" line and its
+    Artefacts entry without a word, while inspect said it was missing. Both now name it, with the command that
+    makes it, as a deleted graph is named."""
+    directory = copy(verified_once, tmp_path)
+    (directory / store.METRICS).unlink()
+    (directory / "model.fp16.onnx").unlink()
+    report = cli("report", str(directory))
+    assert report.returncode == 0, report.stderr
+    text = (directory / store.REPORT_MD).read_text()
+    gone = f"{directory / store.METRICS} is missing; run attn-export train first"
+    assert f"Trained model: not shown: {gone}." in text
+    artefacts = text.split("## Artefacts", 1)[1]
+    assert f"- not current: {gone}" in artefacts and "model.fp16.onnx is missing" in artefacts, artefacts
+
+
 def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: Path, tmp_path: Path) -> None:
     """Found by attacking: the console listed them under "not judged", the report did not, so a reader of
     report.md alone saw nothing of an INT8 graph that moved most sweep decisions."""
