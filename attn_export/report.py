@@ -13,6 +13,7 @@ marked *(carried)*, with the run that measured it; the earlier results it droppe
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -129,7 +130,11 @@ def truth_text(value: float, head: str, labels: Sequence[str]) -> str:
     class index), or a regression target."""
     if head in CLASSIFIERS:
         index = int(value)
-        return f"label {printable(labels[index], 40)}" if 0 <= index < len(labels) else f"class index {index}"
+        if not 0 <= index < len(labels):
+            return f"class index {index}"
+        shown = printable(labels[index], 40)
+        # a cut name gets its index too: two long names alike up to the cut read as one (found by attacking)
+        return f"label {shown}" + (f" (class {index})" if shown != printable(labels[index]) else "")
     return f"target {value:.4g}" if head == "regression" else ""
 
 
@@ -179,9 +184,13 @@ def attention_heatmaps(directory: Path, samples: dict[str, Any], head: str, labe
 
     if not samples["by_target"]:
         return None
-    fig = heatmap_figure(samples, head, labels, created, changed)
-    with store.atomic_path(directory / ATTENTION_PNG) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    # a label in a script the font lacks is drawn as boxes, not said on the console once per glyph (found by
+    # attacking: six matplotlib warnings with their source lines)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+        fig = heatmap_figure(samples, head, labels, created, changed)
+        with store.atomic_path(directory / ATTENTION_PNG) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
     return ATTENTION_PNG
 

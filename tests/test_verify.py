@@ -1078,6 +1078,22 @@ def test_heatmaps_name_each_sequences_true_label(tmp_path: Path, names: list) ->
         assert f"verify of {created}" in title and ("NOT CURRENT" in title) == changed
 
 
+def test_heatmap_titles_tell_long_labels_apart_and_draw_any_script_silently(tmp_path: Path) -> None:
+    """Found by attacking: two class names alike up to the title's cut read as one class on every panel, and a
+    label in a script the font lacks printed a matplotlib warning per glyph. A cut name gets its class index;
+    the figure is written without a warning (warnings are errors in this suite)."""
+    from attn_export.report import attention_heatmaps, truth_text
+
+    long = ["long class name " * 4 + end for end in "AB"]
+    titles = [truth_text(k, "classification", long) for k in (0, 1)]
+    assert titles[0] != titles[1] and titles[1].endswith("... (class 1)"), titles
+    assert truth_text(0, "classification", ["walk", "run"]) == "label walk"  # whole: no index
+    samples = {"indices": [3, 5], "lengths": [4, 4], "labels": [0, 1],
+               "by_target": {"ort-cpu model.onnx": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]}}
+    assert attention_heatmaps(tmp_path, samples, "classification", ["日本語クラス", "クラス"]) == "attention.png"
+    assert (tmp_path / "attention.png").stat().st_size > 0
+
+
 def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) -> None:
     """report.md's verify table said ort-cpu fp16 0.16 "of budget" where its conformance table, the console
     and verify.json said 0.18: verify.json's rows keep the sweep's cases only, so the report read back a
