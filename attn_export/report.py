@@ -317,11 +317,17 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     from .runtime.recommend import caveat, current, not_timed, verified_pairs
 
     rec = bench.get("recommended")
+    chosen, why_not = current(s)
+    # what a CPU bundle ships, said whatever bench picked (found by attacking: nothing was said when it picked
+    # nothing, or its bench.json had no pick at all)
+    ships = ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
+                 "recommended pair (its predict line; predict without --backend and --precision runs FP32)."
+             if chosen else f"`attn-export bundle --for cpu` recommends no pair: {why_not}."]
     if not rec:
-        return []
+        return ships
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
-        return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."]
+        return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."] + ships
     rule = (f"the pair to deploy: the fastest one `verify` had passed when bench ran, if it was at least "
             f"{rec['margin']:.2f}x {rec['default']}, else that default" if "margin" in rec
             else "the fastest pair `verify` had passed")
@@ -347,12 +353,7 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                      f"{'–' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} | "
                      f"{'–' if r.get('vs_default') is None else format(r['vs_default'], '.2f') + 'x'} | {_cell(now)} |")
     note = (rec.get("overall") or {}).get("note")
-    chosen, why_not = current(s)
-    lines += [""] + ([f"Overall: {note}.", ""] if note else []) + [
-        f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's recommended "
-        "pair (its predict line; predict without --backend and --precision runs FP32)."
-        if chosen else f"`attn-export bundle --for cpu` recommends no pair: {why_not}."]
-    return lines
+    return lines + ([""] + [f"Overall: {note}."] if note else []) + ships
 
 
 def _deployment_ranges(s: Store) -> dict[str, int]:

@@ -1028,7 +1028,8 @@ def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
     assert caveat(marked["b32 s16"]) == f"unsteady timing: a p90 {UNSTEADY + 1:.1f}x its p50"
     assert caveat({"ratio": 0.8}) == "torch-cpu (PyTorch eager) is faster here" and caveat(b1) == ""
     assert pick(rows, set()) == {"by_shape": {}, "overall": None, "reason": "ort-cpu model.onnx, what a CPU bundle "
-                                 "runs by default, has no passing verdict on these bytes to weigh a pick against"}
+                                 "runs by default, has no passing row in verify.json to weigh a pick against: run "
+                                 "attn-export verify with ort-cpu"}
     alone = pick([r for r in rows if r["backend"] != "ort-cpu"], verified)  # tract alone: nothing to weigh it against
     assert alone["overall"] is None and alone["by_shape"] == {}
     assert alone["reason"].startswith("bench did not time ort-cpu model.onnx, what a CPU bundle runs by default")

@@ -560,6 +560,24 @@ def test_a_report_names_recorded_files_that_are_gone(verified_once: Path, tmp_pa
     assert f"- not current: {gone}" in artefacts and "model.fp16.onnx is missing" in artefacts, artefacts
 
 
+def test_the_report_says_what_a_cpu_bundle_ships_when_bench_picked_nothing(verified_once: Path,
+                                                                           tmp_path: Path) -> None:
+    """Found by attacking: with a bench.json that picked nothing (the default not timed), or one without a
+    pick at all, neither the report nor its console said what `bundle --for cpu` ships, which bundle said."""
+    directory = copy(verified_once, tmp_path)
+    timed = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05")
+    assert timed.returncode == 0, timed.stderr
+    bench = json.loads((directory / store.BENCH_JSON).read_text())
+    for recommended, why in (({"cpu": "x", "by_shape": {}, "reason": "no verified pair was timed"}, "recommends no "
+                              "pair: "), (None, "recommends no pair: bench.json recommends nothing")):
+        store.write_json(directory / store.BENCH_JSON, {**bench, "recommended": recommended})
+        report = cli("report", str(directory))
+        assert report.returncode == 0, report.stderr
+        said = " ".join(report.stderr.split())
+        assert f"attn-export bundle --for cpu {why}" in said, said
+        assert f"`attn-export bundle --for cpu` {why}" in (directory / store.REPORT_MD).read_text()
+
+
 def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: Path, tmp_path: Path) -> None:
     """Found by attacking: the console listed them under "not judged", the report did not, so a reader of
     report.md alone saw nothing of an INT8 graph that moved most sweep decisions."""

@@ -168,7 +168,9 @@ def _no_default(timed: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str
     --backends left it out), or timed without a passing verdict."""
     name = f"{DEFAULT[0]} {DEFAULT[1]}"
     if any((r["backend"], r["artifact"]) == DEFAULT for r in timed) and DEFAULT not in verified:
-        return f"{name}, what a CPU bundle runs by default, has no passing verdict on these bytes to weigh a pick against"
+        # a pair's row, not the file's verdict: another backend may have passed the file (found by attacking)
+        return (f"{name}, what a CPU bundle runs by default, has no passing row in verify.json to weigh a pick "
+                f"against: run attn-export verify with {DEFAULT[0]}")
     return (f"bench did not time {name}, what a CPU bundle runs by default, so no pick could be weighed against it "
             f"(time it too: --backends {DEFAULT[0]},...)")
 
