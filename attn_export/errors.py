@@ -131,12 +131,15 @@ _HINTS = {
     errno.EFBIG: "expected a file size the limits allow (ulimit -f, the file system's largest file; nothing was "
                  "half-written)",
     errno.ENAMETOOLONG: "expected a name the file system allows (most allow 255 bytes a name, 4096 a path)",
+    # found by attacking: a target under /proc was the OS's reason alone
+    errno.ENOENT: "expected a path whose directory exists or can be made there",
 }
 
 
 # the same errors met while reading a user's file (found by attacking: an unreadable data file was told to be writable)
 _READ_HINTS = {errno.EACCES: "expected a file this user may read (check its permissions)",
-               errno.EPERM: "expected a file this user may read (check its permissions)"}
+               errno.EPERM: "expected a file this user may read (check its permissions)",
+               errno.ENOENT: "expected a file that exists"}
 
 
 def from_os_error(e: OSError, path: "os.PathLike[str] | str | None" = None, reading: bool = False) -> AttnExportError:

@@ -607,6 +607,20 @@ def test_every_number_and_list_in_a_recipe_is_bounded() -> None:
     assert cases >= 90
 
 
+def test_a_path_that_cannot_be_made_says_what_was_expected() -> None:
+    """Found by attacking: `unbundle b.tar.gz /proc/foo` said the OS's "No such file or directory" alone,
+    where a path that cannot be written says what would work; reading a missing file says so too."""
+    from attn_export.errors import from_os_error
+
+    with pytest.raises(FileNotFoundError) as refused:
+        os.mkdir("/proc/attn-export-cannot-be-made")  # what unbundle's target met
+    made = str(from_os_error(refused.value, "/proc/attn-export-cannot-be-made"))
+    read = str(from_os_error(refused.value, "/proc/attn-export-cannot-be-made", reading=True))
+    assert made == "/proc/attn-export-cannot-be-made: No such file or directory; expected a path whose directory " \
+                   "exists or can be made there"
+    assert read.endswith("No such file or directory; expected a file that exists")
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="needs root and setpriv to read as another user (root reads any file)")
 def test_an_unreadable_data_file_is_told_to_be_readable_not_writable() -> None:
