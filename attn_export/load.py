@@ -473,7 +473,7 @@ def _mapped_roles(parts: list[_Part], mapping: Sequence[tuple[str, str]]) -> dic
         matched = [p for p in parts if p.name == prefix or p.name.startswith(prefix + ".")]
         if not matched:
             raise DataError(f"--map {prefix}={role}: the checkpoint has no part {prefix}; expected one of {names}")
-        if role != "conv" and len(matched) > 1:
+        if role not in ("conv", "none") and len(matched) > 1:
             inside = ", ".join(p.name for p in matched)
             raise DataError(f"--map {prefix}={role}: {prefix} holds {len(matched)} parts ({inside}); "
                             "expected the prefix of one of them")
@@ -580,8 +580,8 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     if any(p.name in roles for p in reading.values()):
         return None
     if head is not None and not ordered and head.bias is None and _could_feed(head, feeds):
-        return (f"{head.name} as a head without a bias; the same shape is an embedding table {_shape(head.weight)} "
-                f"feeding the LSTM's input of {feeds}, which the model does not have")
+        return (f"{head.name} as a head without a bias; the same shape {_shape(head.weight)} is an embedding table or "
+                f"an input projection feeding the LSTM's input of {feeds}, which the model does not have")
     if key is None or energy is None:
         return None
     additive = f"{key.name} + {energy.name} as an additive score"
@@ -593,7 +593,8 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     if _fits(head, "score", d) and energy.kind == "linear":
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name} and a "
                 f"two-Linear head {key.name} -> {energy.name}, which the model does not have")
-    if _fits(head, "score", d) and energy.kind == "param":
+    # W and v made in one module that the head is outside (``attn.W``, ``attn.v``) is an attention's layout
+    if _fits(head, "score", d) and energy.kind == "param" and not _one_module(key, energy, head):
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
                 f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
                 f"--map {energy.name}=none would leave out")
@@ -601,6 +602,13 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
         return (f"{additive} and {head.name} as the head; the same shapes are a score {energy.name} and a two-Linear "
                 f"head {key.name} -> {head.name}, which the model does not have")
     return None
+
+
+def _one_module(key: _Part, energy: _Part, head: _Part) -> bool:
+    """Whether ``key`` and ``energy`` are parts of one named module that ``head`` is not part of (found by
+    review: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside ``fc`` is no loss weight)."""
+    parent = key.name.rpartition(".")[0]
+    return bool(parent) and energy.name.rpartition(".")[0] == parent and not head.name.startswith(parent + ".")
 
 
 def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, origin: str, d: int,

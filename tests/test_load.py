@@ -359,6 +359,38 @@ def test_a_loose_vector_beside_a_score_and_a_head_is_not_read_as_an_additive_v(
     assert f"left out {name} (--map none: never read by the model)" in capsys.readouterr().err
 
 
+class BinaryBahdanau(nn.Module):
+    """A binary classifier with its additive attention in a module of its own: ``attn.W`` and a loose ``attn.v``
+    beside ``fc`` Linear(D, 1), and an auxiliary head of two Linears that is not part of the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(F, H, batch_first=True)
+        self.attn = nn.Module()
+        self.attn.W = nn.Linear(H, A)
+        self.attn.v = nn.Parameter(torch.randn(A))
+        self.fc = nn.Linear(H, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x)
+        weights = torch.softmax(torch.tanh(self.attn.W(out)) @ self.attn.v, dim=1)
+        return self.fc(torch.einsum("bt,bth->bh", weights, out)), weights
+
+
+def test_a_loose_v_made_in_the_attentions_own_module_is_read_as_such(tmp_path: Path) -> None:
+    """Found by review: the loose-v doubt refused the usual binary Bahdanau model too; W and v made in one module
+    that the head is outside are an attention's layout. ``--map PREFIX=none`` leaves out every part under a
+    prefix (an auxiliary head of two Linears)."""
+    torch.manual_seed(9)
+    user = BinaryBahdanau()
+    state = _state(user, **{"aux.fc1.weight": torch.randn(5, H), "aux.fc2.weight": torch.randn(1, 5)})
+    torch.save(state, tmp_path / "user.pt")
+    summary = load_checkpoint(tmp_path / "user.pt", tmp_path / "art", Recipe(), ["aux=none"])
+    _assert_same(user, load_model(tmp_path / "art")[0])
+    assert "additive score 'attn.W' + 'attn.v'" in summary and "head 'fc' binary" in summary, summary
+    assert "left out aux.fc1 and aux.fc2 (--map none: never read by the model)" in summary, summary
+
+
 class DotQuery(nn.Module):
     """A dot-product score with a learned query (``h_t . q``) and a head Linear(D, D): not the model's."""
 
@@ -393,8 +425,8 @@ def test_a_bias_free_head_that_could_be_an_embedding_needs_map_in_a_safetensors_
     save_file(user.state_dict(), str(tmp_path / "user.safetensors"))
     assert main(["load", str(tmp_path / "user.safetensors"), str(tmp_path / "art")]) == 2
     err = capsys.readouterr().err
-    assert "emb as a head without a bias; the same shape is an embedding table (50, 12) feeding the LSTM's input " \
-           "of 12" in err and not (tmp_path / "art").exists()
+    assert "emb as a head without a bias; the same shape (50, 12) is an embedding table or an input projection " \
+           "feeding the LSTM's input of 12" in err and not (tmp_path / "art").exists()
     assert main(["load", str(tmp_path / "user.safetensors"), str(tmp_path / "art"), "--map", "emb=none"]) == 0
     ours = load_model(tmp_path / "art")[0]
     x = torch.randn(B, T, H)  # what the embedding would have fed the LSTM

@@ -372,6 +372,11 @@ def test_a_hand_edited_verify_json_cannot_launder_a_failure(verified_once: Path,
     said = " ".join(later.stderr.split())
     assert "tract-cpu model.onnx not carried: it says passed, but the verdict in manifest.json recorded it failed" in said
     assert "stays failed until tract-cpu judges it again" in said
+    # not installed here: why is said beside the failure it leaves standing
+    skipped = device_verify(directory, unavailable="tract-cpu")
+    assert skipped.returncode == 1, skipped.stderr
+    assert ("stays failed until tract-cpu judges it again (tract-cpu did not judge it now: not installed "
+            "(simulated))") in " ".join(skipped.stderr.split()), skipped.stderr
 
 
 def device_verify(directory: Path, *args: str, unavailable: str | None = None,
@@ -413,8 +418,8 @@ def test_an_onnx_runtime_older_than_the_floor_judges_nothing_and_records_nothing
     assert old.returncode == 3 and len(lines) == 1, old.stderr
     assert lines[0].startswith(f"Error: no backend could run anything here: ort-cpu: ONNX Runtime 1.11.1, older than "
                                f"{ORT_MIN} (the oldest the device package is tested with), cannot load "), lines
-    assert lines[0].endswith(f"expected onnxruntime>={ORT_MIN} (in a bundle: python3 -m pip install -r "
-                             "requirements.txt) (and 2 more files alike)"), lines
+    assert lines[0].endswith(f"expected ONNX Runtime {ORT_MIN} or later (a CPU bundle's requirements.txt installs "
+                             "it; on a Jetson, NVIDIA's onnxruntime-gpu wheel) (and 2 more files alike)"), lines
     assert (store.read_manifest(directory), document(directory)) == before
     assert device_verify(directory).returncode == 0 and all(v["passed"] for v in verdicts(directory).values())
     current = device_verify(directory, "--backends", "ort-cpu", prelude=OLD_ORT.format(version=ORT_MIN))

@@ -547,7 +547,8 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
     row.sha256 = backend.artifact.sha256
     try:
         backend.__enter__()
-    except NotAvailable as e:  # this runtime's version cannot judge it here (older than the one tested)
+    except NotAvailable as e:  # this machine's runtime cannot run it (a version older than the one tested, a
+        # provider that did not load, a precision OpenVINO would not compile): not a verdict on the file
         return TargetResult(target, status="skipped", reason=str(e), not_here=True)
     except AttnExportError as e:  # the runtime cannot read this artefact: a failure, and said so
         row.unreadable = str(e)

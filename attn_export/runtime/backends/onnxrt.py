@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["ORT_MIN", "OrtCpuBackend", "Provider", "ort_providers", "ort_session"]
 
 # the oldest ONNX Runtime the device package is tested with (the last release for Python 3.8: JetPack 5's
-# Python); a CPU bundle's requirements.txt asks for it or later, so pip replaces an older one already there
+# Python); a CPU bundle's requirements.txt and the host's extras (pyproject.toml) ask for it or later, so pip
+# replaces an older one already there
 ORT_MIN = "1.19.2"
 
 Provider = Union[str, Tuple[str, Dict[str, Any]]]
@@ -74,8 +75,8 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
         if parse_version(onnxruntime.__version__) < parse_version(ORT_MIN):
             raise NotAvailable(f"ONNX Runtime {onnxruntime.__version__}, older than {ORT_MIN} (the oldest the device "
                                f"package is tested with), cannot load {artifact.path} on {first} "
-                               f"({printable(why, 160)}); expected onnxruntime>={ORT_MIN} (in a bundle: python3 -m pip "
-                               "install -r requirements.txt)") from None
+                               f"({printable(why, 160)}); expected ONNX Runtime {ORT_MIN} or later (a CPU bundle's "
+                               "requirements.txt installs it; on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
         raise BadInput(f"ONNX Runtime cannot load {artifact.path} on {first}: {why}") from None
     if first not in session.get_providers():
         raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")
