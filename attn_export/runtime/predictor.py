@@ -329,7 +329,7 @@ class Predictor:
             # a runtime that runs one call at a time shares the predictor's lock: one predict and one push at
             # once had hung OpenVINO for good (found by attacking: both threads in its infer, 0 % CPU)
             opened = self._streams[key] = (
-                backend, None if backend.name in CONCURRENT_BACKENDS else self._lock or threading.Lock())
+                backend, None if backend.name in CONCURRENT_BACKENDS else self._lock)
         empty = np.zeros(0, np.float32)
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
