@@ -40,7 +40,7 @@ import numpy as np
 from . import __version__
 from .runtime import store
 from .backends import REGISTRY, Backend, get
-from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted
+from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted, shell_word
 from .runtime.modelinfo import ModelInfo
 from .runtime.precisions import one_by_one
 from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
@@ -172,7 +172,7 @@ def bench(
     if against is not None:  # a pair verify has not passed is said, not left out (found by attacking)
         targets = [t if t.backend == BASELINE or t.skip is not None or (t.backend, t.artifact) in verified
                    else replace(t, skip="verify has not passed this pair on the bytes here, and --against torch "
-                                        f"times only those (run attn-export verify {directory})")
+                                        f"times only those (run attn-export verify {shell_word(directory)})")
                    for t in targets]
     runnable = [t for t in targets if t.skip is None]
     if not runnable:

@@ -211,6 +211,15 @@ def out_of_memory(detail: str, doing: str = "") -> NotAvailable:
                         "memory (ulimit -v, the container's limit) or fewer processes")
 
 
+def shell_word(path: "os.PathLike[str] | str") -> str:
+    """``path`` as one word of a command line a user may copy into a shell: quoted when it holds a space or
+    another character the shell reads (found by attacking: "run attn-export verify my runs/q 1" ran
+    something else)."""
+    import shlex
+
+    return shlex.quote(os.fspath(path))
+
+
 def printable(text: str, limit: int = 0) -> str:
     """``text`` safe for one line of a terminal or a TSV cell: tabs, newlines, escape sequences and every
     other control character written as Python escapes (``\\t``, ``\\x1b``), cut to ``limit`` characters

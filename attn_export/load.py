@@ -59,7 +59,7 @@ import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
 from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, shell_word
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
 from .runtime.settings import _show, applied_overrides, parse_override
@@ -271,7 +271,7 @@ def _refuse_own_state(state: dict[str, torch.Tensor], source: Path) -> None:
                                                                      for k in state):
         return
     folder = source.parent if source.name == store.WEIGHTS and (source.parent / store.MODEL_JSON).is_file() else None
-    where = (f"load its artefact directory instead: attn-export load {folder} NEWDIR" if folder is not None else
+    where = (f"load its artefact directory instead: attn-export load {shell_word(folder)} NEWDIR" if folder is not None else
              "load the artefact directory it came from (attn-export load DIR NEWDIR), which holds its recipe and "
              "labels")
     raise DataError(f"{source} holds attn-export's own model weights (normalisation buffers mean and std beside "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backends import REGISTRY
-from .errors import AttnExportError, MissingPrerequisite, printable
+from .errors import AttnExportError, MissingPrerequisite, printable, shell_word
 from .runtime import schema, store
 from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
@@ -518,7 +518,7 @@ def write_report(directory: Path) -> Path:
     if not verify_path.is_file() and not bench_path.is_file():
         store.require(directory, store.MODEL_JSON)
         raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {store.BENCH_JSON}); "
-                                  f"run attn-export verify {directory} and attn-export bench {directory} first")
+                                  f"run attn-export verify {shell_word(directory)} and attn-export bench {shell_word(directory)} first")
     s = Store(directory)
     lines = [f"# attn-export report: {directory.name}", ""]
     metrics = s.state(store.METRICS)
@@ -545,10 +545,10 @@ def write_report(directory: Path) -> Path:
         # found by attacking: "Not verified yet" above an Artefacts list saying "it passed verify"
         lines += ["## Verify", "", f"**Verification results missing**: no `{VERIFY_JSON}`, while `{store.MANIFEST}` "
                   "records the verdicts of a verify (Artefacts, below); run `attn-export verify "
-                  f"{directory}`, then `attn-export report {directory}`, for its tables."]
+                  f"{shell_word(directory)}`, then `attn-export report {shell_word(directory)}`, for its tables."]
     else:
-        lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {directory}`, then "
-                  f"`attn-export report {directory}`."]
+        lines += ["## Verify", "", f"Not verified yet: run `attn-export verify {shell_word(directory)}`, then "
+                  f"`attn-export report {shell_word(directory)}`."]
     lines += ["", "## Latency and throughput", ""]
     if s.read(store.BENCH_JSON) is not None:
         bench = store.parse_json(s.read(store.BENCH_JSON) or b"", bench_path, schema.BENCH)
@@ -558,7 +558,7 @@ def write_report(directory: Path) -> Path:
             bench["plots"] = write_plots(directory, bench, set(_changed_since_bench(s, bench) or ()))
         lines += _bench_section(s, bench)
     else:
-        lines += [f"Not measured yet: run `attn-export bench {directory}`, then `attn-export report {directory}`."]
+        lines += [f"Not measured yet: run `attn-export bench {shell_word(directory)}`, then `attn-export report {shell_word(directory)}`."]
     lines += [""] + _artefacts_section(s) + ["", _record(s)]
     path = directory / REPORT_MD
     store.write_bytes(path, ("\n".join(lines) + "\n").encode())
@@ -591,7 +591,7 @@ def not_describing(s: Store) -> list[str]:
             rendered = None
     if not isinstance(rendered, dict) or not all(v is None or isinstance(v, str) for v in rendered.values()):
         return [f"not current: it records no sha256 of what it was rendered from (made by an older attn-export, or "
-                f"edited): run attn-export report {s.directory}"]
+                f"edited): run attn-export report {shell_word(s.directory)}"]
     problems = []
     for name, sha in rendered.items():
         try:

@@ -301,6 +301,20 @@ def test_the_report_is_valid_markdown_and_keeps_the_text(failed_dir: tuple) -> N
         assert len(widths) == 1, table
 
 
+def test_the_reports_commands_copy_into_a_shell_where_the_directory_has_a_space(failed_dir: tuple,
+                                                                               tmp_path: Path) -> None:
+    """Found by attacking: for a directory "my runs/q 1" the report said run `attn-export bench my runs/q 1`,
+    which a shell reads as three arguments. The directory is quoted as one shell word."""
+    directory = tmp_path / "my runs" / "q 1"
+    shutil.copytree(failed_dir[0], directory)
+    (directory / store.BENCH_JSON).unlink(missing_ok=True)
+    assert cli("report", str(directory)).returncode == 0
+    said = re.search(r"Not measured yet: run `([^`]+)`, then `([^`]+)`", (directory / "report.md").read_text())
+    assert said is not None
+    assert [shlex.split(command) for command in said.groups()] == [["attn-export", "bench", str(directory)],
+                                                                  ["attn-export", "report", str(directory)]]
+
+
 def test_the_report_is_regenerable_from_whatever_results_exist(failed_dir: tuple, tmp_path: Path) -> None:
     directory, _ = failed_dir
     report = (directory / "report.md").read_text()

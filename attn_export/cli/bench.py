@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import BadInput, does_nothing
+from ..errors import BadInput, does_nothing, shell_word
 from ..runtime.timing import ms_text
 from .common import DirArg, Grid, JsonOpt, console, given, print_json, progress_bar, seconds_option
 from .verify import BackendsOpt, ThreadsOpt
@@ -152,7 +152,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
                                 + f": {reason}"))
     if any(r.get("verified") is False for r in result["results"]):
         out.print(Text.assemble(("not verified ", "yellow"), f"rows marked{NOT_VERIFIED_LABEL}: pairs verify had not "
-                                f"passed on these bytes, timed but never recommended (attn-export verify {directory})"))
+                                f"passed on these bytes, timed but never recommended (attn-export verify {shell_word(directory)})"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

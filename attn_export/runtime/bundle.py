@@ -48,7 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .. import __version__
-from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error
+from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
 from . import store, schema
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
@@ -429,7 +429,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         if unproven:
             raise Untrusted(f"not bundling for Triton, which serves a graph without checking it: "
                             f"{'; '.join(unproven)}; expected graphs that attn-export verify passed (run "
-                            f"attn-export verify {directory})")
+                            f"attn-export verify {shell_word(directory)})")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = [f"BELOW THE RECIPE'S ACCURACY FLOOR: {below}"] if (below := s.below_floor()) else []
