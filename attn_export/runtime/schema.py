@@ -114,6 +114,8 @@ COUNT = Value("a positive integer", lambda v: type(v) is int and v >= 1)
 SIZE = Value("an integer of at least 0", lambda v: type(v) is int and v >= 0)
 NUMBER = Value("a number", _number)
 FINITE = Value("a finite number", lambda v: _number(v) and math.isfinite(v))
+# a time: a hand-edited -1 or NaN had been shown as "-1.00 ms" (found by attacking)
+DURATION = Value("a positive finite number of milliseconds", lambda v: _number(v) and math.isfinite(v) and v > 0)
 BOOL = Value("true or false", lambda v: type(v) is bool)
 SHA256 = Value("a sha256 (string)", lambda v: isinstance(v, str))
 FILE_NAME = Value("a file name (string)", _plain_name)  # a name inside the artefact directory, never a path
@@ -256,8 +258,8 @@ VERIFY = Obj({
 # --------------------------------------------------------------------------------------------------
 # bench.json (attn_export.bench; the report renders it)
 
-_PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": FINITE,
-             "torch_p50_ms": Maybe(FINITE), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
+_PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": DURATION,
+             "torch_p50_ms": Maybe(DURATION), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
              "shapes": Items(STR), "unsteady": FINITE},
             ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
 _COUNT_KEY = Value("a whole number written as text", lambda v: isinstance(v, str) and v.isdigit() and len(v) < 10)
@@ -277,7 +279,7 @@ BENCH = Obj({
     "batches": _GRID, "seqs": _GRID,
     # the rows report marks and redraws from (each row's file, shape and timing: found by fuzzing)
     "results": Items(Obj({"backend": STR, "artifact": Maybe(STR), "precision": Maybe(STR), "batch": INT, "seq": INT,
-                          "latency_ms": Obj({"p50": NUMBER, "p90": NUMBER}, ("p50",)), "verified": BOOL},
+                          "latency_ms": Obj({"p50": DURATION, "p90": DURATION}, ("p50",)), "verified": BOOL},
                          ("backend", "batch", "seq"))),
     "ratios": Obj({"reference": STR, "by_shape": Table(STR, Table(STR, _MAYBE_NUMBER))}, ("reference", "by_shape")),
     "artifacts": Table(FILE_NAME, SHA256),
