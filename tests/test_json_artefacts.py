@@ -171,8 +171,8 @@ def test_json_errors_name_file_and_key_in_process(tiny_dir: Path, tmp_path: Path
         (schema.BENCH, {**BENCH_MINIMAL, "scaling": {"t": {"throughput_by_batch": {"1": "fast"}}}},
          "scaling.t.throughput_by_batch['1'] is \"fast\"; expected a finite number"),
         # a hand-edited time (found by attacking: "-1.00 ms" in the report)
-        (schema.BENCH, {**BENCH_MINIMAL, "results": [{"backend": "ort-cpu", "batch": 1, "seq": 8,
-                                                      "latency_ms": {"p50": -1}}]},
+        (schema.BENCH, {**BENCH_MINIMAL, "batches": [1], "seqs": [8],
+                        "results": [{"backend": "ort-cpu", "batch": 1, "seq": 8, "latency_ms": {"p50": -1}}]},
          "results[0].latency_ms.p50 is -1; expected a positive finite number of milliseconds"),
         (schema.QUANTIZE, [], "the top level is []; expected an object"),
         (schema.BUNDLE, {"schema": 1, "for": "cpu", "files": {"a": {"sha256": 5}}}, "files.a.sha256 is 5; expected a sha256 (string)"),
