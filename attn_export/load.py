@@ -36,8 +36,10 @@ runs: they are sorted here), so its Conv1d layers run in the one order whose cha
 parameter, which comes before its module's submodules.
 
 The one reading that fits is refused, unless ``--map`` confirms it, where the same shapes are a model
-attn-export does not have (``_doubtful``): a score and a two-Linear head, a score and a head beside a tensor
-of something else, a dot-product score with a learned query, an embedding. A loss function's weights kept in the state_dict (a Lightning
+attn-export does not have (``_doubtful``): a score and a two-Linear head, a projection read by the score and
+the context, a score and a head beside a tensor of something else, a dot-product score with a learned
+query, an embedding, an activation before a part inside its nn.Sequential; and so is a Conv1d stored after
+the LSTM in a torch file. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
 
@@ -341,7 +343,13 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     if misfits:
         shapes = " and ".join(f"{p.name}{'.weight' if p.kind == 'linear' else ''} has shape {_shape(p.weight)}"
                               for p in misfits)
-        raise _unrecognised(origin, f"{shapes}, which fit{'s' if len(misfits) == 1 else ''} no role", parts, d)
+        raise _unrecognised(origin, f"{shapes}, which fit{'s' if len(misfits) == 1 else ''} no role", parts, d,
+                            f"--map {misfits[0].name}=none if the model's outputs never read it")
+    after = next((p for p in parts[parts.index(lstm):] if ordered and p.kind == "conv" and p.name not in roles), None)
+    if after is not None:  # found by attacking: a Conv1d on the LSTM's outputs was run before it
+        raise DataError(f"{origin}: {after.describe()} is stored after the LSTM {lstm.name}: a Conv1d on its outputs, "
+                        f"which the model does not have; expected Conv1d layers before the LSTM (if it runs before "
+                        f"it, say so: --map {after.name}=conv)")
     convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d, ordered)
     items = [p for p in parts if p.kind in ("linear", "param")]
     readings = _readings(items, d, roles)
@@ -565,12 +573,16 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
       Linear) whenever that head and a Linear v could be the two Linears, whatever the order (``attention``
       Linear(D, 1), ``fc1`` Linear(D, K), ``fc2`` Linear(K, 1) was read as W ``fc1``, v ``fc2`` and a binary
       head ``attention``, and verify passed it: found by attacking; a module may make its head before its
-      attention: found by review); or a v of shape (1, D), with the key and head the two Linears, unless a
-      torch file stores key, energy and head in that order (a score stored first is that score);
+      attention: found by review); or a v of shape (1, D), with the key and head the two Linears, or the key
+      a projection that both the score and the context read, in any order (found by attacking: ``proj``,
+      ``attention``, ``fc`` stored in that order was imported);
     * with a v that is a loose parameter, a one-output head is also a score, the key a head and v a tensor of
       something else (a loss weight under another name, a prior, a bias: found by attacking, ``ce.weight``
-      of C values beside a score and a head of C classes was read as an additive v); a loose parameter's
-      place in a file says nothing (a module's own parameters come before its children's);
+      of C values beside a score and a head of C classes was read as an additive v), unless key and v are
+      parts of one attention module (``_in_attention``); a loose parameter's place in a file says nothing (a
+      module's own parameters come before its children's);
+    * a score, key or head inside an nn.Sequential after members that hold no weights runs after an
+      activation (or a dropout) the weights cannot show (``_after_weightless``);
     * an additive score without a head, whose v is a loose parameter of D values and whose key is a
       Linear(D, D), is also a dot-product score with a learned query and a head (found by attacking);
     * in a .safetensors file, which keeps no order, a head without a bias whose shape could feed the LSTM is
@@ -579,6 +591,13 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     key, energy, head = reading.get("key"), reading.get("energy"), reading.get("head")
     if any(p.name in roles for p in reading.values()):
         return None
+    names = {p.name for p in parts}
+    for role in ("score", "key", "head"):
+        hidden = _after_weightless(reading.get(role), names)
+        if hidden is not None:
+            return (f"{reading[role].name} as the {role}; but {hidden} before it in its nn.Sequential hold no weights: "
+                    f"an activation (or a dropout) runs first, which the weights cannot show and the model does not "
+                    f"have")
     if head is not None and not ordered and head.bias is None and _could_feed(head, feeds):
         return (f"{head.name} as a head without a bias; the same shape {_shape(head.weight)} is an embedding table or "
                 f"an input projection feeding the LSTM's input of {feeds}, which the model does not have")
@@ -586,29 +605,49 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
         return None
     additive = f"{key.name} + {energy.name} as an additive score"
     if head is None:
-        if energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d):
+        if energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d) and \
+                not _in_attention(key, energy, None):
             return (f"{additive} and no head; the same shapes are a dot-product score with {energy.name} as its "
                     f"learned query and a head {key.name}, which the model does not have")
         return None
     if _fits(head, "score", d) and energy.kind == "linear":
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name} and a "
                 f"two-Linear head {key.name} -> {energy.name}, which the model does not have")
-    # W and v made in one module that the head is outside (``attn.W``, ``attn.v``) is an attention's layout
-    if _fits(head, "score", d) and energy.kind == "param" and not _one_module(key, energy, head):
+    # W and v made in one attention module that the head is outside (``attn.W``, ``attn.v``)
+    if _fits(head, "score", d) and energy.kind == "param" and not _in_attention(key, energy, head):
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
                 f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
                 f"--map {energy.name}=none would leave out")
-    if _fits(energy, "score", d) and not (ordered and parts.index(key) < parts.index(energy) < parts.index(head)):
+    if _fits(energy, "score", d):  # in any order (found by attacking: a projection Linear(D, D) stored first)
         return (f"{additive} and {head.name} as the head; the same shapes are a score {energy.name} and a two-Linear "
-                f"head {key.name} -> {head.name}, which the model does not have")
+                f"head {key.name} -> {head.name}, or a projection {key.name} that the score {energy.name} and the "
+                f"context both read, which the model does not have")
     return None
 
 
-def _one_module(key: _Part, energy: _Part, head: _Part) -> bool:
-    """Whether ``key`` and ``energy`` are parts of one named module that ``head`` is not part of (found by
-    review: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside ``fc`` is no loss weight)."""
+def _in_attention(key: _Part, energy: _Part, head: _Part | None) -> bool:
+    """Whether ``key`` and ``energy`` are parts of one module named as an attention (``attn``, ``attention``,
+    ``self_att``) that ``head`` is not part of: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside
+    ``fc`` is no loss weight (found by review), while a head module's own ``fc`` and ``log_prior`` (logit
+    adjustment) are no attention (found by attacking: read as W and v, a binary model of a 3-class one)."""
     parent = key.name.rpartition(".")[0]
-    return bool(parent) and energy.name.rpartition(".")[0] == parent and not head.name.startswith(parent + ".")
+    return ("att" in parent.rpartition(".")[2].lower() and energy.name.rpartition(".")[0] == parent
+            and (head is None or not head.name.startswith(parent + ".")))
+
+
+def _after_weightless(part: _Part | None, names: set[str]) -> str | None:
+    """The weightless modules before ``part`` in its nn.Sequential (``fc.0``, ``fc.1`` before ``fc.2``, none of
+    them holding a tensor), as text; None when there are none. An activation there changes what the part reads,
+    and the weights cannot show it (found by attacking: ``Sequential(Dropout, ReLU, Linear)`` was imported as
+    the Linear alone)."""
+    if part is None:
+        return None
+    prefix, _, last = part.name.rpartition(".")
+    if not prefix or not last.isdigit():
+        return None
+    empty = [f"{prefix}.{k}" for k in range(int(last))
+             if not any(n == f"{prefix}.{k}" or n.startswith(f"{prefix}.{k}.") for n in names)]
+    return " and ".join(empty) if empty else None
 
 
 def _conv_order(parts: list[_Part], roles: dict[str, str], lstm_input: int, origin: str, d: int,
@@ -703,10 +742,11 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         kernels = ", ".join(str(k) for k in cfg.conv_kernel_sizes)
         # what the weights cannot show, said as assumed (found by attacking: a dilated Conv1d imported, 0.012 off)
         parts.append(f"conv {len(layout.convs)} layer{'s' if len(layout.convs) > 1 else ''} (k {kernels}; taken as "
-                     "stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each)")
+                     "stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each, no pooling)")
     parts.append(lstm + (", bidirectional" if cfg.bidirectional else ""))
     if layout.key is not None and layout.energy is not None:
-        parts.append(f"additive score '{layout.key.name}' + '{layout.energy.name}' (A {cfg.attention_dim})")
+        parts.append(f"additive score '{layout.key.name}' + '{layout.energy.name}' (A {cfg.attention_dim}; taken "
+                     "as v . tanh(W h + b))")
     elif layout.score is not None:
         parts.append(f"linear score '{layout.score.name}'")
     if layout.energy is not None and layout.energy.bias is not None:

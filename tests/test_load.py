@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -185,7 +186,7 @@ def test_an_additive_score_with_a_head(tmp_path: Path, v_as_parameter: bool) -> 
     model, summary = _load(user, tmp_path)
     _assert_same(user, model)
     assert model.config.attention == "additive" and model.config.query == "learned"
-    assert f"additive score 'W' + 'v' (A {A}), head 'classifier' classification {C} outputs" in summary
+    assert f"additive score 'W' + 'v' (A {A}; taken as v . tanh(W h + b)), head 'classifier' classification {C} outputs" in summary
 
 
 def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_conv_and_a_bidirectional_stack_through_the_cli_then_export(tmp_path: Pa
     result = cli("load", str(_save(user, tmp_path / "user.pt")), str(tmp_path / "art"), "--set", "model.dropout=0.2",
                  "--set", "export.parity_max_seq=32")
     assert result.returncode == 0, result.stderr
-    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each), LSTM "
+    assert ("conv 2 layers (k 5, 3; taken as stride 1, dilation 1, groups 1, padding k // 2, a ReLU after each, no pooling), LSTM "
             "'rnn' hidden_size 12, num_layers 2, bidirectional, linear score 'att', "
             "head 'out' classification 3 outputs") in result.stderr
     model, info = load_model(tmp_path / "art")
@@ -244,7 +245,7 @@ def test_an_additive_score_with_a_biased_v_and_a_equal_to_d_is_ambiguous_then_ma
     assert not (tmp_path / "art").exists()
     model, summary = _load(user, tmp_path, "attn.0=key", "attn.2=energy")
     _assert_same(user, model)
-    assert "additive score 'attn.0' + 'attn.2' (A 12), the bias of 'attn.2' dropped" in summary
+    assert "additive score 'attn.0' + 'attn.2' (A 12; taken as v . tanh(W h + b)), the bias of 'attn.2' dropped" in summary
 
 
 def test_a_biased_v_imports_with_its_bias_dropped(tmp_path: Path) -> None:
@@ -389,6 +390,62 @@ def test_a_loose_v_made_in_the_attentions_own_module_is_read_as_such(tmp_path: P
     _assert_same(user, load_model(tmp_path / "art")[0])
     assert "additive score 'attn.W' + 'attn.v'" in summary and "head 'fc' binary" in summary, summary
     assert "left out aux.fc1 and aux.fc2 (--map none: never read by the model)" in summary, summary
+    square = nn.Module()  # no head, W of (D, D) and v of D values: in an attention module, no dot-product query
+    square.lstm, square.attn = nn.LSTM(F, H, batch_first=True), nn.Module()
+    square.attn.W, square.attn.v = nn.Linear(H, H), nn.Parameter(torch.randn(H))
+    torch.save(square.state_dict(), tmp_path / "square.pt")
+    assert "additive score 'attn.W' + 'attn.v'" in load_checkpoint(tmp_path / "square.pt", tmp_path / "sq", Recipe())
+
+
+def _projected() -> nn.Module:  # o = tanh(proj(h)); score and context both on o
+    m = nn.Module()
+    m.lstm, m.proj, m.attention, m.fc = nn.LSTM(F, H, batch_first=True), nn.Linear(H, H), nn.Linear(H, 1), nn.Linear(H, C)
+    return m
+
+
+def _logit_adjusted() -> nn.Module:  # a head module adding a class prior to its Linear's logits
+    m = nn.Module()
+    m.lstm, m.attention = nn.LSTM(F, H, batch_first=True), nn.Linear(H, 1)
+    m.classifier = nn.Module()
+    m.classifier.register_buffer("log_prior", torch.randn(C))
+    m.classifier.fc = nn.Linear(H, C)
+    return m
+
+
+def _conv_after() -> nn.Module:  # a Conv1d on the LSTM's outputs, made after it
+    m = nn.Module()
+    m.lstm, m.conv = nn.LSTM(H, H // 2, batch_first=True, bidirectional=True), nn.Conv1d(H, H, 3, padding=1)
+    m.attention, m.fc = nn.Linear(H, 1), nn.Linear(H, C)
+    return m
+
+
+def _activated_head() -> nn.Module:  # fc = Sequential(Dropout, ReLU, Linear)
+    m = nn.Module()
+    m.lstm, m.attention = nn.LSTM(F, H, batch_first=True), nn.Linear(H, 1)
+    m.fc = nn.Sequential(nn.Dropout(0.2), nn.ReLU(), nn.Linear(H, C))
+    return m
+
+
+@pytest.mark.parametrize("make, said, confirm", [
+    (_projected, "a projection proj that the score attention and the context both read", ""),
+    (_logit_adjusted, "classifier.log_prior a tensor of something else", ""),
+    (_conv_after, "conv.weight (12, 12, 3) is stored after the LSTM lstm: a Conv1d on its outputs", "conv=conv"),
+    (_activated_head, "fc.2 as the head; but fc.0 and fc.1 before it in its nn.Sequential hold no weights",
+     "fc.2=head"),
+])
+def test_layouts_whose_shapes_hide_another_computation_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, said: str, confirm: str) -> None:
+    """Found by attacking (each imported, exit 0, and computed another model: logits off by up to 1.4, the
+    decision kept on 0.35-0.73 of the rows): a projection Linear(D, D) before the score and the context,
+    stored in the order W, v, head; a head module's class prior beside its Linear; a Conv1d on the LSTM's
+    outputs; an activation before the head inside its nn.Sequential. Each is refused in one line; where the
+    model has the layout, the --map the line gives imports it."""
+    torch.manual_seed(9)
+    line = _error(tmp_path, _state(make()), capsys=capsys)
+    assert said in line, line
+    if confirm:
+        assert f"--map {confirm}" in line
+        assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art"), "--map", confirm]) == 0
 
 
 class DotQuery(nn.Module):
@@ -816,7 +873,7 @@ class MlpHead(nn.Module):
     (16, 1, "fc1 + fc2 as an additive score and attention as a one-output head; the same shapes are a score "
             "attention and a two-Linear head fc1 -> fc2"),
     (H, C, "fc1 + attention as an additive score and fc2 as the head; the same shapes are a score attention and "
-           "a two-Linear head fc1 -> fc2"),
+           "a two-Linear head fc1 -> fc2, or a projection fc1 that the score attention and the context both read"),
 ])
 def test_a_score_and_a_two_linear_head_is_not_read_as_an_additive_score(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], width: int, outputs: int, reads: str) -> None:
