@@ -35,6 +35,7 @@ from .runtime.modelinfo import ModelInfo
 from .portability import divergences, make_portable
 from .runtime.reference import reference_bytes
 from .runtime.store import Artifact
+from .runtime.verify import deployment_max_seq
 
 __all__ = ["ExportResult", "export_onnx"]
 
@@ -244,7 +245,8 @@ def export_onnx(
         onnx.save(proto, str(tmp))
 
         stats = info.train_lengths or {}
-        cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)))
+        cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)),
+                            deploy=deployment_max_seq(info, info.verify))
         say = progress or (lambda what, done, total: None)
         steps = 3 * len(cases)  # PyTorch's reference, the intrinsic errors, ONNX Runtime's parity: per case
         with torch.inference_mode():

@@ -1095,6 +1095,58 @@ def test_heatmap_titles_tell_long_labels_apart_and_draw_any_script_silently(tmp_
     assert (tmp_path / "attention.png").stat().st_size > 0
 
 
+def test_an_fp16_graph_wrong_only_between_the_training_lengths_and_the_deployment_max_fails(
+        tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: with a deployment range to 256, no sweep case lay between 79 and 301 steps, and an
+    FP16 graph whose logits were negated from 101 to 256 steps (every decision flipped) passed verify. The
+    sweep now holds the range's longest sequence and a batch of lengths spread up to it. The bug is made by
+    attn-export's own FP16 converter, wrapped: the graph is recorded as quantize made it."""
+    import importlib
+
+    from onnx import helper
+
+    import attn_export as ax
+    from attn_export.errors import WorkFailed
+    from attn_export.runtime.modelinfo import ModelInfo
+    from attn_export.runtime.verify import deployment_max_seq
+
+    q = importlib.import_module("attn_export.quantize")  # the module: attn_export.quantize is the function
+    directory = copy(tiny_dir, tmp_path)
+    info = ModelInfo.parse(json.loads((directory / "model.json").read_text()), directory / "model.json")
+    deploy = deployment_max_seq(info, info.verify)
+    assert deploy is not None and deploy > 2 * int(info.train_lengths["median"]) + 1
+    low = deploy // 2
+    made = q._make_fp16
+
+    def negated_in_a_window(source, target):  # type: ignore[no-untyped-def]
+        made(source, target)
+        m = onnx.load(str(target))
+        last = next(n for n in m.graph.node if "logits" in n.output)
+        last.output[list(last.output).index("logits")] = "logits_made"
+        m.graph.node.extend([
+            helper.make_node("Shape", ["x"], ["steps"], start=1, end=2),
+            helper.make_node("Constant", [], ["low"], value=numpy_helper.from_array(np.array([low], np.int64))),
+            helper.make_node("Constant", [], ["high"], value=numpy_helper.from_array(np.array([deploy], np.int64))),
+            helper.make_node("Greater", ["steps", "low"], ["above"]),
+            helper.make_node("LessOrEqual", ["steps", "high"], ["below"]),
+            helper.make_node("And", ["above", "below"], ["inside"]),
+            helper.make_node("Neg", ["logits_made"], ["negated"]),
+            helper.make_node("Where", ["inside", "negated", "logits_made"], ["logits"])])
+        onnx.save(m, str(target))
+
+    monkeypatch.setattr(q, "_make_fp16", negated_in_a_window)
+    with pytest.raises(WorkFailed, match=rf"^model.fp16.onnx failed its checks: .*FP16 batch 1 seq {deploy}: logits"):
+        ax.quantize(directory, ["fp16"])  # quantize's own check on the sweep: nothing written
+    assert not (directory / "model.fp16.onnx").exists()
+    # and verify, where that check is not there (a converter bug past it): its reference check alone
+    monkeypatch.setattr(q, "_fp16_reference_check", lambda *args: ([], 0.0))
+    ax.quantize(directory, ["fp16"])
+    judged = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert judged.returncode == 1, judged.stderr
+    said = " ".join(judged.stderr.split())
+    assert f"failed ort-cpu model.fp16.onnx: batch 1 seq {deploy}: logits max_abs" in said, said
+
+
 def test_one_number_per_row_in_every_table(verified: tuple[Path, dict, object]) -> None:
     """report.md's verify table said ort-cpu fp16 0.16 "of budget" where its conformance table, the console
     and verify.json said 0.18: verify.json's rows keep the sweep's cases only, so the report read back a

@@ -292,10 +292,14 @@ def sweep_cases(
     std: Sequence[float],
     typical: int = 16,
     seed: int = 0,
+    deploy: Optional[int] = None,
 ) -> List[SweepCase]:
     """Inputs across the dynamic range: seq 1 and 2, odd and typical lengths, up to ``max_seq``, batch 1
     and larger, and padded mixed-length batches whose padding holds large random values (garbage that
-    would show any leak). Values are drawn around the training data's scale (mean + std * N(0, 1))."""
+    would show any leak). Values are drawn around the training data's scale (mean + std * N(0, 1)).
+    ``deploy``, the deployment range's longest sequence: it and lengths spread up to it are cases, and so are
+    lengths spread from it to the longest (found by attacking: with a range to 256, no case lay between 79
+    and 301, and an FP16 graph that flipped every decision from 101 to 256 steps passed)."""
     rng = np.random.default_rng(seed)
     mu = np.asarray(mean, dtype=np.float32)
     sigma = np.asarray(std, dtype=np.float32)
@@ -314,9 +318,22 @@ def sweep_cases(
             x[b, n:] = rng.uniform(-1e3, 1e3, size=(seq - n, features))
         return SweepCase(x, lengths, True)
 
+    def spread(batch: int, seq: int, low: int) -> SweepCase:
+        """A padded batch whose rows' lengths are spread evenly from ``seq`` down to ``low``."""
+        case = unpadded(batch, seq)
+        lengths = np.unique(np.linspace(seq, max(1, min(low, seq)), batch).round().astype(np.int64))[::-1]
+        x = case.x[: len(lengths)].copy()
+        for b, n in enumerate(lengths):
+            x[b, n:] = rng.uniform(-1e3, 1e3, size=(seq - n, features))
+        return SweepCase(x, np.ascontiguousarray(lengths), bool(lengths.min() < seq))
+
     shapes: List[Tuple[int, int]] = [(1, 1), (1, 2), (3, 7), (2, max(typical, 1)), (4, 2 * typical + 1)]
     long = min(max_seq, 2048)
     shapes += [(1, max_seq), (8, long)] if max_seq > 2 * typical + 1 else []
     cases = [unpadded(b, t) for b, t in shapes]
     cases += [padded(6, min(max(3, typical * 2 + 3), max_seq)), padded(5, min(301, max_seq))]
+    if deploy is not None and 2 * typical + 1 < deploy <= max_seq:
+        cases += [unpadded(1, deploy), spread(4, deploy, 2 * typical + 2)]
+        if deploy < long:
+            cases.append(spread(4, long, deploy + 1))
     return [c for c in cases if c.x.shape[1] <= max_seq]
