@@ -76,7 +76,8 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
     scored = (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if metrics["sizes"]["test"]
               else "no test accuracy (the test split is empty)")
     ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"
-           if metrics.get("stopped_early") else f"after {metrics['epochs']} epochs, best epoch {metrics['best_epoch']}")
+           if metrics.get("stopped_early") else
+           f"after {metrics['epochs']} epoch{'s' * (metrics['epochs'] != 1)}, best epoch {metrics['best_epoch']}")
     line = f"{scored} {ran}, {metrics['wall_seconds']:.1f} s -> {directory}"
     constant = metrics.get("constant_features") or []
     if constant:
