@@ -304,6 +304,7 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     Raises a one-line ``DataError`` that lists the parts found and what the model needs otherwise.
     """
     parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
+    every = {p.name for p in parts}  # before any is left out: a part left out still holds its weights
     roles = _mapped_roles(parts, mapping)
     left_out = tuple(p.name for p in parts if p.kind == "param" and p.name not in roles and _loss_weight(p.name))
     unused = tuple(name for name, role in roles.items() if role == "none")
@@ -345,11 +346,15 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
                               for p in misfits)
         raise _unrecognised(origin, f"{shapes}, which fit{'s' if len(misfits) == 1 else ''} no role", parts, d,
                             f"--map {misfits[0].name}=none if the model's outputs never read it")
-    after = next((p for p in parts[parts.index(lstm):] if ordered and p.kind == "conv" and p.name not in roles), None)
-    if after is not None:  # found by attacking: a Conv1d on the LSTM's outputs was run before it
-        raise DataError(f"{origin}: {after.describe()} is stored after the LSTM {lstm.name}: a Conv1d on its outputs, "
-                        f"which the model does not have; expected Conv1d layers before the LSTM (if it runs before "
-                        f"it, say so: --map {after.name}=conv)")
+    after = [p for p in parts[parts.index(lstm):] if ordered and p.kind == "conv" and p.name not in roles]
+    if after:  # found by attacking: a Conv1d on the LSTM's outputs was run before it
+        shared = {p.name.rpartition(".")[0] for p in after}
+        parent = shared.pop() if len(shared) == 1 else ""
+        whole = bool(parent) and all(p in after for p in parts if p.kind == "conv" and p.name.startswith(parent + "."))
+        confirm = f"--map {parent}=conv" if whole else " ".join(f"--map {p.name}=conv" for p in after)
+        raise DataError(f"{origin}: {after[0].describe()} is stored after the LSTM {lstm.name}: a Conv1d on its "
+                        f"outputs, which the model does not have; expected Conv1d layers before the LSTM (if they run "
+                        f"before it, say so: {confirm})")
     convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d, ordered)
     items = [p for p in parts if p.kind in ("linear", "param")]
     readings = _readings(items, d, roles)
@@ -365,7 +370,7 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
                             example)
     reading = readings[0]
-    doubt = _doubtful(reading, parts, roles, d, ordered, feeds)
+    doubt = _doubtful(reading, every, roles, d, ordered, feeds)
     if doubt is not None:
         example = " ".join(f"--map {part.name}={role}" for role, part in reading.items())
         raise DataError(f"{origin}: the one layout that fits reads {doubt}; expected a layout the model has: if "
@@ -562,7 +567,7 @@ def _readings(items: list[_Part], d: int, roles: dict[str, str]) -> list[dict[st
     return found
 
 
-def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, str], d: int,
+def _doubtful(reading: dict[str, _Part], names: set[str], roles: dict[str, str], d: int,
               ordered: bool, feeds: int) -> str | None:
     """What else the one reading that fits may be, when nothing but its shapes speaks for it: the same shapes
     read as something the model does not have, so that an import would compute another model, which verify
@@ -591,11 +596,11 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     key, energy, head = reading.get("key"), reading.get("energy"), reading.get("head")
     if any(p.name in roles for p in reading.values()):
         return None
-    names = {p.name for p in parts}
     for role in ("score", "key", "head"):
         hidden = _after_weightless(reading.get(role), names)
         if hidden is not None:
-            return (f"{reading[role].name} as the {role}; but {hidden} before it in its nn.Sequential hold no weights: "
+            holds = "hold" if " and " in hidden else "holds"
+            return (f"{reading[role].name} as the {role}; but {hidden} before it in its nn.Sequential {holds} no weights: "
                     f"an activation (or a dropout) runs first, which the weights cannot show and the model does not "
                     f"have")
     if head is not None and not ordered and head.bias is None and _could_feed(head, feeds):
@@ -618,6 +623,10 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
                 f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
                 f"--map {energy.name}=none would leave out")
+    square = tuple(key.weight.shape) == (d, d) and _energy_size(energy) == d
+    if square and energy.kind == "param" and not _in_attention(key, energy, head):  # as a Linear v (found by review)
+        return (f"{additive} and {head.name} as the head; the same shapes are a projection {key.name} that the score "
+                f"{energy.name} and the context both read, which the model does not have")
     if _fits(energy, "score", d):  # in any order (found by attacking: a projection Linear(D, D) stored first)
         return (f"{additive} and {head.name} as the head; the same shapes are a score {energy.name} and a two-Linear "
                 f"head {key.name} -> {head.name}, or a projection {key.name} that the score {energy.name} and the "
@@ -625,13 +634,17 @@ def _doubtful(reading: dict[str, _Part], parts: list[_Part], roles: dict[str, st
     return None
 
 
+# a module named as an attention: attn, attention, self_att, word_attn2 (a word of its name: not pattern, batt)
+_ATTENTION = re.compile(r"(^|_)(self_?)?att(n|ention)?($|_|\d)", re.IGNORECASE)
+
+
 def _in_attention(key: _Part, energy: _Part, head: _Part | None) -> bool:
     """Whether ``key`` and ``energy`` are parts of one module named as an attention (``attn``, ``attention``,
-    ``self_att``) that ``head`` is not part of: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside
+    ``self_att``: ``_ATTENTION``; ``pattern_head`` is not one: found by review) that ``head`` is not part of: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside
     ``fc`` is no loss weight (found by review), while a head module's own ``fc`` and ``log_prior`` (logit
     adjustment) are no attention (found by attacking: read as W and v, a binary model of a 3-class one)."""
     parent = key.name.rpartition(".")[0]
-    return ("att" in parent.rpartition(".")[2].lower() and energy.name.rpartition(".")[0] == parent
+    return (bool(_ATTENTION.search(parent.rpartition(".")[2])) and energy.name.rpartition(".")[0] == parent
             and (head is None or not head.name.startswith(parent + ".")))
 
 

@@ -419,6 +419,28 @@ def _conv_after() -> nn.Module:  # a Conv1d on the LSTM's outputs, made after it
     return m
 
 
+def _pattern_head() -> nn.Module:  # the class prior in a head module whose name holds "att" inside a word
+    m = _logit_adjusted()
+    m.pattern_head = m.classifier
+    del m.classifier
+    return m
+
+
+def _projected_loose() -> nn.Module:  # a projection W of (D, D), a loose v of D values, a head
+    m = nn.Module()
+    m.lstm, m.W, m.fc = nn.LSTM(F, H, batch_first=True), nn.Linear(H, H), nn.Linear(H, C)
+    m.v = nn.Parameter(torch.randn(H))
+    return m
+
+
+def _convs_after() -> nn.Module:  # two Conv1d layers in one Sequential, made after the LSTM
+    m = nn.Module()
+    m.lstm = nn.LSTM(H, H // 2, batch_first=True, bidirectional=True)
+    m.convs = nn.Sequential(nn.Conv1d(H, H, 3, padding=1), nn.ReLU(), nn.Conv1d(H, H, 3, padding=1))
+    m.attention, m.fc = nn.Linear(H, 1), nn.Linear(H, C)
+    return m
+
+
 def _activated_head() -> nn.Module:  # fc = Sequential(Dropout, ReLU, Linear)
     m = nn.Module()
     m.lstm, m.attention = nn.LSTM(F, H, batch_first=True), nn.Linear(H, 1)
@@ -432,6 +454,11 @@ def _activated_head() -> nn.Module:  # fc = Sequential(Dropout, ReLU, Linear)
     (_conv_after, "conv.weight (12, 12, 3) is stored after the LSTM lstm: a Conv1d on its outputs", "conv=conv"),
     (_activated_head, "fc.2 as the head; but fc.0 and fc.1 before it in its nn.Sequential hold no weights",
      "fc.2=head"),
+    # found by review: "att" inside a word (pattern_head) was taken for an attention module; a loose v as a
+    # Linear one; two convs after the LSTM needed two runs of load, one --map each
+    (_pattern_head, "pattern_head.log_prior a tensor of something else", ""),
+    (_projected_loose, "a projection W that the score v and the context both read", ""),
+    (_convs_after, "convs.0.weight (12, 12, 3) is stored after the LSTM lstm", "convs=conv"),
 ])
 def test_layouts_whose_shapes_hide_another_computation_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, said: str, confirm: str) -> None:

@@ -332,8 +332,9 @@ def sweep_cases(
     shapes += [(1, max_seq), (8, long)] if max_seq > 2 * typical + 1 else []
     cases = [unpadded(b, t) for b, t in shapes]
     cases += [padded(6, min(max(3, typical * 2 + 3), max_seq)), padded(5, min(301, max_seq))]
-    if deploy is not None and 2 * typical + 1 < deploy <= max_seq:
-        cases += [unpadded(1, deploy), spread(4, deploy, 2 * typical + 2)]
-        if deploy < long:
-            cases.append(spread(4, long, deploy + 1))
+    top = min(deploy or 0, max_seq)  # a range past the sweep's longest: up to that (found by review)
+    if top > 2 * typical + 1:
+        cases += [c for c in (unpadded(1, top), spread(4, top, 2 * typical + 2)) + (
+            (spread(4, long, top + 1),) if top + 1 < long else ())
+                  if (c.x.shape[:2], c.padded) not in {(k.x.shape[:2], k.padded) for k in cases}]
     return [c for c in cases if c.x.shape[1] <= max_seq]

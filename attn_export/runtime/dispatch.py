@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple, Type
 
-from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable
+from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, shell_word
 from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
 from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
@@ -53,8 +53,8 @@ def _usable(name: str) -> bool:
 def _build_command(store: Store, precision: str) -> str:
     """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
     package = store.directory / "runtime"
-    shipped = f"PYTHONPATH={package} " if (package / "attn_export").is_dir() else ""
-    return f"{shipped}{BUILD_COMMAND} {store.directory} {PRECISIONS[precision].build_flag or ''}".rstrip()
+    shipped = f"PYTHONPATH={shell_word(package)} " if (package / "attn_export").is_dir() else ""
+    return f"{shipped}{BUILD_COMMAND} {shell_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
 
 
 def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 from .. import schema
-from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
+from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted, shell_word
 from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
@@ -601,7 +601,7 @@ class Store:
         if problems:
             flag = (PRECISIONS.get(str(entry.get("precision"))) or PRECISIONS["fp32"]).build_flag or ""
             raise NotAvailable(f"{self.directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
-                               f"on this device ({BUILD_COMMAND} {self.directory} {flag}".rstrip() + ")")
+                               f"on this device ({BUILD_COMMAND} {shell_word(self.directory)} {flag}".rstrip() + ")")
 
 
 def _at(path: Path, name: str, reason: Optional[str]) -> str:
