@@ -273,7 +273,8 @@ def _refuse_own_state(state: dict[str, torch.Tensor], source: Path) -> None:
                                                                      for k in state):
         return
     folder = source.parent if source.name == store.WEIGHTS and (source.parent / store.MODEL_JSON).is_file() else None
-    where = (f"load its artefact directory instead: attn-export load {shell_word(folder)} NEWDIR" if folder is not None else
+    where = (f"load its artefact directory instead: attn-export load {shell_word(folder)} NEWDIR"
+             if folder is not None else
              "load the artefact directory it came from (attn-export load DIR NEWDIR), which holds its recipe and "
              "labels")
     raise DataError(f"{source} holds attn-export's own model weights (normalisation buffers mean and std beside "
@@ -600,18 +601,20 @@ def _doubtful(reading: dict[str, _Part], names: set[str], roles: dict[str, str],
         hidden = _after_weightless(reading.get(role), names)
         if hidden is not None:
             holds = "hold" if " and " in hidden else "holds"
-            return (f"{reading[role].name} as the {role}; but {hidden} before it in its nn.Sequential {holds} no weights: "
-                    f"an activation (or a dropout) runs first, which the weights cannot show and the model does not "
-                    f"have")
+            return (f"{reading[role].name} as the {role}; but {hidden} before it in its nn.Sequential {holds} no "
+                    "weights: an activation (or a dropout) runs first, which the weights cannot show and the model "
+                    "does not have")
     if head is not None and not ordered and head.bias is None and _could_feed(head, feeds):
         return (f"{head.name} as a head without a bias; the same shape {_shape(head.weight)} is an embedding table or "
                 f"an input projection feeding the LSTM's input of {feeds}, which the model does not have")
     if key is None or energy is None:
         return None
     additive = f"{key.name} + {energy.name} as an additive score"
+    # a loose v of D values beside a W of (D, D), outside an attention module: a learned query or a projection
+    loose_square = (energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d)
+                    and not _in_attention(key, energy, head))
     if head is None:
-        if energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d) and \
-                not _in_attention(key, energy, None):
+        if loose_square:
             return (f"{additive} and no head; the same shapes are a dot-product score with {energy.name} as its "
                     f"learned query and a head {key.name}, which the model does not have")
         return None
@@ -623,8 +626,7 @@ def _doubtful(reading: dict[str, _Part], names: set[str], roles: dict[str, str],
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
                 f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
                 f"--map {energy.name}=none would leave out")
-    square = tuple(key.weight.shape) == (d, d) and _energy_size(energy) == d
-    if square and energy.kind == "param" and not _in_attention(key, energy, head):  # as a Linear v (found by review)
+    if loose_square:  # as with a Linear v (found by review)
         return (f"{additive} and {head.name} as the head; the same shapes are a projection {key.name} that the score "
                 f"{energy.name} and the context both read, which the model does not have")
     if _fits(energy, "score", d):  # in any order (found by attacking: a projection Linear(D, D) stored first)
@@ -640,9 +642,10 @@ _ATTENTION = re.compile(r"(^|_)(self_?)?att(n|ention)?($|_|\d)", re.IGNORECASE)
 
 def _in_attention(key: _Part, energy: _Part, head: _Part | None) -> bool:
     """Whether ``key`` and ``energy`` are parts of one module named as an attention (``attn``, ``attention``,
-    ``self_att``: ``_ATTENTION``; ``pattern_head`` is not one: found by review) that ``head`` is not part of: a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside
-    ``fc`` is no loss weight (found by review), while a head module's own ``fc`` and ``log_prior`` (logit
-    adjustment) are no attention (found by attacking: read as W and v, a binary model of a 3-class one)."""
+    ``self_att``: ``_ATTENTION``; ``pattern_head`` is not one: found by review) that ``head`` is not part of:
+    a binary Bahdanau model's ``attn.W`` and ``attn.v`` beside ``fc`` is no loss weight (found by review),
+    while a head module's own ``fc`` and ``log_prior`` (logit adjustment) are no attention (found by
+    attacking: read as W and v, a binary model of a 3-class one)."""
     parent = key.name.rpartition(".")[0]
     return (bool(_ATTENTION.search(parent.rpartition(".")[2])) and energy.name.rpartition(".")[0] == parent
             and (head is None or not head.name.startswith(parent + ".")))

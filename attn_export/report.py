@@ -474,8 +474,8 @@ def _artefacts_section(s: Store) -> list[str]:
     """Every recorded artefact and what the store says of it now: the lineage and bytes this report stands on."""
     lines = ["## Artefacts", "", "What the manifest records and the current bytes support (`attn-export inspect "
              f"{s.directory}` for more):", ""]
-    lacking = set(s.lacking())  # recorded and gone: listed, as inspect lists them (found by attacking)
-    for name in [n for n in s.entries if n in lacking or n in s.present()]:
+    listed = set(s.lacking()) | set(s.present())  # recorded and gone too, as inspect lists them (found by attacking)
+    for name in [n for n in s.entries if n in listed]:
         trust = s.state(name)
         if not trust.current:
             lines.append(f"- not current: {_cell(trust.reason)}")
@@ -518,7 +518,8 @@ def write_report(directory: Path) -> Path:
     if not verify_path.is_file() and not bench_path.is_file():
         store.require(directory, store.MODEL_JSON)
         raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {store.BENCH_JSON}); "
-                                  f"run attn-export verify {shell_word(directory)} and attn-export bench {shell_word(directory)} first")
+                                  f"run attn-export verify {shell_word(directory)} and attn-export bench "
+                                  f"{shell_word(directory)} first")
     s = Store(directory)
     lines = [f"# attn-export report: {directory.name}", ""]
     metrics = s.state(store.METRICS)
@@ -558,7 +559,8 @@ def write_report(directory: Path) -> Path:
             bench["plots"] = write_plots(directory, bench, set(_changed_since_bench(s, bench) or ()))
         lines += _bench_section(s, bench)
     else:
-        lines += [f"Not measured yet: run `attn-export bench {shell_word(directory)}`, then `attn-export report {shell_word(directory)}`."]
+        lines += [f"Not measured yet: run `attn-export bench {shell_word(directory)}`, then `attn-export report "
+                  f"{shell_word(directory)}`."]
     lines += [""] + _artefacts_section(s) + ["", _record(s)]
     path = directory / REPORT_MD
     store.write_bytes(path, ("\n".join(lines) + "\n").encode())
