@@ -437,6 +437,13 @@ def test_the_python_api_refuses_bad_arguments_in_one_line_of_its_own(model_dir: 
     with ax.Predictor.load(model_dir, allow_unverified=True) as predictor:
         with pytest.raises(BadInput, match=r"^got ndarray; expected a list of"):  # iteration over a 0-d array
             predictor.predict(np.array(1.0))
+        import copy
+        import pickle
+
+        for leaves in (pickle.dumps, copy.copy, copy.deepcopy):  # ONNX Runtime's TypeError before (found by attacking)
+            with pytest.raises(BadInput, match=r"^a Predictor holds this process's open runtime sessions and cannot "
+                                               r"be pickled or copied; expected each process to call Predictor.load"):
+                leaves(predictor)
 
 
 def test_predicts_batch_size_is_checked_on_every_path_and_honoured_above_the_load_time_one(model_dir: Path) -> None:

@@ -376,6 +376,12 @@ class Predictor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce__(self) -> Any:
+        """Refused in one line: its sessions cannot leave this process (pickle, copy, a spawned worker had
+        ONNX Runtime's own TypeError: found by attacking); each process loads its own."""
+        raise BadInput("a Predictor holds this process's open runtime sessions and cannot be pickled or copied; "
+                       "expected each process to call Predictor.load(path) itself (a forked child may use it)")
+
     def __repr__(self) -> str:
         return (f"Predictor({self.artifact.name} on {self.backend_name}, precision {self.precision}, "
                 f"{len(self.labels)} classes, batch {self.batch_size}, max_seq {self.max_seq})")
