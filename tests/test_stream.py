@@ -510,6 +510,35 @@ def test_a_stream_shared_by_threads_loses_no_chunk(streamed: Path) -> None:
         shared.reset()
 
 
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_a_stream_whose_comparator_cannot_run_here_is_not_judged_not_failed(
+        streamed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a stream's whole-sequence comparator that its runtime cannot open here (an ONNX Runtime
+    older than the one tested) failed the stream, a verdict that would outlive an upgrade. It is "not judged"
+    now. A double: ort-cpu refuses model.onnx when opened, as an old ONNX Runtime refuses a graph; it does
+    not prove what such a runtime does."""
+    from attn_export.errors import NotAvailable
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.verify import verify
+
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    opened = OrtCpuBackend.__enter__
+
+    def old_for_the_whole(self):  # type: ignore[no-untyped-def]
+        if self.artifact.name == "model.onnx":
+            raise NotAvailable("ONNX Runtime 1.11.1, older than 1.19.2, cannot load model.onnx (simulated)")
+        return opened(self)
+
+    monkeypatch.setattr(OrtCpuBackend, "__enter__", old_for_the_whole)
+    result = verify(directory, ["ort-cpu"])
+    rows = {(r.target.backend, str(r.target.artifact)): r for r in result.results}
+    stream = rows[("ort-cpu", "model.stream.onnx")]
+    assert stream.status == "skipped" and stream.reason is not None and stream.reason.startswith(
+        "not judged: its earlier prefixes are compared with ort-cpu model.onnx, which cannot run here"), stream
+    assert rows[("ort-cpu", "model.stream.fp16.onnx")].status == "passed"
+
+
 @pytest.mark.parametrize("backend", ["openvino-cpu", "tract-cpu"])
 @pytest.mark.parametrize("streamed", ["linear"], indirect=True)
 def test_a_runtime_of_one_call_at_a_time_takes_predict_and_push_in_turn(
