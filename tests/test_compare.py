@@ -153,3 +153,27 @@ def test_a_failed_mixed_case_says_which_max_abs_is_which() -> None:
     assert not result.passed and result.max_abs == pytest.approx(0.2)
     assert "logits max_abs 0.05 on the rows judged by budget (the deployment range): 0.05 exceeds its budget" \
         in result.problems[0] and str(result).startswith("batch 2 seq 30 padded: max_abs 2.00e-01 FAILED")
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases, st.sampled_from(["zeros", "scaled", "negative"]))
+def test_attention_that_is_no_softmax_fails_under_every_rule(params: tuple[int, int, int, float], wrong: str) -> None:
+    """Found by attacking: an INT8 graph whose attention was all zeros passed (INT8 is judged by its decisions,
+    and only the padding's zeros were checked). Under every rule a row's weights must be >= 0 and sum to 1."""
+    batch, classes, seed, scale = params
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 13, batch).tolist()
+    case, ref = make_case(lengths, 12, classes, rng, rng.uniform(0, scale, batch))
+    assert compare_case(case, ref, ref.outputs, "logits", INT8).passed  # the reference itself passes
+    attention = ref.outputs["attention"].copy()
+    row = int(rng.integers(batch))
+    if wrong == "zeros":
+        attention[row] = 0.0
+    elif wrong == "scaled":
+        attention[row] *= 0.5
+    else:
+        attention[row, 0] -= 2.0
+    for rule in (INT8, FP16):
+        result = compare_case(case, ref, {**ref.outputs, "attention": attention}, "logits", rule)
+        assert not result.passed and any("attention is not a softmax over each row's steps" in p
+                                         for p in result.problems), result.problems

@@ -199,6 +199,10 @@ def _unusable_reference(reference: Reference, rule: Rule, batch: int) -> Optiona
     return None
 
 
+# how far a row's attention may sum from 1: the softmax's own rounding, far below any wrong weighting
+ATTENTION_SUM_ATOL = 1e-2
+
+
 def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.ndarray], head: str,
                  rule: Rule) -> CaseResult:
     """Judge one case by ``rule``: every row in the deployment range by its budget, the rest by the stress
@@ -280,6 +284,14 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
         steps = np.arange(ga.shape[1])[None, :]
         if (ga[steps >= lengths[:, None]] != 0).any():
             problems.append("attention on padded steps is not exactly 0")
+        # a softmax over each row's steps, whatever the precision (found by attacking: an INT8 graph whose
+        # attention was all zeros passed, judged by its decisions alone)
+        sums = np.where(steps < lengths[:, None], ga, 0.0).sum(axis=1)
+        if np.isfinite(ga).all() and ((ga < 0).any() or (np.abs(sums - 1.0) > ATTENTION_SUM_ATOL).any()):
+            worst = int(np.argmax(np.abs(sums - 1.0)))
+            problems.append(f"attention is not a softmax over each row's steps: row {worst} sums to "
+                            f"{sums[worst]:.4g}{', with negative weights' if (ga < 0).any() else ''} (expected "
+                            f"weights >= 0 summing to 1 within {ATTENTION_SUM_ATOL})")
     result.problems = problems
     result.passed = not problems
     return result
