@@ -510,6 +510,42 @@ def test_a_stream_shared_by_threads_loses_no_chunk(streamed: Path) -> None:
         shared.reset()
 
 
+@pytest.mark.parametrize("bug, said", [
+    ("wide", "the stream graph disagrees with PyTorch on the prefix after chunk 6 of 'widening'"),
+    ("count", "state_out_steps is"),
+])
+@pytest.mark.parametrize("streamed", ["linear"], indirect=True)
+def test_the_stream_parity_catches_a_state_bug_in_wide_chunks_and_a_wrong_step_count(
+        streamed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bug: str, said: str) -> None:
+    """Found by attacking (each passed export's parity and verify on four runtimes): h reset in every chunk
+    wider than 16 steps (predict --stream 32 answered 0.90 for 0.9987), and a step count one too many (a row
+    that had seen nothing answered NaN). The schedules now hold chunks of 16 and widths doubling to 128, and
+    replay checks the count exactly. The bug is put into attn-export's own stream cell, so export records it
+    as its own, as a converter bug would be."""
+    import torch
+
+    import attn_export.stream as stream_module
+
+    made = stream_module.StreamCell.forward
+
+    def buggy(self, x, lengths, acc, c, h, peak, seen, total):  # type: ignore[no-untyped-def]
+        if bug == "wide":
+            h = torch.where(torch.ones_like(x[0, :, 0]).sum() > 16, torch.zeros_like(h), h)
+        out = list(made(self, x, lengths, acc, c, h, peak, seen, total))
+        if bug == "count":
+            out[-2] = out[-2] + 1  # state_out_steps, the fifth of the six states
+        return tuple(out)
+
+    monkeypatch.setattr(stream_module.StreamCell, "forward", buggy)
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    before = (directory / "model.stream.onnx").read_bytes()
+    with pytest.raises(WorkFailed) as refused:
+        stream_module.export_stream(directory)
+    assert said in str(refused.value), str(refused.value)
+    assert (directory / "model.stream.onnx").read_bytes() == before  # nothing written
+
+
 @pytest.mark.parametrize("streamed", ["linear"], indirect=True)
 def test_a_stream_whose_comparator_cannot_run_here_is_not_judged_not_failed(
         streamed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -290,8 +290,10 @@ def chunked(x: np.ndarray, chunk: int) -> List[Tuple[np.ndarray, int]]:
 
 
 # how verify and export cut a sequence into chunks: one step at a time, a prime, uneven sizes with an
-# empty chunk among them, one chunk longer than the sequence
-SCHEDULES = ("chunk 1", "chunk 7", "uneven", "longer")
+# empty chunk among them, one chunk longer than the sequence; the README's `--stream 16`, and widths that
+# double from 1 to the pieces push feeds (found by attacking: a state bug only in chunks
+# wider than 11 steps, 16 and 128 among them, passed export and verify)
+SCHEDULES = ("chunk 1", "chunk 7", "uneven", "longer", "chunk 16", "widening")
 _UNEVEN = (3, 0, 5, 1, 11, 2)
 
 
@@ -303,6 +305,11 @@ def schedule(name: str, steps: int) -> List[int]:
         sizes: List[int] = []
         while sum(sizes) < steps:
             sizes.append(_UNEVEN[len(sizes) % len(_UNEVEN)])
+        return sizes
+    if name == "widening":  # 1, 2, 4, ... PIECE, PIECE, ...
+        sizes = []
+        while sum(sizes) < steps:
+            sizes.append(min(1 << len(sizes), PIECE))
         return sizes
     size = int(name.split()[1])
     return [size] * -(-steps // size)
@@ -333,5 +340,13 @@ def replay(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]], spec: 
         out = run({"x": piece, "lengths": valid, **state})
         state = {state_name(n, "in"): np.asarray(out[state_name(n, "out")], np.float32) for n in STATE}
         pos += size
-        updates.append(Update(out, np.minimum(lengths, pos).astype(np.int64)))
+        seen = np.minimum(lengths, pos).astype(np.int64)
+        # the count a row's answer rests on, exact (found by attacking: one too many passed export and verify,
+        # and a row that had seen nothing then answered NaN)
+        counted = state[state_name("steps", "in")].reshape(batch, -1)[:, 0]
+        if not np.array_equal(counted, seen):
+            raise WorkFailed(f"after chunk {len(updates) + 1} of {list(sizes)[:8]}, {state_name('steps', 'out')} is "
+                             f"{counted.astype(np.int64).tolist()}; expected the steps each row has seen, "
+                             f"{seen.tolist()}")
+        updates.append(Update(out, seen))
     return updates
