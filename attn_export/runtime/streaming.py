@@ -346,7 +346,7 @@ def replay(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]], spec: 
         counted = state[state_name("steps", "in")].reshape(batch, -1)[:, 0]
         if not np.array_equal(counted, seen):
             raise WorkFailed(f"after chunk {len(updates) + 1} of {list(sizes)[:8]}, {state_name('steps', 'out')} is "
-                             f"{counted.astype(np.int64).tolist()}; expected the steps each row has seen, "
-                             f"{seen.tolist()}")
+                             f"{[int(v) if np.isfinite(v) else float(v) for v in counted]}; expected the steps "
+                             f"each row has seen, {seen.tolist()}")
         updates.append(Update(out, seen))
     return updates
