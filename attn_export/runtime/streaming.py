@@ -329,7 +329,8 @@ def replay(run: Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]], spec: 
     rng = np.random.default_rng(seed)
     batch, steps, features = x.shape
     state = zero_state(spec, batch)
-    updates, pos = [], 0
+    updates: List[Update] = []
+    pos = 0
     for size in sizes:
         width = max(size, 1)
         piece = (rng.uniform(-1e3, 1e3, (batch, width, features)) if garbage else np.zeros((batch, width, features)))
