@@ -425,7 +425,8 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     lines += _verify_table(result, stale)
     moved = result.unjudged_decisions()
     lines += (["", "Not judged (a precision judged by its decisions on the test split; the sweep's inputs are "
-               "random, near a boundary a correct INT8 graph may move a decision there):", ""]
+               "random, near a boundary a correct INT8 graph may move a decision there, within the error it "
+               "shows where the test split judges it):", ""]
               + [f"- {_cell(line)}" for line in moved] if moved else [])
     if result.conformance:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
@@ -434,7 +435,8 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     for precision, rule in result.tolerances.items():
         judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
-                  else "argmax agreement and accuracy drop only")
+                  else f"argmax agreement and accuracy drop on the test split; on the sweep, no decision moved "
+                  f"with an error over {rule.get('multiple', 0):g} x the largest where the test split judges it")
         if rule.get("mean_multiple"):
             # the backends' own allowances, not the rows' (a carried row may be of other settings: found by review)
             wider = {r.target.backend: REGISTRY[r.target.backend] for r in result.ran()

@@ -16,6 +16,9 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from attn_export.runtime import store
@@ -318,6 +321,26 @@ def rerecord(directory: Path, name: str, parent: str = "model.safetensors", comm
     it away now."""
     return store.record(directory, name, command, parent=parent,
                         parent_sha256=store.sha256_file(directory / parent), **extra)
+
+
+def wrong_decisions_where(path: Path, condition: list, name: str) -> None:
+    """Rewrite ``path``'s logits as ``logits - 20 * onehot(argmax)`` wherever the boolean ``name`` (made by
+    the ``condition`` nodes, shaped to broadcast against [batch, classes]) holds: every decision there flips,
+    by an error of 20."""
+    proto = onnx.load(str(path))
+    producer = next(n for n in proto.graph.node if "logits" in n.output)
+    producer.output[list(producer.output).index("logits")] = "bug.raw"
+    make = onnx.helper.make_node
+    proto.graph.initializer.extend([onnx.numpy_helper.from_array(np.array([0.0, 20.0], np.float32), "bug.values"),
+                                    onnx.numpy_helper.from_array(np.array([1], np.int64), "bug.axis1")])
+    proto.graph.node.extend([*condition,
+                             make("Shape", ["bug.raw"], ["bug.shape"]),
+                             make("Gather", ["bug.shape", "bug.axis1"], ["bug.classes"], axis=0),
+                             make("ArgMax", ["bug.raw"], ["bug.top"], axis=1, keepdims=0),
+                             make("OneHot", ["bug.top", "bug.classes", "bug.values"], ["bug.push"], axis=-1),
+                             make("Sub", ["bug.raw", "bug.push"], ["bug.flipped"]),
+                             make("Where", [name, "bug.flipped", "bug.raw"], ["logits"])])
+    onnx.save(proto, str(path))
 
 
 def mark_verified(directory: Path, name: str, passed: bool = True) -> None:

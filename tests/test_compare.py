@@ -177,3 +177,62 @@ def test_attention_that_is_no_softmax_fails_under_every_rule(params: tuple[int, 
         result = compare_case(case, ref, {**ref.outputs, "attention": attention}, "logits", rule)
         assert not result.passed and any("attention is not a softmax over each row's steps" in p
                                          for p in result.problems), result.problems
+
+
+def _sweep_verdict(rows: list, split_error: float, multiple: float = 4.0, deploy: int = 96,
+                   split_lengths: tuple = (8, 24), streamed: tuple = ()) -> list:
+    """Which of ``rows`` ((length, error, kept) per case) ``verify._judge_sweep_decisions`` fails, by case;
+    ``streamed``: each case's schedule, as a stream's."""
+    from attn_export.runtime.compare import CaseResult
+    from attn_export.runtime.targets import Target
+    from attn_export.runtime.verify import TargetResult, TestSplit, _judge_sweep_decisions
+
+    row = TargetResult(Target("ort-cpu", "model.int8.onnx", "int8-dynamic"), test_logits_max_abs=split_error)
+    for case_rows in rows:
+        case = CaseResult(1, max(n for n, _, _ in case_rows), False, 0.0, 0.0, 1.0, 1.0, 0.0, True)
+        case.rows = list(case_rows)
+        row.cases.append(case)
+    split = TestSplit([], np.zeros(2), np.array(split_lengths), [], None, None, "test")
+    schedules = {id(case): name for case, name in zip(row.cases, streamed)} or None  # a stream: each case's
+    _judge_sweep_decisions(row, Rule("int8-dynamic", None, None, None, multiple, deployment_max_seq=deploy), split,
+                           schedules)
+    return [not c.passed for c in row.cases]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.lists(st.tuples(st.integers(1, 200), st.floats(0, 50), st.booleans()), min_size=1, max_size=6),
+                min_size=1, max_size=6), st.floats(1e-3, 5), st.floats(1e-2, 1e3))
+def test_an_int8_sweep_decision_fails_only_where_the_test_split_cannot_speak_for_it(rows: list, split_error: float,
+                                                                                     k: float) -> None:
+    """A case fails exactly when a row shorter than the test split's shortest moved its decision by an error
+    over 4x the largest the file shows where the split judges it; the verdict does not depend on the errors'
+    scale (a model's logits may be 0.01 or 100 wide)."""
+    failed = _sweep_verdict(rows, split_error)
+    scale = max([split_error] + [e for case in rows for n, e, _ in case if 8 <= n <= 24])
+    assert failed == [any(not kept and e > 4 * scale and n < 8 for n, e, kept in case) for case in rows]
+    scaled = [[(n, e * k, kept) for n, e, kept in case] for case in rows]
+    if all(abs(e / (4 * scale) - 1) > 1e-9 for case in rows for _, e, _ in case):  # none on the boundary itself
+        assert _sweep_verdict(scaled, split_error * k) == failed
+
+
+def test_the_sweep_rows_of_the_split_s_lengths_set_the_scale() -> None:
+    """Random inputs may move INT8 further than real data (21x on one model): a sweep row at the split's lengths
+    raises the scale the others are judged by, and a moved decision within it is a near tie, not a failure."""
+    short_flip = [(1, 0.5, False)]
+    assert _sweep_verdict([short_flip], split_error=0.1) == [True]  # 0.5 > 4 x 0.1
+    assert _sweep_verdict([short_flip, [(12, 0.2, True)]], split_error=0.1) == [False, False]  # 0.5 < 4 x 0.2
+    assert _sweep_verdict([[(200, 50.0, False)]], split_error=0.1) == [False]  # beyond the deployment range
+    assert _sweep_verdict([[(30, 50.0, False)]], split_error=0.1) == [False]  # longer than the split: INT8's
+    assert _sweep_verdict([[(30, 50.0, False)]], split_error=0.1, deploy=30) == [False]  # error grows there
+    assert _sweep_verdict([[(3, 50.0, False)]], split_error=0.1, deploy=2) == [False]  # the deployment range
+    assert _sweep_verdict([[(12, 50.0, False)]], split_error=0.1) == [False]  # the split's own lengths: its verdict
+
+
+def test_a_stream_s_rows_of_the_split_s_lengths_are_judged_under_the_schedules_the_split_was_not() -> None:
+    """The test split is streamed seven steps at a time: a row of its lengths streamed one step at a time is
+    judged by the sweep's rule; streamed seven at a time it sets the scale."""
+    flip = [(12, 0.5, False)]
+    assert _sweep_verdict([flip, flip], split_error=0.1, streamed=("chunk 1", "chunk 7")) == [False, False]
+    assert _sweep_verdict([flip, [(12, 0.1, True)]], split_error=0.1, streamed=("chunk 1", "chunk 7")) == [True,
+                                                                                                         False]
+    assert _sweep_verdict([flip], split_error=0.1) == [False]  # a whole-sequence graph: the split judges 12

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from conftest import TINY, cli, mark_verified, rerecord
+from conftest import TINY, cli, mark_verified, rerecord, wrong_decisions_where
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
@@ -368,6 +368,33 @@ with OrtCpuBackend(Store({str(streamed)!r}).open("model.stream.onnx", need="curr
     assert result.stdout.startswith("this process ran out of memory running model.stream.onnx on x 1x40000x")
     assert "in ort-cpu (" in result.stdout and "Failed to allocate memory" in result.stdout
     assert result.stderr == ""  # ONNX Runtime's own coloured error line is not printed
+
+
+def test_an_int8_stream_wrong_only_on_a_first_chunk_of_one_step_fails(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: an INT8 stream was judged at chunk 7 alone, so one wrong only when its first chunk is
+    one step passed. It is replayed under every schedule, and a decision moved by more than the file's own error
+    where the test split judges it fails."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    assert cli("quantize", str(directory), "--int8").returncode == 0
+    name = store.STREAM_FILES["int8-dynamic"]
+    make = onnx.helper.make_node
+    wrong_decisions_where(directory / name, [  # a first chunk of one step (chunk 7's first is 7 wide)
+        make("Shape", ["x"], ["bug.x"]), make("Gather", ["bug.x", "bug.axis1"], ["bug.width"], axis=0),
+        make("Constant", [], ["bug.one"], value=numpy_helper.from_array(np.array([1], np.int64))),
+        make("Equal", ["bug.width", "bug.one"], ["bug.narrow"]),
+        make("ReduceMax", ["state_in_steps"], ["bug.seen"], keepdims=0),
+        make("Constant", [], ["bug.zero"], value=numpy_helper.from_array(np.array(0, np.float32))),
+        make("Equal", ["bug.seen", "bug.zero"], ["bug.first"]),
+        make("And", ["bug.narrow", "bug.first"], ["bug.where"])], "bug.where")
+    rerecord(directory, name, parent=store.STREAM_ONNX)
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == name)
+    problems = [p for c in row["cases"] for p in c["problems"]]
+    assert any("streamed chunk 1;" in p and "the test split does not judge" in p for p in problems), row["problems"]
+    limits = store.Store(directory).info.verify
+    assert row["argmax_agreement"] >= limits.int8_min_argmax_agreement  # the streamed test split alone passes it
 
 
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:

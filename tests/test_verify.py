@@ -27,7 +27,7 @@ from attn_export.config import VerifyConfig
 from attn_export.runtime.compare import rule_for
 from attn_export.runtime.timing import CLOCKS
 
-from conftest import ROOT, TINY, cli, rerecord
+from conftest import ROOT, TINY, cli, rerecord, wrong_decisions_where
 
 RESULT_KEYS = {"backend", "artifact", "precision", "status", "reason", "accuracy", "accuracy_delta", "latency_ms",
                "cases"}
@@ -409,6 +409,31 @@ def test_an_int8_graph_that_lost_accuracy_fails(variants_dir: Path, tmp_path: Pa
     assert row["status"] == "failed" and row["accuracy_delta"] < -allowed
     assert any(f"below the reference (allowed drop {allowed:g})" in p for p in row["problems"]), row["problems"]
     assert all(c["judged_by"] == "structure" for c in row["cases"])  # INT8 is not judged by element
+
+
+def test_an_int8_graph_wrong_only_on_sequences_the_test_split_lacks_fails(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: INT8 was judged by its decisions on the test split alone (here 8 to 24 steps), so
+    a graph that flipped every decision on sequences of 1 to 3 steps passed. The sweep's decisions at lengths
+    the split lacks are judged against the file's own error where the split judges it."""
+    directory = copy(variants_dir, tmp_path)
+    assert store.Store(directory).info.recipe["data"]["min_len"] > 3  # the bug lies outside the split
+    wrong_decisions_where(directory / "model.int8.onnx", [
+        onnx.helper.make_node("Constant", [], ["bug.four"], value=numpy_helper.from_array(np.array(4, np.int64))),
+        onnx.helper.make_node("Less", ["lengths", "bug.four"], ["bug.short"]),
+        onnx.helper.make_node("Unsqueeze", ["bug.short", "bug.axis1"], ["bug.where"])], "bug.where")
+    rerecord(directory, "model.int8.onnx", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8.onnx")
+    limits = store.Store(directory).info.verify
+    assert row["argmax_agreement"] >= limits.int8_min_argmax_agreement  # the test split alone passes it
+    assert row["accuracy_delta"] >= -limits.int8_max_accuracy_drop
+    failed = [c for c in row["cases"] if not c["passed"]]
+    assert failed and {c["seq"] for c in failed} >= {1, 2}, row["problems"]
+    assert all("the test split does not judge" in p for c in failed for p in c["problems"]), failed
+    said = " ".join(result.stderr.split())
+    assert "--set verify.budget_multiple=..." in said  # the key that moves it
+    assert "agreed 0.00 at 1 x 1" not in said  # judged now: not listed as "not judged"
 
 
 def test_an_int8_graph_whose_mask_is_gone_fails_when_its_batch_runs_together(variants_dir: Path,

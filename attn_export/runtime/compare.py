@@ -16,7 +16,8 @@ range, reduced precision only) error growth is reported and the row is judged by
 finite outputs, exactly zero attention on padding, and the same argmax wherever the reference's margin
 between its two largest logits exceeds twice the row's budget (a smaller margin is a near tie that the
 precision may honestly flip). A rule without ``atol`` (INT8) judges structure only here: shapes, finite
-values, zero attention on padding; its decisions are judged on the real test split by ``verify``.
+values, zero attention on padding; its decisions are judged on the real test split by ``verify``, and so
+are its sweep decisions at lengths the test split lacks, against the file's own error where it has them.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class Rule:
     atol: Optional[float]  # the floor; None: not judged by element (INT8: structure here, decisions on data)
     rtol: Optional[float]
     attention_atol: Optional[float]
-    multiple: float = 0.0  # times the row's intrinsic error at ``budget_precision``
+    # times the row's intrinsic error at ``budget_precision``; INT8: times the file's own largest error where
+    # the test split judged it (``verify._judge_sweep_decisions``)
+    multiple: float = 0.0
     budget_precision: Optional[str] = None  # whose intrinsic error: "fp32", "fp16"; None: the floor alone
     mean_multiple: Optional[float] = None  # the mean of error / intrinsic over deployment rows may not exceed it
     deployment_max_seq: Optional[int] = None  # longer rows: stress rules; None: every row by its budget (FP32)
@@ -88,7 +91,7 @@ def rule_for(precision: str, cfg: Any, device: str = "cpu", deployment_max_seq: 
         atol, rtol, agreement = (getattr(cfg, f"{precision}_{k}") for k in ("atol", "rtol", "min_argmax_agreement"))
         return Rule(precision, atol, rtol, atol, cfg.budget_multiple, precision, cfg.mean_budget_multiple,
                     deployment_max_seq, agreement)
-    return Rule(precision, None, None, None, deployment_max_seq=deployment_max_seq,
+    return Rule(precision, None, None, None, cfg.budget_multiple, deployment_max_seq=deployment_max_seq,
                 min_argmax_agreement=cfg.int8_min_argmax_agreement, max_accuracy_drop=cfg.int8_max_accuracy_drop)
 
 
@@ -111,12 +114,15 @@ class CaseResult:
     stress_ratio: Optional[float] = None  # the same over the stress rows: reported, not judged
     # |got - ref| / intrinsic per deployment row, for verify's mean check (not written to verify.json)
     intrinsic_ratios: List[float] = field(default_factory=list, repr=False)
+    # (length, largest head-output error, decision kept) per row, for verify's judgement of an INT8 file's
+    # sweep decisions against its own error where the test split judged it (not written to verify.json)
+    rows: List[Tuple[int, float, bool]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> Dict[str, object]:
         """As a JSON-ready dict: a value that could not be measured (inf: shapes differ, no output) is None."""
         out: Dict[str, object] = {}
         for k, v in self.__dict__.items():
-            if k == "intrinsic_ratios":
+            if k in ("intrinsic_ratios", "rows"):
                 continue
             out[k] = None if isinstance(v, float) and not np.isfinite(v) else v
         return out
@@ -124,7 +130,7 @@ class CaseResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CaseResult":
         """``to_dict``'s inverse: a value that could not be measured (None) is inf again."""
-        known = {f for f in cls.__dataclass_fields__ if f != "intrinsic_ratios"}
+        known = {f for f in cls.__dataclass_fields__ if f not in ("intrinsic_ratios", "rows")}
         values = {k: v for k, v in d.items() if k in known}
         for key in ("max_abs", "max_rel", "attention_max_abs"):
             if values.get(key) is None:
@@ -134,10 +140,13 @@ class CaseResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def label(self) -> str:
+        return f"batch {self.batch} seq {self.seq}" + (" padded" if self.padded else "")
+
     def __str__(self) -> str:
-        pad = " padded" if self.padded else ""
         verdict = "passed" if self.passed else "FAILED: " + "; ".join(self.problems)
-        return f"batch {self.batch} seq {self.seq}{pad}: max_abs {self.max_abs:.2e} {verdict}"
+        return f"{self.label}: max_abs {self.max_abs:.2e} {verdict}"
 
 
 def unmeasured(case: SweepCase, problem: str) -> CaseResult:
@@ -233,6 +242,7 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
     classes = scores_r.shape[1] if scores_r.ndim > 1 else 1
     agree = scores_r.argmax(axis=1) == scores_g.argmax(axis=1) if classes > 1 else np.ones(batch, bool)
     result = CaseResult(batch, seq, case.padded, max_abs, 0.0, cosine, float(agree.mean()), 0.0, False)
+    result.rows = [(int(n), float(e), bool(a)) for n, e, a in zip(lengths, diff.reshape(batch, -1).max(axis=1), agree)]
     result.range = "deployment" if deploy.all() else "stress" if not deploy.any() else "mixed"
 
     if not rule.judged_by_element:
