@@ -433,6 +433,25 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
     assert [(u["chunk"], u["steps"]) for u in json.loads(whole.stdout)["updates"]] == [(1, 13), (1, 6)]
 
 
+def test_predict_stream_says_when_a_sequence_runs_past_what_verify_replayed(streamed: Path, tmp_path: Path) -> None:
+    """verify replays a stream graph up to ``STREAM_MAX_SEQ`` steps: a longer sequence streamed by predict is
+    said to run past it, on both command lines (found by attacking: nothing was said)."""
+    from attn_export.runtime.verify import STREAM_MAX_SEQ
+
+    for steps, said in ((STREAM_MAX_SEQ, False), (STREAM_MAX_SEQ + 1, True)):
+        np.savez(tmp_path / "in.npz", x=_sequences(streamed, [steps, 3], seed=2), lengths=np.array([steps, 3]))
+        flags = ("--allow-unverified", "--stream", "256", "--json")
+        host = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), *flags)
+        device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed),
+                                 str(tmp_path / "in.npz"), *flags], capture_output=True, text=True, timeout=300)
+        for result in (host, device):
+            assert result.returncode == 0, result.stderr
+            notes = json.loads(result.stdout)["notes"]
+            note = (f"1 of 2 sequence(s) are longer than the {STREAM_MAX_SEQ} steps over which verify replays the "
+                    "FP32 stream graph")
+            assert any(n.startswith(note) for n in notes) == said, notes
+
+
 @pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
                          indirect=True)
 def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_path: Path) -> None:

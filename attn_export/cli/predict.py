@@ -72,10 +72,11 @@ def command(
         check_features(data.features, predictor.feature_names, input_path, data.first_rows)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, input_path)
-        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review); after
-        # the checks, which name the input file (the note checks the sequences too)
-        if stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
-            predictor.notes.append(beyond)
+        # a stream runs its own graph, verified on other lengths (found by review); after the checks, which
+        # name the input file (the note checks the sequences too)
+        beyond = predictor.beyond_judged if stream is None else predictor.beyond_streamed
+        if (note := beyond(data.sequences)) is not None:
+            predictor.notes.append(note)
         if stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, stream, data.labels, attention)
             if json_out:

@@ -308,10 +308,11 @@ def _predict(args: argparse.Namespace) -> int:
         check_features(data.features, predictor.feature_names, args.input, data.first_rows)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, args.input)
-        # whole sequences only: a stream runs its own graph, verified on other lengths (found by review); after
-        # the checks, which name the input file (the note checks the sequences too)
-        if args.stream is None and (beyond := predictor.beyond_judged(data.sequences)) is not None:
-            predictor.notes.append(beyond)
+        # a stream runs its own graph, verified on other lengths (found by review); after the checks, which
+        # name the input file (the note checks the sequences too)
+        beyond = predictor.beyond_judged if args.stream is None else predictor.beyond_streamed
+        if (note := beyond(data.sequences)) is not None:
+            predictor.notes.append(note)
         for note in [] if args.json else predictor.notes:
             print(f"note: {note}", file=sys.stderr)
         if args.stream is not None:

@@ -273,6 +273,21 @@ class Predictor:
                 f"judged {self.artifact.name} by its error budget; beyond them it checked only finite outputs and no "
                 f"attention on padding{decisive}")
 
+    def beyond_streamed(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
+        """``beyond_judged`` for ``predict --stream``: a note when any of ``sequences`` is longer than verify
+        replays this precision's stream graph (``STREAM_MAX_SEQ``, or the deployment range where shorter);
+        past that its updates were never judged (found by attacking: none was said). None otherwise."""
+        from .verify import STREAM_MAX_SEQ
+
+        sequences = self._sequences(sequences, lengths)
+        limit = min(STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
+        longer = sum(1 for s in sequences if len(s) > limit)
+        if not longer:
+            return None
+        return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps over which verify "
+                f"replays the {self.precision.upper()} stream graph: its updates past them were not judged (predict "
+                "without --stream runs the whole-sequence graph)")
+
     def unasked(self) -> Optional[str]:
         """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran
         (``bundle.unasked``), else None."""
