@@ -36,6 +36,14 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
+def _no_html(line: str) -> str:
+    """``line`` with each ``<`` outside its code spans written ``&lt;``: text from a directory's name or its JSON
+    files (labels, reasons, hand-edited) never renders as HTML (found by attacking: ``<script>`` did), and a
+    code span, which Markdown shows as it is, keeps it."""
+    parts = line.split("`")
+    return "`".join(part if k % 2 else part.replace("<", "&lt;") for k, part in enumerate(parts))
+
+
 def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -563,7 +571,7 @@ def write_report(directory: Path) -> Path:
     else:
         lines += [f"Not measured yet: run `attn-export bench {shell_word(directory)}`, then `attn-export report "
                   f"{shell_word(directory)}`."]
-    lines += [""] + _artefacts_section(s) + ["", _record(s)]
+    lines = [_no_html(line) for line in lines + [""] + _artefacts_section(s)] + ["", _record(s)]
     path = directory / REPORT_MD
     store.write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path

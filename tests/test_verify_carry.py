@@ -11,6 +11,7 @@ that decide pass or fail are this run's; anything else is dropped, and said so.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -613,6 +614,27 @@ def test_the_reports_mean_allowances_are_the_backends_not_a_carried_rows(verifie
     budgets = [line for line in (directory / store.REPORT_MD).read_text().splitlines() if line.startswith("- fp16:")]
     assert budgets and "on average at most 1.5 x (3 x on onnx-ref: its FP16 rounds every operation, sums included)," \
         in budgets[0] and "ort-cpu" not in budgets[0], budgets
+
+
+def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verified_once: Path,
+                                                                          tmp_path: Path) -> None:
+    """Found by attacking: report.md carried text from the directory's name and its JSON files as it was, so a
+    hand-edited reason ``<img src=x onerror=...>`` rendered as HTML in a Markdown viewer. Outside code spans
+    ``<`` is written ``&lt;``; a command in a code span keeps the name as a shell takes it."""
+    directory = tmp_path / "<b>runs"
+    shutil.copytree(verified_once, directory)
+    doc = document(directory)
+    skipped = next(r for r in doc["results"] if r["status"] == "skipped")
+    skipped["reason"] = "<img src=x onerror=alert(1)> not here"
+    as_if_written(directory, doc)
+    (directory / store.BENCH_JSON).unlink(missing_ok=True)
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    outside = "".join(part for k, part in enumerate(text.split("`")) if not k % 2)
+    assert "<img" not in outside and "<b>" not in outside and "&lt;img src=x onerror=alert(1)> not here" in text
+    assert text.startswith("# attn-export report: &lt;b>runs")
+    assert f"`attn-export bench {shlex.quote(str(directory))}`" in text  # the command as a shell takes it
+    assert text.rstrip().splitlines()[-1].startswith("<!-- attn-export report of: ")  # its own record, as it was
 
 
 def as_if_written(directory: Path, doc: dict) -> None:
