@@ -341,3 +341,43 @@ def test_the_fp16_fold_is_skipped_without_onnxscript(monkeypatch: pytest.MonkeyP
     assert [n.op_type for n in folded.graph.node] == ["Add"] and not folded.graph.value_info
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     assert [n.op_type for n in _fold_weights_only(proto).graph.node] == ["MatMul", "Add"]
+
+
+def _bf16(values: np.ndarray) -> np.ndarray:
+    """``values`` (float16) rounded through bfloat16's 8 mantissa bits, back in float16."""
+    bits = values.astype(np.float32).view(np.uint32)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).view(np.float32)
+    return rounded.astype(np.float16)
+
+
+@pytest.mark.parametrize("change", ["bf16", "x1.01"])
+def test_an_fp16_converter_that_changes_one_weight_is_refused(tiny_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """Found by attacking: an FP16 graph whose LSTM input matrix was rounded to bf16 passed quantize's and
+    verify's numeric checks (0.45 of its budget). quantize checks that each FP16 weight is the FP32 graph's
+    rounded to the nearest FP16, and writes nothing when one is not (the real converter, wrapped)."""
+    import importlib
+
+    q = importlib.import_module("attn_export.quantize")  # the module: attn_export.quantize is the function
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    made = q._make_fp16
+
+    def one_weight_changed(source, target):  # type: ignore[no-untyped-def]
+        made(source, target)
+        proto = onnx.load(str(target))
+        lstm = next(n for n in proto.graph.node if n.op_type == "LSTM")
+        weight = next(t for t in proto.graph.initializer if t.name == lstm.input[1])
+        values = numpy_helper.to_array(weight)
+        changed = _bf16(values) if change == "bf16" else (values.astype(np.float32) * 1.01).astype(np.float16)
+        assert not np.array_equal(changed, values)
+        weight.CopyFrom(numpy_helper.from_array(changed, weight.name))
+        onnx.save(proto, str(target))
+
+    monkeypatch.setattr(q, "_make_fp16", one_weight_changed)
+    with pytest.raises(WorkFailed, match=r"^model.fp16.onnx failed its checks: .* is not a tensor of model.onnx "
+                                         r"rounded to the nearest FP16"):
+        quantize(directory, ["fp16"])
+    assert not (directory / "model.fp16.onnx").exists()
+    monkeypatch.setattr(q, "_make_fp16", made)
+    quantize(directory, ["fp16"])  # the converter as it is passes
