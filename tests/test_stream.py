@@ -1269,3 +1269,22 @@ def test_a_value_that_normalises_past_float32_is_refused_by_fp32_predict_and_str
             stream.push(x[:1, 6:8])
         stream.backend.run_feeds = real  # type: ignore[method-assign]
         assert stream.steps.tolist() == [6]
+
+
+def test_a_schedule_is_run_on_an_engine_only_when_its_profile_takes_every_chunk_it_feeds() -> None:
+    """Found by review: verify checked a schedule's widest chunk against an engine's profile only, so one whose
+    profile starts at 4 steps was fed the widening schedule's chunks of 1 and 2 and failed. A stand-in for the
+    engine's profile check (``accepts``: what TensorRT's backend answers; TensorRT itself is not here)."""
+    from attn_export.runtime.verify import _outside
+
+    class Profile:
+        def accepts(self, batch: int, seq: int) -> str | None:
+            return None if 4 <= seq <= 64 else f"chunk {seq} outside the profile's 4..64"
+
+    for name in SCHEDULES:
+        sizes = schedule(name, 40)
+        widths = {max(size, 1) for size in sizes}
+        said = _outside(Profile(), 1, sizes)  # type: ignore[arg-type]
+        assert (said is None) == all(4 <= w <= 64 for w in widths), (name, sizes, said)
+    assert _outside(Profile(), 1, schedule("widening", 40)) == "chunk 1 outside the profile's 4..64"
+    assert _outside(Profile(), 1, [7, 0, 7]) == "chunk 1 outside the profile's 4..64"  # no new step: fed 1 wide

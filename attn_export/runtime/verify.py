@@ -673,7 +673,7 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
             for name in SCHEDULES:
                 if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
                     continue
-                outside = backend.accepts(batch, max(schedule(name, steps)))
+                outside = _outside(backend, batch, schedule(name, steps))
                 if outside is not None:
                     row.cases_not_run.append(f"{case.label} {name}: {outside}")
                     continue
@@ -705,7 +705,7 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
             for name in SCHEDULES:
                 if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
                     continue
-                outside = backend.accepts(batch, max(schedule(name, steps)))  # an engine's chunk range
+                outside = _outside(backend, batch, schedule(name, steps))  # an engine's chunk range
                 if outside is not None:
                     row.cases_not_run.append(f"{case.label} {name}: {outside}")
                     continue
@@ -713,6 +713,14 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
                     backend.run_feeds, spec, case.x, case.lengths, schedule(name, steps)), whole, head))
     finally:
         whole.close()
+
+
+def _outside(backend: Backend, batch: int, sizes: Sequence[int]) -> Optional[str]:
+    """Why ``backend`` cannot take one of the chunks of ``sizes`` (``replay`` feeds a chunk of no new step
+    one step wide), or None: an engine's profile bounds the chunk from below too (found by review: only the
+    widest chunk was checked, so an engine whose profile starts above 1 failed the widening schedule)."""
+    return next((why for width in sorted({max(size, 1) for size in sizes})
+                 if (why := backend.accepts(batch, width)) is not None), None)
 
 
 def _whole(s: Store, target: Target, rule: Rule, threads: Optional[int], registry: Registry) -> Backend:
