@@ -656,3 +656,44 @@ def test_the_range_note_follows_the_verdicts_own_settings(model_dir: Path, tmp_p
         assert predictor.judged_within == 7
         note = predictor.beyond_judged([np.zeros((8, predictor.features), np.float32)])
     assert note is not None and "longer than the 7 steps" in note
+
+
+@pytest.mark.parametrize("first", ["0.5,-,0.3,0.1", "0.5,1.2e,0.3,0.1", "x1,2,3,4"])
+def test_a_first_row_of_numbers_beside_text_is_refused_not_taken_for_a_header(tmp_path: Path, first: str) -> None:
+    """Found by attacking: a headerless file whose first row held one missing-value mark or typo was read as a
+    header and that step dropped without a word (the same cell on a later row was refused). A header names
+    every column ('sequence', 'label' and the time column may stand beside numbers as names)."""
+    path = tmp_path / "a.csv"
+    path.write_text(first + "\n0.2,0.1,0.9,0.4\n0.7,0.3,0.3,0.3\n")
+    with pytest.raises(DataError, match=r"a.csv:1: numbers \(.*\) beside text \(.*\); expected a header naming "
+                                        r"every column, or a row of numbers"):
+        read_input(path)
+    path.write_text("sequence,1,2,3\ns,0.2,0.1,0.9\ns,0.7,0.3,0.3\n")  # numbers as feature names, ids beside
+    assert [s.shape for s in read_input(path).sequences] == [(2, 3)]
+
+
+def test_a_value_beyond_float32_in_a_csv_is_said_as_such(tmp_path: Path) -> None:
+    """Found by attacking: 1e39 was refused as "expected a finite number"; it is finite, beyond float32."""
+    path = tmp_path / "big.csv"
+    path.write_text("alpha,beta\n1e39,2\n")
+    with pytest.raises(DataError, match=r"big.csv:2: alpha = '1e39'; expected a number within float32's range"):
+        read_input(path)
+    path.write_text("alpha,beta\ninf,2\n")
+    with pytest.raises(DataError, match=r"big.csv:2: alpha = 'inf'; expected a finite number"):
+        read_input(path)
+
+
+def test_ids_print_as_given_and_apart_on_a_terminal_and_in_tsv(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: the terminal table printed 'run[left]' as 'run\\[left]' (markup escaping on a
+    console that reads none), and the TSV wrote an id holding a tab and one holding the text '\\t' alike."""
+    from conftest import cli_on_terminal
+
+    features = json.loads((model_dir / store.MODEL_JSON).read_text())["input_size"]
+    values = ",".join(["0.5"] * features)
+    names = ",".join(f"f{k}" for k in range(features))
+    (tmp_path / "in.csv").write_text(f"sequence,{names}\nrun[left],{values}\n\"a\tb\",{values}\n\"a\\tb\",{values}\n")
+    rows = [line.split("\t")[0] for line in cli("predict", str(tmp_path / "in.csv"), "--dir",
+                                                 str(model_dir)).stdout.splitlines()[1:]]
+    assert rows == ["run[left]", "a\\tb", "a\\\\tb"], rows  # three ids, three cells
+    shown = cli_on_terminal("predict", str(tmp_path / "in.csv"), "--dir", str(model_dir))
+    assert shown.returncode == 0 and "run[left]" in shown.stdout and "run\\[left]" not in shown.stdout, shown.stdout

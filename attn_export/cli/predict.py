@@ -105,7 +105,6 @@ def command(
         if acc is not None:
             print(f"accuracy {acc:.4f} ({correct}/{len(predictions)})", file=sys.stderr)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     from ..errors import printable
@@ -118,7 +117,7 @@ def command(
         cells = [str(k), name, str(seq.shape[0]), *shown(p, head)]
         if labelled:
             cells += [data.labels[k], "ok" if p.label == data.labels[k] else "WRONG"]
-        table.add_row(*(escape(printable(c)) for c in cells))  # labels and ids are data, not markup
+        table.add_row(*(printable(c) for c in cells))  # the console reads no markup: 'run[left]' as it is
     console().print(table)
     said = console(stderr=True)  # as --stream and the device say them: stdout holds the predictions alone
     for note in ran["notes"]:

@@ -225,8 +225,14 @@ def stream_table(rows: Sequence[Dict[str, Any]], head: str) -> List[str]:
     for row in rows:
         values = [row[f] if f != "probability" else f"{row[f]:.4f}" for f in fields]
         values = [" ".join(f"{v:.4g}" for v in value) if isinstance(value, list) else str(value) for value in values]
-        lines.append("\t".join(printable(str(c)) for c in [row["id"], row["chunk"], row["steps"], *values]))
+        lines.append("\t".join(tsv_cell(str(c)) for c in [row["id"], row["chunk"], row["steps"], *values]))
     return lines
+
+
+def tsv_cell(text: str) -> str:
+    """``text`` as one TSV cell: ``printable`` after doubling each backslash, so an id holding a tab and one
+    holding the text '\\t' stay two (found by attacking: both were written 'a\\tb')."""
+    return printable(text.replace("\\", "\\\\"))
 
 
 def prediction_table(ids: Sequence[str], predictions: Sequence[Any], head: str) -> List[str]:
@@ -237,9 +243,8 @@ def prediction_table(ids: Sequence[str], predictions: Sequence[Any], head: str) 
     width = len(shown(predictions[0], head, limit=None))
     lines = ["\t".join(["id", "label", "probability"] if head == "logits"
                        else ["id", *(f"{head}_{j}" for j in range(width))])]
-    # labels and ids are data: printable() keeps a tab or newline in one from making a row of its own
-    return lines + ["\t".join(printable(c) for c in [i, *shown(p, head, limit=None)])
-                    for i, p in zip(ids, predictions)]
+    # labels and ids are data: tsv_cell() keeps a tab or newline in one from making a row of its own
+    return lines + ["\t".join(tsv_cell(c) for c in [i, *shown(p, head, limit=None)]) for i, p in zip(ids, predictions)]
 
 
 def shown(prediction: Any, head: str, limit: Optional[int] = 6) -> List[str]:

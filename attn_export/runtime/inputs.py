@@ -185,7 +185,15 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                             + (" and '.' as the decimal point" if decimal else ""))
     # a word, not a missing value: a first row of numbers and '?' / NA is data (found by attacking: it was
     # taken for a header and dropped without a word)
-    if any(c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS for c in first):
+    words = [c.strip() for c in first if c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS]
+    numbers = [c.strip() for c in first if _number(c) is not None]
+    # mostly numbers and a word that names no column of ours: a data row with a typo or a missing-value mark,
+    # not a header (found by attacking: '0.5,-,0.3' was taken for one and the step dropped without a word)
+    if words and numbers and any(w.lower() not in (SEQUENCE_COLUMN, LABEL_COLUMN, *TIME_COLUMNS) for w in words):
+        raise DataError(f"{p}:{first_line}: numbers ({', '.join(_show(c) for c in numbers[:3])}) beside text "
+                        f"({', '.join(_show(w) for w in words[:3])}); expected a header naming every column, or a "
+                        "row of numbers (a step)")
+    if words:
         header = [c.strip() for c in first]
         if "" in header:  # a spreadsheet's trailing comma, pandas' unnamed index: not a feature to train on
             raise DataError(f"{p}:{first_line}: header column {header.index('') + 1} has no name; expected a name "
@@ -238,7 +246,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 sample = [r[i] for _, r in rows[:20] if len(r) == width]  # a column of text, not one typo (review)
                 text_ids = (not gap and header is not None and group_col is None and v is None and len(sample) > 1
                             and sum(_number(c) is None for c in sample) >= 0.8 * len(sample))
-                raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected a finite number" + (
+                expected = ("a number within float32's range (±3.4e38)" if v is not None and math.isfinite(v)
+                            else "a finite number")
+                raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected {expected}" + (
                     " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else
                     # text in a feature column of a file with no 'sequence' column: its ids, most likely
                     f" (a column of sequence ids is named '{SEQUENCE_COLUMN}', and a column of labels "
