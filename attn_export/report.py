@@ -13,6 +13,7 @@ marked *(carried)*, with the run that measured it; the earlier results it droppe
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,11 +38,12 @@ def _cell(text: str | None) -> str:
 
 
 def _no_html(line: str) -> str:
-    """``line`` with each ``<`` outside its code spans written ``&lt;``: text from a directory's name or its JSON
-    files (labels, reasons, hand-edited) never renders as HTML (found by attacking: ``<script>`` did), and a
-    code span, which Markdown shows as it is, keeps it."""
+    """``line`` with each ``<`` that could open an HTML tag or comment (before a letter, ``/``, ``!`` or ``?``)
+    outside its code spans written ``&lt;``: text from a directory's name or its JSON files (labels, reasons,
+    hand-edited) never renders as HTML (found by attacking: ``<script>`` did); ``seq <= 4096`` reads as it is,
+    and a code span, which Markdown shows as it is, keeps it."""
     parts = line.split("`")
-    return "`".join(part if k % 2 else part.replace("<", "&lt;") for k, part in enumerate(parts))
+    return "`".join(part if k % 2 else re.sub(r"<(?=[A-Za-z/!?])", "&lt;", part) for k, part in enumerate(parts))
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -432,9 +434,9 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
             stale.add(str(r.target.artifact))
     lines += _verify_table(result, stale)
     moved = result.unjudged_decisions()
-    lines += (["", "Not judged (a precision judged by its decisions on the test split; the sweep's inputs are "
-               "random, near a boundary a correct INT8 graph may move a decision there, within the error it "
-               "shows where the test split judges it):", ""]
+    lines += (["", "Not judged (a precision judged by its decisions on the test split, and on the sweep's "
+               "sequences shorter than the split's; the sweep's inputs are random, and near a boundary, on "
+               "longer sequences or in other chunks a correct INT8 graph may move a decision):", ""]
               + [f"- {_cell(line)}" for line in moved] if moved else [])
     if result.conformance:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
@@ -443,8 +445,9 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     for precision, rule in result.tolerances.items():
         judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
-                  else f"argmax agreement and accuracy drop on the test split; on the sweep, no decision moved "
-                  f"with an error over {rule.get('multiple', 0):g} x the largest where the test split judges it")
+                  else f"argmax agreement and accuracy drop on the test split; on the sweep's sequences shorter "
+                  f"than the split's, no decision moved with an error over {rule.get('multiple', 0):g} x the "
+                  "largest at the split's lengths")
         if rule.get("mean_multiple"):
             # the backends' own allowances, not the rows' (a carried row may be of other settings: found by review)
             wider = {r.target.backend: REGISTRY[r.target.backend] for r in result.ran()

@@ -1366,3 +1366,24 @@ def test_a_kept_default_is_not_said_to_be_the_fastest() -> None:
                                 f"pair was {MARGIN:.2f}x faster")
     assert why_picked({**pick, "artifact": "model.int8.onnx"}) == (
         "what attn-export run's first-look bench measured fastest on EPYC")
+
+
+def test_predict_says_when_an_int8_sequence_is_longer_than_the_test_split_that_judged_it(
+        verified: tuple[Path, dict, subprocess.CompletedProcess[str]]) -> None:
+    """verify judges INT8 by its decisions on the test split (and shorter sequences on the sweep): a longer
+    sequence gets a note naming the split's longest, as FP16 past its deployment range does (found by
+    attacking: an INT8 graph at 2048 steps, where verify's own sweep had moved every decision, said nothing)."""
+    from attn_export.runtime import Predictor
+
+    directory, result, _ = verified
+    longest = result["test_split"]["max_length"]
+    features = json.loads((directory / store.MODEL_JSON).read_text())["input_size"]
+    rng = np.random.default_rng(0)
+    with Predictor.load(directory, precision="int8-dynamic") as int8:
+        assert int8.decided_within == longest
+        assert int8.beyond_judged([rng.standard_normal((longest, features)).astype(np.float32)]) is None
+        note = int8.beyond_judged([rng.standard_normal((n, features)).astype(np.float32) for n in (3, longest + 1)])
+        assert note is not None and note.startswith(f"1 of 2 sequence(s) are longer than the {longest} steps of the "
+                                                    "test split on whose decisions verify judged model.int8.onnx")
+    with Predictor.load(directory, precision="fp32") as fp32:
+        assert fp32.decided_within is None

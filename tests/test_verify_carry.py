@@ -596,8 +596,7 @@ def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: P
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
     listed = text.split("## Verify")[1].split("## One graph")[0]
-    assert ("- ort-cpu model.int8.onnx: decisions on the sweep within its own error or longer than the test split "
-            "agreed 0.25 at "
+    assert ("- ort-cpu model.int8.onnx: decisions on the sweep left unjudged agreed 0.25 at "
             f"{case['batch']} x {case['seq']}") in listed, listed
 
 
@@ -620,7 +619,8 @@ def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verifi
                                                                           tmp_path: Path) -> None:
     """Found by attacking: report.md carried text from the directory's name and its JSON files as it was, so a
     hand-edited reason ``<img src=x onerror=...>`` rendered as HTML in a Markdown viewer. Outside code spans
-    ``<`` is written ``&lt;``; a command in a code span keeps the name as a shell takes it."""
+    a ``<`` that could open a tag is written ``&lt;``; a command in a code span keeps the name as a shell
+    takes it."""
     directory = tmp_path / "<b>runs"
     shutil.copytree(verified_once, directory)
     doc = document(directory)

@@ -43,11 +43,10 @@ PRECISIONS: Dict[str, Precision] = {p.name: p for p in (
     Precision("bf16", None, "OpenVINO's bf16 execution of model.onnx (openvino-bf16)", None, (), "budget", True,
               ("bf16_atol", "bf16_rtol", "budget_multiple", "mean_budget_multiple", "deployment_max_seq")),
     Precision("int8-dynamic", "model.int8.onnx", "attn-export quantize --int8", None, (), "decisions", False,
-              ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple", "deployment_max_seq"),
-              per_row=True),
+              ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple"), per_row=True),
     Precision("int8-qdq", "model.int8-qdq.onnx", "attn-export quantize --int8 --method qdq", "--int8", ("INT8",),
               "decisions", False,
-              ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple", "deployment_max_seq")),
+              ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple")),
 )}
 ONNX_FILES: Dict[str, str] = {p.name: p.file for p in PRECISIONS.values() if p.file is not None}
 # what TensorRT builds engines from (dynamic INT8 uses ONNX Runtime's own operators, which it cannot parse)

@@ -140,6 +140,23 @@ def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[in
     return rule.deployment_max_seq if rule.judged_by_element else None
 
 
+def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
+    """The longest sequence of the test split on whose decisions verify judged ``artifact`` (INT8), read from
+    the ``verify.json`` its verdict was recorded from; None for another precision, or when that file is not
+    here or is not the one."""
+    from . import schema
+    from .store import VERIFY_JSON, parse_json
+
+    precision = PRECISIONS.get(str(artifact.precision))
+    if precision is None or precision.judged_by != "decisions" or not artifact.verified:
+        return None
+    data = store.read(VERIFY_JSON)
+    if data is None or store.sha256(VERIFY_JSON) != artifact.verified.get("verify_sha256"):
+        return None
+    split = parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("test_split")
+    return None if split is None else int(split["max_length"])
+
+
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
@@ -247,21 +264,30 @@ class Predictor:
             predictor = cls(impl, artifact, notes, batch_size, store)
             predictor._options = (allow_unverified, threads)
             predictor.judged_within = _judged_within(store, artifact, impl.device)
+            predictor.decided_within = _decided_within(store, artifact)
             return predictor
         except BaseException:
             store.close()
             raise
 
     judged_within: Optional[int] = None  # set by load (``_judged_within``)
+    decided_within: Optional[int] = None  # set by load (``_decided_within``)
 
     def beyond_judged(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
         """A note when any of ``sequences`` (what ``predict`` takes: a list of ``[steps, features]`` arrays, or
         a padded array with ``lengths``, checked alike) is longer than the deployment range ``judged_within``,
         where verify judged this precision by its error budget; beyond it only by finite outputs, zero attention
         on padding and decisive argmaxes (found by attacking verify: an FP16 graph 1.3x off past 256 steps
-        passed, and predict said nothing of a 300-step sequence). None otherwise."""
+        passed, and predict said nothing of a 300-step sequence); for INT8, longer than the test split whose
+        decisions judged it (``decided_within``). None otherwise."""
         sequences = self._sequences(sequences, lengths)  # found by attacking: a bare [steps, F] array counted rows
         limit = self.judged_within
+        if limit is None and self.decided_within is not None:  # INT8 (found by attacking: nothing was said)
+            longer = sum(1 for s in sequences if len(s) > self.decided_within)
+            return None if not longer else (
+                f"{longer} of {len(sequences)} sequence(s) are longer than the {self.decided_within} steps of the "
+                f"test split on whose decisions verify judged {self.artifact.name}; beyond them it checked only "
+                "finite outputs, attention that is a softmax and none on padding")
         if limit is None:
             return None
         runs = self.max_seq or limit + 1  # an engine runs at most its profile's steps at once (on_long cuts)

@@ -240,6 +240,8 @@ VERIFY = Obj({
     "overrides": Items(STR),
     "recipe_settings": Items(STR),
     "deployment_max_seq": Maybe(INT),
+    "test_split": Maybe(Obj({"sequences": SIZE, "batch": SIZE, "min_length": SIZE, "max_length": SIZE},
+                            ("max_length",))),
     "sweep": Obj({"cases": INT, "padded": INT, "shapes": Items(Items(INT, 2))}, ("cases", "padded", "shapes")),
     "attention_samples": Maybe(Where(Obj({
         "indices": Items(INT), "lengths": Items(SIZE), "labels": Items(NUMBER),  # class indices, or targets

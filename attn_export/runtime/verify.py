@@ -347,9 +347,12 @@ class VerifyResult:
             judged = any(UNJUDGED_BY_THE_SPLIT in p for p in case.problems)  # by ``_judge_sweep_decisions``
             return not judged and case.argmax_agreement is not None and case.argmax_agreement < 1
 
-        return [f"{r.target.label}: decisions on the sweep within its own error or longer than the test split "
-                "agreed " + ", ".join(f"{c.argmax_agreement:.2f} at {c.batch} x {c.seq}" for c in r.cases if moved(c))
-                for r in self.ran() if r.target.precision in decided and any(moved(c) for c in r.cases)]
+        def said(r: TargetResult) -> str:  # a stream's case once, however many schedules moved it (review)
+            return ", ".join(dict.fromkeys(f"{c.argmax_agreement:.2f} at {c.batch} x {c.seq}" for c in r.cases
+                                           if moved(c)))
+
+        return [f"{r.target.label}: decisions on the sweep left unjudged "
+                f"agreed {said(r)}" for r in self.ran() if r.target.precision in decided and any(moved(c) for c in r.cases)]
 
     def unrecorded(self, s: Store) -> Optional[str]:
         """Why no verdict in the manifest was recorded from this verify.json (stale, or another directory's
@@ -511,31 +514,30 @@ UNJUDGED_BY_THE_SPLIT = "the test split does not judge"  # in the problem of a s
 
 def _judge_sweep_decisions(row: TargetResult, rule: Rule, split: TestSplit,
                            schedules: Optional[Dict[int, str]] = None) -> None:
-    """A precision judged by its decisions (INT8), on the sweep's rows the test split does not judge and
-    whose error is bounded by where it does: rows shorter than the split's shortest, and for a stream rows
-    of the split's lengths streamed by another schedule (``schedules``: id of a case, how it was streamed).
-    A decision moved there by an error over the rule's multiple of the largest error the file shows where
-    the split judges it (on the split, and on the sweep's rows of its lengths and schedule: random inputs
-    moved one model's INT8 21x further than its test split did) fails. Rows longer than the split's longest
-    are not judged so: there INT8's error grows with length and moves with the chunking (measured: one
-    correct stream 5.5x, 256 steps in chunks of 128, its test split's 8 to 64 steps in chunks of 7). A moved
-    decision left unjudged is shown under "not judged". Found by attacking: an INT8 graph that flipped every
-    decision on sequences of 1 to 3 steps (error 10, against 0.56 where the split judged it) passed."""
+    """A precision judged by its decisions (INT8), on the sweep's deployment-range rows shorter than the test
+    split's shortest, which the split does not judge and whose error the file's own error where it does
+    bounds: a decision moved there by an error over the rule's multiple of the largest error the file shows
+    at the split's lengths (on the split, and on the sweep's rows of its lengths; a stream's streamed as the
+    split is, ``schedules``: id of a case, how it was streamed; random inputs moved one model's INT8 21x
+    further than its test split did) fails. Rows longer than the split's longest, and a stream's rows of the
+    split's lengths under other schedules, are not judged so: INT8's error grows with length and moves with
+    the chunking (measured: a correct stream 5.5x its split's at 256 steps in chunks of 128, another 4.0x at
+    37 steps in chunks of 1). A moved decision left unjudged is shown under "not judged". The scale is the
+    file's own: a file whose error is as large everywhere passes on its decisions at the split's lengths.
+    Found by attacking: an INT8 graph that flipped every decision on sequences of 1 to 3 steps (error 10,
+    against 0.56 where the split judged it) passed."""
     if rule.judged_by_element or row.test_logits_max_abs is None or not len(split.lengths):
         return
     shortest, longest = int(split.lengths.min()), int(split.lengths.max())
     how = (lambda case: schedules[id(case)]) if schedules else (lambda case: None)
     split_how = f" streamed {STREAM_SPLIT_SCHEDULE}" if schedules else ""
-
-    def vouched(case: CaseResult, n: int) -> bool:
-        return shortest <= n <= longest and how(case) in (None, STREAM_SPLIT_SCHEDULE)
-
-    rows = [(case, n, e, kept) for case in row.cases for n, e, kept in case.rows
-            if n <= longest and (rule.deployment_max_seq is None or n <= rule.deployment_max_seq)]
-    scale = max([row.test_logits_max_abs] + [e for case, n, e, _ in rows if vouched(case, n)])
+    deployed = [(case, n, e, kept) for case in row.cases for n, e, kept in case.rows
+                if rule.deployment_max_seq is None or n <= rule.deployment_max_seq]
+    scale = max([row.test_logits_max_abs] + [e for case, n, e, _ in deployed if shortest <= n <= longest
+                                              and how(case) in (None, STREAM_SPLIT_SCHEDULE)])
     for case in row.cases:
-        moved = [(n, e) for c, n, e, kept in rows
-                 if c is case and not kept and e > rule.multiple * scale and not vouched(c, n)]
+        moved = [(n, e) for c, n, e, kept in deployed if c is case and n < shortest and not kept
+                 and e > rule.multiple * scale]
         if not moved:
             continue
         streamed = f" streamed {how(case)}" if schedules else ""
