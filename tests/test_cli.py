@@ -415,3 +415,20 @@ def test_an_option_of_one_value_given_twice_is_refused_before_anything_runs(tmp_
                             timeout=120)
     assert device.returncode == 2 and device.stderr == ("Error: --precision given twice ('int8-dynamic', then "
                                                         "'fp32'); expected it once\n"), device.stderr
+
+
+def test_train_over_an_earlier_model_names_what_it_left_describing_that_model(tiny_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    """Found by attacking: after a plain train into a directory, its report.md still read "Verification
+    PASSED" for the earlier weights and train said nothing. It names what stays from the earlier model."""
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    (directory / "report.md").write_text("# attn-export report: d\n\n**Verification PASSED**\n")
+    (directory / "notes.txt").write_text("the user's own")
+    result = cli("train", str(directory), *TINY, "--set", "train.epochs=1")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "note: model.onnx, reference.npz, report.md describe the earlier model, not this one" in said, said
+    assert "notes.txt" not in said  # not ours: never named
+    again = cli("train", str(tmp_path / "new"), *TINY, "--set", "train.epochs=1")
+    assert again.returncode == 0 and "earlier model" not in again.stderr

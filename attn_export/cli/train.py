@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import printable
+from ..errors import printable, shell_word
 from .common import JsonOpt, OutOpt, PathsArg, RecipeOpt, SetOpt, console, print_json, recipe, recipe_and_directory
 
 NAME = "train"
@@ -24,9 +24,34 @@ def command(
     """Train an AttentionLSTM (no recipe: the built-in quickstart task) and save it in DIR."""
     recipe_file, directory = recipe_and_directory(paths, recipe_file, out)
     r = recipe(recipe_file, overrides, seed)
+    before = _made_before(directory)
     metrics = run_training(r, directory, quiet=json_out)
     if json_out:
         print_json(metrics)
+    elif left := [name for name, when in before.items() if _modified(directory / name) == when]:
+        # found by attacking: an earlier report.md still read PASSED, and train said nothing of it
+        d = shell_word(directory)
+        console(stderr=True).print(
+            f"note: {', '.join(left)} describe the earlier model, not this one: remake them (attn-export export "
+            f"{d}, then quantize, verify, report {d} as before) or remove them")
+
+
+def _modified(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _made_before(directory: Path) -> dict[str, int]:
+    """The files an earlier model's commands wrote in ``directory`` (all but train's own), by modification time."""
+    from ..runtime.store import DIRECTORY_FILES, LOCK, MANIFEST, METRICS, MODEL_JSON, WEIGHTS, is_engine
+
+    if not directory.is_dir():
+        return {}
+    own = (MODEL_JSON, WEIGHTS, METRICS, MANIFEST, LOCK)
+    return {p.name: when for p in sorted(directory.iterdir()) if (p.name in DIRECTORY_FILES or is_engine(p.name))
+            and p.name not in own and (when := _modified(p)) is not None}
 
 
 class TrainingBar:
