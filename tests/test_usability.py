@@ -373,6 +373,8 @@ def test_durations_keep_three_significant_digits(ms: float, text: str) -> None:
         "faster than the line here"
     assert fit_text({"ms_per_step": 0.01433, "intercept_ms": 0.343, "r2": 0.3005}).endswith(
         "(r² 0.3005); not a straight line in seq here, so neither figure is a cost to plan with")
+    assert fit_text({"ms_per_step": -0.00198, "intercept_ms": 0.343, "r2": None}).endswith(
+        "(two lengths, no r²); a negative per-step cost is timing noise: time longer sequences or for longer")
 
 
 def test_a_fit_through_two_lengths_claims_no_r2() -> None:

@@ -637,6 +637,24 @@ def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verifi
     assert text.rstrip().splitlines()[-1].startswith("<!-- attn-export report of: ")  # its own record, as it was
 
 
+def test_the_report_says_which_fits_are_no_cost_to_plan_with(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: the console said a negative intercept is no call time, the report's fit table
+    showed "-488 µs" without a word."""
+    directory = copy(verified_once, tmp_path)
+    timed = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8,16", "--seconds",
+                "0.05")
+    assert timed.returncode == 0, timed.stderr
+    bench = json.loads((directory / store.BENCH_JSON).read_text())
+    key = next(k for k, v in bench["scaling"].items() if v.get("seq_fit"))
+    bench["scaling"][key]["seq_fit"].update(intercept_ms=-0.488, ms_per_step=0.0124, r2=0.9746)
+    store.write_json(directory / store.BENCH_JSON, bench)
+    assert cli("report", str(directory)).returncode == 0
+    text = (directory / store.REPORT_MD).read_text()
+    said = text.split("No cost to plan with:")[1].split("\n\n")[1].splitlines()
+    assert len(said) == 1 and said[0].endswith(": a negative intercept is no call time: latency grows faster than "
+                                               "the line here"), said
+
+
 def as_if_written(directory: Path, doc: dict) -> None:
     """``doc`` as the directory's verify.json, with every verdict re-pointed at it, as verify itself would have
     recorded them: a verify.json of other measurements that the store still trusts."""

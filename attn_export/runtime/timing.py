@@ -135,11 +135,20 @@ def ms_text(ms: Optional[float]) -> str:
 def fit_text(fit: Dict[str, Any]) -> str:
     """``seq_fit`` as a person reads it: "14.3 µs per step, intercept -343 µs (r² 0.9987)"; from two lengths,
     "(two lengths, no r²)"."""
-    # a poor fit or a negative call time is no cost model: said, not left to be read as one (found by
-    # attacking: "intercept -1.16 ms (r² 0.9702)", "r² 0.3005")
-    said = ("; not a straight line in seq here, so neither figure is a cost to plan with"
-            if fit.get("r2") is not None and fit["r2"] < 0.9 else
-            "; a negative intercept is no call time: latency grows faster than the line here"
-            if fit["intercept_ms"] < 0 else "")
+    said = fit_caveat(fit)
     return (f"{duration_text(fit['ms_per_step'])} per step, intercept {duration_text(fit['intercept_ms'])} "
-            + ("(two lengths, no r²)" if fit.get("r2") is None else f"(r² {fit['r2']:.4f})") + said)
+            + ("(two lengths, no r²)" if fit.get("r2") is None else f"(r² {fit['r2']:.4f})")
+            + (f"; {said}" if said else ""))
+
+
+def fit_caveat(fit: Dict[str, Any]) -> str:
+    """Why ``seq_fit`` is no cost to plan with, or "": a poor fit, a negative per-step cost or call time is
+    said, not left to be read as one (found by attacking: "intercept -1.16 ms (r² 0.9702)", "r² 0.3005",
+    "-1.98 µs per step"), on the console and in the report alike."""
+    if fit.get("r2") is not None and fit["r2"] < 0.9:
+        return "not a straight line in seq here, so neither figure is a cost to plan with"
+    if fit["ms_per_step"] < 0:
+        return "a negative per-step cost is timing noise: time longer sequences or for longer"
+    if fit["intercept_ms"] < 0:
+        return "a negative intercept is no call time: latency grows faster than the line here"
+    return ""
