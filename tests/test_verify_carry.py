@@ -491,7 +491,7 @@ def test_a_report_after_a_retrain_marks_every_old_result(verified_once: Path, tm
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
     assert "**Verification NOT CURRENT**" in text
-    assert "the files it judged are not current (below): make them again (attn-export export" in text
+    assert "the files it judged are not current (each is named with why): make them again (attn-export export" in text
     runtimes = text.split("## One graph, every runtime")[1].split("Budgets")[0]
     cells = [c.strip() for line in runtimes.splitlines() if line.startswith("| ") and "---" not in line
              and not line.startswith("| runtime") for c in line.strip("|").split("|")[1:]]

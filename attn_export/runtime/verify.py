@@ -361,7 +361,7 @@ class VerifyResult:
         if s.recorded_from(VERIFY_JSON):
             return None
         judged = {str(r.target.artifact) for r in self.results if r.status != "skipped" and r.target.artifact}
-        fix = ("the files it judged are not current (below): make them again (attn-export export, then quantize "
+        fix = ("the files it judged are not current (each is named with why): make them again (attn-export export, then quantize "
                "with the variants you had), then verify"
                if any(not s.state(n).current for n in judged if s.entry(n) is not None or (s.directory / n).exists())
                else "run attn-export verify again")
