@@ -436,6 +436,26 @@ def test_an_int8_graph_wrong_only_on_sequences_the_test_split_lacks_fails(varian
     assert "agreed 0.00 at 1 x 1" not in said  # judged now: not listed as "not judged"
 
 
+def test_a_qdq_graph_wrong_only_at_batch_1_fails(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by review: the Q/DQ graph's test split runs in batches, so a graph wrong at batch 1 alone (the
+    edge's shape) passed; its decisions there are judged one sequence at a time too."""
+    directory = copy(variants_dir, tmp_path)
+    assert cli("quantize", str(directory), "--int8", "--method", "qdq").returncode == 0
+    make = onnx.helper.make_node
+    wrong_decisions_where(directory / "model.int8-qdq.onnx", [
+        make("Shape", ["x"], ["bug.x"], end=1),
+        make("Constant", [], ["bug.one"], value=numpy_helper.from_array(np.array([1], np.int64))),
+        make("Equal", ["bug.x", "bug.one"], ["bug.single"]),
+        make("Unsqueeze", ["bug.single", "bug.axis1"], ["bug.where"])], "bug.where")
+    rerecord(directory, "model.int8-qdq.onnx", parent="model.onnx")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    row = next(r for r in json.loads(result.stdout)["results"] if r["artifact"] == "model.int8-qdq.onnx")
+    limits = store.Store(directory).info.verify
+    assert row["argmax_agreement"] >= limits.int8_min_argmax_agreement  # batched, the split passes it
+    assert any(p.startswith("test split one sequence at a time: argmax agreement") for p in row["problems"]), row
+
+
 def test_an_int8_graph_whose_mask_is_gone_fails_when_its_batch_runs_together(variants_dir: Path,
                                                                               tmp_path: Path) -> None:
     """Found by attacking: the INT8 graph is judged one row at a time, each row's attention padded with zeros

@@ -484,6 +484,26 @@ def _judge_test_split(row: TargetResult, backend: Backend, rule: Rule, split: Te
         if not result:
             row.fail(f"test split {case.label}: " + "; ".join(result.problems))
     _judge_decisions(row, rule, split, got[head], head)
+    if not rule.judged_by_element and not one_by_one(row.target.precision):
+        _judge_alone(row, backend, rule, split, head)
+
+
+def _judge_alone(row: TargetResult, backend: Backend, rule: Rule, split: TestSplit, head: str) -> None:
+    """A precision judged by its decisions that runs batched (INT8 Q/DQ): its decisions on the test split once
+    more one sequence at a time, as at batch 1 on a device, by the same limits (found by review: a Q/DQ graph
+    wrong at batch 1 alone passed, its test split run in batches of 32)."""
+    assert split.references is not None
+    alone = _scatter(len(split.y), split.batches, [_alone(backend, case) for _, case in split.batches], head)[head]
+    ref = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
+    agreement = float((class_logits(alone).argmax(1) == class_logits(ref).argmax(1)).mean())
+    accuracy = float((class_logits(alone).argmax(1) == split.y).mean())
+    if rule.min_argmax_agreement is not None and agreement < rule.min_argmax_agreement:
+        row.fail(f"test split one sequence at a time: argmax agreement {agreement:.4f} below "
+                 f"{rule.min_argmax_agreement}")
+    if (rule.max_accuracy_drop is not None and split.reference_accuracy is not None
+            and accuracy - split.reference_accuracy < -rule.max_accuracy_drop):
+        row.fail(f"test split one sequence at a time: accuracy {accuracy:.4f} is "
+                 f"{split.reference_accuracy - accuracy:.4f} below the reference (allowed drop {rule.max_accuracy_drop})")
 
 
 def _judge_decisions(row: TargetResult, rule: Rule, split: TestSplit, logits: np.ndarray, head: str) -> None:
