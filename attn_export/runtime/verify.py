@@ -692,9 +692,9 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
             if steps > longest:
                 row.cases_not_run.append(f"{case.label}: longer than the {longest} steps streamed here")
                 continue
-            for name in SCHEDULES:
-                if name == "chunk 1" and steps > STREAM_CHUNK_1_MAX:
-                    continue
+            # the other schedules on the cases whose rows may be shorter than the test split's (their decisions
+            # are judged; longer ones' are not, so their every update is the split's schedule's check alone)
+            for name in SCHEDULES if steps <= STREAM_CHUNK_1_MAX else (STREAM_SPLIT_SCHEDULE,):
                 outside = _outside(backend, batch, schedule(name, steps))
                 if outside is not None:
                     row.cases_not_run.append(f"{case.label} {name}: {outside}")
