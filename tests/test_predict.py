@@ -658,18 +658,24 @@ def test_the_range_note_follows_the_verdicts_own_settings(model_dir: Path, tmp_p
     assert note is not None and "longer than the 7 steps" in note
 
 
-@pytest.mark.parametrize("first", ["0.5,-,0.3,0.1", "0.5,1.2e,0.3,0.1", "x1,2,3,4"])
-def test_a_first_row_of_numbers_beside_text_is_refused_not_taken_for_a_header(tmp_path: Path, first: str) -> None:
+@pytest.mark.parametrize("first", ["0.5,-,0.3,0.1", "0.5,1.2e,0.3,0.1", "0.5,1..2,0.3,0.1"])
+def test_a_first_row_of_numbers_beside_a_malformed_one_is_refused_not_taken_for_a_header(tmp_path: Path,
+                                                                                         first: str) -> None:
     """Found by attacking: a headerless file whose first row held one missing-value mark or typo was read as a
-    header and that step dropped without a word (the same cell on a later row was refused). A header names
-    every column ('sequence', 'label' and the time column may stand beside numbers as names)."""
+    header and that step dropped without a word (the same cell on a later row was refused). Numbers beside
+    names stay a header: features named by wavelength (found by review: 'temp,400,500,600' was refused)."""
     path = tmp_path / "a.csv"
     path.write_text(first + "\n0.2,0.1,0.9,0.4\n0.7,0.3,0.3,0.3\n")
-    with pytest.raises(DataError, match=r"a.csv:1: numbers \(.*\) beside text \(.*\); expected a header naming "
-                                        r"every column, or a row of numbers"):
+    with pytest.raises(DataError, match=r"a.csv:1: '.*' is not a number, beside numbers \(.*\); expected a finite "
+                                        r"number there \(a step\), or a header of names"):
         read_input(path)
-    path.write_text("sequence,1,2,3\ns,0.2,0.1,0.9\ns,0.7,0.3,0.3\n")  # numbers as feature names, ids beside
-    assert [s.shape for s in read_input(path).sequences] == [(2, 3)]
+    for header, features in (("sequence,1,2,3", ["1", "2", "3"]), ("temp,400,500", ["temp", "400", "500"]),
+                             ("sequence,label,400nm,500", ["400nm", "500"])):
+        rows = ",".join(["s", "a"][:header.count(",") - len(features) + 1])
+        path.write_text(f"{header}\n" + "".join(f"{rows + ',' if rows else ''}{','.join(['0.5'] * len(features))}\n"
+                                                 for _ in range(2)))
+        read = read_input(path)
+        assert read.features == features and [s.shape for s in read.sequences] == [(2, len(features))], header
 
 
 def test_a_value_beyond_float32_in_a_csv_is_said_as_such(tmp_path: Path) -> None:

@@ -676,3 +676,12 @@ def test_a_shapes_passed_over_pair_is_said_beside_its_row_once() -> None:
     assert caveat(pick, passed_over=True) == pick["note"]
     assert caveat(pick) == ""
     assert caveat({**pick, "ratio": 0.9}, passed_over=True).startswith("torch-cpu (PyTorch eager) is faster here; ")
+
+
+def test_a_fit_with_a_null_figure_is_said_without_a_crash() -> None:
+    """Found by review: bench.json's schema lets a fit's intercept be null, and the report's caveat compared
+    it with 0 (a traceback after report.md was written)."""
+    from attn_export.runtime.timing import fit_caveat
+
+    assert fit_caveat({"ms_per_step": 0.01, "intercept_ms": None, "r2": None}) == ""
+    assert fit_caveat({"ms_per_step": None, "intercept_ms": -0.2, "r2": 0.99}).startswith("a negative intercept")

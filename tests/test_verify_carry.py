@@ -11,7 +11,6 @@ that decide pass or fail are this run's; anything else is dropped, and said so.
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -618,9 +617,8 @@ def test_the_reports_mean_allowances_are_the_backends_not_a_carried_rows(verifie
 def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verified_once: Path,
                                                                           tmp_path: Path) -> None:
     """Found by attacking: report.md carried text from the directory's name and its JSON files as it was, so a
-    hand-edited reason ``<img src=x onerror=...>`` rendered as HTML in a Markdown viewer. Outside code spans
-    a ``<`` that could open a tag is written ``&lt;``; a command in a code span keeps the name as a shell
-    takes it."""
+    hand-edited reason ``<img src=x onerror=...>`` rendered as HTML in a Markdown viewer. A ``<`` that could
+    open a tag is written ``&lt;``."""
     directory = tmp_path / "<b>runs"
     shutil.copytree(verified_once, directory)
     doc = document(directory)
@@ -630,11 +628,15 @@ def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verifi
     (directory / store.BENCH_JSON).unlink(missing_ok=True)
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
-    outside = "".join(part for k, part in enumerate(text.split("`")) if not k % 2)
-    assert "<img" not in outside and "<b>" not in outside and "&lt;img src=x onerror=alert(1)> not here" in text
+    body, record = text.rstrip().rsplit("\n", 1)
+    assert "<img" not in body and "<b>" not in body and "&lt;img src=x onerror=alert(1)> not here" in body
     assert text.startswith("# attn-export report: &lt;b>runs")
-    assert f"`attn-export bench {shlex.quote(str(directory))}`" in text  # the command as a shell takes it
-    assert text.rstrip().splitlines()[-1].startswith("<!-- attn-export report of: ")  # its own record, as it was
+    assert record.startswith("<!-- attn-export report of: ")  # its own record, as it was
+    # a stray backtick in such text must not open a way for the rest (found by review)
+    skipped["reason"] = "needs the `cuda build <img src=x onerror=alert(1)>"
+    as_if_written(directory, doc)
+    assert cli("report", str(directory)).returncode == 0
+    assert "<img" not in (directory / store.REPORT_MD).read_text().rstrip().rsplit("\n", 1)[0]
 
 
 def test_the_report_says_which_fits_are_no_cost_to_plan_with(verified_once: Path, tmp_path: Path) -> None:

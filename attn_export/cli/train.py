@@ -24,16 +24,23 @@ def command(
     """Train an AttentionLSTM (no recipe: the built-in quickstart task) and save it in DIR."""
     recipe_file, directory = recipe_and_directory(paths, recipe_file, out)
     r = recipe(recipe_file, overrides, seed)
-    before = _made_before(directory)
+    before, weights = _made_before(directory), _weights(directory)
     metrics = run_training(r, directory, quiet=json_out)
     if json_out:
         print_json(metrics)
-    elif left := [name for name, when in before.items() if _modified(directory / name) == when]:
+    elif weights != _weights(directory) and (  # the same weights again (a seeded CPU run) leave them current
+            left := [name for name, when in before.items() if _modified(directory / name) == when]):
         # found by attacking: an earlier report.md still read PASSED, and train said nothing of it
         d = shell_word(directory)
         console(stderr=True).print(
             f"note: {', '.join(left)} describe the earlier model, not this one: remake them (attn-export export "
             f"{d}, then quantize, verify, report {d} as before) or remove them")
+
+
+def _weights(directory: Path) -> str | None:
+    from ..runtime.store import WEIGHTS, sha256_file
+
+    return sha256_file(directory / WEIGHTS) if (directory / WEIGHTS).is_file() else None
 
 
 def _modified(path: Path) -> int | None:

@@ -27,6 +27,7 @@ import csv
 import glob
 import io
 import math
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ def _number(cell: str) -> Optional[float]:
     return v
 
 
+_NUMBERISH = re.compile(r"[\s0-9.eE+-]+")  # a number's characters only: a malformed number, not a column's name
 MISSING_CELLS = ("", "?", "nan")  # what a training .csv may leave as a gap under [data] missing, case aside
 MISSING_WORDS = ("?", "na", "n/a", "nan", "null", "none")  # cells that are gaps, never a header's names
 
@@ -187,12 +189,14 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     # taken for a header and dropped without a word)
     words = [c.strip() for c in first if c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS]
     numbers = [c.strip() for c in first if _number(c) is not None]
-    # mostly numbers and a word that names no column of ours: a data row with a typo or a missing-value mark,
-    # not a header (found by attacking: '0.5,-,0.3' was taken for one and the step dropped without a word)
-    if words and numbers and any(w.lower() not in (SEQUENCE_COLUMN, LABEL_COLUMN, *TIME_COLUMNS) for w in words):
-        raise DataError(f"{p}:{first_line}: numbers ({', '.join(_show(c) for c in numbers[:3])}) beside text "
-                        f"({', '.join(_show(w) for w in words[:3])}); expected a header naming every column, or a "
-                        "row of numbers (a step)")
+    # numbers beside a cell of a number's characters that is none ('-', '1.2e'): a data row with a typo or a
+    # missing-value mark, not a header (found by attacking: '0.5,-,0.3' was taken for one and the step dropped
+    # without a word); numbers beside names ('temp,400,500') are a header whose features are wavelengths
+    malformed = [w for w in words if _NUMBERISH.fullmatch(w)]
+    if numbers and malformed:
+        raise DataError(f"{p}:{first_line}: {_show(malformed[0])} is not a number, beside numbers "
+                        f"({', '.join(_show(c) for c in numbers[:3])}); expected a finite number there (a step), or "
+                        "a header of names")
     if words:
         header = [c.strip() for c in first]
         if "" in header:  # a spreadsheet's trailing comma, pandas' unnamed index: not a feature to train on

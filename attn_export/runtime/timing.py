@@ -147,8 +147,8 @@ def fit_caveat(fit: Dict[str, Any]) -> str:
     "-1.98 µs per step"), on the console and in the report alike."""
     if fit.get("r2") is not None and fit["r2"] < 0.9:
         return "not a straight line in seq here, so neither figure is a cost to plan with"
-    if fit["ms_per_step"] < 0:
+    if (fit.get("ms_per_step") or 0) < 0:  # a bench.json may hold null for either (found by review)
         return "a negative per-step cost is timing noise: time longer sequences or for longer"
-    if fit["intercept_ms"] < 0:
+    if (fit.get("intercept_ms") or 0) < 0:
         return "a negative intercept is no call time: latency grows faster than the line here"
     return ""
