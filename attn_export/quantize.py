@@ -174,15 +174,17 @@ def _tensors(proto: Any) -> dict[str, np.ndarray]:
 def _not_rounded(made: Artifact, source: Artifact) -> list[str]:
     """Each float tensor of the FP16 graph ``made`` (of ``WEIGHT_LEAST`` values or more) holds the values of
     one of ``source``'s (the FP32 graph, with what depends on weights alone folded as ``_make_fp16`` folds it)
-    rounded to the nearest FP16, or as they are where a node stays FP32, in any order (a transpose). Found by
-    attacking: an FP16 graph with one LSTM matrix rounded to bf16 passed every numeric check (0.45 of its
-    budget): a converter that rounds otherwise, or changes a weight, is refused whatever the numbers say."""
+    rounded to the nearest FP16 as the converter rounds (a non-zero value below FP16's smallest subnormal to
+    that, not to 0: found by review), or as they are where a node stays FP32, in any order (a transpose).
+    Found by attacking: an FP16 graph with one LSTM matrix rounded to bf16 passed every numeric check (0.45 of
+    its budget): a converter that rounds otherwise, or changes a weight, is refused whatever the numbers say."""
     import onnx
+    from onnxruntime.transformers.float16 import convert_np_to_float16
 
     weights = {}
     for name, value in _tensors(_fold_weights_only(onnx.load_from_string(source.data))).items():
         if value.dtype == np.float32 and value.size >= WEIGHT_LEAST:
-            for form in (value, value.astype(np.float16)):
+            for form in (value, value.astype(np.float16), convert_np_to_float16(value)):
                 weights[form.dtype.str, np.sort(form.ravel()).tobytes()] = name
     return [f"{name} ({value.dtype} {list(value.shape)}) is not a tensor of {source.name} rounded to the nearest "
             "FP16 (nor kept as it is): its converter rounded or changed weights"

@@ -381,3 +381,26 @@ def test_an_fp16_converter_that_changes_one_weight_is_refused(tiny_dir: Path, tm
     assert not (directory / "model.fp16.onnx").exists()
     monkeypatch.setattr(q, "_make_fp16", made)
     quantize(directory, ["fp16"])  # the converter as it is passes
+
+
+def test_a_weight_below_fp16s_smallest_subnormal_is_rounded_as_the_converter_rounds_it(tiny_dir: Path,
+                                                                                       tmp_path: Path) -> None:
+    """Found by review: ONNX Runtime's converter raises a non-zero weight below FP16's smallest subnormal to
+    it (not to 0), and the rounding check refused that correct graph; large models hold such weights."""
+    from conftest import rerecord
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    proto = onnx.load(str(directory / "model.onnx"))
+    lstm = next(n for n in proto.graph.node if n.op_type == "LSTM")
+    weight = next(t for t in proto.graph.initializer if t.name == lstm.input[2])
+    values = numpy_helper.to_array(weight).copy()
+    smallest = int(np.abs(values).argmin())  # the weight that matters least, made smaller than FP16 can hold
+    values.flat[smallest] = 1e-8
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(proto, str(directory / "model.onnx"))
+    rerecord(directory, "model.onnx")  # as export would have written it
+    quantize(directory, ["fp16"])
+    made = numpy_helper.to_array(next(t for t in onnx.load(str(directory / "model.fp16.onnx")).graph.initializer
+                                      if t.name == weight.name))
+    assert made.flat[smallest] > 0  # the converter's smallest subnormal, accepted

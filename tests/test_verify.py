@@ -1405,5 +1405,7 @@ def test_predict_says_when_an_int8_sequence_is_longer_than_the_test_split_that_j
         note = int8.beyond_judged([rng.standard_normal((n, features)).astype(np.float32) for n in (3, longest + 1)])
         assert note is not None and note.startswith(f"1 of 2 sequence(s) are longer than the {longest} steps of the "
                                                     "test split on whose decisions verify judged model.int8.onnx")
+        streamed = int8.beyond_streamed([rng.standard_normal((longest + 1, features)).astype(np.float32)])
+        assert streamed is not None and f"longer than the {longest} steps of the test split" in streamed  # review
     with Predictor.load(directory, precision="fp32") as fp32:
         assert fp32.decided_within is None

@@ -306,13 +306,16 @@ class Predictor:
         from .verify import STREAM_MAX_SEQ
 
         sequences = self._sequences(sequences, lengths)
-        limit = min(STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
+        decided = self.decided_within is not None and self.decided_within < STREAM_MAX_SEQ  # INT8 (review)
+        limit = self.decided_within if decided else min(STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
+        assert limit is not None
         longer = sum(1 for s in sequences if len(s) > limit)
         if not longer:
             return None
-        return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps over which verify "
-                f"replays the {self.precision.upper()} stream graph: its updates past them were not judged (predict "
-                "without --stream runs the whole-sequence graph)")
+        judged = (f"of the test split on whose decisions verify judged the {self.precision.upper()} stream graph" if
+                  decided else f"over which verify replays the {self.precision.upper()} stream graph")
+        return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps {judged}: its updates "
+                "past them were not judged (predict without --stream runs the whole-sequence graph)")
 
     def unasked(self) -> Optional[str]:
         """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran

@@ -351,7 +351,7 @@ class VerifyResult:
             return ", ".join(dict.fromkeys(f"{c.argmax_agreement:.2f} at {c.batch} x {c.seq}" for c in r.cases
                                            if moved(c)))
 
-        return [f"{r.target.label}: decisions on the sweep left unjudged "
+        return [f"{r.target.label}: decisions on the sweep (judged only on sequences shorter than the test split's) "
                 f"agreed {said(r)}" for r in self.ran() if r.target.precision in decided and any(moved(c) for c in r.cases)]
 
     def unrecorded(self, s: Store) -> Optional[str]:
@@ -493,6 +493,11 @@ def _judge_alone(row: TargetResult, backend: Backend, rule: Rule, split: TestSpl
     more one sequence at a time, as at batch 1 on a device, by the same limits (found by review: a Q/DQ graph
     wrong at batch 1 alone passed, its test split run in batches of 32)."""
     assert split.references is not None
+    outside = next((why for n in sorted({int(n) for n in split.lengths})
+                    if (why := backend.accepts(1, n)) is not None), None)
+    if outside is not None:  # an engine whose profile starts above batch 1, say: not run, said
+        row.cases_not_run.append(f"test split one sequence at a time: {outside}")
+        return
     alone = _scatter(len(split.y), split.batches, [_alone(backend, case) for _, case in split.batches], head)[head]
     ref = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
     agreement = float((class_logits(alone).argmax(1) == class_logits(ref).argmax(1)).mean())
