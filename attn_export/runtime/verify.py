@@ -697,9 +697,10 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
             if steps > longest:
                 row.cases_not_run.append(f"{case.label}: longer than the {longest} steps streamed here")
                 continue
-            # the other schedules on the cases whose rows may be shorter than the test split's (their decisions
-            # are judged; longer ones' are not, so their every update is the split's schedule's check alone)
-            for name in SCHEDULES if steps <= STREAM_CHUNK_1_MAX else (STREAM_SPLIT_SCHEDULE,):
+            # the other schedules on the cases shorter than the test split's sequences, whose decisions they
+            # judge (longer ones' are not: there each update's check is the split's schedule's alone)
+            shorter = augment.split is not None and len(augment.split.lengths) and steps < augment.split.lengths.min()
+            for name in SCHEDULES if shorter else (STREAM_SPLIT_SCHEDULE,):
                 outside = _outside(backend, batch, schedule(name, steps))
                 if outside is not None:
                     row.cases_not_run.append(f"{case.label} {name}: {outside}")
