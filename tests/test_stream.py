@@ -148,6 +148,33 @@ def test_any_chunking_of_any_rows_equals_the_prefixes(streamed: Path, data: st.D
             assert np.all(np.abs(got - want) <= atol + rtol * np.abs(want)), (sizes, update.seen)
 
 
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_prefixes_verify_compares_a_stream_with_are_each_rows_own(streamed: Path, data: st.DataObject) -> None:
+    """verify runs the whole-sequence graph on many rows' prefixes at once (``_prefix_answers``): each answer
+    is that row's prefix run alone, keyed by (row, length), only for rows begun and not complete; on the
+    interpreter no run exceeds its cell limit, whose runs it packs to fill."""
+    from attn_export.runtime.compare import SweepCase
+    from attn_export.runtime.streaming import Update
+    from attn_export.runtime.verify import _prefix_answers
+
+    lengths = np.array(data.draw(st.lists(st.integers(1, 300), min_size=1, max_size=5)), np.int64)
+    x = _sequences(streamed, list(lengths), seed=int(lengths.sum()))
+    updates = [Update({}, np.minimum(lengths, data.draw(st.integers(0, 310)))) for _ in range(data.draw(
+        st.integers(1, 40)))]
+    wanted = {(b, int(t)) for u in updates for b, t in enumerate(u.seen) if 0 < t < lengths[b]}
+    for runtime in ("onnx-ref", "ort-cpu"):
+        with _open(streamed, runtime, store.ONNX_FP32) as whole:
+            head, shapes, run = whole.spec.head_output, [], whole.run_feeds
+            whole.run_feeds = lambda feeds: shapes.append(feeds["x"].shape[:2]) or run(feeds)  # type: ignore
+            answers = _prefix_answers(whole, SweepCase(x, lengths, True), updates, head)
+            assert set(answers) == wanted
+            assert all(whole.accepts(b, t) is None for b, t in shapes), shapes
+            for (b, t), got in answers.items():
+                alone = np.asarray(run({"x": x[b:b + 1, :t], "lengths": np.array([t])})[head][0], np.float64)
+                assert np.allclose(got, alone, rtol=1e-5, atol=1e-6), (runtime, b, t, got - alone)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_zeros_made_outside_the_tool_start_a_stream_and_empty_rows_keep_their_state(streamed: Path,
                                                                                      runtime: str) -> None:
