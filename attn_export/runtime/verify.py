@@ -502,13 +502,9 @@ def _judge_alone(row: TargetResult, backend: Backend, rule: Rule, split: TestSpl
     ref = _scatter(len(split.y), split.batches, [r.outputs for r in split.references], head)[head]
     agreement = float((class_logits(alone).argmax(1) == class_logits(ref).argmax(1)).mean())
     accuracy = float((class_logits(alone).argmax(1) == split.y).mean())
-    if rule.min_argmax_agreement is not None and agreement < rule.min_argmax_agreement:
-        row.fail(f"test split one sequence at a time: argmax agreement {agreement:.4f} below "
-                 f"{rule.min_argmax_agreement}")
-    if (rule.max_accuracy_drop is not None and split.reference_accuracy is not None
-            and accuracy - split.reference_accuracy < -rule.max_accuracy_drop):
-        row.fail(f"test split one sequence at a time: accuracy {accuracy:.4f} is "
-                 f"{split.reference_accuracy - accuracy:.4f} below the reference (allowed drop {rule.max_accuracy_drop})")
+    delta = None if split.reference_accuracy is None else accuracy - split.reference_accuracy
+    for problem in _outside_decision_limits(rule, agreement, accuracy, delta):
+        row.fail(f"test split one sequence at a time: {problem}")
 
 
 def _judge_decisions(row: TargetResult, rule: Rule, split: TestSplit, logits: np.ndarray, head: str) -> None:
@@ -525,13 +521,21 @@ def _judge_decisions(row: TargetResult, rule: Rule, split: TestSplit, logits: np
 def _decision_limits(row: TargetResult, rule: Rule) -> None:
     """The rule's decision limits (INT8: argmax agreement and accuracy drop) on the row's measured decisions:
     measured now, or carried from the host's verify and judged again under this run's settings."""
-    if (rule.min_argmax_agreement is not None and row.argmax_agreement is not None
-            and row.argmax_agreement < rule.min_argmax_agreement):
-        row.fail(f"test split: argmax agreement {row.argmax_agreement:.4f} below {rule.min_argmax_agreement}")
-    if (rule.max_accuracy_drop is not None and row.accuracy_delta is not None
-            and row.accuracy_delta < -rule.max_accuracy_drop):
-        row.fail(f"test split: accuracy {row.accuracy:.4f} is {-row.accuracy_delta:.4f} below the reference "
-                 f"(allowed drop {rule.max_accuracy_drop})")
+    for problem in _outside_decision_limits(rule, row.argmax_agreement, row.accuracy, row.accuracy_delta):
+        row.fail(f"test split: {problem}")
+
+
+def _outside_decision_limits(rule: Rule, agreement: Optional[float], accuracy: Optional[float],
+                             delta: Optional[float]) -> List[str]:
+    """How decisions measured on the test split (argmax agreement with PyTorch, accuracy and its change from
+    PyTorch's; None: not measured) break the rule's decision limits, one line each."""
+    problems = []
+    if rule.min_argmax_agreement is not None and agreement is not None and agreement < rule.min_argmax_agreement:
+        problems.append(f"argmax agreement {agreement:.4f} below {rule.min_argmax_agreement}")
+    if rule.max_accuracy_drop is not None and delta is not None and delta < -rule.max_accuracy_drop:
+        problems.append(f"accuracy {accuracy:.4f} is {-delta:.4f} below the reference (allowed drop "
+                        f"{rule.max_accuracy_drop})")
+    return problems
 
 
 UNJUDGED_BY_THE_SPLIT = "the test split does not judge"  # in the problem of a sweep case failed by its decisions
