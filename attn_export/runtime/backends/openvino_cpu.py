@@ -96,7 +96,7 @@ class OpenVinoCpuBackend(Backend):
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         try:
-            results = self.request.infer(dict(feeds))
+            results = self.request.infer(dict(feeds), share_inputs=True)
         except RuntimeError as e:
             raise self.cannot_run(feeds, str(e), shown=_last_line(e)) from None
         values = list(results.values())
