@@ -1315,3 +1315,36 @@ def test_a_schedule_is_run_on_an_engine_only_when_its_profile_takes_every_chunk_
         assert (said is None) == all(4 <= w <= 64 for w in widths), (name, sizes, said)
     assert _outside(Profile(), 1, schedule("widening", 40)) == "chunk 1 outside the profile's 4..64"
     assert _outside(Profile(), 1, [7, 0, 7]) == "chunk 1 outside the profile's 4..64"  # no new step: fed 1 wide
+
+
+@pytest.mark.parametrize("low, high", [(2, 6), (4, 8), (1, 3), (5, 5)])
+def test_the_prefixes_verify_compares_a_stream_with_fit_an_engines_batch_range(low: int, high: int) -> None:
+    """Found by review: an engine whose profile starts above batch 1 (``build.min_batch``) was fed a prefix
+    alone, so a correct stream engine failed verify. Each run is now filled up to a batch the profile takes,
+    with its last prefix again, and every prefix keyed to its own answer. TensorRT's profile check
+    (``Profile.accepts``) on a stand-in that answers each row with its prefix length: TensorRT itself is not
+    here, so this does not prove an engine runs these shapes."""
+    from attn_export.runtime.compare import SweepCase
+    from attn_export.runtime.streaming import Update
+    from attn_export.runtime.trt.profile import Profile, Range
+    from attn_export.runtime.verify import PREFIX_BATCH, _prefix_answers
+
+    profile = Profile(Range(low, low, high), Range(1, 64, 2048), 2)
+    batches: list[int] = []
+
+    class Engine:
+        def accepts(self, batch: int, seq: int) -> str | None:
+            return profile.accepts(batch, seq)
+
+        def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            assert profile.accepts(*feeds["x"].shape[:2]) is None, feeds["x"].shape
+            batches.append(len(feeds["lengths"]))
+            return {"logits": np.stack([feeds["lengths"], -feeds["lengths"]], 1).astype(np.float32)}
+
+    lengths = np.array([17, 18, 5][:min(3, high)], np.int64)
+    updates = [Update({}, np.minimum(lengths, pos)) for name in SCHEDULES for pos in np.cumsum(schedule(name, 18))]
+    answers = _prefix_answers(Engine(), SweepCase(np.zeros((len(lengths), 18, 2), np.float32), lengths, True),
+                              updates, "logits")
+    assert set(answers) == {(b, t) for b, n in enumerate(lengths) for t in range(1, int(n))}
+    assert all(answer.tolist() == [t, -t] for (_, t), answer in answers.items())
+    assert all(low <= b <= min(high, PREFIX_BATCH) for b in batches), batches

@@ -840,18 +840,25 @@ def _prefix_answers(whole: Backend, case: SweepCase, updates: Sequence[Any], hea
                     ) -> Dict[Tuple[int, int], np.ndarray]:
     """The whole-sequence graph's answer (``head``) on each prefix a row of ``case`` is in the middle of after
     one of ``updates`` (begun, not complete), keyed (row, prefix length): each prefix run once, shortest first,
-    up to ``PREFIX_BATCH`` in a run that ``whole`` accepts; each row's steps past its prefix are its padding,
-    which the graph must ignore (the sweep's padded cases judge that)."""
+    up to ``PREFIX_BATCH`` in a run whose shape ``whole`` accepts, the run filled up to the smallest batch it
+    takes (an engine's profile may start above 1: found by review) with its last prefix again; each row's
+    steps past its prefix are its padding, which the graph must ignore (the sweep's padded cases judge that)."""
     wanted = sorted({(int(t), b) for u in updates for b, t in enumerate(u.seen) if 0 < t < case.lengths[b]})
+    largest = max(PREFIX_BATCH, case.x.shape[0])
+
+    def batch_for(n: int, width: int) -> Optional[int]:  # the smallest batch of n prefixes or more it accepts
+        return next((size for size in range(n, largest + 1) if whole.accepts(size, width) is None), None)
+
     answers: Dict[Tuple[int, int], np.ndarray] = {}
     while wanted:
-        size = 1
-        while size < min(PREFIX_BATCH, len(wanted)) and whole.accepts(size + 1, wanted[size][0]) is None:
-            size += 1
-        group, wanted = wanted[:size], wanted[size:]
+        n = 1
+        while n < min(PREFIX_BATCH, len(wanted)) and batch_for(n + 1, wanted[n][0]) is not None:
+            n += 1
+        group, wanted = wanted[:n], wanted[n:]
         width = group[-1][0]
-        out = whole.run_feeds({"x": np.ascontiguousarray(case.x[[b for _, b in group], :width]),
-                               "lengths": np.array([t for t, _ in group], np.int64)})
+        run = group + group[-1:] * ((batch_for(n, width) or n) - n)  # refused, the run says why
+        out = whole.run_feeds({"x": np.ascontiguousarray(case.x[[b for _, b in run], :width]),
+                               "lengths": np.array([t for t, _ in run], np.int64)})
         answers.update(((b, t), v) for (t, b), v in zip(group, np.asarray(out[head], np.float64)))
     return answers
 
