@@ -26,13 +26,15 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import itertools
 import math
 import re
 import unicodedata
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -143,6 +145,7 @@ def _number(cell: str) -> Optional[float]:
 
 
 _NUMBERISH = re.compile(r"[\s0-9.eE+-]+")  # a number's characters only: a malformed number, not a column's name
+PEEK = 20  # data rows read before the rest: a column of text among them is sequence ids, not one typo
 MISSING_CELLS = ("", "?", "nan")  # what a training .csv may leave as a gap under [data] missing, case aside
 MISSING_WORDS = ("?", "na", "n/a", "nan", "null", "none")  # cells that are gaps, never a header's names
 
@@ -153,35 +156,43 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     feature cell in ``MISSING_CELLS`` is a gap, filled within its sequence once the rows are in time order,
     as the ``.ts`` reader fills them; None (predict) or ``error`` refuses it."""
     p = Path(path)
-    text = read_text(str(p), "a .csv file")
-    rows: List[Tuple[int, List[str]]] = []  # (the line the row starts on, its cells): blank lines skipped
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
+    reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""))
+
+    def numbered() -> Iterator[Tuple[int, List[str]]]:  # (the line a row starts on, its cells), blank lines skipped
         start = 1
-        for r in reader:
-            if len(r) > 1 or (r and r[0].strip()):  # a blank line is skipped
-                rows.append((start, r))
-            start = reader.line_num + 1  # a quoted cell may span lines
-    except csv.Error as e:
-        raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
-    # rows of empty cells (",,,") before or after the data are a spreadsheet's, skipped; one between two steps
-    # had been dropped without a word, the step lost (found by attacking): refused below
-    while rows and not any(c.strip() for c in rows[0][1]):
-        rows.pop(0)
-    while rows and not any(c.strip() for c in rows[-1][1]):
-        rows.pop()
-    if not rows:
+        try:
+            for r in reader:
+                if len(r) > 1 or (r and r[0].strip()):
+                    yield start, r
+                start = reader.line_num + 1  # a quoted cell may span lines
+        except csv.Error as e:
+            raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
+
+    # read row by row, never all rows' cells at once: that took 26x the file's size (found by attacking). Rows of
+    # empty cells (",,,") before or after the data are a spreadsheet's, skipped; one between two steps had been
+    # dropped without a word, the step lost (found by attacking): refused below
+    rows = numbered()
+    first_line, first = next(((n, r) for n, r in rows if any(c.strip() for c in r)), (0, []))
+    if not first:
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
+    ahead: List[Tuple[int, List[str]]] = []  # read up to PEEK rows of data: what a header and a column of text
+    filled: List[Tuple[int, List[str]]] = []  # are told by
+    for n, r in rows:
+        ahead.append((n, r))
+        if any(c.strip() for c in r):
+            filled.append((n, r))
+            if len(filled) == PEEK:
+                break
+    rows = itertools.chain(ahead, rows)
     header: Optional[List[str]] = None
-    first_line, first = rows[0]
     # a spreadsheet's ';' or tab export read as one column: the error quoted 'a;b;label' as a header's one
     # name and then failed on a number (found by attacking). The next row must split the same way: a one-column
     # file may name its column 'temp (C; sensor 1)' (found by review). Such an export with decimal commas
     # ("0,5") splits its data rows at them: the row's text, commas restored, still holds as many separators
-    after = ",".join(rows[1][1] if len(rows) > 1 else first)
+    after = ",".join(filled[0][1] if filled else first)
     for sep, word in ((";", "semicolons"), ("\t", "tabs")):
         if len(first) == 1 and sep in first[0] and after.count(sep) == first[0].count(sep):
-            decimal = " with decimal commas" if len(rows) > 1 and len(rows[1][1]) > 1 else ""
+            decimal = " with decimal commas" if filled and len(filled[0][1]) > 1 else ""
             raise DataError(f"{p}:{first_line}: one column whose text holds {word} ({_show(first[0].strip())}), as in "
                             f"a {word[:-1]}-separated export{decimal}; expected columns separated by commas"
                             + (" and '.' as the decimal point" if decimal else ""))
@@ -211,10 +222,12 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             if j is not None:
                 raise DataError(f"{p}:{first_line}: header columns {j + 1} and {i + 1} are both named "
                                 f"{_show(name)}; expected each column named once")
-        rows = rows[1:]
-        if not rows:
+        if not filled:
             raise DataError(f"{p}: a header and no data rows; expected one row per step")
-    width = len(header) if header is not None else len(rows[0][1])
+    else:
+        rows = itertools.chain([(first_line, first)], rows)
+        filled.insert(0, (first_line, first))
+    width = len(header) if header is not None else len(first)
     lowered = [h.lower() for h in header] if header is not None else []
     group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
     label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
@@ -223,13 +236,18 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     if not feature_cols:
         raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence', 'time' and 'label'")
 
-    groups: Dict[str, List[List[float]]] = {}
+    groups: Dict[str, "array[float]"] = {}  # each sequence's values, row after row, in float32 as they end up
     group_labels: Dict[str, str] = {}
-    # sequence -> time -> (line, its text), when a time column orders the rows
+    # sequence -> time -> (line, its text), when a time column orders the rows; each sequence's times in row order
     times: Dict[str, Dict[float, Tuple[int, str]]] = {}
+    stamps: Dict[str, "array[float]"] = {}
+    empty = None  # the line of a row of empty cells not yet followed by data: refused if a step comes after it
     for lineno, row in rows:
         if not any(c.strip() for c in row):
-            raise DataError(f"{p}:{lineno}: a row of empty cells between data rows, a step with no values; expected "
+            empty = lineno if empty is None else empty
+            continue
+        if empty is not None:
+            raise DataError(f"{p}:{empty}: a row of empty cells between data rows, a step with no values; expected "
                             "a value in every cell (or the row removed)")
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
@@ -247,7 +265,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             if v is None or not math.isfinite(v) or abs(v) > FLOAT32_MAX:
                 name = printable(header[i], 40) if header is not None else f"column {i + 1}"
                 gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
-                sample = [r[i] for _, r in rows[:20] if len(r) == width]  # a column of text, not one typo (review)
+                sample = [r[i] for _, r in filled[:PEEK] if len(r) == width]  # a column of text, not one typo (review)
                 text_ids = (not gap and header is not None and group_col is None and v is None and len(sample) > 1
                             and sum(_number(c) is None for c in sample) >= 0.8 * len(sample))
                 expected = ("a number within float32's range (±3.4e38)" if v is not None and math.isfinite(v)
@@ -275,8 +293,8 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in sequence "
                                 f"{_show(key)} (line {then}); expected each time once per sequence")
             seen[t] = (lineno, row[time_col].strip())
-            values.append(t)  # sorted on below, then dropped
-        groups.setdefault(key, []).append(values)
+            stamps.setdefault(key, array("d")).append(t)
+        groups.setdefault(key, array("f")).extend(values)
         if label_col is not None:
             label = row[label_col].strip()
             if not label:
@@ -286,9 +304,10 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 raise DataError(f"{p}:{lineno}: label {_show(label)} differs from {_show(group_labels[key])} earlier "
                                 f"in {where}; expected one label per sequence")
     keys = list(groups)
-    if time_col is not None:  # the time was appended last: order each sequence by it, then drop it
-        groups = {k: [r[:-1] for r in sorted(rows_, key=lambda r: r[-1])] for k, rows_ in groups.items()}
-    seqs = [np.asarray(groups[k], dtype=np.float32) for k in keys]
+    seqs = [np.frombuffer(groups[k], np.float32).reshape(-1, len(feature_cols)) for k in keys]
+    if time_col is not None:  # each sequence's rows in the order of their times
+        seqs = [s[np.argsort(np.frombuffer(stamps[k], np.float64), kind="stable")] for k, s in zip(keys, seqs)]
+    seqs = [np.array(s) for s in seqs]  # writable, its own memory
     if missing in ("ffill", "zero"):
         seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
