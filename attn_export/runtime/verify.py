@@ -493,8 +493,7 @@ def _judge_alone(row: TargetResult, backend: Backend, rule: Rule, split: TestSpl
     more one sequence at a time, as at batch 1 on a device, by the same limits (found by review: a Q/DQ graph
     wrong at batch 1 alone passed, its test split run in batches of 32)."""
     assert split.references is not None
-    outside = next((why for n in sorted({int(n) for n in split.lengths})
-                    if (why := backend.accepts(1, n)) is not None), None)
+    outside = _outside(backend, 1, [int(n) for n in split.lengths])
     if outside is not None:  # an engine whose profile starts above batch 1, say: not run, said
         row.cases_not_run.append(f"test split one sequence at a time: {outside}")
         return
@@ -752,8 +751,8 @@ def _judge_stream(row: TargetResult, backend: Backend, s: Store, target: Target,
 
 
 def _outside(backend: Backend, batch: int, sizes: Sequence[int]) -> Optional[str]:
-    """Why ``backend`` cannot take one of the chunks of ``sizes`` (``replay`` feeds a chunk of no new step
-    one step wide), or None: an engine's profile bounds the chunk from below too (found by review: only the
+    """Why ``backend`` cannot take one of the chunks (or sequences) of ``sizes`` at ``batch`` (``replay`` feeds
+    a chunk of no new step one step wide), or None: an engine's profile bounds the chunk from below too (found by review: only the
     widest chunk was checked, so an engine whose profile starts above 1 failed the widening schedule)."""
     return next((why for width in sorted({max(size, 1) for size in sizes})
                  if (why := backend.accepts(batch, width)) is not None), None)
