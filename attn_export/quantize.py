@@ -26,7 +26,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from .runtime import schema, store
 from .runtime.compare import Reference, Rule, SweepCase, compare_case
-from .errors import BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
+from .errors import AttnExportError, BadInput, DataError, MissingPrerequisite, NotAvailable, WorkFailed
 from .runtime.reference import read_reference
 from .runtime.backends.onnxrt import OrtCpuBackend, ort_session
 from .runtime.store import Artifact
@@ -816,6 +816,45 @@ def quantize(
                 "run attn-export export --stream, then this quantize again"))
     _write_report(directory, reports)
     return reports
+
+
+def requantised(s: store.Store, info: ModelInfo, name: str, precision: str) -> Artifact | str:
+    """The INT8 graph ``name`` made again, here, by quantize's own recipe from the current graph it was made
+    from (its Q/DQ calibration drawn again and checked against the sha256 its manifest entry recorded), in
+    memory: what verify judges the file's decisions against where the quantiser itself moves them
+    (``runtime.verify._judge_cut``). ``precision``: ``int8-dynamic`` or ``int8-qdq``. A string: why it cannot be
+    made here."""
+    import tempfile
+
+    from .config import recipe_from_dict
+
+    entry = s.entry(name) or {}
+    parent = entry.get("parent")
+    if parent not in (store.ONNX_FP32, store.STREAM_ONNX):
+        return f"its manifest entry does not say which graph here it was made from (parent {parent!r})"
+    try:
+        source = s.open(parent, need="current")
+        calibration: list[np.ndarray] = []
+        if precision == "int8-qdq":
+            recorded = entry.get("calibration") or {}
+            if not whole(recorded.get("samples")):
+                return "its manifest entry records no calibration to draw again"
+            calibration, sha = _calibration(info, int(recorded["samples"]))
+            if sha != recorded.get("sha256"):
+                return (f"its calibration sequences cannot be drawn again: the {len(calibration)} drawn now differ "
+                        "from those its manifest entry records (sha256)")
+        with tempfile.TemporaryDirectory(prefix="attn-export-requantise.") as tmp:
+            target = Path(tmp) / name
+            if precision == "int8-dynamic":
+                _make_int8_dynamic(source, target, bidirectional=recipe_from_dict(info.recipe).model.bidirectional)
+            else:
+                _make_int8_qdq(source, target, calibration)
+            made = Artifact.candidate(target, source.spec, precision, info)
+    except ImportError as e:
+        return f"onnxruntime.quantization cannot be imported here ({e})"
+    except AttnExportError as e:
+        return f"{parent} cannot be quantised again here: {e}"
+    return replace(made, directory=s.directory, name=f"{name} re-quantised here")
 
 
 def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, precision: str,

@@ -25,7 +25,7 @@ from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
 from .runtime.store import Store
 from .runtime.timing import duration_text, fit_caveat, ms_text
-from .runtime.verify import ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult
+from .runtime.verify import CUT_MARGIN_SHARE, ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
@@ -89,6 +89,13 @@ def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
     if not_run:
         lines += ["", "Cases not run (each row above was judged on the others):", ""] + [
             f"- {', '.join(rows)}: {_cell('; '.join(cases))}" for cases, rows in not_run.items()]
+    cut = [r for r in result.ran() if r.cut]
+    if cut:
+        lines += ["", "INT8 on the test split cut short (its sequences cut to fewer steps than any it holds): decisions "
+                  "moved from PyTorch FP32's, and of those the ones a re-quantisation made here by quantize's recipe "
+                  f"keeps where FP32's margin exceeds {CUT_MARGIN_SHARE:g} x its median on the split (any fails):", ""] + [
+            f"- {r.target.backend} `{r.target.artifact}`: {r.cut['moved']} of {r.cut['rows']} moved, {r.cut['own']} "
+            f"its own (cut to {', '.join(map(str, r.cut['steps']))} step(s))" for r in cut]
     skipped = result.skipped_by_backend()
     if skipped:
         lines += ["", "Skipped:", ""] + [f"- {backend}{' (' + ', '.join(f'`{n}`' for n in names) + ')' if names else ''}: "

@@ -27,7 +27,8 @@ from .runtime.modelinfo import ModelInfo
 from .runtime.reference import ReferenceSet
 from .runtime.store import Artifact, Store
 from .runtime.targets import Target
-from .runtime.verify import VERIFY_JSON, Augment, TestSplit, VerifyResult, _scatter
+from .runtime.precisions import PRECISIONS
+from .runtime.verify import PREFIX_BATCH, VERIFY_JSON, Augment, TestSplit, VerifyResult, _scatter
 from .runtime.verify import verify as verify_directory
 
 __all__ = ["VERIFY_JSON", "VerifyResult", "torch_references", "verify"]
@@ -64,22 +65,27 @@ def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list
     return cases
 
 
-def torch_references(weights: Artifact, cases: Sequence[SweepCase], threads: int | None) -> list[Reference]:
-    """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch), on
-    verify's ``threads`` like every backend, restored after (torch's default OpenMP threads spin while they
-    wait; README, Export, "Threads")."""
+def torch_references(weights: Artifact, cases: Sequence[SweepCase], threads: int | None,
+                     intrinsic: bool = True) -> list[Reference]:
+    """PyTorch FP32's outputs on ``cases`` and each row's intrinsic error per precision (needs torch; not
+    measured with ``intrinsic=False``), on verify's ``threads`` like every backend, restored after (torch's
+    default OpenMP threads spin while they wait; README, Export, "Threads")."""
     from .backends.pyt import TorchCpuBackend
     from .intrinsic import intrinsic_errors
     from .model import torch_threads
 
     with torch_threads(threads), TorchCpuBackend(weights, threads=threads) as backend:
         outputs = [backend.infer(c.feeds) for c in cases]
+        if not intrinsic:
+            return [Reference(o) for o in outputs]
         errors = intrinsic_errors(backend.model, [c.feeds for c in cases], outputs, weights.spec.output_names)
     return [Reference(o, e) for o, e in zip(outputs, errors)]
 
 
-def _test_split(s: Store, info: ModelInfo, weights: Artifact | None,
-                threads: int | None) -> tuple[TestSplit | None, str | None]:
+def _test_split(s: Store, info: ModelInfo, weights: Artifact | None, threads: int | None,
+                cut: bool = False) -> tuple[TestSplit | None, str | None]:
+    """The recipe's test split, with PyTorch's outputs on it where torch runs the weights (and on it cut
+    short, ``cut``: for INT8), else the accuracy training recorded."""
     from .data import pad
     from .quantize import labelled_test_split
 
@@ -106,7 +112,29 @@ def _test_split(s: Store, info: ModelInfo, weights: Artifact | None,
     elif s.state(store.METRICS).current:
         accuracy = store.parse_json(s.read(store.METRICS) or b"", s.directory / store.METRICS,
                                     schema.METRICS)["test"]["accuracy"]
-    return TestSplit(batches, test.y, test.lengths, samples, references, accuracy, source), None
+    split = TestSplit(batches, test.y, test.lengths, samples, references, accuracy, source)
+    if cut and weights is not None:
+        split.cut = _cut(test, weights, head, threads)
+    return split, None
+
+
+CUT_STEPS = (1, 2, 3, 4, 5, 7)  # the test split's sequences cut to these steps, and to half its shortest
+# how many of the split's sequences are cut (a spread, shortest to longest): each cut row of a file judged one
+# sequence at a time is two runs per runtime; 64 x 6 lengths kept verify's cost to about 2 s on the quickstart
+CUT_SEQUENCES = PREFIX_BATCH
+
+
+def _cut(test: Any, weights: Artifact, head: str, threads: int | None) -> list[tuple[SweepCase, np.ndarray]]:
+    """``CUT_SEQUENCES`` of the split's sequences cut to ``CUT_STEPS`` and half the split's shortest (each
+    shorter than it), one case per length, with PyTorch FP32's ``head`` outputs: where INT8 is judged against
+    its re-quantisation (``runtime.verify._judge_cut``)."""
+    order = np.argsort(test.lengths, kind="stable")
+    chosen = [test.sequences[i] for i in dict.fromkeys(order[np.linspace(0, test.n - 1, CUT_SEQUENCES).round().astype(int)])]
+    shortest = int(test.lengths.min())
+    cases = [SweepCase(np.stack([seq[:k] for seq in chosen]).astype(np.float32), np.full(len(chosen), k, np.int64), False)
+             for k in sorted({k for k in (*CUT_STEPS, shortest // 2) if 1 <= k < shortest})]
+    return [(case, np.asarray(r.outputs[head])) for case, r in
+            zip(cases, torch_references(weights, cases, threads, intrinsic=False))]
 
 
 def _engine_profiles(s: Store, targets: list[Target]) -> list[dict[str, Any]]:
@@ -122,8 +150,16 @@ def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: Referen
         extra = _extra_cases(info, _engine_profiles(s, targets))
         references = torch_references(weights, extra, threads)
         reference = ReferenceSet(recorded.cases + extra, recorded.references + references, recorded.meta)
-    split, reason = _test_split(s, info, weights, threads)
-    return Augment(reference, split, reason, store.WEIGHTS if weights is not None else store.REFERENCE)
+    int8 = {t.artifact: t.precision for t in targets if t.skip is None and t.artifact and t.precision in PRECISIONS
+            and not store.is_engine(t.artifact) and PRECISIONS[t.precision].judged_by == "decisions"}
+    split, reason = _test_split(s, info, weights, threads, cut=bool(int8))
+    requantised: dict[str, Any] = {}
+    if split is not None and split.cut:
+        from .quantize import requantised as make_again
+
+        requantised = {name: make_again(s, info, name, precision) for name, precision in int8.items()}
+    return Augment(reference, split, reason, store.WEIGHTS if weights is not None else store.REFERENCE,
+                   requantised=requantised)
 
 
 def verify(

@@ -522,6 +522,7 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
             within = (r["argmax_agreement"] >= limits.int8_min_argmax_agreement
                       and r["accuracy_delta"] >= -limits.int8_max_accuracy_drop)
             assert (r["status"] == "passed") == within, r  # the recipe's INT8 decision limits, nothing else
+            assert r["cut"]["rows"] > 0 and r["cut"]["own"] == 0, r["cut"]  # streamed cut short: as re-quantised
     passed = {a: all(r["status"] == "passed" for r in report["results"] if r["artifact"] == a)
               for a in ("model.int8.onnx", store.STREAM_FILES["int8-dynamic"])}
     if passed["model.int8.onnx"]:  # the predictor's own graph passed: the stream's verdict decides

@@ -148,6 +148,7 @@ def test_the_report_renders_the_table_and_the_heatmaps(verified: tuple[Path, dic
     directory, result, _ = verified
     report = (directory / "report.md").read_text()
     assert "Verification PASSED" in report and "| ort-cpu | model.int8.onnx | int8-dynamic | **passed**" in report
+    assert "INT8 on the test split cut short" in report and "- ort-cpu `model.int8.onnx`: " in report
     assert (directory / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # found by attacking: the accuracy's split size, the seed and the epochs, and the cases a row's backend did not
     # run (a slow interpreter's size limit) were said in metrics.json and verify.json only
@@ -434,6 +435,93 @@ def test_an_int8_graph_wrong_only_on_sequences_the_test_split_lacks_fails(varian
     said = " ".join(result.stderr.split())
     assert "--set verify.budget_multiple=..." in said  # the key that moves it
     assert "agreed 0.00 at 1 x 1" not in said  # judged now: not listed as "not judged"
+
+
+def test_int8_is_judged_on_the_test_split_cut_short_against_a_requantisation(
+        verified: tuple[Path, dict, object]) -> None:
+    """The split's sequences cut to lengths it lacks: a genuine INT8 file moves no decision there that the same
+    graph quantised again here keeps, on every runtime that ran it."""
+    directory, report, _ = verified
+    shortest = report["test_split"]["min_length"]
+    steps = sorted({k for k in (1, 2, 3, 4, 5, 7, shortest // 2) if 1 <= k < shortest})
+    rows = [r for r in report["results"] if r["precision"] == "int8-dynamic" and r["status"] != "skipped"]
+    assert {r["backend"] for r in rows} >= {"ort-cpu"}
+    for r in rows:
+        assert r["status"] == "passed", r["problems"]
+        assert r["cut"] == {**r["cut"], "steps": steps, "rows": len(steps) * min(64, report["test_split"]["sequences"]),
+                            "own": 0}, r["cut"]
+
+
+def _state_moved(path: Path, value: float) -> None:
+    """Every LSTM's initial hidden and cell state in ``path`` set to ``value`` instead of 0."""
+    proto = onnx.load(str(path))
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+    moved = 0
+    for lstm in (n for n in proto.graph.node if n.op_type == "LSTM"):
+        for name in lstm.input[5:7]:
+            fill = next(a for a in made_by[name].attribute if a.name == "value")
+            fill.t.CopyFrom(numpy_helper.from_array(np.full(1, value, np.float32)))
+            moved += 1
+    assert moved
+    onnx.save(proto, str(path))
+
+
+def test_a_qdq_graph_quantize_made_with_its_state_moved_fails_on_the_split_cut_short(
+        variants_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: quantize itself wrote a Q/DQ graph whose LSTM starts from a state of -1 (the manifest
+    vouching for it), and verify passed it: its error is larger everywhere, so at the split's lengths it stayed
+    within the limits that the file's own error sets. On the split cut short it moves decisions a Q/DQ graph
+    made again here by quantize's recipe (its calibration drawn again) keeps. Made here with -0.15 (the split's
+    agreement 0.94 on a Zen 3, inside the tiny recipe's 0.9): the verdict rests on the cut, not on the weights."""
+    import importlib
+
+    quantize = importlib.import_module("attn_export.quantize")
+    directory = copy(variants_dir, tmp_path)
+    made = quantize._make_int8_qdq
+
+    def tampered(source: object, target: Path, calibration: list) -> str:
+        method = made(source, target, calibration)
+        _state_moved(target, -0.15)
+        return method
+
+    monkeypatch.setattr(quantize, "_make_int8_qdq", tampered)
+    quantize.quantize(directory, ["int8-qdq"])
+    monkeypatch.undo()
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    assert result.returncode == 1, result.stderr
+    rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"] if r["backend"] == "ort-cpu"}
+    qdq, dynamic = rows["model.int8-qdq.onnx"], rows["model.int8.onnx"]
+    assert qdq["status"] == "failed" and qdq["cut"]["own"] > 0, qdq["cut"]
+    assert any("re-quantised here keeps it" in p and "not its quantisation's" in p for p in qdq["problems"])
+    assert dynamic["status"] == "passed" and dynamic["cut"]["own"] == 0  # the genuine file beside it
+    said = " ".join(result.stderr.split())
+    assert "model.int8-qdq.onnx re-quantised here keeps it" in said
+
+
+def test_a_file_is_not_judged_against_a_requantisation_that_cannot_be_made_again(variants_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Where quantize's recipe cannot be repeated (calibration sequences other than recorded, no parent graph
+    recorded), the cut is not judged, and verify says why instead of judging against another quantisation."""
+    from attn_export.quantize import requantised
+
+    directory = copy(variants_dir, tmp_path)
+    assert cli("quantize", str(directory), "--int8", "--method", "qdq").returncode == 0
+    s = store.Store(directory)
+    assert not isinstance(requantised(s, s.info, "model.int8-qdq.onnx", "int8-qdq"), str)
+    entry = s.entry("model.int8-qdq.onnx")
+    rerecord(directory, "model.int8-qdq.onnx", parent="model.onnx", precision="int8-qdq",
+             calibration={**entry["calibration"], "sha256": "0" * 64})
+    s = store.Store(directory)
+    assert "differ from those its manifest entry records" in requantised(s, s.info, "model.int8-qdq.onnx", "int8-qdq")
+    rerecord(directory, "model.int8.onnx", parent="model.safetensors")
+    s = store.Store(directory)
+    assert "parent 'model.safetensors'" in requantised(s, s.info, "model.int8.onnx", "int8-dynamic")
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json")
+    rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"] if r["backend"] == "ort-cpu"}
+    for name in ("model.int8-qdq.onnx", "model.int8.onnx"):
+        assert rows[name]["cut"] is None
+        assert any(n.startswith("the test split cut short: not judged against a re-quantisation")
+                   for n in rows[name]["cases_not_run"]), rows[name]["cases_not_run"]
 
 
 def test_a_qdq_graph_wrong_only_at_batch_1_fails(variants_dir: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .iospec import class_logits
+from .iospec import class_logits, top_margin
 
 __all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "rule_for", "sweep_cases", "unmeasured"]
 
@@ -266,8 +266,7 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
         if not deploy.all():
             result.stress_ratio = float(ratio[~deploy].max())
             if classes > 1 and finite:
-                top2 = np.sort(scores_r, axis=1)[:, -2:]
-                decisive = (top2[:, 1] - top2[:, 0]) > 2.0 * budget.max(axis=1)
+                decisive = top_margin(scores_r) > 2.0 * budget.max(axis=1)
                 flips = ~deploy & decisive & ~agree
                 if flips.any():
                     problems.append(f"argmax differs on {int(flips.sum())} row(s) beyond the deployment range "

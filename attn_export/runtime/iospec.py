@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import BadInput, WorkFailed
 
-__all__ = ["BATCH", "CLASSIFIERS", "HEAD_OUTPUT", "SEQ", "IOSpec", "TensorSpec", "class_logits"]
+__all__ = ["BATCH", "CLASSIFIERS", "HEAD_OUTPUT", "SEQ", "IOSpec", "TensorSpec", "class_logits", "top_margin"]
 
 BATCH = "batch"
 SEQ = "seq"
@@ -34,6 +34,12 @@ def class_logits(logits: np.ndarray) -> np.ndarray:
     if logits.ndim == 2 and logits.shape[1] == 1:
         return np.concatenate([np.zeros_like(logits), logits], axis=1)
     return logits
+
+
+def top_margin(scores: np.ndarray) -> np.ndarray:
+    """Per row of ``scores`` [batch, classes] (``class_logits``), the top score's lead over the next."""
+    top2 = np.sort(np.asarray(scores), axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
 
 
 @dataclass(frozen=True)

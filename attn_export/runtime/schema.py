@@ -211,6 +211,7 @@ _RESULT = Obj({
     "budget": Maybe(Obj({"mean_ratio": _MAYBE_NUMBER, "worst_ratio": _MAYBE_NUMBER, "mean_allowed": _MAYBE_NUMBER})), "cases": Items(_CASE), "cases_not_run": Items(STR),
     "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR), "sha256": Maybe(SHA256),
     "carried_from": Maybe(STR),
+    "cut": Maybe(Obj({"steps": Items(SIZE), "rows": INT, "moved": INT, "own": INT}, ("steps", "rows", "moved", "own"))),
 }, ("backend", "status"))
 _CELL = Obj({"runtime": STR, "artifact": STR, "precision": STR, "status": STR, "detail": Maybe(STR),
              "worst_ratio": _MAYBE_NUMBER, "carried_from": Maybe(STR)}, ("runtime", "artifact", "precision", "status"))
