@@ -590,6 +590,7 @@ def _judge_sweep_decisions(row: TargetResult, rule: Rule, split: TestSplit,
 
 
 CUT_MARGIN_SHARE = 0.1  # a cut row counts where FP32's margin exceeds this share of its median on the split
+CUT_SHORT = "the test split cut short"  # how a row names its INT8 decisions on the split cut short (``_judge_cut``)
 
 
 def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: Augment, threads: Optional[int],
@@ -608,20 +609,33 @@ def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: A
 
     name = str(row.target.artifact)
     made = augment.requantised.get(name, "none is made for an engine (it would need a TensorRT build)")
-    if not split.cut or split.references is None:
+    if split.references is None:
+        row.cases_not_run.append(f"{CUT_SHORT}: not judged: no PyTorch outputs on the split here")
+        return
+    if not split.cut:
+        row.cases_not_run.append(f"{CUT_SHORT}: not judged: its shortest sequence is {int(split.lengths.min())} "
+                                 "step(s), none shorter to cut it to")
         return
     if isinstance(made, str):
-        row.cases_not_run.append(f"the test split cut short: not judged against a re-quantisation: {made}")
+        row.cases_not_run.append(f"{CUT_SHORT}: not judged against a re-quantisation: {made}")
         return
     precision, head = row.target.precision, backend.spec.head_output
-    alone = one_by_one(precision) and not stream  # a stream runs its rows alone itself (stream_run)
+    per_row = one_by_one(precision)  # each row alone (a stream's too: stream_run)
 
     def decide(runtime: Backend, case: SweepCase) -> np.ndarray:
         if stream:
             updates = replay(stream_run(runtime.run_feeds, precision), runtime.spec, case.x, case.lengths,
                              schedule(STREAM_SPLIT_SCHEDULE, case.x.shape[1]))
             return np.asarray(updates[-1].outputs[head], np.float64)
-        return np.asarray((_alone(runtime, case) if alone else runtime.infer(case.feeds))[head], np.float64)
+        return np.asarray((_alone(runtime, case) if per_row else runtime.infer(case.feeds))[head], np.float64)
+
+    def runs(runtime: Backend, case: SweepCase, width: int) -> np.ndarray:  # ``width`` rows a run, none fewer
+        rows, outs = len(case.lengths), []
+        for start in range(0, rows, width):
+            low = min(start, rows - width)  # the last run takes rows before it again rather than fewer
+            part = SweepCase(case.x[low:low + width], case.lengths[low:low + width], False)
+            outs.append(decide(runtime, part)[start - low:])
+        return np.concatenate(outs)
 
     try:
         again = get(row.target.backend, registry)(made, threads=threads).__enter__()
@@ -634,13 +648,17 @@ def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: A
         for case, logits in split.cut:
             batch, k = case.x.shape[:2]
             sizes = schedule(STREAM_SPLIT_SCHEDULE, k) if stream else [k]
-            outside = _outside(backend, 1 if alone else batch, sizes)
-            if outside is not None:
-                row.cases_not_run.append(f"the test split cut to {k} step(s): {outside}")
+            # the most rows a run both take (an engine's profile; one where each row runs alone)
+            width = next((b for b in ([1] if per_row else range(batch, 0, -1))
+                          if _outside(backend, b, sizes) is None and _outside(again, b, sizes) is None), None)
+            if width is None:
+                row.cases_not_run.append(f"{CUT_SHORT} to {k} step(s): "
+                                         f"{_outside(backend, 1, sizes) or _outside(again, 1, sizes)}")
                 continue
             fp32.append(class_logits(logits))
-            got.append(class_logits(decide(backend, case)))
-            ref.append(class_logits(decide(again, case)))
+            width = batch if per_row else width  # rows alone: the whole case, each row its own run
+            got.append(class_logits(runs(backend, case, width)))
+            ref.append(class_logits(runs(again, case, width)))
             steps.add(k)
     finally:
         again.close()
@@ -653,10 +671,11 @@ def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: A
     own = moved & (file.argmax(1) != requantised.argmax(1)) & (top_margin(truth) > floor)
     row.cut = {"steps": sorted(steps), "rows": int(len(truth)), "moved": int(moved.sum()), "own": int(own.sum())}
     if own.any():
-        row.fail(f"argmax differs from PyTorch FP32 on {int(own.sum())} of {len(truth)} test sequences cut to "
-                 f"{', '.join(map(str, sorted(steps)))} step(s) where {made.name} keeps it (FP32 margins up to "
-                 f"{float(top_margin(truth)[own].max()):.3g}, over {CUT_MARGIN_SHARE:g} x {floor / CUT_MARGIN_SHARE:.3g}, "
-                 "the split's median): an error of this file's own, not its quantisation's")
+        row.fail(f"{CUT_SHORT} to {', '.join(map(str, sorted(steps)))} step(s): argmax differs from PyTorch FP32's "
+                 f"and from {made.name}'s on {int(own.sum())} of {len(truth)} sequences where FP32's margin is over "
+                 f"{CUT_MARGIN_SHARE:g} x {floor / CUT_MARGIN_SHARE:.3g}, the split's median (up to "
+                 f"{float(top_margin(truth)[own].max()):.3g}): an error of this file's own, not its quantisation's "
+                 "(no [verify] key moves it)")
 
 
 def _judge_mean(row: TargetResult, rule: Rule, allowance: float, why: str) -> None:
@@ -1127,7 +1146,7 @@ def _carry_problem(s: Store, row: TargetResult) -> Optional[str]:
 
 
 def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
-          judges_data: bool = True) -> Tuple[List[TargetResult], List[str]]:
+          judges_data: bool = True) -> Tuple[List[TargetResult], List[str], Set[str]]:
     """The results of the earlier ``verify.json`` (still on disk: read through ``s`` before the new one is
     written) that ``new`` may carry over, and one line for each earlier result that it may not, with the
     reason. Skipped rows measured nothing and are never carried (this run's skipped rows say what it
@@ -1139,14 +1158,16 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     backend (a device has no onnx-ref), until its backend runs it again (``merge``): a verify that did not
     re-run what failed cannot clear it. On a side that cannot judge decisions (``judges_data`` False: a
     device, which never has the test split) a pass judged on the test split is carried like a failure, so
-    that the host's verdict stands over a pass on structure alone (``merge``)."""
+    that the host's verdict stands over a pass on structure alone (``merge``). An INT8 pass judged before
+    verify judged INT8 on the split cut short (``_before_the_cut``) is never carried: the third value names its
+    files, whose verdict it was goes with it unless this run judges them."""
     try:
         data = s.read(VERIFY_JSON)
         if data is None:
-            return [], []
+            return [], [], set()
         earlier = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
     except BadInput as e:  # damaged, edited, not a regular file: this run's rows stand alone
-        return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
+        return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"], set()
     results = [d for d in earlier.get("results") or [] if d["status"] != "skipped"]
     passes = [d for d in results if d["backend"] not in asked and d["status"] == "passed"]
     # what stands whatever the settings: failures, and on a device the passes judged on the test split
@@ -1154,14 +1175,20 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
               or (not judges_data and d["status"] == "passed" and d.get("accuracy") is not None
                   and d.get("precision") in PRECISIONS and PRECISIONS[d["precision"]].judged_by == "decisions")]
     passes = [d for d in passes if d not in sticky]
+    uncut = [d for d in passes + sticky if _before_the_cut(d)]
+    passes, sticky = [d for d in passes if d not in uncut], [d for d in sticky if d not in uncut]
+    uncut_line = [f"{len(uncut)} earlier INT8 pass(es) of {', '.join(dict.fromkeys(d['backend'] for d in uncut))} not "
+                  f"carried: judged before verify judged INT8 on {CUT_SHORT} (an older attn-export): verify them "
+                  "again on the host"] if uncut else []
+    withdrawn = {str(d["artifact"]) for d in uncut if d.get("artifact")}
     if not passes and not sticky:
-        return [], []
+        return [], uncut_line, withdrawn
     if not s.recorded_from(VERIFY_JSON):
         candidates = passes + [d for d in sticky if d["backend"] not in asked]
         backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
         return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: no verdict in {store.MANIFEST} "
                     f"was recorded from the earlier {VERIFY_JSON} (it is stale, or from another directory)"] \
-            if candidates else []
+            if candidates else uncut_line, withdrawn
     created = earlier.get("created")
     mine = new.to_dict()
     changed = [what for key, what in CARRY_SETTINGS.items() if _plain(mine[key]) != earlier.get(key)]
@@ -1169,7 +1196,7 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
         why = f"the earlier {VERIFY_JSON} records no time or reference sha256 (an older attn-export wrote it)"
     else:
         why = f"it was judged with other settings than this run's: {', '.join(changed)}" if changed else ""
-    rows, dropped = [], []
+    rows, dropped = [], list(uncut_line)
     # a row this run measured again replaces the earlier one (merge): an earlier one that cannot be carried
     # is not news then (a failure of a stale file, which records no bytes, read "not carried" beside the pass)
     remeasured = {(r.target.backend, r.target.artifact) for r in new.results if r.status != "skipped"}
@@ -1187,7 +1214,16 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
             continue
         row.carried_from = row.carried_from or (created if isinstance(created, str) else "an earlier verify")
         rows.append(row)
-    return rows, dropped
+    return rows, dropped, withdrawn
+
+
+def _before_the_cut(d: Mapping[str, Any]) -> bool:
+    """An earlier pass judged by its decisions on the test split by an attn-export that did not judge them on
+    the split cut short (no ``cut``, and no line saying why not): it passed a file whose error is larger
+    everywhere (found by review: such passes were carried, and the directory said PASSED)."""
+    return (d["status"] == "passed" and d.get("precision") in PRECISIONS
+            and PRECISIONS[d["precision"]].judged_by == "decisions" and d.get("accuracy") is not None
+            and d.get("cut") is None and not any(str(n).startswith(CUT_SHORT) for n in d.get("cases_not_run") or []))
 
 
 def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> Tuple[List[TargetResult],
@@ -1323,7 +1359,7 @@ def verify(
             progress(target.label, sum(1 for r in rows if r.status != "skipped"), runnable)
         rule = rule_for(str(target.precision), cfg, table[target.backend].device, deploy)
         row = _run_target(s, target, rule, extra, latency_seq, threads, table)
-        if row.status == "failed" and (row.cases or row.test_cases):
+        if row.status == "failed" and (row.cases or row.test_cases) and not (row.cut and row.cut["own"]):
             row.hint = " or ".join(f"--set verify.{k}=..." for k in PRECISIONS[rule.precision].verify_keys) \
                 + " moves this verdict"
         rows.append(row)
@@ -1361,7 +1397,7 @@ def verify(
     # a backend asked for but not run here (not installed) replaced nothing: its earlier results may be carried
     ran = {r.target.backend for r in rows if r.status != "skipped"}
     judges_data = extra.split is not None or extra.split_expected
-    carried, result.not_carried = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
+    carried, result.not_carried, uncut = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
     for r in carried:  # the host's measured decisions, under this run's limits: a --set here moves them too
         if r.status == "passed" and r.accuracy is not None and r.target.backend in table and r.target.precision:
             _decision_limits(r, rule_for(str(r.target.precision), cfg, table[r.target.backend].device, deploy))
@@ -1387,6 +1423,8 @@ def verify(
         if verdict is not None:
             verdict["passed"] = False
             verdict["failed_backends"].append(b)
+    for name in uncut:  # a pass judged before the cut, not carried: its verdict goes unless this run judged the file
+        verdicts.setdefault(name, None)
     if not info.labels:  # no decisions to judge INT8 by: an earlier verdict (an older verify's) no longer stands
         verdicts.update({str(r.target.artifact): None for r in rows if r.reason == _no_decisions_reason(
             str(r.target.precision), info)})
