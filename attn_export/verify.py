@@ -151,13 +151,14 @@ def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: Referen
         references = torch_references(weights, extra, threads)
         reference = ReferenceSet(recorded.cases + extra, recorded.references + references, recorded.meta)
     int8 = {t.artifact: t.precision for t in targets if t.skip is None and t.artifact and t.precision in PRECISIONS
-            and not store.is_engine(t.artifact) and PRECISIONS[t.precision].judged_by == "decisions"}
+            and PRECISIONS[t.precision].judged_by == "decisions"}
     split, reason = _test_split(s, info, weights, threads, cut=bool(int8))
     requantised: dict[str, Any] = {}
     if split is not None and split.cut:
         from .quantize import requantised as make_again
 
-        requantised = {name: make_again(s, info, name, precision) for name, precision in int8.items()}
+        requantised = {name: make_again(s, info, name, precision) for name, precision in int8.items()
+                       if not store.is_engine(name)}  # an engine's would need a TensorRT build: said by the judge
     return Augment(reference, split, reason, store.WEIGHTS if weights is not None else store.REFERENCE,
                    requantised=requantised)
 

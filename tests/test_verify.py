@@ -493,7 +493,7 @@ def test_a_qdq_graph_quantize_made_with_its_state_moved_fails_on_the_split_cut_s
     rows = {r["artifact"]: r for r in json.loads(result.stdout)["results"] if r["backend"] == "ort-cpu"}
     qdq, dynamic = rows["model.int8-qdq.onnx"], rows["model.int8.onnx"]
     assert qdq["status"] == "failed" and qdq["cut"]["own"] > 0, qdq["cut"]
-    assert any("and from model.int8-qdq.onnx re-quantised here's on" in p and "not its quantisation's" in p
+    assert any("and from that of model.int8-qdq.onnx re-quantised here on" in p and "not its quantisation's" in p
                for p in qdq["problems"]), qdq["problems"]
     assert dynamic["status"] == "passed" and dynamic["cut"]["own"] == 0  # the genuine file beside it
     said = " ".join(result.stderr.split())
@@ -544,6 +544,11 @@ def test_an_int8_pass_judged_before_the_cut_is_not_carried(variants_dir: Path, t
     assert verify(directory, "ort-cpu").passed
     monkeypatch.undo()
     assert store.Store(directory).entry("model.int8.onnx")["verified"]["passed"]
+    gone = tmp_path / "gone"  # found by review: with verify.json deleted, the manifest's pass stood
+    shutil.copytree(directory, gone)
+    (gone / "verify.json").unlink()
+    assert cli("verify", str(gone), "--backends", "tract-cpu").returncode == 0
+    assert "verified" not in store.Store(gone).entry("model.int8.onnx")
     result = cli("verify", str(directory), "--backends", "tract-cpu", "--json")
     report = json.loads(result.stdout)
     assert not any(r["artifact"] == "model.int8.onnx" and r["backend"] == "ort-cpu" for r in report["results"])
@@ -552,6 +557,7 @@ def test_an_int8_pass_judged_before_the_cut_is_not_carried(variants_dir: Path, t
     assert not (store.Store(directory).entry("model.int8.onnx").get("verified") or {}).get("passed")
     again = cli("verify", str(directory), "--backends", "ort-cpu", "--json")  # judged now: its pass stands again
     assert again.returncode == 0 and store.Store(directory).entry("model.int8.onnx")["verified"]["passed"]
+    assert store.Store(directory).entry("model.int8.onnx")["verified"]["cut"] is True
 
 
 def test_a_file_is_not_judged_against_a_requantisation_that_cannot_be_made_again(variants_dir: Path,

@@ -168,7 +168,7 @@ _ENTRY = Obj({
     "parent_sha256": Maybe(SHA256),
     "created_by": STR,
     "verified": Obj({"passed": BOOL, "sha256": SHA256, "verify_sha256": Maybe(SHA256), "backends": Items(STR),
-                     "failed_backends": Items(STR), "accuracy": Maybe(NUMBER), "overrides": Items(STR)}),
+                     "failed_backends": Items(STR), "accuracy": Maybe(NUMBER), "overrides": Items(STR), "cut": BOOL}),
     "precision": STR,
     "profile": Obj({"x": _shapes(3), "lengths": _shapes(1)}, ("x",)),
     "io_spec": Obj({"inputs": _TENSORS, "outputs": _TENSORS}, ("inputs", "outputs")),

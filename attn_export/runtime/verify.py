@@ -640,7 +640,7 @@ def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: A
     try:
         again = get(row.target.backend, registry)(made, threads=threads).__enter__()
     except AttnExportError as e:
-        row.cases_not_run.append(f"the test split cut short: not judged: {made.name} cannot run on "
+        row.cases_not_run.append(f"{CUT_SHORT}: not judged: {made.name} cannot run on "
                                  f"{row.target.backend}: {e}")
         return
     fp32, got, ref, steps = [], [], [], set()
@@ -671,8 +671,8 @@ def _judge_cut(row: TargetResult, backend: Backend, split: TestSplit, augment: A
     own = moved & (file.argmax(1) != requantised.argmax(1)) & (top_margin(truth) > floor)
     row.cut = {"steps": sorted(steps), "rows": int(len(truth)), "moved": int(moved.sum()), "own": int(own.sum())}
     if own.any():
-        row.fail(f"{CUT_SHORT} to {', '.join(map(str, sorted(steps)))} step(s): argmax differs from PyTorch FP32's "
-                 f"and from {made.name}'s on {int(own.sum())} of {len(truth)} sequences where FP32's margin is over "
+        row.fail(f"{CUT_SHORT} to {', '.join(map(str, sorted(steps)))} step(s): argmax differs both from PyTorch "
+                 f"FP32's and from that of {made.name} on {int(own.sum())} of {len(truth)} sequences where FP32's margin is over "
                  f"{CUT_MARGIN_SHARE:g} x {floor / CUT_MARGIN_SHARE:.3g}, the split's median (up to "
                  f"{float(top_margin(truth)[own].max()):.3g}): an error of this file's own, not its quantisation's "
                  "(no [verify] key moves it)")
@@ -1101,6 +1101,8 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
         if len(seen) != 1 or None in seen:
             continue
         accuracies = [r.accuracy for r in group if r.accuracy is not None]
+        decisions = [r for r in group if r.accuracy is not None and r.target.precision in PRECISIONS
+                     and PRECISIONS[str(r.target.precision)].judged_by == "decisions"]
         verdicts[name] = {
             "passed": all(r.status == "passed" for r in group),
             "sha256": seen.pop(),
@@ -1111,7 +1113,18 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
             "overrides": overrides,
             "carried_backends": [r.target.backend for r in group if r.carried_from],
         }
+        if decisions:  # judged on the split cut short (or said why not) by every row that judged its decisions
+            verdicts[name]["cut"] = all(_cut_judged(r.cut, r.cases_not_run) for r in decisions)
     return verdicts
+
+
+def _verdicts_before_the_cut(s: Store) -> List[str]:
+    """The files whose manifest verdict is an INT8 pass judged before verify judged INT8 on the split cut short
+    (no ``cut`` in it; found by review: with ``verify.json`` deleted, such a pass stood through a later verify
+    of other backends)."""
+    return [name for name in s.present() if (entry := s.entry(name) or {}).get("precision") in PRECISIONS
+            and PRECISIONS[entry["precision"]].judged_by == "decisions"
+            and ((entry.get("verified") or {}).get("passed") is True) and entry["verified"].get("cut") is not True]
 
 
 # what must be the same for an earlier row to be carried: the reference and every setting that decides pass or
@@ -1146,7 +1159,7 @@ def _carry_problem(s: Store, row: TargetResult) -> Optional[str]:
 
 
 def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
-          judges_data: bool = True) -> Tuple[List[TargetResult], List[str], Set[str]]:
+          judges_data: bool = True) -> Tuple[List[TargetResult], List[str]]:
     """The results of the earlier ``verify.json`` (still on disk: read through ``s`` before the new one is
     written) that ``new`` may carry over, and one line for each earlier result that it may not, with the
     reason. Skipped rows measured nothing and are never carried (this run's skipped rows say what it
@@ -1159,15 +1172,14 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     re-run what failed cannot clear it. On a side that cannot judge decisions (``judges_data`` False: a
     device, which never has the test split) a pass judged on the test split is carried like a failure, so
     that the host's verdict stands over a pass on structure alone (``merge``). An INT8 pass judged before
-    verify judged INT8 on the split cut short (``_before_the_cut``) is never carried: the third value names its
-    files, whose verdict it was goes with it unless this run judges them."""
+    verify judged INT8 on the split cut short (``_before_the_cut``) is never carried."""
     try:
         data = s.read(VERIFY_JSON)
         if data is None:
-            return [], [], set()
+            return [], []
         earlier = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
     except BadInput as e:  # damaged, edited, not a regular file: this run's rows stand alone
-        return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"], set()
+        return [], [f"the earlier {VERIFY_JSON} was not read, nothing carried from it: {e}"]
     results = [d for d in earlier.get("results") or [] if d["status"] != "skipped"]
     passes = [d for d in results if d["backend"] not in asked and d["status"] == "passed"]
     # what stands whatever the settings: failures, and on a device the passes judged on the test split
@@ -1178,17 +1190,16 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     uncut = [d for d in passes + sticky if _before_the_cut(d)]
     passes, sticky = [d for d in passes if d not in uncut], [d for d in sticky if d not in uncut]
     uncut_line = [f"{len(uncut)} earlier INT8 pass(es) of {', '.join(dict.fromkeys(d['backend'] for d in uncut))} not "
-                  f"carried: judged before verify judged INT8 on {CUT_SHORT} (an older attn-export): verify them "
-                  "again on the host"] if uncut else []
-    withdrawn = {str(d["artifact"]) for d in uncut if d.get("artifact")}
+                  f"carried: judged before verify judged INT8 on {CUT_SHORT} (an older attn-export); a verify "
+                  "with the recipe's training data judges them again"] if uncut else []
     if not passes and not sticky:
-        return [], uncut_line, withdrawn
+        return [], uncut_line
     if not s.recorded_from(VERIFY_JSON):
         candidates = passes + [d for d in sticky if d["backend"] not in asked]
         backends = ", ".join(dict.fromkeys(d["backend"] for d in candidates))
         return [], [f"{len(candidates)} earlier result(s) of {backends} not carried: no verdict in {store.MANIFEST} "
                     f"was recorded from the earlier {VERIFY_JSON} (it is stale, or from another directory)"] \
-            if candidates else uncut_line, withdrawn
+            + uncut_line if candidates else uncut_line
     created = earlier.get("created")
     mine = new.to_dict()
     changed = [what for key, what in CARRY_SETTINGS.items() if _plain(mine[key]) != earlier.get(key)]
@@ -1214,7 +1225,7 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
             continue
         row.carried_from = row.carried_from or (created if isinstance(created, str) else "an earlier verify")
         rows.append(row)
-    return rows, dropped, withdrawn
+    return rows, dropped
 
 
 def _before_the_cut(d: Mapping[str, Any]) -> bool:
@@ -1223,7 +1234,12 @@ def _before_the_cut(d: Mapping[str, Any]) -> bool:
     everywhere (found by review: such passes were carried, and the directory said PASSED)."""
     return (d["status"] == "passed" and d.get("precision") in PRECISIONS
             and PRECISIONS[d["precision"]].judged_by == "decisions" and d.get("accuracy") is not None
-            and d.get("cut") is None and not any(str(n).startswith(CUT_SHORT) for n in d.get("cases_not_run") or []))
+            and not _cut_judged(d.get("cut"), d.get("cases_not_run") or []))
+
+
+def _cut_judged(cut: Optional[Dict[str, Any]], not_run: Sequence[str]) -> bool:
+    """Whether a row judged INT8 on the split cut short (``cut``), or said why it could not (``not_run``)."""
+    return cut is not None or any(str(n).startswith(CUT_SHORT) for n in not_run)
 
 
 def merge(new: List[TargetResult], carried: List[TargetResult], order: Sequence[str]) -> Tuple[List[TargetResult],
@@ -1397,7 +1413,7 @@ def verify(
     # a backend asked for but not run here (not installed) replaced nothing: its earlier results may be carried
     ran = {r.target.backend for r in rows if r.status != "skipped"}
     judges_data = extra.split is not None or extra.split_expected
-    carried, result.not_carried, uncut = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
+    carried, result.not_carried = carry(s, result, asked_backends(backends, table) & ran, table, judges_data)
     for r in carried:  # the host's measured decisions, under this run's limits: a --set here moves them too
         if r.status == "passed" and r.accuracy is not None and r.target.backend in table and r.target.precision:
             _decision_limits(r, rule_for(str(r.target.precision), cfg, table[r.target.backend].device, deploy))
@@ -1423,7 +1439,7 @@ def verify(
         if verdict is not None:
             verdict["passed"] = False
             verdict["failed_backends"].append(b)
-    for name in uncut:  # a pass judged before the cut, not carried: its verdict goes unless this run judged the file
+    for name in _verdicts_before_the_cut(s):  # not judged now: an INT8 pass from before the cut no longer stands
         verdicts.setdefault(name, None)
     if not info.labels:  # no decisions to judge INT8 by: an earlier verdict (an older verify's) no longer stands
         verdicts.update({str(r.target.artifact): None for r in rows if r.reason == _no_decisions_reason(
