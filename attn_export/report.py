@@ -92,8 +92,8 @@ def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
     cut = [r for r in result.ran() if r.cut]
     if cut:
         lines += ["", "INT8 on the test split cut short (its sequences cut to fewer steps than any it holds): decisions "
-                  "moved from PyTorch FP32's, and of those the ones a re-quantisation made here by quantize's recipe "
-                  f"keeps where FP32's margin exceeds {CUT_MARGIN_SHARE:g} x its median on the split (any fails):", ""] + [
+                  "moved from PyTorch FP32's, and of those its own: also unlike the file made again here by quantize's "
+                  f"recipe, where FP32's margin exceeds {CUT_MARGIN_SHARE:g} x its median on the split (any fails):", ""] + [
             f"- {r.target.backend} `{r.target.artifact}`: {r.cut['moved']} of {r.cut['rows']} moved, {r.cut['own']} "
             f"its own (cut to {', '.join(map(str, r.cut['steps']))} step(s))" for r in cut]
     skipped = result.skipped_by_backend()

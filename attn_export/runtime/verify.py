@@ -135,7 +135,7 @@ class TargetResult:
     # measured it (``VerifyResult.created``), kept when a row is carried again
     carried_from: Optional[str] = None
     # INT8's decisions on the test split cut short (``_judge_cut``): the steps, rows, rows whose argmax moved
-    # from FP32's, and of those the ones the re-quantisation keeps where FP32 is confident (a failure)
+    # from FP32's, and of those the ones unlike the re-quantisation's where FP32 is confident (a failure)
     cut: Optional[Dict[str, Any]] = None
 
     def fail(self, problem: str) -> None:
