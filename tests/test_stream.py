@@ -35,6 +35,10 @@ VARIANTS = {
     "additive-learned-2layer": ["--set", "model.attention=additive", "--set", "model.query=learned",
                                 "--set", "model.num_layers=2"],
 }
+# a command's behaviour, the same for both variants: the second is in the slow run only (the stream's arithmetic
+# is tested on both in the default run)
+SECOND_VARIANT_SLOW = pytest.mark.parametrize(
+    "streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)], indirect=True)
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -372,6 +376,7 @@ def test_predict_stream_of_one_long_chunk_fits_in_memory(streamed: Path, tmp_pat
     assert abs(update["probability"] - want["probability"]) < 1e-4
 
 
+@SECOND_VARIANT_SLOW
 def test_onnx_runtime_running_out_of_memory_is_exit_3_not_a_failed_run(streamed: Path) -> None:
     """The same graph fed the 40,000-step chunk whole, straight through the backend (no pieces), under 3 GB:
     ONNX Runtime's allocation failure is memory (exit 3, NotAvailable), in one line; its own log is silent."""
@@ -424,6 +429,7 @@ def test_an_int8_stream_wrong_only_on_a_first_chunk_of_one_step_fails(streamed: 
     assert row["argmax_agreement"] >= limits.int8_min_argmax_agreement  # the streamed test split alone passes it
 
 
+@SECOND_VARIANT_SLOW
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:
     """Both CLIs print one row per chunk; each sequence's last row is predict's own answer for it, and true
     labels in the input are judged on it as predict judges its answer (they were ignored)."""
@@ -460,6 +466,7 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
     assert [(u["chunk"], u["steps"]) for u in json.loads(whole.stdout)["updates"]] == [(1, 13), (1, 6)]
 
 
+@SECOND_VARIANT_SLOW
 def test_predict_stream_says_when_a_sequence_runs_past_what_verify_replayed(streamed: Path, tmp_path: Path) -> None:
     """verify replays a stream graph up to ``STREAM_MAX_SEQ`` steps: a longer sequence streamed by predict is
     said to run past it, on both command lines (found by attacking: nothing was said)."""
@@ -479,8 +486,7 @@ def test_predict_stream_says_when_a_sequence_runs_past_what_verify_replayed(stre
             assert any(n.startswith(note) for n in notes) == said, notes
 
 
-@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
-                         indirect=True)
+@SECOND_VARIANT_SLOW
 def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_path: Path) -> None:
     """verify replays every schedule of every sweep case on each runtime: passed, tied to its sha256; the
     conformance table has its column; then Predictor.stream needs no allow_unverified. A retrain makes it
@@ -851,6 +857,7 @@ def test_a_model_without_a_head_streams_its_context(tmp_path: Path) -> None:
     assert result.returncode == 0 and rows[store.STREAM_ONNX] == "passed", result.stdout[-2000:]
 
 
+@SECOND_VARIANT_SLOW
 def test_a_stream_whose_comparator_cannot_be_used_is_not_judged(streamed: Path, tmp_path: Path) -> None:
     """model.stream.fp16.onnx's earlier prefixes are compared with model.fp16.onnx; with that file gone or
     swapped, verify recorded a failed verdict on the untouched stream graph, and predict --stream refused it
@@ -872,8 +879,7 @@ def test_a_stream_whose_comparator_cannot_be_used_is_not_judged(streamed: Path, 
     assert files[store.STREAM_ONNX]["verifiable"] and files[store.STREAM_ONNX]["verified"] is True
 
 
-@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
-                         indirect=True)
+@SECOND_VARIANT_SLOW
 def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(streamed: Path, tmp_path: Path) -> None:
     """A bidirectional model run where a causal one had its stream graphs: they stayed, stale, failing every
     verify and bundle after, and export --stream (the fix they named) refuses a bidirectional model. run
@@ -897,8 +903,7 @@ def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(strea
     assert store.STREAM_ONNX not in recorded and gone not in recorded
 
 
-@pytest.mark.parametrize("streamed", ["linear", pytest.param("additive-learned-2layer", marks=pytest.mark.slow)],
-                         indirect=True)
+@SECOND_VARIANT_SLOW
 def test_a_run_that_removes_the_stream_graphs_does_not_also_advise_removing_them(streamed: Path,
                                                                                  tmp_path: Path) -> None:
     """Found by attacking: a bidirectional run over a causal model's directory had quantize say "model.stream.
@@ -927,6 +932,7 @@ def test_a_run_that_removes_the_stream_graphs_does_not_also_advise_removing_them
     assert not any(directory.glob("model.stream*"))
 
 
+@SECOND_VARIANT_SLOW
 def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path, tmp_path: Path) -> None:
     """The numbers are measured, never asserted: the table's shape, the positions of every update, the state's
     size (independent of the segment), the file and the plot."""
@@ -974,6 +980,7 @@ def test_a_stream_whose_predictor_is_closed_while_it_pushes_says_so(streamed: Pa
         stream.push(x)
 
 
+@SECOND_VARIANT_SLOW
 def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:
     """bundle --for triton: each config.pbtxt parsed into Triton's own ModelConfig (tritonclient's
     model_config_pb2, protobuf's text_format), against the graph it serves: inputs and outputs by name,
@@ -1067,6 +1074,7 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     assert sorted(p.name for p in unpacked.iterdir()) == before
 
 
+@SECOND_VARIANT_SLOW
 def test_a_cpu_bundle_streams_on_the_device(streamed: Path, tmp_path: Path) -> None:
     """The stream graph travels in the bundle; the device's predict --stream runs it from the unpacked bundle
     as its README runs commands (PYTHONPATH=runtime, without the host's libraries)."""
@@ -1158,6 +1166,7 @@ def test_bench_stream_bounds_its_lists(streamed: Path) -> None:
     assert result.returncode == 2 and "at most 8 values" in result.stderr and "Traceback" not in result.stderr
 
 
+@SECOND_VARIANT_SLOW
 def test_bench_stream_times_every_step_and_names_what_it_leaves_out(streamed: Path, tmp_path: Path) -> None:
     """Segment 16 in chunks of 7 timed 2 updates (14 steps), and chunk 100 was dropped without a word: the
     last, shorter chunk is timed, and a chunk longer than its segment is named as not timed."""

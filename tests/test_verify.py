@@ -1399,7 +1399,7 @@ def test_timing_counts_each_target_warm_in_interleaved_blocks() -> None:
         time_interleaved([target("a")], Budget(block=1))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: slow beside another worker
 def test_the_live_reference_runs_on_verifys_threads_and_its_intrinsic_errors_without_onednn(
         tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
     """CI's two hung verifies were inside the live reference's intrinsic errors, in oneDNN's bf16 LSTM waiting
