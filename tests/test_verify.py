@@ -586,6 +586,31 @@ def test_a_file_is_not_judged_against_a_requantisation_that_cannot_be_made_again
                    for n in rows[name]["cases_not_run"]), rows[name]["cases_not_run"]
 
 
+def test_an_engines_int8_is_not_judged_on_the_cut_and_says_a_tensorrt_build_would_be_needed(
+        variants_dir: Path, tmp_path: Path) -> None:
+    """Found by review: with only an engine's INT8 to judge, the cut said another reason. verify makes no
+    re-quantisation for an engine (it would need a TensorRT build), makes the ONNX file's beside it, and the
+    engine's row says why it is not judged. What it does not prove: an engine running here (no TensorRT)."""
+    from attn_export.runtime.reference import read_reference
+    from attn_export.runtime.store.names import ENGINE_SUFFIX
+    from attn_export.runtime.targets import Target
+    from attn_export.runtime.verify import CUT_SHORT, TargetResult, _judge_cut
+    from attn_export.verify import _augment
+
+    directory = copy(variants_dir, tmp_path)
+    s = store.Store(directory)
+    engine = Target("tensorrt", "model.int8" + ENGINE_SUFFIX, "int8-dynamic")
+    onnx_file = Target("ort-cpu", "model.int8.onnx", "int8-dynamic")
+    augment = _augment(s, s.info, [engine, onnx_file], read_reference(s.read(store.REFERENCE), directory), 1)
+    assert augment.split is not None and augment.split.cut  # the split cut short is made for the engine too
+    assert set(augment.requantised) == {"model.int8.onnx"}  # the ONNX file's, none for the engine
+    row = TargetResult(engine)
+    _judge_cut(row, None, augment.split, augment, 1, None)  # type: ignore[arg-type]  # no engine: never run
+    assert row.cut is None and row.status == "passed"  # not judged, not failed
+    assert row.cases_not_run == [f"{CUT_SHORT}: not judged against a re-quantisation: none is made for an engine "
+                                 "(it would need a TensorRT build)"]
+
+
 def test_a_qdq_graph_wrong_only_at_batch_1_fails(variants_dir: Path, tmp_path: Path) -> None:
     """Found by review: the Q/DQ graph's test split runs in batches, so a graph wrong at batch 1 alone (the
     edge's shape) passed; its decisions there are judged one sequence at a time too."""
