@@ -393,11 +393,6 @@ ROWS: dict[str, Row] = {
                                        "x.npz: the true labels cat, dog are not the model's",
                                        _npz("x.npz", x=np.zeros((3, 5, 4), np.float32), lengths=np.array([5, 4, 3]),
                                             y=np.array(["cat", "dog", "0"]))),
-    # found by attacking: it served OpenVINO's bf16 under model.onnx's FP32 verdict, labelled fp32
-    "predict-opt-in-backend": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--backend", "openvino-bf16"), 2,
-                                  "backend openvino-bf16 is not a deployment backend (it runs onnx models, in a "
-                                  "precision attn-export does not ship",
-                                  _npz("x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))),
     "predict-zero-steps": Row(("predict", "{t}/x.npz", "--dir", "{d}", "--allow-unverified"), 2,
                               "x has shape (2, 0, 4): sequences of 0 steps; expected at least one step each",
                               _npz("x.npz", x=np.zeros((2, 0, 4), np.float32), lengths=np.array([0, 0]))),

@@ -190,8 +190,8 @@ def test_an_fp16_graph_that_crashes_onnx_runtime_is_refused_with_one_line(tiny_d
 
 
 def test_openvino_bf16_is_verified_and_benched_only_when_named(tiny_dir: Path) -> None:
-    """OpenVINO's bf16 is a precision attn-export does not ship, measured to flip a class far beyond the
-    deployment range on one model of ten: the main job skips it with that reason, naming it runs it."""
+    """OpenVINO's bf16 is verified per CPU, measured to flip a class far beyond the deployment range on one
+    model of ten: the main job skips it with that reason, naming it runs it."""
     from attn_export.runtime.store import Store
     from attn_export.runtime.targets import discover
 

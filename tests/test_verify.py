@@ -975,7 +975,7 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     assert rec["cpu"] == bench["machine"]["cpu"] and rec["threads"] == 1
     p50 = {(r["backend"], r["artifact"], f"b{r['batch']} s{r['seq']}"): r["latency_ms"]["p50"]
            for r in bench["results"] if "latency_ms" in r}
-    from attn_export.runtime.recommend import DEFAULT, MARGIN
+    from attn_export.runtime.recommend import DEFAULT, MARGIN, file_precision
 
     assert rec["default"] == "ort-cpu model.onnx" and rec["margin"] == MARGIN
     for shape, r in rec["by_shape"].items():  # the fastest, when MARGIN x the default or faster; else the default
@@ -1013,8 +1013,8 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
                     for n in ("README.md", "bundle.json", "requirements.txt")}
 
     text = unpacked(made.path)
-    assert f"--precision {overall['precision']} --backend {overall['backend']}" in text["README.md"]
-    assert f'Predictor.load(".", precision="{overall["precision"]}", backend="{overall["backend"]}")' in text["README.md"]
+    assert f"--backend {overall['backend']} --precision {file_precision(overall)}" in text["README.md"]
+    assert f'Predictor.load(".", precision="{file_precision(overall)}", backend="{overall["backend"]}")' in text["README.md"]
     assert json.loads(text["bundle.json"])["recommended"]["artifact"] == overall["artifact"]
     assert f"`{overall['artifact']}` is what `attn-export bench` recommended" in " ".join(text["README.md"].split())
     assert "(bench is not in this bundle)" in text["README.md"] and "a CPU with Python 3.8 or newer" in text["README.md"]
@@ -1191,8 +1191,8 @@ def test_a_runtime_without_onnx_runtimes_own_operators_skips_that_graph_only(
 
 
 def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
-    """runtime.recommend.pick on rows as bench writes them: unverified pairs, torch, GPU backends and opt-in
-    precisions a CPU bundle cannot select never win; another pair beats the default (ort-cpu model.onnx)
+    """runtime.recommend.pick on rows as bench writes them: unverified pairs, torch and GPU backends never win
+    (openvino-bf16, verified, does: a CPU bundle runs it); another pair beats the default (ort-cpu model.onnx)
     only when MARGIN x faster, else the default stays and the faster pair is named; a pair missing a shape is
     not picked overall, nor one that gains the margin overall but not without its best shape; ratios are
     torch's p50 over the pick's. Found by the lent H200: torch-cuda was the
@@ -1207,7 +1207,7 @@ def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
             row("ort-cpu", "model.onnx", 1, 16, 0.5), row("ort-cpu", "model.onnx", 32, 16, 4.0),
             row("ort-cpu", "model.int8.onnx", 1, 16, 0.1),  # fastest, unverified
             row("torch-cuda", "model.safetensors", 1, 16, 0.05), row("torch-cuda", "model.safetensors", 32, 16, 0.1),
-            row("openvino-bf16", "model.onnx", 1, 16, 0.07), row("openvino-bf16", "model.onnx", 32, 16, 0.2),
+            row("openvino-bf16", "model.onnx", 1, 16, 0.6), row("openvino-bf16", "model.onnx", 32, 16, 4.5),
             row("tract-cpu", "model.onnx", 1, 16, 0.25),  # 2x the default at b1, missing at b32
             row("openvino-cpu", "model.onnx", 1, 16, 0.6), row("openvino-cpu", "model.onnx", 32, 16, 3.0),
             row("ort-cpu", "model.onnx", 32, 16, 0.01, end_to_end=True)]  # not a compute row
@@ -1237,6 +1237,17 @@ def test_the_recommendation_weighs_every_pair_against_the_default() -> None:
                                         "best shape")
     steady = [r if r["backend"] != "openvino-cpu" else {**r, "latency_ms": {"p50": 0.85}} for r in one_cell]
     assert pick(steady, verified)["overall"]["backend"] == "openvino-cpu"  # 1.18x at every shape: picked
+    # openvino-bf16 computes model.onnx in bf16: a CPU bundle runs it where verify passed it, with model.onnx's flags
+    from attn_export.runtime.recommend import predict_flags
+
+    bf16 = [r if r["backend"] != "openvino-bf16" else {**r, "precision": "bf16", "latency_ms": {"p50": 0.01}}
+            for r in rows]
+    chosen = pick(bf16, verified)["overall"]
+    assert (chosen["backend"], chosen["artifact"], chosen["precision"]) == ("openvino-bf16", "model.onnx", "bf16")
+    assert predict_flags(chosen) == "--backend openvino-bf16 --precision fp32"
+    assert pick(bf16, verified - {("openvino-bf16", "model.onnx")})["overall"]["backend"] == "ort-cpu"
+    assert predict_flags({"backend": "ort-cpu", "artifact": "model.int8.onnx", "precision": "int8-dynamic"}) == \
+        "--backend ort-cpu --precision int8-dynamic"
     # found by attacking: a shape timed unsteadily, and a pick slower than PyTorch, were read as advice
     from attn_export.runtime.recommend import UNSTEADY, caveat
 

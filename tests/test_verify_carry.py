@@ -752,3 +752,77 @@ def test_the_report_names_a_stale_graph_this_verify_did_not_judge_under_its_head
             "removed): model.int8.onnx is stale") in head, head
     assert "model.fp16.onnx" not in head  # judged now, current
     assert cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "b.tar.gz")).returncode == 2
+
+
+def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_once: Path, tmp_path: Path) -> None:
+    """openvino-bf16 computes model.onnx in bf16, which model.onnx's FP32 verdict does not vouch for (found by
+    attacking: predict once served it as "fp32" under that verdict). Refused until verify passes the pair
+    itself (allow_unverified loads it, said); then predict says it computed bf16 and warns past the bf16
+    deployment range, a stream on it is refused (no stream graph is judged in bf16), and a CPU bundle whose
+    bench picked it runs it with model.onnx's flags, needs OpenVINO and says it needs bf16 arithmetic."""
+    import numpy as np
+
+    from attn_export.errors import BadInput, Untrusted
+    from attn_export.runtime.bundle import pack, unpack
+    from attn_export.runtime.predictor import Predictor
+
+    needs("openvino-bf16")
+    directory = copy(verified_once, tmp_path)
+    with pytest.raises(Untrusted, match="openvino-bf16 computes model.onnx in bf16, and verify has not passed that "
+                                        r"pair on the bytes here; verify it on the host \(attn-export verify DIR "
+                                        r"--backends openvino-bf16\)"):
+        Predictor.load(directory, backend="openvino-bf16")
+    with Predictor.load(directory, backend="openvino-bf16", allow_unverified=True) as loose:
+        assert any(n.endswith("(loaded with allow_unverified)") and "has not passed that pair" in n
+                   for n in loose.notes)
+    assert cli("verify", str(directory), "--backends", "openvino-bf16").returncode == 0
+    deployment = document(directory)["deployment_max_seq"]
+    with Predictor.load(directory, backend="openvino-bf16") as bf16, Predictor.load(directory) as fp32:
+        assert (bf16.computes, bf16.precision, fp32.computes) == ("bf16", "fp32", "fp32")
+        assert bf16.judged_within == deployment and fp32.judged_within is None
+        assert any("a pair verify passed on the bytes here" in n for n in bf16.notes)
+        with pytest.raises(BadInput, match="verify judges no stream graph in bf16"):
+            bf16.stream()
+
+    spec = store.Store(directory).info
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 5, spec.input_size), np.float32), lengths=np.array([5, 3]))
+    assert cli("bench", str(directory), "--against", "torch", "--backends", "ort-cpu,openvino-bf16", "--batch", "1",
+               "--seq", "16", "--seconds", "0.05").returncode == 0
+    bench = json.loads((directory / "bench.json").read_text())  # as if bench had found the bf16 pair fastest
+    bench["recommended"]["overall"].update(backend="openvino-bf16", artifact="model.onnx", precision="bf16")
+    (directory / "bench.json").write_text(json.dumps(bench))
+    unpacked = unpack(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path, tmp_path / "b")
+    readme = " ".join((unpacked / "README.md").read_text().split())
+    assert "predict . INPUT.npz --backend openvino-bf16 --precision fp32" in readme, readme
+    assert "`openvino-bf16` computes `model.onnx` in bf16: it runs only on a CPU with bf16 arithmetic" in readme
+    assert "openvino" in (unpacked / "requirements.txt").read_text().split()
+    env = {**{k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"},
+           "PYTHONPATH": str(unpacked / "runtime")}
+    device = [sys.executable, "-m", "attn_export.runtime", "predict", str(unpacked), str(tmp_path / "x.npz"), "--json"]
+    plain = subprocess.run(device, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    assert any("this bundle recommends --backend openvino-bf16 --precision fp32 (model.onnx" in n
+               for n in json.loads(plain.stdout)["notes"])
+    picked = subprocess.run([*device, "--backend", "openvino-bf16", "--precision", "fp32"], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=300)
+    assert picked.returncode == 0, picked.stderr
+    ran = json.loads(picked.stdout)
+    assert (ran["backend"], ran["artifact"], ran["precision"]) == ("openvino-bf16", "model.onnx", "bf16")
+    assert not any("recommends" in n for n in ran["notes"])
+
+
+def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_once: Path, tmp_path: Path) -> None:
+    """Where the CPU has no bf16 arithmetic (or OpenVINO is missing), predict --backend openvino-bf16 is
+    exit 3 with the reason, never FP32 run in its place. What it does not prove: the bf16 path itself (the
+    test above runs it on a CPU with bf16)."""
+    import numpy as np
+
+    reason = REGISTRY["openvino-bf16"].available()
+    if reason is None:
+        pytest.skip("this CPU computes bf16: the test above runs openvino-bf16 here")
+    spec = store.Store(verified_once).info
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, spec.input_size), np.float32), lengths=np.array([5]))
+    result = cli("predict", str(tmp_path / "x.npz"), "--dir", str(verified_once), "--backend", "openvino-bf16")
+    assert result.returncode == 3 and f"backend openvino-bf16 is not available: {reason}" in result.stderr, \
+        result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout

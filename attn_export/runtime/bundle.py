@@ -50,9 +50,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
 from . import store, schema
+from .backends import REGISTRY
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, why_picked
+from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, why_picked
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -72,7 +73,7 @@ MAX_MEMBERS = 10_000
 MAX_RATIO = 100
 RATIO_FLOOR = 16 << 20
 # the picks whose runtime takes a CPU thread count, by the name a bundle's README gives the runtime
-_RUNTIMES = {"ort-cpu": "ONNX Runtime", "openvino-cpu": "OpenVINO"}
+_RUNTIMES = {"ort-cpu": "ONNX Runtime", "openvino-cpu": "OpenVINO", "openvino-bf16": "OpenVINO"}
 
 REQUIREMENTS = {
     "cpu": f"numpy\n{DEVICE_BACKENDS['ort-cpu'][0]}\n",
@@ -317,9 +318,14 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                   if chosen.get("threads") == 1 and chosen["backend"] in _RUNTIMES else "") + "\n")
         requirement, python = DEVICE_BACKENDS[chosen["backend"]]
         packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
-        choice = f"--precision {chosen['precision']} --backend {chosen['backend']}"
+        choice = predict_flags(chosen)
+        computes = REGISTRY[chosen["backend"]].computes
+        if computes is not None:  # a precision of the backend's own: verify judged it, and no stream, on one CPU
+            why += (f"`{chosen['backend']}` computes `{chosen['artifact']}` in {computes}: it runs only on a CPU with "
+                    f"{computes} arithmetic (elsewhere predict says why, exit 3), and its verdict is the one verify "
+                    f"gave on the host's CPU. Streams run the FP32 stream graph on the default backend.\n")
         return STEPS[target].format(packages=packages, why=why, python=".".join(map(str, python)), choice=choice,
-                                    stream=stream.format(choice=choice))
+                                    stream=stream.format(choice="--precision fp32" if computes else choice))
     if jetson is None:
         return STEPS[target]
     from .trt.readiness import trtexec
@@ -484,11 +490,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         contents, sources = _repository(contents, info), {}
 
     listing = "\n".join(f"- `{n}`" for n in contents)
-    load = f'precision="{chosen["precision"]}", backend="{chosen["backend"]}"' if chosen else 'precision="fp32"'
+    load = f'precision="{file_precision(chosen)}", backend="{chosen["backend"]}"' if chosen else 'precision="fp32"'
     from .triton import REPOSITORY, STREAM_MODEL_NAME
 
     streams = (f"{REPOSITORY}/{STREAM_MODEL_NAME}/config.pbtxt" in contents if target == "triton" else
-               store.STREAM_FILES[chosen["precision"] if chosen else "fp32"] in contents)  # the example's stream graph
+               store.STREAM_FILES[file_precision(chosen) if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
         max_batch=_triton_batch(info))
@@ -597,8 +603,8 @@ def unasked(s: store.Store, backend: str, precision: str) -> Optional[str]:
     pick = recommendation(s)
     if pick is None or (pick["backend"], pick["precision"]) == (backend, precision):
         return None
-    return (f"this ran {precision} on {backend}, predict's default; this bundle recommends --backend "
-            f"{pick['backend']} --precision {pick['precision']} ({pick['artifact']}, {why_picked(pick)})")
+    return (f"this ran {precision} on {backend}, predict's default; this bundle recommends "
+            f"{predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})")
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

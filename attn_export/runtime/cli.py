@@ -155,7 +155,7 @@ def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Opti
 
 def about(predictor: Any) -> Dict[str, Any]:
     """What ran, for ``predict --json`` on both command lines: the file, the backend, the precision, notes."""
-    return {"artifact": predictor.artifact.name, "backend": predictor.backend_name, "precision": predictor.precision,
+    return {"artifact": predictor.artifact.name, "backend": predictor.backend_name, "precision": predictor.computes,
             "notes": predictor.notes}
 
 
@@ -365,7 +365,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .bundle import recommendation
-    from .recommend import why_picked
+    from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
     from .trt.readiness import graphs_of, not_current, readiness, render
@@ -411,8 +411,7 @@ def _info(args: argparse.Namespace) -> int:
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
     if pick:  # found by attacking: predict runs FP32 unless told, and nothing here said what to tell it
-        print(f"recommended: predict --backend {pick['backend']} --precision {pick['precision']} ({pick['artifact']}, "
-              f"{why_picked(pick)})")
+        print(f"recommended: predict {predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})")
     if tensorrt:
         print(("made for " + str(made) + "; " if made else "") + "TensorRT readiness:")
         print(render(tensorrt))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple, Type
 
-from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, shell_word
+from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, Untrusted, shell_word
 from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
 from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
@@ -24,23 +24,21 @@ INSTALL_ONNX_RUNTIME = ("ONNX Runtime: pip install onnxruntime for the CPU, onnx
 
 ENGINE_BACKEND = "tensorrt"
 ONNX_GPU_BACKENDS = ("ort-trt", "ort-cuda")
-# what predict and Predictor run: no correctness oracle, and no opt-in target (openvino-bf16: a precision
-# attn-export does not ship, judged by verify only when named; found by attacking: predict served it as
-# "fp32" under model.onnx's FP32 verdict)
-DEPLOYMENT = ", ".join(n for n, c in REGISTRY.items() if c.deployable and c.opt_in is None)
+# what predict and Predictor run: no correctness oracle. A backend computing a precision of its own
+# (openvino-bf16) runs only where verify passed that very pair (``_own_precision``)
+DEPLOYMENT = ", ".join(n for n, c in REGISTRY.items() if c.deployable)
 
 
 def backend_class(name: str) -> Type[Backend]:
     """The deployment backend ``name``: refused (bad usage, exit 2) when it is unknown or not one predict runs,
-    before whether it is installed is asked (found by attacking: openvino-bf16 was exit 3 "pip install openvino"
-    without OpenVINO and exit 2 "not a deployment backend" with it, and the list of choices offered it)."""
+    before whether it is installed is asked (found by attacking: a backend was exit 3 "pip install openvino"
+    without OpenVINO and exit 2 "not a deployment backend" with it)."""
     cls = REGISTRY.get(name) if isinstance(name, str) else None  # a list was "unhashable type" (found by attacking)
     if cls is None:
         shown = f"'{name}'" if isinstance(name, str) else f"= {name!r}"
         raise BadInput(f"backend {shown} is not a deployment backend; expected auto or one of {DEPLOYMENT}")
-    if cls.kind != "engine" and (cls.kind != "onnx" or not cls.deployable or cls.opt_in is not None):
-        why = ", as a correctness oracle" if not cls.deployable else (
-            ", in a precision attn-export does not ship: verify and bench judge it when named" if cls.opt_in else "")
+    if cls.kind != "engine" and (cls.kind != "onnx" or not cls.deployable):
+        why = ", as a correctness oracle" if not cls.deployable else ""
         raise BadInput(f"backend {name} is not a deployment backend (it runs {cls.kind} models{why}); "
                        f"expected one of {DEPLOYMENT}")
     return cls
@@ -79,6 +77,25 @@ def find_engine(store: Store, precision: str, allow_unverified: bool, notes: Lis
     return None
 
 
+def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_unverified: bool) -> List[str]:
+    """Notes for ``cls`` computing ``artifact`` in a precision of its own (openvino-bf16: model.onnx in bf16),
+    which the file's verdict does not vouch for (found by attacking: predict served it as "fp32" under
+    model.onnx's FP32 verdict): its pair must have passed in the ``verify.json`` the manifest's verdicts were
+    recorded from (``recommend.verified_pairs``), else Untrusted unless ``allow_unverified``."""
+    from .recommend import verified_pairs
+
+    pairs, why = verified_pairs(store)
+    computed = f"{cls.name} computes {artifact.name} in {cls.computes}"
+    if (cls.name, artifact.name) in pairs:
+        return [f"{computed}, a pair verify passed on the bytes here (on the CPU verify ran on; another CPU's "
+                f"{cls.computes} kernels round otherwise)"]
+    said = f"{computed}, and verify has not passed that pair on the bytes here" + (f" ({why})" if why else "")
+    if allow_unverified:
+        return [f"{said} (loaded with allow_unverified)"]
+    raise Untrusted(f"{said}; verify it on the host (attn-export verify DIR --backends {cls.name}), or load it "
+                    "with allow_unverified=True / --allow-unverified")
+
+
 def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -> Tuple[Type[Backend], Artifact,
                                                                                          List[str]]:
     """(backend class, the artefact the store opened for it, notes); raises if it must be refused."""
@@ -102,7 +119,10 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         if precision not in cls.precisions:
             raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
                            f"{', '.join(cls.precisions)}); choose another --backend or --precision")
-        return cls, store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified), notes
+        artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
+        if cls.computes is not None:
+            notes += _own_precision(store, cls, artifact, allow_unverified)
+        return cls, artifact, notes
 
     if _usable(ENGINE_BACKEND):
         engine = find_engine(store, precision, allow_unverified, notes)

@@ -124,10 +124,10 @@ def _refuse_threads(backend: Optional[Type[Backend]], threads: Optional[int]) ->
                        "(ort-cpu, openvino-cpu)")
 
 
-def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[int]:
-    """The longest sequence verify judged ``artifact``'s verdict by its error budget (its rule's deployment
-    range, under the settings the verdict was given with); None when every length was (FP32), when it is
-    judged otherwise (INT8: by its decisions) or has no verdict."""
+def _judged_within(store: Store, artifact: Artifact, device: str, computes: str) -> Optional[int]:
+    """The longest sequence verify judged ``artifact``'s verdict by its error budget, computed in ``computes``
+    (its rule's deployment range, under the settings the verdict was given with); None when every length was
+    (FP32), when it is judged otherwise (INT8: by its decisions) or has no verdict."""
     from .compare import rule_for
     from .settings import override_section
     from .verify import deployment_max_seq
@@ -136,7 +136,7 @@ def _judged_within(store: Store, artifact: Artifact, device: str) -> Optional[in
         return None
     # the overrides in the order verify applied them (the last of a key given twice wins; found by review)
     cfg = override_section(store.info.verify, "verify", [str(o) for o in artifact.verified.get("overrides") or []])
-    rule = rule_for(artifact.precision, cfg, device, deployment_max_seq(store.info, cfg))
+    rule = rule_for(computes, cfg, device, deployment_max_seq(store.info, cfg))
     return rule.deployment_max_seq if rule.judged_by_element else None
 
 
@@ -165,7 +165,9 @@ class Predictor:
         assert artifact.info is not None
         self.directory = artifact.directory
         self.artifact = artifact.path
-        self.precision = str(artifact.precision)
+        self.precision = str(artifact.precision)  # the artefact's, which picks its stream graph and engine
+        # what the backend computes it in: the artefact's precision, or one of the backend's own (openvino-bf16)
+        self.computes: str = backend.computes or self.precision
         self.backend_name: str = backend.name
         self.labels: Tuple[str, ...] = artifact.info.labels
         self.feature_names = artifact.info.feature_names  # check_features holds a named input to them
@@ -235,7 +237,7 @@ class Predictor:
         """Check and load ``precision``'s artefact from an artefact directory or a bundle ``.tar.gz``.
 
         ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``, ``openvino-cpu``,
-        ``tract-cpu``).
+        ``openvino-bf16``: model.onnx computed in bf16, where verify passed that pair, ``tract-cpu``).
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
         from .dispatch import backend_class, choose
 
@@ -263,7 +265,7 @@ class Predictor:
                 notes = notes + [f"{artifact.name} was verified under the recipe's [verify] {', '.join(settings)}"]
             predictor = cls(impl, artifact, notes, batch_size, store)
             predictor._options = (allow_unverified, threads)
-            predictor.judged_within = _judged_within(store, artifact, impl.device)
+            predictor.judged_within = _judged_within(store, artifact, impl.device, predictor.computes)
             predictor.decided_within = _decided_within(store, artifact)
             return predictor
         except BaseException:
@@ -322,7 +324,7 @@ class Predictor:
         (``bundle.unasked``), else None."""
         from .bundle import unasked
 
-        return None if self._store is None else unasked(self._store, self.backend_name, self.precision)
+        return None if self._store is None else unasked(self._store, self.backend_name, self.computes)
 
     def stream(self, batch: int = 1) -> "Stream":
         """A stream of ``batch`` rows on the stream graph of this predictor's precision (``model.stream.onnx``
@@ -339,6 +341,10 @@ class Predictor:
         if self._store is None:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
         rows = stream_rows(batch)  # before anything is opened
+        if self.computes != self.precision:  # a stream graph computed so is one no verify judged
+            raise BadInput(f"{self.backend_name} computes {self.artifact.name} in {self.computes}, and verify judges "
+                           f"no stream graph in {self.computes}; expected a stream on a backend that runs the "
+                           f"{self.precision} stream graph as it is (ort-cpu or openvino-cpu)")
         with self._streams_lock:  # two first streams of a graph at once had opened two sessions (review)
             return self._stream(rows)
 
@@ -427,7 +433,7 @@ class Predictor:
                        "expected each process to call Predictor.load(path) itself (a forked child may use it)")
 
     def __repr__(self) -> str:
-        return (f"Predictor({self.artifact.name} on {self.backend_name}, precision {self.precision}, "
+        return (f"Predictor({self.artifact.name} on {self.backend_name}, precision {self.computes}, "
                 f"{len(self.labels)} classes, batch {self.batch_size}, max_seq {self.max_seq})")
 
     # ---- predicting

@@ -9,8 +9,9 @@ was measured on.
         "overall": {... the same choice on the geometric mean over every shape timed ...},
     }
 
-The candidates are the pairs a CPU bundle's device package runs (``DEVICE_BACKENDS``: no GPU backend, no
-opt-in precision a bundle cannot select). A CPU bundle with no pick runs ``DEFAULT`` (ONNX Runtime, FP32),
+The candidates are the pairs a CPU bundle's device package runs (``DEVICE_BACKENDS``: no GPU backend;
+openvino-bf16, which computes ``model.onnx`` in bf16, where verify passed it, which it must be named to do,
+and its pick then needs a CPU with bf16 arithmetic). A CPU bundle with no pick runs ``DEFAULT`` (ONNX Runtime, FP32),
 so a pick is ``DEFAULT`` unless another pair was timed next to it and is at least ``MARGIN`` times faster:
 a lossy precision, or another runtime to install, must buy more than run-to-run noise (two identical
 ``run``s measured the ONNX Runtime pairs within 2-5 % of each other). Overall, the margin must also hold
@@ -33,14 +34,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
+from .precisions import ONNX_FILES
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "measured_by",
-           "not_timed", "pick", "verified_pairs"]
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "file_precision",
+           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
 DEVICE_BACKENDS = {"ort-cpu": (f"onnxruntime>={ORT_MIN}", (3, 8)), "openvino-cpu": ("openvino", (3, 8)),
-                   "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
+                   "openvino-bf16": ("openvino", (3, 8)), "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
 DEFAULT = ("ort-cpu", "model.onnx")  # what a CPU bundle runs when nothing is recommended
 MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked instead
 # a shape's pick whose default or chosen pair had a p90 this many times its p50 was timed unsteadily: said
@@ -179,6 +181,18 @@ def not_timed(s: Any, bench: Mapping[str, Any], name: str) -> Optional[str]:
     """Why ``name`` here is not the file ``bench`` (``bench.json``) timed: not current, other bytes, or bytes it
     recorded no sha256 for; None when it is that file."""
     return s.measured(name, str((bench.get("artifacts") or {}).get(name)))
+
+
+def file_precision(pick: Mapping[str, Any]) -> str:
+    """The precision of the file ``pick`` runs, which predict's ``--precision`` names: the pick's own, but
+    ``fp32`` for openvino-bf16's, which computes ``model.onnx`` in bf16."""
+    files = {file: precision for precision, file in ONNX_FILES.items()}
+    return files.get(str(pick["artifact"]), str(pick["precision"]))
+
+
+def predict_flags(pick: Mapping[str, Any]) -> str:
+    """predict's flags that run ``pick``."""
+    return f"--backend {pick['backend']} --precision {file_precision(pick)}"
 
 
 def why_picked(pick: Mapping[str, Any]) -> str:

@@ -41,7 +41,7 @@ class Backend:
     mean_allowance_why = ""  # said wherever the allowance is (verify's failure, the report's budgets)
     # bench times it unless it is a correctness oracle (then only when named)
     timed = True
-    # why verify and bench run it only when named (a precision attn-export does not ship); None: always
+    # why verify and bench run it only when named (a precision of its own, verified per CPU); None: always
     opt_in: Optional[str] = None
     # Predictor may run on it when named (an oracle may not)
     deployable = True

@@ -6,8 +6,9 @@ OpenVINO computes in bf16 by default on CPUs with AVX512-BF16 or AMX, whatever t
 - ``openvino-cpu`` pins ``INFERENCE_PRECISION_HINT`` to f32 and checks the compiled model kept it: it runs
   the FP32, FP16 (weights decompressed to f32), INT8 Q/DQ and dynamic INT8 graphs;
 - ``openvino-bf16`` runs ``model.onnx`` with the hint at bf16: a reduced-precision target of its own, judged
-  like FP16 against the model's own bf16 error. It is available only where the CPU computes bf16, and
-  verify and bench run it only when named (``opt_in``).
+  like FP16 against the model's own bf16 error. It is available only where the CPU computes bf16;
+  verify and bench run it only when named (``opt_in``), and predict only where verify passed that very pair
+  (``dispatch.choose``).
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ class OpenVinoBf16Backend(OpenVinoCpuBackend):
     hint = "bf16"
     # measured: within its bf16 budget inside the deployment range on every model tried, but on one of ten
     # quickstart models (seed 5) one batch-1 seq-2048 row came out 9.4 off (93x its budget, class flipped)
-    opt_in = ("opt-in, a precision attn-export does not ship (OpenVINO's own bf16; it flipped a class at seq "
-              "2048 on 1 of 10 quickstart models): name it, --backends openvino-bf16")
+    opt_in = ("opt-in (OpenVINO's own bf16, verified on this CPU only; it flipped a class at seq 2048 on 1 of 10 "
+              "quickstart models): name it, --backends openvino-bf16")
 
     @classmethod
     def available(cls) -> Optional[str]:
