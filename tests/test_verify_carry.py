@@ -11,6 +11,7 @@ that decide pass or fail are this run's; anything else is dropped, and said so.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -756,10 +757,15 @@ def test_the_report_names_a_stale_graph_this_verify_did_not_judge_under_its_head
 
 def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_once: Path, tmp_path: Path) -> None:
     """openvino-bf16 computes model.onnx in bf16, which model.onnx's FP32 verdict does not vouch for (found by
-    attacking: predict once served it as "fp32" under that verdict). Refused until verify passes the pair
-    itself (allow_unverified loads it, said); then predict says it computed bf16 and warns past the bf16
-    deployment range, a stream on it is refused (no stream graph is judged in bf16), and a CPU bundle whose
-    bench picked it runs it with model.onnx's flags, needs OpenVINO and says it needs bf16 arithmetic."""
+    attacking: predict once served it as "fp32" under that verdict). Refused until a verify that named it
+    passes the pair itself (allow_unverified loads it, said); then predict says it computed bf16 and judges its
+    range by the bf16 rule, a stream on it is refused (no stream graph is judged in bf16), and a CPU bundle
+    whose bench picked it runs it with model.onnx's flags, needs OpenVINO and says it needs bf16 arithmetic.
+    On the device, the README's `verify .` judges again without it (found by review: its steps then left the
+    pick refused while info still recommended it), so the README names it to verify next, and until then
+    info and predict's note say the pick is not verified here now."""
+    import os
+
     import numpy as np
 
     from attn_export.errors import BadInput, Untrusted
@@ -768,10 +774,15 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
 
     needs("openvino-bf16")
     directory = copy(verified_once, tmp_path)
-    with pytest.raises(Untrusted, match="openvino-bf16 computes model.onnx in bf16, and verify has not passed that "
-                                        r"pair on the bytes here; verify it on the host \(attn-export verify DIR "
-                                        r"--backends openvino-bf16\)"):
+    spec = store.Store(directory).info
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 5, spec.input_size), np.float32), lengths=np.array([5, 3]))
+    refusal = ("openvino-bf16 computes model.onnx in bf16, and verify has not passed that pair on the bytes here; "
+               "verify it by name (attn-export verify DIR --backends openvino-bf16; on a device, PYTHONPATH=runtime "
+               "python3 -m attn_export.runtime verify DIR --backends openvino-bf16)")
+    with pytest.raises(Untrusted, match=re.escape(refusal)):
         Predictor.load(directory, backend="openvino-bf16")
+    host = cli("predict", str(tmp_path / "x.npz"), "--dir", str(directory), "--backend", "openvino-bf16")
+    assert host.returncode == 2 and refusal in host.stderr and len(host.stderr.strip().splitlines()) == 1, host.stderr
     with Predictor.load(directory, backend="openvino-bf16", allow_unverified=True) as loose:
         assert any(n.endswith("(loaded with allow_unverified)") and "has not passed that pair" in n
                    for n in loose.notes)
@@ -781,34 +792,53 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
         assert (bf16.computes, bf16.precision, fp32.computes) == ("bf16", "fp32", "fp32")
         assert bf16.judged_within == deployment and fp32.judged_within is None
         assert any("a pair verify passed on the bytes here" in n for n in bf16.notes)
+        long = [np.zeros((deployment + 1, spec.input_size), np.float32)]
+        assert "verify judged model.onnx in bf16 by its error budget" in str(bf16.beyond_judged(long))
         with pytest.raises(BadInput, match="verify judges no stream graph in bf16"):
             bf16.stream()
 
-    spec = store.Store(directory).info
-    np.savez(tmp_path / "x.npz", x=np.zeros((2, 5, spec.input_size), np.float32), lengths=np.array([5, 3]))
     assert cli("bench", str(directory), "--against", "torch", "--backends", "ort-cpu,openvino-bf16", "--batch", "1",
                "--seq", "16", "--seconds", "0.05").returncode == 0
     bench = json.loads((directory / "bench.json").read_text())  # as if bench had found the bf16 pair fastest
     bench["recommended"]["overall"].update(backend="openvino-bf16", artifact="model.onnx", precision="bf16")
     (directory / "bench.json").write_text(json.dumps(bench))
+    assert cli("report", str(directory)).returncode == 0
+    assert "ships openvino-bf16 `model.onnx` as the bundle's recommended pair, computed in bf16: it runs only on a " \
+           "CPU with bf16 arithmetic" in " ".join((directory / store.REPORT_MD).read_text().split())
     unpacked = unpack(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path, tmp_path / "b")
     readme = " ".join((unpacked / "README.md").read_text().split())
     assert "predict . INPUT.npz --backend openvino-bf16 --precision fp32" in readme, readme
     assert "`openvino-bf16` computes `model.onnx` in bf16: it runs only on a CPU with bf16 arithmetic" in readme
+    assert "Streams run" not in readme  # this model ships no stream graph
     assert "openvino" in (unpacked / "requirements.txt").read_text().split()
-    env = {**{k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"},
-           "PYTHONPATH": str(unpacked / "runtime")}
-    device = [sys.executable, "-m", "attn_export.runtime", "predict", str(unpacked), str(tmp_path / "x.npz"), "--json"]
-    plain = subprocess.run(device, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": "runtime"}
+
+    def device(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "attn_export.runtime", *args], capture_output=True, text=True,
+                              cwd=unpacked, env=env, timeout=300)
+
+    predict = ("predict", ".", str(tmp_path / "x.npz"), "--json")
+    plain = device(*predict)
     assert plain.returncode == 0, plain.stderr
-    assert any("this bundle recommends --backend openvino-bf16 --precision fp32 (model.onnx" in n
+    assert any(n.startswith("this ran fp32 on ort-cpu, predict's default; this bundle recommends --backend "
+                            "openvino-bf16 --precision fp32 (model.onnx") and "not passed" not in n
                for n in json.loads(plain.stdout)["notes"])
-    picked = subprocess.run([*device, "--backend", "openvino-bf16", "--precision", "fp32"], capture_output=True,
-                            text=True, cwd=tmp_path, env=env, timeout=300)
+    steps = [line.split("python3 -m attn_export.runtime ", 1)[1].split("#")[0].split()
+             for line in (unpacked / "README.md").read_text().splitlines()
+             if "python3 -m attn_export.runtime verify ." in line and "/tmp/ax" not in line]
+    assert steps == [["verify", "."], ["verify", ".", "--backends", "openvino-bf16"]], steps
+    assert device(*steps[0]).returncode == 0  # judges again without the opt-in pair: it is not verified here now
+    assert device(*predict, "--backend", "openvino-bf16", "--precision", "fp32").returncode == 2
+    stale = "verify has not passed that pair on the bytes here now: attn-export verify DIR --backends openvino-bf16"
+    assert any(stale in n for n in json.loads(device(*predict).stdout)["notes"])
+    assert stale in device("info", ".").stdout
+    assert device(*steps[1]).returncode == 0
+    picked = device(*predict, "--backend", "openvino-bf16", "--precision", "fp32")
     assert picked.returncode == 0, picked.stderr
     ran = json.loads(picked.stdout)
     assert (ran["backend"], ran["artifact"], ran["precision"]) == ("openvino-bf16", "model.onnx", "bf16")
     assert not any("recommends" in n for n in ran["notes"])
+    assert stale not in device("info", ".").stdout
 
 
 def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_once: Path, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
@@ -53,12 +53,13 @@ from . import store, schema
 from .backends import REGISTRY
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, why_picked
+from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, verified_pairs,
+                        verify_by_name, why_picked)
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
-           "recommendation", "runtime_files", "unasked", "unpack"]
+           "not_verified", "recommendation", "runtime_files", "unasked", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 FILLING = ".unbundle-in-progress"  # what an existing empty target holds while unbundle fills it
@@ -204,7 +205,7 @@ ran where this bundle was made.
     cd DIR                                                         # the bundle, unpacked as above
     python3 -m pip install -r requirements.txt                     # {packages}
     PYTHONPATH=runtime python3 -m attn_export.runtime verify .     # check every ONNX file here, record the verdict
-    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz {choice}   # --json for JSON
+{named}    PYTHONPATH=runtime python3 -m attn_export.runtime predict . INPUT.npz {choice}   # --json for JSON
 {stream}    PYTHONPATH=runtime python3 -m attn_export.runtime info .       # what is here and what this machine can run
 {why}""",
     "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
@@ -301,7 +302,7 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         if chosen is None:
             why = f"\nThe examples run FP32: no recommended default ({why_not}).\n" if why_not else ""
             return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why,
-                                        python="3.8", stream=stream.format(choice="--precision fp32"))
+                                        python="3.8", stream=stream.format(choice="--precision fp32"), named="")
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
         passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
@@ -320,12 +321,18 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         packages = "numpy and onnxruntime" + ("" if chosen["backend"] == DEFAULT[0] else f" (the default), {requirement}")
         choice = predict_flags(chosen)
         computes = REGISTRY[chosen["backend"]].computes
-        if computes is not None:  # a precision of the backend's own: verify judged it, and no stream, on one CPU
+        named = ""
+        if computes is not None:  # a precision of the backend's own: verify judges it only when named, and no stream
+            named = (f"    PYTHONPATH=runtime python3 -m attn_export.runtime verify . --backends {chosen['backend']}   "
+                     "# the recommended pair, which verify runs only when named\n")
             why += (f"`{chosen['backend']}` computes `{chosen['artifact']}` in {computes}: it runs only on a CPU with "
-                    f"{computes} arithmetic (elsewhere predict says why, exit 3), and its verdict is the one verify "
-                    f"gave on the host's CPU. Streams run the FP32 stream graph on the default backend.\n")
+                    f"{computes} arithmetic (elsewhere predict says why, exit 3), and only while a verify that named it "
+                    f"passed it on the bytes here (the host's did; a `verify .` here judges again without it, hence "
+                    f"the line after it)." + (" Streams run the FP32 stream graph on the default backend." if streams
+                                              else "") + "\n")
         return STEPS[target].format(packages=packages, why=why, python=".".join(map(str, python)), choice=choice,
-                                    stream=stream.format(choice="--precision fp32" if computes else choice))
+                                    stream=stream.format(choice="--precision fp32" if computes else choice),
+                                    named=named)
     if jetson is None:
         return STEPS[target]
     from .trt.readiness import trtexec
@@ -603,8 +610,19 @@ def unasked(s: store.Store, backend: str, precision: str) -> Optional[str]:
     pick = recommendation(s)
     if pick is None or (pick["backend"], pick["precision"]) == (backend, precision):
         return None
+    refused = not_verified(s, pick)
     return (f"this ran {precision} on {backend}, predict's default; this bundle recommends "
-            f"{predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})")
+            f"{predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})" + (f"; {refused}" if refused else ""))
+
+
+def not_verified(s: store.Store, pick: Mapping[str, Any]) -> Optional[str]:
+    """Why predict would refuse ``pick`` here now, for a pair verify judges as its own (openvino-bf16: a
+    ``verify .`` on the device judges again without it, found by a review); None otherwise (a file's own
+    verdict is the store's to check when it is opened)."""
+    cls = REGISTRY.get(str(pick.get("backend")))
+    if cls is None or cls.computes is None or (cls.name, pick.get("artifact")) in verified_pairs(s)[0]:
+        return None
+    return f"verify has not passed that pair on the bytes here now: {verify_by_name(cls.name)}"
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

@@ -364,7 +364,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
-    from .bundle import recommendation
+    from .bundle import not_verified, recommendation
     from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
@@ -389,6 +389,7 @@ def _info(args: argparse.Namespace) -> int:
                            "verified": trust.verified, "loosened": store.loosened(name)}
         made = store.made_for()
         pick = recommendation(store)
+        refused = not_verified(store, pick) if pick else None
         lines = args.target or ([made] if made else [])
         tensorrt = readiness(graphs_of(store), lines, not_current(store)) if lines else {}
     backends = status()
@@ -411,7 +412,8 @@ def _info(args: argparse.Namespace) -> int:
     for name, reason in backends.items():
         print(f"  backend {name:14} {'available' if reason is None else reason}")
     if pick:  # found by attacking: predict runs FP32 unless told, and nothing here said what to tell it
-        print(f"recommended: predict {predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})")
+        print(f"recommended: predict {predict_flags(pick)} ({pick['artifact']}, {why_picked(pick)})"
+              + (f"; {refused}" if refused else ""))
     if tensorrt:
         print(("made for " + str(made) + "; " if made else "") + "TensorRT readiness:")
         print(render(tensorrt))

@@ -82,18 +82,17 @@ def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_u
     which the file's verdict does not vouch for (found by attacking: predict served it as "fp32" under
     model.onnx's FP32 verdict): its pair must have passed in the ``verify.json`` the manifest's verdicts were
     recorded from (``recommend.verified_pairs``), else Untrusted unless ``allow_unverified``."""
-    from .recommend import verified_pairs
+    from .recommend import verified_pairs, verify_by_name
 
-    pairs, why = verified_pairs(store)
     computed = f"{cls.name} computes {artifact.name} in {cls.computes}"
-    if (cls.name, artifact.name) in pairs:
+    if (cls.name, artifact.name) in verified_pairs(store)[0]:
         return [f"{computed}, a pair verify passed on the bytes here (on the CPU verify ran on; another CPU's "
                 f"{cls.computes} kernels round otherwise)"]
-    said = f"{computed}, and verify has not passed that pair on the bytes here" + (f" ({why})" if why else "")
+    said = f"{computed}, and verify has not passed that pair on the bytes here"
     if allow_unverified:
         return [f"{said} (loaded with allow_unverified)"]
-    raise Untrusted(f"{said}; verify it on the host (attn-export verify DIR --backends {cls.name}), or load it "
-                    "with allow_unverified=True / --allow-unverified")
+    raise Untrusted(f"{said}; verify it by name ({verify_by_name(cls.name)}), or load it with allow_unverified=True "
+                    "/ --allow-unverified")
 
 
 def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -> Tuple[Type[Backend], Artifact,

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 import numpy as np
 
 from ..errors import BadInput, Untrusted, WorkFailed, out_of_memory
+from .backends import REGISTRY
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
 from .limits import DEFAULT_BATCH, check_batch_size, check_threads
@@ -119,9 +120,10 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
 
 def _refuse_threads(backend: Optional[Type[Backend]], threads: Optional[int]) -> None:
     if backend is not None and threads and not backend.threaded:  # found by review: ignored without a word
+        takes = ", ".join(n for n, c in REGISTRY.items() if c.threaded and c.deployable and c.kind != "torch")
         raise BadInput(f"threads {threads} does nothing with {backend.name}, which sets no CPU thread count; expected "
-                       "no threads (None in Python, 0 or none on the command line), or a backend that takes them "
-                       "(ort-cpu, openvino-cpu)")
+                       f"no threads (None in Python, 0 or none on the command line), or a backend that takes them "
+                       f"({takes})")
 
 
 def _judged_within(store: Store, artifact: Artifact, device: str, computes: str) -> Optional[int]:
@@ -298,7 +300,8 @@ class Predictor:
             return None
         decisive = " and decisive classes" if self.head == "logits" and len(self.labels) > 1 else ""
         return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps within which verify "
-                f"judged {self.artifact.name} by its error budget; beyond them it checked only finite outputs and no "
+                f"judged {self.artifact.name}{'' if self.computes == self.precision else ' in ' + self.computes} by "
+                f"its error budget; beyond them it checked only finite outputs and no "
                 f"attention on padding{decisive}")
 
     def beyond_streamed(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
@@ -342,9 +345,11 @@ class Predictor:
             raise BadInput("this predictor was not loaded from a directory or bundle; use Predictor.load")
         rows = stream_rows(batch)  # before anything is opened
         if self.computes != self.precision:  # a stream graph computed so is one no verify judged
+            runs = ", ".join(n for n, c in REGISTRY.items() if c.kind == "onnx" and c.deployable and c.computes is None
+                             and self.precision in c.precisions)
             raise BadInput(f"{self.backend_name} computes {self.artifact.name} in {self.computes}, and verify judges "
                            f"no stream graph in {self.computes}; expected a stream on a backend that runs the "
-                           f"{self.precision} stream graph as it is (ort-cpu or openvino-cpu)")
+                           f"{self.precision} stream graph as it is ({runs})")
         with self._streams_lock:  # two first streams of a graph at once had opened two sessions (review)
             return self._stream(rows)
 

@@ -9,9 +9,9 @@ was measured on.
         "overall": {... the same choice on the geometric mean over every shape timed ...},
     }
 
-The candidates are the pairs a CPU bundle's device package runs (``DEVICE_BACKENDS``: no GPU backend;
-openvino-bf16, which computes ``model.onnx`` in bf16, where verify passed it, which it must be named to do,
-and its pick then needs a CPU with bf16 arithmetic). A CPU bundle with no pick runs ``DEFAULT`` (ONNX Runtime, FP32),
+The candidates are the pairs a CPU bundle's device package runs (``DEVICE_BACKENDS``: no GPU backend).
+openvino-bf16, which computes ``model.onnx`` in bf16, is one once a verify that named it passed it; its pick
+runs only on a CPU with bf16 arithmetic. A CPU bundle with no pick runs ``DEFAULT`` (ONNX Runtime, FP32),
 so a pick is ``DEFAULT`` unless another pair was timed next to it and is at least ``MARGIN`` times faster:
 a lossy precision, or another runtime to install, must buy more than run-to-run noise (two identical
 ``run``s measured the ONNX Runtime pairs within 2-5 % of each other). Overall, the margin must also hold
@@ -37,7 +37,7 @@ from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 from .precisions import ONNX_FILES
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "file_precision",
-           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs"]
+           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs", "verify_by_name"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -188,6 +188,13 @@ def file_precision(pick: Mapping[str, Any]) -> str:
     ``fp32`` for openvino-bf16's, which computes ``model.onnx`` in bf16."""
     files = {file: precision for precision, file in ONNX_FILES.items()}
     return files.get(str(pick["artifact"]), str(pick["precision"]))
+
+
+def verify_by_name(backend: str) -> str:
+    """The verify commands (host, device) that judge ``backend``, an opt-in one that ``auto`` leaves out."""
+    from .store.trust import VERIFY_COMMANDS
+
+    return VERIFY_COMMANDS.replace("verify DIR", f"verify DIR --backends {backend}")
 
 
 def predict_flags(pick: Mapping[str, Any]) -> str:
