@@ -342,10 +342,10 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     # what a CPU bundle ships, said whatever bench picked (found by attacking: nothing was said when it picked
     # nothing, or its bench.json had no pick at all)
     computes = REGISTRY[chosen["backend"]].computes if chosen and chosen["backend"] in REGISTRY else None
-    own = (f", computed in {computes}: it runs only on a CPU with {computes} arithmetic, and only while a verify "
-           "that named it passed it there") if computes else ""
+    own = (f" It computes in {computes}: the device needs {computes} arithmetic, and the bundle's steps verify the "
+           "pair there by name before predict runs it.") if computes else ""
     ships = ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
-                 f"recommended pair{own} (its predict line; predict without --backend and --precision runs FP32)."
+                 f"recommended pair (its predict line; predict without --backend and --precision runs FP32).{own}"
              if chosen else f"`attn-export bundle --for cpu` recommends no pair: {why_not}."]
     if not rec:
         return ships

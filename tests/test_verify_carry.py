@@ -776,11 +776,15 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     directory = copy(verified_once, tmp_path)
     spec = store.Store(directory).info
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 5, spec.input_size), np.float32), lengths=np.array([5, 3]))
-    refusal = ("openvino-bf16 computes model.onnx in bf16, and verify has not passed that pair on the bytes here; "
-               "verify it by name (attn-export verify DIR --backends openvino-bf16; on a device, PYTHONPATH=runtime "
-               "python3 -m attn_export.runtime verify DIR --backends openvino-bf16)")
+    said = "openvino-bf16 computes model.onnx in bf16, and verify has not passed that pair on the bytes here; "
+    refusal = f"{said}verify it by name: attn-export verify {directory} --backends openvino-bf16; or load it with"
     with pytest.raises(Untrusted, match=re.escape(refusal)):
         Predictor.load(directory, backend="openvino-bf16")
+    gone = copy(directory, tmp_path / "gone")
+    (gone / store.VERIFY_JSON).unlink()  # a verify by name would record no verdict: the plain one is said first
+    with pytest.raises(Untrusted, match=re.escape(f"{said}no verify.json: run attn-export verify first, then verify "
+                                                  f"it by name: attn-export verify {gone} --backends openvino-bf16")):
+        Predictor.load(gone, backend="openvino-bf16")
     host = cli("predict", str(tmp_path / "x.npz"), "--dir", str(directory), "--backend", "openvino-bf16")
     assert host.returncode == 2 and refusal in host.stderr and len(host.stderr.strip().splitlines()) == 1, host.stderr
     with Predictor.load(directory, backend="openvino-bf16", allow_unverified=True) as loose:
@@ -803,8 +807,8 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     bench["recommended"]["overall"].update(backend="openvino-bf16", artifact="model.onnx", precision="bf16")
     (directory / "bench.json").write_text(json.dumps(bench))
     assert cli("report", str(directory)).returncode == 0
-    assert "ships openvino-bf16 `model.onnx` as the bundle's recommended pair, computed in bf16: it runs only on a " \
-           "CPU with bf16 arithmetic" in " ".join((directory / store.REPORT_MD).read_text().split())
+    assert "as the bundle's recommended pair (its predict line; predict without --backend and --precision runs FP32). " \
+           "It computes in bf16: the device needs bf16 arithmetic" in " ".join((directory / store.REPORT_MD).read_text().split())
     unpacked = unpack(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path, tmp_path / "b")
     readme = " ".join((unpacked / "README.md").read_text().split())
     assert "predict . INPUT.npz --backend openvino-bf16 --precision fp32" in readme, readme
@@ -829,7 +833,8 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     assert steps == [["verify", "."], ["verify", ".", "--backends", "openvino-bf16"]], steps
     assert device(*steps[0]).returncode == 0  # judges again without the opt-in pair: it is not verified here now
     assert device(*predict, "--backend", "openvino-bf16", "--precision", "fp32").returncode == 2
-    stale = "verify has not passed that pair on the bytes here now: attn-export verify DIR --backends openvino-bf16"
+    stale = ("verify has not passed that pair on the bytes here now (verify it by name: PYTHONPATH=runtime python3 -m "
+             "attn_export.runtime verify . --backends openvino-bf16)")
     assert any(stale in n for n in json.loads(device(*predict).stdout)["notes"])
     assert stale in device("info", ".").stdout
     assert device(*steps[1]).returncode == 0

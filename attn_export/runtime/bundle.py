@@ -53,8 +53,7 @@ from . import store, schema
 from .backends import REGISTRY
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, verified_pairs,
-                        verify_by_name, why_picked)
+from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, verified_pairs, why_picked
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -622,7 +621,9 @@ def not_verified(s: store.Store, pick: Mapping[str, Any]) -> Optional[str]:
     cls = REGISTRY.get(str(pick.get("backend")))
     if cls is None or cls.computes is None or (cls.name, pick.get("artifact")) in verified_pairs(s)[0]:
         return None
-    return f"verify has not passed that pair on the bytes here now: {verify_by_name(cls.name)}"
+    from .dispatch import verify_by_name
+
+    return f"verify has not passed that pair on the bytes here now (verify it by name: {verify_by_name(s, cls.name)})"
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

@@ -16,7 +16,7 @@ from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
 from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
 
-__all__ = ["choose", "find_engine"]
+__all__ = ["choose", "find_engine", "verify_by_name"]
 
 # what to install to run ONNX files (predict's and verify's "no backend" lines say it alike)
 INSTALL_ONNX_RUNTIME = ("ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU (on a "
@@ -48,11 +48,24 @@ def _usable(name: str) -> bool:
     return REGISTRY[name].available() is None
 
 
+def _shipped(store: Store) -> Optional[str]:
+    """``PYTHONPATH=...`` for the device package ``store`` ships (a bundle's ``runtime/``), None when it ships none."""
+    package = store.directory / "runtime"
+    return f"PYTHONPATH={shell_word(package)}" if (package / "attn_export").is_dir() else None
+
+
 def _build_command(store: Store, precision: str) -> str:
     """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
-    package = store.directory / "runtime"
-    shipped = f"PYTHONPATH={shell_word(package)} " if (package / "attn_export").is_dir() else ""
+    shipped = f"{_shipped(store)} " if _shipped(store) else ""
     return f"{shipped}{BUILD_COMMAND} {shell_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
+
+
+def verify_by_name(store: Store, backend: str) -> str:
+    """The command that verifies ``backend`` (an opt-in one, which verify runs only when named) on ``store``: in a
+    bundle, its own device package's; else attn-export's."""
+    shipped = _shipped(store)
+    command = f"{shipped} python3 -m attn_export.runtime verify" if shipped else "attn-export verify"
+    return f"{command} {shell_word(store.directory)} --backends {backend}"
 
 
 def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],
@@ -82,17 +95,20 @@ def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_u
     which the file's verdict does not vouch for (found by attacking: predict served it as "fp32" under
     model.onnx's FP32 verdict): its pair must have passed in the ``verify.json`` the manifest's verdicts were
     recorded from (``recommend.verified_pairs``), else Untrusted unless ``allow_unverified``."""
-    from .recommend import verified_pairs, verify_by_name
+    from .recommend import verified_pairs
 
     computed = f"{cls.name} computes {artifact.name} in {cls.computes}"
-    if (cls.name, artifact.name) in verified_pairs(store)[0]:
+    pairs, why = verified_pairs(store)
+    if (cls.name, artifact.name) in pairs:
         return [f"{computed}, a pair verify passed on the bytes here (on the CPU verify ran on; another CPU's "
                 f"{cls.computes} kernels round otherwise)"]
     said = f"{computed}, and verify has not passed that pair on the bytes here"
     if allow_unverified:
         return [f"{said} (loaded with allow_unverified)"]
-    raise Untrusted(f"{said}; verify it by name ({verify_by_name(cls.name)}), or load it with allow_unverified=True "
-                    "/ --allow-unverified")
+    # with no verify.json the verdicts stand on, a verify by name records none: the plain one first (found by review)
+    first = f"{why}, then " if why else ""
+    raise Untrusted(f"{said}; {first}verify it by name: {verify_by_name(store, cls.name)}; or load it with "
+                    "allow_unverified=True / --allow-unverified")
 
 
 def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -> Tuple[Type[Backend], Artifact,

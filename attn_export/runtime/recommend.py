@@ -37,7 +37,7 @@ from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 from .precisions import ONNX_FILES
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "file_precision",
-           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs", "verify_by_name"]
+           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -188,13 +188,6 @@ def file_precision(pick: Mapping[str, Any]) -> str:
     ``fp32`` for openvino-bf16's, which computes ``model.onnx`` in bf16."""
     files = {file: precision for precision, file in ONNX_FILES.items()}
     return files.get(str(pick["artifact"]), str(pick["precision"]))
-
-
-def verify_by_name(backend: str) -> str:
-    """The verify commands (host, device) that judge ``backend``, an opt-in one that ``auto`` leaves out."""
-    from .store.trust import VERIFY_COMMANDS
-
-    return VERIFY_COMMANDS.replace("verify DIR", f"verify DIR --backends {backend}")
 
 
 def predict_flags(pick: Mapping[str, Any]) -> str:
