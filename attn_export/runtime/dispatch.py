@@ -56,8 +56,8 @@ def _shipped(store: Store) -> Optional[str]:
 
 def _build_command(store: Store, precision: str) -> str:
     """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
-    shipped = f"{_shipped(store)} " if _shipped(store) else ""
-    return f"{shipped}{BUILD_COMMAND} {shell_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
+    shipped = _shipped(store)
+    return f"{shipped + ' ' if shipped else ''}{BUILD_COMMAND} {shell_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
 
 
 def verify_by_name(store: Store, backend: str) -> str:
