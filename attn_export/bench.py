@@ -41,9 +41,10 @@ from . import __version__
 from .runtime import store
 from .backends import REGISTRY, Backend, get
 from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted, shell_word
+from .runtime.dispatch import verify_by_name
 from .runtime.modelinfo import ModelInfo
 from .runtime.precisions import one_by_one
-from .runtime.recommend import BASELINE, DEFAULT, MARGIN, pick, verified_pairs
+from .runtime.recommend import BASELINE, DEFAULT, MARGIN, other_cpu, pick, verified_pairs
 from .runtime.store import WEIGHTS, Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import CLOCKS, cpu_name
@@ -160,17 +161,25 @@ def bench(
         if named is not None:  # --backends narrows the pairs to those backends
             narrowed = {(b, a) for b, a in timed if b in named}
             if not narrowed:
+                held = [f"{b} {a}: {why}; verify it here: {verify_by_name(s, b)}"
+                        for (b, a), why in other_cpu(s).items() if b in named]
+                if held:  # its pass is another CPU's: not bad usage, a verify to run here
+                    raise Untrusted(f"--backends {','.join(named)}: {'; '.join(held)}")
                 raise BadInput(f"--backends {','.join(named)} names no backend of a pair verify passed that bench "
                                f"times; expected one or more of {','.join(sorted({b for b, _ in timed}))}")
             timed = narrowed
         verified = timed | {(b, a) for b, a in verified if b == BASELINE}
-        backends = [b for b in dict.fromkeys([BASELINE, *sorted(b for b, _ in verified)])
+        # a pass on another CPU of a pair whose arithmetic is the CPU's is said, not timed
+        elsewhere = {p: why for p, why in other_cpu(s).items() if named is None or p[0] in named}
+        backends = [b for b in dict.fromkeys([BASELINE, *sorted(b for b, _ in verified | set(elsewhere))])
                     if b in REGISTRY and REGISTRY[b].available() is None and get(b).timed]
         explicit = True
     targets = [_skip_oracle(t, explicit) for t in discover(s, backends, REGISTRY)
                if t.artifact is None or not s.is_stream(t.artifact)]
     if against is not None:  # a pair verify has not passed is said, not left out (found by attacking)
         targets = [t if t.backend == BASELINE or t.skip is not None or (t.backend, t.artifact) in verified
+                   else replace(t, skip=f"{elsewhere[t.backend, t.artifact]}; verify it here: "
+                                        f"{verify_by_name(s, t.backend)}") if (t.backend, t.artifact) in elsewhere
                    else replace(t, skip="verify has not passed this pair on the bytes here, and --against torch "
                                         f"times only those (run attn-export verify {shell_word(directory)})")
                    for t in targets]

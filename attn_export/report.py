@@ -66,6 +66,18 @@ def _carried_note(result: VerifyResult) -> list[str]:
         for when, rows in runs.items()]
 
 
+def _per_cpu_note(result: VerifyResult) -> list[str]:
+    """The CPU each row of a backend whose arithmetic is the CPU's was judged on: its pass holds there only
+    (``recommend.judged_elsewhere``)."""
+    from .runtime.recommend import cpu_text
+
+    rows = [r for r in result.ran() if r.target.backend in REGISTRY and REGISTRY[r.target.backend].per_cpu]
+    return ["", "Judged on one CPU (the backend computes as the CPU it runs on does; its pass holds on that CPU "
+                "only):", ""] + [f"- {r.target.backend} `{r.target.artifact}`: "
+                                 + (cpu_text(*r.cpu) if r.cpu else "no CPU recorded (an older attn-export)")
+                                 for r in rows] if rows else []
+
+
 def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
     p50_at = result.p50_header()
     lines = ["| backend | artefact | precision | status | cases | worst max abs (head output) | worst of budget | accuracy "
@@ -79,7 +91,7 @@ def _verify_table(result: VerifyResult, stale: set[str]) -> list[str]:
                      f"{_fmt(r.worst_max_abs, '.2e')} | {_fmt(r.worst_ratio, '.2f')} | "
                      f"{_fmt(r.accuracy, '.4f')} | {_fmt(r.accuracy_delta, '+.4f')} | "
                      f"{_fmt(r.argmax_agreement, '.4f')} | {ms_text(p50)} | {reason} |")
-    lines += _carried_note(result)
+    lines += _carried_note(result) + _per_cpu_note(result)
     # found by attacking: a row said "passed" where its backend had run part of the sweep (a slow interpreter's size
     # limit, an engine's profile): which cases, said only in verify.json
     not_run: dict[tuple[str, ...], list[str]] = {}
@@ -335,7 +347,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
-    from .runtime.recommend import caveat, current, not_timed, verified_pairs
+    from .runtime.recommend import caveat, current, not_timed, other_cpu, verified_pairs
 
     rec = bench.get("recommended")
     chosen, why_not = current(s)
@@ -361,6 +373,7 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     rows = list(rec["by_shape"].items()) + ([("overall (geometric mean)", rec["overall"])] if rec.get("overall")
                                             else [])
     pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
+    elsewhere = other_cpu(s)
     ranges = _deployment_ranges(s)  # "verified" with verify.json deleted (found by attacking)
     for shape, r in rows:
         trust = s.state(r["artifact"])
@@ -369,6 +382,8 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
         now = (other if other else trust.verdict if trust.verified is not True
                else "verified" + _beyond(ranges.get(r["precision"]), r.get("shapes") or [shape])
                if (r["backend"], r["artifact"]) in pairs
+               else f"not verified on this CPU: {elsewhere[r['backend'], r['artifact']]}"
+               if (r["backend"], r["artifact"]) in elsewhere
                else f"no passing row in {VERIFY_JSON} now ({why or 'a later verify did not run this pair'})")
         said = caveat(r, passed_over=shape in rec["by_shape"])
         lines.append(f"| {shape}{f' ({_cell(said)})' if said else ''} | {r['backend']} | `{r['artifact']}` | "

@@ -771,6 +771,8 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     from attn_export.errors import BadInput, Untrusted
     from attn_export.runtime.bundle import pack, unpack
     from attn_export.runtime.predictor import Predictor
+    from attn_export.runtime.recommend import cpu_text
+    from attn_export.runtime.timing import cpu_name
 
     needs("openvino-bf16")
     directory = copy(verified_once, tmp_path)
@@ -792,6 +794,9 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
                    for n in loose.notes)
     assert cli("verify", str(directory), "--backends", "openvino-bf16").returncode == 0
     deployment = document(directory)["deployment_max_seq"]
+    cpu = cpu_name()  # its pass holds on this CPU (the test above: not on another)
+    assert (rows(document(directory))[("openvino-bf16", "model.onnx")]["cpu"], rows(document(directory))[
+        ("openvino-bf16", "model.onnx")]["isa"]) == cpu
     with Predictor.load(directory, backend="openvino-bf16") as bf16, Predictor.load(directory) as fp32:
         assert (bf16.computes, bf16.precision, fp32.computes) == ("bf16", "fp32", "fp32")
         assert bf16.judged_within == deployment and fp32.judged_within is None
@@ -807,8 +812,11 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     bench["recommended"]["overall"].update(backend="openvino-bf16", artifact="model.onnx", precision="bf16")
     (directory / "bench.json").write_text(json.dumps(bench))
     assert cli("report", str(directory)).returncode == 0
+    report = " ".join((directory / store.REPORT_MD).read_text().split())
     assert "as the bundle's recommended pair (its predict line; predict without --backend and --precision runs FP32). " \
-           "It computes in bf16: the device needs bf16 arithmetic" in " ".join((directory / store.REPORT_MD).read_text().split())
+           "It computes in bf16: the device needs bf16 arithmetic" in report
+    assert ("Judged on one CPU (the backend computes as the CPU it runs on does; its pass holds on that CPU only): "
+            f"- openvino-bf16 `model.onnx`: {cpu_text(*cpu)}") in report, report
     unpacked = unpack(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path, tmp_path / "b")
     readme = " ".join((unpacked / "README.md").read_text().split())
     assert "predict . INPUT.npz --backend openvino-bf16 --precision fp32" in readme, readme
@@ -844,6 +852,50 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
     assert (ran["backend"], ran["artifact"], ran["precision"]) == ("openvino-bf16", "model.onnx", "bf16")
     assert not any("recommends" in n for n in ran["notes"])
     assert stale not in device("info", ".").stdout
+
+
+def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_once: Path, tmp_path: Path) -> None:
+    """OpenVINO's bf16 arithmetic is the CPU's (AMX or AVX512-BF16 kernels round otherwise), so its pass in
+    verify.json holds on the CPU it names only: a pass recorded on another CPU, or on none (an older
+    attn-export), is not a verified pair here, predict and bench say why and how to verify it here, and a verify
+    does not carry it. What this does not prove: that another CPU's bf16 rounds otherwise; the pass here is
+    ort-cpu's row renamed, recorded as if verify had written it on the CPU named, so it runs on any CPU."""
+    from attn_export.errors import Untrusted
+    from attn_export.runtime.predictor import Predictor
+    from attn_export.runtime.recommend import cpu_text, other_cpu, verified_pairs
+    from attn_export.runtime.timing import cpu_name
+
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    bf16 = {**rows(doc)[("ort-cpu", "model.onnx")], "backend": "openvino-bf16"}
+    doc["results"].append(bf16)
+    here, elsewhere = cpu_name(), ("AMD EPYC 7B13, family 25 model 1", ["avx2"])
+    for cpu, isa, verified in ((*here, True), (here[0], [*here[1], "sve"], False), (*elsewhere, False)):
+        bf16.update(cpu=cpu, isa=isa)
+        as_if_written(directory, doc)
+        assert (("openvino-bf16", "model.onnx") in verified_pairs(store.Store(directory))[0]) is verified, (cpu, isa)
+    why = (f"verify passed it on another CPU, {cpu_text(*elsewhere)}, not this {cpu_text(*here)}, and openvino-bf16 "
+           "computes as the CPU it runs on does")
+    assert other_cpu(store.Store(directory)) == {("openvino-bf16", "model.onnx"): why}
+    assert ("ort-cpu", "model.onnx") in verified_pairs(store.Store(directory))[0]  # a CPU-free pair is untouched
+    if REGISTRY["openvino-bf16"].available() is None:
+        with pytest.raises(Untrusted, match=re.escape(
+                f"computes model.onnx in bf16, and its pass does not hold here: {why}; verify it by name: "
+                f"attn-export verify {directory} --backends openvino-bf16")):
+            Predictor.load(directory, backend="openvino-bf16")
+        bench = cli("bench", str(directory), "--against", "torch", "--backends", "openvino-bf16", "--seconds", "0.05")
+        assert bench.returncode == 2 and len(bench.stderr.strip().splitlines()) == 1, bench.stderr
+        assert (f"--backends openvino-bf16: openvino-bf16 model.onnx: {why}; verify it here: attn-export verify "
+                f"{directory} --backends openvino-bf16") in bench.stderr, bench.stderr
+    result = cli("verify", str(directory), "--backends", "ort-cpu")
+    assert result.returncode == 0, result.stderr
+    assert f"openvino-bf16 model.onnx not carried: {why}" in " ".join(result.stderr.split()), result.stderr
+    assert ("openvino-bf16", "model.onnx") not in rows(document(directory))
+    assert rows(document(directory))[("ort-cpu", "model.onnx")]["cpu"] == here[0]  # every row names its CPU
+    del bf16["cpu"], bf16["isa"]
+    as_if_written(directory, doc)
+    assert other_cpu(store.Store(directory)) == {("openvino-bf16", "model.onnx"): (
+        "its verify recorded no CPU (an older attn-export), and openvino-bf16 computes as the CPU it runs on does")}
 
 
 def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_once: Path, tmp_path: Path) -> None:

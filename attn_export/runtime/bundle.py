@@ -53,7 +53,8 @@ from . import store, schema
 from .backends import REGISTRY
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, predict_flags, verified_pairs, why_picked
+from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags, verified_pairs,
+                        why_picked)
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -619,11 +620,15 @@ def not_verified(s: store.Store, pick: Mapping[str, Any]) -> Optional[str]:
     ``verify .`` on the device judges again without it, found by a review); None otherwise (a file's own
     verdict is the store's to check when it is opened)."""
     cls = REGISTRY.get(str(pick.get("backend")))
-    if cls is None or cls.computes is None or (cls.name, pick.get("artifact")) in verified_pairs(s)[0]:
+    pair = (str(pick.get("backend")), str(pick.get("artifact")))
+    if cls is None or cls.computes is None or pair in verified_pairs(s)[0]:
         return None
     from .dispatch import verify_by_name
 
-    return f"verify has not passed that pair on the bytes here now (verify it by name: {verify_by_name(s, cls.name)})"
+    elsewhere = other_cpu(s).get(pair)
+    said = f"its pass does not hold here: {elsewhere}" if elsewhere else \
+        "verify has not passed that pair on the bytes here now"
+    return f"{said} (verify it by name: {verify_by_name(s, cls.name)})"
 
 
 def shipped(directory: Union[str, Path]) -> Optional[List[str]]:

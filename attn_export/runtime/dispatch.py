@@ -94,15 +94,17 @@ def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_u
     """Notes for ``cls`` computing ``artifact`` in a precision of its own (openvino-bf16: model.onnx in bf16),
     which the file's verdict does not vouch for (found by attacking: predict served it as "fp32" under
     model.onnx's FP32 verdict): its pair must have passed in the ``verify.json`` the manifest's verdicts were
-    recorded from (``recommend.verified_pairs``), else Untrusted unless ``allow_unverified``."""
-    from .recommend import verified_pairs
+    recorded from (``recommend.verified_pairs``), on this CPU where the CPU picks its arithmetic (``per_cpu``:
+    a pass on another CPU is said, ``recommend.other_cpu``), else Untrusted unless ``allow_unverified``."""
+    from .recommend import other_cpu, verified_pairs
 
     computed = f"{cls.name} computes {artifact.name} in {cls.computes}"
     pairs, why = verified_pairs(store)
     if (cls.name, artifact.name) in pairs:
-        return [f"{computed}, a pair verify passed on the bytes here (on the CPU verify ran on; another CPU's "
-                f"{cls.computes} kernels round otherwise)"]
-    said = f"{computed}, and verify has not passed that pair on the bytes here"
+        return [f"{computed}, a pair verify passed on the bytes here" + (" and on this CPU" if cls.per_cpu else "")]
+    elsewhere = other_cpu(store).get((cls.name, artifact.name))
+    said = f"{computed}, and " + (f"its pass does not hold here: {elsewhere}" if elsewhere
+                                  else "verify has not passed that pair on the bytes here")
     if allow_unverified:
         return [f"{said} (loaded with allow_unverified)"]
     # with no verify.json the verdicts stand on, a verify by name records none: the plain one first (found by review)

@@ -35,9 +35,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 from .precisions import ONNX_FILES
+from .timing import cpu_name
+from .store import VERIFY_JSON
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "file_precision",
-           "measured_by", "not_timed", "pick", "predict_flags", "verified_pairs"]
+           "cpu_text", "judged_elsewhere", "measured_by", "not_timed", "other_cpu", "pick", "predict_flags", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -51,26 +53,61 @@ UNSTEADY = 2.0
 
 
 def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
-    """The (backend, artefact) pairs of ``verify.json`` that passed on the bytes store ``s`` holds now, or
-    an empty set and why there are none."""
+    """The (backend, artefact) pairs of ``verify.json`` that passed on the bytes store ``s`` holds now, and on
+    this CPU where the CPU picks the arithmetic (``judged_elsewhere``), or an empty set and why there are none."""
+    passed, why = _passed_rows(s)
+    pairs = {(str(row["backend"]), str(row["artifact"])) for row in passed if judged_elsewhere(row) is None}
+    return pairs, why or (None if pairs else f"no pair in {VERIFY_JSON} passed on the bytes here")
+
+
+def other_cpu(s: Any) -> Dict[Tuple[str, str], str]:
+    """The pairs of ``verify.json`` that passed on the bytes here but whose pass does not hold on this CPU
+    (``judged_elsewhere``), each with why: what a refusal or a skipped timing says."""
+    return {(str(row["backend"]), str(row["artifact"])): why for row in _passed_rows(s)[0]
+            if (why := judged_elsewhere(row)) is not None}
+
+
+def _passed_rows(s: Any) -> Tuple[List[Mapping[str, Any]], Optional[str]]:
+    """``verify.json``'s rows that passed on the bytes store ``s`` holds now, or none and why."""
     from .schema import VERIFY
-    from .store import ONNX_FP32, REFERENCE, VERIFY_JSON, parse_json
+    from .store import ONNX_FP32, REFERENCE, parse_json
 
     data = s.read(VERIFY_JSON)
     if data is None:
-        return set(), f"no {VERIFY_JSON}: run attn-export verify first"
+        return [], f"no {VERIFY_JSON}: run attn-export verify first"
     if not s.recorded_from(VERIFY_JSON):
         # what verify needs first, where that is stale (found by attacking: "run verify", which said "run export")
         first = next((fix for n in (REFERENCE, ONNX_FP32) if (fix := s.remake(n))), None)
-        return set(), (f"{VERIFY_JSON} is stale (no verdict in the manifest was recorded from it): "
-                       + (f"{first}, then attn-export verify" if first else "run attn-export verify"))
-    pairs = set()
-    for row in parse_json(data, s.directory / VERIFY_JSON, VERIFY).get("results", []):
-        artifact = row.get("artifact")
-        if row.get("status") == "passed" and artifact and row.get("sha256") == s.sha256(artifact) \
-                and s.state(artifact).verified is True and s.judged(artifact, VERIFY_JSON) is None:
-            pairs.add((str(row["backend"]), str(artifact)))
-    return pairs, None if pairs else f"no pair in {VERIFY_JSON} passed on the bytes here"
+        return [], (f"{VERIFY_JSON} is stale (no verdict in the manifest was recorded from it): "
+                    + (f"{first}, then attn-export verify" if first else "run attn-export verify"))
+    rows = parse_json(data, s.directory / VERIFY_JSON, VERIFY).get("results", [])
+    return [row for row in rows if row.get("status") == "passed" and (artifact := row.get("artifact"))
+            and row.get("sha256") == s.sha256(artifact) and s.state(artifact).verified is True
+            and s.judged(artifact, VERIFY_JSON) is None], None
+
+
+def judged_elsewhere(row: Mapping[str, Any]) -> Optional[str]:
+    """Why a pass in ``verify.json`` (its result ``row``) does not hold on this CPU: its backend's arithmetic
+    is the CPU's (``Backend.per_cpu``: OpenVINO's bf16 runs AMX or AVX512-BF16 kernels, which round
+    otherwise) and verify ran it on another CPU (another model name, or other ``timing.ISA_FLAGS``), or
+    recorded none (an older attn-export); None where it holds."""
+    from .backends import REGISTRY
+
+    cls = REGISTRY.get(str(row.get("backend")))
+    if cls is None or not cls.per_cpu:
+        return None
+    why = f"{row['backend']} computes as the CPU it runs on does"
+    if not isinstance(row.get("cpu"), str):
+        return f"its verify recorded no CPU (an older attn-export), and {why}"
+    here, there = cpu_name(), (row["cpu"], list(row.get("isa") or []))
+    if here[0] == there[0] and sorted(here[1]) == sorted(there[1]):
+        return None
+    return f"verify passed it on another CPU, {cpu_text(*there)}, not this {cpu_text(*here)}, and {why}"
+
+
+def cpu_text(cpu: str, isa: Sequence[str]) -> str:
+    """A CPU as every figure and verdict names it: its model and the ``timing.ISA_FLAGS`` it has."""
+    return f"{cpu} ({', '.join(isa)})" if isa else cpu
 
 
 def _shape(row: Mapping[str, Any]) -> str:

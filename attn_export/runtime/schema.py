@@ -212,6 +212,7 @@ _RESULT = Obj({
     "problems": Items(STR), "hint": Maybe(STR), "unreadable": Maybe(STR), "sha256": Maybe(SHA256),
     "carried_from": Maybe(STR),
     "cut": Maybe(Obj({"steps": Items(SIZE), "rows": INT, "moved": INT, "own": INT}, ("steps", "rows", "moved", "own"))),
+    "cpu": Maybe(STR), "isa": Maybe(Items(STR)),
 }, ("backend", "status"))
 _CELL = Obj({"runtime": STR, "artifact": STR, "precision": STR, "status": STR, "detail": Maybe(STR),
              "worst_ratio": _MAYBE_NUMBER, "carried_from": Maybe(STR)}, ("runtime", "artifact", "precision", "status"))

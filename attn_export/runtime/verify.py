@@ -66,11 +66,12 @@ from .iospec import class_logits, top_margin
 from .limits import check_threads
 from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS, one_by_one
+from .recommend import judged_elsewhere
 from .reference import ReferenceSet, read_reference
 from .settings import VerifyConfig, applied_overrides, not_default, override_section
 from .store import STREAM_FILES, Store
 from .targets import Registry, Target, discover, parse_backends
-from .timing import Budget, percentiles, time_interleaved
+from .timing import Budget, cpu_name, percentiles, time_interleaved
 from .trt.profile import derive_profile
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
 from .trt.readiness import graphs_of, not_current, readiness, summary
@@ -137,6 +138,9 @@ class TargetResult:
     # INT8's decisions on the test split cut short (``_judge_cut``): the steps, rows, rows whose argmax moved
     # from FP32's, and of those the ones unlike the re-quantisation's where FP32 is confident (a failure)
     cut: Optional[Dict[str, Any]] = None
+    # the CPU that ran it (``timing.cpu_name``: model, ISA flags): a per-CPU backend's pass holds there only
+    # (``recommend.judged_elsewhere``)
+    cpu: Optional[Tuple[str, List[str]]] = None
 
     def fail(self, problem: str) -> None:
         self.problems.append(problem)
@@ -191,7 +195,8 @@ class TargetResult:
                 "budget": self.budget_summary(),
                 "cases": [c.to_dict() for c in self.cases], "cases_not_run": self.cases_not_run,
                 "problems": self.problems, "hint": self.hint, "unreadable": self.unreadable, "sha256": self.sha256,
-                "carried_from": self.carried_from, "cut": self.cut}
+                "carried_from": self.carried_from, "cut": self.cut,
+                "cpu": self.cpu[0] if self.cpu else None, "isa": self.cpu[1] if self.cpu else None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TargetResult":
@@ -202,7 +207,8 @@ class TargetResult:
                   cases=[CaseResult.from_dict(c) for c in d.get("cases") or []],
                   cases_not_run=list(d.get("cases_not_run") or []), unreadable=d.get("unreadable"),
                   problems=list(d.get("problems") or []), hint=d.get("hint"), sha256=d.get("sha256"),
-                  carried_from=d.get("carried_from"), cut=d.get("cut"))
+                  carried_from=d.get("carried_from"), cut=d.get("cut"),
+                  cpu=(d["cpu"], list(d.get("isa") or [])) if d.get("cpu") is not None else None)
         row.mean_ratio = (d.get("budget") or {}).get("mean_ratio")
         row.mean_allowed = (d.get("budget") or {}).get("mean_allowed")
         row.recorded_worst_ratio = (d.get("budget") or {}).get("worst_ratio")
@@ -718,7 +724,7 @@ def _run_target(store: Store, target: Target, rule: Rule, augment: Augment, late
         return TargetResult(target, status="skipped", reason=(  # INT8's verdict is its decisions: none to judge
             f"not judged: {rule.precision} is judged by its decisions on the test split, and there is none "
             f"({augment.split_reason})"))
-    row.sha256 = backend.artifact.sha256
+    row.sha256, row.cpu = backend.artifact.sha256, cpu_name()
     try:
         backend.__enter__()
     except NotAvailable as e:  # this machine's runtime cannot run it (a version older than the one tested, a
@@ -1218,7 +1224,7 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
         row = TargetResult.from_dict(d)
         known = row.target.backend in registry
         problem = ("its backend is not one this attn-export knows" if not known and row.status == "passed"
-                   else _carry_problem(s, row))
+                   else _carry_problem(s, row) or (judged_elsewhere(d) if row.status == "passed" else None))
         if problem is not None:
             if (row.target.backend, row.target.artifact) not in remeasured:
                 dropped.append(f"{row.target.label} not carried: {problem}")

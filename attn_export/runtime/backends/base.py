@@ -43,6 +43,9 @@ class Backend:
     timed = True
     # why verify and bench run it only when named (a precision of its own, verified per CPU); None: always
     opt_in: Optional[str] = None
+    # its pass holds only on the CPU verify ran it on (``recommend.judged_elsewhere``): the CPU picks its
+    # arithmetic (OpenVINO's bf16 runs AMX or AVX512-BF16 kernels, which round otherwise)
+    per_cpu = False
     # Predictor may run on it when named (an oracle may not)
     deployable = True
     # whether ``runner(feeds, cuda_graph=True)`` can capture a CUDA graph (bench times both)

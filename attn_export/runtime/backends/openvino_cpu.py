@@ -118,6 +118,7 @@ class OpenVinoBf16Backend(OpenVinoCpuBackend):
     # quickstart models (seed 5) one batch-1 seq-2048 row came out 9.4 off (93x its budget, class flipped)
     opt_in = ("opt-in (OpenVINO's own bf16, verified on this CPU only; it flipped a class at seq 2048 on 1 of 10 "
               "quickstart models): name it, --backends openvino-bf16")
+    per_cpu = True
 
     @classmethod
     def available(cls) -> Optional[str]:
