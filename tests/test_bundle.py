@@ -43,7 +43,8 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
         assert name in members, name
     assert "model.safetensors" not in members and "metrics.json" not in members
     with tarfile.open(cpu.path) as tar:  # no INT8 graph here: nothing to say about running one
-        assert "one sequence at a time" not in tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+        readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+        assert "one sequence at a time" not in readme and "VNNI" not in readme
     assert not any(n.endswith(".engine") for n in members)
     assert not any(Path(n).name in ("train.py", "model.py", "checkpoint.py") for n in members)
     jetson = pack(model_dir, tmp_path / "jetson.tar.gz", "jetson")
@@ -76,6 +77,9 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     with tarfile.open(bundled.path) as tar:  # how to run the INT8 graph by hand, where one ships
         readme = " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
     assert "`model.int8.onnx` runs one sequence at a time" in readme and "give it one sequence per run" in readme
+    # and, on a CPU without VNNI, the session option that keeps its products exact (``exact_int8``)
+    assert ("a plain `InferenceSession` needs the same, `options.add_session_config_entry(KEY, \"1\")` with KEY: "
+            "`session.x64quantprecision` for `model.int8.onnx`.") in readme, readme
     unproven = [n for n in bundled.notes if n.startswith("never verified")]
     assert unproven == [
         "never verified, so the device refuses it until verify passes: model.fp16.onnx; verify it (attn-export verify "

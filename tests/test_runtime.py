@@ -623,3 +623,88 @@ def test_openvino_leaves_the_threads_alternate_signal_stack_as_it_found_it(tiny_
     for backend in opened:
         backend.close()
     assert _signal_stack() == before
+
+
+
+def test_int8_sessions_get_the_option_that_keeps_their_products_exact_only_where_needed() -> None:
+    """Which session option ``exact_int8`` gives: on an x86 CPU without VNNI, the one for the graph's kind (a
+    dynamic graph's and a Q/DQ graph's differ, and both together fail to load a Q/DQ graph); none where VNNI
+    or AMX computes exactly already, on ARM, or for a float graph."""
+    from attn_export.runtime.backends.onnxrt import EXACT_INT8, exact_int8
+
+    avx2 = ["avx2"]
+    assert exact_int8("int8-dynamic", "x86_64", avx2) == ("session.x64quantprecision", "1")
+    assert exact_int8("int8-qdq", "AMD64", avx2) == ("session.qdqisint8allowed", "1")
+    assert exact_int8("int8-qdq", "x86_64", []) == EXACT_INT8["int8-qdq"]  # flags unknown: the option
+    for machine, isa, precision in (("x86_64", ["avx2", "avx512f", "avx512_vnni"], "int8-dynamic"),
+                                    ("x86_64", ["avx2", "avx_vnni"], "int8-qdq"), ("aarch64", [], "int8-dynamic"),
+                                    ("x86_64", avx2, "fp32"), ("x86_64", avx2, "fp16"), ("x86_64", avx2, None)):
+        assert exact_int8(precision, machine, isa) is None, (machine, isa, precision)
+
+
+# run natively and under QEMU: a MatMulInteger whose pairs of products pass int16 (255 x 127 x 64), plain and
+# through ort_session, then both INT8 graphs of DIR through Predictor; under QEMU the CPU's flags are Haswell's
+# (qemu-user shows the host's /proc/cpuinfo, which the emulated CPUID contradicts)
+_EXACT_CHILD = """
+import json, sys
+import numpy as np
+import onnx
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+import attn_export.runtime.timing as timing
+if sys.argv[2] == "haswell":
+    timing.cpu_name = lambda: ("QEMU Haswell", ["avx2"])
+from attn_export.runtime import Predictor, store
+from attn_export.runtime.backends.onnxrt import ort_session
+
+k = 64
+graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])],
+                          [numpy_helper.from_array(np.full((k, 1), 127, np.int8), "w")])
+path = sys.argv[3] + "/model.int8.onnx"
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+feeds = {"a": np.full((1, k), 255, np.uint8)}
+made = store.Artifact.candidate(path, None, "int8-dynamic")
+out = {"plain": int(onnxruntime.InferenceSession(path).run(None, feeds)[0][0, 0]),
+       "ours": int(ort_session(made).run(None, feeds)[0][0, 0])}
+rng = np.random.default_rng(0)
+features = store.Store(sys.argv[1]).info.input_size
+xs = [rng.standard_normal((n, features)).astype(np.float32) * scale for n, scale in ((5, 1), (24, 1), (24, 4), (12, 10))]
+for precision in ("int8-dynamic", "int8-qdq"):
+    with Predictor.load(sys.argv[1], precision=precision, allow_unverified=True) as p:
+        out[precision] = [r.probabilities.tolist() for r in p.predict(xs)]
+print(json.dumps(out))
+"""
+
+
+def test_int8_answers_on_a_cpu_without_vnni_are_the_ones_a_vnni_cpu_gives(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking "verified on this CPU": on an x86 CPU without VNNI, ONNX Runtime's default INT8 kernel
+    adds pairs of u8 x s8 products in 16 bits, saturating, so an INT8 verdict judged with VNNI did not hold
+    there. QEMU (qemu-user) runs this CPU's ONNX Runtime as a Haswell (AVX2, no VNNI): a plain session's
+    product saturates (255 x 127 x 64 comes out 32767 x 32), ours is exact, and Predictor's answers from both
+    INT8 graphs are this CPU's. What it does not prove: the detection of a CPU without VNNI (QEMU shows the
+    host's /proc/cpuinfo, so the child is told its flags), nor any speed."""
+    import platform
+    import shutil as sh
+
+    qemu = sh.which("qemu-x86_64")
+    if qemu is None or platform.machine() != "x86_64":
+        pytest.skip("needs qemu-user (qemu-x86_64; .ci/run installs it) on an x86_64 machine")
+    directory = tmp_path / "d"
+    sh.copytree(tiny_dir, directory)
+    for args in (("--int8",), ("--int8", "--method", "qdq")):
+        assert cli("quantize", str(directory), *args).returncode == 0
+    answers = {}
+    for cpu, prefix in (("native", []), ("haswell", [qemu, "-cpu", "Haswell"])):
+        (tmp_path / cpu).mkdir()
+        run = subprocess.run([*prefix, sys.executable, "-c", _EXACT_CHILD, str(directory), cpu, str(tmp_path / cpu)],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert run.returncode == 0, run.stderr[-2000:]
+        answers[cpu] = json.loads(run.stdout)
+    exact = 255 * 127 * 64
+    assert answers["native"]["ours"] == answers["haswell"]["ours"] == exact, answers
+    assert answers["haswell"]["plain"] == 32767 * 32, answers  # the emulated CPU saturates: the test can fail
+    for precision in ("int8-dynamic", "int8-qdq"):
+        native, haswell = (np.array(answers[c][precision]) for c in ("native", "haswell"))
+        assert np.abs(native - haswell).max() < 1e-5, (precision, native, haswell)

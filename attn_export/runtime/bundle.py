@@ -51,6 +51,7 @@ from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
 from . import store, schema
 from .backends import REGISTRY
+from .backends.onnxrt import EXACT_INT8
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags, verified_pairs,
@@ -130,6 +131,14 @@ ONE_BY_ONE = """
 {names} {verb} one sequence at a time: `predict` and `Predictor` do that for you. Run by hand (a plain
 `InferenceSession`), give {them} one sequence per run: the quantisation scale is taken over the whole batch,
 so a sequence's answer would move with its batch-mates.{openvino}
+"""
+# the device README's words for the packed INT8 graphs (``exact_int8``), where a bundle runs ONNX Runtime on a CPU
+EXACT_PRODUCTS = """
+On an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI), ONNX Runtime's default INT8 kernels add pairs of
+products in 16 bits and saturate, so the INT8 graphs would not give the answers verify judged. There
+`predict` and `Predictor` open each with the session option that keeps its products exact (a CPU with VNNI
+or AMX, and ARM, need none); a plain `InferenceSession` needs the same,
+`options.add_session_config_entry(KEY, "1")` with KEY: {keys}.
 """
 OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for this bidirectional model (not of "
                    "its other graphs, which verify judged on padded batches).")
@@ -512,6 +521,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   them="them" if len(per_row) > 1 else "it",
                                   openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
                                   if info.recipe.get("model", {}).get("bidirectional") else "")
+    integer = [f"`{EXACT_INT8[p][0]}` for `{f}`" for p in EXACT_INT8
+               for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]
+    if integer and target == "cpu":  # a Jetson is ARM; Triton opens its own sessions
+        body += EXACT_PRODUCTS.format(keys="; ".join(integer))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
