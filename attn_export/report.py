@@ -69,12 +69,13 @@ def _carried_note(result: VerifyResult) -> list[str]:
 def _per_cpu_note(result: VerifyResult) -> list[str]:
     """The CPU each row of a backend whose arithmetic is the CPU's was judged on: its pass holds there only
     (``recommend.judged_elsewhere``)."""
-    from .runtime.recommend import cpu_text
+    from .runtime.recommend import cpu_text, this_cpu
 
     rows = [r for r in result.ran() if r.target.backend in REGISTRY and REGISTRY[r.target.backend].per_cpu]
     return ["", "Judged on one CPU (the backend computes as the CPU it runs on does; its pass holds on that CPU "
                 "only):", ""] + [f"- {r.target.backend} `{r.target.artifact}`: "
-                                 + (cpu_text(*r.cpu) if r.cpu else "no CPU recorded (an older attn-export)")
+                                 + (cpu_text(*r.cpu) + ("" if this_cpu(*r.cpu) else " (not this CPU)") if r.cpu
+                                    else "no CPU recorded (an older attn-export)")
                                  for r in rows] if rows else []
 
 

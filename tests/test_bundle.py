@@ -78,8 +78,9 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
         readme = " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
     assert "`model.int8.onnx` runs one sequence at a time" in readme and "give it one sequence per run" in readme
     # and, on a CPU without VNNI, the session option that keeps its products exact (``exact_int8``)
-    assert ("a plain `InferenceSession` needs the same, `options.add_session_config_entry(KEY, \"1\")` with KEY: "
-            "`session.x64quantprecision` for `model.int8.onnx`.") in readme, readme
+    assert ("A plain `InferenceSession` there needs the same: make `options = onnxruntime.SessionOptions()`, call "
+            "`options.add_session_config_entry(KEY, \"1\")` and pass `sess_options=options`, with KEY "
+            "- `session.x64quantprecision` for `model.int8.onnx`") in readme, readme
     unproven = [n for n in bundled.notes if n.startswith("never verified")]
     assert unproven == [
         "never verified, so the device refuses it until verify passes: model.fp16.onnx; verify it (attn-export verify "

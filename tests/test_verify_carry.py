@@ -855,29 +855,52 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
 
 
 def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_once: Path, tmp_path: Path) -> None:
-    """OpenVINO's bf16 arithmetic is the CPU's (AMX or AVX512-BF16 kernels round otherwise), so its pass in
+    """OpenVINO's bf16 arithmetic is the CPU's (AMX or AVX512-BF16 kernels round otherwise), so its result in
     verify.json holds on the CPU it names only: a pass recorded on another CPU, or on none (an older
-    attn-export), is not a verified pair here, predict and bench say why and how to verify it here, and a verify
-    does not carry it. What this does not prove: that another CPU's bf16 rounds otherwise; the pass here is
-    ort-cpu's row renamed, recorded as if verify had written it on the CPU named, so it runs on any CPU."""
+    attn-export), is not a verified pair here, predict and bench say why and how to verify it here (in a bundle,
+    the plain verify first: found by review, a verify by name alone left the refusal standing), and a verify
+    carries neither that pass nor such a failure (found by review: another CPU's failure failed a verify that
+    never named the backend). What this does not prove: that another CPU's bf16 rounds otherwise; the results
+    here are ort-cpu's row renamed, recorded as if verify had written them on the CPU named, so the part
+    without bf16 arithmetic runs on any CPU."""
+    import os
+
+    import numpy as np
+
     from attn_export.errors import Untrusted
+    from attn_export.runtime.bundle import pack, unpack
     from attn_export.runtime.predictor import Predictor
     from attn_export.runtime.recommend import cpu_text, other_cpu, verified_pairs
     from attn_export.runtime.timing import cpu_name
 
     directory = copy(verified_once, tmp_path)
-    doc = document(directory)
-    bf16 = {**rows(doc)[("ort-cpu", "model.onnx")], "backend": "openvino-bf16"}
-    doc["results"].append(bf16)
     here, elsewhere = cpu_name(), ("AMD EPYC 7B13, family 25 model 1", ["avx2"])
-    for cpu, isa, verified in ((*here, True), (here[0], [*here[1], "sve"], False), (*elsewhere, False)):
-        bf16.update(cpu=cpu, isa=isa)
+
+    def with_bf16_row(**fields: object) -> dict:  # ort-cpu's model.onnx row as openvino-bf16's
+        doc = document(directory)
+        row = {**rows(doc)[("ort-cpu", "model.onnx")], "backend": "openvino-bf16", **fields}
+        doc["results"] = [r for r in doc["results"] if r["backend"] != "openvino-bf16"] + [row]
         as_if_written(directory, doc)
+        return row
+
+    for cpu, isa, verified in ((*here, True), (here[0], [*here[1], "sve"], False), (*elsewhere, False)):
+        with_bf16_row(cpu=cpu, isa=isa)
         assert (("openvino-bf16", "model.onnx") in verified_pairs(store.Store(directory))[0]) is verified, (cpu, isa)
+    gone = copy(directory, tmp_path / "old")
+    doc = document(gone)
+    for row in doc["results"]:  # as an older attn-export wrote them
+        for key in ("cpu", "isa"):
+            row.pop(key, None)
+    as_if_written(gone, doc)
+    assert other_cpu(store.Store(gone)) == {("openvino-bf16", "model.onnx"): (
+        "its verify recorded no CPU (an older attn-export), and openvino-bf16 computes as the CPU it runs on does")}
     why = (f"verify passed it on another CPU, {cpu_text(*elsewhere)}, not this {cpu_text(*here)}, and openvino-bf16 "
            "computes as the CPU it runs on does")
     assert other_cpu(store.Store(directory)) == {("openvino-bf16", "model.onnx"): why}
     assert ("ort-cpu", "model.onnx") in verified_pairs(store.Store(directory))[0]  # a CPU-free pair is untouched
+    assert cli("report", str(directory)).returncode == 0
+    assert f"- openvino-bf16 `model.onnx`: {cpu_text(*elsewhere)} (not this CPU)" in (
+        directory / store.REPORT_MD).read_text()
     if REGISTRY["openvino-bf16"].available() is None:
         with pytest.raises(Untrusted, match=re.escape(
                 f"computes model.onnx in bf16, and its pass does not hold here: {why}; verify it by name: "
@@ -887,15 +910,37 @@ def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_o
         assert bench.returncode == 2 and len(bench.stderr.strip().splitlines()) == 1, bench.stderr
         assert (f"--backends openvino-bf16: openvino-bf16 model.onnx: {why}; verify it here: attn-export verify "
                 f"{directory} --backends openvino-bf16") in bench.stderr, bench.stderr
+        # a bundle carried to this CPU: its README's two verifies, in order, are the fix the refusal names
+        unpacked = unpack(pack(directory, tmp_path / "cpu.tar.gz", "cpu").path, tmp_path / "b")
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": "runtime"}
+
+        def device(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "attn_export.runtime", *args], capture_output=True,
+                                  text=True, cwd=unpacked, env=env, timeout=300)
+
+        spec = store.Store(directory).info
+        np.savez(unpacked / "x.npz", x=np.zeros((1, 5, spec.input_size), np.float32), lengths=np.array([5]))
+        predict = ("predict", ".", "x.npz", "--backend", "openvino-bf16", "--precision", "fp32")
+        refused = device(*predict)
+        fix = ("PYTHONPATH=runtime python3 -m attn_export.runtime verify . && PYTHONPATH=runtime python3 -m "
+               "attn_export.runtime verify . --backends openvino-bf16")
+        assert refused.returncode == 2 and why in refused.stderr and fix in refused.stderr, refused.stderr
+        for step in fix.split(" && "):
+            assert device(*step.split("python3 -m attn_export.runtime ")[1].split()).returncode == 0
+        ran = device(*predict)
+        assert ran.returncode == 0, ran.stderr
     result = cli("verify", str(directory), "--backends", "ort-cpu")
     assert result.returncode == 0, result.stderr
-    assert f"openvino-bf16 model.onnx not carried: {why}" in " ".join(result.stderr.split()), result.stderr
+    assert (f"openvino-bf16 model.onnx not carried: {why}; verify it here: attn-export verify {directory} --backends "
+            "openvino-bf16") in " ".join(result.stderr.split()), result.stderr
     assert ("openvino-bf16", "model.onnx") not in rows(document(directory))
     assert rows(document(directory))[("ort-cpu", "model.onnx")]["cpu"] == here[0]  # every row names its CPU
-    del bf16["cpu"], bf16["isa"]
-    as_if_written(directory, doc)
-    assert other_cpu(store.Store(directory)) == {("openvino-bf16", "model.onnx"): (
-        "its verify recorded no CPU (an older attn-export), and openvino-bf16 computes as the CPU it runs on does")}
+    with_bf16_row(cpu=elsewhere[0], isa=elsewhere[1], status="failed", reason="1x2048: class flipped",
+                  problems=["1x2048: class flipped"])
+    result = cli("verify", str(directory), "--backends", "ort-cpu")  # not this CPU's failure: it fails nothing here
+    assert result.returncode == 0 and "openvino-bf16 model.onnx not carried: verify passed it on another CPU" in \
+        " ".join(result.stderr.split()), result.stderr
+    assert ("openvino-bf16", "model.onnx") not in rows(document(directory))
 
 
 def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_once: Path, tmp_path: Path) -> None:

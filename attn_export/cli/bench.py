@@ -152,8 +152,9 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
                                 + f": {reason}"))
     if any(r.get("verified") is False for r in result["results"]):
         out.print(Text.assemble(("not verified ", "yellow"), f"rows marked{NOT_VERIFIED_LABEL}: pairs verify had not "
-                                f"passed on these bytes, timed but never recommended (attn-export verify "
-                                f"{shell_word(directory)})"))
+                                f"passed on these bytes (an opt-in backend's, on this CPU), timed but never "
+                                f"recommended (attn-export verify {shell_word(directory)}, an opt-in backend by name: "
+                                "--backends NAME)"))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

@@ -137,8 +137,10 @@ EXACT_PRODUCTS = """
 On an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI), ONNX Runtime's default INT8 kernels add pairs of
 products in 16 bits and saturate, so the INT8 graphs would not give the answers verify judged. There
 `predict` and `Predictor` open each with the session option that keeps its products exact (a CPU with VNNI
-or AMX, and ARM, need none); a plain `InferenceSession` needs the same,
-`options.add_session_config_entry(KEY, "1")` with KEY: {keys}.
+or AMX, and ARM, need none). A plain `InferenceSession` there needs the same: make
+`options = onnxruntime.SessionOptions()`, call `options.add_session_config_entry(KEY, "1")` and pass
+`sess_options=options`, with KEY
+{keys}
 """
 OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for this bidirectional model (not of "
                    "its other graphs, which verify judged on padded batches).")
@@ -521,10 +523,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   them="them" if len(per_row) > 1 else "it",
                                   openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
                                   if info.recipe.get("model", {}).get("bidirectional") else "")
-    integer = [f"`{EXACT_INT8[p][0]}` for `{f}`" for p in EXACT_INT8
-               for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]
-    if integer and target == "cpu":  # a Jetson is ARM; Triton opens its own sessions
-        body += EXACT_PRODUCTS.format(keys="; ".join(integer))
+    integer = {key: [f"`{f}`" for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]
+               for p, (key, _) in EXACT_INT8.items()}
+    if any(integer.values()) and target == "cpu":  # a Jetson is ARM; a Triton bundle ships no INT8 graph
+        body += EXACT_PRODUCTS.format(keys="\n".join(f"- `{key}` for {' and '.join(files)}"
+                                                      for key, files in integer.items() if files))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]

@@ -62,10 +62,26 @@ def _build_command(store: Store, precision: str) -> str:
 
 def verify_by_name(store: Store, backend: str) -> str:
     """The command that verifies ``backend`` (an opt-in one, which verify runs only when named) on ``store``: in a
-    bundle, its own device package's; else attn-export's."""
+    bundle, its own device package's, after the plain verify while ``verify.json`` is still the host's (one
+    that judged the test split, which a device never has): a verify by name there carries none of the host's
+    results, whose settings differ, so the pair's file kept a verdict from the replaced file and predict still
+    refused the pair (found by review); else attn-export's."""
     shipped = _shipped(store)
     command = f"{shipped} python3 -m attn_export.runtime verify" if shipped else "attn-export verify"
-    return f"{command} {shell_word(store.directory)} --backends {backend}"
+    by_name = f"{command} {shell_word(store.directory)} --backends {backend}"
+    return f"{command} {shell_word(store.directory)} && {by_name}" if shipped and _hosts_verify(store) else by_name
+
+
+def _hosts_verify(store: Store) -> bool:
+    """Whether ``store``'s ``verify.json`` judged the test split (the host's: a device has no training data)."""
+    from .schema import VERIFY
+    from .store import VERIFY_JSON, parse_json
+
+    data = store.read(VERIFY_JSON)
+    try:
+        return data is not None and parse_json(data, store.directory / VERIFY_JSON, VERIFY).get("test_split") is not None
+    except BadInput:  # damaged: the plain verify first does no harm
+        return True
 
 
 def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],

@@ -38,8 +38,9 @@ from .precisions import ONNX_FILES
 from .timing import cpu_name
 from .store import VERIFY_JSON
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "current", "file_precision",
-           "cpu_text", "judged_elsewhere", "measured_by", "not_timed", "other_cpu", "pick", "predict_flags", "verified_pairs"]
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "cpu_text", "current",
+           "file_precision", "judged_elsewhere", "measured_by", "not_timed", "other_cpu", "pick", "predict_flags",
+           "this_cpu", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -99,10 +100,16 @@ def judged_elsewhere(row: Mapping[str, Any]) -> Optional[str]:
     why = f"{row['backend']} computes as the CPU it runs on does"
     if not isinstance(row.get("cpu"), str):
         return f"its verify recorded no CPU (an older attn-export), and {why}"
-    here, there = cpu_name(), (row["cpu"], list(row.get("isa") or []))
-    if here[0] == there[0] and sorted(here[1]) == sorted(there[1]):
+    there = (row["cpu"], list(row.get("isa") or []))
+    if this_cpu(*there):
         return None
-    return f"verify passed it on another CPU, {cpu_text(*there)}, not this {cpu_text(*here)}, and {why}"
+    return f"verify passed it on another CPU, {cpu_text(*there)}, not this {cpu_text(*cpu_name())}, and {why}"
+
+
+def this_cpu(cpu: str, isa: Sequence[str]) -> bool:
+    """Whether ``cpu`` and ``isa`` (a result row's) name this CPU: its model and its ``timing.ISA_FLAGS``."""
+    here = cpu_name()
+    return cpu == here[0] and sorted(isa) == sorted(here[1])
 
 
 def cpu_text(cpu: str, isa: Sequence[str]) -> str:
@@ -271,8 +278,15 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     if trust.verified is not True:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} {trust.verdict}"
     pairs, why = verified_pairs(s)  # the pair itself, not only its file: a later verify may not have run it
-    if (chosen["backend"], chosen["artifact"]) not in pairs:
-        return None, (f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} has no passing row in "
+    pair = (chosen["backend"], chosen["artifact"])
+    elsewhere = other_cpu(s).get(pair)
+    if elsewhere:  # found by review: "no passing row" under the report's line naming the other CPU
+        from .dispatch import verify_by_name
+
+        return None, (f"{BENCH_JSON}'s pick {pair[0]} {pair[1]} is not verified on this CPU: {elsewhere}; verify it "
+                      f"here: {verify_by_name(s, pair[0])}")
+    if pair not in pairs:
+        return None, (f"{BENCH_JSON}'s pick {pair[0]} {pair[1]} has no passing row in "
                       f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run attn-export verify with that backend")
     return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads"),
             "by": measured_by(bench.get("method") or {})}, ""

@@ -61,7 +61,7 @@ from . import schema, store
 from .backends import Backend, get
 from .compare import (CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio, compare_case,
                       rule_for, unmeasured)
-from .dispatch import INSTALL_ONNX_RUNTIME
+from .dispatch import INSTALL_ONNX_RUNTIME, verify_by_name
 from .iospec import class_logits, top_margin
 from .limits import check_threads
 from .modelinfo import ModelInfo
@@ -1175,7 +1175,8 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     ``asked`` and it was judged against the same reference with the same settings (``CARRY_SETTINGS``).
     A failure on those bytes stands whatever the settings, and whether or not this attn-export knows its
     backend (a device has no onnx-ref), until its backend runs it again (``merge``): a verify that did not
-    re-run what failed cannot clear it. On a side that cannot judge decisions (``judges_data`` False: a
+    re-run what failed cannot clear it. A result of a backend whose arithmetic is the CPU's judged on another
+    CPU (``recommend.judged_elsewhere``), pass or failure, is not carried. On a side that cannot judge decisions (``judges_data`` False: a
     device, which never has the test split) a pass judged on the test split is carried like a failure, so
     that the host's verdict stands over a pass on structure alone (``merge``). An INT8 pass judged before
     verify judged INT8 on the split cut short (``_before_the_cut``) is never carried."""
@@ -1223,8 +1224,12 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     for d in sticky + ([] if why else passes):
         row = TargetResult.from_dict(d)
         known = row.target.backend in registry
+        # a result of a backend whose arithmetic is the CPU's holds on the CPU it names only: a failure there is
+        # not this CPU's either (found by review: another CPU's failure failed a verify that never named it)
+        elsewhere = judged_elsewhere(d)
         problem = ("its backend is not one this attn-export knows" if not known and row.status == "passed"
-                   else _carry_problem(s, row) or (judged_elsewhere(d) if row.status == "passed" else None))
+                   else _carry_problem(s, row) or (f"{elsewhere}; verify it here: "
+                                                   f"{verify_by_name(s, row.target.backend)}" if elsewhere else None))
         if problem is not None:
             if (row.target.backend, row.target.artifact) not in remeasured:
                 dropped.append(f"{row.target.label} not carried: {problem}")
