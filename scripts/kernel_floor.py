@@ -33,6 +33,7 @@ from onnx import helper, numpy_helper
 from attn_export.bench import check_seconds
 from attn_export.checkpoint import load_model
 from attn_export.errors import AttnExportError
+from attn_export.runtime.backends.onnxrt import exact_int8
 from attn_export.runtime.limits import check_threads
 from attn_export.runtime.precisions import ONNX_FILES, one_by_one
 from attn_export.runtime.timing import Budget, cpu_name, percentiles, time_interleaved
@@ -45,10 +46,14 @@ def _goal(batch: int) -> float:
     return 4.0 if batch == 1 else 2.0
 
 
-def _session(model: onnx.ModelProto | str, threads: int) -> ort.InferenceSession:
+def _session(model: onnx.ModelProto | str, threads: int, precision: str) -> ort.InferenceSession:
+    """A session with the options attn-export's own get (``exact_int8``: an INT8 graph's integer kernels)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    exact = exact_int8(precision)
+    if exact is not None:
+        options.add_session_config_entry(*exact)
     data = model if isinstance(model, str) else model.SerializeToString()
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
@@ -76,11 +81,12 @@ def _typed(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelP
     return model
 
 
-def _captured(path: str, names: list[str], feeds: dict[str, np.ndarray], threads: int) -> dict[str, np.ndarray]:
+def _captured(path: str, names: list[str], feeds: dict[str, np.ndarray], threads: int,
+              precision: str) -> dict[str, np.ndarray]:
     """The tensors ``names`` (what the recurrent nodes take and give) inside the whole graph for ``feeds``."""
     whole = onnx.load(path)
     whole.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in names)
-    return dict(zip(names, _session(whole, threads).run(names, feeds)))
+    return dict(zip(names, _session(whole, threads, precision).run(names, feeds)))
 
 
 def _same_inside(path: str, alone: ort.InferenceSession, given: list[str], inside: list[dict[str, np.ndarray]],
@@ -144,11 +150,11 @@ def main() -> None:
         for precision, path in graphs.items():
             parts = rows if one_by_one(precision) else [(x, lengths)]
             cut, fed, nodes = _cut(onnx.load(path))
-            whole = _session(path, args.threads)
+            whole = _session(path, args.threads, precision)
             given = [o.name for o in cut.graph.output]
-            inside = [_captured(path, fed + given, {"x": a, "lengths": b}, args.threads) for a, b in parts]
+            inside = [_captured(path, fed + given, {"x": a, "lengths": b}, args.threads, precision) for a, b in parts]
             captured = [{name: one[name] for name in fed} for one in inside]
-            alone = _session(_typed(cut, captured[0]), args.threads)
+            alone = _session(_typed(cut, captured[0]), args.threads, precision)
             _same_inside(path, alone, given, inside, captured)
             whole_feeds = [{"x": a, "lengths": b} for a, b in parts]
             runs.append(lambda s=whole, f=whole_feeds: _each(s, f))

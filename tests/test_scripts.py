@@ -49,9 +49,9 @@ def test_kernel_floor_stops_unless_the_cut_nodes_give_what_they_gave_inside(tiny
     rng = np.random.default_rng(0)
     runs = [{"x": rng.standard_normal((2, 9, info["input_size"])).astype(np.float32), "lengths": np.array([9, 4])}
             for _ in range(2)]
-    inside = [floor._captured(path, fed + given, feeds, 1) for feeds in runs]
+    inside = [floor._captured(path, fed + given, feeds, 1, "fp32") for feeds in runs]
     captured = [{name: one[name] for name in fed} for one in inside]
-    alone = floor._session(floor._typed(cut, captured[0]), 1)
+    alone = floor._session(floor._typed(cut, captured[0]), 1, "fp32")
     floor._same_inside(path, alone, given, inside, captured)  # the same tensors: exactly the same outputs
     with pytest.raises(SystemExit, match="do not give what they give inside the graph"):
         floor._same_inside(path, alone, given, inside, captured[::-1])

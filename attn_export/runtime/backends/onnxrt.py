@@ -35,9 +35,12 @@ Provider = Union[str, Tuple[str, Dict[str, Any]]]
 # graph's s8 weights shifted to u8 (u8 x u8), a Q/DQ graph's activations kept s8 (s8 x s8, which symmetric
 # quantisation keeps in range; the other option leaves its activation-by-activation MatMul u8 x s8, and both
 # together fail to load: no s8 x u8 QGemm). An INT8 graph then gives on every x86 CPU the integers a VNNI one
-# gives, so a verdict judged on one holds on the other (measured under QEMU's Haswell, README). Not set where
-# VNNI is: exact already, and the options cost INT8 up to 25 % at batch 32 on an Intel Xeon with AMX.
+# gives, so a verdict judged on one holds on the other (measured under QEMU's Haswell, README). Where VNNI is,
+# the products are exact either way: the Q/DQ graph's option is not set there (s8 x s8 took 1.13-1.16x the
+# time at 1 x 128 and 32 x 128 on an Intel Xeon with AMX), the dynamic graph's is (u8 x u8 took 0.79-0.89x
+# the time at batch 1 there, the only batch predict, verify and bench run it at; 1.25x at batch 32).
 EXACT_INT8 = {"int8-dynamic": ("session.x64quantprecision", "1"), "int8-qdq": ("session.qdqisint8allowed", "1")}
+ON_EVERY_X86 = ("int8-dynamic",)  # its option set where VNNI is too (above)
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")  # the ISA flags whose INT8 products are exact (``timing.ISA_FLAGS``)
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
@@ -45,16 +48,18 @@ X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 def exact_int8(precision: Optional[str], machine: Optional[str] = None,
                isa: Optional[Sequence[str]] = None) -> Optional[Tuple[str, str]]:
     """The session option that keeps ``precision``'s integer products exact on this CPU (``EXACT_INT8``), or
-    None where its default kernels are exact already (a CPU with VNNI, or not x86) or it has none. ``machine``
-    and ``isa`` default to this CPU's (``platform.machine``, ``timing.cpu_name``); an x86 CPU whose flags are
-    unknown (no /proc/cpuinfo) gets the option."""
+    None where it has none, or its default kernels are exact already and faster (not x86; a Q/DQ graph on a
+    CPU with VNNI). ``machine`` and ``isa`` default to this CPU's (``platform.machine``, ``timing.cpu_name``);
+    an x86 CPU whose flags are unknown (no /proc/cpuinfo) gets the option."""
     import platform
 
     from ..timing import cpu_name
 
     if precision not in EXACT_INT8 or (machine or platform.machine()).lower() not in X86:
         return None
-    return None if set(VNNI) & set(cpu_name()[1] if isa is None else isa) else EXACT_INT8[precision]
+    if precision not in ON_EVERY_X86 and set(VNNI) & set(cpu_name()[1] if isa is None else isa):
+        return None
+    return EXACT_INT8[precision]
 
 
 def ort_providers() -> Optional[List[str]]:
