@@ -43,7 +43,8 @@ def child(directory: str, split: str, out: str, cpu: str) -> None:
         if s.state(name).state == "missing":
             continue
         artifact = s.open(name, need="verified", allow_unverified=True)
-        for kind, session in (("plain", onnxruntime.InferenceSession(artifact.data)), ("attn-export", ort_session(artifact))):
+        for kind, session in (("plain", onnxruntime.InferenceSession(artifact.data)),
+                              ("attn-export", ort_session(artifact))):
             results[f"{name} {kind}"] = np.concatenate(
                 [session.run(["logits"], {"x": x[None], "lengths": np.array([len(x)], np.int64)})[0] for x in xs])
     np.savez(out, **results)
@@ -80,7 +81,8 @@ def main() -> None:
                            check=True, stderr=subprocess.DEVNULL if prefix else None)
             runs[cpu] = dict(np.load(out))
     here = cpu_name()
-    print(f"this CPU: {here[0]} ({', '.join(here[1])}); emulated: QEMU {args.cpu} ({', '.join(EMULATED_FLAGS[args.cpu]) or 'SSE4'}); "
+    emulated = ", ".join(EMULATED_FLAGS[args.cpu]) or "SSE4"
+    print(f"this CPU: {here[0]} ({', '.join(here[1])}); emulated: QEMU {args.cpu} ({emulated}); "
           f"{n} test sequences, one at a time")
     print(f"{'graph':22} {'session':12} {'CPU':10} {'max |d logits|':>15} {'moved':>7} {'accuracy':>9}")
     y = test.y[:n]

@@ -672,7 +672,8 @@ out = {"plain": int(onnxruntime.InferenceSession(path).run(None, feeds)[0][0, 0]
        "ours": int(ort_session(made).run(None, feeds)[0][0, 0])}
 rng = np.random.default_rng(0)
 features = store.Store(sys.argv[1]).info.input_size
-xs = [rng.standard_normal((n, features)).astype(np.float32) * scale for n, scale in ((5, 1), (24, 1), (24, 4), (12, 10))]
+xs = [rng.standard_normal((n, features)).astype(np.float32) * scale
+      for n, scale in ((5, 1), (24, 1), (24, 4), (12, 10))]
 for precision in ("int8-dynamic", "int8-qdq"):
     with Predictor.load(sys.argv[1], precision=precision, allow_unverified=True) as p:
         out[precision] = [r.probabilities.tolist() for r in p.predict(xs)]

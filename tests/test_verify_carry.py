@@ -894,7 +894,7 @@ def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_o
     as_if_written(gone, doc)
     assert other_cpu(store.Store(gone)) == {("openvino-bf16", "model.onnx"): (
         "its verify recorded no CPU (an older attn-export), and openvino-bf16 computes as the CPU it runs on does")}
-    why = (f"verify passed it on another CPU, {cpu_text(*elsewhere)}, not this {cpu_text(*here)}, and openvino-bf16 "
+    why = (f"verify judged it on another CPU, {cpu_text(*elsewhere)}, not this {cpu_text(*here)}, and openvino-bf16 "
            "computes as the CPU it runs on does")
     assert other_cpu(store.Store(directory)) == {("openvino-bf16", "model.onnx"): why}
     assert ("ort-cpu", "model.onnx") in verified_pairs(store.Store(directory))[0]  # a CPU-free pair is untouched
@@ -938,7 +938,7 @@ def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_o
     with_bf16_row(cpu=elsewhere[0], isa=elsewhere[1], status="failed", reason="1x2048: class flipped",
                   problems=["1x2048: class flipped"])
     result = cli("verify", str(directory), "--backends", "ort-cpu")  # not this CPU's failure: it fails nothing here
-    assert result.returncode == 0 and "openvino-bf16 model.onnx not carried: verify passed it on another CPU" in \
+    assert result.returncode == 0 and "openvino-bf16 model.onnx not carried: verify judged it on another CPU" in \
         " ".join(result.stderr.split()), result.stderr
     assert ("openvino-bf16", "model.onnx") not in rows(document(directory))
 

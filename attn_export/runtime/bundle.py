@@ -54,8 +54,8 @@ from .backends import REGISTRY
 from .backends.onnxrt import EXACT_INT8
 from .interrupt import commit_point
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags, verified_pairs,
-                        why_picked)
+from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags,
+                        verified_pairs, why_picked)
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 

@@ -79,7 +79,8 @@ def _hosts_verify(store: Store) -> bool:
 
     data = store.read(VERIFY_JSON)
     try:
-        return data is not None and parse_json(data, store.directory / VERIFY_JSON, VERIFY).get("test_split") is not None
+        return data is not None and \
+            parse_json(data, store.directory / VERIFY_JSON, VERIFY).get("test_split") is not None
     except BadInput:  # damaged: the plain verify first does no harm
         return True
 

@@ -35,8 +35,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
 from .precisions import ONNX_FILES
-from .timing import cpu_name
 from .store import VERIFY_JSON
+from .timing import cpu_name
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "cpu_text", "current",
            "file_precision", "judged_elsewhere", "measured_by", "not_timed", "other_cpu", "pick", "predict_flags",
@@ -88,7 +88,7 @@ def _passed_rows(s: Any) -> Tuple[List[Mapping[str, Any]], Optional[str]]:
 
 
 def judged_elsewhere(row: Mapping[str, Any]) -> Optional[str]:
-    """Why a pass in ``verify.json`` (its result ``row``) does not hold on this CPU: its backend's arithmetic
+    """Why a result in ``verify.json`` (its ``row``) does not hold on this CPU: its backend's arithmetic
     is the CPU's (``Backend.per_cpu``: OpenVINO's bf16 runs AMX or AVX512-BF16 kernels, which round
     otherwise) and verify ran it on another CPU (another model name, or other ``timing.ISA_FLAGS``), or
     recorded none (an older attn-export); None where it holds."""
@@ -103,7 +103,7 @@ def judged_elsewhere(row: Mapping[str, Any]) -> Optional[str]:
     there = (row["cpu"], list(row.get("isa") or []))
     if this_cpu(*there):
         return None
-    return f"verify passed it on another CPU, {cpu_text(*there)}, not this {cpu_text(*cpu_name())}, and {why}"
+    return f"verify judged it on another CPU, {cpu_text(*there)}, not this {cpu_text(*cpu_name())}, and {why}"
 
 
 def this_cpu(cpu: str, isa: Sequence[str]) -> bool:

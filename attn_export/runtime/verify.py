@@ -1176,10 +1176,11 @@ def carry(s: Store, new: VerifyResult, asked: Set[str], registry: Registry,
     A failure on those bytes stands whatever the settings, and whether or not this attn-export knows its
     backend (a device has no onnx-ref), until its backend runs it again (``merge``): a verify that did not
     re-run what failed cannot clear it. A result of a backend whose arithmetic is the CPU's judged on another
-    CPU (``recommend.judged_elsewhere``), pass or failure, is not carried. On a side that cannot judge decisions (``judges_data`` False: a
-    device, which never has the test split) a pass judged on the test split is carried like a failure, so
-    that the host's verdict stands over a pass on structure alone (``merge``). An INT8 pass judged before
-    verify judged INT8 on the split cut short (``_before_the_cut``) is never carried."""
+    CPU (``recommend.judged_elsewhere``), pass or failure, is not carried. On a side that cannot judge
+    decisions (``judges_data`` False: a device, which never has the test split) a pass judged on the test
+    split is carried like a failure, so that the host's verdict stands over a pass on structure alone
+    (``merge``). An INT8 pass judged before verify judged INT8 on the split cut short (``_before_the_cut``) is
+    never carried."""
     try:
         data = s.read(VERIFY_JSON)
         if data is None:

@@ -73,8 +73,9 @@ def ort_providers() -> Optional[List[str]]:
 def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecutionProvider",),
                 threads: Optional[int] = None, optimized: Optional[Path] = None) -> Any:
     """An ONNX Runtime session for ``artifact``'s bytes: ONNX Runtime's default options (the graph must open
-    the way users open it) but for quiet logs, ``threads`` and exact INT8 products (``exact_int8``); ``optimized`` writes the graph as ONNX Runtime
-    runs it (no optimisation but the mandatory ones) for inspection. The first provider must be active, or
+    the way users open it) but for quiet logs, ``threads`` and exact INT8 products (``exact_int8``);
+    ``optimized`` writes the graph as ONNX Runtime runs it (no optimisation but the mandatory ones) for
+    inspection. The first provider must be active, or
     NotAvailable: never a silent fallback to the CPU."""
     import onnxruntime
 
