@@ -52,7 +52,9 @@ def _tensorrt() -> Dict[str, Any]:
 def diagnose() -> Dict[str, Any]:
     """Everything ``doctor`` reports, as data."""
     from .backends import REGISTRY
-    from .runtime.backends.onnxrt import ort_providers
+    from .runtime.backends.onnxrt import EXACT_INT8, exact_int8, ort_providers
+    from .runtime.precisions import ONNX_FILES
+    from .runtime.timing import cpu_name
     from .runtime.backends.ortgpu import ort_distribution
     from .runtime.trt.device import query_gpus
     from .runtime.trt.importer import is_jetson
@@ -66,9 +68,13 @@ def diagnose() -> Dict[str, Any]:
         reason = cls.available()
         backends.append({"name": name, "kind": cls.kind, "device": cls.device, "precisions": list(cls.precisions),
                          "available": reason is None, "reason": reason})
+    cpu, isa = cpu_name()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        # the speed of a precision, and how ONNX Runtime adds INT8 products, are the CPU's (``exact_int8``)
+        "cpu": {"name": cpu, "isa": isa,
+                "onnxruntime_int8": {ONNX_FILES[p]: "=".join(exact_int8(p) or ()) or None for p in EXACT_INT8}},
         "jetson": is_jetson(),
         "packages": {
             "attn-export": _version("attn-export"),
@@ -105,6 +111,10 @@ def render(report: Dict[str, Any]) -> List[str]:
     width = max(len(name) for name in packages)
     for name, version in packages.items():
         lines.append(f"  {name:<{width}} {version or 'not installed'}")
+    cpu = report["cpu"]
+    lines.append(f"CPU: {cpu['name']}" + (f" ({', '.join(cpu['isa'])})" if cpu["isa"] else ""))
+    lines.append("ONNX Runtime INT8 sessions (each graph's products exact on every x86 CPU): " + "; ".join(
+        f"{name} {'with ' + option if option else 'as is'}" for name, option in cpu["onnxruntime_int8"].items()))
     gpus = report["gpus"]
     lines.append("GPUs:" + ("" if gpus["gpus"] else f" none ({gpus['reason']})"))
     for g in gpus["gpus"]:

@@ -86,6 +86,24 @@ def test_doctor_text_output() -> None:
     assert "TensorRT build paths" in out and "GPUs:" in out and "ONNX Runtime providers:" in out
 
 
+def test_doctor_names_the_cpu_and_how_onnx_runtime_adds_its_int8_products() -> None:
+    """The speed of a precision and ONNX Runtime's INT8 arithmetic are the CPU's: doctor names the CPU and,
+    per INT8 graph, the session option attn-export opens it with (``exact_int8``: on an x86 CPU without VNNI,
+    the one that keeps its products exact), as predict and verify open it."""
+    from attn_export.runtime.backends.onnxrt import exact_int8
+    from attn_export.runtime.timing import cpu_name
+
+    report = _report()
+    name, isa = cpu_name()
+    assert (report["cpu"]["name"], report["cpu"]["isa"]) == (name, isa)
+    expected = {"model.int8.onnx": exact_int8("int8-dynamic"), "model.int8-qdq.onnx": exact_int8("int8-qdq")}
+    assert report["cpu"]["onnxruntime_int8"] == {f: "=".join(o) if o else None for f, o in expected.items()}
+    out = cli("doctor").stdout
+    assert f"CPU: {name}" in out
+    shown = "; ".join(f"{f} {'with ' + '='.join(o) if o else 'as is'}" for f, o in expected.items())
+    assert f"ONNX Runtime INT8 sessions (each graph's products exact on every x86 CPU): {shown}" in out, out
+
+
 def test_the_stubs_are_not_mistaken_for_tensorrt() -> None:
     """tensorrt-stubs makes ``import tensorrt`` succeed (an empty namespace package)."""
     from attn_export.runtime.trt.importer import tensorrt_missing
