@@ -113,8 +113,15 @@ def render(report: Dict[str, Any]) -> List[str]:
         lines.append(f"  {name:<{width}} {version or 'not installed'}")
     cpu = report["cpu"]
     lines.append(f"CPU: {cpu['name']}" + (f" ({', '.join(cpu['isa'])})" if cpu["isa"] else ""))
-    lines.append("ONNX Runtime INT8 sessions (each graph's products exact on every x86 CPU): " + "; ".join(
-        f"{name} {'with ' + option if option else 'as is'}" for name, option in cpu["onnxruntime_int8"].items()))
+    from .runtime.backends.onnxrt import VNNI
+
+    options = cpu["onnxruntime_int8"]
+    why = ("not x86: its kernels add INT8 products exactly" if not any(options.values()) else
+           "ISA flags unknown: every option set" if not cpu["isa"] else
+           "VNNI adds INT8 products exactly; the dynamic graph's option is faster at batch 1"
+           if set(VNNI) & set(cpu["isa"]) else "no VNNI: each option keeps its graph's INT8 products exact")
+    lines.append("ONNX Runtime INT8 sessions here (stream graphs alike): " + "; ".join(
+        f"{name} {'with ' + option if option else 'as is'}" for name, option in options.items()) + f" ({why})")
     gpus = report["gpus"]
     lines.append("GPUs:" + ("" if gpus["gpus"] else f" none ({gpus['reason']})"))
     for g in gpus["gpus"]:

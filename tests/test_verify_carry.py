@@ -943,6 +943,35 @@ def test_an_openvino_bf16_pass_holds_only_on_the_cpu_verify_ran_it_on(verified_o
     assert ("openvino-bf16", "model.onnx") not in rows(document(directory))
 
 
+def test_a_verify_by_name_in_a_bundle_names_the_devices_plain_verify_first_unless_it_ran(verified_once: Path,
+                                                                                         tmp_path: Path) -> None:
+    """Found by review, twice: in a bundle a verify by name carries none of the host's results (their settings
+    differ), so the pair's file kept the replaced verify.json's verdict and predict still refused the pair.
+    The fix the refusals name is the device's plain verify first, unless verify.json is the device's own:
+    with the host's, whether it judged a test split or had none (a model without labels), with none, or
+    damaged. On the host the verify by name alone."""
+    from attn_export.runtime.dispatch import verify_by_name
+    from attn_export.runtime.verify import DEVICE_SPLIT
+
+    directory = copy(verified_once, tmp_path)
+    named = "--backends openvino-bf16"
+    assert verify_by_name(store.Store(directory), "openvino-bf16") == f"attn-export verify {directory} {named}"
+    (directory / "runtime" / "attn_export").mkdir(parents=True)  # where a bundle ships its device package
+    device = f"PYTHONPATH={directory / 'runtime'} python3 -m attn_export.runtime verify {directory}"
+    both = f"{device} && {device} {named}"
+    doc = document(directory)
+    for split, expected in ((doc["reference"]["test_split"], both),
+                            ("no labelled test split for this model (not a classifier)", both),
+                            (DEVICE_SPLIT, f"{device} {named}")):
+        doc["reference"]["test_split"] = split
+        (directory / store.VERIFY_JSON).write_text(json.dumps(doc))
+        assert verify_by_name(store.Store(directory), "openvino-bf16") == expected, split
+    (directory / store.VERIFY_JSON).write_text("{")
+    assert verify_by_name(store.Store(directory), "openvino-bf16") == both
+    (directory / store.VERIFY_JSON).unlink()
+    assert verify_by_name(store.Store(directory), "openvino-bf16") == both
+
+
 def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_once: Path, tmp_path: Path) -> None:
     """Where the CPU has no bf16 arithmetic (or OpenVINO is missing), predict --backend openvino-bf16 is
     exit 3 with the reason, never FP32 run in its place. What it does not prove: the bf16 path itself (the

@@ -137,7 +137,8 @@ EXACT_PRODUCTS = """
 On an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI), ONNX Runtime's default INT8 kernels add pairs of
 products in 16 bits and saturate, so the INT8 graphs would not give the answers verify judged. There
 `predict` and `Predictor` open each with the session option that keeps its products exact (a CPU with VNNI
-or AMX, and ARM, need none). A plain `InferenceSession` there needs the same: make
+or AMX, and ARM, need none; they set the dynamic graph's on every x86 CPU, where it is faster at batch 1).
+A plain `InferenceSession` there needs the same: make
 `options = onnxruntime.SessionOptions()`, call `options.add_session_config_entry(KEY, "1")` and pass
 `sess_options=options`, with KEY
 {keys}

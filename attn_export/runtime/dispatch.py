@@ -62,27 +62,29 @@ def _build_command(store: Store, precision: str) -> str:
 
 def verify_by_name(store: Store, backend: str) -> str:
     """The command that verifies ``backend`` (an opt-in one, which verify runs only when named) on ``store``: in a
-    bundle, its own device package's, after the plain verify while ``verify.json`` is still the host's (one
-    that judged the test split, which a device never has): a verify by name there carries none of the host's
-    results, whose settings differ, so the pair's file kept a verdict from the replaced file and predict still
-    refused the pair (found by review); else attn-export's."""
+    bundle, its own device package's, after the plain verify unless ``verify.json`` is the device's own
+    (``_plain_first``); else attn-export's."""
     shipped = _shipped(store)
     command = f"{shipped} python3 -m attn_export.runtime verify" if shipped else "attn-export verify"
     by_name = f"{command} {shell_word(store.directory)} --backends {backend}"
-    return f"{command} {shell_word(store.directory)} && {by_name}" if shipped and _hosts_verify(store) else by_name
+    return f"{command} {shell_word(store.directory)} && {by_name}" if shipped and _plain_first(store) else by_name
 
 
-def _hosts_verify(store: Store) -> bool:
-    """Whether ``store``'s ``verify.json`` judged the test split (the host's: a device has no training data)."""
+def _plain_first(store: Store) -> bool:
+    """Whether a verify by name in a bundle needs the device's plain verify first: unless ``verify.json`` was
+    written by one (its reference's test split is ``verify.DEVICE_SPLIT``), a verify by name there carries none
+    of the host's results, whose settings differ, so the pair's file kept a verdict from the replaced file and
+    predict still refused the pair (found by review, twice: with the host's test split, and without one)."""
     from .schema import VERIFY
     from .store import VERIFY_JSON, parse_json
+    from .verify import DEVICE_SPLIT
 
     data = store.read(VERIFY_JSON)
     try:
-        return data is not None and \
-            parse_json(data, store.directory / VERIFY_JSON, VERIFY).get("test_split") is not None
+        earlier = parse_json(data, store.directory / VERIFY_JSON, VERIFY) if data is not None else {}
     except BadInput:  # damaged: the plain verify first does no harm
         return True
+    return (earlier.get("reference") or {}).get("test_split") != DEVICE_SPLIT
 
 
 def find_engine(store: Store, precision: str, allow_unverified: bool, notes: List[str],
@@ -124,8 +126,9 @@ def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_u
                                   else "verify has not passed that pair on the bytes here")
     if allow_unverified:
         return [f"{said} (loaded with allow_unverified)"]
-    # with no verify.json the verdicts stand on, a verify by name records none: the plain one first (found by review)
-    first = f"{why}, then " if why else ""
+    # with no verify.json the verdicts stand on, a verify by name records none: the plain one first (found by
+    # review); in a bundle ``verify_by_name`` names the device's own (``why`` names the host's command)
+    first = f"{why}, then " if why and not _shipped(store) else ""
     raise Untrusted(f"{said}; {first}verify it by name: {verify_by_name(store, cls.name)}; or load it with "
                     "allow_unverified=True / --allow-unverified")
 

@@ -80,6 +80,8 @@ __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSpl
            "deployment_max_seq", "verify"]
 
 VERIFY_JSON = store.VERIFY_JSON
+# what a verify without the recipe's data (a device's) records as its reference's test split
+DEVICE_SPLIT = "the test split needs the recipe's data: verify on the host"
 LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
 BUDGET_RULE = "|got - ref| <= atol + rtol*|ref| + budget_multiple * intrinsic (per output row)"
 
@@ -1371,7 +1373,7 @@ def verify(
         raise NotAvailable(none_runs(targets))
     recorded = recorded_reference(s, targets)
     extra = (augment(s, info, targets, recorded) if augment is not None else
-             Augment(recorded, None, "the test split needs the recipe's data: verify on the host", store.REFERENCE,
+             Augment(recorded, None, DEVICE_SPLIT, store.REFERENCE,
                      split_expected=False))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
 
