@@ -50,11 +50,17 @@ def child(directory: str, split: str, out: str, cpu: str) -> None:
     np.savez(out, **results)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of sequences, 1 or more")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory")
     parser.add_argument("--cpu", default="Haswell", choices=sorted(EMULATED_FLAGS))
-    parser.add_argument("--limit", type=int, default=None, help="the first N test sequences only")
+    parser.add_argument("--limit", type=_positive, default=None, help="the first N test sequences only")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
