@@ -53,9 +53,9 @@ def diagnose() -> Dict[str, Any]:
     """Everything ``doctor`` reports, as data."""
     from .backends import REGISTRY
     from .runtime.backends.onnxrt import EXACT_INT8, exact_int8, ort_providers
+    from .runtime.backends.ortgpu import ort_distribution
     from .runtime.precisions import ONNX_FILES
     from .runtime.timing import cpu_name
-    from .runtime.backends.ortgpu import ort_distribution
     from .runtime.trt.device import query_gpus
     from .runtime.trt.importer import is_jetson
 
@@ -96,6 +96,8 @@ def diagnose() -> Dict[str, Any]:
 
 def render(report: Dict[str, Any]) -> List[str]:
     """The report as plain lines for a terminal."""
+    from .runtime.backends.onnxrt import VNNI
+
     lines = [f"Python {report['python']} on {report['platform']}" + (" (Jetson)" if report["jetson"] else "")]
     torch = report["torch"]
     packages = dict(report["packages"])
@@ -113,8 +115,6 @@ def render(report: Dict[str, Any]) -> List[str]:
         lines.append(f"  {name:<{width}} {version or 'not installed'}")
     cpu = report["cpu"]
     lines.append(f"CPU: {cpu['name']}" + (f" ({', '.join(cpu['isa'])})" if cpu["isa"] else ""))
-    from .runtime.backends.onnxrt import VNNI
-
     options = cpu["onnxruntime_int8"]
     why = ("not x86: its kernels add INT8 products exactly" if not any(options.values()) else
            "ISA flags unknown: every option set" if not cpu["isa"] else

@@ -1373,8 +1373,7 @@ def verify(
         raise NotAvailable(none_runs(targets))
     recorded = recorded_reference(s, targets)
     extra = (augment(s, info, targets, recorded) if augment is not None else
-             Augment(recorded, None, DEVICE_SPLIT, store.REFERENCE,
-                     split_expected=False))
+             Augment(recorded, None, DEVICE_SPLIT, store.REFERENCE, split_expected=False))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
 
     rows = []
