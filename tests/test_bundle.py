@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from attn_export.runtime import store
@@ -67,6 +69,47 @@ def test_bundle_holds_what_a_device_needs(model_dir: Path, tmp_path: Path) -> No
         store.sha256_file(model_dir / "model.onnx")
 
 
+def test_a_cpu_bundle_names_the_session_option_for_each_graph_a_plain_session_needs_it_for(
+        model_dir: Path, tmp_path: Path) -> None:
+    """On an x86 CPU without VNNI a plain ``InferenceSession`` saturates u8 x s8 products, so a CPU bundle's
+    README names the option that keeps them exact (``plain_session_needs``), read from each packed graph's bytes:
+    the Q/DQ graph's always; the dynamic graph's not since quantize stores its weights as u8 (u8 x u8), but for
+    one made before, whose s8 weights this test writes back (the same integers) and records as quantize's."""
+    from onnx import TensorProto
+
+    from attn_export.runtime.backends.onnxrt import INTEGER_WEIGHTS
+
+    for args in (("--int8",), ("--int8", "--method", "qdq")):
+        assert cli("quantize", str(model_dir), *args).returncode == 0
+
+    def readme() -> str:
+        with tarfile.open(pack(model_dir, tmp_path / "cpu.tar.gz", "cpu").path) as tar:
+            return " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
+
+    keys = ("`options.add_session_config_entry(KEY, \"1\")` and pass `sess_options=options`, with KEY "
+            "- `session.qdqisint8allowed` for `model.int8-qdq.onnx`")
+    text = readme()
+    assert "saturate, so `model.int8-qdq.onnx` would not give the answers verify judged" in text and keys in text
+    assert ("`model.int8.onnx` stores its weights as u8: its products are u8 x u8, which ONNX Runtime adds exactly "
+            "on every CPU, so a plain `InferenceSession` of it gives the answers verify judged with no session "
+            "option.") in text and "session.x64quantprecision" not in text
+    proto = onnx.load(str(model_dir / "model.int8.onnx"))
+    tensors = {t.name: t for t in proto.graph.initializer}
+    weights = {n.input[i] for n in proto.graph.node for pair in INTEGER_WEIGHTS.get(n.op_type, ()) for i in pair}
+    assert weights and all(tensors[w].data_type == TensorProto.UINT8 for w in weights)
+    for w in weights:
+        signed = (onnx.numpy_helper.to_array(tensors[w]).astype(np.int16) - 128).astype(np.int8)
+        tensors[w].CopyFrom(onnx.numpy_helper.from_array(signed, w))
+    onnx.save(proto, str(model_dir / "model.int8.onnx"))
+    rerecord(model_dir, "model.int8.onnx", parent="model.onnx", command="quantize int8-dynamic",
+             precision="int8-dynamic")
+    text = readme()
+    assert ("saturate, so `model.int8.onnx` and `model.int8-qdq.onnx` would not give the answers verify judged"
+            in text), text
+    assert ("with KEY - `session.x64quantprecision` for `model.int8.onnx` - `session.qdqisint8allowed` for "
+            "`model.int8-qdq.onnx`") in text and "stores its weights as u8" not in text
+
+
 def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_dir: Path, tmp_path: Path) -> None:
     """Found by attacking: never-verified INT8 graphs were bundled without a word; on the device verify said
     PASSED (it judges INT8 by structure only and records no verdict) and predict refused them, telling it to
@@ -77,10 +120,8 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     with tarfile.open(bundled.path) as tar:  # how to run the INT8 graph by hand, where one ships
         readme = " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
     assert "`model.int8.onnx` runs one sequence at a time" in readme and "give it one sequence per run" in readme
-    # and, on a CPU without VNNI, the session option that keeps its products exact (``exact_int8``)
-    assert ("A plain `InferenceSession` there needs the same: make `options = onnxruntime.SessionOptions()`, call "
-            "`options.add_session_config_entry(KEY, \"1\")` and pass `sess_options=options`, with KEY "
-            "- `session.x64quantprecision` for `model.int8.onnx`") in readme, readme
+    # and that, its weights stored as u8, a plain session of it needs no option on any CPU (next test)
+    assert "`model.int8.onnx` stores its weights as u8" in readme and "session.x64quantprecision" not in readme
     unproven = [n for n in bundled.notes if n.startswith("never verified")]
     assert unproven == [
         "never verified, so the device refuses it until verify passes: model.fp16.onnx; verify it (attn-export verify "

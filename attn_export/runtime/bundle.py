@@ -51,8 +51,9 @@ from .. import __version__
 from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
 from . import store, schema
 from .backends import REGISTRY
-from .backends.onnxrt import EXACT_INT8
+from .backends.onnxrt import EXACT_INT8, plain_session_needs
 from .interrupt import commit_point
+from .onnxfile import parse_graph
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
 from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags,
                         verified_pairs, why_picked)
@@ -132,16 +133,20 @@ ONE_BY_ONE = """
 `InferenceSession`), give {them} one sequence per run: the quantisation scale is taken over the whole batch,
 so a sequence's answer would move with its batch-mates.{openvino}
 """
-# the device README's words for the packed INT8 graphs (``exact_int8``), where a bundle runs ONNX Runtime on a CPU
+# the device README's words for the packed INT8 graphs that a plain session needs an option for on an x86 CPU
+# without VNNI (``plain_session_needs``), and for those that need none
 EXACT_PRODUCTS = """
 On an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI), ONNX Runtime's default INT8 kernels add pairs of
-products in 16 bits and saturate, so the INT8 graphs would not give the answers verify judged. There
-`predict` and `Predictor` open each with the session option that keeps its products exact (a CPU with VNNI
-or AMX, and ARM, need none; they set the dynamic graph's on every x86 CPU, where it is faster at batch 1).
-A plain `InferenceSession` there needs the same: make
+u8 x s8 products in 16 bits and saturate, so {names} would not give the answers verify judged. There
+`predict` and `Predictor` open {them} with the session option that keeps {its} products exact (a CPU with
+VNNI or AMX, and ARM, need none). A plain `InferenceSession` there needs the same: make
 `options = onnxruntime.SessionOptions()`, call `options.add_session_config_entry(KEY, "1")` and pass
 `sess_options=options`, with KEY
 {keys}
+"""
+UNSIGNED_PRODUCTS = """
+{names} {verb} {its} weights as u8: {its} products are u8 x u8, which ONNX Runtime adds exactly on every CPU,
+so a plain `InferenceSession` of {them} gives the answers verify judged with no session option.
 """
 OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for this bidirectional model (not of "
                    "its other graphs, which verify judged on padded batches).")
@@ -524,11 +529,17 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   them="them" if len(per_row) > 1 else "it",
                                   openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
                                   if info.recipe.get("model", {}).get("bidirectional") else "")
-    integer = {key: [f"`{f}`" for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]
-               for p, (key, _) in EXACT_INT8.items()}
-    if any(integer.values()) and target == "cpu":  # a Jetson is ARM; a Triton bundle ships no INT8 graph
-        body += EXACT_PRODUCTS.format(keys="\n".join(f"- `{key}` for {' and '.join(files)}"
-                                                      for key, files in integer.items() if files))
+    needs = {f: plain_session_needs(p, parse_graph(contents[f], f)) for p in EXACT_INT8
+             for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents}
+    if target == "cpu":  # a Jetson is ARM; a Triton bundle ships no INT8 graph
+        for words, graphs in ((EXACT_PRODUCTS, [f for f, key in needs.items() if key]),
+                              (UNSIGNED_PRODUCTS, [f for f, key in needs.items() if not key])):
+            if graphs:
+                body += words.format(
+                    names=" and ".join(f"`{f}`" for f in graphs), them="them" if len(graphs) > 1 else "it",
+                    its="their" if len(graphs) > 1 else "its", verb="store" if len(graphs) > 1 else "stores",
+                    keys="\n".join(f"- `{key}` for {' and '.join(f'`{f}`' for f in graphs if needs[f] == key)}"
+                                   for key in dict.fromkeys(needs[f] for f in graphs)))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]

@@ -13,14 +13,15 @@ import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed, printable
 from ..limits import missing
-from ..onnxfile import refuse_known_crash
+from ..onnxfile import Graph, refuse_known_crash
 from ..trt.precision import parse_version
 from .base import Backend
 
 if TYPE_CHECKING:
     from ..store import Artifact
 
-__all__ = ["EXACT_INT8", "ORT_MIN", "OrtCpuBackend", "Provider", "VNNI", "exact_int8", "ort_providers", "ort_session"]
+__all__ = ["EXACT_INT8", "INTEGER_WEIGHTS", "ORT_MIN", "OrtCpuBackend", "Provider", "VNNI", "exact_int8",
+           "ort_providers", "ort_session", "plain_session_needs"]
 
 # the oldest ONNX Runtime the device package is tested with (the last release for Python 3.8: JetPack 5's
 # Python); a CPU bundle's requirements.txt and the host's extras (pyproject.toml) ask for it or later, so pip
@@ -38,8 +39,16 @@ Provider = Union[str, Tuple[str, Dict[str, Any]]]
 # gives, so a verdict judged on one holds on the other (measured under QEMU's Haswell, README). Where VNNI is,
 # the products are exact either way: the Q/DQ graph's option is not set there (s8 x s8 took 1.13-1.16x the
 # time at 1 x 128 and 32 x 128 on an Intel Xeon with AMX), the dynamic graph's is (u8 x u8 took 0.79-0.89x
-# the time at batch 1 there, the only batch predict, verify and bench run it at; 1.25x at batch 32).
+# the time at batch 1 there, the only batch predict, verify and bench run it at; 1.25x at batch 32). A dynamic
+# graph attn-export makes now stores its weights as u8 already (``INTEGER_WEIGHTS``), so its option only
+# matters for one made before, and a plain session of it needs none (``plain_session_needs``).
 EXACT_INT8 = {"int8-dynamic": ("session.x64quantprecision", "1"), "int8-qdq": ("session.qdqisint8allowed", "1")}
+# a dynamic INT8 graph's integer operators (ONNX Runtime's quantize_dynamic): op_type -> the (constant weight,
+# its zero point) input pairs, which ONNX Runtime multiplies by u8 activations. Stored as s8 they make u8 x s8
+# products; shifted to u8 (+128, zero point 128: the same integers) they make u8 x u8, which ONNX Runtime adds
+# exactly on every CPU, as the option does inside a session
+INTEGER_WEIGHTS = {"DynamicQuantizeLSTM": ((1, 9), (2, 11)), "MatMulInteger": ((1, 3),), "ConvInteger": ((1, 3),)}
+INT8 = 3  # TensorProto.DataType
 ON_EVERY_X86 = ("int8-dynamic",)  # its option set where VNNI is too (above)
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")  # the ISA flags whose INT8 products are exact (``timing.ISA_FLAGS``)
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
@@ -60,6 +69,18 @@ def exact_int8(precision: Optional[str], machine: Optional[str] = None,
     if precision not in ON_EVERY_X86 and set(VNNI) & set(cpu_name()[1] if isa is None else isa):
         return None
     return EXACT_INT8[precision]
+
+
+def plain_session_needs(precision: Optional[str], graph: Graph) -> Optional[str]:
+    """The session option (``EXACT_INT8``'s key) that a plain ``InferenceSession`` of ``graph`` needs on an x86
+    CPU without VNNI to give the integers verify judged: a Q/DQ graph's always (ONNX Runtime turns its s8
+    activations into u8 when it loads it), a dynamic graph's only where a weight of its integer operators is
+    s8 (``INTEGER_WEIGHTS``: a graph made before attn-export stored them as u8); None otherwise."""
+    if precision not in EXACT_INT8:
+        return None
+    signed = any(graph.initializer_types.get(node.inputs[weight]) == INT8 for node in graph.nodes
+                 for weight, _ in INTEGER_WEIGHTS.get(node.op_type, ()) if weight < len(node.inputs))
+    return EXACT_INT8[precision][0] if precision == "int8-qdq" or signed else None
 
 
 def ort_providers() -> Optional[List[str]]:
