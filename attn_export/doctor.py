@@ -118,8 +118,10 @@ def render(report: Dict[str, Any]) -> List[str]:
     options = cpu["onnxruntime_int8"]
     why = ("not x86: its kernels add INT8 products exactly" if not any(options.values()) else
            "ISA flags unknown: every option set" if not cpu["isa"] else
-           "VNNI adds INT8 products exactly; the dynamic graph's option is faster at batch 1"
-           if set(VNNI) & set(cpu["isa"]) else "no VNNI: each option keeps its graph's INT8 products exact")
+           "VNNI adds INT8 products exactly; the dynamic graph's option, faster at batch 1, gives an older graph's "
+           "s8 weights the u8 form quantize now writes" if set(VNNI) & set(cpu["isa"]) else
+           "no VNNI: each option keeps its graph's INT8 products exact; the dynamic graph's matters only for an "
+           "older graph with s8 weights: quantize now writes u8")
     lines.append("ONNX Runtime INT8 sessions here (stream graphs alike): " + "; ".join(
         f"{name} {'with ' + option if option else 'as is'}" for name, option in options.items()) + f" ({why})")
     gpus = report["gpus"]
