@@ -286,6 +286,13 @@ def test_compatible_engines_follow_tensorrt_rules() -> None:
     assert len(turing) == 1 and "Ampere and newer" in turing[0]
     same_cc = {**entry, "hardware_compatibility": "same_compute_capability", "version_compatible": False}
     assert foreign_problems(same_cc, Here("10.3.0", "NVIDIA A30", "8.0", X86)) == []
+    # across majors only 8 -> 9 or 10 and 10 -> 11 (TensorRT 11.4.1's support matrix): an 8.6 engine never on 11
+    old = {**entry, "tensorrt": "8.6.1"}
+    assert foreign_problems(old, Here("10.3.0", "NVIDIA H100", "9.0", X86)) == []
+    assert foreign_problems(old, Here("11.4.0", "NVIDIA H100", "9.0", X86)) == [
+        "it is version-compatible from TensorRT 8.6.1 on, which a runtime of TensorRT 8, 9 or 10 runs, and this "
+        "machine has TensorRT 11.4.0"]
+    assert len(foreign_problems({**entry, "tensorrt": "11.1.0"}, Here("12.0.0", "NVIDIA H100", "9.0", X86))) == 1
 
 
 def test_an_engine_runs_only_on_the_platform_it_was_built_on() -> None:

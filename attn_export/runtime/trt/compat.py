@@ -19,6 +19,12 @@ __all__ = ["HOST_CODE_ENV", "Here", "foreign_problems", "platform_of", "this_mac
 HOST_CODE_ENV = "ATTN_EXPORT_ALLOW_ENGINE_HOST_CODE"
 # compute capabilities a hardware-compatible engine runs on, by the level it was built with
 _AMPERE = (8, 0)
+# the later TensorRT majors whose runtime runs a version-compatible engine of a major, beyond later versions of its
+# own: TensorRT 11.4.1's support matrix, "TensorRT 10 version-compatible engines can run with a TensorRT 11
+# runtime, and TensorRT 8 version-compatible engines can run with a TensorRT 10 runtime. No other combination
+# across major versions is supported"; 10.x's guide adds TensorRT 9 for 8 (found by re-reading TensorRT 11's
+# documents: an 8.6 engine was accepted on TensorRT 11)
+LATER_MAJORS = {8: (9, 10), 10: (11,)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ def foreign_problems(entry: Mapping[str, Any], here: Here) -> List[str]:
         if not built or now < built:
             problems.append(f"it is version-compatible from TensorRT {entry.get('tensorrt')} on, and this machine "
                             f"has the older TensorRT {here.tensorrt}")
+        elif now[0] != built[0] and now[0] not in LATER_MAJORS.get(built[0], ()):
+            majors = [str(m) for m in (built[0], *LATER_MAJORS.get(built[0], ()))]
+            runs = " or ".join([", ".join(majors[:-1]), majors[-1]] if len(majors) > 1 else majors)
+            problems.append(f"it is version-compatible from TensorRT {entry.get('tensorrt')} on, which a runtime of "
+                            f"TensorRT {runs} runs, and this machine has TensorRT {here.tensorrt}")
     elif built != now:
         problems.append(f"it was built with TensorRT {entry.get('tensorrt')} and this machine has TensorRT "
                         f"{here.tensorrt}")

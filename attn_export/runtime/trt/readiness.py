@@ -50,8 +50,9 @@ KNOWN = frozenset({"Add", "Sub", "Mul", "Div", "Concat", "Constant", "Identity",
                    "DequantizeLinear", "Loop", "Scan", "ReverseSequence", "Sigmoid", "Relu", "Conv", "Slice", "Exp",
                    "ReduceMax", "ReduceMin", "Max", "Min", "Not", "And", "Expand", "Tile", "Neg", "Sqrt", "Pow",
                    "Greater", "GreaterOrEqual", "Flatten", "Split", "ReduceMean", "Log"})
-NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT does not have",
-         "MatMulInteger": "an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT does not have",
+NEVER = {"DynamicQuantizeLinear": "ONNX Runtime's dynamic quantisation, which TensorRT's parser does not take",
+         "MatMulInteger": ("an integer MatMul of ONNX Runtime's dynamic quantisation, which TensorRT's parser does not "
+                           "take"),
          "DynamicQuantizeLSTM": "ONNX Runtime's own operator (com.microsoft), unknown to TensorRT's parser"}
 ONNX_DOMAINS = ("", "ai.onnx")
 EXPORT_OPSETS = (17, 21)  # the opsets attn-export's export writes (the recipe's export.opset range)
@@ -124,10 +125,13 @@ _TRT10 = Parser("onnx/onnx-tensorrt 10.1-GA @ 96e78110, docs/operators.md; 10.3 
                 SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
                 StringSplit TfIdfVectorizer Unique""".split()), local_functions=True,
                 io_types=IO_TYPES_10)
-# its "N" operators were read from an operators.md headed "TensorRT 10.15" (opset 9 to 24, this row's range; the
-# library held no copy at 7c51a63a itself): an operator 11.1 added since would be flagged here wrongly
+# re-read against the operators.md at 7c51a63a itself ("TensorRT 11.1 supports operators in the inclusive range
+# of opset 9 to opset 24"): its "N" operators are this set, ConstantOfShape also takes FP8, FP4 and INT4. Later
+# 11.x lines parse more (11.2: DFT; 11.5: opset 25), which 11.1's rules refuse: the older line's rules are the
+# conservative ones for every 11.x
 _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1), docs/operators.md", (9, 24),
-                "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9}), True, True, "constant", False,
+                "native", True, frozenset({FLOAT, FLOAT16, BFLOAT16, 6, INT64_T, 9, FLOAT8E4M3_T, FLOAT4_T, INT4_T}),
+                True, True, "constant", False,
                 frozenset({INT8_T, FLOAT8E4M3_T, INT4_T, FLOAT4_T}),
                 frozenset("""AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor Col2Im
                 CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear ImageDecoder
@@ -155,11 +159,12 @@ TARGETS: Dict[str, Target] = {
                        ("JetPack 6.0 ships TensorRT 8.6, not 10.3: check --target jetpack5 for it",)),
     "jetpack7": Target("jetpack7", "JetPack 7.x (Jetson Thor, AGX Orin)", "10.x (JetPack's own)", "13.x", "3.12",
                        _TRT10, _CAP10, (10, 11), True, _JETSON_TRTEXEC, "--skipInference",
-                       ("TensorRT 11.4.1+ also supports JetPack 7.2.2+: check trt11 too if you install it",)),
+                       ("TensorRT 11.4.1 also supports JetPack 7.2.2+ (11.5 supports no Jetson): check trt11 too "
+                        "if you install it",)),
     "trt10": Target("trt10", _DISCRETE, "10.x", "12.x", "3.8+", _TRT10, _CAP10, (10,), False, "trtexec",
                     "--skipInference"),
-    "trt11": Target("trt11", _DISCRETE, "11.x", "12.x/13.x", "3.10+", _TRT11, _CAP11, (11,), False, "trtexec",
-                    "--skipInference"),
+    "trt11": Target("trt11", _DISCRETE, "11.x", "12.x/13.x", "3.10+ (3.11+ from 11.5)", _TRT11, _CAP11, (11,), False,
+                    "trtexec", "--skipInference"),
 }
 
 
