@@ -225,6 +225,11 @@ def _unsqueeze_by_graph() -> onnx.ModelProto:
     return _small([helper.make_node("Unsqueeze", ["x", "axes"], ["y"], name="unsq")], [_X, axes])
 
 
+def _squeeze_all(dims: list) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    return _small([helper.make_node("Squeeze", ["x"], ["y"], name="squeeze")], [x])
+
+
 def _bf16_input() -> onnx.ModelProto:
     return _typed_input(TensorProto.BFLOAT16)
 
@@ -258,6 +263,8 @@ RULES = [
     ("FP16 fill", lambda: _fill_model(TensorProto.FLOAT16), None, {"jetpack5"}, "FP16 ConstantOfShape"),
     ("ReverseSequence", _reverse, None, {"jetpack5"}, "ReverseSequence with dynamic shapes"),
     ("axes from the graph", _unsqueeze_by_graph, None, ALL, "axes come from the graph at run time"),
+    ("Squeeze without axes", lambda: _squeeze_all(["batch", 1]), None, ALL, "a Squeeze without axes"),
+    ("static Squeeze without axes", lambda: _squeeze_all([2, 1]), None, set(), "a Squeeze without axes"),
     ("asymmetric", lambda: _qdq(helper.make_tensor("z", TensorProto.INT8, [], [3])), None, ALL,
      "non-zero zero point"),
     ("uint8 zero point", lambda: _qdq(helper.make_tensor("z", TensorProto.UINT8, [], [0])), None, ALL,

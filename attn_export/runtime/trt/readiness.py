@@ -343,6 +343,14 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
             if a.get("direction") == "bidirectional" and values and (len(values) % 2 or values[:half] != values[half:]):
                 out.append(Finding(label, f"{key} differs between the two directions, which the importer refuses",
                                    name, f"the same {key} both ways"))
+    elif op == "Squeeze" and not (len(node.inputs) > 1 and node.inputs[1]) and "axes" not in a:
+        # every line's importer up to 11.4 asserts "!isDynamic(shape): Cannot infer squeeze dimensions from a
+        # dynamic shape! Please re-export your model with the Squeeze axes input set" (found by re-reading
+        # TensorRT 11's notes: 11.5 added a Squeeze without axes); a graph whose inputs are all static passes
+        if any(not isinstance(d, int) for v in graph.inputs for d in v.dims):
+            out.append(Finding(label, f"a Squeeze without axes in a graph of dynamic shapes, whose squeezed "
+                                      f"dimensions TensorRT {trt}'s importer cannot infer", name,
+                               "name the axes (in PyTorch, x.squeeze(dim)) and export again"))
     elif (op in ("Squeeze", "Unsqueeze") or op.startswith("Reduce")) and len(node.inputs) > 1 and node.inputs[1]:
         if node.inputs[1] not in graph.constants:  # a Reduce's axes are an input from opset 18 (ReduceSum: 13)
             need = "an initializer" if op.startswith("Reduce") or p.axes == "initializer" else "resolvable to a constant"
