@@ -483,9 +483,9 @@ def _unsigned_weights(proto: Any) -> None:
     for node in proto.graph.node:
         for pair in INTEGER_WEIGHTS.get(node.op_type, ()):
             names = [node.input[i] if i < len(node.input) else "" for i in pair]
-            if not all(name in tensors for name in names):
-                raise WorkFailed(f"the dynamic INT8 graph's {node.name} ({node.op_type}) has a weight or zero point "
-                                 "that is not a constant, so it cannot be stored as u8")
+            if not all(name in tensors for name in names):  # ONNX Runtime's quantiser writes both, as initializers
+                raise WorkFailed(f"the dynamic INT8 graph's {node.op_type} {node.name!r} has no initializer at inputs "
+                                 f"{pair} (its weight and zero point), so its weights cannot be stored as u8")
             for name in set(names) - shifted:
                 if tensors[name].data_type == TensorProto.INT8:
                     values = numpy_helper.to_array(tensors[name]).astype(np.int16) + 128

@@ -82,17 +82,20 @@ def test_a_cpu_bundle_names_the_session_option_for_each_graph_a_plain_session_ne
     for args in (("--int8",), ("--int8", "--method", "qdq")):
         assert cli("quantize", str(model_dir), *args).returncode == 0
 
-    def readme() -> str:
-        with tarfile.open(pack(model_dir, tmp_path / "cpu.tar.gz", "cpu").path) as tar:
-            return " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
+    def readme() -> tuple[str, list[str]]:
+        bundled = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
+        with tarfile.open(bundled.path) as tar:
+            text = " ".join(tar.extractfile("README.md").read().decode().split())  # type: ignore[union-attr]
+        return text, [n for n in bundled.notes if "made before" in n]
 
     keys = ("`options.add_session_config_entry(KEY, \"1\")` and pass `sess_options=options`, with KEY "
             "- `session.qdqisint8allowed` for `model.int8-qdq.onnx`")
-    text = readme()
+    text, older = readme()
     assert "saturate, so `model.int8-qdq.onnx` would not give the answers verify judged" in text and keys in text
-    assert ("`model.int8.onnx` stores its weights as u8: its products are u8 x u8, which ONNX Runtime adds exactly "
-            "on every CPU, so a plain `InferenceSession` of it gives the answers verify judged with no session "
-            "option.") in text and "session.x64quantprecision" not in text
+    assert ("`model.int8.onnx` stores its weights as u8, so ONNX Runtime multiplies u8 x u8, which it adds exactly "
+            "on every CPU (u8 x s8 it saturates on an x86 CPU without VNNI): a plain `InferenceSession` of it needs "
+            "no session option for its integer products to be the ones verify's CPU computed.") in text
+    assert "session.x64quantprecision" not in text and older == []
     proto = onnx.load(str(model_dir / "model.int8.onnx"))
     tensors = {t.name: t for t in proto.graph.initializer}
     weights = {n.input[i] for n in proto.graph.node for pair in INTEGER_WEIGHTS.get(n.op_type, ()) for i in pair}
@@ -103,11 +106,14 @@ def test_a_cpu_bundle_names_the_session_option_for_each_graph_a_plain_session_ne
     onnx.save(proto, str(model_dir / "model.int8.onnx"))
     rerecord(model_dir, "model.int8.onnx", parent="model.onnx", command="quantize int8-dynamic",
              precision="int8-dynamic")
-    text = readme()
+    text, older = readme()
     assert ("saturate, so `model.int8.onnx` and `model.int8-qdq.onnx` would not give the answers verify judged"
             in text), text
     assert ("with KEY - `session.x64quantprecision` for `model.int8.onnx` - `session.qdqisint8allowed` for "
             "`model.int8-qdq.onnx`") in text and "stores its weights as u8" not in text
+    assert older == ["model.int8.onnx was made before attn-export stored a dynamic INT8 graph's weights as u8: a "
+                     "plain InferenceSession of it needs a session option on an x86 CPU without VNNI (the README says "
+                     "which); attn-export quantize DIR --int8 remakes it (then verify DIR and bundle again)"]
 
 
 def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_dir: Path, tmp_path: Path) -> None:

@@ -206,6 +206,48 @@ def test_the_device_commands_in_a_fresh_venv_with_only_numpy_and_onnxruntime(
         [exe, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True).stdout)}
     assert not installed & FORBIDDEN
     check_device_commands(bundle_dir, python_exe=exe)
+    if version == "3.8":
+        check_conv_int8(tmp_path, exe)
+
+
+def check_conv_int8(tmp_path: Path, python_exe: str) -> None:
+    """A Conv1d front-end's dynamic INT8 graph (a ``ConvInteger``) runs on the device's oldest ONNX Runtime,
+    with the answers the host's gives: found by attacking the u8 weights, ONNX Runtime 1.19.2 (the last for
+    Python 3.8) has no ``ConvInteger`` kernel for s8 weights, so the graph of s8 weights that quantize wrote
+    before did not load there, with the session option or without; its u8 weights do."""
+    import onnx
+    import onnx.numpy_helper
+
+    from attn_export.runtime import Predictor
+    from conftest import TINY, cli, rerecord
+
+    directory = tmp_path / "conv"
+    for args in (("train", str(directory), *TINY, "--set", "model.conv_channels=[8]", "--set",
+                  "model.conv_kernel_sizes=[3]"), ("export", str(directory)), ("quantize", str(directory), "--int8")):
+        assert cli(*args).returncode == 0, args
+    device = unpack(pack(directory, tmp_path / "conv.tar.gz", "cpu").path, tmp_path / "conv-device")
+    x = np.random.default_rng(1).standard_normal((3, 9, 4)).astype(np.float32)
+    lengths = np.array([9, 5, 2])
+    np.savez(device / "in.npz", x=x, lengths=lengths)
+    predicted = device_cli(device, "predict", ".", "in.npz", "--precision", "int8-dynamic", "--allow-unverified",
+                           "--json", python_exe=python_exe)
+    assert predicted.returncode == 0, predicted.stderr
+    with Predictor.load(directory, precision="int8-dynamic", allow_unverified=True) as host:
+        expected = [r.probabilities for r in host.predict([x[i, :n] for i, n in enumerate(lengths)])]
+    got = [p["probabilities"] for p in json.loads(predicted.stdout)["predictions"]]
+    assert np.allclose(got, expected, atol=1e-5), (got, expected)
+    # a graph of s8 weights, as quantize wrote before: bundling it says what the device's ONNX Runtime cannot do
+    proto = onnx.load(str(directory / "model.int8.onnx"))
+    for t in proto.graph.initializer:
+        if t.data_type == onnx.TensorProto.UINT8:
+            signed = (onnx.numpy_helper.to_array(t).astype(np.int16) - 128).astype(np.int8)
+            t.CopyFrom(onnx.numpy_helper.from_array(signed, t.name))
+    onnx.save(proto, str(directory / "model.int8.onnx"))
+    rerecord(directory, "model.int8.onnx", parent="model.onnx", command="quantize int8-dynamic",
+             precision="int8-dynamic")
+    notes = pack(directory, tmp_path / "conv-s8.tar.gz", "cpu").notes
+    assert any("made before attn-export stored" in n and "ONNX Runtime 1.19.2 (the last for Python 3.8) cannot "
+               "load its ConvInteger" in n for n in notes), notes
 
 
 def readme_commands(readme: str) -> list[str]:

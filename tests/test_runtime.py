@@ -690,8 +690,8 @@ def test_int8_answers_on_a_cpu_without_vnni_are_the_ones_a_vnni_cpu_gives(tiny_d
     there. QEMU (qemu-user) runs this CPU's ONNX Runtime as a Haswell (AVX2, no VNNI): a plain session's
     product saturates (255 x 127 x 64 comes out 32767 x 32), ours is exact, Predictor's answers from both
     INT8 graphs are this CPU's, and so are a plain session's of the dynamic graph quantize makes (its weights
-    stored as u8, ``INTEGER_WEIGHTS``: u8 x u8 needs no option). What it does not prove: the detection of a CPU without VNNI (QEMU shows the
-    host's /proc/cpuinfo, so the child is told its flags), nor any speed."""
+    stored as u8, ``INTEGER_WEIGHTS``: u8 x u8 needs no option). What it does not prove: the detection of a
+    CPU without VNNI (QEMU shows the host's /proc/cpuinfo, so the child is told its flags), nor any speed."""
     import platform
     import shutil as sh
 

@@ -145,9 +145,15 @@ VNNI or AMX, and ARM, need none). A plain `InferenceSession` there needs the sam
 {keys}
 """
 UNSIGNED_PRODUCTS = """
-{names} {verb} {its} weights as u8: {its} products are u8 x u8, which ONNX Runtime adds exactly on every CPU,
-so a plain `InferenceSession` of {them} gives the answers verify judged with no session option.
+{names} {verb} {its} weights as u8, so ONNX Runtime multiplies u8 x u8, which it adds exactly on every CPU
+(u8 x s8 it saturates on an x86 CPU without VNNI): a plain `InferenceSession` of {them} needs no session
+option for {its} integer products to be the ones verify's CPU computed.
 """
+# a bundle's note on a dynamic INT8 graph quantize wrote before it stored the weights as u8
+OLDER_DYNAMIC = ("{names} {were} made before attn-export stored a dynamic INT8 graph's weights as u8: a plain "
+                 "InferenceSession of {them} needs a session option on an x86 CPU without VNNI (the README says which)"
+                 "{conv}; attn-export quantize DIR --int8 remakes {them} (then verify DIR and bundle again)")
+OLDER_CONV = ", and ONNX Runtime 1.19.2 (the last for Python 3.8) cannot load {its} ConvInteger"
 OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for this bidirectional model (not of "
                    "its other graphs, which verify judged on padded batches).")
 
@@ -529,17 +535,25 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   them="them" if len(per_row) > 1 else "it",
                                   openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
                                   if info.recipe.get("model", {}).get("bidirectional") else "")
-    needs = {f: plain_session_needs(p, parse_graph(contents[f], f)) for p in EXACT_INT8
-             for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents}
+    int8 = {f: p for p in EXACT_INT8 for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents}
+    graphs = {f: parse_graph(contents[f], f) for f in int8}
+    needs = {f: plain_session_needs(p, graphs[f]) for f, p in int8.items()}
     if target == "cpu":  # a Jetson is ARM; a Triton bundle ships no INT8 graph
-        for words, graphs in ((EXACT_PRODUCTS, [f for f, key in needs.items() if key]),
-                              (UNSIGNED_PRODUCTS, [f for f, key in needs.items() if not key])):
-            if graphs:
+        for words, shipped in ((EXACT_PRODUCTS, [f for f, key in needs.items() if key]),
+                               (UNSIGNED_PRODUCTS, [f for f, key in needs.items() if not key])):
+            if shipped:
                 body += words.format(
-                    names=" and ".join(f"`{f}`" for f in graphs), them="them" if len(graphs) > 1 else "it",
-                    its="their" if len(graphs) > 1 else "its", verb="store" if len(graphs) > 1 else "stores",
-                    keys="\n".join(f"- `{key}` for {' and '.join(f'`{f}`' for f in graphs if needs[f] == key)}"
-                                   for key in dict.fromkeys(needs[f] for f in graphs)))
+                    names=_listed(f"`{f}`" for f in shipped), them="them" if len(shipped) > 1 else "it",
+                    its="their" if len(shipped) > 1 else "its", verb="store" if len(shipped) > 1 else "stores",
+                    keys="\n".join(f"- `{key}` for {_listed(f'`{f}`' for f in shipped if needs[f] == key)}"
+                                   for key in dict.fromkeys(needs[f] for f in shipped)))
+        older = [f for f, p in int8.items() if p == "int8-dynamic" and needs[f]]
+        if older:
+            many = len(older) > 1
+            conv = any(n.op_type == "ConvInteger" for f in older for n in graphs[f].nodes)
+            notes.append(OLDER_DYNAMIC.format(names=_listed(older), were="were" if many else "was",
+                                              them="them" if many else "it",
+                                              conv=OLDER_CONV.format(its="their" if many else "its") if conv else ""))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
@@ -589,6 +603,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 def _triton_batch(info: Any) -> int:
     """The rows a Triton request may hold (``max_batch_size``): the recipe's ``build.max_batch``, else 32."""
     return int(info.build.max_batch or 32)
+
+
+def _listed(names: Any) -> str:
+    """``names`` as words: "a", "a and b", "a, b and c"."""
+    items = list(names)
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:

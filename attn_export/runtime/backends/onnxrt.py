@@ -78,7 +78,7 @@ def plain_session_needs(precision: Optional[str], graph: Graph) -> Optional[str]
     s8 (``INTEGER_WEIGHTS``: a graph made before attn-export stored them as u8); None otherwise."""
     if precision not in EXACT_INT8:
         return None
-    signed = any(graph.initializer_types.get(node.inputs[weight]) == INT8 for node in graph.nodes
+    signed = any(getattr(graph.constants.get(node.inputs[weight]), "data_type", None) == INT8 for node in graph.nodes
                  for weight, _ in INTEGER_WEIGHTS.get(node.op_type, ()) if weight < len(node.inputs))
     return EXACT_INT8[precision][0] if precision == "int8-qdq" or signed else None
 
