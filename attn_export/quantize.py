@@ -386,6 +386,17 @@ def _cell_state_only(proto: Any) -> list[str]:
             and set().union(*(reaches(o) for o in n.output)) == only_c]
 
 
+def _activation_products(proto: Any) -> list[str]:
+    """The products of two activations (no input a constant): the attention-weighted sum of the LSTM's outputs
+    (and a stream graph's chunk of it). Static INT8 leaves them in FP32, as dynamic INT8 does: quantised, the
+    attention weights (0 to 1, one per step) get a scale of 1/127, so every weight under 1/254 became 0 and
+    a long sequence lost most of its context (found by attacking with one's own data: a model of test accuracy
+    1.0 fell to chance at 500 steps in the Q/DQ graph, FP32 still 1.0)."""
+    constants = {t.name for t in proto.graph.initializer} | {o for n in proto.graph.node if n.op_type == "Constant"
+                                                             for o in n.output}
+    return [n.name for n in proto.graph.node if n.op_type == "MatMul" and not constants & set(n.input)]
+
+
 FORWARD_ONLY = {"direction": b"forward", "input_forget": 0, "layout": 0}  # an LSTM's settings besides hidden_size
 
 
@@ -493,7 +504,8 @@ def _unsigned_weights(proto: Any) -> None:
                 shifted.add(name)
 
 
-QDQ_METHOD = "onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights, float biases)"
+QDQ_METHOD = ("onnxruntime quantize_static QDQ (MinMax, symmetric, per-channel weights, float biases; products of "
+              "two activations in FP32)")
 # found by attacking: from an opset-21 model, ONNX Runtime 1.32 could not open its own quantiser's Q/DQ graph
 # with its default optimisations ("QuantizeLinear ... output_dtype INT8 does not match y_zero_point type
 # UINT8": the QDQ propagation of onnxruntime#27845), so Q/DQ graphs are made at opset 20 at most; opset 21
@@ -532,7 +544,7 @@ def _make_int8_qdq(source: Artifact, target: Path, calibration: list[np.ndarray]
         method += f", made at opset {QDQ_MAX_OPSET} from opset {opset} (ONNX Runtime cannot open opset-21 Q/DQ)"
     with _quiet_root_logger():
         quantize_static(proto, str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        nodes_to_exclude=_cell_state_only(proto),
+                        nodes_to_exclude=_cell_state_only(proto) + _activation_products(proto),
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=list(QDQ_OPS),
                         # biases stay float: TensorRT's DequantizeLinear takes INT8 only, never the INT32 bias
@@ -550,9 +562,9 @@ def _qdq_census(proto: Any) -> tuple[dict[str, int], dict[str, int], list[str]]:
     quantized: Counter[str] = Counter()
     plain: Counter[str] = Counter()
     for node in proto.graph.node:
-        if node.op_type in QDQ_OPS + ("LSTM",):
-            fed = any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear"
-                      for i in node.input)
+        if node.op_type in QDQ_OPS + ("LSTM",):  # quantised: both operands dequantised (a bias stays float)
+            fed = all(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear"
+                      for i in node.input[:2])
             (quantized if fed else plain)[node.op_type] += 1
     problems = []
     pairs = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
