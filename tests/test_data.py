@@ -589,6 +589,37 @@ def test_a_training_csv_fills_its_gaps_by_the_missing_policy(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("missing", ["ffill", "zero"])
+def test_nan_padding_in_a_ts_or_csv_is_refused_not_filled(tmp_path: Path, missing: str) -> None:
+    """Found by attacking with one's own data: a .ts padded with NaN to one length (as the UCR archive pads its
+    variable-length sets) was refused under "error" with the advice to set missing = "ffill", under which the
+    padding was filled and trained on as data (every length the padded one); a long-format .csv of such rows
+    too. The .npz reader's rule now holds for all three: runs of steps NaN in every feature, of two lengths
+    or more at the ends of sequences, are padding, refused; one such run is a gap, filled."""
+    from attn_export.runtime.inputs import read_csv
+
+    padded = write(tmp_path, HEADER + "1,2,3,NaN:4,5,6,NaN:a\n1,2,NaN,NaN:4,5,?,NaN:b\n1,2,3,4:5,6,7,8:a\n")
+    with pytest.raises(DataError, match=r"the series of line 5 ends in 1 step\(s\) of NaN in every feature, and others "
+                                        r"in runs of other lengths, as padding does; expected each series at its own "
+                                        r"length"):
+        read_ts(padded, missing=missing)
+    with pytest.raises(DataError) as e:
+        read_ts(padded)
+    assert "expected no missing values (a series ends in steps missing in every channel, as padding does: a .ts " \
+           "series may be shorter than the others, so drop them)" in one_line_error(e)
+    lost = write(tmp_path, HEADER + "1,2,3,NaN:4,5,6,NaN:a\n1,2,9,NaN:4,5,?,NaN:b\n")  # one run length: gaps
+    assert [len(q) for q in read_ts(lost, missing=missing)[0]] == [4, 4]
+    rows = [f"s{k},{t},{'NaN' if t >= n else t},{'' if t >= n else 1},x" for k, n in ((1, 3), (2, 2), (3, 4))
+            for t in range(4)]
+    p = tmp_path / "long.csv"
+    p.write_text("sequence,time,a,b,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"long\.csv: sequence 's1' ends in 1 step\(s\) of NaN in every feature, and "
+                                        r"others in runs of other lengths, as padding does"):
+        read_csv(p, missing=missing)
+    p.write_text("sequence,a,b,label\ns1,1,NA,x\ns1,2,n/a,x\ns1,null,3,x\n")  # R's and others' gap words
+    assert read_csv(p, missing="ffill").sequences[0].tolist() == [[1, 3], [2, 3], [2, 3]]
+
+
 def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path) -> None:
     """The same for .npz: a NaN in a valid step is a gap under "ffill" / "zero" (padding may hold anything,
     inf is refused under any policy); under "error" the refusal names the policy; predict (None) as before."""
@@ -721,8 +752,8 @@ def test_nan_padding_without_lengths_is_refused_not_filled(tmp_path: Path, missi
     x[3, 3:] = np.nan
     np.savez(tmp_path / "pad.npz", x=x)
     with pytest.raises(DataError, match=r"pad\.npz: sequence 2 ends in 2 step\(s\) of NaN in every feature, and "
-                                        r"others in runs of other lengths, as padding does, and there is no lengths; "
-                                        r"expected lengths \[N\]"):
+                                        r"others in runs of other lengths, as padding does; expected lengths \[N\] "
+                                        r"for a padded x, which has none"):
         read_npz(tmp_path / "pad.npz", missing)
     np.savez(tmp_path / "padded.npz", x=x, lengths=np.array([6, 6, 4, 3, 6]))
     assert [len(s) for s in read_npz(tmp_path / "padded.npz", missing)[0]] == [6, 6, 4, 3, 6]

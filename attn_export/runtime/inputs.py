@@ -38,7 +38,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import FLOAT32_MAX, _read_ts, _show, fill_gaps, read_npz, read_text, strict_float
+from .readers import FLOAT32_MAX, _read_ts, _show, fill_gaps, read_npz, read_text, refuse_nan_padding, strict_float
 from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input",
@@ -146,8 +146,10 @@ def _number(cell: str) -> Optional[float]:
 
 _NUMBERISH = re.compile(r"[\s0-9.eE+-]+")  # a number's characters only: a malformed number, not a column's name
 PEEK = 20  # data rows read before the rest: a column of text among them is sequence ids, not one typo
-MISSING_CELLS = ("", "?", "nan")  # what a training .csv may leave as a gap under [data] missing, case aside
 MISSING_WORDS = ("?", "na", "n/a", "nan", "null", "none")  # cells that are gaps, never a header's names
+# what a training .csv may leave as a gap under [data] missing, case aside: the words above too (found by
+# attacking: R's NA was "expected a finite number" under ffill)
+MISSING_CELLS = ("",) + MISSING_WORDS
 
 
 def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None) -> InputSet:
@@ -309,6 +311,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         seqs = [s[np.argsort(np.frombuffer(stamps[k], np.float64), kind="stable")] for k, s in zip(keys, seqs)]
     seqs = [np.array(s) for s in seqs]  # writable, its own memory
     if missing in ("ffill", "zero"):
+        refuse_nan_padding(str(p), seqs,
+                           lambda i: f"sequence {_show(keys[i])}" if group_col is not None else "the file",
+                           "each sequence's rows up to its last step (the rows after it removed)")
         seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
         ids = [p.name]

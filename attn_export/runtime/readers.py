@@ -44,7 +44,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -108,6 +108,18 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
                      for c, g in zip(seq.T, gaps.T)], axis=1)
 
 
+def refuse_nan_padding(p: str, seqs: Sequence[np.ndarray], name: Callable[[int], str], expected: str) -> None:
+    """DataError where sequences end in runs of steps NaN in every feature, of two lengths or more: padding,
+    not gaps (found by attacking: filled under ffill, it was trained on as data that predict refuses; the UCR
+    archive pads its variable-length sets so). One such run, or runs of one length, may be a sensor's last
+    steps lost (a univariate series' last value): filled. ``name(i)``: how the message names sequence i."""
+    tails = [int(np.logical_and.accumulate(np.isnan(s).all(axis=1)[::-1]).sum()) if s.size else 0 for s in seqs]
+    if len({k for k in tails if k}) >= 2:
+        i = next(i for i, k in enumerate(tails) if k)
+        raise DataError(f"{p}: {name(i)} ends in {tails[i]} step(s) of NaN in every feature, and others in runs of "
+                        f"other lengths, as padding does; expected {expected}")
+
+
 _ONE_VALUE_HEADERS = ("classlabel", "targetlabel", "dimensions", "univariate", "equallength", "serieslength")
 
 
@@ -146,9 +158,8 @@ def strict_float(text: str) -> float:
     return float(text)
 
 
-def _parse_channel(
-    path: str, lineno: int, ch_index: int, text: str, missing: str
-) -> np.ndarray:
+def _parse_channel(path: str, lineno: int, ch_index: int, text: str) -> np.ndarray:
+    """One channel's values, NaN where missing ('?' or NaN), the policy applied to the whole series."""
     tokens = text.split(",")
     try:
         values = np.array([strict_float(t) for t in tokens], dtype=np.float64)
@@ -167,24 +178,29 @@ def _parse_channel(
                     f"{path}:{lineno}: {what} in channel {ch_index + 1} (value {i + 1}); "
                     "expected numbers separated by ',' ('?' or NaN for missing)"
                 ) from None
-    miss = np.isnan(values)
-    bad = ~miss & (np.abs(values) > FLOAT32_MAX)  # inf, or beyond float32
+    bad = ~np.isnan(values) & (np.abs(values) > FLOAT32_MAX)  # inf, or beyond float32
     if bad.any():
         j = int(np.argmax(bad))
         raise DataError(
             f"{path}:{lineno}: value {_show(tokens[j].strip())} in channel {ch_index + 1} is not a finite "
             "float32; expected finite numbers ('?' or NaN for missing)"
         )
-    if miss.any():
-        if missing == "error":
-            j = int(np.argmax(miss))
-            raise DataError(
-                f"{path}:{lineno}: missing value {_show(tokens[j].strip())} in channel {ch_index + 1} "
-                f"(value {j + 1}); expected no missing values (for training data, a recipe may set [data] missing = "
-                "\"ffill\" or \"zero\"; predict takes finite values only)"
-            )
-        values = _ffill(values, miss) if missing == "ffill" else np.where(miss, 0.0, values)
     return values
+
+
+def _missing_in_series(path: str, lineno: int, fields: Sequence[str], series: np.ndarray) -> DataError:
+    """The refusal of a series [T, F] that holds a missing value where the policy is ``error``: its first one,
+    channel by channel; where the series ends in steps NaN in every channel, as padding does, the hint says so
+    (found by attacking: "a recipe may set missing = ffill" led to padding trained on as data)."""
+    miss = np.isnan(series.T)
+    c = int(np.argmax(miss.any(axis=1)))
+    j = int(np.argmax(miss[c]))
+    padded = bool(miss.all(axis=0)[-1])
+    hint = ("a series ends in steps missing in every channel, as padding does: a .ts series may be shorter "
+            "than the others, so drop them" if padded else "for training data, a recipe may set [data] missing = "
+            "\"ffill\" or \"zero\"; predict takes finite values only")
+    return DataError(f"{path}:{lineno}: missing value {_show(fields[c].split(',')[j].strip())} in channel {c + 1} "
+                     f"(value {j + 1}); expected no missing values ({hint})")
 
 
 MAX_TEXT_BYTES = 1 << 30  # a .ts or .csv file: parsed into Python objects, several times its size
@@ -220,6 +236,7 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
     expected_ch: Optional[int] = None
     expected_from = ""
     seqs: List[np.ndarray] = []
+    lines: List[int] = []  # each series' line
     raw: List[str] = []
 
     # \n, \r\n, and an old Mac's lone \r (found by attacking: "no @data line" for a file that had one)
@@ -333,7 +350,7 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
         except ValueError:
             values = None
         if values is None:
-            channels = [_parse_channel(p, lineno, c, t, missing) for c, t in enumerate(fields)]
+            channels = [_parse_channel(p, lineno, c, t) for c, t in enumerate(fields)]
             values = np.concatenate(channels)
         if series_length is not None and counts[0] != series_length:
             raise DataError(f"{p}:{lineno}: {counts[0]} steps; expected {series_length} (@seriesLength)")
@@ -342,13 +359,22 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
                             "(@equalLength true)")
         first_steps = counts[0] if first_steps is None else first_steps
         # float() of an empty string fails, so every channel has >= 1 value here
-        seqs.append(values.reshape(len(fields), counts[0]).T.astype(np.float32))
+        series = values.reshape(len(fields), counts[0]).T.astype(np.float32)
+        if missing == "error" and np.isnan(series).any():
+            raise _missing_in_series(p, lineno, fields, series)
+        seqs.append(series)
+        lines.append(lineno)
         raw.append(label)
 
     if not in_data:
         raise DataError(f"{p}: no @data line; expected headers, then @data, then one series per line")
     if not seqs:
         raise DataError(f"{p}: no series after @data; expected one series per line")
+    if missing in ("ffill", "zero"):
+        refuse_nan_padding(p, seqs, lambda i: f"the series of line {lines[i]}",
+                           "each series at its own length (a .ts series may be shorter than the others: drop its "
+                           "trailing missing values)")
+        seqs = [fill_gaps(q, missing) for q in seqs]
     is_target = bool(target_label) and not class_label
     return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem)
 
@@ -589,13 +615,8 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
             # sequences ending in runs of all-NaN steps of different lengths are NaN padding, not gaps: filled
             # under ffill, it was trained on as data that predict refuses (found by attacking). One such run,
             # or runs of one length, may be a sensor's last steps lost (a univariate series' last value): filled
-            padded = np.asarray(np.isnan(x32).all(axis=2)) if x32.size else np.zeros((n, 0), bool)
-            tail = np.logical_and.accumulate(padded[:, ::-1], axis=1).sum(axis=1)  # trailing all-NaN steps
-            if len({int(k) for k in tail if k}) >= 2:
-                i = int(np.argmax(tail > 0))
-                raise DataError(f"{p}: sequence {i} ends in {int(tail[i])} step(s) of NaN in every feature, and others "
-                                "in runs of other lengths, as padding does, and there is no lengths; expected lengths "
-                                "[N] for a padded x (or those steps removed)")
+            refuse_nan_padding(p, list(x32), lambda i: f"sequence {i}",
+                               "lengths [N] for a padded x, which has none (or those steps removed)")
             lengths = np.full(n, t, dtype=np.int64)
         if lengths.shape[0] != n:
             raise DataError(f"{p}: lengths has {lengths.shape[0]} entries but x holds {n} sequences; expected {n}")
