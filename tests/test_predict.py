@@ -215,6 +215,26 @@ def test_a_long_format_csv_keeps_each_sequences_steps_in_time_order_past_its_fir
         np.testing.assert_array_equal(got, seqs[name].astype(np.float32))
 
 
+def test_a_one_sequence_csv_is_ordered_by_its_time_column_and_a_second_one_is_refused(tmp_path: Path) -> None:
+    """Found by attacking: without a 'sequence' column a 'time' column was read as a feature (a model of two
+    features then took time as its first) and its rows stayed in file order; and a long-format file with
+    both 'time' and 'step' ordered by the first and trained on the second as a feature. Now the one-sequence
+    format orders its rows by time as the long format does, and a header naming both is refused."""
+    path = tmp_path / "one.csv"
+    path.write_text("Time,a,b\n2,0.5,5\n0,0.1,1\n1,0.3,3\n")
+    data = read_input(path)
+    assert data.features == ["a", "b"] and data.sequences[0].tolist() == np.float32([[0.1, 1], [0.3, 3],
+                                                                                          [0.5, 5]]).tolist()
+    path.write_text("time,a\n1,0.5\n1,0.1\n")
+    with pytest.raises(DataError, match=r"one\.csv:3: time 1 appears twice in the file \(line 2\)"):
+        read_input(path)
+    for header in ("sequence,time,step,a,label", "time,step,a"):
+        path.write_text(header + "\n" + ",".join(["s", "0", "1", "0.5", "x"][-len(header.split(",")):]) + "\n")
+        with pytest.raises(DataError, match=r"one\.csv:1: header names both 'time' and 'step'; expected one column "
+                                            r"of each step's time"):
+            read_input(path)
+
+
 def test_unknown_inputs(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DataError, match="unsupported file type '.json'"):

@@ -117,7 +117,7 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
                  f"training (std <= 1e-6 of max(|mean|, 1)): centred, not scaled, so a change at inference stays "
                  f"a change of its own size; if {'they carry' if len(constant) > 1 else 'it carries'} a real signal "
                  "(a small spread on a large offset), subtract the offset or rescale before training, since "
-                 "float32 barely resolves such a spread)")
+                 "float32 barely resolves such a spread")
     return line
 
 

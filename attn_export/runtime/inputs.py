@@ -14,7 +14,7 @@ Python 3.8-compatible and torch-free: the device runs ``python -m attn_export.ru
     in file order;
   - otherwise: the whole file is one sequence, rows = steps, columns = features; the header row is
     optional (a first row that does not parse as numbers is a header); a ``label`` column (needs the
-    header) gives the sequence's true label;
+    header) gives the sequence's true label, and a ``time`` (or ``step``) column orders its rows;
   - a directory or a glob pattern (``data/*.csv``): every matching ``.csv``, sorted by name, each read
     as above.
 
@@ -233,7 +233,12 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     lowered = [h.lower() for h in header] if header is not None else []
     group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
     label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
-    time_col = next((lowered.index(t) for t in TIME_COLUMNS if t in lowered), None) if group_col is not None else None
+    named = [t for t in TIME_COLUMNS if t in lowered]
+    if len(named) > 1:  # found by attacking: the first ordered the rows, the second was trained on as a feature
+        raise DataError(f"{p}:{first_line}: header names both {' and '.join(repr(t) for t in named)}; expected one "
+                        "column of each step's time (the other renamed, or removed)")
+    # a one-sequence file's too (found by attacking: its time column was read as a feature, its rows unordered)
+    time_col = lowered.index(named[0]) if named else None
     feature_cols = [i for i in range(width) if i not in (group_col, label_col, time_col)]
     if not feature_cols:
         raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence', 'time' and 'label'")
@@ -292,8 +297,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                                     f"{_show(text)[1:-1]} (line {then}) of sequence {_show(key)} are one number in "
                                     "float64 (about 16 significant digits); expected times that differ there (or "
                                     "a step number)")
-                raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in sequence "
-                                f"{_show(key)} (line {then}); expected each time once per sequence")
+                raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in "
+                                + (f"sequence {_show(key)}" if group_col is not None else "the file")
+                                + f" (line {then}); expected each time once per sequence")
             seen[t] = (lineno, row[time_col].strip())
             stamps.setdefault(key, array("d")).append(t)
         groups.setdefault(key, array("f")).extend(values)
