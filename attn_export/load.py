@@ -38,8 +38,10 @@ parameter, which comes before its module's submodules.
 The one reading that fits is refused, unless ``--map`` confirms it, where the same shapes are a model
 attn-export does not have (``_doubtful``): a score and a two-Linear head, a projection read by the score and
 the context, a score and a head beside a tensor of something else, a dot-product score with a learned
-query, an embedding, an activation before a part inside its nn.Sequential; and so is a Conv1d stored after
-the LSTM in a torch file. A loss function's weights kept in the state_dict (a Lightning
+query (or a v named as a query), an embedding, an activation before a part inside its nn.Sequential, W and
+v with nothing between them (consecutive members of one nn.Sequential); and so are a Conv1d stored after
+the LSTM in a torch file and two Conv1d layers with nothing between them. A normalisation layer is refused
+outright; tensors of integers or booleans (buffers) take no role. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
 
@@ -163,6 +165,7 @@ class Layout:
     head: _Part | None
     left_out: tuple[str, ...] = ()  # a loss function's weights kept in the state_dict (``_loss_weight``)
     unused: tuple[str, ...] = ()  # what ``--map NAME=none`` left out
+    buffers: tuple[str, ...] = ()  # tensors of integers or booleans (classes, masks): no weights
 
 
 @store.writes_directory("load")
@@ -304,12 +307,21 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
 
     Raises a one-line ``DataError`` that lists the parts found and what the model needs otherwise.
     """
-    parts = _parts({k.removeprefix("module."): v for k, v in state.items()})
+    # a buffer of integers or booleans (classes, a mask, a step count) holds no weights: never a role (found by
+    # attacking: an int64 ``classes`` was read as v, at load's own suggestion)
+    numbers = {k: v for k, v in state.items() if not (v.is_floating_point() or v.is_complex())}
+    parts = _parts({k.removeprefix("module."): v for k, v in state.items() if k not in numbers})
     every = {p.name for p in parts}  # before any is left out: a part left out still holds its weights
     roles = _mapped_roles(parts, mapping)
     left_out = tuple(p.name for p in parts if p.kind == "param" and p.name not in roles and _loss_weight(p.name))
     unused = tuple(name for name, role in roles.items() if role == "none")
     parts = [p for p in parts if p.name not in left_out and p.name not in unused]
+    norm = next((p for p in parts if p.kind == "norm"), None)
+    if norm is not None:
+        shapes = ", ".join(f"{k} {_shape(v)}" for k, v in norm.tensors.items())
+        raise DataError(f"{origin}: {norm.name} is a normalisation layer (LayerNorm or BatchNorm: {shapes}), which "
+                        "attn-export's model does not have, so no import computes what yours does; expected an LSTM, "
+                        "an attention score and a head (with Conv1d layers before the LSTM)")
     lstms = [p for p in parts if p.kind == "lstm"]
     projected = next((k for k in state if re.search(r"(^|\.)weight_hr_l\d+(_reverse)?$", k)), None)
     if projected is not None:
@@ -326,6 +338,9 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     _check_lstm(lstm, origin)
     d = _LstmShape.of(lstm).output
     feeds = _LstmShape.of(lstm).input
+    if feeds < 1:  # found by attacking: a traceback from torch, exit 1
+        raise DataError(f"{origin}: {lstm.name}.weight_ih_l0 is {_shape(lstm.tensors['weight_ih_l0'])}: an LSTM of 0 "
+                        "input features; expected at least one")
     # a module's own parameters come before its children's in its state_dict, so only modules tell an order;
     # and only a shape that could feed the LSTM (an attention Linear made first, or keys saved sorted, are
     # not refused: found by review)
@@ -357,6 +372,12 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
                         f"outputs, which the model does not have; expected Conv1d layers before the LSTM (if they run "
                         f"before it, say so: {confirm})")
     convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d, ordered)
+    joined = next(((a, b) for a, b in zip(convs, convs[1:]) if _adjacent(a, b) and a.name not in roles), None)
+    if joined is not None:  # found by attacking: Sequential(Conv1d, Conv1d) was read with a ReLU between them
+        parent = joined[0].name.rpartition(".")[0]
+        raise DataError(f"{origin}: {joined[0].name} and {joined[1].name} are consecutive members of one "
+                        "nn.Sequential, so nothing runs between them, where the model runs a ReLU after each Conv1d; "
+                        f"expected an activation between them (if your forward runs one, say so: --map {parent}=conv)")
     items = [p for p in parts if p.kind in ("linear", "param")]
     readings = _readings(items, d, roles)
     if not readings:
@@ -371,13 +392,16 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
         raise _unrecognised(origin, f"the layout is ambiguous, {len(readings)} readings fit: {shown}", parts, d,
                             example)
     reading = readings[0]
+    head = reading.get("head")
+    if head is not None and head.weight.shape[0] < 1:  # found by attacking: written, then refused by every command
+        raise DataError(f"{origin}: the head {head.name} is {_shape(head.weight)}: 0 outputs; expected at least one")
     doubt = _doubtful(reading, every, roles, d, ordered, feeds)
     if doubt is not None:
         example = " ".join(f"--map {part.name}={role}" for role, part in reading.items())
         raise DataError(f"{origin}: the one layout that fits reads {doubt}; expected a layout the model has: if "
                         f"the first is what it is, say so: {example}")
     return Layout(lstm, convs, reading.get("score"), reading.get("key"), reading.get("energy"), reading.get("head"),
-                  left_out, unused)
+                  left_out, unused, tuple(k.removeprefix("module.") for k in numbers))
 
 
 def state_dict_to_model(layout: Layout, base: ModelConfig) -> AttentionLSTM:
@@ -434,7 +458,7 @@ def _parts(state: dict[str, torch.Tensor]) -> list[_Part]:
         groups.setdefault(prefix, {})[short] = value
     parts = []
     for prefix, tensors in groups.items():
-        kind = _kind(tensors)
+        kind = _kind(tensors, prefix)
         if kind is not None and prefix:
             parts.append(_Part(prefix, kind, tensors))
         else:
@@ -442,8 +466,19 @@ def _parts(state: dict[str, torch.Tensor]) -> list[_Part]:
     return parts
 
 
-def _kind(tensors: dict[str, torch.Tensor]) -> str | None:
-    """lstm, linear or conv when the tensors are one such module's; None for anything else."""
+# a module named as a normalisation layer: norm, layer_norm, ln, bn2, batchnorm
+_NORM = re.compile(r"(.*_)?(norm|ln|bn|layer_?norm|batch_?norm)\d*(_.*)?", re.IGNORECASE)
+
+
+def _kind(tensors: dict[str, torch.Tensor], prefix: str = "") -> str | None:
+    """lstm, linear, conv or norm when the tensors are one such module's; None for anything else. A norm
+    (LayerNorm, BatchNorm) is 1-D weights with running statistics, a bias of the weight's shape, or a name
+    that says so (found by attacking: its weight and bias were loose parameters, and the refusal's "--map
+    NAME=none" left the LayerNorm out of a model that ran it)."""
+    if tensors and set(tensors) <= {"weight", "bias", "running_mean", "running_var"} and all(
+            t.dim() == 1 and t.shape == tensors.get("weight", t).shape for t in tensors.values()) and (
+            "running_mean" in tensors or len(tensors) > 1 or bool(_NORM.fullmatch(prefix.rpartition(".")[2]))):
+        return "norm"
     if "weight_ih_l0" in tensors and all(_LSTM_KEY.match(k) for k in tensors):
         ih, hh = tensors["weight_ih_l0"], tensors.get("weight_hh_l0")
         if hh is None:  # an LSTM missing its hh, which _check_lstm names (found by attacking: it was "no LSTM")
@@ -610,30 +645,46 @@ def _doubtful(reading: dict[str, _Part], names: set[str], roles: dict[str, str],
     if key is None or energy is None:
         return None
     additive = f"{key.name} + {energy.name} as an additive score"
+    if _adjacent(key, energy):  # found by attacking: Sequential(Linear(D, A), Linear(A, 1)) was read with a tanh
+        return (f"{additive}, v . tanh(W h + b); but they are consecutive members of one nn.Sequential, so nothing "
+                "runs between them: no tanh, which the model has")
     # a loose v of D values beside a W of (D, D), outside an attention module: a learned query or a projection
     loose_square = (energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d)
                     and not _in_attention(key, energy, head))
-    if head is None:
-        if loose_square:
-            return (f"{additive} and no head; the same shapes are a dot-product score with {energy.name} as its "
-                    f"learned query and a head {key.name}, which the model does not have")
-        return None
-    if _fits(head, "score", d) and energy.kind == "linear":
+    if head is None and loose_square:
+        return (f"{additive} and no head; the same shapes are a dot-product score with {energy.name} as its "
+                f"learned query and a head {key.name}, which the model does not have")
+    if head is not None and _fits(head, "score", d) and energy.kind == "linear":
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name} and a "
                 f"two-Linear head {key.name} -> {energy.name}, which the model does not have")
     # W and v made in one attention module that the head is outside (``attn.W``, ``attn.v``)
-    if _fits(head, "score", d) and energy.kind == "param" and not _in_attention(key, energy, head):
+    if head is not None and _fits(head, "score", d) and energy.kind == "param" and not _in_attention(key, energy,
+                                                                                                     head):
         return (f"{additive} and {head.name} as a one-output head; the same shapes are a score {head.name}, a head "
                 f"{key.name} and {energy.name} a tensor of something else (a loss weight, a prior, a bias), which "
                 f"--map {energy.name}=none would leave out")
-    if loose_square:  # as with a Linear v (found by review)
+    if head is not None and loose_square:  # as with a Linear v (found by review)
         return (f"{additive} and {head.name} as the head; the same shapes are a projection {key.name} that the score "
                 f"{energy.name} and the context both read, which the model does not have")
-    if _fits(energy, "score", d):  # in any order (found by attacking: a projection Linear(D, D) stored first)
+    if head is not None and _fits(energy, "score", d):  # in any order (found by attacking: a projection first)
         return (f"{additive} and {head.name} as the head; the same shapes are a score {energy.name} and a two-Linear "
                 f"head {key.name} -> {head.name}, or a projection {key.name} that the score {energy.name} and the "
                 f"context both read, which the model does not have")
+    if energy.kind == "param" and _QUERY.fullmatch(energy.name.rpartition(".")[2]):  # found by attacking
+        return (f"{additive}, v . tanh(W h + b); but {energy.name} is named as a query: a dot-product score "
+                f"q . (W h + b), often scaled by 1/sqrt(A), has no tanh, which the model has")
     return None
+
+
+# a loose parameter named as a dot-product attention's learned query: q, query, learned_query, query_vector
+_QUERY = re.compile(r"((learned|learnable|attn|attention|context)_)?q(uery)?(_(vec|vector|param))?", re.IGNORECASE)
+
+
+def _adjacent(first: _Part, then: _Part) -> bool:
+    """Whether ``then`` is the member right after ``first`` in one nn.Sequential (``seq.0``, ``seq.1``): no
+    activation can run between them."""
+    (a, _, i), (b, _, j) = first.name.rpartition("."), then.name.rpartition(".")
+    return bool(a) and a == b and i.isdigit() and j.isdigit() and int(j) == int(i) + 1
 
 
 # a module named as an attention: attn, attention, self_att, word_attn2 (a word of its name: not pattern, batt)
@@ -778,6 +829,8 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
         parts.append(f"left out {' and '.join(layout.left_out)} (a loss function's weights, not the model's)")
     if layout.unused:
         parts.append(f"left out {' and '.join(layout.unused)} (--map none: never read by the model)")
+    if layout.buffers:
+        parts.append(f"left out {' and '.join(layout.buffers)} (integers or booleans: no weights)")
     return ", ".join(parts)
 
 

@@ -1020,3 +1020,71 @@ def test_a_pickle_that_would_run_code_is_named_and_never_run(tmp_path: Path,
     line = _error(tmp_path, state, capsys=capsys)
     assert "needs unpickling of the Python object" in line and ".system, which attn-export refuses" in line, line
     assert "weights_only" not in line
+
+
+class _Layers(nn.Module):
+    """An LSTM of F features and H units, and the given modules after it, in order."""
+
+    def __init__(self, before: nn.Module | None = None, **after: nn.Module) -> None:
+        super().__init__()
+        if before is not None:
+            self.features = before
+        self.lstm = nn.LSTM(F if before is None else 6, H, batch_first=True)
+        for name, module in after.items():
+            setattr(self, name, module)
+
+
+class _LearnedQuery(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.key = nn.Linear(H, 7)
+        self.query = nn.Parameter(torch.randn(7))
+
+
+@pytest.mark.parametrize("module, said", [
+    # a dot-product score over a projection: q . (W h + b) / sqrt(A), no tanh
+    (lambda: _Layers(pool=_LearnedQuery(), fc=nn.Linear(H, C)),
+     "pool.key + pool.query as an additive score, v . tanh(W h + b); but pool.query is named as a query"),
+    # Sequential(Linear, Linear): nothing runs between them
+    (lambda: _Layers(attention=nn.Sequential(nn.Linear(H, 5), nn.Linear(5, 1)), fc=nn.Linear(H, C)),
+     "attention.0 + attention.1 as an additive score, v . tanh(W h + b); but they are consecutive members of one "
+     "nn.Sequential"),
+    (lambda: _Layers(nn.Sequential(nn.Conv1d(F, 6, 3, padding=1), nn.Conv1d(6, 6, 3, padding=1)),
+                     attention=nn.Linear(H, 1), fc=nn.Linear(H, C)),
+     "features.0 and features.1 are consecutive members of one nn.Sequential, so nothing runs between them, where "
+     "the model runs a ReLU after each Conv1d"),
+    (lambda: _Layers(attention=nn.Linear(H, 1), norm=nn.LayerNorm(H), fc=nn.Linear(H, C)),
+     f"norm is a normalisation layer (LayerNorm or BatchNorm: weight ({H},), bias ({H},)), which attn-export's "
+     "model does not have"),
+    (lambda: _Layers(attention=nn.Linear(H, 1), bn=nn.BatchNorm1d(H), fc=nn.Linear(H, C)), "bn is a normalisation"),
+])
+def test_a_layout_that_computes_another_model_is_refused_not_imported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], module: Any, said: str) -> None:
+    """Found by attacking with one's own modules: each was imported (exit 0, verify PASSED) as a model that
+    computes something else: a learned query's dot product read as an additive score with a tanh, two
+    Linears or two Conv1d layers with nothing between them read with a tanh or a ReLU between, and a
+    LayerNorm left out at the refusal's own suggestion (--map norm=none). Now each is one line, exit 2, that
+    suggests nothing that would drop a part the model runs."""
+    torch.manual_seed(3)
+    line = _error(tmp_path, _state(module()), capsys=capsys)
+    assert said in line, line
+    assert "=none" not in line or "normalisation" not in line
+
+
+def test_integer_buffers_are_no_weights_and_degenerate_sizes_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: an int64 ``classes`` buffer was given a role (v, at load's own suggested --map);
+    an LSTM of 0 features was a traceback; a head of 0 outputs was written, then refused by every command."""
+    torch.manual_seed(3)
+    model = ScoreAndHead()
+    state = _state(model, classes=torch.arange(C), mask=torch.ones(H, dtype=torch.bool))
+    torch.save(state, tmp_path / "user.pt")
+    assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art")]) == 0
+    said = capsys.readouterr()
+    assert "left out classes and mask (integers or booleans: no weights)" in said.out + said.err
+    (tmp_path / "z").mkdir()
+    (tmp_path / "e").mkdir()
+    zero = {**model.state_dict(), "lstm.weight_ih_l0": torch.zeros(4 * H, 0)}
+    assert "an LSTM of 0 input features; expected at least one" in _error(tmp_path / "z", zero, capsys=capsys)
+    empty = {**model.state_dict(), "fc.weight": torch.zeros(0, H), "fc.bias": torch.zeros(0)}
+    assert f"the head fc is (0, {H}): 0 outputs; expected at least one" in _error(tmp_path / "e", empty, capsys=capsys)
