@@ -68,8 +68,9 @@ def command(
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, input_path)) is not None:
             predictor.notes.append(unused)
-        check_width(data.sequences, predictor.features, input_path)
+        # named columns first: an extra or missing one is named, not counted (found by attacking)
         check_features(data.features, predictor.feature_names, input_path, data.first_rows)
+        check_width(data.sequences, predictor.features, input_path)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, input_path)
         # a stream runs its own graph, verified on other lengths (found by review); after the checks, which

@@ -309,8 +309,9 @@ def _predict(args: argparse.Namespace) -> int:
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
             predictor.notes.append(unused)
-        check_width(data.sequences, predictor.features, args.input)
+        # named columns first: an extra or missing one is named, not counted (found by attacking)
         check_features(data.features, predictor.feature_names, args.input, data.first_rows)
+        check_width(data.sequences, predictor.features, args.input)
         if predictor.head == "logits":
             check_labels(data.labels, predictor.labels, args.input)
         # a stream runs its own graph, verified on other lengths (found by review); after the checks, which
