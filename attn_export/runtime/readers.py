@@ -612,9 +612,6 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
     if x.ndim == 3:
         n, t = x.shape[0], x.shape[1]
         if lengths is None:
-            # sequences ending in runs of all-NaN steps of different lengths are NaN padding, not gaps: filled
-            # under ffill, it was trained on as data that predict refuses (found by attacking). One such run,
-            # or runs of one length, may be a sensor's last steps lost (a univariate series' last value): filled
             refuse_nan_padding(p, list(x32), lambda i: f"sequence {i}",
                                "lengths [N] for a padded x, which has none (or those steps removed)")
             lengths = np.full(n, t, dtype=np.int64)
