@@ -28,7 +28,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Iterable, NoReturn
 
 __all__ = [
     "AttnExportError",
@@ -47,6 +47,7 @@ __all__ = [
     "empty_path",
     "from_os_error",
     "is_out_of_memory",
+    "listed",
     "out_of_memory",
     "printable",
     "run_command_line",
@@ -218,6 +219,12 @@ def shell_word(path: "os.PathLike[str] | str") -> str:
     import shlex
 
     return shlex.quote(os.fspath(path))
+
+
+def listed(names: "Iterable[str]", last: str = "and") -> str:
+    """``names`` as words in a message: "a", "a and b", "a, b and c" (``last``: "or" for "a, b or c")."""
+    items = list(names)
+    return f" {last} ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def printable(text: str, limit: int = 0) -> str:

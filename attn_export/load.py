@@ -39,8 +39,8 @@ The one reading that fits is refused, unless ``--map`` confirms it, where the sa
 attn-export does not have (``_doubtful``): a score and a two-Linear head, a projection read by the score and
 the context, a score and a head beside a tensor of something else, a dot-product score with a learned
 query (or a v named as a query), an embedding, an activation before a part inside its nn.Sequential, W and
-v with nothing between them (consecutive members of one nn.Sequential); and so are a Conv1d stored after
-the LSTM in a torch file and two Conv1d layers with nothing between them. A normalisation layer is refused
+v that may have nothing between them (consecutive members of one nn.Sequential or nn.ModuleList); and so is
+a Conv1d stored after the LSTM in a torch file. A normalisation layer is refused
 outright; tensors of integers or booleans (buffers) take no role. A loss function's weights kept in the state_dict (a Lightning
 module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
 says so: a ``class_weights`` of C values had been read as an additive v.
@@ -319,9 +319,9 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     norm = next((p for p in parts if p.kind == "norm"), None)
     if norm is not None:
         shapes = ", ".join(f"{k} {_shape(v)}" for k, v in norm.tensors.items())
-        raise DataError(f"{origin}: {norm.name} is a normalisation layer (LayerNorm or BatchNorm: {shapes}), which "
-                        "attn-export's model does not have, so no import computes what yours does; expected an LSTM, "
-                        "an attention score and a head (with Conv1d layers before the LSTM)")
+        raise DataError(f"{origin}: {norm.name} is a normalisation layer or a PReLU (LayerNorm, BatchNorm, RMSNorm: "
+                        f"{shapes}), which attn-export's model does not have, so no import computes what yours does; "
+                        "expected an LSTM, an attention score and a head (with Conv1d layers before the LSTM)")
     lstms = [p for p in parts if p.kind == "lstm"]
     projected = next((k for k in state if re.search(r"(^|\.)weight_hr_l\d+(_reverse)?$", k)), None)
     if projected is not None:
@@ -372,12 +372,6 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
                         f"outputs, which the model does not have; expected Conv1d layers before the LSTM (if they run "
                         f"before it, say so: {confirm})")
     convs = _conv_order(parts, roles, _LstmShape.of(lstm).input, origin, d, ordered)
-    joined = next(((a, b) for a, b in zip(convs, convs[1:]) if _adjacent(a, b) and a.name not in roles), None)
-    if joined is not None:  # found by attacking: Sequential(Conv1d, Conv1d) was read with a ReLU between them
-        parent = joined[0].name.rpartition(".")[0]
-        raise DataError(f"{origin}: {joined[0].name} and {joined[1].name} are consecutive members of one "
-                        "nn.Sequential, so nothing runs between them, where the model runs a ReLU after each Conv1d; "
-                        f"expected an activation between them (if your forward runs one, say so: --map {parent}=conv)")
     items = [p for p in parts if p.kind in ("linear", "param")]
     readings = _readings(items, d, roles)
     if not readings:
@@ -466,8 +460,9 @@ def _parts(state: dict[str, torch.Tensor]) -> list[_Part]:
     return parts
 
 
-# a module named as a normalisation layer: norm, layer_norm, ln, bn2, batchnorm
-_NORM = re.compile(r"(.*_)?(norm|ln|bn|layer_?norm|batch_?norm)\d*(_.*)?", re.IGNORECASE)
+# a module named as a normalisation layer (norm, layer_norm, rmsnorm, ln_f, bn2) or a PReLU: 1-D weights that
+# scale each feature, which the model does not have (found by review: ``rmsnorm`` had been missed)
+_NORM = re.compile(r"(norm|ln|bn|prelu)\d*($|_)", re.IGNORECASE)
 
 
 def _kind(tensors: dict[str, torch.Tensor], prefix: str = "") -> str | None:
@@ -477,7 +472,7 @@ def _kind(tensors: dict[str, torch.Tensor], prefix: str = "") -> str | None:
     NAME=none" left the LayerNorm out of a model that ran it)."""
     if tensors and set(tensors) <= {"weight", "bias", "running_mean", "running_var"} and all(
             t.dim() == 1 and t.shape == tensors.get("weight", t).shape for t in tensors.values()) and (
-            "running_mean" in tensors or len(tensors) > 1 or bool(_NORM.fullmatch(prefix.rpartition(".")[2]))):
+            "running_mean" in tensors or len(tensors) > 1 or bool(_NORM.search(prefix.rpartition(".")[2]))):
         return "norm"
     if "weight_ih_l0" in tensors and all(_LSTM_KEY.match(k) for k in tensors):
         ih, hh = tensors["weight_ih_l0"], tensors.get("weight_hh_l0")
@@ -646,8 +641,8 @@ def _doubtful(reading: dict[str, _Part], names: set[str], roles: dict[str, str],
         return None
     additive = f"{key.name} + {energy.name} as an additive score"
     if _adjacent(key, energy):  # found by attacking: Sequential(Linear(D, A), Linear(A, 1)) was read with a tanh
-        return (f"{additive}, v . tanh(W h + b); but they are consecutive members of one nn.Sequential, so nothing "
-                "runs between them: no tanh, which the model has")
+        return (f"{additive}, v . tanh(W h + b); but they are consecutive members of one nn.Sequential (or "
+                "nn.ModuleList): in a Sequential nothing runs between them, no tanh, which the model has")
     # a loose v of D values beside a W of (D, D), outside an attention module: a learned query or a projection
     loose_square = (energy.kind == "param" and _energy_size(energy) == d and tuple(key.weight.shape) == (d, d)
                     and not _in_attention(key, energy, head))
@@ -681,8 +676,9 @@ _QUERY = re.compile(r"((learned|learnable|attn|attention|context)_)?q(uery)?(_(v
 
 
 def _adjacent(first: _Part, then: _Part) -> bool:
-    """Whether ``then`` is the member right after ``first`` in one nn.Sequential (``seq.0``, ``seq.1``): no
-    activation can run between them."""
+    """Whether ``then`` is the member right after ``first`` in one nn.Sequential or nn.ModuleList (``seq.0``,
+    ``seq.1``): in a Sequential no activation can run between them. (Two Conv1d so stored are not refused: a
+    ModuleList's loop usually runs a ReLU between them, found by review.)"""
     (a, _, i), (b, _, j) = first.name.rpartition("."), then.name.rpartition(".")
     return bool(a) and a == b and i.isdigit() and j.isdigit() and int(j) == int(i) + 1
 

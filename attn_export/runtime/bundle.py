@@ -48,7 +48,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .. import __version__
-from ..errors import BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, shell_word
+from ..errors import (BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, listed,
+                      shell_word)
 from . import store, schema
 from .backends import REGISTRY
 from .backends.onnxrt import EXACT_INT8, plain_session_needs
@@ -535,23 +536,23 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   them="them" if len(per_row) > 1 else "it",
                                   openvino=OPENVINO_PADDED.format(them="them" if len(per_row) > 1 else "it")
                                   if info.recipe.get("model", {}).get("bidirectional") else "")
-    int8 = {f: p for p in EXACT_INT8 for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents}
-    graphs = {f: parse_graph(contents[f], f) for f in int8}
-    needs = {f: plain_session_needs(p, graphs[f]) for f, p in int8.items()}
     if target == "cpu":  # a Jetson is ARM; a Triton bundle ships no INT8 graph
+        int8 = {f: p for p in EXACT_INT8 for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents}
+        graphs = {f: parse_graph(contents[f], f) for f in int8}
+        needs = {f: plain_session_needs(p, graphs[f]) for f, p in int8.items()}
         for words, shipped in ((EXACT_PRODUCTS, [f for f, key in needs.items() if key]),
                                (UNSIGNED_PRODUCTS, [f for f, key in needs.items() if not key])):
             if shipped:
                 body += words.format(
-                    names=_listed(f"`{f}`" for f in shipped), them="them" if len(shipped) > 1 else "it",
+                    names=listed(f"`{f}`" for f in shipped), them="them" if len(shipped) > 1 else "it",
                     its="their" if len(shipped) > 1 else "its", verb="store" if len(shipped) > 1 else "stores",
-                    keys="\n".join(f"- `{key}` for {_listed(f'`{f}`' for f in shipped if needs[f] == key)}"
+                    keys="\n".join(f"- `{key}` for {listed(f'`{f}`' for f in shipped if needs[f] == key)}"
                                    for key in dict.fromkeys(needs[f] for f in shipped)))
         older = [f for f, p in int8.items() if p == "int8-dynamic" and needs[f]]
         if older:
             many = len(older) > 1
             conv = any(n.op_type == "ConvInteger" for f in older for n in graphs[f].nodes)
-            notes.append(OLDER_DYNAMIC.format(names=_listed(older), were="were" if many else "was",
+            notes.append(OLDER_DYNAMIC.format(names=listed(older), were="were" if many else "was",
                                               them="them" if many else "it",
                                               conv=OLDER_CONV.format(its="their" if many else "its") if conv else ""))
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
@@ -603,12 +604,6 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 def _triton_batch(info: Any) -> int:
     """The rows a Triton request may hold (``max_batch_size``): the recipe's ``build.max_batch``, else 32."""
     return int(info.build.max_batch or 32)
-
-
-def _listed(names: Any) -> str:
-    """``names`` as words: "a", "a and b", "a, b and c"."""
-    items = list(names)
-    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 def _repository(contents: Dict[str, bytes], info: Any) -> Dict[str, bytes]:

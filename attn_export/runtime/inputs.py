@@ -233,12 +233,12 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     lowered = [h.lower() for h in header] if header is not None else []
     group_col = lowered.index(SEQUENCE_COLUMN) if SEQUENCE_COLUMN in lowered else None
     label_col = lowered.index(LABEL_COLUMN) if LABEL_COLUMN in lowered else None
-    named = [t for t in TIME_COLUMNS if t in lowered]
+    named = [lowered.index(t) for t in TIME_COLUMNS if t in lowered]
     if len(named) > 1:  # found by attacking: the first ordered the rows, the second was trained on as a feature
-        raise DataError(f"{p}:{first_line}: header names both {' and '.join(repr(t) for t in named)}; expected one "
-                        "column of each step's time (the other renamed, or removed)")
+        raise DataError(f"{p}:{first_line}: header names both {' and '.join(_show((header or [])[i]) for i in named)}; "
+                        "expected one column of each step's time (the other renamed, or removed)")
     # a one-sequence file's too (found by attacking: its time column was read as a feature, its rows unordered)
-    time_col = lowered.index(named[0]) if named else None
+    time_col = named[0] if named else None
     feature_cols = [i for i in range(width) if i not in (group_col, label_col, time_col)]
     if not feature_cols:
         raise DataError(f"{p}: no feature columns; expected at least one besides 'sequence', 'time' and 'label'")
@@ -292,14 +292,13 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             seen = times.setdefault(key, {})
             if t in seen:
                 then, text = seen[t]
+                where = f"sequence {_show(key)}" if group_col is not None else "the file"
                 if text != row[time_col].strip():  # found by attacking: 1e17 and 100000000000000001 "appear twice"
                     raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} and time "
-                                    f"{_show(text)[1:-1]} (line {then}) of sequence {_show(key)} are one number in "
-                                    "float64 (about 16 significant digits); expected times that differ there (or "
-                                    "a step number)")
-                raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in "
-                                + (f"sequence {_show(key)}" if group_col is not None else "the file")
-                                + f" (line {then}); expected each time once per sequence")
+                                    f"{_show(text)[1:-1]} (line {then}) of {where} are one number in float64 (about "
+                                    "16 significant digits); expected times that differ there (or a step number)")
+                raise DataError(f"{p}:{lineno}: time {_show(row[time_col].strip())[1:-1]} appears twice in {where} "
+                                f"(line {then}); expected each time once per sequence")
             seen[t] = (lineno, row[time_col].strip())
             stamps.setdefault(key, array("d")).append(t)
         groups.setdefault(key, array("f")).extend(values)
@@ -358,8 +357,13 @@ def check_features(given: Optional[Sequence[str]], expected: Optional[Sequence[s
         return name.strip() if folds[name.strip().casefold()] > 1 else name.strip().casefold()
 
     if given is not None and expected is not None and [key(n) for n in given] != [key(n) for n in expected]:
+        # what differs, said: past 12 names the two lists printed alike (found by review)
+        extra = [n for n in given if key(n) not in {key(m) for m in expected}]
+        missing = [n for n in expected if key(n) not in {key(m) for m in given}]
+        differs = [f"{what}: {_names(names)}" for what, names in (("not the model's", extra), ("missing", missing))
+                   if names]
         raise DataError(f"{source}: feature columns {_names(given)}; expected {_names(expected)} in this order "
-                        "(the training data's columns)")
+                        "(the training data's columns)" + ("; " + "; ".join(differs) if differs else ""))
     names = [_number(n) for n in expected or ()]
     if not names or None in names:
         return  # a name that is not a number is never a step's value

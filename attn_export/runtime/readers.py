@@ -108,13 +108,21 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
                      for c, g in zip(seq.T, gaps.T)], axis=1)
 
 
+def _trailing_gaps(s: np.ndarray) -> int:
+    """How many of ``s``'s last steps [T, F] are NaN in every feature."""
+    return int(np.logical_and.accumulate(np.isnan(s).all(axis=1)[::-1]).sum()) if s.size else 0
+
+
 def refuse_nan_padding(p: str, seqs: Sequence[np.ndarray], name: Callable[[int], str], expected: str) -> None:
-    """DataError where sequences end in runs of steps NaN in every feature, of two lengths or more: padding,
-    not gaps (found by attacking: filled under ffill, it was trained on as data that predict refuses; the UCR
-    archive pads its variable-length sets so). One such run, or runs of one length, may be a sensor's last
-    steps lost (a univariate series' last value): filled. ``name(i)``: how the message names sequence i."""
-    tails = [int(np.logical_and.accumulate(np.isnan(s).all(axis=1)[::-1]).sum()) if s.size else 0 for s in seqs]
-    if len({k for k in tails if k}) >= 2:
+    """DataError where sequences of one length end in runs of steps NaN in every feature, of two lengths or
+    more, and hold no other NaN: padding to a common length, not gaps (found by attacking: filled under ffill,
+    it was trained on as data that predict refuses; the UCR archive pads its variable-length sets so). A NaN
+    anywhere else makes them gaps, all filled (found by review: random gaps in one feature end some sequences
+    too), and so do one such run, or runs of one length (a univariate series' last value lost).
+    ``name(i)``: how the message names sequence i."""
+    tails = [_trailing_gaps(s) for s in seqs]
+    inside = any(np.isnan(s[: len(s) - k]).any() for s, k in zip(seqs, tails))
+    if len({k for k in tails if k}) >= 2 and len({len(s) for s in seqs}) == 1 and not inside:
         i = next(i for i, k in enumerate(tails) if k)
         raise DataError(f"{p}: {name(i)} ends in {tails[i]} step(s) of NaN in every feature, and others in runs of "
                         f"other lengths, as padding does; expected {expected}")
@@ -195,10 +203,12 @@ def _missing_in_series(path: str, lineno: int, fields: Sequence[str], series: np
     miss = np.isnan(series.T)
     c = int(np.argmax(miss.any(axis=1)))
     j = int(np.argmax(miss[c]))
-    padded = bool(miss.all(axis=0)[-1])
-    hint = ("a series ends in steps missing in every channel, as padding does: a .ts series may be shorter "
-            "than the others, so drop them" if padded else "for training data, a recipe may set [data] missing = "
-            "\"ffill\" or \"zero\"; predict takes finite values only")
+    fill = "a recipe may set [data] missing = \"ffill\" or \"zero\""
+    k = _trailing_gaps(series)
+    padded = k > 0 and not miss[:, : len(series) - k].any()  # missing only in its last steps, in every channel
+    hint = (f"its last {k} step(s) are missing in every channel and nothing else is, as padding is: a .ts series may "
+            f"be shorter than the others, so drop them; if they are gaps in training data, {fill}" if padded else
+            f"for training data, {fill}; predict takes finite values only")
     return DataError(f"{path}:{lineno}: missing value {_show(fields[c].split(',')[j].strip())} in channel {c + 1} "
                      f"(value {j + 1}); expected no missing values ({hint})")
 

@@ -34,8 +34,9 @@ Provider = Union[str, Tuple[str, Dict[str, Any]]]
 # u8 x s8 products in 16 bits, saturating (VPMADDUBSW); with VNNI or AMX they add them in 32 bits, exactly. So
 # on a CPU without it a session of an INT8 graph gets the option that keeps its products exact: a dynamic
 # graph's s8 weights shifted to u8 (u8 x u8), a Q/DQ graph's activations kept s8 (s8 x s8, which symmetric
-# quantisation keeps in range; the other option leaves its activation-by-activation MatMul u8 x s8, and both
-# together fail to load: no s8 x u8 QGemm). An INT8 graph then gives on every x86 CPU the integers a VNNI one
+# quantisation keeps in range; chosen when the Q/DQ graph still quantised the attention's product of two
+# activations, which the other option left u8 x s8; both together fail to load: no s8 x u8 QGemm). An INT8
+# graph then gives on every x86 CPU the integers a VNNI one
 # gives, so a verdict judged on one holds on the other (measured under QEMU's Haswell, README). Where VNNI is,
 # the products are exact either way: the Q/DQ graph's option is not set there (s8 x s8 took 1.13-1.16x the
 # time at 1 x 128 and 32 x 128 on an Intel Xeon with AMX), the dynamic graph's is (u8 x u8 took 0.79-0.89x

@@ -11,7 +11,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any, List, Mapping
 
-from ...errors import NotAvailable
+from ...errors import NotAvailable, listed
 from .precision import parse_version
 
 __all__ = ["HOST_CODE_ENV", "Here", "foreign_problems", "platform_of", "this_machine"]
@@ -61,8 +61,7 @@ def foreign_problems(entry: Mapping[str, Any], here: Here) -> List[str]:
             problems.append(f"it is version-compatible from TensorRT {entry.get('tensorrt')} on, and this machine "
                             f"has the older TensorRT {here.tensorrt}")
         elif now[0] != built[0] and now[0] not in LATER_MAJORS.get(built[0], ()):
-            majors = [str(m) for m in (built[0], *LATER_MAJORS.get(built[0], ()))]
-            runs = " or ".join([", ".join(majors[:-1]), majors[-1]] if len(majors) > 1 else majors)
+            runs = listed((str(m) for m in (built[0], *LATER_MAJORS.get(built[0], ()))), "or")
             problems.append(f"it is version-compatible from TensorRT {entry.get('tensorrt')} on, which a runtime of "
                             f"TensorRT {runs} runs, and this machine has TensorRT {here.tensorrt}")
     elif built != now:

@@ -346,8 +346,9 @@ def _node_rules(node: Node, graph: Graph, where: Target) -> List[Finding]:
     elif op == "Squeeze" and not (len(node.inputs) > 1 and node.inputs[1]) and "axes" not in a:
         # every line's importer up to 11.4 asserts "!isDynamic(shape): Cannot infer squeeze dimensions from a
         # dynamic shape! Please re-export your model with the Squeeze axes input set" (found by re-reading
-        # TensorRT 11's notes: 11.5 added a Squeeze without axes); a graph whose inputs are all static passes
-        if any(not isinstance(d, int) for v in graph.inputs for d in v.dims):
+        # TensorRT 11's notes: 11.5 added a Squeeze without axes); a graph whose inputs are all static passes, and
+        # so does the Squeeze of a constant (the graph's shapes are not inferred here: any other is taken as dynamic)
+        if node.inputs[0] not in graph.constants and any(not isinstance(d, int) for v in graph.inputs for d in v.dims):
             out.append(Finding(label, f"a Squeeze without axes in a graph of dynamic shapes, whose squeezed "
                                       f"dimensions TensorRT {trt}'s importer cannot infer", name,
                                "name the axes (in PyTorch, x.squeeze(dim)) and export again"))
