@@ -13,8 +13,9 @@ the file is decoded as UTF-8 with an optional byte-order mark. After ``@data``, 
 channels separated by ``:``, values by ``,``, and (with ``@classLabel true`` or ``@targetLabel true``)
 the label after the last ``:``. ``?`` and ``NaN`` are missing values, handled by ``missing``:
 ``"error"`` refuses them, ``"ffill"`` forward-fills within each channel (leading gaps take the first
-valid value, an all-missing channel becomes 0), ``"zero"`` writes 0. Series may differ in length; the
-channels of one series may not. ``inf`` and values beyond float32 are refused under every policy.
+valid value, an all-missing channel becomes 0), ``"zero"`` writes 0; NaN padding to a common length is
+refused under every policy (``refuse_nan_padding``). Series may differ in length; the channels of one
+series may not. ``inf`` and values beyond float32 are refused under every policy.
 
 * ``@classLabel false``: no label field; the raw labels come back as empty strings and the declared
   labels as ``None``. ``load_splits`` refuses such a file (training needs labels); ``predict`` can read it.
