@@ -41,9 +41,9 @@ the context, a score and a head beside a tensor of something else, a dot-product
 query (or a v named as a query), an embedding, an activation before a part inside its nn.Sequential, W and
 v that may have nothing between them (consecutive members of one nn.Sequential or nn.ModuleList); and so is
 a Conv1d stored after the LSTM in a torch file. A normalisation layer is refused
-outright; tensors of integers or booleans (buffers) take no role. A loss function's weights kept in the state_dict (a Lightning
-module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left out, and ``load``
-says so: a ``class_weights`` of C values had been read as an additive v.
+outright; tensors of integers or booleans (buffers) take no role. A loss function's weights kept in the
+state_dict (a Lightning module's ``criterion.weight``, a ``class_weights`` or ``pos_weight`` tensor) are left
+out, and ``load`` says so: a ``class_weights`` of C values had been read as an additive v.
 
 A ``module.`` prefix (DataParallel) is dropped. The weights cannot tell a classifier from a regressor: a head
 imports as classification (labels "0" ... "C-1", what ``predict`` prints for them anyway), or as regression

@@ -485,8 +485,9 @@ def _unsigned_weights(proto: Any) -> None:
     """Stores the s8 weights of ``proto``'s integer operators (``INTEGER_WEIGHTS``), with their zero points, as
     u8, each value plus 128: the same integers, multiplied u8 x u8, which ONNX Runtime adds exactly on every
     CPU, so a plain ``InferenceSession`` computes on an x86 CPU without VNNI the integers verify's CPU computed
-    (u8 x s8 saturates there: ``exact_int8``). Hand-written: ONNX Runtime's quantiser makes an LSTM's weights s8 whatever
-    ``weight_type`` says (its operators/lstm.py), and its QUInt8 elsewhere is another grid, not these integers."""
+    (u8 x s8 saturates there: ``exact_int8``). Hand-written: ONNX Runtime's quantiser makes an LSTM's weights s8
+    whatever ``weight_type`` says (its operators/lstm.py), and its QUInt8 elsewhere is another grid, not these
+    integers."""
     from onnx import TensorProto, numpy_helper
 
     tensors = {t.name: t for t in proto.graph.initializer}
