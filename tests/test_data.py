@@ -606,8 +606,8 @@ def test_nan_padding_in_a_ts_or_csv_is_refused_not_filled(tmp_path: Path, missin
     with pytest.raises(DataError) as e:
         read_ts(padded)
     assert "expected no missing values (its last 1 step(s) are missing in every channel and nothing else is, as " \
-           "padding is: a .ts series may be shorter than the others, so drop them; if they are gaps in training " \
-           "data, a recipe may set [data] missing" in one_line_error(e)
+           "padding is: a .ts series may be shorter than the others, so drop them; if they are gaps, a recipe may set " \
+           "[data] missing" in one_line_error(e)
     lost = write(tmp_path, HEADER + "1,2,3,NaN:4,5,6,NaN:a\n1,2,9,NaN:4,5,?,NaN:b\n")  # one run length: gaps
     assert [len(q) for q in read_ts(lost, missing=missing)[0]] == [4, 4]
     # found by review: random gaps in one feature end some series too, in runs of two lengths; a gap inside
@@ -615,7 +615,7 @@ def test_nan_padding_in_a_ts_or_csv_is_refused_not_filled(tmp_path: Path, missin
     gappy = write(tmp_path, "@problemName T\n@dimensions 1\n@classLabel true a b\n@data\n"
                             "1,2,?,4,?:a\n1,?,3,?,?:b\n1,2,3,4,5:a\n")
     assert [len(q) for q in read_ts(gappy, missing=missing)[0]] == [5, 5, 5]
-    with pytest.raises(DataError, match=r"for training data, a recipe may set \[data\] missing"):
+    with pytest.raises(DataError, match=r"a recipe may set \[data\] missing = \"ffill\" or \"zero\", and its model.s predict then fills gaps the same way"):
         read_ts(gappy)
     rows = [f"s{k},{t},{'NaN' if t >= n else t},{'' if t >= n else 1},x" for k, n in ((1, 3), (2, 2), (3, 4))
             for t in range(4)]

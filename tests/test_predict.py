@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -771,3 +772,110 @@ def test_ids_print_as_given_and_apart_on_a_terminal_and_in_tsv(model_dir: Path, 
     assert rows == ["run[left]", "a\\tb", "a\\\\tb"], rows  # three ids, three cells
     shown = cli_on_terminal("predict", str(tmp_path / "in.csv"), "--dir", str(model_dir))
     assert shown.returncode == 0 and "run[left]" in shown.stdout and "run\\[left]" not in shown.stdout, shown.stdout
+
+
+@pytest.fixture(scope="module", params=["ffill", "zero"])
+def filling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A tiny model trained from a .csv under a filling [data] missing policy, its model.onnx verified."""
+    from attn_export.data import synthetic
+
+    folder = tmp_path_factory.mktemp(f"fill-{request.param}")
+    data = synthetic(200, 3, 2, 8, 24, 0)
+    train = grouped_csv(folder / "train.csv", list(data.sequences),
+                        [data.labels[int(k)] for k in data.y])
+    directory = folder / "model"
+    settings = {"data.name": "files", "data.train": str(train), "data.missing": request.param,
+                "model.hidden_size": 8, "train.epochs": 2}
+    for args in (("train", str(directory), *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]),
+                 ("export", str(directory))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    mark_verified(directory, "model.onnx")
+    return request.param, directory
+
+
+def filled_by_hand(seq: np.ndarray, policy: str) -> np.ndarray:
+    """What training did to a gap, written out step by step: ffill carries the last value forward (a leading
+    gap takes the first value, a channel with none is 0); zero writes 0."""
+    out = seq.copy()
+    for c in range(seq.shape[1]):
+        valid = [t for t in range(len(seq)) if not np.isnan(seq[t, c])]
+        for t in range(len(seq)):
+            if np.isnan(seq[t, c]):
+                before = [u for u in valid if u < t]
+                out[t, c] = (0.0 if policy == "zero" or not valid else seq[before[-1] if before else valid[0], c])
+    return out
+
+
+def test_predict_fills_gaps_as_the_models_training_data_were_filled(filling: tuple, tmp_path: Path) -> None:
+    """Found by an attack: a model trained with [data] missing = "ffill" refused predict's input with the same
+    gaps. In every input format and on both command lines, gaps now give the answers of the input filled as
+    training filled it, with a note; the Python API names the policy and the function that applies it."""
+    policy, directory = filling
+    rng = np.random.default_rng(5)
+    seqs = sequences(directory, 6, seed=4)
+    gappy = [np.where(rng.random(s.shape) < 0.2, np.float32(np.nan), s) for s in seqs]
+    gappy[0][:3, 0] = np.nan  # leading gaps
+    gappy[1][:, 1] = np.nan  # a channel with no value
+    holes = sum(int(np.isnan(s).sum()) for s in gappy)
+    filled = [filled_by_hand(s, policy) for s in gappy]
+    expected = predict_json(str(grouped_csv(tmp_path / "filled.csv", filled, None)), "--dir", str(directory))
+    words = iter(["NA", "", "?", "nan", "null"])  # what a CSV writer leaves in a gap
+    rows = [[f"s{i}", *[next(words, "NA") if np.isnan(v) else repr(float(v)) for v in step]]
+            for i, s in enumerate(gappy) for step in s]
+    longest = max(len(s) for s in gappy)
+    x = np.zeros((len(gappy), longest, gappy[0].shape[1]), np.float32)
+    for i, s in enumerate(gappy):
+        x[i, : len(s)] = s
+    np.savez(tmp_path / "gappy.npz", x=x, lengths=[len(s) for s in gappy])
+    inputs = [write_csv(tmp_path / "gappy.csv", rows, ["sequence"] + [f"f{j}" for j in range(x.shape[2])]),
+              write_ts(tmp_path / "gappy.ts", gappy, None), tmp_path / "gappy.npz"]
+    for source in inputs:
+        result = cli("predict", str(source), "--dir", str(directory), "--json")
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout)["predictions"]
+        assert [p["probability"] for p in got] == [p["probability"] for p in expected["predictions"]], source
+        table = cli("predict", str(source), "--dir", str(directory))
+        assert (f"note: {holes} missing value(s) in the input filled by [data] missing = '{policy}', as the model's "
+                "training data's were") in table.stderr
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(directory),
+                             str(inputs[0]), "--json"], capture_output=True, text=True, timeout=120)
+    assert device.returncode == 0, device.stderr
+    assert json.loads(device.stdout)["predictions"] == expected["predictions"]
+    from attn_export.runtime import Predictor
+
+    with Predictor.load(directory) as predictor, pytest.raises(BadInput) as refused:
+        predictor.predict(gappy[:1])
+    assert f"attn_export.runtime.readers.fill_gaps(sequence, '{policy}') fills them the same way" in str(refused.value)
+
+
+def test_a_model_trained_without_gaps_refuses_them_and_says_what_would_fill_them(model_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    gappy = write_csv(tmp_path / "g.csv", [["s0", 1.0, "NA", 0.5, 0.1], ["s0", 1.0, 0.2, 0.5, 0.1]],
+                      ["sequence", "f0", "f1", "f2", "f3"])
+    result = cli("predict", str(gappy), "--dir", str(model_dir))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"{gappy}:2: f1 = 'NA'; expected a finite number (a recipe may set [data] missing = \"ffill\" or "
+            "\"zero\", and its model's predict then fills gaps the same way)") in result.stderr
+
+
+def test_info_and_a_bundles_readme_name_the_features_classes_and_what_a_gap_becomes(filling: tuple,
+                                                                                      model_dir: Path,
+                                                                                      tmp_path: Path) -> None:
+    """Found by attacking: a device user learnt the CSV columns and the gap policy only from a refusal."""
+    policy, directory = filling
+    for folder, names, missing in ((directory, ["f0", "f1", "f2"], policy), (model_dir, None, "error")):
+        info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(folder), "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert info.returncode == 0, info.stderr
+        assert (json.loads(info.stdout)["feature_names"], json.loads(info.stdout)["missing"]) == (names, missing)
+    text = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory)],
+                          capture_output=True, text=True, timeout=120).stdout.splitlines()
+    assert text[1] == (f"  features  f0, f1, f2 (a .csv header is matched to these names); a gap is filled by "
+                       f"'{policy}', as the training data's were ([data] missing)")
+    assert text[2] == "  classes   0, 1"
+    assert cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz")).returncode == 0
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        readme = " ".join(tar.extractfile("README.md").read().decode().split())
+    assert (f"The model's 3 features per step: f0, f1, f2 (a .csv header is matched to these names). A gap in INPUT is "
+            f"filled by '{policy}', as the training data's were ([data] missing)") in readme

@@ -56,14 +56,17 @@ def command(
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
     from ..runtime import Predictor
-    from ..runtime.cli import (about, prediction_rows, prediction_table, predict_request, shown, stream_document,
-                               stream_table)
-    from ..runtime.inputs import accuracy, check_features, check_labels, check_width, read_input, unused_truth
+    from ..runtime.cli import (about, input_policy, prediction_rows, prediction_table, predict_request, shown,
+                               stream_document, stream_table)
+    from ..runtime.inputs import (accuracy, check_features, check_labels, check_width, filled_note, read_input,
+                                  unused_truth)
 
-    data = read_input(input_path)
+    data = read_input(input_path, input_policy(directory))  # gaps filled as the training data's were
     predict_request(directory, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
     with Predictor.load(directory, backend=backend, precision=precision.value,
                         allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None) as predictor:
+        if data.filled:
+            predictor.notes.append(filled_note(data, predictor.missing))
         if not given(ctx, "backend", "precision") and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, input_path)) is not None:

@@ -190,6 +190,19 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
         raise BadInput(f"{directory}: its model cannot stream exactly: {reason}")
 
 
+def input_policy(directory: Union[str, Path]) -> str:
+    """The ``[data] missing`` policy by which ``predict`` reads its input (``ModelInfo.missing``): the one
+    ``directory``'s model.json records, read before the model is loaded so that a bad input is said first;
+    ``error`` where there is none to read (loading then says why)."""
+    from .store import Store
+
+    try:
+        with Store.load(directory) as store:
+            return store.info.missing
+    except AttnExportError:
+        return "error"
+
+
 def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int,
                     labels: Optional[Sequence[str]] = None, attention: bool = False) -> Dict[str, Any]:
     """``predict --stream CHUNK``: each sequence fed to the stream graph ``chunk`` steps at a time (one
@@ -295,16 +308,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inputs import accuracy, check_features, check_labels, check_width, read_input, unused_truth
+    from .inputs import accuracy, check_features, check_labels, check_width, filled_note, read_input, unused_truth
     from .predictor import Predictor
 
-    data = read_input(args.input)
+    data = read_input(args.input, input_policy(args.directory))  # gaps filled as the training data's were
     predict_request(args.directory, args.stream, args.attention, args.json,
                     [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
                      if value is not None])
     with Predictor.load(args.directory, backend=args.backend or "auto", precision=args.precision or "fp32",
                         allow_unverified=args.allow_unverified, threads=args.threads or None,
                         batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
+        if data.filled:
+            predictor.notes.append(filled_note(data, predictor.missing))
         if args.backend is None and args.precision is None and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
@@ -366,6 +381,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .bundle import not_verified, recommendation
+    from .inputs import gap_words, named_features
     from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
@@ -396,13 +412,19 @@ def _info(args: argparse.Namespace) -> int:
     backends = status()
     settings = not_default(info.verify)
     out = {"directory": str(args.directory), "inputs": info.input_size, "outputs": info.num_outputs,
-           "head": info.head, "labels": list(info.labels), "artifacts": files, "backends": backends,
+           "head": info.head, "labels": list(info.labels),
+           "feature_names": None if info.feature_names is None else list(info.feature_names), "missing": info.missing,
+           "artifacts": files, "backends": backends,
            "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt, "recommended": pick,
            "recipe_settings": settings}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
+    print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing)}")
+    if info.labels:
+        print(f"  classes   {', '.join(printable(label, 40) for label in info.labels[:12])}"
+              + (f" ... ({len(info.labels)} in all)" if len(info.labels) > 12 else ""))
     for name, state in files.items():
         verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]] + (
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")

@@ -18,7 +18,9 @@ Python 3.8-compatible and torch-free: the device runs ``python -m attn_export.ru
   - a directory or a glob pattern (``data/*.csv``): every matching ``.csv``, sorted by name, each read
     as above.
 
-  Empty cells, ``nan`` and ``inf`` are refused (the backends refuse non-finite input).
+  ``inf`` is refused (the backends refuse non-finite input). A missing value (an empty cell, ``nan``, ``?``,
+  ``NA``...) is filled as the model's training data's were (its recipe's ``[data] missing``: ``ffill`` or
+  ``zero``), or refused where that was ``error``; so are NaN gaps in ``.ts`` and ``.npz`` files.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import FLOAT32_MAX, _read_ts, _show, fill_gaps, read_npz, read_text, refuse_nan_padding, strict_float
+from .readers import (FILL_HINT, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, read_npz_filled, read_text,
+                      refuse_nan_padding, strict_float)
 from ..errors import DataError, empty_path, printable
 
-__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "read_csv", "read_input",
-           "unused_truth"]
+__all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "filled_note", "gap_words",
+           "named_features", "read_csv", "read_input", "unused_truth"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -61,6 +64,7 @@ class InputSet:
     # are numbers ("400", "500") make a header no reader can tell from data (``check_features``)
     first_rows: List[Tuple[str, List[str]]] = field(default_factory=list)
     targets: bool = False  # ``labels`` are a .ts file's regression targets (@targetLabel true), not classes
+    filled: int = 0  # missing values filled by the model's training policy (``read_input``'s ``missing``)
 
 
 def unused_truth(data: InputSet, head: str, source: object) -> Optional[str]:
@@ -78,12 +82,32 @@ def unused_truth(data: InputSet, head: str, source: object) -> Optional[str]:
     return None
 
 
+def gap_words(missing: str) -> str:
+    """What predict does with a gap in its input under the model's training policy ``missing``."""
+    return ("refused (the model was trained with [data] missing = 'error')" if missing == "error" else
+            f"filled by {missing!r}, as the training data's were ([data] missing)")
+
+
+def named_features(names: Optional[Sequence[str]]) -> str:
+    """A model's feature names as ``info`` and a bundle's README say them, or what stands for none."""
+    return ("unnamed (a .csv's columns are read by position)" if names is None else
+            f"{_names(names)} (a .csv header is matched to these names)")
+
+
+def filled_note(data: InputSet, missing: str) -> str:
+    """predict's note on the gaps ``read_input`` filled by the model's policy ``missing``."""
+    return (f"{data.filled} missing value(s) in the input filled by [data] missing = {missing!r}, as the model's "
+            "training data's were")
+
+
 def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def read_input(path: Union[str, Path]) -> InputSet:
-    """Read ``path`` by its suffix (``.npz``, ``.ts``, ``.csv``), or a directory / glob of CSV files."""
+def read_input(path: Union[str, Path], missing: str = "error") -> InputSet:
+    """Read ``path`` by its suffix (``.npz``, ``.ts``, ``.csv``), or a directory / glob of CSV files.
+    ``missing``: the model's training ``[data] missing`` policy (``ModelInfo.missing``): gaps are filled as
+    its training data's were (``ffill``, ``zero``) or refused (``error``)."""
     text = str(path)
     empty = empty_path(text, "an .npz, .ts or .csv file, a directory or a glob of .csv")
     if empty is not None:
@@ -98,7 +122,7 @@ def read_input(path: Union[str, Path]) -> InputSet:
         files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
         if not files:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
-        parts = [read_csv(f, many=True) for f in files]
+        parts = [read_csv(f, many=True, missing=missing) for f in files]
         widths = [{int(q.shape[1]) for q in part.sequences} for part in parts]
         odd = next((k for k, w in enumerate(widths) if w != widths[0]), None)
         if odd is not None:  # found by attacking: "DIR: 4 or 5 features per step", naming no file
@@ -119,20 +143,20 @@ def read_input(path: Union[str, Path]) -> InputSet:
         return InputSet([s for part in parts for s in part.sequences],
                         [lab for part in parts for lab in part.labels or []] if labelled else None,
                         [i for part in parts for i in part.ids], list(named[0]) if named else None,
-                        [row for part in parts for row in part.first_rows])
+                        [row for part in parts for row in part.first_rows], filled=sum(part.filled for part in parts))
     if not p.exists():  # a FIFO or a device exists: its reader says what it is
         raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        seqs, labels = read_npz(p)
-        return InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))])
+        seqs, labels, filled = read_npz_filled(p, missing)
+        return InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))], filled=filled)
     if suffix == ".ts":
-        ts = _read_ts(p, "error")
+        ts = _read_ts(p, missing)
         labelled = bool(ts.raw_labels) and all(ts.raw_labels)
         return InputSet(list(ts.sequences), list(ts.raw_labels) if labelled else None,
-                        [str(i) for i in range(len(ts.sequences))], targets=ts.is_target)
+                        [str(i) for i in range(len(ts.sequences))], targets=ts.is_target, filled=ts.filled)
     if suffix == ".csv":
-        return read_csv(p)
+        return read_csv(p, missing=missing)
     raise DataError(f"{text}: unsupported file type {suffix or '(none)'!r}; expected .npz, .ts or .csv")
 
 
@@ -156,7 +180,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name. ``missing``: a
     training file's ``[data] missing`` policy (``readers.MISSING_POLICIES``): with ``ffill`` or ``zero`` a
     feature cell in ``MISSING_CELLS`` is a gap, filled within its sequence once the rows are in time order,
-    as the ``.ts`` reader fills them; None (predict) or ``error`` refuses it."""
+    as the ``.ts`` reader fills them; None or ``error`` refuses it (``error`` with a hint that says what fills it)."""
     p = Path(path)
     reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""))
 
@@ -278,7 +302,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                 expected = ("a number within float32's range (±3.4e38)" if v is not None and math.isfinite(v)
                             else "a finite number")
                 raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected {expected}" + (
-                    " (a recipe may set [data] missing = \"ffill\" or \"zero\" for gaps)" if gap else
+                    f" ({FILL_HINT})" if gap else
                     # text in a feature column of a file with no 'sequence' column: its ids, most likely
                     f" (a column of sequence ids is named '{SEQUENCE_COLUMN}', and a column of labels "
                     f"'{LABEL_COLUMN}')" if text_ids else ""))
@@ -315,10 +339,12 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     if time_col is not None:  # each sequence's rows in the order of their times
         seqs = [s[np.argsort(np.frombuffer(stamps[k], np.float64), kind="stable")] for k, s in zip(keys, seqs)]
     seqs = [np.array(s) for s in seqs]  # writable, its own memory
+    gaps = 0
     if missing in ("ffill", "zero"):
         refuse_nan_padding(str(p), seqs,
                            lambda i: f"sequence {_show(keys[i])}" if group_col is not None else "the file",
                            "each sequence's rows up to its last step (the rows after it removed)")
+        gaps = gap_count(seqs)
         seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
         ids = [p.name]
@@ -326,7 +352,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         ids = [f"{p.name}:{k}" if many else k for k in keys]
     labels = [group_labels[k] for k in keys] if label_col is not None else None
     return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None,
-                    [] if header is not None else [(str(p), [c.strip() for c in first])])
+                    [] if header is not None else [(str(p), [c.strip() for c in first])], filled=gaps)
 
 
 def _names(names: Optional[Sequence[str]]) -> str:

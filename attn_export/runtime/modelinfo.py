@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from ..errors import ConfigError, DataError
 from . import schema
 from .iospec import CLASSIFIERS, HEAD_OUTPUT, IOSpec
+from .readers import MISSING_POLICIES
 from .settings import BuildConfig, VerifyConfig, recorded_sections
 
 __all__ = ["FORMAT", "ModelInfo"]
@@ -40,6 +41,7 @@ class ModelInfo:
     build: BuildConfig
     raw: Mapping[str, Any]
     feature_names: Optional[Tuple[str, ...]] = None  # the training data's column names, where it had them (.csv)
+    missing: str = "error"  # the training data's [data] missing policy, which predict's input files take too
 
     @property
     def spec(self) -> IOSpec:
@@ -75,10 +77,13 @@ class ModelInfo:
         if names is not None and len(names) != size:
             raise schema.mismatch(path, ("feature_names",), names, f"{size} names, one per input feature (input_size "
                                                                    f"{size}), or null")
+        missing = raw["recipe"].get("data", {}).get("missing", "error")
+        if missing not in MISSING_POLICIES:
+            raise schema.mismatch(path, ("recipe", "data", "missing"), missing, "one of " + ", ".join(MISSING_POLICIES))
         try:
             verify, build = recorded_sections(raw["recipe"])
         except ConfigError as e:
             raise DataError(f"{path}: the recorded recipe: {e}") from None
         return cls(path, size, outputs, head, tuple(labels), tuple(float(v) for v in norm["mean"]),
                    tuple(float(v) for v in norm["std"]), raw.get("train_lengths"), raw["recipe"], verify, build, raw,
-                   None if names is None else tuple(names))
+                   None if names is None else tuple(names), missing)

@@ -173,6 +173,7 @@ class Predictor:
         self.backend_name: str = backend.name
         self.labels: Tuple[str, ...] = artifact.info.labels
         self.feature_names = artifact.info.feature_names  # check_features holds a named input to them
+        self.missing = artifact.info.missing  # the training data's gap policy, which predict's input files take
         self.spec: IOSpec = backend.spec
         self.head = self.spec.head_output
         self.features = self.spec.features
@@ -490,7 +491,10 @@ class Predictor:
             # values (3e38 included) cannot overflow it, so numpy prints no warning
             if not math.isfinite(_SUM(a, axis=None, dtype=np.float64)) and not np.isfinite(a).all():
                 step = int(np.argwhere(~np.isfinite(a))[0][0])
-                raise BadInput(f"sequence {i} holds a non-finite value at step {step}; inputs must be finite")
+                fill = (f" (this model's training data had their gaps filled by [data] missing = {self.missing!r}: "
+                        f"attn_export.runtime.readers.fill_gaps(sequence, {self.missing!r}) fills them the same way)"
+                        if self.missing != "error" and np.isnan(a).any() else "")
+                raise BadInput(f"sequence {i} holds a non-finite value at step {step}; inputs must be finite{fill}")
             out.append(a)
         return out
 

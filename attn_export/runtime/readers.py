@@ -53,12 +53,14 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "npz_arrays",
-           "npz_names", "read_npz", "read_text", "read_ts", "strict_float"]
+__all__ = ["FILL_HINT", "FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "gap_count",
+           "npz_arrays", "npz_names", "read_npz", "read_npz_filled", "read_text", "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
 MISSING_POLICIES = ("error", "ffill", "zero")
+# what a refusal of a gap advises: a model trained so fills them in predict too (``ModelInfo.missing``)
+FILL_HINT = 'a recipe may set [data] missing = "ffill" or "zero", and its model\'s predict then fills gaps the same way'
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -74,6 +76,7 @@ class _TsFile:
     has_labels: bool  # a class label field (False for @classLabel false and for targets)
     is_target: bool  # @targetLabel true: the last field is a regression target
     problem: str
+    filled: int = 0  # missing values filled by the policy
 
 
 def _show(token: str, limit: int = 40) -> str:
@@ -107,6 +110,11 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
         return seq
     return np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
                      for c, g in zip(seq.T, gaps.T)], axis=1)
+
+
+def gap_count(seqs: Sequence[np.ndarray]) -> int:
+    """How many values of ``seqs`` are NaN: the gaps a policy fills."""
+    return sum(int(np.isnan(q).sum()) for q in seqs)
 
 
 def _trailing_gaps(s: np.ndarray) -> int:
@@ -204,12 +212,10 @@ def _missing_in_series(path: str, lineno: int, fields: Sequence[str], series: np
     miss = np.isnan(series.T)
     c = int(np.argmax(miss.any(axis=1)))
     j = int(np.argmax(miss[c]))
-    fill = "a recipe may set [data] missing = \"ffill\" or \"zero\""
     k = _trailing_gaps(series)
     padded = k > 0 and not miss[:, : len(series) - k].any()  # missing only in its last steps, in every channel
     hint = (f"its last {k} step(s) are missing in every channel and nothing else is, as padding is: a .ts series may "
-            f"be shorter than the others, so drop them; if they are gaps in training data, {fill}" if padded else
-            f"for training data, {fill}; predict takes finite values only")
+            f"be shorter than the others, so drop them; if they are gaps, {FILL_HINT}" if padded else FILL_HINT)
     return DataError(f"{path}:{lineno}: missing value {_show(fields[c].split(',')[j].strip())} in channel {c + 1} "
                      f"(value {j + 1}); expected no missing values ({hint})")
 
@@ -381,13 +387,15 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
         raise DataError(f"{p}: no @data line; expected headers, then @data, then one series per line")
     if not seqs:
         raise DataError(f"{p}: no series after @data; expected one series per line")
+    filled = 0
     if missing in ("ffill", "zero"):
         refuse_nan_padding(p, seqs, lambda i: f"the series of line {lines[i]}",
                            "each series at its own length (a .ts series may be shorter than the others: drop its "
                            "trailing missing values)")
+        filled = gap_count(seqs)
         seqs = [fill_gaps(q, missing) for q in seqs]
     is_target = bool(target_label) and not class_label
-    return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem)
+    return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem, filled)
 
 
 def read_ts(path: Union[str, Path], missing: str = "error") -> Tuple[List[np.ndarray], List[str], Optional[List[str]]]:
@@ -579,7 +587,16 @@ def _near_misses(path: str, names: Sequence[str], sequences: Optional[int], no_l
 
 
 def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[List[np.ndarray], Optional[List[str]]]:
-    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
+    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``); see
+    ``read_npz_filled``."""
+    seqs, labels, _ = read_npz_filled(path, missing)
+    return seqs, labels
+
+
+def read_npz_filled(path: Union[str, Path], missing: Optional[str] = None
+                    ) -> Tuple[List[np.ndarray], Optional[List[str]], int]:
+    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``, how many
+    missing values ``missing`` filled).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
     is then T long, padding included: no reader can tell padding from data) or concatenated
@@ -647,13 +664,13 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[Lis
         seqs = [x32[int(e - l): int(e)] for e, l in zip(ends, lengths)]
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
+    filled = gap_count(seqs) if missing in ("ffill", "zero") else 0
     for i, s in enumerate(seqs):
         if missing in ("ffill", "zero"):
             s = seqs[i] = fill_gaps(s, missing)
         if not np.all(np.isfinite(s)):
-            hint = ' (a recipe may set [data] missing = "ffill" or "zero" for NaN gaps)' if missing == "error" and \
-                np.isnan(s).any() else ""
+            hint = f" ({FILL_HINT})" if missing is not None and np.isnan(s).any() else ""
             raise DataError(f"{p}: sequence {i} has non-finite values (NaN, inf, or beyond float32); expected finite"
                             + hint)
     labels = _npz_labels(p, y, len(seqs)) if y is not None else None
-    return seqs, labels
+    return seqs, labels, filled

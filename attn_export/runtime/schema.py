@@ -148,7 +148,7 @@ MODEL = Obj({
                                  _ordered, "min <= median <= max")),
     "source": Maybe(STR),
     "source_sha256": Maybe(SHA256),
-    "recipe": Obj({"model": Obj({"head": STR}), "verify": _SECTION, "build": _SECTION},
+    "recipe": Obj({"model": Obj({"head": STR}), "data": Obj({"missing": STR}), "verify": _SECTION, "build": _SECTION},
                   ("model",)),
 }, ("format", "input_size", "num_outputs", "recipe"))
 
