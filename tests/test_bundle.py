@@ -23,7 +23,7 @@ from attn_export.runtime.bundle import BUNDLE_JSON, MAX_RATIO, pack, unpack
 from attn_export.errors import BadInput, DataError, Untrusted
 from attn_export.runtime import Predictor
 
-from conftest import cli, mark_verified, rerecord
+from conftest import cli, mark_verified, rerecord, wrong_decisions_where
 from test_runtime import BLOCKER, one_by_one, save_inputs, sequences
 
 
@@ -151,12 +151,38 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     assert s.host_judges("model.int8.onnx") and not s.host_judges(engine) and not s.host_judges("model.fp16.onnx")
     assert s.how_to_verify(engine, for_device=True).startswith("(attn-export verify DIR; on a device")
     mark_verified(model_dir, "model.int8.onnx", passed=False)
-    failed = pack(model_dir, tmp_path / "failed.tar.gz", "cpu")
-    assert any(n.startswith("failed verify, so the device refuses it until verify passes: model.int8.onnx; verify it "
-                            "on the host") for n in failed.notes), failed.notes
-    with pytest.raises(Untrusted, match=re.escape("model.int8.onnx failed verification (see verify.json); fix it and "
-                                                  "verify it again on the host (attn-export verify DIR) and bundle")):
-        Predictor.load(failed.path, precision="int8-dynamic")
+    failed = pack(model_dir, tmp_path / "failed.tar.gz", "cpu")  # left out: the next test
+    assert "model.int8.onnx" not in names(failed.path) and "model.fp16.onnx" in names(failed.path)
+
+
+def test_a_graph_that_failed_verify_is_left_out_of_a_cpu_bundle_so_the_devices_verify_passes(
+        model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a CPU bundle shipped a graph that failed verify, so the device's first `verify .`, the
+    README's second command, failed on it again, and predict refused it anyway. It is left out now, with a note;
+    the device says why it is not there; a failed FP32 graph, which every other one derives from, is refused."""
+    assert cli("quantize", str(model_dir), "--fp16").returncode == 0
+    wrong_decisions_where(model_dir / "model.fp16.onnx", [  # every decision flipped
+        onnx.helper.make_node("Constant", [], ["bug.where"], value=onnx.numpy_helper.from_array(np.array([[True]])))],
+        "bug.where")
+    rerecord(model_dir, "model.fp16.onnx", parent="model.onnx", command="quantize", precision="fp16")
+    assert cli("verify", str(model_dir), "--backends", "ort-cpu").returncode == 1
+    bundled = pack(model_dir, tmp_path / "cpu.tar.gz", "cpu")
+    assert "model.fp16.onnx" not in names(bundled.path) and "model.onnx" in names(bundled.path)
+    assert ("left out, failed verify: model.fp16.onnx; a device refuses it, and its `verify .` would fail on it again "
+            f"(attn-export verify {model_dir} says why; fix it and bundle again)") in bundled.notes, bundled.notes
+    folder = unpack(bundled.path, tmp_path / "device")
+    ran = device("verify", ".", runtime=folder / "runtime", cwd=folder)
+    assert ran.returncode == 0 and "PASSED" in ran.stderr, ran.stderr
+    save_inputs(tmp_path / "in.npz", sequences(model_dir, 2))
+    refused = device("predict", ".", str(tmp_path / "in.npz"), "--precision", "fp16", runtime=folder / "runtime",
+                     cwd=folder)
+    assert refused.returncode == 2, refused.stderr
+    assert "model.fp16.onnx is not in this bundle" in refused.stderr and "failed verify" in refused.stderr
+    mark_verified(model_dir, "model.onnx", passed=False)
+    with pytest.raises(Untrusted, match=re.escape("not bundling for a CPU: model.onnx and model.fp16.onnx failed verify, "
+                                                  "which leaves no FP32 graph to run or derive from")):
+        pack(model_dir, tmp_path / "none.tar.gz", "cpu")
+    assert not (tmp_path / "none.tar.gz").exists()
 
 
 def test_bundle_refuses_an_untrustworthy_directory(model_dir: Path, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .. import __version__
 from ..errors import (BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, listed,
@@ -463,6 +463,12 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
                         + "; expected every file current (re-run the command that made it, or remove a file the "
                           "model no longer makes)")
+    failed = [n for n in names if n.endswith(".onnx") and s.state(n).verified is False] if target == "cpu" else []
+    if store.ONNX_FP32 in failed or (failed and len(failed) == sum(n.endswith(".onnx") for n in names)):
+        raise Untrusted(f"not bundling for a CPU: {listed(failed)} failed verify, which leaves no FP32 graph to run or "
+                        f"derive from; expected {store.ONNX_FP32} passed (attn-export verify {shell_word(directory)} "
+                        "says why it failed)")
+    names = [n for n in names if n not in failed]
     if target == "triton":  # Triton serves what it is given: only what verify passed goes in
         unproven = [f"{t.name} {t.verdict}" for t in (s.state(n) for n in names) if t.verified is not True]
         if unproven:
@@ -472,6 +478,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = [f"BELOW THE RECIPE'S ACCURACY FLOOR: {below}"] if (below := s.below_floor()) else []
+    if failed:  # found by attacking: shipped, each failed the device's first `verify .` again, and ran nowhere
+        many = len(failed) > 1
+        notes.append(f"left out, failed verify: {listed(failed)}; a device refuses {'them' if many else 'it'}, and "
+                     f"its `verify .` would fail on {'them' if many else 'it'} again (attn-export verify "
+                     f"{shell_word(directory)} says why; fix {'them' if many else 'it'} and bundle again)")
     loosened = sorted({o for n in names for o in s.loosened(n)})
     if loosened:  # found by a user: a 100x budget passed like any verdict, said nowhere past verify.json
         notes.append(f"verified with --set {', '.join(loosened)}, not the recipe's own [verify] settings")
@@ -495,7 +506,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
     if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
         # can be fixed (a Jetson builds its engines from them and verifies those itself)
-        refused: Dict[Tuple[str, str], List[str]] = {}
+        refused: Dict[str, List[str]] = {}
         unjudged = []
         for t in (s.state(n) for n in names if n.endswith(".onnx")):
             if t.verified is True:
@@ -503,11 +514,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             if s.host_judges(t.name) and not info.labels:
                 unjudged.append(t.name)
                 continue
-            state = "failed verify" if t.verified is False else "never verified"
-            refused.setdefault((state, s.how_to_verify(t.name, for_device=True)), []).append(t.name)
-        notes += [f"{state}, so the device refuses {'them' if len(files) > 1 else 'it'} until verify passes: "
+            refused.setdefault(s.how_to_verify(t.name, for_device=True), []).append(t.name)
+        notes += [f"never verified, so the device refuses {'them' if len(files) > 1 else 'it'} until verify passes: "
                   f"{', '.join(files)}; verify {'them' if len(files) > 1 else 'it'} {fix}"
-                  for (state, fix), files in refused.items()]
+                  for fix, files in refused.items()]
         if unjudged:
             notes.append(f"never judged, so the device refuses {'them' if len(unjudged) > 1 else 'it'}: "
                          f"{', '.join(unjudged)}: INT8 is judged by its decisions, which a model without classes has "

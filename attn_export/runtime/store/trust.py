@@ -269,6 +269,13 @@ class Store:
         if self._in_bundle() and name in (MODEL_JSON, MANIFEST):  # every bundle ships them: unpacked, then lost
             return MissingPrerequisite(f"{self.directory / name} is missing, which every bundle holds; expected the "
                                        "bundle as it was unpacked: unpack its .tar.gz again")
+        entry = self.entry(name) or {}
+        verdict = entry.get("verified")
+        if self._in_bundle() and isinstance(verdict, dict) and verdict.get("passed") is False and \
+                verdict.get("sha256") == entry.get("sha256"):  # bundle leaves such a graph out (runtime.bundle.pack)
+            return MissingPrerequisite(f"{self.directory / name} is not in this bundle: it failed verify on the host, "
+                                       "which leaves such a graph out; expected it fixed there (attn-export verify "
+                                       "DIR says why) and bundled again")
         if self._in_bundle():
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
                                        f"{made_by}, and bundle again")
