@@ -155,6 +155,21 @@ def test_the_report_renders_the_table_and_the_heatmaps(verified: tuple[Path, dic
     trained = json.loads((directory / "metrics.json").read_text())
     assert (f"on 300 test sequences of `{trained['data']}` (seed {trained['seed']}; {trained['epochs']} of 3 epochs"
             in report)
+    # found by attacking: no class was named, nor how many of each the splits held, nor what chance scores
+    from attn_export.config import recipe_from_dict
+    from attn_export.data import load_splits
+
+    splits = load_splits(recipe_from_dict(store.read_json(directory / "model.json")["recipe"]).data)
+    classes = trained["classes"]
+    assert [c["label"] for c in classes] == list(splits.labels)
+    for part in ("train", "val", "test"):
+        assert [c[part] for c in classes] == np.bincount(getattr(splits, part).y, minlength=len(classes)).tolist()
+    assert sum(c["test_correct"] for c in classes) == round(trained["test"]["accuracy"] * len(splits.test.y))
+    common = max(classes, key=lambda c: c["train"])
+    assert (f"Always deciding the training split's most common class, `{common['label']}`, would score "
+            f"{common['test'] / len(splits.test.y):.4f} on the test split.") in report
+    assert all(f"| `{c['label']}` | {c['train']} | {c['val']} | {c['test']} | {c['test_correct'] / c['test']:.4f} |"
+               in report for c in classes)
     not_run = report.split("Cases not run (each row above was judged on the others):", 1)[1].split("\n\n")[1]
     assert "onnx-ref `model.onnx`" in not_run and "onnx-ref runs batch x seq <= 4096 only" in not_run
     assert "ort-cpu `model.onnx`" not in not_run

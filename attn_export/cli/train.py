@@ -104,9 +104,14 @@ def _early_stop(metrics: dict[str, Any]) -> str:
 
 
 def summary(metrics: dict[str, Any], directory: Path) -> str:
+    from ..report import majority_baseline
+
     test = metrics["test"]
-    scored = (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f})" if metrics["sizes"]["test"]
-              else "no test accuracy (the test split is empty)")
+    baseline = majority_baseline(metrics)
+    scored = (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}"
+              + (f"; always deciding the most common class, {printable(baseline[0], 40)}: {baseline[1]:.4f})"
+                 if baseline else ")")
+              if metrics["sizes"]["test"] else "no test accuracy (the test split is empty)")
     ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"
            if metrics.get("stopped_early") else
            f"after {metrics['epochs']} epoch{'s' * (metrics['epochs'] != 1)}, best epoch {metrics['best_epoch']}")

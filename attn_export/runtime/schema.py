@@ -191,6 +191,8 @@ METRICS = Obj({
     "epochs": INT, "wall_seconds": NUMBER, "seed": INT,
     "data_files": Table(STR, Obj({"sha256": SHA256, "path": STR})),
     "epochs_planned": INT, "stopped_early": BOOL, "best_epoch": INT, "sizes": Obj({"test": INT}),
+    "classes": Items(Obj({"label": STR, "train": INT, "val": INT, "test": INT, "test_correct": INT},
+                         ("label", "train", "val", "test", "test_correct"))),
 }, ("test",))
 
 # --------------------------------------------------------------------------------------------------
