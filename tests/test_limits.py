@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
 
@@ -640,3 +642,65 @@ def test_an_unreadable_data_file_is_told_to_be_readable_not_writable() -> None:
                                       "permissions)", said.stdout + said.stderr
     finally:
         shutil.rmtree(place)
+
+
+# --- training memory: refused up front, evaluation batches bounded -----------------------------------------
+
+
+def test_training_that_cannot_fit_is_refused_before_the_first_epoch_naming_the_batch(tmp_path: Path) -> None:
+    """Past what fits, the kernel kills training mid-epoch without a word: refused up front, exit 3."""
+    from attn_export.config import ModelConfig
+    from attn_export.runtime.limits import available_memory
+    from attn_export.train import cell_bytes
+
+    free = available_memory()
+    assert free is not None
+    steps, model = 20000, ModelConfig(hidden_size=256, bidirectional=True)
+    rows = -(-(free + GIB) // (steps * cell_bytes(model, 4, True)))  # a batch past what this machine has
+    result, seconds, peak = run("train", str(tmp_path / "d"), "--set", f"data.min_len={steps}", "--set",
+                                f"data.max_len={steps}", "--set", f"data.n_train={rows + 10}", "--set", "data.n_test=4",
+                                "--set", "model.hidden_size=256", "--set", "model.bidirectional=true", "--set",
+                                f"train.batch_size={rows}")
+    one_line(result, (3,), f"training (a batch of {rows} sequence(s) padded to {steps:,} steps, forward and backward) "
+                           "needs about", f"expected a smaller train.batch_size than {rows}, a smaller model, or shorter "
+                                          "sequences")
+    assert not (tmp_path / "d").exists() and peak < 4 * GIB
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(1, 5000), min_size=1, max_size=600), per_cell=st.integers(1, 1 << 20))
+def test_evaluation_batches_take_every_sequence_once_within_both_bounds(lengths: list[int], per_cell: int) -> None:
+    from attn_export.data import SequenceSet
+    from attn_export.train import EVAL_BATCH, EVAL_BYTES, _eval_batches
+
+    data = SequenceSet([np.zeros((n, 1), np.float32) for n in lengths], np.zeros(len(lengths), np.int64), ("a",))
+    batches = _eval_batches(data, per_cell)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for rows in batches:
+        assert len(rows) <= EVAL_BATCH
+        assert len(rows) == 1 or len(rows) * max(lengths[i] for i in rows) * per_cell <= EVAL_BYTES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grad", [True, False])
+def test_the_training_memory_estimate_stays_near_the_measured_peak(grad: bool) -> None:
+    """``cell_bytes`` against one batch's peak RSS on this torch: a torch whose LSTM keeps more would make the
+    up-front check pass what the kernel then kills."""
+    code = f"""
+import resource, torch
+from attn_export.config import ModelConfig
+from attn_export.model import AttentionLSTM
+from attn_export.train import cell_bytes
+config = ModelConfig(hidden_size=64, bidirectional=True, num_layers=2, attention="additive")
+model = AttentionLSTM(config, 6, 3)
+x, lengths = torch.randn(16, 3000, 6), torch.full((16,), 3000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.set_grad_enabled({grad}):
+    out, _ = model.train({grad})(x, lengths)
+    if {grad}:
+        out.sum().backward()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / (16 * 3000 * cell_bytes(config, 6, {grad})))
+"""
+    ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=ROOT).stdout)
+    assert 0.5 < ratio < 1.3, ratio
