@@ -143,6 +143,34 @@ def test_each_deployment_row_reports_its_error_against_its_intrinsic_error() -> 
     assert result.intrinsic_ratios == pytest.approx([0.5])
 
 
+def test_a_row_whose_intrinsic_error_is_below_its_own_rounding_is_measured_against_that_rounding() -> None:
+    """Found by a user's data: a logit of -6.2109375 lies on an FP16 value, so every FP16 realisation of the
+    model rounded to it and the row's intrinsic error was 4.8e-7; a correct graph's 3.2e-4 there was 667 x
+    it and made the mean 6.04 (a failure). The ratio's yardstick is at least half an FP16 step of the row."""
+    case, ref = make_case([10, 12], 12, 2, np.random.default_rng(4), np.array([4.77e-7, 0.004]))
+    logits = np.array([[-6.2109375, 6.2109375], [1.0, -1.0]])
+    ref = Reference({"logits": logits, "attention": ref.outputs["attention"]}, ref.intrinsic)
+    got = {"logits": logits + 3.2e-4, "attention": ref.outputs["attention"]}
+    result = compare_case(case, ref, got, "logits", FP16)
+    assert result.intrinsic_ratios == pytest.approx([3.2e-4 / 2**-9, 3.2e-4 / 0.004])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-6e4, 6e4, allow_nan=False, width=32))
+def test_half_a_step_bounds_what_rounding_to_the_precision_moves(value: float) -> None:
+    from attn_export.runtime.compare import half_step
+
+    import torch
+
+    x = np.array([value])
+    rounded = {"fp16": np.float16(value).astype(np.float64),
+               "bf16": torch.tensor([value], dtype=torch.float32).to(torch.bfloat16).double().numpy()[0]}
+    for precision, got in rounded.items():
+        step = half_step(x, precision)[0]
+        assert abs(got - value) <= step * (1 + 1e-12) + 2**-25, (precision, value, got, step)
+        assert value == 0 or step <= abs(value) * (2**-8 if precision == "bf16" else 2**-10) + 2**-25
+
+
 def test_a_failed_mixed_case_says_which_max_abs_is_which() -> None:
     """A failed case quoted "max_abs 3.15e-02" and then "logits max_abs 0.0297" without saying why they
     differ: the second covers the rows judged by budget only (the deployment range); it now says so."""

@@ -29,7 +29,8 @@ import numpy as np
 
 from .iospec import class_logits, top_margin
 
-__all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "rule_for", "sweep_cases", "unmeasured"]
+__all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "half_step", "rule_for", "sweep_cases",
+           "unmeasured"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,18 @@ def _explain(rule: Rule, name: str, diff: np.ndarray, budget: np.ndarray, intrin
             f"{float(diff[worst]):.3g} exceeds its budget {float(budget[worst]):.3g} ({how}) in row {int(worst[0])}")
 
 
+def half_step(values: np.ndarray, precision: str) -> np.ndarray:
+    """Half the spacing of ``precision`` (``fp16``, ``bf16``) at each of ``values``: how far rounding a value
+    to that precision may move it. The reference's FP16 realisations end in FP16, so a row's intrinsic error
+    cannot be told apart below this: a logit that happens to lie on an FP16 value has an intrinsic error of
+    almost 0 (found by a user's data: one such row, 4.8e-7, made a correct graph's mean 6.04 x it)."""
+    magnitude = np.abs(np.asarray(values, np.float64))
+    if precision == "fp16":
+        return np.spacing(np.minimum(magnitude, 65504.0).astype(np.float16)).astype(np.float64) / 2
+    exponent = np.frexp(magnitude)[1]  # magnitude = m * 2**exponent, 0.5 <= m < 1; bf16 keeps 8 bits of m
+    return np.where(magnitude > 0, np.ldexp(1.0, exponent - 9), 0.0)
+
+
 def _intrinsic(reference: Reference, rule: Rule, name: str, batch: int) -> np.ndarray:
     if rule.budget_precision is None:
         return np.zeros(batch)
@@ -262,7 +275,8 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
             if not result.ratio <= 1.0:  # NaN included
                 problems.append(_explain(rule, head, np.where(deploy[:, None], diff, 0.0), budget, intrinsic, None))
             judged = deploy & (intrinsic > 0)
-            result.intrinsic_ratios = _ratio(diff.reshape(batch, -1).max(axis=1)[judged], intrinsic[judged]).tolist()
+            resolved = np.maximum(intrinsic, half_step(np.abs(r).reshape(batch, -1).max(axis=1), rule.precision))
+            result.intrinsic_ratios = _ratio(diff.reshape(batch, -1).max(axis=1)[judged], resolved[judged]).tolist()
         if not deploy.all():
             result.stress_ratio = float(ratio[~deploy].max())
             if classes > 1 and finite:
