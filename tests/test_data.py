@@ -289,7 +289,8 @@ def test_npz_refusals(tmp_path: Path) -> None:
     }
     expected = {"obj": "pickling", "len0": "lengths[0] = 0", "lenT": "lengths[1] = 6; expected 1..5",
                 "lenN": "1 entries", "sum": "sum to 10", "nolen2d": "no lengths", "rank": "shape (9,)",
-                "nox": "no array 'x'", "nan": "sequence 0 has non-finite", "big": "non-finite",
+                "nox": "no array 'x'", "nan": "sequence 0 holds a missing value (NaN)",
+                "big": "an infinite value (inf, or beyond float32's range)",
                 "ylen": "y has shape", "yfloat": "y[0] is 0.5, not a whole number; expected class labels",
                 "strx": "dtype <U1"}
     for name, arrays in bad.items():
@@ -641,12 +642,14 @@ def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path)
     zero, _ = read_npz(p, "zero")
     np.testing.assert_array_equal(zero[0], [[0, 1], [2, 0], [0, 3], [9, 9]])
     for policy in ("error", None):
-        with pytest.raises(DataError, match="sequence 0 has non-finite values") as e:
+        with pytest.raises(DataError, match=r"sequence 0 holds a missing value \(NaN\) at step 0, feature 0; "
+                                            r"expected finite values") as e:
             read_npz(p, policy)
         assert ('missing = "ffill" or "zero"' in str(e.value)) == (policy == "error")
     x[1, 1, 0] = np.inf
     np.savez(p, x=x, lengths=np.array([4, 3]), y=np.array(["a", "b"]))
-    with pytest.raises(DataError, match="sequence 1 has non-finite values"):
+    with pytest.raises(DataError, match=r"sequence 1 holds an infinite value \(inf, or beyond float32's range\) at "
+                                        r"step 1, feature 0; expected finite values$"):
         read_npz(p, "ffill")
 
 
@@ -770,7 +773,7 @@ def test_nan_padding_without_lengths_is_refused_not_filled(tmp_path: Path, missi
     univariate[1, 5, 0] = np.nan  # one series' last value lost
     np.savez(tmp_path / "lost.npz", x=univariate)
     if missing == "error":
-        with pytest.raises(DataError, match="sequence 1 has non-finite values"):
+        with pytest.raises(DataError, match="sequence 1 holds a missing value"):
             read_npz(tmp_path / "lost.npz", missing)
     else:
         assert [len(s) for s in read_npz(tmp_path / "lost.npz", missing)[0]] == [6] * 5
@@ -778,7 +781,7 @@ def test_nan_padding_without_lengths_is_refused_not_filled(tmp_path: Path, missi
     x[2, 5, 1] = np.nan
     np.savez(tmp_path / "gap.npz", x=x)
     if missing == "error":
-        with pytest.raises(DataError, match="sequence 2 has non-finite values"):
+        with pytest.raises(DataError, match="sequence 2 holds a missing value"):
             read_npz(tmp_path / "gap.npz", missing)
     else:
         assert [len(s) for s in read_npz(tmp_path / "gap.npz", missing)[0]] == [6] * 5

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -718,6 +720,10 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     assert json.loads((art / "model.json").read_text())["recipe"]["data"]["name"] == "none"
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(art)], capture_output=True,
+                          text=True, timeout=120)  # found by review: "trained with [data] missing = 'error'"
+    assert "a gap is refused (the model was imported by load: how its training data's gaps were filled is not " \
+           "known)" in info.stdout, info.stdout + info.stderr
     verified = cli("verify", str(art), "--backends", "ort-cpu", "--json")
     assert verified.returncode == 0, verified.stderr
     shown = cli("verify", str(art), "--backends", "ort-cpu")

@@ -787,10 +787,11 @@ def filling(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     settings = {"data.name": "files", "data.train": str(train), "data.missing": request.param,
                 "model.hidden_size": 8, "train.epochs": 2}
     for args in (("train", str(directory), *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]),
-                 ("export", str(directory))):
+                 ("export", str(directory)), ("export", str(directory), "--stream")):
         result = cli(*args)
         assert result.returncode == 0, result.stderr
     mark_verified(directory, "model.onnx")
+    mark_verified(directory, "model.stream.onnx")
     return request.param, directory
 
 
@@ -879,3 +880,57 @@ def test_info_and_a_bundles_readme_name_the_features_classes_and_what_a_gap_beco
         readme = " ".join(tar.extractfile("README.md").read().decode().split())
     assert (f"The model's 3 features per step: f0, f1, f2 (a .csv header is matched to these names). A gap in INPUT is "
             f"filled by '{policy}', as the training data's were ([data] missing)") in readme
+
+
+def test_padding_across_a_directory_of_one_sequence_files_is_refused_and_a_stream_names_later_values(
+        filling: tuple, tmp_path: Path) -> None:
+    """Found by review: the padding rule ran file by file, so a directory of one sequence a file (a common
+    layout) had its NaN padding filled as data; and --stream's leading gaps took a value a live stream
+    would not have yet, unsaid. `-nan` (C's printf) is a gap as `nan` is."""
+    policy, directory = filling
+    folder = tmp_path / "padded"
+    folder.mkdir()
+    for i, (steps, pad) in enumerate(((12, 0), (9, 3), (7, 5), (10, 2))):  # NaN-padded to 12 steps, runs 0-5
+        rows = [[0.1 * t, 1.0, -1.0] for t in range(steps)] + [["nan"] * 3] * pad
+        write_csv(folder / f"{i}.csv", rows, ["f0", "f1", "f2"])
+    result = cli("predict", str(folder), "--dir", str(directory))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "ends in 3 step(s) of NaN in every feature" in result.stderr and "as padding does" in result.stderr
+    lead = write_csv(tmp_path / "lead.csv", [["-nan", 0.0, 5.0], ["NA", 0.1, 5.0], [3.0, 0.2, 5.0], [1.0, 0.0, 5.0]],
+                     ["f0", "f1", "f2"])
+    streamed = cli("predict", str(lead), "--dir", str(directory), "--stream", "2")
+    whole = cli("predict", str(lead), "--dir", str(directory))
+    assert streamed.returncode == whole.returncode == 0, streamed.stderr + whole.stderr
+    assert ("note: 2 missing value(s) in the input filled by [data] missing = "
+            f"'{policy}', as the model's training data's were") in whole.stderr
+    later = "2 of them, before any value of their feature, took the first later one, which a live stream would not have"
+    assert (later in streamed.stderr) == (policy == "ffill") and later not in whole.stderr
+
+
+def test_a_model_json_that_cannot_be_read_is_said_before_the_input(filling: tuple, tmp_path: Path) -> None:
+    """Found by review: the gap policy fell back to 'error' and the input's gap was refused with advice to
+    set what the model had, instead of the real problem."""
+    _, directory = filling
+    broken = tmp_path / "broken"
+    shutil.copytree(directory, broken)
+    (broken / "model.json").write_text("{")
+    gappy = write_csv(tmp_path / "g.csv", [[1.0, "NA", 0.5], [1.0, 0.2, 0.5]], ["f0", "f1", "f2"])
+    for command in (["predict", str(gappy), "--dir", str(broken)],):
+        result = cli(*command)
+        assert result.returncode == 2 and "model.json" in result.stderr and "NA" not in result.stderr, result.stderr
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(broken), str(gappy)],
+                            capture_output=True, text=True, timeout=120)
+    assert device.returncode == 2 and "model.json" in device.stderr and "NA" not in device.stderr, device.stderr
+
+
+def test_fill_gaps_refuses_a_policy_it_does_not_know_and_gaps_under_error() -> None:
+    from attn_export.runtime.readers import fill_gaps
+
+    seq = np.array([[1.0, np.nan], [np.nan, 2.0]], np.float32)
+    assert fill_gaps(seq, "ffill").tolist() == [[1.0, 2.0], [1.0, 2.0]]
+    assert fill_gaps(seq, "zero").tolist() == [[1.0, 0.0], [0.0, 2.0]]
+    with pytest.raises(DataError, match="missing = 'bogus' is not a policy; expected one of: error, ffill, zero"):
+        fill_gaps(seq, "bogus")
+    with pytest.raises(DataError, match=r"a missing value \(NaN\) at step 0, feature 1; expected none"):
+        fill_gaps(seq, "error")
+    assert fill_gaps(seq[:0], "error").shape == (0, 2)

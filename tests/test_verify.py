@@ -1091,6 +1091,7 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     unchanged, its verdict gone), and a retrain left bench --against torch timing nothing with exit 0.
     --backends now narrows the pairs; a pick whose verdict is no longer a pass ships no default; a
     verify.json whose verdicts all sit on stale files is no verdict at all."""
+    from attn_export.errors import Untrusted
     from attn_export.runtime.bundle import pack
 
     from conftest import TINY, mark_verified
@@ -1103,9 +1104,13 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     pick = bench["recommended"]["overall"]
     assert pick["backend"] == "ort-cpu"
     mark_verified(directory, pick["artifact"], passed=False)  # what a later, failing verify records
-    made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
-    assert any(f"no recommended default, predict's example runs FP32: bench.json's pick ort-cpu {pick['artifact']} "
-               "failed verification" in n for n in made.notes), made.notes
+    if pick["artifact"] == "model.onnx":  # which pair wins is the CPU's: a failed FP32 graph refuses the bundle
+        with pytest.raises(Untrusted, match="not bundling for a CPU: model.onnx failed verify"):
+            pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+    else:
+        made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+        assert any(f"no recommended default, predict's example runs FP32: bench.json's pick ort-cpu {pick['artifact']} "
+                   "failed verification" in n for n in made.notes), made.notes
     named = cli("bench", str(directory), "--against", "torch", "--backends", "openvino-bf16", "--seconds", "0.05")
     assert named.returncode == 2 and "--backends openvino-bf16 names no backend of a pair verify passed" in named.stderr
     oracle = cli("bench", str(directory), "--against", "torch", "--backends", "onnx-ref", "--seconds", "0.05")

@@ -540,7 +540,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                store.STREAM_FILES[file_precision(chosen) if chosen else "fp32"] in contents)  # the example's stream graph
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
-        named=named_features(info.feature_names), gaps=gap_words(info.missing),
+        named=named_features(info.feature_names), gaps=gap_words(info.missing, info.imported),
         max_batch=_triton_batch(info))
     per_row = [f"`{f}`" for p in PRECISION_FILES if PRECISIONS[p].per_row
                for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]

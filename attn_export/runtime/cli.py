@@ -162,13 +162,13 @@ def about(predictor: Any) -> Dict[str, Any]:
 STREAM_UNREAD = ("--on-long", "--batch-size")  # predict's options a stream does not read
 
 
-def predict_request(directory: Union[str, Path], chunk: Optional[int], attention: bool, as_json: bool,
+def predict_request(directory: Union[str, Path], store: Any, chunk: Optional[int], attention: bool, as_json: bool,
                     given: Sequence[str] = ()) -> None:
     """Refuse what ``predict`` was asked before any model is loaded: ``--attention`` without ``--json`` (the
     table has no place for it: it was ignored), and for ``--stream CHUNK`` a chunk out of range,
     ``--attention``, the options of ``given`` (those the command line gave) that a stream does not read,
-    or a model that cannot stream (the first thing to say, before a missing graph's "run export")."""
-    from .store import Store
+    or a model that cannot stream (the first thing to say, before a missing graph's "run export"); ``store``:
+    ``directory``'s, open."""
     from .streaming import MAX_CHUNK, not_streamable
 
     if attention and chunk is not None:  # first: --json would not help (found by attacking: it advised --json)
@@ -184,23 +184,9 @@ def predict_request(directory: Union[str, Path], chunk: Optional[int], attention
                            f"{'them' if len(unread) > 1 else 'it'} without --stream")
     if not 1 <= chunk <= MAX_CHUNK:
         raise BadInput(f"--stream {chunk}: expected a chunk of 1 to {MAX_CHUNK:,} steps")
-    with Store.load(directory) as store:
-        reason = not_streamable(store.info.recipe.get("model", {}))
+    reason = not_streamable(store.info.recipe.get("model", {}))
     if reason is not None:
         raise BadInput(f"{directory}: its model cannot stream exactly: {reason}")
-
-
-def input_policy(directory: Union[str, Path]) -> str:
-    """The ``[data] missing`` policy by which ``predict`` reads its input (``ModelInfo.missing``): the one
-    ``directory``'s model.json records, read before the model is loaded so that a bad input is said first;
-    ``error`` where there is none to read (loading then says why)."""
-    from .store import Store
-
-    try:
-        with Store.load(directory) as store:
-            return store.info.missing
-    except AttnExportError:
-        return "error"
 
 
 def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int,
@@ -310,16 +296,23 @@ def _verify(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .inputs import accuracy, check_features, check_labels, check_width, filled_note, read_input, unused_truth
     from .predictor import Predictor
+    from .store import Store
 
-    data = read_input(args.input, input_policy(args.directory))  # gaps filled as the training data's were
-    predict_request(args.directory, args.stream, args.attention, args.json,
-                    [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
-                     if value is not None])
-    with Predictor.load(args.directory, backend=args.backend or "auto", precision=args.precision or "fp32",
-                        allow_unverified=args.allow_unverified, threads=args.threads or None,
-                        batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size) as predictor:
+    store = Store.load(args.directory)  # opened once (a bundle is read whole); its model.json says the gap policy
+    try:
+        data = read_input(args.input, store.info.missing)  # gaps filled as the training data's were
+        predict_request(args.directory, store, args.stream, args.attention, args.json,
+                        [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
+                         if value is not None])
+        predictor = Predictor.load(store, backend=args.backend or "auto", precision=args.precision or "fp32",
+                                   allow_unverified=args.allow_unverified, threads=args.threads or None,
+                                   batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size)
+    except BaseException:
+        store.close()
+        raise
+    with predictor:
         if data.filled:
-            predictor.notes.append(filled_note(data, predictor.missing))
+            predictor.notes.append(filled_note(data, predictor.missing, args.stream is not None))
         if args.backend is None and args.precision is None and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
@@ -421,7 +414,7 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
-    print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing)}")
+    print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing, info.imported)}")
     if info.labels:
         print(f"  classes   {', '.join(printable(label, 40) for label in info.labels[:12])}"
               + (f" ... ({len(info.labels)} in all)" if len(info.labels) > 12 else ""))

@@ -34,14 +34,14 @@ import re
 import unicodedata
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import (FILL_HINT, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, read_npz_filled, read_text,
-                      refuse_nan_padding, strict_float)
+from .readers import (FILL_HINT, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, leading_gaps, read_npz,
+                      read_text, refuse_nan_padding, strict_float)
 from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "filled_note", "gap_words",
@@ -65,6 +65,7 @@ class InputSet:
     first_rows: List[Tuple[str, List[str]]] = field(default_factory=list)
     targets: bool = False  # ``labels`` are a .ts file's regression targets (@targetLabel true), not classes
     filled: int = 0  # missing values filled by the model's training policy (``read_input``'s ``missing``)
+    leading: int = 0  # of those, ffill's that took a later value: none came before them in their channel
 
 
 def unused_truth(data: InputSet, head: str, source: object) -> Optional[str]:
@@ -82,8 +83,11 @@ def unused_truth(data: InputSet, head: str, source: object) -> Optional[str]:
     return None
 
 
-def gap_words(missing: str) -> str:
-    """What predict does with a gap in its input under the model's training policy ``missing``."""
+def gap_words(missing: str, imported: bool = False) -> str:
+    """What predict does with a gap in its input under the model's training policy ``missing``; ``imported``:
+    a model ``load`` made, whose training data are not known (found by review: "trained with 'error'")."""
+    if imported and missing == "error":
+        return "refused (the model was imported by load: how its training data's gaps were filled is not known)"
     return ("refused (the model was trained with [data] missing = 'error')" if missing == "error" else
             f"filled by {missing!r}, as the training data's were ([data] missing)")
 
@@ -94,10 +98,21 @@ def named_features(names: Optional[Sequence[str]]) -> str:
             f"{_names(names)} (a .csv header is matched to these names)")
 
 
-def filled_note(data: InputSet, missing: str) -> str:
-    """predict's note on the gaps ``read_input`` filled by the model's policy ``missing``."""
+def _filled(data: InputSet, missing: str) -> InputSet:
+    """``data`` with its gaps (NaN: the readers leave them, refusing padding) filled by ``missing``, counted."""
+    if missing not in ("ffill", "zero"):
+        return data
+    return replace(data, sequences=[fill_gaps(s, missing) for s in data.sequences], filled=gap_count(data.sequences),
+                   leading=leading_gaps(data.sequences) if missing == "ffill" else 0)
+
+
+def filled_note(data: InputSet, missing: str, streamed: bool = False) -> str:
+    """predict's note on the gaps ``read_input`` filled by the model's policy ``missing``; ``streamed``: fed
+    chunk by chunk, where a leading gap's later value is one a live stream would not have yet (found by review)."""
+    later = (f"; {data.leading} of them, before any value of their feature, took the first later one, which a live "
+             "stream would not have yet" if streamed and data.leading else "")
     return (f"{data.filled} missing value(s) in the input filled by [data] missing = {missing!r}, as the model's "
-            "training data's were")
+            f"training data's were{later}")
 
 
 def _is_glob(text: str) -> bool:
@@ -122,7 +137,7 @@ def read_input(path: Union[str, Path], missing: str = "error") -> InputSet:
         files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
         if not files:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
-        parts = [read_csv(f, many=True, missing=missing) for f in files]
+        parts = [read_csv(f, many=True, missing=missing, fill=False) for f in files]
         widths = [{int(q.shape[1]) for q in part.sequences} for part in parts]
         odd = next((k for k, w in enumerate(widths) if w != widths[0]), None)
         if odd is not None:  # found by attacking: "DIR: 4 or 5 features per step", naming no file
@@ -140,23 +155,26 @@ def read_input(path: Union[str, Path], missing: str = "error") -> InputSet:
         if len(named) > 1:  # a file without a header is read by position; the headers given must agree
             raise DataError(f"{text}: the files' headers name different feature columns ({_names(named[0])} and "
                             f"{_names(named[1])}); expected the same columns in the same order in every file")
-        return InputSet([s for part in parts for s in part.sequences],
-                        [lab for part in parts for lab in part.labels or []] if labelled else None,
-                        [i for part in parts for i in part.ids], list(named[0]) if named else None,
-                        [row for part in parts for row in part.first_rows], filled=sum(part.filled for part in parts))
+        ids = [i for part in parts for i in part.ids]
+        seqs = [s for part in parts for s in part.sequences]
+        if missing in ("ffill", "zero"):  # across the files: one sequence a file is a common layout (found by review)
+            refuse_nan_padding(text, seqs, lambda i: f"sequence {_show(ids[i])}", PADDING_EXPECTED)
+        return _filled(InputSet(seqs, [lab for part in parts for lab in part.labels or []] if labelled else None, ids,
+                                list(named[0]) if named else None, [row for part in parts for row in part.first_rows]),
+                       missing)
     if not p.exists():  # a FIFO or a device exists: its reader says what it is
         raise DataError(f"{text}: no such file; expected an .npz, .ts or .csv file, a directory or a glob of .csv")
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        seqs, labels, filled = read_npz_filled(p, missing)
-        return InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))], filled=filled)
+        seqs, labels = read_npz(p, missing, fill=False)
+        return _filled(InputSet(list(seqs), labels, [str(i) for i in range(len(seqs))]), missing)
     if suffix == ".ts":
-        ts = _read_ts(p, missing)
+        ts = _read_ts(p, missing, fill=False)
         labelled = bool(ts.raw_labels) and all(ts.raw_labels)
-        return InputSet(list(ts.sequences), list(ts.raw_labels) if labelled else None,
-                        [str(i) for i in range(len(ts.sequences))], targets=ts.is_target, filled=ts.filled)
+        return _filled(InputSet(list(ts.sequences), list(ts.raw_labels) if labelled else None,
+                                [str(i) for i in range(len(ts.sequences))], targets=ts.is_target), missing)
     if suffix == ".csv":
-        return read_csv(p, missing=missing)
+        return _filled(read_csv(p, missing=missing, fill=False), missing)
     raise DataError(f"{text}: unsupported file type {suffix or '(none)'!r}; expected .npz, .ts or .csv")
 
 
@@ -170,17 +188,20 @@ def _number(cell: str) -> Optional[float]:
 
 _NUMBERISH = re.compile(r"[\s0-9.eE+-]+")  # a number's characters only: a malformed number, not a column's name
 PEEK = 20  # data rows read before the rest: a column of text among them is sequence ids, not one typo
-MISSING_WORDS = ("?", "na", "n/a", "nan", "null", "none")  # cells that are gaps, never a header's names
+MISSING_WORDS = ("?", "na", "n/a", "nan", "-nan", "+nan", "null", "none")  # cells that are gaps, never a header's names
 # what a training .csv may leave as a gap under [data] missing, case aside: the words above too (found by
 # attacking: R's NA was "expected a finite number" under ffill)
 MISSING_CELLS = ("",) + MISSING_WORDS
+PADDING_EXPECTED = "each sequence's rows up to its last step (the rows after it removed)"
 
 
-def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None) -> InputSet:
+def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None,
+             fill: bool = True) -> InputSet:
     """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name. ``missing``: a
     training file's ``[data] missing`` policy (``readers.MISSING_POLICIES``): with ``ffill`` or ``zero`` a
     feature cell in ``MISSING_CELLS`` is a gap, filled within its sequence once the rows are in time order,
-    as the ``.ts`` reader fills them; None or ``error`` refuses it (``error`` with a hint that says what fills it)."""
+    as the ``.ts`` reader fills them (left NaN without ``fill``, NaN padding refused either way); None or
+    ``error`` refuses it (``error`` with a hint that says what fills it)."""
     p = Path(path)
     reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""))
 
@@ -279,7 +300,8 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
             continue
         if empty is not None:
             raise DataError(f"{p}:{empty}: a row of empty cells between data rows, a step with no values; expected "
-                            "a value in every cell (or the row removed)")
+                            "a value in every cell (or the row removed)" + (
+                                "; a step of gaps is NA in each feature's cell" if missing in ("ffill", "zero") else ""))
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
                             + (" (as in the header)" if header is not None else f" (as in line {first_line})"))
@@ -339,20 +361,19 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     if time_col is not None:  # each sequence's rows in the order of their times
         seqs = [s[np.argsort(np.frombuffer(stamps[k], np.float64), kind="stable")] for k, s in zip(keys, seqs)]
     seqs = [np.array(s) for s in seqs]  # writable, its own memory
-    gaps = 0
     if missing in ("ffill", "zero"):
         refuse_nan_padding(str(p), seqs,
                            lambda i: f"sequence {_show(keys[i])}" if group_col is not None else "the file",
-                           "each sequence's rows up to its last step (the rows after it removed)")
-        gaps = gap_count(seqs)
-        seqs = [fill_gaps(s, missing) for s in seqs]
+                           PADDING_EXPECTED)
+        if fill:
+            seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
         ids = [p.name]
     else:
         ids = [f"{p.name}:{k}" if many else k for k in keys]
     labels = [group_labels[k] for k in keys] if label_col is not None else None
     return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None,
-                    [] if header is not None else [(str(p), [c.strip() for c in first])], filled=gaps)
+                    [] if header is not None else [(str(p), [c.strip() for c in first])])
 
 
 def _names(names: Optional[Sequence[str]]) -> str:

@@ -44,6 +44,11 @@ class ModelInfo:
     missing: str = "error"  # the training data's [data] missing policy, which predict's input files take too
 
     @property
+    def imported(self) -> bool:
+        """Made by ``load`` from a checkpoint (``[data] name = "none"``): its training data are not known here."""
+        return self.recipe.get("data", {}).get("name") == "none"
+
+    @property
     def spec(self) -> IOSpec:
         return IOSpec.for_model(self.input_size, self.num_outputs, self.head)
 

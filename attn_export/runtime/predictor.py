@@ -230,14 +230,15 @@ class Predictor:
     @classmethod
     def load(
         cls,
-        path: Union[str, Path] = "artifacts",
+        path: Union[str, Path, Store] = "artifacts",
         backend: str = "auto",
         precision: str = "fp32",
         allow_unverified: bool = False,
         threads: Optional[int] = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> "Predictor":
-        """Check and load ``precision``'s artefact from an artefact directory or a bundle ``.tar.gz``.
+        """Check and load ``precision``'s artefact from an artefact directory or a bundle ``.tar.gz`` (or a
+        ``Store`` of one, opened already, which the predictor then closes: predict's, which read the gap policy).
 
         ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``, ``openvino-cpu``,
         ``openvino-bf16``: model.onnx computed in bf16, where verify passed that pair, ``tract-cpu``).
@@ -248,12 +249,12 @@ class Predictor:
         threads = check_threads(threads)
         if not isinstance(allow_unverified, (bool, np.bool_)):  # found by attacking: "no" (a config's string) was
             raise BadInput(f"allow_unverified = {allow_unverified!r}; expected True or False")  # true, trust off
-        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():  # "" was the current directory
+        if not isinstance(path, (str, os.PathLike, Store)) or not str(path).strip():  # "" was the current directory
             raise BadInput(f"path = {path!r}; expected an artefact directory or a bundle .tar.gz")
         # a thread count for a backend that takes none is the request's fault wherever it runs: said before the
         # backend is looked for (found by attacking: exit 3 where the backend was not installed)
         _refuse_threads(backend_class(backend) if backend != "auto" else None, threads)
-        store = Store.load(path)
+        store = path if isinstance(path, Store) else Store.load(path)
         try:
             backend_cls, artifact, notes = choose(store, backend, precision, allow_unverified)
             _refuse_threads(backend_cls, threads)

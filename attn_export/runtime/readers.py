@@ -54,7 +54,7 @@ from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
 __all__ = ["FILL_HINT", "FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "gap_count",
-           "npz_arrays", "npz_names", "read_npz", "read_npz_filled", "read_text", "read_ts", "strict_float"]
+           "leading_gaps", "npz_arrays", "npz_names", "read_npz", "read_text", "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
@@ -76,7 +76,6 @@ class _TsFile:
     has_labels: bool  # a class label field (False for @classLabel false and for targets)
     is_target: bool  # @targetLabel true: the last field is a regression target
     problem: str
-    filled: int = 0  # missing values filled by the policy
 
 
 def _show(token: str, limit: int = 40) -> str:
@@ -104,10 +103,16 @@ def _ffill(values: np.ndarray, miss: np.ndarray) -> np.ndarray:
 
 def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
     """``seq`` [T, F] with its NaN gaps filled channel by channel by the policy ``missing`` (``ffill``:
-    ``_ffill``; ``zero``): a training ``.csv``'s or ``.npz``'s, as the ``.ts`` reader fills its channels."""
+    ``_ffill``; ``zero``): a training ``.csv``'s or ``.npz``'s, as the ``.ts`` reader fills its channels.
+    ``error`` refuses a gap, as training did (found by review: any other word zero-filled)."""
+    _check_missing_policy(missing)
     gaps = np.isnan(seq)
     if not gaps.any():
         return seq
+    if missing == "error":
+        step, feature = (int(i) for i in np.argwhere(gaps)[0])
+        raise DataError(f"a missing value (NaN) at step {step}, feature {feature}; expected none: missing = 'error' "
+                        "refuses gaps")
     return np.stack([_ffill(c, g) if missing == "ffill" else np.where(g, np.float32(0), c)
                      for c, g in zip(seq.T, gaps.T)], axis=1)
 
@@ -115,6 +120,12 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
 def gap_count(seqs: Sequence[np.ndarray]) -> int:
     """How many values of ``seqs`` are NaN: the gaps a policy fills."""
     return sum(int(np.isnan(q).sum()) for q in seqs)
+
+
+def leading_gaps(seqs: Sequence[np.ndarray]) -> int:
+    """How many values of ``seqs`` are NaN before their channel's first value: ``ffill`` gives them that later
+    value, which a stream fed step by step does not have yet."""
+    return sum(int(np.logical_and.accumulate(np.isnan(q), axis=0).sum()) for q in seqs)
 
 
 def _trailing_gaps(s: np.ndarray) -> int:
@@ -233,7 +244,8 @@ def read_text(p: str, expected: str) -> str:
         raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start}); expected {expected}") from None
 
 
-def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
+def _read_ts(path: Union[str, Path], missing: str = "error", fill: bool = True) -> _TsFile:
+    """The file's series, its gaps filled by ``missing`` (``fill``; otherwise left NaN, padding refused)."""
     _check_missing_policy(missing)
     p = str(path)
     text = read_text(p, "a .ts text file")
@@ -387,15 +399,14 @@ def _read_ts(path: Union[str, Path], missing: str = "error") -> _TsFile:
         raise DataError(f"{p}: no @data line; expected headers, then @data, then one series per line")
     if not seqs:
         raise DataError(f"{p}: no series after @data; expected one series per line")
-    filled = 0
     if missing in ("ffill", "zero"):
         refuse_nan_padding(p, seqs, lambda i: f"the series of line {lines[i]}",
                            "each series at its own length (a .ts series may be shorter than the others: drop its "
                            "trailing missing values)")
-        filled = gap_count(seqs)
-        seqs = [fill_gaps(q, missing) for q in seqs]
+        if fill:
+            seqs = [fill_gaps(q, missing) for q in seqs]
     is_target = bool(target_label) and not class_label
-    return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem, filled)
+    return _TsFile(seqs, raw, declared, bool(has_label) and not is_target, is_target, problem)
 
 
 def read_ts(path: Union[str, Path], missing: str = "error") -> Tuple[List[np.ndarray], List[str], Optional[List[str]]]:
@@ -586,17 +597,9 @@ def _near_misses(path: str, names: Sequence[str], sequences: Optional[int], no_l
                             f"expected it named {means!r} (or removed)")
 
 
-def read_npz(path: Union[str, Path], missing: Optional[str] = None) -> Tuple[List[np.ndarray], Optional[List[str]]]:
-    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``); see
-    ``read_npz_filled``."""
-    seqs, labels, _ = read_npz_filled(path, missing)
-    return seqs, labels
-
-
-def read_npz_filled(path: Union[str, Path], missing: Optional[str] = None
-                    ) -> Tuple[List[np.ndarray], Optional[List[str]], int]:
-    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``, how many
-    missing values ``missing`` filled).
+def read_npz(path: Union[str, Path], missing: Optional[str] = None, fill: bool = True
+             ) -> Tuple[List[np.ndarray], Optional[List[str]]]:
+    """Read DESIGN's ``.npz`` input: (float32 ``[T_i, F]`` sequences, labels as strings or ``None``).
 
     ``x`` is padded ``[N, T, F]`` with ``lengths`` ``[N]`` (``lengths`` may be left out: every sequence
     is then T long, padding included: no reader can tell padding from data) or concatenated
@@ -604,9 +607,9 @@ def read_npz_filled(path: Union[str, Path], missing: Optional[str] = None
     must be finite (padding may hold anything). ``y`` ``[N]`` is optional. Never unpickled (an object array is refused), and each array's declared size is checked
     against the bytes the archive holds before anything is allocated, so a corrupt header cannot ask for
     terabytes. Every problem is a one-line DataError naming the array and what was expected. ``missing``: a
-    training file's ``[data] missing`` policy; with ``ffill`` or ``zero`` a NaN in a valid step is a gap,
-    filled within its sequence and channel as the ``.ts`` reader fills them (inf is refused still); None
-    (predict) or ``error`` refuses it.
+    training file's ``[data] missing`` policy, or the model's for predict; with ``ffill`` or ``zero`` a NaN
+    in a valid step is a gap, filled within its sequence and channel as the ``.ts`` reader fills them (left
+    NaN without ``fill``; inf is refused still); None or ``error`` refuses it.
     """
     p = str(path)
     arrays, files = _npz_members(p, ("x", "lengths", "y"))
@@ -664,13 +667,17 @@ def read_npz_filled(path: Union[str, Path], missing: Optional[str] = None
         seqs = [x32[int(e - l): int(e)] for e, l in zip(ends, lengths)]
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
-    filled = gap_count(seqs) if missing in ("ffill", "zero") else 0
+    gaps = missing in ("ffill", "zero")
     for i, s in enumerate(seqs):
-        if missing in ("ffill", "zero"):
+        if missing in ("ffill", "zero") and fill:
             s = seqs[i] = fill_gaps(s, missing)
-        if not np.all(np.isfinite(s)):
-            hint = f" ({FILL_HINT})" if missing is not None and np.isnan(s).any() else ""
-            raise DataError(f"{p}: sequence {i} has non-finite values (NaN, inf, or beyond float32); expected finite"
-                            + hint)
+        bad = ~np.isfinite(s) & ~(gaps & np.isnan(s))  # a gap left for the caller to fill is no problem here
+        if bad.any():
+            step, feature = (int(k) for k in np.argwhere(bad)[0])
+            missed = bool(np.isnan(s[step, feature]))
+            what = "a missing value (NaN)" if missed else "an infinite value (inf, or beyond float32's range)"
+            hint = f" ({FILL_HINT})" if missing is not None and missed else ""
+            raise DataError(f"{p}: sequence {i} holds {what} at step {step}, feature {feature}; expected finite "
+                            f"values{hint}")
     labels = _npz_labels(p, y, len(seqs)) if y is not None else None
-    return seqs, labels, filled
+    return seqs, labels
