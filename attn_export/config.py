@@ -198,6 +198,16 @@ class Recipe:
 _SECTIONS: dict[str, Any] = _hints(Recipe)  # section name -> its config class
 
 
+def refuse_untrainable_head(model: ModelConfig) -> None:
+    """ConfigError for a head training cannot fit from class labels: said before the data are read (found by
+    a user: a regression .ts was refused as "expected class labels", a file-format mistake it was not)."""
+    if model.head not in ("classification", "binary"):
+        raise ConfigError(
+            f"model.head = '{model.head}' cannot be trained from labelled data; "
+            "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
+        )
+
+
 def recipe_from_dict(d: Mapping[str, Any]) -> Recipe:
     """A ``Recipe`` from nested tables (parsed TOML or ``recipe_to_dict`` output); missing keys take defaults."""
     if not isinstance(d, Mapping):

@@ -11,9 +11,10 @@
   build consumes. Kept in FP32 on purpose: the input normalisation (``Sub``/``Div`` on raw features,
   which need not fit FP16's range or precision), the masked softmax (``Where``, ``Softmax``: the
   attention distribution is what users inspect) and the ``ReduceSum`` that picks the additive query.
-  Its numerics are proven with ONNX's reference evaluator, which really computes in FP16 (ONNX Runtime's
+  Its numerics are checked with ONNX's reference evaluator, which really computes in FP16 (ONNX Runtime's
   CPU provider casts many FP16 operators to FP32; the share it ran in FP16 is reported), judged by the
-  FP16 rule ``verify`` applies (each row within its budget, derived from the model's own FP16 error).
+  FP16 rule ``verify`` applies (each row within its budget, derived from the model's own FP16 error), on
+  the recorded sweep's cases it runs; ``verify`` judges the training lengths and the test split.
 
 Each variant is checked (onnx.checker full check, dynamic axes at batch 1/8 and seq 1/2048), evaluated
 on the recipe's test split next to FP32, timed at batch 1, seq 128, and recorded in the manifest.
@@ -631,7 +632,7 @@ def _fp16_census(made: Artifact) -> tuple[dict[str, int], dict[str, int], list[s
     cast_back = sorted({n.op_type for n in proto.graph.node if n.name in declared - ran})
     note = (f"ONNX Runtime CPU keeps {len(ran)} of the graph's {len(declared)} FP16 nodes in FP16 and runs the other "
             f"{len(declared - ran)} in FP32, casting around them ({', '.join(cast_back) or 'none'}); FP16 "
-            "numerics are proven with the reference evaluator instead")
+            "numerics are checked with the reference evaluator instead")
     return dict(fp16_ops), dict(fp32_ops), [note]
 
 
@@ -653,21 +654,22 @@ def _check_runs(made: Artifact, spec: IOSpec, cases: list[SweepCase], precision:
 
 
 def _fp16_reference_check(made: Artifact, spec: IOSpec, cases: list[SweepCase], refs: list[Reference],
-                          rule: Rule) -> tuple[list[str], float]:
+                          rule: Rule) -> tuple[list[str], float, int]:
     """True-FP16 numerics: the reference evaluator on the sweep cases it runs (padded ones included),
-    against PyTorch FP32, each row within its FP16 budget."""
+    against PyTorch FP32, each row within its FP16 budget: the problems, the largest error and the longest
+    case it ran."""
     from .backends.onnxref import OnnxRefBackend
 
-    problems, worst = [], 0.0
+    problems, worst, longest = [], 0.0, 0
     with OnnxRefBackend(made) as ref_backend:
         for case, ref in zip(cases, refs):
             if ref_backend.accepts(*case.x.shape[:2]) is not None:
                 continue
             result = compare_case(case, ref, ref_backend.infer(case.feeds), spec.head_output, rule)
-            worst = max(worst, result.max_abs)
+            worst, longest = max(worst, result.max_abs), max(longest, int(case.x.shape[1]))
             if not result:
                 problems.append(f"onnx-ref FP16 {case.label}: " + "; ".join(result.problems))
-    return problems, worst
+    return problems, worst, longest
 
 
 def _long_padded_cases(spec: IOSpec, mean: Sequence[float], std: Sequence[float]) -> list[SweepCase]:
@@ -806,10 +808,12 @@ def quantize(
                 reference.require_intrinsic("fp16", reference_path)
                 _refuse_fp16_overflow(refs, name)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
-                problems, worst = _fp16_reference_check(made, spec, cases, refs, rule)
+                problems, worst, longest = _fp16_reference_check(made, spec, cases, refs, rule)
                 problems += _not_rounded(made, source)
                 problems += _check_runs(made, spec, _long_padded_cases(spec, info.mean, info.std), precision)
-                notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g}")
+                # found by a user: "proven" here, then failed by verify at 1,008 steps, a training length
+                notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g} on the recorded sweep's "
+                             f"cases of up to {longest} steps; verify judges the training lengths and the test split")
                 extra["kept_fp32"] = list(FP16_KEEP_FP32)
             elif precision == "int8-dynamic":
                 _make_int8_dynamic(source, tmp, bidirectional=recipe.model.bidirectional)

@@ -28,6 +28,7 @@ from .config import (
     Recipe,
     TrainConfig,
     as_recipe,
+    refuse_untrainable_head,
 )
 from .data import Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
@@ -212,11 +213,7 @@ def train(
     metrics.json's contents."""
     recipe = as_recipe(recipe)
     directory = Path(directory)
-    if recipe.model.head not in ("classification", "binary"):
-        raise ConfigError(
-            f"model.head = '{recipe.model.head}' cannot be trained from labelled data; "
-            "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
-        )
+    refuse_untrainable_head(recipe.model)
     refuse_unread_model_keys(recipe.model)
     refuse_unread_data_keys(recipe.data)
     cfg = recipe.train

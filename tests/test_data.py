@@ -991,3 +991,18 @@ def test_declared_ts_classes_are_held_to_the_training_series(tmp_path: Path) -> 
     assert one_line_error(e).endswith("@classLabel declares 'z', which no training series has; expected every "
                                       "declared class among the training series (the model would have an output "
                                       "it never learned)")
+
+
+def test_a_head_training_cannot_fit_is_said_before_the_data_is_read(tmp_path: Path) -> None:
+    """Found by a user: a regression .ts with head = "regression" was refused as "expected class labels
+    (@classLabel true)", which reads as a file-format mistake; the head is the reason, said first."""
+    from conftest import cli
+
+    ts = tmp_path / "targets.ts"
+    ts.write_text("@problemName r\n@univariate true\n@targetLabel true\n@data\n1,2,3:0.5\n2,3,4:0.7\n")
+    result = cli("train", str(tmp_path / "d"), "--set", "data.name=files", "--set", f"data.train={ts}",
+                 "--set", "model.head=regression")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert ("model.head = 'regression' cannot be trained from labelled data; training supports head = "
+            "'classification' or 'binary' (import other heads with attn-export load)") in result.stderr
+    assert not (tmp_path / "d").exists()

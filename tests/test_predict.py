@@ -671,6 +671,9 @@ def test_truth_a_model_cannot_compare_is_said_and_targets_are_not_labels(model_d
     (tmp_path / "t.ts").write_text("@targetLabel true\n@data\n" + "".join(
         f"{','.join(['0.5'] * 5)}:{','.join(['1'] * 5)}:{','.join(['2'] * 5)}:{','.join(['3'] * 5)}:{i}.5\n"
         for i in range(3)))
+    # a target beside a regression's prediction is the number it is (found by a user: "0.5", a string)
+    shown = json.loads(cli("predict", str(tmp_path / "t.ts"), "--dir", str(reg), "--json").stdout)
+    assert [row["true"] for row in shown["predictions"]] == [0.5, 1.5, 2.5]
     targets = cli("predict", str(tmp_path / "t.ts"), "--dir", str(model_dir))
     assert targets.returncode == 2, targets.stderr
     assert targets.stderr.strip().endswith("holds regression targets (@targetLabel true); expected class labels "

@@ -130,8 +130,10 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
 def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
     """Train with a progress bar on stderr; returns metrics.json's contents (strict JSON: an empty split's
     NaN accuracy is null)."""
+    from ..config import refuse_untrainable_head
     from ..data import load_splits
 
+    refuse_untrainable_head(r.model)  # before the data, whose refusal would be about labels
     splits = load_splits(r.data)  # bad data is one line before torch is imported (seconds)
     from ..train import json_safe, train
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -145,12 +146,21 @@ def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Opti
                        probabilities=[float(v) for v in p.probabilities])
         else:
             row[head] = [float(v) for v in p.probabilities]
-        if labels is not None:
-            row["true"] = labels[k]
+        if labels is not None:  # a regression target as the number it is (found by a user: "0.7139", a string)
+            row["true"] = _target(labels[k]) if head != "logits" else labels[k]
         if attention:
             row["attention"] = [float(v) for v in p.attention]
         rows.append(row)
     return rows
+
+
+def _target(text: str) -> Any:
+    """A true value beside a model without classes: a finite number where it is one, else the text."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
 
 
 def about(predictor: Any) -> Dict[str, Any]:
