@@ -54,6 +54,7 @@ class DataConfig(_Section):
     test_fraction: float = 0.2  # the usual 80/20 split when there is no separate test file
     val_fraction: float = 0.15  # enough validation samples for early stopping, stratified, carved from train
     missing: Literal["error", "ffill", "zero"] = "error"  # a NaN is a surprise until the recipe says otherwise
+    positive: str = ""  # binary head: the label that is the positive class (empty: the second in label order)
     seed: int = 0  # fixes the splits and the synthetic data, so a run can be repeated
     n_train: int = 1200  # synthetic: enough to train the default model in seconds
     n_test: int = 400  # synthetic: a test accuracy resolved to 0.25 %
@@ -198,14 +199,19 @@ class Recipe:
 _SECTIONS: dict[str, Any] = _hints(Recipe)  # section name -> its config class
 
 
-def refuse_untrainable_head(model: ModelConfig) -> None:
-    """ConfigError for a head training cannot fit from class labels: said before the data are read (found by
-    a user: a regression .ts was refused as "expected class labels", a file-format mistake it was not)."""
-    if model.head not in ("classification", "binary"):
+def refuse_untrainable_head(recipe: Recipe) -> None:
+    """ConfigError for a head training cannot fit from class labels, or a ``data.positive`` for a head that
+    has no positive class: said before the data are read (found by a user: a regression .ts was refused as
+    "expected class labels", a file-format mistake it was not)."""
+    head = recipe.model.head
+    if head not in ("classification", "binary"):
         raise ConfigError(
-            f"model.head = '{model.head}' cannot be trained from labelled data; "
+            f"model.head = '{head}' cannot be trained from labelled data; "
             "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
+    if recipe.data.positive and head != "binary":
+        raise ConfigError(f"data.positive = {recipe.data.positive!r} is not read: only a binary head has a positive "
+                          f"class, and model.head = '{head}' (expected head = 'binary', or no value)")
 
 
 def recipe_from_dict(d: Mapping[str, Any]) -> Recipe:

@@ -284,6 +284,20 @@ def refuse_respelled(raw: Sequence[str], path: str) -> None:
         seen[value] = label
 
 
+def positive_last(labels: Tuple[str, ...], positive: str, path: str) -> Tuple[str, ...]:
+    """``labels`` with ``positive`` (``data.positive``; empty: as they are) moved last: a binary head's
+    positive class is its second label (found by a user: sorted, "normal operation" came after "défaut" and
+    the sigmoid gave P(normal), with no key to say otherwise)."""
+    if not positive:
+        return labels
+    if positive not in labels:
+        twin = spelling_twin(positive, labels)
+        raise DataError(f"data.positive = {_show(positive)} is not a label of {path}"
+                        + (f" (it is {_show(twin[0])} {twin[1]})" if twin else "")
+                        + f"; expected one of: {', '.join(labels[:20])}")
+    return tuple(label for label in labels if label != positive) + (positive,)
+
+
 def encode_labels(raw: Sequence[str], declared: Optional[Sequence[str]] = None) -> Tuple[np.ndarray, Tuple[str, ...]]:
     """Class indices for ``raw`` and the label list: ``declared`` order if given, else sorted unique."""
     raw = [str(r) for r in raw]
@@ -563,7 +577,8 @@ def load_splits(cfg: Any) -> Splits:
                             + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else "")
                             + ", which no training series has; expected every declared class among the training "
                               "series (the model would have an output it never learned)")
-        labels = tuple(declared) if declared is not None else encode_labels(raw, None)[1]
+        labels = positive_last(tuple(declared) if declared is not None else encode_labels(raw, None)[1],
+                               str(cfg.positive), train_path)
         twins = normalised_twins(labels)
         if twins is not None:
             raise DataError(f"{train_path}: the labels {_show(twins[0])} and {_show(twins[1])} are one text in two "

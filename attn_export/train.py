@@ -30,7 +30,7 @@ from .config import (
     as_recipe,
     refuse_untrainable_head,
 )
-from .data import Normalization, SequenceSet, Splits, load_splits, pad
+from .data import NAMED_DATASETS, Normalization, SequenceSet, Splits, load_splits, pad
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
 from .runtime import store
@@ -197,6 +197,9 @@ def refuse_unread_data_keys(data: DataConfig) -> None:
         raise ConfigError(f"data.test_fraction = {data.test_fraction} is not read: the test split is {fixed_test}; "
                           'test_fraction only splits data.train when data.name = "files" has no data.test '
                           f"(expected the default, {default.test_fraction}, or no value)")
+    if data.positive and data.name not in ("files", *NAMED_DATASETS):
+        raise ConfigError(f"data.positive = {data.positive!r} is not read: data.name = {data.name!r} names no "
+                          "labelled files (expected no value)")
     if data.name == "synthetic" and data.missing != default.missing:
         raise ConfigError(f"data.missing = {data.missing!r} is not read: data.name = 'synthetic' has no gaps to "
                           f"fill (expected the default, {default.missing!r}, or no value)")
@@ -213,7 +216,7 @@ def train(
     metrics.json's contents."""
     recipe = as_recipe(recipe)
     directory = Path(directory)
-    refuse_untrainable_head(recipe.model)
+    refuse_untrainable_head(recipe)
     refuse_unread_model_keys(recipe.model)
     refuse_unread_data_keys(recipe.data)
     cfg = recipe.train

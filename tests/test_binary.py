@@ -109,3 +109,29 @@ def test_binary_needs_two_labels(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "model.head = 'binary' needs two labels; the data has 3" \
         in lines[0], result.stderr
+
+
+def test_data_positive_names_the_class_the_sigmoid_gives(tmp_path: Path) -> None:
+    """Found by a user: labels are sorted, so "normal operation" came after "défaut ⚠" and a fault detector's
+    sigmoid gave P(normal), with no key to say otherwise. data.positive names the positive class; the same
+    training data without it keep the sorted order; a key no head reads is refused before the data."""
+    from attn_export.data import synthetic
+
+    data = synthetic(120, 3, 2, 8, 16, 0)
+    names = {"0": "normal operation", "1": "défaut ⚠"}
+    rows = ["sequence,a,b,c,label"] + [f"s{i},{','.join(map(str, step))},{names[data.labels[int(y)]]}"
+                                       for i, (s, y) in enumerate(zip(data.sequences, data.y)) for step in s]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    common = ["--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.csv'}", "--set",
+              "model.head=binary", "--set", "model.hidden_size=8", "--set", "train.epochs=1"]
+    orders = {}
+    for name, extra in (("sorted", []), ("named", ["--set", "data.positive=défaut ⚠"])):
+        made = cli("train", str(tmp_path / name), *common, *extra)
+        assert made.returncode == 0, made.stderr
+        orders[name] = json.loads((tmp_path / name / "model.json").read_text())["labels"]
+    assert orders == {"sorted": ["défaut ⚠", "normal operation"], "named": ["normal operation", "défaut ⚠"]}
+    unknown = cli("train", str(tmp_path / "x"), *common, "--set", "data.positive=defaut")
+    assert unknown.returncode == 2 and "data.positive = 'defaut' is not a label of" in unknown.stderr, unknown.stderr
+    assert "expected one of: défaut ⚠, normal operation" in unknown.stderr and not (tmp_path / "x").exists()
+    classifier = cli("train", str(tmp_path / "y"), *common[:-6], "--set", "data.positive=défaut ⚠")
+    assert classifier.returncode == 2 and "only a binary head has a positive class" in classifier.stderr

@@ -133,7 +133,7 @@ def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]
     from ..config import refuse_untrainable_head
     from ..data import load_splits
 
-    refuse_untrainable_head(r.model)  # before the data, whose refusal would be about labels
+    refuse_untrainable_head(r)  # before the data, whose refusal would be about labels
     splits = load_splits(r.data)  # bad data is one line before torch is imported (seconds)
     from ..train import json_safe, train
 
