@@ -105,7 +105,7 @@ def run(
     from .config import as_recipe
     from .export import export_onnx
     from .quantize import quantize
-    from .report import write_report
+    from .report import majority_baseline, write_report
     from .runtime.store import REPORT_MD, STREAM_FILES, WEIGHTS, as_directory, locked, sha256_file
     from .runtime.streaming import not_streamable
     from .stream import export_stream
@@ -137,7 +137,9 @@ def run(
         try:
             t = time.perf_counter()
             metrics = train(recipe, directory, on_epoch=on_epoch)
-            stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}", metrics)
+            baseline = majority_baseline(metrics)  # what learning must beat, beside what it reached
+            stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}" + (
+                f" (the most common class alone: {baseline[1]:.4f})" if baseline else ""), metrics)
             t = time.perf_counter()
             exported = export_onnx(directory, progress=progress("export"))
             summary = f"{exported.path.name}, parity on {len(exported.cases)} cases"
