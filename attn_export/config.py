@@ -209,9 +209,15 @@ def refuse_untrainable_head(recipe: Recipe) -> None:
             f"model.head = '{head}' cannot be trained from labelled data; "
             "training supports head = 'classification' or 'binary' (import other heads with attn-export load)"
         )
-    if recipe.data.positive and head != "binary":
+    refuse_misplaced_positive(recipe)
+
+
+def refuse_misplaced_positive(recipe: Recipe) -> None:
+    """ConfigError for a ``data.positive`` beside a head without a positive class (train and load: found by
+    review, load reordered a classifier's labels by it without a word)."""
+    if recipe.data.positive and recipe.model.head != "binary":
         raise ConfigError(f"data.positive = {recipe.data.positive!r} is not read: only a binary head has a positive "
-                          f"class, and model.head = '{head}' (expected head = 'binary', or no value)")
+                          f"class, and model.head = '{recipe.model.head}' (expected head = 'binary', or no value)")
 
 
 def recipe_from_dict(d: Mapping[str, Any]) -> Recipe:

@@ -62,7 +62,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table
+from .config import (ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table,
+                     refuse_misplaced_positive)
 from .errors import ConfigError, DataError, shell_word
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store
@@ -225,6 +226,7 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                               f"weights make it {_show(getattr(cfg, key))}; expected no override of what the weights "
                               "decide")
     refuse_unread_model_keys(cfg, f"over {source.name}'s one-layer LSTM", "no model.dropout")  # as train does
+    refuse_misplaced_positive(replace(recipe, model=cfg))  # before the data's labels are ordered by it
     splits = None
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
         recipe = replace(recipe, data=DataConfig(name="none"))

@@ -44,12 +44,18 @@ EVAL_BYTES = 256 << 20  # an evaluation batch's activations, at most (one longer
 
 def cell_bytes(config: ModelConfig, input_size: int, grad: bool) -> int:
     """Bytes one padded (sequence, step) cell of a batch takes in training (``grad``: a forward and backward
-    pass) or in evaluation (a no-grad forward). Fitted to peak RSS on torch 2.13's CPU LSTM (B x T of 32 x
-    1000 to 16 x 4000, hidden 32 to 128, one or two layers, either direction): 54-68 bytes per hidden unit,
-    layer and direction with gradients (16 floats here), 8-21 without (3 here)."""
+    pass) or in evaluation (a no-grad forward), in float32s: per hidden unit, layer and direction 16 (3), per
+    Conv1d output channel 6 (2.5), per additive attention unit 3 (2), per input feature 3 (1), and 128 (64)
+    more. Fitted to peak RSS on torch 2.13's CPU LSTM, B x T of 16 x 3000 to 32 x 1000: hidden 16 to 128,
+    one or two layers, either direction, Conv1d front-ends of 32 to 320 channels (kernels 5 to 63, which
+    barely matter), additive attention of 64 to 512 (found by review: conv and attention had been counted
+    once, 1.6x and 1.9x under)."""
     units = config.hidden_size * (2 if config.bidirectional else 1) * config.num_layers
-    side = input_size + sum(config.conv_channels) + (config.attention_dim if config.attention == "additive" else 0) + 8
-    return 4 * ((16 * units + 3 * side) if grad else (3 * units + side))
+    conv = sum(config.conv_channels)
+    attention = config.attention_dim if config.attention == "additive" else 0
+    floats = (16 * units + 6 * conv + 3 * attention + 3 * input_size + 128 if grad else
+              3 * units + 2.5 * conv + 2 * attention + input_size + 64)
+    return int(4 * floats)
 
 
 def _eval_batches(data: SequenceSet, per_cell: int) -> list[np.ndarray]:
@@ -77,8 +83,8 @@ def check_training_memory(config: ModelConfig, splits: Splits, batch_size: int) 
     evaluate = max(EVAL_BYTES, longest * cell_bytes(config, splits.train.features, False))
     if train >= evaluate:
         check_memory(train, f"training (a batch of {rows} sequence(s) padded to {int(splits.train.lengths.max()):,} "
-                            "steps, forward and backward)", f"a smaller train.batch_size than {batch_size}, a smaller "
-                                                             "model, or shorter sequences")
+                            "steps, forward and backward)", f"a train.batch_size below {rows}, a smaller model, or "
+                                                             "shorter sequences")
     else:
         check_memory(evaluate, f"evaluating a sequence of {longest:,} steps", "a smaller model or shorter sequences")
 
@@ -245,7 +251,8 @@ def _train(
 ) -> dict[str, Any]:
     cfg = recipe.train
 
-    check_training_memory(recipe.model, splits, cfg.batch_size)
+    if device.type == "cpu":  # the estimate is the CPU LSTM's; on a GPU the activations live in its memory
+        check_training_memory(recipe.model, splits, cfg.batch_size)
     norm = Normalization.from_sequences(splits.train.sequences, splits.features)
     binary = recipe.model.head == "binary"
     if binary and len(splits.labels) != 2:

@@ -102,6 +102,11 @@ def test_load_reads_a_one_output_head_as_binary_and_says_so(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     got = [row["probabilities"][1] for row in json.loads(out.stdout)["predictions"]]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # data.positive orders a binary head's labels only (found by review: load reordered a classifier's)
+    refused = cli("load", str(tmp_path / "user.pt"), str(tmp_path / "r"), "--map", "attn=score", "--map", "out=head",
+                  "--set", "model.head=regression", "--set", "data.name=synthetic", "--set", 'data.positive="1"')
+    assert refused.returncode == 2 and "only a binary head has a positive class" in refused.stderr, refused.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_binary_needs_two_labels(tmp_path: Path) -> None:
@@ -135,3 +140,6 @@ def test_data_positive_names_the_class_the_sigmoid_gives(tmp_path: Path) -> None
     assert "expected one of: défaut ⚠, normal operation" in unknown.stderr and not (tmp_path / "x").exists()
     classifier = cli("train", str(tmp_path / "y"), *common[:-6], "--set", "data.positive=défaut ⚠")
     assert classifier.returncode == 2 and "only a binary head has a positive class" in classifier.stderr
+    number = cli("train", str(tmp_path / "z"), *common, "--set", "data.positive=1")  # 0/1 labels are common
+    assert number.returncode == 2 and "data.positive = 1 (int) is not valid: expected a string (a number is read as " \
+        "one: quote it, --set 'data.positive=\"1\"'" in number.stderr, number.stderr

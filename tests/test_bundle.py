@@ -20,7 +20,7 @@ import pytest
 
 from attn_export.runtime import store
 from attn_export.runtime.bundle import BUNDLE_JSON, MAX_RATIO, pack, unpack
-from attn_export.errors import BadInput, DataError, Untrusted
+from attn_export.errors import BadInput, DataError, MissingPrerequisite, Untrusted
 from attn_export.runtime import Predictor
 
 from conftest import cli, mark_verified, rerecord, wrong_decisions_where
@@ -708,3 +708,13 @@ def test_an_unpacked_bundle_without_its_manifest_says_to_unpack_it_again(model_d
     with pytest.raises(Untrusted, match=r"expected the bundle's manifest\.json, which is not here: unpack the "
                                         r"bundle's \.tar\.gz again$"):
         Predictor.load(device)
+
+
+def test_a_store_given_to_predictor_load_is_closed_on_every_way_out(model_dir: Path, tmp_path: Path) -> None:
+    """Found by review: the checks before the load (batch size, threads) left an open bundle open."""
+    archive = pack(model_dir, tmp_path / "b.tar.gz").path
+    for wrong in ({"batch_size": 0}, {"threads": 10**6}, {"precision": "fp16"}):
+        opened = store.Store.load(archive)
+        with pytest.raises((BadInput, MissingPrerequisite)):
+            Predictor.load(opened, **wrong)
+        assert opened._archive is not None and opened._archive._tar.closed, wrong

@@ -39,7 +39,7 @@ needs_sktime = pytest.mark.skipif(
 def cfg(**kw: Any) -> SimpleNamespace:
     """Stand-in for config.DataConfig (same fields)."""
     base = dict(name="synthetic", train="", test="", test_fraction=0.25, val_fraction=0.2, missing="error",
-                seed=0, n_train=200, n_test=100, features=5, classes=4, min_len=4, max_len=20)
+                positive="", seed=0, n_train=200, n_test=100, features=5, classes=4, min_len=4, max_len=20)
     base.update(kw)
     return SimpleNamespace(**base)
 

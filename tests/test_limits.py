@@ -662,7 +662,7 @@ def test_training_that_cannot_fit_is_refused_before_the_first_epoch_naming_the_b
                                 "--set", "model.hidden_size=256", "--set", "model.bidirectional=true", "--set",
                                 f"train.batch_size={rows}")
     one_line(result, (3,), f"training (a batch of {rows} sequence(s) padded to {steps:,} steps, forward and backward) "
-                           "needs about", f"expected a smaller train.batch_size than {rows}, a smaller model, or shorter "
+                           "needs about", f"expected a train.batch_size below {rows}, a smaller model, or shorter "
                                           "sequences")
     assert not (tmp_path / "d").exists() and peak < 4 * GIB
 
@@ -683,7 +683,13 @@ def test_evaluation_batches_take_every_sequence_once_within_both_bounds(lengths:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("grad", [True, False])
-def test_the_training_memory_estimate_stays_near_the_measured_peak(grad: bool) -> None:
+@pytest.mark.parametrize("model", [
+    "hidden_size=64, bidirectional=True, num_layers=2, attention='additive'",
+    "hidden_size=16",
+    "hidden_size=16, conv_channels=(64, 256), conv_kernel_sizes=(31, 63)",  # found by review: 1.6x under
+    "hidden_size=16, attention='additive', attention_dim=512",  # found by review: 1.9x under without gradients
+])
+def test_the_training_memory_estimate_stays_near_the_measured_peak(grad: bool, model: str) -> None:
     """``cell_bytes`` against one batch's peak RSS on this torch: a torch whose LSTM keeps more would make the
     up-front check pass what the kernel then kills."""
     code = f"""
@@ -691,16 +697,18 @@ import resource, torch
 from attn_export.config import ModelConfig
 from attn_export.model import AttentionLSTM
 from attn_export.train import cell_bytes
-config = ModelConfig(hidden_size=64, bidirectional=True, num_layers=2, attention="additive")
+config = ModelConfig({model})
 model = AttentionLSTM(config, 6, 3)
-x, lengths = torch.randn(16, 3000, 6), torch.full((16,), 3000)
+rows = {16 if grad else 64}  # activations well above what the imports left in the peak
+x, lengths = torch.randn(rows, 3000, 6), torch.full((rows,), 3000)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.set_grad_enabled({grad}):
     out, _ = model.train({grad})(x, lengths)
     if {grad}:
         out.sum().backward()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / (16 * 3000 * cell_bytes(config, 6, {grad})))
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(grown / (rows * 3000 * cell_bytes(config, 6, {grad})))
 """
     ratio = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                  cwd=ROOT).stdout)
-    assert 0.5 < ratio < 1.3, ratio
+    assert 0.6 < ratio < 1.3, ratio

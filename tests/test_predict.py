@@ -881,8 +881,8 @@ def test_info_and_a_bundles_readme_name_the_features_classes_and_what_a_gap_beco
     assert cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz")).returncode == 0
     with tarfile.open(tmp_path / "b.tar.gz") as tar:
         readme = " ".join(tar.extractfile("README.md").read().decode().split())
-    assert (f"The model's 3 features per step: f0, f1, f2 (a .csv header is matched to these names). A gap in INPUT is "
-            f"filled by '{policy}', as the training data's were ([data] missing)") in readme
+    assert (f"The model's 3 features per step: f0, f1, f2 (a .csv header is matched to these names). Its classes: 0, "
+            f"1. A gap in INPUT is filled by '{policy}', as the training data's were ([data] missing)") in readme
 
 
 def test_padding_across_a_directory_of_one_sequence_files_is_refused_and_a_stream_names_later_values(
@@ -908,6 +908,12 @@ def test_padding_across_a_directory_of_one_sequence_files_is_refused_and_a_strea
             f"'{policy}', as the model's training data's were") in whole.stderr
     later = "2 of them, before any value of their feature, took the first later one, which a live stream would not have"
     assert (later in streamed.stderr) == (policy == "ffill") and later not in whole.stderr
+    # a feature with no value at all becomes 0, no later value (found by review: counted as taking one)
+    empty = write_csv(tmp_path / "empty.csv", [[1.0, "NA", 0.5], [2.0, "NA", 0.3], [3.0, "NA", 0.1]],
+                      ["f0", "f1", "f2"])
+    streamed = cli("predict", str(empty), "--dir", str(directory), "--stream", "1")
+    assert streamed.returncode == 0 and "3 missing value(s)" in streamed.stderr, streamed.stderr
+    assert "took the first later one" not in streamed.stderr
 
 
 def test_a_model_json_that_cannot_be_read_is_said_before_the_input(filling: tuple, tmp_path: Path) -> None:
@@ -937,3 +943,10 @@ def test_fill_gaps_refuses_a_policy_it_does_not_know_and_gaps_under_error() -> N
     with pytest.raises(DataError, match=r"a missing value \(NaN\) at step 0, feature 1; expected none"):
         fill_gaps(seq, "error")
     assert fill_gaps(seq[:0], "error").shape == (0, 2)
+
+
+def test_a_target_beside_a_model_without_classes_is_a_number_only_when_it_is_one() -> None:
+    from attn_export.runtime.cli import _target
+
+    assert [_target(t) for t in (" 0.5 ", "-3", "1e-2", "1_000", "١٢", "inf", "nan", "low")] == [
+        0.5, -3.0, 0.01, "1_000", "١٢", "inf", "nan", "low"]

@@ -55,25 +55,15 @@ def command(
     json_out: JsonOpt = False,
 ) -> None:
     """Predict a label per sequence with DIR's model; with true labels in INPUT, print the accuracy too."""
-    from ..runtime import Predictor
-    from ..runtime.store import Store
-    from ..runtime.cli import (about, prediction_rows, prediction_table, predict_request, shown, stream_document,
+    from ..runtime.cli import (about, open_predictor, prediction_rows, prediction_table, shown, stream_document,
                                stream_table)
-    from ..runtime.inputs import (accuracy, check_features, check_labels, check_width, filled_note, read_input,
-                                  unused_truth)
+    from ..runtime.inputs import accuracy, check_features, check_labels, check_width, unused_truth
 
-    store = Store.load(directory)  # opened once (a bundle is read whole); its model.json says the gap policy
-    try:
-        data = read_input(input_path, store.info.missing)  # gaps filled as the training data's were
-        predict_request(directory, store, stream, attention, json_out, given(ctx, "on_long", "batch_size"))
-        predictor = Predictor.load(store, backend=backend, precision=precision.value,
-                                   allow_unverified=allow_unverified, batch_size=batch_size, threads=threads or None)
-    except BaseException:
-        store.close()
-        raise
+    predictor, data = open_predictor(directory, input_path, stream, attention, json_out,
+                                     given(ctx, "on_long", "batch_size"), backend=backend,
+                                     precision=precision.value, allow_unverified=allow_unverified,
+                                     batch_size=batch_size, threads=threads or None)
     with predictor:
-        if data.filled:
-            predictor.notes.append(filled_note(data, predictor.missing, stream is not None))
         if not given(ctx, "backend", "precision") and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, input_path)) is not None:

@@ -53,7 +53,7 @@ from ..errors import (BadInput, Busy, DataError, MissingPrerequisite, Untrusted,
 from . import store, schema
 from .backends import REGISTRY
 from .backends.onnxrt import EXACT_INT8, plain_session_needs
-from .inputs import gap_words, named_features
+from .inputs import gap_words, named_classes, named_features
 from .interrupt import commit_point
 from .onnxfile import parse_graph
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
@@ -123,7 +123,8 @@ From Python:
     predictions = predictor.predict(list_of_float32_arrays)   # each [steps, {features}]
 
 INPUT is an `.npz` (`x` [N, T, F] + `lengths`), a `.ts` or a `.csv` file. The model's {features} features
-per step: {named}. A gap in INPUT is {gaps}; `Predictor.predict` refuses one. The runtime refuses an
+per step: {named}. Its classes: {classes}. A gap in INPUT is {gaps}; `Predictor.predict` refuses one. The
+runtime refuses an
 artefact changed since it was recorded, a stale one, one that failed verification, one never verified
 (`--allow-unverified` runs that one anyway) and an engine built for another GPU or TensorRT version.
 """
@@ -541,6 +542,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
         named=named_features(info.feature_names), gaps=gap_words(info.missing, info.imported),
+        classes=named_classes(info.labels) if info.labels else f"none (a {info.head} head)",
         max_batch=_triton_batch(info))
     per_row = [f"`{f}`" for p in PRECISION_FILES if PRECISIONS[p].per_row
                for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]

@@ -21,7 +21,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple, Union
 
 from ..errors import (AttnExportError, BadInput, Interrupted, ParityError, does_nothing, empty_path, given_twice,
                       printable, unexpected)
@@ -156,8 +156,10 @@ def prediction_rows(ids: Sequence[str], predictions: Sequence[Any], labels: Opti
 
 def _target(text: str) -> Any:
     """A true value beside a model without classes: a finite number where it is one, else the text."""
+    from .readers import strict_float
+
     try:
-        value = float(text)
+        value = strict_float(text.strip())  # ASCII digits only: not '1_000' or another script's digits
     except ValueError:
         return text
     return value if math.isfinite(value) else text
@@ -197,6 +199,29 @@ def predict_request(directory: Union[str, Path], store: Any, chunk: Optional[int
     reason = not_streamable(store.info.recipe.get("model", {}))
     if reason is not None:
         raise BadInput(f"{directory}: its model cannot stream exactly: {reason}")
+
+
+def open_predictor(directory: Union[str, Path], input_path: Union[str, Path], chunk: Optional[int],
+                   attention: bool, as_json: bool, given: Sequence[str], **load: Any) -> Tuple[Any, Any]:
+    """``predict``'s start on both command lines: the store opened once (a bundle is read whole: found by
+    review, it was read twice), the input read by the gap policy its model.json records (an unreadable one
+    said first), the request checked, and the predictor loaded with ``load`` (``Predictor.load``'s
+    arguments), which closes the store on any way out; with the note on the gaps filled."""
+    from .inputs import filled_note, read_input
+    from .predictor import Predictor
+    from .store import Store
+
+    store = Store.load(directory)
+    try:
+        data = read_input(input_path, store.info.missing)  # gaps filled as the training data's were
+        predict_request(directory, store, chunk, attention, as_json, given)
+    except BaseException:
+        store.close()
+        raise
+    predictor = Predictor.load(store, **load)
+    if data.filled:
+        predictor.notes.append(filled_note(data, predictor.missing, chunk is not None))
+    return predictor, data
 
 
 def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any], chunk: int,
@@ -304,25 +329,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inputs import accuracy, check_features, check_labels, check_width, filled_note, read_input, unused_truth
-    from .predictor import Predictor
-    from .store import Store
+    from .inputs import accuracy, check_features, check_labels, check_width, unused_truth
 
-    store = Store.load(args.directory)  # opened once (a bundle is read whole); its model.json says the gap policy
-    try:
-        data = read_input(args.input, store.info.missing)  # gaps filled as the training data's were
-        predict_request(args.directory, store, args.stream, args.attention, args.json,
-                        [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size))
-                         if value is not None])
-        predictor = Predictor.load(store, backend=args.backend or "auto", precision=args.precision or "fp32",
-                                   allow_unverified=args.allow_unverified, threads=args.threads or None,
-                                   batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size)
-    except BaseException:
-        store.close()
-        raise
+    predictor, data = open_predictor(
+        args.directory, args.input, args.stream, args.attention, args.json,
+        [flag for flag, value in (("--on-long", args.on_long), ("--batch-size", args.batch_size)) if value is not None],
+        backend=args.backend or "auto", precision=args.precision or "fp32", allow_unverified=args.allow_unverified,
+        threads=args.threads or None, batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size)
     with predictor:
-        if data.filled:
-            predictor.notes.append(filled_note(data, predictor.missing, args.stream is not None))
         if args.backend is None and args.precision is None and (unasked := predictor.unasked()):
             predictor.notes.append(unasked)
         if (unused := unused_truth(data, predictor.head, args.input)) is not None:
@@ -384,7 +398,7 @@ def _build(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .backends import status
     from .bundle import not_verified, recommendation
-    from .inputs import gap_words, named_features
+    from .inputs import gap_words, named_classes, named_features
     from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
@@ -426,8 +440,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
     print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing, info.imported)}")
     if info.labels:
-        print(f"  classes   {', '.join(printable(label, 40) for label in info.labels[:12])}"
-              + (f" ... ({len(info.labels)} in all)" if len(info.labels) > 12 else ""))
+        print(f"  classes   {named_classes(info.labels)}")
     for name, state in files.items():
         verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]] + (
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")

@@ -189,8 +189,10 @@ def half_step(values: np.ndarray, precision: str) -> np.ndarray:
     cannot be told apart below this: a logit that happens to lie on an FP16 value has an intrinsic error of
     almost 0 (found by a user's data: one such row, 4.8e-7, made a correct graph's mean 6.04 x it)."""
     magnitude = np.abs(np.asarray(values, np.float64))
-    if precision == "fp16":
-        return np.spacing(np.minimum(magnitude, 65504.0).astype(np.float16)).astype(np.float64) / 2
+    if precision == "fp16":  # FP16's top binade, 32768 to 65504, steps by 32: its largest value's spacing is inf
+        return np.spacing(np.minimum(magnitude, 32768.0).astype(np.float16)).astype(np.float64) / 2
+    if precision != "bf16":
+        raise ValueError(f"half_step: {precision!r}; expected fp16 or bf16")
     exponent = np.frexp(magnitude)[1]  # magnitude = m * 2**exponent, 0.5 <= m < 1; bf16 keeps 8 bits of m
     return np.where(magnitude > 0, np.ldexp(1.0, exponent - 9), 0.0)
 
@@ -275,7 +277,8 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
             if not result.ratio <= 1.0:  # NaN included
                 problems.append(_explain(rule, head, np.where(deploy[:, None], diff, 0.0), budget, intrinsic, None))
             judged = deploy & (intrinsic > 0)
-            resolved = np.maximum(intrinsic, half_step(np.abs(r).reshape(batch, -1).max(axis=1), rule.precision))
+            resolved = intrinsic if rule.mean_multiple is None else np.maximum(
+                intrinsic, half_step(np.abs(r).reshape(batch, -1).max(axis=1), rule.precision))
             result.intrinsic_ratios = _ratio(diff.reshape(batch, -1).max(axis=1)[judged], resolved[judged]).tolist()
         if not deploy.all():
             result.stress_ratio = float(ratio[~deploy].max())

@@ -40,12 +40,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import (FILL_HINT, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, leading_gaps, read_npz,
+from .readers import (FILL_HINT, FILLING, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, leading_gaps, read_npz,
                       read_text, refuse_nan_padding, strict_float)
 from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "filled_note", "gap_words",
-           "named_features", "read_csv", "read_input", "unused_truth"]
+           "named_classes", "named_features", "read_csv", "read_input", "unused_truth"]
 
 SEQUENCE_COLUMN = "sequence"
 LABEL_COLUMN = "label"
@@ -100,10 +100,16 @@ def named_features(names: Optional[Sequence[str]]) -> str:
 
 def _filled(data: InputSet, missing: str) -> InputSet:
     """``data`` with its gaps (NaN: the readers leave them, refusing padding) filled by ``missing``, counted."""
-    if missing not in ("ffill", "zero"):
+    if missing not in FILLING:
         return data
     return replace(data, sequences=[fill_gaps(s, missing) for s in data.sequences], filled=gap_count(data.sequences),
                    leading=leading_gaps(data.sequences) if missing == "ffill" else 0)
+
+
+def named_classes(labels: Sequence[str]) -> str:
+    """A model's class labels as ``info`` and a bundle's README say them: the first 12 and how many in all."""
+    return ", ".join(printable(label, 40) for label in labels[:12]) + (
+        f" ... ({len(labels)} in all)" if len(labels) > 12 else "")
 
 
 def filled_note(data: InputSet, missing: str, streamed: bool = False) -> str:
@@ -157,7 +163,7 @@ def read_input(path: Union[str, Path], missing: str = "error") -> InputSet:
                             f"{_names(named[1])}); expected the same columns in the same order in every file")
         ids = [i for part in parts for i in part.ids]
         seqs = [s for part in parts for s in part.sequences]
-        if missing in ("ffill", "zero"):  # across the files: one sequence a file is a common layout (found by review)
+        if missing in FILLING:  # across the files: one sequence a file is a common layout (found by review)
             refuse_nan_padding(text, seqs, lambda i: f"sequence {_show(ids[i])}", PADDING_EXPECTED)
         return _filled(InputSet(seqs, [lab for part in parts for lab in part.labels or []] if labelled else None, ids,
                                 list(named[0]) if named else None, [row for part in parts for row in part.first_rows]),
@@ -301,7 +307,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         if empty is not None:
             raise DataError(f"{p}:{empty}: a row of empty cells between data rows, a step with no values; expected "
                             "a value in every cell (or the row removed)" + (
-                                "; a step of gaps is NA in each feature's cell" if missing in ("ffill", "zero") else ""))
+                                "; a step of gaps is NA in each feature's cell" if missing in FILLING else ""))
         if len(row) != width:
             raise DataError(f"{p}:{lineno}: {len(row)} columns; expected {width}"
                             + (" (as in the header)" if header is not None else f" (as in line {first_line})"))
@@ -311,7 +317,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
                             "the id of its sequence on every row")
         values = []
         for i in feature_cols:
-            if missing in ("ffill", "zero") and row[i].strip().lower() in MISSING_CELLS:
+            if missing in FILLING and row[i].strip().lower() in MISSING_CELLS:
                 values.append(math.nan)
                 continue
             v = _number(row[i])
@@ -361,7 +367,7 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
     if time_col is not None:  # each sequence's rows in the order of their times
         seqs = [s[np.argsort(np.frombuffer(stamps[k], np.float64), kind="stable")] for k, s in zip(keys, seqs)]
     seqs = [np.array(s) for s in seqs]  # writable, its own memory
-    if missing in ("ffill", "zero"):
+    if missing in FILLING:
         refuse_nan_padding(str(p), seqs,
                            lambda i: f"sequence {_show(keys[i])}" if group_col is not None else "the file",
                            PADDING_EXPECTED)

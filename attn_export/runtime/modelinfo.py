@@ -45,8 +45,9 @@ class ModelInfo:
 
     @property
     def imported(self) -> bool:
-        """Made by ``load`` from a checkpoint (``[data] name = "none"``): its training data are not known here."""
-        return self.recipe.get("data", {}).get("name") == "none"
+        """Made by ``load`` from a checkpoint (whose sha256 it records as ``source_sha256``; train records none),
+        so how its training data were treated is not known here."""
+        return self.raw.get("source_sha256") is not None or self.recipe.get("data", {}).get("name") == "none"
 
     @property
     def spec(self) -> IOSpec:

@@ -243,6 +243,16 @@ class Predictor:
         ``backend``: ``"auto"`` or a name (``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``tensorrt``, ``openvino-cpu``,
         ``openvino-bf16``: model.onnx computed in bf16, where verify passed that pair, ``tract-cpu``).
         ``threads``: the backend's intra-op threads (ONNX Runtime's default: all cores)."""
+        try:
+            return cls._load(path, backend, precision, allow_unverified, threads, batch_size)
+        except BaseException:
+            if isinstance(path, Store):  # given open, it is the predictor's to close, on every way out
+                path.close()
+            raise
+
+    @classmethod
+    def _load(cls, path: Union[str, Path, Store], backend: str, precision: str, allow_unverified: bool,
+              threads: Optional[int], batch_size: int) -> "Predictor":
         from .dispatch import backend_class, choose
 
         batch_size = check_batch_size(batch_size)

@@ -59,6 +59,7 @@ __all__ = ["FILL_HINT", "FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSI
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
 MISSING_POLICIES = ("error", "ffill", "zero")
+FILLING = ("ffill", "zero")  # the policies under which a gap is filled, not refused
 # what a refusal of a gap advises: a model trained so fills them in predict too (``ModelInfo.missing``)
 FILL_HINT = 'a recipe may set [data] missing = "ffill" or "zero", and its model\'s predict then fills gaps the same way'
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -104,8 +105,12 @@ def _ffill(values: np.ndarray, miss: np.ndarray) -> np.ndarray:
 def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
     """``seq`` [T, F] with its NaN gaps filled channel by channel by the policy ``missing`` (``ffill``:
     ``_ffill``; ``zero``): a training ``.csv``'s or ``.npz``'s, as the ``.ts`` reader fills its channels.
-    ``error`` refuses a gap, as training did (found by review: any other word zero-filled)."""
+    ``error`` refuses a gap, as training did (found by review: any other word zero-filled). ``seq`` may be
+    any 2-D array-like of numbers (the API's refusal of a NaN names this function)."""
     _check_missing_policy(missing)
+    seq = np.asarray(seq, dtype=np.float32)
+    if seq.ndim != 2:
+        raise DataError(f"a sequence of shape {seq.shape}; expected [steps, features]")
     gaps = np.isnan(seq)
     if not gaps.any():
         return seq
@@ -124,8 +129,12 @@ def gap_count(seqs: Sequence[np.ndarray]) -> int:
 
 def leading_gaps(seqs: Sequence[np.ndarray]) -> int:
     """How many values of ``seqs`` are NaN before their channel's first value: ``ffill`` gives them that later
-    value, which a stream fed step by step does not have yet."""
-    return sum(int(np.logical_and.accumulate(np.isnan(q), axis=0).sum()) for q in seqs)
+    value, which a stream fed step by step does not have yet (a channel with no value at all becomes 0)."""
+    count = 0
+    for q in seqs:
+        gaps = np.isnan(q)
+        count += int((np.logical_and.accumulate(gaps, axis=0) & ~gaps.all(axis=0)).sum())
+    return count
 
 
 def _trailing_gaps(s: np.ndarray) -> int:
@@ -399,7 +408,7 @@ def _read_ts(path: Union[str, Path], missing: str = "error", fill: bool = True) 
         raise DataError(f"{p}: no @data line; expected headers, then @data, then one series per line")
     if not seqs:
         raise DataError(f"{p}: no series after @data; expected one series per line")
-    if missing in ("ffill", "zero"):
+    if missing in FILLING:
         refuse_nan_padding(p, seqs, lambda i: f"the series of line {lines[i]}",
                            "each series at its own length (a .ts series may be shorter than the others: drop its "
                            "trailing missing values)")
@@ -667,9 +676,9 @@ def read_npz(path: Union[str, Path], missing: Optional[str] = None, fill: bool =
         seqs = [x32[int(e - l): int(e)] for e, l in zip(ends, lengths)]
     if not seqs:
         raise DataError(f"{p}: x holds no sequences; expected N >= 1")
-    gaps = missing in ("ffill", "zero")
+    gaps = missing in FILLING
     for i, s in enumerate(seqs):
-        if missing in ("ffill", "zero") and fill:
+        if missing in FILLING and fill:
             s = seqs[i] = fill_gaps(s, missing)
         bad = ~np.isfinite(s) & ~(gaps & np.isnan(s))  # a gap left for the caller to fill is no problem here
         if bad.any():

@@ -82,7 +82,9 @@ def _convert(key: str, value: Any, tp: Any) -> Any:
     if tp is float and type(value) is int and abs(value) <= sys.float_info.max:
         value = float(value)
     if not isinstance(value, tp) or (isinstance(value, bool) and tp is not bool):
-        raise _invalid(key, value, _EXPECTED[tp][0])
+        quoted = (f" (a number is read as one: quote it, --set '{key}=\"{value}\"' or {key} = \"{value}\" in a recipe)"
+                  if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool) else "")
+        raise _invalid(key, value, _EXPECTED[tp][0] + quoted)
     if tp is float and not math.isfinite(value):
         raise _invalid(key, value, _EXPECTED[tp][0])
     return value
