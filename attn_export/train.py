@@ -45,17 +45,34 @@ EVAL_BYTES = 256 << 20  # an evaluation batch's activations, at most (one longer
 def cell_bytes(config: ModelConfig, input_size: int, grad: bool) -> int:
     """Bytes one padded (sequence, step) cell of a batch takes in training (``grad``: a forward and backward
     pass) or in evaluation (a no-grad forward), in float32s: per hidden unit, layer and direction 16 (3), per
-    Conv1d output channel 6 (2.5), per additive attention unit 3 (2), per input feature 3 (1), and 128 (64)
-    more. Fitted to peak RSS on torch 2.13's CPU LSTM, B x T of 16 x 3000 to 32 x 1000: hidden 16 to 128,
-    one or two layers, either direction, Conv1d front-ends of 32 to 320 channels (kernels 5 to 63, which
-    barely matter), additive attention of 64 to 512 (found by review: conv and attention had been counted
-    once, 1.6x and 1.9x under)."""
+    Conv1d output channel 6 (2.5), per additive attention unit 3 (2), per input feature 5 (2), and 128 (64)
+    more. Fitted to peak RSS on torch 2.13's CPU LSTM, B x T of 16 x 3000 to 256 x 500: hidden 16 to 128,
+    one or two layers, either direction, Conv1d front-ends of 32 to 1024 channels, additive attention of 64
+    to 1024, inputs of 6 to 1024 features (found by review and attacking: conv, attention and wide inputs had
+    been counted once, 1.6x to 1.9x under). What the weights take is ``weight_bytes``."""
     units = config.hidden_size * (2 if config.bidirectional else 1) * config.num_layers
     conv = sum(config.conv_channels)
     attention = config.attention_dim if config.attention == "additive" else 0
-    floats = (16 * units + 6 * conv + 3 * attention + 3 * input_size + 128 if grad else
-              3 * units + 2.5 * conv + 2 * attention + input_size + 64)
+    floats = (16 * units + 6 * conv + 3 * attention + 5 * input_size + 128 if grad else
+              3 * units + 2.5 * conv + 2 * attention + 2 * input_size + 64)
     return int(4 * floats)
+
+
+def weight_bytes(config: ModelConfig, input_size: int, grad: bool) -> int:
+    """Bytes the model's weights hold whatever the batch: the weights and, in training, their gradients, the
+    optimiser's two moments and the Conv1d weight gradients' workspace, 10 float32s per weight (measured: a
+    Conv1d of kernel 1023 over 64 channels took 589 MiB at 2 x 2000 steps, which no per-step count sees)."""
+    weights, width = 0, input_size
+    for channels, kernel in zip(config.conv_channels, config.conv_kernel_sizes):
+        weights += channels * (width * kernel + 1)
+        width = channels
+    directions = 2 if config.bidirectional else 1
+    for _ in range(config.num_layers):
+        weights += directions * 4 * config.hidden_size * (width + config.hidden_size + 2)
+        width = directions * config.hidden_size
+    if config.attention == "additive":
+        weights += config.attention_dim * (2 * width + 2)
+    return 4 * weights * (10 if grad else 2)
 
 
 def _eval_batches(data: SequenceSet, per_cell: int) -> list[np.ndarray]:
@@ -75,18 +92,23 @@ def _eval_batches(data: SequenceSet, per_cell: int) -> list[np.ndarray]:
 
 
 def check_training_memory(config: ModelConfig, splits: Splits, batch_size: int) -> None:
-    """NotAvailable (exit 3) before the first epoch when a training batch of the longest sequences, or an
-    evaluation batch, would not fit in memory: past it the kernel kills the process without a word."""
-    longest = int(max(part.lengths.max() for part in (splits.train, splits.val, splits.test) if part.n))
-    rows = min(batch_size, splits.train.n)
-    train = rows * int(splits.train.lengths.max()) * cell_bytes(config, splits.train.features, True)
-    evaluate = max(EVAL_BYTES, longest * cell_bytes(config, splits.train.features, False))
+    """NotAvailable (exit 3) before the first epoch when a training batch of the longest sequences, or the
+    largest evaluation batch ``_eval_batches`` will make, would not fit in memory: past it the kernel kills
+    the process without a word."""
+    features = splits.train.features
+    rows, longest = min(batch_size, splits.train.n), int(splits.train.lengths.max())
+    train = rows * longest * cell_bytes(config, features, True) + weight_bytes(config, features, True)
+    per_cell = cell_bytes(config, features, False)
+    batches = [(len(b), int(part.lengths[b].max())) for part in (splits.train, splits.val, splits.test) if part.n
+               for b in _eval_batches(part, per_cell)]
+    sequences, steps = max(batches, key=lambda b: b[0] * b[1])  # (found by attacking: a fixed 256 MiB was asked)
+    evaluate = sequences * steps * per_cell + weight_bytes(config, features, False)
     if train >= evaluate:
-        check_memory(train, f"training (a batch of {rows} sequence(s) padded to {int(splits.train.lengths.max()):,} "
-                            "steps, forward and backward)", f"a train.batch_size below {rows}, a smaller model, or "
-                                                             "shorter sequences")
+        check_memory(train, f"training (a batch of {rows} sequence(s) padded to {longest:,} steps, forward and "
+                            "backward)", f"a train.batch_size below {rows}, a smaller model, or shorter sequences")
     else:
-        check_memory(evaluate, f"evaluating a sequence of {longest:,} steps", "a smaller model or shorter sequences")
+        check_memory(evaluate, f"evaluating {sequences} sequence(s) of up to {steps:,} steps",
+                     "a smaller model or shorter sequences")
 
 
 
@@ -132,6 +154,8 @@ def loss_of(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> t
 def decide(logits: torch.Tensor) -> torch.Tensor:
     """The class each row decides, as ``runtime.iospec.class_logits`` reads logits: argmax, or logit > 0."""
     return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+
+
 
 
 @torch.no_grad()

@@ -143,3 +143,24 @@ def test_data_positive_names_the_class_the_sigmoid_gives(tmp_path: Path) -> None
     number = cli("train", str(tmp_path / "z"), *common, "--set", "data.positive=1")  # 0/1 labels are common
     assert number.returncode == 2 and "data.positive = 1 (int) is not valid: expected a string (a number is read as " \
         "one: quote it, --set 'data.positive=\"1\"'" in number.stderr, number.stderr
+
+
+def test_every_readme_and_info_says_which_class_a_binary_logit_gives(binary_dir: Path) -> None:
+    """Found by attacking: a Triton bundle told a client that a binary model's one column was "the class
+    labels[0]", its negative class; info and the CPU bundle said nothing of it."""
+    import subprocess
+    import sys
+
+    from attn_export.runtime.bundle import output_columns
+    from attn_export.runtime.inputs import named_classes
+
+    labels = json.loads((binary_dir / "model.json").read_text())["labels"]
+    assert output_columns("binary", labels) == (
+        f"A binary model's one output column is a logit z: sigmoid(z) is the probability of {labels[1]!r} "
+        "(`labels[1]` of `model.json`, the positive class), and z > 0 decides it.")
+    assert output_columns("classification", ["a", "b", "c"]).startswith("A classifier's output column i is")
+    said = f"{labels[0]}, {labels[1]} (one logit: its sigmoid is the probability of {labels[1]})"
+    assert named_classes(labels, binary=True) == said
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(binary_dir)], capture_output=True,
+                          text=True, timeout=120)
+    assert f"  classes   {said}" in info.stdout.splitlines(), info.stdout

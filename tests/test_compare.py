@@ -155,6 +155,16 @@ def test_a_row_whose_intrinsic_error_is_below_its_own_rounding_is_measured_again
     assert result.intrinsic_ratios == pytest.approx([3.2e-4 / 2**-9, 3.2e-4 / 0.004])
 
 
+def test_each_output_is_floored_at_its_own_step_not_its_rows_largest() -> None:
+    """Found by attacking: a dead class's logit, an exact -1000, floored every logit of its row at 0.25 and a
+    head error of 0.3 % passed (mean 0.03, 4.3 before the floor)."""
+    case, ref = make_case([10], 10, 3, np.random.default_rng(5), np.array([0.0016]))
+    logits = np.array([[-1000.0, 1.5, -0.5]])
+    ref = Reference({"logits": logits, "attention": ref.outputs["attention"]}, ref.intrinsic)
+    got = {"logits": logits + np.array([[0.0, 0.004, -0.004]]), "attention": ref.outputs["attention"]}
+    assert compare_case(case, ref, got, "logits", FP16).intrinsic_ratios == pytest.approx([0.004 / 0.0016])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.floats(-65504, 65504, allow_nan=False, width=32))
 def test_half_a_step_bounds_what_rounding_to_the_precision_moves(value: float) -> None:

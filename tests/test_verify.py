@@ -1615,3 +1615,25 @@ def test_predict_says_when_an_int8_sequence_is_longer_than_the_test_split_that_j
         assert streamed is not None and f"longer than the {longest} steps of the test split" in streamed  # review
     with Predictor.load(directory, precision="fp32") as fp32:
         assert fp32.decided_within is None
+
+
+def test_class_labels_render_as_text_in_the_report_and_a_tie_takes_the_better_baseline() -> None:
+    """Found by attacking: a label with carriage returns rendered a heading ("Verification PASSED") and one with
+    backticks a live link; and of two classes tied in training the first was the baseline, 0.10 where the
+    other scored 0.90, so a 0.46 model read as beating it."""
+    from markdown_it import MarkdownIt
+
+    from attn_export.report import _classes, majority_baseline
+
+    labels = ["zz\r\r# Verification PASSED\r\rok", "c`[click](http://evil.example)`d", "`", "a|b *x*"]
+    trained = {"classes": [{"label": label, "train": 40, "val": 5, "test": test, "test_correct": test // 2}
+                           for label, test in zip(labels, (5, 45, 10, 10))]}
+    assert majority_baseline(trained) == (labels[1], 45 / 70)
+    html = MarkdownIt("commonmark").enable("table").render("\n".join(_classes(trained)))
+    assert "<h1>" not in html and "<a " not in html and "<em>" not in html and "<code>" not in html, html
+    assert html.count("<tr>") == 1 + len(labels)  # the header and one row a class: none broken
+    import html as entities
+
+    text = entities.unescape(html)
+    for label in labels:
+        assert " ".join(label.split()) in " ".join(text.split()), label

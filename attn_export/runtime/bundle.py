@@ -45,10 +45,10 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .. import __version__
-from ..errors import (BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, listed,
+from ..errors import (BadInput, Busy, DataError, MissingPrerequisite, Untrusted, from_os_error, listed, printable,
                       shell_word)
 from . import store, schema
 from .backends import REGISTRY
@@ -164,8 +164,7 @@ OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for
 TRITON = """{steps}
 The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row (a 0,
 a negative length or one past the steps gives finite numbers that mean nothing), and values must be
-finite. A request holds at most {max_batch} rows (`max_batch_size`; more are refused). A classifier's output
-column i is the class `labels[i]` of `model.json`.
+finite. A request holds at most {max_batch} rows (`max_batch_size`; more are refused). {columns}
 
 Triton serves a graph without checking it, so this bundle holds only graphs that `attn-export verify`
 passed (their verdicts are in `manifest.json`), and no device package: `bundle.json` has each file's
@@ -410,6 +409,18 @@ class BundleResult:
     tensorrt_target: Optional[str] = None  # the JetPack a Jetson bundle was made for
 
 
+def output_columns(head: str, labels: Sequence[str]) -> str:
+    """What the graph's output columns mean, as a Triton bundle's README says it (found by attacking: a binary
+    model's one column, a logit, was "the class labels[0]", its negative class)."""
+    if head == "binary":
+        return (f"A binary model's one output column is a logit z: sigmoid(z) is the probability of "
+                f"{printable(labels[1], 40)!r} (`labels[1]` of `model.json`, the positive class), and z > 0 decides "
+                "it.")
+    if labels:
+        return "A classifier's output column i is the class `labels[i]` of `model.json`."
+    return ""
+
+
 def artifact_names(s: store.Store, target: str) -> List[str]:
     """The artefacts here that a ``target`` bundle packs (each must be current to be packed)."""
     present = s.present()
@@ -542,7 +553,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     body = (TRITON if target == "triton" else DEVICE).format(
         steps=_steps(target, jetson, info, chosen, why_not, streams), features=info.input_size, load=load,
         named=named_features(info.feature_names), gaps=gap_words(info.missing, info.imported),
-        classes=named_classes(info.labels) if info.labels else f"none (a {info.head} head)",
+        classes=named_classes(info.labels, info.head == "binary") if info.labels else f"none (a {info.head} head)",
+        columns=output_columns(info.head, info.labels),
         max_batch=_triton_batch(info))
     per_row = [f"`{f}`" for p in PRECISION_FILES if PRECISIONS[p].per_row
                for f in (PRECISION_FILES[p], store.STREAM_FILES[p]) if f in contents]

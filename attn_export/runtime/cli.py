@@ -440,7 +440,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
     print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing, info.imported)}")
     if info.labels:
-        print(f"  classes   {named_classes(info.labels)}")
+        print("  classes   " + named_classes(info.labels, info.head == "binary"))
     for name, state in files.items():
         verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]] + (
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")

@@ -106,8 +106,12 @@ def _filled(data: InputSet, missing: str) -> InputSet:
                    leading=leading_gaps(data.sequences) if missing == "ffill" else 0)
 
 
-def named_classes(labels: Sequence[str]) -> str:
-    """A model's class labels as ``info`` and a bundle's README say them: the first 12 and how many in all."""
+def named_classes(labels: Sequence[str], binary: bool = False) -> str:
+    """A model's class labels as ``info`` and a bundle's README say them: the first 12 and how many in all; a
+    ``binary`` head's, with the class its one logit's sigmoid gives (found by attacking: not said anywhere)."""
+    if binary:
+        return (f"{printable(labels[0], 40)}, {printable(labels[1], 40)} (one logit: its sigmoid is the probability "
+                f"of {printable(labels[1], 40)})")
     return ", ".join(printable(label, 40) for label in labels[:12]) + (
         f" ... ({len(labels)} in all)" if len(labels) > 12 else "")
 
