@@ -259,15 +259,20 @@ def recipe_table(path: str | Path | None, section: str) -> dict[str, Any]:
     return dict(raw[section]) if isinstance(raw.get(section), dict) else {}
 
 
+# what a loaded model records of its data with no data named: the gap policy predict's input files take
+UNNAMED_DATA_KEYS = ("missing",)
+
+
 def names_data(path: str | Path | None, overrides: Sequence[str] = ()) -> bool:
     """Whether the recipe file's ``[data]`` table or an override names the data (``data.name``): what
     ``load`` asks before it records an imported model's data. ``path`` has passed ``load_recipe``. Other
-    ``data`` settings with no name are refused: the model would record ``data.name = "none"`` and drop them."""
+    ``data`` settings with no name, but for ``UNNAMED_DATA_KEYS``, are refused: the model would record
+    ``data.name = "none"`` and drop them."""
     given = [key for section, key, _ in parse_overrides(overrides) if section == "data"]
     table = recipe_table(path, "data")
     if "name" in given or "name" in table:
         return True
-    unnamed = [*given, *table]
+    unnamed = [key for key in [*given, *table] if key not in UNNAMED_DATA_KEYS]
     if unnamed:
         raise ConfigError(f"data.{unnamed[0]} is set but no data.name: a loaded model records data.name = \"none\" "
                           "(no data) unless the recipe or --set names the data it was trained on; expected data.name "

@@ -62,7 +62,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import (ADDITIVE_ONLY, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table,
+from .config import (ADDITIVE_ONLY, UNNAMED_DATA_KEYS, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table,
                      refuse_misplaced_positive)
 from .errors import ConfigError, DataError, shell_word
 from .model import STATE_PARTS, AttentionLSTM
@@ -179,8 +179,9 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     checked before ``directory`` is made, so a checkpoint that is not recognised leaves nothing behind.
     ``data_given``: the recipe's ``[data]`` is the model's (``config.names_data``: the data is named), and
     is refused where the weights contradict it; if not, the model records ``data.name = "none"``, which
-    nothing judges or calibrates on. ``recipe_file``: the ``--recipe`` given, refused (as ``--set`` is) for an
-    artefact directory, which is copied as it is.
+    nothing judges or calibrates on, and the recipe's ``config.UNNAMED_DATA_KEYS`` (the gap policy).
+    ``recipe_file``: the ``--recipe`` given, refused (as ``--set`` is) for an artefact directory, which is
+    copied as it is.
     """
     roles = parse_mapping(mapping)
     applied = applied_overrides(overrides)  # each key's last, which is what a message about it must quote
@@ -229,7 +230,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     refuse_misplaced_positive(replace(recipe, model=cfg))  # before the data's labels are ordered by it
     splits = None
     if not data_given:  # the default recipe's synthetic data is not this model's: nothing is judged on it
-        recipe = replace(recipe, data=DataConfig(name="none"))
+        recipe = replace(recipe, data=DataConfig(name="none", **{key: getattr(recipe.data, key)
+                                                                 for key in UNNAMED_DATA_KEYS}))
     else:
         splits = _refuse_other_data(recipe.data, model, source)
     labels = (("0", "1") if cfg.head == "binary" else

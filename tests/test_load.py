@@ -760,6 +760,39 @@ def test_a_model_loaded_without_its_data_is_judged_and_calibrated_on_none(tmp_pa
     assert retrain.returncode == 2 and 'data.name = "none" names no data' in " ".join(retrain.stderr.split())
 
 
+def test_a_model_loaded_without_its_data_keeps_the_gap_policy_it_is_given(tmp_path: Path) -> None:
+    """Found in stop 62's list: load refused data.missing without data.name, so a model trained elsewhere
+    with forward-filled gaps refused every gap in predict. The policy alone is now recorded, and predict on
+    a gappy CSV fills as it says (checked against the same file filled by hand)."""
+    art = tmp_path / "art"
+    source = str(_save(ScoreAndHead(), tmp_path / "user.pt"))
+    for args in (("load", source, str(art), "--set", "data.missing=ffill"), ("export", str(art))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    data = json.loads((art / "model.json").read_text())["recipe"]["data"]
+    assert (data["name"], data["missing"]) == ("none", "ffill")
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(9, F)).round(4)
+    gappy, filled = tmp_path / "gappy.csv", tmp_path / "filled.csv"
+    header = ",".join(["sequence", *(f"f{i}" for i in range(F))])
+    gappy.write_text("\n".join([header, *(",".join(["s", *("" if (t, f) in {(3, 1), (4, 1), (7, 5)} else str(v)
+                                                           for f, v in enumerate(row))])
+                                         for t, row in enumerate(values))]) + "\n")
+    for t, f in ((3, 1), (4, 1), (7, 5)):
+        values[t, f] = values[t - 1, f] if t != 4 else values[2, f]
+    filled.write_text("\n".join([header, *(",".join(["s", *map(str, row)]) for row in values)]) + "\n")
+    runs = [subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(art), str(path), "--json",
+                            "--allow-unverified"], capture_output=True, text=True, timeout=120) for path in (gappy, filled)]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr + runs[1].stderr
+    got, want = (json.loads(run.stdout)["predictions"][0]["probabilities"] for run in runs)
+    assert got == want
+    assert any(note.startswith("3 missing value(s) in the input filled by [data] missing = 'ffill'")
+               for note in json.loads(runs[0].stdout)["notes"])
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(art)], capture_output=True,
+                          text=True, timeout=120)
+    assert "a gap is filled by 'ffill'" in info.stdout, info.stdout + info.stderr
+
+
 def test_a_model_loaded_with_its_data_takes_the_datas_classes_and_feature_names(tmp_path: Path) -> None:
     """Found by attacking: load kept labels "0".."2" while verify mapped the data's sorted labels to the
     outputs by position, so verify scored a test file 0.67 and predict the same file 0.33 (and text labels
