@@ -667,6 +667,29 @@ def test_training_that_cannot_fit_is_refused_before_the_first_epoch_naming_the_b
     assert not (tmp_path / "d").exists() and peak < 4 * GIB
 
 
+def test_a_test_split_too_long_to_evaluate_is_refused_before_the_first_epoch(tmp_path: Path) -> None:
+    """The other branch of the check (stop 62 left it untested): short training sequences and one test
+    sequence whose evaluation alone would not fit. Without the check, training ran its epochs and the kernel
+    killed it at the first evaluation of the test split."""
+    from attn_export.config import ModelConfig
+    from attn_export.runtime.limits import available_memory
+    from attn_export.train import cell_bytes
+
+    free = available_memory()
+    assert free is not None
+    model = ModelConfig(hidden_size=256, bidirectional=True)
+    steps = -(-(free + GIB) // cell_bytes(model, 1, False))  # one sequence past what this machine has
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(40, 8, 1)).astype(np.float32), y=np.arange(40) % 2)
+    np.savez(tmp_path / "test.npz", x=rng.normal(size=(1, steps, 1)).astype(np.float32), y=np.zeros(1, np.int64))
+    result, seconds, peak = run("train", str(tmp_path / "d"), "--set", "data.name=files", "--set",
+                                f"data.train={tmp_path / 'train.npz'}", "--set", f"data.test={tmp_path / 'test.npz'}",
+                                "--set", "model.hidden_size=256", "--set", "model.bidirectional=true")
+    one_line(result, (3,), f"evaluating 1 sequence(s) of up to {steps:,} steps needs about",
+             "expected a smaller model or shorter sequences")
+    assert not (tmp_path / "d").exists() and peak < 4 * GIB
+
+
 def test_the_quickstarts_memory_need_is_what_its_batches_take(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by attacking: every training asked 256 MiB for evaluation, and a 130 MiB `ulimit` refused the
     quickstart, which trains in less; the need is the largest batch the data will make."""
