@@ -1327,6 +1327,53 @@ def test_a_schedule_is_run_on_an_engine_only_when_its_profile_takes_every_chunk_
     assert _outside(Profile(), 1, [7, 0, 7]) == "chunk 1 outside the profile's 4..64"  # no new step: fed 1 wide
 
 
+@SECOND_VARIANT_SLOW
+def test_a_stream_engine_whose_profile_starts_above_a_chunk_is_fed_padding(streamed: Path) -> None:
+    """Found by attacking: a stream engine built with ``--min-seq 16`` refused an 8-step chunk (the last
+    chunk of ``predict --stream 16`` on a 40-step sequence), and one built with ``--min-batch 3`` a stream of
+    one row. Short chunks and few rows are now padded up to the profile (steps past ``lengths``, rows of
+    length 0), which changes no answer. The engine is a stand-in: model.stream.onnx on ONNX Runtime,
+    refusing shapes outside its profile as ``backends/tensorrt.py`` does; it does not prove TensorRT runs them."""
+    from attn_export.runtime.backends.onnxrt import OrtCpuBackend
+    from attn_export.runtime.streaming import Stream, state_dims
+    from attn_export.runtime.trt.profile import Profile, Range
+
+    atol, rtol = _rule(streamed)
+    s = store.Store(streamed)
+    artifact = s.open(store.STREAM_ONNX, need="current")
+    shapes: list[tuple[int, int]] = []
+
+    class Engine(OrtCpuBackend):
+        limits = Profile(Range(3, 3, 8), Range(16, 16, 256), s.info.input_size,
+                         tuple(state_dims(OrtCpuBackend(artifact).spec).items()))
+
+        def profile(self) -> Profile:
+            return self.limits
+
+        def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            why = self.limits.accepts(*feeds["x"].shape[:2])
+            if why is not None:
+                raise BadInput(why)
+            shapes.append(feeds["x"].shape[:2])
+            return super().run_feeds(feeds)
+
+    rng = np.random.default_rng(5)
+    for rows in (1, 2, 4):
+        x = _sequences(streamed, [300] * rows, seed=rows)
+        with Engine(artifact, threads=1) as engine, OrtCpuBackend(artifact, threads=1) as plain:
+            padded, free = (Stream(b, rows, lambda row: row, lambda x, valid: None) for b in (engine, plain))
+            start = 0
+            for width in (1, 8, 15, 16, 17, 40, 3, 130):
+                lengths = rng.integers(0, width + 1, rows)
+                chunk = x[:, start:start + width]
+                got, want = padded.push(chunk, lengths), free.push(chunk, lengths)
+                assert np.allclose(np.stack(got), np.stack(want), atol=atol, rtol=rtol), (rows, width)
+                start += width
+            for name in padded.state:
+                assert np.allclose(padded.state[name], free.state[name], atol=atol, rtol=rtol), name
+    assert min(b for b, _ in shapes) == 3 and min(t for _, t in shapes) == 16, shapes
+
+
 @pytest.mark.parametrize("low, high", [(2, 6), (4, 8), (1, 3), (5, 5)])
 def test_the_prefixes_verify_compares_a_stream_with_fit_an_engines_batch_range(low: int, high: int) -> None:
     """Found by review: an engine whose profile starts above batch 1 (``build.min_batch``) was fed a prefix

@@ -256,12 +256,24 @@ class Stream:
 
     def _feed(self, x: np.ndarray, lengths: np.ndarray,
               state: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-        """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state)."""
+        """One call of the graph on checked, zero-padded ``x`` from ``state``: (its outputs, the new state).
+        An engine's profile that starts above this chunk's steps or rows (``build --stream --min-seq``,
+        ``--min-batch``) is fed padding up to them, which is free: steps past ``lengths`` and rows of length 0
+        change nothing (found by attacking: the chunk was refused)."""
+        rows, steps = x.shape[:2]
+        profile = self.backend.profile()
+        more_rows = max(int(profile.batch.min) - rows, 0) if profile is not None else 0
+        more_steps = max(int(profile.seq.min) - steps, 0) if profile is not None else 0
         feeds: Dict[str, np.ndarray] = {"x": x, "lengths": lengths}
         feeds.update(state)
+        if more_rows or more_steps:
+            feeds = {name: np.pad(value, [(0, more_rows), (0, more_steps if name == "x" else 0)][:value.ndim]
+                                  + [(0, 0)] * (value.ndim - 2)) for name, value in feeds.items()}
         try:
             with self._lock:
                 out = stream_run(self.backend.run_feeds, self.backend.artifact.precision)(feeds)
+            if more_rows:
+                out = {name: value[:rows] for name, value in out.items()}  # every output is [batch, ...]
         except Exception:
             if not self.backend.opened:  # closed by another thread mid-push (found by attacking: a RuntimeError)
                 raise BadInput("this stream's Predictor was closed while it pushed; load it again and open a new "
