@@ -981,6 +981,22 @@ def test_a_stream_whose_predictor_is_closed_while_it_pushes_says_so(streamed: Pa
 
 
 @SECOND_VARIANT_SLOW
+@SECOND_VARIANT_SLOW
+def test_a_triton_bundle_needs_a_pass_on_the_runtime_triton_serves_with(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: graphs that verify had run on tract alone were bundled for Triton, whose ONNX
+    Runtime backend serves them, and its README said verify judged them where they run."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    verified = cli("verify", str(directory), "--backends", "tract-cpu")
+    assert verified.returncode == 0, verified.stderr
+    made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
+    assert made.returncode == 2 and " ".join(made.stderr.split()) == (
+        "Error: not bundling for Triton, whose ONNX Runtime backend serves these graphs on the CPU: model.onnx on "
+        "tract-cpu; model.stream.onnx on tract-cpu only; expected a pass on ort-cpu (run attn-export verify "
+        f"{directory} --backends ort-cpu)"), made.stderr
+    assert not (tmp_path / "t.tar.gz").exists()
+
+
 def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:
     """bundle --for triton: each config.pbtxt parsed into Triton's own ModelConfig (tritonclient's
     model_config_pb2, protobuf's text_format), against the graph it serves: inputs and outputs by name,

@@ -482,11 +482,22 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                         "says why it failed)")
     names = [n for n in names if n not in failed]
     if target == "triton":  # Triton serves what it is given: only what verify passed goes in
+        from . import triton
+
         unproven = [f"{t.name} {t.verdict}" for t in (s.state(n) for n in names) if t.verified is not True]
         if unproven:
             raise Untrusted(f"not bundling for Triton, which serves a graph without checking it: "
                             f"{'; '.join(unproven)}; expected graphs that attn-export verify passed (run "
                             f"attn-export verify {shell_word(directory)})")
+        # Triton runs them on ONNX Runtime's CPU provider: a pass on another runtime alone is not a pass there
+        # (found by attacking: verify --backends tract-cpu, and the README said verify judged them where they run)
+        judged = {n: ((s.entry(n) or {}).get("verified") or {}).get("backends") or []
+                  for n in names if n.endswith(".onnx")}
+        elsewhere = [f"{n} on {', '.join(b)}" for n, b in judged.items() if triton.JUDGED_BY not in b]
+        if elsewhere:
+            raise Untrusted(f"not bundling for Triton, whose ONNX Runtime backend serves these graphs on the CPU: "
+                            f"{'; '.join(elsewhere)} only; expected a pass on {triton.JUDGED_BY} (run attn-export "
+                            f"verify {shell_word(directory)} --backends {triton.JUDGED_BY})")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
     notes = [f"BELOW THE RECIPE'S ACCURACY FLOOR: {below}"] if (below := s.below_floor()) else []

@@ -26,6 +26,9 @@ from .streaming import STATE, state_name
 
 __all__ = ["MODEL_NAME", "REPOSITORY", "STREAM_MODEL_NAME", "model_config"]
 
+# what runs Triton's models here: its ONNX Runtime backend on the CPU (instance_group KIND_CPU), whose pass
+# verify must have recorded for each graph a Triton bundle ships
+JUDGED_BY = "ort-cpu"
 REPOSITORY = "model_repository"
 MODEL_NAME = "attention_lstm"
 STREAM_MODEL_NAME = "attention_lstm_stream"
