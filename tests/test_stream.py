@@ -6,6 +6,7 @@ on both command lines, and what cannot stream is one line saying why."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -484,6 +485,22 @@ def test_predict_stream_says_when_a_sequence_runs_past_what_verify_replayed(stre
             note = (f"1 of 2 sequence(s) are longer than the {STREAM_MAX_SEQ} steps over which verify replays the "
                     "FP32 stream graph")
             assert any(n.startswith(note) for n in notes) == said, notes
+
+
+@SECOND_VARIANT_SLOW
+def test_predict_stream_writes_an_id_the_outputs_encoding_cannot_hold_escaped(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: the host's predict --stream wrote raw UTF-8 on an ASCII stdout, where predict
+    without --stream and the device escape it: a program reading the ids got other text."""
+    features = store.Store(streamed).info.input_size
+    rows = "".join(f"\u0448{i},{','.join(['0.5'] * features)}\n" for i in range(2) for _ in range(3))
+    (tmp_path / "in.csv").write_text("sequence," + ",".join(f"f{k}" for k in range(features)) + "\n" + rows,
+                                     encoding="utf-8")
+    flags = (str(tmp_path / "in.csv"), "--stream", "2", "--allow-unverified")
+    host = cli("predict", *flags, "--dir", str(streamed), env={"PYTHONIOENCODING": "ascii"})
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed), *flags],
+                            capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert host.returncode == 0 and device.returncode == 0, host.stderr + device.stderr.decode()
+    assert host.stdout.encode() == device.stdout and b"\\u04480\t" in device.stdout, (host.stdout, device.stdout)
 
 
 @SECOND_VARIANT_SLOW
@@ -981,7 +998,6 @@ def test_a_stream_whose_predictor_is_closed_while_it_pushes_says_so(streamed: Pa
 
 
 @SECOND_VARIANT_SLOW
-@SECOND_VARIANT_SLOW
 def test_a_triton_bundle_needs_a_pass_on_the_runtime_triton_serves_with(streamed: Path, tmp_path: Path) -> None:
     """Found by attacking: graphs that verify had run on tract alone were bundled for Triton, whose ONNX
     Runtime backend serves them, and its README said verify judged them where they run."""
@@ -997,6 +1013,7 @@ def test_a_triton_bundle_needs_a_pass_on_the_runtime_triton_serves_with(streamed
     assert not (tmp_path / "t.tar.gz").exists()
 
 
+@SECOND_VARIANT_SLOW
 def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: Path, tmp_path: Path) -> None:
     """bundle --for triton: each config.pbtxt parsed into Triton's own ModelConfig (tritonclient's
     model_config_pb2, protobuf's text_format), against the graph it serves: inputs and outputs by name,

@@ -83,12 +83,14 @@ def command(
             if json_out:
                 print_json(document)
             else:
-                typer.echo("\n".join(stream_table(document["updates"], predictor.head)))
+                # print, not click's echo, as below: it keeps the escaping main set (found by attacking: raw
+                # UTF-8 ids on an ASCII stdout, escaped without --stream and on the device)
+                print("\n".join(stream_table(document["updates"], predictor.head)))
                 for note in predictor.notes:  # found by review: said on the device, not here
-                    typer.echo(f"note: {note}", err=True)
+                    print(f"note: {note}", file=sys.stderr)
                 if document["accuracy"] is not None:
-                    typer.echo(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, "
-                               "each sequence's last update)", err=True)
+                    print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, "
+                          "each sequence's last update)", file=sys.stderr)
             return
         predictions = predictor.predict(data.sequences, on_long=on_long.value)
         head, ran = predictor.head, about(predictor)
