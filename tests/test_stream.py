@@ -518,8 +518,14 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
         assert set(rows) == set(RUNTIMES) and all(r["status"] == "passed" for r in rows.values()), name
         assert all(len(r["cases"]) >= len(SCHEDULES) for r in rows.values())
     assert {c["artifact"] for c in report["conformance"]} >= {store.STREAM_ONNX, store.STREAM_FP16}
+    # predict --stream's note names the longest case verify replayed (found by attacking: it named 512, where
+    # the longest was 301)
+    longest = max(c["seq"] for r in report["results"] if r["artifact"] == store.STREAM_ONNX for c in r["cases"])
     with Predictor.load(directory) as predictor:
         predictor.stream()
+        assert predictor.beyond_streamed(list(_sequences(directory, [longest], seed=6))) is None
+        note = predictor.beyond_streamed(list(_sequences(directory, [longest + 1], seed=6)))
+        assert note is not None and f"longer than the {longest} steps over which verify replays" in note, note
     x = _sequences(directory, [7], seed=6)
     with Predictor.load(directory, precision="fp16") as half:  # the FP16 stream, for an FP16 predictor
         assert half.stream().push(x[0])[0].label == half.predict([x[0]])[0].label

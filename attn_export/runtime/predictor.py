@@ -159,6 +159,24 @@ def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
     return None if split is None else int(split["max_length"])
 
 
+def _streamed_within(store: Store, precision: str) -> Optional[int]:
+    """The longest sweep case verify replayed ``precision``'s stream graph on, read from the ``verify.json``
+    its verdict was recorded from; None when that file is not here or is not the one (found by attacking:
+    predict --stream named ``STREAM_MAX_SEQ``, 512 steps, where the longest case replayed had 301)."""
+    from . import schema
+    from .store import STREAM_FILES, VERIFY_JSON, parse_json
+
+    name = STREAM_FILES.get(precision)
+    verdict = (store.entry(name) or {}).get("verified") if name is not None else None
+    data = store.read(VERIFY_JSON)
+    if not verdict or data is None or store.sha256(VERIFY_JSON) != verdict.get("verify_sha256"):
+        return None
+    rows = [r for r in parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("results") or []
+            if r.get("artifact") == name and r.get("sha256") == verdict.get("sha256")]
+    steps = [int(case["seq"]) for row in rows for case in row.get("cases") or []]
+    return max(steps) if steps else None
+
+
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
@@ -318,13 +336,16 @@ class Predictor:
 
     def beyond_streamed(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
         """``beyond_judged`` for ``predict --stream``: a note when any of ``sequences`` is longer than verify
-        replays this precision's stream graph (``STREAM_MAX_SEQ``, or the deployment range where shorter);
-        past that its updates were never judged (found by attacking: none was said). None otherwise."""
+        replayed this precision's stream graph (its longest sweep case, ``_streamed_within``, where its
+        ``verify.json`` is here; else ``STREAM_MAX_SEQ``, or the deployment range where shorter); past that
+        its updates were never judged (found by attacking: none was said). None otherwise."""
         from .verify import STREAM_MAX_SEQ
 
         sequences = self._sequences(sequences, lengths)
         decided = self.decided_within is not None and self.decided_within < STREAM_MAX_SEQ  # INT8 (review)
-        limit = self.decided_within if decided else min(STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
+        replayed = None if self._store is None else _streamed_within(self._store, self.precision)
+        limit = self.decided_within if decided else min(
+            replayed or STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
         assert limit is not None
         longer = sum(1 for s in sequences if len(s) > limit)
         if not longer:
