@@ -419,8 +419,9 @@ class Predictor:
             opened = self._streams[key] = (
                 backend, None if backend.name in CONCURRENT_BACKENDS else self._lock)
         empty = np.zeros(0, np.float32)
+        runs = (artifact.name, input_range(artifact))
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
-                      lambda x, valid: self.check_range(x, "chunk", valid), lock=opened[1])
+                      lambda x, valid: self.check_range(x, "chunk", valid, runs), lock=opened[1])
 
     def _loaded_before(self, e: Untrusted) -> Untrusted:
         """``e``, saying so when the directory's manifest is no longer the one this predictor loaded (found by
@@ -438,8 +439,9 @@ class Predictor:
             return e
         if now == self._store.sha256(MANIFEST):
             return e
-        return Untrusted(f"{e}; but {self._store.directory} has changed since this Predictor was loaded: load it "
-                         "again to serve what the directory holds now")
+        # what was found, without its advice: re-making the file is not what this predictor needs (attacking)
+        return Untrusted(f"{str(e).split('; ')[0]}; but {self._store.directory} has changed since this Predictor was "
+                         "loaded: load it again to serve what the directory holds now")
 
     def close(self) -> None:
         with self._streams_lock:
@@ -530,13 +532,17 @@ class Predictor:
             out.append(a)
         return out
 
-    def check_range(self, x: np.ndarray, what: str, valid: Optional[np.ndarray] = None) -> None:
+    def check_range(self, x: np.ndarray, what: str, valid: Optional[np.ndarray] = None,
+                    runs: Optional[Tuple[str, Optional[InputRange]]] = None) -> None:
         """Refuse ``x`` (``[steps, features]`` or ``[rows, steps, features]``, finite; only where ``valid``, a mask
         of its steps, when given) where a value lies outside what this artefact's precision holds
-        (``input_range``): the graph would compute inf there."""
-        if self._range is None:
+        (``input_range``): the graph would compute inf there. ``runs``: the name and range of the artefact
+        that runs ``x`` where it is not this predictor's own (a stream's graph or engine; found by attacking:
+        a chunk's refusal named model.fp16.onnx)."""
+        name, bounds = (Path(self.artifact).name, self._range) if runs is None else runs
+        if bounds is None:
             return
-        low, high, means, stds, largest = self._range
+        low, high, means, stds, largest = bounds
         outside = (x < low) | (x > high)
         if valid is not None:
             outside &= valid[..., None]
@@ -545,10 +551,10 @@ class Predictor:
         index = tuple(int(i) for i in np.argwhere(outside)[0])
         at, feature = index[:-1], index[-1]
         value = float(x[index])
-        name = self.feature_names[feature] if self.feature_names else str(feature)
+        column = self.feature_names[feature] if self.feature_names else str(feature)
         position = f"step {at[-1]}" if len(at) == 1 else f"row {at[0]}, step {at[1]}"
         mean, std = float(means[feature]), float(stds[feature])
-        file = f"{Path(self.artifact).name} ({self.precision.upper()})"
+        file = f"{name} ({self.precision.upper()})"
         if abs(value - mean) > largest * std:
             why = (f"{abs(value - mean) / std:.3g} standard deviations from the training mean, past the {largest:g} "
                    f"that {file} holds after normalising")
@@ -556,7 +562,7 @@ class Predictor:
             why = (f"{file} is an engine built with TensorRT's FP16 flag, which may normalise in FP16, where x and "
                    f"x - mean must lie within {largest:g}")
         reduced = PRECISIONS[self.precision].largest is not None
-        raise BadInput(f"{what} holds {value:g} at {position}, feature {name}: {why}; expected values within "
+        raise BadInput(f"{what} holds {value:g} at {position}, feature {column}: {why}; expected values within "
                        f"{low[feature]:.4g}..{high[feature]:.4g} for that feature"
                        + (", or the FP32 model (--precision fp32)" if reduced else ""))
 
