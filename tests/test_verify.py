@@ -1539,6 +1539,25 @@ def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir
     assert "--set" not in again.stdout + again.stderr  # the recipe's own verdicts: nothing to say
 
 
+def test_a_loosened_setting_is_said_only_beside_the_precisions_it_can_move(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: verify --set verify.fp16_atol=... was said beside every file's verdict (model.onnx,
+    the INT8 graphs, the FP32 stream graph), as if each had been judged by a looser bar."""
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    loosened = "verify.fp16_atol=0.002"
+    assert cli("verify", str(directory), "--backends", "ort-cpu", "--set", loosened).returncode == 0
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(directory)], capture_output=True,
+                          text=True, timeout=300)
+    shown = {line.split()[0]: " ".join(line.split()[1:]) for line in info.stdout.splitlines()
+             if line.strip().startswith("model.") and line.strip().split()[0].endswith(".onnx")}
+    assert shown == {"model.onnx": "ok, verified", "model.fp16.onnx": f"ok, verified with --set {loosened}"}, \
+        info.stdout
+    with store.Store(directory) as s:
+        assert s.loosened("model.onnx") == [] and s.loosened("model.onnx", "bf16") == []  # bf16 has its own keys
+        assert s.loosened("model.fp16.onnx") == [loosened]
+
+
 def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(tiny_dir: Path,
                                                                            tmp_path: Path) -> None:
     """Found by attacking the report as a stranger reads it: the fit's column said "per step (batch 1)" for a

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-__all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "engine_precision"]
+__all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "engine_precision",
+           "moves_verdict"]
 
 ONNX_FP32 = "model.onnx"
 
@@ -53,6 +54,14 @@ ONNX_FILES: Dict[str, str] = {p.name: p.file for p in PRECISIONS.values() if p.f
 ENGINE_PRECISIONS: Tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.build_flag is not None)
 # what attn-export quantize makes
 QUANTIZED: Dict[str, str] = {n: f for n, f in ONNX_FILES.items() if n != "fp32"}
+
+
+def moves_verdict(precision: str, key: str) -> bool:
+    """Whether the ``[verify]`` setting ``key`` can move a verdict on ``precision``: one of its ``verify_keys``,
+    or a key no precision claims (attention's tolerance and the GPU's FP32 ones, read by several); found by
+    attacking, an FP16 tolerance given to verify was said beside every file's verdict as if it had loosened it."""
+    claimed = {k for p in PRECISIONS.values() for k in p.verify_keys}
+    return precision not in PRECISIONS or key in PRECISIONS[precision].verify_keys or key not in claimed
 
 
 def one_by_one(precision: Optional[str]) -> bool:

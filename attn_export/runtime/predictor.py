@@ -288,7 +288,7 @@ class Predictor:
             _refuse_threads(backend_cls, threads)
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
-            loosened = store.loosened(artifact.name)
+            loosened = store.loosened(artifact.name, backend_cls.computes)
             if loosened:
                 notes = notes + [f"{artifact.name} was verified with --set {', '.join(loosened)}, not the recipe's "
                                  "own [verify] settings"]

@@ -41,7 +41,8 @@ from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Un
 from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
-from ..precisions import ONNX_FILES, PRECISIONS
+from ..precisions import ONNX_FILES, PRECISIONS, moves_verdict
+from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
@@ -61,13 +62,13 @@ INT8_ON_THE_HOST = ("on the host (attn-export verify DIR) and bundle again: a de
                     "only, which records no verdict")
 # the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
 MAX_ARTIFACT_BYTES = 2 << 30
-_PRECISION_OF_FILE = {file: precision for precision, file in ONNX_FILES.items()}
+_PRECISION_OF_FILE = {file: precision for files in (ONNX_FILES, STREAM_FILES) for precision, file in files.items()}
 _ONNX_TYPES = {"x": "float32", "lengths": "int64"}
 
 
 def _precision_of(name: str, entry: Mapping[str, Any]) -> Optional[str]:
-    """An artefact's precision: by its file name (``model.int8.onnx``), else as its manifest entry records it
-    (stream graphs, engines)."""
+    """An artefact's precision: by its file name (``model.int8.onnx``, ``model.stream.onnx``), else as its
+    manifest entry records it (engines)."""
     return _PRECISION_OF_FILE.get(name) or (str(entry["precision"]) if entry.get("precision") else None)
 
 
@@ -308,14 +309,20 @@ class Store:
         listed = shipped(self.directory)
         return [n for n in self.entries if not os.path.lexists(self.directory / n) and (listed is None or n in listed)]
 
-    def loosened(self, name: str) -> List[str]:
-        """The ``--set`` overrides ``name``'s passing verdict on its current bytes was given under; none: the
-        recipe's own ``[verify]`` settings, or no such verdict. Said wherever the verdict is (bundle, info,
-        predict): found by a user and by attacking, a 100x budget passed like any verdict."""
+    def loosened(self, name: str, computes: Optional[str] = None) -> List[str]:
+        """The ``--set`` overrides ``name``'s passing verdict on its current bytes was given under that can move
+        a verdict on its precision (``computes``, where a backend runs it in one of its own: openvino-bf16);
+        none: the recipe's own ``[verify]`` settings, or no such verdict. Said wherever the verdict is (bundle,
+        info, predict): found by a user and by attacking, a 100x budget passed like any verdict."""
         if self.state(name).verified is not True:  # a failed verdict, or one on other bytes, vouches for nothing
             return []
-        verdict = (self.entry(name) or {}).get("verified")
-        return sorted(str(o) for o in verdict.get("overrides") or []) if isinstance(verdict, dict) else []
+        entry = self.entry(name) or {}
+        verdict = entry.get("verified")
+        if not isinstance(verdict, dict):
+            return []
+        precision = computes or _precision_of(name, entry)
+        return sorted(str(o) for o in verdict.get("overrides") or []
+                      if precision is None or moves_verdict(precision, parse_override(str(o))[1]))
 
     @property
     def info(self) -> ModelInfo:
