@@ -163,7 +163,9 @@ def run(
             t = time.perf_counter()
             result.verify = verify(directory, "auto", 1, progress=progress("verify"))
             counts = {s: sum(1 for x in result.verify.results if x.status == s) for s in ("passed", "failed", "skipped")}
-            stage("verify", t, f"{'PASSED' if result.verify.passed else 'FAILED'}: "
+            # a loosened verdict says so here too, the last line a run prints (found by attacking: a bare PASSED)
+            loosened = f" with {result.verify.loosened}" if result.verify.loosened else ""
+            stage("verify", t, f"{'PASSED' if result.verify.passed else 'FAILED'}{loosened}: "
                                + ", ".join(f"{n} {s}" for s, n in counts.items()), result.verify)
             t = time.perf_counter()
             benched = bench(directory, "auto", BENCH_BATCHES, BENCH_SEQS, 1, Budget(seconds=bench_seconds, **RUN_BUDGET),

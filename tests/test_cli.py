@@ -125,6 +125,10 @@ def test_run_quickstart_does_every_stage_takes_a_verify_setting_and_a_floor_rewr
         "model.stream.int8-qdq.onnx"}  # the quickstart is causal: run streams, in every precision it makes
     assert verified["tolerances"]["bf16"]["min_argmax_agreement"] == 0.995
     assert "build: " in result.stderr  # skipped with the reason where TensorRT or a GPU is absent
+    # the stage's line and run's summary table say the recipe's setting beside PASSED, as verify's headline
+    # does (found by attacking: a bare PASSED, the last thing run printed)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert said.count("PASSED with the recipe's [verify] bf16_min_argmax_agreement=0.995 (default 0.99)") >= 3, said
     report = (tmp_path / "report.md").read_text()
     assert "Verification PASSED" in report
     assert "Measured by `attn-export run`'s first-look bench (at least 5 timed calls" in report
