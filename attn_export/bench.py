@@ -189,7 +189,7 @@ def bench(
     if not explicit and all(t.artifact is None for t in targets if REGISTRY[t.backend].kind != "torch"):
         # PyTorch alone is no comparison: a bench before export (found by attacking) timed it, exit 0
         raise MissingPrerequisite(f"bench would time PyTorch alone: {directory} holds no ONNX model or engine; "
-                                  "run attn-export export first")
+                                  f"run {store.made_by(store.ONNX_FP32, directory)} first")
     _check_memory(info, max(batches), max(seqs), len(runnable))
     opened: list[tuple[Target, Backend]] = []
     refused: list[str] = []  # why the store would not vouch for a target's artefact

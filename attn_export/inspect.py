@@ -236,7 +236,7 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"  no {store.MANIFEST}: attn-export recorded nothing here"
                          + (" (an empty directory)" if not d["artifacts"] else
                             ", so no file is vouched for (not an artefact directory, or its manifest was removed)")
-                         + f"; {store.MADE_BY[store.MANIFEST]} makes one")
+                         + f"; {store.made_by(store.MANIFEST, d['path'])} makes one")
         # one column, whatever the names: measured as they are shown, escaped (found by review)
         width = max((len(printable(name)) for name in d["artifacts"]), default=0) + 1
         for name, e in d["artifacts"].items():
@@ -276,7 +276,7 @@ def readiness(path: Path, names: list[str]) -> dict[str, Any]:
         s = store.Store(path)
         graphs = trt.graphs_of(s)
         if not graphs:
-            raise BadInput(f"{path} holds no recorded ONNX file; run attn-export export first")
+            raise BadInput(f"{path} holds no recorded ONNX file; run {store.made_by(store.ONNX_FP32, path)} first")
     elif path.suffix == ".onnx" and path.is_file():
         data = store.read_file(path, store.MAX_ARTIFACT_BYTES, "ONNX model")
         graph = parse_graph(data, path)

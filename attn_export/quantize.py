@@ -860,7 +860,7 @@ def quantize(
         for report in reports:
             report.notes.append(f"{store.STREAM_FILES[report.precision]} not made: {stream.reason}; " + (
                 f"the model cannot stream now ({cannot}): remove the stream graphs" if cannot else
-                "run attn-export export --stream, then this quantize again"))
+                f"run {store.made_by(store.STREAM_ONNX, directory)}, then this quantize again"))
     _write_report(directory, reports)
     return reports
 

@@ -252,7 +252,7 @@ ROWS: dict[str, Row] = {
                                               "(attn-export export)", directory="prereq"),
     "bench-before-export": Row(("bench", "{d}", "--seconds", "0.05"), 2,
                                "bench would time PyTorch alone: {d} holds no ONNX model or engine; run attn-export "
-                               "export first", directory="prereq"),
+                               "export {d} first", directory="prereq"),
     # --- recipes and --set -----------------------------------------------------------------------
     "recipe-missing": Row(("train", "{d}", "--recipe", "{t}/absent.toml"), 2,
                           "does not exist; expected a path to a recipe TOML file"),

@@ -244,7 +244,7 @@ def test_an_engine_whose_source_or_its_ancestors_changed_is_stale(model_dir: Pat
     d, name = _engine_dir(model_dir)
     (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes() + b" ")
     with pytest.raises(Untrusted, match="is stale: model.onnx was changed after it was recorded.*"
-                                        "re-run attn-export export, then python3 -m attn_export.runtime build"):
+                                        f"re-run attn-export export {d}, then python3 -m attn_export.runtime build"):
         Store(d).open(name, here=ORIN)
 
 

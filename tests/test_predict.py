@@ -119,7 +119,7 @@ def test_errors_are_one_line_with_exit_codes(model_dir: Path, data: tuple, tmp_p
         (["predict", str(write_csv(tmp_path / "s.csv", seqs[0].tolist())), "--dir", str(model_dir),
           "--backend", "tensorrt"], 3, "tensorrt"),
         (["predict", str(tmp_path / "s.csv"), "--dir", str(model_dir), "--precision", "fp16"], 2,
-         "attn-export quantize --fp16"),
+         f"attn-export quantize {model_dir} --fp16"),
     ]
     for args, code, message in cases:
         result = cli(*args)

@@ -259,7 +259,7 @@ def test_real_verify_verdict_is_accepted(model_dir: Path) -> None:
 
 
 def test_missing_precision_names_the_command(model_dir: Path) -> None:
-    with pytest.raises(MissingPrerequisite, match="run attn-export quantize --fp16 first"):
+    with pytest.raises(MissingPrerequisite, match=f"run attn-export quantize {model_dir} --fp16 first"):
         Predictor.load(model_dir, precision="fp16")
 
 

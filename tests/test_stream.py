@@ -1244,8 +1244,8 @@ def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_se
     assert sorted(p.name for p in (unpacked / "model_repository").iterdir()) == ["attention_lstm"]
     readme = (unpacked / "README.md").read_text()
     assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme
-    assert f"note: no attention_lstm_stream: no {store.STREAM_ONNX} here (run attn-export export --stream, then " \
-           "verify)" in " ".join(made.stderr.split())  # said, not left to be noticed (found by attacking)
+    assert f"note: no attention_lstm_stream: no {store.STREAM_ONNX} here (run attn-export export {model_dir} --stream, " \
+           f"then attn-export verify {model_dir})" in " ".join(made.stderr.split())  # said, not left to be noticed (found by attacking)
     again = cli("bundle", str(unpacked), "--for", "triton", "--out", str(tmp_path / "u.tar.gz"))
     assert again.returncode == 2 and again.stderr.startswith(f"Error: {unpacked} is a Triton bundle"), again.stderr
     # found by attacking: a recorded model.onnx deleted was left out of the repository, whose README still served it

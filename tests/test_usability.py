@@ -600,12 +600,14 @@ def test_what_is_missing_is_said_as_the_user_can_act_on_it(model_dir: Path, tmp_
     assert "so no file is vouched for" in said.stdout and "unrecorded" in said.stdout, said.stdout
     assert "no manifest.json" not in cli("inspect", str(model_dir)).stdout
     made = cli("bundle", str(empty), "--out", str(tmp_path / "e.tar.gz"))
-    assert made.returncode == 2 and made.stderr.strip().endswith(
-        "manifest.json is missing; run attn-export train (or attn-export load CHECKPOINT) first"), made.stderr
+    assert made.returncode == 2 and made.stderr.strip().endswith(  # DIR named: as printed, it acts on this one
+        f"manifest.json is missing; run attn-export train {empty} (or attn-export load CHECKPOINT {empty}) first"), \
+        made.stderr
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, 4), np.float32), lengths=np.array([5]))
     asked = cli("predict", str(tmp_path / "x.npz"), "--dir", str(empty))
     assert asked.returncode == 2 and asked.stderr.strip().endswith(
-        "model.json is missing; run attn-export train (or attn-export load CHECKPOINT) first"), asked.stderr
+        f"model.json is missing; run attn-export train {empty} (or attn-export load CHECKPOINT {empty}) first"), \
+        asked.stderr
     assert cli("quantize", str(model_dir), "--fp16").returncode == 0
     assert cli("bundle", str(model_dir), "--out", str(tmp_path / "b.tar.gz")).returncode == 0
     from attn_export.runtime.bundle import unpack
@@ -686,3 +688,19 @@ def test_a_fit_with_a_null_figure_is_said_without_a_crash() -> None:
 
     assert fit_caveat({"ms_per_step": 0.01, "intercept_ms": None, "r2": None}) == ""
     assert fit_caveat({"ms_per_step": None, "intercept_ms": -0.2, "r2": 0.99}).startswith("a negative intercept")
+
+
+def test_every_command_a_hint_names_takes_the_directory_it_was_about() -> None:
+    """Found by attacking: "run attn-export export first", copied as printed, acted on ./artifacts, another
+    model. Every attn-export command in a file's "made by" takes the directory, quoted for a shell."""
+    import shlex
+
+    for name in store.MADE_BY:
+        for directory in ("runs/jv", "my runs/it's"):
+            said = store.made_by(name, directory)
+            commands = [c.split(" (")[0] for c in ("attn-export " + said.split("attn-export ", 1)[1]).split(" (or ")]
+            for command in commands:
+                words = shlex.split(command.rstrip(")"))
+                at = 3 if words[1] == "load" else 2
+                assert words[0] == "attn-export" and words[at] == directory, (name, said)
+    assert store.made_by("model.fp16.onnx") == "attn-export quantize --fp16"  # no directory: as MADE_BY says it

@@ -867,7 +867,8 @@ def test_the_reports_picks_are_verified_only_while_verify_json_passes_the_pair(
     assert throughput and all(line.endswith("(seq 16) |") for line in throughput), throughput  # it named no length
     (directory / "verify.json").unlink()
     now = picks()
-    assert now and set(now) == {"no passing row in verify.json now (no verify.json: run attn-export verify first)"}, now
+    assert now and set(now) == {f"no passing row in verify.json now (no verify.json: run attn-export verify {directory} "
+                                "first)"}, now
     assert "recommends no pair" in (directory / "report.md").read_text()
 
 
@@ -1081,7 +1082,7 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
 def test_bench_against_torch_needs_a_verdict(tiny_dir: Path, tmp_path: Path) -> None:
     directory = copy(tiny_dir, tmp_path)
     result = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
-    assert result.returncode == 2 and "no verify.json: run attn-export verify first" in result.stderr
+    assert result.returncode == 2 and f"no verify.json: run attn-export verify {directory} first" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (directory / "bench.json").exists()
 
 
@@ -1120,7 +1121,8 @@ def test_a_pick_whose_verdict_no_longer_passes_is_not_shipped_and_stale_verdicts
     stale = cli("bench", str(directory), "--against", "torch", "--seconds", "0.05")
     assert stale.returncode == 2 and "verify.json is stale" in stale.stderr, stale.stderr
     # what verify needs first (found by attacking: "run attn-export verify", which then said to export)
-    assert stale.stderr.strip().endswith("re-run attn-export export, then attn-export verify"), stale.stderr
+    assert stale.stderr.strip().endswith(f"re-run attn-export export {directory}, then attn-export verify {directory}"), \
+        stale.stderr
     alone = cli("bench", str(directory), "--seconds", "0.05")  # every graph stale: PyTorch alone is no comparison
     assert alone.returncode == 2 and alone.stderr.startswith("Error: bench would time PyTorch alone: "), alone.stderr
     assert "is stale" in alone.stderr and len(alone.stderr.strip().splitlines()) == 1

@@ -560,7 +560,7 @@ def test_a_report_names_recorded_files_that_are_gone(verified_once: Path, tmp_pa
     report = cli("report", str(directory))
     assert report.returncode == 0, report.stderr
     text = (directory / store.REPORT_MD).read_text()
-    gone = f"{directory / store.METRICS} is missing; run attn-export train first"
+    gone = f"{directory / store.METRICS} is missing; run attn-export train {directory} first"
     assert f"Trained model: not shown: {gone}." in text
     artefacts = text.split("## Artefacts", 1)[1]
     assert f"- not current: {gone}" in artefacts and "model.fp16.onnx is missing" in artefacts, artefacts
@@ -784,7 +784,7 @@ def test_predict_runs_openvino_bf16_only_where_verify_passed_that_pair(verified_
         Predictor.load(directory, backend="openvino-bf16")
     gone = copy(directory, tmp_path / "gone")
     (gone / store.VERIFY_JSON).unlink()  # a verify by name would record no verdict: the plain one is said first
-    with pytest.raises(Untrusted, match=re.escape(f"{said}no verify.json: run attn-export verify first, then verify "
+    with pytest.raises(Untrusted, match=re.escape(f"{said}no verify.json: run attn-export verify {gone} first, then verify "
                                                   f"it by name: attn-export verify {gone} --backends openvino-bf16")):
         Predictor.load(gone, backend="openvino-bf16")
     host = cli("predict", str(tmp_path / "x.npz"), "--dir", str(directory), "--backend", "openvino-bf16")

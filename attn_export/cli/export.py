@@ -46,12 +46,12 @@ def command(
         streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
     elif _stream_left_stale(directory):  # best effort: a failure is a note, not this export's error (review)
         from ..errors import AttnExportError
-        from ..runtime.store import STREAM_ONNX
+        from ..runtime.store import STREAM_ONNX, made_by
 
         try:
             streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
         except AttnExportError as e:
-            console(stderr=True).print(f"note: {STREAM_ONNX} not remade: {e}; run attn-export export --stream")
+            console(stderr=True).print(f"note: {STREAM_ONNX} not remade: {e}; run {made_by(STREAM_ONNX, directory)}")
     if json_out:
         print_json({"path": str(result.path), "exporter": result.exporter, "opset": result.opset,
                     "seconds": result.seconds, "size_bytes": result.size_bytes, "operators": result.ops,

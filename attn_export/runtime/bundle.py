@@ -517,7 +517,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
 
         cannot = not_streamable(info.recipe.get("model", {}))
         notes.append(f"no attention_lstm_stream: {'the model cannot stream exactly: ' + cannot if cannot else 'no '}"
-                     + ("" if cannot else f"{store.STREAM_ONNX} here (run attn-export export --stream, then verify)"))
+                     + ("" if cannot else f"{store.STREAM_ONNX} here (run {store.made_by(store.STREAM_ONNX, directory)}, "
+                                          f"then attn-export verify {shell_word(directory)})"))
     chosen, why_not = None, ""
     if target == "cpu":
         chosen, why_not = current(s)

@@ -82,14 +82,15 @@ def not_streamable(model: Any) -> Optional[str]:
 def require_stream(store: Any, name: str) -> None:
     """Refuse the stream graph ``name`` when ``store`` has none, saying why when its model cannot stream at
     all (then ``export --stream`` would refuse too), else which command makes it."""
-    from .store import MADE_BY
+    from .store import made_by
 
     if store.state(name).state != "missing":
         return
     reason = not_streamable(store.info.recipe.get("model", {}))
     if reason is not None:
         raise BadInput(f"{store.directory} has no {name}: its model cannot stream exactly: {reason}")
-    raise MissingPrerequisite(f"{store.directory} has no {name}; run {MADE_BY[name]}")
+    raise MissingPrerequisite(f"{store.directory} has no {name}; run "
+                              f"{made_by(name, None if store.in_bundle() else store.directory)}")
 
 
 def stream_spec(info: "ModelInfo") -> IOSpec:

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, List, Optional, TypeVar, Union, cast
 from ...errors import BadInput, Busy, DataError, MissingPrerequisite, empty_path, from_os_error, printable
 from .. import schema
 from ..interrupt import commit_point
-from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MADE_BY, MODEL_JSON, TMP_PREFIX
+from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MODEL_JSON, TMP_PREFIX, made_by
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
            "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "sweep",
@@ -446,10 +446,9 @@ def require(directory: Path, name: str) -> Path:
         raise BadInput(f"{directory} is not a directory; expected an artefact directory")
     if not directory.is_dir():
         raise MissingPrerequisite(
-            f"artefact directory {directory} does not exist; run {MADE_BY[MODEL_JSON]} first"
+            f"artefact directory {directory} does not exist; run {made_by(MODEL_JSON, directory)} first"
         )
     path = directory / name
     if not path.is_file():
-        made_by = MADE_BY.get(name, "the command that makes it")
-        raise MissingPrerequisite(f"{path} is missing; run {made_by} first")
+        raise MissingPrerequisite(f"{path} is missing; run {made_by(name, directory)} first")
     return path

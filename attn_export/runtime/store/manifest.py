@@ -28,7 +28,8 @@ def parse_manifest(data: Optional[bytes], where: object) -> Dict[str, Any]:
     manifest = parse_json(data, where, schema.MANIFEST)
     if manifest["schema"] != MANIFEST_SCHEMA:
         raise BadInput(f"{where} has schema {manifest['schema']!r}; expected {MANIFEST_SCHEMA}, the manifest this "
-                       f"attn-export {__version__} reads (a newer or foreign manifest: re-run the command that made it)")
+                       f"attn-export {__version__} reads (a newer or foreign manifest: use the attn-export that wrote it, or make the directory again with this "
+                       "one, from attn-export train or load)")
     return manifest
 
 

@@ -5,14 +5,16 @@ precision variants' file names in ``runtime.precisions``. Nothing else spells a 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Optional, Union
 
 from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
 __all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
            "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
-           "is_engine"]
+           "is_engine", "made_by"]
 
 DEFAULT_DIR = Path("artifacts")
 MODEL_JSON = "model.json"
@@ -60,6 +62,20 @@ MADE_BY = {
     **{STREAM_FILES[p.name]: f"{p.made_by} (after export --stream)" for p in PRECISIONS.values()
        if p.file is not None and p.name != "fp32"},
 }
+
+
+def made_by(name: str, directory: Optional[Union[str, Path]] = None,
+            unknown: str = "the command that makes it") -> str:
+    """``MADE_BY[name]`` (``unknown`` for a file it does not know), each ``attn-export`` command in it given
+    ``directory`` as its DIR: copied as printed, a hint without it had acted on ./artifacts, another model
+    (found by attacking)."""
+    from ...errors import shell_word
+
+    command = MADE_BY.get(name, unknown)
+    if directory is None:
+        return command
+    where = shell_word(str(directory))
+    return re.sub(r"attn-export (load CHECKPOINT|[a-z]+)", lambda m: f"{m.group(0)} {where}", command)
 
 
 def is_engine(name: str) -> bool:

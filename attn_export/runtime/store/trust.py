@@ -46,7 +46,7 @@ from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
-from .names import BUILD_COMMAND, MADE_BY, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine
+from .names import BUILD_COMMAND, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine, made_by
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -163,7 +163,7 @@ class Store:
                                "unbundle it first: attn-export unbundle on the host, python3 -m "
                                "attn_export.runtime unpack on a device, or tar xzf)")
             raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
-                                      f"{MADE_BY[MODEL_JSON]} first")
+                                      f"{made_by(MODEL_JSON, self.directory)} first")
         self._bytes: Dict[str, Optional[bytes]] = {}
         self._sha: Dict[str, str] = {}
         self._trust: Dict[str, Trust] = {}
@@ -243,7 +243,7 @@ class Store:
         """Read in place from a bundle's archive (whose bytes cannot change under a loaded predictor)."""
         return self._archive is not None
 
-    def _in_bundle(self) -> bool:
+    def in_bundle(self) -> bool:
         """A bundle (packed, or unpacked with its bundle.json): a device, where no attn-export makes files."""
         from ..bundle import bundle_target
 
@@ -253,7 +253,7 @@ class Store:
         """Where and how ``name`` gets a verdict (words that follow "verify it"): an INT8 graph in a bundle, or
         bound for one (``for_device``), on the host (``host_judges``); anything else with this directory's
         verify (``VERIFY_COMMANDS``)."""
-        if self.host_judges(name) and (for_device or self._in_bundle()):
+        if self.host_judges(name) and (for_device or self.in_bundle()):
             return INT8_ON_THE_HOST
         return f"({VERIFY_COMMANDS})"
 
@@ -266,21 +266,20 @@ class Store:
     def _missing(self, name: str) -> MissingPrerequisite:
         """The error for ``name`` missing here: in a bundle, to make it on the host and bundle again; in an
         artefact directory, the command that makes it."""
-        made_by = MADE_BY.get(name, "the command that makes it")
-        if self._in_bundle() and name in (MODEL_JSON, MANIFEST):  # every bundle ships them: unpacked, then lost
+        if self.in_bundle() and name in (MODEL_JSON, MANIFEST):  # every bundle ships them: unpacked, then lost
             return MissingPrerequisite(f"{self.directory / name} is missing, which every bundle holds; expected the "
                                        "bundle as it was unpacked: unpack its .tar.gz again")
         entry = self.entry(name) or {}
         verdict = entry.get("verified")
-        if self._in_bundle() and isinstance(verdict, dict) and verdict.get("passed") is False and \
+        if self.in_bundle() and isinstance(verdict, dict) and verdict.get("passed") is False and \
                 verdict.get("sha256") == entry.get("sha256"):  # bundle leaves such a graph out (runtime.bundle.pack)
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle: it failed verify on the host, "
                                        "which leaves such a graph out; expected it fixed there (attn-export verify "
                                        "DIR says why) and bundled again")
-        if self._in_bundle():
+        if self.in_bundle():
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
-                                       f"{made_by}, and bundle again")
-        return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by} first")
+                                       f"{made_by(name)}, and bundle again")
+        return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by(name, self.directory)} first")
 
     def made_for(self) -> Optional[str]:
         """The TensorRT line a Jetson bundle was made for (``bundle.json``), read in place or unpacked; None
@@ -528,7 +527,7 @@ class Store:
         if name != MODEL_JSON and self.read(MODEL_JSON) is None:
             raise self._missing(MODEL_JSON)
         if trust.state == "missing":
-            if self._in_bundle():
+            if self.in_bundle():
                 raise self._missing(name)
             raise MissingPrerequisite(str(trust.reason))
         if not trust.current:
@@ -565,8 +564,9 @@ class Store:
     def _fix(self, name: str, trust: Trust) -> str:
         """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
         if trust.state == "contradicts":
-            return f"expected the {MODEL_JSON} it was made with: re-run {MADE_BY.get(name, 'the command that made it')}"
-        if trust.state == "unrecorded" and self.read(MANIFEST) is None and self._in_bundle():
+            return (f"expected the {MODEL_JSON} it was made with: re-run "
+                    f"{made_by(name, None if self.in_bundle() else self.directory, 'the command that made it')}")
+        if trust.state == "unrecorded" and self.read(MANIFEST) is None and self.in_bundle():
             # the bundle's own manifest deleted: nothing to remake on the host (found by attacking)
             return f"expected the bundle's {MANIFEST}, which is not here: unpack the bundle's .tar.gz again"
         chain = [name]
@@ -580,8 +580,10 @@ class Store:
             chain.append(parent)
         if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
             chain.append(MODEL_JSON)
-        steps = [BUILD_COMMAND if is_engine(n) else MADE_BY.get(n, "the command that made it") for n in reversed(chain)]
-        if self._in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
+        # the host's commands name this directory; a bundle's, the host's, which is not known here
+        where = None if self.in_bundle() else self.directory
+        steps = [BUILD_COMMAND if is_engine(n) else made_by(n, where, "the command that made it") for n in reversed(chain)]
+        if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
             return ("on the host, re-run " + ", then ".join(dict.fromkeys(s for s in steps if s != BUILD_COMMAND))
                     + ", and bundle again")
         return "re-run " + ", then ".join(dict.fromkeys(steps))
