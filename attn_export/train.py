@@ -237,6 +237,25 @@ def refuse_unread_data_keys(data: DataConfig) -> None:
 
 
 @store.writes_directory("train")
+def refuse_training_over_an_import(directory: Path) -> None:
+    """ConfigError (exit 2) where ``directory`` holds a model ``load`` imported: training there would replace
+    it with the recipe's, and nothing in the directory could bring it back (found by attacking: ``run DIR`` on
+    an imported regression model trained the quickstart's classifier over it, exit 0, without a word)."""
+    from .errors import AttnExportError
+
+    if not (directory / store.MODEL_JSON).is_file():
+        return
+    try:
+        info = store.Store(directory).info
+    except AttnExportError:  # a model.json that cannot be read describes no model to keep: train replaces it
+        return
+    if info.imported:
+        raise ConfigError(f"{directory} holds a model imported by attn-export load (from {info.raw.get('source')}): "
+                          "training would replace it with the recipe's; expected another directory for a trained "
+                          f"model (or {directory} removed first), or export, quantize and verify to work on the "
+                          "imported one")
+
+
 def train(
     recipe: Recipe | str | os.PathLike[str],
     directory: Path,
@@ -247,6 +266,7 @@ def train(
     metrics.json's contents."""
     recipe = as_recipe(recipe)
     directory = Path(directory)
+    refuse_training_over_an_import(directory)
     refuse_untrainable_head(recipe)
     refuse_unread_model_keys(recipe.model)
     refuse_unread_data_keys(recipe.data)

@@ -793,6 +793,20 @@ def test_a_model_loaded_without_its_data_keeps_the_gap_policy_it_is_given(tmp_pa
     assert "a gap is filled by 'ffill'" in info.stdout, info.stdout + info.stderr
 
 
+def test_train_and_run_refuse_to_train_over_an_imported_model(tmp_path: Path) -> None:
+    """Found by attacking: ``run DIR`` on a directory ``load`` made trained the quickstart's classifier over
+    the imported model, exit 0, without a word; nothing in DIR could bring the import back."""
+    art = tmp_path / "art"
+    assert cli("load", str(_save(ScoreAndHead(), tmp_path / "user.pt")), str(art)).returncode == 0
+    before = {p.name: p.read_bytes() for p in art.iterdir() if p.is_file()}
+    for args in (("train", str(art)), ("run", str(art), "--bench-seconds", "0.05")):
+        refused = cli(*args)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 2 and said.count("Error:") == 1 and "Traceback" not in said, refused.stderr
+        assert f"{art} holds a model imported by attn-export load (from user.pt): training would replace it" in said
+    assert {p.name: p.read_bytes() for p in art.iterdir() if p.is_file()} == before
+
+
 def test_a_model_loaded_with_its_data_takes_the_datas_classes_and_feature_names(tmp_path: Path) -> None:
     """Found by attacking: load kept labels "0".."2" while verify mapped the data's sorted labels to the
     outputs by position, so verify scored a test file 0.67 and predict the same file 0.33 (and text labels
