@@ -23,6 +23,7 @@ from .errors import AttnExportError, MissingPrerequisite, printable, shell_word
 from .runtime import schema, store
 from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
+from .runtime.precisions import PRECISIONS
 from .runtime.store import Store
 from .runtime.timing import duration_text, fit_caveat, ms_text
 from .runtime.verify import CUT_MARGIN_SHARE, ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult
@@ -384,13 +385,13 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                                             else [])
     pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
     elsewhere = other_cpu(s)
-    ranges = _deployment_ranges(s)  # "verified" with verify.json deleted (found by attacking)
+    ranges = _judged_within(s)  # "verified" with verify.json deleted (found by attacking)
     for shape, r in rows:
         trust = s.state(r["artifact"])
         # found by attacking: another model's bench.json said "verified" here beside "is not current" below
         other = not_timed(s, bench, r["artifact"])
         now = (other if other else trust.verdict if trust.verified is not True
-               else "verified" + _beyond(ranges.get(r["precision"]), r.get("shapes") or [shape])
+               else "verified" + _beyond(r["precision"], ranges.get(r["precision"]), r.get("shapes") or [shape])
                if (r["backend"], r["artifact"]) in pairs
                else f"not verified on this CPU: {elsewhere[r['backend'], r['artifact']]}"
                if (r["backend"], r["artifact"]) in elsewhere
@@ -405,26 +406,35 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     return lines + ([""] + [f"Overall: {note}."] if note else []) + ships
 
 
-def _deployment_ranges(s: Store) -> dict[str, int]:
-    """Each reduced precision's longest sequence inside its deployment range, as verify.json recorded it."""
+def _judged_within(s: Store) -> dict[str, int]:
+    """Each precision's longest sequence verify judged it fully on, as verify.json recorded it: a reduced
+    precision's deployment range (its budget), an INT8 one's test split (its decisions); none for FP32."""
     data = s.read(VERIFY_JSON)
     if data is None:
         return {}
-    tolerances = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY).get("tolerances") or {}
-    return {p: int(t["deployment_max_seq"]) for p, t in tolerances.items()
-            if isinstance(t, dict) and t.get("deployment_max_seq")}
+    recorded = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
+    tolerances = recorded.get("tolerances") or {}
+    split = (recorded.get("test_split") or {}).get("max_length")
+    return {p: int(split) if PRECISIONS[p].judged_by == "decisions" else int(t["deployment_max_seq"])
+            for p, t in tolerances.items() if p in PRECISIONS and isinstance(t, dict)
+            and (split if PRECISIONS[p].judged_by == "decisions" else t.get("deployment_max_seq"))}
 
 
-def _beyond(longest: int | None, shapes: Sequence[str]) -> str:
-    """What a pick's "verified" does not cover: its shapes past the precision's deployment range, where verify
-    judged it by the stress rules only (found by attacking: an FP16 pick at seq 512, range 128, said only
-    "verified")."""
+def _beyond(precision: str, longest: int | None, shapes: Sequence[str]) -> str:
+    """What a pick's "verified" does not cover: its shapes past what verify judged ``precision`` on fully
+    (``_judged_within``): the stress rules only past a reduced precision's deployment range (found by
+    attacking: an FP16 pick at seq 512, range 128, said only "verified"); structure only past the test split
+    that judged an INT8 file's decisions (found by attacking: "verified" at seq 128 for a split of 29 steps,
+    where verify had said its decisions moved)."""
     if longest is None:
         return ""
     past = [shape for shape in shapes if int(shape.rsplit("s", 1)[1]) > longest]
     if not past:
         return ""
     which = "" if len(shapes) == 1 else f" at {', '.join(past)}"
+    if PRECISIONS[precision].judged_by == "decisions":
+        return (f"; longer than the test split's sequences (seq <= {longest}){which}, on whose decisions verify "
+                "judged it: beyond them it checked its structure only, not its decisions")
     return (f"; beyond its deployment range (seq <= {longest}){which}, where verify judged it by the stress rules "
             "only")
 

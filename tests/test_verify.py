@@ -1594,13 +1594,20 @@ def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_ther
     "verified": past the range verify applies the stress rules, not the element budget."""
     from attn_export.report import _beyond
 
-    assert _beyond(None, ["b32 s512"]) == ""  # FP32: every row by its budget
-    assert _beyond(128, ["b1 s128"]) == ""
-    assert _beyond(128, ["b32 s512"]) == ("; beyond its deployment range (seq <= 128), where verify judged it by the "
-                                          "stress rules only")
-    assert _beyond(128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
+    assert _beyond("fp32", None, ["b32 s512"]) == ""  # FP32: every row by its budget
+    assert _beyond("fp16", 128, ["b1 s128"]) == ""
+    assert _beyond("fp16", 128, ["b32 s512"]) == ("; beyond its deployment range (seq <= 128), where verify judged it "
+                                                  "by the stress rules only")
+    assert _beyond("fp16", 128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
         "; beyond its deployment range (seq <= 128) at b1 s512, b32 s1024, where verify judged it by the stress "
         "rules only")
+    # INT8 has no stress rules: past the test split that judged its decisions, only its structure was checked
+    # (found by attacking: "verified" at seq 128 for a split of 29 steps, where verify said its decisions moved)
+    for precision in ("int8-dynamic", "int8-qdq"):
+        assert _beyond(precision, 29, ["b1 s16"]) == ""
+        assert _beyond(precision, 29, ["b32 s128"]) == (
+            "; longer than the test split's sequences (seq <= 29), on whose decisions verify judged it: beyond them "
+            "it checked its structure only, not its decisions")
 
 
 def test_a_kept_default_is_not_said_to_be_the_fastest() -> None:
