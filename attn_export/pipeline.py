@@ -106,6 +106,7 @@ def run(
     from .export import export_onnx
     from .quantize import quantize
     from .report import majority_baseline, write_report
+    from .runtime.recommend import overall_ratio
     from .runtime.store import REPORT_MD, STREAM_FILES, WEIGHTS, as_directory, locked, sha256_file
     from .runtime.streaming import not_streamable
     from .stream import export_stream
@@ -172,7 +173,7 @@ def run(
                             progress=progress("bench"), made_by="attn-export run")
             pick = benched["recommended"].get("overall")
             fastest = "" if not pick else (f"; recommended: {pick['backend']} {pick['artifact']}" + (
-                f", {pick['ratio']:.2f}x PyTorch eager" if pick["ratio"] else ""))
+                f", {overall_ratio(pick)}" if pick["ratio"] else ""))
             stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings{fastest}", benched)
             t = time.perf_counter()
             report = write_report(directory)

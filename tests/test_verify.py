@@ -1064,7 +1064,7 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     (directory / "bench.json").write_text(measured[:300])  # damaged: the pick is withheld, not the bundle (attacking)
     damaged = pack(directory, tmp_path / "cpu3.tar.gz", "cpu")
     assert any(n.startswith("no recommended default, predict's example runs FP32: ") and "bench.json is not valid "
-               "JSON" in n and n.endswith("(run attn-export bench --against torch again, or remove bench.json)")
+               "JSON" in n and n.endswith(f"(run attn-export bench {directory} --against torch again, or remove bench.json)")
                for n in damaged.notes), damaged.notes
     (directory / "bench.json").write_text(json.dumps(timed))
     # found by attacking: the report's "now" column said "verified" beside that very line
@@ -1615,6 +1615,26 @@ def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_ther
         assert _beyond(precision, 29, ["b32 s128"]) == (
             "; longer than the test split's sequences (seq <= 29), on whose decisions verify judged it: beyond them "
             "it checked its structure only, not its decisions")
+
+
+def test_an_overall_pick_says_where_pytorch_eager_beat_it() -> None:
+    """Found by attacking: "recommended: ort-cpu model.onnx, 2.24x PyTorch eager" on run's console, the report and
+    a bundle's README, where that pair was 0.68x PyTorch eager at b32 s512: a geometric mean, said as one."""
+    from attn_export.runtime.recommend import caveat, overall_ratio, pick
+
+    rows = [{"backend": backend, "artifact": artifact, "precision": "fp32", "batch": batch, "seq": 16,
+             "latency_ms": {"p50": p50}}
+            for backend, artifact, batch, p50 in (("torch-cpu", "model.safetensors", 1, 4.0),
+                                                  ("torch-cpu", "model.safetensors", 32, 2.0),
+                                                  ("ort-cpu", "model.onnx", 1, 1.0), ("ort-cpu", "model.onnx", 32, 3.0))]
+    overall = pick(rows, {("ort-cpu", "model.onnx")})["overall"]
+    assert overall["slower_at"] == ["b32 s16"] and round(overall["ratio"], 3) == round((8 / 3) ** 0.5, 3)
+    assert overall_ratio(overall) == (f"{overall['ratio']:.2f}x PyTorch eager (geometric mean over 2 shape(s); "
+                                      "PyTorch eager faster at b32 s16)")
+    assert caveat(overall) == "torch-cpu (PyTorch eager) is faster at b32 s16"
+    faster = pick([r if r["backend"] != "torch-cpu" else {**r, "latency_ms": {"p50": 9.0}} for r in rows],
+                  {("ort-cpu", "model.onnx")})["overall"]
+    assert "slower_at" not in faster and overall_ratio(faster).endswith("(geometric mean over 2 shape(s))")
 
 
 def test_a_kept_default_is_not_said_to_be_the_fastest() -> None:

@@ -57,8 +57,8 @@ from .inputs import gap_words, named_classes, named_features
 from .interrupt import commit_point
 from .onnxfile import parse_graph
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, predict_flags,
-                        verified_pairs, why_picked)
+from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, overall_ratio,
+                        predict_flags, verified_pairs, why_picked)
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -330,13 +330,13 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
             return STEPS[target].format(packages="numpy and onnxruntime", choice="--precision fp32", why=why,
                                         python="3.8", stream=stream.format(choice="--precision fp32"), named="")
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
-        ratio = "" if chosen["ratio"] is None else f", {chosen['ratio']:.2f}x PyTorch eager"
+        ratio = "" if chosen["ratio"] is None else f"; {overall_ratio(chosen)}"
         passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
         vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
                       if (chosen["backend"], chosen["artifact"]) != DEFAULT
                       else f"the default: no other verified pair was {MARGIN:.2f}x faster")
         why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what {chosen['by']} recommended among the "
-               f"pairs `verify` passed (geometric mean over {', '.join(chosen['shapes'])}{ratio}, "
+               f"pairs `verify` passed (timed at {', '.join(chosen['shapes'])}{ratio}; "
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
                f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
                "on the model's directory (bench is not in this bundle) measures it there."
