@@ -149,13 +149,24 @@ def _tensorrt_readiness(s: Store, result: VerifyResult) -> list[str]:
     return lines
 
 
+def _has_classes(s: Store) -> bool:
+    """Whether the model has classes to decide (``model.json``'s labels); True where it cannot be read, so
+    that nothing is left unsaid for a classifier."""
+    try:
+        return bool(s.info.labels)
+    except AttnExportError:
+        return True
+
+
 def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stale: str | None) -> list[str]:
-    lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"]
     seen: dict[tuple[str, str], list[str]] = {}
     for r in result.results:
         if r.accuracy is not None:
             seen.setdefault((str(r.target.precision), str(r.target.artifact)), []).append(
                 f"{r.target.backend} {r.accuracy:.4f}")
+    # a model without classes, or no test split, has no accuracy: said, not a table with no rows (attacking)
+    lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"] if seen else [
+        "No accuracy: no result was scored on a test split (a model without classes has none)."]
     for (precision, artifact), values in seen.items():
         lines.append(f"| {precision} | {artifact} | {', '.join(values)}{' ' + STALE if artifact in stale else ''} |")
     ref = result.reference
@@ -491,7 +502,12 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
                                                                  if result.overrides else "") + "):", ""]
+    classes = _has_classes(s)
     for precision, rule in result.tolerances.items():
+        if rule["atol"] is None and not classes:  # found by attacking: argmax rules listed for a regression model
+            lines.append(f"- {precision}: not judged: it is judged by its decisions, and a model without classes "
+                         "has none")
+            continue
         judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
                   else f"argmax agreement and accuracy drop on the test split; on the sweep's sequences shorter "
@@ -505,9 +521,11 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
             judged += (f", on average at most {rule['mean_multiple']:g} x"
                        + "".join(f" ({rule['mean_multiple'] * cls.mean_allowance:g} x on {backend}: "
                                  f"{cls.mean_allowance_why})" for backend, cls in wider.items())
-                       + f", up to seq {rule.get('deployment_max_seq')} (beyond: finite, argmax, zero attention on "
-                       "padding)")
-        extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] else []
+                       + (f", up to seq {rule['deployment_max_seq']} (beyond: finite, {'argmax, ' if classes else ''}"
+                          "zero attention on padding)" if rule.get("deployment_max_seq") else
+                          ", at every length (no deployment range: every row by its budget)"))
+        extra = [f"min argmax agreement {rule['min_argmax_agreement']}"] if rule["min_argmax_agreement"] and classes \
+            else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
     reference_stale = None  # what the reference line stands on, when it changed since (an older file: no sha256)

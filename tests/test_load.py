@@ -158,8 +158,20 @@ def test_int8_of_a_model_without_classes_is_not_judged_and_gets_no_verdict(tmp_p
     assert [r["status"] for r in doc["results"] if r["artifact"] == "model.onnx"] == ["passed"]
     np.savez(tmp_path / "x.npz", x=np.ones((2, T, F), np.float32))
     refused = cli("predict", str(tmp_path / "x.npz"), "--dir", str(art), "--precision", "int8-dynamic")
-    assert refused.returncode == 2 and "model.int8.onnx has never been verified, and verify does not judge it" \
+    assert refused.returncode == 2 and ("model.int8.onnx is never judged by verify: INT8 is judged by its decisions, "
+                                        "and a model without classes has none; expected fp32 or fp16") \
         in " ".join(refused.stderr.split())
+    # said as what it is wherever the file is listed (found by attacking: "never been verified", verify again;
+    # the report's budgets listed argmax rules and "up to seq None", and an empty accuracy table)
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(art)], capture_output=True,
+                          text=True, timeout=120)
+    assert "ok, is never judged by verify: INT8 is judged by its decisions, and a model without classes has none" \
+        in info.stdout, info.stdout
+    assert cli("report", str(art)).returncode == 0
+    report = (art / "report.md").read_text()
+    assert "- int8-dynamic: not judged: it is judged by its decisions, and a model without classes has none" in report
+    assert "No accuracy: no result was scored on a test split" in report and "argmax" not in report.split(
+        "Budgets")[1].split("##")[0] and "seq None" not in report
     mark_verified(art, "model.int8.onnx")  # a pass an older attn-export recorded on structure alone
     assert cli("verify", str(art), "--backends", "ort-cpu").returncode == 0
     assert "verified" not in json.loads((art / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]

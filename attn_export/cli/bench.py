@@ -151,10 +151,18 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
         out.print(Text.assemble(("not timed ", "yellow"), " ".join([backend, ", ".join(artifacts)]).strip()
                                 + f": {reason}"))
     if any(r.get("verified") is False for r in result["results"]):
+        from ..runtime.precisions import PRECISIONS
+        from ..runtime.store import Store
+
+        # a model without classes: verify never judges its INT8 files (found by attacking: sent to verify them)
+        never = not Store(directory).info.labels and any(
+            r.get("verified") is False and r.get("precision") in PRECISIONS
+            and PRECISIONS[r["precision"]].judged_by == "decisions" for r in result["results"])
         out.print(Text.assemble(("not verified ", "yellow"), f"rows marked{NOT_VERIFIED_LABEL}: pairs verify had not "
                                 f"passed on these bytes (an opt-in backend's, on this CPU), timed but never "
                                 f"recommended (attn-export verify {shell_word(directory)}, an opt-in backend by name: "
-                                "--backends NAME)"))
+                                "--backends NAME)" + ("; the INT8 files of a model without classes never will be: "
+                                                      "verify judges INT8 by its decisions" if never else "")))
     for key, s in result["scaling"].items():
         fit = s["seq_fit"]
         if fit:

@@ -402,6 +402,7 @@ def _info(args: argparse.Namespace) -> int:
     from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
+    from .store.trust import NEVER_VERIFIED
     from .trt.readiness import graphs_of, not_current, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
@@ -420,7 +421,7 @@ def _info(args: argparse.Namespace) -> int:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
             files[name] = {"state": trust.state, "problems": trust.problems(), "verifiable": verifiable,
-                           "verified": trust.verified, "loosened": store.loosened(name)}
+                           "verified": trust.verified, "verdict": trust.verdict, "loosened": store.loosened(name)}
         made = store.made_for()
         pick = recommendation(store)
         refused = not_verified(store, pick) if pick else None
@@ -442,7 +443,8 @@ def _info(args: argparse.Namespace) -> int:
     if info.labels:
         print("  classes   " + named_classes(info.labels, info.head == "binary"))
     for name, state in files.items():
-        verdict = {True: ", verified", False: ", FAILED verify", None: ", never verified"}[state["verified"]] + (
+        never = ", never verified" if state["verdict"] == NEVER_VERIFIED else f", {state['verdict']}"
+        verdict = {True: ", verified", False: ", FAILED verify", None: never}[state["verified"]] + (
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")
         shown = state["verifiable"] and state["state"] == "current"  # a verdict on stale bytes says nothing
         print(f"  {name:32} {'; '.join(state['problems']) or 'ok'}{verdict if shown else ''}")

@@ -55,6 +55,8 @@ __all__ = ["MAX_ARTIFACT_BYTES", "NEEDS", "Artifact", "Store", "Trust"]
 
 NEEDS = ("current", "verified")
 NEVER_VERIFIED = "has never been verified"
+# an INT8 file of a model without classes: verify judges INT8 by its decisions, so it never will be
+NEVER_JUDGED = "is never judged by verify: INT8 is judged by its decisions, and a model without classes has none"
 VERIFY_COMMANDS = "attn-export verify DIR; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR"
 # INT8 is judged by its decisions on the test split, which only the host has: a device's verify judges it by
 # structure and records no verdict (runtime.verify), so an INT8 file gets its verdict on the host
@@ -92,7 +94,7 @@ class Trust:
     def problems(self) -> List[str]:
         """Every reason not to use it: its state's, and its verdict's where it has one (``info``, ``inspect``)."""
         out = [] if self.reason is None else [self.reason]
-        if self.current and self.verified is not True and self.verdict != NEVER_VERIFIED:
+        if self.current and self.verified is not True and self.verdict not in (NEVER_VERIFIED, NEVER_JUDGED):
             out.append(f"{self.name} {self.verdict}")
         return out
 
@@ -466,7 +468,18 @@ class Store:
                                                   "from the verdict's)")
         if isinstance(verified, dict) and "passed" in verified:
             return Trust(name, "current", verified=False, verdict="failed verification (see verify.json)")
+        precision = PRECISIONS.get(str(_precision_of(name, entry)))
+        if precision is not None and precision.judged_by == "decisions" and not self._labels():
+            # said as what it is (found by attacking: "never been verified" sent a user to verify it again)
+            return Trust(name, "current", verdict=NEVER_JUDGED)
         return Trust(name, "current")
+
+    def _labels(self) -> Tuple[str, ...]:
+        """``model.json``'s labels; a model.json that cannot be read has its own reason elsewhere: ("?",)."""
+        try:
+            return tuple(self.info.labels)
+        except (BadInput, DataError, MissingPrerequisite):
+            return ("?",)
 
     # ---- results: verify.json and bench.json speak only of the bytes they measured
 
@@ -544,9 +557,8 @@ class Store:
                                 f"{self.how_to_verify(name)} until it passes")
             precision = PRECISIONS.get(str(_precision_of(name, entry)))
             if not allow_unverified and precision and precision.judged_by == "decisions" and not self.info.labels:
-                raise Untrusted(f"{path} {trust.verdict}, and verify does not judge it: INT8 is judged by its "
-                                f"decisions, which a model without classes has none of; expected fp32 or fp16, or "
-                                "load it with allow_unverified=True / --allow-unverified")
+                raise Untrusted(f"{path} {NEVER_JUDGED}; expected fp32 or fp16, or load it with "
+                                "allow_unverified=True / --allow-unverified")
             if not allow_unverified:
                 raise Untrusted(f"{path} {trust.verdict}; verify it {self.how_to_verify(name)}; or load it with "
                                 "allow_unverified=True / --allow-unverified")
