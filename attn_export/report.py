@@ -402,7 +402,8 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
         # found by attacking: another model's bench.json said "verified" here beside "is not current" below
         other = not_timed(s, bench, r["artifact"])
         now = (other if other else trust.verdict if trust.verified is not True
-               else "verified" + _beyond(r["precision"], ranges.get(r["precision"]), r.get("shapes") or [shape])
+               else "verified" + _loosened(s, r["artifact"], r["backend"])
+               + _beyond(r["precision"], ranges.get(r["precision"]), r.get("shapes") or [shape])
                if (r["backend"], r["artifact"]) in pairs
                else f"not verified on this CPU: {elsewhere[r['backend'], r['artifact']]}"
                if (r["backend"], r["artifact"]) in elsewhere
@@ -415,6 +416,14 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                      f"{'–' if r.get('vs_default') is None else format(r['vs_default'], '.2f') + 'x'} | {_cell(now)} |")
     note = (rec.get("overall") or {}).get("note")
     return lines + ([""] + [f"Overall: {note}."] if note else []) + ships
+
+
+def _loosened(s: Store, name: str, backend: str | None = None) -> str:
+    """" with --set ..." beside a verdict given under overrides that can move it (``Store.loosened``), as
+    verify's headline says it (found by attacking: the Recommended and Artefacts lines said a bare verdict)."""
+    computes = REGISTRY[backend].computes if backend in REGISTRY else None
+    said = s.loosened(name, computes)
+    return f" with --set {', '.join(said)}" if said else ""
 
 
 def _judged_within(s: Store) -> dict[str, int]:
@@ -567,7 +576,7 @@ def _artefacts_section(s: Store) -> list[str]:
             # attacking: a later verify of two backends left the INT8 files "passed", the evidence gone)
             earlier = (isinstance(verdict, dict) and s.read(VERIFY_JSON) is not None
                        and verdict.get("verify_sha256") != s.sha256(VERIFY_JSON))
-            lines.append(f"- `{name}`: current" + (f"; it {trust.verdict}" if verifiable else "")
+            lines.append(f"- `{name}`: current" + (f"; it {trust.verdict}{_loosened(s, name)}" if verifiable else "")
                          + (f" (in an earlier verify, whose rows the {VERIFY_JSON} here does not hold: run attn-export "
                             "verify to judge it again)" if earlier else ""))
     return lines
@@ -601,8 +610,13 @@ def _classes(trained: dict[str, Any]) -> list[str]:
     if not classes:
         return []
     baseline = majority_baseline(trained)
-    lines = ([f"Always deciding the training split's most common class, {_label(baseline[0])}, would score "
-              f"{baseline[1]:.4f} on the test split.", ""] if baseline else [])
+    most = max(c["train"] for c in classes)
+    tied = sum(1 for c in classes if c["train"] == most)
+    # a tie named as one (found by attacking: "the most common class, 3" of nine with 26 each)
+    which = (f"the training split's most common class, {_label(baseline[0])}" if tied == 1 else
+             f"one class ({tied} tie as the training split's most common, {most} sequences each; the best of them "
+             f"on the test split, {_label(baseline[0])})") if baseline else ""
+    lines = ([f"Always deciding {which}, would score {baseline[1]:.4f} on the test split.", ""] if baseline else [])
     return lines + ["| class | train | val | test | test accuracy |", "|---|---|---|---|---|"] + [
         f"| {_label(c['label'])} | {c['train']} | {c['val']} | {c['test']} | "
         f"{format(c['test_correct'] / c['test'], '.4f') if c['test'] else '–'} |" for c in classes] + [""]

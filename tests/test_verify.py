@@ -1530,6 +1530,8 @@ def test_a_verdict_under_loosened_settings_says_so_wherever_it_is_shown(tiny_dir
     assert f"PASSED with --set {loosened}" in " ".join((shown.stdout + shown.stderr).split())
     assert cli("report", str(directory)).returncode == 0
     assert f"**Verification PASSED** with `--set {loosened}`; the recipe's [verify] " in (directory / "report.md").read_text()
+    # and beside each verdict in it (found by attacking: the Artefacts lines said a bare "passed verify")
+    assert f"- `model.onnx`: current; it passed verify with --set {loosened}" in (directory / "report.md").read_text()
     packed = cli("bundle", str(directory), "--for", "cpu", "--out", str(tmp_path / "b.tar.gz"))
     assert packed.returncode == 0, packed.stderr
     assert (f"verified with --set {loosened}, not the recipe's own [verify] settings"
@@ -1692,3 +1694,17 @@ def test_class_labels_render_as_text_in_the_report_and_a_tie_takes_the_better_ba
     text = entities.unescape(html)
     for label in labels:
         assert " ".join(label.split()) in " ".join(text.split()), label
+
+
+def test_a_baseline_of_tied_classes_is_said_to_be_a_tie() -> None:
+    """Found by attacking: nine classes of 26 training sequences each, and the report named one of them "the
+    training split's most common class"."""
+    from attn_export.report import _classes
+
+    tied = {"classes": [{"label": label, "train": 26, "val": 3, "test": test, "test_correct": 1}
+                        for label, test in (("1", 30), ("2", 40), ("3", 20))]}
+    assert _classes(tied)[0] == ("Always deciding one class (3 tie as the training split's most common, 26 sequences "
+                                 "each; the best of them on the test split, 2), would score 0.4444 on the test split.")
+    alone = {"classes": [{**c, "train": 27 if c["label"] == "3" else 26} for c in tied["classes"]]}
+    assert _classes(alone)[0] == ("Always deciding the training split's most common class, 3, would score 0.2222 on "
+                                  "the test split.")
