@@ -4,6 +4,7 @@ and the train / load / run commands on real files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,9 @@ def test_run_quickstart_does_every_stage_takes_a_verify_setting_and_a_floor_rewr
     report = (tmp_path / "report.md").read_text()
     assert "Verification PASSED" in report
     assert "Measured by `attn-export run`'s first-look bench (at least 5 timed calls" in report
+    # the calls each row took, beside the budget that was to decide them (found by attacking: the budget alone)
+    calls = [r["iterations"] for r in json.loads((tmp_path / "bench.json").read_text())["results"] if "iterations" in r]
+    assert re.search(rf"a budget of 0\.1 s per shape \({min(calls)}(–{max(calls)})? timed calls a row", report), report
     # a learning rate of 1e-12 leaves the model untrained on any machine: far below a floor of 1.0
     second = cli("run", str(RECIPES / "quickstart.toml"), "--out", str(tmp_path), "--set", "train.epochs=1",
                  "--set", "train.lr=1e-12", "--set", "train.min_test_accuracy=1.0", "--bench-seconds", "0.05")
