@@ -236,7 +236,6 @@ def refuse_unread_data_keys(data: DataConfig) -> None:
                           f"fill (expected the default, {default.missing!r}, or no value)")
 
 
-@store.writes_directory("train")
 def refuse_training_over_an_import(directory: Path) -> None:
     """ConfigError (exit 2) where ``directory`` holds a model ``load`` imported: training there would replace
     it with the recipe's, and nothing in the directory could bring it back (found by attacking: ``run DIR`` on
@@ -256,6 +255,7 @@ def refuse_training_over_an_import(directory: Path) -> None:
                           "imported one")
 
 
+@store.writes_directory("train")
 def train(
     recipe: Recipe | str | os.PathLike[str],
     directory: Path,

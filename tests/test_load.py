@@ -819,6 +819,26 @@ def test_train_and_run_refuse_to_train_over_an_imported_model(tmp_path: Path) ->
     assert {p.name: p.read_bytes() for p in art.iterdir() if p.is_file()} == before
 
 
+def test_train_holds_the_directory_lock_while_it_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the refusal above, put between train's lock decorator and train, took the lock for
+    itself alone: training ran unlocked (another command could write the directory meanwhile), and
+    ``train(recipe, "")`` trained into the current directory. Another process is refused while it trains."""
+    from conftest import TINY
+
+    from attn_export.errors import BadInput
+    from attn_export.train import train
+
+    recipe = load_recipe(None, [*TINY[1::2], "train.epochs=1"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInput, match="an empty path"):
+        train(recipe, "")  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+    seen: list[subprocess.CompletedProcess[str]] = []
+    train(recipe, tmp_path / "m", on_epoch=lambda stats: seen.append(cli("export", str(tmp_path / "m"))))
+    assert len(seen) == 1 and seen[0].returncode == 1, seen[0].stderr
+    assert "is being written by another attn-export process" in seen[0].stderr and "attn-export train" in seen[0].stderr
+
+
 def test_a_model_loaded_with_its_data_takes_the_datas_classes_and_feature_names(tmp_path: Path) -> None:
     """Found by attacking: load kept labels "0".."2" while verify mapped the data's sorted labels to the
     outputs by position, so verify scored a test file 0.67 and predict the same file 0.33 (and text labels
