@@ -1573,6 +1573,31 @@ def test_a_loosened_setting_is_said_only_beside_the_precisions_it_can_move(tiny_
         assert s.loosened("model.fp16.onnx") == [loosened]
 
 
+def test_the_keys_said_beside_a_verdict_are_the_ones_its_rule_reads() -> None:
+    """Found by review: the keys said beside a verdict were its failure hint's, which left out
+    ``deployment_max_seq`` for INT8 (its sweep decisions are cut to that range) and named FP16's argmax
+    agreement beside FP32 files. Each rule's keys are found by moving one setting at a time."""
+    import dataclasses
+
+    from attn_export.runtime.compare import rule_for
+    from attn_export.runtime.precisions import PRECISIONS, moves_verdict
+    from attn_export.runtime.settings import VerifyConfig
+
+    base = VerifyConfig()
+    keys = [f.name for f in dataclasses.fields(VerifyConfig)]
+    for precision in PRECISIONS:
+        def rules(cfg: VerifyConfig, seq: int | None = 128) -> list[dict]:
+            return [rule_for(precision, cfg, device, seq).to_dict() for device in ("cpu", "cuda")]
+
+        read = {key for key in keys if key != "deployment_max_seq"
+                and rules(dataclasses.replace(base, **{key: getattr(base, key) / 2 if getattr(base, key) else 1}))
+                != rules(base)}
+        if rules(base, 64) != rules(base):
+            read.add("deployment_max_seq")
+        assert {key for key in keys if moves_verdict(precision, key)} == read, precision
+    assert moves_verdict("fp32", "a_key_of_a_later_attn_export")  # unknown: said rather than hidden
+
+
 def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(tiny_dir: Path,
                                                                            tmp_path: Path) -> None:
     """Found by attacking the report as a stranger reads it: the fit's column said "per step (batch 1)" for a

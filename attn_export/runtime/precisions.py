@@ -56,12 +56,23 @@ ENGINE_PRECISIONS: Tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() i
 QUANTIZED: Dict[str, str] = {n: f for n, f in ONNX_FILES.items() if n != "fp32"}
 
 
+# the [verify] keys each precision's rule reads (``compare.rule_for``, and the deployment range INT8's sweep
+# decisions are cut to): wider than ``verify_keys``, the ones its failure hint names
+_RULE_KEYS = {
+    "fp32": ("fp32_atol", "fp32_rtol", "fp32_gpu_atol", "fp32_gpu_rtol", "attention_atol_fp32", "budget_multiple"),
+    **{p: (f"{p}_atol", f"{p}_rtol", f"{p}_min_argmax_agreement", "budget_multiple", "mean_budget_multiple",
+           "deployment_max_seq") for p in ("fp16", "bf16")},
+    **{p: ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple", "deployment_max_seq")
+       for p in ("int8-dynamic", "int8-qdq")},
+}
+
+
 def moves_verdict(precision: str, key: str) -> bool:
-    """Whether the ``[verify]`` setting ``key`` can move a verdict on ``precision``: one of its ``verify_keys``,
-    or a key no precision claims (attention's tolerance and the GPU's FP32 ones, read by several); found by
-    attacking, an FP16 tolerance given to verify was said beside every file's verdict as if it had loosened it."""
-    claimed = {k for p in PRECISIONS.values() for k in p.verify_keys}
-    return precision not in PRECISIONS or key in PRECISIONS[precision].verify_keys or key not in claimed
+    """Whether the ``[verify]`` setting ``key`` can move a verdict on ``precision``: one its rule reads, or a
+    key no rule claims (said rather than hidden); found by attacking, an FP16 tolerance given to verify was
+    said beside every file's verdict as if it had loosened it."""
+    claimed = {k for keys in _RULE_KEYS.values() for k in keys}
+    return precision not in _RULE_KEYS or key in _RULE_KEYS[precision] or key not in claimed
 
 
 def one_by_one(precision: Optional[str]) -> bool:
