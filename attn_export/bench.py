@@ -157,7 +157,8 @@ def bench(
         if not timed:
             raise MissingPrerequisite("bench --against torch times the whole-sequence graphs verify passed on the "
                                       "bytes here, and there are none (a correctness oracle, PyTorch itself and a "
-                                      "stream graph are not timed against it): run attn-export verify")
+                                      "stream graph are not timed against it): run "
+                                      f"{store.made_by(store.VERIFY_JSON, directory)}")
         if named is not None:  # --backends narrows the pairs to those backends
             narrowed = {(b, a) for b, a in timed if b in named}
             if not narrowed:

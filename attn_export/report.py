@@ -158,7 +158,8 @@ def _has_classes(s: Store) -> bool:
         return True
 
 
-def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stale: str | None) -> list[str]:
+def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stale: str | None,
+                           classes: bool = True) -> list[str]:
     seen: dict[tuple[str, str], list[str]] = {}
     for r in result.results:
         if r.accuracy is not None:
@@ -166,7 +167,9 @@ def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stal
                 f"{r.target.backend} {r.accuracy:.4f}")
     # a model without classes, or no test split, has no accuracy: said, not a table with no rows (attacking)
     lines = ["| precision | artefact | accuracy (per backend) |", "|---|---|---|"] if seen else [
-        "No accuracy: no result was scored on a test split (a model without classes has none)."]
+        "No accuracy: no result was scored on a test split ("
+        + (f"{result.reference.get('test_split') or 'none'}" if classes else "a model without classes has none")
+        + ")."]
     for (precision, artifact), values in seen.items():
         lines.append(f"| {precision} | {artifact} | {', '.join(values)}{' ' + STALE if artifact in stale else ''} |")
     ref = result.reference
@@ -333,7 +336,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
     gone = set(stale or ())  # the files whose timed bytes are not the ones here: each row of them marked
     if stale is None:
         lines += [f"- not current: {store.BENCH_JSON} records no sha256 of what it timed (made by an older "
-                  "attn-export): run attn-export bench again", ""]
+                  f"attn-export): run {store.made_by(store.BENCH_JSON, s.directory)} again", ""]
     else:
         lines += [f"- not current: {_cell(p)}" for p in stale.values()] + ([""] if stale else [])
 
@@ -555,7 +558,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         reference_stale = f"{store.REFERENCE} is not the file this verify read"
     elif ref.get("sha256") and not s.state(store.REFERENCE).current:
         reference_stale = s.state(store.REFERENCE).reason
-    lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result, stale, reference_stale)
+    lines += ["", "## Accuracy per precision", ""] + _accuracy_by_precision(result, stale, reference_stale, classes)
     lines += _tensorrt_readiness(s, result)
     samples = result.attention_samples
     if samples:

@@ -8,6 +8,7 @@ name what failed.
 from __future__ import annotations
 
 import json
+import tarfile
 import os
 import shutil
 import subprocess
@@ -1068,8 +1069,12 @@ def test_bench_against_torch_times_only_verified_pairs_and_recommends_the_fastes
     (directory / "bench.json").write_text(measured[:300])  # damaged: the pick is withheld, not the bundle (attacking)
     damaged = pack(directory, tmp_path / "cpu3.tar.gz", "cpu")
     assert any(n.startswith("no recommended default, predict's example runs FP32: ") and "bench.json is not valid "
-               "JSON" in n and n.endswith(f"(run attn-export bench {directory} --against torch again, or remove bench.json)")
+               "JSON" in n and n.endswith("(run attn-export bench DIR --against torch again, or remove bench.json)")
                for n in damaged.notes), damaged.notes
+    # the README a device reads names the host's directory as DIR (found by review: it shipped the host's path)
+    with tarfile.open(tmp_path / "cpu3.tar.gz") as packed:
+        readme = packed.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+    assert "attn-export bench DIR --against torch again" in readme and f"bench {directory}" not in readme
     (directory / "bench.json").write_text(json.dumps(timed))
     # found by attacking: the report's "now" column said "verified" beside that very line
     assert cli("report", str(directory)).returncode == 0

@@ -525,7 +525,7 @@ def test_another_directorys_verify_json_is_told_to_verify_again_not_to_make_the_
     assert cli("report", str(directory)).returncode == 0
     text = (directory / store.REPORT_MD).read_text()
     said = ("no verdict in manifest.json was recorded from this verify.json: it is stale or from another directory; "
-            "run attn-export verify again")
+            f"run attn-export verify {directory} again")
     assert "**Verification NOT CURRENT**" in text and f"- not current: {said}" in text
     assert "make them again" not in text.split("## Verify")[0]
     verify_row = [r for r in text.split("## Verify")[1].splitlines() if r.startswith("| ort-cpu | model.onnx |")]

@@ -467,7 +467,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         raise BadInput(f"--out {out}: {out.parent} is not a directory; expected the bundle's path in an existing one")
     names = artifact_names(s, target)
     if not any(n.endswith(".onnx") for n in names):
-        raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run attn-export export first")
+        raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run "
+                                  f"{store.made_by(store.ONNX_FP32, directory)} first")
     if s.read(store.REFERENCE) is not None and target != "triton":
         names.append(store.REFERENCE)
     problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
@@ -493,7 +494,8 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         # (found by attacking: verify --backends tract-cpu, and the README said verify judged them where they run)
         judged = {n: ((s.entry(n) or {}).get("verified") or {}).get("backends") or []
                   for n in names if n.endswith(".onnx")}
-        elsewhere = [f"{n} on {', '.join(b)}" for n, b in judged.items() if triton.JUDGED_BY not in b]
+        elsewhere = [f"{n} on {', '.join(b) or 'no backend it records'}" for n, b in judged.items()
+                     if triton.JUDGED_BY not in b]
         if elsewhere:
             raise Untrusted(f"not bundling for Triton, whose ONNX Runtime backend serves these graphs on the CPU: "
                             f"{'; '.join(elsewhere)} only; expected a pass on {triton.JUDGED_BY} (run attn-export "
@@ -521,7 +523,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                           f"then attn-export verify {shell_word(directory)})"))
     chosen, why_not = None, ""
     if target == "cpu":
-        chosen, why_not = current(s)
+        chosen, why_not = current(s, "DIR")  # said in the bundle's README: the host's directory, unnamed
         if chosen is not None and (chosen["artifact"] not in names or chosen["backend"] not in DEVICE_BACKENDS):
             why_not = f"bench's pick {chosen['backend']} {chosen['artifact']} is not something a CPU bundle runs"
             chosen = None

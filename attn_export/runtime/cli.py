@@ -402,7 +402,7 @@ def _info(args: argparse.Namespace) -> int:
     from .recommend import predict_flags, why_picked
     from .settings import not_default
     from .store import DIRECTORY_FILES, LOCK, MANIFEST, STREAM_FILES, Store, is_engine
-    from .store.trust import NEVER_VERIFIED
+    from .store.trust import NEVER_JUDGED, NEVER_VERIFIED
     from .trt.readiness import graphs_of, not_current, readiness, render
 
     with Store.load(args.directory) as store:  # a directory or a bundle, read in place
@@ -443,7 +443,8 @@ def _info(args: argparse.Namespace) -> int:
     if info.labels:
         print("  classes   " + named_classes(info.labels, info.head == "binary"))
     for name, state in files.items():
-        never = ", never verified" if state["verdict"] == NEVER_VERIFIED else f", {state['verdict']}"
+        # a verdict other than these is among the problems already (found by review: said twice)
+        never = {NEVER_VERIFIED: ", never verified", NEVER_JUDGED: f", {NEVER_JUDGED}"}.get(state["verdict"], "")
         verdict = {True: ", verified", False: ", FAILED verify", None: never}[state["verified"]] + (
             f" with --set {', '.join(state['loosened'])}" if state["loosened"] else "")
         shown = state["verifiable"] and state["state"] == "current"  # a verdict on stale bytes says nothing

@@ -53,10 +53,18 @@ MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked 
 UNSTEADY = 2.0
 
 
-def verified_pairs(s: Any) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
+def _where(s: Any, where: Optional[str]) -> Optional[Any]:
+    """The directory a hint's commands name: ``where`` when given (a bundle's README: "DIR", the host's, which
+    the device does not know; found by review, it shipped the host's path), else the store's own, none in a
+    bundle (the device has no attn-export to run)."""
+    return where if where is not None else None if s.in_bundle() else s.directory
+
+
+def verified_pairs(s: Any, where: Optional[str] = None) -> Tuple[Set[Tuple[str, str]], Optional[str]]:
     """The (backend, artefact) pairs of ``verify.json`` that passed on the bytes store ``s`` holds now, and on
-    this CPU where the CPU picks the arithmetic (``judged_elsewhere``), or an empty set and why there are none."""
-    passed, why = _passed_rows(s)
+    this CPU where the CPU picks the arithmetic (``judged_elsewhere``), or an empty set and why there are none
+    (its commands naming ``_where``)."""
+    passed, why = _passed_rows(s, where)
     pairs = {(str(row["backend"]), str(row["artifact"])) for row in passed if judged_elsewhere(row) is None}
     return pairs, why or (None if pairs else f"no pair in {VERIFY_JSON} passed on the bytes here")
 
@@ -68,13 +76,13 @@ def other_cpu(s: Any) -> Dict[Tuple[str, str], str]:
             if (why := judged_elsewhere(row)) is not None}
 
 
-def _passed_rows(s: Any) -> Tuple[List[Mapping[str, Any]], Optional[str]]:
+def _passed_rows(s: Any, where: Optional[str] = None) -> Tuple[List[Mapping[str, Any]], Optional[str]]:
     """``verify.json``'s rows that passed on the bytes store ``s`` holds now, or none and why."""
     from .schema import VERIFY
     from .store import ONNX_FP32, REFERENCE, made_by, parse_json
 
     data = s.read(VERIFY_JSON)
-    verify = made_by(VERIFY_JSON, None if s.in_bundle() else s.directory)
+    verify = made_by(VERIFY_JSON, _where(s, where))
     if data is None:
         return [], f"no {VERIFY_JSON}: run {verify} first"
     if not s.recorded_from(VERIFY_JSON):
@@ -276,15 +284,16 @@ def why_picked(pick: Mapping[str, Any]) -> str:
     return f"what {by} measured fastest on {pick['cpu']}"
 
 
-def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
+def current(s: Any, where: Optional[str] = None) -> Tuple[Optional[Dict[str, Any]], str]:
     """``bench.json``'s overall recommendation when the bytes it timed are still the ones here (with the CPU
-    it was measured on), else None and why not."""
+    it was measured on), else None and why not (its commands naming ``_where``)."""
     from ..errors import BadInput
     from .schema import BENCH
     from .store import BENCH_JSON, VERIFY_JSON, made_by, parse_json
 
     data = s.read(BENCH_JSON)
-    against = f"{made_by(BENCH_JSON, None if s.in_bundle() else s.directory)} --against torch"
+    bench_again = made_by(BENCH_JSON, _where(s, where))
+    against = f"{bench_again} --against torch"
     if data is None:
         return None, f"no {BENCH_JSON}: run {against} to choose"
     try:
@@ -295,17 +304,17 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
     chosen = rec.get("overall")
     if not chosen:
         return None, str(rec.get("reason") or f"{BENCH_JSON} recommends nothing (made by an older attn-export, or no "
-                                              "verified pair was timed at every shape): run attn-export bench again")
+                                              f"verified pair was timed at every shape): run {bench_again} again")
     if "vs_default" not in chosen:
         return None, (f"{BENCH_JSON}'s pick was not weighed against {DEFAULT[0]} {DEFAULT[1]} (made by an older "
-                      "attn-export): run attn-export bench again")
+                      f"attn-export): run {bench_again} again")
     stale = not_timed(s, bench, chosen["artifact"])
     if stale:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} is not current: {stale}"
     trust = s.state(chosen["artifact"])
     if trust.verified is not True:
         return None, f"{BENCH_JSON}'s pick {chosen['backend']} {chosen['artifact']} {trust.verdict}"
-    pairs, why = verified_pairs(s)  # the pair itself, not only its file: a later verify may not have run it
+    pairs, why = verified_pairs(s, where)  # the pair itself, not only its file: a later verify may not have run it
     pair = (chosen["backend"], chosen["artifact"])
     elsewhere = other_cpu(s).get(pair)
     if elsewhere:  # found by review: "no passing row" under the report's line naming the other CPU
@@ -315,7 +324,8 @@ def current(s: Any) -> Tuple[Optional[Dict[str, Any]], str]:
                       f"here: {verify_by_name(s, pair[0])}")
     if pair not in pairs:
         return None, (f"{BENCH_JSON}'s pick {pair[0]} {pair[1]} has no passing row in "
-                      f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run attn-export verify with that backend")
+                      f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run "
+                      f"{made_by(VERIFY_JSON, _where(s, where))} with that backend")
     return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads"),
             "by": measured_by(bench.get("method") or {})}, ""
 

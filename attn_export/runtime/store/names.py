@@ -74,7 +74,9 @@ def made_by(name: str, directory: Optional[Union[str, Path]] = None,
     command = MADE_BY.get(name, unknown)
     if directory is None:
         return command
-    where = shell_word(str(directory))
+    text = str(directory)
+    # a name starting with "-" would read as an option however quoted (found by review): as a relative path
+    where = shell_word(f"./{text}" if text.startswith("-") else text)
     return re.sub(r"attn-export (load CHECKPOINT|[a-z]+)", lambda m: f"{m.group(0)} {where}", command)
 
 
