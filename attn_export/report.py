@@ -149,15 +149,6 @@ def _tensorrt_readiness(s: Store, result: VerifyResult) -> list[str]:
     return lines
 
 
-def _has_classes(s: Store) -> bool:
-    """Whether the model has classes to decide (``model.json``'s labels); True where it cannot be read, so
-    that nothing is left unsaid for a classifier."""
-    try:
-        return bool(s.info.labels)
-    except AttnExportError:
-        return True
-
-
 def _accuracy_by_precision(result: VerifyResult, stale: set[str], reference_stale: str | None,
                            classes: bool = True) -> list[str]:
     seen: dict[tuple[str, str], list[str]] = {}
@@ -525,7 +516,7 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
         lines += ["", "## One graph, every runtime", ""] + _conformance_table(result.conformance, stale)
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
                                                                  if result.overrides else "") + "):", ""]
-    classes = _has_classes(s)
+    classes = s.has_classes()
     for precision, rule in result.tolerances.items():
         if rule["atol"] is None and not classes:  # found by attacking: argmax rules listed for a regression model
             lines.append(f"- {precision}: not judged: it is judged by its decisions, and a model without classes "

@@ -8,7 +8,6 @@ name what failed.
 from __future__ import annotations
 
 import json
-import tarfile
 import os
 import shutil
 import subprocess

@@ -57,7 +57,7 @@ def _where(s: Any, where: Optional[str]) -> Optional[Any]:
     """The directory a hint's commands name: ``where`` when given (a bundle's README: "DIR", the host's, which
     the device does not know; found by review, it shipped the host's path), else the store's own, none in a
     bundle (the device has no attn-export to run)."""
-    return where if where is not None else None if s.in_bundle() else s.directory
+    return where if where is not None else s.hinted()
 
 
 def verified_pairs(s: Any, where: Optional[str] = None) -> Tuple[Set[Tuple[str, str]], Optional[str]]:

@@ -90,7 +90,7 @@ def require_stream(store: Any, name: str) -> None:
     if reason is not None:
         raise BadInput(f"{store.directory} has no {name}: its model cannot stream exactly: {reason}")
     raise MissingPrerequisite(f"{store.directory} has no {name}; run "
-                              f"{made_by(name, None if store.in_bundle() else store.directory)}")
+                              f"{made_by(name, store.hinted())}")
 
 
 def stream_spec(info: "ModelInfo") -> IOSpec:

@@ -382,7 +382,7 @@ class VerifyResult:
         fix = ("the files it judged are not current (each is named with why): make them again (attn-export export, then quantize "
                "with the variants you had), then verify"
                if any(not s.state(n).current for n in judged if s.entry(n) is not None or (s.directory / n).exists())
-               else f"run {store.made_by(VERIFY_JSON, None if s.in_bundle() else s.directory)} again")
+               else f"run {store.made_by(VERIFY_JSON, s.hinted())} again")
         return (f"no verdict in {store.MANIFEST} was recorded from this {VERIFY_JSON}: it is stale or from another "
                 f"directory; {fix}")
 

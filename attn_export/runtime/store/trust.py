@@ -245,6 +245,11 @@ class Store:
         """Read in place from a bundle's archive (whose bytes cannot change under a loaded predictor)."""
         return self._archive is not None
 
+    def hinted(self) -> Optional[Path]:
+        """The directory a "run attn-export X" hint names (``names.made_by``): this one, or none in a bundle,
+        whose commands are the host's, on a directory the device does not know."""
+        return None if self.in_bundle() else self.directory
+
     def in_bundle(self) -> bool:
         """A bundle (packed, or unpacked with its bundle.json): a device, where no attn-export makes files."""
         from ..bundle import bundle_target
@@ -469,17 +474,18 @@ class Store:
         if isinstance(verified, dict) and "passed" in verified:
             return Trust(name, "current", verified=False, verdict="failed verification (see verify.json)")
         precision = PRECISIONS.get(str(_precision_of(name, entry)))
-        if precision is not None and precision.judged_by == "decisions" and not self._labels():
+        if precision is not None and precision.judged_by == "decisions" and not self.has_classes():
             # said as what it is (found by attacking: "never been verified" sent a user to verify it again)
             return Trust(name, "current", verdict=NEVER_JUDGED)
         return Trust(name, "current")
 
-    def _labels(self) -> Tuple[str, ...]:
-        """``model.json``'s labels; a model.json that cannot be read has its own reason elsewhere: ("?",)."""
+    def has_classes(self) -> bool:
+        """Whether the model has classes to decide (``model.json``'s labels); True where model.json cannot be
+        read, which has its own reason elsewhere, so that nothing is left unsaid for a classifier."""
         try:
-            return tuple(self.info.labels)
+            return bool(self.info.labels)
         except (BadInput, DataError, MissingPrerequisite):
-            return ("?",)
+            return True
 
     # ---- results: verify.json and bench.json speak only of the bytes they measured
 
@@ -577,7 +583,7 @@ class Store:
         """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
         if trust.state == "contradicts":
             return (f"expected the {MODEL_JSON} it was made with: re-run "
-                    f"{made_by(name, None if self.in_bundle() else self.directory, 'the command that made it')}")
+                    f"{made_by(name, self.hinted(), 'the command that made it')}")
         if trust.state == "unrecorded" and self.read(MANIFEST) is None and self.in_bundle():
             # the bundle's own manifest deleted: nothing to remake on the host (found by attacking)
             return f"expected the bundle's {MANIFEST}, which is not here: unpack the bundle's .tar.gz again"
@@ -592,9 +598,8 @@ class Store:
             chain.append(parent)
         if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
             chain.append(MODEL_JSON)
-        # the host's commands name this directory; a bundle's, the host's, which is not known here
-        where = None if self.in_bundle() else self.directory
-        steps = [BUILD_COMMAND if is_engine(n) else made_by(n, where, "the command that made it") for n in reversed(chain)]
+        steps = [BUILD_COMMAND if is_engine(n) else made_by(n, self.hinted(), "the command that made it")
+                 for n in reversed(chain)]
         if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
             return ("on the host, re-run " + ", then ".join(dict.fromkeys(s for s in steps if s != BUILD_COMMAND))
                     + ", and bundle again")
