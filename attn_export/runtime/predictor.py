@@ -159,21 +159,23 @@ def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
     return None if split is None else int(split["max_length"])
 
 
-def _streamed_within(store: Store, precision: str) -> Optional[int]:
-    """The longest sweep case verify replayed ``precision``'s stream graph on, read from the ``verify.json``
-    its verdict was recorded from; None when that file is not here or is not the one (found by attacking:
-    predict --stream named ``STREAM_MAX_SEQ``, 512 steps, where the longest case replayed had 301)."""
+def _streamed_within(store: Store, name: str, backend: str) -> Optional[int]:
+    """The longest sweep case verify replayed stream graph (or engine) ``name`` on with ``backend``, the
+    runtime that streams it (every runtime's, where verify did not run that one), read from the ``verify.json``
+    its verdict was recorded from; None when that file is not here or is not the one (found by attacking: predict --stream named ``STREAM_MAX_SEQ``, 512 steps,
+    where the longest case replayed had 301; found by review: another runtime's rows, which an interpreter's
+    size limit makes shorter or longer, named its limit)."""
     from . import schema
-    from .store import STREAM_FILES, VERIFY_JSON, parse_json
+    from .store import VERIFY_JSON, parse_json
 
-    name = STREAM_FILES.get(precision)
-    verdict = (store.entry(name) or {}).get("verified") if name is not None else None
+    verdict = (store.entry(name) or {}).get("verified")
     data = store.read(VERIFY_JSON)
     if not verdict or data is None or store.sha256(VERIFY_JSON) != verdict.get("verify_sha256"):
         return None
     rows = [r for r in parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("results") or []
             if r.get("artifact") == name and r.get("sha256") == verdict.get("sha256")]
-    steps = [int(case["seq"]) for row in rows for case in row.get("cases") or []]
+    steps = [int(case["seq"]) for row in [r for r in rows if r.get("backend") == backend] or rows
+             for case in row.get("cases") or []]
     return max(steps) if steps else None
 
 
@@ -343,7 +345,10 @@ class Predictor:
 
         sequences = self._sequences(sequences, lengths)
         decided = self.decided_within is not None and self.decided_within < STREAM_MAX_SEQ  # INT8 (review)
-        replayed = None if self._store is None else _streamed_within(self._store, self.precision)
+        replayed = None
+        if self._store is not None:
+            artifact, cls = self._stream_source()
+            replayed = _streamed_within(self._store, artifact.name, cls.name)
         limit = self.decided_within if decided else min(
             replayed or STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
         assert limit is not None
@@ -386,29 +391,36 @@ class Predictor:
         with self._streams_lock:  # two first streams of a graph at once had opened two sessions (review)
             return self._stream(rows)
 
-    def _stream(self, rows: int) -> "Stream":
+    def _stream_source(self) -> Tuple[Artifact, Type[Backend]]:
+        """The stream graph (or stream engine) of this predictor's precision, opened through its store with
+        its trust rule, and the backend that streams it: a TensorRT predictor's stream engine built on this
+        device, else the stream graph on this predictor's ONNX runtime (ONNX Runtime CPU for an engine's)."""
         from .backends.onnxrt import OrtCpuBackend
         from .dispatch import find_engine
         from .store import STREAM_FILES
-        from .streaming import Stream, require_stream
+        from .streaming import require_stream
+
+        assert self._store is not None
+        allow_unverified = self._options[0]
+        if self._backend.kind == "engine":
+            engine = find_engine(self._store, self.precision, allow_unverified, [], stream=True)
+            if engine is not None:
+                return engine, type(self._backend)
+        name = STREAM_FILES[self.precision]
+        try:
+            require_stream(self._store, name)
+            artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
+        except Untrusted as e:
+            raise self._loaded_before(e) from None
+        return artifact, type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
+
+    def _stream(self, rows: int) -> "Stream":
+        from .streaming import Stream
 
         if self._closed:
             raise BadInput("this Predictor is closed; load it again")
-        assert self._store is not None
-        allow_unverified, threads = self._options
-        engine = None
-        if self._backend.kind == "engine":
-            engine = find_engine(self._store, self.precision, allow_unverified, [], stream=True)
-        if engine is not None:
-            artifact, cls = engine, type(self._backend)
-        else:
-            name = STREAM_FILES[self.precision]
-            try:
-                require_stream(self._store, name)
-                artifact = self._store.open(name, need="verified", allow_unverified=allow_unverified)
-            except Untrusted as e:
-                raise self._loaded_before(e) from None
-            cls = type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
+        artifact, cls = self._stream_source()
+        threads = self._options[1]
         key = (artifact.name, artifact.sha256)  # a graph remade and verified since is a session of its own
         opened = self._streams.get(key)
         if opened is None:
