@@ -401,7 +401,7 @@ def _activation_products(proto: Any) -> list[str]:
 FORWARD_ONLY = {"direction": b"forward", "input_forget": 0, "layout": 0}  # an LSTM's settings besides hidden_size
 
 
-def _one_node_per_layer(proto: Any) -> None:
+def _one_node_per_layer(proto: Any, directory: Path) -> None:
     """Each layer's two forward-only LSTMs of the portable graph, the second run on length-reversed
     sequences (``AttentionLSTM._recur_reversed``), become one bidirectional LSTM that takes ``lengths`` as its
     sequence_lens (in place); the reversals' gathers go with them. The same function in ONNX Runtime (outputs
@@ -439,7 +439,7 @@ def _one_node_per_layer(proto: Any) -> None:
                 or not {k: v for k, v in settings[0].items() if k != "hidden_size"}.items() <= FORWARD_ONLY.items()
                 or any(len(n.input) < 4 or not set(n.input[1:4]) <= set(weights) for n in pair)):
             raise WorkFailed("the FP32 graph's LSTMs are not the pairs of forward-only directions export writes; "
-                             "run attn-export export again")
+                             f"run {store.made_by(store.ONNX_FP32, directory)} again")
         forward, backward = order
         out = nodes[join].output[0]
         joined = [numpy_helper.from_array(np.concatenate([numpy_helper.to_array(weights[n.input[k]])
@@ -474,7 +474,7 @@ def _make_int8_dynamic(source: Artifact, target: Path, bidirectional: bool = Fal
 
     proto = onnx.load_from_string(source.data)
     if bidirectional:
-        _one_node_per_layer(proto)
+        _one_node_per_layer(proto, source.directory)
     with _quiet_root_logger():
         quantize_dynamic(proto, str(target), weight_type=QuantType.QInt8, nodes_to_exclude=_cell_state_only(proto))
     made = onnx.load(str(target))
@@ -805,7 +805,7 @@ def quantize(
                 made = Artifact.candidate(tmp, spec, precision, info)
                 quantized, plain, notes = _fp16_census(made)
                 method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
-                reference.require_intrinsic("fp16", reference_path)
+                reference.require_intrinsic("fp16", reference_path, directory)
                 _refuse_fp16_overflow(refs, name)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
                 problems, worst, longest = _fp16_reference_check(made, spec, cases, refs, rule)

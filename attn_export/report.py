@@ -16,7 +16,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from .backends import REGISTRY
 from .errors import AttnExportError, MissingPrerequisite, printable, shell_word
@@ -582,8 +582,8 @@ def _artefacts_section(s: Store) -> list[str]:
             earlier = (isinstance(verdict, dict) and s.read(VERIFY_JSON) is not None
                        and verdict.get("verify_sha256") != s.sha256(VERIFY_JSON))
             lines.append(f"- `{name}`: current" + (f"; it {trust.verdict}{_loosened(s, name)}" if verifiable else "")
-                         + (f" (in an earlier verify, whose rows the {VERIFY_JSON} here does not hold: run attn-export "
-                            "verify to judge it again)" if earlier else ""))
+                         + (f" (in an earlier verify, whose rows the {VERIFY_JSON} here does not hold: run "
+                            f"{store.made_by(VERIFY_JSON, s.directory)} to judge it again)" if earlier else ""))
     return lines
 
 
@@ -593,10 +593,26 @@ def _test_split(trained: dict[str, Any]) -> str:
     return f" on {n} test sequence{'s' * (n != 1)}" if n is not None else ""
 
 
-def majority_baseline(trained: dict[str, Any]) -> tuple[str, float] | None:
-    """The training split's most common class (of several tied, the best on the test split) and the test
-    accuracy of always deciding it: the score a model must beat to have learnt anything (None without per-class counts, an older ``metrics.json``, or
-    an empty test split)."""
+class Baseline(NamedTuple):
+    """The training split's most common class (of several tied, the best on the test split), the test accuracy
+    of always deciding it, how many classes tie as the most common and the training sequences of each."""
+
+    label: str
+    accuracy: float
+    tied: int
+    each: int
+
+    def which(self) -> str:
+        """The class that scores ``accuracy``, said as a tie where it is one (found by attacking: "the most
+        common class, 3" of nine with 26 each)."""
+        return ("the most common class" if self.tied == 1 else
+                f"the best of {self.tied} classes tied as the most common")
+
+
+def majority_baseline(trained: dict[str, Any]) -> Baseline | None:
+    """The training split's most common class and the test accuracy of always deciding it (``Baseline``): the
+    score a model must beat to have learnt anything (None without per-class counts, an older
+    ``metrics.json``, or an empty test split)."""
     classes = trained.get("classes") or []
     tested = sum(c["test"] for c in classes)
     if not tested:
@@ -604,7 +620,8 @@ def majority_baseline(trained: dict[str, Any]) -> tuple[str, float] | None:
     # of classes tied in training, the one that scores most: the bar a model must clear (found by attacking: A of
     # A and B, 40 each, scored 0.10 where B scored 0.90, and a 0.46 model read as beating it)
     common = max(classes, key=lambda c: (c["train"], c["test"]))
-    return common["label"], common["test"] / tested
+    tied = sum(1 for c in classes if c["train"] == common["train"])
+    return Baseline(common["label"], common["test"] / tested, tied, common["train"])
 
 
 def _classes(trained: dict[str, Any]) -> list[str]:
@@ -615,13 +632,12 @@ def _classes(trained: dict[str, Any]) -> list[str]:
     if not classes:
         return []
     baseline = majority_baseline(trained)
-    most = max(c["train"] for c in classes)
-    tied = sum(1 for c in classes if c["train"] == most)
     # a tie named as one (found by attacking: "the most common class, 3" of nine with 26 each)
-    which = (f"the training split's most common class, {_label(baseline[0])}" if tied == 1 else
-             f"one class ({tied} tie as the training split's most common, {most} sequences each; the best of them "
-             f"on the test split, {_label(baseline[0])})") if baseline else ""
-    lines = ([f"Always deciding {which}, would score {baseline[1]:.4f} on the test split.", ""] if baseline else [])
+    which = (f"the training split's most common class, {_label(baseline.label)}" if baseline.tied == 1 else
+             f"one class ({baseline.tied} tie as the training split's most common, {baseline.each} sequences each; "
+             f"the best of them on the test split, {_label(baseline.label)})") if baseline else ""
+    lines = ([f"Always deciding {which}, would score {baseline.accuracy:.4f} on the test split.", ""]
+             if baseline else [])
     return lines + ["| class | train | val | test | test accuracy |", "|---|---|---|---|---|"] + [
         f"| {_label(c['label'])} | {c['train']} | {c['val']} | {c['test']} | "
         f"{format(c['test_correct'] / c['test'], '.4f') if c['test'] else '–'} |" for c in classes] + [""]

@@ -118,6 +118,26 @@ def test_sources_are_the_quantize_files() -> None:
         "fp32": store.ONNX_FP32, "fp16": FILES["fp16"], "int8-qdq": FILES["int8-qdq"]}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_missing_qdq_graph_names_the_commands_for_its_directory(model_dir: Path, stream: bool) -> None:
+    """Found by review: "run attn-export quantize --int8 --method qdq first", copied as printed, acted on
+    ./artifacts. What build needs first, before TensorRT is touched (this runs without it), names the
+    directory, the stream graph's export too."""
+    import shlex
+
+    from attn_export.errors import MissingPrerequisite
+    from attn_export.runtime.trt.build import _source
+
+    if stream:
+        exported = cli("export", str(model_dir), "--stream")
+        assert exported.returncode == 0, exported.stderr
+    with pytest.raises(MissingPrerequisite) as said:
+        _source(model_dir, decide("int8-qdq", cap("10.3.0"), stream=stream), print, None)
+    where = shlex.quote(str(model_dir))
+    assert f"run attn-export quantize {where} --int8 --method qdq" in str(said.value), said.value
+    assert (f"(after attn-export export {where} --stream)" in str(said.value)) is stream, said.value
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8-qdq", "fp32"])
 def test_tensorrt_11_is_strongly_typed_from_the_precision_graph(precision: str) -> None:
     plan = decide(precision, cap("11.4.0"))

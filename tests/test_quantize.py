@@ -115,7 +115,7 @@ def bidirectional(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def one_per_layer(bidirectional: Path) -> tuple[ort.InferenceSession, ort.InferenceSession]:
     """ONNX Runtime sessions of the portable FP32 graph and of the same graph with one LSTM per layer."""
     proto = onnx.load(str(bidirectional / "model.onnx"))
-    _one_node_per_layer(proto)
+    _one_node_per_layer(proto, bidirectional)
     onnx.checker.check_model(proto, full_check=True)
     return (ort.InferenceSession(str(bidirectional / "model.onnx"), providers=["CPUExecutionProvider"]),
             ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]))
@@ -175,7 +175,7 @@ def test_which_lstm_is_the_forward_pass_is_read_from_the_concat_not_the_node_ord
     names = [n.name for n in proto.graph.node if n.op_type == "LSTM"]
     assert names != sorted(names, key=lambda n: (len(n), n))  # the reversed passes do come first now
     portable = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    _one_node_per_layer(proto)
+    _one_node_per_layer(proto, Path("unused"))
     fused = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {"x": np.random.default_rng(0).normal(0, 3, (3, 9, FEATURES)).astype(np.float32),
              "lengths": np.array([9, 4, 1], np.int64)}
@@ -190,8 +190,9 @@ def test_a_graph_whose_lstms_are_not_direction_pairs_is_refused(tmp_path: Path) 
     assert cli("export", str(directory)).returncode == 0
     proto = onnx.load(str(directory / "model.onnx"))
     assert [n.op_type for n in proto.graph.node].count("LSTM") == 2
-    with pytest.raises(WorkFailed, match="not the pairs of forward-only directions"):
-        _one_node_per_layer(proto)
+    with pytest.raises(WorkFailed, match="not the pairs of forward-only directions") as said:
+        _one_node_per_layer(proto, directory)
+    assert str(said.value).endswith(f"run attn-export export {directory} again"), said.value  # its own directory
 
 
 def test_fp16_graph_computes_in_fp16_with_fp32_io(variants: tuple[Path, dict]) -> None:

@@ -692,15 +692,36 @@ def test_a_fit_with_a_null_figure_is_said_without_a_crash() -> None:
 
 def test_every_command_a_hint_names_takes_the_directory_it_was_about() -> None:
     """Found by attacking: "run attn-export export first", copied as printed, acted on ./artifacts, another
-    model. Every attn-export command in a file's "made by" takes the directory, quoted for a shell."""
+    model. Every attn-export command in a file's "made by" takes the directory, quoted for a shell; a stream
+    variant's "(after attn-export export --stream)" too (found by review: it named none)."""
+    import re
     import shlex
 
     for name in store.MADE_BY:
         for directory in ("runs/jv", "my runs/it's"):
             said = store.made_by(name, directory)
-            commands = [c.split(" (")[0] for c in ("attn-export " + said.split("attn-export ", 1)[1]).split(" (or ")]
+            commands = re.findall(r"attn-export [^()]*", said)
+            assert len(commands) == said.count("attn-export") >= 1, said
             for command in commands:
-                words = shlex.split(command.rstrip(")"))
+                words = shlex.split(command)
                 at = 3 if words[1] == "load" else 2
                 assert words[0] == "attn-export" and words[at] == directory, (name, said)
     assert store.made_by("model.fp16.onnx") == "attn-export quantize --fp16"  # no directory: as MADE_BY says it
+
+
+def test_a_reference_without_a_budget_names_the_export_for_its_directory(tmp_path: Path) -> None:
+    """Found by review: "re-run attn-export export", copied as printed, acted on ./artifacts. A reference
+    recorded before budgets names the export of its own directory (none on a device, whose commands are
+    the host's)."""
+    from attn_export.errors import MissingPrerequisite
+    from attn_export.runtime.compare import Reference
+    from attn_export.runtime.reference import ReferenceSet
+
+    directory = tmp_path / "my runs"
+    old = ReferenceSet([], [Reference({"logits": np.zeros((1, 2), np.float32)})], {})
+    with pytest.raises(MissingPrerequisite) as said:
+        old.require_intrinsic("fp16", directory / store.REFERENCE, directory)
+    assert str(said.value).endswith(f"re-run attn-export export {shlex.quote(str(directory))}"), said.value
+    with pytest.raises(MissingPrerequisite) as on_device:
+        old.require_intrinsic("fp16", directory / store.REFERENCE, None)
+    assert str(on_device.value).endswith("re-run attn-export export"), on_device.value

@@ -24,6 +24,7 @@ from attn_export.runtime import store
 from attn_export.runtime.backends.onnxrt import ORT_MIN
 from attn_export.backends import REGISTRY, status
 from attn_export.config import VerifyConfig
+from attn_export.errors import shell_word
 from attn_export.runtime.compare import rule_for
 from attn_export.runtime.timing import CLOCKS
 
@@ -931,7 +932,7 @@ def test_the_report_says_a_verdict_kept_from_an_earlier_verify(verified: tuple[P
     lines = (directory / "report.md").read_text().split("## Artefacts", 1)[1].splitlines()
     kept = next(line for line in lines if line.startswith("- `model.int8.onnx`"))
     assert kept.endswith("(in an earlier verify, whose rows the verify.json here does not hold: run attn-export "
-                         "verify to judge it again)"), kept
+                         f"verify {shell_word(directory)} to judge it again)"), kept
     assert not any("earlier verify" in line for line in lines if line.startswith("- `model.onnx`"))
 
 
@@ -1718,7 +1719,7 @@ def test_class_labels_render_as_text_in_the_report_and_a_tie_takes_the_better_ba
     labels = ["zz\r\r# Verification PASSED\r\rok", "c`[click](http://evil.example)`d", "`", "a|b *x*"]
     trained = {"classes": [{"label": label, "train": 40, "val": 5, "test": test, "test_correct": test // 2}
                            for label, test in zip(labels, (5, 45, 10, 10))]}
-    assert majority_baseline(trained) == (labels[1], 45 / 70)
+    assert majority_baseline(trained) == (labels[1], 45 / 70, 4, 40)
     html = MarkdownIt("commonmark").enable("table").render("\n".join(_classes(trained)))
     assert "<h1>" not in html and "<a " not in html and "<em>" not in html and "<code>" not in html, html
     assert html.count("<tr>") == 1 + len(labels)  # the header and one row a class: none broken
@@ -1741,3 +1742,13 @@ def test_a_baseline_of_tied_classes_is_said_to_be_a_tie() -> None:
     alone = {"classes": [{**c, "train": 27 if c["label"] == "3" else 26} for c in tied["classes"]]}
     assert _classes(alone)[0] == ("Always deciding the training split's most common class, 3, would score 0.2222 on "
                                   "the test split.")
+    # train's console line and run's stage say it too (found by review: "the most common class, 3" there)
+    from attn_export.cli.train import summary
+    from attn_export.report import majority_baseline
+
+    metrics = {"test": {"accuracy": 0.9, "loss": 0.1}, "sizes": {"test": 90}, "epochs": 3, "best_epoch": 3,
+               "wall_seconds": 1.0}
+    assert "always deciding the best of 3 classes tied as the most common, 2: 0.4444)" in summary(
+        {**metrics, **tied}, Path("d")), summary({**metrics, **tied}, Path("d"))
+    assert "always deciding the most common class, 3: 0.2222)" in summary({**metrics, **alone}, Path("d"))
+    assert majority_baseline(tied).which() == "the best of 3 classes tied as the most common"  # type: ignore[union-attr]

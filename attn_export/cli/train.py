@@ -109,7 +109,7 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
     test = metrics["test"]
     baseline = majority_baseline(metrics)
     scored = (f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}"
-              + (f"; always deciding the most common class, {printable(baseline[0], 40)}: {baseline[1]:.4f})"
+              + (f"; always deciding {baseline.which()}, {printable(baseline.label, 40)}: {baseline.accuracy:.4f})"
                  if baseline else ")")
               if metrics["sizes"]["test"] else "no test accuracy (the test split is empty)")
     ran = (f"stopped early after {metrics['epochs']} of {metrics['epochs_planned']} epochs ({_early_stop(metrics)})"

@@ -13,7 +13,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..errors import DataError, MissingPrerequisite
 from .compare import Reference, SweepCase
 from .readers import npz_arrays
 from .store.files import parse_json
+from .store.names import REFERENCE, made_by
 
 __all__ = ["ReferenceSet", "read_reference", "reference_bytes"]
 
@@ -31,11 +32,12 @@ class ReferenceSet:
     references: List[Reference]
     meta: Dict[str, Any]
 
-    def require_intrinsic(self, precision: str, path: Path) -> None:
-        """Refuse a reference recorded before budgets existed, or without this precision's."""
+    def require_intrinsic(self, precision: str, path: Path, hinted: Optional[Path]) -> None:
+        """Refuse a reference recorded before budgets existed, or without this precision's; the hint names
+        directory ``hinted`` (``Store.hinted``)."""
         if any(precision not in r.intrinsic for r in self.references):
             raise MissingPrerequisite(f"{path} holds no {precision.upper()} budget (it predates them); "
-                                      "re-run attn-export export")
+                                      f"re-run {made_by(REFERENCE, hinted)}")
 
 
 def reference_bytes(cases: Sequence[SweepCase], references: Sequence[Reference], meta: Mapping[str, Any]) -> bytes:

@@ -1333,11 +1333,11 @@ def recorded_reference(s: Store, targets: List[Target]) -> ReferenceSet:
         raise DataError(f"{opened.path} was not made with {store.ONNX_FP32}: it records weights "
                         f"{str(reference.meta.get('source_sha256'))[:12]}, its manifest entry (and the graph's) "
                         f"{str(opened.entry.get('parent_sha256'))[:12]}; expected the two files one attn-export export "
-                        "wrote (run it again)")
+                        f"wrote (run {store.made_by(store.REFERENCE, s.hinted())})")
     budgeted = {str(t.precision) for t in targets if t.skip is None and t.precision in PRECISIONS
                 and PRECISIONS[str(t.precision)].judged_by == "budget"}
     for precision in sorted(budgeted):
-        reference.require_intrinsic(precision, opened.path)
+        reference.require_intrinsic(precision, opened.path, s.hinted())
     return reference
 
 

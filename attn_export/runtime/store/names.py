@@ -59,7 +59,7 @@ MADE_BY = {
     BENCH_JSON: "attn-export bench",
     **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
     STREAM_ONNX: "attn-export export --stream",
-    **{STREAM_FILES[p.name]: f"{p.made_by} (after export --stream)" for p in PRECISIONS.values()
+    **{STREAM_FILES[p.name]: f"{p.made_by} (after attn-export export --stream)" for p in PRECISIONS.values()
        if p.file is not None and p.name != "fp32"},
 }
 

@@ -148,7 +148,7 @@ def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: 
     reason = "missing" if trust.state == "missing" else f"not usable ({trust.reason})"
     path = directory / plan.source
     if plan.precision == "int8-qdq":
-        raise MissingPrerequisite(f"{path} is {reason}: run attn-export quantize --int8 --method qdq first "
+        raise MissingPrerequisite(f"{path} is {reason}: run {store.made_by(plan.source, s.hinted())} first "
                                   "(it calibrates on the training data)")
     if make is None:
         raise MissingPrerequisite(f"{path} is {reason}: make it on the host (attn-export quantize --fp16) and bring "
