@@ -57,8 +57,8 @@ from .inputs import gap_words, named_classes, named_features
 from .interrupt import commit_point
 from .onnxfile import parse_graph
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import (DEFAULT, DEVICE_BACKENDS, MARGIN, current, file_precision, other_cpu, overall_ratio,
-                        predict_flags, verified_pairs, why_picked)
+from .recommend import (DEFAULT, DEVICE_BACKENDS, current, file_precision, kept_default, other_cpu,
+                        overall_ratio, predict_flags, verified_pairs, why_picked)
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -334,7 +334,7 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
         vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
                       if (chosen["backend"], chosen["artifact"]) != DEFAULT
-                      else f"the default: no other verified pair was {MARGIN:.2f}x faster")
+                      else f"the default: {kept_default(chosen)}")
         why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what {chosen['by']} recommended among the "
                f"pairs `verify` passed (timed at {', '.join(chosen['shapes'])}{ratio}; "
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "

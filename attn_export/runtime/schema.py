@@ -266,7 +266,8 @@ VERIFY = Obj({
 
 _PICK = Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "p50_ms": DURATION,
              "torch_p50_ms": Maybe(DURATION), "ratio": Maybe(FINITE), "vs_default": FINITE, "note": STR,
-             "shapes": Items(STR), "unsteady": FINITE, "unsteady_of": STR, "slower_at": Items(STR)},
+             "shapes": Items(STR), "unsteady": FINITE, "unsteady_of": STR, "unsteady_against": STR,
+             "slower_at": Items(STR)},
             ("backend", "artifact", "precision", "p50_ms", "torch_p50_ms", "ratio"))
 _COUNT_KEY = Value("a whole number written as text", lambda v: isinstance(v, str) and v.isdigit() and len(v) < 10)
 _GRID = Where(Items(Value("a positive integer", lambda v: type(v) is int and 0 < v < 1 << 31)), bool,
