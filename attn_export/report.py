@@ -517,10 +517,15 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
                                                                  if result.overrides else "") + "):", ""]
     classes = s.has_classes()
+    ran = {str(r.target.precision) for r in result.ran()}
+    unused = []
     for precision, rule in result.tolerances.items():
         if rule["atol"] is None and not classes:  # found by attacking: argmax rules listed for a regression model
             lines.append(f"- {precision}: not judged: it is judged by its decisions, and a model without classes "
                          "has none")
+            continue
+        if precision not in ran:  # found by attacking: "bf16: ..." on a CPU where openvino-bf16 cannot run
+            unused.append(precision)
             continue
         judged = (f"atol {rule['atol']:g} + rtol {rule['rtol']:g} x the reference + {rule.get('multiple', 0):g} x "
                   f"the model's own {rule.get('budget_precision')} error" if rule["atol"] is not None
@@ -542,6 +547,8 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
             else []
         extra += [f"max accuracy drop {rule['max_accuracy_drop']}"] if rule["max_accuracy_drop"] else []
         lines.append(f"- {precision}: {judged}" + (f"; {'; '.join(extra)}" if extra else ""))
+    if unused:
+        lines.append(f"- {', '.join(unused)}: no row of this verify ran in {'it' if len(unused) == 1 else 'them'}")
     reference_stale = None  # what the reference line stands on, when it changed since (an older file: no sha256)
     if ref.get("source") == store.WEIGHTS and store.WEIGHTS in stale:
         reference_stale = f"{store.WEIGHTS} is not the file this verify ran"

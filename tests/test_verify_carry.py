@@ -616,6 +616,20 @@ def test_the_reports_mean_allowances_are_the_backends_not_a_carried_rows(verifie
         in budgets[0] and "ort-cpu" not in budgets[0], budgets
 
 
+def test_the_report_lists_a_budget_only_where_a_row_was_judged_by_it(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: "bf16: atol ..." under Budgets on a CPU where openvino-bf16 can neither run nor did.
+    A precision no row of the verify ran in is named once as such; one that ran keeps its budget."""
+    directory = copy(verified_once, tmp_path)
+    doc = document(directory)
+    assert "bf16" in doc["tolerances"] and not any(r["precision"] == "bf16" and r["status"] != "skipped"
+                                                   for r in doc["results"])
+    assert cli("report", str(directory)).returncode == 0
+    budgets = (directory / store.REPORT_MD).read_text().split("Budgets (")[1].split("##")[0]
+    assert "- bf16:" not in budgets and "- fp16: atol" in budgets, budgets
+    unused = next(line for line in budgets.splitlines() if line.endswith("no row of this verify ran in them"))
+    assert "bf16" in unused.split(":")[0] and "fp16" not in unused.split(":")[0].replace("bf16", ""), unused
+
+
 def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verified_once: Path,
                                                                           tmp_path: Path) -> None:
     """Found by attacking: report.md carried text from the directory's name and its JSON files as it was, so a
@@ -987,3 +1001,9 @@ def test_predict_on_openvino_bf16_without_bf16_arithmetic_says_why_not(verified_
     assert result.returncode == 3 and f"backend openvino-bf16 is not available: {reason}" in result.stderr, \
         result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+    # a pair never valid is exit 2 on every machine, before the backend is asked (found by attacking: exit 3
+    # here, 2 on a CPU with bf16)
+    never = cli("predict", str(tmp_path / "x.npz"), "--dir", str(verified_once), "--backend", "openvino-bf16",
+                "--precision", "int8-dynamic")
+    assert never.returncode == 2 and "backend openvino-bf16 does not run int8-dynamic artefacts" in never.stderr, \
+        never.stderr

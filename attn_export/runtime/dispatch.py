@@ -142,6 +142,11 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
     notes: List[str] = []
     if backend != "auto":
         cls = backend_class(backend)
+        # a pair never valid first, on every machine (found by attacking: exit 3 where the backend was missing,
+        # 2 where it was there)
+        if cls.kind != "engine" and precision not in cls.precisions:
+            raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
+                           f"{', '.join(cls.precisions)}); choose another --backend or --precision")
         reason = cls.available()
         if reason is not None:  # named explicitly: an error, never a fallback
             raise NotAvailable(f"backend {backend} is not available: {reason}")
@@ -153,9 +158,6 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
                 raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
                                           f"this device: {_build_command(store, precision)}")
             return cls, engine, notes
-        if precision not in cls.precisions:
-            raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
-                           f"{', '.join(cls.precisions)}); choose another --backend or --precision")
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:
             notes += _own_precision(store, cls, artifact, allow_unverified)
