@@ -820,7 +820,8 @@ class Archive:
         if member.size > store.MAX_JSON_BYTES:
             raise DataError(f"{self.path}: {BUNDLE_JSON} is {member.size:,} bytes; expected at most "
                             f"{store.MAX_JSON_BYTES:,}")
-        record = _check_listing(self._bytes(member), self.members, self.path)
+        self._record = self._bytes(member)  # what read(BUNDLE_JSON) gives: the listing, checked here
+        record = _check_listing(self._record, self.members, self.path)
         made = record.get("target")
         self.made_for: Optional[str] = made if isinstance(made, str) else None  # a Jetson bundle's TensorRT line
         self.target = record.get("for")  # cpu, jetson or triton
@@ -836,7 +837,11 @@ class Archive:
             raise DataError(f"{self.path}: cannot read {member.name}: {e}") from None
 
     def read(self, name: str) -> Optional[bytes]:
-        """A listed member's bytes, checked against ``bundle.json``'s sha256; None when it is not listed."""
+        """A listed member's bytes, checked against ``bundle.json``'s sha256, or ``bundle.json`` itself (which
+        lists no sha256 of its own; found by attacking: a packed bundle never named its pick); None when it is
+        not listed."""
+        if name == BUNDLE_JSON:
+            return self._record
         if name not in self.listing:
             return None
         data = self._bytes(self.members[name])
