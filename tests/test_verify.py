@@ -906,6 +906,14 @@ def test_the_device_names_the_bundles_pick_when_it_was_not_asked_for_one(verifie
     info = subprocess.run([*device, "info", str(unpacked)], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(unpacked / "runtime")})
     assert "recommended: predict --backend ort-cpu --precision int8-dynamic (model.int8.onnx" in info.stdout
+    # the archive read in place says the same (found by attacking: its bundle.json was read as "not here")
+    packed = tmp_path / "cpu.tar.gz"
+    from_archive = subprocess.run([*device, "predict", str(packed), str(tmp_path / "x.npz")], capture_output=True,
+                                  text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(unpacked / "runtime")})
+    assert from_archive.returncode == 0 and f"note: {said}" in from_archive.stderr, from_archive.stderr
+    info_packed = subprocess.run([*device, "info", str(packed)], capture_output=True, text=True, cwd=tmp_path,
+                                 env={**os.environ, "PYTHONPATH": str(unpacked / "runtime")})
+    assert "recommended: predict --backend ort-cpu --precision int8-dynamic" in info_packed.stdout, info_packed.stdout
     # the suite's tiny recipe sets its INT8 bars: said beside the verdicts on the device too (found by review)
     assert "  verdicts under the recipe's [verify] int8_min_argmax_agreement=0.9 (default 0.97)" in info.stdout
     assert any(n.startswith("model.onnx was verified under the recipe's [verify] int8_min_argmax_agreement=0.9")
@@ -1747,6 +1755,18 @@ def test_predict_says_when_an_int8_sequence_is_longer_than_the_test_split_that_j
         assert streamed is not None and f"longer than the {longest} steps of the test split" in streamed  # review
     with Predictor.load(directory, precision="fp32") as fp32:
         assert fp32.decided_within is None
+        # FP32 is judged at every length verify ran, and no further (found by attacking: 20,000 steps said
+        # nothing, where the sweep stops at 4096); the stream's note says how far the whole graph was run
+        swept = max(c["seq"] for r in result["results"] if (r["backend"], r["artifact"]) == ("ort-cpu", "model.onnx")
+                    for c in r["cases"])
+        assert fp32.swept_within == swept
+        assert fp32.beyond_judged([rng.standard_normal((swept, features)).astype(np.float32)]) is None
+        past = fp32.beyond_judged([rng.standard_normal((swept + 1, features)).astype(np.float32)])
+        assert past == (f"1 of 1 sequence(s) are longer than the {swept} steps of the longest case verify ran "
+                        "model.onnx on with ort-cpu: nothing checked it that long"), past
+    with Predictor.load(directory, precision="int8-dynamic") as int8:
+        both = int8.beyond_judged([rng.standard_normal((swept + 1, features)).astype(np.float32)])
+        assert both is not None and "test split on whose decisions" in both and "nothing checked it" in both, both
 
 
 def test_class_labels_render_as_text_in_the_report_and_a_tie_takes_the_better_baseline() -> None:
