@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 
-from ..errors import BadInput, Untrusted, WorkFailed, out_of_memory
+from ..errors import AttnExportError, BadInput, Untrusted, WorkFailed, out_of_memory
 from .backends import REGISTRY
 from .backends.base import Backend
 from .iospec import IOSpec, class_logits
@@ -159,12 +159,14 @@ def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
     return None if split is None else int(split["max_length"])
 
 
-def _streamed_within(store: Store, name: str, backend: str) -> Optional[int]:
-    """The longest sweep case verify replayed stream graph (or engine) ``name`` on with ``backend``, the
-    runtime that streams it (every runtime's, where verify did not run that one), read from the ``verify.json``
-    its verdict was recorded from; None when that file is not here or is not the one (found by attacking: predict --stream named ``STREAM_MAX_SEQ``, 512 steps,
-    where the longest case replayed had 301; found by review: another runtime's rows, which an interpreter's
-    size limit makes shorter or longer, named its limit)."""
+def _replayed_within(store: Store, name: str, backend: str) -> Optional[int]:
+    """The longest sweep case verify ran ``name`` (a graph, stream graph or engine) on with ``backend``, the
+    runtime that runs it now (every runtime's, where verify did not run that one), read from the
+    ``verify.json`` its verdict was recorded from; None when that file is not here or is not the one. Found
+    by attacking: predict --stream named ``STREAM_MAX_SEQ``, 512 steps, where the longest case replayed had
+    301; FP32 was said to be judged at every length, where the sweep stops at 4096 steps (2048 on a device);
+    found by review: another runtime's rows, which an interpreter's size limit makes shorter, named its
+    limit."""
     from . import schema
     from .store import VERIFY_JSON, parse_json
 
@@ -301,6 +303,7 @@ class Predictor:
             predictor._options = (allow_unverified, threads)
             predictor.judged_within = _judged_within(store, artifact, impl.device, predictor.computes)
             predictor.decided_within = _decided_within(store, artifact)
+            predictor.swept_within = _replayed_within(store, artifact.name, impl.name)
             return predictor
         except BaseException:
             store.close()
@@ -308,6 +311,7 @@ class Predictor:
 
     judged_within: Optional[int] = None  # set by load (``_judged_within``)
     decided_within: Optional[int] = None  # set by load (``_decided_within``)
+    swept_within: Optional[int] = None  # set by load (``_replayed_within``)
 
     def beyond_judged(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
         """A note when any of ``sequences`` (what ``predict`` takes: a list of ``[steps, features]`` arrays, or
@@ -315,8 +319,20 @@ class Predictor:
         where verify judged this precision by its error budget; beyond it only by finite outputs, zero attention
         on padding and decisive argmaxes (found by attacking verify: an FP16 graph 1.3x off past 256 steps
         passed, and predict said nothing of a 300-step sequence); for INT8, longer than the test split whose
-        decisions judged it (``decided_within``). None otherwise."""
+        decisions judged it (``decided_within``); and for any precision, longer than the longest case verify
+        ran this file on with this runtime (``swept_within``), where nothing was checked. None otherwise."""
         sequences = self._sequences(sequences, lengths)  # found by attacking: a bare [steps, F] array counted rows
+        runs = self.max_seq  # an engine runs at most its profile's steps at once (on_long cuts)
+        swept = self.swept_within
+        past = 0 if swept is None else sum(1 for s in sequences if min(len(s), runs or len(s)) > swept)
+        unswept = (f"{past} of {len(sequences)} sequence(s) are longer than the {swept} steps of the longest case "
+                   f"verify ran {self.artifact.name} on with {self.backend_name}: nothing checked it that long"
+                   if past else None)
+        said = self._judged_note(sequences)
+        return "; ".join(n for n in (said, unswept) if n) or None
+
+    def _judged_note(self, sequences: List[np.ndarray]) -> Optional[str]:
+        """``beyond_judged``'s note on the precision's own range: its budget's, or its test split's."""
         limit = self.judged_within
         if limit is None and self.decided_within is not None:  # INT8 (found by attacking: nothing was said)
             longer = sum(1 for s in sequences if len(s) > self.decided_within)
@@ -338,7 +354,7 @@ class Predictor:
 
     def beyond_streamed(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
         """``beyond_judged`` for ``predict --stream``: a note when any of ``sequences`` is longer than verify
-        replayed this precision's stream graph (its longest sweep case, ``_streamed_within``, where its
+        replayed this precision's stream graph (its longest sweep case, ``_replayed_within``, where its
         ``verify.json`` is here; else ``STREAM_MAX_SEQ``, or the deployment range where shorter); past that
         its updates were never judged (found by attacking: none was said). None otherwise."""
         from .verify import STREAM_MAX_SEQ
@@ -347,8 +363,12 @@ class Predictor:
         decided = self.decided_within is not None and self.decided_within < STREAM_MAX_SEQ  # INT8 (review)
         replayed = None
         if self._store is not None:
-            artifact, cls = self._stream_source()
-            replayed = _streamed_within(self._store, artifact.name, cls.name)
+            try:
+                artifact, cls = self._stream_source()
+            except AttnExportError:  # no stream graph to open: stream() says why, this note has no rows to read
+                pass
+            else:
+                replayed = _replayed_within(self._store, artifact.name, cls.name)
         limit = self.decided_within if decided else min(
             replayed or STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
         assert limit is not None
@@ -357,8 +377,11 @@ class Predictor:
             return None
         judged = (f"of the test split on whose decisions verify judged the {self.precision.upper()} stream graph" if
                   decided else f"over which verify replays the {self.precision.upper()} stream graph")
+        # how far the whole-sequence graph was run, where its verify.json says (found by attacking: the
+        # parenthesis read as judged at any length)
+        whole = "" if self.swept_within is None else f", which verify ran up to {self.swept_within} steps"
         return (f"{longer} of {len(sequences)} sequence(s) are longer than the {limit} steps {judged}: its updates "
-                "past them were not judged (predict without --stream runs the whole-sequence graph)")
+                f"past them were not judged (predict without --stream runs the whole-sequence graph{whole})")
 
     def unasked(self) -> Optional[str]:
         """For ``predict`` given no backend or precision: what its CPU bundle recommends instead of what ran
