@@ -232,13 +232,27 @@ def test_missing_parent_is_a_note_not_a_refusal(model_dir: Path) -> None:
         assert any("model.safetensors is not here" in n for n in predictor.notes)
 
 
+def test_a_runtime_verify_never_ran_a_file_on_is_said(model_dir: Path) -> None:
+    """Found by attacking: model.onnx verified on tract alone served on ONNX Runtime and OpenVINO without a
+    word (parity on one runtime proves nothing about another). The fixture's verdict names ort-cpu only."""
+    pytest.importorskip("openvino")
+    with Predictor.load(model_dir, backend="ort-cpu") as ran:
+        assert not any("never on" in n for n in ran.notes), ran.notes
+    with Predictor.load(model_dir, backend="openvino-cpu") as other:
+        said = [n for n in other.notes if "never on" in n]
+        assert said == [f"model.onnx passed verify on ort-cpu, never on openvino-cpu, which runs it now (verify it "
+                        f"there: attn-export verify {store.directory_word(model_dir)} --backends openvino-cpu)"], \
+            other.notes
+
+
 def test_unverified_and_failed_verification_are_refused(model_dir: Path) -> None:
     manifest = store.read_manifest(model_dir)
     del manifest["artifacts"]["model.onnx"]["verified"]
     store.write_json(model_dir / "manifest.json", manifest)
-    with pytest.raises(Untrusted, match=re.escape("never been verified; verify it (attn-export verify DIR; on a "
+    where = store.directory_word(model_dir)  # found by attacking: "DIR", which no shell could run as printed
+    with pytest.raises(Untrusted, match=re.escape(f"never been verified; verify it (attn-export verify {where}; on a "
                                                   "device, PYTHONPATH=runtime python3 -m attn_export.runtime verify "
-                                                  "DIR); or load it with allow_unverified")):
+                                                  f"{where}); or load it with allow_unverified")):
         Predictor.load(model_dir)
     with Predictor.load(model_dir, allow_unverified=True) as predictor:
         assert any("never been verified" in n for n in predictor.notes)

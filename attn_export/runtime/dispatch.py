@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple, Type
 from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, Untrusted, shell_word
 from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
-from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, is_engine
+from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, directory_word, is_engine
 
 __all__ = ["choose", "find_engine", "verify_by_name"]
 
@@ -57,7 +57,7 @@ def _shipped(store: Store) -> Optional[str]:
 def _build_command(store: Store, precision: str) -> str:
     """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
     shipped = _shipped(store)
-    return f"{shipped + ' ' if shipped else ''}{BUILD_COMMAND} {shell_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
+    return f"{shipped + ' ' if shipped else ''}{BUILD_COMMAND} {directory_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
 
 
 def verify_by_name(store: Store, backend: str) -> str:
@@ -66,8 +66,9 @@ def verify_by_name(store: Store, backend: str) -> str:
     (``_plain_first``); else attn-export's."""
     shipped = _shipped(store)
     command = f"{shipped} python3 -m attn_export.runtime verify" if shipped else "attn-export verify"
-    by_name = f"{command} {shell_word(store.directory)} --backends {backend}"
-    return f"{command} {shell_word(store.directory)} && {by_name}" if shipped and _plain_first(store) else by_name
+    where = directory_word(store.directory)
+    by_name = f"{command} {where} --backends {backend}"
+    return f"{command} {where} && {by_name}" if shipped and _plain_first(store) else by_name
 
 
 def _plain_first(store: Store) -> bool:
@@ -161,7 +162,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:
             notes += _own_precision(store, cls, artifact, allow_unverified)
-        return cls, artifact, notes
+        return cls, artifact, notes + _not_run_on(store, cls, artifact)
 
     if _usable(ENGINE_BACKEND):
         engine = find_engine(store, precision, allow_unverified, notes)
@@ -180,4 +181,16 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
                        "from JetPack on a Jetson), or " if flag is not None else "")
         raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
                            f"{INSTALL_ONNX_RUNTIME}")
-    return REGISTRY[chosen], artifact, notes
+    return REGISTRY[chosen], artifact, notes + _not_run_on(store, REGISTRY[chosen], artifact)
+
+
+def _not_run_on(store: Store, cls: Type[Backend], artifact: Artifact) -> List[str]:
+    """A note when ``artifact`` passed verify but never on ``cls``, which runs it now (found by attacking: a
+    graph verified on tract alone served on ONNX Runtime and OpenVINO without a word; parity on one runtime
+    proves nothing about another). A backend computing in a precision of its own has ``_own_precision``."""
+    verdict = artifact.verified or {}
+    backends = [str(b) for b in verdict.get("backends") or []]
+    if not verdict.get("passed") or not backends or cls.name in backends or cls.computes is not None:
+        return []
+    return [f"{artifact.name} passed verify on {', '.join(backends)}, never on {cls.name}, which runs it now (verify "
+            f"it there: {verify_by_name(store, cls.name)})"]
