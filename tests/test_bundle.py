@@ -129,17 +129,19 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     # and that, its weights stored as u8, a plain session of it needs no option on any CPU (next test)
     assert "`model.int8.onnx` stores its weights as u8" in readme and "session.x64quantprecision" not in readme
     unproven = [n for n in bundled.notes if n.startswith("never verified")]
+    where = store.directory_word(model_dir)  # the host's command names it; the device's copy is the device's
     assert unproven == [
         "never verified, so the device refuses it until verify passes: model.fp16.onnx; verify it (attn-export verify "
-        "DIR; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR)",
+        f"{where}; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR)",
         "never verified, so the device refuses it until verify passes: model.int8.onnx; verify it on the host "
-        "(attn-export verify DIR) and bundle again: a device judges INT8 by structure only, which records no verdict"]
+        f"(attn-export verify {where}) and bundle again: a device judges INT8 by structure only, which records no "
+        "verdict"]
     assert not any("model.onnx;" in n for n in bundled.notes)  # verified: nothing to say
     with pytest.raises(Untrusted, match=re.escape("model.int8.onnx has never been verified; verify it on the host "
                                                   "(attn-export verify DIR) and bundle again")):
         Predictor.load(bundled.path, precision="int8-dynamic")
-    with pytest.raises(Untrusted, match=re.escape("model.int8.onnx has never been verified; verify it (attn-export "
-                                                  "verify DIR; on a device")):
+    with pytest.raises(Untrusted, match=re.escape(f"model.int8.onnx has never been verified; verify it (attn-export "
+                                                  f"verify {store.directory_word(model_dir)}; on a device")):
         Predictor.load(model_dir, precision="int8-dynamic")  # on the host the host's verify does it
     assert not any(n.startswith("never verified") for n in pack(model_dir, tmp_path / "j.tar.gz", "jetson").notes)
     # found by review: an INT8 engine is built and verified on the device, never on the host
@@ -149,7 +151,8 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
              io_spec=store.Store(model_dir).info.spec.to_dict())
     s = store.Store(model_dir)
     assert s.host_judges("model.int8.onnx") and not s.host_judges(engine) and not s.host_judges("model.fp16.onnx")
-    assert s.how_to_verify(engine, for_device=True).startswith("(attn-export verify DIR; on a device")
+    assert s.how_to_verify(engine, for_device=True).startswith(f"(attn-export verify {store.directory_word(model_dir)}; "
+                                                                "on a device")
     mark_verified(model_dir, "model.int8.onnx", passed=False)
     failed = pack(model_dir, tmp_path / "failed.tar.gz", "cpu")  # left out: the next test
     assert "model.int8.onnx" not in names(failed.path) and "model.fp16.onnx" in names(failed.path)

@@ -14,7 +14,7 @@ from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 __all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
            "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
-           "is_engine", "made_by"]
+           "directory_word", "is_engine", "made_by"]
 
 DEFAULT_DIR = Path("artifacts")
 MODEL_JSON = "model.json"
@@ -69,15 +69,20 @@ def made_by(name: str, directory: Optional[Union[str, Path]] = None,
     """``MADE_BY[name]`` (``unknown`` for a file it does not know), each ``attn-export`` command in it given
     ``directory`` as its DIR: copied as printed, a hint without it had acted on ./artifacts, another model
     (found by attacking)."""
-    from ...errors import shell_word
-
     command = MADE_BY.get(name, unknown)
     if directory is None:
         return command
-    text = str(directory)
-    # a name starting with "-" would read as an option however quoted (found by review): as a relative path
-    where = shell_word(f"./{text}" if text.startswith("-") else text)
+    where = directory_word(directory)
     return re.sub(r"attn-export (load CHECKPOINT|[a-z]+)", lambda m: f"{m.group(0)} {where}", command)
+
+
+def directory_word(directory: Union[str, Path]) -> str:
+    """``directory`` as a hint's command gives it: quoted for a shell, and a name starting with "-", which
+    would read as an option however quoted (found by review), as a relative path."""
+    from ...errors import shell_word
+
+    text = str(directory)
+    return shell_word(f"./{text}" if text.startswith("-") else text)
 
 
 def is_engine(name: str) -> bool:

@@ -46,7 +46,8 @@ from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
-from .names import BUILD_COMMAND, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, is_engine, made_by
+from .names import (BUILD_COMMAND, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, directory_word,
+                    is_engine, made_by)
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -57,10 +58,11 @@ NEEDS = ("current", "verified")
 NEVER_VERIFIED = "has never been verified"
 # an INT8 file of a model without classes: verify judges INT8 by its decisions, so it never will be
 NEVER_JUDGED = "is never judged by verify: INT8 is judged by its decisions, and a model without classes has none"
-VERIFY_COMMANDS = "attn-export verify DIR; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify DIR"
+VERIFY_COMMANDS = ("attn-export verify {host}; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify "
+                   "{device}")
 # INT8 is judged by its decisions on the test split, which only the host has: a device's verify judges it by
 # structure and records no verdict (runtime.verify), so an INT8 file gets its verdict on the host
-INT8_ON_THE_HOST = ("on the host (attn-export verify DIR) and bundle again: a device judges INT8 by structure "
+INT8_ON_THE_HOST = ("on the host (attn-export verify {host}) and bundle again: a device judges INT8 by structure "
                     "only, which records no verdict")
 # the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
 MAX_ARTIFACT_BYTES = 2 << 30
@@ -259,10 +261,14 @@ class Store:
     def how_to_verify(self, name: str, for_device: bool = False) -> str:
         """Where and how ``name`` gets a verdict (words that follow "verify it"): an INT8 graph in a bundle, or
         bound for one (``for_device``), on the host (``host_judges``); anything else with this directory's
-        verify (``VERIFY_COMMANDS``)."""
+        verify (``VERIFY_COMMANDS``), naming it (found by attacking: "verify DIR" could not run as printed; a
+        bundle's commands are the host's, for the directory the device does not know)."""
+        where = self.hinted()
+        here = "DIR" if where is None else directory_word(where)
         if self.host_judges(name) and (for_device or self.in_bundle()):
-            return INT8_ON_THE_HOST
-        return f"({VERIFY_COMMANDS})"
+            return INT8_ON_THE_HOST.format(host=here)
+        # bound for a device (``for_device``): the device's own copy, which this directory is not
+        return f"({VERIFY_COMMANDS.format(host=here, device='DIR' if for_device else here)})"
 
     def host_judges(self, name: str) -> bool:
         """Whether only the host's verify can give ``name`` its verdict: an INT8 graph (judged by its decisions on
