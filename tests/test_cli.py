@@ -390,6 +390,13 @@ def test_a_usage_error_says_where_to_look_for_what_would_work() -> None:
                        (["verfy"], "No such command 'verfy'. Did you mean 'verify'?")):
         result = cli(*args)
         assert result.returncode == 2 and result.stderr.strip() == f"Error: {said}", result.stderr
+    # an abbreviated option is refused on the device as on the host (found by attacking: the device's --prec ran
+    # FP16; the host said "No such option")
+    host = cli("predict", "in.npz", "--dir", "d", "--prec", "fp16")
+    device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", "d", "in.npz", "--prec", "fp16"],
+                            capture_output=True, text=True, timeout=120)
+    assert host.returncode == device.returncode == 2 and "--prec" in host.stderr, host.stderr
+    assert device.stderr.startswith("Error: unrecognized arguments: --prec fp16"), device.stderr
 
 
 def test_an_option_of_one_value_given_twice_is_refused_before_anything_runs(tmp_path: Path) -> None:

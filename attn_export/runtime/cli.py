@@ -37,6 +37,12 @@ COMMANDS = ("verify", "predict", "build", "info", "unpack")
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # an abbreviated option is refused, as on the host (found by attacking: --prec ran FP16 here, the host
+        # said "No such option")
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, DESIGN's exit code for bad usage
         self.exit(2, f"Error: {printable(message)}; see {self.prog} --help\n")
 
