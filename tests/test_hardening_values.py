@@ -209,6 +209,22 @@ def test_predict_reads_a_directory_whose_name_has_glob_characters(model_dir: Pat
     assert [row["id"] for row in json.loads(result.stdout)["predictions"]] == ["s.csv"]
 
 
+def test_files_of_one_name_in_several_folders_keep_ids_of_their_own(tmp_path: Path) -> None:
+    """Found by attacking: a glob over d3/x.csv and d4/x.csv gave two sequences the id "x.csv" (and x.csv:a
+    twice in the long format). Where file names repeat, ids carry each file's path below their common folder;
+    where they do not, the file name alone, as before."""
+    from attn_export.runtime.inputs import read_input
+
+    for folder in ("d3", "d4"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.csv").write_text("a,b,c,d\n1,2,3,4\n2,3,4,5\n")
+        (tmp_path / folder / "long.csv").write_text("sequence,a,b,c,d\ns,1,2,3,4\ns,2,3,4,5\n")
+    (tmp_path / "d4" / "y.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    assert read_input(str(tmp_path / "d*" / "*.csv")).ids == ["d3/long.csv:s", "d3/x.csv", "d4/long.csv:s",
+                                                              "d4/x.csv", "d4/y.csv"]
+    assert read_input(str(tmp_path / "d4")).ids == ["long.csv:s", "x.csv", "y.csv"]
+
+
 # --- item 14: values near float32's largest ---------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ import glob
 import io
 import itertools
 import math
+import os
 import re
 import unicodedata
 from array import array
@@ -147,7 +148,11 @@ def read_input(path: Union[str, Path], missing: str = "error") -> InputSet:
         files = [f for f in files if f.suffix.lower() == ".csv" and f.is_file()]
         if not files:
             raise DataError(f"{text}: no .csv files {'in this directory' if p.is_dir() else 'match this pattern'}")
-        parts = [read_csv(f, many=True, missing=missing, fill=False) for f in files]
+        file_ids = [f.name for f in files]
+        if len(set(file_ids)) < len(file_ids):  # found by attacking: d3/x.csv and d4/x.csv both read "x.csv"
+            root = os.path.commonpath([str(f) for f in files])
+            file_ids = [Path(os.path.relpath(f, root)).as_posix() for f in files]
+        parts = [read_csv(f, file_id, missing=missing, fill=False) for f, file_id in zip(files, file_ids)]
         widths = [{int(q.shape[1]) for q in part.sequences} for part in parts]
         odd = next((k for k, w in enumerate(widths) if w != widths[0]), None)
         if odd is not None:  # found by attacking: "DIR: 4 or 5 features per step", naming no file
@@ -205,9 +210,11 @@ MISSING_CELLS = ("",) + MISSING_WORDS
 PADDING_EXPECTED = "each sequence's rows up to its last step (the rows after it removed)"
 
 
-def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] = None,
+def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Optional[str] = None,
              fill: bool = True) -> InputSet:
-    """One ``.csv`` file (see the module docstring); ``many``: ids carry the file name. ``missing``: a
+    """One ``.csv`` file (see the module docstring); ``file_id``: one of many files, whose ids carry it (its
+    file name, or its path where file names repeat); a file alone's ids are its file name or its sequences'.
+    ``missing``: a
     training file's ``[data] missing`` policy (``readers.MISSING_POLICIES``): with ``ffill`` or ``zero`` a
     feature cell in ``MISSING_CELLS`` is a gap, filled within its sequence once the rows are in time order,
     as the ``.ts`` reader fills them (left NaN without ``fill``, NaN padding refused either way); None or
@@ -378,9 +385,9 @@ def read_csv(path: Union[str, Path], many: bool = False, missing: Optional[str] 
         if fill:
             seqs = [fill_gaps(s, missing) for s in seqs]
     if group_col is None:
-        ids = [p.name]
+        ids = [file_id or p.name]
     else:
-        ids = [f"{p.name}:{k}" if many else k for k in keys]
+        ids = [f"{file_id}:{k}" if file_id is not None else k for k in keys]
     labels = [group_labels[k] for k in keys] if label_col is not None else None
     return InputSet(seqs, labels, ids, [header[i] for i in feature_cols] if header is not None else None,
                     [] if header is not None else [(str(p), [c.strip() for c in first])])
