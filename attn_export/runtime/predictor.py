@@ -159,10 +159,11 @@ def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
     return None if split is None else int(split["max_length"])
 
 
-def _replayed_within(store: Store, name: str, backend: str) -> Optional[int]:
+def _replayed_within(store: Store, name: str, backend: str) -> Optional[Tuple[int, str]]:
     """The longest sweep case verify ran ``name`` (a graph, stream graph or engine) on with ``backend``, the
     runtime that runs it now (every runtime's, where verify did not run that one), read from the
-    ``verify.json`` its verdict was recorded from; None when that file is not here or is not the one. Found
+    ``verify.json`` its verdict was recorded from, and the runtimes whose rows those were (found by review:
+    "ran on with ort-cpu" where ort-cpu had none); None when that file is not here or is not the one. Found
     by attacking: predict --stream named ``STREAM_MAX_SEQ``, 512 steps, where the longest case replayed had
     301; FP32 was said to be judged at every length, where the sweep stops at 4096 steps (2048 on a device);
     found by review: another runtime's rows, which an interpreter's size limit makes shorter, named its
@@ -176,9 +177,9 @@ def _replayed_within(store: Store, name: str, backend: str) -> Optional[int]:
         return None
     rows = [r for r in parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("results") or []
             if r.get("artifact") == name and r.get("sha256") == verdict.get("sha256")]
-    steps = [int(case["seq"]) for row in [r for r in rows if r.get("backend") == backend] or rows
-             for case in row.get("cases") or []]
-    return max(steps) if steps else None
+    rows = [r for r in rows if r.get("backend") == backend] or rows
+    steps = [int(case["seq"]) for row in rows for case in row.get("cases") or []]
+    return (max(steps), ", ".join(dict.fromkeys(str(r.get("backend")) for r in rows))) if steps else None
 
 
 class Predictor:
@@ -303,7 +304,9 @@ class Predictor:
             predictor._options = (allow_unverified, threads)
             predictor.judged_within = _judged_within(store, artifact, impl.device, predictor.computes)
             predictor.decided_within = _decided_within(store, artifact)
-            predictor.swept_within = _replayed_within(store, artifact.name, impl.name)
+            swept = _replayed_within(store, artifact.name, impl.name)
+            if swept is not None:
+                predictor.swept_within, predictor.swept_on = swept
             return predictor
         except BaseException:
             store.close()
@@ -311,7 +314,8 @@ class Predictor:
 
     judged_within: Optional[int] = None  # set by load (``_judged_within``)
     decided_within: Optional[int] = None  # set by load (``_decided_within``)
-    swept_within: Optional[int] = None  # set by load (``_replayed_within``)
+    swept_within: Optional[int] = None  # set by load (``_replayed_within``), with the runtimes it was read from
+    swept_on: str = ""
 
     def beyond_judged(self, sequences: Any, lengths: Optional[Any] = None) -> Optional[str]:
         """A note when any of ``sequences`` (what ``predict`` takes: a list of ``[steps, features]`` arrays, or
@@ -326,7 +330,7 @@ class Predictor:
         swept = self.swept_within
         past = 0 if swept is None else sum(1 for s in sequences if min(len(s), runs or len(s)) > swept)
         unswept = (f"{past} of {len(sequences)} sequence(s) are longer than the {swept} steps of the longest case "
-                   f"verify ran {self.artifact.name} on with {self.backend_name}: nothing checked it that long"
+                   f"verify ran {self.artifact.name} on with {self.swept_on}: nothing checked it that long"
                    if past else None)
         said = self._judged_note(sequences)
         return "; ".join(n for n in (said, unswept) if n) or None
@@ -365,12 +369,11 @@ class Predictor:
         if self._store is not None:
             try:
                 artifact, cls = self._stream_source()
-            except AttnExportError:  # no stream graph to open: stream() says why, this note has no rows to read
-                pass
-            else:
-                replayed = _replayed_within(self._store, artifact.name, cls.name)
+            except AttnExportError:  # no stream graph to open: stream() says why, and there is nothing to note
+                return None
+            replayed = _replayed_within(self._store, artifact.name, cls.name)
         limit = self.decided_within if decided else min(
-            replayed or STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
+            replayed[0] if replayed else STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
         assert limit is not None
         longer = sum(1 for s in sequences if len(s) > limit)
         if not longer:
@@ -533,8 +536,10 @@ class Predictor:
         elif isinstance(sequences, np.ndarray) and sequences.ndim == 2:
             raise BadInput(f"got one array of shape {sequences.shape}: pass a list of [steps, {features}] arrays "
                            "(for one sequence, [x]), or a padded [N, T, F] array with lengths=[N]")
-        elif not hasattr(sequences, "__iter__") or (isinstance(sequences, np.ndarray) and sequences.ndim == 0):
-            # None, a number, a 0-d array (its iteration was numpy's TypeError: found by attacking)
+        elif (not hasattr(sequences, "__iter__") or isinstance(sequences, (Mapping, str, bytes))
+              or (isinstance(sequences, np.ndarray) and sequences.ndim == 0)):
+            # None, a number, a 0-d array (its iteration was numpy's TypeError: found by attacking); a dict or a
+            # string, whose iteration gives its keys or characters ("sequence 0 has dtype <U1": attacking)
             raise BadInput(f"got {type(sequences).__name__}; expected a list of [steps, {features}] float32 arrays, "
                            "or a padded [N, T, F] array with lengths=[N]")
         out = []
