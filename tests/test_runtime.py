@@ -116,6 +116,9 @@ def test_padded_array_with_lengths_equals_list(model_dir: Path) -> None:
     # and a float64 1e39 printed numpy's overflow warning before the message
     (np.zeros((5, 4), np.float32), "got one array of shape (5, 4): pass a list of [steps, "),
     (None, "got NoneType; expected a list of [steps, "),
+    # found by attacking: a dict said "sequence 0 has dtype <U1" (its keys were read as sequences)
+    ({"x": np.zeros((5, 4), np.float32)}, "got dict; expected a list of [steps, "),
+    ("x", "got str; expected a list of [steps, "),
     ([np.full((3, 4), 1e39)], "sequence 0 holds 1e+39 at step 0, beyond float32's range"),
 ])
 def test_bad_sequences_are_bad_input(model_dir: Path, bad: Any, message: str) -> None:
@@ -240,9 +243,15 @@ def test_a_runtime_verify_never_ran_a_file_on_is_said(model_dir: Path) -> None:
         assert not any("never on" in n for n in ran.notes), ran.notes
     with Predictor.load(model_dir, backend="openvino-cpu") as other:
         said = [n for n in other.notes if "never on" in n]
-        assert said == [f"model.onnx passed verify on ort-cpu, never on openvino-cpu, which runs it now (verify it "
-                        f"there: attn-export verify {store.directory_word(model_dir)} --backends openvino-cpu)"], \
+        assert said == [f"model.onnx passed verify on ort-cpu, never on openvino-cpu, which runs it now; verify it "
+                        f"there: attn-export verify {store.directory_word(model_dir)} --backends openvino-cpu"], \
             other.notes
+    # a verdict that does not stand (of other bytes, loaded with allow_unverified) has the store's note (review)
+    manifest = store.read_manifest(model_dir)
+    manifest["artifacts"]["model.onnx"]["verified"]["sha256"] = "0" * 64
+    store.write_json(model_dir / store.MANIFEST, manifest)
+    with Predictor.load(model_dir, backend="openvino-cpu", allow_unverified=True) as changed:
+        assert not any("never on" in n for n in changed.notes), changed.notes
 
 
 def test_unverified_and_failed_verification_are_refused(model_dir: Path) -> None:
@@ -729,3 +738,24 @@ def test_int8_answers_on_a_cpu_without_vnni_are_the_ones_a_vnni_cpu_gives(tiny_d
     for answer in ("int8-dynamic", "int8-qdq", "plain model.int8.onnx"):  # the last: the u8 weights quantize writes
         native, haswell = (np.array(answers[c][answer]) for c in ("native", "haswell"))
         assert np.abs(native - haswell).max() < 1e-5, (answer, native, haswell)
+
+
+@pytest.mark.parametrize("flags, does", [(["avx2", "avx512f", "avx512_vnni"], "would emulate it"),
+                                         (["avx2"], "would compute f32")])
+def test_openvino_bf16_says_what_openvino_would_do_on_a_cpu_without_bf16(monkeypatch: pytest.MonkeyPatch,
+                                                                         flags: list, does: str) -> None:
+    """Found by attacking: "OpenVINO would compute f32" on an Ice Lake Xeon, where OpenVINO emulates bf16 (12x
+    slower, measured); without AVX-512 its CPU plugin computes f32. The CPU's facts are stood in for: this
+    proves the wording each way, not what OpenVINO does on either CPU."""
+    pytest.importorskip("openvino")
+    from attn_export.runtime import timing
+    from attn_export.runtime.backends import openvino_cpu
+
+    class Core:
+        def get_property(self, device: str, name: str) -> list:
+            return ["FP32", "INT8"]
+
+    monkeypatch.setattr(openvino_cpu, "_core", lambda: Core())
+    monkeypatch.setattr(timing, "cpu_name", lambda: ("a CPU", flags))
+    reason = openvino_cpu.OpenVinoBf16Backend.available()
+    assert reason is not None and reason.startswith("this CPU has no native bf16 arithmetic") and does in reason

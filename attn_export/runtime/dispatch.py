@@ -145,7 +145,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         cls = backend_class(backend)
         # a pair never valid first, on every machine (found by attacking: exit 3 where the backend was missing,
         # 2 where it was there)
-        if cls.kind != "engine" and precision not in cls.precisions:
+        if precision not in cls.precisions:
             raise BadInput(f"backend {backend} does not run {precision} artefacts (it runs "
                            f"{', '.join(cls.precisions)}); choose another --backend or --precision")
         reason = cls.available()
@@ -190,7 +190,12 @@ def _not_run_on(store: Store, cls: Type[Backend], artifact: Artifact) -> List[st
     proves nothing about another). A backend computing in a precision of its own has ``_own_precision``."""
     verdict = artifact.verified or {}
     backends = [str(b) for b in verdict.get("backends") or []]
-    if not verdict.get("passed") or not backends or cls.name in backends or cls.computes is not None:
+    if (store.state(artifact.name).verified is not True or not backends or cls.name in backends
+            or cls.computes is not None):  # a verdict that does not stand has the store's own note (review)
         return []
-    return [f"{artifact.name} passed verify on {', '.join(backends)}, never on {cls.name}, which runs it now (verify "
-            f"it there: {verify_by_name(store, cls.name)})"]
+    # a device's verify records no INT8 verdict: the host's judges it there (found by review: the device's own
+    # verify was advised, which could never clear the note)
+    how = (store.how_to_verify(artifact.name) if store.host_judges(artifact.name) and store.in_bundle()
+           else f"there: {verify_by_name(store, cls.name)}")
+    return [f"{artifact.name} passed verify on {', '.join(backends)}, never on {cls.name}, which runs it now; verify it "
+            f"{how}"]
