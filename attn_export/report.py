@@ -26,7 +26,7 @@ from .runtime.iospec import CLASSIFIERS
 from .runtime.precisions import PRECISIONS
 from .runtime.store import Store
 from .runtime.timing import duration_text, fit_caveat, ms_text
-from .runtime.verify import CUT_MARGIN_SHARE, ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult
+from .runtime.verify import CUT_MARGIN_SHARE, ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult, tolerance_key
 
 __all__ = ["ATTENTION_PNG", "REPORT_MD", "write_report"]
 
@@ -374,7 +374,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
-    from .runtime.recommend import caveat, current, not_timed, other_cpu, verified_pairs
+    from .runtime.recommend import caveat, current, not_timed, other_cpu, rule_text, verified_pairs
 
     rec = bench.get("recommended")
     chosen, why_not = current(s)
@@ -391,9 +391,8 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
     if not rec.get("by_shape"):
         return ["", f"Recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})."] + ships
-    rule = (f"the pair to deploy: the fastest one `verify` had passed when bench ran, if it was at least "
-            f"{rec['margin']:.2f}x {rec['default']}, else that default" if "margin" in rec
-            else "the fastest pair `verify` had passed")
+    rule = (f"the pair to deploy, among those `verify` had passed when bench ran: "
+            f"{rule_text(rec['margin'], rec['default'])}" if "margin" in rec else "the fastest pair `verify` had passed")
     lines = ["", f"**Recommended** ({rule}, on {where}; *now*: what the file's verdict is today):", "",
              f"| shape | backend | artefact | p50 | torch eager p50 | speed-up | vs {rec.get('default', 'default')} "
              "| now |", "|---|---|---|---|---|---|---|---|"]
@@ -517,7 +516,9 @@ def _verify_section(s: Store, result: VerifyResult) -> list[str]:
     lines += ["", "Budgets (from the recipe's `[verify]` table" + (f", with {', '.join(result.overrides)}"
                                                                  if result.overrides else "") + "):", ""]
     classes = s.has_classes()
-    ran = {str(r.target.precision) for r in result.ran()}
+    # by each row's rule (found by review: FP32 on a GPU is judged by "fp32-gpu", which no row's precision names)
+    ran = {tolerance_key(str(r.target.precision), REGISTRY[r.target.backend].device
+                         if r.target.backend in REGISTRY else "cpu") for r in result.ran()}
     unused = []
     for precision, rule in result.tolerances.items():
         if rule["atol"] is None and not classes:  # found by attacking: argmax rules listed for a regression model
@@ -639,12 +640,10 @@ def _classes(trained: dict[str, Any]) -> list[str]:
     if not classes:
         return []
     baseline = majority_baseline(trained)
-    # a tie named as one (found by attacking: "the most common class, 3" of nine with 26 each)
-    which = (f"the training split's most common class, {_label(baseline.label)}" if baseline.tied == 1 else
-             f"one class ({baseline.tied} tie as the training split's most common, {baseline.each} sequences each; "
-             f"the best of them on the test split, {_label(baseline.label)})") if baseline else ""
-    lines = ([f"Always deciding {which}, would score {baseline.accuracy:.4f} on the test split.", ""]
-             if baseline else [])
+    # a tie named as one (found by attacking: "the most common class, 3" of nine with 26 each), as train says it
+    lines = ([f"Always deciding {baseline.which()} of the training split, {_label(baseline.label)} "
+              f"({baseline.each} training sequences{' each' if baseline.tied > 1 else ''}), would score "
+              f"{baseline.accuracy:.4f} on the test split.", ""] if baseline else [])
     return lines + ["| class | train | val | test | test accuracy |", "|---|---|---|---|---|"] + [
         f"| {_label(c['label'])} | {c['train']} | {c['val']} | {c['test']} | "
         f"{format(c['test_correct'] / c['test'], '.4f') if c['test'] else '–'} |" for c in classes] + [""]

@@ -628,6 +628,15 @@ def test_the_report_lists_a_budget_only_where_a_row_was_judged_by_it(verified_on
     assert "- bf16:" not in budgets and "- fp16: atol" in budgets, budgets
     unused = next(line for line in budgets.splitlines() if line.endswith("no row of this verify ran in them"))
     assert "bf16" in unused.split(":")[0] and "fp16" not in unused.split(":")[0].replace("bf16", ""), unused
+    assert "fp32-gpu" in unused.split(":")[0], unused
+    # a GPU's FP32 row is judged by fp32-gpu's rule, which no row's precision names (found by review)
+    gpu = {**next(r for r in doc["results"] if (r["backend"], r["artifact"]) == ("ort-cpu", "model.onnx")),
+           "backend": "ort-cuda"}
+    as_if_written(directory, {**doc, "results": doc["results"] + [gpu]})
+    assert cli("report", str(directory)).returncode == 0
+    budgets = (directory / store.REPORT_MD).read_text().split("Budgets (")[1].split("##")[0]
+    assert "- fp32-gpu: atol" in budgets, budgets
+    assert not any("fp32-gpu" in line for line in budgets.splitlines() if "no row of this verify" in line), budgets
 
 
 def test_html_in_a_directory_name_or_a_result_never_renders_in_the_report(verified_once: Path,

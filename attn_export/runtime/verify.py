@@ -77,13 +77,19 @@ from .trt.readiness import TARGETS as TENSORRT_TARGETS
 from .trt.readiness import graphs_of, not_current, readiness, summary
 
 __all__ = ["VERIFY_JSON", "Augment", "ConformanceCell", "TargetResult", "TestSplit", "VerifyResult",
-           "deployment_max_seq", "verify"]
+           "deployment_max_seq", "tolerance_key", "verify"]
 
 VERIFY_JSON = store.VERIFY_JSON
 # what a verify without the recipe's data (a device's) records as its reference's test split
 DEVICE_SPLIT = "the test split needs the recipe's data: verify on the host"
 LATENCY_BUDGET = Budget(warmup=5, seconds=0.5, min_iterations=20, max_iterations=500)
 BUDGET_RULE = "|got - ref| <= atol + rtol*|ref| + budget_multiple * intrinsic (per output row)"
+
+
+def tolerance_key(precision: str, device: str) -> str:
+    """The key of ``verify.json``'s ``tolerances`` whose rule judges ``precision`` computed on ``device``: FP32 on
+    a GPU sums in another order and has its own (``compare.rule_for``)."""
+    return "fp32-gpu" if precision == "fp32" and device != "cpu" else precision
 
 
 def deployment_max_seq(info: Optional[ModelInfo], cfg: VerifyConfig) -> Optional[int]:
@@ -1407,7 +1413,7 @@ def verify(
         results=rows,
         conformance=[],
         tolerances={**{p: rule_for(p, cfg, "cpu", deploy).to_dict() for p in PRECISIONS},
-                    "fp32-gpu": rule_for("fp32", cfg, "cuda", deploy).to_dict()},
+                    tolerance_key("fp32", "cuda"): rule_for("fp32", cfg, "cuda", deploy).to_dict()},
         overrides=list(overrides),
         recipe_settings=not_default(info.verify, overrides),
         deployment_max_seq=deploy,
