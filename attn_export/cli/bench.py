@@ -173,7 +173,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
 
 def show_recommended(rec: dict[str, Any]) -> None:
     """What to deploy on this CPU, per shape and overall, against PyTorch eager, with the CPU, on stderr."""
-    from ..runtime.recommend import caveat
+    from ..runtime.recommend import caveat, rule_text
 
     out = console(stderr=True)
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
@@ -181,9 +181,8 @@ def show_recommended(rec: dict[str, Any]) -> None:
         out.print(f"recommended on {where}: nothing ({rec.get('reason') or 'no verified pair was timed'})")
         return
     numbers = ["p50 ms", "torch eager ms", "speed-up", "vs default"]
-    t = Grid(f"recommended on {where}: the fastest verified pair, when {rec['margin']:.2f}x the default "
-             f"({rec['default']}) or faster, else that default", ["shape", "backend", "artefact", *numbers, "note"],
-             right=tuple(numbers))
+    t = Grid(f"recommended on {where}: {rule_text(rec['margin'], rec['default'])}",
+             ["shape", "backend", "artefact", *numbers, "note"], right=tuple(numbers))
 
     def row(shape: str, r: dict[str, Any], passed_over: bool) -> None:
         t.add_row(shape, r["backend"], r["artifact"], ms_text(r['p50_ms']),

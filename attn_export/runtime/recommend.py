@@ -43,7 +43,7 @@ from .timing import cpu_name
 
 __all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "cpu_text", "current",
            "file_precision", "judged_elsewhere", "kept_default", "measured_by", "not_timed", "other_cpu", "pick",
-           "predict_flags", "this_cpu", "verified_pairs"]
+           "predict_flags", "rule_text", "this_cpu", "verified_pairs"]
 
 BASELINE = "torch-cpu"  # what a user runs instead of this tool: PyTorch eager on the same CPU
 # what a CPU bundle's device package can run: the requirement its requirements.txt gains, and the oldest Python
@@ -51,9 +51,17 @@ DEVICE_BACKENDS = {"ort-cpu": (f"onnxruntime>={ORT_MIN}", (3, 8)), "openvino-cpu
                    "openvino-bf16": ("openvino", (3, 8)), "tract-cpu": (f"tract>={TRACT_MIN}", TRACT_PYTHON)}
 DEFAULT = ("ort-cpu", "model.onnx")  # what a CPU bundle runs when nothing is recommended
 MARGIN = 1.10  # how much faster than DEFAULT another pair must be to be picked instead
-# a shape's pick whose default or chosen pair had a p90 this many times its p50 was timed unsteadily: said
-# beside it (found by attacking: one cell of run's short bench read 16x the time for 4x the length)
+# a shape's pick whose default or chosen pair had a p90 this many times its p50, or a p50 this many times its
+# fastest call, was timed unsteadily: said beside it (found by attacking: one cell of run's short bench read
+# 16x the time for 4x the length; a loaded machine's default read 3x its fastest call)
 UNSTEADY = 2.0
+
+
+def rule_text(margin: float, default: str) -> str:
+    """The rule a pick was made by, as bench's console and the report say it (``pick``)."""
+    return (f"the fastest verified pair, when {margin:.2f}x the default ({default}) or faster, and a lossy one "
+            f"(FP16, INT8, bf16) also {margin:.2f}x the fastest FP32 pair; else the fastest FP32 pair that is, "
+            "else the default")
 
 
 def _where(s: Any, where: Optional[str]) -> Optional[Any]:
@@ -135,10 +143,11 @@ def _shape(row: Mapping[str, Any]) -> str:
 
 def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> Dict[str, Any]:
     """The recommendation from bench's result rows (see the module docstring): per shape, the fastest
-    verified pair a CPU bundle runs when it is at least ``MARGIN`` times faster than ``DEFAULT`` there, else
-    ``DEFAULT``; overall, the same choice on the geometric-mean p50 over every shape, among the pairs timed
-    at every shape. Each pick has its ratio to ``BASELINE`` and to ``DEFAULT`` (``vs_default``); a faster
-    pair passed over for falling short of the margin is named in the pick's ``note``."""
+    verified pair a CPU bundle runs when it is at least ``MARGIN`` times faster than ``DEFAULT`` there (a lossy
+    one also ``MARGIN`` times the fastest FP32 pair timed), else ``DEFAULT``; overall, the same choice on the
+    geometric-mean p50 over every shape, among the pairs timed at every shape. Each pick has its ratio to
+    ``BASELINE`` and to ``DEFAULT`` (``vs_default``); a faster pair passed over for falling short of a margin
+    is named in the pick's ``note``; ``unsteady`` marks a shape timed unsteadily (``UNSTEADY``)."""
     timed = [r for r in rows if "latency_ms" in r and not r.get("end_to_end") and not r.get("cuda_graph")]
     shapes = list(dict.fromkeys(_shape(r) for r in timed))
     torch = {_shape(r): float(r["latency_ms"]["p50"]) for r in timed if r["backend"] == BASELINE}
@@ -155,26 +164,27 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
     def choose(p50: Dict[Tuple[str, str], float], baseline: Optional[float],
                steady: Optional[Dict[Tuple[str, str], Tuple[float, str]]] = None) -> Dict[str, Any]:
         """The fastest pair of ``p50`` that gains ``MARGIN`` over DEFAULT (``steady``: also without its best
-        shape, the gain then and that shape, per pair), and a lossy one also over the fastest FP32 pair that
-        does, else DEFAULT."""
+        shape, the gain then and that shape, per pair), a lossy one also over the fastest FP32 pair timed,
+        qualifying or not (found by review: FP16 at 1.02x an FP32 pair of the same runtime just under the
+        margin); else the fastest FP32 pair that gains it; else DEFAULT."""
         def held(k: Tuple[str, str]) -> float:
             return min(p50[DEFAULT] / p50[k], steady[k][0]) if steady is not None else p50[DEFAULT] / p50[k]
 
         best = min(p50, key=lambda k: p50[k])
         qualified = [k for k in p50 if k == DEFAULT or held(k) >= MARGIN]
         key = min(qualified, key=lambda k: p50[k])
-        lossy = None
+        lossy, against = None, key
         if precision[key] != "fp32":
-            plain = min((k for k in qualified if precision[k] == "fp32"), key=lambda k: p50[k])  # DEFAULT is one
-            if p50[plain] / p50[key] < MARGIN:
-                lossy, key = key, plain
+            against = min((k for k in p50 if precision[k] == "fp32"), key=lambda k: p50[k])  # DEFAULT is one
+            if p50[against] / p50[key] < MARGIN:
+                lossy, key = key, min((k for k in qualified if precision[k] == "fp32"), key=lambda k: p50[k])
         chosen = {"backend": key[0], "artifact": key[1], "precision": precision[key], "p50_ms": p50[key],
                   "torch_p50_ms": baseline, "ratio": baseline / p50[key] if baseline else None,
                   "vs_default": p50[DEFAULT] / p50[key]}
         if lossy is not None:
-            shown = math.floor(p50[key] / p50[lossy] * 100) / 100
-            chosen["note"] = (f"{lossy[0]} {lossy[1]} ({precision[lossy]}) was {shown:.2f}x {key[0]} {key[1]}, under "
-                              f"the {MARGIN:.2f}x a lossy pair must gain over the fastest FP32 one")
+            shown = math.floor(p50[against] / p50[lossy] * 100) / 100
+            chosen["note"] = (f"{lossy[0]} {lossy[1]} ({precision[lossy]}) was {shown:.2f}x {against[0]} {against[1]}, "
+                              f"under the {MARGIN:.2f}x a lossy pair must gain over the fastest FP32 one")
         elif key != best:
             gain = p50[DEFAULT] / p50[best]
             shown = math.floor(gain * 100) / 100  # never rounded up to the margin it fell short of
@@ -303,7 +313,7 @@ def why_picked(pick: Mapping[str, Any]) -> str:
     by = str(pick.get("by", "attn-export bench")).replace("`", "")
     if (pick["backend"], pick["artifact"]) == DEFAULT:
         return f"the default, kept by {by} on {pick['cpu']}: {kept_default(pick)}"
-    gain = f", {math.floor(float(pick['vs_default']) * 100) / 100:.2f}x the default" if pick.get("vs_default") else ""
+    gain = f", {float(pick['vs_default']):.2f}x the default" if pick.get("vs_default") else ""
     return f"what {by} picked{_over(pick)} on {pick['cpu']}{gain}"
 
 
@@ -311,7 +321,8 @@ def kept_default(pick: Mapping[str, Any]) -> str:
     """Why an overall ``pick`` of ``DEFAULT`` kept it, over what (found by attacking: "no other verified pair
     was 1.10x faster" beside bench's own INT8 picks at batch 1, 1.3x the default there)."""
     over = _over(pick)
-    return f"no other verified pair was {MARGIN:.2f}x faster{over}" + (" (a shape's own pick may differ)" if over else "")
+    return (f"no other verified pair was {MARGIN:.2f}x faster{over}"
+            + (" and also without its best shape (a shape's own pick may differ)" if over else ""))
 
 
 def _over(pick: Mapping[str, Any]) -> str:
