@@ -147,12 +147,12 @@ def _source(directory: Path, plan: BuildPlan, say: Callable[[str], None], make: 
         return s.open(plan.source, need="current")
     reason = "missing" if trust.state == "missing" else f"not usable ({trust.reason})"
     path = directory / plan.source
-    if plan.precision == "int8-qdq":
-        raise MissingPrerequisite(f"{path} is {reason}: run {store.made_by(plan.source, s.hinted())} first "
-                                  "(it calibrates on the training data)")
-    if make is None:
-        raise MissingPrerequisite(f"{path} is {reason}: make it on the host (attn-export quantize --fp16) and bring "
+    if make is None:  # the device's: it has no quantiser, nor the training data Q/DQ calibrates on (review)
+        raise MissingPrerequisite(f"{path} is {reason}: make it on the host ({store.made_by(plan.source)}) and bring "
                                   "it in the bundle")
+    if plan.precision == "int8-qdq":
+        raise MissingPrerequisite(f"{path} is {reason}: run {store.made_by(plan.source, s.hinted())} first; it "
+                                  "calibrates on the training data")
     say(f"{plan.source} is {reason}: making it (attn-export quantize --fp16)")
     make(directory, plan.precision)
     return store.Store(directory).open(plan.source, need="current")
