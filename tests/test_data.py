@@ -668,6 +668,9 @@ def test_a_training_npz_fills_its_nan_gaps_by_the_missing_policy(tmp_path: Path)
     ("sequence,a,label\ns1,1,x\n ,2,x\n", "train.csv:3: empty sequence id; expected the id of its sequence"),
     # a cell of 100,000 characters was printed whole in the one line
     ("sequence,a,label\ns1," + "9x" * 50_000 + ",x\n", "train.csv:2: a = '" + "9x" * 20 + "...'; expected a finite"),
+    # a quote left open read the rest of the file as one cell; text after a closing quote was kept (attacking)
+    ('sequence,a,label\ns1,1,x\ns1,"2,x\ns1,3,x\n', "train.csv:3: cannot read as CSV: unexpected end of data"),
+    ('sequence,a,label\ns1,"1"2,x\n', "train.csv:2: cannot read as CSV: ',' expected after '\"'"),
 ])
 def test_a_long_csv_names_the_line_and_column_a_user_sees(tmp_path: Path, text: str, said: str) -> None:
     from attn_export.runtime.inputs import read_csv

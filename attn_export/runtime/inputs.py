@@ -220,7 +220,9 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
     as the ``.ts`` reader fills them (left NaN without ``fill``, NaN padding refused either way); None or
     ``error`` refuses it (``error`` with a hint that says what fills it)."""
     p = Path(path)
-    reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""))
+    # strict: a quote left open at the end, or text after a closing quote, is refused (found by attacking: an
+    # unterminated quote was read as a cell running to the end of the file)
+    reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""), strict=True)
 
     def numbered() -> Iterator[Tuple[int, List[str]]]:  # (the line a row starts on, its cells), blank lines skipped
         start = 1
@@ -230,7 +232,8 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
                     yield start, r
                 start = reader.line_num + 1  # a quoted cell may span lines
         except csv.Error as e:
-            raise DataError(f"{p}: cannot read as CSV: {e}; expected a .csv file") from None
+            raise DataError(f"{p}:{start}: cannot read as CSV: {e}; expected a .csv file (every quote "
+                            "closed, a separator after it)") from None
 
     # read row by row, never all rows' cells at once: that took 26x the file's size (found by attacking). Rows of
     # empty cells (",,,") before or after the data are a spreadsheet's, skipped; one between two steps had been
