@@ -134,7 +134,7 @@ def run(
     with locked(directory, "run"):
         if on_start is not None:
             on_start()
-        before = weights()
+        before, reported = weights(), False
         try:
             t = time.perf_counter()
             metrics = train(recipe, directory, on_epoch=on_epoch)
@@ -177,6 +177,7 @@ def run(
             stage("bench", t, f"{len([x for x in benched['results'] if 'latency_ms' in x])} timings{fastest}", benched)
             t = time.perf_counter()
             report = write_report(directory)
+            reported = True
             stage("report", t, str(report), report)
         except Exception:  # an interrupt (Interrupted, a BaseException) stops at once, as the user asked
             # found by attacking: a run stopped by train's accuracy floor left the previous model's report.md
@@ -189,7 +190,8 @@ def run(
             # an interrupt writes nothing more; but once train has replaced the weights, the earlier report.md
             # describes a model that is gone, and it went on saying so (found by attacking): removed, for
             # attn-export report to write again
-            if weights() != before:
+            # (the report this run wrote describes its weights: kept; found by attacking, it was removed)
+            if weights() != before and not reported:
                 (directory / REPORT_MD).unlink(missing_ok=True)
             raise
     return result
