@@ -132,6 +132,25 @@ def test_a_held_lock_raises_busy_in_process(tmp_path: Path) -> None:
         holder.communicate()
 
 
+def test_a_directory_another_command_made_meanwhile_is_taken_not_refused(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: two commands making one new directory at once, the later mkdir said "File exists"
+    (exit 2). The other command's mkdir is stood in for by making the directory just before this one's; the
+    directory is then the other's as much as this one's, so this one never removes it."""
+    target = tmp_path / "race"
+    mkdir = Path.mkdir
+
+    def raced(self: Path, *args: object, **kwargs: object) -> None:
+        if self == target:
+            mkdir(self)  # the other command's
+        mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", raced)
+    with store.locked(target, "train"):
+        pass
+    assert target.is_dir()  # left: it may be the other command's
+
+
 def test_a_failed_command_on_a_new_directory_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "new"
     result = cli("train", str(target), *TINY, "--set", "data.name=files", "--set", f"data.train={tmp_path / 'no.ts'}")

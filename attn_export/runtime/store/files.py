@@ -246,6 +246,11 @@ def locked(directory: Path, command: str) -> Iterator[None]:
                            "artefacts into (new, or an artefact directory)")
         try:
             directory.mkdir(parents=True)
+        except FileExistsError:  # found by attacking: another command made it meanwhile, "File exists" said
+            if not directory.is_dir():
+                raise BadInput(f"{directory} exists and is not a directory; expected a directory to write the "
+                               "artefacts into (new, or an artefact directory)") from None
+            created = False  # the other command's as much as this one's: never removed by this one
         except OSError as e:
             raise from_os_error(e, directory) from None
     key = directory.resolve()
