@@ -356,7 +356,7 @@ def test_an_existing_empty_directory_is_filled_in_place(model_dir: Path, tmp_pat
     monkeypatch.setattr(os, "replace", real)
     (failing / ".unbundle-in-progress").mkdir()  # what a killed unbundle leaves: ls shows nothing (review)
     with pytest.raises(BadInput, match=r"holds \.unbundle-in-progress, an unbundle's that is running or was "
-                                       r"interrupted \(remove it if none runs\)"):
+                                       r"interrupted: if none runs, empty the directory and unbundle again"):
         unpack(archive, failing)
 
 

@@ -922,7 +922,10 @@ def unpack(
         raise BadInput(f"{target} exists and is not a directory; expected a new directory or an empty one")
     held = sorted(p.name for p in target.iterdir()) if target.exists() else []
     if held:  # name what is there: an interrupted unbundle's FILLING looked like an empty directory to ls
-        why = (f"{FILLING}, an unbundle's that is running or was interrupted (remove it if none runs)"
+        # what to remove: everything an interrupted fill left, not the marker alone (found by attacking: that
+        # left a half-bundle, without its bundle.json, that predict and verify took as a directory)
+        why = (f"{FILLING}, an unbundle's that is running or was interrupted: if none runs, empty the directory "
+               "and unbundle again"
                if FILLING in held else f"{held[0]}{f' and {len(held) - 1} more' if len(held) > 1 else ''}")
         raise BadInput(f"{target} exists and is not empty (it holds {why}); expected a new directory or an empty "
                        "one")
