@@ -124,7 +124,7 @@ _DRAWN_FROM = {store.ATTENTION_PNG: store.REPORT_MD, store.BENCH_STREAM_PNG: sto
 def _result_problems(s: store.Store, path: Path) -> list[str]:
     """A result JSON that does not parse; a verify.json no verdict was recorded from, as the report says it
     (found by attacking: inspect listed another directory's copy as a plain result); a bench.json (or
-    bench_stream.json) of bytes that are not here now, as the report marks its rows; a report.md rendered
+    bench_stream.json, or quantize.json) of bytes that are not here now, as the report marks its rows; a report.md rendered
     from files that changed since; a figure, what its source says. [] for anything else."""
     if path.name in _DRAWN_FROM:
         source = path.parent / _DRAWN_FROM[path.name]
@@ -147,6 +147,10 @@ def _result_problems(s: store.Store, path: Path) -> list[str]:
             return ["not current: it records no sha256 of what it timed (made by an older attn-export)"]
         return [f"not current: {why}" for why in dict.fromkeys(s.measured(n, str(sha)) for n, sha in timed.items())
                 if why]
+    if path.name == store.QUANTIZE_JSON:  # rows of files made again since, or removed (found by attacking)
+        made = [r for r in data.values() if isinstance(r, dict) and isinstance(r.get("artifact"), str)]
+        return [f"not current: {why}" for why in dict.fromkeys(s.measured(r["artifact"], r.get("sha256"))
+                                                              for r in made) if why]
     if path.name != store.VERIFY_JSON:
         return []
     unrecorded = VerifyResult.from_dict(data).unrecorded(s)

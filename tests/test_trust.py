@@ -445,6 +445,21 @@ def test_bytes_written_again_identical_keep_their_verdict_and_other_bytes_lose_i
     assert entry["verified"]["sha256"] == entry["sha256"]
 
 
+def test_quantize_json_of_files_made_again_since_is_not_current_in_inspect(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: after a retrain (or a quantize interrupted before it wrote quantize.json) its rows
+    described files that were no longer there, and inspect listed it as a plain result."""
+    from attn_export.inspect import describe_directory
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    assert describe_directory(directory)["artifacts"]["quantize.json"]["problems"] == []
+    assert cli("train", str(directory), *TINY, "--set", "train.seed=3").returncode == 0
+    said = describe_directory(directory)["artifacts"]["quantize.json"]["problems"]
+    assert said and all(p.startswith("not current: ") for p in said) and any("model.fp16.onnx" in p for p in said), \
+        said
+
+
 def test_a_report_rendered_from_files_changed_since_is_not_current_in_inspect(tiny_dir: Path, tmp_path: Path) -> None:
     """Found by attacking: after a train into the directory (or a run killed after its train), the old
     report.md said PASSED of weights that were gone, and inspect listed it, and the attention figure drawn
