@@ -445,6 +445,25 @@ def test_bytes_written_again_identical_keep_their_verdict_and_other_bytes_lose_i
     assert entry["verified"]["sha256"] == entry["sha256"]
 
 
+def test_a_link_to_nothing_at_a_recorded_artefact_is_missing_everywhere(tiny_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a dangling link at model.fp16.onnx was neither present nor lacking: verify passed
+    over it (PASSED, the file never named) while inspect stopped on it for the whole directory. It is missing,
+    as a deleted file is."""
+    from attn_export.inspect import describe_directory
+
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    assert cli("quantize", str(directory), "--fp16").returncode == 0
+    (directory / "model.fp16.onnx").unlink()
+    (directory / "model.fp16.onnx").symlink_to(tmp_path / "nowhere")
+    with Store(directory) as s:
+        assert "model.fp16.onnx" in s.lacking() and s.state("model.fp16.onnx").state == "missing"
+    assert describe_directory(directory)["artifacts"]["model.fp16.onnx"]["state"] == "missing"
+    verified = cli("verify", str(directory), "--backends", "ort-cpu")  # as for a deleted file: named, missing
+    said = " ".join(verified.stderr.split() + verified.stdout.split())
+    assert verified.returncode == 0 and "model.fp16.onnx is missing; run attn-export quantize" in said, said[-800:]
+
+
 def test_quantize_json_of_files_made_again_since_is_not_current_in_inspect(tiny_dir: Path, tmp_path: Path) -> None:
     """Found by attacking: after a retrain (or a quantize interrupted before it wrote quantize.json) its rows
     described files that were no longer there, and inspect listed it as a plain result."""
@@ -490,7 +509,11 @@ def test_a_report_rendered_from_files_changed_since_is_not_current_in_inspect(ti
         "not current: model.onnx is gone since this report"]
     assert cli("report", str(directory)).returncode == 0
     (directory / "verify.json").unlink()
-    (directory / "verify.json").symlink_to(directory / "nowhere.json")  # unreadable: inspect still answers
+    (directory / "verify.json").symlink_to(directory / "nowhere.json")  # a link to nothing: gone
+    assert describe_directory(directory)["artifacts"]["report.md"]["problems"] == [
+        "not current: verify.json is gone since this report"]
+    (directory / "verify.json").unlink()
+    (directory / "verify.json").mkdir()  # unreadable: inspect still answers
     (directory / "manifest.json").unlink()
     said = describe_directory(directory)["artifacts"]["report.md"]["problems"]
     assert said[-1].startswith("not current: verify.json cannot be read (") and said[:-1] == [
