@@ -25,6 +25,7 @@ Python 3.8-compatible and torch-free: the device runs ``python -m attn_export.ru
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
@@ -222,7 +223,8 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
     p = Path(path)
     # strict: a quote left open at the end, or text after a closing quote, is refused (found by attacking: an
     # unterminated quote was read as a cell running to the end of the file)
-    reader = csv.reader(io.StringIO(read_text(str(p), "a .csv file"), newline=""), strict=True)
+    text = read_text(str(p), "a .csv file")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
 
     def numbered() -> Iterator[Tuple[int, List[str]]]:  # (the line a row starts on, its cells), blank lines skipped
         start = 1
@@ -244,12 +246,19 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
     ahead: List[Tuple[int, List[str]]] = []  # read up to PEEK rows of data: what a header and a column of text
     filled: List[Tuple[int, List[str]]] = []  # are told by
-    for n, r in rows:
-        ahead.append((n, r))
-        if any(c.strip() for c in r):
-            filled.append((n, r))
-            if len(filled) == PEEK:
-                break
+    unreadable: Optional[DataError] = None
+    try:
+        for n, r in rows:
+            ahead.append((n, r))
+            if any(c.strip() for c in r):
+                filled.append((n, r))
+                if len(filled) == PEEK:
+                    break
+    except DataError as e:  # said after what the first row tells: a ';' export's quoted "0,5" fails strict CSV,
+        unreadable = e  # its rows then read leniently for that only
+        lenient = (r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r))
+        with contextlib.suppress(csv.Error):
+            filled = [(0, r) for r in itertools.islice(lenient, 1, PEEK + 1)]
     rows = itertools.chain(ahead, rows)
     header: Optional[List[str]] = None
     # a spreadsheet's ';' or tab export read as one column: the error quoted 'a;b;label' as a header's one
@@ -263,6 +272,8 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
             raise DataError(f"{p}:{first_line}: one column whose text holds {word} ({_show(first[0].strip())}), as in "
                             f"a {word[:-1]}-separated export{decimal}; expected columns separated by commas"
                             + (" and '.' as the decimal point" if decimal else ""))
+    if unreadable is not None:
+        raise unreadable
     # a word, not a missing value: a first row of numbers and '?' / NA is data (found by attacking: it was
     # taken for a header and dropped without a word)
     words = [c.strip() for c in first if c.strip() and _number(c) is None and c.strip().lower() not in MISSING_WORDS]
