@@ -18,9 +18,9 @@ a lossy precision, or another runtime to install, must buy more than run-to-run 
 without the pair's best shape: one noisy cell of ``run``'s short bench (seven calls at 32 x 512) made
 ``model.fp16.onnx`` 1.108x over nine shapes, 1.00x at the other eight, and one of two identical ``run``s
 shipped it (found by attacking). A lossy pair (a file or arithmetic other than FP32) must also gain the
-margin over the fastest FP32 pair that itself qualifies, else that one is picked: OpenVINO's FP16 file,
-computed in f32, was picked at 1.02x OpenVINO's FP32 one, which had cleared the margin too (found by
-attacking). Without a verified, timed
+margin over the fastest FP32 pair timed, whether or not that one cleared it, else the fastest FP32 pair that
+cleared it is picked (or ``DEFAULT``): OpenVINO's FP16 file, computed in f32, was picked at 1.02x OpenVINO's
+FP32 one (found by attacking). Without a verified, timed
 ``DEFAULT`` there is nothing to weigh a pick against, and nothing is recommended (``reason`` says why).
 
 A pair counts as verified when the artefact's verdict in the manifest is a pass of the bytes the directory
@@ -60,8 +60,8 @@ UNSTEADY = 2.0
 def rule_text(margin: float, default: str) -> str:
     """The rule a pick was made by, as bench's console and the report say it (``pick``)."""
     return (f"the fastest verified pair, when {margin:.2f}x the default ({default}) or faster, and a lossy one "
-            f"(FP16, INT8, bf16) also {margin:.2f}x the fastest FP32 pair; else the fastest FP32 pair that is, "
-            "else the default")
+            f"(FP16, INT8, bf16) also {margin:.2f}x the fastest FP32 pair timed; else the fastest FP32 pair "
+            f"{margin:.2f}x the default, else the default")
 
 
 def _where(s: Any, where: Optional[str]) -> Optional[Any]:
