@@ -140,7 +140,7 @@ def run(
             metrics = train(recipe, directory, on_epoch=on_epoch)
             baseline = majority_baseline(metrics)  # what learning must beat, beside what it reached
             stage("train", t, f"test accuracy {metrics['test']['accuracy']:.4f}" + (
-                f" ({baseline.which()} alone: {baseline.accuracy:.4f})" if baseline else ""), metrics)
+                f" (always deciding {baseline.which()}: {baseline.accuracy:.4f})" if baseline else ""), metrics)
             t = time.perf_counter()
             exported = export_onnx(directory, progress=progress("export"))
             summary = f"{exported.path.name}, parity on {len(exported.cases)} cases"
