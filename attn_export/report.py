@@ -433,10 +433,9 @@ def _loosened(s: Store, name: str, backend: str | None = None) -> str:
 def _judged_within(s: Store) -> dict[str, int]:
     """Each precision's longest sequence verify judged it fully on, as verify.json recorded it: a reduced
     precision's deployment range (its budget), an INT8 one's test split (its decisions); none for FP32."""
-    data = s.read(VERIFY_JSON)
-    if data is None:
+    recorded = s.parsed(VERIFY_JSON, schema.VERIFY)
+    if recorded is None:
         return {}
-    recorded = store.parse_json(data, s.directory / VERIFY_JSON, schema.VERIFY)
     tolerances = recorded.get("tolerances") or {}
     split = (recorded.get("test_split") or {}).get("max_length")
     return {p: int(split) if PRECISIONS[p].judged_by == "decisions" else int(t["deployment_max_seq"])

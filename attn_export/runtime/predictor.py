@@ -146,17 +146,22 @@ def _decided_within(store: Store, artifact: Artifact) -> Optional[int]:
     """The longest sequence of the test split on whose decisions verify judged ``artifact`` (INT8), read from
     the ``verify.json`` its verdict was recorded from; None for another precision, or when that file is not
     here or is not the one."""
-    from . import schema
-    from .store import VERIFY_JSON, parse_json
-
     precision = PRECISIONS.get(str(artifact.precision))
-    if precision is None or precision.judged_by != "decisions" or not artifact.verified:
+    if precision is None or precision.judged_by != "decisions":
         return None
-    data = store.read(VERIFY_JSON)
-    if data is None or store.sha256(VERIFY_JSON) != artifact.verified.get("verify_sha256"):
-        return None
-    split = parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("test_split")
+    recorded = _verdicts_verify(store, artifact.verified)
+    split = None if recorded is None else recorded.get("test_split")
     return None if split is None else int(split["max_length"])
+
+
+def _verdicts_verify(store: Store, verdict: Optional[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The ``verify.json`` here, parsed, when ``verdict`` (a manifest entry's) was recorded from it; else None."""
+    from . import schema
+    from .store import VERIFY_JSON
+
+    if not verdict or store.read(VERIFY_JSON) is None or store.sha256(VERIFY_JSON) != verdict.get("verify_sha256"):
+        return None
+    return store.parsed(VERIFY_JSON, schema.VERIFY)
 
 
 def _replayed_within(store: Store, name: str, backend: str) -> Optional[Tuple[int, str]]:
@@ -168,14 +173,11 @@ def _replayed_within(store: Store, name: str, backend: str) -> Optional[Tuple[in
     301; FP32 was said to be judged at every length, where the sweep stops at 4096 steps (2048 on a device);
     found by review: another runtime's rows, which an interpreter's size limit makes shorter, named its
     limit."""
-    from . import schema
-    from .store import VERIFY_JSON, parse_json
-
     verdict = (store.entry(name) or {}).get("verified")
-    data = store.read(VERIFY_JSON)
-    if not verdict or data is None or store.sha256(VERIFY_JSON) != verdict.get("verify_sha256"):
+    recorded = _verdicts_verify(store, verdict)
+    if recorded is None or verdict is None:
         return None
-    rows = [r for r in parse_json(data, store.directory / VERIFY_JSON, schema.VERIFY).get("results") or []
+    rows = [r for r in recorded.get("results") or []
             if r.get("artifact") == name and r.get("sha256") == verdict.get("sha256")]
     rows = [r for r in rows if r.get("backend") == backend] or rows
     steps = [int(case["seq"]) for row in rows for case in row.get("cases") or []]

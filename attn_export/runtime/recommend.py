@@ -90,7 +90,7 @@ def other_cpu(s: Any) -> Dict[Tuple[str, str], str]:
 def _passed_rows(s: Any, where: Optional[str] = None) -> Tuple[List[Mapping[str, Any]], Optional[str]]:
     """``verify.json``'s rows that passed on the bytes store ``s`` holds now, or none and why."""
     from .schema import VERIFY
-    from .store import ONNX_FP32, REFERENCE, made_by, parse_json
+    from .store import ONNX_FP32, REFERENCE, made_by
 
     data = s.read(VERIFY_JSON)
     verify = made_by(VERIFY_JSON, _where(s, where))
@@ -101,7 +101,7 @@ def _passed_rows(s: Any, where: Optional[str] = None) -> Tuple[List[Mapping[str,
         first = next((fix for n in (REFERENCE, ONNX_FP32) if (fix := s.remake(n))), None)
         return [], (f"{VERIFY_JSON} is stale (no verdict in the manifest was recorded from it): "
                     + (f"{first}, then {verify}" if first else f"run {verify}"))
-    rows = parse_json(data, s.directory / VERIFY_JSON, VERIFY).get("results", [])
+    rows = s.parsed(VERIFY_JSON, VERIFY).get("results", [])
     return [row for row in rows if row.get("status") == "passed" and (artifact := row.get("artifact"))
             and row.get("sha256") == s.sha256(artifact) and s.state(artifact).verified is True
             and s.judged(artifact, VERIFY_JSON) is None], None

@@ -169,6 +169,7 @@ class Store:
             raise MissingPrerequisite(f"artefact directory {self.directory} does not exist; run "
                                       f"{made_by(MODEL_JSON, self.directory)} first")
         self._bytes: Dict[str, Optional[bytes]] = {}
+        self._parsed: Dict[Tuple[str, int], Any] = {}
         self._sha: Dict[str, str] = {}
         self._trust: Dict[str, Trust] = {}
         self._graphs: Dict[str, Graph] = {}
@@ -234,6 +235,16 @@ class Store:
             if data is not None:
                 self._sha[name] = hashlib.sha256(data).hexdigest()
         return self._bytes[name]
+
+    def parsed(self, name: str, kind: schema.Node) -> Any:
+        """``name``'s JSON checked against ``kind`` (``schema.VERIFY``, ...), parsed once per store (a large
+        verify.json took 32 ms a parse, and a predictor's load read it twice): shared, so read only; None when
+        there is no such file."""
+        key = (name, id(kind))
+        if key not in self._parsed:
+            data = self.read(name)
+            self._parsed[key] = None if data is None else parse_json(data, self.directory / name, kind)
+        return self._parsed[key]
 
     def sha256(self, name: str) -> Optional[str]:
         return self._sha.get(name) if self.read(name) is not None else None
