@@ -20,6 +20,7 @@ import pytest
 
 from attn_export.runtime import store
 from attn_export.runtime.bundle import BUNDLE_JSON, MAX_RATIO, pack, unpack
+from attn_export.runtime.dispatch import verify_by_name
 from attn_export.errors import BadInput, DataError, MissingPrerequisite, Untrusted
 from attn_export.runtime import Predictor
 
@@ -143,6 +144,14 @@ def test_a_file_shipped_unverified_is_named_with_where_it_can_be_verified(model_
     with pytest.raises(Untrusted, match=re.escape(f"model.int8.onnx has never been verified; verify it (attn-export "
                                                   f"verify {store.directory_word(model_dir)}; on a device")):
         Predictor.load(model_dir, precision="int8-dynamic")  # on the host the host's verify does it
+    # found by review: unpacked, the device's verify was "PYTHONPATH=runtime ..." here and had the package's path
+    # in verify_by_name's hints: one spelling now, the package the directory ships
+    assert cli("unbundle", str(bundled.path), str(tmp_path / "dev")).returncode == 0
+    shipped = f"PYTHONPATH={store.directory_word(tmp_path / 'dev' / 'runtime')} python3 -m attn_export.runtime verify"
+    with pytest.raises(Untrusted) as refused:
+        Predictor.load(tmp_path / "dev", precision="fp16")
+    assert f"verify it ({shipped} {store.directory_word(tmp_path / 'dev')})" in str(refused.value), refused.value
+    assert verify_by_name(store.Store(tmp_path / "dev"), "tract-cpu").startswith(shipped)
     assert not any(n.startswith("never verified") for n in pack(model_dir, tmp_path / "j.tar.gz", "jetson").notes)
     # found by review: an INT8 engine is built and verified on the device, never on the host
     engine = "model.int8-qdq.Orin.trt10.3.0.engine"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple, Type
 
-from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, Untrusted, shell_word
+from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS
-from .store import BUILD_COMMAND, MANIFEST, Artifact, Store, directory_word, is_engine
+from .store import DEVICE_MODULE, MANIFEST, Artifact, Store, build_command, directory_word, is_engine, shipped
 
 __all__ = ["choose", "find_engine", "verify_by_name"]
 
@@ -48,27 +48,15 @@ def _usable(name: str) -> bool:
     return REGISTRY[name].available() is None
 
 
-def _shipped(store: Store) -> Optional[str]:
-    """``PYTHONPATH=...`` for the device package ``store`` ships (a bundle's ``runtime/``), None when it ships none."""
-    package = store.directory / "runtime"
-    return f"PYTHONPATH={shell_word(package)}" if (package / "attn_export").is_dir() else None
-
-
-def _build_command(store: Store, precision: str) -> str:
-    """The device's build command for ``store``; in a bundle, with the path to the package it ships."""
-    shipped = _shipped(store)
-    return f"{shipped + ' ' if shipped else ''}{BUILD_COMMAND} {directory_word(store.directory)} {PRECISIONS[precision].build_flag or ''}".rstrip()
-
-
 def verify_by_name(store: Store, backend: str) -> str:
     """The command that verifies ``backend`` (an opt-in one, which verify runs only when named) on ``store``: in a
     bundle, its own device package's, after the plain verify unless ``verify.json`` is the device's own
     (``_plain_first``); else attn-export's."""
-    shipped = _shipped(store)
-    command = f"{shipped} python3 -m attn_export.runtime verify" if shipped else "attn-export verify"
+    prefix = shipped(store.directory)
+    command = f"{prefix} {DEVICE_MODULE} verify" if prefix else "attn-export verify"
     where = directory_word(store.directory)
     by_name = f"{command} {where} --backends {backend}"
-    return f"{command} {where} && {by_name}" if shipped and _plain_first(store) else by_name
+    return f"{command} {where} && {by_name}" if prefix and _plain_first(store) else by_name
 
 
 def _plain_first(store: Store) -> bool:
@@ -129,7 +117,7 @@ def _own_precision(store: Store, cls: Type[Backend], artifact: Artifact, allow_u
         return [f"{said} (loaded with allow_unverified)"]
     # with no verify.json the verdicts stand on, a verify by name records none: the plain one first (found by
     # review); in a bundle ``verify_by_name`` names the device's own (``why`` names the host's command)
-    first = f"{why}, then " if why and not _shipped(store) else ""
+    first = f"{why}, then " if why and not shipped(store.directory) else ""
     raise Untrusted(f"{said}; {first}verify it by name: {verify_by_name(store, cls.name)}; or load it with "
                     "allow_unverified=True / --allow-unverified")
 
@@ -157,7 +145,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
                 if notes:
                     raise NotAvailable(" | ".join(n[len("skipped "):] for n in notes))
                 raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
-                                          f"this device: {_build_command(store, precision)}")
+                                          f"this device: {build_command(store.directory, PRECISIONS[precision].build_flag or '')}")
             return cls, engine, notes
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:
@@ -177,7 +165,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
     reason = REGISTRY[chosen].available()
     if reason is not None:
         flag = PRECISIONS[precision].build_flag
-        engine_hint = (f"build a TensorRT engine on this device ({_build_command(store, precision)}, with TensorRT "
+        engine_hint = (f"build a TensorRT engine on this device ({build_command(store.directory, PRECISIONS[precision].build_flag or '')}, with TensorRT "
                        "from JetPack on a Jetson), or " if flag is not None else "")
         raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
                            f"{INSTALL_ONNX_RUNTIME}")

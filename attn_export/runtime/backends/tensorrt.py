@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from ...errors import BadInput, NotAvailable, WorkFailed, shell_word
-from ..store.names import BUILD_COMMAND
+from ...errors import BadInput, NotAvailable, WorkFailed
+from ..store.names import build_command
 from ..trt.device import query_gpus
 from ..trt.importer import tensorrt_missing
 from ..trt.memory import DeviceMemory, memory_missing, open_memory
@@ -64,7 +64,7 @@ class TensorRTBackend(Backend):
         profile = self.artifact.profile
         if profile is None:
             raise BadInput(f"{self.artifact.name} is not recorded in manifest.json with its profile; rebuild it "
-                           f"with {BUILD_COMMAND} {shell_word(self.artifact.directory)}")
+                           f"with {build_command(self.artifact.directory)}")
         return profile
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:

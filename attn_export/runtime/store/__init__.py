@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, as_directory, atomic_path, fsync_directory, json_bytes, locked, parse_json, read_file,
                     read_json, read_regular, require, sha256_file, short_name, sweep, write_bytes, write_json, writes_directory)
 from .manifest import MANIFEST_SCHEMA, forget, read_manifest, record, record_verdicts
-from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DIRECTORY_FILES, LOCK,
+from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DEVICE_MODULE, DIRECTORY_FILES, LOCK,
                     MADE_BY, MANIFEST, METRICS, MODEL_JSON, ONNX_FILES, ONNX_FP32, PLOTS, QUANTIZE_JSON, REFERENCE,
-                    REPORT_MD, STREAM_FILES, STREAM_FP16, STREAM_ONNX, TMP_PREFIX, VERIFY_JSON, WEIGHTS, directory_word,
-                    is_engine, made_by)
+                    REPORT_MD, STREAM_FILES, STREAM_FP16, STREAM_ONNX, TMP_PREFIX, VERIFY_JSON, WEIGHTS, build_command,
+                    directory_word, is_engine, made_by, shipped)
 
 # the trust rule needs numpy (the I/O spec, the graph reader's users); the file names and the file system do
 # not, and numpy-free modules (trt.profile, trt.compat on JetPack 5's bare Python 3.8) import them
@@ -35,11 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_directory",
-    "ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES", "DIR_MODE",
+    "ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "DIRECTORY_FILES", "DIR_MODE",
     "FILE_MODE", "LOCK", "MADE_BY", "MANIFEST", "MANIFEST_SCHEMA", "MAX_ARTIFACT_BYTES", "MAX_JSON_BYTES", "METRICS",
     "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",
-    "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "directory_word", "forget", "fsync_directory", "is_engine", "json_bytes", "made_by",
-    "locked", "parse_json", "read_file", "read_json", "read_regular", "read_manifest", "record", "record_verdicts", "require",
+    "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "build_command", "directory_word", "forget", "fsync_directory", "is_engine", "json_bytes", "made_by",
+    "locked", "parse_json", "read_file", "read_json", "read_regular", "read_manifest", "record", "record_verdicts", "require", "shipped",
     "sha256_file", "short_name", "sweep", "write_bytes", "write_json", "writes_directory",
 ]
 

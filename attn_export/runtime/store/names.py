@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
-__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DIRECTORY_FILES",
+__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "build_command", "shipped", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
            "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
            "directory_word", "is_engine", "made_by"]
@@ -47,7 +47,8 @@ TMP_PREFIX = ".attn-export."
 
 # engines are built where they run; the device package's own command needs no attn-export install
 # (on a host, `attn-export build` runs the same code)
-BUILD_COMMAND = "python3 -m attn_export.runtime build"
+DEVICE_MODULE = "python3 -m attn_export.runtime"
+BUILD_COMMAND = f"{DEVICE_MODULE} build"
 # The command that makes each file, for "run X first" messages.
 MADE_BY = {
     MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
@@ -83,6 +84,23 @@ def directory_word(directory: Union[str, Path]) -> str:
 
     text = str(directory)
     return shell_word(f"./{text}" if text.startswith("-") else text)
+
+
+def shipped(directory: Path) -> Optional[str]:
+    """``PYTHONPATH=...`` for the device package ``directory`` ships (a bundle's ``runtime/``), None when it ships
+    none: the one spelling of a device command's prefix (found by review: a predict in a bundle printed the
+    device's verify as ``PYTHONPATH=runtime`` in one hint and with the package's path in the next)."""
+    from ...errors import shell_word
+
+    package = directory / "runtime"
+    return f"PYTHONPATH={shell_word(package)}" if (package / "attn_export").is_dir() else None
+
+
+def build_command(directory: Path, flag: str = "") -> str:
+    """The command that builds ``directory``'s engines with ``flag``: the device package's, with the path to the
+    package ``directory`` ships."""
+    prefix = shipped(directory)
+    return f"{prefix + ' ' if prefix else ''}{BUILD_COMMAND} {directory_word(directory)} {flag}".rstrip()
 
 
 def is_engine(name: str) -> bool:

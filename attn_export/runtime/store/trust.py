@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 from .. import schema
-from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted, shell_word
+from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Untrusted
 from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
@@ -46,8 +46,9 @@ from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
-from .names import (BUILD_COMMAND, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS, directory_word,
-                    is_engine, made_by)
+from . import names
+from .names import (BUILD_COMMAND, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS,
+                    directory_word, is_engine, made_by)
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -58,8 +59,7 @@ NEEDS = ("current", "verified")
 NEVER_VERIFIED = "has never been verified"
 # an INT8 file of a model without classes: verify judges INT8 by its decisions, so it never will be
 NEVER_JUDGED = "is never judged by verify: INT8 is judged by its decisions, and a model without classes has none"
-VERIFY_COMMANDS = ("attn-export verify {host}; on a device, PYTHONPATH=runtime python3 -m attn_export.runtime verify "
-                   "{device}")
+VERIFY_COMMANDS = f"attn-export verify {{host}}; on a device, PYTHONPATH=runtime {DEVICE_MODULE} verify {{device}}"
 # INT8 is judged by its decisions on the test split, which only the host has: a device's verify judges it by
 # structure and records no verdict (runtime.verify), so an INT8 file gets its verdict on the host
 INT8_ON_THE_HOST = ("on the host (attn-export verify {host}) and bundle again: a device judges INT8 by structure "
@@ -278,6 +278,9 @@ class Store:
         here = "DIR" if where is None else directory_word(where)
         if self.host_judges(name) and (for_device or self.in_bundle()):
             return INT8_ON_THE_HOST.format(host=here)
+        shipped = names.shipped(self.directory)
+        if shipped and not for_device:  # the package this directory ships, as every other hint here names it
+            return f"({shipped} {DEVICE_MODULE} verify {directory_word(self.directory)})"
         # bound for a device (``for_device``): the device's own copy, which this directory is not
         return f"({VERIFY_COMMANDS.format(host=here, device='DIR' if for_device else here)})"
 
@@ -653,7 +656,7 @@ class Store:
         if problems:
             flag = (PRECISIONS.get(str(entry.get("precision"))) or PRECISIONS["fp32"]).build_flag or ""
             raise NotAvailable(f"{self.directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
-                               f"on this device ({BUILD_COMMAND} {shell_word(self.directory)} {flag}".rstrip() + ")")
+                               f"on this device ({names.build_command(self.directory, flag)})")
 
 
 def _at(path: Path, name: str, reason: Optional[str]) -> str:
