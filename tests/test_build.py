@@ -149,7 +149,7 @@ def test_tensorrt_11_is_strongly_typed_from_the_precision_graph(precision: str) 
     assert plan.strongly_typed and plan.builder_flags == () and not plan.explicit_batch
     assert plan.source == ONNX_FILES[precision]
     assert plan.lengths_dtype == "int64"
-    assert plan.tf32 is (precision != "fp32")
+    assert not plan.pin_float32  # strongly typed: the graph's types are the engine's
 
 
 def test_tensorrt_10_prefers_strong_typing_over_the_deprecated_flags() -> None:
@@ -166,6 +166,50 @@ def test_tensorrt_8_5_falls_back_to_the_builder_flag_and_int32_lengths(precision
     assert plan.source == ONNX_FILES[precision]  # the precision still comes from its own graph
     assert plan.lengths_dtype == "int32"
     assert "builder flag" in plan.describe() and "lengths as int32" in plan.describe()
+    # found by review: weakly typed, --fp16 lets TensorRT run any layer in FP16, the FP16 graph's FP32 ones
+    # (normalisation, mask, softmax) too; those are pinned. A Q/DQ graph's precision is its Q/DQ placement
+    assert plan.pin_float32 is (precision == "fp16")
+    assert ("the graph's FP32 layers pinned to FP32" in plan.describe()) is (precision == "fp16")
+
+
+def test_a_weak_fp16_build_that_cannot_pin_the_fp32_layers_is_refused() -> None:
+    with pytest.raises(NotAvailable, match="no OBEY_PRECISION_CONSTRAINTS .* which verify never judged"):
+        decide("fp16", cap("8.5.2", precision_constraints=False))
+    assert not decide("int8-qdq", cap("8.5.2", precision_constraints=False)).pin_float32
+
+
+def test_the_layers_pinned_are_those_whose_every_output_is_float32() -> None:
+    """The selection over TensorRT's network API (num_layers, get_layer, num_outputs, get_output(k).dtype),
+    here on plain objects: it does not prove what types TensorRT's parser gives a weakly typed network's
+    tensors (the docs say the graph's; no TensorRT runs here), only which layers are then pinned."""
+    from types import SimpleNamespace as NS
+
+    from attn_export.runtime.trt.precision import float32_layers
+
+    def layer(name: str, *dtypes: str) -> NS:
+        outputs = [NS(dtype=d) for d in dtypes]
+        return NS(name=name, num_outputs=len(outputs), get_output=outputs.__getitem__)
+
+    layers = [layer("normalise", "float32"), layer("lstm", "float16", "float16"), layer("shape", "int32"),
+              layer("split", "float32", "float16"), layer("softmax", "float32"), layer("none")]
+    network = NS(num_layers=len(layers), get_layer=layers.__getitem__)
+    assert [x.name for x in float32_layers(network, "float32")] == ["normalise", "softmax"]
+
+
+@pytest.mark.parametrize("integrated, cc, level, refused", [
+    (True, "8.7", "ampere-plus", "not on JetPack"), (True, "8.7", "same-compute-capability", "not on JetPack"),
+    (False, "7.5", "ampere-plus", "only on an Ampere or later GPU"), (False, "7.5", "same-compute-capability", None),
+    (False, "8.0", "ampere-plus", None), (False, "9.0", None, None), (True, "8.7", None, None)])
+def test_hardware_compatibility_is_refused_where_tensorrt_cannot_build_it(integrated: bool, cc: str,
+                                                                           level: str | None,
+                                                                           refused: str | None) -> None:
+    """Found by review: TensorRT builds hardware-compatible engines only on discrete GPUs, AMPERE_PLUS only from
+    Ampere on; it was a late build error. Refused (NotAvailable) before anything is built."""
+    from attn_export.runtime.trt.build import hardware_compat_problem
+    from attn_export.runtime.trt.device import Gpu
+
+    problem = hardware_compat_problem(level, Gpu(0, "GPU", cc, 8192, integrated))
+    assert (problem is None) is (refused is None) and (refused is None or refused in str(problem)), problem
 
 
 def test_a_precision_neither_way_can_honour_is_an_error_not_a_downgrade() -> None:
@@ -498,6 +542,25 @@ def test_fp32_on_onnx_runtimes_gpu_providers_is_fp32_or_refused(model_dir: Path,
     assert OrtCudaBackend(artifact).provider_options() == {"device_id": 0}
     providers = OrtTrtBackend(artifact).providers()  # nodes TensorRT does not take go to CUDA, not the CPU
     assert [p[0] for p in providers] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+
+def test_the_qdq_graph_on_onnx_runtimes_tensorrt_ep_is_int8_with_its_float_layers_fp32(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: where the TensorRT EP builds weakly typed, a Q/DQ graph without trt_int8_enable is
+    refused by TensorRT ("int8 is not configured in the builder", microsoft/onnxruntime#13381); and its LSTM and
+    attention, float, ran TF32. The options only: no GPU here runs the EP."""
+    from attn_export.runtime.backends.ortgpu import OrtCudaBackend, OrtTrtBackend
+
+    fp32 = Store(model_dir).open("model.onnx")
+    qdq = replace(fp32, precision="int8-qdq")  # the precision is what the options are chosen by
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    with pytest.raises(NotAvailable, match="ort-trt would run the int8-qdq graph's FP32 layers with TF32"):
+        OrtTrtBackend(qdq).provider_options()
+    assert OrtCudaBackend(qdq).provider_options() == {"device_id": 0, "use_tf32": 0}
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    options = OrtTrtBackend(qdq).provider_options()
+    assert options["trt_int8_enable"] is True and options["trt_fp16_enable"] is False
+    assert OrtTrtBackend(fp32).provider_options()["trt_int8_enable"] is False
 
 
 def test_the_command_lines_turn_tf32_off_unless_told_otherwise(tmp_path: Path) -> None:

@@ -390,18 +390,28 @@ def test_predict_says_in_one_line_which_value_fp16_cannot_hold(half: Path, tmp_p
     assert cli("predict", str(data), "--dir", str(half)).returncode == 0  # model.onnx, FP32
 
 
-@pytest.mark.parametrize("kind, entry, bounds", [("onnx", {}, (3 - 655040.0, 3 + 655040.0)),
-                                                 ("engine", {"strongly_typed": True}, (3 - 655040.0, 3 + 655040.0)),
-                                                 ("engine", {"strongly_typed": False}, (3 - 65504.0, 65504.0))])
-def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: str, entry: dict,
+WIDE, NARROW = (3 - 655040.0, 3 + 655040.0), (3 - 65504.0, 65504.0)
+UNPINNED = {"build": {"strongly_typed": False, "builder_flags": ["FP16"], "tf32": False}}  # before pinning
+
+
+@pytest.mark.parametrize("kind, plan, bounds", [("onnx", None, WIDE), ("engine", "10.3.0", WIDE),
+                                                ("engine", "8.5.2", WIDE), ("engine", UNPINNED, NARROW)])
+def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: str, plan: str | dict | None,
                                                               bounds: tuple[float, float]) -> None:
     """Found by review: an engine TensorRT built weakly typed with its FP16 flag (TensorRT 8.x) may run the
     normalisation itself in FP16, where x and x - mean must fit as well (mean 3, std 10: x - mean binds below,
-    x above); the ONNX graph and a strongly typed engine keep the graph's own types (FP32 normalisation:
-    mean +- 65504 std). Decided from the manifest entry, no GPU needed: this does not show what TensorRT chose."""
+    x above); the ONNX graph, a strongly typed engine and (since review) a weakly typed one whose FP32 layers
+    build pinned keep the graph's own types (FP32 normalisation: mean +- 65504 std). Decided from the manifest
+    entry as build records it (``BuildPlan.recorded``, under ``build``: it had been read from the entry's top
+    level, where nothing records it), no GPU needed: this does not show what TensorRT chose."""
     from dataclasses import replace
 
     from attn_export.runtime.predictor import input_range
+    from attn_export.runtime.trt.precision import Capability, decide
+
+    caps = {"10.3.0": Capability("10.3.0", True, True, True, True, True, True, True, True),
+            "8.5.2": Capability("8.5.2", False, True, True, True, False, False, False, False)}
+    entry = {} if plan is None else plan if isinstance(plan, dict) else {"build": decide("fp16", caps[plan]).recorded()}
 
     artifact = store.Store(half).open("model.fp16.onnx", need="current")
     info = replace(artifact.info, mean=(3.0,) * artifact.info.input_size, std=(10.0,) * artifact.info.input_size)

@@ -251,7 +251,7 @@ bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the packa
 The same engines with TensorRT's own `trtexec` (for Triton, DeepStream or your own code; `predict` runs
 only the engines `build` recorded and `verify` judged):
 
-{trtexec}
+{trtexec}{unpinned}
 Without TensorRT, the ONNX files run on ONNX Runtime instead: on the Jetson's GPU with NVIDIA's
 onnxruntime-gpu wheel for your JetPack (from NVIDIA's Jetson Zoo, not PyPI), or on its CPU for a first
 check with `python3 -m pip install onnxruntime`; then `verify` and `predict` as above.
@@ -361,9 +361,10 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                                     named=named)
     if jetson is None:
         return STEPS[target]
-    from .trt.readiness import trtexec
+    from .trt.readiness import trtexec, unpinned_by_trtexec
 
     p, t = jetson.profile, jetson.target
+    unpinned = unpinned_by_trtexec([*jetson.ready, *jetson.stream_ready], t)
     builds = "".join(f"    {_build_command(q, jetson)}\n" for q in jetson.ready)
     builds += "".join(f"    {_build_command(q, jetson, stream=True)}\n" for q in jetson.stream_ready)
     commands = [trtexec(q, t, p, jetson.workspace_mib) for q in jetson.ready]
@@ -378,7 +379,8 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
         batch=f"{p.batch.min}..{p.batch.max} (opt {p.batch.opt})", seq=f"{p.seq.min}..{p.seq.max} (opt {p.seq.opt})",
         stream=stream,
         withdrawn=("\nNo engine from these files on " + t.name + ":" + withdrawn + "\n") if withdrawn else "",
-        trtexec="".join(f"    {c}\n" for c in commands if c) or "    (no file here is ready for this target)\n")
+        trtexec="".join(f"    {c}\n" for c in commands if c) or "    (no file here is ready for this target)\n",
+        unpinned=f"\n{unpinned}\n" if unpinned else "")
 
 
 def _notes(target: str, names: List[str], jetson: Optional[_Jetson]) -> List[str]:

@@ -144,8 +144,9 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
             if engine is None:
                 if notes:
                     raise NotAvailable(" | ".join(n[len("skipped "):] for n in notes))
+                made_with = PRECISIONS[precision].build_flag or ""
                 raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
-                                          f"this device: {build_command(store.directory, PRECISIONS[precision].build_flag or '')}")
+                                          f"this device: {build_command(store.directory, made_with)}")
             return cls, engine, notes
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:
@@ -165,7 +166,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
     reason = REGISTRY[chosen].available()
     if reason is not None:
         flag = PRECISIONS[precision].build_flag
-        engine_hint = (f"build a TensorRT engine on this device ({build_command(store.directory, PRECISIONS[precision].build_flag or '')}, with TensorRT "
+        engine_hint = (f"build a TensorRT engine on this device ({build_command(store.directory, flag)}, with TensorRT "
                        "from JetPack on a Jetson), or " if flag is not None else "")
         raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
                            f"{INSTALL_ONNX_RUNTIME}")

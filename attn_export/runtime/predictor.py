@@ -51,6 +51,7 @@ from .precisions import PRECISIONS, one_by_one
 from .readers import FLOAT32_MAX
 from .settings import not_default
 from .store import Artifact, Store
+from .trt.precision import fp32_layers_reduced
 
 if TYPE_CHECKING:
     from .streaming import Stream
@@ -103,8 +104,8 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     table does not know. The graph normalises in float32 and casts after: mean +- largest x std, largest
     float32's own where the precision reduces nothing (a value past it normalises to inf in any graph: a
     stream then carried NaN in its state from that chunk on, found by attacking). An engine TensorRT built
-    weakly typed with its FP16 flag may normalise in FP16 (found by review), where x and x - mean must lie
-    within largest too."""
+    weakly typed with its FP16 flag and the FP32 layers not pinned (``fp32_layers_reduced``) may normalise in
+    FP16 (found by review), where x and x - mean must lie within largest too."""
     if artifact.precision not in PRECISIONS:
         return None
     reduced = PRECISIONS[str(artifact.precision)].largest
@@ -112,7 +113,7 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     assert artifact.info is not None
     mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
     low, high = mean - largest * std, mean + largest * std
-    if reduced and artifact.kind == "engine" and not artifact.entry.get("strongly_typed", False):
+    if reduced and artifact.kind == "engine" and fp32_layers_reduced(artifact.entry):
         low = np.maximum(low, np.maximum(-largest, mean - largest))
         high = np.minimum(high, np.minimum(largest, mean + largest))
     return InputRange(low, high, mean, std, largest)

@@ -9,13 +9,16 @@ the available providers: never a silent fallback to the CPU. Python 3.8-compatib
 - ``ort-trt``: TensorRT inside ONNX Runtime, with an engine cache beside the artefacts, one folder per
   graph's sha256 (``.ort-trt-cache/<sha256>/``: ONNX Runtime keys its engines by names and versions, never by
   the weights, so a retrained graph would run an old engine), a timing cache, explicit profile shapes (the same
-  derivation as ``build``), ``trt_fp16_enable`` for the FP16 graph, and the CUDA EP after it for any node
-  TensorRT does not take (ONNX Runtime's advice; the CPU otherwise).
+  derivation as ``build``), ``trt_fp16_enable`` for the FP16 graph and ``trt_int8_enable`` for the Q/DQ one, and
+  the CUDA EP after it for any node TensorRT does not take (ONNX Runtime's advice; the CPU otherwise). Unlike
+  ``build``, the EP cannot pin the FP16 graph's FP32 layers where it builds weakly typed: ``trt_fp16_enable``
+  lets TensorRT run them in FP16 (the README says so).
 
 FP32 means FP32, as everywhere here: on Ampere and later GPUs TF32 (a 10-bit mantissa) is the NVIDIA libraries'
 default. The CUDA EP is told ``use_tf32 = 0`` (ONNX Runtime 1.18+); the TensorRT EP has no such switch (only
 the environment's ``NVIDIA_TF32_OVERRIDE=0``, which the command lines set unless it is set), so an FP32 graph
-without it, or on an older CUDA EP, is NotAvailable, saying so.
+without it, or on an older CUDA EP, is NotAvailable, saying so; so is the Q/DQ graph, whose LSTM and attention
+stay FP32 (``TF32_PRECISIONS``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ __all__ = ["OrtCudaBackend", "OrtTrtBackend", "ort_distribution"]
 
 CACHE_DIR = ".ort-trt-cache"
 USE_TF32_SINCE = (1, 18)  # the CUDA EP's ``use_tf32`` option (microsoft/onnxruntime#19357)
+# the precisions whose graph has FP32 matrix products: FP32, and the Q/DQ graph, whose LSTM and attention stay
+# float (found by review: they ran TF32 on a GPU, an error verify's CPU never measured)
+TF32_PRECISIONS = ("fp32", "int8-qdq")
 
 
 def ort_distribution() -> Optional[str]:
@@ -77,10 +83,11 @@ class OrtCudaBackend(OrtCpuBackend):
 
     @classmethod
     def refuses(cls, precision: str) -> Optional[str]:
-        why = None if precision != "fp32" or os.environ.get(TF32_OVERRIDE) == "0" else cls._switch()
+        why = None if precision not in TF32_PRECISIONS or os.environ.get(TF32_OVERRIDE) == "0" else cls._switch()
         if why is None:
             return None
-        return (f"{cls.name} would run FP32 with TF32 on an Ampere or later GPU: {why}; expected "
+        what = "FP32" if precision == "fp32" else f"the {precision} graph's FP32 layers"
+        return (f"{cls.name} would run {what} with TF32 on an Ampere or later GPU: {why}; expected "
                 f"{TF32_OVERRIDE}=0 in the environment before the process starts (attn-export's command lines set "
                 "it unless it is set)")
 
@@ -95,14 +102,14 @@ class OrtCudaBackend(OrtCpuBackend):
 
     def provider_options(self) -> Dict[str, Any]:
         options: Dict[str, Any] = {"device_id": 0}
-        if self.artifact.precision == "fp32":
+        if self.artifact.precision in TF32_PRECISIONS:
             self._refuse_tf32()
             if OrtCudaBackend._switch() is None:
                 options["use_tf32"] = 0
         return options
 
     def _refuse_tf32(self) -> None:
-        reason = self.refuses("fp32")
+        reason = self.refuses(str(self.artifact.precision))
         if reason is not None:
             raise NotAvailable(reason)
 
@@ -158,7 +165,7 @@ class OrtTrtBackend(OrtCudaBackend):
         return "ONNX Runtime's TensorRT EP has no TF32 switch (microsoft/onnxruntime#26029)"
 
     def provider_options(self) -> Dict[str, Any]:
-        if self.artifact.precision == "fp32":
+        if self.artifact.precision in TF32_PRECISIONS:
             self._refuse_tf32()
         cache = self.artifact.directory / CACHE_DIR / self.artifact.sha256
         for path in (cache.parent, cache):
@@ -173,6 +180,9 @@ class OrtTrtBackend(OrtCudaBackend):
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache),
             "trt_fp16_enable": self._is_fp16(),
+            # a Q/DQ graph needs the INT8 flag where the EP builds weakly typed, or TensorRT refuses its
+            # quantised layers ("int8 is not configured in the builder", microsoft/onnxruntime#13381: review)
+            "trt_int8_enable": self.artifact.precision == "int8-qdq",
         }
         options.update(self.profile().ort_trt_options())
         return options

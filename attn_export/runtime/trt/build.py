@@ -34,7 +34,7 @@ from ..settings import BuildConfig
 from .compat import platform_of
 from .device import Gpu, query_gpus
 from .naming import engine_name
-from .precision import BuildPlan, Capability, decide
+from .precision import BuildPlan, Capability, decide, float32_layers, parse_version
 from ..streaming import not_streamable, state_dims, stream_spec
 from .profile import Profile, derive_profile, stream_profile
 from .readiness import refuse_other
@@ -44,7 +44,7 @@ MAX_TIMING_CACHE_BYTES = 256 << 20  # a timing cache holds one entry per tactic 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-__all__ = ["BuildOptions", "BuildResult", "ProgressCallback", "build_engine", "preflight"]
+__all__ = ["BuildOptions", "BuildResult", "ProgressCallback", "build_engine", "hardware_compat_problem", "preflight"]
 
 # (phase name, steps done, steps in the phase, nesting depth); phases nest (TensorRT's parent_phase)
 ProgressCallback = Callable[[str, int, int, int], None]
@@ -116,6 +116,21 @@ def preflight(device: int = 0, directory: Optional[Path] = None, target: Optiona
     if missing:
         raise NotAvailable("cannot build a TensorRT engine here: " + "; ".join(missing))
     return gpus.gpus[device]
+
+
+def hardware_compat_problem(level: Optional[str], gpu: Gpu) -> Optional[str]:
+    """Why TensorRT would not build a hardware-compatible engine (``level``) on ``gpu``, None when it would: not
+    on a Jetson, and AMPERE_PLUS only from an Ampere or later GPU (TensorRT's Hardware Compatibility section;
+    found by review: a late build error before)."""
+    if not level:
+        return None
+    if gpu.integrated:
+        return (f"--hardware-compat {level}: TensorRT builds hardware-compatible engines only for discrete GPUs, "
+                f"not on JetPack ({gpu.name}); build without it")
+    if level == "ampere-plus" and parse_version(gpu.compute_capability) < (8, 0):
+        return (f"--hardware-compat ampere-plus builds only on an Ampere or later GPU (compute capability 8.0+); "
+                f"{gpu.name} is {gpu.compute_capability}")
+    return None
 
 
 def _resolve(options: BuildOptions, info: ModelInfo) -> BuildOptions:
@@ -234,6 +249,13 @@ def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: C
         if reason is not None:
             raise BadInput(f"{directory} holds a model that cannot stream: {reason}")
     gpu = preflight(options.device, directory, options.target)
+    problem = hardware_compat_problem(options.hardware_compat, gpu)
+    if problem is not None:
+        raise NotAvailable(problem)
+    if options.device:  # the builder builds on the current device: device 0 unless selected
+        from .memory import select_device
+
+        select_device(options.device)
     import tensorrt as trt
 
     cap = Capability.probe(trt)
@@ -267,7 +289,7 @@ def build_engine(directory: Path, options: Optional[BuildOptions] = None, say: C
     build_options = {
         "workspace_mib": options.workspace_mib, "timing_cache": str(options.timing_cache) if options.timing_cache
         else None, "hardware_compat": options.hardware_compat, "version_compat": options.version_compat,
-        "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags), "tf32": plan.tf32,
+        **plan.recorded(),
     }
     entry = store.record(
         directory, name, f"build {plan.precision}", parent=plan.source, parent_sha256=source.sha256,
@@ -312,8 +334,13 @@ def _build(cap: Capability, plan: BuildPlan, source: Artifact, declared: IOSpec,
             config.set_flag(trt.BuilderFlag.FP16)
         elif flag == "INT8":
             config.set_flag(trt.BuilderFlag.INT8)
-    if not plan.tf32:
-        config.clear_flag(trt.BuilderFlag.TF32)
+    config.clear_flag(trt.BuilderFlag.TF32)  # TensorRT's default; every layer the graph keeps in FP32 is FP32
+    if plan.pin_float32:
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        for layer in float32_layers(network, trt.float32):
+            layer.precision = trt.float32
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, trt.float32)
     optimisation = builder.create_optimization_profile()
     for input_name, (mn, opt, mx) in profile.shapes().items():
         optimisation.set_shape(input_name, trt.Dims(list(mn)), trt.Dims(list(opt)), trt.Dims(list(mx)))

@@ -153,6 +153,18 @@ def memory_missing() -> Optional[str]:
     return None
 
 
+def select_device(index: int) -> None:
+    """Make CUDA device ``index`` this thread's current device, the one TensorRT's builder builds and times on
+    (found by review: ``BuildOptions.device`` recorded device 1's name while the builder ran on device 0)."""
+    missing = memory_missing()
+    if missing is not None:
+        raise NotAvailable(f"building on CUDA device {index} needs cuda-python to select it: {missing}")
+    rt = _cudart()
+    (err,) = rt.cudaSetDevice(index)
+    if err != rt.cudaError_t.cudaSuccess:
+        raise WorkFailed(f"cudaSetDevice({index}) failed: {rt.cudaGetErrorString(err)[1]!r}")
+
+
 def open_memory(index: int = 0) -> DeviceMemory:
     """Device memory through cuda-python."""
     try:

@@ -13,13 +13,13 @@ guesses from the version number. Pure Python; Python 3.8-compatible.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInput, NotAvailable
 from ..precisions import ENGINE_PRECISIONS, PRECISIONS
 from ..store.names import STREAM_FILES
 
-__all__ = ["BuildPlan", "Capability", "decide", "parse_version", "plan_summary"]
+__all__ = ["BuildPlan", "Capability", "decide", "float32_layers", "fp32_layers_reduced", "parse_version", "plan_summary"]
 
 
 def parse_version(text: str) -> Tuple[int, ...]:
@@ -45,6 +45,8 @@ class Capability:
     progress_monitor: bool  # IProgressMonitor (10.0+)
     hardware_compat: bool  # HardwareCompatibilityLevel (8.6+)
     version_compat: bool  # BuilderFlag.VERSION_COMPATIBLE (8.6+)
+    # BuilderFlag.OBEY_PRECISION_CONSTRAINTS and ILayer.set_output_type (8.2+; gone in 11 with the flags)
+    precision_constraints: bool = True
 
     @classmethod
     def probe(cls, trt: Any) -> Capability:
@@ -60,6 +62,8 @@ class Capability:
             progress_monitor=hasattr(trt, "IProgressMonitor"),
             hardware_compat=hasattr(trt, "HardwareCompatibilityLevel"),
             version_compat=hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"),
+            precision_constraints=(hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS")
+                                   and hasattr(trt.ILayer, "set_output_type")),
         )
 
     @property
@@ -81,12 +85,16 @@ class BuildPlan:
     explicit_batch: bool
     builder_flags: Tuple[str, ...]  # BuilderFlag names to set (weak typing only)
     lengths_dtype: str  # what the engine's ``lengths`` input is: int64, or int32 where TensorRT has no INT64
-    tf32: bool  # TensorRT allows TF32 by default; an fp32 engine clears it, or it would not be FP32
+    # weak typing with the FP16 flag lets TensorRT run any layer in FP16, the ones the FP16 graph keeps in FP32
+    # (the normalisation, the mask, the softmax) too: those are pinned to FP32 (OBEY_PRECISION_CONSTRAINTS), so
+    # the engine computes in the graph's own types, as a strongly typed build does (found by review)
+    pin_float32: bool = False
 
     def describe(self) -> str:
         how = ("strongly typed network (precision from the graph)" if self.strongly_typed
                else "weakly typed network" + (" + builder flag " + "/".join(self.builder_flags)
-                                              if self.builder_flags else ""))
+                                              if self.builder_flags else "")
+               + (", the graph's FP32 layers pinned to FP32" if self.pin_float32 else ""))
         lengths = "" if self.lengths_dtype == "int64" else f"; lengths as {self.lengths_dtype}"
         return f"{self.precision}: {self.source}, {how}{lengths}"
 
@@ -94,6 +102,23 @@ class BuildPlan:
         d = asdict(self)
         d["builder_flags"] = list(self.builder_flags)
         return d
+
+    def recorded(self) -> Dict[str, Any]:
+        """What an engine's manifest entry records of this plan, under ``build`` (``fp32_layers_reduced`` reads
+        it back); TF32 is always off."""
+        return {"strongly_typed": self.strongly_typed, "builder_flags": list(self.builder_flags), "tf32": False,
+                "pin_float32": self.pin_float32}
+
+
+def fp32_layers_reduced(entry: Mapping[str, Any]) -> bool:
+    """Whether the engine recorded as ``entry`` may run the layers its graph keeps in FP32 (the normalisation)
+    in FP16: built weakly typed with the FP16 flag and not pinned (``BuildPlan.pin_float32``; an engine built
+    before attn-export pinned them). Found by review: this was read from the entry's top level, where nothing
+    records it, so every FP16 engine had the narrower range."""
+    build = entry.get("build")
+    build = build if isinstance(build, Mapping) else {}
+    return ("FP16" in (build.get("builder_flags") or ()) and not build.get("strongly_typed")
+            and not build.get("pin_float32"))
 
 
 def decide(precision: str, cap: Capability, version_compatible: bool = False,
@@ -111,13 +136,27 @@ def decide(precision: str, cap: Capability, version_compatible: bool = False,
         raise NotAvailable(f"{where} cannot build hardware-compatible engines (needs TensorRT 8.6 or newer)")
     lengths = "int64" if cap.int64 else "int32"
     if cap.strongly_typed:
-        return BuildPlan(precision, source, True, False, (), lengths, precision != "fp32")
+        return BuildPlan(precision, source, True, False, (), lengths)
     flags = PRECISIONS[precision].builder_flags  # weak typing: the flag that lets TensorRT take the graph's
     missing = [f for f in flags if not getattr(cap, f"{f.lower()}_flag")]
     if missing:
         raise NotAvailable(f"{where} can build {precision} neither strongly typed (no STRONGLY_TYPED network "
                            f"flag) nor with the builder flag {'/'.join(missing)}: it cannot honour {precision}")
-    return BuildPlan(precision, source, False, cap.explicit_batch, flags, lengths, precision != "fp32")
+    pin = "FP16" in flags
+    if pin and not cap.precision_constraints:
+        raise NotAvailable(f"{where} has no OBEY_PRECISION_CONSTRAINTS (TensorRT 8.2 and later have): its --fp16 "
+                           f"would let layers the graph keeps in FP32 run in FP16, which verify never judged")
+    return BuildPlan(precision, source, False, cap.explicit_batch, flags, lengths, pin)
+
+
+def float32_layers(network: Any, float32: Any) -> List[Any]:
+    """The layers of a parsed, weakly typed ``network`` (TensorRT's ``INetworkDefinition``) whose every output is
+    ``float32`` (``trt.float32``): what the graph computes in FP32, which ``BuildPlan.pin_float32`` pins. Parsed
+    without strong typing, a tensor's type is still inferred from the graph's (an FP16 initializer is HALF, a
+    Cast to float gives FLOAT); the builder flag then only permits other precisions."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    return [layer for layer in layers if layer.num_outputs
+            and all(layer.get_output(k).dtype == float32 for k in range(layer.num_outputs))]
 
 
 def plan_summary(cap: Optional[Capability]) -> Dict[str, str]:

@@ -32,7 +32,8 @@ from .precision import Capability, decide, parse_version
 from .profile import Profile
 
 __all__ = ["EXPORT_OPSETS", "TARGETS", "Finding", "Parser", "Target", "builds", "carried_precision", "check", "graphs_of", "not_current",
-           "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec"]
+           "readiness", "refuse_other", "render", "state_of", "summary", "summary_lines", "target", "trtexec",
+           "unpinned_by_trtexec"]
 
 FLOAT, INT8_T, INT64_T, FLOAT16, BFLOAT16, FLOAT8E4M3_T, INT4_T, FLOAT4_T = 1, 3, 7, 10, 16, 17, 22, 23
 _TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
@@ -142,10 +143,11 @@ _TRT11 = Parser("onnx/onnx-tensorrt @ 7c51a63a (pinned by NVIDIA/TensorRT v11.1)
                 Unique""".split()), local_functions=True,  # as 10.1 (its importer not read at 7c51a63a)
                 io_types=IO_TYPES_10)
 # Capability(version, strongly_typed, explicit_batch, fp16_flag, int8_flag, int64, progress_monitor,
-#            hardware_compat, version_compat): NVIDIA/TensorRT's Python API of each line (notes/tensorrt.md)
-_CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False)
-_CAP10 = Capability("10.3", True, True, True, True, True, True, True, True)
-_CAP11 = Capability("11.1", True, False, False, False, True, True, True, True)
+#            hardware_compat, version_compat, precision_constraints): NVIDIA/TensorRT's Python API of each line
+#            (notes/tensorrt.md)
+_CAP85 = Capability("8.5.2", False, True, True, True, False, False, False, False, True)
+_CAP10 = Capability("10.3", True, True, True, True, True, True, True, True, True)
+_CAP11 = Capability("11.1", True, False, False, False, True, True, True, True, False)
 _JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # JetPack installs it there, off the PATH
 _DISCRETE = "a discrete GPU (x86_64 or SBSA)"
 
@@ -412,7 +414,9 @@ def trtexec(precision: str, where: Target, profile: Profile, workspace_mib: int)
     """The trtexec command that builds ``precision``'s engine on ``where`` as ``build`` does: the graph's
     own file (the stream graph's for a stream profile, one with state), the profile's shapes, the flags
     that line needs (strongly typed where ``build`` is, the builder flag where it is weakly typed, none on
-    TensorRT 11, where typing is always strong), TF32 off for FP32; None when the file builds nothing there."""
+    TensorRT 11, where typing is always strong), TF32 off (every FP32 layer FP32, as ``build``); None when the file
+    builds nothing there. Where ``build`` pins the graph's FP32 layers (``BuildPlan.pin_float32``: weak typing with
+    ``--fp16``) this line does not: trtexec pins layers only by name (``unpinned_by_trtexec``)."""
     stream = bool(profile.state)
     try:
         plan = decide(precision, where.capability, stream=stream)
@@ -428,10 +432,25 @@ def trtexec(precision: str, where: Target, profile: Profile, workspace_mib: int)
     if plan.strongly_typed and where.capability.fp16_flag:  # opt-in on 10.x; the only mode (and no flag) on 11
         args.append("--stronglyTyped")
     args += [f"--{flag.lower()}" for flag in plan.builder_flags]
-    if not plan.tf32:
-        args.append("--noTF32")
+    args.append("--noTF32")
     args.append(where.skip_inference)
     return " ".join(args)
+
+
+def unpinned_by_trtexec(precisions: Sequence[str], where: Target) -> Optional[str]:
+    """What ``trtexec`` lines of ``precisions`` on ``where`` do not do that ``build`` does (None: nothing): pin
+    the FP16 graph's FP32 layers to FP32 where typing is weak (``BuildPlan.pin_float32``)."""
+    pinned = []
+    for precision in precisions:
+        try:
+            pinned += [precision] if decide(precision, where.capability).pin_float32 else []
+        except (BadInput, NotAvailable):
+            continue
+    if not pinned:
+        return None
+    return (f"On TensorRT {where.tensorrt} (weakly typed) `--fp16` lets TensorRT run in FP16 the layers the FP16 "
+            "graph keeps in FP32 (the normalisation, the mask, the softmax). `build` pins them to FP32; `trtexec` "
+            "could only by naming each layer, so its FP16 engine is not the one `verify` judges.")
 
 
 def graphs_of(s: Any) -> Dict[str, Tuple[str, Graph]]:
