@@ -525,3 +525,30 @@ def test_a_report_rendered_from_files_changed_since_is_not_current_in_inspect(ti
     assert describe_directory(directory)["artifacts"]["report.md"]["problems"] == [
         f"not current: it records no sha256 of what it was rendered from (made by an older attn-export, or edited): "
         f"run attn-export report {directory}"]
+
+
+def test_a_verdict_stands_only_under_the_settings_it_was_judged_under(verified_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a retrain to identical weights with a tighter [verify] bar kept every earlier pass,
+    and predict said the INT8 file had been judged under the new bar. A verdict records the settings its rule
+    read (``ModelInfo.judged_under``) and stands only while model.json still says them."""
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    info = json.loads((directory / "model.json").read_text())
+    bar = info["recipe"]["verify"]["int8_min_argmax_agreement"]
+    info["recipe"]["verify"]["int8_min_argmax_agreement"] = 1.0  # as train writes it: same weights, new recipe
+    info["recipe"]["build"]["max_seq"] = 1024  # the deployment range reduced precisions are judged within
+    (directory / "model.json").write_text(json.dumps(info))
+    rerecord(directory, "model.json")
+    s = Store(directory)
+    for name in ("model.int8.onnx", "model.int8-qdq.onnx"):
+        moved = s.state(name)
+        assert moved.current and moved.verified is None, moved
+        assert (f"passed verify under settings model.json no longer has (int8_min_argmax_agreement {bar} -> 1.0, "
+                "build.max_seq 0 -> 1024)") in moved.verdict, moved.verdict
+    assert "build.max_seq" in s.state("model.fp16.onnx").verdict and s.state("model.fp16.onnx").verified is None
+    assert s.state("model.onnx").verified is True  # FP32's rule reads neither: its verdict stands
+    with pytest.raises(Untrusted, match=rf"int8_min_argmax_agreement {bar} -> 1\.0.*; verify it"):
+        Predictor.load(directory, precision="int8-dynamic")
+    assert cli("verify", str(directory), "--backends", "ort-cpu").returncode in (0, 1)
+    again = Store(directory)  # judged again under model.json's settings, whichever way it went
+    assert all(again.state(n).verified is not None for n in ("model.int8.onnx", "model.fp16.onnx"))

@@ -20,6 +20,7 @@ from . import schema
 from .iospec import CLASSIFIERS, HEAD_OUTPUT, IOSpec
 from .readers import MISSING_POLICIES
 from .settings import BuildConfig, VerifyConfig, recorded_sections
+from .precisions import rule_keys
 
 __all__ = ["FORMAT", "ModelInfo"]
 
@@ -48,6 +49,17 @@ class ModelInfo:
         """Made by ``load`` from a checkpoint (whose sha256 it records as ``source_sha256``; train records none),
         so how its training data were treated is not known here."""
         return self.raw.get("source_sha256") is not None or self.recipe.get("data", {}).get("name") == "none"
+
+    def judged_under(self, precision: str) -> Dict[str, Any]:
+        """The recorded recipe's settings a verdict on ``precision`` is judged under: its rule's ``[verify]``
+        keys, and ``build.max_seq`` where the deployment range is derived from it. A verdict records them
+        (``verified.settings``) and stands only while ``model.json`` still says them (found by attacking: a
+        retrain to identical weights with a tighter bar kept the earlier pass, and predict named the new bar)."""
+        keys = rule_keys(precision)
+        settings: Dict[str, Any] = {key: getattr(self.verify, key) for key in keys}
+        if "deployment_max_seq" in keys and not self.verify.deployment_max_seq:
+            settings["build.max_seq"] = self.build.max_seq
+        return settings
 
     @property
     def spec(self) -> IOSpec:

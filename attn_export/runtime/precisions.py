@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 __all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "engine_precision",
-           "moves_verdict"]
+           "moves_verdict", "rule_keys"]
 
 ONNX_FP32 = "model.onnx"
 
@@ -65,6 +65,11 @@ _RULE_KEYS = {
     **{p: ("int8_min_argmax_agreement", "int8_max_accuracy_drop", "budget_multiple", "deployment_max_seq")
        for p in ("int8-dynamic", "int8-qdq")},
 }
+
+
+def rule_keys(precision: str) -> Tuple[str, ...]:
+    """The ``[verify]`` keys ``precision``'s rule reads (none for a precision without one)."""
+    return _RULE_KEYS.get(precision, ())
 
 
 def moves_verdict(precision: str, key: str) -> bool:

@@ -1099,9 +1099,10 @@ def _unjudged(s: Store, rows: List[TargetResult]) -> List[str]:
 
 
 def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
-              registry: Registry) -> Dict[str, Dict[str, Any]]:
+              registry: Registry, info: ModelInfo) -> Dict[str, Dict[str, Any]]:
     """Each verified artefact's ``verified`` entry: passed on every backend that ran it at its own precision,
-    tied to the sha256 of the bytes those backends ran (a backend computing in a precision of its own,
+    tied to the sha256 of the bytes those backends ran and to the recipe's settings it was judged under
+    (``ModelInfo.judged_under``) (a backend computing in a precision of its own,
     OpenVINO's bf16, judges its execution, not the file: its rows stay in verify.json and the conformance
     table). An artefact whose rows saw different bytes gets no verdict."""
     by_artifact: Dict[str, List[TargetResult]] = {}
@@ -1126,6 +1127,7 @@ def _verdicts(rows: List[TargetResult], overrides: List[str], verify_sha: str,
             "accuracy": accuracies[0] if accuracies else None,
             "overrides": overrides,
             "carried_backends": [r.target.backend for r in group if r.carried_from],
+            "settings": info.judged_under(str(group[0].target.precision)),
         }
         if decisions:  # judged on the split cut short (or said why not) by every row that judged its decisions
             verdicts[name]["cut"] = all(_cut_judged(r.cut, r.cases_not_run) for r in decisions)
@@ -1454,7 +1456,7 @@ def verify(
     data = store.json_bytes(result.to_dict())
     store.write_bytes(directory / VERIFY_JSON, data)
     verdicts: Dict[str, Optional[Dict[str, Any]]] = dict(
-        _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table))
+        _verdicts(rows, list(overrides), hashlib.sha256(data).hexdigest(), table, info))
     for name, b in unresolved:
         verdict = verdicts.get(name)
         if verdict is not None:

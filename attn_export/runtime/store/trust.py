@@ -490,6 +490,10 @@ class Store:
         verified = entry.get("verified")
         if isinstance(verified, dict) and verified.get("passed") is True:
             if verified.get("sha256") == self._sha[name]:
+                moved = self._settings_moved(name, entry, verified.get("settings"))
+                if moved:
+                    return Trust(name, "current", verdict=f"passed verify under settings {MODEL_JSON} no longer "
+                                                          f"has ({moved})")
                 return Trust(name, "current", verified=True, verdict="passed verify")
             return Trust(name, "current", verdict="is not the file attn-export verify passed (its sha256 differs "
                                                   "from the verdict's)")
@@ -500,6 +504,19 @@ class Store:
             # said as what it is (found by attacking: "never been verified" sent a user to verify it again)
             return Trust(name, "current", verdict=NEVER_JUDGED)
         return Trust(name, "current")
+
+    def _settings_moved(self, name: str, entry: Mapping[str, Any], recorded: Any) -> Optional[str]:
+        """The recipe settings a verdict was judged under (``recorded``) that ``model.json`` now says otherwise,
+        "key was -> is"; None when none did, or the verdict records none (an older verify's)."""
+        precision = _precision_of(name, entry)
+        if not isinstance(recorded, dict) or precision is None:
+            return None
+        try:
+            now = self.info.judged_under(precision)
+        except (BadInput, DataError, MissingPrerequisite):  # model.json has its own reason elsewhere
+            return None
+        moved = [f"{key} {recorded.get(key)} -> {value}" for key, value in now.items() if recorded.get(key) != value]
+        return ", ".join(moved) or None
 
     def has_classes(self) -> bool:
         """Whether the model has classes to decide (``model.json``'s labels); True where model.json cannot be
