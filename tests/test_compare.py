@@ -279,3 +279,31 @@ def test_a_stream_s_short_rows_are_judged_under_every_schedule_and_the_split_s_s
     assert _sweep_verdict([short, [(12, 0.2, True)]], split_error=0.1, streamed=("chunk 1", "chunk 16")) == [True,
                                                                                                             False]
     assert _sweep_verdict([long], split_error=0.1, streamed=("chunk 1",)) == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(typical=st.integers(1, 40), max_seq=st.sampled_from([16, 64, 300, 2048]),
+       deploy=st.one_of(st.none(), st.integers(1, 20000)))
+def test_the_sweep_reaches_the_deployment_range_and_every_case_is_a_tensor_torch_takes(
+        typical: int, max_seq: int, deploy: int | None) -> None:
+    """Found by attacking: with a range of exactly 2 x typical + 2 one spread row was left, a reversed view
+    numpy calls contiguous and torch refuses (export stopped with a traceback); and with max_seq 64 and a
+    range to 128 no case lay between, while verify said FP16 was held to its budget up to 128. Every case now
+    reaches the range's end, up to DEPLOY_CASES_MAX, and verify's range stops there too."""
+    import torch
+
+    from attn_export.runtime.compare import DEPLOY_CASES_MAX, sweep_cases
+    from attn_export.runtime.settings import VerifyConfig
+    from attn_export.runtime.verify import deployment_max_seq
+
+    cases = sweep_cases(2, max_seq, [0.0, 0.0], [1.0, 1.0], typical=typical, deploy=deploy)
+    for case in cases:
+        torch.from_numpy(case.x), torch.from_numpy(case.lengths)  # raises on a negative stride
+        assert case.lengths.max() == case.x.shape[1] and case.lengths.min() >= 1
+    longest = max(c.x.shape[1] for c in cases)
+    top = min(deploy or 0, max(max_seq, DEPLOY_CASES_MAX))
+    if top > 2 * typical + 1:
+        assert any(c.x.shape[1] == top for c in cases), (top, sorted({c.x.shape[1] for c in cases}))
+    assert longest <= max(max_seq, top)
+    if deploy:  # what verify judges within: never past what the sweep can reach
+        assert deployment_max_seq(None, VerifyConfig(deployment_max_seq=deploy)) == min(deploy, DEPLOY_CASES_MAX)

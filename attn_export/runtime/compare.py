@@ -326,6 +326,11 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
     return result
 
 
+# the longest deployment range the sweep covers past its ``max_seq``; verify's range stops here too
+# (``verify.deployment_max_seq``), so that no verdict claims lengths no case had
+DEPLOY_CASES_MAX = 8192
+
+
 def sweep_cases(
     features: int,
     max_seq: int,
@@ -362,20 +367,24 @@ def sweep_cases(
     def spread(batch: int, seq: int, low: int) -> SweepCase:
         """A padded batch whose rows' lengths are spread evenly from ``seq`` down to ``low``."""
         case = unpadded(batch, seq)
-        lengths = np.unique(np.linspace(seq, max(1, min(low, seq)), batch).round().astype(np.int64))[::-1]
+        # a copy, not the reversed view: one length alone is a view numpy calls contiguous, with a negative
+        # stride torch refuses (found by attacking: export stopped with a traceback when low was seq)
+        lengths = np.unique(np.linspace(seq, max(1, min(low, seq)), batch).round().astype(np.int64))[::-1].copy()
         x = case.x[: len(lengths)].copy()
         for b, n in enumerate(lengths):
             x[b, n:] = rng.uniform(-1e3, 1e3, size=(seq - n, features))
-        return SweepCase(x, np.ascontiguousarray(lengths), bool(lengths.min() < seq))
+        return SweepCase(x, lengths, bool(lengths.min() < seq))
 
     shapes: List[Tuple[int, int]] = [(1, 1), (1, 2), (3, 7), (2, max(typical, 1)), (4, 2 * typical + 1)]
     long = min(max_seq, 2048)
     shapes += [(1, max_seq), (8, long)] if max_seq > 2 * typical + 1 else []
     cases = [unpadded(b, t) for b, t in shapes]
     cases += [padded(6, min(max(3, typical * 2 + 3), max_seq)), padded(5, min(301, max_seq))]
-    top = min(deploy or 0, max_seq)  # a range past the sweep's longest: up to that (found by review)
+    # the whole deployment range, past max_seq too (found by attacking: with max_seq 64 and a range to 128, no
+    # case lay between, and verify said FP16 was held to its budget up to 128), to DEPLOY_CASES_MAX steps
+    top = min(deploy or 0, max(max_seq, DEPLOY_CASES_MAX))
     if top > 2 * typical + 1:
         cases += [c for c in (unpadded(1, top), spread(4, top, 2 * typical + 2)) + (
             (spread(4, long, top + 1),) if top + 1 < long else ())
                   if (c.x.shape[:2], c.padded) not in {(k.x.shape[:2], k.padded) for k in cases}]
-    return [c for c in cases if c.x.shape[1] <= max_seq]
+    return [c for c in cases if c.x.shape[1] <= max(max_seq, top)]

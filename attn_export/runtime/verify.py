@@ -59,8 +59,8 @@ import numpy as np
 from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
 from . import schema, store
 from .backends import Backend, get
-from .compare import (CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio, compare_case,
-                      rule_for, unmeasured)
+from .compare import (DEPLOY_CASES_MAX, CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio,
+                      compare_case, rule_for, unmeasured)
 from .dispatch import INSTALL_ONNX_RUNTIME, verify_by_name
 from .iospec import class_logits, top_margin
 from .limits import check_threads
@@ -94,15 +94,16 @@ def tolerance_key(precision: str, device: str) -> str:
 
 def deployment_max_seq(info: Optional[ModelInfo], cfg: VerifyConfig) -> Optional[int]:
     """The longest sequence inside the deployment range: ``verify.deployment_max_seq`` when set, else the
-    longer of the training lengths and the ``[build]`` profile's max (derived as ``build`` derives it).
-    None when neither is known (every row is then judged by its budget)."""
+    longer of the training lengths and the ``[build]`` profile's max (derived as ``build`` derives it), at
+    most ``DEPLOY_CASES_MAX``, the longest range the sweep covers. None when neither is known (every row is
+    then judged by its budget)."""
     if cfg.deployment_max_seq:
-        return cfg.deployment_max_seq
+        return min(cfg.deployment_max_seq, DEPLOY_CASES_MAX)
     if info is None or (not info.train_lengths and not info.build.max_seq):
         return None
     profile, _ = derive_profile(info.input_size, info.train_lengths, max_seq=info.build.max_seq,
                                 opt_seq=info.build.opt_seq or 1)
-    return max(profile.seq.max, int((info.train_lengths or {}).get("max", 0)))
+    return min(max(profile.seq.max, int((info.train_lengths or {}).get("max", 0))), DEPLOY_CASES_MAX)
 
 
 @dataclass
