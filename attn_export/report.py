@@ -375,6 +375,7 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
     from .runtime.recommend import caveat, current, not_timed, other_cpu, rule_text, verified_pairs
+    from .runtime.bundle import refusal
 
     rec = bench.get("recommended")
     chosen, why_not = current(s)
@@ -383,8 +384,11 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     computes = REGISTRY[chosen["backend"]].computes if chosen and chosen["backend"] in REGISTRY else None
     own = (f" It computes in {computes}: the device needs {computes} arithmetic, and the bundle's steps verify the "
            "pair there by name before predict runs it.") if computes else ""
-    ships = ["", f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
-                 f"recommended pair (its predict line; predict without --backend and --precision runs FP32).{own}"
+    refused = refusal(s, "cpu")
+    ships = ["", f"`attn-export bundle --for cpu` refuses this directory until these are remade or removed: {refused}."
+             if refused else
+             f"`attn-export bundle --for cpu` ships {chosen['backend']} `{chosen['artifact']}` as the bundle's "
+             f"recommended pair (its predict line; predict without --backend and --precision runs FP32).{own}"
              if chosen else f"`attn-export bundle --for cpu` recommends no pair: {why_not}."]
     if not rec:
         return ships

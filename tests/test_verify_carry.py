@@ -584,6 +584,28 @@ def test_the_report_says_what_a_cpu_bundle_ships_when_bench_picked_nothing(verif
         assert f"`attn-export bundle --for cpu` {why}" in (directory / store.REPORT_MD).read_text()
 
 
+def test_the_report_says_bundle_refuses_the_directory_where_bundle_refuses_it(verified_once: Path,
+                                                                               tmp_path: Path) -> None:
+    """Found by attacking: with a graph not current the report's headline said so, yet it went on to say what
+    `bundle --for cpu` ships, and bundle refused the directory. Both now say it from one rule
+    (``bundle.refusal``)."""
+    import onnx
+
+    directory = copy(verified_once, tmp_path)
+    timed = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05")
+    assert timed.returncode == 0, timed.stderr
+    proto = onnx.load(str(directory / "model.fp16.onnx"))
+    onnx.helper.set_model_props(proto, {"edited": "yes"})  # still a graph, not the recorded bytes
+    onnx.save(proto, str(directory / "model.fp16.onnx"))
+    assert cli("report", str(directory)).returncode == 0
+    text = " ".join((directory / store.REPORT_MD).read_text().split())
+    assert "`attn-export bundle --for cpu` refuses this directory until these are remade or removed: " \
+           "model.fp16.onnx was changed after it was recorded" in text, text
+    assert "` as the bundle's recommended pair" not in text
+    refused = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"), "--for", "cpu")
+    assert refused.returncode == 2 and "model.fp16.onnx was changed after it was recorded" in refused.stderr
+
+
 def test_the_report_lists_the_sweep_decisions_an_int8_row_moved(verified_once: Path, tmp_path: Path) -> None:
     """Found by attacking: the console listed them under "not judged", the report did not, so a reader of
     report.md alone saw nothing of an INT8 graph that moved most sweep decisions."""

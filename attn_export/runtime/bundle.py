@@ -63,7 +63,7 @@ from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
-           "not_verified", "recommendation", "runtime_files", "unasked", "unpack"]
+           "not_verified", "refusal", "recommendation", "runtime_files", "unasked", "unpack"]
 
 BUNDLE_JSON = "bundle.json"
 FILLING = ".unbundle-in-progress"  # what an existing empty target holds while unbundle fills it
@@ -435,6 +435,16 @@ def artifact_names(s: store.Store, target: str) -> List[str]:
     return names
 
 
+def refusal(s: store.Store, target: str) -> Optional[str]:
+    """Why ``bundle --for target`` refuses ``s`` for what it would pack (a file not current, ``model.json`` or
+    ``reference.npz`` included), None when it would pack them: what ``pack`` and the report both say (found by
+    attacking: the report said bundle ships a pair where bundle refused the directory)."""
+    names = [store.MODEL_JSON, *artifact_names(s, target)]
+    names += [store.REFERENCE] if s.read(store.REFERENCE) is not None and target != "triton" else []
+    problems = [str(t.reason) for t in (s.state(n) for n in names) if not t.current]
+    return "; ".join(problems) if problems else None
+
+
 def runtime_files() -> Dict[str, Path]:
     """The device package, as a bundle ships it: every module of ``attn_export.runtime``, and the
     ``attn_export`` package's ``__init__`` and ``errors`` it imports (name in the package -> file)."""
@@ -473,11 +483,10 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   f"{store.made_by(store.ONNX_FP32, directory)} first")
     if s.read(store.REFERENCE) is not None and target != "triton":
         names.append(store.REFERENCE)
-    problems = [t.reason for t in (s.state(n) for n in [store.MODEL_JSON] + names) if not t.current]
-    if problems:
-        raise Untrusted("not bundling an untrustworthy directory: " + "; ".join(str(p) for p in problems)
-                        + "; expected every file current (re-run the command that made it, or remove a file the "
-                          "model no longer makes)")
+    refused = refusal(s, target)
+    if refused:
+        raise Untrusted(f"not bundling an untrustworthy directory: {refused}; expected every file current (re-run the command that made it, "
+                        "or remove a file the model no longer makes)")
     failed = [n for n in names if n.endswith(".onnx") and s.state(n).verified is False] if target == "cpu" else []
     if store.ONNX_FP32 in failed or (failed and len(failed) == sum(n.endswith(".onnx") for n in names)):
         raise Untrusted(f"not bundling for a CPU: {listed(failed)} failed verify, which leaves no FP32 graph to run or "
