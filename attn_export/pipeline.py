@@ -54,7 +54,7 @@ class RunResult:
         return self.verify is not None and self.verify.passed
 
 
-def _leftovers(directory: Path, among: Sequence[str] | None = None) -> list[str]:
+def remove_leftovers(directory: Path, among: Sequence[str] | None = None) -> list[str]:
     """Remove the graphs and engines an earlier model left in ``directory`` that this run did not remake
     (every one is stale, and none can be remade from this model when its recipe does not make it: a
     bidirectional model has no stream graph), and the manifest's entries of such files already gone
@@ -151,11 +151,11 @@ def run(
             t = time.perf_counter()
             # a model that cannot stream never remakes an earlier one's stream graphs: gone before quantize, which
             # had advised removing them in the very run that then did (found by attacking)
-            leftovers = [] if not_streamable(recipe.model) is None else _leftovers(directory, list(STREAM_FILES.values()))
+            leftovers = [] if not_streamable(recipe.model) is None else remove_leftovers(directory, list(STREAM_FILES.values()))
             q = recipe.quantize
             precisions = [p for p in QUANTIZED if getattr(q, p.replace("-", "_"))]  # [quantize] fp16 / int8_dynamic / ...
             reports = quantize(directory, precisions) if precisions else []
-            leftovers += _leftovers(directory)
+            leftovers += remove_leftovers(directory)
             stage("quantize", t, (", ".join(n for r in reports for n in (r.artifact, r.stream) if n) or "nothing asked for")
                   + (f"; removed what an earlier model left and this recipe does not make: {', '.join(leftovers)}"
                      if leftovers else ""), reports)

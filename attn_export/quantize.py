@@ -121,7 +121,7 @@ def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
         raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
     changed = _changed_data(info, splits.files)
     if changed is not None:
-        raise DataError(f"the recipe's data {changed} changed since training (sha256 differs), and INT8 "
+        raise DataError(f"the recipe's {changed} changed since training (sha256 differs), and INT8 "
                         "calibration draws on the data the model was trained on; expected the file it was trained on")
     train = splits.train
     if train.features != info.input_size:
@@ -719,8 +719,8 @@ def labelled_test_split(info: ModelInfo) -> tuple[Any, str | None]:
         return None, f"test split unavailable: {e}"
     changed = _changed_data(info, splits.files)
     if changed is not None:
-        return None, (f"the test split data {changed} changed since training (sha256 differs); expected the file "
-                      "the model was trained on")
+        return None, (f"the recipe's {changed} changed since training (sha256 differs), and the test split is "
+                      "read with it; expected the files the model was trained on")
     test = splits.test
     if test.features != info.input_size:
         return None, "the recipe's data does not match the model's features"
@@ -730,7 +730,8 @@ def labelled_test_split(info: ModelInfo) -> tuple[Any, str | None]:
 
 
 def _changed_data(info: ModelInfo, files: dict[str, dict[str, str]]) -> str | None:
-    """The first data file whose sha256 differs from the one training recorded in metrics.json, so that no
+    """The first data file whose sha256 differs from the one training recorded in metrics.json ("training data
+    PATH", "test data PATH"), so that no
     accuracy is judged or calibration drawn on other data than the model's; None when all match, or when
     training recorded none (synthetic data, a model imported with attn-export load, or trained before the
     files were recorded)."""
@@ -747,7 +748,8 @@ def _changed_data(info: ModelInfo, files: dict[str, dict[str, str]]) -> str | No
     for role, now in files.items():
         then = recorded.get(role)
         if not isinstance(then, dict) or then.get("sha256") != now["sha256"]:
-            return now["path"]
+            # named by its role (found by attacking: a changed training file was called "the test split data")
+            return f"{'training' if role == 'train' else role} data {now['path']}"
     return None
 
 
@@ -859,7 +861,8 @@ def quantize(
         cannot = not_streamable(info.recipe.get("model", {}))  # then export --stream refuses: no such advice
         for report in reports:
             report.notes.append(f"{store.STREAM_FILES[report.precision]} not made: {stream.reason}; " + (
-                f"the model cannot stream now ({cannot}): remove the stream graphs" if cannot else
+                f"the model cannot stream now ({cannot}): {store.made_by(store.ONNX_FP32, directory)} removes the "
+                "stream graphs" if cannot else
                 f"run {store.made_by(store.STREAM_ONNX, directory)}, then this quantize again"))
     _write_report(directory, reports)
     return reports

@@ -670,9 +670,16 @@ def write_report(directory: Path) -> Path:
     verify_path, bench_path = directory / VERIFY_JSON, directory / store.BENCH_JSON
     if not verify_path.is_file() and not bench_path.is_file():
         store.require(directory, store.MODEL_JSON)
+        if Store(directory).below_floor():  # a run stopped at train's floor says so (found by attacking: nothing
+            return _write(directory)  # was written in a new directory, while the README says it is)
         raise MissingPrerequisite(f"{directory} has no results to report (neither {VERIFY_JSON} nor {store.BENCH_JSON}); "
                                   f"run attn-export verify {shell_word(directory)} and attn-export bench "
                                   f"{shell_word(directory)} first")
+    return _write(directory)
+
+
+def _write(directory: Path) -> Path:
+    verify_path, bench_path = directory / VERIFY_JSON, directory / store.BENCH_JSON
     s = Store(directory)
     lines = [f"# attn-export report: {directory.name}", ""]
     metrics = s.state(store.METRICS)

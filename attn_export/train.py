@@ -127,7 +127,11 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             from .errors import NotAvailable
 
-            raise NotAvailable("train.device = 'cuda' but torch sees no CUDA device")
+            build = torch.version.cuda  # found by attacking: the line said no "expected"
+            why = f"a CUDA {build} build with no GPU it can use" if build else "a CPU-only build"
+            raise NotAvailable(f"train.device = 'cuda' but torch sees no CUDA device (torch {torch.__version__}: "
+                               f"{why}); expected a GPU and a CUDA build of torch, or train.device = 'auto' or "
+                               "'cpu'")
         return torch.device("cuda")
     return torch.device("cpu")
 

@@ -101,6 +101,13 @@ def test_accuracy_below_the_recipes_floor_exits_1(tmp_path: Path) -> None:
                  "--set", "train.min_test_accuracy=1.0")
     assert result.returncode == 1
     assert "below the recipe's floor" in result.stderr
+    # found by attacking: a run stopped there in a new directory wrote no report.md, which the README says it
+    # writes; it now says the floor, and that nothing was verified or measured
+    first = cli("run", "--out", str(tmp_path / "new"), *TINY, "--set", "train.epochs=1", "--set", "train.lr=1e-12",
+                "--set", "train.min_test_accuracy=1.0")
+    assert first.returncode == 1 and "below the recipe's floor" in first.stderr
+    report = (tmp_path / "new" / "report.md").read_text()
+    assert "**BELOW THE RECIPE'S ACCURACY FLOOR**: test accuracy" in report and "Not verified yet" in report
 
 
 def test_run_quickstart_does_every_stage_takes_a_verify_setting_and_a_floor_rewrites_the_report(
@@ -454,3 +461,15 @@ def test_train_over_an_earlier_model_names_what_it_left_describing_that_model(ti
     assert "notes.txt" not in said  # not ours: never named
     again = cli("train", str(tmp_path / "new"), *TINY, "--set", "train.epochs=1")
     assert again.returncode == 0 and "earlier model" not in again.stderr
+
+
+def test_training_on_cuda_where_torch_has_none_says_what_is_expected(tmp_path: Path) -> None:
+    """Found by attacking: the one line said only "torch sees no CUDA device", with no "expected"."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a CUDA device here")
+    result = cli("train", str(tmp_path / "d"), *TINY, "--set", 'train.device="cuda"')
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 3 and len(lines) == 1, result.stderr
+    assert "expected a GPU and a CUDA build of torch, or train.device = 'auto' or 'cpu'" in lines[0], lines

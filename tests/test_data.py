@@ -216,6 +216,9 @@ def test_ts_headers_that_contradict_the_data_or_each_other_are_refused_by_line(t
             ":3: @classLabel 'true b a' contradicts line 1's 'true a b'; expected each header once",
         "@dimensions 1\n@DIMENSIONS 2\n@data\n1:a\n": ":2: @DIMENSIONS '2' contradicts line 1's '1'",
         "@seriesLength 0\n@data\n1:a\n": ":1: @seriesLength '0'; expected a positive integer",
+        # found by attacking: blamed as "no label field"
+        "@classLabel true a\n@data\n1:a\n@dimensions 1\n2:a\n":
+            ":4: header '@dimensions' after @data; expected every @key header before @data",
     }
     for i, (text, expected) in enumerate(cases.items()):
         p = write(tmp_path, text, f"h{i}.ts")

@@ -189,10 +189,12 @@ def test_data_changed_since_training_is_not_judged_on(tmp_path: Path) -> None:
     assert verified.returncode == 0, verified.stderr
     reference = json.loads((model / "verify.json").read_text())["reference"]
     assert reference["accuracy"] is None
-    assert reference["test_split"] == (f"the test split data {tmp_path / 'train.npz'} changed since training "
-                                       "(sha256 differs); expected the file the model was trained on")
+    # named as what changed (found by attacking: the training file was called "the test split data")
+    assert reference["test_split"] == (f"the recipe's training data {tmp_path / 'train.npz'} changed since training "
+                                       "(sha256 differs), and the test split is read with it; expected the files the "
+                                       "model was trained on")
     one_error_line(cli("quantize", str(model), "--int8", "--method", "qdq"), 2,
-                   f"the recipe's data {tmp_path / 'train.npz'} changed since training (sha256 differs), and INT8 "
+                   f"the recipe's training data {tmp_path / 'train.npz'} changed since training (sha256 differs), and INT8 "
                    "calibration draws on the data the model was trained on; expected the file it was trained on")
     assert not (model / "model.int8-qdq.onnx").exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -165,9 +166,15 @@ def test_csv_header_detection_and_labels(tmp_path: Path) -> None:
     ([["s", 1, "x"], ["s", 2, "y"]], ["sequence", "f", "label"], "label 'y' differs from 'x'"),
     ([["s", "a"]], ["sequence", "label"], "no feature columns"),
     ([], ["f0", "f1"], "a header and no data rows"),
+    # found by attacking: the comment was read as the header, then "2 columns; expected 1 (as in the header)"
+    ([["# exported by logger v2"], ["f0", "f1"], [1, 2]], None, ":1: '# exported by logger v2' reads as a # comment"),
+
+    # found by attacking: labels under another name got no hint
+    ([["s", 1, "walk"], ["s", 2, "walk"]], ["sequence", "f", "class"],
+     "class = 'walk'; expected a finite number (a column of labels is named 'label'; a column of text is no feature)"),
 ])
 def test_csv_errors(tmp_path: Path, rows: list, header: list | None, message: str) -> None:
-    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+    with pytest.raises(DataError, match=re.escape(message)):
         read_input(write_csv(tmp_path / "bad.csv", rows, header))
 
 

@@ -28,7 +28,7 @@ from attn_export.errors import BadInput, WorkFailed
 from attn_export.runtime import Predictor
 from attn_export.runtime import store
 from attn_export.quantize import _cell_state_only
-from attn_export.runtime.streaming import SCHEDULES, STATE, replay, schedule, state_name, zero_state
+from attn_export.runtime.streaming import SCHEDULES, STATE, not_streamable, replay, schedule, state_name, zero_state
 
 RUNTIMES = ("ort-cpu", "openvino-cpu", "tract-cpu", "onnx-ref")
 VARIANTS = {
@@ -598,14 +598,29 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     # retrained as a model that cannot stream: export --stream would refuse, so no advice to run it (found by
     # attacking: run printed it once per precision)
     assert cli("train", str(directory), *TINY, "--set", "model.bidirectional=true").returncode == 0
-    exported = cli("export", str(directory))
-    said = " ".join(exported.stderr.split())
-    assert exported.returncode == 0 and f"note: {store.STREAM_ONNX} not remade: {store.STREAM_ONNX} is stale" in said
-    assert "the model cannot stream now (" in said and "export --stream" not in said, said
+    where = store.directory_word(directory)
+    stale = store.Store(directory)
+    assert stale.remake(store.STREAM_FP16) == (
+        f"the model cannot stream now ({not_streamable({'bidirectional': True})}): re-run attn-export export {where}, "
+        "which removes the stream graphs")
+    # and the stream graphs removed by hand (found by attacking: then "missing; run export --stream first")
+    by_hand = tmp_path / "by_hand"
+    shutil.copytree(directory, by_hand)
+    for name in store.STREAM_FILES.values():
+        (by_hand / name).unlink(missing_ok=True)
+    reason = str(store.Store(by_hand).state(store.STREAM_ONNX).reason)
+    assert f"attn-export export {store.directory_word(by_hand)} removes the stream graphs" in reason, reason
+    assert "--stream" not in reason
+    for source in (directory, by_hand):  # a plain export removes them (and the records of those gone), as run does
+        exported = cli("export", str(source))
+        said = " ".join(exported.stderr.split())
+        assert exported.returncode == 0 and f"removed {', '.join(store.STREAM_FILES.values())}: made from an " \
+                                            "earlier model, and this one cannot stream (" in said, said
+        assert not set(store.STREAM_FILES.values()) & (set(store.Store(source).entries) | {
+            p.name for p in source.iterdir()})
     made = cli("quantize", str(directory), "--fp16")
     said = " ".join(made.stdout.split() + made.stderr.split())
-    assert made.returncode == 0 and "model.stream.fp16.onnx not made: model.stream.onnx is stale" in said, said
-    assert "the model cannot stream now (" in said and "export --stream" not in said, said
+    assert made.returncode == 0 and "model.stream" not in said, said
 
 
 @pytest.mark.parametrize("streamed", ["linear"], indirect=True)
@@ -926,21 +941,22 @@ def test_run_removes_what_an_earlier_model_left_and_this_one_cannot_remake(strea
     """A bidirectional model run where a causal one had its stream graphs: they stayed, stale, failing every
     verify and bundle after, and export --stream (the fix they named) refuses a bidirectional model. run
     removes the graphs of an earlier model that it did not remake; a file changed by hand is left alone."""
-    from attn_export.pipeline import _leftovers
+    from attn_export.pipeline import remove_leftovers
 
     directory = tmp_path / "d"
     shutil.copytree(streamed, directory)
     assert cli("train", str(directory), *TINY, "--set", "train.epochs=1", "--set", "model.bidirectional=true",
                "--set", "model.attention=linear").returncode == 0
-    assert cli("export", str(directory)).returncode == 0
+    assert cli("export", str(directory)).returncode == 0  # which removes the stream graphs itself, as run does
+    assert not (directory / store.STREAM_ONNX).exists()
     kept = directory / store.ONNX_FILES["fp16"]
     kept.write_bytes(kept.read_bytes() + b"\0")  # changed by hand: not this run's to delete
     gone = store.ONNX_FILES["int8-dynamic"]  # recorded, then deleted by hand: "missing" on every run after
     manifest = json.loads((directory / store.MANIFEST).read_text())
     manifest["artifacts"][gone] = manifest["artifacts"][store.ONNX_FILES["fp16"]]
     (directory / store.MANIFEST).write_text(json.dumps(manifest))
-    assert _leftovers(directory) == [store.STREAM_ONNX, store.STREAM_FP16, gone]
-    assert not (directory / store.STREAM_ONNX).exists() and kept.exists()
+    assert remove_leftovers(directory) == [gone]
+    assert kept.exists()
     recorded = json.loads((directory / store.MANIFEST).read_text())["artifacts"]
     assert store.STREAM_ONNX not in recorded and gone not in recorded
 

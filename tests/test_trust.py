@@ -552,3 +552,14 @@ def test_a_verdict_stands_only_under_the_settings_it_was_judged_under(verified_d
     assert cli("verify", str(directory), "--backends", "ort-cpu").returncode in (0, 1)
     again = Store(directory)  # judged again under model.json's settings, whichever way it went
     assert all(again.state(n).verified is not None for n in ("model.int8.onnx", "model.fp16.onnx"))
+
+
+def test_the_fix_for_a_file_whose_parent_is_gone_remakes_the_parent_first(verified_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: with model.onnx deleted, model.fp16.onnx's fix was "re-run quantize --fp16", which
+    quantize refuses (model.onnx is missing)."""
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    (directory / "model.onnx").unlink()
+    where = store.directory_word(directory)
+    assert Store(directory).remake("model.fp16.onnx") == (f"re-run attn-export export {where}, then attn-export "
+                                                          f"quantize {where} --fp16")

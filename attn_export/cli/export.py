@@ -44,7 +44,8 @@ def command(
     streamed = None
     if stream:
         streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
-    elif _stream_left_stale(directory):  # best effort: a failure is a note, not this export's error (review)
+    elif not _drop_unstreamable(directory, quiet=json_out) and _stream_left_stale(directory):
+        # best effort: a failure is a note, not this export's error (review)
         from ..errors import AttnExportError
         from ..runtime.store import STREAM_ONNX, made_by
 
@@ -60,12 +61,31 @@ def command(
                         "path": str(streamed.path), "updates": streamed.updates, "worst_ratio": streamed.worst_ratio}})
 
 
+def _drop_unstreamable(directory: Path, quiet: bool) -> bool:
+    """For a model that cannot stream: remove the stream graphs an earlier model left (stale, or recorded and
+    gone), as ``run`` does, saying so; whether any were. Found by attacking: export had only noted "remove the
+    stream graphs", and a user who did so by hand was then sent to ``export --stream``, which refuses."""
+    from ..errors import AttnExportError
+    from ..pipeline import remove_leftovers
+    from ..runtime.store import STREAM_FILES, Store
+    from ..runtime.streaming import not_streamable
+
+    try:
+        cannot = not_streamable(Store(directory).info.recipe.get("model", {}))
+    except AttnExportError:
+        return False
+    removed = remove_leftovers(directory, list(STREAM_FILES.values())) if cannot else []
+    if removed and not quiet:
+        console(stderr=True).print(f"removed {', '.join(removed)}: made from an earlier model, and this one cannot "
+                                   f"stream ({cannot})")
+    return bool(removed)
+
+
 def _stream_left_stale(directory: Path) -> bool:
     """Whether DIR holds a stream graph made from earlier weights (recorded, its parent changed since) that the
     model can remake (export remakes it: found by attacking, after a retrain a plain export left
-    model.stream.onnx stale, and predict --stream named it only after an export and a verify); one that
-    cannot be remade is named, as quantize names it. A stream graph changed, unrecorded or unreadable is left
-    as it is (the store refuses it in its own words)."""
+    model.stream.onnx stale, and predict --stream named it only after an export and a verify). A stream graph
+    changed, unrecorded or unreadable is left as it is (the store refuses it in its own words)."""
     from ..errors import AttnExportError
     from ..runtime.store import STREAM_ONNX, Store
     from ..runtime.streaming import not_streamable
@@ -79,13 +99,8 @@ def _stream_left_stale(directory: Path) -> bool:
             s.sha256(parent) != entry.get("parent_sha256"))
     except AttnExportError:
         return False
-    if state.state != "stale" or not earlier:  # stale for another reason (no parent recorded): not export's to remake
-        return False
-    cannot = not_streamable(s.info.recipe.get("model", {}))
-    if cannot:
-        console(stderr=True).print(f"note: {STREAM_ONNX} not remade: {state.reason}; the model cannot stream now "
-                                   f"({cannot}): remove the stream graphs")
-    return cannot is None
+    # stale for another reason (no parent recorded): not export's to remake
+    return state.state == "stale" and earlier and not_streamable(s.info.recipe.get("model", {})) is None
 
 
 def run_stream_export(directory: Path, opset: int | None, quiet: bool = False, threads: int | None = 1) -> Any:

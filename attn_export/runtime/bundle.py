@@ -483,9 +483,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                                   f"{store.made_by(store.ONNX_FP32, directory)} first")
     if s.read(store.REFERENCE) is not None and target != "triton":
         names.append(store.REFERENCE)
-    refused = refusal(s, target)
-    if refused:
-        raise Untrusted(f"not bundling an untrustworthy directory: {refused}; expected every file current (re-run the command that made it, "
+    untrusted = refusal(s, target)
+    if untrusted:
+        raise Untrusted(f"not bundling an untrustworthy directory: {untrusted}; expected every file current (re-run the command that made it, "
                         "or remove a file the model no longer makes)")
     failed = [n for n in names if n.endswith(".onnx") and s.state(n).verified is False] if target == "cpu" else []
     if store.ONNX_FP32 in failed or (failed and len(failed) == sum(n.endswith(".onnx") for n in names)):

@@ -244,6 +244,9 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
     first_line, first = next(((n, r) for n, r in rows if any(c.strip() for c in r)), (0, []))
     if not first:
         raise DataError(f"{p}: empty; expected one row per step and one column per feature")
+    if first[0].lstrip().startswith("#"):  # found by attacking: read as the header, then "expected 1 column"
+        raise DataError(f"{p}:{first_line}: {_show(','.join(first).strip()[:40])} reads as a # comment, which CSV "
+                        "has none of; expected the header row or the first step first (remove the comment lines)")
     ahead: List[Tuple[int, List[str]]] = []  # read up to PEEK rows of data: what a header and a column of text
     filled: List[Tuple[int, List[str]]] = []  # are told by
     unreadable: Optional[DataError] = None
@@ -350,15 +353,18 @@ def read_csv(path: Union[str, Path], file_id: Optional[str] = None, missing: Opt
                 name = printable(header[i], 40) if header is not None else f"column {i + 1}"
                 gap = missing is not None and row[i].strip().lower() in MISSING_CELLS
                 sample = [r[i] for _, r in filled[:PEEK] if len(r) == width]  # a column of text, not one typo (review)
-                text_ids = (not gap and header is not None and group_col is None and v is None and len(sample) > 1
-                            and sum(_number(c) is None for c in sample) >= 0.8 * len(sample))
+                textual = (not gap and header is not None and v is None and len(sample) > 1
+                           and sum(_number(c) is None for c in sample) >= 0.8 * len(sample))
                 expected = ("a number within float32's range (±3.4e38)" if v is not None and math.isfinite(v)
                             else "a finite number")
                 raise DataError(f"{p}:{lineno}: {name} = {_show(row[i].strip())}; expected {expected}" + (
                     f" ({FILL_HINT})" if gap else
                     # text in a feature column of a file with no 'sequence' column: its ids, most likely
                     f" (a column of sequence ids is named '{SEQUENCE_COLUMN}', and a column of labels "
-                    f"'{LABEL_COLUMN}')" if text_ids else ""))
+                    f"'{LABEL_COLUMN}')" if textual and group_col is None else
+                    # found by attacking: labels under another name ('class', 'target') got no hint
+                    f" (a column of labels is named '{LABEL_COLUMN}'; a column of text is no feature)" if textual
+                    else ""))
             values.append(v)
         if time_col is not None:
             t = _number(row[time_col])

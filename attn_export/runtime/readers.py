@@ -329,6 +329,9 @@ def _read_ts(path: Union[str, Path], missing: str = "error", fill: bool = True) 
             continue
 
         # a series
+        if s.startswith("@"):  # found by attacking: blamed as "no label field"
+            raise DataError(f"{p}:{lineno}: header {_show(s.split(None, 1)[0])} after @data; expected every @key "
+                            "header before @data, and only series after it")
         fields = s.split(":")
         if has_label is None:
             if class_label is not None or target_label is not None:

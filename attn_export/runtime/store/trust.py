@@ -47,8 +47,8 @@ from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
 from . import names
-from .names import (BUILD_COMMAND, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, STREAM_FILES, VERIFY_JSON, WEIGHTS,
-                    directory_word, is_engine, made_by)
+from .names import (BUILD_COMMAND, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
+                    WEIGHTS, directory_word, is_engine, made_by)
 
 if TYPE_CHECKING:
     from ..bundle import Archive
@@ -303,10 +303,27 @@ class Store:
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle: it failed verify on the host, "
                                        "which leaves such a graph out; expected it fixed there (attn-export verify "
                                        "DIR says why) and bundled again")
+        cannot = self._cannot_stream(name)
+        if cannot:  # export --stream would refuse (found by attacking): plain export drops the records
+            return MissingPrerequisite(f"{self.directory / name} is missing, and the model cannot stream now "
+                                       f"({cannot}): {made_by(ONNX_FP32, self.hinted())} removes the stream graphs"
+                                       + (" on the host; bundle again" if self.in_bundle() else ""))
         if self.in_bundle():
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
                                        f"{made_by(name)}, and bundle again")
         return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by(name, self.directory)} first")
+
+    def _cannot_stream(self, name: str) -> Optional[str]:
+        """Why ``model.json``'s model cannot stream, where ``name`` is a stream graph (so that a hint never
+        sends anyone to ``export --stream``, which refuses); None otherwise, or where model.json cannot say."""
+        from ..streaming import not_streamable
+
+        if name not in STREAM_FILES.values():
+            return None
+        try:
+            return not_streamable(self.info.recipe.get("model", {}))
+        except (BadInput, DataError, MissingPrerequisite):
+            return None
 
     def made_for(self) -> Optional[str]:
         """The TensorRT line a Jetson bundle was made for (``bundle.json``), read in place or unpacked; None
@@ -629,14 +646,23 @@ class Store:
         chain = [name]
         while trust.state == "stale":
             parent = (self.entry(chain[-1]) or {}).get("parent")
-            if not parent or parent in chain or self.entry(parent) is None or self.read(parent) is None:
+            if not parent or parent in chain or self.entry(parent) is None or (
+                    parent == WEIGHTS and self.read(parent) is None):
                 break
             trust = self.state(parent)
             if trust.current:
                 break
+            # a parent gone is remade first (found by attacking: "re-run quantize --fp16" with model.onnx deleted,
+            # which quantize refuses), and the weights, which a bundle leaves behind, are not gone
             chain.append(parent)
         if name != MODEL_JSON and not self.state(MODEL_JSON).current:  # the root of every chain: remade first
             chain.append(MODEL_JSON)
+        cannot = next((why for n in chain if (why := self._cannot_stream(n))), None)
+        if cannot:  # export --stream would refuse (found by attacking)
+            remove = f"the model cannot stream now ({cannot}): "
+            return remove + (f"on the host, {made_by(ONNX_FP32)} removes the stream graphs; bundle again"
+                             if self.in_bundle() else
+                             f"re-run {made_by(ONNX_FP32, self.hinted())}, which removes the stream graphs")
         steps = [BUILD_COMMAND if is_engine(n) else made_by(n, self.hinted(), "the command that made it")
                  for n in reversed(chain)]
         if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
