@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,10 @@ def describe_directory(directory: Path) -> dict[str, Any]:
     present = {p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")}
     # a file the manifest records and the directory lacks is listed as what the store finds (found by
     # attacking: a deleted verified graph had no line at all, while inspect --target called it missing)
-    files = sorted(present | set(s.lacking()))
+    # and one recorded whose path holds no regular file (a directory, a FIFO): listed with the store's reason
+    # (found by attacking: it stopped inspect for the whole directory)
+    odd = {n for n in s.entries if os.path.lexists(directory / n) and not (directory / n).is_file()}
+    files = sorted(present | set(s.lacking()) | odd)
     entries = {}
     for name in files:
         entry = s.entry(name)

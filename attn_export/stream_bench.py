@@ -114,8 +114,8 @@ def bench_stream(directory: Path, segments: Sequence[int] = (128, 512, 2048), ch
               "artifacts": {a.name: a.sha256 for a in (stream_artifact, whole_artifact)},
               "method": "batch 1, one thread, rounds alternating a streamed segment with model.onnx on sampled "
                         "prefixes; medians over rounds after the first"}
+    result["plot"] = _plot(directory, result)  # named in the file too (found by attacking: only on stdout)
     store.write_json(directory / store.BENCH_STREAM_JSON, result)
-    result["plot"] = _plot(directory, result)
     return result
 
 

@@ -36,7 +36,7 @@ from .model import AttentionLSTM, torch_threads
 from .runtime import store
 from .runtime.limits import check_memory
 
-__all__ = ["EpochStats", "evaluate", "json_safe", "train"]
+__all__ = ["BelowFloor", "EpochStats", "evaluate", "train"]
 
 EVAL_BATCH = 256  # sequences in one evaluation batch, at most; EVAL_BYTES bounds its padded cells too
 EVAL_BYTES = 256 << 20  # an evaluation batch's activations, at most (one longer sequence runs alone)
@@ -387,15 +387,24 @@ def _train(
         train_lengths={"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())},
         feature_names=splits.features,
     )
-    store.write_json(directory / store.METRICS, json_safe(metrics))
+    store.write_json(directory / store.METRICS, metrics)  # strict JSON: an empty split's NaN accuracy is null
     store.record(directory, store.METRICS, "train", parent=store.WEIGHTS, parent_sha256=weights_sha)
     accuracy = metrics["test"]["accuracy"]
     if accuracy < cfg.min_test_accuracy:
-        raise WorkFailed(
+        raise BelowFloor(
             f"test accuracy {accuracy:.4f} is below the recipe's floor train.min_test_accuracy = "
-            f"{cfg.min_test_accuracy} (artefacts were written to {directory} for inspection)"
-        )
+            f"{cfg.min_test_accuracy} (artefacts were written to {directory} for inspection)", metrics)
     return metrics
+
+
+class BelowFloor(WorkFailed):
+    """Training ended below the recipe's accuracy floor (exit 1); ``metrics``: what it wrote to metrics.json,
+    which ``train --json`` prints as it does on success (found by attacking: stdout was empty, as verify's is
+    not when it fails)."""
+
+    def __init__(self, message: str, metrics: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 def _diverged(cfg: TrainConfig, epoch: int, loss: float) -> WorkFailed:
@@ -408,10 +417,3 @@ def _diverged(cfg: TrainConfig, epoch: int, loss: float) -> WorkFailed:
     return WorkFailed(f"training diverged at epoch {epoch} (loss {loss:g}); expected " + " or ".join(fixes))
 
 
-def json_safe(obj: Any) -> Any:
-    """NaN (an empty split's accuracy) becomes null: JSON has no NaN."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj

@@ -98,9 +98,12 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 def test_accuracy_below_the_recipes_floor_exits_1(tmp_path: Path) -> None:
     # a learning rate of 1e-12 leaves the model untrained on any machine: far below a floor of 1.0
     result = cli("train", str(tmp_path), *TINY, "--set", "train.epochs=1", "--set", "train.lr=1e-12",
-                 "--set", "train.min_test_accuracy=1.0")
+                 "--set", "train.min_test_accuracy=1.0", "--json")
     assert result.returncode == 1
     assert "below the recipe's floor" in result.stderr
+    # found by attacking: under --json stdout was empty, though metrics.json was written (verify prints its
+    # document when it fails): the same document
+    assert json.loads(result.stdout) == json.loads((tmp_path / "metrics.json").read_text())
     # found by attacking: a run stopped there in a new directory wrote no report.md, which the README says it
     # writes; it now says the floor, and that nothing was verified or measured
     first = cli("run", "--out", str(tmp_path / "new"), *TINY, "--set", "train.epochs=1", "--set", "train.lr=1e-12",
@@ -454,10 +457,11 @@ def test_train_over_an_earlier_model_names_what_it_left_describing_that_model(ti
     shutil.copytree(tiny_dir, directory)
     (directory / "report.md").write_text("# attn-export report: d\n\n**Verification PASSED**\n")
     (directory / "notes.txt").write_text("the user's own")
-    result = cli("train", str(directory), *TINY, "--set", "train.epochs=1")
+    result = cli("train", str(directory), *TINY, "--set", "train.epochs=1", "--json")
     assert result.returncode == 0, result.stderr
-    said = " ".join(result.stderr.split())
+    said = " ".join(result.stderr.split())  # on stderr under --json too (found by attacking: it was lost there)
     assert "note: model.onnx, reference.npz, report.md describe the earlier model, not this one" in said, said
+    assert json.loads(result.stdout)["test"]["accuracy"] is not None
     assert "notes.txt" not in said  # not ours: never named
     again = cli("train", str(tmp_path / "new"), *TINY, "--set", "train.epochs=1")
     assert again.returncode == 0 and "earlier model" not in again.stderr

@@ -341,3 +341,17 @@ def test_a_tract_too_old_for_its_api_is_unavailable_not_every_file_unreadable() 
         "is older than 999.0, the oldest this backend runs on (pip install 'numpy>=999')")
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert f'tract = ["tract>={TRACT_MIN}"]' in pyproject  # the extra installs what the backend needs
+
+
+def test_the_device_cli_takes_debug_anywhere_and_shows_the_traceback_only_then(tmp_path: Path) -> None:
+    """Found by attacking: the README says every command takes --debug anywhere on the line; the device's
+    refused it (exit 2, "unrecognized arguments"), and had no other way to show a traceback."""
+    gone = str(tmp_path / "gone")
+    for args, traced in ((["predict", gone, "x.npz", "--debug"], True), (["--debug", "info", gone], True),
+                         (["predict", gone, "x.npz"], False)):
+        result = subprocess.run([sys.executable, "-m", "attn_export.runtime", *args], capture_output=True, text=True,
+                                cwd=ROOT, timeout=120)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and last == f"Error: {gone} does not exist; expected an artefact directory or " \
+                                                  "a bundle", result.stderr
+        assert ("Traceback (most recent call last)" in result.stderr) is traced, result.stderr

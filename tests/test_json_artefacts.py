@@ -289,3 +289,31 @@ def test_inspect_describes_graph_io_that_is_not_a_tensor(tmp_path: Path) -> None
     assert described["inputs"] == [{"name": "x", "dtype": "sequence", "dims": [], "problem": "is a sequence, not a "
                                     "tensor"}]
     assert [o.get("problem", "")[:26] for o in described["outputs"]] == ["", "has element type 99, which"]
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_attn_export_writes_is_strict_even_with_a_ratio_to_a_budget_of_zero(tiny_dir: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Found by attacking: with every tolerance 0 a row's ratio to its budget is infinite, and verify.json and
+    ``verify --json`` held bare ``Infinity``, which strict parsers (JavaScript's) refuse. A non-finite number is
+    written as null, in the files and on stdout."""
+    assert _strict(store.json_text({"a": float("inf"), "b": [float("nan"), 1.5, (2, float("-inf"))]})) == {
+        "a": None, "b": [None, 1.5, [2, None]]}
+    directory = tmp_path / "d"
+    shutil.copytree(tiny_dir, directory)
+    zero = [a for key in ("budget_multiple", "fp32_atol", "fp32_rtol", "attention_atol_fp32")
+            for a in ("--set", f"verify.{key}=0")]
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json", *zero)
+    assert result.returncode == 1, result.stderr  # nothing passes a budget of 0
+    on_stdout = _strict(result.stdout)
+    written = _strict((directory / "verify.json").read_text())
+    assert on_stdout == written and "Infinity" not in result.stdout
+    ratios = [r["budget"]["worst_ratio"] for r in written["results"] if r.get("budget")]
+    assert None in ratios, ratios  # the infinite one, as null
+    assert cli("report", str(directory)).returncode == 0  # and read back

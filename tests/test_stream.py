@@ -1012,6 +1012,8 @@ def test_bench_stream_times_updates_against_rerunning_the_prefix(streamed: Path,
     assert report["drift"]["steps"] == 4096 and sorted(report["drift"]["ratio_to_fp32_rule"]) == ["1024", "256", "4096"]
     assert report["machine"]["cpu"] and (directory / "bench_stream.json").is_file()
     assert (directory / "bench_stream_latency.png").stat().st_size > 0
+    # --json prints the file (found by attacking: the plot's name was on stdout only)
+    assert json.loads((directory / "bench_stream.json").read_text()) == report
     # the bytes it timed are recorded, and inspect flags the result once they are gone (found by attacking: a run
     # of a model that cannot stream removed the stream graphs, and this result stayed a plain "result")
     def problems() -> list[str]:

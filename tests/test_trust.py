@@ -563,3 +563,30 @@ def test_the_fix_for_a_file_whose_parent_is_gone_remakes_the_parent_first(verifi
     where = store.directory_word(directory)
     assert Store(directory).remake("model.fp16.onnx") == (f"re-run attn-export export {where}, then attn-export "
                                                           f"quantize {where} --fp16")
+
+
+@pytest.mark.parametrize("what", ["directory", "fifo"])
+def test_a_directory_or_fifo_at_an_artefacts_path_is_that_files_reason_not_inspects_error(
+        verified_dir: Path, tmp_path: Path, what: str) -> None:
+    """Found by attacking: a directory or a FIFO at model.fp16.onnx stopped inspect for the whole directory
+    (a link to nothing no longer did). It is that file's state, damaged, with the reason; the rest is listed."""
+    import os
+
+    from attn_export.inspect import describe_directory
+
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    (directory / "model.fp16.onnx").unlink()
+    if what == "directory":
+        (directory / "model.fp16.onnx").mkdir()
+    else:
+        os.mkfifo(directory / "model.fp16.onnx")
+    said = "is a directory" if what == "directory" else "is a FIFO (named pipe)"
+    trust = Store(directory).state("model.fp16.onnx")
+    assert trust.state == "damaged" and said in str(trust.reason), trust
+    files = describe_directory(directory)["artifacts"]
+    assert files["model.fp16.onnx"]["state"] == "damaged" and files["model.fp16.onnx"]["size_bytes"] is None
+    assert said in files["model.fp16.onnx"]["problems"][0]
+    assert files["model.onnx"]["state"] == "current"
+    result = cli("inspect", str(directory))
+    assert result.returncode == 0 and "model.fp16.onnx" in result.stdout, result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -219,7 +218,9 @@ def recipe(path: Path | None, overrides: list[str] | None, seed: int | None = No
 
 
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2))
+    from ..runtime.store import json_text
+
+    typer.echo(json_text(obj))
 
 
 class StageBar:

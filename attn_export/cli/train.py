@@ -25,10 +25,18 @@ def command(
     recipe_file, directory = recipe_and_directory(paths, recipe_file, out)
     r = recipe(recipe_file, overrides, seed)
     before, weights = _made_before(directory), _weights(directory)
-    metrics = run_training(r, directory, quiet=json_out)
+    from ..train import BelowFloor
+
+    try:
+        metrics = run_training(r, directory, quiet=json_out)
+    except BelowFloor as e:
+        if json_out:
+            print_json(e.metrics)
+        raise
     if json_out:
         print_json(metrics)
-    elif weights != _weights(directory) and (  # the same weights again (a seeded CPU run) leave them current
+    # said on stderr under --json too (found by attacking: it was lost there)
+    if weights != _weights(directory) and (  # the same weights again (a seeded CPU run) leave them current
             left := [name for name, when in before.items() if _modified(directory / name) == when]):
         # found by attacking: an earlier report.md still read PASSED, and train said nothing of it
         d = shell_word(directory)
@@ -128,14 +136,14 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
 
 
 def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train with a progress bar on stderr; returns metrics.json's contents (strict JSON: an empty split's
-    NaN accuracy is null)."""
+    """Train with a progress bar on stderr; returns metrics.json's contents (an empty split's accuracy NaN,
+    which the JSON writers make null)."""
     from ..config import refuse_untrainable_head
     from ..data import load_splits
 
     refuse_untrainable_head(r)  # before the data, whose refusal would be about labels
     splits = load_splits(r.data)  # bad data is one line before torch is imported (seconds)
-    from ..train import json_safe, train
+    from ..train import train
 
     bar = TrainingBar(r.train.epochs, quiet)
     metrics: dict[str, Any] = {}
@@ -145,4 +153,4 @@ def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]
         bar.stop(metrics)
     if not quiet:
         console(stderr=True).print(summary(metrics, directory))
-    return json_safe(metrics)
+    return metrics

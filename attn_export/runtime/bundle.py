@@ -36,7 +36,6 @@ import contextlib
 import errno
 import hashlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -629,7 +628,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         record.update(target=jetson.target.name, tensorrt=jetson.target.tensorrt)
     if chosen is not None:
         record["recommended"] = chosen
-    generated[BUNDLE_JSON] = (json.dumps(record, indent=2) + "\n").encode()
+    generated[BUNDLE_JSON] = store.json_bytes(record)
 
     now = int(time.time())
     sizes: Dict[str, int] = {}

@@ -16,7 +16,6 @@ input, 1 the work failed, 3 not possible on this machine).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -29,6 +28,7 @@ from .dispatch import DEPLOYMENT
 from .interrupt import interruptible, message
 from .limits import DEFAULT_BATCH
 from .precisions import ENGINE_PRECISIONS, ONNX_FILES, engine_precision
+from .store.files import json_text
 from .trt.readiness import TARGETS as TENSORRT_TARGETS
 
 __all__ = ["main", "prediction_rows"]
@@ -311,7 +311,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     result = verify(args.directory, args.backends, args.threads or None, overrides=args.overrides)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()))
     else:
         for row in result.ran():
             what = row.reason if row.status != "passed" else (
@@ -361,7 +361,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         if args.stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, args.stream, data.labels, args.attention)
-            print(json.dumps(document, indent=2) if args.json else "\n".join(stream_table(document["updates"],
+            print(json_text(document) if args.json else "\n".join(stream_table(document["updates"],
                                                                                           predictor.head)))
             if document["accuracy"] is not None and not args.json:
                 print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, each "
@@ -372,10 +372,9 @@ def _predict(args: argparse.Namespace) -> int:
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \
         else None
     if args.json:
-        print(json.dumps({**ran, "count": len(predictions), "accuracy": None if acc is None else acc[0],
+        print(json_text({**ran, "count": len(predictions), "accuracy": None if acc is None else acc[0],
                           "correct": None if acc is None else acc[1],
-                          "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)},
-                         indent=2))
+                          "predictions": prediction_rows(data.ids, predictions, data.labels, args.attention, head)}))
     else:
         for line in prediction_table(data.ids, predictions, head):
             print(line)
@@ -395,7 +394,7 @@ def _build(args: argparse.Namespace) -> int:
     preflight(0, args.directory, args.target)  # another target's bundle, no GPU, no TensorRT: before any write
     result = build_engine(args.directory, options, say=lambda s: print(s, file=sys.stderr))
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json_text(result.to_dict()))
     else:
         print(f"wrote {args.directory / result.engine}", file=sys.stderr)
     return 0
@@ -442,7 +441,7 @@ def _info(args: argparse.Namespace) -> int:
            "engines_buildable": list(ENGINE_PRECISIONS), "made_for": made, "tensorrt": tensorrt, "recommended": pick,
            "recipe_settings": settings}
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json_text(out))
         return 0
     print(f"{args.directory}: {info.input_size} features -> {info.num_outputs} {info.head} outputs")
     print(f"  features  {named_features(info.feature_names)}; a gap is {gap_words(info.missing, info.imported)}")
@@ -470,6 +469,10 @@ def _info(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere on the line, as on the host: the traceback before the one line (found by attacking: the
+    # device refused it, and had no other way to show one)
+    debug = "--debug" in args_list
+    args_list = [a for a in args_list if a != "--debug"]
     if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
         if not Path(args_list[0]).exists():  # neither a command nor the old form's DIR: a typo, said as one
             import difflib
@@ -486,9 +489,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with interruptible():
             return run(args)
     except Interrupted as e:
+        _traceback(debug)
         print(f"Error: {message(e)}", file=sys.stderr)
         return e.exit_code
     except AttnExportError as e:
+        _traceback(debug)
         print(f"Error: {printable(str(e))}", file=sys.stderr)  # a file's name or label is data, never a command
         return e.exit_code
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
@@ -498,5 +503,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         error = unexpected(e)
         if error is None:
             raise
+        _traceback(debug)
         print(f"Error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
+
+
+def _traceback(debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()

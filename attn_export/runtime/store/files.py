@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -24,7 +25,7 @@ from .. import schema
 from ..interrupt import commit_point
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MODEL_JSON, TMP_PREFIX, made_by
 
-__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "locked", "parse_json",
+__all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "json_text", "locked", "parse_json",
            "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "sweep",
            "write_bytes", "write_json", "writes_directory"]
 
@@ -359,9 +360,27 @@ def write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (a ratio to a budget of 0) as None: JSON has no Infinity or NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(obj: Any, indent: Optional[int] = 2) -> str:
+    """``obj`` as strict JSON, the one way attn-export writes it (files and ``--json``): a non-finite number is
+    null (found by attacking: verify.json and ``verify --json`` held bare ``Infinity``, which strict parsers,
+    JavaScript's among them, refuse)."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
 def json_bytes(obj: Any) -> bytes:
     """A JSON artefact's bytes as attn-export writes them."""
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+    return (json_text(obj) + "\n").encode()
 
 
 def write_json(target: Path, obj: Any) -> None:

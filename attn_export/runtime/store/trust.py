@@ -418,7 +418,12 @@ class Store:
         return self._trust[name]
 
     def _judge(self, name: str, visiting: Set[str]) -> Trust:
-        data = self.read(name)
+        try:
+            data = self.read(name)
+        except DataError as e:
+            if not self._irregular(name):  # a bundle's member that fails its listing stops the command
+                raise
+            return Trust(name, "damaged", str(e))
         if data is None:
             return Trust(name, "missing", str(self._missing(name)))
         entry = self.entry(name)
@@ -442,6 +447,13 @@ class Store:
             return Trust(name, "contradicts", f"{name} contradicts {MODEL_JSON}: {contradiction}")
         return self._verdict(name, entry)
 
+    def _irregular(self, name: str) -> bool:
+        """Whether ``name``'s path in this directory holds something other than a regular file (a directory, a
+        FIFO): that file's state, said, not every command's error (found by attacking: it stopped inspect for
+        the whole directory)."""
+        path = self.directory / name
+        return self._archive is None and os.path.exists(path) and not path.is_file()
+
     def _parent_problem(self, name: str, entry: Mapping[str, Any], visiting: Set[str]) -> Optional[str]:
         parent = entry.get("parent")
         if not parent:
@@ -451,7 +463,13 @@ class Store:
             return f"{name} is stale: its parent {parent} is not recorded in {MANIFEST}"
         if recorded["sha256"] != entry.get("parent_sha256"):
             return f"{name} is stale: its parent {parent} changed since {name} was made"
-        if self.read(parent) is None:
+        try:
+            gone = self.read(parent) is None
+        except DataError as e:
+            if not self._irregular(parent):
+                raise
+            return f"{name} is stale: its parent {parent} cannot be read ({e})"
+        if gone:
             if parent == WEIGHTS:  # a bundle leaves the weights behind; their record is the chain's root
                 return None
             return f"{name} is stale: its parent {parent} is missing"
