@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -165,8 +164,7 @@ def describe_directory(directory: Path) -> dict[str, Any]:
     # attacking: a deleted verified graph had no line at all, while inspect --target called it missing)
     # and one recorded whose path holds no regular file (a directory, a FIFO): listed with the store's reason
     # (found by attacking: it stopped inspect for the whole directory)
-    odd = {n for n in s.entries if os.path.lexists(directory / n) and not (directory / n).is_file()}
-    files = sorted(present | set(s.lacking()) | odd)
+    files = sorted(present | set(s.lacking()) | set(s.irregular()))
     entries = {}
     for name in files:
         entry = s.entry(name)

@@ -127,8 +127,9 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             from .errors import NotAvailable
 
-            build = torch.version.cuda  # found by attacking: the line said no "expected"
-            why = f"a CUDA {build} build with no GPU it can use" if build else "a CPU-only build"
+            cuda, hip = torch.version.cuda, getattr(torch.version, "hip", None)  # found by attacking: no "expected"
+            why = (f"a CUDA {cuda} build with no GPU it can use" if cuda else
+                   f"a ROCm {hip} build with no GPU it can use" if hip else "a CPU-only build")
             raise NotAvailable(f"train.device = 'cuda' but torch sees no CUDA device (torch {torch.__version__}: "
                                f"{why}); expected a GPU and a CUDA build of torch, or train.device = 'auto' or "
                                "'cpu'")

@@ -28,7 +28,7 @@ from .runtime.reference import ReferenceSet
 from .runtime.store import Artifact, Store
 from .runtime.targets import Target
 from .runtime.precisions import PRECISIONS
-from .runtime.verify import PREFIX_BATCH, VERIFY_JSON, Augment, TestSplit, VerifyResult, _scatter
+from .runtime.verify import PREFIX_BATCH, VERIFY_JSON, Augment, TestSplit, VerifyResult, _scatter, deployment_max_seq
 from .runtime.verify import verify as verify_directory
 
 __all__ = ["VERIFY_JSON", "VerifyResult", "torch_references", "verify"]
@@ -46,11 +46,16 @@ def _torch_reference(s: Store) -> Artifact | None:
     return s.open(store.WEIGHTS, need="current")
 
 
-def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]]) -> list[SweepCase]:
-    """Cases only a live PyTorch reference can answer: 4096 steps, the training range, profile corners."""
+def _extra_cases(info: ModelInfo, engine_profiles: list[dict[str, Any]], recorded: ReferenceSet) -> list[SweepCase]:
+    """Cases only a live PyTorch reference can answer: 4096 steps, the training range, profile corners, and the
+    deployment range's longest sequence where the recorded sweep has none (``info.verify``: this verify's
+    settings; review: a range moved after export was said judged up to lengths no case had)."""
     rng = np.random.default_rng(11)
     mu, sigma = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
     shapes = {(1, 4096)}
+    deploy = deployment_max_seq(info, info.verify)
+    if deploy and deploy not in {int(c.x.shape[1]) for c in recorded.cases}:
+        shapes.add((1, deploy))
     stats = info.train_lengths or {}
     shapes |= {(1, int(stats[k])) for k in ("min", "max") if stats.get(k)}
     for profile in engine_profiles:
@@ -147,7 +152,7 @@ def _augment(s: Store, info: ModelInfo, targets: list[Target], recorded: Referen
     weights = _torch_reference(s)
     reference = recorded
     if weights is not None:
-        extra = _extra_cases(info, _engine_profiles(s, targets))
+        extra = _extra_cases(info, _engine_profiles(s, targets), recorded)
         references = torch_references(weights, extra, threads)
         reference = ReferenceSet(recorded.cases + extra, recorded.references + references, recorded.meta)
     int8 = {t.artifact: t.precision for t in targets if t.skip is None and t.artifact and t.precision in PRECISIONS

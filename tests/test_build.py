@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -305,7 +306,9 @@ def test_an_unrecorded_engine_is_refused(model_dir: Path) -> None:
 def test_a_changed_engine_is_refused_before_deserialising(model_dir: Path) -> None:
     d, name = _engine_dir(model_dir)
     (d / name).write_bytes(b"evil plan")
-    with pytest.raises(Untrusted, match="changed after it was recorded.*re-run python3 -m attn_export.runtime build"):
+    # the step runs as printed: the directory (review: a bare "python3 -m attn_export.runtime build")
+    with pytest.raises(Untrusted, match="changed after it was recorded.*re-run python3 -m attn_export.runtime build "
+                                        f"{re.escape(store.directory_word(d))}$"):
         Store(d).open(name, here=ORIN)
 
 
@@ -313,7 +316,7 @@ def test_an_engine_whose_source_or_its_ancestors_changed_is_stale(model_dir: Pat
     d, name = _engine_dir(model_dir)
     (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes() + b" ")
     with pytest.raises(Untrusted, match="is stale: model.onnx was changed after it was recorded.*"
-                                        f"re-run attn-export export {d}, then python3 -m attn_export.runtime build"):
+                                        f"re-run attn-export export {d}, then python3 -m attn_export.runtime build {d}"):
         Store(d).open(name, here=ORIN)
 
 

@@ -401,10 +401,12 @@ WIDE, NARROW = (3 - 655040.0, 3 + 655040.0), (3 - 65504.0, 65504.0)
 UNPINNED = {"build": {"strongly_typed": False, "builder_flags": ["FP16"], "tf32": False}}  # before pinning
 
 
-@pytest.mark.parametrize("kind, plan, bounds", [("onnx", None, WIDE), ("engine", "10.3.0", WIDE),
-                                                ("engine", "8.5.2", WIDE), ("engine", UNPINNED, NARROW)])
+@pytest.mark.parametrize("kind, plan, bounds, backend", [
+    ("onnx", None, WIDE, "ort-cpu"), ("engine", "10.3.0", WIDE, "tensorrt"), ("engine", "8.5.2", WIDE, "tensorrt"),
+    ("engine", UNPINNED, NARROW, "tensorrt"),
+    ("onnx", None, NARROW, "ort-trt")])  # its EP may build weakly typed with FP16 on, pinning nothing (review)
 def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: str, plan: str | dict | None,
-                                                              bounds: tuple[float, float]) -> None:
+                                                              bounds: tuple[float, float], backend: str) -> None:
     """Found by review: an engine TensorRT built weakly typed with its FP16 flag (TensorRT 8.x) may run the
     normalisation itself in FP16, where x and x - mean must fit as well (mean 3, std 10: x - mean binds below,
     x above); the ONNX graph, a strongly typed engine and (since review) a weakly typed one whose FP32 layers
@@ -422,7 +424,7 @@ def test_a_weakly_typed_fp16_engine_bounds_the_raw_values_too(half: Path, kind: 
 
     artifact = store.Store(half).open("model.fp16.onnx", need="current")
     info = replace(artifact.info, mean=(3.0,) * artifact.info.input_size, std=(10.0,) * artifact.info.input_size)
-    found = input_range(replace(artifact, kind=kind, entry=entry, info=info))
+    found = input_range(replace(artifact, kind=kind, entry=entry, info=info), backend)
     assert found is not None and np.allclose(found[0], bounds[0]) and np.allclose(found[1], bounds[1])
     fp32 = input_range(replace(artifact, precision="fp32", info=info))  # float32's own, after normalising
     assert fp32 is not None and np.allclose(fp32.low, 3 - 10 * float(np.finfo(np.float32).max))

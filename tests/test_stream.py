@@ -611,6 +611,11 @@ def test_verify_judges_the_stream_graph_on_every_runtime(streamed: Path, tmp_pat
     reason = str(store.Store(by_hand).state(store.STREAM_ONNX).reason)
     assert f"attn-export export {store.directory_word(by_hand)} removes the stream graphs" in reason, reason
     assert "--stream" not in reason
+    edited = tmp_path / "edited"  # changed by hand: export would leave it (review: the hint said it removes it)
+    shutil.copytree(directory, edited)
+    (edited / store.STREAM_FP16).write_bytes((edited / store.STREAM_FP16).read_bytes() + b"\0")
+    assert f"remove {edited / store.STREAM_FP16} (and the other stream graphs) by hand" in str(
+        store.Store(edited).remake(store.STREAM_FP16))
     for source in (directory, by_hand):  # a plain export removes them (and the records of those gone), as run does
         exported = cli("export", str(source))
         said = " ".join(exported.stderr.split())

@@ -549,6 +549,9 @@ def test_a_verdict_stands_only_under_the_settings_it_was_judged_under(verified_d
     assert s.state("model.onnx").verified is True  # FP32's rule reads neither: its verdict stands
     with pytest.raises(Untrusted, match=rf"int8_min_argmax_agreement {bar} -> 1\.0.*; verify it"):
         Predictor.load(directory, precision="int8-dynamic")
+    assert cli("report", str(directory)).returncode == 0  # and the report says so (review: it said PASSED)
+    report = (directory / "report.md").read_text()
+    assert "Verification PASSED" not in report and "passed verify under settings model.json no longer has" in report
     assert cli("verify", str(directory), "--backends", "ort-cpu").returncode in (0, 1)
     again = Store(directory)  # judged again under model.json's settings, whichever way it went
     assert all(again.state(n).verified is not None for n in ("model.int8.onnx", "model.fp16.onnx"))
@@ -590,3 +593,6 @@ def test_a_directory_or_fifo_at_an_artefacts_path_is_that_files_reason_not_inspe
     assert files["model.onnx"]["state"] == "current"
     result = cli("inspect", str(directory))
     assert result.returncode == 0 and "model.fp16.onnx" in result.stdout, result.stderr
+    refused = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"), "--for", "cpu")  # (review:
+    assert refused.returncode == 2 and said in refused.stderr, refused.stderr  # it was dropped without a word)
+    assert not (tmp_path / "b.tar.gz").exists()

@@ -1825,3 +1825,21 @@ def test_a_baseline_of_tied_classes_is_said_to_be_a_tie() -> None:
         {**metrics, **tied}, Path("d")), summary({**metrics, **tied}, Path("d"))
     assert "always deciding the most common class, 3: 0.2222)" in summary({**metrics, **alone}, Path("d"))
     assert majority_baseline(tied).which() == "the best of 3 classes tied as the most common"  # type: ignore[union-attr]
+
+
+def test_a_deployment_range_set_at_verify_past_the_recorded_sweep_gets_a_live_case_at_its_end(
+        variants_dir: Path, tmp_path: Path) -> None:
+    """Found by review: a range moved after export (``--set verify.deployment_max_seq``) was said judged to its
+    end, with no case past the recorded sweep's. Where PyTorch runs live, verify adds the range's longest
+    sequence; its FP16 rows judge that case by the budget."""
+    directory = tmp_path / "d"
+    shutil.copytree(variants_dir, directory)
+    with np.load(directory / "reference.npz") as reference:
+        recorded = {int(reference[k].shape[1]) for k in reference.files if k.endswith(".x")}
+    far = 1000
+    assert far not in recorded, sorted(recorded)
+    result = cli("verify", str(directory), "--backends", "ort-cpu", "--json", "--set",
+                 f"verify.deployment_max_seq={far}")
+    assert result.returncode in (0, 1), result.stderr
+    rows = [r for r in json.loads(result.stdout)["results"] if r["precision"] == "fp16" and r["cases"]]
+    assert rows and all(any(c["seq"] == far and c["judged_by"] == "budget" for c in r["cases"]) for r in rows), rows

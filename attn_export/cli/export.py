@@ -44,7 +44,7 @@ def command(
     streamed = None
     if stream:
         streamed = run_stream_export(directory, opset, quiet=json_out, threads=threads or None)
-    elif not _drop_unstreamable(directory, quiet=json_out) and _stream_left_stale(directory):
+    elif not _drop_unstreamable(directory) and _stream_left_stale(directory):
         # best effort: a failure is a note, not this export's error (review)
         from ..errors import AttnExportError
         from ..runtime.store import STREAM_ONNX, made_by
@@ -61,7 +61,7 @@ def command(
                         "path": str(streamed.path), "updates": streamed.updates, "worst_ratio": streamed.worst_ratio}})
 
 
-def _drop_unstreamable(directory: Path, quiet: bool) -> bool:
+def _drop_unstreamable(directory: Path) -> bool:
     """For a model that cannot stream: remove the stream graphs an earlier model left (stale, or recorded and
     gone), as ``run`` does, saying so; whether any were. Found by attacking: export had only noted "remove the
     stream graphs", and a user who did so by hand was then sent to ``export --stream``, which refuses."""
@@ -75,7 +75,7 @@ def _drop_unstreamable(directory: Path, quiet: bool) -> bool:
     except AttnExportError:
         return False
     removed = remove_leftovers(directory, list(STREAM_FILES.values())) if cannot else []
-    if removed and not quiet:
+    if removed:  # on stderr under --json too (review: it was silent there)
         console(stderr=True).print(f"removed {', '.join(removed)}: made from an earlier model, and this one cannot "
                                    f"stream ({cannot})")
     return bool(removed)

@@ -438,8 +438,9 @@ def refusal(s: store.Store, target: str) -> Optional[str]:
     """Why ``bundle --for target`` refuses ``s`` for what it would pack (a file not current, ``model.json`` or
     ``reference.npz`` included), None when it would pack them: what ``pack`` and the report both say (found by
     attacking: the report said bundle ships a pair where bundle refused the directory)."""
-    names = [store.MODEL_JSON, *artifact_names(s, target)]
-    names += [store.REFERENCE] if s.read(store.REFERENCE) is not None and target != "triton" else []
+    names = [store.MODEL_JSON, *artifact_names(s, target), *s.irregular()]
+    if target != "triton" and store.REFERENCE not in names and s.read(store.REFERENCE) is not None:
+        names.append(store.REFERENCE)
     problems = [str(t.reason) for t in (s.state(n) for n in names) if not t.current]
     return "; ".join(problems) if problems else None
 
@@ -480,9 +481,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
     if not any(n.endswith(".onnx") for n in names):
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run "
                                   f"{store.made_by(store.ONNX_FP32, directory)} first")
-    if s.read(store.REFERENCE) is not None and target != "triton":
+    untrusted = refusal(s, target)  # first: a directory at reference.npz is its reason, not an error reading it
+    if not untrusted and s.read(store.REFERENCE) is not None and target != "triton":
         names.append(store.REFERENCE)
-    untrusted = refusal(s, target)
     if untrusted:
         raise Untrusted(f"not bundling an untrustworthy directory: {untrusted}; expected every file current (re-run the command that made it, "
                         "or remove a file the model no longer makes)")

@@ -75,7 +75,8 @@ _directory = _path("an artefact directory or a bundle .tar.gz")
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m attn_export.runtime",
-                     description="Check, build and run a deployed attn-export model (torch-free).")
+                     description="Check, build and run a deployed attn-export model (torch-free).",
+                     epilog="--debug, anywhere on the line: show the traceback of an error before its one line.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

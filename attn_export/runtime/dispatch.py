@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple, Type
 
 from ..errors import AttnExportError, BadInput, MissingPrerequisite, NotAvailable, Untrusted
 from .backends import REGISTRY, Backend
-from .precisions import ONNX_FILES, PRECISIONS
+from .precisions import ONNX_FILES, PRECISIONS, build_flag
 from .store import DEVICE_MODULE, MANIFEST, Artifact, Store, build_command, directory_word, is_engine, shipped
 
 __all__ = ["choose", "find_engine", "verify_by_name"]
@@ -144,9 +144,8 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
             if engine is None:
                 if notes:
                     raise NotAvailable(" | ".join(n[len("skipped "):] for n in notes))
-                made_with = PRECISIONS[precision].build_flag or ""
                 raise MissingPrerequisite(f"{store.directory} has no {precision} engine in {MANIFEST}; build one on "
-                                          f"this device: {build_command(store.directory, made_with)}")
+                                          f"this device: {build_command(store.directory, build_flag(precision))}")
             return cls, engine, notes
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:

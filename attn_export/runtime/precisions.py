@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-__all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "engine_precision",
-           "moves_verdict", "rule_keys"]
+__all__ = ["ENGINE_PRECISIONS", "ONNX_FILES", "ONNX_FP32", "PRECISIONS", "Precision", "QUANTIZED", "build_flag",
+           "engine_precision", "moves_verdict", "rule_keys"]
 
 ONNX_FP32 = "model.onnx"
 
@@ -83,6 +83,12 @@ def moves_verdict(precision: str, key: str) -> bool:
 def one_by_one(precision: Optional[str]) -> bool:
     """Whether ``precision`` runs one sequence at a time (``Precision.per_row``); an unknown one does not."""
     return precision in PRECISIONS and PRECISIONS[str(precision)].per_row
+
+
+def build_flag(precision: Optional[str]) -> str:
+    """``build``'s flag for an engine of ``precision``: none for FP32, or a precision no engine has."""
+    known = PRECISIONS.get(str(precision))
+    return (known.build_flag if known is not None else None) or ""
 
 
 def engine_precision(flags: Dict[str, bool]) -> str:

@@ -99,13 +99,14 @@ class InputRange(NamedTuple):
     largest: float
 
 
-def input_range(artifact: Artifact) -> Optional[InputRange]:
+def input_range(artifact: Artifact, backend: str = "") -> Optional[InputRange]:
     """What ``artifact``'s precision holds of the raw input (``InputRange``); None for a precision this
     table does not know. The graph normalises in float32 and casts after: mean +- largest x std, largest
     float32's own where the precision reduces nothing (a value past it normalises to inf in any graph: a
     stream then carried NaN in its state from that chunk on, found by attacking). An engine TensorRT built
-    weakly typed with its FP16 flag and the FP32 layers not pinned (``fp32_layers_reduced``) may normalise in
-    FP16 (found by review), where x and x - mean must lie within largest too."""
+    weakly typed with its FP16 flag and the FP32 layers not pinned (``fp32_layers_reduced``), or the FP16 graph
+    on ``backend`` ort-trt, may normalise in FP16 (found by review), where x and x - mean must lie within largest
+    too."""
     if artifact.precision not in PRECISIONS:
         return None
     reduced = PRECISIONS[str(artifact.precision)].largest
@@ -113,7 +114,8 @@ def input_range(artifact: Artifact) -> Optional[InputRange]:
     assert artifact.info is not None
     mean, std = np.asarray(artifact.info.mean, np.float64), np.asarray(artifact.info.std, np.float64)
     low, high = mean - largest * std, mean + largest * std
-    if reduced and artifact.kind == "engine" and fp32_layers_reduced(artifact.entry):
+    # ONNX Runtime's TensorRT EP may build weakly typed with trt_fp16_enable and cannot pin them (review)
+    if reduced and (backend == "ort-trt" or artifact.kind == "engine" and fp32_layers_reduced(artifact.entry)):
         low = np.maximum(low, np.maximum(-largest, mean - largest))
         high = np.minimum(high, np.minimum(largest, mean + largest))
     return InputRange(low, high, mean, std, largest)
@@ -208,7 +210,7 @@ class Predictor:
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
         # where the input enters the graph, a value past the precision's largest (float32's for FP32) is inf
         # and the answer is not the model's (found by attacking: 1e6 gave FP16 another class than FP32)
-        self._range = input_range(artifact)
+        self._range = input_range(artifact, backend.name)
         # the one-sequence path knows every |x| < sqrt(float32's max) once x.x is finite: where every bound lies
         # beyond that (FP32's, unless a std is below 1e-19), no value can pass one and the check is skipped
         self._dot_bounded = self._range is None or bool(
@@ -460,7 +462,7 @@ class Predictor:
             opened = self._streams[key] = (
                 backend, None if backend.name in CONCURRENT_BACKENDS else self._lock)
         empty = np.zeros(0, np.float32)
-        runs = (artifact.name, input_range(artifact))
+        runs = (artifact.name, input_range(artifact, opened[0].name))
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid, runs), lock=opened[1])
 
@@ -602,8 +604,9 @@ class Predictor:
             why = (f"{abs(value - mean) / std:.3g} standard deviations from the training mean, past the {largest:g} "
                    f"that {file} holds after normalising")
         else:
-            why = (f"{file} is an engine built with TensorRT's FP16 flag, which may normalise in FP16, where x and "
-                   f"x - mean must lie within {largest:g}")
+            how = ("runs on ONNX Runtime's TensorRT EP with FP16 enabled" if self.backend_name == "ort-trt" else
+                   "is an engine built with TensorRT's FP16 flag")
+            why = f"{file} {how}, which may normalise in FP16, where x and x - mean must lie within {largest:g}"
         reduced = PRECISIONS[self.precision].largest is not None
         raise BadInput(f"{what} holds {value:g} at {position}, feature {column}: {why}; expected values within "
                        f"{low[feature]:.4g}..{high[feature]:.4g} for that feature"

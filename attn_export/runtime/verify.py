@@ -49,7 +49,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, Union
@@ -1381,7 +1381,8 @@ def verify(
     if not any(t.skip is None for t in targets):
         raise NotAvailable(none_runs(targets))
     recorded = recorded_reference(s, targets)
-    extra = (augment(s, info, targets, recorded) if augment is not None else
+    # the host's live cases reach this verify's deployment range (its --set overrides applied)
+    extra = (augment(s, replace(info, verify=cfg), targets, recorded) if augment is not None else
              Augment(recorded, None, DEVICE_SPLIT, store.REFERENCE, split_expected=False))
     latency_seq = int((info.train_lengths or {}).get("median", 16))
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 import numpy as np
 
 from ...errors import BadInput, NotAvailable, WorkFailed
+from ..precisions import build_flag
 from ..store.names import build_command
 from ..trt.device import query_gpus
 from ..trt.importer import tensorrt_missing
@@ -64,7 +65,7 @@ class TensorRTBackend(Backend):
         profile = self.artifact.profile
         if profile is None:
             raise BadInput(f"{self.artifact.name} is not recorded in manifest.json with its profile; rebuild it "
-                           f"with {build_command(self.artifact.directory)}")
+                           f"with {build_command(self.artifact.directory, build_flag(self.artifact.precision))}")
         return profile
 
     def accepts(self, batch: int, seq: int) -> Optional[str]:
@@ -173,3 +174,4 @@ class TensorRTBackend(Backend):
             if hasattr(self, attr):
                 delattr(self, attr)  # context before engine before runtime: TensorRT's destruction order
         super().close()
+

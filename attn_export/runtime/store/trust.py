@@ -41,13 +41,13 @@ from ...errors import BadInput, DataError, MissingPrerequisite, NotAvailable, Un
 from ..iospec import CLASSIFIERS, IOSpec
 from ..modelinfo import ModelInfo
 from ..onnxfile import Graph, parse_graph, refuse_external_data
-from ..precisions import ONNX_FILES, PRECISIONS, moves_verdict
+from ..precisions import ONNX_FILES, PRECISIONS, build_flag, moves_verdict
 from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
 from . import names
-from .names import (BUILD_COMMAND, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
+from .names import (DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
                     WEIGHTS, directory_word, is_engine, made_by)
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ class Store:
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle: it failed verify on the host, "
                                        "which leaves such a graph out; expected it fixed there (attn-export verify "
                                        "DIR says why) and bundled again")
-        cannot = self._cannot_stream(name)
+        cannot = self._cannot_stream(name) if self.entry(name) is not None else None
         if cannot:  # export --stream would refuse (found by attacking): plain export drops the records
             return MissingPrerequisite(f"{self.directory / name} is missing, and the model cannot stream now "
                                        f"({cannot}): {made_by(ONNX_FP32, self.hinted())} removes the stream graphs"
@@ -454,6 +454,12 @@ class Store:
         path = self.directory / name
         return self._archive is None and os.path.exists(path) and not path.is_file()
 
+    def irregular(self) -> List[str]:
+        """The recorded artefacts whose path holds no regular file (``_irregular``): neither present nor lacking,
+        each ``damaged`` with its reason, which inspect lists and bundle refuses (review: bundle dropped one
+        without a word)."""
+        return [n for n in self.entries if self._irregular(n)]
+
     def _parent_problem(self, name: str, entry: Mapping[str, Any], visiting: Set[str]) -> Optional[str]:
         parent = entry.get("parent")
         if not parent:
@@ -599,6 +605,8 @@ class Store:
             return f"{name} was recorded again since this verification (no verdict from this {result})"
         if verdict.get("sha256") != self.sha256(name):
             return f"{name} is not the file this verification checked"
+        if verdict.get("passed") is True and trust.verified is not True:  # a pass that no longer stands (review:
+            return f"{name} {trust.verdict}"  # the report said PASSED under settings model.json no longer has)
         return None
 
     # ---- opening for a purpose
@@ -678,15 +686,19 @@ class Store:
         cannot = next((why for n in chain if (why := self._cannot_stream(n))), None)
         if cannot:  # export --stream would refuse (found by attacking)
             remove = f"the model cannot stream now ({cannot}): "
+            if self.state(name).state != "stale":  # changed by hand, unrecorded: export removes only stale ones
+                return remove + f"remove {self.directory / name} (and the other stream graphs) by hand"
             return remove + (f"on the host, {made_by(ONNX_FP32)} removes the stream graphs; bundle again"
                              if self.in_bundle() else
                              f"re-run {made_by(ONNX_FP32, self.hinted())}, which removes the stream graphs")
-        steps = [BUILD_COMMAND if is_engine(n) else made_by(n, self.hinted(), "the command that made it")
-                 for n in reversed(chain)]
         if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
-            return ("on the host, re-run " + ", then ".join(dict.fromkeys(s for s in steps if s != BUILD_COMMAND))
-                    + ", and bundle again")
-        return "re-run " + ", then ".join(dict.fromkeys(steps))
+            return ("on the host, re-run " + ", then ".join(dict.fromkeys(
+                made_by(n, None, "the command that made it") for n in reversed(chain) if not is_engine(n)))
+                + ", and bundle again")
+        # an engine's step runs as printed: its directory, its precision's flag, the package a bundle ships (review)
+        return "re-run " + ", then ".join(dict.fromkeys(
+            names.build_command(self.directory, build_flag((self.entry(n) or {}).get("precision"))) if is_engine(n)
+            else made_by(n, self.hinted(), "the command that made it") for n in reversed(chain)))
 
     def _artifact(self, name: str, entry: Dict[str, Any], notes: Tuple[str, ...]) -> Artifact:
         data = self.read(name)
@@ -715,9 +727,9 @@ class Store:
                             f"{HOST_CODE_ENV}=1 (or pass allow_host_code=True)")
         problems = foreign_problems(entry, here if here is not None else this_machine())
         if problems:
-            flag = (PRECISIONS.get(str(entry.get("precision"))) or PRECISIONS["fp32"]).build_flag or ""
+            rebuild = names.build_command(self.directory, build_flag(entry.get("precision")))
             raise NotAvailable(f"{self.directory / name} is a foreign engine: {'; '.join(problems)}; build the engine "
-                               f"on this device ({names.build_command(self.directory, flag)})")
+                               f"on this device ({rebuild})")
 
 
 def _at(path: Path, name: str, reason: Optional[str]) -> str:
