@@ -1843,3 +1843,20 @@ def test_a_deployment_range_set_at_verify_past_the_recorded_sweep_gets_a_live_ca
     assert result.returncode in (0, 1), result.stderr
     rows = [r for r in json.loads(result.stdout)["results"] if r["precision"] == "fp16" and r["cases"]]
     assert rows and all(any(c["seq"] == far and c["judged_by"] == "budget" for c in r["cases"]) for r in rows), rows
+
+
+def test_bench_says_each_file_it_did_not_time_with_its_own_reason(variants_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: "not timed ort-cpu model.int8.onnx, model.int8-qdq.onnx: ..." gave the first file's
+    reason, and its fix, for both. One line per backend and reason."""
+    directory = copy(variants_dir, tmp_path)
+    for name in ("model.fp16.onnx", "model.int8.onnx"):  # each changed after it was recorded: its own reason
+        proto = onnx.load(str(directory / name))
+        onnx.helper.set_model_props(proto, {"edited": "yes"})
+        onnx.save(proto, str(directory / name))
+    result = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", "8", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in " ".join(result.stderr.split()).split("not timed ")[1:] if line.startswith("ort-cpu")]
+    by_file = {line.split(":")[0].split(" ", 1)[1]: line for line in lines}
+    assert set(by_file) == {"model.fp16.onnx", "model.int8.onnx"}, lines
+    for name, line in by_file.items():
+        assert f"{name} was changed after it was recorded" in line, line
