@@ -596,3 +596,22 @@ def test_a_directory_or_fifo_at_an_artefacts_path_is_that_files_reason_not_inspe
     refused = cli("bundle", str(directory), "--out", str(tmp_path / "b.tar.gz"), "--for", "cpu")  # (review:
     assert refused.returncode == 2 and said in refused.stderr, refused.stderr  # it was dropped without a word)
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_the_fix_for_a_q_dq_graph_of_a_model_loaded_without_data_is_not_a_quantize_that_refuses(
+        verified_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: after `load` into an earlier run's directory, the stale Q/DQ graph's fix was "re-run
+    attn-export quantize DIR --int8 --method qdq", which refuses: calibration needs training data, which a model
+    loaded without a recipe's [data] has none of."""
+    directory = tmp_path / "d"
+    shutil.copytree(verified_dir, directory)
+    info = json.loads((directory / "model.json").read_text())
+    info["recipe"]["data"]["name"] = "none"  # as load records a checkpoint given no recipe's data
+    (directory / "model.json").write_text(json.dumps(info))
+    rerecord(directory, "model.json")
+    _swap(directory, "model.onnx")  # exported again: the Q/DQ graph made from the earlier one is stale
+    fix = Store(directory).remake("model.int8-qdq.onnx")
+    assert fix is not None and fix.startswith(f"remove {directory / 'model.int8-qdq.onnx'}: Q/DQ calibration draws "
+                                              "on the training data"), fix
+    assert Store(directory).remake("model.int8.onnx") == (  # the dynamic graph needs no data: quantize remakes it
+        f"re-run attn-export quantize {store.directory_word(directory)} --int8")

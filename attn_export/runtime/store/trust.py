@@ -313,6 +313,13 @@ class Store:
                                        f"{made_by(name)}, and bundle again")
         return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by(name, self.directory)} first")
 
+    def _without_data(self) -> bool:
+        """Whether model.json's model was loaded without a recipe's training data (``[data] name = "none"``)."""
+        try:
+            return self.info.recipe.get("data", {}).get("name") == "none"
+        except (BadInput, DataError, MissingPrerequisite):
+            return False
+
     def _cannot_stream(self, name: str) -> Optional[str]:
         """Why ``model.json``'s model cannot stream, where ``name`` is a stream graph (so that a hint never
         sends anyone to ``export --stream``, which refuses); None otherwise, or where model.json cannot say."""
@@ -691,6 +698,11 @@ class Store:
             return remove + (f"on the host, {made_by(ONNX_FP32)} removes the stream graphs; bundle again"
                              if self.in_bundle() else
                              f"re-run {made_by(ONNX_FP32, self.hinted())}, which removes the stream graphs")
+        calibrated = [n for n in chain if n in (ONNX_FILES["int8-qdq"], STREAM_FILES["int8-qdq"])]
+        if calibrated and not self.in_bundle() and self._without_data():  # quantize would refuse (found by attacking)
+            return (f"remove {', '.join(str(self.directory / n) for n in calibrated)}: Q/DQ calibration draws on the "
+                    "training data, and this model was loaded without a recipe's [data] (attn-export load "
+                    "CHECKPOINT DIR --recipe R, with R's [data], makes one that can)")
         if self.in_bundle() and any(not is_engine(n) for n in chain):  # the device has no attn-export to re-run
             return ("on the host, re-run " + ", then ".join(dict.fromkeys(
                 made_by(n, None, "the command that made it") for n in reversed(chain) if not is_engine(n)))
