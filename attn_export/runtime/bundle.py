@@ -482,11 +482,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         raise MissingPrerequisite(f"{directory} holds no recorded ONNX model; run "
                                   f"{store.made_by(store.ONNX_FP32, directory)} first")
     untrusted = refusal(s, target)  # first: a directory at reference.npz is its reason, not an error reading it
-    if not untrusted and s.read(store.REFERENCE) is not None and target != "triton":
-        names.append(store.REFERENCE)
     if untrusted:
-        raise Untrusted(f"not bundling an untrustworthy directory: {untrusted}; expected every file current (re-run the command that made it, "
-                        "or remove a file the model no longer makes)")
+        raise Untrusted(f"not bundling an untrustworthy directory: {untrusted}; expected every file current (re-run "
+                        "the command that made it, or remove a file the model no longer makes)")
+    if s.read(store.REFERENCE) is not None and target != "triton":
+        names.append(store.REFERENCE)
     failed = [n for n in names if n.endswith(".onnx") and s.state(n).verified is False] if target == "cpu" else []
     if store.ONNX_FP32 in failed or (failed and len(failed) == sum(n.endswith(".onnx") for n in names)):
         raise Untrusted(f"not bundling for a CPU: {listed(failed)} failed verify, which leaves no FP32 graph to run or "

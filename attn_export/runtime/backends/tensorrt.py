@@ -174,4 +174,3 @@ class TensorRTBackend(Backend):
             if hasattr(self, attr):
                 delattr(self, attr)  # context before engine before runtime: TensorRT's destruction order
         super().close()
-

@@ -440,13 +440,13 @@ def trtexec(precision: str, where: Target, profile: Profile, workspace_mib: int)
 def unpinned_by_trtexec(precisions: Sequence[str], where: Target) -> Optional[str]:
     """What ``trtexec`` lines of ``precisions`` on ``where`` do not do that ``build`` does (None: nothing): pin
     the FP16 graph's FP32 layers to FP32 where typing is weak (``BuildPlan.pin_float32``)."""
-    pinned = []
-    for precision in precisions:
+    def pins(precision: str) -> bool:
         try:
-            pinned += [precision] if decide(precision, where.capability).pin_float32 else []
+            return decide(precision, where.capability).pin_float32
         except (BadInput, NotAvailable):
-            continue
-    if not pinned:
+            return False
+
+    if not any(pins(p) for p in precisions):
         return None
     return (f"On TensorRT {where.tensorrt} (weakly typed) `--fp16` lets TensorRT run in FP16 the layers the FP16 "
             "graph keeps in FP32 (the normalisation, the mask, the softmax). `build` pins them to FP32; `trtexec` "
