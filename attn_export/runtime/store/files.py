@@ -371,11 +371,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def json_text(obj: Any, indent: Optional[int] = 2) -> str:
+def json_text(obj: Any) -> str:
     """``obj`` as strict JSON, the one way attn-export writes it (files and ``--json``): a non-finite number is
     null (found by attacking: verify.json and ``verify --json`` held bare ``Infinity``, which strict parsers,
     JavaScript's among them, refuse)."""
-    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+    return json.dumps(_finite(obj), indent=2, allow_nan=False)
 
 
 def json_bytes(obj: Any) -> bytes:
