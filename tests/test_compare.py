@@ -292,7 +292,9 @@ def test_the_sweep_reaches_the_deployment_range_and_every_case_is_a_tensor_torch
     reaches the range's end, up to DEPLOY_CASES_MAX, and verify's range stops there too."""
     import torch
 
-    from attn_export.runtime.compare import DEPLOY_CASES_MAX, sweep_cases
+    from attn_export.errors import ConfigError
+    from attn_export.runtime.compare import sweep_cases
+    from attn_export.runtime.settings import DEPLOY_CASES_MAX
     from attn_export.runtime.settings import VerifyConfig
     from attn_export.runtime.verify import deployment_max_seq
 
@@ -305,5 +307,8 @@ def test_the_sweep_reaches_the_deployment_range_and_every_case_is_a_tensor_torch
     if top > 2 * typical + 1:
         assert any(c.x.shape[1] == top for c in cases), (top, sorted({c.x.shape[1] for c in cases}))
     assert longest <= max(max_seq, top)
-    if deploy:  # what verify judges within: never past what the sweep can reach
-        assert deployment_max_seq(None, VerifyConfig(deployment_max_seq=deploy)) == min(deploy, DEPLOY_CASES_MAX)
+    if deploy and deploy <= DEPLOY_CASES_MAX:  # what verify judges within: never past what the sweep can reach
+        assert deployment_max_seq(None, VerifyConfig(deployment_max_seq=deploy)) == deploy
+    elif deploy:  # a range set past it is refused, in one line
+        with pytest.raises(ConfigError, match=rf"verify.deployment_max_seq = {deploy}.*<= {DEPLOY_CASES_MAX}"):
+            VerifyConfig(deployment_max_seq=deploy)

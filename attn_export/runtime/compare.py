@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .iospec import class_logits, top_margin
+from .settings import DEPLOY_CASES_MAX
 
 __all__ = ["CaseResult", "Reference", "Rule", "SweepCase", "compare_case", "half_step", "rule_for", "sweep_cases",
            "unmeasured"]
@@ -326,9 +327,6 @@ def compare_case(case: SweepCase, reference: Reference, got: Mapping[str, np.nda
     return result
 
 
-# the longest deployment range the sweep covers past its ``max_seq``; verify's range stops here too
-# (``verify.deployment_max_seq``), so that no verdict claims lengths no case had
-DEPLOY_CASES_MAX = 8192
 
 
 def sweep_cases(

@@ -170,6 +170,12 @@ class BuildConfig(_Section):
                     )
 
 
+# the longest deployment range the sweep covers (``compare.sweep_cases``), past ``export.parity_max_seq`` too: a
+# range set longer is refused, and a derived one stops here (``verify.deployment_max_seq``), so that no verdict
+# claims lengths no case had
+DEPLOY_CASES_MAX = 8192
+
+
 @dataclass(frozen=True)
 class VerifyConfig(_Section):
     """How far each precision may stray from the PyTorch FP32 reference. Reduced-precision budgets are
@@ -198,7 +204,7 @@ class VerifyConfig(_Section):
         "fp32_atol": "[0, 1]", "fp32_rtol": "[0, 1]", "fp32_gpu_atol": "[0, 1]", "fp32_gpu_rtol": "[0, 1]",
         "fp16_atol": "[0, 1]", "fp16_rtol": "[0, 1]", "budget_multiple": ">= 0 and <= 100",
         "mean_budget_multiple": "> 0 and <= 100", "bf16_atol": "[0, 1]", "bf16_rtol": "[0, 1]",
-        "bf16_min_argmax_agreement": "[0, 1]", "deployment_max_seq": ">= 0 and <= 1000000",
+        "bf16_min_argmax_agreement": "[0, 1]", "deployment_max_seq": f">= 0 and <= {DEPLOY_CASES_MAX}",
         "attention_atol_fp32": "[0, 1]", "fp16_min_argmax_agreement": "[0, 1]", "int8_min_argmax_agreement": "[0, 1]",
         "int8_max_accuracy_drop": "[0, 1]",
     }

@@ -59,8 +59,8 @@ import numpy as np
 from ..errors import AttnExportError, BadInput, DataError, NotAvailable, printable
 from . import schema, store
 from .backends import Backend, get
-from .compare import (DEPLOY_CASES_MAX, CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio,
-                      compare_case, rule_for, unmeasured)
+from .compare import (CaseResult, Reference, Rule, SweepCase, _budget, _intrinsic, _ratio, compare_case,
+                      rule_for, unmeasured)
 from .dispatch import INSTALL_ONNX_RUNTIME, verify_by_name
 from .iospec import class_logits, top_margin
 from .limits import check_threads
@@ -68,7 +68,7 @@ from .modelinfo import ModelInfo
 from .precisions import ONNX_FILES, ONNX_FP32, PRECISIONS, one_by_one
 from .recommend import judged_elsewhere
 from .reference import ReferenceSet, read_reference
-from .settings import VerifyConfig, applied_overrides, not_default, override_section
+from .settings import DEPLOY_CASES_MAX, VerifyConfig, applied_overrides, not_default, override_section
 from .store import STREAM_FILES, Store
 from .targets import Registry, Target, discover, parse_backends
 from .timing import Budget, cpu_name, percentiles, time_interleaved
@@ -97,8 +97,8 @@ def deployment_max_seq(info: Optional[ModelInfo], cfg: VerifyConfig) -> Optional
     longer of the training lengths and the ``[build]`` profile's max (derived as ``build`` derives it), at
     most ``DEPLOY_CASES_MAX``, the longest range the sweep covers. None when neither is known (every row is
     then judged by its budget)."""
-    if cfg.deployment_max_seq:
-        return min(cfg.deployment_max_seq, DEPLOY_CASES_MAX)
+    if cfg.deployment_max_seq:  # at most DEPLOY_CASES_MAX: the setting's bound
+        return cfg.deployment_max_seq
     if info is None or (not info.train_lengths and not info.build.max_seq):
         return None
     profile, _ = derive_profile(info.input_size, info.train_lengths, max_seq=info.build.max_seq,
