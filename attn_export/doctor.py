@@ -66,8 +66,10 @@ def diagnose() -> Dict[str, Any]:
     backends: List[Dict[str, Any]] = []
     for name, cls in REGISTRY.items():
         reason = cls.available()
+        # ``precisions``: the graphs it runs; ``computes``: the precision it computes them in where that is
+        # its own (openvino-bf16 runs model.onnx in bf16, and verify.json judges it as bf16), else null
         backends.append({"name": name, "kind": cls.kind, "device": cls.device, "precisions": list(cls.precisions),
-                         "available": reason is None, "reason": reason})
+                         "computes": cls.computes, "available": reason is None, "reason": reason})
     cpu, isa = cpu_name()
     return {
         "python": sys.version.split()[0],
@@ -97,6 +99,7 @@ def diagnose() -> Dict[str, Any]:
 def render(report: Dict[str, Any]) -> List[str]:
     """The report as plain lines for a terminal."""
     from .runtime.backends.onnxrt import VNNI
+    from .runtime.precisions import ONNX_FP32
 
     lines = [f"Python {report['python']} on {report['platform']}" + (" (Jetson)" if report["jetson"] else "")]
     torch = report["torch"]
@@ -140,5 +143,6 @@ def render(report: Dict[str, Any]) -> List[str]:
     width = max((len(b["name"]) for b in report["backends"]), default=0)  # openvino-bf16 slipped past 10
     for b in report["backends"]:
         state = "available" if b["available"] else f"unavailable: {b['reason']}"
-        lines.append(f"  {b['name']:<{width}} {state}")
+        computes = f"{ONNX_FP32} computed in {b['computes']}; " if b["computes"] else ""
+        lines.append(f"  {b['name']:<{width}} {computes}{state}")
     return lines

@@ -32,6 +32,9 @@ def test_doctor_json_lists_every_backend_with_a_reason_when_unavailable() -> Non
     by_name = {b["name"]: b for b in report["backends"]}
     assert by_name["tensorrt"]["kind"] == "engine" and by_name["torch-cuda"]["precisions"] == ["fp32"]
     assert "int8-dynamic" not in by_name["ort-cuda"]["precisions"]
+    # openvino-bf16 runs the FP32 graph but computes bf16, as verify.json judges it (it read fp32 alone)
+    assert by_name["openvino-bf16"]["precisions"] == ["fp32"] and by_name["openvino-bf16"]["computes"] == "bf16"
+    assert by_name["ort-cpu"]["computes"] is None
 
 
 def test_doctor_reports_versions_gpus_providers_and_build_paths() -> None:
