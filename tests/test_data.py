@@ -696,6 +696,19 @@ def test_npz_labels_are_stripped_and_none_is_empty(tmp_path: Path) -> None:
         read_npz(tmp_path / "y.npz")
 
 
+def test_npz_bool_labels_read_as_a_csv_of_the_same_array_spells_them(tmp_path: Path) -> None:
+    """A bool ``y`` was read as classes "0" and "1", while a CSV written from the same array (pandas'
+    ``to_csv``, numpy's ``str``) says "False" and "True": a model trained on one refused the other's labels
+    as unknown classes."""
+    from attn_export.runtime.inputs import read_csv
+
+    y = np.array([True, False, True, False])
+    np.savez(tmp_path / "y.npz", x=np.ones((4, 2, 1), np.float32), y=y)
+    rows = "".join(f"{i},{t},1.0,{label}\n" for i, label in enumerate(y) for t in range(2))
+    (tmp_path / "y.csv").write_text("sequence,time,f0,label\n" + rows)
+    assert read_npz(tmp_path / "y.npz")[1] == read_csv(tmp_path / "y.csv").labels == ["True", "False", "True", "False"]
+
+
 def test_numeric_class_labels_still_read_and_continuous_ones_are_refused() -> None:
     from attn_export.data import refuse_continuous
 

@@ -456,7 +456,9 @@ def _npz_labels(p: str, y: np.ndarray, n: int) -> List[str]:
         if "" in labels:
             raise DataError(f"{p}: y[{labels.index('')}] is empty; expected a label for every sequence")
         return labels
-    if y.dtype.kind in "iub":
+    if y.dtype.kind == "b":  # as a CSV written from the same array spells them (they were classes "0" and "1")
+        return [str(v) for v in y.tolist()]
+    if y.dtype.kind in "iu":
         return [str(int(v)) for v in y.tolist()]
     if y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y))):
         return [str(int(v)) for v in y.tolist()]
