@@ -369,6 +369,30 @@ def test_an_existing_empty_directory_is_filled_in_place(model_dir: Path, tmp_pat
         unpack(archive, failing)
 
 
+def test_a_killed_unbundles_hidden_copy_is_removed_by_the_next_unbundle_beside_it(
+        model_dir: Path, tmp_path: Path) -> None:
+    """An unbundle killed (SIGKILL, power cut) before its last rename left its half-unpacked copy, hidden
+    (``.device.unbundle-XXXX``), beside the target for good (found by attacking). The copy is named by its
+    process: the next unbundle there removes a dead process's, and keeps a live one's and any other name."""
+    archive = pack(model_dir, tmp_path / "m.tar.gz", "cpu").path
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no process has now (reaped)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        copies = {who: tmp_path / f".device.unbundle-{pid}-abc123" for who, pid in
+                  (("dead", dead.pid), ("live", live.pid), ("other", "x1"))}
+        for copy in copies.values():
+            copy.mkdir()
+            (copy / "model.onnx").write_bytes(b"half")
+        unpack(archive, tmp_path / "device")
+        assert not copies["dead"].exists()
+        assert copies["live"].is_dir() and copies["other"].is_dir()
+        assert (tmp_path / "device" / BUNDLE_JSON).is_file()
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_shipped(
         model_dir: Path, tmp_path: Path) -> None:
     """Store.lacking, the one rule inspect, info, verify and the readiness tables list gone files by: an

@@ -953,9 +953,10 @@ def unpack(
             if inside:  # one fixed name: of two unbundles into one empty directory, one makes it and goes on
                 staging = target / FILLING
                 os.mkdir(staging, 0o700)
-            else:
-                staging = Path(tempfile.mkdtemp(prefix=f".{store.short_name(target.name)}.unbundle-",
-                                                dir=target.parent))
+            else:  # named by this process, so that the next unbundle beside it removes it if it is killed
+                prefix = f".{store.short_name(target.name)}.unbundle-"
+                store.sweep_staging(target.parent, prefix)
+                staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
         except OSError as e:
             if e.errno == errno.EEXIST:
                 raise Busy(f"another unbundle is filling {target} (its {FILLING} is there); expected one unbundle "

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MODEL_JSON, TMP_PRE
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "json_text", "locked", "parse_json",
            "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "sweep",
-           "write_bytes", "write_json", "writes_directory"]
+           "sweep_staging", "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:
@@ -166,6 +167,22 @@ def sweep(directory: Path, made: Optional[str] = None) -> List[str]:
             continue
         path.unlink(missing_ok=True)  # a link is removed itself, never what it points to
         removed.append(name)
+    return removed
+
+
+def sweep_staging(parent: Path, prefix: str) -> List[str]:
+    """Remove the staging directories ``PREFIX PID-XXXX`` in ``parent`` whose writer is dead (an unbundle
+    killed before its last rename left its half-unpacked copy, hidden, beside the target: found by attacking);
+    a live writer's are kept. Returns the names removed."""
+    removed = []
+    for path in parent.iterdir() if parent.is_dir() else ():
+        pid = path.name[len(prefix):].split("-", 1)[0] if path.name.startswith(prefix) else ""
+        if not pid.isdigit() or path.is_symlink() or not path.is_dir():
+            continue
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
     return removed
 
 
