@@ -1056,7 +1056,7 @@ def test_a_triton_bundle_needs_a_pass_on_the_runtime_triton_serves_with(streamed
     made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "t.tar.gz"))
     assert made.returncode == 2 and " ".join(made.stderr.split()) == (
         "Error: not bundling for Triton, whose ONNX Runtime backend serves these graphs on the CPU: model.onnx on "
-        "tract-cpu; model.stream.onnx on tract-cpu only; expected a pass on ort-cpu (run attn-export verify "
+        "tract-cpu only; model.stream.onnx on tract-cpu only; expected a pass on ort-cpu (run attn-export verify "
         f"{directory} --backends ort-cpu)"), made.stderr
     assert not (tmp_path / "t.tar.gz").exists()
 
@@ -1090,6 +1090,14 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     repo = unpack(tmp_path / "t.tar.gz", tmp_path / "t") / "model_repository"
     readme = " ".join((repo.parent / "README.md").read_text().split())  # what a client must know (found by attacking)
     assert "A request holds at most 32 rows (`max_batch_size`" in readme
+    # a length past the steps read another client's row under dynamic batching, or failed the whole batch,
+    # where the README said only "numbers that mean nothing" (found by attacking)
+    assert "can read another row of the batch (under dynamic batching, another client's request) or fail the run " \
+           "of every request batched with it: check each length before sending" in readme
+    # its commands run as written: the image tag was "<yy.mm>", a redirect to bash; the server ran in the
+    # foreground; a path with a space split -v (found by attacking)
+    assert "<" not in readme.split("docker run")[1].split("tritonserver --model")[0]
+    assert 'docker run -d --rm --name attn-triton' in readme and '-v "$PWD/model_repository:/models"' in readme
     assert "A chunk's length must lie in 0..steps of that chunk (0 keeps the state as it was)" in readme
     assert "so does a value in a valid step that is not finite, or that the model's normalisation takes past " \
            "float32" in readme  # a NaN in a chunk spoiled the state Triton keeps (found by attacking)
@@ -1104,6 +1112,8 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
         # on the CPU, where verify judged it: Triton's default is an instance per GPU, on the CUDA provider,
         # never verified, FP32 as TF32 (found by attacking)
         assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+        # one instance: Triton's default is two on the CPU, each with ONNX Runtime's threads on every core
+        assert [g.count for g in config.instance_group] == [1]
         graph = onnx.load_from_string(graph_bytes).graph
         declared = {v.name: v.type.tensor_type for v in list(graph.input) + list(graph.output)}
         served = list(config.input) + list(config.output)
@@ -1128,6 +1138,17 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
             n for n in declared if n.startswith("state_"))  # every state pair kept by Triton, none served
     readme = (repo.parent / "README.md").read_text()
     assert "sequence_id=sequence_id" in readme and "no Triton server" in readme and "only graphs that" in readme
+    # a verdict passed under a loosened budget was said on the host's console only: a Triton bundle has no
+    # info to ask, so its README says it (found by attacking)
+    assert "verified with --set" not in readme
+    manifest = store.read_manifest(directory)
+    manifest["artifacts"][store.ONNX_FP32]["verified"]["overrides"] = ["verify.fp32_atol=1"]
+    store.write_json(directory / store.MANIFEST, manifest)
+    made = cli("bundle", str(directory), "--for", "triton", "--out", str(tmp_path / "loose.tar.gz"))
+    assert made.returncode == 0, made.stderr
+    loose = " ".join((unpack(tmp_path / "loose.tar.gz", tmp_path / "loose") / "README.md").read_text().split())
+    assert "## Said when this bundle was made - verified with --set verify.fp32_atol=1, not the recipe's own " \
+           "[verify] settings" in loose
     assert triton_client_models(readme) == ["attention_lstm", "attention_lstm_stream"]
     assert "runtime/" not in readme and "Predictor" not in readme  # no device package in a Triton bundle
     assert "each length of `attention_lstm` must lie in 1..steps" in readme  # found by a user
@@ -1284,7 +1305,10 @@ def test_a_triton_bundle_without_a_stream_model_shows_client_code_for_what_it_se
     unpacked = unpack(tmp_path / "t.tar.gz", tmp_path / "t")
     assert sorted(p.name for p in (unpacked / "model_repository").iterdir()) == ["attention_lstm"]
     readme = (unpacked / "README.md").read_text()
-    assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in readme
+    said = readme.split("## Said when this bundle was made")
+    assert triton_client_models(readme) == ["attention_lstm"] and "attention_lstm_stream" not in said[0]
+    # why it is missing, in the README too: it was said on the host's console only (found by attacking)
+    assert f"- no attention_lstm_stream: no {store.STREAM_ONNX} here" in said[1]
     assert f"note: no attention_lstm_stream: no {store.STREAM_ONNX} here (run attn-export export {model_dir} --stream, " \
            f"then attn-export verify {model_dir})" in " ".join(made.stderr.split())  # said, not left to be noticed (found by attacking)
     again = cli("bundle", str(unpacked), "--for", "triton", "--out", str(tmp_path / "u.tar.gz"))

@@ -33,7 +33,8 @@ def command(
                                             "commands are its own. Default: jetpack6.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime."""
+    """Pack what a device needs: ONNX variants, engines, manifest, a README for the device, the runtime; or
+    (--for triton) a Triton model repository of the verified graphs, with a README for its clients."""
     from ..runtime.bundle import pack
 
     result = pack(directory, out, target.value, jetpack)  # marks the work committed once the archive is written

@@ -161,9 +161,10 @@ OPENVINO_PADDED = (" OpenVINO also computes a padded batch of {them} wrongly for
                    "its other graphs, which verify judged on padded batches).")
 
 TRITON = """{steps}
-The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row (a 0,
-a negative length or one past the steps gives finite numbers that mean nothing), and values must be
-finite. A request holds at most {max_batch} rows (`max_batch_size`; more are refused). {columns}
+The graph does not check its input: each length of `attention_lstm` must lie in 1..steps of its row, and
+values must be finite. A 0, a negative length or one past the steps gives numbers that mean nothing, and
+can read another row of the batch (under dynamic batching, another client's request) or fail the run of
+every request batched with it: check each length before sending. A request holds at most {max_batch} rows (`max_batch_size`; more are refused). {columns}
 
 Triton serves a graph without checking it, so this bundle holds only graphs that `attn-export verify`
 passed (their verdicts are in `manifest.json`), and no device package: `bundle.json` has each file's
@@ -177,7 +178,7 @@ TRITON_STREAM = (""", and
 (implicit state, `state_in_*` / `state_out_*`, zeros at each sequence's start), so a client sends only
 each chunk and its valid steps, under the sequence's own id (`push` below). A stream request holds one
 row, one sequence (the sequence batcher refuses more); `max_batch_size` there is how many sequences Triton
-batches together, others waiting their turn. A chunk's length must lie in 0..steps of that chunk (0 keeps
+batches together (its slots: a new sequence waits for a live one to end, or to be dropped as idle). A chunk's length must lie in 0..steps of that chunk (0 keeps
 the state as it was): the graph does not check it, and a larger or negative one spoils the state Triton
 keeps, and every later answer of that sequence, while its own answer looks right; so does a value in a
 valid step that is not finite, or that the model's normalisation takes past float32 (a NaN, an inf, 3e38):
@@ -204,14 +205,21 @@ STEPS = {  # the README's run steps per target; jetson's take the build commands
 `model_repository/` is a Triton model repository (ONNX Runtime backend): `attention_lstm` serves
 `model.onnx` (one request: `x` [batch, steps, {features}], `lengths` [batch, 1]; dynamic batching, which
 joins only requests of one `steps`: pad a client's sequences to a few common widths){stream_intro}
-The models here run on the CPU (`instance_group [ {{ kind: KIND_CPU }} ]`), where `verify` judged them. On a GPU
+The models here run on the CPU (`instance_group [ {{ count: 1 kind: KIND_CPU }} ]`), where `verify` judged them. On a GPU
 (`KIND_GPU`) they would run on ONNX Runtime's CUDA provider, which nothing verified here, and on Ampere and
 later its FP32 is TF32 unless the server runs with `NVIDIA_TF32_OVERRIDE=0`.
 
+One instance of each (`count: 1`): ONNX Runtime's threads take every core; raise `count` to serve more
+requests at once, each instance with threads of its own.
+
     mkdir DIR && tar -xzf BUNDLE.tar.gz -C DIR && cd DIR
-    docker run --rm -p 8000:8000 -v $PWD/model_repository:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
-        tritonserver --model-repository=/models
+    TRITON=24.08                      # a Triton release (nvcr.io), YY.MM: none was run where this bundle was made
+    docker run -d --rm --name attn-triton -p 8000:8000 -v "$PWD/model_repository:/models" \\
+        "nvcr.io/nvidia/tritonserver:$TRITON-py3" tritonserver --model-repository=/models
     python3 -m pip install -r requirements.txt
+    curl -sf --retry 30 --retry-connrefused --retry-delay 2 localhost:8000/v2/health/ready   # until it serves
+
+    # in Python (docker stop attn-triton when done):
 
     import numpy as np, tritonclient.http as http
     client = http.InferenceServerClient("localhost:8000")
@@ -458,7 +466,7 @@ def runtime_files() -> Dict[str, Path]:
 
 def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu",
          tensorrt_target: Optional[str] = None) -> BundleResult:
-    """Pack DIR for a ``target`` device (``cpu`` or ``jetson``) into the ``.tar.gz`` file ``out``; a Jetson
+    """Pack DIR for a ``target`` (``cpu``, ``jetson`` or ``triton``) into the ``.tar.gz`` file ``out``; a Jetson
     bundle is made for one JetPack (``tensorrt_target``, ``DEFAULT_JETPACK`` when None)."""
     directory, out = Path(directory), Path(out)
     if target not in TARGETS:
@@ -505,11 +513,11 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         # (found by attacking: verify --backends tract-cpu, and the README said verify judged them where they run)
         judged = {n: ((s.entry(n) or {}).get("verified") or {}).get("backends") or []
                   for n in names if n.endswith(".onnx")}
-        elsewhere = [f"{n} on {', '.join(b) or 'no backend it records'}" for n, b in judged.items()
+        elsewhere = [f"{n} on {', '.join(b) + ' only' if b else 'no backend it records'}" for n, b in judged.items()
                      if triton.JUDGED_BY not in b]
         if elsewhere:
             raise Untrusted(f"not bundling for Triton, whose ONNX Runtime backend serves these graphs on the CPU: "
-                            f"{'; '.join(elsewhere)} only; expected a pass on {triton.JUDGED_BY} (run attn-export "
+                            f"{'; '.join(elsewhere)}; expected a pass on {triton.JUDGED_BY} (run attn-export "
                             f"verify {shell_word(directory)} --backends {triton.JUDGED_BY})")
     info = s.model()
     jetson = _jetson(s, tensorrt_target or DEFAULT_JETPACK) if target == "jetson" else None
@@ -607,6 +615,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
             notes.append(OLDER_DYNAMIC.format(names=listed(older), were="were" if many else "was",
                                               them="them" if many else "it",
                                               conv=OLDER_CONV.format(its="their" if many else "its") if conv else ""))
+    if target == "triton" and notes:  # a CPU or Jetson device's info says them from the manifest; Triton has no
+        # info to ask, and a loosened verdict was said on the host's console only (found by attacking)
+        body += "\n## Said when this bundle was made\n\n" + "".join(f"- {note}\n" for note in notes)
     readme = README.format(target=target, version=__version__, source=directory.resolve().name,
                            date=time.strftime("%Y-%m-%d"), files=listing, body=body)
     requirements = REQUIREMENTS[target]
