@@ -430,6 +430,28 @@ def test_an_int8_stream_wrong_only_on_a_first_chunk_of_one_step_fails(streamed: 
     assert row["argmax_agreement"] >= limits.int8_min_argmax_agreement  # the streamed test split alone passes it
 
 
+def test_predict_stream_says_the_stream_graphs_trust_not_the_whole_graphs(streamed: Path, tmp_path: Path) -> None:
+    """Found by attacking: with model.onnx verified and the stream graph exported after, predict --stream
+    --allow-unverified said nothing of the never verified graph it ran (and, with both unverified, named
+    model.onnx, which it does not run); and it said how far verify had replayed a graph verify never ran."""
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    mark_verified(directory, store.ONNX_FP32)
+    x = _sequences(directory, [600], seed=3)
+    np.savez(tmp_path / "in.npz", x=x, lengths=np.array([600]))
+    flags = (str(tmp_path / "in.npz"), "--allow-unverified", "--stream", "300")
+    for result in (cli("predict", *flags, "--dir", str(directory), "--json"),
+                   subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(directory), *flags,
+                                   "--json"], capture_output=True, text=True, timeout=300)):
+        assert result.returncode == 0, result.stderr
+        notes = json.loads(result.stdout)["notes"]
+        assert f"{store.STREAM_ONNX} has never been verified (loaded with allow_unverified)" in notes, notes
+        assert not any(n.startswith(f"{store.ONNX_FP32} ") for n in notes), notes
+        assert not any("replays" in n for n in notes), notes
+    text = cli("predict", *flags, "--dir", str(directory))
+    assert f"note: {store.STREAM_ONNX} has never been verified" in text.stderr, text.stderr
+
+
 @SECOND_VARIANT_SLOW
 def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) -> None:
     """Both CLIs print one row per chunk; each sequence's last row is predict's own answer for it, and true
@@ -470,14 +492,18 @@ def test_predict_stream_on_both_command_lines(streamed: Path, tmp_path: Path) ->
 @SECOND_VARIANT_SLOW
 def test_predict_stream_says_when_a_sequence_runs_past_what_verify_replayed(streamed: Path, tmp_path: Path) -> None:
     """verify replays a stream graph up to ``STREAM_MAX_SEQ`` steps: a longer sequence streamed by predict is
-    said to run past it, on both command lines (found by attacking: nothing was said)."""
+    said to run past it, on both command lines (found by attacking: nothing was said). A never verified one
+    says that instead, at any length."""
     from attn_export.runtime.verify import STREAM_MAX_SEQ
 
+    directory = tmp_path / "d"
+    shutil.copytree(streamed, directory)
+    mark_verified(directory, store.STREAM_ONNX)
     for steps, said in ((STREAM_MAX_SEQ, False), (STREAM_MAX_SEQ + 1, True)):
-        np.savez(tmp_path / "in.npz", x=_sequences(streamed, [steps, 3], seed=2), lengths=np.array([steps, 3]))
+        np.savez(tmp_path / "in.npz", x=_sequences(directory, [steps, 3], seed=2), lengths=np.array([steps, 3]))
         flags = ("--allow-unverified", "--stream", "256", "--json")
-        host = cli("predict", str(tmp_path / "in.npz"), "--dir", str(streamed), *flags)
-        device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(streamed),
+        host = cli("predict", str(tmp_path / "in.npz"), "--dir", str(directory), *flags)
+        device = subprocess.run([sys.executable, "-m", "attn_export.runtime", "predict", str(directory),
                                  str(tmp_path / "in.npz"), *flags], capture_output=True, text=True, timeout=300)
         for result in (host, device):
             assert result.returncode == 0, result.stderr

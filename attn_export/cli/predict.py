@@ -86,7 +86,7 @@ def command(
                 # print, not click's echo, as below: it keeps the escaping main set (found by attacking: raw
                 # UTF-8 ids on an ASCII stdout, escaped without --stream and on the device)
                 print("\n".join(stream_table(document["updates"], predictor.head)))
-                for note in predictor.notes:  # found by review: said on the device, not here
+                for note in document["notes"]:  # found by review: said on the device, not here
                     print(f"note: {note}", file=sys.stderr)
                 if document["accuracy"] is not None:
                     print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, "

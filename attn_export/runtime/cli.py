@@ -242,6 +242,9 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
     from .streaming import chunked
 
     stream = predictor.stream(batch=1)
+    # the predictor's notes, the whole-sequence graph's left for the stream graph's (found by attacking: a never
+    # verified stream graph, loaded with --allow-unverified, had no note, and model.onnx's was said)
+    notes = [n for n in predictor.notes if n not in predictor.graph_notes] + stream.notes
     rows: List[Dict[str, Any]] = []
     finals: List[Any] = []
     for k, (name, seq) in enumerate(zip(ids, sequences)):
@@ -255,7 +258,8 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
         finals.append(prediction)
     acc, correct = (accuracy([p.label for p in finals], labels) if labels is not None and predictor.head == "logits"
                     else (None, None))
-    return {**about(predictor), "artifact": stream.backend.artifact.name, "stream": chunk, "count": len(finals),
+    return {**about(predictor), "artifact": stream.backend.artifact.name, "notes": notes, "stream": chunk,
+            "count": len(finals),
             "accuracy": acc, "correct": correct, "updates": rows}
 
 
@@ -358,16 +362,18 @@ def _predict(args: argparse.Namespace) -> int:
         beyond = predictor.beyond_judged if args.stream is None else predictor.beyond_streamed
         if (note := beyond(data.sequences)) is not None:
             predictor.notes.append(note)
-        for note in [] if args.json else predictor.notes:
-            print(f"note: {note}", file=sys.stderr)
         if args.stream is not None:
             document = stream_document(predictor, data.ids, data.sequences, args.stream, data.labels, args.attention)
             print(json_text(document) if args.json else "\n".join(stream_table(document["updates"],
                                                                                           predictor.head)))
+            for note in [] if args.json else document["notes"]:
+                print(f"note: {note}", file=sys.stderr)
             if document["accuracy"] is not None and not args.json:
                 print(f"accuracy {document['accuracy']:.4f} ({document['correct']}/{document['count']}, each "
                       "sequence's last update)", file=sys.stderr)
             return 0
+        for note in [] if args.json else predictor.notes:
+            print(f"note: {note}", file=sys.stderr)
         predictions = predictor.predict(data.sequences, on_long=args.on_long or "error")
         head, ran = predictor.head, about(predictor)
     acc = accuracy([p.label for p in predictions], data.labels) if data.labels is not None and head == "logits" \

@@ -187,6 +187,21 @@ def _replayed_within(store: Store, name: str, backend: str) -> Optional[Tuple[in
     return (max(steps), ", ".join(dict.fromkeys(str(r.get("backend")) for r in rows))) if steps else None
 
 
+def _verdict_notes(store: Store, artifact: Artifact, computes: Optional[str]) -> List[str]:
+    """What is said of ``artifact``'s verdict beside the store's own notes: one given under ``--set``
+    overrides, or under the recipe's [verify] settings where they are not the defaults (as verify's headline
+    says it: found by review)."""
+    notes = []
+    loosened = store.loosened(artifact.name, computes)
+    if loosened:
+        notes.append(f"{artifact.name} was verified with --set {', '.join(loosened)}, not the recipe's own [verify] "
+                     "settings")
+    settings = not_default(store.info.verify)
+    if settings and artifact.verified:
+        notes.append(f"{artifact.name} was verified under the recipe's [verify] {', '.join(settings)}")
+    return notes
+
+
 class Predictor:
     """A loaded, checked artefact on one backend. Make one with :meth:`load`; ``close()`` or ``with``."""
 
@@ -207,6 +222,7 @@ class Predictor:
         self.features = self.spec.features
         self.entry = artifact.entry
         self.notes = notes + list(artifact.notes)
+        self.graph_notes: List[str] = list(artifact.notes)  # the store's of the graph it runs: a stream's has its own
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
         # where the input enters the graph, a value past the precision's largest (float32's for FP32) is inf
         # and the answer is not the model's (found by attacking: 1e6 gave FP16 another class than FP32)
@@ -298,14 +314,9 @@ class Predictor:
             _refuse_threads(backend_cls, threads)
             impl = backend_cls(artifact, threads=threads)
             impl.__enter__()
-            loosened = store.loosened(artifact.name, backend_cls.computes)
-            if loosened:
-                notes = notes + [f"{artifact.name} was verified with --set {', '.join(loosened)}, not the recipe's "
-                                 "own [verify] settings"]
-            settings = not_default(store.info.verify)
-            if settings and artifact.verified:  # said as verify's headline says it (found by review)
-                notes = notes + [f"{artifact.name} was verified under the recipe's [verify] {', '.join(settings)}"]
-            predictor = cls(impl, artifact, notes, batch_size, store)
+            verdict = _verdict_notes(store, artifact, backend_cls.computes)
+            predictor = cls(impl, artifact, notes + verdict, batch_size, store)
+            predictor.graph_notes[:0] = verdict
             predictor._options = (allow_unverified, threads)
             predictor.judged_within = _judged_within(store, artifact, impl.device, predictor.computes)
             predictor.decided_within = _decided_within(store, artifact)
@@ -376,6 +387,8 @@ class Predictor:
                 artifact, cls = self._stream_source()
             except AttnExportError:  # no stream graph to open: stream() says why, and there is nothing to note
                 return None
+            if self._store.state(artifact.name).verified is not True:  # its own note says it was never judged, at
+                return None  # any length (found by attacking: it said how far verify had replayed it)
             replayed = _replayed_within(self._store, artifact.name, cls.name)
         limit = self.decided_within if decided else min(
             replayed[0] if replayed else STREAM_MAX_SEQ, STREAM_MAX_SEQ, self.judged_within or STREAM_MAX_SEQ)
@@ -451,6 +464,7 @@ class Predictor:
         if self._closed:
             raise BadInput("this Predictor is closed; load it again")
         artifact, cls = self._stream_source()
+        assert self._store is not None  # _stream_source's own check
         threads = self._options[1]
         key = (artifact.name, artifact.sha256)  # a graph remade and verified since is a session of its own
         opened = self._streams.get(key)
@@ -464,7 +478,8 @@ class Predictor:
         empty = np.zeros(0, np.float32)
         runs = (artifact.name, input_range(artifact, opened[0].name))
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
-                      lambda x, valid: self.check_range(x, "chunk", valid, runs), lock=opened[1])
+                      lambda x, valid: self.check_range(x, "chunk", valid, runs), lock=opened[1],
+                      notes=_verdict_notes(self._store, artifact, None) + list(artifact.notes))
 
     def _loaded_before(self, e: Untrusted) -> Untrusted:
         """``e``, saying so when the directory's manifest is no longer the one this predictor loaded (found by

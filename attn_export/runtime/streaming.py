@@ -151,9 +151,13 @@ def stream_rows(batch: Any) -> int:
 class Stream:
     """``batch`` rows of a stream on one backend (made by ``Predictor.stream``); see the module docstring."""
 
-    def __init__(self, backend: "Backend", batch: int, decide: Any, check: Any, lock: Any = None) -> None:
+    def __init__(self, backend: "Backend", batch: int, decide: Any, check: Any, lock: Any = None,
+                 notes: Sequence[str] = ()) -> None:
         batch = stream_rows(batch)
         self.backend = backend
+        # what the store said of the graph this stream runs (never verified, loaded with allow_unverified, ...):
+        # predict --stream said the whole-sequence graph's instead (found by attacking)
+        self.notes: List[str] = list(notes)
         # held around each call of the graph where its runtime runs one call at a time: the predictor's other
         # streams of this graph share the backend
         self._lock = lock if lock is not None else contextlib.nullcontext()
