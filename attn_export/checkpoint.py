@@ -125,6 +125,14 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     if odd is not None:
         raise DataError(f"{path}: {odd[0]!r} is {odd[1]}; expected dense weights with values "
                         "(torch.save(model.state_dict(), path) of the float model)")
+    # a broadcast view (torch.zeros(1).expand(100000, 100000)) is saved in a few bytes and read as 40 GB: the
+    # sizes the tensors claim are bounded as the file is (found by attacking: the check below asked 40 GB)
+    claimed = {name: t.numel() * t.element_size() for name, t in state.items()}
+    if sum(claimed.values()) > MAX_CHECKPOINT_BYTES:
+        name = max(claimed, key=lambda n: claimed[n])
+        raise DataError(f"{path}: its tensors claim {sum(claimed.values()):,} bytes ({name!r}, shape "
+                        f"{tuple(state[name].shape)}, alone {claimed[name]:,}), past the {MAX_CHECKPOINT_BYTES:,} a "
+                        "checkpoint may hold; expected the model's own weights")
     complex_ = [name for name, t in state.items() if t.is_complex()]
     if complex_:  # torch would cast it to real, dropping the imaginary part with a warning (found by a user)
         raise DataError(f"{path} has complex values in {len(complex_)} tensor(s), first {complex_[0]!r}; expected "

@@ -62,7 +62,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
-from .config import (ADDITIVE_ONLY, UNNAMED_DATA_KEYS, DataConfig, ModelConfig, Recipe, recipe_from_dict, recipe_table,
+from .config import (ADDITIVE_ONLY, UNNAMED_DATA_KEYS, DataConfig, ModelConfig, Recipe, TrainConfig, recipe_from_dict,
+                     recipe_table,
                      refuse_misplaced_positive)
 from .errors import ConfigError, DataError, shell_word
 from .model import STATE_PARTS, AttentionLSTM
@@ -212,6 +213,11 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     if trained:  # recorded in model.json as if used (found by attacking: a floor that no report applied)
         raise ConfigError(f"--set {trained[0]}: a loaded model is not trained here, so train.* settings do nothing; "
                           "expected no train.* override")
+    weights = directory / store.WEIGHTS
+    if weights.is_file() and source.is_file() and source.samefile(weights):  # found by attacking: replaced, exit 0
+        raise DataError(f"{source} is {directory}'s {store.WEIGHTS}, which load would replace with the model it "
+                        f"imports (its own names, nothing else kept); expected the checkpoint outside {directory}, "
+                        "or another directory to load into")
     state, found = read_state_dict(source)
     _refuse_own_state(state, source)
     layout = recognise(state, roles, source.name, ordered=source.suffix.lower() != ".safetensors")
@@ -241,24 +247,27 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
     # while verify scored "1" as output 0, two accuracies of one file (found by attacking)
     if splits is not None and labels:
         labels = tuple(splits.labels)
-    save_model(directory, model, replace(recipe, model=cfg), labels, command=f"load {source.name}",
-               source=source.name, parent_sha256=store.sha256_file(source),
+    # a recipe's [train] describes a training that did not happen here: recorded, its floor read as this
+    # model's while nothing applied it (found by attacking: verify PASSED at 0.26 under a 0.99 floor)
+    unused = sorted(recipe_table(recipe_file, "train"))
+    save_model(directory, model, replace(recipe, model=cfg, train=TrainConfig()), labels,
+               command=f"load {source.name}", source=source.name, parent_sha256=store.sha256_file(source),
                feature_names=None if splits is None else splits.features)
     read = f" (read {found})" if found else ""
-    return f"imported AttentionLSTM from {source}{read}: {_summary(layout, model)} -> {directory}"
+    return (f"imported AttentionLSTM from {source}{read}: {_summary(layout, model)} -> {directory}"
+            + (f"; the recipe's [train] ({', '.join(unused)}) is not applied to a loaded model, nor recorded"
+               if unused else ""))
 
 
 def _refuse_other_data(data: DataConfig, model: AttentionLSTM, source: Path) -> Any:
     """The named data's splits (``data.Splits``), refused when the weights contradict its features or classes
     (found by a user: JapaneseVowels' 12 features over a 4-feature model loaded, and verify passed it with no
-    test split). Data that cannot be read here is left to the commands that need it, which say why: None."""
+    test split). Data that cannot be read is refused as train refuses it: the model's class names are the
+    data's (found by attacking: a data file that did not exist yet loaded with classes 0..C-1, and predict then
+    refused the file's own labels)."""
     from .data import load_splits
-    from .errors import NotAvailable
 
-    try:
-        splits = load_splits(data)
-    except (DataError, NotAvailable):
-        return None
+    splits = load_splits(data)
     if splits.train.features != model.input_size:
         raise ConfigError(f"the recipe's data ({splits.source}) has {splits.train.features} features per step, "
                           f"{source.name}'s model {model.input_size}; expected the data it was trained on")
@@ -276,8 +285,8 @@ def _refuse_own_state(state: dict[str, torch.Tensor], source: Path) -> None:
     recipe, labels, features), is what load copies."""
     # every key one of our model's: a user's module with its own mean/std buffers beside its own names is
     # the user's, and was told it was attn-export's (found by attacking)
-    if not {"mean", "std", "lstm.weight_ih_l0"} <= set(state) or any(k.split(".", 1)[0] not in STATE_PARTS
-                                                                     for k in state):
+    keys = {k.removeprefix("module.") for k in state}  # as recognise reads them (DataParallel's prefix dropped)
+    if not {"mean", "std", "lstm.weight_ih_l0"} <= keys or any(k.split(".", 1)[0] not in STATE_PARTS for k in keys):
         return
     folder = source.parent if source.name == store.WEIGHTS and (source.parent / store.MODEL_JSON).is_file() else None
     where = (f"load its artefact directory instead: attn-export load {shell_word(folder)} NEWDIR"

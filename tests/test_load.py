@@ -1182,3 +1182,78 @@ def test_two_conv1d_of_a_module_list_load_as_before(tmp_path: Path, capsys: pyte
                    attention=nn.Linear(H, 1), fc=nn.Linear(H, C))
     torch.save(user.state_dict(), tmp_path / "user.pt")
     assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art")]) == 0, capsys.readouterr().err
+
+
+def test_load_refuses_to_replace_the_checkpoint_it_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: ``load DIR/model.safetensors DIR`` (a user's own file where the output goes)
+    replaced it with the imported model's renamed weights, exit 0: the user's names and extra tensors gone."""
+    from safetensors.torch import save_file
+
+    art = tmp_path / "art"
+    art.mkdir()
+    save_file(_state(ScoreAndHead()), str(art / "model.safetensors"))
+    before = (art / "model.safetensors").read_bytes()
+    assert main(["load", str(art / "model.safetensors"), str(art)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"Error: {art / 'model.safetensors'} is {art}'s model.safetensors, which load would replace "
+                           f"with the model it imports (its own names, nothing else kept); expected the checkpoint "
+                           f"outside {art}, or another directory to load into"), err
+    assert (art / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in art.iterdir()) == [".attn-export.lock", "model.safetensors"]  # the lock: its own
+
+
+def test_a_recipes_train_table_is_neither_applied_nor_recorded(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: a recipe's [train] min_test_accuracy = 0.99 was recorded in model.json as the
+    loaded model's floor, which nothing applied (verify PASSED at 0.26), while --set train.* is refused. The
+    recipe's [train] now says so and stays out of model.json."""
+    from attn_export.config import TrainConfig
+
+    (tmp_path / "r.toml").write_text("[train]\nmin_test_accuracy = 0.99\nepochs = 3\n")
+    assert main(["load", str(_save(ScoreAndHead(), tmp_path / "user.pt")), str(tmp_path / "art"),
+                 "--recipe", str(tmp_path / "r.toml")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the recipe's [train] (epochs, min_test_accuracy) is not applied to a loaded model, nor recorded" in err
+    recorded = json.loads((tmp_path / "art" / "model.json").read_text())["recipe"]["train"]
+    assert recorded["min_test_accuracy"] == TrainConfig().min_test_accuracy and recorded["epochs"] == TrainConfig().epochs
+
+
+def test_named_data_that_cannot_be_read_is_refused_not_left_for_later(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: ``--set data.train=later.npz`` for a file not made yet loaded with classes 0..2, exit
+    0; made later with labels cat/dog/eel, verify passed it and predict refused its labels as not the model's."""
+    line = _error(tmp_path, _state(ScoreAndHead()), "--set", "data.name=files", "--set",
+                  f"data.train={tmp_path / 'later.npz'}", capsys=capsys)
+    assert line == f"Error: {tmp_path / 'later.npz'}: cannot read: no such file; expected an .npz archive", line
+
+
+def test_a_broadcast_view_cannot_make_load_ask_for_gigabytes(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: a 7 KB checkpoint holding ``torch.zeros(1).expand(100000, 100000)`` made load ask
+    for 40 GB ("this process ran out of memory ... expected more memory", exit 3). What its tensors claim is
+    bounded as the file is, before any is read whole."""
+    line = _error(tmp_path, _state(ScoreAndHead(), junk=torch.zeros(1).expand(100000, 100000)), capsys=capsys)
+    assert "its tensors claim" in line and "('junk', shape (100000, 100000), alone 40,000,000,000)" in line, line
+
+
+def test_attn_exports_own_weights_behind_dataparallels_prefix_are_named_as_ours(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by attacking: with a ``module.`` prefix, our own weights got "no layout fits mean, std, ...", whose
+    hint (--map mean=none) imported them without their normalisation."""
+    from attn_export.config import ModelConfig
+
+    ours = AttentionLSTM(ModelConfig(hidden_size=H), input_size=F, num_outputs=C)
+    line = _error(tmp_path, {f"module.{k}": v for k, v in ours.state_dict().items()}, capsys=capsys)
+    assert "holds attn-export's own model weights" in line, line
+
+
+def test_load_over_another_models_directory_names_what_describes_the_earlier_model(tmp_path: Path) -> None:
+    """Found by attacking: load over a directory with another model's report.md said nothing, and the report
+    read PASSED for weights that were gone; load says what train says."""
+    art = tmp_path / "art"
+    assert cli("load", str(_save(ScoreAndHead(), tmp_path / "a.pt")), str(art)).returncode == 0
+    (art / "report.md").write_text("Verification PASSED\n")
+    torch.manual_seed(1)
+    again = cli("load", str(_save(ScoreAndHead(), tmp_path / "b.pt")), str(art))
+    assert again.returncode == 0, again.stderr
+    assert "note: report.md describe the earlier model, not this one" in " ".join(again.stderr.split())

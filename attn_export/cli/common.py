@@ -140,6 +140,48 @@ def _recipe_meant(directory: Path) -> Path | None:
     return None
 
 
+class EarlierModel:
+    """What an earlier model's commands wrote in ``directory`` (all but the weights' own files), by modification
+    time, taken before ``train`` or ``load`` replaces its weights: ``say_left`` then names those still as they
+    were (found by attacking: an earlier report.md still read PASSED, and neither command said so)."""
+
+    def __init__(self, directory: Path) -> None:
+        from ..runtime.store import DIRECTORY_FILES, LOCK, MANIFEST, METRICS, MODEL_JSON, WEIGHTS, is_engine
+
+        self.directory = directory
+        self.weights = self._weights()
+        own = (MODEL_JSON, WEIGHTS, METRICS, MANIFEST, LOCK)
+        self.files = {} if not directory.is_dir() else {
+            p.name: when for p in sorted(directory.iterdir())
+            if (p.name in DIRECTORY_FILES or is_engine(p.name)) and p.name not in own
+            and (when := _modified(p)) is not None}
+
+    def _weights(self) -> str | None:
+        from ..runtime.store import WEIGHTS, sha256_file
+
+        path = self.directory / WEIGHTS
+        return sha256_file(path) if path.is_file() else None
+
+    def say_left(self) -> None:
+        """A note on stderr naming the earlier model's files, where the weights changed (the same weights
+        again, a seeded CPU run, leave them current)."""
+        from ..errors import shell_word
+
+        left = [name for name, when in self.files.items() if _modified(self.directory / name) == when]
+        if left and self.weights != self._weights():
+            d = shell_word(self.directory)
+            console(stderr=True).print(
+                f"note: {', '.join(left)} describe the earlier model, not this one: remake them (attn-export export "
+                f"{d}, then quantize, verify, report {d} as before) or remove them")
+
+
+def _modified(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def console(stderr: bool = False) -> Console:
     import os
     import sys

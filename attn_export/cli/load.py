@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DirArg, RecipeOpt, SetOpt, console, path_parser, recipe
+from .common import DirArg, EarlierModel, RecipeOpt, SetOpt, console, path_parser, recipe
 
 NAME = "load"
 
@@ -38,6 +38,8 @@ def command(
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
+    before = EarlierModel(directory)
     summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [],
                               data_given=names_data(recipe_file, overrides or []), recipe_file=recipe_file)
     console(stderr=True).print(summary, soft_wrap=True)
+    before.say_left()

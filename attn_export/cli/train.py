@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import printable, shell_word
-from .common import JsonOpt, OutOpt, PathsArg, RecipeOpt, SetOpt, console, print_json, recipe, recipe_and_directory
+from ..errors import printable
+from .common import (EarlierModel, JsonOpt, OutOpt, PathsArg, RecipeOpt, SetOpt, console, print_json, recipe,
+                     recipe_and_directory)
 
 NAME = "train"
 
@@ -24,7 +25,7 @@ def command(
     """Train an AttentionLSTM (no recipe: the built-in quickstart task) and save it in DIR."""
     recipe_file, directory = recipe_and_directory(paths, recipe_file, out)
     r = recipe(recipe_file, overrides, seed)
-    before, weights = _made_before(directory), _weights(directory)
+    before = EarlierModel(directory)
     from ..train import BelowFloor
 
     try:
@@ -35,38 +36,7 @@ def command(
         raise
     if json_out:
         print_json(metrics)
-    # said on stderr under --json too (found by attacking: it was lost there)
-    if weights != _weights(directory) and (  # the same weights again (a seeded CPU run) leave them current
-            left := [name for name, when in before.items() if _modified(directory / name) == when]):
-        # found by attacking: an earlier report.md still read PASSED, and train said nothing of it
-        d = shell_word(directory)
-        console(stderr=True).print(
-            f"note: {', '.join(left)} describe the earlier model, not this one: remake them (attn-export export "
-            f"{d}, then quantize, verify, report {d} as before) or remove them")
-
-
-def _weights(directory: Path) -> str | None:
-    from ..runtime.store import WEIGHTS, sha256_file
-
-    return sha256_file(directory / WEIGHTS) if (directory / WEIGHTS).is_file() else None
-
-
-def _modified(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _made_before(directory: Path) -> dict[str, int]:
-    """The files an earlier model's commands wrote in ``directory`` (all but train's own), by modification time."""
-    from ..runtime.store import DIRECTORY_FILES, LOCK, MANIFEST, METRICS, MODEL_JSON, WEIGHTS, is_engine
-
-    if not directory.is_dir():
-        return {}
-    own = (MODEL_JSON, WEIGHTS, METRICS, MANIFEST, LOCK)
-    return {p.name: when for p in sorted(directory.iterdir()) if (p.name in DIRECTORY_FILES or is_engine(p.name))
-            and p.name not in own and (when := _modified(p)) is not None}
+    before.say_left()  # on stderr under --json too (found by attacking: it was lost there)
 
 
 class TrainingBar:
