@@ -84,6 +84,7 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
                      quiet: bool = False) -> dict[str, Any]:
     from rich.table import Table
 
+    from ..bench import NOT_VERIFIED_LABEL
     from ..stream_bench import bench_stream
 
     with progress_bar("bench --stream", quiet) as progress:
@@ -102,6 +103,11 @@ def run_stream_bench(directory: Path, segments: list[int], chunks: list[int], se
                   f"{r['segment_ratio']:.1f}x", f"{r['on_paper_segment_ratio']:.1f}x")
     out = console(stderr=True)
     out.print(t)
+    unverified = [name for name, passed in result["verified"].items() if not passed]
+    if unverified:  # as plain bench labels such a row
+        many = len(unverified) > 1
+        out.print(f"{', '.join(unverified)}{NOT_VERIFIED_LABEL}: timed as {'they are' if many else 'it is'}; "
+                  f"attn-export verify {shell_word(directory)} judges {'them' if many else 'it'}")
     for line in result["not_timed"]:
         out.print(f"not timed: {line}")
     drift = result["drift"]
