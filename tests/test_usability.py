@@ -709,6 +709,14 @@ def test_every_command_a_hint_names_takes_the_directory_it_was_about() -> None:
     assert store.made_by("model.fp16.onnx") == "attn-export quantize --fp16"  # no directory: as MADE_BY says it
 
 
+def test_a_stream_variants_hint_asks_for_the_stream_graph_only_where_it_is_missing(tmp_path: Path) -> None:
+    """Found by attacking: with model.stream.onnx there and its FP16 variant deleted, the hint still said
+    "(after attn-export export --stream)", a step with nothing left to do."""
+    assert store.made_by(store.STREAM_FP16, tmp_path).endswith(f"(after attn-export export {tmp_path} --stream)")
+    (tmp_path / store.STREAM_ONNX).write_bytes(b"")
+    assert store.made_by(store.STREAM_FP16, tmp_path) == f"attn-export quantize {tmp_path} --fp16"
+
+
 def test_a_reference_without_a_budget_names_the_export_for_its_directory(tmp_path: Path) -> None:
     """Found by review: "re-run attn-export export", copied as printed, acted on ./artifacts. A reference
     recorded before budgets names the export of its own directory (none on a device, whose commands are

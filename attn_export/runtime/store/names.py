@@ -49,6 +49,7 @@ TMP_PREFIX = ".attn-export."
 # (on a host, `attn-export build` runs the same code)
 DEVICE_MODULE = "python3 -m attn_export.runtime"
 BUILD_COMMAND = f"{DEVICE_MODULE} build"
+AFTER_STREAM = " (after attn-export export --stream)"  # what a stream graph's variant needs made first
 # The command that makes each file, for "run X first" messages.
 MADE_BY = {
     MODEL_JSON: "attn-export train (or attn-export load CHECKPOINT)",
@@ -60,7 +61,7 @@ MADE_BY = {
     BENCH_JSON: "attn-export bench",
     **{p.file: p.made_by for p in PRECISIONS.values() if p.file is not None},
     STREAM_ONNX: "attn-export export --stream",
-    **{STREAM_FILES[p.name]: f"{p.made_by} (after attn-export export --stream)" for p in PRECISIONS.values()
+    **{STREAM_FILES[p.name]: f"{p.made_by}{AFTER_STREAM}" for p in PRECISIONS.values()
        if p.file is not None and p.name != "fp32"},
 }
 
@@ -73,6 +74,8 @@ def made_by(name: str, directory: Optional[Union[str, Path]] = None,
     command = MADE_BY.get(name, unknown)
     if directory is None:
         return command
+    if name in STREAM_FILES.values() and name != STREAM_ONNX and (Path(directory) / STREAM_ONNX).is_file():
+        command = command.replace(AFTER_STREAM, "")  # the stream graph is there: nothing to do first (attacking)
     where = directory_word(directory)
     return re.sub(r"attn-export (load CHECKPOINT|[a-z]+)", lambda m: f"{m.group(0)} {where}", command)
 
