@@ -314,6 +314,31 @@ def test_an_int8_stream_of_several_rows_gives_each_row_its_own_answer(streamed: 
     assert any(rows > 1 for name, rows in runs if name == store.STREAM_ONNX)
 
 
+def test_a_saved_state_resumes_a_stream_and_a_foreign_one_is_refused(streamed: Path) -> None:
+    """Found by attacking: ``stream.state = other`` took another model's state, or another batch's, to ONNX
+    Runtime's own error (exit 1), a list to an AttributeError, and negative steps silently. A state saved
+    from a stream resumes it exactly; anything else is one line, BadInput."""
+    from attn_export.errors import BadInput
+
+    x = _sequences(streamed, [30], seed=8)
+    with Predictor.load(streamed, allow_unverified=True) as predictor:
+        first, second = predictor.stream(), predictor.stream()
+        first.push(x[:, :12])
+        second.state = {k: v.copy() for k, v in first.state.items()}  # saved, then restored elsewhere
+        a, b = first.push(x[:, 12:]), second.push(x[:, 12:])
+        assert a[0].label == b[0].label and np.array_equal(a[0].probabilities, b[0].probabilities)
+        assert second.steps.tolist() == [30]
+        wide = predictor.stream(batch=2)
+        bad = {k: v.copy() for k, v in first.state.items()}
+        bad["state_in_steps"][:] = -3
+        for state, said in ((wide.state, "expected float32 [1, "), ([1, 2], "expected a mapping of"),
+                            ({"state_in_h": first.state["state_in_h"]}, "expected a mapping of"),
+                            (bad, "state steps must be whole numbers >= 0")):
+            with pytest.raises(BadInput, match=re.escape(said)):
+                second.state = state
+        assert second.steps.tolist() == [30]  # a refused state changes nothing
+
+
 def test_a_long_chunk_is_fed_in_pieces_with_the_same_answer(streamed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The graph's triangular product is [chunk, chunk] (a chunk of 40,000 steps asked ONNX Runtime for
     6.4 GB): push feeds it at most PIECE steps at a time; rows that end inside the chunk keep their state

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -167,15 +167,43 @@ class Stream:
         self.head = self.spec.head_output
         self._decide = decide  # head output row -> Prediction (the predictor's own decision)
         self.check = check  # (chunk, valid steps) -> None, or BadInput: the predictor's own range check
-        self.state = zero_state(self.spec, batch)
+        self._state = zero_state(self.spec, batch)
         # one push or reset at a time on this stream's state (found by attacking: four threads pushing on one
         # stream lost more than half their chunks, each push writing back the state it had read)
         self._turn = threading.Lock()
 
     @property
+    def state(self) -> Dict[str, np.ndarray]:
+        """Each row's state (``state_in_*`` -> [batch, ...] float32): what the next push starts from. Assigning
+        one saved earlier (the same model's, as many rows) resumes those streams; it is checked first."""
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        expected = zero_state(self.spec, self.batch)
+        if not isinstance(value, Mapping) or set(value) != set(expected):
+            got = sorted(map(str, value)) if isinstance(value, Mapping) else type(value).__name__
+            raise BadInput(f"state {got}: expected a mapping of {', '.join(sorted(expected))}")
+        state = {}
+        for name, want in expected.items():
+            array = np.asarray(value[name])
+            if array.dtype.kind not in "fiu" or array.shape != want.shape:
+                raise BadInput(f"state {name} is {array.dtype} {list(array.shape)}; expected float32 "
+                               f"{list(want.shape)} (this stream's rows, this model's state)")
+            state[name] = np.array(array, np.float32)
+            if not np.isfinite(state[name]).all():
+                raise BadInput(f"state {name} holds a non-finite value; expected a state a push computed")
+        steps, total = state[state_name("steps", "in")][:, 0], state[state_name("sum", "in")][:, 0]
+        if ((steps < 0) | (steps != np.round(steps)) | ((steps > 0) & (total <= 0))).any():
+            raise BadInput("state steps must be whole numbers >= 0, with a positive sum where a row has seen a step; "
+                           "expected a state a push computed")
+        with self._turn:
+            self._state = state
+
+    @property
     def steps(self) -> np.ndarray:
         """Steps seen so far, per row."""
-        return self.state[state_name("steps", "in")][:, 0].astype(np.int64)
+        return self._state[state_name("steps", "in")][:, 0].astype(np.int64)
 
     def reset(self, rows: Union[None, int, Sequence[int]] = None) -> None:
         """Start ``rows`` (every row when None) from the zero state."""
@@ -196,10 +224,10 @@ class Stream:
                 raise BadInput(f"row {r} is outside this stream's {self.batch} rows")
         index = np.asarray(list(picked), np.int64)
         with self._turn:  # new arrays in one assignment: a reader of ``state`` sees it before or after, whole
-            state = {name: value.copy() for name, value in self.state.items()}
+            state = {name: value.copy() for name, value in self._state.items()}
             for value in state.values():
                 value[index] = 0.0
-            self.state = state
+            self._state = state
 
     def push(self, chunk: Any, lengths: Optional[Any] = None) -> List[Any]:
         """Feed ``chunk`` [batch, steps, features] (or [steps, features] for one row) and return each row's
@@ -247,16 +275,16 @@ class Stream:
         width = max(min(PIECE, profile.seq.max), profile.seq.min) if profile is not None else PIECE
         with self._turn:
             if steps <= width:
-                out, state = self._feed(x, lens, self.state)
+                out, state = self._feed(x, lens, self._state)
             else:  # pieces of one width (the last padded: padding is free); none past the longest row
-                state = self.state
+                state = self._state
                 for start in range(0, int(lens.max()) or 1, width):
                     piece = x[:, start:start + width]
                     if piece.shape[1] < width:
                         piece = np.concatenate([piece, np.zeros((self.batch, width - piece.shape[1],
                                                                  self.features), np.float32)], axis=1)
                     out, state = self._feed(piece, np.clip(lens - start, 0, width), state)
-            self.state = state  # only once every piece ran: a push that fails changes nothing
+            self._state = state  # only once every piece ran: a push that fails changes nothing
         return [self._decide(row) for row in np.asarray(out[self.head], np.float32)]
 
     def _feed(self, x: np.ndarray, lengths: np.ndarray,
