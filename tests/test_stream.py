@@ -337,6 +337,19 @@ def test_a_saved_state_resumes_a_stream_and_a_foreign_one_is_refused(streamed: P
             with pytest.raises(BadInput, match=re.escape(said)):
                 second.state = state
         assert second.steps.tolist() == [30]  # a refused state changes nothing
+        # past float32's exact count (4.7 hours at 1 kHz) the stream says so, once (found by attacking: nothing)
+        from attn_export.runtime.streaming import STEPS_EXACT
+
+        near = {k: v.copy() for k, v in second.state.items()}
+        near["state_in_steps"][:] = STEPS_EXACT - 1
+        second.state = near
+        for _ in range(3):
+            second.push(x[:, :1])
+        assert second.steps.tolist() == [STEPS_EXACT]
+        assert [n for n in second.notes if "16,777,216 steps" in n] == [
+            "a row has seen 16,777,216 steps: its float32 step count goes no further, and the attention's running "
+            "sums lose the precision to take in more steps as they grow; reset the row (a new window) for an exact "
+            "stream"]
 
 
 def test_a_long_chunk_is_fed_in_pieces_with_the_same_answer(streamed: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,7 @@ MAX_CHUNK = 1_000_000  # steps in one update: the recipe's bound on a sequence (
 # answer; the graph's [chunk, chunk] triangle made one chunk of 40,000 steps ask for 6.4 GB (README,
 # Streaming, "Long chunks go in pieces", with the measurements behind 128)
 PIECE = 128
+STEPS_EXACT = 2 ** 24  # float32's last exact whole number: a row's step count stops there
 
 
 def state_name(name: str, side: str) -> str:
@@ -168,6 +169,7 @@ class Stream:
         self._decide = decide  # head output row -> Prediction (the predictor's own decision)
         self.check = check  # (chunk, valid steps) -> None, or BadInput: the predictor's own range check
         self._state = zero_state(self.spec, batch)
+        self._past_exact = False  # whether a row's count reached STEPS_EXACT (said once, in notes)
         # one push or reset at a time on this stream's state (found by attacking: four threads pushing on one
         # stream lost more than half their chunks, each push writing back the state it had read)
         self._turn = threading.Lock()
@@ -285,6 +287,11 @@ class Stream:
                                                                  self.features), np.float32)], axis=1)
                     out, state = self._feed(piece, np.clip(lens - start, 0, width), state)
             self._state = state  # only once every piece ran: a push that fails changes nothing
+            if not self._past_exact and bool((self.steps >= STEPS_EXACT).any()):
+                self._past_exact = True  # 4.7 hours of a 1 kHz sensor (found by attacking: said nowhere)
+                self.notes.append(f"a row has seen {STEPS_EXACT:,} steps: its float32 step count goes no further, "
+                                  "and the attention's running sums lose the precision to take in more steps as "
+                                  "they grow; reset the row (a new window) for an exact stream")
         return [self._decide(row) for row in np.asarray(out[self.head], np.float32)]
 
     def _feed(self, x: np.ndarray, lengths: np.ndarray,
