@@ -813,7 +813,7 @@ def _summary(layout: Layout, model: AttentionLSTM) -> str:
     cfg = model.config
     # the user's part names quoted: beside the kinds they read "linear score score, head head" (found by attacking)
     lstm = f"LSTM '{layout.lstm.name}' hidden_size {cfg.hidden_size}, num_layers {cfg.num_layers}"
-    parts = [f"{model.input_size} features"]
+    parts = [f"{model.input_size} feature{'s' if model.input_size > 1 else ''}"]
     if layout.convs:
         kernels = ", ".join(str(k) for k in cfg.conv_kernel_sizes)
         # what the weights cannot show, said as assumed (found by attacking: a dilated Conv1d imported, 0.012 off)
