@@ -343,12 +343,12 @@ def wrong_decisions_where(path: Path, condition: list, name: str) -> None:
     onnx.save(proto, str(path))
 
 
-def mark_verified(directory: Path, name: str, passed: bool = True) -> None:
+def mark_verified(directory: Path, name: str, passed: bool = True, backends: tuple[str, ...] = ("ort-cpu",)) -> None:
     """What attn-export verify writes into an artefact's manifest entry (without running it)."""
     manifest = store.read_manifest(directory)
     manifest["artifacts"][name]["verified"] = {"passed": passed, "sha256": store.sha256_file(directory / name),
                                                "verify_sha256": "0" * 64,
-                                               "backends": ["ort-cpu"], "accuracy": 0.5}
+                                               "backends": list(backends), "accuracy": 0.5}
     store.write_json(directory / store.MANIFEST, manifest)
 
 

@@ -488,6 +488,18 @@ def test_predict_stream_says_the_stream_graphs_trust_not_the_whole_graphs(stream
         assert not any("replays" in n for n in notes), notes
     text = cli("predict", *flags, "--dir", str(directory))
     assert f"note: {store.STREAM_ONNX} has never been verified" in text.stderr, text.stderr
+    # which runtimes verify passed each graph on: the stream graph's, not model.onnx's (found by review)
+    for whole, streamed_on, said in ((("tract-cpu",), ("ort-cpu",), None),
+                                     (("ort-cpu",), ("tract-cpu",), f"{store.STREAM_ONNX} passed verify on tract-cpu, "
+                                                                    "never on ort-cpu, which runs it now")):
+        mark_verified(directory, store.ONNX_FP32, backends=whole)
+        mark_verified(directory, store.STREAM_ONNX, backends=streamed_on)
+        result = cli("predict", *flags, "--dir", str(directory), "--backend", "ort-cpu", "--json")
+        assert result.returncode == 0, result.stderr
+        notes = json.loads(result.stdout)["notes"]
+        assert [n for n in notes if "passed verify on" in n and "never on" in n] == (
+            [] if said is None else [n for n in notes if n.startswith(said)]), notes
+        assert said is None or any(n.startswith(said) for n in notes), notes
 
 
 @SECOND_VARIANT_SLOW

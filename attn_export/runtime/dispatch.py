@@ -16,7 +16,7 @@ from .backends import REGISTRY, Backend
 from .precisions import ONNX_FILES, PRECISIONS, build_flag
 from .store import DEVICE_MODULE, MANIFEST, Artifact, Store, build_command, directory_word, is_engine, shipped
 
-__all__ = ["choose", "find_engine", "verify_by_name"]
+__all__ = ["choose", "find_engine", "not_run_on", "verify_by_name"]
 
 # what to install to run ONNX files (predict's and verify's "no backend" lines say it alike)
 INSTALL_ONNX_RUNTIME = ("ONNX Runtime: pip install onnxruntime for the CPU, onnxruntime-gpu for an NVIDIA GPU (on a "
@@ -150,7 +150,7 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
         artifact = store.open(ONNX_FILES[precision], need="verified", allow_unverified=allow_unverified)
         if cls.computes is not None:
             notes += _own_precision(store, cls, artifact, allow_unverified)
-        return cls, artifact, notes + _not_run_on(store, cls, artifact)
+        return cls, artifact, notes + not_run_on(store, cls, artifact)
 
     if _usable(ENGINE_BACKEND):
         engine = find_engine(store, precision, allow_unverified, notes)
@@ -169,10 +169,10 @@ def choose(store: Store, backend: str, precision: str, allow_unverified: bool) -
                        "from JetPack on a Jetson), or " if flag is not None else "")
         raise NotAvailable(f"no backend can run {ONNX_FILES[precision]} here ({reason}); expected: {engine_hint}"
                            f"{INSTALL_ONNX_RUNTIME}")
-    return REGISTRY[chosen], artifact, notes + _not_run_on(store, REGISTRY[chosen], artifact)
+    return REGISTRY[chosen], artifact, notes + not_run_on(store, REGISTRY[chosen], artifact)
 
 
-def _not_run_on(store: Store, cls: Type[Backend], artifact: Artifact) -> List[str]:
+def not_run_on(store: Store, cls: Type[Backend], artifact: Artifact) -> List[str]:
     """A note when ``artifact`` passed verify but never on ``cls``, which runs it now (found by attacking: a
     graph verified on tract alone served on ONNX Runtime and OpenVINO without a word; parity on one runtime
     proves nothing about another). A backend computing in a precision of its own has ``_own_precision``."""

@@ -222,7 +222,9 @@ class Predictor:
         self.features = self.spec.features
         self.entry = artifact.entry
         self.notes = notes + list(artifact.notes)
-        self.graph_notes: List[str] = list(artifact.notes)  # the store's of the graph it runs: a stream's has its own
+        # what loading said of the graph it runs and of that choice (a stream graph has its own: ``Stream.notes``);
+        # what is appended to ``notes`` later is the request's
+        self.graph_notes: List[str] = list(self.notes)
         self.verified: Optional[Mapping[str, Any]] = artifact.verified
         # where the input enters the graph, a value past the precision's largest (float32's for FP32) is inf
         # and the answer is not the model's (found by attacking: 1e6 gave FP16 another class than FP32)
@@ -316,7 +318,6 @@ class Predictor:
             impl.__enter__()
             verdict = _verdict_notes(store, artifact, backend_cls.computes)
             predictor = cls(impl, artifact, notes + verdict, batch_size, store)
-            predictor.graph_notes[:0] = verdict
             predictor._options = (allow_unverified, threads)
             predictor.judged_within = _judged_within(store, artifact, impl.device, predictor.computes)
             predictor.decided_within = _decided_within(store, artifact)
@@ -459,6 +460,7 @@ class Predictor:
         return artifact, type(self._backend) if self._backend.kind == "onnx" else OrtCpuBackend
 
     def _stream(self, rows: int) -> "Stream":
+        from .dispatch import not_run_on
         from .streaming import Stream
 
         if self._closed:
@@ -479,7 +481,8 @@ class Predictor:
         runs = (artifact.name, input_range(artifact, opened[0].name))
         return Stream(opened[0], rows, lambda row: self._decide(row, empty),
                       lambda x, valid: self.check_range(x, "chunk", valid, runs), lock=opened[1],
-                      notes=_verdict_notes(self._store, artifact, None) + list(artifact.notes))
+                      notes=(_verdict_notes(self._store, artifact, None) + list(artifact.notes)
+                             + not_run_on(self._store, cls, artifact)))
 
     def _loaded_before(self, e: Untrusted) -> Untrusted:
         """``e``, saying so when the directory's manifest is no longer the one this predictor loaded (found by
