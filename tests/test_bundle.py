@@ -378,19 +378,27 @@ def test_a_killed_unbundles_hidden_copy_is_removed_by_the_next_unbundle_beside_i
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no process has now (reaped)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host = store.staging_prefix("")[len(str(os.getpid())):]  # "@HOST-"
     try:
-        copies = {who: tmp_path / f".device.unbundle-{pid}-abc123" for who, pid in
-                  (("dead", dead.pid), ("live", live.pid), ("other", "x1"))}
+        copies = {who: tmp_path / name for who, name in (
+            ("dead", f".device.unbundle-{dead.pid}{host}abcd1234"),
+            ("live", f".device.unbundle-{live.pid}{host}abcd1234"),
+            ("mine", f".device.unbundle-{os.getpid()}{host}abcd1234"),  # another thread's, in this process
+            ("other host", f".device.unbundle-{dead.pid}@elsewhere-abcd1234"),  # a shared volume's (review)
+            ("a user's", f".device.unbundle-{dead.pid}{host}notes"),  # not mkdtemp's shape (review)
+            ("another target's", f".device.unbundle-5-z.unbundle-{dead.pid}{host}abcd1234"))}
         for copy in copies.values():
             copy.mkdir()
             (copy / "model.onnx").write_bytes(b"half")
         unpack(archive, tmp_path / "device")
-        assert not copies["dead"].exists()
-        assert copies["live"].is_dir() and copies["other"].is_dir()
+        assert [who for who, copy in copies.items() if not copy.exists()] == ["dead"]
         assert (tmp_path / "device" / BUNDLE_JSON).is_file()
     finally:
         live.kill()
         live.wait()
+    # a folder that cannot be listed (one may write into but not list: found by review) is left alone; shown
+    # here by a missing one, since this suite runs as root, whom no permission stops
+    assert store.sweep_staging(tmp_path / "no such folder", ".x.unbundle-") == []
 
 
 def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_shipped(

@@ -967,7 +967,7 @@ def unpack(
             else:  # named by this process, so that the next unbundle beside it removes it if it is killed
                 prefix = f".{store.short_name(target.name)}.unbundle-"
                 store.sweep_staging(target.parent, prefix)
-                staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
+                staging = Path(tempfile.mkdtemp(prefix=store.staging_prefix(prefix), dir=target.parent))
         except OSError as e:
             if e.errno == errno.EEXIST:
                 raise Busy(f"another unbundle is filling {target} (its {FILLING} is there); expected one unbundle "

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, as_directory, atomic_path, fsync_directory, json_bytes, json_text, locked, parse_json, read_file,
-                    read_json, read_regular, require, sha256_file, short_name, sweep, sweep_staging, write_bytes, write_json, writes_directory)
+                    read_json, read_regular, require, sha256_file, short_name, staging_prefix, sweep, sweep_staging, write_bytes, write_json, writes_directory)
 from .manifest import MANIFEST_SCHEMA, forget, read_manifest, record, record_verdicts
 from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DEVICE_MODULE, DIRECTORY_FILES, LOCK,
                     MADE_BY, MANIFEST, METRICS, MODEL_JSON, ONNX_FILES, ONNX_FP32, PLOTS, QUANTIZE_JSON, REFERENCE,
@@ -40,7 +40,7 @@ __all__ = [
     "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",
     "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "build_command", "directory_word", "forget", "fsync_directory", "is_engine", "json_bytes", "json_text", "made_by",
     "locked", "parse_json", "read_file", "read_json", "read_regular", "read_manifest", "record", "record_verdicts", "require", "shipped",
-    "sha256_file", "short_name", "sweep", "sweep_staging", "write_bytes", "write_json", "writes_directory",
+    "sha256_file", "short_name", "staging_prefix", "sweep", "sweep_staging", "write_bytes", "write_json", "writes_directory",
 ]
 
 

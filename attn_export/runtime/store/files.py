@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import os
+import platform
+import re
 import shutil
 import stat
 import tempfile
@@ -27,8 +29,8 @@ from ..interrupt import commit_point
 from .names import CREATES_DIRECTORY, DIRECTORY_FILES, LOCK, MODEL_JSON, TMP_PREFIX, made_by
 
 __all__ = ["DIR_MODE", "FILE_MODE", "MAX_JSON_BYTES", "atomic_path", "fsync_directory", "json_bytes", "json_text", "locked", "parse_json",
-           "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "sweep",
-           "sweep_staging", "write_bytes", "write_json", "writes_directory"]
+           "open_regular", "read_file", "read_regular", "read_json", "require", "sha256_file", "short_name", "staging_prefix",
+           "sweep", "sweep_staging", "write_bytes", "write_json", "writes_directory"]
 
 
 def sha256_file(path: Path) -> str:
@@ -170,19 +172,39 @@ def sweep(directory: Path, made: Optional[str] = None) -> List[str]:
     return removed
 
 
+def staging_prefix(prefix: str) -> str:
+    """``prefix`` + this process's id and host: the start of a staging directory's name (``tempfile.mkdtemp``
+    adds 8 characters), which ``sweep_staging`` reads back. The host, because on a shared volume (NFS) another
+    machine's running writer is no process here."""
+    return f"{prefix}{os.getpid()}@{_host()}-"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", platform.node())[:32]
+
+
 def sweep_staging(parent: Path, prefix: str) -> List[str]:
-    """Remove the staging directories ``PREFIX PID-XXXX`` in ``parent`` whose writer is dead (an unbundle
-    killed before its last rename left its half-unpacked copy, hidden, beside the target: found by attacking);
-    a live writer's are kept. Returns the names removed."""
-    removed = []
-    for path in parent.iterdir() if parent.is_dir() else ():
-        pid = path.name[len(prefix):].split("-", 1)[0] if path.name.startswith(prefix) else ""
-        if not pid.isdigit() or path.is_symlink() or not path.is_dir():
+    """Remove the staging directories (``staging_prefix(prefix)`` + mkdtemp's 8 characters, this user's, made
+    on this host) in ``parent`` whose process is dead: an unbundle killed before its last rename left its
+    half-unpacked copy, hidden, beside the target (found by attacking). A live process's are kept, this one's
+    too, and so is any other name; a folder that cannot be listed is left as it is. Returns the names removed."""
+    shape = re.compile(re.escape(prefix) + r"([0-9]+)@" + re.escape(_host()) + r"-[a-z0-9_]{8}")
+    removed: List[str] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:  # a folder one may write into but not list (found by review)
+        return removed
+    for path in entries:
+        found = shape.fullmatch(path.name)
+        if found is None or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
             continue
-        if int(pid) != os.getpid() and _alive(int(pid)):
+        try:
+            own = path.is_dir() and not path.is_symlink() and path.lstat().st_uid == os.geteuid()
+        except OSError:
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path.name)
+        if own:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
     return removed
 
 
