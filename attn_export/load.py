@@ -255,7 +255,8 @@ def load_checkpoint(source: Path, directory: Path, recipe: Recipe, mapping: Sequ
                feature_names=None if splits is None else splits.features)
     read = f" (read {found})" if found else ""
     return (f"imported AttentionLSTM from {source}{read}: {_summary(layout, model)} -> {directory}"
-            + (f"; the recipe's [train] ({', '.join(unused)}) is not applied to a loaded model, nor recorded"
+            + (f"; the recipe's [train] ({', '.join(unused)}) is not applied to a loaded model (recorded as the "
+               "defaults)"
                if unused else ""))
 
 

@@ -1213,7 +1213,8 @@ def test_a_recipes_train_table_is_neither_applied_nor_recorded(tmp_path: Path,
     assert main(["load", str(_save(ScoreAndHead(), tmp_path / "user.pt")), str(tmp_path / "art"),
                  "--recipe", str(tmp_path / "r.toml")]) == 0
     err = " ".join(capsys.readouterr().err.split())
-    assert "the recipe's [train] (epochs, min_test_accuracy) is not applied to a loaded model, nor recorded" in err
+    assert "the recipe's [train] (epochs, min_test_accuracy) is not applied to a loaded model (recorded as the " \
+           "defaults)" in err
     recorded = json.loads((tmp_path / "art" / "model.json").read_text())["recipe"]["train"]
     assert recorded["min_test_accuracy"] == TrainConfig().min_test_accuracy and recorded["epochs"] == TrainConfig().epochs
 
@@ -1253,7 +1254,8 @@ def test_load_over_another_models_directory_names_what_describes_the_earlier_mod
     art = tmp_path / "art"
     assert cli("load", str(_save(ScoreAndHead(), tmp_path / "a.pt")), str(art)).returncode == 0
     (art / "report.md").write_text("Verification PASSED\n")
+    (art / "metrics.json").write_text("{}")  # a trained model's: load writes none, so it is the earlier one's
     torch.manual_seed(1)
     again = cli("load", str(_save(ScoreAndHead(), tmp_path / "b.pt")), str(art))
     assert again.returncode == 0, again.stderr
-    assert "note: report.md describe the earlier model, not this one" in " ".join(again.stderr.split())
+    assert "note: metrics.json, report.md describe the earlier model, not this one" in " ".join(again.stderr.split())

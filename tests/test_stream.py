@@ -1174,6 +1174,8 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     # foreground; a path with a space split -v (found by attacking)
     assert "<" not in readme.split("docker run")[1].split("tritonserver --model")[0]
     assert 'docker run -d --rm --name attn-triton' in readme and '-v "$PWD/model_repository:/models"' in readme
+    # curl's --retry gives up on a refused or reset connection before the server listens (review): a loop
+    assert "until curl -sf localhost:8000/v2/health/ready; do sleep 2; done" in readme
     assert "A chunk's length must lie in 0..steps of that chunk (0 keeps the state as it was)" in readme
     assert "so does a value in a valid step that is not finite, or that the model's normalisation takes past " \
            "float32" in readme  # a NaN in a chunk spoiled the state Triton keeps (found by attacking)

@@ -145,12 +145,13 @@ class EarlierModel:
     time, taken before ``train`` or ``load`` replaces its weights: ``say_left`` then names those still as they
     were (found by attacking: an earlier report.md still read PASSED, and neither command said so)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, writes_metrics: bool = True) -> None:
         from ..runtime.store import DIRECTORY_FILES, LOCK, MANIFEST, METRICS, MODEL_JSON, WEIGHTS, is_engine
 
         self.directory = directory
         self.weights = self._weights()
-        own = (MODEL_JSON, WEIGHTS, METRICS, MANIFEST, LOCK)
+        # the command's own files; load writes no metrics.json, so an earlier one is the earlier model's (review)
+        own = (MODEL_JSON, WEIGHTS, MANIFEST, LOCK) + ((METRICS,) if writes_metrics else ())
         self.files = {} if not directory.is_dir() else {
             p.name: when for p in sorted(directory.iterdir())
             if (p.name in DIRECTORY_FILES or is_engine(p.name)) and p.name not in own

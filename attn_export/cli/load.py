@@ -38,7 +38,7 @@ def command(
     from ..load import load_checkpoint
 
     r = recipe(recipe_file, overrides)
-    before = EarlierModel(directory)
+    before = EarlierModel(directory, writes_metrics=False)
     summary = load_checkpoint(checkpoint, directory, r, mapping or [], overrides or [],
                               data_given=names_data(recipe_file, overrides or []), recipe_file=recipe_file)
     console(stderr=True).print(summary, soft_wrap=True)

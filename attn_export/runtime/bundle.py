@@ -217,7 +217,7 @@ requests at once, each instance with threads of its own.
     docker run -d --rm --name attn-triton -p 8000:8000 -v "$PWD/model_repository:/models" \\
         "nvcr.io/nvidia/tritonserver:$TRITON-py3" tritonserver --model-repository=/models
     python3 -m pip install -r requirements.txt
-    curl -sf --retry 30 --retry-connrefused --retry-delay 2 localhost:8000/v2/health/ready   # until it serves
+    until curl -sf localhost:8000/v2/health/ready; do sleep 2; done   # until it serves its models
 
     # in Python (docker stop attn-triton when done):
 
