@@ -28,7 +28,7 @@ from attn_export.errors import shell_word
 from attn_export.runtime.compare import rule_for
 from attn_export.runtime.timing import CLOCKS
 
-from conftest import ROOT, TINY, cli, rerecord, wrong_decisions_where
+from conftest import ROOT, TINY, cli, mark_verified, rerecord, wrong_decisions_where
 
 RESULT_KEYS = {"backend", "artifact", "precision", "status", "reason", "accuracy", "accuracy_delta", "latency_ms",
                "cases"}
@@ -1776,6 +1776,7 @@ def test_predict_says_when_an_int8_sequence_is_longer_than_the_test_split_that_j
     shutil.copytree(directory, streaming)
     assert cli("export", str(streaming), "--stream").returncode == 0
     assert cli("quantize", str(streaming), "--int8", "--method", "dynamic").returncode == 0
+    mark_verified(streaming, store.STREAM_FILES["int8-dynamic"])  # a never verified one says that instead
     with Predictor.load(streaming, precision="int8-dynamic", allow_unverified=True) as int8:
         streamed = int8.beyond_streamed([rng.standard_normal((longest + 1, features)).astype(np.float32)])
         assert streamed is not None and f"longer than the {longest} steps of the test split" in streamed
