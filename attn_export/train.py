@@ -372,6 +372,7 @@ def _train(
         "data": splits.source,
         # what verify and quantize compare before they judge on the data again (never on a changed file)
         "data_files": splits.files,
+        "filled": splits.filled,  # gaps [data] missing filled, per file read (said by train)
         "sizes": {"train": splits.train.n, "val": splits.val.n, "test": splits.test.n},
         "classes": class_table(splits, tested[1]),
         # features with one value in training: centred, scaled by 1 (Normalization), nothing learnt from them

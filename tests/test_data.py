@@ -609,6 +609,10 @@ def test_a_training_csv_fills_its_gaps_by_the_missing_policy(tmp_path: Path) -> 
                  "--set", "data.missing=ffill", "--set", "data.test_fraction=0.5", "--set", "data.val_fraction=0",
                  "--set", "model.hidden_size=8", "--set", "train.epochs=1")
     assert result.returncode == 0, result.stderr
+    # how many it filled, said and kept, as predict says its own (found by attacking: said nowhere)
+    assert f"note: 5 missing value(s) in the train file {p} filled by the recipe's [data] missing" in \
+        " ".join(result.stderr.split()), result.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["filled"] == {"train": 5}
 
 
 @pytest.mark.parametrize("missing", ["ffill", "zero"])
@@ -800,7 +804,7 @@ def test_labels_that_are_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="37 distinct labels among 40"):
         refuse_ids(["a"] * 4 + [f"s{i}" for i in range(36)], "x.csv")
     # one sequence a class, with a test file of those classes (UCR's Fungi, found by review): trains
-    np.savez(tmp_path / "test.npz", x=x[:10], y=np.arange(10) + 1000)
+    np.savez(tmp_path / "test.npz", x=x[:10] + 1, y=np.arange(10) + 1000)  # other sequences: held out
     splits = load_splits(cfg(name="files", train=str(tmp_path / "ids.npz"), test=str(tmp_path / "test.npz"),
                              val_fraction=0.0))
     assert len(splits.labels) == 40 and splits.test.n == 10
