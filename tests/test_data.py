@@ -176,7 +176,9 @@ def test_ts_malformed_values_and_structure(tmp_path: Path) -> None:
         "1,,2:3,4,5:a": ":5: an empty value in channel 1",
         "1,2,3:4,5:a": ":5: channel 2 has 2 values but channel 1 has 3",
         ":3,4:a": ":5: channel 2 has 2 values but channel 1 has 0",  # found by a user: it said "has 1"
-        "1,2:3,4:c": ":5: class label 'c' is not in @classLabel",
+        "1,2:3,4:c": ":5: class label 'c' is not in @classLabel; expected one of: 'a', 'b'",
+        # found by attacking: "spk one ... expected one of: spk one spk,two" read as if it were in the list
+        "1,2:3,4:b c": ":5: class label 'b c' is not in @classLabel (@classLabel's names are split at whitespace",
         "1,inf:3,4:a": ":5: value 'inf' in channel 1 is not a finite float32",
         "1,1e39:3,4:a": ":5: value '1e39' in channel 1 is not a finite float32",
         "1,2:3,4:": ":5: empty label",

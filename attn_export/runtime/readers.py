@@ -361,9 +361,11 @@ def _read_ts(path: Union[str, Path], missing: str = "error", fill: bool = True) 
                                 "label; expected a header saying which: @classLabel true followed by the class "
                                 "names, @classLabel false, or @dimensions")
             if declared is not None and label not in declared:
+                spaced = " (@classLabel's names are split at whitespace: a label with a space cannot be declared; "\
+                    "leave @classLabel out)" if any(c.isspace() for c in label) else ""
                 raise DataError(
-                    f"{p}:{lineno}: class label {_show(label)} is not in @classLabel; expected one of: "
-                    + " ".join(declared[:20])
+                    f"{p}:{lineno}: class label {_show(label)} is not in @classLabel{spaced}; expected one of: "
+                    + ", ".join(_show(d) for d in declared[:20])
                     + (" ..." if len(declared) > 20 else "")
                 )
             fields = fields[:-1]
