@@ -25,10 +25,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from attn_export.errors import DataError, NotAvailable
+from attn_export.errors import ConfigError, DataError, NotAvailable
 from attn_export.runtime.store import sha256_file
 from attn_export.runtime.readers import (FLOAT32_MAX, MISSING_POLICIES, _check_missing_policy, _read_ts, _show,
-                                        fill_gaps, gap_count, npz_names, read_npz, read_ts)
+                                        fill_counted, npz_names, read_npz, read_ts)
 from attn_export.runtime.inputs import check_features, normalised_twins, read_csv, spelling_twin
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "pad",
     "read_npz",
     "read_ts",
+    "refuse_unread_data_keys",
     "synthetic",
 ]
 
@@ -153,6 +154,7 @@ class Splits:
     # gaps filled by ``[data] missing`` per file read ("train", "test"), where any was: said by train, kept in
     # metrics.json (found by attacking: 39 % of a file's values filled, said nowhere; predict says its own)
     filled: Dict[str, int] = field(default_factory=dict)
+    shared: int = 0  # test sequences equal to training ones (``shared_sequences``): not held out, said by train
 
 
 @dataclass(frozen=True)
@@ -482,8 +484,8 @@ def _read_labelled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
     """A labelled file's sequences (gaps filled by ``missing``), labels, declared label order (a .ts
     header's), feature column names (a .csv header's) and how many gaps were filled."""
     seqs, raw, declared, names = _read_unfilled(path, missing)
-    filled = gap_count(seqs)
-    return ([fill_gaps(s, missing) for s in seqs] if filled else seqs), raw, declared, names, filled
+    filled_seqs, filled = fill_counted(seqs, missing)
+    return filled_seqs, raw, declared, names, filled
 
 
 def _read_unfilled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str], Optional[List[str]],
@@ -515,20 +517,21 @@ def _read_unfilled(path: str, missing: str) -> Tuple[List[np.ndarray], List[str]
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .ts, .npz or .csv")
 
 
-def refuse_shared(train: Sequence[np.ndarray], test: Sequence[np.ndarray], train_path: str, test_path: str) -> None:
-    """A test file whose sequences are also training ones (the same file twice, or a test file inside the
-    training one): its accuracy, the floor's and verify's, is not held out (found by attacking: 370 of 370
-    test sequences were training ones, exit 0). Sequences are compared by their values, as read."""
+def shared_sequences(train: Sequence[np.ndarray], test: Sequence[np.ndarray], train_path: str, test_path: str) -> int:
+    """How many test sequences are also training ones, by their values as read: said by train, since their
+    accuracy is not held out (found by attacking: a test file inside the training one, 370 of 370, exit 0, no
+    word). Data of few distinct values shares sequences by chance, so only the training file named again as
+    the test file (by path or by bytes) is refused."""
+    if Path(train_path).resolve() == Path(test_path).resolve() or sha256_file(Path(train_path)) == sha256_file(
+            Path(test_path)):
+        raise DataError(f"{test_path} is the training data {train_path} again; expected a test split held out from "
+                        "training (or no data.test: test_fraction of the training file is held out)")
+
     def key(s: np.ndarray) -> bytes:
         return hashlib.sha256(np.ascontiguousarray(s, np.float32).tobytes() + repr(s.shape).encode()).digest()
 
     seen = {key(s) for s in train}
-    shared = [i for i, s in enumerate(test) if key(s) in seen]
-    if shared:
-        same = " (the same file twice)" if Path(train_path).resolve() == Path(test_path).resolve() else ""
-        raise DataError(f"{test_path}: {len(shared):,} of {len(test):,} test sequences (the first: sequence "
-                        f"{shared[0]}) are also in the training data {train_path}{same}; expected a test split held "
-                        "out from training")
+    return sum(key(s) in seen for s in test)
 
 
 def _fraction(name: str, value: Any) -> float:
@@ -544,6 +547,32 @@ def _build(seqs: List[np.ndarray], raw: List[str], labels: Tuple[str, ...], path
         return SequenceSet(tuple(seqs), y, labels)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
+
+
+def refuse_unread_data_keys(data: Any) -> None:
+    """A data key the data does not read is refused, as ``train.refuse_unread_model_keys`` refuses a model's
+    (found by attacking: each was ignored and recorded in model.json as if used). Only train asks, before it
+    reads the data (a recipe's mistake is said before the data's); a recipe read back from an older model.json
+    that holds one still loads."""
+    if data.name == "files":
+        fixed_test = "data.test" if data.test else None
+    elif data.name == "synthetic":
+        fixed_test = f"data.n_test = {data.n_test} generated sequences"
+    else:
+        fixed_test = None if data.name == "none" else "the data set's own TEST file"
+    from .config import DataConfig
+
+    default = DataConfig()
+    if fixed_test is not None and data.test_fraction != default.test_fraction:
+        raise ConfigError(f"data.test_fraction = {data.test_fraction} is not read: the test split is {fixed_test}; "
+                          'test_fraction only splits data.train when data.name = "files" has no data.test '
+                          f"(expected the default, {default.test_fraction}, or no value)")
+    if data.positive and data.name not in ("files", *NAMED_DATASETS):
+        raise ConfigError(f"data.positive = {data.positive!r} is not read: data.name = {data.name!r} names no "
+                          "labelled files (expected no value)")
+    if data.name == "synthetic" and data.missing != default.missing:
+        raise ConfigError(f"data.missing = {data.missing!r} is not read: data.name = 'synthetic' has no gaps to "
+                          f"fill (expected the default, {default.missing!r}, or no value)")
 
 
 def load_splits(cfg: Any) -> Splits:
@@ -565,6 +594,7 @@ def load_splits(cfg: Any) -> Splits:
     missing = str(cfg.missing)
     _check_missing_policy(missing)
     filled: Dict[str, int] = {}
+    shared = 0
 
     if name == "none":
         raise DataError('data.name = "none" names no data (what load records for a model imported without its '
@@ -622,7 +652,7 @@ def load_splits(cfg: Any) -> Splits:
                 raise DataError(f"{test_path}: test label {_show(unknown[0])} does not occur in the training labels"
                                 + (f" (it is {_show(twin[0])} {twin[1]})" if twin else "")
                                 + f"; expected one of: {', '.join(labels[:20])}")
-            refuse_shared(seqs, t_seqs, train_path, test_path)
+            shared = shared_sequences(seqs, t_seqs, train_path, test_path)
             test = _build(t_seqs, t_raw, labels, test_path)
         else:
             test_fraction = _fraction("test_fraction", cfg.test_fraction)
@@ -652,4 +682,5 @@ def load_splits(cfg: Any) -> Splits:
     if test.n == 0:
         test = SequenceSet.empty(labels, train.features)
     return Splits(train=train, val=val, test=test, labels=tuple(labels), source=source, files=files,
-                  features=None if names is None else tuple(names), filled={k: n for k, n in filled.items() if n})
+                  features=None if names is None else tuple(names), filled={k: n for k, n in filled.items() if n},
+                  shared=shared)

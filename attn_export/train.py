@@ -23,14 +23,13 @@ from torch import nn
 from .checkpoint import save_model
 from .config import (
     ADDITIVE_ONLY,
-    DataConfig,
     ModelConfig,
     Recipe,
     TrainConfig,
     as_recipe,
     refuse_untrainable_head,
 )
-from .data import NAMED_DATASETS, Normalization, SequenceSet, Splits, load_splits, pad
+from .data import Normalization, SequenceSet, Splits, load_splits, pad, refuse_unread_data_keys
 from .errors import ConfigError, WorkFailed
 from .model import AttentionLSTM, torch_threads
 from .runtime import store
@@ -218,29 +217,6 @@ def refuse_unread_model_keys(model: ModelConfig, one_layer: str = "with model.nu
                           f"layers); expected {instead}")
 
 
-def refuse_unread_data_keys(data: DataConfig) -> None:
-    """A data key the data does not read is refused, as ``refuse_unread_model_keys`` refuses a model's (found
-    by attacking: each was ignored and recorded in model.json as if used). Only train asks: a recipe read back
-    from an older model.json that holds one still loads."""
-    if data.name == "files":
-        fixed_test = "data.test" if data.test else None
-    elif data.name == "synthetic":
-        fixed_test = f"data.n_test = {data.n_test} generated sequences"
-    else:
-        fixed_test = None if data.name == "none" else "the data set's own TEST file"
-    default = DataConfig()
-    if fixed_test is not None and data.test_fraction != default.test_fraction:
-        raise ConfigError(f"data.test_fraction = {data.test_fraction} is not read: the test split is {fixed_test}; "
-                          'test_fraction only splits data.train when data.name = "files" has no data.test '
-                          f"(expected the default, {default.test_fraction}, or no value)")
-    if data.positive and data.name not in ("files", *NAMED_DATASETS):
-        raise ConfigError(f"data.positive = {data.positive!r} is not read: data.name = {data.name!r} names no "
-                          "labelled files (expected no value)")
-    if data.name == "synthetic" and data.missing != default.missing:
-        raise ConfigError(f"data.missing = {data.missing!r} is not read: data.name = 'synthetic' has no gaps to "
-                          f"fill (expected the default, {default.missing!r}, or no value)")
-
-
 def refuse_training_over_an_import(directory: Path) -> None:
     """ConfigError (exit 2) where ``directory`` holds a model ``load`` imported: training there would replace
     it with the recipe's, and nothing in the directory could bring it back (found by attacking: ``run DIR`` on
@@ -373,6 +349,7 @@ def _train(
         # what verify and quantize compare before they judge on the data again (never on a changed file)
         "data_files": splits.files,
         "filled": splits.filled,  # gaps [data] missing filled, per file read (said by train)
+        "test_in_train": splits.shared,  # test sequences equal to training ones (said by train)
         "sizes": {"train": splits.train.n, "val": splits.val.n, "test": splits.test.n},
         "classes": class_table(splits, tested[1]),
         # features with one value in training: centred, scaled by 1 (Normalization), nothing learnt from them

@@ -378,9 +378,9 @@ def test_a_synthetic_only_key_on_a_named_data_set_is_refused(key: str, value: in
 
 def test_a_recorded_recipe_with_an_unread_data_key_still_loads() -> None:
     """train refuses data.test_fraction where the test split is fixed, and data.missing on synthetic data
-    (``train.refuse_unread_data_keys``); a recipe read back from a model.json that an older attn-export wrote
+    (``data.refuse_unread_data_keys``); a recipe read back from a model.json that an older attn-export wrote
     with one must still load, or export, quantize and verify of that directory would fail."""
-    from attn_export.train import refuse_unread_data_keys
+    from attn_export.data import refuse_unread_data_keys
 
     recipe = recipe_from_dict({"data": {"test_fraction": 0.5, "missing": "ffill"}})
     assert recipe.data.test_fraction == 0.5 and recipe.data.missing == "ffill"

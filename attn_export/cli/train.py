@@ -100,6 +100,10 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
         line += "\nnote: " + "; ".join(
             f"{n:,} missing value(s) in the {role} file {printable(files.get(role, {}).get('path', ''))}"
             for role, n in filled.items()) + " filled by the recipe's [data] missing"
+    shared = metrics.get("test_in_train") or 0
+    if shared:
+        line += (f"\nnote: {shared:,} of {metrics['sizes']['test']:,} test sequences are equal to training ones: the test "
+                 "accuracy is not wholly held out (a test file inside the training one?)")
     constant = metrics.get("constant_features") or []
     if constant:
         line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} barely moved in "
@@ -115,9 +119,10 @@ def run_training(r: Any, directory: Path, quiet: bool = False) -> dict[str, Any]
     """Train with a progress bar on stderr; returns metrics.json's contents (an empty split's accuracy NaN,
     which the JSON writers make null)."""
     from ..config import refuse_untrainable_head
-    from ..data import load_splits
+    from ..data import load_splits, refuse_unread_data_keys
 
     refuse_untrainable_head(r)  # before the data, whose refusal would be about labels
+    refuse_unread_data_keys(r.data)  # the recipe's mistake before the data's (review)
     splits = load_splits(r.data)  # bad data is one line before torch is imported (seconds)
     from ..train import train
 

@@ -217,7 +217,7 @@ requests at once, each instance with threads of its own.
     docker run -d --rm --name attn-triton -p 8000:8000 -v "$PWD/model_repository:/models" \\
         "nvcr.io/nvidia/tritonserver:$TRITON-py3" tritonserver --model-repository=/models
     python3 -m pip install -r requirements.txt
-    until curl -sf localhost:8000/v2/health/ready; do sleep 2; done   # until it serves its models
+    for i in $(seq 60); do curl -sf localhost:8000/v2/health/ready && break; sleep 2; done   # up to 2 min
 
     # in Python (docker stop attn-triton when done):
 

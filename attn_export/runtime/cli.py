@@ -242,9 +242,6 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
     from .streaming import chunked
 
     stream = predictor.stream(batch=1)
-    # the predictor's notes, the whole-sequence graph's left for the stream graph's (found by attacking: a never
-    # verified stream graph, loaded with --allow-unverified, had no note, and model.onnx's was said)
-    notes = [n for n in predictor.notes if n not in predictor.graph_notes] + stream.notes
     rows: List[Dict[str, Any]] = []
     finals: List[Any] = []
     for k, (name, seq) in enumerate(zip(ids, sequences)):
@@ -258,6 +255,10 @@ def stream_document(predictor: Any, ids: Sequence[str], sequences: Sequence[Any]
         finals.append(prediction)
     acc, correct = (accuracy([p.label for p in finals], labels) if labels is not None and predictor.head == "logits"
                     else (None, None))
+    # the predictor's notes, the whole-sequence graph's left for the stream graph's (found by attacking: a never
+    # verified stream graph, loaded with --allow-unverified, had no note, and model.onnx's was said); after the
+    # pushes, which may add one (review)
+    notes = [n for n in predictor.notes if n not in predictor.graph_notes] + stream.notes
     return {**about(predictor), "artifact": stream.backend.artifact.name, "notes": notes, "stream": chunk,
             "count": len(finals),
             "accuracy": acc, "correct": correct, "updates": rows}

@@ -42,8 +42,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .readers import (FILL_HINT, FILLING, FLOAT32_MAX, _read_ts, _show, fill_gaps, gap_count, leading_gaps, read_npz,
-                      read_text, refuse_nan_padding, strict_float)
+from .readers import (FILL_HINT, FILLING, FLOAT32_MAX, _read_ts, _show, fill_counted, fill_gaps, leading_gaps,
+                      read_npz, read_text, refuse_nan_padding, strict_float)
 from ..errors import DataError, empty_path, printable
 
 __all__ = ["InputSet", "accuracy", "check_features", "check_labels", "check_width", "filled_note", "gap_words",
@@ -104,7 +104,8 @@ def _filled(data: InputSet, missing: str) -> InputSet:
     """``data`` with its gaps (NaN: the readers leave them, refusing padding) filled by ``missing``, counted."""
     if missing not in FILLING:
         return data
-    return replace(data, sequences=[fill_gaps(s, missing) for s in data.sequences], filled=gap_count(data.sequences),
+    sequences, filled = fill_counted(data.sequences, missing)
+    return replace(data, sequences=sequences, filled=filled,
                    leading=leading_gaps(data.sequences) if missing == "ffill" else 0)
 
 

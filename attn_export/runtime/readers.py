@@ -53,8 +53,8 @@ from ..errors import DataError, NotAvailable
 from .limits import available_memory, size_text
 from .store.files import open_regular, read_regular
 
-__all__ = ["FILL_HINT", "FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_gaps", "gap_count",
-           "leading_gaps", "npz_arrays", "npz_names", "read_npz", "read_text", "read_ts", "strict_float"]
+__all__ = ["FILL_HINT", "FLOAT32_MAX", "MAX_NPZ_BYTES", "MAX_TEXT_BYTES", "MISSING_POLICIES", "fill_counted", "fill_gaps",
+           "gap_count", "leading_gaps", "npz_arrays", "npz_names", "read_npz", "read_text", "read_ts", "strict_float"]
 
 MAX_NPZ_BYTES = 1 << 40  # the archive itself; every member's declared size is checked against memory
 
@@ -125,6 +125,14 @@ def fill_gaps(seq: np.ndarray, missing: str) -> np.ndarray:
 def gap_count(seqs: Sequence[np.ndarray]) -> int:
     """How many values of ``seqs`` are NaN: the gaps a policy fills."""
     return sum(int(np.isnan(q).sum()) for q in seqs)
+
+
+def fill_counted(seqs: Sequence[np.ndarray], missing: str) -> Tuple[List[np.ndarray], int]:
+    """``seqs`` read with their gaps left NaN, filled by ``missing`` where it fills, and how many values were
+    filled: what train and predict say of the gaps they filled."""
+    if missing not in FILLING:
+        return list(seqs), 0
+    return [fill_gaps(q, missing) for q in seqs], gap_count(seqs)
 
 
 def leading_gaps(seqs: Sequence[np.ndarray]) -> int:
@@ -619,11 +627,14 @@ def refuse_front_padding(p: str, x: np.ndarray, lengths: np.ndarray) -> None:
     and values in them past its length, where this reader takes its first ``length`` steps (found by attacking:
     accuracy 0.73 read as 0.19, no word)."""
     short = [i for i in range(x.shape[0]) if lengths[i] < x.shape[1]]
-    if not short:
+    if len(short) < 2:
         return
     for i in short:
-        lead = x.shape[1] - int(lengths[i])
-        if np.any(x[i, :lead] != 0) or not np.any(x[i, int(lengths[i]):] != 0):
+        lead, tail = x[i, :x.shape[1] - int(lengths[i])], x[i, int(lengths[i]):]
+        # padding after a sequence is one value (zeros, NaN, a fill such as -1): a tail of one value is that,
+        # and the row's first steps are data that starts at 0 (a displacement from the start: found by review)
+        one_value = bool(np.isnan(tail).all()) or bool((tail == tail.flat[0]).all())
+        if np.any(lead != 0) or one_value:
             return
     raise DataError(f"{p}: x looks padded before each sequence (Keras pad_sequences' default, padding='pre'): in "
                     f"each of its {len(short):,} shorter rows the first T - length steps are 0 and values follow past "

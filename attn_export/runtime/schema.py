@@ -190,7 +190,7 @@ _SPLIT = Obj({"accuracy": Maybe(NUMBER), "loss": Maybe(NUMBER), "mae": Maybe(NUM
 METRICS = Obj({
     "train": _SPLIT, "val": _SPLIT, "test": _SPLIT,
     "epochs": INT, "wall_seconds": NUMBER, "seed": INT,
-    "data_files": Table(STR, Obj({"sha256": SHA256, "path": STR})), "filled": Table(STR, INT),
+    "data_files": Table(STR, Obj({"sha256": SHA256, "path": STR})), "filled": Table(STR, INT), "test_in_train": INT,
     "epochs_planned": INT, "stopped_early": BOOL, "best_epoch": INT, "sizes": Obj({"test": INT}),
     "classes": Items(Obj({"label": STR, "train": INT, "val": INT, "test": INT, "test_correct": INT},
                          ("label", "train", "val", "test", "test_correct"))),

@@ -176,9 +176,14 @@ class Stream:
 
     @property
     def state(self) -> Dict[str, np.ndarray]:
-        """Each row's state (``state_in_*`` -> [batch, ...] float32): what the next push starts from. Assigning
-        one saved earlier (the same model's, as many rows) resumes those streams; it is checked first."""
-        return self._state
+        """Each row's state (``state_in_*`` -> [batch, ...] float32): what the next push starts from, as
+        read-only views (a write into one skipped every check: found by review). Assigning one saved earlier (the
+        same model's, as many rows) resumes those streams; it is checked first."""
+        views = {}
+        for name, value in self._state.items():
+            views[name] = value.view()
+            views[name].flags.writeable = False
+        return views
 
     @state.setter
     def state(self, value: Any) -> None:
@@ -289,7 +294,7 @@ class Stream:
             self._state = state  # only once every piece ran: a push that fails changes nothing
             if not self._past_exact and bool((self.steps >= STEPS_EXACT).any()):
                 self._past_exact = True  # 4.7 hours of a 1 kHz sensor (found by attacking: said nowhere)
-                self.notes.append(f"a row has seen {STEPS_EXACT:,} steps: its float32 step count goes no further, "
+                self.notes.append(f"a row has seen {STEPS_EXACT:,} steps: its float32 step count is no longer exact, "
                                   "and the attention's running sums lose the precision to take in more steps as "
                                   "they grow; reset the row (a new window) for an exact stream")
         return [self._decide(row) for row in np.asarray(out[self.head], np.float32)]

@@ -141,7 +141,7 @@ def _alive(pid: int) -> bool:
     manager that waits late), which writes nothing more."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a pid past the C int no process has (review)
         return False
     except PermissionError:  # another user's process: /proc still tells whether it runs
         pass
