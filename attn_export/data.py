@@ -575,7 +575,7 @@ def refuse_unread_data_keys(data: Any) -> None:
                           f"fill (expected the default, {default.missing!r}, or no value)")
 
 
-def load_splits(cfg: Any) -> Splits:
+def load_splits(cfg: Any, read_test: bool = True) -> Splits:
     """Train / val / test for a ``DataConfig`` (read by attribute; see the fields in the module docs).
 
     * ``none``: a model imported without its data (``load``): a DataError, so nothing is judged on other data.
@@ -586,7 +586,9 @@ def load_splits(cfg: Any) -> Splits:
 
     Validation is ``val_fraction`` of train, stratified, deterministic from ``seed`` (empty at 0). Labels
     come from the training file (its ``@classLabel`` order, else sorted unique); a test label absent from
-    training, an empty or single-class training set, or differing feature counts are DataErrors.
+    training, an empty or single-class training set, or differing feature counts are DataErrors. ``read_test``
+    False: a separate test file is not read (its split is empty), for what draws on training data alone: INT8
+    calibration was refused over a test file changed or gone (found by attacking).
     """
     name = str(cfg.name)
     seed = int(cfg.seed)
@@ -643,7 +645,10 @@ def load_splits(cfg: Any) -> Splits:
             raise DataError(f"{train_path}: the labels {_show(twins[0])} and {_show(twins[1])} are one text in two "
                             "Unicode normalisations, which would make two classes; expected one spelling per class")
         train = _build(seqs, raw, labels, train_path)
-        if test_path:
+        if test_path and not read_test:
+            test_path = ""  # not read, not recorded: the training split is the same without it
+            test = SequenceSet.empty(labels, train.features)
+        elif test_path:
             t_seqs, t_raw, _, t_names, filled["test"] = _read_labelled(test_path, missing)
             check_features(t_names, names, test_path)
             unknown = sorted(set(t_raw) - set(labels), key=_label_sort_key)

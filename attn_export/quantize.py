@@ -116,7 +116,7 @@ def _calibration(info: ModelInfo, samples: int) -> tuple[list[np.ndarray], str]:
 
     recipe = recipe_from_dict(info.recipe)
     try:
-        splits = load_splits(recipe.data)
+        splits = load_splits(recipe.data, read_test=False)  # its test file is none of calibration's business
     except (DataError, NotAvailable) as e:
         raise MissingPrerequisite(f"calibration needs the recipe's training data: {e}") from None
     changed = _changed_data(info, splits.files)
@@ -777,6 +777,9 @@ def quantize(
     for p in precisions:
         if not isinstance(p, str) or p not in FILES:  # a list inside was "unhashable type"
             raise BadInput(f"precision '{p}' is unknown; expected one of {', '.join(FILES)}")
+    if calib_samples is not None and "int8-qdq" not in precisions:  # the CLI refuses it too (found by attacking)
+        raise BadInput(f"calib_samples = {calib_samples!r} is read by the Q/DQ graph's calibration only; expected "
+                       "'int8-qdq' among precisions, or calib_samples=None")
     s = store.Store(directory)
     source = s.open(store.ONNX_FP32, need="current")
     info = s.model()
@@ -831,6 +834,9 @@ def quantize(
                 quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
                 extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
                                         "source": "training split"}
+                if len(calibration) < samples:  # said, not only recorded in the manifest (found by attacking)
+                    notes.append(f"calibrated on all {len(calibration):,} training-split sequences, fewer than the "
+                                 f"{samples:,} asked for")
             if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
                 onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
             problems += _check_runs(made, spec, axes, precision)

@@ -328,6 +328,42 @@ def test_the_api_refuses_a_calibration_size_the_command_line_refuses(variants: t
         quantize(directory, ["int8-qdq"], calib_samples=samples)  # type: ignore[arg-type]
 
 
+def test_the_api_refuses_a_calibration_size_for_no_qdq_graph(variants: tuple[Path, dict]) -> None:
+    """Found by attacking: quantize(d, ["fp16"], calib_samples=5) ignored it, where the command line refuses."""
+    from attn_export.errors import BadInput
+    from attn_export.quantize import quantize
+
+    with pytest.raises(BadInput, match=r"^calib_samples = 5 is read by the Q/DQ graph's calibration only"):
+        quantize(variants[0], ["fp16"], calib_samples=5)
+
+
+def test_calibration_reads_the_training_file_alone_and_says_when_it_has_fewer(tmp_path: Path) -> None:
+    """Found by attacking: with the model's test file changed, or gone, quantize --int8 --method qdq was
+    refused (exit 2), naming the test data, or "the recipe's training data", though calibration draws on
+    training sequences only; and --calib-samples past the training split was cut without a word."""
+    rng = np.random.default_rng(0)
+
+    def save(path: Path, n: int) -> None:
+        x = rng.standard_normal((n, 6, 4)).astype(np.float32)
+        np.savez(path, x=x, lengths=np.full(n, 6), y=np.array(["a", "b"] * (n // 2)))
+
+    save(tmp_path / "train.npz", 40)
+    save(tmp_path / "test.npz", 10)
+    directory = tmp_path / "m"
+    for args in (("train", str(directory), "--set", "data.name=files", "--set", f"data.train={tmp_path / 'train.npz'}",
+                  "--set", f"data.test={tmp_path / 'test.npz'}", "--set", "model.hidden_size=4", "--set",
+                  "train.epochs=1"), ("export", str(directory))):
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+    save(tmp_path / "test.npz", 12)  # the test file changed since training
+    made = cli("quantize", str(directory), "--int8", "--method", "qdq", "--calib-samples", "1000")
+    assert made.returncode == 0, made.stderr
+    assert "calibrated on all 34 training-split sequences, fewer than the 1,000 asked for" in " ".join(made.stderr.split())
+    (tmp_path / "test.npz").unlink()  # and gone
+    again = cli("quantize", str(directory), "--int8", "--method", "qdq")
+    assert again.returncode == 0, again.stderr
+
+
 def test_the_fp16_fold_is_skipped_without_onnxscript(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fold of weights-only nodes (a learned query's projection) uses onnxscript, of the ``train`` extra: a
     host without it converts the graph as it is (found by review: quantize --fp16 had needed it)."""
