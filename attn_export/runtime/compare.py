@@ -215,7 +215,12 @@ def _unusable_reference(reference: Reference, rule: Rule, batch: int) -> Optiona
     if rule.budget_precision is not None and rule.multiple:
         for name in reference.outputs:
             intrinsic = _intrinsic(reference, rule, name, batch)
-            if intrinsic.shape != (batch,) or not np.isfinite(intrinsic).all() or (intrinsic < 0).any():
+            if intrinsic.shape == (batch,) and (~np.isfinite(intrinsic)).any():  # found by attacking: unexplained
+                rows = np.flatnonzero(~np.isfinite(intrinsic))
+                return (f"the model's own {rule.budget_precision.upper()} computation overflows on {len(rows)} of "
+                        f"{batch} rows (first: row {int(rows[0])}; an input after normalisation, or an activation, "
+                        f"past what {rule.budget_precision.upper()} holds), so no {name} budget exists there")
+            if intrinsic.shape != (batch,) or (intrinsic < 0).any():
                 return (f"the reference's intrinsic {rule.budget_precision.upper()} error on {name} is not a finite "
                         f"non-negative number per row: no budget can be derived from it")
     floors = (rule.atol, rule.rtol, rule.attention_atol, rule.multiple)
