@@ -837,8 +837,9 @@ def quantize(
                 extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
                                         "source": "training split"}
                 if len(calibration) < samples:  # said, not only recorded in the manifest (found by attacking)
-                    notes.append(f"calibrated on all {len(calibration):,} training-split sequences, fewer than the "
-                                 f"{samples:,} asked for")
+                    asked = "the recipe's" if calib_samples is None else "the"
+                    notes.append(f"calibrated on all {len(calibration):,} training-split sequences, fewer than "
+                                 f"{asked} {samples:,} asked for")
             if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
                 onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
             problems += _check_runs(made, spec, axes, precision)

@@ -396,6 +396,8 @@ def test_a_killed_unbundles_hidden_copy_is_removed_by_the_next_unbundle_beside_i
     finally:
         live.kill()
         live.wait()
+    # a pid past C's int is no process (review: os.kill raised OverflowError, a traceback)
+    assert store.files._alive(2 ** 40) is False
     # a folder one may write into but not list (found by review: unbundle failed there) is left alone; the
     # listing is made to refuse, since this suite runs as root, whom no permission stops
     real = Path.iterdir

@@ -748,6 +748,14 @@ def test_an_npz_padded_before_its_sequences_is_refused_not_cut(tmp_path: Path) -
     assert len(read_npz(tmp_path / "pre.npz")[0]) == 4
     # padded after, with NaN or -1, sequences that start at 0 (a displacement from the start): read, not refused
     # (found by review)
+    # univariate, one row one step short: its tail of one value is no padding evidence (found by review)
+    uni_lengths = np.array([20, 19, 12, 8, 15, 10])
+    uni = np.zeros((6, 20, 1), np.float32)
+    for i, n in enumerate(uni_lengths):
+        uni[i, 20 - n:, 0] = 5 + rng.normal(size=n)
+    np.savez(tmp_path / "uni.npz", x=uni, lengths=uni_lengths)
+    with pytest.raises(DataError, match="looks padded before each sequence"):
+        read_npz(tmp_path / "uni.npz")
     nearly = np.array([7, 8, 7, 8])  # one step short: the step before each sequence's last 7 is its first, 0
     for fill in (np.nan, -1.0):
         start0 = np.full((4, 8, 2), fill, np.float32)

@@ -314,7 +314,8 @@ def test_an_int8_stream_of_several_rows_gives_each_row_its_own_answer(streamed: 
     assert any(rows > 1 for name, rows in runs if name == store.STREAM_ONNX)
 
 
-def test_a_saved_state_resumes_a_stream_and_a_foreign_one_is_refused(streamed: Path) -> None:
+def test_a_saved_state_resumes_a_stream_and_a_foreign_one_is_refused(streamed: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by attacking: ``stream.state = other`` took another model's state, or another batch's, to ONNX
     Runtime's own error (exit 1), a list to an AttributeError, and negative steps silently. A state saved
     from a stream resumes it exactly; anything else is one line, BadInput."""
@@ -348,6 +349,13 @@ def test_a_saved_state_resumes_a_stream_and_a_foreign_one_is_refused(streamed: P
         for _ in range(3):
             second.push(x[:, :1])
         assert second.steps.tolist() == [STEPS_EXACT]
+        # predict --stream takes the stream's notes after its pushes, which add this one (found by review)
+        from attn_export.runtime import streaming
+        from attn_export.runtime.cli import stream_document
+
+        monkeypatch.setattr(streaming, "STEPS_EXACT", 5)
+        document = stream_document(predictor, ["s"], [x[0, :12]], 4)
+        assert any("a row has seen 5 steps" in n for n in document["notes"]), document["notes"]
         assert [n for n in second.notes if "16,777,216 steps" in n] == [
             "a row has seen 16,777,216 steps: its float32 step count is no longer exact, and the attention's running "
             "sums lose the precision to take in more steps as they grow; reset the row (a new window) for an exact "

@@ -627,15 +627,14 @@ def refuse_front_padding(p: str, x: np.ndarray, lengths: np.ndarray) -> None:
     and values in them past its length, where this reader takes its first ``length`` steps (found by attacking:
     accuracy 0.73 read as 0.19, no word)."""
     short = [i for i in range(x.shape[0]) if lengths[i] < x.shape[1]]
-    if len(short) < 2:
+    if len(short) < 2 or any(np.any(x[i, :x.shape[1] - int(lengths[i])] != 0) for i in short):
         return
-    for i in short:
-        lead, tail = x[i, :x.shape[1] - int(lengths[i])], x[i, int(lengths[i]):]
-        # padding after a sequence is one value (zeros, NaN, a fill such as -1): a tail of one value is that,
-        # and the row's first steps are data that starts at 0 (a displacement from the start: found by review)
-        one_value = bool(np.isnan(tail).all()) or bool((tail == tail.flat[0]).all())
-        if np.any(lead != 0) or one_value:
-            return
+    # padding after the sequences is one value in every shorter row (zeros, NaN, a fill such as -1): then their
+    # first steps are data that starts at 0 (a displacement from the start: found by review); one row's short
+    # tail of one value says nothing (a univariate row one step short: found by review)
+    tails = np.concatenate([x[i, int(lengths[i]):].ravel() for i in short])
+    if bool(np.isnan(tails).all()) or bool((tails == tails[0]).all()):
+        return
     raise DataError(f"{p}: x looks padded before each sequence (Keras pad_sequences' default, padding='pre'): in "
                     f"each of its {len(short):,} shorter rows the first T - length steps are 0 and values follow past "
                     "its length; expected each sequence at the start of its row, padding after it "
