@@ -558,14 +558,14 @@ def refuse_unread_data_keys(data: Any) -> None:
     (found by attacking: each was ignored and recorded in model.json as if used). Only train asks, before it
     reads the data (a recipe's mistake is said before the data's); a recipe read back from an older model.json
     that holds one still loads."""
+    from .config import DataConfig
+
     if data.name == "files":
         fixed_test = "data.test" if data.test else None
     elif data.name == "synthetic":
         fixed_test = f"data.n_test = {data.n_test} generated sequences"
     else:
         fixed_test = None if data.name == "none" else "the data set's own TEST file"
-    from .config import DataConfig
-
     default = DataConfig()
     if fixed_test is not None and data.test_fraction != default.test_fraction:
         raise ConfigError(f"data.test_fraction = {data.test_fraction} is not read: the test split is {fixed_test}; "

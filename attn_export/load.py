@@ -63,8 +63,7 @@ import torch
 
 from .checkpoint import load_model, read_state_dict, save_model
 from .config import (ADDITIVE_ONLY, UNNAMED_DATA_KEYS, DataConfig, ModelConfig, Recipe, TrainConfig, recipe_from_dict,
-                     recipe_table,
-                     refuse_misplaced_positive)
+                     recipe_table, refuse_misplaced_positive)
 from .errors import ConfigError, DataError, shell_word
 from .model import STATE_PARTS, AttentionLSTM
 from .runtime import store

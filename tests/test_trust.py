@@ -363,7 +363,7 @@ def _rewrite_reference(directory: Path, change: Callable[[str, np.ndarray], np.n
 @pytest.mark.parametrize("what, change, said", [
     ("NaN logits", lambda k, v: np.full_like(v, np.nan) if k == "c0.out.logits" else v, "holds NaN or Inf"),
     ("inf intrinsic error", lambda k, v: np.full_like(v, np.inf) if ".intrinsic.fp32." in k else v,
-     "intrinsic FP32 error on logits is not a finite non-negative number"),
+     "the model's own FP32 computation overflows on"),
     ("negative intrinsic error", lambda k, v: -np.abs(v) - 1 if ".intrinsic.fp16." in k else v,
      "intrinsic FP16 error"),
 ])

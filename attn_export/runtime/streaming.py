@@ -52,7 +52,7 @@ MAX_CHUNK = 1_000_000  # steps in one update: the recipe's bound on a sequence (
 # answer; the graph's [chunk, chunk] triangle made one chunk of 40,000 steps ask for 6.4 GB (README,
 # Streaming, "Long chunks go in pieces", with the measurements behind 128)
 PIECE = 128
-STEPS_EXACT = 2 ** 24  # float32's last exact whole number: a row's step count stops there
+STEPS_EXACT = 2 ** 24  # float32's last run of exact whole numbers ends here: a step count past it is not exact
 
 
 def state_name(name: str, side: str) -> str:
