@@ -511,8 +511,7 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
                             f"attn-export verify {shell_word(directory)})")
         # Triton runs them on ONNX Runtime's CPU provider: a pass on another runtime alone is not a pass there
         # (found by attacking: verify --backends tract-cpu, and the README said verify judged them where they run)
-        judged = {n: ((s.entry(n) or {}).get("verified") or {}).get("backends") or []
-                  for n in names if n.endswith(".onnx")}
+        judged = {n: s.verified_on(n) for n in names if n.endswith(".onnx")}
         elsewhere = [f"{n} on {', '.join(b) + ' only' if b else 'no backend it records'}" for n, b in judged.items()
                      if triton.JUDGED_BY not in b]
         if elsewhere:

@@ -176,11 +176,9 @@ def not_run_on(store: Store, cls: Type[Backend], artifact: Artifact) -> List[str
     """A note when ``artifact`` passed verify but never on ``cls``, which runs it now (found by attacking: a
     graph verified on tract alone served on ONNX Runtime and OpenVINO without a word; parity on one runtime
     proves nothing about another). A backend computing in a precision of its own has ``_own_precision``."""
-    verdict = artifact.verified or {}
-    backends = [str(b) for b in verdict.get("backends") or []]
-    if (store.state(artifact.name).verified is not True or not backends or cls.name in backends
-            or cls.computes is not None):  # a verdict that does not stand has the store's own note (review)
-        return []
+    backends = store.verified_on(artifact.name)
+    if not backends or cls.name in backends or cls.computes is not None:  # a verdict that does not stand has the
+        return []  # store's own note (review)
     # a device's verify records no INT8 verdict: the host's judges it there (found by review: the device's own
     # verify was advised, which could never clear the note)
     how = (store.how_to_verify(artifact.name) if store.host_judges(artifact.name) and store.in_bundle()

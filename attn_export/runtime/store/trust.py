@@ -361,6 +361,14 @@ class Store:
         # model.fp16.onnx was passed over by verify, PASSED, while inspect stopped on it)
         return [n for n in self.entries if not os.path.exists(self.directory / n) and (listed is None or n in listed)]
 
+    def verified_on(self, name: str) -> List[str]:
+        """The backends ``name``'s passing verdict on its current bytes records (none without one): a pass on one
+        runtime says nothing of another (what predict, bench --stream and a Triton bundle ask)."""
+        if self.state(name).verified is not True:
+            return []
+        verdict = (self.entry(name) or {}).get("verified")
+        return [str(b) for b in (verdict.get("backends") or [])] if isinstance(verdict, dict) else []
+
     def loosened(self, name: str, computes: Optional[str] = None) -> List[str]:
         """The ``--set`` overrides ``name``'s passing verdict on its current bytes was given under that can move
         a verdict on its precision (``computes``, where a backend runs it in one of its own: openvino-bf16);
