@@ -623,9 +623,9 @@ def _near_misses(path: str, names: Sequence[str], sequences: Optional[int], no_l
 
 def refuse_front_padding(p: str, x: np.ndarray, lengths: np.ndarray) -> None:
     """A padded ``x`` [N, T, F] whose sequences end their rows, padding first (Keras' ``pad_sequences``
-    default, ``padding='pre'``): every row shorter than T has only exact zeros before its last ``length`` steps
-    and values in them past its length, where this reader takes its first ``length`` steps (found by attacking:
-    accuracy 0.73 read as 0.19, no word)."""
+    default, ``padding='pre'``): two or more rows shorter than T, each with only exact zeros before its last
+    ``length`` steps, and past their lengths no one padding value, where this reader takes each row's first
+    ``length`` steps (found by attacking: accuracy 0.73 read as 0.19, no word)."""
     short = [i for i in range(x.shape[0]) if lengths[i] < x.shape[1]]
     if len(short) < 2 or any(np.any(x[i, :x.shape[1] - int(lengths[i])] != 0) for i in short):
         return
