@@ -52,7 +52,7 @@ def _tensorrt() -> Dict[str, Any]:
 def diagnose() -> Dict[str, Any]:
     """Everything ``doctor`` reports, as data."""
     from .backends import REGISTRY
-    from .runtime.backends.onnxrt import EXACT_INT8, exact_int8, ort_providers
+    from .runtime.backends.onnxrt import EXACT_INT8, exact_int8, ort_providers, signs_weights
     from .runtime.backends.ortgpu import ort_distribution
     from .runtime.precisions import ONNX_FILES
     from .runtime.timing import cpu_name
@@ -74,9 +74,11 @@ def diagnose() -> Dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        # the speed of a precision, and how ONNX Runtime adds INT8 products, are the CPU's (``exact_int8``)
+        # the speed of a precision, and how ONNX Runtime adds INT8 products, are the CPU's (``exact_int8``,
+        # ``signs_weights``): the option each INT8 graph's sessions get, and those opened with s8 weights
         "cpu": {"name": cpu, "isa": isa,
-                "onnxruntime_int8": {ONNX_FILES[p]: "=".join(exact_int8(p) or ()) or None for p in EXACT_INT8}},
+                "onnxruntime_int8": {ONNX_FILES[p]: "=".join(exact_int8(p) or ()) or None for p in EXACT_INT8},
+                "onnxruntime_int8_signed": [ONNX_FILES[p] for p in EXACT_INT8 if signs_weights(p)]},
         "jetson": is_jetson(),
         "packages": {
             "attn-export": _version("attn-export"),
@@ -118,15 +120,19 @@ def render(report: Dict[str, Any]) -> List[str]:
         lines.append(f"  {name:<{width}} {version or 'not installed'}")
     cpu = report["cpu"]
     lines.append(f"CPU: {cpu['name']}" + (f" ({', '.join(cpu['isa'])})" if cpu["isa"] else ""))
-    options = cpu["onnxruntime_int8"]
-    why = ("not x86: its kernels add INT8 products exactly" if not any(options.values()) else
+    options, signed = cpu["onnxruntime_int8"], cpu["onnxruntime_int8_signed"]
+    why = ("VNNI adds INT8 products exactly, and without AMX its u8 x s8 kernels are the faster ones: the dynamic "
+           "graph's u8 weights are given to ONNX Runtime as s8, the same integers" if signed else
+           "not x86: its kernels add INT8 products exactly" if not any(options.values()) else
            "ISA flags unknown: every option set" if not cpu["isa"] else
-           "VNNI adds INT8 products exactly; the dynamic graph's option, faster at batch 1, gives an older graph's "
-           "s8 weights the u8 form quantize now writes" if set(VNNI) & set(cpu["isa"]) else
+           "VNNI adds INT8 products exactly; with AMX the dynamic graph's u8 x u8 kernels are the faster ones at "
+           "batch 1, and its option gives an older graph's s8 weights the u8 form quantize now writes"
+           if set(VNNI) & set(cpu["isa"]) else
            "no VNNI: each option keeps its graph's INT8 products exact; the dynamic graph's matters only for an "
            "older graph with s8 weights: quantize now writes u8")
     lines.append("ONNX Runtime INT8 sessions here (stream graphs alike): " + "; ".join(
-        f"{name} {'with ' + option if option else 'as is'}" for name, option in options.items()) + f" ({why})")
+        f"{name} {'with ' + option if option else 'with its u8 weights as s8' if name in signed else 'as is'}"
+        for name, option in options.items()) + f" ({why})")
     gpus = report["gpus"]
     lines.append("GPUs:" + ("" if gpus["gpus"] else f" none ({gpus['reason']})"))
     for g in gpus["gpus"]:

@@ -33,8 +33,9 @@ from onnx import helper, numpy_helper
 from attn_export.bench import check_seconds
 from attn_export.checkpoint import load_model
 from attn_export.errors import AttnExportError
-from attn_export.runtime.backends.onnxrt import exact_int8
+from attn_export.runtime.backends.onnxrt import int8_kernels
 from attn_export.runtime.limits import check_threads
+from attn_export.runtime.onnxfile import parse_graph
 from attn_export.runtime.precisions import ONNX_FILES, one_by_one
 from attn_export.runtime.timing import Budget, cpu_name, percentiles, time_interleaved
 
@@ -47,15 +48,15 @@ def _goal(batch: int) -> float:
 
 
 def _session(model: onnx.ModelProto | str, threads: int, precision: str) -> ort.InferenceSession:
-    """A session with the options attn-export's own get (``exact_int8``: an INT8 graph's integer kernels)."""
+    """A session with the options attn-export's own get (``int8_kernels``: an INT8 graph's integer kernels)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    exact = exact_int8(precision)
-    if exact is not None:
-        options.add_session_config_entry(*exact)
-    data = model if isinstance(model, str) else model.SerializeToString()
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    data = Path(model).read_bytes() if isinstance(model, str) else model.SerializeToString()
+    kept = int8_kernels(options, precision, parse_graph(data, "the graph timed"))
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    session.kept = kept  # ONNX Runtime reads the added initializers from these for the session's life
+    return session
 
 
 def _cut(graph: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str], list[onnx.NodeProto]]:

@@ -93,7 +93,7 @@ def test_doctor_names_the_cpu_and_how_onnx_runtime_adds_its_int8_products() -> N
     """The speed of a precision and ONNX Runtime's INT8 arithmetic are the CPU's: doctor names the CPU and,
     per INT8 graph, the session option attn-export opens it with (``exact_int8``: on an x86 CPU without VNNI,
     the one that keeps its products exact), as predict and verify open it."""
-    from attn_export.runtime.backends.onnxrt import exact_int8
+    from attn_export.runtime.backends.onnxrt import exact_int8, signs_weights
     from attn_export.runtime.timing import cpu_name
 
     report = _report()
@@ -101,9 +101,12 @@ def test_doctor_names_the_cpu_and_how_onnx_runtime_adds_its_int8_products() -> N
     assert (report["cpu"]["name"], report["cpu"]["isa"]) == (name, isa)
     expected = {"model.int8.onnx": exact_int8("int8-dynamic"), "model.int8-qdq.onnx": exact_int8("int8-qdq")}
     assert report["cpu"]["onnxruntime_int8"] == {f: "=".join(o) if o else None for f, o in expected.items()}
+    signed = ["model.int8.onnx"] if signs_weights("int8-dynamic") else []
+    assert report["cpu"]["onnxruntime_int8_signed"] == signed
     out = cli("doctor").stdout
     assert f"CPU: {name}" in out
-    shown = "; ".join(f"{f} {'with ' + '='.join(o) if o else 'as is'}" for f, o in expected.items())
+    shown = "; ".join(f"{f} {'with ' + '='.join(o) if o else 'with its u8 weights as s8' if f in signed else 'as is'}"
+                      for f, o in expected.items())
     assert f"ONNX Runtime INT8 sessions here (stream graphs alike): {shown} (" in out, out
 
 

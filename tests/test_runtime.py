@@ -651,17 +651,20 @@ def test_openvino_leaves_the_threads_alternate_signal_stack_as_it_found_it(tiny_
 
 def test_int8_sessions_get_the_option_for_their_graph_and_cpu() -> None:
     """Which session option ``exact_int8`` gives: on an x86 CPU without VNNI, the one for the graph's kind (a
-    dynamic graph's and a Q/DQ graph's differ, and both together fail to load a Q/DQ graph); where VNNI or AMX
-    computes exactly already, the dynamic graph's only (faster there at batch 1); none on ARM or for a float
-    graph."""
+    dynamic graph's and a Q/DQ graph's differ, and both together fail to load a Q/DQ graph); where AMX computes
+    exactly already, the dynamic graph's only (faster there at batch 1); where VNNI does without AMX, none (the
+    dynamic graph's weights are given as s8 there: ``signs_weights``); none on ARM or for a float graph."""
     from attn_export.runtime.backends.onnxrt import EXACT_INT8, exact_int8
 
     avx2 = ["avx2"]
     assert exact_int8("int8-dynamic", "x86_64", avx2) == ("session.x64quantprecision", "1")
     assert exact_int8("int8-qdq", "AMD64", avx2) == ("session.qdqisint8allowed", "1")
     assert exact_int8("int8-qdq", "x86_64", []) == EXACT_INT8["int8-qdq"]  # flags unknown: the option
-    assert exact_int8("int8-dynamic", "x86_64", ["avx2", "avx512f", "avx512_vnni"]) == EXACT_INT8["int8-dynamic"]
+    assert exact_int8("int8-dynamic", "x86_64", ["avx2", "avx512f", "avx512_vnni", "amx_int8"]) == EXACT_INT8[
+        "int8-dynamic"]
     for machine, isa, precision in (("x86_64", ["avx2", "avx512f", "avx512_vnni"], "int8-qdq"),
+                                    ("x86_64", ["avx2", "avx512f", "avx512_vnni"], "int8-dynamic"),
+                                    ("x86_64", ["avx2", "avx_vnni"], "int8-dynamic"),
                                     ("x86_64", ["avx2", "avx_vnni"], "int8-qdq"), ("aarch64", [], "int8-dynamic"),
                                     ("x86_64", avx2, "fp32"), ("x86_64", avx2, "fp16"), ("x86_64", avx2, None)):
         assert exact_int8(precision, machine, isa) is None, (machine, isa, precision)

@@ -127,10 +127,13 @@ def _skip_group(data: memoryview, pos: int, number: int) -> int:
 @dataclass(frozen=True)
 class Constant:
     """A tensor known when the graph is read (an initializer, a Constant node's value, a tensor attribute):
-    its element type and, for a small integer tensor, its values (None otherwise)."""
+    its element type, for a small integer tensor its values (None otherwise), its dimensions (up to
+    ``MAX_DIMS``) and its ``raw_data`` where the file holds one: a view of the file's bytes, not a copy."""
 
     data_type: int
     values: Optional[Tuple[int, ...]] = None
+    dims: Tuple[int, ...] = ()
+    raw: Optional[memoryview] = field(default=None, compare=False, hash=False, repr=False)
 
 
 Attribute = Union[int, str, Tuple[int, ...], Tuple[str, ...], Tuple[float, ...], Constant, None]
@@ -249,7 +252,7 @@ def _tensor(data: _Data, graph: Graph, initializer: bool) -> Tuple[str, Constant
         else:
             values = tuple(itertools.islice((_signed(v) for field_value in typed
                                              for v in _ints(field_value, MAX_CONSTANT_VALUES)), MAX_CONSTANT_VALUES + 1))
-    constant = Constant(dtype, values)
+    constant = Constant(dtype, values, tuple(dims[:MAX_DIMS]), raw if location != EXTERNAL else None)
     if initializer:
         graph.constants[name] = constant
     return name, constant

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..store import Artifact
 
 __all__ = ["EXACT_INT8", "INTEGER_WEIGHTS", "ORT_MIN", "OrtCpuBackend", "Provider", "VNNI", "exact_int8",
-           "ort_providers", "ort_session", "plain_session_needs"]
+           "int8_kernels", "ort_providers", "ort_session", "plain_session_needs", "signed_weights", "signs_weights"]
 
 # the oldest ONNX Runtime the device package is tested with (the last release for Python 3.8: JetPack 5's
 # Python); a CPU bundle's requirements.txt and the host's extras (pyproject.toml) ask for it or later, so pip
@@ -39,10 +39,14 @@ Provider = Union[str, Tuple[str, Dict[str, Any]]]
 # graph then gives on every x86 CPU the integers a VNNI one
 # gives, so a verdict judged on one holds on the other (measured under QEMU's Haswell, README). Where VNNI is,
 # the products are exact either way: the Q/DQ graph's option is not set there (s8 x s8 took 1.13-1.16x the
-# time at 1 x 128 and 32 x 128 on an Intel Xeon with AMX), the dynamic graph's is (u8 x u8 took 0.79-0.89x
-# the time at batch 1 there, the only batch predict, verify and bench run it at; 1.25x at batch 32). A dynamic
-# graph attn-export makes now stores its weights as u8 already (``INTEGER_WEIGHTS``), so its option only
-# matters for one made before, and a plain session of it needs none (``plain_session_needs``).
+# time at 1 x 128 and 32 x 128 on an Intel Xeon with AMX). A dynamic graph attn-export makes stores its weights
+# as u8 (``INTEGER_WEIGHTS``), so a plain session of it needs no option (``plain_session_needs``); where AMX is,
+# the u8 x u8 kernels are also the faster ones at batch 1, the only batch predict, verify and bench run it at
+# (0.79-0.89x the time of AMX's u8 x s8 on an Intel Xeon), and an older graph's s8 weights get the option that
+# makes them u8. Where VNNI is and AMX is not, ONNX Runtime's u8 x s8 kernels are VNNI's (VPDPBUSD, and a
+# single-row one) and its u8 x u8 ones are not: attn-export's sessions open the dynamic graph with its u8
+# weights as s8 there (``signed_weights``: the same integers, each byte XOR 0x80), no option (0.78-0.80x the
+# time at 1 x 128 on an AMD EPYC Zen 4, outputs bit for bit the same).
 EXACT_INT8 = {"int8-dynamic": ("session.x64quantprecision", "1"), "int8-qdq": ("session.qdqisint8allowed", "1")}
 # a dynamic INT8 graph's integer operators (ONNX Runtime's quantize_dynamic): op_type -> the (constant weight,
 # its zero point) input pairs, which ONNX Runtime multiplies by u8 activations. Stored as s8 they make u8 x s8
@@ -50,8 +54,10 @@ EXACT_INT8 = {"int8-dynamic": ("session.x64quantprecision", "1"), "int8-qdq": ("
 # exactly on every CPU, as the option does inside a session
 INTEGER_WEIGHTS = {"DynamicQuantizeLSTM": ((1, 9), (2, 11)), "MatMulInteger": ((1, 3),), "ConvInteger": ((1, 3),)}
 INT8 = 3  # TensorProto.DataType
-ON_EVERY_X86 = ("int8-dynamic",)  # its option set where VNNI is too (above)
+ON_EVERY_X86 = ("int8-dynamic",)  # its option set where AMX is too (above)
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")  # the ISA flags whose INT8 products are exact (``timing.ISA_FLAGS``)
+AMX = "amx_int8"  # where ONNX Runtime's u8 x s8 kernels are AMX's tiles, slower for one row than its u8 x u8 ones
+UINT8 = 2  # TensorProto.DataType
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
@@ -59,7 +65,8 @@ def exact_int8(precision: Optional[str], machine: Optional[str] = None,
                isa: Optional[Sequence[str]] = None) -> Optional[Tuple[str, str]]:
     """The session option that keeps ``precision``'s integer products exact on this CPU (``EXACT_INT8``), or
     None where it has none, or its default kernels are exact already and faster (not x86; a Q/DQ graph on a
-    CPU with VNNI). ``machine`` and ``isa`` default to this CPU's (``platform.machine``, ``timing.cpu_name``);
+    CPU with VNNI; a dynamic graph on one with VNNI and without AMX, opened with s8 weights: ``signs_weights``).
+    ``machine`` and ``isa`` default to this CPU's (``platform.machine``, ``timing.cpu_name``);
     an x86 CPU whose flags are unknown (no /proc/cpuinfo) gets the option."""
     import platform
 
@@ -67,9 +74,48 @@ def exact_int8(precision: Optional[str], machine: Optional[str] = None,
 
     if precision not in EXACT_INT8 or (machine or platform.machine()).lower() not in X86:
         return None
-    if precision not in ON_EVERY_X86 and set(VNNI) & set(cpu_name()[1] if isa is None else isa):
+    flags = set(cpu_name()[1] if isa is None else isa)
+    if flags & set(VNNI) and (precision not in ON_EVERY_X86 or signs_weights(precision, machine, list(flags))):
         return None
     return EXACT_INT8[precision]
+
+
+def signs_weights(precision: Optional[str], machine: Optional[str] = None,
+                  isa: Optional[Sequence[str]] = None) -> bool:
+    """Whether attn-export's sessions open ``precision``'s graph with the u8 weights of its integer operators
+    as s8 (``signed_weights``): a dynamic INT8 graph on an x86 CPU with VNNI and without AMX, where ONNX
+    Runtime's u8 x s8 kernels are the faster ones and exact (``EXACT_INT8``'s comment). ``machine`` and
+    ``isa`` default to this CPU's."""
+    import platform
+
+    from ..timing import cpu_name
+
+    if precision not in ON_EVERY_X86 or (machine or platform.machine()).lower() not in X86:
+        return False
+    flags = set(cpu_name()[1] if isa is None else isa)
+    return bool(flags & set(VNNI)) and AMX not in flags
+
+
+def signed_weights(graph: Graph) -> Dict[str, np.ndarray]:
+    """The u8 weights and zero points of ``graph``'s integer operators (``INTEGER_WEIGHTS``) as s8, by
+    initializer name: each byte XOR 0x80, its value minus 128, so weight minus zero point, the integer each
+    product takes, is unchanged. Empty where any of them is not a u8 initializer whose bytes the file holds
+    (an s8 one is used as it is): all or none, so no weight is paired with a zero point of the other sign."""
+    names = {node.inputs[i] for node in graph.nodes for pair in INTEGER_WEIGHTS.get(node.op_type, ())
+             for i in pair if i < len(node.inputs) and node.inputs[i]}
+    signed: Dict[str, np.ndarray] = {}
+    for name in sorted(names):
+        constant = graph.constants.get(name)
+        if constant is None or name not in graph.initializer_types:
+            return {}
+        if constant.data_type == INT8:
+            continue
+        count = int(np.prod(constant.dims)) if constant.dims else 1
+        if constant.data_type != UINT8 or constant.raw is None or len(constant.raw) != count:
+            return {}
+        unsigned = np.frombuffer(constant.raw, np.uint8).reshape(constant.dims)
+        signed[name] = np.ascontiguousarray(unsigned ^ np.uint8(0x80)).view(np.int8)
+    return signed
 
 
 def plain_session_needs(precision: Optional[str], graph: Graph) -> Optional[str]:
@@ -111,9 +157,8 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
     onnxruntime.set_default_logger_severity(3)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 4
-    exact = exact_int8(artifact.precision)
-    if exact is not None:
-        options.add_session_config_entry(*exact)
+    # ONNX Runtime reads an added initializer from its buffer for the session's life: kept on the session
+    kept = int8_kernels(options, artifact.precision, artifact.graph)
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -139,7 +184,25 @@ def ort_session(artifact: Artifact, providers: Sequence[Provider] = ("CPUExecuti
     if first not in session.get_providers():
         raise NotAvailable(f"{first} was requested; the session has only {', '.join(session.get_providers())}")
     session.disable_fallback()  # a provider failing at run time is an error here, never a quiet rerun on the CPU
+    session._attn_export_initializers = kept
     return session
+
+
+def int8_kernels(options: Any, precision: Optional[str], graph: Graph) -> List[Any]:
+    """Sets ``options`` for ``precision``'s INT8 kernels on this CPU: the option that keeps its products exact
+    (``exact_int8``), or its u8 weights added as s8 (``signed_weights``, where ``signs_weights``). Returns the
+    OrtValues added, which must outlive the session."""
+    import onnxruntime
+
+    exact = exact_int8(precision)
+    if exact is not None:
+        options.add_session_config_entry(*exact)
+    kept = []
+    for name, array in (signed_weights(graph) if signs_weights(precision) else {}).items():
+        value = onnxruntime.OrtValue.ortvalue_from_numpy(array)
+        options.add_initializer(name, value)
+        kept.append(value)
+    return kept
 
 
 class OrtCpuBackend(Backend):
