@@ -1186,6 +1186,14 @@ def test_the_triton_bundle_is_a_model_repository_triton_itself_parses(streamed: 
     assert 'docker run -d --rm --name attn-triton' in readme and '-v "$PWD/model_repository:/models"' in readme
     # curl's --retry gives up on a refused or reset connection before the server listens (review): a loop
     assert "for i in $(seq 60); do curl -sf localhost:8000/v2/health/ready && break; sleep 2; done" in readme
+    # and says so when it gave up, where it had gone on silently to a client that could not connect (found by
+    # attacking): the README's own line, run with no server listening
+    said = "Triton is not ready after 2 min: docker logs attn-triton"
+    ready = next(line.strip() for line in (repo.parent / "README.md").read_text().splitlines() if said in line)
+    if shutil.which("curl"):
+        quiet = subprocess.run(["bash", "-c", ready.replace("localhost:8000", "127.0.0.1:9")], capture_output=True,
+                               text=True, timeout=60)
+        assert quiet.stdout.strip() == said, quiet
     assert "A chunk's length must lie in 0..steps of that chunk (0 keeps the state as it was)" in readme
     assert "so does a value in a valid step that is not finite, or that the model's normalisation takes past " \
            "float32" in readme  # a NaN in a chunk spoiled the state Triton keeps (found by attacking)

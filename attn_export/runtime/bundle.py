@@ -218,6 +218,7 @@ requests at once, each instance with threads of its own.
         "nvcr.io/nvidia/tritonserver:$TRITON-py3" tritonserver --model-repository=/models
     python3 -m pip install -r requirements.txt
     for i in $(seq 60); do curl -sf localhost:8000/v2/health/ready && break; sleep 2; done   # up to 2 min
+    curl -sf localhost:8000/v2/health/ready || echo "Triton is not ready after 2 min: docker logs attn-triton"
 
     # in Python (docker stop attn-triton when done):
 
