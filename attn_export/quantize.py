@@ -800,9 +800,18 @@ def quantize(
     latency_feeds: dict[str, np.ndarray] = {"x": rng.standard_normal((*LATENCY_SHAPE, spec.features)).astype(np.float32),
                      "lengths": np.full(LATENCY_SHAPE[0], LATENCY_SHAPE[1], np.int64)}
 
+    order = [p for p in FILES if p in precisions]  # FP16 first, each once
+    if "fp16" in order:  # refused before any variant is made (found by attacking: --fp16 --int8 made neither)
+        others = ", ".join(FILES[p] for p in order if p != "fp16")
+        try:
+            _refuse_beyond_fp16(onnx.load_from_string(source.data), source.name)  # names the weight: first
+            reference.require_intrinsic("fp16", reference_path, directory)
+            _refuse_fp16_overflow(refs, FILES["fp16"])
+        except AttnExportError as e:
+            raise (type(e)(f"{e}; nothing was made: without FP16, quantize makes {others}") if others else e) from None
     reports = []
     calibrated: tuple[list[np.ndarray], str] | None = None  # the Q/DQ graphs' calibration, made once
-    for precision in precisions:
+    for precision in order:
         name = FILES[precision]
         extra: dict[str, Any] = {}
         notes: list[str] = []
@@ -812,8 +821,6 @@ def quantize(
                 made = Artifact.candidate(tmp, spec, precision, info)
                 quantized, plain, notes = _fp16_census(made)
                 method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
-                reference.require_intrinsic("fp16", reference_path, directory)
-                _refuse_fp16_overflow(refs, name)
                 rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
                 problems, worst, longest = _fp16_reference_check(made, spec, cases, refs, rule)
                 problems += _not_rounded(made, source)

@@ -925,6 +925,12 @@ def test_fp16_says_when_the_models_own_fp16_computation_overflows(tmp_path: Path
                                                  "overflows on "), refused.stderr
     assert "past FP16's 65504; its FP32 outputs reach " in said[0] and "so no FP16 budget exists" in said[0]
     assert not (art / "model.fp16.onnx").exists()
+    # with INT8 asked too, found by attacking: neither was made, and the line said nothing of INT8
+    refused = cli("quantize", str(art), "--int8", "--fp16")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith(
+        "; nothing was made: without FP16, quantize makes model.int8.onnx"), refused.stderr
+    assert not [f.name for f in art.iterdir() if f.name.startswith(("model.int8", "model.fp16"))]
+    assert cli("quantize", str(art), "--int8").returncode == 0
 
 
 def test_a_score_bias_far_below_the_padding_fill_keeps_the_padding_at_zero(tmp_path: Path) -> None:
