@@ -866,6 +866,7 @@ def quantize(
                          precision=precision, method=method, quantized=quantized, not_quantized=plain,
                          **extra)
         reports.append(report)
+        _write_report(directory, reports)  # its row now: an interrupt before the next left an older one (attacking)
     stream = s.state(store.STREAM_ONNX)
     if stream.current:
         for report in reports:

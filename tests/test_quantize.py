@@ -492,3 +492,35 @@ def test_a_weight_below_fp16s_smallest_subnormal_is_rounded_as_the_converter_rou
     made = numpy_helper.to_array(next(t for t in onnx.load(str(directory / "model.fp16.onnx")).graph.initializer
                                       if t.name == weight.name))
     assert made.flat[smallest] > 0  # the converter's smallest subnormal, accepted
+
+
+
+def test_an_interrupt_after_one_variant_leaves_quantize_json_describing_the_files_there(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: quantize.json was written once, at the end, so a Ctrl-C after the first variant
+    left that file new and its row the earlier file's. Each variant's row is written when it is recorded."""
+    import importlib
+
+    q = importlib.import_module("attn_export.quantize")  # the module: the package's name for it is the function
+
+    quantize(model_dir, ["fp16"])
+    before = json.loads((model_dir / "quantize.json").read_text())["fp16"]["sha256"]
+    make_fp16 = q._make_fp16
+
+    def other_bytes(source: object, target: Path) -> None:  # the same graph with one more metadata entry
+        make_fp16(source, target)
+        proto = onnx.load(str(target))
+        helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, "test": "other bytes"})
+        onnx.save(proto, str(target))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(q, "_make_fp16", other_bytes)
+    monkeypatch.setattr(q, "_make_int8_dynamic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        quantize(model_dir, ["fp16", "int8-dynamic"])
+    rows = json.loads((model_dir / "quantize.json").read_text())
+    made = store.Store(model_dir).entry("model.fp16.onnx")["sha256"]
+    assert made != before and rows["fp16"]["sha256"] == made, (before, made, rows["fp16"]["sha256"])
+    assert "int8-dynamic" not in rows and not (model_dir / "model.int8.onnx").exists()
