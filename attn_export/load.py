@@ -323,6 +323,13 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     # a buffer of integers or booleans (classes, a mask, a step count) holds no weights: never a role (found by
     # attacking: an int64 ``classes`` was read as v, at load's own suggestion)
     numbers = {k: v for k, v in state.items() if not (v.is_floating_point() or v.is_complex())}
+    # but one named as a weight is one stored as integers (a quantised checkpoint): dropped, the model imported
+    # without it, a bias of 0 (found by attacking)
+    named = next((k for k in numbers if re.search(r"(^|\.)(weight|bias)(_[hi]{2}_l\d+(_reverse)?)?$", k)), None)
+    if named is not None:
+        raise DataError(f"{origin}: {named} is {_shape(state[named])} of {str(state[named].dtype).removeprefix('torch.')}, "
+                        "integers where a weight belongs; expected floating-point weights (a quantised checkpoint: "
+                        "dequantise it, or load the float model it was made from)")
     parts = _parts({k.removeprefix("module."): v for k, v in state.items() if k not in numbers})
     every = {p.name for p in parts}  # before any is left out: a part left out still holds its weights
     roles = _mapped_roles(parts, mapping)

@@ -22,7 +22,7 @@ from attn_export.checkpoint import load_model
 from attn_export.cli import main
 from attn_export.config import Recipe, load_recipe
 from attn_export.errors import DataError
-from attn_export.load import load_checkpoint
+from attn_export.load import _shape, load_checkpoint
 from attn_export.model import AttentionLSTM
 
 F, H, C, A, T, B = 6, 12, 3, 8, 11, 4
@@ -1172,6 +1172,13 @@ def test_integer_buffers_are_no_weights_and_degenerate_sizes_are_one_line(
     assert main(["load", str(tmp_path / "user.pt"), str(tmp_path / "art")]) == 0
     said = capsys.readouterr()
     assert "left out classes and mask (integers or booleans: no weights)" in said.out + said.err
+    # but an integer tensor named as a weight was dropped, the model imported without it (found by attacking)
+    for key in ("fc.bias", "lstm.weight_hh_l0", "attention.weight"):
+        (tmp_path / key).mkdir()
+        integers = {**model.state_dict(), key: model.state_dict()[key].round().to(torch.int64)}
+        line = _error(tmp_path / key, integers, capsys=capsys)
+        assert f"{key} is {_shape(integers[key])} of int64, integers where a weight belongs; expected floating-point " \
+               "weights" in line, line
     (tmp_path / "z").mkdir()
     (tmp_path / "e").mkdir()
     zero = {**model.state_dict(), "lstm.weight_ih_l0": torch.zeros(4 * H, 0)}
