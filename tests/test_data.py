@@ -765,6 +765,27 @@ def test_an_npz_padded_before_its_sequences_is_refused_not_cut(tmp_path: Path) -
         assert [len(q) for q in read_npz(tmp_path / "start0.npz")[0]] == nearly.tolist()
 
 
+def test_train_says_when_an_npz_looks_channels_first(tmp_path: Path) -> None:
+    """Found by attacking: sktime's numpy3D layout ([N, channels, steps]) read as [N, T, F] trained transposed,
+    exit 0, no word. An .npz whose sequences are all one length, fewer steps than features, gets a note (a short
+    sequence of many features is a real layout too); the same data as [N, steps, channels] gets none."""
+    rng = np.random.default_rng(0)
+    steps_first = rng.normal(size=(40, 20, 3)).astype(np.float32)
+    y = np.array(["a", "b"] * 20)
+    said = {}
+    for name, x in (("numpy3d", steps_first.transpose(0, 2, 1)), ("steps_first", steps_first)):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+        result = cli("train", str(tmp_path / name), "--set", "data.name=files", "--set",
+                     f"data.train={tmp_path / f'{name}.npz'}", "--set", "data.val_fraction=0", "--set",
+                     "model.hidden_size=4", "--set", "train.epochs=1")
+        assert result.returncode == 0, result.stderr
+        said[name] = " ".join(result.stderr.split())
+    assert ("note: every training sequence is 3 steps of 20 features, fewer steps than features: if x is channels "
+            "first ([N, channels, steps], sktime's and aeon's numpy3D), transpose it (x.transpose(0, 2, 1)) and train "
+            "again") in said["numpy3d"], said["numpy3d"]
+    assert "channels first" not in said["steps_first"], said["steps_first"]
+
+
 def test_npz_bool_labels_read_as_a_csv_of_the_same_array_spells_them(tmp_path: Path) -> None:
     """A bool ``y`` was read as classes "0" and "1", while a CSV written from the same array (pandas'
     ``to_csv``, numpy's ``str``) says "False" and "True": a model trained on one refused the other's labels

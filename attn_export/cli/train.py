@@ -81,6 +81,22 @@ def _early_stop(metrics: dict[str, Any]) -> str:
     return f"no better {split} loss for {waited} epoch{'s' * (waited != 1)}, kept epoch {metrics['best_epoch']}"
 
 
+def _channels_first(metrics: dict[str, Any], directory: Path) -> str:
+    """A note where an ``.npz``'s sequences are all one length, fewer steps than features: read as ``[N, T, F]``,
+    sktime's and aeon's numpy3D layout (``[N, C, T]``, channels first) trains transposed, exit 0 (found by
+    attacking). A note, not a refusal: a short sequence of many features is a real layout too."""
+    from ..runtime import store
+
+    path = str(((metrics.get("data_files") or {}).get("train") or {}).get("path", ""))
+    info = store.Store(directory).model()
+    lengths = info.train_lengths or {}
+    if not path.endswith(".npz") or lengths.get("min") != lengths.get("max") or not 0 < lengths["max"] < info.spec.features:
+        return ""
+    return (f"\nnote: every training sequence is {lengths['max']} steps of {info.spec.features} features, fewer steps than "
+            f"features: if x is channels first ([N, channels, steps], sktime's and aeon's numpy3D), transpose it "
+            "(x.transpose(0, 2, 1)) and train again")
+
+
 def summary(metrics: dict[str, Any], directory: Path) -> str:
     from ..report import majority_baseline
 
@@ -104,6 +120,7 @@ def summary(metrics: dict[str, Any], directory: Path) -> str:
     if shared:
         line += (f"\nnote: {shared:,} of {metrics['sizes']['test']:,} test sequences are equal to training ones: the test "
                  "accuracy is not wholly held out (a test file inside the training one?)")
+    line += _channels_first(metrics, directory)
     constant = metrics.get("constant_features") or []
     if constant:
         line += (f"\nnote: {', '.join(printable(c, 40) for c in constant[:5])}{' ...' if len(constant) > 5 else ''} barely moved in "
