@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 import shutil
 from pathlib import Path
 
@@ -165,11 +166,15 @@ def test_dynamic_int8_runs_a_bidirectional_layer_as_one_lstm(bidirectional: Path
 def test_the_dynamic_graphs_u8_weights_are_given_as_s8_where_vnni_is_and_amx_is_not(bidirectional: Path) -> None:
     """Where VNNI is and AMX is not, ONNX Runtime's u8 x s8 kernels are VNNI's and its u8 x u8 ones are not
     (0.78-0.80x the time at 1 x 128 on a Zen 4, measured): attn-export's sessions get the dynamic graph's u8
-    weights and zero points as s8, each byte XOR 0x80, every one of them or none; weight minus zero point, the
-    integer each product takes, is unchanged. ``ort_session`` of the shipped graph, as this CPU opens it, gives
-    a plain session's outputs bit for bit over many lengths (on this CPU's kernels: on one with VNNI and
-    without AMX, through the s8 weights). What it does not prove: the speed, nor the choice on other CPUs."""
-    from attn_export.runtime.backends.onnxrt import INTEGER_WEIGHTS, ort_session, signed_weights, signs_weights
+    LSTM and MatMulInteger weights and zero points as s8, each byte XOR 0x80, every one of them or none; weight
+    minus zero point, the integer each product takes, is unchanged. A ConvInteger's stay u8 (ONNX Runtime
+    1.19.2 has no s8 ConvInteger: found by review, every run of a Conv1d model's graph failed on it). None where
+    a pair has no zero point, and no traceback for dims whose product wraps (review). ``ort_session`` of the
+    shipped graph, as this CPU opens it, gives a plain session's outputs bit for bit over many lengths (on one
+    with VNNI and without AMX, through the s8 weights). What it does not prove: the speed, nor the choice on
+    other CPUs."""
+    from attn_export.runtime.backends.onnxrt import (INTEGER_WEIGHTS, SIGNED_OPERATORS, ort_session, signed_weights,
+                                                     signs_weights)
     from attn_export.runtime.onnxfile import parse_graph
     from attn_export.runtime.timing import cpu_name
 
@@ -182,21 +187,41 @@ def test_the_dynamic_graphs_u8_weights_are_given_as_s8_where_vnni_is_and_amx_is_
     data = path.read_bytes()
     proto = onnx.load_from_string(data)
     stored = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    names = {n.input[i] for n in proto.graph.node for pair in INTEGER_WEIGHTS.get(n.op_type, ()) for i in pair}
+
+    def inputs(operators: tuple) -> set:
+        return {n.input[i] for n in proto.graph.node if n.op_type in operators
+                for pair in INTEGER_WEIGHTS[n.op_type] for i in pair}
+
+    names = inputs(SIGNED_OPERATORS)
     signed = signed_weights(parse_graph(data, path))
     assert set(signed) == names and len(names) >= 5  # two layers' W, R and zero points, and the head's MatMulInteger
+    assert ("conv" in bidirectional.name) == bool(inputs(("ConvInteger",))), bidirectional  # and its stay u8
     for name, value in signed.items():
-        assert stored[name].dtype == np.uint8 and value.dtype == np.int8
+        assert stored[name].dtype == np.uint8 and value.dtype == np.int8 and value.shape == stored[name].shape
         np.testing.assert_array_equal(value.astype(np.int16), stored[name].astype(np.int16) - 128)
-    one = next(iter(sorted(names)))
-    for t in proto.graph.initializer:  # one of them s8 already: used as it is, the rest still signed
-        if t.name == one:
-            t.CopyFrom(numpy_helper.from_array((stored[one].astype(np.int16) - 128).astype(np.int8), one))
-    assert set(signed_weights(parse_graph(proto.SerializeToString(), "one s8"))) == names - {one}
-    for t in proto.graph.initializer:  # one of them neither u8 nor s8: none of them
-        if t.name == one:
-            t.CopyFrom(numpy_helper.from_array(stored[one].astype(np.int32), one))
-    assert signed_weights(parse_graph(proto.SerializeToString(), "one int32")) == {}
+
+    def edited(change: Callable[[onnx.ModelProto], None]) -> dict:
+        copy = onnx.load_from_string(data)
+        change(copy)
+        return signed_weights(parse_graph(copy.SerializeToString(), "edited"))
+
+    one = sorted(names)[0]
+
+    def initializer(name: str, value: onnx.TensorProto) -> Callable[[onnx.ModelProto], None]:
+        return lambda m: next(t for t in m.graph.initializer if t.name == name).CopyFrom(value)
+
+    s8 = numpy_helper.from_array((stored[one].astype(np.int16) - 128).astype(np.int8), one)
+    assert set(edited(initializer(one, s8))) == names - {one}  # one s8 already: used as it is, the rest signed
+    assert edited(initializer(one, numpy_helper.from_array(stored[one].astype(np.int32), one))) == {}
+    wraps = onnx.TensorProto(name=one, data_type=onnx.TensorProto.UINT8, dims=[2**32, 2**32], raw_data=b"")
+    assert edited(initializer(one, wraps)) == {}
+    head = next(n for n in proto.graph.node if n.op_type == "MatMulInteger")
+
+    def no_zero_point(m: onnx.ModelProto) -> None:
+        node = next(n for n in m.graph.node if n.name == head.name)
+        del node.input[3:]
+
+    assert edited(no_zero_point) == {}  # its weight alone shifted would move every product by 128 x sum(a)
 
     ours = ort_session(store.Artifact.candidate(path, None, "int8-dynamic"))
     assert (len(ours._attn_export_initializers) == len(names)) == signs_weights("int8-dynamic"), cpu_name()

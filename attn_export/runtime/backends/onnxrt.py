@@ -7,7 +7,7 @@ ONNX Runtime, with the options users get by default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +58,7 @@ ON_EVERY_X86 = ("int8-dynamic",)  # its option set where AMX is too (above)
 VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")  # the ISA flags whose INT8 products are exact (``timing.ISA_FLAGS``)
 AMX = "amx_int8"  # where ONNX Runtime's u8 x s8 kernels are AMX's tiles, slower for one row than its u8 x u8 ones
 UINT8 = 2  # TensorProto.DataType
+SIGNED_OPERATORS = ("DynamicQuantizeLSTM", "MatMulInteger")  # whose u8 weights ``signed_weights`` gives as s8
 X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
@@ -97,12 +98,22 @@ def signs_weights(precision: Optional[str], machine: Optional[str] = None,
 
 
 def signed_weights(graph: Graph) -> Dict[str, np.ndarray]:
-    """The u8 weights and zero points of ``graph``'s integer operators (``INTEGER_WEIGHTS``) as s8, by
-    initializer name: each byte XOR 0x80, its value minus 128, so weight minus zero point, the integer each
-    product takes, is unchanged. Empty where any of them is not a u8 initializer whose bytes the file holds
-    (an s8 one is used as it is): all or none, so no weight is paired with a zero point of the other sign."""
-    names = {node.inputs[i] for node in graph.nodes for pair in INTEGER_WEIGHTS.get(node.op_type, ())
-             for i in pair if i < len(node.inputs) and node.inputs[i]}
+    """The u8 weights and zero points of ``graph``'s ``DynamicQuantizeLSTM`` and ``MatMulInteger`` nodes
+    (``SIGNED_OPERATORS``) as s8, by initializer name: each byte XOR 0x80, its value minus 128, so weight minus
+    zero point, the integer each product takes, is unchanged. All or none: empty where a pair has no zero
+    point input (ONNX's default 0 would not move with its weight), where one of them is not a u8 initializer
+    whose bytes the file holds (an s8 one is used as it is), or is read by another node too. A ``ConvInteger``'s
+    stay u8: ONNX Runtime before 1.24 has no s8 weights for it (1.19.2, a device's, failed every run)."""
+    pairs = [(node, pair) for node in graph.nodes if node.op_type in SIGNED_OPERATORS
+             for pair in INTEGER_WEIGHTS[node.op_type]]
+    names: Set[str] = set()
+    for node, pair in pairs:
+        if any(i >= len(node.inputs) or not node.inputs[i] for i in pair):
+            return {}
+        names.update(node.inputs[i] for i in pair)
+    readers = sum(1 for node in graph.nodes for name in node.inputs if name in names)
+    if readers != sum(1 for node, pair in pairs for i in pair):  # one also read elsewhere, or twice
+        return {}
     signed: Dict[str, np.ndarray] = {}
     for name in sorted(names):
         constant = graph.constants.get(name)
@@ -110,11 +121,15 @@ def signed_weights(graph: Graph) -> Dict[str, np.ndarray]:
             return {}
         if constant.data_type == INT8:
             continue
-        count = int(np.prod(constant.dims)) if constant.dims else 1
-        if constant.data_type != UINT8 or constant.raw is None or len(constant.raw) != count:
+        count = 1
+        for d in constant.dims:  # Python's integers: no product wraps round to the raw data's length (review)
+            count *= d
+        if constant.data_type != UINT8 or constant.raw is None or len(constant.raw) != count or min(
+                constant.dims, default=0) < 0:
             return {}
-        unsigned = np.frombuffer(constant.raw, np.uint8).reshape(constant.dims)
-        signed[name] = np.ascontiguousarray(unsigned ^ np.uint8(0x80)).view(np.int8)
+        values = np.frombuffer(constant.raw, np.uint8).reshape(constant.dims).copy()  # a scalar stays 0-d
+        values ^= np.uint8(0x80)  # numpy 1.x: a Python int here is int64, which it will not cast
+        signed[name] = values.view(np.int8)
     return signed
 
 
