@@ -434,7 +434,10 @@ def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_sh
                               text=True, timeout=300)
 
     listed = info()
-    assert listed.returncode == 0 and "model.onnx is not in this bundle" in listed.stdout, listed.stdout
+    # shipped, then lost on the device: unpacked again, not made again on the host (found by attacking)
+    assert listed.returncode == 0 and "model.onnx is missing, which this bundle shipped (bundle.json lists it); " \
+        "expected the bundle as it was unpacked: unpack its .tar.gz again" in " ".join(listed.stdout.split()), \
+        listed.stdout
     (dev / "model.onnx").mkdir()
     assert store.Store(dev).lacking() == []
     for ran in (cli("inspect", str(dev)), info()):
@@ -465,10 +468,20 @@ def test_a_device_is_told_what_a_device_can_do_when_its_manifest_or_model_json_i
         assert f"{name} is not recorded in manifest.json" in lines[name], listed.stdout
     assert store.LOCK not in lines
     for directory, said in ((lost, "unpack the bundle's .tar.gz again"),
-                            (edited, "on the host, re-run attn-export train (or attn-export load CHECKPOINT), and "
-                                     "bundle again")):
+                            (edited, "expected model.json as the bundle shipped it (bundle.json lists other bytes, "
+                                     "or none here): unpack the bundle's .tar.gz again")):
         ran = device("verify", str(directory))
         assert ran.returncode == 2 and ran.stderr.strip().endswith(said), ran.stderr
+    # a graph's bytes changed on the device: the archive holds them, the host has nothing to remake (found by
+    # attacking: "on the host, re-run attn-export export, and bundle again")
+    flipped = unpack(archive, tmp_path / "flipped")
+    data = bytearray((flipped / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (flipped / "model.onnx").write_bytes(bytes(data))
+    save_inputs(tmp_path / "in.npz", sequences(model_dir, 2))
+    ran = device("predict", str(flipped), str(tmp_path / "in.npz"))
+    assert ran.returncode == 2 and "expected model.onnx as the bundle shipped it (bundle.json lists other bytes, or " \
+        "none here): unpack the bundle's .tar.gz again" in " ".join(ran.stderr.split()), ran.stderr
 
 
 # --------------------------------------------------------------------------------------------------

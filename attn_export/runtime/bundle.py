@@ -64,7 +64,7 @@ from .precisions import ONNX_FILES as PRECISION_FILES
 __all__ = ["BUNDLE_JSON", "DEFAULT_JETPACK", "TARGETS", "Archive", "BundleResult", "artifact_names", "made_for", "pack",
            "not_verified", "refusal", "recommendation", "runtime_files", "unasked", "unpack"]
 
-BUNDLE_JSON = "bundle.json"
+BUNDLE_JSON = store.BUNDLE_JSON
 FILLING = ".unbundle-in-progress"  # what an existing empty target holds while unbundle fills it
 TARGETS = schema.BUNDLE_TARGETS
 DEFAULT_JETPACK = "jetpack6"  # the JetPack current Orins ship with (TensorRT 10.3)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .files import (DIR_MODE, FILE_MODE, MAX_JSON_BYTES, as_directory, atomic_path, fsync_directory, json_bytes, json_text, locked, parse_json, read_file,
                     read_json, read_regular, require, sha256_file, short_name, staging_prefix, sweep, sweep_staging, write_bytes, write_json, writes_directory)
 from .manifest import MANIFEST_SCHEMA, forget, read_manifest, record, record_verdicts
-from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, CREATES_DIRECTORY, DEFAULT_DIR, DEVICE_MODULE, DIRECTORY_FILES, LOCK,
+from .names import (ATTENTION_PNG, BENCH_JSON, BENCH_STREAM_JSON, BENCH_STREAM_PNG, BUILD_COMMAND, BUNDLE_JSON, CREATES_DIRECTORY, DEFAULT_DIR, DEVICE_MODULE,
+                    DIRECTORY_FILES, LOCK,
                     MADE_BY, MANIFEST, METRICS, MODEL_JSON, ONNX_FILES, ONNX_FP32, PLOTS, QUANTIZE_JSON, REFERENCE,
                     REPORT_MD, STREAM_FILES, STREAM_FP16, STREAM_ONNX, TMP_PREFIX, VERIFY_JSON, WEIGHTS, build_command,
                     directory_word, is_engine, made_by, shipped)
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_directory",
-    "ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "DIRECTORY_FILES", "DIR_MODE",
+    "ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "BUNDLE_JSON", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "DIRECTORY_FILES", "DIR_MODE",
     "FILE_MODE", "LOCK", "MADE_BY", "MANIFEST", "MANIFEST_SCHEMA", "MAX_ARTIFACT_BYTES", "MAX_JSON_BYTES", "METRICS",
     "MODEL_JSON", "NEEDS", "ONNX_FILES", "ONNX_FP32", "PLOTS", "QUANTIZE_JSON", "REFERENCE", "REPORT_MD",
     "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS", "Artifact", "Store", "Trust", "atomic_path", "build_command", "directory_word", "forget", "fsync_directory", "is_engine", "json_bytes", "json_text", "made_by",

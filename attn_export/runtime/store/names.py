@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 from ..precisions import ONNX_FILES, ONNX_FP32, PRECISIONS
 
-__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "build_command", "shipped", "DIRECTORY_FILES",
+__all__ = ["ATTENTION_PNG", "BENCH_JSON", "BENCH_STREAM_JSON", "BENCH_STREAM_PNG", "BUILD_COMMAND", "BUNDLE_JSON", "CREATES_DIRECTORY", "DEFAULT_DIR", "DEVICE_MODULE", "build_command", "shipped", "DIRECTORY_FILES",
            "LOCK", "MADE_BY", "MANIFEST", "METRICS", "MODEL_JSON", "ONNX_FILES", "ONNX_FP32", "PLOTS",
            "QUANTIZE_JSON", "REFERENCE", "REPORT_MD", "STREAM_FILES", "STREAM_FP16", "STREAM_ONNX", "TMP_PREFIX", "VERIFY_JSON", "WEIGHTS",
            "directory_word", "is_engine", "made_by"]
@@ -24,6 +24,7 @@ REFERENCE = "reference.npz"
 MANIFEST = "manifest.json"
 LOCK = ".attn-export.lock"
 VERIFY_JSON = "verify.json"
+BUNDLE_JSON = "bundle.json"  # an unpacked bundle's listing of what it shipped (``runtime.bundle``)
 BENCH_JSON = "bench.json"
 BENCH_STREAM_JSON = "bench_stream.json"  # attn-export bench --stream
 BENCH_STREAM_PNG = "bench_stream_latency.png"

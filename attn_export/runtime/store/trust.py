@@ -47,7 +47,7 @@ from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
 from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
 from .manifest import parse_manifest
 from . import names
-from .names import (DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
+from .names import (BUNDLE_JSON, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
                     WEIGHTS, directory_word, is_engine, made_by)
 
 if TYPE_CHECKING:
@@ -296,6 +296,9 @@ class Store:
         if self.in_bundle() and name in (MODEL_JSON, MANIFEST):  # every bundle ships them: unpacked, then lost
             return MissingPrerequisite(f"{self.directory / name} is missing, which every bundle holds; expected the "
                                        "bundle as it was unpacked: unpack its .tar.gz again")
+        if self.damaged_since_unpacked([name]):  # lost on the device: the host has nothing to remake (attacking)
+            return MissingPrerequisite(f"{self.directory / name} is missing, which this bundle shipped ({BUNDLE_JSON} "
+                                       "lists it); expected the bundle as it was unpacked: unpack its .tar.gz again")
         entry = self.entry(name) or {}
         verdict = entry.get("verified")
         if self.in_bundle() and isinstance(verdict, dict) and verdict.get("passed") is False and \
@@ -312,6 +315,23 @@ class Store:
             return MissingPrerequisite(f"{self.directory / name} is not in this bundle; make it on the host with "
                                        f"{made_by(name)}, and bundle again")
         return MissingPrerequisite(f"{self.directory / name} is missing; run {made_by(name, self.directory)} first")
+
+    def damaged_since_unpacked(self, names: Iterable[str]) -> Optional[str]:
+        """The first of ``names`` that an unpacked bundle's ``bundle.json`` lists with other bytes than are here
+        now, or that is gone: changed on the device, where the .tar.gz still holds it (the device's verify
+        rewrites only the manifest and verify.json). None for anything else, and in an artefact directory."""
+        listed = self._listed()
+        return next((n for n in names if n in listed and n not in (MANIFEST, VERIFY_JSON)
+                     and self.sha256(n) != listed[n]["sha256"]), None)
+
+    def _listed(self) -> Dict[str, Any]:
+        """An unpacked bundle's ``bundle.json`` files (name -> sha256 and size); empty elsewhere, or unreadable."""
+        if self._archive is not None or self.read(BUNDLE_JSON) is None:
+            return {}
+        try:
+            return dict(self.parsed(BUNDLE_JSON, schema.BUNDLE)["files"])
+        except (BadInput, DataError):  # said by what reads it for itself (unpack, info)
+            return {}
 
     def _without_data(self) -> bool:
         """Whether model.json's model was loaded without a recipe's training data (``[data] name = "none"``)."""
@@ -684,6 +704,10 @@ class Store:
         if trust.state == "unrecorded" and self.read(MANIFEST) is None and self.in_bundle():
             # the bundle's own manifest deleted: nothing to remake on the host (found by attacking)
             return f"expected the bundle's {MANIFEST}, which is not here: unpack the bundle's .tar.gz again"
+        damaged = self.damaged_since_unpacked([name, MODEL_JSON, *self._ancestors(name)])
+        if damaged is not None:  # changed on the device: "re-run export on the host" remade nothing (attacking)
+            return (f"expected {damaged} as the bundle shipped it ({BUNDLE_JSON} lists other bytes, or none here): "
+                    "unpack the bundle's .tar.gz again")
         chain = [name]
         while trust.state == "stale":
             parent = (self.entry(chain[-1]) or {}).get("parent")
@@ -719,6 +743,15 @@ class Store:
         return "re-run " + ", then ".join(dict.fromkeys(
             names.build_command(self.directory, build_flag((self.entry(n) or {}).get("precision"))) if is_engine(n)
             else made_by(n, self.hinted(), "the command that made it") for n in reversed(chain)))
+
+    def _ancestors(self, name: str) -> List[str]:
+        """The files ``name`` was made from, by its manifest's parents, nearest first."""
+        chain: List[str] = []
+        parent = (self.entry(name) or {}).get("parent")
+        while isinstance(parent, str) and parent not in chain and parent != name:
+            chain.append(parent)
+            parent = (self.entry(parent) or {}).get("parent")
+        return chain
 
     def _artifact(self, name: str, entry: Dict[str, Any], notes: Tuple[str, ...]) -> Artifact:
         data = self.read(name)
