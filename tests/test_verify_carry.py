@@ -466,6 +466,21 @@ def test_a_device_records_no_int8_verdict_from_structure_alone(verified_once: Pa
     assert verdicts(directory)["model.onnx"]["passed"] is True
 
 
+def test_a_device_without_verify_json_says_the_hosts_int8_pass_stands(verified_once: Path, tmp_path: Path) -> None:
+    """Found by attacking: with the host's verify.json deleted on the device, its verify said "no verdict of the
+    host's stands for these bytes", while the manifest's pass stood (info said verified, predict ran it). It
+    now says the pass stands and that verify.json has no row of it; the verdict is kept."""
+    directory = copy(verified_once, tmp_path)
+    (directory / "verify.json").unlink()
+    result = device_verify(directory)
+    assert result.returncode == 0, result.stderr
+    row = rows(document(directory), ran_only=False)[("ort-cpu", "model.int8.onnx")]
+    assert row["status"] == "skipped" and row["reason"].startswith(
+        "not judged here: int8-dynamic is judged by its decisions on the test split, which only the host has; the "
+        "host's pass for these bytes stands (manifest.json), but verify.json here has no row of it"), row
+    assert verdicts(directory)["model.int8.onnx"]["passed"] is True
+
+
 def test_results_of_a_backend_not_installed_here_are_named_when_not_carried(verified_once: Path,
                                                                             tmp_path: Path) -> None:
     """Found by attacking: a device without tract dropped the host's tract rows without a word (its auto run

@@ -1443,7 +1443,7 @@ def verify(
         if r.status == "passed" and r.accuracy is not None and r.target.backend in table and r.target.precision:
             _decision_limits(r, rule_for(str(r.target.precision), cfg, table[r.target.backend].device, deploy))
     result.results, standing = merge(rows, carried, list(table))
-    rows = result.results = [_decisions_unjudged(r) if info.labels else _without_classes(r, info)
+    rows = result.results = [_decisions_unjudged(r, s) if info.labels else _without_classes(r, info)
                              for r in result.results]
     result.not_carried += standing
     _carried_samples(s, result.attention_samples, rows)
@@ -1509,7 +1509,7 @@ def _without_classes(row: TargetResult, info: ModelInfo) -> TargetResult:
     return _no_decisions(row.target, info)
 
 
-def _decisions_unjudged(row: TargetResult) -> TargetResult:
+def _decisions_unjudged(row: TargetResult, s: store.Store) -> TargetResult:
     """``row``, or, for a pass on structure alone of an ONNX file of a precision judged by its decisions on the
     test split (INT8 on a device, which has no data; or such a pass carried from an earlier device verify), a
     skipped row saying so: such a pass records no verdict, as on the host without the split. Where the host's
@@ -1525,6 +1525,11 @@ def _decisions_unjudged(row: TargetResult) -> TargetResult:
         return TargetResult(row.target, status="skipped", reason=(
             f"not judged: {precision} is judged by its decisions on the test split, and this pass (carried from "
             f"the verify of {row.carried_from}) was judged on structure alone: run attn-export verify on the host"))
+    if row.target.backend in s.verified_on(str(row.target.artifact)):  # the manifest's pass, without its row
+        return TargetResult(row.target, status="skipped", reason=(
+            f"not judged here: {precision} is judged by its decisions on the test split, which only the host has; "
+            f"the host's pass for these bytes stands ({store.MANIFEST}), but {VERIFY_JSON} here has no row of it "
+            "(its structure on the sweep passed here): unpack the bundle's .tar.gz again to carry its figures"))
     return TargetResult(row.target, status="skipped", reason=(
         f"not judged: {precision} is judged by its decisions on the test split, which only the host has, and "
         f"no verdict of the host's stands for these bytes (its structure on the sweep passed here): run "
