@@ -244,8 +244,10 @@ ran where this bundle was made.
 {why}""",
     "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
 
-This bundle was made for `{target}`: its files were checked against the ONNX parser of TensorRT
-{tensorrt} (`info` shows the findings), and `build` refuses to run on another TensorRT line. An engine is
+This bundle was made for `{target}`: its files were checked, statically, against what the ONNX parser for
+TensorRT {tensorrt} documents (rules read from {parser}); `info` shows the findings. No TensorRT, GPU or
+`trtexec` ran for those checks, and attn-export's own tests never ran the commands below on a Jetson. `build`
+refuses to run on another TensorRT line. An engine is
 tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX files in this
 bundle, with JetPack's TensorRT (no attn-export install: `runtime/` is the package), for batch
 {batch} and {seq} steps (the recipe's profile).{stream}
@@ -383,7 +385,7 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
     withdrawn = "".join(f"\n- `{f}` on {t.name}: {why}" for f, why in jetson.withdrawn.items())
     shown = "fp16" if "fp16" in jetson.ready else (jetson.ready or ["fp32"])[0]
     return STEPS[target].format(
-        builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt,
+        builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt, parser=t.parser.source.split(";")[0],
         batch=f"{p.batch.min}..{p.batch.max} (opt {p.batch.opt})", seq=f"{p.seq.min}..{p.seq.max} (opt {p.seq.opt})",
         stream=stream,
         withdrawn=("\nNo engine from these files on " + t.name + ":" + withdrawn + "\n") if withdrawn else "",
