@@ -13,7 +13,12 @@ import numpy as np
 
 from ...errors import NotAvailable, WorkFailed
 
-__all__ = ["DeviceMemory", "memory_missing", "open_memory"]
+__all__ = ["CUDA_PYTHON_HINT", "DeviceMemory", "memory_missing", "open_memory"]
+
+# cuda-python's major must be the machine's CUDA's (JetPack 5: 11), and a bare pip install takes the newest:
+# a Jetson bundle's requirements.txt pins it (found by attacking: the hint contradicted that pin)
+CUDA_PYTHON_HINT = ("pip install 'cuda-python==MAJOR.*' for this machine's CUDA major, e.g. 12; a Jetson bundle: "
+                    "python3 -m pip install -r requirements.txt, which pins it")
 
 
 class DeviceMemory:
@@ -149,7 +154,7 @@ def memory_missing() -> Optional[str]:
     try:
         _cudart()
     except ImportError:
-        return "cuda-python is not installed (pip install cuda-python)"
+        return f"cuda-python is not installed ({CUDA_PYTHON_HINT})"
     return None
 
 
@@ -170,4 +175,4 @@ def open_memory(index: int = 0) -> DeviceMemory:
     try:
         return _CudaPythonMemory(index)
     except ImportError:
-        raise NotAvailable("device buffers need cuda-python (pip install cuda-python)") from None
+        raise NotAvailable(f"device buffers need cuda-python ({CUDA_PYTHON_HINT})") from None
