@@ -659,6 +659,9 @@ def test_a_bundle_repacked_after_its_readme_commands_ran_still_loads(model_dir: 
 @pytest.mark.parametrize("key, value, said", [
     ("for", "nope", 'for is "nope"; expected one of cpu, jetson, triton'),
     ("schema", 99, "schema is 99; expected 1 (the bundle format this attn-export reads)"),
+    # a Jetson bundle's TensorRT line: 5 was dropped by info and build; an unknown one blamed a --target flag
+    ("target", 5, "target is 5; expected a TensorRT target attn-export knows (jetpack5, jetpack6, jetpack7"),
+    ("target", "jetpack9", 'target is "jetpack9"; expected a TensorRT target attn-export knows'),
 ])
 def test_an_edited_bundle_json_is_refused(model_dir: Path, tmp_path: Path, key: str, value: object,
                                           said: str) -> None:

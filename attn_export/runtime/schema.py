@@ -305,9 +305,21 @@ BUNDLE_FORMAT = 1  # bundle.json's "schema": attn_export.runtime.bundle writes i
 BUNDLE_TARGETS = ("cpu", "jetson", "triton")  # what a bundle is made for (bundle --for)
 # "for" decides what the device package does with a bundle (a Triton one it refuses): an edited one read
 # "nope" and schema 99 without a word (found by attacking)
+
+
+def _tensorrt_target(value: Any) -> bool:
+    from .trt.readiness import TARGETS  # imported when read: this module stays below every other
+
+    return isinstance(value, str) and value in TARGETS
+
+
 BUNDLE = Obj({"schema": Value(f"{BUNDLE_FORMAT} (the bundle format this attn-export reads)",
                               lambda v: type(v) is int and v == BUNDLE_FORMAT),
               "for": _one_of(*BUNDLE_TARGETS), "created_by": STR,
+              # a Jetson bundle's TensorRT line: 5 had made info drop it and build skip its check, and an unknown
+              # name blamed a --target no one gave (found by attacking)
+              "target": Value("a TensorRT target attn-export knows (jetpack5, jetpack6, jetpack7, trt10, trt11)",
+                              _tensorrt_target), "tensorrt": STR,
               "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size"))),
               # a CPU bundle's pick, which predict and info name (found by review: an edited one was a traceback)
               "recommended": Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "by": STR, "cpu": STR},
