@@ -3,6 +3,7 @@ refused without writing anything outside the target."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -711,8 +712,16 @@ def test_not_an_archive(tmp_path: Path) -> None:
     junk.write_bytes(b"not a tar")
     with pytest.raises(DataError, match="not a readable .tar.gz bundle"):
         unpack(junk, tmp_path / "t")
+    # predict and info said what unpack says, not "neither an artefact directory nor a bundle" (found by attacking)
+    for data, what in ((b"not a tar", "not gzip"), (b"", "an empty file"), (gzip.compress(b"hello"),
+                                                                          "gzip, but no tar archive inside")):
+        junk.write_bytes(data)
+        with pytest.raises(DataError, match=re.escape(f"junk.tar.gz: not a readable .tar.gz bundle ({what}); "
+                                                      "expected a bundle made by attn-export bundle")):
+            Predictor.load(junk)
+    (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(BadInput, match="neither an artefact directory nor a bundle"):
-        Predictor.load(junk)
+        Predictor.load(tmp_path / "notes.txt")
     with pytest.raises(DataError, match="no such file"):
         unpack(tmp_path / "missing.tar.gz", tmp_path / "t")
 

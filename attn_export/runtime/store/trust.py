@@ -198,6 +198,13 @@ class Store:
         except EOFError as e:
             raise DataError(f"{source}: corrupt archive (cut short?): {e}") from None
         if not bundle:
+            if source.is_file() and source.name.endswith((".tar.gz", ".tgz", ".tar")):  # said what it is (attacking)
+                with open(source, "rb") as fh:
+                    head = fh.read(2)
+                what = ("an empty file" if not head else "gzip, but no tar archive inside" if head == b"\x1f\x8b"
+                        else "not gzip")
+                raise DataError(f"{source}: not a readable .tar.gz bundle ({what}); expected a bundle made by "
+                                "attn-export bundle")
             raise BadInput(f"{source} is neither an artefact directory nor a bundle (.tar.gz)")
         from ..bundle import Archive
 
