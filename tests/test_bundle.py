@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -443,6 +444,23 @@ def test_a_recorded_file_is_missing_where_it_should_be_not_where_it_was_never_sh
     assert store.Store(dev).lacking() == []
     for ran in (cli("inspect", str(dev)), info()):
         assert ran.returncode == 0, ran.stderr
+
+
+def test_info_lists_a_graph_the_manifest_does_not_record(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: a stream graph copied into an unpacked bundle failed verify there ("not recorded"),
+    while info listed every file ok and never named it. info now lists it with verify's reason."""
+    archive = tmp_path / "m.tar.gz"
+    assert cli("bundle", str(model_dir), "--out", str(archive), "--for", "cpu").returncode == 0
+    dev = unpack(archive, tmp_path / "dev")
+    shutil.copy(dev / "model.onnx", dev / store.STREAM_ONNX)
+    listed = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(dev), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    row = json.loads(listed.stdout)["artifacts"][store.STREAM_ONNX]
+    assert row["state"] == "unrecorded" and "is not recorded in manifest.json" in row["problems"][0], row
+    ran = subprocess.run([sys.executable, "-m", "attn_export.runtime", "verify", str(dev)], capture_output=True,
+                         text=True, timeout=300)
+    assert ran.returncode != 0 and store.STREAM_ONNX in ran.stderr, ran.stderr
 
 
 def test_a_device_is_told_what_a_device_can_do_when_its_manifest_or_model_json_is_wrong(

@@ -424,12 +424,15 @@ def _info(args: argparse.Namespace) -> int:
         # a recorded file that is gone is listed as what the store finds (found by attacking: it had no line);
         # with the manifest itself gone, it and every file attn-export names that is here (found by attacking:
         # info listed nothing, where predict and verify refused every file)
+        here = sorted(os.listdir(store.directory)) if store.directory.is_dir() and not store.packed else []
+        named = [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and n in here] + [
+            n for n in here if is_engine(n) and os.path.isfile(store.directory / n)
+            and not os.path.islink(store.directory / n)]
         names = store.present() + store.lacking()
         if store.read(MANIFEST) is None:
-            here = sorted(os.listdir(store.directory)) if store.directory.is_dir() else []
-            names = [MANIFEST] + [n for n in DIRECTORY_FILES if n not in (MANIFEST, LOCK) and n in here] + [
-                n for n in here if is_engine(n) and os.path.isfile(store.directory / n)
-                and not os.path.islink(store.directory / n)]
+            names = [MANIFEST] + named
+        else:  # a file attn-export names that the manifest does not record, which verify refuses (found by attacking)
+            names += [n for n in named if n not in names and store.entry(n) is None and n.endswith((".onnx", ".engine"))]
         for name in names:
             trust = store.state(name)
             verifiable = name in ONNX_FILES.values() or name in STREAM_FILES.values() or is_engine(name)
