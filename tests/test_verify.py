@@ -917,6 +917,17 @@ def test_the_device_names_the_bundles_pick_when_it_was_not_asked_for_one(verifie
     assert "  verdicts under the recipe's [verify] int8_min_argmax_agreement=0.9 (default 0.97)" in info.stdout
     assert any(n.startswith("model.onnx was verified under the recipe's [verify] int8_min_argmax_agreement=0.9")
                for n in json.loads(asked.stdout)["notes"])
+    # a pick whose file then failed verify on the device: info said "recommended" without a word (attacking)
+    failing = unpack(packed, tmp_path / "failing")
+    listing = json.loads((failing / "bundle.json").read_text())
+    listing["recommended"].update(artifact="model.onnx", precision="fp32")
+    (failing / "bundle.json").write_text(json.dumps(listing))
+    env = {**os.environ, "PYTHONPATH": str(failing / "runtime")}
+    assert subprocess.run([*device, "verify", str(failing), "--set", "verify.fp32_atol=0", "--set",
+                           "verify.fp32_rtol=0"], capture_output=True, cwd=tmp_path, env=env).returncode == 1
+    info = subprocess.run([*device, "info", str(failing)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    line = next(x for x in info.stdout.splitlines() if x.startswith("recommended:"))
+    assert line.endswith("; predict refuses it here now: model.onnx failed verification (see verify.json)"), line
     listing = json.loads((unpacked / "bundle.json").read_text())  # edited by hand: refused in a line (review)
     listing["recommended"] = {"backend": "ort-cpu", "artifact": "model.int8.onnx"}
     (unpacked / "bundle.json").write_text(json.dumps(listing))

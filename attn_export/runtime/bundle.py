@@ -724,9 +724,13 @@ def unasked(s: store.Store, backend: str, precision: str) -> Optional[str]:
 
 
 def not_verified(s: store.Store, pick: Mapping[str, Any]) -> Optional[str]:
-    """Why predict would refuse ``pick`` here now, for a pair verify judges as its own (openvino-bf16: a
-    ``verify .`` on the device judges again without it, found by a review); None otherwise (a file's own
-    verdict is the store's to check when it is opened)."""
+    """Why predict would refuse ``pick`` here now: its file's verdict on the bytes here is not a pass (found by
+    attacking: a verify on the device failed it, and info still recommended it), or, for a pair verify judges
+    as its own (openvino-bf16: a ``verify .`` on the device judges again without it, found by a review), verify
+    has not passed that pair; None otherwise."""
+    trust = s.state(str(pick.get("artifact")))
+    if trust.verified is not True:
+        return f"predict refuses it here now: {pick.get('artifact')} {trust.verdict}"
     cls = REGISTRY.get(str(pick.get("backend")))
     pair = (str(pick.get("backend")), str(pick.get("artifact")))
     if cls is None or cls.computes is None or pair in verified_pairs(s)[0]:
