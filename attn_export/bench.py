@@ -44,7 +44,7 @@ from .errors import BadInput, MissingPrerequisite, NotAvailable, Untrusted, shel
 from .runtime.dispatch import verify_by_name
 from .runtime.modelinfo import ModelInfo
 from .runtime.precisions import one_by_one
-from .runtime.recommend import BASELINE, DEFAULT, MARGIN, other_cpu, pick, verified_pairs
+from .runtime.recommend import BASELINE, DEFAULT, MARGIN, judged_within, other_cpu, pick, verified_pairs
 from .runtime.store import WEIGHTS, Store
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.timing import CLOCKS, cpu_name
@@ -245,6 +245,8 @@ def bench(
         "ratios": _ratios(results, reference, batches, seqs),
         "recommended": {"cpu": machine["cpu"], "isa": machine["isa"], "threads": threads,
                         "default": " ".join(DEFAULT), "margin": MARGIN,
+                        # each precision's longest sequence verify judged fully, which a pick's shapes may pass
+                        "judged_within": judged_within(s),
                         **(pick(results, verified) if verified else {"reason": unverified})},
     }
     if plots:

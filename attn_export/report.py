@@ -23,7 +23,6 @@ from .errors import AttnExportError, MissingPrerequisite, printable, shell_word
 from .runtime import schema, store
 from .runtime.bundle import artifact_names
 from .runtime.iospec import CLASSIFIERS
-from .runtime.precisions import PRECISIONS
 from .runtime.store import Store
 from .runtime.timing import duration_text, fit_caveat, ms_text
 from .runtime.verify import CUT_MARGIN_SHARE, ONE_BY_ONE, VERIFY_JSON, ConformanceCell, VerifyResult, tolerance_key
@@ -374,7 +373,8 @@ def _bench_section(s: Store, bench: dict[str, Any]) -> list[str]:
 
 def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
     """What to deploy on this CPU per shape and overall (``runtime.recommend``), against PyTorch eager."""
-    from .runtime.recommend import caveat, current, not_timed, other_cpu, rule_text, verified_pairs
+    from .runtime.recommend import (beyond_judged, caveat, current, judged_within, not_timed, other_cpu, rule_text,
+                                    verified_pairs)
     from .runtime.bundle import refusal
 
     rec = bench.get("recommended")
@@ -404,14 +404,15 @@ def _recommended_lines(s: Store, bench: dict[str, Any]) -> list[str]:
                                             else [])
     pairs, why = verified_pairs(s)  # the pair itself, as bundle weighs it: its file's verdict alone said
     elsewhere = other_cpu(s)
-    ranges = _judged_within(s)  # "verified" with verify.json deleted (found by attacking)
+    ranges = judged_within(s)  # "verified" with verify.json deleted (found by attacking)
     for shape, r in rows:
         trust = s.state(r["artifact"])
         # found by attacking: another model's bench.json said "verified" here beside "is not current" below
         other = not_timed(s, bench, r["artifact"])
         now = (other if other else trust.verdict if trust.verified is not True
                else "verified" + _loosened(s, r["artifact"], r["backend"])
-               + _beyond(r["precision"], ranges.get(r["precision"]), r.get("shapes") or [shape])
+               + (f"; {beyond}" if (beyond := beyond_judged(r["precision"], ranges.get(r["precision"]),
+                                                             r.get("shapes") or [shape])) else "")
                if (r["backend"], r["artifact"]) in pairs
                else f"not verified on this CPU: {elsewhere[r['backend'], r['artifact']]}"
                if (r["backend"], r["artifact"]) in elsewhere
@@ -432,38 +433,6 @@ def _loosened(s: Store, name: str, backend: str | None = None) -> str:
     computes = REGISTRY[backend].computes if backend in REGISTRY else None
     said = s.loosened(name, computes)
     return f" with --set {', '.join(said)}" if said else ""
-
-
-def _judged_within(s: Store) -> dict[str, int]:
-    """Each precision's longest sequence verify judged it fully on, as verify.json recorded it: a reduced
-    precision's deployment range (its budget), an INT8 one's test split (its decisions); none for FP32."""
-    recorded = s.parsed(VERIFY_JSON, schema.VERIFY)
-    if recorded is None:
-        return {}
-    tolerances = recorded.get("tolerances") or {}
-    split = (recorded.get("test_split") or {}).get("max_length")
-    return {p: int(split) if PRECISIONS[p].judged_by == "decisions" else int(t["deployment_max_seq"])
-            for p, t in tolerances.items() if p in PRECISIONS and isinstance(t, dict)
-            and (split if PRECISIONS[p].judged_by == "decisions" else t.get("deployment_max_seq"))}
-
-
-def _beyond(precision: str, longest: int | None, shapes: Sequence[str]) -> str:
-    """What a pick's "verified" does not cover: its shapes past what verify judged ``precision`` on fully
-    (``_judged_within``): the stress rules only past a reduced precision's deployment range (found by
-    attacking: an FP16 pick at seq 512, range 128, said only "verified"); structure only past the test split
-    that judged an INT8 file's decisions (found by attacking: "verified" at seq 128 for a split of 29 steps,
-    where verify had said its decisions moved)."""
-    if longest is None:
-        return ""
-    past = [shape for shape in shapes if int(shape.rsplit("s", 1)[1]) > longest]
-    if not past:
-        return ""
-    which = "" if len(shapes) == 1 else f" at {', '.join(past)}"
-    if PRECISIONS[precision].judged_by == "decisions":
-        return (f"; longer than the test split's sequences (seq <= {longest}){which}, on whose decisions verify "
-                "judged it: beyond them it checked its structure only, not its decisions")
-    return (f"; beyond its deployment range (seq <= {longest}){which}, where verify judged it by the stress rules "
-            "only")
 
 
 def _standing(s: Store, result: VerifyResult) -> tuple[str, list[str]]:

@@ -937,6 +937,35 @@ def test_the_device_names_the_bundles_pick_when_it_was_not_asked_for_one(verifie
     assert "recommended" in edited.stderr and "precision" in edited.stderr, edited.stderr
 
 
+def test_a_pick_past_the_lengths_verify_judged_says_so_wherever_it_is_named(verified: tuple[Path, dict, object],
+                                                                          tmp_path: Path) -> None:
+    """Found by attacking: an INT8 pick timed at 128 steps, where verify had judged its decisions on a test split
+    of 29, was said so in report.md alone; bench's console and bench.json, the bundle's note and README, and
+    the device's info said "verified". bench.json records what verify judged each precision on, and every place
+    that names the pick says what its "verified" does not cover."""
+    from attn_export.runtime.bundle import pack, unpack
+
+    directory = copy(verified[0], tmp_path)
+    split = json.loads((directory / "verify.json").read_text())["test_split"]["max_length"]
+    longer = 4 * split
+    ran = cli("bench", str(directory), "--backends", "ort-cpu", "--batch", "1", "--seq", f"{split},{longer}",
+              "--seconds", "0.05")
+    assert ran.returncode == 0, ran.stderr
+    bench = json.loads((directory / "bench.json").read_text())
+    assert bench["recommended"]["judged_within"]["int8-dynamic"] == split
+    bench["recommended"]["overall"].update(backend="ort-cpu", artifact="model.int8.onnx", precision="int8-dynamic")
+    (directory / "bench.json").write_text(json.dumps(bench))
+    said = (f"verified, but longer than the test split's sequences (seq <= {split}) at b1 s{longer}, on whose "
+            "decisions verify judged it: beyond them it checked its structure only, not its decisions")
+    made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
+    assert any(said in n for n in made.notes), made.notes
+    device = unpack(made.path, tmp_path / "device")
+    assert said[0].upper() + said[1:] in " ".join((device / "README.md").read_text().split())
+    info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(device)], capture_output=True,
+                          text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(device / "runtime")})
+    assert said in next(x for x in info.stdout.splitlines() if x.startswith("recommended:")), info.stdout
+
+
 def test_the_report_says_a_verdict_kept_from_an_earlier_verify(verified: tuple[Path, dict, object],
                                                                tmp_path: Path) -> None:
     """Found by attacking: after a verify that could not carry the earlier rows, the Artefacts list said the
@@ -1665,21 +1694,21 @@ def test_the_reports_bench_tables_name_the_batch_threads_and_shape_they_hold(tin
 def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_there(tmp_path: Path) -> None:
     """Found by attacking: an FP16 pick at seq 512, where FP16's deployment range ended at 128, said only
     "verified": past the range verify applies the stress rules, not the element budget."""
-    from attn_export.report import _beyond
+    from attn_export.runtime.recommend import beyond_judged
 
-    assert _beyond("fp32", None, ["b32 s512"]) == ""  # FP32: every row by its budget
-    assert _beyond("fp16", 128, ["b1 s128"]) == ""
-    assert _beyond("fp16", 128, ["b32 s512"]) == ("; beyond its deployment range (seq <= 128), where verify judged it "
-                                                  "by the stress rules only")
-    assert _beyond("fp16", 128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
-        "; beyond its deployment range (seq <= 128) at b1 s512, b32 s1024, where verify judged it by the stress "
+    assert beyond_judged("fp32", None, ["b32 s512"]) == ""  # FP32: every row by its budget
+    assert beyond_judged("fp16", 128, ["b1 s128"]) == ""
+    assert beyond_judged("fp16", 128, ["b32 s512"]) == ("beyond its deployment range (seq <= 128), where verify "
+                                                        "judged it by the stress rules only")
+    assert beyond_judged("fp16", 128, ["b1 s16", "b1 s512", "b32 s1024"]) == (
+        "beyond its deployment range (seq <= 128) at b1 s512, b32 s1024, where verify judged it by the stress "
         "rules only")
     # INT8 has no stress rules: past the test split that judged its decisions, only its structure was checked
     # (found by attacking: "verified" at seq 128 for a split of 29 steps, where verify said its decisions moved)
     for precision in ("int8-dynamic", "int8-qdq"):
-        assert _beyond(precision, 29, ["b1 s16"]) == ""
-        assert _beyond(precision, 29, ["b32 s128"]) == (
-            "; longer than the test split's sequences (seq <= 29), on whose decisions verify judged it: beyond them "
+        assert beyond_judged(precision, 29, ["b1 s16"]) == ""
+        assert beyond_judged(precision, 29, ["b32 s128"]) == (
+            "longer than the test split's sequences (seq <= 29), on whose decisions verify judged it: beyond them "
             "it checked its structure only, not its decisions")
 
 

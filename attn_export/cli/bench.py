@@ -181,7 +181,7 @@ def show(directory: Path, result: dict[str, Any], threads: int | None) -> None:
 
 def show_recommended(rec: dict[str, Any]) -> None:
     """What to deploy on this CPU, per shape and overall, against PyTorch eager, with the CPU, on stderr."""
-    from ..runtime.recommend import caveat, rule_text
+    from ..runtime.recommend import beyond_judged, caveat, rule_text
 
     out = console(stderr=True)
     where = f"{rec['cpu']} ({', '.join(rec.get('isa') or [])}), threads {rec.get('threads') or 'default'}"
@@ -192,16 +192,20 @@ def show_recommended(rec: dict[str, Any]) -> None:
     t = Grid(f"recommended on {where}: {rule_text(rec['margin'], rec['default'])}",
              ["shape", "backend", "artefact", *numbers, "note"], right=tuple(numbers))
 
-    def row(shape: str, r: dict[str, Any], passed_over: bool) -> None:
+    ranges = rec.get("judged_within") or {}
+
+    def row(shape: str, r: dict[str, Any], passed_over: bool, shapes: list[str]) -> None:
+        # what its "verified" does not cover, as the report says it (found by attacking: said there alone)
+        said = "; ".join(x for x in (caveat(r, passed_over), beyond_judged(str(r["precision"]),
+                                                                             ranges.get(str(r["precision"])), shapes)) if x)
         t.add_row(shape, r["backend"], r["artifact"], ms_text(r['p50_ms']),
                   ms_text(r["torch_p50_ms"]),
-                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x",
-                  caveat(r, passed_over))
+                  "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", f"{r['vs_default']:.2f}x", said)
 
     for shape, r in rec["by_shape"].items():
-        row(shape.replace("b", "").replace(" s", " x "), r, True)
+        row(shape.replace("b", "").replace(" s", " x "), r, True, [shape])
     if rec.get("overall"):
-        row("overall (geomean)", rec["overall"], False)
+        row("overall (geomean)", rec["overall"], False, rec["overall"].get("shapes") or [])
     out.print(t)
     if (rec.get("overall") or {}).get("note"):
         out.print(f"overall: {rec['overall']['note']}")

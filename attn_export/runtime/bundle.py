@@ -341,7 +341,8 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                                         python="3.8", stream=stream.format(choice="--precision fp32"), named="")
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f"; {overall_ratio(chosen)}"
-        passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
+        passed_over = (f" ({chosen['note']})" if chosen.get("note") else "") + (
+            f" Verified, but {chosen['beyond_judged']}." if chosen.get("beyond_judged") else "")
         vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
                       if (chosen["backend"], chosen["artifact"]) != DEFAULT
                       else f"the default: {kept_default(chosen)}")

@@ -37,11 +37,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .backends.onnxrt import ORT_MIN
 from .backends.tract_cpu import TRACT_MIN, TRACT_PYTHON
-from .precisions import ONNX_FILES
+from .precisions import ONNX_FILES, PRECISIONS
 from .store import VERIFY_JSON
 from .timing import cpu_name
 
-__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "caveat", "cpu_text", "current",
+__all__ = ["BASELINE", "DEFAULT", "DEVICE_BACKENDS", "MARGIN", "UNSTEADY", "beyond_judged", "caveat", "cpu_text",
+           "current", "judged_within",
            "file_precision", "judged_elsewhere", "kept_default", "measured_by", "not_timed", "other_cpu", "pick",
            "predict_flags", "rule_text", "this_cpu", "verified_pairs"]
 
@@ -232,6 +233,41 @@ def pick(rows: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str]]) -> D
     return {"by_shape": by_shape, "overall": overall}
 
 
+def judged_within(s: Any) -> Dict[str, int]:
+    """Each precision's longest sequence verify judged it fully on, as ``verify.json`` recorded it: a reduced
+    precision's deployment range (its budget), an INT8 one's test split (its decisions); none for FP32."""
+    from . import schema
+
+    recorded = s.parsed(VERIFY_JSON, schema.VERIFY)
+    if recorded is None:
+        return {}
+    tolerances = recorded.get("tolerances") or {}
+    split = (recorded.get("test_split") or {}).get("max_length")
+    longest = {p: split if PRECISIONS[p].judged_by == "decisions" else t.get("deployment_max_seq")
+               for p, t in tolerances.items() if p in PRECISIONS and isinstance(t, dict)}
+    return {p: int(n) for p, n in longest.items() if n}
+
+
+def beyond_judged(precision: str, longest: Optional[int], shapes: Sequence[str]) -> str:
+    """What a pick's "verified" does not cover ("" when nothing): its shapes ("b1 s128") past what verify
+    judged ``precision`` on fully (``judged_within``): the stress rules only past a reduced precision's
+    deployment range (found by attacking: an FP16 pick at seq 512, range 128, said only "verified"); structure
+    only past the test split that judged an INT8 file's decisions (found by attacking: "verified" at seq 128
+    for a split of 29 steps, where verify had said its decisions moved; and bench's console, bench.json and a
+    bundle said nothing of it, where only the report did)."""
+    if longest is None or precision not in PRECISIONS:
+        return ""
+    past = [shape for shape in shapes if int(shape.rsplit("s", 1)[1]) > longest]
+    if not past:
+        return ""
+    which = "" if len(shapes) == 1 else f" at {', '.join(past)}"
+    if PRECISIONS[precision].judged_by == "decisions":
+        return (f"longer than the test split's sequences (seq <= {longest}){which}, on whose decisions verify "
+                "judged it: beyond them it checked its structure only, not its decisions")
+    return (f"beyond its deployment range (seq <= {longest}){which}, where verify judged it by the stress rules "
+            "only")
+
+
 def overall_ratio(chosen: Mapping[str, Any]) -> str:
     """An overall pick's ratio to PyTorch eager as every place that states it says it: a geometric mean, over
     how many shapes, and where PyTorch eager was faster ("" without a ratio); found by attacking, "2.24x
@@ -311,10 +347,11 @@ def why_picked(pick: Mapping[str, Any]) -> str:
     fastest"), or the pair it picked and its gain over the default (not "measured fastest": a faster lossy
     pair may have been passed over for an FP32 one, ``pick``)."""
     by = str(pick.get("by", "attn-export bench")).replace("`", "")
+    beyond = f"; verified, but {pick['beyond_judged']}" if pick.get("beyond_judged") else ""  # ``current``
     if (pick["backend"], pick["artifact"]) == DEFAULT:
-        return f"the default, kept by {by} on {pick['cpu']}: {kept_default(pick)}"
+        return f"the default, kept by {by} on {pick['cpu']}: {kept_default(pick)}{beyond}"
     gain = f", {float(pick['vs_default']):.2f}x the default" if pick.get("vs_default") else ""
-    return f"what {by} picked{_over(pick)} on {pick['cpu']}{gain}"
+    return f"what {by} picked{_over(pick)} on {pick['cpu']}{gain}{beyond}"
 
 
 def kept_default(pick: Mapping[str, Any]) -> str:
@@ -372,8 +409,10 @@ def current(s: Any, where: Optional[str] = None) -> Tuple[Optional[Dict[str, Any
         return None, (f"{BENCH_JSON}'s pick {pair[0]} {pair[1]} has no passing row in "
                       f"{VERIFY_JSON} now{f' ({why})' if why else ''}: run "
                       f"{made_by(VERIFY_JSON, _where(s, where))} with that backend")
+    beyond = beyond_judged(str(chosen["precision"]), judged_within(s).get(str(chosen["precision"])),
+                           chosen.get("shapes") or [])
     return {**chosen, "cpu": rec.get("cpu"), "isa": rec.get("isa"), "threads": rec.get("threads"),
-            "by": measured_by(bench.get("method") or {})}, ""
+            "by": measured_by(bench.get("method") or {}), **({"beyond_judged": beyond} if beyond else {})}, ""
 
 
 def measured_by(method: Mapping[str, Any]) -> str:

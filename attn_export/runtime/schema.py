@@ -322,7 +322,8 @@ BUNDLE = Obj({"schema": Value(f"{BUNDLE_FORMAT} (the bundle format this attn-exp
                               _tensorrt_target), "tensorrt": STR,
               "files": Table(MEMBER, Obj({"sha256": SHA256, "size": SIZE}, ("sha256", "size"))),
               # a CPU bundle's pick, which predict and info name (found by review: an edited one was a traceback)
-              "recommended": Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "by": STR, "cpu": STR},
+              "recommended": Obj({"backend": STR, "artifact": FILE_NAME, "precision": STR, "by": STR, "cpu": STR,
+                                  "beyond_judged": STR},
                                  ("backend", "artifact", "precision", "by", "cpu"))},
              ("schema", "for", "files"))
 
