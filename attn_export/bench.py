@@ -249,9 +249,14 @@ def bench(
                         "judged_within": judged_within(s),
                         **(pick(results, verified) if verified else {"reason": unverified})},
     }
-    if plots:
-        out["plots"] = write_plots(directory, out)
+    drawn = render_plots(out) if plots else {}
+    if drawn:
+        out["plots"] = {kind: PLOTS[kind] for kind in drawn}
+    # bench.json first: an interrupt before the plots leaves the old ones beside it, which report redraws from
+    # bench.json; the other way round left new plots above the old tables (found by attacking)
     store.write_json(directory / BENCH_JSON, out)
+    for kind, data in drawn.items():
+        store.write_bytes(directory / PLOTS[kind], data)
     return out
 
 
@@ -449,14 +454,24 @@ def bench_figures(result: dict[str, Any], changed: Collection[str] = ()) -> dict
     return figures
 
 
-def write_plots(directory: Path, result: dict[str, Any], changed: Collection[str] = ()) -> dict[str, str]:
-    """``bench_figures`` written as PNG (Agg) into DIR, atomically."""
+def render_plots(result: dict[str, Any], changed: Collection[str] = ()) -> dict[str, bytes]:
+    """``bench_figures`` as PNG bytes (Agg), by kind: drawn before anything is written."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    written = {}
+    drawn = {}
     for kind, fig in bench_figures(result, changed).items():
-        with store.atomic_path(directory / PLOTS[kind]) as tmp:
-            fig.savefig(tmp, format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
         plt.close(fig)
-        written[kind] = PLOTS[kind]
-    return written
+        drawn[kind] = buffer.getvalue()
+    return drawn
+
+
+def write_plots(directory: Path, result: dict[str, Any], changed: Collection[str] = ()) -> dict[str, str]:
+    """``bench_figures`` written as PNG (Agg) into DIR, each atomically."""
+    drawn = render_plots(result, changed)
+    for kind, data in drawn.items():
+        store.write_bytes(directory / PLOTS[kind], data)
+    return {kind: PLOTS[kind] for kind in drawn}

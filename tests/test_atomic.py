@@ -318,3 +318,28 @@ def test_a_directory_that_cannot_be_read_still_takes_the_write(tmp_path: Path) -
     with unittest.mock.patch.object(os, "open", refuse):
         store.write_bytes(box / "model.json", b"{}")
     assert (box / "model.json").read_bytes() == b"{}"
+
+
+def test_an_interrupted_bench_leaves_no_new_plots_beside_the_old_bench_json(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: bench wrote its plots before bench.json, so a SIGTERM between them left plots of the
+    new run above the old run's tables. bench.json is written first now; an interrupt before it leaves both as
+    they were (and one after it leaves old plots, which report draws again from bench.json)."""
+    from attn_export import bench as bench_module
+    from attn_export.runtime.timing import Budget
+
+    budget = Budget(warmup=1, seconds=0.05, min_iterations=2, max_iterations=10)
+    bench_module.bench(model_dir, backends="ort-cpu", batches=(1,), seqs=(8,), budget=budget)
+    names = [store.BENCH_JSON, *store.PLOTS.values()]
+    before = {n: hashlib.sha256((model_dir / n).read_bytes()).hexdigest() for n in names}
+    write_json = bench_module.store.write_json
+
+    def interrupted(path: Path, data: object) -> None:
+        if Path(path).name == store.BENCH_JSON:
+            raise KeyboardInterrupt
+        write_json(path, data)
+
+    monkeypatch.setattr(bench_module.store, "write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench_module.bench(model_dir, backends="ort-cpu", batches=(1, 2), seqs=(8, 16), budget=budget)
+    assert {n: hashlib.sha256((model_dir / n).read_bytes()).hexdigest() for n in names} == before
