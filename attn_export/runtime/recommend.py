@@ -315,7 +315,9 @@ def _no_default(timed: Sequence[Mapping[str, Any]], verified: Set[Tuple[str, str
     """Why nothing is recommended when ``DEFAULT`` is not among the verified pairs timed: not timed (bench's
     --backends left it out), or timed without a passing verdict."""
     name = f"{DEFAULT[0]} {DEFAULT[1]}"
-    if any((r["backend"], r["artifact"]) == DEFAULT for r in timed) and DEFAULT not in verified:
+    # not passed: whether or not it was timed (found by attacking: bench --against torch times only verified
+    # pairs, and its advice was to time it, again and again)
+    if DEFAULT not in verified:
         # a pair's row, not the file's verdict: another backend may have passed the file (found by attacking)
         return (f"{name}, what a CPU bundle runs by default, has no passing row in verify.json to weigh a pick "
                 f"against: run attn-export verify with {DEFAULT[0]}")
