@@ -128,7 +128,7 @@ def bench(
     whose budget this is, recorded in ``method`` (a bundle and the report say which bench made a pick)."""
     check_threads(threads)
     if against not in (None, "torch"):
-        raise BadInput(f"--against {against} is unknown; expected torch (PyTorch eager, the baseline)")
+        raise BadInput(f"--against {against!r} is unknown; expected torch (PyTorch eager, the baseline)")
     if len(batches) > MAX_GRID or len(seqs) > MAX_GRID:
         raise BadInput(f"--batch has {len(batches):,} sizes and --seq {len(seqs):,} lengths; expected at most "
                        f"{MAX_GRID} of each (every pair is timed)")

@@ -814,7 +814,11 @@ def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_
 @pytest.mark.parametrize("args, fragment", [
     (["--batch", "a,b"], "--batch 'a,b' is not a comma-separated list of integers"),
     (["--seq", "0"], "--seq '0' needs positive integers"),
-    (["--against", "numpy"], "--against numpy is unknown; expected torch"),
+    (["--against", "numpy"], "--against 'numpy' is unknown; expected torch"),
+    # found by attacking: Python's int() took "1_6" as 16; an empty --against named nothing
+    (["--seq", "1_6"], "--seq '1_6' is not a comma-separated list of integers"),
+    (["--batch", "-1"], "--batch '-1' needs positive integers"),
+    (["--against", ""], "--against '' is unknown; expected torch"),
 ])
 def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: str) -> None:
     result = cli("bench", str(variants_dir), *args)
