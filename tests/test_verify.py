@@ -968,6 +968,12 @@ def test_a_pick_past_the_lengths_verify_judged_says_so_wherever_it_is_named(veri
     info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(device)], capture_output=True,
                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(device / "runtime")})
     assert said in next(x for x in info.stdout.splitlines() if x.startswith("recommended:")), info.stdout
+    # a bench.json made on another CPU (a directory copied over): bundle says so (found by attacking)
+    bench["recommended"].update(cpu="Intel(R) Xeon(R) Platinum 8380", isa=["avx2"])
+    (directory / "bench.json").write_text(json.dumps(bench))
+    notes = pack(directory, tmp_path / "other.tar.gz", "cpu").notes
+    assert any(n.startswith("bench.json's pick was measured on Intel(R) Xeon(R) Platinum 8380 (avx2), not this "
+                            "machine's ") for n in notes), notes
 
 
 def test_the_report_says_a_verdict_kept_from_an_earlier_verify(verified: tuple[Path, dict, object],

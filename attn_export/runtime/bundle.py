@@ -56,8 +56,9 @@ from .inputs import gap_words, named_classes, named_features
 from .interrupt import commit_point
 from .onnxfile import parse_graph
 from .precisions import ENGINE_PRECISIONS, PRECISIONS
-from .recommend import (DEFAULT, DEVICE_BACKENDS, current, file_precision, kept_default, other_cpu,
-                        overall_ratio, predict_flags, verified_pairs, why_picked)
+from .recommend import (DEFAULT, DEVICE_BACKENDS, cpu_text, current, file_precision, kept_default, other_cpu,
+                        overall_ratio, predict_flags, this_cpu, verified_pairs, why_picked)
+from .timing import cpu_name
 from .settings import not_default
 from .precisions import ONNX_FILES as PRECISION_FILES
 
@@ -552,6 +553,9 @@ def pack(directory: Union[str, Path], out: Union[str, Path], target: str = "cpu"
         notes.append(f"recommended: {chosen['backend']} {chosen['artifact']} ({why_picked(chosen)}), in the README's "
                      "predict line; predict without --backend and --precision runs FP32"
                      if chosen else f"no recommended default, predict's example runs FP32: {why_not}")
+        if chosen is not None and not this_cpu(str(chosen["cpu"]), chosen.get("isa") or []):  # (found by attacking)
+            notes.append(f"bench.json's pick was measured on {cpu_text(str(chosen['cpu']), chosen.get('isa') or [])}, "
+                         f"not this machine's {cpu_text(*cpu_name())}: the bundle ships it as measured there")
     if target == "cpu":  # a CPU device runs these files and refuses what was not verified: said now, where it
         # can be fixed (a Jetson builds its engines from them and verifies those itself)
         refused: Dict[str, List[str]] = {}
