@@ -18,6 +18,7 @@ from safetensors.torch import load, save
 
 from . import __version__
 from .runtime import store
+from .runtime.interrupt import holding
 from .config import Recipe, recipe_from_dict, recipe_to_dict
 from .errors import DataError
 from .model import AttentionLSTM
@@ -43,30 +44,33 @@ def save_model(
     sha256 (what a file made from them records as its parent's)."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    store.write_bytes(directory / store.WEIGHTS, save(state, metadata={"format": str(FORMAT)}))
-    if model.config != recipe.model:
-        raise ValueError("save_model: the model's config differs from the recipe's [model] table")
-    resolved = recipe_to_dict(recipe)
-    info = {
-        "format": FORMAT,
-        "attn_export": __version__,
-        "model": resolved["model"],
-        "input_size": model.input_size,
-        "num_outputs": model.num_outputs,
-        "labels": list(labels),
-        "feature_names": None if feature_names is None else list(feature_names),
-        "normalization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
-        "train_lengths": train_lengths,
-        "source": source,
-        "source_sha256": parent_sha256,
-        "recipe": resolved,
-    }
-    store.write_json(directory / store.MODEL_JSON, info)
-    versions = {"torch": torch.__version__}
-    weights_sha = store.record(directory, store.WEIGHTS, command, versions=versions, source=source,
-                               source_sha256=parent_sha256)["sha256"]
-    store.record(directory, store.MODEL_JSON, command, parent=store.WEIGHTS, parent_sha256=weights_sha,
-                 versions=versions)
+    # the weights, model.json and their records together, or a signal waits (``interrupt.holding``)
+    with holding() as hold:
+        hold()
+        store.write_bytes(directory / store.WEIGHTS, save(state, metadata={"format": str(FORMAT)}))
+        if model.config != recipe.model:
+            raise ValueError("save_model: the model's config differs from the recipe's [model] table")
+        resolved = recipe_to_dict(recipe)
+        info = {
+            "format": FORMAT,
+            "attn_export": __version__,
+            "model": resolved["model"],
+            "input_size": model.input_size,
+            "num_outputs": model.num_outputs,
+            "labels": list(labels),
+            "feature_names": None if feature_names is None else list(feature_names),
+            "normalization": {"mean": model.mean.tolist(), "std": model.std.tolist()},
+            "train_lengths": train_lengths,
+            "source": source,
+            "source_sha256": parent_sha256,
+            "recipe": resolved,
+        }
+        store.write_json(directory / store.MODEL_JSON, info)
+        versions = {"torch": torch.__version__}
+        weights_sha = store.record(directory, store.WEIGHTS, command, versions=versions, source=source,
+                                   source_sha256=parent_sha256)["sha256"]
+        store.record(directory, store.MODEL_JSON, command, parent=store.WEIGHTS, parent_sha256=weights_sha,
+                     versions=versions)
     return str(weights_sha)
 
 

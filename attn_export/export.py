@@ -29,6 +29,7 @@ from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
 from .runtime.compare import CaseResult, Reference, compare_case, rule_for, sweep_cases
 from .errors import ParityError, WorkFailed
+from .runtime.interrupt import holding
 from .runtime.iospec import IOSpec
 from .runtime.limits import check_memory, check_threads, inference_bytes
 from .runtime.modelinfo import ModelInfo
@@ -220,66 +221,68 @@ def export_onnx(
     lstm_nodes = model.config.num_layers * (2 if model.config.bidirectional else 1)  # one per direction per layer
 
     started = time.perf_counter()
-    # both files are complete before either is renamed into place (reference.npz first, then the graph)
-    with store.atomic_path(directory / store.ONNX_FP32) as tmp, \
-            store.atomic_path(directory / store.REFERENCE) as tmp_reference, torch_threads(threads):
-        _torch_export(model, spec, tmp, opset, exporter)
-        seconds = time.perf_counter() - started
-        proto = onnx.load(str(tmp))
-        actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-        for key, value in _metadata(info, spec, weights_sha, exporter, actual_opset).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        proto.producer_name, proto.producer_version = "attn-export", __version__
-        make_portable(proto)
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-            onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-            raise WorkFailed(f"exported graph fails ONNX validation: {str(e).splitlines()[0]}") from None
-        if {o.name for o in proto.graph.output} == set(spec.output_names):
-            _declare_output_shapes(proto, spec)
-        problems = _structure_problems(proto, spec, lstm_nodes)
-        if problems:
-            raise WorkFailed("exported graph is not what attn-export promises: " + "; ".join(problems))
-        onnx.save(proto, str(tmp))
+    with holding() as hold:
+        # both files are complete before either is renamed into place (reference.npz first, then the graph)
+        with store.atomic_path(directory / store.ONNX_FP32) as tmp, \
+                store.atomic_path(directory / store.REFERENCE) as tmp_reference, torch_threads(threads):
+            _torch_export(model, spec, tmp, opset, exporter)
+            seconds = time.perf_counter() - started
+            proto = onnx.load(str(tmp))
+            actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+            for key, value in _metadata(info, spec, weights_sha, exporter, actual_opset).items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            proto.producer_name, proto.producer_version = "attn-export", __version__
+            make_portable(proto)
+            try:
+                onnx.checker.check_model(proto, full_check=True)
+                onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+                raise WorkFailed(f"exported graph fails ONNX validation: {str(e).splitlines()[0]}") from None
+            if {o.name for o in proto.graph.output} == set(spec.output_names):
+                _declare_output_shapes(proto, spec)
+            problems = _structure_problems(proto, spec, lstm_nodes)
+            if problems:
+                raise WorkFailed("exported graph is not what attn-export promises: " + "; ".join(problems))
+            onnx.save(proto, str(tmp))
 
-        stats = info.train_lengths or {}
-        cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)),
-                            deploy=deployment_max_seq(info, info.verify))
-        say = progress or (lambda what, done, total: None)
-        steps = 3 * len(cases)  # PyTorch's reference, the intrinsic errors, ONNX Runtime's parity: per case
-        with torch.inference_mode():
-            outputs = []
-            for k, case in enumerate(cases):
-                say(f"PyTorch reference {case.label}", k, steps)
-                head, attention = model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
-                outputs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
-        errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names,
-                                  progress=lambda k: say(f"intrinsic error {cases[k].label}", len(cases) + k, steps))
-        refs = [Reference(o, e) for o, e in zip(outputs, errors)]
-        rule = rule_for("fp32", info.verify)
-        results = []
-        with OrtCpuBackend(Artifact.candidate(tmp, spec, "fp32", info), threads=threads) as backend:
-            for k, (case, ref) in enumerate(zip(cases, refs)):
-                say(f"ONNX Runtime parity {case.label}", 2 * len(cases) + k, steps)
-                results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output, rule))
-        failed = [r for r in results if not r]
-        if failed:
-            raise ParityError(f"ONNX Runtime disagrees with PyTorch on {len(failed)} of {len(results)} cases: "
-                              + " | ".join(str(r) for r in failed))
-        meta = {"head": spec.head_output, "source_sha256": weights_sha, "io_spec": spec.to_dict(),
-                "labels": list(info.labels),
-                "intrinsic": {"precisions": sorted(errors[0]) if errors else [], "realisations": REALISATIONS,
-                              "method": "per row: max |model at that precision - model in FP32| (attn_export.intrinsic)"}}
-        tmp_reference.write_bytes(reference_bytes(cases, refs, meta))
-    size = (directory / store.ONNX_FP32).stat().st_size
-    versions = {"torch": torch.__version__, "onnx": onnx.__version__}
-    store.record(directory, store.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",
-                 parent=store.WEIGHTS, parent_sha256=weights_sha, versions=versions, exporter=exporter,
-                 opset=actual_opset, export_seconds=round(seconds, 3), threads=threads,
-                 parity={"passed": True, "cases": len(results), "max_abs": max(r.max_abs for r in results)})
-    store.record(directory, store.REFERENCE, "export", parent=store.WEIGHTS, parent_sha256=weights_sha,
-                 versions=versions)
+            stats = info.train_lengths or {}
+            cases = sweep_cases(model.input_size, parity_max_seq, info.mean, info.std, typical=int(stats.get("median", 16)),
+                                deploy=deployment_max_seq(info, info.verify))
+            say = progress or (lambda what, done, total: None)
+            steps = 3 * len(cases)  # PyTorch's reference, the intrinsic errors, ONNX Runtime's parity: per case
+            with torch.inference_mode():
+                outputs = []
+                for k, case in enumerate(cases):
+                    say(f"PyTorch reference {case.label}", k, steps)
+                    head, attention = model(torch.from_numpy(case.x), torch.from_numpy(case.lengths))
+                    outputs.append({spec.head_output: head.numpy(), "attention": attention.numpy()})
+            errors = intrinsic_errors(model, [c.feeds for c in cases], outputs, spec.output_names,
+                                      progress=lambda k: say(f"intrinsic error {cases[k].label}", len(cases) + k, steps))
+            refs = [Reference(o, e) for o, e in zip(outputs, errors)]
+            rule = rule_for("fp32", info.verify)
+            results = []
+            with OrtCpuBackend(Artifact.candidate(tmp, spec, "fp32", info), threads=threads) as backend:
+                for k, (case, ref) in enumerate(zip(cases, refs)):
+                    say(f"ONNX Runtime parity {case.label}", 2 * len(cases) + k, steps)
+                    results.append(compare_case(case, ref, backend.infer(case.feeds), spec.head_output, rule))
+            failed = [r for r in results if not r]
+            if failed:
+                raise ParityError(f"ONNX Runtime disagrees with PyTorch on {len(failed)} of {len(results)} cases: "
+                                  + " | ".join(str(r) for r in failed))
+            meta = {"head": spec.head_output, "source_sha256": weights_sha, "io_spec": spec.to_dict(),
+                    "labels": list(info.labels),
+                    "intrinsic": {"precisions": sorted(errors[0]) if errors else [], "realisations": REALISATIONS,
+                                  "method": "per row: max |model at that precision - model in FP32| (attn_export.intrinsic)"}}
+            tmp_reference.write_bytes(reference_bytes(cases, refs, meta))
+            hold()  # from the renames to the records (``interrupt.holding``)
+        size = (directory / store.ONNX_FP32).stat().st_size
+        versions = {"torch": torch.__version__, "onnx": onnx.__version__}
+        store.record(directory, store.ONNX_FP32, f"export --opset {opset} --exporter {exporter}",
+                     parent=store.WEIGHTS, parent_sha256=weights_sha, versions=versions, exporter=exporter,
+                     opset=actual_opset, export_seconds=round(seconds, 3), threads=threads,
+                     parity={"passed": True, "cases": len(results), "max_abs": max(r.max_abs for r in results)})
+        store.record(directory, store.REFERENCE, "export", parent=store.WEIGHTS, parent_sha256=weights_sha,
+                     versions=versions)
     return ExportResult(directory / store.ONNX_FP32, exporter, actual_opset, seconds, size,
                         dict(Counter(n.op_type for n in proto.graph.node)), results)

@@ -39,6 +39,7 @@ from .errors import AttnExportError, BadInput, DataError, MissingPrerequisite, N
 from .runtime.reference import read_reference
 from .runtime.backends.onnxrt import INTEGER_WEIGHTS, OrtCpuBackend, ort_session
 from .runtime.store import Artifact
+from .runtime.interrupt import holding
 from .runtime.iospec import CLASSIFIERS, IOSpec, class_logits
 from .runtime.timing import Budget, time_interleaved
 from .runtime.modelinfo import ModelInfo
@@ -815,58 +816,60 @@ def quantize(
         name = FILES[precision]
         extra: dict[str, Any] = {}
         notes: list[str] = []
-        with store.atomic_path(directory / name) as tmp:
-            if precision == "fp16":
-                _make_fp16(source, tmp)
-                made = Artifact.candidate(tmp, spec, precision, info)
-                quantized, plain, notes = _fp16_census(made)
-                method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
-                rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
-                problems, worst, longest = _fp16_reference_check(made, spec, cases, refs, rule)
-                problems += _not_rounded(made, source)
-                problems += _check_runs(made, spec, _long_padded_cases(spec, info.mean, info.std), precision)
-                # found by a user: "proven" here, then failed by verify at 1,008 steps, a training length
-                notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g} on the recorded sweep's "
-                             f"cases of up to {longest} steps; verify judges the training lengths and the test split")
-                extra["kept_fp32"] = list(FP16_KEEP_FP32)
-            elif precision == "int8-dynamic":
-                _make_int8_dynamic(source, tmp, bidirectional=recipe.model.bidirectional)
-                made = Artifact.candidate(tmp, spec, precision, info)
-                quantized, plain = _dynamic_census(onnx.load_from_string(made.data))
-                method = DYNAMIC_METHOD
-                problems = []
-            else:
-                samples = recipe.quantize.calib_samples if calib_samples is None else int(calib_samples)
-                calibration, calib_sha = calibrated = _calibration(info, samples)
-                method = _make_int8_qdq(source, tmp, calibration)
-                made = Artifact.candidate(tmp, spec, precision, info)
-                quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
-                extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
-                                        "source": "training split"}
-                if len(calibration) < samples:  # said, not only recorded in the manifest (found by attacking)
-                    asked = "the recipe's" if calib_samples is None else "the"
-                    notes.append(f"calibrated on all {len(calibration):,} training-split sequences, fewer than "
-                                 f"{asked} {samples:,} asked for")
-            if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
-                onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
-            problems += _check_runs(made, spec, axes, precision)
-            if problems:
-                raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
-            report = VariantReport(precision, name, method, quantized, plain, notes=notes,
-                                   accuracy_torch=torch_accuracy)
-            if test is not None:
-                for key, value in _evaluate(made, source, spec, test).items():
-                    setattr(report, key, value)
-            else:
-                report.notes.append(str(test_reason))
-            report.latency_ms, report.latency_fp32_ms = _paired_latency_ms(
-                _session(made), _session(source), latency_feeds)
-        store.record(directory, name, f"quantize {precision}", parent=store.ONNX_FP32, parent_sha256=source.sha256,
-                         versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__},
-                         precision=precision, method=method, quantized=quantized, not_quantized=plain,
-                         **extra)
-        reports.append(report)
-        _write_report(directory, reports)  # its row now: an interrupt before the next left an older one (attacking)
+        with holding() as hold:
+            with store.atomic_path(directory / name) as tmp:
+                if precision == "fp16":
+                    _make_fp16(source, tmp)
+                    made = Artifact.candidate(tmp, spec, precision, info)
+                    quantized, plain, notes = _fp16_census(made)
+                    method = "fp16 (onnxruntime.transformers.float16, FP32 I/O)"
+                    rule = rule_for("fp16", recipe.verify, "cpu", deployment_max_seq(info, recipe.verify))
+                    problems, worst, longest = _fp16_reference_check(made, spec, cases, refs, rule)
+                    problems += _not_rounded(made, source)
+                    problems += _check_runs(made, spec, _long_padded_cases(spec, info.mean, info.std), precision)
+                    # found by a user: "proven" here, then failed by verify at 1,008 steps, a training length
+                    notes.append(f"onnx-ref (true FP16) max |logits - PyTorch FP32| = {worst:.3g} on the recorded sweep's "
+                                 f"cases of up to {longest} steps; verify judges the training lengths and the test split")
+                    extra["kept_fp32"] = list(FP16_KEEP_FP32)
+                elif precision == "int8-dynamic":
+                    _make_int8_dynamic(source, tmp, bidirectional=recipe.model.bidirectional)
+                    made = Artifact.candidate(tmp, spec, precision, info)
+                    quantized, plain = _dynamic_census(onnx.load_from_string(made.data))
+                    method = DYNAMIC_METHOD
+                    problems = []
+                else:
+                    samples = recipe.quantize.calib_samples if calib_samples is None else int(calib_samples)
+                    calibration, calib_sha = calibrated = _calibration(info, samples)
+                    method = _make_int8_qdq(source, tmp, calibration)
+                    made = Artifact.candidate(tmp, spec, precision, info)
+                    quantized, plain, problems = _qdq_census(onnx.load_from_string(made.data))
+                    extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha,
+                                            "source": "training split"}
+                    if len(calibration) < samples:  # said, not only recorded in the manifest (found by attacking)
+                        asked = "the recipe's" if calib_samples is None else "the"
+                        notes.append(f"calibrated on all {len(calibration):,} training-split sequences, fewer than "
+                                     f"{asked} {samples:,} asked for")
+                if precision != "int8-dynamic":  # the dynamic graph uses ORT contrib ops the checker cannot type
+                    onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
+                problems += _check_runs(made, spec, axes, precision)
+                if problems:
+                    raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
+                report = VariantReport(precision, name, method, quantized, plain, notes=notes,
+                                       accuracy_torch=torch_accuracy)
+                if test is not None:
+                    for key, value in _evaluate(made, source, spec, test).items():
+                        setattr(report, key, value)
+                else:
+                    report.notes.append(str(test_reason))
+                report.latency_ms, report.latency_fp32_ms = _paired_latency_ms(
+                    _session(made), _session(source), latency_feeds)
+                hold()  # from the rename to the record and its row (``interrupt.holding``)
+            store.record(directory, name, f"quantize {precision}", parent=store.ONNX_FP32, parent_sha256=source.sha256,
+                             versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__},
+                             precision=precision, method=method, quantized=quantized, not_quantized=plain,
+                             **extra)
+            reports.append(report)
+            _write_report(directory, reports)  # its row now: an interrupt before the next left an older one (attacking)
     stream = s.state(store.STREAM_ONNX)
     if stream.current:
         for report in reports:
@@ -943,32 +946,34 @@ def _make_stream_variant(s: store.Store, directory: Path, info: ModelInfo, preci
     name = store.STREAM_FILES[precision]
     source = s.open(store.STREAM_ONNX, need="current")
     extra: dict[str, Any] = {}
-    with store.atomic_path(directory / name) as tmp:
-        if precision == "fp16":
-            _make_fp16(source, tmp)
-            method = "fp16 (onnxruntime.transformers.float16; FP32 I/O, state and the attention's running sums)"
-        elif precision == "int8-dynamic":
-            _make_int8_dynamic(source, tmp)
-            method = DYNAMIC_METHOD
-        else:
-            assert calibrated is not None
-            calibration, calib_sha = calibrated
-            method = _make_int8_qdq(source, tmp, calibration)
-            extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha, "source": "training split"}
-        made = Artifact.candidate(tmp, source.spec, precision, info)
-        if precision != "int8-dynamic":
-            onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
-        if precision == "fp16" and (problems := _not_rounded(made, source)):
-            raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
-        x = np.random.default_rng(0).standard_normal((2, 9, info.input_size)).astype(np.float32)
-        with OrtCpuBackend(made, threads=1) as backend:
-            updates = replay(stream_run(backend.run_feeds, precision), made.spec, x, np.array([9, 4]),
-                             schedule("uneven", 9))
-        if not all(np.isfinite(v).all() for u in updates for v in u.outputs.values()):
-            raise WorkFailed(f"{name} gives non-finite outputs in ONNX Runtime")
-    store.record(directory, name, f"quantize {precision}", parent=store.STREAM_ONNX, parent_sha256=source.sha256,
-                 versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__}, precision=precision,
-                 method=method, **extra)
+    with holding() as hold:
+        with store.atomic_path(directory / name) as tmp:
+            if precision == "fp16":
+                _make_fp16(source, tmp)
+                method = "fp16 (onnxruntime.transformers.float16; FP32 I/O, state and the attention's running sums)"
+            elif precision == "int8-dynamic":
+                _make_int8_dynamic(source, tmp)
+                method = DYNAMIC_METHOD
+            else:
+                assert calibrated is not None
+                calibration, calib_sha = calibrated
+                method = _make_int8_qdq(source, tmp, calibration)
+                extra["calibration"] = {"samples": len(calibration), "sha256": calib_sha, "source": "training split"}
+            made = Artifact.candidate(tmp, source.spec, precision, info)
+            if precision != "int8-dynamic":
+                onnx.checker.check_model(onnx.load_from_string(made.data), full_check=True)
+            if precision == "fp16" and (problems := _not_rounded(made, source)):
+                raise WorkFailed(f"{name} failed its checks: " + "; ".join(problems))
+            x = np.random.default_rng(0).standard_normal((2, 9, info.input_size)).astype(np.float32)
+            with OrtCpuBackend(made, threads=1) as backend:
+                updates = replay(stream_run(backend.run_feeds, precision), made.spec, x, np.array([9, 4]),
+                                 schedule("uneven", 9))
+            if not all(np.isfinite(v).all() for u in updates for v in u.outputs.values()):
+                raise WorkFailed(f"{name} gives non-finite outputs in ONNX Runtime")
+            hold()  # from the rename to the record (``interrupt.holding``)
+        store.record(directory, name, f"quantize {precision}", parent=store.STREAM_ONNX, parent_sha256=source.sha256,
+                     versions={"onnx": onnx.__version__, "onnxruntime": _ort().__version__}, precision=precision,
+                     method=method, **extra)
 
 
 def _write_report(directory: Path, reports: list[VariantReport]) -> None:

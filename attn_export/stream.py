@@ -39,6 +39,7 @@ from .model import MASK_FILL, AttentionLSTM, torch_threads, valid_max
 from .portability import make_portable
 from .runtime import store
 from .runtime.backends.onnxrt import OrtCpuBackend
+from .runtime.interrupt import holding
 from .runtime.iospec import IOSpec
 from .runtime.limits import check_threads
 from .runtime.store import Artifact
@@ -169,31 +170,33 @@ def export_stream(directory: Path, opset: int | None = None, threads: int | None
     spec = stream_spec(info)
     cell = StreamCell(model).eval()
     started = time.perf_counter()
-    with store.atomic_path(directory / store.STREAM_ONNX) as tmp, torch_threads(threads):
-        _torch_export(cell, spec, tmp, opset)
-        seconds = time.perf_counter() - started
-        proto = onnx.load(str(tmp))
-        actual = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-        for key, value in {**_metadata(info, spec, weights.sha256, "torchscript", actual), "stream": "1"}.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        proto.producer_name, proto.producer_version = "attn-export", __version__
-        make_portable(proto)
-        _declare_output_shapes(proto, spec)
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-            onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-            raise WorkFailed(f"exported stream graph fails ONNX validation: {str(e).splitlines()[0]}") from None
-        problems = _structure_problems(proto, spec, int(info.recipe["model"].get("num_layers", 1)))
-        if problems:
-            raise WorkFailed("exported stream graph is not what attn-export promises: " + "; ".join(problems))
-        onnx.save(proto, str(tmp))
-        worst, updates = _parity(model, Artifact.candidate(tmp, spec, "fp32", info), info, threads)
-    store.record(directory, store.STREAM_ONNX, f"export --stream --opset {opset}", parent=store.WEIGHTS,
-                 parent_sha256=weights.sha256, versions={"torch": torch.__version__, "onnx": onnx.__version__},
-                 opset=actual, export_seconds=round(seconds, 3), threads=threads,
-                 parity={"passed": True, "updates": updates, "worst_ratio": worst, "schedules": list(SCHEDULES)})
+    with holding() as hold:
+        with store.atomic_path(directory / store.STREAM_ONNX) as tmp, torch_threads(threads):
+            _torch_export(cell, spec, tmp, opset)
+            seconds = time.perf_counter() - started
+            proto = onnx.load(str(tmp))
+            actual = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+            for key, value in {**_metadata(info, spec, weights.sha256, "torchscript", actual), "stream": "1"}.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            proto.producer_name, proto.producer_version = "attn-export", __version__
+            make_portable(proto)
+            _declare_output_shapes(proto, spec)
+            try:
+                onnx.checker.check_model(proto, full_check=True)
+                onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+                raise WorkFailed(f"exported stream graph fails ONNX validation: {str(e).splitlines()[0]}") from None
+            problems = _structure_problems(proto, spec, int(info.recipe["model"].get("num_layers", 1)))
+            if problems:
+                raise WorkFailed("exported stream graph is not what attn-export promises: " + "; ".join(problems))
+            onnx.save(proto, str(tmp))
+            worst, updates = _parity(model, Artifact.candidate(tmp, spec, "fp32", info), info, threads)
+            hold()  # from the rename to the record (``interrupt.holding``)
+        store.record(directory, store.STREAM_ONNX, f"export --stream --opset {opset}", parent=store.WEIGHTS,
+                     parent_sha256=weights.sha256, versions={"torch": torch.__version__, "onnx": onnx.__version__},
+                     opset=actual, export_seconds=round(seconds, 3), threads=threads,
+                     parity={"passed": True, "updates": updates, "worst_ratio": worst, "schedules": list(SCHEDULES)})
     return StreamExport(directory / store.STREAM_ONNX, actual, seconds, worst, updates)
 
 

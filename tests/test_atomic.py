@@ -294,6 +294,36 @@ def test_a_signal_sent_while_the_work_is_put_in_place_lands_after_it_is_marked_k
     assert not was_committed()
 
 
+def test_a_signal_between_a_files_rename_and_its_record_waits_for_the_record(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attacking: a SIGTERM between train's new weights and the manifest (or export's, quantize's) left
+    a directory every command refused ("changed after it was recorded"), under "nothing is half-written". The
+    rename and the record are one step now (``interrupt.holding``): a signal that lands between them waits for
+    the record, then interrupts, and the manifest describes the bytes there. (SIGKILL cannot be held.)"""
+    from attn_export.quantize import quantize
+    from attn_export.runtime.interrupt import interruptible
+
+    record = store.record
+    signalled: list[str] = []
+
+    def signalled_then_recorded(directory: Path, name: str, *args: object, **kwargs: object) -> object:
+        if not signalled:  # the first file put in place: the signal lands before its record
+            signalled.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+        return record(directory, name, *args, **kwargs)
+
+    monkeypatch.setattr(store, "record", signalled_then_recorded)
+    with pytest.raises(Interrupted):
+        with interruptible():
+            quantize(model_dir, ["fp16", "int8-dynamic"])
+    assert signalled == ["model.fp16.onnx"]
+    manifest = store.read_manifest(model_dir)["artifacts"]
+    assert manifest["model.fp16.onnx"]["sha256"] == store.sha256_file(model_dir / "model.fp16.onnx")
+    assert "model.int8.onnx" not in manifest and not (model_dir / "model.int8.onnx").exists()  # stopped after it
+    assert store.Store(model_dir).state("model.fp16.onnx").current
+
+
 def test_a_name_that_is_not_utf8_is_written_and_a_long_one_cut_whole(tmp_path: Path) -> None:
     """Review: cutting a long name for its temporary name encoded it as UTF-8, which a legal Linux name of
     other bytes is not (UnicodeEncodeError, a traceback)."""

@@ -16,15 +16,15 @@ import sys
 import threading
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
 
 from ..errors import Interrupted, from_os_error
 
 if TYPE_CHECKING:
     from typing import NoReturn
 
-__all__ = ["commit_point", "committed", "finish", "interruptible", "message", "raise_early", "until_a_command_runs",
-           "was_committed"]
+__all__ = ["commit_point", "committed", "finish", "holding", "interruptible", "message", "raise_early",
+           "until_a_command_runs", "was_committed"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TIMER = (signal.SIGALRM,) if hasattr(signal, "setitimer") else ()  # not on Windows
@@ -104,6 +104,31 @@ def commit_point() -> Iterator[None]:
         _holding.clear()
         if _held and not _committed.is_set():
             os.kill(os.getpid(), _held[0])
+
+
+@contextmanager
+def holding() -> Iterator[Callable[[], None]]:
+    """Yields ``hold``: from its call to the block's end, a SIGINT or SIGTERM is held, then sent again, so a
+    file put in place and its record in the manifest are written together or not at all (found by attacking:
+    a SIGTERM between train's new weights and the manifest left a directory every command refused, "changed
+    after it was recorded", under "nothing is half-written"). Call it as the last step before the rename, after
+    the long work, which a signal still stops at once. Inside ``commit_point`` or another hold, the outer one
+    decides."""
+    started: List[bool] = []
+
+    def hold() -> None:
+        if not started and not _holding.is_set():
+            _held.clear()
+            _holding.set()
+            started.append(True)
+
+    try:
+        yield hold
+    finally:
+        if started:
+            _holding.clear()
+            if _held and not _committed.is_set():
+                os.kill(os.getpid(), _held[0])
 
 
 def was_committed() -> bool:
