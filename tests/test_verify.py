@@ -932,6 +932,10 @@ def test_the_device_names_the_bundles_pick_when_it_was_not_asked_for_one(verifie
     info = subprocess.run([*device, "info", str(failing)], capture_output=True, text=True, cwd=tmp_path, env=env)
     line = next(x for x in info.stdout.splitlines() if x.startswith("recommended:"))
     assert line.endswith("; predict refuses it here now: model.onnx failed verification (see verify.json)"), line
+    (failing / "model.onnx").unlink()  # not current: why, not "has never been verified" (review)
+    info = subprocess.run([*device, "info", str(failing)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    line = next(x for x in info.stdout.splitlines() if x.startswith("recommended:"))
+    assert "; predict refuses it here now: " in line and "is missing, which this bundle shipped" in line, line
     listing = json.loads((unpacked / "bundle.json").read_text())  # edited by hand: refused in a line (review)
     listing["recommended"] = {"backend": "ort-cpu", "artifact": "model.int8.onnx"}
     (unpacked / "bundle.json").write_text(json.dumps(listing))
@@ -964,7 +968,8 @@ def test_a_pick_past_the_lengths_verify_judged_says_so_wherever_it_is_named(veri
     made = pack(directory, tmp_path / "cpu.tar.gz", "cpu")
     assert any(said in n for n in made.notes), made.notes
     device = unpack(made.path, tmp_path / "device")
-    assert said[0].upper() + said[1:] in " ".join((device / "README.md").read_text().split())
+    readme = " ".join((device / "README.md").read_text().split())
+    assert said[0].upper() + said[1:] in readme and ".." not in readme.replace("...", ""), readme  # review: ".."
     info = subprocess.run([sys.executable, "-m", "attn_export.runtime", "info", str(device)], capture_output=True,
                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(device / "runtime")})
     assert said in next(x for x in info.stdout.splitlines() if x.startswith("recommended:")), info.stdout
@@ -1722,6 +1727,7 @@ def test_a_pick_past_its_precisions_deployment_range_says_how_it_was_judged_ther
     # (found by attacking: "verified" at seq 128 for a split of 29 steps, where verify said its decisions moved)
     for precision in ("int8-dynamic", "int8-qdq"):
         assert beyond_judged(precision, 29, ["b1 s16"]) == ""
+        assert beyond_judged(precision, 29, ["b1", "b1 s16"]) == ""  # a hand-edited shape: skipped (review)
         assert beyond_judged(precision, 29, ["b32 s128"]) == (
             "longer than the test split's sequences (seq <= 29), on whose decisions verify judged it: beyond them "
             "it checked its structure only, not its decisions")

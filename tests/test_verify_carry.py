@@ -478,6 +478,7 @@ def test_a_device_without_verify_json_says_the_hosts_int8_pass_stands(verified_o
     assert row["status"] == "skipped" and row["reason"].startswith(
         "not judged here: int8-dynamic is judged by its decisions on the test split, which only the host has; the "
         "host's pass for these bytes stands (manifest.json), but verify.json here has no row of it"), row
+    assert row["reason"].endswith("run attn-export verify with the test split to judge it again"), row  # no bundle
     assert verdicts(directory)["model.int8.onnx"]["passed"] is True
 
 

@@ -246,7 +246,7 @@ ran where this bundle was made.
     "jetson": """## Run on the Jetson: {device}, TensorRT {tensorrt}
 
 This bundle was made for `{target}`: its files were checked, statically, against what the ONNX parser for
-TensorRT {tensorrt} documents (rules read from {parser}); `info` shows the findings. No TensorRT, GPU or
+TensorRT {tensorrt} documents; `info` shows the findings. The rules were read from: {parser}. No TensorRT, GPU or
 `trtexec` ran for those checks, and attn-export's own tests never ran the commands below on a Jetson. `build`
 refuses to run on another TensorRT line. An engine is
 tied to its GPU and TensorRT version, so it is built here, on the device, from the ONNX files in this
@@ -342,15 +342,15 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
                                         python="3.8", stream=stream.format(choice="--precision fp32"), named="")
         where = f"{chosen['cpu']} ({', '.join(chosen.get('isa') or [])})"
         ratio = "" if chosen["ratio"] is None else f"; {overall_ratio(chosen)}"
-        passed_over = (f" ({chosen['note']})" if chosen.get("note") else "") + (
-            f" Verified, but {chosen['beyond_judged']}." if chosen.get("beyond_judged") else "")
+        passed_over = f" ({chosen['note']})" if chosen.get("note") else ""
+        beyond = f" Verified, but {chosen['beyond_judged']}." if chosen.get("beyond_judged") else ""
         vs_default = (f"{chosen['vs_default']:.2f}x {DEFAULT[0]} {DEFAULT[1]}"
                       if (chosen["backend"], chosen["artifact"]) != DEFAULT
                       else f"the default: {kept_default(chosen)}")
         why = (f"\n`{chosen['backend']}` on `{chosen['artifact']}` is what {chosen['by']} recommended among the "
                f"pairs `verify` passed (timed at {', '.join(chosen['shapes'])}{ratio}; "
                f"{vs_default}, threads {chosen.get('threads') or 'default'}, "
-               f"on {where}){passed_over}. Another CPU may rank them differently: `attn-export bench --against torch` "
+               f"on {where}){passed_over}.{beyond} Another CPU may rank them differently: `attn-export bench --against torch` "
                "on the model's directory (bench is not in this bundle) measures it there."
                + (f" `--threads 1` runs it as it was timed; without it {_RUNTIMES[chosen['backend']]} takes its own "
                   "default (every core), which may rank the pairs otherwise."
@@ -387,7 +387,7 @@ def _steps(target: str, jetson: Optional[_Jetson], info: Any = None, chosen: Opt
     withdrawn = "".join(f"\n- `{f}` on {t.name}: {why}" for f, why in jetson.withdrawn.items())
     shown = "fp16" if "fp16" in jetson.ready else (jetson.ready or ["fp32"])[0]
     return STEPS[target].format(
-        builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt, parser=t.parser.source.split(";")[0],
+        builds=builds, first=shown, target=t.name, device=t.device, tensorrt=t.tensorrt, parser=t.parser.source,
         batch=f"{p.batch.min}..{p.batch.max} (opt {p.batch.opt})", seq=f"{p.seq.min}..{p.seq.max} (opt {p.seq.opt})",
         stream=stream,
         withdrawn=("\nNo engine from these files on " + t.name + ":" + withdrawn + "\n") if withdrawn else "",
@@ -733,9 +733,10 @@ def not_verified(s: store.Store, pick: Mapping[str, Any]) -> Optional[str]:
     attacking: a verify on the device failed it, and info still recommended it), or, for a pair verify judges
     as its own (openvino-bf16: a ``verify .`` on the device judges again without it, found by a review), verify
     has not passed that pair; None otherwise."""
-    trust = s.state(str(pick.get("artifact")))
-    if trust.verified is not True:
-        return f"predict refuses it here now: {pick.get('artifact')} {trust.verdict}"
+    name = str(pick.get("artifact"))
+    trust = s.state(name)
+    if trust.verified is not True:  # a file not current has no verdict to say, but why it is not (review)
+        return f"predict refuses it here now: {trust.reason if not trust.current else f'{name} {trust.verdict}'}"
     cls = REGISTRY.get(str(pick.get("backend")))
     pair = (str(pick.get("backend")), str(pick.get("artifact")))
     if cls is None or cls.computes is None or pair in verified_pairs(s)[0]:

@@ -1526,10 +1526,12 @@ def _decisions_unjudged(row: TargetResult, s: store.Store) -> TargetResult:
             f"not judged: {precision} is judged by its decisions on the test split, and this pass (carried from "
             f"the verify of {row.carried_from}) was judged on structure alone: run attn-export verify on the host"))
     if row.target.backend in s.verified_on(str(row.target.artifact)):  # the manifest's pass, without its row
+        again = ("unpack the bundle's .tar.gz again to carry its figures" if s.in_bundle() else
+                 "run attn-export verify with the test split to judge it again")
         return TargetResult(row.target, status="skipped", reason=(
             f"not judged here: {precision} is judged by its decisions on the test split, which only the host has; "
             f"the host's pass for these bytes stands ({store.MANIFEST}), but {VERIFY_JSON} here has no row of it "
-            "(its structure on the sweep passed here): unpack the bundle's .tar.gz again to carry its figures"))
+            f"(its structure on the sweep passed here): {again}"))
     return TargetResult(row.target, status="skipped", reason=(
         f"not judged: {precision} is judged by its decisions on the test split, which only the host has, and "
         f"no verdict of the host's stands for these bytes (its structure on the sweep passed here): run "
