@@ -327,8 +327,9 @@ def recognise(state: dict[str, torch.Tensor], mapping: Sequence[tuple[str, str]]
     # without it, a bias of 0 (found by attacking)
     named = next((k for k in numbers if re.search(r"(^|\.)(weight|bias)(_[hi]{2}_l\d+(_reverse)?)?$", k)), None)
     if named is not None:
+        kind = "booleans" if state[named].dtype == torch.bool else "integers"
         raise DataError(f"{origin}: {named} is {_shape(state[named])} of {str(state[named].dtype).removeprefix('torch.')}, "
-                        "integers where a weight belongs; expected floating-point weights (a quantised checkpoint: "
+                        f"{kind} where a weight belongs; expected floating-point weights (a quantised checkpoint: "
                         "dequantise it, or load the float model it was made from)")
     parts = _parts({k.removeprefix("module."): v for k, v in state.items() if k not in numbers})
     every = {p.name for p in parts}  # before any is left out: a part left out still holds its weights

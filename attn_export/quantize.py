@@ -809,7 +809,8 @@ def quantize(
             reference.require_intrinsic("fp16", reference_path, directory)
             _refuse_fp16_overflow(refs, FILES["fp16"])
         except AttnExportError as e:
-            raise (type(e)(f"{e}; nothing was made: without FP16, quantize makes {others}") if others else e) from None
+            raise (type(e)(f"{e}; nothing was made: run quantize without FP16 to make {others}") if others
+                   else e) from None
     reports = []
     calibrated: tuple[list[np.ndarray], str] | None = None  # the Q/DQ graphs' calibration, made once
     for precision in order:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attn_export.runtime import store
@@ -30,13 +31,15 @@ STOP_AT_COMMIT = """
 import os, signal, sys, time
 directory = os.path.realpath(sys.argv[1])
 rename = os.replace
+stopped = []
 def stop_then_rename(src, dst, *args, **kwargs):
-    if os.path.dirname(os.path.realpath(dst)) == directory:
+    if os.path.dirname(os.path.realpath(dst)) == directory and not stopped:  # the first one only
+        stopped.append(dst)
         os.kill(os.getpid(), signal.SIGSTOP)
-        # the signal sent while it was stopped is raised in here, before the rename. A signal that one of
-        # torch's threads takes only sets a flag that the main thread reads between bytecodes, and without
-        # this wait os.replace could run first (seen once: the interrupted train had committed its weights)
-        until = time.monotonic() + 60
+        # the signal sent while it was stopped is raised in here, before the rename, unless it is held from
+        # the rename to the record (``interrupt.holding``). A signal that one of torch's threads takes only sets
+        # a flag that the main thread reads between bytecodes, and without this wait os.replace could run first
+        until = time.monotonic() + 5
         while time.monotonic() < until:
             time.sleep(0.01)
     return rename(src, dst, *args, **kwargs)
@@ -54,7 +57,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 def stopped_at_commit(directory: Path, *args: str) -> subprocess.Popen[str]:
     """Start ``attn-export ARGS`` and return once it is stopped before its first rename into ``directory``;
-    continued, it waits up to 60 s for a signal before renaming."""
+    continued, it waits up to 5 s for a signal before renaming."""
     process = subprocess.Popen([sys.executable, "-c", STOP_AT_COMMIT, str(directory), *args], cwd=ROOT,
                                text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status = os.waitpid(process.pid, os.WUNTRACED)  # returns when it stops (or, wrongly, exits)
@@ -373,3 +376,30 @@ def test_an_interrupted_bench_leaves_no_new_plots_beside_the_old_bench_json(
     with pytest.raises(KeyboardInterrupt):
         bench_module.bench(model_dir, backends="ort-cpu", batches=(1, 2), seqs=(8, 16), budget=budget)
     assert {n: hashlib.sha256((model_dir / n).read_bytes()).hexdigest() for n in names} == before
+
+
+def test_a_reader_during_a_write_says_the_directory_is_being_written(model_dir: Path, tmp_path: Path) -> None:
+    """Found by attacking: predict, bundle and the device's predict, run in the milliseconds in which train had
+    put its new weights in place and not yet recorded them, said "changed after it was recorded; re-run attn-export
+    train", the very command running. A file not current while another process holds the directory's lock is
+    said to be being written, with the holder. (The writer is stood in for: a process holding the lock while
+    the weights' bytes differ from their record.)"""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from attn_export.runtime.store import locked\n"
+                               "with locked(Path(sys.argv[1]), 'train'):\n    print('held', flush=True)\n"
+                               "    time.sleep(60)\n", str(model_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        weights = model_dir / store.WEIGHTS
+        weights.write_bytes(weights.read_bytes() + b" ")
+        np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(model_dir).info.input_size), np.float32))
+        said = cli("predict", str(tmp_path / "x.npz"), "--dir", str(model_dir))
+        assert said.returncode == 2 and said.stderr.strip().endswith(
+            f"{model_dir} is being written now (pid {holder.pid}: attn-export train): try again when that ends"), \
+            said.stderr
+    finally:
+        holder.kill()
+        holder.communicate()
+    said = cli("predict", str(tmp_path / "x.npz"), "--dir", str(model_dir))  # no writer: the file changed
+    assert said.returncode == 2 and "being written" not in said.stderr and "re-run attn-export train" in said.stderr, \
+        said.stderr

@@ -404,7 +404,10 @@ def test_a_swapped_reference_is_named_not_blamed_on_the_artefacts(full: Path, ot
 def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_path: Path, signum: int,
                                                              code: int) -> None:
     """train is stopped (SIGSTOP) at its first rename into DIR, its temporary file written; then the
-    signal: one line, 128 + the signal's number, the temporary file removed, the lock free."""
+    signal: one line, 128 + the signal's number, the temporary file removed, the lock free. The rename is
+    where train's hold begins (``interrupt.holding``): the signal waits for the weights, model.json and their
+    records, so the directory is the new model's, every file as its manifest records it (before the hold, it
+    was the old one's: either is whole)."""
     directory = tmp_path / "d"
     shutil.copytree(full / "d", directory)
     before = snapshot(directory)
@@ -418,8 +421,12 @@ def test_an_interrupted_command_says_so_and_leaves_no_debris(full: Path, tmp_pat
     assert process.returncode == code, stderr
     lines = stderr.strip().splitlines()
     assert lines[-1].startswith(f"Error: interrupted by {signal.Signals(signum).name}") and "Traceback" not in stderr
-    assert {k: v for k, v in snapshot(directory).items() if not k.endswith(store.LOCK)} == \
-        {k: v for k, v in before.items() if not k.endswith(store.LOCK)}
+    weights = str(directory / store.WEIGHTS)
+    assert snapshot(directory)[weights] != before[weights] and not list(directory.glob(".*.tmp"))
+    recorded = store.read_manifest(directory)["artifacts"]
+    assert all(store.sha256_file(directory / name) == entry["sha256"] for name, entry in recorded.items()
+               if (directory / name).is_file()), recorded
+    assert store.Store(directory).state(store.MODEL_JSON).current
     assert cli("report", str(directory)).returncode == 0  # the lock is free
 
 

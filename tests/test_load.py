@@ -928,7 +928,7 @@ def test_fp16_says_when_the_models_own_fp16_computation_overflows(tmp_path: Path
     # with INT8 asked too, found by attacking: neither was made, and the line said nothing of INT8
     refused = cli("quantize", str(art), "--int8", "--fp16")
     assert refused.returncode == 1 and refused.stderr.strip().endswith(
-        "; nothing was made: without FP16, quantize makes model.int8.onnx"), refused.stderr
+        "; nothing was made: run quantize without FP16 to make model.int8.onnx"), refused.stderr
     assert not [f.name for f in art.iterdir() if f.name.startswith(("model.int8", "model.fp16"))]
     assert cli("quantize", str(art), "--int8").returncode == 0
 

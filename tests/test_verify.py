@@ -818,6 +818,7 @@ def test_bench_times_every_target_interleaved_and_plots(variants_dir: Path, tmp_
     # found by attacking: Python's int() took "1_6" as 16; an empty --against named nothing
     (["--seq", "1_6"], "--seq '1_6' is not a comma-separated list of integers"),
     (["--batch", "-1"], "--batch '-1' needs positive integers"),
+    (["--seq", "16,--2"], "--seq '16,--2' is not a comma-separated list of integers"),  # a traceback (review)
     (["--against", ""], "--against '' is unknown; expected torch"),
 ])
 def test_bench_rejects_bad_grids(variants_dir: Path, args: list[str], fragment: str) -> None:

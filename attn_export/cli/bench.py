@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,7 +20,7 @@ NAME = "bench"
 def _ints(value: str, option: str) -> list[int]:
     items = [v.strip() for v in value.split(",")]  # an empty item ("1,,2") is refused, not dropped
     # digits only: Python's int() takes "1_6" as 16 and "٣" as 3 (found by attacking: --seq 1_6 benched 16)
-    if not all(v.isascii() and v.lstrip("-").isdigit() for v in items):
+    if not all(re.fullmatch(r"-?[0-9]+", v) for v in items):  # "--2" too (review)
         raise BadInput(f"{option} '{value}' is not a comma-separated list of integers (e.g. 1,8,32)")
     out = [int(v) for v in items]
     if not out or min(out) < 1:

@@ -88,11 +88,11 @@ def _channels_first(metrics: dict[str, Any], directory: Path) -> str:
     from ..runtime import store
 
     path = str(((metrics.get("data_files") or {}).get("train") or {}).get("path", ""))
-    if not path.endswith(".npz"):
+    if not path.lower().endswith(".npz"):  # as the data reader takes the suffix (review)
         return ""
     info = store.Store(directory).model()
     lengths = info.train_lengths or {}
-    if lengths.get("min") != lengths.get("max") or not 0 < lengths["max"] < info.spec.features:
+    if not lengths or lengths.get("min") != lengths.get("max") or not 0 < lengths["max"] < info.spec.features:
         return ""
     return (f"\nnote: every training sequence is {lengths['max']} steps of {info.spec.features} features, fewer steps than "
             f"features: if x is channels first ([N, channels, steps], sktime's and aeon's numpy3D), transpose it "

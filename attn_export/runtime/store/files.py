@@ -267,6 +267,30 @@ def _release(fd: int) -> None:
     os.close(fd)
 
 
+def being_written(directory: Path) -> Optional[str]:
+    """Who holds ``directory``'s lock now ("pid N: attn-export train"), read without taking it; None when no one
+    does, or it cannot be told (no lock file, no ``fcntl``, another user's file). A reader that finds a file not
+    current says this rather than "changed after it was recorded" (found by attacking: predict, during the
+    few milliseconds in which train put its weights in place, told the user to run the train that was running)."""
+    if directory.resolve() in _held:  # this process's own lock: what it finds stale, it did not write
+        return None
+    try:
+        import fcntl
+
+        fd = os.open(directory / LOCK, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return printable(os.read(fd, 4096).decode(errors="replace").strip(), 120) or "another attn-export process"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing frees a shared lock taken just now
+    return None
+
+
 @contextmanager
 def locked(directory: Path, command: str) -> Iterator[None]:
     """Hold DIR's lock while a command writes into DIR; a second process gets Busy with who holds it.

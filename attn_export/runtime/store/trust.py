@@ -44,7 +44,7 @@ from ..onnxfile import Graph, parse_graph, refuse_external_data
 from ..precisions import ONNX_FILES, PRECISIONS, build_flag, moves_verdict
 from ..settings import parse_override
 from ..trt.compat import HOST_CODE_ENV, Here, foreign_problems, this_machine
-from .files import MAX_JSON_BYTES, made_as, parse_json, read_file
+from .files import MAX_JSON_BYTES, being_written, made_as, parse_json, read_file
 from .manifest import parse_manifest
 from . import names
 from .names import (BUNDLE_JSON, DEVICE_MODULE, MANIFEST, METRICS, MODEL_JSON, ONNX_FP32, STREAM_FILES, VERIFY_JSON,
@@ -704,7 +704,11 @@ class Store:
         return None if trust.current else self._fix(name, trust)
 
     def _fix(self, name: str, trust: Trust) -> str:
-        """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it."""
+        """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it; or
+        wait, where another process is writing into the directory now (``being_written``)."""
+        writer = None if self.packed else being_written(self.directory)
+        if writer is not None:
+            return f"{self.directory} is being written now ({writer}): try again when that ends"
         if trust.state == "contradicts":
             return (f"expected the {MODEL_JSON} it was made with: re-run "
                     f"{made_by(name, self.hinted(), 'the command that made it')}")
