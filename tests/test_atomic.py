@@ -384,22 +384,28 @@ def test_a_reader_during_a_write_says_the_directory_is_being_written(model_dir: 
     train", the very command running. A file not current while another process holds the directory's lock is
     said to be being written, with the holder. (The writer is stood in for: a process holding the lock while
     the weights' bytes differ from their record.)"""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-                               "from attn_export.runtime.store import locked\n"
-                               "with locked(Path(sys.argv[1]), 'train'):\n    print('held', flush=True)\n"
-                               "    time.sleep(60)\n", str(model_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
+    def hold(command: str) -> subprocess.Popen[str]:
+        holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                                   "from attn_export.runtime.store import locked\n"
+                                   "with locked(Path(sys.argv[1]), sys.argv[2]):\n    print('held', flush=True)\n"
+                                   "    time.sleep(60)\n", str(model_dir), command], stdout=subprocess.PIPE,
+                                  text=True, cwd=ROOT)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        weights = model_dir / store.WEIGHTS
-        weights.write_bytes(weights.read_bytes() + b" ")
-        np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(model_dir).info.input_size), np.float32))
-        said = cli("predict", str(tmp_path / "x.npz"), "--dir", str(model_dir))
-        assert said.returncode == 2 and said.stderr.strip().endswith(
-            f"{model_dir} is being written now (pid {holder.pid}: attn-export train): try again when that ends"), \
-            said.stderr
-    finally:
-        holder.kill()
-        holder.communicate()
+        return holder
+
+    weights = model_dir / store.WEIGHTS
+    weights.write_bytes(weights.read_bytes() + b" ")
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 5, store.Store(model_dir).info.input_size), np.float32))
+    for command, writes in (("train", True), ("verify", False)):  # verify replaces no recorded file
+        holder = hold(command)
+        try:
+            said = cli("predict", str(tmp_path / "x.npz"), "--dir", str(model_dir))
+            assert said.returncode == 2 and said.stderr.strip().endswith(
+                f"{model_dir} is being written now (pid {holder.pid}: attn-export train): try again when that "
+                "ends") == writes, said.stderr
+        finally:
+            holder.kill()
+            holder.communicate()
     said = cli("predict", str(tmp_path / "x.npz"), "--dir", str(model_dir))  # no writer: the file changed
     assert said.returncode == 2 and "being written" not in said.stderr and "re-run attn-export train" in said.stderr, \
         said.stderr

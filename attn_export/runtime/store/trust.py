@@ -62,6 +62,7 @@ NEVER_JUDGED = "is never judged by verify: INT8 is judged by its decisions, and 
 VERIFY_COMMANDS = f"attn-export verify {{host}}; on a device, PYTHONPATH=runtime {DEVICE_MODULE} verify {{device}}"
 # INT8 is judged by its decisions on the test split, which only the host has: a device's verify judges it by
 # structure and records no verdict (runtime.verify), so an INT8 file gets its verdict on the host
+REPLACES_FILES = ("train", "load", "export", "export --stream", "quantize", "build", "run")  # ``writes_directory``
 INT8_ON_THE_HOST = ("on the host (attn-export verify {host}) and bundle again: a device judges INT8 by structure "
                     "only, which records no verdict")
 # the largest artefact the store reads: ONNX Runtime, TensorRT and protobuf stop at 2 GiB anyway
@@ -707,7 +708,8 @@ class Store:
         """What would make ``name`` usable again: remake the oldest stale ancestor, then each file after it; or
         wait, where another process is writing into the directory now (``being_written``)."""
         writer = None if self.packed else being_written(self.directory)
-        if writer is not None:
+        # only a command that replaces recorded files (verify, bench and report write their own results)
+        if writer is not None and writer.partition("attn-export ")[2] in REPLACES_FILES:
             return f"{self.directory} is being written now ({writer}): try again when that ends"
         if trust.state == "contradicts":
             return (f"expected the {MODEL_JSON} it was made with: re-run "
