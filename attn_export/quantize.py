@@ -145,9 +145,7 @@ def _make_fp16(source: Artifact, target: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    proto = onnx.load_from_string(source.data)
-    _refuse_beyond_fp16(proto, source.name)
-    proto = _fold_weights_only(proto)
+    proto = _fold_weights_only(onnx.load_from_string(source.data))  # its weights checked by ``quantize`` first
     converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=list(FP16_KEEP_FP32),
                                          node_block_list=_stream_accumulators(proto))
     _plain_fp16(converted)
